@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { WeftError, isWeftError } from '../lib/errors';
+import { VERSION } from '../lib/version';
+import type { CommandEntry } from './command';
+
+/**
+ * The command table. Components (`weft ca`, `weft ztunnel`, ...) and operator commands
+ * share one binary so a node image needs one entry point.
+ */
+export const COMMANDS: Record<string, CommandEntry> = {
+  ca: { summary: 'run the mesh certificate authority (gRPC, Istio-compatible)', component: true, load: () => require('../ca/command').default },
+  ztunnel: { summary: 'run the per-node L4 proxy', component: true, load: () => require('../ztunnel/command').default },
+  lab: { summary: 'run the local multi-node lab (up, down, status, exec)', load: () => require('../lab/command').default },
+};
+
+function usage(): string {
+  const names = Object.keys(COMMANDS);
+  const width = Math.max(...names.map((n) => n.length)) + 2;
+  const list = (component: boolean) =>
+    names.filter((n) => Boolean(COMMANDS[n]!.component) === component)
+      .map((n) => `  ${n.padEnd(width)}${COMMANDS[n]!.summary}`).join('\n');
+  return [
+    `weft ${VERSION}: an ambient service mesh`,
+    '',
+    'Usage: weft <command> [flags]   (weft <command> --help for its flags)',
+    '',
+    'Components:',
+    list(true),
+    '',
+    'Commands:',
+    list(false),
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write(`weft ${VERSION}\n`);
+    return 0;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) throw new WeftError('WEFT_USAGE', `unknown command "${name}"; run weft --help to list the commands`);
+  const command = entry.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.help() + '\n');
+    return 0;
+  }
+  return command.run(rest);
+}
+
+function exitCodeFor(err: unknown): number {
+  return isWeftError(err) && (err.code === 'WEFT_USAGE' || err.code === 'WEFT_CONFIG_INVALID') ? 2 : 1;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      if (isWeftError(err)) process.stderr.write(`weft: ${err.message} [${err.code}]\n`);
+      else process.stderr.write(`weft: unexpected error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = exitCodeFor(err);
+    },
+  );
+}

@@ -1,0 +1,66 @@
+/**
+ * The one catalogue of Weft's errors. Users and tests match on `code`, never on
+ * message text or class, so codes are stable forever; messages may improve.
+ * Every code here must appear in docs/errors.md (test/errors.test.ts checks both ways).
+ */
+export const ERROR_CATALOGUE = {
+  // Configuration and usage
+  WEFT_CONFIG_INVALID: 'A flag, environment variable or config file value is invalid.',
+  WEFT_USAGE: 'The command line does not match any command or is missing an argument.',
+  WEFT_CONTEXT_MISSING: 'The CLI found no lab or cluster context to talk to.',
+  WEFT_COMMAND_FAILED: 'An external command (ip, iptables, redis-server, ...) failed.',
+  // Registry
+  WEFT_REGISTRY_UNREACHABLE: 'Redis, which holds the registry, cannot be reached.',
+  WEFT_REGISTRY_RECORD_INVALID: 'A registry record failed validation.',
+  WEFT_REGISTRY_NOT_FOUND: 'A registry record that was asked for does not exist.',
+  // CA and certificates
+  WEFT_CA_ROOT_INVALID: 'The CA root certificate or key cannot be loaded or does not match.',
+  WEFT_CA_CSR_INVALID: 'A certificate signing request is malformed or its signature is bad.',
+  WEFT_CA_UNAUTHENTICATED: 'A CA caller presented no valid node client certificate.',
+  WEFT_CA_PERMISSION_DENIED: 'A node asked for an identity that has no workload on that node.',
+  WEFT_CA_JOIN_TOKEN_INVALID: 'A node join token is unknown, expired or for another node.',
+  WEFT_CA_TTL_INVALID: 'A requested certificate lifetime is out of bounds.',
+  WEFT_CERT_UNAVAILABLE: 'No valid certificate is available yet for a workload identity.',
+  // Capture
+  WEFT_IPTABLES_APPLY_FAILED: 'iptables-restore rejected the generated capture rules.',
+  WEFT_ORIGINAL_DST_UNKNOWN: 'The original destination of a captured connection was not found in conntrack.',
+  // Data path
+  WEFT_HBONE_CONNECT_FAILED: 'An HBONE tunnel to a peer node could not be opened.',
+  WEFT_HBONE_BAD_REQUEST: 'An HBONE request was not a valid CONNECT.',
+  WEFT_HBONE_DENIED: 'An authorization policy denied the connection.',
+  WEFT_HBONE_UPSTREAM_UNREACHABLE: 'The destination workload did not accept the connection.',
+  WEFT_HBONE_LOOP: 'A connection targeted a Weft proxy port and was refused to prevent a loop.',
+  WEFT_HBONE_IDENTITY_MISMATCH: "A peer's certificate did not carry the expected SPIFFE identity.",
+  // Lab
+  WEFT_LAB_TOPOLOGY_INVALID: 'The lab topology file is invalid.',
+  WEFT_LAB_NOT_RUNNING: 'The lab is not running.',
+  WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface WeftErrorOptions {
+  cause?: unknown;
+  /** Extra structured facts for logs (field names, values); never secrets. */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Base of every error Weft raises on purpose. The message says what was wrong and
+ * what to do; `code` is the stable key.
+ */
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: WeftErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WeftError';
+    this.code = code;
+    if (options.details) this.details = options.details;
+  }
+}
+
+export function isWeftError(err: unknown, code?: ErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,26 @@
+import pino, { type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * One root logger per process; components take `child({component})` and connections
+ * take further children, so every line carries where it came from.
+ */
+export function createLogger(opts: { level: LevelWithSilent; component: string; destination?: pino.DestinationStream }): Logger {
+  const root = pino(
+    {
+      level: opts.level,
+      base: { component: opts.component },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+  );
+  return root;
+}
+
+/** A logger that drops everything, for tests and library defaults. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

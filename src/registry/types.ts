@@ -1,0 +1,159 @@
+/**
+ * Registry records: the shapes stored in Redis (as JSON) and held in memory. Modelled
+ * on Istio's workload API (workload.proto, authorization.proto). Derived facts, such
+ * as whether a workload is in the mesh, are NOT stored: see enrolment.ts.
+ */
+
+export const DATAPLANE_MODE_LABEL = 'weft.io/dataplane-mode';
+export const DATAPLANE_MODE_AMBIENT = 'ambient';
+export const DATAPLANE_MODE_NONE = 'none';
+export const USE_WAYPOINT_LABEL = 'weft.io/use-waypoint';
+
+export type Labels = Record<string, string>;
+
+export interface NodeRecord {
+  name: string;
+  /** Address peers use to reach this node's ztunnel (HBONE, node-level capture). */
+  address: string;
+  /** Pod CIDR of the node, e.g. 198.19.1.0/24. */
+  podCidr?: string;
+  labels?: Labels;
+}
+
+export interface NamespaceRecord {
+  name: string;
+  labels: Labels;
+}
+
+export type WorkloadStatus = 'Healthy' | 'Unhealthy';
+
+export interface WorkloadRecord {
+  /** Stable unique id (the pod UID in Kubernetes; `<ns>/<name>` in the lab). */
+  uid: string;
+  name: string;
+  namespace: string;
+  /** Node the workload is scheduled on. */
+  node: string;
+  /** Pod IPs. */
+  addresses: string[];
+  serviceAccount: string;
+  labels: Labels;
+  /** Container ports the workload listens on (informational). */
+  ports?: number[];
+  status: WorkloadStatus;
+}
+
+export interface ServicePort {
+  name?: string;
+  port: number;
+  targetPort: number;
+  appProtocol?: string;
+}
+
+export type LoadBalancing = 'ROUND_ROBIN' | 'LEAST_CONN';
+
+export interface ServiceRecord {
+  name: string;
+  namespace: string;
+  /** e.g. echo.demo.svc.cluster.local */
+  hostname: string;
+  vips: string[];
+  ports: ServicePort[];
+  /** Label selector; workloads in the same namespace matching it are the endpoints. */
+  selector: Labels;
+  /** Service-level waypoint binding (the weft.io/use-waypoint label of the Service). */
+  waypoint?: string;
+  loadBalancing?: LoadBalancing;
+}
+
+export type PolicyAction = 'ALLOW' | 'DENY';
+export type PolicyScope = 'GLOBAL' | 'NAMESPACE' | 'WORKLOAD_SELECTOR';
+
+/**
+ * One match: every field present must hold (AND); within a field any value may hold
+ * (OR); a `not*` field must hold for none of its values.
+ */
+export interface PolicyMatch {
+  namespaces?: string[];
+  notNamespaces?: string[];
+  /** SPIFFE ids without the scheme prefix is NOT accepted: always full spiffe:// URIs. */
+  principals?: string[];
+  notPrincipals?: string[];
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
+  /** CIDRs or single IPs. */
+  sourceIps?: string[];
+  notSourceIps?: string[];
+  destinationIps?: string[];
+  notDestinationIps?: string[];
+  destinationPorts?: number[];
+  notDestinationPorts?: number[];
+}
+
+/** A clause holds when any of its matches holds. */
+export interface PolicyClause {
+  matches: PolicyMatch[];
+}
+
+/** A rule holds when all of its clauses hold. */
+export interface PolicyRule {
+  clauses: PolicyClause[];
+}
+
+export interface AuthorizationPolicyRecord {
+  name: string;
+  namespace: string;
+  /** GLOBAL applies mesh-wide (policy lives in the root namespace, weft-system). */
+  scope: PolicyScope;
+  /** For WORKLOAD_SELECTOR: labels of the destination workloads it applies to. */
+  selector?: Labels;
+  action: PolicyAction;
+  /** The policy matches when any rule matches. An empty list matches nothing for ALLOW and DENY alike. */
+  rules: PolicyRule[];
+}
+
+export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE';
+
+/** STRICT refuses plaintext (no peer identity) to the workloads it selects. */
+export interface PeerAuthenticationRecord {
+  name: string;
+  namespace: string;
+  /** Absent: the whole namespace (or the mesh, in weft-system). */
+  selector?: Labels;
+  mode: PeerAuthenticationMode;
+}
+
+/** Every kind the registry holds, with the record type for each. */
+export interface RecordsByKind {
+  node: NodeRecord;
+  namespace: NamespaceRecord;
+  workload: WorkloadRecord;
+  service: ServiceRecord;
+  policy: AuthorizationPolicyRecord;
+  peerauth: PeerAuthenticationRecord;
+}
+
+export type Kind = keyof RecordsByKind;
+export const KINDS: readonly Kind[] = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth'];
+
+export const ROOT_NAMESPACE = 'weft-system';
+
+/** The key a record is stored under within its kind. */
+export function recordKey<K extends Kind>(kind: K, record: RecordsByKind[K]): string {
+  switch (kind) {
+    case 'node':
+    case 'namespace':
+      return (record as NodeRecord | NamespaceRecord).name;
+    case 'workload':
+      return (record as WorkloadRecord).uid;
+    default: {
+      const r = record as { namespace: string; name: string };
+      return `${r.namespace}/${r.name}`;
+    }
+  }
+}
+
+/** One change, as written to the change stream and delivered to followers. */
+export type Change =
+  | { [K in Kind]: { op: 'put'; kind: K; key: string; record: RecordsByKind[K] } }[Kind]
+  | { op: 'delete'; kind: Kind; key: string };
