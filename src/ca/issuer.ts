@@ -1,0 +1,242 @@
+import {
+  X509Certificate, createPrivateKey, generateKeyPair, randomBytes, sign as cryptoSign, type KeyObject,
+} from 'node:crypto';
+import forge from 'node-forge';
+import { WeftError } from '../lib/errors';
+import { parseIdentity } from '../lib/identity';
+
+/**
+ * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
+ * lab, tests and benchmarks all issue certificates the same way.
+ *
+ * node-forge builds the X.509/PKCS#10 structures (Node has no API to create them), but
+ * every RSA private-key operation goes through Node's crypto (OpenSSL): forge's pure-JS
+ * RSA is one to two orders of magnitude slower, and signing is the CA's hot path.
+ */
+
+export interface CaKeyPair {
+  certPem: string;
+  keyPem: string;
+}
+
+const TEN_YEARS_MS = 10 * 365 * 24 * 3600 * 1000;
+/** Backdating absorbs clock skew between the CA and the peers that verify its certs. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+const SHA256_WITH_RSA = forge.pki.oids.sha256WithRSAEncryption!;
+
+/** forge functions that exist at runtime but are missing from @types/node-forge. */
+const pkiExtra = forge.pki as unknown as {
+  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
+  getCertificationRequestInfo(csr: forge.pki.CertificateSigningRequest): forge.asn1.Asn1;
+};
+
+function generateRsaKey(): Promise<{ publicKeyPem: string; privateKeyPem: string }> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair('rsa', {
+      modulusLength: 2048,
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    }, (err, publicKeyPem, privateKeyPem) => {
+      if (err) reject(err);
+      else resolve({ publicKeyPem, privateKeyPem });
+    });
+  });
+}
+
+/**
+ * A random positive 128-bit serial (RFC 5280 allows up to 20 octets). The top bit is
+ * cleared so DER does not read it as negative, and the next one set so the encoding is
+ * always minimal (no leading zero octet) and always 16 octets long.
+ */
+function randomSerialHex(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x40;
+  return bytes.toString('hex');
+}
+
+/** Signs the TBS part with OpenSSL and attaches the signature the way forge's own sign() would. */
+function signCertificate(cert: forge.pki.Certificate, key: KeyObject): string {
+  const c = cert as forge.pki.Certificate & { tbsCertificate: forge.asn1.Asn1; signatureOid: string };
+  c.signatureOid = SHA256_WITH_RSA;
+  c.siginfo.algorithmOid = SHA256_WITH_RSA;
+  c.tbsCertificate = pkiExtra.getTBSCertificate(cert);
+  const tbs = Buffer.from(forge.asn1.toDer(c.tbsCertificate).getBytes(), 'binary');
+  c.signature = cryptoSign('sha256', tbs, key).toString('binary');
+  return forge.pki.certificateToPem(cert);
+}
+
+function subjectKeyId(publicKey: forge.pki.PublicKey): string {
+  // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bit string.
+  return forge.pki.getPublicKeyFingerprint(publicKey, { type: 'RSAPublicKey', encoding: 'binary' });
+}
+
+export async function generateRootCa(opts: { trustDomain: string; ttlMs?: number }): Promise<CaKeyPair> {
+  const { publicKeyPem, privateKeyPem } = await generateRsaKey();
+  const publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  cert.serialNumber = randomSerialHex();
+  const now = Date.now();
+  cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
+  cert.validity.notAfter = new Date(now + (opts.ttlMs ?? TEN_YEARS_MS));
+  // The organisation carries the trust domain, as Istio's self-signed root does.
+  const name = [{ name: 'organizationName', value: opts.trustDomain }, { name: 'commonName', value: 'Weft mesh root CA' }];
+  cert.setSubject(name);
+  cert.setIssuer(name);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  const certPem = signCertificate(cert, createPrivateKey(privateKeyPem));
+  return { certPem, keyPem: privateKeyPem };
+}
+
+/** Checks a root pair before it is used: parseable, a CA, and the key belongs to the cert. */
+export function loadRootCa(pair: CaKeyPair): CaKeyPair {
+  let x509: X509Certificate;
+  let key: KeyObject;
+  try {
+    x509 = new X509Certificate(pair.certPem);
+  } catch (err) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      'the CA root certificate is not a PEM X.509 certificate; give the root certificate file (BEGIN CERTIFICATE), not the key or a CSR',
+      { cause: err });
+  }
+  try {
+    key = createPrivateKey(pair.keyPem);
+  } catch (err) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      'the CA root key is not an unencrypted PEM private key; give the key file (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)',
+      { cause: err });
+  }
+  if (!x509.ca) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      `the CA root certificate (subject ${JSON.stringify(x509.subject)}) is not a CA certificate (basicConstraints CA:TRUE missing); give the mesh root, not a leaf`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      `the CA root key is ${key.asymmetricKeyType ?? 'unknown'}; Weft's CA signs with RSA keys only, generate an RSA root`);
+  }
+  if (!x509.checkPrivateKey(key)) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      'the CA root key does not belong to the root certificate; give the matching certificate and key');
+  }
+  if (Date.parse(x509.validTo) <= Date.now()) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      `the CA root certificate expired at ${x509.validTo}; create a new root and redistribute it to the nodes`);
+  }
+  return { certPem: pair.certPem, keyPem: pair.keyPem };
+}
+
+export interface SignOptions {
+  /** The one SPIFFE URI SAN of the issued certificate; must be in the issuer's trust domain. */
+  identity: string;
+  /** Requested lifetime; the result never outlives the root. */
+  ttlMs: number;
+  /** Subject CN; node certificates carry the node name here. */
+  commonName?: string;
+  /** Adds the serverAuth EKU (default true: workload certs serve on both sides of HBONE). */
+  serverAuth?: boolean;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+}
+
+export class Issuer {
+  readonly rootPem: string;
+  private readonly rootCert: forge.pki.Certificate;
+  private readonly rootKey: KeyObject;
+  private readonly rootSki: string;
+  private readonly rootNotAfter: number;
+  private readonly trustDomain: string;
+
+  constructor(root: CaKeyPair, opts: { trustDomain: string }) {
+    const pair = loadRootCa(root);
+    this.rootPem = pair.certPem;
+    this.rootCert = forge.pki.certificateFromPem(pair.certPem);
+    this.rootKey = createPrivateKey(pair.keyPem);
+    this.rootSki = subjectKeyId(this.rootCert.publicKey as forge.pki.PublicKey);
+    this.rootNotAfter = this.rootCert.validity.notAfter.getTime();
+    this.trustDomain = opts.trustDomain;
+  }
+
+  /**
+   * Signs a PEM PKCS#10 CSR for exactly `identity`. The CSR only contributes its
+   * public key (proof of possession is its signature): the CA alone decides names.
+   * Returns the chain leaf first, root last.
+   */
+  signCsr(csrPem: string, opts: SignOptions): string[] {
+    const id = parseIdentity(opts.identity);
+    if (!id || id.trustDomain !== this.trustDomain) {
+      throw new WeftError('WEFT_CA_PERMISSION_DENIED',
+        `identity ${JSON.stringify(opts.identity)} is not spiffe://${this.trustDomain}/ns/<namespace>/sa/<service-account>; this CA only issues identities of its own trust domain`);
+    }
+    if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) {
+      throw new WeftError('WEFT_CA_TTL_INVALID', `certificate lifetime ${opts.ttlMs} ms is not positive; ask for a positive lifetime`);
+    }
+    const publicKey = parseCsrPublicKey(csrPem);
+
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = publicKey;
+    cert.serialNumber = randomSerialHex();
+    const now = Date.now();
+    cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
+    cert.validity.notAfter = new Date(Math.min(now + opts.ttlMs, this.rootNotAfter));
+    const subject = opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : [];
+    cert.setSubject(subject);
+    cert.setIssuer(this.rootCert.subject.attributes);
+    const altNames: Array<{ type: number; value?: string; ip?: string }> = [{ type: 6, value: opts.identity }];
+    for (const dns of opts.dnsNames ?? []) altNames.push({ type: 2, value: dns });
+    for (const ip of opts.ipAddresses ?? []) altNames.push({ type: 7, ip });
+    cert.setExtensions([
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: opts.serverAuth ?? true, clientAuth: true },
+      // RFC 5280: with an empty subject the SAN extension must be critical.
+      { name: 'subjectAltName', altNames, critical: subject.length === 0 },
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: this.rootSki },
+    ]);
+    return [signCertificate(cert, this.rootKey), this.rootPem];
+  }
+}
+
+function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
+  let csr: forge.pki.CertificateSigningRequest;
+  try {
+    csr = forge.pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new WeftError('WEFT_CA_CSR_INVALID',
+      `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with an RSA key`,
+      { cause: err });
+  }
+  let ok = false;
+  try {
+    ok = csr.verify();
+  } catch (err) {
+    throw new WeftError('WEFT_CA_CSR_INVALID',
+      `the CSR signature cannot be checked (${err instanceof Error ? err.message : String(err)}); sign it with SHA-256 and RSA`,
+      { cause: err });
+  }
+  if (!ok) {
+    throw new WeftError('WEFT_CA_CSR_INVALID',
+      'the CSR signature does not match its public key; sign the request with the private key it carries');
+  }
+  return csr.publicKey as forge.pki.PublicKey;
+}
+
+/** Makes a fresh RSA-2048 key and a CSR for it. The CSR names nothing: the CA assigns the identity. */
+export async function generateKeyAndCsr(opts: { commonName?: string } = {}): Promise<{ keyPem: string; csrPem: string }> {
+  const { publicKeyPem, privateKeyPem } = await generateRsaKey();
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
+  csr.setSubject(opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : []);
+  const c = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo: forge.asn1.Asn1; signatureOid: string };
+  c.signatureOid = SHA256_WITH_RSA;
+  c.siginfo.algorithmOid = SHA256_WITH_RSA;
+  c.certificationRequestInfo = pkiExtra.getCertificationRequestInfo(csr);
+  const info = Buffer.from(forge.asn1.toDer(c.certificationRequestInfo).getBytes(), 'binary');
+  c.signature = cryptoSign('sha256', info, createPrivateKey(privateKeyPem)).toString('binary');
+  return { keyPem: privateKeyPem, csrPem: forge.pki.certificationRequestToPem(csr) };
+}
