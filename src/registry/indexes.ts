@@ -1,0 +1,102 @@
+/**
+ * Small multi-valued index used by MeshState. Kept apart so the state file reads as
+ * the registry's semantics rather than as bookkeeping.
+ */
+
+/** key → set of members; empty sets are dropped so the index never grows with churn. */
+export class SetIndex<V = string> {
+  private readonly map = new Map<string, Set<V>>();
+
+  add(key: string, member: V): void {
+    let set = this.map.get(key);
+    if (!set) {
+      set = new Set();
+      this.map.set(key, set);
+    }
+    set.add(member);
+  }
+
+  remove(key: string, member: V): void {
+    const set = this.map.get(key);
+    if (!set) return;
+    set.delete(member);
+    if (set.size === 0) this.map.delete(key);
+  }
+
+  /** Never undefined, so callers can iterate without a guard. */
+  get(key: string): ReadonlySet<V> {
+    return this.map.get(key) ?? EMPTY;
+  }
+
+  size(key: string): number {
+    return this.map.get(key)?.size ?? 0;
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+const EMPTY: ReadonlySet<never> = new Set<never>();
+
+/** key → count, for "does at least one exist" questions that must survive duplicates. */
+export class CountIndex {
+  private readonly map = new Map<string, number>();
+
+  add(key: string): void {
+    this.map.set(key, (this.map.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const n = (this.map.get(key) ?? 0) - 1;
+    if (n <= 0) this.map.delete(key);
+    else this.map.set(key, n);
+  }
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+/**
+ * key → one owner. Two records may briefly claim the same key (a pod IP reused before
+ * the old pod's delete arrives): the latest claim wins, and releasing checks the owner
+ * so the old record's delete does not erase the new owner's entry. Earlier claimants
+ * are remembered so that, when the owner goes, the key falls back to one of them.
+ */
+export class OwnerIndex {
+  private readonly claims = new Map<string, string[]>();
+
+  claim(key: string, owner: string): void {
+    const list = this.claims.get(key);
+    if (!list) {
+      this.claims.set(key, [owner]);
+      return;
+    }
+    const i = list.indexOf(owner);
+    if (i !== -1) list.splice(i, 1);
+    list.push(owner);
+  }
+
+  release(key: string, owner: string): void {
+    const list = this.claims.get(key);
+    if (!list) return;
+    const i = list.indexOf(owner);
+    if (i !== -1) list.splice(i, 1);
+    if (list.length === 0) this.claims.delete(key);
+  }
+
+  /** The latest claimant still holding the key. */
+  get(key: string): string | undefined {
+    const list = this.claims.get(key);
+    return list?.[list.length - 1];
+  }
+
+  clear(): void {
+    this.claims.clear();
+  }
+}

@@ -1,0 +1,373 @@
+/**
+ * MeshState: the in-memory view of the registry every component reads (ztunnel, CA,
+ * CLI). It holds the records, the derived workload views (enrolment, identity,
+ * waypoint) and the indexes the data path needs on every connection. No Redis here:
+ * a RegistryFollower feeds it, tests feed it by hand.
+ *
+ * Indexes are maintained incrementally, change by change, because the registry is
+ * sized for ~10,000 workloads and a relabel must not cost a full rebuild.
+ */
+import { EventEmitter } from 'node:events';
+import { deriveWorkloadView, labelsMatch, sameDerivation, type WorkloadView } from './enrolment';
+import { CountIndex, OwnerIndex, SetIndex } from './indexes';
+import {
+  KINDS,
+  ROOT_NAMESPACE,
+  type AuthorizationPolicyRecord,
+  type Change,
+  type Kind,
+  type Labels,
+  type NamespaceRecord,
+  type NodeRecord,
+  type PeerAuthenticationMode,
+  type PeerAuthenticationRecord,
+  type RecordsByKind,
+  type ServiceRecord,
+  type WorkloadRecord,
+} from './types';
+
+export type { WorkloadView } from './enrolment';
+
+/** One full copy of the registry, as loaded by a follower or passed to replaceAll. */
+export type RegistrySnapshot = { [K in Kind]: RecordsByKind[K][] };
+
+export interface MeshStateEvents {
+  /**
+   * Changes applied at `revision`. `affectedWorkloads` lists the uids whose view was
+   * added, removed or re-derived — including workloads a namespace relabel enrolled or
+   * released, which appear in no change of their own.
+   */
+  change: [changes: Change[], revision: number, affectedWorkloads: string[]];
+  /** Everything was replaced (first load or reload): consumers recompute from scratch. */
+  snapshot: [revision: number];
+}
+
+type Stores = { [K in Kind]: Map<string, RecordsByKind[K]> };
+
+const SEP = '\u0000';
+
+export class MeshState extends EventEmitter<MeshStateEvents> {
+  readonly trustDomain: string;
+  /** Registry revision this state reflects; 0 before the first load. */
+  revision = 0;
+
+  private readonly stores: Stores = emptyStores();
+  private readonly views = new Map<string, WorkloadView>();
+  private readonly byAddress = new OwnerIndex();
+  private readonly byNode = new SetIndex();
+  private readonly byNamespace = new SetIndex();
+  /** `ns␀key␀value` → workload uids: lets endpoints() avoid scanning the namespace. */
+  private readonly byLabel = new SetIndex();
+  /** `node␀ns␀sa` → number of workloads: the CA's node authorization question. */
+  private readonly identities = new CountIndex();
+  private readonly serviceVips = new OwnerIndex();
+  private readonly serviceHosts = new OwnerIndex();
+  private readonly policiesByNs = new SetIndex();
+  private readonly peerAuthByNs = new SetIndex();
+
+  constructor(opts: { trustDomain: string }) {
+    super();
+    this.trustDomain = opts.trustDomain;
+  }
+
+  /** Applies changes in order, then emits 'change'. A put replaces, a delete of a missing key is a no-op. */
+  applyChanges(changes: Change[], revision: number): void {
+    const affected = new Set<string>();
+    for (const change of changes) this.applyOne(change, affected);
+    this.revision = revision;
+    this.emit('change', changes, revision, [...affected]);
+  }
+
+  /** Drops everything and loads `snapshot`, then emits 'snapshot'. */
+  replaceAll(snapshot: RegistrySnapshot, revision: number): void {
+    for (const kind of KINDS) this.stores[kind].clear();
+    this.views.clear();
+    for (const idx of [this.byAddress, this.byNode, this.byNamespace, this.byLabel, this.identities,
+      this.serviceVips, this.serviceHosts, this.policiesByNs, this.peerAuthByNs]) idx.clear();
+    const ignored = new Set<string>();
+    // Namespaces first so each workload is derived once, against its final namespace.
+    for (const ns of snapshot.namespace) this.stores.namespace.set(ns.name, ns);
+    for (const n of snapshot.node) this.stores.node.set(n.name, n);
+    for (const w of snapshot.workload) this.putWorkload(w.uid, w, ignored);
+    for (const s of snapshot.service) this.putService(`${s.namespace}/${s.name}`, s);
+    for (const p of snapshot.policy) this.putPolicy(`${p.namespace}/${p.name}`, p);
+    for (const p of snapshot.peerauth) this.putPeerAuth(`${p.namespace}/${p.name}`, p);
+    this.revision = revision;
+    this.emit('snapshot', revision);
+  }
+
+  get<K extends Kind>(kind: K, key: string): RecordsByKind[K] | undefined {
+    return (this.stores[kind] as Map<string, RecordsByKind[K]>).get(key);
+  }
+
+  list<K extends Kind>(kind: K): RecordsByKind[K][] {
+    return [...(this.stores[kind] as Map<string, RecordsByKind[K]>).values()];
+  }
+
+  workload(uid: string): WorkloadView | undefined {
+    return this.views.get(uid);
+  }
+
+  /** Every workload view, in no particular order. */
+  workloads(): WorkloadView[] {
+    return [...this.views.values()];
+  }
+
+  workloadByAddress(ip: string): WorkloadView | undefined {
+    const uid = this.byAddress.get(ip);
+    return uid === undefined ? undefined : this.views.get(uid);
+  }
+
+  workloadsOnNode(node: string): WorkloadView[] {
+    return this.viewsOf(this.byNode.get(node));
+  }
+
+  serviceByVip(ip: string): ServiceRecord | undefined {
+    const key = this.serviceVips.get(ip);
+    return key === undefined ? undefined : this.stores.service.get(key);
+  }
+
+  serviceByHostname(host: string): ServiceRecord | undefined {
+    const key = this.serviceHosts.get(host);
+    return key === undefined ? undefined : this.stores.service.get(key);
+  }
+
+  /**
+   * Workloads in the service's namespace whose labels match its selector, healthy or
+   * not (callers filter on `record.status`). An empty selector selects nothing, as a
+   * selector-less Kubernetes Service has no automatic endpoints.
+   */
+  endpoints(service: ServiceRecord): WorkloadView[] {
+    const entries = Object.entries(service.selector);
+    if (entries.length === 0) return [];
+    // Start from the rarest key=value so a broad label (app.kubernetes.io/part-of) does not cost a scan.
+    let smallest: ReadonlySet<string> | undefined;
+    for (const [k, v] of entries) {
+      const set = this.byLabel.get(labelKey(service.namespace, k, v));
+      if (!smallest || set.size < smallest.size) smallest = set;
+      if (set.size === 0) return [];
+    }
+    const out: WorkloadView[] = [];
+    for (const uid of smallest ?? []) {
+      const view = this.views.get(uid);
+      if (view && labelsMatch(service.selector, view.record.labels)) out.push(view);
+    }
+    return out;
+  }
+
+  /**
+   * Authorization policies that apply to `w`: GLOBAL ones (root namespace), NAMESPACE
+   * ones of its namespace, and WORKLOAD_SELECTOR ones matching its labels — in its own
+   * namespace, or in the root namespace where, as in Istio, a selector applies mesh-wide.
+   * Sorted by namespace/name so evaluation order and logs are stable.
+   */
+  policiesFor(w: WorkloadView): AuthorizationPolicyRecord[] {
+    const ns = w.record.namespace;
+    const out: AuthorizationPolicyRecord[] = [];
+    const consider = (policyNs: string) => {
+      for (const key of this.policiesByNs.get(policyNs)) {
+        const p = this.stores.policy.get(key);
+        if (!p) continue;
+        const applies =
+          (p.scope === 'GLOBAL' && policyNs === ROOT_NAMESPACE) ||
+          (p.scope === 'NAMESPACE' && policyNs === ns) ||
+          (p.scope === 'WORKLOAD_SELECTOR' && p.selector !== undefined &&
+            Object.keys(p.selector).length > 0 && labelsMatch(p.selector, w.record.labels));
+        if (applies) out.push(p);
+      }
+    };
+    consider(ns);
+    if (ns !== ROOT_NAMESPACE) consider(ROOT_NAMESPACE);
+    return out.sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+  }
+
+  /**
+   * The most specific PeerAuthentication wins: one in the workload's namespace whose
+   * selector matches it, else a selector-less one of its namespace, else a
+   * selector-less one of the root namespace (mesh-wide); PERMISSIVE when none. Two at
+   * the same level that disagree resolve to STRICT: refusing plaintext is the safe
+   * reading of a conflict.
+   */
+  peerAuthModeFor(w: WorkloadView): PeerAuthenticationMode {
+    const ns = w.record.namespace;
+    const own = this.peerAuthIn(ns);
+    const selected = own.filter((p) => hasSelector(p.selector) && labelsMatch(p.selector!, w.record.labels));
+    if (selected.length > 0) return strictest(selected);
+    const namespaceWide = own.filter((p) => !hasSelector(p.selector));
+    if (namespaceWide.length > 0) return strictest(namespaceWide);
+    if (ns !== ROOT_NAMESPACE) {
+      const mesh = this.peerAuthIn(ROOT_NAMESPACE).filter((p) => !hasSelector(p.selector));
+      if (mesh.length > 0) return strictest(mesh);
+    }
+    return 'PERMISSIVE';
+  }
+
+  node(name: string): NodeRecord | undefined {
+    return this.stores.node.get(name);
+  }
+
+  /** True when some workload on `node` runs as namespace/serviceAccount (CA node authorization). */
+  hasIdentityOnNode(node: string, namespace: string, serviceAccount: string): boolean {
+    return this.identities.has(identityKey(node, namespace, serviceAccount));
+  }
+
+  private applyOne(change: Change, affected: Set<string>): void {
+    const { kind, key } = change;
+    if (change.op === 'delete') {
+      switch (kind) {
+        case 'workload': return this.deleteWorkload(key, affected);
+        case 'namespace':
+          this.stores.namespace.delete(key);
+          return this.rederiveNamespace(key, affected);
+        case 'service': return this.deleteService(key);
+        case 'policy': return this.deletePolicy(key);
+        case 'peerauth': return this.deletePeerAuth(key);
+        case 'node': this.stores.node.delete(key); return;
+      }
+    }
+    switch (change.kind) {
+      case 'workload': return this.putWorkload(key, change.record, affected);
+      case 'namespace':
+        this.stores.namespace.set(key, change.record);
+        return this.rederiveNamespace(key, affected);
+      case 'service': return this.putService(key, change.record);
+      case 'policy': return this.putPolicy(key, change.record);
+      case 'peerauth': return this.putPeerAuth(key, change.record);
+      case 'node': this.stores.node.set(key, change.record); return;
+    }
+  }
+
+  private putWorkload(uid: string, record: WorkloadRecord, affected: Set<string>): void {
+    const old = this.views.get(uid);
+    if (old) this.unindexWorkload(uid, old.record);
+    this.stores.workload.set(uid, record);
+    const view = deriveWorkloadView(record, this.stores.namespace.get(record.namespace), this.trustDomain);
+    this.views.set(uid, view);
+    this.indexWorkload(uid, record);
+    affected.add(uid);
+  }
+
+  private deleteWorkload(uid: string, affected: Set<string>): void {
+    const old = this.views.get(uid);
+    if (!old) return;
+    this.unindexWorkload(uid, old.record);
+    this.views.delete(uid);
+    this.stores.workload.delete(uid);
+    affected.add(uid);
+  }
+
+  /** A namespace's labels changed (or it came or went): re-derive only its workloads. */
+  private rederiveNamespace(name: string, affected: Set<string>): void {
+    const ns: NamespaceRecord | undefined = this.stores.namespace.get(name);
+    for (const uid of this.byNamespace.get(name)) {
+      const old = this.views.get(uid);
+      if (!old) continue;
+      const next = deriveWorkloadView(old.record, ns, this.trustDomain);
+      if (sameDerivation(old, next)) continue;
+      this.views.set(uid, next);
+      affected.add(uid);
+    }
+  }
+
+  private indexWorkload(uid: string, w: WorkloadRecord): void {
+    for (const ip of w.addresses) this.byAddress.claim(ip, uid);
+    this.byNode.add(w.node, uid);
+    this.byNamespace.add(w.namespace, uid);
+    for (const [k, v] of Object.entries(w.labels)) this.byLabel.add(labelKey(w.namespace, k, v), uid);
+    this.identities.add(identityKey(w.node, w.namespace, w.serviceAccount));
+  }
+
+  private unindexWorkload(uid: string, w: WorkloadRecord): void {
+    for (const ip of w.addresses) this.byAddress.release(ip, uid);
+    this.byNode.remove(w.node, uid);
+    this.byNamespace.remove(w.namespace, uid);
+    for (const [k, v] of Object.entries(w.labels)) this.byLabel.remove(labelKey(w.namespace, k, v), uid);
+    this.identities.remove(identityKey(w.node, w.namespace, w.serviceAccount));
+  }
+
+  private putService(key: string, s: ServiceRecord): void {
+    this.deleteService(key);
+    this.stores.service.set(key, s);
+    for (const vip of s.vips) this.serviceVips.claim(vip, key);
+    this.serviceHosts.claim(s.hostname, key);
+  }
+
+  private deleteService(key: string): void {
+    const old = this.stores.service.get(key);
+    if (!old) return;
+    for (const vip of old.vips) this.serviceVips.release(vip, key);
+    this.serviceHosts.release(old.hostname, key);
+    this.stores.service.delete(key);
+  }
+
+  private putPolicy(key: string, p: AuthorizationPolicyRecord): void {
+    this.deletePolicy(key);
+    this.stores.policy.set(key, p);
+    this.policiesByNs.add(p.namespace, key);
+  }
+
+  private deletePolicy(key: string): void {
+    const old = this.stores.policy.get(key);
+    if (!old) return;
+    this.policiesByNs.remove(old.namespace, key);
+    this.stores.policy.delete(key);
+  }
+
+  private putPeerAuth(key: string, p: PeerAuthenticationRecord): void {
+    this.deletePeerAuth(key);
+    this.stores.peerauth.set(key, p);
+    this.peerAuthByNs.add(p.namespace, key);
+  }
+
+  private deletePeerAuth(key: string): void {
+    const old = this.stores.peerauth.get(key);
+    if (!old) return;
+    this.peerAuthByNs.remove(old.namespace, key);
+    this.stores.peerauth.delete(key);
+  }
+
+  private peerAuthIn(ns: string): PeerAuthenticationRecord[] {
+    const out: PeerAuthenticationRecord[] = [];
+    for (const key of this.peerAuthByNs.get(ns)) {
+      const p = this.stores.peerauth.get(key);
+      if (p) out.push(p);
+    }
+    return out;
+  }
+
+  private viewsOf(uids: ReadonlySet<string>): WorkloadView[] {
+    const out: WorkloadView[] = [];
+    for (const uid of uids) {
+      const v = this.views.get(uid);
+      if (v) out.push(v);
+    }
+    return out;
+  }
+}
+
+function emptyStores(): Stores {
+  return {
+    node: new Map(), namespace: new Map(), workload: new Map(),
+    service: new Map(), policy: new Map(), peerauth: new Map(),
+  };
+}
+
+function labelKey(ns: string, k: string, v: string): string {
+  return `${ns}${SEP}${k}${SEP}${v}`;
+}
+
+function identityKey(node: string, ns: string, sa: string): string {
+  return `${node}${SEP}${ns}${SEP}${sa}`;
+}
+
+function hasSelector(selector: Labels | undefined): boolean {
+  return selector !== undefined && Object.keys(selector).length > 0;
+}
+
+function strictest(ps: PeerAuthenticationRecord[]): PeerAuthenticationMode {
+  return ps.some((p) => p.mode === 'STRICT') ? 'STRICT' : 'PERMISSIVE';
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
