@@ -13,6 +13,7 @@ export const ERROR_CATALOGUE = {
   WEFT_REGISTRY_UNREACHABLE: 'Redis, which holds the registry, cannot be reached.',
   WEFT_REGISTRY_RECORD_INVALID: 'A registry record failed validation.',
   WEFT_REGISTRY_NOT_FOUND: 'A registry record that was asked for does not exist.',
+  WEFT_REGISTRY_CONFLICT: 'A registry write kept losing a race with concurrent writers.',
   // CA and certificates
   WEFT_CA_ROOT_INVALID: 'The CA root certificate or key cannot be loaded or does not match.',
   WEFT_CA_CSR_INVALID: 'A certificate signing request is malformed or its signature is bad.',
@@ -20,6 +21,7 @@ export const ERROR_CATALOGUE = {
   WEFT_CA_PERMISSION_DENIED: 'A node asked for an identity that has no workload on that node.',
   WEFT_CA_JOIN_TOKEN_INVALID: 'A node join token is unknown, expired or for another node.',
   WEFT_CA_TTL_INVALID: 'A requested certificate lifetime is out of bounds.',
+  WEFT_CA_UNREACHABLE: 'The CA could not be reached, or its serving certificate was not trusted.',
   WEFT_CERT_UNAVAILABLE: 'No valid certificate is available yet for a workload identity.',
   // Capture
   WEFT_IPTABLES_APPLY_FAILED: 'iptables-restore rejected the generated capture rules.',
