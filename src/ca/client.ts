@@ -1,0 +1,203 @@
+import { X509Certificate } from 'node:crypto';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { WeftError, ERROR_CATALOGUE, type ErrorCode } from '../lib/errors';
+import { nodeIdentity } from './authorize';
+import { generateKeyAndCsr } from './issuer';
+import {
+  impersonationMetadata, services,
+  type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
+} from './proto';
+
+/**
+ * The node side of the CA protocol: Join (server-side TLS only, with a join token)
+ * and CreateCertificate (mutual TLS with the node certificate). The CA is trusted
+ * only through the mesh root and must present `serverName` (a DNS name or IP SAN).
+ */
+export interface CaClientOptions {
+  /** host:port of the CA, e.g. 198.18.0.1:15012. */
+  address: string;
+  /** The mesh's SPIFFE trust domain (the node identity is spiffe://<td>/ns/weft-system/sa/ztunnel). */
+  trustDomain: string;
+  /** The mesh root (PEM) the CA's serving certificate and issued chains must chain to. */
+  rootPem: string;
+  /** DNS name or IP the CA's serving certificate must carry; defaults to the host of `address`. */
+  serverName?: string;
+  /** Deadline per call (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** A private key and the chain the CA issued for it, leaf first, root last. */
+export interface NodeCredentials {
+  keyPem: string;
+  certChainPem: string[];
+}
+
+/** What an issued chain says about its leaf, after verification. */
+export interface VerifiedLeaf {
+  notBefore: Date;
+  notAfter: Date;
+  serial: string;
+}
+
+type UnaryMethod<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void;
+interface CertificateServiceClient extends grpc.Client {
+  CreateCertificate: UnaryMethod<CertificateRequest, CertificateResponse>;
+}
+interface BootstrapClient extends grpc.Client {
+  Join: UnaryMethod<JoinRequest, JoinResponse>;
+}
+
+/**
+ * Checks a chain from the CA: the leaf verifies against our root (not the root the
+ * CA sent along), is in its validity window, and carries exactly `identity`.
+ */
+export function verifyIssuedChain(chain: string[], rootPem: string, identity: string, now = Date.now()): VerifiedLeaf {
+  if (!Array.isArray(chain) || chain.length === 0) {
+    throw new WeftError('WEFT_CERT_UNAVAILABLE', 'the CA returned an empty certificate chain; check the CA log');
+  }
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(chain[0]!);
+  } catch (err) {
+    throw new WeftError('WEFT_CERT_UNAVAILABLE', 'the CA returned a leaf that is not a PEM certificate; check the CA log', { cause: err });
+  }
+  const root = new X509Certificate(rootPem);
+  if (!leaf.checkIssued(root) || !leaf.verify(root.publicKey)) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      'the certificate from the CA does not chain to the mesh root this node trusts; the CA runs with another root: update the node\'s root (weft:ca:root-cert) or the CA\'s');
+  }
+  if (leaf.subjectAltName !== `URI:${identity}` && !leaf.subjectAltName?.startsWith(`URI:${identity}, `)) {
+    throw new WeftError('WEFT_CERT_UNAVAILABLE',
+      `the CA issued ${JSON.stringify(leaf.subjectAltName)} where ${identity} was asked for; check the CA's --trust-domain matches this node's`);
+  }
+  const notBefore = new Date(leaf.validFrom);
+  const notAfter = new Date(leaf.validTo);
+  if (notAfter.getTime() <= now) {
+    throw new WeftError('WEFT_CERT_UNAVAILABLE', `the CA issued a certificate that expired at ${notAfter.toISOString()}; check the clocks of the CA and this node`);
+  }
+  return { notBefore, notAfter, serial: leaf.serialNumber };
+}
+
+/** Turns a gRPC failure into the WeftError the CA meant, or WEFT_CA_UNREACHABLE. */
+export function fromGrpcError(err: grpc.ServiceError, address: string): WeftError {
+  const m = /^(WEFT_[A-Z0-9_]+): ([\s\S]*)$/.exec(err.details ?? '');
+  if (m && m[1]! in ERROR_CATALOGUE) return new WeftError(m[1] as ErrorCode, m[2]!, { cause: err, details: { grpcCode: err.code } });
+  return new WeftError('WEFT_CA_UNREACHABLE',
+    `CA ${address} failed: ${grpc.status[err.code] ?? err.code} ${err.details || err.message}; check weft ca runs, that ${address} is reachable, and that the CA certificate matches the mesh root and its name`,
+    { cause: err, details: { grpcCode: err.code } });
+}
+
+export class CaClient {
+  private readonly opts: Required<CaClientOptions>;
+  private readonly rootBuffer: Buffer;
+  private node: NodeCredentials | undefined;
+  private certClient: CertificateServiceClient | undefined;
+  private bootstrapClient: BootstrapClient | undefined;
+  private closed = false;
+
+  constructor(opts: CaClientOptions) {
+    const host = /^\[?([^\]]+?)\]?:\d+$/.exec(opts.address)?.[1];
+    if (!host) throw new WeftError('WEFT_CONFIG_INVALID', `invalid CA address ${JSON.stringify(opts.address)}: expected host:port, e.g. 198.18.0.1:15012`);
+    this.opts = { serverName: host, timeoutMs: 10_000, ...opts };
+    this.rootBuffer = Buffer.from(opts.rootPem);
+  }
+
+  get rootPem(): string {
+    return this.opts.rootPem;
+  }
+
+  /** The node certificate in use for CreateCertificate, if joined. */
+  get nodeCredentials(): NodeCredentials | undefined {
+    return this.node;
+  }
+
+  /** Installs node credentials (after Join or renewal); new calls use them, in-flight calls finish. */
+  setNodeCredentials(creds: NodeCredentials): void {
+    this.node = { keyPem: creds.keyPem, certChainPem: [...creds.certChainPem] };
+    const old = this.certClient;
+    this.certClient = undefined;
+    old?.close();
+  }
+
+  /** Exchanges a join token for a node certificate and installs it. */
+  async join(nodeName: string, token: string): Promise<NodeCredentials & VerifiedLeaf> {
+    const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: nodeName });
+    const client = this.bootstrap();
+    const res = await this.unary<JoinRequest, JoinResponse>(client.Join.bind(client), { nodeName, token, csr: csrPem });
+    const leaf = verifyIssuedChain(res.certChain, this.opts.rootPem, nodeIdentity(this.opts.trustDomain));
+    this.setNodeCredentials({ keyPem, certChainPem: res.certChain });
+    return { keyPem, certChainPem: res.certChain, ...leaf };
+  }
+
+  /**
+   * Asks for a certificate for `csrPem`: for `impersonatedIdentity` (a workload on
+   * this node), or, without it, a renewal of the node's own certificate.
+   * `ttlSec` 0 asks for the CA's default.
+   */
+  async createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]> {
+    const client = this.certificates();
+    const req: CertificateRequest = { csr: csrPem, validityDuration: ttlSec };
+    if (impersonatedIdentity !== undefined) req.metadata = impersonationMetadata(impersonatedIdentity);
+    const res = await this.unary<CertificateRequest, CertificateResponse>(client.CreateCertificate.bind(client), req);
+    return res.certChain;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.certClient?.close();
+    this.bootstrapClient?.close();
+    this.certClient = undefined;
+    this.bootstrapClient = undefined;
+  }
+
+  private unary<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      method(req, { deadline: Date.now() + this.opts.timeoutMs }, (err, res) => {
+        if (err) reject(fromGrpcError(err, this.opts.address));
+        else resolve(res!);
+      });
+    });
+  }
+
+  private channelOptions(): grpc.ChannelOptions {
+    return {
+      // The serving certificate is checked against serverName below, not against the dialled host.
+      'grpc.ssl_target_name_override': this.opts.serverName,
+      // Certificate calls are rare: no need to hold the connection open forever.
+      'grpc.client_idle_timeout_ms': 60_000,
+    };
+  }
+
+  private verifyOptions(): grpc.VerifyOptions {
+    const serverName = this.opts.serverName;
+    return { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(serverName, cert) };
+  }
+
+  private bootstrap(): BootstrapClient {
+    this.ensureOpen();
+    if (!this.bootstrapClient) {
+      const creds = grpc.credentials.createSsl(this.rootBuffer, null, null, this.verifyOptions());
+      this.bootstrapClient = new (services().nodeBootstrap)(this.opts.address, creds, this.channelOptions()) as unknown as BootstrapClient;
+    }
+    return this.bootstrapClient;
+  }
+
+  private certificates(): CertificateServiceClient {
+    this.ensureOpen();
+    if (!this.node) {
+      throw new WeftError('WEFT_CA_UNAUTHENTICATED',
+        'this node has no node certificate yet; join first with a token from `weft ca token --node <name>`');
+    }
+    if (!this.certClient) {
+      const creds = grpc.credentials.createSsl(
+        this.rootBuffer, Buffer.from(this.node.keyPem), Buffer.from(this.node.certChainPem.join('\n')), this.verifyOptions());
+      this.certClient = new (services().certificateService)(this.opts.address, creds, this.channelOptions()) as unknown as CertificateServiceClient;
+    }
+    return this.certClient;
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new WeftError('WEFT_CA_UNREACHABLE', 'the CA client was closed; create a new one');
+  }
+}

@@ -1,0 +1,292 @@
+import { X509Certificate } from 'node:crypto';
+import type { SecureContextOptions } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
+import type { Logger } from '../lib/log';
+import { formatDuration } from '../lib/options';
+import {
+  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFacts,
+  type NodeAuthorizer, type PeerFacts,
+} from './authorize';
+import { generateKeyAndCsr, type Issuer } from './issuer';
+import type { JoinTokenVerifier } from './join-tokens';
+import { createCaMetrics, type CaMethod, type CaMetrics, type CaResult } from './metrics';
+import {
+  readImpersonatedIdentity, services,
+  type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
+} from './proto';
+import { boundedDelay } from './timers';
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+export const DEFAULT_CERT_TTL_MS = DAY_MS;
+export const DEFAULT_MAX_CERT_TTL_MS = 90 * DAY_MS;
+export const DEFAULT_MIN_CERT_TTL_MS = 60_000;
+export const DEFAULT_NODE_CERT_TTL_MS = HOUR_MS;
+export const DEFAULT_SERVING_CERT_TTL_MS = 30 * DAY_MS;
+
+export interface CaServerOptions {
+  issuer: Issuer;
+  trustDomain: string;
+  /** The registry question for impersonation; MeshState implements it. */
+  authorizer: NodeAuthorizer;
+  joinTokens: JoinTokenVerifier;
+  logger: Logger;
+  /** Metrics go here, never to prom-client's global registry. */
+  metrics: Registry;
+  /** Lifetime when a request asks for 0 (the default). */
+  certTtlMs?: number;
+  /** Longest lifetime a request may ask for. */
+  maxCertTtlMs?: number;
+  /** Shortest lifetime a request may ask for. Tests lower it to exercise rotation. */
+  minCertTtlMs?: number;
+  /** Lifetime of node certificates (Join and renewal); short, so a removed node falls out soon. */
+  nodeCertTtlMs?: number;
+  /** DNS names and IPs the CA's own serving certificate carries; clients check one of them. */
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  servingCertTtlMs?: number;
+  /** False while the registry is not loaded: impersonation requests then get UNAVAILABLE. */
+  isReady?: () => boolean;
+}
+
+/**
+ * Server credentials that ask for a client certificate without requiring one: Join
+ * callers have none yet, CreateCertificate callers must present a node certificate,
+ * which the handler checks (grpc-js only exposes a peer certificate that verified
+ * against the root). grpc-js' createSsl cannot express "request but do not require".
+ */
+class OptionalClientCertCredentials extends grpc.ServerCredentials {
+  constructor(context: SecureContextOptions) {
+    super({ requestCert: true, rejectUnauthorized: false }, context);
+  }
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+  /** Swaps the serving certificate for new connections; existing ones keep theirs. */
+  update(context: SecureContextOptions): void {
+    this.updateSecureContextOptions(context);
+  }
+}
+
+const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
+  WEFT_CA_UNAUTHENTICATED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_JOIN_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_PERMISSION_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
+  WEFT_CA_CSR_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
+  WEFT_CA_TTL_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
+  WEFT_REGISTRY_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
+};
+
+export class CaServer {
+  private readonly opts: Required<Omit<CaServerOptions, 'isReady'>> & Pick<CaServerOptions, 'isReady'>;
+  private readonly metrics: CaMetrics;
+  private readonly log: Logger;
+  private server: grpc.Server | undefined;
+  private credentials: OptionalClientCertCredentials | undefined;
+  private cancelRotation: (() => void) | undefined;
+  private boundPort = 0;
+
+  constructor(opts: CaServerOptions) {
+    this.opts = {
+      certTtlMs: DEFAULT_CERT_TTL_MS,
+      maxCertTtlMs: DEFAULT_MAX_CERT_TTL_MS,
+      minCertTtlMs: DEFAULT_MIN_CERT_TTL_MS,
+      nodeCertTtlMs: DEFAULT_NODE_CERT_TTL_MS,
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      servingCertTtlMs: DEFAULT_SERVING_CERT_TTL_MS,
+      // An option passed as undefined means "the default", not "unset".
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    } as CaServer['opts'];
+    const { minCertTtlMs: min, maxCertTtlMs: max } = this.opts;
+    const inBounds = (field: string, value: number) => {
+      if (!(value >= min && value <= max)) {
+        throw new WeftError('WEFT_CONFIG_INVALID',
+          `invalid ${field}=${formatDuration(value)}: expected between ${formatDuration(min)} and the max certificate TTL ${formatDuration(max)}`);
+      }
+    };
+    if (!(min > 0 && min <= max)) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `invalid --max-cert-ttl=${formatDuration(max)}: expected at least ${formatDuration(min)}`);
+    }
+    inBounds('--cert-ttl', this.opts.certTtlMs);
+    inBounds('--node-cert-ttl', this.opts.nodeCertTtlMs);
+    this.metrics = createCaMetrics(opts.metrics);
+    this.log = opts.logger;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get rootPem(): string {
+    return this.opts.issuer.rootPem;
+  }
+
+  /** Binds and serves; resolves with the bound port (useful with port 0). */
+  async start(listen: { host: string; port: number }): Promise<number> {
+    if (this.server) throw new Error('CaServer already started');
+    const serving = await this.servingContext();
+    const credentials = new OptionalClientCertCredentials(serving.context);
+    const server = new grpc.Server({
+      // CSRs are ~1 KiB; a small limit keeps junk from costing the CA memory.
+      'grpc.max_receive_message_length': 64 * 1024,
+    });
+    const { certificateService, nodeBootstrap } = services();
+    server.addService(certificateService.service, { CreateCertificate: this.createCertificate });
+    server.addService(nodeBootstrap.service, { Join: this.join });
+    const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${listen.port}`, credentials, (err, port) => {
+        if (err) {
+          reject(new WeftError('WEFT_CONFIG_INVALID',
+            `invalid --listen=${listen.host}:${listen.port}: cannot bind (${err.message}); pick a free port or a local address`, { cause: err }));
+        } else resolve(port);
+      });
+    });
+    this.server = server;
+    this.credentials = credentials;
+    this.scheduleRotation(serving.renewInMs);
+    this.log.info({ address: `${listen.host}:${this.boundPort}`, dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses }, 'CA serving');
+    return this.boundPort;
+  }
+
+  /** Stops accepting, lets in-flight calls finish for up to `graceMs`, then cuts the rest. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.cancelRotation?.();
+    this.cancelRotation = undefined;
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, graceMs);
+      server.tryShutdown(() => { clearTimeout(force); resolve(); });
+    });
+  }
+
+  /** Issues the CA's own serving certificate, to be renewed at half-life. */
+  private async servingContext(): Promise<{ context: SecureContextOptions; renewInMs: number }> {
+    const { keyPem, csrPem } = await generateKeyAndCsr();
+    const chain = this.opts.issuer.signCsr(csrPem, {
+      identity: caIdentity(this.opts.trustDomain), ttlMs: this.opts.servingCertTtlMs,
+      dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses,
+    });
+    const leaf = new X509Certificate(chain[0]!);
+    return {
+      context: { key: keyPem, cert: chain[0], ca: [this.opts.issuer.rootPem] },
+      renewInMs: (Date.parse(leaf.validTo) - Date.now()) / 2,
+    };
+  }
+
+  private scheduleRotation(ms: number): void {
+    if (!this.server) return;
+    this.cancelRotation = boundedDelay(ms, () => { void this.rotateServingCert(); });
+  }
+
+  private async rotateServingCert(): Promise<void> {
+    try {
+      const serving = await this.servingContext();
+      if (!this.server) return;
+      this.credentials?.update(serving.context);
+      this.log.info('CA serving certificate renewed');
+      this.scheduleRotation(serving.renewInMs);
+    } catch (err) {
+      this.log.error({ err }, 'CA serving certificate renewal failed; retrying in a minute');
+      this.scheduleRotation(60_000);
+    }
+  }
+
+  /** The lifetime to issue: 0 means the default; otherwise within [min, max] or refused. */
+  private lifetime(requestedSec: number, forNode: boolean): number {
+    const { minCertTtlMs: min, maxCertTtlMs: max } = this.opts;
+    const fallback = forNode ? this.opts.nodeCertTtlMs : this.opts.certTtlMs;
+    if (!requestedSec) return fallback;
+    const ms = requestedSec * 1000;
+    if (!Number.isFinite(ms) || ms < min || ms > max) {
+      throw new WeftError('WEFT_CA_TTL_INVALID',
+        `validity_duration ${requestedSec}s is out of bounds; ask for between ${min / 1000}s and ${max / 1000}s, or 0 for the default ${fallback / 1000}s`);
+    }
+    // Node certificates stay short whatever is asked: they are the node's credential.
+    return forNode ? Math.min(ms, this.opts.nodeCertTtlMs) : ms;
+  }
+
+  private readonly createCertificate: grpc.handleUnaryCall<CertificateRequest, CertificateResponse> = (call, callback) => {
+    const started = process.hrtime.bigint();
+    let node: string | undefined;
+    let requested: string | undefined;
+    try {
+      node = authenticateNode(callerFacts(call), this.opts.trustDomain);
+      try {
+        requested = readImpersonatedIdentity(call.request.metadata);
+      } catch (err) {
+        throw new WeftError('WEFT_CA_PERMISSION_DENIED', `${(err as Error).message}; send ImpersonatedIdentity as a string spiffe:// id`);
+      }
+      if (requested !== undefined && this.opts.isReady && !this.opts.isReady()) {
+        throw new WeftError('WEFT_REGISTRY_UNREACHABLE',
+          'the CA has not loaded the registry yet, so it cannot check which workloads run on the node; retry in a few seconds');
+      }
+      const decision = authorizeRequest(node, requested, this.opts.trustDomain, this.opts.authorizer);
+      const forNode = decision.node !== undefined;
+      const ttlMs = this.lifetime(Number(call.request.validityDuration ?? 0), forNode);
+      const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
+        identity: decision.identity, ttlMs,
+        ...(forNode ? { commonName: decision.node, serverAuth: false } : {}),
+      });
+      this.succeed('CreateCertificate', started, { node, identity: decision.identity, ttlMs });
+      callback(null, { certChain: chain });
+    } catch (err) {
+      callback(this.fail('CreateCertificate', err, { node, requested }));
+    }
+  };
+
+  private readonly join: grpc.handleUnaryCall<JoinRequest, JoinResponse> = (call, callback) => {
+    const started = process.hrtime.bigint();
+    const node = call.request.nodeName ?? '';
+    const run = async () => {
+      if (!isValidNodeName(node)) {
+        throw new WeftError('WEFT_CA_JOIN_TOKEN_INVALID',
+          `node_name ${JSON.stringify(node)} is not a node name; send the node's registry name`);
+      }
+      await this.opts.joinTokens.verify(node, call.request.token ?? '');
+      const identity = nodeIdentity(this.opts.trustDomain);
+      const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
+        identity, ttlMs: this.opts.nodeCertTtlMs, commonName: node, serverAuth: false,
+      });
+      this.succeed('Join', started, { node, identity, ttlMs: this.opts.nodeCertTtlMs });
+      return chain;
+    };
+    run().then(
+      (chain) => callback(null, { certChain: chain }),
+      (err: unknown) => callback(this.fail('Join', err, { node })),
+    );
+  };
+
+  private succeed(method: CaMethod, started: bigint, facts: Record<string, unknown>): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.metrics.requests.inc({ method, result: 'ok' });
+    this.metrics.issueSeconds.observe({ method }, seconds);
+    this.log.info({ method, ...facts }, 'certificate issued');
+  }
+
+  /** Maps an error to a status whose message starts with the WeftError code, counts and logs it. */
+  private fail(method: CaMethod, err: unknown, facts: Record<string, unknown>): Partial<grpc.StatusObject> {
+    const mapped = isWeftError(err) ? STATUS_FOR[err.code] : undefined;
+    if (!mapped || !isWeftError(err)) {
+      this.metrics.requests.inc({ method, result: 'internal' });
+      this.log.error({ method, err, ...facts }, 'CA request failed unexpectedly');
+      return { code: grpc.status.INTERNAL, details: 'internal CA error; see the CA log' };
+    }
+    const [code, result] = mapped;
+    this.metrics.requests.inc({ method, result });
+    this.log.warn({ method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
+    return { code, details: `${err.code}: ${err.message}` };
+  }
+}
+
+function callerFacts(call: grpc.ServerUnaryCall<unknown, unknown>): PeerFacts | undefined {
+  // Present only when the peer's chain verified against the root (grpc-js checks `authorized`).
+  const cert = call.getAuthContext()?.sslPeerCertificate;
+  if (!cert?.raw) return undefined;
+  return peerFacts(cert.raw);
+}

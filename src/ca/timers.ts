@@ -1,0 +1,52 @@
+/**
+ * Time as the certificate code sees it, injectable so decision logic can be tested
+ * without waiting. Timers are unref'd: a certificate refresh alone must never keep a
+ * process alive.
+ */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** setTimeout fires at once (with a warning) beyond 2^31-1 ms, about 24.8 days; 90-day certs exceed it. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Runs `fn` after `ms`, however long, and returns a cancel function. */
+export function boundedDelay(ms: number, fn: () => void, clock: Clock = realClock): () => void {
+  let handle: unknown;
+  let cancelled = false;
+  const due = clock.now() + Math.max(0, ms);
+  const arm = () => {
+    const left = due - clock.now();
+    handle = clock.setTimeout(() => {
+      if (cancelled) return;
+      if (due - clock.now() > 0) arm();
+      else fn();
+    }, Math.min(Math.max(0, left), MAX_TIMER_MS));
+  };
+  arm();
+  return () => {
+    cancelled = true;
+    clock.clearTimeout(handle);
+  };
+}
+
+/**
+ * Retry delay after `failures` consecutive failures (1 = first): 0.5 s doubling to a
+ * 150 s cap, then ±20 % jitter so nodes that failed together do not retry together.
+ */
+export function backoffDelay(
+  failures: number, opts: { initialMs?: number; maxMs?: number } = {}, random: () => number = Math.random,
+): number {
+  const initial = opts.initialMs ?? 500;
+  const max = opts.maxMs ?? 150_000;
+  const base = Math.min(max, initial * 2 ** Math.min(Math.max(0, failures - 1), 30));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
