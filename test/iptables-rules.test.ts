@@ -1,0 +1,129 @@
+import t, { type Test } from 'tap';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { isWeftError } from '../src/lib/errors';
+import { generateCaptureRules, generateServiceRules, compareIPv4 } from '../src/iptables/rules';
+
+// Golden files pin the exact rule text. After an intended change, regenerate with
+// WEFT_UPDATE_GOLDEN=1 npx tap test/iptables-rules.test.ts and review the diff.
+const goldenDir = join(__dirname, 'golden', 'iptables');
+const update = process.env['WEFT_UPDATE_GOLDEN'] === '1';
+
+function golden(t: Test, name: string, actual: string): void {
+  const file = join(goldenDir, name);
+  if (update) {
+    mkdirSync(goldenDir, { recursive: true });
+    writeFileSync(file, actual);
+  }
+  t.equal(actual, readFileSync(file, 'utf8'), `matches golden ${name}`);
+}
+
+const node = '203.0.113.1';
+
+function throwsConfig(t: Test, fn: () => unknown, re: RegExp, name: string): void {
+  try {
+    fn();
+    t.fail(`${name}: did not throw`);
+  } catch (err) {
+    t.ok(isWeftError(err, 'WEFT_CONFIG_INVALID'), `${name}: WEFT_CONFIG_INVALID`);
+    t.match((err as Error).message, re, `${name}: message names the field`);
+  }
+}
+
+t.test('capture rules: golden files', async (t) => {
+  golden(t, 'capture-2-pods.rules', generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.11', '198.51.100.10'] }));
+  golden(t, 'capture-empty.rules', generateCaptureRules({ nodeAddress: node, enrolledPodIps: [] }));
+  golden(t, 'capture-custom-ports.rules', generateCaptureRules({
+    nodeAddress: node,
+    enrolledPodIps: ['198.51.100.10'],
+    ports: { outbound: 25001, inboundPlaintext: 25006, hbone: 25008 },
+  }));
+});
+
+t.test('capture rules are deterministic: order and duplicates of the input do not matter', async (t) => {
+  const a = generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.9', '198.51.100.10', '198.51.100.100'] });
+  const b = generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.100', '198.51.100.10', '198.51.100.9', '198.51.100.10'] });
+  t.equal(a, b);
+  // Numeric, not lexical, order.
+  const pods = [...a.matchAll(/-A WEFT-PREROUTING -s (\S+)\/32/g)].map((m) => m[1]);
+  t.same(pods, ['198.51.100.9', '198.51.100.10', '198.51.100.100']);
+});
+
+t.test('capture rules only touch WEFT-* chains and send enrolled sources to outbound before inbound', async (t) => {
+  const text = generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.10', '198.51.100.11'] });
+  for (const line of text.split('\n')) {
+    const m = /^(?::|-A )(\S+)/.exec(line);
+    if (m) t.match(m[1], /^WEFT-/, line);
+  }
+  const lines = text.split('\n');
+  const lastOutbound = lines.map((l) => l.includes('-j WEFT-OUTBOUND')).lastIndexOf(true);
+  const firstInbound = lines.findIndex((l) => l.includes('-j WEFT-INBOUND'));
+  t.ok(lastOutbound < firstInbound, 'every outbound classification precedes inbound (enrolled→enrolled leaves via 15001)');
+  t.notMatch(text, /198\.51\.100\.12/, 'a pod that is not enrolled appears nowhere');
+});
+
+t.test('capture input is validated and the bad field is named', async (t) => {
+  const cases: [string, Parameters<typeof generateCaptureRules>[0], RegExp][] = [
+    ['bad node address', { nodeAddress: 'node-1', enrolledPodIps: [] }, /nodeAddress/],
+    ['IPv6 node address', { nodeAddress: '2001:db8::1', enrolledPodIps: [] }, /nodeAddress.*IPv6/],
+    ['bad pod IP', { nodeAddress: node, enrolledPodIps: ['198.51.100.1', '198.51.100.300'] }, /enrolledPodIps\[1\]/],
+    ['node enrolled as pod', { nodeAddress: node, enrolledPodIps: [node] }, /enrolledPodIps/],
+    ['port out of range', { nodeAddress: node, enrolledPodIps: [], ports: { outbound: 0, inboundPlaintext: 15006, hbone: 15008 } }, /ports\.outbound/],
+    ['duplicate ports', { nodeAddress: node, enrolledPodIps: [], ports: { outbound: 15001, inboundPlaintext: 15001, hbone: 15008 } }, /distinct/],
+    ['not an array', { nodeAddress: node, enrolledPodIps: '198.51.100.1' as unknown as string[] }, /enrolledPodIps/],
+  ];
+  for (const [name, input, re] of cases) {
+    throwsConfig(t, () => generateCaptureRules(input), re, name);
+  }
+});
+
+t.test('service rules: golden file', async (t) => {
+  golden(t, 'services.rules', generateServiceRules([
+    { vip: '198.51.100.200', port: 80, endpoints: [{ ip: '198.51.100.11', port: 8080 }, { ip: '198.51.100.10', port: 8080 }, { ip: '198.51.100.12', port: 8080 }] },
+    { vip: '198.51.100.201', port: 9000, endpoints: [{ ip: '198.51.100.13', port: 9000 }] },
+    { vip: '198.51.100.200', port: 443, endpoints: [] },
+  ]));
+  golden(t, 'services-empty.rules', generateServiceRules([]));
+});
+
+t.test('service rules give every endpoint an equal share', async (t) => {
+  for (const n of [1, 2, 3, 5, 7]) {
+    const endpoints = Array.from({ length: n }, (_, i) => ({ ip: `198.51.100.${i + 1}`, port: 80 }));
+    const text = generateServiceRules([{ vip: '198.51.100.250', port: 80, endpoints }]);
+    const rules = text.split('\n').filter((l) => l.startsWith('-A'));
+    t.equal(rules.length, n);
+    let remaining = 1;
+    for (const rule of rules) {
+      const p = Number(/--probability (\S+)/.exec(rule)?.[1] ?? 1);
+      const share = remaining * p;
+      remaining -= share;
+      t.ok(Math.abs(share - 1 / n) < 1e-9, `share ${share} of ${n}`);
+    }
+    t.ok(Math.abs(remaining) < 1e-9, 'the last rule always matches');
+  }
+});
+
+t.test('service rules are deterministic and validated', async (t) => {
+  const a = generateServiceRules([
+    { vip: '198.51.100.201', port: 80, endpoints: [{ ip: '198.51.100.2', port: 80 }, { ip: '198.51.100.1', port: 80 }] },
+    { vip: '198.51.100.200', port: 80, endpoints: [{ ip: '198.51.100.3', port: 80 }] },
+  ]);
+  const b = generateServiceRules([
+    { vip: '198.51.100.200', port: 80, endpoints: [{ ip: '198.51.100.3', port: 80 }, { ip: '198.51.100.3', port: 80 }] },
+    { vip: '198.51.100.201', port: 80, endpoints: [{ ip: '198.51.100.1', port: 80 }, { ip: '198.51.100.2', port: 80 }] },
+  ]);
+  t.equal(a, b);
+  const bad: [string, unknown, RegExp][] = [
+    ['bad vip', [{ vip: 'x', port: 80, endpoints: [] }], /services\[0\]\.vip/],
+    ['bad port', [{ vip: '198.51.100.1', port: 70000, endpoints: [] }], /services\[0\]\.port/],
+    ['bad endpoint', [{ vip: '198.51.100.1', port: 80, endpoints: [{ ip: '198.51.100.2', port: -1 }] }], /services\[0\]\.endpoints\[0\]\.port/],
+    ['duplicate vip:port', [{ vip: '198.51.100.1', port: 80, endpoints: [] }, { vip: '198.51.100.1', port: 80, endpoints: [] }], /services\[1\]/],
+  ];
+  for (const [name, input, re] of bad) {
+    throwsConfig(t, () => generateServiceRules(input as never), re, name);
+  }
+});
+
+t.test('compareIPv4 orders numerically', async (t) => {
+  t.same(['10.0.0.10', '9.255.255.255', '10.0.0.9'].sort(compareIPv4), ['9.255.255.255', '10.0.0.9', '10.0.0.10']);
+});
