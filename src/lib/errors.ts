@@ -37,6 +37,7 @@ export const ERROR_CATALOGUE = {
   WEFT_LAB_TOPOLOGY_INVALID: 'The lab topology file is invalid.',
   WEFT_LAB_NOT_RUNNING: 'The lab is not running.',
   WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
+  WEFT_LAB_CONFLICT: 'A name, address or port the lab needs is already in use by something it did not create.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -1,0 +1,137 @@
+/**
+ * The context file tells every `weft` command where the running lab is, so operators
+ * type `weft tunnels` rather than a list of addresses. Written by `lab up`, removed by
+ * `lab down` (only when it still points at that lab). Format: docs/lab.md.
+ */
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { WeftError } from '../lib/errors';
+import { LAB_NET, type LabPlan } from './plan';
+
+export interface LabContextNode {
+  name: string;
+  /** Address on the cluster network; the ztunnel's HBONE, metrics and readiness ports listen here. */
+  address: string;
+  netns: string;
+  podCidr: string;
+  /** http://<address>:15021/healthz/ready */
+  readinessUrl: string;
+}
+
+export interface LabContextPod {
+  uid: string;
+  namespace: string;
+  name: string;
+  node: string;
+  ip: string;
+  netns: string;
+  serviceAccount: string;
+  labels: Record<string, string>;
+}
+
+export interface LabContextService {
+  namespace: string;
+  name: string;
+  hostname: string;
+  vip: string;
+  ports: { name?: string; port: number; targetPort: number }[];
+}
+
+export interface LabContext {
+  kind: 'lab';
+  version: 1;
+  /** Redis as reached from the root namespace (where the CLI runs). */
+  redisUrl: string;
+  /** Redis as reached from inside the lab (node netns). */
+  clusterRedisUrl: string;
+  /** host:port of `weft ca`. */
+  caAddress: string;
+  /** PEM of the mesh root, once the CA has written it. */
+  caRootFile?: string;
+  trustDomain: string;
+  labDir: string;
+  createdAt: string;
+  nodes: LabContextNode[];
+  pods: LabContextPod[];
+  services: LabContextService[];
+}
+
+export function contextPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.WEFT_CONTEXT || join(homedir(), '.weft', 'context.json');
+}
+
+export function buildContext(plan: LabPlan, labDir: string, caRootFile: string | undefined): LabContext {
+  const ctx: LabContext = {
+    kind: 'lab',
+    version: 1,
+    redisUrl: `redis://127.0.0.1:${plan.redisPort}`,
+    clusterRedisUrl: `redis://${LAB_NET.gateway}:${plan.redisPort}`,
+    caAddress: `${LAB_NET.gateway}:${LAB_NET.caPort}`,
+    trustDomain: LAB_NET.clusterDomain,
+    labDir,
+    createdAt: new Date().toISOString(),
+    nodes: plan.nodes.map((n) => ({
+      name: n.name, address: n.address, netns: n.netns, podCidr: n.podCidr,
+      readinessUrl: `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`,
+    })),
+    pods: plan.pods.map((p) => ({
+      uid: p.uid, namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns,
+      serviceAccount: p.serviceAccount, labels: { ...p.labels },
+    })),
+    services: plan.services.map((s) => ({
+      namespace: s.namespace, name: s.name, hostname: s.hostname, vip: s.vip, ports: s.ports.map((p) => ({ ...p })),
+    })),
+  };
+  if (caRootFile) ctx.caRootFile = caRootFile;
+  return ctx;
+}
+
+export function writeContext(file: string, ctx: LabContext): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(ctx, null, 2) + '\n');
+  renameSync(tmp, file);
+}
+
+/** The context, or undefined when there is none. */
+export function readContext(file = contextPath()): LabContext | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const ctx = JSON.parse(text) as LabContext;
+    if (ctx.kind !== 'lab' || typeof ctx.redisUrl !== 'string') throw new Error('not a weft lab context');
+    return ctx;
+  } catch (err) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      `invalid context file ${file} (${err instanceof Error ? err.message : String(err)}); run \`weft lab up\` again or delete it`,
+      { cause: err, details: { file } });
+  }
+}
+
+/** Like readContext, but a missing context is an error that says how to get one. */
+export function requireContext(file = contextPath()): LabContext {
+  const ctx = readContext(file);
+  if (!ctx) {
+    throw new WeftError('WEFT_CONTEXT_MISSING',
+      `no context at ${file}; start the lab (scripts/lab up) or pass --redis-url`);
+  }
+  return ctx;
+}
+
+/** Removes the context file if it still describes the lab in `labDir`; another lab's context is left alone. */
+export function removeContextIfOurs(file: string, labDir: string): boolean {
+  try {
+    const ctx = readContext(file);
+    if (!ctx || ctx.labDir !== labDir) return false;
+  } catch {
+    return false;
+  }
+  rmSync(file, { force: true });
+  return true;
+}

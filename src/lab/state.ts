@@ -1,0 +1,146 @@
+/**
+ * The lab's memory of what it created. Every resource is recorded here BEFORE it is
+ * created (processes: their PID right after spawn), so `down` after any crash removes
+ * exactly what a previous run made: never a namespace, link or process it did not
+ * record, even if it carries a weft name.
+ *
+ * The file is replaced atomically (write + rename) on every change: a crash leaves the
+ * previous complete version, never a torn one.
+ */
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { WeftError } from '../lib/errors';
+import type { LabPlan } from './plan';
+
+export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app';
+
+export interface ProcessResource {
+  type: 'process';
+  /** Unique within the lab: `redis`, `ca`, `ztunnel/node-1`, `app/demo/echo-1`. */
+  name: string;
+  role: ProcessRole;
+  /** Network namespace it runs in; absent for the root namespace. */
+  netns?: string;
+  argv: string[];
+  log: string;
+  pid?: number;
+  /** /proc/<pid>/stat start time: tells our process from a later one reusing the PID. */
+  startTime?: string;
+}
+
+export type Resource =
+  | { type: 'netns'; name: string }
+  /** A link in the root namespace. */
+  | { type: 'link'; name: string }
+  /** A root-namespace route spec for `ip route del`. */
+  | { type: 'route'; spec: string }
+  /** /etc/netns/<name>, bind-mounted over /etc by `ip netns exec`. */
+  | { type: 'etc-netns'; name: string }
+  /**
+   * A chain and the built-in chain that jumps to it; in the root namespace unless
+   * `netns` is set (then it goes with that namespace).
+   */
+  | { type: 'iptables-chain'; table: string; chain: string; hook: string; netns?: string }
+  /** A directory the lab created (e.g. /etc/netns); removed only if empty. */
+  | { type: 'dir'; path: string }
+  | ProcessResource
+  | { type: 'context'; path: string };
+
+export type LabPhase = 'starting' | 'up';
+
+export interface LabState {
+  version: 1;
+  labDir: string;
+  repo: string;
+  topologyFile: string;
+  startedAt: string;
+  phase: LabPhase;
+  /** Milliseconds `up` took, once up. */
+  upMs?: number;
+  /** Whether ztunnels were started (false until `weft ztunnel` exists). */
+  ztunnels?: boolean;
+  caRootFile?: string;
+  plan: LabPlan;
+  resources: Resource[];
+}
+
+export function stateFile(labDir: string): string {
+  return join(labDir, 'state.json');
+}
+
+export function readState(labDir: string): LabState | undefined {
+  const file = stateFile(labDir);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const state = JSON.parse(text) as LabState;
+    if (state.version !== 1 || !Array.isArray(state.resources)) throw new Error('unknown format');
+    return state;
+  } catch (err) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      `invalid lab state file ${file} (${err instanceof Error ? err.message : String(err)}); remove the lab's resources by hand (ip netns, ip link weft-*) and delete the file`,
+      { cause: err, details: { file } });
+  }
+}
+
+/** Holds the state in memory and persists every change before the caller acts on it. */
+export class StateStore {
+  private constructor(readonly labDir: string, private state: LabState) {}
+
+  static create(initial: Omit<LabState, 'version' | 'resources' | 'phase'>): StateStore {
+    const store = new StateStore(initial.labDir, { version: 1, phase: 'starting', resources: [], ...initial });
+    store.save();
+    return store;
+  }
+
+  static open(state: LabState): StateStore {
+    return new StateStore(state.labDir, state);
+  }
+
+  get current(): Readonly<LabState> {
+    return this.state;
+  }
+
+  /** Records resources about to be created; returns once they are on disk. */
+  record(...resources: Resource[]): void {
+    this.state.resources.push(...resources);
+    this.save();
+  }
+
+  /** Fills in a recorded process's PID (call right after spawn). */
+  setPid(name: string, pid: number, startTime: string | undefined): void {
+    const p = this.state.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === name);
+    if (!p) throw new Error(`process ${name} was not recorded`);
+    p.pid = pid;
+    if (startTime !== undefined) p.startTime = startTime;
+    this.save();
+  }
+
+  update(patch: Partial<Pick<LabState, 'phase' | 'upMs' | 'ztunnels' | 'caRootFile'>>): void {
+    Object.assign(this.state, patch);
+    this.save();
+  }
+
+  /** Drops resources that are gone, keeping those that failed to go (for the next `down`). */
+  retain(keep: (r: Resource) => boolean): void {
+    this.state.resources = this.state.resources.filter(keep);
+    this.save();
+  }
+
+  remove(): void {
+    rmSync(stateFile(this.labDir), { force: true });
+  }
+
+  private save(): void {
+    const file = stateFile(this.labDir);
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.state, null, 2) + '\n', { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * The lab topology: which nodes, namespaces, pods and services the lab builds. Read
+ * from YAML once and validated here, at the edge; everything downstream (the address
+ * plan, the network script, the registry records) trusts the frozen result. A bad
+ * value names its field (`pods[2].node`), so a user can fix the file without reading
+ * code.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { WeftError } from '../lib/errors';
+import type { Labels } from '../registry/types';
+
+/** What a pod runs: the echo app (HTTP 8080, TCP 9000) or nothing (a shell target for `lab exec`). */
+export type PodRun = 'echo' | 'none';
+export const POD_RUNS: readonly PodRun[] = ['echo', 'none'];
+
+export interface TopologyNode {
+  name: string;
+  labels: Labels;
+}
+
+export interface TopologyNamespace {
+  name: string;
+  labels: Labels;
+}
+
+export interface TopologyPod {
+  name: string;
+  namespace: string;
+  node: string;
+  serviceAccount: string;
+  labels: Labels;
+  run: PodRun;
+}
+
+export interface TopologyServicePort {
+  name?: string;
+  port: number;
+  targetPort: number;
+}
+
+export interface TopologyService {
+  name: string;
+  namespace: string;
+  selector: Labels;
+  ports: TopologyServicePort[];
+  /** Fixed VIP inside 198.18.128.0/24; absent: allocated in order. */
+  vip?: string;
+}
+
+export interface Topology {
+  /** Port of the lab's redis-server (on 198.18.0.1 and 127.0.0.1). */
+  redisPort: number;
+  nodes: TopologyNode[];
+  namespaces: TopologyNamespace[];
+  pods: TopologyPod[];
+  services: TopologyService[];
+}
+
+export const DEFAULT_REDIS_PORT = 16379;
+/** Node N gets 198.18.0.(10+N) and 198.19.N.0/24; keep well inside one octet. */
+export const MAX_NODES = 50;
+/** Pod k on a node gets .(10+k) of the node's /24. */
+export const MAX_PODS_PER_NODE = 240;
+export const MAX_SERVICES = 240;
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+// Kubernetes label syntax: optional DNS prefix, then a name of at most 63 characters.
+const LABEL_KEY = /^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
+
+class Invalid extends Error {
+  constructor(readonly field: string, why: string) {
+    super(`${field}: ${why}`);
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function object(v: unknown, field: string, allowed: readonly string[]): Obj {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Invalid(field || '(top level)', 'expected a mapping');
+  for (const key of Object.keys(v)) {
+    if (!allowed.includes(key)) throw new Invalid(`${field}${field ? '.' : ''}${key}`, `unknown field; expected one of ${allowed.join(', ')}`);
+  }
+  return v as Obj;
+}
+
+function array(v: unknown, field: string, opts: { min?: number; max?: number } = {}): unknown[] {
+  if (v === undefined) v = [];
+  if (!Array.isArray(v)) throw new Invalid(field, 'expected a list');
+  if (opts.min !== undefined && v.length < opts.min) throw new Invalid(field, `expected at least ${opts.min} entr${opts.min === 1 ? 'y' : 'ies'}`);
+  if (opts.max !== undefined && v.length > opts.max) throw new Invalid(field, `expected at most ${opts.max} entries`);
+  return v;
+}
+
+function dnsLabel(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !DNS_LABEL.test(v)) {
+    throw new Invalid(field, `expected a DNS label (lower-case letters, digits and '-', at most 63 characters), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function int(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new Invalid(field, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function labels(v: unknown, field: string): Labels {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Invalid(field, 'expected a mapping of label keys to values');
+  const out: Labels = {};
+  for (const [k, raw] of Object.entries(v as Obj)) {
+    if (!LABEL_KEY.test(k)) throw new Invalid(`${field}.${k}`, 'expected a label key such as app or weft.io/dataplane-mode');
+    // YAML turns `true` and `8080` into non-strings; labels are text, so accept scalars as written.
+    const value = typeof raw === 'number' || typeof raw === 'boolean' ? String(raw) : raw;
+    if (typeof value !== 'string' || !LABEL_VALUE.test(value)) {
+      throw new Invalid(`${field}.${k}`, `expected a label value (letters, digits, '.', '_', '-', at most 63 characters), got ${JSON.stringify(raw)}`);
+    }
+    out[k] = value;
+  }
+  return out;
+}
+
+function unique(seen: Map<string, string>, key: string, field: string, what: string): void {
+  const first = seen.get(key);
+  if (first !== undefined) throw new Invalid(field, `duplicate ${what} ${JSON.stringify(key)} (already declared at ${first})`);
+  seen.set(key, field);
+}
+
+const VIP_RE = /^198\.18\.128\.(\d{1,3})$/;
+
+/** Validates a parsed YAML document into a frozen Topology, or throws `Invalid` naming the field. */
+function validate(doc: unknown): Topology {
+  const top = object(doc ?? {}, '', ['redisPort', 'nodes', 'namespaces', 'pods', 'services']);
+  const redisPort = top.redisPort === undefined ? DEFAULT_REDIS_PORT : int(top.redisPort, 'redisPort', 1, 65535);
+
+  const nodeNames = new Map<string, string>();
+  const nodes = array(top.nodes, 'nodes', { min: 1, max: MAX_NODES }).map((raw, i) => {
+    const f = `nodes[${i}]`;
+    const o = object(raw, f, ['name', 'labels']);
+    const name = dnsLabel(o.name, `${f}.name`);
+    // Node netns are weft-<name>, pod netns weft-pod-...: keep the two spaces apart.
+    if (name.startsWith('pod-')) throw new Invalid(`${f}.name`, 'must not start with "pod-" (reserved for pod network namespaces)');
+    unique(nodeNames, name, `${f}.name`, 'node');
+    return { name, labels: labels(o.labels, `${f}.labels`) };
+  });
+
+  const nsNames = new Map<string, string>();
+  const namespaces = array(top.namespaces, 'namespaces').map((raw, i) => {
+    const f = `namespaces[${i}]`;
+    const o = object(raw, f, ['name', 'labels']);
+    const name = dnsLabel(o.name, `${f}.name`);
+    unique(nsNames, name, `${f}.name`, 'namespace');
+    return { name, labels: labels(o.labels, `${f}.labels`) };
+  });
+
+  const podKeys = new Map<string, string>();
+  const netnsNames = new Map<string, string>();
+  const podsPerNode = new Map<string, number>();
+  const pods = array(top.pods, 'pods').map((raw, i) => {
+    const f = `pods[${i}]`;
+    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'labels', 'run']);
+    const name = dnsLabel(o.name, `${f}.name`);
+    const namespace = dnsLabel(o.namespace, `${f}.namespace`);
+    if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
+    const node = dnsLabel(o.node, `${f}.node`);
+    if (!nodeNames.has(node)) throw new Invalid(`${f}.node`, `node ${JSON.stringify(node)} is not declared under nodes`);
+    const serviceAccount = o.serviceAccount === undefined ? 'default' : dnsLabel(o.serviceAccount, `${f}.serviceAccount`);
+    let run: PodRun = 'none';
+    if (o.run !== undefined) {
+      if (typeof o.run !== 'string' || !(POD_RUNS as readonly string[]).includes(o.run)) {
+        throw new Invalid(`${f}.run`, `expected one of ${POD_RUNS.join(', ')}, got ${JSON.stringify(o.run)}`);
+      }
+      run = o.run as PodRun;
+    }
+    unique(podKeys, `${namespace}/${name}`, f, 'pod');
+    // weft-pod-a-b-c is both a-b/c and a/b-c: refuse the second rather than share a netns.
+    unique(netnsNames, podNetnsName(namespace, name), f, 'pod network namespace');
+    const count = (podsPerNode.get(node) ?? 0) + 1;
+    if (count > MAX_PODS_PER_NODE) throw new Invalid(f, `node ${node} already has ${MAX_PODS_PER_NODE} pods (its /24 is full)`);
+    podsPerNode.set(node, count);
+    return { name, namespace, node, serviceAccount, labels: labels(o.labels, `${f}.labels`), run };
+  });
+
+  const svcKeys = new Map<string, string>();
+  const vips = new Map<string, string>();
+  const services = array(top.services, 'services', { max: MAX_SERVICES }).map((raw, i) => {
+    const f = `services[${i}]`;
+    const o = object(raw, f, ['name', 'namespace', 'selector', 'ports', 'vip']);
+    const name = dnsLabel(o.name, `${f}.name`);
+    const namespace = dnsLabel(o.namespace, `${f}.namespace`);
+    if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
+    unique(svcKeys, `${namespace}/${name}`, f, 'service');
+    const selector = labels(o.selector, `${f}.selector`);
+    if (Object.keys(selector).length === 0) throw new Invalid(`${f}.selector`, 'expected at least one label (a service without a selector has no endpoints)');
+    const portNumbers = new Map<string, string>();
+    const ports = array(o.ports, `${f}.ports`, { min: 1 }).map((rawPort, j) => {
+      const pf = `${f}.ports[${j}]`;
+      const p = object(rawPort, pf, ['name', 'port', 'targetPort']);
+      const port = int(p.port, `${pf}.port`, 1, 65535);
+      unique(portNumbers, String(port), `${pf}.port`, 'port');
+      const targetPort = p.targetPort === undefined ? port : int(p.targetPort, `${pf}.targetPort`, 1, 65535);
+      const out: TopologyServicePort = { port, targetPort };
+      if (p.name !== undefined) out.name = dnsLabel(p.name, `${pf}.name`);
+      return out;
+    });
+    const svc: TopologyService = { name, namespace, selector, ports };
+    if (o.vip !== undefined) {
+      const m = typeof o.vip === 'string' ? VIP_RE.exec(o.vip) : null;
+      if (!m || Number(m[1]) < 1 || Number(m[1]) > 254) {
+        throw new Invalid(`${f}.vip`, `expected an address in 198.18.128.0/24 (198.18.128.1 to .254), got ${JSON.stringify(o.vip)}`);
+      }
+      unique(vips, o.vip as string, `${f}.vip`, 'vip');
+      svc.vip = o.vip as string;
+    }
+    return svc;
+  });
+
+  return deepFreeze({ redisPort, nodes, namespaces, pods, services });
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Network namespace of a pod. */
+export function podNetnsName(namespace: string, name: string): string {
+  return `weft-pod-${namespace}-${name}`;
+}
+
+/** Network namespace of a node. */
+export function nodeNetnsName(node: string): string {
+  return `weft-${node}`;
+}
+
+function invalid(source: string, err: Invalid): WeftError {
+  return new WeftError('WEFT_LAB_TOPOLOGY_INVALID',
+    `invalid lab topology ${source}: ${err.message}; fix the file (format: docs/lab.md)`,
+    { details: { source, field: err.field } });
+}
+
+/** Parses and validates topology YAML text; `source` names the file in errors. */
+export function parseTopology(text: string, source = 'topology'): Topology {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new WeftError('WEFT_LAB_TOPOLOGY_INVALID',
+      `invalid lab topology ${source}: not valid YAML (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); fix the file (format: docs/lab.md)`,
+      { cause: err, details: { source } });
+  }
+  try {
+    return validate(doc);
+  } catch (err) {
+    if (err instanceof Invalid) throw invalid(source, err);
+    throw err;
+  }
+}
+
+/** Reads and validates a topology file. */
+export function loadTopology(file: string): Topology {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new WeftError('WEFT_LAB_TOPOLOGY_INVALID',
+      `cannot read lab topology ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass an existing file with --topology`,
+      { cause: err, details: { source: file } });
+  }
+  return parseTopology(text, file);
+}

@@ -1,0 +1,260 @@
+/**
+ * `weft lab up`: builds the lab in seconds. Order and parallelism:
+ *
+ *   checks (root, tools, conflicts)  ── fs reads only
+ *   previous lab recorded? → down
+ *   /etc/netns hosts files, then the whole network in one shell script (~tens of ms)
+ *   then in parallel:
+ *     redis → registry records → weft ca → join tokens → ztunnels → readiness
+ *     kube-proxy emulation (WEFT-SERVICES) in each node netns
+ *     echo apps in their pods → listening
+ *     (br_netfilter hosts) accept bridge-internal frames in the root FORWARD chain
+ *   context file
+ *
+ * Every resource is recorded in the state file before it is created. If anything
+ * fails, the lab tears down what it made (unless keepOnFailure) and the error names
+ * the log to read.
+ */
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { createJoinToken } from '../ca/join-tokens';
+import { createServicesApplier, IptablesApplier } from '../iptables/apply';
+import { generateServiceRules } from '../iptables/rules';
+import { ExecCommandRunner } from '../iptables/runner';
+import { WeftError } from '../lib/errors';
+import { RegistryStore, type ChangeInput } from '../registry/store';
+import { buildContext, writeContext } from './context';
+import { labDown } from './down';
+import { networkResources, networkUpScript } from './network';
+import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
+import { hostsFile, LAB_NET, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
+import { bridgeNetfilterOn, checkRoot, checkTools, conflictError, findConflicts } from './preflight';
+import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
+import { readState, StateStore } from './state';
+import { run } from './run';
+import { loadTopology } from './topology';
+
+export interface UpOptions {
+  labDir: string;
+  topologyFile: string;
+  /** Overrides the topology's redisPort. */
+  redisPort?: number;
+  contextFile: string;
+  /** Leave a failed lab in place for inspection (then run down). */
+  keepOnFailure?: boolean;
+  progress: (line: string) => void;
+}
+
+export interface UpResult {
+  plan: LabPlan;
+  ms: number;
+  ca: boolean;
+  ztunnels: boolean;
+}
+
+/** Chain accepting bridge-internal frames where br_netfilter sends them through FORWARD. */
+export const FORWARD_CHAIN = 'WEFT-LAB-FORWARD';
+const JOIN_TOKEN_TTL_MS = 24 * 3_600_000;
+const READY_TIMEOUT_MS = 30_000;
+
+export function forwardApplier(): IptablesApplier {
+  return new IptablesApplier({
+    runner: new ExecCommandRunner(), table: 'filter', chains: [FORWARD_CHAIN],
+    jumps: [{ from: 'FORWARD', to: FORWARD_CHAIN, position: 'first' }],
+  });
+}
+
+export async function labUp(opts: UpOptions): Promise<UpResult> {
+  const started = Date.now();
+  const step = (msg: string) => opts.progress(`[${((Date.now() - started) / 1000).toFixed(2).padStart(5)}s] ${msg}`);
+
+  checkRoot();
+  checkTools();
+  if (!built(DIST.main) || !built(DIST.echo)) {
+    throw new WeftError('WEFT_COMMAND_FAILED', `the lab runs the built CLI, but ${DIST.main} or ${DIST.echo} is missing; run npm run build (scripts/lab does it for you)`);
+  }
+  const topology = loadTopology(opts.topologyFile);
+  const plan = planLab(opts.redisPort ? { ...topology, redisPort: opts.redisPort } : topology);
+
+  if (readState(opts.labDir)) {
+    step('a previous lab is recorded: tearing it down first');
+    await labDown({ labDir: opts.labDir, contextFile: opts.contextFile, progress: (l) => opts.progress(`    ${l}`) });
+  }
+  const conflicts = await findConflicts(plan);
+  if (conflicts.length > 0) throw conflictError(conflicts, opts.labDir);
+
+  const layout = labLayout(opts.labDir);
+  rmSync(layout.logs, { recursive: true, force: true });
+  for (const dir of [layout.logs, layout.redisDir, layout.caDir, layout.binDir]) mkdirSync(dir, { recursive: true });
+  const store = StateStore.create({
+    labDir: opts.labDir, repo: REPO_ROOT, topologyFile: opts.topologyFile, startedAt: new Date().toISOString(), plan,
+  });
+
+  try {
+    const result = await bringUp(plan, layout, store, opts, step);
+    store.update({ phase: 'up', upMs: Date.now() - started, ztunnels: result.ztunnels });
+    step(`lab up in ${((Date.now() - started) / 1000).toFixed(2)}s`);
+    return { plan, ms: Date.now() - started, ...result };
+  } catch (err) {
+    if (opts.keepOnFailure) {
+      step(`up failed; leaving the lab in place for inspection (logs in ${layout.logs}); run \`scripts/lab down\` when done`);
+    } else {
+      step(`up failed; tearing down what was made (logs kept in ${layout.logs})`);
+      await labDown({ labDir: opts.labDir, contextFile: opts.contextFile, progress: (l) => opts.progress(`    ${l}`) }).catch((e: unknown) => {
+        opts.progress(`    teardown after failure also failed: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    }
+    throw err;
+  }
+}
+
+async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts: UpOptions, step: (m: string) => void): Promise<{ ca: boolean; ztunnels: boolean }> {
+  // Hosts files first: `ip netns exec` bind-mounts them when a process starts in a pod.
+  if (!existsSync('/etc/netns')) store.record({ type: 'dir', path: '/etc/netns' });
+  store.record(...plan.pods.map((p) => ({ type: 'etc-netns' as const, name: p.netns })));
+  for (const p of plan.pods) {
+    const dir = `/etc/netns/${p.netns}`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'hosts'), hostsFile(plan, p));
+    writeFileSync(join(dir, 'resolv.conf'), resolvConf(p));
+  }
+  writeShim(layout);
+
+  const res = networkResources(plan);
+  store.record(
+    ...res.links.map((name) => ({ type: 'link' as const, name })),
+    ...res.netns.map((name) => ({ type: 'netns' as const, name })),
+    ...res.routes.map((spec) => ({ type: 'route' as const, spec })),
+  );
+  writeFileSync(layout.networkScript, networkUpScript(plan), { mode: 0o755 });
+  await run('sh', ['-e', layout.networkScript]);
+  step(`network: ${LAB_NET.bridge} ${LAB_NET.gateway}/24, ${plan.nodes.length} nodes, ${plan.pods.length} pods`);
+
+  const tasks: Promise<unknown>[] = [];
+  tasks.push(control(plan, layout, store, step));
+  tasks.push(Promise.all(plan.nodes.map(async (n) => {
+    store.record({ type: 'iptables-chain', table: 'nat', chain: 'WEFT-SERVICES', hook: 'PREROUTING', netns: n.netns });
+    await createServicesApplier({ runner: new ExecCommandRunner(), netns: n.netns }).apply(generateServiceRules(serviceRuleInput(plan)));
+  })).then(() => step(`services: ${plan.services.map((s) => `${s.name}.${s.namespace}=${s.vip}`).join(', ') || 'none'} (kube-proxy emulation in every node)`)));
+  tasks.push(startApps(plan, layout, store).then((n) => step(`apps: ${n} echo pod(s) listening on :${LAB_NET.echoHttpPort} (HTTP) and :${LAB_NET.echoTcpPort} (TCP)`)));
+  if (bridgeNetfilterOn()) {
+    tasks.push((async () => {
+      store.record({ type: 'iptables-chain', table: 'filter', chain: FORWARD_CHAIN, hook: 'FORWARD' });
+      await forwardApplier().apply(`*filter\n:${FORWARD_CHAIN} - [0:0]\n-A ${FORWARD_CHAIN} -i ${LAB_NET.bridge} -o ${LAB_NET.bridge} -j ACCEPT\nCOMMIT\n`);
+    })());
+  }
+  // allSettled: a failure must not start the teardown while siblings still create things.
+  const settled = await Promise.allSettled(tasks);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  const control_ = (settled[0] as PromiseFulfilledResult<{ ca: boolean; ztunnels: boolean }>).value;
+
+  store.record({ type: 'context', path: opts.contextFile });
+  writeContext(opts.contextFile, buildContext(plan, store.labDir, control_.ca ? layout.caRootFile : undefined));
+  step(`context: ${opts.contextFile}`);
+  return control_;
+}
+
+/** `weft` inside pods (`scripts/lab exec demo/client -- weft lab request ...`). */
+function writeShim(layout: LabLayout): void {
+  const shim = join(layout.binDir, 'weft');
+  writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${DIST.main}" "$@"\n`);
+  chmodSync(shim, 0o755);
+}
+
+async function startApps(plan: LabPlan, layout: LabLayout, store: StateStore): Promise<number> {
+  const apps = plan.pods.filter((p) => p.run === 'echo');
+  await Promise.all(apps.map(async (p) => {
+    const proc = startProcess(store, {
+      name: `app/${p.uid}`, role: 'app', netns: p.netns, log: join(layout.logs, `app-${p.namespace}-${p.name}.log`),
+      argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node],
+    });
+    await waitUntil(`echo app in ${p.uid}`, () => tcpReady(p.ip, LAB_NET.echoHttpPort), { timeoutMs: READY_TIMEOUT_MS, process: proc });
+  }));
+  return apps.length;
+}
+
+/** Redis, registry, CA, join tokens and ztunnels: each needs the one before. */
+async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step: (m: string) => void): Promise<{ ca: boolean; ztunnels: boolean }> {
+  const port = plan.redisPort;
+  const redisProc = startProcess(store, {
+    name: 'redis', role: 'redis', log: join(layout.logs, 'redis.log'),
+    argv: ['redis-server', '--bind', LAB_NET.gateway, '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
+      '--dir', layout.redisDir, '--protected-mode', 'no', '--daemonize', 'no'],
+  });
+  await waitUntil('redis-server', () => tcpReady('127.0.0.1', port), { timeoutMs: READY_TIMEOUT_MS, process: redisProc });
+  const redisUrl = `redis://127.0.0.1:${port}`;
+  const clusterRedisUrl = `redis://${LAB_NET.gateway}:${port}`;
+
+  const registry = RegistryStore.connect(redisUrl);
+  try {
+    const recs = registryRecords(plan);
+    const changes: ChangeInput[] = [
+      ...recs.nodes.map((record) => ({ op: 'put' as const, kind: 'node' as const, record })),
+      ...recs.namespaces.map((record) => ({ op: 'put' as const, kind: 'namespace' as const, record })),
+      ...recs.workloads.map((record) => ({ op: 'put' as const, kind: 'workload' as const, record })),
+      ...recs.services.map((record) => ({ op: 'put' as const, kind: 'service' as const, record })),
+    ];
+    await registry.apply(changes);
+  } finally {
+    await registry.close();
+  }
+  step(`redis ${redisUrl} (lab side ${clusterRedisUrl}): registered ${plan.nodes.length} nodes, ${plan.namespaces.length} namespaces, ${plan.pods.length} workloads, ${plan.services.length} services`);
+
+  if (!built(DIST.ca)) {
+    step(`ca: skipped (${DIST.ca} not built yet), so ztunnels are skipped too`);
+    return { ca: false, ztunnels: false };
+  }
+  const caAddress = `${LAB_NET.gateway}:${LAB_NET.caPort}`;
+  const caProc = startProcess(store, {
+    name: 'ca', role: 'ca', log: join(layout.logs, 'ca.log'),
+    argv: [process.execPath, DIST.main, 'ca', ...caArgs(layout, clusterRedisUrl)],
+  });
+  await waitUntil('weft ca', async () => built(layout.caRootFile) && tcpReady(LAB_NET.gateway, LAB_NET.caPort), { timeoutMs: READY_TIMEOUT_MS, process: caProc });
+  store.update({ caRootFile: layout.caRootFile });
+  step(`ca: ${caAddress}, root ${layout.caRootFile}`);
+
+  if (!built(DIST.ztunnel)) {
+    step(`ztunnels: skipped (${DIST.ztunnel} not built yet); VIP traffic of every pod uses the kube-proxy emulation`);
+    return { ca: true, ztunnels: false };
+  }
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const tokens = new Map<string, string>();
+  try {
+    for (const n of plan.nodes) tokens.set(n.name, (await createJoinToken(redis, n.name, JOIN_TOKEN_TTL_MS)).token);
+  } finally {
+    redis.disconnect();
+  }
+  await Promise.all(plan.nodes.map(async (n) => {
+    const proc = startProcess(store, {
+      name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
+      argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl)],
+    }, { ...process.env, WEFT_JOIN_TOKEN: tokens.get(n.name) });
+    const url = `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`;
+    await waitUntil(`ztunnel on ${n.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc });
+  }));
+  step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
+  return { ca: true, ztunnels: true };
+}
+
+export function caArgs(layout: LabLayout, clusterRedisUrl: string): string[] {
+  return [
+    '--listen', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
+    '--redis-url', clusterRedisUrl,
+    '--root-dir', layout.caDir,
+    '--root-out', layout.caRootFile,
+    '--ip', LAB_NET.gateway,
+  ];
+}
+
+export function ztunnelArgs(node: string, address: string, layout: LabLayout, clusterRedisUrl: string): string[] {
+  return [
+    '--node', node,
+    '--address', address,
+    '--redis-url', clusterRedisUrl,
+    '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
+    '--ca-root-file', layout.caRootFile,
+    '--capture', 'true',
+  ];
+}
