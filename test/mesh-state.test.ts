@@ -173,7 +173,7 @@ t.test('peerAuthModeFor: selector > namespace > mesh, PERMISSIVE by default', as
 // final records from scratch. This is what catches an index that forgets to unindex.
 t.test('incremental indexes agree with a fresh replaceAll after random changes', async (t) => {
   let seed = 42;
-  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  const rand = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff; return (seed >>> 8) % n; };
   const nss = ['a', 'b', 'c'];
   const s = new MeshState({ trustDomain: 'cluster.local' });
   const truth = new Map<string, Change>();
