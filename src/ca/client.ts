@@ -107,6 +107,10 @@ export class CaClient {
     return this.opts.rootPem;
   }
 
+  get trustDomain(): string {
+    return this.opts.trustDomain;
+  }
+
   /** The node certificate in use for CreateCertificate, if joined. */
   get nodeCredentials(): NodeCredentials | undefined {
     return this.node;
@@ -166,6 +170,10 @@ export class CaClient {
       'grpc.ssl_target_name_override': this.opts.serverName,
       // Certificate calls are rare: no need to hold the connection open forever.
       'grpc.client_idle_timeout_ms': 60_000,
+      // The certificate manager runs its own retry backoff; grpc's reconnect backoff
+      // (up to 120 s by default) would otherwise hide a CA that is back.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
     };
   }
 

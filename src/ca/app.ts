@@ -1,0 +1,121 @@
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { WeftError } from '../lib/errors';
+import type { Logger } from '../lib/log';
+import { RegistryFollower } from '../registry/follower';
+import { MeshState } from '../registry/state';
+import { Issuer } from './issuer';
+import { RedisJoinTokens } from './join-tokens';
+import { obtainRoot, publishRoot, type RootSource } from './root-store';
+import { CaServer } from './server';
+
+/**
+ * Wires `weft ca`: Redis (root storage, join tokens), the registry follower that
+ * answers node authorization, the gRPC server and a small metrics endpoint.
+ */
+export interface CaAppConfig {
+  redisUrl: string;
+  trustDomain: string;
+  listen: { host: string; port: number };
+  /** host:port for /metrics and /healthz/ready; undefined disables it. */
+  metricsListen?: { host: string; port: number };
+  root: RootSource;
+  /** File to publish the root certificate to (the public part only). */
+  rootOut?: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  certTtlMs: number;
+  maxCertTtlMs: number;
+  nodeCertTtlMs: number;
+  /** Tests only: the shortest lifetime a request may ask for (default 1 minute). */
+  minCertTtlMs?: number;
+}
+
+export interface CaApp {
+  /** Bound gRPC port. */
+  port: number;
+  /** Bound metrics port, if serving metrics. */
+  metricsPort?: number;
+  rootPem: string;
+  metrics: Registry;
+  stop(): Promise<void>;
+}
+
+export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<CaApp> {
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  // Bounded retries: a CA that cannot reach Redis at start should say so, not hang.
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  // Failures surface on the commands that hit them; the event alone is just noise.
+  redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'CA redis connection error'));
+  const cleanups: Array<() => Promise<void> | void> = [() => { redis.disconnect(); }];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  };
+  try {
+    try {
+      await redis.connect();
+    } catch (err) {
+      throw new WeftError('WEFT_REGISTRY_UNREACHABLE',
+        `the CA cannot reach Redis at --redis-url (${err instanceof Error ? err.message : String(err)}); check Redis runs and the URL`,
+        { cause: err });
+    }
+    const root = await obtainRoot(config.root, { redis, trustDomain: config.trustDomain, logger });
+    const issuer = new Issuer(root, { trustDomain: config.trustDomain });
+    await publishRoot(issuer.rootPem, { redis, ...(config.rootOut ? { outFile: config.rootOut } : {}) });
+
+    const state = new MeshState({ trustDomain: config.trustDomain });
+    const follower = new RegistryFollower({ url: config.redisUrl, state, logger, metrics });
+    // Not awaited: Join and node renewal need no registry; impersonation waits for it (isReady).
+    follower.start().catch((err: unknown) => logger.error({ err }, 'registry follower gave up'));
+    cleanups.push(() => follower.stop());
+
+    const server = new CaServer({
+      issuer, trustDomain: config.trustDomain, authorizer: state, joinTokens: new RedisJoinTokens(redis),
+      logger, metrics, certTtlMs: config.certTtlMs, maxCertTtlMs: config.maxCertTtlMs,
+      nodeCertTtlMs: config.nodeCertTtlMs, dnsNames: config.dnsNames, ipAddresses: config.ipAddresses,
+      isReady: () => follower.lastSyncAt !== undefined,
+      ...(config.minCertTtlMs !== undefined ? { minCertTtlMs: config.minCertTtlMs } : {}),
+    });
+    const port = await server.start(config.listen);
+    cleanups.push(() => server.stop());
+
+    let metricsPort: number | undefined;
+    if (config.metricsListen) {
+      const http = metricsServer(metrics, () => follower.lastSyncAt !== undefined);
+      http.listen(config.metricsListen.port, config.metricsListen.host);
+      await once(http, 'listening');
+      metricsPort = (http.address() as { port: number }).port;
+      cleanups.push(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
+    }
+    logger.info({ port, metricsPort, root: config.root.kind }, 'weft ca ready');
+    return {
+      port, rootPem: issuer.rootPem, metrics, ...(metricsPort !== undefined ? { metricsPort } : {}),
+      stop: cleanup,
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+function metricsServer(metrics: Registry, ready: () => boolean): Server {
+  return createServer((req, res) => {
+    if (req.url === '/metrics' || req.url === '/stats/prometheus') {
+      metrics.metrics().then(
+        (text) => { res.writeHead(200, { 'content-type': metrics.contentType }); res.end(text); },
+        (err: unknown) => { res.writeHead(500); res.end(String(err)); },
+      );
+    } else if (req.url === '/healthz/ready') {
+      // Ready = the registry is loaded, so impersonation requests can be decided.
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503);
+      res.end(ok ? 'ready\n' : 'registry not loaded yet\n');
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+}

@@ -1,0 +1,409 @@
+import { EventEmitter } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { WeftError, isWeftError } from '../lib/errors';
+import type { Logger } from '../lib/log';
+import { nodeIdentity } from './authorize';
+import { verifyIssuedChain, type NodeCredentials } from './client';
+import { generateKeyAndCsr } from './issuer';
+import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
+
+/**
+ * Keeps the node's certificates fresh: the node certificate (the CA credential) and
+ * one certificate per workload identity running on the node. Modelled on ztunnel's
+ * SecretManager: prefetch what the node's workloads need, refresh at half-life, and
+ * when the CA fails, back off (0.5 s doubling to 150 s, jittered) while the old
+ * certificate stays in use until it really expires.
+ */
+
+export enum CertState {
+  /** No certificate yet; the first fetch is under way. */
+  Pending = 'Pending',
+  /** A valid certificate; refresh scheduled at half-life. */
+  Ready = 'Ready',
+  /** Still valid, being replaced (or retrying after failed replacements). */
+  Refreshing = 'Refreshing',
+  /** The certificate expired before a replacement arrived; retrying. */
+  Expired = 'Expired',
+  /** Never obtained one; retrying with backoff. */
+  Failed = 'Failed',
+}
+
+/** Legal moves; anything else is a bug and throws. */
+const TRANSITIONS: Record<CertState, readonly CertState[]> = {
+  [CertState.Pending]: [CertState.Ready, CertState.Failed],
+  [CertState.Ready]: [CertState.Refreshing, CertState.Expired],
+  [CertState.Refreshing]: [CertState.Ready, CertState.Expired],
+  [CertState.Expired]: [CertState.Ready],
+  [CertState.Failed]: [CertState.Ready],
+};
+
+export interface WorkloadCert {
+  identity: string;
+  keyPem: string;
+  /** Leaf first, root last. */
+  certChainPem: string[];
+  notBefore: Date;
+  notAfter: Date;
+  serial: string;
+}
+
+/** What the manager needs from the CA client (CaClient implements it). */
+export interface CertificateSource {
+  readonly rootPem: string;
+  readonly trustDomain: string;
+  readonly nodeCredentials: NodeCredentials | undefined;
+  setNodeCredentials(creds: NodeCredentials): void;
+  join(nodeName: string, token: string): Promise<NodeCredentials>;
+  createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]>;
+}
+
+export interface CertificateManagerOptions {
+  client: CertificateSource;
+  nodeName: string;
+  logger: Logger;
+  metrics: Registry;
+  clock?: Clock;
+  /** Lifetime to ask for, in seconds; 0 (default) takes the CA's default. */
+  ttlSec?: number;
+  /** Lets the manager (re)join when it has no valid node certificate. */
+  joinToken?: string;
+  /** How long get() waits for a certificate before failing (default 10 s). */
+  getTimeoutMs?: number;
+  backoff?: { initialMs?: number; maxMs?: number };
+}
+
+export interface CertificateManagerEvents {
+  /** A new certificate for `identity` is in place (also for the node certificate). */
+  updated: [identity: string];
+  state: [identity: string, from: CertState, to: CertState];
+}
+
+/** One row of the operator's certificate table (istioctl ztunnel-config certificates). */
+export interface CertStatus {
+  identity: string;
+  type: 'node' | 'workload';
+  state: CertState;
+  serial?: string;
+  notBefore?: Date;
+  notAfter?: Date;
+  failures: number;
+  lastError?: string;
+}
+
+interface Waiter {
+  resolve(cert: WorkloadCert): void;
+  reject(err: Error): void;
+}
+
+interface Entry {
+  identity: string;
+  type: 'node' | 'workload';
+  state: CertState;
+  cert?: WorkloadCert;
+  /** Local receive time: half-life counts from here, since notBefore is backdated. */
+  receivedAt: number;
+  failures: number;
+  lastError?: Error;
+  fetching: boolean;
+  cancelNext?: () => void;
+  cancelExpiry?: () => void;
+  waiters: Set<Waiter>;
+}
+
+type FetchResult = 'ok' | 'refused' | 'unreachable' | 'error';
+
+export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
+  private readonly client: CertificateSource;
+  private readonly nodeName: string;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly opts: CertificateManagerOptions;
+  private readonly entries = new Map<string, Entry>();
+  private readonly node: Entry;
+  private readonly fetches: Counter<'type' | 'result'>;
+  private stopped = false;
+
+  constructor(opts: CertificateManagerOptions) {
+    super();
+    this.opts = opts;
+    this.client = opts.client;
+    this.nodeName = opts.nodeName;
+    this.log = opts.logger.child({ component: 'certificates' });
+    this.clock = opts.clock ?? realClock;
+    const entries = this.entries;
+    const clock = this.clock;
+    new Gauge({
+      name: 'weft_cert_expiry_seconds',
+      help: 'Seconds until the certificate of an identity expires (negative once expired)',
+      labelNames: ['identity'] as const,
+      registers: [opts.metrics],
+      collect() {
+        this.reset();
+        for (const e of entries.values()) {
+          if (e.cert) this.set({ identity: e.identity }, (e.cert.notAfter.getTime() - clock.now()) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'weft_certs',
+      help: 'Certificates held by this node, by state',
+      labelNames: ['state'] as const,
+      registers: [opts.metrics],
+      collect() {
+        this.reset();
+        for (const s of Object.values(CertState)) this.set({ state: s }, 0);
+        for (const e of entries.values()) this.inc({ state: e.state });
+      },
+    });
+    this.fetches = new Counter({
+      name: 'weft_cert_fetches_total',
+      help: 'Certificate requests to the CA by certificate type and result',
+      labelNames: ['type', 'result'] as const,
+      registers: [opts.metrics],
+    });
+
+    this.node = this.newEntry(nodeIdentity(this.client.trustDomain), 'node');
+    const creds = this.client.nodeCredentials;
+    const leaf = creds ? this.tryVerify(creds.certChainPem, this.node.identity) : undefined;
+    if (creds && leaf) {
+      this.install(this.node, { identity: this.node.identity, keyPem: creds.keyPem, certChainPem: creds.certChainPem, ...leaf }, 'node certificate from join');
+    } else {
+      void this.fetch(this.node);
+    }
+  }
+
+  /** The mesh root the certificates chain to, for verifying peers. */
+  get rootsPem(): string {
+    return this.client.rootPem;
+  }
+
+  /** The identity of this node's proxy (its CA credential). */
+  get nodeIdentity(): string {
+    return this.node.identity;
+  }
+
+  /**
+   * Declares the workload identities this node needs: new ones are fetched now,
+   * ones no longer listed are dropped (also those only ever asked for through get()).
+   */
+  setWanted(identities: Iterable<string>): void {
+    if (this.stopped) return;
+    const wanted = new Set(identities);
+    wanted.delete(this.node.identity);
+    for (const entry of [...this.entries.values()]) {
+      if (entry.type === 'workload' && !wanted.has(entry.identity)) this.drop(entry);
+    }
+    for (const identity of wanted) {
+      if (!this.entries.has(identity)) void this.fetch(this.newEntry(identity, 'workload'));
+    }
+  }
+
+  /** A valid certificate for `identity` now, or undefined (never an expired one). */
+  current(identity: string): WorkloadCert | undefined {
+    const cert = this.entries.get(identity)?.cert;
+    return cert && cert.notAfter.getTime() > this.clock.now() ? cert : undefined;
+  }
+
+  /** A valid certificate, fetching it if needed; rejects with WEFT_CERT_UNAVAILABLE after the timeout. */
+  get(identity: string, opts: { timeoutMs?: number } = {}): Promise<WorkloadCert> {
+    const now = this.current(identity);
+    if (now) return Promise.resolve(now);
+    if (this.stopped) return Promise.reject(this.unavailable(identity, 'the certificate manager is stopped'));
+    let entry = this.entries.get(identity);
+    if (!entry) {
+      entry = this.newEntry(identity, 'workload');
+      void this.fetch(entry);
+    }
+    const target = entry;
+    return new Promise<WorkloadCert>((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? this.opts.getTimeoutMs ?? 10_000;
+      const waiter: Waiter = {
+        resolve: (cert) => { cancel(); resolve(cert); },
+        reject: (err) => { cancel(); reject(err); },
+      };
+      const cancel = boundedDelay(timeoutMs, () => {
+        target.waiters.delete(waiter);
+        const last = target.lastError ? `; last error: ${target.lastError.message}` : '';
+        reject(this.unavailable(identity, `no certificate after ${timeoutMs} ms (state ${target.state})${last}`));
+      }, this.clock);
+      target.waiters.add(waiter);
+    });
+  }
+
+  /** Status of every certificate, node first, for admin views. */
+  list(): CertStatus[] {
+    return [...this.entries.values()].map((e) => ({
+      identity: e.identity, type: e.type, state: e.state, failures: e.failures,
+      ...(e.cert ? { serial: e.cert.serial, notBefore: e.cert.notBefore, notAfter: e.cert.notAfter } : {}),
+      ...(e.lastError ? { lastError: e.lastError.message } : {}),
+    }));
+  }
+
+  /** Cancels every timer and rejects pending get()s. Does not close the client (the caller owns it). */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const entry of this.entries.values()) this.clearTimers(entry, this.unavailable(entry.identity, 'the certificate manager stopped'));
+  }
+
+  // ---- internals ----
+
+  private newEntry(identity: string, type: Entry['type']): Entry {
+    const entry: Entry = { identity, type, state: CertState.Pending, receivedAt: 0, failures: 0, fetching: false, waiters: new Set() };
+    this.entries.set(identity, entry);
+    return entry;
+  }
+
+  private drop(entry: Entry): void {
+    this.clearTimers(entry, this.unavailable(entry.identity, 'the identity is no longer wanted on this node'));
+    this.entries.delete(entry.identity);
+    this.log.info({ identity: entry.identity }, 'certificate dropped');
+  }
+
+  private clearTimers(entry: Entry, err: Error): void {
+    entry.cancelNext?.();
+    entry.cancelExpiry?.();
+    entry.cancelNext = entry.cancelExpiry = undefined;
+    for (const w of entry.waiters) w.reject(err);
+    entry.waiters.clear();
+  }
+
+  /** The one place states change; every change is logged and emitted. */
+  private transition(entry: Entry, to: CertState, reason: string, err?: unknown): void {
+    const from = entry.state;
+    if (from === to) return;
+    if (!TRANSITIONS[from].includes(to)) throw new Error(`certificate ${entry.identity}: illegal transition ${from} -> ${to} (${reason})`);
+    entry.state = to;
+    const fields = { identity: entry.identity, type: entry.type, from, to, reason, ...(err ? { err } : {}) };
+    if (to === CertState.Expired || to === CertState.Failed) this.log.warn(fields, 'certificate state');
+    else this.log.info(fields, 'certificate state');
+    this.emit('state', entry.identity, from, to);
+  }
+
+  private live(entry: Entry): boolean {
+    return !this.stopped && this.entries.get(entry.identity) === entry;
+  }
+
+  private async fetch(entry: Entry): Promise<void> {
+    if (entry.fetching || !this.live(entry)) return;
+    entry.fetching = true;
+    entry.cancelNext?.();
+    entry.cancelNext = undefined;
+    if (entry.state === CertState.Ready) this.transition(entry, CertState.Refreshing, 'half-life reached');
+    try {
+      const cert = entry.type === 'node' ? await this.fetchNode() : await this.fetchWorkload(entry.identity);
+      if (!this.live(entry)) return;
+      this.fetches.inc({ type: entry.type, result: 'ok' });
+      this.install(entry, cert, entry.failures > 0 ? `renewed after ${entry.failures} failed attempts` : 'issued');
+    } catch (err) {
+      if (!this.live(entry)) return;
+      this.failed(entry, err);
+    } finally {
+      entry.fetching = false;
+    }
+  }
+
+  private async fetchWorkload(identity: string): Promise<WorkloadCert> {
+    const { keyPem, csrPem } = await generateKeyAndCsr();
+    const chain = await this.client.createCertificate(csrPem, this.opts.ttlSec ?? 0, identity);
+    return { identity, keyPem, certChainPem: chain, ...verifyIssuedChain(chain, this.client.rootPem, identity, this.clock.now()) };
+  }
+
+  /** Renews with the current node certificate while it is valid, else (re)joins with the token. */
+  private async fetchNode(): Promise<WorkloadCert> {
+    const identity = this.node.identity;
+    // Someone may have joined through the client directly: adopt that certificate.
+    const external = this.client.nodeCredentials;
+    if (external && external.certChainPem[0] !== this.node.cert?.certChainPem[0]) {
+      const leaf = this.tryVerify(external.certChainPem, identity);
+      if (leaf) return { identity, keyPem: external.keyPem, certChainPem: external.certChainPem, ...leaf };
+    }
+    const valid = this.node.cert && this.node.cert.notAfter.getTime() > this.clock.now();
+    const rejected = isWeftError(this.node.lastError, 'WEFT_CA_UNAUTHENTICATED');
+    let creds: NodeCredentials;
+    if (valid && !rejected) {
+      const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: this.nodeName });
+      creds = { keyPem, certChainPem: await this.client.createCertificate(csrPem, 0) };
+    } else if (this.opts.joinToken) {
+      creds = await this.client.join(this.nodeName, this.opts.joinToken);
+    } else {
+      throw new WeftError('WEFT_CA_UNAUTHENTICATED',
+        `node ${this.nodeName} has no valid node certificate and no join token to get one; restart the ztunnel with a fresh token from \`weft ca token --node ${this.nodeName}\``);
+    }
+    const leaf = verifyIssuedChain(creds.certChainPem, this.client.rootPem, identity, this.clock.now());
+    this.client.setNodeCredentials(creds);
+    return { identity, keyPem: creds.keyPem, certChainPem: creds.certChainPem, ...leaf };
+  }
+
+  private install(entry: Entry, cert: WorkloadCert, reason: string): void {
+    const now = this.clock.now();
+    entry.cert = cert;
+    entry.receivedAt = now;
+    entry.failures = 0;
+    entry.lastError = undefined;
+    this.transition(entry, CertState.Ready, reason);
+    entry.cancelExpiry?.();
+    entry.cancelNext?.();
+    entry.cancelExpiry = boundedDelay(cert.notAfter.getTime() - now, () => this.expired(entry, cert), this.clock);
+    const halfLife = (cert.notAfter.getTime() - now) / 2;
+    entry.cancelNext = boundedDelay(halfLife, () => { void this.fetch(entry); }, this.clock);
+    this.log.debug({ identity: entry.identity, serial: cert.serial, notAfter: cert.notAfter, refreshInMs: Math.round(halfLife) }, 'certificate installed');
+    for (const w of entry.waiters) w.resolve(cert);
+    entry.waiters.clear();
+    this.emit('updated', entry.identity);
+    // A fresh node certificate unblocks workloads that failed for want of one: retry them now.
+    if (entry.type === 'node') {
+      for (const e of this.entries.values()) {
+        if (e.type === 'workload' && !e.fetching && (e.state === CertState.Failed || e.state === CertState.Expired)) {
+          e.failures = 0;
+          void this.fetch(e);
+        }
+      }
+    }
+  }
+
+  private failed(entry: Entry, err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    entry.failures++;
+    entry.lastError = error;
+    this.fetches.inc({ type: entry.type, result: fetchResult(err) });
+    if (entry.state === CertState.Pending) this.transition(entry, CertState.Failed, 'first request failed', error);
+    const delay = backoffDelay(entry.failures, this.opts.backoff);
+    this.log.warn({ identity: entry.identity, state: entry.state, failures: entry.failures, retryInMs: delay, code: isWeftError(error) ? error.code : undefined, err: error.message },
+      entry.cert && entry.state === CertState.Refreshing ? 'certificate refresh failed; keeping the current one' : 'certificate request failed');
+    entry.cancelNext = boundedDelay(delay, () => { void this.fetch(entry); }, this.clock);
+  }
+
+  private expired(entry: Entry, cert: WorkloadCert): void {
+    if (!this.live(entry) || entry.cert !== cert) return;
+    this.transition(entry, CertState.Expired, 'not renewed before notAfter', entry.lastError);
+    if (!entry.fetching && !entry.cancelNext) void this.fetch(entry);
+  }
+
+  private tryVerify(chain: string[], identity: string): ReturnType<typeof verifyIssuedChain> | undefined {
+    try {
+      return verifyIssuedChain(chain, this.client.rootPem, identity, this.clock.now());
+    } catch (err) {
+      this.log.warn({ err }, 'the client\'s node certificate is unusable; joining again');
+      return undefined;
+    }
+  }
+
+  private unavailable(identity: string, why: string): WeftError {
+    return new WeftError('WEFT_CERT_UNAVAILABLE',
+      `no certificate for ${identity}: ${why}; check the CA is reachable and the workload is registered on this node`);
+  }
+}
+
+function fetchResult(err: unknown): FetchResult {
+  if (!isWeftError(err)) return 'error';
+  if (err.code === 'WEFT_CA_UNREACHABLE') return 'unreachable';
+  return err.code.startsWith('WEFT_CA_') || err.code === 'WEFT_REGISTRY_UNREACHABLE' ? 'refused' : 'error';
+}
+
+/** Parses the validity of a PEM leaf, for callers that load certificates from disk. */
+export function leafValidity(pem: string): { notBefore: Date; notAfter: Date; serial: string } {
+  const x = new X509Certificate(pem);
+  return { notBefore: new Date(x.validFrom), notAfter: new Date(x.validTo), serial: x.serialNumber };
+}

@@ -1,0 +1,163 @@
+/**
+ * `weft ca` runs the mesh CA; `weft ca token --node <name>` creates a node join token.
+ * Flags are validated here, once; app.ts does the wiring.
+ */
+import { isIP } from 'node:net';
+import { Redis } from 'ioredis';
+import type { Command } from '../cli/command';
+import { commonOptions } from '../lib/common-options';
+import { WeftError } from '../lib/errors';
+import { createLogger } from '../lib/log';
+import { formatDuration, optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
+import { startCaApp, type CaAppConfig } from './app';
+import { createJoinToken } from './join-tokens';
+import type { RootSource } from './root-store';
+import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS } from './server';
+
+const list = (check: (item: string) => string | undefined) => (raw: string): string[] => {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    const why = check(item);
+    if (why) throw new Error(`${JSON.stringify(item)} ${why}`);
+  }
+  return items;
+};
+
+const hostPortOrOff = (raw: string): { host: string; port: number } | undefined =>
+  raw === 'off' ? undefined : parse.hostPort()(raw);
+
+export const caSpecs = {
+  redisUrl: commonOptions.redisUrl,
+  trustDomain: commonOptions.trustDomain,
+  logLevel: commonOptions.logLevel,
+  listen: {
+    flag: 'listen', env: 'WEFT_CA_LISTEN', default: { host: '0.0.0.0', port: 15012 }, defaultText: '0.0.0.0:15012',
+    description: 'gRPC/TLS address (CreateCertificate and Join)', parse: parse.hostPort(),
+  } satisfies OptionSpec<{ host: string; port: number }>,
+  metricsListen: {
+    flag: 'metrics-listen', env: 'WEFT_CA_METRICS_LISTEN', default: { host: '0.0.0.0', port: 15014 } as { host: string; port: number } | undefined,
+    defaultText: '0.0.0.0:15014', description: 'HTTP address for /metrics and /healthz/ready, or "off"', parse: hostPortOrOff,
+  } satisfies OptionSpec<{ host: string; port: number } | undefined>,
+  dnsName: {
+    flag: 'dns-name', env: 'WEFT_CA_DNS_NAMES', default: [] as string[],
+    description: 'comma-separated DNS names for the CA serving certificate (localhost is always included)',
+    parse: list((s) => (/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(s) ? undefined : 'is not a DNS name')),
+  } satisfies OptionSpec<string[]>,
+  ip: {
+    flag: 'ip', env: 'WEFT_CA_IPS', default: [] as string[],
+    description: 'comma-separated IPs for the CA serving certificate (127.0.0.1 and a specific --listen host are always included)',
+    parse: list((s) => (isIP(s) ? undefined : 'is not an IP address')),
+  } satisfies OptionSpec<string[]>,
+  rootCert: { flag: 'root-cert', env: 'WEFT_CA_ROOT_CERT', default: '', description: 'PEM root certificate file (with --root-key; production)', parse: parse.string() },
+  rootKey: { flag: 'root-key', env: 'WEFT_CA_ROOT_KEY', default: '', description: 'PEM root private key file (with --root-cert)', parse: parse.string() },
+  rootDir: {
+    flag: 'root-dir', env: 'WEFT_CA_ROOT_DIR', default: '',
+    description: 'directory holding root-cert.pem/root-key.pem, generated on first start; without --root-cert or --root-dir the root is generated into Redis (weft:ca:root, lab/dev only)',
+    parse: parse.string(),
+  },
+  rootOut: { flag: 'root-out', env: 'WEFT_CA_ROOT_OUT', default: '', description: 'also write the root certificate (public part) to this file for nodes to trust; it is always published to Redis weft:ca:root-cert', parse: parse.string() },
+  certTtl: {
+    flag: 'cert-ttl', env: 'WEFT_CA_CERT_TTL', default: DEFAULT_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_CERT_TTL_MS),
+    description: 'workload certificate lifetime when a request asks for 0', parse: parse.duration({ min: 60_000 }),
+  },
+  maxCertTtl: {
+    flag: 'max-cert-ttl', env: 'WEFT_CA_MAX_CERT_TTL', default: DEFAULT_MAX_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_MAX_CERT_TTL_MS),
+    description: 'longest lifetime a request may ask for', parse: parse.duration({ min: 60_000 }),
+  },
+  nodeCertTtl: {
+    flag: 'node-cert-ttl', env: 'WEFT_CA_NODE_CERT_TTL', default: DEFAULT_NODE_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_NODE_CERT_TTL_MS),
+    description: 'node certificate lifetime (Join and renewal)', parse: parse.duration({ min: 60_000 }),
+  },
+};
+
+export const tokenSpecs = {
+  redisUrl: commonOptions.redisUrl,
+  node: { flag: 'node', env: 'WEFT_NODE_NAME', description: 'node the token admits', parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a node name' }) },
+  ttl: { flag: 'ttl', default: HOUR_MS, defaultText: '1h', description: 'how long the token stays valid (reusable until then)', parse: parse.duration({ min: 1000, max: 30 * 24 * HOUR_MS }) },
+};
+
+type CaValues = ReturnType<typeof parseOptions<typeof caSpecs>>['values'];
+
+/** Cross-field rules, in one place: root source, serving names. */
+export function caConfig(v: CaValues): CaAppConfig {
+  if (Boolean(v.rootCert) !== Boolean(v.rootKey)) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${v.rootCert ? '--root-cert without --root-key' : '--root-key without --root-cert'}: give both files, or neither`);
+  }
+  if (v.rootCert && v.rootDir) {
+    throw new WeftError('WEFT_CONFIG_INVALID', 'invalid --root-dir together with --root-cert/--root-key: choose one root source');
+  }
+  const root: RootSource = v.rootCert
+    ? { kind: 'files', certFile: v.rootCert, keyFile: v.rootKey }
+    : v.rootDir ? { kind: 'dir', dir: v.rootDir } : { kind: 'redis' };
+  const ips = new Set(['127.0.0.1', ...v.ip]);
+  if (v.listen.host !== '0.0.0.0' && v.listen.host !== '::' && isIP(v.listen.host)) ips.add(v.listen.host);
+  return {
+    redisUrl: v.redisUrl, trustDomain: v.trustDomain, listen: v.listen, root,
+    ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}),
+    ...(v.rootOut ? { rootOut: v.rootOut } : {}),
+    dnsNames: [...new Set(['localhost', ...v.dnsName])], ipAddresses: [...ips],
+    certTtlMs: v.certTtl, maxCertTtlMs: v.maxCertTtl, nodeCertTtlMs: v.nodeCertTtl,
+  };
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(caSpecs, argv);
+  if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca takes no arguments (got ${positionals.join(' ')}); see weft ca --help`);
+  const config = caConfig(values);
+  const logger = createLogger({ level: values.logLevel, component: 'ca' });
+  const app = await startCaApp(config, logger);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (s: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(s);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  logger.info({ signal }, 'weft ca stopping');
+  await app.stop();
+  logger.info('weft ca stopped');
+  logger.flush();
+  return 0;
+}
+
+async function token(argv: string[], out: (s: string) => void): Promise<number> {
+  const { values, positionals } = parseOptions(tokenSpecs, argv);
+  if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca token takes no arguments (got ${positionals.join(' ')}); use --node <name>`);
+  const redis = new Redis(values.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  redis.on('error', () => { /* reported by the command that fails */ });
+  try {
+    await redis.connect().catch((err: unknown) => {
+      throw new WeftError('WEFT_REGISTRY_UNREACHABLE',
+        `cannot reach Redis at --redis-url (${err instanceof Error ? err.message : String(err)}); check Redis runs and the URL`, { cause: err });
+    });
+    const { token: tok, expiresAt } = await createJoinToken(redis, values.node, values.ttl);
+    out(tok);
+    process.stderr.write(`join token for node ${values.node}, valid until ${expiresAt.toISOString()} (replaces any earlier token for that node)\n`);
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const command: Command = {
+  summary: 'run the mesh certificate authority (gRPC, Istio-compatible)',
+  help: () => [
+    'Usage: weft ca [flags]                 run the CA (until SIGTERM/SIGINT)',
+    '       weft ca token --node <name>     print a join token for a node (--ttl, default 1h)',
+    '',
+    'Serves istio.v1.auth.IstioCertificateService/CreateCertificate (mutual TLS with a node',
+    'certificate) and weft.v1.NodeBootstrap/Join (join token) on one TLS port. See docs/ca.md.',
+    '',
+    'Flags of weft ca:',
+    optionsHelp(caSpecs),
+    '',
+    'Flags of weft ca token:',
+    optionsHelp(tokenSpecs),
+  ].join('\n'),
+  run: (argv) => (argv[0] === 'token' ? token(argv.slice(1), (s) => process.stdout.write(s + '\n')) : serve(argv)),
+};
+
+export default command;
+export { token as tokenCommand };
