@@ -67,6 +67,7 @@ t.test('capture input is validated and the bad field is named', async (t) => {
     ['bad node address', { nodeAddress: 'node-1', enrolledPodIps: [] }, /nodeAddress/],
     ['IPv6 node address', { nodeAddress: '2001:db8::1', enrolledPodIps: [] }, /nodeAddress.*IPv6/],
     ['bad pod IP', { nodeAddress: node, enrolledPodIps: ['198.51.100.1', '198.51.100.300'] }, /enrolledPodIps\[1\]/],
+    ['loopback node address', { nodeAddress: '127.0.0.1', enrolledPodIps: [] }, /nodeAddress.*loopback/],
     ['node enrolled as pod', { nodeAddress: node, enrolledPodIps: [node] }, /enrolledPodIps/],
     ['port out of range', { nodeAddress: node, enrolledPodIps: [], ports: { outbound: 0, inboundPlaintext: 15006, hbone: 15008 } }, /ports\.outbound/],
     ['duplicate ports', { nodeAddress: node, enrolledPodIps: [], ports: { outbound: 15001, inboundPlaintext: 15001, hbone: 15008 } }, /distinct/],
@@ -122,6 +123,19 @@ t.test('service rules are deterministic and validated', async (t) => {
   for (const [name, input, re] of bad) {
     throwsConfig(t, () => generateServiceRules(input as never), re, name);
   }
+});
+
+t.test('service rules with localCapture send this node\'s enrolled endpoints through the ztunnel', async (t) => {
+  const services = [
+    { vip: '198.51.100.200', port: 80, endpoints: [{ ip: '198.51.100.10', port: 8080 }, { ip: '198.51.100.20', port: 8080 }] },
+    { vip: '198.51.100.201', port: 80, endpoints: [{ ip: '198.51.100.11', port: 8080 }] },
+  ];
+  const text = generateServiceRules(services, { localCapture: { nodeAddress: node, enrolledPodIps: ['198.51.100.10'] } });
+  golden(t, 'services-local-capture.rules', text);
+  t.match(text, /--probability 0\.5000000000 -j DNAT --to-destination 203\.0\.113\.1:15006/, 'the enrolled local endpoint keeps its share but goes to 15006');
+  t.match(text, /-j DNAT --to-destination 198\.51\.100\.20:8080/, 'other endpoints are untouched');
+  t.match(text, /-j DNAT --to-destination 198\.51\.100\.11:8080/, 'endpoints that are not enrolled are untouched');
+  throwsConfig(t, () => generateServiceRules(services, { localCapture: { nodeAddress: node, enrolledPodIps: ['x'] } }), /localCapture\.enrolledPodIps\[0\]/, 'bad localCapture');
 });
 
 t.test('compareIPv4 orders numerically', async (t) => {

@@ -77,6 +77,18 @@ function checkIPv4(field: string, value: unknown): string {
   return value;
 }
 
+/**
+ * A nodeAddress in 127.0.0.0/8 would make every DNAT from PREROUTING a martian that the
+ * kernel drops silently (unless route_localnet=1), so it is refused up front.
+ */
+function checkNodeAddress(value: unknown): string {
+  const ip = checkIPv4('nodeAddress', value);
+  if (ip.startsWith('127.') || ip === '0.0.0.0') {
+    throw invalid('nodeAddress', ip, "the node's routable address, not loopback or 0.0.0.0 (pod traffic cannot be DNAT'ed to loopback)");
+  }
+  return ip;
+}
+
 function checkPort(field: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
     throw invalid(field, value, 'an integer port between 1 and 65535');
@@ -127,7 +139,7 @@ function sortedUnique(ips: readonly string[]): string[] {
  * Pods not enrolled appear in no rule, so they are never captured.
  */
 export function generateCaptureRules(input: CaptureRulesInput): string {
-  const node = checkIPv4('nodeAddress', input.nodeAddress);
+  const node = checkNodeAddress(input.nodeAddress);
   const ports = checkPorts(input.ports);
   if (!Array.isArray(input.enrolledPodIps as unknown)) throw invalid('enrolledPodIps', input.enrolledPodIps, 'an array of IPv4 addresses');
   input.enrolledPodIps.forEach((ip, i) => checkIPv4(`enrolledPodIps[${i}]`, ip));
@@ -162,6 +174,21 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
   return lines.join('\n');
 }
 
+export interface ServiceRulesOptions {
+  /**
+   * Opt-in fix for one gap of node-level capture. Inbound capture matches the
+   * destination pod IP *before* service DNAT, and a connection is DNAT'ed only once, so
+   * a client outside the mesh reaching a VIP whose chosen endpoint is an enrolled pod
+   * *on this node* would arrive at that pod in plaintext, bypassing the ztunnel (on
+   * other nodes the capture rules see the pod IP and catch it). With this option,
+   * such endpoints are DNAT'ed to `nodeAddress:inboundPlaintext` instead: the ztunnel's
+   * inbound then sees the VIP:port as original destination and must itself pick a
+   * local enrolled endpoint of that service. Give the same node/enrolled set as the
+   * capture rules.
+   */
+  localCapture?: CaptureRulesInput;
+}
+
 /**
  * kube-proxy-style service load balancing: VIP:port is DNAT'ed to one endpoint chosen
  * at random (the i-th of n rules matches with probability 1/(n-i), the last always), so
@@ -173,8 +200,17 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
  * A service port without endpoints gets no rule (the nat table cannot REJECT); such
  * connections go to the VIP itself and fail as unreachable.
  */
-export function generateServiceRules(services: readonly ServiceRule[]): string {
+export function generateServiceRules(services: readonly ServiceRule[], options: ServiceRulesOptions = {}): string {
   if (!Array.isArray(services as unknown)) throw invalid('services', services, 'an array of {vip, port, endpoints}');
+  let redirect: { to: string; enrolled: Set<string> } | undefined;
+  if (options.localCapture) {
+    const lc = options.localCapture;
+    const node = checkNodeAddress(lc.nodeAddress);
+    const ports = checkPorts(lc.ports);
+    if (!Array.isArray(lc.enrolledPodIps as unknown)) throw invalid('localCapture.enrolledPodIps', lc.enrolledPodIps, 'an array of IPv4 addresses');
+    lc.enrolledPodIps.forEach((ip, i) => checkIPv4(`localCapture.enrolledPodIps[${i}]`, ip));
+    redirect = { to: `${node}:${ports.inboundPlaintext}`, enrolled: new Set(lc.enrolledPodIps) };
+  }
   const byKey = new Map<string, { vip: string; port: number; endpoints: ServiceEndpoint[] }>();
   services.forEach((svc, i) => {
     const vip = checkIPv4(`services[${i}].vip`, svc?.vip);
@@ -193,19 +229,23 @@ export function generateServiceRules(services: readonly ServiceRule[]): string {
   const ordered = [...byKey.values()].sort((a, b) => compareIPv4(a.vip, b.vip) || a.port - b.port);
 
   const lines: string[] = [
-    `# weft service rules: ${ordered.length} service port(s)`,
+    `# weft service rules: ${ordered.length} service port(s)${redirect ? `, local enrolled endpoints via ${redirect.to}` : ''}`,
     '*nat',
     `:${SERVICES_CHAIN} - [0:0]`,
   ];
   for (const svc of ordered) {
     const match = `-A ${SERVICES_CHAIN} -d ${svc.vip}/32 -p tcp -m tcp --dport ${svc.port}`;
-    const comment = `-m comment --comment "weft: service ${svc.vip}:${svc.port}"`;
     const n = svc.endpoints.length;
     svc.endpoints.forEach((ep, i) => {
       const remaining = n - i;
       // Same format as kube-proxy (%0.10f) so the text is stable across runs.
       const pick = remaining > 1 ? ` -m statistic --mode random --probability ${(1 / remaining).toFixed(10)}` : '';
-      lines.push(`${match} ${comment}${pick} -j DNAT --to-destination ${ep.ip}:${ep.port}`);
+      const viaZtunnel = redirect !== undefined && redirect.enrolled.has(ep.ip);
+      const label = viaZtunnel
+        ? `weft: service ${svc.vip}:${svc.port} endpoint ${ep.ip}:${ep.port} is enrolled on this node: via ztunnel inbound`
+        : `weft: service ${svc.vip}:${svc.port}`;
+      const target = viaZtunnel ? redirect!.to : `${ep.ip}:${ep.port}`;
+      lines.push(`${match} -m comment --comment "${label}"${pick} -j DNAT --to-destination ${target}`);
     });
   }
   lines.push('COMMIT', '');

@@ -15,14 +15,16 @@ import { WeftError } from '../lib/errors';
  * port if a DNAT would collide), so it identifies the connection.
  *
  * Found on this project's reference machine (Linux 6.18, conntrack built in, no
- * loadable modules): /proc/net/nf_conntrack exists in every netns, including a fresh
- * one, with no modprobe; it is mode 0440 root, so the reader needs root. It lists
- * connections of the reading process's own netns, which is why the ztunnel reads
- * /proc/self/net/nf_conntrack in the node netns. Conntrack only starts tracking in a
- * netns once something there needs it — the first nat rule does — and connections
- * older than that have no entry. On kernels built without CONFIG_NF_CONNTRACK_PROCFS
- * the file is missing and this resolver cannot work (`conntrack -L` would be the
- * fallback).
+ * loadable modules, iptables 1.8.9 nft and legacy): /proc/net/nf_conntrack exists in
+ * every netns, a fresh one included, with no modprobe; it is mode 0440 root, so the
+ * reader needs root. It lists the connections of the reading process's own netns,
+ * which is why the ztunnel reads /proc/self/net/nf_conntrack in the node netns.
+ * Conntrack only tracks in a netns once a rule there needs it: a rule with a NAT
+ * target (DNAT/REDIRECT/MASQUERADE) does, even in an unreferenced chain; a nat table
+ * or chain without one does not. The capture rules always contain DNAT rules, so
+ * applying them (even for zero pods) turns tracking on; connections opened before
+ * that have no entry. Kernels without CONFIG_NF_CONNTRACK_PROCFS lack the file and
+ * this resolver cannot work there (`conntrack -L` would be the fallback).
  *
  * Reading is O(table), so concurrent lookups share one read, entries seen by a read
  * are cached briefly for connections accepted just after it, and a miss is retried

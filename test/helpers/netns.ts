@@ -52,6 +52,8 @@ export interface StartNodeOptions {
   file?: string;
   args?: readonly string[];
   env?: NodeJS.ProcessEnv;
+  /** Give the process a stdin pipe, written with `send()`. Default: no stdin. */
+  stdin?: boolean;
   /**
    * Load TypeScript (default true): the child gets the same `--import` loader as this
    * test process, so `require('/abs/path/src/x.ts')` works in scripts.
@@ -68,6 +70,8 @@ export interface NodeProcess {
   readonly lines: readonly string[];
   /** stderr so far, for failure messages. */
   stderr(): string;
+  /** Writes to the process's stdin (needs `stdin: true`). */
+  send(text: string): void;
   /** Resolves with the first stdout line (past or future) matching `re`. */
   waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGTERM, then SIGKILL after 2 s; resolves once it exited. */
@@ -91,7 +95,8 @@ export function startNodeIn(netns: string | undefined, opts: StartNodeOptions): 
   const [file, argv] = netns
     ? ['ip', ['netns', 'exec', netns, process.execPath, ...nodeArgs]]
     : [process.execPath, nodeArgs];
-  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const child = spawn(file, argv, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  child.stdin?.on('error', () => {}); // the process may exit before reading
   const lines: string[] = [];
   let partial = '';
   let err = '';
@@ -116,6 +121,10 @@ export function startNodeIn(netns: string | undefined, opts: StartNodeOptions): 
     child,
     lines,
     stderr: () => err,
+    send(text) {
+      if (!child.stdin) throw new Error('startNodeIn: started without stdin: true');
+      child.stdin.write(text);
+    },
     exited,
     waitForLine(re, timeoutMs = 15_000) {
       const seen = lines.find((l) => re.test(l));
