@@ -1,0 +1,187 @@
+/**
+ * Registry benchmark: how long a fresh follower takes to load a realistic registry,
+ * and how long a change takes from the writer to a follower's MeshState.
+ *
+ *   npx tsc -p . && node dist/bench/registry.js [--workloads N] [--services N] [--changes N] [--rate PER_SECOND]
+ *
+ * Starts its own redis-server on a free loopback port and removes it afterwards.
+ * Writer and follower share this process (as the lab's CLI and a ztunnel would not),
+ * so latencies include event-loop contention between them: an upper bound.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { RegistryFollower } from '../registry/follower';
+import { ambientNamespace, namespaceRecord, nodeRecord, serviceRecord, workloadRecord } from '../registry/fixtures';
+import { MeshState } from '../registry/state';
+import { RegistryStore, type ChangeInput } from '../registry/store';
+
+interface Args { workloads: number; services: number; namespaces: number; nodes: number; changes: number; rate: number; runs: number }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { workloads: 10_000, services: 1_000, namespaces: 100, nodes: 20, changes: 1_000, rate: 200, runs: 7 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i]?.replace(/^--/, '') as keyof Args;
+    const value = Number(argv[i + 1]);
+    if (!(key in a) || !Number.isInteger(value) || value <= 0) {
+      throw new Error(`bad argument ${argv[i]} ${argv[i + 1] ?? ''}: expected --${Object.keys(a).join('|--')} <positive integer>`);
+    }
+    a[key] = value;
+  }
+  return a;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); r(true); });
+      s.once('error', () => { s.destroy(); r(false); });
+    });
+    if (ok) break;
+    if (i > 400) throw new Error('redis-server did not start (is it installed?)');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+
+const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
+
+async function populate(store: RegistryStore, a: Args): Promise<number> {
+  const t0 = performance.now();
+  const batch: ChangeInput[] = [];
+  const flush = async () => { if (batch.length) await store.apply(batch.splice(0)); };
+  for (let n = 0; n < a.nodes; n++) batch.push({ op: 'put', kind: 'node', record: nodeRecord(`node-${n}`, `198.51.100.${n + 1}`) });
+  for (let n = 0; n < a.namespaces; n++) {
+    batch.push({ op: 'put', kind: 'namespace', record: n % 2 ? ambientNamespace(`ns${n}`) : namespaceRecord(`ns${n}`) });
+  }
+  await flush();
+  for (let i = 0; i < a.workloads; i++) {
+    batch.push({ op: 'put', kind: 'workload', record: workloadRecord({
+      namespace: `ns${i % a.namespaces}`, name: `pod-${i}`, node: `node-${i % a.nodes}`,
+      addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], serviceAccount: `sa-${i % 50}`,
+      labels: { app: `app-${i % a.services}`, version: 'v1' }, ports: [8080],
+    }) });
+    if (batch.length === 500) await flush();
+  }
+  for (let s = 0; s < a.services; s++) {
+    batch.push({ op: 'put', kind: 'service', record: serviceRecord({
+      namespace: `ns${s % a.namespaces}`, name: `app-${s}`, vips: [`10.96.${(s >> 8) & 255}.${s & 255}`], selector: { app: `app-${s}` },
+    }) });
+    if (batch.length === 500) await flush();
+  }
+  await flush();
+  return performance.now() - t0;
+}
+
+async function snapshotLoad(url: string, runs: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const state = new MeshState({ trustDomain: 'cluster.local' });
+    const follower = new RegistryFollower({ url, state });
+    const t0 = performance.now();
+    await follower.start();
+    times.push(performance.now() - t0);
+    await follower.stop();
+  }
+  return times.sort((x, y) => x - y);
+}
+
+async function propagation(url: string, store: RegistryStore, a: Args): Promise<number[]> {
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  const follower = new RegistryFollower({ url, state });
+  await follower.start();
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  state.on('change', (changes) => {
+    const now = performance.now();
+    for (const c of changes) {
+      const t0 = sentAt.get(c.key);
+      if (t0 !== undefined) { latencies.push(now - t0); sentAt.delete(c.key); }
+    }
+  });
+  const interval = 1000 / a.rate;
+  const start = performance.now();
+  const pending: Promise<number>[] = [];
+  for (let i = 0; i < a.changes; i++) {
+    // Paced against the schedule, not the previous write, so a slow write does not lower the rate.
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const n = i % a.workloads;
+    const record = workloadRecord({
+      namespace: `ns${n % a.namespaces}`, name: `pod-${n}`, node: `node-${n % a.nodes}`,
+      addresses: [`10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`], serviceAccount: `sa-${n % 50}`,
+      labels: { app: `app-${n % a.services}`, version: `v${2 + i}` }, ports: [8080],
+    });
+    sentAt.set(record.uid, performance.now());
+    pending.push(store.put('workload', record));
+  }
+  await Promise.all(pending);
+  const deadline = performance.now() + 10_000;
+  while (sentAt.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await follower.stop();
+  if (sentAt.size > 0) throw new Error(`${sentAt.size} changes never reached the follower`);
+  return latencies.sort((x, y) => x - y);
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const redis = await startRedis();
+  const store = RegistryStore.connect(redis.url);
+  try {
+    const writeMs = await populate(store, a);
+    const revision = await store.revision();
+    const snap = await snapshotLoad(redis.url, a.runs);
+    const lat = await propagation(redis.url, store, a);
+    const rows: [string, string][] = [
+      ['registry', `${a.workloads} workloads, ${a.services} services, ${a.namespaces} namespaces, ${a.nodes} nodes (revision ${revision})`],
+      ['initial write (batches of 500)', ms(writeMs)],
+      [`snapshot load, fresh follower (median of ${a.runs})`, ms(quantile(snap, 0.5))],
+      ['snapshot load min / max', `${ms(snap[0]!)} / ${ms(snap[snap.length - 1]!)}`],
+      [`propagation writer→follower, ${a.changes} changes @ ${a.rate}/s: p50`, ms(quantile(lat, 0.5))],
+      ['propagation p99', ms(quantile(lat, 0.99))],
+      ['propagation max', ms(lat[lat.length - 1]!)],
+    ];
+    const width = Math.max(...rows.map(([k]) => k.length));
+    for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+  } finally {
+    await store.close();
+    await redis.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});
