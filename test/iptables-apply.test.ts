@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { isWeftError } from '../src/lib/errors';
 import { generateCaptureRules, generateServiceRules } from '../src/iptables/rules';
 import { IptablesApplier, createCaptureApplier, createServicesApplier, detectIptablesBackend } from '../src/iptables/apply';
-import { ExecCommandRunner } from '../src/iptables/runner';
+import { ExecCommandRunner, type CommandRunner } from '../src/iptables/runner';
 import { createTopology, netnsSkipReason } from './helpers/netns';
 
 // The applier against real iptables, each test in its own fresh network namespace,
@@ -149,6 +149,27 @@ t.test("iptables' own error comes back as WEFT_IPTABLES_APPLY_FAILED and nothing
   t.ok(isWeftError(err, 'WEFT_IPTABLES_APPLY_FAILED'));
   t.match((err as Error).message, /WEFT-NO-SUCH-CHAIN/, "carries iptables' message");
   t.equal(await natSave(ns), before, 'the failed transaction left the old rules in place');
+});
+
+t.test('a concurrent change between read and write is survived by one retry', async (t) => {
+  const ns = await freshNetns(t);
+  const plain = createCaptureApplier({ runner, netns: ns });
+  await plain.apply(capture(['198.51.100.10']));
+  await runner.run('iptables', ['-t', 'nat', '-A', 'PREROUTING', '-j', 'WEFT-PREROUTING'], { netns: ns });
+  // Real iptables throughout; the wrapper only lets "another tool" act at the worst
+  // moment: after our read, before our write, it removes the duplicate we plan to delete.
+  let restores = 0;
+  const racing: CommandRunner = {
+    async run(cmd, args, opts) {
+      if (cmd.endsWith('-restore') && restores++ === 0) {
+        for (let i = 0; i < 2; i++) await runner.run('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-j', 'WEFT-PREROUTING'], { netns: ns });
+      }
+      return runner.run(cmd, args, opts);
+    },
+  };
+  await createCaptureApplier({ runner: racing, netns: ns }).apply(capture(['198.51.100.10']));
+  t.equal(restores, 2, 'the first transaction failed as a whole and was retried');
+  t.equal((await natSave(ns)).match(/-A PREROUTING -j WEFT-PREROUTING$/gm)?.length, 1, 'exactly one jump in the end');
 });
 
 t.test('applier options are validated', async (t) => {

@@ -149,13 +149,14 @@ export class IptablesApplier {
 
   /**
    * The table is read, then written: another tool changing our jumps in between makes
-   * the transaction fail as a whole (nothing applied). One fresh attempt covers that.
+   * a `-D`/`-X` line fail and with it the whole transaction (nothing applied); a busy
+   * xtables lock fails it too. One fresh attempt covers both; rule errors are final.
    */
   private async withRetry(fn: () => Promise<void>): Promise<void> {
     try {
       await fn();
     } catch (err) {
-      if (!isWeftError(err, 'WEFT_IPTABLES_APPLY_FAILED') || err.details?.['phase'] === 'validate') throw err;
+      if (!isWeftError(err, 'WEFT_IPTABLES_APPLY_FAILED') || err.details?.['retryable'] !== true) throw err;
       this.opts.logger?.warn({ err }, 'iptables-restore failed, retrying once with a fresh table read');
       await fn();
     }
@@ -259,11 +260,12 @@ export class IptablesApplier {
     const why = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('Try `')).join('; ');
     const lineNo = /line:?\s*(\d+)/.exec(stderr)?.[1];
     const offending = tx && lineNo ? tx.split('\n')[Number(lineNo) - 1] : undefined;
+    const retryable = /^-[DX] /.test(offending ?? '') || /xtables lock|temporarily unavailable/i.test(stderr);
     return new WeftError('WEFT_IPTABLES_APPLY_FAILED',
       `${this.opts.binary} could not ${what} the ${this.chains.join('/')} rules${this.opts.netns ? ` in netns ${this.opts.netns}` : ''}: ${why}`
         + (offending ? ` (at "${offending}")` : '')
         + '; check that this runs as root and the kernel has the nat table and conntrack (modprobe iptable_nat nf_conntrack)',
-      { cause: err, details: { phase: what, stderr, transaction: tx } });
+      { cause: err, details: { phase: what, stderr, transaction: tx, retryable } });
   }
 }
 
