@@ -48,6 +48,15 @@ tcp flags:
   --file <path>     send this file instead
   --timeout <d>     give up after this long (default 10s)`;
 
+/** Runs a parser on a positional argument; its complaint becomes a usage error. */
+function usage<T>(fn: () => T, mode: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new WeftError('WEFT_USAGE', `${mode}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 /** Pulls repeatable `--header v` / `-H v` / `--header=v` out of argv. */
 function takeHeaders(argv: string[]): { headers: Record<string, string>; rest: string[] } {
   const headers: Record<string, string> = {};
@@ -69,7 +78,7 @@ export async function requestMain(argv: string[], out: NodeJS.WritableStream = p
   const { headers, rest } = takeHeaders(argv);
   const { values, positionals } = parseOptions(requestSpecs, rest, {});
   if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', 'request needs exactly one URL, e.g. request http://echo.demo/');
-  const url = parse.url(['http:'])(positionals[0]!);
+  const url = usage(() => parse.url(['http:'])(positionals[0]!), 'request');
   return new Promise<number>((resolve) => {
     const body = values.data ? Buffer.from(values.data) : undefined;
     if (body) headers['content-length'] = String(body.length);
@@ -149,7 +158,7 @@ export function tcpRoundTrip(host: string, port: number, source: { bytes: number
 export async function tcpMain(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   const { values, positionals } = parseOptions(tcpSpecs, argv, {});
   if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', 'tcp needs exactly one host:port, e.g. tcp echo.demo:9000');
-  const { host, port } = parse.hostPort()(positionals[0]!);
+  const { host, port } = usage(() => parse.hostPort()(positionals[0]!), 'tcp');
   if (values.file) statSync(values.file);
   try {
     const result = await tcpRoundTrip(host, port, values.file ? { file: values.file } : { bytes: values.bytes }, values.timeout);

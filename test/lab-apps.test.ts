@@ -1,0 +1,168 @@
+// The lab's echo app and pod client on loopback (port 0), and the state file and
+// process bookkeeping that `down` relies on after a crash.
+import t, { type Test } from 'tap';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { requestMain, tcpMain, tcpRoundTrip } from '../src/lab/client';
+import { startEcho, type EchoAnswer } from '../src/lab/echo';
+import { planLab } from '../src/lab/plan';
+import { isAlive, readStartTime, startProcess, stopProcesses } from '../src/lab/procs';
+import { readState, StateStore, stateFile } from '../src/lab/state';
+import { parseTopology } from '../src/lab/topology';
+
+function sink(): { stream: Writable; text: () => string } {
+  const chunks: Buffer[] = [];
+  const stream = new Writable({ write(c: Buffer, _e, cb) { chunks.push(c); cb(); } });
+  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
+}
+
+async function echo(t: Test) {
+  const servers = await startEcho({ pod: 'echo-1', namespace: 'demo', node: 'node-1' }, { host: '127.0.0.1', httpPort: 0, tcpPort: 0 });
+  t.teardown(() => servers.close());
+  return servers;
+}
+
+t.test('HTTP: the answer describes the pod and what it saw', async (t) => {
+  const { httpPort } = await echo(t);
+  const out = sink();
+  const err = sink();
+  const code = await requestMain([`http://127.0.0.1:${httpPort}/hello?x=1`, '-H', 'x-test: yes', '--header=x-other: 2'], out.stream, err.stream);
+  t.equal(code, 0, err.text());
+  const a = JSON.parse(out.text()) as EchoAnswer;
+  t.same({ pod: a.pod, namespace: a.namespace, node: a.node, method: a.method, path: a.path }, {
+    pod: 'echo-1', namespace: 'demo', node: 'node-1', method: 'GET', path: '/hello?x=1',
+  });
+  t.equal(a.headers['x-test'], 'yes');
+  t.equal(a.headers['x-other'], '2');
+  t.match(a.peer, /^127\.0\.0\.1:\d+$/);
+  t.equal(a.local, `127.0.0.1:${httpPort}`);
+  t.notOk('httpPort' in a, 'only the documented fields');
+});
+
+t.test('HTTP: POST body size, ?status, --include, non-2xx exit code', async (t) => {
+  const { httpPort } = await echo(t);
+  const out = sink();
+  t.equal(await requestMain([`http://127.0.0.1:${httpPort}/`, '--method', 'POST', '--data', 'abcdef'], out.stream, sink().stream), 0);
+  t.equal((JSON.parse(out.text()) as EchoAnswer).bodyBytes, 6);
+  t.equal((JSON.parse(out.text()) as EchoAnswer).method, 'POST');
+  const out2 = sink();
+  const err2 = sink();
+  t.equal(await requestMain([`http://127.0.0.1:${httpPort}/?status=503`, '--include'], out2.stream, err2.stream), 1);
+  t.match(out2.text(), /^HTTP\/1\.1 503 Service Unavailable\n/);
+  t.match(out2.text(), /content-type: application\/json/i);
+  t.match(err2.text(), /answered 503/);
+});
+
+t.test('client: unreachable targets and bad usage', async (t) => {
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+  const err = sink();
+  t.equal(await requestMain([`http://127.0.0.1:${port}/`], sink().stream, err.stream), 1);
+  t.match(err.text(), /ECONNREFUSED/);
+  const tcpErr = sink();
+  t.equal(await tcpMain([`127.0.0.1:${port}`, '--bytes', '10'], sink().stream, tcpErr.stream), 1);
+  t.match(tcpErr.text(), /ECONNREFUSED/);
+  await t.rejects(requestMain([], sink().stream, sink().stream), { code: 'WEFT_USAGE' });
+  await t.rejects(requestMain(['http://x/', '-H', 'nocolon'], sink().stream, sink().stream), { code: 'WEFT_USAGE' });
+  await t.rejects(tcpMain(['nohostport'], sink().stream, sink().stream), { code: 'WEFT_USAGE', message: /host:port/ });
+  await t.rejects(requestMain(['ftp://x/'], sink().stream, sink().stream), { code: 'WEFT_USAGE', message: /http: URL/ });
+});
+
+t.test('TCP: byte-exact round trip of random bytes and of a file', async (t) => {
+  const { tcpPort } = await echo(t);
+  const r = await tcpRoundTrip('127.0.0.1', tcpPort, { bytes: 3_000_001 }, 20_000);
+  t.equal(r.sent, 3_000_001);
+  t.equal(r.received, 3_000_001);
+  t.equal(r.sentSha256, r.receivedSha256);
+  t.ok(r.match);
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-tcp-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'data');
+  writeFileSync(file, 'hello weft\n'.repeat(1000));
+  const out = sink();
+  t.equal(await tcpMain([`127.0.0.1:${tcpPort}`, '--file', file], out.stream, sink().stream), 0);
+  const res = JSON.parse(out.text()) as { sent: number; received: number; match: boolean };
+  t.same([res.sent, res.received, res.match], [11000, 11000, true]);
+  const empty = await tcpRoundTrip('127.0.0.1', tcpPort, { bytes: 0 }, 5000);
+  t.same([empty.sent, empty.received, empty.match], [0, 0, true], 'zero bytes: the echo still half-closes back');
+});
+
+t.test('TCP: the echo keeps sending after the client half-closes, then ends', async (t) => {
+  const { tcpPort } = await echo(t);
+  const got = await new Promise<string>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: tcpPort, allowHalfOpen: true });
+    let data = '';
+    s.on('data', (c: Buffer) => { data += c.toString(); });
+    s.on('end', () => { s.end(); resolve(data); });
+    s.on('error', reject);
+    s.write('first ');
+    setTimeout(() => s.end('last'), 20);
+  });
+  t.equal(got, 'first last');
+});
+
+t.test('state file: records survive a reload, setPid, retain, remove', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-state-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.equal(readState(dir), undefined);
+  const plan = planLab(parseTopology('nodes: [{ name: a }]'));
+  const store = StateStore.create({ labDir: dir, repo: '/repo', topologyFile: 'x.yaml', startedAt: 'now', plan });
+  store.record({ type: 'netns', name: 'weft-a' }, { type: 'link', name: 'weft-n1' });
+  store.record({ type: 'process', name: 'p', role: 'app', argv: ['x'], log: '/dev/null' });
+  store.setPid('p', 42, '123');
+  t.throws(() => store.setPid('nope', 1, undefined));
+  const back = readState(dir)!;
+  t.equal(back.phase, 'starting');
+  t.same(back.resources.map((r) => r.type), ['netns', 'link', 'process']);
+  t.same(back.resources[2], { type: 'process', name: 'p', role: 'app', argv: ['x'], log: '/dev/null', pid: 42, startTime: '123' });
+  store.retain((r) => r.type === 'link');
+  t.same(readState(dir)!.resources, [{ type: 'link', name: 'weft-n1' }]);
+  store.update({ phase: 'up', upMs: 5 });
+  t.equal(readState(dir)!.phase, 'up');
+  store.remove();
+  t.equal(readState(dir), undefined);
+  writeFileSync(stateFile(dir), '{"version": 1, "resources": ');
+  t.throws(() => readState(dir), { code: 'WEFT_CONFIG_INVALID', message: /invalid lab state file/ });
+});
+
+t.test('processes: started detached and recorded, stopped by PID, a reused PID is not ours', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = planLab(parseTopology('nodes: [{ name: a }]'));
+  const store = StateStore.create({ labDir: dir, repo: '/repo', topologyFile: 'x.yaml', startedAt: 'now', plan });
+  const log = join(dir, 'logs', 'sleeper.log');
+  const p = startProcess(store, { name: 'sleeper', role: 'app', log, argv: [process.execPath, '-e', 'console.log("up"); setInterval(() => {}, 1000)'] });
+  t.teardown(() => { if (isAlive(p)) process.kill(p.pid!, 'SIGKILL'); });
+  const recorded = readState(dir)!.resources.find((r) => r.type === 'process');
+  t.same(recorded, p, 'recorded with its PID and start time');
+  t.ok(p.pid && p.startTime, 'pid and start time known');
+  t.ok(isAlive(p));
+  t.notOk(isAlive({ ...p, startTime: '1' }), 'same PID, other start time: not ours');
+  for (let i = 0; i < 200 && !readFileSync(log, 'utf8').includes('up'); i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(readStartTime(process.pid) !== undefined, true);
+  const stuck = await stopProcesses([p], 2000);
+  t.same(stuck, []);
+  t.notOk(isAlive(p));
+  t.match(readFileSync(log, 'utf8'), /up/, 'stdout went to the log');
+});
+
+t.test('processes: one ignoring SIGTERM is killed after the grace period', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = planLab(parseTopology('nodes: [{ name: a }]'));
+  const store = StateStore.create({ labDir: dir, repo: '/repo', topologyFile: 'x.yaml', startedAt: 'now', plan });
+  const p = startProcess(store, {
+    name: 'stubborn', role: 'app', log: join(dir, 'stubborn.log'),
+    argv: [process.execPath, '-e', 'process.on("SIGTERM", () => {}); console.log("ready"); setInterval(() => {}, 1000)'],
+  });
+  t.teardown(() => { if (isAlive(p)) process.kill(p.pid!, 'SIGKILL'); });
+  // Wait until the handler is installed, or SIGTERM would kill it at once.
+  for (let i = 0; i < 200 && !readFileSync(join(dir, 'stubborn.log'), 'utf8').includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(await stopProcesses([p], 200), []);
+  t.notOk(isAlive(p));
+});
+
