@@ -1,0 +1,74 @@
+/**
+ * The JSON the ztunnel admin API (15000, and the admin unix socket) serves. The CLI
+ * reads exactly these shapes, so they are a contract: add fields, never rename.
+ */
+
+export interface TunnelInfo {
+  /** Stable id of the pooled HTTP/2 connection within this ztunnel. */
+  id: string;
+  state: string;
+  localAddress: string;
+  peerAddress: string;
+  sourceIdentity: string;
+  destinationIdentity: string;
+  /** Node of the destination workload, when the registry knows it. */
+  peerNode?: string;
+  activeStreams: number;
+  totalStreams: number;
+  bytesSent: number;
+  bytesReceived: number;
+  openedAt: string;
+  lastActivityAt: string;
+}
+
+export interface ConnectionInfo {
+  id: string;
+  direction: 'outbound' | 'inbound' | 'inbound-plaintext';
+  /** 'hbone' | 'passthrough' | 'plaintext' */
+  protocol: string;
+  sourceWorkload?: string;
+  sourceAddress: string;
+  sourceIdentity?: string;
+  destinationWorkload?: string;
+  destinationAddress: string;
+  destinationService?: string;
+  destinationIdentity?: string;
+  /** Id of the TunnelInfo it rides, for outbound HBONE. */
+  tunnelId?: string;
+  bytesSent: number;
+  bytesReceived: number;
+  openedAt: string;
+}
+
+export interface CertificateInfo {
+  identity: string;
+  state: string;
+  serial?: string;
+  notBefore?: string;
+  notAfter?: string;
+  /** PEM chain, leaf first; never a private key. */
+  certChainPem?: string[];
+}
+
+export interface ZtunnelStatus {
+  node: string;
+  version: string;
+  ready: boolean;
+  registryRevision: number;
+  registryStalenessSeconds: number;
+  startedAt: string;
+}
+
+export interface TunnelsResponse { node: string; tunnels: TunnelInfo[] }
+export interface ConnectionsResponse { node: string; connections: ConnectionInfo[] }
+export interface CertificatesResponse { node: string; certificates: CertificateInfo[] }
+export interface ConfigDump {
+  node: string;
+  version: string;
+  config: Record<string, unknown>;
+  status: ZtunnelStatus;
+  workloads: unknown[];
+  services: unknown[];
+  policies: unknown[];
+  certificates: CertificateInfo[];
+}

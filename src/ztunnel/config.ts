@@ -1,0 +1,59 @@
+import { WeftError } from '../lib/errors';
+import { isIP } from 'node:net';
+import { commonOptions } from '../lib/common-options';
+import { parse, parseOptions, type OptionValues } from '../lib/options';
+
+/** Every setting of `weft ztunnel`: one place, each a flag and an environment variable. */
+export const ztunnelOptions = {
+  ...commonOptions,
+  nodeName: {
+    flag: 'node', env: 'WEFT_NODE_NAME', description: 'name of the node this ztunnel serves (as in the registry)',
+    parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a node name (lower-case DNS label)' }),
+  },
+  nodeAddress: {
+    flag: 'address', env: 'WEFT_NODE_ADDRESS', description: 'node address the proxy listeners bind to (15001, 15006, 15008)',
+    parse: (raw: string) => { if (!isIP(raw)) throw new Error('expected an IP address'); return raw; },
+  },
+  caAddress: {
+    flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
+    defaultText: '127.0.0.1:15012', description: 'CA gRPC address host:port', parse: parse.hostPort(),
+  },
+  caRootFile: {
+    flag: 'ca-root-file', env: 'WEFT_CA_ROOT_FILE', default: '',
+    description: 'PEM file with the mesh root certificate (empty: read it from the registry Redis)', parse: parse.string(),
+  },
+  caServerName: {
+    flag: 'ca-server-name', env: 'WEFT_CA_SERVER_NAME', default: '',
+    description: 'name expected in the CA serving certificate (empty: the CA address host)', parse: parse.string(),
+  },
+  joinToken: {
+    flag: 'join-token', env: 'WEFT_JOIN_TOKEN', default: '',
+    description: 'one-time node join token for the CA (prefer the environment variable)', parse: parse.string(),
+  },
+  capture: {
+    flag: 'capture', env: 'WEFT_CAPTURE', default: false, boolean: true,
+    description: 'install iptables capture rules for enrolled pods in this network namespace', parse: parse.bool(),
+  },
+  certTtl: {
+    flag: 'cert-ttl', env: 'WEFT_CERT_TTL', default: 24 * 3_600_000,
+    description: 'lifetime asked for workload certificates', parse: parse.duration({ min: 60_000, max: 90 * 86_400_000 }),
+  },
+  adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },
+  metricsPort: { flag: 'metrics-port', env: 'WEFT_METRICS_PORT', default: 15020, description: 'Prometheus metrics port', parse: parse.port() },
+  readinessPort: { flag: 'readiness-port', env: 'WEFT_READINESS_PORT', default: 15021, description: 'readiness probe port', parse: parse.port() },
+  adminSocket: {
+    flag: 'admin-socket', env: 'WEFT_ADMIN_SOCKET', default: '',
+    description: 'also serve the admin API on this unix socket (how the CLI reaches a ztunnel in another network namespace)',
+    parse: parse.string(),
+  },
+};
+
+export type ZtunnelConfig = OptionValues<typeof ztunnelOptions>;
+
+export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
+  const { values, positionals } = parseOptions(ztunnelOptions, argv, env);
+  if (positionals.length > 0) {
+    throw new WeftError('WEFT_USAGE', `weft ztunnel takes no arguments, got "${positionals.join(' ')}"`);
+  }
+  return values;
+}
