@@ -1,0 +1,71 @@
+/**
+ * Address text as it crosses the data path: socket addresses, HTTP/2 `:authority`
+ * and the `forwarded` header. Kept in one place so IPv6 brackets and IPv4-mapped
+ * forms are handled the same way everywhere.
+ */
+import { isIP } from 'node:net';
+
+/** `::ffff:10.0.0.1` (a dual-stack socket's view of an IPv4 peer) → `10.0.0.1`. */
+export function normalizeIp(ip: string | undefined): string {
+  if (ip === undefined) return '';
+  if (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4) return ip.slice(7);
+  return ip;
+}
+
+/** `10.0.0.1:80` or `[fd00::1]:80`. */
+export function formatHostPort(ip: string, port: number): string {
+  return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+export interface HostPort {
+  ip: string;
+  port: number;
+}
+
+/**
+ * Parses `ip:port` / `[ipv6]:port`, accepting only literal IPs and ports 1-65535:
+ * HBONE authorities never carry hostnames.
+ */
+export function parseHostPort(text: string | undefined): HostPort | undefined {
+  if (!text) return undefined;
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    if (end === -1 || text[end + 1] !== ':') return undefined;
+    host = text.slice(1, end);
+    portText = text.slice(end + 2);
+    if (isIP(host) !== 6) return undefined;
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon === -1) return undefined;
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (isIP(host) !== 4) return undefined;
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return undefined;
+  return { ip: normalizeIp(host), port };
+}
+
+/** `forwarded: for="<ip:port>"` (RFC 7239 quotes the value because of the colon). */
+export function formatForwarded(ip: string, port: number): string {
+  return `for="${formatHostPort(ip, port)}"`;
+}
+
+/**
+ * The client address from a `forwarded` header. Only the first `for=` counts: the
+ * mesh peer that set it is the one that accepted the client's connection.
+ */
+export function parseForwardedFor(header: string | string[] | undefined): HostPort | { ip: string; port?: undefined } | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return undefined;
+  const m = /(?:^|[;,\s])for=("([^"]*)"|[^;,\s]*)/i.exec(value);
+  if (!m) return undefined;
+  const raw = m[2] ?? m[1]!;
+  const hp = parseHostPort(raw);
+  if (hp) return hp;
+  const bare = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : raw;
+  return isIP(bare) ? { ip: normalizeIp(bare) } : undefined;
+}

@@ -1,0 +1,71 @@
+/**
+ * What the ztunnel's data path needs from the rest of Weft, as narrow interfaces so
+ * each listener is built from injected parts (the real ones in app.ts, small
+ * in-process ones in tests).
+ */
+import type * as net from 'node:net';
+import type { WorkloadView } from '../registry/enrolment';
+
+/** Istio's ztunnel ports; a workload's own port with one of these numbers is never a target. */
+export const OUTBOUND_PORT = 15001;
+export const INBOUND_PLAINTEXT_PORT = 15006;
+export const HBONE_PORT = 15008;
+export const PROXY_PORTS: ReadonlySet<number> = new Set([OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT]);
+
+/** A workload's certificate as the certificate manager hands it out. */
+export interface WorkloadCert {
+  /** spiffe://<trust-domain>/ns/<ns>/sa/<sa>, the certificate's URI SAN. */
+  identity: string;
+  keyPem: string;
+  /** Leaf first, root last. */
+  certChainPem: string[];
+  notBefore: Date;
+  notAfter: Date;
+  /** Unique per issued certificate: the cache key for TLS contexts built from it. */
+  serial: string;
+}
+
+/** The certificate manager, seen from the data path (src/ca/cert-manager.ts implements it). */
+export interface CertSource {
+  /** Resolves to a valid certificate, fetching one if needed; rejects with WEFT_CERT_UNAVAILABLE. */
+  get(identity: string): Promise<WorkloadCert>;
+  /** The cached certificate, if one is valid now; lets the hot path skip a promise. */
+  current(identity: string): WorkloadCert | undefined;
+  /** PEM bundle of the mesh roots peers must chain to. */
+  readonly rootsPem: string;
+  /** Emitted with the identity whose certificate was replaced (rotation). */
+  on(event: 'updated', listener: (identity: string) => void): unknown;
+  off?(event: 'updated', listener: (identity: string) => void): unknown;
+}
+
+/** Destination of a captured connection before the node's DNAT rewrote it. */
+export interface OriginalDst {
+  ip: string;
+  port: number;
+}
+
+/** Reads conntrack in production (src/ztunnel/original-dst.ts); a table in tests. */
+export interface OriginalDstSource {
+  lookup(socket: net.Socket): Promise<OriginalDst>;
+}
+
+/** Where a TCP connection is opened. */
+export interface DialTarget {
+  host: string;
+  port: number;
+}
+
+/**
+ * Where to dial a destination workload's HBONE: `<pod IP>:15008`, as Istio does — the
+ * destination node's DNAT delivers it to that node's ztunnel, which then knows which
+ * workload certificate to present. Overridable so loopback tests need no iptables.
+ */
+export type HboneDialTarget = (destination: WorkloadView) => DialTarget;
+
+export const defaultHboneDialTarget: HboneDialTarget = (w) => ({ host: w.record.addresses[0]!, port: HBONE_PORT });
+
+/**
+ * Opens the TCP connection for a dial: `net.connect` by default. Tests wrap it to
+ * record what a real DNAT would leave in conntrack; production could bind or mark here.
+ */
+export type SocketFactory = (target: DialTarget, purpose: { kind: 'hbone' | 'upstream'; originalDst: OriginalDst }) => net.Socket;

@@ -1,0 +1,61 @@
+/**
+ * Plain TCP dials from the node (to a local pod, or passthrough to a non-mesh
+ * destination), with a deadline and the socket settings the pipe relies on.
+ */
+import * as net from 'node:net';
+import { WeftError } from '../lib/errors';
+import { formatHostPort } from './address';
+import type { OriginalDst, SocketFactory } from './contracts';
+
+export const defaultUpstreamFactory: SocketFactory = (t) => net.connect({ host: t.host, port: t.port, allowHalfOpen: true, noDelay: true });
+
+/**
+ * Resolves with the connected socket; rejects with WEFT_HBONE_UPSTREAM_UNREACHABLE.
+ * The socket is half-open capable (FIN in one direction keeps the other) and has
+ * Nagle off: the proxy must not add latency to small writes.
+ */
+export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const addr = formatHostPort(target.ip, target.port);
+    let sock: net.Socket;
+    try {
+      sock = factory({ host: target.ip, port: target.port }, { kind: 'upstream', originalDst: target });
+    } catch (err) {
+      reject(new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `cannot dial ${addr}: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    // Pipe semantics need half-open sockets; a custom factory may have forgotten.
+    sock.allowHalfOpen = true;
+    sock.setNoDelay(true);
+    const timer = setTimeout(() => {
+      finish(new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `connecting to ${addr} timed out after ${timeoutMs} ms; check the destination runs and no firewall drops the traffic`,
+        { details: { target: addr, reason: 'timeout' } }));
+    }, timeoutMs);
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      sock.off('connect', onConnect);
+      sock.off('error', onError);
+      if (err) {
+        // Keep a listener: a late error on the discarded socket must not crash the process.
+        sock.on('error', () => {});
+        sock.destroy();
+        reject(err);
+      } else {
+        resolve(sock);
+      }
+    };
+    const onConnect = () => finish();
+    const onError = (err: NodeJS.ErrnoException) => finish(new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE',
+      `connecting to ${addr} failed: ${err.code ?? err.message}${err.code === 'ECONNREFUSED' ? ' (nothing listens on that port)' : ''}`,
+      { cause: err, details: { target: addr, reason: err.code ?? 'error' } }));
+    sock.once('connect', onConnect);
+    sock.once('error', onError);
+  });
+}
+
+/** A TCP RST: the client must not mistake a refusal for an empty reply. */
+export function reset(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  if (!sock.pending && !sock.connecting) sock.resetAndDestroy();
+  else sock.destroy();
+}

@@ -1,0 +1,76 @@
+/**
+ * HTTP/2 tuning shared by both ends of an HBONE tunnel. Node's defaults (64 KiB
+ * windows on both the stream and the connection, 16 KiB frames, 10 MB of session
+ * memory) cap a single stream far below the link: the windows must be raised with
+ * BOTH `settings.initialWindowSize` (per stream, advertised to the peer) and
+ * `session.setLocalWindowSize()` (the connection window, which SETTINGS cannot set).
+ */
+import type * as http2 from 'node:http2';
+import { WeftError } from '../lib/errors';
+import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
+
+export interface HboneTuning {
+  /** Per-stream receive window (Istio: 4 MiB). */
+  streamWindow: number;
+  /** Per-connection receive window (Istio: 16 MiB). */
+  connectionWindow: number;
+  /** Largest DATA frame we accept (Istio: 1 MiB). */
+  maxFrameSize: number;
+  /** nghttp2's per-session memory budget in MB; too low rejects streams with ENHANCE_YOUR_CALM. */
+  maxSessionMemoryMb: number;
+  /** Bytes queued on a pipe's writing side before its reading side is paused. */
+  pipeHighWaterMark: number;
+}
+
+const MiB = 1024 * 1024;
+
+export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
+  streamWindow: 4 * MiB,
+  connectionWindow: 16 * MiB,
+  maxFrameSize: 1 * MiB,
+  maxSessionMemoryMb: 256,
+  pipeHighWaterMark: DEFAULT_PIPE_HIGH_WATER_MARK,
+});
+
+const LIMITS: Record<keyof HboneTuning, [number, number]> = {
+  // RFC 9113 bounds: windows ≤ 2^31-1, frames 2^14 .. 2^24-1.
+  streamWindow: [65_535, 2 ** 31 - 1],
+  connectionWindow: [65_535, 2 ** 31 - 1],
+  maxFrameSize: [16_384, 2 ** 24 - 1],
+  maxSessionMemoryMb: [1, 65_536],
+  pipeHighWaterMark: [1024, 1024 * MiB],
+};
+
+/** Merges `partial` over the defaults; a value out of range names its field. */
+export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneTuning> {
+  const out: HboneTuning = { ...DEFAULT_HBONE_TUNING };
+  for (const [k, v] of Object.entries(partial) as [keyof HboneTuning, unknown][]) {
+    if (v === undefined) continue;
+    const limits = LIMITS[k];
+    if (!limits) throw new WeftError('WEFT_CONFIG_INVALID', `unknown HBONE tuning field ${JSON.stringify(k)}; known: ${Object.keys(LIMITS).join(', ')}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < limits[0] || v > limits[1]) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning ${k}=${JSON.stringify(v)}: must be an integer between ${limits[0]} and ${limits[1]}`);
+    }
+    out[k] = v;
+  }
+  return Object.freeze(out);
+}
+
+/** SETTINGS we advertise (both ends). */
+export function localSettings(t: HboneTuning, extra: http2.Settings = {}): http2.Settings {
+  return {
+    initialWindowSize: t.streamWindow,
+    maxFrameSize: t.maxFrameSize,
+    enablePush: false,
+    ...extra,
+  };
+}
+
+/** Raises the connection-level receive window, once the session has its native handle. */
+export function applyConnectionWindow(session: http2.Http2Session, t: HboneTuning): void {
+  const apply = () => {
+    if (!session.destroyed) session.setLocalWindowSize(t.connectionWindow);
+  };
+  if ((session as { connecting?: boolean }).connecting) session.once('connect', apply);
+  else apply();
+}

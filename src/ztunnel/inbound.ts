@@ -1,0 +1,268 @@
+/**
+ * Inbound HBONE (port 15008). Peers dial `<pod IP>:15008`; the node's DNAT delivers
+ * the connection here, and the original destination (from conntrack) says which
+ * local workload it is for — and so which workload certificate to present, since no
+ * SNI is sent. After mTLS (client certificate required, chaining to the mesh roots,
+ * same trust domain), each HTTP/2 CONNECT stream is one proxied connection:
+ *
+ *   400  not CONNECT, bad :authority, a proxy port (loop), or another identity than
+ *        the one this tunnel authenticated as
+ *   503  the :authority is not a mesh workload on this node, or it refused the dial
+ *   401  authorization denied it (peer identity from the certificate, source IP
+ *        from `forwarded`, trusted because the peer is an authenticated mesh member)
+ *   200  then bytes both ways until both sides end
+ *
+ * Live connections are re-authorized when policies change (PolicyWatcher).
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Logger } from '../lib/log';
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import { formatHostPort, normalizeIp, parseForwardedFor, parseHostPort } from './address';
+import { authorize, type AuthzDecision } from './authorization';
+import type { ConnectionRegistry, TrackedConnection } from './connections';
+import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
+import { defaultUpstreamFactory, dialTcp } from './dial';
+import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
+import { ConnectionLifecycle, endResult } from './lifecycle';
+import { flagForError, type ZtunnelMetrics } from './metrics';
+import { Pipe } from './pipe';
+import { PolicyWatcher } from './policy-watch';
+import { ServerTlsEngines, verifyClientIdentity } from './tls';
+import { ListenerBase } from './listener';
+
+export interface InboundOptions {
+  state: MeshState;
+  certs: CertSource;
+  originalDst: OriginalDstSource;
+  logger: Logger;
+  connections: ConnectionRegistry;
+  metrics?: ZtunnelMetrics;
+  /** This node's name: only workloads scheduled here are served. */
+  nodeName: string;
+  /** Dials the local pods; `net.connect` by default. */
+  socketFactory?: SocketFactory;
+  tuning?: Partial<HboneTuning>;
+  /** TLS handshake deadline for accepted connections. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Deadline for connecting to the pod. Default 10 s. */
+  upstreamConnectTimeoutMs?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise; headroom over the clients' 100. Default 1000. */
+  maxConcurrentStreams?: number;
+}
+
+/** What one accepted tunnel established, shared by all its streams. */
+interface TunnelContext {
+  /** The identity whose certificate we presented (the original destination's). */
+  localIdentity: string;
+  peerIdentity: string;
+  peer: string;
+}
+
+export class InboundServer extends ListenerBase {
+  private readonly state: MeshState;
+  private readonly certs: CertSource;
+  private readonly originalDst: OriginalDstSource;
+  private readonly nodeName: string;
+  private readonly engines: ServerTlsEngines;
+  private readonly socketFactory: SocketFactory;
+  private readonly tuning: HboneTuning;
+  private readonly upstreamTimeoutMs: number;
+  private readonly lifecycle: ConnectionLifecycle;
+  readonly policies: PolicyWatcher;
+  private readonly h2: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** Handed from handleTls to the synchronous 'session' event it triggers. */
+  private pending: TunnelContext | undefined;
+
+  constructor(opts: InboundOptions) {
+    const log = opts.logger.child({ component: 'inbound' });
+    super(log, { pauseOnConnect: true });
+    this.state = opts.state;
+    this.certs = opts.certs;
+    this.originalDst = opts.originalDst;
+    this.nodeName = opts.nodeName;
+    this.engines = new ServerTlsEngines({
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+      onSecure: (sock, identity) => this.onSecure(sock, identity),
+      onError: (err, sock) => {
+        this.log.warn({ err, peer: sock.remoteAddress }, 'HBONE TLS handshake failed (client certificate missing or not from this mesh, or timeout)');
+        sock.destroy();
+      },
+    });
+    this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
+    this.tuning = hboneTuning(opts.tuning);
+    this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
+    this.policies = new PolicyWatcher(this.state, this.log);
+    this.h2 = http2.createServer({
+      settings: localSettings(this.tuning, { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 }),
+      maxSessionMemory: this.tuning.maxSessionMemoryMb,
+    });
+    this.h2.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
+  }
+
+  /** Live HTTP/2 sessions (tunnels from peers). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  protected async onConnection(raw: net.Socket): Promise<void> {
+    raw.on('error', (err) => this.log.debug({ err, peer: raw.remoteAddress }, 'inbound socket error'));
+    const peer = formatHostPort(normalizeIp(raw.remoteAddress), raw.remotePort ?? 0);
+    try {
+      const dst = await this.originalDst.lookup(raw);
+      const workload = this.state.workloadByAddress(dst.ip);
+      if (!workload || workload.record.node !== this.nodeName || !workload.enrolled) {
+        this.log.warn({ peer, dst: formatHostPort(dst.ip, dst.port), workload: workload && `${workload.record.namespace}/${workload.record.name}` },
+          'HBONE connection for an address that is not a mesh workload on this node; closing it (is the peer\'s registry stale?)');
+        raw.destroy();
+        return;
+      }
+      const cert = this.certs.current(workload.identity) ?? await this.certs.get(workload.identity);
+      if (raw.destroyed) return;
+      raw.setNoDelay(true);
+      this.engines.accept(raw, cert, this.certs.rootsPem);
+    } catch (err) {
+      this.log.warn({ err, peer }, 'cannot serve HBONE connection; closing it');
+      raw.destroy();
+    }
+  }
+
+  /** mTLS done, the client chain verified: check its identity, then hand it to HTTP/2. */
+  private onSecure(sock: tls.TLSSocket, localIdentity: string): void {
+    this.track(sock);
+    const peer = formatHostPort(normalizeIp(sock.remoteAddress), sock.remotePort ?? 0);
+    sock.on('error', (err) => this.log.debug({ err, peer }, 'HBONE TLS error'));
+    let peerIdentity: string;
+    try {
+      if (sock.alpnProtocol !== 'h2') throw new Error(`ALPN ${String(sock.alpnProtocol)} instead of h2`);
+      peerIdentity = verifyClientIdentity(sock, this.state.trustDomain);
+    } catch (err) {
+      this.log.warn({ err, peer }, 'refused HBONE client');
+      sock.destroy();
+      return;
+    }
+    this.pending = { localIdentity, peerIdentity, peer };
+    try {
+      this.h2.emit('connection', sock);
+    } finally {
+      this.pending = undefined;
+    }
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const ctx = this.pending;
+    if (!ctx) {
+      session.destroy();
+      return;
+    }
+    this.sessions.add(session);
+    applyConnectionWindow(session, this.tuning);
+    session.on('error', (err) => this.log.debug({ err, peer: ctx.peer }, 'HBONE session error'));
+    session.once('close', () => this.sessions.delete(session));
+    session.on('stream', (stream, headers) => {
+      stream.on('error', (err) => this.log.debug({ err, peer: ctx.peer }, 'HBONE stream error'));
+      void this.onStream(ctx, stream, headers);
+    });
+  }
+
+  private async onStream(ctx: TunnelContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    if (headers[':method'] !== 'CONNECT') return this.reject(stream, 400, `method ${String(headers[':method'])} is not CONNECT`, ctx);
+    const authority = parseHostPort(headers[':authority']);
+    if (!authority) return this.reject(stream, 400, `:authority ${JSON.stringify(headers[':authority'])} is not <ip>:<port>`, ctx);
+    if (PROXY_PORTS.has(authority.port)) {
+      return this.reject(stream, 400, `refused to prevent a loop: ${formatHostPort(authority.ip, authority.port)} is a proxy port`, ctx);
+    }
+    const target = this.state.workloadByAddress(authority.ip);
+    if (!target || target.record.node !== this.nodeName || !target.enrolled) {
+      return this.reject(stream, 503, `${authority.ip} is not a mesh workload on node ${this.nodeName}`, ctx);
+    }
+    if (target.identity !== ctx.localIdentity) {
+      // The client verified the identity we presented; tunnelling to a workload of
+      // another identity would let it skip that check.
+      return this.reject(stream, 400, `${authority.ip} runs as ${target.identity}, not ${ctx.localIdentity} which this tunnel authenticated`, ctx);
+    }
+    const fwd = parseForwardedFor(headers.forwarded);
+    const peerAddr = parseHostPort(ctx.peer);
+    const srcIp = fwd?.ip ?? peerAddr?.ip ?? '';
+    const srcPort = fwd?.port ?? 0;
+    const conn = this.lifecycle.begin({
+      direction: 'inbound',
+      protocol: 'HBONE',
+      src: { ip: srcIp, port: srcPort, workload: this.state.workloadByAddress(srcIp), identity: ctx.peerIdentity },
+      dst: { ip: authority.ip, port: authority.port, workload: target, identity: target.identity },
+    });
+    const decide = (w: WorkloadView): AuthzDecision => authorize(
+      { source: { identity: ctx.peerIdentity, ip: srcIp }, destination: { workload: w, ip: authority.ip, port: authority.port } },
+      this.state.policiesFor(w), this.state.peerAuthModeFor(w));
+    const decision = decide(target);
+    if (!decision.allowed) {
+      respond(stream, 401);
+      this.lifecycle.end(conn, { flag: 'DENY', reason: decision.reason });
+      return;
+    }
+    let upstream: net.Socket;
+    try {
+      upstream = await dialTcp(this.socketFactory, authority, this.upstreamTimeoutMs);
+    } catch (err) {
+      respond(stream, 503);
+      this.lifecycle.end(conn, { flag: flagForError(err), reason: (err as Error).message });
+      return;
+    }
+    if (stream.closed || stream.destroyed) {
+      upstream.destroy();
+      this.lifecycle.end(conn, { flag: 'DOWNSTREAM_RESET', reason: 'the peer cancelled the CONNECT before the upstream answered' });
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    this.lifecycle.established(conn);
+    this.join(conn, stream, upstream, () => {
+      const cur = this.state.workloadByAddress(authority.ip);
+      return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
+    });
+  }
+
+  private join(conn: TrackedConnection, stream: http2.ServerHttp2Stream, upstream: net.Socket, recheck: () => AuthzDecision | undefined): void {
+    let revokedBy: AuthzDecision | undefined;
+    const pipe = new Pipe(stream, upstream, {
+      highWaterMark: this.tuning.pipeHighWaterMark,
+      counters: conn.counters,
+      onDone: (outcome) => {
+        unregister();
+        if (revokedBy) this.lifecycle.end(conn, { flag: 'DENY', reason: `closed: ${revokedBy.reason}` });
+        else this.lifecycle.end(conn, endResult(outcome));
+      },
+    });
+    const unregister = this.policies.add({
+      recheck,
+      revoke: (d) => {
+        revokedBy = d;
+        this.log.warn({ connection: conn.id, policy: d.policy, reason: d.reason }, 'closing live connection: authorization now denies it');
+        pipe.abort();
+      },
+    });
+    conn.terminate = () => pipe.abort();
+  }
+
+  private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, ctx: TunnelContext): void {
+    this.log.warn({ status, reason, peer: ctx.peer, peerIdentity: ctx.peerIdentity }, 'refused HBONE CONNECT');
+    respond(stream, status);
+  }
+
+  protected override async closeResources(): Promise<void> {
+    this.policies.close();
+    for (const c of [...this.lifecycle.connections.all()]) if (c.direction === 'inbound' && c.protocol === 'HBONE') c.terminate?.('shutdown');
+    for (const s of this.sessions) s.destroy();
+    this.sessions.clear();
+  }
+}
+
+function respond(stream: http2.ServerHttp2Stream, status: number): void {
+  if (stream.closed || stream.destroyed || stream.headersSent) return;
+  stream.respond({ ':status': status }, { endStream: true });
+  // Discard anything the client already sent; the stream ends once it is read.
+  stream.resume();
+}

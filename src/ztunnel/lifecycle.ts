@@ -1,0 +1,93 @@
+/**
+ * Every proxied connection goes through the same three steps, whichever listener
+ * accepted it: begin (tracked), established (counted as opened), end (untracked,
+ * counted as closed or failed, one access-log line). Keeping them here means the
+ * three listeners cannot drift in what they report.
+ */
+import type { Logger } from '../lib/log';
+import { formatHostPort } from './address';
+import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
+import type { ResponseFlag, ZtunnelMetrics } from './metrics';
+import type { PipeOutcome } from './pipe';
+
+export interface LifecycleDeps {
+  connections: ConnectionRegistry;
+  metrics?: ZtunnelMetrics;
+  /** Receives one `connection complete` line per connection. */
+  logger: Logger;
+}
+
+export interface EndResult {
+  /** '-' for a clean end; otherwise the class of failure. */
+  flag: ResponseFlag;
+  /** Human explanation (the WeftError message, the deciding policy, ...); never a metric label. */
+  reason?: string;
+}
+
+export class ConnectionLifecycle {
+  readonly connections: ConnectionRegistry;
+  private readonly metrics: ZtunnelMetrics | undefined;
+  private readonly log: Logger;
+
+  constructor(deps: LifecycleDeps) {
+    this.connections = deps.connections;
+    this.metrics = deps.metrics;
+    this.log = deps.logger;
+    this.metrics?.observe(deps.connections);
+  }
+
+  begin(init: ConnectionInit): TrackedConnection {
+    return this.connections.add(init);
+  }
+
+  established(c: TrackedConnection): void {
+    if (c.established) return;
+    c.established = true;
+    this.metrics?.connectionOpened(c);
+  }
+
+  /** Idempotent: the first call wins (a reset after a deny must not log twice). */
+  end(c: TrackedConnection, result: EndResult): void {
+    if (ended.has(c)) return;
+    ended.add(c);
+    this.connections.remove(c);
+    if (c.established) this.metrics?.connectionClosed(c, result.flag);
+    else this.metrics?.connectionFailed(c, result.flag);
+    const line: Record<string, unknown> = {
+      'src.addr': formatHostPort(c.src.ip, c.src.port),
+      'dst.addr': formatHostPort(c.dst.ip, c.dst.port),
+      direction: c.direction,
+      protocol: c.protocol,
+      bytes_sent: c.counters.sent,
+      bytes_recv: c.counters.received,
+      duration_ms: Date.now() - c.startedAt,
+    };
+    if (c.src.workload) {
+      line['src.workload'] = c.src.workload.record.name;
+      line['src.namespace'] = c.src.workload.record.namespace;
+    }
+    if (c.src.identity) line['src.identity'] = c.src.identity;
+    if (c.dst.hboneAddr) line['dst.hbone_addr'] = c.dst.hboneAddr;
+    if (c.dst.service) line['dst.service'] = c.dst.service;
+    if (c.dst.workload) {
+      line['dst.workload'] = c.dst.workload.record.name;
+      line['dst.namespace'] = c.dst.workload.record.namespace;
+    }
+    if (c.dst.identity) line['dst.identity'] = c.dst.identity;
+    if (c.tunnelId !== undefined) line.tunnel = c.tunnelId;
+    if (result.flag !== '-') line.error = result.flag;
+    if (result.reason) line.reason = result.reason;
+    this.log.info(line, 'connection complete');
+  }
+}
+
+const ended = new WeakSet<TrackedConnection>();
+
+/** How a finished pipe is reported. */
+export function endResult(outcome: PipeOutcome): EndResult {
+  switch (outcome.error) {
+    case undefined: return { flag: '-' };
+    case 'ABORTED': return { flag: 'ABORTED', reason: 'closed by the proxy' };
+    default: return outcome.detail ? { flag: outcome.error, reason: outcome.detail } : { flag: outcome.error };
+  }
+}

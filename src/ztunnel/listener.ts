@@ -1,0 +1,83 @@
+/**
+ * The TCP listener shared by the three proxies: listen/close, and tracking of the
+ * sockets it owns so that close() leaves nothing behind (tests check that sockets,
+ * streams and timers return to zero).
+ */
+import * as net from 'node:net';
+import type { Logger } from '../lib/log';
+
+export abstract class ListenerBase {
+  protected readonly server: net.Server;
+  protected readonly log: Logger;
+  /** Sockets to destroy on close(); a listener may swap in a wrapper (TLS) via track(). */
+  private readonly owned = new Set<net.Socket>();
+  private closing: Promise<void> | undefined;
+
+  constructor(log: Logger, opts: { pauseOnConnect?: boolean }) {
+    this.log = log;
+    // allowHalfOpen: a client's FIN must only end one direction of the proxied connection.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
+    this.server.on('connection', (sock) => {
+      this.track(sock);
+      Promise.resolve(this.onConnection(sock)).catch((err: unknown) => {
+        this.log.error({ err }, 'unexpected error handling a connection; closing it');
+        sock.destroy();
+      });
+    });
+    this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free one). */
+  listen(host: string, port: number): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', onError);
+        const addr = this.server.address() as net.AddressInfo;
+        this.log.info({ address: `${addr.address}:${addr.port}` }, 'listening');
+        resolve(addr);
+      });
+    });
+  }
+
+  address(): net.AddressInfo | undefined {
+    const a = this.server.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  /** Stops accepting, closes every connection this listener owns, and resolves when done. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => {
+        if (!this.server.listening) resolve();
+        else this.server.close(() => resolve());
+      });
+      await this.closeResources();
+      for (const s of this.owned) s.destroy();
+      this.owned.clear();
+      await closed;
+    })();
+    return this.closing;
+  }
+
+  /** Owns `sock` until it closes. */
+  protected track(sock: net.Socket): void {
+    this.owned.add(sock);
+    sock.once('close', () => this.owned.delete(sock));
+  }
+
+  protected untrack(sock: net.Socket): void {
+    this.owned.delete(sock);
+  }
+
+  /** Sockets currently owned (accepted and not yet closed). */
+  get ownedSockets(): number {
+    return this.owned.size;
+  }
+
+  protected abstract onConnection(sock: net.Socket): Promise<void> | void;
+
+  /** Listener-specific teardown before the owned sockets are destroyed. */
+  protected closeResources(): Promise<void> | void {}
+}

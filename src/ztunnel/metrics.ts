@@ -1,0 +1,164 @@
+/**
+ * Istio-shaped TCP metrics (the names and labels dashboards built for Istio expect).
+ * Labels never carry error text: failures map to a short fixed set of
+ * `response_flags`. Byte counters are fed deltas when a connection ends and, for
+ * live connections, at scrape time — never per chunk, which would put a label-set
+ * hash in the copy loop.
+ */
+import { Counter, type Registry } from 'prom-client';
+import { isWeftError } from '../lib/errors';
+import type { WorkloadView } from '../registry/enrolment';
+import type { ConnectionRegistry, TrackedConnection } from './connections';
+
+/** The fixed vocabulary of `response_flags`. */
+export type ResponseFlag =
+  | '-'
+  /** An authorization policy (or STRICT mTLS) refused it, at setup or later. */
+  | 'DENY'
+  /** The upstream (peer ztunnel or application) could not be reached. */
+  | 'CONNECT'
+  /** TLS handshake failed, or the peer had the wrong identity, or no certificate was available. */
+  | 'TLS_FAILURE'
+  | 'NO_HEALTHY_UPSTREAM'
+  | 'NO_ROUTE'
+  | 'LOOP'
+  /** Not a valid HBONE CONNECT, or for a workload this node does not host. */
+  | 'BAD_REQUEST'
+  | 'UPSTREAM_RESET'
+  | 'DOWNSTREAM_RESET'
+  /** Closed by this proxy (shutdown). */
+  | 'ABORTED';
+
+export const LABEL_NAMES = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_service',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+
+type LabelName = (typeof LABEL_NAMES)[number];
+export type MetricLabels = Record<LabelName, string>;
+
+const UNKNOWN = 'unknown';
+
+/** Maps any error the data path produces to a response flag. */
+export function flagForError(err: unknown): ResponseFlag {
+  if (isWeftError(err)) {
+    switch (err.code) {
+      case 'WEFT_HBONE_DENIED': return 'DENY';
+      case 'WEFT_HBONE_IDENTITY_MISMATCH':
+      case 'WEFT_CERT_UNAVAILABLE': return 'TLS_FAILURE';
+      case 'WEFT_HBONE_BAD_REQUEST': return 'BAD_REQUEST';
+      case 'WEFT_HBONE_LOOP': return 'LOOP';
+      case 'WEFT_HBONE_CONNECT_FAILED': {
+        const reason = String(err.details?.reason ?? '');
+        return reason.startsWith('ERR_TLS') || reason.includes('CERT') || reason.startsWith('ERR_SSL') ? 'TLS_FAILURE' : 'CONNECT';
+      }
+      default: return 'CONNECT';
+    }
+  }
+  return 'CONNECT';
+}
+
+export class ZtunnelMetrics {
+  readonly opened: Counter<LabelName>;
+  readonly closed: Counter<LabelName>;
+  readonly failed: Counter<LabelName>;
+  readonly sentBytes: Counter<LabelName>;
+  readonly receivedBytes: Counter<LabelName>;
+  private readonly observed = new Set<ConnectionRegistry>();
+
+  constructor(registry: Registry) {
+    const labelNames = LABEL_NAMES as unknown as LabelName[];
+    const flushLive = () => this.flushLive();
+    this.opened = new Counter({
+      name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened (established upstream).',
+      labelNames, registers: [registry],
+    });
+    this.closed = new Counter({
+      name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed after being opened.',
+      labelNames, registers: [registry],
+    });
+    this.failed = new Counter({
+      name: 'istio_tcp_connections_failed_total', help: 'TCP connections that were refused or could not be established.',
+      labelNames, registers: [registry],
+    });
+    this.sentBytes = new Counter({
+      name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent toward the client (response direction).',
+      labelNames, registers: [registry], collect: flushLive,
+    });
+    this.receivedBytes = new Counter({
+      name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client (request direction).',
+      labelNames, registers: [registry], collect: flushLive,
+    });
+  }
+
+  /** Lets scrapes include bytes of connections still open. Idempotent. */
+  observe(connections: ConnectionRegistry): void {
+    this.observed.add(connections);
+  }
+
+  connectionOpened(c: TrackedConnection): void {
+    this.opened.inc(labelsFor(c, '-'));
+  }
+
+  /** An established connection ended; `flag` says how ('-' when cleanly). */
+  connectionClosed(c: TrackedConnection, flag: ResponseFlag): void {
+    const labels = labelsFor(c, flag);
+    this.closed.inc(labels);
+    this.addBytes(c, labels);
+  }
+
+  /** A connection that never became established. */
+  connectionFailed(c: TrackedConnection, flag: ResponseFlag): void {
+    const labels = labelsFor(c, flag);
+    this.failed.inc(labels);
+    this.addBytes(c, labels);
+  }
+
+  private flushLive(): void {
+    for (const reg of this.observed) {
+      for (const c of reg.all()) if (c.established) this.addBytes(c, labelsFor(c, '-'));
+    }
+  }
+
+  private addBytes(c: TrackedConnection, labels: MetricLabels): void {
+    const dr = c.counters.received - c.reported.received;
+    const ds = c.counters.sent - c.reported.sent;
+    if (dr > 0) this.receivedBytes.inc(labels, dr);
+    if (ds > 0) this.sentBytes.inc(labels, ds);
+    c.reported = { received: c.counters.received, sent: c.counters.sent };
+  }
+}
+
+function name(w: WorkloadView | undefined): string {
+  return w?.record.name ?? UNKNOWN;
+}
+
+function ns(w: WorkloadView | undefined): string {
+  return w?.record.namespace ?? UNKNOWN;
+}
+
+/** Istio's label set for one connection, from the side that reports it. */
+export function labelsFor(c: TrackedConnection, flag: ResponseFlag): MetricLabels {
+  return {
+    reporter: c.direction === 'outbound' ? 'source' : 'destination',
+    source_workload: name(c.src.workload),
+    source_workload_namespace: ns(c.src.workload),
+    source_principal: c.src.identity ?? UNKNOWN,
+    destination_workload: name(c.dst.workload),
+    destination_workload_namespace: ns(c.dst.workload),
+    destination_principal: c.dst.identity ?? UNKNOWN,
+    destination_service: c.dst.serviceHost ?? UNKNOWN,
+    request_protocol: 'tcp',
+    response_flags: flag,
+    connection_security_policy: c.protocol === 'HBONE' ? 'mutual_tls' : UNKNOWN,
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * Where a captured outbound connection goes: pure, so it can be tested exhaustively
+ * and reused by `weft explain`.
+ *
+ * The ztunnel's own sockets are not kube-proxied (its traffic never passes the
+ * capture or service rules), so a service VIP is resolved here to one healthy
+ * endpoint and its target port, whether the connection is then tunnelled or not.
+ */
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import type { ServiceRecord } from '../registry/types';
+import { formatHostPort, type HostPort } from './address';
+import { PROXY_PORTS } from './contracts';
+import type { EndpointPicker } from './load-balancer';
+
+export type RouteState = Pick<MeshState, 'workloadByAddress' | 'serviceByVip' | 'endpoints'>;
+
+export interface OutboundRequest {
+  /** The captured client's address (the source pod IP). */
+  sourceIp: string;
+  /** The original destination, from conntrack. */
+  dst: HostPort;
+}
+
+/** Tunnel over HBONE to the destination workload's node. */
+export interface HboneDecision {
+  kind: 'hbone';
+  source: WorkloadView;
+  destination: WorkloadView;
+  /** The identity the destination must present (its workload's). */
+  identity: string;
+  /** Pod IP and target port: the CONNECT `:authority`. */
+  target: HostPort;
+  service?: ServiceRecord;
+}
+
+/** Plain TCP to `ip:port` (the chosen endpoint and target port for a VIP). */
+export interface PassthroughDecision {
+  kind: 'passthrough';
+  ip: string;
+  port: number;
+  source?: WorkloadView;
+  destination?: WorkloadView;
+  service?: ServiceRecord;
+  /** Why the connection is not tunnelled, for the debug log and `weft explain`. */
+  reason: string;
+}
+
+/** Closed without dialling anything. */
+export interface RefuseDecision {
+  kind: 'refuse';
+  /** Short, fixed token for metrics (`response_flags`). */
+  flag: 'LOOP' | 'NO_HEALTHY_UPSTREAM' | 'NO_ROUTE';
+  reason: string;
+  source?: WorkloadView;
+  service?: ServiceRecord;
+}
+
+export type OutboundDecision = HboneDecision | PassthroughDecision | RefuseDecision;
+
+export function routeOutbound(state: RouteState, req: OutboundRequest, lb: EndpointPicker): OutboundDecision {
+  const source = state.workloadByAddress(req.sourceIp);
+  const dstText = formatHostPort(req.dst.ip, req.dst.port);
+  const service = state.serviceByVip(req.dst.ip);
+
+  let destination: WorkloadView | undefined;
+  let target: HostPort;
+  if (service) {
+    const sp = service.ports.find((p) => p.port === req.dst.port);
+    if (!sp) {
+      return {
+        kind: 'refuse', flag: 'NO_ROUTE', source, service,
+        reason: `service ${svcName(service)} has no port ${req.dst.port} (ports: ${service.ports.map((p) => p.port).join(', ') || 'none'})`,
+      };
+    }
+    if (PROXY_PORTS.has(sp.targetPort)) return loop(`service ${svcName(service)} port ${sp.port} targets proxy port ${sp.targetPort}`, source, service);
+    const healthy = state.endpoints(service).filter((w) => w.record.status === 'Healthy' && w.record.addresses.length > 0);
+    if (healthy.length === 0) {
+      return {
+        kind: 'refuse', flag: 'NO_HEALTHY_UPSTREAM', source, service,
+        reason: `service ${svcName(service)} has no healthy endpoint`,
+      };
+    }
+    destination = lb.pick(service, healthy);
+    target = { ip: destination.record.addresses[0]!, port: sp.targetPort };
+  } else {
+    destination = state.workloadByAddress(req.dst.ip);
+    if (destination && PROXY_PORTS.has(req.dst.port)) {
+      return loop(`${dstText} is proxy port ${req.dst.port} of workload ${wlName(destination)}`, source);
+    }
+    target = req.dst;
+  }
+
+  const base = { source, destination, service };
+  if (!destination) {
+    return { kind: 'passthrough', ip: target.ip, port: target.port, ...base, reason: `${dstText} is not a mesh workload or service` };
+  }
+  if (!source || !source.enrolled) {
+    return {
+      kind: 'passthrough', ip: target.ip, port: target.port, ...base,
+      reason: source ? `source ${wlName(source)} is not in the mesh` : `source ${req.sourceIp} is not a known workload`,
+    };
+  }
+  if (!destination.enrolled) {
+    return { kind: 'passthrough', ip: target.ip, port: target.port, ...base, reason: `destination ${wlName(destination)} is not in the mesh` };
+  }
+  const decision: HboneDecision = { kind: 'hbone', source, destination, identity: destination.identity, target };
+  if (service) decision.service = service;
+  return decision;
+}
+
+function loop(why: string, source: WorkloadView | undefined, service?: ServiceRecord): RefuseDecision {
+  return { kind: 'refuse', flag: 'LOOP', source, service, reason: `refused to prevent a loop: ${why}` };
+}
+
+function svcName(s: ServiceRecord): string {
+  return `${s.namespace}/${s.name}`;
+}
+
+function wlName(w: WorkloadView): string {
+  return `${w.record.namespace}/${w.record.name}`;
+}

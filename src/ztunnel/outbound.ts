@@ -1,0 +1,174 @@
+/**
+ * Outbound capture (port 15001): every TCP connection an enrolled pod opens arrives
+ * here (DNAT), the original destination comes from conntrack, and routeOutbound
+ * decides: tunnel it over HBONE (presenting the SOURCE workload's certificate,
+ * expecting the destination workload's identity), pass it through as plain TCP, or
+ * refuse it with a TCP reset.
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Logger } from '../lib/log';
+import type { MeshState } from '../registry/state';
+import type { WorkloadView } from '../registry/enrolment';
+import { formatHostPort, normalizeIp } from './address';
+import type { ConnectionRegistry, TrackedConnection } from './connections';
+import { defaultHboneDialTarget, HBONE_PORT, type HboneDialTarget, type OriginalDstSource, type SocketFactory } from './contracts';
+import { defaultUpstreamFactory, dialTcp, reset } from './dial';
+import { ConnectionLifecycle, endResult } from './lifecycle';
+import { ListenerBase } from './listener';
+import { ServiceLoadBalancer, type EndpointPicker } from './load-balancer';
+import { flagForError, type ZtunnelMetrics } from './metrics';
+import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
+import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, type PipeSide } from './pipe';
+import type { HbonePool } from './pool';
+
+export interface OutboundOptions {
+  state: MeshState;
+  pool: HbonePool;
+  originalDst: OriginalDstSource;
+  logger: Logger;
+  connections: ConnectionRegistry;
+  metrics?: ZtunnelMetrics;
+  nodeName: string;
+  /** Default: per-service setting, least-connections counted by `connections`. */
+  loadBalancer?: EndpointPicker;
+  /** Default `<pod IP>:15008`. */
+  hboneDialTarget?: HboneDialTarget;
+  /** Dials passthrough destinations; `net.connect` by default. */
+  socketFactory?: SocketFactory;
+  /** Passthrough dial deadline. Default 10 s. */
+  connectTimeoutMs?: number;
+  pipeHighWaterMark?: number;
+}
+
+export class OutboundProxy extends ListenerBase {
+  private readonly state: MeshState;
+  private readonly pool: HbonePool;
+  private readonly originalDst: OriginalDstSource;
+  private readonly connections: ConnectionRegistry;
+  private readonly lb: EndpointPicker;
+  private readonly dialTarget: HboneDialTarget;
+  private readonly socketFactory: SocketFactory;
+  private readonly connectTimeoutMs: number;
+  private readonly hwm: number;
+  private readonly lifecycle: ConnectionLifecycle;
+  private readonly nodeName: string;
+
+  constructor(opts: OutboundOptions) {
+    const log = opts.logger.child({ component: 'outbound' });
+    super(log, { pauseOnConnect: true });
+    this.state = opts.state;
+    this.pool = opts.pool;
+    this.originalDst = opts.originalDst;
+    this.connections = opts.connections;
+    this.nodeName = opts.nodeName;
+    this.lb = opts.loadBalancer ?? new ServiceLoadBalancer((uid) => opts.connections.activeTo(uid));
+    this.dialTarget = opts.hboneDialTarget ?? defaultHboneDialTarget;
+    this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
+  }
+
+  protected async onConnection(sock: net.Socket): Promise<void> {
+    let downstreamError: string | undefined;
+    sock.on('error', (err: NodeJS.ErrnoException) => { downstreamError ??= err.code ?? err.message; });
+    const srcIp = normalizeIp(sock.remoteAddress);
+    const srcPort = sock.remotePort ?? 0;
+    let dst;
+    try {
+      dst = await this.originalDst.lookup(sock);
+    } catch (err) {
+      this.log.warn({ err, src: formatHostPort(srcIp, srcPort) }, 'no original destination for an outbound connection; resetting it');
+      reset(sock);
+      return;
+    }
+    const conn = this.lifecycle.begin({ direction: 'outbound', protocol: 'TCP', src: { ip: srcIp, port: srcPort }, dst: { ip: dst.ip, port: dst.port } });
+    const decision = routeOutbound(this.state, { sourceIp: srcIp, dst }, this.lb);
+    if (decision.source) conn.src.workload = decision.source;
+    if (decision.kind === 'refuse') {
+      if (decision.service) this.connections.setDestination(conn, { ...conn.dst, ...service(decision.service) });
+      reset(sock);
+      this.lifecycle.end(conn, { flag: decision.flag, reason: decision.reason });
+      return;
+    }
+    let upstream: PipeSide;
+    try {
+      upstream = decision.kind === 'hbone'
+        ? await this.openTunnel(conn, decision, srcIp, srcPort)
+        : await this.openPassthrough(conn, decision);
+    } catch (err) {
+      reset(sock);
+      this.lifecycle.end(conn, { flag: flagForError(err), reason: (err as Error).message });
+      return;
+    }
+    if (sock.destroyed || downstreamError) {
+      destroySide(upstream);
+      this.lifecycle.end(conn, { flag: 'DOWNSTREAM_RESET', reason: downstreamError ?? 'client left before the upstream answered' });
+      return;
+    }
+    this.lifecycle.established(conn);
+    const pipe = new Pipe(sock, upstream, {
+      highWaterMark: this.hwm,
+      counters: conn.counters,
+      onDone: (outcome) => this.lifecycle.end(conn, endResult(outcome)),
+    });
+    conn.terminate = () => pipe.abort();
+  }
+
+  private async openTunnel(conn: TrackedConnection, d: HboneDecision, srcIp: string, srcPort: number): Promise<PipeSide> {
+    const hop = this.dialTarget(d.destination);
+    conn.protocol = 'HBONE';
+    conn.src.identity = d.source.identity;
+    this.connections.setDestination(conn, {
+      ip: d.target.ip, port: d.target.port, workload: d.destination, identity: d.identity,
+      hboneAddr: formatHostPort(hop.host, hop.port), ...service(d.service),
+    });
+    const opened = await this.pool.open({
+      sourceIdentity: d.source.identity,
+      destinationIdentity: d.identity,
+      nextHop: hop,
+      originalDst: { ip: d.destination.record.addresses[0]!, port: HBONE_PORT },
+      peerNode: d.destination.record.node,
+      authority: d.target,
+      forwardedFor: { ip: srcIp, port: srcPort },
+      baggage: baggage(d.source),
+      counters: conn.counters,
+    });
+    conn.tunnelId = opened.tunnelId;
+    return opened.stream;
+  }
+
+  private async openPassthrough(conn: TrackedConnection, d: PassthroughDecision): Promise<PipeSide> {
+    this.connections.setDestination(conn, {
+      ip: d.ip, port: d.port, workload: d.destination, identity: d.destination?.identity, ...service(d.service),
+    });
+    this.log.debug({ connection: conn.id, reason: d.reason }, 'passthrough');
+    return dialTcp(this.socketFactory, { ip: d.ip, port: d.port }, this.connectTimeoutMs);
+  }
+
+  protected override closeResources(): void {
+    for (const c of [...this.connections.all()]) if (c.direction === 'outbound') c.terminate?.('shutdown');
+  }
+
+  /** For `/config_dump`-style introspection. */
+  get node(): string {
+    return this.nodeName;
+  }
+}
+
+function service(s: { namespace: string; name: string; hostname: string } | undefined): { service?: string; serviceHost?: string } {
+  return s ? { service: `${s.namespace}/${s.name}`, serviceHost: s.hostname } : {};
+}
+
+/** W3C baggage describing the source, as Istio's ztunnel sends it. */
+function baggage(w: WorkloadView): string {
+  const l = w.record.labels;
+  const svc = l['service.istio.io/canonical-name'] ?? l['app.kubernetes.io/name'] ?? l.app ?? w.record.name;
+  return `k8s.namespace.name=${w.record.namespace},k8s.pod.name=${w.record.name},service.name=${svc}`;
+}
+
+function destroySide(s: PipeSide): void {
+  if (s instanceof net.Socket) s.destroy();
+  else if (!s.closed) s.close(http2.constants.NGHTTP2_CANCEL);
+}

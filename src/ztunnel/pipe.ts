@@ -1,0 +1,197 @@
+/**
+ * The byte copy at the heart of the proxy: two duplexes (a TCP socket, or an HTTP/2
+ * CONNECT stream) joined both ways, with
+ *   - half-close both ways: FIN on one side becomes END_STREAM (or FIN) on the other,
+ *     and the opposite direction keeps flowing;
+ *   - resets both ways: a TCP RST or socket error becomes RST_STREAM(CONNECT_ERROR)
+ *     (RFC 9113 §8.5), a RST_STREAM becomes a TCP RST (`resetAndDestroy`);
+ *   - backpressure: a side is paused while the other has more than `highWaterMark`
+ *     bytes queued, and resumed on its 'drain';
+ *   - byte counting in both directions (plain integer adds: cheap per chunk).
+ *
+ * Streams' own write() starts returning false at 16 KiB, which would pause the reader
+ * after every 64 KiB socket read; a larger threshold keeps both sides busy.
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR, NGHTTP2_CANCEL } = http2.constants;
+
+/** Default queued bytes on the writing side before the reading side is paused. */
+export const DEFAULT_PIPE_HIGH_WATER_MARK = 1024 * 1024;
+
+/** Bytes seen by the pipe. "Downstream" is the side that opened the connection. */
+export interface ByteCounters {
+  /** Downstream → upstream (the request direction; Istio's `received` bytes). */
+  received: number;
+  /** Upstream → downstream (the response direction; Istio's `sent` bytes). */
+  sent: number;
+}
+
+/** How a pipe ended; `undefined` error means both sides closed cleanly. */
+export interface PipeOutcome {
+  error?: 'DOWNSTREAM_RESET' | 'UPSTREAM_RESET' | 'ABORTED';
+  /** Only for logs (never for metric labels): what the side that failed said. */
+  detail?: string;
+}
+
+export type PipeSide = net.Socket | http2.Http2Stream;
+
+export interface PipeOptions {
+  highWaterMark?: number;
+  /** Counters to add to (e.g. a tracked connection's); a fresh object otherwise. */
+  counters?: ByteCounters;
+  /** Called once, after both sides have closed. */
+  onDone?: (outcome: PipeOutcome, counters: ByteCounters) => void;
+}
+
+type Role = 'downstream' | 'upstream';
+
+class End {
+  closed = false;
+  /** Set when this side failed on its own (not because we reset it). */
+  failed = false;
+  /** Set when we reset this side ourselves: its close is then not its own failure. */
+  resetByUs = false;
+  detail: string | undefined;
+  readonly isStream: boolean;
+
+  constructor(readonly d: PipeSide, readonly role: Role) {
+    this.isStream = !(d instanceof net.Socket);
+  }
+
+  /** Aborts this side the way its protocol says "connection broken". */
+  reset(code: number = NGHTTP2_CONNECT_ERROR): void {
+    if (this.closed) return;
+    this.resetByUs = true;
+    if (this.isStream) {
+      const s = this.d as http2.Http2Stream;
+      if (!s.destroyed && !s.closed) s.close(code);
+    } else {
+      const s = this.d as net.Socket;
+      if (s.destroyed) return;
+      // resetAndDestroy needs a connected handle; fall back to destroy otherwise.
+      if (!s.pending && !s.connecting) s.resetAndDestroy();
+      else s.destroy();
+    }
+  }
+}
+
+/**
+ * Joins `downstream` and `upstream`. Both must be connected (a socket) or answered
+ * (a stream): from here on, bytes flow.
+ */
+export class Pipe {
+  readonly counters: ByteCounters;
+  private readonly down: End;
+  private readonly up: End;
+  private readonly hwm: number;
+  private finished = false;
+  private aborted = false;
+  private readonly onDone: PipeOptions['onDone'];
+
+  constructor(downstream: PipeSide, upstream: PipeSide, opts: PipeOptions = {}) {
+    this.counters = opts.counters ?? { received: 0, sent: 0 };
+    this.down = new End(downstream, 'downstream');
+    this.up = new End(upstream, 'upstream');
+    this.hwm = opts.highWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
+    this.onDone = opts.onDone;
+    this.flow(this.down, this.up, 'received');
+    this.flow(this.up, this.down, 'sent');
+    this.watch(this.down, this.up);
+    this.watch(this.up, this.down);
+    // A side may have been paused (pauseOnConnect) or already be in flowing mode.
+    downstream.resume();
+    upstream.resume();
+  }
+
+  /** Resets both sides (policy revoked, shutdown). The outcome reports ABORTED. */
+  abort(): void {
+    if (this.finished) return;
+    this.aborted = true;
+    this.down.reset(NGHTTP2_CANCEL);
+    this.up.reset(NGHTTP2_CANCEL);
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  private flow(from: End, to: End, counter: keyof ByteCounters): void {
+    const src = from.d;
+    const dst = to.d;
+    const counters = this.counters;
+    const hwm = this.hwm;
+    let paused = false;
+    src.on('data', (chunk: Buffer) => {
+      counters[counter] += chunk.length;
+      if (dst.destroyed || dst.writableEnded) return;
+      dst.write(chunk);
+      if (!paused && dst.writableLength > hwm) {
+        paused = true;
+        src.pause();
+      }
+    });
+    dst.on('drain', () => {
+      if (paused) {
+        paused = false;
+        src.resume();
+      }
+    });
+    src.on('end', () => {
+      // FIN / END_STREAM: half-close the other side's write direction only.
+      if (!dst.destroyed && !dst.writableEnded) dst.end();
+    });
+  }
+
+  private watch(self: End, other: End): void {
+    const d = self.d;
+    d.on('error', (err: NodeJS.ErrnoException) => {
+      if (self.resetByUs) return;
+      self.failed = true;
+      self.detail ??= err.code ?? err.message;
+    });
+    if (self.isStream) {
+      // Node emits 'aborted' when the peer reset a stream that was still readable.
+      d.on('aborted', () => { if (!self.resetByUs) self.failed = true; });
+    }
+    d.once('close', () => {
+      self.closed = true;
+      if (self.resetByUs) {
+        // Our own reset, caused by the other side or by abort(): nothing to propagate.
+      } else {
+        const rst = self.isStream ? (d as http2.Http2Stream).rstCode : undefined;
+        if (rst !== undefined && rst !== NGHTTP2_NO_ERROR) {
+          self.failed = true;
+          self.detail ??= `RST_STREAM ${rst}`;
+        } else if (!d.readableEnded && !self.failed) {
+          // Closed before the peer's FIN / END_STREAM without an error: e.g. its
+          // session or socket was destroyed underneath it. Not a clean end.
+          self.failed = true;
+          self.detail ??= 'closed before end of stream';
+        }
+      }
+      if (self.failed && !this.aborted) other.reset();
+      else if (!other.closed && !other.resetByUs && !other.d.writableEnded && !other.d.destroyed) {
+        // This side is gone cleanly; make sure the other side's write direction ends too.
+        other.d.end();
+      }
+      this.maybeFinish();
+    });
+  }
+
+  private maybeFinish(): void {
+    if (this.finished || !this.down.closed || !this.up.closed) return;
+    this.finished = true;
+    const outcome: PipeOutcome = {};
+    if (this.aborted) outcome.error = 'ABORTED';
+    else if (this.down.failed) {
+      outcome.error = 'DOWNSTREAM_RESET';
+      if (this.down.detail) outcome.detail = this.down.detail;
+    } else if (this.up.failed) {
+      outcome.error = 'UPSTREAM_RESET';
+      if (this.up.detail) outcome.detail = this.up.detail;
+    }
+    this.onDone?.(outcome, this.counters);
+  }
+}

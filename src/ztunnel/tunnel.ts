@@ -1,0 +1,304 @@
+/**
+ * One pooled HBONE connection: TCP → mTLS (the source workload's certificate) →
+ * HTTP/2, carrying up to N CONNECT streams. Its life is an explicit state machine
+ * changed only through `transition()`, which logs every change:
+ *
+ *   CONNECTING ──ready──► READY ──goaway / idle / cert rotated──► DRAINING ──► CLOSED
+ *        └────────────── failed ──────────────────────────────────────────────┘
+ *
+ * READY takes new streams while below its stream limit; DRAINING takes none and
+ * closes once its last stream ends; CLOSED is final.
+ */
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Logger } from '../lib/log';
+import { WeftError } from '../lib/errors';
+import type { DialTarget } from './contracts';
+import type { ByteCounters } from './pipe';
+import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
+import { clientTlsOptions, verifyServerIdentity } from './tls';
+
+export enum TunnelState {
+  Connecting = 'CONNECTING',
+  Ready = 'READY',
+  Draining = 'DRAINING',
+  Closed = 'CLOSED',
+}
+
+const ALLOWED: Record<TunnelState, readonly TunnelState[]> = {
+  [TunnelState.Connecting]: [TunnelState.Ready, TunnelState.Closed],
+  [TunnelState.Ready]: [TunnelState.Draining, TunnelState.Closed],
+  [TunnelState.Draining]: [TunnelState.Closed],
+  [TunnelState.Closed]: [],
+};
+
+export interface TunnelKey {
+  sourceIdentity: string;
+  destinationIdentity: string;
+  nextHop: DialTarget;
+}
+
+/** What the admin API's `/tunnels` shows per connection. */
+export interface TunnelStats {
+  id: number;
+  state: TunnelState;
+  sourceIdentity: string;
+  destinationIdentity: string;
+  nextHop: string;
+  localAddress?: string;
+  peerAddress?: string;
+  peerNode?: string;
+  activeStreams: number;
+  totalStreams: number;
+  /** Payload bytes sent into the tunnel (all streams, live ones included). */
+  bytesSent: number;
+  bytesReceived: number;
+  openedAt: string;
+  /** Last stream opened or closed (bytes are not timestamped, to keep the copy loop cheap). */
+  lastActivity: string;
+}
+
+export interface TunnelTimers {
+  idleTimeoutMs: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+let nextId = 1;
+
+export class Tunnel {
+  readonly id = nextId++;
+  state = TunnelState.Connecting;
+  session: http2.ClientHttp2Session | undefined;
+  /** Streams open now, plus slots promised to callers still waiting for the handshake. */
+  activeStreams = 0;
+  reserved = 0;
+  totalStreams = 0;
+  readonly openedAt = Date.now();
+  lastActivity = Date.now();
+  localAddress: string | undefined;
+  peerAddress: string | undefined;
+  /** Resolves when READY; rejects (with a WeftError) when the connection could not be made. */
+  readonly ready: Promise<void>;
+  private settleReady!: (err?: Error) => void;
+  private closedBytes: ByteCounters = { received: 0, sent: 0 };
+  private readonly live = new Set<ByteCounters>();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingSentAt = 0;
+  private readonly onClosed: (t: Tunnel) => void;
+  /** Tears down the half-made connection while CONNECTING. */
+  private abortConnect: (() => void) | undefined;
+
+  constructor(
+    readonly key: TunnelKey,
+    readonly peerNode: string | undefined,
+    private readonly log: Logger,
+    private readonly timers: TunnelTimers,
+    onClosed: (t: Tunnel) => void,
+  ) {
+    this.onClosed = onClosed;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settleReady = (err) => (err ? reject(err) : resolve());
+    });
+    // Callers that gave up waiting must not turn a failed handshake into an unhandled rejection.
+    this.ready.catch(() => {});
+  }
+
+  /** The one place the state changes. Illegal moves are logged and ignored. */
+  transition(to: TunnelState, why: string): boolean {
+    const from = this.state;
+    if (from === to) return false;
+    if (!ALLOWED[from].includes(to)) {
+      this.log.warn({ tunnel: this.id, from, to, why }, 'ignored illegal tunnel state change');
+      return false;
+    }
+    this.state = to;
+    this.log.debug({ tunnel: this.id, from, to, why }, 'tunnel state');
+    return true;
+  }
+
+  /** Performs TCP connect + TLS handshake + identity check, then starts HTTP/2. */
+  start(raw: net.Socket, context: tls.SecureContext, tuning: HboneTuning): void {
+    const hop = `${this.key.nextHop.host}:${this.key.nextHop.port}`;
+    raw.setNoDelay(true);
+    const socket = tls.connect(clientTlsOptions(context, raw));
+    const timeout = setTimeout(() => {
+      fail(new WeftError('WEFT_HBONE_CONNECT_FAILED',
+        `HBONE connection to ${hop} timed out after ${this.timers.connectTimeoutMs / 1000} s; ` +
+        `maybe a NetworkPolicy or firewall blocks TCP port ${this.key.nextHop.port}, or the destination node's ztunnel is not running`,
+        { details: { nextHop: hop, reason: 'timeout' } }));
+    }, this.timers.connectTimeoutMs);
+    this.abortConnect = () => {
+      clearTimeout(timeout);
+      socket.destroy();
+      raw.destroy();
+    };
+    const fail = (err: Error) => this.fail('connect failed', err);
+    // `on`, not `once`: a second error after the first must not become an uncaught one.
+    const onConnectError = (err: NodeJS.ErrnoException) => {
+      if (this.state !== TunnelState.Connecting) return;
+      fail(err instanceof WeftError ? err : new WeftError('WEFT_HBONE_CONNECT_FAILED',
+        `HBONE connection to ${hop} failed: ${err.code ?? err.message}` +
+        (err.code === 'ECONNREFUSED' ? '; is the destination node\'s ztunnel running?' : '') +
+        (err.code?.startsWith('ERR_TLS') || err.code?.includes('CERT') ? '; the peer\'s certificate is not from this mesh\'s CA' : ''),
+        { cause: err, details: { nextHop: hop, reason: err.code ?? 'error' } }));
+    };
+    raw.on('error', onConnectError);
+    socket.on('error', onConnectError);
+    socket.once('secureConnect', () => {
+      if (this.state !== TunnelState.Connecting) return;
+      clearTimeout(timeout);
+      try {
+        if (socket.alpnProtocol !== 'h2') {
+          throw new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE peer ${hop} did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)}); is it a Weft or Istio ztunnel?`);
+        }
+        verifyServerIdentity(socket, this.key.destinationIdentity, hop);
+      } catch (err) {
+        fail(err as Error);
+        return;
+      }
+      this.abortConnect = undefined;
+      this.localAddress = `${socket.localAddress}:${socket.localPort}`;
+      this.peerAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+      this.attachSession(socket, tuning);
+    });
+  }
+
+  private attachSession(socket: tls.TLSSocket, tuning: HboneTuning): void {
+    const session = http2.connect(`https://${this.key.nextHop.host}:${this.key.nextHop.port}`, {
+      createConnection: () => socket,
+      settings: localSettings(tuning),
+      maxSessionMemory: tuning.maxSessionMemoryMb,
+    });
+    this.session = session;
+    applyConnectionWindow(session, tuning);
+    session.on('error', (err) => this.log.debug({ tunnel: this.id, err }, 'tunnel session error'));
+    session.on('goaway', () => this.drain('peer sent GOAWAY'));
+    session.once('close', () => {
+      this.clearTimers();
+      if (this.transition(TunnelState.Closed, 'session closed')) this.onClosed(this);
+    });
+    this.pingTimer = setInterval(() => this.keepalive(), this.timers.pingIntervalMs);
+    this.pingTimer.unref();
+    this.transition(TunnelState.Ready, 'handshake complete');
+    this.settleReady();
+    this.armIdle();
+  }
+
+  /** Pings on an interval; a ping unanswered for pingTimeoutMs means the peer is gone. */
+  private keepalive(): void {
+    const s = this.session;
+    if (!s || s.destroyed) return;
+    const now = Date.now();
+    if (this.pingSentAt !== 0) {
+      if (now - this.pingSentAt >= this.timers.pingTimeoutMs) {
+        this.log.warn({ tunnel: this.id, peer: this.peerAddress, afterMs: now - this.pingSentAt }, 'HBONE peer stopped answering PINGs; closing the tunnel');
+        s.destroy(new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE peer ${this.peerAddress} did not answer PING within ${this.timers.pingTimeoutMs} ms`));
+      }
+      return;
+    }
+    this.pingSentAt = now;
+    s.ping((err) => {
+      if (!err) this.pingSentAt = 0;
+    });
+  }
+
+  /** Can this tunnel take one more stream right now (or once ready)? */
+  hasCapacity(maxStreams: number): boolean {
+    if (this.state !== TunnelState.Ready && this.state !== TunnelState.Connecting) return false;
+    const remote = this.session?.remoteSettings?.maxConcurrentStreams;
+    const limit = remote !== undefined ? Math.min(maxStreams, remote) : maxStreams;
+    return this.activeStreams + this.reserved < limit;
+  }
+
+  /** Bookkeeping for a stream that is open: counts, idle timer, bytes. */
+  streamOpened(stream: http2.ClientHttp2Stream, counters: ByteCounters): void {
+    this.activeStreams++;
+    this.totalStreams++;
+    this.lastActivity = Date.now();
+    this.live.add(counters);
+    if (this.idleTimer) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+    stream.once('close', () => {
+      this.activeStreams--;
+      this.lastActivity = Date.now();
+      this.live.delete(counters);
+      this.closedBytes.received += counters.received;
+      this.closedBytes.sent += counters.sent;
+      if (this.activeStreams + this.reserved === 0) {
+        if (this.state === TunnelState.Draining) this.session?.close();
+        else this.armIdle();
+      }
+    });
+  }
+
+  /** Stops taking streams; closes once the last one ends. */
+  drain(why: string): void {
+    if (!this.transition(TunnelState.Draining, why)) return;
+    if (this.activeStreams + this.reserved === 0) this.session?.close();
+  }
+
+  /** Closes now, resetting any streams. */
+  destroy(): void {
+    this.clearTimers();
+    if (this.session) this.session.destroy();
+    else this.fail('destroyed while connecting', new WeftError('WEFT_HBONE_CONNECT_FAILED', 'the HBONE pool was closed while this tunnel was connecting'));
+  }
+
+  /** Gives up before the handshake finished: waiters get `err`. */
+  fail(why: string, err: Error): void {
+    if (!this.transition(TunnelState.Closed, why)) return;
+    this.abortConnect?.();
+    this.abortConnect = undefined;
+    this.settleReady(err);
+    this.onClosed(this);
+  }
+
+  armIdle(): void {
+    if (this.state !== TunnelState.Ready || this.activeStreams + this.reserved > 0) return;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      this.drain(`idle for ${this.timers.idleTimeoutMs} ms`);
+    }, this.timers.idleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  private clearTimers(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.idleTimer = undefined;
+    this.pingTimer = undefined;
+  }
+
+  stats(): TunnelStats {
+    let sent = this.closedBytes.received;
+    let received = this.closedBytes.sent;
+    for (const c of this.live) {
+      sent += c.received;
+      received += c.sent;
+    }
+    const out: TunnelStats = {
+      id: this.id,
+      state: this.state,
+      sourceIdentity: this.key.sourceIdentity,
+      destinationIdentity: this.key.destinationIdentity,
+      nextHop: `${this.key.nextHop.host}:${this.key.nextHop.port}`,
+      activeStreams: this.activeStreams,
+      totalStreams: this.totalStreams,
+      bytesSent: sent,
+      bytesReceived: received,
+      openedAt: new Date(this.openedAt).toISOString(),
+      lastActivity: new Date(this.lastActivity).toISOString(),
+    };
+    if (this.localAddress) out.localAddress = this.localAddress;
+    if (this.peerAddress) out.peerAddress = this.peerAddress;
+    if (this.peerNode) out.peerNode = this.peerNode;
+    return out;
+  }
+}
