@@ -176,7 +176,7 @@ t.test('unknown callers are refused: no client cert, cert from another CA, a wor
   const Svc = services().certificateService;
   const verify = { checkServerIdentity: () => undefined };
   const call = (creds: grpc.ChannelCredentials) => new Promise<grpc.ServiceError>((resolve, reject) => {
-    const c = new Svc(address, creds) as grpc.Client & { CreateCertificate: Function };
+    const c = new Svc(address, creds) as unknown as grpc.Client & { CreateCertificate: Function };
     c.CreateCertificate({ csr: csrPem, validityDuration: 0, metadata: impersonationMetadata(ID_A) },
       (err: grpc.ServiceError | null, _res: CertificateResponse) => {
         c.close();

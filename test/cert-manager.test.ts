@@ -1,6 +1,5 @@
 import t, { type Test } from 'tap';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { startRedis, freePort, type TestRedis } from './helpers/redis';

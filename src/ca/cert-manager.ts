@@ -106,6 +106,8 @@ interface Entry {
   failures: number;
   lastError?: Error;
   fetching: boolean;
+  /** Key + CSR of the attempt in progress, reused across retries so an outage costs no key generation. */
+  pendingKey?: { keyPem: string; csrPem: string };
   cancelNext?: () => void;
   cancelExpiry?: () => void;
   waiters: Set<Waiter>;
@@ -292,7 +294,9 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     entry.cancelNext = undefined;
     if (entry.state === CertState.Ready) this.transition(entry, CertState.Refreshing, 'half-life reached');
     try {
-      const cert = entry.type === 'node' ? await this.fetchNode() : await this.fetchWorkload(entry.identity);
+      entry.pendingKey ??= await generateKeyAndCsr(entry.type === 'node' ? { commonName: this.nodeName } : {});
+      const cert = entry.type === 'node' ? await this.fetchNode(entry.pendingKey) : await this.fetchWorkload(entry.identity, entry.pendingKey);
+      entry.pendingKey = undefined;
       if (!this.live(entry)) return;
       this.fetches.inc({ type: entry.type, result: 'ok' });
       this.install(entry, cert, entry.failures > 0 ? `renewed after ${entry.failures} failed attempts` : 'issued');
@@ -304,14 +308,13 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     }
   }
 
-  private async fetchWorkload(identity: string): Promise<WorkloadCert> {
-    const { keyPem, csrPem } = await generateKeyAndCsr();
+  private async fetchWorkload(identity: string, { keyPem, csrPem }: { keyPem: string; csrPem: string }): Promise<WorkloadCert> {
     const chain = await this.client.createCertificate(csrPem, this.opts.ttlSec ?? 0, identity);
     return { identity, keyPem, certChainPem: chain, ...verifyIssuedChain(chain, this.client.rootPem, identity, this.clock.now()) };
   }
 
   /** Renews with the current node certificate while it is valid, else (re)joins with the token. */
-  private async fetchNode(): Promise<WorkloadCert> {
+  private async fetchNode(key: { keyPem: string; csrPem: string }): Promise<WorkloadCert> {
     const identity = this.node.identity;
     // Someone may have joined through the client directly: adopt that certificate.
     const external = this.client.nodeCredentials;
@@ -323,8 +326,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const rejected = isWeftError(this.node.lastError, 'WEFT_CA_UNAUTHENTICATED');
     let creds: NodeCredentials;
     if (valid && !rejected) {
-      const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: this.nodeName });
-      creds = { keyPem, certChainPem: await this.client.createCertificate(csrPem, 0) };
+      creds = { keyPem: key.keyPem, certChainPem: await this.client.createCertificate(key.csrPem, 0) };
     } else if (this.opts.joinToken) {
       creds = await this.client.join(this.nodeName, this.opts.joinToken);
     } else {
