@@ -1,0 +1,163 @@
+/**
+ * The lab for end-to-end tests. Every e2e file that needs the lab calls `startLab(t)`:
+ *
+ *   - takes a machine-wide lock first: the lab's names and addresses are fixed
+ *     (weft-br0, 198.18.0.0/24, ...), so two labs cannot run at once, while tap runs
+ *     test files in parallel;
+ *   - brings the lab up through the real CLI (`node dist/cli/main.js lab up`) in a lab
+ *     dir shared by all e2e files (`<repo>/.weft-lab/e2e`), so a run that crashed is
+ *     torn down by the next `up` from its state file;
+ *   - registers `down` and the lock release in t.teardown, so they run on failure too.
+ *
+ * The context file goes to `<lab dir>/context.json`; pass `handle.env` to any `weft`
+ * command under test so it finds the lab.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import type { TcpResult } from '../../../src/lab/client';
+import type { LabContext } from '../../../src/lab/context';
+import type { EchoAnswer } from '../../../src/lab/echo';
+import { DIST, REPO_ROOT } from '../../../src/lab/paths';
+import { REQUIRED_TOOLS } from '../../../src/lab/preflight';
+import { readStartTime } from '../../../src/lab/procs';
+import { which } from '../../../src/lab/run';
+import { readState, type LabState } from '../../../src/lab/state';
+
+export const E2E_LAB_DIR = join(REPO_ROOT, '.weft-lab', 'e2e');
+const LOCK_DIR = '/run/weft-lab-e2e.lock';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Reason to skip lab tests on this machine, or false. */
+export function labSkipReason(): string | false {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'the lab needs root';
+  const missing = REQUIRED_TOOLS.filter((t) => !which(t.bin)).map((t) => t.bin);
+  if (missing.length) return `the lab needs ${missing.join(', ')}`;
+  return false;
+}
+
+/** Fails loudly (not a skip) when dist is missing: `npm test` builds first; a bare `tap` run must too. */
+export function assertBuilt(): void {
+  if (!existsSync(DIST.main) || !existsSync(DIST.echo)) {
+    throw new Error(`the lab runs the built CLI; ${DIST.main} is missing: run npm run build first`);
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Machine-wide mutual exclusion between lab users: a directory created atomically,
+ * holding the owner's PID and start time so a crashed owner's lock is taken over.
+ */
+export async function acquireLabLock(timeoutMs = 10 * 60_000): Promise<() => void> {
+  const me = `${process.pid} ${readStartTime(process.pid)}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(join(LOCK_DIR, 'owner'), me);
+      return () => {
+        try {
+          if (readFileSync(join(LOCK_DIR, 'owner'), 'utf8') === me) rmSync(LOCK_DIR, { recursive: true, force: true });
+        } catch { /* already released */ }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner: string | undefined;
+    try {
+      owner = readFileSync(join(LOCK_DIR, 'owner'), 'utf8');
+    } catch { /* being created right now */ }
+    if (owner !== undefined) {
+      const [pid, start] = owner.split(' ');
+      if (readStartTime(Number(pid)) !== start) {
+        rmSync(LOCK_DIR, { recursive: true, force: true }); // owner gone: take over
+        continue;
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the lab lock ${LOCK_DIR} (held by ${owner})`);
+    await sleep(200);
+  }
+}
+
+export interface LabHandle {
+  labDir: string;
+  contextFile: string;
+  /** Environment pointing `weft` at this lab (WEFT_LAB_DIR, WEFT_CONTEXT). */
+  env: NodeJS.ProcessEnv;
+  /** The context file `up` wrote. */
+  context: LabContext;
+  /** stdout of `up` (progress lines). */
+  upOutput: string;
+  /** Runs `weft <args>` (the built CLI) with `env`. */
+  weft(args: string[], input?: string): Promise<CliResult>;
+  /** `weft lab exec <target> -- <cmd>`. */
+  exec(target: string, cmd: string[]): Promise<CliResult>;
+  /** HTTP GET from a pod via `weft lab request`; resolves with the echo app's answer. */
+  request(pod: string, url: string): Promise<EchoAnswer>;
+  /** Byte-exact TCP round trip from a pod via `weft lab tcp`. */
+  tcp(pod: string, hostPort: string, bytes: number): Promise<TcpResult>;
+  state(): LabState | undefined;
+  /** `weft lab down`; throws if it fails. Also registered in teardown. */
+  down(): Promise<CliResult>;
+}
+
+export function runWeft(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [DIST.main, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+export async function startLab(t: Test, opts: { topology?: string } = {}): Promise<LabHandle> {
+  assertBuilt();
+  const release = await acquireLabLock();
+  const labDir = E2E_LAB_DIR;
+  const contextFile = join(labDir, 'context.json');
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
+  delete env.WEFT_LAB_TOPOLOGY;
+  delete env.WEFT_LAB_REDIS_PORT;
+  const weft = (args: string[], input?: string) => runWeft(args, env, input);
+  const down = async () => {
+    const res = await weft(['lab', 'down']);
+    if (res.code !== 0) throw new Error(`lab down failed (${res.code}): ${res.stderr}${res.stdout}`);
+    return res;
+  };
+  t.teardown(async () => {
+    try {
+      await down();
+    } finally {
+      release();
+    }
+  });
+  const up = await weft(['lab', 'up', ...(opts.topology ? ['--topology', opts.topology] : [])]);
+  if (up.code !== 0) throw new Error(`lab up failed (${up.code}):\n${up.stdout}\n${up.stderr}`);
+  const context = JSON.parse(readFileSync(contextFile, 'utf8')) as LabContext;
+  const exec = (target: string, cmd: string[]) => weft(['lab', 'exec', target, '--', ...cmd]);
+  return {
+    labDir, contextFile, env, context, upOutput: up.stdout, weft, exec, down,
+    state: () => readState(labDir),
+    async request(pod, url) {
+      const res = await exec(pod, ['weft', 'lab', 'request', url]);
+      if (res.code !== 0) throw new Error(`request ${url} from ${pod} failed (${res.code}): ${res.stderr}`);
+      return JSON.parse(res.stdout) as EchoAnswer;
+    },
+    async tcp(pod, hostPort, bytes) {
+      const res = await exec(pod, ['weft', 'lab', 'tcp', hostPort, '--bytes', String(bytes)]);
+      if (res.code !== 0 && !res.stdout) throw new Error(`tcp ${hostPort} from ${pod} failed (${res.code}): ${res.stderr}`);
+      return JSON.parse(res.stdout) as TcpResult;
+    },
+  };
+}
