@@ -17,6 +17,8 @@ export interface LabContextNode {
   podCidr: string;
   /** http://<address>:15021/healthz/ready */
   readinessUrl: string;
+  /** Unix socket serving the ztunnel's admin API (absent when no ztunnel runs). */
+  adminSocket?: string;
 }
 
 export interface LabContextPod {
@@ -61,7 +63,7 @@ export function contextPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.WEFT_CONTEXT || join(homedir(), '.weft', 'context.json');
 }
 
-export function buildContext(plan: LabPlan, labDir: string, caRootFile: string | undefined): LabContext {
+export function buildContext(plan: LabPlan, labDir: string, caRootFile: string | undefined, adminSocket?: (node: string) => string): LabContext {
   const ctx: LabContext = {
     kind: 'lab',
     version: 1,
@@ -74,6 +76,7 @@ export function buildContext(plan: LabPlan, labDir: string, caRootFile: string |
     nodes: plan.nodes.map((n) => ({
       name: n.name, address: n.address, netns: n.netns, podCidr: n.podCidr,
       readinessUrl: `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`,
+      ...(adminSocket ? { adminSocket: adminSocket(n.name) } : {}),
     })),
     pods: plan.pods.map((p) => ({
       uid: p.uid, namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns,

@@ -119,7 +119,7 @@ export async function labDown(opts: DownOptions): Promise<DownResult> {
   for (const p of problems) opts.progress(`warning: ${p}`);
 
   const layout = labLayout(opts.labDir);
-  for (const path of [layout.redisDir, layout.caDir, layout.binDir, layout.networkScript]) rmSync(path, { recursive: true, force: true });
+  for (const path of [layout.redisDir, layout.caDir, layout.binDir, layout.runDir, layout.networkScript]) rmSync(path, { recursive: true, force: true });
   store.remove();
   const ms = Date.now() - started;
   opts.progress(`lab down in ${(ms / 1000).toFixed(2)}s (logs kept in ${layout.logs})`);

@@ -20,6 +20,8 @@ export interface LabLayout {
   caDir: string;
   caRootFile: string;
   binDir: string;
+  /** Unix sockets (ztunnel admin APIs). */
+  runDir: string;
   networkScript: string;
 }
 
@@ -31,6 +33,7 @@ export function labLayout(labDir: string): LabLayout {
     caDir: join(labDir, 'ca'),
     caRootFile: join(labDir, 'ca', 'root.pem'),
     binDir: join(labDir, 'bin'),
+    runDir: join(labDir, 'run'),
     networkScript: join(labDir, 'network-up.sh'),
   };
 }

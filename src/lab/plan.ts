@@ -23,6 +23,7 @@ export const LAB_NET = Object.freeze({
   /** Calico-style: every pod's gateway; the node side of each pod veth holds it. */
   podGateway: '169.254.1.1',
   caPort: 15012,
+  caMetricsPort: 15014,
   readinessPort: 15021,
   clusterDomain: 'cluster.local',
   echoHttpPort: 8080,

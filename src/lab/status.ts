@@ -37,7 +37,7 @@ async function readiness(p: ProcessResource, plan: LabPlan): Promise<boolean> {
   if (!isAlive(p)) return false;
   switch (p.role) {
     case 'redis': return tcpReady('127.0.0.1', plan.redisPort);
-    case 'ca': return tcpReady(LAB_NET.gateway, LAB_NET.caPort);
+    case 'ca': return (await httpStatus(`http://${LAB_NET.gateway}:${LAB_NET.caMetricsPort}/healthz/ready`)) === 200;
     case 'ztunnel': {
       const node = plan.nodes.find((n) => n.netns === p.netns);
       return node !== undefined && (await httpStatus(`http://${node.address}:${LAB_NET.readinessPort}/healthz/ready`)) === 200;

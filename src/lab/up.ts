@@ -85,8 +85,13 @@ export async function labUp(opts: UpOptions): Promise<UpResult> {
   if (conflicts.length > 0) throw conflictError(conflicts, opts.labDir);
 
   const layout = labLayout(opts.labDir);
+  const longest = plan.nodes.map((n) => adminSocketPath(layout, n.name)).sort((a, b) => b.length - a.length)[0] ?? '';
+  if (Buffer.byteLength(longest) > 107) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      `invalid --lab-dir=${JSON.stringify(opts.labDir)}: too long for the ztunnel admin sockets under it (${longest} exceeds the 107-byte unix socket limit); use a shorter WEFT_LAB_DIR`);
+  }
   rmSync(layout.logs, { recursive: true, force: true });
-  for (const dir of [layout.logs, layout.redisDir, layout.caDir, layout.binDir]) mkdirSync(dir, { recursive: true });
+  for (const dir of [layout.logs, layout.redisDir, layout.caDir, layout.binDir, layout.runDir]) mkdirSync(dir, { recursive: true });
   const store = StateStore.create({
     labDir: opts.labDir, repo: REPO_ROOT, topologyFile: opts.topologyFile, startedAt: new Date().toISOString(), plan,
   });
@@ -151,7 +156,8 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
   const control_ = (settled[0] as PromiseFulfilledResult<{ ca: boolean; ztunnels: boolean }>).value;
 
   store.record({ type: 'context', path: opts.contextFile });
-  writeContext(opts.contextFile, buildContext(plan, store.labDir, control_.ca ? layout.caRootFile : undefined));
+  writeContext(opts.contextFile, buildContext(plan, store.labDir, control_.ca ? layout.caRootFile : undefined,
+    control_.ztunnels ? (node) => adminSocketPath(layout, node) : undefined));
   step(`context: ${opts.contextFile}`);
   return control_;
 }
@@ -211,7 +217,9 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
     name: 'ca', role: 'ca', log: join(layout.logs, 'ca.log'),
     argv: [process.execPath, DIST.main, 'ca', ...caArgs(layout, clusterRedisUrl)],
   });
-  await waitUntil('weft ca', async () => built(layout.caRootFile) && tcpReady(LAB_NET.gateway, LAB_NET.caPort), { timeoutMs: READY_TIMEOUT_MS, process: caProc });
+  // Ready = root written and the registry loaded (so impersonation can be decided).
+  await waitUntil('weft ca', async () => built(layout.caRootFile) && (await httpStatus(caReadyUrl())) === 200,
+    { timeoutMs: READY_TIMEOUT_MS, process: caProc });
   store.update({ caRootFile: layout.caRootFile });
   step(`ca: ${caAddress}, root ${layout.caRootFile}`);
 
@@ -238,14 +246,25 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   return { ca: true, ztunnels: true };
 }
 
+export function caReadyUrl(): string {
+  return `http://${LAB_NET.gateway}:${LAB_NET.caMetricsPort}/healthz/ready`;
+}
+
+/** Both CA ports bind the bridge address: nothing of the lab listens on the host's interfaces. */
 export function caArgs(layout: LabLayout, clusterRedisUrl: string): string[] {
   return [
     '--listen', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
+    '--metrics-listen', `${LAB_NET.gateway}:${LAB_NET.caMetricsPort}`,
     '--redis-url', clusterRedisUrl,
     '--root-dir', layout.caDir,
     '--root-out', layout.caRootFile,
     '--ip', LAB_NET.gateway,
   ];
+}
+
+/** The admin API as a unix socket: how the CLI in the root namespace reaches a ztunnel inside a node netns. */
+export function adminSocketPath(layout: LabLayout, node: string): string {
+  return join(layout.runDir, `ztunnel-${node}.sock`);
 }
 
 export function ztunnelArgs(node: string, address: string, layout: LabLayout, clusterRedisUrl: string): string[] {
@@ -255,6 +274,8 @@ export function ztunnelArgs(node: string, address: string, layout: LabLayout, cl
     '--redis-url', clusterRedisUrl,
     '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     '--ca-root-file', layout.caRootFile,
-    '--capture', 'true',
+    // A boolean flag: a separate "true" would be read as a positional argument.
+    '--capture',
+    '--admin-socket', adminSocketPath(layout, node),
   ];
 }
