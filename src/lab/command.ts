@@ -47,13 +47,20 @@ async function up(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(upSpecs, argv);
   if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `lab up takes no arguments (got ${positionals.join(' ')}); see weft lab --help`);
   const d = dirs(values);
+  // Processes are detached and every resource is recorded, so an interrupted up is
+  // cleaned by the next down (or up); say so rather than exit silently.
+  const interrupted = () => {
+    process.stderr.write('\nlab up interrupted: the lab is partly up; `scripts/lab down` (or `up` again) removes it\n');
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
   const result = await labUp({
     ...d,
     topologyFile: values.topology || defaultTopologyFile(),
     ...(values.redisPort ? { redisPort: values.redisPort } : {}),
     keepOnFailure: values.keepOnFailure,
     progress: out,
-  });
+  }).finally(() => process.off('SIGINT', interrupted));
   out('');
   out(`Try:  scripts/lab exec demo/client -- weft lab request http://echo.demo/`);
   out(`      scripts/lab exec legacy/client -- weft lab tcp echo.legacy:9000 --bytes 100000`);
