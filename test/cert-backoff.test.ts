@@ -11,6 +11,7 @@ import { CertificateManager, CertState, type CertificateSource } from '../src/ca
 import type { NodeCredentials } from '../src/ca/client';
 import { nodeIdentity } from '../src/ca/authorize';
 import { backoffDelay, boundedDelay, type Clock } from '../src/ca/timers';
+import { Limiter } from '../src/ca/limiter';
 import { WeftError } from '../src/lib/errors';
 import { silentLogger } from '../src/lib/log';
 
@@ -171,4 +172,42 @@ t.test('a first fetch that fails goes Pending -> Failed and retries; get() times
     if (await Promise.race([pending.then(() => true, () => true), Promise.resolve(false)])) break;
   }
   await t.rejects(pending, { code: 'WEFT_CERT_UNAVAILABLE', message: /state Failed.*CA down/ });
+});
+
+t.test('Limiter: never more than max at once, in order, close() drops the queue', async (t) => {
+  const limiter = new Limiter(2);
+  let running = 0;
+  let peak = 0;
+  const order: number[] = [];
+  const gates: Array<() => void> = [];
+  const task = (i: number) => limiter.run(async () => {
+    running++;
+    peak = Math.max(peak, running);
+    order.push(i);
+    await new Promise<void>((r) => gates.push(r));
+    running--;
+    return i;
+  });
+  const all = [0, 1, 2, 3, 4].map(task);
+  await new Promise((r) => setImmediate(r));
+  t.equal(running, 2);
+  // Release one at a time; a newcomer arriving mid-handoff must still queue.
+  while (order.length < 5 || gates.length > 0) {
+    gates.shift()?.();
+    await new Promise((r) => setImmediate(r));
+    if (order.length === 3) void task(5).catch(() => undefined);
+    t.ok(running <= 2, 'at most 2 running');
+  }
+  t.same(await Promise.all(all), [0, 1, 2, 3, 4]);
+  t.equal(peak, 2);
+  t.same(order.slice(0, 5), [0, 1, 2, 3, 4], 'first come, first served');
+  const blocked = new Limiter(1);
+  let release!: () => void;
+  const first = blocked.run(() => new Promise<void>((r) => { release = r; }));
+  const queued = blocked.run(async () => 'ran');
+  blocked.close();
+  await t.rejects(queued, /closed/);
+  release();
+  await first;
+  await t.rejects(blocked.run(async () => 1), /closed/);
 });

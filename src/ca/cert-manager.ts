@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { X509Certificate } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { WeftError, isWeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { nodeIdentity } from './authorize';
 import { verifyIssuedChain, type NodeCredentials } from './client';
 import { generateKeyAndCsr } from './issuer';
+import { CertState, TRANSITIONS, type CertificateSource, type CertStatus, type WorkloadCert } from './cert-state';
+import { Limiter } from './limiter';
 import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
 
 /**
@@ -15,48 +16,6 @@ import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
  * when the CA fails, back off (0.5 s doubling to 150 s, jittered) while the old
  * certificate stays in use until it really expires.
  */
-
-export enum CertState {
-  /** No certificate yet; the first fetch is under way. */
-  Pending = 'Pending',
-  /** A valid certificate; refresh scheduled at half-life. */
-  Ready = 'Ready',
-  /** Still valid, being replaced (or retrying after failed replacements). */
-  Refreshing = 'Refreshing',
-  /** The certificate expired before a replacement arrived; retrying. */
-  Expired = 'Expired',
-  /** Never obtained one; retrying with backoff. */
-  Failed = 'Failed',
-}
-
-/** Legal moves; anything else is a bug and throws. */
-const TRANSITIONS: Record<CertState, readonly CertState[]> = {
-  [CertState.Pending]: [CertState.Ready, CertState.Failed],
-  [CertState.Ready]: [CertState.Refreshing, CertState.Expired],
-  [CertState.Refreshing]: [CertState.Ready, CertState.Expired],
-  [CertState.Expired]: [CertState.Ready],
-  [CertState.Failed]: [CertState.Ready],
-};
-
-export interface WorkloadCert {
-  identity: string;
-  keyPem: string;
-  /** Leaf first, root last. */
-  certChainPem: string[];
-  notBefore: Date;
-  notAfter: Date;
-  serial: string;
-}
-
-/** What the manager needs from the CA client (CaClient implements it). */
-export interface CertificateSource {
-  readonly rootPem: string;
-  readonly trustDomain: string;
-  readonly nodeCredentials: NodeCredentials | undefined;
-  setNodeCredentials(creds: NodeCredentials): void;
-  join(nodeName: string, token: string): Promise<NodeCredentials>;
-  createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]>;
-}
 
 export interface CertificateManagerOptions {
   client: CertificateSource;
@@ -71,24 +30,18 @@ export interface CertificateManagerOptions {
   /** How long get() waits for a certificate before failing (default 10 s). */
   getTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Key generations run at once (default 2). RSA-2048 generation takes 50-300 ms on
+   * libuv's small shared thread pool; unbounded, a node starting 100 pods would queue
+   * DNS lookups and file I/O behind it for seconds.
+   */
+  maxConcurrentKeygen?: number;
 }
 
 export interface CertificateManagerEvents {
   /** A new certificate for `identity` is in place (also for the node certificate). */
   updated: [identity: string];
   state: [identity: string, from: CertState, to: CertState];
-}
-
-/** One row of the operator's certificate table (istioctl ztunnel-config certificates). */
-export interface CertStatus {
-  identity: string;
-  type: 'node' | 'workload';
-  state: CertState;
-  serial?: string;
-  notBefore?: Date;
-  notAfter?: Date;
-  failures: number;
-  lastError?: string;
 }
 
 interface Waiter {
@@ -115,6 +68,8 @@ interface Entry {
 
 type FetchResult = 'ok' | 'refused' | 'unreachable' | 'error';
 
+export { CertState, type CertificateSource, type CertStatus, type WorkloadCert };
+
 export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   private readonly client: CertificateSource;
   private readonly nodeName: string;
@@ -125,6 +80,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   private readonly node: Entry;
   private readonly fetches: Counter<'type' | 'result'>;
   private stopped = false;
+  private readonly keygens: Limiter;
 
   constructor(opts: CertificateManagerOptions) {
     super();
@@ -133,6 +89,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.nodeName = opts.nodeName;
     this.log = opts.logger.child({ component: 'certificates' });
     this.clock = opts.clock ?? realClock;
+    this.keygens = new Limiter(opts.maxConcurrentKeygen ?? 2);
     const entries = this.entries;
     const clock = this.clock;
     new Gauge({
@@ -246,6 +203,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.keygens.close();
     for (const entry of this.entries.values()) this.clearTimers(entry, this.unavailable(entry.identity, 'the certificate manager stopped'));
   }
 
@@ -294,7 +252,8 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     entry.cancelNext = undefined;
     if (entry.state === CertState.Ready) this.transition(entry, CertState.Refreshing, 'half-life reached');
     try {
-      entry.pendingKey ??= await generateKeyAndCsr(entry.type === 'node' ? { commonName: this.nodeName } : {});
+      entry.pendingKey ??= await this.keygens.run(() => generateKeyAndCsr(entry.type === 'node' ? { commonName: this.nodeName } : {}));
+      if (!this.live(entry)) return;
       const cert = entry.type === 'node' ? await this.fetchNode(entry.pendingKey) : await this.fetchWorkload(entry.identity, entry.pendingKey);
       entry.pendingKey = undefined;
       if (!this.live(entry)) return;
@@ -402,10 +361,4 @@ function fetchResult(err: unknown): FetchResult {
   if (!isWeftError(err)) return 'error';
   if (err.code === 'WEFT_CA_UNREACHABLE') return 'unreachable';
   return err.code.startsWith('WEFT_CA_') || err.code === 'WEFT_REGISTRY_UNREACHABLE' ? 'refused' : 'error';
-}
-
-/** Parses the validity of a PEM leaf, for callers that load certificates from disk. */
-export function leafValidity(pem: string): { notBefore: Date; notAfter: Date; serial: string } {
-  const x = new X509Certificate(pem);
-  return { notBefore: new Date(x.validFrom), notAfter: new Date(x.validTo), serial: x.serialNumber };
 }

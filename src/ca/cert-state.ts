@@ -1,0 +1,58 @@
+import type { NodeCredentials } from './client';
+
+/** Certificate states and the shapes the certificate manager hands out. */
+
+export enum CertState {
+  /** No certificate yet; the first fetch is under way. */
+  Pending = 'Pending',
+  /** A valid certificate; refresh scheduled at half-life. */
+  Ready = 'Ready',
+  /** Still valid, being replaced (or retrying after failed replacements). */
+  Refreshing = 'Refreshing',
+  /** The certificate expired before a replacement arrived; retrying. */
+  Expired = 'Expired',
+  /** Never obtained one; retrying with backoff. */
+  Failed = 'Failed',
+}
+
+/** Legal moves; anything else is a bug and throws. */
+export const TRANSITIONS: Record<CertState, readonly CertState[]> = {
+  [CertState.Pending]: [CertState.Ready, CertState.Failed],
+  [CertState.Ready]: [CertState.Refreshing, CertState.Expired],
+  [CertState.Refreshing]: [CertState.Ready, CertState.Expired],
+  [CertState.Expired]: [CertState.Ready],
+  [CertState.Failed]: [CertState.Ready],
+};
+
+export interface WorkloadCert {
+  identity: string;
+  keyPem: string;
+  /** Leaf first, root last. */
+  certChainPem: string[];
+  notBefore: Date;
+  notAfter: Date;
+  serial: string;
+}
+
+/** What the manager needs from the CA client (CaClient implements it). */
+export interface CertificateSource {
+  readonly rootPem: string;
+  readonly trustDomain: string;
+  readonly nodeCredentials: NodeCredentials | undefined;
+  setNodeCredentials(creds: NodeCredentials): void;
+  join(nodeName: string, token: string): Promise<NodeCredentials>;
+  createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]>;
+}
+
+/** One row of the operator's certificate table (istioctl ztunnel-config certificates). */
+export interface CertStatus {
+  identity: string;
+  type: 'node' | 'workload';
+  state: CertState;
+  serial?: string;
+  notBefore?: Date;
+  notAfter?: Date;
+  failures: number;
+  lastError?: string;
+}
+
