@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { WeftError, ERROR_CATALOGUE, type ErrorCode } from '../lib/errors';
@@ -39,6 +40,9 @@ export interface VerifiedLeaf {
   notAfter: Date;
   serial: string;
 }
+
+/** SNI sent when the CA is addressed by IP; it is not used for verification. */
+const CA_SNI = 'weft-ca';
 
 type UnaryMethod<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void;
 interface CertificateServiceClient extends grpc.Client {
@@ -166,8 +170,11 @@ export class CaClient {
 
   private channelOptions(): grpc.ChannelOptions {
     return {
-      // The serving certificate is checked against serverName below, not against the dialled host.
-      'grpc.ssl_target_name_override': this.opts.serverName,
+      // The serving certificate is checked against serverName (verifyOptions), never the
+      // dialled host. The override also sets SNI, which the CA ignores; RFC 6066 forbids
+      // an IP there (Node warns, and grpc-js would send the IP of an IP target), so an
+      // IP serverName sends a fixed DNS-shaped name instead.
+      'grpc.ssl_target_name_override': isIP(this.opts.serverName) ? CA_SNI : this.opts.serverName,
       // Certificate calls are rare: no need to hold the connection open forever.
       'grpc.client_idle_timeout_ms': 60_000,
       // The certificate manager runs its own retry backoff; grpc's reconnect backoff
