@@ -39,12 +39,12 @@ export const caSpecs = {
     defaultText: '0.0.0.0:15014', description: 'HTTP address for /metrics and /healthz/ready, or "off"', parse: hostPortOrOff,
   } satisfies OptionSpec<{ host: string; port: number } | undefined>,
   dnsName: {
-    flag: 'dns-name', env: 'WEFT_CA_DNS_NAMES', default: [] as string[],
+    flag: 'dns-name', env: 'WEFT_CA_DNS_NAMES', default: [] as string[], defaultText: 'none',
     description: 'comma-separated DNS names for the CA serving certificate (localhost is always included)',
     parse: list((s) => (/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(s) ? undefined : 'is not a DNS name')),
   } satisfies OptionSpec<string[]>,
   ip: {
-    flag: 'ip', env: 'WEFT_CA_IPS', default: [] as string[],
+    flag: 'ip', env: 'WEFT_CA_IPS', default: [] as string[], defaultText: 'none',
     description: 'comma-separated IPs for the CA serving certificate (127.0.0.1 and a specific --listen host are always included)',
     parse: list((s) => (isIP(s) ? undefined : 'is not an IP address')),
   } satisfies OptionSpec<string[]>,
