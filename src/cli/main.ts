@@ -11,6 +11,16 @@ export const COMMANDS: Record<string, CommandEntry> = {
   ca: { summary: 'run the mesh certificate authority (gRPC, Istio-compatible)', component: true, load: () => require('../ca/command').default },
   ztunnel: { summary: 'run the per-node L4 proxy', component: true, load: () => require('../ztunnel/command').default },
   lab: { summary: 'run the local multi-node lab (up, down, status, exec)', load: () => require('../lab/command').default },
+  status: { summary: 'health of the registry, the CA and every ztunnel', load: () => require('./commands/status').default },
+  workloads: { summary: 'workloads: address, node, waypoint, HBONE or TCP, identity', load: () => require('./commands/workloads').default },
+  services: { summary: 'services: VIPs, ports, waypoint, healthy/total endpoints', load: () => require('./commands/services').default },
+  policies: { summary: 'authorization policies and peer authentication (STRICT/PERMISSIVE)', load: () => require('./commands/policies').default },
+  tunnels: { summary: 'HBONE tunnels per node: identities, peer, streams, bytes', load: () => require('./commands/tunnels').default },
+  connections: { summary: 'live proxied connections per node', load: () => require('./commands/connections').default },
+  certs: { summary: 'workload certificates per node: state, validity, serial', load: () => require('./commands/certs').default },
+  namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), list namespaces', load: () => require('./commands/namespace').default },
+  explain: { summary: 'why a connection from a pod to a destination is tunnelled, passed through or denied', load: () => require('./commands/explain').default },
+  completion: { summary: 'shell completion script (bash)', load: () => require('./commands/completion').default },
 };
 
 function usage(): string {

@@ -1,0 +1,154 @@
+/**
+ * `weft explain <ns>/<pod> <destination>`: what the mesh would do with a new
+ * connection and why, step by step. The reasoning is explain-model.ts (the proxies'
+ * own decision code); this file prints it and maps the verdict to the exit code.
+ */
+import { WeftError } from '../../lib/errors';
+import { contextOptions, loadContext } from '../context';
+import { explain, type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
+import { defineCommand } from '../io';
+import { formatStructured, formatTable, outputOptions } from '../output';
+import { withRegistry } from '../registry-session';
+
+/** Exit code when the answer is "denied" or "refused" (also partly). */
+export const EXIT_DENIED = 3;
+
+function who(w: WorkloadRef): string {
+  return `${w.namespace}/${w.name}`;
+}
+
+function indent(text: string, by: string): string {
+  return text.split('\n').map((l) => (l ? by + l : l)).join('\n');
+}
+
+function formatPath(p: PathExplanation, step: number, many: boolean): string[] {
+  const out: string[] = [];
+  const head = many && p.endpoint ? ` via endpoint ${p.endpoint}` : '';
+  out.push(`${step}. Path${head}: ${p.kind === 'hbone' ? 'HBONE (mutual TLS tunnel)' : p.kind === 'passthrough' ? 'passthrough, plain TCP' : 'refused'}`);
+  out.push(`   ${p.route}`);
+  if (p.kind === 'hbone') {
+    out.push(`   CONNECT :authority ${p.authority}`);
+    out.push(`   Identities: the source presents ${p.identities!.source}`);
+    out.push(`               the destination must present ${p.identities!.destination}`);
+  }
+  if (p.reason) out.push(`   Why not a tunnel: ${p.reason}`);
+  if (p.refusal) out.push(`   Refused (${p.refusal.flag}): ${p.refusal.reason}`);
+  if (p.waypointNote) out.push(`   Note: ${p.waypointNote}`);
+  const a = p.authorization;
+  if (a) {
+    out.push(`${step + 1}. Authorization by ${a.enforcedBy}`);
+    out.push(`   Peer identity: ${a.peerIdentity ?? 'none (plaintext)'}`);
+    out.push(`   mTLS mode (PeerAuthentication): ${a.peerAuthentication}${a.peerIdentity ? '' : a.peerAuthentication === 'STRICT' ? ' — refuses plaintext' : ' — plaintext accepted'}`);
+    if (a.policies.length === 0) {
+      out.push('   Policies: none apply to this workload');
+    } else {
+      out.push('   Policies that apply:');
+      const table = formatTable({
+        headers: ['POLICY', 'ACTION', 'MATCH'],
+        rows: a.policies.map((v) => [v.policy, v.action, v.matched ? `yes (rule ${v.rule})` : 'no']),
+      });
+      out.push(indent(table.trimEnd(), '     '));
+    }
+    out.push(`   Decision: ${a.allowed ? 'ALLOW' : 'DENY'}${a.decidingPolicy ? ` by ${a.decidingPolicy}` : ''} — ${a.reason}`);
+  } else if (p.noPolicy) {
+    out.push(`   Policy: ${p.noPolicy}`);
+  }
+  return out;
+}
+
+export function formatExplanation(e: Explanation): string {
+  const lines: string[] = [];
+  const s = e.source;
+  // 1. source
+  if (s.workload) {
+    lines.push(`1. Source: ${who(s.workload)} (${s.ip}) on node ${s.workload.node}`);
+    lines.push(`   In the mesh: ${s.enrolled ? 'yes' : 'no'} — ${s.enrolmentReason}`);
+    lines.push(`   Identity: ${s.workload.identity}${s.enrolled ? '' : ' (not used: its traffic is not tunnelled)'}`);
+  } else {
+    lines.push(`1. Source: ${s.ip}`);
+    lines.push(`   In the mesh: no — ${s.enrolmentReason}`);
+  }
+  // 2. destination
+  const d = e.destination;
+  lines.push(`2. Destination: ${d.input}`);
+  if (d.resolution) lines.push(`   ${d.resolution}`);
+  if (d.kind === 'service' && d.service) {
+    const sv = d.service;
+    lines.push(`   Service ${sv.namespace}/${sv.name} (${sv.hostname}), VIP ${d.dialled}`
+      + (sv.targetPort !== undefined ? ` → target port ${sv.targetPort}` : ' — the service has no such port'));
+    const eps = d.endpoints ?? [];
+    const usable = eps.filter((x) => x.usable).length;
+    if (eps.length === 0) {
+      lines.push('   Endpoints: none (its selector matches no workload)');
+    } else {
+      lines.push(`   Endpoints: ${usable} of ${eps.length} usable (healthy, with an address)`);
+      const table = formatTable({
+        headers: ['POD', 'ADDRESS', 'NODE', 'STATUS', 'IN MESH'],
+        rows: eps.map((x) => [who(x), x.address, x.node, x.status, x.enrolled ? `yes (${x.identity})` : 'no']),
+      });
+      lines.push(indent(table.trimEnd(), '     '));
+    }
+  } else if (d.kind === 'workload' && d.workload) {
+    const w = d.workload;
+    lines.push(`   ${d.dialled} is pod ${who(w)} on node ${w.node}, ${w.status}, ${w.enrolled ? `in the mesh as ${w.identity}` : 'not in the mesh'}`);
+  } else {
+    lines.push(`   ${d.dialled} is neither a service VIP nor a pod in the registry: the connection leaves the mesh`);
+  }
+  // 3+. paths
+  let step = 3;
+  const many = e.paths.length > 1;
+  if (many) lines.push(`   The ztunnel balances over the usable endpoints; each path is shown.`);
+  for (const p of e.paths) {
+    lines.push(...formatPath(p, step, many));
+    step += p.authorization ? 2 : 1;
+  }
+  lines.push('');
+  lines.push(`Verdict: ${e.verdict.toUpperCase()}${verdictDetail(e)}`);
+  return lines.join('\n') + '\n';
+}
+
+function verdictDetail(e: Explanation): string {
+  const p = e.paths;
+  if (e.verdict === 'partly-denied') {
+    const denied = p.filter((x) => x.outcome !== 'allowed').map((x) => x.endpoint ?? '?');
+    return ` — connections balanced to ${denied.join(', ')} would fail`;
+  }
+  const first = p[0];
+  if (!first) return '';
+  if (first.outcome === 'refused') return ` — ${first.refusal?.reason}`;
+  if (first.outcome === 'denied') return ` — ${first.authorization?.reason}`;
+  return first.kind === 'hbone' ? ' — over HBONE with mutual TLS' : ' — in plain TCP (not encrypted by the mesh)';
+}
+
+export function exitCodeFor(e: Explanation): number {
+  return e.verdict === 'allowed' ? 0 : EXIT_DENIED;
+}
+
+const USAGE = 'weft explain <namespace>/<pod> <destination> [-o table|json|yaml]';
+
+export default defineCommand({
+  usage: USAGE,
+  summary: 'explain step by step what the mesh does with a connection from a pod to a destination, and why',
+  description: `<destination> is ip:port, <service>.<namespace>[.svc.cluster.local]:port, <service>:port (in the
+source's namespace) or <namespace>/<pod>:port. The source may also be a client IP outside the mesh.
+The answer comes from the same code the ztunnels run (routing, enrolment, authorization) applied
+to the registry as it is now: enrolment of the source and why, how the destination resolves
+(service endpoints and their health), the path (HBONE to which node and pod IP:15008, plain TCP
+passthrough, or refused), the identities each side must present, and which policy decides.`,
+  specs: { ...contextOptions, output: outputOptions.output },
+  footer: `Exit status: 0 when the connection would be allowed; ${EXIT_DENIED} when it would be denied by policy or
+refused (for a service: when any usable endpoint would deny it); 1 or 2 on errors.
+
+Examples:
+  weft explain demo/client echo.demo:80
+  weft explain legacy/client 198.19.2.11:8080 -o json`,
+  async run({ values, positionals }, io) {
+    if (positionals.length !== 2) {
+      throw new WeftError('WEFT_USAGE', `expected a source and a destination; usage: ${USAGE}`);
+    }
+    const ctx = loadContext(values, io.env);
+    const e = await withRegistry(ctx, async (s) => explain(await s.load(), positionals[0]!, positionals[1]!));
+    io.stdout(values.output === 'table' ? formatExplanation(e) : formatStructured(e, values.output));
+    return exitCodeFor(e);
+  },
+});

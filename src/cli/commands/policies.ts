@@ -1,0 +1,78 @@
+/**
+ * `weft policies`: L4 authorization policies and peer authentication (STRICT or
+ * PERMISSIVE mTLS), side by side, since together they decide who may connect.
+ */
+import type { MeshState } from '../../registry/state';
+import {
+  ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PeerAuthenticationRecord,
+} from '../../registry/types';
+import { defineCommand, noPositionals } from '../io';
+import type { Frame, Table } from '../output';
+import { byKey, namespaceOption, registryViewOptions, runRegistryView, scopeText } from '../registry-command';
+
+export interface PolicyItem {
+  kind: 'AuthorizationPolicy' | 'PeerAuthentication';
+  namespace: string;
+  name: string;
+  /** ALLOW/DENY for authorization policies; STRICT/PERMISSIVE for peer authentication. */
+  action: string;
+  /** GLOBAL, NAMESPACE or WORKLOAD_SELECTOR. */
+  scope: string;
+  selector?: Record<string, string>;
+  rules?: number;
+  /** The record as stored, for -o json/yaml. */
+  spec: AuthorizationPolicyRecord | PeerAuthenticationRecord;
+}
+
+function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
+  const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, spec: p };
+  if (p.selector) item.selector = { ...p.selector };
+  return item;
+}
+
+/** Peer authentication has no scope field: it follows from where it lives and its selector (state.ts). */
+function peerAuthItem(p: PeerAuthenticationRecord): PolicyItem {
+  const selected = p.selector !== undefined && Object.keys(p.selector).length > 0;
+  const scope = selected ? 'WORKLOAD_SELECTOR' : p.namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE';
+  const item: PolicyItem = { kind: 'PeerAuthentication', namespace: p.namespace, name: p.name, action: p.mode, scope, spec: p };
+  if (selected) item.selector = { ...p.selector! };
+  return item;
+}
+
+export function listPolicies(state: MeshState, f: { namespace?: string } = {}): PolicyItem[] {
+  return [...state.list('policy').map(authzItem), ...state.list('peerauth').map(peerAuthItem)]
+    .filter((p) => !f.namespace || p.namespace === f.namespace)
+    .sort(byKey((p) => `${p.namespace}\u0000${p.kind}\u0000${p.name}`));
+}
+
+function selectorText(s: Record<string, string> | undefined): string | undefined {
+  if (!s) return undefined;
+  return Object.entries(s).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+export function policiesTable(items: readonly PolicyItem[]): Table {
+  return {
+    headers: ['NAMESPACE', 'POLICY NAME', 'KIND', 'ACTION', 'SCOPE', 'SELECTOR', 'RULES'],
+    rows: items.map((p) => [p.namespace, p.name, p.kind, p.action, p.scope, selectorText(p.selector), p.rules]),
+  };
+}
+
+export function policiesFrame(state: MeshState, f: { namespace?: string }): Frame {
+  const items = listPolicies(state, f);
+  return { table: policiesTable(items), data: { revision: state.revision, items }, warnings: [], empty: `No policies found${scopeText(f)}.` };
+}
+
+const USAGE = 'weft policies [-n NAMESPACE] [-o table|json|yaml] [-w]';
+
+export default defineCommand({
+  usage: USAGE,
+  summary: 'list authorization policies (ALLOW/DENY) and peer authentication (STRICT/PERMISSIVE)',
+  description: `Policies in ${ROOT_NAMESPACE} with scope GLOBAL apply mesh-wide. For PeerAuthentication, ACTION is the mTLS
+mode: STRICT refuses plaintext (connections without a peer identity). Use weft explain to see which
+policy decides a given connection, and -o yaml to read the rules.`,
+  specs: { ...registryViewOptions, namespace: namespaceOption },
+  async run({ values, positionals }, io) {
+    noPositionals(positionals, USAGE);
+    return runRegistryView(values, io, 'weft policies', (state) => policiesFrame(state, { namespace: values.namespace }));
+  },
+});

@@ -1,0 +1,195 @@
+/**
+ * `weft status`: is each part of the mesh up, and is every ztunnel's view of the
+ * registry current? All checks run at once with short deadlines, and a failing part
+ * is a row of the answer, never an exception: status is what one runs when things
+ * are broken.
+ */
+import * as net from 'node:net';
+import { isWeftError } from '../../lib/errors';
+import { parse } from '../../lib/options';
+import { redactUrl } from '../../registry/layout';
+import type { MeshState } from '../../registry/state';
+import type { ConfigDump } from '../../ztunnel/admin-types';
+import { queryNodes, type NodesResult } from '../admin-client';
+import { contextOptions, loadContext, selectNodes, type CliContext } from '../context';
+import { defineCommand, noPositionals } from '../io';
+import { formatAge, outputOptions, show, type Frame, type Table } from '../output';
+import { RegistrySession } from '../registry-session';
+
+/** A ztunnel whose registry view is older than this is reported stale (its follower confirms every ~1 s). */
+export const STALE_AFTER_SECONDS = 5;
+const CA_TIMEOUT_MS = 1500;
+
+export interface RegistryStatus {
+  url: string;
+  reachable: boolean;
+  revision?: number;
+  counts?: { nodes: number; namespaces: number; workloads: number; inMesh: number; services: number; policies: number };
+  error?: string;
+}
+
+export interface CaStatus {
+  address?: string;
+  reachable: boolean;
+  error?: string;
+}
+
+export interface ZtunnelStatusItem {
+  node: string;
+  /** ready | not ready | stale | not answering | not in context */
+  status: string;
+  healthy: boolean;
+  version?: string;
+  registryRevision?: number;
+  /** Registry revision minus the node's: how many writes it has not applied yet. */
+  behind?: number;
+  stalenessSeconds?: number;
+  startedAt?: string;
+  certificates?: Record<string, number>;
+  error?: string;
+}
+
+export interface MeshStatus {
+  context: string;
+  registry: RegistryStatus;
+  ca: CaStatus;
+  ztunnels: ZtunnelStatusItem[];
+  healthy: boolean;
+}
+
+export async function registryStatus(ctx: CliContext): Promise<{ status: RegistryStatus; state?: MeshState }> {
+  const url = redactUrl(ctx.redisUrl);
+  let session: RegistrySession | undefined;
+  try {
+    session = await RegistrySession.open(ctx);
+    const state = await session.load();
+    const ws = state.workloads();
+    return {
+      state,
+      status: {
+        url, reachable: true, revision: state.revision,
+        counts: {
+          nodes: state.list('node').length, namespaces: state.list('namespace').length, workloads: ws.length,
+          inMesh: ws.filter((w) => w.enrolled).length, services: state.list('service').length,
+          policies: state.list('policy').length + state.list('peerauth').length,
+        },
+      },
+    };
+  } catch (err) {
+    return { status: { url, reachable: false, error: isWeftError(err) ? err.message : String(err) } };
+  } finally {
+    await session?.close();
+  }
+}
+
+export function tcpCheck(address: string, timeoutMs = CA_TIMEOUT_MS): Promise<CaStatus> {
+  let hp: { host: string; port: number };
+  try {
+    hp = parse.hostPort()(address);
+  } catch (err) {
+    return Promise.resolve({ address, reachable: false, error: (err as Error).message });
+  }
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: hp.host, port: hp.port });
+    const done = (s: CaStatus) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(s);
+    };
+    const timer = setTimeout(() => done({ address, reachable: false, error: `no TCP answer within ${timeoutMs} ms` }), timeoutMs);
+    sock.once('connect', () => done({ address, reachable: true }));
+    sock.once('error', (err: NodeJS.ErrnoException) => done({ address, reachable: false, error: err.code ?? err.message }));
+  });
+}
+
+/** One row per node: the context's nodes, plus registry nodes the context does not list. */
+export function ztunnelStatuses(result: NodesResult<ConfigDump>, registryRevision: number | undefined, extraNodes: string[]): ZtunnelStatusItem[] {
+  const items: ZtunnelStatusItem[] = [];
+  for (const { node, data } of result.answers) {
+    const s = data.status;
+    const item: ZtunnelStatusItem = {
+      node, status: s.ready ? 'ready' : 'not ready', healthy: s.ready, version: s.version ?? data.version,
+      registryRevision: s.registryRevision, stalenessSeconds: s.registryStalenessSeconds, startedAt: s.startedAt,
+    };
+    if (registryRevision !== undefined && typeof s.registryRevision === 'number') item.behind = Math.max(0, registryRevision - s.registryRevision);
+    if (s.ready && s.registryStalenessSeconds > STALE_AFTER_SECONDS) {
+      item.status = 'stale';
+      item.healthy = false;
+    }
+    const certs: Record<string, number> = {};
+    for (const c of data.certificates ?? []) certs[c.state] = (certs[c.state] ?? 0) + 1;
+    item.certificates = certs;
+    items.push(item);
+  }
+  for (const f of result.failures) items.push({ node: f.node, status: 'not answering', healthy: false, error: f.error });
+  for (const node of extraNodes) {
+    items.push({ node, status: 'not in context', healthy: false, error: 'the registry lists this node but the context gives no way to reach its ztunnel' });
+  }
+  return items.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+}
+
+export async function meshStatus(ctx: CliContext, nodeFilter: string): Promise<MeshStatus> {
+  const nodes = selectNodes(ctx, nodeFilter);
+  const [reg, ca, dumps] = await Promise.all([
+    registryStatus(ctx),
+    ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: 'the context names no caAddress' }),
+    queryNodes<ConfigDump>(nodes, '/config_dump', (d) =>
+      typeof d === 'object' && d !== null && typeof (d as ConfigDump).status === 'object' ? undefined : 'no "status" object'),
+  ]);
+  const known = new Set(ctx.nodes.map((n) => n.name));
+  const extra = nodeFilter || !reg.state ? [] : reg.state.list('node').map((n) => n.name).filter((n) => !known.has(n));
+  const ztunnels = ztunnelStatuses(dumps, reg.status.revision, extra);
+  return {
+    context: ctx.source, registry: reg.status, ca, ztunnels,
+    healthy: reg.status.reachable && ca.reachable && ztunnels.every((z) => z.healthy),
+  };
+}
+
+function certSummary(c: Record<string, number> | undefined): string | undefined {
+  if (!c) return undefined;
+  const total = Object.values(c).reduce((a, b) => a + b, 0);
+  const parts = Object.entries(c).sort().map(([k, v]) => `${v} ${k}`);
+  return `${total} cert${total === 1 ? '' : 's'}${parts.length ? ` (${parts.join(', ')})` : ''}`;
+}
+
+export function statusTable(s: MeshStatus, now: number): Table {
+  const r = s.registry;
+  const rows: Table['rows'] = [[
+    'registry', r.url, r.reachable ? 'reachable' : 'unreachable', undefined, r.revision,
+    r.counts
+      ? `${r.counts.nodes} nodes, ${r.counts.workloads} workloads (${r.counts.inMesh} in mesh), ${r.counts.services} services, ${r.counts.policies} policies`
+      : r.error,
+  ]];
+  rows.push(['ca', s.ca.address ?? '-', s.ca.reachable ? 'reachable' : 'unreachable', undefined, undefined, s.ca.error ?? 'TCP connect ok']);
+  for (const z of s.ztunnels) {
+    const detail = z.error ?? [
+      z.stalenessSeconds !== undefined ? `registry view ${z.stalenessSeconds.toFixed(1)}s old` : undefined,
+      z.behind ? `${z.behind} revisions behind` : undefined,
+      z.startedAt ? `up ${formatAge(now - Date.parse(z.startedAt))}` : undefined,
+      certSummary(z.certificates),
+    ].filter(Boolean).join(', ');
+    rows.push([`ztunnel`, z.node, z.status, z.version, z.registryRevision, detail]);
+  }
+  return { headers: ['COMPONENT', 'NAME', 'STATUS', 'VERSION', 'REVISION', 'DETAIL'], rows };
+}
+
+export function statusFrame(s: MeshStatus, now: number): Frame {
+  return { table: statusTable(s, now), data: s, warnings: [], exitCode: s.healthy ? 0 : 1 };
+}
+
+const USAGE = 'weft status [--node NODE] [-o table|json|yaml] [-w]';
+
+export default defineCommand({
+  usage: USAGE,
+  summary: "show the mesh's health: registry, CA, and each node's ztunnel (ready, version, registry revision, staleness)",
+  description: `A ztunnel is "stale" when its registry view was last confirmed more than ${STALE_AFTER_SECONDS}s ago (it keeps serving
+its last view meanwhile); REVISION is the registry revision it has applied.`,
+  specs: { ...contextOptions, ...outputOptions, node: { flag: 'node', default: '', defaultText: 'all nodes', description: 'only this node', parse: parse.string() } },
+  footer: 'Exit status: 0 when everything is healthy, 1 otherwise (always 0 with --watch).',
+  async run({ values, positionals }, io) {
+    noPositionals(positionals, USAGE);
+    const ctx = loadContext(values, io.env);
+    return show(async () => statusFrame(await meshStatus(ctx, values.node), Date.now()),
+      { format: values.output, watch: values.watch, title: 'weft status', io });
+  },
+});

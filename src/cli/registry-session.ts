@@ -1,0 +1,89 @@
+/**
+ * The CLI's connection to the registry. A command must fail in about a second with a
+ * clear message when Redis is not there, not hang in ioredis' reconnect loop: so the
+ * session first probes with one short, non-retrying connection, and only then opens
+ * the RegistryStore (whose own retries are meant for writers that must not give up).
+ */
+import Redis from 'ioredis';
+import { WeftError } from '../lib/errors';
+import { redactUrl } from '../registry/layout';
+import { MeshState } from '../registry/state';
+import { RegistryStore } from '../registry/store';
+import type { CliContext } from './context';
+
+export const REGISTRY_PROBE_TIMEOUT_MS = 1500;
+
+export class RegistrySession {
+  private constructor(readonly ctx: CliContext, readonly store: RegistryStore) {}
+
+  /** Probes Redis, then opens the store. Throws WEFT_REGISTRY_UNREACHABLE fast. */
+  static async open(ctx: CliContext, opts: { timeoutMs?: number } = {}): Promise<RegistrySession> {
+    await probeRegistry(ctx, opts.timeoutMs ?? REGISTRY_PROBE_TIMEOUT_MS);
+    const store = RegistryStore.connect(ctx.redisUrl, ctx.registryPrefix ? { prefix: ctx.registryPrefix } : {});
+    return new RegistrySession(ctx, store);
+  }
+
+  /** A MeshState loaded from one consistent snapshot: the same view the ztunnels derive. */
+  async load(): Promise<MeshState> {
+    const snap = await this.store.snapshot();
+    const state = new MeshState({ trustDomain: this.ctx.trustDomain });
+    state.replaceAll(snap.records, snap.revision);
+    return state;
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+/** Runs `fn` with an open session and always closes it. */
+export async function withRegistry<T>(ctx: CliContext, fn: (s: RegistrySession) => Promise<T>): Promise<T> {
+  const session = await RegistrySession.open(ctx);
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}
+
+export function unreachableError(ctx: CliContext, reason: string, cause?: unknown): WeftError {
+  const from = ctx.source === '--redis-url' ? '--redis-url' : `context ${ctx.source}`;
+  const hint = ctx.kind === 'lab'
+    ? 'is the lab up? (scripts/lab status; scripts/lab up starts it)'
+    : 'check the URL and that Redis runs';
+  return new WeftError('WEFT_REGISTRY_UNREACHABLE',
+    `cannot reach the registry at ${redactUrl(ctx.redisUrl)} (from ${from}): ${reason}; ${hint}${ctx.source === '--redis-url' ? '' : ', or pass --redis-url'}`,
+    { cause, details: { url: redactUrl(ctx.redisUrl) } });
+}
+
+/** One connection, no retries, no offline queue: PING answers within `timeoutMs` or the registry is unreachable. */
+export async function probeRegistry(ctx: CliContext, timeoutMs: number): Promise<void> {
+  const client = new Redis(ctx.redisUrl, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectionName: 'weft-cli-probe',
+  });
+  // ioredis rejects a failed connect with a bare "Connection is closed"; the cause
+  // (ECONNREFUSED, ENOTFOUND, NOAUTH...) arrives on the 'error' event.
+  let lastError: Error | undefined;
+  client.on('error', (err: Error) => { lastError = err; });
+  // connectTimeout covers TCP only; a server that accepts but never answers (stopped,
+  // wrong service on the port) is caught by this overall deadline.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs + 200);
+  });
+  try {
+    await Promise.race([client.connect().then(() => client.ping()), deadline]);
+  } catch (err) {
+    const cause = lastError ?? err;
+    throw unreachableError(ctx, cause instanceof Error ? cause.message : String(cause), cause);
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}
