@@ -110,6 +110,17 @@ t.test('bad CSRs are refused with WEFT_CA_CSR_INVALID', async (t) => {
   }
 });
 
+t.test('CSRs signed with anything but SHA-2/RSA are refused', async (t) => {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 1024, e: 0x10001 });
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = keys.publicKey;
+  csr.sign(keys.privateKey, forge.md.sha1.create());
+  t.throws(() => issuer.signCsr(forge.pki.certificationRequestToPem(csr), { identity: ID, ttlMs: 60e3 }),
+    { code: 'WEFT_CA_CSR_INVALID', message: /unsupported algorithm.*SHA-256/ });
+  csr.sign(keys.privateKey, forge.md.sha384.create());
+  t.ok(issuer.signCsr(forge.pki.certificationRequestToPem(csr), { identity: ID, ttlMs: 60e3 }), 'SHA-384 is fine');
+});
+
 t.test('identities outside the trust domain and bad TTLs are refused', async (t) => {
   t.throws(() => issuer.signCsr(key.csrPem, { identity: 'spiffe://other.domain/ns/a/sa/b', ttlMs: 60e3 }),
     { code: 'WEFT_CA_PERMISSION_DENIED' });
