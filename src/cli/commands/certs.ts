@@ -32,12 +32,14 @@ export interface CertRow {
 function pemFacts(pem: string): { serial?: string; notBefore?: string; notAfter?: string; subject?: string } {
   try {
     const x = new X509Certificate(pem);
-    return {
-      serial: x.serialNumber.toLowerCase(),
+    const facts: { serial?: string; notBefore?: string; notAfter?: string; subject?: string } = {
+      serial: x.serialNumber,
       notBefore: new Date(x.validFrom).toISOString(),
       notAfter: new Date(x.validTo).toISOString(),
-      subject: x.subject.replace(/\n/g, ', '),
     };
+    // Workload certificates have an empty subject (the identity is the URI SAN).
+    if (x.subject) facts.subject = x.subject.replace(/\n/g, ', ');
+    return facts;
   } catch {
     return {};
   }

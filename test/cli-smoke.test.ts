@@ -1,0 +1,63 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { RegistryStore } from '../src/registry/store';
+import { demoMesh, tempDir, writeContextFile } from '../src/cli/testing';
+import { startRedis } from './helpers/redis';
+
+const run = promisify(execFile);
+const ROOT = join(__dirname, '..');
+const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+
+/** Runs the built binary; resolves with its exit code instead of rejecting on a non-zero one. */
+async function weft(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 30_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+t.test('the built binary: workloads -o json, explain exit code, missing context', async (t) => {
+  // Other modules' type errors must not stop the emit this test needs, so the exit
+  // status of tsc is not the verdict; the built file and its behaviour are.
+  await run('npx', ['tsc', '-p', '.'], { cwd: ROOT, timeout: 300_000 }).catch(() => undefined);
+  t.ok(existsSync(MAIN), 'dist/cli/main.js was built');
+
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const store = RegistryStore.connect(redis.url);
+  t.teardown(() => store.close());
+  await store.apply(demoMesh());
+  const tmp = tempDir();
+  t.teardown(tmp.remove);
+  const ctx = writeContextFile(join(tmp.dir, 'context.json'), { kind: 'lab', redisUrl: redis.url, nodes: [] });
+  const env = { HOME: tmp.dir, WEFT_CONTEXT: ctx };
+
+  const list = await weft(['workloads', '-o', 'json'], env);
+  t.equal(list.code, 0, list.stderr);
+  const json = JSON.parse(list.stdout);
+  t.equal(json.items.length, 8);
+  t.same(json.items.filter((w: { protocol: string }) => w.protocol === 'HBONE').map((w: { uid: string }) => w.uid),
+    ['demo/client', 'demo/echo-1', 'demo/echo-2', 'demo/echo-3', 'demo/intruder']);
+
+  const denied = await weft(['explain', 'demo/intruder', 'demo/echo-1:8080'], env);
+  t.equal(denied.code, 3, 'a denied connection exits 3');
+  t.match(denied.stdout, /Verdict: DENIED/);
+
+  const missing = await weft(['workloads'], { HOME: join(tmp.dir, 'nowhere') });
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /^weft: no weft context found .* \[WEFT_CONTEXT_MISSING\]\n$/);
+
+  const help = await weft(['--help'], {});
+  for (const c of ['workloads', 'services', 'policies', 'tunnels', 'connections', 'certs', 'namespace', 'explain', 'status', 'completion']) {
+    t.match(help.stdout, new RegExp(`\\n  ${c}\\s`), `weft --help lists ${c}`);
+  }
+  const completion = await weft(['completion', 'bash'], {});
+  t.match(completion.stdout, /complete -F _weft weft/);
+  t.match(completion.stdout, /namespace\) subs="enroll unenroll list"/);
+});
