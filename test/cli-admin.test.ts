@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { RegistryStore } from '../src/registry/store';
 import type { ConfigDump, ConnectionsResponse, TunnelsResponse } from '../src/ztunnel/admin-types';
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
+import { Registry } from 'prom-client';
+import { silentLogger } from '../src/lib/log';
+import { adminServer, closeServer, listenUnix } from '../src/ztunnel/admin';
 import { adminGet, queryNodes } from '../src/cli/admin-client';
 import { captureIo, demoMesh, startAdminStub, tempDir, writeContextFile } from '../src/cli/testing';
 import certs from '../src/cli/commands/certs';
@@ -78,6 +81,7 @@ t.test('admin-based commands', async (t) => {
   const sock = (n: string) => join(tmp.dir, `${n}.sock`);
   const node1 = await startAdminStub(sock('node-1'), {
     '/tunnels': tunnelsBody, '/connections': connectionsBody, '/config_dump': dump('node-1'),
+    '/certs': { node: 'node-1', certificates: dump('node-1').certificates },
   });
   t.teardown(() => node1.close());
   // node-2's ztunnel is not running: its socket does not exist.
@@ -202,6 +206,27 @@ t.test('admin-based commands', async (t) => {
     t.equal(code, 0);
     t.match(out, /node-1\s+spiffe/);
     t.match(err, /node-3: not answering \(no answer from .*node-3\.sock within 2000 ms\)/);
+  });
+
+  t.test("against the ztunnel's own admin server (src/ztunnel/admin.ts), not only the stub", async (t) => {
+    const d = dump('node-5');
+    const server = adminServer({
+      status: () => d.status,
+      tunnels: () => ({ ...tunnelsBody, node: 'node-5' }),
+      connections: () => ({ ...connectionsBody, node: 'node-5' }),
+      certificates: () => ({ node: 'node-5', certificates: d.certificates }),
+      configDump: () => d,
+      logger: silentLogger(),
+      metrics: new Registry(),
+    });
+    await listenUnix(server, sock('node-5'));
+    t.teardown(() => closeServer(server));
+    const ctx = contextFile(['node-5']);
+    t.match((await run(tunnels, [], ctx)).out, /node-5\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/client\s+spiffe/);
+    t.match((await run(connections, [], ctx)).out, /node-5\s+demo\/client\s+outbound/);
+    t.match((await run(certs, ['--leaf-only'], ctx)).out, /node-5\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/echo\s+Leaf\s+Refreshing/);
+    const st = JSON.parse((await run(status, ['-o', 'json'], ctx)).out);
+    t.same(st.ztunnels.map((z: { node: string; status: string }) => `${z.node}:${z.status}`), ['node-1:not in context', 'node-2:not in context', 'node-5:ready']);
   });
 
   t.test('admin commands without nodes in the context say so', async (t) => {

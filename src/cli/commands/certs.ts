@@ -1,11 +1,11 @@
 /**
- * `weft certs`: the workload certificates each ztunnel holds (the `certificates` of
- * GET /config_dump), one row per certificate of each chain, as
+ * `weft certs`: the workload certificates each ztunnel holds (GET /certs, the same
+ * list /config_dump carries), one row per certificate of each chain, as
  * `istioctl ztunnel-config certificates` shows them: the leaf, then its CA chain.
  */
 import { X509Certificate } from 'node:crypto';
 import { parse } from '../../lib/options';
-import type { CertificateInfo, ConfigDump } from '../../ztunnel/admin-types';
+import type { CertificateInfo, CertificatesResponse } from '../../ztunnel/admin-types';
 import { hasArray, type NodeAnswer } from '../admin-client';
 import { adminViewOptions, runAdminView, type AdminView } from '../admin-command';
 import { defineCommand, noPositionals } from '../io';
@@ -74,7 +74,7 @@ export function certRows(node: string, info: CertificateInfo, now: number): Cert
   return rows;
 }
 
-export function certItems(answers: readonly NodeAnswer<ConfigDump>[], now: number): CertRow[] {
+export function certItems(answers: readonly NodeAnswer<CertificatesResponse>[], now: number): CertRow[] {
   const sorted = answers.flatMap((a) => a.data.certificates.map((c) => ({ node: a.node, c })))
     .sort(byKey(({ node, c }) => `${node}\u0000${c.identity}`));
   return sorted.flatMap(({ node, c }) => certRows(node, c, now));
@@ -87,10 +87,10 @@ export function certsTable(rows: readonly CertRow[]): Table {
   };
 }
 
-export function certsView(opts: { leafOnly?: boolean } = {}): AdminView<ConfigDump> {
+export function certsView(opts: { leafOnly?: boolean } = {}): AdminView<CertificatesResponse> {
   return {
     title: 'weft certs',
-    path: '/config_dump',
+    path: '/certs',
     check: hasArray('certificates'),
     build(answers, now) {
       const items = certItems(answers, now).filter((r) => !opts.leafOnly || r.type === 'Leaf');
