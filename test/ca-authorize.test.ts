@@ -2,7 +2,7 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import {
-  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFacts, type NodeAuthorizer,
+  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFacts, peerFactsFromTls, type NodeAuthorizer,
 } from '../src/ca/authorize';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { MeshState } from '../src/registry/state';
@@ -25,6 +25,11 @@ t.test('peerFacts reads URI SANs and the CN from a certificate', async (t) => {
   t.same(peerFacts(new X509Certificate(chain[0]!).raw), { uris: [NODE], commonName: 'node-7' });
   const noCn = issuer.signCsr(csrPem, { identity: NODE, ttlMs: 60e3 });
   t.same(peerFacts(new X509Certificate(noCn[0]!).raw), { uris: [NODE] });
+  // The TLS layer's parsed view gives the same facts.
+  t.same(peerFactsFromTls({ subjectaltname: `URI:${NODE}, DNS:x.example, IP Address:198.51.100.1`, subject: { CN: 'node-7' } }),
+    { uris: [NODE], commonName: 'node-7' });
+  t.same(peerFactsFromTls({ subjectaltname: `URI:${NODE}`, subject: { CN: ['a', 'b'] } }), { uris: [NODE] }, 'two CNs name no node');
+  t.same(peerFactsFromTls({}), { uris: [] });
 });
 
 t.test('authenticateNode: exactly the node identity plus a node name', async (t) => {

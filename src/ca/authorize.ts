@@ -42,15 +42,27 @@ export interface PeerFacts {
 /** Extracts URI SANs and the subject CN from a DER certificate. */
 export function peerFacts(der: Buffer): PeerFacts {
   const x = new X509Certificate(der);
+  return factsFrom(x.subjectAltName, /(?:^|\n)CN=([^\n]*)/.exec(x.subject ?? '')?.[1]);
+}
+
+/**
+ * The same from the fields TLS already parsed (`getPeerCertificate()`), which saves
+ * parsing the certificate again on every call. A subject with several CNs names no node.
+ */
+export function peerFactsFromTls(cert: { subjectaltname?: string; subject?: { CN?: string | string[] } }): PeerFacts {
+  const cn = cert.subject?.CN;
+  return factsFrom(cert.subjectaltname, typeof cn === 'string' ? cn : undefined);
+}
+
+function factsFrom(subjectAltName: string | undefined, commonName: string | undefined): PeerFacts {
   const uris: string[] = [];
   // Node prints SANs as `URI:a, DNS:b`; values with separators are JSON-quoted.
-  for (const part of (x.subjectAltName ?? '').split(/, (?=[A-Za-z ]+:)/)) {
+  for (const part of (subjectAltName ?? '').split(/, (?=[A-Za-z ]+:)/)) {
     if (!part.startsWith('URI:')) continue;
     const raw = part.slice(4);
     uris.push(raw.startsWith('"') ? String(JSON.parse(raw)) : raw);
   }
-  const cn = /(?:^|\n)CN=([^\n]*)/.exec(x.subject ?? '')?.[1];
-  return cn === undefined ? { uris } : { uris, commonName: cn };
+  return commonName === undefined ? { uris } : { uris, commonName };
 }
 
 /**

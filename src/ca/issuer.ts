@@ -231,7 +231,7 @@ function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
   let ok = false;
   try {
     const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
-    const key = createPublicKey(forge.pki.publicKeyToPem(csr.publicKey as forge.pki.PublicKey));
+    const key = rsaPublicKey(csr.publicKey as forge.pki.rsa.PublicKey);
     ok = cryptoVerify(hash, info, key, Buffer.from(csr.signature, 'binary'));
   } catch (err) {
     throw new WeftError('WEFT_CA_CSR_INVALID',
@@ -243,6 +243,15 @@ function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
       'the CSR signature does not match its public key; sign the request with the private key it carries');
   }
   return csr.publicKey as forge.pki.PublicKey;
+}
+
+/** forge RSA key → KeyObject via JWK: ~25x cheaper than OpenSSL 3's PEM/DER decoders. */
+function rsaPublicKey(key: forge.pki.rsa.PublicKey): KeyObject {
+  const b64url = (n: forge.jsbn.BigInteger) => {
+    const hex = n.toString(16);
+    return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex').toString('base64url');
+  };
+  return createPublicKey({ key: { kty: 'RSA', n: b64url(key.n), e: b64url(key.e) }, format: 'jwk' });
 }
 
 /** Makes a fresh RSA-2048 key and a CSR for it. The CSR names nothing: the CA assigns the identity. */

@@ -6,7 +6,7 @@ import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { formatDuration } from '../lib/options';
 import {
-  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFacts,
+  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFactsFromTls,
   type NodeAuthorizer, type PeerFacts,
 } from './authorize';
 import { generateKeyAndCsr, type Issuer } from './issuer';
@@ -288,5 +288,5 @@ function callerFacts(call: grpc.ServerUnaryCall<unknown, unknown>): PeerFacts | 
   // Present only when the peer's chain verified against the root (grpc-js checks `authorized`).
   const cert = call.getAuthContext()?.sslPeerCertificate;
   if (!cert?.raw) return undefined;
-  return peerFacts(cert.raw);
+  return peerFactsFromTls(cert);
 }
