@@ -11,7 +11,8 @@ export function createLogger(opts: { level: LevelWithSilent; component: string; 
   const root = pino(
     {
       level: opts.level,
-      base: { component: opts.component },
+      // `app` names the process; children add `component` (outbound, inbound, ...).
+      base: { app: opts.component },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

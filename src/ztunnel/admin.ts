@@ -1,0 +1,117 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { chmodSync, rmSync } from 'node:fs';
+import type { Registry } from 'prom-client';
+import { LOG_LEVELS, type Logger } from '../lib/log';
+import type {
+  CertificatesResponse, ConfigDump, ConnectionsResponse, TunnelsResponse, ZtunnelStatus,
+} from './admin-types';
+
+/** What the admin, metrics and readiness endpoints read from the running ztunnel. */
+export interface AdminSource {
+  status(): ZtunnelStatus;
+  tunnels(): TunnelsResponse;
+  connections(): ConnectionsResponse;
+  certificates(): CertificatesResponse;
+  configDump(): ConfigDump;
+  logger: Logger;
+  metrics: Registry;
+}
+
+type Handler = (req: IncomingMessage, url: URL, res: ServerResponse) => void | Promise<void>;
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function serve(routes: Record<string, Handler>, log: Logger): Server {
+  return createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const handler = routes[url.pathname];
+    if (!handler) {
+      json(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: Object.keys(routes) });
+      return;
+    }
+    Promise.resolve(handler(req, url, res)).catch((err: unknown) => {
+      log.error({ err, path: url.pathname }, 'admin endpoint failed');
+      if (!res.headersSent) json(res, 500, { error: String(err) });
+      else res.destroy();
+    });
+  });
+}
+
+/**
+ * The admin API: read-only views plus the log level. It is bound to 127.0.0.1 and to a
+ * unix socket only, so nothing can be changed from outside the node; the CLI reaches
+ * a ztunnel in another network namespace through the socket (filesystem paths are not
+ * namespaced).
+ */
+export function adminServer(src: AdminSource): Server {
+  return serve({
+    '/config_dump': (_q, _u, res) => json(res, 200, src.configDump()),
+    '/tunnels': (_q, _u, res) => json(res, 200, src.tunnels()),
+    '/connections': (_q, _u, res) => json(res, 200, src.connections()),
+    '/certs': (_q, _u, res) => json(res, 200, src.certificates()),
+    '/status': (_q, _u, res) => json(res, 200, src.status()),
+    '/logging': (req, url, res) => {
+      const level = url.searchParams.get('level');
+      if (req.method === 'POST' || level !== null) {
+        if (level === null || !(LOG_LEVELS as readonly string[]).includes(level)) {
+          json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}`, level: src.logger.level });
+          return;
+        }
+        src.logger.level = level;
+        src.logger.info({ level }, 'log level changed through the admin API');
+      }
+      json(res, 200, { level: src.logger.level });
+    },
+  }, src.logger);
+}
+
+export function metricsServer(src: AdminSource): Server {
+  const scrape: Handler = async (_q, _u, res) => {
+    const body = await src.metrics.metrics();
+    res.writeHead(200, { 'content-type': src.metrics.contentType });
+    res.end(body);
+  };
+  return serve({ '/metrics': scrape, '/stats/prometheus': scrape }, src.logger);
+}
+
+export function readinessServer(src: Pick<AdminSource, 'status' | 'logger'>): Server {
+  return serve({
+    '/healthz/ready': (_q, _u, res) => {
+      const s = src.status();
+      res.writeHead(s.ready ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(s.ready ? 'ready\n' : 'not ready\n');
+    },
+  }, src.logger);
+}
+
+export function listenTcp(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => { server.off('error', reject); resolve(); });
+  });
+}
+
+export function listenUnix(server: Server, path: string): Promise<void> {
+  // A socket file left by a crashed run would make listen fail with EADDRINUSE.
+  rmSync(path, { force: true });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      chmodSync(path, 0o600);
+      resolve();
+    });
+  });
+}
+
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) { resolve(); return; }
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,233 @@
+import type { Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { WeftError } from '../lib/errors';
+import type { Logger } from '../lib/log';
+import { VERSION } from '../lib/version';
+import { RegistryFollower } from '../registry/follower';
+import { MeshState } from '../registry/state';
+import { CaClient } from '../ca/client';
+import { CertificateManager } from '../ca/cert-manager';
+import { ROOT_CERT_REDIS_KEY } from '../ca/root-store';
+import { OriginalDstResolver } from './original-dst';
+import { ConnectionRegistry } from './connections';
+import { ZtunnelMetrics } from './metrics';
+import { HbonePool } from './pool';
+import { InboundServer } from './inbound';
+import { InboundPlaintextServer } from './inbound-plaintext';
+import { OutboundProxy } from './outbound';
+import { CaptureReconciler } from './capture';
+import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, type OriginalDstSource } from './contracts';
+import { adminServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
+import type { CertificateInfo, ConfigDump, ZtunnelStatus } from './admin-types';
+import type { ZtunnelConfig } from './config';
+
+/** Test hooks: listener ports other than Istio's (several ztunnels on one loopback). */
+export interface ZtunnelPorts { outbound: number; inboundPlaintext: number; hbone: number }
+
+/**
+ * Wires one node's ztunnel: registry follower → MeshState → certificates, capture
+ * rules and the three proxy listeners, plus admin, metrics and readiness. Start-up
+ * order matters: state first (everything reads it), then certificates (readiness
+ * waits for them), then listeners, then capture (so no pod traffic is redirected to
+ * a port nobody listens on yet). Shutdown runs in reverse.
+ */
+export class ZtunnelApp implements AdminSource {
+  readonly metrics = new Registry();
+  readonly state: MeshState;
+  readonly tracked = new ConnectionRegistry();
+  private follower: RegistryFollower | undefined;
+  private caClient: CaClient | undefined;
+  private certs: CertificateManager | undefined;
+  private pool: HbonePool | undefined;
+  private capture: CaptureReconciler | undefined;
+  private originalDst: OriginalDstResolver | undefined;
+  private listeners: Array<{ close(): Promise<void> }> = [];
+  private servers: Server[] = [];
+  private readonly startedAt = new Date();
+  private listening = false;
+  private stopping = false;
+  private readonly onStateChange = () => this.updateWantedCerts();
+
+  constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelPorts = {
+    outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
+  }) {
+    collectDefaultMetrics({ register: this.metrics });
+    this.state = new MeshState({ trustDomain: config.trustDomain });
+  }
+
+  async start(): Promise<void> {
+    const { config, logger } = this;
+    const log = logger.child({ node: config.nodeName });
+    // Readiness answers from the very start (503 until ready) so probes never see a refused port.
+    await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
+
+    this.follower = new RegistryFollower({ url: config.redisUrl, state: this.state, logger: log, metrics: this.metrics });
+    await this.follower.start();
+    if (!this.state.node(config.nodeName)) {
+      log.warn({ node: config.nodeName }, 'this node is not in the registry yet: no workloads will be served until it is');
+    }
+
+    const rootPem = await this.loadRoot();
+    this.caClient = new CaClient({
+      address: `${config.caAddress.host}:${config.caAddress.port}`, trustDomain: config.trustDomain, rootPem,
+      ...(config.caServerName ? { serverName: config.caServerName } : {}),
+    });
+    this.certs = new CertificateManager({
+      client: this.caClient, nodeName: config.nodeName, logger: log, metrics: this.metrics,
+      ttlSec: Math.round(config.certTtl / 1000), ...(config.joinToken ? { joinToken: config.joinToken } : {}),
+    });
+    this.updateWantedCerts();
+    this.state.on('change', this.onStateChange);
+    this.state.on('snapshot', this.onStateChange);
+
+    const metrics = new ZtunnelMetrics(this.metrics);
+    metrics.observe(this.tracked);
+    const pool = new HbonePool({ certs: this.certs, logger: log });
+    this.pool = pool;
+    new Gauge({
+      name: 'weft_ztunnel_tunnels', help: 'Pooled HBONE connections held by this ztunnel', registers: [this.metrics],
+      collect() { this.set(pool.size); },
+    });
+    this.originalDst = new OriginalDstResolver();
+    const resolver = this.originalDst;
+    const originalDst: OriginalDstSource = { lookup: (sock) => resolver.resolve(sock) };
+    const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName };
+    const inbound = new InboundServer({ ...common, certs: this.certs });
+    const plaintext = new InboundPlaintextServer(common);
+    const outbound = new OutboundProxy({ ...common, pool });
+    for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {
+      await listener.listen(config.nodeAddress, port);
+      this.listeners.push(listener);
+    }
+    this.listening = true;
+
+    await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
+    await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
+    if (config.adminSocket) {
+      const server = adminServer(this);
+      await listenUnix(server, config.adminSocket);
+      this.servers.push(server);
+    }
+
+    if (config.capture) {
+      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, nodeAddress: config.nodeAddress, logger: log });
+      await this.capture.start();
+    }
+    log.info({ address: config.nodeAddress, capture: config.capture, version: VERSION }, 'ztunnel started');
+  }
+
+  private async serve(server: Server, host: string, port: number): Promise<void> {
+    await listenTcp(server, host, port);
+    this.servers.push(server);
+  }
+
+  /** The mesh root: a file given by the operator, else what the CA published in Redis. */
+  private async loadRoot(): Promise<string> {
+    const { caRootFile, redisUrl } = this.config;
+    if (caRootFile) {
+      try {
+        return readFileSync(caRootFile, 'utf8');
+      } catch (err) {
+        throw new WeftError('WEFT_CONFIG_INVALID', `cannot read --ca-root-file=${caRootFile}: ${(err as Error).message}; point it at the CA's root certificate PEM`, { cause: err });
+      }
+    }
+    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    try {
+      await redis.connect();
+      const pem = await redis.get(ROOT_CERT_REDIS_KEY);
+      if (!pem) throw new WeftError('WEFT_CERT_UNAVAILABLE', `no mesh root certificate in Redis (${ROOT_CERT_REDIS_KEY}); start weft ca first or pass --ca-root-file`);
+      return pem;
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  /** Prefetch: certificates of every enrolled workload on this node, before any traffic asks. */
+  private updateWantedCerts(): void {
+    if (!this.certs) return;
+    this.certs.setWanted(this.localIdentities());
+  }
+
+  private localIdentities(): Set<string> {
+    const ids = new Set<string>();
+    for (const w of this.state.workloadsOnNode(this.config.nodeName)) if (w.enrolled) ids.add(w.identity);
+    return ids;
+  }
+
+  status(): ZtunnelStatus {
+    const follower = this.follower;
+    const synced = follower?.lastSyncAt !== undefined;
+    const certsReady = this.certs !== undefined && [...this.localIdentities()].every((id) => this.certs!.current(id) !== undefined);
+    const captureReady = !this.config.capture || (this.capture?.applies ?? 0) > 0;
+    return {
+      node: this.config.nodeName,
+      version: VERSION,
+      ready: !this.stopping && synced && this.listening && certsReady && captureReady,
+      registryRevision: this.state.revision,
+      registryStalenessSeconds: follower ? follower.stalenessSeconds() : -1,
+      startedAt: this.startedAt.toISOString(),
+    };
+  }
+
+  tunnels() {
+    return { node: this.config.nodeName, tunnels: this.pool ? this.pool.stats() : [] };
+  }
+
+  connections(): { node: string; connections: ReturnType<ConnectionRegistry['list']> } {
+    return { node: this.config.nodeName, connections: this.tracked.list() };
+  }
+
+  certificates(): { node: string; certificates: CertificateInfo[] } {
+    const list = this.certs ? this.certs.list() : [];
+    return {
+      node: this.config.nodeName,
+      certificates: list.map((c) => {
+        const info: CertificateInfo = { identity: c.identity, state: c.state };
+        if (c.serial) info.serial = c.serial;
+        if (c.notBefore) info.notBefore = c.notBefore.toISOString();
+        if (c.notAfter) info.notAfter = c.notAfter.toISOString();
+        const cur = this.certs?.current(c.identity);
+        if (cur) info.certChainPem = cur.certChainPem;
+        return info;
+      }),
+    };
+  }
+
+  configDump(): ConfigDump {
+    const { joinToken: _secret, ...config } = this.config;
+    const local = this.state.workloadsOnNode(this.config.nodeName);
+    return {
+      node: this.config.nodeName,
+      version: VERSION,
+      config: { ...config, joinToken: _secret ? '<redacted>' : '' },
+      status: this.status(),
+      workloads: this.state.workloads().map((w) => ({ ...w.record, protocol: w.protocol, identity: w.identity, waypoint: w.waypoint, local: local.includes(w) })),
+      services: this.state.list('service'),
+      policies: [...this.state.list('policy'), ...this.state.list('peerauth')],
+      certificates: this.certificates().certificates,
+    };
+  }
+
+  /** Reverse of start: stop capturing first so no new pod traffic reaches closing listeners. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const log = this.logger;
+    const step = async (what: string, fn: () => Promise<void> | void) => {
+      try { await fn(); } catch (err) { log.error({ err }, `shutdown: ${what} failed`); }
+    };
+    if (this.capture) await step('removing capture rules', () => this.capture!.stop());
+    for (const l of this.listeners.reverse()) await step('closing a listener', () => l.close());
+    if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
+    this.state.off('change', this.onStateChange);
+    this.state.off('snapshot', this.onStateChange);
+    if (this.certs) await step('stopping certificates', () => this.certs!.stop());
+    if (this.caClient) await step('closing the CA client', () => this.caClient!.close());
+    if (this.follower) await step('stopping the registry follower', () => this.follower!.stop());
+    this.originalDst?.close();
+    for (const s of this.servers) await step('closing an HTTP server', () => closeServer(s));
+    log.info('ztunnel stopped');
+  }
+}
