@@ -66,6 +66,9 @@ export async function probeRegistry(ctx: CliContext, timeoutMs: number): Promise
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     connectionName: 'weft-cli-probe',
+    // ioredis otherwise keeps a 2 s timer alive after a failed connect, holding the
+    // CLI's exit for nothing.
+    disconnectTimeout: 50,
   });
   // ioredis rejects a failed connect with a bare "Connection is closed"; the cause
   // (ECONNREFUSED, ENOTFOUND, NOAUTH...) arrives on the 'error' event.

@@ -132,7 +132,7 @@ export async function meshStatus(ctx: CliContext, nodeFilter: string): Promise<M
   const nodes = selectNodes(ctx, nodeFilter);
   const [reg, ca, dumps] = await Promise.all([
     registryStatus(ctx),
-    ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: 'the context names no caAddress' }),
+    ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: 'not checked: the context names no caAddress' }),
     queryNodes<ConfigDump>(nodes, '/config_dump', (d) =>
       typeof d === 'object' && d !== null && typeof (d as ConfigDump).status === 'object' ? undefined : 'no "status" object'),
   ]);
@@ -141,7 +141,8 @@ export async function meshStatus(ctx: CliContext, nodeFilter: string): Promise<M
   const ztunnels = ztunnelStatuses(dumps, reg.status.revision, extra);
   return {
     context: ctx.source, registry: reg.status, ca, ztunnels,
-    healthy: reg.status.reachable && ca.reachable && ztunnels.every((z) => z.healthy),
+    // Without a caAddress (a --redis-url-only context) the CA is unknown, not unhealthy.
+    healthy: reg.status.reachable && (ca.reachable || !ctx.caAddress) && ztunnels.every((z) => z.healthy),
   };
 }
 
@@ -160,7 +161,7 @@ export function statusTable(s: MeshStatus, now: number): Table {
       ? `${r.counts.nodes} nodes, ${r.counts.workloads} workloads (${r.counts.inMesh} in mesh), ${r.counts.services} services, ${r.counts.policies} policies`
       : r.error,
   ]];
-  rows.push(['ca', s.ca.address ?? '-', s.ca.reachable ? 'reachable' : 'unreachable', undefined, undefined, s.ca.error ?? 'TCP connect ok']);
+  rows.push(['ca', s.ca.address ?? '-', s.ca.reachable ? 'reachable' : s.ca.address ? 'unreachable' : 'unknown', undefined, undefined, s.ca.error ?? 'TCP connect ok']);
   for (const z of s.ztunnels) {
     const detail = z.error ?? [
       z.stalenessSeconds !== undefined ? `registry view ${z.stalenessSeconds.toFixed(1)}s old` : undefined,
