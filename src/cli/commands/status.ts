@@ -164,7 +164,8 @@ export function statusTable(s: MeshStatus, now: number): Table {
   rows.push(['ca', s.ca.address ?? '-', s.ca.reachable ? 'reachable' : s.ca.address ? 'unreachable' : 'unknown', undefined, undefined, s.ca.error ?? 'TCP connect ok']);
   for (const z of s.ztunnels) {
     const detail = z.error ?? [
-      z.stalenessSeconds !== undefined ? `registry view ${z.stalenessSeconds.toFixed(1)}s old` : undefined,
+      z.stalenessSeconds === undefined ? undefined
+        : z.stalenessSeconds < 0 ? 'not following the registry' : `registry view ${z.stalenessSeconds.toFixed(1)}s old`,
       z.behind ? `${z.behind} revisions behind` : undefined,
       z.startedAt ? `up ${formatAge(now - Date.parse(z.startedAt))}` : undefined,
       certSummary(z.certificates),
