@@ -4,6 +4,7 @@
  * and what the policy watcher walks when authorization changes.
  */
 import type { WorkloadView } from '../registry/enrolment';
+import type { ConnectionInfo } from './admin-types';
 import { formatHostPort } from './address';
 import type { ByteCounters } from './pipe';
 
@@ -69,20 +70,6 @@ export class TrackedConnection {
   }
 }
 
-/** JSON shape of one connection for the admin API. */
-export interface ConnectionSnapshot {
-  id: number;
-  direction: Direction;
-  protocol: ConnectionProtocol;
-  src: { addr: string; workload?: string; identity?: string };
-  dst: { addr: string; workload?: string; identity?: string; service?: string; hboneAddr?: string };
-  tunnel?: number;
-  bytesReceived: number;
-  bytesSent: number;
-  startedAt: string;
-  ageMs: number;
-}
-
 export class ConnectionRegistry {
   private readonly live = new Map<number, TrackedConnection>();
   /** Outbound connections per destination workload uid (least-connections balancing). */
@@ -140,10 +127,10 @@ export class ConnectionRegistry {
     return this.live.values();
   }
 
-  list(): ConnectionSnapshot[] {
-    const now = Date.now();
-    const out: ConnectionSnapshot[] = [];
-    for (const c of this.live.values()) out.push(snapshot(c, now));
+  /** The admin API's `/connections` rows (admin-types.ts contract). */
+  list(): ConnectionInfo[] {
+    const out: ConnectionInfo[] = [];
+    for (const c of this.live.values()) out.push(connectionInfo(c));
     return out;
   }
 }
@@ -152,26 +139,28 @@ function wl(w: WorkloadView | undefined): string | undefined {
   return w ? `${w.record.namespace}/${w.record.name}` : undefined;
 }
 
-function snapshot(c: TrackedConnection, now: number): ConnectionSnapshot {
-  const s: ConnectionSnapshot = {
-    id: c.id,
-    direction: c.direction,
-    protocol: c.protocol,
-    src: { addr: formatHostPort(c.src.ip, c.src.port) },
-    dst: { addr: formatHostPort(c.dst.ip, c.dst.port) },
-    bytesReceived: c.counters.received,
+/**
+ * Bytes: `bytesReceived` came from the client (request direction), `bytesSent` went
+ * back to it (response direction), as in Istio's tcp byte metrics.
+ */
+export function connectionInfo(c: TrackedConnection): ConnectionInfo {
+  const info: ConnectionInfo = {
+    id: String(c.id),
+    direction: c.direction === 'outbound' ? 'outbound' : c.protocol === 'HBONE' ? 'inbound' : 'inbound-plaintext',
+    protocol: c.protocol === 'HBONE' ? 'hbone' : c.direction === 'outbound' ? 'passthrough' : 'plaintext',
+    sourceAddress: formatHostPort(c.src.ip, c.src.port),
+    destinationAddress: formatHostPort(c.dst.ip, c.dst.port),
     bytesSent: c.counters.sent,
-    startedAt: new Date(c.startedAt).toISOString(),
-    ageMs: now - c.startedAt,
+    bytesReceived: c.counters.received,
+    openedAt: new Date(c.startedAt).toISOString(),
   };
   const sw = wl(c.src.workload);
-  if (sw) s.src.workload = sw;
-  if (c.src.identity) s.src.identity = c.src.identity;
+  if (sw) info.sourceWorkload = sw;
+  if (c.src.identity) info.sourceIdentity = c.src.identity;
   const dw = wl(c.dst.workload);
-  if (dw) s.dst.workload = dw;
-  if (c.dst.identity) s.dst.identity = c.dst.identity;
-  if (c.dst.service) s.dst.service = c.dst.service;
-  if (c.dst.hboneAddr) s.dst.hboneAddr = c.dst.hboneAddr;
-  if (c.tunnelId !== undefined) s.tunnel = c.tunnelId;
-  return s;
+  if (dw) info.destinationWorkload = dw;
+  if (c.dst.identity) info.destinationIdentity = c.dst.identity;
+  if (c.dst.service) info.destinationService = c.dst.service;
+  if (c.tunnelId !== undefined) info.tunnelId = String(c.tunnelId);
+  return info;
 }

@@ -226,7 +226,7 @@ export class HbonePool {
   stats(): TunnelStats[] {
     const out: TunnelStats[] = [];
     for (const list of this.byKey.values()) for (const t of list) out.push(t.stats());
-    return out.sort((a, b) => a.id - b.id);
+    return out.sort((a, b) => Number(a.id) - Number(b.id));
   }
 
   /** Number of tunnels in any state but CLOSED. */

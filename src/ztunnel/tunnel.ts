@@ -14,6 +14,7 @@ import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from '../lib/log';
 import { WeftError } from '../lib/errors';
+import type { TunnelInfo } from './admin-types';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
 import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
@@ -39,25 +40,8 @@ export interface TunnelKey {
   nextHop: DialTarget;
 }
 
-/** What the admin API's `/tunnels` shows per connection. */
-export interface TunnelStats {
-  id: number;
-  state: TunnelState;
-  sourceIdentity: string;
-  destinationIdentity: string;
-  nextHop: string;
-  localAddress?: string;
-  peerAddress?: string;
-  peerNode?: string;
-  activeStreams: number;
-  totalStreams: number;
-  /** Payload bytes sent into the tunnel (all streams, live ones included). */
-  bytesSent: number;
-  bytesReceived: number;
-  openedAt: string;
-  /** Last stream opened or closed (bytes are not timestamped, to keep the copy loop cheap). */
-  lastActivity: string;
-}
+/** The admin API's `/tunnels` row (admin-types.ts contract), plus where the tunnel dials. */
+export type TunnelStats = TunnelInfo & { nextHop: string };
 
 export interface TunnelTimers {
   idleTimeoutMs: number;
@@ -276,6 +260,11 @@ export class Tunnel {
     this.pingTimer = undefined;
   }
 
+  /**
+   * Bytes are payload bytes of all streams, live ones included; `lastActivityAt` is
+   * the last stream opened or closed (bytes are not timestamped, to keep the copy
+   * loop cheap).
+   */
   stats(): TunnelStats {
     let sent = this.closedBytes.received;
     let received = this.closedBytes.sent;
@@ -284,8 +273,10 @@ export class Tunnel {
       received += c.sent;
     }
     const out: TunnelStats = {
-      id: this.id,
+      id: String(this.id),
       state: this.state,
+      localAddress: this.localAddress ?? '',
+      peerAddress: this.peerAddress ?? '',
       sourceIdentity: this.key.sourceIdentity,
       destinationIdentity: this.key.destinationIdentity,
       nextHop: `${this.key.nextHop.host}:${this.key.nextHop.port}`,
@@ -294,10 +285,8 @@ export class Tunnel {
       bytesSent: sent,
       bytesReceived: received,
       openedAt: new Date(this.openedAt).toISOString(),
-      lastActivity: new Date(this.lastActivity).toISOString(),
+      lastActivityAt: new Date(this.lastActivity).toISOString(),
     };
-    if (this.localAddress) out.localAddress = this.localAddress;
-    if (this.peerAddress) out.peerAddress = this.peerAddress;
     if (this.peerNode) out.peerNode = this.peerNode;
     return out;
   }

@@ -1,0 +1,359 @@
+/**
+ * Loopback microbenchmark of the HBONE data path:
+ *
+ *   direct:  iperf3 client ─────────────────────────────────────────► iperf3 server
+ *   weft:    iperf3 client ─► node-a OutboundProxy ═HBONE/mTLS═► node-b InboundServer ─► iperf3 server
+ *   haproxy: iperf3 client ─► haproxy A ═════TLS 1.3 mTLS═════► haproxy B ─► iperf3 server
+ *
+ * Each proxy "node" is its own process (as in production, and so the two hops do not
+ * share one event loop). Throughput: one iperf3 stream. Latency: 1 KiB request/echo
+ * over one persistent connection paced at a fixed rate; "added" is the percentile minus the direct one. Loopback and a shared CPU make
+ * the numbers noisy: compare ratios within one run, not across machines.
+ *
+ *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3] [--variants]
+ */
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
+import pino from 'pino';
+import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
+import { MeshState } from '../registry/state';
+import { ConnectionRegistry } from '../ztunnel/connections';
+import type { CertSource, WorkloadCert } from '../ztunnel/contracts';
+import type { HboneTuning } from '../ztunnel/hbone-settings';
+import { InboundServer } from '../ztunnel/inbound';
+import { OutboundProxy } from '../ztunnel/outbound';
+import { HbonePool } from '../ztunnel/pool';
+import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
+import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
+
+const NODE_A = '127.0.0.2';
+const NODE_B = '127.0.0.3';
+const CLIENT_POD = '127.0.1.1';
+const SERVER_POD = '127.0.2.1';
+const TD = 'cluster.local';
+const CLIENT_ID = `spiffe://${TD}/ns/bench/sa/client`;
+const SERVER_ID = `spiffe://${TD}/ns/bench/sa/server`;
+const MiB = 1024 * 1024;
+
+type Certs = Record<string, { keyPem: string; chain: string[] }>;
+interface ChildConfig {
+  role: 'node-a' | 'node-b';
+  tuning: Partial<HboneTuning>;
+  certs: Certs;
+  roots: string;
+  /** node-a: one outbound listener per destination; node-b: unused. */
+  routes: Array<{ ip: string; port: number }>;
+  inboundPort: number;
+}
+
+const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning> }> = [
+  { name: 'weft default (4/16 MiB windows, 1 MiB frames, 1 MiB pipe hwm)', tuning: {} },
+  { name: 'weft, Node default windows (64 KiB)', tuning: { streamWindow: 65_535, connectionWindow: 65_535 } },
+  { name: 'weft, 16 KiB frames', tuning: { maxFrameSize: 16_384 } },
+  { name: 'weft, 64 KiB pipe hwm', tuning: { pipeHighWaterMark: 64 * 1024 } },
+  { name: 'weft, 16/64 MiB windows', tuning: { streamWindow: 16 * MiB, connectionWindow: 64 * MiB } },
+];
+
+// ---------- child: one ztunnel "node" ----------
+
+class StaticCerts extends EventEmitter implements CertSource {
+  constructor(private readonly certs: Map<string, WorkloadCert>, readonly rootsPem: string) { super(); }
+  current(id: string): WorkloadCert | undefined { return this.certs.get(id); }
+  async get(id: string): Promise<WorkloadCert> {
+    const c = this.certs.get(id);
+    if (!c) throw new Error(`no cert for ${id}`);
+    return c;
+  }
+}
+
+async function runChild(cfg: ChildConfig): Promise<number[]> {
+  const logger = pino({ level: 'warn' });
+  const state = new MeshState({ trustDomain: TD });
+  state.replaceAll({
+    node: [nodeRecord('node-a', NODE_A), nodeRecord('node-b', NODE_B)],
+    namespace: [ambientNamespace('bench')],
+    workload: [
+      workloadRecord({ name: 'client', namespace: 'bench', node: 'node-a', ip: CLIENT_POD }),
+      workloadRecord({ name: 'server', namespace: 'bench', node: 'node-b', ip: SERVER_POD }),
+    ],
+    service: [], policy: [], peerauth: [],
+  }, 1);
+  const certs = new StaticCerts(new Map(Object.entries(cfg.certs).map(([id, c]) => {
+    const x = new X509Certificate(c.chain[0]!);
+    return [id, { identity: id, keyPem: c.keyPem, certChainPem: c.chain, notBefore: new Date(x.validFrom), notAfter: new Date(x.validTo), serial: x.serialNumber }];
+  })), cfg.roots);
+  const connections = new ConnectionRegistry();
+  if (cfg.role === 'node-b') {
+    const inbound = new InboundServer({ state, certs, logger, connections, nodeName: 'node-b', tuning: cfg.tuning,
+      originalDst: fixedOriginalDst({ ip: SERVER_POD, port: 15008 }) });
+    return [(await inbound.listen(NODE_B, 0)).port];
+  }
+  const pool = new HbonePool({ certs, logger, tuning: cfg.tuning });
+  const ports: number[] = [];
+  for (const dst of cfg.routes) {
+    const out = new OutboundProxy({ state, pool, logger, connections, nodeName: 'node-a', originalDst: fixedOriginalDst(dst),
+      hboneDialTarget: () => ({ host: NODE_B, port: cfg.inboundPort }), pipeHighWaterMark: cfg.tuning.pipeHighWaterMark });
+    ports.push((await out.listen(NODE_A, 0)).port);
+  }
+  return ports;
+}
+
+if (process.argv[2] === '--child') {
+  process.once('message', (cfg: ChildConfig) => {
+    runChild(cfg).then((ports) => process.send!({ ports }), (err) => { console.error(err); process.exit(1); });
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+// ---------- parent: orchestration and measurement ----------
+
+const children: ChildProcess[] = [];
+
+function startChild(cfg: ChildConfig): Promise<number[]> {
+  // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the proxy processes.
+  const execArgv = (process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { ports: number[] }) => resolve(m.ports));
+    child.once('exit', (code) => reject(new Error(`${cfg.role} exited with ${code}`)));
+    child.send(cfg);
+  });
+}
+
+function stopAll(): void {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGTERM');
+}
+
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, host, () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+async function issue(): Promise<{ certs: Certs; roots: string; root: { certPem: string } }> {
+  const root = await generateRootCa({ trustDomain: TD });
+  const issuer = new Issuer(root, { trustDomain: TD });
+  const certs: Certs = {};
+  for (const id of [CLIENT_ID, SERVER_ID]) {
+    const { keyPem, csrPem } = await generateKeyAndCsr();
+    certs[id] = { keyPem, chain: issuer.signCsr(csrPem, { identity: id, ttlMs: 3_600_000 }) };
+  }
+  return { certs, roots: root.certPem, root };
+}
+
+/** One iperf3 stream; returns Gbit/s received. */
+function iperf(host: string, port: number, seconds: number, bind?: string): number {
+  const args = ['-c', host, '-p', String(port), '-t', String(seconds), '-J', '-P', '1'];
+  if (bind) args.push('-B', bind);
+  const r = spawnSync('iperf3', args, { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
+  if (r.status !== 0) throw new Error(`iperf3 failed: ${r.stderr || r.stdout.slice(0, 500)}`);
+  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+  return j.end.sum_received.bits_per_second / 1e9;
+}
+
+async function echoServer(host: string): Promise<{ port: number; close(): void }> {
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer({ noDelay: true }, (s) => { socks.add(s); s.on('error', () => {}); s.pipe(s); s.on('close', () => socks.delete(s)); });
+  await new Promise<void>((r) => srv.listen(0, host, () => r()));
+  return { port: (srv.address() as net.AddressInfo).port, close: () => { for (const s of socks) s.destroy(); srv.close(); } };
+}
+
+interface Latency { p50: number; p90: number; p99: number; p999: number; n: number }
+
+/** 1 KiB echo round trips paced at `rate`/s on one connection. */
+async function latency(host: string, port: number, rate: number, seconds: number, bind?: string): Promise<Latency> {
+  const s = net.connect({ host, port, localAddress: bind, noDelay: true });
+  await new Promise<void>((r, j) => { s.once('connect', () => r()); s.once('error', j); });
+  const size = 1024;
+  const payload = Buffer.alloc(size, 0x61);
+  let want = 0;
+  let wake: (() => void) | undefined;
+  s.on('data', (b: Buffer) => { want -= b.length; if (want <= 0 && wake) { const w = wake; wake = undefined; w(); } });
+  const roundTrip = () => new Promise<void>((r) => { want += size; wake = r; s.write(payload); });
+  for (let i = 0; i < 200; i++) await roundTrip(); // warm-up: tunnel, JIT
+  const samples: number[] = [];
+  const interval = 1000 / rate;
+  const total = Math.floor(rate * seconds);
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    // From the actual send: timer slack of this (shared-CPU) load generator would
+    // otherwise dominate the percentiles of every setup alike.
+    const sent = performance.now();
+    await roundTrip();
+    samples.push(performance.now() - sent);
+  }
+  s.destroy();
+  samples.sort((a, b) => a - b);
+  const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]!;
+  return { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), p999: pct(0.999), n: samples.length };
+}
+
+/** Two haproxy processes, one per "node", with one listener per route (TCP mode, TLS 1.3 mTLS between them). */
+async function haproxyPair(dir: string, certs: Certs, roots: string, routes: Array<{ ip: string; port: number }>): Promise<{ ports: number[]; procs: ChildProcess[] }> {
+  const pem = (id: string) => { const c = certs[id]!; return c.chain.slice(0, -1).join('\n') + '\n' + c.keyPem; };
+  writeFileSync(join(dir, 'client.pem'), pem(CLIENT_ID));
+  writeFileSync(join(dir, 'server.pem'), pem(SERVER_ID));
+  writeFileSync(join(dir, 'root.pem'), roots);
+  const common = 'global\n  nbthread 1\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-server-options ssl-min-ver TLSv1.3\n' +
+    'defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
+  let a = common;
+  let b = common;
+  const ports: number[] = [];
+  for (const [i, dst] of routes.entries()) {
+    const aPort = await freePort(NODE_A);
+    const bPort = await freePort(NODE_B);
+    ports.push(aPort);
+    a += `listen a${i}\n  bind ${NODE_A}:${aPort}\n  server b ${NODE_B}:${bPort} ssl crt ${join(dir, 'client.pem')} ca-file ${join(dir, 'root.pem')} verify required\n`;
+    b += `listen b${i}\n  bind ${NODE_B}:${bPort} ssl crt ${join(dir, 'server.pem')} ca-file ${join(dir, 'root.pem')} verify required\n  server pod ${dst.ip}:${dst.port}\n`;
+  }
+  writeFileSync(join(dir, 'a.cfg'), a);
+  writeFileSync(join(dir, 'b.cfg'), b);
+  const procs = ['a.cfg', 'b.cfg'].map((f) => spawn('haproxy', ['-db', '-f', join(dir, f)], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  children.push(...procs);
+  for (const p of ports) await waitListening(NODE_A, p);
+  return { ports, procs };
+}
+
+async function waitListening(host: string, port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ host, port }, () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${host}:${port} never listened`);
+}
+
+function has(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+/** utime + stime of a process, in seconds (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[] }
+interface Setup { name: string; start(): Promise<Running> }
+interface Sample { gbps: number; cpuMsPerGiB: number; lat: Latency }
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const opt = (name: string, d: number) => { const i = args.indexOf(`--${name}`); return i === -1 ? d : Number(args[i + 1]); };
+  const seconds = opt('seconds', 5);
+  const rate = opt('rate', 1000);
+  const repeat = opt('repeat', 3);
+  if (!has('iperf3')) throw new Error('iperf3 is needed for the throughput figures (apt-get install iperf3)');
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
+  const iperfPort = await freePort(SERVER_POD);
+  const iperfd = spawn('iperf3', ['-s', '-B', SERVER_POD, '-p', String(iperfPort)], { stdio: 'ignore' });
+  const echo = await echoServer(SERVER_POD);
+  try {
+    await waitListening(SERVER_POD, iperfPort);
+    const { certs, roots } = await issue();
+    const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echo.port }];
+    const weft = (name: string, tuning: Partial<HboneTuning>): Setup => ({
+      name,
+      async start() {
+        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 });
+        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes });
+        return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: children.map((c) => c.pid!) };
+      },
+    });
+    const setups: Setup[] = [
+      { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echo.port, host: SERVER_POD, pids: [] }) },
+      ...(args.includes('--variants') ? VARIANTS : VARIANTS.slice(0, 1)).map((v) => weft(v.name, v.tuning)),
+    ];
+    if (has('haproxy')) {
+      setups.push({
+        name: 'haproxy mTLS TCP pair (nbthread 1)',
+        async start() {
+          const ha = await haproxyPair(dir, certs, roots, routes);
+          return { tputPort: ha.ports[0]!, latPort: ha.ports[1]!, host: NODE_A, pids: ha.procs.map((p) => p.pid!) };
+        },
+      });
+    }
+    const only = args.includes('--weft-only');
+    if (only) setups.splice(2);
+    const samples = new Map<string, Sample[]>(setups.map((s) => [s.name, []]));
+    // Interleaved repetitions: drift of a shared machine hits every setup alike.
+    for (let r = 0; r < repeat; r++) {
+      for (const setup of setups) {
+        const run = await setup.start();
+        const cpu0 = run.pids.reduce((a, p) => a + cpuSeconds(p), 0);
+        const gbps = args.includes('--latency-only') ? NaN : iperf(run.host, run.tputPort, seconds, run.bind);
+        const cpu = run.pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
+        if (process.env.WEFT_BENCH_STATS) {
+          for (const p of run.pids) {
+            const st = readFileSync(`/proc/${p}/status`, 'utf8');
+            const sw = st.split('\n').filter((l) => l.includes('ctxt_switches')).join(' ');
+            console.error(`[${setup.name.slice(0, 12)}] pid ${p} cpu ${cpuSeconds(p).toFixed(2)} s ${sw.replace(/\s+/g, ' ')}`);
+          }
+        }
+        const gib = (gbps * 1e9 * seconds) / 8 / 2 ** 30;
+        const lat = await latency(run.host, run.latPort, rate, seconds, run.bind);
+        samples.get(setup.name)!.push({ gbps, cpuMsPerGiB: run.pids.length ? (cpu * 1000) / gib : 0, lat });
+        stopAll();
+        await new Promise((res) => setTimeout(res, 300));
+      }
+    }
+    report(setups.map((s) => s.name), samples, { seconds, rate, repeat });
+  } finally {
+    echo.close();
+    stopAll();
+    iperfd.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: number; rate: number; repeat: number }): void {
+  const f = (n: number) => n.toFixed(3).padStart(7);
+  const med = (name: string, pick: (s: Sample) => number) => median(samples.get(name)!.map(pick));
+  const direct = names[0]!;
+  console.log(`\nmedian of ${o.repeat} interleaved runs. Throughput: one iperf3 stream, ${o.seconds} s; CPU: both proxy processes, ms per GiB.`);
+  console.log(`Latency: 1 KiB echo round trips at ${o.rate}/s on one connection, ms; added = minus direct.\n`);
+  console.log('setup'.padEnd(64) + ' Gbit/s (min-max)    vs direct  CPU ms/GiB    p50     p90     p99   p99.9  added p50  added p99');
+  for (const name of names) {
+    const ss = samples.get(name)!;
+    const g = ss.map((s) => s.gbps);
+    const range = `(${Math.min(...g).toFixed(1)}-${Math.max(...g).toFixed(1)})`.padEnd(12);
+    const p = (k: keyof Latency) => med(name, (s) => s.lat[k]);
+    console.log(`${name.padEnd(64)} ${med(name, (s) => s.gbps).toFixed(2).padStart(6)} ${range} ${(med(name, (s) => s.gbps) / med(direct, (s) => s.gbps)).toFixed(3).padStart(8)}` +
+      `  ${med(name, (s) => s.cpuMsPerGiB).toFixed(0).padStart(9)}  ${f(p('p50'))} ${f(p('p90'))} ${f(p('p99'))} ${f(p('p999'))}  ${f(p('p50') - med(direct, (s) => s.lat.p50))}  ${f(p('p99') - med(direct, (s) => s.lat.p99))}`);
+  }
+  const ha = names.find((n) => n.startsWith('haproxy'));
+  if (ha && names[1]) {
+    console.log(`\n${names[1]} vs haproxy: ${(med(names[1], (s) => s.gbps) / med(ha, (s) => s.gbps)).toFixed(2)}x throughput, ` +
+      `${(med(names[1], (s) => s.cpuMsPerGiB) / med(ha, (s) => s.cpuMsPerGiB)).toFixed(2)}x CPU per byte`);
+  }
+}
+
+if (require.main === module && process.argv[2] !== '--child') {
+  main().then(() => process.exit(0), (err) => { console.error(err); stopAll(); process.exit(1); });
+}
