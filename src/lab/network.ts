@@ -92,7 +92,9 @@ export function networkUpScript(plan: LabPlan): string {
         // The gateway address makes REDIRECT/DNAT in PREROUTING work for pod traffic.
         `addr add ${LAB_NET.podGateway}/32 dev ${p.nodeLink}`,
         `link set ${p.nodeLink} up`,
-        `route add ${p.ip}/32 dev ${p.nodeLink}`,
+        // src: what the node itself sends to a pod (kubelet-style probes, the ztunnel's
+        // delivery) comes from the node address, not from the shared 169.254.1.1.
+        `route add ${p.ip}/32 dev ${p.nodeLink} src ${n.address}`,
       ]),
       ...plan.nodes.filter((o) => o !== n).map((o) => `route add ${o.podCidr} via ${o.address} dev eth0`),
     ]));
