@@ -120,6 +120,7 @@ t.test('network script: everything it creates is recorded; nothing routes out of
   ]);
   t.match(script, /ip -n weft-node-1 -batch - <<'WEFT_EOF'\nlink set lo up\naddr add 198\.18\.0\.11\/24 dev eth0/);
   t.match(script, /route add 198\.19\.2\.0\/24 via 198\.18\.0\.12 dev eth0/);
+  t.match(script, new RegExp(`route add 198\\.19\\.1\\.10/32 dev ${plan.pods[0]!.nodeLink} src 198\\.18\\.0\\.11`), 'node-to-pod traffic leaves from the node address');
   t.match(script, /ip -n weft-pod-demo-client -batch - <<'WEFT_EOF'\nlink set lo up\naddr add 198\.19\.1\.10\/32 dev eth0\nlink set eth0 up\nroute add 169\.254\.1\.1 dev eth0 scope link\nroute add default via 169\.254\.1\.1 dev eth0/);
 });
 
