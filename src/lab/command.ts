@@ -104,6 +104,7 @@ async function exec(argv: string[]): Promise<number> {
   }
   const { values } = parseOptions(commonSpecs, flags);
   if (!target || cmd.length === 0) throw new WeftError('WEFT_USAGE', 'usage: weft lab exec <namespace>/<pod>|<node> -- CMD [ARGS...]');
+  checkRoot();
   const { labDir } = dirs(values);
   const state = readState(labDir);
   if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
