@@ -74,7 +74,9 @@ export class InboundServer extends ListenerBase {
   readonly policies: PolicyWatcher;
   private readonly h2: http2.Http2Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
-  /** Handed from handleTls to the synchronous 'session' event it triggers. */
+  /** Raw sockets whose TLS handshake is running, by remote address (see onConnection). */
+  private readonly handshaking = new Map<string, net.Socket>();
+  /** Handed from onSecure to the synchronous 'session' event it triggers. */
   private pending: TunnelContext | undefined;
 
   constructor(opts: InboundOptions) {
@@ -124,6 +126,13 @@ export class InboundServer extends ListenerBase {
       const cert = this.certs.current(workload.identity) ?? await this.certs.get(workload.identity);
       if (raw.destroyed) return;
       raw.setNoDelay(true);
+      // From here the TLS socket owns the raw socket's handle: destroying both (as a
+      // blanket close() would) crashes Node. Until the TLS socket is handed to us we
+      // can only reach the raw one, so it moves to `handshaking`.
+      const key = addrKey(raw);
+      this.untrack(raw);
+      this.handshaking.set(key, raw);
+      raw.once('close', () => { if (this.handshaking.get(key) === raw) this.handshaking.delete(key); });
       this.engines.accept(raw, cert, this.certs.rootsPem);
     } catch (err) {
       this.log.warn({ err, peer }, 'cannot serve HBONE connection; closing it');
@@ -133,6 +142,7 @@ export class InboundServer extends ListenerBase {
 
   /** mTLS done, the client chain verified: check its identity, then hand it to HTTP/2. */
   private onSecure(sock: tls.TLSSocket, localIdentity: string): void {
+    this.handshaking.delete(addrKey(sock));
     this.track(sock);
     const peer = formatHostPort(normalizeIp(sock.remoteAddress), sock.remotePort ?? 0);
     sock.on('error', (err) => this.log.debug({ err, peer }, 'HBONE TLS error'));
@@ -257,6 +267,8 @@ export class InboundServer extends ListenerBase {
     for (const c of [...this.lifecycle.connections.all()]) if (c.direction === 'inbound' && c.protocol === 'HBONE') c.terminate?.('shutdown');
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
+    for (const raw of this.handshaking.values()) raw.destroy();
+    this.handshaking.clear();
   }
 }
 
@@ -265,4 +277,8 @@ function respond(stream: http2.ServerHttp2Stream, status: number): void {
   stream.respond({ ':status': status }, { endStream: true });
   // Discard anything the client already sent; the stream ends once it is read.
   stream.resume();
+}
+
+function addrKey(s: net.Socket): string {
+  return `${s.remoteAddress}|${s.remotePort}`;
 }

@@ -70,8 +70,9 @@ export function clientTlsOptions(context: tls.SecureContext, socket: import('nod
 
 /** Every URI SAN of the peer's leaf certificate. */
 export function peerUriSans(socket: tls.TLSSocket): string[] {
-  const cert = socket.getPeerX509Certificate();
-  const san = cert?.subjectAltName;
+  // getPeerCertificate, not getPeerX509Certificate: on Node 20 the latter leaves the
+  // socket's peer certificate unreadable for every later call (found by the tests).
+  const san = socket.getPeerCertificate()?.subjectaltname;
   if (!san) return [];
   const out: string[] = [];
   // Node renders SANs as `URI:a, DNS:b`; values that need it are JSON-quoted.

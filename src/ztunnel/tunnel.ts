@@ -117,8 +117,9 @@ export class Tunnel {
     }, this.timers.connectTimeoutMs);
     this.abortConnect = () => {
       clearTimeout(timeout);
+      // Only the TLS socket: it owns the raw socket's handle, and destroying both
+      // crashes Node (seen in tests).
       socket.destroy();
-      raw.destroy();
     };
     const fail = (err: Error) => this.fail('connect failed', err);
     // `on`, not `once`: a second error after the first must not become an uncaught one.
