@@ -55,7 +55,9 @@ export async function main(argv: string[]): Promise<number> {
   const entry = COMMANDS[name];
   if (!entry) throw new WeftError('WEFT_USAGE', `unknown command "${name}"; run weft --help to list the commands`);
   const command = entry.load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // Only flags before `--` are ours: `weft lab exec pod -- ls --help` runs `ls --help`.
+  const ownArgs = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (ownArgs.includes('--help') || ownArgs.includes('-h')) {
     process.stdout.write(command.help() + '\n');
     return 0;
   }
