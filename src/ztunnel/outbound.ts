@@ -5,7 +5,6 @@
  * expecting the destination workload's identity), pass it through as plain TCP, or
  * refuse it with a TCP reset.
  */
-import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
@@ -19,7 +18,7 @@ import { ListenerBase } from './listener';
 import { ServiceLoadBalancer, type EndpointPicker } from './load-balancer';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
-import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, type PipeSide } from './pipe';
+import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from './pipe';
 import type { HbonePool } from './pool';
 
 export interface OutboundOptions {
@@ -170,5 +169,5 @@ function baggage(w: WorkloadView): string {
 
 function destroySide(s: PipeSide): void {
   if (s instanceof net.Socket) s.destroy();
-  else if (!s.closed) s.close(http2.constants.NGHTTP2_CANCEL);
+  else resetStream(s);
 }

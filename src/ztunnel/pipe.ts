@@ -3,8 +3,8 @@
  * CONNECT stream) joined both ways, with
  *   - half-close both ways: FIN on one side becomes END_STREAM (or FIN) on the other,
  *     and the opposite direction keeps flowing;
- *   - resets both ways: a TCP RST or socket error becomes RST_STREAM(CONNECT_ERROR)
- *     (RFC 9113 §8.5), a RST_STREAM becomes a TCP RST (`resetAndDestroy`);
+ *   - resets both ways: a TCP RST or socket error becomes RST_STREAM, a RST_STREAM
+ *     becomes a TCP RST (`resetAndDestroy`), as RFC 9113 §8.5 asks of a CONNECT proxy;
  *   - backpressure: a side is paused while the other has more than `highWaterMark`
  *     bytes queued, and resumed on its 'drain';
  *   - byte counting in both directions (plain integer adds: cheap per chunk).
@@ -15,7 +15,7 @@
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR, NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_NO_ERROR } = http2.constants;
 
 /** Default queued bytes on the writing side before the reading side is paused. */
 export const DEFAULT_PIPE_HIGH_WATER_MARK = 1024 * 1024;
@@ -64,13 +64,11 @@ class End {
   }
 
   /** Aborts this side the way its protocol says "connection broken". */
-  reset(code: number = NGHTTP2_CONNECT_ERROR): void {
+  reset(): void {
     if (this.closed) return;
     this.resetByUs = true;
-    if (this.isStream) {
-      const s = this.d as http2.Http2Stream;
-      if (!s.destroyed && !s.closed) s.close(code);
-    } else {
+    if (this.isStream) resetStream(this.d as http2.Http2Stream);
+    else {
       const s = this.d as net.Socket;
       if (s.destroyed) return;
       // resetAndDestroy needs a connected handle; fall back to destroy otherwise.
@@ -78,6 +76,17 @@ class End {
       else s.destroy();
     }
   }
+}
+
+/**
+ * RST_STREAM without a preceding END_STREAM. `stream.close(code)` would first end the
+ * writable side (sending END_STREAM), so the peer would see a clean half-close before
+ * the reset and could not turn it into a TCP RST any more (a socket whose write side
+ * is shut down cannot be reset). destroy() skips the END_STREAM; Node then sends
+ * RST_STREAM(INTERNAL_ERROR) — any non-zero code means "aborted" to the peer.
+ */
+export function resetStream(s: http2.Http2Stream): void {
+  if (!s.destroyed) s.destroy(new Error('HBONE stream reset by the proxy'));
 }
 
 /**
@@ -112,8 +121,8 @@ export class Pipe {
   abort(): void {
     if (this.finished) return;
     this.aborted = true;
-    this.down.reset(NGHTTP2_CANCEL);
-    this.up.reset(NGHTTP2_CANCEL);
+    this.down.reset();
+    this.up.reset();
   }
 
   get done(): boolean {
@@ -157,8 +166,14 @@ export class Pipe {
       }
     });
     src.on('end', () => {
-      // FIN / END_STREAM: half-close the other side's write direction only.
-      if (!dst.destroyed && !dst.writableEnded) dst.end();
+      // FIN / END_STREAM: half-close the other side's write direction only. For a
+      // stream, wait one turn: a peer that sends END_STREAM right before RST_STREAM
+      // means "aborted", and a FIN sent first would make the reset impossible.
+      if (!from.isStream) return halfClose(dst);
+      setImmediate(() => {
+        const rst = (src as http2.Http2Stream).rstCode;
+        if (rst === undefined || rst === NGHTTP2_NO_ERROR) halfClose(dst);
+      });
     });
   }
 
@@ -212,4 +227,8 @@ export class Pipe {
     }
     this.onDone?.(outcome, this.counters);
   }
+}
+
+function halfClose(d: PipeSide): void {
+  if (!d.destroyed && !d.writableEnded) d.end();
 }

@@ -15,7 +15,7 @@ import type { Logger } from '../lib/log';
 import { formatForwarded, formatHostPort, type HostPort } from './address';
 import type { CertSource, DialTarget, OriginalDst, SocketFactory } from './contracts';
 import { hboneTuning, type HboneTuning } from './hbone-settings';
-import type { ByteCounters } from './pipe';
+import { resetStream, type ByteCounters } from './pipe';
 import { SecureContextCache } from './tls';
 import { Tunnel, TunnelState, type TunnelKey, type TunnelStats, type TunnelTimers } from './tunnel';
 
@@ -124,6 +124,9 @@ export class HbonePool {
         throw new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE tunnel to ${hopText(req.nextHop)} closed before the stream could open; retry`);
       }
       const stream = session.request(this.headers(req), { endStream: false });
+      // For the stream's whole life: resets surface as 'error', and the pipe reads
+      // them from 'close' (rstCode); an unheard 'error' would crash the process.
+      stream.on('error', ignore);
       tunnel.streamOpened(stream, req.counters);
       await this.awaitResponse(stream, req);
       const opened: OpenedStream = { stream, tunnelId: tunnel.id };
@@ -181,7 +184,7 @@ export class HbonePool {
       const timer = setTimeout(() => {
         done(new WeftError('WEFT_HBONE_CONNECT_FAILED',
           `no answer to CONNECT ${target} from ${hopText(req.nextHop)} within ${this.connectTimeoutMs / 1000} s; the destination node may be overloaded`));
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        resetStream(stream);
       }, this.connectTimeoutMs);
       const done = (err?: Error) => {
         clearTimeout(timer);
@@ -195,7 +198,7 @@ export class HbonePool {
         const status = Number(headers[':status']);
         if (status === 200) return done();
         done(statusError(status, target, req));
-        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (!stream.closed) resetStream(stream);
       };
       let lastError: Error | undefined;
       const onError = (err: Error) => { lastError = err; };
@@ -290,3 +293,5 @@ function statusError(status: number, target: string, req: OpenStreamRequest): We
       return new WeftError('WEFT_HBONE_CONNECT_FAILED', `CONNECT ${target} via ${via} answered HTTP ${status}`, { details });
   }
 }
+
+function ignore(): void {}
