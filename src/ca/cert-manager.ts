@@ -254,6 +254,13 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     try {
       entry.pendingKey ??= await this.keygens.run(() => generateKeyAndCsr(entry.type === 'node' ? { commonName: this.nodeName } : {}));
       if (!this.live(entry)) return;
+      // Without a node certificate the CA can only refuse; asking anyway would cost a
+      // backoff step at every start-up. The node certificate's install resumes us.
+      if (entry.type === 'workload' && !this.current(this.node.identity)) {
+        const nodeStuck = this.node.state === CertState.Failed || this.node.state === CertState.Expired;
+        if (!nodeStuck) return;
+        throw this.node.lastError ?? new WeftError('WEFT_CA_UNAUTHENTICATED', `node ${this.nodeName} has no valid node certificate yet`);
+      }
       const cert = entry.type === 'node' ? await this.fetchNode(entry.pendingKey) : await this.fetchWorkload(entry.identity, entry.pendingKey);
       entry.pendingKey = undefined;
       if (!this.live(entry)) return;
@@ -313,10 +320,11 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     for (const w of entry.waiters) w.resolve(cert);
     entry.waiters.clear();
     this.emit('updated', entry.identity);
-    // A fresh node certificate unblocks workloads that failed for want of one: retry them now.
+    // A fresh node certificate unblocks workloads waiting for one, or that failed for
+    // want of one: fetch them now.
     if (entry.type === 'node') {
       for (const e of this.entries.values()) {
-        if (e.type === 'workload' && !e.fetching && (e.state === CertState.Failed || e.state === CertState.Expired)) {
+        if (e.type === 'workload' && !e.fetching && e.state !== CertState.Ready) {
           e.failures = 0;
           void this.fetch(e);
         }
@@ -334,6 +342,13 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.log.warn({ identity: entry.identity, state: entry.state, failures: entry.failures, retryInMs: delay, code: isWeftError(error) ? error.code : undefined, err: error.message },
       entry.cert && entry.state === CertState.Refreshing ? 'certificate refresh failed; keeping the current one' : 'certificate request failed');
     entry.cancelNext = boundedDelay(delay, () => { void this.fetch(entry); }, this.clock);
+    // Workloads parked waiting for the node certificate learn that it failed, so their
+    // state and error say why (they resume when the node certificate arrives).
+    if (entry.type === 'node') {
+      for (const e of this.entries.values()) {
+        if (e.type === 'workload' && !e.fetching && e.state === CertState.Pending && !e.cancelNext) void this.fetch(e);
+      }
+    }
   }
 
   private expired(entry: Entry, cert: WorkloadCert): void {
