@@ -26,6 +26,7 @@ import type { ConnectionRegistry, TrackedConnection } from './connections';
 import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
+import { Keepalive } from './keepalive';
 import { ConnectionLifecycle, endResult } from './lifecycle';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { Pipe } from './pipe';
@@ -49,6 +50,10 @@ export interface InboundOptions {
   handshakeTimeoutMs?: number;
   /** Deadline for connecting to the pod. Default 10 s. */
   upstreamConnectTimeoutMs?: number;
+  /** PING interval on accepted tunnels. Default 10 s. */
+  pingIntervalMs?: number;
+  /** A PING unanswered this long closes the tunnel. Default 20 s. */
+  pingTimeoutMs?: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise; headroom over the clients' 100. Default 1000. */
   maxConcurrentStreams?: number;
 }
@@ -70,6 +75,8 @@ export class InboundServer extends ListenerBase {
   private readonly socketFactory: SocketFactory;
   private readonly tuning: HboneTuning;
   private readonly upstreamTimeoutMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly pingTimeoutMs: number;
   private readonly lifecycle: ConnectionLifecycle;
   readonly policies: PolicyWatcher;
   private readonly h2: http2.Http2Server;
@@ -81,7 +88,7 @@ export class InboundServer extends ListenerBase {
 
   constructor(opts: InboundOptions) {
     const log = opts.logger.child({ component: 'inbound' });
-    super(log, { pauseOnConnect: true });
+    super(log, { pauseOnConnect: true, allowHalfOpen: false });
     this.state = opts.state;
     this.certs = opts.certs;
     this.originalDst = opts.originalDst;
@@ -97,6 +104,8 @@ export class InboundServer extends ListenerBase {
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
     this.tuning = hboneTuning(opts.tuning);
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
     this.policies = new PolicyWatcher(this.state, this.log);
     this.h2 = http2.createServer({
@@ -171,6 +180,14 @@ export class InboundServer extends ListenerBase {
     }
     this.sessions.add(session);
     applyConnectionWindow(session, this.tuning);
+    new Keepalive(session, {
+      intervalMs: this.pingIntervalMs,
+      timeoutMs: this.pingTimeoutMs,
+      onDead: (ms) => {
+        this.log.warn({ peer: ctx.peer, unansweredForMs: ms }, 'HBONE peer stopped answering PINGs; closing its tunnel and connections');
+        session.destroy();
+      },
+    });
     session.on('error', (err) => this.log.debug({ err, peer: ctx.peer }, 'HBONE session error'));
     session.once('close', () => this.sessions.delete(session));
     session.on('stream', (stream, headers) => {

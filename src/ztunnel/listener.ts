@@ -13,10 +13,14 @@ export abstract class ListenerBase {
   private readonly owned = new Set<net.Socket>();
   private closing: Promise<void> | undefined;
 
-  constructor(log: Logger, opts: { pauseOnConnect?: boolean }) {
+  /**
+   * `allowHalfOpen` (default true): a client's FIN ends only one direction of a
+   * proxied connection. A TLS transport must not be half-open: its peer's FIN means
+   * the tunnel is gone, and a half-open socket would keep the HTTP/2 session forever.
+   */
+  constructor(log: Logger, opts: { pauseOnConnect?: boolean; allowHalfOpen?: boolean }) {
     this.log = log;
-    // allowHalfOpen: a client's FIN must only end one direction of the proxied connection.
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
+    this.server = net.createServer({ allowHalfOpen: opts.allowHalfOpen ?? true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
     this.server.on('connection', (sock) => {
       this.track(sock);
       Promise.resolve(this.onConnection(sock)).catch((err: unknown) => {

@@ -18,6 +18,7 @@ import type { TunnelInfo } from './admin-types';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
 import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
+import { Keepalive } from './keepalive';
 import { clientTlsOptions, verifyServerIdentity } from './tls';
 
 export enum TunnelState {
@@ -70,8 +71,7 @@ export class Tunnel {
   private closedBytes: ByteCounters = { received: 0, sent: 0 };
   private readonly live = new Set<ByteCounters>();
   private idleTimer: NodeJS.Timeout | undefined;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pingSentAt = 0;
+  private keepalive: Keepalive | undefined;
   private readonly onClosed: (t: Tunnel) => void;
   /** Tears down the half-made connection while CONNECTING. */
   private abortConnect: (() => void) | undefined;
@@ -166,29 +166,17 @@ export class Tunnel {
       this.clearTimers();
       if (this.transition(TunnelState.Closed, 'session closed')) this.onClosed(this);
     });
-    this.pingTimer = setInterval(() => this.keepalive(), this.timers.pingIntervalMs);
-    this.pingTimer.unref();
+    this.keepalive = new Keepalive(session, {
+      intervalMs: this.timers.pingIntervalMs,
+      timeoutMs: this.timers.pingTimeoutMs,
+      onDead: (ms) => {
+        this.log.warn({ tunnel: this.id, peer: this.peerAddress, unansweredForMs: ms }, 'HBONE peer stopped answering PINGs; closing the tunnel');
+        session.destroy(new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE peer ${this.peerAddress} did not answer PING within ${this.timers.pingTimeoutMs} ms`));
+      },
+    });
     this.transition(TunnelState.Ready, 'handshake complete');
     this.settleReady();
     this.armIdle();
-  }
-
-  /** Pings on an interval; a ping unanswered for pingTimeoutMs means the peer is gone. */
-  private keepalive(): void {
-    const s = this.session;
-    if (!s || s.destroyed) return;
-    const now = Date.now();
-    if (this.pingSentAt !== 0) {
-      if (now - this.pingSentAt >= this.timers.pingTimeoutMs) {
-        this.log.warn({ tunnel: this.id, peer: this.peerAddress, afterMs: now - this.pingSentAt }, 'HBONE peer stopped answering PINGs; closing the tunnel');
-        s.destroy(new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE peer ${this.peerAddress} did not answer PING within ${this.timers.pingTimeoutMs} ms`));
-      }
-      return;
-    }
-    this.pingSentAt = now;
-    s.ping((err) => {
-      if (!err) this.pingSentAt = 0;
-    });
   }
 
   /** Can this tunnel take one more stream right now (or once ready)? */
@@ -256,9 +244,8 @@ export class Tunnel {
 
   private clearTimers(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.keepalive?.stop();
     this.idleTimer = undefined;
-    this.pingTimer = undefined;
   }
 
   /**

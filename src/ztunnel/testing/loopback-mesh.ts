@@ -145,7 +145,8 @@ export class LoopbackMesh {
   /** A raw TCP connection to a node's 15008, as if for pod `podIp`. */
   connectHbone(node: string, podIp: string, from?: string): net.Socket {
     const n = this.node(node);
-    return this.track(this.conntrack.dial({ host: n.address, port: n.ports.inbound }, { ip: podIp, port: HBONE_PORT }, { from }));
+    // Not half-open: this is a TLS transport, whose peer's FIN ends it.
+    return this.track(this.conntrack.dial({ host: n.address, port: n.ports.inbound }, { ip: podIp, port: HBONE_PORT }, { from, allowHalfOpen: false }));
   }
 
   private track(s: net.Socket): net.Socket {
