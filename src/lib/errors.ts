@@ -38,6 +38,10 @@ export const ERROR_CATALOGUE = {
   WEFT_LAB_NOT_RUNNING: 'The lab is not running.',
   WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
   WEFT_LAB_CONFLICT: 'A name, address or port the lab needs is already in use by something it did not create.',
+  // Kubernetes
+  WEFT_K8S_UNREACHABLE: 'The Kubernetes API server cannot be reached or its certificate is not trusted.',
+  WEFT_K8S_FORBIDDEN: 'The Kubernetes API server refused the credentials or the RBAC permissions for a call.',
+  WEFT_K8S_REQUEST_FAILED: 'The Kubernetes API server answered a call with an error status.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
