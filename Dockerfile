@@ -1,0 +1,27 @@
+# The one Weft image: `weft ca`, `weft controller` and `weft ztunnel` (daemonset/).
+#   docker build -t weft:dev .
+# Build stage: the full dev toolchain compiles TypeScript, then drops dev packages.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src/ ./src/
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+# Runtime: Node plus the tools the ztunnel runs for capture (iptables, ip). The CA and
+# the controller run as the image's "node" user (uid 1000, set in their manifests);
+# only the ztunnel runs as root (daemonset/ztunnel.yaml says why).
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables iproute2 \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules/ ./node_modules/
+COPY --from=build /app/dist/ ./dist/
+# Loaded at run time by dist/ca/proto.js (../../proto).
+COPY proto/ ./proto/
+USER 1000
+ENTRYPOINT ["node", "/app/dist/cli/main.js"]
