@@ -1,0 +1,241 @@
+/**
+ * The controller: informers on the API server feed caches; once every cache has synced,
+ * the leader recomputes the registry the caches imply and writes only the difference
+ * in ONE apply per tick. The first write after becoming leader starts from a snapshot
+ * of Redis, so records deleted while no controller ran are removed and nothing is
+ * written twice. Followers keep their caches warm and write nothing.
+ */
+import { EventEmitter } from 'node:events';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { KubeClient } from '../k8s/client';
+import { Informer } from '../k8s/informer';
+import { silentLogger, type Logger } from '../lib/log';
+import type { ChangeInput, RegistryStore } from '../registry/store';
+import { recordKey, type Kind } from '../registry/types';
+import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState } from './desired';
+import { AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, type K8sAuthorizationPolicy } from './k8s-types';
+import type { LeaderElector } from './leader';
+import { stableStringify } from './stable-json';
+
+export const WATCHED = {
+  nodes: '/api/v1/nodes',
+  namespaces: '/api/v1/namespaces',
+  pods: '/api/v1/pods',
+  services: '/api/v1/services',
+  endpointSlices: '/apis/discovery.k8s.io/v1/endpointslices',
+  policies: `/apis/${AUTHZ_GROUP}/${AUTHZ_VERSION}/${AUTHZ_PLURAL}`,
+} as const;
+type Watched = keyof typeof WATCHED;
+
+export interface ControllerOptions {
+  client: KubeClient;
+  store: RegistryStore;
+  clusterDomain: string;
+  /** Absent: this instance always writes (single replica, tests). */
+  elector?: LeaderElector;
+  logger?: Logger;
+  metrics?: Registry;
+  /** Events within this window are batched into one write. Default 50 ms. */
+  batchMs?: number;
+  informerBackoff?: { minMs: number; maxMs: number };
+}
+
+export interface ControllerEvents {
+  /** A write went to Redis (revision, number of changes). */
+  applied: [revision: number, changes: number];
+  /** A tick found Redis equal to the API view. */
+  converged: [];
+}
+
+export class Controller extends EventEmitter<ControllerEvents> {
+  readonly informers: { [K in Watched]: Informer };
+  private readonly logger: Logger;
+  private written = new Map<string, string>();
+  private needSnapshot = true;
+  private timer?: NodeJS.Timeout;
+  private ticking = false;
+  private again = false;
+  private failures = 0;
+  private stopped = true;
+  private lastWarnings = new Set<string>();
+  private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge };
+
+  constructor(private readonly opts: ControllerOptions) {
+    super();
+    this.logger = opts.logger ?? silentLogger();
+    const informerOpts = {
+      logger: this.logger,
+      minBackoffMs: opts.informerBackoff?.minMs, maxBackoffMs: opts.informerBackoff?.maxMs,
+    };
+    this.informers = Object.fromEntries(Object.entries(WATCHED).map(([k, path]) => {
+      const inf = new Informer(opts.client, path, informerOpts);
+      const poke = () => this.schedule();
+      inf.on('add', poke).on('update', poke).on('delete', poke).on('synced', poke);
+      return [k, inf];
+    })) as { [K in Watched]: Informer };
+    if (opts.metrics) {
+      const registers = [opts.metrics];
+      this.metrics = {
+        leader: new Gauge({ name: 'weft_controller_leader', help: '1 while this replica holds the lease and writes', registers }),
+        writes: new Counter({ name: 'weft_controller_registry_writes_total', help: 'apply() calls made to the registry', registers }),
+        changes: new Counter({ name: 'weft_controller_registry_changes_total', help: 'records put or deleted', labelNames: ['op'], registers }),
+        errors: new Counter({ name: 'weft_controller_registry_errors_total', help: 'failed registry writes (retried)', registers }),
+        records: new Gauge({ name: 'weft_controller_desired_records', help: 'records the API view implies', labelNames: ['kind'], registers }),
+      };
+    }
+    opts.elector?.on('started', () => {
+      this.needSnapshot = true;
+      this.metrics?.leader.set(1);
+      this.schedule(0);
+    });
+    opts.elector?.on('stopped', () => this.metrics?.leader.set(0));
+  }
+
+  get isLeader(): boolean {
+    return this.opts.elector ? this.opts.elector.isLeader : true;
+  }
+
+  /** Every informer has listed at least once. */
+  get synced(): boolean {
+    return Object.values(this.informers).every((i) => i.synced);
+  }
+
+  start(): void {
+    this.stopped = false;
+    if (!this.opts.elector) this.metrics?.leader.set(1);
+    for (const inf of Object.values(this.informers)) inf.start();
+    this.opts.elector?.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.opts.elector?.stop();
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    while (this.ticking) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  private schedule(ms = this.opts.batchMs ?? 50): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.tick();
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped || !this.isLeader || !this.synced) return;
+    this.ticking = true;
+    this.again = false;
+    let retryMs: number | undefined;
+    try {
+      const desired = this.desired();
+      this.logWarnings(desired.warnings);
+      await this.write(desired);
+      await this.reportPolicies(desired);
+      this.failures = 0;
+    } catch (err) {
+      this.failures++;
+      this.needSnapshot = true;
+      this.metrics?.errors.inc();
+      retryMs = Math.min(10_000, 100 * 2 ** Math.min(this.failures, 10));
+      this.logger.warn({ err: (err as Error).message, retryInMs: retryMs }, 'registry sync failed; retrying');
+    } finally {
+      this.ticking = false;
+    }
+    if (retryMs !== undefined) this.schedule(retryMs);
+    else if (this.again) this.schedule();
+  }
+
+  private desired(): DesiredState {
+    const items = (k: Watched) => this.informers[k].items();
+    const d = computeDesired({
+      nodes: items('nodes'), namespaces: items('namespaces'), pods: items('pods'), services: items('services'),
+      endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
+    }, { clusterDomain: this.opts.clusterDomain });
+    if (this.metrics) {
+      const counts = new Map<string, number>(MIRRORED_KINDS.map((k) => [k, 0]));
+      for (const e of d.records.values()) counts.set(e.kind, (counts.get(e.kind) ?? 0) + 1);
+      for (const [kind, n] of counts) this.metrics.records.set({ kind }, n);
+    }
+    return d;
+  }
+
+  private async write(desired: DesiredState): Promise<void> {
+    if (this.needSnapshot) {
+      const { records } = await this.opts.store.snapshot();
+      const written = new Map<string, string>();
+      for (const kind of MIRRORED_KINDS) {
+        for (const r of records[kind]) written.set(entryId(kind, recordKey(kind as Kind, r as never)), stableStringify(r));
+      }
+      this.written = written;
+      this.needSnapshot = false;
+    }
+    const changes: ChangeInput[] = [];
+    const next = new Map<string, string>();
+    for (const [id, e] of desired.records) {
+      const json = stableStringify(e.record);
+      next.set(id, json);
+      if (this.written.get(id) !== json) changes.push({ op: 'put', kind: e.kind, record: e.record } as ChangeInput);
+    }
+    let deletes = 0;
+    for (const id of this.written.keys()) {
+      if (next.has(id)) continue;
+      const [kind, key] = id.split('\0') as [Kind, string];
+      changes.push({ op: 'delete', kind, key });
+      deletes++;
+    }
+    if (changes.length === 0) {
+      this.emit('converged');
+      return;
+    }
+    // Leadership may have been lost while computing; a follower must not write.
+    if (!this.isLeader || this.stopped) return;
+    const rev = await this.opts.store.apply(changes);
+    this.written = next;
+    this.metrics?.writes.inc();
+    this.metrics?.changes.inc({ op: 'put' }, changes.length - deletes);
+    this.metrics?.changes.inc({ op: 'delete' }, deletes);
+    this.logger.debug({ revision: rev, puts: changes.length - deletes, deletes }, 'registry updated');
+    this.emit('applied', rev, changes.length);
+    this.emit('converged');
+  }
+
+  /** Sets the Accepted condition on each AuthorizationPolicy whose condition is not current. */
+  private async reportPolicies(desired: DesiredState): Promise<void> {
+    for (const { obj, result } of desired.policies.values()) {
+      if (!this.isLeader || this.stopped) return;
+      const m = obj.metadata;
+      const want = result.ok
+        ? { status: 'True', reason: 'Accepted', message: 'the policy is valid and in the registry' }
+        : { status: 'False', reason: 'Invalid', message: result.message };
+      const conditions = ((obj as { status?: { conditions?: Record<string, unknown>[] } }).status?.conditions) ?? [];
+      const cur = conditions.find((c) => c.type === 'Accepted');
+      if (cur && cur.status === want.status && cur.reason === want.reason && cur.message === want.message &&
+        cur.observedGeneration === m.generation) continue;
+      const condition = {
+        type: 'Accepted', ...want, observedGeneration: m.generation,
+        lastTransitionTime: cur?.status === want.status && typeof cur.lastTransitionTime === 'string'
+          ? cur.lastTransitionTime : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      };
+      const path = `/apis/${AUTHZ_GROUP}/${AUTHZ_VERSION}/namespaces/${m.namespace}/${AUTHZ_PLURAL}/${m.name}/status`;
+      try {
+        await this.opts.client.patch(path, { status: { conditions: [...conditions.filter((c) => c.type !== 'Accepted'), condition] } }, 'merge');
+      } catch (err) {
+        // The status is a courtesy to the user: a failure must not stall the registry.
+        this.logger.warn({ err: (err as Error).message, policy: `${m.namespace}/${m.name}` }, 'could not set the AuthorizationPolicy status');
+      }
+    }
+  }
+
+  private logWarnings(warnings: string[]): void {
+    const now = new Set(warnings);
+    for (const w of now) if (!this.lastWarnings.has(w)) this.logger.warn(w);
+    this.lastWarnings = now;
+  }
+}

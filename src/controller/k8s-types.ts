@@ -1,0 +1,60 @@
+/** The parts of the Kubernetes object shapes the controller reads (core/v1, discovery/v1, Weft's CRD). */
+import type { KubeObject } from '../k8s/client';
+
+export interface K8sNode extends KubeObject {
+  spec?: { podCIDR?: string; podCIDRs?: string[] };
+  status?: { addresses?: { type: string; address: string }[] };
+}
+
+export type K8sNamespace = KubeObject;
+
+export interface ContainerPort { name?: string; containerPort: number; protocol?: string }
+
+export interface K8sPod extends KubeObject {
+  spec?: {
+    nodeName?: string;
+    serviceAccountName?: string;
+    hostNetwork?: boolean;
+    containers?: { name: string; ports?: ContainerPort[] }[];
+  };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    podIPs?: { ip: string }[];
+    conditions?: { type: string; status: string }[];
+  };
+}
+
+export interface K8sServicePort {
+  name?: string;
+  protocol?: string;
+  port: number;
+  targetPort?: number | string;
+  appProtocol?: string;
+}
+
+export interface K8sService extends KubeObject {
+  spec?: {
+    type?: string;
+    clusterIP?: string;
+    clusterIPs?: string[];
+    selector?: Record<string, string>;
+    ports?: K8sServicePort[];
+  };
+}
+
+export interface K8sEndpointSlice extends KubeObject {
+  endpoints?: {
+    addresses?: string[];
+    conditions?: { ready?: boolean | null; serving?: boolean | null; terminating?: boolean | null };
+    targetRef?: { kind?: string; name?: string; namespace?: string; uid?: string };
+  }[];
+}
+
+export interface K8sAuthorizationPolicy extends KubeObject {
+  spec?: Record<string, unknown>;
+}
+
+export const AUTHZ_GROUP = 'security.weft.io';
+export const AUTHZ_VERSION = 'v1alpha1';
+export const AUTHZ_PLURAL = 'authorizationpolicies';
