@@ -1,0 +1,295 @@
+/**
+ * daemonset/ as a whole: kubectl's render equals ours, the security posture holds, the
+ * AuthorizationPolicy CRD accepts what the controller accepts, the components' flags
+ * and environment parse with Weft's own option parsers, and the Dockerfile builds
+ * what the manifests run. (Per-kind API schemas: manifests-schema.test.ts.)
+ */
+import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  objectId, podContainers, podSpec, renderKustomization, renderWithKubectl, type Container, type K8sObject,
+} from './helpers/kustomize';
+import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { caConfig, caSpecs, tokenSpecs } from '../src/ca/command';
+import { parseOptions } from '../src/lib/options';
+import { policyRecord } from '../src/controller/translate';
+
+const ROOT = join(__dirname, '..');
+const DIR = join(ROOT, 'daemonset');
+const objects = renderKustomization(DIR);
+const byKind = (kind: string): K8sObject[] => objects.filter((o) => o.kind === kind);
+const one = (kind: string, name: string): K8sObject => {
+  const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!o) throw new Error(`no ${kind} ${name} in the render`);
+  return o;
+};
+const workloads = objects.filter((o) => podSpec(o) !== undefined);
+const ztunnel = one('DaemonSet', 'weft-ztunnel');
+type Sc = { runAsUser?: number; runAsNonRoot?: boolean; privileged?: boolean; allowPrivilegeEscalation?: boolean;
+  readOnlyRootFilesystem?: boolean; capabilities?: { add?: string[]; drop?: string[] }; seccompProfile?: { type: string } };
+const sc = (c: Container): Sc => (c.securityContext as Sc | undefined) ?? {};
+
+t.test('kubectl kustomize renders the same objects as the test renderer', async (t) => {
+  const theirs = renderWithKubectl(DIR);
+  if (!theirs) { t.skip('kubectl is not installed (.ci/run installs it)'); return; }
+  t.same(theirs.map(objectId).sort(), objects.map(objectId).sort(), 'same set of objects');
+  const ours = new Map(objects.map((o) => [objectId(o), o]));
+  for (const o of theirs) t.same(o, ours.get(objectId(o)), `${objectId(o)} identical`);
+});
+
+t.test('the install has every piece of the mesh', async (t) => {
+  t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+    'ClusterRole/weft-controller', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
+    'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
+    'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system',
+    'Role/weft-controller-leader-election', 'RoleBinding/weft-controller-leader-election',
+    'Service/weft-ca', 'Service/weft-redis', 'ServiceAccount/weft-ca', 'ServiceAccount/weft-controller',
+    'ServiceAccount/weft-redis', 'ServiceAccount/weft-ztunnel', 'StatefulSet/weft-redis',
+  ]);
+  for (const o of objects) {
+    if (!['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)) {
+      t.equal(o.metadata.namespace, 'weft-system', `${o.kind}/${o.metadata.name} in weft-system`);
+    }
+  }
+  t.equal((one('Deployment', 'weft-controller').spec as { replicas: number }).replicas, 2, 'two controllers (leader election)');
+  t.equal((one('StatefulSet', 'weft-redis').spec as { replicas: number }).replicas, 1);
+  const caPorts = (one('Service', 'weft-ca').spec as { ports: { port: number }[] }).ports.map((p) => p.port);
+  t.ok(caPorts.includes(15012), 'CA Service on 15012');
+  for (const w of workloads) {
+    const sa = podSpec(w)!.serviceAccountName as string;
+    t.ok(objects.some((o) => o.kind === 'ServiceAccount' && o.metadata.name === sa), `${w.metadata.name} runs as its own ServiceAccount ${sa}`);
+    const sel = (w.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+    const labels = (w.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
+    for (const [k, v] of Object.entries(sel)) t.equal(labels[k], v, `${w.metadata.name} template carries selector ${k}`);
+  }
+  for (const svc of byKind('Service')) {
+    const sel = (svc.spec as { selector: Record<string, string> }).selector;
+    t.ok(workloads.some((w) => Object.entries(sel).every(([k, v]) =>
+      (w.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels[k] === v)),
+    `Service ${svc.metadata.name} selects a workload`);
+  }
+  for (const w of workloads.filter((x) => x.metadata.name !== 'weft-redis')) {
+    for (const c of podContainers(w)) t.equal(c.image, 'weft:dev', `${w.metadata.name}/${c.name} runs the repository's image`);
+  }
+});
+
+t.test('security posture', async (t) => {
+  for (const w of workloads) {
+    const ps = podSpec(w)!;
+    const name = w.metadata.name;
+    t.not(ps.hostPID, true, `${name}: no hostPID`);
+    t.not(ps.hostIPC, true, `${name}: no hostIPC`);
+    t.equal(ps.hostNetwork === true, w === ztunnel, `${name}: hostNetwork only for the ztunnel`);
+    const podSc = (ps.securityContext as Sc | undefined) ?? {};
+    for (const c of podContainers(w)) {
+      const id = `${name}/${c.name}`;
+      const s = sc(c);
+      t.not(s.privileged, true, `${id}: not privileged`);
+      t.equal(s.allowPrivilegeEscalation, false, `${id}: no privilege escalation`);
+      t.equal(s.readOnlyRootFilesystem, true, `${id}: read-only root filesystem`);
+      t.same(s.capabilities?.drop, ['ALL'], `${id}: drops all capabilities`);
+      t.equal((s.seccompProfile ?? podSc.seccompProfile)?.type, 'RuntimeDefault', `${id}: seccomp RuntimeDefault`);
+      const res = c.resources as { requests?: Record<string, string>; limits?: Record<string, string> } | undefined;
+      for (const r of ['cpu', 'memory']) {
+        t.ok(res?.requests?.[r], `${id}: requests ${r}`);
+        t.ok(res?.limits?.[r], `${id}: limits ${r}`);
+      }
+      const added = s.capabilities?.add ?? [];
+      const user = s.runAsUser ?? podSc.runAsUser;
+      if (w === ztunnel) {
+        t.same(added.sort(), ['NET_ADMIN', 'NET_RAW'], `${id}: only NET_ADMIN and NET_RAW (iptables)`);
+        t.equal(user, 0, `${id}: root, justified in ztunnel.yaml`);
+      } else {
+        t.same(added, [], `${id}: adds no capability`);
+        t.equal(s.runAsNonRoot ?? podSc.runAsNonRoot, true, `${id}: runAsNonRoot`);
+        t.ok(typeof user === 'number' && user > 0, `${id}: a non-root uid`);
+      }
+    }
+  }
+  const ztText = readFileSync(join(DIR, 'ztunnel.yaml'), 'utf8');
+  t.match(ztText, /Root \(uid 0\) but not privileged: iptables needs/, 'ztunnel.yaml says why it runs as root');
+});
+
+t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async (t) => {
+  const spec = ztunnel.spec as { updateStrategy: { type: string; rollingUpdate: { maxUnavailable: unknown } } };
+  t.same(spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  const ps = podSpec(ztunnel)!;
+  t.equal(ps.dnsPolicy, 'ClusterFirstWithHostNet', 'resolves cluster Services from the host network');
+  t.equal(ps.priorityClassName, 'system-node-critical');
+  t.same(ps.tolerations, [{ operator: 'Exists' }], 'tolerates every taint');
+  t.ok((ps.terminationGracePeriodSeconds as number) >= 10, 'time to remove its rules on SIGTERM');
+  t.equal(ps.automountServiceAccountToken, false, 'no Kubernetes API credentials');
+  const c = podContainers(ztunnel)[0]!;
+  for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+    const p = c[kind] as { httpGet?: { port: number; path: string }; tcpSocket?: { port: number } } | undefined;
+    t.ok(p, `${kind} set`);
+    t.equal(p?.httpGet?.port ?? p?.tcpSocket?.port, 15021, `${kind} on 15021`);
+  }
+  t.equal((c.readinessProbe as { httpGet: { path: string } }).httpGet.path, '/healthz/ready');
+  const ports = (c.ports as { containerPort: number }[]).map((p) => p.containerPort).sort();
+  t.same(ports, [15001, 15006, 15008, 15020, 15021], 'declared host ports (15000 admin stays on localhost)');
+  const env = c.env as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  t.equal(env.find((e) => e.name === 'WEFT_NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+  t.equal(env.find((e) => e.name === 'WEFT_NODE_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+});
+
+t.test('RBAC is least privilege', async (t) => {
+  type Rule = { apiGroups?: string[]; resources?: string[]; verbs: string[]; resourceNames?: string[] };
+  for (const role of [...byKind('ClusterRole'), ...byKind('Role')]) {
+    for (const r of (role.rules as Rule[] | undefined) ?? []) {
+      const id = `${role.kind}/${role.metadata.name} ${r.resources?.join(',')}`;
+      t.notOk([...r.verbs, ...(r.resources ?? []), ...(r.apiGroups ?? [])].includes('*'), `${id}: no wildcard`);
+      t.notOk(r.resources?.includes('secrets'), `${id}: no secrets`);
+    }
+  }
+  const cr = one('ClusterRole', 'weft-controller').rules as Rule[];
+  const writes = cr.filter((r) => r.verbs.some((v) => !['get', 'list', 'watch'].includes(v)));
+  t.same(writes.map((r) => ({ res: r.resources, verbs: r.verbs })), [{ res: ['authorizationpolicies/status'], verbs: ['patch'] }],
+    'cluster-wide, the controller writes only policy status');
+  const reads = new Set(cr.flatMap((r) => (r.resources ?? []).map((res) => `${r.apiGroups?.[0] ?? ''}/${res}`)));
+  for (const need of ['/nodes', '/namespaces', '/pods', '/services', 'discovery.k8s.io/endpointslices', 'security.weft.io/authorizationpolicies']) {
+    t.ok(reads.has(need), `controller may list/watch ${need}`);
+  }
+  const lease = one('Role', 'weft-controller-leader-election');
+  t.equal(lease.metadata.namespace, 'weft-system');
+  t.same((lease.rules as Rule[]).map((r) => [r.apiGroups, r.resources]), [[['coordination.k8s.io'], ['leases']]]);
+  for (const b of [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')]) {
+    t.same(b.subjects, [{ kind: 'ServiceAccount', name: 'weft-controller', namespace: 'weft-system' }], `${b.metadata.name} binds only the controller`);
+  }
+  for (const sa of ['weft-ca', 'weft-ztunnel', 'weft-redis']) {
+    t.equal(one('ServiceAccount', sa).automountServiceAccountToken, false, `${sa} gets no API token`);
+  }
+});
+
+/** A JSON-schema subset: what the CRD's openAPIV3Schema uses (CEL rules are not run). */
+function schemaErrors(v: unknown, s: Record<string, any>, path = ''): string[] {
+  const out: string[] = [];
+  const type = Array.isArray(v) ? 'array' : v === null ? 'null' : Number.isInteger(v) ? 'integer' : typeof v;
+  if (s.type && !(s.type === type || (s.type === 'number' && type === 'integer'))) return [`${path}: expected ${s.type}, got ${type}`];
+  if (s.enum && !s.enum.includes(v)) out.push(`${path}: not one of ${s.enum.join(',')}`);
+  if (typeof v === 'string' && s.pattern && !new RegExp(s.pattern).test(v)) out.push(`${path}: does not match ${s.pattern}`);
+  if (typeof v === 'string' && s.minLength !== undefined && v.length < s.minLength) out.push(`${path}: too short`);
+  if (typeof v === 'number' && ((s.minimum !== undefined && v < s.minimum) || (s.maximum !== undefined && v > s.maximum))) out.push(`${path}: out of range`);
+  if (Array.isArray(v) && s.items) v.forEach((x, i) => out.push(...schemaErrors(x, s.items, `${path}[${i}]`)));
+  if (type === 'object') {
+    const o = v as Record<string, unknown>;
+    for (const r of s.required ?? []) if (o[r] === undefined) out.push(`${path}.${r}: required`);
+    for (const [k, x] of Object.entries(o)) {
+      if (s.properties?.[k]) out.push(...schemaErrors(x, s.properties[k], `${path}.${k}`));
+      else if (s.additionalProperties) out.push(...schemaErrors(x, s.additionalProperties, `${path}.${k}`));
+      // The API server prunes unknown fields of a structural schema; report them here.
+      else if (s.properties) out.push(`${path}.${k}: unknown field (pruned)`);
+    }
+  }
+  return out;
+}
+
+t.test('the AuthorizationPolicy CRD', async (t) => {
+  const crd = one('CustomResourceDefinition', 'authorizationpolicies.security.weft.io');
+  const spec = crd.spec as any;
+  t.equal(spec.group, 'security.weft.io');
+  t.equal(spec.scope, 'Namespaced');
+  const version = spec.versions.find((v: any) => v.name === 'v1alpha1');
+  t.ok(version?.served && version?.storage, 'v1alpha1 served and stored');
+  t.same(version.subresources, { status: {} }, 'status subresource');
+  const schema = version.schema.openAPIV3Schema;
+  const conditions = schema.properties.status.properties.conditions;
+  t.same(conditions.items.required, ['type', 'status']);
+
+  const example = {
+    apiVersion: 'security.weft.io/v1alpha1', kind: 'AuthorizationPolicy',
+    metadata: { name: 'allow-web', namespace: 'demo' },
+    spec: {
+      selector: { matchLabels: { app: 'echo' } }, action: 'ALLOW',
+      rules: [{ clauses: [
+        { matches: [{ principals: ['spiffe://cluster.local/ns/demo/sa/web'] }, { namespaces: ['ops'], notSourceIps: ['10.0.0.0/8'] }] },
+        { matches: [{ destinationPorts: [8080, 8443], notDestinationPorts: [9090] }] },
+      ] }],
+    },
+  };
+  t.same(schemaErrors(example, schema), [], 'the schema accepts a valid policy');
+  const translated = policyRecord(example as never);
+  t.ok(translated.ok, 'the controller turns it into a registry record');
+  if (translated.ok) {
+    t.match(translated.record, { namespace: 'demo', name: 'allow-web', scope: 'WORKLOAD_SELECTOR', selector: { app: 'echo' }, action: 'ALLOW' });
+  }
+  t.same(schemaErrors({ ...example, spec: { action: 'DENY' } }, schema), [], 'a minimal DENY-nothing policy is valid');
+
+  const bad = (spec: Record<string, unknown>): string[] => schemaErrors({ ...example, spec }, schema);
+  t.match(bad({ action: 'MAYBE' }), [/action: not one of ALLOW,DENY/]);
+  t.match(bad({ rules: [] }), [/action: required/]);
+  t.match(bad({ action: 'ALLOW', scope: 'CLUSTER' }), [/scope: not one of/]);
+  t.match(bad({ action: 'ALLOW', rules: [{ clauses: [{ matches: [{ destinationPorts: [70000] }] }] }] }), [/destinationPorts\[0\]: out of range/]);
+  t.match(bad({ action: 'ALLOW', rules: [{ clauses: [{ matches: [{ destinationPorts: ['http'] }] }] }] }), [/expected integer/]);
+  t.match(bad({ action: 'ALLOW', rules: [{ clauses: [{ matches: [{ principals: ['cluster.local/ns/a/sa/b'] }] }] }] }), [/does not match/]);
+  t.match(bad({ action: 'ALLOW', rules: [{}] }), [/clauses: required/]);
+  t.match(bad({ action: 'ALLOW', selector: { app: 'echo' } }), [/matchLabels: required/]);
+
+  // Structural coverage: the schema's fields are exactly the record's (src/registry/types.ts).
+  const types = readFileSync(join(ROOT, 'src', 'registry', 'types.ts'), 'utf8');
+  const fieldsOf = (iface: string): string[] => {
+    const body = new RegExp(`interface ${iface} \\{([\\s\\S]*?)\\n\\}`).exec(types)?.[1] ?? '';
+    return [...body.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]!).sort();
+  };
+  const unionOf = (name: string): string[] =>
+    [...(new RegExp(`type ${name} = ([^;]+);`).exec(types)?.[1] ?? '').matchAll(/'(\w+)'/g)].map((m) => m[1]!).sort();
+  const specProps = schema.properties.spec.properties;
+  t.same(Object.keys(specProps).sort(), fieldsOf('AuthorizationPolicyRecord').filter((f) => f !== 'name' && f !== 'namespace'),
+    'spec fields = record fields less name/namespace (from metadata)');
+  t.same([...specProps.action.enum].sort(), unionOf('PolicyAction'));
+  t.same([...specProps.scope.enum].sort(), unionOf('PolicyScope'));
+  const rule = specProps.rules.items;
+  t.same(Object.keys(rule.properties), fieldsOf('PolicyRule'));
+  const clause = rule.properties.clauses.items;
+  t.same(Object.keys(clause.properties), fieldsOf('PolicyClause'));
+  const match = clause.properties.matches.items;
+  t.ok(fieldsOf('PolicyMatch').length >= 12, 'parsed PolicyMatch');
+  t.same(Object.keys(match.properties).sort(), fieldsOf('PolicyMatch'), 'every match field, and no other');
+});
+
+t.test('component flags and environment parse with the components’ own parsers', async (t) => {
+  const config = (one('ConfigMap', 'weft-config').data ?? {}) as Record<string, string>;
+  const zc = podContainers(ztunnel)[0]!;
+  const script = (zc.command as string[]).join(' ');
+  const env = { ...config, WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7', WEFT_JOIN_TOKEN: 'weft-join.x' };
+  const zArgs = /main\.js ztunnel (.*)$/m.exec(script)?.[1]?.split(/\s+/) ?? [];
+  const z = loadZtunnelConfig(zArgs, env);
+  t.equal(z.capture, true, 'capture on');
+  t.same(z.caAddress, { host: 'weft-ca.weft-system.svc', port: 15012 });
+  t.equal(z.redisUrl, 'redis://weft-redis.weft-system.svc:6379');
+  const tokenArgs = /main\.js ca token (.*?)\)/.exec(script)?.[1]?.replace(/"\$WEFT_NODE_NAME"/, 'node-1').split(/\s+/) ?? [];
+  t.match(parseOptions(tokenSpecs, tokenArgs, config).values, { node: 'node-1', ttl: 600_000 }, 'the token the ztunnel mints');
+
+  const ca = podContainers(one('Deployment', 'weft-ca'))[0]!;
+  const args = ca.args as string[];
+  t.equal(args[0], 'ca');
+  const cfg = caConfig(parseOptions(caSpecs, args.slice(1), config).values);
+  t.same(cfg.listen, { host: '0.0.0.0', port: 15012 });
+  t.ok(cfg.dnsNames.includes(z.caAddress.host), 'the CA certificate names the address ztunnels dial');
+
+  const ctl = podContainers(one('Deployment', 'weft-controller'))[0]!;
+  t.equal((ctl.args as string[])[0], 'controller');
+  t.ok((ctl.args as string[]).includes('--lease-namespace=weft-system'));
+});
+
+t.test('the Dockerfile builds what the manifests run', async (t) => {
+  const df = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { weft: string } };
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(df)?.[1];
+  t.same(JSON.parse(entry ?? '[]'), ['node', `/app/${pkg.bin.weft}`], 'ENTRYPOINT runs package.json bin');
+  t.match(df, /^FROM node:20-bookworm-slim AS build$/m);
+  t.match(df, /npm ci/);
+  t.match(df, /tsc -p tsconfig\.json/);
+  t.match(df, /apt-get install[^\n]*iptables[^\n]*iproute2/, 'runtime has iptables and ip');
+  for (const m of df.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const src of m[1]!.split(/\s+/)) t.ok(existsSync(join(ROOT, src)), `COPY source ${src} exists`);
+  }
+  for (const dir of ['dist/', 'node_modules/', 'proto/']) t.match(df, new RegExp(`COPY .*${dir} \\./${dir}`), `runtime gets ${dir}`);
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  for (const needed of ['src', 'proto', 'package.json', 'package-lock.json', 'tsconfig.json']) {
+    t.notOk(ignore.includes(needed), `.dockerignore keeps ${needed}`);
+  }
+  const script = (podContainers(ztunnel)[0]!.command as string[]).join(' ');
+  t.match(script, new RegExp(`node /app/${pkg.bin.weft.replace(/\./g, '\\.')} ztunnel`), 'the ztunnel wrapper runs the same entry point');
+});
