@@ -107,6 +107,8 @@ t.test('security posture', async (t) => {
       }
     }
   }
+  t.equal(one('Namespace', 'weft-system').metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged',
+    'Pod Security admission admits the ztunnel (hostNetwork, NET_ADMIN)');
   const ztText = readFileSync(join(DIR, 'ztunnel.yaml'), 'utf8');
   t.match(ztText, /Root \(uid 0\) but not privileged: iptables needs/, 'ztunnel.yaml says why it runs as root');
 });
