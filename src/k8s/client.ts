@@ -113,14 +113,20 @@ export class KubeClient {
    */
   async *watch<T extends KubeObject = KubeObject>(path: string, resourceVersion: string,
     opts: { allowWatchBookmarks?: boolean; labelSelector?: string; timeoutSeconds?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent<T>> {
-    const res = await this.send('GET', path, undefined, {
-      signal: opts.signal,
+    let res: http.IncomingMessage;
+    try {
+      res = await this.send('GET', path, undefined, {
+        signal: opts.signal,
       timeoutMs: 0,
       query: {
         watch: 1, resourceVersion, allowWatchBookmarks: opts.allowWatchBookmarks ? 'true' : undefined,
-        labelSelector: opts.labelSelector, timeoutSeconds: opts.timeoutSeconds,
-      },
-    });
+          labelSelector: opts.labelSelector, timeoutSeconds: opts.timeoutSeconds,
+        },
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw err;
+    }
     if ((res.statusCode ?? 0) >= 300) throw await this.failure('GET', path, res);
     res.setEncoding('utf8');
     let buf = '';
