@@ -173,8 +173,8 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
     if (!isWeftError(err, 'WEFT_REGISTRY_RECORD_INVALID')) throw err;
     const raw = String(err.details?.field ?? '');
     const field = raw === 'selector' ? 'spec.selector.matchLabels' : raw.startsWith('(') ? 'metadata' : `spec.${raw}`;
-    const problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '')
-      .replace(new RegExp(`^${raw.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`), field);
+    let problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '');
+    if (raw && problem.startsWith(raw)) problem = field + problem.slice(raw.length);
     return { ok: false, field, message: problem };
   }
 }

@@ -1,0 +1,114 @@
+import t from 'tap';
+import { computeDesired } from '../src/controller/desired';
+import type { K8sPod, K8sService } from '../src/controller/k8s-types';
+import {
+  isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord,
+} from '../src/controller/translate';
+import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from './helpers/apiserver';
+
+const withUid = <O extends { metadata: Record<string, unknown> }>(o: O, uid: string): O => ({ ...o, metadata: { ...o.metadata, uid } });
+
+t.test('node: InternalIP and podCIDR; no InternalIP is skipped', async (t) => {
+  t.same(nodeRecord(nodeObj('n1', '203.0.113.10', '10.244.1.0/24') as never), { name: 'n1', address: '203.0.113.10', podCidr: '10.244.1.0/24' });
+  const bare = nodeObj('n2', '203.0.113.11');
+  bare.status.addresses = [{ type: 'Hostname', address: 'n2' }];
+  t.ok(isSkip(nodeRecord(bare as never)));
+});
+
+t.test('namespace: name and labels', async (t) => {
+  t.same(namespaceRecord(namespaceObj('demo', { 'weft.io/dataplane-mode': 'ambient' }) as never), {
+    name: 'demo', labels: { 'kubernetes.io/metadata.name': 'demo', 'weft.io/dataplane-mode': 'ambient' },
+  });
+});
+
+t.test('pod: fields, health, and what is skipped', async (t) => {
+  const p = withUid(podObj('demo', 'web-1', {
+    node: 'n1', ip: '203.0.113.5', labels: { app: 'web' }, ports: [{ name: 'http', containerPort: 8080 }, { containerPort: 9090 }],
+  }), 'uid-1') as K8sPod;
+  t.same(workloadRecord(p), {
+    uid: 'uid-1', name: 'web-1', namespace: 'demo', node: 'n1', addresses: ['203.0.113.5'], serviceAccount: 'default',
+    labels: { app: 'web' }, status: 'Healthy', ports: [8080, 9090],
+  });
+  const sa = withUid(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.6', sa: 'api' }), 'u') as K8sPod;
+  t.equal((workloadRecord(sa) as { serviceAccount: string }).serviceAccount, 'api');
+  t.equal((workloadRecord(withUid(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.6', ready: false }), 'u') as K8sPod) as { status: string }).status, 'Unhealthy');
+  t.equal((workloadRecord(withUid(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.6', phase: 'Pending' }), 'u') as K8sPod) as { status: string }).status, 'Unhealthy');
+  t.equal((workloadRecord(p, { notReady: true }) as { status: string }).status, 'Unhealthy', 'not-ready in a slice');
+  t.ok(isSkip(workloadRecord(podObj('demo', 'x', { node: 'n1' }) as K8sPod)), 'no IP');
+  t.ok(isSkip(workloadRecord(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.7', hostNetwork: true }) as K8sPod)), 'hostNetwork');
+  t.ok(isSkip(workloadRecord(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.7', phase: 'Succeeded' }) as K8sPod)), 'terminated');
+  t.ok(isSkip(workloadRecord(podObj('demo', 'x', { node: 'n1', ip: '203.0.113.7', phase: 'Failed' }) as K8sPod)), 'failed');
+});
+
+t.test('endpoint slices: pods listed not-ready', async (t) => {
+  const a = withUid(podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1' }), 'ua');
+  const b = withUid(podObj('demo', 'b', { node: 'n1', ip: '203.0.113.2' }), 'ub');
+  const slice = endpointSliceObj('demo', 'web-x', 'web', [{ ip: '203.0.113.1', pod: a, ready: true }, { ip: '203.0.113.2', pod: b, ready: false }]);
+  t.same([...notReadyPods([slice as never])], ['ub']);
+});
+
+t.test('service: VIPs, ports, selector, hostname, waypoint; named targetPort resolved or skipped', async (t) => {
+  const pods = [
+    podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1', labels: { app: 'web' }, ports: [{ name: 'http', containerPort: 8080 }] }),
+    podObj('other', 'b', { node: 'n1', ip: '203.0.113.2', labels: { app: 'web' }, ports: [{ name: 'http', containerPort: 7000 }] }),
+  ] as K8sPod[];
+  const svc = serviceObj('demo', 'web', {
+    clusterIP: '10.96.0.10', selector: { app: 'web' }, labels: { 'weft.io/use-waypoint': 'wp' },
+    ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'm', port: 9090 }, { name: 'g', port: 81, targetPort: 'grpc' },
+      { name: 'dns', port: 53, targetPort: 53, protocol: 'UDP' }],
+  }) as K8sService;
+  const r = serviceRecord(svc, pods, 'cluster.local');
+  t.same(r.record, {
+    name: 'web', namespace: 'demo', hostname: 'web.demo.svc.cluster.local', vips: ['10.96.0.10'],
+    ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'm', port: 9090, targetPort: 9090 }],
+    selector: { app: 'web' }, waypoint: 'wp',
+  });
+  t.equal(r.warnings.length, 1);
+  t.match(r.warnings[0], /targetPort "grpc" names no container port/);
+  const headless = serviceObj('demo', 'h', { clusterIP: 'None', ports: [{ port: 80, targetPort: 8080 }] }) as K8sService;
+  t.same(serviceRecord(headless, [], 'example.org').record?.vips, []);
+  t.equal(serviceRecord(headless, [], 'example.org').record?.hostname, 'h.demo.svc.example.org');
+  const ext = { metadata: { name: 'e', namespace: 'demo' }, spec: { type: 'ExternalName' } } as K8sService;
+  t.ok(serviceRecord(ext, [], 'cluster.local').skip);
+});
+
+t.test('AuthorizationPolicy: valid ones become records, invalid ones name the field', async (t) => {
+  const ok = policyRecord(authzPolicyObj('demo', 'allow-web', {
+    action: 'ALLOW', selector: { matchLabels: { app: 'web' } },
+    rules: [{ clauses: [{ matches: [{ principals: ['spiffe://cluster.local/ns/demo/sa/client'] }] }] }],
+  }) as never);
+  t.same(ok, { ok: true, record: {
+    name: 'allow-web', namespace: 'demo', scope: 'WORKLOAD_SELECTOR', selector: { app: 'web' }, action: 'ALLOW',
+    rules: [{ clauses: [{ matches: [{ principals: ['spiffe://cluster.local/ns/demo/sa/client'] }] }] }],
+  } });
+  const ns = policyRecord(authzPolicyObj('demo', 'deny-all', { action: 'DENY', rules: [] }) as never);
+  t.equal(ns.ok && ns.record.scope, 'NAMESPACE');
+  const global = policyRecord(authzPolicyObj('weft-system', 'g', { action: 'DENY', rules: [] }) as never);
+  t.equal(global.ok && global.record.scope, 'GLOBAL');
+
+  const badAction = policyRecord(authzPolicyObj('demo', 'x', { action: 'MAYBE', rules: [] }) as never);
+  t.match(badAction, { ok: false, field: 'spec.action' });
+  const badPort = policyRecord(authzPolicyObj('demo', 'x', { action: 'ALLOW', rules: [{ clauses: [{ matches: [{ destinationPorts: [70000] }] }] }] }) as never);
+  t.match(badPort, { ok: false, field: /^spec\.rules\[0\]\.clauses\[0\]\.matches\[0\]\.destinationPorts/ });
+  t.match((badPort as { message: string }).message, /spec\.rules\[0\]/);
+  const unknown = policyRecord(authzPolicyObj('demo', 'x', { action: 'ALLOW', rules: [], from: [] }) as never);
+  t.match(unknown, { ok: false, field: 'spec.from' });
+  const globalElsewhere = policyRecord(authzPolicyObj('demo', 'x', { action: 'ALLOW', scope: 'GLOBAL', rules: [] }) as never);
+  t.match(globalElsewhere, { ok: false, field: 'spec.scope' });
+});
+
+t.test('desired state: everything together, invalid records skipped with a warning', async (t) => {
+  const a = withUid(podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1', labels: { app: 'web' } }), 'ua');
+  const d = computeDesired({
+    nodes: [nodeObj('n1', '203.0.113.10')] as never,
+    namespaces: [namespaceObj('demo')] as never,
+    pods: [a, withUid(podObj('demo', 'BAD_NAME', { node: 'n1', ip: '203.0.113.9' }), 'ubad')] as never,
+    services: [serviceObj('demo', 'web', { clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] })] as never,
+    endpointSlices: [endpointSliceObj('demo', 'web-1', 'web', [{ ip: '203.0.113.1', pod: a, ready: false }])] as never,
+    policies: [authzPolicyObj('demo', 'bad', { action: 'NOPE', rules: [] })] as never,
+  }, { clusterDomain: 'cluster.local' });
+  t.same([...d.records.values()].map((e) => `${e.kind}/${e.key}`).sort(), ['namespace/demo', 'node/n1', 'service/demo/web', 'workload/ua']);
+  t.equal((d.records.get('workload\0ua')!.record as { status: string }).status, 'Unhealthy');
+  t.equal(d.warnings.length, 2);
+  t.equal(d.policies.get('demo/bad')!.result.ok, false);
+});
