@@ -107,10 +107,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.opts.elector?.start();
   }
 
-  async stop(): Promise<void> {
+  /** `release: false` leaves the lease to expire, as a crash would (tests). */
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.opts.elector?.stop();
+    await this.opts.elector?.stop(opts);
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     while (this.ticking) await new Promise((r) => setTimeout(r, 10));
   }
