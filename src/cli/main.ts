@@ -10,6 +10,7 @@ import type { CommandEntry } from './command';
 export const COMMANDS: Record<string, CommandEntry> = {
   ca: { summary: 'run the mesh certificate authority (gRPC, Istio-compatible)', component: true, load: () => require('../ca/command').default },
   ztunnel: { summary: 'run the per-node L4 proxy', component: true, load: () => require('../ztunnel/command').default },
+  controller: { summary: 'mirror the Kubernetes API into the registry (leader-elected)', component: true, load: () => require('../controller/command').default },
   lab: { summary: 'run the local multi-node lab (up, down, status, exec)', load: () => require('../lab/command').default },
   status: { summary: 'health of the registry, the CA and every ztunnel', load: () => require('./commands/status').default },
   workloads: { summary: 'workloads: address, node, waypoint, HBONE or TCP, identity', load: () => require('./commands/workloads').default },

@@ -1,0 +1,97 @@
+/**
+ * Wiring of `weft controller`: API client, Redis store, leader elector, controller and
+ * the HTTP endpoint for /metrics and /healthz/ready (ready once every informer has
+ * listed: followers are ready too, so a rollout does not wait for the lease).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { KubeClient } from '../k8s/client';
+import type { ClusterConfig } from '../k8s/kubeconfig';
+import type { Logger } from '../lib/log';
+import { RegistryStore } from '../registry/store';
+import { Controller } from './controller';
+import { LeaderElector } from './leader';
+
+export interface ControllerAppConfig {
+  cluster: ClusterConfig;
+  redisUrl: string;
+  /** Key prefix in Redis (tests); default weft:. */
+  redisPrefix?: string;
+  clusterDomain: string;
+  leaseNamespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationSeconds: number;
+  /** Absent: no HTTP endpoint. */
+  metricsListen?: { host: string; port: number };
+  /** false: single replica without a Lease. */
+  leaderElection: boolean;
+  defaultMetrics?: boolean;
+}
+
+export interface ControllerApp {
+  controller: Controller;
+  elector?: LeaderElector;
+  metricsPort?: number;
+  stop(): Promise<void>;
+}
+
+export async function startControllerApp(config: ControllerAppConfig, logger: Logger): Promise<ControllerApp> {
+  const metrics = new Registry();
+  if (config.defaultMetrics) collectDefaultMetrics({ register: metrics });
+  const client = new KubeClient(config.cluster);
+  const store = RegistryStore.connect(config.redisUrl, { logger, ...(config.redisPrefix ? { prefix: config.redisPrefix } : {}) });
+  const elector = config.leaderElection
+    ? new LeaderElector(client, {
+      namespace: config.leaseNamespace, name: config.leaseName, identity: config.identity,
+      leaseDurationSeconds: config.leaseDurationSeconds, logger,
+    })
+    : undefined;
+  const controller = new Controller({ client, store, clusterDomain: config.clusterDomain, elector, logger, metrics });
+  let server: http.Server | undefined;
+  let metricsPort: number | undefined;
+  if (config.metricsListen) {
+    server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        metrics.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        }, (err: unknown) => {
+          res.writeHead(500);
+          res.end(String(err));
+        });
+      } else if (path === '/healthz/ready') {
+        const ok = controller.synced;
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(ok ? `ready (${controller.isLeader ? 'leader' : 'follower'})\n` : 'caches not synced yet\n');
+      } else if (path === '/healthz/live') {
+        res.writeHead(200);
+        res.end('ok\n');
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    const s = server;
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(config.metricsListen!.port, config.metricsListen!.host, () => resolve());
+    });
+    metricsPort = (server.address() as AddressInfo).port;
+  }
+  controller.start();
+  logger.info({ server: client.server, identity: config.identity, leaderElection: config.leaderElection, metricsPort }, 'weft controller started');
+  return {
+    controller, elector, metricsPort,
+    async stop() {
+      // Releasing the lease (in controller.stop) lets a standby take over at once.
+      await controller.stop();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      server?.closeAllConnections?.();
+      client.close();
+      await store.close();
+    },
+  };
+}

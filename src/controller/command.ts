@@ -1,0 +1,104 @@
+/**
+ * `weft controller`: mirrors the Kubernetes API server's view into the registry.
+ * Flags are validated here, once; app.ts does the wiring.
+ */
+import { hostname } from 'node:os';
+import type { Command } from '../cli/command';
+import { commonOptions } from '../lib/common-options';
+import { WeftError } from '../lib/errors';
+import { createLogger } from '../lib/log';
+import { optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
+import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
+import { startControllerApp, type ControllerAppConfig } from './app';
+
+const dnsName = parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a lower-case DNS name' });
+const hostPortOrOff = (raw: string): { host: string; port: number } | undefined =>
+  raw === 'off' ? undefined : parse.hostPort()(raw);
+
+export const controllerSpecs = {
+  kubeconfig: {
+    flag: 'kubeconfig', env: 'KUBECONFIG', default: '', defaultText: 'in-cluster service account',
+    description: 'kubeconfig file (its current-context); without it the in-cluster service account is used', parse: parse.string(),
+  } satisfies OptionSpec<string>,
+  context: { flag: 'context', env: 'WEFT_KUBE_CONTEXT', default: '', defaultText: 'current-context', description: 'kubeconfig context to use', parse: parse.string() },
+  redisUrl: commonOptions.redisUrl,
+  trustDomain: commonOptions.trustDomain,
+  logLevel: commonOptions.logLevel,
+  clusterDomain: {
+    flag: 'cluster-domain', env: 'WEFT_CLUSTER_DOMAIN', default: 'cluster.local',
+    description: 'DNS domain of the cluster: service hostnames are <name>.<ns>.svc.<domain>', parse: dnsName,
+  } satisfies OptionSpec<string>,
+  leaseNamespace: {
+    flag: 'lease-namespace', env: 'WEFT_LEASE_NAMESPACE', default: 'weft-system',
+    description: 'namespace of the leader-election Lease', parse: dnsName,
+  } satisfies OptionSpec<string>,
+  leaseName: { flag: 'lease-name', env: 'WEFT_LEASE_NAME', default: 'weft-controller', description: 'name of the Lease', parse: dnsName },
+  leaseDuration: {
+    flag: 'lease-duration', env: 'WEFT_LEASE_DURATION', default: 15_000, defaultText: '15s',
+    description: 'how long a silent leader keeps the lease (a standby takes over after it)', parse: parse.duration({ min: 1000, max: 300_000 }),
+  } satisfies OptionSpec<number>,
+  leaderElection: {
+    flag: 'leader-election', env: 'WEFT_LEADER_ELECTION', default: true, boolean: true,
+    description: 'elect a leader with a Lease (false: a single replica writes unconditionally)', parse: parse.bool(),
+  } satisfies OptionSpec<boolean>,
+  identity: {
+    flag: 'identity', env: 'WEFT_CONTROLLER_IDENTITY', default: `${hostname()}-${process.pid}`, defaultText: '<hostname>-<pid>',
+    description: 'holder identity in the Lease', parse: parse.string({ pattern: /^\S+$/, what: 'a name without spaces' }),
+  } satisfies OptionSpec<string>,
+  metricsListen: {
+    flag: 'metrics-listen', env: 'WEFT_CONTROLLER_METRICS_LISTEN', default: { host: '0.0.0.0', port: 15014 } as { host: string; port: number } | undefined,
+    defaultText: '0.0.0.0:15014', description: 'HTTP address for /metrics, /healthz/ready and /healthz/live, or "off"', parse: hostPortOrOff,
+  } satisfies OptionSpec<{ host: string; port: number } | undefined>,
+};
+
+type Values = ReturnType<typeof parseOptions<typeof controllerSpecs>>['values'];
+
+export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env): ControllerAppConfig {
+  const cluster = v.kubeconfig
+    ? loadKubeconfig(v.kubeconfig, { ...(v.context ? { context: v.context } : {}), env })
+    : inClusterConfig(env);
+  return {
+    cluster, redisUrl: v.redisUrl, clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
+    identity: v.identity, leaseDurationSeconds: Math.round(v.leaseDuration / 1000), leaderElection: v.leaderElection,
+    ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
+  };
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(controllerSpecs, argv);
+  if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft controller takes no arguments (got ${positionals.join(' ')}); see weft controller --help`);
+  const config = controllerConfig(values);
+  const logger = createLogger({ level: values.logLevel, component: 'controller' });
+  const app = await startControllerApp(config, logger);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (s: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(s);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  logger.info({ signal }, 'weft controller stopping');
+  await app.stop();
+  logger.info('weft controller stopped');
+  logger.flush();
+  return 0;
+}
+
+const command: Command = {
+  summary: 'mirror the Kubernetes API (nodes, namespaces, pods, services, policies) into the registry',
+  help: () => [
+    'Usage: weft controller [flags]   (runs until SIGTERM/SIGINT; releases its Lease on the way out)',
+    '',
+    'Watches nodes, namespaces, pods, services, EndpointSlices and security.weft.io',
+    'AuthorizationPolicies and keeps the Redis registry equal to them. Several replicas',
+    'elect one writer with a coordination.k8s.io Lease. See docs/controller.md.',
+    '',
+    'Flags:',
+    optionsHelp(controllerSpecs),
+  ].join('\n'),
+  run,
+};
+
+export default command;
