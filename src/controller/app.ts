@@ -65,7 +65,8 @@ export async function startControllerApp(config: ControllerAppConfig, logger: Lo
       } else if (path === '/healthz/ready') {
         const ok = controller.synced;
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-        res.end(ok ? `ready (${controller.isLeader ? 'leader' : 'follower'})\n` : 'caches not synced yet\n');
+        const pending = Object.entries(controller.informers).filter(([, i]) => !i.synced).map(([, i]) => i.path);
+        res.end(ok ? `ready (${controller.isLeader ? 'leader' : 'follower'})\n` : `not listed yet: ${pending.join(', ')}\n`);
       } else if (path === '/healthz/live') {
         res.writeHead(200);
         res.end('ok\n');
