@@ -1,13 +1,17 @@
 # The one Weft image: `weft ca`, `weft controller` and `weft ztunnel` (daemonset/).
 #   docker build -t weft:dev .
-# Build stage: the full dev toolchain compiles TypeScript, then drops dev packages.
-FROM node:20-bookworm-slim AS build
+# Build stage: the full dev toolchain compiles TypeScript and the native
+# getsockopt(SO_ORIGINAL_DST) helper (the full node image has a C compiler and Node's
+# headers), then drops dev packages.
+FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src/ ./src/
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+COPY native/ ./native/
+COPY scripts/build-native.js ./scripts/
+RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/build/weft_native.node && npm prune --omit=dev
 
 # Runtime: Node plus the tools the ztunnel runs for capture (iptables, ip). The CA and
 # the controller run as the image's "node" user (uid 1000, set in their manifests);
@@ -21,6 +25,7 @@ ENV NODE_ENV=production
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules/ ./node_modules/
 COPY --from=build /app/dist/ ./dist/
+COPY --from=build /app/native/build/ ./native/build/
 # Loaded at run time by dist/ca/proto.js (../../proto).
 COPY proto/ ./proto/
 USER 1000

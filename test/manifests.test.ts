@@ -280,14 +280,15 @@ t.test('the Dockerfile builds what the manifests run', async (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { weft: string } };
   const entry = /^ENTRYPOINT (\[.*\])$/m.exec(df)?.[1];
   t.same(JSON.parse(entry ?? '[]'), ['node', `/app/${pkg.bin.weft}`], 'ENTRYPOINT runs package.json bin');
-  t.match(df, /^FROM node:20-bookworm-slim AS build$/m);
+  t.match(df, /^FROM node:20-bookworm AS build$/m, 'the build stage has a C compiler for the native helper');
+  t.match(df, /build-native\.js && test -f native\/build\/weft_native\.node/, 'the image must contain the native SO_ORIGINAL_DST helper');
   t.match(df, /npm ci/);
   t.match(df, /tsc -p tsconfig\.json/);
   t.match(df, /apt-get install[^\n]*iptables[^\n]*iproute2/, 'runtime has iptables and ip');
   for (const m of df.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const src of m[1]!.split(/\s+/)) t.ok(existsSync(join(ROOT, src)), `COPY source ${src} exists`);
   }
-  for (const dir of ['dist/', 'node_modules/', 'proto/']) t.match(df, new RegExp(`COPY .*${dir} \\./${dir}`), `runtime gets ${dir}`);
+  for (const dir of ['dist/', 'node_modules/', 'proto/', 'native/build/']) t.match(df, new RegExp(`COPY .*${dir} \\./${dir}`), `runtime gets ${dir}`);
   const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
   for (const needed of ['src', 'proto', 'package.json', 'package-lock.json', 'tsconfig.json']) {
     t.notOk(ignore.includes(needed), `.dockerignore keeps ${needed}`);

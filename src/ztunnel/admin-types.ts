@@ -67,6 +67,8 @@ export interface ConfigDump {
   version: string;
   config: Record<string, unknown>;
   status: ZtunnelStatus;
+  /** How original destinations are read: 'sockopt' (kernel, O(1)) or 'conntrack' (table read), with counts. */
+  originalDst?: { method: string; sockopt: number; conntrack: number };
   workloads: unknown[];
   services: unknown[];
   policies: unknown[];

@@ -10,7 +10,7 @@ import { MeshState } from '../registry/state';
 import { CaClient } from '../ca/client';
 import { CertificateManager } from '../ca/cert-manager';
 import { ROOT_CERT_REDIS_KEY } from '../ca/root-store';
-import { OriginalDstResolver } from './original-dst';
+import { OriginalDstLookup } from './original-dst-sockopt';
 import { ConnectionRegistry } from './connections';
 import { ZtunnelMetrics } from './metrics';
 import { HbonePool } from './pool';
@@ -18,7 +18,7 @@ import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
 import { CaptureReconciler } from './capture';
-import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, type OriginalDstSource } from './contracts';
+import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
 import { adminServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
 import type { CertificateInfo, ConfigDump, ZtunnelStatus } from './admin-types';
 import type { ZtunnelConfig } from './config';
@@ -42,7 +42,7 @@ export class ZtunnelApp implements AdminSource {
   private certs: CertificateManager | undefined;
   private pool: HbonePool | undefined;
   private capture: CaptureReconciler | undefined;
-  private originalDst: OriginalDstResolver | undefined;
+  private originalDst: OriginalDstLookup | undefined;
   private listeners: Array<{ close(): Promise<void> }> = [];
   private servers: Server[] = [];
   private readonly startedAt = new Date();
@@ -90,9 +90,8 @@ export class ZtunnelApp implements AdminSource {
       name: 'weft_ztunnel_tunnels', help: 'Pooled HBONE connections held by this ztunnel', registers: [this.metrics],
       collect() { this.set(pool.size); },
     });
-    this.originalDst = new OriginalDstResolver();
-    const resolver = this.originalDst;
-    const originalDst: OriginalDstSource = { lookup: (sock) => resolver.resolve(sock) };
+    const originalDst = new OriginalDstLookup();
+    this.originalDst = originalDst;
     const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName };
     const inbound = new InboundServer({ ...common, certs: this.certs });
     const plaintext = new InboundPlaintextServer(common);
@@ -115,7 +114,7 @@ export class ZtunnelApp implements AdminSource {
       this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, nodeAddress: config.nodeAddress, logger: log });
       await this.capture.start();
     }
-    log.info({ address: config.nodeAddress, capture: config.capture, version: VERSION }, 'ztunnel started');
+    log.info({ address: config.nodeAddress, capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
   }
 
   private async serve(server: Server, host: string, port: number): Promise<void> {
@@ -203,6 +202,7 @@ export class ZtunnelApp implements AdminSource {
       version: VERSION,
       config: { ...config, joinToken: _secret ? '<redacted>' : '' },
       status: this.status(),
+      originalDst: this.originalDst ? { method: this.originalDst.method, ...this.originalDst.counts } : undefined,
       workloads: this.state.workloads().map((w) => ({ ...w.record, protocol: w.protocol, identity: w.identity, waypoint: w.waypoint, local: local.includes(w) })),
       services: this.state.list('service'),
       policies: [...this.state.list('policy'), ...this.state.list('peerauth')],

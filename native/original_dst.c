@@ -1,0 +1,61 @@
+/*
+ * getsockopt(SO_ORIGINAL_DST) for Node.js, which has no binding for it.
+ *
+ * The ztunnel must learn where a captured connection was going before the node's DNAT
+ * rewrote it. Without this, the only pure-Node way is reading /proc/net/nf_conntrack,
+ * whose cost grows with the conntrack table (milliseconds per read at thousands of
+ * entries, far more on a busy node). The kernel answers this socket option in O(1)
+ * from the same conntrack entry; Istio's ztunnel uses it too.
+ *
+ * Built by scripts/build-native.js when a C compiler and Node's headers are present;
+ * src/ztunnel/original-dst-sockopt.ts falls back to the conntrack reader otherwise.
+ */
+#include <node_api.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
+#endif
+
+static napi_value original_dst(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "EINVAL", "originalDst(fd) needs a socket file descriptor");
+    return NULL;
+  }
+  struct sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  memset(&addr, 0, sizeof(addr));
+  if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &addr, &len) != 0) {
+    int err = errno;
+    /* ENOENT: no conntrack entry (the connection was not NATed). */
+    napi_throw_error(env, err == ENOENT ? "ENOENT" : "ESOCKOPT", strerror(err));
+    return NULL;
+  }
+  char ip[INET_ADDRSTRLEN];
+  if (inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip)) == NULL) {
+    napi_throw_error(env, "ESOCKOPT", "inet_ntop failed");
+    return NULL;
+  }
+  napi_value result, vip, vport;
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env, ip, NAPI_AUTO_LENGTH, &vip);
+  napi_create_int32(env, ntohs(addr.sin_port), &vport);
+  napi_set_named_property(env, result, "ip", vip);
+  napi_set_named_property(env, result, "port", vport);
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn);
+  napi_set_named_property(env, exports, "originalDst", fn);
+  return exports;
+}
