@@ -5,7 +5,7 @@
 // enrolment changed live.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,5 +174,11 @@ s.on('error',()=>{bad++});s.on('close',one);s.write(Buffer.alloc(64,1))}for(let 
       return true;
     });
     t.pass('connections and active streams back to zero');
+    const dump = await admin<{ originalDst?: { method: string; sockopt: number; conntrack: number } }>(socketOf('node-1'), '/config_dump');
+    if (existsSync(join(__dirname, '..', '..', 'native', 'build', 'weft_native.node'))) {
+      t.equal(dump.originalDst?.method, 'sockopt', 'original destinations come from the kernel (SO_ORIGINAL_DST)');
+      t.ok((dump.originalDst?.sockopt ?? 0) >= n, `${dump.originalDst?.sockopt} lookups answered by the kernel`);
+      t.equal(dump.originalDst?.conntrack, 0, 'none fell back to reading the conntrack table');
+    }
   });
 });
