@@ -94,7 +94,12 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
           await this.relist(signal);
           needList = false;
         }
-        await this.watchOnce(signal);
+        const started = Date.now();
+        const events = await this.watchOnce(signal);
+        if (events === 0 && Date.now() - started < 1000 && !signal.aborted) {
+          // A stream that ends at once with nothing in it, over and over, must not spin.
+          throw new Error('watch stream ended immediately without events');
+        }
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
@@ -139,12 +144,15 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
     else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion || obj.metadata.resourceVersion === undefined) this.emit('update', obj, old);
   }
 
-  private async watchOnce(signal: AbortSignal): Promise<void> {
+  /** Returns how many events (bookmarks included) the stream carried. */
+  private async watchOnce(signal: AbortSignal): Promise<number> {
+    let count = 0;
     const events = this.client.watch<T>(this.path, this.rv, {
       allowWatchBookmarks: true, labelSelector: this.opts.labelSelector, signal,
       timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300,
     });
     for await (const ev of events) {
+      count++;
       const obj = ev.object;
       switch (ev.type) {
         case 'ADDED':
@@ -170,6 +178,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
       }
       if (obj.metadata?.resourceVersion) this.rv = obj.metadata.resourceVersion;
     }
+    return count;
   }
 }
 
