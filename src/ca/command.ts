@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { Command } from '../cli/command';
 import { commonOptions } from '../lib/common-options';
 import { WeftError } from '../lib/errors';
+import { waitForShutdownSignal } from '../lib/signals';
 import { createLogger } from '../lib/log';
 import { formatDuration, optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
 import { startCaApp, type CaAppConfig } from './app';
@@ -106,15 +107,7 @@ async function serve(argv: string[]): Promise<number> {
   const config = caConfig(values);
   const logger = createLogger({ level: values.logLevel, component: 'ca' });
   const app = await startCaApp(config, logger);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (s: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(s);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await waitForShutdownSignal();
   logger.info({ signal }, 'weft ca stopping');
   await app.stop();
   logger.info('weft ca stopped');

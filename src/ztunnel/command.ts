@@ -1,5 +1,6 @@
 import type { Command } from '../cli/command';
 import { createLogger } from '../lib/log';
+import { waitForShutdownSignal } from '../lib/signals';
 import { optionsHelp } from '../lib/options';
 import { ZtunnelApp } from './app';
 import { loadZtunnelConfig, ztunnelOptions } from './config';
@@ -20,23 +21,25 @@ const command: Command = {
     const config = loadZtunnelConfig(argv);
     const logger = createLogger({ level: config.logLevel, component: 'ztunnel' });
     const app = new ZtunnelApp(config, logger);
-    let stopping: Promise<void> | undefined;
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      stopping ??= app.stop();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    try {
-      await app.start();
-    } catch (err) {
-      logger.error({ err }, 'ztunnel failed to start');
+    // A signal during start-up (e.g. while Redis is still unreachable) must stop it:
+    // stopping first makes a pending start give up, then its outcome is collected.
+    const signal = waitForShutdownSignal();
+    const started = app.start().then(() => 'started' as const, (err: unknown) => ({ err }));
+    const first = await Promise.race([started, signal]);
+    if (typeof first === 'object') {
+      logger.error({ err: first.err }, 'ztunnel failed to start');
       await app.stop();
-      throw err;
+      throw first.err;
     }
-    await new Promise<void>((resolve) => {
-      const wait = setInterval(() => { if (stopping) { clearInterval(wait); void stopping.then(resolve); } }, 100);
-    });
+    if (first !== 'started') {
+      logger.info({ signal: first }, 'shutting down during start-up');
+      await app.stop();
+      await started;
+      return 0;
+    }
+    logger.info({ signal: await signal }, 'shutting down');
+    await app.stop();
+    logger.flush();
     return 0;
   },
 };

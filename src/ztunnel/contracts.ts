@@ -12,18 +12,9 @@ export const INBOUND_PLAINTEXT_PORT = 15006;
 export const HBONE_PORT = 15008;
 export const PROXY_PORTS: ReadonlySet<number> = new Set([OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT]);
 
-/** A workload's certificate as the certificate manager hands it out. */
-export interface WorkloadCert {
-  /** spiffe://<trust-domain>/ns/<ns>/sa/<sa>, the certificate's URI SAN. */
-  identity: string;
-  keyPem: string;
-  /** Leaf first, root last. */
-  certChainPem: string[];
-  notBefore: Date;
-  notAfter: Date;
-  /** Unique per issued certificate: the cache key for TLS contexts built from it. */
-  serial: string;
-}
+/** A workload's certificate as the certificate manager hands it out (one definition, in the CA module). */
+import type { WorkloadCert } from '../ca/cert-state';
+export type { WorkloadCert };
 
 /** The certificate manager, seen from the data path (src/ca/cert-manager.ts implements it). */
 export interface CertSource {
