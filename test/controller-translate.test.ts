@@ -9,7 +9,9 @@ import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, servic
 const withUid = <O extends { metadata: Record<string, unknown> }>(o: O, uid: string): O => ({ ...o, metadata: { ...o.metadata, uid } });
 
 t.test('node: InternalIP and podCIDR; no InternalIP is skipped', async (t) => {
-  t.same(nodeRecord(nodeObj('n1', '203.0.113.10', '10.244.1.0/24') as never), { name: 'n1', address: '203.0.113.10', podCidr: '10.244.1.0/24' });
+  t.same(nodeRecord(nodeObj('n1', '203.0.113.10', '10.244.1.0/24') as never), {
+    name: 'n1', address: '203.0.113.10', podCidr: '10.244.1.0/24', labels: { 'kubernetes.io/hostname': 'n1' },
+  });
   const bare = nodeObj('n2', '203.0.113.11');
   bare.status.addresses = [{ type: 'Hostname', address: 'n2' }];
   t.ok(isSkip(nodeRecord(bare as never)));

@@ -127,7 +127,7 @@ t.test('initial sync: the registry equals the API view', async (t) => {
     name: 'web', namespace: 'demo', hostname: 'web.demo.svc.cluster.local', vips: ['10.96.0.10'],
     ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web' },
   });
-  t.same(await store.get('node', 'node-2'), { name: 'node-2', address: '203.0.113.11', podCidr: '10.244.2.0/24' });
+  t.same(await store.get('node', 'node-2'), { name: 'node-2', address: '203.0.113.11', podCidr: '10.244.2.0/24', labels: { 'kubernetes.io/hostname': 'node-2' } });
   t.equal((await store.get('policy', 'demo/allow-client'))?.scope, 'WORKLOAD_SELECTOR');
   await waitFor('policy status', () => api.get('authorizationpolicies', 'demo', 'allow-client')?.status?.conditions?.[0]?.status === 'True');
   const rev = await store.revision();

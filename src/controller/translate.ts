@@ -21,6 +21,8 @@ export function nodeRecord(node: K8sNode): NodeRecord | Skip {
   const out: NodeRecord = { name, address };
   const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];
   if (cidr) out.podCidr = cidr;
+  // Topology labels (zone, hostname) are what locality-aware consumers read, as in the lab.
+  if (node.metadata.labels && Object.keys(node.metadata.labels).length > 0) out.labels = { ...node.metadata.labels };
   return out;
 }
 
