@@ -12,7 +12,7 @@ import { Informer } from '../k8s/informer';
 import { silentLogger, type Logger } from '../lib/log';
 import type { ChangeInput, RegistryStore } from '../registry/store';
 import { recordKey, type Kind } from '../registry/types';
-import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState } from './desired';
+import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import { AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, type K8sAuthorizationPolicy } from './k8s-types';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
@@ -58,6 +58,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private failures = 0;
   private stopped = true;
   private lastWarnings = new Set<string>();
+  private readonly memo: TranslationMemo = new WeakMap();
   private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -158,7 +159,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const d = computeDesired({
       nodes: items('nodes'), namespaces: items('namespaces'), pods: items('pods'), services: items('services'),
       endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
-    }, { clusterDomain: this.opts.clusterDomain });
+    }, { clusterDomain: this.opts.clusterDomain, memo: this.memo });
     if (this.metrics) {
       const counts = new Map<string, number>(MIRRORED_KINDS.map((k) => [k, 0]));
       for (const e of d.records.values()) counts.set(e.kind, (counts.get(e.kind) ?? 0) + 1);
@@ -180,9 +181,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const changes: ChangeInput[] = [];
     const next = new Map<string, string>();
     for (const [id, e] of desired.records) {
-      const json = stableStringify(e.record);
-      next.set(id, json);
-      if (this.written.get(id) !== json) changes.push({ op: 'put', kind: e.kind, record: e.record } as ChangeInput);
+      next.set(id, e.json);
+      if (this.written.get(id) !== e.json) changes.push({ op: 'put', kind: e.kind, record: e.record } as ChangeInput);
     }
     let deletes = 0;
     for (const id of this.written.keys()) {

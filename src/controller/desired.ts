@@ -5,6 +5,7 @@
  */
 import { recordKey, type Kind, type RecordsByKind } from '../registry/types';
 import { validateRecord } from '../registry/validate';
+import { stableStringify } from './stable-json';
 import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
 import {
   isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord, type PolicyTranslation,
@@ -41,34 +42,58 @@ export interface DesiredState {
 
 export const entryId = (kind: Kind, key: string): string => `${kind}\0${key}`;
 
-export function computeDesired(view: ApiView, opts: { clusterDomain: string }): DesiredState {
+/**
+ * Validated entries per translated record, keyed by the Kubernetes object (informer
+ * caches replace an object on every change, so identity means "unchanged"). Saves the
+ * validation and serialisation of every unchanged object on every tick.
+ */
+export type TranslationMemo = WeakMap<object, { tag: string; entry: DesiredEntry | { error: string } }>;
+
+export function computeDesired(view: ApiView, opts: { clusterDomain: string; memo?: TranslationMemo }): DesiredState {
   const records = new Map<string, DesiredEntry>();
   const warnings: string[] = [];
-  const add = <K extends Kind>(kind: K, record: RecordsByKind[K]): void => {
-    let checked: RecordsByKind[K];
+  const memo = opts.memo;
+  const check = <K extends Kind>(kind: K, record: RecordsByKind[K]): DesiredEntry | { error: string } => {
     try {
-      checked = validateRecord(kind, record, { unknownKeys: 'reject' });
+      const checked = validateRecord(kind, record, { unknownKeys: 'reject' });
+      const key = recordKey(kind, checked);
+      return { kind, key, record: checked, json: stableStringify(checked) } as DesiredEntry;
     } catch (err) {
-      warnings.push((err as Error).message);
-      return;
+      return { error: (err as Error).message };
     }
-    const key = recordKey(kind, checked);
-    records.set(entryId(kind, key), { kind, key, record: checked, json: JSON.stringify(checked) } as DesiredEntry);
+  };
+  const put = (e: DesiredEntry | { error: string }): void => {
+    if ('error' in e) warnings.push(e.error);
+    else records.set(entryId(e.kind, e.key), e);
+  };
+  const add = <K extends Kind>(kind: K, record: RecordsByKind[K]): void => put(check(kind, record));
+  /** For translations that depend on the object alone (plus `tag`). */
+  const addMemo = <K extends Kind>(obj: object, tag: string, kind: K, make: () => RecordsByKind[K] | undefined): void => {
+    const hit = memo?.get(obj);
+    if (hit && hit.tag === tag) return put(hit.entry);
+    const record = make();
+    if (record === undefined) return;
+    const entry = check(kind, record);
+    memo?.set(obj, { tag, entry });
+    put(entry);
   };
   for (const n of view.nodes) {
     const r = nodeRecord(n);
     if (isSkip(r)) warnings.push(r.skip);
     else add('node', r);
   }
-  for (const ns of view.namespaces) add('namespace', namespaceRecord(ns));
+  for (const ns of view.namespaces) addMemo(ns, '', 'namespace', () => namespaceRecord(ns));
   const notReady = notReadyPods(view.endpointSlices);
   const podsByNs = new Map<string, K8sPod[]>();
   for (const p of view.pods) {
     const ns = p.metadata.namespace ?? '';
     if (!podsByNs.has(ns)) podsByNs.set(ns, []);
     podsByNs.get(ns)!.push(p);
-    const r = workloadRecord(p, { notReady: notReady.has(p.metadata.uid ?? '') });
-    if (!isSkip(r)) add('workload', r);
+    const nr = notReady.has(p.metadata.uid ?? '');
+    addMemo(p, nr ? 'not-ready' : '', 'workload', () => {
+      const r = workloadRecord(p, { notReady: nr });
+      return isSkip(r) ? undefined : r;
+    });
   }
   for (const s of view.services) {
     const t = serviceRecord(s, podsByNs.get(s.metadata.namespace ?? '') ?? [], opts.clusterDomain);

@@ -100,8 +100,10 @@ export function serviceRecord(svc: K8sService, pods: Iterable<K8sPod>, clusterDo
   const warnings: string[] = [];
   const vips = (spec.clusterIPs ?? (spec.clusterIP ? [spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
   const selector = { ...(spec.selector ?? {}) };
-  const selected = [...pods].filter((p) => p.metadata.namespace === m.namespace && Object.keys(selector).length > 0 &&
-    Object.entries(selector).every(([k, v]) => p.metadata.labels?.[k] === v));
+  let selectedPods: K8sPod[] | undefined;
+  // Only a named targetPort needs the pods: most services never pay for the scan.
+  const selected = (): K8sPod[] => (selectedPods ??= [...pods].filter((p) => p.metadata.namespace === m.namespace &&
+    Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => p.metadata.labels?.[k] === v)));
   const ports: ServicePort[] = [];
   for (const p of spec.ports ?? []) {
     if ((p.protocol ?? 'TCP') !== 'TCP') continue;
@@ -111,7 +113,7 @@ export function serviceRecord(svc: K8sService, pods: Iterable<K8sPod>, clusterDo
     else if (/^\d+$/.test(p.targetPort)) target = Number(p.targetPort);
     else {
       const name = p.targetPort;
-      const found = new Set(selected.flatMap((pod) => (pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? [])
+      const found = new Set(selected().flatMap((pod) => (pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? [])
         .filter((cp) => cp.name === name).map((cp) => cp.containerPort))));
       if (found.size === 1) target = [...found][0];
       else {
