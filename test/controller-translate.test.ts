@@ -114,3 +114,21 @@ t.test('desired state: everything together, invalid records skipped with a warni
   t.equal(d.warnings.length, 2);
   t.equal(d.policies.get('demo/bad')!.result.ok, false);
 });
+
+t.test('desired state with a memo: unchanged objects reuse their entry, changes and readiness flips do not', async (t) => {
+  const memo = new WeakMap();
+  const a = withUid(podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1', labels: { app: 'web' } }), 'ua');
+  const view = {
+    nodes: [], namespaces: [namespaceObj('demo')], pods: [a], services: [], endpointSlices: [], policies: [],
+  } as never as Parameters<typeof computeDesired>[0];
+  const first = computeDesired(view, { clusterDomain: 'cluster.local', memo });
+  const second = computeDesired(view, { clusterDomain: 'cluster.local', memo });
+  t.equal(second.records.get('workload\0ua'), first.records.get('workload\0ua'), 'same entry object reused');
+  const slice = endpointSliceObj('demo', 's', 'web', [{ ip: '203.0.113.1', pod: a, ready: false }]);
+  const third = computeDesired({ ...view, endpointSlices: [slice] } as never, { clusterDomain: 'cluster.local', memo });
+  t.equal((third.records.get('workload\0ua')!.record as { status: string }).status, 'Unhealthy');
+  const changed = { ...a, metadata: { ...a.metadata, labels: { app: 'api' } } };
+  const fourth = computeDesired({ ...view, pods: [changed] } as never, { clusterDomain: 'cluster.local', memo });
+  t.same((fourth.records.get('workload\0ua')!.record as { labels: unknown }).labels, { app: 'api' });
+  t.equal((fourth.records.get('workload\0ua')!.record as { status: string }).status, 'Healthy');
+});
