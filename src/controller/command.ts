@@ -8,6 +8,7 @@ import { commonOptions } from '../lib/common-options';
 import { WeftError } from '../lib/errors';
 import { createLogger } from '../lib/log';
 import { optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
+import { waitForShutdownSignal } from '../lib/signals';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import { startControllerApp, type ControllerAppConfig } from './app';
 
@@ -70,15 +71,7 @@ async function run(argv: string[]): Promise<number> {
   const config = controllerConfig(values);
   const logger = createLogger({ level: values.logLevel, component: 'controller' });
   const app = await startControllerApp(config, logger);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (s: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(s);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await waitForShutdownSignal();
   logger.info({ signal }, 'weft controller stopping');
   await app.stop();
   logger.info('weft controller stopped');
