@@ -124,3 +124,12 @@ t.test('live streams and sessions are gone after the clients leave', T, async (t
   await until(() => node.inbound.sessionCount === 0 && node.connections.size === 0, 3000, 'sessions to close');
   t.equal(node.inbound.policies.size, 0);
 });
+
+t.test('certificates of identities that left the node are let go', T, async (t) => {
+  const node = demo.mesh.node('node-b');
+  t.ok(node.inbound.tlsIdentities >= 1, 'echo\'s certificate is loaded');
+  demo.mesh.remove('workload', 'demo/echo-1');
+  t.ok(node.inbound.tlsIdentities >= 1, 'echo-2 still runs as echo');
+  demo.mesh.remove('workload', 'demo/echo-2');
+  t.equal(node.inbound.tlsIdentities, 0);
+});

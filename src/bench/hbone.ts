@@ -51,12 +51,13 @@ interface ChildConfig {
   inboundPort: number;
 }
 
-const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning> }> = [
+const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: string[] }> = [
   { name: 'weft default (4/16 MiB windows, 1 MiB frames, 1 MiB pipe hwm)', tuning: {} },
   { name: 'weft, Node default windows (64 KiB)', tuning: { streamWindow: 65_535, connectionWindow: 65_535 } },
   { name: 'weft, 16 KiB frames', tuning: { maxFrameSize: 16_384 } },
   { name: 'weft, 64 KiB pipe hwm', tuning: { pipeHighWaterMark: 64 * 1024 } },
   { name: 'weft, 16/64 MiB windows', tuning: { streamWindow: 16 * MiB, connectionWindow: 64 * MiB } },
+  { name: 'weft, --max-semi-space-size=32', tuning: {}, nodeArgs: ['--max-semi-space-size=32'] },
 ];
 
 // ---------- child: one ztunnel "node" ----------
@@ -115,9 +116,9 @@ if (process.argv[2] === '--child') {
 
 const children: ChildProcess[] = [];
 
-function startChild(cfg: ChildConfig): Promise<number[]> {
+function startChild(cfg: ChildConfig, nodeArgs: string[] = []): Promise<number[]> {
   // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the proxy processes.
-  const execArgv = (process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
   const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -278,17 +279,17 @@ async function main(): Promise<void> {
     await waitListening(SERVER_POD, iperfPort);
     const { certs, roots } = await issue();
     const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echo.port }];
-    const weft = (name: string, tuning: Partial<HboneTuning>): Setup => ({
+    const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[]): Setup => ({
       name,
       async start() {
-        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 });
-        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes });
+        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 }, nodeArgs);
+        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes }, nodeArgs);
         return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: children.map((c) => c.pid!) };
       },
     });
     const setups: Setup[] = [
       { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echo.port, host: SERVER_POD, pids: [] }) },
-      ...(args.includes('--variants') ? VARIANTS : VARIANTS.slice(0, 1)).map((v) => weft(v.name, v.tuning)),
+      ...(args.includes('--variants') ? VARIANTS : VARIANTS.slice(0, 1)).map((v) => weft(v.name, v.tuning, v.nodeArgs)),
     ];
     if (has('haproxy')) {
       setups.push({
@@ -317,7 +318,9 @@ async function main(): Promise<void> {
           }
         }
         const gib = (gbps * 1e9 * seconds) / 8 / 2 ** 30;
-        const lat = await latency(run.host, run.latPort, rate, seconds, run.bind);
+        const lat = args.includes('--no-latency')
+          ? { p50: NaN, p90: NaN, p99: NaN, p999: NaN, n: 0 }
+          : await latency(run.host, run.latPort, rate, seconds, run.bind);
         samples.get(setup.name)!.push({ gbps, cpuMsPerGiB: run.pids.length ? (cpu * 1000) / gib : 0, lat });
         stopAll();
         await new Promise((res) => setTimeout(res, 300));

@@ -20,6 +20,7 @@ import * as tls from 'node:tls';
 import type { Logger } from '../lib/log';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
+import type { Change } from '../registry/types';
 import { formatHostPort, normalizeIp, parseForwardedFor, parseHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
@@ -113,6 +114,24 @@ export class InboundServer extends ListenerBase {
       maxSessionMemory: this.tuning.maxSessionMemoryMb,
     });
     this.h2.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
+    this.state.on('change', this.onStateChange);
+    this.state.on('snapshot', this.pruneEngines);
+  }
+
+  private readonly onStateChange = (changes: Change[]) => {
+    if (changes.some((c) => c.kind === 'workload' || c.kind === 'namespace')) this.pruneEngines();
+  };
+
+  /** Certificates of identities with no mesh workload left on this node are let go. */
+  private readonly pruneEngines = () => {
+    const keep = new Set<string>();
+    for (const w of this.state.workloadsOnNode(this.nodeName)) if (w.enrolled) keep.add(w.identity);
+    this.engines.retain(keep);
+  };
+
+  /** Local identities with a TLS engine (certificate loaded for serving). */
+  get tlsIdentities(): number {
+    return this.engines.size;
   }
 
   /** Live HTTP/2 sessions (tunnels from peers). */
@@ -280,6 +299,8 @@ export class InboundServer extends ListenerBase {
   }
 
   protected override async closeResources(): Promise<void> {
+    this.state.off('change', this.onStateChange);
+    this.state.off('snapshot', this.pruneEngines);
     this.policies.close();
     for (const c of [...this.lifecycle.connections.all()]) if (c.direction === 'inbound' && c.protocol === 'HBONE') c.terminate?.('shutdown');
     for (const s of this.sessions) s.destroy();

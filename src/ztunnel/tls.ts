@@ -198,6 +198,11 @@ export class ServerTlsEngines {
     this.byIdentity.delete(identity);
   }
 
+  /** Drops the engines of identities not in `keep` (their workloads left the node). */
+  retain(keep: ReadonlySet<string>): void {
+    for (const id of this.byIdentity.keys()) if (!keep.has(id)) this.byIdentity.delete(id);
+  }
+
   get size(): number {
     return this.byIdentity.size;
   }
