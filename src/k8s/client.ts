@@ -117,9 +117,11 @@ export class KubeClient {
     try {
       res = await this.send('GET', path, undefined, {
         signal: opts.signal,
-      timeoutMs: 0,
-      query: {
-        watch: 1, resourceVersion, allowWatchBookmarks: opts.allowWatchBookmarks ? 'true' : undefined,
+        // A dead peer sends no FIN: no data for longer than the server-side timeout means
+        // the stream is broken, and the caller re-watches.
+        timeoutMs: opts.timeoutSeconds ? (opts.timeoutSeconds + 30) * 1000 : 0,
+        query: {
+          watch: 1, resourceVersion, allowWatchBookmarks: opts.allowWatchBookmarks ? 'true' : undefined,
           labelSelector: opts.labelSelector, timeoutSeconds: opts.timeoutSeconds,
         },
       });
