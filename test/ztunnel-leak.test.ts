@@ -4,7 +4,7 @@ import t from 'tap';
 import { startDemoMesh, IP, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { metricSum } from '../src/ztunnel/testing/metric-values';
 import { policyRecord } from '../src/ztunnel/testing/records';
-import { connected, ending, sendAndEnd, until } from '../src/ztunnel/testing/sockets';
+import { connected, ending, roundTrip, sendAndEnd, until } from '../src/ztunnel/testing/sockets';
 
 function resources(): Record<string, number> {
   const out: Record<string, number> = {};
@@ -92,4 +92,25 @@ t.test('500 short connections leave nothing behind', { timeout: 120_000 }, async
   t.equal(await metricSum(a.registry, 'istio_tcp_connections_opened_total', { reporter: 'source' }),
     await metricSum(a.registry, 'istio_tcp_connections_closed_total', { reporter: 'source' }), 'every opened connection was closed');
   t.equal(await metricSum(b.registry, 'istio_tcp_connections_failed_total', { response_flags: 'DENY' }) - deniedBefore, 50);
+});
+
+t.test('closing the listeners and the pool ends live connections', { timeout: 60_000 }, async (t) => {
+  const demo: DemoMesh = await startDemoMesh();
+  t.teardown(() => demo.close());
+  const a = demo.mesh.node('node-a');
+  const b = demo.mesh.node('node-b');
+  const tunnelled = demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.echoVip, port: 80 });
+  const plain = demo.mesh.connectPlaintext('node-b', IP.legacy, { ip: IP.echo1, port: demo.ports.echo });
+  const passthrough = demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.legacy, port: demo.ports.echo });
+  const ends = [tunnelled, plain, passthrough].map((s) => ending(s));
+  for (const s of [tunnelled, plain, passthrough]) await roundTrip(s, Buffer.from('up'));
+  t.equal(a.connections.size, 2);
+  t.equal(b.connections.size, 2);
+  await Promise.all([a.outbound.close(), a.pool.close(), b.inbound.close(), b.plaintext.close()]);
+  const results = await Promise.all(ends);
+  t.ok(results.every((r) => r.error === 'ECONNRESET' || !r.gotEnd), 'every client connection was torn down');
+  await until(() => a.connections.size === 0 && b.connections.size === 0, 5000, 'registries to empty');
+  t.equal(a.pool.size, 0);
+  t.equal(b.inbound.sessionCount, 0);
+  t.equal(a.outbound.ownedSockets + b.inbound.ownedSockets + b.plaintext.ownedSockets, 0);
 });

@@ -19,6 +19,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import { MeshState } from '../registry/state';
@@ -108,8 +109,15 @@ if (process.argv[2] === '--child') {
   process.once('message', (cfg: ChildConfig) => {
     runChild(cfg).then((ports) => process.send!({ ports }), (err) => { console.error(err); process.exit(1); });
   });
-  process.on('disconnect', () => process.exit(0));
-  process.on('SIGTERM', () => process.exit(0));
+  // WEFT_BENCH_LOOP_DELAY=1: print each proxy's event-loop delay at exit (is the tail ours?).
+  const h = process.env.WEFT_BENCH_LOOP_DELAY ? monitorEventLoopDelay({ resolution: 1 }) : undefined;
+  h?.enable();
+  const exit = () => {
+    if (h) console.error(`[${process.pid}] loop delay ms p50 ${(h.percentile(50) / 1e6).toFixed(3)} p99 ${(h.percentile(99) / 1e6).toFixed(3)} max ${(h.max / 1e6).toFixed(3)}`);
+    process.exit(0);
+  };
+  process.on('disconnect', exit);
+  process.on('SIGTERM', exit);
 }
 
 // ---------- parent: orchestration and measurement ----------

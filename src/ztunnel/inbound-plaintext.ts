@@ -136,5 +136,6 @@ export class InboundPlaintextServer extends ListenerBase {
 
   protected override closeResources(): void {
     this.policies.close();
+    this.lifecycle.terminateAll('shutdown');
   }
 }

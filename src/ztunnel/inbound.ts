@@ -302,7 +302,7 @@ export class InboundServer extends ListenerBase {
     this.state.off('change', this.onStateChange);
     this.state.off('snapshot', this.pruneEngines);
     this.policies.close();
-    for (const c of [...this.lifecycle.connections.all()]) if (c.direction === 'inbound' && c.protocol === 'HBONE') c.terminate?.('shutdown');
+    this.lifecycle.terminateAll('shutdown');
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
     for (const raw of this.handshaking.values()) raw.destroy();

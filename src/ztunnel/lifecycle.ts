@@ -28,6 +28,8 @@ export class ConnectionLifecycle {
   readonly connections: ConnectionRegistry;
   private readonly metrics: ZtunnelMetrics | undefined;
   private readonly log: Logger;
+  /** Live connections begun by this lifecycle's listener (the registry is shared by all). */
+  private readonly mine = new Set<TrackedConnection>();
 
   constructor(deps: LifecycleDeps) {
     this.connections = deps.connections;
@@ -37,7 +39,19 @@ export class ConnectionLifecycle {
   }
 
   begin(init: ConnectionInit): TrackedConnection {
-    return this.connections.add(init);
+    const c = this.connections.add(init);
+    this.mine.add(c);
+    return c;
+  }
+
+  /** Closes every live connection this lifecycle began (listener shutdown). */
+  terminateAll(why: string): void {
+    for (const c of [...this.mine]) c.terminate?.(why);
+  }
+
+  /** Connections begun here and not yet ended. */
+  get live(): number {
+    return this.mine.size;
   }
 
   established(c: TrackedConnection): void {
@@ -50,6 +64,7 @@ export class ConnectionLifecycle {
   end(c: TrackedConnection, result: EndResult): void {
     if (ended.has(c)) return;
     ended.add(c);
+    this.mine.delete(c);
     this.connections.remove(c);
     if (c.established) this.metrics?.connectionClosed(c, result.flag);
     else this.metrics?.connectionFailed(c, result.flag);

@@ -28,6 +28,7 @@ export interface OutboundOptions {
   logger: Logger;
   connections: ConnectionRegistry;
   metrics?: ZtunnelMetrics;
+  /** This node's name (kept for symmetry with the inbound listeners; captured sources are always local). */
   nodeName: string;
   /** Default: per-service setting, least-connections counted by `connections`. */
   loadBalancer?: EndpointPicker;
@@ -51,7 +52,6 @@ export class OutboundProxy extends ListenerBase {
   private readonly connectTimeoutMs: number;
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
-  private readonly nodeName: string;
 
   constructor(opts: OutboundOptions) {
     const log = opts.logger.child({ component: 'outbound' });
@@ -60,7 +60,6 @@ export class OutboundProxy extends ListenerBase {
     this.pool = opts.pool;
     this.originalDst = opts.originalDst;
     this.connections = opts.connections;
-    this.nodeName = opts.nodeName;
     this.lb = opts.loadBalancer ?? new ServiceLoadBalancer((uid) => opts.connections.activeTo(uid));
     this.dialTarget = opts.hboneDialTarget ?? defaultHboneDialTarget;
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
@@ -147,12 +146,7 @@ export class OutboundProxy extends ListenerBase {
   }
 
   protected override closeResources(): void {
-    for (const c of [...this.connections.all()]) if (c.direction === 'outbound') c.terminate?.('shutdown');
-  }
-
-  /** For `/config_dump`-style introspection. */
-  get node(): string {
-    return this.nodeName;
+    this.lifecycle.terminateAll('shutdown');
   }
 }
 
