@@ -66,6 +66,7 @@ t.test('mutual TLS between workload certificates, as HBONE uses it', async (t) =
   t.teardown(() => sock.destroy());
   t.equal(sock.getProtocol(), 'TLSv1.3');
   t.equal(sock.alpnProtocol, 'h2');
+  t.equal(sock.getCipher().name, 'TLS_AES_128_GCM_SHA256', 'the cheapest AEAD with AES-NI');
   t.same(peerUriSans(sock), [ECHO]);
   t.doesNotThrow(() => verifyServerIdentity(sock, ECHO, 'peer'));
   const err = t.throws(() => verifyServerIdentity(sock, 'spiffe://cluster.local/ns/demo/sa/other', '127.0.0.1:1'));
