@@ -123,7 +123,16 @@ export class HbonePool {
         if (attempt < 2) continue;
         throw new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE tunnel to ${hopText(req.nextHop)} closed before the stream could open; retry`);
       }
-      const stream = session.request(this.headers(req), { endStream: false });
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request(this.headers(req), { endStream: false });
+      } catch (err) {
+        // E.g. ERR_HTTP2_OUT_OF_STREAMS: a long-lived tunnel used up its 2^30 stream
+        // ids. The tunnel can serve no new stream; let it finish and use another.
+        tunnel.drain(`cannot open streams: ${(err as Error).message}`);
+        if (attempt < 2) continue;
+        throw new WeftError('WEFT_HBONE_CONNECT_FAILED', `cannot open a stream on the HBONE tunnel to ${hopText(req.nextHop)}: ${(err as Error).message}`, { cause: err });
+      }
       // For the stream's whole life: resets surface as 'error', and the pipe reads
       // them from 'close' (rstCode); an unheard 'error' would crash the process.
       stream.on('error', ignore);
