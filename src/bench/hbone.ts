@@ -6,11 +6,19 @@
  *   haproxy: iperf3 client ─► haproxy A ═════TLS 1.3 mTLS═════► haproxy B ─► iperf3 server
  *
  * Each proxy "node" is its own process (as in production, and so the two hops do not
- * share one event loop). Throughput: one iperf3 stream. Latency: 1 KiB request/echo
- * over one persistent connection paced at a fixed rate; "added" is the percentile minus the direct one. Loopback and a shared CPU make
- * the numbers noisy: compare ratios within one run, not across machines.
+ * share one event loop). Throughput: one iperf3 stream, plus the CPU both proxy
+ * processes spent per GiB (steadier than Gbit/s on a shared machine). Latency: 1 KiB
+ * request/echo over one persistent connection paced at a fixed rate; "added" is the
+ * percentile minus the direct one. Setups run interleaved, `--repeat` times, and
+ * medians are printed: loopback on a shared CPU is noisy, so compare ratios within
+ * one run, not across machines.
  *
- *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3] [--variants]
+ * Findings that shaped the defaults (see the report in the commit history): Node's
+ * 64 KiB default windows cost ~30 %; batching socket writes per loop turn (pipe.ts)
+ * was the largest single gain; frame size, bigger windows and GC flags were noise.
+ *
+ *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3]
+ *       [--variants [--filter text]] [--weft-only] [--no-latency | --latency-only]
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -57,6 +65,7 @@ const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: s
   { name: 'weft, Node default windows (64 KiB)', tuning: { streamWindow: 65_535, connectionWindow: 65_535 } },
   { name: 'weft, 16 KiB frames', tuning: { maxFrameSize: 16_384 } },
   { name: 'weft, 64 KiB pipe hwm', tuning: { pipeHighWaterMark: 64 * 1024 } },
+  { name: 'weft, 256 KiB pipe hwm', tuning: { pipeHighWaterMark: 256 * 1024 } },
   { name: 'weft, 16/64 MiB windows', tuning: { streamWindow: 16 * MiB, connectionWindow: 64 * MiB } },
   { name: 'weft, --max-semi-space-size=32', tuning: {}, nodeArgs: ['--max-semi-space-size=32'] },
 ];
@@ -278,6 +287,8 @@ async function main(): Promise<void> {
   const seconds = opt('seconds', 5);
   const rate = opt('rate', 1000);
   const repeat = opt('repeat', 3);
+  // --variants [--filter <text>]: the default plus the variants whose name contains <text>.
+  const filter = args.includes('--filter') ? args[args.indexOf('--filter') + 1] : undefined;
   if (!has('iperf3')) throw new Error('iperf3 is needed for the throughput figures (apt-get install iperf3)');
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
   const iperfPort = await freePort(SERVER_POD);
@@ -297,7 +308,8 @@ async function main(): Promise<void> {
     });
     const setups: Setup[] = [
       { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echo.port, host: SERVER_POD, pids: [] }) },
-      ...(args.includes('--variants') ? VARIANTS : VARIANTS.slice(0, 1)).map((v) => weft(v.name, v.tuning, v.nodeArgs)),
+      ...(args.includes('--variants') ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
+        .map((v) => weft(v.name, v.tuning, v.nodeArgs)),
     ];
     if (has('haproxy')) {
       setups.push({
@@ -308,8 +320,7 @@ async function main(): Promise<void> {
         },
       });
     }
-    const only = args.includes('--weft-only');
-    if (only) setups.splice(2);
+    if (args.includes('--weft-only')) setups.splice(0, setups.length, ...setups.filter((x) => !x.name.startsWith('haproxy')));
     const samples = new Map<string, Sample[]>(setups.map((s) => [s.name, []]));
     // Interleaved repetitions: drift of a shared machine hits every setup alike.
     for (let r = 0; r < repeat; r++) {
