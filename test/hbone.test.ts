@@ -147,6 +147,7 @@ t.test('a policy change closes a live connection it now denies', T, async (t) =>
   const e = await end;
   t.ok(e.error === 'ECONNRESET' || !e.gotEnd, 'the client connection was torn down');
   t.equal(nodeB().inbound.policies.revoked, revokedBefore + 1);
+  t.equal(await metricSum(nodeB().registry, 'weft_ztunnel_connections_revoked_total', { listener: 'hbone' }), revokedBefore + 1);
   await until(() => nodeB().connections.size === 0, 2000, 'inbound side to finish');
   t.ok(await metricSum(nodeB().registry, 'istio_tcp_connections_closed_total', { response_flags: 'DENY' }) >= 1);
 });
@@ -195,6 +196,7 @@ t.test('STRICT closes live plaintext connections', T, async (t) => {
   const e = await end;
   t.ok(e.error === 'ECONNRESET' || !e.gotEnd);
   t.equal(nodeB().plaintext.policies.revoked, 1);
+  t.equal(await metricSum(nodeB().registry, 'weft_ztunnel_connections_revoked_total', { listener: 'plaintext' }), 1);
 });
 
 t.test('everything is released afterwards', T, async (t) => {

@@ -53,7 +53,7 @@ export class InboundPlaintextServer extends ListenerBase {
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
-    this.policies = new PolicyWatcher(this.state, this.log);
+    this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'plaintext' }, n));
   }
 
   protected async onConnection(sock: net.Socket): Promise<void> {

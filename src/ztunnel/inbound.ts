@@ -108,7 +108,7 @@ export class InboundServer extends ListenerBase {
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
-    this.policies = new PolicyWatcher(this.state, this.log);
+    this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'hbone' }, n));
     this.h2 = http2.createServer({
       settings: localSettings(this.tuning, { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 }),
       maxSessionMemory: this.tuning.maxSessionMemoryMb,

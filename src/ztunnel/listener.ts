@@ -6,6 +6,8 @@
 import * as net from 'node:net';
 import type { Logger } from '../lib/log';
 
+const CLOSE_DEADLINE_MS = 5000;
+
 export abstract class ListenerBase {
   protected readonly server: net.Server;
   protected readonly log: Logger;
@@ -60,7 +62,17 @@ export abstract class ListenerBase {
       await this.closeResources();
       for (const s of this.owned) s.destroy();
       this.owned.clear();
-      await closed;
+      // server.close() waits for every accepted socket; one we lost track of must not
+      // hang shutdown forever.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.log.warn({ deadlineMs: CLOSE_DEADLINE_MS }, 'listener closed with connections still open');
+          resolve();
+        }, CLOSE_DEADLINE_MS);
+      });
+      await Promise.race([closed, deadline]);
+      clearTimeout(timer);
     })();
     return this.closing;
   }

@@ -73,6 +73,8 @@ export class ZtunnelMetrics {
   readonly failed: Counter<LabelName>;
   readonly sentBytes: Counter<LabelName>;
   readonly receivedBytes: Counter<LabelName>;
+  /** Live connections closed because a policy change denied them (not an Istio metric). */
+  readonly revoked: Counter<'listener'>;
   private readonly observed = new Set<ConnectionRegistry>();
 
   constructor(registry: Registry) {
@@ -97,6 +99,11 @@ export class ZtunnelMetrics {
     this.receivedBytes = new Counter({
       name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client (request direction).',
       labelNames, registers: [registry], collect: flushLive,
+    });
+    this.revoked = new Counter({
+      name: 'weft_ztunnel_connections_revoked_total',
+      help: 'Live connections closed because changed authorization (policy, PeerAuthentication, labels) now denies them.',
+      labelNames: ['listener'], registers: [registry],
     });
   }
 

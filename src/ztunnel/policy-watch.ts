@@ -29,7 +29,8 @@ export class PolicyWatcher {
   /** Connections closed because a change denied them, since start. */
   revoked = 0;
 
-  constructor(private readonly state: MeshState, logger: Logger) {
+  /** `onRevoked(n)` is told how many connections a pass closed (for a metric). */
+  constructor(private readonly state: MeshState, logger: Logger, private readonly onRevoked?: (n: number) => void) {
     this.log = logger;
     state.on('change', this.onChange);
     state.on('snapshot', this.onSnapshot);
@@ -63,6 +64,7 @@ export class PolicyWatcher {
     }
     if (closed > 0) {
       this.revoked += closed;
+      this.onRevoked?.(closed);
       this.log.warn({ closed, why }, 'closed live connections that the changed authorization now denies');
     }
     return closed;

@@ -11,8 +11,11 @@ export interface Ending {
   error?: string;
 }
 
-/** Collects everything until the socket closes. */
-export function ending(sock: net.Socket): Promise<Ending> {
+/**
+ * Collects everything until the socket closes. A test must fail, never hang: after
+ * `ms` the socket is destroyed and the ending reports error TEST_TIMEOUT.
+ */
+export function ending(sock: net.Socket, ms = 15_000): Promise<Ending> {
   const chunks: Buffer[] = [];
   let gotEnd = false;
   let error: string | undefined;
@@ -20,7 +23,12 @@ export function ending(sock: net.Socket): Promise<Ending> {
   sock.on('end', () => { gotEnd = true; });
   sock.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code ?? err.message; });
   return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      error = 'TEST_TIMEOUT';
+      sock.destroy();
+    }, ms);
     sock.once('close', () => {
+      clearTimeout(timer);
       const e: Ending = { received: Buffer.concat(chunks), gotEnd };
       if (error) e.error = error;
       resolve(e);
@@ -58,7 +66,7 @@ export async function until(pred: () => boolean, ms = 5000, what = 'condition'):
 }
 
 /** Round trip `data` on an open connection (echo peer); resolves with what came back. */
-export function roundTrip(sock: net.Socket, data: Buffer): Promise<Buffer> {
+export function roundTrip(sock: net.Socket, data: Buffer, ms = 15_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
@@ -68,7 +76,8 @@ export function roundTrip(sock: net.Socket, data: Buffer): Promise<Buffer> {
       if (n >= data.length) { cleanup(); resolve(Buffer.concat(chunks)); }
     };
     const onClose = () => { cleanup(); reject(new Error('closed during round trip')); };
-    const cleanup = () => { sock.off('data', onData); sock.off('close', onClose); };
+    const timer = setTimeout(() => { cleanup(); reject(new Error('round trip timed out')); }, ms);
+    const cleanup = () => { clearTimeout(timer); sock.off('data', onData); sock.off('close', onClose); };
     sock.on('data', onData);
     sock.on('close', onClose);
     sock.write(data);
