@@ -52,6 +52,7 @@ export class OutboundProxy extends ListenerBase {
   private readonly connectTimeoutMs: number;
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
+  private readonly warnedWaypoints = new Set<string>();
 
   constructor(opts: OutboundOptions) {
     const log = opts.logger.child({ component: 'outbound' });
@@ -115,6 +116,7 @@ export class OutboundProxy extends ListenerBase {
   }
 
   private async openTunnel(conn: TrackedConnection, d: HboneDecision, srcIp: string, srcPort: number): Promise<PipeSide> {
+    this.warnWaypoint(d);
     const hop = this.dialTarget(d.destination);
     conn.protocol = 'HBONE';
     conn.src.identity = d.source.identity;
@@ -143,6 +145,19 @@ export class OutboundProxy extends ListenerBase {
     });
     this.log.debug({ connection: conn.id, reason: d.reason }, 'passthrough');
     return dialTcp(this.socketFactory, { ip: d.ip, port: d.port }, this.connectTimeoutMs);
+  }
+
+  /**
+   * Routing through waypoints is not implemented here yet. Traffic silently skipping
+   * a waypoint (and so its L7 policy) is a known ambient pitfall, so say it — once
+   * per waypoint, not per connection.
+   */
+  private warnWaypoint(d: HboneDecision): void {
+    const wp = d.service?.waypoint ?? d.destination.waypoint;
+    if (!wp || this.warnedWaypoints.has(wp)) return;
+    this.warnedWaypoints.add(wp);
+    this.log.warn({ waypoint: wp, destination: `${d.destination.record.namespace}/${d.destination.record.name}`, service: d.service && `${d.service.namespace}/${d.service.name}` },
+      'destination is bound to a waypoint, but this ztunnel sends HBONE directly to the workload: the waypoint\'s L7 policy is NOT applied');
   }
 
   protected override closeResources(): void {
