@@ -68,6 +68,7 @@ const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: s
   { name: 'weft, 256 KiB pipe hwm', tuning: { pipeHighWaterMark: 256 * 1024 } },
   { name: 'weft, 16/64 MiB windows', tuning: { streamWindow: 16 * MiB, connectionWindow: 64 * MiB } },
   { name: 'weft, --max-semi-space-size=32', tuning: {}, nodeArgs: ['--max-semi-space-size=32'] },
+  { name: 'weft, --max-semi-space-size=1', tuning: {}, nodeArgs: ['--max-semi-space-size=1'] },
 ];
 
 // ---------- child: one ztunnel "node" ----------
