@@ -83,7 +83,6 @@ export class ZtunnelApp implements AdminSource {
     this.state.on('snapshot', this.onStateChange);
 
     const metrics = new ZtunnelMetrics(this.metrics);
-    metrics.observe(this.tracked);
     const pool = new HbonePool({ certs: this.certs, logger: log });
     this.pool = pool;
     new Gauge({
