@@ -10,13 +10,13 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import { formatHostPort, normalizeIp } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import type { ConnectionRegistry, TrackedConnection } from './connections';
+import type { ConnectionRegistry } from './connections';
 import { PROXY_PORTS, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
-import { ConnectionLifecycle, endResult, type EndResult } from './lifecycle';
+import { ConnectionLifecycle, type EndResult } from './lifecycle';
 import { ListenerBase } from './listener';
 import { flagForError, type ZtunnelMetrics } from './metrics';
-import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe } from './pipe';
+import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
 import { PolicyWatcher } from './policy-watch';
 
 export interface InboundPlaintextOptions {
@@ -106,32 +106,14 @@ export class InboundPlaintextServer extends ListenerBase {
       return;
     }
     this.lifecycle.established(conn);
-    this.join(conn, sock, upstream, () => {
-      const cur = this.state.workloadByAddress(dst.ip);
-      return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
-    });
-  }
-
-  private join(conn: TrackedConnection, sock: net.Socket, upstream: net.Socket, recheck: () => AuthzDecision | undefined): void {
-    let revokedBy: AuthzDecision | undefined;
-    const pipe = new Pipe(sock, upstream, {
+    this.lifecycle.pipeUnderPolicy(conn, sock, upstream, {
       highWaterMark: this.hwm,
-      counters: conn.counters,
-      onDone: (outcome) => {
-        unregister();
-        if (revokedBy) this.lifecycle.end(conn, { flag: 'DENY', reason: `closed: ${revokedBy.reason}` });
-        else this.lifecycle.end(conn, endResult(outcome));
+      policies: this.policies,
+      recheck: () => {
+        const cur = this.state.workloadByAddress(dst.ip);
+        return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
       },
     });
-    const unregister = this.policies.add({
-      recheck,
-      revoke: (d) => {
-        revokedBy = d;
-        this.log.warn({ connection: conn.id, policy: d.policy, reason: d.reason }, 'closing live plaintext connection: authorization now denies it');
-        pipe.abort();
-      },
-    });
-    conn.terminate = () => pipe.abort();
   }
 
   protected override closeResources(): void {

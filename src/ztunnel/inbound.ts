@@ -23,14 +23,13 @@ import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
 import { formatHostPort, normalizeIp, parseForwardedFor, parseHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import type { ConnectionRegistry, TrackedConnection } from './connections';
+import type { ConnectionRegistry } from './connections';
 import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
 import { Keepalive } from './keepalive';
-import { ConnectionLifecycle, endResult } from './lifecycle';
+import { ConnectionLifecycle } from './lifecycle';
 import { flagForError, type ZtunnelMetrics } from './metrics';
-import { Pipe } from './pipe';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
 import { ListenerBase } from './listener';
@@ -265,32 +264,14 @@ export class InboundServer extends ListenerBase {
     }
     stream.respond({ ':status': 200 });
     this.lifecycle.established(conn);
-    this.join(conn, stream, upstream, () => {
-      const cur = this.state.workloadByAddress(authority.ip);
-      return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
-    });
-  }
-
-  private join(conn: TrackedConnection, stream: http2.ServerHttp2Stream, upstream: net.Socket, recheck: () => AuthzDecision | undefined): void {
-    let revokedBy: AuthzDecision | undefined;
-    const pipe = new Pipe(stream, upstream, {
+    this.lifecycle.pipeUnderPolicy(conn, stream, upstream, {
       highWaterMark: this.tuning.pipeHighWaterMark,
-      counters: conn.counters,
-      onDone: (outcome) => {
-        unregister();
-        if (revokedBy) this.lifecycle.end(conn, { flag: 'DENY', reason: `closed: ${revokedBy.reason}` });
-        else this.lifecycle.end(conn, endResult(outcome));
+      policies: this.policies,
+      recheck: () => {
+        const cur = this.state.workloadByAddress(authority.ip);
+        return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
       },
     });
-    const unregister = this.policies.add({
-      recheck,
-      revoke: (d) => {
-        revokedBy = d;
-        this.log.warn({ connection: conn.id, policy: d.policy, reason: d.reason }, 'closing live connection: authorization now denies it');
-        pipe.abort();
-      },
-    });
-    conn.terminate = () => pipe.abort();
   }
 
   private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, ctx: TunnelContext): void {

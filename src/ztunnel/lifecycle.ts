@@ -7,8 +7,10 @@
 import type { Logger } from '../lib/log';
 import { formatHostPort } from './address';
 import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
+import type { AuthzDecision } from './authorization';
 import type { ResponseFlag, ZtunnelMetrics } from './metrics';
-import type { PipeOutcome } from './pipe';
+import { Pipe, type PipeOutcome, type PipeSide } from './pipe';
+import type { PolicyWatcher } from './policy-watch';
 
 export interface LifecycleDeps {
   connections: ConnectionRegistry;
@@ -52,6 +54,35 @@ export class ConnectionLifecycle {
   /** Connections begun here and not yet ended. */
   get live(): number {
     return this.mine.size;
+  }
+
+  /**
+   * Joins an authorized connection to its upstream and keeps it under the policy
+   * watcher until it ends: a registry change that now denies it closes it, and it ends
+   * as DENY with the deciding policy in the access log. Both inbound listeners use it.
+   */
+  pipeUnderPolicy(c: TrackedConnection, downstream: PipeSide, upstream: PipeSide, opts: {
+    highWaterMark: number; policies: PolicyWatcher; recheck: () => AuthzDecision | undefined;
+  }): void {
+    let revokedBy: AuthzDecision | undefined;
+    const pipe = new Pipe(downstream, upstream, {
+      highWaterMark: opts.highWaterMark,
+      counters: c.counters,
+      onDone: (outcome) => {
+        unregister();
+        this.end(c, revokedBy ? { flag: 'DENY', reason: `closed: ${revokedBy.reason}` } : endResult(outcome));
+      },
+    });
+    const unregister = opts.policies.add({
+      recheck: opts.recheck,
+      revoke: (d) => {
+        revokedBy = d;
+        this.log.warn({ connection: c.id, direction: c.direction, protocol: c.protocol, policy: d.policy, reason: d.reason },
+          'closing live connection: authorization now denies it');
+        pipe.abort();
+      },
+    });
+    c.terminate = () => pipe.abort();
   }
 
   established(c: TrackedConnection): void {
