@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { generateRootCa, loadRootCa, type CaKeyPair } from './issuer';
+import { writeFileAtomic } from '../lib/files';
 
 /**
  * Where the mesh root lives. Production gives PEM files (the key never touches
@@ -31,14 +32,6 @@ function readPem(file: string, what: string): string {
       `cannot read the CA root ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path and permissions`,
       { cause: err });
   }
-}
-
-/** Writes via a temporary file and rename, so a reader never sees half a PEM. */
-export function writeFileAtomic(file: string, content: string, mode: number): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, file);
 }
 
 export async function obtainRoot(

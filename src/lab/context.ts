@@ -3,10 +3,11 @@
  * type `weft tunnels` rather than a list of addresses. Written by `lab up`, removed by
  * `lab down` (only when it still points at that lab). Format: docs/lab.md.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
+import { readOptionalJson, writeFileAtomic } from '../lib/files';
 import { LAB_NET, type LabPlan } from './plan';
 
 export interface LabContextNode {
@@ -91,30 +92,17 @@ export function buildContext(plan: LabPlan, labDir: string, caRootFile: string |
 }
 
 export function writeContext(file: string, ctx: LabContext): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(ctx, null, 2) + '\n');
-  renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify(ctx, null, 2) + '\n');
 }
 
 /** The context, or undefined when there is none. */
 export function readContext(file = contextPath()): LabContext | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const ctx = JSON.parse(text) as LabContext;
-    if (ctx.kind !== 'lab' || typeof ctx.redisUrl !== 'string') throw new Error('not a weft lab context');
+  return readOptionalJson(file, (value) => {
+    const ctx = value as LabContext;
+    if (ctx?.kind !== 'lab' || typeof ctx.redisUrl !== 'string') throw new Error('not a weft lab context');
     return ctx;
-  } catch (err) {
-    throw new WeftError('WEFT_CONFIG_INVALID',
-      `invalid context file ${file} (${err instanceof Error ? err.message : String(err)}); run \`weft lab up\` again or delete it`,
-      { cause: err, details: { file } });
-  }
+  }, (why, cause) => new WeftError('WEFT_CONFIG_INVALID',
+    `invalid context file ${file} (${why}); run \`weft lab up\` again or delete it`, { cause, details: { file } }));
 }
 
 /** Like readContext, but a missing context is an error that says how to get one. */

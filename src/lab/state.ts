@@ -7,9 +7,10 @@
  * The file is replaced atomically (write + rename) on every change: a crash leaves the
  * previous complete version, never a torn one.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
+import { readOptionalJson, writeFileAtomic } from '../lib/files';
 import type { LabPlan } from './plan';
 
 export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app';
@@ -70,22 +71,13 @@ export function stateFile(labDir: string): string {
 
 export function readState(labDir: string): LabState | undefined {
   const file = stateFile(labDir);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const state = JSON.parse(text) as LabState;
-    if (state.version !== 1 || !Array.isArray(state.resources)) throw new Error('unknown format');
+  return readOptionalJson(file, (value) => {
+    const state = value as LabState;
+    if (state?.version !== 1 || !Array.isArray(state.resources)) throw new Error('unknown format');
     return state;
-  } catch (err) {
-    throw new WeftError('WEFT_CONFIG_INVALID',
-      `invalid lab state file ${file} (${err instanceof Error ? err.message : String(err)}); remove the lab's resources by hand (ip netns, ip link weft-*) and delete the file`,
-      { cause: err, details: { file } });
-  }
+  }, (why, cause) => new WeftError('WEFT_CONFIG_INVALID',
+    `invalid lab state file ${file} (${why}); remove the lab's resources by hand (ip netns, ip link weft-*) and delete the file`,
+    { cause, details: { file } }));
 }
 
 /** Holds the state in memory and persists every change before the caller acts on it. */
@@ -138,9 +130,6 @@ export class StateStore {
 
   private save(): void {
     const file = stateFile(this.labDir);
-    mkdirSync(dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.state, null, 2) + '\n', { mode: 0o600 });
-    renameSync(tmp, file);
+    writeFileAtomic(file, JSON.stringify(this.state, null, 2) + '\n', 0o600);
   }
 }

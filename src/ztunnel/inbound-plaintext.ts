@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import type { Logger } from '../lib/log';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
-import { formatHostPort, normalizeIp } from './address';
+import { formatHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import type { ConnectionRegistry } from './connections';
 import { PROXY_PORTS, type OriginalDstSource, type SocketFactory } from './contracts';
@@ -59,16 +59,9 @@ export class InboundPlaintextServer extends ListenerBase {
   protected async onConnection(sock: net.Socket): Promise<void> {
     let downstreamError: string | undefined;
     sock.on('error', (err: NodeJS.ErrnoException) => { downstreamError ??= err.code ?? err.message; });
-    const srcIp = normalizeIp(sock.remoteAddress);
-    const srcPort = sock.remotePort ?? 0;
-    let dst;
-    try {
-      dst = await this.originalDst.lookup(sock);
-    } catch (err) {
-      this.log.warn({ err, src: formatHostPort(srcIp, srcPort) }, 'no original destination for a plaintext inbound connection; resetting it');
-      reset(sock);
-      return;
-    }
+    const ends = await this.capturedEnds(sock, this.originalDst, 'a plaintext inbound connection');
+    if (!ends) return;
+    const { srcIp, srcPort, dst } = ends;
     const workload = this.state.workloadByAddress(dst.ip);
     const conn = this.lifecycle.begin({
       direction: 'inbound',

@@ -5,6 +5,9 @@
  */
 import * as net from 'node:net';
 import type { Logger } from '../lib/log';
+import { formatHostPort, normalizeIp } from './address';
+import type { OriginalDst, OriginalDstSource } from './contracts';
+import { reset } from './dial';
 
 const CLOSE_DEADLINE_MS = 5000;
 
@@ -31,6 +34,23 @@ export abstract class ListenerBase {
       });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
+  }
+
+  /**
+   * Both ends of a captured connection: its source, and where it was going before the
+   * node's DNAT. A connection whose destination cannot be read did not come through
+   * the capture rules; it is reset and undefined returned.
+   */
+  protected async capturedEnds(sock: net.Socket, originalDst: OriginalDstSource, what: string): Promise<{ srcIp: string; srcPort: number; dst: OriginalDst } | undefined> {
+    const srcIp = normalizeIp(sock.remoteAddress);
+    const srcPort = sock.remotePort ?? 0;
+    try {
+      return { srcIp, srcPort, dst: await originalDst.lookup(sock) };
+    } catch (err) {
+      this.log.warn({ err, src: formatHostPort(srcIp, srcPort) }, `no original destination for ${what}; resetting it`);
+      reset(sock);
+      return undefined;
+    }
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */

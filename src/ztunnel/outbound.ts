@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
 import type { WorkloadView } from '../registry/enrolment';
-import { formatHostPort, normalizeIp } from './address';
+import { formatHostPort } from './address';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
 import { defaultHboneDialTarget, HBONE_PORT, type HboneDialTarget, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
@@ -72,16 +72,9 @@ export class OutboundProxy extends ListenerBase {
   protected async onConnection(sock: net.Socket): Promise<void> {
     let downstreamError: string | undefined;
     sock.on('error', (err: NodeJS.ErrnoException) => { downstreamError ??= err.code ?? err.message; });
-    const srcIp = normalizeIp(sock.remoteAddress);
-    const srcPort = sock.remotePort ?? 0;
-    let dst;
-    try {
-      dst = await this.originalDst.lookup(sock);
-    } catch (err) {
-      this.log.warn({ err, src: formatHostPort(srcIp, srcPort) }, 'no original destination for an outbound connection; resetting it');
-      reset(sock);
-      return;
-    }
+    const ends = await this.capturedEnds(sock, this.originalDst, 'an outbound connection');
+    if (!ends) return;
+    const { srcIp, srcPort, dst } = ends;
     const conn = this.lifecycle.begin({ direction: 'outbound', protocol: 'TCP', src: { ip: srcIp, port: srcPort }, dst: { ip: dst.ip, port: dst.port } });
     const decision = routeOutbound(this.state, { sourceIp: srcIp, dst }, this.lb);
     if (decision.source) conn.src.workload = decision.source;
