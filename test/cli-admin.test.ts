@@ -8,21 +8,13 @@ import { Registry } from 'prom-client';
 import { silentLogger } from '../src/lib/log';
 import { adminServer, closeServer, listenUnix } from '../src/ztunnel/admin';
 import { adminGet, queryNodes } from '../src/cli/admin-client';
-import { captureIo, demoMesh, startAdminStub, tempDir, writeContextFile } from '../src/cli/testing';
+import { captureIo, demoMesh, startAdminStub, tempDir, writeContextFile } from './helpers/cli';
 import certs from '../src/cli/commands/certs';
 import connections from '../src/cli/commands/connections';
 import status from '../src/cli/commands/status';
 import tunnels from '../src/cli/commands/tunnels';
 import { startRedis } from './helpers/redis';
-
-async function caught(fn: () => unknown): Promise<Error & { code?: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-}
+import { caught } from './helpers/wait';
 
 const ID = (ns: string, sa: string) => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();

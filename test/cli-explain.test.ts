@@ -1,23 +1,12 @@
 import t from 'tap';
-import { join } from 'node:path';
 import { MeshState } from '../src/registry/state';
 import { peerAuthRecord, policyRecord } from '../src/registry/fixtures';
-import { RegistryStore } from '../src/registry/store';
 import { explain, type Explanation } from '../src/cli/explain-model';
 import explainCommand, { EXIT_DENIED } from '../src/cli/commands/explain';
-import { captureIo, demoMesh, tempDir, writeContextFile } from '../src/cli/testing';
+import { captureIo, demoMesh, startDemoRegistry } from './helpers/cli';
 import type { Change } from '../src/registry/types';
 import { recordKey } from '../src/registry/types';
-import { startRedis } from './helpers/redis';
-
-async function caught(fn: () => unknown): Promise<Error & { code?: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-}
+import { caught } from './helpers/wait';
 
 /** The demo mesh in a MeshState, no Redis: explain-model is pure. */
 function demoState(extra: Change[] = []): MeshState {
@@ -153,16 +142,9 @@ t.test('unknown pods and services are clear errors', async (t) => {
 });
 
 t.test('weft explain against a real registry: text, json, exit codes', async (t) => {
-  const redis = await startRedis();
-  t.teardown(() => redis.stop());
-  const store = RegistryStore.connect(redis.url);
-  t.teardown(() => store.close());
-  await store.apply(demoMesh());
-  const tmp = tempDir();
-  t.teardown(tmp.remove);
-  const ctx = writeContextFile(join(tmp.dir, 'ctx.json'), { kind: 'lab', redisUrl: redis.url, nodes: [] });
+  const { dir, contextFile: ctx } = await startDemoRegistry(t);
   const run = async (argv: string[]) => {
-    const cap = captureIo({ HOME: tmp.dir, WEFT_CONTEXT: ctx });
+    const cap = captureIo({ HOME: dir, WEFT_CONTEXT: ctx });
     const code = await explainCommand.runWith(argv, cap.io);
     return { code, out: cap.stdout() };
   };

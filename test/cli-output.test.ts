@@ -8,18 +8,9 @@ import {
   CLEAR_SCREEN, ageSince, cellText, formatAge, formatBytes, formatTable, renderFrame, runWatch, watchScreen, type Frame,
 } from '../src/cli/output';
 import { parseDestination, parseSource } from '../src/cli/explain-model';
-import { captureIo, tempDir, writeContextFile } from '../src/cli/testing';
+import { captureIo, tempDir, writeContextFile } from './helpers/cli';
 import workloads from '../src/cli/commands/workloads';
-
-/** The error `fn` throws (or its promise rejects with); fails the test when there is none. */
-async function caught(fn: () => unknown): Promise<Error & { code?: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-}
+import { caught } from './helpers/wait';
 
 t.test('formatTable aligns columns like kubectl and shows missing cells as -', async (t) => {
   const text = formatTable({

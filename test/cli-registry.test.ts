@@ -4,36 +4,18 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { RegistryFollower } from '../src/registry/follower';
 import { MeshState } from '../src/registry/state';
-import { RegistryStore } from '../src/registry/store';
 import { CLEAR_SCREEN } from '../src/cli/output';
-import { captureIo, demoMesh, tempDir, writeContextFile } from '../src/cli/testing';
+import { captureIo, startDemoRegistry } from './helpers/cli';
 import namespace from '../src/cli/commands/namespace';
 import policies from '../src/cli/commands/policies';
 import services from '../src/cli/commands/services';
 import workloads from '../src/cli/commands/workloads';
 import { freePort, startRedis } from './helpers/redis';
-
-async function caught(fn: () => unknown): Promise<Error & { code?: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-}
+import { caught } from './helpers/wait';
 
 t.test('registry commands', async (t) => {
-  const redis = await startRedis();
-  t.teardown(() => redis.stop());
-  const store = RegistryStore.connect(redis.url);
-  t.teardown(() => store.close());
-  await store.apply(demoMesh());
-  const tmp = tempDir();
-  t.teardown(tmp.remove);
-  const contextFile = writeContextFile(join(tmp.dir, 'context.json'), {
-    kind: 'lab', version: 1, redisUrl: redis.url, trustDomain: 'cluster.local', labDir: tmp.dir, nodes: [],
-  });
-  const env = { HOME: tmp.dir, WEFT_CONTEXT: contextFile };
+  const { redis, store, dir, contextFile } = await startDemoRegistry(t, { version: 1, trustDomain: 'cluster.local' });
+  const env = { HOME: dir, WEFT_CONTEXT: contextFile };
   const run = async (cmd: { runWith: (a: string[], io: ReturnType<typeof captureIo>['io']) => Promise<number> }, argv: string[], e: NodeJS.ProcessEnv = env) => {
     const cap = captureIo(e);
     const code = await cmd.runWith(argv, cap.io);
@@ -155,19 +137,19 @@ t.test('registry commands', async (t) => {
   });
 
   t.test('no context and no --redis-url: WEFT_CONTEXT_MISSING', async (t) => {
-    const err = await caught(() => run(workloads, [], { HOME: join(tmp.dir, 'empty-home') }));
+    const err = await caught(() => run(workloads, [], { HOME: join(dir, 'empty-home') }));
     t.equal(err.code, 'WEFT_CONTEXT_MISSING');
     t.match(err.message, /scripts\/lab up/);
   });
 
   t.test('--redis-url alone is enough for the registry commands', async (t) => {
-    const r = await run(services, ['--redis-url', redis.url, '-o', 'json'], { HOME: join(tmp.dir, 'empty-home') });
+    const r = await run(services, ['--redis-url', redis.url, '-o', 'json'], { HOME: join(dir, 'empty-home') });
     t.equal(JSON.parse(r.out).items.length, 2);
   });
 
   t.test('an unreachable registry fails fast with the URL and a hint', async (t) => {
     const port = await freePort();
-    const err = await caught(() => run(workloads, ['--redis-url', `redis://127.0.0.1:${port}`], { HOME: join(tmp.dir, 'empty-home') }));
+    const err = await caught(() => run(workloads, ['--redis-url', `redis://127.0.0.1:${port}`], { HOME: join(dir, 'empty-home') }));
     t.equal(err.code, 'WEFT_REGISTRY_UNREACHABLE');
     t.match(err.message, new RegExp(`redis://127\\.0\\.0\\.1:${port}`));
     t.match(err.message, /from --redis-url/);
@@ -179,7 +161,7 @@ t.test('registry commands', async (t) => {
     t.teardown(() => r2.stop());
     r2.pause();
     t.teardown(() => r2.resume());
-    const err = await caught(() => run(workloads, ['--redis-url', r2.url], { HOME: join(tmp.dir, 'empty-home') }));
+    const err = await caught(() => run(workloads, ['--redis-url', r2.url], { HOME: join(dir, 'empty-home') }));
     t.equal(err.code, 'WEFT_REGISTRY_UNREACHABLE');
     t.match(err.message, /timeout|no answer/i);
   });

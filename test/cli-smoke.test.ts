@@ -3,9 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { RegistryStore } from '../src/registry/store';
-import { demoMesh, tempDir, writeContextFile } from '../src/cli/testing';
-import { startRedis } from './helpers/redis';
+import { startDemoRegistry } from './helpers/cli';
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, '..');
@@ -28,15 +26,8 @@ t.test('the built binary: workloads -o json, explain exit code, missing context'
   await run('npx', ['tsc', '-p', '.'], { cwd: ROOT, timeout: 300_000 }).catch(() => undefined);
   t.ok(existsSync(MAIN), 'dist/cli/main.js was built');
 
-  const redis = await startRedis();
-  t.teardown(() => redis.stop());
-  const store = RegistryStore.connect(redis.url);
-  t.teardown(() => store.close());
-  await store.apply(demoMesh());
-  const tmp = tempDir();
-  t.teardown(tmp.remove);
-  const ctx = writeContextFile(join(tmp.dir, 'context.json'), { kind: 'lab', redisUrl: redis.url, nodes: [] });
-  const env = { HOME: tmp.dir, WEFT_CONTEXT: ctx };
+  const { dir, contextFile: ctx } = await startDemoRegistry(t);
+  const env = { HOME: dir, WEFT_CONTEXT: ctx };
 
   const list = await weft(['workloads', '-o', 'json'], env);
   t.equal(list.code, 0, list.stderr);
@@ -49,7 +40,7 @@ t.test('the built binary: workloads -o json, explain exit code, missing context'
   t.equal(denied.code, 3, 'a denied connection exits 3');
   t.match(denied.stdout, /Verdict: DENIED/);
 
-  const missing = await weft(['workloads'], { HOME: join(tmp.dir, 'nowhere') });
+  const missing = await weft(['workloads'], { HOME: join(dir, 'nowhere') });
   t.equal(missing.code, 1);
   t.match(missing.stderr, /^weft: no weft context found .* \[WEFT_CONTEXT_MISSING\]\n$/);
 

@@ -12,23 +12,15 @@ import { silentLogger } from '../src/lib/log';
 import { RegistryStore } from '../src/registry/store';
 import { TestApiServer, namespaceObj, nodeObj } from './helpers/apiserver';
 import { freePort, startRedis, type TestRedis } from './helpers/redis';
+import { waitFor } from './helpers/wait';
 
 const ROOT = join(__dirname, '..');
-const LEASE = '/apis/coordination.k8s.io/v1/namespaces/weft-system/leases/weft-controller';
 
 let redis: TestRedis;
 t.before(async () => {
   redis = await startRedis();
 });
 t.teardown(() => redis.stop());
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function kubeconfig(dir: string, server: string): string {
   const file = join(dir, 'kubeconfig');

@@ -1,17 +1,10 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { KubeClient } from '../src/k8s/client';
 import { LeaderElector } from '../src/controller/leader';
 import { TestApiServer } from './helpers/apiserver';
+import { waitFor } from './helpers/wait';
 
-type T = typeof t;
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+type T = Test;
 
 async function rig(t: T) {
   const api = await TestApiServer.start();

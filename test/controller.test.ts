@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Controller } from '../src/controller/controller';
 import { computeDesired, MIRRORED_KINDS } from '../src/controller/desired';
@@ -12,22 +12,15 @@ import {
   TestApiServer, authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj,
 } from './helpers/apiserver';
 import { startRedis, type TestRedis } from './helpers/redis';
+import { waitFor } from './helpers/wait';
 
-type T = typeof t;
+type T = Test;
 
 let redis: TestRedis;
 t.before(async () => {
   redis = await startRedis();
 });
 t.teardown(() => redis.stop());
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface Rig {
   api: TestApiServer;
@@ -312,7 +305,7 @@ t.test('leader election: one writer; the other takes over when the leader dies',
   // a dies without releasing: b waits for the lease to expire (1 s here), then writes.
   await a.stop({ release: false });
   api.put('nodes', nodeObj('node-6', '203.0.113.16'));
-  await waitFor('b leads', () => b.isLeader, 10_000);
+  await waitFor('b leads', () => b.isLeader, { timeoutMs: 10_000 });
   await converged(api, store);
   t.ok(writes.b > 0, 'the new leader wrote the change');
   const after = await client.get('/apis/coordination.k8s.io/v1/namespaces/weft-system/leases/weft-controller');

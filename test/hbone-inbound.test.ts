@@ -1,6 +1,6 @@
 // The HBONE server (15008) as a peer sees it: hand-made HTTP/2 requests over mTLS,
 // checking each answer of reference §1 (400 / 401 / 503 / 200).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
 import { HBONE_PORT } from '../src/ztunnel/contracts';
@@ -23,7 +23,7 @@ t.teardown(async () => { await demo?.close(); });
 const contexts = new SecureContextCache();
 
 /** An HTTP/2 session to node-b's 15008 as if dialling `<podIp>:15008`, with `identity`'s certificate. */
-async function session(t: Tap.Test, podIp: string, identity = ID.client): Promise<http2.ClientHttp2Session> {
+async function session(t: Test, podIp: string, identity: string = ID.client): Promise<http2.ClientHttp2Session> {
   const cert = await demo.mesh.ca.get(identity);
   const context = contexts.get(cert, demo.mesh.ca.rootsPem);
   const node = demo.mesh.node('node-b');

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { generateRootCa, Issuer } from '../src/ca/issuer';
@@ -13,7 +13,7 @@ const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 interface Accepted { socket: tls.TLSSocket; localIdentity: string }
 
 /** A raw TCP listener whose sockets go through ServerTlsEngines with `serverCert`. */
-async function tlsServer(t: Tap.Test, serverCert: WorkloadCert, roots: string) {
+async function tlsServer(t: Test, serverCert: WorkloadCert, roots: string) {
   const accepted: Accepted[] = [];
   const errors: Error[] = [];
   const waiters: Array<() => void> = [];

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { inClusterConfig, parseKubeconfig } from '../src/k8s/kubeconfig';
 import { isWeftError } from '../src/lib/errors';
 import { TestApiServer, namespaceObj, podObj } from './helpers/apiserver';
 
-type T = typeof t;
+type T = Test;
 
 async function server(t: T, opts: ConstructorParameters<typeof TestApiServer>[0] = {}): Promise<{ api: TestApiServer; client: KubeClient }> {
   const api = await TestApiServer.start(opts);

@@ -1,5 +1,5 @@
 // The HBONE client pool: sharing, limits, idle release, keepalive, failures.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import pino from 'pino';
 import { isWeftError } from '../src/lib/errors';
@@ -10,7 +10,7 @@ import { connected, ending, roundTrip, sendAndEnd, until } from '../src/ztunnel/
 
 const T = { timeout: 60_000 };
 
-async function mesh(t: Tap.Test, pool: Parameters<typeof startDemoMesh>[0]['pool'] = {}): Promise<DemoMesh> {
+async function mesh(t: Test, pool: NonNullable<Parameters<typeof startDemoMesh>[0]>['pool'] = {}): Promise<DemoMesh> {
   const demo = await startDemoMesh({ pool });
   t.teardown(() => demo.close());
   return demo;

@@ -8,19 +8,7 @@ import { RegistryFollower } from '../src/registry/follower';
 import { MeshState } from '../src/registry/state';
 import { namespaceRecord, workloadRecord } from '../src/registry/fixtures';
 import { isWeftError } from '../src/lib/errors';
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function metric(reg: Registry, name: string): Promise<number> {
-  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values[0]?.value as number | undefined) ?? NaN;
-}
+import { waitFor, metricValue as metric } from './helpers/wait';
 
 function capturingLogger(lines: { level: string; msg: string }[]) {
   const dest = new Writable({

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
@@ -8,21 +8,9 @@ import { RegistryFollower } from '../src/registry/follower';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, namespaceRecord, serviceRecord, workloadRecord } from '../src/registry/fixtures';
 import { KINDS } from '../src/registry/types';
+import { waitFor, metricValue as metric } from './helpers/wait';
 
-type T = typeof t;
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function metric(reg: Registry, name: string): Promise<number> {
-  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values[0]?.value as number | undefined) ?? NaN;
-}
+type T = Test;
 
 interface Rig {
   prefix: string;

@@ -1,5 +1,5 @@
 // The byte pump on its own, socket ↔ socket and socket ↔ HTTP/2 stream, with real sockets.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import { ending, sha256, until } from '../src/ztunnel/testing/sockets';
 interface Pair { client: net.Socket; server: net.Socket }
 
 /** A connected TCP pair on loopback (both half-open capable). */
-async function pair(t: Tap.Test): Promise<Pair> {
+async function pair(t: Test): Promise<Pair> {
   let server!: net.Socket;
   const srv = net.createServer({ allowHalfOpen: true }, (s) => { server = s; });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -23,7 +23,7 @@ async function pair(t: Tap.Test): Promise<Pair> {
 }
 
 /** app ⇄ [down | pipe | up] ⇄ peer: what a proxy does with one connection. */
-async function proxied(t: Tap.Test, hwm?: number) {
+async function proxied(t: Test, hwm?: number) {
   const a = await pair(t);
   const b = await pair(t);
   let outcome: PipeOutcome | undefined;

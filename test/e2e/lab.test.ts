@@ -12,7 +12,7 @@ import { labSkipReason, startLab } from './helpers/lab';
 
 const skip = labSkipReason();
 if (skip) {
-  t.skip(`lab e2e: ${skip}`);
+  t.plan(0, `lab e2e: ${skip}`);
 } else {
   run();
 }

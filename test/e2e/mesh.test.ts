@@ -13,11 +13,14 @@ import { RegistryStore } from '../../src/registry/store';
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, type AuthorizationPolicyRecord } from '../../src/registry/types';
 import type { TunnelsResponse, ConnectionsResponse } from '../../src/ztunnel/admin-types';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
+import { waitFor } from '../helpers/wait';
 
 const skip = labSkipReason();
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The mesh's checks run pod commands; a failing one means "not yet". */
+const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 5000, intervalMs: 100, ignoreErrors: true });
 
 function admin<T>(socketPath: string, path: string): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -31,16 +34,6 @@ function admin<T>(socketPath: string, path: string): Promise<T> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Polls until `check` holds; a bounded loop, so a broken mesh fails instead of hanging. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(100);
-  }
 }
 
 t.test('mesh data path on the lab', { skip }, async (t) => {

@@ -7,10 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambientNamespace, namespaceRecord, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, workloadRecord } from '../registry/fixtures';
-import type { ChangeInput } from '../registry/store';
-import type { WorkloadRecord } from '../registry/types';
-import type { CliIo } from './io';
+import { ambientNamespace, namespaceRecord, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, workloadRecord } from '../../src/registry/fixtures';
+import type { ChangeInput } from '../../src/registry/store';
+import type { WorkloadRecord } from '../../src/registry/types';
+import type { CliIo } from '../../src/cli/io';
+import { RegistryStore } from '../../src/registry/store';
+import type { Test } from 'tap';
+import { startRedis, type TestRedis } from './redis';
 
 export interface CapturedIo {
   io: CliIo;
@@ -115,4 +118,22 @@ export function demoMesh(): ChangeInput[] {
     put({ op: 'put', kind: 'policy', record: policyRecord({ namespace: 'demo', name: 'deny-intruder', action: 'DENY', rules: [{ clauses: [{ matches: [{ serviceAccounts: ['intruder'] }] }] }] }) }),
     put({ op: 'put', kind: 'peerauth', record: peerAuthRecord({ namespace: 'weft-system', name: 'mesh', mode: 'PERMISSIVE' }) }),
   ];
+}
+
+/**
+ * What most CLI tests start from: a real redis-server holding the demo mesh, a private
+ * directory, and a lab context file pointing at that registry. All torn down with `t`.
+ */
+export async function startDemoRegistry(t: Test, contextExtra: Record<string, unknown> = {}): Promise<{
+  redis: TestRedis; store: RegistryStore; dir: string; contextFile: string;
+}> {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const store = RegistryStore.connect(redis.url);
+  t.teardown(() => store.close());
+  await store.apply(demoMesh());
+  const tmp = tempDir();
+  t.teardown(tmp.remove);
+  const contextFile = writeContextFile(join(tmp.dir, 'context.json'), { kind: 'lab', redisUrl: redis.url, nodes: [], ...contextExtra });
+  return { redis, store, dir: tmp.dir, contextFile };
 }
