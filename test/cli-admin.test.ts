@@ -208,6 +208,7 @@ t.test('admin-based commands', async (t) => {
       connections: () => ({ ...connectionsBody, node: 'node-5' }),
       certificates: () => ({ node: 'node-5', certificates: d.certificates }),
       configDump: () => d,
+      registry: () => ({ node: 'node-5', trustDomain: 'cluster.local', revision: 1, records: {} }),
       logger: silentLogger(),
       metrics: new Registry(),
     });

@@ -12,6 +12,7 @@ import {
 } from './helpers/kustomize';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { caConfig, caSpecs, tokenSpecs } from '../src/ca/command';
+import { controllerSpecs } from '../src/controller/command';
 import { parseOptions } from '../src/lib/options';
 import { policyRecord } from '../src/controller/translate';
 
@@ -40,10 +41,10 @@ t.test('kubectl kustomize renders the same objects as the test renderer', async 
 
 t.test('the install has every piece of the mesh', async (t) => {
   t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
-    'ClusterRole/weft-controller', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
+    'ClusterRole/weft-controller', 'ClusterRole/weft-operator', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
     'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
     'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system',
-    'Role/weft-controller-leader-election', 'RoleBinding/weft-controller-leader-election',
+    'Role/weft-controller-leader-election', 'Role/weft-operator', 'RoleBinding/weft-controller-leader-election',
     'Service/weft-ca', 'Service/weft-redis', 'ServiceAccount/weft-ca', 'ServiceAccount/weft-controller',
     'ServiceAccount/weft-redis', 'ServiceAccount/weft-ztunnel', 'StatefulSet/weft-redis',
   ]);
@@ -130,10 +131,12 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   }
   t.equal((c.readinessProbe as { httpGet: { path: string } }).httpGet.path, '/healthz/ready');
   const ports = (c.ports as { containerPort: number }[]).map((p) => p.containerPort).sort();
-  t.same(ports, [15001, 15006, 15008, 15020, 15021], 'declared host ports (15000 admin stays on localhost)');
+  t.same(ports, [15000, 15001, 15006, 15008, 15020, 15021], 'declared host ports (15000: the read-only admin views)');
   const env = c.env as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   t.equal(env.find((e) => e.name === 'WEFT_NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
   t.equal(env.find((e) => e.name === 'WEFT_NODE_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+  t.equal(env.find((e) => e.name === 'WEFT_ADMIN_VIEW_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP',
+    'read-only admin views on the pod IP, for the API server pod proxy');
 });
 
 t.test('RBAC is least privilege', async (t) => {
@@ -155,7 +158,16 @@ t.test('RBAC is least privilege', async (t) => {
   }
   const lease = one('Role', 'weft-controller-leader-election');
   t.equal(lease.metadata.namespace, 'weft-system');
-  t.same((lease.rules as Rule[]).map((r) => [r.apiGroups, r.resources]), [[['coordination.k8s.io'], ['leases']]]);
+  t.same((lease.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]), [
+    [['coordination.k8s.io'], ['leases'], ['create'], undefined],
+    [['coordination.k8s.io'], ['leases'], ['get', 'update'], ['weft-controller']],
+  ], 'the controller reads and renews only its own Lease');
+  const operator = one('ClusterRole', 'weft-operator').rules as Rule[];
+  t.same(operator.map((r) => [r.resources, r.verbs]), [[['namespaces'], ['get', 'list', 'patch']]], 'weft-operator: label namespaces');
+  const operatorNs = one('Role', 'weft-operator');
+  t.equal(operatorNs.metadata.namespace, 'weft-system');
+  t.same((operatorNs.rules as Rule[]).map((r) => [r.resources, r.verbs]), [[['pods'], ['get', 'list']], [['pods/proxy'], ['get']]],
+    'weft-operator: read the ztunnel admin views, GET only, in weft-system only');
   for (const b of [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')]) {
     t.same(b.subjects, [{ kind: 'ServiceAccount', name: 'weft-controller', namespace: 'weft-system' }], `${b.metadata.name} binds only the controller`);
   }
@@ -273,6 +285,14 @@ t.test('component flags and environment parse with the components’ own parsers
   const ctl = podContainers(one('Deployment', 'weft-controller'))[0]!;
   t.equal((ctl.args as string[])[0], 'controller');
   t.ok((ctl.args as string[]).includes('--lease-namespace=weft-system'));
+  const ctlValues = parseOptions(controllerSpecs, (ctl.args as string[]).slice(1), config).values;
+  t.equal(ctlValues.leaseNamespace, 'weft-system');
+  const leaseRule = (one('Role', 'weft-controller-leader-election').rules as { verbs: string[]; resourceNames?: string[] }[])
+    .find((r) => r.verbs.includes('update'));
+  t.same(leaseRule?.resourceNames, [ctlValues.leaseName], 'RBAC names the Lease the controller renews');
+  const probePorts = ['readinessProbe', 'livenessProbe'].map((p) => (ctl[p] as { httpGet?: { port: number } } | undefined)?.httpGet?.port);
+  t.same(probePorts, [ctlValues.metricsListen?.port, ctlValues.metricsListen?.port], 'controller probes on its --metrics-listen port');
+  t.equal((ctl.readinessProbe as { httpGet: { path: string } }).httpGet.path, '/healthz/ready');
 });
 
 t.test('the Dockerfile builds what the manifests run', async (t) => {

@@ -74,3 +74,15 @@ export interface ConfigDump {
   policies: unknown[];
   certificates: CertificateInfo[];
 }
+
+/**
+ * The registry as this ztunnel holds it (GET /registry): every record by kind, at
+ * `revision`. The CLI rebuilds a MeshState from it when it cannot reach Redis (on a
+ * cluster), so `weft workloads` shows what the data path enforces.
+ */
+export interface RegistryDump {
+  node: string;
+  trustDomain: string;
+  revision: number;
+  records: Record<string, unknown[]>;
+}

@@ -3,7 +3,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import { LOG_LEVELS, type Logger } from '../lib/log';
 import type {
-  CertificatesResponse, ConfigDump, ConnectionsResponse, TunnelsResponse, ZtunnelStatus,
+  CertificatesResponse, ConfigDump, ConnectionsResponse, RegistryDump, TunnelsResponse, ZtunnelStatus,
 } from './admin-types';
 
 /** What the admin, metrics and readiness endpoints read from the running ztunnel. */
@@ -13,6 +13,7 @@ export interface AdminSource {
   connections(): ConnectionsResponse;
   certificates(): CertificatesResponse;
   configDump(): ConfigDump;
+  registry(): RegistryDump;
   logger: Logger;
   metrics: Registry;
 }
@@ -41,6 +42,17 @@ function serve(routes: Record<string, Handler>, log: Logger): Server {
   });
 }
 
+function viewRoutes(src: AdminSource): Record<string, Handler> {
+  return {
+    '/config_dump': (_q, _u, res) => json(res, 200, src.configDump()),
+    '/tunnels': (_q, _u, res) => json(res, 200, src.tunnels()),
+    '/connections': (_q, _u, res) => json(res, 200, src.connections()),
+    '/certs': (_q, _u, res) => json(res, 200, src.certificates()),
+    '/status': (_q, _u, res) => json(res, 200, src.status()),
+    '/registry': (_q, _u, res) => json(res, 200, src.registry()),
+  };
+}
+
 /**
  * The admin API: read-only views plus the log level. It is bound to 127.0.0.1 and to a
  * unix socket only, so nothing can be changed from outside the node; the CLI reaches
@@ -49,11 +61,7 @@ function serve(routes: Record<string, Handler>, log: Logger): Server {
  */
 export function adminServer(src: AdminSource): Server {
   return serve({
-    '/config_dump': (_q, _u, res) => json(res, 200, src.configDump()),
-    '/tunnels': (_q, _u, res) => json(res, 200, src.tunnels()),
-    '/connections': (_q, _u, res) => json(res, 200, src.connections()),
-    '/certs': (_q, _u, res) => json(res, 200, src.certificates()),
-    '/status': (_q, _u, res) => json(res, 200, src.status()),
+    ...viewRoutes(src),
     '/logging': (req, url, res) => {
       const level = url.searchParams.get('level');
       if (req.method === 'POST' || level !== null) {
@@ -67,6 +75,24 @@ export function adminServer(src: AdminSource): Server {
       json(res, 200, { level: src.logger.level });
     },
   }, src.logger);
+}
+
+/**
+ * The same views without /logging, for a non-loopback address: on a cluster the CLI
+ * reaches the ztunnel through the API server's pod proxy, which connects to the pod IP
+ * (the node IP, hostNetwork). Nothing here changes state or shows a private key; what
+ * it shows (workloads, identities, connections) is what the metrics on 15020 already
+ * reveal in aggregate.
+ */
+export function adminViewServer(src: AdminSource): Server {
+  const routes = viewRoutes(src);
+  return serve(Object.fromEntries(Object.entries(routes).map(([path, handler]) => [path, ((req, url, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      json(res, 405, { error: `${path} is read-only here; use GET` });
+      return;
+    }
+    return handler(req, url, res);
+  }) as Handler])), src.logger);
 }
 
 export function metricsServer(src: AdminSource): Server {

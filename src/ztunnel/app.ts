@@ -7,6 +7,7 @@ import type { Logger } from '../lib/log';
 import { VERSION } from '../lib/version';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
+import { KINDS } from '../registry/types';
 import { CaClient } from '../ca/client';
 import { CertificateManager } from '../ca/cert-manager';
 import { ROOT_CERT_REDIS_KEY } from '../ca/root-store';
@@ -19,8 +20,8 @@ import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
 import { CaptureReconciler } from './capture';
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
-import { adminServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
-import type { CertificateInfo, ConfigDump, ZtunnelStatus } from './admin-types';
+import { adminServer, adminViewServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
+import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
 import type { ZtunnelConfig } from './config';
 
 /** Test hooks: listener ports other than Istio's (several ztunnels on one loopback). */
@@ -103,6 +104,9 @@ export class ZtunnelApp implements AdminSource {
 
     await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
     await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
+    if (config.adminViewAddress && config.adminViewAddress !== '127.0.0.1') {
+      await this.serve(adminViewServer(this), config.adminViewAddress, config.adminPort);
+    }
     if (config.adminSocket) {
       const server = adminServer(this);
       await listenUnix(server, config.adminSocket);
@@ -207,6 +211,12 @@ export class ZtunnelApp implements AdminSource {
       policies: [...this.state.list('policy'), ...this.state.list('peerauth')],
       certificates: this.certificates().certificates,
     };
+  }
+
+  registry(): RegistryDump {
+    const records: RegistryDump['records'] = {};
+    for (const kind of KINDS) records[kind] = this.state.list(kind);
+    return { node: this.config.nodeName, trustDomain: this.config.trustDomain, revision: this.state.revision, records };
   }
 
   /** Reverse of start: stop capturing first so no new pod traffic reaches closing listeners. */

@@ -39,6 +39,11 @@ export const ztunnelOptions = {
     description: 'lifetime asked for workload certificates', parse: parse.duration({ min: 60_000, max: 90 * 86_400_000 }),
   },
   adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },
+  adminViewAddress: {
+    flag: 'admin-view-address', env: 'WEFT_ADMIN_VIEW_ADDRESS', default: '', defaultText: 'off',
+    description: 'also serve the read-only admin views (no /logging) on this address and the admin port, for `weft` through the API server pod proxy',
+    parse: (raw: string) => { if (raw !== '' && !isIP(raw)) throw new Error('expected an IP address'); return raw; },
+  },
   metricsPort: { flag: 'metrics-port', env: 'WEFT_METRICS_PORT', default: 15020, description: 'Prometheus metrics port', parse: parse.port() },
   readinessPort: { flag: 'readiness-port', env: 'WEFT_READINESS_PORT', default: 15021, description: 'readiness probe port', parse: parse.port() },
   adminSocket: {

@@ -55,6 +55,11 @@ export class TestApiServer {
   private watchesPaused = false;
   /** Every request, for assertions on what the client sent. */
   readonly requests: RequestLogEntry[] = [];
+  /**
+   * Extra endpoints a test adds (e.g. TokenReview): each is asked first and returns true
+   * when it answered. The request body is not read yet.
+   */
+  readonly extraRoutes: ((req: http.IncomingMessage, res: http.ServerResponse, url: URL) => boolean)[] = [];
   /** Answer this many next requests matching the predicate with 500 (error injection). */
   failNext?: { count: number; match: (method: string, path: string) => boolean; status?: number };
   url = '';
@@ -248,6 +253,9 @@ export class TestApiServer {
       this.failNext.count--;
       return this.status(res, this.failNext.status ?? 500, 'InternalError', 'injected failure');
     }
+    for (const route of this.extraRoutes) if (route(req, res, url)) return;
+    const proxy = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/:]+)(?::(\d+))?\/proxy(\/.*)?$/.exec(url.pathname);
+    if (proxy) return this.podProxy(proxy[1]!, proxy[2]!, Number(proxy[3] ?? 80), (proxy[4] ?? '/') + url.search, req, res);
     const p = this.parsePath(url.pathname);
     if (!p) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const chunks: Buffer[] = [];
@@ -315,6 +323,28 @@ export class TestApiServer {
       default:
         return this.status(res, 405, 'MethodNotAllowed', 'method not allowed');
     }
+  }
+
+  /**
+   * The pods/proxy subresource as kube-apiserver does it: an HTTP request to the pod's
+   * status.podIP on the port named in the path, the answer relayed as is; a pod without
+   * an IP or one that does not answer gives 503, like the real one.
+   */
+  private podProxy(namespace: string, name: string, port: number, path: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const pod = this.store.get('pods')!.get(`${namespace}/${name}`);
+    if (!pod) return this.status(res, 404, 'NotFound', `pods "${name}" not found`);
+    const ip = pod.status?.podIP as string | undefined;
+    if (!ip) return this.status(res, 503, 'ServiceUnavailable', `pod ${name} has no IP`);
+    const upstream = http.request({ host: ip, port, path, method: req.method, headers: { accept: req.headers.accept ?? '*/*' } }, (up) => {
+      res.writeHead(up.statusCode ?? 502, { 'content-type': up.headers['content-type'] ?? 'application/octet-stream' });
+      up.pipe(res);
+    });
+    upstream.setTimeout(5000, () => upstream.destroy(new Error('timeout')));
+    upstream.on('error', (err) => {
+      if (!res.headersSent) this.status(res, 503, 'ServiceUnavailable', `error trying to reach service: ${err.message}`);
+      else res.destroy();
+    });
+    req.pipe(upstream);
   }
 
   private watch(t: ResourceType, namespace: string | undefined, query: Record<string, string>, req: http.IncomingMessage, res: http.ServerResponse): void {
