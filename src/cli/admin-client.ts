@@ -2,13 +2,17 @@
  * Reads the ztunnel admin API (src/ztunnel/admin-types.ts) of each node. In the lab
  * every ztunnel lives in its own network namespace, so the CLI reaches it through a
  * unix socket the ztunnel also serves the API on; a context may instead give a URL.
+ * On a cluster it goes through the API server's pod proxy to the ztunnel's read-only
+ * views (--admin-view-address), with the operator's own Kubernetes credentials.
  *
  * A node that does not answer must not hide the others: queryNodes asks all nodes at
  * once, each with its own short deadline, and returns answers and failures side by side.
  */
 import * as http from 'node:http';
+import { isWeftError } from '../lib/errors';
 import { VERSION } from '../lib/version';
-import type { AdminEndpoint, ContextNode } from './context';
+import { k8sStatus, type KubeClient } from '../k8s/client';
+import type { AdminEndpoint, ContextNode, PodProxyTarget } from './context';
 
 export const ADMIN_TIMEOUT_MS = 2000;
 /** Admin answers are small JSON documents; anything far bigger is not our API. */
@@ -24,6 +28,8 @@ export class AdminUnavailable extends Error {
 
 export interface AdminRequestOptions {
   timeoutMs?: number;
+  /** The API server client, for nodes reached through the pod proxy. */
+  kube?: KubeClient;
 }
 
 /** GETs `path` from one node and parses the JSON body. Rejects with AdminUnavailable. */
@@ -33,7 +39,9 @@ export function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestO
     return Promise.reject(new AdminUnavailable(node.name,
       'the context names no admin endpoint for this node (adminSocket); re-run scripts/lab up with a weft that writes it'));
   }
+  if ('podProxy' in node.admin) return podProxyGet<T>(node.name, node.admin.podProxy, path, timeoutMs, opts.kube);
   const where = describeEndpoint(node.admin);
+  const admin = node.admin;
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const fail = (msg: string) => {
@@ -44,7 +52,7 @@ export function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestO
       reject(new AdminUnavailable(node.name, msg));
     };
     const req = http.request({
-      ...requestTarget(node.admin!, path),
+      ...requestTarget(admin, path),
       method: 'GET',
       headers: { accept: 'application/json', 'user-agent': `weft-cli/${VERSION}` },
       agent: false,
@@ -137,13 +145,38 @@ export function hasArray(field: string): (data: unknown) => string | undefined {
   };
 }
 
-function requestTarget(admin: AdminEndpoint, path: string): http.RequestOptions {
+/** The pods/proxy subresource path of one admin view. */
+export function podProxyPath(target: PodProxyTarget, path: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}:${target.port}/proxy${path}`;
+}
+
+async function podProxyGet<T>(node: string, target: PodProxyTarget, path: string, timeoutMs: number, kube?: KubeClient): Promise<T> {
+  if (target.unavailable) throw new AdminUnavailable(node, target.unavailable);
+  if (!kube) throw new AdminUnavailable(node, 'no Kubernetes API client to reach the pod proxy with (a bug: report it)');
+  const where = `pod ${target.namespace}/${target.pod} port ${target.port} (through the API server)`;
+  try {
+    return await kube.get(podProxyPath(target, path), { timeoutMs }) as unknown as T;
+  } catch (err) {
+    const status = k8sStatus(err);
+    const msg = isWeftError(err) ? err.message : String(err);
+    if (status === 401 || status === 403) {
+      throw new AdminUnavailable(node, `the API server refused GET pods/proxy for ${where} (HTTP ${status}); bind the weft-operator Role in weft-system (daemonset/rbac.yaml) to your user`);
+    }
+    if (status === 503 || status === 502) {
+      throw new AdminUnavailable(node, `the API server could not reach ${where}: ${msg}; is the ztunnel running with WEFT_ADMIN_VIEW_ADDRESS set (daemonset/ztunnel.yaml)?`);
+    }
+    if (status === 404) throw new AdminUnavailable(node, `${where}: not found (${msg}); the pod may have been replaced, run the command again`);
+    throw new AdminUnavailable(node, msg);
+  }
+}
+
+function requestTarget(admin: Exclude<AdminEndpoint, { podProxy: PodProxyTarget }>, path: string): http.RequestOptions {
   if ('socketPath' in admin) return { socketPath: admin.socketPath, path, host: 'localhost' };
   const u = new URL(path, admin.baseUrl.endsWith('/') ? admin.baseUrl : admin.baseUrl + '/');
   return { host: u.hostname, port: u.port || 80, path: u.pathname + u.search };
 }
 
-function describeEndpoint(admin: AdminEndpoint): string {
+function describeEndpoint(admin: Exclude<AdminEndpoint, { podProxy: PodProxyTarget }>): string {
   return 'socketPath' in admin ? admin.socketPath : admin.baseUrl;
 }
 

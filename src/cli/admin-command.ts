@@ -5,6 +5,7 @@
  */
 import { WeftError } from '../lib/errors';
 import { failureWarning, queryNodes, type NodeAnswer, type NodeFailure } from './admin-client';
+import { contextNodes, withCluster } from './cluster';
 import { contextOptions, loadContext, selectNodes, type CliContext } from './context';
 import type { CliIo } from './io';
 import { outputOptions, show, type Frame, type OutputFormat } from './output';
@@ -15,6 +16,8 @@ export const adminViewOptions = { ...contextOptions, ...outputOptions, node: nod
 export interface AdminViewValues {
   context: string;
   redisUrl: string;
+  kubeconfig?: string;
+  kubeContext?: string;
   output: OutputFormat;
   watch: boolean;
   node: string;
@@ -27,11 +30,11 @@ export interface AdminView<T> {
   build(answers: NodeAnswer<T>[], now: number): Omit<Frame, 'warnings'>;
 }
 
-/** Admin commands need node endpoints, which only a context file provides. */
+/** Admin commands need node endpoints: a lab context file names them, a cluster lists them. */
 export function requireNodes(ctx: CliContext): void {
-  if (ctx.nodes.length === 0) {
+  if (ctx.nodes.length === 0 && !ctx.cluster) {
     throw new WeftError('WEFT_CONTEXT_MISSING',
-      `context ${ctx.source} names no nodes, so there is no ztunnel admin API to ask; start the lab with scripts/lab up, or pass --context FILE`);
+      `context ${ctx.source} names no nodes, so there is no ztunnel admin API to ask; start the lab with scripts/lab up, or pass --context FILE or --kubeconfig FILE`);
   }
 }
 
@@ -45,9 +48,10 @@ export function adminFrame<T>(view: AdminView<T>, answers: NodeAnswer<T>[], fail
 export async function runAdminView<T>(values: AdminViewValues, io: CliIo, view: AdminView<T>): Promise<number> {
   const ctx = loadContext(values, io.env);
   requireNodes(ctx);
-  const nodes = selectNodes(ctx, values.node);
-  return show(async () => {
-    const { answers, failures } = await queryNodes<T>(nodes, view.path, view.check);
+  return withCluster(ctx, (cluster) => show(async () => {
+    // On a cluster the pods are listed per frame: a rollout replaces them under --watch.
+    const nodes = selectNodes(ctx, values.node, await contextNodes(ctx, cluster));
+    const { answers, failures } = await queryNodes<T>(nodes, view.path, view.check, cluster ? { kube: cluster.client } : {});
     return adminFrame(view, answers, failures, Date.now());
-  }, { format: values.output, watch: values.watch, title: view.title, io });
+  }, { format: values.output, watch: values.watch, title: view.title, io }));
 }

@@ -1,22 +1,37 @@
 /**
- * Where the operator commands find the mesh. A context file (written by `scripts/lab
- * up`, later by a cluster installer) names the registry, the CA and each node's admin
- * endpoint; `--redis-url` alone is enough for the registry-only commands.
+ * Where the operator commands find the mesh:
+ *   - the lab: a context file (written by `scripts/lab up`) names the registry, the CA
+ *     and each node's admin endpoint;
+ *   - a cluster: a kubeconfig. Nodes are the ztunnel pods, reached through the API
+ *     server's pod proxy; the registry view comes from a ztunnel (Redis stays inside
+ *     the cluster); enrolment is a Namespace label patched through the API server;
+ *   - `--redis-url` alone, for the registry-only commands.
  *
- * Each context kind has its own parser returning the same `CliContext`, so a cluster
- * context is one more entry in CONTEXT_PARSERS, not a change to every command.
+ * Each context kind has its own parser returning the same `CliContext`, so a new kind
+ * is one more entry in CONTEXT_PARSERS, not a change to every command.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { isValidTrustDomain } from '../lib/identity';
 import { parse, type OptionSpec } from '../lib/options';
+import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
+
+/** A ztunnel pod's admin views through the API server: GET .../pods/<pod>:<port>/proxy/<path>. */
+export interface PodProxyTarget {
+  namespace: string;
+  pod: string;
+  port: number;
+  /** Why the pod cannot be asked (not running, no IP), when it cannot. */
+  unavailable?: string;
+}
 
 /** How the CLI reaches one node's ztunnel admin API (HTTP). */
 export type AdminEndpoint =
   | { socketPath: string }
-  | { baseUrl: string };
+  | { baseUrl: string }
+  | { podProxy: PodProxyTarget };
 
 export interface ContextNode {
   name: string;
@@ -38,9 +53,23 @@ export interface CliContext {
   caAddress?: string;
   nodes: ContextNode[];
   labDir?: string;
+  /** For kind 'cluster': how to reach the API server, and where Weft runs in it. */
+  cluster?: ClusterTarget;
+}
+
+export interface ClusterTarget {
+  config: ClusterConfig;
+  /** The kubeconfig file (and context) it came from, for messages. */
+  source: string;
+  /** Namespace of Weft's own pods. */
+  namespace: string;
+  /** Selects the ztunnel pods in `namespace`. */
+  ztunnelSelector: string;
 }
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+export const WEFT_SYSTEM_NAMESPACE = 'weft-system';
+export const ZTUNNEL_POD_SELECTOR = 'app.kubernetes.io/name=weft-ztunnel';
 
 /** The flags every operator command accepts to pick its context. */
 export const contextOptions = {
@@ -52,11 +81,21 @@ export const contextOptions = {
     flag: 'redis-url', env: 'WEFT_REDIS_URL', default: '',
     description: "registry Redis URL; overrides the context's", parse: parse.url(['redis:', 'rediss:']),
   } satisfies OptionSpec<string>,
+  kubeconfig: {
+    flag: 'kubeconfig', env: 'WEFT_KUBECONFIG', default: '', defaultText: '$KUBECONFIG or ~/.kube/config when there is no weft context',
+    description: 'use the cluster of this kubeconfig (through its API server) instead of the lab', parse: parse.string(),
+  } satisfies OptionSpec<string>,
+  kubeContext: {
+    flag: 'kube-context', env: 'WEFT_KUBE_CONTEXT', default: '', defaultText: 'current-context',
+    description: 'kubeconfig context to use', parse: parse.string(),
+  } satisfies OptionSpec<string>,
 };
 
 export interface ContextFlags {
   context: string;
   redisUrl: string;
+  kubeconfig?: string;
+  kubeContext?: string;
 }
 
 export function defaultContextFile(env: NodeJS.ProcessEnv): string {
@@ -64,13 +103,18 @@ export function defaultContextFile(env: NodeJS.ProcessEnv): string {
 }
 
 /**
- * Finds and validates the context. `--context`/WEFT_CONTEXT names the file (which must
- * then exist); otherwise ~/.weft/context.json is used if present. `--redis-url`
- * overrides the registry URL, and alone (no file) gives a registry-only context.
+ * Finds and validates the context, first match wins:
+ *   1. `--context`/WEFT_CONTEXT names a file (which must exist);
+ *   2. `--kubeconfig` names a cluster;
+ *   3. ~/.weft/context.json, when present (the lab writes it);
+ *   4. `--redis-url` alone: a registry-only context;
+ *   5. a kubeconfig at $KUBECONFIG or ~/.kube/config: that cluster.
+ * `--redis-url` also overrides the registry URL of a file context.
  */
 export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliContext {
   const explicit = flags.context !== '';
   const file = explicit ? flags.context : defaultContextFile(env);
+  if (!explicit && flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags.redisUrl);
   let text: string | undefined;
   try {
     text = readFileSync(file, 'utf8');
@@ -81,26 +125,52 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     }
     if (explicit) {
       throw new WeftError('WEFT_CONTEXT_MISSING',
-        `context file ${file} (from --context/WEFT_CONTEXT) does not exist; start the lab with scripts/lab up, or pass --redis-url`);
+        `context file ${file} (from --context/WEFT_CONTEXT) does not exist; start the lab with scripts/lab up, or pass --kubeconfig or --redis-url`);
     }
   }
   if (text === undefined) {
     if (flags.redisUrl) return { kind: 'flags', source: '--redis-url', redisUrl: flags.redisUrl, trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] };
+    const kubeconfig = defaultKubeconfig(env);
+    if (kubeconfig) return clusterContext(kubeconfig, flags.kubeContext, env);
     throw new WeftError('WEFT_CONTEXT_MISSING',
-      `no weft context found (looked for ${file}); run scripts/lab up to start the lab (it writes the context), or pass --redis-url redis://host:port`);
+      `no weft context found (looked for ${file}, $KUBECONFIG and ~/.kube/config); run scripts/lab up to start the lab (it writes the context), pass --kubeconfig FILE for a cluster, or --redis-url redis://host:port`);
   }
-  const ctx = parseContext(text, file);
-  return flags.redisUrl ? { ...ctx, redisUrl: flags.redisUrl } : ctx;
+  return withRedis(parseContext(text, file, env), flags.redisUrl);
 }
 
-type ContextParser = (raw: Record<string, unknown>, file: string) => CliContext;
+function withRedis(ctx: CliContext, redisUrl: string): CliContext {
+  return redisUrl ? { ...ctx, redisUrl } : ctx;
+}
 
-/** One parser per context kind. A cluster context (kubeconfig-like) is added here. */
+/** $KUBECONFIG's first file, else ~/.kube/config, when it exists. */
+function defaultKubeconfig(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.KUBECONFIG?.split(':').find((f) => f !== '') || join(env.HOME || homedir(), '.kube', 'config');
+  return existsSync(file) ? file : undefined;
+}
+
+/**
+ * A cluster context. The registry URL stays empty: Redis is inside the cluster, so the
+ * registry views come from a ztunnel unless `--redis-url` names a reachable Redis.
+ */
+export function clusterContext(kubeconfig: string, kubeContext: string | undefined, env: NodeJS.ProcessEnv,
+  opts: { namespace?: string; trustDomain?: string } = {}): CliContext {
+  const config = loadKubeconfig(kubeconfig, { env, ...(kubeContext ? { context: kubeContext } : {}) });
+  const source = `kubeconfig ${kubeconfig}${kubeContext ? ` (context ${kubeContext})` : ''}`;
+  return {
+    kind: 'cluster', source, redisUrl: '', trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN, nodes: [],
+    cluster: { config, source, namespace: opts.namespace ?? WEFT_SYSTEM_NAMESPACE, ztunnelSelector: ZTUNNEL_POD_SELECTOR },
+  };
+}
+
+type ContextParser = (raw: Record<string, unknown>, file: string, env: NodeJS.ProcessEnv) => CliContext;
+
+/** One parser per context kind. */
 const CONTEXT_PARSERS: Record<string, ContextParser> = {
   lab: parseLabContext,
+  cluster: parseClusterContext,
 };
 
-export function parseContext(text: string, file: string): CliContext {
+export function parseContext(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CliContext {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -114,7 +184,21 @@ export function parseContext(text: string, file: string): CliContext {
   if (!parser) {
     throw invalid(file, `has kind ${JSON.stringify(kind)}; this weft understands ${Object.keys(CONTEXT_PARSERS).map((k) => `"${k}"`).join(', ')}`);
   }
-  return parser(obj, file);
+  return parser(obj, file, env);
+}
+
+/** `{"kind":"cluster","kubeconfig":"...","kubeContext":"...","namespace":"weft-system","trustDomain":"..."}`; all optional. */
+function parseClusterContext(raw: Record<string, unknown>, file: string, env: NodeJS.ProcessEnv): CliContext {
+  const f = fields(raw, file);
+  const kubeconfig = f.optionalString('kubeconfig') || defaultKubeconfig(env);
+  if (!kubeconfig) throw invalid(file, 'has kind "cluster" but no field kubeconfig, and there is no $KUBECONFIG or ~/.kube/config');
+  const trustDomain = f.optionalString('trustDomain');
+  if (trustDomain !== undefined && !isValidTrustDomain(trustDomain)) throw invalid(file, `field trustDomain=${JSON.stringify(trustDomain)} is not a DNS name`);
+  const namespace = f.optionalString('namespace');
+  const ctx = clusterContext(kubeconfig, f.optionalString('kubeContext'), env, {
+    ...(namespace ? { namespace } : {}), ...(trustDomain ? { trustDomain } : {}),
+  });
+  return { ...ctx, source: file };
 }
 
 function parseLabContext(raw: Record<string, unknown>, file: string): CliContext {
@@ -182,11 +266,11 @@ function invalid(file: string, what: string): WeftError {
 }
 
 /** Picks the nodes named by `--node` (all when empty); an unknown name is an error listing the known ones. */
-export function selectNodes(ctx: CliContext, name: string): ContextNode[] {
-  if (!name) return ctx.nodes;
-  const node = ctx.nodes.find((n) => n.name === name);
+export function selectNodes(ctx: CliContext, name: string, nodes: ContextNode[] = ctx.nodes): ContextNode[] {
+  if (!name) return nodes;
+  const node = nodes.find((n) => n.name === name);
   if (!node) {
-    const known = ctx.nodes.map((n) => n.name).join(', ') || 'none';
+    const known = nodes.map((n) => n.name).join(', ') || 'none';
     throw new WeftError('WEFT_CONFIG_INVALID', `invalid --node=${JSON.stringify(name)}: not a node of context ${ctx.source} (nodes: ${known})`);
   }
   return [node];

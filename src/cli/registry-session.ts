@@ -13,8 +13,22 @@ import type { CliContext } from './context';
 
 export const REGISTRY_PROBE_TIMEOUT_MS = 1500;
 
-export class RegistrySession {
+/** A read-only source of the registry for the inspection commands. */
+export interface RegistryReader {
+  readonly ctx: CliContext;
+  /** Where the view comes from, for messages and `weft status`. */
+  readonly where: string;
+  /** A MeshState from one consistent snapshot: the same view the ztunnels derive. */
+  load(): Promise<MeshState>;
+  close(): Promise<void>;
+}
+
+export class RegistrySession implements RegistryReader {
   private constructor(readonly ctx: CliContext, readonly store: RegistryStore) {}
+
+  get where(): string {
+    return redactUrl(this.ctx.redisUrl);
+  }
 
   /** Probes Redis, then opens the store. Throws WEFT_REGISTRY_UNREACHABLE fast. */
   static async open(ctx: CliContext, opts: { timeoutMs?: number } = {}): Promise<RegistrySession> {
@@ -36,9 +50,21 @@ export class RegistrySession {
   }
 }
 
-/** Runs `fn` with an open session and always closes it. */
-export async function withRegistry<T>(ctx: CliContext, fn: (s: RegistrySession) => Promise<T>): Promise<T> {
-  const session = await RegistrySession.open(ctx);
+/**
+ * Opens the registry: Redis when the context names it; on a cluster without a
+ * reachable Redis, the view a ztunnel holds, read through the API server.
+ */
+export async function openRegistry(ctx: CliContext): Promise<RegistryReader> {
+  if (!ctx.redisUrl && ctx.cluster) {
+    const { ZtunnelRegistryReader } = await import('./ztunnel-registry');
+    return ZtunnelRegistryReader.open(ctx);
+  }
+  return RegistrySession.open(ctx);
+}
+
+/** Runs `fn` with an open registry reader and always closes it. */
+export async function withRegistry<T>(ctx: CliContext, fn: (s: RegistryReader) => Promise<T>): Promise<T> {
+  const session = await openRegistry(ctx);
   try {
     return await fn(session);
   } finally {

@@ -277,5 +277,7 @@ export function ztunnelArgs(node: string, address: string, layout: LabLayout, cl
     // A boolean flag: a separate "true" would be read as a positional argument.
     '--capture',
     '--admin-socket', adminSocketPath(layout, node),
+    // As on a cluster: the read-only views on the node IP, for the API server pod proxy.
+    '--admin-view-address', address,
   ];
 }

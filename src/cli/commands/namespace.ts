@@ -1,8 +1,10 @@
 /**
  * `weft namespace enroll|unenroll|list`: the namespace is the unit an operator puts in
- * the mesh. Enrolling sets `weft.io/dataplane-mode=ambient` on the namespace record;
- * every ztunnel follows the registry, re-derives its pods' enrolment and reconciles
- * capture within about a second. Pods are never restarted.
+ * the mesh. Enrolling sets `weft.io/dataplane-mode=ambient` on the namespace record
+ * (lab), or on the Namespace object through the API server (cluster: the controller
+ * mirrors it, and would undo a registry write); every ztunnel follows the registry,
+ * re-derives its pods' enrolment and reconciles capture within about a second. Pods
+ * are never restarted.
  */
 import { WeftError } from '../../lib/errors';
 import type { MeshState } from '../../registry/state';
@@ -11,7 +13,8 @@ import { contextOptions, loadContext } from '../context';
 import { defineCommand, defineGroup, type CliIo } from '../io';
 import { formatStructured, outputOptions, show } from '../output';
 import { byKey } from '../registry-command';
-import { withRegistry, type RegistrySession } from '../registry-session';
+import { openRegistry, RegistrySession, withRegistry, type RegistryReader } from '../registry-session';
+import { ClusterSession } from '../cluster';
 
 export interface EnrolmentCount {
   /** Workloads of the namespace in the mesh now. */
@@ -42,6 +45,12 @@ export interface EnrolResult {
   /** Registry revision the change was written at (the current one when nothing changed). */
   revision: number;
   workloads: EnrolmentCount;
+  /** Cluster: the object the label was set on. */
+  object?: string;
+  /** Cluster: whether the mesh's registry view showed the new label before the command returned. */
+  meshSynced?: boolean;
+  /** Cluster: why the mesh's view could not be read, when it could not. */
+  meshError?: string;
 }
 
 function requireNamespace(state: MeshState, name: string): void {
@@ -71,7 +80,56 @@ export async function setEnrolment(session: RegistrySession, namespace: string, 
   return result;
 }
 
+/** How long enroll/unenroll on a cluster waits for the mesh (controller → Redis → ztunnel) to show the label. */
+export const MESH_SYNC_TIMEOUT_MS = 10_000;
+
+/**
+ * Cluster enrolment: patch the Namespace label, then watch a ztunnel's registry view
+ * until it shows the label, so the operator learns that the mesh acted on it, not only
+ * that the API server stored it.
+ */
+export async function setEnrolmentInCluster(ctx: Parameters<typeof ClusterSession.open>[0], namespace: string, enroll: boolean,
+  opts: { timeoutMs?: number } = {}): Promise<EnrolResult> {
+  const cluster = ClusterSession.open(ctx);
+  try {
+    const current = (await cluster.namespaceLabels(namespace))[DATAPLANE_MODE_LABEL];
+    const wanted = enroll ? DATAPLANE_MODE_AMBIENT : undefined;
+    const changed = current !== wanted;
+    if (changed) await cluster.setNamespaceLabel(namespace, DATAPLANE_MODE_LABEL, wanted);
+    const result: EnrolResult = {
+      namespace, action: enroll ? 'enroll' : 'unenroll', changed, label: DATAPLANE_MODE_LABEL, revision: 0,
+      workloads: { enrolled: 0, total: 0, optedOut: [] }, object: `Namespace ${namespace} (${cluster.target.source})`, meshSynced: false,
+    };
+    if (current !== undefined) result.before = current;
+    if (wanted !== undefined) result.after = wanted;
+    let reader: RegistryReader | undefined;
+    try {
+      reader = await openRegistry(ctx);
+      const deadline = Date.now() + (opts.timeoutMs ?? MESH_SYNC_TIMEOUT_MS);
+      for (;;) {
+        const state = await reader.load();
+        result.revision = state.revision;
+        result.workloads = enrolmentCount(state, namespace);
+        if (state.get('namespace', namespace)?.labels[DATAPLANE_MODE_LABEL] === wanted) {
+          result.meshSynced = true;
+          break;
+        }
+        if (Date.now() >= deadline) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } catch (err) {
+      result.meshError = (err as Error).message;
+    } finally {
+      await reader?.close();
+    }
+    return result;
+  } finally {
+    cluster.close();
+  }
+}
+
 export function formatEnrolResult(r: EnrolResult): string {
+  if (r.object !== undefined) return formatClusterEnrolResult(r);
   const lines: string[] = [];
   const w = r.workloads;
   if (!r.changed) {
@@ -94,6 +152,30 @@ export function formatEnrolResult(r: EnrolResult): string {
   return lines.join('\n') + '\n';
 }
 
+function formatClusterEnrolResult(r: EnrolResult): string {
+  const lines: string[] = [];
+  const w = r.workloads;
+  if (!r.changed) {
+    lines.push(r.action === 'enroll'
+      ? `namespace ${r.namespace} is already enrolled (${r.label}=${DATAPLANE_MODE_AMBIENT}); nothing changed`
+      : `namespace ${r.namespace} is not enrolled (no ${r.label} label); nothing changed`);
+  } else {
+    lines.push(r.action === 'enroll'
+      ? `namespace ${r.namespace} enrolled: label ${r.label}=${DATAPLANE_MODE_AMBIENT} set on ${r.object}${r.before !== undefined ? ` (was ${r.before})` : ''}`
+      : `namespace ${r.namespace} unenrolled: label ${r.label}=${r.before} removed from ${r.object}`);
+  }
+  const count = `${w.enrolled} of ${w.total} workload${w.total === 1 ? '' : 's'} in ${r.namespace} ${w.enrolled === 1 ? 'is' : 'are'} in the mesh (HBONE)`
+    + (w.optedOut.length > 0 ? `; opted out with ${r.label}=${DATAPLANE_MODE_NONE}: ${w.optedOut.join(', ')}` : '');
+  if (r.meshSynced) {
+    lines.push(`The ztunnels have it (registry revision ${r.revision}): ${count}.`);
+  } else if (r.meshError) {
+    lines.push(`Could not read the mesh's view to confirm (${r.meshError}).`);
+  } else {
+    lines.push(`The ztunnels did not show the change within ${MESH_SYNC_TIMEOUT_MS / 1000} s; is weft-controller running? (kubectl -n weft-system get pods)`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 const enrolSpecs = {
   ...contextOptions,
   output: outputOptions.output,
@@ -107,16 +189,22 @@ function enrolCommand(enroll: boolean) {
     summary: enroll
       ? `put a namespace in the mesh (sets ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_AMBIENT}; no pod restart)`
       : `take a namespace out of the mesh (removes ${DATAPLANE_MODE_LABEL}; no pod restart)`,
-    description: enroll
+    description: (enroll
       ? `Pods labelled ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_NONE} stay out. Running it twice changes nothing the second time.`
-      : 'Running it on a namespace that is not enrolled changes nothing.',
+      : 'Running it on a namespace that is not enrolled changes nothing.')
+      + ' On a cluster (--kubeconfig) the label is patched on the Namespace object through the API server, and the command'
+      + ` waits up to ${MESH_SYNC_TIMEOUT_MS / 1000} s for the ztunnels to show it; exit code 4 when they did not.`,
     specs: enrolSpecs,
     async run({ values, positionals }, io) {
       if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', `expected exactly one namespace; usage: ${usage}`);
       const ctx = loadContext(values, io.env);
-      const result = await withRegistry(ctx, (s) => setEnrolment(s, positionals[0]!, enroll));
+      // On a cluster the Namespace object is the source of truth; the controller would
+      // overwrite a label written to Redis.
+      const result = ctx.cluster
+        ? await setEnrolmentInCluster(ctx, positionals[0]!, enroll)
+        : await withRegistry(ctx, (s) => setEnrolment(s as RegistrySession, positionals[0]!, enroll));
       io.stdout(values.output === 'table' ? formatEnrolResult(result) : formatStructured(result, values.output));
-      return 0;
+      return result.object !== undefined && !result.meshSynced ? 4 : 0;
     },
   });
 }

@@ -14,7 +14,8 @@ import { queryNodes, type NodesResult } from '../admin-client';
 import { contextOptions, loadContext, selectNodes, type CliContext } from '../context';
 import { defineCommand, noPositionals } from '../io';
 import { formatAge, outputOptions, show, type Frame, type Table } from '../output';
-import { RegistrySession } from '../registry-session';
+import { contextNodes, withCluster, type ClusterSession } from '../cluster';
+import { openRegistry, type RegistryReader } from '../registry-session';
 
 /** A ztunnel whose registry view is older than this is reported stale (its follower confirms every ~1 s). */
 export const STALE_AFTER_SECONDS = 5;
@@ -58,11 +59,12 @@ export interface MeshStatus {
 }
 
 export async function registryStatus(ctx: CliContext): Promise<{ status: RegistryStatus; state?: MeshState }> {
-  const url = redactUrl(ctx.redisUrl);
-  let session: RegistrySession | undefined;
+  let url = ctx.redisUrl ? redactUrl(ctx.redisUrl) : 'via a ztunnel';
+  let session: RegistryReader | undefined;
   try {
-    session = await RegistrySession.open(ctx);
+    session = await openRegistry(ctx);
     const state = await session.load();
+    url = session.where;
     const ws = state.workloads();
     return {
       state,
@@ -103,7 +105,8 @@ export function tcpCheck(address: string, timeoutMs = CA_TIMEOUT_MS): Promise<Ca
 }
 
 /** One row per node: the context's nodes, plus registry nodes the context does not list. */
-export function ztunnelStatuses(result: NodesResult<ConfigDump>, registryRevision: number | undefined, extraNodes: string[]): ZtunnelStatusItem[] {
+export function ztunnelStatuses(result: NodesResult<ConfigDump>, registryRevision: number | undefined, extraNodes: string[],
+  missingReason = 'the registry lists this node but the context gives no way to reach its ztunnel'): ZtunnelStatusItem[] {
   const items: ZtunnelStatusItem[] = [];
   for (const { node, data } of result.answers) {
     const s = data.status;
@@ -123,22 +126,28 @@ export function ztunnelStatuses(result: NodesResult<ConfigDump>, registryRevisio
   }
   for (const f of result.failures) items.push({ node: f.node, status: 'not answering', healthy: false, error: f.error });
   for (const node of extraNodes) {
-    items.push({ node, status: 'not in context', healthy: false, error: 'the registry lists this node but the context gives no way to reach its ztunnel' });
+    items.push({ node, status: 'not in context', healthy: false, error: missingReason });
   }
   return items.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
 }
 
-export async function meshStatus(ctx: CliContext, nodeFilter: string): Promise<MeshStatus> {
-  const nodes = selectNodes(ctx, nodeFilter);
+export async function meshStatus(ctx: CliContext, nodeFilter: string, cluster?: ClusterSession): Promise<MeshStatus> {
+  const all = await contextNodes(ctx, cluster);
+  const nodes = selectNodes(ctx, nodeFilter, all);
+  // On a cluster the CA is inside it, behind a ClusterIP; the ztunnels' certificate
+  // states below say whether it serves.
+  const caUnchecked = cluster ? 'not checked from outside the cluster: see the ztunnels\' certificates' : 'not checked: the context names no caAddress';
   const [reg, ca, dumps] = await Promise.all([
     registryStatus(ctx),
-    ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: 'not checked: the context names no caAddress' }),
+    ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: caUnchecked }),
     queryNodes<ConfigDump>(nodes, '/config_dump', (d) =>
-      typeof d === 'object' && d !== null && typeof (d as ConfigDump).status === 'object' ? undefined : 'no "status" object'),
+      typeof d === 'object' && d !== null && typeof (d as ConfigDump).status === 'object' ? undefined : 'no "status" object',
+    cluster ? { kube: cluster.client } : {}),
   ]);
-  const known = new Set(ctx.nodes.map((n) => n.name));
+  const known = new Set(all.map((n) => n.name));
   const extra = nodeFilter || !reg.state ? [] : reg.state.list('node').map((n) => n.name).filter((n) => !known.has(n));
-  const ztunnels = ztunnelStatuses(dumps, reg.status.revision, extra);
+  const ztunnels = ztunnelStatuses(dumps, reg.status.revision, extra,
+    cluster ? 'the registry lists this node but no ztunnel pod runs on it (kubectl -n weft-system get ds weft-ztunnel)' : undefined);
   return {
     context: ctx.source, registry: reg.status, ca, ztunnels,
     // Without a caAddress (a --redis-url-only context) the CA is unknown, not unhealthy.
@@ -191,7 +200,7 @@ its last view meanwhile); REVISION is the registry revision it has applied.`,
   async run({ values, positionals }, io) {
     noPositionals(positionals, USAGE);
     const ctx = loadContext(values, io.env);
-    return show(async () => statusFrame(await meshStatus(ctx, values.node), Date.now()),
-      { format: values.output, watch: values.watch, title: 'weft status', io });
+    return withCluster(ctx, (cluster) => show(async () => statusFrame(await meshStatus(ctx, values.node, cluster), Date.now()),
+      { format: values.output, watch: values.watch, title: 'weft status', io }));
   },
 });
