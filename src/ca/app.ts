@@ -3,17 +3,21 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WeftError } from '../lib/errors';
+import { KubeClient } from '../k8s/client';
+import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import type { Logger } from '../lib/log';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { Issuer } from './issuer';
 import { RedisJoinTokens } from './join-tokens';
 import { obtainRoot, publishRoot, type RootSource } from './root-store';
+import { TokenReviewJoin, type SaJoinPolicy, type ServiceAccountJoinVerifier } from './sa-token-join';
 import { CaServer } from './server';
 
 /**
  * Wires `weft ca`: Redis (root storage, join tokens), the registry follower that
- * answers node authorization, the gRPC server and a small metrics endpoint.
+ * answers node authorization, the Kubernetes API (ServiceAccount-token joins, when
+ * enabled), the gRPC server and a small metrics endpoint.
  */
 export interface CaAppConfig {
   redisUrl: string;
@@ -29,6 +33,11 @@ export interface CaAppConfig {
   certTtlMs: number;
   maxCertTtlMs: number;
   nodeCertTtlMs: number;
+  /**
+   * Admit ServiceAccount-token joins (--kube-token-review): the API server to ask
+   * (kubeconfig file, '' = in-cluster service account) and whose tokens may join.
+   */
+  tokenReview?: { kubeconfig: string; policy: SaJoinPolicy };
   /** Tests only: the shortest lifetime a request may ask for (default 1 minute). */
   minCertTtlMs?: number;
 }
@@ -72,8 +81,19 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     follower.start().catch((err: unknown) => logger.error({ err }, 'registry follower gave up'));
     cleanups.push(() => follower.stop());
 
+    let saJoin: ServiceAccountJoinVerifier | undefined;
+    if (config.tokenReview) {
+      // Read once here, so a CA outside a pod without --kubeconfig fails at start, not at the first join.
+      const cluster = config.tokenReview.kubeconfig ? loadKubeconfig(config.tokenReview.kubeconfig) : inClusterConfig();
+      const kube = new KubeClient(cluster);
+      cleanups.push(() => kube.close());
+      saJoin = new TokenReviewJoin({ kube, policy: config.tokenReview.policy });
+      logger.info({ server: kube.server, ...config.tokenReview.policy }, 'ServiceAccount-token joins enabled (TokenReview)');
+    }
+
     const server = new CaServer({
       issuer, trustDomain: config.trustDomain, authorizer: state, joinTokens: new RedisJoinTokens(redis),
+      ...(saJoin ? { saJoin } : {}),
       logger, metrics, certTtlMs: config.certTtlMs, maxCertTtlMs: config.maxCertTtlMs,
       nodeCertTtlMs: config.nodeCertTtlMs, dnsNames: config.dnsNames, ipAddresses: config.ipAddresses,
       isReady: () => follower.lastSyncAt !== undefined,

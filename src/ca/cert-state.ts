@@ -1,4 +1,4 @@
-import type { NodeCredentials } from './client';
+import type { JoinCredential, NodeCredentials } from './client';
 
 /** Certificate states and the shapes the certificate manager hands out. */
 
@@ -40,7 +40,8 @@ export interface CertificateSource {
   readonly trustDomain: string;
   readonly nodeCredentials: NodeCredentials | undefined;
   setNodeCredentials(creds: NodeCredentials): void;
-  join(nodeName: string, token: string): Promise<NodeCredentials>;
+  /** A string is a join token. */
+  join(nodeName: string, credential: string | JoinCredential): Promise<NodeCredentials>;
   createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]>;
 }
 

@@ -34,6 +34,14 @@ export interface NodeCredentials {
   certChainPem: string[];
 }
 
+/**
+ * What a node proves itself with when it joins: a Weft join token (`weft ca token`),
+ * or the projected Kubernetes ServiceAccount token of its ztunnel pod.
+ */
+export type JoinCredential =
+  | { kind: 'joinToken'; token: string }
+  | { kind: 'serviceAccountToken'; token: string };
+
 /** What an issued chain says about its leaf, after verification. */
 export interface VerifiedLeaf {
   notBefore: Date;
@@ -128,11 +136,18 @@ export class CaClient {
     old?.close();
   }
 
-  /** Exchanges a join token for a node certificate and installs it. */
-  async join(nodeName: string, token: string): Promise<NodeCredentials & VerifiedLeaf> {
+  /**
+   * Exchanges a credential for a node certificate and installs it. A plain string is a
+   * join token (what the lab and `weft ca token` hand out).
+   */
+  async join(nodeName: string, credential: string | JoinCredential): Promise<NodeCredentials & VerifiedLeaf> {
+    const cred: JoinCredential = typeof credential === 'string' ? { kind: 'joinToken', token: credential } : credential;
     const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: nodeName });
     const client = this.bootstrap();
-    const res = await this.unary<JoinRequest, JoinResponse>(client.Join.bind(client), { nodeName, token, csr: csrPem });
+    const req: JoinRequest = cred.kind === 'joinToken'
+      ? { nodeName, token: cred.token, csr: csrPem }
+      : { nodeName, token: '', serviceAccountToken: cred.token, csr: csrPem };
+    const res = await this.unary<JoinRequest, JoinResponse>(client.Join.bind(client), req);
     const leaf = verifyIssuedChain(res.certChain, this.opts.rootPem, nodeIdentity(this.opts.trustDomain));
     this.setNodeCredentials({ keyPem, certChainPem: res.certChain });
     return { keyPem, certChainPem: res.certChain, ...leaf };
@@ -202,7 +217,7 @@ export class CaClient {
     this.ensureOpen();
     if (!this.node) {
       throw new WeftError('WEFT_CA_UNAUTHENTICATED',
-        'this node has no node certificate yet; join first with a token from `weft ca token --node <name>`');
+        'this node has no node certificate yet; join first (with --join-sa-token-file on Kubernetes, or a token from `weft ca token --node <name>`)');
     }
     if (!this.certClient) {
       const creds = grpc.credentials.createSsl(

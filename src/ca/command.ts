@@ -12,6 +12,7 @@ import { createLogger } from '../lib/log';
 import { formatDuration, optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
 import { startCaApp, type CaAppConfig } from './app';
 import { createJoinToken } from './join-tokens';
+import { DEFAULT_JOIN_AUDIENCE, DEFAULT_JOIN_NAMESPACE, DEFAULT_JOIN_SERVICE_ACCOUNT } from './sa-token-join';
 import type { RootSource } from './root-store';
 import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS } from './server';
 
@@ -22,6 +23,15 @@ const list = (check: (item: string) => string | undefined) => (raw: string): str
     if (why) throw new Error(`${JSON.stringify(item)} ${why}`);
   }
   return items;
+};
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const namespacedName = (raw: string): { namespace: string; name: string } => {
+  const [namespace, name, extra] = raw.split('/');
+  if (extra !== undefined || !namespace || !name || !DNS_LABEL.test(namespace) || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(name)) {
+    throw new Error('expected <namespace>/<service account>, e.g. weft-system/weft-ztunnel');
+  }
+  return { namespace, name };
 };
 
 const hostPortOrOff = (raw: string): { host: string; port: number } | undefined =>
@@ -69,6 +79,25 @@ export const caSpecs = {
     flag: 'node-cert-ttl', env: 'WEFT_CA_NODE_CERT_TTL', default: DEFAULT_NODE_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_NODE_CERT_TTL_MS),
     description: 'node certificate lifetime (Join and renewal)', parse: parse.duration({ min: 60_000 }),
   },
+  kubeTokenReview: {
+    flag: 'kube-token-review', env: 'WEFT_CA_KUBE_TOKEN_REVIEW', default: false, boolean: true,
+    description: 'admit nodes that join with a projected ServiceAccount token, checked with a Kubernetes TokenReview and the pod it is bound to',
+    parse: parse.bool(),
+  },
+  kubeconfig: {
+    flag: 'kubeconfig', env: 'WEFT_CA_KUBECONFIG', default: '', defaultText: 'in-cluster service account',
+    description: 'kubeconfig file (its current-context) for --kube-token-review', parse: parse.string(),
+  },
+  joinSa: {
+    flag: 'join-sa', env: 'WEFT_CA_JOIN_SA', default: { namespace: DEFAULT_JOIN_NAMESPACE, name: DEFAULT_JOIN_SERVICE_ACCOUNT },
+    defaultText: `${DEFAULT_JOIN_NAMESPACE}/${DEFAULT_JOIN_SERVICE_ACCOUNT}`,
+    description: 'the ServiceAccount (namespace/name) whose pods may join with their token, each as the node it runs on', parse: namespacedName,
+  } satisfies OptionSpec<{ namespace: string; name: string }>,
+  joinAudience: {
+    flag: 'join-audience', env: 'WEFT_CA_JOIN_AUDIENCE', default: DEFAULT_JOIN_AUDIENCE,
+    description: 'audience the ServiceAccount tokens must carry (the projected volume\'s audience)',
+    parse: parse.string({ pattern: /^\S+$/, what: 'a non-empty audience without spaces' }),
+  },
 };
 
 export const tokenSpecs = {
@@ -79,7 +108,7 @@ export const tokenSpecs = {
 
 type CaValues = ReturnType<typeof parseOptions<typeof caSpecs>>['values'];
 
-/** Cross-field rules, in one place: root source, serving names. */
+/** Cross-field rules, in one place: root source, serving names, TokenReview settings. */
 export function caConfig(v: CaValues): CaAppConfig {
   if (Boolean(v.rootCert) !== Boolean(v.rootKey)) {
     throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${v.rootCert ? '--root-cert without --root-key' : '--root-key without --root-cert'}: give both files, or neither`);
@@ -90,6 +119,11 @@ export function caConfig(v: CaValues): CaAppConfig {
   const root: RootSource = v.rootCert
     ? { kind: 'files', certFile: v.rootCert, keyFile: v.rootKey }
     : v.rootDir ? { kind: 'dir', dir: v.rootDir } : { kind: 'redis' };
+  if (!v.kubeTokenReview) {
+    // The CA reads the Kubernetes API for nothing else: these alone are a mistake.
+    const stray = v.kubeconfig ? '--kubeconfig' : undefined;
+    if (stray) throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${stray} without --kube-token-review: the CA uses the Kubernetes API only to review ServiceAccount tokens; add --kube-token-review or drop ${stray}`);
+  }
   const ips = new Set(['127.0.0.1', ...v.ip]);
   if (v.listen.host !== '0.0.0.0' && v.listen.host !== '::' && isIP(v.listen.host)) ips.add(v.listen.host);
   return {
@@ -98,6 +132,12 @@ export function caConfig(v: CaValues): CaAppConfig {
     ...(v.rootOut ? { rootOut: v.rootOut } : {}),
     dnsNames: [...new Set(['localhost', ...v.dnsName])], ipAddresses: [...ips],
     certTtlMs: v.certTtl, maxCertTtlMs: v.maxCertTtl, nodeCertTtlMs: v.nodeCertTtl,
+    ...(v.kubeTokenReview ? {
+      tokenReview: {
+        kubeconfig: v.kubeconfig,
+        policy: { audience: v.joinAudience, namespace: v.joinSa.namespace, serviceAccount: v.joinSa.name },
+      },
+    } : {}),
   };
 }
 
@@ -141,7 +181,8 @@ const command: Command = {
     '       weft ca token --node <name>     print a join token for a node (--ttl, default 1h)',
     '',
     'Serves istio.v1.auth.IstioCertificateService/CreateCertificate (mutual TLS with a node',
-    'certificate) and weft.v1.NodeBootstrap/Join (join token) on one TLS port. See docs/ca.md.',
+    'certificate) and weft.v1.NodeBootstrap/Join (join token, or with --kube-token-review a',
+    'projected ServiceAccount token) on one TLS port. See docs/ca.md.',
     '',
     'Flags of weft ca:',
     optionsHelp(caSpecs),

@@ -35,8 +35,11 @@ export interface CertificateResponse {
 }
 export interface JoinRequest {
   nodeName: string;
+  /** A Weft join token; empty when `serviceAccountToken` is sent. */
   token: string;
   csr: string;
+  /** A projected Kubernetes ServiceAccount token (field 4); absent or empty with a join token. */
+  serviceAccountToken?: string;
 }
 export interface JoinResponse {
   certChain: string[];

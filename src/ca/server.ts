@@ -11,6 +11,7 @@ import {
 } from './authorize';
 import { generateKeyAndCsr, type Issuer } from './issuer';
 import type { JoinTokenVerifier } from './join-tokens';
+import { SA_JOIN_REFUSALS, disabledSaJoin, type JoinedPod, type SaJoinRefusal, type ServiceAccountJoinVerifier } from './sa-token-join';
 import { createCaMetrics, type CaMethod, type CaMetrics, type CaResult } from './metrics';
 import {
   readImpersonatedIdentity, services,
@@ -32,6 +33,8 @@ export interface CaServerOptions {
   /** The registry question for impersonation; MeshState implements it. */
   authorizer: NodeAuthorizer;
   joinTokens: JoinTokenVerifier;
+  /** Checks Joins that carry a ServiceAccount token; absent = such joins are refused (no --kube-token-review). */
+  saJoin?: ServiceAccountJoinVerifier;
   logger: Logger;
   /** Metrics go here, never to prom-client's global registry. */
   metrics: Registry;
@@ -74,9 +77,16 @@ const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_CA_UNAUTHENTICATED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
   WEFT_CA_JOIN_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
   WEFT_CA_PERMISSION_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
+  WEFT_CA_SA_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_SA_JOIN_DISABLED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_SA_TOKEN_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
   WEFT_CA_CSR_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
   WEFT_CA_TTL_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
   WEFT_REGISTRY_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
+  // The CA could not ask the Kubernetes API about a ServiceAccount token: the node retries.
+  WEFT_K8S_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
+  WEFT_K8S_FORBIDDEN: [grpc.status.UNAVAILABLE, 'unavailable'],
+  WEFT_K8S_REQUEST_FAILED: [grpc.status.UNAVAILABLE, 'unavailable'],
 };
 
 export class CaServer {
@@ -97,6 +107,7 @@ export class CaServer {
       dnsNames: ['localhost'],
       ipAddresses: ['127.0.0.1'],
       servingCertTtlMs: DEFAULT_SERVING_CERT_TTL_MS,
+      saJoin: disabledSaJoin,
       // An option passed as undefined means "the default", not "unset".
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as CaServer['opts'];
@@ -243,22 +254,35 @@ export class CaServer {
   private readonly join: grpc.handleUnaryCall<JoinRequest, JoinResponse> = (call, callback) => {
     const started = process.hrtime.bigint();
     const node = call.request.nodeName ?? '';
+    const token = call.request.token ?? '';
+    const saToken = call.request.serviceAccountToken ?? '';
+    const via = saToken ? 'serviceAccountToken' : 'joinToken';
     const run = async () => {
       if (!isValidNodeName(node)) {
         throw new WeftError('WEFT_CA_JOIN_TOKEN_INVALID',
           `node_name ${JSON.stringify(node)} is not a node name; send the node's registry name`);
       }
-      await this.opts.joinTokens.verify(node, call.request.token ?? '');
+      if (token && saToken) {
+        throw new WeftError('WEFT_CA_JOIN_TOKEN_INVALID',
+          'the Join carries both a join token and a ServiceAccount token; send exactly one (--join-token or --join-sa-token-file)');
+      }
+      let pod: JoinedPod | undefined;
+      if (saToken) pod = await this.opts.saJoin.verify(node, saToken);
+      else await this.opts.joinTokens.verify(node, token);
       const identity = nodeIdentity(this.opts.trustDomain);
       const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
         identity, ttlMs: this.opts.nodeCertTtlMs, commonName: node, serverAuth: false,
       });
-      this.succeed('Join', started, { node, identity, ttlMs: this.opts.nodeCertTtlMs });
+      this.succeed('Join', started, { node, identity, ttlMs: this.opts.nodeCertTtlMs, via, ...(pod ? { pod: `${pod.namespace}/${pod.pod}` } : {}) });
       return chain;
     };
     run().then(
       (chain) => callback(null, { certChain: chain }),
-      (err: unknown) => callback(this.fail('Join', err, { node })),
+      (err: unknown) => {
+        const reason = saToken ? saJoinReason(err) : undefined;
+        if (reason) this.metrics.saJoinRefusals.inc({ reason });
+        callback(this.fail('Join', err, { node, via }));
+      },
     );
   };
 
@@ -282,6 +306,12 @@ export class CaServer {
     this.log.warn({ method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
     return { code, details: `${err.code}: ${err.message}` };
   }
+}
+
+/** The token check that refused a Join, or undefined when the token was not the problem (e.g. a bad CSR). */
+function saJoinReason(err: unknown): SaJoinRefusal | undefined {
+  const reason = isWeftError(err) ? err.details?.reason : undefined;
+  return (SA_JOIN_REFUSALS as readonly unknown[]).includes(reason) ? reason as SaJoinRefusal : undefined;
 }
 
 function callerFacts(call: grpc.ServerUnaryCall<unknown, unknown>): PeerFacts | undefined {

@@ -21,6 +21,9 @@ export const ERROR_CATALOGUE = {
   WEFT_CA_PERMISSION_DENIED: 'A node asked for an identity that has no workload on that node.',
   WEFT_CA_JOIN_TOKEN_INVALID: 'A node join token is unknown, expired or for another node.',
   WEFT_CA_TTL_INVALID: 'A requested certificate lifetime is out of bounds.',
+  WEFT_CA_SA_TOKEN_INVALID: 'A ServiceAccount token sent to join was not authenticated by the Kubernetes API server for the CA audience, or is not bound to a pod.',
+  WEFT_CA_SA_TOKEN_DENIED: 'A valid ServiceAccount token does not entitle its pod to join as the requested node.',
+  WEFT_CA_SA_JOIN_DISABLED: 'A node tried to join with a ServiceAccount token, but the CA does not verify them.',
   WEFT_CA_UNREACHABLE: 'The CA could not be reached, or its serving certificate was not trusted.',
   WEFT_CERT_UNAVAILABLE: 'No valid certificate is available yet for a workload identity.',
   // Capture

@@ -78,6 +78,7 @@ export class ZtunnelApp implements AdminSource {
     this.certs = new CertificateManager({
       client: this.caClient, nodeName: config.nodeName, logger: log, metrics: this.metrics,
       ttlSec: Math.round(config.certTtl / 1000), ...(config.joinToken ? { joinToken: config.joinToken } : {}),
+      ...(config.joinSaTokenFile ? { joinSaTokenFile: config.joinSaTokenFile } : {}),
     });
     this.updateWantedCerts();
     this.state.on('change', this.onStateChange);

@@ -30,6 +30,11 @@ export const ztunnelOptions = {
     flag: 'join-token', env: 'WEFT_JOIN_TOKEN', default: '',
     description: 'one-time node join token for the CA (prefer the environment variable)', parse: parse.string(),
   },
+  joinSaTokenFile: {
+    flag: 'join-sa-token-file', env: 'WEFT_JOIN_SA_TOKEN_FILE', default: '', defaultText: 'off',
+    description: 'join the CA with the projected ServiceAccount token in this file (audience weft-ca; re-read at every join); --join-token wins if both are set',
+    parse: parse.string(),
+  },
   capture: {
     flag: 'capture', env: 'WEFT_CAPTURE', default: false, boolean: true,
     description: 'install iptables capture rules for enrolled pods in this network namespace', parse: parse.bool(),

@@ -1,0 +1,227 @@
+import { WeftError, isWeftError } from '../lib/errors';
+import { k8sStatus, type KubeClient, type KubeObject } from '../k8s/client';
+
+/**
+ * Node join with a Kubernetes ServiceAccount token, the way Istio's CA admits
+ * ztunnels: the ztunnel sends the projected token of its own pod (audience weft-ca),
+ * the CA asks the API server who it is (TokenReview), then checks that the pod the
+ * token is bound to is a live pod of the join ServiceAccount scheduled on the node
+ * that asks to join. Nothing in Redis takes part, so write access to the registry no
+ * longer lets anyone join as a node.
+ *
+ * The decision is two pure steps (`reviewedPod`, `podMayJoin`) over what the API
+ * server answered; `TokenReviewJoin` only fetches and hands the answers to them.
+ */
+
+/** TokenReview extra keys set for tokens bound to a pod (TokenRequest / projected volumes). */
+export const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
+export const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
+/** Set since Kubernetes 1.30 (ServiceAccountTokenPodNodeInfo): the node of the bound pod. */
+export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
+
+export const DEFAULT_JOIN_AUDIENCE = 'weft-ca';
+export const DEFAULT_JOIN_NAMESPACE = 'weft-system';
+export const DEFAULT_JOIN_SERVICE_ACCOUNT = 'weft-ztunnel';
+/** Projected tokens are ~1 KiB; anything far larger is not one and is not forwarded. */
+const MAX_TOKEN_BYTES = 16 * 1024;
+
+/** Why a ServiceAccount-token join was refused: a small fixed set, used as a metric label. */
+export const SA_JOIN_REFUSALS = [
+  'disabled', 'unauthenticated', 'audience', 'service_account', 'not_pod_bound', 'node_claim',
+  'pod_missing', 'pod_deleted', 'pod_uid', 'pod_node', 'api_error',
+] as const;
+export type SaJoinRefusal = (typeof SA_JOIN_REFUSALS)[number];
+
+/** Whose tokens may join, and for which audience. */
+export interface SaJoinPolicy {
+  /** The audience the tokens must carry (the projected volume's `audience`). */
+  audience: string;
+  /** Namespace and name of the ServiceAccount the ztunnels run as. */
+  namespace: string;
+  serviceAccount: string;
+}
+
+/** authentication.k8s.io/v1 TokenReviewStatus, as far as the decision reads it. */
+export interface TokenReviewStatus {
+  authenticated?: boolean;
+  error?: string;
+  audiences?: string[];
+  user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[] | undefined> };
+}
+
+/** The pod a token is bound to, from the review. */
+export interface PodClaim {
+  name: string;
+  uid: string;
+  /** Present on Kubernetes 1.30+ (NODE_NAME_EXTRA). */
+  node?: string;
+}
+
+/** The fields of a Pod the decision reads. */
+export interface PodFacts {
+  metadata?: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: string | null };
+  spec?: { nodeName?: string; serviceAccountName?: string };
+}
+
+export type Decision<T> = { ok: true; value: T } | { ok: false; reason: SaJoinRefusal; why: string };
+
+const refuse = (reason: SaJoinRefusal, why: string): { ok: false; reason: SaJoinRefusal; why: string } => ({ ok: false, reason, why });
+
+/** The one value of a TokenReview extra key, if it has exactly one non-empty value. */
+function single(extra: Record<string, string[] | undefined> | undefined, key: string): string | undefined {
+  const v = extra?.[key];
+  return Array.isArray(v) && v.length === 1 && typeof v[0] === 'string' && v[0] !== '' ? v[0] : undefined;
+}
+
+/**
+ * Step 1: did the API server authenticate the token, for our audience, as the join
+ * ServiceAccount, bound to a pod (and, if it says so, on `node`)?
+ */
+export function reviewedPod(status: TokenReviewStatus | undefined, policy: SaJoinPolicy, node: string): Decision<PodClaim> {
+  const aud = policy.audience;
+  if (!status?.authenticated) {
+    const error = status?.error || 'no reason given';
+    // The API server refuses other-audience tokens as unauthenticated; its error text is
+    // the only place that says so, and it is worth a precise hint.
+    if (/audience/i.test(error)) {
+      return refuse('audience', `the Kubernetes API server refused the token for audience ${aud} (${error}); project the ztunnel's token with audience: ${aud} (daemonset/ztunnel.yaml), or start the CA with the --join-audience the token carries`);
+    }
+    return refuse('unauthenticated', `the Kubernetes API server did not authenticate the ServiceAccount token (${error}); it may be expired, revoked (its pod was deleted) or from another cluster: the ztunnel must send the projected token the kubelet keeps fresh (--join-sa-token-file)`);
+  }
+  // An authenticator that ignores spec.audiences answers without status.audiences: such a
+  // token might be meant for any service, so it is not accepted here.
+  if (!Array.isArray(status.audiences) || !status.audiences.includes(aud)) {
+    return refuse('audience', `the TokenReview did not confirm audience ${aud} (it confirmed ${JSON.stringify(status.audiences ?? [])}); project the ztunnel's token with audience: ${aud} (daemonset/ztunnel.yaml), and check that the API server's authenticator honours TokenReview audiences`);
+  }
+  const want = `system:serviceaccount:${policy.namespace}:${policy.serviceAccount}`;
+  const username = status.user?.username ?? '';
+  if (username !== want) {
+    return refuse('service_account', `the token belongs to ${JSON.stringify(username)}, not to ${want}; run the ztunnel as ServiceAccount ${policy.namespace}/${policy.serviceAccount}, or start the CA with --join-sa=<namespace>/<name> of the ztunnels' ServiceAccount`);
+  }
+  const extra = status.user?.extra;
+  const name = single(extra, POD_NAME_EXTRA);
+  const uid = single(extra, POD_UID_EXTRA);
+  if (!name || !uid) {
+    return refuse('not_pod_bound', `the token is not bound to a pod (the TokenReview has no ${POD_NAME_EXTRA} and ${POD_UID_EXTRA}); mount it as a projected serviceAccountToken volume (daemonset/ztunnel.yaml), not from a Secret`);
+  }
+  const claimNode = single(extra, NODE_NAME_EXTRA);
+  if (extra?.[NODE_NAME_EXTRA] !== undefined && claimNode === undefined) {
+    return refuse('node_claim', `the TokenReview's ${NODE_NAME_EXTRA} is not a single node name; the token cannot be tied to node ${node}`);
+  }
+  if (claimNode !== undefined && claimNode !== node) {
+    return refuse('node_claim', `the token was issued to pod ${policy.namespace}/${name} on node ${claimNode}, not on ${node}; the ztunnel must join as its own node (WEFT_NODE_NAME from spec.nodeName)`);
+  }
+  return { ok: true, value: { name, uid, ...(claimNode !== undefined ? { node: claimNode } : {}) } };
+}
+
+/**
+ * Step 2: is the pod the token is bound to still that pod (same uid), alive, and
+ * scheduled on `node`? `pod` is undefined when the API server has no such pod.
+ */
+export function podMayJoin(pod: PodFacts | undefined, claim: PodClaim, policy: SaJoinPolicy, node: string): Decision<PodClaim> {
+  const id = `${policy.namespace}/${claim.name}`;
+  if (!pod) {
+    return refuse('pod_missing', `pod ${id}, to which the token is bound, does not exist; a deleted pod's token may not join: the ztunnel's replacement pod joins with its own token`);
+  }
+  if (pod.metadata?.uid !== claim.uid) {
+    return refuse('pod_uid', `pod ${id} now has uid ${String(pod.metadata?.uid)}, but the token was issued to uid ${claim.uid} (the pod was re-created); the new pod joins with its own token`);
+  }
+  if (pod.metadata?.deletionTimestamp) {
+    return refuse('pod_deleted', `pod ${id} is being deleted (since ${pod.metadata.deletionTimestamp}); a terminating pod may not join, its replacement will`);
+  }
+  const scheduled = pod.spec?.nodeName ?? '';
+  if (scheduled !== node) {
+    return refuse('pod_node', `pod ${id} is scheduled on ${scheduled ? `node ${scheduled}` : 'no node yet'}, not on ${node}; a ztunnel may join only as the node its pod runs on (WEFT_NODE_NAME from spec.nodeName)`);
+  }
+  return { ok: true, value: claim };
+}
+
+/** The WeftError a refusal becomes on the wire: code by kind, details.reason for metrics. */
+export function refusalError(reason: SaJoinRefusal, why: string, node: string): WeftError {
+  const code = reason === 'disabled' ? 'WEFT_CA_SA_JOIN_DISABLED'
+    : reason === 'unauthenticated' || reason === 'audience' || reason === 'not_pod_bound' ? 'WEFT_CA_SA_TOKEN_INVALID'
+      : 'WEFT_CA_SA_TOKEN_DENIED';
+  return new WeftError(code, `ServiceAccount token join as node ${JSON.stringify(node)} refused: ${why}`, { details: { reason } });
+}
+
+/** What a successful ServiceAccount-token join proved. */
+export interface JoinedPod {
+  namespace: string;
+  pod: string;
+  uid: string;
+}
+
+/** What CaServer calls for a Join carrying `service_account_token`. */
+export interface ServiceAccountJoinVerifier {
+  /**
+   * Resolves with the pod when `token` proves a pod of the join ServiceAccount on
+   * `node`; rejects with a WeftError (details.reason one of SA_JOIN_REFUSALS) otherwise.
+   */
+  verify(node: string, token: string): Promise<JoinedPod>;
+}
+
+/** For a CA started without --kube-token-review: every ServiceAccount-token join is refused. */
+export const disabledSaJoin: ServiceAccountJoinVerifier = {
+  verify: (node) => Promise.reject(refusalError('disabled',
+    `this CA does not verify ServiceAccount tokens; start the CA with --kube-token-review (it then needs RBAC to create tokenreviews and get pods, daemonset/rbac.yaml), or give the ztunnel a join token from \`weft ca token --node ${node}\``,
+    node)),
+};
+
+export interface TokenReviewJoinOptions {
+  /** The CA's API client; only create (TokenReview) and get (Pod) are used. */
+  kube: Pick<KubeClient, 'create' | 'get'>;
+  policy: SaJoinPolicy;
+  /** Per API call; two calls must fit in the node's 10 s Join deadline (default 4 s). */
+  timeoutMs?: number;
+}
+
+export class TokenReviewJoin implements ServiceAccountJoinVerifier {
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: TokenReviewJoinOptions) {
+    this.timeoutMs = opts.timeoutMs ?? 4000;
+  }
+
+  async verify(node: string, token: string): Promise<JoinedPod> {
+    const { policy } = this.opts;
+    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
+      throw refusalError('unauthenticated', `the token is ${Buffer.byteLength(token)} bytes, more than any ServiceAccount token; send the projected token file's content`, node);
+    }
+    let review: KubeObject & { status?: TokenReviewStatus };
+    try {
+      review = await this.opts.kube.create<KubeObject & { status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: {},
+        spec: { token, audiences: [policy.audience] },
+      }, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      throw apiError(err, 'create a TokenReview', node);
+    }
+    const claim = reviewedPod(review.status, policy, node);
+    if (!claim.ok) throw refusalError(claim.reason, claim.why, node);
+
+    let pod: PodFacts | undefined;
+    const path = `/api/v1/namespaces/${encodeURIComponent(policy.namespace)}/pods/${encodeURIComponent(claim.value.name)}`;
+    try {
+      pod = await this.opts.kube.get<KubeObject & PodFacts>(path, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      if (k8sStatus(err) !== 404) throw apiError(err, `get pod ${policy.namespace}/${claim.value.name}`, node);
+      pod = undefined;
+    }
+    const allowed = podMayJoin(pod, claim.value, policy, node);
+    if (!allowed.ok) throw refusalError(allowed.reason, allowed.why, node);
+    return { namespace: policy.namespace, pod: claim.value.name, uid: claim.value.uid };
+  }
+}
+
+/**
+ * An API failure is the CA's problem, not the node's: the node gets UNAVAILABLE and
+ * retries. The code (WEFT_K8S_*) is kept; the message says what the CA was doing.
+ */
+function apiError(err: unknown, what: string, node: string): WeftError {
+  const code = isWeftError(err) && err.code.startsWith('WEFT_K8S_') ? err.code : 'WEFT_K8S_UNREACHABLE';
+  // KubeClient's own advice is written for the controller; keep only its facts.
+  const facts = (err instanceof Error ? err.message : String(err)).split('; ')[0];
+  return new WeftError(code,
+    `the CA could not ${what} to admit node ${JSON.stringify(node)} (${facts}); check the CA's Kubernetes API access (--kubeconfig or the in-cluster service account) and its RBAC: create tokenreviews (ClusterRole weft-ca), get pods in the ztunnels' namespace (Role weft-ca); the node retries`,
+    { cause: err, details: { reason: 'api_error' satisfies SaJoinRefusal, status: k8sStatus(err) } });
+}

@@ -1,0 +1,300 @@
+/**
+ * Node join with a projected ServiceAccount token, end to end: a real gRPC CA over TLS
+ * asks the API server stand-in (TokenReview + pod GET, over HTTP with a bearer token)
+ * about the token a ztunnel read from its token file; real Redis behind the join-token
+ * path that must keep working beside it.
+ */
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { startRedis, type TestRedis } from './helpers/redis';
+import { TestApiServer } from './helpers/apiserver';
+import { TestTokenReview } from './helpers/token-review';
+import { caught, waitFor } from './helpers/wait';
+import { generateRootCa, Issuer } from '../src/ca/issuer';
+import { CaServer } from '../src/ca/server';
+import { CaClient } from '../src/ca/client';
+import { CertificateManager, CertState } from '../src/ca/cert-manager';
+import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
+import { TokenReviewJoin, type SaJoinPolicy } from '../src/ca/sa-token-join';
+import { nodeIdentity } from '../src/ca/authorize';
+import { services } from '../src/ca/proto';
+import { startCaApp } from '../src/ca/app';
+import { KubeClient } from '../src/k8s/client';
+import { MeshState } from '../src/registry/state';
+import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
+import { silentLogger } from '../src/lib/log';
+import { isWeftError, type WeftError } from '../src/lib/errors';
+
+const TD = 'cluster.local';
+const NODE_ID = nodeIdentity(TD);
+const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`;
+const NS = 'weft-system';
+const POLICY: SaJoinPolicy = { audience: 'weft-ca', namespace: NS, serviceAccount: 'weft-ztunnel' };
+const API_TOKEN = 'ca-api-token';
+
+let redis: TestRedis;
+let redisClient: Redis;
+let issuer: Issuer;
+let api: TestApiServer;
+let reviews: TestTokenReview;
+let metrics: Registry;
+let address: string;
+let dir: string;
+
+const state = new MeshState({ trustDomain: TD });
+state.replaceAll({
+  node: [nodeRecord('node-1', '198.51.100.11'), nodeRecord('node-2', '198.51.100.12')],
+  namespace: [ambientNamespace('demo')],
+  workload: [workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', serviceAccount: 'sa-a' })],
+  service: [], policy: [], peerauth: [],
+}, 1);
+
+function ztunnelPod(name: string, node: string, extra: { serviceAccountName?: string; deletionTimestamp?: string } = {}) {
+  return api.put('pods', {
+    metadata: { name, namespace: NS, labels: { 'app.kubernetes.io/name': 'weft-ztunnel' }, ...(extra.deletionTimestamp ? { deletionTimestamp: extra.deletionTimestamp } : {}) },
+    spec: { nodeName: node, serviceAccountName: extra.serviceAccountName ?? 'weft-ztunnel' },
+  });
+}
+
+async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: Registry } = {}): Promise<string> {
+  let kube = opts.kube;
+  if (!kube && opts.saJoin !== false) {
+    kube = new KubeClient({ server: api.url, token: API_TOKEN });
+    t.teardown(() => kube!.close());
+  }
+  const server = new CaServer({
+    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(redisClient),
+    logger: silentLogger(), metrics: opts.registry ?? new Registry(),
+    ...(opts.saJoin !== false ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY }) } : {}),
+  });
+  const port = await server.start({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => server.stop(100));
+  return `127.0.0.1:${port}`;
+}
+
+function newClient(at = address): CaClient {
+  const c = new CaClient({ address: at, rootPem: issuer.rootPem, trustDomain: TD, serverName: 'localhost' });
+  t.teardown(() => c.close());
+  return c;
+}
+
+async function refusal(p: Promise<unknown>): Promise<WeftError> {
+  const err = await caught(() => p);
+  if (!isWeftError(err)) throw err;
+  return err;
+}
+
+async function refusalCount(reason: string): Promise<number> {
+  const m = (await metrics.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_sa_join_refusals_total');
+  return Number(m?.values.find((v) => v.labels.reason === reason)?.value ?? NaN);
+}
+
+t.before(async () => {
+  redis = await startRedis();
+  redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
+  api = await TestApiServer.start({ token: API_TOKEN });
+  reviews = new TestTokenReview(api);
+  metrics = new Registry();
+  address = await startCa({ registry: metrics });
+  dir = mkdtempSync(join(tmpdir(), 'weft-sa-join-'));
+  ztunnelPod('weft-ztunnel-n1', 'node-1');
+  ztunnelPod('weft-ztunnel-n2', 'node-2');
+});
+
+t.teardown(async () => {
+  await api?.stop();
+  redisClient?.disconnect();
+  await redis?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('a ztunnel joins with its token file, then gets workload certificates', async (t) => {
+  const tokenFile = join(dir, 'join-ok');
+  const token = reviews.issueForPod(NS, 'weft-ztunnel-n1');
+  writeFileSync(tokenFile, token + '\n');
+  const client = newClient();
+  const m = new CertificateManager({ client, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(), joinSaTokenFile: tokenFile });
+  t.teardown(() => m.stop());
+  const node = await m.get(NODE_ID);
+  const leaf = new X509Certificate(node.certChainPem[0]!);
+  t.equal(leaf.subject, 'CN=node-1', 'node certificate for the pod\'s node');
+  t.equal(leaf.subjectAltName, `URI:${NODE_ID}`);
+  const review = reviews.reviews.find((r) => r.token === token);
+  t.ok(review, 'the CA reviewed exactly the file\'s content (trimmed)');
+  t.same(review?.audiences, ['weft-ca'], 'for audience weft-ca');
+  t.equal(review?.authorization, `Bearer ${API_TOKEN}`, 'with the CA\'s own API credential');
+  t.ok(api.requests.some((r) => r.method === 'GET' && r.path === `/api/v1/namespaces/${NS}/pods/weft-ztunnel-n1`), 'and read the pod');
+
+  m.setWanted([ID_A]);
+  const cert = await m.get(ID_A);
+  t.equal(new X509Certificate(cert.certChainPem[0]!).subjectAltName, `URI:${ID_A}`, 'workload certificate over mutual TLS with the node certificate');
+});
+
+t.test('refusals say what was wrong, map to gRPC codes, and are counted by reason', async (t) => {
+  ztunnelPod('weft-ztunnel-gone', 'node-1');
+  ztunnelPod('weft-ztunnel-recreated', 'node-1');
+  ztunnelPod('weft-ztunnel-dying', 'node-1', { deletionTimestamp: '2026-01-01T00:00:00Z' });
+  ztunnelPod('default-sa-pod', 'node-1', { serviceAccountName: 'default' });
+  const gone = reviews.issueForPod(NS, 'weft-ztunnel-gone');
+  api.remove('pods', NS, 'weft-ztunnel-gone');
+  const oldUid = reviews.issue({ namespace: NS, serviceAccount: 'weft-ztunnel', pod: { name: 'weft-ztunnel-recreated', uid: 'uid-before-recreation' }, audiences: ['weft-ca'] });
+
+  type Case = [name: string, token: () => string, code: string, grpcCode: grpc.status, reason: string, says: RegExp, opts?: { binding?: boolean; ignoreAudiences?: boolean }];
+  const cases: Case[] = [
+    ['wrong audience', () => reviews.issueForPod(NS, 'weft-ztunnel-n1', { audiences: ['https://kubernetes.default.svc'] }),
+      'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'audience', /audience: weft-ca/],
+    ['authenticator ignoring audiences', () => reviews.issueForPod(NS, 'weft-ztunnel-n1', { audiences: ['other'] }),
+      'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'audience', /did not confirm audience weft-ca/, { ignoreAudiences: true }],
+    ['unauthenticated', () => 'not-a-token', 'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'unauthenticated', /did not authenticate.*--join-sa-token-file/],
+    ['deleted pod, real binding check', () => gone, 'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'unauthenticated', /not found/],
+    ['not bound to a pod', () => reviews.issue({ namespace: NS, serviceAccount: 'weft-ztunnel', audiences: ['weft-ca'] }),
+      'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'not_pod_bound', /projected serviceAccountToken/],
+    ['wrong ServiceAccount', () => reviews.issueForPod(NS, 'default-sa-pod'),
+      'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'service_account', /system:serviceaccount:weft-system:default.*--join-sa/],
+    ['pod on another node', () => reviews.issueForPod(NS, 'weft-ztunnel-n2'),
+      'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_node', /scheduled on node node-2, not on node-1/],
+    ['node-name claim of another node', () => reviews.issueForPod(NS, 'weft-ztunnel-n1', { node: 'node-2' }),
+      'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'node_claim', /on node node-2, not on node-1/],
+    ['pod uid mismatch', () => oldUid, 'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_uid', /re-created/, { binding: false }],
+    ['pod missing', () => gone, 'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_missing', /does not exist/, { binding: false }],
+    ['pod being deleted', () => reviews.issueForPod(NS, 'weft-ztunnel-dying'),
+      'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_deleted', /being deleted/],
+  ];
+  const client = newClient();
+  for (const [name, token, code, grpcCode, reason, says, opts] of cases) {
+    reviews.validateBinding = opts?.binding ?? true;
+    reviews.ignoreAudiences = opts?.ignoreAudiences ?? false;
+    const before = await refusalCount(reason);
+    const err = await refusal(client.join('node-1', { kind: 'serviceAccountToken', token: token() }));
+    t.equal(err.code, code, `${name}: ${code}`);
+    t.equal(err.details?.grpcCode, grpcCode, `${name}: ${grpc.status[grpcCode]}`);
+    t.match(err.message, says, `${name}: says what was wrong`);
+    t.match(err.message, /node "node-1" refused/, `${name}: names the node`);
+    t.equal(await refusalCount(reason), before + 1, `${name}: counted as ${reason}`);
+  }
+  reviews.validateBinding = true;
+  reviews.ignoreAudiences = false;
+  t.notOk(client.nodeCredentials, 'no refusal installed a node certificate');
+  const m = (await metrics.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_requests_total');
+  t.ok(m?.values.some((v) => v.labels.method === 'Join' && v.labels.result === 'permission_denied' && Number(v.value) >= 6),
+    'weft_ca_requests_total counts them like other join refusals');
+});
+
+t.test('a Join with both a join token and a ServiceAccount token is refused', async (t) => {
+  const raw = new (services().nodeBootstrap)(address, grpc.credentials.createSsl(Buffer.from(issuer.rootPem)), {
+    'grpc.ssl_target_name_override': 'localhost',
+  }) as unknown as grpc.Client & { Join: (req: unknown, cb: (err: grpc.ServiceError | null) => void) => void };
+  t.teardown(() => raw.close());
+  const { token } = await createJoinToken(redisClient, 'node-1', 60_000);
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => raw.Join({
+    nodeName: 'node-1', token, serviceAccountToken: reviews.issueForPod(NS, 'weft-ztunnel-n1'), csr: '',
+  }, resolve));
+  t.equal(err?.code, grpc.status.UNAUTHENTICATED);
+  t.match(err?.details, /^WEFT_CA_JOIN_TOKEN_INVALID: .*send exactly one/);
+});
+
+t.test('the join-token path works unchanged on a CA with TokenReview enabled', async (t) => {
+  const { token } = await createJoinToken(redisClient, 'node-2', 60_000);
+  const c = newClient();
+  await c.join('node-2', token);
+  t.equal(new X509Certificate(c.nodeCredentials!.certChainPem[0]!).subject, 'CN=node-2');
+});
+
+t.test('a CA without --kube-token-review refuses ServiceAccount tokens, saying how to enable them', async (t) => {
+  const reg = new Registry();
+  const at = await startCa({ saJoin: false, registry: reg });
+  const before = reviews.reviews.length;
+  const err = await refusal(newClient(at).join('node-1', { kind: 'serviceAccountToken', token: reviews.issueForPod(NS, 'weft-ztunnel-n1') }));
+  t.equal(err.code, 'WEFT_CA_SA_JOIN_DISABLED');
+  t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED);
+  t.match(err.message, /start the CA with --kube-token-review/);
+  t.equal(reviews.reviews.length, before, 'no API call');
+  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_sa_join_refusals_total');
+  t.equal(m?.values.find((v) => v.labels.reason === 'disabled')?.value, 1);
+});
+
+t.test('an unreachable or refusing API server is UNAVAILABLE (the node retries) with a clear error', async (t) => {
+  const down = await TestApiServer.start();
+  const downUrl = down.url;
+  await down.stop();
+  const unreachable = new KubeClient({ server: downUrl, token: API_TOKEN });
+  t.teardown(() => unreachable.close());
+  const token = reviews.issueForPod(NS, 'weft-ztunnel-n1');
+  let err = await refusal(newClient(await startCa({ kube: unreachable })).join('node-1', { kind: 'serviceAccountToken', token }));
+  t.equal(err.code, 'WEFT_K8S_UNREACHABLE');
+  t.equal(err.details?.grpcCode, grpc.status.UNAVAILABLE);
+  t.match(err.message, /the CA could not create a TokenReview to admit node "node-1" \(POST .*tokenreviews failed: .*ECONNREFUSED/);
+  t.match(err.message, /--kubeconfig or the in-cluster service account/);
+
+  const wrongCredential = new KubeClient({ server: api.url, token: 'not-the-ca-token' });
+  t.teardown(() => wrongCredential.close());
+  err = await refusal(newClient(await startCa({ kube: wrongCredential })).join('node-1', { kind: 'serviceAccountToken', token }));
+  t.equal(err.code, 'WEFT_K8S_FORBIDDEN');
+  t.equal(err.details?.grpcCode, grpc.status.UNAVAILABLE);
+  t.match(err.message, /401.*ClusterRole weft-ca/);
+});
+
+t.test('the token file is read at every join: a rotated token is used on the next attempt', async (t) => {
+  const tokenFile = join(dir, 'join-rotating');
+  writeFileSync(tokenFile, 'stale-token-from-before\n');
+  const client = newClient();
+  const m = new CertificateManager({
+    client, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(),
+    joinSaTokenFile: tokenFile, backoff: { initialMs: 50, maxMs: 200 },
+  });
+  t.teardown(() => m.stop());
+  const nodeStatus = () => m.list().find((s) => s.type === 'node')!;
+  await waitFor('the stale token refused', () => nodeStatus().state === CertState.Failed);
+  t.match(nodeStatus().lastError, /did not authenticate/);
+  t.ok(reviews.reviews.some((r) => r.token === 'stale-token-from-before'));
+  const fresh = reviews.issueForPod(NS, 'weft-ztunnel-n1');
+  writeFileSync(tokenFile, fresh);
+  const node = await m.get(NODE_ID, { timeoutMs: 15_000 });
+  t.equal(new X509Certificate(node.certChainPem[0]!).subject, 'CN=node-1');
+  t.ok(reviews.reviews.some((r) => r.token === fresh), 'the rotated content was sent');
+});
+
+t.test('a missing token file is a retried configuration error naming the flag', async (t) => {
+  const tokenFile = join(dir, 'not-yet-written');
+  const client = newClient();
+  const m = new CertificateManager({
+    client, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(),
+    joinSaTokenFile: tokenFile, backoff: { initialMs: 50, maxMs: 200 },
+  });
+  t.teardown(() => m.stop());
+  const nodeStatus = () => m.list().find((s) => s.type === 'node')!;
+  await waitFor('the missing file reported', () => nodeStatus().state === CertState.Failed);
+  t.match(nodeStatus().lastError, /--join-sa-token-file=.*not-yet-written: cannot read it/);
+  writeFileSync(tokenFile, reviews.issueForPod(NS, 'weft-ztunnel-n1'));
+  await m.get(NODE_ID, { timeoutMs: 15_000 });
+  t.pass('joined once the kubelet wrote the file');
+});
+
+t.test('weft ca wiring: tokenReview config with a kubeconfig file admits the pod\'s node', async (t) => {
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: test',
+    'clusters: [{name: test, cluster: {server: "' + api.url + '"}}]',
+    'users: [{name: ca, user: {token: ' + API_TOKEN + '}}]',
+    'contexts: [{name: test, context: {cluster: test, user: ca}}]',
+  ].join('\n'));
+  const app = await startCaApp({
+    redisUrl: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'redis' },
+    dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
+    tokenReview: { kubeconfig, policy: POLICY },
+  }, silentLogger());
+  t.teardown(() => app.stop());
+  const c = new CaClient({ address: `127.0.0.1:${app.port}`, rootPem: app.rootPem, trustDomain: TD, serverName: 'localhost' });
+  t.teardown(() => c.close());
+  await c.join('node-2', { kind: 'serviceAccountToken', token: reviews.issueForPod(NS, 'weft-ztunnel-n2') });
+  t.equal(new X509Certificate(c.nodeCredentials!.certChainPem[0]!).subject, 'CN=node-2');
+  const err = await refusal(c.join('node-1', { kind: 'serviceAccountToken', token: reviews.issueForPod(NS, 'weft-ztunnel-n2') }));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED', 'node-2\'s pod cannot join as node-1');
+});
