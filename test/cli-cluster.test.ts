@@ -109,7 +109,9 @@ t.test('weft against a cluster', async (t) => {
 
   t.test('context: --kubeconfig, then the lab context, then $KUBECONFIG', async (t) => {
     t.equal(loadContext({ context: '', redisUrl: '', kubeconfig: kc }, env).kind, 'cluster');
-    t.equal(loadContext({ context: labContext, redisUrl: '', kubeconfig: kc }, env).kind, 'lab', 'an explicit --context wins');
+    t.match((await caught(() => loadContext({ context: labContext, redisUrl: '', kubeconfig: kc }, env))).message,
+      /both a weft context .* and a cluster .* are given; pass only one/);
+    t.equal(loadContext({ context: labContext, redisUrl: '' }, env).kind, 'lab');
     t.equal(loadContext({ context: '', redisUrl: '' }, { HOME: dir, KUBECONFIG: kc }).kind, 'cluster', 'no weft context: $KUBECONFIG');
     t.equal(loadContext({ context: '', redisUrl: 'redis://127.0.0.1:1' }, { HOME: dir, KUBECONFIG: kc }).kind, 'flags', '--redis-url alone beats an ambient kubeconfig');
     const file = writeContextFile(join(dir, 'cluster-context.json'), { kind: 'cluster', kubeconfig: kc, namespace: 'weft-system' });

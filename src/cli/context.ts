@@ -104,8 +104,8 @@ export function defaultContextFile(env: NodeJS.ProcessEnv): string {
 
 /**
  * Finds and validates the context, first match wins:
- *   1. `--context`/WEFT_CONTEXT names a file (which must exist);
- *   2. `--kubeconfig` names a cluster;
+ *   1. `--context`/WEFT_CONTEXT names a file (which must exist), or
+ *   2. `--kubeconfig`/WEFT_KUBECONFIG names a cluster (giving both is an error);
  *   3. ~/.weft/context.json, when present (the lab writes it);
  *   4. `--redis-url` alone: a registry-only context;
  *   5. a kubeconfig at $KUBECONFIG or ~/.kube/config: that cluster.
@@ -114,7 +114,11 @@ export function defaultContextFile(env: NodeJS.ProcessEnv): string {
 export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliContext {
   const explicit = flags.context !== '';
   const file = explicit ? flags.context : defaultContextFile(env);
-  if (!explicit && flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags.redisUrl);
+  if (explicit && flags.kubeconfig) {
+    throw new WeftError('WEFT_USAGE',
+      `both a weft context (--context/WEFT_CONTEXT=${flags.context}) and a cluster (--kubeconfig/WEFT_KUBECONFIG=${flags.kubeconfig}) are given; pass only one`);
+  }
+  if (flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags.redisUrl);
   let text: string | undefined;
   try {
     text = readFileSync(file, 'utf8');
