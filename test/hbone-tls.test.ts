@@ -64,6 +64,10 @@ t.test('mutual TLS between workload certificates, as HBONE uses it', async (t) =
     s.once('error', reject);
   });
   t.teardown(() => sock.destroy());
+  t.equal(contexts.size, 1);
+  t.equal(contexts.get(client, ca.rootsPem), contexts.get(client, ca.rootsPem), 'one context per identity, reused');
+  contexts.retain(new Set([ECHO]));
+  t.equal(contexts.size, 0, 'retain drops identities that left the node');
   t.equal(sock.getProtocol(), 'TLSv1.3');
   t.equal(sock.alpnProtocol, 'h2');
   t.equal(sock.getCipher().name, 'TLS_AES_128_GCM_SHA256', 'the cheapest AEAD with AES-NI');

@@ -150,7 +150,10 @@ export class ZtunnelApp implements AdminSource {
   /** Prefetch: certificates of every enrolled workload on this node, before any traffic asks. */
   private updateWantedCerts(): void {
     if (!this.certs) return;
-    this.certs.setWanted(this.localIdentities());
+    const ids = this.localIdentities();
+    this.certs.setWanted(ids);
+    // Client-side TLS contexts of identities that left the node go with them.
+    this.pool?.contexts.retain(ids);
   }
 
   private localIdentities(): Set<string> {

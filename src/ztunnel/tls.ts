@@ -45,6 +45,11 @@ export class SecureContextCache {
     this.byIdentity.delete(identity);
   }
 
+  /** Drops the contexts of identities not in `keep`: a context holds a private key. */
+  retain(keep: ReadonlySet<string>): void {
+    for (const id of this.byIdentity.keys()) if (!keep.has(id)) this.byIdentity.delete(id);
+  }
+
   get size(): number {
     return this.byIdentity.size;
   }
