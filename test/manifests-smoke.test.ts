@@ -1,18 +1,25 @@
 /**
  * The manifests' own command lines, run for real: Redis, then the CA with the args of
- * daemonset/ca.yaml, then the ztunnel's start script of daemonset/ztunnel.yaml (it mints
- * its join token, joins, captures) with the environment of weft-config — all in one
- * throwaway network namespace standing in for a node, with the built dist/ in place of
- * the image's /app/dist. Proves that the flags parse, the CA certificate carries the
- * name the ztunnels dial, the join-token flow works, readiness turns 200 on 15021, and
- * SIGTERM removes the capture rules.
+ * daemonset/ca.yaml, then the ztunnel with the args and environment of
+ * daemonset/ztunnel.yaml and weft-config (it joins with its pod's ServiceAccount token,
+ * captures) — all in one throwaway network namespace standing in for a node, with the
+ * built dist/ in place of the image's entry point. The API server stand-in (with its
+ * TokenReview endpoint) runs in this process and is reached from the namespace through
+ * a Unix socket; a kubeconfig file takes the place of the CA's in-cluster service
+ * account, a file the place of the projected token. Proves that the flags parse, the
+ * CA certificate carries the name the ztunnels dial, the ServiceAccount-token join
+ * works, readiness turns 200 on 15021, and SIGTERM removes the capture rules.
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTopology, netnsSkipReason } from './helpers/netns';
 import { podContainers, renderKustomization, type K8sObject } from './helpers/kustomize';
+import { TestApiServer } from './helpers/apiserver';
+import { TestTokenReview } from './helpers/token-review';
 
 const ROOT = join(__dirname, '..');
 const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
@@ -66,12 +73,53 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   const config = find('ConfigMap', 'weft-config').data as Record<string, string>;
   const env = { ...config, WEFT_REDIS_URL: 'redis://127.0.0.1:6379' };
 
+  // The API server: here, on loopback; in the namespace, 127.0.0.1:6443 relays to it
+  // through a Unix socket (network namespaces share the file system).
+  const dir = mkdtempSync(join(tmpdir(), 'weft-smoke-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const api = await TestApiServer.start({ token: 'ca-sa-token' });
+  t.teardown(() => api.stop());
+  const reviews = new TestTokenReview(api);
+  const apiPort = Number(new URL(api.url).port);
+  const socket = join(dir, 'apiserver.sock');
+  const relayed = new Set<net.Socket>();
+  const relay = net.createServer((c) => {
+    const up = net.connect(apiPort, '127.0.0.1');
+    relayed.add(c);
+    c.on('close', () => relayed.delete(c));
+    c.pipe(up).pipe(c);
+    c.on('error', () => up.destroy());
+    up.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(socket, r));
+  t.teardown(() => new Promise<void>((r) => {
+    relay.close(() => r());
+    for (const c of relayed) c.destroy();
+  }));
+  const inner = run([process.execPath, '-e', `
+    const net = require('node:net');
+    net.createServer((c) => {
+      const up = net.connect(${JSON.stringify(socket)});
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    }).listen(6443, '127.0.0.1', () => console.log('relaying'));`]);
+  await until('API relay listening', inner, async () => /relaying/.test(output.get(inner)!));
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: smoke',
+    'clusters: [{name: smoke, cluster: {server: "http://127.0.0.1:6443"}}]',
+    'users: [{name: weft-ca, user: {token: ca-sa-token}}]',
+    'contexts: [{name: smoke, context: {cluster: smoke, user: weft-ca}}]',
+  ].join('\n'));
+
   const redis = run(['redis-server', '--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
   await until('redis answers', redis, async () =>
     (await topo.exec(ns, 'redis-cli', ['-p', '6379', 'ping'], { check: false })).stdout.trim() === 'PONG');
 
   const caArgs = podContainers(find('Deployment', 'weft-ca'))[0]!.args as string[];
-  const ca = run([process.execPath, MAIN, ...caArgs], env);
+  t.ok(caArgs.includes('--kube-token-review'), 'the CA admits nodes by ServiceAccount token');
+  const ca = run([process.execPath, MAIN, ...caArgs, `--kubeconfig=${kubeconfig}`], env);
   await until('CA ready on 15014', ca, async () => (await httpGet('http://127.0.0.1:15014/healthz/ready')).status === 200);
 
   // What the controller would have written: this node, an enrolled namespace, one pod.
@@ -86,18 +134,34 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
     ]).then(() => s.close()).then(() => console.log('seeded'));`;
   t.match((await topo.exec(ns, process.execPath, ['-e', seed], { timeoutMs: 15_000 })).stdout, /seeded/);
 
-  const zc = podContainers(find('DaemonSet', 'weft-ztunnel'))[0]!;
-  const command = (zc.command as string[]).map((s) => s.replaceAll('/app/dist/', `${ROOT}/dist/`));
+  // The ztunnel's pod as the API server knows it, and the token the kubelet would
+  // project for it (audience weft-ca).
+  const ds = find('DaemonSet', 'weft-ztunnel');
+  const podSpec = (ds.spec as { template: { spec: { serviceAccountName: string } } }).template.spec;
+  api.put('pods', { metadata: { name: 'weft-ztunnel-smoke', namespace: ds.metadata.namespace }, spec: { nodeName: 'node-1', serviceAccountName: podSpec.serviceAccountName } });
+  const saToken = reviews.issueForPod(ds.metadata.namespace!, 'weft-ztunnel-smoke', { audiences: ['weft-ca'] });
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, saToken);
+
+  const zc = podContainers(ds)[0]!;
+  t.equal(zc.command, undefined, 'the image entry point (node dist/cli/main.js) runs the args');
+  const literalEnv = Object.fromEntries((zc.env as { name: string; value?: string }[]).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+  t.ok(literalEnv.WEFT_JOIN_SA_TOKEN_FILE, 'the manifest names the token file');
   const caHost = config.WEFT_CA_ADDRESS!.split(':')[0]!;
-  const ztunnel = run(command, {
-    ...env,
+  const ztunnel = run([process.execPath, MAIN, ...(zc.args as string[])], {
+    ...env, ...literalEnv,
     // The Service name does not resolve here; dial loopback but check the CA
     // certificate for the very name the manifests dial.
     WEFT_CA_ADDRESS: '127.0.0.1:15012', WEFT_CA_SERVER_NAME: caHost,
     WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: NODE_IP,
+    WEFT_JOIN_SA_TOKEN_FILE: tokenFile,
   });
   await until('ztunnel ready on 15021', ztunnel, async () => (await httpGet('http://127.0.0.1:15021/healthz/ready')).status === 200);
-  t.match(output.get(ztunnel), /join token for node node-1/, 'the start script minted a token for its node');
+  t.ok(reviews.reviews.some((r) => r.token === saToken && r.audiences.join() === 'weft-ca' && r.authorization === 'Bearer ca-sa-token'),
+    'the CA reviewed the ztunnel\'s token for audience weft-ca with its own credential');
+  t.ok(api.requests.some((r) => r.method === 'GET' && r.path === `/api/v1/namespaces/${ds.metadata.namespace}/pods/weft-ztunnel-smoke`),
+    'and checked the pod runs on the node');
+  t.notMatch(output.get(ztunnel), /join token for node/, 'no token minted from Redis');
 
   const certs = JSON.parse((await httpGet('http://127.0.0.1:15000/certs')).body) as { certificates: { identity: string; state: string }[] };
   const states = Object.fromEntries(certs.certificates.map((c) => [c.identity, c.state]));

@@ -11,7 +11,7 @@ import {
   objectId, podContainers, podSpec, renderKustomization, renderWithKubectl, type Container, type K8sObject,
 } from './helpers/kustomize';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
-import { caConfig, caSpecs, tokenSpecs } from '../src/ca/command';
+import { caConfig, caSpecs } from '../src/ca/command';
 import { controllerSpecs } from '../src/controller/command';
 import { parseOptions } from '../src/lib/options';
 import { policyRecord } from '../src/controller/translate';
@@ -41,10 +41,12 @@ t.test('kubectl kustomize renders the same objects as the test renderer', async 
 
 t.test('the install has every piece of the mesh', async (t) => {
   t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
-    'ClusterRole/weft-controller', 'ClusterRole/weft-operator', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
+    'ClusterRole/weft-ca', 'ClusterRole/weft-controller', 'ClusterRole/weft-operator',
+    'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
     'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
     'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system',
-    'Role/weft-controller-leader-election', 'Role/weft-operator', 'RoleBinding/weft-controller-leader-election',
+    'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-operator',
+    'RoleBinding/weft-ca', 'RoleBinding/weft-controller-leader-election',
     'Service/weft-ca', 'Service/weft-redis', 'ServiceAccount/weft-ca', 'ServiceAccount/weft-controller',
     'ServiceAccount/weft-redis', 'ServiceAccount/weft-ztunnel', 'StatefulSet/weft-redis',
   ]);
@@ -124,6 +126,8 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.ok((ps.terminationGracePeriodSeconds as number) >= 10, 'time to remove its rules on SIGTERM');
   t.equal(ps.automountServiceAccountToken, false, 'no Kubernetes API credentials');
   const c = podContainers(ztunnel)[0]!;
+  t.equal(c.command, undefined, 'no start script: the image entry point runs weft');
+  t.same(c.args, ['ztunnel', '--capture']);
   for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
     const p = c[kind] as { httpGet?: { port: number; path: string }; tcpSocket?: { port: number } } | undefined;
     t.ok(p, `${kind} set`);
@@ -137,6 +141,22 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.equal(env.find((e) => e.name === 'WEFT_NODE_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
   t.equal(env.find((e) => e.name === 'WEFT_ADMIN_VIEW_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP',
     'read-only admin views on the pod IP, for the API server pod proxy');
+  t.notOk(env.some((e) => e.name === 'WEFT_JOIN_TOKEN'), 'no minted join token');
+});
+
+t.test('the ztunnel joins the CA with a projected ServiceAccount token for the CA only', async (t) => {
+  const ps = podSpec(ztunnel)!;
+  const c = podContainers(ztunnel)[0]!;
+  type Volume = { name: string; projected?: { sources: unknown[] } };
+  const volumes = (ps.volumes as Volume[]).filter((v) => v.projected);
+  t.same(volumes, [{
+    name: 'weft-ca-token',
+    projected: { sources: [{ serviceAccountToken: { path: 'token', audience: 'weft-ca', expirationSeconds: 3600 } }] },
+  }], 'one projected volume: the token alone (no API CA bundle, no namespace), audience weft-ca, one hour');
+  const mounts = (c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean }[]).filter((m) => m.name === 'weft-ca-token');
+  t.same(mounts, [{ name: 'weft-ca-token', mountPath: '/var/run/secrets/weft/ca-token', readOnly: true }], 'mounted read-only');
+  const env = c.env as { name: string; value?: string }[];
+  t.equal(env.find((e) => e.name === 'WEFT_JOIN_SA_TOKEN_FILE')?.value, `${mounts[0]?.mountPath}/token`, 'WEFT_JOIN_SA_TOKEN_FILE is the projected file');
 });
 
 t.test('RBAC is least privilege', async (t) => {
@@ -168,12 +188,34 @@ t.test('RBAC is least privilege', async (t) => {
   t.equal(operatorNs.metadata.namespace, 'weft-system');
   t.same((operatorNs.rules as Rule[]).map((r) => [r.resources, r.verbs]), [[['pods'], ['get', 'list']], [['pods/proxy'], ['get']]],
     'weft-operator: read the ztunnel admin views, GET only, in weft-system only');
-  for (const b of [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')]) {
-    t.same(b.subjects, [{ kind: 'ServiceAccount', name: 'weft-controller', namespace: 'weft-system' }], `${b.metadata.name} binds only the controller`);
+  const caCluster = one('ClusterRole', 'weft-ca');
+  t.same((caCluster.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]),
+    [[['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined]], 'weft-ca, cluster-wide: create TokenReviews, nothing else');
+  const caNs = one('Role', 'weft-ca');
+  t.equal(caNs.metadata.namespace, 'weft-system');
+  t.same((caNs.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]),
+    [[[''], ['pods'], ['get'], undefined]], 'weft-ca: get pods, in weft-system only (the ztunnels\' namespace)');
+  // Each binding grants its own role to exactly its component's ServiceAccount;
+  // weft-operator is deliberately unbound, the ztunnel and Redis are bound nowhere.
+  const bindsTo: Record<string, string> = {
+    'ClusterRoleBinding/weft-controller': 'weft-controller', 'RoleBinding/weft-controller-leader-election': 'weft-controller',
+    'ClusterRoleBinding/weft-ca': 'weft-ca', 'RoleBinding/weft-ca': 'weft-ca',
+  };
+  const bindings = [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')];
+  t.same(bindings.map((b) => `${b.kind}/${b.metadata.name}`).sort(), Object.keys(bindsTo).sort(), 'exactly these bindings');
+  for (const b of bindings) {
+    const id = `${b.kind}/${b.metadata.name}`;
+    t.same(b.subjects, [{ kind: 'ServiceAccount', name: bindsTo[id], namespace: 'weft-system' }], `${id} binds only ${bindsTo[id]}`);
+    const ref = b.roleRef as { kind: string; name: string };
+    t.same(ref, { apiGroup: 'rbac.authorization.k8s.io', kind: b.kind === 'RoleBinding' ? 'Role' : 'ClusterRole', name: b.metadata.name }, `${id} grants its own role`);
+    if (b.kind === 'RoleBinding') t.equal(b.metadata.namespace, 'weft-system');
   }
-  for (const sa of ['weft-ca', 'weft-ztunnel', 'weft-redis']) {
+  for (const sa of ['weft-ztunnel', 'weft-redis']) {
     t.equal(one('ServiceAccount', sa).automountServiceAccountToken, false, `${sa} gets no API token`);
   }
+  t.equal(one('ServiceAccount', 'weft-ca').automountServiceAccountToken, true, 'weft-ca gets an API token (TokenReviews)');
+  t.equal(podSpec(one('Deployment', 'weft-ca'))!.automountServiceAccountToken, true, 'and its pods mount it');
+  t.equal(podSpec(one('StatefulSet', 'weft-redis'))!.automountServiceAccountToken, false, 'Redis pods mount none');
 });
 
 /** A JSON-schema subset: what the CRD's openAPIV3Schema uses (CEL rules are not run). */
@@ -265,15 +307,16 @@ t.test('the AuthorizationPolicy CRD', async (t) => {
 t.test('component flags and environment parse with the components’ own parsers', async (t) => {
   const config = (one('ConfigMap', 'weft-config').data ?? {}) as Record<string, string>;
   const zc = podContainers(ztunnel)[0]!;
-  const script = (zc.command as string[]).join(' ');
-  const env = { ...config, WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7', WEFT_JOIN_TOKEN: 'weft-join.x' };
-  const zArgs = /main\.js ztunnel (.*)$/m.exec(script)?.[1]?.split(/\s+/) ?? [];
-  const z = loadZtunnelConfig(zArgs, env);
+  const zArgs = zc.args as string[];
+  t.equal(zArgs[0], 'ztunnel');
+  const literalEnv = Object.fromEntries((zc.env as { name: string; value?: string }[]).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+  const env = { ...config, ...literalEnv, WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7' };
+  const z = loadZtunnelConfig(zArgs.slice(1), env);
   t.equal(z.capture, true, 'capture on');
   t.same(z.caAddress, { host: 'weft-ca.weft-system.svc', port: 15012 });
   t.equal(z.redisUrl, 'redis://weft-redis.weft-system.svc:6379');
-  const tokenArgs = /main\.js ca token (.*?)\)/.exec(script)?.[1]?.replace(/"\$WEFT_NODE_NAME"/, 'node-1').split(/\s+/) ?? [];
-  t.match(parseOptions(tokenSpecs, tokenArgs, config).values, { node: 'node-1', ttl: 600_000 }, 'the token the ztunnel mints');
+  t.equal(z.joinToken, '', 'no join token');
+  t.equal(z.joinSaTokenFile, '/var/run/secrets/weft/ca-token/token', 'joins with the projected token');
 
   const ca = podContainers(one('Deployment', 'weft-ca'))[0]!;
   const args = ca.args as string[];
@@ -281,6 +324,13 @@ t.test('component flags and environment parse with the components’ own parsers
   const cfg = caConfig(parseOptions(caSpecs, args.slice(1), config).values);
   t.same(cfg.listen, { host: '0.0.0.0', port: 15012 });
   t.ok(cfg.dnsNames.includes(z.caAddress.host), 'the CA certificate names the address ztunnels dial');
+  const projected = (podSpec(ztunnel)!.volumes as { projected?: { sources: { serviceAccountToken?: { audience: string } }[] } }[])
+    .find((v) => v.projected)?.projected?.sources[0]?.serviceAccountToken;
+  t.same(cfg.tokenReview, {
+    kubeconfig: '',
+    policy: { audience: projected?.audience, namespace: ztunnel.metadata.namespace, serviceAccount: podSpec(ztunnel)!.serviceAccountName },
+  }, 'the CA reviews tokens in-cluster, for the audience the ztunnel projects and the ServiceAccount it runs as');
+  t.equal(cfg.tokenReview?.policy.namespace, one('Role', 'weft-ca').metadata.namespace, 'the CA may read pods where the ztunnels run');
 
   const ctl = podContainers(one('Deployment', 'weft-controller'))[0]!;
   t.equal((ctl.args as string[])[0], 'controller');
@@ -313,6 +363,9 @@ t.test('the Dockerfile builds what the manifests run', async (t) => {
   for (const needed of ['src', 'proto', 'package.json', 'package-lock.json', 'tsconfig.json']) {
     t.notOk(ignore.includes(needed), `.dockerignore keeps ${needed}`);
   }
-  const script = (podContainers(ztunnel)[0]!.command as string[]).join(' ');
-  t.match(script, new RegExp(`node /app/${pkg.bin.weft.replace(/\./g, '\\.')} ztunnel`), 'the ztunnel wrapper runs the same entry point');
+  for (const w of workloads.filter((x) => x.metadata.name !== 'weft-redis')) {
+    const c = podContainers(w)[0]!;
+    t.equal(c.command, undefined, `${w.metadata.name} runs the image's entry point`);
+    t.ok(Array.isArray(c.args) && typeof (c.args as string[])[0] === 'string', `${w.metadata.name} passes the weft command as args`);
+  }
 });
