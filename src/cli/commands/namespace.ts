@@ -128,45 +128,34 @@ export async function setEnrolmentInCluster(ctx: Parameters<typeof ClusterSessio
   }
 }
 
+/** What an enroll/unenroll did, in words; the same shape for the registry (lab) and a cluster. */
 export function formatEnrolResult(r: EnrolResult): string {
-  if (r.object !== undefined) return formatClusterEnrolResult(r);
-  const lines: string[] = [];
   const w = r.workloads;
+  const cluster = r.object !== undefined;
+  const lines: string[] = [];
   if (!r.changed) {
     lines.push(r.action === 'enroll'
       ? `namespace ${r.namespace} is already enrolled (${r.label}=${DATAPLANE_MODE_AMBIENT}); nothing changed`
       : `namespace ${r.namespace} is not enrolled (no ${r.label} label); nothing changed`);
   } else if (r.action === 'enroll') {
     lines.push(`namespace ${r.namespace} enrolled: label ${r.label}=${DATAPLANE_MODE_AMBIENT} set`
-      + `${r.before !== undefined ? ` (was ${r.before})` : ''} at registry revision ${r.revision}`);
+      + (cluster ? ` on ${r.object}` : '') + (r.before !== undefined ? ` (was ${r.before})` : '')
+      + (cluster ? '' : ` at registry revision ${r.revision}`));
   } else {
-    lines.push(`namespace ${r.namespace} unenrolled: label ${r.label}=${r.before} removed at registry revision ${r.revision}`);
+    lines.push(`namespace ${r.namespace} unenrolled: label ${r.label}=${r.before} removed`
+      + (cluster ? ` from ${r.object}` : ` at registry revision ${r.revision}`));
   }
-  lines.push(`${w.enrolled} of ${w.total} workload${w.total === 1 ? '' : 's'} in ${r.namespace} ${w.enrolled === 1 ? 'is' : 'are'} now in the mesh (HBONE)`
-    + (w.optedOut.length > 0 ? `; opted out with ${r.label}=${DATAPLANE_MODE_NONE}: ${w.optedOut.join(', ')}` : ''));
-  if (r.changed) {
-    lines.push(r.action === 'enroll'
-      ? 'The ztunnels follow the registry and start capturing these pods within about a second; no pod restart is needed.'
-      : 'The ztunnels follow the registry and stop capturing these pods within about a second; their traffic goes plain TCP again.');
-  }
-  return lines.join('\n') + '\n';
-}
-
-function formatClusterEnrolResult(r: EnrolResult): string {
-  const lines: string[] = [];
-  const w = r.workloads;
-  if (!r.changed) {
-    lines.push(r.action === 'enroll'
-      ? `namespace ${r.namespace} is already enrolled (${r.label}=${DATAPLANE_MODE_AMBIENT}); nothing changed`
-      : `namespace ${r.namespace} is not enrolled (no ${r.label} label); nothing changed`);
-  } else {
-    lines.push(r.action === 'enroll'
-      ? `namespace ${r.namespace} enrolled: label ${r.label}=${DATAPLANE_MODE_AMBIENT} set on ${r.object}${r.before !== undefined ? ` (was ${r.before})` : ''}`
-      : `namespace ${r.namespace} unenrolled: label ${r.label}=${r.before} removed from ${r.object}`);
-  }
-  const count = `${w.enrolled} of ${w.total} workload${w.total === 1 ? '' : 's'} in ${r.namespace} ${w.enrolled === 1 ? 'is' : 'are'} in the mesh (HBONE)`
+  const count = `${w.enrolled} of ${w.total} workload${w.total === 1 ? '' : 's'} in ${r.namespace} ${w.enrolled === 1 ? 'is' : 'are'}`
+    + ` ${cluster ? '' : 'now '}in the mesh (HBONE)`
     + (w.optedOut.length > 0 ? `; opted out with ${r.label}=${DATAPLANE_MODE_NONE}: ${w.optedOut.join(', ')}` : '');
-  if (r.meshSynced) {
+  if (!cluster) {
+    lines.push(count);
+    if (r.changed) {
+      lines.push(r.action === 'enroll'
+        ? 'The ztunnels follow the registry and start capturing these pods within about a second; no pod restart is needed.'
+        : 'The ztunnels follow the registry and stop capturing these pods within about a second; their traffic goes plain TCP again.');
+    }
+  } else if (r.meshSynced) {
     lines.push(`The ztunnels have it (registry revision ${r.revision}): ${count}.`);
   } else if (r.meshError) {
     lines.push(`Could not read the mesh's view to confirm (${r.meshError}).`);
