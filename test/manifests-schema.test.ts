@@ -83,6 +83,13 @@ const volume = obj({
   configMap: obj({ name: str(), optional: bool, defaultMode: int(0, 0o777) }),
   secret: obj({ secretName: str(), optional: bool, defaultMode: int(0, 0o777) }),
   persistentVolumeClaim: obj({ claimName: str(), readOnly: bool }, ['claimName']),
+  projected: obj({
+    defaultMode: int(0, 0o777),
+    sources: arr(obj({
+      // expirationSeconds: the API server refuses less than 10 minutes.
+      serviceAccountToken: obj({ audience: str(), expirationSeconds: int(600, 2 ** 32), path: str() }, ['path']),
+    })),
+  }),
 }, ['name']);
 const podAffinityTerm = obj({ topologyKey: str(), labelSelector, namespaces: strs }, ['topologyKey']);
 const podSpec = obj({
