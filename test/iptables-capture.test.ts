@@ -187,12 +187,17 @@ t.test('node-level capture in real network namespaces', async (t) => {
     t.same(await connectFrom(topo, podA.netns, `${VIP_EXT}:80`), [{ listener: 15001, orig: { ip: VIP_EXT, port: 80 }, remote: A }], 'enrolled pod → VIP');
     t.same(await connectFrom(topo, podB.netns, `${VIP_EXT}:80`), [{ server: 'ext', remote: B }], 'non-mesh pod → VIP: kube-proxy DNAT');
     t.same(await connectFrom(topo, podB.netns, `${VIP_A}:80`), [{ server: 'pod-a', remote: B }],
-      'known gap without localCapture: non-mesh → VIP → enrolled endpoint on this node is not captured');
+      'without a captured service rule, non-mesh → VIP → enrolled endpoint on this node is not captured (the gap)');
 
-    await svc.apply(generateServiceRules(services, { localCapture: { nodeAddress: NODE, enrolledPodIps: [A, C] } }));
+    await applier.apply(generateCaptureRules({ nodeAddress: NODE, enrolledPodIps: [A, C], capturedServices: [{ vip: VIP_A, port: 80 }] }));
     t.same(await connectFrom(topo, podB.netns, `${VIP_A}:80`), [{ listener: 15006, orig: { ip: VIP_A, port: 80 }, remote: B }],
-      'with localCapture it reaches the ztunnel inbound with the VIP as original destination');
-    t.same(await connectFrom(topo, podB.netns, `${VIP_EXT}:80`), [{ server: 'ext', remote: B }], 'other endpoints unchanged');
+      'with the capture rule for VIP_A:80 it reaches the ztunnel inbound, before kube-proxy, with the VIP as original destination');
+    t.same(await connectFrom(topo, ext, `${VIP_A}:80`), [{ listener: 15006, orig: { ip: VIP_A, port: 80 }, remote: EXT }], 'also from another host');
+    t.same(await connectFrom(topo, podA.netns, `${VIP_A}:80`), [{ listener: 15001, orig: { ip: VIP_A, port: 80 }, remote: A }],
+      'an enrolled client still leaves through outbound');
+    t.same(await connectFrom(topo, podB.netns, `${VIP_EXT}:80`), [{ server: 'ext', remote: B }], 'other services unchanged');
+    await applier.apply(generateCaptureRules({ nodeAddress: NODE, enrolledPodIps: [A, C] }));
+    t.same(await connectFrom(topo, podB.netns, `${VIP_A}:80`), [{ server: 'pod-a', remote: B }], 'removing the service rule hands it back to kube-proxy');
 
     await svc.remove();
     const save = await natSave(node);

@@ -125,17 +125,44 @@ t.test('service rules are deterministic and validated', async (t) => {
   }
 });
 
-t.test('service rules with localCapture send this node\'s enrolled endpoints through the ztunnel', async (t) => {
-  const services = [
-    { vip: '198.51.100.200', port: 80, endpoints: [{ ip: '198.51.100.10', port: 8080 }, { ip: '198.51.100.20', port: 8080 }] },
-    { vip: '198.51.100.201', port: 80, endpoints: [{ ip: '198.51.100.11', port: 8080 }] },
+t.test('capture rules for service VIPs with an enrolled endpoint on this node', async (t) => {
+  const input = {
+    nodeAddress: node,
+    enrolledPodIps: ['198.51.100.10'],
+    capturedServices: [
+      { vip: '198.51.100.201', port: 80 },
+      { vip: '198.51.100.200', port: 9000 },
+      { vip: '198.51.100.200', port: 80 },
+      { vip: '198.51.100.201', port: 80 },
+    ],
+  };
+  const text = generateCaptureRules(input);
+  golden(t, 'capture-services.rules', text);
+  t.equal(text, generateCaptureRules({ ...input, capturedServices: [...input.capturedServices].reverse() }), 'order and duplicates do not matter');
+  const vipRules = text.split('\n').filter((l) => / -d 198\.51\.100\.20\d\/32 /.test(l));
+  t.same(vipRules.map((l) => /-d (\S+)\/32 -p tcp -m tcp --dport (\d+)/.exec(l)!.slice(1).join(':')),
+    ['198.51.100.200:80', '198.51.100.200:9000', '198.51.100.201:80'], 'one rule per VIP:port, numerically sorted');
+  t.ok(vipRules.every((l) => l.startsWith('-A WEFT-PREROUTING ') && l.endsWith(`-j DNAT --to-destination ${node}:15006`)), 'straight to inbound plaintext');
+  const lines = text.split('\n');
+  const lastOutbound = lines.map((l) => l.includes('-j WEFT-OUTBOUND')).lastIndexOf(true);
+  t.ok(lines.indexOf(vipRules[0]!) > lastOutbound, 'after every enrolled-source rule: enrolled clients keep going to 15001');
+  const custom = generateCaptureRules({ ...input, ports: { outbound: 25001, inboundPlaintext: 25006, hbone: 25008 } });
+  t.match(custom, /--dport 80 .* -j DNAT --to-destination 203\.0\.113\.1:25006/, 'honours a custom inbound plaintext port');
+  t.equal(generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.10'], capturedServices: [] }),
+    generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.10'] }), 'an empty list is the same as none');
+
+  const bad: [string, unknown, RegExp][] = [
+    ['not an array', '198.51.100.200:80', /capturedServices=/],
+    ['bad vip', [{ vip: 'echo', port: 80 }], /capturedServices\[0\]\.vip/],
+    ['IPv6 vip', [{ vip: '2001:db8::1', port: 80 }], /capturedServices\[0\]\.vip.*IPv6/],
+    ['bad port', [{ vip: '198.51.100.200', port: 80 }, { vip: '198.51.100.200', port: 0 }], /capturedServices\[1\]\.port/],
+    ['vip is the node', [{ vip: node, port: 80 }], /capturedServices\[0\]\.vip.*not the node/],
+    ['vip is an enrolled pod', [{ vip: '198.51.100.10', port: 80 }], /capturedServices\[0\]\.vip.*enrolled pod/],
+    ['missing entry', [undefined], /capturedServices\[0\]\.vip/],
   ];
-  const text = generateServiceRules(services, { localCapture: { nodeAddress: node, enrolledPodIps: ['198.51.100.10'] } });
-  golden(t, 'services-local-capture.rules', text);
-  t.match(text, /--probability 0\.5000000000 -j DNAT --to-destination 203\.0\.113\.1:15006/, 'the enrolled local endpoint keeps its share but goes to 15006');
-  t.match(text, /-j DNAT --to-destination 198\.51\.100\.20:8080/, 'other endpoints are untouched');
-  t.match(text, /-j DNAT --to-destination 198\.51\.100\.11:8080/, 'endpoints that are not enrolled are untouched');
-  throwsConfig(t, () => generateServiceRules(services, { localCapture: { nodeAddress: node, enrolledPodIps: ['x'] } }), /localCapture\.enrolledPodIps\[0\]/, 'bad localCapture');
+  for (const [name, capturedServices, re] of bad) {
+    throwsConfig(t, () => generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['198.51.100.10'], capturedServices: capturedServices as never }), re, name);
+  }
 });
 
 t.test('compareIPv4 orders numerically', async (t) => {

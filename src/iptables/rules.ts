@@ -52,7 +52,19 @@ export interface CaptureRulesInput {
   nodeAddress: string;
   /** IPv4 addresses of pods on this node that are in the mesh. Order does not matter. */
   enrolledPodIps: readonly string[];
+  /**
+   * Service VIP:ports with at least one enrolled endpoint on this node. Traffic to them
+   * from sources outside the mesh goes to the inbound plaintext port instead of on to
+   * kube-proxy: see generateCaptureRules for why. Order and duplicates do not matter.
+   */
+  capturedServices?: readonly CapturedServicePort[];
   ports?: CapturePorts;
+}
+
+/** A service port (the VIP side, before kube-proxy's DNAT) that the node captures. */
+export interface CapturedServicePort {
+  vip: string;
+  port: number;
 }
 
 export interface ServiceEndpoint {
@@ -124,6 +136,19 @@ function sortedUnique(ips: readonly string[]): string[] {
   return [...new Set(ips)].sort(compareIPv4);
 }
 
+function checkCapturedServices(value: unknown, node: string, pods: ReadonlySet<string>): CapturedServicePort[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalid('capturedServices', value, 'an array of {vip, port}');
+  const byKey = new Map<string, CapturedServicePort>();
+  value.forEach((svc: Partial<CapturedServicePort> | undefined, i) => {
+    const vip = checkIPv4(`capturedServices[${i}].vip`, svc?.vip);
+    if (vip === node || pods.has(vip)) throw invalid(`capturedServices[${i}].vip`, vip, 'a service VIP, not the node or an enrolled pod address');
+    const port = checkPort(`capturedServices[${i}].port`, svc?.port);
+    byKey.set(`${vip}:${port}`, { vip, port });
+  });
+  return [...byKey.values()].sort((a, b) => compareIPv4(a.vip, b.vip) || a.port - b.port);
+}
+
 /**
  * Capture rules for one node. Layout (each rule explained in docs via its comment):
  *
@@ -131,12 +156,24 @@ function sortedUnique(ips: readonly string[]): string[] {
  *     -s <enrolled pod> -p tcp → WEFT-OUTBOUND   (first: enrolled→enrolled on the same
  *                                                  node must leave through 15001)
  *     -d <enrolled pod> -p tcp → WEFT-INBOUND    (only reached by non-enrolled sources)
+ *     -d <VIP> --dport <port> → DNAT node:15006  (service ports with an enrolled
+ *                                                  endpoint on this node; non-enrolled
+ *                                                  sources only, as above)
  *   WEFT-OUTBOUND: RETURN for the node's own proxy ports, else DNAT node:15001
  *   WEFT-INBOUND:  dport 15008 → DNAT node:15008, else DNAT node:15006
  *   OUTPUT → WEFT-OUTPUT
  *     -d <enrolled pod> --dport 15008 → DNAT node:15008 (same-node HBONE from ztunnel)
  *
  * Pods not enrolled appear in no rule, so they are never captured.
+ *
+ * Why the VIP rules: a connection is DNAT'ed once (nat PREROUTING runs for its first
+ * packet only). A non-mesh pod dialling a VIP is DNAT'ed by kube-proxy to the chosen
+ * endpoint's pod IP; if that endpoint is an enrolled pod on this same node, the packet
+ * never re-enters PREROUTING with the pod IP, so the `-d <enrolled pod>` rule cannot
+ * catch it and it would reach the pod in plaintext, skipping authorization and STRICT
+ * mTLS. So such VIP:ports are taken before kube-proxy (this chain is jumped to first)
+ * and the ztunnel's inbound plaintext listener picks the endpoint itself, with the VIP
+ * as the original destination. (On other nodes the capture sees the pod IP already.)
  */
 export function generateCaptureRules(input: CaptureRulesInput): string {
   const node = checkNodeAddress(input.nodeAddress);
@@ -145,11 +182,12 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
   input.enrolledPodIps.forEach((ip, i) => checkIPv4(`enrolledPodIps[${i}]`, ip));
   const pods = sortedUnique(input.enrolledPodIps);
   if (pods.includes(node)) throw invalid('enrolledPodIps', node, 'pod addresses only: the node address cannot be enrolled');
+  const services = checkCapturedServices(input.capturedServices, node, new Set(pods));
 
   const C = CAPTURE_CHAINS;
   const proxyPorts = [ports.outbound, ports.inboundPlaintext, ports.hbone].sort((a, b) => a - b).join(',');
   const lines: string[] = [
-    `# weft capture rules: node ${node}, ${pods.length} enrolled pod(s), ports outbound=${ports.outbound} inbound=${ports.inboundPlaintext} hbone=${ports.hbone}`,
+    `# weft capture rules: node ${node}, ${pods.length} enrolled pod(s)${services.length ? `, ${services.length} captured service port(s)` : ''}, ports outbound=${ports.outbound} inbound=${ports.inboundPlaintext} hbone=${ports.hbone}`,
     '*nat',
     ...[C.inbound, C.outbound, C.output, C.prerouting].sort().map((c) => `:${c} - [0:0]`),
   ];
@@ -158,6 +196,9 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
   }
   for (const pod of pods) {
     lines.push(`-A ${C.prerouting} -d ${pod}/32 -p tcp -m comment --comment "weft: ingress to enrolled pod" -j ${C.inbound}`);
+  }
+  for (const svc of services) {
+    lines.push(`-A ${C.prerouting} -d ${svc.vip}/32 -p tcp -m tcp --dport ${svc.port} -m comment --comment "weft: service with an enrolled endpoint on this node, before kube-proxy" -j DNAT --to-destination ${node}:${ports.inboundPlaintext}`);
   }
   lines.push(
     `-A ${C.outbound} -d ${node}/32 -p tcp -m multiport --dports ${proxyPorts} -m comment --comment "weft: never capture traffic to the node proxy ports" -j RETURN`,
@@ -174,43 +215,20 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
   return lines.join('\n');
 }
 
-export interface ServiceRulesOptions {
-  /**
-   * Opt-in fix for one gap of node-level capture. Inbound capture matches the
-   * destination pod IP *before* service DNAT, and a connection is DNAT'ed only once, so
-   * a client outside the mesh reaching a VIP whose chosen endpoint is an enrolled pod
-   * *on this node* would arrive at that pod in plaintext, bypassing the ztunnel (on
-   * other nodes the capture rules see the pod IP and catch it). With this option,
-   * such endpoints are DNAT'ed to `nodeAddress:inboundPlaintext` instead: the ztunnel's
-   * inbound then sees the VIP:port as original destination and must itself pick a
-   * local enrolled endpoint of that service. Give the same node/enrolled set as the
-   * capture rules.
-   */
-  localCapture?: CaptureRulesInput;
-}
-
 /**
  * kube-proxy-style service load balancing: VIP:port is DNAT'ed to one endpoint chosen
  * at random (the i-th of n rules matches with probability 1/(n-i), the last always), so
  * each endpoint gets 1/n of new connections. The applier jumps here from PREROUTING
  * *after* the capture chain: an enrolled pod's VIP traffic is already DNAT'ed to the
- * ztunnel (with the VIP as original destination) and never reaches this chain, while
- * non-mesh pods get plain kube-proxy behaviour.
+ * ztunnel (with the VIP as original destination) and never reaches this chain, and
+ * neither does a non-mesh pod's traffic to a VIP with an enrolled endpoint on this node
+ * (the capture chain's service rules); other traffic gets plain kube-proxy behaviour.
  *
  * A service port without endpoints gets no rule (the nat table cannot REJECT); such
  * connections go to the VIP itself and fail as unreachable.
  */
-export function generateServiceRules(services: readonly ServiceRule[], options: ServiceRulesOptions = {}): string {
+export function generateServiceRules(services: readonly ServiceRule[]): string {
   if (!Array.isArray(services as unknown)) throw invalid('services', services, 'an array of {vip, port, endpoints}');
-  let redirect: { to: string; enrolled: Set<string> } | undefined;
-  if (options.localCapture) {
-    const lc = options.localCapture;
-    const node = checkNodeAddress(lc.nodeAddress);
-    const ports = checkPorts(lc.ports);
-    if (!Array.isArray(lc.enrolledPodIps as unknown)) throw invalid('localCapture.enrolledPodIps', lc.enrolledPodIps, 'an array of IPv4 addresses');
-    lc.enrolledPodIps.forEach((ip, i) => checkIPv4(`localCapture.enrolledPodIps[${i}]`, ip));
-    redirect = { to: `${node}:${ports.inboundPlaintext}`, enrolled: new Set(lc.enrolledPodIps) };
-  }
   const byKey = new Map<string, { vip: string; port: number; endpoints: ServiceEndpoint[] }>();
   services.forEach((svc, i) => {
     const vip = checkIPv4(`services[${i}].vip`, svc?.vip);
@@ -229,7 +247,7 @@ export function generateServiceRules(services: readonly ServiceRule[], options: 
   const ordered = [...byKey.values()].sort((a, b) => compareIPv4(a.vip, b.vip) || a.port - b.port);
 
   const lines: string[] = [
-    `# weft service rules: ${ordered.length} service port(s)${redirect ? `, local enrolled endpoints via ${redirect.to}` : ''}`,
+    `# weft service rules: ${ordered.length} service port(s)`,
     '*nat',
     `:${SERVICES_CHAIN} - [0:0]`,
   ];
@@ -240,12 +258,7 @@ export function generateServiceRules(services: readonly ServiceRule[], options: 
       const remaining = n - i;
       // Same format as kube-proxy (%0.10f) so the text is stable across runs.
       const pick = remaining > 1 ? ` -m statistic --mode random --probability ${(1 / remaining).toFixed(10)}` : '';
-      const viaZtunnel = redirect !== undefined && redirect.enrolled.has(ep.ip);
-      const label = viaZtunnel
-        ? `weft: service ${svc.vip}:${svc.port} endpoint ${ep.ip}:${ep.port} is enrolled on this node: via ztunnel inbound`
-        : `weft: service ${svc.vip}:${svc.port}`;
-      const target = viaZtunnel ? redirect!.to : `${ep.ip}:${ep.port}`;
-      lines.push(`${match} -m comment --comment "${label}"${pick} -j DNAT --to-destination ${target}`);
+      lines.push(`${match} -m comment --comment "weft: service ${svc.vip}:${svc.port}"${pick} -j DNAT --to-destination ${ep.ip}:${ep.port}`);
     });
   }
   lines.push('COMMIT', '');

@@ -3,12 +3,14 @@ import type { MeshState } from '../registry/state';
 import { createCaptureApplier, type IptablesApplier } from '../iptables/apply';
 import { generateCaptureRules } from '../iptables/rules';
 import { ExecCommandRunner, type CommandRunner } from '../iptables/runner';
+import { capturedServicePorts } from './vip-resolve';
 
 /**
- * Keeps this node's capture rules equal to the set of enrolled pods on it. Registry
- * changes arrive in bursts (a namespace relabel touches every pod), so a reconcile is
- * coalesced into one iptables-restore per tick; rules are re-applied only when the
- * enrolled address set really changed.
+ * Keeps this node's capture rules equal to the set of enrolled pods on it and the
+ * service VIP:ports that have an enrolled endpoint on it (so non-mesh clients cannot
+ * reach those pods through the VIP uncaptured). Registry changes arrive in bursts (a
+ * namespace relabel touches every pod), so a reconcile is coalesced into one
+ * iptables-restore per tick; rules are re-applied only when the generated text changed.
  */
 export class CaptureReconciler {
   private readonly applier: IptablesApplier;
@@ -53,14 +55,19 @@ export class CaptureReconciler {
   private async reconcile(): Promise<void> {
     if (this.stopped) return;
     const enrolledPodIps = this.enrolledAddresses();
-    const text = generateCaptureRules({ nodeAddress: this.opts.nodeAddress, enrolledPodIps });
+    const pods = new Set(enrolledPodIps);
+    // A VIP equal to a pod or the node address is bad registry data; skipping it keeps
+    // the rest of the rules applying instead of failing validation as a whole.
+    const capturedServices = capturedServicePorts(this.opts.state, this.opts.nodeName)
+      .filter((s) => s.vip !== this.opts.nodeAddress && !pods.has(s.vip));
+    const text = generateCaptureRules({ nodeAddress: this.opts.nodeAddress, enrolledPodIps, capturedServices });
     if (text === this.applied) return;
     try {
       await this.applier.apply(text);
       this.applied = text;
       this.applies++;
       this.lastError = undefined;
-      this.opts.logger.info({ enrolledPods: enrolledPodIps.length }, 'capture rules applied');
+      this.opts.logger.info({ enrolledPods: enrolledPodIps.length, capturedServicePorts: capturedServices.length }, 'capture rules applied');
     } catch (err) {
       // The last good rules stay in force; the next registry change retries.
       this.lastError = err instanceof Error ? err.message : String(err);

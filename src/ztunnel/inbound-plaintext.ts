@@ -3,21 +3,28 @@
  * (a client outside the mesh). There is no peer identity, so STRICT mTLS refuses it
  * outright and policies can only match on addresses and ports. A refusal is a TCP
  * reset: the client sees "connection reset", never a half-working connection.
+ *
+ * The original destination may also be a service VIP (a non-mesh client dialled a
+ * service with an enrolled endpoint on this node; see vip-resolve.ts): the endpoint is
+ * chosen here, and only an enrolled endpoint on this node goes through the checks.
  */
 import type * as net from 'node:net';
 import type { Logger } from '../lib/log';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
+import type { ServiceRecord } from '../registry/types';
 import { formatHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import type { ConnectionRegistry } from './connections';
-import { PROXY_PORTS, type OriginalDstSource, type SocketFactory } from './contracts';
+import type { ConnectionRegistry, TrackedConnection } from './connections';
+import { PROXY_PORTS, type OriginalDst, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
 import { ConnectionLifecycle, type EndResult } from './lifecycle';
 import { ListenerBase } from './listener';
+import { RoundRobin, type EndpointPicker } from './load-balancer';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
 import { PolicyWatcher } from './policy-watch';
+import { resolveVip } from './vip-resolve';
 
 export interface InboundPlaintextOptions {
   state: MeshState;
@@ -31,6 +38,11 @@ export interface InboundPlaintextOptions {
   /** Default 10 s. */
   upstreamConnectTimeoutMs?: number;
   pipeHighWaterMark?: number;
+  /**
+   * Endpoint choice for service VIPs. Default round robin: an even spread, as
+   * kube-proxy gives these clients (it ignores a service's LEAST_CONN setting too).
+   */
+  loadBalancer?: EndpointPicker;
 }
 
 export class InboundPlaintextServer extends ListenerBase {
@@ -41,6 +53,7 @@ export class InboundPlaintextServer extends ListenerBase {
   private readonly upstreamTimeoutMs: number;
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
+  private readonly lb: EndpointPicker;
   readonly policies: PolicyWatcher;
 
   constructor(opts: InboundPlaintextOptions) {
@@ -52,6 +65,7 @@ export class InboundPlaintextServer extends ListenerBase {
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
+    this.lb = opts.loadBalancer ?? new RoundRobin();
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'plaintext' }, n));
   }
@@ -61,13 +75,36 @@ export class InboundPlaintextServer extends ListenerBase {
     sock.on('error', (err: NodeJS.ErrnoException) => { downstreamError ??= err.code ?? err.message; });
     const ends = await this.capturedEnds(sock, this.originalDst, 'a plaintext inbound connection');
     if (!ends) return;
-    const { srcIp, srcPort, dst } = ends;
+    const { srcIp, srcPort } = ends;
+    let dst = ends.dst;
+    const src = { ip: srcIp, port: srcPort, workload: this.state.workloadByAddress(srcIp) };
+    const route = resolveVip(this.state, dst, this.nodeName, this.lb);
+    let svc: { service?: string; serviceHost?: string } = {};
+    if (route.kind !== 'not-a-service') {
+      svc = serviceFields(route.service);
+      if (route.kind === 'refuse') {
+        const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'TCP', src, dst: { ...dst, ...svc } });
+        reset(sock);
+        this.lifecycle.end(conn, { flag: route.flag, reason: route.reason });
+        return;
+      }
+      if (route.kind === 'forward') {
+        this.log.debug({ src: formatHostPort(srcIp, srcPort), target: formatHostPort(route.target.ip, route.target.port), reason: route.reason }, 'service VIP: forwarding as plain TCP');
+        const conn = this.lifecycle.begin({
+          direction: 'inbound', protocol: 'TCP', src,
+          dst: { ...route.target, workload: route.destination, identity: route.destination.identity, ...svc },
+        });
+        // No checks here: a remote enrolled endpoint's own node captures and checks it.
+        return this.deliver(sock, conn, route.target, () => downstreamError, () => undefined);
+      }
+      dst = route.target;
+    }
     const workload = this.state.workloadByAddress(dst.ip);
     const conn = this.lifecycle.begin({
       direction: 'inbound',
       protocol: 'TCP',
-      src: { ip: srcIp, port: srcPort, workload: this.state.workloadByAddress(srcIp) },
-      dst: { ip: dst.ip, port: dst.port, workload, identity: workload?.identity },
+      src,
+      dst: { ip: dst.ip, port: dst.port, workload, identity: workload?.identity, ...svc },
     });
     const refuse = (result: EndResult) => {
       reset(sock);
@@ -87,30 +124,39 @@ export class InboundPlaintextServer extends ListenerBase {
       this.log.debug({ src: formatHostPort(srcIp, srcPort), reason: decision.reason }, 'plaintext connection denied');
       return refuse({ flag: 'DENY', reason: decision.reason });
     }
+    const target = dst;
+    return this.deliver(sock, conn, target, () => downstreamError, () => {
+      const cur = this.state.workloadByAddress(target.ip);
+      return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
+    });
+  }
+
+  /** Dials `target` and joins it to the client, under the policy watcher via `recheck`. */
+  private async deliver(sock: net.Socket, conn: TrackedConnection, target: OriginalDst, downstreamError: () => string | undefined,
+    recheck: () => AuthzDecision | undefined): Promise<void> {
     let upstream: net.Socket;
     try {
-      upstream = await dialTcp(this.socketFactory, dst, this.upstreamTimeoutMs);
+      upstream = await dialTcp(this.socketFactory, target, this.upstreamTimeoutMs);
     } catch (err) {
-      return refuse({ flag: flagForError(err), reason: (err as Error).message });
+      reset(sock);
+      this.lifecycle.end(conn, { flag: flagForError(err), reason: (err as Error).message });
+      return;
     }
-    if (sock.destroyed || downstreamError) {
+    if (sock.destroyed || downstreamError()) {
       upstream.destroy();
-      this.lifecycle.end(conn, { flag: 'DOWNSTREAM_RESET', reason: downstreamError ?? 'client left before the upstream answered' });
+      this.lifecycle.end(conn, { flag: 'DOWNSTREAM_RESET', reason: downstreamError() ?? 'client left before the upstream answered' });
       return;
     }
     this.lifecycle.established(conn);
-    this.lifecycle.pipeUnderPolicy(conn, sock, upstream, {
-      highWaterMark: this.hwm,
-      policies: this.policies,
-      recheck: () => {
-        const cur = this.state.workloadByAddress(dst.ip);
-        return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
-      },
-    });
+    this.lifecycle.pipeUnderPolicy(conn, sock, upstream, { highWaterMark: this.hwm, policies: this.policies, recheck });
   }
 
   protected override closeResources(): void {
     this.policies.close();
     this.lifecycle.terminateAll('shutdown');
   }
+}
+
+function serviceFields(s: ServiceRecord): { service: string; serviceHost: string } {
+  return { service: `${s.namespace}/${s.name}`, serviceHost: s.hostname };
 }
