@@ -115,7 +115,10 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
   });
 
   await t.test('unenroll patches the Namespace; the controller and ztunnels follow', async (t) => {
+    const started = Date.now();
     const res = await weft(['namespace', 'unenroll', 'demo', '-o', 'json']);
+    // Reported, not asserted: the whole chain (CLI start, PATCH, controller, Redis, ztunnel view).
+    t.comment(`weft namespace unenroll returned, mesh synced, after ${Date.now() - started} ms`);
     t.equal(res.code, 0, res.stderr + res.stdout);
     t.match(JSON.parse(res.stdout), { changed: true, meshSynced: true, workloads: { enrolled: 0 } });
     t.notOk(api.get('namespaces', undefined, 'demo')?.metadata.labels['weft.io/dataplane-mode'], 'label gone from the Namespace');
@@ -127,7 +130,9 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
   });
 
   await t.test('enroll puts it back', async (t) => {
+    const started = Date.now();
     const res = await weft(['namespace', 'enroll', 'demo']);
+    t.comment(`weft namespace enroll returned, mesh synced, after ${Date.now() - started} ms`);
     t.equal(res.code, 0, res.stderr + res.stdout);
     t.match(res.stdout, /The ztunnels have it \(registry revision \d+\): 3 of 3 workloads in demo are in the mesh/);
     // Capture is reconciled right after the registry change; allow it its moment.
