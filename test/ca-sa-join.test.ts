@@ -5,6 +5,7 @@
  * path that must keep working beside it.
  */
 import t from 'tap';
+import type { Test } from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -241,16 +242,20 @@ t.test('an unreachable or refusing API server is UNAVAILABLE (the node retries) 
   t.match(err.message, /401.*ClusterRole weft-ca/);
 });
 
-t.test('the token file is read at every join: a rotated token is used on the next attempt', async (t) => {
-  const tokenFile = join(dir, 'join-rotating');
-  writeFileSync(tokenFile, 'stale-token-from-before\n');
-  const client = newClient();
+/** A node's CertificateManager joining with the SA token in `tokenFile`, quick to retry. */
+function tokenFileManager(t: Test, tokenFile: string) {
   const m = new CertificateManager({
-    client, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(),
+    client: newClient(), nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(),
     joinSaTokenFile: tokenFile, backoff: { initialMs: 50, maxMs: 200 },
   });
   t.teardown(() => m.stop());
-  const nodeStatus = () => m.list().find((s) => s.type === 'node')!;
+  return { m, nodeStatus: () => m.list().find((s) => s.type === 'node')! };
+}
+
+t.test('the token file is read at every join: a rotated token is used on the next attempt', async (t) => {
+  const tokenFile = join(dir, 'join-rotating');
+  writeFileSync(tokenFile, 'stale-token-from-before\n');
+  const { m, nodeStatus } = tokenFileManager(t, tokenFile);
   await waitFor('the stale token refused', () => nodeStatus().state === CertState.Failed);
   t.match(nodeStatus().lastError, /did not authenticate/);
   t.ok(reviews.reviews.some((r) => r.token === 'stale-token-from-before'));
@@ -263,13 +268,7 @@ t.test('the token file is read at every join: a rotated token is used on the nex
 
 t.test('a missing token file is a retried configuration error naming the flag', async (t) => {
   const tokenFile = join(dir, 'not-yet-written');
-  const client = newClient();
-  const m = new CertificateManager({
-    client, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(),
-    joinSaTokenFile: tokenFile, backoff: { initialMs: 50, maxMs: 200 },
-  });
-  t.teardown(() => m.stop());
-  const nodeStatus = () => m.list().find((s) => s.type === 'node')!;
+  const { m, nodeStatus } = tokenFileManager(t, tokenFile);
   await waitFor('the missing file reported', () => nodeStatus().state === CertState.Failed);
   t.match(nodeStatus().lastError, /--join-sa-token-file=.*not-yet-written: cannot read it/);
   writeFileSync(tokenFile, reviews.issueForPod(NS, 'weft-ztunnel-n1'));
