@@ -25,33 +25,38 @@ interface CacheEntry {
 }
 
 /**
- * SecureContexts by certificate: building one parses the key (~1 ms), far too slow
- * per connection. One entry per identity, replaced when the serial (rotation) or the
- * roots change, so the cache never outgrows the node's identities.
+ * TLS material kept per local identity. Each entry holds a private key, so the owner
+ * drops the identities whose workloads left the node (`retain`).
  */
-export class SecureContextCache {
-  private readonly byIdentity = new Map<string, CacheEntry>();
+abstract class PerIdentity<E> {
+  protected readonly byIdentity = new Map<string, E>();
 
-  get(cert: WorkloadCert, rootsPem: string): tls.SecureContext {
-    const hit = this.byIdentity.get(cert.identity);
-    if (hit && hit.serial === cert.serial && hit.roots === rootsPem) return hit.context;
-    const context = tls.createSecureContext(contextOptions(cert, rootsPem));
-    this.byIdentity.set(cert.identity, { serial: cert.serial, roots: rootsPem, context });
-    return context;
-  }
-
-  /** Drops an identity's context (its workloads left the node). */
   forget(identity: string): void {
     this.byIdentity.delete(identity);
   }
 
-  /** Drops the contexts of identities not in `keep`: a context holds a private key. */
+  /** Drops the entries of identities not in `keep`. */
   retain(keep: ReadonlySet<string>): void {
     for (const id of this.byIdentity.keys()) if (!keep.has(id)) this.byIdentity.delete(id);
   }
 
   get size(): number {
     return this.byIdentity.size;
+  }
+}
+
+/**
+ * SecureContexts by certificate: building one parses the key (~1 ms), far too slow
+ * per connection. One entry per identity, replaced when the serial (rotation) or the
+ * roots change.
+ */
+export class SecureContextCache extends PerIdentity<CacheEntry> {
+  get(cert: WorkloadCert, rootsPem: string): tls.SecureContext {
+    const hit = this.byIdentity.get(cert.identity);
+    if (hit && hit.serial === cert.serial && hit.roots === rootsPem) return hit.context;
+    const context = tls.createSecureContext(contextOptions(cert, rootsPem));
+    this.byIdentity.set(cert.identity, { serial: cert.serial, roots: rootsPem, context });
+    return context;
   }
 }
 
@@ -159,16 +164,16 @@ interface ServerEntry {
  * handshake timeout, which a bare `new TLSSocket({isServer})` does not do.
  * A rotation swaps the certificate in place with setSecureContext.
  */
-export class ServerTlsEngines {
-  private readonly byIdentity = new Map<string, ServerEntry>();
-
+export class ServerTlsEngines extends PerIdentity<ServerEntry> {
   constructor(private readonly opts: {
     handshakeTimeoutMs: number;
     /** A handshake completed with a client certificate that chains to the roots. */
     onSecure: (socket: tls.TLSSocket, localIdentity: string) => void;
     /** A handshake failed (bad or missing client certificate, timeout, not TLS). */
     onError: (err: Error, socket: tls.TLSSocket, localIdentity: string) => void;
-  }) {}
+  }) {
+    super();
+  }
 
   accept(raw: import('node:net').Socket, cert: WorkloadCert, rootsPem: string): void {
     this.engine(cert, rootsPem).emit('connection', raw);
@@ -199,18 +204,6 @@ export class ServerTlsEngines {
     return server;
   }
 
-  forget(identity: string): void {
-    this.byIdentity.delete(identity);
-  }
-
-  /** Drops the engines of identities not in `keep` (their workloads left the node). */
-  retain(keep: ReadonlySet<string>): void {
-    for (const id of this.byIdentity.keys()) if (!keep.has(id)) this.byIdentity.delete(id);
-  }
-
-  get size(): number {
-    return this.byIdentity.size;
-  }
 }
 
 /** Leaf and intermediates are sent; the root is the peer's own trust anchor. */
