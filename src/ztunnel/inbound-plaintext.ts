@@ -9,32 +9,23 @@
  * chosen here, and only an enrolled endpoint on this node goes through the checks.
  */
 import type * as net from 'node:net';
-import type { Logger } from '../lib/log';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
 import { formatHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import type { ConnectionRegistry, TrackedConnection } from './connections';
+import type { TrackedConnection } from './connections';
 import { PROXY_PORTS, type OriginalDst, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
 import { ConnectionLifecycle, type EndResult } from './lifecycle';
-import { ListenerBase } from './listener';
+import { ListenerBase, type CapturedListenerOptions } from './listener';
 import { RoundRobin, type EndpointPicker } from './load-balancer';
-import { flagForError, type ZtunnelMetrics } from './metrics';
+import { flagForError } from './metrics';
 import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
 import { PolicyWatcher } from './policy-watch';
 import { resolveVip } from './vip-resolve';
 
-export interface InboundPlaintextOptions {
-  state: MeshState;
-  originalDst: OriginalDstSource;
-  logger: Logger;
-  connections: ConnectionRegistry;
-  metrics?: ZtunnelMetrics;
-  nodeName: string;
-  /** Dials the local pods; `net.connect` by default. */
-  socketFactory?: SocketFactory;
+export interface InboundPlaintextOptions extends CapturedListenerOptions {
   /** Default 10 s. */
   upstreamConnectTimeoutMs?: number;
   pipeHighWaterMark?: number;

@@ -17,34 +17,23 @@
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { Logger } from '../lib/log';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
 import { formatHostPort, normalizeIp, parseForwardedFor, parseHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import type { ConnectionRegistry } from './connections';
 import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
 import { Keepalive } from './keepalive';
 import { ConnectionLifecycle } from './lifecycle';
-import { flagForError, type ZtunnelMetrics } from './metrics';
+import { flagForError } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
-import { ListenerBase } from './listener';
+import { ListenerBase, type CapturedListenerOptions } from './listener';
 
-export interface InboundOptions {
-  state: MeshState;
+export interface InboundOptions extends CapturedListenerOptions {
   certs: CertSource;
-  originalDst: OriginalDstSource;
-  logger: Logger;
-  connections: ConnectionRegistry;
-  metrics?: ZtunnelMetrics;
-  /** This node's name: only workloads scheduled here are served. */
-  nodeName: string;
-  /** Dials the local pods; `net.connect` by default. */
-  socketFactory?: SocketFactory;
   tuning?: Partial<HboneTuning>;
   /** TLS handshake deadline for accepted connections. Default 10 s. */
   handshakeTimeoutMs?: number;

@@ -6,10 +6,26 @@
 import * as net from 'node:net';
 import type { Logger } from '../lib/log';
 import { formatHostPort, normalizeIp } from './address';
-import type { OriginalDst, OriginalDstSource } from './contracts';
+import type { MeshState } from '../registry/state';
+import type { ConnectionRegistry } from './connections';
+import type { OriginalDst, OriginalDstSource, SocketFactory } from './contracts';
+import type { ZtunnelMetrics } from './metrics';
 import { reset } from './dial';
 
 const CLOSE_DEADLINE_MS = 5000;
+
+/** What every captured-traffic listener (15001, 15006, 15008) is built from. */
+export interface CapturedListenerOptions {
+  state: MeshState;
+  originalDst: OriginalDstSource;
+  logger: Logger;
+  connections: ConnectionRegistry;
+  metrics?: ZtunnelMetrics;
+  /** This node's name: only workloads scheduled here are served. */
+  nodeName: string;
+  /** Dials upstream TCP (local pods, passthrough destinations); `net.connect` by default. */
+  socketFactory?: SocketFactory;
+}
 
 export abstract class ListenerBase {
   protected readonly server: net.Server;

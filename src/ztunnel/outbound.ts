@@ -6,7 +6,6 @@
  * refuse it with a TCP reset.
  */
 import * as net from 'node:net';
-import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
 import type { WorkloadView } from '../registry/enrolment';
 import { formatHostPort } from './address';
@@ -14,28 +13,19 @@ import type { ConnectionRegistry, TrackedConnection } from './connections';
 import { defaultHboneDialTarget, HBONE_PORT, type HboneDialTarget, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
 import { ConnectionLifecycle, endResult } from './lifecycle';
-import { ListenerBase } from './listener';
+import { ListenerBase, type CapturedListenerOptions } from './listener';
 import { ServiceLoadBalancer, type EndpointPicker } from './load-balancer';
-import { flagForError, type ZtunnelMetrics } from './metrics';
+import { flagForError } from './metrics';
 import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
 import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from './pipe';
 import type { HbonePool } from './pool';
 
-export interface OutboundOptions {
-  state: MeshState;
+export interface OutboundOptions extends CapturedListenerOptions {
   pool: HbonePool;
-  originalDst: OriginalDstSource;
-  logger: Logger;
-  connections: ConnectionRegistry;
-  metrics?: ZtunnelMetrics;
-  /** This node's name (kept for symmetry with the inbound listeners; captured sources are always local). */
-  nodeName: string;
   /** Default: per-service setting, least-connections counted by `connections`. */
   loadBalancer?: EndpointPicker;
   /** Default `<pod IP>:15008`. */
   hboneDialTarget?: HboneDialTarget;
-  /** Dials passthrough destinations; `net.connect` by default. */
-  socketFactory?: SocketFactory;
   /** Passthrough dial deadline. Default 10 s. */
   connectTimeoutMs?: number;
   pipeHighWaterMark?: number;
