@@ -17,6 +17,7 @@ import { authorize, matchPolicy, type AuthzDecision } from '../ztunnel/authoriza
 import { defaultHboneDialTarget, HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
 import { RoundRobin, type EndpointPicker } from '../ztunnel/load-balancer';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';
+import { usableEndpoint } from '../ztunnel/service-endpoint';
 
 // ---- parsing what the operator typed ----
 
@@ -276,7 +277,7 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
     if (sp) destination.service.targetPort = sp.targetPort;
     if (service.waypoint) destination.service.waypoint = service.waypoint;
     destination.endpoints = state.endpoints(service)
-      .map((w) => ({ ...workloadRef(w), usable: w.record.status === 'Healthy' && w.record.addresses.length > 0 }))
+      .map((w) => ({ ...workloadRef(w), usable: usableEndpoint(w) }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } else {
     const w = state.workloadByAddress(dst.ip);
@@ -288,7 +289,7 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
 
   // 3. the path(s), from the proxies' own routing function
   const req = { sourceIp: source.ip, dst };
-  const usable = service ? state.endpoints(service).filter((w) => w.record.status === 'Healthy' && w.record.addresses.length > 0) : [];
+  const usable = service ? state.endpoints(service).filter(usableEndpoint) : [];
   const decisions: OutboundDecision[] = usable.length > 1
     ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid)))
     : [routeOutbound(state, req, new RoundRobin())];

@@ -12,6 +12,7 @@ import type { ServiceRecord } from '../registry/types';
 import { formatHostPort, type HostPort } from './address';
 import { PROXY_PORTS } from './contracts';
 import type { EndpointPicker } from './load-balancer';
+import { pickServiceEndpoint } from './service-endpoint';
 
 export type RouteState = Pick<MeshState, 'workloadByAddress' | 'serviceByVip' | 'endpoints'>;
 
@@ -66,23 +67,10 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
   let destination: WorkloadView | undefined;
   let target: HostPort;
   if (service) {
-    const sp = service.ports.find((p) => p.port === req.dst.port);
-    if (!sp) {
-      return {
-        kind: 'refuse', flag: 'NO_ROUTE', source, service,
-        reason: `service ${svcName(service)} has no port ${req.dst.port} (ports: ${service.ports.map((p) => p.port).join(', ') || 'none'})`,
-      };
-    }
-    if (PROXY_PORTS.has(sp.targetPort)) return loop(`service ${svcName(service)} port ${sp.port} targets proxy port ${sp.targetPort}`, source, service);
-    const healthy = state.endpoints(service).filter((w) => w.record.status === 'Healthy' && w.record.addresses.length > 0);
-    if (healthy.length === 0) {
-      return {
-        kind: 'refuse', flag: 'NO_HEALTHY_UPSTREAM', source, service,
-        reason: `service ${svcName(service)} has no healthy endpoint`,
-      };
-    }
-    destination = lb.pick(service, healthy);
-    target = { ip: destination.record.addresses[0]!, port: sp.targetPort };
+    const pick = pickServiceEndpoint(state, service, req.dst.port, lb);
+    if (!pick.ok) return { kind: 'refuse', flag: pick.flag, source, service, reason: pick.reason };
+    destination = pick.destination;
+    target = pick.target;
   } else {
     destination = state.workloadByAddress(req.dst.ip);
     if (destination && PROXY_PORTS.has(req.dst.port)) {
@@ -111,10 +99,6 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
 
 function loop(why: string, source: WorkloadView | undefined, service?: ServiceRecord): RefuseDecision {
   return { kind: 'refuse', flag: 'LOOP', source, service, reason: `refused to prevent a loop: ${why}` };
-}
-
-function svcName(s: ServiceRecord): string {
-  return `${s.namespace}/${s.name}`;
 }
 
 function wlName(w: WorkloadView): string {

@@ -13,9 +13,9 @@ import type { CapturedServicePort } from '../iptables/rules';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
-import { formatHostPort, type HostPort } from './address';
-import { PROXY_PORTS } from './contracts';
+import type { HostPort } from './address';
 import type { EndpointPicker } from './load-balancer';
+import { pickServiceEndpoint } from './service-endpoint';
 
 export type VipState = Pick<MeshState, 'serviceByVip' | 'endpoints'>;
 
@@ -59,26 +59,9 @@ export type VipDecision = NotAServiceDecision | LocalDecision | ForwardDecision 
 export function resolveVip(state: VipState, dst: HostPort, nodeName: string, lb: EndpointPicker): VipDecision {
   const service = state.serviceByVip(dst.ip);
   if (!service) return { kind: 'not-a-service' };
-  const name = `${service.namespace}/${service.name}`;
-  const sp = service.ports.find((p) => p.port === dst.port);
-  if (!sp) {
-    return {
-      kind: 'refuse', service, flag: 'NO_ROUTE',
-      reason: `service ${name} has no port ${dst.port} (ports: ${service.ports.map((p) => p.port).join(', ') || 'none'})`,
-    };
-  }
-  if (PROXY_PORTS.has(sp.targetPort)) {
-    return { kind: 'refuse', service, flag: 'LOOP', reason: `refused to prevent a loop: service ${name} port ${sp.port} targets proxy port ${sp.targetPort}` };
-  }
-  const healthy = state.endpoints(service).filter((w) => w.record.status === 'Healthy' && w.record.addresses.length > 0);
-  if (healthy.length === 0) {
-    return {
-      kind: 'refuse', service, flag: 'NO_HEALTHY_UPSTREAM',
-      reason: `service ${name} (${formatHostPort(dst.ip, dst.port)}) has no healthy endpoint`,
-    };
-  }
-  const destination = lb.pick(service, healthy);
-  const target = { ip: destination.record.addresses[0]!, port: sp.targetPort };
+  const pick = pickServiceEndpoint(state, service, dst.port, lb);
+  if (!pick.ok) return { kind: 'refuse', service, flag: pick.flag, reason: pick.reason };
+  const { destination, target } = pick;
   if (destination.enrolled && destination.record.node === nodeName) {
     return { kind: 'local', service, destination, target };
   }

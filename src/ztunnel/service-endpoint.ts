@@ -1,0 +1,36 @@
+/**
+ * VIP:port → one endpoint and its target port: the one choice both the outbound
+ * listener (15001, mesh clients) and the inbound plaintext listener (15006, non-mesh
+ * clients of a VIP captured on this node) make, so both refuse the same cases with
+ * the same words.
+ */
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import type { ServiceRecord } from '../registry/types';
+import type { HostPort } from './address';
+import { PROXY_PORTS } from './contracts';
+import type { EndpointPicker } from './load-balancer';
+
+/** An endpoint traffic may be sent to: healthy, with an address. */
+export function usableEndpoint(w: WorkloadView): boolean {
+  return w.record.status === 'Healthy' && w.record.addresses.length > 0;
+}
+
+export type ServiceEndpointPick =
+  | { ok: true; destination: WorkloadView; target: HostPort }
+  | { ok: false; flag: 'NO_ROUTE' | 'NO_HEALTHY_UPSTREAM' | 'LOOP'; reason: string };
+
+export function pickServiceEndpoint(state: Pick<MeshState, 'endpoints'>, service: ServiceRecord, port: number, lb: EndpointPicker): ServiceEndpointPick {
+  const name = `${service.namespace}/${service.name}`;
+  const sp = service.ports.find((p) => p.port === port);
+  if (!sp) {
+    return { ok: false, flag: 'NO_ROUTE', reason: `service ${name} has no port ${port} (ports: ${service.ports.map((p) => p.port).join(', ') || 'none'})` };
+  }
+  if (PROXY_PORTS.has(sp.targetPort)) {
+    return { ok: false, flag: 'LOOP', reason: `refused to prevent a loop: service ${name} port ${sp.port} targets proxy port ${sp.targetPort}` };
+  }
+  const healthy = state.endpoints(service).filter(usableEndpoint);
+  if (healthy.length === 0) return { ok: false, flag: 'NO_HEALTHY_UPSTREAM', reason: `service ${name} has no healthy endpoint` };
+  const destination = lb.pick(service, healthy);
+  return { ok: true, destination, target: { ip: destination.record.addresses[0]!, port: sp.targetPort } };
+}
