@@ -10,6 +10,7 @@ import { redactUrl } from '../registry/layout';
 import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import type { CliContext } from './context';
+import { ZtunnelRegistryReader } from './ztunnel-registry';
 
 export const REGISTRY_PROBE_TIMEOUT_MS = 1500;
 
@@ -55,20 +56,26 @@ export class RegistrySession implements RegistryReader {
  * reachable Redis, the view a ztunnel holds, read through the API server.
  */
 export async function openRegistry(ctx: CliContext): Promise<RegistryReader> {
-  if (!ctx.redisUrl && ctx.cluster) {
-    const { ZtunnelRegistryReader } = await import('./ztunnel-registry');
-    return ZtunnelRegistryReader.open(ctx);
-  }
+  if (!ctx.redisUrl && ctx.cluster) return ZtunnelRegistryReader.open(ctx);
   return RegistrySession.open(ctx);
 }
 
 /** Runs `fn` with an open registry reader and always closes it. */
-export async function withRegistry<T>(ctx: CliContext, fn: (s: RegistryReader) => Promise<T>): Promise<T> {
-  const session = await openRegistry(ctx);
+export function withRegistry<T>(ctx: CliContext, fn: (s: RegistryReader) => Promise<T>): Promise<T> {
+  return withOpen(openRegistry(ctx), fn);
+}
+
+/** The same, for writers: Redis itself (the lab, or --redis-url). */
+export function withRegistryStore<T>(ctx: CliContext, fn: (s: RegistrySession) => Promise<T>): Promise<T> {
+  return withOpen(RegistrySession.open(ctx), fn);
+}
+
+async function withOpen<R extends { close(): Promise<void> }, T>(opening: Promise<R>, fn: (r: R) => Promise<T>): Promise<T> {
+  const r = await opening;
   try {
-    return await fn(session);
+    return await fn(r);
   } finally {
-    await session.close();
+    await r.close();
   }
 }
 

@@ -9,11 +9,11 @@
 import { WeftError } from '../../lib/errors';
 import type { MeshState } from '../../registry/state';
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, USE_WAYPOINT_LABEL } from '../../registry/types';
-import { contextOptions, loadContext } from '../context';
+import { contextOptions, loadContext, type CliContext } from '../context';
 import { defineCommand, defineGroup, type CliIo } from '../io';
 import { formatStructured, outputOptions, show } from '../output';
 import { byKey } from '../registry-command';
-import { openRegistry, RegistrySession, withRegistry, type RegistryReader } from '../registry-session';
+import { openRegistry, withRegistry, withRegistryStore, type RegistryReader, type RegistrySession } from '../registry-session';
 import { ClusterSession } from '../cluster';
 
 export interface EnrolmentCount {
@@ -88,7 +88,7 @@ export const MESH_SYNC_TIMEOUT_MS = 10_000;
  * until it shows the label, so the operator learns that the mesh acted on it, not only
  * that the API server stored it.
  */
-export async function setEnrolmentInCluster(ctx: Parameters<typeof ClusterSession.open>[0], namespace: string, enroll: boolean,
+export async function setEnrolmentInCluster(ctx: CliContext, namespace: string, enroll: boolean,
   opts: { timeoutMs?: number } = {}): Promise<EnrolResult> {
   const cluster = ClusterSession.open(ctx);
   try {
@@ -191,7 +191,7 @@ function enrolCommand(enroll: boolean) {
       // overwrite a label written to Redis.
       const result = ctx.cluster
         ? await setEnrolmentInCluster(ctx, positionals[0]!, enroll)
-        : await withRegistry(ctx, (s) => setEnrolment(s as RegistrySession, positionals[0]!, enroll));
+        : await withRegistryStore(ctx, (s) => setEnrolment(s, positionals[0]!, enroll));
       io.stdout(values.output === 'table' ? formatEnrolResult(result) : formatStructured(result, values.output));
       return result.object !== undefined && !result.meshSynced ? 4 : 0;
     },
