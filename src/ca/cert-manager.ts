@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { WeftError, isWeftError } from '../lib/errors';
+import { currentJoinCredential } from './join-credential';
 import type { Logger } from '../lib/log';
 import { nodeIdentity } from './authorize';
 import { verifyIssuedChain, type NodeCredentials } from './client';
@@ -300,34 +300,17 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     let creds: NodeCredentials;
     if (valid && !rejected) {
       creds = { keyPem: key.keyPem, certChainPem: await this.client.createCertificate(key.csrPem, 0) };
-    } else if (this.opts.joinToken) {
-      creds = await this.client.join(this.nodeName, this.opts.joinToken);
-    } else if (this.opts.joinSaTokenFile) {
-      creds = await this.client.join(this.nodeName, { kind: 'serviceAccountToken', token: await this.readSaToken(this.opts.joinSaTokenFile) });
     } else {
-      throw new WeftError('WEFT_CA_UNAUTHENTICATED',
-        `node ${this.nodeName} has no valid node certificate and no join credential to get one; restart the ztunnel with --join-sa-token-file (Kubernetes) or a fresh token from \`weft ca token --node ${this.nodeName}\``);
+      const credential = await currentJoinCredential(this.opts);
+      if (!credential) {
+        throw new WeftError('WEFT_CA_UNAUTHENTICATED',
+          `node ${this.nodeName} has no valid node certificate and no join credential to get one; restart the ztunnel with --join-sa-token-file (Kubernetes) or a fresh token from \`weft ca token --node ${this.nodeName}\``);
+      }
+      creds = await this.client.join(this.nodeName, credential);
     }
     const leaf = verifyIssuedChain(creds.certChainPem, this.client.rootPem, identity, this.clock.now());
     this.client.setNodeCredentials(creds);
     return { identity, keyPem: creds.keyPem, certChainPem: creds.certChainPem, ...leaf };
-  }
-
-  /** The token as the kubelet last wrote it; a missing or empty file is retried like a CA failure. */
-  private async readSaToken(file: string): Promise<string> {
-    let token: string;
-    try {
-      token = (await readFile(file, 'utf8')).trim();
-    } catch (err) {
-      throw new WeftError('WEFT_CONFIG_INVALID',
-        `invalid --join-sa-token-file=${file}: cannot read it (${(err as Error).message}); mount the projected ServiceAccount token there (daemonset/ztunnel.yaml, volume weft-ca-token)`,
-        { cause: err });
-    }
-    if (!token) {
-      throw new WeftError('WEFT_CONFIG_INVALID',
-        `invalid --join-sa-token-file=${file}: the file is empty; the kubelet writes the projected token there, check the volume's serviceAccountToken source`);
-    }
-    return token;
   }
 
   private install(entry: Entry, cert: WorkloadCert, reason: string): void {
