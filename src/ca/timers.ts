@@ -1,19 +1,7 @@
-/**
- * Time as the certificate code sees it, injectable so decision logic can be tested
- * without waiting. Timers are unref'd: a certificate refresh alone must never keep a
- * process alive.
- */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+import { realClock, type Clock } from '../lib/clock';
 
-export const realClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
+// The clock moved to src/lib (the data path uses it too); re-exported so CA callers keep their imports.
+export { realClock, type Clock };
 
 /** setTimeout fires at once (with a warning) beyond 2^31-1 ms, about 24.8 days; 90-day certs exceed it. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
