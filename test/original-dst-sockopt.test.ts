@@ -3,15 +3,16 @@
 // namespaces with the real capture rules.
 import t from 'tap';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { createCaptureApplier } from '../src/iptables/apply';
 import { generateCaptureRules } from '../src/iptables/rules';
 import { ExecCommandRunner } from '../src/iptables/runner';
 import { loadNativeOriginalDst, OriginalDstLookup } from '../src/ztunnel/original-dst-sockopt';
+import { assertNativeBuilt, NATIVE } from './helpers/built';
 import { createTopology, netnsSkipReason } from './helpers/netns';
 
-const NATIVE = join(__dirname, '..', 'native', 'build', 'weft_native.node');
-const skip = netnsSkipReason() || (existsSync(NATIVE) ? false : 'native helper not built (npm run build); conntrack fallback is tested in original-dst.test.ts');
+const skip = netnsSkipReason();
+// npm run build compiles the helper; its absence is a failure, not a reason to skip.
+if (!skip) assertNativeBuilt();
 
 const NODE = '203.0.113.1';
 const EXT = '203.0.113.2';

@@ -1,9 +1,8 @@
 /**
  * The lab for end-to-end tests. Every e2e file that needs the lab calls `startLab(t)`:
  *
- *   - takes a machine-wide lock first: the lab's names and addresses are fixed
- *     (weft-br0, 198.18.0.0/24, ...), so two labs cannot run at once, while tap runs
- *     test files in parallel;
+ *   - takes the machine-wide lab lock first (src/lab/lock.ts): the lab's names are
+ *     fixed, while tap runs test files in parallel and `npm run faults` may be running;
  *   - brings the lab up through the real CLI (`node dist/cli/main.js lab up`) in a lab
  *     dir shared by all e2e files (`<repo>/.weft-lab/e2e`), so a run that crashed is
  *     torn down by the next `up` from its state file;
@@ -13,7 +12,7 @@
  * command under test so it finds the lab.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { TcpResult } from '../../../src/lab/client';
@@ -21,12 +20,12 @@ import type { LabContext } from '../../../src/lab/context';
 import type { EchoAnswer } from '../../../src/lab/echo';
 import { DIST, REPO_ROOT } from '../../../src/lab/paths';
 import { REQUIRED_TOOLS } from '../../../src/lab/preflight';
-import { readStartTime } from '../../../src/lab/procs';
+import { assertDistFresh, assertNativeBuilt } from '../../helpers/built';
+import { acquireLabLock } from '../../../src/lab/lock';
 import { which } from '../../../src/lab/run';
 import { readState, type LabState } from '../../../src/lab/state';
 
 export const E2E_LAB_DIR = join(REPO_ROOT, '.weft-lab', 'e2e');
-const LOCK_DIR = '/run/weft-lab-e2e.lock';
 
 export interface CliResult {
   code: number;
@@ -42,49 +41,17 @@ export function labSkipReason(): string | false {
   return false;
 }
 
-/** Fails loudly (not a skip) when dist is missing: `npm test` builds first; a bare `tap` run must too. */
-export function assertBuilt(): void {
-  if (!existsSync(DIST.main) || !existsSync(DIST.echo)) {
-    throw new Error(`the lab runs the built CLI; ${DIST.main} is missing: run npm run build first`);
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /**
- * Machine-wide mutual exclusion between lab users: a directory created atomically,
- * holding the owner's PID and start time so a crashed owner's lock is taken over.
+ * Fails loudly (not a skip) when dist is missing or stale, or the native helper is not
+ * built: `npm test` builds both first; a bare `tap` run must too. Without the native
+ * helper the ztunnels would quietly fall back to reading conntrack.
  */
-export async function acquireLabLock(timeoutMs = 10 * 60_000): Promise<() => void> {
-  const me = `${process.pid} ${readStartTime(process.pid)}`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(join(LOCK_DIR, 'owner'), me);
-      return () => {
-        try {
-          if (readFileSync(join(LOCK_DIR, 'owner'), 'utf8') === me) rmSync(LOCK_DIR, { recursive: true, force: true });
-        } catch { /* already released */ }
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let owner: string | undefined;
-    try {
-      owner = readFileSync(join(LOCK_DIR, 'owner'), 'utf8');
-    } catch { /* being created right now */ }
-    if (owner !== undefined) {
-      const [pid, start] = owner.split(' ');
-      if (readStartTime(Number(pid)) !== start) {
-        rmSync(LOCK_DIR, { recursive: true, force: true }); // owner gone: take over
-        continue;
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the lab lock ${LOCK_DIR} (held by ${owner})`);
-    await sleep(200);
-  }
+export function assertBuilt(): void {
+  assertDistFresh();
+  assertNativeBuilt();
 }
+
+export { acquireLabLock };
 
 export interface LabHandle {
   labDir: string;
