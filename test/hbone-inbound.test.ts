@@ -7,6 +7,7 @@ import { HBONE_PORT } from '../src/ztunnel/contracts';
 import { SecureContextCache } from '../src/ztunnel/tls';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { policyRecord, workloadRecord } from '../src/ztunnel/testing/records';
+import { metricSum } from '../src/ztunnel/testing/metric-values';
 import { ending, until } from '../src/ztunnel/testing/sockets';
 
 const T = { timeout: 30_000 };
@@ -82,21 +83,33 @@ t.test('200, then bytes both ways on the stream', T, async (t) => {
   t.equal(Buffer.concat(got).toString(), 'ping', 'echoed, then END_STREAM after ours');
 });
 
-t.test('authorization uses the client certificate and the forwarded source address', T, async (t) => {
+t.test('authorization uses the client certificate, and forwarded only from the identity it names', T, async (t) => {
   demo.mesh.put('policy', policyRecord({
-    name: 'deny-one-ip', namespace: 'demo', action: 'DENY', rules: [{ clauses: [{ matches: [{ sourceIps: ['127.0.1.99/32'] }] }] }],
+    name: 'deny-client-ip', namespace: 'demo', action: 'DENY', rules: [{ clauses: [{ matches: [{ sourceIps: [`${IP.client}/32`] }] }] }],
   }));
-  demo.mesh.put('policy', policyRecord({
-    name: 'allow-client-only', namespace: 'demo', action: 'ALLOW', rules: [{ clauses: [{ matches: [{ principals: [ID.client] }] }] }],
-  }));
-  t.teardown(() => { demo.mesh.remove('policy', 'demo/deny-one-ip'); demo.mesh.remove('policy', 'demo/allow-client-only'); });
+  t.teardown(() => demo.mesh.remove('policy', 'demo/deny-client-ip'));
   const echo = `${IP.echo1}:${demo.ports.echo}`;
-  const asClient = await session(t, IP.echo1);
-  t.equal(await status(asClient, connect(echo, { forwarded: 'for="127.0.1.99:1000"' })), 401, 'denied source IP from forwarded');
-  t.equal(await status(asClient, connect(echo, { forwarded: 'for="127.0.1.98:1000"' })), 200, 'other source IP');
-  const asOther = await session(t, IP.echo1, ID.other);
-  t.equal(await status(asOther, connect(echo, { forwarded: 'for="127.0.1.98:1000"' })), 401, 'identity not allowed');
   const node = demo.mesh.node('node-b');
+  const ignored = (reason: string) => metricSum(node.registry, 'weft_ztunnel_forwarded_ignored_total', { reason });
+  const asClient = await session(t, IP.echo1);
+  t.equal(await status(asClient, connect(echo, { forwarded: `for="${IP.client}:1000"` })), 401, 'client\'s own address in forwarded: believed, so denied');
+  t.equal(await ignored('other_identity'), 0);
+  t.equal(await status(asClient, connect(echo)), 200, 'no forwarded: the peer address, not denied');
+  // client2 runs as `other`: a peer holding client's certificate must not speak for it.
+  const asOther = await session(t, IP.echo1, ID.other);
+  t.equal(await status(asOther, connect(echo, { forwarded: `for="${IP.client}:1000"` })), 200, 'another identity claiming client\'s address: ignored, not denied');
+  t.equal(await ignored('other_identity'), 1, 'counted');
+  t.equal(await status(asOther, connect(echo, { forwarded: 'for="127.0.1.99:1000"' })), 200, 'an address of no workload: ignored');
+  t.equal(await ignored('unknown_workload'), 1, 'counted');
+
+  // An ALLOW on client2's address cannot be reached by claiming it from another identity.
+  demo.mesh.put('policy', policyRecord({
+    name: 'allow-client2-ip', namespace: 'demo', action: 'ALLOW', rules: [{ clauses: [{ matches: [{ sourceIps: [`${IP.client2}/32`] }] }] }],
+  }));
+  t.teardown(() => demo.mesh.remove('policy', 'demo/allow-client2-ip'));
+  const spoof = await session(t, IP.echo1, 'spiffe://cluster.local/ns/demo/sa/echo');
+  t.equal(await status(spoof, connect(echo, { forwarded: `for="${IP.client2}:1000"` })), 401, 'spoofed forwarded: denied');
+  t.equal(await status(asOther, connect(echo, { forwarded: `for="${IP.client2}:1000"` })), 200, 'client2\'s own identity: allowed');
   await until(() => node.connections.size === 0, 2000, 'inbound connections to finish');
 });
 

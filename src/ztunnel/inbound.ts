@@ -8,8 +8,9 @@
  *   400  not CONNECT, bad :authority, a proxy port (loop), or another identity than
  *        the one this tunnel authenticated as
  *   503  the :authority is not a mesh workload on this node, or it refused the dial
- *   401  authorization denied it (peer identity from the certificate, source IP
- *        from `forwarded`, trusted because the peer is an authenticated mesh member)
+ *   401  authorization denied it (peer identity from the certificate; source IP
+ *        from `forwarded` only when it is an address of the peer's own identity,
+ *        else the peer's address — see hbone-request.ts)
  *   200  then bytes both ways until both sides end
  *
  * Live connections are re-authorized when policies change (PolicyWatcher).
@@ -20,14 +21,15 @@ import * as tls from 'node:tls';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
-import { formatHostPort, normalizeIp, parseForwardedFor, parseHostPort } from './address';
+import { formatHostPort, normalizeIp, parseHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
 import { Keepalive } from './keepalive';
 import { ConnectionLifecycle } from './lifecycle';
-import { flagForError } from './metrics';
+import { clientAddress, connectTarget } from './hbone-request';
+import { flagForError, type ZtunnelMetrics } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
 import { ListenerBase, type CapturedListenerOptions } from './listener';
@@ -67,6 +69,7 @@ export class InboundServer extends ListenerBase {
   private readonly pingIntervalMs: number;
   private readonly pingTimeoutMs: number;
   private readonly lifecycle: ConnectionLifecycle;
+  private readonly metrics: ZtunnelMetrics | undefined;
   readonly policies: PolicyWatcher;
   private readonly h2: http2.Http2Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
@@ -95,6 +98,7 @@ export class InboundServer extends ListenerBase {
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
+    this.metrics = opts.metrics;
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'hbone' }, n));
     this.h2 = http2.createServer({
@@ -204,9 +208,9 @@ export class InboundServer extends ListenerBase {
   }
 
   private async onStream(ctx: TunnelContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
-    if (headers[':method'] !== 'CONNECT') return this.reject(stream, 400, `method ${String(headers[':method'])} is not CONNECT`, ctx);
-    const authority = parseHostPort(headers[':authority']);
-    if (!authority) return this.reject(stream, 400, `:authority ${JSON.stringify(headers[':authority'])} is not <ip>:<port>`, ctx);
+    const checked = connectTarget(headers);
+    if (!checked.ok) return this.reject(stream, checked.status, checked.reason, ctx);
+    const authority = checked.target;
     if (PROXY_PORTS.has(authority.port)) {
       return this.reject(stream, 400, `refused to prevent a loop: ${formatHostPort(authority.ip, authority.port)} is a proxy port`, ctx);
     }
@@ -219,10 +223,13 @@ export class InboundServer extends ListenerBase {
       // another identity would let it skip that check.
       return this.reject(stream, 400, `${authority.ip} runs as ${target.identity}, not ${ctx.localIdentity} which this tunnel authenticated`, ctx);
     }
-    const fwd = parseForwardedFor(headers.forwarded);
-    const peerAddr = parseHostPort(ctx.peer);
-    const srcIp = fwd?.ip ?? peerAddr?.ip ?? '';
-    const srcPort = fwd?.port ?? 0;
+    const src = clientAddress(this.state, headers.forwarded, ctx.peerIdentity, parseHostPort(ctx.peer));
+    if (src.ignored) {
+      this.metrics?.forwardedIgnored.inc({ reason: src.ignored });
+      this.log.debug({ peer: ctx.peer, peerIdentity: ctx.peerIdentity, reason: src.ignored }, 'ignored the forwarded client address: not an address of the peer\'s identity');
+    }
+    const srcIp = src.ip;
+    const srcPort = src.port;
     const conn = this.lifecycle.begin({
       direction: 'inbound',
       protocol: 'HBONE',

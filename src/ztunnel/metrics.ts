@@ -75,6 +75,10 @@ export class ZtunnelMetrics {
   readonly receivedBytes: Counter<LabelName>;
   /** Live connections closed because a policy change denied them (not an Istio metric). */
   readonly revoked: Counter<'listener'>;
+  /** `forwarded` client addresses not believed (reason: malformed, unknown_workload, other_identity). */
+  readonly forwardedIgnored: Counter<'reason'>;
+  /** HBONE streams or sessions refused or closed by a protection limit (reason: a fixed set, see hbone-limits.ts). */
+  readonly hboneRefused: Counter<'reason'>;
   private readonly observed = new Set<ConnectionRegistry>();
 
   constructor(registry: Registry) {
@@ -104,6 +108,16 @@ export class ZtunnelMetrics {
       name: 'weft_ztunnel_connections_revoked_total',
       help: 'Live connections closed because changed authorization (policy, PeerAuthentication, labels) now denies them.',
       labelNames: ['listener'], registers: [registry],
+    });
+    this.forwardedIgnored = new Counter({
+      name: 'weft_ztunnel_forwarded_ignored_total',
+      help: 'HBONE streams whose `forwarded` client address was ignored (not an address of the peer\'s own identity); the peer address was used.',
+      labelNames: ['reason'], registers: [registry],
+    });
+    this.hboneRefused = new Counter({
+      name: 'weft_ztunnel_hbone_refused_total',
+      help: 'HBONE streams or sessions refused or closed by a protection limit (memory budget, pending dials, floods, session caps).',
+      labelNames: ['reason'], registers: [registry],
     });
   }
 

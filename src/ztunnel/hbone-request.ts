@@ -1,0 +1,62 @@
+/**
+ * What an HBONE server believes of a CONNECT request a peer sent: its target, and the
+ * client address it claims in `forwarded`. Both are untrusted input from another
+ * node; the checks are pure so they are tested without sockets.
+ */
+import type * as http2 from 'node:http2';
+import type { MeshState } from '../registry/state';
+import { parseForwardedFor, parseHostPort, type HostPort } from './address';
+
+/**
+ * Longest `:authority` accepted. `[ipv6]:port` is at most 47 characters; anything
+ * longer is not an address and is refused before it reaches a log line in full.
+ */
+export const MAX_AUTHORITY_LENGTH = 64;
+
+/** Longest `forwarded` header read; the one `for=` we need fits in ~60 characters. */
+export const MAX_FORWARDED_LENGTH = 256;
+
+export type ConnectTarget = { ok: true; target: HostPort } | { ok: false; status: 400; reason: string };
+
+/** The CONNECT target, or why the request is refused (400). */
+export function connectTarget(headers: http2.IncomingHttpHeaders): ConnectTarget {
+  const method = headers[':method'];
+  if (method !== 'CONNECT') return { ok: false, status: 400, reason: `method ${String(method)} is not CONNECT` };
+  const authority = headers[':authority'];
+  if (typeof authority === 'string' && authority.length > MAX_AUTHORITY_LENGTH) {
+    return { ok: false, status: 400, reason: `:authority is ${authority.length} characters long; an HBONE authority is <ip>:<port> (at most ${MAX_AUTHORITY_LENGTH})` };
+  }
+  const target = parseHostPort(authority);
+  if (!target) return { ok: false, status: 400, reason: `:authority ${JSON.stringify(authority)} is not <ip>:<port>` };
+  return { ok: true, target };
+}
+
+/** Why a `forwarded: for=` address was not believed (a metric label: fixed set). */
+export type ForwardedIgnored = 'malformed' | 'unknown_workload' | 'other_identity';
+
+export interface ClientAddress {
+  ip: string;
+  port: number;
+  /** Set when the peer sent a `forwarded` address that was not believed. */
+  ignored?: ForwardedIgnored;
+}
+
+/**
+ * The client address of a stream. `forwarded: for=` is believed only when it is the
+ * address of a workload whose identity is the one the peer authenticated with: a
+ * peer may speak for its own workloads, never claim another workload's address
+ * (which would let it pass `sourceIps` rules written for that workload). Otherwise
+ * the peer's own socket address is the source. Waypoints, which forward for other
+ * identities, are not trusted here yet.
+ */
+export function clientAddress(state: MeshState, forwarded: string | string[] | undefined, peerIdentity: string, peerAddr: HostPort | undefined): ClientAddress {
+  const fallback: ClientAddress = { ip: peerAddr?.ip ?? '', port: peerAddr?.port ?? 0 };
+  if (forwarded === undefined) return fallback;
+  const text = Array.isArray(forwarded) ? forwarded[0] : forwarded;
+  const fwd = text !== undefined && text.length <= MAX_FORWARDED_LENGTH ? parseForwardedFor(text) : undefined;
+  if (!fwd) return { ...fallback, ignored: 'malformed' };
+  const w = state.workloadByAddress(fwd.ip);
+  if (!w) return { ...fallback, ignored: 'unknown_workload' };
+  if (w.identity !== peerIdentity) return { ...fallback, ignored: 'other_identity' };
+  return { ip: fwd.ip, port: fwd.port ?? 0 };
+}
