@@ -7,7 +7,7 @@ import { MeshState } from '../src/registry/state';
 import { CLEAR_SCREEN } from '../src/cli/output';
 import { captureIo, startDemoRegistry } from './helpers/cli';
 import namespace from '../src/cli/commands/namespace';
-import policies from '../src/cli/commands/policies';
+import policies, { policiesFrame } from '../src/cli/commands/policies';
 import services from '../src/cli/commands/services';
 import workloads from '../src/cli/commands/workloads';
 import { freePort, startRedis } from './helpers/redis';
@@ -66,13 +66,25 @@ t.test('registry commands', async (t) => {
 
   t.test('policies: authorization and peer authentication side by side', async (t) => {
     const { out } = await run(policies, []);
-    t.match(out, /^NAMESPACE\s+POLICY NAME\s+KIND\s+ACTION\s+SCOPE\s+SELECTOR\s+RULES\n/);
-    t.match(out, /demo\s+allow-demo\s+AuthorizationPolicy\s+ALLOW\s+NAMESPACE\s+-\s+1\n/);
-    t.match(out, /demo\s+deny-intruder\s+AuthorizationPolicy\s+DENY\s+NAMESPACE\s+-\s+1\n/);
-    t.match(out, /weft-system\s+mesh\s+PeerAuthentication\s+PERMISSIVE\s+GLOBAL\s+-\s+-\n/);
+    t.match(out, /^NAMESPACE\s+POLICY NAME\s+KIND\s+ACTION\s+SCOPE\s+SELECTOR\s+RULES\s+STATUS\n/);
+    t.match(out, /demo\s+allow-demo\s+AuthorizationPolicy\s+ALLOW\s+NAMESPACE\s+-\s+1\s+Valid\n/);
+    t.match(out, /demo\s+deny-intruder\s+AuthorizationPolicy\s+DENY\s+NAMESPACE\s+-\s+1\s+Valid\n/);
+    t.match(out, /weft-system\s+mesh\s+PeerAuthentication\s+PERMISSIVE\s+GLOBAL\s+-\s+-\s+Valid\n/);
     const json = JSON.parse((await run(policies, ['-n', 'demo', '-o', 'json'])).out);
     t.same(json.items.map((p: { name: string }) => p.name), ['allow-demo', 'deny-intruder']);
     t.same(json.items[1].spec.rules, [{ clauses: [{ matches: [{ serviceAccounts: ['intruder'] }] }] }], 'json carries the rules');
+  });
+
+  t.test('policies: an invalid policy shows what is enforced instead (issue 9, item 14)', async (t) => {
+    const state = new MeshState({ trustDomain: 'cluster.local' });
+    const rules = [{ clauses: [{ matches: [{ serviceAccounts: ['client'] }] }] }];
+    state.applyChanges([
+      { op: 'put', kind: 'policy', key: 'demo/stale', record: { name: 'stale', namespace: 'demo', scope: 'NAMESPACE', action: 'ALLOW', rules, invalid: { state: 'LastGood', reason: 'spec.rules[0] bad' } } },
+      { op: 'put', kind: 'policy', key: 'demo/closed', record: { name: 'closed', namespace: 'demo', scope: 'NAMESPACE', action: 'ALLOW', rules: [], invalid: { state: 'FailClosed', reason: 'spec.action bad' } } },
+    ], 1);
+    const frame = policiesFrame(state, {});
+    t.same(frame.table!.rows.map((r) => `${r[1]}:${r[7]}`), ['closed:FailClosed', 'stale:Stale']);
+    t.match(frame.warnings, [/demo\/closed is invalid \(spec.action bad\); it is enforced fail-closed/, /demo\/stale is invalid \(spec.rules\[0\] bad\); its last valid version is enforced/]);
   });
 
   t.test('namespace enroll/unenroll change the registry and a following MeshState re-derives protocols', async (t) => {

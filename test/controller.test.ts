@@ -60,21 +60,27 @@ async function registryView(store: RegistryStore): Promise<Map<string, string>> 
   return out;
 }
 
-/** What the API server's current objects imply (computed independently of the controller's caches). */
-function apiView(api: TestApiServer): Map<string, string> {
+/**
+ * What the API server's current objects imply (computed independently of the controller's caches).
+ * `held`: the registry's policy records, which an invalid policy object keeps.
+ */
+function apiView(api: TestApiServer, held?: Map<string, string>): Map<string, string> {
   const d = computeDesired({
     nodes: api.list('nodes') as never, namespaces: api.list('namespaces') as never, pods: api.list('pods') as never,
     services: api.list('services') as never, endpointSlices: api.list('endpointslices') as never,
     policies: api.list('authorizationpolicies') as never,
-  }, { clusterDomain: 'cluster.local' });
+  }, {
+    clusterDomain: 'cluster.local',
+    heldPolicy: (key) => { const j = held?.get(`policy/${key}`); return j === undefined ? undefined : JSON.parse(j); },
+  });
   return new Map([...d.records.values()].map((e) => [`${e.kind}/${e.key}`, stableStringify(e.record)]));
 }
 
 async function converged(api: TestApiServer, store: RegistryStore): Promise<void> {
   let last = '';
   await waitFor('registry equal to the API view', async () => {
-    const want = apiView(api);
     const got = await registryView(store);
+    const want = apiView(api, got);
     last = JSON.stringify({ want: [...want.keys()].sort(), got: [...got.keys()].sort() });
     if (want.size !== got.size) return false;
     for (const [k, v] of want) if (got.get(k) !== v) return false;
@@ -318,7 +324,7 @@ t.test('leader election: one writer; the other takes over when the leader dies',
   t.equal((released.spec as { holderIdentity: string }).holderIdentity, '');
 });
 
-t.test('invalid AuthorizationPolicy: skipped, logged, and Accepted=False names the field', async (t) => {
+t.test('invalid AuthorizationPolicy from the start: a fail-closed stand-in, and Accepted=False names the field', async (t) => {
   const { api, store, controller } = await rig(t);
   seed(api);
   api.put('authorizationpolicies', authzPolicyObj('demo', 'broken', {
@@ -326,16 +332,67 @@ t.test('invalid AuthorizationPolicy: skipped, logged, and Accepted=False names t
   }));
   controller().start();
   await converged(api, store);
-  t.equal(await store.get('policy', 'demo/broken'), undefined, 'skipped');
+  // Skipping it would leave demo unguarded; an ALLOW that matches nothing keeps it deny-by-default.
+  t.match(await store.get('policy', 'demo/broken'), {
+    action: 'ALLOW', scope: 'NAMESPACE', rules: [], invalid: { state: 'FailClosed', reason: /destinationPorts\[0\]/ },
+  }, 'held as an ALLOW that matches nothing');
   t.ok(await store.get('policy', 'demo/allow-client'), 'the valid one is written');
   await waitFor('condition', () => api.get('authorizationpolicies', 'demo', 'broken')?.status?.conditions !== undefined);
   const cond = api.get('authorizationpolicies', 'demo', 'broken')!.status.conditions[0];
-  t.match(cond, { type: 'Accepted', status: 'False', reason: 'Invalid', message: /spec\.rules\[0\]\.clauses\[0\]\.matches\[0\]\.destinationPorts\[0\]/, observedGeneration: 1 });
+  t.match(cond, {
+    type: 'Accepted', status: 'False', reason: 'InvalidFailClosed', observedGeneration: 1,
+    message: /spec\.rules\[0\]\.clauses\[0\]\.matches\[0\]\.destinationPorts\[0\].*fail-closed as an ALLOW that matches nothing/,
+  });
   t.ok(api.requests.some((r) => r.method === 'PATCH' && r.path === '/apis/security.weft.io/v1alpha1/namespaces/demo/authorizationpolicies/broken/status'));
 
   api.modify('authorizationpolicies', 'demo', 'broken', (o) => { o.spec.rules = [{ clauses: [{ matches: [{ destinationPorts: [8080] }] }] }]; });
   await converged(api, store);
-  t.ok(await store.get('policy', 'demo/broken'), 'written once fixed');
+  const fixed = await store.get('policy', 'demo/broken');
+  t.match(fixed, { rules: [{ clauses: [{ matches: [{ destinationPorts: [8080] }] }] }] }, 'the fixed version replaces the stand-in');
+  t.notOk(fixed?.invalid, 'no longer marked invalid');
   await waitFor('accepted', () => api.get('authorizationpolicies', 'demo', 'broken')?.status?.conditions?.[0]?.status === 'True');
   t.equal(api.get('authorizationpolicies', 'demo', 'broken')!.status.conditions[0].observedGeneration, 2);
+
+  // A DENY invalid from the start denies everything in its scope.
+  api.put('authorizationpolicies', authzPolicyObj('demo', 'deny-broken', {
+    action: 'DENY', rules: [{ clauses: [{ matches: [{ principals: ['web'] }] }] }],
+  }));
+  await converged(api, store);
+  t.match(await store.get('policy', 'demo/deny-broken'), { action: 'DENY', scope: 'NAMESPACE', rules: [{ clauses: [] }], invalid: { state: 'FailClosed' } });
+});
+
+t.test('an invalid edit of a valid policy keeps the last valid version, across a controller restart', async (t) => {
+  const { api, store, controller } = await rig(t);
+  seed(api);
+  const c = controller();
+  c.start();
+  await converged(api, store);
+  const good = await store.get('policy', 'demo/allow-client');
+  t.match(good, { action: 'ALLOW', selector: { app: 'web' } });
+
+  api.modify('authorizationpolicies', 'demo', 'allow-client', (o) => {
+    o.spec.rules = [{ clauses: [{ matches: [{ principals: ['client'] }] }] }]; // not a spiffe:// URI
+  });
+  await converged(api, store);
+  const held = await store.get('policy', 'demo/allow-client');
+  t.same(held?.rules, good?.rules, 'the last valid rules still stand');
+  t.match(held, { action: 'ALLOW', scope: 'WORKLOAD_SELECTOR', selector: { app: 'web' }, invalid: { state: 'LastGood', reason: /principals\[0\]/ } });
+  await waitFor('condition', () => api.get('authorizationpolicies', 'demo', 'allow-client')?.status?.conditions?.[0]?.status === 'False');
+  t.match(api.get('authorizationpolicies', 'demo', 'allow-client')!.status.conditions[0], {
+    reason: 'InvalidLastGoodKept', message: /principals\[0\].*the last valid version stays in force/, observedGeneration: 2,
+  });
+
+  // A new leader starts from Redis: it must keep the same version, not drop it.
+  await c.stop();
+  api.modify('authorizationpolicies', 'demo', 'allow-client', (o) => { o.spec.selector = { matchLabels: { 'bad key!': 'x' } }; });
+  const c2 = controller();
+  c2.start();
+  await converged(api, store);
+  const again = await store.get('policy', 'demo/allow-client');
+  t.same(again?.rules, good?.rules, 'still the last valid rules after a restart and a second invalid edit');
+  t.match(again, { selector: { app: 'web' }, invalid: { state: 'LastGood', reason: /selector/ } });
+
+  api.remove('authorizationpolicies', 'demo', 'allow-client');
+  await converged(api, store);
+  t.equal(await store.get('policy', 'demo/allow-client'), undefined, 'deleting the object still deletes the policy');
 });

@@ -11,8 +11,9 @@ import type { KubeClient } from '../k8s/client';
 import { Informer } from '../k8s/informer';
 import { silentLogger, type Logger } from '../lib/log';
 import type { ChangeInput, RegistryStore } from '../registry/store';
-import { recordKey, type Kind } from '../registry/types';
-import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
+import { recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState } from '../registry/types';
+import { validateRecord } from '../registry/validate';
+import { computeDesired, entryId, heldText, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import { AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, type K8sAuthorizationPolicy } from './k8s-types';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
@@ -59,7 +60,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private stopped = true;
   private lastWarnings = new Set<string>();
   private readonly memo: TranslationMemo = new WeakMap();
-  private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge };
+  private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge; invalidPolicies: Gauge };
 
   constructor(private readonly opts: ControllerOptions) {
     super();
@@ -82,6 +83,10 @@ export class Controller extends EventEmitter<ControllerEvents> {
         changes: new Counter({ name: 'weft_controller_registry_changes_total', help: 'records put or deleted', labelNames: ['op'], registers }),
         errors: new Counter({ name: 'weft_controller_registry_errors_total', help: 'failed registry writes (retried)', registers }),
         records: new Gauge({ name: 'weft_controller_desired_records', help: 'records the API view implies', labelNames: ['kind'], registers }),
+        invalidPolicies: new Gauge({
+          name: 'weft_controller_invalid_policies', labelNames: ['held'], registers,
+          help: 'invalid AuthorizationPolicies, by what the registry enforces instead: LastGood (the last valid version) or FailClosed (a stand-in)',
+        }),
       };
     }
     opts.elector?.on('started', () => {
@@ -136,6 +141,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.again = false;
     let retryMs: number | undefined;
     try {
+      // The registry's current records first: an invalid policy keeps the version they hold.
+      await this.loadWritten();
       const desired = this.desired();
       this.logWarnings(desired.warnings);
       await this.write(desired);
@@ -159,25 +166,41 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const d = computeDesired({
       nodes: items('nodes'), namespaces: items('namespaces'), pods: items('pods'), services: items('services'),
       endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
-    }, { clusterDomain: this.opts.clusterDomain, memo: this.memo });
+    }, { clusterDomain: this.opts.clusterDomain, memo: this.memo, heldPolicy: (key) => this.heldPolicy(key) });
     if (this.metrics) {
       const counts = new Map<string, number>(MIRRORED_KINDS.map((k) => [k, 0]));
       for (const e of d.records.values()) counts.set(e.kind, (counts.get(e.kind) ?? 0) + 1);
       for (const [kind, n] of counts) this.metrics.records.set({ kind }, n);
+      const invalid = new Map<PolicyInvalidState, number>([['LastGood', 0], ['FailClosed', 0]]);
+      for (const p of d.policies.values()) if (p.held) invalid.set(p.held, invalid.get(p.held)! + 1);
+      for (const [held, n] of invalid) this.metrics.invalidPolicies.set({ held }, n);
     }
     return d;
   }
 
-  private async write(desired: DesiredState): Promise<void> {
-    if (this.needSnapshot) {
-      const { records } = await this.opts.store.snapshot();
-      const written = new Map<string, string>();
-      for (const kind of MIRRORED_KINDS) {
-        for (const r of records[kind]) written.set(entryId(kind, recordKey(kind as Kind, r as never)), stableStringify(r));
-      }
-      this.written = written;
-      this.needSnapshot = false;
+  /** The policy record the registry holds (as last written or loaded), for an invalid object to keep. */
+  private heldPolicy(key: string): AuthorizationPolicyRecord | undefined {
+    const json = this.written.get(entryId('policy', key));
+    if (json === undefined) return undefined;
+    try {
+      return validateRecord('policy', JSON.parse(json), { key });
+    } catch {
+      return undefined;
     }
+  }
+
+  private async loadWritten(): Promise<void> {
+    if (!this.needSnapshot) return;
+    const { records } = await this.opts.store.snapshot();
+    const written = new Map<string, string>();
+    for (const kind of MIRRORED_KINDS) {
+      for (const r of records[kind]) written.set(entryId(kind, recordKey(kind as Kind, r as never)), stableStringify(r));
+    }
+    this.written = written;
+    this.needSnapshot = false;
+  }
+
+  private async write(desired: DesiredState): Promise<void> {
     const changes: ChangeInput[] = [];
     const next = new Map<string, string>();
     for (const [id, e] of desired.records) {
@@ -209,12 +232,17 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   /** Sets the Accepted condition on each AuthorizationPolicy whose condition is not current. */
   private async reportPolicies(desired: DesiredState): Promise<void> {
-    for (const { obj, result } of desired.policies.values()) {
+    for (const { obj, result, held } of desired.policies.values()) {
       if (!this.isLeader || this.stopped) return;
       const m = obj.metadata;
+      // The reason says what is enforced meanwhile: an operator must not read "False" as "no policy".
       const want = result.ok
         ? { status: 'True', reason: 'Accepted', message: 'the policy is valid and in the registry' }
-        : { status: 'False', reason: 'Invalid', message: result.message };
+        : {
+          status: 'False',
+          reason: held === 'LastGood' ? 'InvalidLastGoodKept' : held === 'FailClosed' ? 'InvalidFailClosed' : 'Invalid',
+          message: `${result.message}; ${heldText(held, (desired.records.get(entryId('policy', `${m.namespace}/${m.name}`))?.record as AuthorizationPolicyRecord | undefined)?.action)}`,
+        };
       const conditions = ((obj as { status?: { conditions?: Record<string, unknown>[] } }).status?.conditions) ?? [];
       const cur = conditions.find((c) => c.type === 'Accepted');
       if (cur && cur.status === want.status && cur.reason === want.reason && cur.message === want.message &&

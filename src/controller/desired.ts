@@ -3,7 +3,10 @@
  * The controller recomputes it per tick and writes only the difference, which makes a
  * restart, a relist or a missed event converge the same way as a normal update.
  */
-import { recordKey, type Kind, type RecordsByKind } from '../registry/types';
+import { failClosedPolicy, isValidVersion, keepLastGood, withoutMarker } from '../registry/policy-fallback';
+import {
+  recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState, type RecordsByKind,
+} from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { stableStringify } from './stable-json';
 import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
@@ -37,7 +40,25 @@ export interface DesiredState {
   /** Things skipped for a reason worth a log line (not routine ones like a pod without IP). */
   warnings: string[];
   /** Per AuthorizationPolicy `ns/name`: accepted or why not. */
-  policies: Map<string, { obj: K8sAuthorizationPolicy; result: PolicyTranslation }>;
+  policies: Map<string, PolicyOutcome>;
+}
+
+export interface PolicyOutcome {
+  obj: K8sAuthorizationPolicy;
+  result: PolicyTranslation;
+  /** For an invalid object: what the registry holds instead (policy-fallback.ts). */
+  held?: PolicyInvalidState;
+}
+
+export interface DesiredOptions {
+  clusterDomain: string;
+  memo?: TranslationMemo;
+  /**
+   * The policy record the registry holds now under `ns/name`, if any: an invalid
+   * object keeps it (when it is a valid version) instead of being dropped. Without it
+   * an invalid object is a fail-closed stand-in.
+   */
+  heldPolicy?: (key: string) => AuthorizationPolicyRecord | undefined;
 }
 
 export const entryId = (kind: Kind, key: string): string => `${kind}\0${key}`;
@@ -49,7 +70,7 @@ export const entryId = (kind: Kind, key: string): string => `${kind}\0${key}`;
  */
 export type TranslationMemo = WeakMap<object, { tag: string; entry: DesiredEntry | { error: string } }>;
 
-export function computeDesired(view: ApiView, opts: { clusterDomain: string; memo?: TranslationMemo }): DesiredState {
+export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredState {
   const records = new Map<string, DesiredEntry>();
   const warnings: string[] = [];
   const memo = opts.memo;
@@ -100,12 +121,35 @@ export function computeDesired(view: ApiView, opts: { clusterDomain: string; mem
     warnings.push(...t.warnings);
     if (t.record) add('service', t.record);
   }
-  const policies = new Map<string, { obj: K8sAuthorizationPolicy; result: PolicyTranslation }>();
+  const policies = new Map<string, PolicyOutcome>();
   for (const p of view.policies) {
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
     const result = policyRecord(p);
-    policies.set(`${p.metadata.namespace}/${p.metadata.name}`, { obj: p, result });
-    if (result.ok) add('policy', result.record);
-    else warnings.push(`AuthorizationPolicy ${p.metadata.namespace}/${p.metadata.name} is invalid and skipped: ${result.message}`);
+    if (result.ok) {
+      policies.set(key, { obj: p, result });
+      add('policy', result.record);
+      continue;
+    }
+    // Never drop an invalid policy: that would open what it guarded (policy-fallback.ts).
+    const prev = opts.heldPolicy?.(key);
+    const record = prev && isValidVersion(prev)
+      ? keepLastGood(withoutMarker(prev), result.message)
+      : failClosedPolicy(key, result.candidate, result.message);
+    const held = record?.invalid?.state;
+    policies.set(key, { obj: p, result, held });
+    if (record) add('policy', record);
+    warnings.push(`AuthorizationPolicy ${key} is invalid: ${result.message}; ${heldText(held, record?.action)}`);
   }
   return { records, warnings, policies };
+}
+
+/** What the registry enforces for an invalid policy, in words for the log and the object's status. */
+export function heldText(held: PolicyInvalidState | undefined, action: string | undefined): string {
+  if (held === 'LastGood') return 'the last valid version stays in force until it is fixed';
+  if (held === 'FailClosed') {
+    return action === 'ALLOW'
+      ? 'no valid version was ever accepted, so it is enforced fail-closed as an ALLOW that matches nothing (only other ALLOW policies admit traffic to its workloads)'
+      : 'no valid version was ever accepted, so it is enforced fail-closed as a DENY of every connection in its scope';
+  }
+  return 'its name is not valid, so it cannot be enforced at all; fix or delete it';
 }

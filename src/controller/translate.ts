@@ -143,7 +143,8 @@ export function serviceRecord(svc: K8sService, pods: Iterable<K8sPod>, clusterDo
 
 export type PolicyTranslation =
   | { ok: true; record: AuthorizationPolicyRecord }
-  | { ok: false; field: string; message: string };
+  /** `candidate`: the record as far as it could be built, for the fail-closed stand-in. */
+  | { ok: false; field: string; message: string; candidate: Record<string, unknown> };
 
 /**
  * The CRD's spec: `action` (ALLOW|DENY), `rules` (the registry's rule shape), and
@@ -153,22 +154,27 @@ export type PolicyTranslation =
 export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
   const m = obj.metadata;
   const spec = obj.spec;
-  if (typeof spec !== 'object' || spec === null) return { ok: false, field: 'spec', message: 'spec is required' };
+  const head = { name: m.name, namespace: m.namespace };
+  if (typeof spec !== 'object' || spec === null) return { ok: false, field: 'spec', message: 'spec is required', candidate: head };
+  // What a stand-in may read even when the rest is broken: the action (never the rules).
+  const partial = { ...head, action: spec.action };
   const known = new Set(['action', 'rules', 'selector', 'scope']);
   for (const k of Object.keys(spec)) {
-    if (!known.has(k)) return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, scope)` };
+    if (!known.has(k)) {
+      return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, scope)`, candidate: partial };
+    }
   }
   let selector: unknown;
   if (spec.selector !== undefined) {
     const sel = spec.selector as Record<string, unknown>;
     if (typeof sel !== 'object' || sel === null || Object.keys(sel).some((k) => k !== 'matchLabels')) {
-      return { ok: false, field: 'spec.selector', message: 'spec.selector must be {matchLabels: {...}}' };
+      return { ok: false, field: 'spec.selector', message: 'spec.selector must be {matchLabels: {...}}', candidate: partial };
     }
     selector = sel.matchLabels;
   }
   const scope = spec.scope ?? (selector !== undefined ? 'WORKLOAD_SELECTOR' : m.namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE');
   const candidate: Record<string, unknown> = {
-    name: m.name, namespace: m.namespace, scope, action: spec.action, rules: spec.rules ?? [],
+    ...head, scope, action: spec.action, rules: spec.rules ?? [],
   };
   if (selector !== undefined) candidate.selector = selector;
   try {
@@ -179,6 +185,6 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
     const field = raw === 'selector' ? 'spec.selector.matchLabels' : raw.startsWith('(') ? 'metadata' : `spec.${raw}`;
     let problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '');
     if (raw && problem.startsWith(raw)) problem = field + problem.slice(raw.length);
-    return { ok: false, field, message: problem };
+    return { ok: false, field, message: problem, candidate };
   }
 }

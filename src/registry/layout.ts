@@ -11,7 +11,8 @@
 import type { Logger } from '../lib/log';
 import { isWeftError } from '../lib/errors';
 import type { RegistrySnapshot } from './state';
-import { KINDS, type Change, type Kind } from './types';
+import { failClosedPolicy } from './policy-fallback';
+import { KINDS, type Change, type Kind, type RecordsByKind } from './types';
 import { validateRecord } from './validate';
 
 export const DEFAULT_PREFIX = 'weft:';
@@ -40,14 +41,35 @@ export function emptySnapshot(): RegistrySnapshot {
   return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [] };
 }
 
-/** Parses and validates one stored record; undefined (after onInvalid) when malformed. */
-export function parseRecord<K extends Kind>(kind: K, key: string, json: string, source: 'hash' | 'stream', onInvalid: OnInvalid) {
+/**
+ * Parses and validates one stored record; undefined (after onInvalid) when malformed —
+ * except a policy, which becomes its fail-closed stand-in (policy-fallback.ts): a
+ * policy that silently vanished could open the workloads it guarded.
+ */
+export function parseRecord<K extends Kind>(kind: K, key: string, json: string, source: 'hash' | 'stream', onInvalid: OnInvalid): RecordsByKind[K] | undefined {
+  let raw: unknown;
   try {
-    return validateRecord(kind, JSON.parse(json), { key });
+    raw = JSON.parse(json);
   } catch (err) {
     onInvalid(err, { kind, key, source });
-    return undefined;
+    return invalidRecord(kind, key, undefined, `the stored record is not JSON (${(err as Error).message})`);
   }
+  return checkStored(kind, key, raw, source, onInvalid);
+}
+
+function checkStored<K extends Kind>(kind: K, key: string, raw: unknown, source: 'hash' | 'stream', onInvalid: OnInvalid): RecordsByKind[K] | undefined {
+  try {
+    return validateRecord(kind, raw, { key });
+  } catch (err) {
+    onInvalid(err, { kind, key, source });
+    return invalidRecord(kind, key, raw, err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** What a reader holds for a record that failed validation: nothing, or for a policy its stand-in. */
+function invalidRecord<K extends Kind>(kind: K, key: string, raw: unknown, reason: string): RecordsByKind[K] | undefined {
+  if (kind !== 'policy') return undefined;
+  return failClosedPolicy(key, raw, `the stored record is invalid: ${reason}`) as RecordsByKind[K] | undefined;
 }
 
 /** Turns the HGETALL replies of every kind (in KINDS order) into a snapshot, skipping bad records. */
@@ -85,9 +107,9 @@ export function parseStreamEntry(raw: [string, string[]]): StreamEntry {
 }
 
 /**
- * Parses an entry's changes. A put whose record is malformed becomes a delete: the
- * record is unreadable, so readers must hold it as absent — exactly what a snapshot
- * load (which skips it) would give, keeping followed state equal to loaded state.
+ * Parses an entry's changes. A put whose record is malformed becomes a delete (a
+ * policy: a put of its fail-closed stand-in): exactly what a snapshot load gives for
+ * the same record, keeping followed state equal to loaded state.
  * Returns undefined when the entry as a whole cannot be understood.
  */
 export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | undefined {
@@ -107,12 +129,8 @@ export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | und
     if (op === 'delete') {
       out.push({ op: 'delete', kind: k, key });
     } else if (op === 'put') {
-      try {
-        out.push({ op: 'put', kind: k, key, record: validateRecord(k, record, { key }) } as Change);
-      } catch (err) {
-        onInvalid(err, { kind: k, key, source: 'stream' });
-        out.push({ op: 'delete', kind: k, key });
-      }
+      const checked = checkStored(k, key, record, 'stream', onInvalid);
+      out.push(checked === undefined ? { op: 'delete', kind: k, key } : { op: 'put', kind: k, key, record: checked } as Change);
     } else {
       return undefined;
     }
@@ -120,7 +138,7 @@ export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | und
   return out;
 }
 
-/** The standard onInvalid: one warning per bad record, naming it; never throws. */
+/** The standard onInvalid: one warning per bad record, naming it and what is held instead; never throws. */
 export function logInvalid(logger: Logger, count?: () => void): OnInvalid {
   return (err, where) => {
     count?.();
@@ -128,7 +146,9 @@ export function logInvalid(logger: Logger, count?: () => void): OnInvalid {
       kind: where.kind, key: where.key, source: where.source,
       code: isWeftError(err) ? err.code : 'WEFT_REGISTRY_RECORD_INVALID',
       err: err instanceof Error ? err.message : String(err),
-    }, 'skipping malformed registry record');
+    }, where.kind === 'policy'
+      ? 'malformed policy record: enforcing a fail-closed stand-in (an ALLOW matching nothing, or a DENY matching everything)'
+      : 'skipping malformed registry record');
   };
 }
 

@@ -110,6 +110,25 @@ export interface AuthorizationPolicyRecord {
   action: PolicyAction;
   /** The policy matches when any rule matches. An empty list matches nothing for ALLOW and DENY alike. */
   rules: PolicyRule[];
+  /**
+   * Set when the policy's source (the Kubernetes object, or the stored record) is
+   * invalid. The record then still stands, so an invalid edit never opens access: see
+   * policy-fallback.ts for what it holds.
+   */
+  invalid?: PolicyInvalid;
+}
+
+/**
+ * `LastGood`: the source is invalid and the record keeps the last valid version's
+ * rules. `FailClosed`: no valid version exists, so the record is a stand-in that can
+ * only narrow access (an ALLOW matching nothing, or a DENY matching everything).
+ */
+export type PolicyInvalidState = 'LastGood' | 'FailClosed';
+
+export interface PolicyInvalid {
+  state: PolicyInvalidState;
+  /** What is wrong with the source, naming the field; for status, logs and `weft policies`. */
+  reason: string;
 }
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE';

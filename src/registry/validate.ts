@@ -17,6 +17,7 @@ import {
   type NodeRecord,
   type PeerAuthenticationRecord,
   type PolicyClause,
+  type PolicyInvalid,
   type PolicyMatch,
   type PolicyRule,
   type RecordsByKind,
@@ -137,7 +138,7 @@ function servicePort(v: unknown, path: string, unknown: UnknownKeys): ServicePor
 }
 
 function validatePolicy(v: unknown, unknown: UnknownKeys): AuthorizationPolicyRecord {
-  const o = new Obj(v, '', ['name', 'namespace', 'scope', 'selector', 'action', 'rules'], unknown);
+  const o = new Obj(v, '', ['name', 'namespace', 'scope', 'selector', 'action', 'rules', 'invalid'], unknown);
   const out: AuthorizationPolicyRecord = {
     name: o.string('name', rules.dnsSubdomain),
     namespace: o.string('namespace', rules.dnsLabel),
@@ -157,7 +158,17 @@ function validatePolicy(v: unknown, unknown: UnknownKeys): AuthorizationPolicyRe
   } else if (selector !== undefined) {
     throw new FieldError('selector', `is only allowed when scope is WORKLOAD_SELECTOR (scope is ${out.scope})`);
   }
+  if (o.has('invalid')) out.invalid = policyInvalid(o.o.invalid, 'invalid', unknown);
   return out;
+}
+
+/** The reason is capped: it comes from user input and is shown in status, logs and tables. */
+function policyInvalid(v: unknown, path: string, unknown: UnknownKeys): PolicyInvalid {
+  const o = new Obj(v, path, ['state', 'reason'], unknown);
+  return {
+    state: o.oneOf('state', ['LastGood', 'FailClosed'] as const),
+    reason: o.string('reason', (s) => (s.length === 0 ? 'must not be empty' : s.length > 1024 ? 'must be at most 1024 characters' : undefined)),
+  };
 }
 
 function policyRule(v: unknown, path: string, unknown: UnknownKeys): PolicyRule {

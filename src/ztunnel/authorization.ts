@@ -17,6 +17,10 @@
  * holds — within a field any value may hold, a `not*` field must hold for none of its
  * values. A match that sets no field is ignored, and a policy without rules matches
  * nothing, so an empty DENY policy never denies and an empty ALLOW policy allows no one.
+ *
+ * An invalid policy never reaches here as "absent": the registry holds its last valid
+ * version or a fail-closed stand-in (src/registry/policy-fallback.ts), evaluated like
+ * any other record; the reasons name it.
  */
 import { parseIdentity } from '../lib/identity';
 import type { WorkloadView } from '../registry/enrolment';
@@ -67,7 +71,7 @@ export function authorize(
     if (p.action !== 'DENY') continue;
     const m = evaluate(p, facts);
     if (m.matched) {
-      return { allowed: false, policy: key(p), reason: `DENY policy ${key(p)} matches ${describeSource(request)} (rule ${m.rule})` };
+      return { allowed: false, policy: key(p), reason: `DENY policy ${key(p)} matches ${describeSource(request)} (rule ${m.rule})${invalidNote(p)}` };
     }
   }
   const allows = policies.filter((p) => p.action === 'ALLOW');
@@ -77,14 +81,25 @@ export function authorize(
   for (const p of allows) {
     const m = evaluate(p, facts);
     if (m.matched) {
-      return { allowed: true, policy: key(p), reason: `ALLOW policy ${key(p)} matches ${describeSource(request)} (rule ${m.rule})` };
+      return { allowed: true, policy: key(p), reason: `ALLOW policy ${key(p)} matches ${describeSource(request)} (rule ${m.rule})${invalidNote(p)}` };
     }
   }
   const names = allows.map(key).join(', ');
   return {
     allowed: false,
-    reason: `${describeSource(request)} matches none of the ALLOW policies that apply to ${dest} (${names}); ALLOW policies deny everything they do not match`,
+    reason: `${describeSource(request)} matches none of the ALLOW policies that apply to ${dest} (${names}); ALLOW policies deny everything they do not match${allows.map(invalidNote).join('')}`,
   };
+}
+
+/**
+ * An invalid policy stays in force (policy-fallback.ts): its last valid version, or a
+ * fail-closed stand-in. Say so wherever it decides, so nobody debugs the rules shown.
+ */
+function invalidNote(p: AuthorizationPolicyRecord): string {
+  if (!p.invalid) return '';
+  return p.invalid.state === 'LastGood'
+    ? `; note: ${key(p)} is invalid (${p.invalid.reason}), its last valid version is enforced`
+    : `; note: ${key(p)} is invalid (${p.invalid.reason}) and enforced fail-closed`;
 }
 
 /** Whether one policy matches, and which rule; for `weft explain`'s per-policy table. */

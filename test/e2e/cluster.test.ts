@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { DIST } from '../../src/lab/paths';
 import { RegistryStore } from '../../src/registry/store';
 import { ZTUNNEL_POD_SELECTOR } from '../../src/cli/context';
-import { TestApiServer, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from '../helpers/apiserver';
+import { TestApiServer, authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from '../helpers/apiserver';
 import { waitFor } from '../helpers/wait';
 import { labSkipReason, runWeft, startLab } from './helpers/lab';
 
@@ -149,6 +149,38 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
     const s = JSON.parse(res.stdout) as { healthy: boolean; ztunnels: { node: string; status: string }[] };
     t.same(s.ztunnels.map((z) => `${z.node}:${z.status}`), ctx.nodes.map((n) => `${n.name}:ready`));
     t.ok(s.healthy);
+  });
+
+  await t.test('an invalid edit of the ALLOW guarding demo/echo does not open it (issue 9, item 14)', async (t) => {
+    const refused = async (from: string) => (await lab.exec(from, ['weft', 'lab', 'tcp', `${echo2.ip}:9000`, '--bytes', '1000', '--timeout', '3s'])).code !== 0;
+    t.notOk(await refused('legacy/client'), 'before any policy, a client outside the mesh reaches echo-2');
+    api.put('authorizationpolicies', authzPolicyObj('demo', 'allow-client', {
+      action: 'ALLOW', selector: { matchLabels: { app: 'echo' } },
+      rules: [{ clauses: [{ matches: [{ principals: [CLIENT] }] }] }],
+    }));
+    await waitFor('the ALLOW to guard echo-2', () => refused('legacy/client'), { timeoutMs: 10_000, intervalMs: 200 });
+    t.ok(await send(), 'demo/client is admitted');
+
+    // Not a spiffe:// URI: the controller cannot translate it. Before the fix it deleted the record.
+    api.modify('authorizationpolicies', 'demo', 'allow-client', (o) => { o.spec.rules[0].clauses[0].matches[0].principals = ['client']; });
+    await waitFor('Accepted=False on the object', () => api.get('authorizationpolicies', 'demo', 'allow-client')?.status?.conditions?.[0]?.status === 'False',
+      { timeoutMs: 10_000, intervalMs: 100 });
+    t.match(await store.get('policy', 'demo/allow-client'), { invalid: { state: 'LastGood' } }, 'the registry keeps the last valid version');
+    // Give the ztunnels the time a deletion would take to reach them (registry change → view), then check they still refuse.
+    const rev = await store.revision();
+    await waitFor('the ztunnels to follow the registry', async () => {
+      const res = await weft(['status', '-o', 'json']);
+      const z = (JSON.parse(res.stdout || '{}') as { ztunnels?: { revision?: number }[] }).ztunnels ?? [];
+      return z.length > 0 && z.every((x) => (x.revision ?? 0) >= rev);
+    }, { timeoutMs: 10_000, intervalMs: 200 });
+    t.ok(await refused('legacy/client'), 'a client the policy did not admit is still refused');
+    t.ok(await send(), 'and demo/client is still admitted');
+    const listed = await weft(['policies', '-n', 'demo']);
+    t.match(listed.stdout, /demo\s+allow-client\s+AuthorizationPolicy\s+ALLOW\s+WORKLOAD_SELECTOR\s+app=echo\s+1\s+Stale/, 'weft policies shows it stale');
+
+    api.remove('authorizationpolicies', 'demo', 'allow-client');
+    await waitFor('access back once the policy is deleted', async () => !(await refused('legacy/client')), { timeoutMs: 10_000, intervalMs: 200 });
+    t.pass('deleting the object is what removes the policy');
   });
 
   t.equal(controller.exitCode, null, `the controller kept running${controllerErr ? `: ${controllerErr.slice(0, 500)}` : ''}`);

@@ -20,13 +20,22 @@ export interface PolicyItem {
   scope: string;
   selector?: Record<string, string>;
   rules?: number;
+  /**
+   * `Valid`; or for an invalid AuthorizationPolicy what is enforced instead: `Stale`
+   * (its last valid version) or `FailClosed` (a stand-in that only narrows access).
+   */
+  status: 'Valid' | 'Stale' | 'FailClosed';
+  /** Why the policy is invalid, when it is. */
+  invalid?: string;
   /** The record as stored, for -o json/yaml. */
   spec: AuthorizationPolicyRecord | PeerAuthenticationRecord;
 }
 
 function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
-  const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, spec: p };
+  const status = !p.invalid ? 'Valid' : p.invalid.state === 'LastGood' ? 'Stale' : 'FailClosed';
+  const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, status, spec: p };
   if (p.selector) item.selector = { ...p.selector };
+  if (p.invalid) item.invalid = p.invalid.reason;
   return item;
 }
 
@@ -34,7 +43,7 @@ function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
 function peerAuthItem(p: PeerAuthenticationRecord): PolicyItem {
   const selected = p.selector !== undefined && Object.keys(p.selector).length > 0;
   const scope = selected ? 'WORKLOAD_SELECTOR' : p.namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE';
-  const item: PolicyItem = { kind: 'PeerAuthentication', namespace: p.namespace, name: p.name, action: p.mode, scope, spec: p };
+  const item: PolicyItem = { kind: 'PeerAuthentication', namespace: p.namespace, name: p.name, action: p.mode, scope, status: 'Valid', spec: p };
   if (selected) item.selector = { ...p.selector! };
   return item;
 }
@@ -52,14 +61,16 @@ function selectorText(s: Record<string, string> | undefined): string | undefined
 
 export function policiesTable(items: readonly PolicyItem[]): Table {
   return {
-    headers: ['NAMESPACE', 'POLICY NAME', 'KIND', 'ACTION', 'SCOPE', 'SELECTOR', 'RULES'],
-    rows: items.map((p) => [p.namespace, p.name, p.kind, p.action, p.scope, selectorText(p.selector), p.rules]),
+    headers: ['NAMESPACE', 'POLICY NAME', 'KIND', 'ACTION', 'SCOPE', 'SELECTOR', 'RULES', 'STATUS'],
+    rows: items.map((p) => [p.namespace, p.name, p.kind, p.action, p.scope, selectorText(p.selector), p.rules, p.status]),
   };
 }
 
 export function policiesFrame(state: MeshState, f: { namespace?: string }): Frame {
   const items = listPolicies(state, f);
-  return { table: policiesTable(items), data: { revision: state.revision, items }, warnings: [], empty: `No policies found${scopeText(f)}.` };
+  const warnings = items.filter((p) => p.invalid).map((p) => `${p.namespace}/${p.name} is invalid (${p.invalid}); ${p.status === 'Stale'
+    ? 'its last valid version is enforced' : 'it is enforced fail-closed: an ALLOW that matches nothing, or a DENY of everything in its scope'}`);
+  return { table: policiesTable(items), data: { revision: state.revision, items }, warnings, empty: `No policies found${scopeText(f)}.` };
 }
 
 const USAGE = 'weft policies [-n NAMESPACE] [-o table|json|yaml] [-w]';
@@ -68,7 +79,9 @@ export default defineCommand({
   usage: USAGE,
   summary: 'list authorization policies (ALLOW/DENY) and peer authentication (STRICT/PERMISSIVE)',
   description: `Policies in ${ROOT_NAMESPACE} with scope GLOBAL apply mesh-wide. For PeerAuthentication, ACTION is the mTLS
-mode: STRICT refuses plaintext (connections without a peer identity). Use weft explain to see which
+mode: STRICT refuses plaintext (connections without a peer identity). STATUS Stale: the policy's source is
+invalid and its last valid version is enforced; FailClosed: invalid with no valid version, enforced as an ALLOW
+that matches nothing or a DENY of everything in its scope. Use weft explain to see which
 policy decides a given connection, and -o yaml to read the rules.`,
   specs: { ...registryViewOptions, namespace: namespaceOption },
   async run({ values, positionals }, io) {

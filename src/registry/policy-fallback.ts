@@ -1,0 +1,80 @@
+/**
+ * What an invalid AuthorizationPolicy becomes. Dropping it would fail open: a
+ * namespace guarded by one ALLOW policy is allow-all the moment that policy vanishes.
+ * So an invalid policy always leaves a record behind, and that record can only keep or
+ * narrow access, never widen it:
+ *
+ * - it keeps the last valid version when there is one (the controller's choice, the
+ *   one Kubernetes users expect from "the edit was refused"), marked `LastGood`;
+ * - otherwise it is a `FailClosed` stand-in built from what can still be read:
+ *     ALLOW → an ALLOW that matches nothing: its workloads stay guarded, and only the
+ *             other ALLOW policies admit traffic to them (what a valid ALLOW with
+ *             nobody listed gives, and what Istio does with an ALLOW rule it cannot
+ *             understand: the rule is dropped, never widened);
+ *     DENY, or an action that cannot be read → a DENY that matches everything in its
+ *             scope (Istio likewise widens a DENY it cannot fully evaluate, so it
+ *             still denies at least what was meant).
+ *   Its scope is the policy's own when the scope and selector are readable; when they
+ *   are not, the widest the policy could have meant: its namespace (mesh-wide for a
+ *   policy in the root namespace).
+ *
+ * Both the controller (an invalid Kubernetes object) and every registry reader (a
+ * stored record that fails validation) use this, so both sides fail closed the same way.
+ */
+import { rules } from './checks';
+import { ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PolicyRule } from './types';
+import { validateRecord } from './validate';
+
+/**
+ * The fail-closed stand-in for an invalid policy `raw` stored under `namespace/name`.
+ * Undefined only when the key itself is unreadable: then there is no namespace to
+ * apply anything to (only a broken writer produces such a key).
+ */
+export function failClosedPolicy(key: string, raw: unknown, reason: string): AuthorizationPolicyRecord | undefined {
+  const slash = key.indexOf('/');
+  const namespace = key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  if (slash === -1 || rules.dnsLabel(namespace) || rules.dnsSubdomain(name)) return undefined;
+  const o = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
+  const allow = o.action === 'ALLOW';
+  const base = {
+    name, namespace,
+    action: allow ? 'ALLOW' : 'DENY',
+    // A rule without clauses holds for every connection (authorization.ts).
+    rules: (allow ? [] : [{ clauses: [] }]) as PolicyRule[],
+    invalid: { state: 'FailClosed', reason: capReason(reason) },
+  };
+  // The policy's own scope if it is readable; the check rejects a bad scope or selector.
+  if (typeof o.scope === 'string') {
+    const own: Record<string, unknown> = { ...base, scope: o.scope };
+    if (o.selector !== undefined) own.selector = o.selector;
+    try {
+      return validateRecord('policy', own, { key });
+    } catch {
+      // fall through to the widest scope
+    }
+  }
+  const scope = namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE';
+  return validateRecord('policy', { ...base, scope }, { key });
+}
+
+/** `record` (the last valid version) kept in force, marked with why its source is invalid now. */
+export function keepLastGood(record: AuthorizationPolicyRecord, reason: string): AuthorizationPolicyRecord {
+  return { ...record, invalid: { state: 'LastGood', reason: capReason(reason) } };
+}
+
+/** Whether `record` is a valid version of its policy (not a stand-in), i.e. worth keeping. */
+export function isValidVersion(record: AuthorizationPolicyRecord): boolean {
+  return record.invalid?.state !== 'FailClosed';
+}
+
+/** The record without its invalid marker: what the policy said when it was last valid. */
+export function withoutMarker(record: AuthorizationPolicyRecord): AuthorizationPolicyRecord {
+  const { invalid: _invalid, ...rest } = record;
+  return rest;
+}
+
+function capReason(reason: string): string {
+  const r = reason.trim() || 'invalid';
+  return r.length > 1024 ? `${r.slice(0, 1021)}...` : r;
+}
