@@ -99,7 +99,7 @@ t.test('AuthorizationPolicy: valid ones become records, invalid ones name the fi
   t.match(globalElsewhere, { ok: false, field: 'spec.scope' });
 });
 
-t.test('desired state: everything together, invalid records skipped with a warning', async (t) => {
+t.test('desired state: everything together, invalid records skipped with a warning (an invalid policy held fail-closed)', async (t) => {
   const a = withUid(podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1', labels: { app: 'web' } }), 'ua');
   const d = computeDesired({
     nodes: [nodeObj('n1', '203.0.113.10')] as never,
@@ -109,10 +109,14 @@ t.test('desired state: everything together, invalid records skipped with a warni
     endpointSlices: [endpointSliceObj('demo', 'web-1', 'web', [{ ip: '203.0.113.1', pod: a, ready: false }])] as never,
     policies: [authzPolicyObj('demo', 'bad', { action: 'NOPE', rules: [] })] as never,
   }, { clusterDomain: 'cluster.local' });
-  t.same([...d.records.values()].map((e) => `${e.kind}/${e.key}`).sort(), ['namespace/demo', 'node/n1', 'service/demo/web', 'workload/ua']);
+  t.same([...d.records.values()].map((e) => `${e.kind}/${e.key}`).sort(), ['namespace/demo', 'node/n1', 'policy/demo/bad', 'service/demo/web', 'workload/ua']);
   t.equal((d.records.get('workload\0ua')!.record as { status: string }).status, 'Unhealthy');
   t.equal(d.warnings.length, 2);
   t.equal(d.policies.get('demo/bad')!.result.ok, false);
+  t.equal(d.policies.get('demo/bad')!.held, 'FailClosed');
+  // An unreadable action cannot be an ALLOW we could narrow: it denies its whole scope.
+  t.match(d.records.get('policy\0demo/bad')!.record, { action: 'DENY', scope: 'NAMESPACE', rules: [{ clauses: [] }], invalid: { state: 'FailClosed' } });
+  t.match(d.warnings.find((w) => w.includes('demo/bad')), /is invalid: .*enforced fail-closed as a DENY of every connection in its scope/);
 });
 
 t.test('desired state with a memo: unchanged objects reuse their entry, changes and readiness flips do not', async (t) => {
