@@ -170,8 +170,8 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
     const rev = await store.revision();
     await waitFor('the ztunnels to follow the registry', async () => {
       const res = await weft(['status', '-o', 'json']);
-      const z = (JSON.parse(res.stdout || '{}') as { ztunnels?: { revision?: number }[] }).ztunnels ?? [];
-      return z.length > 0 && z.every((x) => (x.revision ?? 0) >= rev);
+      const z = (JSON.parse(res.stdout || '{}') as { ztunnels?: { registryRevision?: number }[] }).ztunnels ?? [];
+      return z.length > 0 && z.every((x) => (x.registryRevision ?? 0) >= rev);
     }, { timeoutMs: 10_000, intervalMs: 200 });
     t.ok(await refused('legacy/client'), 'a client the policy did not admit is still refused');
     t.ok(await send(), 'and demo/client is still admitted');
