@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WeftError } from '../lib/errors';
 import { KubeClient } from '../k8s/client';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import type { Logger } from '../lib/log';
+import { describeRedis, openRedis, type RedisAuth } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { Issuer } from './issuer';
@@ -21,6 +21,8 @@ import { CaServer } from './server';
  */
 export interface CaAppConfig {
   redisUrl: string;
+  /** The CA's Redis ACL user, password file and TLS files (--redis-*); none by default. */
+  redisAuth?: RedisAuth;
   trustDomain: string;
   listen: { host: string; port: number };
   /** host:port for /metrics and /healthz/ready; undefined disables it. */
@@ -56,7 +58,8 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   // Bounded retries: a CA that cannot reach Redis at start should say so, not hang.
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  const target = { url: config.redisUrl, ...config.redisAuth };
+  const redis = openRedis(target, { maxRetriesPerRequest: 2, lazyConnect: true });
   // Failures surface on the commands that hit them; the event alone is just noise.
   redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'CA redis connection error'));
   const cleanups: Array<() => Promise<void> | void> = [() => { redis.disconnect(); }];
@@ -76,7 +79,7 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     await publishRoot(issuer.rootPem, { redis, ...(config.rootOut ? { outFile: config.rootOut } : {}) });
 
     const state = new MeshState({ trustDomain: config.trustDomain });
-    const follower = new RegistryFollower({ url: config.redisUrl, state, logger, metrics });
+    const follower = new RegistryFollower({ url: target, state, logger, metrics });
     // Not awaited: Join and node renewal need no registry; impersonation waits for it (isReady).
     follower.start().catch((err: unknown) => logger.error({ err }, 'registry follower gave up'));
     cleanups.push(() => follower.stop());
@@ -110,7 +113,7 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
       metricsPort = (http.address() as { port: number }).port;
       cleanups.push(() => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }));
     }
-    logger.info({ port, metricsPort, root: config.root.kind }, 'weft ca ready');
+    logger.info({ port, metricsPort, root: config.root.kind, redis: describeRedis(target) }, 'weft ca ready');
     return {
       port, rootPem: issuer.rootPem, metrics, ...(metricsPort !== undefined ? { metricsPort } : {}),
       stop: cleanup,

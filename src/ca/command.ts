@@ -3,9 +3,9 @@
  * Flags are validated here, once; app.ts does the wiring.
  */
 import { isIP } from 'node:net';
-import { Redis } from 'ioredis';
 import type { Command } from '../cli/command';
 import { commonOptions } from '../lib/common-options';
+import { openRedis, redisConnection, redisOptionSpecs, type RedisAuth } from '../registry/connection';
 import { WeftError } from '../lib/errors';
 import { waitForShutdownSignal } from '../lib/signals';
 import { createLogger } from '../lib/log';
@@ -38,7 +38,7 @@ const hostPortOrOff = (raw: string): { host: string; port: number } | undefined 
   raw === 'off' ? undefined : parse.hostPort()(raw);
 
 export const caSpecs = {
-  redisUrl: commonOptions.redisUrl,
+  ...redisOptionSpecs,
   trustDomain: commonOptions.trustDomain,
   logLevel: commonOptions.logLevel,
   listen: {
@@ -101,7 +101,7 @@ export const caSpecs = {
 };
 
 export const tokenSpecs = {
-  redisUrl: commonOptions.redisUrl,
+  ...redisOptionSpecs,
   node: { flag: 'node', env: 'WEFT_NODE_NAME', description: 'node the token admits', parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a node name' }) },
   ttl: { flag: 'ttl', default: HOUR_MS, defaultText: '1h', description: 'how long the token stays valid (reusable until then)', parse: parse.duration({ min: 1000, max: 30 * 24 * HOUR_MS }) },
 };
@@ -124,10 +124,11 @@ export function caConfig(v: CaValues): CaAppConfig {
     const stray = v.kubeconfig ? '--kubeconfig' : undefined;
     if (stray) throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${stray} without --kube-token-review: the CA uses the Kubernetes API only to review ServiceAccount tokens; add --kube-token-review or drop ${stray}`);
   }
+  const { url: _url, ...redisAuth }: { url: string } & RedisAuth = redisConnection(v);
   const ips = new Set(['127.0.0.1', ...v.ip]);
   if (v.listen.host !== '0.0.0.0' && v.listen.host !== '::' && isIP(v.listen.host)) ips.add(v.listen.host);
   return {
-    redisUrl: v.redisUrl, trustDomain: v.trustDomain, listen: v.listen, root,
+    redisUrl: v.redisUrl, redisAuth, trustDomain: v.trustDomain, listen: v.listen, root,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}),
     ...(v.rootOut ? { rootOut: v.rootOut } : {}),
     dnsNames: [...new Set(['localhost', ...v.dnsName])], ipAddresses: [...ips],
@@ -158,7 +159,7 @@ async function serve(argv: string[]): Promise<number> {
 async function token(argv: string[], out: (s: string) => void): Promise<number> {
   const { values, positionals } = parseOptions(tokenSpecs, argv);
   if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca token takes no arguments (got ${positionals.join(' ')}); use --node <name>`);
-  const redis = new Redis(values.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  const redis = openRedis(redisConnection(values), { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => { /* reported by the command that fails */ });
   try {
     await redis.connect().catch((err: unknown) => {

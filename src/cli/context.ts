@@ -17,6 +17,7 @@ import { WeftError } from '../lib/errors';
 import { isValidTrustDomain } from '../lib/identity';
 import { parse, type OptionSpec } from '../lib/options';
 import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
+import { redisConnection, redisOptionSpecs, type RedisAuth } from '../registry/connection';
 
 /** A ztunnel pod's admin views through the API server: GET .../pods/<pod>:<port>/proxy/<path>. */
 export interface PodProxyTarget {
@@ -46,6 +47,8 @@ export interface CliContext {
   /** Where the context came from: a file path, or `--redis-url` when only flags were given. */
   source: string;
   redisUrl: string;
+  /** ACL user, password file and TLS files for `redisUrl` (flags, or the lab context). */
+  redisAuth?: RedisAuth;
   /** Key prefix of the registry in Redis; default `weft:`. */
   registryPrefix?: string;
   trustDomain: string;
@@ -81,6 +84,12 @@ export const contextOptions = {
     flag: 'redis-url', env: 'WEFT_REDIS_URL', default: '',
     description: "registry Redis URL; overrides the context's", parse: parse.url(['redis:', 'rediss:']),
   } satisfies OptionSpec<string>,
+  // The operator's own ACL user and files (weft-operator in daemonset/redis-acl.example).
+  redisUsername: redisOptionSpecs.redisUsername,
+  redisPasswordFile: redisOptionSpecs.redisPasswordFile,
+  redisCaFile: redisOptionSpecs.redisCaFile,
+  redisCertFile: redisOptionSpecs.redisCertFile,
+  redisKeyFile: redisOptionSpecs.redisKeyFile,
   kubeconfig: {
     flag: 'kubeconfig', env: 'WEFT_KUBECONFIG', default: '', defaultText: '$KUBECONFIG or ~/.kube/config when there is no weft context',
     description: 'use the cluster of this kubeconfig (through its API server) instead of the lab', parse: parse.string(),
@@ -94,6 +103,11 @@ export const contextOptions = {
 export interface ContextFlags {
   context: string;
   redisUrl: string;
+  redisUsername?: string;
+  redisPasswordFile?: string;
+  redisCaFile?: string;
+  redisCertFile?: string;
+  redisKeyFile?: string;
   kubeconfig?: string;
   kubeContext?: string;
 }
@@ -118,7 +132,7 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     throw new WeftError('WEFT_USAGE',
       `both a weft context (--context/WEFT_CONTEXT=${flags.context}) and a cluster (--kubeconfig/WEFT_KUBECONFIG=${flags.kubeconfig}) are given; pass only one`);
   }
-  if (flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags.redisUrl);
+  if (flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags);
   let text: string | undefined;
   try {
     text = readFileSync(file, 'utf8');
@@ -133,17 +147,33 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     }
   }
   if (text === undefined) {
-    if (flags.redisUrl) return { kind: 'flags', source: '--redis-url', redisUrl: flags.redisUrl, trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] };
+    if (flags.redisUrl) return withRedis({ kind: 'flags', source: '--redis-url', redisUrl: flags.redisUrl, trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags);
     const kubeconfig = defaultKubeconfig(env);
     if (kubeconfig) return clusterContext(kubeconfig, flags.kubeContext, env);
     throw new WeftError('WEFT_CONTEXT_MISSING',
       `no weft context found (looked for ${file}, $KUBECONFIG and ~/.kube/config); run scripts/lab up to start the lab (it writes the context), pass --kubeconfig FILE for a cluster, or --redis-url redis://host:port`);
   }
-  return withRedis(parseContext(text, file, env), flags.redisUrl);
+  return withRedis(parseContext(text, file, env), flags);
 }
 
-function withRedis(ctx: CliContext, redisUrl: string): CliContext {
-  return redisUrl ? { ...ctx, redisUrl } : ctx;
+/** --redis-url and the --redis-* credential flags override the context's; their rules checked here. */
+function withRedis(ctx: CliContext, flags: ContextFlags): CliContext {
+  const redisUrl = flags.redisUrl || ctx.redisUrl;
+  const auth: RedisAuth = { ...ctx.redisAuth };
+  if (flags.redisUsername) auth.username = flags.redisUsername;
+  if (flags.redisPasswordFile) auth.passwordFile = flags.redisPasswordFile;
+  if (flags.redisCaFile) auth.caFile = flags.redisCaFile;
+  if (flags.redisCertFile) { auth.certFile = flags.redisCertFile; auth.keyFile = flags.redisKeyFile ?? ''; }
+  else if (flags.redisKeyFile) auth.keyFile = flags.redisKeyFile;
+  if (!redisUrl) return ctx;
+  const { url: _url, ...redisAuth } = redisConnection({
+    redisUrl, redisUsername: auth.username ?? '', redisPasswordFile: auth.passwordFile ?? '',
+    redisCaFile: auth.caFile ?? '', redisCertFile: auth.certFile ?? '', redisKeyFile: auth.keyFile ?? '',
+  });
+  const out: CliContext = { ...ctx, redisUrl };
+  if (Object.keys(redisAuth).length > 0) out.redisAuth = redisAuth;
+  else delete out.redisAuth;
+  return out;
 }
 
 /** $KUBECONFIG's first file, else ~/.kube/config, when it exists. */
@@ -232,6 +262,15 @@ function parseLabContext(raw: Record<string, unknown>, file: string): CliContext
     return node;
   });
   const ctx: CliContext = { kind: 'lab', source: file, redisUrl, trustDomain, nodes };
+  // A lab run with Redis ACL users names the operator's user and password file (never the password).
+  const redisAuth: RedisAuth = {};
+  const redisUsername = f.optionalString('redisUsername');
+  const redisPasswordFile = f.optionalString('redisPasswordFile');
+  const redisCaFile = f.optionalString('redisCaFile');
+  if (redisUsername) redisAuth.username = redisUsername;
+  if (redisPasswordFile) redisAuth.passwordFile = redisPasswordFile;
+  if (redisCaFile) redisAuth.caFile = redisCaFile;
+  if (Object.keys(redisAuth).length > 0) ctx.redisAuth = redisAuth;
   const caAddress = f.optionalString('caAddress');
   if (caAddress) {
     try {

@@ -4,9 +4,8 @@
  * session first probes with one short, non-retrying connection, and only then opens
  * the RegistryStore (whose own retries are meant for writers that must not give up).
  */
-import Redis from 'ioredis';
 import { WeftError } from '../lib/errors';
-import { redactUrl } from '../registry/layout';
+import { describeRedis, openRedis, type RedisConnection } from '../registry/connection';
 import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import type { CliContext } from './context';
@@ -28,13 +27,13 @@ export class RegistrySession implements RegistryReader {
   private constructor(readonly ctx: CliContext, readonly store: RegistryStore) {}
 
   get where(): string {
-    return redactUrl(this.ctx.redisUrl);
+    return describeRedis(redisOf(this.ctx));
   }
 
   /** Probes Redis, then opens the store. Throws WEFT_REGISTRY_UNREACHABLE fast. */
   static async open(ctx: CliContext, opts: { timeoutMs?: number } = {}): Promise<RegistrySession> {
     await probeRegistry(ctx, opts.timeoutMs ?? REGISTRY_PROBE_TIMEOUT_MS);
-    const store = RegistryStore.connect(ctx.redisUrl, ctx.registryPrefix ? { prefix: ctx.registryPrefix } : {});
+    const store = RegistryStore.connect(redisOf(ctx), ctx.registryPrefix ? { prefix: ctx.registryPrefix } : {});
     return new RegistrySession(ctx, store);
   }
 
@@ -79,19 +78,24 @@ async function withOpen<R extends { close(): Promise<void> }, T>(opening: Promis
   }
 }
 
+/** The context's Redis: its URL with the credentials the flags or the context file name. */
+export function redisOf(ctx: CliContext): RedisConnection {
+  return { url: ctx.redisUrl, ...ctx.redisAuth };
+}
+
 export function unreachableError(ctx: CliContext, reason: string, cause?: unknown): WeftError {
   const from = ctx.source === '--redis-url' ? '--redis-url' : `context ${ctx.source}`;
   const hint = ctx.kind === 'lab'
     ? 'is the lab up? (scripts/lab status; scripts/lab up starts it)'
     : 'check the URL and that Redis runs';
   return new WeftError('WEFT_REGISTRY_UNREACHABLE',
-    `cannot reach the registry at ${redactUrl(ctx.redisUrl)} (from ${from}): ${reason}; ${hint}${ctx.source === '--redis-url' ? '' : ', or pass --redis-url'}`,
-    { cause, details: { url: redactUrl(ctx.redisUrl) } });
+    `cannot reach the registry at ${describeRedis(redisOf(ctx))} (from ${from}): ${reason}; ${hint}${ctx.source === '--redis-url' ? '' : ', or pass --redis-url'}`,
+    { cause, details: { url: describeRedis(redisOf(ctx)) } });
 }
 
 /** One connection, no retries, no offline queue: PING answers within `timeoutMs` or the registry is unreachable. */
 export async function probeRegistry(ctx: CliContext, timeoutMs: number): Promise<void> {
-  const client = new Redis(ctx.redisUrl, {
+  const client = openRedis(redisOf(ctx), {
     lazyConnect: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,

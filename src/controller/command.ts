@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { Command } from '../cli/command';
 import { commonOptions } from '../lib/common-options';
+import { redisConnection, redisOptionSpecs } from '../registry/connection';
 import { WeftError } from '../lib/errors';
 import { createLogger } from '../lib/log';
 import { optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
@@ -22,7 +23,7 @@ export const controllerSpecs = {
     description: 'kubeconfig file (its current-context); without it the in-cluster service account is used', parse: parse.string(),
   } satisfies OptionSpec<string>,
   context: { flag: 'context', env: 'WEFT_KUBE_CONTEXT', default: '', defaultText: 'current-context', description: 'kubeconfig context to use', parse: parse.string() },
-  redisUrl: commonOptions.redisUrl,
+  ...redisOptionSpecs,
   trustDomain: commonOptions.trustDomain,
   logLevel: commonOptions.logLevel,
   clusterDomain: {
@@ -58,8 +59,9 @@ export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env
   const cluster = v.kubeconfig
     ? loadKubeconfig(v.kubeconfig, { ...(v.context ? { context: v.context } : {}), env })
     : inClusterConfig(env);
+  const { url: _url, ...redisAuth } = redisConnection(v);
   return {
-    cluster, redisUrl: v.redisUrl, clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
+    cluster, redisUrl: v.redisUrl, redisAuth, clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
     identity: v.identity, leaseDurationSeconds: Math.round(v.leaseDuration / 1000), leaderElection: v.leaderElection,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
   };

@@ -17,12 +17,12 @@
  */
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Redis from 'ioredis';
 import { createJoinToken } from '../ca/join-tokens';
 import { createServicesApplier, IptablesApplier } from '../iptables/apply';
 import { generateServiceRules } from '../iptables/rules';
 import { ExecCommandRunner } from '../iptables/runner';
 import { WeftError } from '../lib/errors';
+import { openRedis } from '../registry/connection';
 import { RegistryStore, type ChangeInput } from '../registry/store';
 import { buildContext, writeContext } from './context';
 import { labDown } from './down';
@@ -227,7 +227,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
     step(`ztunnels: skipped (${DIST.ztunnel} not built yet); VIP traffic of every pod uses the kube-proxy emulation`);
     return { ca: true, ztunnels: false };
   }
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = openRedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   const tokens = new Map<string, string>();
   try {
     for (const n of plan.nodes) tokens.set(n.name, (await createJoinToken(redis, n.name, JOIN_TOKEN_TTL_MS)).token);

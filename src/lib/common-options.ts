@@ -2,13 +2,11 @@ import type { LevelWithSilent } from 'pino';
 import { isValidTrustDomain } from './identity';
 import { LOG_LEVELS } from './log';
 import { parse, type OptionSpec } from './options';
+import { redisOptionSpecs } from '../registry/connection';
 
 /** Settings every component shares; each component spreads these into its own specs. */
 export const commonOptions = {
-  redisUrl: {
-    flag: 'redis-url', env: 'WEFT_REDIS_URL', default: 'redis://127.0.0.1:6379',
-    description: 'Redis holding the registry', parse: parse.url(['redis:', 'rediss:']),
-  } satisfies OptionSpec<string>,
+  ...redisOptionSpecs,
   trustDomain: {
     flag: 'trust-domain', env: 'WEFT_TRUST_DOMAIN', default: 'cluster.local',
     description: 'SPIFFE trust domain of the mesh',

@@ -1,4 +1,5 @@
 import { WeftError } from './errors';
+import { redactText } from './redact';
 
 /**
  * Declarative flags + environment variables, validated once at start-up into a frozen
@@ -31,8 +32,10 @@ export interface ParsedOptions<S extends OptionSpecs> {
 }
 
 function invalid(source: string, raw: string, why: string): WeftError {
-  return new WeftError('WEFT_CONFIG_INVALID', `invalid ${source}=${JSON.stringify(raw)}: ${why}`, {
-    details: { source, value: raw },
+  // The value may be a URL with a password in it: the refusal is printed and logged.
+  const shown = redactText(raw);
+  return new WeftError('WEFT_CONFIG_INVALID', `invalid ${source}=${JSON.stringify(shown)}: ${why}`, {
+    details: { source, value: shown },
   });
 }
 

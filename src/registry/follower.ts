@@ -12,19 +12,21 @@
  * last known mesh) and the follower reconnects with capped exponential backoff.
  */
 import { EventEmitter } from 'node:events';
-import Redis from 'ioredis';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WeftError } from '../lib/errors';
 import { silentLogger, type Logger } from '../lib/log';
 import {
-  DEFAULT_PREFIX, logInvalid, parseChanges, parseHashes, parseStreamEntry, redactUrl, registryKeys,
+  DEFAULT_PREFIX, logInvalid, parseChanges, parseHashes, parseStreamEntry, registryKeys,
   type OnInvalid, type RegistryKeys,
 } from './layout';
+import { describeRedis, openRedis, type RedisTarget } from './connection';
 import type { MeshState } from './state';
 import { KINDS } from './types';
 
 export interface RegistryFollowerOptions {
-  url: string;
+  /** The Redis to follow: a URL, or a URL with credentials (connection.ts). */
+  url: RedisTarget;
   /** Key prefix; default `weft:` (must match the writer's). */
   prefix?: string;
   state: MeshState;
@@ -65,7 +67,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   lastSyncAt: number | undefined;
   private statusValue: FollowerStatus = 'idle';
 
-  private readonly url: string;
+  private readonly url: RedisTarget;
   private readonly keys: RegistryKeys;
   private readonly state: MeshState;
   private readonly logger: Logger;
@@ -144,7 +146,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
     this.dropConnections();
     await this.loop;
     this.ready?.reject(new WeftError('WEFT_REGISTRY_UNREACHABLE',
-      `registry follower stopped before the first snapshot was loaded from ${redactUrl(this.url)}`));
+      `registry follower stopped before the first snapshot was loaded from ${describeRedis(this.url)}`));
     this.ready = undefined;
   }
 
@@ -180,7 +182,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   private newClient(role: string): Redis {
     // No ioredis-level retries or queues: this loop owns reconnection, so every failure
     // surfaces here once, and a resume check always runs before reading again.
-    const client = new Redis(this.url, {
+    const client = openRedis(this.url, {
       lazyConnect: true,
       retryStrategy: () => null,
       enableOfflineQueue: false,
@@ -316,7 +318,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   private noteFailure(err: Error): void {
     this.transition('disconnected');
     const now = Date.now();
-    const fields = { err: err.message, url: redactUrl(this.url), revision: this.state.revision };
+    const fields = { err: err.message, url: describeRedis(this.url), revision: this.state.revision };
     if (this.staleSince === undefined) {
       this.staleSince = now;
       this.lastStaleLog = now;

@@ -151,14 +151,3 @@ export function logInvalid(logger: Logger, count?: () => void): OnInvalid {
       : 'skipping malformed registry record');
   };
 }
-
-/** A Redis URL with any password removed, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable redis url)';
-  }
-}

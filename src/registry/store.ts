@@ -5,11 +5,12 @@
  * exactly one entry per revision. That is what lets followers detect gaps by revision.
  */
 import { randomUUID } from 'node:crypto';
-import Redis, { ReplyError } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import { WeftError, isWeftError } from '../lib/errors';
 import { silentLogger, type Logger } from '../lib/log';
+import { describeRedis, openRedis, type RedisTarget } from './connection';
 import {
-  DEFAULT_PREFIX, DEFAULT_STREAM_MAXLEN, logInvalid, parseHashes, parseRecord, redactUrl, registryKeys,
+  DEFAULT_PREFIX, DEFAULT_STREAM_MAXLEN, logInvalid, parseHashes, parseRecord, registryKeys,
   type RegistryKeys,
 } from './layout';
 import type { RegistrySnapshot } from './state';
@@ -67,14 +68,14 @@ export class RegistryStore {
   private readonly maxLen: number;
   private readonly url: string;
 
-  private constructor(url: string, opts: RegistryStoreOptions) {
-    this.url = redactUrl(url);
+  private constructor(target: RedisTarget, opts: RegistryStoreOptions) {
+    this.url = describeRedis(target);
     this.keys = registryKeys(opts.prefix ?? DEFAULT_PREFIX);
     this.logger = opts.logger ?? silentLogger();
     this.maxLen = opts.streamMaxLen ?? DEFAULT_STREAM_MAXLEN;
     // Few retries per command: a CLI call against a dead Redis should fail in well under
     // a second with a clear message rather than hang; long-running writers retry themselves.
-    this.redis = new Redis(url, {
+    this.redis = openRedis(target, {
       lazyConnect: true,
       maxRetriesPerRequest: 2,
       connectTimeout: 3000,
@@ -85,8 +86,8 @@ export class RegistryStore {
   }
 
   /** Opens a store; the connection is made on first use. */
-  static connect(url: string, opts: RegistryStoreOptions = {}): RegistryStore {
-    return new RegistryStore(url, opts);
+  static connect(target: RedisTarget, opts: RegistryStoreOptions = {}): RegistryStore {
+    return new RegistryStore(target, opts);
   }
 
   /**

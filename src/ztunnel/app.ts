@@ -1,11 +1,12 @@
 import type { Server } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { VERSION } from '../lib/version';
+import { describeRedis, openRedis, redisConnection } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
+import { redactConfig } from '../lib/redact';
 import { MeshState } from '../registry/state';
 import { KINDS } from '../registry/types';
 import { CaClient } from '../ca/client';
@@ -64,7 +65,7 @@ export class ZtunnelApp implements AdminSource {
     // Readiness answers from the very start (503 until ready) so probes never see a refused port.
     await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
 
-    this.follower = new RegistryFollower({ url: config.redisUrl, state: this.state, logger: log, metrics: this.metrics });
+    this.follower = new RegistryFollower({ url: redisConnection(config), state: this.state, logger: log, metrics: this.metrics });
     await this.follower.start();
     if (!this.state.node(config.nodeName)) {
       log.warn({ node: config.nodeName }, 'this node is not in the registry yet: no workloads will be served until it is');
@@ -118,7 +119,7 @@ export class ZtunnelApp implements AdminSource {
       this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, nodeAddress: config.nodeAddress, logger: log });
       await this.capture.start();
     }
-    log.info({ address: config.nodeAddress, capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+    log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
   }
 
   private async serve(server: Server, host: string, port: number): Promise<void> {
@@ -128,7 +129,7 @@ export class ZtunnelApp implements AdminSource {
 
   /** The mesh root: a file given by the operator, else what the CA published in Redis. */
   private async loadRoot(): Promise<string> {
-    const { caRootFile, redisUrl } = this.config;
+    const { caRootFile } = this.config;
     if (caRootFile) {
       try {
         return readFileSync(caRootFile, 'utf8');
@@ -136,7 +137,7 @@ export class ZtunnelApp implements AdminSource {
         throw new WeftError('WEFT_CONFIG_INVALID', `cannot read --ca-root-file=${caRootFile}: ${(err as Error).message}; point it at the CA's root certificate PEM`, { cause: err });
       }
     }
-    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    const redis = openRedis(redisConnection(this.config), { lazyConnect: true, maxRetriesPerRequest: 2 });
     try {
       await redis.connect();
       const pem = await redis.get(ROOT_CERT_REDIS_KEY);
@@ -202,12 +203,12 @@ export class ZtunnelApp implements AdminSource {
   }
 
   configDump(): ConfigDump {
-    const { joinToken: _secret, ...config } = this.config;
     const local = this.state.workloadsOnNode(this.config.nodeName);
     return {
       node: this.config.nodeName,
       version: VERSION,
-      config: { ...config, joinToken: _secret ? '<redacted>' : '' },
+      // No credential leaves through the admin views: URL passwords and tokens masked.
+      config: redactConfig(this.config),
       status: this.status(),
       originalDst: this.originalDst ? { method: this.originalDst.method, ...this.originalDst.counts } : undefined,
       workloads: this.state.workloads().map((w) => ({ ...w.record, protocol: w.protocol, identity: w.identity, waypoint: w.waypoint, local: local.includes(w) })),

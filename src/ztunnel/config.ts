@@ -2,6 +2,7 @@ import { WeftError } from '../lib/errors';
 import { isIP } from 'node:net';
 import { commonOptions } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
+import { redisConnection } from '../registry/connection';
 
 /** Every setting of `weft ztunnel`: one place, each a flag and an environment variable. */
 export const ztunnelOptions = {
@@ -65,5 +66,6 @@ export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proce
   if (positionals.length > 0) {
     throw new WeftError('WEFT_USAGE', `weft ztunnel takes no arguments, got "${positionals.join(' ')}"`);
   }
+  redisConnection(values); // the Redis flags' cross-field rules, checked at start
   return values;
 }

@@ -43,17 +43,29 @@ function waitForPort(port: number, deadlineMs: number): Promise<void> {
   });
 }
 
-export async function startRedis(opts: { port?: number } = {}): Promise<TestRedis> {
+export interface StartRedisOptions {
+  port?: number;
+  /** Serve TLS only (`--port 0 --tls-port`), with these PEM files; the URL is then rediss://. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+  /** An ACL file (`--aclfile`): users and their rights, as the manifests' Redis runs. */
+  aclFile?: string;
+}
+
+export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedis> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'weft-redis-'));
+  const listen = opts.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile,
+      '--tls-ca-cert-file', opts.tls.caFile, '--tls-auth-clients', 'optional']
+    : ['--port', String(port)];
   const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--protected-mode', 'no',
+    ...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--protected-mode', 'no', ...(opts.aclFile ? ['--aclfile', opts.aclFile] : []),
   ], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await waitForPort(port, 10_000);
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     port,
     process: child,
     pause: () => { child.kill('SIGSTOP'); },

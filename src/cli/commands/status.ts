@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import { isWeftError } from '../../lib/errors';
 import { parse } from '../../lib/options';
-import { redactUrl } from '../../registry/layout';
+import { redactUrl } from '../../lib/redact';
 import type { MeshState } from '../../registry/state';
 import type { ConfigDump } from '../../ztunnel/admin-types';
 import { queryNodes, type NodesResult } from '../admin-client';
