@@ -1,4 +1,5 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import { redactText } from './redact';
 
 export type { Logger };
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -15,6 +16,10 @@ export function createLogger(opts: { level: LevelWithSilent; component: string; 
       base: { app: opts.component },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // The last line of defence: whatever a line carries (a message, an error from a
+      // library, a config), URL passwords and secret query values are masked before it
+      // is written. Callers still redact what they log; this catches what they miss.
+      hooks: { streamWrite: redactText },
     },
     opts.destination ?? pino.destination({ fd: 1, sync: false }),
   );

@@ -34,9 +34,14 @@ export function redactUrl(url: string): string {
   return u.toString().replace(/%2A%2A%2A/g, REDACTED);
 }
 
-/** Every `scheme://user:password@` inside free text (an error message, a log line). */
-const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#@]*)@/gi;
-const PARAM_IN_TEXT = /([?&][^\s=&#]*(?:pass|token|secret|auth|key)[^\s=&#]*=)([^\s&#]*)/gi;
+/**
+ * Every `scheme://user:password@` inside free text (an error message, a JSON log line).
+ * A URL's userinfo never holds a raw `"`, `\\`, `<`, `>`, space, `/`, `?`, `#` or `@`
+ * (they are percent-encoded), so stopping at them keeps the match inside one JSON
+ * string and never eats the next field.
+ */
+const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:"\\<>]*):([^\s/?#@"\\<>]*)@/gi;
+const PARAM_IN_TEXT = /([?&][^\s=&#"\\]*(?:pass|token|secret|auth|key)[^\s=&#"\\]*=)([^\s&#"\\]*)/gi;
 
 /** Redacts URL passwords and secret query values wherever they appear in `text`. */
 export function redactText(text: string): string {

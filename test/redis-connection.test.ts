@@ -1,0 +1,88 @@
+/**
+ * The Redis flags every component takes (src/registry/connection.ts): each bad value
+ * is refused at start naming its flag, the cross-field rules hold, and the ioredis
+ * options are built from the files each time a client is made (so a rotated Secret is
+ * picked up by the follower's next connection).
+ */
+import t from 'tap';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseOptions } from '../src/lib/options';
+import { redisConnection, redisOptions, redisOptionSpecs } from '../src/registry/connection';
+import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { caConfig, caSpecs } from '../src/ca/command';
+import { tempDir } from './helpers/cli';
+
+const PEM_CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const PEM_KEY = '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n';
+
+t.test('Redis flags', async (t) => {
+  const tmp = tempDir('weft-redis-flags-');
+  t.teardown(() => tmp.remove());
+  const file = (name: string, text: string): string => {
+    const f = join(tmp.dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+  const pw = file('password', 's3cret\n');
+  const ca = file('ca.crt', PEM_CERT);
+  const cert = file('tls.crt', PEM_CERT);
+  const key = file('tls.key', PEM_KEY);
+  const parsed = (argv: string[]) => redisConnection(parseOptions(redisOptionSpecs, argv, {}).values);
+  const refusal = (argv: string[]): string => {
+    try {
+      parsed(argv);
+    } catch (err) {
+      t.equal((err as { code?: string }).code, 'WEFT_CONFIG_INVALID');
+      return (err as Error).message;
+    }
+    throw new Error(`accepted ${argv.join(' ')}`);
+  };
+
+  t.same(parsed([]), { url: 'redis://127.0.0.1:6379' }, 'defaults: no credentials');
+  t.same(parsed(['--redis-url', 'rediss://weft-redis:6379', '--redis-username', 'weft-ztunnel', '--redis-password-file', pw,
+    '--redis-ca-file', ca, '--redis-cert-file', cert, '--redis-key-file', key]), {
+    url: 'rediss://weft-redis:6379', username: 'weft-ztunnel', passwordFile: pw, caFile: ca, certFile: cert, keyFile: key,
+  }, 'every flag');
+  const fromEnv = redisConnection(parseOptions(redisOptionSpecs, [], {
+    WEFT_REDIS_URL: 'rediss://weft-redis:6379', WEFT_REDIS_USERNAME: 'weft-ca', WEFT_REDIS_PASSWORD_FILE: pw, WEFT_REDIS_CA_FILE: ca,
+  }).values);
+  t.same(fromEnv, { url: 'rediss://weft-redis:6379', username: 'weft-ca', passwordFile: pw, caFile: ca }, 'and their environment variables');
+
+  t.match(refusal(['--redis-password-file', join(tmp.dir, 'absent')]), /--redis-password-file.*cannot read.*ENOENT/, 'missing password file');
+  t.match(refusal(['--redis-password-file', file('empty', '\nsecond line\n')]), /--redis-password-file.*first line is empty/, 'empty password');
+  t.match(refusal(['--redis-ca-file', file('not-pem', 'hello')]), /--redis-ca-file.*no PEM certificate/, 'CA file without a certificate');
+  t.match(refusal(['--redis-cert-file', key]), /--redis-cert-file.*no PEM certificate/, 'client certificate that is not one');
+  t.match(refusal(['--redis-key-file', cert]), /--redis-key-file.*no PEM private key/, 'client key that is not one');
+  t.match(refusal(['--redis-username', 'a@b']), /--redis-username/, 'user name with @');
+  t.match(refusal(['--redis-url', 'http://h:1']), /--redis-url.*redis: or rediss:/, 'other scheme');
+  t.match(refusal(['--redis-ca-file', ca]), /--redis-ca-file with a plain redis:\/\/.*rediss:\/\//, 'TLS files need rediss://');
+  t.match(refusal(['--redis-url', 'rediss://h:1', '--redis-cert-file', cert]), /--redis-cert-file without --redis-key-file/, 'certificate without key');
+  t.match(refusal(['--redis-url', 'rediss://h:1', '--redis-key-file', key]), /--redis-key-file without --redis-cert-file/, 'key without certificate');
+  const both = refusal(['--redis-url', 'redis://u:hunter2@h:1', '--redis-password-file', pw]);
+  t.match(both, /give the password once/, 'password in the URL and in a file');
+  t.notMatch(both, /hunter2/, 'and the refusal does not repeat the password');
+  const bad = refusal(['--redis-url', 'http://u:hunter2@h:1']);
+  t.notMatch(bad, /hunter2/, 'a refused URL is shown redacted');
+
+  t.test('every component checks them at start', async (t) => {
+    const env = { WEFT_NODE_NAME: 'n1', WEFT_NODE_ADDRESS: '10.0.0.1' };
+    t.throws(() => loadZtunnelConfig(['--redis-ca-file', ca], env), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file/ }, 'ztunnel');
+    t.throws(() => caConfig(parseOptions(caSpecs, ['--redis-url', 'rediss://h:1', '--redis-key-file', key], {}).values),
+      { code: 'WEFT_CONFIG_INVALID', message: /--redis-key-file without/ }, 'CA');
+  });
+
+  t.test('ioredis options come from the files, read anew for each client', async (t) => {
+    const rotating = file('rotating', 'first\n');
+    const conn = { url: 'rediss://h:1', username: 'weft-ca', passwordFile: rotating, caFile: ca, certFile: cert, keyFile: key };
+    const a = redisOptions(conn, { connectTimeout: 5 });
+    t.match(a, { username: 'weft-ca', password: 'first', connectTimeout: 5, enableReadyCheck: false, disableClientInfo: true });
+    t.same(a.tls, { ca: PEM_CERT, cert: PEM_CERT, key: PEM_KEY });
+    writeFileSync(rotating, 'second\n');
+    t.equal(redisOptions(conn).password, 'second', 'a rotated password is used by the next client');
+    rmSync(rotating);
+    t.throws(() => redisOptions(conn), { code: 'WEFT_CONFIG_INVALID', message: /--redis-password-file=.*rotating.*Secret still mounted/ },
+      'a file gone since start names its flag');
+    t.notOk(redisOptions('redis://h:1').tls, 'a bare URL: no TLS options (rediss:// alone uses the system CAs)');
+  });
+});
