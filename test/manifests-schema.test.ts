@@ -118,6 +118,11 @@ const pvcSpec = obj({
   accessModes: arr(str(['ReadWriteOnce', 'ReadOnlyMany', 'ReadWriteMany', 'ReadWriteOncePod'])),
   resources: obj({ requests: map(quantity), limits: map(quantity) }), storageClassName: str(),
 });
+const networkPolicyPeer = obj({
+  podSelector: labelSelector, namespaceSelector: labelSelector,
+  ipBlock: obj({ cidr: { t: 'str', pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/ }, except: strs }, ['cidr']),
+});
+const networkPolicyPort = obj({ protocol: str(['TCP', 'UDP', 'SCTP']), port: intOrStr, endPort: port });
 const policyRule = obj({ apiGroups: strs, resources: strs, resourceNames: strs, nonResourceURLs: strs, verbs: strs }, ['verbs']);
 const roleRef = obj({ apiGroup: str(), kind: str(['Role', 'ClusterRole']), name: str() }, ['apiGroup', 'kind', 'name']);
 const subject = obj({ kind: str(['ServiceAccount', 'User', 'Group']), name: str(), namespace: str(), apiGroup: str() }, ['kind', 'name']);
@@ -163,6 +168,13 @@ export const KINDS: Record<string, S> = {
       replicas: int(0), selector: labelSelector, template: podTemplate, serviceName: str(),
       volumeClaimTemplates: arr(obj({ metadata: obj({ name: str(), labels: map(str()) }, ['name']), spec: pvcSpec })),
     }, ['selector', 'template']),
+  }, ['spec']),
+  'networking.k8s.io/v1/NetworkPolicy': obj({
+    spec: obj({
+      podSelector: labelSelector, policyTypes: arr(str(['Ingress', 'Egress'])),
+      ingress: arr(obj({ from: arr(networkPolicyPeer), ports: arr(networkPolicyPort) })),
+      egress: arr(obj({ to: arr(networkPolicyPeer), ports: arr(networkPolicyPort) })),
+    }, ['podSelector']),
   }, ['spec']),
   'rbac.authorization.k8s.io/v1/ClusterRole': obj({ rules: arr(policyRule) }),
   'rbac.authorization.k8s.io/v1/Role': obj({ rules: arr(policyRule) }),

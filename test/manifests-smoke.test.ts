@@ -1,5 +1,6 @@
 /**
- * The manifests' own command lines, run for real: Redis, then the CA with the args of
+ * The manifests' own command lines, run for real: Redis with the args of
+ * daemonset/redis.yaml (TLS only, the ACL users of scripts/redis-secrets), then the CA with the args of
  * daemonset/ca.yaml, then the ztunnel with the args and environment of
  * daemonset/ztunnel.yaml and weft-config (it joins with its pod's ServiceAccount token,
  * captures) — all in one throwaway network namespace standing in for a node, with the
@@ -8,11 +9,13 @@
  * a Unix socket; a kubeconfig file takes the place of the CA's in-cluster service
  * account, a file the place of the projected token. Proves that the flags parse, the
  * CA certificate carries the name the ztunnels dial, the ServiceAccount-token join
- * works, readiness turns 200 on 15021, and SIGTERM removes the capture rules.
+ * works, readiness turns 200 on 15021, and SIGTERM removes the capture rules. Each
+ * component reaches Redis as its own ACL user, with the password and CA bundle of its
+ * own Secret (mounted paths mapped onto the files the script made).
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +24,7 @@ import { createTopology, netnsSkipReason } from './helpers/netns';
 import { podContainers, renderKustomization, type K8sObject } from './helpers/kustomize';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
+import { localEnv, localPath, makeRedisSecrets, secretMounts } from './helpers/redis-secrets';
 
 const ROOT = join(__dirname, '..');
 const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
@@ -74,12 +78,24 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   };
 
   const config = find('ConfigMap', 'weft-config').data as Record<string, string>;
-  const env = { ...config, WEFT_REDIS_URL: 'redis://127.0.0.1:6379' };
+  const dir = mkdtempSync(join(tmpdir(), 'weft-smoke-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // The Secrets as an operator makes them; the certificate also names 127.0.0.1, the
+  // address Redis is dialled at here (the Service name does not resolve).
+  const secrets = join(dir, 'secrets');
+  makeRedisSecrets(secrets, ['IP:127.0.0.1']);
+  const redisUrl = new URL(config.WEFT_REDIS_URL!);
+  t.equal(redisUrl.protocol, 'rediss:', 'the manifests dial Redis over TLS');
+  redisUrl.hostname = '127.0.0.1';
+  /** weft-config, the workload's literal env and its Secret mounts, as its container sees them. */
+  const envOf = (w: K8sObject): Record<string, string> => {
+    const literal = Object.fromEntries(((podContainers(w)[0]!.env as { name: string; value?: string }[] | undefined) ?? [])
+      .filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+    return { ...localEnv({ ...config, ...literal }, secretMounts(w, secrets)), WEFT_REDIS_URL: redisUrl.toString().replace(/\/$/, '') };
+  };
 
   // The API server: here, on loopback; in the namespace, 127.0.0.1:6443 relays to it
   // through a Unix socket (network namespaces share the file system).
-  const dir = mkdtempSync(join(tmpdir(), 'weft-smoke-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const api = await TestApiServer.start({ token: 'ca-sa-token' });
   t.teardown(() => api.stop());
   const reviews = new TestTokenReview(api);
@@ -116,20 +132,31 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
     'contexts: [{name: smoke, context: {cluster: smoke, user: weft-ca}}]',
   ].join('\n'));
 
-  const redis = run(['redis-server', '--port', '6379', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  await until('redis answers', redis, async () =>
-    (await topo.exec(ns, 'redis-cli', ['-p', '6379', 'ping'], { check: false })).stdout.trim() === 'PONG');
+  const redisSet = find('StatefulSet', 'weft-redis');
+  const redisMounts = secretMounts(redisSet, secrets);
+  redisMounts.set('/data', join(dir, 'data'));
+  mkdirSync(join(dir, 'data'));
+  const redisArgs = (podContainers(redisSet)[0]!.args as string[]).map((a) => localPath(a, redisMounts));
+  const redis = run(redisArgs);
+  const caBundle = join(secrets, 'ca.crt');
+  await until('redis answers over TLS, and only to users with a password', redis, async () =>
+    /NOAUTH/.test((await topo.exec(ns, 'redis-cli', ['--tls', '--cacert', caBundle, '-p', '6379', 'ping'], { check: false })).stdout));
+  const plain = await topo.exec(ns, 'redis-cli', ['-p', '6379', 'ping'], { check: false });
+  t.notMatch(plain.stdout, /PONG|NOAUTH/, 'no plaintext Redis');
 
   const caArgs = podContainers(find('Deployment', 'weft-ca'))[0]!.args as string[];
   t.ok(caArgs.includes('--kube-token-review'), 'the CA admits nodes by ServiceAccount token');
-  const ca = run([process.execPath, MAIN, ...caArgs, `--kubeconfig=${kubeconfig}`], env);
+  const ca = run([process.execPath, MAIN, ...caArgs, `--kubeconfig=${kubeconfig}`], envOf(find('Deployment', 'weft-ca')));
   await until('CA ready on 15014', ca, async () => (await httpGet('http://127.0.0.1:15014/healthz/ready')).status === 200);
 
   // What the controller would have written: this node, an enrolled namespace, one pod.
   const seed = `
     const { RegistryStore } = require(${JSON.stringify(join(ROOT, 'dist', 'registry', 'store.js'))});
     const f = require(${JSON.stringify(join(ROOT, 'dist', 'registry', 'fixtures.js'))});
-    const s = RegistryStore.connect('redis://127.0.0.1:6379');
+    const s = RegistryStore.connect(${JSON.stringify({
+      url: envOf(find('Deployment', 'weft-controller')).WEFT_REDIS_URL, username: 'weft-controller',
+      passwordFile: join(secrets, 'weft-redis-user-controller', 'password'), caFile: caBundle,
+    })});
     s.apply([
       { op: 'put', kind: 'node', record: f.nodeRecord('node-1', '${NODE_IP}') },
       { op: 'put', kind: 'namespace', record: f.ambientNamespace('demo') },
@@ -148,11 +175,12 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
 
   const zc = podContainers(ds)[0]!;
   t.equal(zc.command, undefined, 'the image entry point (node dist/cli/main.js) runs the args');
-  const literalEnv = Object.fromEntries((zc.env as { name: string; value?: string }[]).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
-  t.ok(literalEnv.WEFT_JOIN_SA_TOKEN_FILE, 'the manifest names the token file');
+  const zEnv = envOf(ds);
+  t.ok(zEnv.WEFT_JOIN_SA_TOKEN_FILE, 'the manifest names the token file');
+  t.equal(zEnv.WEFT_REDIS_USERNAME, 'weft-ztunnel', 'the ztunnel is Redis user weft-ztunnel');
   const caHost = config.WEFT_CA_ADDRESS!.split(':')[0]!;
   const ztunnel = run([process.execPath, MAIN, ...(zc.args as string[])], {
-    ...env, ...literalEnv,
+    ...zEnv,
     // The Service name does not resolve here; dial loopback but check the CA
     // certificate for the very name the manifests dial.
     WEFT_CA_ADDRESS: '127.0.0.1:15012', WEFT_CA_SERVER_NAME: caHost,

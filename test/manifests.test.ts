@@ -5,7 +5,8 @@
  * what the manifests run. (Per-kind API schemas: manifests-schema.test.ts.)
  */
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   objectId, podContainers, podSpec, renderKustomization, renderWithKubectl, type Container, type K8sObject,
@@ -15,6 +16,8 @@ import { caConfig, caSpecs } from '../src/ca/command';
 import { controllerSpecs } from '../src/controller/command';
 import { parseOptions } from '../src/lib/options';
 import { policyRecord } from '../src/controller/translate';
+import { redisConnection } from '../src/registry/connection';
+import { localEnv, makeRedisSecrets, secretMounts } from './helpers/redis-secrets';
 
 const ROOT = join(__dirname, '..');
 const DIR = join(ROOT, 'daemonset');
@@ -44,7 +47,7 @@ t.test('the install has every piece of the mesh', async (t) => {
     'ClusterRole/weft-ca', 'ClusterRole/weft-controller', 'ClusterRole/weft-operator',
     'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
     'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
-    'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system',
+    'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system', 'NetworkPolicy/weft-redis',
     'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-operator',
     'RoleBinding/weft-ca', 'RoleBinding/weft-controller-leader-election',
     'Service/weft-ca', 'Service/weft-redis', 'ServiceAccount/weft-ca', 'ServiceAccount/weft-controller',
@@ -304,24 +307,127 @@ t.test('the AuthorizationPolicy CRD', async (t) => {
   t.same(Object.keys(match.properties).sort(), fieldsOf('PolicyMatch'), 'every match field, and no other');
 });
 
+/** Literal `env` entries of a workload's first container. */
+const literalEnvOf = (w: K8sObject): Record<string, string> =>
+  Object.fromEntries(((podContainers(w)[0]!.env as { name: string; value?: string }[] | undefined) ?? [])
+    .filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+
+// The Secrets the manifests mount, made as an operator makes them (scripts/redis-secrets),
+// so the components' file flags can be parsed against real files.
+const secretsDir = mkdtempSync(join(tmpdir(), 'weft-manifest-secrets-'));
+t.teardown(() => rmSync(secretsDir, { recursive: true, force: true }));
+const secretYaml = makeRedisSecrets(secretsDir);
+/** weft-config plus the workload's literal env, with its Secret mounts mapped onto the local copies. */
+const componentEnv = (w: K8sObject): Record<string, string> =>
+  localEnv({ ...(one('ConfigMap', 'weft-config').data ?? {}) as Record<string, string>, ...literalEnvOf(w) }, secretMounts(w, secretsDir));
+
+t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', async (t) => {
+  const redis = one('StatefulSet', 'weft-redis');
+  const rc = podContainers(redis)[0]!;
+  const args = rc.args as string[];
+  const arg = (flag: string): string | undefined => { const i = args.indexOf(flag); return i === -1 ? undefined : args[i + 1]; };
+  t.equal(arg('--port'), '0', 'no plaintext port');
+  t.equal(arg('--tls-port'), String((rc.ports as { containerPort: number }[])[0]!.containerPort), 'TLS on the container port');
+  const mounts = secretMounts(redis, secretsDir);
+  const mountOf = (secret: string): string => [...mounts].find(([, local]) => local.endsWith(`/${secret}`))?.[0] ?? '(none)';
+  t.equal(arg('--aclfile'), `${mountOf('weft-redis-acl')}/users.acl`, 'users from the weft-redis-acl Secret');
+  for (const [flag, key] of [['--tls-cert-file', 'tls.crt'], ['--tls-key-file', 'tls.key'], ['--tls-ca-cert-file', 'ca.crt']]) {
+    t.equal(arg(flag!), `${mountOf('weft-redis-tls')}/${key}`, `${flag} from the weft-redis-tls Secret`);
+  }
+  t.notOk(args.includes('--requirepass') || args.includes('--user'), 'no password on the command line');
+
+  const config = one('ConfigMap', 'weft-config').data as Record<string, string>;
+  t.match(config.WEFT_REDIS_URL, /^rediss:\/\/weft-redis\.weft-system\.svc:6379$/, 'components dial TLS');
+  t.notMatch(config.WEFT_REDIS_URL, /@/, 'no credentials in the URL');
+  const rules = readFileSync(join(DIR, 'redis-acl.rules'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'))
+    .map((l) => l.trim().split(/\s+/));
+  const ruleOf = new Map(rules.map(([user, ...r]) => [user!, r]));
+  t.same([...ruleOf.keys()].sort(), ['weft-ca', 'weft-controller', 'weft-operator', 'weft-ztunnel'], 'one user per component, and the operator');
+  for (const [user, r] of ruleOf) {
+    t.same(r.slice(0, 2), ['resetkeys', 'resetchannels'], `${user}: no key or channel but those listed`);
+    t.ok(r.includes('-@all'), `${user}: every command denied first`);
+    t.notOk(r.some((x) => ['~*', '%R~*', '%W~*', '%RW~*', 'allkeys', '+@all', 'allcommands', '&*', 'allchannels', 'nopass', 'on', 'off'].includes(x) || x.startsWith('>') || x.startsWith('#')),
+      `${user}: no wildcard, no password or state in the rules (the script adds them)`);
+    t.notOk(r.some((x) => /^\+(@|config|acl|flush|keys|scan|debug|module|script|info|select|shutdown|save|bgsave|replicaof|monitor|eval_ro)/i.test(x) && x !== '+eval'),
+      `${user}: no administrative command`);
+  }
+  const caKeys = (user: string): string[] => ruleOf.get(user)!.filter((x) => x.includes('weft:ca:'));
+  t.same(caKeys('weft-ca'), ['~weft:ca:*'], 'the CA owns weft:ca:*');
+  t.same(caKeys('weft-ztunnel'), ['%R~weft:ca:root-cert'], 'the ztunnel reads the public root certificate, nothing else of the CA');
+  t.same(caKeys('weft-controller'), [], 'the controller: no CA key');
+  t.same(caKeys('weft-operator'), [], 'the operator: no CA key');
+  const WRITES = ['+set', '+incr', '+hset', '+hdel', '+xadd', '+eval', '+evalsha', '+del'];
+  const ztunnelRules = ruleOf.get('weft-ztunnel')!;
+  t.ok(ztunnelRules.filter((x) => x.includes('~')).every((x) => x.startsWith('%R~')), 'weft-ztunnel: read-only key patterns');
+  t.same(ztunnelRules.filter((x) => WRITES.includes(x)), [], 'weft-ztunnel: no write command');
+  const caRules = ruleOf.get('weft-ca')!;
+  t.ok(caRules.filter((x) => x.includes('~') && !x.includes('weft:ca:')).every((x) => x.startsWith('%R~')), 'weft-ca: the registry read-only');
+  t.same(caRules.filter((x) => WRITES.includes(x)), ['+set'], 'weft-ca: SET (its own keys) and no other write');
+  t.ok(ruleOf.get('weft-controller')!.filter((x) => x.includes('~')).every((x) => /^~weft:(node|namespace|workload|service|policy|peerauth|revision|epoch|changes)$/.test(x)),
+    'weft-controller: the registry keys only');
+
+  // Each component: its own user and its own Secret, and nothing of anyone else's.
+  const users: Record<string, string> = { 'weft-controller': 'weft-controller', 'weft-ca': 'weft-ca', 'weft-ztunnel': 'weft-ztunnel' };
+  const mountedSecrets = (w: K8sObject): string[] =>
+    ((podSpec(w)!.volumes as { secret?: { secretName: string; defaultMode?: number } }[] | undefined) ?? [])
+      .filter((v) => v.secret).map((v) => v.secret!.secretName);
+  for (const w of workloads.filter((x) => x.metadata.name !== 'weft-redis')) {
+    const user = users[w.metadata.name]!;
+    t.equal(literalEnvOf(w).WEFT_REDIS_USERNAME, user, `${w.metadata.name} connects as ${user}`);
+    t.ok(ruleOf.has(user), `${user} is in redis-acl.rules`);
+    t.same(mountedSecrets(w).filter((s) => s.startsWith('weft-redis')), [`weft-redis-user-${user.slice(5)}`], `${w.metadata.name} mounts only its own Redis Secret`);
+    const m = secretMounts(w, secretsDir);
+    t.same([...m.keys()], ['/var/run/secrets/weft/redis'], `${w.metadata.name}: at the path weft-config names`);
+    const conn = redisConnection({
+      redisUrl: config.WEFT_REDIS_URL!, redisUsername: user, redisPasswordFile: componentEnv(w).WEFT_REDIS_PASSWORD_FILE!,
+      redisCaFile: componentEnv(w).WEFT_REDIS_CA_FILE!, redisCertFile: '', redisKeyFile: '',
+    });
+    t.match(conn, { username: user, passwordFile: /weft-redis-user-.*\/password$/, caFile: /\/ca\.crt$/ }, `${w.metadata.name}: password and CA bundle from its Secret`);
+  }
+  t.same(mountedSecrets(redis).sort(), ['weft-redis-acl', 'weft-redis-tls'], 'only Redis mounts its users and its key');
+  for (const w of workloads) {
+    for (const v of (podSpec(w)!.volumes as { secret?: { defaultMode?: number } }[] | undefined) ?? []) {
+      if (v.secret) t.ok((v.secret.defaultMode ?? 0o644) <= 0o440 && ((v.secret.defaultMode ?? 0o644) & 0o007) === 0, `${w.metadata.name}: Secret files not world-readable`);
+    }
+  }
+  const made = new Set([...secretYaml.matchAll(/^  name: (\S+)$/gm)].map((m) => m[1]));
+  for (const w of workloads) for (const s of mountedSecrets(w)) t.ok(made.has(s), `scripts/redis-secrets makes ${s}`);
+
+  const np = one('NetworkPolicy', 'weft-redis');
+  type Peer = { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown; ipBlock?: { cidr: string } };
+  const spec = np.spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { from: Peer[]; ports: { protocol: string; port: number }[] }[] };
+  t.same(spec.podSelector.matchLabels, (redis.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, 'selects the Redis pods');
+  t.same(spec.policyTypes, ['Ingress']);
+  t.equal(spec.ingress.length, 1, 'one rule');
+  t.same(spec.ingress[0]!.ports, [{ protocol: 'TCP', port: 6379 }], 'the TLS port only');
+  const from = spec.ingress[0]!.from;
+  t.same(from.filter((p) => p.podSelector).map((p) => p.podSelector!.matchLabels['app.kubernetes.io/name']).sort(), ['weft-ca', 'weft-controller'],
+    'the controller and CA pods, by label, in weft-system (no namespaceSelector)');
+  t.notOk(from.some((p) => p.namespaceSelector), 'no other namespace');
+  const blocks = from.filter((p) => p.ipBlock).map((p) => p.ipBlock!.cidr);
+  t.equal(blocks.length, 1, 'one ipBlock: the nodes, for the hostNetwork ztunnels');
+  t.notOk(blocks.some((c) => /\/0$/.test(c)), 'not the whole Internet');
+  t.equal(podSpec(ztunnel)!.hostNetwork, true, 'which is why the ztunnels need an ipBlock rather than a pod selector');
+});
+
 t.test('component flags and environment parse with the components’ own parsers', async (t) => {
-  const config = (one('ConfigMap', 'weft-config').data ?? {}) as Record<string, string>;
   const zc = podContainers(ztunnel)[0]!;
   const zArgs = zc.args as string[];
   t.equal(zArgs[0], 'ztunnel');
-  const literalEnv = Object.fromEntries((zc.env as { name: string; value?: string }[]).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
-  const env = { ...config, ...literalEnv, WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7' };
+  const env = { ...componentEnv(ztunnel), WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7' };
   const z = loadZtunnelConfig(zArgs.slice(1), env);
   t.equal(z.capture, true, 'capture on');
   t.same(z.caAddress, { host: 'weft-ca.weft-system.svc', port: 15012 });
-  t.equal(z.redisUrl, 'redis://weft-redis.weft-system.svc:6379');
+  t.equal(z.redisUrl, 'rediss://weft-redis.weft-system.svc:6379');
+  t.equal(z.redisUsername, 'weft-ztunnel');
   t.equal(z.joinToken, '', 'no join token');
   t.equal(z.joinSaTokenFile, '/var/run/secrets/weft/ca-token/token', 'joins with the projected token');
 
   const ca = podContainers(one('Deployment', 'weft-ca'))[0]!;
   const args = ca.args as string[];
   t.equal(args[0], 'ca');
-  const cfg = caConfig(parseOptions(caSpecs, args.slice(1), config).values);
+  const cfg = caConfig(parseOptions(caSpecs, args.slice(1), componentEnv(one('Deployment', 'weft-ca'))).values);
+  t.equal(cfg.redisAuth?.username, 'weft-ca', 'the CA connects as weft-ca');
   t.same(cfg.listen, { host: '0.0.0.0', port: 15012 });
   t.ok(cfg.dnsNames.includes(z.caAddress.host), 'the CA certificate names the address ztunnels dial');
   const projected = (podSpec(ztunnel)!.volumes as { projected?: { sources: { serviceAccountToken?: { audience: string } }[] } }[])
@@ -335,7 +441,8 @@ t.test('component flags and environment parse with the components’ own parsers
   const ctl = podContainers(one('Deployment', 'weft-controller'))[0]!;
   t.equal((ctl.args as string[])[0], 'controller');
   t.ok((ctl.args as string[]).includes('--lease-namespace=weft-system'));
-  const ctlValues = parseOptions(controllerSpecs, (ctl.args as string[]).slice(1), config).values;
+  const ctlValues = parseOptions(controllerSpecs, (ctl.args as string[]).slice(1), componentEnv(one('Deployment', 'weft-controller'))).values;
+  t.equal(redisConnection(ctlValues).username, 'weft-controller', 'the controller connects as weft-controller');
   t.equal(ctlValues.leaseNamespace, 'weft-system');
   const leaseRule = (one('Role', 'weft-controller-leader-election').rules as { verbs: string[]; resourceNames?: string[] }[])
     .find((r) => r.verbs.includes('update'));

@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import YAML from 'yaml';
 import { openRedis, type RedisConnection } from '../src/registry/connection';
 import { RegistryFollower } from '../src/registry/follower';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
@@ -34,21 +35,30 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
   const dir = join(tmp.dir, 'secrets');
   // The very script an operator runs; --san because the test dials 127.0.0.1.
   const yaml = execFileSync(join(ROOT, 'scripts', 'redis-secrets'), ['--dir', dir, '--san', 'IP:127.0.0.1'], { encoding: 'utf8' });
-  for (const name of ['weft-redis-acl', 'weft-redis-tls', ...USERS.map((u) => `weft-redis-user-${u.slice(5)}`)]) {
-    t.match(yaml, new RegExp(`\\n  name: ${name}\\n`), `Secret ${name} printed`);
+  const secrets = YAML.parseAllDocuments(yaml).map((d) => d.toJS() as { kind: string; type: string; metadata: { name: string; namespace: string }; data: Record<string, string> });
+  t.same(secrets.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort(),
+    ['weft-redis-acl', 'weft-redis-tls', ...USERS.map((u) => `weft-redis-user-${u.slice(5)}`)].map((n) => `Secret/weft-system/${n}`).sort(),
+    'one Secret for Redis\' users, one for its certificate, one per component');
+  for (const o of secrets) {
+    for (const [key, b64] of Object.entries(o.data)) {
+      t.equal(Buffer.from(b64, 'base64').toString(), readFileSync(join(dir, o.metadata.name, key), 'utf8'), `${o.metadata.name}/${key} as kept in --dir`);
+    }
   }
-  const acl = readFileSync(join(dir, 'users.acl'), 'utf8');
+  t.same(Object.keys(secrets.find((o) => o.metadata.name === 'weft-redis-user-ztunnel')!.data).sort(), ['ca.crt', 'password'],
+    'a component gets its password and the CA bundle, nothing else');
+  const acl = readFileSync(join(dir, 'weft-redis-acl', 'users.acl'), 'utf8');
   t.match(acl, /^user default off\n/, 'the default user is off');
-  t.notMatch(acl, new RegExp(readFileSync(join(dir, 'weft-ztunnel.password'), 'utf8').trim()), 'the ACL file holds hashes, not passwords');
+  t.notMatch(acl, new RegExp(readFileSync(join(dir, 'weft-redis-user-ztunnel', 'password'), 'utf8').trim()), 'the ACL file holds hashes, not passwords');
 
   const redis = await startRedis({
-    tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') },
-    aclFile: join(dir, 'users.acl'),
+    tls: { certFile: join(dir, 'weft-redis-tls', 'tls.crt'), keyFile: join(dir, 'weft-redis-tls', 'tls.key'), caFile: join(dir, 'ca.crt') },
+    aclFile: join(dir, 'weft-redis-acl', 'users.acl'),
   });
   t.teardown(() => redis.stop());
   t.match(redis.url, /^rediss:/);
+  const passwordOf = (user: User): string => join(dir, `weft-redis-user-${user.slice(5)}`, 'password');
   const as = (user: User): RedisConnection => ({
-    url: redis.url, username: user, passwordFile: join(dir, `${user}.password`), caFile: join(dir, 'ca.crt'),
+    url: redis.url, username: user, passwordFile: passwordOf(user), caFile: join(dir, `weft-redis-user-${user.slice(5)}`, 'ca.crt'),
   });
   const clients: Redis[] = [];
   t.teardown(() => { for (const c of clients) c.disconnect(); });
@@ -75,7 +85,7 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
     writeFileSync(wrong, 'not-the-password\n');
     const bad = raw({ ...as('weft-controller'), passwordFile: wrong });
     t.match((await caught(() => bad.connect().then(() => bad.ping()))).message, /WRONGPASS|invalid username-password/, 'a wrong password is refused');
-    const plain = raw({ url: redis.url.replace('rediss:', 'redis:'), username: 'weft-controller', passwordFile: join(dir, 'weft-controller.password') });
+    const plain = raw({ url: redis.url.replace('rediss:', 'redis:'), username: 'weft-controller', passwordFile: passwordOf('weft-controller') });
     t.ok(await caught(() => plain.connect().then(() => plain.ping())), 'plaintext to the TLS port fails');
     // A server certificate from another CA (a man in the middle) is not trusted.
     const other = join(tmp.dir, 'other');
@@ -125,9 +135,17 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
       await refuses(user, [
         ['HSET', 'weft:workload', 'demo/evil', '{}'], ['HDEL', 'weft:policy', 'demo/deny'], ['XADD', 'weft:changes', '*', 'rev', '99'],
         ['SET', 'weft:revision', '0'], ['INCR', 'weft:revision'], ['DEL', 'weft:workload'], ['EVAL', 'return 1', 0],
-        ['GET', 'weft:ca:root'], ['GET', 'weft:ca:join:node-1'], ['SET', 'weft:ca:join:node-1', 'x'],
-        ['KEYS', '*'], ['FLUSHALL'], ['CONFIG', 'GET', '*'], ['ACL', 'LIST'],
+        ['SET', 'weft:workload', 'x'], ['KEYS', '*'], ['FLUSHALL'], ['CONFIG', 'GET', '*'], ['ACL', 'LIST'],
+        // The ztunnel: nothing of the CA but the public root certificate, read-only.
+        ...(user === 'weft-ztunnel' ? [['GET', 'weft:ca:root'], ['GET', 'weft:ca:join:node-1'], ['SET', 'weft:ca:root-cert', 'x']] : []),
       ]);
+      if (user === 'weft-ca') {
+        const c = raw(as(user));
+        t.equal(await c.set('weft:ca:join:node-1', 'x', 'PX', 60_000), 'OK', 'the CA writes its own keys (join tokens, root)');
+        t.equal(await c.get('weft:ca:join:node-1'), 'x');
+      } else {
+        t.equal(await raw(as(user)).get('weft:ca:root-cert'), null, 'the ztunnel may read the public root certificate');
+      }
       t.notOk(state.workload('demo/evil'), 'nothing was written');
     });
   }
@@ -135,7 +153,7 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
   await t.test('weft-operator runs the CLI with its flags: views and enrolment', async (t) => {
     const flags = [
       '--redis-url', redis.url, '--redis-username', 'weft-operator',
-      '--redis-password-file', join(dir, 'weft-operator.password'), '--redis-ca-file', join(dir, 'ca.crt'),
+      '--redis-password-file', passwordOf('weft-operator'), '--redis-ca-file', join(dir, 'ca.crt'),
     ];
     // No context file: HOME points at an empty directory, and no kubeconfig.
     const env = { HOME: tmp.dir, KUBECONFIG: join(tmp.dir, 'none') };
