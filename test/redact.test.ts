@@ -8,7 +8,7 @@
 import t from 'tap';
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,12 +16,11 @@ import { createLogger } from '../src/lib/log';
 import { parseOptions } from '../src/lib/options';
 import { redactConfig, redactText, redactUrl } from '../src/lib/redact';
 import { redisOptionSpecs } from '../src/registry/connection';
+import { assertDistFresh, MAIN } from './helpers/built';
 import { tempDir } from './helpers/cli';
 import { startRedis } from './helpers/redis';
 import { waitFor } from './helpers/wait';
 
-const ROOT = join(__dirname, '..');
-const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 
 t.test('redactUrl', async (t) => {
   t.equal(redactUrl('redis://weft-ca:hunter2@redis:6379'), 'redis://weft-ca:***@redis:6379');
@@ -78,7 +77,9 @@ t.test('a refused flag value is shown redacted', async (t) => {
   }
 });
 
-t.test('a real ztunnel with a password in its Redis URL: /config_dump and logs', { skip: existsSync(MAIN) ? false : 'dist/ is not built (npm run build)' }, async (t) => {
+t.test('a real ztunnel with a password in its Redis URL: /config_dump and logs', async (t) => {
+  // A missing or stale build fails the test: skipping would hide it.
+  assertDistFresh();
   const tmp = tempDir('weft-redact-');
   t.teardown(() => tmp.remove());
   const password = randomBytes(16).toString('hex');
