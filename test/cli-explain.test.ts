@@ -120,6 +120,22 @@ t.test('refusals: no such service port, no healthy endpoint, proxy port; a leavi
   t.match(out.paths[0]!.noPolicy, /outside the mesh/);
 });
 
+t.test('loop guard: explain shows the refusals the source node\'s ztunnel makes', async (t) => {
+  const state = demoState();
+  const client = state.workload('demo/client')!;
+  const nodeAddress = state.node(client.record.node)!.address;
+  for (const port of [15001, 15006, 15008, 15000, 15020, 15021]) {
+    const e = explain(state, 'demo/client', `${nodeAddress}:${port}`);
+    t.same({ verdict: e.verdict, flag: e.paths[0]!.refusal?.flag }, { verdict: 'refused', flag: 'LOOP' }, `node IP :${port}`);
+    t.match(e.paths[0]!.refusal?.reason, /refused to prevent a loop/);
+  }
+  t.equal(explain(state, 'demo/client', `${nodeAddress}:22`).paths[0]!.refusal?.flag, 'LOOP', 'the node address on any port');
+  t.equal(explain(state, 'demo/client', '127.0.0.1:80').paths[0]!.refusal?.flag, 'LOOP', 'loopback');
+  const metadata = explain(state, 'demo/client', '169.254.169.254:80');
+  t.same(metadata.paths[0]!.refusal?.flag, 'NO_ROUTE', 'cloud metadata is never forwarded');
+  t.match(metadata.paths[0]!.refusal?.reason, /link-local/);
+});
+
 t.test('partly denied: endpoints with different policies give a mixed verdict', async (t) => {
   const state = demoState([{
     op: 'put', kind: 'policy', key: 'demo/deny-echo-2',

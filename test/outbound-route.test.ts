@@ -1,8 +1,12 @@
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
 import { LeastConnections, RoundRobin, ServiceLoadBalancer } from '../src/ztunnel/load-balancer';
+import { fixedSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { routeOutbound } from '../src/ztunnel/outbound-route';
 import { ambientNamespace, nodeRecord, plainNamespace, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';
+
+/** The ztunnel of n1 (where the client runs): its node address and a second interface. */
+const GUARD = loopGuard(fixedSelfAddresses(['192.0.2.1', '10.0.0.1']));
 
 function mesh(): MeshState {
   const s = new MeshState({ trustDomain: 'cluster.local' });
@@ -31,7 +35,7 @@ function mesh(): MeshState {
 
 t.test('VIP → healthy endpoint and target port, tunnelled between mesh workloads', async (t) => {
   const s = mesh();
-  const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, new RoundRobin());
+  const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, new RoundRobin(), GUARD);
   t.equal(d.kind, 'hbone');
   if (d.kind !== 'hbone') return;
   t.equal(d.source.record.name, 'client');
@@ -46,7 +50,7 @@ t.test('round robin visits each healthy endpoint once per round, never the unhea
   const lb = new RoundRobin();
   const seen: string[] = [];
   for (let i = 0; i < 6; i++) {
-    const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, lb);
+    const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, lb, GUARD);
     if (d.kind === 'hbone') seen.push(d.destination.record.name);
   }
   t.same(seen, ['echo-1', 'echo-2', 'echo-1', 'echo-2', 'echo-1', 'echo-2']);
@@ -68,7 +72,7 @@ t.test('least connections picks the emptiest endpoint; ties round robin', async 
 });
 
 t.test('pod IP → that workload, port unchanged', async (t) => {
-  const d = routeOutbound(mesh(), { sourceIp: '10.1.0.1', dst: { ip: '10.2.0.2', port: 9090 } }, new RoundRobin());
+  const d = routeOutbound(mesh(), { sourceIp: '10.1.0.1', dst: { ip: '10.2.0.2', port: 9090 } }, new RoundRobin(), GUARD);
   t.equal(d.kind, 'hbone');
   if (d.kind === 'hbone') {
     t.equal(d.destination.record.name, 'echo-2');
@@ -89,7 +93,7 @@ t.test('passthrough cases', async (t) => {
     ['unknown source', '10.9.9.9', { ip: '10.2.0.1', port: 8080 }, { ip: '10.2.0.1', port: 8080 }, /not a known workload/],
   ];
   for (const [name, src, dst, expected, reason] of cases) {
-    const d = routeOutbound(s, { sourceIp: src, dst }, rr);
+    const d = routeOutbound(s, { sourceIp: src, dst }, rr, GUARD);
     t.equal(d.kind, 'passthrough', name);
     if (d.kind === 'passthrough') {
       t.same({ ip: d.ip, port: d.port }, expected, `${name}: target`);
@@ -110,15 +114,57 @@ t.test('refusals', async (t) => {
     ['loop: service targets a proxy port', { ip: '10.96.0.40', port: 80 }, 'LOOP', /targets proxy port 15008/],
   ];
   for (const [name, dst, flag, reason] of cases) {
-    const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst }, rr);
+    const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst }, rr, GUARD);
     t.equal(d.kind, 'refuse', name);
     if (d.kind === 'refuse') {
       t.equal(d.flag, flag, `${name}: flag`);
       t.match(d.reason, reason, `${name}: reason`);
     }
   }
-  const unknown = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '203.0.113.5', port: 15008 } }, rr);
-  t.equal(unknown.kind, 'passthrough', 'port 15008 of a non-workload is not ours to refuse');
+});
+
+t.test('loop guard: proxy ports anywhere, this node\'s addresses, loopback and link-local are never dialled', async (t) => {
+  const s = mesh();
+  // Bad registry data: an endpoint of a service at the node's own address.
+  s.applyChanges([
+    { op: 'put', kind: 'workload', key: 'demo/hostish', record: workloadRecord({ name: 'hostish', namespace: 'demo', node: 'n1', ip: '192.0.2.1', labels: { app: 'hostish' } }) },
+    { op: 'put', kind: 'service', key: 'demo/hostish', record: serviceRecord({ name: 'hostish', namespace: 'demo', vip: '10.96.0.50', port: 80, targetPort: 8080, selector: { app: 'hostish' } }) },
+  ], 2);
+  const rr = new RoundRobin();
+  const cases: Array<[string, { ip: string; port: number }, string, RegExp]> = [
+    // The lab reproduction of issue 9: a pod dialled <node IP>:15001 and the ztunnel dialled itself ~10,000 times.
+    ['node IP :15001 (the self-dial loop)', { ip: '192.0.2.1', port: 15001 }, 'LOOP', /192\.0\.2\.1:15001 is proxy port 15001/],
+    ['node IP :15006', { ip: '192.0.2.1', port: 15006 }, 'LOOP', /proxy port/],
+    ['node IP :15008', { ip: '192.0.2.1', port: 15008 }, 'LOOP', /proxy port/],
+    ['node IP :15000 (admin)', { ip: '192.0.2.1', port: 15000 }, 'LOOP', /proxy port/],
+    ['node IP :15020 (metrics)', { ip: '192.0.2.1', port: 15020 }, 'LOOP', /proxy port/],
+    ['node IP :15021 (readiness)', { ip: '192.0.2.1', port: 15021 }, 'LOOP', /proxy port/],
+    ['another node\'s :15008 (a ztunnel, not a workload)', { ip: '192.0.2.2', port: 15008 }, 'LOOP', /proxy port/],
+    ['an unknown address :15008', { ip: '203.0.113.5', port: 15008 }, 'LOOP', /proxy port/],
+    ['a VIP on a proxy port', { ip: '10.96.0.10', port: 15001 }, 'LOOP', /proxy port/],
+    ['node IP, any other port', { ip: '192.0.2.1', port: 22 }, 'LOOP', /address of this node/],
+    ['another interface of the node', { ip: '10.0.0.1', port: 443 }, 'LOOP', /address of this node/],
+    ['loopback', { ip: '127.0.0.53', port: 53 }, 'LOOP', /address of this node/],
+    ['IPv4-mapped loopback', { ip: '::ffff:127.0.0.1', port: 80 }, 'LOOP', /address of this node/],
+    ['IPv6 loopback', { ip: '::1', port: 80 }, 'LOOP', /address of this node/],
+    ['unspecified', { ip: '0.0.0.0', port: 80 }, 'LOOP', /address of this node/],
+    ['a service endpoint at the node\'s address', { ip: '10.96.0.50', port: 80 }, 'LOOP', /192\.0\.2\.1:8080 is an address of this node/],
+    ['cloud metadata', { ip: '169.254.169.254', port: 80 }, 'NO_ROUTE', /link-local/],
+    ['IPv6 link-local', { ip: 'fe80::1', port: 80 }, 'NO_ROUTE', /link-local/],
+  ];
+  for (const source of ['10.1.0.1', '10.1.0.9', '10.9.9.9']) {
+    for (const [name, dst, flag, reason] of cases) {
+      const d = routeOutbound(s, { sourceIp: source, dst }, rr, GUARD);
+      t.equal(d.kind, 'refuse', `${name} from ${source}`);
+      if (d.kind === 'refuse') {
+        t.equal(d.flag, flag, `${name}: flag`);
+        t.match(d.reason, reason, `${name}: reason`);
+      }
+    }
+  }
+  // The guard is about this node: other nodes' addresses and ordinary ports pass.
+  t.equal(routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '192.0.2.2', port: 22 } }, rr, GUARD).kind, 'passthrough');
+  t.equal(routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '203.0.113.5', port: 443 } }, rr, GUARD).kind, 'passthrough');
 });
 
 t.test('health changes are seen on the next connection', async (t) => {
@@ -128,9 +174,9 @@ t.test('health changes are seen on the next connection', async (t) => {
     const w = s.workload(`demo/${name}`)!.record;
     s.applyChanges([{ op: 'put', kind: 'workload', key: w.uid, record: { ...w, status: 'Unhealthy' } }], 2);
   }
-  t.equal(routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, rr).kind, 'refuse');
+  t.equal(routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, rr, GUARD).kind, 'refuse');
   const w3 = s.workload('demo/echo-3')!.record;
   s.applyChanges([{ op: 'put', kind: 'workload', key: w3.uid, record: { ...w3, status: 'Healthy' } }], 3);
-  const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, rr);
+  const d = routeOutbound(s, { sourceIp: '10.1.0.1', dst: { ip: '10.96.0.10', port: 80 } }, rr, GUARD);
   t.equal(d.kind === 'hbone' && d.destination.record.name, 'echo-3');
 });

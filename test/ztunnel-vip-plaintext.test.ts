@@ -11,6 +11,7 @@ import { MeshState } from '../src/registry/state';
 import { ConnectionRegistry } from '../src/ztunnel/connections';
 import type { OriginalDst } from '../src/ztunnel/contracts';
 import { InboundPlaintextServer } from '../src/ztunnel/inbound-plaintext';
+import { exactSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../src/ztunnel/metrics';
 import { waitFor } from './helpers/wait';
 import { ambientNamespace, nodeRecord, peerAuth, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';
@@ -75,6 +76,7 @@ t.test('a VIP reaching 15006: local mesh endpoint checked, remote forwarded, ref
   const server = new InboundPlaintextServer({
     state, nodeName: 'n1', logger: silentLogger(), connections, metrics,
     originalDst: { lookup: async () => orig },
+    loopGuard: loopGuard(exactSelfAddresses(['192.0.2.1'])),
     socketFactory: (target) => {
       dialled.push(`${target.host}:${target.port}`);
       return net.connect({ host: '127.0.0.1', port: ports.get(target.host) ?? 1, allowHalfOpen: true });

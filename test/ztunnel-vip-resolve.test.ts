@@ -1,6 +1,7 @@
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
 import { RoundRobin } from '../src/ztunnel/load-balancer';
+import { fixedSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { capturedServicePorts, resolveVip } from '../src/ztunnel/vip-resolve';
 import { ambientNamespace, nodeRecord, plainNamespace, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';
 
@@ -35,9 +36,11 @@ function mesh(): MeshState {
 }
 
 const ECHO = { ip: '10.96.0.10', port: 80 };
+/** n1's ztunnel. */
+const GUARD = loopGuard(fixedSelfAddresses(['192.0.2.1']));
 
 t.test('not a VIP: the pod-IP path applies', async (t) => {
-  t.same(resolveVip(mesh(), { ip: '10.1.0.1', port: 8080 }, 'n1', new RoundRobin()), { kind: 'not-a-service' });
+  t.same(resolveVip(mesh(), { ip: '10.1.0.1', port: 8080 }, 'n1', new RoundRobin(), GUARD), { kind: 'not-a-service' });
 });
 
 t.test('a VIP spreads evenly over healthy endpoints; the local mesh one is handled here, the remote one forwarded', async (t) => {
@@ -45,7 +48,7 @@ t.test('a VIP spreads evenly over healthy endpoints; the local mesh one is handl
   const lb = new RoundRobin();
   const seen = new Map<string, number>();
   for (let i = 0; i < 10; i++) {
-    const d = resolveVip(s, ECHO, 'n1', lb);
+    const d = resolveVip(s, ECHO, 'n1', lb, GUARD);
     if (d.kind !== 'local' && d.kind !== 'forward') return t.fail(`unexpected ${d.kind}`);
     t.equal(d.service.name, 'echo');
     t.equal(d.target.port, 8080, 'port mapped to targetPort');
@@ -62,7 +65,7 @@ t.test('the same service seen from the other node', async (t) => {
   const lb = new RoundRobin();
   const kinds = new Set<string>();
   for (let i = 0; i < 4; i++) {
-    const d = resolveVip(s, ECHO, 'n2', lb);
+    const d = resolveVip(s, ECHO, 'n2', lb, GUARD);
     if (d.kind === 'local' || d.kind === 'forward') kinds.add(`${d.kind}:${d.destination.record.name}`);
   }
   t.same([...kinds].sort(), ['forward:echo-1', 'local:echo-2']);
@@ -73,7 +76,7 @@ t.test('a local endpoint outside the mesh is forwarded, not checked', async (t) 
   const lb = new RoundRobin();
   const kinds = new Set<string>();
   for (let i = 0; i < 4; i++) {
-    const d = resolveVip(s, { ip: '10.96.0.11', port: 80 }, 'n1', lb);
+    const d = resolveVip(s, { ip: '10.96.0.11', port: 80 }, 'n1', lb, GUARD);
     if (d.kind === 'forward') {
       kinds.add(d.destination.record.name);
       if (d.destination.record.name === 'mixed-out') t.match(d.reason, /not in the mesh/);
@@ -87,11 +90,11 @@ t.test('a local endpoint outside the mesh is forwarded, not checked', async (t) 
 t.test('refusals name the service and say why', async (t) => {
   const s = mesh();
   const lb = new RoundRobin();
-  const noPort = resolveVip(s, { ip: '10.96.0.10', port: 81 }, 'n1', lb);
+  const noPort = resolveVip(s, { ip: '10.96.0.10', port: 81 }, 'n1', lb, GUARD);
   t.match(noPort, { kind: 'refuse', flag: 'NO_ROUTE', reason: /demo\/echo has no port 81 \(ports: 80\)/ });
-  const none = resolveVip(s, { ip: '10.96.0.30', port: 80 }, 'n1', lb);
+  const none = resolveVip(s, { ip: '10.96.0.30', port: 80 }, 'n1', lb, GUARD);
   t.match(none, { kind: 'refuse', flag: 'NO_HEALTHY_UPSTREAM', reason: /demo\/sick .*no healthy endpoint/ });
-  const loop = resolveVip(s, { ip: '10.96.0.40', port: 80 }, 'n1', lb);
+  const loop = resolveVip(s, { ip: '10.96.0.40', port: 80 }, 'n1', lb, GUARD);
   t.match(loop, { kind: 'refuse', flag: 'LOOP', reason: /proxy port 15006/ });
 });
 

@@ -39,6 +39,7 @@ import { OutboundProxy } from '../ztunnel/outbound';
 import { HbonePool } from '../ztunnel/pool';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
+import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 
 const NODE_A = '127.0.0.2';
 const NODE_B = '127.0.0.3';
@@ -109,7 +110,8 @@ async function runChild(cfg: ChildConfig): Promise<number[]> {
   const ports: number[] = [];
   for (const dst of cfg.routes) {
     const out = new OutboundProxy({ state, pool, logger, connections, nodeName: 'node-a', originalDst: fixedOriginalDst(dst),
-      hboneDialTarget: () => ({ host: NODE_B, port: cfg.inboundPort }), pipeHighWaterMark: cfg.tuning.pipeHighWaterMark });
+      hboneDialTarget: () => ({ host: NODE_B, port: cfg.inboundPort }), pipeHighWaterMark: cfg.tuning.pipeHighWaterMark,
+      loopGuard: loopGuard(exactSelfAddresses([NODE_A])) });
     ports.push((await out.listen(NODE_A, 0)).port);
   }
   return ports;

@@ -16,6 +16,7 @@ import { formatHostPort, type HostPort } from '../ztunnel/address';
 import { authorize, matchPolicy, type AuthzDecision } from '../ztunnel/authorization';
 import { defaultHboneDialTarget, HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
 import { RoundRobin, type EndpointPicker } from '../ztunnel/load-balancer';
+import { fixedSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';
 import { usableEndpoint } from '../ztunnel/service-endpoint';
 
@@ -289,10 +290,14 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
 
   // 3. the path(s), from the proxies' own routing function
   const req = { sourceIp: source.ip, dst };
+  // The source node's ztunnel refuses its own node's addresses; the registry knows the
+  // node address the ztunnel binds (its other interfaces are only known on the node).
+  const nodeAddress = sourceView ? state.node(sourceView.record.node)?.address : undefined;
+  const guard = loopGuard(fixedSelfAddresses(nodeAddress ? [nodeAddress] : []));
   const usable = service ? state.endpoints(service).filter(usableEndpoint) : [];
   const decisions: OutboundDecision[] = usable.length > 1
-    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid)))
-    : [routeOutbound(state, req, new RoundRobin())];
+    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard))
+    : [routeOutbound(state, req, new RoundRobin(), guard)];
   // A refusal decided before any endpoint is chosen (no such port) is the same for all: show it once.
   const seen = new Set<string>();
   const paths = decisions.map((d) => explainPath(state, d, source, sourceView)).filter((p) => {

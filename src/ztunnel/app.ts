@@ -20,6 +20,8 @@ import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
 import { CaptureReconciler } from './capture';
+import { loopGuard } from './loop-guard';
+import { NodeAddresses } from './node-addresses';
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
 import { adminServer, adminViewServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
@@ -94,7 +96,11 @@ export class ZtunnelApp implements AdminSource {
     });
     const originalDst = new OriginalDstLookup();
     this.originalDst = originalDst;
-    const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName };
+    // Never dialled for a pod: this node's addresses and every port this ztunnel serves.
+    const guard = loopGuard(new NodeAddresses({ logger: log }), [
+      config.adminPort, config.metricsPort, config.readinessPort, this.ports.outbound, this.ports.inboundPlaintext, this.ports.hbone,
+    ]);
+    const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName, loopGuard: guard };
     const inbound = new InboundServer({ ...common, certs: this.certs });
     const plaintext = new InboundPlaintextServer(common);
     const outbound = new OutboundProxy({ ...common, pool });

@@ -10,7 +10,17 @@ import type { WorkloadView } from '../registry/enrolment';
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PLAINTEXT_PORT = 15006;
 export const HBONE_PORT = 15008;
-export const PROXY_PORTS: ReadonlySet<number> = new Set([OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT]);
+export const ADMIN_PORT = 15000;
+export const METRICS_PORT = 15020;
+export const READINESS_PORT = 15021;
+/**
+ * Every port a ztunnel listens on. A connection is never proxied to one of them,
+ * whatever the address: the destination would be a ztunnel (this one, looping, or a
+ * peer's, reached around its mTLS), never an application (see loop-guard.ts).
+ */
+export const PROXY_PORTS: ReadonlySet<number> = new Set([
+  OUTBOUND_PORT, INBOUND_PLAINTEXT_PORT, HBONE_PORT, ADMIN_PORT, METRICS_PORT, READINESS_PORT,
+]);
 
 /** A workload's certificate as the certificate manager hands it out (one definition, in the CA module). */
 import type { WorkloadCert } from '../ca/cert-state';

@@ -15,10 +15,11 @@ import type { ServiceRecord } from '../registry/types';
 import { formatHostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import type { TrackedConnection } from './connections';
-import { PROXY_PORTS, type OriginalDst, type OriginalDstSource, type SocketFactory } from './contracts';
+import type { OriginalDst, OriginalDstSource, SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
 import { ConnectionLifecycle, type EndResult } from './lifecycle';
-import { ListenerBase, type CapturedListenerOptions } from './listener';
+import { defaultLoopGuard, ListenerBase, type CapturedListenerOptions } from './listener';
+import { guardDestination, type LoopGuard } from './loop-guard';
 import { RoundRobin, type EndpointPicker } from './load-balancer';
 import { flagForError } from './metrics';
 import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
@@ -45,6 +46,7 @@ export class InboundPlaintextServer extends ListenerBase {
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
   private readonly lb: EndpointPicker;
+  private readonly guard: LoopGuard;
   readonly policies: PolicyWatcher;
 
   constructor(opts: InboundPlaintextOptions) {
@@ -57,7 +59,8 @@ export class InboundPlaintextServer extends ListenerBase {
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.lb = opts.loadBalancer ?? new RoundRobin();
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
+    this.guard = opts.loopGuard ?? defaultLoopGuard();
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.logLimiter });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'plaintext' }, n));
   }
 
@@ -69,7 +72,7 @@ export class InboundPlaintextServer extends ListenerBase {
     const { srcIp, srcPort } = ends;
     let dst = ends.dst;
     const src = { ip: srcIp, port: srcPort, workload: this.state.workloadByAddress(srcIp) };
-    const route = resolveVip(this.state, dst, this.nodeName, this.lb);
+    const route = resolveVip(this.state, dst, this.nodeName, this.lb, this.guard);
     let svc: { service?: string; serviceHost?: string } = {};
     if (route.kind !== 'not-a-service') {
       svc = serviceFields(route.service);
@@ -89,6 +92,15 @@ export class InboundPlaintextServer extends ListenerBase {
         return this.deliver(sock, conn, route.target, () => downstreamError, () => undefined);
       }
       dst = route.target;
+    } else {
+      // A VIP's endpoint was checked by resolveVip; a pod address is checked here.
+      const refusal = guardDestination(dst, this.guard);
+      if (refusal) {
+        const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'TCP', src, dst: { ...dst } });
+        reset(sock);
+        this.lifecycle.end(conn, refusal);
+        return;
+      }
     }
     const workload = this.state.workloadByAddress(dst.ip);
     const conn = this.lifecycle.begin({
@@ -103,9 +115,6 @@ export class InboundPlaintextServer extends ListenerBase {
     };
     if (!workload || workload.record.node !== this.nodeName) {
       return refuse({ flag: 'NO_ROUTE', reason: `${dst.ip} is not a workload on node ${this.nodeName}` });
-    }
-    if (PROXY_PORTS.has(dst.port)) {
-      return refuse({ flag: 'LOOP', reason: `refused to prevent a loop: ${formatHostPort(dst.ip, dst.port)} is a proxy port` });
     }
     const decide = (w: WorkloadView): AuthzDecision =>
       authorize({ source: { ip: srcIp }, destination: { workload: w, ip: dst.ip, port: dst.port } },

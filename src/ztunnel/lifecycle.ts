@@ -5,6 +5,7 @@
  * three listeners cannot drift in what they report.
  */
 import type { Logger } from '../lib/log';
+import { LOG_STRING_MAX, LogLimiter, truncateForLog } from '../lib/log-limiter';
 import { formatHostPort } from './address';
 import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
 import type { AuthzDecision } from './authorization';
@@ -15,9 +16,17 @@ import type { PolicyWatcher } from './policy-watch';
 export interface LifecycleDeps {
   connections: ConnectionRegistry;
   metrics?: ZtunnelMetrics;
-  /** Receives one `connection complete` line per connection. */
+  /** Receives one `connection complete` line per connection (refused ones rate-limited). */
   logger: Logger;
+  /**
+   * Limits the access-log lines of connections that never got established: any pod
+   * can cause those as fast as it can connect. Default: a limiter of its own.
+   */
+  logLimiter?: LogLimiter;
 }
+
+/** Longest `reason` in an access-log line: it may quote peer-sent text (an :authority). */
+const REASON_MAX = 2 * LOG_STRING_MAX;
 
 export interface EndResult {
   /** '-' for a clean end; otherwise the class of failure. */
@@ -30,6 +39,7 @@ export class ConnectionLifecycle {
   readonly connections: ConnectionRegistry;
   private readonly metrics: ZtunnelMetrics | undefined;
   private readonly log: Logger;
+  private readonly limiter: LogLimiter;
   /** Live connections begun by this lifecycle's listener (the registry is shared by all). */
   private readonly mine = new Set<TrackedConnection>();
 
@@ -37,6 +47,7 @@ export class ConnectionLifecycle {
     this.connections = deps.connections;
     this.metrics = deps.metrics;
     this.log = deps.logger;
+    this.limiter = deps.logLimiter ?? new LogLimiter();
     this.metrics?.observe(deps.connections);
   }
 
@@ -122,8 +133,15 @@ export class ConnectionLifecycle {
     if (c.dst.identity) line['dst.identity'] = c.dst.identity;
     if (c.tunnelId !== undefined) line.tunnel = c.tunnelId;
     if (result.flag !== '-') line.error = result.flag;
-    if (result.reason) line.reason = result.reason;
-    this.log.info(line, 'connection complete');
+    if (result.reason) line.reason = truncateForLog(result.reason, REASON_MAX);
+    if (c.established) {
+      this.log.info(line, 'connection complete');
+      return;
+    }
+    // Refused or failed before any byte moved: every one is counted in the metrics, but
+    // only a few lines per flag are written (a loop or a scan would write thousands).
+    // A loop is a misconfiguration or an attack, so it is a warning.
+    this.limiter.log(this.log, result.flag === 'LOOP' ? 'warn' : 'info', `${c.direction}:${result.flag}`, line, 'connection complete');
   }
 }
 

@@ -11,6 +11,9 @@ import type { ConnectionRegistry } from './connections';
 import type { OriginalDst, OriginalDstSource, SocketFactory } from './contracts';
 import type { ZtunnelMetrics } from './metrics';
 import { reset } from './dial';
+import { LogLimiter } from '../lib/log-limiter';
+import { loopGuard, type LoopGuard } from './loop-guard';
+import { NodeAddresses } from './node-addresses';
 
 const CLOSE_DEADLINE_MS = 5000;
 
@@ -25,11 +28,23 @@ export interface CapturedListenerOptions {
   nodeName: string;
   /** Dials upstream TCP (local pods, passthrough destinations); `net.connect` by default. */
   socketFactory?: SocketFactory;
+  /**
+   * Destinations never dialled: this node's addresses and the proxy ports
+   * (loop-guard.ts). Default: the interfaces of this network namespace and PROXY_PORTS.
+   */
+  loopGuard?: LoopGuard;
+}
+
+/** The guard a listener uses when none is given: fail closed, with the real interfaces. */
+export function defaultLoopGuard(): LoopGuard {
+  return loopGuard(new NodeAddresses());
 }
 
 export abstract class ListenerBase {
   protected readonly server: net.Server;
   protected readonly log: Logger;
+  /** Rate limits for lines any client can cause (refusals); shared with the listener's lifecycle. */
+  protected readonly logLimiter = new LogLimiter();
   /** Sockets to destroy on close(); a listener may swap in a wrapper (TLS) via track(). */
   private readonly owned = new Set<net.Socket>();
   private closing: Promise<void> | undefined;
@@ -63,7 +78,7 @@ export abstract class ListenerBase {
     try {
       return { srcIp, srcPort, dst: await originalDst.lookup(sock) };
     } catch (err) {
-      this.log.warn({ err, src: formatHostPort(srcIp, srcPort) }, `no original destination for ${what}; resetting it`);
+      this.logLimiter.log(this.log, 'warn', 'no-original-dst', { err, src: formatHostPort(srcIp, srcPort) }, `no original destination for ${what}; resetting it`);
       reset(sock);
       return undefined;
     }

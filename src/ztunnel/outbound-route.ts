@@ -10,8 +10,8 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
 import { formatHostPort, type HostPort } from './address';
-import { PROXY_PORTS } from './contracts';
 import type { EndpointPicker } from './load-balancer';
+import { guardDestination, guardPort, type GuardRefusal, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';
 
 export type RouteState = Pick<MeshState, 'workloadByAddress' | 'serviceByVip' | 'endpoints'>;
@@ -59,10 +59,19 @@ export interface RefuseDecision {
 
 export type OutboundDecision = HboneDecision | PassthroughDecision | RefuseDecision;
 
-export function routeOutbound(state: RouteState, req: OutboundRequest, lb: EndpointPicker): OutboundDecision {
+/**
+ * `guard` holds this node's own addresses and the proxy ports: both the original
+ * destination and the endpoint finally dialled are checked against it (loop-guard.ts),
+ * before anything else, whoever the source is.
+ */
+export function routeOutbound(state: RouteState, req: OutboundRequest, lb: EndpointPicker, guard: LoopGuard): OutboundDecision {
   const source = state.workloadByAddress(req.sourceIp);
   const dstText = formatHostPort(req.dst.ip, req.dst.port);
   const service = state.serviceByVip(req.dst.ip);
+  // A VIP's own address is never dialled (its endpoint is, and is checked below), so
+  // only its port counts here; VIPs may sit on a node interface (IPVS's kube-ipvs0).
+  const early = service ? guardPort(req.dst, guard) : guardDestination(req.dst, guard);
+  if (early) return refusal(early, source, service);
 
   let destination: WorkloadView | undefined;
   let target: HostPort;
@@ -71,11 +80,10 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
     if (!pick.ok) return { kind: 'refuse', flag: pick.flag, source, service, reason: pick.reason };
     destination = pick.destination;
     target = pick.target;
+    const late = guardDestination(target, guard);
+    if (late) return refusal(late, source, service);
   } else {
     destination = state.workloadByAddress(req.dst.ip);
-    if (destination && PROXY_PORTS.has(req.dst.port)) {
-      return loop(`${dstText} is proxy port ${req.dst.port} of workload ${wlName(destination)}`, source);
-    }
     target = req.dst;
   }
 
@@ -97,8 +105,8 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
   return decision;
 }
 
-function loop(why: string, source: WorkloadView | undefined, service?: ServiceRecord): RefuseDecision {
-  return { kind: 'refuse', flag: 'LOOP', source, service, reason: `refused to prevent a loop: ${why}` };
+function refusal(r: GuardRefusal, source: WorkloadView | undefined, service: ServiceRecord | undefined): RefuseDecision {
+  return { kind: 'refuse', flag: r.flag, source, service, reason: r.reason };
 }
 
 function wlName(w: WorkloadView): string {

@@ -17,6 +17,8 @@ import { ListenerBase, type CapturedListenerOptions } from './listener';
 import { ServiceLoadBalancer, type EndpointPicker } from './load-balancer';
 import { flagForError } from './metrics';
 import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
+import { defaultLoopGuard } from './listener';
+import type { LoopGuard } from './loop-guard';
 import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from './pipe';
 import type { HbonePool } from './pool';
 
@@ -43,6 +45,7 @@ export class OutboundProxy extends ListenerBase {
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
   private readonly warnedWaypoints = new Set<string>();
+  private readonly guard: LoopGuard;
 
   constructor(opts: OutboundOptions) {
     const log = opts.logger.child({ component: 'outbound' });
@@ -56,7 +59,8 @@ export class OutboundProxy extends ListenerBase {
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
+    this.guard = opts.loopGuard ?? defaultLoopGuard();
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.logLimiter });
   }
 
   protected async onConnection(sock: net.Socket): Promise<void> {
@@ -66,7 +70,7 @@ export class OutboundProxy extends ListenerBase {
     if (!ends) return;
     const { srcIp, srcPort, dst } = ends;
     const conn = this.lifecycle.begin({ direction: 'outbound', protocol: 'TCP', src: { ip: srcIp, port: srcPort }, dst: { ip: dst.ip, port: dst.port } });
-    const decision = routeOutbound(this.state, { sourceIp: srcIp, dst }, this.lb);
+    const decision = routeOutbound(this.state, { sourceIp: srcIp, dst }, this.lb, this.guard);
     if (decision.source) conn.src.workload = decision.source;
     if (decision.kind === 'refuse') {
       if (decision.service) this.connections.setDestination(conn, { ...conn.dst, ...service(decision.service) });

@@ -15,6 +15,7 @@ import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
 import type { HostPort } from './address';
 import type { EndpointPicker } from './load-balancer';
+import { guardDestination, guardPort, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';
 
 export type VipState = Pick<MeshState, 'serviceByVip' | 'endpoints'>;
@@ -54,14 +55,19 @@ export type VipDecision = NotAServiceDecision | LocalDecision | ForwardDecision 
 
 /**
  * Where a plaintext connection to `dst` goes when `dst` is a service VIP. `lb` should
- * spread connections evenly (round robin), as kube-proxy's random choice does.
+ * spread connections evenly (round robin), as kube-proxy's random choice does. The
+ * VIP's port and the chosen endpoint pass the loop guard (loop-guard.ts) first.
  */
-export function resolveVip(state: VipState, dst: HostPort, nodeName: string, lb: EndpointPicker): VipDecision {
+export function resolveVip(state: VipState, dst: HostPort, nodeName: string, lb: EndpointPicker, guard: LoopGuard): VipDecision {
   const service = state.serviceByVip(dst.ip);
   if (!service) return { kind: 'not-a-service' };
+  const early = guardPort(dst, guard);
+  if (early) return { kind: 'refuse', service, ...early };
   const pick = pickServiceEndpoint(state, service, dst.port, lb);
   if (!pick.ok) return { kind: 'refuse', service, flag: pick.flag, reason: pick.reason };
   const { destination, target } = pick;
+  const late = guardDestination(target, guard);
+  if (late) return { kind: 'refuse', service, ...late };
   if (destination.enrolled && destination.record.node === nodeName) {
     return { kind: 'local', service, destination, target };
   }

@@ -17,6 +17,7 @@ import { HBONE_PORT, type DialTarget, type OriginalDst } from '../contracts';
 import { InboundServer } from '../inbound';
 import { InboundPlaintextServer } from '../inbound-plaintext';
 import { ZtunnelMetrics } from '../metrics';
+import { exactSelfAddresses, loopGuard } from '../loop-guard';
 import { OutboundProxy } from '../outbound';
 import { HbonePool, type HbonePoolOptions } from '../pool';
 import { SecureContextCache } from '../tls';
@@ -71,7 +72,9 @@ export class LoopbackMesh {
     const metrics = new ZtunnelMetrics(registry);
     const contexts = new SecureContextCache();
     const pool = new HbonePool({ certs, logger: log, contexts, socketFactory: this.conntrack.factory(), ...poolOpts });
-    const common = { state, logger: log, connections, metrics, nodeName: name, originalDst: this.conntrack };
+    // The node is its address only: its pods share 127.0.0.0/8 with it.
+    const guard = loopGuard(exactSelfAddresses([address]));
+    const common = { state, logger: log, connections, metrics, nodeName: name, originalDst: this.conntrack, loopGuard: guard };
     const outbound = new OutboundProxy({
       ...common, pool,
       hboneDialTarget: (w) => this.hboneTarget(w.record.node),
