@@ -1,0 +1,143 @@
+// Issue 9, items 5 and 11, on the lab. Item 5 was found here: one TCP connection from a
+// pod to <node-1 IP>:15001 made node-1's ztunnel dial itself ~10,000 times in 2 s
+// (each self-dial's original destination was again <node IP>:15001). Item 11: what a
+// pod sends to a link-local address (cloud metadata 169.254.169.254, the pod gateway
+// 169.254.1.1 on the node) must never be dialled by the ztunnel, which would reach it
+// from the node's address.
+//
+// The probes are bounded: each client gives up after 2 s, so even the bug cannot run
+// longer than that per probe.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { labSkipReason, startLab } from './helpers/lab';
+
+const skip = labSkipReason();
+const PROXY_PORTS = [15001, 15006, 15008, 15000, 15020, 15021];
+
+/**
+ * Node script for a pod: for each host:port argument in turn, connect, send one byte,
+ * and report how it ended within 2 s; prints one JSON array.
+ */
+const PROBE = `
+const net = require('node:net');
+const targets = process.argv.slice(1);
+const out = [];
+function next() {
+  const target = targets.shift();
+  if (!target) return console.log(JSON.stringify(out));
+  const i = target.lastIndexOf(':');
+  const started = Date.now();
+  let received = 0;
+  let done = false;
+  const s = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)) });
+  const finish = (outcome) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    s.destroy();
+    out.push({ target, outcome, received, ms: Date.now() - started });
+    next();
+  };
+  const timer = setTimeout(() => finish('timeout'), 2000);
+  s.on('connect', () => s.write('x'));
+  s.on('data', (d) => { received += d.length; });
+  s.on('error', (e) => finish(e.code || e.message));
+  s.on('close', () => finish('closed'));
+}
+next();
+`;
+
+interface Probe { target: string; outcome: string; received: number; ms: number }
+
+function fetchText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { timeout: 3000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Sum of a counter's samples whose labels include every given pair. */
+function counter(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+t.test('the ztunnel never dials itself, its node or link-local for a pod', { skip }, async (t) => {
+  const lab = await startLab(t);
+  const ctx = lab.context;
+  const node1 = ctx.nodes.find((n) => n.name === 'node-1')!;
+  const client = ctx.pods.find((p) => p.uid === 'demo/client')!;
+  t.equal(client.node, 'node-1', 'demo/client runs on node-1');
+  const logFile = `${ctx.labDir}/logs/ztunnel-node-1.log`;
+  const logLines = () => readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const metrics = () => fetchText(`http://${node1.address}:15020/metrics`);
+  /** Every connection node-1's ztunnel accounted for, on every listener. */
+  const accounted = (m: string) => ['opened', 'failed'].reduce((n, k) => n + counter(m, `istio_tcp_connections_${k}_total`), 0);
+  const probe = async (targets: string[]): Promise<Probe[]> => {
+    const r = await lab.exec('demo/client', ['node', '-e', PROBE, ...targets]);
+    if (r.code !== 0) throw new Error(`probe failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as Probe[];
+  };
+
+  await t.test('a pod connecting to <node IP>:<proxy port>: refused once, never a loop', async (t) => {
+    const m0 = await metrics();
+    const linesBefore = logLines().length;
+    const results = await probe(PROXY_PORTS.map((p) => `${node1.address}:${p}`));
+    const m1 = await metrics();
+    const newLines = logLines().slice(linesBefore);
+    t.comment(JSON.stringify(results));
+
+    const accountedNew = accounted(m1) - accounted(m0);
+    t.ok(accountedNew <= PROXY_PORTS.length, `node-1 accounted ${accountedNew} connections for ${PROXY_PORTS.length} probes (the loop made ~10,000)`);
+    t.ok(newLines.length <= 3 * PROXY_PORTS.length, `node-1 wrote ${newLines.length} log lines for ${PROXY_PORTS.length} probes`);
+    const loops = counter(m1, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' }) - counter(m0, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' });
+    t.ok(loops >= 2 && loops <= PROXY_PORTS.length, `${loops} connections counted as LOOP (15001 and 15006 at least)`);
+
+    // The reported case: exactly one refusal, a reset, nothing dialled.
+    const at15001 = newLines.filter((l) => l.msg === 'connection complete' && l['dst.addr'] === `${node1.address}:15001`);
+    t.equal(at15001.length, 1, 'one access-log line for the connection to :15001');
+    t.match(at15001[0], { error: 'LOOP', reason: /refused to prevent a loop/, 'src.addr': new RegExp(`^${client.ip.replace(/\./g, '\\.')}:`) });
+    const r15001 = results.find((r) => r.target.endsWith(':15001'))!;
+    t.match(r15001, { outcome: 'ECONNRESET', received: 0 }, 'the client sees a reset');
+    const r15006 = results.find((r) => r.target.endsWith(':15006'))!;
+    t.match(r15006, { outcome: 'ECONNRESET', received: 0 }, ':15006 too');
+    // 15008 is TLS (a byte of garbage fails the handshake); 15000 answers on loopback only;
+    // 15020/15021 are captured to 15001 (refused) or, when capture leaves the node address
+    // alone, reached directly as the pod itself. None of them may loop (checked above).
+    for (const r of results) t.not(r.outcome, 'timeout', `${r.target} ended within 2 s`);
+  });
+
+  await t.test('link-local: cloud metadata and the pod gateway are never dialled by the ztunnel', async (t) => {
+    const linesBefore = logLines().length;
+    const results = await probe(['169.254.169.254:80', '169.254.1.1:80']);
+    t.comment(JSON.stringify(results));
+    const newLines = logLines().slice(linesBefore).filter((l) => l.msg === 'connection complete');
+    for (const target of ['169.254.169.254:80', '169.254.1.1:80']) {
+      const lines = newLines.filter((l) => l['dst.addr'] === target);
+      // Either capture left it alone (no line), or the ztunnel refused it without dialling.
+      t.ok(lines.length <= 1, `${target}: ${lines.length} access-log line(s)`);
+      for (const l of lines) t.match(l, { error: /^(NO_ROUTE|LOOP)$/ }, `${target}: refused (${String(l.error)}), not dialled`);
+      t.equal(results.find((r) => r.target === target)?.received, 0, `${target}: no answer`);
+    }
+  });
+
+  await t.test('normal traffic keeps flowing', async (t) => {
+    const answer = await lab.request('demo/client', 'http://echo.demo/');
+    t.match(answer.pod, /^echo-[12]$/);
+  });
+
+  await t.test('weft explain shows the refusal', async (t) => {
+    const r = await lab.weft(['explain', 'demo/client', `${node1.address}:15001`]);
+    t.match(r.stdout, /LOOP|loop/);
+    t.match(r.stdout, /refused to prevent a loop/);
+  });
+});
