@@ -11,7 +11,8 @@ import { parseOptions } from '../src/lib/options';
 import { redisConnection, redisOptions, redisOptionSpecs } from '../src/registry/connection';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { caConfig, caSpecs } from '../src/ca/command';
-import { tempDir } from './helpers/cli';
+import { loadContext } from '../src/cli/context';
+import { tempDir, writeContextFile } from './helpers/cli';
 
 const PEM_CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const PEM_KEY = '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n';
@@ -70,6 +71,21 @@ t.test('Redis flags', async (t) => {
     t.throws(() => loadZtunnelConfig(['--redis-ca-file', ca], env), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file/ }, 'ztunnel');
     t.throws(() => caConfig(parseOptions(caSpecs, ['--redis-url', 'rediss://h:1', '--redis-key-file', key], {}).values),
       { code: 'WEFT_CONFIG_INVALID', message: /--redis-key-file without/ }, 'CA');
+  });
+
+  t.test('the CLI: credentials from the lab context file, flags override them', async (t) => {
+    const ctxFile = writeContextFile(join(tmp.dir, 'context.json'), {
+      kind: 'lab', redisUrl: 'rediss://127.0.0.1:16379', redisUsername: 'weft-operator', redisPasswordFile: pw, redisCaFile: ca, nodes: [],
+    });
+    const base = { context: ctxFile, redisUrl: '' };
+    t.same(loadContext(base, {}).redisAuth, { username: 'weft-operator', passwordFile: pw, caFile: ca }, 'from the context file');
+    const other = file('other-password', 'x\n');
+    t.same(loadContext({ ...base, redisUsername: 'weft-ca', redisPasswordFile: other }, {}).redisAuth,
+      { username: 'weft-ca', passwordFile: other, caFile: ca }, 'flags win');
+    t.throws(() => loadContext({ ...base, redisUrl: 'redis://127.0.0.1:16379' }, {}), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file with a plain redis:/ },
+      'the same cross-field rules');
+    t.same(loadContext({ context: '', redisUrl: 'redis://h:1', redisUsername: 'weft-operator' }, { HOME: tmp.dir }).redisAuth, { username: 'weft-operator' },
+      '--redis-url alone with a user');
   });
 
   t.test('ioredis options come from the files, read anew for each client', async (t) => {
