@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { isWeftError } from '../src/lib/errors';
-import { generateCaptureRules, generateServiceRules } from '../src/iptables/rules';
+import { generateCaptureRules } from '../src/iptables/rules';
+import { generateServiceRules } from '../src/iptables/services';
 import { IptablesApplier, createCaptureApplier, createServicesApplier, detectIptablesBackend } from '../src/iptables/apply';
 import { ExecCommandRunner, type CommandRunner } from '../src/iptables/runner';
 import { createTopology, netnsSkipReason } from './helpers/netns';
@@ -81,6 +82,34 @@ for (const binary of ['iptables', 'iptables-legacy']) {
     t.equal(await natSave(ns, binary), after, 'remove is idempotent');
   });
 }
+
+t.test('adopting rules left by a previous ztunnel: one transaction, the jump back in first place, check() tells', async (t) => {
+  const ns = await freshNetns(t);
+  const old = createCaptureApplier({ runner, netns: ns });
+  await old.apply(capture(['198.51.100.10']));
+  // The previous process is gone (SIGKILL); meanwhile a kube-proxy (re)start put its
+  // own rule at the top of PREROUTING, ahead of our jump.
+  await runner.run('iptables', ['-t', 'nat', '-I', 'PREROUTING', '1', '-s', '192.0.2.1/32', '-j', 'RETURN'], { netns: ns });
+  const fresh = createCaptureApplier({ runner, netns: ns });
+  const wanted = capture(['198.51.100.10', '198.51.100.11']);
+  t.match((await fresh.check(wanted)).join('; '), /has \d+ rule\(s\), expected \d+.*foreign rule ahead of the jump to WEFT-PREROUTING/, 'drift is reported');
+  // Record every restore: adoption must be one transaction (no flush-then-fill window).
+  const restores: string[] = [];
+  const recording: CommandRunner = {
+    run(cmd, args, opts) {
+      if (cmd.endsWith('-restore')) restores.push(opts?.input ?? '');
+      return runner.run(cmd, args, opts);
+    },
+  };
+  await createCaptureApplier({ runner: recording, netns: ns }).apply(wanted);
+  t.equal(restores.length, 1, 'one iptables-restore');
+  t.match(restores[0], /^\*nat\n:WEFT-INBOUND[\s\S]*-D PREROUTING -j WEFT-PREROUTING[\s\S]*-I PREROUTING 1 -j WEFT-PREROUTING\nCOMMIT/, 'the chains refilled and the jump moved in the same transaction');
+  const save = await natSave(ns);
+  t.same(save.split('\n').filter((l) => l.startsWith('-A PREROUTING')), ['-A PREROUTING -j WEFT-PREROUTING', '-A PREROUTING -s 192.0.2.1/32 -j RETURN'], 'capture first again, foreign rule kept');
+  t.same(await fresh.check(wanted), [], 'check() is clean afterwards');
+  await fresh.apply(wanted);
+  t.equal(await natSave(ns), save, 'and stable');
+});
 
 t.test('service chain: independent owner, runs after capture', async (t) => {
   const ns = await freshNetns(t);

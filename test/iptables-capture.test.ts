@@ -1,7 +1,8 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { generateCaptureRules, generateServiceRules } from '../src/iptables/rules';
-import { createCaptureApplier, createServicesApplier } from '../src/iptables/apply';
+import { generateCaptureGuardRules, generateCaptureRules } from '../src/iptables/rules';
+import { generateServiceRules } from '../src/iptables/services';
+import { createCaptureApplier, createGuardApplier, createServicesApplier } from '../src/iptables/apply';
 import { ExecCommandRunner } from '../src/iptables/runner';
 import { createTopology, netnsSkipReason, type Topology } from './helpers/netns';
 
@@ -203,6 +204,39 @@ t.test('node-level capture in real network namespaces', async (t) => {
     const save = await natSave(node);
     t.notMatch(save, /WEFT-SERVICES/);
     t.match(save, /-A PREROUTING -j WEFT-PREROUTING/, 'removing services leaves capture in place');
+  });
+
+  t.test('the node addresses and link-local are reached directly by an enrolled pod, never through 15001', async (t) => {
+    const onNode = topo.startNode(node, { script: APP, args: ['node', '0.0.0.0', '9999'], typescript: false });
+    t.teardown(() => onNode.kill());
+    await onNode.waitForLine(/^listening$/);
+    t.same(await connectFrom(topo, podA.netns, `${NODE}:9999`, '169.254.1.1:9999'),
+      [{ server: 'node', remote: A }, { server: 'node', remote: A }], 'node address and the link-local gateway: the pod itself connects');
+    const [metadata] = await connectFrom(topo, podA.netns, '169.254.169.254:80');
+    t.equal(metadata?.listener, undefined, 'a metadata endpoint is not captured either (nothing serves it here, so it fails)');
+    t.ok(metadata?.error, `fails directly: ${metadata?.error}`);
+  });
+
+  t.test('NodePort (DNAT by kube-proxy) to an enrolled pod on this node: refused by the guard, never plaintext', async (t) => {
+    const svc = createServicesApplier({ runner, netns: node });
+    t.teardown(() => svc.remove().catch(() => {}));
+    await svc.apply(generateServiceRules([], [{ nodePort: 30080, endpoints: [{ ip: A, port: 8080 }] }, { nodePort: 30081, endpoints: [{ ip: B, port: 8080 }] }]));
+    const podB8080 = topo.startNode(podB.netns, { script: APP, args: ['pod-b', B, '8080'], typescript: false });
+    t.teardown(() => podB8080.kill());
+    await podB8080.waitForLine(/^listening$/);
+    t.same(await connectFrom(topo, ext, `${NODE}:30080`), [{ server: 'pod-a', remote: EXT }],
+      'without the guard the NodePort reaches the enrolled pod in plaintext, from the client itself (the bypass)');
+
+    const guard = createGuardApplier({ runner, netns: node });
+    t.teardown(() => guard.remove().catch(() => {}));
+    await guard.apply(generateCaptureGuardRules({ family: 4, enrolledPodIps: [A, C], captured: true }));
+    t.same(await connectFrom(topo, ext, `${NODE}:30080`), [{ error: 'ECONNREFUSED' }], 'with the guard it is reset at once');
+    t.same(await connectFrom(topo, podB.netns, `${NODE}:30080`), [{ error: 'ECONNREFUSED' }], 'also from a pod of the same node');
+    t.same(await connectFrom(topo, ext, `${NODE}:30081`), [{ server: 'pod-b', remote: EXT }], 'a NodePort to a pod outside the mesh is untouched');
+    t.same(await connectFrom(topo, ext, `${A}:8080`), [{ listener: 15006, orig: { ip: A, port: 8080 }, remote: EXT }], 'the pod IP itself is still captured to 15006');
+    t.same(await connectFrom(topo, podA.netns, `${C}:8080`), [{ listener: 15001, orig: { ip: C, port: 8080 }, remote: A }], 'mesh traffic unchanged');
+    await guard.remove();
+    t.notMatch((await runner.run('iptables-save', ['-t', 'filter'], { netns: node })).stdout, /WEFT/, 'guard removal leaves nothing');
   });
 
   t.test('reconciling a smaller enrolled set affects new connections only', async (t) => {

@@ -2,7 +2,9 @@ import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isWeftError } from '../src/lib/errors';
-import { generateCaptureRules, generateServiceRules, compareIPv4 } from '../src/iptables/rules';
+import { generateCaptureGuardRules, generateCaptureRules } from '../src/iptables/rules';
+import { generateServiceRules } from '../src/iptables/services';
+import { compareIp } from '../src/iptables/ip';
 
 // Golden files pin the exact rule text. After an intended change, regenerate with
 // WEFT_UPDATE_GOLDEN=1 npx tap test/iptables-rules.test.ts and review the diff.
@@ -65,7 +67,13 @@ t.test('capture rules only touch WEFT-* chains and send enrolled sources to outb
 t.test('capture input is validated and the bad field is named', async (t) => {
   const cases: [string, Parameters<typeof generateCaptureRules>[0], RegExp][] = [
     ['bad node address', { nodeAddress: 'node-1', enrolledPodIps: [] }, /nodeAddress/],
-    ['IPv6 node address', { nodeAddress: '2001:db8::1', enrolledPodIps: [] }, /nodeAddress.*IPv6/],
+    ['IPv4 pod on an IPv6 node address', { nodeAddress: '2001:db8::1', enrolledPodIps: ['198.51.100.1'] }, /enrolledPodIps\[0\].*IPv6/],
+    ['IPv6 pod on an IPv4 node address', { nodeAddress: node, enrolledPodIps: ['198.51.100.1', '2001:db8::5'] }, /enrolledPodIps\[1\].*IPv4/],
+    ['IPv6 loopback node address', { nodeAddress: '::1', enrolledPodIps: [] }, /nodeAddress.*loopback/],
+    ['IPv6 link-local node address', { nodeAddress: 'fe80::1', enrolledPodIps: [] }, /nodeAddress.*link-local/],
+    ['link-local node address', { nodeAddress: '169.254.1.1', enrolledPodIps: [] }, /nodeAddress.*link-local/],
+    ['bad extra node address', { nodeAddress: node, nodeAddresses: ['2001:db8::1'], enrolledPodIps: [] }, /nodeAddresses\[0\]/],
+    ['extra node address is a pod', { nodeAddress: node, nodeAddresses: ['198.51.100.1'], enrolledPodIps: ['198.51.100.1'] }, /nodeAddresses/],
     ['bad pod IP', { nodeAddress: node, enrolledPodIps: ['198.51.100.1', '198.51.100.300'] }, /enrolledPodIps\[1\]/],
     ['loopback node address', { nodeAddress: '127.0.0.1', enrolledPodIps: [] }, /nodeAddress.*loopback/],
     ['node enrolled as pod', { nodeAddress: node, enrolledPodIps: [node] }, /enrolledPodIps/],
@@ -154,7 +162,7 @@ t.test('capture rules for service VIPs with an enrolled endpoint on this node', 
   const bad: [string, unknown, RegExp][] = [
     ['not an array', '198.51.100.200:80', /capturedServices=/],
     ['bad vip', [{ vip: 'echo', port: 80 }], /capturedServices\[0\]\.vip/],
-    ['IPv6 vip', [{ vip: '2001:db8::1', port: 80 }], /capturedServices\[0\]\.vip.*IPv6/],
+    ['IPv6 vip on an IPv4 node', [{ vip: '2001:db8::1', port: 80 }], /capturedServices\[0\]\.vip.*IPv4/],
     ['bad port', [{ vip: '198.51.100.200', port: 80 }, { vip: '198.51.100.200', port: 0 }], /capturedServices\[1\]\.port/],
     ['vip is the node', [{ vip: node, port: 80 }], /capturedServices\[0\]\.vip.*not the node/],
     ['vip is an enrolled pod', [{ vip: '198.51.100.10', port: 80 }], /capturedServices\[0\]\.vip.*enrolled pod/],
@@ -165,6 +173,43 @@ t.test('capture rules for service VIPs with an enrolled endpoint on this node', 
   }
 });
 
-t.test('compareIPv4 orders numerically', async (t) => {
-  t.same(['10.0.0.10', '9.255.255.255', '10.0.0.9'].sort(compareIPv4), ['9.255.255.255', '10.0.0.9', '10.0.0.10']);
+t.test('compareIp orders numerically', async (t) => {
+  t.same(['10.0.0.10', '9.255.255.255', '10.0.0.9'].sort(compareIp), ['9.255.255.255', '10.0.0.9', '10.0.0.10']);
+});
+
+t.test('the node addresses and link-local are never captured from an enrolled pod (RETURN before the DNAT)', async (t) => {
+  const text = generateCaptureRules({ nodeAddress: node, nodeAddresses: ['192.0.2.9', node], enrolledPodIps: ['198.51.100.10'] });
+  golden(t, 'capture-node-addresses.rules', text);
+  const outbound = text.split('\n').filter((l) => l.startsWith('-A WEFT-OUTBOUND '));
+  const dnat = outbound.findIndex((l) => l.includes('-j DNAT'));
+  t.same(outbound.slice(0, dnat).map((l) => /-d (\S+) /.exec(l)?.[1]), ['192.0.2.9/32', `${node}/32`, '169.254.0.0/16'],
+    'each node address once (numeric order), then link-local, all before the DNAT to 15001');
+  t.ok(outbound.slice(0, dnat).every((l) => l.endsWith('-j RETURN') && !l.includes('--dport')), 'every port, not only the proxy ports');
+  t.match(generateCaptureRules({ nodeAddress: '2001:db8::1', enrolledPodIps: [] }), /-A WEFT-OUTBOUND -d fe80::\/10 .* -j RETURN/, 'fe80::/10 for IPv6');
+});
+
+t.test('IPv6: the same rules from the same generator, for ip6tables', async (t) => {
+  const input = {
+    nodeAddress: '2001:DB8::1',
+    nodeAddresses: ['2001:db8:0:0::2'],
+    enrolledPodIps: ['2001:db8:1::b', '2001:db8:1::a', '2001:db8:1:0::a'],
+    capturedServices: [{ vip: 'fd00:7eff::50', port: 80 }],
+  };
+  const v6 = generateCaptureRules(input);
+  golden(t, 'capture-ipv6.rules', v6);
+  t.match(v6, /^# weft capture rules \(IPv6\): node 2001:db8::1,/, 'canonical (RFC 5952) addresses, as ip6tables-save prints them');
+  t.match(v6, /-s 2001:db8:1::a\/128 .* -j WEFT-OUTBOUND\n-A WEFT-PREROUTING -s 2001:db8:1::b\/128/, 'numeric order, duplicates merged, /128 hosts');
+  t.match(v6, /-j DNAT --to-destination \[2001:db8::1\]:15001/, 'bracketed DNAT target');
+  const v4 = generateCaptureRules({ nodeAddress: node, nodeAddresses: ['203.0.113.2'], enrolledPodIps: ['198.51.100.10', '198.51.100.11'], capturedServices: [{ vip: '198.51.100.50', port: 80 }] });
+  const shape = (text: string) => text.split('\n').slice(1).map((l) => l.replace(/\[?[0-9a-f.:]+\]?(\/\d+|:\d+)?/g, 'X'));
+  t.same(shape(v6), shape(v4), 'line for line the IPv4 rules, addresses aside');
+});
+
+t.test('guard rules: new TCP forwarded to an enrolled pod is refused (golden, both families)', async (t) => {
+  golden(t, 'guard-ipv4.rules', generateCaptureGuardRules({ family: 4, enrolledPodIps: ['198.51.100.11', '198.51.100.10'], captured: true }));
+  golden(t, 'guard-ipv6-uncaptured.rules', generateCaptureGuardRules({ family: 6, enrolledPodIps: ['2001:db8:1::a'], captured: false }));
+  const empty = generateCaptureGuardRules({ family: 6, enrolledPodIps: [], captured: true });
+  t.same(empty.split('\n').filter((l) => l.startsWith('-A')), [], 'no pods, no rules (the chain and jump still exist)');
+  throwsConfig(t, () => generateCaptureGuardRules({ family: 4, enrolledPodIps: ['2001:db8::1'], captured: true }), /enrolledPodIps\[0\]/, 'family mismatch');
+  throwsConfig(t, () => generateCaptureGuardRules({ family: 5 as never, enrolledPodIps: [], captured: true }), /family/, 'bad family');
 });

@@ -1,6 +1,8 @@
 import { WeftError, isWeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
-import { CAPTURE_CHAINS, SERVICES_CHAIN } from './rules';
+import { IPTABLES_BINARY, type IpFamily } from './ip';
+import { CAPTURE_CHAINS, GUARD_CHAIN } from './rules';
+import { SERVICES_CHAIN } from './services';
 import type { CommandRunner } from './runner';
 
 /** A rule in a built-in chain that sends packets into a chain Weft owns. */
@@ -133,6 +135,30 @@ export class IptablesApplier {
     }));
   }
 
+  /**
+   * What is wrong with the rules in force compared with `rulesText` (empty: in force):
+   * every declared chain exists with as many rules as the text appends (counted, since
+   * iptables-save may spell a rule differently than we wrote it), and every jump into
+   * them is there exactly once, the `first` ones ahead of every foreign rule.
+   */
+  async check(rulesText: string): Promise<string[]> {
+    const parsed = this.validate(rulesText);
+    const saved = await this.save();
+    const problems: string[] = [];
+    for (const chain of parsed.declared) {
+      const want = parsed.rules.filter((l) => /^-A\s+(\S+)/.exec(l)?.[1] === chain).length;
+      const have = saved.rules.filter((r) => r.chain === chain).length;
+      if (!saved.chains.has(chain)) problems.push(`chain ${this.opts.table}/${chain} is missing`);
+      else if (have !== want) problems.push(`chain ${this.opts.table}/${chain} has ${have} rule(s), expected ${want}`);
+    }
+    for (const j of this.opts.jumps.filter((j) => parsed.declared.includes(j.to))) {
+      const n = saved.rules.filter((r) => r.chain === j.from && r.spec === `-j ${j.to}`).length;
+      if (n !== 1) problems.push(`${this.opts.table}/${j.from} has ${n} jump(s) to ${j.to}, expected 1`);
+      else if (j.position === 'first' && !this.inPlace(saved, j)) problems.push(`${this.opts.table}/${j.from} has a foreign rule ahead of the jump to ${j.to}`);
+    }
+    return problems;
+  }
+
   /** The current `-A` lines of the owned chains and of the jumps into them. */
   async ownedRules(): Promise<string[]> {
     const saved = await this.save();
@@ -216,6 +242,14 @@ export class IptablesApplier {
         copies.delete(spec);
       }
     }
+    // A `first` jump that something else (kube-proxy, a CNI) got ahead of would let that
+    // rule act before capture: move it back to the top, atomically, in this transaction.
+    for (const spec of copies.keys()) {
+      if (spec.position === 'first' && !this.inPlace(saved, spec)) {
+        deletes.push(`-D ${spec.from} -j ${spec.to}`);
+        copies.delete(spec);
+      }
+    }
     const present = new Set(copies.keys());
     const missing = wanted.filter((j) => !present.has(j));
     if (declared.length === 0 && stale.length === 0 && deletes.length === 0 && missing.length === 0) return undefined;
@@ -231,6 +265,18 @@ export class IptablesApplier {
       'COMMIT',
       '',
     ].join('\n');
+  }
+
+  /** Whether a `first` jump is preceded in its built-in chain only by other `first` jumps of ours. */
+  private inPlace(saved: SavedTable, spec: JumpSpec): boolean {
+    for (const r of saved.rules) {
+      if (r.chain !== spec.from) continue;
+      const target = targetOf(r.spec);
+      if (target === spec.to && r.spec === `-j ${spec.to}`) return true;
+      const ours = this.opts.jumps.some((j) => j.position === 'first' && j.from === spec.from && j.to === target && r.spec === `-j ${target}`);
+      if (!ours) return false;
+    }
+    return false;
   }
 
   private async save(): Promise<SavedTable> {
@@ -269,16 +315,41 @@ export class IptablesApplier {
   }
 }
 
-/** The capture applier: owns the WEFT capture chains, jumped to first in PREROUTING and OUTPUT. */
-export function createCaptureApplier(options: Omit<IptablesApplierOptions, 'chains' | 'jumps' | 'table'>): IptablesApplier {
+type FamilyApplierOptions = Omit<IptablesApplierOptions, 'chains' | 'jumps' | 'table' | 'binary'> & {
+  /** Default 4 (iptables); 6 selects ip6tables. */
+  family?: IpFamily;
+  /** Overrides the family's command, e.g. iptables-legacy. */
+  binary?: string;
+};
+
+function binaryFor(o: FamilyApplierOptions): string {
+  return o.binary ?? IPTABLES_BINARY[o.family ?? 4];
+}
+
+/** The capture applier (nat): owns the WEFT capture chains, jumped to first in PREROUTING and OUTPUT. */
+export function createCaptureApplier(options: FamilyApplierOptions): IptablesApplier {
   const C = CAPTURE_CHAINS;
+  const { family: _f, ...rest } = options;
   return new IptablesApplier({
-    ...options,
+    ...rest,
+    binary: binaryFor(options),
     chains: [C.prerouting, C.output, C.outbound, C.inbound],
     jumps: [
       { from: 'PREROUTING', to: C.prerouting, position: 'first' },
       { from: 'OUTPUT', to: C.output, position: 'first' },
     ],
+  });
+}
+
+/** The capture guard applier (filter): owns WEFT-FORWARD, jumped to first in FORWARD. */
+export function createGuardApplier(options: FamilyApplierOptions): IptablesApplier {
+  const { family: _f, ...rest } = options;
+  return new IptablesApplier({
+    ...rest,
+    binary: binaryFor(options),
+    table: 'filter',
+    chains: [GUARD_CHAIN],
+    jumps: [{ from: 'FORWARD', to: GUARD_CHAIN, position: 'first' }],
   });
 }
 

@@ -1,10 +1,11 @@
-import { isIPv4 } from 'node:net';
-import { WeftError } from '../lib/errors';
+import { canonicalIp, checkIp, checkPort, compareIp, familyOf, host, hostPort, invalid, LINK_LOCAL, sortedUnique, type IpFamily } from './ip';
 
 /**
- * Node-level traffic capture as `iptables-restore` text (table nat). Pure: the same
- * input always yields byte-identical text, so re-applying is a no-op and the output
- * can be compared with golden files.
+ * Node-level traffic capture as `iptables-restore` text (table nat), plus the guard
+ * (table filter) that refuses what the capture cannot see. Pure: the same input always
+ * yields byte-identical text, so re-applying is a no-op and the output can be compared
+ * with golden files. One generator for both families: IPv4 text for iptables, IPv6
+ * text for ip6tables, chosen by the family of the node address.
  *
  * Why node-level DNAT and not Istio's in-pod REDIRECT: Node.js cannot setns() into a
  * pod, mark its sockets (SO_MARK) or ask for SO_ORIGINAL_DST. So the ztunnel listens in
@@ -44,14 +45,24 @@ export const CAPTURE_CHAINS = Object.freeze({
   inbound: 'WEFT-INBOUND',
 });
 
-/** The kube-proxy emulation chain, owned by whoever applies service rules (the lab). */
-export const SERVICES_CHAIN = 'WEFT-SERVICES';
+/** The filter chain that refuses new TCP to enrolled pods that bypassed capture. */
+export const GUARD_CHAIN = 'WEFT-FORWARD';
 
 export interface CaptureRulesInput {
-  /** The node's own address, where the ztunnel listens (IPv4). */
+  /**
+   * The node's own address where the ztunnel listens; its family (IPv4 or IPv6) is the
+   * family of the rules, so every other address below must be of the same family.
+   */
   nodeAddress: string;
-  /** IPv4 addresses of pods on this node that are in the mesh. Order does not matter. */
+  /** Addresses of pods on this node that are in the mesh. Order does not matter. */
   enrolledPodIps: readonly string[];
+  /**
+   * The node's other addresses (the registry's, a second interface). Like nodeAddress
+   * and link-local, never captured from an enrolled pod: the pod reaches them directly,
+   * as on a node without the mesh, instead of through 15001 (which would dial the node
+   * itself: a loop, or egress leaving as the node).
+   */
+  nodeAddresses?: readonly string[];
   /**
    * Service VIP:ports with at least one enrolled endpoint on this node. Traffic to them
    * from sources outside the mesh goes to the inbound plaintext port instead of on to
@@ -67,45 +78,21 @@ export interface CapturedServicePort {
   port: number;
 }
 
-export interface ServiceEndpoint {
-  ip: string;
-  port: number;
-}
-
-export interface ServiceRule {
-  vip: string;
-  port: number;
-  endpoints: readonly ServiceEndpoint[];
-}
-
-function invalid(field: string, value: unknown, expected: string): WeftError {
-  return new WeftError('WEFT_CONFIG_INVALID', `invalid ${field}=${JSON.stringify(value)}: expected ${expected}`, {
-    details: { field, value },
-  });
-}
-
-function checkIPv4(field: string, value: unknown): string {
-  if (typeof value !== 'string' || !isIPv4(value)) throw invalid(field, value, 'an IPv4 address such as 198.51.100.7 (IPv6 capture is not supported yet)');
-  return value;
-}
-
 /**
- * A nodeAddress in 127.0.0.0/8 would make every DNAT from PREROUTING a martian that the
- * kernel drops silently (unless route_localnet=1), so it is refused up front.
+ * A loopback nodeAddress would make every DNAT from PREROUTING a martian that the
+ * kernel drops silently (unless route_localnet=1), and a link-local one needs a scope
+ * DNAT cannot carry, so both are refused up front, as is the unspecified address.
  */
-function checkNodeAddress(value: unknown): string {
-  const ip = checkIPv4('nodeAddress', value);
-  if (ip.startsWith('127.') || ip === '0.0.0.0') {
-    throw invalid('nodeAddress', ip, "the node's routable address, not loopback or 0.0.0.0 (pod traffic cannot be DNAT'ed to loopback)");
+function checkNodeAddress(value: unknown): { ip: string; family: IpFamily } {
+  const family = typeof value === 'string' ? familyOf(value) : undefined;
+  if (family === undefined) throw invalid('nodeAddress', value, 'an IPv4 or IPv6 address such as 198.51.100.7 or 2001:db8::7');
+  const ip = checkIp('nodeAddress', value, family);
+  const bad = family === 4 ? ip.startsWith('127.') || ip === '0.0.0.0' || ip.startsWith('169.254.')
+    : ip === '::1' || ip === '::' || /^fe[89ab]/.test(ip);
+  if (bad) {
+    throw invalid('nodeAddress', ip, "the node's routable address, not loopback, link-local or unspecified (pod traffic cannot be DNAT'ed there)");
   }
-  return ip;
-}
-
-function checkPort(field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
-    throw invalid(field, value, 'an integer port between 1 and 65535');
-  }
-  return value;
+  return { ip, family };
 }
 
 function checkPorts(ports: CapturePorts | undefined): CapturePorts {
@@ -121,36 +108,28 @@ function checkPorts(ports: CapturePorts | undefined): CapturePorts {
   return checked;
 }
 
-/** Numeric IPv4 order, so 198.51.100.9 sorts before 198.51.100.10. */
-export function compareIPv4(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < 4; i++) {
-    const d = pa[i]! - pb[i]!;
-    if (d !== 0) return d;
-  }
-  return 0;
+function checkIpList(field: string, value: unknown, family: IpFamily): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalid(field, value, `an array of IPv${family} addresses`);
+  return sortedUnique(value.map((ip, i) => checkIp(`${field}[${i}]`, ip, family)));
 }
 
-function sortedUnique(ips: readonly string[]): string[] {
-  return [...new Set(ips)].sort(compareIPv4);
-}
-
-function checkCapturedServices(value: unknown, node: string, pods: ReadonlySet<string>): CapturedServicePort[] {
+function checkCapturedServices(value: unknown, family: IpFamily, taken: ReadonlySet<string>): CapturedServicePort[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('capturedServices', value, 'an array of {vip, port}');
   const byKey = new Map<string, CapturedServicePort>();
   value.forEach((svc: Partial<CapturedServicePort> | undefined, i) => {
-    const vip = checkIPv4(`capturedServices[${i}].vip`, svc?.vip);
-    if (vip === node || pods.has(vip)) throw invalid(`capturedServices[${i}].vip`, vip, 'a service VIP, not the node or an enrolled pod address');
+    const vip = checkIp(`capturedServices[${i}].vip`, svc?.vip, family);
+    if (taken.has(vip)) throw invalid(`capturedServices[${i}].vip`, vip, 'a service VIP, not the node or an enrolled pod address');
     const port = checkPort(`capturedServices[${i}].port`, svc?.port);
     byKey.set(`${vip}:${port}`, { vip, port });
   });
-  return [...byKey.values()].sort((a, b) => compareIPv4(a.vip, b.vip) || a.port - b.port);
+  return [...byKey.values()].sort((a, b) => compareIp(a.vip, b.vip) || a.port - b.port);
 }
 
 /**
- * Capture rules for one node. Layout (each rule explained in docs via its comment):
+ * Capture rules for one node and one address family. Layout (each rule explained in
+ * docs via its comment):
  *
  *   PREROUTING → WEFT-PREROUTING
  *     -s <enrolled pod> -p tcp → WEFT-OUTBOUND   (first: enrolled→enrolled on the same
@@ -159,12 +138,20 @@ function checkCapturedServices(value: unknown, node: string, pods: ReadonlySet<s
  *     -d <VIP> --dport <port> → DNAT node:15006  (service ports with an enrolled
  *                                                  endpoint on this node; non-enrolled
  *                                                  sources only, as above)
- *   WEFT-OUTBOUND: RETURN for the node's own proxy ports, else DNAT node:15001
+ *   WEFT-OUTBOUND: RETURN for the node's own addresses and link-local, else DNAT
+ *                  node:15001
  *   WEFT-INBOUND:  dport 15008 → DNAT node:15008, else DNAT node:15006
  *   OUTPUT → WEFT-OUTPUT
  *     -d <enrolled pod> --dport 15008 → DNAT node:15008 (same-node HBONE from ztunnel)
  *
  * Pods not enrolled appear in no rule, so they are never captured.
+ *
+ * Why the RETURNs: the ztunnel would dial what it captured from the node's own
+ * address. To the node itself that is a self-connect (a loop through 15001, or a
+ * plaintext bypass of the pod's identity); to link-local (169.254.169.254 metadata
+ * endpoints) the endpoint would see, and trust, the node instead of the pod. So an
+ * enrolled pod reaches those directly, from its own address, exactly as without the
+ * mesh; the ztunnel additionally refuses them at 15001 in case a rule is missing.
  *
  * Why the VIP rules: a connection is DNAT'ed once (nat PREROUTING runs for its first
  * packet only). A non-mesh pod dialling a VIP is DNAT'ed by kube-proxy to the chosen
@@ -174,93 +161,113 @@ function checkCapturedServices(value: unknown, node: string, pods: ReadonlySet<s
  * mTLS. So such VIP:ports are taken before kube-proxy (this chain is jumped to first)
  * and the ztunnel's inbound plaintext listener picks the endpoint itself, with the VIP
  * as the original destination. (On other nodes the capture sees the pod IP already.)
+ * Other DNATs to a same-node pod (NodePort, hostPort, LoadBalancer) are refused by the
+ * guard rules instead: see generateCaptureGuardRules.
  */
 export function generateCaptureRules(input: CaptureRulesInput): string {
-  const node = checkNodeAddress(input.nodeAddress);
+  const { ip: node, family } = checkNodeAddress(input.nodeAddress);
   const ports = checkPorts(input.ports);
-  if (!Array.isArray(input.enrolledPodIps as unknown)) throw invalid('enrolledPodIps', input.enrolledPodIps, 'an array of IPv4 addresses');
-  input.enrolledPodIps.forEach((ip, i) => checkIPv4(`enrolledPodIps[${i}]`, ip));
-  const pods = sortedUnique(input.enrolledPodIps);
+  if (!Array.isArray(input.enrolledPodIps as unknown)) throw invalid('enrolledPodIps', input.enrolledPodIps, `an array of IPv${family} addresses`);
+  const pods = checkIpList('enrolledPodIps', input.enrolledPodIps, family);
   if (pods.includes(node)) throw invalid('enrolledPodIps', node, 'pod addresses only: the node address cannot be enrolled');
-  const services = checkCapturedServices(input.capturedServices, node, new Set(pods));
+  const own = sortedUnique([node, ...checkIpList('nodeAddresses', input.nodeAddresses, family)]);
+  const clash = own.find((ip) => pods.includes(ip));
+  if (clash) throw invalid('nodeAddresses', clash, 'the node\'s own addresses, none of them an enrolled pod address');
+  const services = checkCapturedServices(input.capturedServices, family, new Set([...own, ...pods]));
 
   const C = CAPTURE_CHAINS;
-  const proxyPorts = [ports.outbound, ports.inboundPlaintext, ports.hbone].sort((a, b) => a - b).join(',');
   const lines: string[] = [
-    `# weft capture rules: node ${node}, ${pods.length} enrolled pod(s)${services.length ? `, ${services.length} captured service port(s)` : ''}, ports outbound=${ports.outbound} inbound=${ports.inboundPlaintext} hbone=${ports.hbone}`,
+    `# weft capture rules (IPv${family}): node ${node}, ${pods.length} enrolled pod(s)${services.length ? `, ${services.length} captured service port(s)` : ''}, ports outbound=${ports.outbound} inbound=${ports.inboundPlaintext} hbone=${ports.hbone}`,
     '*nat',
     ...[C.inbound, C.outbound, C.output, C.prerouting].sort().map((c) => `:${c} - [0:0]`),
   ];
   for (const pod of pods) {
-    lines.push(`-A ${C.prerouting} -s ${pod}/32 -p tcp -m comment --comment "weft: egress of enrolled pod" -j ${C.outbound}`);
+    lines.push(`-A ${C.prerouting} -s ${host(pod)} -p tcp -m comment --comment "weft: egress of enrolled pod" -j ${C.outbound}`);
   }
   for (const pod of pods) {
-    lines.push(`-A ${C.prerouting} -d ${pod}/32 -p tcp -m comment --comment "weft: ingress to enrolled pod" -j ${C.inbound}`);
+    lines.push(`-A ${C.prerouting} -d ${host(pod)} -p tcp -m comment --comment "weft: ingress to enrolled pod" -j ${C.inbound}`);
   }
   for (const svc of services) {
-    lines.push(`-A ${C.prerouting} -d ${svc.vip}/32 -p tcp -m tcp --dport ${svc.port} -m comment --comment "weft: service with an enrolled endpoint on this node, before kube-proxy" -j DNAT --to-destination ${node}:${ports.inboundPlaintext}`);
+    lines.push(`-A ${C.prerouting} -d ${host(svc.vip)} -p tcp -m tcp --dport ${svc.port} -m comment --comment "weft: service with an enrolled endpoint on this node, before kube-proxy" -j DNAT --to-destination ${hostPort(node, ports.inboundPlaintext)}`);
+  }
+  for (const ip of own) {
+    lines.push(`-A ${C.outbound} -d ${host(ip)} -m comment --comment "weft: never capture traffic to the node addresses" -j RETURN`);
   }
   lines.push(
-    `-A ${C.outbound} -d ${node}/32 -p tcp -m multiport --dports ${proxyPorts} -m comment --comment "weft: never capture traffic to the node proxy ports" -j RETURN`,
-    `-A ${C.outbound} -p tcp -m comment --comment "weft: to ztunnel outbound" -j DNAT --to-destination ${node}:${ports.outbound}`,
-    `-A ${C.inbound} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: HBONE to ztunnel inbound" -j DNAT --to-destination ${node}:${ports.hbone}`,
-    `-A ${C.inbound} -p tcp -m comment --comment "weft: plaintext to ztunnel inbound" -j DNAT --to-destination ${node}:${ports.inboundPlaintext}`,
+    `-A ${C.outbound} -d ${LINK_LOCAL[family]} -m comment --comment "weft: never capture link-local (metadata endpoints, the pod gateway)" -j RETURN`,
+    `-A ${C.outbound} -p tcp -m comment --comment "weft: to ztunnel outbound" -j DNAT --to-destination ${hostPort(node, ports.outbound)}`,
+    `-A ${C.inbound} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: HBONE to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.hbone)}`,
+    `-A ${C.inbound} -p tcp -m comment --comment "weft: plaintext to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.inboundPlaintext)}`,
   );
   for (const pod of pods) {
     lines.push(
-      `-A ${C.output} -d ${pod}/32 -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: same-node HBONE to ztunnel inbound" -j DNAT --to-destination ${node}:${ports.hbone}`,
+      `-A ${C.output} -d ${host(pod)} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: same-node HBONE to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.hbone)}`,
     );
   }
   lines.push('COMMIT', '');
   return lines.join('\n');
 }
 
-/**
- * kube-proxy-style service load balancing: VIP:port is DNAT'ed to one endpoint chosen
- * at random (the i-th of n rules matches with probability 1/(n-i), the last always), so
- * each endpoint gets 1/n of new connections. The applier jumps here from PREROUTING
- * *after* the capture chain: an enrolled pod's VIP traffic is already DNAT'ed to the
- * ztunnel (with the VIP as original destination) and never reaches this chain, and
- * neither does a non-mesh pod's traffic to a VIP with an enrolled endpoint on this node
- * (the capture chain's service rules); other traffic gets plain kube-proxy behaviour.
- *
- * A service port without endpoints gets no rule (the nat table cannot REJECT); such
- * connections go to the VIP itself and fail as unreachable.
- */
-export function generateServiceRules(services: readonly ServiceRule[]): string {
-  if (!Array.isArray(services as unknown)) throw invalid('services', services, 'an array of {vip, port, endpoints}');
-  const byKey = new Map<string, { vip: string; port: number; endpoints: ServiceEndpoint[] }>();
-  services.forEach((svc, i) => {
-    const vip = checkIPv4(`services[${i}].vip`, svc?.vip);
-    const port = checkPort(`services[${i}].port`, svc.port);
-    if (!Array.isArray(svc.endpoints as unknown)) throw invalid(`services[${i}].endpoints`, svc.endpoints, 'an array of {ip, port}');
-    const key = `${vip}:${port}`;
-    if (byKey.has(key)) throw invalid(`services[${i}]`, key, 'each VIP:port at most once');
-    const endpoints = svc.endpoints.map((ep, j) => ({
-      ip: checkIPv4(`services[${i}].endpoints[${j}].ip`, ep?.ip),
-      port: checkPort(`services[${i}].endpoints[${j}].port`, ep.port),
-    }));
-    const unique = new Map(endpoints.map((ep) => [`${ep.ip}:${ep.port}`, ep]));
-    const sorted = [...unique.values()].sort((a, b) => compareIPv4(a.ip, b.ip) || a.port - b.port);
-    byKey.set(key, { vip, port, endpoints: sorted });
-  });
-  const ordered = [...byKey.values()].sort((a, b) => compareIPv4(a.vip, b.vip) || a.port - b.port);
+export interface CaptureGuardInput {
+  family: IpFamily;
+  /** Enrolled pod addresses of this family on this node. */
+  enrolledPodIps: readonly string[];
+  /**
+   * Whether the nat capture rules of this family are in force. False when the node has
+   * no address of this family for the ztunnel to listen on (an IPv6 pod address on a
+   * node whose ztunnel has only an IPv4 address): then the pods' egress of this family
+   * cannot be captured, so it is refused too, rather than leaving in plaintext.
+   */
+  captured: boolean;
+}
 
+/**
+ * The guard (table filter, WEFT-FORWARD, jumped to first from FORWARD): new TCP
+ * connections *forwarded* to an enrolled pod are refused with a reset.
+ *
+ * Every legitimate path to an enrolled pod ends at the local ztunnel (INPUT) and the
+ * ztunnel delivers from the node itself (OUTPUT); only a bypass is forwarded. The
+ * known bypass is a DNAT by someone else in nat PREROUTING, which runs once per
+ * connection: NodePort, LoadBalancer and externalIPs (kube-proxy) and hostPort (the
+ * CNI's portmap) rewrite `<node>:<port>` to `<pod>:<port>`, so the capture chain never
+ * saw the pod address. Also caught: a capture chain that is not (or no longer) first
+ * in PREROUTING, and the pod's own-family egress when that family is not captured.
+ * Refusing is fail-closed; reaching such a pod through a NodePort needs the ztunnel to
+ * resolve the node port (not done yet), or a client in the mesh.
+ *
+ * `--ctstate NEW` leaves connections established before the pod was enrolled alone,
+ * like the nat rules (which only affect new connections).
+ */
+export function generateCaptureGuardRules(input: CaptureGuardInput): string {
+  const family = input.family;
+  if (family !== 4 && family !== 6) throw invalid('family', family, '4 or 6');
+  if (!Array.isArray(input.enrolledPodIps as unknown)) throw invalid('enrolledPodIps', input.enrolledPodIps, `an array of IPv${family} addresses`);
+  const pods = checkIpList('enrolledPodIps', input.enrolledPodIps, family);
   const lines: string[] = [
-    `# weft service rules: ${ordered.length} service port(s)`,
-    '*nat',
-    `:${SERVICES_CHAIN} - [0:0]`,
+    `# weft capture guard (IPv${family}): ${pods.length} enrolled pod(s)${input.captured ? '' : ', not captured in this family: egress refused too'}`,
+    '*filter',
+    `:${GUARD_CHAIN} - [0:0]`,
   ];
-  for (const svc of ordered) {
-    const match = `-A ${SERVICES_CHAIN} -d ${svc.vip}/32 -p tcp -m tcp --dport ${svc.port}`;
-    const n = svc.endpoints.length;
-    svc.endpoints.forEach((ep, i) => {
-      const remaining = n - i;
-      // Same format as kube-proxy (%0.10f) so the text is stable across runs.
-      const pick = remaining > 1 ? ` -m statistic --mode random --probability ${(1 / remaining).toFixed(10)}` : '';
-      lines.push(`${match} -m comment --comment "weft: service ${svc.vip}:${svc.port}"${pick} -j DNAT --to-destination ${ep.ip}:${ep.port}`);
-    });
+  const reject = '-m conntrack --ctstate NEW';
+  const target = '-j REJECT --reject-with tcp-reset';
+  for (const pod of pods) {
+    lines.push(`-A ${GUARD_CHAIN} -d ${host(pod)} -p tcp ${reject} -m comment --comment "weft: new TCP to an enrolled pod that bypassed capture (NodePort, hostPort, LoadBalancer)" ${target}`);
+  }
+  if (!input.captured) {
+    for (const pod of pods) {
+      lines.push(`-A ${GUARD_CHAIN} -s ${host(pod)} -p tcp ${reject} -m comment --comment "weft: egress of an enrolled pod in a family this node does not capture" ${target}`);
+    }
   }
   lines.push('COMMIT', '');
   return lines.join('\n');
+}
+
+/** Splits addresses by family (canonical text), for per-family generation. */
+export function byFamily(ips: readonly string[]): Record<IpFamily, string[]> {
+  const out: Record<IpFamily, string[]> = { 4: [], 6: [] };
+  for (const ip of ips) {
+    const f = familyOf(ip);
+    if (f) out[f].push(canonicalIp(ip));
+  }
+  return out;
 }

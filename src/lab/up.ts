@@ -19,7 +19,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { createJoinToken } from '../ca/join-tokens';
 import { createServicesApplier, IptablesApplier } from '../iptables/apply';
-import { generateServiceRules } from '../iptables/rules';
+import { generateServiceRules } from '../iptables/services';
 import { ExecCommandRunner } from '../iptables/runner';
 import { WeftError } from '../lib/errors';
 import { openRedis } from '../registry/connection';

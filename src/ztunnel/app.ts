@@ -122,7 +122,7 @@ export class ZtunnelApp implements AdminSource {
     }
 
     if (config.capture) {
-      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, nodeAddress: config.nodeAddress, logger: log });
+      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: [config.nodeAddress], logger: log });
       await this.capture.start();
     }
     log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
@@ -173,7 +173,8 @@ export class ZtunnelApp implements AdminSource {
     const follower = this.follower;
     const synced = follower?.lastSyncAt !== undefined;
     const certsReady = this.certs !== undefined && [...this.localIdentities()].every((id) => this.certs!.current(id) !== undefined);
-    const captureReady = !this.config.capture || (this.capture?.applies ?? 0) > 0;
+    // Ready means capture works: rules applied and read back (chains, jumps first), not just sent.
+    const captureReady = !this.config.capture || this.capture?.verified === true;
     return {
       node: this.config.nodeName,
       version: VERSION,
@@ -230,7 +231,11 @@ export class ZtunnelApp implements AdminSource {
     return { node: this.config.nodeName, trustDomain: this.config.trustDomain, revision: this.state.revision, records };
   }
 
-  /** Reverse of start: stop capturing first so no new pod traffic reaches closing listeners. */
+  /**
+   * Reverse of start. The capture rules stay in force (fail closed): from the moment the
+   * listeners close, enrolled pods' new connections are refused, never sent in plaintext,
+   * until the next ztunnel adopts the rules. `weft ztunnel --cleanup` removes them.
+   */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -238,7 +243,7 @@ export class ZtunnelApp implements AdminSource {
     const step = async (what: string, fn: () => Promise<void> | void) => {
       try { await fn(); } catch (err) { log.error({ err }, `shutdown: ${what} failed`); }
     };
-    if (this.capture) await step('removing capture rules', () => this.capture!.stop());
+    if (this.capture) await step('stopping capture reconciliation (rules stay)', () => this.capture!.stop());
     for (const l of this.listeners.reverse()) await step('closing a listener', () => l.close());
     if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
     this.state.off('change', this.onStateChange);

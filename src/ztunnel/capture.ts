@@ -1,39 +1,77 @@
 import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
-import { createCaptureApplier, type IptablesApplier } from '../iptables/apply';
-import { generateCaptureRules } from '../iptables/rules';
+import { createCaptureApplier, createGuardApplier, type IptablesApplier } from '../iptables/apply';
+import { familyOf, type IpFamily } from '../iptables/ip';
+import { byFamily, generateCaptureGuardRules, generateCaptureRules } from '../iptables/rules';
 import { ExecCommandRunner, type CommandRunner } from '../iptables/runner';
 import { capturedServicePorts } from './vip-resolve';
+
+/** One table of one family: its applier and the text last applied to it. */
+interface Table {
+  family: IpFamily;
+  what: string;
+  applier: IptablesApplier;
+  applied?: string;
+}
+
+export interface CaptureReconcilerOptions {
+  state: MeshState;
+  nodeName: string;
+  /**
+   * The addresses the ztunnel's listeners are bound to, at most one per family. A
+   * family without one is not captured: its enrolled pod addresses are guarded (new TCP
+   * to and from them refused) instead, so a dual-stack pod never leaks plaintext.
+   */
+  listenAddresses: readonly string[];
+  logger: Logger;
+  runner?: CommandRunner;
+  debounceMs?: number;
+  /** How often the rules in force are compared with the wanted ones (drift repaired). Default 10 s. */
+  verifyIntervalMs?: number;
+}
 
 /**
  * Keeps this node's capture rules equal to the set of enrolled pods on it and the
  * service VIP:ports that have an enrolled endpoint on it (so non-mesh clients cannot
- * reach those pods through the VIP uncaptured). Registry changes arrive in bursts (a
- * namespace relabel touches every pod), so a reconcile is coalesced into one
- * iptables-restore per tick; rules are re-applied only when the generated text changed.
+ * reach those pods through the VIP uncaptured), for IPv4 (iptables) and IPv6
+ * (ip6tables) alike. Registry changes arrive in bursts (a namespace relabel touches
+ * every pod), so a reconcile is coalesced into one iptables-restore per table and tick;
+ * rules are re-applied only when the generated text changed.
+ *
+ * Fail closed across restarts: stop() leaves the rules in place. While no ztunnel runs,
+ * enrolled pods' traffic is DNAT'ed to ports nobody listens on and is refused, never
+ * sent in plaintext; a new ztunnel adopts the chains it finds (each apply replaces
+ * their contents in one transaction, no flush window). Only remove() (`weft ztunnel
+ * --cleanup`, an uninstall) takes them away.
  */
 export class CaptureReconciler {
-  private readonly applier: IptablesApplier;
-  private applied: string | undefined;
+  private readonly tables: Table[];
   private scheduled: NodeJS.Timeout | undefined;
+  private verifier: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly onChange = () => this.schedule();
-  /** Number of successful applies (tests and /config_dump read it). */
+  /** Number of successful reconciles that changed something (tests and /config_dump read it). */
   applies = 0;
+  /** True once the rules in force were read back and match the wanted ones (readiness). */
+  verified = false;
   lastError: string | undefined;
 
-  constructor(private readonly opts: {
-    state: MeshState; nodeName: string; nodeAddress: string; logger: Logger; runner?: CommandRunner; debounceMs?: number;
-  }) {
-    this.applier = createCaptureApplier({ runner: opts.runner ?? new ExecCommandRunner(), logger: opts.logger });
+  constructor(private readonly opts: CaptureReconcilerOptions) {
+    const runner = opts.runner ?? new ExecCommandRunner();
+    this.tables = ([4, 6] as const).flatMap((family) => [
+      { family, what: 'nat', applier: createCaptureApplier({ runner, family, logger: opts.logger }) },
+      { family, what: 'filter', applier: createGuardApplier({ runner, family, logger: opts.logger }) },
+    ]);
   }
 
-  /** Applies the current rules once and then follows the state. */
+  /** Applies and verifies the current rules once, then follows the state. */
   async start(): Promise<void> {
     await this.reconcile();
     this.opts.state.on('change', this.onChange);
     this.opts.state.on('snapshot', this.onChange);
+    this.verifier = setInterval(() => this.enqueue(() => this.verifyAndRepair()), this.opts.verifyIntervalMs ?? 10_000);
+    this.verifier.unref();
   }
 
   enrolledAddresses(): string[] {
@@ -44,45 +82,143 @@ export class CaptureReconciler {
     return [...ips].sort();
   }
 
+  private listenAddress(family: IpFamily): string | undefined {
+    return this.opts.listenAddresses.find((a) => familyOf(a) === family);
+  }
+
+  /** The wanted text of every table. */
+  private wanted(): Map<Table, string> {
+    const pods = byFamily(this.enrolledAddresses());
+    const nodeRecord = this.opts.state.node(this.opts.nodeName)?.address;
+    const own = byFamily([...this.opts.listenAddresses, ...(nodeRecord ? [nodeRecord] : [])]);
+    const out = new Map<Table, string>();
+    for (const t of this.tables) {
+      const node = this.listenAddress(t.family);
+      const podIps = pods[t.family];
+      if (t.what === 'filter') {
+        out.set(t, generateCaptureGuardRules({ family: t.family, enrolledPodIps: podIps, captured: node !== undefined }));
+      } else if (node !== undefined) {
+        const taken = new Set([...podIps, ...own[t.family]]);
+        // A VIP equal to a pod or node address is bad registry data; skipping it keeps
+        // the rest of the rules applying instead of failing validation as a whole.
+        const capturedServices = capturedServicePorts(this.opts.state, this.opts.nodeName)
+          .filter((s) => familyOf(s.vip) === t.family && !taken.has(s.vip));
+        out.set(t, generateCaptureRules({ nodeAddress: node, nodeAddresses: own[t.family], enrolledPodIps: podIps, capturedServices }));
+      }
+    }
+    return out;
+  }
+
   private schedule(): void {
     if (this.stopped || this.scheduled) return;
     this.scheduled = setTimeout(() => {
       this.scheduled = undefined;
-      this.running = this.running.then(() => this.reconcile()).catch(() => undefined);
+      this.enqueue(() => this.reconcile());
     }, this.opts.debounceMs ?? 20);
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.running = this.running.then(fn).catch(() => undefined);
   }
 
   private async reconcile(): Promise<void> {
     if (this.stopped) return;
-    const enrolledPodIps = this.enrolledAddresses();
-    const pods = new Set(enrolledPodIps);
-    // A VIP equal to a pod or the node address is bad registry data; skipping it keeps
-    // the rest of the rules applying instead of failing validation as a whole.
-    const capturedServices = capturedServicePorts(this.opts.state, this.opts.nodeName)
-      .filter((s) => s.vip !== this.opts.nodeAddress && !pods.has(s.vip));
-    const text = generateCaptureRules({ nodeAddress: this.opts.nodeAddress, enrolledPodIps, capturedServices });
-    if (text === this.applied) return;
+    const wanted = this.wanted();
+    let changed = false;
     try {
-      await this.applier.apply(text);
-      this.applied = text;
-      this.applies++;
-      this.lastError = undefined;
-      this.opts.logger.info({ enrolledPods: enrolledPodIps.length, capturedServicePorts: capturedServices.length }, 'capture rules applied');
+      for (const [t, text] of wanted) {
+        if (text === t.applied) continue;
+        await this.applyTable(t, text);
+        changed = true;
+      }
+      if (changed) {
+        this.applies++;
+        const pods = byFamily(this.enrolledAddresses());
+        this.opts.logger.info({ enrolledPods: { ipv4: pods[4].length, ipv6: pods[6].length } }, 'capture rules applied');
+      }
+      await this.verify(wanted);
     } catch (err) {
-      // The last good rules stay in force; the next registry change retries.
+      // The last good rules stay in force; the next registry change or check retries.
+      this.verified = false;
       this.lastError = err instanceof Error ? err.message : String(err);
       this.opts.logger.error({ err }, 'capture rules rejected; keeping the previous rules');
       throw err;
     }
   }
 
-  /** Stops following and removes every rule it installed. */
+  private async applyTable(t: Table, text: string): Promise<void> {
+    try {
+      await t.applier.apply(text);
+      t.applied = text;
+    } catch (err) {
+      // A host without IPv6 netfilter has nothing to guard while no pod has an IPv6
+      // address; anything else (or IPv6 pods there) fails and keeps readiness down.
+      if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) {
+        this.opts.logger.warn({ err }, 'ip6tables unusable here and no enrolled pod has an IPv6 address; IPv6 capture skipped');
+        t.applied = text;
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Reads the rules back; ready only when every table holds what was applied. */
+  private async verify(wanted: Map<Table, string>): Promise<string[]> {
+    const problems: string[] = [];
+    for (const [t, text] of wanted) {
+      if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) continue;
+      for (const p of await t.applier.check(text)) problems.push(`IPv${t.family} ${p}`);
+    }
+    this.verified = problems.length === 0;
+    this.lastError = problems.length ? `capture rules not in force: ${problems.join('; ')}` : undefined;
+    return problems;
+  }
+
+  /** Periodic: someone flushed or reordered our rules (an iptables restart, kube-proxy)? Put them back. */
+  private async verifyAndRepair(): Promise<void> {
+    if (this.stopped) return;
+    const problems = await this.verify(this.wanted());
+    if (problems.length === 0) return;
+    this.opts.logger.warn({ problems }, 'capture rules drifted; re-applying them');
+    for (const t of this.tables) t.applied = undefined;
+    await this.reconcile();
+  }
+
+  /**
+   * Stops following the registry and leaves the rules in force (fail closed: until a
+   * ztunnel runs again, enrolled traffic is refused rather than sent in plaintext).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.scheduled) clearTimeout(this.scheduled);
+    if (this.verifier) clearInterval(this.verifier);
     this.opts.state.off('change', this.onChange);
     this.opts.state.off('snapshot', this.onChange);
     await this.running;
-    await this.applier.remove();
+  }
+
+  /** Uninstall: stops following and removes every capture chain and jump of both families. */
+  async remove(): Promise<void> {
+    await this.stop();
+    await removeCaptureRules({ runner: this.opts.runner, logger: this.opts.logger });
+  }
+}
+
+/**
+ * Removes the capture chains and jumps (nat and filter, IPv4 and IPv6) from the current
+ * network namespace: `weft ztunnel --cleanup`, for uninstalling. A ztunnel never does
+ * this on its own, not even when stopping.
+ */
+export async function removeCaptureRules(opts: { runner?: CommandRunner; logger: Logger }): Promise<void> {
+  const runner = opts.runner ?? new ExecCommandRunner();
+  for (const family of [4, 6] as const) {
+    for (const applier of [createCaptureApplier({ runner, family, logger: opts.logger }), createGuardApplier({ runner, family, logger: opts.logger })]) {
+      try {
+        await applier.remove();
+      } catch (err) {
+        if (family !== 6) throw err;
+        opts.logger.warn({ err }, 'ip6tables unusable here; no IPv6 capture rules to remove');
+      }
+    }
   }
 }

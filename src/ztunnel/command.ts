@@ -3,6 +3,7 @@ import { createLogger } from '../lib/log';
 import { waitForShutdownSignal } from '../lib/signals';
 import { optionsHelp } from '../lib/options';
 import { ZtunnelApp } from './app';
+import { removeCaptureRules } from './capture';
 import { loadZtunnelConfig, ztunnelOptions } from './config';
 
 const command: Command = {
@@ -11,6 +12,8 @@ const command: Command = {
     'Usage: weft ztunnel --node <name> --address <node ip> [flags]',
     '',
     'Runs in the node\'s network namespace: captures enrolled pods\' TCP (with --capture),',
+    'keeping the rules in place when it stops (enrolled traffic fails closed until the next',
+    'one starts; `weft ztunnel --cleanup` removes them when uninstalling),',
     'carries it to peer nodes over HBONE (mTLS HTTP/2 CONNECT, port 15008) and serves',
     'admin (15000, localhost), metrics (15020) and readiness (15021).',
     '',
@@ -20,6 +23,12 @@ const command: Command = {
   async run(argv) {
     const config = loadZtunnelConfig(argv);
     const logger = createLogger({ level: config.logLevel, component: 'ztunnel' });
+    if (config.cleanup) {
+      await removeCaptureRules({ logger });
+      logger.info('capture rules removed');
+      logger.flush();
+      return 0;
+    }
     const app = new ZtunnelApp(config, logger);
     // A signal during start-up (e.g. while Redis is still unreachable) must stop it:
     // stopping first makes a pending start give up, then its outcome is collected.

@@ -40,6 +40,11 @@ export const ztunnelOptions = {
     flag: 'capture', env: 'WEFT_CAPTURE', default: false, boolean: true,
     description: 'install iptables capture rules for enrolled pods in this network namespace', parse: parse.bool(),
   },
+  cleanup: {
+    flag: 'cleanup', env: 'WEFT_CAPTURE_CLEANUP', default: false, boolean: true,
+    description: 'remove the capture rules (IPv4 and IPv6) from this network namespace and exit, for uninstalling; a stopping ztunnel leaves them in place so enrolled traffic fails closed until the next one starts',
+    parse: parse.bool(),
+  },
   certTtl: {
     flag: 'cert-ttl', env: 'WEFT_CERT_TTL', default: 24 * 3_600_000,
     description: 'lifetime asked for workload certificates', parse: parse.duration({ min: 60_000, max: 90 * 86_400_000 }),
@@ -62,7 +67,12 @@ export const ztunnelOptions = {
 export type ZtunnelConfig = OptionValues<typeof ztunnelOptions>;
 
 export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
-  const { values, positionals } = parseOptions(ztunnelOptions, argv, env);
+  // --cleanup touches only this namespace's rules: node name and address are not needed.
+  const cleanup = argv.includes('--cleanup') || /^(1|true|yes)$/i.test(env['WEFT_CAPTURE_CLEANUP'] ?? '');
+  const specs = cleanup
+    ? { ...ztunnelOptions, nodeName: { ...ztunnelOptions.nodeName, default: '' }, nodeAddress: { ...ztunnelOptions.nodeAddress, default: '' } }
+    : ztunnelOptions;
+  const { values, positionals } = parseOptions(specs, argv, env);
   if (positionals.length > 0) {
     throw new WeftError('WEFT_USAGE', `weft ztunnel takes no arguments, got "${positionals.join(' ')}"`);
   }
