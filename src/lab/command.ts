@@ -16,6 +16,7 @@ import { checkRoot } from './preflight';
 import { readState } from './state';
 import { formatStatus, labStatus } from './status';
 import { labUp } from './up';
+import { startZtunnel, stopZtunnel } from './ztunnel-ctl';
 
 const commonSpecs = {
   labDir: { flag: 'lab-dir', env: 'WEFT_LAB_DIR', default: '', defaultText: '<repo>/.weft-lab', description: 'where the lab keeps its state and logs', parse: parse.string() },
@@ -137,6 +138,31 @@ async function exec(argv: string[]): Promise<number> {
   });
 }
 
+const ztunnelSpecs = {
+  ...commonSpecs,
+  signal: {
+    flag: 'signal', default: 'SIGTERM' as 'SIGTERM' | 'SIGKILL', description: 'how stop and restart end the running ztunnel: SIGTERM (graceful, a rolling update) or SIGKILL (a crash)',
+    parse: parse.oneOf(['SIGTERM', 'SIGKILL'] as const),
+  },
+};
+
+/** `ztunnel <node> stop|start|restart [--signal SIGKILL]`: a rolling update or a crash, on demand. */
+async function ztunnel(argv: string[]): Promise<number> {
+  const { values, positionals } = parseOptions(ztunnelSpecs, argv);
+  const [node, action, ...extra] = positionals;
+  if (!node || !action || !['stop', 'start', 'restart'].includes(action) || extra.length > 0) {
+    throw new WeftError('WEFT_USAGE', 'usage: weft lab ztunnel <node> stop|start|restart [--signal SIGTERM|SIGKILL]');
+  }
+  checkRoot();
+  const { labDir } = dirs(values);
+  if (action !== 'start') {
+    const pid = await stopZtunnel(labDir, node, values.signal);
+    out(pid === undefined ? `ztunnel of ${node} was not running` : `ztunnel of ${node} (pid ${pid}) stopped with ${values.signal}; its capture rules stay: enrolled traffic fails closed`);
+  }
+  if (action !== 'stop') out(`ztunnel of ${node} started (pid ${await startZtunnel(labDir, node)}) and ready`);
+  return 0;
+}
+
 function help(): string {
   return `Usage: weft lab <command> [flags]   (scripts/lab <command> from the repo)
 
@@ -149,6 +175,9 @@ Commands:
   status [--json]                 nodes, pods, services, processes and readiness (exit 1 if degraded)
   exec <ns>/<pod>|<node> -- CMD   run CMD in that pod's (or node's) network namespace;
                                   \`weft\` is on PATH there; exit status passed through
+  ztunnel <node> stop|start|restart [--signal SIGTERM|SIGKILL]
+                                  end a node's ztunnel (graceful or crash) and/or start
+                                  it again (fresh join token; waits until ready)
   request <url> [flags]           HTTP client for use inside pods (prints the body)
   tcp <host:port> [flags]         byte-exact TCP round trip for use inside pods
 
@@ -171,6 +200,7 @@ const command: Command = {
       case 'down': return down(rest);
       case 'status': return status(rest);
       case 'exec': return exec(rest);
+      case 'ztunnel': return ztunnel(rest);
       case 'request': return requestMain(rest);
       case 'tcp': return tcpMain(rest);
       case 'echo': return echoMain(rest); // hidden: what `run: echo` pods run

@@ -38,7 +38,7 @@ export interface LabContextService {
   name: string;
   hostname: string;
   vip: string;
-  ports: { name?: string; port: number; targetPort: number }[];
+  ports: { name?: string; port: number; targetPort: number; nodePort?: number }[];
 }
 
 export interface LabContext {

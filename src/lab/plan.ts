@@ -10,6 +10,7 @@
  *   services     VIPs 198.18.128.(10+i), or the topology's fixed vip
  */
 import { createHash } from 'node:crypto';
+import type { NodePortRule, ServiceRule } from '../iptables/services';
 import type { Labels, NamespaceRecord, NodeRecord, ServiceRecord, WorkloadRecord } from '../registry/types';
 import { nodeNetnsName, podNetnsName, type PodRun, type Topology, type TopologyServicePort } from './topology';
 
@@ -210,17 +211,27 @@ export function registryRecords(plan: LabPlan): {
       namespace: s.namespace,
       hostname: s.hostname,
       vips: [s.vip],
-      ports: s.ports.map((p) => ({ ...p })),
+      // NodePorts live only in the lab's kube-proxy emulation; the registry has no field for them.
+      ports: s.ports.map(({ nodePort: _np, ...p }) => ({ ...p })),
       selector: { ...s.selector },
     })),
   };
 }
 
 /** kube-proxy's view: one entry per service port, endpoints at the target port. */
-export function serviceRuleInput(plan: LabPlan): { vip: string; port: number; endpoints: { ip: string; port: number }[] }[] {
+export function serviceRuleInput(plan: LabPlan): ServiceRule[] {
   return plan.services.flatMap((s) => s.ports.map((p) => ({
     vip: s.vip,
     port: p.port,
     endpoints: s.endpoints.map((e) => ({ ip: e.ip, port: p.targetPort })),
   })));
+}
+
+/** kube-proxy's NodePorts on one node: only that node's endpoints (externalTrafficPolicy: Local). */
+export function nodePortRuleInput(plan: LabPlan, node: string): NodePortRule[] {
+  const onNode = new Set(plan.pods.filter((p) => p.node === node).map((p) => p.uid));
+  return plan.services.flatMap((s) => s.ports.flatMap((p) => (p.nodePort === undefined ? [] : [{
+    nodePort: p.nodePort,
+    endpoints: s.endpoints.filter((e) => onNode.has(e.uid)).map((e) => ({ ip: e.ip, port: p.targetPort })),
+  }])));
 }

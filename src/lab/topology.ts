@@ -37,6 +37,12 @@ export interface TopologyServicePort {
   name?: string;
   port: number;
   targetPort: number;
+  /**
+   * Optional NodePort (30000-32767): TCP to any node address on it goes to an endpoint
+   * on that same node (kube-proxy's externalTrafficPolicy: Local), which is how a
+   * NodePort reaches a pod without passing the capture rules.
+   */
+  nodePort?: number;
 }
 
 export interface TopologyService {
@@ -186,6 +192,7 @@ function validate(doc: unknown): Topology {
 
   const svcKeys = new Map<string, string>();
   const vips = new Map<string, string>();
+  const nodePorts = new Map<string, string>();
   const services = array(top.services, 'services', { max: MAX_SERVICES }).map((raw, i) => {
     const f = `services[${i}]`;
     const o = object(raw, f, ['name', 'namespace', 'selector', 'ports', 'vip']);
@@ -198,12 +205,16 @@ function validate(doc: unknown): Topology {
     const portNumbers = new Map<string, string>();
     const ports = array(o.ports, `${f}.ports`, { min: 1 }).map((rawPort, j) => {
       const pf = `${f}.ports[${j}]`;
-      const p = object(rawPort, pf, ['name', 'port', 'targetPort']);
+      const p = object(rawPort, pf, ['name', 'port', 'targetPort', 'nodePort']);
       const port = int(p.port, `${pf}.port`, 1, 65535);
       unique(portNumbers, String(port), `${pf}.port`, 'port');
       const targetPort = p.targetPort === undefined ? port : int(p.targetPort, `${pf}.targetPort`, 1, 65535);
       const out: TopologyServicePort = { port, targetPort };
       if (p.name !== undefined) out.name = dnsLabel(p.name, `${pf}.name`);
+      if (p.nodePort !== undefined) {
+        out.nodePort = int(p.nodePort, `${pf}.nodePort`, 30000, 32767);
+        unique(nodePorts, String(out.nodePort), `${pf}.nodePort`, 'nodePort');
+      }
       return out;
     });
     const svc: TopologyService = { name, namespace, selector, ports };

@@ -28,7 +28,7 @@ import { buildContext, writeContext } from './context';
 import { labDown } from './down';
 import { networkResources, networkUpScript } from './network';
 import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
-import { hostsFile, LAB_NET, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
+import { hostsFile, LAB_NET, nodePortRuleInput, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
 import { bridgeNetfilterOn, checkRoot, checkTools, conflictError, findConflicts } from './preflight';
 import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
 import { readState, StateStore } from './state';
@@ -55,8 +55,8 @@ export interface UpResult {
 
 /** Chain accepting bridge-internal frames where br_netfilter sends them through FORWARD. */
 export const FORWARD_CHAIN = 'WEFT-LAB-FORWARD';
-const JOIN_TOKEN_TTL_MS = 24 * 3_600_000;
-const READY_TIMEOUT_MS = 30_000;
+export const JOIN_TOKEN_TTL_MS = 24 * 3_600_000;
+export const READY_TIMEOUT_MS = 30_000;
 
 export function forwardApplier(): IptablesApplier {
   return new IptablesApplier({
@@ -140,7 +140,7 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
   tasks.push(control(plan, layout, store, step));
   tasks.push(Promise.all(plan.nodes.map(async (n) => {
     store.record({ type: 'iptables-chain', table: 'nat', chain: 'WEFT-SERVICES', hook: 'PREROUTING', netns: n.netns });
-    await createServicesApplier({ runner: new ExecCommandRunner(), netns: n.netns }).apply(generateServiceRules(serviceRuleInput(plan)));
+    await createServicesApplier({ runner: new ExecCommandRunner(), netns: n.netns }).apply(generateServiceRules(serviceRuleInput(plan), nodePortRuleInput(plan, n.name)));
   })).then(() => step(`services: ${plan.services.map((s) => `${s.name}.${s.namespace}=${s.vip}`).join(', ') || 'none'} (kube-proxy emulation in every node)`)));
   tasks.push(startApps(plan, layout, store).then((n) => step(`apps: ${n} echo pod(s) listening on :${LAB_NET.echoHttpPort} (HTTP) and :${LAB_NET.echoTcpPort} (TCP)`)));
   if (bridgeNetfilterOn()) {
