@@ -9,7 +9,8 @@
  * a Unix socket; a kubeconfig file takes the place of the CA's in-cluster service
  * account, a file the place of the projected token. Proves that the flags parse, the
  * CA certificate carries the name the ztunnels dial, the ServiceAccount-token join
- * works, readiness turns 200 on 15021, and SIGTERM removes the capture rules. Each
+ * works, readiness turns 200 on 15021, SIGTERM leaves the capture rules in place (fail
+ * closed until the next ztunnel) and `weft ztunnel --cleanup` removes them. Each
  * component reaches Redis as its own ACL user, with the password and CA bundle of its
  * own Secret (mounted paths mapped onto the files the script made).
  */
@@ -205,5 +206,8 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   ztunnel.kill('SIGTERM');
   t.equal(await exited, 0, 'ztunnel exits cleanly on SIGTERM');
   const after = await topo.exec(ns, 'iptables-save', ['-t', 'nat']);
-  t.notMatch(after.stdout, /WEFT-/, 'and removed its rules');
+  t.match(after.stdout, /203\.0\.113\.5/, 'and left its rules in place: enrolled traffic fails closed until the next ztunnel');
+  await topo.exec(ns, process.execPath, [MAIN, 'ztunnel', '--cleanup']);
+  const cleaned = await topo.exec(ns, 'sh', ['-c', 'iptables-save; ip6tables-save']);
+  t.notMatch(cleaned.stdout, /WEFT-/, 'weft ztunnel --cleanup (uninstall) removes them, IPv4 and IPv6, nat and filter');
 });

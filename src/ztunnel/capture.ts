@@ -25,6 +25,8 @@ export interface CaptureReconcilerOptions {
   listenAddresses: readonly string[];
   logger: Logger;
   runner?: CommandRunner;
+  /** Apply in this named network namespace instead of the current one (tests). */
+  netns?: string;
   debounceMs?: number;
   /** How often the rules in force are compared with the wanted ones (drift repaired). Default 10 s. */
   verifyIntervalMs?: number;
@@ -58,10 +60,10 @@ export class CaptureReconciler {
   lastError: string | undefined;
 
   constructor(private readonly opts: CaptureReconcilerOptions) {
-    const runner = opts.runner ?? new ExecCommandRunner();
+    const common = { runner: opts.runner ?? new ExecCommandRunner(), netns: opts.netns, logger: opts.logger };
     this.tables = ([4, 6] as const).flatMap((family) => [
-      { family, what: 'nat', applier: createCaptureApplier({ runner, family, logger: opts.logger }) },
-      { family, what: 'filter', applier: createGuardApplier({ runner, family, logger: opts.logger }) },
+      { family, what: 'nat', applier: createCaptureApplier({ ...common, family }) },
+      { family, what: 'filter', applier: createGuardApplier({ ...common, family }) },
     ]);
   }
 
@@ -200,7 +202,7 @@ export class CaptureReconciler {
   /** Uninstall: stops following and removes every capture chain and jump of both families. */
   async remove(): Promise<void> {
     await this.stop();
-    await removeCaptureRules({ runner: this.opts.runner, logger: this.opts.logger });
+    await removeCaptureRules({ runner: this.opts.runner, netns: this.opts.netns, logger: this.opts.logger });
   }
 }
 
@@ -209,10 +211,10 @@ export class CaptureReconciler {
  * network namespace: `weft ztunnel --cleanup`, for uninstalling. A ztunnel never does
  * this on its own, not even when stopping.
  */
-export async function removeCaptureRules(opts: { runner?: CommandRunner; logger: Logger }): Promise<void> {
-  const runner = opts.runner ?? new ExecCommandRunner();
+export async function removeCaptureRules(opts: { runner?: CommandRunner; netns?: string; logger: Logger }): Promise<void> {
+  const common = { runner: opts.runner ?? new ExecCommandRunner(), netns: opts.netns, logger: opts.logger };
   for (const family of [4, 6] as const) {
-    for (const applier of [createCaptureApplier({ runner, family, logger: opts.logger }), createGuardApplier({ runner, family, logger: opts.logger })]) {
+    for (const applier of [createCaptureApplier({ ...common, family }), createGuardApplier({ ...common, family })]) {
       try {
         await applier.remove();
       } catch (err) {

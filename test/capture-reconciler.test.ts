@@ -1,0 +1,121 @@
+// The ztunnel's capture reconciler against real iptables and ip6tables in throwaway
+// network namespaces: a dual-stack enrolled pod (which made capture throw, so the
+// ztunnel exited at start), readiness only once the rules are read back, rules kept
+// on stop, drift repaired, and removal only on an explicit uninstall.
+import t from 'tap';
+import { silentLogger } from '../src/lib/log';
+import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
+import { MeshState } from '../src/registry/state';
+import { ExecCommandRunner } from '../src/iptables/runner';
+import { CaptureReconciler } from '../src/ztunnel/capture';
+import { createTopology, netnsSkipReason } from './helpers/netns';
+import { waitFor } from './helpers/wait';
+
+const skip = netnsSkipReason();
+if (skip) t.plan(0, skip);
+
+const runner = new ExecCommandRunner();
+const NODE = '203.0.113.1';
+const EXT = '203.0.113.2';
+const NODE6 = 'fd00:7eff::1';
+const EXT6 = 'fd00:7eff::2';
+const A = '198.51.100.10';
+const A6 = 'fd00:7eff:1::a';
+
+/** Answers each connection with the listener and the client it saw: argv = addr, ports... */
+const SERVER = `
+const net = require('node:net');
+const [name, addr, ...ports] = process.argv.slice(1);
+let n = 0;
+for (const port of ports) net.createServer((s) => {
+  s.on('error', () => {});
+  s.end(JSON.stringify({ server: name, port: Number(port), remote: s.remoteAddress }) + '\\n');
+}).listen(Number(port), addr, () => { if (++n === ports.length) console.log('listening'); });
+`;
+
+/** Connects to argv host port; prints the answer or the error code. */
+const CLIENT = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(1);
+const s = net.connect(Number(port), host);
+let buf = '';
+s.setTimeout(5000, () => { console.log(JSON.stringify({ error: 'timeout' })); process.exit(0); });
+s.on('data', (d) => { buf += d; });
+s.on('end', () => { console.log(buf.trim()); process.exit(0); });
+s.on('error', (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });
+`;
+
+type Answer = { server?: string; port?: number; remote?: string; error?: string };
+
+t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never a crash', async (t) => {
+  const topo = await createTopology(t);
+  const node = await topo.addNetns('node');
+  const ext = await topo.addNetns('ext');
+  const up = await topo.addVeth({ netns: node }, { netns: ext });
+  await topo.sysctl(node, 'net.ipv4.ip_forward', 1);
+  // IPv6 forwarding only inside the throwaway node namespace.
+  await topo.sysctl(node, 'net.ipv6.conf.all.forwarding', 1);
+  await topo.addAddress(node, up.a, `${NODE}/24`);
+  await topo.addAddress(ext, up.b, `${EXT}/24`);
+  await topo.exec(node, 'ip', ['-6', 'addr', 'add', `${NODE6}/64`, 'dev', up.a, 'nodad']);
+  await topo.exec(ext, 'ip', ['-6', 'addr', 'add', `${EXT6}/64`, 'dev', up.b, 'nodad']);
+  await topo.addRoute(ext, ['198.51.100.0/24', 'via', NODE]);
+  await topo.exec(ext, 'ip', ['-6', 'route', 'add', 'fd00:7eff:1::/64', 'via', NODE6]);
+  const pod = await topo.addPod(node, { label: 'pod-a', ip: A });
+  await topo.exec(pod.netns, 'ip', ['-6', 'addr', 'add', `${A6}/128`, 'dev', 'eth0', 'nodad']);
+  await topo.exec(node, 'ip', ['-6', 'addr', 'add', 'fe80::1/64', 'dev', pod.hostIf, 'nodad']);
+  await topo.exec(pod.netns, 'ip', ['-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0']);
+  await topo.exec(node, 'ip', ['-6', 'route', 'add', `${A6}/128`, 'dev', pod.hostIf]);
+
+  const servers = [
+    topo.startNode(node, { script: SERVER, args: ['ztunnel', NODE, '15001', '15006', '15008'], typescript: false }),
+    topo.startNode(ext, { script: SERVER, args: ['ext', '::', '8080'], typescript: false }),
+    topo.startNode(pod.netns, { script: SERVER, args: ['pod-a', '::', '8080'], typescript: false }),
+  ];
+  await Promise.all(servers.map((s) => s.waitForLine(/^listening$/)));
+  const dial = async (netns: string, host: string, port = 8080): Promise<Answer> =>
+    JSON.parse((await topo.exec(netns, process.execPath, ['-e', CLIENT, host, String(port)], { timeoutMs: 15_000 })).stdout) as Answer;
+
+  t.same(await dial(pod.netns, EXT6), { server: 'ext', port: 8080, remote: A6 }, 'before capture: IPv6 from the pod goes straight out');
+  t.same(await dial(ext, A6), { server: 'pod-a', port: 8080, remote: EXT6 }, 'and straight in');
+
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  state.replaceAll({
+    node: [nodeRecord('node-1', NODE)], namespace: [ambientNamespace('demo')],
+    workload: [workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', addresses: [A, A6] })],
+    service: [], policy: [], peerauth: [],
+  }, 1);
+  const capture = new CaptureReconciler({
+    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, verifyIntervalMs: 50,
+  });
+  t.teardown(() => capture.remove().catch(() => {}));
+  await capture.start();
+  t.equal(capture.verified, true, 'started, and the rules read back in force (readiness)');
+
+  t.same(await dial(pod.netns, EXT), { server: 'ztunnel', port: 15001, remote: A }, 'IPv4 egress captured to 15001');
+  t.same(await dial(pod.netns, EXT6), { error: 'ECONNREFUSED' }, 'IPv6 egress refused: no IPv6 listen address to capture it to, and no plaintext');
+  t.same(await dial(ext, A6), { error: 'ECONNREFUSED' }, 'IPv6 ingress refused too');
+  t.same(await dial(ext, A), { server: 'ztunnel', port: 15006, remote: EXT }, 'IPv4 ingress captured to 15006');
+
+  const save = async (cmd: string, table: string) => (await runner.run(cmd, ['-t', table], { netns: node })).stdout;
+  t.match(await save('ip6tables-save', 'filter'), /-A FORWARD -j WEFT-FORWARD[\s\S]*-A WEFT-FORWARD -d fd00:7eff:1::a\/128 .*REJECT[\s\S]*-A WEFT-FORWARD -s fd00:7eff:1::a\/128 .*REJECT/);
+
+  await t.test('drift (someone deletes our jump) is found and repaired', async (t) => {
+    await runner.run('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-j', 'WEFT-PREROUTING'], { netns: node });
+    await waitFor('the jump is back', async () => /-A PREROUTING -j WEFT-PREROUTING/.test(await save('iptables-save', 'nat')), { timeoutMs: 10_000, intervalMs: 50 });
+    await waitFor('verified again', async () => capture.verified, { timeoutMs: 10_000, intervalMs: 50 });
+    t.same(await dial(pod.netns, EXT), { server: 'ztunnel', port: 15001, remote: A }, 'captured again');
+  });
+
+  await t.test('stop() keeps the rules (fail closed); remove() takes them all', async (t) => {
+    await capture.stop();
+    t.match(await save('iptables-save', 'nat'), /-A WEFT-PREROUTING -s 198\.51\.100\.10\/32/);
+    t.match(await save('ip6tables-save', 'filter'), /WEFT-FORWARD/);
+    t.same(await dial(pod.netns, EXT6), { error: 'ECONNREFUSED' }, 'still refused');
+    await capture.remove();
+    for (const [cmd, table] of [['iptables-save', 'nat'], ['iptables-save', 'filter'], ['ip6tables-save', 'nat'], ['ip6tables-save', 'filter']] as const) {
+      t.notMatch(await save(cmd, table), /WEFT/, `${cmd} -t ${table}: nothing left`);
+    }
+    t.same(await dial(pod.netns, EXT6), { server: 'ext', port: 8080, remote: A6 }, 'IPv6 direct again');
+  });
+});
