@@ -98,6 +98,26 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
     t.match(cause?.message, /certificate|self.signed|unable to verify/i, 'a server outside the CA bundle is refused');
   });
 
+  await t.test('a client certificate, for a Redis that demands one', async (t) => {
+    const strict = await startRedis({
+      tls: { certFile: join(dir, 'weft-redis-tls', 'tls.crt'), keyFile: join(dir, 'weft-redis-tls', 'tls.key'), caFile: join(dir, 'ca.crt'), authClients: 'yes' },
+      aclFile: join(dir, 'weft-redis-acl', 'users.acl'),
+    });
+    t.teardown(() => strict.stop());
+    // A client certificate signed by the CA the script made (its key stays in --dir).
+    const key = join(tmp.dir, 'client.key');
+    const csr = join(tmp.dir, 'client.csr');
+    const cert = join(tmp.dir, 'client.crt');
+    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=weft-ztunnel'], { stdio: 'ignore' });
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial',
+      '-CAserial', join(tmp.dir, 'ca.srl'), '-days', '1', '-out', cert], { stdio: 'ignore' });
+    const target = { ...as('weft-ztunnel'), url: strict.url };
+    const withCert = raw({ ...target, certFile: cert, keyFile: key });
+    t.equal(await withCert.ping(), 'PONG', 'with --redis-cert-file/--redis-key-file the handshake and AUTH succeed');
+    const without = raw(target);
+    t.ok(await caught(() => without.connect().then(() => without.ping())), 'without a client certificate the server refuses');
+  });
+
   const store = RegistryStore.connect(as('weft-controller'));
   t.teardown(() => store.close());
 

@@ -46,7 +46,7 @@ function waitForPort(port: number, deadlineMs: number): Promise<void> {
 export interface StartRedisOptions {
   port?: number;
   /** Serve TLS only (`--port 0 --tls-port`), with these PEM files; the URL is then rediss://. */
-  tls?: { certFile: string; keyFile: string; caFile: string };
+  tls?: { certFile: string; keyFile: string; caFile: string; /** `--tls-auth-clients`; default optional. */ authClients?: 'yes' | 'no' | 'optional' };
   /** An ACL file (`--aclfile`): users and their rights, as the manifests' Redis runs. */
   aclFile?: string;
 }
@@ -56,7 +56,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   const dir = mkdtempSync(join(tmpdir(), 'weft-redis-'));
   const listen = opts.tls
     ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile,
-      '--tls-ca-cert-file', opts.tls.caFile, '--tls-auth-clients', 'optional']
+      '--tls-ca-cert-file', opts.tls.caFile, '--tls-auth-clients', opts.tls.authClients ?? 'optional']
     : ['--port', String(port)];
   const child = spawn('redis-server', [
     ...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',

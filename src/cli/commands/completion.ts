@@ -12,7 +12,7 @@ const SUBCOMMANDS: Record<string, string[]> = {
   completion: ['bash'],
 };
 
-const FLAGS = ['--context', '--redis-url', '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--help'];
+const FLAGS = ['--context', '--redis-url', '--redis-username', '--redis-password-file', '--redis-ca-file', '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--help'];
 
 export function bashCompletion(commands: readonly string[]): string {
   const subs = Object.entries(SUBCOMMANDS).map(([c, s]) => `    ${c}) subs="${s.join(' ')}" ;;`).join('\n');
