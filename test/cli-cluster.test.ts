@@ -13,13 +13,17 @@ import { Registry } from 'prom-client';
 import { silentLogger } from '../src/lib/log';
 import { MeshState } from '../src/registry/state';
 import { DATAPLANE_MODE_LABEL, KINDS } from '../src/registry/types';
-import { adminViewServer, closeServer, listenTcp } from '../src/ztunnel/admin';
+import { KubeClient } from '../src/k8s/client';
+import { closeServer, listenTcp } from '../src/ztunnel/admin';
+import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
+import { adminViewServer } from '../src/ztunnel/admin-view';
 import type { ConfigDump, RegistryDump } from '../src/ztunnel/admin-types';
 import { loadContext } from '../src/cli/context';
 import namespace from '../src/cli/commands/namespace';
 import status from '../src/cli/commands/status';
 import tunnels from '../src/cli/commands/tunnels';
 import workloads from '../src/cli/commands/workloads';
+import { TestAccessReview } from './helpers/access-review';
 import { TestApiServer, namespaceObj, podObj } from './helpers/apiserver';
 import { captureIo, startDemoRegistry, writeContextFile } from './helpers/cli';
 import { caught } from './helpers/wait';
@@ -40,6 +44,11 @@ t.test('weft against a cluster', async (t) => {
   const { store, dir, contextFile: labContext } = await startDemoRegistry(t);
   const api = await TestApiServer.start({ token: TOKEN });
   t.teardown(() => api.stop());
+  // The ztunnels check the operator's token (relayed in X-Weft-Authorization) with the API server.
+  const reviews = new TestAccessReview(api).addUser(TOKEN, 'operator')
+    .allow({ user: 'operator', namespace: 'weft-system', verb: 'get', resource: 'pods', subresource: 'proxy' });
+  const ztunnelClient = new KubeClient({ server: api.url, token: TOKEN });
+  t.teardown(() => ztunnelClient.close());
   for (const name of ['demo', 'legacy', 'weft-system']) {
     api.put('namespaces', namespaceObj(name, name === 'demo' ? { [DATAPLANE_MODE_LABEL]: 'ambient', team: 'a' } : { team: 'b' }));
   }
@@ -70,7 +79,7 @@ t.test('weft against a cluster', async (t) => {
       registry: () => dumps.get(node)!,
       logger: silentLogger(),
       metrics: new Registry(),
-    });
+    }, { auth: new AdminAuthenticator({ client: () => ztunnelClient, namespace: 'weft-system' }) });
     await listenTcp(server, '127.0.0.1', 0);
     t.teardown(() => closeServer(server));
     servers.push(server);
@@ -191,13 +200,23 @@ t.test('weft against a cluster', async (t) => {
     t.match(await failure(tunnels, ['--kubeconfig', wrong]), /list the ztunnel pods .*HTTP 401.*weft-operator/);
   });
 
+  t.test('through the pod proxy the operator is checked by the ztunnel (TokenReview + SubjectAccessReview)', async (t) => {
+    t.ok(reviews.reviews.some((r) => r.kind === 'TokenReview' && r.subject === TOKEN), 'the relayed token was reviewed');
+    t.ok(reviews.reviews.some((r) => r.kind === 'SubjectAccessReview' && r.subject === 'operator'
+      && r.attributes?.verb === 'get' && r.attributes?.resource === 'pods' && r.attributes?.subresource === 'proxy'));
+    const port = (servers[1]!.address() as AddressInfo).port;
+    const res = await fetch(`http://127.0.0.1:${port}/tunnels`, { headers: { 'x-weft-authorization': 'Bearer someone-else' } });
+    t.equal(res.status, 401, 'an unknown token is refused');
+  });
+
   t.test('the view server serves no writes', async (t) => {
     const port = (servers[0]!.address() as AddressInfo).port;
     const logging = await fetch(`http://127.0.0.1:${port}/logging?level=debug`);
     t.equal(logging.status, 404, '/logging is not on the view address');
     const post = await fetch(`http://127.0.0.1:${port}/status`, { method: 'POST' });
     t.equal(post.status, 405);
-    const reg = await (await fetch(`http://127.0.0.1:${port}/registry`)).json() as RegistryDump;
+    t.equal((await fetch(`http://127.0.0.1:${port}/registry`)).status, 401, 'no token, no view');
+    const reg = await (await fetch(`http://127.0.0.1:${port}/registry`, { headers: { authorization: `Bearer ${TOKEN}` } })).json() as RegistryDump;
     const state = new MeshState({ trustDomain: reg.trustDomain });
     t.ok(Array.isArray(reg.records.workload) && reg.records.workload.length === 8, 'GET /registry: every workload');
     t.equal(state.revision, 0);

@@ -88,6 +88,8 @@ const volume = obj({
     sources: arr(obj({
       // expirationSeconds: the API server refuses less than 10 minutes.
       serviceAccountToken: obj({ audience: str(), expirationSeconds: int(600, 2 ** 32), path: str() }, ['path']),
+      configMap: obj({ name: str(), optional: bool, items: arr(obj({ key: str(), path: str(), mode: int(0, 0o777) }, ['key', 'path'])) }),
+      downwardAPI: obj({ items: arr(obj({ path: str(), fieldRef: obj({ fieldPath: str(), apiVersion: str() }, ['fieldPath']) }, ['path'])) }),
     })),
   }),
 }, ['name']);

@@ -44,8 +44,8 @@ t.test('kubectl kustomize renders the same objects as the test renderer', async 
 
 t.test('the install has every piece of the mesh', async (t) => {
   t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
-    'ClusterRole/weft-ca', 'ClusterRole/weft-controller', 'ClusterRole/weft-operator',
-    'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ConfigMap/weft-config',
+    'ClusterRole/weft-ca', 'ClusterRole/weft-controller', 'ClusterRole/weft-operator', 'ClusterRole/weft-ztunnel-admin-auth',
+    'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ClusterRoleBinding/weft-ztunnel-admin-auth', 'ConfigMap/weft-config',
     'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
     'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system', 'NetworkPolicy/weft-redis',
     'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-operator',
@@ -127,7 +127,7 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.equal(ps.priorityClassName, 'system-node-critical');
   t.same(ps.tolerations, [{ operator: 'Exists' }], 'tolerates every taint');
   t.ok((ps.terminationGracePeriodSeconds as number) >= 10, 'time to remove its rules on SIGTERM');
-  t.equal(ps.automountServiceAccountToken, false, 'no Kubernetes API credentials');
+  t.equal(ps.automountServiceAccountToken, false, 'no automounted API token (the projected ones below have one purpose each)');
   const c = podContainers(ztunnel)[0]!;
   t.equal(c.command, undefined, 'no start script: the image entry point runs weft');
   t.same(c.args, ['ztunnel', '--capture']);
@@ -144,6 +144,8 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.equal(env.find((e) => e.name === 'WEFT_NODE_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
   t.equal(env.find((e) => e.name === 'WEFT_ADMIN_VIEW_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP',
     'read-only admin views on the pod IP, for the API server pod proxy');
+  t.equal(env.find((e) => e.name === 'WEFT_ADMIN_VIEW_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace',
+    'callers need get pods/proxy in the ztunnel\'s own namespace');
   t.notOk(env.some((e) => e.name === 'WEFT_JOIN_TOKEN'), 'no minted join token');
 });
 
@@ -155,7 +157,16 @@ t.test('the ztunnel joins the CA with a projected ServiceAccount token for the C
   t.same(volumes, [{
     name: 'weft-ca-token',
     projected: { sources: [{ serviceAccountToken: { path: 'token', audience: 'weft-ca', expirationSeconds: 3600 } }] },
-  }], 'one projected volume: the token alone (no API CA bundle, no namespace), audience weft-ca, one hour');
+  }, {
+    name: 'kube-api-access',
+    projected: { sources: [
+      { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+      { downwardAPI: { items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }] } },
+    ] },
+  }], 'the CA token alone (audience weft-ca, one hour), and an API token (one hour) for the admin views\' caller reviews');
+  const apiMount = (c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean }[]).find((m) => m.name === 'kube-api-access');
+  t.same(apiMount, { name: 'kube-api-access', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true }, 'where in-cluster clients look');
   const mounts = (c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean }[]).filter((m) => m.name === 'weft-ca-token');
   t.same(mounts, [{ name: 'weft-ca-token', mountPath: '/var/run/secrets/weft/ca-token', readOnly: true }], 'mounted read-only');
   const env = c.env as { name: string; value?: string }[];
@@ -194,15 +205,21 @@ t.test('RBAC is least privilege', async (t) => {
   const caCluster = one('ClusterRole', 'weft-ca');
   t.same((caCluster.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]),
     [[['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined]], 'weft-ca, cluster-wide: create TokenReviews, nothing else');
+  const zt = one('ClusterRole', 'weft-ztunnel-admin-auth');
+  t.same((zt.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]), [
+    [['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined],
+    [['authorization.k8s.io'], ['subjectaccessreviews'], ['create'], undefined],
+  ], 'weft-ztunnel: review admin view callers, nothing else');
   const caNs = one('Role', 'weft-ca');
   t.equal(caNs.metadata.namespace, 'weft-system');
   t.same((caNs.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]),
     [[[''], ['pods'], ['get'], undefined]], 'weft-ca: get pods, in weft-system only (the ztunnels\' namespace)');
   // Each binding grants its own role to exactly its component's ServiceAccount;
-  // weft-operator is deliberately unbound, the ztunnel and Redis are bound nowhere.
+  // weft-operator is deliberately unbound, Redis is bound nowhere.
   const bindsTo: Record<string, string> = {
     'ClusterRoleBinding/weft-controller': 'weft-controller', 'RoleBinding/weft-controller-leader-election': 'weft-controller',
     'ClusterRoleBinding/weft-ca': 'weft-ca', 'RoleBinding/weft-ca': 'weft-ca',
+    'ClusterRoleBinding/weft-ztunnel-admin-auth': 'weft-ztunnel',
   };
   const bindings = [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')];
   t.same(bindings.map((b) => `${b.kind}/${b.metadata.name}`).sort(), Object.keys(bindsTo).sort(), 'exactly these bindings');
@@ -214,7 +231,7 @@ t.test('RBAC is least privilege', async (t) => {
     if (b.kind === 'RoleBinding') t.equal(b.metadata.namespace, 'weft-system');
   }
   for (const sa of ['weft-ztunnel', 'weft-redis']) {
-    t.equal(one('ServiceAccount', sa).automountServiceAccountToken, false, `${sa} gets no API token`);
+    t.equal(one('ServiceAccount', sa).automountServiceAccountToken, false, `${sa} gets no automounted API token`);
   }
   t.equal(one('ServiceAccount', 'weft-ca').automountServiceAccountToken, true, 'weft-ca gets an API token (TokenReviews)');
   t.equal(podSpec(one('Deployment', 'weft-ca'))!.automountServiceAccountToken, true, 'and its pods mount it');

@@ -13,6 +13,7 @@ import { isWeftError } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { k8sStatus, type KubeClient } from '../k8s/client';
 import type { AdminEndpoint, ContextNode, PodProxyTarget } from './context';
+import { ADMIN_TOKEN_HEADER, ADMIN_VIEW_REFUSED } from '../ztunnel/admin-types';
 
 export const ADMIN_TIMEOUT_MS = 2000;
 /** Admin answers are small JSON documents; anything far bigger is not our API. */
@@ -154,11 +155,23 @@ async function podProxyGet<T>(node: string, target: PodProxyTarget, path: string
   if (target.unavailable) throw new AdminUnavailable(node, target.unavailable);
   if (!kube) throw new AdminUnavailable(node, 'no Kubernetes API client to reach the pod proxy with (a bug: report it)');
   const where = `pod ${target.namespace}/${target.pod} port ${target.port} (through the API server)`;
+  // The API server strips our Authorization header before relaying; the ztunnel checks
+  // this copy with a TokenReview and a SubjectAccessReview (src/ztunnel/admin-auth.ts).
+  const token = process.env.WEFT_ADMIN_TOKEN || kube.bearerToken();
+  if (!token) {
+    throw new AdminUnavailable(node, 'the ztunnel admin views need a Kubernetes bearer token, and your kubeconfig user has none (client certificates?); '
+      + 'set WEFT_ADMIN_TOKEN to the token of an identity bound to the weft-operator Role, e.g. WEFT_ADMIN_TOKEN=$(kubectl -n weft-system create token <serviceaccount>)');
+  }
   try {
-    return await kube.get(podProxyPath(target, path), { timeoutMs }) as unknown as T;
+    return await kube.get(podProxyPath(target, path), { timeoutMs, headers: { [ADMIN_TOKEN_HEADER]: `Bearer ${token}` } }) as unknown as T;
   } catch (err) {
     const status = k8sStatus(err);
     const msg = isWeftError(err) ? err.message : String(err);
+    const reason = isWeftError(err) ? err.details?.reason : undefined;
+    if (reason === ADMIN_VIEW_REFUSED) {
+      const said = isWeftError(err) && typeof err.details?.message === 'string' ? err.details.message : msg;
+      throw new AdminUnavailable(node, `the ztunnel of ${where} refused (HTTP ${status}): ${said}`);
+    }
     if (status === 401 || status === 403) {
       throw new AdminUnavailable(node, `the API server refused GET pods/proxy for ${where} (HTTP ${status}); bind the weft-operator Role in weft-system (daemonset/rbac.yaml) to your user`);
     }

@@ -52,6 +52,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Whole-request timeout for non-watch calls; default 30 s. */
   timeoutMs?: number;
+  /** Extra request headers (e.g. the ztunnel admin token through the pod proxy). */
+  headers?: Record<string, string>;
 }
 
 /** The HTTP status of a failed API call (0 when the server was not reached). */
@@ -179,7 +181,7 @@ export class KubeClient {
   private send(method: string, path: string, body: unknown, opts: RequestOptions, contentType = 'application/json'): Promise<http.IncomingMessage> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { ...opts.headers, accept: 'application/json' };
     const token = this.token();
     if (token) headers.authorization = `Bearer ${token}`;
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -195,6 +197,11 @@ export class KubeClient {
       req.on('error', (err) => reject(this.unreachable(method, path, err)));
       req.end(payload);
     });
+  }
+
+  /** The bearer token this client sends (undefined for client-certificate users). */
+  bearerToken(): string | undefined {
+    return this.token();
   }
 
   private token(): string | undefined {
@@ -221,7 +228,7 @@ export class KubeClient {
       reason = s.reason ?? '';
       message = s.message ?? message;
     } catch { /* not a Status object */ }
-    const details = { status, reason, method, path };
+    const details = { status, reason, method, path, message };
     if (status === 401 || status === 403) {
       return new WeftError('WEFT_K8S_FORBIDDEN',
         `${method} ${path}: ${status} ${reason || 'Forbidden'}: ${message}; grant the service account this verb on this resource (see docs/controller.md RBAC) or check the kubeconfig credentials`,

@@ -86,3 +86,13 @@ export interface RegistryDump {
   revision: number;
   records: Record<string, unknown[]>;
 }
+
+/**
+ * The header `weft` sends its Kubernetes bearer token in to the admin views off
+ * loopback. Not `Authorization`: kube-apiserver strips that one from a request it has
+ * authenticated, before its pod proxy relays it (src/ztunnel/admin-auth.ts).
+ */
+export const ADMIN_TOKEN_HEADER = 'x-weft-authorization';
+
+/** The `reason` of a refusal by the admin views (401, 403, 429, 503), as in a Kubernetes Status. */
+export const ADMIN_VIEW_REFUSED = 'AdminViewRefused';

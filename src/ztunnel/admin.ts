@@ -18,20 +18,23 @@ export interface AdminSource {
   metrics: Registry;
 }
 
-type Handler = (req: IncomingMessage, url: URL, res: ServerResponse) => void | Promise<void>;
+export type Handler = (req: IncomingMessage, url: URL, res: ServerResponse) => void | Promise<void>;
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-function serve(routes: Record<string, Handler>, log: Logger): Server {
+export function serve(routes: Record<string, Handler>, log: Logger,
+  notFound: (req: IncomingMessage, res: ServerResponse, path: string) => void = (_req, res, path) => {
+    json(res, 404, { error: `no such endpoint ${path}`, endpoints: Object.keys(routes) });
+  }): Server {
   return createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const handler = routes[url.pathname];
+    const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
     if (!handler) {
-      json(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: Object.keys(routes) });
+      notFound(req, res, url.pathname.slice(0, 64));
       return;
     }
     Promise.resolve(handler(req, url, res)).catch((err: unknown) => {
@@ -42,57 +45,50 @@ function serve(routes: Record<string, Handler>, log: Logger): Server {
   });
 }
 
+/** The read-only views, by path: what both the loopback API and the guarded view server (admin-view.ts) serve. */
+export const VIEWS: Readonly<Record<string, (src: AdminSource) => unknown>> = {
+  '/config_dump': (src) => src.configDump(),
+  '/tunnels': (src) => src.tunnels(),
+  '/connections': (src) => src.connections(),
+  '/certs': (src) => src.certificates(),
+  '/status': (src) => src.status(),
+  '/registry': (src) => src.registry(),
+};
+
 function viewRoutes(src: AdminSource): Record<string, Handler> {
-  return {
-    '/config_dump': (_q, _u, res) => json(res, 200, src.configDump()),
-    '/tunnels': (_q, _u, res) => json(res, 200, src.tunnels()),
-    '/connections': (_q, _u, res) => json(res, 200, src.connections()),
-    '/certs': (_q, _u, res) => json(res, 200, src.certificates()),
-    '/status': (_q, _u, res) => json(res, 200, src.status()),
-    '/registry': (_q, _u, res) => json(res, 200, src.registry()),
-  };
+  return Object.fromEntries(Object.entries(VIEWS).map(([path, view]) => [path, ((_q, _u, res) => json(res, 200, view(src))) as Handler]));
 }
 
 /**
  * The admin API: read-only views plus the log level. It is bound to 127.0.0.1 and to a
  * unix socket only, so nothing can be changed from outside the node; the CLI reaches
  * a ztunnel in another network namespace through the socket (filesystem paths are not
- * namespaced).
+ * namespaced). The level changes only on POST: a GET must never change state (a
+ * prefetching browser or a link would otherwise do it).
  */
 export function adminServer(src: AdminSource): Server {
   return serve({
     ...viewRoutes(src),
     '/logging': (req, url, res) => {
       const level = url.searchParams.get('level');
-      if (req.method === 'POST' || level !== null) {
-        if (level === null || !(LOG_LEVELS as readonly string[]).includes(level)) {
-          json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}`, level: src.logger.level });
+      if (req.method !== 'POST') {
+        if (level !== null) {
+          res.setHeader('allow', 'POST');
+          json(res, 405, { error: `changing the log level needs POST /logging?level=${level}; GET only reads it`, level: src.logger.level });
           return;
         }
-        src.logger.level = level;
-        src.logger.info({ level }, 'log level changed through the admin API');
+        json(res, 200, { level: src.logger.level });
+        return;
       }
+      if (level === null || !(LOG_LEVELS as readonly string[]).includes(level)) {
+        json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}`, level: src.logger.level });
+        return;
+      }
+      src.logger.level = level;
+      src.logger.info({ level }, 'log level changed through the admin API');
       json(res, 200, { level: src.logger.level });
     },
   }, src.logger);
-}
-
-/**
- * The same views without /logging, for a non-loopback address: on a cluster the CLI
- * reaches the ztunnel through the API server's pod proxy, which connects to the pod IP
- * (the node IP, hostNetwork). Nothing here changes state or shows a private key; what
- * it shows (workloads, identities, connections) is what the metrics on 15020 already
- * reveal in aggregate.
- */
-export function adminViewServer(src: AdminSource): Server {
-  const routes = viewRoutes(src);
-  return serve(Object.fromEntries(Object.entries(routes).map(([path, handler]) => [path, ((req, url, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      json(res, 405, { error: `${path} is read-only here; use GET` });
-      return;
-    }
-    return handler(req, url, res);
-  }) as Handler])), src.logger);
 }
 
 export function metricsServer(src: AdminSource): Server {

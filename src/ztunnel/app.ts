@@ -5,6 +5,8 @@ import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { VERSION } from '../lib/version';
 import { describeRedis, openRedis, redisConnection } from '../registry/connection';
+import { KubeClient } from '../k8s/client';
+import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import { RegistryFollower } from '../registry/follower';
 import { redactConfig } from '../lib/redact';
 import { MeshState } from '../registry/state';
@@ -23,7 +25,9 @@ import { CaptureReconciler } from './capture';
 import { loopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
-import { adminServer, adminViewServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
+import { adminServer, closeServer, listenTcp, listenUnix, metricsServer, readinessServer, type AdminSource } from './admin';
+import { AdminAuthenticator } from './admin-auth';
+import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
 import type { ZtunnelConfig } from './config';
 
@@ -49,6 +53,7 @@ export class ZtunnelApp implements AdminSource {
   private originalDst: OriginalDstLookup | undefined;
   private listeners: Array<{ close(): Promise<void> }> = [];
   private servers: Server[] = [];
+  private readonly closers: Array<() => void> = [];
   private readonly startedAt = new Date();
   private listening = false;
   private stopping = false;
@@ -113,7 +118,7 @@ export class ZtunnelApp implements AdminSource {
     await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
     await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
     if (config.adminViewAddress && config.adminViewAddress !== '127.0.0.1') {
-      await this.serve(adminViewServer(this), config.adminViewAddress, config.adminPort);
+      await this.serve(adminViewServer(this, { auth: this.adminAuth() }), config.adminViewAddress, config.adminPort);
     }
     if (config.adminSocket) {
       const server = adminServer(this);
@@ -126,6 +131,23 @@ export class ZtunnelApp implements AdminSource {
       await this.capture.start();
     }
     log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+  }
+
+  /**
+   * Checks admin view callers against the API server with the ztunnel's own
+   * ServiceAccount (or --admin-view-kubeconfig). The client is made at the first
+   * request: without a usable configuration the views refuse (503) and say why, while
+   * the data path, which never needs the API server, runs on.
+   */
+  private adminAuth(): AdminAuthenticator {
+    let client: KubeClient | undefined;
+    const { adminViewKubeconfig: file, adminViewNamespace: namespace } = this.config;
+    const auth = new AdminAuthenticator({
+      namespace,
+      client: () => (client ??= new KubeClient(file ? loadKubeconfig(file) : inClusterConfig())),
+    });
+    this.closers.push(() => client?.close());
+    return auth;
   }
 
   private async serve(server: Server, host: string, port: number): Promise<void> {
@@ -253,6 +275,7 @@ export class ZtunnelApp implements AdminSource {
     if (this.follower) await step('stopping the registry follower', () => this.follower!.stop());
     this.originalDst?.close();
     for (const s of this.servers) await step('closing an HTTP server', () => closeServer(s));
+    for (const close of this.closers) await step('closing the API client', close);
     log.info('ztunnel stopped');
   }
 }

@@ -52,8 +52,18 @@ export const ztunnelOptions = {
   adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },
   adminViewAddress: {
     flag: 'admin-view-address', env: 'WEFT_ADMIN_VIEW_ADDRESS', default: '', defaultText: 'off',
-    description: 'also serve the read-only admin views (no /logging) on this address and the admin port, for `weft` through the API server pod proxy',
+    description: 'also serve the read-only admin views (no /logging) on this address and the admin port, for `weft` through the API server pod proxy; callers need a Kubernetes token allowed get pods/proxy (see --admin-view-kubeconfig)',
     parse: (raw: string) => { if (raw !== '' && !isIP(raw)) throw new Error('expected an IP address'); return raw; },
+  },
+  adminViewKubeconfig: {
+    flag: 'admin-view-kubeconfig', env: 'WEFT_ADMIN_VIEW_KUBECONFIG', default: '', defaultText: 'in-cluster service account',
+    description: 'kubeconfig the admin views check callers with (TokenReview + SubjectAccessReview); read at the first request, so a missing one refuses the views, never the data path',
+    parse: parse.string(),
+  },
+  adminViewNamespace: {
+    flag: 'admin-view-namespace', env: 'WEFT_ADMIN_VIEW_NAMESPACE', default: 'weft-system',
+    description: 'callers of the admin views must be allowed get pods/proxy in this namespace (the ztunnel\'s)',
+    parse: parse.string(),
   },
   metricsPort: { flag: 'metrics-port', env: 'WEFT_METRICS_PORT', default: 15020, description: 'Prometheus metrics port', parse: parse.port() },
   readinessPort: { flag: 'readiness-port', env: 'WEFT_READINESS_PORT', default: 15021, description: 'readiness probe port', parse: parse.port() },

@@ -14,7 +14,9 @@ import { RegistryStore } from '../../src/registry/store';
 import { ZTUNNEL_POD_SELECTOR } from '../../src/cli/context';
 import { TestApiServer, authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from '../helpers/apiserver';
 import { waitFor } from '../helpers/wait';
-import { labSkipReason, runWeft, startLab } from './helpers/lab';
+import { E2E_LAB_DIR, labSkipReason, runWeft, startLab } from './helpers/lab';
+import { LAB_NET } from '../../src/lab/plan';
+import { TestAccessReview } from '../helpers/access-review';
 
 const skip = labSkipReason();
 const TOKEN = 'weft-e2e-operator';
@@ -35,12 +37,31 @@ function freePort(): Promise<number> {
 interface TunnelRow { node: string; sourceIdentity: string; destinationIdentity: string; peerNode?: string; totalStreams: number }
 
 t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip }, async (t) => {
+  // The ztunnels check who reads their admin views with the API server (TokenReview +
+  // SubjectAccessReview); they inherit this from `lab up` and read the file at the
+  // first request, so it may be written once the API server runs.
+  const ztunnelKubeconfig = join(E2E_LAB_DIR, 'ztunnel-kubeconfig');
+  const savedEnv = process.env.WEFT_ADMIN_VIEW_KUBECONFIG;
+  process.env.WEFT_ADMIN_VIEW_KUBECONFIG = ztunnelKubeconfig;
+  t.teardown(() => {
+    if (savedEnv === undefined) delete process.env.WEFT_ADMIN_VIEW_KUBECONFIG;
+    else process.env.WEFT_ADMIN_VIEW_KUBECONFIG = savedEnv;
+  });
   const lab = await startLab(t);
   const ctx = lab.context;
 
-  // The API server's view of the lab, as a cluster would have it.
-  const api = await TestApiServer.start({ token: TOKEN });
+  // The API server's view of the lab, as a cluster would have it. On the lab bridge, so
+  // the ztunnels in their node network namespaces reach it too.
+  const api = await TestApiServer.start({ token: TOKEN, host: LAB_NET.gateway });
   t.teardown(() => api.stop());
+  const reviews = new TestAccessReview(api).addUser(TOKEN, 'operator')
+    .allow({ user: 'operator', namespace: 'weft-system', verb: 'get', resource: 'pods', subresource: 'proxy' });
+  writeFileSync(ztunnelKubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: lab',
+    'clusters:', '- name: lab', '  cluster:', `    server: ${api.url}`,
+    'users:', '- name: ztunnel', '  user:', `    token: ${TOKEN}`,
+    'contexts:', '- name: lab', '  context:', '    cluster: lab', '    user: ztunnel',
+  ].join('\n') + '\n');
   const store = RegistryStore.connect(ctx.redisUrl);
   t.teardown(() => store.close());
   const { records } = await store.snapshot();
@@ -112,6 +133,21 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
     t.ok(await tunnelStreams() > before, 'a new HBONE stream from node-1 for client -> echo');
     const proxied = api.requests.filter((r) => /\/pods\/weft-ztunnel-node-1:15000\/proxy\/tunnels$/.test(r.path));
     t.ok(proxied.length > 0, 'read through GET pods/weft-ztunnel-node-1:15000/proxy/tunnels');
+    t.ok(reviews.reviews.some((r) => r.kind === 'SubjectAccessReview' && r.subject === 'operator'),
+      'the ztunnel checked the operator (TokenReview + SubjectAccessReview for get pods/proxy)');
+  });
+
+  await t.test('the admin views refuse callers without a token, or without the right (issue 9, item 13)', async (t) => {
+    const node1 = ctx.nodes.find((n) => n.name === 'node-1')!;
+    // From a pod on node-1 (outside the mesh, so not captured), as any workload could: no token.
+    const fromPod = await lab.exec('legacy/client', ['weft', 'lab', 'request', `http://${node1.address}:15000/tunnels`, '--timeout', '3s']);
+    t.not(fromPod.code, 0, 'a pod without a token gets no view');
+    t.match(fromPod.stderr, /answered 401/);
+    // A user the API server knows, without get pods/proxy in weft-system.
+    reviews.addUser('viewer-token', 'viewer');
+    const res = await runWeft(['tunnels', '-o', 'json'], { ...clusterEnv, WEFT_ADMIN_TOKEN: 'viewer-token' });
+    t.not(res.code, 0, 'no node answers a user without pods/proxy');
+    t.match(res.stderr, /refused \(HTTP 403\): viewer may not get pods\/proxy in namespace weft-system/);
   });
 
   await t.test('unenroll patches the Namespace; the controller and ztunnels follow', async (t) => {

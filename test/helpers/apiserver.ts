@@ -39,11 +39,15 @@ export interface ApiServerOptions {
   tls?: { key: string; cert: string };
   /** Require `Authorization: Bearer <token>` (401 otherwise). */
   token?: string;
+  /** Address to listen on; default 127.0.0.1 (the lab e2e uses its bridge address). */
+  host?: string;
   /** How a too-old resourceVersion is refused: HTTP 410 or an ERROR event (both happen in real clusters). */
   goneAs?: 'status' | 'event';
 }
 
 export interface RequestLogEntry { method: string; path: string; query: Record<string, string> }
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 export class TestApiServer {
   private server!: http.Server;
@@ -72,9 +76,10 @@ export class TestApiServer {
     const s = new TestApiServer(opts);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => s.handle(req, res);
     s.server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : http.createServer(handler);
-    await new Promise<void>((resolve) => s.server.listen(0, '127.0.0.1', resolve));
+    const host = opts.host ?? '127.0.0.1';
+    await new Promise<void>((resolve) => s.server.listen(0, host, resolve));
     const { port } = s.server.address() as AddressInfo;
-    s.url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+    s.url = `${opts.tls ? 'https' : 'http'}://${host}:${port}`;
     return s;
   }
 
@@ -335,8 +340,12 @@ export class TestApiServer {
     if (!pod) return this.status(res, 404, 'NotFound', `pods "${name}" not found`);
     const ip = pod.status?.podIP as string | undefined;
     if (!ip) return this.status(res, 503, 'ServiceUnavailable', `pod ${name} has no IP`);
-    const upstream = http.request({ host: ip, port, path, method: req.method, headers: { accept: req.headers.accept ?? '*/*' } }, (up) => {
-      res.writeHead(up.statusCode ?? 502, { 'content-type': up.headers['content-type'] ?? 'application/octet-stream' });
+    // Like kube-apiserver: the caller's headers are relayed, except Authorization (its
+    // authentication filter removes it once the request is authenticated) and the
+    // hop-by-hop ones; the pod's status and headers come back as they are.
+    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HOP_BY_HOP.has(k) && k !== 'authorization' && k !== 'host'));
+    const upstream = http.request({ host: ip, port, path, method: req.method, headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, Object.fromEntries(Object.entries(up.headers).filter(([k]) => !HOP_BY_HOP.has(k))));
       up.pipe(res);
     });
     upstream.setTimeout(5000, () => upstream.destroy(new Error('timeout')));
