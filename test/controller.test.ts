@@ -384,7 +384,10 @@ t.test('an invalid edit of a valid policy keeps the last valid version, across a
 
   // A new leader starts from Redis: it must keep the same version, not drop it.
   await c.stop();
-  api.modify('authorizationpolicies', 'demo', 'allow-client', (o) => { o.spec.selector = { matchLabels: { 'bad key!': 'x' } }; });
+  api.modify('authorizationpolicies', 'demo', 'allow-client', (o) => {
+    o.spec.rules = [{ clauses: [{ matches: [{ principals: ['spiffe://cluster.local/ns/demo/sa/other'] }] }] }];
+    o.spec.selector = { matchLabels: { 'bad key!': 'x' } };
+  });
   const c2 = controller();
   c2.start();
   await converged(api, store);
