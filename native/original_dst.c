@@ -20,6 +20,21 @@
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
 #endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
+#endif
+
+/*
+ * IPv6 connections (DNAT'ed by ip6tables) are answered at SOL_IPV6; IPv4 ones at
+ * SOL_IP, also when they arrive on a dual-stack socket as v4-mapped addresses.
+ */
+static int is_native_ipv6(int fd) {
+  struct sockaddr_in6 local;
+  socklen_t len = sizeof(local);
+  memset(&local, 0, sizeof(local));
+  if (getsockname(fd, (struct sockaddr *)&local, &len) != 0) return 0;
+  return local.sin6_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&local.sin6_addr);
+}
 
 static napi_value original_dst(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -30,24 +45,34 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "EINVAL", "originalDst(fd) needs a socket file descriptor");
     return NULL;
   }
-  struct sockaddr_in addr;
-  socklen_t len = sizeof(addr);
-  memset(&addr, 0, sizeof(addr));
-  if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &addr, &len) != 0) {
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  int rc;
+  if (is_native_ipv6(fd)) {
+    struct sockaddr_in6 addr6;
+    socklen_t len = sizeof(addr6);
+    memset(&addr6, 0, sizeof(addr6));
+    rc = getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &addr6, &len);
+    if (rc == 0 && inet_ntop(AF_INET6, &addr6.sin6_addr, ip, sizeof(ip)) == NULL) rc = -1;
+    port = ntohs(addr6.sin6_port);
+  } else {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    memset(&addr, 0, sizeof(addr));
+    rc = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &addr, &len);
+    if (rc == 0 && inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip)) == NULL) rc = -1;
+    port = ntohs(addr.sin_port);
+  }
+  if (rc != 0) {
     int err = errno;
     /* ENOENT: no conntrack entry (the connection was not NATed). */
     napi_throw_error(env, err == ENOENT ? "ENOENT" : "ESOCKOPT", strerror(err));
     return NULL;
   }
-  char ip[INET_ADDRSTRLEN];
-  if (inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip)) == NULL) {
-    napi_throw_error(env, "ESOCKOPT", "inet_ntop failed");
-    return NULL;
-  }
   napi_value result, vip, vport;
   napi_create_object(env, &result);
   napi_create_string_utf8(env, ip, NAPI_AUTO_LENGTH, &vip);
-  napi_create_int32(env, ntohs(addr.sin_port), &vport);
+  napi_create_int32(env, port, &vport);
   napi_set_named_property(env, result, "ip", vip);
   napi_set_named_property(env, result, "port", vport);
   return result;

@@ -2,17 +2,19 @@
 // network namespaces: a dual-stack enrolled pod (which made capture throw, so the
 // ztunnel exited at start), readiness only once the rules are read back, rules kept
 // on stop, drift repaired, and removal only on an explicit uninstall.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { silentLogger } from '../src/lib/log';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
 import { ExecCommandRunner } from '../src/iptables/runner';
 import { CaptureReconciler } from '../src/ztunnel/capture';
-import { createTopology, netnsSkipReason } from './helpers/netns';
+import { createTopology, netnsSkipReason, type StartNodeOptions } from './helpers/netns';
+import { assertNativeBuilt, NATIVE } from './helpers/built';
 import { waitFor } from './helpers/wait';
 
 const skip = netnsSkipReason();
 if (skip) t.plan(0, skip);
+else assertNativeBuilt();
 
 const runner = new ExecCommandRunner();
 const NODE = '203.0.113.1';
@@ -45,9 +47,10 @@ s.on('end', () => { console.log(buf.trim()); process.exit(0); });
 s.on('error', (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });
 `;
 
-type Answer = { server?: string; port?: number; remote?: string; error?: string };
+type Answer = { server?: string; port?: number; remote?: string; error?: string; orig?: { ip?: string; port?: number; error?: string } };
 
-t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never a crash', async (t) => {
+/** Node + external host + one dual-stack pod, wired like the lab (IPv6 only inside these namespaces). */
+async function dualStackNode(t: Test, ztunnel: StartNodeOptions) {
   const topo = await createTopology(t);
   const node = await topo.addNetns('node');
   const ext = await topo.addNetns('ext');
@@ -68,7 +71,7 @@ t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never 
   await topo.exec(node, 'ip', ['-6', 'route', 'add', `${A6}/128`, 'dev', pod.hostIf]);
 
   const servers = [
-    topo.startNode(node, { script: SERVER, args: ['ztunnel', NODE, '15001', '15006', '15008'], typescript: false }),
+    topo.startNode(node, ztunnel),
     topo.startNode(ext, { script: SERVER, args: ['ext', '::', '8080'], typescript: false }),
     topo.startNode(pod.netns, { script: SERVER, args: ['pod-a', '::', '8080'], typescript: false }),
   ];
@@ -76,15 +79,20 @@ t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never 
   const dial = async (netns: string, host: string, port = 8080): Promise<Answer> =>
     JSON.parse((await topo.exec(netns, process.execPath, ['-e', CLIENT, host, String(port)], { timeoutMs: 15_000 })).stdout) as Answer;
 
-  t.same(await dial(pod.netns, EXT6), { server: 'ext', port: 8080, remote: A6 }, 'before capture: IPv6 from the pod goes straight out');
-  t.same(await dial(ext, A6), { server: 'pod-a', port: 8080, remote: EXT6 }, 'and straight in');
-
   const state = new MeshState({ trustDomain: 'cluster.local' });
   state.replaceAll({
     node: [nodeRecord('node-1', NODE)], namespace: [ambientNamespace('demo')],
     workload: [workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', addresses: [A, A6] })],
     service: [], policy: [], peerauth: [],
   }, 1);
+  return { topo, node, ext, pod, dial, state };
+}
+
+t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never a crash', async (t) => {
+  const { node, ext, pod, dial, state } = await dualStackNode(t, { script: SERVER, args: ['ztunnel', NODE, '15001', '15006', '15008'], typescript: false });
+  t.same(await dial(pod.netns, EXT6), { server: 'ext', port: 8080, remote: A6 }, 'before capture: IPv6 from the pod goes straight out');
+  t.same(await dial(ext, A6), { server: 'pod-a', port: 8080, remote: EXT6 }, 'and straight in');
+
   const capture = new CaptureReconciler({
     state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, verifyIntervalMs: 50,
   });
@@ -118,4 +126,35 @@ t.test('a dual-stack enrolled pod: IPv4 captured, IPv6 refused both ways, never 
     }
     t.same(await dial(pod.netns, EXT6), { server: 'ext', port: 8080, remote: A6 }, 'IPv6 direct again');
   });
+});
+
+/** A stand-in ztunnel on both families: answers with the kernel's original destination (native helper). */
+const NATIVE_SERVER = `
+const net = require('node:net');
+const native = require(${JSON.stringify(NATIVE)}).originalDst;
+const addrs = process.argv.slice(1);
+let n = 0;
+for (const addr of addrs) for (const port of [15001, 15006, 15008]) net.createServer((s) => {
+  s.on('error', () => {});
+  let orig;
+  try { orig = native(s._handle.fd); } catch (e) { orig = { error: e.code }; }
+  s.end(JSON.stringify({ server: 'ztunnel', port, remote: s.remoteAddress, orig }) + '\\n');
+}).listen(port, addr, () => { if (++n === addrs.length * 3) console.log('listening'); });
+`;
+
+t.test('with an IPv6 listen address, IPv6 is captured exactly like IPv4 (ip6tables, IP6T_SO_ORIGINAL_DST)', async (t) => {
+  const { node, ext, pod, dial, state } = await dualStackNode(t, { script: NATIVE_SERVER, args: [NODE, NODE6], typescript: false });
+  const capture = new CaptureReconciler({ state, nodeName: 'node-1', listenAddresses: [NODE, NODE6], logger: silentLogger(), netns: node });
+  t.teardown(() => capture.remove().catch(() => {}));
+  await capture.start();
+  t.equal(capture.verified, true);
+  t.same(await dial(pod.netns, EXT6), { server: 'ztunnel', port: 15001, remote: A6, orig: { ip: EXT6, port: 8080 } }, 'IPv6 egress → [node]:15001, original destination from the kernel');
+  t.same(await dial(pod.netns, EXT), { server: 'ztunnel', port: 15001, remote: A, orig: { ip: EXT, port: 8080 } }, 'IPv4 egress as before');
+  t.same(await dial(ext, A6), { server: 'ztunnel', port: 15006, remote: EXT6, orig: { ip: A6, port: 8080 } }, 'IPv6 plaintext ingress → 15006');
+  t.same(await dial(ext, A6, 15008), { server: 'ztunnel', port: 15008, remote: EXT6, orig: { ip: A6, port: 15008 } }, 'IPv6 HBONE → 15008');
+  const self = await dial(pod.netns, NODE6, 15001);
+  t.same(self.orig, { ip: NODE6, port: 15001 }, 'the node IPv6 address is not captured (RETURN): no DNAT, the original destination is the node itself');
+  const save = (await new ExecCommandRunner().run('ip6tables-save', ['-t', 'nat'], { netns: node })).stdout;
+  t.match(save, /-A PREROUTING -j WEFT-PREROUTING/, 'ip6tables holds the same chains');
+  t.match(save, /-A WEFT-OUTBOUND -d fe80::\/10 .*-j RETURN/);
 });
