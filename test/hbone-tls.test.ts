@@ -6,6 +6,7 @@ import { isWeftError } from '../src/lib/errors';
 import type { WorkloadCert } from '../src/ztunnel/contracts';
 import { clientTlsOptions, peerUriSans, SecureContextCache, ServerTlsEngines, verifyClientIdentity, verifyServerIdentity } from '../src/ztunnel/tls';
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
+import { until } from '../src/ztunnel/testing/sockets';
 
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
@@ -169,4 +170,53 @@ t.test('server engines are per identity and pick up rotated certificates', async
   (s2 as tls.TLSSocket).destroy();
   t.not(serial2, serial1);
   t.equal(server.engines.size, 1);
+});
+
+t.test('no session resumption: a ticket from one tunnel never skips the next handshake, before or after rotation', async (t) => {
+  const ca = await IssuerCertSource.create();
+  const echo = await ca.get(ECHO);
+  const server = await tlsServer(t, echo, ca.rootsPem);
+  const contexts = new SecureContextCache();
+  const client = contexts.get(await ca.get(CLIENT), ca.rootsPem);
+  const opts = { secureContext: client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined };
+
+  /** A real client: keep every session/ticket the server sends, offer the last one back. */
+  const connectKeeping = async (port: number, session?: Buffer) => {
+    const tickets: Buffer[] = [];
+    const before = server.accepted.length;
+    const raw = net.connect({ host: '127.0.0.1', port });
+    const s = tls.connect({ ...opts, socket: raw, ...(session ? { session } : {}) });
+    s.on('session', (b: Buffer) => tickets.push(b));
+    await new Promise<void>((resolve, reject) => { s.once('secureConnect', () => resolve()); s.once('error', reject); });
+    await until(() => server.accepted.length > before, 5000, 'the server to accept');
+    // TLS 1.3 tickets follow the handshake, before any application data: once a byte
+    // the server wrote arrives, every ticket it sent has been seen.
+    const got = new Promise<void>((r) => s.once('data', () => r()));
+    server.accepted.at(-1)!.socket.write('k');
+    await got;
+    const reused = s.isSessionReused();
+    s.destroy();
+    return { tickets, reused };
+  };
+
+  const first = await connectKeeping(server.port);
+  t.equal(first.reused, false);
+  // Node cannot stop OpenSSL from sending TLS 1.3 NewSessionTicket messages; what
+  // matters is that none of them can be redeemed.
+  for (const ticket of first.tickets) {
+    const again = await connectKeeping(server.port, ticket);
+    t.equal(again.reused, false, 'the offered ticket is refused: a full handshake with the client certificate');
+  }
+  t.ok(first.tickets.length >= 1, `the client kept ${first.tickets.length} ticket(s) to offer`);
+  t.equal(server.accepted.at(-1)?.socket.getPeerCertificate().subject !== undefined, true, 'the server saw the client certificate again');
+
+  // After a rotation (setSecureContext) too.
+  await ca.rotate(ECHO);
+  const rotated = await ca.get(ECHO);
+  const srv = net.createServer((raw) => server.engines.accept(raw, rotated, ca.rootsPem));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => srv.close());
+  const port2 = (srv.address() as net.AddressInfo).port;
+  const r1 = await connectKeeping(port2);
+  for (const ticket of r1.tickets) t.equal((await connectKeeping(port2, ticket)).reused, false, 'no resumption after rotation');
 });

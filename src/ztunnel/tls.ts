@@ -5,6 +5,7 @@
  * destination workload's identity, the server wants any identity of its own trust
  * domain (who may connect is authorization's business). DNS names and CN are ignored.
  */
+import { constants as cryptoConstants } from 'node:crypto';
 import * as tls from 'node:tls';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
@@ -181,7 +182,9 @@ export class ServerTlsEngines extends PerIdentity<ServerEntry> {
 
   private engine(cert: WorkloadCert, rootsPem: string): tls.Server {
     const hit = this.byIdentity.get(cert.identity);
-    const material = contextOptions(cert, rootsPem);
+    // setSecureContext builds a new context from these options alone, so the no-ticket
+    // option travels with the material, not only with createServer.
+    const material = { ...contextOptions(cert, rootsPem), secureOptions: NO_RESUMPTION };
     if (hit) {
       if (hit.serial !== cert.serial || hit.roots !== rootsPem) {
         hit.server.setSecureContext(material);
@@ -205,6 +208,18 @@ export class ServerTlsEngines extends PerIdentity<ServerEntry> {
   }
 
 }
+
+/**
+ * No session resumption on the server. A resumed TLS 1.3 session skips the client
+ * certificate: a peer could keep opening tunnels as an identity whose certificate has
+ * since been rotated away or whose roots are no longer trusted, and stateless tickets
+ * are encrypted with a process-wide key that undoes forward secrecy. SSL_OP_NO_TICKET
+ * makes OpenSSL issue stateful tickets instead, which point into a session cache that
+ * Node keeps only through the 'newSession' event — never listened to here — so no
+ * ticket can ever be redeemed and every handshake is a full one. (OpenSSL still sends
+ * those useless NewSessionTicket messages: Node does not expose SSL_CTX_set_num_tickets.)
+ */
+const NO_RESUMPTION = cryptoConstants.SSL_OP_NO_TICKET;
 
 /** Leaf and intermediates are sent; the root is the peer's own trust anchor. */
 function contextOptions(cert: WorkloadCert, rootsPem: string): tls.SecureContextOptions {
