@@ -58,6 +58,7 @@ export class ZtunnelApp implements AdminSource {
   private listening = false;
   private stopping = false;
   private readonly onStateChange = () => this.updateWantedCerts();
+  private unfollowMetrics: (() => void) | undefined;
 
   constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelPorts = {
     outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
@@ -93,6 +94,8 @@ export class ZtunnelApp implements AdminSource {
     this.state.on('snapshot', this.onStateChange);
 
     const metrics = new ZtunnelMetrics(this.metrics);
+    // Series of pods that left the registry are removed, so churn does not grow scrapes.
+    this.unfollowMetrics = metrics.followState(this.state);
     const pool = new HbonePool({ certs: this.certs, logger: log });
     this.pool = pool;
     new Gauge({
@@ -270,6 +273,7 @@ export class ZtunnelApp implements AdminSource {
     if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
     this.state.off('change', this.onStateChange);
     this.state.off('snapshot', this.onStateChange);
+    this.unfollowMetrics?.();
     if (this.certs) await step('stopping certificates', () => this.certs!.stop());
     if (this.caClient) await step('closing the CA client', () => this.caClient!.close());
     if (this.follower) await step('stopping the registry follower', () => this.follower!.stop());

@@ -8,7 +8,10 @@
 import { Counter, type Registry } from 'prom-client';
 import { isWeftError } from '../lib/errors';
 import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import type { Change } from '../registry/types';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
+import { WorkloadSeries, workloadKey } from './metric-series';
 
 /** The fixed vocabulary of `response_flags`. */
 export type ResponseFlag =
@@ -80,6 +83,10 @@ export class ZtunnelMetrics {
   /** HBONE streams or sessions refused or closed by a protection limit (reason: a fixed set, see hbone-limits.ts). */
   readonly hboneRefused: Counter<'reason'>;
   private readonly observed = new Set<ConnectionRegistry>();
+  /** Label sets in use by workload, so a deleted workload's series can be removed. */
+  private readonly series = new WorkloadSeries();
+  /** Deleted workloads whose series wait for their last live connection to end. */
+  private readonly pendingForget = new Set<string>();
 
   constructor(registry: Registry) {
     const labelNames = LABEL_NAMES as unknown as LabelName[];
@@ -127,21 +134,88 @@ export class ZtunnelMetrics {
   }
 
   connectionOpened(c: TrackedConnection): void {
-    this.opened.inc(labelsFor(c, '-'));
+    const labels = labelsFor(c, '-');
+    this.series.note(labels);
+    this.opened.inc(labels);
   }
 
   /** An established connection ended; `flag` says how ('-' when cleanly). */
   connectionClosed(c: TrackedConnection, flag: ResponseFlag): void {
     const labels = labelsFor(c, flag);
+    this.series.note(labels);
     this.closed.inc(labels);
     this.addBytes(c, labels);
+    this.sweepPending();
   }
 
   /** A connection that never became established. */
   connectionFailed(c: TrackedConnection, flag: ResponseFlag): void {
     const labels = labelsFor(c, flag);
+    this.series.note(labels);
     this.failed.inc(labels);
     this.addBytes(c, labels);
+    this.sweepPending();
+  }
+
+  /**
+   * Removes every series naming workload `namespace/name` (either end) from the Istio
+   * counters. While a live connection still names it, removal waits for it to end:
+   * its final counts would otherwise bring the series back for good.
+   */
+  forgetWorkload(namespace: string, name: string): void {
+    const key = workloadKey(namespace, name);
+    if (this.hasLive(key)) this.pendingForget.add(key);
+    else this.removeSeries(key);
+  }
+
+  /**
+   * Removes the series of workloads that leave `state` (deleted, or gone from a new
+   * snapshot). Returns the unsubscribe function.
+   */
+  followState(state: MeshState): () => void {
+    const sweep = () => {
+      const present = new Set(state.workloads().map((w) => workloadKey(w.record.namespace, w.record.name)));
+      for (const key of this.series.workloads()) {
+        if (present.has(key)) continue;
+        const slash = key.indexOf('/');
+        this.forgetWorkload(key.slice(0, slash), key.slice(slash + 1));
+      }
+    };
+    const onChange = (changes: Change[]) => {
+      if (changes.some((c) => c.kind === 'workload' && c.op === 'delete')) sweep();
+    };
+    state.on('change', onChange);
+    state.on('snapshot', sweep);
+    return () => {
+      state.off('change', onChange);
+      state.off('snapshot', sweep);
+    };
+  }
+
+  private hasLive(key: string): boolean {
+    for (const reg of this.observed) {
+      for (const c of reg.all()) {
+        for (const w of [c.src.workload, c.dst.workload]) {
+          if (w && workloadKey(w.record.namespace, w.record.name) === key) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  private sweepPending(): void {
+    if (this.pendingForget.size === 0) return;
+    for (const key of [...this.pendingForget]) {
+      if (this.hasLive(key)) continue;
+      this.pendingForget.delete(key);
+      this.removeSeries(key);
+    }
+  }
+
+  private removeSeries(key: string): void {
+    for (const labels of this.series.take(key)) {
+      for (const counter of [this.opened, this.closed, this.failed, this.sentBytes, this.receivedBytes]) counter.remove(labels);
+    }
   }
 
   private flushLive(): void {

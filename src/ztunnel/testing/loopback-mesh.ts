@@ -70,6 +70,7 @@ export class LoopbackMesh {
     const connections = new ConnectionRegistry();
     const registry = new Registry();
     const metrics = new ZtunnelMetrics(registry);
+    metrics.followState(state);
     const contexts = new SecureContextCache();
     const pool = new HbonePool({ certs, logger: log, contexts, socketFactory: this.conntrack.factory(), ...poolOpts });
     // The node is its address only: its pods share 127.0.0.0/8 with it.
