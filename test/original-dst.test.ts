@@ -160,3 +160,19 @@ t.test('figure: one lookup against a 100k-entry table', async (t) => {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   t.comment(`parse+match of ${big.length} entries (${(text.length / 1e6).toFixed(1)} MB): ${ms.toFixed(1)} ms`);
 });
+
+t.test('a reader that throws, or text that breaks the parser, fails the lookups instead of crashing or hanging', async (t) => {
+  const throwing = new OriginalDstResolver({ readFile: () => { throw new Error('boom'); } });
+  const e1 = await throwing.resolve(sock(2000)).then(() => undefined, (err: unknown) => err);
+  t.ok(isWeftError(e1) && e1.code === 'WEFT_ORIGINAL_DST_UNKNOWN', 'a synchronous throw rejects the lookup');
+  // Not a string: the parser itself throws, after the read succeeded.
+  const broken = new OriginalDstResolver({ readFile: async () => ({}) as unknown as string });
+  const e2 = await broken.resolve(sock(2001)).then(() => undefined, (err: unknown) => err);
+  t.ok(isWeftError(e2) && e2.code === 'WEFT_ORIGINAL_DST_UNKNOWN', 'a parser failure rejects the lookup');
+  // And the resolver keeps working afterwards.
+  let text: string | object = {};
+  const recovering = new OriginalDstResolver({ readFile: async () => text as string });
+  await recovering.resolve(sock(1000)).catch(() => undefined);
+  text = line(1000, '203.0.113.2', 80);
+  t.same(await recovering.resolve(sock(1000)), { ip: '203.0.113.2', port: 80 });
+});

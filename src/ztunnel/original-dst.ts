@@ -256,7 +256,9 @@ export class OriginalDstResolver {
         return;
       }
       this.stats.reads++;
-      this.read(this.path).then(
+      // Started inside a promise so a reader that throws synchronously rejects instead
+      // of throwing out of setImmediate (an uncaught exception ends the process).
+      Promise.resolve().then(() => this.read(this.path)).then(
         (text) => this.settle(batch, text),
         (err: NodeJS.ErrnoException) => {
           const hint = err.code === 'ENOENT'
@@ -267,7 +269,13 @@ export class OriginalDstResolver {
           const e = new WeftError('WEFT_ORIGINAL_DST_UNKNOWN', `cannot read ${this.path}: ${err.message}; ${hint}`, { cause: err });
           for (const w of batch) w.reject(e);
         },
-      ).finally(() => {
+      ).catch((err: unknown) => {
+        // A bug while parsing must fail these lookups (their connections are reset), not
+        // leave them waiting forever or surface as an unhandled rejection. Waiters
+        // already settled ignore the second settle.
+        const e = new WeftError('WEFT_ORIGINAL_DST_UNKNOWN', `cannot parse ${this.path}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        for (const w of batch) w.reject(e);
+      }).finally(() => {
         this.reading = false;
         this.pump();
       });
