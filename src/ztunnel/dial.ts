@@ -10,13 +10,21 @@ import type { OriginalDst, SocketFactory } from './contracts';
 export const defaultUpstreamFactory: SocketFactory = (t) => net.connect({ host: t.host, port: t.port, allowHalfOpen: true, noDelay: true });
 
 /**
- * Resolves with the connected socket; rejects with WEFT_HBONE_UPSTREAM_UNREACHABLE.
+ * Resolves with the connected socket; rejects with WEFT_HBONE_UPSTREAM_UNREACHABLE
+ * (also when `signal` aborts first: the socket is destroyed, `details.reason` is
+ * `cancelled`).
  * The socket is half-open capable (FIN in one direction keeps the other) and has
  * Nagle off: the proxy must not add latency to small writes.
  */
-export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: number): Promise<net.Socket> {
+export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const addr = formatHostPort(target.ip, target.port);
+    const cancelled = () => new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `dial to ${addr} cancelled: the client went away first`,
+      { details: { target: addr, reason: 'cancelled' } });
+    if (signal?.aborted) {
+      reject(cancelled());
+      return;
+    }
     let sock: net.Socket;
     try {
       sock = factory({ host: target.ip, port: target.port }, { kind: 'upstream', originalDst: target });
@@ -31,8 +39,13 @@ export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: 
       finish(new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `connecting to ${addr} timed out after ${timeoutMs} ms; check the destination runs and no firewall drops the traffic`,
         { details: { target: addr, reason: 'timeout' } }));
     }, timeoutMs);
+    // The client that asked went away: the half-open socket is destroyed at once, so a
+    // peer resetting its streams cannot keep dials (and file descriptors) in flight.
+    const onAbort = () => finish(cancelled());
+    signal?.addEventListener('abort', onAbort, { once: true });
     const finish = (err?: Error) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       sock.off('connect', onConnect);
       sock.off('error', onError);
       if (err) {

@@ -7,7 +7,6 @@
  */
 import type * as http2 from 'node:http2';
 import { WeftError } from '../lib/errors';
-import { DEFAULT_PIPE_HIGH_WATER_MARK } from './pipe';
 
 export interface HboneTuning {
   /** Per-stream receive window (Istio: 4 MiB). */
@@ -16,7 +15,7 @@ export interface HboneTuning {
   connectionWindow: number;
   /** Largest DATA frame we accept (Istio: 1 MiB). */
   maxFrameSize: number;
-  /** nghttp2's per-session memory budget in MB; too low rejects streams with ENHANCE_YOUR_CALM. */
+  /** nghttp2's per-session memory budget in MB (its own allocations and queued frames; not bytes parked in JS, see hbone-limits.ts); too low rejects streams with ENHANCE_YOUR_CALM. */
   maxSessionMemoryMb: number;
   /** Bytes queued on a pipe's writing side before its reading side is paused. */
   pipeHighWaterMark: number;
@@ -28,8 +27,11 @@ export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   streamWindow: 4 * MiB,
   connectionWindow: 16 * MiB,
   maxFrameSize: 1 * MiB,
-  maxSessionMemoryMb: 256,
-  pipeHighWaterMark: DEFAULT_PIPE_HIGH_WATER_MARK,
+  maxSessionMemoryMb: 64,
+  // Below the plain-TCP pipes' 1 MiB: every stream whose pod stops reading queues up
+  // to this much before the memory budget is consulted (hbone-limits.ts), so 300 such
+  // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
+  pipeHighWaterMark: 256 * 1024,
 });
 
 const LIMITS: Record<keyof HboneTuning, [number, number]> = {
@@ -43,15 +45,24 @@ const LIMITS: Record<keyof HboneTuning, [number, number]> = {
 
 /** Merges `partial` over the defaults; a value out of range names its field. */
 export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneTuning> {
-  const out: HboneTuning = { ...DEFAULT_HBONE_TUNING };
-  for (const [k, v] of Object.entries(partial) as [keyof HboneTuning, unknown][]) {
+  return boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, partial);
+}
+
+/**
+ * The one validator of the HBONE option groups (tuning here, limits in
+ * hbone-limits.ts): every field an integer within its bounds, unknown fields refused,
+ * each refusal naming the field. Returns a frozen copy with only known keys.
+ */
+export function boundedIntegers<T extends object>(what: string, defaults: Readonly<T>, bounds: Record<keyof T, [number, number]>, partial: Partial<T>): Readonly<T> {
+  const out = { ...defaults } as T;
+  for (const [k, v] of Object.entries(partial) as [keyof T & string, unknown][]) {
     if (v === undefined) continue;
-    const limits = LIMITS[k];
-    if (!limits) throw new WeftError('WEFT_CONFIG_INVALID', `unknown HBONE tuning field ${JSON.stringify(k)}; known: ${Object.keys(LIMITS).join(', ')}`);
+    const limits = bounds[k];
+    if (!limits) throw new WeftError('WEFT_CONFIG_INVALID', `unknown ${what} field ${JSON.stringify(k)}; known: ${Object.keys(bounds).join(', ')}`);
     if (typeof v !== 'number' || !Number.isInteger(v) || v < limits[0] || v > limits[1]) {
-      throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning ${k}=${JSON.stringify(v)}: must be an integer between ${limits[0]} and ${limits[1]}`);
+      throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${what} ${k}=${JSON.stringify(v)}: must be an integer between ${limits[0]} and ${limits[1]}`);
     }
-    out[k] = v;
+    (out as Record<string, unknown>)[k] = v;
   }
   return Object.freeze(out);
 }

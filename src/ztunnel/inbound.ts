@@ -21,11 +21,15 @@ import * as tls from 'node:tls';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
-import { formatHostPort, normalizeIp, parseHostPort } from './address';
+import { LogLimiter, truncateForLog } from '../lib/log-limiter';
+import { formatHostPort, normalizeIp, parseHostPort, type HostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
-import { applyConnectionWindow, hboneTuning, localSettings, type HboneTuning } from './hbone-settings';
+import { applyConnectionWindow, hboneTuning, type HboneTuning } from './hbone-settings';
+import { ByteBudget, KeyedCounter, StallReservation, hboneLimits, serverSessionOptions, type HboneLimits, type RefusalReason } from './hbone-limits';
+import { SessionGuard } from './hbone-session-guard';
+import { resetStream } from './pipe';
 import { Keepalive } from './keepalive';
 import { ConnectionLifecycle } from './lifecycle';
 import { clientAddress, connectTarget } from './hbone-request';
@@ -33,6 +37,8 @@ import { flagForError, type ZtunnelMetrics } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
 import { ListenerBase, type CapturedListenerOptions } from './listener';
+
+const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 export interface InboundOptions extends CapturedListenerOptions {
   certs: CertSource;
@@ -45,8 +51,8 @@ export interface InboundOptions extends CapturedListenerOptions {
   pingIntervalMs?: number;
   /** A PING unanswered this long closes the tunnel. Default 20 s. */
   pingTimeoutMs?: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise; headroom over the clients' 100. Default 1000. */
-  maxConcurrentStreams?: number;
+  /** What one peer may cost (streams, parked bytes, dials, floods, sessions); hbone-limits.ts. */
+  limits?: Partial<HboneLimits>;
 }
 
 /** What one accepted tunnel established, shared by all its streams. */
@@ -55,6 +61,7 @@ interface TunnelContext {
   localIdentity: string;
   peerIdentity: string;
   peer: string;
+  guard: SessionGuard;
 }
 
 export class InboundServer extends ListenerBase {
@@ -65,6 +72,14 @@ export class InboundServer extends ListenerBase {
   private readonly engines: ServerTlsEngines;
   private readonly socketFactory: SocketFactory;
   private readonly tuning: HboneTuning;
+  private readonly limits: HboneLimits;
+  /** Bytes all stalled streams park together (each session's budget sits inside it). */
+  private readonly nodeBudget: ByteBudget;
+  /** CONNECTs of all sessions waiting for their upstream dial. */
+  private pendingDials = 0;
+  private readonly peerSessions: KeyedCounter;
+  /** One rate-limited line per kind of refusal: a peer decides how many it causes. */
+  private readonly refusalLog = new LogLimiter();
   private readonly upstreamTimeoutMs: number;
   private readonly pingIntervalMs: number;
   private readonly pingTimeoutMs: number;
@@ -89,22 +104,22 @@ export class InboundServer extends ListenerBase {
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
       onSecure: (sock, identity) => this.onSecure(sock, identity),
       onError: (err, sock) => {
-        this.log.warn({ err, peer: sock.remoteAddress }, 'HBONE TLS handshake failed (client certificate missing or not from this mesh, or timeout)');
+        this.refusalLog.log(this.log, 'warn', 'tls', { err, peer: sock.remoteAddress }, 'HBONE TLS handshake failed (client certificate missing or not from this mesh, or timeout)');
         sock.destroy();
       },
     });
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
     this.tuning = hboneTuning(opts.tuning);
+    this.limits = hboneLimits(opts.limits);
+    this.nodeBudget = new ByteBudget(this.limits.nodeBufferBytes);
+    this.peerSessions = new KeyedCounter(this.limits.maxSessionsPerPeer);
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
     this.metrics = opts.metrics;
     this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'hbone' }, n));
-    this.h2 = http2.createServer({
-      settings: localSettings(this.tuning, { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 }),
-      maxSessionMemory: this.tuning.maxSessionMemoryMb,
-    });
+    this.h2 = http2.createServer(serverSessionOptions(this.tuning, this.limits));
     this.h2.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     this.state.on('change', this.onStateChange);
     this.state.on('snapshot', this.pruneEngines);
@@ -131,6 +146,17 @@ export class InboundServer extends ListenerBase {
     return this.sessions.size;
   }
 
+  /** Bytes reserved by stalled streams now, node-wide. */
+  get parkedBytes(): number {
+    return this.nodeBudget.used;
+  }
+
+  /** A limit refused or closed something: counted, and logged at a bounded rate. */
+  private refused(reason: RefusalReason, fields: Record<string, unknown>, msg: string): void {
+    this.metrics?.hboneRefused.inc({ reason });
+    this.refusalLog.log(this.log, 'warn', reason, { reason, ...fields }, msg);
+  }
+
   protected async onConnection(raw: net.Socket): Promise<void> {
     raw.on('error', (err) => this.log.debug({ err, peer: raw.remoteAddress }, 'inbound socket error'));
     const peer = formatHostPort(normalizeIp(raw.remoteAddress), raw.remotePort ?? 0);
@@ -140,6 +166,11 @@ export class InboundServer extends ListenerBase {
       if (!workload || workload.record.node !== this.nodeName || !workload.enrolled) {
         this.log.warn({ peer, dst: formatHostPort(dst.ip, dst.port), workload: workload && `${workload.record.namespace}/${workload.record.name}` },
           'HBONE connection for an address that is not a mesh workload on this node; closing it (is the peer\'s registry stale?)');
+        raw.destroy();
+        return;
+      }
+      if (this.handshaking.size >= this.limits.maxHandshakes) {
+        this.refused('handshakes', { peer, limit: this.limits.maxHandshakes }, 'too many HBONE TLS handshakes in progress; closing this connection (the peer retries)');
         raw.destroy();
         return;
       }
@@ -171,11 +202,18 @@ export class InboundServer extends ListenerBase {
       if (sock.alpnProtocol !== 'h2') throw new Error(`ALPN ${String(sock.alpnProtocol)} instead of h2`);
       peerIdentity = verifyClientIdentity(sock, this.state.trustDomain);
     } catch (err) {
-      this.log.warn({ err, peer }, 'refused HBONE client');
+      this.refusalLog.log(this.log, 'warn', 'client', { err, peer }, 'refused HBONE client');
       sock.destroy();
       return;
     }
-    this.pending = { localIdentity, peerIdentity, peer };
+    const peerIp = normalizeIp(sock.remoteAddress);
+    if (!this.peerSessions.tryAdd(peerIp)) {
+      this.refused('sessions_per_peer', { peer, peerIdentity, limit: this.limits.maxSessionsPerPeer }, 'too many HBONE sessions from this peer address; closing the new one');
+      sock.destroy();
+      return;
+    }
+    sock.once('close', () => this.peerSessions.remove(peerIp));
+    this.pending = { localIdentity, peerIdentity, peer, guard: undefined as unknown as SessionGuard };
     try {
       this.h2.emit('connection', sock);
     } finally {
@@ -190,6 +228,8 @@ export class InboundServer extends ListenerBase {
       return;
     }
     this.sessions.add(session);
+    ctx.guard = new SessionGuard(session, this.limits, this.nodeBudget, (reason, detail) =>
+      this.refused(reason, { peer: ctx.peer, peerIdentity: ctx.peerIdentity, detail }, 'closing an HBONE session: a limit was exceeded'));
     applyConnectionWindow(session, this.tuning);
     new Keepalive(session, {
       intervalMs: this.pingIntervalMs,
@@ -203,13 +243,17 @@ export class InboundServer extends ListenerBase {
     session.once('close', () => this.sessions.delete(session));
     session.on('stream', (stream, headers) => {
       stream.on('error', (err) => this.log.debug({ err, peer: ctx.peer }, 'HBONE stream error'));
-      void this.onStream(ctx, stream, headers);
+      ctx.guard.streamOpened(stream);
+      this.onStream(ctx, stream, headers).catch((err: unknown) => {
+        this.log.error({ err, peer: ctx.peer }, 'unexpected error serving an HBONE stream; resetting it');
+        resetStream(stream);
+      });
     });
   }
 
   private async onStream(ctx: TunnelContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     const checked = connectTarget(headers);
-    if (!checked.ok) return this.reject(stream, checked.status, checked.reason, ctx);
+    if (!checked.ok) return this.reject(stream, checked.status, checked.reason, ctx, headers);
     const authority = checked.target;
     if (PROXY_PORTS.has(authority.port)) {
       return this.reject(stream, 400, `refused to prevent a loop: ${formatHostPort(authority.ip, authority.port)} is a proxy port`, ctx);
@@ -230,6 +274,33 @@ export class InboundServer extends ListenerBase {
     }
     const srcIp = src.ip;
     const srcPort = src.port;
+    // A dial slot first: refused streams cost no socket. REFUSED_STREAM tells the peer
+    // nothing was done, so it may retry.
+    if (ctx.guard.pendingDials >= this.limits.maxPendingDialsPerConnection || this.pendingDials >= this.limits.maxPendingDials) {
+      this.refused('pending_dials', { peer: ctx.peer, node: this.pendingDials, session: ctx.guard.pendingDials }, 'too many HBONE CONNECTs waiting for their dial; refusing the stream');
+      if (!stream.destroyed) stream.close(NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    ctx.guard.pendingDials++;
+    this.pendingDials++;
+    try {
+      await this.serve(ctx, stream, authority, target, srcIp, srcPort);
+    } finally {
+      ctx.guard.pendingDials--;
+      this.pendingDials--;
+    }
+  }
+
+  /** Authorizes, dials (cancellable) and pipes one CONNECT stream; resolves once it is piped or refused. */
+  private async serve(ctx: TunnelContext, stream: http2.ServerHttp2Stream, authority: HostPort, target: WorkloadView, srcIp: string, srcPort: number): Promise<void> {
+    // Rapid reset (CVE-2023-44487): a HEADERS and its RST_STREAM usually arrive in one
+    // read. Waiting one turn lets nghttp2 process the whole read first, so a stream
+    // already reset is never dialled — nor logged as a connection.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stream.closed || stream.destroyed) {
+      this.metrics?.hboneRefused.inc({ reason: 'reset_before_dial' });
+      return;
+    }
     const conn = this.lifecycle.begin({
       direction: 'inbound',
       protocol: 'HBONE',
@@ -246,12 +317,19 @@ export class InboundServer extends ListenerBase {
       return;
     }
     let upstream: net.Socket;
+    // A reset that arrives while the dial is under way cancels it.
+    const cancel = new AbortController();
+    const onClose = () => cancel.abort();
+    stream.once('close', onClose);
     try {
-      upstream = await dialTcp(this.socketFactory, authority, this.upstreamTimeoutMs);
+      upstream = await dialTcp(this.socketFactory, authority, this.upstreamTimeoutMs, cancel.signal);
     } catch (err) {
+      const cancelled = cancel.signal.aborted;
       respond(stream, 503);
-      this.lifecycle.end(conn, { flag: flagForError(err), reason: (err as Error).message });
+      this.lifecycle.end(conn, { flag: cancelled ? 'DOWNSTREAM_RESET' : flagForError(err), reason: (err as Error).message });
       return;
+    } finally {
+      stream.off('close', onClose);
     }
     if (stream.closed || stream.destroyed) {
       upstream.destroy();
@@ -260,9 +338,20 @@ export class InboundServer extends ListenerBase {
     }
     stream.respond({ ':status': 200 });
     this.lifecycle.established(conn);
+    // A stalled direction may park its writer's queue (the high-water mark) and, when
+    // the stream is the reader, whatever is left of its HTTP/2 window.
+    const hwm = this.tuning.pipeHighWaterMark;
+    const reservation = new StallReservation(ctx.guard.budget, { received: this.tuning.streamWindow + hwm, sent: hwm });
     this.lifecycle.pipeUnderPolicy(conn, stream, upstream, {
-      highWaterMark: this.tuning.pipeHighWaterMark,
+      highWaterMark: hwm,
       policies: this.policies,
+      stall: (direction, paused) => {
+        if (reservation.stall(direction, paused)) return true;
+        this.refused('buffer_budget', { peer: ctx.peer, connection: conn.id, parkedOnSession: ctx.guard.budget.used, parkedOnNode: this.nodeBudget.used },
+          'resetting a stalled HBONE stream: its bytes do not fit the memory budget (the receiving side is not reading)');
+        return false;
+      },
+      onDone: () => reservation.release(),
       recheck: () => {
         const cur = this.state.workloadByAddress(authority.ip);
         return cur && cur.record.node === this.nodeName ? decide(cur) : undefined;
@@ -270,8 +359,11 @@ export class InboundServer extends ListenerBase {
     });
   }
 
-  private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, ctx: TunnelContext): void {
-    this.log.warn({ status, reason, peer: ctx.peer, peerIdentity: ctx.peerIdentity }, 'refused HBONE CONNECT');
+  private reject(stream: http2.ServerHttp2Stream, status: number, reason: string, ctx: TunnelContext, headers?: http2.IncomingHttpHeaders): void {
+    const fields: Record<string, unknown> = { status, reason, peer: ctx.peer, peerIdentity: ctx.peerIdentity };
+    // Peer-controlled text is cut: a 64 KiB :authority must not become a 64 KiB line.
+    if (headers) fields.authority = truncateForLog(headers[':authority'], 128);
+    this.refusalLog.log(this.log, 'warn', `connect-${status}`, fields, 'refused HBONE CONNECT');
     respond(stream, status);
   }
 

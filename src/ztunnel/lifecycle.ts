@@ -10,7 +10,7 @@ import { formatHostPort } from './address';
 import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
 import type { AuthzDecision } from './authorization';
 import type { ResponseFlag, ZtunnelMetrics } from './metrics';
-import { Pipe, type PipeOutcome, type PipeSide } from './pipe';
+import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from './pipe';
 import type { PolicyWatcher } from './policy-watch';
 
 export interface LifecycleDeps {
@@ -74,13 +74,19 @@ export class ConnectionLifecycle {
    */
   pipeUnderPolicy(c: TrackedConnection, downstream: PipeSide, upstream: PipeSide, opts: {
     highWaterMark: number; policies: PolicyWatcher; recheck: () => AuthzDecision | undefined;
+    /** Memory budget hook for backpressure pauses (PipeOptions.stall). */
+    stall?: PipeOptions['stall'];
+    /** Called once when the pipe ended, before the access-log line. */
+    onDone?: () => void;
   }): void {
     let revokedBy: AuthzDecision | undefined;
     const pipe = new Pipe(downstream, upstream, {
       highWaterMark: opts.highWaterMark,
       counters: c.counters,
+      ...(opts.stall ? { stall: opts.stall } : {}),
       onDone: (outcome) => {
         unregister();
+        opts.onDone?.();
         this.end(c, revokedBy ? { flag: 'DENY', reason: `closed: ${revokedBy.reason}` } : endResult(outcome));
       },
     });
@@ -155,7 +161,7 @@ const ended = new WeakSet<TrackedConnection>();
 export function endResult(outcome: PipeOutcome): EndResult {
   switch (outcome.error) {
     case undefined: return { flag: '-' };
-    case 'ABORTED': return { flag: 'ABORTED', reason: 'closed by the proxy' };
+    case 'ABORTED': return { flag: 'ABORTED', reason: outcome.detail ? `closed by the proxy: ${outcome.detail}` : 'closed by the proxy' };
     default: return outcome.detail ? { flag: outcome.error, reason: outcome.detail } : { flag: outcome.error };
   }
 }

@@ -46,6 +46,12 @@ export interface PipeOptions {
   counters?: ByteCounters;
   /** Called once, after both sides have closed. */
   onDone?: (outcome: PipeOutcome, counters: ByteCounters) => void;
+  /**
+   * Told when a direction pauses for backpressure (`paused` true) and resumes (false).
+   * Returning false to a pause refuses it: the bytes it would park do not fit a
+   * memory budget, and the pipe is aborted instead (see hbone-limits.ts).
+   */
+  stall?: (direction: keyof ByteCounters, paused: boolean) => boolean;
 }
 
 type Role = 'downstream' | 'upstream';
@@ -100,7 +106,9 @@ export class Pipe {
   private readonly hwm: number;
   private finished = false;
   private aborted = false;
+  private abortDetail: string | undefined;
   private readonly onDone: PipeOptions['onDone'];
+  private readonly stall: PipeOptions['stall'];
 
   constructor(downstream: PipeSide, upstream: PipeSide, opts: PipeOptions = {}) {
     this.counters = opts.counters ?? { received: 0, sent: 0 };
@@ -108,6 +116,7 @@ export class Pipe {
     this.up = new End(upstream, 'upstream');
     this.hwm = opts.highWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.onDone = opts.onDone;
+    this.stall = opts.stall;
     this.flow(this.down, this.up, 'received');
     this.flow(this.up, this.down, 'sent');
     this.watch(this.down, this.up);
@@ -117,10 +126,11 @@ export class Pipe {
     upstream.resume();
   }
 
-  /** Resets both sides (policy revoked, shutdown). The outcome reports ABORTED. */
-  abort(): void {
+  /** Resets both sides (policy revoked, shutdown, over budget). The outcome reports ABORTED, with `detail`. */
+  abort(detail?: string): void {
     if (this.finished) return;
     this.aborted = true;
+    this.abortDetail ??= detail;
     this.down.reset();
     this.up.reset();
   }
@@ -155,6 +165,10 @@ export class Pipe {
       }
       dst.write(chunk);
       if (!paused && dst.writableLength > hwm) {
+        if (this.stall && !this.stall(counter, true)) {
+          this.abort(`over the memory budget for stalled streams (${counter === 'received' ? 'the destination' : 'the client'} is not reading)`);
+          return;
+        }
         paused = true;
         src.pause();
       }
@@ -162,6 +176,7 @@ export class Pipe {
     dst.on('drain', () => {
       if (paused) {
         paused = false;
+        this.stall?.(counter, false);
         src.resume();
       }
     });
@@ -217,8 +232,10 @@ export class Pipe {
     if (this.finished || !this.down.closed || !this.up.closed) return;
     this.finished = true;
     const outcome: PipeOutcome = {};
-    if (this.aborted) outcome.error = 'ABORTED';
-    else if (this.down.failed) {
+    if (this.aborted) {
+      outcome.error = 'ABORTED';
+      if (this.abortDetail) outcome.detail = this.abortDetail;
+    } else if (this.down.failed) {
       outcome.error = 'DOWNSTREAM_RESET';
       if (this.down.detail) outcome.detail = this.down.detail;
     } else if (this.up.failed) {

@@ -1,0 +1,217 @@
+/**
+ * What one HBONE peer may cost this ztunnel. A peer is an authenticated mesh member,
+ * but any pod's identity can be stolen, so nothing a peer sends may grow memory, dials
+ * or log lines without bound:
+ *
+ *   - streams: at most `maxStreamsPerConnection` per connection (advertised in
+ *     SETTINGS; Istio's clients open another connection at 100);
+ *   - parked bytes: a stream whose pod does not read keeps up to its HTTP/2 window
+ *     plus the pipe's high-water mark in memory. Node consumes the connection-level
+ *     window at once, so nghttp2 bounds nothing per connection; `ByteBudget` does it
+ *     instead, per connection and per node. A stream that stalls when the budget has
+ *     no room for it is reset (RST_STREAM), counted, never left parked;
+ *   - dials: a CONNECT reserves a pending-dial slot, per connection and per node, so
+ *     rapid reset (CVE-2023-44487) cannot turn into a storm of TCP dials to pods;
+ *   - floods: PING and SETTINGS frames beyond a rate end the session with GOAWAY
+ *     (ENHANCE_YOUR_CALM) before nghttp2's own flood detection drops it silently;
+ *   - sessions: concurrent TLS handshakes per node, and sessions per peer address;
+ *     a session with no stream for `sessionIdleTimeoutMs` is closed.
+ *
+ * The numbers that nghttp2 enforces itself (header list pairs, SETTINGS entries,
+ * invalid frames, rejected streams, session memory) are set explicitly in
+ * `serverSessionOptions` so they are visible and tested, not Node's defaults by luck.
+ */
+import type * as http2 from 'node:http2';
+import { realClock, type Clock } from '../lib/clock';
+import { boundedIntegers, localSettings, type HboneTuning } from './hbone-settings';
+
+export interface HboneLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (Istio: 100). */
+  maxStreamsPerConnection: number;
+  /** Bytes the stalled streams of one connection may park (Istio's connection window: 16 MiB). */
+  connectionBufferBytes: number;
+  /** Bytes the stalled streams of all connections may park together. */
+  nodeBufferBytes: number;
+  /** CONNECTs of one connection waiting for their upstream dial. */
+  maxPendingDialsPerConnection: number;
+  /** CONNECTs of all connections waiting for their upstream dial. */
+  maxPendingDials: number;
+  /** TLS handshakes in progress at once (each costs an RSA operation). */
+  maxHandshakes: number;
+  /** Live HBONE sessions from one peer address (a node, or a pod dialling directly). */
+  maxSessionsPerPeer: number;
+  /** PING frames a peer may send: burst, refilled at this many per 10 s. */
+  pingsPer10s: number;
+  /** SETTINGS frames a peer may send: burst, refilled at this many per 10 s. */
+  settingsPer10s: number;
+  /** A session with no open stream this long is closed (GOAWAY NO_ERROR). Above the pool's 5 min idle. */
+  sessionIdleTimeoutMs: number;
+  /** Header fields in one request (nghttp2 refuses the stream beyond it). An HBONE CONNECT has ~6. */
+  maxHeaderListPairs: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: bytes of one decoded header list. */
+  maxHeaderListBytes: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const DEFAULT_HBONE_LIMITS: Readonly<HboneLimits> = Object.freeze({
+  maxStreamsPerConnection: 100,
+  connectionBufferBytes: 16 * MiB,
+  nodeBufferBytes: 128 * MiB,
+  maxPendingDialsPerConnection: 100,
+  maxPendingDials: 512,
+  maxHandshakes: 256,
+  maxSessionsPerPeer: 1024,
+  pingsPer10s: 100,
+  settingsPer10s: 100,
+  sessionIdleTimeoutMs: 10 * 60_000,
+  maxHeaderListPairs: 32,
+  maxHeaderListBytes: 16 * KiB,
+});
+
+const BOUNDS: Record<keyof HboneLimits, [number, number]> = {
+  maxStreamsPerConnection: [1, 10_000],
+  connectionBufferBytes: [64 * KiB, 4096 * MiB],
+  nodeBufferBytes: [64 * KiB, 65_536 * MiB],
+  maxPendingDialsPerConnection: [1, 10_000],
+  maxPendingDials: [1, 1_000_000],
+  maxHandshakes: [1, 100_000],
+  maxSessionsPerPeer: [1, 1_000_000],
+  pingsPer10s: [1, 100_000],
+  settingsPer10s: [1, 100_000],
+  sessionIdleTimeoutMs: [1000, 7 * 86_400_000],
+  maxHeaderListPairs: [8, 1000],
+  maxHeaderListBytes: [1 * KiB, 1 * MiB],
+};
+
+/** Merges `partial` over the defaults; a value out of range names its field. */
+export function hboneLimits(partial: Partial<HboneLimits> = {}): Readonly<HboneLimits> {
+  return boundedIntegers('HBONE limit', DEFAULT_HBONE_LIMITS, BOUNDS, partial);
+}
+
+/** Why a limit refused or closed something: `weft_ztunnel_hbone_refused_total{reason}` (fixed set). */
+export type RefusalReason =
+  | 'buffer_budget'
+  | 'pending_dials'
+  | 'reset_before_dial'
+  | 'handshakes'
+  | 'sessions_per_peer'
+  | 'ping_flood'
+  | 'settings_flood'
+  | 'bad_request_header'
+  | 'idle_session';
+
+/** The http2.createServer options of the HBONE server. */
+export function serverSessionOptions(t: HboneTuning, l: HboneLimits): http2.ServerOptions {
+  return {
+    settings: localSettings(t, { maxConcurrentStreams: l.maxStreamsPerConnection, maxHeaderListSize: l.maxHeaderListBytes }),
+    maxSessionMemory: t.maxSessionMemoryMb,
+    maxHeaderListPairs: l.maxHeaderListPairs,
+    // Entries in one SETTINGS frame: RFC 9113 defines 6 (+ a few extensions).
+    maxSettings: 16,
+    // Malformed frames before nghttp2 closes the session (Node's default is 1000).
+    maxSessionInvalidFrames: 100,
+    // Streams nghttp2 refused (over the stream limit, out of session memory) before it closes the session.
+    maxSessionRejectedStreams: 100,
+    // Our own keepalive never has more than one PING in flight.
+    maxOutstandingPings: 2,
+  };
+}
+
+/**
+ * A byte ledger with a limit, optionally inside a parent ledger (a connection's inside
+ * the node's): taking succeeds only when every level has room.
+ */
+export class ByteBudget {
+  used = 0;
+
+  constructor(readonly limit: number, private readonly parent?: ByteBudget) {}
+
+  tryTake(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    if (this.parent && !this.parent.tryTake(n)) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+    this.parent?.give(n);
+  }
+}
+
+/**
+ * The budget hook of one piped stream (PipeOptions.stall): a direction about to
+ * pause reserves what it may still park (`reserve[direction]`), and gives it back when
+ * it resumes or the pipe ends. A refused reservation means: reset instead of parking.
+ */
+export class StallReservation {
+  private readonly held: Record<'received' | 'sent', number> = { received: 0, sent: 0 };
+
+  constructor(private readonly budget: ByteBudget, private readonly reserve: Record<'received' | 'sent', number>) {}
+
+  readonly stall = (direction: 'received' | 'sent', paused: boolean): boolean => {
+    if (!paused) {
+      this.budget.give(this.held[direction]);
+      this.held[direction] = 0;
+      return true;
+    }
+    if (this.held[direction] > 0) return true;
+    const n = this.reserve[direction];
+    if (!this.budget.tryTake(n)) return false;
+    this.held[direction] = n;
+    return true;
+  };
+
+  release(): void {
+    this.budget.give(this.held.received + this.held.sent);
+    this.held.received = 0;
+    this.held.sent = 0;
+  }
+}
+
+/** A token bucket: `burst` events, refilled at `burst` per `intervalMs`. */
+export class RateGuard {
+  private tokens: number;
+  private at: number;
+
+  constructor(private readonly burst: number, private readonly intervalMs: number, private readonly clock: Clock = realClock) {
+    this.tokens = burst;
+    this.at = clock.now();
+  }
+
+  /** Counts one event; false when it is over the rate. */
+  take(): boolean {
+    const now = this.clock.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.burst) / this.intervalMs);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Counts per key (peer address) with a cap; keys at zero are forgotten. */
+export class KeyedCounter {
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  tryAdd(key: string): boolean {
+    const n = this.counts.get(key) ?? 0;
+    if (n >= this.max) return false;
+    this.counts.set(key, n + 1);
+    return true;
+  }
+
+  remove(key: string): void {
+    const n = (this.counts.get(key) ?? 0) - 1;
+    if (n <= 0) this.counts.delete(key);
+    else this.counts.set(key, n);
+  }
+
+  get size(): number {
+    return this.counts.size;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The per-session half of the HBONE server's limits (hbone-limits.ts): one guard per
+ * accepted HTTP/2 session, holding its byte budget (inside the node's), its pending
+ * dials, its PING / SETTINGS flood counters and its idle timer. The node-wide half
+ * (node budget, node pending dials, handshakes, sessions per peer) stays in
+ * InboundServer.
+ */
+import * as http2 from 'node:http2';
+import { ByteBudget, RateGuard, type HboneLimits, type RefusalReason } from './hbone-limits';
+
+const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+export class SessionGuard {
+  /** Parked bytes of this session's stalled streams, inside the node's budget. */
+  readonly budget: ByteBudget;
+  /** CONNECTs of this session waiting for their upstream dial. */
+  pendingDials = 0;
+  private openStreams = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly pings: RateGuard;
+  private readonly settings: RateGuard;
+
+  constructor(
+    private readonly session: http2.ServerHttp2Session,
+    private readonly limits: HboneLimits,
+    nodeBudget: ByteBudget,
+    /** A limit closed the session (counted and logged by the owner). */
+    private readonly onClosed: (reason: RefusalReason, detail: string) => void,
+  ) {
+    this.budget = new ByteBudget(limits.connectionBufferBytes, nodeBudget);
+    this.pings = new RateGuard(limits.pingsPer10s, 10_000);
+    this.settings = new RateGuard(limits.settingsPer10s, 10_000);
+    // nghttp2 detects these floods only once its queue of unsent ACKs overflows, and
+    // then drops the connection without a GOAWAY; counting them here ends the session
+    // earlier and tells the peer why (GOAWAY ENHANCE_YOUR_CALM).
+    session.on('ping', () => {
+      if (!this.pings.take()) this.calm('ping_flood', `more than ${limits.pingsPer10s} PING frames in 10 s`);
+    });
+    session.on('remoteSettings', () => {
+      if (!this.settings.take()) this.calm('settings_flood', `more than ${limits.settingsPer10s} SETTINGS frames in 10 s`);
+    });
+    session.once('close', () => this.stop());
+    this.armIdle();
+  }
+
+  /** Counts a stream for the idle timer until it closes. */
+  streamOpened(stream: http2.ServerHttp2Stream): void {
+    this.openStreams++;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    stream.once('close', () => {
+      this.openStreams--;
+      this.armIdle();
+    });
+  }
+
+  /** Ends the session with GOAWAY(ENHANCE_YOUR_CALM); its streams are reset. */
+  calm(reason: RefusalReason, detail: string): void {
+    const s = this.session;
+    if (s.destroyed) return;
+    this.onClosed(reason, detail);
+    // destroy(err, code) sends GOAWAY with that code, stops reading, then closes the
+    // socket. (A bare destroy(code) would be read as destroy(NO_ERROR) by Node.)
+    s.destroy(new Error(`HBONE session closed: ${detail}`), NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+
+  private armIdle(): void {
+    if (this.openStreams > 0 || this.session.destroyed) return;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.openStreams > 0 || this.session.destroyed) return;
+      this.onClosed('idle_session', `no stream for ${this.limits.sessionIdleTimeoutMs} ms`);
+      // A graceful GOAWAY(NO_ERROR): the peer's pool opens a new session when needed.
+      this.session.close();
+    }, this.limits.sessionIdleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  stop(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+}

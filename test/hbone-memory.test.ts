@@ -1,0 +1,145 @@
+// Item 6 of issue 9: a peer writing into pods that never read must not grow the
+// ztunnel's memory without bound. The HBONE server runs in a child process (real TLS,
+// real HTTP/2, real upstream sockets) whose RSS is read from /proc; the test process
+// is the attacker: 300 CONNECT streams to a sink that never reads, 8 MiB written on
+// each. The assertion is a memory bound, not a timing.
+import t from 'tap';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startNodeIn, type NodeProcess } from './helpers/netns';
+
+const POD = '127.0.5.1';
+/** Where the child's HBONE server listens (test/helpers/inbound-child.ts). */
+const CHILD_NODE_IP = '127.0.0.3';
+const MiB = 1024 * 1024;
+const STREAMS = 300;
+const PER_STREAM = 8 * MiB;
+
+interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
+
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+async function server(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
+  await new Promise<void>((resolve) => srv.listen(0, POD, resolve));
+  return { port: (srv.address() as net.AddressInfo).port, server: srv };
+}
+
+function session(ready: Ready): http2.ClientHttp2Session {
+  const s = http2.connect(`https://${CHILD_NODE_IP}:${ready.port}`, {
+    createConnection: () => tls.connect({
+      host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
+      ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined,
+    }),
+  });
+  s.on('error', () => {});
+  return s;
+}
+
+/** Opens a CONNECT stream; resolves with it and its status (0 when reset before an answer). */
+function open(s: http2.ClientHttp2Session, authority: string): Promise<{ stream: http2.ClientHttp2Stream; status: number }> {
+  return new Promise((resolve) => {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = s.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+    } catch {
+      resolve({ stream: undefined as unknown as http2.ClientHttp2Stream, status: 0 });
+      return;
+    }
+    stream.on('error', () => {});
+    stream.once('response', (h) => resolve({ stream, status: Number(h[':status']) }));
+    stream.once('close', () => resolve({ stream, status: 0 }));
+  });
+}
+
+/** Writes `total` bytes in 64 KiB pieces as fast as flow control allows; resolves with bytes accepted by the stream so far when it stalls or closes. */
+function pump(stream: http2.ClientHttp2Stream, total: number, progress: { bytes: number }): void {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let sent = 0;
+  const go = () => {
+    while (sent < total && !stream.destroyed) {
+      sent += chunk.length;
+      progress.bytes += chunk.length;
+      if (!stream.write(chunk)) return;
+    }
+  };
+  stream.on('drain', go);
+  go();
+}
+
+let child: NodeProcess;
+let ready: Ready;
+const sinks: net.Socket[] = [];
+let sink: { port: number; server: net.Server };
+let echo: { port: number; server: net.Server };
+
+t.before(async () => {
+  sink = await server((s) => { sinks.push(s); s.pause(); });
+  echo = await server((s) => s.pipe(s));
+  child = startNodeIn(undefined, { file: join(__dirname, 'helpers', 'inbound-child.ts'), stdin: true, env: { WEFT_CHILD_POD: POD } });
+  ready = JSON.parse(await child.waitForLine(/"ready":true/, 30_000)) as Ready;
+});
+t.teardown(async () => {
+  for (const s of sinks) s.destroy();
+  sink?.server.close();
+  echo?.server.close();
+  child?.child.stdin?.end();
+  await child?.kill();
+});
+
+async function echoWorks(): Promise<boolean> {
+  const s = session(ready);
+  try {
+    const { stream, status } = await open(s, `${POD}:${echo.port}`);
+    if (status !== 200) return false;
+    const got = new Promise<string>((resolve) => { let b = ''; stream.on('data', (d: Buffer) => { b += d.toString(); }); stream.on('end', () => resolve(b)); stream.on('close', () => resolve(b)); });
+    stream.end('still flowing');
+    return (await got) === 'still flowing';
+  } finally {
+    s.destroy();
+  }
+}
+
+t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel's RSS by < 256 MiB; normal traffic keeps flowing`, { timeout: 60_000 }, async (t) => {
+  t.ok(await echoWorks(), 'warm-up stream works');
+  const before = procStatus(child.pid, 'VmRSS');
+  const sessions: http2.ClientHttp2Session[] = [];
+  t.teardown(() => { for (const s of sessions) s.destroy(); });
+  const progress = { bytes: 0 };
+  const statuses = new Map<number, number>();
+  let opened = 0;
+  // Streams are opened on as many connections as the server's stream limit asks for.
+  while (opened < STREAMS) {
+    const s = session(ready);
+    sessions.push(s);
+    await new Promise<void>((resolve) => s.once('remoteSettings', () => resolve()));
+    const room = Math.min(STREAMS - opened, s.remoteSettings.maxConcurrentStreams ?? STREAMS);
+    const results = await Promise.all(Array.from({ length: room }, () => open(s, `${POD}:${sink.port}`)));
+    for (const r of results) {
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      if (r.status === 200) pump(r.stream, PER_STREAM, progress);
+    }
+    opened += room;
+  }
+  // The attack has done what it can once no byte moved for a while (not asserted).
+  let last = -1;
+  while (progress.bytes !== last) {
+    last = progress.bytes;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const peak = procStatus(child.pid, 'VmHWM');
+  const grew = peak - before;
+  child.send('stats\n');
+  const stats = JSON.parse(await child.waitForLine(/"stats"/)) as { stats: { refused: Record<string, number> } };
+  t.comment(`RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB: +${(grew / MiB).toFixed(0)} MiB for ${STREAMS} streams; ` +
+    `attacker wrote ${(progress.bytes / MiB).toFixed(0)} MiB; statuses ${JSON.stringify([...statuses])}; sessions ${sessions.length}; refused ${JSON.stringify(stats.stats.refused)}`);
+  t.ok(grew < 256 * MiB, `RSS grew by ${(grew / MiB).toFixed(0)} MiB (< 256 MiB)`);
+  t.ok(await echoWorks(), 'a normal stream still works during the attack');
+});
