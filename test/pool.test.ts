@@ -1,5 +1,6 @@
 // The HBONE client pool: sharing, limits, idle release, keepalive, failures.
 import t, { type Test } from 'tap';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import pino from 'pino';
 import { isWeftError } from '../src/lib/errors';
@@ -177,4 +178,54 @@ t.test('invalid pool options name the field', async (t) => {
   }
   t.throws(() => new HbonePool({ certs, logger: pino({ level: 'silent' }), tuning: { streamWindow: 10 } }), { code: 'WEFT_CONFIG_INVALID', message: /streamWindow/ });
   t.throws(() => new HbonePool({ certs, logger: pino({ level: 'silent' }), tuning: { maxFrameSize: 2 ** 24 } }), { code: 'WEFT_CONFIG_INVALID', message: /maxFrameSize/ });
+});
+
+/** An HBONE server double advertising `maxConcurrentStreams`: answers 200 to every CONNECT and holds it. */
+async function limitedPeer(t: Test, certs: IssuerCertSource, maxConcurrentStreams: number): Promise<{ port: number; sessions: () => number }> {
+  const cert = await certs.get(ID.echo);
+  let sessions = 0;
+  const srv = http2.createSecureServer({
+    key: cert.keyPem, cert: cert.certChainPem.join('\n'), ca: certs.rootsPem, requestCert: true, ALPNProtocols: ['h2'],
+    settings: { maxConcurrentStreams },
+  });
+  srv.on('session', (s) => { sessions++; s.on('error', () => {}); });
+  srv.on('stream', (stream) => { stream.on('error', () => {}); stream.respond({ ':status': 200 }); });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.5', () => r()));
+  t.teardown(() => new Promise<void>((r) => { srv.close(() => r()); for (const s of openSessions) s.destroy(); }));
+  const openSessions = new Set<http2.ServerHttp2Session>();
+  srv.on('session', (s) => { openSessions.add(s); s.once('close', () => openSessions.delete(s)); });
+  return { port: (srv.address() as net.AddressInfo).port, sessions: () => sessions };
+}
+
+t.test('a peer allowing 0 concurrent streams: a clear error, never a hang', T, async (t) => {
+  const certs = await IssuerCertSource.create();
+  const peer = await limitedPeer(t, certs, 0);
+  // A connect timeout far beyond the test's own: a hang fails the test instead of passing late.
+  const pool = new HbonePool({ certs, logger: pino({ level: 'silent' }), connectTimeoutMs: 120_000 });
+  t.teardown(() => pool.close());
+  const err = await pool.open({
+    sourceIdentity: ID.client, destinationIdentity: ID.echo, nextHop: { host: '127.0.0.5', port: peer.port },
+    authority: { ip: IP.echo1, port: 80 }, forwardedFor: { ip: IP.client, port: 1 }, counters: { received: 0, sent: 0 },
+  }).catch((e: unknown) => e);
+  t.ok(isWeftError(err, 'WEFT_HBONE_CONNECT_FAILED'), String(err));
+  t.match((err as Error).message, /SETTINGS_MAX_CONCURRENT_STREAMS 0/);
+  t.ok(peer.sessions() <= 3, `a bounded number of tunnels tried (${peer.sessions()})`);
+  await until(() => pool.size === 0, 5000, 'the refusing tunnels to be let go');
+});
+
+t.test('a peer allowing 1 concurrent stream: another tunnel per stream', T, async (t) => {
+  const certs = await IssuerCertSource.create();
+  const peer = await limitedPeer(t, certs, 1);
+  const pool = new HbonePool({ certs, logger: pino({ level: 'silent' }), connectTimeoutMs: 120_000 });
+  t.teardown(() => pool.close());
+  const req = (): OpenStreamRequest => ({
+    sourceIdentity: ID.client, destinationIdentity: ID.echo, nextHop: { host: '127.0.0.5', port: peer.port },
+    authority: { ip: IP.echo1, port: 80 }, forwardedFor: { ip: IP.client, port: 1 }, counters: { received: 0, sent: 0 },
+  });
+  const first = await pool.open(req());
+  // Settled on the first tunnel: its limit is known, so the next streams go elsewhere.
+  const more = await Promise.all([pool.open(req()), pool.open(req())]);
+  for (const o of [first, ...more]) o.stream.on('error', () => {});
+  t.equal(new Set([first, ...more].map((o) => o.tunnelId)).size, 3, 'three streams, three tunnels');
+  t.equal(peer.sessions(), 3);
 });

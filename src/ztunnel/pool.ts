@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { WeftError } from '../lib/errors';
+import { isWeftError, WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { formatForwarded, formatHostPort, type HostPort } from './address';
 import type { CertSource, DialTarget, OriginalDst, SocketFactory } from './contracts';
@@ -121,7 +121,9 @@ export class HbonePool {
       if (tunnel.state !== TunnelState.Ready || !session || session.destroyed || session.closed) {
         tunnel.armIdle();
         if (attempt < 2) continue;
-        throw new WeftError('WEFT_HBONE_CONNECT_FAILED', `HBONE tunnel to ${hopText(req.nextHop)} closed before the stream could open; retry`);
+        throw new WeftError('WEFT_HBONE_CONNECT_FAILED', tunnel.acceptsNoStreams
+          ? noStreamsMessage(req.nextHop)
+          : `HBONE tunnel to ${hopText(req.nextHop)} closed before the stream could open; retry`);
       }
       let stream: http2.ClientHttp2Stream;
       try {
@@ -137,7 +139,14 @@ export class HbonePool {
       // them from 'close' (rstCode); an unheard 'error' would crash the process.
       stream.on('error', ignore);
       tunnel.streamOpened(stream, req.counters);
-      await this.awaitResponse(stream, req);
+      try {
+        await this.awaitResponse(stream, req);
+      } catch (err) {
+        // REFUSED_STREAM means the peer did nothing with it (RFC 9113 §8.7): safe to try
+        // again, and by now the peer's stream limit is known, so elsewhere if need be.
+        if (attempt < 2 && isWeftError(err) && err.details?.reason === 'refused_stream') continue;
+        throw err;
+      }
       const opened: OpenedStream = { stream, tunnelId: tunnel.id };
       if (tunnel.localAddress) opened.tunnelLocal = tunnel.localAddress;
       return opened;
@@ -189,14 +198,23 @@ export class HbonePool {
 
   private awaitResponse(stream: http2.ClientHttp2Stream, req: OpenStreamRequest): Promise<void> {
     const target = formatHostPort(req.authority.ip, req.authority.port);
+    const session = stream.session;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         done(new WeftError('WEFT_HBONE_CONNECT_FAILED',
           `no answer to CONNECT ${target} from ${hopText(req.nextHop)} within ${this.connectTimeoutMs / 1000} s; the destination node may be overloaded`));
         resetStream(stream);
       }, this.connectTimeoutMs);
+      // A peer that lowers SETTINGS_MAX_CONCURRENT_STREAMS to 0 leaves a stream not yet
+      // sent queued in nghttp2 forever: fail it now with the reason, not at the timeout.
+      const onSettings = (settings: http2.Settings) => {
+        if (settings.maxConcurrentStreams !== 0) return;
+        done(new WeftError('WEFT_HBONE_CONNECT_FAILED', noStreamsMessage(req.nextHop), { details: { nextHop: hopText(req.nextHop), reason: 'no_streams' } }));
+        resetStream(stream);
+      };
       const done = (err?: Error) => {
         clearTimeout(timer);
+        session?.off('remoteSettings', onSettings);
         stream.off('response', onResponse);
         stream.off('close', onClose);
         stream.off('error', onError);
@@ -211,9 +229,12 @@ export class HbonePool {
       };
       let lastError: Error | undefined;
       const onError = (err: Error) => { lastError = err; };
-      const onClose = () => done(new WeftError('WEFT_HBONE_CONNECT_FAILED',
-        `the CONNECT stream to ${target} via ${hopText(req.nextHop)} was reset before an answer (${lastError?.message ?? `code ${stream.rstCode}`})`,
-        { cause: lastError }));
+      const onClose = () => done(new WeftError('WEFT_HBONE_CONNECT_FAILED', stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
+        ? `the destination ztunnel ${hopText(req.nextHop)} refused the CONNECT stream to ${target} without processing it (REFUSED_STREAM: over its stream or dial limits); retry`
+        : `the CONNECT stream to ${target} via ${hopText(req.nextHop)} was reset before an answer (${lastError?.message ?? `code ${stream.rstCode}`})`,
+        { cause: lastError, details: { nextHop: hopText(req.nextHop), reason: stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'refused_stream' : 'reset' } }));
+      if (session?.remoteSettings.maxConcurrentStreams === 0) return onSettings(session.remoteSettings);
+      session?.on('remoteSettings', onSettings);
       stream.on('response', onResponse);
       stream.on('close', onClose);
       stream.on('error', onError);
@@ -269,6 +290,10 @@ function keyText(req: OpenStreamRequest): string {
 
 function hopText(h: DialTarget): string {
   return formatHostPort(h.host, h.port);
+}
+
+function noStreamsMessage(hop: DialTarget): string {
+  return `the HBONE peer ${hopText(hop)} advertises SETTINGS_MAX_CONCURRENT_STREAMS 0: it accepts no streams now (overloaded or shutting down); retry later`;
 }
 
 function positive(field: string, v: number): number {

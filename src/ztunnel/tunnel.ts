@@ -65,6 +65,8 @@ export class Tunnel {
   lastActivity = Date.now();
   localAddress: string | undefined;
   peerAddress: string | undefined;
+  /** The peer advertised SETTINGS_MAX_CONCURRENT_STREAMS 0. */
+  acceptsNoStreams = false;
   /** Resolves when READY; rejects (with a WeftError) when the connection could not be made. */
   readonly ready: Promise<void>;
   private settleReady!: (err?: Error) => void;
@@ -162,6 +164,13 @@ export class Tunnel {
     applyConnectionWindow(session, tuning);
     session.on('error', (err) => this.log.debug({ tunnel: this.id, err }, 'tunnel session error'));
     session.on('goaway', () => this.drain('peer sent GOAWAY'));
+    // A peer allowing 0 streams takes none on this connection until it says otherwise;
+    // new streams go to another tunnel (hasCapacity), and this one is let go.
+    session.on('remoteSettings', (settings) => {
+      if (settings.maxConcurrentStreams !== 0) return;
+      this.acceptsNoStreams = true;
+      this.drain('peer advertises SETTINGS_MAX_CONCURRENT_STREAMS 0');
+    });
     session.once('close', () => {
       this.clearTimers();
       if (this.transition(TunnelState.Closed, 'session closed')) this.onClosed(this);
