@@ -109,7 +109,11 @@ export class ZtunnelApp implements AdminSource {
       config.adminPort, config.metricsPort, config.readinessPort, this.ports.outbound, this.ports.inboundPlaintext, this.ports.hbone,
     ]);
     const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName, loopGuard: guard };
-    const inbound = new InboundServer({ ...common, certs: this.certs });
+    const inbound = new InboundServer({ ...common, certs: this.certs, limits: {
+      maxStreamsPerConnection: config.hboneMaxStreams,
+      nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
+      maxPendingDials: config.hboneMaxPendingDials,
+    } });
     const plaintext = new InboundPlaintextServer(common);
     const outbound = new OutboundProxy({ ...common, pool });
     for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {

@@ -49,6 +49,21 @@ export const ztunnelOptions = {
     flag: 'cert-ttl', env: 'WEFT_CERT_TTL', default: 24 * 3_600_000,
     description: 'lifetime asked for workload certificates', parse: parse.duration({ min: 60_000, max: 90 * 86_400_000 }),
   },
+  hboneMaxStreams: {
+    flag: 'hbone-max-streams', env: 'WEFT_HBONE_MAX_STREAMS', default: 100,
+    description: 'concurrent CONNECT streams a peer may open on one HBONE connection (SETTINGS_MAX_CONCURRENT_STREAMS; Istio: 100)',
+    parse: parse.int({ min: 1, max: 10_000 }),
+  },
+  hboneBufferBudgetMb: {
+    flag: 'hbone-buffer-budget-mb', env: 'WEFT_HBONE_BUFFER_BUDGET_MB', default: 128,
+    description: 'MiB that stalled HBONE streams (pods not reading) may hold in this ztunnel; beyond it such streams are reset',
+    parse: parse.int({ min: 1, max: 65_536 }),
+  },
+  hboneMaxPendingDials: {
+    flag: 'hbone-max-pending-dials', env: 'WEFT_HBONE_MAX_PENDING_DIALS', default: 512,
+    description: 'HBONE CONNECTs that may wait for their dial to a pod at once; more are refused (REFUSED_STREAM)',
+    parse: parse.int({ min: 1, max: 1_000_000 }),
+  },
   adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },
   adminViewAddress: {
     flag: 'admin-view-address', env: 'WEFT_ADMIN_VIEW_ADDRESS', default: '', defaultText: 'off',

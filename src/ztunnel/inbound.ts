@@ -146,6 +146,11 @@ export class InboundServer extends ListenerBase {
     return this.sessions.size;
   }
 
+  /** TLS handshakes in progress (capped by limits.maxHandshakes). */
+  get handshakesInProgress(): number {
+    return this.handshaking.size;
+  }
+
   /** Bytes reserved by stalled streams now, node-wide. */
   get parkedBytes(): number {
     return this.nodeBudget.used;

@@ -14,7 +14,7 @@ import type { Change, Kind, RecordsByKind } from '../../registry/types';
 import { recordKey } from '../../registry/types';
 import { ConnectionRegistry } from '../connections';
 import { HBONE_PORT, type DialTarget, type OriginalDst } from '../contracts';
-import { InboundServer } from '../inbound';
+import { InboundServer, type InboundOptions } from '../inbound';
 import { InboundPlaintextServer } from '../inbound-plaintext';
 import { ZtunnelMetrics } from '../metrics';
 import { exactSelfAddresses, loopGuard } from '../loop-guard';
@@ -44,6 +44,8 @@ export interface LoopbackMeshOptions {
   trustDomain?: string;
   logger?: Logger;
   pool?: Partial<Omit<HbonePoolOptions, 'certs' | 'logger'>>;
+  /** Options of every node's HBONE server (limits, timers). */
+  inbound?: Partial<Pick<InboundOptions, 'limits' | 'tuning' | 'socketFactory' | 'upstreamConnectTimeoutMs'>>;
 }
 
 export class LoopbackMesh {
@@ -59,11 +61,11 @@ export class LoopbackMesh {
     const trustDomain = opts.trustDomain ?? 'cluster.local';
     const ca = await IssuerCertSource.create(trustDomain);
     const mesh = new LoopbackMesh(ca, opts.logger ?? pino({ level: 'silent' }));
-    for (const n of opts.nodes) await mesh.addNode(n.name, n.address, trustDomain, opts.pool ?? {});
+    for (const n of opts.nodes) await mesh.addNode(n.name, n.address, trustDomain, opts.pool ?? {}, opts.inbound ?? {});
     return mesh;
   }
 
-  private async addNode(name: string, address: string, trustDomain: string, poolOpts: LoopbackMeshOptions['pool']): Promise<void> {
+  private async addNode(name: string, address: string, trustDomain: string, poolOpts: LoopbackMeshOptions['pool'], inboundOpts: LoopbackMeshOptions['inbound']): Promise<void> {
     const log = this.logger.child({ node: name });
     const state = new MeshState({ trustDomain });
     const certs = this.ca.sibling();
@@ -80,7 +82,7 @@ export class LoopbackMesh {
       ...common, pool,
       hboneDialTarget: (w) => this.hboneTarget(w.record.node),
     });
-    const inbound = new InboundServer({ ...common, certs });
+    const inbound = new InboundServer({ ...common, certs, ...inboundOpts });
     const plaintext = new InboundPlaintextServer(common);
     const ports = {
       outbound: (await outbound.listen(address, 0)).port,

@@ -1,0 +1,95 @@
+// The HBONE server's limits as pure parts: validation of every field (each refusal
+// names it), the byte budget inside a parent budget, the stall reservation, the flood
+// rate guard (injected clock, no sleeps), and the ztunnel flags that set them.
+import t from 'tap';
+import { ByteBudget, DEFAULT_HBONE_LIMITS, hboneLimits, KeyedCounter, RateGuard, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
+import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
+import { loadZtunnelConfig } from '../src/ztunnel/config';
+
+const MiB = 1024 * 1024;
+
+t.test('every limit field is validated and named when wrong', async (t) => {
+  t.same(hboneLimits(), DEFAULT_HBONE_LIMITS);
+  t.equal(hboneLimits({ maxStreamsPerConnection: 7 }).maxStreamsPerConnection, 7);
+  t.ok(Object.isFrozen(hboneLimits()));
+  for (const field of Object.keys(DEFAULT_HBONE_LIMITS) as Array<keyof HboneLimits>) {
+    for (const bad of [0, -1, 1.5, Number.NaN, '10', 2 ** 53]) {
+      t.throws(() => hboneLimits({ [field]: bad } as Partial<HboneLimits>), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(`HBONE limit ${field}=`) }, `${field}=${String(bad)}`);
+    }
+  }
+  t.throws(() => hboneLimits({ maxStreams: 1 } as unknown as Partial<HboneLimits>), { code: 'WEFT_CONFIG_INVALID', message: /unknown HBONE limit field "maxStreams"; known: maxStreamsPerConnection/ });
+  t.throws(() => hboneTuning({ maxSessionMemoryMb: 0 }), { code: 'WEFT_CONFIG_INVALID', message: /HBONE tuning maxSessionMemoryMb=0/ });
+});
+
+t.test('defaults: Istio\'s 100 streams, budgets that bound 300 stalled streams, explicit nghttp2 limits', async (t) => {
+  t.equal(DEFAULT_HBONE_LIMITS.maxStreamsPerConnection, 100);
+  t.equal(DEFAULT_HBONE_TUNING.maxSessionMemoryMb, 64);
+  t.ok(DEFAULT_HBONE_LIMITS.nodeBufferBytes <= 128 * MiB);
+  const o = serverSessionOptions(DEFAULT_HBONE_TUNING, DEFAULT_HBONE_LIMITS);
+  t.match(o, {
+    settings: { maxConcurrentStreams: 100, maxHeaderListSize: 16 * 1024, enablePush: false },
+    maxSessionMemory: 64, maxHeaderListPairs: 32, maxSettings: 16, maxSessionInvalidFrames: 100, maxSessionRejectedStreams: 100, maxOutstandingPings: 2,
+  });
+});
+
+t.test('a connection budget inside the node budget', async (t) => {
+  const node = new ByteBudget(10);
+  const a = new ByteBudget(6, node);
+  const b = new ByteBudget(6, node);
+  t.ok(a.tryTake(6));
+  t.notOk(a.tryTake(1), 'connection full');
+  t.ok(b.tryTake(4));
+  t.notOk(b.tryTake(1), 'node full although b has room');
+  t.equal(node.used, 10);
+  a.give(6);
+  t.ok(b.tryTake(2));
+  t.same([node.used, a.used, b.used], [6, 0, 6]);
+});
+
+t.test('a stall reserves once per direction and gives back on resume and release', async (t) => {
+  const budget = new ByteBudget(100);
+  const r = new StallReservation(budget, { received: 60, sent: 30 });
+  t.ok(r.stall('received', true));
+  t.ok(r.stall('received', true), 'a second pause of the same direction takes nothing more');
+  t.equal(budget.used, 60);
+  t.ok(r.stall('sent', true));
+  t.equal(budget.used, 90);
+  t.ok(r.stall('received', false));
+  t.equal(budget.used, 30);
+  const other = new StallReservation(budget, { received: 80, sent: 0 });
+  t.notOk(other.stall('received', true), 'no room: refused');
+  r.release();
+  t.equal(budget.used, 0);
+  t.ok(other.stall('received', true));
+});
+
+t.test('rate guard: a burst, then the refill rate', async (t) => {
+  let now = 0;
+  const g = new RateGuard(3, 1000, { now: () => now, setTimeout: () => 0, clearTimeout: () => {} });
+  t.same([g.take(), g.take(), g.take(), g.take()], [true, true, true, false]);
+  now += 333;
+  t.notOk(g.take(), 'not yet a whole token');
+  now += 1;
+  t.ok(g.take(), 'one token per interval/burst');
+  now += 10_000;
+  t.same([g.take(), g.take(), g.take(), g.take()], [true, true, true, false], 'never more than the burst');
+});
+
+t.test('keyed counter: a cap per key, keys at zero forgotten', async (t) => {
+  const c = new KeyedCounter(2);
+  t.same([c.tryAdd('a'), c.tryAdd('a'), c.tryAdd('a'), c.tryAdd('b')], [true, true, false, true]);
+  c.remove('a');
+  t.ok(c.tryAdd('a'));
+  c.remove('a'); c.remove('a'); c.remove('b');
+  t.equal(c.size, 0);
+});
+
+t.test('ztunnel flags for the limits', async (t) => {
+  const base = ['--node', 'n1', '--address', '127.0.0.1'];
+  const cfg = loadZtunnelConfig([...base, '--hbone-max-streams', '50', '--hbone-buffer-budget-mb', '64'], {});
+  t.same([cfg.hboneMaxStreams, cfg.hboneBufferBudgetMb, cfg.hboneMaxPendingDials], [50, 64, 512]);
+  for (const [flag, value] of [['--hbone-max-streams', '0'], ['--hbone-buffer-budget-mb', '0'], ['--hbone-max-pending-dials', 'many']]) {
+    t.throws(() => loadZtunnelConfig([...base, flag!, value!], {}), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(flag!.slice(2)) }, `${flag} ${value}`);
+  }
+  t.throws(() => loadZtunnelConfig(base, { WEFT_HBONE_MAX_STREAMS: '-3' }), { code: 'WEFT_CONFIG_INVALID', message: /WEFT_HBONE_MAX_STREAMS/ });
+});
