@@ -5,15 +5,16 @@
  * SNI is sent. After mTLS (client certificate required, chaining to the mesh roots,
  * same trust domain), each HTTP/2 CONNECT stream is one proxied connection:
  *
- *   400  not CONNECT, bad :authority, a proxy port (loop), or another identity than
- *        the one this tunnel authenticated as
+ *   400  not CONNECT, bad or oversized :authority, a proxy port or this node's own
+ *        address (loop-guard.ts), or another identity than the tunnel authenticated
  *   503  the :authority is not a mesh workload on this node, or it refused the dial
  *   401  authorization denied it (peer identity from the certificate; source IP
  *        from `forwarded` only when it is an address of the peer's own identity,
  *        else the peer's address — see hbone-request.ts)
  *   200  then bytes both ways until both sides end
  *
- * Live connections are re-authorized when policies change (PolicyWatcher).
+ * What a peer may cost (streams, parked bytes, dials, floods, sessions) is bounded
+ * by hbone-limits.ts; live connections are re-authorized when policies change.
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -21,10 +22,10 @@ import * as tls from 'node:tls';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
-import { LogLimiter, truncateForLog } from '../lib/log-limiter';
+import { truncateForLog } from '../lib/log-limiter';
 import { formatHostPort, normalizeIp, parseHostPort, type HostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
-import { PROXY_PORTS, type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
+import { type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, type HboneTuning } from './hbone-settings';
 import { ByteBudget, KeyedCounter, StallReservation, hboneLimits, serverSessionOptions, type HboneLimits, type RefusalReason } from './hbone-limits';
@@ -36,7 +37,8 @@ import { clientAddress, connectTarget } from './hbone-request';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
-import { ListenerBase, type CapturedListenerOptions } from './listener';
+import { defaultLoopGuard, ListenerBase, type CapturedListenerOptions } from './listener';
+import { guardDestination, type LoopGuard } from './loop-guard';
 
 const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
@@ -78,8 +80,7 @@ export class InboundServer extends ListenerBase {
   /** CONNECTs of all sessions waiting for their upstream dial. */
   private pendingDials = 0;
   private readonly peerSessions: KeyedCounter;
-  /** One rate-limited line per kind of refusal: a peer decides how many it causes. */
-  private readonly refusalLog = new LogLimiter();
+  private readonly guard: LoopGuard;
   private readonly upstreamTimeoutMs: number;
   private readonly pingIntervalMs: number;
   private readonly pingTimeoutMs: number;
@@ -104,7 +105,7 @@ export class InboundServer extends ListenerBase {
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
       onSecure: (sock, identity) => this.onSecure(sock, identity),
       onError: (err, sock) => {
-        this.refusalLog.log(this.log, 'warn', 'tls', { err, peer: sock.remoteAddress }, 'HBONE TLS handshake failed (client certificate missing or not from this mesh, or timeout)');
+        this.logLimiter.log(this.log, 'warn', 'tls', { err, peer: sock.remoteAddress }, 'HBONE TLS handshake failed (client certificate missing or not from this mesh, or timeout)');
         sock.destroy();
       },
     });
@@ -117,7 +118,8 @@ export class InboundServer extends ListenerBase {
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
     this.metrics = opts.metrics;
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log });
+    this.guard = opts.loopGuard ?? defaultLoopGuard();
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.logLimiter });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'hbone' }, n));
     this.h2 = http2.createServer(serverSessionOptions(this.tuning, this.limits));
     this.h2.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
@@ -159,7 +161,7 @@ export class InboundServer extends ListenerBase {
   /** A limit refused or closed something: counted, and logged at a bounded rate. */
   private refused(reason: RefusalReason, fields: Record<string, unknown>, msg: string): void {
     this.metrics?.hboneRefused.inc({ reason });
-    this.refusalLog.log(this.log, 'warn', reason, { reason, ...fields }, msg);
+    this.logLimiter.log(this.log, 'warn', reason, { reason, ...fields }, msg);
   }
 
   protected async onConnection(raw: net.Socket): Promise<void> {
@@ -207,7 +209,7 @@ export class InboundServer extends ListenerBase {
       if (sock.alpnProtocol !== 'h2') throw new Error(`ALPN ${String(sock.alpnProtocol)} instead of h2`);
       peerIdentity = verifyClientIdentity(sock, this.state.trustDomain);
     } catch (err) {
-      this.refusalLog.log(this.log, 'warn', 'client', { err, peer }, 'refused HBONE client');
+      this.logLimiter.log(this.log, 'warn', 'client', { err, peer }, 'refused HBONE client');
       sock.destroy();
       return;
     }
@@ -260,8 +262,15 @@ export class InboundServer extends ListenerBase {
     const checked = connectTarget(headers);
     if (!checked.ok) return this.reject(stream, checked.status, checked.reason, ctx, headers);
     const authority = checked.target;
-    if (PROXY_PORTS.has(authority.port)) {
-      return this.reject(stream, 400, `refused to prevent a loop: ${formatHostPort(authority.ip, authority.port)} is a proxy port`, ctx);
+    // A proxy port or this node's own address is never a pod: dialling it would loop.
+    const loop = guardDestination(authority, this.guard);
+    if (loop) {
+      // Counted and logged (rate-limited) like the other listeners' refusals.
+      const peerAddr = parseHostPort(ctx.peer);
+      const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'HBONE', src: { ip: peerAddr?.ip ?? '', port: peerAddr?.port ?? 0, identity: ctx.peerIdentity }, dst: { ...authority } });
+      respond(stream, 400);
+      this.lifecycle.end(conn, loop);
+      return;
     }
     const target = this.state.workloadByAddress(authority.ip);
     if (!target || target.record.node !== this.nodeName || !target.enrolled) {
@@ -368,7 +377,7 @@ export class InboundServer extends ListenerBase {
     const fields: Record<string, unknown> = { status, reason, peer: ctx.peer, peerIdentity: ctx.peerIdentity };
     // Peer-controlled text is cut: a 64 KiB :authority must not become a 64 KiB line.
     if (headers) fields.authority = truncateForLog(headers[':authority'], 128);
-    this.refusalLog.log(this.log, 'warn', `connect-${status}`, fields, 'refused HBONE CONNECT');
+    this.logLimiter.log(this.log, 'warn', `connect-${status}`, fields, 'refused HBONE CONNECT');
     respond(stream, status);
   }
 
