@@ -140,6 +140,8 @@ t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel'
   const stats = JSON.parse(await child.waitForLine(/"stats"/)) as { stats: { refused: Record<string, number> } };
   t.comment(`RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB: +${(grew / MiB).toFixed(0)} MiB for ${STREAMS} streams; ` +
     `attacker wrote ${(progress.bytes / MiB).toFixed(0)} MiB; statuses ${JSON.stringify([...statuses])}; sessions ${sessions.length}; refused ${JSON.stringify(stats.stats.refused)}`);
+  t.equal(statuses.get(200), STREAMS, 'every stream was accepted (the budget acts on stalls, not on opens)');
+  t.ok(progress.bytes > STREAMS * MiB, 'the attacker did write into them');
   t.ok(grew < 256 * MiB, `RSS grew by ${(grew / MiB).toFixed(0)} MiB (< 256 MiB)`);
   t.ok(await echoWorks(), 'a normal stream still works during the attack');
 });

@@ -15,6 +15,7 @@ import { Registry } from 'prom-client';
 import { MeshState } from '../../src/registry/state';
 import { ConnectionRegistry } from '../../src/ztunnel/connections';
 import { InboundServer } from '../../src/ztunnel/inbound';
+import { exactSelfAddresses, loopGuard } from '../../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../../src/ztunnel/metrics';
 import { fixedOriginalDst } from '../../src/ztunnel/testing/conntrack-table';
 import { IssuerCertSource } from '../../src/ztunnel/testing/issuer-certs';
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
   const inbound = new InboundServer({
     state, certs, connections, metrics, nodeName: 'node-b', logger: pino({ level: 'silent' }),
     originalDst: fixedOriginalDst({ ip: pod, port: 15008 }),
+    // Pods live on 127.0.0.0/8 beside the node: only the node's own address is "self".
+    loopGuard: loopGuard(exactSelfAddresses([CHILD_NODE_IP])),
     ...(process.env.WEFT_CHILD_TUNING ? { tuning: JSON.parse(process.env.WEFT_CHILD_TUNING) } : {}),
     ...(process.env.WEFT_CHILD_LIMITS ? { limits: JSON.parse(process.env.WEFT_CHILD_LIMITS) } : {}),
   } as ConstructorParameters<typeof InboundServer>[0]);
