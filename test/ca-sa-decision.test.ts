@@ -86,6 +86,7 @@ t.test('refusalError: codes by kind, reason kept for the metric', async (t) => {
     not_pod_bound: 'WEFT_CA_SA_TOKEN_INVALID', service_account: 'WEFT_CA_SA_TOKEN_DENIED', node_claim: 'WEFT_CA_SA_TOKEN_DENIED',
     pod_missing: 'WEFT_CA_SA_TOKEN_DENIED', pod_deleted: 'WEFT_CA_SA_TOKEN_DENIED', pod_uid: 'WEFT_CA_SA_TOKEN_DENIED',
     pod_node: 'WEFT_CA_SA_TOKEN_DENIED', api_error: 'WEFT_CA_SA_TOKEN_DENIED',
+    node_missing: 'WEFT_CA_SA_TOKEN_DENIED', node_deleted: 'WEFT_CA_SA_TOKEN_DENIED', missing: 'WEFT_CA_SA_TOKEN_INVALID',
   };
   for (const reason of SA_JOIN_REFUSALS) {
     const err = refusalError(reason, 'because', 'node-1');
@@ -97,7 +98,7 @@ t.test('refusalError: codes by kind, reason kept for the metric', async (t) => {
 });
 
 t.test('weft ca flags: --kube-token-review and its settings', async (t) => {
-  const cfg = (argv: string[]) => caConfig(parseOptions(caSpecs, argv, {}).values);
+  const cfg = (argv: string[]) => caConfig(parseOptions(caSpecs, ['--root-dir=/r', ...argv], {}).values);
   t.equal(cfg([]).tokenReview, undefined, 'off by default');
   t.same(cfg(['--kube-token-review']).tokenReview, {
     kubeconfig: '', policy: { audience: 'weft-ca', namespace: 'weft-system', serviceAccount: 'weft-ztunnel' },
@@ -105,7 +106,7 @@ t.test('weft ca flags: --kube-token-review and its settings', async (t) => {
   t.same(cfg(['--kube-token-review', '--kubeconfig=/k', '--join-sa=mesh/ztunnel', '--join-audience=mesh-ca']).tokenReview, {
     kubeconfig: '/k', policy: { audience: 'mesh-ca', namespace: 'mesh', serviceAccount: 'ztunnel' },
   });
-  t.same(caConfig(parseOptions(caSpecs, [], { WEFT_CA_KUBE_TOKEN_REVIEW: 'true', WEFT_CA_JOIN_SA: 'a/b' }).values).tokenReview?.policy.namespace, 'a', 'from the environment');
+  t.same(caConfig(parseOptions(caSpecs, [], { WEFT_CA_KUBE_TOKEN_REVIEW: 'true', WEFT_CA_JOIN_SA: 'a/b', WEFT_CA_ROOT_DIR: '/r' }).values).tokenReview?.policy.namespace, 'a', 'from the environment');
   for (const bad of ['weft-ztunnel', 'a/b/c', '/b', 'A/b', 'a/']) {
     t.throws(() => cfg(['--kube-token-review', `--join-sa=${bad}`]), { code: 'WEFT_CONFIG_INVALID', message: /--join-sa=.*<namespace>\/<service account>/ }, `--join-sa=${bad}`);
   }
@@ -114,8 +115,15 @@ t.test('weft ca flags: --kube-token-review and its settings', async (t) => {
 });
 
 t.test('weft ztunnel: --join-sa-token-file / WEFT_JOIN_SA_TOKEN_FILE', async (t) => {
-  const base = { WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7' };
+  const base = { WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7', WEFT_TRUST_ANCHOR_FILE: '/etc/weft/trust-anchors/root-cert.pem' };
   t.equal(loadZtunnelConfig([], base).joinSaTokenFile, '', 'off by default');
   t.equal(loadZtunnelConfig(['--join-sa-token-file=/var/run/secrets/weft/ca-token/token'], base).joinSaTokenFile, '/var/run/secrets/weft/ca-token/token');
   t.equal(loadZtunnelConfig([], { ...base, WEFT_JOIN_SA_TOKEN_FILE: '/t' }).joinSaTokenFile, '/t');
+});
+
+t.test('weft ztunnel: the trust anchor comes from a file, which is required (no Redis fallback)', async (t) => {
+  const base = { WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: '203.0.113.7' };
+  t.throws(() => loadZtunnelConfig([], base), { code: 'WEFT_CONFIG_INVALID', message: /--trust-anchor-file.*WEFT_TRUST_ANCHOR_FILE/ });
+  t.equal(loadZtunnelConfig(['--trust-anchor-file=/a.pem'], base).trustAnchorFile, '/a.pem');
+  t.equal(loadZtunnelConfig([], { ...base, WEFT_TRUST_ANCHOR_FILE: '/b.pem' }).trustAnchorFile, '/b.pem');
 });

@@ -17,12 +17,13 @@ import { startRedis, type TestRedis } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { caught, waitFor } from './helpers/wait';
-import { generateRootCa, Issuer } from '../src/ca/issuer';
+import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
 import { CertificateManager, CertState } from '../src/ca/cert-manager';
 import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
 import { TokenReviewJoin, type SaJoinPolicy } from '../src/ca/sa-token-join';
+import { limitsFor } from '../src/ca/rate-limit';
 import { nodeIdentity } from '../src/ca/authorize';
 import { services } from '../src/ca/proto';
 import { startCaApp } from '../src/ca/app';
@@ -63,16 +64,23 @@ function ztunnelPod(name: string, node: string, extra: { serviceAccountName?: st
   });
 }
 
-async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: Registry } = {}): Promise<string> {
+/** A settable clock for the TokenReview cache. */
+const clock = { now: 1_000_000, read: () => clock.now };
+
+async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: Registry; cacheMs?: number } = {}): Promise<string> {
   let kube = opts.kube;
   if (!kube && opts.saJoin !== false) {
     kube = new KubeClient({ server: api.url, token: API_TOKEN });
     t.teardown(() => kube!.close());
   }
   const server = new CaServer({
-    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(redisClient),
+    issuer, trustDomain: TD, authorizer: state,
     logger: silentLogger(), metrics: opts.registry ?? new Registry(),
-    ...(opts.saJoin !== false ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY }) } : {}),
+    // Many joins from 127.0.0.1 in a row: the rate limits are tested elsewhere.
+    joinLimits: limitsFor(1000), csrLimits: limitsFor(1000),
+    ...(opts.saJoin !== false
+      ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY, clock: clock.read, ...(opts.cacheMs !== undefined ? { cacheMs: opts.cacheMs } : {}) }) }
+      : { joinTokens: new RedisJoinTokens(redisClient) }),
   });
   const port = await server.start({ host: '127.0.0.1', port: 0 });
   t.teardown(() => server.stop(100));
@@ -107,6 +115,7 @@ t.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weft-sa-join-'));
   ztunnelPod('weft-ztunnel-n1', 'node-1');
   ztunnelPod('weft-ztunnel-n2', 'node-2');
+  for (const name of ['node-1', 'node-2']) api.put('nodes', { metadata: { name } });
 });
 
 t.teardown(async () => {
@@ -132,10 +141,15 @@ t.test('a ztunnel joins with its token file, then gets workload certificates', a
   t.same(review?.audiences, ['weft-ca'], 'for audience weft-ca');
   t.equal(review?.authorization, `Bearer ${API_TOKEN}`, 'with the CA\'s own API credential');
   t.ok(api.requests.some((r) => r.method === 'GET' && r.path === `/api/v1/namespaces/${NS}/pods/weft-ztunnel-n1`), 'and read the pod');
+  t.ok(api.requests.some((r) => r.method === 'GET' && r.path === '/api/v1/nodes/node-1'), 'and the node');
 
+  // The kubelet rotates the file: the next CSR carries the new content.
+  const rotated = reviews.issueForPod(NS, 'weft-ztunnel-n1');
+  writeFileSync(tokenFile, rotated + '\n');
   m.setWanted([ID_A]);
   const cert = await m.get(ID_A);
   t.equal(new X509Certificate(cert.certChainPem[0]!).subjectAltName, `URI:${ID_A}`, 'workload certificate over mutual TLS with the node certificate');
+  t.ok(reviews.reviews.some((r) => r.token === rotated), 'the workload CSR carried the token file\'s current content, and the CA reviewed it');
 });
 
 t.test('refusals say what was wrong, map to gRPC codes, and are counted by reason', async (t) => {
@@ -167,6 +181,7 @@ t.test('refusals say what was wrong, map to gRPC codes, and are counted by reaso
     ['pod missing', () => gone, 'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_missing', /does not exist/, { binding: false }],
     ['pod being deleted', () => reviews.issueForPod(NS, 'weft-ztunnel-dying'),
       'WEFT_CA_SA_TOKEN_DENIED', grpc.status.PERMISSION_DENIED, 'pod_deleted', /being deleted/],
+    ['no token at all', () => '', 'WEFT_CA_SA_TOKEN_INVALID', grpc.status.UNAUTHENTICATED, 'missing', /no ServiceAccount token was sent.*--join-sa-token-file/],
   ];
   const client = newClient();
   for (const [name, token, code, grpcCode, reason, says, opts] of cases) {
@@ -201,11 +216,85 @@ t.test('a Join with both a join token and a ServiceAccount token is refused', as
   t.match(err?.details, /^WEFT_CA_JOIN_TOKEN_INVALID: .*send exactly one/);
 });
 
-t.test('the join-token path works unchanged on a CA with TokenReview enabled', async (t) => {
+t.test('a CA with TokenReview accepts no join tokens from Redis, whatever Redis holds', async (t) => {
   const { token } = await createJoinToken(redisClient, 'node-2', 60_000);
   const c = newClient();
-  await c.join('node-2', token);
-  t.equal(new X509Certificate(c.nodeCredentials!.certChainPem[0]!).subject, 'CN=node-2');
+  const err = await refusal(c.join('node-2', token));
+  t.equal(err.code, 'WEFT_CA_JOIN_TOKEN_DISABLED');
+  t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED);
+  t.match(err.message, /ServiceAccount token only.*--join-sa-token-file/);
+  t.notOk(c.nodeCredentials, 'no node certificate');
+  t.throws(() => new CaServer({
+    issuer, trustDomain: TD, authorizer: state, logger: silentLogger(), metrics: new Registry(),
+    joinTokens: new RedisJoinTokens(redisClient), saJoin: new TokenReviewJoin({ kube: new KubeClient({ server: api.url, token: API_TOKEN }), policy: POLICY }),
+  }), { code: 'WEFT_CONFIG_INVALID', message: /join tokens cannot be accepted together with --kube-token-review/ }, 'and cannot be configured to');
+});
+
+t.test('every node CSR carries a fresh ServiceAccount token: a deleted pod or node stops getting certificates', async (t) => {
+  const reg = new Registry();
+  const at = await startCa({ registry: reg, cacheMs: 30_000 });
+  const { csrPem } = await generateKeyAndCsr();
+  const csr = (c: CaClient, token: string | undefined, identity?: string) => c.createCertificate(csrPem, 0, identity, token ? { saToken: token } : {});
+
+  // node-1: its ztunnel pod's token, with which it joined.
+  const pod = ztunnelPod('weft-ztunnel-recheck', 'node-1');
+  const token = reviews.issueForPod(NS, 'weft-ztunnel-recheck');
+  const c1 = newClient(at);
+  await c1.join('node-1', { kind: 'serviceAccountToken', token });
+  t.ok(await csr(c1, token, ID_A), 'workload CSR with the pod\'s token: issued');
+  t.ok(await csr(c1, token), 'node renewal with the pod\'s token: issued');
+  const reviewsBefore = reviews.reviews.length;
+  t.ok(await csr(c1, token, ID_A), 'again within the cache window');
+  t.equal(reviews.reviews.length, reviewsBefore, 'answered from the short cache: no TokenReview per CSR');
+
+  let err = await refusal(csr(c1, undefined, ID_A));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_INVALID', 'a node certificate alone is not enough');
+  t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED);
+  t.match(err.message, /CreateCertificate as node "node-1" refused: no ServiceAccount token was sent/);
+  err = await refusal(csr(c1, reviews.issueForPod(NS, 'weft-ztunnel-n2'), ID_A));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED', 'the token of another node\'s pod is refused');
+
+  // The pod is deleted: once the cached answer is older than the cache window, the
+  // next CSR is refused (the API server no longer authenticates the bound token).
+  api.remove('pods', NS, pod.metadata.name);
+  clock.now += 31_000;
+  err = await refusal(csr(c1, token, ID_A));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_INVALID', 'deleted pod: refused');
+  t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED);
+  t.match(err.message, /not found/);
+  err = await refusal(csr(c1, token));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_INVALID', 'its node renewal too');
+  // Without the API server's binding check, the CA's own pod lookup refuses it.
+  reviews.validateBinding = false;
+  t.teardown(() => { reviews.validateBinding = true; });
+  clock.now += 31_000;
+  err = await refusal(csr(c1, token, ID_A));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED');
+  t.equal(err.details?.grpcCode, grpc.status.PERMISSION_DENIED);
+  t.match(err.message, /does not exist/);
+  reviews.validateBinding = true;
+
+  // node-3 with a live pod; then the node is deleted.
+  api.put('nodes', { metadata: { name: 'node-3' } });
+  ztunnelPod('weft-ztunnel-n3', 'node-3');
+  t.teardown(() => { if (api.get('pods', NS, 'weft-ztunnel-n3')) api.remove('pods', NS, 'weft-ztunnel-n3'); });
+  const token3 = reviews.issueForPod(NS, 'weft-ztunnel-n3');
+  const c3 = newClient(at);
+  await c3.join('node-3', { kind: 'serviceAccountToken', token: token3 });
+  t.ok(await csr(c3, token3), 'node-3 renews while it exists');
+  api.remove('nodes', '', 'node-3');
+  clock.now += 31_000;
+  err = await refusal(csr(c3, token3));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED', 'deleted node: refused');
+  t.equal(err.details?.grpcCode, grpc.status.PERMISSION_DENIED);
+  t.match(err.message, /node node-3 does not exist/);
+  err = await refusal(c3.join('node-3', { kind: 'serviceAccountToken', token: token3 }));
+  t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED', 'and cannot join again');
+
+  const m = (await reg.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_sa_join_refusals_total');
+  for (const reason of ['missing', 'unauthenticated', 'pod_missing', 'node_missing']) {
+    t.ok(Number(m?.values.find((v) => v.labels.reason === reason)?.value) >= 1, `counted: ${reason}`);
+  }
 });
 
 t.test('a CA without --kube-token-review refuses ServiceAccount tokens, saying how to enable them', async (t) => {
@@ -285,7 +374,7 @@ t.test('weft ca wiring: tokenReview config with a kubeconfig file admits the pod
     'contexts: [{name: test, context: {cluster: test, user: ca}}]',
   ].join('\n'));
   const app = await startCaApp({
-    redisUrl: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'redis' },
+    redisUrl: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
     tokenReview: { kubeconfig, policy: POLICY },
   }, silentLogger());

@@ -10,12 +10,13 @@ import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { Issuer } from './issuer';
 import { RedisJoinTokens } from './join-tokens';
-import { obtainRoot, publishRoot, type RootSource } from './root-store';
+import { bundleOf, obtainRoot, publishRoot, watchRoot, type CaRoot, type RootSource } from './root-store';
+import { limitsFor } from './rate-limit';
 import { TokenReviewJoin, type SaJoinPolicy, type ServiceAccountJoinVerifier } from './sa-token-join';
 import { CaServer } from './server';
 
 /**
- * Wires `weft ca`: Redis (root storage, join tokens), the registry follower that
+ * Wires `weft ca`: Redis (join tokens; the root only in lab/dev mode), the registry follower that
  * answers node authorization, the Kubernetes API (ServiceAccount-token joins, when
  * enabled), the gRPC server and a small metrics endpoint.
  */
@@ -28,8 +29,15 @@ export interface CaAppConfig {
   /** host:port for /metrics and /healthz/ready; undefined disables it. */
   metricsListen?: { host: string; port: number };
   root: RootSource;
-  /** File to publish the root certificate to (the public part only). */
+  /** Generate a root when the source has none yet (--generate-root); otherwise a missing root fails the start. */
+  generateRoot?: boolean;
+  /** How often file-backed roots are re-read for rotation (default 10 s). */
+  rootReloadMs?: number;
+  /** File to publish the trust bundle to (public parts only: signing root, then earlier roots). */
   rootOut?: string;
+  /** Per-caller requests per second (limitsFor): Join per address, CreateCertificate per node. */
+  joinRate?: number;
+  csrRate?: number;
   dnsNames: string[];
   ipAddresses: string[];
   certTtlMs: number;
@@ -49,7 +57,10 @@ export interface CaApp {
   port: number;
   /** Bound metrics port, if serving metrics. */
   metricsPort?: number;
-  rootPem: string;
+  /** The signing root, PEM (the current one, after any reload). */
+  readonly rootPem: string;
+  /** Signing root plus earlier roots still trusted, PEM. */
+  readonly bundlePem: string;
   metrics: Registry;
   stop(): Promise<void>;
 }
@@ -74,9 +85,10 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
         `the CA cannot reach Redis at --redis-url (${err instanceof Error ? err.message : String(err)}); check Redis runs and the URL`,
         { cause: err });
     }
-    const root = await obtainRoot(config.root, { redis, trustDomain: config.trustDomain, logger });
-    const issuer = new Issuer(root, { trustDomain: config.trustDomain });
-    await publishRoot(issuer.rootPem, { redis, ...(config.rootOut ? { outFile: config.rootOut } : {}) });
+    const rootOpts = { redis, trustDomain: config.trustDomain, logger, generate: config.generateRoot ?? false };
+    let root: CaRoot = await obtainRoot(config.root, rootOpts);
+    const issuer = new Issuer(root.pair, { trustDomain: config.trustDomain });
+    if (config.rootOut) publishRoot(root, config.rootOut);
 
     const state = new MeshState({ trustDomain: config.trustDomain });
     const follower = new RegistryFollower({ url: target, state, logger, metrics });
@@ -95,8 +107,12 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     }
 
     const server = new CaServer({
-      issuer, trustDomain: config.trustDomain, authorizer: state, joinTokens: new RedisJoinTokens(redis),
-      ...(saJoin ? { saJoin } : {}),
+      issuer, trustDomain: config.trustDomain, authorizer: state, trustedRoots: root.trusted,
+      // With TokenReview, nodes join by ServiceAccount token only: Redis-held join tokens
+      // would let anyone who can write Redis mint node credentials.
+      ...(saJoin ? { saJoin } : { joinTokens: new RedisJoinTokens(redis) }),
+      ...(config.joinRate ? { joinLimits: limitsFor(config.joinRate) } : {}),
+      ...(config.csrRate ? { csrLimits: limitsFor(config.csrRate) } : {}),
       logger, metrics, certTtlMs: config.certTtlMs, maxCertTtlMs: config.maxCertTtlMs,
       nodeCertTtlMs: config.nodeCertTtlMs, dnsNames: config.dnsNames, ipAddresses: config.ipAddresses,
       isReady: () => follower.lastSyncAt !== undefined,
@@ -104,6 +120,23 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     });
     const port = await server.start(config.listen);
     cleanups.push(() => server.stop());
+
+    // Rotation without restarts: a changed Secret (new signing root, earlier roots in
+    // trusted-roots.pem) is picked up here; an invalid one is logged and ignored.
+    const stopWatch = watchRoot(config.root, {
+      ...rootOpts, intervalMs: config.rootReloadMs ?? 10_000,
+      onChange: (next) => {
+        void (async () => {
+          const nextIssuer = new Issuer(next.pair, { trustDomain: config.trustDomain });
+          await server.updateRoot(nextIssuer, next.trusted);
+          root = next;
+          if (config.rootOut) publishRoot(root, config.rootOut);
+          logger.warn({ trustedRoots: next.trusted.length }, 'CA root reloaded: new certificates are signed by the new root');
+        })().catch((err: unknown) => logger.error({ err }, 'CA root reload failed; still signing with the previous root'));
+      },
+      onError: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'CA root files changed but cannot be used; still signing with the previous root'),
+    });
+    cleanups.push(stopWatch);
 
     let metricsPort: number | undefined;
     if (config.metricsListen) {
@@ -115,7 +148,9 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     }
     logger.info({ port, metricsPort, root: config.root.kind, redis: describeRedis(target) }, 'weft ca ready');
     return {
-      port, rootPem: issuer.rootPem, metrics, ...(metricsPort !== undefined ? { metricsPort } : {}),
+      port, metrics, ...(metricsPort !== undefined ? { metricsPort } : {}),
+      get rootPem() { return root.pair.certPem; },
+      get bundlePem() { return bundleOf(root); },
       stop: cleanup,
     };
   } catch (err) {

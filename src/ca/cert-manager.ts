@@ -281,8 +281,15 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     }
   }
 
+  /** The ServiceAccount token to send with a CSR (re-read each time: the kubelet rotates it), if configured. */
+  private async csrCredential(): Promise<{ saToken?: string }> {
+    if (!this.opts.joinSaTokenFile || this.opts.joinToken) return {};
+    const cred = await currentJoinCredential({ joinSaTokenFile: this.opts.joinSaTokenFile });
+    return cred ? { saToken: cred.token } : {};
+  }
+
   private async fetchWorkload(identity: string, { keyPem, csrPem }: { keyPem: string; csrPem: string }): Promise<WorkloadCert> {
-    const chain = await this.client.createCertificate(csrPem, this.opts.ttlSec ?? 0, identity);
+    const chain = await this.client.createCertificate(csrPem, this.opts.ttlSec ?? 0, identity, await this.csrCredential());
     return { identity, keyPem, certChainPem: chain, ...verifyIssuedChain(chain, this.client.rootPem, identity, this.clock.now()) };
   }
 
@@ -299,7 +306,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const rejected = isWeftError(this.node.lastError, 'WEFT_CA_UNAUTHENTICATED');
     let creds: NodeCredentials;
     if (valid && !rejected) {
-      creds = { keyPem: key.keyPem, certChainPem: await this.client.createCertificate(key.csrPem, 0) };
+      creds = { keyPem: key.keyPem, certChainPem: await this.client.createCertificate(key.csrPem, 0, undefined, await this.csrCredential()) };
     } else {
       const credential = await currentJoinCredential(this.opts);
       if (!credential) {

@@ -36,13 +36,15 @@ export interface WorkloadCert {
 
 /** What the manager needs from the CA client (CaClient implements it). */
 export interface CertificateSource {
+  /** The trust anchors (one root, or a bundle during a rotation); may change at run time. */
   readonly rootPem: string;
   readonly trustDomain: string;
   readonly nodeCredentials: NodeCredentials | undefined;
   setNodeCredentials(creds: NodeCredentials): void;
   /** A string is a join token. */
   join(nodeName: string, credential: string | JoinCredential): Promise<NodeCredentials>;
-  createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]>;
+  /** `saToken`: the node's current ServiceAccount token, which a TokenReview CA re-checks on every CSR. */
+  createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string, opts?: { saToken?: string }): Promise<string[]>;
 }
 
 /** One row of the operator's certificate table (istioctl ztunnel-config certificates). */

@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { WeftError, ERROR_CATALOGUE, type ErrorCode } from '../lib/errors';
 import { nodeIdentity } from './authorize';
 import { generateKeyAndCsr } from './issuer';
+import { issuingRoot, parseTrustBundle } from './trust-bundle';
 import {
   impersonationMetadata, services,
   type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
@@ -20,7 +21,10 @@ export interface CaClientOptions {
   address: string;
   /** The mesh's SPIFFE trust domain (the node identity is spiffe://<td>/ns/weft-system/sa/ztunnel). */
   trustDomain: string;
-  /** The mesh root (PEM) the CA's serving certificate and issued chains must chain to. */
+  /**
+   * The mesh trust anchors (PEM: one root, or during a rotation several) the CA's
+   * serving certificate and issued chains must chain to. Replace with setRootPem().
+   */
   rootPem: string;
   /** DNS name or IP the CA's serving certificate must carry; defaults to the host of `address`. */
   serverName?: string;
@@ -54,15 +58,18 @@ const CA_SNI = 'weft-ca';
 
 type UnaryMethod<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void;
 interface CertificateServiceClient extends grpc.Client {
-  CreateCertificate: UnaryMethod<CertificateRequest, CertificateResponse>;
+  CreateCertificate(req: CertificateRequest, metadata: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CertificateResponse) => void): void;
 }
+
+/** gRPC metadata key of the node's ServiceAccount token on CreateCertificate (`Bearer <token>`). */
+export const SA_TOKEN_METADATA = 'authorization';
 interface BootstrapClient extends grpc.Client {
   Join: UnaryMethod<JoinRequest, JoinResponse>;
 }
 
 /**
- * Checks a chain from the CA: the leaf verifies against our root (not the root the
- * CA sent along), is in its validity window, and carries exactly `identity`.
+ * Checks a chain from the CA: the leaf verifies against one of our trust anchors (not
+ * the root the CA sent along), is in its validity window, and carries exactly `identity`.
  */
 export function verifyIssuedChain(chain: string[], rootPem: string, identity: string, now = Date.now()): VerifiedLeaf {
   if (!Array.isArray(chain) || chain.length === 0) {
@@ -74,10 +81,9 @@ export function verifyIssuedChain(chain: string[], rootPem: string, identity: st
   } catch (err) {
     throw new WeftError('WEFT_CERT_UNAVAILABLE', 'the CA returned a leaf that is not a PEM certificate; check the CA log', { cause: err });
   }
-  const root = new X509Certificate(rootPem);
-  if (!leaf.checkIssued(root) || !leaf.verify(root.publicKey)) {
+  if (!issuingRoot(leaf, parseTrustBundle(rootPem, 'the trust anchors', now))) {
     throw new WeftError('WEFT_CA_ROOT_INVALID',
-      'the certificate from the CA does not chain to the mesh root this node trusts; the CA runs with another root: update the node\'s root (weft:ca:root-cert) or the CA\'s');
+      'the certificate from the CA does not chain to any mesh root this node trusts; the CA signs with another root: add that root to the node\'s trust anchors (--trust-anchor-file, ConfigMap weft-root-cert) before the CA switches to it');
   }
   if (leaf.subjectAltName !== `URI:${identity}` && !leaf.subjectAltName?.startsWith(`URI:${identity}, `)) {
     throw new WeftError('WEFT_CERT_UNAVAILABLE',
@@ -102,7 +108,7 @@ export function fromGrpcError(err: grpc.ServiceError, address: string): WeftErro
 
 export class CaClient {
   private readonly opts: Required<CaClientOptions>;
-  private readonly rootBuffer: Buffer;
+  private rootBuffer: Buffer;
   private node: NodeCredentials | undefined;
   private certClient: CertificateServiceClient | undefined;
   private bootstrapClient: BootstrapClient | undefined;
@@ -117,6 +123,20 @@ export class CaClient {
 
   get rootPem(): string {
     return this.opts.rootPem;
+  }
+
+  /**
+   * Replaces the trust anchors (a rotated bundle): later calls verify the CA and issued
+   * chains against the new ones; open channels are closed so none keeps the old trust.
+   */
+  setRootPem(pem: string): void {
+    parseTrustBundle(pem, 'the new trust anchors');
+    this.opts.rootPem = pem;
+    this.rootBuffer = Buffer.from(pem);
+    const old = [this.certClient, this.bootstrapClient];
+    this.certClient = undefined;
+    this.bootstrapClient = undefined;
+    for (const c of old) c?.close();
   }
 
   get trustDomain(): string {
@@ -158,11 +178,15 @@ export class CaClient {
    * this node), or, without it, a renewal of the node's own certificate.
    * `ttlSec` 0 asks for the CA's default.
    */
-  async createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string): Promise<string[]> {
+  async createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string, opts: { saToken?: string } = {}): Promise<string[]> {
     const client = this.certificates();
     const req: CertificateRequest = { csr: csrPem, validityDuration: ttlSec };
     if (impersonatedIdentity !== undefined) req.metadata = impersonationMetadata(impersonatedIdentity);
-    const res = await this.unary<CertificateRequest, CertificateResponse>(client.CreateCertificate.bind(client), req);
+    // The fresh credential a TokenReview CA re-checks on every CSR, as Istio's ztunnel sends it.
+    const metadata = new grpc.Metadata();
+    if (opts.saToken) metadata.set(SA_TOKEN_METADATA, `Bearer ${opts.saToken}`);
+    const res = await this.unary<CertificateRequest, CertificateResponse>(
+      (r, o, cb) => client.CreateCertificate(r, metadata, o, cb), req);
     return res.certChain;
   }
 

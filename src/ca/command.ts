@@ -1,6 +1,7 @@
 /**
- * `weft ca` runs the mesh CA; `weft ca token --node <name>` creates a node join token.
- * Flags are validated here, once; app.ts does the wiring.
+ * `weft ca` runs the mesh CA; `weft ca token --node <name>` creates a node join token;
+ * `weft ca init-root --dir <dir>` creates a root on purpose (the CA never does so
+ * silently). Flags are validated here, once; app.ts does the wiring.
  */
 import { isIP } from 'node:net';
 import type { Command } from '../cli/command';
@@ -13,8 +14,19 @@ import { formatDuration, optionsHelp, parse, parseOptions, type OptionSpec } fro
 import { startCaApp, type CaAppConfig } from './app';
 import { createJoinToken } from './join-tokens';
 import { DEFAULT_JOIN_AUDIENCE, DEFAULT_JOIN_NAMESPACE, DEFAULT_JOIN_SERVICE_ACCOUNT } from './sa-token-join';
-import type { RootSource } from './root-store';
-import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS } from './server';
+import { initRoot, ROOT_CERT_FILE, ROOT_KEY_FILE, type RootSource } from './root-store';
+import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE } from './rate-limit';
+import { join } from 'node:path';
+import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS, DAY_MS } from './server';
+
+/** The longest certificate lifetime --max-cert-ttl may allow. */
+export const MAX_CERT_TTL_CAP_MS = 90 * DAY_MS;
+
+const rate = (raw: string): number => {
+  const n = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || !(n > 0) || n > 10_000) throw new Error('expected requests per second, more than 0 and at most 10000');
+  return n;
+};
 
 const list = (check: (item: string) => string | undefined) => (raw: string): string[] => {
   const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -59,21 +71,39 @@ export const caSpecs = {
     description: 'comma-separated IPs for the CA serving certificate (127.0.0.1 and a specific --listen host are always included)',
     parse: list((s) => (isIP(s) ? undefined : 'is not an IP address')),
   } satisfies OptionSpec<string[]>,
-  rootCert: { flag: 'root-cert', env: 'WEFT_CA_ROOT_CERT', default: '', description: 'PEM root certificate file (with --root-key; production)', parse: parse.string() },
+  rootCert: { flag: 'root-cert', env: 'WEFT_CA_ROOT_CERT', default: '', description: 'PEM root certificate file (with --root-key)', parse: parse.string() },
   rootKey: { flag: 'root-key', env: 'WEFT_CA_ROOT_KEY', default: '', description: 'PEM root private key file (with --root-cert)', parse: parse.string() },
   rootDir: {
     flag: 'root-dir', env: 'WEFT_CA_ROOT_DIR', default: '',
-    description: 'directory holding root-cert.pem/root-key.pem, generated on first start; without --root-cert or --root-dir the root is generated into Redis (weft:ca:root, lab/dev only)',
+    description: 'directory holding root-cert.pem, root-key.pem and optionally trusted-roots.pem (earlier roots, during a rotation), e.g. the mounted weft-ca-root Secret; re-read every 10 s',
     parse: parse.string(),
   },
-  rootOut: { flag: 'root-out', env: 'WEFT_CA_ROOT_OUT', default: '', description: 'also write the root certificate (public part) to this file for nodes to trust; it is always published to Redis weft:ca:root-cert', parse: parse.string() },
+  rootInRedis: {
+    flag: 'root-in-redis', env: 'WEFT_CA_ROOT_IN_REDIS', default: false, boolean: true,
+    description: 'lab/dev only: keep the root (with its private key) in Redis weft:ca:root; refused with --kube-token-review',
+    parse: parse.bool(),
+  },
+  generateRoot: {
+    flag: 'generate-root', env: 'WEFT_CA_GENERATE_ROOT', default: false, boolean: true,
+    description: 'generate a root when --root-dir or --root-in-redis holds none yet (lab/dev); without it a missing root fails the start',
+    parse: parse.bool(),
+  },
+  rootOut: { flag: 'root-out', env: 'WEFT_CA_ROOT_OUT', default: '', description: 'also write the trust bundle (root certificates, public parts only) to this file for nodes to trust', parse: parse.string() },
+  joinRate: {
+    flag: 'join-rate', env: 'WEFT_CA_JOIN_RATE', default: DEFAULT_JOIN_RATE,
+    description: 'Joins per second per caller address (bursts of 10x; all callers together 10x that)', parse: rate,
+  },
+  csrRate: {
+    flag: 'csr-rate', env: 'WEFT_CA_CSR_RATE', default: DEFAULT_CSR_RATE,
+    description: 'CreateCertificate requests per second per node (bursts of 10x; all nodes together 10x that)', parse: rate,
+  },
   certTtl: {
     flag: 'cert-ttl', env: 'WEFT_CA_CERT_TTL', default: DEFAULT_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_CERT_TTL_MS),
     description: 'workload certificate lifetime when a request asks for 0', parse: parse.duration({ min: 60_000 }),
   },
   maxCertTtl: {
     flag: 'max-cert-ttl', env: 'WEFT_CA_MAX_CERT_TTL', default: DEFAULT_MAX_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_MAX_CERT_TTL_MS),
-    description: 'longest lifetime a request may ask for', parse: parse.duration({ min: 60_000 }),
+    description: 'longest lifetime a request may ask for (longer requests are refused); at most 90d', parse: parse.duration({ min: 60_000, max: MAX_CERT_TTL_CAP_MS }),
   },
   nodeCertTtl: {
     flag: 'node-cert-ttl', env: 'WEFT_CA_NODE_CERT_TTL', default: DEFAULT_NODE_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_NODE_CERT_TTL_MS),
@@ -106,6 +136,12 @@ export const tokenSpecs = {
   ttl: { flag: 'ttl', default: HOUR_MS, defaultText: '1h', description: 'how long the token stays valid (reusable until then)', parse: parse.duration({ min: 1000, max: 30 * 24 * HOUR_MS }) },
 };
 
+export const initRootSpecs = {
+  trustDomain: commonOptions.trustDomain,
+  dir: { flag: 'dir', env: 'WEFT_CA_ROOT_DIR', description: 'directory to create root-cert.pem and root-key.pem in (refused if either exists)', parse: parse.string({ pattern: /./, what: 'a directory' }) },
+  ttl: { flag: 'ttl', default: 10 * 365 * DAY_MS, defaultText: '3650d', description: 'root lifetime', parse: parse.duration({ min: DAY_MS }) },
+};
+
 type CaValues = ReturnType<typeof parseOptions<typeof caSpecs>>['values'];
 
 /** Cross-field rules, in one place: root source, serving names, TokenReview settings. */
@@ -113,8 +149,20 @@ export function caConfig(v: CaValues): CaAppConfig {
   if (Boolean(v.rootCert) !== Boolean(v.rootKey)) {
     throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${v.rootCert ? '--root-cert without --root-key' : '--root-key without --root-cert'}: give both files, or neither`);
   }
-  if (v.rootCert && v.rootDir) {
-    throw new WeftError('WEFT_CONFIG_INVALID', 'invalid --root-dir together with --root-cert/--root-key: choose one root source');
+  const sources = [v.rootCert && '--root-cert/--root-key', v.rootDir && '--root-dir', v.rootInRedis && '--root-in-redis'].filter(Boolean);
+  if (sources.length > 1) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${sources.join(' together with ')}: choose one root source`);
+  }
+  if (sources.length === 0) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      'no CA root given: set --root-dir (e.g. the mounted weft-ca-root Secret) or --root-cert/--root-key; create a root with `weft ca init-root --dir <dir>`. Lab/dev only: --root-in-redis');
+  }
+  if (v.rootInRedis && v.kubeTokenReview) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      'invalid --root-in-redis together with --kube-token-review: a root key in Redis lets anyone who can read Redis mint any identity; give the root from a Secret (--root-dir)');
+  }
+  if (v.generateRoot && v.rootCert) {
+    throw new WeftError('WEFT_CONFIG_INVALID', 'invalid --generate-root with --root-cert/--root-key: those files are yours to create; use `weft ca init-root --dir <dir>`');
   }
   const root: RootSource = v.rootCert
     ? { kind: 'files', certFile: v.rootCert, keyFile: v.rootKey }
@@ -129,6 +177,8 @@ export function caConfig(v: CaValues): CaAppConfig {
   if (v.listen.host !== '0.0.0.0' && v.listen.host !== '::' && isIP(v.listen.host)) ips.add(v.listen.host);
   return {
     redisUrl: v.redisUrl, redisAuth, trustDomain: v.trustDomain, listen: v.listen, root,
+    ...(v.generateRoot ? { generateRoot: true } : {}),
+    joinRate: v.joinRate, csrRate: v.csrRate,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}),
     ...(v.rootOut ? { rootOut: v.rootOut } : {}),
     dnsNames: [...new Set(['localhost', ...v.dnsName])], ipAddresses: [...ips],
@@ -175,11 +225,21 @@ async function token(argv: string[], out: (s: string) => void): Promise<number> 
   }
 }
 
+async function initRootCommand(argv: string[], out: (s: string) => void): Promise<number> {
+  const { values, positionals } = parseOptions(initRootSpecs, argv);
+  if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca init-root takes no arguments (got ${positionals.join(' ')}); use --dir <dir>`);
+  await initRoot(values.dir, { trustDomain: values.trustDomain, rootTtlMs: values.ttl });
+  out(join(values.dir, ROOT_CERT_FILE));
+  process.stderr.write(`new mesh root in ${values.dir} (${ROOT_KEY_FILE} is private, mode 0600); give it to the CA (Secret weft-ca-root) and ${ROOT_CERT_FILE} to every node (ConfigMap weft-root-cert) — see docs/ca.md\n`);
+  return 0;
+}
+
 const command: Command = {
   summary: 'run the mesh certificate authority (gRPC, Istio-compatible)',
   help: () => [
     'Usage: weft ca [flags]                 run the CA (until SIGTERM/SIGINT)',
     '       weft ca token --node <name>     print a join token for a node (--ttl, default 1h)',
+    '       weft ca init-root --dir <dir>   create a new root (root-cert.pem, root-key.pem) in <dir>',
     '',
     'Serves istio.v1.auth.IstioCertificateService/CreateCertificate (mutual TLS with a node',
     'certificate) and weft.v1.NodeBootstrap/Join (join token, or with --kube-token-review a',
@@ -190,9 +250,17 @@ const command: Command = {
     '',
     'Flags of weft ca token:',
     optionsHelp(tokenSpecs),
+    '',
+    'Flags of weft ca init-root:',
+    optionsHelp(initRootSpecs),
   ].join('\n'),
-  run: (argv) => (argv[0] === 'token' ? token(argv.slice(1), (s) => process.stdout.write(s + '\n')) : serve(argv)),
+  run: (argv) => {
+    const print = (s: string) => { process.stdout.write(s + '\n'); };
+    if (argv[0] === 'token') return token(argv.slice(1), print);
+    if (argv[0] === 'init-root') return initRootCommand(argv.slice(1), print);
+    return serve(argv);
+  },
 };
 
 export default command;
-export { token as tokenCommand };
+export { token as tokenCommand, initRootCommand };

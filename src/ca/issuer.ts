@@ -55,12 +55,20 @@ function randomSerialHex(): string {
   return bytes.toString('hex');
 }
 
-/** Signs the TBS part with OpenSSL and attaches the signature the way forge's own sign() would. */
-function signCertificate(cert: forge.pki.Certificate, key: KeyObject): string {
+/** Index of subjectPublicKeyInfo among the TBSCertificate fields forge builds. */
+const TBS_SPKI_INDEX = 6;
+
+/**
+ * Signs the TBS part with OpenSSL and attaches the signature the way forge's own sign()
+ * would. `spki` replaces the subject public key forge wrote: forge can only write RSA
+ * keys, so an ECDSA key from a CSR goes in verbatim here.
+ */
+function signCertificate(cert: forge.pki.Certificate, key: KeyObject, spki?: forge.asn1.Asn1): string {
   const c = cert as forge.pki.Certificate & { tbsCertificate: forge.asn1.Asn1; signatureOid: string };
   c.signatureOid = SHA256_WITH_RSA;
   c.siginfo.algorithmOid = SHA256_WITH_RSA;
   c.tbsCertificate = pkiExtra.getTBSCertificate(cert);
+  if (spki) (c.tbsCertificate.value as forge.asn1.Asn1[])[TBS_SPKI_INDEX] = spki;
   const tbs = Buffer.from(forge.asn1.toDer(c.tbsCertificate).getBytes(), 'binary');
   c.signature = cryptoSign('sha256', tbs, key).toString('binary');
   return forge.pki.certificateToPem(cert);
@@ -175,10 +183,11 @@ export class Issuer {
     if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) {
       throw new WeftError('WEFT_CA_TTL_INVALID', `certificate lifetime ${opts.ttlMs} ms is not positive; ask for a positive lifetime`);
     }
-    const publicKey = parseCsrPublicKey(csrPem);
+    const key = parseCsrPublicKey(csrPem);
 
     const cert = forge.pki.createCertificate();
-    cert.publicKey = publicKey;
+    // An ECDSA key is spliced in at signing; forge needs some RSA key meanwhile.
+    cert.publicKey = key.kind === 'rsa' ? key.publicKey : this.rootCert.publicKey;
     cert.serialNumber = randomSerialHex();
     const now = Date.now();
     cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
@@ -195,10 +204,14 @@ export class Issuer {
       { name: 'extKeyUsage', serverAuth: opts.serverAuth ?? true, clientAuth: true },
       // RFC 5280: with an empty subject the SAN extension must be critical.
       { name: 'subjectAltName', altNames, critical: subject.length === 0 },
-      { name: 'subjectKeyIdentifier' },
+      key.kind === 'rsa' ? { name: 'subjectKeyIdentifier' } : {
+        // forge would derive it from its placeholder RSA key: give the ECDSA key's own.
+        name: 'subjectKeyIdentifier',
+        value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, key.keyId),
+      },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.rootSki },
     ]);
-    return [signCertificate(cert, this.rootKey), this.rootPem];
+    return [signCertificate(cert, this.rootKey, key.kind === 'ec' ? key.spki : undefined), this.rootPem];
   }
 }
 
@@ -208,21 +221,62 @@ const CSR_HASHES: Record<string, string> = {
   [forge.pki.oids.sha384WithRSAEncryption!]: 'sha384',
   [forge.pki.oids.sha512WithRSAEncryption!]: 'sha512',
 };
+const ECDSA_HASHES: Record<string, string> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+};
+
+/** What the CA issues for: RSA ≥ 2048 bits with e = 65537, or ECDSA on P-256 (as Istio's CA). */
+export const MIN_RSA_BITS = 2048;
+export const RSA_EXPONENT = 65537;
+const REQUIRED_KEY = `an RSA key of at least ${MIN_RSA_BITS} bits with public exponent ${RSA_EXPONENT}, or an ECDSA P-256 key`;
+
+/** A CSR's checked public key: an RSA key forge can write, or an ECDSA key kept as its DER SubjectPublicKeyInfo. */
+export type CsrKey =
+  | { kind: 'rsa'; publicKey: forge.pki.PublicKey }
+  /** keyId: RFC 5280 key identifier, as a binary string. */
+  | { kind: 'ec'; spki: forge.asn1.Asn1; keyId: string };
 
 /**
- * Parses a CSR and checks its self-signature. forge parses (computeHash off), OpenSSL
- * verifies: forge's JS verification cost ~1 ms, more than half of a whole issuance.
+ * The key-strength rule, pure: undefined when the key is acceptable, else why not.
+ * `details` is what Node's KeyObject reports (asymmetricKeyType, asymmetricKeyDetails).
  */
-function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
+export function csrKeyProblem(type: string | undefined, details: { modulusLength?: number; publicExponent?: bigint; namedCurve?: string }): string | undefined {
+  if (type === 'rsa') {
+    if ((details.modulusLength ?? 0) < MIN_RSA_BITS) return `the CSR's RSA key has ${details.modulusLength ?? 0} bits`;
+    if (details.publicExponent !== BigInt(RSA_EXPONENT)) return `the CSR's RSA key has public exponent ${String(details.publicExponent)}`;
+    return undefined;
+  }
+  if (type === 'ec') {
+    return details.namedCurve === 'prime256v1' ? undefined : `the CSR's ECDSA key is on curve ${details.namedCurve ?? 'unknown'}`;
+  }
+  return `the CSR's key is of type ${type ?? 'unknown'}`;
+}
+
+function weak(why: string): WeftError {
+  return new WeftError('WEFT_CA_CSR_KEY_WEAK', `${why}; the CA issues only for ${REQUIRED_KEY}: generate such a key and send a new CSR`);
+}
+
+/**
+ * Parses a CSR, checks its key is strong enough and its self-signature. RSA (the
+ * common case): forge parses (computeHash off), OpenSSL verifies — forge's JS
+ * verification cost ~1 ms, more than half of a whole issuance. Other keys: forge
+ * cannot read them, so the CSR's ASN.1 is read directly and OpenSSL does the rest.
+ */
+function parseCsrPublicKey(csrPem: string): CsrKey {
   let csr: forge.pki.CertificateSigningRequest & { certificationRequestInfo?: forge.asn1.Asn1 };
   try {
     csr = forge.pki.certificationRequestFromPem(csrPem, false) as typeof csr;
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
+    if (/OID is not RSA/.test(why)) return parseNonRsaCsr(csrPem);
     throw new WeftError('WEFT_CA_CSR_INVALID',
-      `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with an RSA key`,
+      `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with ${REQUIRED_KEY}`,
       { cause: err });
   }
+  const rsa = csr.publicKey as forge.pki.rsa.PublicKey;
+  const problem = csrKeyProblem('rsa', { modulusLength: rsa.n.bitLength(), publicExponent: BigInt(`0x${rsa.e.toString(16)}`) });
+  if (problem) throw weak(problem);
   const hash = CSR_HASHES[csr.siginfo.algorithmOid ?? ''];
   if (!hash || !csr.certificationRequestInfo || typeof csr.signature !== 'string') {
     throw new WeftError('WEFT_CA_CSR_INVALID',
@@ -231,8 +285,7 @@ function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
   let ok = false;
   try {
     const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
-    const key = rsaPublicKey(csr.publicKey as forge.pki.rsa.PublicKey);
-    ok = cryptoVerify(hash, info, key, Buffer.from(csr.signature, 'binary'));
+    ok = cryptoVerify(hash, info, rsaPublicKey(rsa), Buffer.from(csr.signature, 'binary'));
   } catch (err) {
     throw new WeftError('WEFT_CA_CSR_INVALID',
       `the CSR signature cannot be checked (${err instanceof Error ? err.message : String(err)}); sign it with SHA-256 and RSA`,
@@ -242,7 +295,55 @@ function parseCsrPublicKey(csrPem: string): forge.pki.PublicKey {
     throw new WeftError('WEFT_CA_CSR_INVALID',
       'the CSR signature does not match its public key; sign the request with the private key it carries');
   }
-  return csr.publicKey as forge.pki.PublicKey;
+  return { kind: 'rsa', publicKey: csr.publicKey as forge.pki.PublicKey };
+}
+
+/** CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki, [0] attrs }, sigAlg, signature BIT STRING } */
+function parseNonRsaCsr(csrPem: string): CsrKey {
+  const invalid = (why: string, cause?: unknown) => new WeftError('WEFT_CA_CSR_INVALID',
+    `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with ${REQUIRED_KEY}`, cause ? { cause } : {});
+  let info: forge.asn1.Asn1;
+  let spki: forge.asn1.Asn1;
+  let sigOid: string;
+  let signature: Buffer;
+  let key: KeyObject;
+  try {
+    const der = forge.pem.decode(csrPem).find((m) => m.type === 'CERTIFICATE REQUEST' || m.type === 'NEW CERTIFICATE REQUEST');
+    if (!der) throw new Error('no CERTIFICATE REQUEST block');
+    // decodeBitStrings off: an ECDSA signature is itself DER and must stay opaque bytes.
+    const top = forge.asn1.fromDer(der.body, { decodeBitStrings: false } as unknown as boolean).value as forge.asn1.Asn1[];
+    info = top[0]!;
+    spki = (info.value as forge.asn1.Asn1[])[2]!;
+    sigOid = forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string);
+    // BIT STRING: a leading "unused bits" octet, then the DER signature.
+    signature = Buffer.from((top[2]!.value as string).slice(1), 'binary');
+    key = createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' });
+  } catch (err) {
+    if (isWeftErrorLike(err)) throw err;
+    throw invalid(err instanceof Error ? err.message : String(err), err);
+  }
+  const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
+  if (problem) throw weak(problem);
+  const hash = ECDSA_HASHES[sigOid];
+  if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
+  const infoDer = Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary');
+  let ok = false;
+  try {
+    ok = cryptoVerify(hash, infoDer, key, signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new WeftError('WEFT_CA_CSR_INVALID', 'the CSR signature does not match its public key; sign the request with the private key it carries');
+  }
+  // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bit string (without its unused-bits octet).
+  const point = ((spki.value as forge.asn1.Asn1[])[1]!.value as string).slice(1);
+  const keyId = forge.md.sha1.create().update(point).digest().getBytes();
+  return { kind: 'ec', spki, keyId };
+}
+
+function isWeftErrorLike(err: unknown): err is WeftError {
+  return err instanceof WeftError;
 }
 
 /** forge RSA key → KeyObject via JWK: ~25x cheaper than OpenSSL 3's PEM/DER decoders. */

@@ -2,7 +2,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { SA_JOIN_REFUSALS, type SaJoinRefusal } from './sa-token-join';
 
 /** Outcomes of a CA call: a small fixed set, never error text (cardinality stays bounded). */
-export const CA_RESULTS = ['ok', 'unauthenticated', 'permission_denied', 'invalid_argument', 'unavailable', 'internal'] as const;
+export const CA_RESULTS = ['ok', 'unauthenticated', 'permission_denied', 'invalid_argument', 'unavailable', 'resource_exhausted', 'internal'] as const;
 export type CaResult = (typeof CA_RESULTS)[number];
 export type CaMethod = 'CreateCertificate' | 'Join';
 
@@ -32,7 +32,7 @@ export function createCaMetrics(registry: Registry): CaMetrics {
     saJoinRefusals: (() => {
       const c = new Counter({
         name: 'weft_ca_sa_join_refusals_total',
-        help: 'Node joins with a ServiceAccount token refused, by reason',
+        help: 'Node joins and node CSRs refused by the ServiceAccount token check (TokenReview, pod, node), by reason',
         labelNames: ['reason'] as const,
         registers: [registry],
       });

@@ -1,87 +1,142 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { generateRootCa, loadRootCa, type CaKeyPair } from './issuer';
 import { writeFileAtomic } from '../lib/files';
+import { parseTrustBundle } from './trust-bundle';
 
 /**
- * Where the mesh root lives. Production gives PEM files (the key never touches
- * Redis); the lab and small setups let the CA generate a root on first start and keep
- * it in Redis (every CA replica then converges on one root) or in a directory.
+ * Where the mesh root lives. Production: PEM files from a Secret (`files`, or a `dir`
+ * holding root-cert.pem/root-key.pem), so the key never touches Redis. Redis-kept
+ * roots exist for lab/dev only, behind --root-in-redis.
+ *
+ * A missing root is never replaced silently: a new root means every node must be
+ * told to trust it, so generating one is always asked for explicitly (`weft ca
+ * init-root`, or --generate-root), and otherwise a missing root fails the start with
+ * WEFT_CA_ROOT_MISSING.
  */
 export type RootSource =
   | { kind: 'files'; certFile: string; keyFile: string }
   | { kind: 'dir'; dir: string }
   | { kind: 'redis' };
 
-/** The root pair (certificate AND key) when stored in Redis. Dev/lab only. */
+/** The root the CA signs with, and the other roots it still trusts (rotation overlap). */
+export interface CaRoot {
+  pair: CaKeyPair;
+  /** PEM certificates of earlier roots whose certificates are still honoured. */
+  trusted: string[];
+}
+
+/** The root pair (certificate AND key) when stored in Redis. Dev/lab only (--root-in-redis). */
 export const ROOT_REDIS_KEY = 'weft:ca:root';
-/** The published root certificate (public part), for nodes to trust. */
-export const ROOT_CERT_REDIS_KEY = 'weft:ca:root-cert';
 
 export const ROOT_CERT_FILE = 'root-cert.pem';
 export const ROOT_KEY_FILE = 'root-key.pem';
+/** Optional, in a root directory: earlier roots still trusted during a rotation. */
+export const TRUSTED_ROOTS_FILE = 'trusted-roots.pem';
 
 function readPem(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new WeftError('WEFT_CA_ROOT_INVALID',
-      `cannot read the CA root ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path and permissions`,
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new WeftError(code === 'ENOENT' ? 'WEFT_CA_ROOT_MISSING' : 'WEFT_CA_ROOT_INVALID',
+      `cannot read the CA root ${what} ${file} (${code ?? String(err)}); check the path and permissions (on Kubernetes: the weft-ca-root Secret and its mount). The CA never generates a root in place of a missing one`,
       { cause: err });
   }
 }
 
-export async function obtainRoot(
-  source: RootSource,
-  opts: { redis: Redis; trustDomain: string; logger: Logger; rootTtlMs?: number },
-): Promise<CaKeyPair> {
-  const generate = () => generateRootCa({ trustDomain: opts.trustDomain, ...(opts.rootTtlMs ? { ttlMs: opts.rootTtlMs } : {}) });
+export interface ObtainRootOptions {
+  /** Only for the Redis source. */
+  redis?: Redis;
+  trustDomain: string;
+  logger: Logger;
+  /** Generate a root when none exists yet (--generate-root): an explicit choice, never a fallback. */
+  generate?: boolean;
+  rootTtlMs?: number;
+}
+
+export async function obtainRoot(source: RootSource, opts: ObtainRootOptions): Promise<CaRoot> {
   switch (source.kind) {
     case 'files': {
       const pair = loadRootCa({ certPem: readPem(source.certFile, 'certificate'), keyPem: readPem(source.keyFile, 'key') });
       opts.logger.info({ certFile: source.certFile }, 'loaded CA root from files');
-      return pair;
+      return { pair, trusted: [] };
     }
-    case 'dir': {
-      const certFile = join(source.dir, ROOT_CERT_FILE);
-      const keyFile = join(source.dir, ROOT_KEY_FILE);
-      const haveCert = existsSync(certFile);
-      const haveKey = existsSync(keyFile);
-      if (haveCert && haveKey) {
-        const pair = loadRootCa({ certPem: readPem(certFile, 'certificate'), keyPem: readPem(keyFile, 'key') });
-        opts.logger.info({ dir: source.dir }, 'loaded CA root from directory');
-        return pair;
-      }
-      if (haveCert !== haveKey) {
-        throw new WeftError('WEFT_CA_ROOT_INVALID',
-          `${source.dir} holds only ${haveCert ? ROOT_CERT_FILE : ROOT_KEY_FILE}; restore the missing half, or remove both to generate a new root (nodes must then trust the new one)`);
-      }
-      const pair = await generate();
-      // Key first: a crash in between leaves a key without certificate, which the
-      // check above reports instead of silently generating a second root.
-      writeFileAtomic(keyFile, pair.keyPem, 0o600);
-      writeFileAtomic(certFile, pair.certPem, 0o644);
-      opts.logger.warn({ dir: source.dir }, 'generated a new CA root in directory');
-      return pair;
-    }
-    case 'redis': {
-      const existing = await opts.redis.get(ROOT_REDIS_KEY);
-      if (existing !== null) return parseStoredRoot(existing, opts.logger);
-      const pair = await generate();
-      // NX: when two CA replicas start together, one root wins and both use it.
-      const won = await opts.redis.set(ROOT_REDIS_KEY, JSON.stringify(pair), 'NX');
-      if (won === 'OK') {
-        opts.logger.warn({ key: ROOT_REDIS_KEY }, 'generated a new CA root and stored it in Redis (lab/dev setting: the root key is readable by anyone who can read Redis)');
-        return pair;
-      }
-      const winner = await opts.redis.get(ROOT_REDIS_KEY);
-      if (winner === null) throw new WeftError('WEFT_CA_ROOT_INVALID', `${ROOT_REDIS_KEY} vanished while starting; restart the CA`);
-      return parseStoredRoot(winner, opts.logger);
-    }
+    case 'dir':
+      return rootFromDir(source.dir, opts);
+    case 'redis':
+      return { pair: await rootFromRedis(opts), trusted: [] };
   }
+}
+
+async function rootFromDir(dir: string, opts: ObtainRootOptions): Promise<CaRoot> {
+  const certFile = join(dir, ROOT_CERT_FILE);
+  const keyFile = join(dir, ROOT_KEY_FILE);
+  const haveCert = existsSync(certFile);
+  const haveKey = existsSync(keyFile);
+  if (haveCert !== haveKey) {
+    throw new WeftError('WEFT_CA_ROOT_INVALID',
+      `${dir} holds only ${haveCert ? ROOT_CERT_FILE : ROOT_KEY_FILE}; restore the missing half (nothing is generated over a partial root)`);
+  }
+  if (!haveCert) {
+    if (!opts.generate) {
+      throw new WeftError('WEFT_CA_ROOT_MISSING',
+        `no CA root in --root-dir=${dir} (${ROOT_CERT_FILE} and ${ROOT_KEY_FILE} are missing); restore them (on Kubernetes the weft-ca-root Secret), or create a new root on purpose with \`weft ca init-root --dir ${dir}\` (every node must then trust it)`);
+    }
+    const pair = await initRoot(dir, opts);
+    opts.logger.warn({ dir }, 'generated a new CA root in directory (--generate-root)');
+    return { pair, trusted: [] };
+  }
+  const pair = loadRootCa({ certPem: readPem(certFile, 'certificate'), keyPem: readPem(keyFile, 'key') });
+  const trustedFile = join(dir, TRUSTED_ROOTS_FILE);
+  const trusted = existsSync(trustedFile)
+    ? parseTrustBundle(readPem(trustedFile, 'trust bundle'), trustedFile).roots.map((r) => r.toString())
+    : [];
+  opts.logger.info({ dir, trustedRoots: trusted.length }, 'loaded CA root from directory');
+  return { pair, trusted };
+}
+
+/**
+ * Generates a root into `dir` (root-key.pem mode 0600, root-cert.pem), refusing to
+ * overwrite either file. `weft ca init-root` and --generate-root use it.
+ */
+export async function initRoot(dir: string, opts: { trustDomain: string; rootTtlMs?: number }): Promise<CaKeyPair> {
+  const certFile = join(dir, ROOT_CERT_FILE);
+  const keyFile = join(dir, ROOT_KEY_FILE);
+  for (const f of [certFile, keyFile]) {
+    if (existsSync(f)) throw new WeftError('WEFT_CONFIG_INVALID', `${f} already exists; a root is never overwritten: move it away first if you really mean to replace it`);
+  }
+  const pair = await generateRootCa({ trustDomain: opts.trustDomain, ...(opts.rootTtlMs ? { ttlMs: opts.rootTtlMs } : {}) });
+  // Key first: a crash in between leaves a key without certificate, which rootFromDir
+  // reports instead of generating a second root.
+  writeFileAtomic(keyFile, pair.keyPem, 0o600);
+  writeFileAtomic(certFile, pair.certPem, 0o644);
+  return pair;
+}
+
+async function rootFromRedis(opts: ObtainRootOptions): Promise<CaKeyPair> {
+  const redis = opts.redis;
+  if (!redis) throw new Error('rootFromRedis needs a Redis client');
+  const existing = await redis.get(ROOT_REDIS_KEY);
+  if (existing !== null) return parseStoredRoot(existing, opts.logger);
+  if (!opts.generate) {
+    throw new WeftError('WEFT_CA_ROOT_MISSING',
+      `no CA root in Redis ${ROOT_REDIS_KEY} (Redis restarted without persistence, or the key was deleted); the CA does not mint a new one silently: add --generate-root to create one on purpose (every node must then trust it)`);
+  }
+  const pair = await generateRootCa({ trustDomain: opts.trustDomain, ...(opts.rootTtlMs ? { ttlMs: opts.rootTtlMs } : {}) });
+  // NX: when two CA replicas start together, one root wins and both use it.
+  const won = await redis.set(ROOT_REDIS_KEY, JSON.stringify(pair), 'NX');
+  if (won === 'OK') {
+    opts.logger.warn({ key: ROOT_REDIS_KEY }, 'generated a new CA root and stored it in Redis (--root-in-redis --generate-root, lab/dev only: the root key is readable by anyone who can read Redis)');
+    return pair;
+  }
+  const winner = await redis.get(ROOT_REDIS_KEY);
+  if (winner === null) throw new WeftError('WEFT_CA_ROOT_MISSING', `${ROOT_REDIS_KEY} vanished while starting; restart the CA`);
+  return parseStoredRoot(winner, opts.logger);
 }
 
 function parseStoredRoot(raw: string, logger: Logger): CaKeyPair {
@@ -90,16 +145,51 @@ function parseStoredRoot(raw: string, logger: Logger): CaKeyPair {
     parsed = JSON.parse(raw) as Partial<CaKeyPair>;
   } catch (err) {
     throw new WeftError('WEFT_CA_ROOT_INVALID',
-      `Redis key ${ROOT_REDIS_KEY} is not JSON {certPem, keyPem}; delete it to generate a new root (nodes must then trust the new one)`,
+      `Redis key ${ROOT_REDIS_KEY} is not JSON {certPem, keyPem}; restore it, or delete it and start once with --generate-root (nodes must then trust the new root)`,
       { cause: err });
   }
   const pair = loadRootCa({ certPem: String(parsed.certPem ?? ''), keyPem: String(parsed.keyPem ?? '') });
-  logger.info({ key: ROOT_REDIS_KEY }, 'loaded CA root from Redis');
+  logger.warn({ key: ROOT_REDIS_KEY }, 'loaded CA root from Redis (lab/dev only)');
   return pair;
 }
 
-/** Makes the root certificate (public part only) available to nodes. */
-export async function publishRoot(certPem: string, opts: { redis: Redis; outFile?: string }): Promise<void> {
-  if (opts.outFile) writeFileAtomic(opts.outFile, certPem, 0o644);
-  await opts.redis.set(ROOT_CERT_REDIS_KEY, certPem);
+/** The trust bundle a CA with `root` publishes: its signing root first, then the earlier roots. */
+export function bundleOf(root: CaRoot): string {
+  return [root.pair.certPem.trim(), ...root.trusted.map((p) => p.trim())].join('\n') + '\n';
+}
+
+/** Writes the trust bundle (public parts only) for nodes to trust (--root-out). */
+export function publishRoot(root: CaRoot, outFile: string): void {
+  writeFileAtomic(outFile, bundleOf(root), 0o644);
+}
+
+/**
+ * Re-reads a file-backed root every `intervalMs` and calls `onChange` with a changed,
+ * valid root; an unreadable or invalid one (e.g. half of a Secret update) is handed
+ * to `onError` and the current root stays in force. Redis roots are not watched.
+ * Returns a stop function.
+ */
+export function watchRoot(
+  source: RootSource, opts: ObtainRootOptions & { intervalMs: number; onChange: (root: CaRoot) => void; onError: (err: unknown) => void },
+): () => void {
+  if (source.kind === 'redis') return () => undefined;
+  const files = source.kind === 'files'
+    ? [source.certFile, source.keyFile]
+    : [ROOT_CERT_FILE, ROOT_KEY_FILE, TRUSTED_ROOTS_FILE].map((f) => join(source.dir, f));
+  const snapshot = async () => (await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0');
+  let last: Promise<string> = snapshot();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      const prev = await last;
+      const now = await snapshot();
+      if (now === prev) return;
+      last = Promise.resolve(now);
+      opts.onChange(await obtainRoot(source, { ...opts, generate: false }));
+    })().catch(opts.onError).finally(() => { busy = false; });
+  }, opts.intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

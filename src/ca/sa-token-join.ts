@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { WeftError, isWeftError } from '../lib/errors';
 import { k8sStatus, type KubeClient, type KubeObject } from '../k8s/client';
 
@@ -28,7 +29,7 @@ const MAX_TOKEN_BYTES = 16 * 1024;
 /** Why a ServiceAccount-token join was refused: a small fixed set, used as a metric label. */
 export const SA_JOIN_REFUSALS = [
   'disabled', 'unauthenticated', 'audience', 'service_account', 'not_pod_bound', 'node_claim',
-  'pod_missing', 'pod_deleted', 'pod_uid', 'pod_node', 'api_error',
+  'pod_missing', 'pod_deleted', 'pod_uid', 'pod_node', 'node_missing', 'node_deleted', 'missing', 'api_error',
 ] as const;
 export type SaJoinRefusal = (typeof SA_JOIN_REFUSALS)[number];
 
@@ -136,12 +137,31 @@ export function podMayJoin(pod: PodFacts | undefined, claim: PodClaim, policy: S
   return { ok: true, value: claim };
 }
 
+/** The fields of a Node the decision reads. */
+export interface NodeFacts {
+  metadata?: { name?: string; deletionTimestamp?: string | null };
+}
+
+/**
+ * Step 3: does the node the pod runs on still exist (and is it not being deleted)?
+ * `node` is undefined when the API server has no such Node.
+ */
+export function nodeMayJoin(node: NodeFacts | undefined, name: string): Decision<string> {
+  if (!node) {
+    return refuse('node_missing', `node ${name} does not exist in the Kubernetes API; a deleted node gets no certificates`);
+  }
+  if (node.metadata?.deletionTimestamp) {
+    return refuse('node_deleted', `node ${name} is being deleted (since ${node.metadata.deletionTimestamp}); it gets no more certificates`);
+  }
+  return { ok: true, value: name };
+}
+
 /** The WeftError a refusal becomes on the wire: code by kind, details.reason for metrics. */
-export function refusalError(reason: SaJoinRefusal, why: string, node: string): WeftError {
+export function refusalError(reason: SaJoinRefusal, why: string, node: string, what = 'ServiceAccount token join'): WeftError {
   const code = reason === 'disabled' ? 'WEFT_CA_SA_JOIN_DISABLED'
-    : reason === 'unauthenticated' || reason === 'audience' || reason === 'not_pod_bound' ? 'WEFT_CA_SA_TOKEN_INVALID'
+    : reason === 'unauthenticated' || reason === 'audience' || reason === 'not_pod_bound' || reason === 'missing' ? 'WEFT_CA_SA_TOKEN_INVALID'
       : 'WEFT_CA_SA_TOKEN_DENIED';
-  return new WeftError(code, `ServiceAccount token join as node ${JSON.stringify(node)} refused: ${why}`, { details: { reason } });
+  return new WeftError(code, `${what} as node ${JSON.stringify(node)} refused: ${why}`, { details: { reason } });
 }
 
 /** What a successful ServiceAccount-token join proved. */
@@ -156,12 +176,17 @@ export interface ServiceAccountJoinVerifier {
   /**
    * Resolves with the pod when `token` proves a pod of the join ServiceAccount on
    * `node`; rejects with a WeftError (details.reason one of SA_JOIN_REFUSALS) otherwise.
+   * `cached` lets a recent positive answer for the same node and token stand (the
+   * re-check on every CSR); a Join always asks the API server.
    */
-  verify(node: string, token: string): Promise<JoinedPod>;
+  verify(node: string, token: string, opts?: { cached?: boolean; what?: string }): Promise<JoinedPod>;
+  /** True when the CA verifies tokens (--kube-token-review); then every node CSR must carry one. */
+  readonly enabled: boolean;
 }
 
 /** For a CA started without --kube-token-review: every ServiceAccount-token join is refused. */
 export const disabledSaJoin: ServiceAccountJoinVerifier = {
+  enabled: false,
   verify: (node) => Promise.reject(refusalError('disabled',
     `this CA does not verify ServiceAccount tokens; start the CA with --kube-token-review (it then needs RBAC to create tokenreviews and get pods, daemonset/rbac.yaml), or give the ztunnel a join token from \`weft ca token --node ${node}\``,
     node)),
@@ -171,22 +196,60 @@ export interface TokenReviewJoinOptions {
   /** The CA's API client; only create (TokenReview) and get (Pod) are used. */
   kube: Pick<KubeClient, 'create' | 'get'>;
   policy: SaJoinPolicy;
-  /** Per API call; two calls must fit in the node's 10 s Join deadline (default 4 s). */
+  /** Per API call; three calls must fit in the node's 10 s deadline (default 3 s). */
   timeoutMs?: number;
+  /**
+   * How long a positive answer for (node, token) stands for CSR re-checks (default 30 s,
+   * at most 60 s): bounds the API load at ~3 calls per node per window, and bounds how
+   * long a deleted pod or node keeps getting certificates.
+   */
+  cacheMs?: number;
+  clock?: () => number;
 }
 
+/** The longest a positive TokenReview answer may be reused. */
+export const MAX_SA_CACHE_MS = 60_000;
+const MAX_CACHE_ENTRIES = 10_000;
+
 export class TokenReviewJoin implements ServiceAccountJoinVerifier {
+  readonly enabled = true;
   private readonly timeoutMs: number;
+  private readonly cacheMs: number;
+  private readonly clock: () => number;
+  private readonly cache = new Map<string, { pod: JoinedPod; until: number }>();
 
   constructor(private readonly opts: TokenReviewJoinOptions) {
-    this.timeoutMs = opts.timeoutMs ?? 4000;
+    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.cacheMs = Math.min(opts.cacheMs ?? 30_000, MAX_SA_CACHE_MS);
+    this.clock = opts.clock ?? Date.now;
   }
 
-  async verify(node: string, token: string): Promise<JoinedPod> {
-    const { policy } = this.opts;
-    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
-      throw refusalError('unauthenticated', `the token is ${Buffer.byteLength(token)} bytes, more than any ServiceAccount token; send the projected token file's content`, node);
+  async verify(node: string, token: string, opts: { cached?: boolean; what?: string } = {}): Promise<JoinedPod> {
+    const what = opts.what ?? 'ServiceAccount token join';
+    if (!token) {
+      throw refusalError('missing', 'no ServiceAccount token was sent; this CA (--kube-token-review) checks the node\'s pod and node at every request: run the ztunnel with --join-sa-token-file (it sends the token as authorization metadata with every CSR)', node, what);
     }
+    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
+      throw refusalError('unauthenticated', `the token is ${Buffer.byteLength(token)} bytes, more than any ServiceAccount token; send the projected token file's content`, node, what);
+    }
+    const key = `${node}\0${createHash('sha256').update(token).digest('hex')}`;
+    const now = this.clock();
+    const hit = this.cache.get(key);
+    if (opts.cached && hit && hit.until > now) return hit.pod;
+    const pod = await this.review(node, token, what);
+    if (this.cacheMs > 0) {
+      if (this.cache.size >= MAX_CACHE_ENTRIES) {
+        for (const [k, v] of this.cache) if (v.until <= now) this.cache.delete(k);
+        if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+      }
+      this.cache.set(key, { pod, until: now + this.cacheMs });
+    }
+    return pod;
+  }
+
+  private async review(node: string, token: string, what: string): Promise<JoinedPod> {
+    const { policy } = this.opts;
+    const refused = (d: { reason: SaJoinRefusal; why: string }) => refusalError(d.reason, d.why, node, what);
     let review: KubeObject & { status?: TokenReviewStatus };
     try {
       review = await this.opts.kube.create<KubeObject & { status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
@@ -197,7 +260,7 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       throw apiError(err, 'create a TokenReview', node);
     }
     const claim = reviewedPod(review.status, policy, node);
-    if (!claim.ok) throw refusalError(claim.reason, claim.why, node);
+    if (!claim.ok) throw refused(claim);
 
     let pod: PodFacts | undefined;
     const path = `/api/v1/namespaces/${encodeURIComponent(policy.namespace)}/pods/${encodeURIComponent(claim.value.name)}`;
@@ -208,7 +271,17 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       pod = undefined;
     }
     const allowed = podMayJoin(pod, claim.value, policy, node);
-    if (!allowed.ok) throw refusalError(allowed.reason, allowed.why, node);
+    if (!allowed.ok) throw refused(allowed);
+
+    let nodeObj: NodeFacts | undefined;
+    try {
+      nodeObj = await this.opts.kube.get<KubeObject & NodeFacts>(`/api/v1/nodes/${encodeURIComponent(node)}`, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      if (k8sStatus(err) !== 404) throw apiError(err, `get node ${node}`, node);
+      nodeObj = undefined;
+    }
+    const nodeOk = nodeMayJoin(nodeObj, node);
+    if (!nodeOk.ok) throw refused(nodeOk);
     return { namespace: policy.namespace, pod: claim.value.name, uid: claim.value.uid };
   }
 }
@@ -222,6 +295,6 @@ function apiError(err: unknown, what: string, node: string): WeftError {
   // KubeClient's own advice is written for the controller; keep only its facts.
   const facts = (err instanceof Error ? err.message : String(err)).split('; ')[0];
   return new WeftError(code,
-    `the CA could not ${what} to admit node ${JSON.stringify(node)} (${facts}); check the CA's Kubernetes API access (--kubeconfig or the in-cluster service account) and its RBAC: create tokenreviews (ClusterRole weft-ca), get pods in the ztunnels' namespace (Role weft-ca); the node retries`,
+    `the CA could not ${what} to admit node ${JSON.stringify(node)} (${facts}); check the CA's Kubernetes API access (--kubeconfig or the in-cluster service account) and its RBAC: create tokenreviews and get nodes (ClusterRole weft-ca), get pods in the ztunnels' namespace (Role weft-ca); the node retries`,
     { cause: err, details: { reason: 'api_error' satisfies SaJoinRefusal, status: k8sStatus(err) } });
 }

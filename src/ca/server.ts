@@ -18,6 +18,8 @@ import {
   type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
 } from './proto';
 import { boundedDelay } from './timers';
+import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
+import { SA_TOKEN_METADATA } from './client';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -32,9 +34,25 @@ export interface CaServerOptions {
   trustDomain: string;
   /** The registry question for impersonation; MeshState implements it. */
   authorizer: NodeAuthorizer;
-  joinTokens: JoinTokenVerifier;
-  /** Checks Joins that carry a ServiceAccount token; absent = such joins are refused (no --kube-token-review). */
+  /**
+   * Checks Redis join tokens; absent = join tokens are refused. Never together with an
+   * enabled `saJoin`: whoever can write Redis could mint join tokens, which would undo
+   * what the TokenReview checks prove.
+   */
+  joinTokens?: JoinTokenVerifier;
+  /**
+   * Checks Joins that carry a ServiceAccount token, and, when enabled, every node CSR
+   * (which must then carry the node's current token); absent = such joins are refused
+   * (no --kube-token-review).
+   */
   saJoin?: ServiceAccountJoinVerifier;
+  /** Earlier roots (PEM) whose node certificates are still accepted: the rotation overlap. */
+  trustedRoots?: string[];
+  /** Rate limits (defaults limitsFor(DEFAULT_JOIN_RATE) and limitsFor(DEFAULT_CSR_RATE)). */
+  joinLimits?: MethodLimits;
+  csrLimits?: MethodLimits;
+  /** Clock of the rate limiters (tests). */
+  clock?: () => number;
   logger: Logger;
   /** Metrics go here, never to prom-client's global registry. */
   metrics: Registry;
@@ -82,6 +100,9 @@ const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_CA_SA_TOKEN_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
   WEFT_CA_CSR_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
   WEFT_CA_TTL_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
+  WEFT_CA_CSR_KEY_WEAK: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
+  WEFT_CA_RATE_LIMITED: [grpc.status.RESOURCE_EXHAUSTED, 'resource_exhausted'],
+  WEFT_CA_JOIN_TOKEN_DISABLED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
   WEFT_REGISTRY_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
   // The CA could not ask the Kubernetes API about a ServiceAccount token: the node retries.
   WEFT_K8S_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
@@ -89,9 +110,15 @@ const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_K8S_REQUEST_FAILED: [grpc.status.UNAVAILABLE, 'unavailable'],
 };
 
+type Optional = 'isReady' | 'joinTokens' | 'clock' | 'joinLimits' | 'csrLimits';
+
 export class CaServer {
-  private readonly opts: Required<Omit<CaServerOptions, 'isReady'>> & Pick<CaServerOptions, 'isReady'>;
+  private readonly opts: Required<Omit<CaServerOptions, Optional>> & Pick<CaServerOptions, Optional>;
   private readonly metrics: CaMetrics;
+  private readonly joinLimiter: MethodRateLimiter;
+  private readonly csrLimiter: MethodRateLimiter;
+  /** Rate-limited refusals are logged at most once per 10 s (a flood must not become a log flood). */
+  private rateLog = { at: 0, suppressed: 0 };
   private readonly log: Logger;
   private server: grpc.Server | undefined;
   private credentials: OptionalClientCertCredentials | undefined;
@@ -108,6 +135,7 @@ export class CaServer {
       ipAddresses: ['127.0.0.1'],
       servingCertTtlMs: DEFAULT_SERVING_CERT_TTL_MS,
       saJoin: disabledSaJoin,
+      trustedRoots: [] as string[],
       // An option passed as undefined means "the default", not "unset".
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as CaServer['opts'];
@@ -123,6 +151,13 @@ export class CaServer {
     }
     inBounds('--cert-ttl', this.opts.certTtlMs);
     inBounds('--node-cert-ttl', this.opts.nodeCertTtlMs);
+    if (this.opts.saJoin.enabled && this.opts.joinTokens) {
+      throw new WeftError('WEFT_CONFIG_INVALID',
+        'join tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; nodes join with their ServiceAccount token');
+    }
+    const clock = opts.clock ?? Date.now;
+    this.joinLimiter = new MethodRateLimiter('Join', opts.joinLimits ?? limitsFor(DEFAULT_JOIN_RATE), clock);
+    this.csrLimiter = new MethodRateLimiter('CreateCertificate', opts.csrLimits ?? limitsFor(DEFAULT_CSR_RATE), clock);
     this.metrics = createCaMetrics(opts.metrics);
     this.log = opts.logger;
   }
@@ -133,6 +168,20 @@ export class CaServer {
 
   get rootPem(): string {
     return this.opts.issuer.rootPem;
+  }
+
+  /**
+   * Switches to a new signing root (rotation), keeping `trusted` earlier roots for
+   * callers' node certificates. The serving certificate is re-issued by the new root
+   * at once; connections already open keep theirs.
+   */
+  async updateRoot(issuer: Issuer, trusted: string[]): Promise<void> {
+    this.opts.issuer = issuer;
+    this.opts.trustedRoots = trusted;
+    if (!this.server) return;
+    this.cancelRotation?.();
+    this.cancelRotation = undefined;
+    await this.rotateServingCert();
   }
 
   /** Binds and serves; resolves with the bound port (useful with port 0). */
@@ -185,7 +234,7 @@ export class CaServer {
     });
     const leaf = new X509Certificate(chain[0]!);
     return {
-      context: { key: keyPem, cert: chain[0], ca: [this.opts.issuer.rootPem] },
+      context: { key: keyPem, cert: chain[0], ca: [this.opts.issuer.rootPem, ...this.opts.trustedRoots] },
       renewInMs: (Date.parse(leaf.validTo) - Date.now()) / 2,
     };
   }
@@ -226,12 +275,20 @@ export class CaServer {
     const started = process.hrtime.bigint();
     let node: string | undefined;
     let requested: string | undefined;
-    try {
+    const run = async (): Promise<string[]> => {
       node = authenticateNode(callerFacts(call), this.opts.trustDomain);
+      this.csrLimiter.check(`node ${node}`);
       try {
         requested = readImpersonatedIdentity(call.request.metadata);
       } catch (err) {
         throw new WeftError('WEFT_CA_PERMISSION_DENIED', `${(err as Error).message}; send ImpersonatedIdentity as a string spiffe:// id`);
+      }
+      // With TokenReview, a node certificate alone is not enough: every CSR carries the
+      // node's current ServiceAccount token, re-checked (TokenReview, pod, node; a
+      // positive answer is reused briefly), so a deleted pod or node stops getting
+      // certificates even though its node certificate has not expired yet.
+      if (this.opts.saJoin.enabled) {
+        await this.opts.saJoin.verify(node, bearerToken(call.metadata), { cached: true, what: 'CreateCertificate' });
       }
       if (requested !== undefined && this.opts.isReady && !this.opts.isReady()) {
         throw new WeftError('WEFT_REGISTRY_UNREACHABLE',
@@ -245,10 +302,16 @@ export class CaServer {
         ...(forNode ? { commonName: decision.node, serverAuth: false } : {}),
       });
       this.succeed('CreateCertificate', started, { node, identity: decision.identity, ttlMs });
-      callback(null, { certChain: chain });
-    } catch (err) {
-      callback(this.fail('CreateCertificate', err, { node, requested }));
-    }
+      return chain;
+    };
+    run().then(
+      (chain) => callback(null, { certChain: chain }),
+      (err: unknown) => {
+        const reason = saJoinReason(err);
+        if (reason) this.metrics.saJoinRefusals.inc({ reason });
+        callback(this.fail('CreateCertificate', err, { node, requested }));
+      },
+    );
   };
 
   private readonly join: grpc.handleUnaryCall<JoinRequest, JoinResponse> = (call, callback) => {
@@ -258,6 +321,7 @@ export class CaServer {
     const saToken = call.request.serviceAccountToken ?? '';
     const via = saToken ? 'serviceAccountToken' : 'joinToken';
     const run = async () => {
+      this.joinLimiter.check(`address ${peerAddress(call)}`);
       if (!isValidNodeName(node)) {
         throw new WeftError('WEFT_CA_JOIN_TOKEN_INVALID',
           `node_name ${JSON.stringify(node)} is not a node name; send the node's registry name`);
@@ -267,8 +331,15 @@ export class CaServer {
           'the Join carries both a join token and a ServiceAccount token; send exactly one (--join-token or --join-sa-token-file)');
       }
       let pod: JoinedPod | undefined;
-      if (saToken) pod = await this.opts.saJoin.verify(node, saToken);
-      else await this.opts.joinTokens.verify(node, token);
+      if (saToken || !this.opts.joinTokens) {
+        if (token) {
+          throw new WeftError('WEFT_CA_JOIN_TOKEN_DISABLED',
+            'this CA admits nodes by ServiceAccount token only (--kube-token-review) and accepts no join tokens, which anyone able to write Redis could mint; run the ztunnel with --join-sa-token-file (its projected token, daemonset/ztunnel.yaml)');
+        }
+        pod = await this.opts.saJoin.verify(node, saToken);
+      } else {
+        await this.opts.joinTokens.verify(node, token);
+      }
       const identity = nodeIdentity(this.opts.trustDomain);
       const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
         identity, ttlMs: this.opts.nodeCertTtlMs, commonName: node, serverAuth: false,
@@ -279,7 +350,7 @@ export class CaServer {
     run().then(
       (chain) => callback(null, { certChain: chain }),
       (err: unknown) => {
-        const reason = saToken ? saJoinReason(err) : undefined;
+        const reason = saJoinReason(err);
         if (reason) this.metrics.saJoinRefusals.inc({ reason });
         callback(this.fail('Join', err, { node, via }));
       },
@@ -303,7 +374,17 @@ export class CaServer {
     }
     const [code, result] = mapped;
     this.metrics.requests.inc({ method, result });
-    this.log.warn({ method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
+    if (err.code === 'WEFT_CA_RATE_LIMITED') {
+      const now = Date.now();
+      if (now - this.rateLog.at < 10_000) {
+        this.rateLog.suppressed++;
+      } else {
+        this.log.warn({ method, code: err.code, reason: err.message, suppressed: this.rateLog.suppressed, ...facts }, 'CA request refused (rate limit; further refusals logged at most every 10 s)');
+        this.rateLog = { at: now, suppressed: 0 };
+      }
+    } else {
+      this.log.warn({ method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
+    }
     return { code, details: `${err.code}: ${err.message}` };
   }
 }
@@ -312,6 +393,19 @@ export class CaServer {
 function saJoinReason(err: unknown): SaJoinRefusal | undefined {
   const reason = isWeftError(err) ? err.details?.reason : undefined;
   return (SA_JOIN_REFUSALS as readonly unknown[]).includes(reason) ? reason as SaJoinRefusal : undefined;
+}
+
+/** The `Bearer` token of the call's authorization metadata, or '' when there is none. */
+function bearerToken(metadata: grpc.Metadata): string {
+  const v = metadata.get(SA_TOKEN_METADATA)[0];
+  const m = typeof v === 'string' ? /^Bearer (\S+)$/.exec(v) : null;
+  return m ? m[1]! : '';
+}
+
+/** The caller's IP address without the port (`1.2.3.4:5` or `[::1]:5` from grpc-js). */
+function peerAddress(call: grpc.ServerUnaryCall<unknown, unknown>): string {
+  const peer = call.getPeer();
+  return /^\[?(.*?)\]?:\d+$/.exec(peer)?.[1] ?? peer;
 }
 
 function callerFacts(call: grpc.ServerUnaryCall<unknown, unknown>): PeerFacts | undefined {

@@ -256,7 +256,8 @@ export function caArgs(layout: LabLayout, clusterRedisUrl: string): string[] {
     '--listen', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     '--metrics-listen', `${LAB_NET.gateway}:${LAB_NET.caMetricsPort}`,
     '--redis-url', clusterRedisUrl,
-    '--root-dir', layout.caDir,
+    // A fresh lab makes its root on purpose; the CA never mints one silently.
+    '--root-dir', layout.caDir, '--generate-root',
     '--root-out', layout.caRootFile,
     '--ip', LAB_NET.gateway,
   ];
@@ -273,7 +274,7 @@ export function ztunnelArgs(node: string, address: string, layout: LabLayout, cl
     '--address', address,
     '--redis-url', clusterRedisUrl,
     '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
-    '--ca-root-file', layout.caRootFile,
+    '--trust-anchor-file', layout.caRootFile,
     // A boolean flag: a separate "true" would be read as a positional argument.
     '--capture',
     '--admin-socket', adminSocketPath(layout, node),

@@ -1,10 +1,8 @@
 import type { Server } from 'node:http';
-import { readFileSync } from 'node:fs';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { VERSION } from '../lib/version';
-import { describeRedis, openRedis, redisConnection } from '../registry/connection';
+import { describeRedis, redisConnection } from '../registry/connection';
 import { KubeClient } from '../k8s/client';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import { RegistryFollower } from '../registry/follower';
@@ -13,7 +11,7 @@ import { MeshState } from '../registry/state';
 import { KINDS } from '../registry/types';
 import { CaClient } from '../ca/client';
 import { CertificateManager } from '../ca/cert-manager';
-import { ROOT_CERT_REDIS_KEY } from '../ca/root-store';
+import { TrustAnchorFile } from '../ca/trust-bundle';
 import { OriginalDstLookup } from './original-dst-sockopt';
 import { ConnectionRegistry } from './connections';
 import { ZtunnelMetrics } from './metrics';
@@ -47,6 +45,7 @@ export class ZtunnelApp implements AdminSource {
   readonly tracked = new ConnectionRegistry();
   private follower: RegistryFollower | undefined;
   private caClient: CaClient | undefined;
+  private trustAnchors: TrustAnchorFile | undefined;
   private certs: CertificateManager | undefined;
   private pool: HbonePool | undefined;
   private capture: CaptureReconciler | undefined;
@@ -79,9 +78,11 @@ export class ZtunnelApp implements AdminSource {
       log.warn({ node: config.nodeName }, 'this node is not in the registry yet: no workloads will be served until it is');
     }
 
-    const rootPem = await this.loadRoot();
+    // Trust anchors from a mounted file, re-read for rotations (never from Redis).
+    const anchors = new TrustAnchorFile(config.trustAnchorFile, { logger: log });
+    this.trustAnchors = anchors;
     this.caClient = new CaClient({
-      address: `${config.caAddress.host}:${config.caAddress.port}`, trustDomain: config.trustDomain, rootPem,
+      address: `${config.caAddress.host}:${config.caAddress.port}`, trustDomain: config.trustDomain, rootPem: anchors.pem,
       ...(config.caServerName ? { serverName: config.caServerName } : {}),
     });
     this.certs = new CertificateManager({
@@ -89,6 +90,8 @@ export class ZtunnelApp implements AdminSource {
       ttlSec: Math.round(config.certTtl / 1000), ...(config.joinToken ? { joinToken: config.joinToken } : {}),
       ...(config.joinSaTokenFile ? { joinSaTokenFile: config.joinSaTokenFile } : {}),
     });
+    // TLS contexts compare the roots on use, so the new bundle reaches them at once.
+    anchors.on('change', (bundle) => this.caClient?.setRootPem(bundle.pem));
     this.updateWantedCerts();
     this.state.on('change', this.onStateChange);
     this.state.on('snapshot', this.onStateChange);
@@ -160,27 +163,6 @@ export class ZtunnelApp implements AdminSource {
   private async serve(server: Server, host: string, port: number): Promise<void> {
     await listenTcp(server, host, port);
     this.servers.push(server);
-  }
-
-  /** The mesh root: a file given by the operator, else what the CA published in Redis. */
-  private async loadRoot(): Promise<string> {
-    const { caRootFile } = this.config;
-    if (caRootFile) {
-      try {
-        return readFileSync(caRootFile, 'utf8');
-      } catch (err) {
-        throw new WeftError('WEFT_CONFIG_INVALID', `cannot read --ca-root-file=${caRootFile}: ${(err as Error).message}; point it at the CA's root certificate PEM`, { cause: err });
-      }
-    }
-    const redis = openRedis(redisConnection(this.config), { lazyConnect: true, maxRetriesPerRequest: 2 });
-    try {
-      await redis.connect();
-      const pem = await redis.get(ROOT_CERT_REDIS_KEY);
-      if (!pem) throw new WeftError('WEFT_CERT_UNAVAILABLE', `no mesh root certificate in Redis (${ROOT_CERT_REDIS_KEY}); start weft ca first or pass --ca-root-file`);
-      return pem;
-    } finally {
-      redis.disconnect();
-    }
   }
 
   /** Prefetch: certificates of every enrolled workload on this node, before any traffic asks. */
@@ -279,6 +261,7 @@ export class ZtunnelApp implements AdminSource {
     this.state.off('snapshot', this.onStateChange);
     this.unfollowMetrics?.();
     if (this.certs) await step('stopping certificates', () => this.certs!.stop());
+    this.trustAnchors?.close();
     if (this.caClient) await step('closing the CA client', () => this.caClient!.close());
     if (this.follower) await step('stopping the registry follower', () => this.follower!.stop());
     this.originalDst?.close();

@@ -19,9 +19,10 @@ export const ztunnelOptions = {
     flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
     defaultText: '127.0.0.1:15012', description: 'CA gRPC address host:port', parse: parse.hostPort(),
   },
-  caRootFile: {
-    flag: 'ca-root-file', env: 'WEFT_CA_ROOT_FILE', default: '',
-    description: 'PEM file with the mesh root certificate (empty: read it from the registry Redis)', parse: parse.string(),
+  trustAnchorFile: {
+    flag: 'trust-anchor-file', env: 'WEFT_TRUST_ANCHOR_FILE',
+    description: 'PEM file with the mesh root certificate, or during a rotation the bundle of old and new roots (ConfigMap weft-root-cert); re-read every 5 s',
+    parse: parse.string({ pattern: /./, what: 'a file path' }),
   },
   caServerName: {
     flag: 'ca-server-name', env: 'WEFT_CA_SERVER_NAME', default: '',
