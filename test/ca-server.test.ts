@@ -14,6 +14,7 @@ import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';
 import { isWeftError, type WeftError } from '../src/lib/errors';
+import { execFileSync } from 'node:child_process';
 
 const TD = 'cluster.local';
 const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`; // runs on node-1
@@ -224,6 +225,59 @@ t.test('malformed CSRs and out-of-bounds TTLs are INVALID_ARGUMENT', async (t) =
   await c.join('node-1', token);
   t.equal((await refusal(c.createCertificate(csrPem, 30, ID_A))).code, 'WEFT_CA_TTL_INVALID', '30 s is below 1 minute');
   t.ok(await c.createCertificate(csrPem, 60, ID_A), '1 minute is fine');
+});
+
+t.test('weak CSR keys are INVALID_ARGUMENT WEFT_CA_CSR_KEY_WEAK over gRPC; an ECDSA P-256 CSR is issued', async (t) => {
+  const csr = (newkey: string[]) => execFileSync('openssl', ['req', '-new', ...newkey, '-nodes', '-keyout', '/dev/null', '-subj', '/CN=x', '-sha256'],
+    { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  for (const [name, args, says] of [
+    ['RSA-1024', ['-newkey', 'rsa:1024'], /1024 bits/],
+    ['RSA-2048, e=3', ['-newkey', 'rsa:2048', '-pkeyopt', 'rsa_keygen_pubexp:3'], /public exponent 3/],
+    ['ECDSA P-384', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], /curve secp384r1/],
+    ['Ed25519', ['-newkey', 'ed25519'], /type ed25519/],
+  ] as const) {
+    const e = await refusal(node1.createCertificate(csr([...args]), 0, ID_A));
+    t.equal(e.code, 'WEFT_CA_CSR_KEY_WEAK', name);
+    t.equal(e.details?.grpcCode, grpc.status.INVALID_ARGUMENT, `${name}: INVALID_ARGUMENT`);
+    t.match(e.message, says, `${name}: says what the CSR had`);
+    t.match(e.message, /RSA key of at least 2048 bits with public exponent 65537, or an ECDSA P-256 key/, `${name}: says what is required`);
+  }
+  const chain = await node1.createCertificate(csr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']), 0, ID_A);
+  const leaf = new X509Certificate(chain[0]!);
+  t.equal(leaf.publicKey.asymmetricKeyType, 'ec', 'ECDSA P-256: issued');
+  t.equal(leaf.subjectAltName, `URI:${ID_A}`);
+});
+
+t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and CreateCertificate', async (t) => {
+  let now = 0;
+  const limits = { perCaller: { perSecond: 1, burst: 2 }, overall: { perSecond: 1, burst: 3 } };
+  const limited = await startServer({ joinLimits: limits, csrLimits: limits, clock: () => now });
+  const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
+  const c1 = newClient({ address: limited.address });
+  await c1.join('node-1', token);
+  await c1.join('node-1', token);
+  const j = await refusal(c1.join('node-1', token));
+  t.equal(j.code, 'WEFT_CA_RATE_LIMITED', 'third Join from one address within the burst');
+  t.equal(j.details?.grpcCode, grpc.status.RESOURCE_EXHAUSTED);
+  t.match(j.message, /Join from address 127\.0\.0\.1 exceeds 1\/s per caller.*--join-rate/);
+
+  const { csrPem } = await generateKeyAndCsr();
+  const { token: t2 } = await createJoinToken(redisClient, 'node-2', 3600e3);
+  const c2 = newClient({ address: limited.address });
+  now += 1000; // one Join token back for this address
+  await c2.join('node-2', t2);
+  t.ok(await c1.createCertificate(csrPem, 0, ID_A));
+  t.ok(await c1.createCertificate(csrPem, 0, ID_A));
+  const perNode = await refusal(c1.createCertificate(csrPem, 0, ID_A));
+  t.equal(perNode.code, 'WEFT_CA_RATE_LIMITED', 'node-1 over its own limit');
+  t.equal(perNode.details?.grpcCode, grpc.status.RESOURCE_EXHAUSTED);
+  t.match(perNode.message, /CreateCertificate from node node-1 exceeds/);
+  t.ok(await c2.createCertificate(csrPem, 0, ID_B), 'node-2 is not held back by node-1');
+  const overall = await refusal(c2.createCertificate(csrPem, 0, ID_B));
+  t.equal(overall.code, 'WEFT_CA_RATE_LIMITED', 'all nodes together over the overall limit');
+  t.match(overall.message, /from all callers together/);
+  now += 60_000;
+  t.ok(await c1.createCertificate(csrPem, 0, ID_A), 'after a quiet minute, served again');
 });
 
 t.test('impersonation waits for the registry: UNAVAILABLE until loaded', async (t) => {
