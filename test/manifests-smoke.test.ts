@@ -26,6 +26,7 @@ import { podContainers, renderKustomization, type K8sObject } from './helpers/ku
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { localEnv, localPath, makeRedisSecrets, secretMounts } from './helpers/redis-secrets';
+import { initRoot } from '../src/ca/root-store';
 
 const ROOT = join(__dirname, '..');
 const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
@@ -147,7 +148,15 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
 
   const caArgs = podContainers(find('Deployment', 'weft-ca'))[0]!.args as string[];
   t.ok(caArgs.includes('--kube-token-review'), 'the CA admits nodes by ServiceAccount token');
-  const ca = run([process.execPath, MAIN, ...caArgs, `--kubeconfig=${kubeconfig}`], envOf(find('Deployment', 'weft-ca')));
+  // What `weft ca init-root` + the weft-ca-root Secret and weft-root-cert ConfigMap give
+  // on a cluster: a root directory for the CA, its certificate for the ztunnel.
+  const rootDir = join(dir, 'ca-root');
+  const root = await initRoot(rootDir, { trustDomain: 'cluster.local' });
+  const anchorFile = join(dir, 'root-cert.pem');
+  writeFileSync(anchorFile, root.certPem);
+  const rootArg = caArgs.find((a) => a.startsWith('--root-dir='));
+  t.equal(rootArg, '--root-dir=/etc/weft/ca-root', 'the CA reads the mounted Secret');
+  const ca = run([process.execPath, MAIN, ...caArgs.map((a) => (a === rootArg ? `--root-dir=${rootDir}` : a)), `--kubeconfig=${kubeconfig}`], envOf(find('Deployment', 'weft-ca')));
   await until('CA ready on 15014', ca, async () => (await httpGet('http://127.0.0.1:15014/healthz/ready')).status === 200);
 
   // What the controller would have written: this node, an enrolled namespace, one pod.
@@ -170,6 +179,7 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   const ds = find('DaemonSet', 'weft-ztunnel');
   const podSpec = (ds.spec as { template: { spec: { serviceAccountName: string } } }).template.spec;
   api.put('pods', { metadata: { name: 'weft-ztunnel-smoke', namespace: ds.metadata.namespace }, spec: { nodeName: 'node-1', serviceAccountName: podSpec.serviceAccountName } });
+  api.put('nodes', { metadata: { name: 'node-1' } });
   const saToken = reviews.issueForPod(ds.metadata.namespace!, 'weft-ztunnel-smoke', { audiences: ['weft-ca'] });
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, saToken);
@@ -179,6 +189,7 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   const zEnv = envOf(ds);
   t.ok(zEnv.WEFT_JOIN_SA_TOKEN_FILE, 'the manifest names the token file');
   t.equal(zEnv.WEFT_REDIS_USERNAME, 'weft-ztunnel', 'the ztunnel is Redis user weft-ztunnel');
+  t.ok(zEnv.WEFT_TRUST_ANCHOR_FILE, 'and the trust-anchor file');
   const caHost = config.WEFT_CA_ADDRESS!.split(':')[0]!;
   const ztunnel = run([process.execPath, MAIN, ...(zc.args as string[])], {
     ...zEnv,
@@ -186,7 +197,7 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
     // certificate for the very name the manifests dial.
     WEFT_CA_ADDRESS: '127.0.0.1:15012', WEFT_CA_SERVER_NAME: caHost,
     WEFT_NODE_NAME: 'node-1', WEFT_NODE_ADDRESS: NODE_IP,
-    WEFT_JOIN_SA_TOKEN_FILE: tokenFile,
+    WEFT_JOIN_SA_TOKEN_FILE: tokenFile, WEFT_TRUST_ANCHOR_FILE: anchorFile,
   });
   await until('ztunnel ready on 15021', ztunnel, async () => (await httpGet('http://127.0.0.1:15021/healthz/ready')).status === 200);
   t.ok(reviews.reviews.some((r) => r.token === saToken && r.audiences.join() === 'weft-ca' && r.authorization === 'Bearer ca-sa-token'),
@@ -194,6 +205,8 @@ t.test('CA and ztunnel start from the manifests\' command lines', { skip }, asyn
   t.ok(api.requests.some((r) => r.method === 'GET' && r.path === `/api/v1/namespaces/${ds.metadata.namespace}/pods/weft-ztunnel-smoke`),
     'and checked the pod runs on the node');
   t.notMatch(output.get(ztunnel), /join token for node/, 'no token minted from Redis');
+  t.ok(reviews.reviews.filter((r) => r.token === saToken).length >= 1 && api.requests.some((r) => r.path === '/api/v1/nodes/node-1'),
+    'the CA checked the node too');
 
   const certs = JSON.parse((await httpGet('http://127.0.0.1:15000/certs')).body) as { certificates: { identity: string; state: string }[] };
   const states = Object.fromEntries(certs.certificates.map((c) => [c.identity, c.state]));

@@ -204,7 +204,8 @@ t.test('RBAC is least privilege', async (t) => {
     'weft-operator: read the ztunnel admin views, GET only, in weft-system only');
   const caCluster = one('ClusterRole', 'weft-ca');
   t.same((caCluster.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]),
-    [[['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined]], 'weft-ca, cluster-wide: create TokenReviews, nothing else');
+    [[['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined], [[''], ['nodes'], ['get'], undefined]],
+    'weft-ca, cluster-wide: create TokenReviews and get nodes (a deleted node gets no certificates), nothing else');
   const zt = one('ClusterRole', 'weft-ztunnel-admin-auth');
   t.same((zt.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]), [
     [['authentication.k8s.io'], ['tokenreviews'], ['create'], undefined],
@@ -455,6 +456,22 @@ t.test('component flags and environment parse with the components’ own parsers
     policy: { audience: projected?.audience, namespace: ztunnel.metadata.namespace, serviceAccount: podSpec(ztunnel)!.serviceAccountName },
   }, 'the CA reviews tokens in-cluster, for the audience the ztunnel projects and the ServiceAccount it runs as');
   t.equal(cfg.tokenReview?.policy.namespace, one('Role', 'weft-ca').metadata.namespace, 'the CA may read pods where the ztunnels run');
+
+  // Trust chain: the CA's root from a Secret (never Redis, never generated), the
+  // ztunnels' trust anchors from a mounted ConfigMap.
+  t.same(cfg.root, { kind: 'dir', dir: '/etc/weft/ca-root' }, 'the CA reads its root from a directory');
+  t.notOk(cfg.generateRoot, 'and never generates one');
+  const caPod = podSpec(one('Deployment', 'weft-ca'))!;
+  const caVol = (caPod.volumes as { name: string; secret?: { secretName: string; optional?: boolean; defaultMode?: number } }[]).find((v) => v.secret);
+  t.same(caVol?.secret, { secretName: 'weft-ca-root', defaultMode: 0o440 }, 'from the Secret weft-ca-root (not optional), owner and group read only');
+  t.same((ca.volumeMounts as { name: string }[]).find((m) => m.name === caVol?.name), { name: caVol?.name, mountPath: '/etc/weft/ca-root', readOnly: true }, 'mounted read-only at --root-dir');
+  t.equal((caPod.securityContext as { fsGroup?: number }).fsGroup, (caPod.securityContext as { runAsUser?: number }).runAsUser, 'the CA\'s group may read the key');
+  const zVol = (podSpec(ztunnel)!.volumes as { name: string; configMap?: { name: string } }[]).find((v) => v.configMap);
+  t.same(zVol?.configMap, { name: 'weft-root-cert' }, 'the ztunnel mounts the ConfigMap weft-root-cert');
+  const zMount = (zc.volumeMounts as { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[]).find((m) => m.name === zVol?.name);
+  t.same(zMount, { name: zVol?.name, mountPath: '/etc/weft/trust-anchors', readOnly: true }, 'read-only, no subPath (so rotations reach the file)');
+  t.equal(z.trustAnchorFile, `${zMount?.mountPath}/root-cert.pem`, 'and trusts the root bundle in it');
+  t.notOk(JSON.stringify(podSpec(ztunnel)).includes('weft-ca-root'), 'the ztunnel never sees the root key Secret');
 
   const ctl = podContainers(one('Deployment', 'weft-controller'))[0]!;
   t.equal((ctl.args as string[])[0], 'controller');
