@@ -53,6 +53,6 @@ t.test('per-caller limit first, then the overall one; the refusal says which and
   t.match(msg, /--join-rate/, 'Join names its own flag');
 });
 
-t.test('limitsFor: caller rate r with bursts of 10r; everyone 10r with bursts of 100r', async (t) => {
-  t.same(limitsFor(2), { perCaller: { perSecond: 2, burst: 20 }, overall: { perSecond: 20, burst: 200 } });
+t.test('limitsFor: caller rate r with bursts of 10r; everyone 50r with bursts of 100r', async (t) => {
+  t.same(limitsFor(2), { perCaller: { perSecond: 2, burst: 20 }, overall: { perSecond: 100, burst: 200 } });
 });

@@ -14,6 +14,7 @@ import { CaClient } from '../ca/client';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import type { JoinTokenVerifier } from '../ca/join-tokens';
 import { CaServer } from '../ca/server';
+import { limitsFor } from '../ca/rate-limit';
 import { WeftError } from '../lib/errors';
 import { silentLogger } from '../lib/log';
 import { parse, parseOptions } from '../lib/options';
@@ -51,7 +52,10 @@ async function serveCa(): Promise<void> {
   const joinTokens: JoinTokenVerifier = {
     verify: async (_node, token) => { if (token !== TOKEN) throw new WeftError('WEFT_CA_JOIN_TOKEN_INVALID', 'bench token mismatch'); },
   };
-  const server = new CaServer({ issuer, trustDomain: TD, authorizer: state, joinTokens, logger: silentLogger(), metrics: new Registry() });
+  // The bench is one node sending as fast as it can: the CA's rate limits would measure themselves.
+  const server = new CaServer({
+    issuer, trustDomain: TD, authorizer: state, joinTokens, logger: silentLogger(), metrics: new Registry(), csrLimits: limitsFor(1_000_000),
+  });
   const port = await server.start({ host: '127.0.0.1', port: 0 });
   process.send!({ port, rootPem: issuer.rootPem } satisfies Ready);
   process.on('disconnect', () => { void server.stop(100).then(() => process.exit(0)); });

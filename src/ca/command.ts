@@ -91,11 +91,11 @@ export const caSpecs = {
   rootOut: { flag: 'root-out', env: 'WEFT_CA_ROOT_OUT', default: '', description: 'also write the trust bundle (root certificates, public parts only) to this file for nodes to trust', parse: parse.string() },
   joinRate: {
     flag: 'join-rate', env: 'WEFT_CA_JOIN_RATE', default: DEFAULT_JOIN_RATE,
-    description: 'Joins per second per caller address (bursts of 10x; all callers together 10x that)', parse: rate,
+    description: 'Joins per second per caller address (bursts of 10x; all callers together 50x that, bursts of 100x)', parse: rate,
   },
   csrRate: {
     flag: 'csr-rate', env: 'WEFT_CA_CSR_RATE', default: DEFAULT_CSR_RATE,
-    description: 'CreateCertificate requests per second per node (bursts of 10x; all nodes together 10x that)', parse: rate,
+    description: 'CreateCertificate requests per second per node (bursts of 10x; all nodes together 50x that, bursts of 100x)', parse: rate,
   },
   certTtl: {
     flag: 'cert-ttl', env: 'WEFT_CA_CERT_TTL', default: DEFAULT_CERT_TTL_MS, defaultText: formatDuration(DEFAULT_CERT_TTL_MS),

@@ -61,10 +61,12 @@ export interface MethodLimits {
 
 /**
  * The one rule behind the `--join-rate`/`--csr-rate` flags: a caller may send `rate`
- * per second (bursts of 10×), all callers together 10× that (bursts of 100×).
+ * per second (bursts of 10×), all callers together 50× that (bursts of 100×). With the
+ * CSR default the overall limit (500/s) sits just under what one CA signs (~640/s
+ * measured, docs/ca.md), so a crowd slows down instead of queueing without bound.
  */
 export function limitsFor(rate: number): MethodLimits {
-  return { perCaller: { perSecond: rate, burst: 10 * rate }, overall: { perSecond: 10 * rate, burst: 100 * rate } };
+  return { perCaller: { perSecond: rate, burst: 10 * rate }, overall: { perSecond: 50 * rate, burst: 100 * rate } };
 }
 
 /** Defaults: Join 1/s per address (bursts of 10), CSRs 10/s per node (bursts of 100). */
