@@ -139,7 +139,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     }
   }
 
-  /** The mesh root the certificates chain to, for verifying peers. */
+  /** The trust anchors (one root, or old and new during a rotation), for verifying peers; follows the trust-anchor file. */
   get rootsPem(): string {
     return this.client.rootPem;
   }
