@@ -396,7 +396,9 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
     t.ok(ruleOf.has(user), `${user} is in redis-acl.rules`);
     t.same(mountedSecrets(w).filter((s) => s.startsWith('weft-redis')), [`weft-redis-user-${user.slice(5)}`], `${w.metadata.name} mounts only its own Redis Secret`);
     const m = secretMounts(w, secretsDir);
-    t.same([...m.keys()], ['/var/run/secrets/weft/redis'], `${w.metadata.name}: at the path weft-config names`);
+    // Besides its Redis Secret, only the CA mounts one: its root (made by `weft ca init-root`).
+    t.same([...m.keys()].filter((p) => !(w.metadata.name === 'weft-ca' && p === '/etc/weft/ca-root')), ['/var/run/secrets/weft/redis'],
+      `${w.metadata.name}: at the path weft-config names`);
     const conn = redisConnection({
       redisUrl: config.WEFT_REDIS_URL!, redisUsername: user, redisPasswordFile: componentEnv(w).WEFT_REDIS_PASSWORD_FILE!,
       redisCaFile: componentEnv(w).WEFT_REDIS_CA_FILE!, redisCertFile: '', redisKeyFile: '',
@@ -410,7 +412,12 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
     }
   }
   const made = new Set([...secretYaml.matchAll(/^  name: (\S+)$/gm)].map((m) => m[1]));
-  for (const w of workloads) for (const s of mountedSecrets(w)) t.ok(made.has(s), `scripts/redis-secrets makes ${s}`);
+  for (const w of workloads) {
+    for (const s of mountedSecrets(w)) {
+      if (s === 'weft-ca-root') continue; // the mesh root: `weft ca init-root`, docs/kubernetes.md
+      t.ok(made.has(s), `scripts/redis-secrets makes ${s}`);
+    }
+  }
 
   const np = one('NetworkPolicy', 'weft-redis');
   type Peer = { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown; ipBlock?: { cidr: string } };
@@ -462,7 +469,7 @@ t.test('component flags and environment parse with the components’ own parsers
   t.same(cfg.root, { kind: 'dir', dir: '/etc/weft/ca-root' }, 'the CA reads its root from a directory');
   t.notOk(cfg.generateRoot, 'and never generates one');
   const caPod = podSpec(one('Deployment', 'weft-ca'))!;
-  const caVol = (caPod.volumes as { name: string; secret?: { secretName: string; optional?: boolean; defaultMode?: number } }[]).find((v) => v.secret);
+  const caVol = (caPod.volumes as { name: string; secret?: { secretName: string; optional?: boolean; defaultMode?: number } }[]).find((v) => v.secret?.secretName === 'weft-ca-root');
   t.same(caVol?.secret, { secretName: 'weft-ca-root', defaultMode: 0o440 }, 'from the Secret weft-ca-root (not optional), owner and group read only');
   t.same((ca.volumeMounts as { name: string }[]).find((m) => m.name === caVol?.name), { name: caVol?.name, mountPath: '/etc/weft/ca-root', readOnly: true }, 'mounted read-only at --root-dir');
   t.equal((caPod.securityContext as { fsGroup?: number }).fsGroup, (caPod.securityContext as { runAsUser?: number }).runAsUser, 'the CA\'s group may read the key');
