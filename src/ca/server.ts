@@ -6,8 +6,7 @@ import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { formatDuration } from '../lib/options';
 import {
-  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, peerFactsFromTls,
-  type NodeAuthorizer, type PeerFacts,
+  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, type NodeAuthorizer,
 } from './authorize';
 import { generateKeyAndCsr, type Issuer } from './issuer';
 import type { JoinTokenVerifier } from './join-tokens';
@@ -19,7 +18,7 @@ import {
 } from './proto';
 import { boundedDelay } from './timers';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
-import { SA_TOKEN_METADATA } from './client';
+import { bearerToken, callerFacts, peerAddress } from './call-facts';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -393,24 +392,4 @@ export class CaServer {
 function saJoinReason(err: unknown): SaJoinRefusal | undefined {
   const reason = isWeftError(err) ? err.details?.reason : undefined;
   return (SA_JOIN_REFUSALS as readonly unknown[]).includes(reason) ? reason as SaJoinRefusal : undefined;
-}
-
-/** The `Bearer` token of the call's authorization metadata, or '' when there is none. */
-function bearerToken(metadata: grpc.Metadata): string {
-  const v = metadata.get(SA_TOKEN_METADATA)[0];
-  const m = typeof v === 'string' ? /^Bearer (\S+)$/.exec(v) : null;
-  return m ? m[1]! : '';
-}
-
-/** The caller's IP address without the port (`1.2.3.4:5` or `[::1]:5` from grpc-js). */
-function peerAddress(call: grpc.ServerUnaryCall<unknown, unknown>): string {
-  const peer = call.getPeer();
-  return /^\[?(.*?)\]?:\d+$/.exec(peer)?.[1] ?? peer;
-}
-
-function callerFacts(call: grpc.ServerUnaryCall<unknown, unknown>): PeerFacts | undefined {
-  // Present only when the peer's chain verified against the root (grpc-js checks `authorized`).
-  const cert = call.getAuthContext()?.sslPeerCertificate;
-  if (!cert?.raw) return undefined;
-  return peerFactsFromTls(cert);
 }
