@@ -95,7 +95,7 @@ t.test('a real ztunnel with a password in its Redis URL: /config_dump and logs',
   const url = `redis://weft-ztunnel:${password}@127.0.0.1:${redis.port}`;
   // A loopback address of its own: 15001/15006/15008 do not collide with other tests.
   const child = spawn(process.execPath, [MAIN, 'ztunnel', '--node', 'node-1', '--address', '127.87.0.1',
-    '--ca-address', '127.0.0.1:1', '--ca-root-file', rootPem, '--admin-port', '0', '--metrics-port', '0',
+    '--ca-address', '127.0.0.1:1', '--trust-anchor-file', rootPem, '--admin-port', '0', '--metrics-port', '0',
     '--readiness-port', '0', '--admin-socket', socket, '--log-level', 'debug'], {
     env: { PATH: process.env.PATH, WEFT_REDIS_URL: url, WEFT_JOIN_TOKEN: joinToken }, stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -67,9 +67,9 @@ t.test('Redis flags', async (t) => {
   t.notMatch(bad, /hunter2/, 'a refused URL is shown redacted');
 
   t.test('every component checks them at start', async (t) => {
-    const env = { WEFT_NODE_NAME: 'n1', WEFT_NODE_ADDRESS: '10.0.0.1' };
+    const env = { WEFT_NODE_NAME: 'n1', WEFT_NODE_ADDRESS: '10.0.0.1', WEFT_TRUST_ANCHOR_FILE: '/etc/weft/trust-anchors/root-cert.pem' };
     t.throws(() => loadZtunnelConfig(['--redis-ca-file', ca], env), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file/ }, 'ztunnel');
-    t.throws(() => caConfig(parseOptions(caSpecs, ['--redis-url', 'rediss://h:1', '--redis-key-file', key], {}).values),
+    t.throws(() => caConfig(parseOptions(caSpecs, ['--root-dir', '/r', '--redis-url', 'rediss://h:1', '--redis-key-file', key], {}).values),
       { code: 'WEFT_CONFIG_INVALID', message: /--redis-key-file without/ }, 'CA');
   });
 

@@ -93,10 +93,13 @@ export const ztunnelOptions = {
 export type ZtunnelConfig = OptionValues<typeof ztunnelOptions>;
 
 export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
-  // --cleanup touches only this namespace's rules: node name and address are not needed.
+  // --cleanup touches only this namespace's rules: node name, address and trust anchors are not needed.
   const cleanup = argv.includes('--cleanup') || /^(1|true|yes)$/i.test(env['WEFT_CAPTURE_CLEANUP'] ?? '');
   const specs = cleanup
-    ? { ...ztunnelOptions, nodeName: { ...ztunnelOptions.nodeName, default: '' }, nodeAddress: { ...ztunnelOptions.nodeAddress, default: '' } }
+    ? {
+      ...ztunnelOptions, nodeName: { ...ztunnelOptions.nodeName, default: '' }, nodeAddress: { ...ztunnelOptions.nodeAddress, default: '' },
+      trustAnchorFile: { ...ztunnelOptions.trustAnchorFile, default: '' },
+    }
     : ztunnelOptions;
   const { values, positionals } = parseOptions(specs, argv, env);
   if (positionals.length > 0) {
