@@ -85,8 +85,13 @@ t.test('stop releases the lease; a waiting candidate takes it without waiting it
   t.teardown(() => a2.stop());
   a2.start();
   await waitFor('a2 leads', () => a2.isLeader);
+  // Instead of a sleep: wait for b's own attempts. a2 renews with GET + PUT, b only
+  // GETs a lease it may not take, so the surplus of GETs counts b's rounds.
+  const leaseCalls = (method: string) => api.requests.filter((r) => r.method === method && r.path.endsWith('/leases/lease')).length;
+  const surplus = () => leaseCalls('GET') - leaseCalls('PUT');
+  const before = surplus();
   b.start();
-  await new Promise((r) => setTimeout(r, 200));
+  await waitFor('b has looked at the lease several times', () => surplus() - before >= 4);
   t.notOk(b.isLeader, 'a 60 s lease held by a live leader is not taken');
   await a2.stop();
   t.equal(api.get('leases', 'weft-system', 'lease')!.spec.holderIdentity, '');

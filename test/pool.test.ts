@@ -93,6 +93,7 @@ t.test('a peer that stops answering PINGs is dropped', T, async (t) => {
   const demo = await mesh(t, { pingIntervalMs: 50, pingTimeoutMs: 200 });
   const b = demo.mesh.node('node-b');
   let frozen = false;
+  let fromB = 0;
   const pairs: net.Socket[] = [];
   const relay = net.createServer((c) => {
     const u = net.connect({ host: IP.nodeB, port: b.ports.inbound });
@@ -100,7 +101,7 @@ t.test('a peer that stops answering PINGs is dropped', T, async (t) => {
     u.once('connect', () => demo.mesh.conntrack.record(u.localAddress!, u.localPort!, { ip: IP.echo1, port: 15008 }));
     pairs.push(c, u);
     for (const [from, to] of [[c, u], [u, c]] as const) {
-      from.on('data', (d) => { if (!frozen) to.write(d); });
+      from.on('data', (d) => { if (!frozen) { to.write(d); if (from === u) fromB++; } });
       from.on('error', () => {});
       from.on('close', () => to.destroy());
     }
@@ -115,7 +116,10 @@ t.test('a peer that stops answering PINGs is dropped', T, async (t) => {
   });
   const opened = await pool.open(req());
   opened.stream.on('error', () => {});
-  await new Promise((r) => setTimeout(r, 300));
+  // Several PING rounds, counted on the wire rather than slept through: node-b's
+  // answers are what crosses the relay from u to c once the stream is open.
+  const seen = fromB;
+  await until(() => fromB - seen >= 4, 5000, 'node-b to answer a few PINGs');
   t.equal(pool.size, 1, 'answered PINGs keep the tunnel');
   frozen = true;
   const closed = new Promise<void>((r) => opened.stream.once('close', () => r()));
