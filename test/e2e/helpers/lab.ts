@@ -88,12 +88,13 @@ export function runWeft(args: string[], env: NodeJS.ProcessEnv, input?: string):
   });
 }
 
-export async function startLab(t: Test, opts: { topology?: string } = {}): Promise<LabHandle> {
+/** `env` adds to the environment of `lab up` (and so of the components it starts). */
+export async function startLab(t: Test, opts: { topology?: string; env?: Record<string, string> } = {}): Promise<LabHandle> {
   assertBuilt();
   const release = await acquireLabLock();
   const labDir = E2E_LAB_DIR;
   const contextFile = join(labDir, 'context.json');
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
   delete env.WEFT_LAB_TOPOLOGY;
   delete env.WEFT_LAB_REDIS_PORT;
   const weft = (args: string[], input?: string) => runWeft(args, env, input);

@@ -1,0 +1,61 @@
+/**
+ * `npm run faults`: the fault suite on its own lab (root). Brings the lab up through
+ * the real CLI in <repo>/.weft-lab/faults, runs each scenario under steady traffic,
+ * prints one table (scenario | goal | measured | verdict) and takes the lab down.
+ *
+ *   npm run faults                       full durations (Redis 60 s, CA 10 min, 10,000 connections 10 min, ...)
+ *   npm run faults -- --short            the CI form (test/e2e/faults.test.ts runs the same code)
+ *   npm run faults -- --only redis,kill  some scenarios
+ *
+ * Exit 1 when any scenario fails. Takes the machine-wide lab lock, so it waits for e2e
+ * tests (and they for it).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { acquireLabLock } from '../lab/lock';
+import { REPO_ROOT } from '../lab/paths';
+import { FaultLab } from './lab';
+import { FULL, SHORT } from './scenario';
+import { ABUSE_ROW, runScenarios, SCENARIOS, table } from './suite';
+
+const MAIN = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const durations = argv.includes('--short') ? SHORT : FULL;
+  const onlyArg = argv[argv.indexOf('--only') + 1];
+  const only = argv.includes('--only') && onlyArg ? onlyArg.split(',') : undefined;
+  const unknown = only?.filter((id) => !SCENARIOS.some((s) => s.id === id));
+  if (unknown?.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  if (process.getuid?.() !== 0) throw new Error('the fault suite needs root (it runs the lab: network namespaces, iptables)');
+  const labDir = process.env.WEFT_FAULTS_LAB_DIR ?? join(REPO_ROOT, '.weft-lab', 'faults');
+  mkdirSync(labDir, { recursive: true });
+  const contextFile = join(labDir, 'context.json');
+  const env = { ...process.env, ...durations.labEnv, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
+  const weft = (args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const progress = (l: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`);
+  progress(`faults: ${durations.name} form; waiting for the lab lock`);
+  const release = await acquireLabLock();
+  let lab: FaultLab | undefined;
+  try {
+    const up = weft(['lab', 'up']);
+    if (up.status !== 0) throw new Error(`lab up failed (${up.status}):\n${up.stdout}${up.stderr}`);
+    lab = FaultLab.fromContextFile(contextFile);
+    const started = Date.now();
+    const rows = await runScenarios(lab, durations, only, progress);
+    rows.push(ABUSE_ROW);
+    process.stdout.write(`\nWeft fault suite, ${durations.name} form, ${new Date().toISOString()}, ${((Date.now() - started) / 60_000).toFixed(1)} min\n\n${table(rows)}\n`);
+    return rows.some((r) => r.verdict === 'FAIL') ? 1 : 0;
+  } finally {
+    lab?.stopTraffic();
+    const down = weft(['lab', 'down']);
+    if (down.status !== 0) process.stderr.write(`faults: lab down failed: ${down.stderr}\n`);
+    release();
+  }
+}
+
+main().then((code) => process.exit(code), (err: unknown) => {
+  process.stderr.write(`faults: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
