@@ -27,6 +27,8 @@ export interface Durations {
   killGapMs: number;
   heldConnections: number;
   holdMs: number;
+  /** How long the held-connections scenario gives memory to come back after they close. */
+  settleMs: number;
   /**
    * Environment for `weft lab up` (its components inherit it). The short form brings the
    * ztunnels up with short certificate lifetimes, so rotation needs no restart; the
@@ -37,12 +39,12 @@ export interface Durations {
 
 export const FULL: Durations = {
   name: 'full', rate: 20, warmMs: 2000, redisDownMs: 60_000, caDownMs: 600_000, rotationTtl: '60s', rotationMs: 300_000,
-  killGapMs: 3000, heldConnections: 10_000, holdMs: 600_000, labEnv: {},
+  killGapMs: 3000, heldConnections: 10_000, holdMs: 600_000, settleMs: 60_000, labEnv: {},
 };
 
 export const SHORT: Durations = {
   name: 'short', rate: 10, warmMs: 1000, redisDownMs: 8000, caDownMs: 10_000, rotationTtl: '60s', rotationMs: 35_000,
-  killGapMs: 2000, heldConnections: 1000, holdMs: 10_000, labEnv: { WEFT_CERT_TTL: '60s' },
+  killGapMs: 2000, heldConnections: 1000, holdMs: 10_000, settleMs: 5000, labEnv: { WEFT_CERT_TTL: '60s' },
 };
 
 export type Scenario = (lab: FaultLab, d: Durations) => Promise<Row>;

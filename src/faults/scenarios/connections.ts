@@ -41,13 +41,14 @@ export async function heldConnections(lab: FaultLab, d: Durations): Promise<Row>
     for (const x of lab.ctx.nodes) if ((await adminGet<ConnectionsResponse>(x.adminSocket!, '/connections')).connections.length) return false;
     return true;
   }, 60_000, 250);
-  // Near baseline: within 25 % of it, given up to 30 s for the runtime to return
-  // memory (V8 shrinks its heap only once the process goes idle; the allocator keeps
-  // some pages, so RSS rarely returns exactly).
+  // Near baseline: within 25 % of it, given `settleMs` for the runtime to return memory
+  // (V8 shrinks its heap only once the process goes idle, the allocator keeps some
+  // pages, and idle HBONE tunnels stay pooled until their idle timeout). That depends
+  // on time, so it is judged in the table, not asserted by the test.
   const near = (v: number[]) => nodes.map((_, i) => v[i]! <= 1.25 * base[i]!);
   const closedAt = Date.now();
   let after = rss();
-  await until(() => { after = rss(); return near(after).every(Boolean); }, 30_000, 1000);
+  await until(() => { after = rss(); return near(after).every(Boolean); }, d.settleMs, 1000);
   const settleMs = Date.now() - closedAt;
   const back = near(after);
   const flat = nodes.map((_, i) => (peak[i]! - warm[i]!) / warm[i]!);
@@ -59,5 +60,5 @@ export async function heldConnections(lab: FaultLab, d: Durations): Promise<Row>
     `after-close figure taken ${secs(settleMs)} after the last connection was gone`,
     drained ? 'every tracked connection gone after close' : 'tracked connections REMAINED after close',
   ].join('; ');
-  return { ...row, measured, ...verdict(allHeld && flat.every((f) => f <= 0.1) && back.every(Boolean) && drained) };
+  return { ...row, measured, ...verdict(allHeld && flat.every((f) => f <= 0.1) && drained, back.every(Boolean)) };
 }
