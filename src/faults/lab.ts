@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { LabContext } from '../lab/context';
-import { REPO_ROOT } from '../lab/paths';
+import { DIST, REPO_ROOT } from '../lab/paths';
 import { isAlive, startProcess } from '../lab/procs';
 import { readState, StateStore, type ProcessResource } from '../lab/state';
 import { adminGet, LogCursor } from './observe';
@@ -71,13 +71,27 @@ export class FaultLab {
   readonly nodeAddresses: Map<string, string>;
   private readonly runs: TrafficRun[] = [];
 
-  constructor(readonly labDir: string, readonly ctx: LabContext) {
+  /** `env` points the `weft` CLI at this lab (WEFT_LAB_DIR, WEFT_CONTEXT). */
+  constructor(readonly labDir: string, readonly ctx: LabContext, readonly env: NodeJS.ProcessEnv) {
     this.nodeAddresses = new Map(ctx.nodes.map((n) => [n.name, n.address]));
   }
 
-  static fromContextFile(file: string): FaultLab {
+  static fromContextFile(file: string, env: NodeJS.ProcessEnv): FaultLab {
     const ctx = JSON.parse(readFileSync(file, 'utf8')) as LabContext;
-    return new FaultLab(ctx.labDir, ctx);
+    return new FaultLab(ctx.labDir, ctx, env);
+  }
+
+  /** Runs the built `weft` CLI against this lab; `extraEnv` adds to the environment. */
+  weft(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [DIST.main, ...args], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
+      child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    });
   }
 
   pod(uid: string): LabContext['pods'][number] {

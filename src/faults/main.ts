@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   try {
     const up = weft(['lab', 'up']);
     if (up.status !== 0) throw new Error(`lab up failed (${up.status}):\n${up.stdout}${up.stderr}`);
-    lab = FaultLab.fromContextFile(contextFile);
+    lab = FaultLab.fromContextFile(contextFile, env);
     const started = Date.now();
     const rows = await runScenarios(lab, durations, only, progress);
     rows.push(ABUSE_ROW);

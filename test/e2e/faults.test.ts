@@ -12,7 +12,7 @@ const skip = labSkipReason();
 
 t.test('fault suite, short form', { skip }, async (t) => {
   const handle = await startLab(t, { env: SHORT.labEnv });
-  const lab = new FaultLab(handle.labDir, handle.context);
+  const lab = new FaultLab(handle.labDir, handle.context, handle.env);
   t.teardown(() => lab.stopTraffic());
   for (const s of SCENARIOS) {
     await t.test(s.id, async (t) => {

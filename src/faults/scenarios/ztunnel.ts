@@ -19,23 +19,26 @@ export function captureRules(lab: FaultLab, node: string): string {
     .split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/^(:\S+ \S+) \[\d+:\d+\]$/, '$1')).join('\n')).join('\n');
 }
 
-/** Stops node's ztunnel with `sig`, waits `gapMs` after it is gone, starts it again as the lab did; returns the times. */
-export async function restartZtunnel(lab: FaultLab, node: string, sig: NodeJS.Signals, gapMs: number, extraEnv: NodeJS.ProcessEnv = {}) {
-  const name = `ztunnel/${node}`;
-  const old = lab.process(name);
-  const env = lab.environ(old);
+/**
+ * Stops node's ztunnel with `sig` and starts it again `gapMs` after it is gone, both
+ * through the real CLI (`weft lab ztunnel <node> stop|start`, as an operator would);
+ * `extraEnv` reaches the new ztunnel. "Started" is when the start command was launched
+ * (its own start-up, ~0.3 s, counts against the restart).
+ */
+export async function restartZtunnel(lab: FaultLab, node: string, sig: 'SIGTERM' | 'SIGKILL', gapMs: number, extraEnv: NodeJS.ProcessEnv = {}) {
   const signalledAt = Date.now();
-  process.kill(old.pid!, sig);
-  if (!(await lab.exited(old, 30_000))) throw new Error(`${name} did not exit within 30 s of ${sig}`);
+  const stop = await lab.weft(['lab', 'ztunnel', node, 'stop', '--signal', sig]);
+  if (stop.code !== 0) throw new Error(`weft lab ztunnel ${node} stop failed (${stop.code}): ${stop.stderr}`);
   const exitedAt = Date.now();
   await sleep(gapMs);
   const startedAt = Date.now();
-  lab.restart(old, env, extraEnv);
-  const ready = await until(() => lab.ztunnelReady(node), 30_000, 50);
-  return { signalledAt, exitedAt, startedAt, readyAt: ready ? Date.now() : NaN };
+  const start = await lab.weft(['lab', 'ztunnel', node, 'start'], extraEnv);
+  if (start.code !== 0) throw new Error(`weft lab ztunnel ${node} start failed (${start.code}): ${start.stderr}`);
+  const readyAt = (await until(() => lab.ztunnelReady(node), 30_000, 50)) ? Date.now() : NaN;
+  return { signalledAt, exitedAt, startedAt, readyAt };
 }
 
-async function underRestart(lab: FaultLab, d: Durations, sig: NodeJS.Signals) {
+async function underRestart(lab: FaultLab, d: Durations, sig: 'SIGTERM' | 'SIGKILL') {
   const client = lab.pod('demo/client');
   const demoIps = lab.ctx.pods.filter((p) => p.namespace === 'demo').map((p) => p.ip);
   const wire = new PlaintextWatch(demoIps, [8080, 9000]);
