@@ -5,6 +5,7 @@ import t from 'tap';
 import { ByteBudget, DEFAULT_HBONE_LIMITS, hboneLimits, KeyedCounter, RateGuard, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
 import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { configurePipes } from '../src/ztunnel/pipe';
 
 const MiB = 1024 * 1024;
 
@@ -92,4 +93,15 @@ t.test('ztunnel flags for the limits', async (t) => {
     t.throws(() => loadZtunnelConfig([...base, flag!, value!], {}), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(flag!.slice(2)) }, `${flag} ${value}`);
   }
   t.throws(() => loadZtunnelConfig(base, { WEFT_HBONE_MAX_STREAMS: '-3' }), { code: 'WEFT_CONFIG_INVALID', message: /WEFT_HBONE_MAX_STREAMS/ });
+});
+
+t.test('--idle-timeout: 1 h by default, 0s disables, nonsense refused by name', async (t) => {
+  const base = ['--node', 'n1', '--address', '127.0.0.1'];
+  t.equal(loadZtunnelConfig(base, {}).idleTimeout, 3_600_000);
+  t.equal(loadZtunnelConfig([...base, '--idle-timeout', '0s'], {}).idleTimeout, 0);
+  t.equal(loadZtunnelConfig([...base, '--idle-timeout', '10m'], {}).idleTimeout, 600_000);
+  for (const bad of ['5ms', '8d', 'soon']) {
+    t.throws(() => loadZtunnelConfig([...base, '--idle-timeout', bad], {}), { code: 'WEFT_CONFIG_INVALID', message: /idle-timeout/ }, bad);
+  }
+  t.throws(() => configurePipes({ idleTimeoutMs: -1 }), RangeError);
 });

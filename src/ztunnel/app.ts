@@ -16,6 +16,7 @@ import { OriginalDstLookup } from './original-dst-sockopt';
 import { ConnectionRegistry } from './connections';
 import { ZtunnelMetrics } from './metrics';
 import { HbonePool } from './pool';
+import { configurePipes } from './pipe';
 import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
@@ -96,6 +97,7 @@ export class ZtunnelApp implements AdminSource {
     this.state.on('change', this.onStateChange);
     this.state.on('snapshot', this.onStateChange);
 
+    configurePipes({ idleTimeoutMs: config.idleTimeout });
     const metrics = new ZtunnelMetrics(this.metrics);
     // Series of pods that left the registry are removed, so churn does not grow scrapes.
     this.unfollowMetrics = metrics.followState(this.state);

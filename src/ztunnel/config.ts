@@ -65,6 +65,11 @@ export const ztunnelOptions = {
     description: 'HBONE CONNECTs that may wait for their dial to a pod at once; more are refused (REFUSED_STREAM)',
     parse: parse.int({ min: 1, max: 1_000_000 }),
   },
+  idleTimeout: {
+    flag: 'idle-timeout', env: 'WEFT_IDLE_TIMEOUT', default: 3_600_000, defaultText: '1h',
+    description: 'a proxied connection with no byte either way this long is closed (0s: never); as Envoy\'s TCP proxy, 1h',
+    parse: (raw: string) => (raw === '0' || raw === '0s' ? 0 : parse.duration({ min: 1000, max: 7 * 86_400_000 })(raw)),
+  },
   adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },
   adminViewAddress: {
     flag: 'admin-view-address', env: 'WEFT_ADMIN_VIEW_ADDRESS', default: '', defaultText: 'off',

@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { WeftError } from '../lib/errors';
 import { formatHostPort } from './address';
 import type { OriginalDst, SocketFactory } from './contracts';
+import { tcpKeepalive } from './keepalive';
 
 export const defaultUpstreamFactory: SocketFactory = (t) => net.connect({ host: t.host, port: t.port, allowHalfOpen: true, noDelay: true });
 
@@ -35,6 +36,7 @@ export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: 
     // Pipe semantics need half-open sockets; a custom factory may have forgotten.
     sock.allowHalfOpen = true;
     sock.setNoDelay(true);
+    tcpKeepalive(sock);
     const timer = setTimeout(() => {
       finish(new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `connecting to ${addr} timed out after ${timeoutMs} ms; check the destination runs and no firewall drops the traffic`,
         { details: { target: addr, reason: 'timeout' } }));

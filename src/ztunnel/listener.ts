@@ -11,6 +11,7 @@ import type { ConnectionRegistry } from './connections';
 import type { OriginalDst, OriginalDstSource, SocketFactory } from './contracts';
 import type { ZtunnelMetrics } from './metrics';
 import { reset } from './dial';
+import { tcpKeepalive } from './keepalive';
 import { LogLimiter } from '../lib/log-limiter';
 import { loopGuard, type LoopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
@@ -59,6 +60,7 @@ export abstract class ListenerBase {
     this.server = net.createServer({ allowHalfOpen: opts.allowHalfOpen ?? true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
     this.server.on('connection', (sock) => {
       this.track(sock);
+      tcpKeepalive(sock);
       Promise.resolve(this.onConnection(sock)).catch((err: unknown) => {
         this.log.error({ err }, 'unexpected error handling a connection; closing it');
         sock.destroy();

@@ -20,6 +20,24 @@ const { NGHTTP2_NO_ERROR } = http2.constants;
 /** Default queued bytes on the writing side before the reading side is paused. */
 export const DEFAULT_PIPE_HIGH_WATER_MARK = 1024 * 1024;
 
+/**
+ * Default idle timeout of every pipe: no byte either way for this long and both sides
+ * are reset. One hour, as Envoy's TCP proxy: long enough for quiet database and
+ * message-queue connections, short enough that a peer gone without a FIN (pod deleted,
+ * node lost) does not hold a connection, its stream and its tracked record for ever
+ * when TCP keepalive cannot tell (a peer whose address was reused answers probes).
+ * Set process-wide at start-up by `configurePipes` (`--idle-timeout`).
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+
+const pipeDefaults = { idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS };
+
+/** Sets the idle timeout of pipes created from now on (0 disables it). */
+export function configurePipes(opts: { idleTimeoutMs: number }): void {
+  if (!Number.isFinite(opts.idleTimeoutMs) || opts.idleTimeoutMs < 0) throw new RangeError(`idleTimeoutMs must be ≥ 0, got ${opts.idleTimeoutMs}`);
+  pipeDefaults.idleTimeoutMs = opts.idleTimeoutMs;
+}
+
 /** Chunks at least this big are bulk transfer: their socket writes are batched per loop turn. */
 const BATCH_MIN_CHUNK = 4096;
 
@@ -52,6 +70,8 @@ export interface PipeOptions {
    * memory budget, and the pipe is aborted instead (see hbone-limits.ts).
    */
   stall?: (direction: keyof ByteCounters, paused: boolean) => boolean;
+  /** No byte either way this long aborts the pipe (ABORTED, "idle"); 0 never. Default: configurePipes'. */
+  idleTimeoutMs?: number;
 }
 
 type Role = 'downstream' | 'upstream';
@@ -109,6 +129,7 @@ export class Pipe {
   private abortDetail: string | undefined;
   private readonly onDone: PipeOptions['onDone'];
   private readonly stall: PipeOptions['stall'];
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(downstream: PipeSide, upstream: PipeSide, opts: PipeOptions = {}) {
     this.counters = opts.counters ?? { received: 0, sent: 0 };
@@ -124,6 +145,33 @@ export class Pipe {
     // A side may have been paused (pauseOnConnect) or already be in flowing mode.
     downstream.resume();
     upstream.resume();
+    const idle = opts.idleTimeoutMs ?? pipeDefaults.idleTimeoutMs;
+    if (idle > 0) this.watchIdle(idle);
+  }
+
+  /**
+   * Checks the byte counters four times per timeout instead of re-arming a timer per
+   * chunk (which would cost in the copy loop): idle is noticed between `ms` and
+   * 1.25 × `ms` after the last byte.
+   */
+  private watchIdle(ms: number): void {
+    let seen = -1;
+    let since = Date.now();
+    const check = () => {
+      const total = this.counters.received + this.counters.sent;
+      const now = Date.now();
+      if (total !== seen) {
+        seen = total;
+        since = now;
+      } else if (now - since >= ms) {
+        this.idleTimer = undefined;
+        this.abort(`idle: no byte either way for ${Math.round((now - since) / 1000)} s (idle timeout ${ms / 1000} s)`);
+        return;
+      }
+      this.idleTimer = setTimeout(check, Math.max(1, Math.floor(ms / 4)));
+      this.idleTimer.unref();
+    };
+    check();
   }
 
   /** Resets both sides (policy revoked, shutdown, over budget). The outcome reports ABORTED, with `detail`. */
@@ -231,6 +279,8 @@ export class Pipe {
   private maybeFinish(): void {
     if (this.finished || !this.down.closed || !this.up.closed) return;
     this.finished = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const outcome: PipeOutcome = {};
     if (this.aborted) {
       outcome.error = 'ABORTED';

@@ -18,7 +18,7 @@ import type { TunnelInfo } from './admin-types';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
 import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
-import { Keepalive } from './keepalive';
+import { Keepalive, tcpKeepalive } from './keepalive';
 import { clientTlsOptions, verifyServerIdentity } from './tls';
 
 export enum TunnelState {
@@ -110,6 +110,7 @@ export class Tunnel {
   start(raw: net.Socket, context: tls.SecureContext, tuning: HboneTuning): void {
     const hop = `${this.key.nextHop.host}:${this.key.nextHop.port}`;
     raw.setNoDelay(true);
+    tcpKeepalive(raw);
     const socket = tls.connect(clientTlsOptions(context, raw));
     const timeout = setTimeout(() => {
       fail(new WeftError('WEFT_HBONE_CONNECT_FAILED',
