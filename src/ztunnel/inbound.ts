@@ -92,7 +92,7 @@ export class InboundServer extends ListenerBase {
   /** Raw sockets whose TLS handshake is running, by remote address (see onConnection). */
   private readonly handshaking = new Map<string, net.Socket>();
   /** Handed from onSecure to the synchronous 'session' event it triggers. */
-  private pending: TunnelContext | undefined;
+  private pending: Omit<TunnelContext, 'guard'> | undefined;
 
   constructor(opts: InboundOptions) {
     const log = opts.logger.child({ component: 'inbound' });
@@ -151,11 +151,6 @@ export class InboundServer extends ListenerBase {
   /** TLS handshakes in progress (capped by limits.maxHandshakes). */
   get handshakesInProgress(): number {
     return this.handshaking.size;
-  }
-
-  /** Bytes reserved by stalled streams now, node-wide. */
-  get parkedBytes(): number {
-    return this.nodeBudget.used;
   }
 
   /** A limit refused or closed something: counted, and logged at a bounded rate. */
@@ -220,7 +215,7 @@ export class InboundServer extends ListenerBase {
       return;
     }
     sock.once('close', () => this.peerSessions.remove(peerIp));
-    this.pending = { localIdentity, peerIdentity, peer, guard: undefined as unknown as SessionGuard };
+    this.pending = { localIdentity, peerIdentity, peer };
     try {
       this.h2.emit('connection', sock);
     } finally {
@@ -229,14 +224,15 @@ export class InboundServer extends ListenerBase {
   }
 
   private onSession(session: http2.ServerHttp2Session): void {
-    const ctx = this.pending;
-    if (!ctx) {
+    const tunnel = this.pending;
+    if (!tunnel) {
       session.destroy();
       return;
     }
     this.sessions.add(session);
-    ctx.guard = new SessionGuard(session, this.limits, this.nodeBudget, (reason, detail) =>
-      this.refused(reason, { peer: ctx.peer, peerIdentity: ctx.peerIdentity, detail }, 'closing an HBONE session: a limit was exceeded'));
+    const guard = new SessionGuard(session, this.limits, this.nodeBudget, (reason, detail) =>
+      this.refused(reason, { peer: tunnel.peer, peerIdentity: tunnel.peerIdentity, detail }, 'closing an HBONE session: a limit was exceeded'));
+    const ctx: TunnelContext = { ...tunnel, guard };
     applyConnectionWindow(session, this.tuning);
     new Keepalive(session, {
       intervalMs: this.pingIntervalMs,
