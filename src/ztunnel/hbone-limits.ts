@@ -99,7 +99,6 @@ export type RefusalReason =
   | 'sessions_per_peer'
   | 'ping_flood'
   | 'settings_flood'
-  | 'bad_request_header'
   | 'idle_session';
 
 /** The http2.createServer options of the HBONE server. */
