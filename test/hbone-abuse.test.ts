@@ -109,6 +109,19 @@ t.test('pending dials are capped per session: the rest are refused (REFUSED_STRE
   for (const s of held) s.destroy();
 });
 
+t.test('pending dials are capped per peer identity across its sessions', T, async (t) => {
+  const held: net.Socket[] = [];
+  const { demo } = await mesh(t, { limits: { maxPendingDialsPerIdentity: 3 }, socketFactory: () => { const s = new net.Socket(); held.push(s); return s; } });
+  const [a, b] = [await raw(t, demo), await raw(t, demo)];
+  for (let i = 0; i < 2; i++) a.write(H.headers(1 + 2 * i, H.connectHeaders(`${IP.echo1}:${demo.ports.echo}`)));
+  await until(() => held.length === 2, 5000, 'two dials from the first session');
+  for (let i = 0; i < 2; i++) b.write(H.headers(1 + 2 * i, H.connectHeaders(`${IP.echo1}:${demo.ports.echo}`)));
+  await b.until(() => b.resets().size === 1, 5000, 'one refusal on the second session');
+  t.same([...b.resets().values()], [H.ERROR.REFUSED_STREAM]);
+  t.equal(held.length, 3, 'three dials for the identity, no more');
+  for (const s of held) s.destroy();
+});
+
 for (const [name, flood, reason] of [
   ['PING', (i: number) => H.ping(i), 'ping_flood'],
   ['SETTINGS', () => H.settings([[H.SETTING.INITIAL_WINDOW_SIZE, 65_535]]), 'settings_flood'],

@@ -86,7 +86,7 @@ t.test('keyed counter: a cap per key, keys at zero forgotten', async (t) => {
 });
 
 t.test('ztunnel flags for the limits', async (t) => {
-  const base = ['--node', 'n1', '--address', '127.0.0.1'];
+  const base = ['--node', 'n1', '--address', '127.0.0.1', '--trust-anchor-file', '/nonexistent/root.pem'];
   const cfg = loadZtunnelConfig([...base, '--hbone-max-streams', '50', '--hbone-buffer-budget-mb', '64'], {});
   t.same([cfg.hboneMaxStreams, cfg.hboneBufferBudgetMb, cfg.hboneMaxPendingDials], [50, 64, 512]);
   for (const [flag, value] of [['--hbone-max-streams', '0'], ['--hbone-buffer-budget-mb', '0'], ['--hbone-max-pending-dials', 'many']]) {
@@ -96,7 +96,7 @@ t.test('ztunnel flags for the limits', async (t) => {
 });
 
 t.test('--idle-timeout: 1 h by default, 0s disables, nonsense refused by name', async (t) => {
-  const base = ['--node', 'n1', '--address', '127.0.0.1'];
+  const base = ['--node', 'n1', '--address', '127.0.0.1', '--trust-anchor-file', '/nonexistent/root.pem'];
   t.equal(loadZtunnelConfig(base, {}).idleTimeout, 3_600_000);
   t.equal(loadZtunnelConfig([...base, '--idle-timeout', '0s'], {}).idleTimeout, 0);
   t.equal(loadZtunnelConfig([...base, '--idle-timeout', '10m'], {}).idleTimeout, 600_000);

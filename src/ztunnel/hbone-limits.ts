@@ -34,6 +34,12 @@ export interface HboneLimits {
   nodeBufferBytes: number;
   /** CONNECTs of one connection waiting for their upstream dial. */
   maxPendingDialsPerConnection: number;
+  /**
+   * CONNECTs of one peer identity (all its connections) waiting for their dial: one
+   * stolen identity dialling a port whose pod drops SYNs must not hold every slot of
+   * the node for the connect timeout.
+   */
+  maxPendingDialsPerIdentity: number;
   /** CONNECTs of all connections waiting for their upstream dial. */
   maxPendingDials: number;
   /** TLS handshakes in progress at once (each costs an RSA operation). */
@@ -60,6 +66,7 @@ export const DEFAULT_HBONE_LIMITS: Readonly<HboneLimits> = Object.freeze({
   connectionBufferBytes: 16 * MiB,
   nodeBufferBytes: 128 * MiB,
   maxPendingDialsPerConnection: 100,
+  maxPendingDialsPerIdentity: 128,
   maxPendingDials: 512,
   maxHandshakes: 256,
   maxSessionsPerPeer: 1024,
@@ -75,6 +82,7 @@ const BOUNDS: Record<keyof HboneLimits, [number, number]> = {
   connectionBufferBytes: [64 * KiB, 4096 * MiB],
   nodeBufferBytes: [64 * KiB, 65_536 * MiB],
   maxPendingDialsPerConnection: [1, 10_000],
+  maxPendingDialsPerIdentity: [1, 1_000_000],
   maxPendingDials: [1, 1_000_000],
   maxHandshakes: [1, 100_000],
   maxSessionsPerPeer: [1, 1_000_000],

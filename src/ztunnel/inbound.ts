@@ -80,6 +80,7 @@ export class InboundServer extends ListenerBase {
   /** CONNECTs of all sessions waiting for their upstream dial. */
   private pendingDials = 0;
   private readonly peerSessions: KeyedCounter;
+  private readonly pendingByIdentity: KeyedCounter;
   private readonly guard: LoopGuard;
   private readonly upstreamTimeoutMs: number;
   private readonly pingIntervalMs: number;
@@ -114,6 +115,7 @@ export class InboundServer extends ListenerBase {
     this.limits = hboneLimits(opts.limits);
     this.nodeBudget = new ByteBudget(this.limits.nodeBufferBytes);
     this.peerSessions = new KeyedCounter(this.limits.maxSessionsPerPeer);
+    this.pendingByIdentity = new KeyedCounter(this.limits.maxPendingDialsPerIdentity);
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
@@ -286,7 +288,8 @@ export class InboundServer extends ListenerBase {
     const srcPort = src.port;
     // A dial slot first: refused streams cost no socket. REFUSED_STREAM tells the peer
     // nothing was done, so it may retry.
-    if (ctx.guard.pendingDials >= this.limits.maxPendingDialsPerConnection || this.pendingDials >= this.limits.maxPendingDials) {
+    if (ctx.guard.pendingDials >= this.limits.maxPendingDialsPerConnection || this.pendingDials >= this.limits.maxPendingDials
+      || !this.pendingByIdentity.tryAdd(ctx.peerIdentity)) {
       this.refused('pending_dials', { peer: ctx.peer, node: this.pendingDials, session: ctx.guard.pendingDials }, 'too many HBONE CONNECTs waiting for their dial; refusing the stream');
       if (!stream.destroyed) stream.close(NGHTTP2_REFUSED_STREAM);
       return;
@@ -298,6 +301,7 @@ export class InboundServer extends ListenerBase {
     } finally {
       ctx.guard.pendingDials--;
       this.pendingDials--;
+      this.pendingByIdentity.remove(ctx.peerIdentity);
     }
   }
 
