@@ -88,7 +88,7 @@ t.test('keyed counter: a cap per key, keys at zero forgotten', async (t) => {
 t.test('ztunnel flags for the limits', async (t) => {
   const base = ['--node', 'n1', '--address', '127.0.0.1', '--trust-anchor-file', '/nonexistent/root.pem'];
   const cfg = loadZtunnelConfig([...base, '--hbone-max-streams', '50', '--hbone-buffer-budget-mb', '64'], {});
-  t.same([cfg.hboneMaxStreams, cfg.hboneBufferBudgetMb, cfg.hboneMaxPendingDials], [50, 64, 512]);
+  t.same([cfg.hboneMaxStreams, cfg.hboneBufferBudgetMb, cfg.hboneMaxPendingDials], [50, 64, 1024]);
   for (const [flag, value] of [['--hbone-max-streams', '0'], ['--hbone-buffer-budget-mb', '0'], ['--hbone-max-pending-dials', 'many']]) {
     t.throws(() => loadZtunnelConfig([...base, flag!, value!], {}), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(flag!.slice(2)) }, `${flag} ${value}`);
   }

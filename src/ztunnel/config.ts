@@ -61,7 +61,7 @@ export const ztunnelOptions = {
     parse: parse.int({ min: 1, max: 65_536 }),
   },
   hboneMaxPendingDials: {
-    flag: 'hbone-max-pending-dials', env: 'WEFT_HBONE_MAX_PENDING_DIALS', default: 512,
+    flag: 'hbone-max-pending-dials', env: 'WEFT_HBONE_MAX_PENDING_DIALS', default: 1024,
     description: 'HBONE CONNECTs that may wait for their dial to a pod at once; more are refused (REFUSED_STREAM)',
     parse: parse.int({ min: 1, max: 1_000_000 }),
   },
