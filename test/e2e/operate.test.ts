@@ -6,12 +6,12 @@ import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { RegistryStore } from '../../src/registry/store';
 import type { TunnelsResponse } from '../../src/ztunnel/admin-types';
+import { waitFor } from '../helpers/wait';
 import { labSkipReason, startLab } from './helpers/lab';
 
 const skip = labSkipReason();
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function fetchText(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -47,7 +47,12 @@ t.test('operating the lab mesh with the weft CLI', { skip }, async (t) => {
     t.equal(r.receivedSha256, r.sentSha256);
   }
   await lab.request('legacy/client', 'http://echo.legacy/');
-  await sleep(200);
+  // Each connection's end (access-log line, closed counters) is recorded on both nodes
+  // just after the client sees it close: wait for those rather than a fixed pause.
+  const accessLines = (node: string, direction: string) => readFileSync(`${ctx.labDir}/logs/ztunnel-${node}.log`, 'utf8').split('\n')
+    .filter((l) => l.includes('"connection complete"') && l.includes(`"dst.addr":"${echo2.ip}:9000"`) && l.includes(`"direction":"${direction}"`)).length;
+  await waitFor('both ztunnels logged the 5 connections', () => accessLines('node-1', 'outbound') >= 5 && accessLines('node-2', 'inbound') >= 5,
+    { timeoutMs: 10_000, intervalMs: 50 });
 
   await t.test('weft tunnels -o json lists client -> echo with bytes', async (t) => {
     const res = await lab.weft(['tunnels', '-o', 'json']);
@@ -116,16 +121,14 @@ t.test('operating the lab mesh with the weft CLI', { skip }, async (t) => {
     const viaProxy = async () => !(await lab.request('demo/client', 'http://echo.demo/')).peer.startsWith(`${clientIp}:`);
     const un = await lab.weft(['namespace', 'unenroll', 'demo']);
     t.equal(un.code, 0, un.stderr);
-    let direct = false;
-    for (let i = 0; i < 30 && !direct; i++) { direct = !(await viaProxy()); if (!direct) await sleep(100); }
-    t.ok(direct, 'after unenroll, traffic bypasses the ztunnel');
+    await waitFor('traffic bypasses the ztunnel', async () => !(await viaProxy()), { timeoutMs: 10_000, intervalMs: 100 });
+    t.pass('after unenroll, traffic bypasses the ztunnel');
     const workloads = await lab.weft(['workloads', '-n', 'demo', '-o', 'json']);
     t.notMatch(workloads.stdout, /"HBONE"/, 'and the workloads show TCP');
     const en = await lab.weft(['namespace', 'enroll', 'demo']);
     t.equal(en.code, 0, en.stderr);
-    let proxied = false;
-    for (let i = 0; i < 30 && !proxied; i++) { proxied = await viaProxy(); if (!proxied) await sleep(100); }
-    t.ok(proxied, 'after enroll, traffic goes through the ztunnel again');
+    await waitFor('traffic goes through the ztunnel', viaProxy, { timeoutMs: 10_000, intervalMs: 100 });
+    t.pass('after enroll, traffic goes through the ztunnel again');
   });
 
   await t.test('weft status shows every component healthy', async (t) => {
