@@ -233,3 +233,20 @@ t.test('a peer allowing 1 concurrent stream: another tunnel per stream', T, asyn
   t.equal(new Set([first, ...more].map((o) => o.tunnelId)).size, 3, 'three streams, three tunnels');
   t.equal(peer.sessions(), 3);
 });
+
+t.test('a socket factory that throws fails the open at once and leaves no tunnel behind', T, async (t) => {
+  const certs = await IssuerCertSource.create();
+  // The connect timeout is far longer than the test: only the immediate failure can pass.
+  const pool = new HbonePool({
+    certs, logger: pino({ level: 'silent' }), connectTimeoutMs: 600_000,
+    socketFactory: () => { throw new Error('EMFILE: too many open files'); },
+  });
+  t.teardown(() => pool.close());
+  const err = await pool.open({
+    sourceIdentity: ID.client, destinationIdentity: ID.echo, nextHop: { host: '127.0.0.5', port: 15008 },
+    authority: { ip: IP.echo1, port: 80 }, forwardedFor: { ip: IP.client, port: 1 }, counters: { received: 0, sent: 0 },
+  }).catch((e: unknown) => e);
+  t.ok(isWeftError(err, 'WEFT_HBONE_CONNECT_FAILED'), 'a WeftError with the connect code');
+  t.match((err as Error).message, /EMFILE/);
+  t.equal(pool.size, 0, 'the failed tunnel is forgotten');
+});

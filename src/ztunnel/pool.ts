@@ -181,8 +181,15 @@ export class HbonePool {
       return;
     }
     if (tunnel.state !== TunnelState.Connecting) return;
-    const raw = this.socketFactory(req.nextHop, { kind: 'hbone', originalDst: req.originalDst ?? { ip: req.nextHop.host, port: req.nextHop.port } });
-    tunnel.start(raw, context, this.tuning);
+    // A throwing socket factory or TLS set-up must fail this tunnel (and the streams
+    // waiting on it) now; left alone it would sit in Connecting until the timeout.
+    try {
+      const raw = this.socketFactory(req.nextHop, { kind: 'hbone', originalDst: req.originalDst ?? { ip: req.nextHop.host, port: req.nextHop.port } });
+      tunnel.start(raw, context, this.tuning);
+    } catch (err) {
+      tunnel.fail('connect failed', err instanceof WeftError ? err
+        : new WeftError('WEFT_HBONE_CONNECT_FAILED', `could not open the HBONE connection to ${hopText(req.nextHop)}: ${(err as Error).message}`, { cause: err }));
+    }
   }
 
   private headers(req: OpenStreamRequest): http2.OutgoingHttpHeaders {
