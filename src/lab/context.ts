@@ -14,6 +14,8 @@ export interface LabContextNode {
   name: string;
   /** Address on the cluster network; the ztunnel's HBONE, metrics and readiness ports listen here. */
   address: string;
+  /** Dual-stack labs: the node IPv6 address (ULA). */
+  address6?: string;
   netns: string;
   podCidr: string;
   /** http://<address>:15021/healthz/ready */
@@ -28,6 +30,8 @@ export interface LabContextPod {
   name: string;
   node: string;
   ip: string;
+  /** Dual-stack labs: the pod IPv6 address (ULA). */
+  ip6?: string;
   netns: string;
   serviceAccount: string;
   labels: Record<string, string>;
@@ -75,12 +79,12 @@ export function buildContext(plan: LabPlan, labDir: string, caRootFile: string |
     labDir,
     createdAt: new Date().toISOString(),
     nodes: plan.nodes.map((n) => ({
-      name: n.name, address: n.address, netns: n.netns, podCidr: n.podCidr,
+      name: n.name, address: n.address, ...(n.address6 ? { address6: n.address6 } : {}), netns: n.netns, podCidr: n.podCidr,
       readinessUrl: `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`,
       ...(adminSocket ? { adminSocket: adminSocket(n.name) } : {}),
     })),
     pods: plan.pods.map((p) => ({
-      uid: p.uid, namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns,
+      uid: p.uid, namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, ...(p.ip6 ? { ip6: p.ip6 } : {}), netns: p.netns,
       serviceAccount: p.serviceAccount, labels: { ...p.labels },
     })),
     services: plan.services.map((s) => ({

@@ -41,8 +41,10 @@ function heredoc(cmd: string, lines: string[]): string {
 }
 
 /** Sysctls of a node netns, set before its interfaces exist so they inherit them. */
-function nodeSysctls(): string[] {
+function nodeSysctls(ipv6: boolean): string[] {
   return [
+    // Dual stack: IPv6 forwarding in the node namespace only (never the root namespace).
+    ...(ipv6 ? ['echo 1 > /proc/sys/net/ipv6/conf/all/forwarding'] : []),
     // Routing between pods and nodes happens here, never in the root namespace.
     'echo 1 > /proc/sys/net/ipv4/ip_forward',
     // Pods answer from 169.254.1.1-routed paths and proxies may reply with pod
@@ -67,7 +69,7 @@ export function networkUpScript(plan: LabPlan): string {
   ]));
 
   parts.push('# Node sysctls (before the links, which copy the defaults)');
-  for (const n of plan.nodes) parts.push(`ip netns exec ${n.netns} sh -e -c '${nodeSysctls().join('; ')}'`);
+  for (const n of plan.nodes) parts.push(`ip netns exec ${n.netns} sh -e -c '${nodeSysctls(n.address6 !== undefined).join('; ')}'`);
 
   parts.push('# Links: node veths on the bridge, pod veths to their node');
   parts.push(heredoc('ip -batch -', [
@@ -87,16 +89,21 @@ export function networkUpScript(plan: LabPlan): string {
     parts.push(heredoc(`ip -n ${n.netns} -batch -`, [
       'link set lo up',
       `addr add ${n.address}/24 dev eth0`,
+      // nodad: usable at once (no duplicate address detection in a lab we built).
+      ...(n.address6 ? [`addr add ${n.address6}/64 dev eth0 nodad`] : []),
       'link set eth0 up',
       ...pods.flatMap((p) => [
         // The gateway address makes REDIRECT/DNAT in PREROUTING work for pod traffic.
         `addr add ${LAB_NET.podGateway}/32 dev ${p.nodeLink}`,
+        ...(p.ip6 ? [`addr add ${LAB_NET.podGateway6}/64 dev ${p.nodeLink} nodad`] : []),
         `link set ${p.nodeLink} up`,
         // src: what the node itself sends to a pod (kubelet-style probes, the ztunnel's
         // delivery) comes from the node address, not from the shared 169.254.1.1.
         `route add ${p.ip}/32 dev ${p.nodeLink} src ${n.address}`,
+        ...(p.ip6 ? [`route add ${p.ip6}/128 dev ${p.nodeLink} src ${n.address6}`] : []),
       ]),
       ...plan.nodes.filter((o) => o !== n).map((o) => `route add ${o.podCidr} via ${o.address} dev eth0`),
+      ...plan.nodes.filter((o) => o !== n && o.podCidr6).map((o) => `route add ${o.podCidr6} via ${o.address6} dev eth0`),
     ]));
   }
 
@@ -105,9 +112,12 @@ export function networkUpScript(plan: LabPlan): string {
     parts.push(heredoc(`ip -n ${p.netns} -batch -`, [
       'link set lo up',
       `addr add ${p.ip}/32 dev eth0`,
+      ...(p.ip6 ? [`addr add ${p.ip6}/128 dev eth0 nodad`] : []),
       'link set eth0 up',
       `route add ${LAB_NET.podGateway} dev eth0 scope link`,
       `route add default via ${LAB_NET.podGateway} dev eth0`,
+      // No IPv6 route in the root namespace: a pod's IPv6 reaches other pods and nodes only.
+      ...(p.ip6 ? [`route add ::/0 via ${LAB_NET.podGateway6} dev eth0`] : []),
     ]));
   }
 

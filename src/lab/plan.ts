@@ -23,6 +23,10 @@ export const LAB_NET = Object.freeze({
   vipCidr: '198.18.128.0/24',
   /** Calico-style: every pod's gateway; the node side of each pod veth holds it. */
   podGateway: '169.254.1.1',
+  /** Dual-stack labs: the nodes' IPv6 network on the bridge (ULA, never routed out). */
+  clusterCidr6: 'fd00:7eff::/64',
+  /** The IPv6 pod gateway, link-local like the IPv4 one, on the node side of each pod veth. */
+  podGateway6: 'fe80::1',
   caPort: 15012,
   caMetricsPort: 15014,
   readinessPort: 15021,
@@ -41,6 +45,9 @@ export interface PlannedNode {
   /** Root-side end of the node's veth (attached to the bridge); the node side is eth0. */
   hostLink: string;
   labels: Labels;
+  /** Dual-stack labs: fd00:7eff::(10+N) and the pod prefix fd00:7eff:N::/64. */
+  address6?: string;
+  podCidr6?: string;
 }
 
 export interface PlannedPod {
@@ -53,6 +60,8 @@ export interface PlannedPod {
   ip: string;
   /** Node-side end of the pod's veth (inside the node netns); the pod side is eth0. */
   nodeLink: string;
+  /** Dual-stack labs: fd00:7eff:N::(10+k). */
+  ip6?: string;
   serviceAccount: string;
   labels: Labels;
   run: PodRun;
@@ -99,6 +108,7 @@ export function planLab(topology: Topology): LabPlan {
     podCidr: `198.19.${i + 1}.0/24`,
     hostLink: `weft-n${i + 1}`,
     labels: { ...n.labels },
+    ...(topology.ipv6 ? { address6: `fd00:7eff::${11 + i}`, podCidr6: `fd00:7eff:${i + 1}::/64` } : {}),
   }));
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const nextHost = new Map<string, number>();
@@ -114,6 +124,7 @@ export function planLab(topology: Topology): LabPlan {
       netns: podNetnsName(p.namespace, p.name),
       ip: `198.19.${node.index}.${k}`,
       nodeLink: podLinkName(p.namespace, p.name),
+      ...(topology.ipv6 ? { ip6: `fd00:7eff:${node.index}::${k}` } : {}),
       serviceAccount: p.serviceAccount,
       labels: { ...p.labels },
       run: p.run,
@@ -198,7 +209,7 @@ export function registryRecords(plan: LabPlan): {
         name: p.name,
         namespace: p.namespace,
         node: p.node,
-        addresses: [p.ip],
+        addresses: p.ip6 ? [p.ip, p.ip6] : [p.ip],
         serviceAccount: p.serviceAccount,
         labels: { ...p.labels },
         status: 'Healthy',

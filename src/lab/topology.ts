@@ -57,6 +57,11 @@ export interface TopologyService {
 export interface Topology {
   /** Port of the lab's redis-server (on 198.18.0.1 and 127.0.0.1). */
   redisPort: number;
+  /**
+   * Dual stack: nodes and pods also get ULA IPv6 addresses (fd00:7eff::/48, only inside
+   * the lab's node and pod namespaces) and every ztunnel captures IPv6 too.
+   */
+  ipv6: boolean;
   nodes: TopologyNode[];
   namespaces: TopologyNamespace[];
   pods: TopologyPod[];
@@ -139,8 +144,10 @@ const VIP_RE = /^198\.18\.128\.(\d{1,3})$/;
 
 /** Validates a parsed YAML document into a frozen Topology, or throws `Invalid` naming the field. */
 function validate(doc: unknown): Topology {
-  const top = object(doc ?? {}, '', ['redisPort', 'nodes', 'namespaces', 'pods', 'services']);
+  const top = object(doc ?? {}, '', ['redisPort', 'ipv6', 'nodes', 'namespaces', 'pods', 'services']);
   const redisPort = top.redisPort === undefined ? DEFAULT_REDIS_PORT : int(top.redisPort, 'redisPort', 1, 65535);
+  if (top.ipv6 !== undefined && typeof top.ipv6 !== 'boolean') throw new Invalid('ipv6', `expected true or false, got ${JSON.stringify(top.ipv6)}`);
+  const ipv6 = top.ipv6 === true;
 
   const nodeNames = new Map<string, string>();
   const nodes = array(top.nodes, 'nodes', { min: 1, max: MAX_NODES }).map((raw, i) => {
@@ -229,7 +236,7 @@ function validate(doc: unknown): Topology {
     return svc;
   });
 
-  return deepFreeze({ redisPort, nodes, namespaces, pods, services });
+  return deepFreeze({ redisPort, ipv6, nodes, namespaces, pods, services });
 }
 
 function deepFreeze<T>(v: T): T {

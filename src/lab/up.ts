@@ -237,7 +237,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   await Promise.all(plan.nodes.map(async (n) => {
     const proc = startProcess(store, {
       name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
-      argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl)],
+      argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl), ...(n.address6 ? ['--address6', n.address6] : [])],
     }, { ...process.env, WEFT_JOIN_TOKEN: tokens.get(n.name) });
     const url = `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`;
     await waitUntil(`ztunnel on ${n.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc });

@@ -114,16 +114,21 @@ export class ZtunnelApp implements AdminSource {
       config.adminPort, config.metricsPort, config.readinessPort, this.ports.outbound, this.ports.inboundPlaintext, this.ports.hbone,
     ]);
     const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName, loopGuard: guard };
-    const inbound = new InboundServer({ ...common, certs: this.certs, limits: {
-      maxStreamsPerConnection: config.hboneMaxStreams,
-      nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
-      maxPendingDials: config.hboneMaxPendingDials,
-    } });
-    const plaintext = new InboundPlaintextServer(common);
-    const outbound = new OutboundProxy({ ...common, pool });
-    for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {
-      await listener.listen(config.nodeAddress, port);
-      this.listeners.push(listener);
+    // One set of the three listeners per family the node captures (DNAT needs a concrete
+    // address of the packet's family); they share state, pool, connections and metrics.
+    // (On a dual-stack node each inbound set has its own buffer budget.)
+    for (const address of this.listenAddresses()) {
+      const inbound = new InboundServer({ ...common, certs: this.certs, limits: {
+        maxStreamsPerConnection: config.hboneMaxStreams,
+        nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
+        maxPendingDials: config.hboneMaxPendingDials,
+      } });
+      const plaintext = new InboundPlaintextServer(common);
+      const outbound = new OutboundProxy({ ...common, pool });
+      for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {
+        await listener.listen(address, port);
+        this.listeners.push(listener);
+      }
     }
     this.listening = true;
 
@@ -139,7 +144,7 @@ export class ZtunnelApp implements AdminSource {
     }
 
     if (config.capture) {
-      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: [config.nodeAddress], logger: log });
+      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: this.listenAddresses(), logger: log });
       await this.capture.start();
     }
     log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
@@ -160,6 +165,11 @@ export class ZtunnelApp implements AdminSource {
     });
     this.closers.push(() => client?.close());
     return auth;
+  }
+
+  /** The node address, and the IPv6 one on a dual-stack node. */
+  private listenAddresses(): string[] {
+    return this.config.nodeAddress6 ? [this.config.nodeAddress, this.config.nodeAddress6] : [this.config.nodeAddress];
   }
 
   private async serve(server: Server, host: string, port: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { WeftError } from '../lib/errors';
-import { isIP } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { commonOptions } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
 import { redisConnection } from '../registry/connection';
@@ -14,6 +14,11 @@ export const ztunnelOptions = {
   nodeAddress: {
     flag: 'address', env: 'WEFT_NODE_ADDRESS', description: 'node address the proxy listeners bind to (15001, 15006, 15008)',
     parse: (raw: string) => { if (!isIP(raw)) throw new Error('expected an IP address'); return raw; },
+  },
+  nodeAddress6: {
+    flag: 'address6', env: 'WEFT_NODE_ADDRESS6', default: '', defaultText: 'none (IPv6 of enrolled pods is refused, not captured)',
+    description: 'on a dual-stack node: the node IPv6 address the proxy listeners also bind, so IPv6 is captured like IPv4 (--address must then be IPv4)',
+    parse: (raw: string) => { if (raw !== '' && !isIPv6(raw)) throw new Error('expected an IPv6 address'); return raw; },
   },
   caAddress: {
     flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
@@ -107,6 +112,9 @@ export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     }
     : ztunnelOptions;
   const { values, positionals } = parseOptions(specs, argv, env);
+  if (values.nodeAddress6 && isIPv6(values.nodeAddress)) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid --address6=${values.nodeAddress6}: --address=${values.nodeAddress} is IPv6 already; on a dual-stack node give the IPv4 address as --address and the IPv6 one as --address6`);
+  }
   if (positionals.length > 0) {
     throw new WeftError('WEFT_USAGE', `weft ztunnel takes no arguments, got "${positionals.join(' ')}"`);
   }
