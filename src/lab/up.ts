@@ -174,7 +174,8 @@ async function startApps(plan: LabPlan, layout: LabLayout, store: StateStore): P
   await Promise.all(apps.map(async (p) => {
     const proc = startProcess(store, {
       name: `app/${p.uid}`, role: 'app', netns: p.netns, log: join(layout.logs, `app-${p.namespace}-${p.name}.log`),
-      argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node],
+      // Dual stack: '::' takes IPv4 too (peers shown without the ::ffff: prefix).
+      argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node, ...(p.ip6 ? ['--host', '::'] : [])],
     });
     await waitUntil(`echo app in ${p.uid}`, () => tcpReady(p.ip, LAB_NET.echoHttpPort), { timeoutMs: READY_TIMEOUT_MS, process: proc });
   }));
