@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import pino from 'pino';
 import { freePort, startRedis } from './helpers/redis';
 import { RegistryStore } from '../src/registry/store';
-import { RegistryFollower } from '../src/registry/follower';
+import { DEFAULT_MAX_BACKOFF_MS, RegistryFollower, reconnectDelay } from '../src/registry/follower';
 import { MeshState } from '../src/registry/state';
 import { namespaceRecord, workloadRecord } from '../src/registry/fixtures';
 import { isWeftError } from '../src/lib/errors';
@@ -105,4 +105,87 @@ t.test('stop() before the first snapshot rejects start()', async (t) => {
     t.ok(isWeftError(err, 'WEFT_REGISTRY_UNREACHABLE'));
     t.match((err as Error).message, new RegExp(`127\\.0\\.0\\.1:${port}`));
   }
+});
+
+t.test('reconnect backoff: 100 ms doubling to a 1 s cap, jittered below the step', async (t) => {
+  // The cap bounds how long after Redis' return the follower resyncs (goal: 2 s).
+  t.equal(DEFAULT_MAX_BACKOFF_MS, 1000);
+  for (let n = 1; n <= 60; n++) {
+    const step = Math.min(1000, 100 * 2 ** (n - 1));
+    t.equal(reconnectDelay(n, undefined, () => 1), step, `failure ${n}: at most the step`);
+    t.equal(reconnectDelay(n, undefined, () => 0), Math.round(step / 2), `failure ${n}: at least half the step`);
+  }
+  const atCap = new Set(Array.from({ length: 50 }, () => reconnectDelay(20)));
+  t.ok(atCap.size > 10, 'retries at the cap spread out (no stampede on Redis)');
+  t.ok([...atCap].every((d) => d >= 500 && d <= 1000));
+  t.equal(reconnectDelay(5, 300, () => 1), 300, 'a smaller cap is honoured');
+});
+
+/** Most attempts a follower may make in `elapsedMs`: each sleep is at least half its step. */
+function maxAttempts(elapsedMs: number): number {
+  let attempts = 1;
+  let slept = 0;
+  while (slept + reconnectDelay(attempts, undefined, () => 0) <= elapsedMs) slept += reconnectDelay(attempts++, undefined, () => 0);
+  return attempts;
+}
+
+t.test('Redis down (refusing) with the default backoff: attempts bounded and backed off, resync after its return', async (t) => {
+  let redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  const follower = new RegistryFollower({ url: redis.url, state });
+  t.teardown(() => follower.stop());
+  let attempts = 0;
+  follower.on('status', (s) => { if (s === 'connecting') attempts++; });
+  await follower.start();
+  const measured: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const stale = new Promise((r) => follower.once('stale', r));
+    await redis.stop();
+    await stale;
+    const downAt = Date.now();
+    const before = attempts;
+    // Long enough for the backoff to reach its cap (100+200+400+800 ms steps).
+    await waitFor('reconnect attempts up to the cap', () => attempts - before >= 6 + run);
+    const made = attempts - before;
+    t.ok(made <= maxAttempts(Date.now() - downAt), `run ${run}: ${made} attempts, no more than the backoff allows`);
+    const recovered = new Promise<number>((r) => follower.once('recovered', r));
+    redis = await startRedis({ port: redis.port });
+    const back = Date.now();
+    await recovered;
+    measured.push(Date.now() - back);
+    await waitFor(`run ${run}: following again after Redis' return`, () => follower.status === 'following');
+  }
+  t.comment(`resync after Redis answered again (refusing outage): ${measured.join(' / ')} ms`);
+});
+
+t.test('Redis frozen past the call timeout with the default backoff: resync after it resumes', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const store = RegistryStore.connect(redis.url);
+  t.teardown(() => store.close());
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  const follower = new RegistryFollower({ url: redis.url, state, timeoutMs: 500 });
+  t.teardown(() => follower.stop());
+  let attempts = 0;
+  follower.on('status', (s) => { if (s === 'connecting') attempts++; });
+  await follower.start();
+  const measured: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const stale = new Promise((r) => follower.once('stale', r));
+    redis.pause();
+    t.teardown(() => redis.resume());
+    await stale;
+    const before = attempts;
+    await waitFor('reconnect attempts while frozen', () => attempts - before >= 3 + run);
+    const write = store.put('namespace', namespaceRecord(`during-${run}`));
+    const recovered = new Promise<number>((r) => follower.once('recovered', r));
+    redis.resume();
+    const back = Date.now();
+    await recovered;
+    measured.push(Date.now() - back);
+    await write;
+    await waitFor('the write made during the freeze', () => state.get('namespace', `during-${run}`) !== undefined);
+  }
+  t.comment(`resync after Redis resumed (frozen outage): ${measured.join(' / ')} ms`);
 });

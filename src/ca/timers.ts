@@ -26,16 +26,5 @@ export function boundedDelay(ms: number, fn: () => void, clock: Clock = realCloc
   };
 }
 
-/**
- * Retry delay after `failures` consecutive failures (1 = first): 0.5 s doubling up to
- * 150 s, with ±20 % jitter (clamped to the cap) so nodes that failed together do not
- * retry together.
- */
-export function backoffDelay(
-  failures: number, opts: { initialMs?: number; maxMs?: number } = {}, random: () => number = Math.random,
-): number {
-  const initial = opts.initialMs ?? 500;
-  const max = opts.maxMs ?? 150_000;
-  const base = Math.min(max, initial * 2 ** Math.min(Math.max(0, failures - 1), 30));
-  return Math.min(max, Math.round(base * (0.8 + 0.4 * random())));
-}
+// The backoff moved to src/lib (the registry follower uses it too); re-exported for CA callers.
+export { backoffDelay } from '../lib/backoff';

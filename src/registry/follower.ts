@@ -9,11 +9,16 @@
  * So no change is applied twice and none is missed, whatever the connection does.
  *
  * While Redis is unreachable the state is left as it was (proxies keep serving the
- * last known mesh) and the follower reconnects with capped exponential backoff.
+ * last known mesh) and the follower reconnects with capped exponential backoff:
+ * 100 ms doubling to 1 s, jittered between half the step and the step so the nodes of
+ * a cluster, which all lost Redis at once, spread their reconnects. The cap bounds how
+ * long after Redis' return the follower resyncs; a connect attempt pending when Redis
+ * resumes (a frozen or partitioned Redis) is answered at once.
  */
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { backoffDelay } from '../lib/backoff';
 import { WeftError } from '../lib/errors';
 import { silentLogger, type Logger } from '../lib/log';
 import {
@@ -37,7 +42,10 @@ export interface RegistryFollowerOptions {
   blockMs?: number;
   /** Timeout of a connect or a command (beyond the block time). Default 5000 ms. */
   timeoutMs?: number;
-  /** Cap of the reconnect backoff. Default 3000 ms. */
+  /**
+   * Cap of the reconnect backoff. Default 1000 ms: the follower must be current within
+   * 2 s of Redis' return, and a retry sleep is time Redis may already be back.
+   */
   maxBackoffMs?: number;
   /** Stream entries per read. Default 1000. */
   batchSize?: number;
@@ -60,6 +68,12 @@ export interface RegistryFollowerEvents {
 }
 
 const INITIAL_BACKOFF_MS = 100;
+export const DEFAULT_MAX_BACKOFF_MS = 1000;
+
+/** Sleep before reconnect attempt `failures + 1`: never above `maxMs`, jittered below it. */
+export function reconnectDelay(failures: number, maxMs = DEFAULT_MAX_BACKOFF_MS, random: () => number = Math.random): number {
+  return backoffDelay(failures, { initialMs: Math.min(INITIAL_BACKOFF_MS, maxMs), maxMs, jitter: 'below' }, random);
+}
 const STILL_STALE_LOG_MS = 30_000;
 
 export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
@@ -102,7 +116,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
     this.logger = (opts.logger ?? silentLogger()).child({ subsystem: 'registry-follower' });
     this.blockMs = opts.blockMs ?? 1000;
     this.timeoutMs = opts.timeoutMs ?? 5000;
-    this.maxBackoffMs = opts.maxBackoffMs ?? 3000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
     this.batchSize = opts.batchSize ?? 1000;
     this.metrics = {};
     if (opts.metrics) {
@@ -171,8 +185,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
         if (this.stopped) break;
         failures++;
         this.noteFailure(err instanceof Error ? err : new Error(String(err)));
-        const base = Math.min(INITIAL_BACKOFF_MS * 2 ** (failures - 1), this.maxBackoffMs);
-        await this.sleep(base * (0.8 + Math.random() * 0.4));
+        await this.sleep(reconnectDelay(failures, this.maxBackoffMs));
       }
     }
     this.dropConnections();
