@@ -35,12 +35,16 @@ function get(host: string, port: number): Promise<{ pod?: string; peer?: string;
 class Sniffer {
   private readonly proc: ChildProcess;
   private lines: string[] = [];
+  private closed = false;
   readonly ready: Promise<void>;
 
   constructor(netns: string | undefined, iface: string, filter: string) {
-    const argv = ['tcpdump', '-i', iface, '-nn', '-l', '-U', filter];
+    // --immediate-mode: packets are printed as they come, not when a ring block fills or
+    // times out (a SIGINT would drop a pending block and hide packets).
+    const argv = ['tcpdump', '--immediate-mode', '-i', iface, '-nn', '-l', filter];
     this.proc = netns ? spawn('ip', ['netns', 'exec', netns, ...argv]) : spawn(argv[0]!, argv.slice(1));
     this.proc.stdout!.on('data', (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean)));
+    this.proc.once('close', () => { this.closed = true; });
     this.ready = new Promise((resolve, reject) => {
       this.proc.stderr!.on('data', (d: Buffer) => { if (/listening on/.test(d.toString())) resolve(); });
       this.proc.once('exit', (code) => reject(new Error(`tcpdump exited (${code}) before listening`)));
@@ -48,8 +52,9 @@ class Sniffer {
   }
 
   async stop(): Promise<string[]> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.lines;
-    const done = new Promise((r) => this.proc.once('exit', r));
+    if (this.closed) return this.lines;
+    // 'close', not 'exit': only then has everything tcpdump printed been read.
+    const done = new Promise((r) => this.proc.once('close', r));
     this.proc.kill('SIGINT');
     await done;
     return this.lines;
