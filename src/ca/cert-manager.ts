@@ -8,6 +8,7 @@ import { verifyIssuedChain, type NodeCredentials } from './client';
 import { generateKeyAndCsr } from './issuer';
 import { CertState, TRANSITIONS, type CertificateSource, type CertStatus, type WorkloadCert } from './cert-state';
 import { Limiter } from './limiter';
+import { CaRecoveryWatch } from './recovery-watch';
 import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
 
 /**
@@ -15,7 +16,10 @@ import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
  * one certificate per workload identity running on the node. Modelled on ztunnel's
  * SecretManager: prefetch what the node's workloads need, refresh at half-life, and
  * when the CA fails, back off (0.5 s doubling to 150 s, jittered) while the old
- * certificate stays in use until it really expires.
+ * certificate stays in use until it really expires. When the CA answers again (any
+ * certificate issued, or its channel READY: recovery-watch.ts), every identity waiting
+ * in backoff for an unreachable CA retries within `recoveryJitterMs`, once per failure
+ * streak, so issuance resumes seconds after the CA's return, not minutes.
  */
 
 export interface CertificateManagerOptions {
@@ -37,6 +41,12 @@ export interface CertificateManagerOptions {
   /** How long get() waits for a certificate before failing (default 10 s). */
   getTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * When the CA answers again, identities waiting in backoff retry at a random point
+   * within this many ms (default 2000), so the nodes of a cluster do not all send their
+   * CSRs in the same instant.
+   */
+  recoveryJitterMs?: number;
   /**
    * Key generations run at once (default 2). RSA-2048 generation takes 50-300 ms on
    * libuv's small shared thread pool; unbounded, a node starting 100 pods would queue
@@ -65,6 +75,10 @@ interface Entry {
   receivedAt: number;
   failures: number;
   lastError?: Error;
+  /** When the scheduled retry is due (clock ms), while backing off. */
+  retryAt?: number;
+  /** Already retried early on a sign of the CA's return during this failure streak. */
+  woken?: boolean;
   fetching: boolean;
   /** Key + CSR of the attempt in progress, reused across retries so an outage costs no key generation. */
   pendingKey?: { keyPem: string; csrPem: string };
@@ -88,6 +102,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   private readonly fetches: Counter<'type' | 'result'>;
   private stopped = false;
   private readonly keygens: Limiter;
+  private readonly recovery: CaRecoveryWatch;
 
   constructor(opts: CertificateManagerOptions) {
     super();
@@ -97,6 +112,11 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.log = opts.logger.child({ component: 'certificates' });
     this.clock = opts.clock ?? realClock;
     this.keygens = new Limiter(opts.maxConcurrentKeygen ?? 2);
+    this.recovery = new CaRecoveryWatch(
+      opts.client.waitReachable?.bind(opts.client),
+      () => this.waitingOnCa().length > 0,
+      () => this.caAnswered('the CA channel is ready again'),
+    );
     const entries = this.entries;
     const clock = this.clock;
     new Gauge({
@@ -211,6 +231,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     if (this.stopped) return;
     this.stopped = true;
     this.keygens.close();
+    this.recovery.stop();
     for (const entry of this.entries.values()) this.clearTimers(entry, this.unavailable(entry.identity, 'the certificate manager stopped'));
   }
 
@@ -273,11 +294,14 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
       if (!this.live(entry)) return;
       this.fetches.inc({ type: entry.type, result: 'ok' });
       this.install(entry, cert, entry.failures > 0 ? `renewed after ${entry.failures} failed attempts` : 'issued');
+      this.caAnswered(`the CA issued a ${entry.type} certificate`);
     } catch (err) {
       if (!this.live(entry)) return;
       this.failed(entry, err);
     } finally {
       entry.fetching = false;
+      // Here, not in failed(): the watch counts only identities at rest in backoff.
+      if (entry.cancelNext && isWeftError(entry.lastError, 'WEFT_CA_UNREACHABLE')) this.recovery.arm();
     }
   }
 
@@ -326,6 +350,8 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     entry.receivedAt = now;
     entry.failures = 0;
     entry.lastError = undefined;
+    entry.retryAt = undefined;
+    entry.woken = false;
     this.transition(entry, CertState.Ready, reason);
     entry.cancelExpiry?.();
     entry.cancelNext?.();
@@ -357,6 +383,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const delay = backoffDelay(entry.failures, this.opts.backoff);
     this.log.warn({ identity: entry.identity, state: entry.state, failures: entry.failures, retryInMs: delay, code: isWeftError(error) ? error.code : undefined, err: error.message },
       entry.cert && entry.state === CertState.Refreshing ? 'certificate refresh failed; keeping the current one' : 'certificate request failed');
+    entry.retryAt = this.clock.now() + delay;
     entry.cancelNext = boundedDelay(delay, () => { void this.fetch(entry); }, this.clock);
     // Workloads parked waiting for the node certificate learn that it failed, so their
     // state and error say why (they resume when the node certificate arrives).
@@ -365,6 +392,33 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
         if (e.type === 'workload' && !e.fetching && e.state === CertState.Pending && !e.cancelNext) void this.fetch(e);
       }
     }
+  }
+
+  /** Identities backing off because the CA could not be reached, not yet retried early this streak. */
+  private waitingOnCa(): Entry[] {
+    return [...this.entries.values()].filter((e) =>
+      !e.fetching && e.cancelNext && !e.woken && isWeftError(e.lastError, 'WEFT_CA_UNREACHABLE'));
+  }
+
+  /**
+   * The CA answers again: identities waiting for it retry soon, jittered, instead of
+   * when their backoff (up to 150 s) ends. Once per failure streak, so a CA that
+   * accepts connections but fails calls still gets the ordinary backoff.
+   */
+  private caAnswered(reason: string): void {
+    const now = this.clock.now();
+    const spread = this.opts.recoveryJitterMs ?? 2000;
+    let woken = 0;
+    for (const e of this.waitingOnCa()) {
+      const delay = Math.round(Math.random() * spread);
+      if ((e.retryAt ?? 0) - now <= delay) continue; // due sooner anyway
+      e.woken = true;
+      e.cancelNext?.();
+      e.retryAt = now + delay;
+      e.cancelNext = boundedDelay(delay, () => { void this.fetch(e); }, this.clock);
+      woken++;
+    }
+    if (woken > 0) this.log.info({ reason, identities: woken, withinMs: spread }, 'the CA answers again; retrying certificates that were backing off');
   }
 
   private expired(entry: Entry, cert: WorkloadCert): void {

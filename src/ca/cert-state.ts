@@ -45,6 +45,11 @@ export interface CertificateSource {
   join(nodeName: string, credential: string | JoinCredential): Promise<NodeCredentials>;
   /** `saToken`: the node's current ServiceAccount token, which a TokenReview CA re-checks on every CSR. */
   createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string, opts?: { saToken?: string }): Promise<string[]>;
+  /**
+   * Resolves true once a connection to the CA is up (a cheap probe: no request), false
+   * after `timeoutMs`. Optional: without it, only a successful call shows the CA is back.
+   */
+  waitReachable?(timeoutMs: number): Promise<boolean>;
 }
 
 /** One row of the operator's certificate table (istioctl ztunnel-config certificates). */

@@ -190,6 +190,40 @@ export class CaClient {
     return res.certChain;
   }
 
+  /**
+   * Resolves true once the CA's channel is READY (TCP and TLS up: the CA is back), false
+   * after `timeoutMs` or when the channel is closed. No request is sent; grpc keeps
+   * reconnecting at its own pace meanwhile. The certificate channel once joined (what
+   * CreateCertificate uses), else the bootstrap one.
+   */
+  waitReachable(timeoutMs: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    const channel = (this.node ? this.certificates() : this.bootstrap()).getChannel();
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      // Our own unref'd timer, not a watch deadline: grpc's deadline timer would hold the process open.
+      const timer = setTimeout(() => finish(false), timeoutMs).unref();
+      const check = () => {
+        if (done) return;
+        try {
+          const state = channel.getConnectivityState(true);
+          if (state === grpc.connectivityState.READY) finish(true);
+          else if (state === grpc.connectivityState.SHUTDOWN) finish(false);
+          else channel.watchConnectivityState(state, Infinity, check);
+        } catch {
+          finish(false); // the channel was closed (new credentials, or close())
+        }
+      };
+      check();
+    });
+  }
+
   close(): void {
     this.closed = true;
     this.certClient?.close();
