@@ -84,6 +84,34 @@ t.test('a reset on either side becomes a reset on the other', async (t) => {
   t.equal(q.done()!.error, 'UPSTREAM_RESET');
 });
 
+t.test('a reset that arrives while bytes are still unread is a reset, not a FIN', async (t) => {
+  // The proxy had not read the client's bytes yet (pauseOnConnect, tunnel still
+  // opening) when the client reset: libuv then reports end-of-stream, not the error.
+  let server!: net.Socket;
+  const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => { server = s; });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const app = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  app.on('error', () => {});
+  await new Promise<void>((r) => app.once('connect', () => r()));
+  await until(() => server !== undefined, 2000, 'accept');
+  server.on('error', () => {});
+  t.teardown(() => { server.destroy(); srv.close(); });
+  app.write('unread');
+  const appClosed = new Promise<void>((r) => app.once('close', () => r()));
+  app.resetAndDestroy();
+  await appClosed; // on loopback the RST is delivered within the close() call
+  const b = await pair(t);
+  const peerEnd = ending(b.server);
+  let outcome: PipeOutcome | undefined;
+  new Pipe(server, b.client, { onDone: (o) => { outcome = o; } });
+  const e = await peerEnd;
+  t.equal(e.received.toString(), 'unread', 'the bytes read before the reset still pass');
+  t.equal(e.error, 'ECONNRESET', 'the peer sees a reset');
+  t.notOk(e.gotEnd, 'not a FIN');
+  await until(() => outcome !== undefined, 2000, 'pipe to finish');
+  t.equal(outcome!.error, 'DOWNSTREAM_RESET');
+});
+
 t.test('abort() resets both sides and reports ABORTED', async (t) => {
   const p = await proxied(t);
   const a = ending(p.app);

@@ -232,7 +232,7 @@ export class Pipe {
       // FIN / END_STREAM: half-close the other side's write direction only. For a
       // stream, wait one turn: a peer that sends END_STREAM right before RST_STREAM
       // means "aborted", and a FIN sent first would make the reset impossible.
-      if (!from.isStream) return halfClose(dst);
+      if (!from.isStream) return endUnlessReset(src as net.Socket, dst);
       setImmediate(() => {
         const rst = (src as http2.Http2Stream).rstCode;
         if (rst === undefined || rst === NGHTTP2_NO_ERROR) halfClose(dst);
@@ -294,6 +294,20 @@ export class Pipe {
     }
     this.onDone?.(outcome, this.counters);
   }
+}
+
+/**
+ * A socket's 'end' is not always a FIN: when a RST arrives while bytes are still
+ * unread, libuv reads those bytes, sees POLLHUP and reports end-of-stream without
+ * reading the error (uv__stream_io's POLLHUP short-circuit). A client that writes and
+ * resets at once — or any reset while the pipe lags behind — would then reach the
+ * other side as a clean half-close. A zero-length write tells them apart: it succeeds
+ * on a half-closed socket and fails (ECONNRESET / EPIPE) on a reset one, and that
+ * failure arrives as the socket's 'error', which the pipe already turns into a reset.
+ */
+function endUnlessReset(src: net.Socket, dst: PipeSide): void {
+  if (src.destroyed || src.writableEnded) return halfClose(dst);
+  src.write(Buffer.alloc(0), (err) => { if (!err) halfClose(dst); });
 }
 
 function halfClose(d: PipeSide): void {

@@ -20,15 +20,23 @@ export function ending(sock: net.Socket, ms = 15_000): Promise<Ending> {
   let gotEnd = false;
   let error: string | undefined;
   sock.on('data', (d: Buffer) => chunks.push(d));
-  sock.on('end', () => { gotEnd = true; });
+  // 'end' is not proof of a FIN: a RST arriving while bytes are unread is reported as
+  // end-of-stream by libuv (see endUnlessReset in pipe.ts). On a half-open socket a
+  // zero-length write tells them apart: it fails on a reset connection only.
+  let probe: Promise<boolean> | undefined;
+  sock.on('end', () => {
+    if (!sock.allowHalfOpen || sock.destroyed || sock.writableEnded) gotEnd = true;
+    else probe = new Promise((r) => sock.write(Buffer.alloc(0), (err) => r(!err)));
+  });
   sock.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code ?? err.message; });
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       error = 'TEST_TIMEOUT';
       sock.destroy();
     }, ms);
-    sock.once('close', () => {
+    sock.once('close', async () => {
       clearTimeout(timer);
+      if (probe && await probe) gotEnd = true;
       const e: Ending = { received: Buffer.concat(chunks), gotEnd };
       if (error) e.error = error;
       resolve(e);
