@@ -281,5 +281,7 @@ export function ztunnelArgs(node: string, address: string, layout: LabLayout, cl
     '--admin-socket', adminSocketPath(layout, node),
     // As on a cluster: the read-only views on the node IP, for the API server pod proxy.
     '--admin-view-address', address,
+    // A rolling update drains for this long; `weft lab ztunnel stop` insists after 10 s.
+    '--drain-timeout', '5s',
   ];
 }

@@ -21,6 +21,7 @@ import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
 import { CaptureReconciler } from './capture';
+import { ListenerDrain, type DrainableListener } from './drain';
 import { loopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
@@ -51,7 +52,9 @@ export class ZtunnelApp implements AdminSource {
   private pool: HbonePool | undefined;
   private capture: CaptureReconciler | undefined;
   private originalDst: OriginalDstLookup | undefined;
-  private listeners: Array<{ close(): Promise<void> }> = [];
+  private listeners: DrainableListener[] = [];
+  private drain: ListenerDrain | undefined;
+  private stopped: Promise<void> | undefined;
   private servers: Server[] = [];
   private readonly closers: Array<() => void> = [];
   private readonly startedAt = new Date();
@@ -255,19 +258,30 @@ export class ZtunnelApp implements AdminSource {
   }
 
   /**
-   * Reverse of start. The capture rules stay in force (fail closed): from the moment the
-   * listeners close, enrolled pods' new connections are refused, never sent in plaintext,
-   * until the next ztunnel adopts the rules. `weft ztunnel --cleanup` removes them.
+   * Reverse of start, after a drain (drain.ts): not ready from the first moment,
+   * listeners closed at once, established connections given `--drain-timeout` to end
+   * on their own. The capture rules stay in force (fail closed): enrolled pods' new
+   * connections are refused, never sent in plaintext, until the next ztunnel adopts
+   * the rules. `weft ztunnel --cleanup` removes them. A second call ends the drain now.
    */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  stop(): Promise<void> {
+    if (this.stopped) {
+      this.drain?.cut();
+      return this.stopped;
+    }
     this.stopping = true;
+    this.stopped = this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
     const log = this.logger;
     const step = async (what: string, fn: () => Promise<void> | void) => {
       try { await fn(); } catch (err) { log.error({ err }, `shutdown: ${what} failed`); }
     };
     if (this.capture) await step('stopping capture reconciliation (rules stay)', () => this.capture!.stop());
-    for (const l of this.listeners.reverse()) await step('closing a listener', () => l.close());
+    this.drain = new ListenerDrain({ listeners: [...this.listeners].reverse(), connections: this.tracked, timeoutMs: this.config.drainTimeout, logger: log });
+    await step('draining the listeners', async () => { await this.drain!.run(); });
     if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
     this.state.off('change', this.onStateChange);
     this.state.off('snapshot', this.onStateChange);

@@ -76,6 +76,7 @@ export class ConnectionRegistry {
   private readonly perDestination = new Map<string, number>();
   /** Which uid each counted connection is counted under. */
   private readonly countedAs = new Map<number, string>();
+  private readonly emptyWaiters: Array<() => void> = [];
 
   add(init: ConnectionInit): TrackedConnection {
     const c = new TrackedConnection(init);
@@ -95,6 +96,13 @@ export class ConnectionRegistry {
     if (!this.live.delete(c.id)) return;
     this.uncount(c);
     c.terminate = undefined;
+    if (this.live.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
+  }
+
+  /** Resolves once no connection is live (at once if none is): the end of a drain. */
+  whenEmpty(): Promise<void> {
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.emptyWaiters.push(resolve));
   }
 
   private count(c: TrackedConnection): void {

@@ -60,3 +60,11 @@ export function clientAddress(state: MeshState, forwarded: string | string[] | u
   if (w.identity !== peerIdentity) return { ...fallback, ignored: 'other_identity' };
   return { ip: fwd.ip, port: fwd.port ?? 0 };
 }
+
+/** Answers a CONNECT with `status` and no body (a refusal), once. */
+export function respond(stream: http2.ServerHttp2Stream, status: number): void {
+  if (stream.closed || stream.destroyed || stream.headersSent) return;
+  stream.respond({ ':status': status }, { endStream: true });
+  // Discard anything the client already sent; the stream ends once it is read.
+  stream.resume();
+}

@@ -151,9 +151,9 @@ export class InboundPlaintextServer extends ListenerBase {
     this.lifecycle.pipeUnderPolicy(conn, sock, upstream, { highWaterMark: this.hwm, policies: this.policies, recheck });
   }
 
-  protected override closeResources(): void {
+  protected override closeResources(why: string): void {
     this.policies.close();
-    this.lifecycle.terminateAll('shutdown');
+    this.lifecycle.terminateAll(why);
   }
 }
 

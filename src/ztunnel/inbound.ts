@@ -33,7 +33,7 @@ import { SessionGuard } from './hbone-session-guard';
 import { resetStream } from './pipe';
 import { Keepalive } from './keepalive';
 import { ConnectionLifecycle } from './lifecycle';
-import { clientAddress, connectTarget } from './hbone-request';
+import { clientAddress, connectTarget, respond } from './hbone-request';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
@@ -184,7 +184,7 @@ export class InboundServer extends ListenerBase {
       // From here the TLS socket owns the raw socket's handle: destroying both (as a
       // blanket close() would) crashes Node. Until the TLS socket is handed to us we
       // can only reach the raw one, so it moves to `handshaking`.
-      const key = addrKey(raw);
+      const key = `${raw.remoteAddress}|${raw.remotePort}`;
       this.untrack(raw);
       this.handshaking.set(key, raw);
       raw.once('close', () => { if (this.handshaking.get(key) === raw) this.handshaking.delete(key); });
@@ -197,7 +197,7 @@ export class InboundServer extends ListenerBase {
 
   /** mTLS done, the client chain verified: check its identity, then hand it to HTTP/2. */
   private onSecure(sock: tls.TLSSocket, localIdentity: string): void {
-    this.handshaking.delete(addrKey(sock));
+    this.handshaking.delete(`${sock.remoteAddress}|${sock.remotePort}`);
     this.track(sock);
     const peer = formatHostPort(normalizeIp(sock.remoteAddress), sock.remotePort ?? 0);
     sock.on('error', (err) => this.log.debug({ err, peer }, 'HBONE TLS error'));
@@ -254,6 +254,8 @@ export class InboundServer extends ListenerBase {
         resetStream(stream);
       });
     });
+    // A handshake that finished during a drain gets its GOAWAY at once.
+    if (this.acceptStopped) session.close();
   }
 
   private async onStream(ctx: TunnelContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -381,25 +383,22 @@ export class InboundServer extends ListenerBase {
     respond(stream, status);
   }
 
-  protected override async closeResources(): Promise<void> {
+  /**
+   * Drain: GOAWAY on every tunnel (HTTP/2 graceful close), so peers open new tunnels
+   * for new connections while the streams in flight go on until they end.
+   */
+  protected override onStopAccepting(): void {
+    for (const s of this.sessions) s.close();
+  }
+
+  protected override async closeResources(why: string): Promise<void> {
     this.state.off('change', this.onStateChange);
     this.state.off('snapshot', this.pruneEngines);
     this.policies.close();
-    this.lifecycle.terminateAll('shutdown');
+    this.lifecycle.terminateAll(why);
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
     for (const raw of this.handshaking.values()) raw.destroy();
     this.handshaking.clear();
   }
-}
-
-function respond(stream: http2.ServerHttp2Stream, status: number): void {
-  if (stream.closed || stream.destroyed || stream.headersSent) return;
-  stream.respond({ ':status': status }, { endStream: true });
-  // Discard anything the client already sent; the stream ends once it is read.
-  stream.resume();
-}
-
-function addrKey(s: net.Socket): string {
-  return `${s.remoteAddress}|${s.remotePort}`;
 }

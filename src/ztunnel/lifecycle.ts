@@ -99,7 +99,7 @@ export class ConnectionLifecycle {
         pipe.abort();
       },
     });
-    c.terminate = () => pipe.abort();
+    c.terminate = (why) => pipe.abort(why);
   }
 
   established(c: TrackedConnection): void {

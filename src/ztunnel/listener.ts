@@ -49,6 +49,8 @@ export abstract class ListenerBase {
   /** Sockets to destroy on close(); a listener may swap in a wrapper (TLS) via track(). */
   private readonly owned = new Set<net.Socket>();
   private closing: Promise<void> | undefined;
+  /** Set by stopAccepting(): resolves when the server and every accepted socket closed. */
+  private serverClosed: Promise<void> | undefined;
 
   /**
    * `allowHalfOpen` (default true): a client's FIN ends only one direction of a
@@ -105,14 +107,28 @@ export abstract class ListenerBase {
     return a && typeof a === 'object' ? a : undefined;
   }
 
-  /** Stops accepting, closes every connection this listener owns, and resolves when done. */
-  close(): Promise<void> {
+  /**
+   * Closes the listening socket and nothing else: connections already accepted go on
+   * (a drain). With the capture rules in place, new redirected connections are then
+   * refused by the kernel, never sent elsewhere. Idempotent.
+   */
+  stopAccepting(): void {
+    if (this.serverClosed) return;
+    this.serverClosed = new Promise<void>((resolve) => {
+      if (!this.server.listening) resolve();
+      else this.server.close(() => resolve());
+    });
+    this.onStopAccepting();
+  }
+
+  /**
+   * Stops accepting, closes every connection this listener owns (each access-log line
+   * says `closed by the proxy: <why>`), and resolves when done.
+   */
+  close(why = 'shutdown'): Promise<void> {
     this.closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => {
-        if (!this.server.listening) resolve();
-        else this.server.close(() => resolve());
-      });
-      await this.closeResources();
+      this.stopAccepting();
+      await this.closeResources(why);
       for (const s of this.owned) s.destroy();
       this.owned.clear();
       // server.close() waits for every accepted socket; one we lost track of must not
@@ -124,10 +140,15 @@ export abstract class ListenerBase {
           resolve();
         }, CLOSE_DEADLINE_MS);
       });
-      await Promise.race([closed, deadline]);
+      await Promise.race([this.serverClosed, deadline]);
       clearTimeout(timer);
     })();
     return this.closing;
+  }
+
+  /** True once stopAccepting() ran (draining or closed). */
+  protected get acceptStopped(): boolean {
+    return this.serverClosed !== undefined;
   }
 
   /** Owns `sock` until it closes. */
@@ -147,6 +168,9 @@ export abstract class ListenerBase {
 
   protected abstract onConnection(sock: net.Socket): Promise<void> | void;
 
-  /** Listener-specific teardown before the owned sockets are destroyed. */
-  protected closeResources(): Promise<void> | void {}
+  /** Listener-specific start of a drain (the HBONE server sends GOAWAY). */
+  protected onStopAccepting(): void {}
+
+  /** Listener-specific teardown before the owned sockets are destroyed; `why` goes to the access log. */
+  protected closeResources(_why: string): Promise<void> | void {}
 }

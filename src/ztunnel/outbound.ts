@@ -99,7 +99,7 @@ export class OutboundProxy extends ListenerBase {
       counters: conn.counters,
       onDone: (outcome) => this.lifecycle.end(conn, endResult(outcome)),
     });
-    conn.terminate = () => pipe.abort();
+    conn.terminate = (why) => pipe.abort(why);
   }
 
   private async openTunnel(conn: TrackedConnection, d: HboneDecision, srcIp: string, srcPort: number): Promise<PipeSide> {
@@ -147,8 +147,8 @@ export class OutboundProxy extends ListenerBase {
       'destination is bound to a waypoint, but this ztunnel sends HBONE directly to the workload: the waypoint\'s L7 policy is NOT applied');
   }
 
-  protected override closeResources(): void {
-    this.lifecycle.terminateAll('shutdown');
+  protected override closeResources(why: string): void {
+    this.lifecycle.terminateAll(why);
   }
 }
 

@@ -21,6 +21,7 @@ import { exactSelfAddresses, loopGuard } from '../loop-guard';
 import { OutboundProxy } from '../outbound';
 import { HbonePool, type HbonePoolOptions } from '../pool';
 import { SecureContextCache } from '../tls';
+import { ListenerDrain } from '../drain';
 import { ConntrackTable } from './conntrack-table';
 import { IssuerCertSource } from './issuer-certs';
 
@@ -118,6 +119,12 @@ export class LoopbackMesh {
   private apply(changes: Change[]): void {
     this.revision++;
     for (const n of this.nodes.values()) n.state.applyChanges(changes, this.revision);
+  }
+
+  /** A node's graceful shutdown, as its ztunnel runs it on SIGTERM (not started: call run()). */
+  drain(name: string, timeoutMs: number): ListenerDrain {
+    const n = this.node(name);
+    return new ListenerDrain({ listeners: [n.outbound, n.plaintext, n.inbound], connections: n.connections, timeoutMs, logger: this.logger.child({ node: name }) });
   }
 
   /** A "pod" server on `ip` (port 0); closed with the mesh. */
