@@ -126,7 +126,7 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.equal(ps.dnsPolicy, 'ClusterFirstWithHostNet', 'resolves cluster Services from the host network');
   t.equal(ps.priorityClassName, 'system-node-critical');
   t.same(ps.tolerations, [{ operator: 'Exists' }], 'tolerates every taint');
-  t.ok((ps.terminationGracePeriodSeconds as number) >= 10, 'time to remove its rules on SIGTERM');
+  t.ok((ps.terminationGracePeriodSeconds as number) >= 10, 'time to drain and stop on SIGTERM');
   t.equal(ps.automountServiceAccountToken, false, 'no automounted API token (the projected ones below have one purpose each)');
   const c = podContainers(ztunnel)[0]!;
   t.equal(c.command, undefined, 'no start script: the image entry point runs weft');
@@ -448,6 +448,9 @@ t.test('component flags and environment parse with the components’ own parsers
   t.equal(z.redisUsername, 'weft-ztunnel');
   t.equal(z.joinToken, '', 'no join token');
   t.equal(z.joinSaTokenFile, '/var/run/secrets/weft/ca-token/token', 'joins with the projected token');
+  const grace = (podSpec(ztunnel)!.terminationGracePeriodSeconds as number) * 1000;
+  t.ok(z.drainTimeout > 0 && z.drainTimeout + 5000 <= grace,
+    `the drain (${z.drainTimeout} ms) ends at least 5 s inside terminationGracePeriodSeconds (${grace} ms), so the kubelet never SIGKILLs a drain`);
 
   const ca = podContainers(one('Deployment', 'weft-ca'))[0]!;
   const args = ca.args as string[];

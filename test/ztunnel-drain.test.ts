@@ -107,9 +107,9 @@ t.test('a drain ends when its timeout passes; one with nothing open ends at once
   t.same(await demo.mesh.drain('node-b', 600_000).run(), { ended: 'empty', reset: 0, finished: 0 }, 'nothing open: no wait');
 });
 
-t.test('--drain-timeout: 20 s by default, 0s resets at once, nonsense refused by name', async (t) => {
+t.test('--drain-timeout: 5 s by default, 0s resets at once, nonsense refused by name', async (t) => {
   const base = ['--node', 'n1', '--address', '127.0.0.1', '--trust-anchor-file', '/dev/null'];
-  t.equal(loadZtunnelConfig(base, {}).drainTimeout, 20_000);
+  t.equal(loadZtunnelConfig(base, {}).drainTimeout, 5000);
   t.equal(loadZtunnelConfig([...base, '--drain-timeout', '0s'], {}).drainTimeout, 0);
   t.equal(loadZtunnelConfig([...base, '--drain-timeout', '5s'], {}).drainTimeout, 5000);
   t.equal(loadZtunnelConfig(base, { WEFT_DRAIN_TIMEOUT: '45s' }).drainTimeout, 45_000);

@@ -76,8 +76,8 @@ export const ztunnelOptions = {
     parse: (raw: string) => (raw === '0' || raw === '0s' ? 0 : parse.duration({ min: 1000, max: 7 * 86_400_000 })(raw)),
   },
   drainTimeout: {
-    flag: 'drain-timeout', env: 'WEFT_DRAIN_TIMEOUT', default: 20_000, defaultText: '20s',
-    description: 'on SIGTERM, how long established connections may go on while new ones are refused (listeners closed, capture kept, not ready, GOAWAY to HBONE peers); those still open then are reset. Keep it below the pod\'s terminationGracePeriodSeconds (0s: reset at once)',
+    flag: 'drain-timeout', env: 'WEFT_DRAIN_TIMEOUT', default: 5000, defaultText: '5s',
+    description: 'on SIGTERM, how long established connections may go on while new ones are refused (listeners closed, capture kept, not ready, GOAWAY to HBONE peers); those still open then are reset. New connections of the node\'s pods are refused until the next ztunnel runs, so longer is not free. Keep it well below the pod\'s terminationGracePeriodSeconds (0s: reset at once)',
     parse: (raw: string) => (raw === '0' || raw === '0s' ? 0 : parse.duration({ min: 100, max: 600_000 })(raw)),
   },
   adminPort: { flag: 'admin-port', env: 'WEFT_ADMIN_PORT', default: 15000, description: 'admin API port (localhost only)', parse: parse.port() },

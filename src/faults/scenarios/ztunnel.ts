@@ -53,6 +53,7 @@ async function underRestart(lab: FaultLab, d: Durations, sig: 'SIGTERM' | 'SIGKI
   const wire = new PlaintextWatch(demoIps, [8080, 9000]);
   await wire.started();
   const rulesBefore = captureRules(lab, NODE);
+  const log = lab.ztunnelLog(NODE);
   const totalMs = d.warmMs + d.killGapMs + 9000;
   const runs = [
     lab.flows('demo/client', `${lab.pod('demo/echo-1').ip}:8080`, d.rate, totalMs), // same node as the client
@@ -77,7 +78,15 @@ async function underRestart(lab: FaultLab, d: Durations, sig: 'SIGTERM' | 'SIGKI
   const total = summarize(all, client.ip);
   const recovery = recoveryMs(all, times.startedAt);
   const [longEnds, drainEnds] = lives.map((l) => l.lines.filter((x) => x.conn !== undefined));
-  return { times, down, total, recovery, seen, rulesSame: rulesBefore === rulesAfter, longEnds: longEnds ?? [], drainEnds: drainEnds ?? [] };
+  // The old ztunnel's own word: it finished its stop (not SIGKILLed by the lab after
+  // 10 s), and which connections it reset when the drain period ended.
+  const logged = log.since();
+  const stoppedItself = logged.some((l) => l.msg === 'ztunnel stopped');
+  const resetByDrain = logged.filter((l) => l.msg === 'connection complete' && typeof l.reason === 'string' && l.reason.includes('drain period over')).length;
+  return {
+    times, down, total, recovery, seen, rulesSame: rulesBefore === rulesAfter, longEnds: longEnds ?? [], drainEnds: drainEnds ?? [],
+    stoppedItself, resetByDrain,
+  };
 }
 
 function describe(r: Awaited<ReturnType<typeof underRestart>>): string[] {
@@ -116,8 +125,9 @@ export async function ztunnelGraceful(lab: FaultLab, d: Durations): Promise<Row>
   const drained = r.drainEnds.length > 0 && r.drainEnds.every((e) => e.how === 'done');
   const lines = describe(r);
   lines.push(`${r.drainEnds.length} established connections ending ${secs(WITHIN_DRAIN_MS)} after the stop: ${endsText(r.drainEnds)}`);
-  lines.push(`${r.longEnds.length} outlasting the drain period: ${endsText(r.longEnds)} (stop took ${r.times.exitedAt - r.times.signalledAt} ms)`);
-  const ok = r.down.plaintext === 0 && r.seen.length === 0 && drained && r.rulesSame;
+  lines.push(`${r.longEnds.length} outlasting the drain period: ${endsText(r.longEnds)}, ${r.resetByDrain} access-log lines 'drain period over'`);
+  lines.push(`stop took ${r.times.exitedAt - r.times.signalledAt} ms, ${r.stoppedItself ? 'ending with \'ztunnel stopped\'' : 'WITHOUT \'ztunnel stopped\' (killed?)'}`);
+  const ok = r.down.plaintext === 0 && r.seen.length === 0 && drained && r.stoppedItself && r.rulesSame;
   return {
     scenario: 'ztunnel graceful restart (SIGTERM, rolling update)', goal: 'no plaintext window; established connections drained',
     measured: lines.join('; '), ...verdict(ok),
