@@ -2,7 +2,7 @@
 // with an IPv6 address made capture throw (the ztunnel exited at start); now IPv6 is
 // captured exactly like IPv4, by ip6tables rules from the same generator.
 import t, { type Test } from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { RegistryStore } from '../../src/registry/store';
@@ -20,6 +20,8 @@ t.test('dual stack: tunnelled, uncaptured and denied traffic behave the same ove
   const forwardingBefore = rootIpv6Forwarding();
   const topology = parse(readFileSync(join(REPO_ROOT, 'scripts', 'lab.yaml'), 'utf8')) as Record<string, unknown>;
   const file = join(E2E_LAB_DIR, '..', 'dual-stack.yaml');
+  // A fresh clone has no .weft-lab yet (startLab makes it later).
+  mkdirSync(join(E2E_LAB_DIR, '..'), { recursive: true });
   writeFileSync(file, stringify({ ...topology, ipv6: true }));
   const lab = await startLab(t, { topology: file });
   const ctx = lab.context;
