@@ -14,6 +14,7 @@ import { CertificateManager } from '../ca/cert-manager';
 import { TrustAnchorFile } from '../ca/trust-bundle';
 import { OriginalDstLookup } from './original-dst-sockopt';
 import { ConnectionRegistry } from './connections';
+import { MemoryReclaimer } from './memory-reclaim';
 import { ZtunnelMetrics } from './metrics';
 import { HbonePool } from './pool';
 import { configurePipes } from './pipe';
@@ -134,6 +135,8 @@ export class ZtunnelApp implements AdminSource {
       }
     }
     this.listening = true;
+    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, logger: log }).start();
+    this.closers.push(() => reclaimer.stop());
 
     await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
     await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
