@@ -1,8 +1,8 @@
 # The one Weft image: `weft ca`, `weft controller` and `weft ztunnel` (daemonset/).
 #   docker build -t weft:dev .
 # Build stage: the full dev toolchain compiles TypeScript and the native
-# getsockopt(SO_ORIGINAL_DST) helper (the full node image has a C compiler and Node's
-# headers), then drops dev packages.
+# getsockopt(SO_ORIGINAL_DST) and memory-reclaim helpers (the full node image has C and
+# C++ compilers and Node's headers), then drops dev packages.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -11,7 +11,7 @@ COPY tsconfig.json ./
 COPY src/ ./src/
 COPY native/ ./native/
 COPY scripts/build-native.js ./scripts/
-RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/build/weft_native.node && npm prune --omit=dev
+RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/build/weft_native.node && test -f native/build/weft_memory.node && npm prune --omit=dev
 
 # Runtime: Node plus the tools the ztunnel runs for capture (iptables, ip). The CA and
 # the controller run as the image's "node" user (uid 1000, set in their manifests);

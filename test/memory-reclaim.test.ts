@@ -82,7 +82,7 @@ t.test('without the native helper it never arms a timer', async (t) => {
 // heap 117 MiB, RSS 200+ MiB, for a baseline of 18 / 67 MiB).
 t.test('after 2,000 tunnelled connections close, a reclaim brings the heap and RSS back down', { timeout: 180_000 }, async (t) => {
   const native = loadNativeMemory();
-  if (!native) { t.pass('skipped: native/build/weft_memory.node not built (no C++ compiler or Node headers)'); return; }
+  if (!native) { t.fail('native/build/weft_memory.node is not built: run npm run build (needs a C++ compiler and Node headers)'); return; }
   const demo = await startDemoMesh();
   t.teardown(() => demo.close());
   const a = demo.mesh.node('node-a');
