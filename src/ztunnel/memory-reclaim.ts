@@ -64,7 +64,7 @@ export class MemoryReclaimer {
   constructor(private readonly opts: MemoryReclaimOptions) {
     this.clock = opts.clock ?? realClock;
     this.native = opts.native === null ? undefined : (opts.native ?? loadNativeMemory());
-    this.checkEveryMs = opts.checkEveryMs ?? 5000;
+    this.checkEveryMs = opts.checkEveryMs ?? 2000;
     this.minDrop = opts.minDrop ?? 1000;
     this.maxRemainingFraction = opts.maxRemainingFraction ?? 0.5;
     this.minIntervalMs = opts.minIntervalMs ?? 60_000;
