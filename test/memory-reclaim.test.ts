@@ -70,6 +70,23 @@ t.test('a small drop relative to the peak does not reclaim', async (t) => {
   t.equal(native.calls, 1);
 });
 
+t.test('the idle tunnels a burst left, closed later by the pool, reclaim again', async (t) => {
+  const clock = new ManualClock();
+  const native = fakeNative();
+  let live = 0;
+  let tunnels = 0;
+  new MemoryReclaimer({ live: () => live, tunnels: () => tunnels, logger: silent, native, clock, checkEveryMs: 5000, minTunnelDrop: 20, rss: () => 0 }).start();
+  live = 10_000; tunnels = 100; clock.advance(5000);
+  live = 0; clock.advance(5000); clock.advance(5000);
+  t.equal(native.calls, 1, 'the burst of connections');
+  clock.advance(240_000);
+  t.equal(native.calls, 1, 'tunnels still pooled');
+  tunnels = 0; clock.advance(5000); clock.advance(5000);
+  t.equal(native.calls, 2, 'the pool closed them: reclaimed again');
+  tunnels = 10; clock.advance(5000); tunnels = 0; clock.advance(120_000);
+  t.equal(native.calls, 2, 'fewer than minTunnelDrop is not worth a pause');
+});
+
 t.test('without the native helper it never arms a timer', async (t) => {
   const clock = new ManualClock();
   const r = new MemoryReclaimer({ live: () => 0, logger: silent, native: null, clock }).start();

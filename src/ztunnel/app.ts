@@ -135,7 +135,7 @@ export class ZtunnelApp implements AdminSource {
       }
     }
     this.listening = true;
-    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, logger: log }).start();
+    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels: () => pool.size, logger: log }).start();
     this.closers.push(() => reclaimer.stop());
 
     await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);

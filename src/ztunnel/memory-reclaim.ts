@@ -33,6 +33,10 @@ export interface MemoryReclaimOptions {
   maxRemainingFraction?: number;
   /** ...and no reclaim for this long (the collection pauses the event loop). */
   minIntervalMs?: number;
+  /** Pooled HBONE tunnels now (about 0.6 MiB of native memory each while idle). */
+  tunnels?: () => number;
+  /** A drop of this many tunnels (to at most `maxRemainingFraction` of their peak) also reclaims. */
+  minTunnelDrop?: number;
   /** RSS in bytes, for the log line. */
   rss?: () => number;
 }
@@ -43,8 +47,9 @@ export interface MemoryReclaimOptions {
  * idle process allocates too little for V8 to run the full collections that free and
  * uncommit the dead connections' pages, and glibc keeps the freed native memory.
  * Runs when the live count has fallen by `minDrop` and to `maxRemainingFraction` of
- * its peak and has stopped falling (the burst is over, not half-way closing), at most
- * once per `minIntervalMs`.
+ * its peak and has stopped falling (the burst is over, not half-way closing), and
+ * again when the pooled tunnels the burst left fall the same way (the pool closes them
+ * at its idle timeout, minutes later), at most once per `minIntervalMs`.
  */
 export class MemoryReclaimer {
   private readonly clock: Clock;
@@ -53,8 +58,8 @@ export class MemoryReclaimer {
   private readonly minDrop: number;
   private readonly maxRemainingFraction: number;
   private readonly minIntervalMs: number;
-  private peak = 0;
-  private previous = 0;
+  private readonly connections: Burst;
+  private readonly tunnels: Burst | undefined;
   private lastReclaimAt = -Infinity;
   private timer: unknown;
   private stopped = false;
@@ -68,6 +73,8 @@ export class MemoryReclaimer {
     this.minDrop = opts.minDrop ?? 1000;
     this.maxRemainingFraction = opts.maxRemainingFraction ?? 0.5;
     this.minIntervalMs = opts.minIntervalMs ?? 60_000;
+    this.connections = new Burst(opts.live, this.minDrop, this.maxRemainingFraction);
+    this.tunnels = opts.tunnels ? new Burst(opts.tunnels, opts.minTunnelDrop ?? 20, this.maxRemainingFraction) : undefined;
   }
 
   get available(): boolean {
@@ -94,16 +101,17 @@ export class MemoryReclaimer {
     }, this.checkEveryMs);
   }
 
-  /** One look at the live count; reclaims when the burst is over. Returns whether it did. */
+  /**
+   * One look at the live counts; reclaims when a burst of connections is over, or when
+   * the idle tunnels a burst left (closed by the pool's idle timeout later) are gone.
+   * Returns whether it did.
+   */
   check(): boolean {
-    const live = this.opts.live();
-    const falling = live < this.previous;
-    this.previous = live;
-    if (live > this.peak) this.peak = live;
-    if (!this.native || falling) return false;
-    if (this.peak - live < this.minDrop || live > this.peak * this.maxRemainingFraction) return false;
+    const over = this.connections.look();
+    const tunnelsGone = this.tunnels?.look() ?? false;
+    if (!this.native || !(over || tunnelsGone)) return false;
     if (this.clock.now() - this.lastReclaimAt < this.minIntervalMs) return false;
-    this.reclaim(live);
+    this.reclaim(this.connections.live);
     return true;
   }
 
@@ -119,10 +127,30 @@ export class MemoryReclaimer {
     this.stats.reclaims++;
     this.stats.lastPauseMs = ms(t0, t2);
     this.opts.logger.info({
-      peakConnections: this.peak, liveConnections: live, rssBeforeBytes: before, rssAfterBytes: rss(),
+      peakConnections: this.connections.peak, liveConnections: live, tunnels: this.tunnels?.live, rssBeforeBytes: before, rssAfterBytes: rss(),
       gcMs: Math.round(ms(t0, t1)), trimMs: Math.round(ms(t1, t2)),
     }, 'connections burst over; memory given back');
     this.lastReclaimAt = this.clock.now();
-    this.peak = live;
+    this.connections.reset();
+    this.tunnels?.reset();
+  }
+}
+
+/** A count's peak since the last reclaim, and whether it has fallen far and settled. */
+class Burst {
+  peak = 0;
+  live = 0;
+  constructor(private readonly read: () => number, private readonly minDrop: number, private readonly maxRemainingFraction: number) {}
+
+  look(): boolean {
+    const now = this.read();
+    const falling = now < this.live;
+    this.live = now;
+    if (now > this.peak) this.peak = now;
+    return !falling && this.peak - now >= this.minDrop && now <= this.peak * this.maxRemainingFraction;
+  }
+
+  reset(): void {
+    this.peak = this.live;
   }
 }
