@@ -23,7 +23,7 @@ const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The mesh's checks run pod commands; a failing one means "not yet". */
-const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 5000, intervalMs: 100, ignoreErrors: true });
+const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 15_000, intervalMs: 100, ignoreErrors: true });
 
 function admin<T>(socketPath: string, path: string): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -165,7 +165,11 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     await eventually('node-2 logged the revocation of that connection', async () =>
       log2.find('closing live connection: authorization now denies it').some((l) => String(l.connection) === connId && l.policy === 'demo/deny-client'));
     t.pass(`node-2 says it closed connection ${connId} because of demo/deny-client`);
-    const access = log2.find('connection complete').find((l) => l['src.addr'] === src && l.direction === 'inbound');
+    // The access-log line is written when the pipe has finished closing, after the
+    // revocation line: wait for it rather than read the log once.
+    const accessLine = () => log2.find('connection complete').find((l) => l['src.addr'] === src && l.direction === 'inbound');
+    await eventually('node-2 wrote the access-log line of that connection', async () => accessLine() !== undefined);
+    const access = accessLine();
     t.equal(access?.error, 'DENY', 'its access-log line ends it as DENY');
     t.match(String(access?.reason), /^closed: /, 'closed by the re-check, not refused at open');
     await eventually('a new connection is refused', async () => {
