@@ -303,14 +303,7 @@ export class CaServer {
       this.succeed('CreateCertificate', started, { node, identity: decision.identity, ttlMs });
       return chain;
     };
-    run().then(
-      (chain) => callback(null, { certChain: chain }),
-      (err: unknown) => {
-        const reason = saJoinReason(err);
-        if (reason) this.metrics.saJoinRefusals.inc({ reason });
-        callback(this.fail('CreateCertificate', err, { node, requested }));
-      },
-    );
+    this.reply('CreateCertificate', run(), callback, () => ({ node, requested }));
   };
 
   private readonly join: grpc.handleUnaryCall<JoinRequest, JoinResponse> = (call, callback) => {
@@ -346,15 +339,25 @@ export class CaServer {
       this.succeed('Join', started, { node, identity, ttlMs: this.opts.nodeCertTtlMs, via, ...(pod ? { pod: `${pod.namespace}/${pod.pod}` } : {}) });
       return chain;
     };
-    run().then(
-      (chain) => callback(null, { certChain: chain }),
+    this.reply('Join', run(), callback, () => ({ node, via }));
+  };
+
+  /**
+   * Answers a call with the chain its handler made, or with its refusal; a refusal by
+   * a ServiceAccount-token check is also counted by reason. `facts` is read only on
+   * failure, so it sees what the handler learnt before it failed.
+   */
+  private reply(method: CaMethod, chain: Promise<string[]>, callback: grpc.sendUnaryData<{ certChain: string[] }>,
+    facts: () => Record<string, unknown>): void {
+    chain.then(
+      (certChain) => callback(null, { certChain }),
       (err: unknown) => {
         const reason = saJoinReason(err);
         if (reason) this.metrics.saJoinRefusals.inc({ reason });
-        callback(this.fail('Join', err, { node, via }));
+        callback(this.fail(method, err, facts()));
       },
     );
-  };
+  }
 
   private succeed(method: CaMethod, started: bigint, facts: Record<string, unknown>): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
