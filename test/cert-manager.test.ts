@@ -164,8 +164,9 @@ t.test('setWanted drops identities no longer listed and rejects their waiters', 
 });
 
 t.test('rotation: with a short TTL a new serial arrives before the old certificate expires', async (t) => {
-  const { address } = await startCa(t, { nodeCertTtlMs: 4000 });
-  const { m, client } = manager(t, address, { ttlSec: 4 });
+  // 10 s: renewal at half-life leaves 5 s for the CA's answer; a load of 20 stretched 2 s.
+  const { address } = await startCa(t, { nodeCertTtlMs: 10_000 });
+  const { m, client } = manager(t, address, { ttlSec: 10 });
   const first = await m.get(ID_A);
   const firstNode = client.nodeCredentials!.certChainPem[0];
   // Judged by the manager's own state, at the moment of the swap (not by a later
