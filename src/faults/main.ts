@@ -6,6 +6,7 @@
  *   npm run faults                       full durations (Redis 60 s, CA 10 min, 10,000 connections 10 min, ...)
  *   npm run faults -- --short            the CI form (test/e2e/faults.test.ts runs the same code)
  *   npm run faults -- --only redis,kill  some scenarios
+ *   npm run faults -- --hold 60          hold the connections 60 s instead of the form's time
  *
  * Exit 1 when any scenario fails. Takes the machine-wide lab lock, so it waits for e2e
  * tests (and they for it).
@@ -23,7 +24,12 @@ const MAIN = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
-  const durations = argv.includes('--short') ? SHORT : FULL;
+  let durations = argv.includes('--short') ? SHORT : FULL;
+  if (argv.includes('--hold')) {
+    const holdS = Number(argv[argv.indexOf('--hold') + 1]);
+    if (!Number.isInteger(holdS) || holdS < 1 || holdS > 3600) throw new Error('--hold takes whole seconds from 1 to 3600');
+    durations = { ...durations, holdMs: holdS * 1000 };
+  }
   const onlyArg = argv[argv.indexOf('--only') + 1];
   const only = argv.includes('--only') && onlyArg ? onlyArg.split(',') : undefined;
   const unknown = only?.filter((id) => !SCENARIOS.some((s) => s.id === id));
