@@ -121,12 +121,14 @@ export class ZtunnelApp implements AdminSource {
     // One set of the three listeners per family the node captures (DNAT needs a concrete
     // address of the packet's family); they share state, pool, connections and metrics.
     // (On a dual-stack node each inbound set has its own buffer budget.)
+    const inbounds: InboundServer[] = [];
     for (const address of this.listenAddresses()) {
       const inbound = new InboundServer({ ...common, certs: this.certs, limits: {
         maxStreamsPerConnection: config.hboneMaxStreams,
         nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
         maxPendingDials: config.hboneMaxPendingDials,
       } });
+      inbounds.push(inbound);
       const plaintext = new InboundPlaintextServer(common);
       const outbound = new OutboundProxy({ ...common, pool });
       for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {
@@ -135,7 +137,10 @@ export class ZtunnelApp implements AdminSource {
       }
     }
     this.listening = true;
-    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels: () => pool.size, logger: log }).start();
+    // Tunnels on both ends: the pool's (this node dialled them) and the HBONE sessions
+    // peers dialled here, which close when the peers' pools let them go (idle 5 min).
+    const tunnels = () => pool.size + inbounds.reduce((n, s) => n + s.sessionCount, 0);
+    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log }).start();
     this.closers.push(() => reclaimer.stop());
 
     await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);

@@ -33,7 +33,7 @@ export interface MemoryReclaimOptions {
   maxRemainingFraction?: number;
   /** ...and no reclaim for this long (the collection pauses the event loop). */
   minIntervalMs?: number;
-  /** Pooled HBONE tunnels now (about 0.6 MiB of native memory each while idle). */
+  /** HBONE tunnels held now, dialled and accepted (about 0.6 MiB of native memory each while idle). */
   tunnels?: () => number;
   /** A drop of this many tunnels (to at most `maxRemainingFraction` of their peak) also reclaims. */
   minTunnelDrop?: number;
