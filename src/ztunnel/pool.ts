@@ -144,7 +144,12 @@ export class HbonePool {
       } catch (err) {
         // REFUSED_STREAM means the peer did nothing with it (RFC 9113 §8.7): safe to try
         // again, and by now the peer's stream limit is known, so elsewhere if need be.
-        if (attempt < 2 && isWeftError(err) && err.details?.reason === 'refused_stream') continue;
+        // (A tunnel whose peer advertises 0 streams refuses its waiting streams itself.)
+        const refused = isWeftError(err) && err.details?.reason === 'refused_stream';
+        if (attempt < 2 && refused) continue;
+        if (refused && tunnel.acceptsNoStreams) {
+          throw new WeftError('WEFT_HBONE_CONNECT_FAILED', noStreamsMessage(req.nextHop), { cause: err, details: { nextHop: hopText(req.nextHop), reason: 'no_streams' } });
+        }
         throw err;
       }
       const opened: OpenedStream = { stream, tunnelId: tunnel.id };
@@ -205,23 +210,14 @@ export class HbonePool {
 
   private awaitResponse(stream: http2.ClientHttp2Stream, req: OpenStreamRequest): Promise<void> {
     const target = formatHostPort(req.authority.ip, req.authority.port);
-    const session = stream.session;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         done(new WeftError('WEFT_HBONE_CONNECT_FAILED',
           `no answer to CONNECT ${target} from ${hopText(req.nextHop)} within ${this.connectTimeoutMs / 1000} s; the destination node may be overloaded`));
         resetStream(stream);
       }, this.connectTimeoutMs);
-      // A peer that lowers SETTINGS_MAX_CONCURRENT_STREAMS to 0 leaves a stream not yet
-      // sent queued in nghttp2 forever: fail it now with the reason, not at the timeout.
-      const onSettings = (settings: http2.Settings) => {
-        if (settings.maxConcurrentStreams !== 0) return;
-        done(new WeftError('WEFT_HBONE_CONNECT_FAILED', noStreamsMessage(req.nextHop), { details: { nextHop: hopText(req.nextHop), reason: 'no_streams' } }));
-        resetStream(stream);
-      };
       const done = (err?: Error) => {
         clearTimeout(timer);
-        session?.off('remoteSettings', onSettings);
         stream.off('response', onResponse);
         stream.off('close', onClose);
         stream.off('error', onError);
@@ -240,8 +236,6 @@ export class HbonePool {
         ? `the destination ztunnel ${hopText(req.nextHop)} refused the CONNECT stream to ${target} without processing it (REFUSED_STREAM: over its stream or dial limits); retry`
         : `the CONNECT stream to ${target} via ${hopText(req.nextHop)} was reset before an answer (${lastError?.message ?? `code ${stream.rstCode}`})`,
         { cause: lastError, details: { nextHop: hopText(req.nextHop), reason: stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'refused_stream' : 'reset' } }));
-      if (session?.remoteSettings.maxConcurrentStreams === 0) return onSettings(session.remoteSettings);
-      session?.on('remoteSettings', onSettings);
       stream.on('response', onResponse);
       stream.on('close', onClose);
       stream.on('error', onError);

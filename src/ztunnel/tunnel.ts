@@ -65,13 +65,13 @@ export class Tunnel {
   lastActivity = Date.now();
   localAddress: string | undefined;
   peerAddress: string | undefined;
-  /** The peer advertised SETTINGS_MAX_CONCURRENT_STREAMS 0. */
-  acceptsNoStreams = false;
   /** Resolves when READY; rejects (with a WeftError) when the connection could not be made. */
   readonly ready: Promise<void>;
   private settleReady!: (err?: Error) => void;
   private closedBytes: ByteCounters = { received: 0, sent: 0 };
   private readonly live = new Set<ByteCounters>();
+  /** Streams sent (or queued in nghttp2) that have no response yet. */
+  private readonly awaitingResponse = new Set<http2.ClientHttp2Stream>();
   private idleTimer: NodeJS.Timeout | undefined;
   private keepalive: Keepalive | undefined;
   private readonly onClosed: (t: Tunnel) => void;
@@ -166,11 +166,16 @@ export class Tunnel {
     session.on('error', (err) => this.log.debug({ tunnel: this.id, err }, 'tunnel session error'));
     session.on('goaway', () => this.drain('peer sent GOAWAY'));
     // A peer allowing 0 streams takes none on this connection until it says otherwise;
-    // new streams go to another tunnel (hasCapacity), and this one is let go.
+    // new streams go to another tunnel (hasCapacity), and this one is let go. Streams
+    // not answered yet would sit queued in nghttp2 until the connect timeout: they are
+    // refused here (REFUSED_STREAM: the peer did nothing with them), so the pool's
+    // retry moves them elsewhere.
     session.on('remoteSettings', (settings) => {
       if (settings.maxConcurrentStreams !== 0) return;
-      this.acceptsNoStreams = true;
       this.drain('peer advertises SETTINGS_MAX_CONCURRENT_STREAMS 0');
+      for (const stream of [...this.awaitingResponse]) {
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      }
     });
     session.once('close', () => {
       this.clearTimers();
@@ -189,6 +194,11 @@ export class Tunnel {
     this.armIdle();
   }
 
+  /** The peer advertises SETTINGS_MAX_CONCURRENT_STREAMS 0 (takes no stream now). */
+  get acceptsNoStreams(): boolean {
+    return this.session?.remoteSettings?.maxConcurrentStreams === 0;
+  }
+
   /** Can this tunnel take one more stream right now (or once ready)? */
   hasCapacity(maxStreams: number): boolean {
     if (this.state !== TunnelState.Ready && this.state !== TunnelState.Connecting) return false;
@@ -203,6 +213,8 @@ export class Tunnel {
     this.totalStreams++;
     this.lastActivity = Date.now();
     this.live.add(counters);
+    this.awaitingResponse.add(stream);
+    stream.once('response', () => this.awaitingResponse.delete(stream));
     if (this.idleTimer) {
       clearTimeout(this.idleTimer);
       this.idleTimer = undefined;
@@ -211,6 +223,7 @@ export class Tunnel {
       this.activeStreams--;
       this.lastActivity = Date.now();
       this.live.delete(counters);
+      this.awaitingResponse.delete(stream);
       this.closedBytes.received += counters.received;
       this.closedBytes.sent += counters.sent;
       if (this.activeStreams + this.reserved === 0) {
