@@ -34,6 +34,9 @@ t.test('redactUrl', async (t) => {
 
 t.test('redactText finds credentials in free text and JSON lines without breaking them', async (t) => {
   t.equal(redactText('cannot reach redis://u:hunter2@h:1 (ECONNREFUSED)'), 'cannot reach redis://u:***@h:1 (ECONNREFUSED)');
+  t.equal(redactText('fetch /x?token=abc failed'), 'fetch /x?token=*** failed', "a secret value without any '@' in the text");
+  const access = JSON.stringify({ 'src.identity': 'spiffe://cluster.local/ns/default/sa/sleep', 'dst.addr': '10.0.0.2:8080' });
+  t.equal(redactText(access), access, 'an access-log line without credentials is unchanged');
   const line = JSON.stringify({ a: 'redis://h:6379', b: 'x@y', url: 'rediss://u:hunter2@h:1', q: 'http://h/?token=abc&x=1', n: 1 });
   const out = redactText(line);
   t.notMatch(out, /hunter2|abc/);
