@@ -119,6 +119,23 @@ t.test('desired state: everything together, invalid records skipped with a warni
   t.match(d.warnings.find((w) => w.includes('demo/bad')), /is invalid: .*enforced fail-closed as a DENY of every connection in its scope/);
 });
 
+t.test('an invalid selector-scoped policy is held fail-closed in its own scope, not namespace-wide', async (t) => {
+  const desired = (spec: Record<string, unknown>) => computeDesired({
+    nodes: [], namespaces: [namespaceObj('demo')] as never, pods: [], services: [], endpointSlices: [],
+    policies: [authzPolicyObj('demo', 'deny-web', spec)] as never,
+  }, { clusterDomain: 'cluster.local' }).records.get('policy\0demo/deny-web')!.record;
+  const typo = desired({ action: 'DENY', selector: { matchLabels: { app: 'web' } }, rules: [], form: [] });
+  t.match(typo, { action: 'DENY', scope: 'WORKLOAD_SELECTOR', selector: { app: 'web' }, rules: [{ clauses: [] }], invalid: { state: 'FailClosed' } },
+    'an unknown field: the DENY covers only the selected workloads');
+  const badSelector = desired({ action: 'DENY', selector: { matchLabels: { app: 'web' }, matchExpressions: [] }, rules: [] });
+  t.match(badSelector, { action: 'DENY', scope: 'WORKLOAD_SELECTOR', selector: { app: 'web' }, invalid: { state: 'FailClosed' } },
+    'a selector with an unsupported part: its matchLabels (a superset of the workloads meant) still scope the DENY');
+  const explicit = desired({ action: 'ALLOW', scope: 'NAMESPACE', rules: [], extra: 1 });
+  t.match(explicit, { action: 'ALLOW', scope: 'NAMESPACE', rules: [] }, 'an explicit scope is kept');
+  const unreadable = desired({ action: 'DENY', selector: 'app=web', rules: [] });
+  t.match(unreadable, { action: 'DENY', scope: 'NAMESPACE', invalid: { state: 'FailClosed' } }, 'an unreadable selector: the widest scope');
+});
+
 t.test('desired state with a memo: unchanged objects reuse their entry, changes and readiness flips do not', async (t) => {
   const memo = new WeakMap();
   const a = withUid(podObj('demo', 'a', { node: 'n1', ip: '203.0.113.1', labels: { app: 'web' } }), 'ua');

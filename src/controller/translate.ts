@@ -156,27 +156,27 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
   const spec = obj.spec;
   const head = { name: m.name, namespace: m.namespace };
   if (typeof spec !== 'object' || spec === null) return { ok: false, field: 'spec', message: 'spec is required', candidate: head };
-  // What a stand-in may read even when the rest is broken: the action (never the rules).
-  const partial = { ...head, action: spec.action };
+  // The selector as far as it reads: `matchLabels` of a selector that is otherwise
+  // malformed still narrows a stand-in to (a superset of) the workloads meant.
+  const sel = spec.selector as unknown;
+  const selObj = typeof sel === 'object' && sel !== null && !Array.isArray(sel) ? sel as Record<string, unknown> : undefined;
+  const selector = selObj?.matchLabels;
+  const scope = spec.scope ?? (selector !== undefined ? 'WORKLOAD_SELECTOR' : m.namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE');
+  // Built before any check, so every refusal below hands the stand-in the policy's own
+  // scope and selector (policy-fallback.ts keeps them when they validate): a typo in a
+  // selector-scoped DENY must not become a deny-all for the whole namespace.
+  const standIn: Record<string, unknown> = { ...head, scope, action: spec.action };
+  if (selector !== undefined) standIn.selector = selector;
   const known = new Set(['action', 'rules', 'selector', 'scope']);
   for (const k of Object.keys(spec)) {
     if (!known.has(k)) {
-      return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, scope)`, candidate: partial };
+      return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, scope)`, candidate: standIn };
     }
   }
-  let selector: unknown;
-  if (spec.selector !== undefined) {
-    const sel = spec.selector as Record<string, unknown>;
-    if (typeof sel !== 'object' || sel === null || Object.keys(sel).some((k) => k !== 'matchLabels')) {
-      return { ok: false, field: 'spec.selector', message: 'spec.selector must be {matchLabels: {...}}', candidate: partial };
-    }
-    selector = sel.matchLabels;
+  if (sel !== undefined && (selObj === undefined || Object.keys(selObj).some((k) => k !== 'matchLabels'))) {
+    return { ok: false, field: 'spec.selector', message: 'spec.selector must be {matchLabels: {...}}', candidate: standIn };
   }
-  const scope = spec.scope ?? (selector !== undefined ? 'WORKLOAD_SELECTOR' : m.namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE');
-  const candidate: Record<string, unknown> = {
-    ...head, scope, action: spec.action, rules: spec.rules ?? [],
-  };
-  if (selector !== undefined) candidate.selector = selector;
+  const candidate: Record<string, unknown> = { ...standIn, rules: spec.rules ?? [] };
   try {
     return { ok: true, record: validateRecord('policy', candidate, { unknownKeys: 'reject' }) };
   } catch (err) {
