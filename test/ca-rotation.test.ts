@@ -183,7 +183,14 @@ t.test('trust anchors: a bad file never replaces a good one; bundles hold CA cer
   rmSync(file);
   t.equal(await anchors.poll(), false, 'a missing file is ignored');
   writeFileAtomic(file, root.certPem);
+  t.equal(await anchors.poll(), false, 'the bundle in force is back: nothing to change');
+  t.equal(changes, 0);
+  const root2 = await initRoot(join(dir, 'anchors-root-2'), { trustDomain: TD });
+  writeFileAtomic(file, 'not a certificate\n');
+  t.equal(await anchors.poll(), false, 'garbage again');
+  writeFileAtomic(file, root2.certPem);
   t.equal(await anchors.poll(), true, 'a valid file is taken again');
+  t.equal(anchors.pem.trim(), root2.certPem.trim());
   t.equal(changes, 1);
   t.throws(() => new TrustAnchorFile(join(dir, 'nope.pem'), { logger: silentLogger() }), { code: 'WEFT_CONFIG_INVALID', message: /--trust-anchor-file=.*nope\.pem.*ENOENT/ });
   const { csrPem } = await generateKeyAndCsr();

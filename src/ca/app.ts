@@ -122,17 +122,15 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     cleanups.push(() => server.stop());
 
     // Rotation without restarts: a changed Secret (new signing root, earlier roots in
-    // trusted-roots.pem) is picked up here; an invalid one is logged and ignored.
+    // trusted-roots.pem) is picked up here; an invalid one, or a swap the server refuses,
+    // is logged and retried at the next poll while the previous root keeps signing.
     const stopWatch = watchRoot(config.root, {
       ...rootOpts, intervalMs: config.rootReloadMs ?? 10_000,
-      onChange: (next) => {
-        void (async () => {
-          const nextIssuer = new Issuer(next.pair, { trustDomain: config.trustDomain });
-          await server.updateRoot(nextIssuer, next.trusted);
-          root = next;
-          if (config.rootOut) publishRoot(root, config.rootOut);
-          logger.warn({ trustedRoots: next.trusted.length }, 'CA root reloaded: new certificates are signed by the new root');
-        })().catch((err: unknown) => logger.error({ err }, 'CA root reload failed; still signing with the previous root'));
+      onChange: async (next) => {
+        await server.updateRoot(new Issuer(next.pair, { trustDomain: config.trustDomain }), next.trusted);
+        root = next;
+        if (config.rootOut) publishRoot(root, config.rootOut);
+        logger.warn({ trustedRoots: next.trusted.length }, 'CA root reloaded: new certificates are signed by the new root');
       },
       onError: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'CA root files changed but cannot be used; still signing with the previous root'),
     });

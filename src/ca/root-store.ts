@@ -1,11 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { generateRootCa, loadRootCa, type CaKeyPair } from './issuer';
-import { writeFileAtomic } from '../lib/files';
+import { watchFiles, writeFileAtomic } from '../lib/files';
 import { parseTrustBundle } from './trust-bundle';
 
 /**
@@ -164,32 +163,24 @@ export function publishRoot(root: CaRoot, outFile: string): void {
 }
 
 /**
- * Re-reads a file-backed root every `intervalMs` and calls `onChange` with a changed,
- * valid root; an unreadable or invalid one (e.g. half of a Secret update) is handed
- * to `onError` and the current root stays in force. Redis roots are not watched.
- * Returns a stop function.
+ * Re-reads a file-backed root every `intervalMs` (watchFiles) and hands a changed, valid
+ * root to `onChange`; an unreadable or invalid one (e.g. half of a Secret update), or an
+ * `onChange` that fails, goes to `onError` and the current root stays in force until a
+ * later poll applies it. Redis roots are not watched. Returns a stop function.
  */
 export function watchRoot(
-  source: RootSource, opts: ObtainRootOptions & { intervalMs: number; onChange: (root: CaRoot) => void; onError: (err: unknown) => void },
+  source: RootSource,
+  opts: ObtainRootOptions & { intervalMs: number; onChange: (root: CaRoot) => void | Promise<void>; onError: (err: unknown) => void },
 ): () => void {
   if (source.kind === 'redis') return () => undefined;
   const files = source.kind === 'files'
     ? [source.certFile, source.keyFile]
     : [ROOT_CERT_FILE, ROOT_KEY_FILE, TRUSTED_ROOTS_FILE].map((f) => join(source.dir, f));
-  const snapshot = async () => (await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')))).join('\0');
-  let last: Promise<string> = snapshot();
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    void (async () => {
-      const prev = await last;
-      const now = await snapshot();
-      if (now === prev) return;
-      last = Promise.resolve(now);
-      opts.onChange(await obtainRoot(source, { ...opts, generate: false }));
-    })().catch(opts.onError).finally(() => { busy = false; });
-  }, opts.intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  // The texts only tell that something changed; obtainRoot reads and checks the files itself.
+  const watch = watchFiles(files, {
+    intervalMs: opts.intervalMs,
+    onChange: async () => opts.onChange(await obtainRoot(source, { ...opts, generate: false })),
+    onError: opts.onError,
+  });
+  return () => watch.stop();
 }

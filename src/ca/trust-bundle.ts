@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
+import { watchFiles, type FileWatch } from '../lib/files';
 import type { Logger } from '../lib/log';
 
 /**
@@ -70,22 +70,21 @@ export interface TrustAnchorFileOptions {
 
 /**
  * A trust-anchor file kept current: read at start (a bad file fails the start), then
- * re-read every `pollMs`; a changed, valid bundle replaces the current one and emits
- * `change`. A changed but invalid (or briefly missing) file is logged and ignored:
- * the last good bundle stays in force.
+ * re-read every `pollMs` (watchFiles); a changed, valid bundle replaces the current one
+ * and emits `change`. A changed but invalid (or briefly missing) file is logged once
+ * and retried at each poll: the last good bundle stays in force.
  */
 export class TrustAnchorFile extends EventEmitter<{ change: [bundle: TrustBundle] }> {
   private current: TrustBundle;
-  private lastText: string;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly watch: FileWatch;
   private readonly log: Logger;
-  private polling = false;
-  private lastError = '';
+  private readonly what: string;
 
-  constructor(readonly file: string, private readonly opts: TrustAnchorFileOptions) {
+  constructor(readonly file: string, opts: TrustAnchorFileOptions) {
     super();
     this.log = opts.logger.child({ component: 'trust-anchors' });
     const flag = opts.flag ?? '--trust-anchor-file';
+    this.what = `${flag}=${file}`;
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -94,10 +93,13 @@ export class TrustAnchorFile extends EventEmitter<{ change: [bundle: TrustBundle
         `invalid ${flag}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)}); mount the mesh root bundle there (ConfigMap weft-root-cert on Kubernetes)`,
         { cause: err });
     }
-    this.current = parseTrustBundle(text, `${flag}=${file}`);
-    this.lastText = text;
-    this.timer = setInterval(() => { void this.poll(); }, opts.pollMs ?? 5000);
-    this.timer.unref();
+    this.current = parseTrustBundle(text, this.what);
+    this.watch = watchFiles([file], {
+      intervalMs: opts.pollMs ?? 5000,
+      initial: [text],
+      onChange: ([next]) => this.apply(next),
+      onError: (err) => this.log.error({ file, err: err instanceof Error ? err.message : String(err) }, 'trust anchors unreadable or invalid; keeping the current ones'),
+    });
     this.log.info({ file, roots: this.current.roots.length }, 'trust anchors loaded');
   }
 
@@ -110,33 +112,20 @@ export class TrustAnchorFile extends EventEmitter<{ change: [bundle: TrustBundle
   }
 
   /** Re-reads the file now; resolves true when a new bundle was installed. */
-  async poll(): Promise<boolean> {
-    if (this.polling || !this.timer) return false;
-    this.polling = true;
-    try {
-      const text = await readFile(this.file, 'utf8');
-      if (text === this.lastText) return false;
-      // Remembered before the check: a bad file is reported once, not at every poll.
-      this.lastText = text;
-      const next = parseTrustBundle(text, `${this.opts.flag ?? '--trust-anchor-file'}=${this.file}`);
-      this.current = next;
-      this.lastError = '';
-      this.log.info({ file: this.file, roots: next.roots.length, subjects: next.roots.map((r) => r.fingerprint256) }, 'trust anchors changed');
-      this.emit('change', next);
-      return true;
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      if (why !== this.lastError) this.log.error({ file: this.file, err: why }, 'trust anchors unreadable or invalid; keeping the current ones');
-      this.lastError = why;
-      return false;
-    } finally {
-      this.polling = false;
-    }
+  poll(): Promise<boolean> {
+    return this.watch.poll();
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.watch.stop();
     this.removeAllListeners();
+  }
+
+  private apply(text: string | undefined): void {
+    if (text === undefined) throw new Error(`${this.what} is missing (ENOENT)`);
+    const next = parseTrustBundle(text, this.what);
+    this.current = next;
+    this.log.info({ file: this.file, roots: next.roots.length, fingerprints: next.roots.map((r) => r.fingerprint256) }, 'trust anchors changed');
+    this.emit('change', next);
   }
 }

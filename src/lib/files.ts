@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -30,4 +31,88 @@ export function readOptionalJson<T>(file: string, check: (value: unknown) => T, 
   } catch (err) {
     throw invalid(err instanceof Error ? err.message : String(err), err);
   }
+}
+
+/** What watchFiles hands back: a way to poll now (tests, or a caller that knows) and to stop. */
+export interface FileWatch {
+  /** Re-reads the files now; resolves true when changed contents were applied. False while a poll runs already or after stop(). */
+  poll(): Promise<boolean>;
+  stop(): void;
+}
+
+export interface WatchFilesOptions {
+  /** How often to re-read. Polling, not fs.watch: ConfigMap and Secret volumes change by symlink swap, which polling always sees. */
+  intervalMs: number;
+  /** The contents the caller already applied (undefined = missing file); default: the files as they are now. */
+  initial?: Array<string | undefined>;
+  /**
+   * Applies changed contents (undefined for a missing file). A throw or rejection goes
+   * to `onError` and leaves the previous contents in force.
+   */
+  onChange(texts: Array<string | undefined>): void | Promise<void>;
+  /** A change that could not be read or applied; called once per distinct contents and error, not at every poll. */
+  onError(err: unknown): void;
+}
+
+/**
+ * Keeps files' contents applied: re-reads them every `intervalMs` (an unref'd timer, one
+ * poll at a time) and calls `onChange` when any differs from what was last applied.
+ *
+ * A failed apply is retried at the next poll: the new contents count as applied only
+ * once `onChange` succeeded, so a transient failure (say, the CA's server refusing a
+ * root swap for a moment) does not leave the old contents in force until the files
+ * change again. A file that stays bad is retried at every poll but reported once.
+ */
+export function watchFiles(files: readonly string[], opts: WatchFilesOptions): FileWatch {
+  const read = async (): Promise<Array<string | undefined>> => Promise.all(files.map(async (f) => {
+    try {
+      return await readFile(f, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }));
+  // JSON keeps "missing" (null) apart from "empty" ('').
+  const key = (texts: Array<string | undefined>) => JSON.stringify(texts.map((t) => t ?? null));
+  let applied = key(opts.initial ?? files.map((f) => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch {
+      return undefined;
+    }
+  }));
+  let reported = '';
+  let busy = false;
+  let stopped = false;
+
+  const poll = async (): Promise<boolean> => {
+    if (busy || stopped) return false;
+    busy = true;
+    let seen = '';
+    try {
+      const texts = await read();
+      seen = key(texts);
+      if (seen === applied) return false;
+      await opts.onChange(texts);
+      applied = seen;
+      reported = '';
+      return true;
+    } catch (err) {
+      const failure = `${seen}\0${err instanceof Error ? err.message : String(err)}`;
+      if (failure !== reported) opts.onError(err);
+      reported = failure;
+      return false;
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => { void poll(); }, opts.intervalMs);
+  timer.unref();
+  return {
+    poll,
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }
