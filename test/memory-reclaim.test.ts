@@ -4,29 +4,12 @@
 import t from 'tap';
 import pino from 'pino';
 import type * as net from 'node:net';
-import type { Clock } from '../src/lib/clock';
 import { loadNativeMemory, MemoryReclaimer, type NativeMemory } from '../src/ztunnel/memory-reclaim';
 import { startDemoMesh, IP } from '../src/ztunnel/testing/demo-mesh';
 import { until } from '../src/ztunnel/testing/sockets';
+import { ManualClock } from './helpers/clock';
 
 const silent = pino({ level: 'silent' });
-
-class ManualClock implements Clock {
-  t = 0;
-  timers: Array<{ at: number; fn: () => void }> = [];
-  now(): number { return this.t; }
-  setTimeout(fn: () => void, ms: number): unknown { const h = { at: this.t + ms, fn }; this.timers.push(h); return h; }
-  clearTimeout(h: unknown): void { this.timers = this.timers.filter((x) => x !== h); }
-  advance(ms: number): void {
-    this.t += ms;
-    for (;;) {
-      const due = this.timers.find((x) => x.at <= this.t);
-      if (!due) return;
-      this.timers = this.timers.filter((x) => x !== due);
-      due.fn();
-    }
-  }
-}
 
 function fakeNative(): NativeMemory & { calls: number } {
   const n = { calls: 0, lowMemoryNotification: () => { n.calls++; }, mallocTrim: () => true };
@@ -56,7 +39,7 @@ t.test('reclaims once a large burst is over, not while it closes, not again with
   live = 500; clock.advance(5000); live = 0; clock.advance(10_000); clock.advance(120_000);
   t.equal(native.calls, 2, 'a burst smaller than minDrop is not worth a pause');
   r.stop();
-  t.equal(clock.timers.length, 0, 'stop disarms');
+  t.equal(clock.pending, 0, 'stop disarms');
 });
 
 t.test('a small drop relative to the peak does not reclaim', async (t) => {
@@ -91,7 +74,7 @@ t.test('without the native helper it never arms a timer', async (t) => {
   const clock = new ManualClock();
   const r = new MemoryReclaimer({ live: () => 0, logger: silent, native: null, clock }).start();
   t.equal(r.available, false);
-  t.equal(clock.timers.length, 0);
+  t.equal(clock.pending, 0);
 });
 
 // 2,000 tunnelled connections through both nodes in this process, held, closed; then
