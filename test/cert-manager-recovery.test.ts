@@ -15,7 +15,7 @@ import { CaServer } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
 import { CertificateManager, type CertificateSource } from '../src/ca/cert-manager';
 import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
-import type { Clock } from '../src/ca/timers';
+import type { Clock } from '../src/lib/clock';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';

@@ -10,7 +10,7 @@ import { CaClient } from '../src/ca/client';
 import { CertificateManager, CertState, type CertificateManagerOptions, type WorkloadCert } from '../src/ca/cert-manager';
 import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
 import { nodeIdentity } from '../src/ca/authorize';
-import type { Clock } from '../src/ca/timers';
+import type { Clock } from '../src/lib/clock';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';

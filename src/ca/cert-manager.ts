@@ -9,7 +9,8 @@ import { generateKeyAndCsr } from './issuer';
 import { CertState, TRANSITIONS, type CertificateSource, type CertStatus, type WorkloadCert } from './cert-state';
 import { Limiter } from './limiter';
 import { CaRecoveryWatch } from './recovery-watch';
-import { backoffDelay, boundedDelay, realClock, type Clock } from './timers';
+import { backoffDelay } from '../lib/backoff';
+import { boundedDelay, realClock, type Clock } from '../lib/clock';
 
 /**
  * Keeps the node's certificates fresh: the node certificate (the CA credential) and

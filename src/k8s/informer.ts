@@ -5,6 +5,7 @@
  * infer deletions from objects missing in the new list. Errors back off exponentially.
  */
 import { EventEmitter } from 'node:events';
+import { backoffDelay } from '../lib/backoff';
 import { silentLogger, type Logger } from '../lib/log';
 import { k8sStatus, type KubeClient, type KubeObject } from './client';
 
@@ -109,11 +110,11 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
           continue;
         }
         failures++;
-        const delay = Math.min(max, min * 2 ** Math.min(failures - 1, 20));
-        const jittered = delay / 2 + Math.random() * (delay / 2);
-        this.logger.warn({ err: (err as Error).message, retryInMs: Math.round(jittered) }, 'list/watch failed; backing off');
+        // 'below': the cap is a hard bound, and informers that failed together spread out.
+        const delay = backoffDelay(failures, { initialMs: min, maxMs: max, jitter: 'below' });
+        this.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'list/watch failed; backing off');
         if (this.listenerCount('error') > 0) this.emit('error', err);
-        await sleep(jittered, signal);
+        await sleep(delay, signal);
       }
     }
   }
