@@ -3,7 +3,9 @@
 // its series for the life of the ztunnel. Real ztunnel metrics registries on the
 // loopback mesh, real connections.
 import t from 'tap';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
+import { ConnectionRegistry } from '../src/ztunnel/connections';
+import { ZtunnelMetrics } from '../src/ztunnel/metrics';
 import { startDemoMesh, IP, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { ending, roundTrip, until } from '../src/ztunnel/testing/sockets';
 
@@ -73,4 +75,35 @@ t.test('a deleted workload\'s series disappear from both ztunnels; a live connec
   state.replaceAll(snapshot, state.revision + 1);
   t.equal(await seriesNaming(a.registry, 'legacy'), 0, 'gone after a snapshot without it');
   t.ok(await seriesNaming(a.registry, 'client') > 0, 'client is still in the snapshot');
+});
+
+t.test('a close re-checks only the deleted workloads it names, not every live connection per pending workload', async (t) => {
+  const wl = (name: string) => ({ record: { namespace: 'demo', name, uid: name }, identity: `spiffe://cluster.local/ns/demo/sa/${name}` }) as never;
+  const registry = new Registry();
+  const metrics = new ZtunnelMetrics(registry);
+  const connections = new ConnectionRegistry();
+  metrics.observe(connections);
+  let walks = 0;
+  const all = connections.all.bind(connections);
+  connections.all = () => { walks++; return all(); };
+  const open = (src: string) => {
+    const c = connections.add({ direction: 'inbound', protocol: 'HBONE', src: { ip: '10.0.0.1', port: 1, workload: wl(src) }, dst: { ip: '10.0.0.2', port: 80, workload: wl('server') } });
+    c.established = true;
+    metrics.connectionOpened(c);
+    return c;
+  };
+  const close = (c: ReturnType<typeof open>) => {
+    connections.remove(c);
+    metrics.connectionClosed(c, '-');
+  };
+  const gone = open('gone');
+  const others = Array.from({ length: 20 }, () => open('other'));
+  metrics.forgetWorkload('demo', 'gone');
+  t.ok(await seriesNaming(registry, 'gone') > 0, 'kept while its connection is live');
+  walks = 0;
+  for (const c of others) close(c);
+  t.equal(walks, 0, 'closing connections that do not name the deleted workload looks at no live connection');
+  close(gone);
+  t.equal(await seriesNaming(registry, 'gone'), 0, 'removed once its last connection ended');
+  t.ok(await seriesNaming(registry, 'other') > 0, 'other series stay');
 });

@@ -5,7 +5,24 @@
  * ztunnel's memory and every scrape would grow with pod churn). ZtunnelMetrics notes
  * each label set it uses and takes them back out when a workload leaves the registry.
  */
-import type { MetricLabels } from './metrics';
+
+/** The Istio TCP metrics' labels (metrics.ts), in a fixed order. */
+export const LABEL_NAMES = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_service',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+
+export type LabelName = (typeof LABEL_NAMES)[number];
+export type MetricLabels = Record<LabelName, string>;
 
 const UNKNOWN = 'unknown';
 
@@ -61,6 +78,9 @@ function ends(labels: MetricLabels): string[] {
   return out;
 }
 
+/** The label values in LABEL_NAMES order: every label set has exactly those keys. */
 function seriesKey(labels: MetricLabels): string {
-  return Object.keys(labels).sort().map((k) => labels[k as keyof MetricLabels]).join('\u0000');
+  let key = labels[LABEL_NAMES[0]];
+  for (let i = 1; i < LABEL_NAMES.length; i++) key += `\u0000${labels[LABEL_NAMES[i]!]}`;
+  return key;
 }

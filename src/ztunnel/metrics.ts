@@ -11,7 +11,7 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
-import { WorkloadSeries, workloadKey } from './metric-series';
+import { LABEL_NAMES, WorkloadSeries, workloadKey, type LabelName, type MetricLabels } from './metric-series';
 
 /** The fixed vocabulary of `response_flags`. */
 export type ResponseFlag =
@@ -32,22 +32,7 @@ export type ResponseFlag =
   /** Closed by this proxy (shutdown). */
   | 'ABORTED';
 
-export const LABEL_NAMES = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
-] as const;
-
-type LabelName = (typeof LABEL_NAMES)[number];
-export type MetricLabels = Record<LabelName, string>;
+export { LABEL_NAMES, type MetricLabels };
 
 const UNKNOWN = 'unknown';
 
@@ -145,7 +130,7 @@ export class ZtunnelMetrics {
     this.series.note(labels);
     this.closed.inc(labels);
     this.addBytes(c, labels);
-    this.sweepPending();
+    this.sweepPending(c);
   }
 
   /** A connection that never became established. */
@@ -154,7 +139,7 @@ export class ZtunnelMetrics {
     this.series.note(labels);
     this.failed.inc(labels);
     this.addBytes(c, labels);
-    this.sweepPending();
+    this.sweepPending(c);
   }
 
   /**
@@ -203,10 +188,16 @@ export class ZtunnelMetrics {
     return false;
   }
 
-  private sweepPending(): void {
+  /**
+   * `ended` (already out of its registry) was the only change: only the workloads it
+   * names can have lost their last live connection, so only those are looked up.
+   */
+  private sweepPending(ended: TrackedConnection): void {
     if (this.pendingForget.size === 0) return;
-    for (const key of [...this.pendingForget]) {
-      if (this.hasLive(key)) continue;
+    for (const w of [ended.src.workload, ended.dst.workload]) {
+      if (!w) continue;
+      const key = workloadKey(w.record.namespace, w.record.name);
+      if (!this.pendingForget.has(key) || this.hasLive(key)) continue;
       this.pendingForget.delete(key);
       this.removeSeries(key);
     }
