@@ -7,9 +7,10 @@ import t from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { rssBytes } from '../src/faults/observe';
 import { startNodeIn, type NodeProcess } from './helpers/netns';
+import { waitFor } from './helpers/wait';
 
 const POD = '127.0.5.1';
 /** Where the child's HBONE server listens (test/helpers/inbound-child.ts). */
@@ -18,13 +19,9 @@ const MiB = 1024 * 1024;
 const STREAMS = 300;
 const PER_STREAM = 8 * MiB;
 
-interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
+interface Stats { refused: Record<string, number>; upstreams: number; stalled: number }
 
-function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no ${field} for ${pid}`);
-  return Number(m[1]) * 1024;
-}
+interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
 
 async function server(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
   const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
@@ -94,6 +91,16 @@ t.teardown(async () => {
   await child?.kill();
 });
 
+let statsAsked = 0;
+
+/** The child's counters (test/helpers/inbound-child.ts), each answer told apart by its tag. */
+async function stats(): Promise<Stats> {
+  const tag = String(++statsAsked);
+  child.send(`stats ${tag}\n`);
+  const line = await child.waitForLine(new RegExp(`"tag":"${tag}"`));
+  return (JSON.parse(line) as { stats: Stats }).stats;
+}
+
 async function echoWorks(): Promise<boolean> {
   const s = session(ready);
   try {
@@ -109,7 +116,7 @@ async function echoWorks(): Promise<boolean> {
 
 t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel's RSS by < 256 MiB; normal traffic keeps flowing`, { timeout: 60_000 }, async (t) => {
   t.ok(await echoWorks(), 'warm-up stream works');
-  const before = procStatus(child.pid, 'VmRSS');
+  const before = rssBytes(child.pid);
   const sessions: http2.ClientHttp2Session[] = [];
   t.teardown(() => { for (const s of sessions) s.destroy(); });
   const progress = { bytes: 0 };
@@ -128,18 +135,19 @@ t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel'
     }
     opened += room;
   }
-  // The attack has done what it can once no byte moved for a while (not asserted).
-  let last = -1;
-  while (progress.bytes !== last) {
-    last = progress.bytes;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  const peak = procStatus(child.pid, 'VmHWM');
+  // The attack has done what it can once every stream is stalled in the ztunnel: its
+  // upstream socket queues past the pipe's high-water mark, so the pipe paused the
+  // stream (no more HTTP/2 window), and the sink never reads, so it stays paused; or the
+  // budget reset the stream. A state, not a quiet period: load only makes it come later.
+  let end: Stats | undefined;
+  await waitFor('every attacking stream stalled in the ztunnel or reset', async () => {
+    end = await stats();
+    return end.stalled === end.upstreams && end.stalled + (end.refused.buffer_budget ?? 0) === STREAMS;
+  }, { timeoutMs: 40_000, intervalMs: 200 });
+  const peak = rssBytes(child.pid, 'VmHWM');
   const grew = peak - before;
-  child.send('stats\n');
-  const stats = JSON.parse(await child.waitForLine(/"stats"/)) as { stats: { refused: Record<string, number> } };
   t.comment(`RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB: +${(grew / MiB).toFixed(0)} MiB for ${STREAMS} streams; ` +
-    `attacker wrote ${(progress.bytes / MiB).toFixed(0)} MiB; statuses ${JSON.stringify([...statuses])}; sessions ${sessions.length}; refused ${JSON.stringify(stats.stats.refused)}`);
+    `attacker wrote ${(progress.bytes / MiB).toFixed(0)} MiB; statuses ${JSON.stringify([...statuses])}; sessions ${sessions.length}; refused ${JSON.stringify(end!.refused)}; stalled ${end!.stalled}`);
   t.equal(statuses.get(200), STREAMS, 'every stream was accepted (the budget acts on stalls, not on opens)');
   t.ok(progress.bytes > STREAMS * MiB, 'the attacker did write into them');
   t.ok(grew < 256 * MiB, `RSS grew by ${(grew / MiB).toFixed(0)} MiB (< 256 MiB)`);

@@ -98,10 +98,12 @@ export class LogCursor {
   }
 }
 
-/** Resident set size of a process in bytes (VmRSS), or NaN when it is gone. */
-export function rssBytes(pid: number): number {
+const STATUS_FIELD = { VmRSS: /^VmRSS:\s+(\d+) kB$/m, VmHWM: /^VmHWM:\s+(\d+) kB$/m };
+
+/** Resident set size of a process in bytes (VmRSS; VmHWM is its peak), or NaN when it is gone. */
+export function rssBytes(pid: number, field: keyof typeof STATUS_FIELD = 'VmRSS'): number {
   try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = STATUS_FIELD[field].exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : NaN;
   } catch {
     return NaN;

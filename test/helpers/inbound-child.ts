@@ -7,13 +7,18 @@
  * say), WEFT_CHILD_TUNING / WEFT_CHILD_LIMITS (JSON option overrides).
  * Prints one JSON line `{"ready":true,...}` with the port, the roots and a client
  * certificate (identity `client`) for the test to use. Reads commands on stdin:
- * `stats` prints `{"stats":{...}}` (sessions, connections, refusal counters).
+ * `stats [tag]` prints `{"stats":{...},"tag":...}` (sessions, connections, refusal counters, and the
+ * upstream sockets open and stalled: queued past the pipe's high-water mark, where the
+ * pipe pauses the stream; to a pod that never reads, that stall is for good).
  */
 import pino from 'pino';
+import type * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { MeshState } from '../../src/registry/state';
 import { ConnectionRegistry } from '../../src/ztunnel/connections';
+import { defaultUpstreamFactory } from '../../src/ztunnel/dial';
+import { hboneTuning } from '../../src/ztunnel/hbone-settings';
 import { InboundServer } from '../../src/ztunnel/inbound';
 import { exactSelfAddresses, loopGuard } from '../../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../../src/ztunnel/metrics';
@@ -41,22 +46,33 @@ async function main(): Promise<void> {
   const registry = new Registry();
   const metrics = new ZtunnelMetrics(registry);
   const connections = new ConnectionRegistry();
+  const tuning = process.env.WEFT_CHILD_TUNING ? JSON.parse(process.env.WEFT_CHILD_TUNING) : undefined;
+  const upstreams = new Set<net.Socket>();
   const inbound = new InboundServer({
+    socketFactory: (target, purpose) => {
+      const s = defaultUpstreamFactory(target, purpose);
+      upstreams.add(s);
+      s.once('close', () => upstreams.delete(s));
+      return s;
+    },
     state, certs, connections, metrics, nodeName: 'node-b', logger: pino({ level: 'silent' }),
     originalDst: fixedOriginalDst({ ip: pod, port: 15008 }),
     // Pods live on 127.0.0.0/8 beside the node: only the node's own address is "self".
     loopGuard: loopGuard(exactSelfAddresses([CHILD_NODE_IP])),
-    ...(process.env.WEFT_CHILD_TUNING ? { tuning: JSON.parse(process.env.WEFT_CHILD_TUNING) } : {}),
+    ...(tuning ? { tuning } : {}),
     ...(process.env.WEFT_CHILD_LIMITS ? { limits: JSON.parse(process.env.WEFT_CHILD_LIMITS) } : {}),
   } as ConstructorParameters<typeof InboundServer>[0]);
   const port = (await inbound.listen(CHILD_NODE_IP, 0)).port;
   process.stdout.write(`${JSON.stringify({ ready: true, port, rootsPem: certs.rootsPem, client: { keyPem: client.keyPem, certChainPem: client.certChainPem } })}\n`);
   createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line.trim() !== 'stats') return;
+    const [command, tag = ''] = line.trim().split(' ');
+    if (command !== 'stats') return;
     void registry.getSingleMetric('weft_ztunnel_hbone_refused_total')?.get().then((m) => {
       const refused: Record<string, number> = {};
       for (const v of m?.values ?? []) refused[String(v.labels.reason)] = v.value;
-      process.stdout.write(`${JSON.stringify({ stats: { sessions: inbound.sessionCount, connections: connections.size, refused } })}\n`);
+      const hwm = hboneTuning(tuning).pipeHighWaterMark;
+      const stalled = [...upstreams].filter((u) => u.writableLength > hwm).length;
+      process.stdout.write(`${JSON.stringify({ stats: { sessions: inbound.sessionCount, connections: connections.size, refused, upstreams: upstreams.size, stalled }, tag })}\n`);
     });
   });
   process.stdin.once('end', () => { void inbound.close().then(() => process.exit(0)); });
