@@ -13,6 +13,7 @@ import { services, impersonationMetadata, type CertificateResponse } from '../sr
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';
+import type { Clock } from '../src/lib/clock';
 import { isWeftError, type WeftError } from '../src/lib/errors';
 import { execFileSync } from 'node:child_process';
 
@@ -251,7 +252,8 @@ t.test('weak CSR keys are INVALID_ARGUMENT WEFT_CA_CSR_KEY_WEAK over gRPC; an EC
 t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and CreateCertificate', async (t) => {
   let now = 0;
   const limits = { perCaller: { perSecond: 1, burst: 2 }, overall: { perSecond: 1, burst: 3 } };
-  const limited = await startServer({ joinLimits: limits, csrLimits: limits, clock: () => now });
+  const clock: Clock = { now: () => now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
+  const limited = await startServer({ joinLimits: limits, csrLimits: limits, clock });
   const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
   const c1 = newClient({ address: limited.address });
   await c1.join('node-1', token);
@@ -271,7 +273,7 @@ t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and Cre
   const perNode = await refusal(c1.createCertificate(csrPem, 0, ID_A));
   t.equal(perNode.code, 'WEFT_CA_RATE_LIMITED', 'node-1 over its own limit');
   t.equal(perNode.details?.grpcCode, grpc.status.RESOURCE_EXHAUSTED);
-  t.match(perNode.message, /CreateCertificate from node node-1 exceeds/);
+  t.match(perNode.message, /CreateCertificate from node node-1 exceeds .*; retry in 1 s/);
   t.ok(await c2.createCertificate(csrPem, 0, ID_B), 'node-2 is not held back by node-1');
   const overall = await refusal(c2.createCertificate(csrPem, 0, ID_B));
   t.equal(overall.code, 'WEFT_CA_RATE_LIMITED', 'all nodes together over the overall limit');

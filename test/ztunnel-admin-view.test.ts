@@ -11,7 +11,7 @@ import type { Clock } from '../src/lib/clock';
 import { adminGet } from '../src/cli/admin-client';
 import { adminServer, closeServer, listenTcp, type AdminSource } from '../src/ztunnel/admin';
 import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
-import { RateLimiter } from '../src/ztunnel/admin-limit';
+import { RateLimiter, type RateLimiterOptions } from '../src/lib/token-bucket';
 import { adminViewServer } from '../src/ztunnel/admin-view';
 import type { ConfigDump } from '../src/ztunnel/admin-types';
 import { TestAccessReview } from './helpers/access-review';
@@ -35,7 +35,7 @@ interface Rig {
   metrics: Registry;
 }
 
-async function rig(t: Test, limits?: ConstructorParameters<typeof RateLimiter>[0]): Promise<Rig> {
+async function rig(t: Test, limits?: RateLimiterOptions): Promise<Rig> {
   const api = await TestApiServer.start({ token: REVIEWER });
   t.teardown(() => api.stop());
   const reviews = new TestAccessReview(api)
@@ -105,7 +105,7 @@ t.test('reviews are cached per token for a short time, and an API failure refuse
 });
 
 t.test('rate limits: per caller and overall, 429 with Retry-After, before any review', async (t) => {
-  const r = await rig(t, { perCaller: { ratePerSecond: 1, burst: 3 }, overall: { ratePerSecond: 100, burst: 100 } });
+  const r = await rig(t, { perCaller: { perSecond: 1, burst: 3 }, overall: { perSecond: 100, burst: 100 } });
   for (let i = 0; i < 3; i++) t.equal((await fetch(`${r.url}/status`)).status, 401);
   const limited = await fetch(`${r.url}/status`, bearer(OPERATOR));
   t.equal(limited.status, 429, 'the address used its burst on unauthenticated requests');
@@ -118,12 +118,12 @@ t.test('rate limits: per caller and overall, 429 with Retry-After, before any re
 });
 
 t.test('RateLimiter: the overall bucket caps many callers together', async (t) => {
-  let now = 0;
-  const l = new RateLimiter({ perCaller: { ratePerSecond: 10, burst: 10 }, overall: { ratePerSecond: 2, burst: 4 }, now: () => now, maxCallers: 2 });
+  const clock = manualClock(0);
+  const l = new RateLimiter({ perCaller: { perSecond: 10, burst: 10 }, overall: { perSecond: 2, burst: 4 }, maxCallers: 2 }, clock);
   for (let i = 0; i < 4; i++) t.ok(l.take(`c${i}`).ok);
   t.same(l.take('c9'), { ok: false, scope: 'overall', retryAfterSeconds: 1 });
   t.equal(l.trackedCallers, 2, 'callers tracked are bounded');
-  now += 500;
+  clock.advance(500);
   t.ok(l.take('c9').ok, 'refilled at 2/s');
 });
 

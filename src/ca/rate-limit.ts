@@ -1,57 +1,17 @@
 import { WeftError } from '../lib/errors';
+import { realClock, type Clock } from '../lib/clock';
+import { RateLimiter, type RateLimit } from '../lib/token-bucket';
 
 /**
- * Request-rate limits for the CA: token buckets per caller and one for all callers
- * together, so neither one noisy node (or one address hammering Join) nor a crowd can
- * make the CA sign, or ask the Kubernetes API server, without bound. Pure: time comes
- * from an injected clock. (`Limiter` in limiter.ts is a different thing: it bounds
- * how many tasks run at once, for node-side key generation.)
+ * Request-rate limits for the CA: a caller's own limit and one for all callers
+ * together (src/lib/token-bucket.ts), so neither one noisy node (or one address
+ * hammering Join) nor a crowd can make the CA sign, or ask the Kubernetes API server,
+ * without bound. This file holds only the CA's limits and the refusal they become.
+ * (`Limiter` in limiter.ts is a different thing: it bounds how many tasks run at once,
+ * for node-side key generation.)
  */
 
-export interface RateLimit {
-  /** Sustained requests per second. */
-  perSecond: number;
-  /** Requests allowed at once after a quiet period. */
-  burst: number;
-}
-
-interface Bucket { tokens: number; at: number }
-
-/** Token buckets by key; the number of keys kept is bounded (oldest dropped first). */
-export class TokenBuckets {
-  private readonly buckets = new Map<string, Bucket>();
-
-  constructor(
-    readonly limit: RateLimit,
-    private readonly clock: () => number = Date.now,
-    private readonly maxKeys = 10_000,
-  ) {
-    if (!(limit.perSecond > 0) || !(limit.burst >= 1)) throw new Error(`invalid rate limit ${JSON.stringify(limit)}`);
-  }
-
-  /** Takes one token for `key`: true if allowed. */
-  take(key: string): boolean {
-    const now = this.clock();
-    let b = this.buckets.get(key);
-    if (b) {
-      b.tokens = Math.min(this.limit.burst, b.tokens + ((now - b.at) / 1000) * this.limit.perSecond);
-      b.at = now;
-      // Re-insert: Map order then runs from least to most recently used.
-      this.buckets.delete(key);
-    } else {
-      b = { tokens: this.limit.burst, at: now };
-      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
-    }
-    this.buckets.set(key, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
-  get size(): number {
-    return this.buckets.size;
-  }
-}
+export type { RateLimit };
 
 /** Per-caller and overall limits of one CA method. */
 export interface MethodLimits {
@@ -74,27 +34,25 @@ export const DEFAULT_JOIN_RATE = 1;
 export const DEFAULT_CSR_RATE = 10;
 
 export class MethodRateLimiter {
-  private readonly perCaller: TokenBuckets;
-  private readonly overall: TokenBuckets;
+  private readonly limiter: RateLimiter;
 
-  constructor(readonly method: string, readonly limits: MethodLimits, clock: () => number = Date.now) {
-    this.perCaller = new TokenBuckets(limits.perCaller, clock);
-    this.overall = new TokenBuckets(limits.overall, clock, 1);
+  constructor(readonly method: string, readonly limits: MethodLimits, clock: Clock = realClock) {
+    this.limiter = new RateLimiter(limits, clock);
   }
 
-  /** Throws WEFT_CA_RATE_LIMITED (details.scope 'caller' or 'overall') when over a limit. */
+  /**
+   * Throws WEFT_CA_RATE_LIMITED (details.scope 'caller' or 'overall', details.retryAfterSeconds)
+   * when over a limit; a refused call takes no token from either.
+   */
   check(caller: string): void {
+    const decision = this.limiter.take(caller);
+    if (decision.ok) return;
+    const { scope, retryAfterSeconds } = decision;
     const { perCaller, overall } = this.limits;
-    if (!this.perCaller.take(caller)) {
-      throw new WeftError('WEFT_CA_RATE_LIMITED',
-        `${this.method} from ${caller} exceeds ${perCaller.perSecond}/s per caller (bursts of ${perCaller.burst}); back off and retry, or raise the CA's ${this.flag()} if this load is legitimate`,
-        { details: { scope: 'caller' } });
-    }
-    if (!this.overall.take('')) {
-      throw new WeftError('WEFT_CA_RATE_LIMITED',
-        `the CA is receiving more than ${overall.perSecond} ${this.method} requests/s from all callers together (bursts of ${overall.burst}); back off and retry, or raise the CA's ${this.flag()}`,
-        { details: { scope: 'overall' } });
-    }
+    const message = scope === 'caller'
+      ? `${this.method} from ${caller} exceeds ${perCaller.perSecond}/s per caller (bursts of ${perCaller.burst}); retry in ${retryAfterSeconds} s, or raise the CA's ${this.flag()} if this load is legitimate`
+      : `the CA is receiving more than ${overall.perSecond} ${this.method} requests/s from all callers together (bursts of ${overall.burst}); retry in ${retryAfterSeconds} s, or raise the CA's ${this.flag()}`;
+    throw new WeftError('WEFT_CA_RATE_LIMITED', message, { details: { scope, retryAfterSeconds } });
   }
 
   private flag(): string {

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/log';
+import { realClock, type Clock } from '../lib/clock';
 import { formatDuration } from '../lib/options';
 import {
   authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, type NodeAuthorizer,
@@ -50,8 +51,8 @@ export interface CaServerOptions {
   /** Rate limits (defaults limitsFor(DEFAULT_JOIN_RATE) and limitsFor(DEFAULT_CSR_RATE)). */
   joinLimits?: MethodLimits;
   csrLimits?: MethodLimits;
-  /** Clock of the rate limiters (tests). */
-  clock?: () => number;
+  /** Clock of the rate limiters and the refusal-log limits (tests). */
+  clock?: Clock;
   logger: Logger;
   /** Metrics go here, never to prom-client's global registry. */
   metrics: Registry;
@@ -154,7 +155,7 @@ export class CaServer {
       throw new WeftError('WEFT_CONFIG_INVALID',
         'join tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; nodes join with their ServiceAccount token');
     }
-    const clock = opts.clock ?? Date.now;
+    const clock = opts.clock ?? realClock;
     this.joinLimiter = new MethodRateLimiter('Join', opts.joinLimits ?? limitsFor(DEFAULT_JOIN_RATE), clock);
     this.csrLimiter = new MethodRateLimiter('CreateCertificate', opts.csrLimits ?? limitsFor(DEFAULT_CSR_RATE), clock);
     this.metrics = createCaMetrics(opts.metrics);

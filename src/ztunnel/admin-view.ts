@@ -20,12 +20,23 @@ import { realClock, type Clock } from '../lib/clock';
 import { LogLimiter } from '../lib/log-limiter';
 import { AdminAuthenticator, bearerToken } from './admin-auth';
 import { ADMIN_VIEW_REFUSED } from './admin-types';
-import { DEFAULT_VIEW_LIMITS, RateLimiter, type RateLimitOptions } from './admin-limit';
+import { KeyedBuckets, RateLimiter, type RateLimiterOptions } from '../lib/token-bucket';
 import { json, serve, VIEWS, type AdminSource, type Handler } from './admin';
+
+/**
+ * Rate limits of the views: per caller (source address, then authenticated user) and
+ * for all callers together. A `weft` command costs one request per view per node;
+ * `--watch` one per second.
+ */
+export const DEFAULT_VIEW_LIMITS: RateLimiterOptions = {
+  perCaller: { perSecond: 10, burst: 20 },
+  overall: { perSecond: 50, burst: 100 },
+  maxCallers: 4096,
+};
 
 export interface AdminViewOptions {
   auth: AdminAuthenticator;
-  limits?: Omit<RateLimitOptions, 'now'>;
+  limits?: RateLimiterOptions;
   /** How long one render of a view is served. Default 100 ms. */
   renderTtlMs?: number;
   clock?: Clock;
@@ -52,11 +63,10 @@ export class RenderCache {
 
 export function adminViewServer(src: AdminSource, opts: AdminViewOptions): Server {
   const clock = opts.clock ?? realClock;
-  const now = () => clock.now();
   const limits = opts.limits ?? DEFAULT_VIEW_LIMITS;
-  const byAddress = new RateLimiter({ ...limits, now });
+  const byAddress = new RateLimiter(limits, clock);
   // Per user only: the overall budget was already taken by the address check.
-  const byUser = new RateLimiter({ ...limits, overall: { ratePerSecond: Number.MAX_SAFE_INTEGER, burst: Number.MAX_SAFE_INTEGER }, now });
+  const byUser = new KeyedBuckets(limits.perCaller, clock, limits.maxCallers);
   const cache = new RenderCache(opts.renderTtlMs ?? 100, clock);
   const logLimiter = new LogLimiter({ clock });
   const counted = existingCounter(src) ?? new Counter({
@@ -92,10 +102,11 @@ export function adminViewServer(src: AdminSource, opts: AdminViewOptions): Serve
         const result: Result = outcome.status === 401 ? 'unauthenticated' : outcome.status === 403 ? 'forbidden' : 'unavailable';
         return refuse(req, res, result, outcome.status, outcome.message, outcome.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
       }
-      const mine = byUser.take(outcome.user);
-      if (!mine.ok) {
-        return refuse(req, res, 'rate_limited', 429, `too many admin view requests from ${outcome.user}; retry in ${mine.retryAfterSeconds} s`,
-          { 'retry-after': String(mine.retryAfterSeconds) });
+      const mine = byUser.bucket(outcome.user);
+      if (!mine.tryTake()) {
+        const wait = mine.retryAfterSeconds();
+        return refuse(req, res, 'rate_limited', 429, `too many admin view requests from ${outcome.user}; retry in ${wait} s`,
+          { 'retry-after': String(wait) });
       }
       const body = cache.get(path, () => view(src));
       counted.inc({ result: 'ok' });
