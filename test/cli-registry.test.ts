@@ -83,8 +83,11 @@ t.test('registry commands', async (t) => {
       { op: 'put', kind: 'policy', key: 'demo/closed', record: { name: 'closed', namespace: 'demo', scope: 'NAMESPACE', action: 'ALLOW', rules: [], invalid: { state: 'FailClosed', reason: 'spec.action bad' } } },
     ], 1);
     const frame = policiesFrame(state, {});
-    t.same(frame.table!.rows.map((r) => `${r[1]}:${r[7]}`), ['closed:FailClosed', 'stale:Stale']);
-    t.match(frame.warnings, [/demo\/closed is invalid \(spec.action bad\); it is enforced fail-closed/, /demo\/stale is invalid \(spec.rules\[0\] bad\); its last valid version is enforced/]);
+    t.same(frame.table!.rows.map((r) => `${r[1]}:${r[7]}`), ['closed:FailClosed', 'stale:LastGood'], "STATUS is the record's own state");
+    t.match(frame.warnings, [
+      /demo\/closed is invalid \(spec.action bad\); no valid version is known, so it is enforced fail-closed as an ALLOW that matches nothing/,
+      /demo\/stale is invalid \(spec.rules\[0\] bad\); the last valid version stays in force/,
+    ]);
   });
 
   t.test('namespace enroll/unenroll change the registry and a following MeshState re-derives protocols', async (t) => {

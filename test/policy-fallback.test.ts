@@ -3,8 +3,10 @@
 // and change stream alike), and the ztunnel's L4 authorization keeps refusing what the
 // ALLOW policy did not admit.
 import t from 'tap';
+import { Writable } from 'node:stream';
+import { createLogger } from '../src/lib/log';
 import { failClosedPolicy, keepLastGood } from '../src/registry/policy-fallback';
-import { emptySnapshot, parseChanges, parseHashes, type OnInvalid } from '../src/registry/layout';
+import { emptySnapshot, logInvalid, parseChanges, parseHashes, type OnInvalid } from '../src/registry/layout';
 import { MeshState } from '../src/registry/state';
 import { KINDS, type AuthorizationPolicyRecord } from '../src/registry/types';
 import { validateRecord } from '../src/registry/validate';
@@ -54,6 +56,28 @@ t.test('an invalid stored ALLOW does not vanish: the intruder is still refused',
   t.notOk(d.allowed, 'the guarded workload stays deny-by-default');
   t.match(d.reason, /demo\/allow-client is invalid .* enforced fail-closed/);
   t.notOk(decide(state, undefined).allowed, 'plaintext too');
+});
+
+t.test('the log line of a malformed record says what is held instead and what to do', async (t) => {
+  let out = '';
+  const destination = new Writable({ write(chunk, _enc, cb) { out += String(chunk); cb(); } });
+  const logger = createLogger({ level: 'warn', component: 'test', destination });
+  let counted = 0;
+  const broken = { ...allowClient, rules: [{ clauses: [{ matches: [{ destinationPorts: [0] }] }] }] };
+  const hashes = KINDS.map((k): Record<string, string> => (k === 'policy' ? { 'demo/allow-client': JSON.stringify(broken), 'no-slash': '{}' }
+    : k === 'workload' ? { 'demo/w': '{}' } : {}));
+  parseHashes(hashes, logInvalid(logger, () => { counted++; }));
+  logger.flush();
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.equal(counted, 3);
+  t.match(lines.find((l) => l.key === 'demo/allow-client'), {
+    kind: 'policy', standIn: { action: 'ALLOW', scope: 'WORKLOAD_SELECTOR', selector: { app: 'echo' } },
+    msg: /^malformed policy record: no valid version is known, so it is enforced fail-closed as an ALLOW that matches nothing .*; fix or re-apply the AuthorizationPolicy; the controller rewrites the record on its next sync$/,
+  }, 'the stand-in actually built, and the way out');
+  const skipped = lines.find((l) => l.key === 'no-slash');
+  t.match(skipped, { kind: 'policy', msg: 'skipping malformed registry record' }, 'a policy with an unreadable key claims no stand-in');
+  t.notOk(skipped && 'standIn' in skipped);
+  t.match(lines.find((l) => l.key === 'demo/w'), { kind: 'workload', msg: 'skipping malformed registry record' });
 });
 
 t.test('an invalid stored DENY denies everything in its scope', async (t) => {

@@ -13,10 +13,17 @@ import { silentLogger, type Logger } from '../lib/log';
 import type { ChangeInput, RegistryStore } from '../registry/store';
 import { recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState } from '../registry/types';
 import { validateRecord } from '../registry/validate';
-import { computeDesired, entryId, heldText, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
+import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import { AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, type K8sAuthorizationPolicy } from './k8s-types';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
+
+/**
+ * The Accepted=False condition's reason per held state (policy-fallback.ts). The
+ * reasons are API (users and tools match on them), so they keep their names; the map
+ * makes a new state a compile error here rather than a silent 'Invalid'.
+ */
+const CONDITION_REASON: Record<PolicyInvalidState, string> = { LastGood: 'InvalidLastGoodKept', FailClosed: 'InvalidFailClosed' };
 
 export const WATCHED = {
   nodes: '/api/v1/nodes',
@@ -232,7 +239,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   /** Sets the Accepted condition on each AuthorizationPolicy whose condition is not current. */
   private async reportPolicies(desired: DesiredState): Promise<void> {
-    for (const { obj, result, held } of desired.policies.values()) {
+    for (const { obj, result, held, enforced } of desired.policies.values()) {
       if (!this.isLeader || this.stopped) return;
       const m = obj.metadata;
       // The reason says what is enforced meanwhile: an operator must not read "False" as "no policy".
@@ -240,8 +247,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
         ? { status: 'True', reason: 'Accepted', message: 'the policy is valid and in the registry' }
         : {
           status: 'False',
-          reason: held === 'LastGood' ? 'InvalidLastGoodKept' : held === 'FailClosed' ? 'InvalidFailClosed' : 'Invalid',
-          message: `${result.message}; ${heldText(held, (desired.records.get(entryId('policy', `${m.namespace}/${m.name}`))?.record as AuthorizationPolicyRecord | undefined)?.action)}`,
+          reason: held ? CONDITION_REASON[held] : 'Invalid',
+          message: `${result.message}; ${enforced}`,
         };
       const conditions = ((obj as { status?: { conditions?: Record<string, unknown>[] } }).status?.conditions) ?? [];
       const cur = conditions.find((c) => c.type === 'Accepted');

@@ -3,7 +3,7 @@
  * The controller recomputes it per tick and writes only the difference, which makes a
  * restart, a relist or a missed event converge the same way as a normal update.
  */
-import { failClosedPolicy, isValidVersion, keepLastGood, withoutMarker } from '../registry/policy-fallback';
+import { failClosedPolicy, heldText, isValidVersion, keepLastGood, withoutMarker } from '../registry/policy-fallback';
 import {
   recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState, type RecordsByKind,
 } from '../registry/types';
@@ -48,6 +48,8 @@ export interface PolicyOutcome {
   result: PolicyTranslation;
   /** For an invalid object: what the registry holds instead (policy-fallback.ts). */
   held?: PolicyInvalidState;
+  /** For an invalid object: what is enforced meanwhile, in words (heldText), for the log and the object's status. */
+  enforced?: string;
 }
 
 export interface DesiredOptions {
@@ -136,20 +138,10 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
       ? keepLastGood(withoutMarker(prev), result.message)
       : failClosedPolicy(key, result.candidate, result.message);
     const held = record?.invalid?.state;
-    policies.set(key, { obj: p, result, held });
+    const enforced = heldText(held, record?.action);
+    policies.set(key, { obj: p, result, held, enforced });
     if (record) add('policy', record);
-    warnings.push(`AuthorizationPolicy ${key} is invalid: ${result.message}; ${heldText(held, record?.action)}`);
+    warnings.push(`AuthorizationPolicy ${key} is invalid: ${result.message}; ${enforced}`);
   }
   return { records, warnings, policies };
-}
-
-/** What the registry enforces for an invalid policy, in words for the log and the object's status. */
-export function heldText(held: PolicyInvalidState | undefined, action: string | undefined): string {
-  if (held === 'LastGood') return 'the last valid version stays in force until it is fixed';
-  if (held === 'FailClosed') {
-    return action === 'ALLOW'
-      ? 'no valid version was ever accepted, so it is enforced fail-closed as an ALLOW that matches nothing (only other ALLOW policies admit traffic to its workloads)'
-      : 'no valid version was ever accepted, so it is enforced fail-closed as a DENY of every connection in its scope';
-  }
-  return 'its name is not valid, so it cannot be enforced at all; fix or delete it';
 }

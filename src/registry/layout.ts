@@ -11,8 +11,8 @@
 import type { Logger } from '../lib/log';
 import { isWeftError } from '../lib/errors';
 import type { RegistrySnapshot } from './state';
-import { failClosedPolicy } from './policy-fallback';
-import { KINDS, type Change, type Kind, type RecordsByKind } from './types';
+import { failClosedPolicy, heldText } from './policy-fallback';
+import { KINDS, type AuthorizationPolicyRecord, type Change, type Kind, type RecordsByKind } from './types';
 import { validateRecord } from './validate';
 
 export const DEFAULT_PREFIX = 'weft:';
@@ -34,8 +34,13 @@ export function registryKeys(prefix: string): RegistryKeys {
   };
 }
 
-/** Called once per record that fails to parse or validate on read. */
-export type OnInvalid = (err: unknown, where: { kind: Kind; key?: string; source: 'hash' | 'stream' }) => void;
+/**
+ * Called once per record that fails to parse or validate on read, after the reader
+ * decided what to hold instead: `standIn` is the fail-closed policy enforced in its
+ * place, absent when the record is skipped (every other kind, or a policy whose key is
+ * unreadable).
+ */
+export type OnInvalid = (err: unknown, where: { kind: Kind; key?: string; source: 'hash' | 'stream'; standIn?: AuthorizationPolicyRecord }) => void;
 
 export function emptySnapshot(): RegistrySnapshot {
   return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [] };
@@ -51,8 +56,7 @@ export function parseRecord<K extends Kind>(kind: K, key: string, json: string, 
   try {
     raw = JSON.parse(json);
   } catch (err) {
-    onInvalid(err, { kind, key, source });
-    return invalidRecord(kind, key, undefined, `the stored record is not JSON (${(err as Error).message})`);
+    return invalid(kind, key, undefined, `the stored record is not JSON (${(err as Error).message})`, err, source, onInvalid);
   }
   return checkStored(kind, key, raw, source, onInvalid);
 }
@@ -61,15 +65,15 @@ function checkStored<K extends Kind>(kind: K, key: string, raw: unknown, source:
   try {
     return validateRecord(kind, raw, { key });
   } catch (err) {
-    onInvalid(err, { kind, key, source });
-    return invalidRecord(kind, key, raw, err instanceof Error ? err.message : String(err));
+    return invalid(kind, key, raw, err instanceof Error ? err.message : String(err), err, source, onInvalid);
   }
 }
 
-/** What a reader holds for a record that failed validation: nothing, or for a policy its stand-in. */
-function invalidRecord<K extends Kind>(kind: K, key: string, raw: unknown, reason: string): RecordsByKind[K] | undefined {
-  if (kind !== 'policy') return undefined;
-  return failClosedPolicy(key, raw, `the stored record is invalid: ${reason}`) as RecordsByKind[K] | undefined;
+/** What a reader holds for a record that failed validation (nothing, or for a policy its stand-in), reported to onInvalid. */
+function invalid<K extends Kind>(kind: K, key: string, raw: unknown, reason: string, err: unknown, source: 'hash' | 'stream', onInvalid: OnInvalid): RecordsByKind[K] | undefined {
+  const standIn = kind === 'policy' ? failClosedPolicy(key, raw, `the stored record is invalid: ${reason}`) : undefined;
+  onInvalid(err, standIn ? { kind, key, source, standIn } : { kind, key, source });
+  return standIn as RecordsByKind[K] | undefined;
 }
 
 /** Turns the HGETALL replies of every kind (in KINDS order) into a snapshot, skipping bad records. */
@@ -138,16 +142,25 @@ export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | und
   return out;
 }
 
-/** The standard onInvalid: one warning per bad record, naming it and what is held instead; never throws. */
+/**
+ * The standard onInvalid: one warning per bad record, naming it, what is held instead
+ * and what to do; never throws. Only the controller writes policy records, so a
+ * malformed one is repaired by giving it a valid object to translate.
+ */
 export function logInvalid(logger: Logger, count?: () => void): OnInvalid {
   return (err, where) => {
     count?.();
-    logger.warn({
+    const fields: Record<string, unknown> = {
       kind: where.kind, key: where.key, source: where.source,
       code: isWeftError(err) ? err.code : 'WEFT_REGISTRY_RECORD_INVALID',
       err: err instanceof Error ? err.message : String(err),
-    }, where.kind === 'policy'
-      ? 'malformed policy record: enforcing a fail-closed stand-in (an ALLOW matching nothing, or a DENY matching everything)'
-      : 'skipping malformed registry record');
+    };
+    const s = where.standIn;
+    if (!s) {
+      logger.warn(fields, 'skipping malformed registry record');
+      return;
+    }
+    fields.standIn = { action: s.action, scope: s.scope, ...(s.selector ? { selector: s.selector } : {}) };
+    logger.warn(fields, `malformed policy record: ${heldText(s.invalid?.state, s.action)}; fix or re-apply the AuthorizationPolicy; the controller rewrites the record on its next sync`);
   };
 }

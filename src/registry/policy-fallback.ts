@@ -22,7 +22,7 @@
  * stored record that fails validation) use this, so both sides fail closed the same way.
  */
 import { rules } from './checks';
-import { ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PolicyRule } from './types';
+import { ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PolicyInvalidState, type PolicyRule } from './types';
 import { validateRecord } from './validate';
 
 /**
@@ -56,6 +56,22 @@ export function failClosedPolicy(key: string, raw: unknown, reason: string): Aut
   }
   const scope = namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE';
   return validateRecord('policy', { ...base, scope }, { key });
+}
+
+/**
+ * What the registry enforces for an invalid policy, in words: the one text the
+ * controller's log and the object's status, the readers' log and `weft policies` show.
+ * `held` is the record's `invalid.state`; undefined when nothing could be held (the
+ * policy's name is not valid).
+ */
+export function heldText(held: PolicyInvalidState | undefined, action: string | undefined): string {
+  if (held === 'LastGood') return 'the last valid version stays in force until it is fixed';
+  if (held === 'FailClosed') {
+    return action === 'ALLOW'
+      ? 'no valid version is known, so it is enforced fail-closed as an ALLOW that matches nothing (only other ALLOW policies admit traffic to its workloads)'
+      : 'no valid version is known, so it is enforced fail-closed as a DENY of every connection in its scope';
+  }
+  return 'its name is not valid, so it cannot be enforced at all; fix or delete it';
 }
 
 /** `record` (the last valid version) kept in force, marked with why its source is invalid now. */

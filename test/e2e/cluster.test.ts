@@ -212,7 +212,7 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
     t.ok(await refused('legacy/client'), 'a client the policy did not admit is still refused');
     t.ok(await send(), 'and demo/client is still admitted');
     const listed = await weft(['policies', '-n', 'demo']);
-    t.match(listed.stdout, /demo\s+allow-client\s+AuthorizationPolicy\s+ALLOW\s+WORKLOAD_SELECTOR\s+app=echo\s+1\s+Stale/, 'weft policies shows it stale');
+    t.match(listed.stdout, /demo\s+allow-client\s+AuthorizationPolicy\s+ALLOW\s+WORKLOAD_SELECTOR\s+app=echo\s+1\s+LastGood/, 'weft policies shows its last valid version held');
 
     api.remove('authorizationpolicies', 'demo', 'allow-client');
     await waitFor('access back once the policy is deleted', async () => !(await refused('legacy/client')), { timeoutMs: 10_000, intervalMs: 200 });

@@ -2,9 +2,10 @@
  * `weft policies`: L4 authorization policies and peer authentication (STRICT or
  * PERMISSIVE mTLS), side by side, since together they decide who may connect.
  */
+import { heldText } from '../../registry/policy-fallback';
 import type { MeshState } from '../../registry/state';
 import {
-  ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PeerAuthenticationRecord,
+  ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PeerAuthenticationRecord, type PolicyInvalidState,
 } from '../../registry/types';
 import { defineCommand, noPositionals } from '../io';
 import type { Frame, Table } from '../output';
@@ -21,10 +22,11 @@ export interface PolicyItem {
   selector?: Record<string, string>;
   rules?: number;
   /**
-   * `Valid`; or for an invalid AuthorizationPolicy what is enforced instead: `Stale`
-   * (its last valid version) or `FailClosed` (a stand-in that only narrows access).
+   * `Valid`; or for an invalid AuthorizationPolicy the record's own state, what is
+   * enforced instead: `LastGood` (its last valid version) or `FailClosed` (a stand-in
+   * that only narrows access).
    */
-  status: 'Valid' | 'Stale' | 'FailClosed';
+  status: 'Valid' | PolicyInvalidState;
   /** Why the policy is invalid, when it is. */
   invalid?: string;
   /** The record as stored, for -o json/yaml. */
@@ -32,7 +34,7 @@ export interface PolicyItem {
 }
 
 function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
-  const status = !p.invalid ? 'Valid' : p.invalid.state === 'LastGood' ? 'Stale' : 'FailClosed';
+  const status = p.invalid?.state ?? 'Valid';
   const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, status, spec: p };
   if (p.selector) item.selector = { ...p.selector };
   if (p.invalid) item.invalid = p.invalid.reason;
@@ -68,8 +70,8 @@ export function policiesTable(items: readonly PolicyItem[]): Table {
 
 export function policiesFrame(state: MeshState, f: { namespace?: string }): Frame {
   const items = listPolicies(state, f);
-  const warnings = items.filter((p) => p.invalid).map((p) => `${p.namespace}/${p.name} is invalid (${p.invalid}); ${p.status === 'Stale'
-    ? 'its last valid version is enforced' : 'it is enforced fail-closed: an ALLOW that matches nothing, or a DENY of everything in its scope'}`);
+  const warnings = items.flatMap((p) => p.status === 'Valid' ? []
+    : [`${p.namespace}/${p.name} is invalid (${p.invalid}); ${heldText(p.status, p.action)}`]);
   return { table: policiesTable(items), data: { revision: state.revision, items }, warnings, empty: `No policies found${scopeText(f)}.` };
 }
 
@@ -79,7 +81,7 @@ export default defineCommand({
   usage: USAGE,
   summary: 'list authorization policies (ALLOW/DENY) and peer authentication (STRICT/PERMISSIVE)',
   description: `Policies in ${ROOT_NAMESPACE} with scope GLOBAL apply mesh-wide. For PeerAuthentication, ACTION is the mTLS
-mode: STRICT refuses plaintext (connections without a peer identity). STATUS Stale: the policy's source is
+mode: STRICT refuses plaintext (connections without a peer identity). STATUS LastGood: the policy's source is
 invalid and its last valid version is enforced; FailClosed: invalid with no valid version, enforced as an ALLOW
 that matches nothing or a DENY of everything in its scope. Use weft explain to see which
 policy decides a given connection, and -o yaml to read the rules.`,
