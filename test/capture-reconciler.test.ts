@@ -6,7 +6,8 @@ import t, { type Test } from 'tap';
 import { silentLogger } from '../src/lib/log';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
-import { ExecCommandRunner } from '../src/iptables/runner';
+import { ExecCommandRunner, type CommandRunner, type RunOptions, type RunResult } from '../src/iptables/runner';
+import { WeftError } from '../src/lib/errors';
 import { CaptureReconciler } from '../src/ztunnel/capture';
 import { createTopology, netnsSkipReason, type StartNodeOptions } from './helpers/netns';
 import { assertNativeBuilt, NATIVE } from './helpers/built';
@@ -157,4 +158,47 @@ t.test('with an IPv6 listen address, IPv6 is captured exactly like IPv4 (ip6tabl
   const save = (await new ExecCommandRunner().run('ip6tables-save', ['-t', 'nat'], { netns: node })).stdout;
   t.match(save, /-A PREROUTING -j WEFT-PREROUTING/, 'ip6tables holds the same chains');
   t.match(save, /-A WEFT-OUTBOUND -d fe80::\/10 .*-j RETURN/);
+});
+
+/** The real runner, counting the read-backs (`*-save`) and able to make them fail. */
+class SaveCountingRunner implements CommandRunner {
+  saves = 0;
+  failSaves = false;
+  run(cmd: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    if (cmd.endsWith('-save')) {
+      this.saves++;
+      if (this.failSaves) return Promise.reject(new WeftError('WEFT_COMMAND_FAILED', `${cmd} failed (test): cannot read the table`));
+    }
+    return runner.run(cmd, args, opts);
+  }
+}
+
+/** A bare node namespace (the rules need no interfaces) and one enrolled IPv4 pod. */
+async function bareNode(t: Test) {
+  const topo = await createTopology(t);
+  const node = await topo.addNetns('node');
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  state.replaceAll({
+    node: [nodeRecord('node-1', NODE)], namespace: [ambientNamespace('demo')],
+    workload: [workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', addresses: [A] })],
+    service: [], policy: [], peerauth: [],
+  }, 1);
+  return { node, state };
+}
+
+t.test('a failed read-back takes readiness down (and it comes back with the rules)', async (t) => {
+  const { node, state } = await bareNode(t);
+  const counting = new SaveCountingRunner();
+  const capture = new CaptureReconciler({
+    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, runner: counting, verifyIntervalMs: 20,
+  });
+  t.teardown(() => capture.remove().catch(() => {}));
+  await capture.start();
+  t.equal(capture.verified, true);
+  counting.failSaves = true;
+  await waitFor('readiness down after iptables-save failed', () => !capture.verified, { timeoutMs: 5_000 });
+  t.match(capture.lastError, /could not be read back.*cannot read the table/);
+  counting.failSaves = false;
+  await waitFor('ready again once the rules can be read', () => capture.verified, { timeoutMs: 5_000 });
+  t.equal(capture.lastError, undefined);
 });

@@ -55,6 +55,8 @@ export class CaptureReconciler {
   private readonly onChange = () => this.schedule();
   /** Number of successful reconciles that changed something (tests and /config_dump read it). */
   applies = 0;
+  /** Number of reconcile passes run, changed anything or not (tests). */
+  passes = 0;
   /** True once the rules in force were read back and match the wanted ones (readiness). */
   verified = false;
   lastError: string | undefined;
@@ -125,9 +127,10 @@ export class CaptureReconciler {
 
   private async reconcile(): Promise<void> {
     if (this.stopped) return;
-    const wanted = this.wanted();
+    this.passes++;
     let changed = false;
     try {
+      const wanted = this.wanted();
       for (const [t, text] of wanted) {
         if (text === t.applied) continue;
         await this.applyTable(t, text);
@@ -141,11 +144,16 @@ export class CaptureReconciler {
       await this.verify(wanted);
     } catch (err) {
       // The last good rules stay in force; the next registry change or check retries.
-      this.verified = false;
-      this.lastError = err instanceof Error ? err.message : String(err);
-      this.opts.logger.error({ err }, 'capture rules rejected; keeping the previous rules');
+      this.failed(err, 'capture rules rejected; keeping the previous rules');
       throw err;
     }
+  }
+
+  /** Readiness goes down with the reason; the queue's next pass (change or check) retries. */
+  private failed(err: unknown, msg: string): void {
+    this.verified = false;
+    this.lastError = `${msg}: ${err instanceof Error ? err.message : String(err)}`;
+    this.opts.logger.error({ err }, msg);
   }
 
   private async applyTable(t: Table, text: string): Promise<void> {
@@ -164,12 +172,21 @@ export class CaptureReconciler {
     }
   }
 
-  /** Reads the rules back; ready only when every table holds what was applied. */
-  private async verify(wanted: Map<Table, string>): Promise<string[]> {
+  /**
+   * Reads the rules back; ready only when every table holds what was applied. Undefined
+   * when they could not be read (iptables-save failed): not known to be in force is not
+   * ready either, but nothing to repair from.
+   */
+  private async verify(wanted: Map<Table, string>): Promise<string[] | undefined> {
     const problems: string[] = [];
-    for (const [t, text] of wanted) {
-      if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) continue;
-      for (const p of await t.applier.check(text)) problems.push(`IPv${t.family} ${p}`);
+    try {
+      for (const [t, text] of wanted) {
+        if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) continue;
+        for (const p of await t.applier.check(text)) problems.push(`IPv${t.family} ${p}`);
+      }
+    } catch (err) {
+      this.failed(err, 'capture rules could not be read back');
+      return undefined;
     }
     this.verified = problems.length === 0;
     this.lastError = problems.length ? `capture rules not in force: ${problems.join('; ')}` : undefined;
@@ -179,8 +196,15 @@ export class CaptureReconciler {
   /** Periodic: someone flushed or reordered our rules (an iptables restart, kube-proxy)? Put them back. */
   private async verifyAndRepair(): Promise<void> {
     if (this.stopped) return;
-    const problems = await this.verify(this.wanted());
-    if (problems.length === 0) return;
+    let wanted: Map<Table, string>;
+    try {
+      wanted = this.wanted();
+    } catch (err) {
+      this.failed(err, 'capture rules rejected; keeping the previous rules');
+      return;
+    }
+    const problems = await this.verify(wanted);
+    if (!problems?.length) return;
     this.opts.logger.warn({ problems }, 'capture rules drifted; re-applying them');
     for (const t of this.tables) t.applied = undefined;
     await this.reconcile();
