@@ -202,3 +202,30 @@ t.test('a failed read-back takes readiness down (and it comes back with the rule
   await waitFor('ready again once the rules can be read', () => capture.verified, { timeoutMs: 5_000 });
   t.equal(capture.lastError, undefined);
 });
+
+t.test('a registry change that changes no rule here reads nothing back; one that does, does', async (t) => {
+  const { node, state } = await bareNode(t);
+  const counting = new SaveCountingRunner();
+  // The periodic check never runs during this test: only reconcile passes read back.
+  const capture = new CaptureReconciler({
+    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, runner: counting, verifyIntervalMs: 600_000,
+  });
+  t.teardown(() => capture.remove().catch(() => {}));
+  await capture.start();
+  t.equal(capture.verified, true);
+  const saves = counting.saves;
+  const passes = capture.passes;
+  const elsewhere = workloadRecord({ namespace: 'demo', name: 'far', node: 'node-2', addresses: ['198.51.100.99'] });
+  state.applyChanges([{ op: 'put', kind: 'workload', key: elsewhere.uid, record: elsewhere }], 2);
+  await waitFor('the change was reconciled', () => capture.passes === passes + 1, { timeoutMs: 5_000 });
+  t.equal(counting.saves, saves, 'a pod on another node: no iptables-save');
+  t.equal(capture.verified, true);
+
+  const here = workloadRecord({ namespace: 'demo', name: 'b', node: 'node-1', addresses: ['198.51.100.11'] });
+  const applies = capture.applies;
+  state.applyChanges([{ op: 'put', kind: 'workload', key: here.uid, record: here }], 3);
+  await waitFor('the new pod was applied', () => capture.applies === applies + 1, { timeoutMs: 5_000 });
+  await capture.stop(); // waits for the pass to finish (verify included)
+  t.equal(capture.verified, true);
+  t.equal(counting.saves - saves, 4, 'IPv4 nat and filter changed: each read before its restore, then both read back');
+});

@@ -141,7 +141,10 @@ export class CaptureReconciler {
         const pods = byFamily(this.enrolledAddresses());
         this.opts.logger.info({ enrolledPods: { ipv4: pods[4].length, ipv6: pods[6].length } }, 'capture rules applied');
       }
-      await this.verify(wanted);
+      // Registry changes anywhere in the cluster land here; most change no rule text of
+      // this node, and reading back 2-4 tables for each would cost a process per table.
+      // The periodic check (verifyAndRepair) still catches drift.
+      if (changed || !this.verified) await this.verify(wanted);
     } catch (err) {
       // The last good rules stay in force; the next registry change or check retries.
       this.failed(err, 'capture rules rejected; keeping the previous rules');
