@@ -257,23 +257,46 @@ function weak(why: string): WeftError {
   return new WeftError('WEFT_CA_CSR_KEY_WEAK', `${why}; the CA issues only for ${REQUIRED_KEY}: generate such a key and send a new CSR`);
 }
 
+const RSA_ENCRYPTION = forge.pki.oids.rsaEncryption!;
+
+function csrInvalid(why: string, cause?: unknown): WeftError {
+  return new WeftError('WEFT_CA_CSR_INVALID',
+    `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with ${REQUIRED_KEY}`, cause ? { cause } : {});
+}
+
+/** Runs one step of reading a CSR; whatever it throws means the CSR cannot be parsed. */
+function readingCsr<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    throw csrInvalid(err instanceof Error ? err.message : String(err), err);
+  }
+}
+
+/** The DER of the CSR's PEM block. */
+function csrDer(csrPem: string): string {
+  const block = readingCsr(() => forge.pem.decode(csrPem).find((m) => m.type === 'CERTIFICATE REQUEST' || m.type === 'NEW CERTIFICATE REQUEST'));
+  if (!block) throw csrInvalid('no CERTIFICATE REQUEST block');
+  return block.body;
+}
+
 /**
- * Parses a CSR, checks its key is strong enough and its self-signature. RSA (the
+ * Parses a CSR, checks its key is strong enough and its self-signature. The key's
+ * algorithm OID (in the request's SubjectPublicKeyInfo) picks the path. RSA (the
  * common case): forge parses (computeHash off), OpenSSL verifies — forge's JS
  * verification cost ~1 ms, more than half of a whole issuance. Other keys: forge
  * cannot read them, so the CSR's ASN.1 is read directly and OpenSSL does the rest.
  */
 function parseCsrPublicKey(csrPem: string): CsrKey {
-  let csr: forge.pki.CertificateSigningRequest & { certificationRequestInfo?: forge.asn1.Asn1 };
-  try {
-    csr = forge.pki.certificationRequestFromPem(csrPem, false) as typeof csr;
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    if (/OID is not RSA/.test(why)) return parseNonRsaCsr(csrPem);
-    throw new WeftError('WEFT_CA_CSR_INVALID',
-      `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with ${REQUIRED_KEY}`,
-      { cause: err });
-  }
+  const der = csrDer(csrPem);
+  // CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki SEQUENCE { algorithm SEQUENCE { oid, .. }, key }, .. }, .. }
+  const top = readingCsr(() => forge.asn1.fromDer(der));
+  const keyOid = readingCsr(() => {
+    const spki = ((top.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[])[2]!;
+    return forge.asn1.derToOid(((spki.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[])[0]!.value as string);
+  });
+  if (keyOid !== RSA_ENCRYPTION) return parseNonRsaCsr(der);
+  const csr = readingCsr(() => forge.pki.certificationRequestFromAsn1(top, false)) as forge.pki.CertificateSigningRequest & { certificationRequestInfo?: forge.asn1.Asn1 };
   const rsa = csr.publicKey as forge.pki.rsa.PublicKey;
   const problem = csrKeyProblem('rsa', { modulusLength: rsa.n.bitLength(), publicExponent: BigInt(`0x${rsa.e.toString(16)}`) });
   if (problem) throw weak(problem);
@@ -282,68 +305,50 @@ function parseCsrPublicKey(csrPem: string): CsrKey {
     throw new WeftError('WEFT_CA_CSR_INVALID',
       `the CSR is signed with an unsupported algorithm (${csr.siginfo.algorithmOid ?? 'none'}); sign it with SHA-256 and RSA`);
   }
-  let ok = false;
-  try {
-    const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
-    ok = cryptoVerify(hash, info, rsaPublicKey(rsa), Buffer.from(csr.signature, 'binary'));
-  } catch (err) {
-    throw new WeftError('WEFT_CA_CSR_INVALID',
-      `the CSR signature cannot be checked (${err instanceof Error ? err.message : String(err)}); sign it with SHA-256 and RSA`,
-      { cause: err });
-  }
-  if (!ok) {
-    throw new WeftError('WEFT_CA_CSR_INVALID',
-      'the CSR signature does not match its public key; sign the request with the private key it carries');
-  }
+  const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
+  checkCsrSignature(hash, info, rsaPublicKey(rsa), Buffer.from(csr.signature, 'binary'));
   return { kind: 'rsa', publicKey: csr.publicKey as forge.pki.PublicKey };
 }
 
-/** CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki, [0] attrs }, sigAlg, signature BIT STRING } */
-function parseNonRsaCsr(csrPem: string): CsrKey {
-  const invalid = (why: string, cause?: unknown) => new WeftError('WEFT_CA_CSR_INVALID',
-    `the CSR cannot be parsed (${why}); send a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST) with ${REQUIRED_KEY}`, cause ? { cause } : {});
-  let info: forge.asn1.Asn1;
-  let spki: forge.asn1.Asn1;
-  let sigOid: string;
-  let signature: Buffer;
-  let key: KeyObject;
+/** Proof of possession: the CSR is signed by the private key of the public key it carries. */
+function checkCsrSignature(hash: string, info: Buffer, key: KeyObject, signature: Buffer): void {
+  let ok: boolean;
   try {
-    const der = forge.pem.decode(csrPem).find((m) => m.type === 'CERTIFICATE REQUEST' || m.type === 'NEW CERTIFICATE REQUEST');
-    if (!der) throw new Error('no CERTIFICATE REQUEST block');
-    // decodeBitStrings off: an ECDSA signature is itself DER and must stay opaque bytes.
-    const top = forge.asn1.fromDer(der.body, { decodeBitStrings: false } as unknown as boolean).value as forge.asn1.Asn1[];
-    info = top[0]!;
-    spki = (info.value as forge.asn1.Asn1[])[2]!;
-    sigOid = forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string);
-    // BIT STRING: a leading "unused bits" octet, then the DER signature.
-    signature = Buffer.from((top[2]!.value as string).slice(1), 'binary');
-    key = createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' });
+    ok = cryptoVerify(hash, info, key, signature);
   } catch (err) {
-    if (isWeftErrorLike(err)) throw err;
-    throw invalid(err instanceof Error ? err.message : String(err), err);
-  }
-  const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
-  if (problem) throw weak(problem);
-  const hash = ECDSA_HASHES[sigOid];
-  if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
-  const infoDer = Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary');
-  let ok = false;
-  try {
-    ok = cryptoVerify(hash, infoDer, key, signature);
-  } catch {
-    ok = false;
+    throw new WeftError('WEFT_CA_CSR_INVALID',
+      `the CSR signature cannot be checked (${err instanceof Error ? err.message : String(err)}); sign the request with the private key it carries`,
+      { cause: err });
   }
   if (!ok) {
     throw new WeftError('WEFT_CA_CSR_INVALID', 'the CSR signature does not match its public key; sign the request with the private key it carries');
   }
+}
+
+/** CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki, [0] attrs }, sigAlg, signature BIT STRING } */
+function parseNonRsaCsr(der: string): CsrKey {
+  const { info, spki, sigOid, signature, key } = readingCsr(() => {
+    // decodeBitStrings off: an ECDSA signature is itself DER and must stay opaque bytes.
+    const top = forge.asn1.fromDer(der, { decodeBitStrings: false } as unknown as boolean).value as forge.asn1.Asn1[];
+    const info = top[0]!;
+    const spki = (info.value as forge.asn1.Asn1[])[2]!;
+    return {
+      info, spki,
+      sigOid: forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string),
+      // BIT STRING: a leading "unused bits" octet, then the DER signature.
+      signature: Buffer.from((top[2]!.value as string).slice(1), 'binary'),
+      key: createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' }),
+    };
+  });
+  const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
+  if (problem) throw weak(problem);
+  const hash = ECDSA_HASHES[sigOid];
+  if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
+  checkCsrSignature(hash, Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary'), key, signature);
   // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bit string (without its unused-bits octet).
   const point = ((spki.value as forge.asn1.Asn1[])[1]!.value as string).slice(1);
   const keyId = forge.md.sha1.create().update(point).digest().getBytes();
   return { kind: 'ec', spki, keyId };
-}
-
-function isWeftErrorLike(err: unknown): err is WeftError {
-  return err instanceof WeftError;
 }
 
 /** forge RSA key → KeyObject via JWK: ~25x cheaper than OpenSSL 3's PEM/DER decoders. */
