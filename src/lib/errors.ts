@@ -45,6 +45,7 @@ export const ERROR_CATALOGUE = {
   WEFT_LAB_NOT_RUNNING: 'The lab is not running.',
   WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
   WEFT_LAB_CONFLICT: 'A name, address or port the lab needs is already in use by something it did not create.',
+  WEFT_LAB_BUSY: 'Another lab user (an e2e test or the fault suite) held the machine-wide lab lock for too long.',
   // Kubernetes
   WEFT_K8S_UNREACHABLE: 'The Kubernetes API server cannot be reached or its certificate is not trusted.',
   WEFT_K8S_FORBIDDEN: 'The Kubernetes API server refused the credentials or the RBAC permissions for a call.',
