@@ -12,6 +12,7 @@ import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/dem
 import { metricSum } from '../src/ztunnel/testing/metric-values';
 import { until } from '../src/ztunnel/testing/sockets';
 import * as H from './helpers/h2-frames';
+import { LogLines } from './helpers/log-lines';
 
 const T = { timeout: 30_000 };
 const contexts = new SecureContextCache();
@@ -75,8 +76,9 @@ t.test('rapid reset (CVE-2023-44487): reset streams are never dialled; the sessi
     c.write(H.headers(id, H.connectHeaders(`${IP.echo1}:${sink.port}`)), H.rstStream(id, H.ERROR.CANCEL));
   }
   await c.until(() => c.goaway() !== undefined, 10_000, 'GOAWAY');
-  // nghttp2's own limit on reset streams (1000 burst) ends the session.
-  t.ok(c.goaway()!.lastStreamId < 2 * N, `GOAWAY after stream ${c.goaway()!.lastStreamId} of ${2 * N - 1}`);
+  // nghttp2's own limit on reset streams (1000 burst) ends the session before the last
+  // stream the flood opened.
+  t.ok(c.goaway()!.lastStreamId < 2 * N - 1, `GOAWAY after stream ${c.goaway()!.lastStreamId} of ${2 * N - 1}`);
   t.equal(await legitimate(demo), 'hello', 'a legitimate stream works afterwards (and its dial has reached the pods)');
   t.equal(sink.accepts, 0, 'not one TCP dial reached the pod for the reset streams');
   // Each is counted: reset before its dial, or refused over the session's pending dials.
@@ -148,15 +150,16 @@ t.test('CONTINUATION flood: the session is closed at once and nothing is dialled
   await c.closedP();
   const g = c.goaway();
   if (g) t.not(g.code, H.ERROR.NO_ERROR, 'a GOAWAY, if any, names an error');
-  const continuations = c.frames.length;
-  t.ok(continuations < 10, 'closed without processing the flood');
+  // The proof that the flood was not processed: the session closed (above) while the
+  // headers never completed, so nothing was dialled (below).
   t.equal(sink.accepts, 0, 'the headers never completed, nothing dialled');
   t.equal(await legitimate(demo), 'hello', 'a legitimate stream works afterwards');
 });
 
 t.test('oversized headers: a long :authority is a 400 logged cut short, a 64 KiB one never reaches the server code', T, async (t) => {
-  const lines: string[] = [];
-  const demo = await startDemoMesh({ logger: pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } }) });
+  const log = new LogLines();
+  const lines = log.raw;
+  const demo = await startDemoMesh({ logger: pino({ level: 'debug' }, log) });
   t.teardown(() => demo.close());
   const c = await raw(t, demo);
   c.write(H.headers(1, H.connectHeaders(`${'1'.repeat(1000)}:80`)));
@@ -186,8 +189,10 @@ t.test('handshakes and sessions per peer are capped; idle sessions are closed', 
   await until(() => demo.mesh.node('node-b').inbound.handshakesInProgress === 0, 5000, 'the slot to free');
   const a = await raw(t, demo);
   const b = await raw(t, demo);
+  // Closed by the server, after its SETTINGS or during the handshake; a timeout (the
+  // session left open) fails.
   const third = await raw(t, demo).then((c) => c.closedP().then(() => 'closed'), (e: Error) => e.message);
-  t.ok(third, 'a third session from the same address is closed');
+  t.match(third, /^(closed|closed during the handshake|connection closed before server SETTINGS)$/, 'a third session from the same address is closed');
   t.equal(await refused(demo, 'sessions_per_peer'), 1);
   // Neither a nor b opens a stream: both are closed with GOAWAY(NO_ERROR) once idle.
   await Promise.all([a.closedP(5000), b.closedP(5000)]);
