@@ -147,11 +147,8 @@ export class ConnectionLifecycle {
     // Refused or failed before any byte moved: every one is counted in the metrics, but
     // only a few lines per flag are written (a loop or a scan would write thousands).
     // A loop is a misconfiguration or an attack, so it is a warning.
-    // The message stays the same for log queries; a line after drops says how many.
-    const suppressed = this.limiter.take(`${c.direction}:${result.flag}`);
-    if (suppressed === undefined) return;
-    if (suppressed > 0) line.suppressed = suppressed;
-    this.log[result.flag === 'LOOP' ? 'warn' : 'info'](line, 'connection complete');
+    // The key is a direction and a flag, both from fixed sets.
+    this.limiter.log(this.log, result.flag === 'LOOP' ? 'warn' : 'info', `${c.direction}:${result.flag}`, line, 'connection complete');
   }
 }
 
