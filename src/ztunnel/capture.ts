@@ -6,12 +6,43 @@ import { byFamily, generateCaptureGuardRules, generateCaptureRules } from '../ip
 import { ExecCommandRunner, type CommandRunner } from '../iptables/runner';
 import { capturedServicePorts } from './vip-resolve';
 
-/** One table of one family: its applier and the text last applied to it. */
-interface Table {
+/** One table of one family and its applier. */
+interface CaptureTable {
   family: IpFamily;
-  what: string;
+  what: 'nat' | 'filter';
   applier: IptablesApplier;
+}
+
+/** A table the reconciler keeps, with the text last applied to it. */
+interface Table extends CaptureTable {
   applied?: string;
+}
+
+/** What one pass wants in force, and the enrolled pod addresses it was built from. */
+interface Plan {
+  texts: Map<Table, string>;
+  /** Enrolled pod addresses on this node, by family, canonical. */
+  pods: Record<IpFamily, string[]>;
+}
+
+/**
+ * The four tables capture owns: nat (the capture chains) and filter (the guard), for
+ * IPv4 (iptables) and IPv6 (ip6tables).
+ */
+function captureTables(opts: { runner?: CommandRunner; netns?: string; logger: Logger }): CaptureTable[] {
+  const common = { runner: opts.runner ?? new ExecCommandRunner(), netns: opts.netns, logger: opts.logger };
+  return ([4, 6] as const).flatMap((family) => [
+    { family, what: 'nat' as const, applier: createCaptureApplier({ ...common, family }) },
+    { family, what: 'filter' as const, applier: createGuardApplier({ ...common, family }) },
+  ]);
+}
+
+/**
+ * A host without IPv6 netfilter has nothing to guard while no enrolled pod has an IPv6
+ * address: its IPv6 tables may fail to apply and are not read back.
+ */
+function optional(t: Table, plan: Plan): boolean {
+  return t.family === 6 && plan.pods[6].length === 0;
 }
 
 export interface CaptureReconcilerOptions {
@@ -62,11 +93,7 @@ export class CaptureReconciler {
   lastError: string | undefined;
 
   constructor(private readonly opts: CaptureReconcilerOptions) {
-    const common = { runner: opts.runner ?? new ExecCommandRunner(), netns: opts.netns, logger: opts.logger };
-    this.tables = ([4, 6] as const).flatMap((family) => [
-      { family, what: 'nat', applier: createCaptureApplier({ ...common, family }) },
-      { family, what: 'filter', applier: createGuardApplier({ ...common, family }) },
-    ]);
+    this.tables = captureTables(opts);
   }
 
   /** Applies and verifies the current rules once, then follows the state. */
@@ -90,27 +117,27 @@ export class CaptureReconciler {
     return this.opts.listenAddresses.find((a) => familyOf(a) === family);
   }
 
-  /** The wanted text of every table. */
-  private wanted(): Map<Table, string> {
+  /** The wanted text of every table (a family without a listen address has no nat text). */
+  private wanted(): Plan {
     const pods = byFamily(this.enrolledAddresses());
     const nodeRecord = this.opts.state.node(this.opts.nodeName)?.address;
     const own = byFamily([...this.opts.listenAddresses, ...(nodeRecord ? [nodeRecord] : [])]);
-    const out = new Map<Table, string>();
+    const services = capturedServicePorts(this.opts.state, this.opts.nodeName);
+    const texts = new Map<Table, string>();
     for (const t of this.tables) {
       const node = this.listenAddress(t.family);
       const podIps = pods[t.family];
       if (t.what === 'filter') {
-        out.set(t, generateCaptureGuardRules({ family: t.family, enrolledPodIps: podIps, captured: node !== undefined }));
+        texts.set(t, generateCaptureGuardRules({ family: t.family, enrolledPodIps: podIps, captured: node !== undefined }));
       } else if (node !== undefined) {
         const taken = new Set([...podIps, ...own[t.family]]);
         // A VIP equal to a pod or node address is bad registry data; skipping it keeps
         // the rest of the rules applying instead of failing validation as a whole.
-        const capturedServices = capturedServicePorts(this.opts.state, this.opts.nodeName)
-          .filter((s) => familyOf(s.vip) === t.family && !taken.has(s.vip));
-        out.set(t, generateCaptureRules({ nodeAddress: node, nodeAddresses: own[t.family], enrolledPodIps: podIps, capturedServices }));
+        const capturedServices = services.filter((s) => familyOf(s.vip) === t.family && !taken.has(s.vip));
+        texts.set(t, generateCaptureRules({ nodeAddress: node, nodeAddresses: own[t.family], enrolledPodIps: podIps, capturedServices }));
       }
     }
-    return out;
+    return { texts, pods };
   }
 
   private schedule(): void {
@@ -131,15 +158,14 @@ export class CaptureReconciler {
     let changed = false;
     try {
       const wanted = this.wanted();
-      for (const [t, text] of wanted) {
+      for (const [t, text] of wanted.texts) {
         if (text === t.applied) continue;
-        await this.applyTable(t, text);
+        await this.applyTable(t, text, optional(t, wanted));
         changed = true;
       }
       if (changed) {
         this.applies++;
-        const pods = byFamily(this.enrolledAddresses());
-        this.opts.logger.info({ enrolledPods: { ipv4: pods[4].length, ipv6: pods[6].length } }, 'capture rules applied');
+        this.opts.logger.info({ enrolledPods: { ipv4: wanted.pods[4].length, ipv6: wanted.pods[6].length } }, 'capture rules applied');
       }
       // Registry changes anywhere in the cluster land here; most change no rule text of
       // this node, and reading back 2-4 tables for each would cost a process per table.
@@ -159,14 +185,13 @@ export class CaptureReconciler {
     this.opts.logger.error({ err }, msg);
   }
 
-  private async applyTable(t: Table, text: string): Promise<void> {
+  private async applyTable(t: Table, text: string, isOptional: boolean): Promise<void> {
     try {
       await t.applier.apply(text);
       t.applied = text;
     } catch (err) {
-      // A host without IPv6 netfilter has nothing to guard while no pod has an IPv6
-      // address; anything else (or IPv6 pods there) fails and keeps readiness down.
-      if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) {
+      // Anything but an optional table (see optional()) fails and keeps readiness down.
+      if (isOptional) {
         this.opts.logger.warn({ err }, 'ip6tables unusable here and no enrolled pod has an IPv6 address; IPv6 capture skipped');
         t.applied = text;
         return;
@@ -180,11 +205,11 @@ export class CaptureReconciler {
    * when they could not be read (iptables-save failed): not known to be in force is not
    * ready either, but nothing to repair from.
    */
-  private async verify(wanted: Map<Table, string>): Promise<string[] | undefined> {
+  private async verify(wanted: Plan): Promise<string[] | undefined> {
     const problems: string[] = [];
     try {
-      for (const [t, text] of wanted) {
-        if (t.family === 6 && byFamily(this.enrolledAddresses())[6].length === 0) continue;
+      for (const [t, text] of wanted.texts) {
+        if (optional(t, wanted)) continue;
         for (const p of await t.applier.check(text)) problems.push(`IPv${t.family} ${p}`);
       }
     } catch (err) {
@@ -199,7 +224,7 @@ export class CaptureReconciler {
   /** Periodic: someone flushed or reordered our rules (an iptables restart, kube-proxy)? Put them back. */
   private async verifyAndRepair(): Promise<void> {
     if (this.stopped) return;
-    let wanted: Map<Table, string>;
+    let wanted: Plan;
     try {
       wanted = this.wanted();
     } catch (err) {
@@ -239,15 +264,12 @@ export class CaptureReconciler {
  * this on its own, not even when stopping.
  */
 export async function removeCaptureRules(opts: { runner?: CommandRunner; netns?: string; logger: Logger }): Promise<void> {
-  const common = { runner: opts.runner ?? new ExecCommandRunner(), netns: opts.netns, logger: opts.logger };
-  for (const family of [4, 6] as const) {
-    for (const applier of [createCaptureApplier({ ...common, family }), createGuardApplier({ ...common, family })]) {
-      try {
-        await applier.remove();
-      } catch (err) {
-        if (family !== 6) throw err;
-        opts.logger.warn({ err }, 'ip6tables unusable here; no IPv6 capture rules to remove');
-      }
+  for (const { family, applier } of captureTables(opts)) {
+    try {
+      await applier.remove();
+    } catch (err) {
+      if (family !== 6) throw err;
+      opts.logger.warn({ err }, 'ip6tables unusable here; no IPv6 capture rules to remove');
     }
   }
 }
