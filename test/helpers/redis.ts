@@ -3,6 +3,8 @@ import { createServer, connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { Test } from 'tap';
 
 /** A real redis-server started for one test file, on a free loopback port. */
 export interface TestRedis {
@@ -80,5 +82,34 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
       }
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A redis-server for one test file and a client of it (both set once `t.before` ran). */
+export interface RedisFixture {
+  readonly redis: TestRedis;
+  /** Fails a command after one retry instead of queueing it while Redis is away. */
+  readonly client: Redis;
+}
+
+/** Starts a redis-server and a client before the file's first test; both stop after its last. */
+export function redisFixture(t: Test): RedisFixture {
+  let redis: TestRedis | undefined;
+  let client: Redis | undefined;
+  t.before(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  });
+  t.teardown(async () => {
+    client?.disconnect();
+    await redis?.stop();
+  });
+  const started = <T>(x: T | undefined): T => {
+    if (x === undefined) throw new Error('redisFixture: used before t.before ran');
+    return x;
+  };
+  return {
+    get redis() { return started(redis); },
+    get client() { return started(client); },
   };
 }
