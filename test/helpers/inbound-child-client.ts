@@ -1,0 +1,140 @@
+/**
+ * The test side of test/helpers/inbound-child.ts: starts that child HBONE server, opens
+ * well-behaved client sessions and CONNECT streams to it, and reads the child's memory
+ * and CPU from /proc, so a test can attack the server from its own process and see
+ * what the attack cost the server alone.
+ */
+import * as http2 from 'node:http2';
+import * as tls from 'node:tls';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startNodeIn, type NodeProcess } from './netns';
+
+/** Where the child's HBONE server listens (as in inbound-child.ts). */
+export const CHILD_NODE_IP = '127.0.0.3';
+
+/** The child's `{"ready":true,...}` line. */
+export interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
+
+/** The child's answer to `stats`. */
+export interface ChildStats { sessions: number; connections: number; refused: Record<string, number> }
+
+/** Starts inbound-child.ts with every connection meant for `pod`; resolves once it listens. */
+export async function startInboundChild(pod: string): Promise<{ child: NodeProcess; ready: Ready }> {
+  const child = startNodeIn(undefined, { file: join(__dirname, 'inbound-child.ts'), stdin: true, env: { WEFT_CHILD_POD: pod } });
+  const ready = JSON.parse(await child.waitForLine(/"ready":true/, 30_000)) as Ready;
+  return { child, ready };
+}
+
+/** Asks the child for its counters; waits for an answer printed after the question (earlier ones are stale). */
+export async function childStats(child: NodeProcess, timeoutMs = 10_000): Promise<ChildStats> {
+  const from = child.lines.length;
+  child.send('stats\n');
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const line = child.lines.slice(from).find((l) => l.includes('"stats"'));
+    if (line) return (JSON.parse(line) as { stats: ChildStats }).stats;
+    if (Date.now() > end) throw new Error(`no stats from the child within ${timeoutMs} ms; stderr: ${child.stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A field of /proc/<pid>/status in bytes (VmRSS: resident now; VmHWM: its peak). */
+export function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+let clockTicks: number | undefined;
+
+/** CPU seconds (user + system) the process has used so far, from /proc/<pid>/stat. */
+export function procCpuSeconds(pid: number): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  // Fields after it start at 3 (state); utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / clockTicks;
+}
+
+/**
+ * Resets the process's peak RSS (VmHWM) to its current RSS (Linux ≥ 4.0, writing 5 to
+ * clear_refs), so a peak read later belongs to what ran since. False when refused.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A client session to the child over mTLS as identity `client`; `localAddress` picks the peer address the server sees. */
+export function session(ready: Ready, localAddress?: string): http2.ClientHttp2Session {
+  const s = http2.connect(`https://${CHILD_NODE_IP}:${ready.port}`, {
+    createConnection: () => tls.connect({
+      host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
+      ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined, ...(localAddress ? { localAddress } : {}),
+    }),
+  });
+  s.on('error', () => {});
+  return s;
+}
+
+/** Opens a CONNECT stream; resolves with it and its status (0 when reset before an answer). */
+export function open(s: http2.ClientHttp2Session, authority: string): Promise<{ stream: http2.ClientHttp2Stream; status: number }> {
+  return new Promise((resolve) => {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = s.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+    } catch {
+      resolve({ stream: undefined as unknown as http2.ClientHttp2Stream, status: 0 });
+      return;
+    }
+    stream.on('error', () => {});
+    stream.once('response', (h) => resolve({ stream, status: Number(h[':status']) }));
+    stream.once('close', () => resolve({ stream, status: 0 }));
+  });
+}
+
+/** Writes `total` bytes in 64 KiB pieces as fast as flow control allows, adding what it wrote to `progress.bytes`. */
+export function pump(stream: http2.ClientHttp2Stream, total: number, progress: { bytes: number }): void {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let sent = 0;
+  const go = () => {
+    while (sent < total && !stream.destroyed) {
+      sent += chunk.length;
+      progress.bytes += chunk.length;
+      if (!stream.write(chunk)) return;
+    }
+  };
+  stream.on('drain', go);
+  go();
+}
+
+/**
+ * One legitimate round trip: a new session, a CONNECT to `authority` (an echo server),
+ * a few bytes there and back. False when anything on the way fails, or when it has not
+ * finished within `boundMs` (a bound against hanging, not a timing claim).
+ */
+export async function roundTrip(ready: Ready, authority: string, opts: { localAddress?: string; boundMs?: number } = {}): Promise<boolean> {
+  const s = session(ready, opts.localAddress);
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), opts.boundMs ?? 10_000); });
+  const trip = (async () => {
+    const { stream, status } = await open(s, authority);
+    if (status !== 200) return false;
+    const got = new Promise<string>((resolve) => { let b = ''; stream.on('data', (d: Buffer) => { b += d.toString(); }); stream.on('end', () => resolve(b)); stream.on('close', () => resolve(b)); });
+    stream.end('still flowing');
+    return (await got) === 'still flowing';
+  })();
+  try {
+    return await Promise.race([trip, bound]);
+  } finally {
+    clearTimeout(timer);
+    s.destroy();
+  }
+}
