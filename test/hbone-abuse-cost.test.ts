@@ -12,9 +12,10 @@ import t from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { rssBytes } from '../src/faults/observe';
 import type { NodeProcess } from './helpers/netns';
 import {
-  CHILD_NODE_IP, childStats, open, procCpuSeconds, procStatus, pump, resetPeakRss, roundTrip, session, startInboundChild, type Ready,
+  CHILD_NODE_IP, childStats, open, procCpuSeconds, pump, resetPeakRss, roundTrip, session, startInboundChild, type Ready,
 } from './helpers/inbound-child-client';
 import * as H from './helpers/h2-frames';
 
@@ -245,10 +246,11 @@ async function refusedCounts(): Promise<Record<string, number>> {
 for (const c of cases) {
   t.test(c.name, { timeout: 30_000 }, async (t) => {
     const refusedBefore = await refusedCounts();
-    const before = procStatus(child.pid, 'VmRSS');
+    const before = rssBytes(child.pid);
     const hwm = resetPeakRss(child.pid);
     let sampled = before;
-    const sampler = setInterval(() => { try { sampled = Math.max(sampled, procStatus(child.pid, 'VmRSS')); } catch { /* gone: asserted below */ } }, 50);
+    // rssBytes is NaN once the process is gone (asserted below); NaN never wins the comparison.
+    const sampler = setInterval(() => { const now = rssBytes(child.pid); if (now > sampled) sampled = now; }, 50);
     const cpu0 = procCpuSeconds(child.pid);
     const t0 = Date.now();
     // One legitimate round trip halfway through, beside the attack.
@@ -260,8 +262,9 @@ for (const c of cases) {
     await sleep(SETTLE_MS);
     const cpu2 = procCpuSeconds(child.pid);
     clearInterval(sampler);
-    const peak = Math.max(sampled, hwm ? procStatus(child.pid, 'VmHWM') : 0);
-    const after = procStatus(child.pid, 'VmRSS');
+    const hwmNow = hwm ? rssBytes(child.pid, 'VmHWM') : NaN;
+    const peak = hwmNow > sampled ? hwmNow : sampled;
+    const after = rssBytes(child.pid);
     const afterTrip = await legit();
     const refusedAfter = await refusedCounts();
     const refused = Object.entries(refusedAfter).map(([k, v]) => [k, v - (refusedBefore[k] ?? 0)] as const).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';

@@ -6,69 +6,20 @@
 import t from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { join } from 'node:path';
 import { rssBytes } from '../src/faults/observe';
-import { startNodeIn, type NodeProcess } from './helpers/netns';
+import type { NodeProcess } from './helpers/netns';
+import { childStats, open, pump, roundTrip, session, startInboundChild, type ChildStats, type Ready } from './helpers/inbound-child-client';
 import { waitFor } from './helpers/wait';
 
 const POD = '127.0.5.1';
-/** Where the child's HBONE server listens (test/helpers/inbound-child.ts). */
-const CHILD_NODE_IP = '127.0.0.3';
 const MiB = 1024 * 1024;
 const STREAMS = 300;
 const PER_STREAM = 8 * MiB;
-
-interface Stats { refused: Record<string, number>; upstreams: number; stalled: number }
-
-interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
 
 async function server(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
   const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
   await new Promise<void>((resolve) => srv.listen(0, POD, resolve));
   return { port: (srv.address() as net.AddressInfo).port, server: srv };
-}
-
-function session(ready: Ready): http2.ClientHttp2Session {
-  const s = http2.connect(`https://${CHILD_NODE_IP}:${ready.port}`, {
-    createConnection: () => tls.connect({
-      host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
-      ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined,
-    }),
-  });
-  s.on('error', () => {});
-  return s;
-}
-
-/** Opens a CONNECT stream; resolves with it and its status (0 when reset before an answer). */
-function open(s: http2.ClientHttp2Session, authority: string): Promise<{ stream: http2.ClientHttp2Stream; status: number }> {
-  return new Promise((resolve) => {
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = s.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
-    } catch {
-      resolve({ stream: undefined as unknown as http2.ClientHttp2Stream, status: 0 });
-      return;
-    }
-    stream.on('error', () => {});
-    stream.once('response', (h) => resolve({ stream, status: Number(h[':status']) }));
-    stream.once('close', () => resolve({ stream, status: 0 }));
-  });
-}
-
-/** Writes `total` bytes in 64 KiB pieces as fast as flow control allows; resolves with bytes accepted by the stream so far when it stalls or closes. */
-function pump(stream: http2.ClientHttp2Stream, total: number, progress: { bytes: number }): void {
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  let sent = 0;
-  const go = () => {
-    while (sent < total && !stream.destroyed) {
-      sent += chunk.length;
-      progress.bytes += chunk.length;
-      if (!stream.write(chunk)) return;
-    }
-  };
-  stream.on('drain', go);
-  go();
 }
 
 let child: NodeProcess;
@@ -80,8 +31,7 @@ let echo: { port: number; server: net.Server };
 t.before(async () => {
   sink = await server((s) => { sinks.push(s); s.pause(); });
   echo = await server((s) => s.pipe(s));
-  child = startNodeIn(undefined, { file: join(__dirname, 'helpers', 'inbound-child.ts'), stdin: true, env: { WEFT_CHILD_POD: POD } });
-  ready = JSON.parse(await child.waitForLine(/"ready":true/, 30_000)) as Ready;
+  ({ child, ready } = await startInboundChild(POD));
 });
 t.teardown(async () => {
   for (const s of sinks) s.destroy();
@@ -91,28 +41,8 @@ t.teardown(async () => {
   await child?.kill();
 });
 
-let statsAsked = 0;
-
-/** The child's counters (test/helpers/inbound-child.ts), each answer told apart by its tag. */
-async function stats(): Promise<Stats> {
-  const tag = String(++statsAsked);
-  child.send(`stats ${tag}\n`);
-  const line = await child.waitForLine(new RegExp(`"tag":"${tag}"`));
-  return (JSON.parse(line) as { stats: Stats }).stats;
-}
-
-async function echoWorks(): Promise<boolean> {
-  const s = session(ready);
-  try {
-    const { stream, status } = await open(s, `${POD}:${echo.port}`);
-    if (status !== 200) return false;
-    const got = new Promise<string>((resolve) => { let b = ''; stream.on('data', (d: Buffer) => { b += d.toString(); }); stream.on('end', () => resolve(b)); stream.on('close', () => resolve(b)); });
-    stream.end('still flowing');
-    return (await got) === 'still flowing';
-  } finally {
-    s.destroy();
-  }
-}
+const stats = (): Promise<ChildStats> => childStats(child);
+const echoWorks = (): Promise<boolean> => roundTrip(ready, `${POD}:${echo.port}`);
 
 t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel's RSS by < 256 MiB; normal traffic keeps flowing`, { timeout: 60_000 }, async (t) => {
   t.ok(await echoWorks(), 'warm-up stream works');
@@ -139,7 +69,7 @@ t.test(`${STREAMS} stalled streams × ${PER_STREAM / MiB} MiB raise the ztunnel'
   // upstream socket queues past the pipe's high-water mark, so the pipe paused the
   // stream (no more HTTP/2 window), and the sink never reads, so it stays paused; or the
   // budget reset the stream. A state, not a quiet period: load only makes it come later.
-  let end: Stats | undefined;
+  let end: ChildStats | undefined;
   await waitFor('every attacking stream stalled in the ztunnel or reset', async () => {
     end = await stats();
     return end.stalled === end.upstreams && end.stalled + (end.refused.buffer_budget ?? 0) === STREAMS;

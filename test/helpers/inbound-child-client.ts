@@ -1,8 +1,8 @@
 /**
- * The test side of test/helpers/inbound-child.ts: starts that child HBONE server, opens
- * well-behaved client sessions and CONNECT streams to it, and reads the child's memory
- * and CPU from /proc, so a test can attack the server from its own process and see
- * what the attack cost the server alone.
+ * The test side of test/helpers/inbound-child.ts: starts that child HBONE server, asks
+ * it for its counters, opens well-behaved client sessions and CONNECT streams to it, and
+ * reads the child's CPU from /proc (its RSS: rssBytes in src/faults/observe.ts), so a
+ * test can attack the server from its own process and see what that cost the server.
  */
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
@@ -17,8 +17,8 @@ export const CHILD_NODE_IP = '127.0.0.3';
 /** The child's `{"ready":true,...}` line. */
 export interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
 
-/** The child's answer to `stats`. */
-export interface ChildStats { sessions: number; connections: number; refused: Record<string, number> }
+/** The child's answer to `stats`: refusal counters, and upstream sockets open and stalled (queued past the pipe's high-water mark). */
+export interface ChildStats { sessions: number; connections: number; refused: Record<string, number>; upstreams: number; stalled: number }
 
 /** Starts inbound-child.ts with every connection meant for `pod`; resolves once it listens. */
 export async function startInboundChild(pod: string): Promise<{ child: NodeProcess; ready: Ready }> {
@@ -27,24 +27,14 @@ export async function startInboundChild(pod: string): Promise<{ child: NodeProce
   return { child, ready };
 }
 
-/** Asks the child for its counters; waits for an answer printed after the question (earlier ones are stale). */
-export async function childStats(child: NodeProcess, timeoutMs = 10_000): Promise<ChildStats> {
-  const from = child.lines.length;
-  child.send('stats\n');
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const line = child.lines.slice(from).find((l) => l.includes('"stats"'));
-    if (line) return (JSON.parse(line) as { stats: ChildStats }).stats;
-    if (Date.now() > end) throw new Error(`no stats from the child within ${timeoutMs} ms; stderr: ${child.stderr()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+let statsAsked = 0;
 
-/** A field of /proc/<pid>/status in bytes (VmRSS: resident now; VmHWM: its peak). */
-export function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no ${field} for ${pid}`);
-  return Number(m[1]) * 1024;
+/** The child's counters, each answer told apart by its tag (an earlier answer is stale). */
+export async function childStats(child: NodeProcess): Promise<ChildStats> {
+  const tag = String(++statsAsked);
+  child.send(`stats ${tag}\n`);
+  const line = await child.waitForLine(new RegExp(`"tag":"${tag}"`));
+  return (JSON.parse(line) as { stats: ChildStats }).stats;
 }
 
 let clockTicks: number | undefined;
