@@ -83,6 +83,30 @@ for (const binary of ['iptables', 'iptables-legacy']) {
   });
 }
 
+t.test('a binary override picks the backend; IPv6 runs its ip6tables command', async (t) => {
+  const ns = await freshNetns(t);
+  const v6 = generateCaptureRules({ nodeAddress: '2001:db8::1', enrolledPodIps: ['2001:db8:1::a'] });
+  const ran = new Set<string>();
+  const recording: CommandRunner = {
+    run(cmd, args, opts) {
+      ran.add(cmd);
+      return runner.run(cmd, args, opts);
+    },
+  };
+  const applier = createCaptureApplier({ runner: recording, netns: ns, family: 6, binary: 'iptables-legacy' });
+  await applier.apply(v6);
+  t.same([...ran].sort(), ['ip6tables-legacy-restore', 'ip6tables-legacy-save'], 'the IPv6 tools of the legacy backend');
+  t.match(await natSave(ns, 'ip6tables-legacy'), /-A WEFT-PREROUTING -s 2001:db8:1::a\/128 /, 'the rules are in the legacy IPv6 table');
+  const byPath = createCaptureApplier({ runner, netns: ns, family: 6, binary: '/usr/sbin/iptables-legacy' });
+  t.same(await byPath.check(v6), [], 'a path keeps its directory and reads the same table');
+  await byPath.remove();
+  t.notMatch(await natSave(ns, 'ip6tables-legacy'), /WEFT/);
+  const v4 = createCaptureApplier({ runner: recording, netns: ns, family: 4, binary: 'ip6tables-nft' });
+  ran.clear();
+  await v4.check(capture(['198.51.100.10']));
+  t.same([...ran], ['iptables-nft-save'], 'IPv4 runs the iptables command of the backend named');
+});
+
 t.test('adopting rules left by a previous ztunnel: one transaction, the jump back in first place, check() tells', async (t) => {
   const ns = await freshNetns(t);
   const old = createCaptureApplier({ runner, netns: ns });
@@ -205,4 +229,5 @@ t.test('applier options are validated', async (t) => {
   t.throws(() => new IptablesApplier({ runner, chains: ['KUBE-SERVICES'], jumps: [] }), /WEFT-/);
   t.throws(() => new IptablesApplier({ runner, chains: ['WEFT-A'], jumps: [{ from: 'WEFT-X', to: 'WEFT-A', position: 'first' }] }), /built-in/);
   t.throws(() => new IptablesApplier({ runner, chains: ['WEFT-A'], jumps: [{ from: 'PREROUTING', to: 'WEFT-B', position: 'first' }] }), /owned/);
+  t.throws(() => createCaptureApplier({ runner, family: 6, binary: 'nft' }), /invalid binary="nft": expected iptables, iptables-nft or iptables-legacy/);
 });

@@ -1,6 +1,6 @@
 import { WeftError, isWeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
-import { IPTABLES_BINARY, type IpFamily } from './ip';
+import { IPTABLES_BINARY, invalid, type IpFamily } from './ip';
 import { CAPTURE_CHAINS, GUARD_CHAIN } from './rules';
 import { SERVICES_CHAIN } from './services';
 import type { CommandRunner } from './runner';
@@ -318,12 +318,24 @@ export class IptablesApplier {
 type FamilyApplierOptions = Omit<IptablesApplierOptions, 'chains' | 'jumps' | 'table' | 'binary'> & {
   /** Default 4 (iptables); 6 selects ip6tables. */
   family?: IpFamily;
-  /** Overrides the family's command, e.g. iptables-legacy. */
+  /**
+   * Overrides the backend, e.g. `iptables-legacy` or `/usr/sbin/iptables-nft`; each
+   * family runs its own command of it (IPv6: ip6tables-legacy, /usr/sbin/ip6tables-nft).
+   */
   binary?: string;
 };
 
+/**
+ * The family's command. An override chooses a backend (and a directory), not a family:
+ * IPv4 and IPv6 rules live in separate tables with separate tools, and iptables-restore
+ * refuses IPv6 addresses, so IPv6 runs the ip6tables sibling of whichever name was given.
+ */
 function binaryFor(o: FamilyApplierOptions): string {
-  return o.binary ?? IPTABLES_BINARY[o.family ?? 4];
+  const family = o.family ?? 4;
+  if (o.binary === undefined) return IPTABLES_BINARY[family];
+  const m = /^(.*\/)?ip6?tables(-nft|-legacy)?$/.exec(o.binary);
+  if (!m) throw invalid('binary', o.binary, 'iptables, iptables-nft or iptables-legacy, optionally with its directory (/usr/sbin/iptables-legacy)');
+  return `${m[1] ?? ''}${IPTABLES_BINARY[family]}${m[2] ?? ''}`;
 }
 
 /** The capture applier (nat): owns the WEFT capture chains, jumped to first in PREROUTING and OUTPUT. */
