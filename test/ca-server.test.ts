@@ -12,8 +12,11 @@ import { nodeIdentity } from '../src/ca/authorize';
 import { services, impersonationMetadata, type CertificateResponse } from '../src/ca/proto';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
-import { silentLogger } from '../src/lib/log';
+import { createLogger, silentLogger } from '../src/lib/log';
 import type { Clock } from '../src/lib/clock';
+import { LogLines } from './helpers/log-lines';
+import { ManualClock } from './helpers/clock';
+import { limitsFor } from '../src/ca/rate-limit';
 import { isWeftError, type WeftError } from '../src/lib/errors';
 import { execFileSync } from 'node:child_process';
 
@@ -280,6 +283,29 @@ t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and Cre
   t.match(overall.message, /from all callers together/);
   now += 60_000;
   t.ok(await c1.createCertificate(csrPem, 0, ID_A), 'after a quiet minute, served again');
+});
+
+t.test('refusals are logged at a bounded rate per method and code, with the count of those dropped', async (t) => {
+  const clock = new ManualClock();
+  const sink = new LogLines();
+  const lax = limitsFor(1000);
+  const s = await startServer({ logger: createLogger({ level: 'info', component: 'ca', destination: sink }), clock, joinLimits: lax, csrLimits: lax });
+  const c = newClient({ address: s.address });
+  const refused = () => sink.lines.filter((l) => l.msg === 'CA request refused');
+  for (let i = 0; i < 20; i++) t.equal((await refusal(c.join('node-3', 'nope'))).code, 'WEFT_CA_JOIN_TOKEN_INVALID');
+  t.equal(refused().length, 5, '20 refusals, 5 lines (the burst)');
+  t.match(refused()[0], { method: 'Join', code: 'WEFT_CA_JOIN_TOKEN_INVALID', node: 'node-3' });
+  // Another code of the same method has its own budget.
+  const sa = await refusal(c.join('node-3', { kind: 'serviceAccountToken', token: 'x' }));
+  t.equal(sa.code, 'WEFT_CA_SA_JOIN_DISABLED');
+  t.equal(refused().length, 6, 'a refusal of another kind is still logged');
+  t.match(refused()[5], { method: 'Join', code: 'WEFT_CA_SA_JOIN_DISABLED' });
+  clock.advance(2000);
+  await refusal(c.join('node-3', 'nope'));
+  const last = refused().at(-1)!;
+  t.equal(refused().length, 7, 'one line back after a fifth of 10 s');
+  t.equal(last.suppressed, 15, 'and it says how many were dropped');
+  t.equal(last.msg, 'CA request refused', 'same message for log queries');
 });
 
 t.test('impersonation waits for the registry: UNAVAILABLE until loaded', async (t) => {

@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { realClock, type Clock } from '../lib/clock';
+import { LogLimiter } from '../lib/log-limiter';
 import { formatDuration } from '../lib/options';
 import {
   authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, type NodeAuthorizer,
@@ -117,8 +118,11 @@ export class CaServer {
   private readonly metrics: CaMetrics;
   private readonly joinLimiter: MethodRateLimiter;
   private readonly csrLimiter: MethodRateLimiter;
-  /** Rate-limited refusals are logged at most once per 10 s (a flood must not become a log flood). */
-  private rateLog = { at: 0, suppressed: 0 };
+  /**
+   * Refusals are logged at a bounded rate per method and error code: any address can
+   * send Joins, so a flood of refusals must not become a flood of log lines.
+   */
+  private readonly refusalLog: LogLimiter;
   private readonly log: Logger;
   private server: grpc.Server | undefined;
   private credentials: OptionalClientCertCredentials | undefined;
@@ -160,6 +164,7 @@ export class CaServer {
     this.csrLimiter = new MethodRateLimiter('CreateCertificate', opts.csrLimits ?? limitsFor(DEFAULT_CSR_RATE), clock);
     this.metrics = createCaMetrics(opts.metrics);
     this.log = opts.logger;
+    this.refusalLog = new LogLimiter({ clock });
   }
 
   get port(): number {
@@ -372,22 +377,13 @@ export class CaServer {
     const mapped = isWeftError(err) ? STATUS_FOR[err.code] : undefined;
     if (!mapped || !isWeftError(err)) {
       this.metrics.requests.inc({ method, result: 'internal' });
-      this.log.error({ method, err, ...facts }, 'CA request failed unexpectedly');
+      this.refusalLog.log(this.log, 'error', `${method} internal`, { method, err, ...facts }, 'CA request failed unexpectedly');
       return { code: grpc.status.INTERNAL, details: 'internal CA error; see the CA log' };
     }
     const [code, result] = mapped;
     this.metrics.requests.inc({ method, result });
-    if (err.code === 'WEFT_CA_RATE_LIMITED') {
-      const now = Date.now();
-      if (now - this.rateLog.at < 10_000) {
-        this.rateLog.suppressed++;
-      } else {
-        this.log.warn({ method, code: err.code, reason: err.message, suppressed: this.rateLog.suppressed, ...facts }, 'CA request refused (rate limit; further refusals logged at most every 10 s)');
-        this.rateLog = { at: now, suppressed: 0 };
-      }
-    } else {
-      this.log.warn({ method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
-    }
+    // Keyed by method and code, both fixed sets; the metrics count every refusal.
+    this.refusalLog.log(this.log, 'warn', `${method} ${err.code}`, { method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
     return { code, details: `${err.code}: ${err.message}` };
   }
 }
