@@ -7,6 +7,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import pino from 'pino';
+import { DEFAULT_HBONE_LIMITS, HboneNodeLimits } from '../src/ztunnel/hbone-limits';
 import { SecureContextCache } from '../src/ztunnel/tls';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { metricSum } from '../src/ztunnel/testing/metric-values';
@@ -28,13 +29,13 @@ async function mesh(t: Test, inbound: Parameters<typeof startDemoMesh>[0] extend
 }
 
 /** A raw TCP connection to node-b's 15008 as if for echo-1's pod IP (what the DNAT would do). */
-function tcp(demo: DemoMesh): net.Socket {
-  return demo.mesh.connectHbone('node-b', IP.echo1);
+function tcp(demo: DemoMesh, node = 'node-b', podIp: string = IP.echo1): net.Socket {
+  return demo.mesh.connectHbone(node, podIp);
 }
 
-async function raw(t: Test, demo: DemoMesh): Promise<H.RawH2> {
+async function raw(t: Test, demo: DemoMesh, node = 'node-b', podIp: string = IP.echo1): Promise<H.RawH2> {
   const cert = await demo.mesh.ca.get(ID.client);
-  const sock = tls.connect({ socket: tcp(demo), secureContext: contexts.get(cert, demo.mesh.ca.rootsPem), ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined });
+  const sock = tls.connect({ socket: tcp(demo, node, podIp), secureContext: contexts.get(cert, demo.mesh.ca.rootsPem), ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined });
   await new Promise<void>((resolve, reject) => { sock.once('secureConnect', () => resolve()); sock.once('error', reject); sock.once('close', () => reject(new Error('closed during the handshake'))); });
   const c = new H.RawH2(sock);
   t.teardown(() => c.destroy());
@@ -122,6 +123,37 @@ t.test('pending dials are capped per peer identity across its sessions', T, asyn
   t.same([...b.resets().values()], [H.ERROR.REFUSED_STREAM]);
   t.equal(held.length, 3, 'three dials for the identity, no more');
   for (const s of held) s.destroy();
+});
+
+t.test('two HBONE servers sharing the node limits (dual-stack: one per family) share them', T, async (t) => {
+  const held: net.Socket[] = [];
+  // node-a's and node-b's servers stand for the IPv4 and IPv6 servers of one node.
+  const shared = new HboneNodeLimits({ maxPendingDials: 2, maxHandshakes: 1 });
+  const { demo } = await mesh(t, { nodeLimits: shared, socketFactory: () => { const s = new net.Socket(); held.push(s); return s; } });
+  const b = await raw(t, demo);
+  for (let i = 0; i < 2; i++) b.write(H.headers(1 + 2 * i, H.connectHeaders(`${IP.echo1}:${demo.ports.echo}`)));
+  await until(() => held.length === 2, 5000, 'the node\'s two dial slots taken on one server');
+  const a = await raw(t, demo, 'node-a', IP.client);
+  a.write(H.headers(1, H.connectHeaders(`${IP.client}:${demo.ports.echo}`)));
+  await a.until(() => a.resets().size === 1, 5000, 'the other server refuses');
+  t.same([...a.resets().values()], [H.ERROR.REFUSED_STREAM], 'no slot left on the node');
+  t.equal(held.length, 2, 'no third dial');
+  t.equal(shared.dials.pending(), 2);
+  // Resets cancel the dials under way (the held sockets never connect).
+  b.write(H.rstStream(1), H.rstStream(3));
+  await until(() => shared.dials.pending() === 0, 5000, 'the slots to free');
+
+  // A handshake in progress on one server holds the node's one slot for the other too.
+  const slow = tcp(demo);
+  await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
+  await until(() => shared.handshakes === 1, 5000, 'the slow handshake to be in progress');
+  const err = await raw(t, demo, 'node-a', IP.client).then(() => 'connected', (e: Error) => e.message);
+  t.not(err, 'connected', 'the other server refuses a handshake while the node\'s one slot is taken');
+  slow.destroy();
+  await until(() => shared.handshakes === 0, 5000, 'the slot to free');
+  t.ok(await raw(t, demo, 'node-a', IP.client), 'a handshake once the slot is free');
+  // Both servers' sessions park their stalled bytes inside the one node budget.
+  t.equal(shared.budget.limit, DEFAULT_HBONE_LIMITS.nodeBufferBytes);
 });
 
 for (const [name, flood, reason] of [

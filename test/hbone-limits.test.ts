@@ -2,7 +2,7 @@
 // names it), the byte budget inside a parent budget, the stall reservation, the flood
 // rate guard (injected clock, no sleeps), and the ztunnel flags that set them.
 import t from 'tap';
-import { ByteBudget, DEFAULT_HBONE_LIMITS, hboneLimits, KeyedCounter, RateGuard, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
+import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, RateGuard, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
 import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { configurePipes } from '../src/ztunnel/pipe';
@@ -83,6 +83,23 @@ t.test('keyed counter: a cap per key, keys at zero forgotten', async (t) => {
   t.ok(c.tryAdd('a'));
   c.remove('a'); c.remove('a'); c.remove('b');
   t.equal(c.size, 0);
+});
+
+t.test('dial slots: per connection, per node, per identity; a refusal names its limit and takes nothing', async (t) => {
+  const d = new DialSlots({ maxPendingDialsPerConnection: 2, maxPendingDials: 3, maxPendingDialsPerIdentity: 2 });
+  const [s1, s2, s3] = [{}, {}, {}];
+  t.same([d.tryTake(s1, 'a'), d.tryTake(s1, 'b'), d.tryTake(s1, 'c')], [undefined, undefined, 'connection']);
+  t.equal(d.tryTake(s2, 'a'), undefined);
+  t.equal(d.tryTake(s3, 'c'), 'node', 'three pending on the node');
+  d.release(s1, 'b');
+  t.equal(d.tryTake(s2, 'a'), 'identity', 'a already has two pending');
+  t.same([d.pending(), d.pending(s1), d.pending(s2), d.pending(s3)], [2, 1, 1, 0], 'refusals took nothing');
+  t.equal(d.tryTake(s3, 'c'), undefined);
+  for (const [s, id] of [[s1, 'a'], [s2, 'a'], [s3, 'c']] as const) d.release(s, id);
+  t.equal(d.pending(), 0);
+  t.match(d.refusal('node', 'x'), /3 HBONE CONNECTs .*slow .*raise --hbone-max-pending-dials if this load is legitimate/);
+  t.match(d.refusal('identity', 'spiffe://td/ns/a/sa/b'), /2 CONNECTs of peer identity spiffe:\/\/td\/ns\/a\/sa\/b .*per-identity limit/);
+  t.match(d.refusal('connection', 'x'), /2 CONNECTs of this HBONE connection .*per-connection limit.*retries/);
 });
 
 t.test('ztunnel flags for the limits', async (t) => {

@@ -18,6 +18,7 @@ import { MemoryReclaimer } from './memory-reclaim';
 import { ZtunnelMetrics } from './metrics';
 import { HbonePool } from './pool';
 import { configurePipes } from './pipe';
+import { HboneNodeLimits } from './hbone-limits';
 import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
@@ -54,6 +55,8 @@ export class ZtunnelApp implements AdminSource {
   private capture: CaptureReconciler | undefined;
   private originalDst: OriginalDstLookup | undefined;
   private listeners: DrainableListener[] = [];
+  /** The HBONE servers, one per address family the node captures. */
+  private readonly inbounds: InboundServer[] = [];
   private drain: ListenerDrain | undefined;
   private stopped: Promise<void> | undefined;
   private servers: Server[] = [];
@@ -119,15 +122,16 @@ export class ZtunnelApp implements AdminSource {
     ]);
     const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName, loopGuard: guard };
     // One set of the three listeners per family the node captures (DNAT needs a concrete
-    // address of the packet's family); they share state, pool, connections and metrics.
-    // (On a dual-stack node each inbound set has its own buffer budget.)
-    const inbounds: InboundServer[] = [];
+    // address of the packet's family); they share state, pool, connections, metrics and
+    // the node-wide HBONE limits (budget, dial slots, handshakes, sessions per peer).
+    const nodeLimits = new HboneNodeLimits({
+      maxStreamsPerConnection: config.hboneMaxStreams,
+      nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
+      maxPendingDials: config.hboneMaxPendingDials,
+    });
+    const inbounds = this.inbounds;
     for (const address of this.listenAddresses()) {
-      const inbound = new InboundServer({ ...common, certs: this.certs, limits: {
-        maxStreamsPerConnection: config.hboneMaxStreams,
-        nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
-        maxPendingDials: config.hboneMaxPendingDials,
-      } });
+      const inbound = new InboundServer({ ...common, certs: this.certs, nodeLimits });
       inbounds.push(inbound);
       const plaintext = new InboundPlaintextServer(common);
       const outbound = new OutboundProxy({ ...common, pool });
@@ -159,6 +163,11 @@ export class ZtunnelApp implements AdminSource {
       await this.capture.start();
     }
     log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+  }
+
+  /** The HBONE servers started (one per family; all share the node's HBONE limits). */
+  get hboneServers(): readonly InboundServer[] {
+    return this.inbounds;
   }
 
   /**

@@ -200,19 +200,29 @@ export class RateGuard {
 }
 
 /** Counts per key (peer address) with a cap; keys at zero are forgotten. */
-export class KeyedCounter {
-  private readonly counts = new Map<string, number>();
+export class KeyedCounter<K = string> {
+  private readonly counts = new Map<K, number>();
 
   constructor(private readonly max: number) {}
 
-  tryAdd(key: string): boolean {
+  /** Is `key` at its cap (a check that takes nothing)? */
+  full(key: K): boolean {
+    return (this.counts.get(key) ?? 0) >= this.max;
+  }
+
+  tryAdd(key: K): boolean {
     const n = this.counts.get(key) ?? 0;
     if (n >= this.max) return false;
     this.counts.set(key, n + 1);
     return true;
   }
 
-  remove(key: string): void {
+  /** Count of `key` now. */
+  count(key: K): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  remove(key: K): void {
     const n = (this.counts.get(key) ?? 0) - 1;
     if (n <= 0) this.counts.delete(key);
     else this.counts.set(key, n);
@@ -220,5 +230,82 @@ export class KeyedCounter {
 
   get size(): number {
     return this.counts.size;
+  }
+}
+
+/** Which pending-dial limit refused a CONNECT. */
+export type DialLimit = 'connection' | 'identity' | 'node';
+
+/**
+ * Pending-dial slots: a CONNECT holds one from its dial's start until it is piped or
+ * refused, counted at once per connection (`session`), per peer identity and per
+ * node. One place takes and gives back all three, so they cannot drift apart.
+ */
+export class DialSlots {
+  private pendingOnNode = 0;
+  private readonly bySession: KeyedCounter<object>;
+  private readonly byIdentity: KeyedCounter;
+
+  constructor(private readonly limits: Pick<HboneLimits, 'maxPendingDials' | 'maxPendingDialsPerIdentity' | 'maxPendingDialsPerConnection'>) {
+    this.bySession = new KeyedCounter(limits.maxPendingDialsPerConnection);
+    this.byIdentity = new KeyedCounter(limits.maxPendingDialsPerIdentity);
+  }
+
+  /** Takes a slot; undefined when taken, else the limit that refused (nothing taken then). */
+  tryTake(session: object, identity: string): DialLimit | undefined {
+    if (this.bySession.full(session)) return 'connection';
+    if (this.pendingOnNode >= this.limits.maxPendingDials) return 'node';
+    if (!this.byIdentity.tryAdd(identity)) return 'identity';
+    this.bySession.tryAdd(session);
+    this.pendingOnNode++;
+    return undefined;
+  }
+
+  /** Gives back a slot `tryTake` gave. */
+  release(session: object, identity: string): void {
+    this.bySession.remove(session);
+    this.byIdentity.remove(identity);
+    this.pendingOnNode--;
+  }
+
+  /** CONNECTs waiting for their dial: on the node, and on `session`. */
+  pending(session?: object): number {
+    return session === undefined ? this.pendingOnNode : this.bySession.count(session);
+  }
+
+  /** What a refusal by `limit` tells the operator: which limit, and what to do. */
+  refusal(limit: DialLimit, identity: string): string {
+    const slow = 'the pods dialled are slow to accept or drop SYNs';
+    switch (limit) {
+      case 'connection':
+        return `${this.limits.maxPendingDialsPerConnection} CONNECTs of this HBONE connection already wait for their dial (the per-connection limit): ${slow}; the peer retries the refused stream`;
+      case 'identity':
+        return `${this.limits.maxPendingDialsPerIdentity} CONNECTs of peer identity ${identity} already wait for their dial (the per-identity limit, so one identity cannot hold every slot of the node): ${slow}`;
+      case 'node':
+        return `${this.limits.maxPendingDials} HBONE CONNECTs already wait for their dial on this node: ${slow}; raise --hbone-max-pending-dials if this load is legitimate`;
+    }
+  }
+}
+
+/**
+ * The node-wide half of the HBONE server's limits, built once per ztunnel and shared
+ * by its HBONE servers (one per address family on a dual-stack node), so a "per node"
+ * limit holds for the node, not per family.
+ */
+export class HboneNodeLimits {
+  readonly limits: Readonly<HboneLimits>;
+  /** Bytes all stalled streams park together (each session's budget sits inside it). */
+  readonly budget: ByteBudget;
+  readonly dials: DialSlots;
+  /** Live sessions per peer address (a peer at its cap gets no TLS handshake either). */
+  readonly peerSessions: KeyedCounter;
+  /** TLS handshakes in progress on the node. */
+  handshakes = 0;
+
+  constructor(partial: Partial<HboneLimits> = {}) {
+    this.limits = hboneLimits(partial);
+    this.budget = new ByteBudget(this.limits.nodeBufferBytes);
+    this.dials = new DialSlots(this.limits);
+    this.peerSessions = new KeyedCounter(this.limits.maxSessionsPerPeer);
   }
 }

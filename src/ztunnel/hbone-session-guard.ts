@@ -1,9 +1,9 @@
 /**
  * The per-session half of the HBONE server's limits (hbone-limits.ts): one guard per
- * accepted HTTP/2 session, holding its byte budget (inside the node's), its pending
- * dials, its PING / SETTINGS flood counters and its idle timer. The node-wide half
- * (node budget, node pending dials, handshakes, sessions per peer) stays in
- * InboundServer.
+ * accepted HTTP/2 session, holding its byte budget (inside the node's), its PING /
+ * SETTINGS flood counters and its idle timer. The node-wide half (node budget,
+ * pending-dial slots, handshakes, sessions per peer) is HboneNodeLimits, shared by
+ * the node's HBONE servers; the guard is the session's key in its DialSlots.
  */
 import * as http2 from 'node:http2';
 import { ByteBudget, RateGuard, type HboneLimits, type RefusalReason } from './hbone-limits';
@@ -13,8 +13,6 @@ const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 export class SessionGuard {
   /** Parked bytes of this session's stalled streams, inside the node's budget. */
   readonly budget: ByteBudget;
-  /** CONNECTs of this session waiting for their upstream dial. */
-  pendingDials = 0;
   private openStreams = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly pings: RateGuard;

@@ -22,13 +22,14 @@ import * as tls from 'node:tls';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
+import { WeftError } from '../lib/errors';
 import { truncateForLog } from '../lib/log-limiter';
 import { formatHostPort, normalizeIp, parseHostPort, type HostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import { type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
 import { applyConnectionWindow, hboneTuning, type HboneTuning } from './hbone-settings';
-import { ByteBudget, KeyedCounter, StallReservation, hboneLimits, serverSessionOptions, type HboneLimits, type RefusalReason } from './hbone-limits';
+import { HboneNodeLimits, StallReservation, serverSessionOptions, type HboneLimits, type RefusalReason } from './hbone-limits';
 import { SessionGuard } from './hbone-session-guard';
 import { resetStream } from './pipe';
 import { Keepalive } from './keepalive';
@@ -55,6 +56,11 @@ export interface InboundOptions extends CapturedListenerOptions {
   pingTimeoutMs?: number;
   /** What one peer may cost (streams, parked bytes, dials, floods, sessions); hbone-limits.ts. */
   limits?: Partial<HboneLimits>;
+  /**
+   * The node-wide limits' state, shared by every HBONE server of the node (one per
+   * address family); built from `limits` when absent. Give one or the other.
+   */
+  nodeLimits?: HboneNodeLimits;
 }
 
 /** What one accepted tunnel established, shared by all its streams. */
@@ -75,12 +81,8 @@ export class InboundServer extends ListenerBase {
   private readonly socketFactory: SocketFactory;
   private readonly tuning: HboneTuning;
   private readonly limits: HboneLimits;
-  /** Bytes all stalled streams park together (each session's budget sits inside it). */
-  private readonly nodeBudget: ByteBudget;
-  /** CONNECTs of all sessions waiting for their upstream dial. */
-  private pendingDials = 0;
-  private readonly peerSessions: KeyedCounter;
-  private readonly pendingByIdentity: KeyedCounter;
+  /** Budget, dial slots, sessions per peer and handshakes of the whole node (shared by its HBONE servers). */
+  readonly node: HboneNodeLimits;
   private readonly guard: LoopGuard;
   private readonly upstreamTimeoutMs: number;
   private readonly pingIntervalMs: number;
@@ -112,10 +114,11 @@ export class InboundServer extends ListenerBase {
     });
     this.socketFactory = opts.socketFactory ?? defaultUpstreamFactory;
     this.tuning = hboneTuning(opts.tuning);
-    this.limits = hboneLimits(opts.limits);
-    this.nodeBudget = new ByteBudget(this.limits.nodeBufferBytes);
-    this.peerSessions = new KeyedCounter(this.limits.maxSessionsPerPeer);
-    this.pendingByIdentity = new KeyedCounter(this.limits.maxPendingDialsPerIdentity);
+    if (opts.nodeLimits && opts.limits) {
+      throw new WeftError('WEFT_CONFIG_INVALID', 'InboundServer takes `limits` or the shared `nodeLimits` (built from the limits), not both');
+    }
+    this.node = opts.nodeLimits ?? new HboneNodeLimits(opts.limits);
+    this.limits = this.node.limits;
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
@@ -173,8 +176,8 @@ export class InboundServer extends ListenerBase {
         raw.destroy();
         return;
       }
-      if (this.handshaking.size >= this.limits.maxHandshakes) {
-        this.refused('handshakes', { peer, limit: this.limits.maxHandshakes }, 'too many HBONE TLS handshakes in progress; closing this connection (the peer retries)');
+      if (this.node.handshakes >= this.limits.maxHandshakes) {
+        this.refused('handshakes', { peer, limit: this.limits.maxHandshakes }, 'too many HBONE TLS handshakes in progress on this node; closing this connection (the peer retries)');
         raw.destroy();
         return;
       }
@@ -184,10 +187,11 @@ export class InboundServer extends ListenerBase {
       // From here the TLS socket owns the raw socket's handle: destroying both (as a
       // blanket close() would) crashes Node. Until the TLS socket is handed to us we
       // can only reach the raw one, so it moves to `handshaking`.
-      const key = `${raw.remoteAddress}|${raw.remotePort}`;
+      const key = addrKey(raw);
       this.untrack(raw);
       this.handshaking.set(key, raw);
-      raw.once('close', () => { if (this.handshaking.get(key) === raw) this.handshaking.delete(key); });
+      this.node.handshakes++;
+      raw.once('close', () => this.handshakeEnded(key, raw));
       this.engines.accept(raw, cert, this.certs.rootsPem);
     } catch (err) {
       this.log.warn({ err, peer }, 'cannot serve HBONE connection; closing it');
@@ -197,7 +201,7 @@ export class InboundServer extends ListenerBase {
 
   /** mTLS done, the client chain verified: check its identity, then hand it to HTTP/2. */
   private onSecure(sock: tls.TLSSocket, localIdentity: string): void {
-    this.handshaking.delete(`${sock.remoteAddress}|${sock.remotePort}`);
+    this.handshakeEnded(addrKey(sock));
     this.track(sock);
     const peer = formatHostPort(normalizeIp(sock.remoteAddress), sock.remotePort ?? 0);
     sock.on('error', (err) => this.log.debug({ err, peer }, 'HBONE TLS error'));
@@ -211,12 +215,12 @@ export class InboundServer extends ListenerBase {
       return;
     }
     const peerIp = normalizeIp(sock.remoteAddress);
-    if (!this.peerSessions.tryAdd(peerIp)) {
+    if (!this.node.peerSessions.tryAdd(peerIp)) {
       this.refused('sessions_per_peer', { peer, peerIdentity, limit: this.limits.maxSessionsPerPeer }, 'too many HBONE sessions from this peer address; closing the new one');
       sock.destroy();
       return;
     }
-    sock.once('close', () => this.peerSessions.remove(peerIp));
+    sock.once('close', () => this.node.peerSessions.remove(peerIp));
     this.pending = { localIdentity, peerIdentity, peer };
     try {
       this.h2.emit('connection', sock);
@@ -232,7 +236,7 @@ export class InboundServer extends ListenerBase {
       return;
     }
     this.sessions.add(session);
-    const guard = new SessionGuard(session, this.limits, this.nodeBudget, (reason, detail) =>
+    const guard = new SessionGuard(session, this.limits, this.node.budget, (reason, detail) =>
       this.refused(reason, { peer: tunnel.peer, peerIdentity: tunnel.peerIdentity, detail }, 'closing an HBONE session: a limit was exceeded'));
     const ctx: TunnelContext = { ...tunnel, guard };
     applyConnectionWindow(session, this.tuning);
@@ -290,20 +294,18 @@ export class InboundServer extends ListenerBase {
     const srcPort = src.port;
     // A dial slot first: refused streams cost no socket. REFUSED_STREAM tells the peer
     // nothing was done, so it may retry.
-    if (ctx.guard.pendingDials >= this.limits.maxPendingDialsPerConnection || this.pendingDials >= this.limits.maxPendingDials
-      || !this.pendingByIdentity.tryAdd(ctx.peerIdentity)) {
-      this.refused('pending_dials', { peer: ctx.peer, node: this.pendingDials, session: ctx.guard.pendingDials }, 'too many HBONE CONNECTs waiting for their dial; refusing the stream');
+    const dials = this.node.dials;
+    const full = dials.tryTake(ctx.guard, ctx.peerIdentity);
+    if (full) {
+      this.refused('pending_dials', { peer: ctx.peer, peerIdentity: ctx.peerIdentity, limit: full, node: dials.pending(), session: dials.pending(ctx.guard) },
+        `refusing an HBONE CONNECT (REFUSED_STREAM): ${dials.refusal(full, ctx.peerIdentity)}`);
       if (!stream.destroyed) stream.close(NGHTTP2_REFUSED_STREAM);
       return;
     }
-    ctx.guard.pendingDials++;
-    this.pendingDials++;
     try {
       await this.serve(ctx, stream, authority, target, srcIp, srcPort);
     } finally {
-      ctx.guard.pendingDials--;
-      this.pendingDials--;
-      this.pendingByIdentity.remove(ctx.peerIdentity);
+      dials.release(ctx.guard, ctx.peerIdentity);
     }
   }
 
@@ -363,7 +365,7 @@ export class InboundServer extends ListenerBase {
       policies: this.policies,
       stall: (direction, paused) => {
         if (reservation.stall(direction, paused)) return true;
-        this.refused('buffer_budget', { peer: ctx.peer, connection: conn.id, parkedOnSession: ctx.guard.budget.used, parkedOnNode: this.nodeBudget.used },
+        this.refused('buffer_budget', { peer: ctx.peer, connection: conn.id, parkedOnSession: ctx.guard.budget.used, parkedOnNode: this.node.budget.used },
           'resetting a stalled HBONE stream: its bytes do not fit the memory budget (the receiving side is not reading)');
         return false;
       },
@@ -398,7 +400,22 @@ export class InboundServer extends ListenerBase {
     this.lifecycle.terminateAll(why);
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
-    for (const raw of this.handshaking.values()) raw.destroy();
-    this.handshaking.clear();
+    for (const [key, raw] of this.handshaking) {
+      this.handshakeEnded(key, raw);
+      raw.destroy();
+    }
   }
+
+  /** A handshake no longer in progress (done, failed or closed): its node-wide slot is freed once. */
+  private handshakeEnded(key: string, raw?: net.Socket): void {
+    const cur = this.handshaking.get(key);
+    if (!cur || (raw && cur !== raw)) return;
+    this.handshaking.delete(key);
+    this.node.handshakes--;
+  }
+}
+
+/** A socket's remote address and port: the key of its handshake in progress. */
+function addrKey(s: net.Socket): string {
+  return `${s.remoteAddress}|${s.remotePort}`;
 }

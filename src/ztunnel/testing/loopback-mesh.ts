@@ -46,7 +46,7 @@ export interface LoopbackMeshOptions {
   logger?: Logger;
   pool?: Partial<Omit<HbonePoolOptions, 'certs' | 'logger'>>;
   /** Options of every node's HBONE server (limits, timers). */
-  inbound?: Partial<Pick<InboundOptions, 'limits' | 'tuning' | 'socketFactory' | 'upstreamConnectTimeoutMs'>>;
+  inbound?: Partial<Pick<InboundOptions, 'limits' | 'nodeLimits' | 'tuning' | 'socketFactory' | 'upstreamConnectTimeoutMs'>>;
 }
 
 export class LoopbackMesh {
