@@ -4,7 +4,7 @@
 // on stop, drift repaired, and removal only on an explicit uninstall.
 import t, { type Test } from 'tap';
 import { silentLogger } from '../src/lib/log';
-import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
+import { ambientNamespace, nodeRecord, serviceRecord, workloadRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
 import { ExecCommandRunner, type CommandRunner, type RunOptions, type RunResult } from '../src/iptables/runner';
 import { WeftError } from '../src/lib/errors';
@@ -24,6 +24,8 @@ const NODE6 = 'fd00:7eff::1';
 const EXT6 = 'fd00:7eff::2';
 const A = '198.51.100.10';
 const A6 = 'fd00:7eff:1::a';
+const VIP = '198.51.100.50';
+const VIP6 = 'fd00:7eff:1::50';
 
 /** Answers each connection with the listener and the client it saw: argv = addr, ports... */
 const SERVER = `
@@ -145,10 +147,17 @@ for (const addr of addrs) for (const port of [15001, 15006, 15008]) net.createSe
 
 t.test('with an IPv6 listen address, IPv6 is captured exactly like IPv4 (ip6tables, IP6T_SO_ORIGINAL_DST)', async (t) => {
   const { node, ext, pod, dial, state } = await dualStackNode(t, { script: NATIVE_SERVER, args: [NODE, NODE6], typescript: false });
+  // A dual-stack Service with pod-a behind both ClusterIPs (inside the routed pod ranges).
+  state.applyChanges([
+    { op: 'put', kind: 'workload', key: 'demo/a', record: workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', addresses: [A, A6], labels: { app: 'a' } }) },
+    { op: 'put', kind: 'service', key: 'demo/a', record: serviceRecord({ namespace: 'demo', name: 'a', vips: [VIP, VIP6], selector: { app: 'a' } }) },
+  ], 2);
   const capture = new CaptureReconciler({ state, nodeName: 'node-1', listenAddresses: [NODE, NODE6], logger: silentLogger(), netns: node });
   t.teardown(() => capture.remove().catch(() => {}));
   await capture.start();
   t.equal(capture.verified, true);
+  t.same(await dial(ext, VIP, 80), { server: 'ztunnel', port: 15006, remote: EXT, orig: { ip: VIP, port: 80 } }, 'IPv4 ClusterIP of a local enrolled endpoint → 15006 (ahead of kube-proxy)');
+  t.same(await dial(ext, VIP6, 80), { server: 'ztunnel', port: 15006, remote: EXT6, orig: { ip: VIP6, port: 80 } }, 'its IPv6 ClusterIP too, never kube-proxy\'s uncaptured path');
   t.same(await dial(pod.netns, EXT6), { server: 'ztunnel', port: 15001, remote: A6, orig: { ip: EXT6, port: 8080 } }, 'IPv6 egress → [node]:15001, original destination from the kernel');
   t.same(await dial(pod.netns, EXT), { server: 'ztunnel', port: 15001, remote: A, orig: { ip: EXT, port: 8080 } }, 'IPv4 egress as before');
   t.same(await dial(ext, A6), { server: 'ztunnel', port: 15006, remote: EXT6, orig: { ip: A6, port: 8080 } }, 'IPv6 plaintext ingress → 15006');

@@ -106,3 +106,13 @@ t.test('captured service ports: services with an enrolled endpoint on the node, 
   t.same(key(capturedServicePorts(s, 'n2')), ['10.96.0.10:80', '10.96.0.11:80', '10.96.0.40:80']);
   t.same(capturedServicePorts(s, 'n3'), [], 'a node without enrolled pods captures no service');
 });
+
+t.test('captured service ports: every VIP of a dual-stack service, IPv6 in canonical text', async (t) => {
+  const s = mesh();
+  const dual = serviceRecord({ name: 'dual', namespace: 'demo', vip: '10.96.0.50', port: 80, targetPort: 8080, selector: { app: 'echo' } });
+  dual.vips = ['10.96.0.50', 'FD00:7EFF:0:0::50'];
+  s.applyChanges([{ op: 'put', kind: 'service', key: 'demo/dual', record: dual }], 2);
+  const key = (xs: { vip: string; port: number }[]) => xs.map((x) => `${x.vip} ${x.port}`).sort();
+  t.same(key(capturedServicePorts(s, 'n1')), ['10.96.0.10 80', '10.96.0.30 80', '10.96.0.40 80', '10.96.0.50 80', 'fd00:7eff::50 80'],
+    'the IPv6 ClusterIP too (left out, a same-node client would reach echo-1 through kube-proxy uncaptured), spelt as ip6tables-save does');
+});

@@ -8,7 +8,7 @@
  * forward it as plain TCP (anything else; a remote enrolled pod is captured and checked
  * by its own node's 15006). Pure, so the decision is tested without sockets.
  */
-import { isIPv4 } from 'node:net';
+import { canonicalIp } from '../iptables/ip';
 import type { CapturedServicePort } from '../iptables/rules';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
@@ -83,15 +83,17 @@ export function resolveVip(state: VipState, dst: HostPort, nodeName: string, lb:
  * service with at least one enrolled endpoint on `nodeName`. Health is ignored on
  * purpose: kube-proxy may still route to an endpoint the registry has just marked
  * unhealthy, and a rule too many only costs a hop through the ztunnel, while a rule
- * too few is a bypass. IPv6 VIPs are skipped (capture is IPv4 only).
+ * too few is a bypass. Every VIP of a dual-stack service counts: capture covers IPv4
+ * and IPv6 alike (each family's rules take its own VIPs), and a VIP left out would let
+ * a same-node client reach the pod through kube-proxy's DNAT uncaptured. Canonical text,
+ * as the rules and iptables-save spell it.
  */
 export function capturedServicePorts(state: Pick<MeshState, 'list' | 'endpoints'>, nodeName: string): CapturedServicePort[] {
   const out: CapturedServicePort[] = [];
   for (const service of state.list('service')) {
     const local = state.endpoints(service).some((w) => w.enrolled && w.record.node === nodeName);
     if (!local) continue;
-    for (const vip of service.vips) {
-      if (!isIPv4(vip)) continue;
+    for (const vip of service.vips.map(canonicalIp)) {
       for (const p of service.ports) out.push({ vip, port: p.port });
     }
   }
