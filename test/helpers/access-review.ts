@@ -4,13 +4,10 @@
  * user, and RBAC is a list of (user, namespace, verb, resource, subresource) grants.
  * Answers like kube-apiserver: a TokenReview of an unknown token is 201 with
  * `authenticated: false`; a SubjectAccessReview is 201 with `allowed`.
- * Hooked into TestApiServer.extraRoutes.
+ * Served through review-route.ts (TestApiServer.extraRoutes).
  */
-import type http from 'node:http';
 import type { TestApiServer } from './apiserver';
-
-export const TOKEN_REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
-export const SUBJECT_ACCESS_REVIEW_PATH = '/apis/authorization.k8s.io/v1/subjectaccessreviews';
+import { addReviewRoute, statusReply, SUBJECT_ACCESS_REVIEW_PATH, TOKEN_REVIEW_PATH, type ReviewReply, type ReviewRequest } from './review-route';
 
 export interface Grant { user: string; namespace: string; verb: string; resource: string; subresource?: string }
 
@@ -23,7 +20,7 @@ export class TestAccessReview {
   failWith?: number;
 
   constructor(api: TestApiServer) {
-    api.extraRoutes.push(this.route);
+    addReviewRoute(api, [TOKEN_REVIEW_PATH, SUBJECT_ACCESS_REVIEW_PATH], (review) => this.answer(review));
   }
 
   addUser(token: string, username: string, groups: string[] = ['system:authenticated']): this {
@@ -36,34 +33,25 @@ export class TestAccessReview {
     return this;
   }
 
-  private readonly route = (req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean => {
-    if (url.pathname !== TOKEN_REVIEW_PATH && url.pathname !== SUBJECT_ACCESS_REVIEW_PATH) return false;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const reply = (code: number, body: unknown) => {
-        res.writeHead(code, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      if (this.failWith) return reply(this.failWith, { kind: 'Status', status: 'Failure', reason: 'Forbidden', message: 'injected', code: this.failWith });
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { spec?: Record<string, unknown> };
-      const spec = body.spec ?? {};
-      if (url.pathname === TOKEN_REVIEW_PATH) {
-        const token = String(spec.token ?? '');
-        const user = this.users.get(token);
-        this.reviews.push({ kind: 'TokenReview', subject: token });
-        return reply(201, {
+  private answer({ path, spec }: ReviewRequest): ReviewReply {
+    if (this.failWith) return statusReply(this.failWith, 'Forbidden', 'injected');
+    if (path === TOKEN_REVIEW_PATH) {
+      const token = String(spec.token ?? '');
+      const user = this.users.get(token);
+      this.reviews.push({ kind: 'TokenReview', subject: token });
+      return {
+        code: 201,
+        body: {
           apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec,
           status: user ? { authenticated: true, user: { username: user.username, uid: `uid-${user.username}`, groups: user.groups } } : { authenticated: false, error: 'invalid bearer token' },
-        });
-      }
-      const attrs = (spec.resourceAttributes ?? {}) as Record<string, string | undefined>;
-      const user = String(spec.user ?? '');
-      this.reviews.push({ kind: 'SubjectAccessReview', subject: user, attributes: attrs });
-      const allowed = this.grants.some((g) => g.user === user && g.namespace === attrs.namespace && g.verb === attrs.verb
-        && g.resource === attrs.resource && (g.subresource ?? '') === (attrs.subresource ?? ''));
-      return reply(201, { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec, status: { allowed, ...(allowed ? {} : { reason: 'no RBAC grant' }) } });
-    });
-    return true;
-  };
+        },
+      };
+    }
+    const attrs = (spec.resourceAttributes ?? {}) as Record<string, string | undefined>;
+    const user = String(spec.user ?? '');
+    this.reviews.push({ kind: 'SubjectAccessReview', subject: user, attributes: attrs });
+    const allowed = this.grants.some((g) => g.user === user && g.namespace === attrs.namespace && g.verb === attrs.verb
+      && g.resource === attrs.resource && (g.subresource ?? '') === (attrs.subresource ?? ''));
+    return { code: 201, body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec, status: { allowed, ...(allowed ? {} : { reason: 'no RBAC grant' }) } } };
+  }
 }

@@ -1,17 +1,15 @@
 /**
  * The TokenReview endpoint of the API server stand-in (`POST
- * /apis/authentication.k8s.io/v1/tokenreviews`), hooked into TestApiServer's
- * extraRoutes. It answers the way kube-apiserver's ServiceAccount authenticator does:
+ * /apis/authentication.k8s.io/v1/tokenreviews`), served through review-route.ts
+ * (TestApiServer.extraRoutes). It answers the way kube-apiserver's ServiceAccount authenticator does:
  * tokens are opaque strings issued here for a ServiceAccount, optionally bound to a pod
  * (pod-name/pod-uid extra, node-name extra as on 1.30+), with audiences; a review
  * authenticates a token only for the intersection of its audiences with the requested
  * ones, and (like the real binding check) only while its pod exists with the same uid.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import type http from 'node:http';
 import type { TestApiServer } from './apiserver';
-
-export const TOKEN_REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
+import { addReviewRoute, TOKEN_REVIEW_PATH, type ReviewReply, type ReviewRequest } from './review-route';
 
 export interface TokenGrant {
   namespace: string;
@@ -35,7 +33,7 @@ export class TestTokenReview {
   private readonly grants = new Map<string, TokenGrant>();
 
   constructor(private readonly api: TestApiServer) {
-    api.extraRoutes.push(this.route);
+    addReviewRoute(api, [TOKEN_REVIEW_PATH], (review) => this.answer(review));
   }
 
   /** A new opaque token for `grant` (real ones are JWTs; the CA never looks inside). */
@@ -55,36 +53,16 @@ export class TestTokenReview {
     });
   }
 
-  private readonly route = (req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean => {
-    if (url.pathname !== TOKEN_REVIEW_PATH) return false;
-    const reply = (code: number, body: unknown): void => {
-      res.writeHead(code, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
+  private answer({ spec, authorization }: ReviewRequest): ReviewReply {
+    const token = typeof spec.token === 'string' ? spec.token : '';
+    const asked = Array.isArray(spec.audiences) ? spec.audiences.map(String) : [];
+    const requested = asked.length ? asked : ['https://kubernetes.default.svc.cluster.local'];
+    this.reviews.push({ token, audiences: asked, authorization });
+    return {
+      code: 201,
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec, status: this.review(token, requested) },
     };
-    if (req.method !== 'POST') {
-      reply(405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
-      return true;
-    }
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      let body: { spec?: { token?: string; audiences?: string[] } };
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        reply(400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', message: 'body is not JSON', code: 400 });
-        return;
-      }
-      const token = body.spec?.token ?? '';
-      const requested = body.spec?.audiences?.length ? body.spec.audiences : ['https://kubernetes.default.svc.cluster.local'];
-      this.reviews.push({ token, audiences: body.spec?.audiences ?? [], authorization: req.headers.authorization });
-      reply(201, {
-        apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null },
-        spec: body.spec ?? {}, status: this.review(token, requested),
-      });
-    });
-    return true;
-  };
+  }
 
   private review(token: string, requested: string[]): Record<string, unknown> {
     const fail = (why: string) => ({ authenticated: false, user: {}, error: `[invalid bearer token, ${why}]` });
