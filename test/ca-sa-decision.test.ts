@@ -5,8 +5,10 @@
 import t from 'tap';
 import {
   NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA, SA_JOIN_REFUSALS,
-  podMayJoin, refusalError, reviewedPod, type PodFacts, type SaJoinPolicy, type TokenReviewStatus,
+  TokenReviewJoin, podMayJoin, refusalError, reviewedPod, type PodFacts, type SaJoinPolicy, type TokenReviewStatus,
 } from '../src/ca/sa-token-join';
+import type { KubeClient } from '../src/k8s/client';
+import { ManualClock } from './helpers/clock';
 import { caConfig, caSpecs } from '../src/ca/command';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { parseOptions } from '../src/lib/options';
@@ -95,6 +97,43 @@ t.test('refusalError: codes by kind, reason kept for the metric', async (t) => {
     t.equal(err.details?.reason, reason);
     t.equal(err.message, 'ServiceAccount token join as node "node-1" refused: because');
   }
+});
+
+/** An API stand-in whose TokenReviews the test answers by hand; the pod and node exist. */
+function heldReviews(): { kube: Pick<KubeClient, 'create' | 'get'>; answer(i: number, status: TokenReviewStatus): void; readonly count: number } {
+  const held: Array<(status: TokenReviewStatus) => void> = [];
+  const kube = {
+    create: <T>() => new Promise<T>((resolve) => held.push((status) => resolve({ status } as T))),
+    get: async <T>(path: string) => (path.includes('/pods/') ? pod() : { metadata: { name: 'node-1' } }) as T,
+  } as unknown as Pick<KubeClient, 'create' | 'get'>;
+  return { kube, answer: (i, status) => held[i]!(status), get count() { return held.length; } };
+}
+
+t.test('TokenReviewJoin: concurrent checks share one review, each refusal names its own call, a refused Join drops the cached answer', async (t) => {
+  const api = heldReviews();
+  const join = new TokenReviewJoin({ kube: api.kube, policy: POLICY, clock: new ManualClock(1_000_000) });
+  const csr = () => join.verify('node-1', 'tok', { cached: true, what: 'CreateCertificate' });
+  const joined = join.verify('node-1', 'tok');
+  const csrs = [csr(), csr(), csr()];
+  t.equal(api.count, 1, 'a Join and three CSR re-checks under way: one TokenReview');
+  api.answer(0, good());
+  const want = { namespace: 'weft-system', pod: 'weft-ztunnel-x1', uid: 'pod-uid-1' };
+  t.same(await joined, want);
+  t.same(await Promise.all(csrs), [want, want, want]);
+  t.same(await csr(), want);
+  t.equal(api.count, 1, 'and the answer stands for the next CSR');
+
+  // A Join always asks; refused, its answer reaches the CSR sharing it, each worded for its call.
+  const rejoin = join.verify('node-1', 'tok');
+  const during = csr();
+  t.equal(api.count, 2, 'a Join does not take the cached answer');
+  api.answer(1, { authenticated: false, error: 'token expired' });
+  await t.rejects(rejoin, { code: 'WEFT_CA_SA_TOKEN_INVALID', message: /^ServiceAccount token join as node "node-1" refused: .*token expired/ });
+  await t.rejects(during, { code: 'WEFT_CA_SA_TOKEN_INVALID', message: /^CreateCertificate as node "node-1" refused: .*token expired/ });
+  const after = csr();
+  t.equal(api.count, 3, 'the earlier positive answer is not served after a refused Join');
+  api.answer(2, { authenticated: false, error: 'token expired' });
+  await t.rejects(after, { code: 'WEFT_CA_SA_TOKEN_INVALID' });
 });
 
 t.test('weft ca flags: --kube-token-review and its settings', async (t) => {

@@ -17,6 +17,7 @@ import { startRedis, type TestRedis } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { caught, waitFor } from './helpers/wait';
+import { ManualClock } from './helpers/clock';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
@@ -65,7 +66,7 @@ function ztunnelPod(name: string, node: string, extra: { serviceAccountName?: st
 }
 
 /** A settable clock for the TokenReview cache. */
-const clock = { now: 1_000_000, read: () => clock.now };
+const clock = new ManualClock(1_000_000);
 
 async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: Registry; cacheMs?: number } = {}): Promise<string> {
   let kube = opts.kube;
@@ -79,7 +80,7 @@ async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: R
     // Many joins from 127.0.0.1 in a row: the rate limits are tested elsewhere.
     joinLimits: limitsFor(1000), csrLimits: limitsFor(1000),
     ...(opts.saJoin !== false
-      ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY, clock: clock.read, ...(opts.cacheMs !== undefined ? { cacheMs: opts.cacheMs } : {}) }) }
+      ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY, clock, ...(opts.cacheMs !== undefined ? { cacheMs: opts.cacheMs } : {}) }) }
       : { joinTokens: new RedisJoinTokens(redisClient) }),
   });
   const port = await server.start({ host: '127.0.0.1', port: 0 });
@@ -257,7 +258,7 @@ t.test('every node CSR carries a fresh ServiceAccount token: a deleted pod or no
   // The pod is deleted: once the cached answer is older than the cache window, the
   // next CSR is refused (the API server no longer authenticates the bound token).
   api.remove('pods', NS, pod.metadata.name);
-  clock.now += 31_000;
+  clock.advance(31_000);
   err = await refusal(csr(c1, token, ID_A));
   t.equal(err.code, 'WEFT_CA_SA_TOKEN_INVALID', 'deleted pod: refused');
   t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED);
@@ -267,7 +268,7 @@ t.test('every node CSR carries a fresh ServiceAccount token: a deleted pod or no
   // Without the API server's binding check, the CA's own pod lookup refuses it.
   reviews.validateBinding = false;
   t.teardown(() => { reviews.validateBinding = true; });
-  clock.now += 31_000;
+  clock.advance(31_000);
   err = await refusal(csr(c1, token, ID_A));
   t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED');
   t.equal(err.details?.grpcCode, grpc.status.PERMISSION_DENIED);
@@ -283,7 +284,7 @@ t.test('every node CSR carries a fresh ServiceAccount token: a deleted pod or no
   await c3.join('node-3', { kind: 'serviceAccountToken', token: token3 });
   t.ok(await csr(c3, token3), 'node-3 renews while it exists');
   api.remove('nodes', '', 'node-3');
-  clock.now += 31_000;
+  clock.advance(31_000);
   err = await refusal(csr(c3, token3));
   t.equal(err.code, 'WEFT_CA_SA_TOKEN_DENIED', 'deleted node: refused');
   t.equal(err.details?.grpcCode, grpc.status.PERMISSION_DENIED);

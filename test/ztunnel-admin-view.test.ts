@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { KubeClient } from '../src/k8s/client';
 import { createLogger } from '../src/lib/log';
-import type { Clock } from '../src/lib/clock';
+import { ManualClock } from './helpers/clock';
 import { adminGet } from '../src/cli/admin-client';
 import { adminServer, closeServer, listenTcp, type AdminSource } from '../src/ztunnel/admin';
 import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
@@ -21,17 +21,12 @@ const REVIEWER = 'ztunnel-sa-token';
 const OPERATOR = 'operator-token';
 const VIEWER = 'viewer-token';
 
-function manualClock(start = 1_000_000): Clock & { advance(ms: number): void } {
-  let now = start;
-  return { now: () => now, setTimeout: () => undefined, clearTimeout: () => undefined, advance(ms) { now += ms; } };
-}
-
 interface Rig {
   url: string;
   api: TestApiServer;
   reviews: TestAccessReview;
   renders: { configDump: number };
-  clock: ReturnType<typeof manualClock>;
+  clock: ManualClock;
   metrics: Registry;
 }
 
@@ -46,7 +41,7 @@ async function rig(t: Test, limits?: RateLimiterOptions): Promise<Rig> {
     .allow({ user: 'bob', namespace: 'default', verb: 'get', resource: 'pods', subresource: 'proxy' });
   const client = new KubeClient({ server: api.url, token: REVIEWER });
   t.teardown(() => client.close());
-  const clock = manualClock();
+  const clock = new ManualClock(1_000_000);
   const renders = { configDump: 0 };
   const metrics = new Registry();
   const src: AdminSource = {
@@ -59,7 +54,7 @@ async function rig(t: Test, limits?: RateLimiterOptions): Promise<Rig> {
     logger: createLogger({ level: 'silent', component: 'test' }),
     metrics,
   };
-  const auth = new AdminAuthenticator({ client: () => client, namespace: 'weft-system', now: () => clock.now() });
+  const auth = new AdminAuthenticator({ client: () => client, namespace: 'weft-system', clock });
   const server = adminViewServer(src, { auth, clock, ...(limits ? { limits } : {}) });
   await listenTcp(server, '127.0.0.1', 0);
   t.teardown(() => closeServer(server));
@@ -118,7 +113,7 @@ t.test('rate limits: per caller and overall, 429 with Retry-After, before any re
 });
 
 t.test('RateLimiter: the overall bucket caps many callers together', async (t) => {
-  const clock = manualClock(0);
+  const clock = new ManualClock(0);
   const l = new RateLimiter({ perCaller: { perSecond: 10, burst: 10 }, overall: { perSecond: 2, burst: 4 }, maxCallers: 2 }, clock);
   for (let i = 0; i < 4; i++) t.ok(l.take(`c${i}`).ok);
   t.same(l.take('c9'), { ok: false, scope: 'overall', retryAfterSeconds: 1 });

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { WeftError, isWeftError } from '../lib/errors';
 import { k8sStatus, type KubeClient, type KubeObject } from '../k8s/client';
+import { realClock, type Clock } from '../lib/clock';
+import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * Node join with a Kubernetes ServiceAccount token, the way Istio's CA admits
@@ -204,7 +206,8 @@ export interface TokenReviewJoinOptions {
    * long a deleted pod or node keeps getting certificates.
    */
   cacheMs?: number;
-  clock?: () => number;
+  /** Time source of the cache; injected by tests. */
+  clock?: Clock;
 }
 
 /** The longest a positive TokenReview answer may be reused. */
@@ -214,14 +217,17 @@ const MAX_CACHE_ENTRIES = 10_000;
 export class TokenReviewJoin implements ServiceAccountJoinVerifier {
   readonly enabled = true;
   private readonly timeoutMs: number;
-  private readonly cacheMs: number;
-  private readonly clock: () => number;
-  private readonly cache = new Map<string, { pod: JoinedPod; until: number }>();
+  /**
+   * Answers per (node, token hash): positive ones stand for the cache window, counted
+   * from when the review started; refusals and API failures are never kept. Concurrent
+   * re-checks of one token (a node's CSR burst) share one review.
+   */
+  private readonly reviews: TtlCache<string, Decision<JoinedPod>>;
 
   constructor(private readonly opts: TokenReviewJoinOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
-    this.cacheMs = Math.min(opts.cacheMs ?? 30_000, MAX_SA_CACHE_MS);
-    this.clock = opts.clock ?? Date.now;
+    const cacheMs = Math.min(opts.cacheMs ?? 30_000, MAX_SA_CACHE_MS);
+    this.reviews = new TtlCache({ ttlMs: (d) => (d.ok ? cacheMs : 0), maxEntries: MAX_CACHE_ENTRIES, clock: opts.clock ?? realClock });
   }
 
   async verify(node: string, token: string, opts: { cached?: boolean; what?: string } = {}): Promise<JoinedPod> {
@@ -233,23 +239,19 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       throw refusalError('unauthenticated', `the token is ${Buffer.byteLength(token)} bytes, more than any ServiceAccount token; send the projected token file's content`, node, what);
     }
     const key = `${node}\0${createHash('sha256').update(token).digest('hex')}`;
-    const now = this.clock();
-    const hit = this.cache.get(key);
-    if (opts.cached && hit && hit.until > now) return hit.pod;
-    const pod = await this.review(node, token, what);
-    if (this.cacheMs > 0) {
-      if (this.cache.size >= MAX_CACHE_ENTRIES) {
-        for (const [k, v] of this.cache) if (v.until <= now) this.cache.delete(k);
-        if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
-      }
-      this.cache.set(key, { pod, until: now + this.cacheMs });
-    }
-    return pod;
+    // A Join always asks the API server (and its answer replaces any cached one); a CSR
+    // re-check may take a recent positive answer or share a review under way.
+    const decision = await this.reviews.get(key, () => this.review(node, token), { fresh: !opts.cached });
+    if (!decision.ok) throw refusalError(decision.reason, decision.why, node, what);
+    return decision.value;
   }
 
-  private async review(node: string, token: string, what: string): Promise<JoinedPod> {
+  /**
+   * Asks the API server about (node, token). Refusals resolve (so callers sharing the
+   * review each word their own error); an API failure rejects.
+   */
+  private async review(node: string, token: string): Promise<Decision<JoinedPod>> {
     const { policy } = this.opts;
-    const refused = (d: { reason: SaJoinRefusal; why: string }) => refusalError(d.reason, d.why, node, what);
     let review: KubeObject & { status?: TokenReviewStatus };
     try {
       review = await this.opts.kube.create<KubeObject & { status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
@@ -260,7 +262,7 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       throw apiError(err, 'create a TokenReview', node);
     }
     const claim = reviewedPod(review.status, policy, node);
-    if (!claim.ok) throw refused(claim);
+    if (!claim.ok) return claim;
 
     let pod: PodFacts | undefined;
     const path = `/api/v1/namespaces/${encodeURIComponent(policy.namespace)}/pods/${encodeURIComponent(claim.value.name)}`;
@@ -271,7 +273,7 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       pod = undefined;
     }
     const allowed = podMayJoin(pod, claim.value, policy, node);
-    if (!allowed.ok) throw refused(allowed);
+    if (!allowed.ok) return allowed;
 
     let nodeObj: NodeFacts | undefined;
     try {
@@ -281,8 +283,8 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
       nodeObj = undefined;
     }
     const nodeOk = nodeMayJoin(nodeObj, node);
-    if (!nodeOk.ok) throw refused(nodeOk);
-    return { namespace: policy.namespace, pod: claim.value.name, uid: claim.value.uid };
+    if (!nodeOk.ok) return nodeOk;
+    return { ok: true, value: { namespace: policy.namespace, pod: claim.value.name, uid: claim.value.uid } };
   }
 }
 

@@ -14,12 +14,15 @@
  * present one of the caller's, so they cannot identify the operator on that path.
  *
  * Reviews are cached per token (by its SHA-256, never the token itself) for a short
- * time, and concurrent checks of one token share one review, so a `weft --watch` or a
- * burst of callers costs the API server at most one review pair per token and TTL.
+ * time, and concurrent checks of one token share one review (src/lib/ttl-cache.ts), so
+ * a `weft --watch` or a burst of callers costs the API server at most one review pair
+ * per token and TTL.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { k8sStatus, type KubeClient, type KubeObject } from '../k8s/client';
+import { realClock, type Clock } from '../lib/clock';
+import { TtlCache } from '../lib/ttl-cache';
 import { ADMIN_TOKEN_HEADER } from './admin-types';
 
 export { ADMIN_TOKEN_HEADER };
@@ -41,12 +44,16 @@ export interface AdminAuthOptions {
   client: () => KubeClient;
   /** Namespace of the `pods/proxy` permission asked for (the ztunnel's). */
   namespace: string;
-  /** How long an allowed (or refused) answer is reused. Defaults 30 s and 5 s. */
+  /**
+   * How long an allowed (or refused) answer is reused, counted from when its review
+   * started. Defaults 30 s and 5 s. An API failure (503) is never reused.
+   */
   allowTtlMs?: number;
   denyTtlMs?: number;
   /** Tokens remembered at once. Default 1024. */
   maxEntries?: number;
-  now?: () => number;
+  /** Time source of the cache; injected by tests. */
+  clock?: Clock;
 }
 
 /** The bearer token of a request: our header first (the pod proxy path), then Authorization. */
@@ -62,34 +69,22 @@ export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
 interface UserInfo { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }
 
 export class AdminAuthenticator {
-  private readonly cache = new Map<string, { until: number; outcome: Promise<AuthOutcome> }>();
-  private readonly now: () => number;
+  private readonly reviews: TtlCache<string, AuthOutcome>;
 
   constructor(private readonly opts: AdminAuthOptions) {
-    this.now = opts.now ?? Date.now;
+    const allow = opts.allowTtlMs ?? 30_000;
+    const deny = opts.denyTtlMs ?? 5_000;
+    this.reviews = new TtlCache({
+      ttlMs: (o) => (o.ok ? allow : o.status === 503 ? 0 : deny),
+      maxEntries: opts.maxEntries ?? 1024,
+      clock: opts.clock ?? realClock,
+    });
   }
 
   /** Never rejects: every failure is a refusal with a reason. */
   check(token: string): Promise<AuthOutcome> {
     const key = createHash('sha256').update(token).digest('hex');
-    const now = this.now();
-    const hit = this.cache.get(key);
-    if (hit && hit.until > now) return hit.outcome;
-    const outcome = this.review(token);
-    // In flight: shared until it settles, then kept for its TTL (an API failure is not kept).
-    this.remember(key, { until: Number.POSITIVE_INFINITY, outcome });
-    void outcome.then((o) => {
-      const ttl = o.ok ? this.opts.allowTtlMs ?? 30_000 : o.status === 503 ? 0 : this.opts.denyTtlMs ?? 5_000;
-      if (ttl > 0) this.remember(key, { until: this.now() + ttl, outcome });
-      else this.cache.delete(key);
-    });
-    return outcome;
-  }
-
-  private remember(key: string, entry: { until: number; outcome: Promise<AuthOutcome> }): void {
-    this.cache.delete(key);
-    if (this.cache.size >= (this.opts.maxEntries ?? 1024)) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, entry);
+    return this.reviews.get(key, () => this.review(token));
   }
 
   private async review(token: string): Promise<AuthOutcome> {
