@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import forge from 'node-forge';
 import { generateRootCa, loadRootCa, Issuer, generateKeyAndCsr, csrKeyProblem, type CaKeyPair } from '../src/ca/issuer';
 import { isWeftError } from '../src/lib/errors';
+import { opensslCsr } from './helpers/openssl-csr';
 
 const TD = 'cluster.local';
 const ID = `spiffe://${TD}/ns/demo/sa/echo`;
@@ -24,11 +25,6 @@ function rsaCsr(bits: number, e = 0x10001): string {
   csr.publicKey = keys.publicKey;
   csr.sign(keys.privateKey, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
-}
-
-/** A CSR made by the openssl command line for a key of `keyAlg` (e.g. ec:P-256). */
-function opensslCsr(newkey: string[]): string {
-  return execFileSync('openssl', ['req', '-new', ...newkey, '-nodes', '-keyout', '/dev/null', '-subj', '/CN=x', '-sha256'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
 }
 
 let root: CaKeyPair;

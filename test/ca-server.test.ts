@@ -18,7 +18,7 @@ import { LogLines } from './helpers/log-lines';
 import { ManualClock } from './helpers/clock';
 import { limitsFor } from '../src/ca/rate-limit';
 import { isWeftError, type WeftError } from '../src/lib/errors';
-import { execFileSync } from 'node:child_process';
+import { opensslCsr } from './helpers/openssl-csr';
 
 const TD = 'cluster.local';
 const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`; // runs on node-1
@@ -232,21 +232,19 @@ t.test('malformed CSRs and out-of-bounds TTLs are INVALID_ARGUMENT', async (t) =
 });
 
 t.test('weak CSR keys are INVALID_ARGUMENT WEFT_CA_CSR_KEY_WEAK over gRPC; an ECDSA P-256 CSR is issued', async (t) => {
-  const csr = (newkey: string[]) => execFileSync('openssl', ['req', '-new', ...newkey, '-nodes', '-keyout', '/dev/null', '-subj', '/CN=x', '-sha256'],
-    { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
   for (const [name, args, says] of [
     ['RSA-1024', ['-newkey', 'rsa:1024'], /1024 bits/],
     ['RSA-2048, e=3', ['-newkey', 'rsa:2048', '-pkeyopt', 'rsa_keygen_pubexp:3'], /public exponent 3/],
     ['ECDSA P-384', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], /curve secp384r1/],
     ['Ed25519', ['-newkey', 'ed25519'], /type ed25519/],
   ] as const) {
-    const e = await refusal(node1.createCertificate(csr([...args]), 0, ID_A));
+    const e = await refusal(node1.createCertificate(opensslCsr(args), 0, ID_A));
     t.equal(e.code, 'WEFT_CA_CSR_KEY_WEAK', name);
     t.equal(e.details?.grpcCode, grpc.status.INVALID_ARGUMENT, `${name}: INVALID_ARGUMENT`);
     t.match(e.message, says, `${name}: says what the CSR had`);
     t.match(e.message, /RSA key of at least 2048 bits with public exponent 65537, or an ECDSA P-256 key/, `${name}: says what is required`);
   }
-  const chain = await node1.createCertificate(csr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']), 0, ID_A);
+  const chain = await node1.createCertificate(opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']), 0, ID_A);
   const leaf = new X509Certificate(chain[0]!);
   t.equal(leaf.publicKey.asymmetricKeyType, 'ec', 'ECDSA P-256: issued');
   t.equal(leaf.subjectAltName, `URI:${ID_A}`);
