@@ -17,15 +17,17 @@ state.replaceAll({
   service: [], policy: [], peerauth: [],
 }, 1);
 const peer = { ip: '10.0.0.1', port: 40000 };
+const ownWorkload = state.workloadByAddress('10.1.0.1');
 
 t.test('forwarded is believed only for an address of the peer\'s identity', async (t) => {
-  t.same(clientAddress(state, 'for="10.1.0.1:5555"', CLIENT, peer), { ip: '10.1.0.1', port: 5555 }, 'own workload');
+  t.same(clientAddress(state, 'for="10.1.0.1:5555"', CLIENT, peer), { ip: '10.1.0.1', port: 5555, workload: ownWorkload }, 'own workload (and the workload, so the caller does not look it up again)');
   t.same(clientAddress(state, 'for="10.1.0.2:5555"', CLIENT, peer), { ...peer, ignored: 'other_identity' }, 'another identity\'s workload');
   t.same(clientAddress(state, 'for="10.9.9.9:5555"', CLIENT, peer), { ...peer, ignored: 'unknown_workload' }, 'not a workload');
   t.same(clientAddress(state, 'for=nonsense', CLIENT, peer), { ...peer, ignored: 'malformed' }, 'not an address');
   t.same(clientAddress(state, `for="10.1.0.1:1"${' '.repeat(300)}`, CLIENT, peer), { ...peer, ignored: 'malformed' }, 'oversized header is not parsed');
   t.same(clientAddress(state, undefined, CLIENT, peer), peer, 'no header: the peer address, nothing ignored');
-  t.same(clientAddress(state, ['for="10.1.0.1:7"', 'for="10.1.0.2:7"'], CLIENT, peer), { ip: '10.1.0.1', port: 7 }, 'first header counts');
+  t.same(clientAddress(state, ['for="10.1.0.1:7"', 'for="10.1.0.2:7"'], CLIENT, peer), { ip: '10.1.0.1', port: 7, workload: ownWorkload }, 'first header counts');
+  t.equal(ownWorkload?.identity, CLIENT);
 });
 
 t.test('CONNECT target: method, authority form and size', async (t) => {

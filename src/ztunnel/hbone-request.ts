@@ -4,6 +4,7 @@
  * node; the checks are pure so they are tested without sockets.
  */
 import type * as http2 from 'node:http2';
+import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import { parseForwardedFor, parseHostPort, type HostPort } from './address';
 
@@ -39,6 +40,8 @@ export interface ClientAddress {
   port: number;
   /** Set when the peer sent a `forwarded` address that was not believed. */
   ignored?: ForwardedIgnored;
+  /** The workload at a believed `forwarded` address (looked up to believe it). */
+  workload?: WorkloadView;
 }
 
 /**
@@ -58,7 +61,7 @@ export function clientAddress(state: MeshState, forwarded: string | string[] | u
   const w = state.workloadByAddress(fwd.ip);
   if (!w) return { ...fallback, ignored: 'unknown_workload' };
   if (w.identity !== peerIdentity) return { ...fallback, ignored: 'other_identity' };
-  return { ip: fwd.ip, port: fwd.port ?? 0 };
+  return { ip: fwd.ip, port: fwd.port ?? 0, workload: w };
 }
 
 /** Answers a CONNECT with `status` and no body (a refusal), once. */

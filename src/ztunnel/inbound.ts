@@ -24,7 +24,7 @@ import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
 import { WeftError } from '../lib/errors';
 import { truncateForLog } from '../lib/log-limiter';
-import { formatHostPort, normalizeIp, parseHostPort, type HostPort } from './address';
+import { formatHostPort, normalizeIp, type HostPort } from './address';
 import { authorize, type AuthzDecision } from './authorization';
 import { type CertSource, type OriginalDstSource, type SocketFactory } from './contracts';
 import { defaultUpstreamFactory, dialTcp } from './dial';
@@ -34,7 +34,7 @@ import { SessionGuard } from './hbone-session-guard';
 import { resetStream } from './pipe';
 import { Keepalive } from './keepalive';
 import { ConnectionLifecycle } from './lifecycle';
-import { clientAddress, connectTarget, respond } from './hbone-request';
+import { clientAddress, connectTarget, respond, type ClientAddress } from './hbone-request';
 import { flagForError, type ZtunnelMetrics } from './metrics';
 import { PolicyWatcher } from './policy-watch';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
@@ -68,6 +68,8 @@ interface TunnelContext {
   /** The identity whose certificate we presented (the original destination's). */
   localIdentity: string;
   peerIdentity: string;
+  /** The peer's socket address (normalized), parsed once per tunnel; `peer` is its text. */
+  peerAddr: HostPort;
   peer: string;
   guard: SessionGuard;
 }
@@ -164,9 +166,23 @@ export class InboundServer extends ListenerBase {
     this.logLimiter.log(this.log, 'warn', reason, { reason, ...fields }, msg);
   }
 
+  private refusedPeerSessions(fields: { peer: string; peerIdentity?: string }): void {
+    this.refused('sessions_per_peer', { ...fields, limit: this.limits.maxSessionsPerPeer },
+      `${this.limits.maxSessionsPerPeer} HBONE sessions from this peer address are open already (the per-peer limit); closing the new connection (the peer's pool should reuse its tunnels)`);
+  }
+
   protected async onConnection(raw: net.Socket): Promise<void> {
     raw.on('error', (err) => this.log.debug({ err, peer: raw.remoteAddress }, 'inbound socket error'));
-    const peer = formatHostPort(normalizeIp(raw.remoteAddress), raw.remotePort ?? 0);
+    const peerIp = normalizeIp(raw.remoteAddress);
+    const peer = formatHostPort(peerIp, raw.remotePort ?? 0);
+    // A peer address at its session cap would be refused after the handshake: refuse
+    // it before any lookup, certificate or TLS work. (Checked again once the session
+    // exists: others may have taken the last place during this one's handshake.)
+    if (this.node.peerSessions.full(peerIp)) {
+      this.refusedPeerSessions({ peer });
+      raw.destroy();
+      return;
+    }
     try {
       const dst = await this.originalDst.lookup(raw);
       const workload = this.state.workloadByAddress(dst.ip);
@@ -203,7 +219,8 @@ export class InboundServer extends ListenerBase {
   private onSecure(sock: tls.TLSSocket, localIdentity: string): void {
     this.handshakeEnded(addrKey(sock));
     this.track(sock);
-    const peer = formatHostPort(normalizeIp(sock.remoteAddress), sock.remotePort ?? 0);
+    const peerAddr: HostPort = { ip: normalizeIp(sock.remoteAddress), port: sock.remotePort ?? 0 };
+    const peer = formatHostPort(peerAddr.ip, peerAddr.port);
     sock.on('error', (err) => this.log.debug({ err, peer }, 'HBONE TLS error'));
     let peerIdentity: string;
     try {
@@ -214,14 +231,14 @@ export class InboundServer extends ListenerBase {
       sock.destroy();
       return;
     }
-    const peerIp = normalizeIp(sock.remoteAddress);
+    const peerIp = peerAddr.ip;
     if (!this.node.peerSessions.tryAdd(peerIp)) {
-      this.refused('sessions_per_peer', { peer, peerIdentity, limit: this.limits.maxSessionsPerPeer }, 'too many HBONE sessions from this peer address; closing the new one');
+      this.refusedPeerSessions({ peer, peerIdentity });
       sock.destroy();
       return;
     }
     sock.once('close', () => this.node.peerSessions.remove(peerIp));
-    this.pending = { localIdentity, peerIdentity, peer };
+    this.pending = { localIdentity, peerIdentity, peerAddr, peer };
     try {
       this.h2.emit('connection', sock);
     } finally {
@@ -270,8 +287,7 @@ export class InboundServer extends ListenerBase {
     const loop = guardDestination(authority, this.guard);
     if (loop) {
       // Counted and logged (rate-limited) like the other listeners' refusals.
-      const peerAddr = parseHostPort(ctx.peer);
-      const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'HBONE', src: { ip: peerAddr?.ip ?? '', port: peerAddr?.port ?? 0, identity: ctx.peerIdentity }, dst: { ...authority } });
+      const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'HBONE', src: { ...ctx.peerAddr, identity: ctx.peerIdentity }, dst: { ...authority } });
       respond(stream, 400);
       this.lifecycle.end(conn, loop);
       return;
@@ -285,13 +301,11 @@ export class InboundServer extends ListenerBase {
       // another identity would let it skip that check.
       return this.reject(stream, 400, `${authority.ip} runs as ${target.identity}, not ${ctx.localIdentity} which this tunnel authenticated`, ctx);
     }
-    const src = clientAddress(this.state, headers.forwarded, ctx.peerIdentity, parseHostPort(ctx.peer));
+    const src = clientAddress(this.state, headers.forwarded, ctx.peerIdentity, ctx.peerAddr);
     if (src.ignored) {
       this.metrics?.forwardedIgnored.inc({ reason: src.ignored });
       this.log.debug({ peer: ctx.peer, peerIdentity: ctx.peerIdentity, reason: src.ignored }, 'ignored the forwarded client address: not an address of the peer\'s identity');
     }
-    const srcIp = src.ip;
-    const srcPort = src.port;
     // A dial slot first: refused streams cost no socket. REFUSED_STREAM tells the peer
     // nothing was done, so it may retry.
     const dials = this.node.dials;
@@ -303,14 +317,14 @@ export class InboundServer extends ListenerBase {
       return;
     }
     try {
-      await this.serve(ctx, stream, authority, target, srcIp, srcPort);
+      await this.serve(ctx, stream, authority, target, src);
     } finally {
       dials.release(ctx.guard, ctx.peerIdentity);
     }
   }
 
   /** Authorizes, dials (cancellable) and pipes one CONNECT stream; resolves once it is piped or refused. */
-  private async serve(ctx: TunnelContext, stream: http2.ServerHttp2Stream, authority: HostPort, target: WorkloadView, srcIp: string, srcPort: number): Promise<void> {
+  private async serve(ctx: TunnelContext, stream: http2.ServerHttp2Stream, authority: HostPort, target: WorkloadView, src: ClientAddress): Promise<void> {
     // Rapid reset (CVE-2023-44487): a HEADERS and its RST_STREAM usually arrive in one
     // read. Waiting one turn lets nghttp2 process the whole read first, so a stream
     // already reset is never dialled — nor logged as a connection.
@@ -322,11 +336,12 @@ export class InboundServer extends ListenerBase {
     const conn = this.lifecycle.begin({
       direction: 'inbound',
       protocol: 'HBONE',
-      src: { ip: srcIp, port: srcPort, workload: this.state.workloadByAddress(srcIp), identity: ctx.peerIdentity },
+      // A believed `forwarded` address was looked up already (it is a workload of the peer's identity).
+      src: { ip: src.ip, port: src.port, workload: src.workload ?? this.state.workloadByAddress(src.ip), identity: ctx.peerIdentity },
       dst: { ip: authority.ip, port: authority.port, workload: target, identity: target.identity },
     });
     const decide = (w: WorkloadView): AuthzDecision => authorize(
-      { source: { identity: ctx.peerIdentity, ip: srcIp }, destination: { workload: w, ip: authority.ip, port: authority.port } },
+      { source: { identity: ctx.peerIdentity, ip: src.ip }, destination: { workload: w, ip: authority.ip, port: authority.port } },
       this.state.policiesFor(w), this.state.peerAuthModeFor(w));
     const decision = decide(target);
     if (!decision.allowed) {
