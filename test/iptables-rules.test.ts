@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isWeftError } from '../src/lib/errors';
-import { generateCaptureGuardRules, generateCaptureRules } from '../src/iptables/rules';
+import { byFamily, generateCaptureGuardRules, generateCaptureRules } from '../src/iptables/rules';
 import { generateServiceRules } from '../src/iptables/services';
 import { compareIp } from '../src/iptables/ip';
 
@@ -175,6 +175,19 @@ t.test('capture rules for service VIPs with an enrolled endpoint on this node', 
 
 t.test('compareIp orders numerically', async (t) => {
   t.same(['10.0.0.10', '9.255.255.255', '10.0.0.9'].sort(compareIp), ['9.255.255.255', '10.0.0.9', '10.0.0.10']);
+});
+
+t.test('IPv6 orders numerically, whatever the spelling, after IPv4', async (t) => {
+  t.same(['2001:db8::1:0', 'FD00::1', '2001:DB8::ff', '10.0.0.1', '2001:db8:0:0::2'].sort(compareIp),
+    ['10.0.0.1', '2001:db8:0:0::2', '2001:DB8::ff', '2001:db8::1:0', 'FD00::1']);
+  t.equal(compareIp('2001:db8::1', '2001:0DB8:0:0:0:0:0:1'), 0, 'two spellings of one address');
+});
+
+t.test('an address has one spelling and one family: an IPv4-mapped address is IPv4', async (t) => {
+  t.same(byFamily(['::ffff:198.51.100.10', 'FD00:0:0::A', '198.51.100.11']), { 4: ['198.51.100.10', '198.51.100.11'], 6: ['fd00::a'] });
+  const text = generateCaptureRules({ nodeAddress: '::ffff:203.0.113.1', enrolledPodIps: ['::ffff:198.51.100.10'] });
+  t.match(text, /^# weft capture rules \(IPv4\): node 203\.0\.113\.1,/, 'IPv4 rules for an IPv4-mapped node address');
+  t.match(text, /-A WEFT-PREROUTING -s 198\.51\.100\.10\/32 /);
 });
 
 t.test('the node addresses and link-local are never captured from an enrolled pod (RETURN before the DNAT)', async (t) => {

@@ -1,4 +1,5 @@
-import { canonicalIp, checkIp, checkPort, compareIp, familyOf, host, hostPort, invalid, LINK_LOCAL, sortedUnique, type IpFamily } from './ip';
+import { canonicalIp, familyOf, formatHostPort } from '../ztunnel/address';
+import { checkIp, checkPort, compareIp, host, invalid, LINK_LOCAL, sortedUnique, type IpFamily } from './ip';
 
 /**
  * Node-level traffic capture as `iptables-restore` text (table nat), plus the guard
@@ -84,7 +85,7 @@ export interface CapturedServicePort {
  * DNAT cannot carry, so both are refused up front, as is the unspecified address.
  */
 function checkNodeAddress(value: unknown): { ip: string; family: IpFamily } {
-  const family = typeof value === 'string' ? familyOf(value) : undefined;
+  const family = typeof value === 'string' ? familyOf(canonicalIp(value)) : undefined;
   if (family === undefined) throw invalid('nodeAddress', value, 'an IPv4 or IPv6 address such as 198.51.100.7 or 2001:db8::7');
   const ip = checkIp('nodeAddress', value, family);
   const bad = family === 4 ? ip.startsWith('127.') || ip === '0.0.0.0' || ip.startsWith('169.254.')
@@ -188,20 +189,20 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
     lines.push(`-A ${C.prerouting} -d ${host(pod)} -p tcp -m comment --comment "weft: ingress to enrolled pod" -j ${C.inbound}`);
   }
   for (const svc of services) {
-    lines.push(`-A ${C.prerouting} -d ${host(svc.vip)} -p tcp -m tcp --dport ${svc.port} -m comment --comment "weft: service with an enrolled endpoint on this node, before kube-proxy" -j DNAT --to-destination ${hostPort(node, ports.inboundPlaintext)}`);
+    lines.push(`-A ${C.prerouting} -d ${host(svc.vip)} -p tcp -m tcp --dport ${svc.port} -m comment --comment "weft: service with an enrolled endpoint on this node, before kube-proxy" -j DNAT --to-destination ${formatHostPort(node, ports.inboundPlaintext)}`);
   }
   for (const ip of own) {
     lines.push(`-A ${C.outbound} -d ${host(ip)} -m comment --comment "weft: never capture traffic to the node addresses" -j RETURN`);
   }
   lines.push(
     `-A ${C.outbound} -d ${LINK_LOCAL[family]} -m comment --comment "weft: never capture link-local (metadata endpoints, the pod gateway)" -j RETURN`,
-    `-A ${C.outbound} -p tcp -m comment --comment "weft: to ztunnel outbound" -j DNAT --to-destination ${hostPort(node, ports.outbound)}`,
-    `-A ${C.inbound} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: HBONE to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.hbone)}`,
-    `-A ${C.inbound} -p tcp -m comment --comment "weft: plaintext to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.inboundPlaintext)}`,
+    `-A ${C.outbound} -p tcp -m comment --comment "weft: to ztunnel outbound" -j DNAT --to-destination ${formatHostPort(node, ports.outbound)}`,
+    `-A ${C.inbound} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: HBONE to ztunnel inbound" -j DNAT --to-destination ${formatHostPort(node, ports.hbone)}`,
+    `-A ${C.inbound} -p tcp -m comment --comment "weft: plaintext to ztunnel inbound" -j DNAT --to-destination ${formatHostPort(node, ports.inboundPlaintext)}`,
   );
   for (const pod of pods) {
     lines.push(
-      `-A ${C.output} -d ${host(pod)} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: same-node HBONE to ztunnel inbound" -j DNAT --to-destination ${hostPort(node, ports.hbone)}`,
+      `-A ${C.output} -d ${host(pod)} -p tcp -m tcp --dport ${ports.hbone} -m comment --comment "weft: same-node HBONE to ztunnel inbound" -j DNAT --to-destination ${formatHostPort(node, ports.hbone)}`,
     );
   }
   lines.push('COMMIT', '');
@@ -265,9 +266,9 @@ export function generateCaptureGuardRules(input: CaptureGuardInput): string {
 /** Splits addresses by family (canonical text), for per-family generation. */
 export function byFamily(ips: readonly string[]): Record<IpFamily, string[]> {
   const out: Record<IpFamily, string[]> = { 4: [], 6: [] };
-  for (const ip of ips) {
+  for (const ip of ips.map(canonicalIp)) {
     const f = familyOf(ip);
-    if (f) out[f].push(canonicalIp(ip));
+    if (f) out[f].push(ip);
   }
   return out;
 }

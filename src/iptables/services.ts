@@ -5,7 +5,8 @@
  * including the DNAT that makes NodePort traffic reach a pod without passing the
  * capture rules (see generateCaptureGuardRules).
  */
-import { checkIp, checkPort, compareIp, hostPort, invalid } from './ip';
+import { formatHostPort } from '../ztunnel/address';
+import { checkIp, checkPort, compareIp, invalid } from './ip';
 
 /** The kube-proxy emulation chain, owned by whoever applies service rules (the lab). */
 export const SERVICES_CHAIN = 'WEFT-SERVICES';
@@ -98,7 +99,7 @@ export function generateServiceRules(services: readonly ServiceRule[], nodePorts
       const remaining = n - i;
       // Same format as kube-proxy (%0.10f) so the text is stable across runs.
       const pick = remaining > 1 ? ` -m statistic --mode random --probability ${(1 / remaining).toFixed(10)}` : '';
-      lines.push(`-A ${SERVICES_CHAIN} ${svc.match} -m comment --comment "${svc.comment}"${pick} -j DNAT --to-destination ${hostPort(ep.ip, ep.port)}`);
+      lines.push(`-A ${SERVICES_CHAIN} ${svc.match} -m comment --comment "${svc.comment}"${pick} -j DNAT --to-destination ${formatHostPort(ep.ip, ep.port)}`);
     });
   }
   lines.push('COMMIT', '');

@@ -1,15 +1,35 @@
 /**
- * Address text as it crosses the data path: socket addresses, HTTP/2 `:authority`
- * and the `forwarded` header. Kept in one place so IPv6 brackets and IPv4-mapped
- * forms are handled the same way everywhere.
+ * Address text as it crosses the data path (socket addresses, HTTP/2 `:authority`,
+ * the `forwarded` header, conntrack) and as the capture rules spell it. Kept in one
+ * place so IPv6 brackets, IPv4-mapped forms and IPv6 spellings are handled the same
+ * way everywhere: src/iptables uses these too (this file depends on nothing of Weft).
  */
 import { isIP } from 'node:net';
+
+/** 4, 6, or undefined for anything that is not an address. */
+export function familyOf(ip: string): 4 | 6 | undefined {
+  const f = isIP(ip);
+  return f === 4 || f === 6 ? f : undefined;
+}
 
 /** `::ffff:10.0.0.1` (a dual-stack socket's view of an IPv4 peer) → `10.0.0.1`. */
 export function normalizeIp(ip: string | undefined): string {
   if (ip === undefined) return '';
   if (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4) return ip.slice(7);
   return ip;
+}
+
+/**
+ * One text per address, so every spelling of it compares equal: an IPv4-mapped address
+ * is its IPv4 address (a dual-stack socket's view), IPv6 is RFC 5952 (lower case,
+ * longest zero run compressed) as Node and ip6tables-save print it, while conntrack
+ * prints it uncompressed. Anything else only lower-cased.
+ */
+export function canonicalIp(ip: string): string {
+  const lower = normalizeIp(ip.toLowerCase());
+  if (isIP(lower) !== 6) return lower;
+  // The WHATWG URL parser implements exactly RFC 5952, and is Node's cheapest built-in normaliser.
+  return new URL(`http://[${lower}]/`).hostname.slice(1, -1);
 }
 
 /** `10.0.0.1:80` or `[fd00::1]:80`. */

@@ -1,7 +1,8 @@
 import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
 import { createCaptureApplier, createGuardApplier, type IptablesApplier } from '../iptables/apply';
-import { familyOf, type IpFamily } from '../iptables/ip';
+import type { IpFamily } from '../iptables/ip';
+import { familyOf } from './address';
 import { byFamily, generateCaptureGuardRules, generateCaptureRules } from '../iptables/rules';
 import { ExecCommandRunner, type CommandRunner } from '../iptables/runner';
 import { capturedServicePorts } from './vip-resolve';

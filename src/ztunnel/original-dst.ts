@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { isIPv4, isIPv6 } from 'node:net';
 import { WeftError } from '../lib/errors';
+import { canonicalIp } from './address';
 
 /**
  * Where a captured connection was going before the capture rules DNAT'ed it to the
@@ -77,19 +77,6 @@ export interface OriginalDstResolverOptions {
 
 /** TCP states where the tuple may soon be reused by another connection: never cached. */
 const CLOSING = new Set(['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE']);
-
-/**
- * One canonical text per address so conntrack's and Node's spellings compare equal:
- * conntrack prints IPv6 uncompressed (%pI6), Node compressed, and a dual-stack socket
- * reports IPv4 peers as ::ffff:a.b.c.d.
- */
-export function canonicalIp(ip: string): string {
-  const lower = ip.toLowerCase();
-  if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return lower.slice(7);
-  if (isIPv4(lower) || !isIPv6(lower)) return lower;
-  // The URL parser is Node's cheapest built-in IPv6 normaliser (RFC 5952 compression).
-  return new URL(`http://[${lower}]/`).hostname.slice(1, -1);
-}
 
 function tupleKey(dst: string, dport: number, src: string, sport: number): string {
   return `${dst}|${dport}|${src}|${sport}`;

@@ -8,12 +8,11 @@
  * forward it as plain TCP (anything else; a remote enrolled pod is captured and checked
  * by its own node's 15006). Pure, so the decision is tested without sockets.
  */
-import { canonicalIp } from '../iptables/ip';
 import type { CapturedServicePort } from '../iptables/rules';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
-import type { HostPort } from './address';
+import { canonicalIp, type HostPort } from './address';
 import type { EndpointPicker } from './load-balancer';
 import { guardDestination, guardPort, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';
