@@ -190,6 +190,18 @@ t.test('an address has one spelling and one family: an IPv4-mapped address is IP
   t.match(text, /-A WEFT-PREROUTING -s 198\.51\.100\.10\/32 /);
 });
 
+t.test('a family mismatch is refused with what to do about it', async (t) => {
+  throwsConfig(t, () => generateCaptureRules({ nodeAddress: node, enrolledPodIps: ['2001:db8::5'] }),
+    /the rules follow nodeAddress, an IPv4 address: capture the IPv6 addresses with a separate call whose nodeAddress is the node's IPv6 address \(byFamily/, 'capture');
+  throwsConfig(t, () => generateCaptureRules({ nodeAddress: node, enrolledPodIps: [], capturedServices: [{ vip: 'fd00::50', port: 80 }] }),
+    /capturedServices\[0\]\.vip.*separate call whose nodeAddress is the node's IPv6 address/, 'captured service');
+  throwsConfig(t, () => generateCaptureGuardRules({ family: 6, enrolledPodIps: ['198.51.100.1'], captured: true }),
+    /^invalid enrolledPodIps\[0\]="198\.51\.100\.1": expected an IPv6 address such as 2001:db8::7; these rules are for IPv6 only \(ip6tables\): generate the IPv4 addresses' rules in a separate call \(byFamily splits a mixed list\)$/,
+    'guard: no nodeAddress there to name');
+  throwsConfig(t, () => generateServiceRules([{ vip: 'fd00::50', port: 80, endpoints: [] }]),
+    /services\[0\]\.vip.*IPv4 only: give the service an IPv4 VIP and IPv4 endpoints$/, 'services');
+});
+
 t.test('the node addresses and link-local are never captured from an enrolled pod (RETURN before the DNAT)', async (t) => {
   const text = generateCaptureRules({ nodeAddress: node, nodeAddresses: ['192.0.2.9', node], enrolledPodIps: ['198.51.100.10'] });
   golden(t, 'capture-node-addresses.rules', text);

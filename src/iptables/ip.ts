@@ -25,14 +25,22 @@ export function invalid(field: string, value: unknown, expected: string): WeftEr
 
 /**
  * `value`, validated to be an address of `family`, in canonical form (an IPv4-mapped
- * IPv6 address is its IPv4 address: the kernel sees those packets as IPv4).
+ * IPv6 address is its IPv4 address: the kernel sees those packets as IPv4). `perFamily`
+ * ends the refusal of an address of the other family: why the family is fixed here and
+ * what to do with such an address.
  */
-export function checkIp(field: string, value: unknown, family: IpFamily): string {
+export function checkIp(field: string, value: unknown, family: IpFamily, perFamily = splitByFamily(family)): string {
   const what = family === 4 ? 'an IPv4 address such as 198.51.100.7' : 'an IPv6 address such as 2001:db8::7';
   if (typeof value !== 'string' || familyOf(value) === undefined) throw invalid(field, value, what);
   const ip = canonicalIp(value);
-  if (familyOf(ip) !== family) throw invalid(field, value, `${what} (the same family as nodeAddress: IPv${family})`);
+  if (familyOf(ip) !== family) throw invalid(field, value, `${what}; ${perFamily}`);
   return ip;
+}
+
+/** The default `perFamily` hint: every rule set holds one family. */
+export function splitByFamily(family: IpFamily): string {
+  return `these rules are for IPv${family} only (${IPTABLES_BINARY[family]}): generate the IPv${family === 4 ? 6 : 4} addresses' rules `
+    + 'in a separate call (byFamily splits a mixed list)';
 }
 
 export function checkPort(field: string, value: unknown): number {

@@ -109,10 +109,16 @@ function checkPorts(ports: CapturePorts | undefined): CapturePorts {
   return checked;
 }
 
-function checkIpList(field: string, value: unknown, family: IpFamily): string[] {
+function checkIpList(field: string, value: unknown, family: IpFamily, perFamily?: string): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid(field, value, `an array of IPv${family} addresses`);
-  return sortedUnique(value.map((ip, i) => checkIp(`${field}[${i}]`, ip, family)));
+  return sortedUnique(value.map((ip, i) => checkIp(`${field}[${i}]`, ip, family, perFamily)));
+}
+
+/** Why capture input has one family: the family of its nodeAddress, where the DNATs go. */
+function followsNode(family: IpFamily): string {
+  return `the rules follow nodeAddress, an IPv${family} address: capture the IPv${family === 4 ? 6 : 4} addresses `
+    + `with a separate call whose nodeAddress is the node's IPv${family === 4 ? 6 : 4} address (byFamily splits a mixed list)`;
 }
 
 function checkCapturedServices(value: unknown, family: IpFamily, taken: ReadonlySet<string>): CapturedServicePort[] {
@@ -120,7 +126,7 @@ function checkCapturedServices(value: unknown, family: IpFamily, taken: Readonly
   if (!Array.isArray(value)) throw invalid('capturedServices', value, 'an array of {vip, port}');
   const byKey = new Map<string, CapturedServicePort>();
   value.forEach((svc: Partial<CapturedServicePort> | undefined, i) => {
-    const vip = checkIp(`capturedServices[${i}].vip`, svc?.vip, family);
+    const vip = checkIp(`capturedServices[${i}].vip`, svc?.vip, family, followsNode(family));
     if (taken.has(vip)) throw invalid(`capturedServices[${i}].vip`, vip, 'a service VIP, not the node or an enrolled pod address');
     const port = checkPort(`capturedServices[${i}].port`, svc?.port);
     byKey.set(`${vip}:${port}`, { vip, port });
@@ -169,9 +175,9 @@ export function generateCaptureRules(input: CaptureRulesInput): string {
   const { ip: node, family } = checkNodeAddress(input.nodeAddress);
   const ports = checkPorts(input.ports);
   if (!Array.isArray(input.enrolledPodIps as unknown)) throw invalid('enrolledPodIps', input.enrolledPodIps, `an array of IPv${family} addresses`);
-  const pods = checkIpList('enrolledPodIps', input.enrolledPodIps, family);
+  const pods = checkIpList('enrolledPodIps', input.enrolledPodIps, family, followsNode(family));
   if (pods.includes(node)) throw invalid('enrolledPodIps', node, 'pod addresses only: the node address cannot be enrolled');
-  const own = sortedUnique([node, ...checkIpList('nodeAddresses', input.nodeAddresses, family)]);
+  const own = sortedUnique([node, ...checkIpList('nodeAddresses', input.nodeAddresses, family, followsNode(family))]);
   const clash = own.find((ip) => pods.includes(ip));
   if (clash) throw invalid('nodeAddresses', clash, 'the node\'s own addresses, none of them an enrolled pod address');
   const services = checkCapturedServices(input.capturedServices, family, new Set([...own, ...pods]));

@@ -8,6 +8,9 @@
 import { formatHostPort } from '../ztunnel/address';
 import { checkIp, checkPort, compareIp, invalid } from './ip';
 
+/** Why an IPv6 address is refused here. */
+const IPV4_ONLY = "the lab's kube-proxy emulation is IPv4 only: give the service an IPv4 VIP and IPv4 endpoints";
+
 /** The kube-proxy emulation chain, owned by whoever applies service rules (the lab). */
 export const SERVICES_CHAIN = 'WEFT-SERVICES';
 
@@ -38,7 +41,7 @@ type Sorted = { match: string; comment: string; endpoints: ServiceEndpoint[] };
 function endpointsOf(field: string, list: unknown): ServiceEndpoint[] {
   if (!Array.isArray(list)) throw invalid(field, list, 'an array of {ip, port}');
   const endpoints = list.map((ep: Partial<ServiceEndpoint> | undefined, j) => ({
-    ip: checkIp(`${field}[${j}].ip`, ep?.ip, 4),
+    ip: checkIp(`${field}[${j}].ip`, ep?.ip, 4, IPV4_ONLY),
     port: checkPort(`${field}[${j}].port`, ep?.port),
   }));
   const unique = new Map(endpoints.map((ep) => [`${ep.ip}:${ep.port}`, ep]));
@@ -63,7 +66,7 @@ export function generateServiceRules(services: readonly ServiceRule[], nodePorts
   if (!Array.isArray(nodePorts as unknown)) throw invalid('nodePorts', nodePorts, 'an array of {nodePort, endpoints}');
   const byKey = new Map<string, Sorted & { vip: string; port: number }>();
   services.forEach((svc, i) => {
-    const vip = checkIp(`services[${i}].vip`, svc?.vip, 4);
+    const vip = checkIp(`services[${i}].vip`, svc?.vip, 4, IPV4_ONLY);
     const port = checkPort(`services[${i}].port`, svc.port);
     const key = `${vip}:${port}`;
     if (byKey.has(key)) throw invalid(`services[${i}]`, key, 'each VIP:port at most once');
