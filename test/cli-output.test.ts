@@ -106,6 +106,16 @@ t.test('context: missing file and no flag is WEFT_CONTEXT_MISSING with the way o
   t.same(flagsOnly, { kind: 'flags', source: '--redis-url', redisUrl: 'redis://127.0.0.1:7', trustDomain: 'cluster.local', nodes: [] });
 });
 
+t.test('context: a refused registry URL in a context file is named with its password masked', async (t) => {
+  const tmp = tempDir();
+  t.teardown(tmp.remove);
+  const file = writeContextFile(join(tmp.dir, 'secret-url.json'), { kind: 'lab', redisUrl: 'http://weft:hunter2@h:1', nodes: [] });
+  const err = await caught(() => loadContext({ context: file, redisUrl: '' }, { HOME: tmp.dir }));
+  t.equal(err.code, 'WEFT_CONFIG_INVALID');
+  t.match(err.message, /field redisUrl="http:\/\/weft:\*\*\*@h:1\/?": expected/);
+  t.notMatch(err.message, /hunter2/);
+});
+
 t.test('context: a lab context file with admin sockets; --redis-url overrides its registry', async (t) => {
   const tmp = tempDir();
   t.teardown(tmp.remove);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { isValidTrustDomain } from '../lib/identity';
 import { parse, type OptionSpec } from '../lib/options';
+import { redactUrl } from '../lib/redact';
 import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
 import { redisConnection, redisOptionSpecs, type RedisAuth } from '../registry/connection';
 
@@ -241,7 +242,7 @@ function parseLabContext(raw: Record<string, unknown>, file: string): CliContext
   try {
     parse.url(['redis:', 'rediss:'])(redisUrl);
   } catch (err) {
-    throw invalid(file, `field redisUrl=${JSON.stringify(redisUrl)}: ${(err as Error).message}`);
+    throw invalid(file, `field redisUrl=${JSON.stringify(redactUrl(redisUrl))}: ${(err as Error).message}`);
   }
   const trustDomain = f.optionalString('trustDomain') ?? DEFAULT_TRUST_DOMAIN;
   if (!isValidTrustDomain(trustDomain)) throw invalid(file, `field trustDomain=${JSON.stringify(trustDomain)} is not a DNS name`);
