@@ -190,7 +190,7 @@ t.test('weft ca refuses to start when its root is gone, and mints none', async (
 });
 
 t.test('a CA that cannot reach Redis says so', async (t) => {
-  const err = await startCaApp({ ...config(), redisUrl: 'redis://127.0.0.1:1' }, silentLogger()).catch((e: unknown) => e);
+  const err = await startCaApp({ ...config(), redis: 'redis://127.0.0.1:1' }, silentLogger()).catch((e: unknown) => e);
   t.ok(isWeftError(err, 'WEFT_REGISTRY_UNREACHABLE'));
   t.match((err as Error).message, /--redis-url/);
 });

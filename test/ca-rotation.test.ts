@@ -114,7 +114,7 @@ t.test('rotation: old and new roots trusted together, picked up without restarts
   const rootA = await initRoot(rootDir, { trustDomain: TD });
   const rootB = await initRoot(join(dir, 'next-root'), { trustDomain: TD });
   const app = await startCaApp({
-    redisUrl: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: rootDir },
+    redis: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: rootDir },
     rootOut: join(dir, 'published.pem'), rootReloadMs: 50,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
   }, silentLogger());

@@ -375,7 +375,7 @@ t.test('weft ca wiring: tokenReview config with a kubeconfig file admits the pod
     'contexts: [{name: test, context: {cluster: test, user: ca}}]',
   ].join('\n'));
   const app = await startCaApp({
-    redisUrl: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
+    redis: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
     tokenReview: { kubeconfig, policy: POLICY },
   }, silentLogger());

@@ -54,7 +54,7 @@ t.test('app: readiness, metrics, lease released on stop', async (t) => {
   api.put('nodes', nodeObj('n1', '203.0.113.10'));
   const prefix = `weft-${randomBytes(4).toString('hex')}:`;
   const app = await startControllerApp({
-    cluster: { server: api.url }, redisUrl: redis.url, redisPrefix: prefix, clusterDomain: 'cluster.local',
+    cluster: { server: api.url }, redis: redis.url, redisPrefix: prefix, clusterDomain: 'cluster.local',
     leaseNamespace: 'weft-system', leaseName: 'weft-controller', identity: 'me', leaseDurationSeconds: 15,
     leaderElection: true, metricsListen: { host: '127.0.0.1', port: 0 },
   }, silentLogger());

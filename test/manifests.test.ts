@@ -16,7 +16,8 @@ import { caConfig, caSpecs } from '../src/ca/command';
 import { controllerSpecs } from '../src/controller/command';
 import { parseOptions } from '../src/lib/options';
 import { policyRecord } from '../src/controller/translate';
-import { redisConnection } from '../src/registry/connection';
+import { redisTarget } from '../src/lib/common-options';
+import { toConnection } from '../src/registry/connection';
 import { localEnv, makeRedisSecrets, secretMounts } from './helpers/redis-secrets';
 
 const ROOT = join(__dirname, '..');
@@ -399,7 +400,7 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
     // Besides its Redis Secret, only the CA mounts one: its root (made by `weft ca init-root`).
     t.same([...m.keys()].filter((p) => !(w.metadata.name === 'weft-ca' && p === '/etc/weft/ca-root')), ['/var/run/secrets/weft/redis'],
       `${w.metadata.name}: at the path weft-config names`);
-    const conn = redisConnection({
+    const conn = redisTarget({
       redisUrl: config.WEFT_REDIS_URL!, redisUsername: user, redisPasswordFile: componentEnv(w).WEFT_REDIS_PASSWORD_FILE!,
       redisCaFile: componentEnv(w).WEFT_REDIS_CA_FILE!, redisCertFile: '', redisKeyFile: '',
     });
@@ -456,7 +457,7 @@ t.test('component flags and environment parse with the components’ own parsers
   const args = ca.args as string[];
   t.equal(args[0], 'ca');
   const cfg = caConfig(parseOptions(caSpecs, args.slice(1), componentEnv(one('Deployment', 'weft-ca'))).values);
-  t.equal(cfg.redisAuth?.username, 'weft-ca', 'the CA connects as weft-ca');
+  t.equal(toConnection(cfg.redis).username, 'weft-ca', 'the CA connects as weft-ca');
   t.same(cfg.listen, { host: '0.0.0.0', port: 15012 });
   t.ok(cfg.dnsNames.includes(z.caAddress.host), 'the CA certificate names the address ztunnels dial');
   const projected = (podSpec(ztunnel)!.volumes as { projected?: { sources: { serviceAccountToken?: { audience: string } }[] } }[])
@@ -487,7 +488,7 @@ t.test('component flags and environment parse with the components’ own parsers
   t.equal((ctl.args as string[])[0], 'controller');
   t.ok((ctl.args as string[]).includes('--lease-namespace=weft-system'));
   const ctlValues = parseOptions(controllerSpecs, (ctl.args as string[]).slice(1), componentEnv(one('Deployment', 'weft-controller'))).values;
-  t.equal(redisConnection(ctlValues).username, 'weft-controller', 'the controller connects as weft-controller');
+  t.equal(redisTarget(ctlValues).username, 'weft-controller', 'the controller connects as weft-controller');
   t.equal(ctlValues.leaseNamespace, 'weft-system');
   const leaseRule = (one('Role', 'weft-controller-leader-election').rules as { verbs: string[]; resourceNames?: string[] }[])
     .find((r) => r.verbs.includes('update'));

@@ -15,7 +15,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../src/lib/log';
 import { parseOptions } from '../src/lib/options';
 import { redactConfig, redactText, redactUrl } from '../src/lib/redact';
-import { redisOptionSpecs } from '../src/registry/connection';
+import { redisOptionSpecs } from '../src/lib/common-options';
 import { assertDistFresh, MAIN } from './helpers/built';
 import { tempDir } from './helpers/cli';
 import { startRedis } from './helpers/redis';

@@ -1,5 +1,5 @@
 /**
- * The Redis flags every component takes (src/registry/connection.ts): each bad value
+ * The Redis flags every component takes (src/lib/common-options.ts): each bad value
  * is refused at start naming its flag, the cross-field rules hold, and the ioredis
  * options are built from the files each time a client is made (so a rotated Secret is
  * picked up by the follower's next connection).
@@ -8,7 +8,8 @@ import t from 'tap';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseOptions } from '../src/lib/options';
-import { redisConnection, redisOptions, redisOptionSpecs } from '../src/registry/connection';
+import { redisOptionSpecs, redisTarget } from '../src/lib/common-options';
+import { redisOptions } from '../src/registry/connection';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { caConfig, caSpecs } from '../src/ca/command';
 import { loadContext } from '../src/cli/context';
@@ -29,7 +30,7 @@ t.test('Redis flags', async (t) => {
   const ca = file('ca.crt', PEM_CERT);
   const cert = file('tls.crt', PEM_CERT);
   const key = file('tls.key', PEM_KEY);
-  const parsed = (argv: string[]) => redisConnection(parseOptions(redisOptionSpecs, argv, {}).values);
+  const parsed = (argv: string[]) => redisTarget(parseOptions(redisOptionSpecs, argv, {}).values);
   const refusal = (argv: string[]): string => {
     try {
       parsed(argv);
@@ -45,12 +46,14 @@ t.test('Redis flags', async (t) => {
     '--redis-ca-file', ca, '--redis-cert-file', cert, '--redis-key-file', key]), {
     url: 'rediss://weft-redis:6379', username: 'weft-ztunnel', passwordFile: pw, caFile: ca, certFile: cert, keyFile: key,
   }, 'every flag');
-  const fromEnv = redisConnection(parseOptions(redisOptionSpecs, [], {
+  const fromEnv = redisTarget(parseOptions(redisOptionSpecs, [], {
     WEFT_REDIS_URL: 'rediss://weft-redis:6379', WEFT_REDIS_USERNAME: 'weft-ca', WEFT_REDIS_PASSWORD_FILE: pw, WEFT_REDIS_CA_FILE: ca,
   }).values);
   t.same(fromEnv, { url: 'rediss://weft-redis:6379', username: 'weft-ca', passwordFile: pw, caFile: ca }, 'and their environment variables');
 
   t.match(refusal(['--redis-password-file', join(tmp.dir, 'absent')]), /--redis-password-file.*cannot read.*ENOENT/, 'missing password file');
+  t.throws(() => parseOptions(redisOptionSpecs, [], { WEFT_REDIS_PASSWORD_FILE: join(tmp.dir, 'absent') }),
+    { code: 'WEFT_CONFIG_INVALID', message: /^invalid WEFT_REDIS_PASSWORD_FILE=.*absent.*cannot read it \(ENOENT\)/ }, 'a path from the environment names its variable');
   t.match(refusal(['--redis-password-file', file('empty', '\nsecond line\n')]), /--redis-password-file.*first line is empty/, 'empty password');
   t.match(refusal(['--redis-ca-file', file('not-pem', 'hello')]), /--redis-ca-file.*no PEM certificate/, 'CA file without a certificate');
   t.match(refusal(['--redis-cert-file', key]), /--redis-cert-file.*no PEM certificate/, 'client certificate that is not one');
@@ -99,6 +102,11 @@ t.test('Redis flags', async (t) => {
     rmSync(rotating);
     t.throws(() => redisOptions(conn), { code: 'WEFT_CONFIG_INVALID', message: /--redis-password-file=.*rotating.*Secret still mounted/ },
       'a file gone since start names its flag');
+    const rotatingCa = file('rotating-ca.crt', PEM_CERT);
+    t.same(redisOptions({ url: 'rediss://h:1', caFile: rotatingCa }).tls, { ca: PEM_CERT });
+    writeFileSync(rotatingCa, 'half-written\n');
+    t.throws(() => redisOptions({ url: 'rediss://h:1', caFile: rotatingCa }), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file=.*rotating-ca\.crt: no PEM certificate/ },
+      'a file broken since start gets the same check as at start, naming its flag');
     t.notOk(redisOptions('redis://h:1').tls, 'a bare URL: no TLS options (rediss:// alone uses the system CAs)');
   });
 });

@@ -5,7 +5,7 @@ import { WeftError } from '../lib/errors';
 import { KubeClient } from '../k8s/client';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import type { Logger } from '../lib/log';
-import { describeRedis, openRedis, type RedisAuth } from '../registry/connection';
+import { describeRedis, openRedis, type RedisTarget } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { Issuer } from './issuer';
@@ -21,9 +21,8 @@ import { CaServer } from './server';
  * enabled), the gRPC server and a small metrics endpoint.
  */
 export interface CaAppConfig {
-  redisUrl: string;
-  /** The CA's Redis ACL user, password file and TLS files (--redis-*); none by default. */
-  redisAuth?: RedisAuth;
+  /** Redis, with the CA's ACL user, password file and TLS files (--redis-*). */
+  redis: RedisTarget;
   trustDomain: string;
   listen: { host: string; port: number };
   /** host:port for /metrics and /healthz/ready; undefined disables it. */
@@ -69,7 +68,7 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   // Bounded retries: a CA that cannot reach Redis at start should say so, not hang.
-  const target = { url: config.redisUrl, ...config.redisAuth };
+  const target = config.redis;
   const redis = openRedis(target, { maxRetriesPerRequest: 2, lazyConnect: true });
   // Failures surface on the commands that hit them; the event alone is just noise.
   redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'CA redis connection error'));

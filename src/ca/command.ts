@@ -5,8 +5,8 @@
  */
 import { isIP } from 'node:net';
 import type { Command } from '../cli/command';
-import { commonOptions } from '../lib/common-options';
-import { openRedis, redisConnection, redisOptionSpecs, type RedisAuth } from '../registry/connection';
+import { commonOptions, redisOptionSpecs, redisTarget } from '../lib/common-options';
+import { openRedis } from '../registry/connection';
 import { WeftError } from '../lib/errors';
 import { waitForShutdownSignal } from '../lib/signals';
 import { createLogger } from '../lib/log';
@@ -172,11 +172,10 @@ export function caConfig(v: CaValues): CaAppConfig {
     const stray = v.kubeconfig ? '--kubeconfig' : undefined;
     if (stray) throw new WeftError('WEFT_CONFIG_INVALID', `invalid ${stray} without --kube-token-review: the CA uses the Kubernetes API only to review ServiceAccount tokens; add --kube-token-review or drop ${stray}`);
   }
-  const { url: _url, ...redisAuth }: { url: string } & RedisAuth = redisConnection(v);
   const ips = new Set(['127.0.0.1', ...v.ip]);
   if (v.listen.host !== '0.0.0.0' && v.listen.host !== '::' && isIP(v.listen.host)) ips.add(v.listen.host);
   return {
-    redisUrl: v.redisUrl, redisAuth, trustDomain: v.trustDomain, listen: v.listen, root,
+    redis: redisTarget(v), trustDomain: v.trustDomain, listen: v.listen, root,
     ...(v.generateRoot ? { generateRoot: true } : {}),
     joinRate: v.joinRate, csrRate: v.csrRate,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}),
@@ -209,7 +208,7 @@ async function serve(argv: string[]): Promise<number> {
 async function token(argv: string[], out: (s: string) => void): Promise<number> {
   const { values, positionals } = parseOptions(tokenSpecs, argv);
   if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca token takes no arguments (got ${positionals.join(' ')}); use --node <name>`);
-  const redis = openRedis(redisConnection(values), { maxRetriesPerRequest: 2, lazyConnect: true });
+  const redis = openRedis(redisTarget(values), { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => { /* reported by the command that fails */ });
   try {
     await redis.connect().catch((err: unknown) => {

@@ -15,10 +15,10 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { isValidTrustDomain } from '../lib/identity';
+import { redisOptionSpecs, redisTarget, type RedisAuth } from '../lib/common-options';
 import { parse, type OptionSpec } from '../lib/options';
 import { redactUrl } from '../lib/redact';
 import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
-import { redisConnection, redisOptionSpecs, type RedisAuth } from '../registry/connection';
 
 /** A ztunnel pod's admin views through the API server: GET .../pods/<pod>:<port>/proxy/<path>. */
 export interface PodProxyTarget {
@@ -167,7 +167,7 @@ function withRedis(ctx: CliContext, flags: ContextFlags): CliContext {
   if (flags.redisCertFile) { auth.certFile = flags.redisCertFile; auth.keyFile = flags.redisKeyFile ?? ''; }
   else if (flags.redisKeyFile) auth.keyFile = flags.redisKeyFile;
   if (!redisUrl) return ctx;
-  const { url: _url, ...redisAuth } = redisConnection({
+  const { url: _url, ...redisAuth } = redisTarget({
     redisUrl, redisUsername: auth.username ?? '', redisPasswordFile: auth.passwordFile ?? '',
     redisCaFile: auth.caFile ?? '', redisCertFile: auth.certFile ?? '', redisKeyFile: auth.keyFile ?? '',
   });

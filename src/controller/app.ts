@@ -9,16 +9,15 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { KubeClient } from '../k8s/client';
 import type { ClusterConfig } from '../k8s/kubeconfig';
 import type { Logger } from '../lib/log';
-import { describeRedis, type RedisAuth } from '../registry/connection';
+import { describeRedis, type RedisTarget } from '../registry/connection';
 import { RegistryStore } from '../registry/store';
 import { Controller } from './controller';
 import { LeaderElector } from './leader';
 
 export interface ControllerAppConfig {
   cluster: ClusterConfig;
-  redisUrl: string;
-  /** The controller's Redis ACL user, password file and TLS files (--redis-*); none by default. */
-  redisAuth?: RedisAuth;
+  /** The registry's Redis, with the controller's ACL user, password file and TLS files (--redis-*). */
+  redis: RedisTarget;
   /** Key prefix in Redis (tests); default weft:. */
   redisPrefix?: string;
   clusterDomain: string;
@@ -44,7 +43,7 @@ export async function startControllerApp(config: ControllerAppConfig, logger: Lo
   const metrics = new Registry();
   if (config.defaultMetrics) collectDefaultMetrics({ register: metrics });
   const client = new KubeClient(config.cluster);
-  const store = RegistryStore.connect({ url: config.redisUrl, ...config.redisAuth }, { logger, ...(config.redisPrefix ? { prefix: config.redisPrefix } : {}) });
+  const store = RegistryStore.connect(config.redis, { logger, ...(config.redisPrefix ? { prefix: config.redisPrefix } : {}) });
   const elector = config.leaderElection
     ? new LeaderElector(client, {
       namespace: config.leaseNamespace, name: config.leaseName, identity: config.identity,
@@ -86,7 +85,7 @@ export async function startControllerApp(config: ControllerAppConfig, logger: Lo
     metricsPort = (server.address() as AddressInfo).port;
   }
   controller.start();
-  logger.info({ server: client.server, redis: describeRedis({ url: config.redisUrl, ...config.redisAuth }), identity: config.identity, leaderElection: config.leaderElection, metricsPort }, 'weft controller started');
+  logger.info({ server: client.server, redis: describeRedis(config.redis), identity: config.identity, leaderElection: config.leaderElection, metricsPort }, 'weft controller started');
   return {
     controller, elector, metricsPort,
     async stop() {

@@ -4,8 +4,7 @@
  */
 import { hostname } from 'node:os';
 import type { Command } from '../cli/command';
-import { commonOptions } from '../lib/common-options';
-import { redisConnection, redisOptionSpecs } from '../registry/connection';
+import { commonOptions, redisOptionSpecs, redisTarget } from '../lib/common-options';
 import { WeftError } from '../lib/errors';
 import { createLogger } from '../lib/log';
 import { optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
@@ -59,9 +58,8 @@ export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env
   const cluster = v.kubeconfig
     ? loadKubeconfig(v.kubeconfig, { ...(v.context ? { context: v.context } : {}), env })
     : inClusterConfig(env);
-  const { url: _url, ...redisAuth } = redisConnection(v);
   return {
-    cluster, redisUrl: v.redisUrl, redisAuth, clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
+    cluster, redis: redisTarget(v), clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
     identity: v.identity, leaseDurationSeconds: Math.round(v.leaseDuration / 1000), leaderElection: v.leaderElection,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
   };

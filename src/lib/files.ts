@@ -33,6 +33,26 @@ export function readOptionalJson<T>(file: string, check: (value: unknown) => T, 
   }
 }
 
+/**
+ * Reads a file a flag names (a password, a PEM bundle: usually a mounted Secret), with
+ * the one check its contents get whether read at start or again later (a client made
+ * after a Secret rotation). Throws an Error saying what is wrong with the file, not
+ * naming the flag: the caller's refusal names the flag or variable the path came from.
+ * `check` returns what is wrong with the contents, if anything.
+ */
+export function readConfigFile(file: string, check?: (text: string) => string | undefined): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the Secret still mounted there? Mount it or fix the path`,
+      { cause: err });
+  }
+  const problem = check?.(text);
+  if (problem) throw new Error(problem);
+  return text;
+}
+
 /** What watchFiles hands back: a way to poll now (tests, or a caller that knows) and to stop. */
 export interface FileWatch {
   /** Re-reads the files now; resolves true when changed contents were applied. False while a poll runs already or after stop(). */

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../lib/log';
 import { VERSION } from '../lib/version';
-import { describeRedis, redisConnection } from '../registry/connection';
+import { describeRedis } from '../registry/connection';
 import { KubeClient } from '../k8s/client';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import { RegistryFollower } from '../registry/follower';
@@ -80,7 +80,7 @@ export class ZtunnelApp implements AdminSource {
     // Readiness answers from the very start (503 until ready) so probes never see a refused port.
     await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
 
-    this.follower = new RegistryFollower({ url: redisConnection(config), state: this.state, logger: log, metrics: this.metrics });
+    this.follower = new RegistryFollower({ url: config.redis, state: this.state, logger: log, metrics: this.metrics });
     await this.follower.start();
     if (!this.state.node(config.nodeName)) {
       log.warn({ node: config.nodeName }, 'this node is not in the registry yet: no workloads will be served until it is');
@@ -162,7 +162,7 @@ export class ZtunnelApp implements AdminSource {
       this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: this.listenAddresses(), logger: log });
       await this.capture.start();
     }
-    log.info({ address: config.nodeAddress, redis: describeRedis(redisConnection(config)), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+    log.info({ address: config.nodeAddress, redis: describeRedis(config.redis), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
   }
 
   /** The HBONE servers started (one per family; all share the node's HBONE limits). */
@@ -254,11 +254,13 @@ export class ZtunnelApp implements AdminSource {
 
   configDump(): ConfigDump {
     const local = this.state.workloadsOnNode(this.config.nodeName);
+    // The flags as given; `redis` is only the connection they describe, already there.
+    const { redis: _redis, ...flags } = this.config;
     return {
       node: this.config.nodeName,
       version: VERSION,
       // No credential leaves through the admin views: URL passwords and tokens masked.
-      config: redactConfig(this.config),
+      config: redactConfig(flags),
       status: this.status(),
       originalDst: this.originalDst ? { method: this.originalDst.method, ...this.originalDst.counts } : undefined,
       workloads: this.state.workloads().map((w) => ({ ...w.record, protocol: w.protocol, identity: w.identity, waypoint: w.waypoint, local: local.includes(w) })),

@@ -1,8 +1,7 @@
 import { WeftError } from '../lib/errors';
 import { isIP, isIPv6 } from 'node:net';
-import { commonOptions } from '../lib/common-options';
+import { commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
-import { redisConnection } from '../registry/connection';
 
 /** Every setting of `weft ztunnel`: one place, each a flag and an environment variable. */
 export const ztunnelOptions = {
@@ -105,7 +104,8 @@ export const ztunnelOptions = {
   },
 };
 
-export type ZtunnelConfig = OptionValues<typeof ztunnelOptions>;
+/** The flags' values, plus the Redis connection they describe (checked once, here). */
+export type ZtunnelConfig = OptionValues<typeof ztunnelOptions> & { readonly redis: RedisConnection };
 
 export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
   // --cleanup touches only this namespace's rules: node name, address and trust anchors are not needed.
@@ -123,6 +123,5 @@ export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proce
   if (positionals.length > 0) {
     throw new WeftError('WEFT_USAGE', `weft ztunnel takes no arguments, got "${positionals.join(' ')}"`);
   }
-  redisConnection(values); // the Redis flags' cross-field rules, checked at start
-  return values;
+  return Object.freeze({ ...values, redis: redisTarget(values) });
 }
