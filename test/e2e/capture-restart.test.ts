@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { isAlive } from '../../src/lab/procs';
+import { waitFor } from '../helpers/wait';
 import type { ProcessResource } from '../../src/lab/state';
 
 const skip = labSkipReason();
@@ -127,7 +128,8 @@ t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is 
       await Promise.all(sniffers.map((s) => s.ready));
 
       process.kill(proc.pid!, signal);
-      while (isAlive(proc)) await new Promise((r) => setTimeout(r, 20));
+      // Bounded: a ztunnel that ignores the signal fails here, naming it, instead of hanging the run.
+      await waitFor(`ztunnel/node-1 (pid ${proc.pid}) exits on ${signal}`, () => !isAlive(proc), { timeoutMs: 20_000, intervalMs: 20 });
       t.equal(await rules(lab, 'node-1'), before, 'the capture rules stayed exactly as they were');
 
       await fails(t, 'ztunnel down', 'demo/client', vipUrl);
