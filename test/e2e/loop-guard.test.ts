@@ -11,6 +11,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { labSkipReason, startLab } from './helpers/lab';
+import { waitFor } from '../helpers/wait';
 
 const skip = labSkipReason();
 const PROXY_PORTS = [15001, 15006, 15008, 15000, 15020, 15021];
@@ -78,7 +79,15 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
   const client = ctx.pods.find((p) => p.uid === 'demo/client')!;
   t.equal(client.node, 'node-1', 'demo/client runs on node-1');
   const logFile = `${ctx.labDir}/logs/ztunnel-node-1.log`;
-  const logLines = () => readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  // The ztunnel writes its log asynchronously (pino to a non-blocking fd): right after a
+  // probe its lines may not be in the file yet, and the last line may be half written.
+  // Only complete lines are parsed; callers wait (bounded) for the line they expect.
+  const logLines = () => {
+    const text = readFileSync(logFile, 'utf8');
+    return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  type LogLine = Record<string, unknown>;
+  const complete = (l: LogLine) => l.msg === 'connection complete';
   const metrics = () => fetchText(`http://${node1.address}:15020/metrics`);
   /** Every connection node-1's ztunnel accounted for, on every listener. */
   const accounted = (m: string) => ['opened', 'failed'].reduce((n, k) => n + counter(m, `istio_tcp_connections_${k}_total`), 0);
@@ -92,7 +101,11 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
     const m0 = await metrics();
     const linesBefore = logLines().length;
     const results = await probe(PROXY_PORTS.map((p) => `${node1.address}:${p}`));
+    // A refusal is counted before its reset is sent (lifecycle.end), so the LOOP counts
+    // are complete once the probe is done; its log line may still be in flight.
     const m1 = await metrics();
+    const to15001 = (l: LogLine) => complete(l) && l['dst.addr'] === `${node1.address}:15001`;
+    await waitFor(`node-1's ztunnel logged the connection to ${node1.address}:15001 (${logFile})`, () => logLines().slice(linesBefore).some(to15001));
     const newLines = logLines().slice(linesBefore);
     t.comment(JSON.stringify(results));
 
@@ -103,7 +116,7 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
     t.ok(loops >= 2 && loops <= PROXY_PORTS.length, `${loops} connections counted as LOOP (15001 and 15006 at least)`);
 
     // The reported case: exactly one refusal, a reset, nothing dialled.
-    const at15001 = newLines.filter((l) => l.msg === 'connection complete' && l['dst.addr'] === `${node1.address}:15001`);
+    const at15001 = newLines.filter(to15001);
     t.equal(at15001.length, 1, 'one access-log line for the connection to :15001');
     t.match(at15001[0], { error: 'LOOP', reason: /refused to prevent a loop/, 'src.addr': new RegExp(`^${client.ip.replace(/\./g, '\\.')}:`) });
     const r15001 = results.find((r) => r.target.endsWith(':15001'))!;
@@ -120,7 +133,15 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
     const linesBefore = logLines().length;
     const results = await probe(['169.254.169.254:80', '169.254.1.1:80']);
     t.comment(JSON.stringify(results));
-    const newLines = logLines().slice(linesBefore).filter((l) => l.msg === 'connection complete');
+    // Either outcome (no line, or a refusal's line) is allowed, so there is no line to wait
+    // for: a later connection is the barrier. A refusal is logged when the reset is sent,
+    // before the probe returns; the ztunnel writes its lines in order, so once this later
+    // connection's line is in the file, the probe's are too.
+    const sentinel = await lab.request('demo/client', 'http://echo.demo/');
+    t.match(sentinel.pod, /^echo-[12]$/, 'the barrier connection is answered');
+    const barrier = (l: LogLine) => complete(l) && l.direction === 'outbound' && l.error === undefined && String(l['src.addr']).startsWith(`${client.ip}:`);
+    await waitFor(`node-1's ztunnel logged demo/client's connection to echo.demo (${logFile})`, () => logLines().slice(linesBefore).some(barrier));
+    const newLines = logLines().slice(linesBefore).filter(complete);
     for (const target of ['169.254.169.254:80', '169.254.1.1:80']) {
       const lines = newLines.filter((l) => l['dst.addr'] === target);
       // Either capture left it alone (no line), or the ztunnel refused it without dialling.
