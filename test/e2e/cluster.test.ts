@@ -7,13 +7,13 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DIST } from '../../src/lab/paths';
 import { RegistryStore } from '../../src/registry/store';
 import { ZTUNNEL_POD_SELECTOR } from '../../src/cli/context';
 import { TestApiServer, authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from '../helpers/apiserver';
 import { waitFor } from '../helpers/wait';
+import { freePort } from '../helpers/redis';
 import { E2E_LAB_DIR, labSkipReason, runWeft, startLab } from './helpers/lab';
 import { LAB_NET } from '../../src/lab/plan';
 import { TestAccessReview } from '../helpers/access-review';
@@ -23,17 +23,6 @@ const TOKEN = 'weft-e2e-operator';
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 interface TunnelRow { node: string; sourceIdentity: string; destinationIdentity: string; peerNode?: string; totalStreams: number }
 
 t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip }, async (t) => {
@@ -41,13 +30,7 @@ t.test('the lab run as a cluster: controller, kubeconfig CLI, pod proxy', { skip
   // SubjectAccessReview); they inherit this from `lab up` and read the file at the
   // first request, so it may be written once the API server runs.
   const ztunnelKubeconfig = join(E2E_LAB_DIR, 'ztunnel-kubeconfig');
-  const savedEnv = process.env.WEFT_ADMIN_VIEW_KUBECONFIG;
-  process.env.WEFT_ADMIN_VIEW_KUBECONFIG = ztunnelKubeconfig;
-  t.teardown(() => {
-    if (savedEnv === undefined) delete process.env.WEFT_ADMIN_VIEW_KUBECONFIG;
-    else process.env.WEFT_ADMIN_VIEW_KUBECONFIG = savedEnv;
-  });
-  const lab = await startLab(t);
+  const lab = await startLab(t, { env: { WEFT_ADMIN_VIEW_KUBECONFIG: ztunnelKubeconfig } });
   const ctx = lab.context;
 
   // The API server's view of the lab, as a cluster would have it. On the lab bridge, so
