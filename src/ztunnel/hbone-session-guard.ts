@@ -7,6 +7,7 @@
  */
 import * as http2 from 'node:http2';
 import { ByteBudget, RateGuard, type HboneLimits, type RefusalReason } from './hbone-limits';
+import { IdleTimer } from './hbone-idle';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -14,13 +15,13 @@ export class SessionGuard {
   /** Parked bytes of this session's stalled streams, inside the node's budget. */
   readonly budget: ByteBudget;
   private openStreams = 0;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly idle: IdleTimer;
   private readonly pings: RateGuard;
   private readonly settings: RateGuard;
 
   constructor(
     private readonly session: http2.ServerHttp2Session,
-    private readonly limits: HboneLimits,
+    limits: HboneLimits,
     nodeBudget: ByteBudget,
     /** A limit closed the session (counted and logged by the owner). */
     private readonly onClosed: (reason: RefusalReason, detail: string) => void,
@@ -37,18 +38,22 @@ export class SessionGuard {
     session.on('remoteSettings', () => {
       if (!this.settings.take()) this.calm('settings_flood', `more than ${limits.settingsPer10s} SETTINGS frames in 10 s`);
     });
+    this.idle = new IdleTimer(limits.sessionIdleTimeoutMs, () => this.openStreams > 0 || session.destroyed, () => {
+      this.onClosed('idle_session', `no stream for ${limits.sessionIdleTimeoutMs} ms`);
+      // A graceful GOAWAY(NO_ERROR): the peer's pool opens a new session when needed.
+      session.close();
+    });
     session.once('close', () => this.stop());
-    this.armIdle();
+    this.idle.arm();
   }
 
   /** Counts a stream for the idle timer until it closes. */
   streamOpened(stream: http2.ServerHttp2Stream): void {
     this.openStreams++;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+    this.idle.disarm();
     stream.once('close', () => {
       this.openStreams--;
-      this.armIdle();
+      this.idle.arm();
     });
   }
 
@@ -62,21 +67,7 @@ export class SessionGuard {
     s.destroy(new Error(`HBONE session closed: ${detail}`), NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
-  private armIdle(): void {
-    if (this.openStreams > 0 || this.session.destroyed) return;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = undefined;
-      if (this.openStreams > 0 || this.session.destroyed) return;
-      this.onClosed('idle_session', `no stream for ${this.limits.sessionIdleTimeoutMs} ms`);
-      // A graceful GOAWAY(NO_ERROR): the peer's pool opens a new session when needed.
-      this.session.close();
-    }, this.limits.sessionIdleTimeoutMs);
-    this.idleTimer.unref();
-  }
-
   stop(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+    this.idle.stop();
   }
 }

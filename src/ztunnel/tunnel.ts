@@ -18,6 +18,7 @@ import type { TunnelInfo } from './admin-types';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
 import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
+import { IdleTimer } from './hbone-idle';
 import { Keepalive, tcpKeepalive } from './keepalive';
 import { clientTlsOptions, verifyServerIdentity } from './tls';
 
@@ -72,7 +73,8 @@ export class Tunnel {
   private readonly live = new Set<ByteCounters>();
   /** Streams sent (or queued in nghttp2) that have no response yet. */
   private readonly awaitingResponse = new Set<http2.ClientHttp2Stream>();
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** Drains the tunnel once READY with no stream open or promised. */
+  private readonly idle: IdleTimer;
   private keepalive: Keepalive | undefined;
   private readonly onClosed: (t: Tunnel) => void;
   /** Tears down the half-made connection while CONNECTING. */
@@ -86,6 +88,8 @@ export class Tunnel {
     onClosed: (t: Tunnel) => void,
   ) {
     this.onClosed = onClosed;
+    this.idle = new IdleTimer(timers.idleTimeoutMs, () => this.state !== TunnelState.Ready || this.activeStreams + this.reserved > 0,
+      () => this.drain(`idle for ${timers.idleTimeoutMs} ms`));
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (err) => (err ? reject(err) : resolve());
     });
@@ -215,10 +219,7 @@ export class Tunnel {
     this.live.add(counters);
     this.awaitingResponse.add(stream);
     stream.once('response', () => this.awaitingResponse.delete(stream));
-    if (this.idleTimer) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = undefined;
-    }
+    this.idle.disarm();
     stream.once('close', () => {
       this.activeStreams--;
       this.lastActivity = Date.now();
@@ -255,20 +256,14 @@ export class Tunnel {
     this.onClosed(this);
   }
 
+  /** Starts the idle countdown if READY with no stream open or promised. */
   armIdle(): void {
-    if (this.state !== TunnelState.Ready || this.activeStreams + this.reserved > 0) return;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = undefined;
-      this.drain(`idle for ${this.timers.idleTimeoutMs} ms`);
-    }, this.timers.idleTimeoutMs);
-    this.idleTimer.unref();
+    this.idle.arm();
   }
 
   private clearTimers(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idle.stop();
     this.keepalive?.stop();
-    this.idleTimer = undefined;
   }
 
   /**
