@@ -64,3 +64,27 @@ export interface CertStatus {
   lastError?: string;
 }
 
+/** Someone waiting in get() for a certificate. */
+export interface CertWaiter {
+  resolve(cert: WorkloadCert): void;
+  reject(err: Error): void;
+}
+
+/** One identity's certificate as the manager keeps it. */
+export interface CertEntry {
+  identity: string;
+  type: 'node' | 'workload';
+  state: CertState;
+  cert?: WorkloadCert;
+  /** Local receive time: half-life counts from here, since notBefore is backdated. */
+  receivedAt: number;
+  failures: number;
+  lastError?: Error;
+  fetching: boolean;
+  /** Key + CSR of the attempt in progress, reused across retries so an outage costs no key generation. */
+  pendingKey?: { keyPem: string; csrPem: string };
+  /** Cancels the next fetch (half-life refresh or backoff retry), when one is scheduled. */
+  cancelNext?: () => void;
+  cancelExpiry?: () => void;
+  waiters: Set<CertWaiter>;
+}
