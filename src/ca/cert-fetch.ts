@@ -76,11 +76,13 @@ export class CertFetcher {
     return { identity, keyPem: creds.keyPem, certChainPem: creds.certChainPem, ...leaf };
   }
 
-  /** The ServiceAccount token to send with a CSR (re-read each time: the kubelet rotates it), if configured. */
+  /**
+   * The ServiceAccount token to send with a CSR, when the node joins by one (a
+   * TokenReview CA re-checks it on every CSR); re-read each time, the kubelet rotates it.
+   * currentJoinCredential alone decides which credential is configured (a join token wins).
+   */
   private async csrCredential(): Promise<{ saToken?: string }> {
-    const { joinToken, joinSaTokenFile } = this.opts.join;
-    if (!joinSaTokenFile || joinToken) return {};
-    const cred = await currentJoinCredential({ joinSaTokenFile });
-    return cred ? { saToken: cred.token } : {};
+    const cred = await currentJoinCredential(this.opts.join);
+    return cred?.kind === 'serviceAccountToken' ? { saToken: cred.token } : {};
   }
 }
