@@ -177,12 +177,13 @@ t.test('admin-based commands', async (t) => {
     const lagging = await startAdminStub(sock('node-4'), { '/config_dump': dump('node-4', { rev: revision - 1, stale: 42 }) });
     t.teardown(() => lagging.close());
     const ctx = writeContextFile(join(tmp.dir, 'ctx-broken.json'), {
-      kind: 'lab', redisUrl: 'redis://127.0.0.1:1', caAddress: '127.0.0.1:1',
+      kind: 'lab', redisUrl: 'redis://127.0.0.1:1', redisUsername: 'weft-operator', caAddress: '127.0.0.1:1',
       nodes: [{ name: 'node-4', adminSocket: sock('node-4') }],
     });
     const { code, out } = await run(status, [], ctx);
     t.equal(code, 1);
-    t.match(out, /registry\s+redis:\/\/127\.0\.0\.1:1\s+unreachable\s+-\s+-\s+cannot reach the registry/);
+    // Named as when reachable: URL and ACL user.
+    t.match(out, /registry\s+redis:\/\/127\.0\.0\.1:1 \(user weft-operator\)\s+unreachable\s+-\s+-\s+cannot reach the registry/);
     t.match(out, /ca\s+127\.0\.0\.1:1\s+unreachable\s+-\s+-\s+ECONNREFUSED/);
     t.match(out, new RegExp(`ztunnel\\s+node-4\\s+stale\\s+0\\.1\\.0\\s+${revision - 1}\\s+registry view 42\\.0s old`));
   });

@@ -19,6 +19,7 @@ import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
 import { adminViewServer } from '../src/ztunnel/admin-view';
 import type { ConfigDump, RegistryDump } from '../src/ztunnel/admin-types';
 import { loadContext } from '../src/cli/context';
+import { withRegistryStore } from '../src/cli/registry-session';
 import namespace from '../src/cli/commands/namespace';
 import status from '../src/cli/commands/status';
 import tunnels from '../src/cli/commands/tunnels';
@@ -132,6 +133,20 @@ t.test('weft against a cluster', async (t) => {
     const err = await caught(() => loadContext({ context: bad, redisUrl: '' }, env));
     t.equal(err.code, 'WEFT_CONFIG_INVALID');
     t.match(err.message, /cannot read kubeconfig .*missing/);
+  });
+
+  t.test('context: Redis flags on a cluster need --redis-url; opening Redis without one says so', async (t) => {
+    const ignored = await caught(() => loadContext({ context: '', redisUrl: '', kubeconfig: kc, redisUsername: 'weft-operator' }, env));
+    t.equal(ignored.code, 'WEFT_USAGE', 'a Redis flag without a Redis to use it with is refused, not dropped');
+    t.match(ignored.message, /^--redis-username\/WEFT_REDIS_USERNAME given, but kubeconfig .* names no Redis to use them with; add --redis-url/);
+    t.equal((await caught(() => loadContext({ context: '', redisUrl: '', redisUsername: 'weft-operator' }, { HOME: dir, KUBECONFIG: kc }))).code,
+      'WEFT_USAGE', 'and on an ambient kubeconfig');
+    t.same(loadContext({ context: '', redisUrl: 'redis://127.0.0.1:1', kubeconfig: kc, redisUsername: 'weft-operator' }, env).redis,
+      { url: 'redis://127.0.0.1:1', username: 'weft-operator' }, 'with --redis-url they apply');
+    const cluster = loadContext({ context: '', redisUrl: '', kubeconfig: kc }, env);
+    const err = await caught(() => withRegistryStore(cluster, async () => 'write'));
+    t.equal(err.code, 'WEFT_CONTEXT_MISSING', 'no Redis is guessed (redis://127.0.0.1:6379) for a cluster context');
+    t.match(err.message, /names no registry Redis.*pass --redis-url/);
   });
 
   t.test('tunnels through the pod proxy; a pending ztunnel is reported, the others show', async (t) => {

@@ -103,7 +103,7 @@ t.test('context: missing file and no flag is WEFT_CONTEXT_MISSING with the way o
   t.throws(() => loadContext({ context: join(tmp.dir, 'nope.json'), redisUrl: 'redis://127.0.0.1:1' }, { HOME: tmp.dir }),
     { code: 'WEFT_CONTEXT_MISSING' }, 'an explicitly named file must exist');
   const flagsOnly = loadContext({ context: '', redisUrl: 'redis://127.0.0.1:7' }, { HOME: tmp.dir });
-  t.same(flagsOnly, { kind: 'flags', source: '--redis-url', redisUrl: 'redis://127.0.0.1:7', trustDomain: 'cluster.local', nodes: [] });
+  t.same(flagsOnly, { kind: 'flags', source: '--redis-url', redis: { url: 'redis://127.0.0.1:7' }, trustDomain: 'cluster.local', nodes: [] });
 });
 
 t.test('context: a refused registry URL in a context file is named with its password masked', async (t) => {
@@ -128,11 +128,11 @@ t.test('context: a lab context file with admin sockets; --redis-url overrides it
   });
   const ctx = loadContext({ context: '', redisUrl: '' }, { HOME: home });
   t.equal(ctx.kind, 'lab');
-  t.equal(ctx.redisUrl, 'redis://127.0.0.1:16379');
+  t.same(ctx.redis, { url: 'redis://127.0.0.1:16379' });
   t.equal(ctx.caAddress, '198.18.0.1:15012');
   t.same(ctx.nodes[0], { name: 'node-1', address: '198.18.0.11', netns: 'weft-node-1', admin: { socketPath: '/lab/node-1/admin.sock' } });
   t.notOk(ctx.nodes[1]!.admin, 'a node without adminSocket has no admin endpoint');
-  t.equal(loadContext({ context: '', redisUrl: 'redis://10.0.0.1:6379' }, { HOME: home }).redisUrl, 'redis://10.0.0.1:6379');
+  t.same(loadContext({ context: '', redisUrl: 'redis://10.0.0.1:6379' }, { HOME: home }).redis, { url: 'redis://10.0.0.1:6379' });
   t.same(selectNodes(ctx, 'node-2').map((n) => n.name), ['node-2']);
   const err = await caught(() => selectNodes(ctx, 'node-9'));
   t.equal(err.code, 'WEFT_CONFIG_INVALID');

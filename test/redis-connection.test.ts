@@ -81,13 +81,13 @@ t.test('Redis flags', async (t) => {
       kind: 'lab', redisUrl: 'rediss://127.0.0.1:16379', redisUsername: 'weft-operator', redisPasswordFile: pw, redisCaFile: ca, nodes: [],
     });
     const base = { context: ctxFile, redisUrl: '' };
-    t.same(loadContext(base, {}).redisAuth, { username: 'weft-operator', passwordFile: pw, caFile: ca }, 'from the context file');
+    t.same(loadContext(base, {}).redis, { url: 'rediss://127.0.0.1:16379', username: 'weft-operator', passwordFile: pw, caFile: ca }, 'from the context file');
     const other = file('other-password', 'x\n');
-    t.same(loadContext({ ...base, redisUsername: 'weft-ca', redisPasswordFile: other }, {}).redisAuth,
-      { username: 'weft-ca', passwordFile: other, caFile: ca }, 'flags win');
+    t.same(loadContext({ ...base, redisUsername: 'weft-ca', redisPasswordFile: other }, {}).redis,
+      { url: 'rediss://127.0.0.1:16379', username: 'weft-ca', passwordFile: other, caFile: ca }, 'flags win');
     t.throws(() => loadContext({ ...base, redisUrl: 'redis://127.0.0.1:16379' }, {}), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file with a plain redis:/ },
       'the same cross-field rules');
-    t.same(loadContext({ context: '', redisUrl: 'redis://h:1', redisUsername: 'weft-operator' }, { HOME: tmp.dir }).redisAuth, { username: 'weft-operator' },
+    t.same(loadContext({ context: '', redisUrl: 'redis://h:1', redisUsername: 'weft-operator' }, { HOME: tmp.dir }).redis, { url: 'redis://h:1', username: 'weft-operator' },
       '--redis-url alone with a user');
   });
 

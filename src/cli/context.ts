@@ -15,7 +15,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { isValidTrustDomain } from '../lib/identity';
-import { redisOptionSpecs, redisTarget, type RedisAuth } from '../lib/common-options';
+import {
+  redisOptionSpecs, redisTarget, redisValuesOf, type RedisConnection, type RedisOptionValues,
+} from '../lib/common-options';
 import { parse, type OptionSpec } from '../lib/options';
 import { redactUrl } from '../lib/redact';
 import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
@@ -47,9 +49,12 @@ export interface CliContext {
   kind: 'lab' | 'cluster' | 'flags';
   /** Where the context came from: a file path, or `--redis-url` when only flags were given. */
   source: string;
-  redisUrl: string;
-  /** ACL user, password file and TLS files for `redisUrl` (flags, or the lab context). */
-  redisAuth?: RedisAuth;
+  /**
+   * The registry's Redis with the operator's ACL user, password and TLS files (from the
+   * context file, overridden by the flags). Absent on a cluster reached only through
+   * its API server: the registry views then come from a ztunnel.
+   */
+  redis?: RedisConnection;
   /** Key prefix of the registry in Redis; default `weft:`. */
   registryPrefix?: string;
   trustDomain: string;
@@ -81,16 +86,10 @@ export const contextOptions = {
     flag: 'context', env: 'WEFT_CONTEXT', default: '', defaultText: '~/.weft/context.json',
     description: 'context file naming the registry, CA and nodes (written by scripts/lab up)', parse: parse.string(),
   } satisfies OptionSpec<string>,
-  redisUrl: {
-    flag: 'redis-url', env: 'WEFT_REDIS_URL', default: '',
-    description: "registry Redis URL; overrides the context's", parse: parse.url(['redis:', 'rediss:']),
-  } satisfies OptionSpec<string>,
   // The operator's own ACL user and files (weft-operator in daemonset/redis-acl.example).
-  redisUsername: redisOptionSpecs.redisUsername,
-  redisPasswordFile: redisOptionSpecs.redisPasswordFile,
-  redisCaFile: redisOptionSpecs.redisCaFile,
-  redisCertFile: redisOptionSpecs.redisCertFile,
-  redisKeyFile: redisOptionSpecs.redisKeyFile,
+  ...redisOptionSpecs,
+  // No default URL: without one the context's registry is used.
+  redisUrl: { ...redisOptionSpecs.redisUrl, default: '', defaultText: "the context's", description: "registry Redis URL; overrides the context's" },
   kubeconfig: {
     flag: 'kubeconfig', env: 'WEFT_KUBECONFIG', default: '', defaultText: '$KUBECONFIG or ~/.kube/config when there is no weft context',
     description: 'use the cluster of this kubeconfig (through its API server) instead of the lab', parse: parse.string(),
@@ -101,14 +100,9 @@ export const contextOptions = {
   } satisfies OptionSpec<string>,
 };
 
-export interface ContextFlags {
+/** The context flags' values; a Redis value left empty keeps the context's. */
+export interface ContextFlags extends Partial<RedisOptionValues> {
   context: string;
-  redisUrl: string;
-  redisUsername?: string;
-  redisPasswordFile?: string;
-  redisCaFile?: string;
-  redisCertFile?: string;
-  redisKeyFile?: string;
   kubeconfig?: string;
   kubeContext?: string;
 }
@@ -148,33 +142,32 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     }
   }
   if (text === undefined) {
-    if (flags.redisUrl) return withRedis({ kind: 'flags', source: '--redis-url', redisUrl: flags.redisUrl, trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags);
+    if (flags.redisUrl) return withRedis({ kind: 'flags', source: '--redis-url', trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags);
     const kubeconfig = defaultKubeconfig(env);
-    if (kubeconfig) return clusterContext(kubeconfig, flags.kubeContext, env);
+    if (kubeconfig) return withRedis(clusterContext(kubeconfig, flags.kubeContext, env), flags);
     throw new WeftError('WEFT_CONTEXT_MISSING',
       `no weft context found (looked for ${file}, $KUBECONFIG and ~/.kube/config); run scripts/lab up to start the lab (it writes the context), pass --kubeconfig FILE for a cluster, or --redis-url redis://host:port`);
   }
   return withRedis(parseContext(text, file, env), flags);
 }
 
-/** --redis-url and the --redis-* credential flags override the context's; their rules checked here. */
+/**
+ * --redis-url and the --redis-* credential flags override the context's Redis, each
+ * flag given replacing that one value; the result passes the same rules as every
+ * component's flags (redisTarget), once.
+ */
 function withRedis(ctx: CliContext, flags: ContextFlags): CliContext {
-  const redisUrl = flags.redisUrl || ctx.redisUrl;
-  const auth: RedisAuth = { ...ctx.redisAuth };
-  if (flags.redisUsername) auth.username = flags.redisUsername;
-  if (flags.redisPasswordFile) auth.passwordFile = flags.redisPasswordFile;
-  if (flags.redisCaFile) auth.caFile = flags.redisCaFile;
-  if (flags.redisCertFile) { auth.certFile = flags.redisCertFile; auth.keyFile = flags.redisKeyFile ?? ''; }
-  else if (flags.redisKeyFile) auth.keyFile = flags.redisKeyFile;
-  if (!redisUrl) return ctx;
-  const { url: _url, ...redisAuth } = redisTarget({
-    redisUrl, redisUsername: auth.username ?? '', redisPasswordFile: auth.passwordFile ?? '',
-    redisCaFile: auth.caFile ?? '', redisCertFile: auth.certFile ?? '', redisKeyFile: auth.keyFile ?? '',
-  });
-  const out: CliContext = { ...ctx, redisUrl };
-  if (Object.keys(redisAuth).length > 0) out.redisAuth = redisAuth;
-  else delete out.redisAuth;
-  return out;
+  const keys = Object.keys(redisOptionSpecs) as (keyof RedisOptionValues)[];
+  const given: { -readonly [K in keyof RedisOptionValues]?: string } = {};
+  for (const k of keys) if (flags[k]) given[k] = flags[k];
+  if (!ctx.redis && !given.redisUrl) {
+    const names = keys.filter((k) => given[k]).map((k) => `--${redisOptionSpecs[k].flag}/${redisOptionSpecs[k].env}`).join(', ');
+    if (!names) return ctx;
+    throw new WeftError('WEFT_USAGE',
+      `${names} given, but ${ctx.source} names no Redis to use them with; add --redis-url (the registry's Redis), or drop ${names}`);
+  }
+  const values: RedisOptionValues = { ...redisValuesOf(ctx.redis ?? { url: given.redisUrl! }), ...given };
+  return { ...ctx, redis: redisTarget(values) };
 }
 
 /** $KUBECONFIG's first file, else ~/.kube/config, when it exists. */
@@ -192,7 +185,7 @@ export function clusterContext(kubeconfig: string, kubeContext: string | undefin
   const config = loadKubeconfig(kubeconfig, { env, ...(kubeContext ? { context: kubeContext } : {}) });
   const source = `kubeconfig ${kubeconfig}${kubeContext ? ` (context ${kubeContext})` : ''}`;
   return {
-    kind: 'cluster', source, redisUrl: '', trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN, nodes: [],
+    kind: 'cluster', source, trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN, nodes: [],
     cluster: { config, source, namespace: opts.namespace ?? WEFT_SYSTEM_NAMESPACE, ztunnelSelector: ZTUNNEL_POD_SELECTOR },
   };
 }
@@ -262,16 +255,16 @@ function parseLabContext(raw: Record<string, unknown>, file: string): CliContext
     else if (baseUrl) node.admin = { baseUrl };
     return node;
   });
-  const ctx: CliContext = { kind: 'lab', source: file, redisUrl, trustDomain, nodes };
-  // A lab run with Redis ACL users names the operator's user and password file (never the password).
-  const redisAuth: RedisAuth = {};
-  const redisUsername = f.optionalString('redisUsername');
-  const redisPasswordFile = f.optionalString('redisPasswordFile');
-  const redisCaFile = f.optionalString('redisCaFile');
-  if (redisUsername) redisAuth.username = redisUsername;
-  if (redisPasswordFile) redisAuth.passwordFile = redisPasswordFile;
-  if (redisCaFile) redisAuth.caFile = redisCaFile;
-  if (Object.keys(redisAuth).length > 0) ctx.redisAuth = redisAuth;
+  // A lab run with Redis ACL users names the operator's user and password file (never
+  // the password); loadContext checks the whole connection once the flags are on it.
+  const redis: RedisConnection = { url: redisUrl };
+  const username = f.optionalString('redisUsername');
+  const passwordFile = f.optionalString('redisPasswordFile');
+  const caFile = f.optionalString('redisCaFile');
+  if (username) redis.username = username;
+  if (passwordFile) redis.passwordFile = passwordFile;
+  if (caFile) redis.caFile = caFile;
+  const ctx: CliContext = { kind: 'lab', source: file, redis, trustDomain, nodes };
   const caAddress = f.optionalString('caAddress');
   if (caAddress) {
     try {

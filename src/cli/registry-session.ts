@@ -55,7 +55,7 @@ export class RegistrySession implements RegistryReader {
  * reachable Redis, the view a ztunnel holds, read through the API server.
  */
 export async function openRegistry(ctx: CliContext): Promise<RegistryReader> {
-  if (!ctx.redisUrl && ctx.cluster) return ZtunnelRegistryReader.open(ctx);
+  if (!ctx.redis && ctx.cluster) return ZtunnelRegistryReader.open(ctx);
   return RegistrySession.open(ctx);
 }
 
@@ -78,9 +78,13 @@ async function withOpen<R extends { close(): Promise<void> }, T>(opening: Promis
   }
 }
 
-/** The context's Redis: its URL with the credentials the flags or the context file name. */
+/** The context's Redis; a context without one (a cluster reached through its API server) cannot open a session. */
 export function redisOf(ctx: CliContext): RedisConnection {
-  return { url: ctx.redisUrl, ...ctx.redisAuth };
+  if (!ctx.redis) {
+    throw new WeftError('WEFT_CONTEXT_MISSING',
+      `context ${ctx.source} names no registry Redis, and this command needs one; pass --redis-url (the registry's Redis, e.g. through kubectl port-forward)`);
+  }
+  return ctx.redis;
 }
 
 export function unreachableError(ctx: CliContext, reason: string, cause?: unknown): WeftError {

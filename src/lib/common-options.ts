@@ -126,6 +126,14 @@ export function redisTarget(v: RedisOptionValues): RedisConnection {
   };
 }
 
+/** The option values that describe `c`: the inverse of redisTarget, for overlaying flags on a context's connection. */
+export function redisValuesOf(c: RedisConnection): RedisOptionValues {
+  return {
+    redisUrl: c.url, redisUsername: c.username ?? '', redisPasswordFile: c.passwordFile ?? '',
+    redisCaFile: c.caFile ?? '', redisCertFile: c.certFile ?? '', redisKeyFile: c.keyFile ?? '',
+  };
+}
+
 /** Settings every component shares; each component spreads these into its own specs. */
 export const commonOptions = {
   ...redisOptionSpecs,

@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import { isWeftError } from '../../lib/errors';
 import { parse } from '../../lib/options';
-import { redactUrl } from '../../lib/redact';
+import { describeRedis } from '../../registry/connection';
 import type { MeshState } from '../../registry/state';
 import type { ConfigDump } from '../../ztunnel/admin-types';
 import { queryNodes, type NodesResult } from '../admin-client';
@@ -59,7 +59,7 @@ export interface MeshStatus {
 }
 
 export async function registryStatus(ctx: CliContext): Promise<{ status: RegistryStatus; state?: MeshState }> {
-  let url = ctx.redisUrl ? redactUrl(ctx.redisUrl) : 'via a ztunnel';
+  let url = ctx.redis ? describeRedis(ctx.redis) : 'via a ztunnel';
   let session: RegistryReader | undefined;
   try {
     session = await openRegistry(ctx);
