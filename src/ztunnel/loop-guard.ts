@@ -17,8 +17,8 @@
  *   - link-local (169.254.0.0/16, fe80::/10): NO_ROUTE. Capture leaves these alone
  *     (the pod reaches them as itself); refusing here is defence in depth.
  */
-import { BlockList, isIP } from 'node:net';
 import { formatHostPort, normalizeIp, type HostPort } from './address';
+import { CidrSet } from './cidr';
 import { PROXY_PORTS } from './contracts';
 
 /**
@@ -46,30 +46,17 @@ export interface GuardRefusal {
   reason: string;
 }
 
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('0.0.0.0', 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-LOOPBACK.addAddress('::', 'ipv6');
-
-const LINK_LOCAL = new BlockList();
-LINK_LOCAL.addSubnet('169.254.0.0', 16, 'ipv4');
-LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6');
-
-function inList(list: BlockList, ip: string): boolean {
-  const family = isIP(ip);
-  if (family === 0) return false;
-  return list.check(ip, family === 4 ? 'ipv4' : 'ipv6');
-}
+const LOOPBACK = new CidrSet(['127.0.0.0/8', '0.0.0.0', '::1', '::']);
+const LINK_LOCAL = new CidrSet(['169.254.0.0/16', 'fe80::/10']);
 
 /** 127.0.0.0/8, ::1 and the unspecified addresses (connecting to 0.0.0.0 reaches this host). */
 export function isLoopbackOrUnspecified(ip: string): boolean {
-  return inList(LOOPBACK, normalizeIp(stripZone(ip)));
+  return LOOPBACK.has(stripZone(ip));
 }
 
 /** 169.254.0.0/16 or fe80::/10. */
 export function isLinkLocal(ip: string): boolean {
-  return inList(LINK_LOCAL, normalizeIp(stripZone(ip)));
+  return LINK_LOCAL.has(stripZone(ip));
 }
 
 /** `fe80::1%eth0` → `fe80::1`. */
@@ -83,18 +70,19 @@ function stripZone(ip: string): string {
  * the original destination and, after a VIP is resolved, the chosen endpoint.
  */
 export function guardDestination(dst: HostPort, guard: LoopGuard): GuardRefusal | undefined {
-  const text = formatHostPort(dst.ip, dst.port);
+  // The text only for a refusal: an allowed destination (every connection) costs no string.
+  const text = () => formatHostPort(dst.ip, dst.port);
   if (guard.ports.has(dst.port)) {
-    return { flag: 'LOOP', reason: `refused to prevent a loop: ${text} is proxy port ${dst.port}, never a workload's` };
+    return { flag: 'LOOP', reason: `refused to prevent a loop: ${text()} is proxy port ${dst.port}, never a workload's` };
   }
   const ip = normalizeIp(stripZone(dst.ip));
   if (guard.self.has(ip)) {
-    return { flag: 'LOOP', reason: `refused to prevent a loop: ${text} is an address of this node; the ztunnel never dials its own node for a pod` };
+    return { flag: 'LOOP', reason: `refused to prevent a loop: ${text()} is an address of this node; the ztunnel never dials its own node for a pod` };
   }
-  if (isLinkLocal(ip)) {
+  if (LINK_LOCAL.has(ip)) {
     return {
       flag: 'NO_ROUTE',
-      reason: `${text} is link-local: the ztunnel never forwards it (it would arrive from the node's address, e.g. at a cloud metadata endpoint)`,
+      reason: `${text()} is link-local: the ztunnel never forwards it (it would arrive from the node's address, e.g. at a cloud metadata endpoint)`,
     };
   }
   return undefined;
