@@ -18,7 +18,8 @@ import { closeServer, listenTcp } from '../src/ztunnel/admin';
 import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
 import { adminViewServer } from '../src/ztunnel/admin-view';
 import type { ConfigDump, RegistryDump } from '../src/ztunnel/admin-types';
-import { loadContext } from '../src/cli/context';
+import { contextOptions, loadContext } from '../src/cli/context';
+import { parseOptions } from '../src/lib/options';
 import { withRegistryStore } from '../src/cli/registry-session';
 import namespace from '../src/cli/commands/namespace';
 import status from '../src/cli/commands/status';
@@ -47,7 +48,10 @@ t.test('weft against a cluster', async (t) => {
   t.teardown(() => api.stop());
   // The ztunnels check the operator's token (relayed in X-Weft-Authorization) with the API server.
   const reviews = new TestAccessReview(api).addUser(TOKEN, 'operator')
-    .allow({ user: 'operator', namespace: 'weft-system', verb: 'get', resource: 'pods', subresource: 'proxy' });
+    .allow({ user: 'operator', namespace: 'weft-system', verb: 'get', resource: 'pods', subresource: 'proxy' })
+    // A token of its own for the admin views (--admin-token-file): the kubeconfig's stays for the API server.
+    .addUser('viewer-token', 'viewer')
+    .allow({ user: 'viewer', namespace: 'weft-system', verb: 'get', resource: 'pods', subresource: 'proxy' });
   const ztunnelClient = new KubeClient({ server: api.url, token: TOKEN });
   t.teardown(() => ztunnelClient.close());
   for (const name of ['demo', 'legacy', 'weft-system']) {
@@ -160,6 +164,42 @@ t.test('weft against a cluster', async (t) => {
     t.ok(proxied.includes(`/api/v1/namespaces/weft-system/pods/weft-ztunnel-node-1:${(servers[0]!.address() as AddressInfo).port}/proxy/tunnels`),
       'GET pods/<pod>:<http-admin port>/proxy/tunnels');
     t.notOk(proxied.some((p) => p.includes('not-a-ztunnel')), 'only ztunnel pods are asked');
+  });
+
+  t.test('--admin-token-file: the token the ztunnels check, read and checked at start', async (t) => {
+    const tokenFile = (name: string, text: string) => {
+      const f = join(dir, name);
+      writeFileSync(f, text);
+      return f;
+    };
+    const viewer = tokenFile('viewer.token', 'viewer-token\n');
+    const ok = await run(tunnels, ['--kubeconfig', kc, '--admin-token-file', viewer, '-o', 'json']);
+    t.equal(ok.code, 0);
+    t.same(JSON.parse(ok.out).items.map((x: { node: string }) => x.node), ['node-1'], 'the viewer token is let in');
+    const unknown = tokenFile('unknown.token', 'nobody-token\n');
+    const refused = JSON.parse((await run(tunnels, ['--kubeconfig', kc, '--admin-token-file', unknown, '-o', 'json'])).out);
+    t.match(refused.unreachable, [{ node: 'node-1', error: /ztunnel of .* refused \(HTTP 401\)/ }], 'the file\'s token is the one sent, not the kubeconfig\'s');
+
+    const bad = tokenFile('bad.token', 'Bearer hunter2 x\n');
+    const flagErr = await caught(() => loadContext(parseOptions(contextOptions, ['--kubeconfig', kc, '--admin-token-file', bad], env).values, env));
+    t.equal(flagErr.code, 'WEFT_CONFIG_INVALID');
+    t.match(flagErr.message, /^invalid --admin-token-file=".*bad\.token": it is not a bearer token/, 'names the flag');
+    t.notMatch(flagErr.message, /hunter2/, 'never shows the token');
+    const envErr = await caught(() => parseOptions(contextOptions, [], { ...env, WEFT_ADMIN_TOKEN_FILE: join(dir, 'absent.token') }));
+    t.match(envErr.message, /^invalid WEFT_ADMIN_TOKEN_FILE=.*absent\.token.*cannot read it \(ENOENT\)/, 'or the variable');
+    t.match((await caught(() => parseOptions(contextOptions, ['--admin-token-file', tokenFile('empty.token', '\n')], env))).message,
+      /--admin-token-file.*it is empty/);
+    const envToken = await caught(() => loadContext({ context: '', redisUrl: '', kubeconfig: kc }, { ...env, WEFT_ADMIN_TOKEN: 'Bearer hunter2' }));
+    t.equal(envToken.code, 'WEFT_CONFIG_INVALID');
+    t.match(envToken.message, /^invalid WEFT_ADMIN_TOKEN: it is not a bearer token/);
+    t.notMatch(envToken.message, /hunter2/);
+    t.equal(loadContext({ context: '', redisUrl: '', kubeconfig: kc }, { ...env, WEFT_ADMIN_TOKEN: 'viewer-token' }).cluster?.adminToken, 'viewer-token',
+      'WEFT_ADMIN_TOKEN still works');
+    t.equal((await caught(() => loadContext({ context: '', redisUrl: '', kubeconfig: kc, adminTokenFile: viewer }, { ...env, WEFT_ADMIN_TOKEN: 'viewer-token' }))).code,
+      'WEFT_USAGE', 'both: pass only one');
+    const lab = await caught(() => loadContext({ context: labContext, redisUrl: '', adminTokenFile: viewer }, env));
+    t.equal(lab.code, 'WEFT_USAGE', 'a lab takes no admin token');
+    t.match(lab.message, /--admin-token-file\/WEFT_ADMIN_TOKEN_FILE given, but .* is not a cluster/);
   });
 
   t.test('--node picks one ztunnel pod by its node', async (t) => {

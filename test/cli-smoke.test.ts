@@ -47,4 +47,8 @@ t.test('the built binary: workloads -o json, explain exit code, missing context'
   const completion = await weft(['completion', 'bash'], {});
   t.match(completion.stdout, /complete -F _weft weft/);
   t.match(completion.stdout, /namespace\) subs="enroll unenroll list"/);
+  for (const flag of ['--redis-cert-file', '--redis-key-file', '--kubeconfig', '--kube-context', '--admin-token-file']) {
+    t.match(completion.stdout, new RegExp(`compgen -W "[^"]*${flag} `), `completes ${flag}`);
+  }
+  t.match(completion.stdout, /\|--admin-token-file\) COMPREPLY=\( \$\(compgen -f/, 'with file names after a file flag');
 });

@@ -31,6 +31,8 @@ export interface AdminRequestOptions {
   timeoutMs?: number;
   /** The API server client, for nodes reached through the pod proxy. */
   kube?: KubeClient;
+  /** Bearer token for the ztunnel behind the pod proxy; default the kubeconfig user's. */
+  token?: string;
 }
 
 /** GETs `path` from one node and parses the JSON body. Rejects with AdminUnavailable. */
@@ -40,7 +42,7 @@ export function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestO
     return Promise.reject(new AdminUnavailable(node.name,
       'the context names no admin endpoint for this node (adminSocket); re-run scripts/lab up with a weft that writes it'));
   }
-  if ('podProxy' in node.admin) return podProxyGet<T>(node.name, node.admin.podProxy, path, timeoutMs, opts.kube);
+  if ('podProxy' in node.admin) return podProxyGet<T>(node.name, node.admin.podProxy, path, timeoutMs, opts);
   const where = describeEndpoint(node.admin);
   const admin = node.admin;
   return new Promise<T>((resolve, reject) => {
@@ -151,16 +153,17 @@ export function podProxyPath(target: PodProxyTarget, path: string): string {
   return `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}:${target.port}/proxy${path}`;
 }
 
-async function podProxyGet<T>(node: string, target: PodProxyTarget, path: string, timeoutMs: number, kube?: KubeClient): Promise<T> {
+async function podProxyGet<T>(node: string, target: PodProxyTarget, path: string, timeoutMs: number, opts: AdminRequestOptions): Promise<T> {
+  const { kube } = opts;
   if (target.unavailable) throw new AdminUnavailable(node, target.unavailable);
   if (!kube) throw new AdminUnavailable(node, 'no Kubernetes API client to reach the pod proxy with (a bug: report it)');
   const where = `pod ${target.namespace}/${target.pod} port ${target.port} (through the API server)`;
   // The API server strips our Authorization header before relaying; the ztunnel checks
   // this copy with a TokenReview and a SubjectAccessReview (src/ztunnel/admin-auth.ts).
-  const token = process.env.WEFT_ADMIN_TOKEN || kube.bearerToken();
+  const token = opts.token || kube.bearerToken();
   if (!token) {
     throw new AdminUnavailable(node, 'the ztunnel admin views need a Kubernetes bearer token, and your kubeconfig user has none (client certificates?); '
-      + 'set WEFT_ADMIN_TOKEN to the token of an identity bound to the weft-operator Role, e.g. WEFT_ADMIN_TOKEN=$(kubectl -n weft-system create token <serviceaccount>)');
+      + 'pass --admin-token-file with the token of an identity bound to the weft-operator Role, e.g. from kubectl -n weft-system create token <serviceaccount> > FILE (or set WEFT_ADMIN_TOKEN to it)');
   }
   try {
     return await kube.get(podProxyPath(target, path), { timeoutMs, headers: { [ADMIN_TOKEN_HEADER]: `Bearer ${token}` } }) as unknown as T;

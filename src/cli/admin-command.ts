@@ -51,7 +51,7 @@ export async function runAdminView<T>(values: AdminViewValues, io: CliIo, view: 
   return withCluster(ctx, (cluster) => show(async () => {
     // On a cluster the pods are listed per frame: a rollout replaces them under --watch.
     const nodes = selectNodes(ctx, values.node, await contextNodes(ctx, cluster));
-    const { answers, failures } = await queryNodes<T>(nodes, view.path, view.check, cluster ? { kube: cluster.client } : {});
+    const { answers, failures } = await queryNodes<T>(nodes, view.path, view.check, cluster ? cluster.adminOptions : {});
     return adminFrame(view, answers, failures, Date.now());
   }, { format: values.output, watch: values.watch, title: view.title, io }));
 }

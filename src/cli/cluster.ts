@@ -6,6 +6,7 @@
  */
 import { WeftError } from '../lib/errors';
 import { KubeClient, k8sStatus, type KubeObject } from '../k8s/client';
+import type { AdminRequestOptions } from './admin-client';
 import type { CliContext, ClusterTarget, ContextNode } from './context';
 
 export const ADMIN_PORT_NAME = 'http-admin';
@@ -21,6 +22,11 @@ export class ClusterSession {
 
   constructor(readonly ctx: CliContext, readonly target: ClusterTarget) {
     this.client = new KubeClient(target.config);
+  }
+
+  /** How to ask the ztunnels' admin views through the pod proxy: this client and the admin token. */
+  get adminOptions(): AdminRequestOptions {
+    return { kube: this.client, ...(this.target.adminToken ? { token: this.target.adminToken } : {}) };
   }
 
   static open(ctx: CliContext): ClusterSession {

@@ -21,6 +21,7 @@ import {
 import { parse, type OptionSpec } from '../lib/options';
 import { redactUrl } from '../lib/redact';
 import { loadKubeconfig, type ClusterConfig } from '../k8s/kubeconfig';
+import { adminToken, adminTokenOption } from './admin-token';
 
 /** A ztunnel pod's admin views through the API server: GET .../pods/<pod>:<port>/proxy/<path>. */
 export interface PodProxyTarget {
@@ -74,6 +75,8 @@ export interface ClusterTarget {
   namespace: string;
   /** Selects the ztunnel pods in `namespace`. */
   ztunnelSelector: string;
+  /** Bearer token for the ztunnel admin views (--admin-token-file, WEFT_ADMIN_TOKEN); default the kubeconfig user's. */
+  adminToken?: string;
 }
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
@@ -98,6 +101,7 @@ export const contextOptions = {
     flag: 'kube-context', env: 'WEFT_KUBE_CONTEXT', default: '', defaultText: 'current-context',
     description: 'kubeconfig context to use', parse: parse.string(),
   } satisfies OptionSpec<string>,
+  ...adminTokenOption,
 };
 
 /** The context flags' values; a Redis value left empty keeps the context's. */
@@ -105,6 +109,7 @@ export interface ContextFlags extends Partial<RedisOptionValues> {
   context: string;
   kubeconfig?: string;
   kubeContext?: string;
+  adminTokenFile?: string;
 }
 
 export function defaultContextFile(env: NodeJS.ProcessEnv): string {
@@ -127,7 +132,7 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     throw new WeftError('WEFT_USAGE',
       `both a weft context (--context/WEFT_CONTEXT=${flags.context}) and a cluster (--kubeconfig/WEFT_KUBECONFIG=${flags.kubeconfig}) are given; pass only one`);
   }
-  if (flags.kubeconfig) return withRedis(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags);
+  if (flags.kubeconfig) return withFlags(clusterContext(flags.kubeconfig, flags.kubeContext, env), flags, env);
   let text: string | undefined;
   try {
     text = readFileSync(file, 'utf8');
@@ -142,13 +147,33 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     }
   }
   if (text === undefined) {
-    if (flags.redisUrl) return withRedis({ kind: 'flags', source: '--redis-url', trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags);
+    if (flags.redisUrl) return withFlags({ kind: 'flags', source: '--redis-url', trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags, env);
     const kubeconfig = defaultKubeconfig(env);
-    if (kubeconfig) return withRedis(clusterContext(kubeconfig, flags.kubeContext, env), flags);
+    if (kubeconfig) return withFlags(clusterContext(kubeconfig, flags.kubeContext, env), flags, env);
     throw new WeftError('WEFT_CONTEXT_MISSING',
       `no weft context found (looked for ${file}, $KUBECONFIG and ~/.kube/config); run scripts/lab up to start the lab (it writes the context), pass --kubeconfig FILE for a cluster, or --redis-url redis://host:port`);
   }
-  return withRedis(parseContext(text, file, env), flags);
+  return withFlags(parseContext(text, file, env), flags, env);
+}
+
+/** The flags that refine whichever context was found: its Redis, and a cluster's admin token. */
+function withFlags(ctx: CliContext, flags: ContextFlags, env: NodeJS.ProcessEnv): CliContext {
+  return withAdminToken(withRedis(ctx, flags), flags, env);
+}
+
+/**
+ * The admin token goes with a cluster. Elsewhere the admin views take none (the lab's
+ * sockets), so --admin-token-file there is a mistake said out loud; WEFT_ADMIN_TOKEN,
+ * often left in a shell, is ignored there as it always was.
+ */
+function withAdminToken(ctx: CliContext, flags: ContextFlags, env: NodeJS.ProcessEnv): CliContext {
+  if (!ctx.cluster) {
+    if (!flags.adminTokenFile) return ctx;
+    throw new WeftError('WEFT_USAGE',
+      `--admin-token-file/WEFT_ADMIN_TOKEN_FILE given, but ${ctx.source} is not a cluster and its admin views take no token; pass --kubeconfig for a cluster, or drop it`);
+  }
+  const token = adminToken(flags.adminTokenFile, env);
+  return token ? { ...ctx, cluster: { ...ctx.cluster, adminToken: token } } : ctx;
 }
 
 /**

@@ -30,7 +30,7 @@ export class ZtunnelRegistryReader implements RegistryReader {
     const failures: string[] = [];
     for (const node of nodes.slice(0, 3)) {
       try {
-        const dump = await adminGet<RegistryDump>(node, '/registry', { kube: this.cluster.client, timeoutMs: 5000 });
+        const dump = await adminGet<RegistryDump>(node, '/registry', { ...this.cluster.adminOptions, timeoutMs: 5000 });
         const state = toState(dump, this.ctx.trustDomain);
         const pod = node.admin && 'podProxy' in node.admin ? node.admin.podProxy.pod : node.name;
         this.where = `ztunnel ${pod} on ${node.name} (through the API server)`;

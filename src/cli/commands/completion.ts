@@ -1,9 +1,10 @@
 /**
  * `weft completion bash`: a bash completion script. Command names come from the
  * command table, so a new command completes without touching this file; flag names
- * are the operator commands' shared ones.
+ * are the operator commands' shared ones (the context flags from their specs).
  */
 import { WeftError } from '../../lib/errors';
+import { contextOptions } from '../context';
 import { defineCommand } from '../io';
 
 const SUBCOMMANDS: Record<string, string[]> = {
@@ -12,7 +13,11 @@ const SUBCOMMANDS: Record<string, string[]> = {
   completion: ['bash'],
 };
 
-const FLAGS = ['--context', '--redis-url', '--redis-username', '--redis-password-file', '--redis-ca-file', '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--help'];
+// The context flags from their specs, so a new one completes without touching this file.
+const CONTEXT_FLAGS = Object.values(contextOptions).map((s) => `--${s.flag}`);
+const FLAGS = [...CONTEXT_FLAGS, '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--help'];
+/** Flags whose value is a file: they complete file names. */
+const FILE_FLAGS = CONTEXT_FLAGS.filter((f) => f === '--context' || f === '--kubeconfig' || f.endsWith('-file'));
 
 export function bashCompletion(commands: readonly string[]): string {
   const subs = Object.entries(SUBCOMMANDS).map(([c, s]) => `    ${c}) subs="${s.join(' ')}" ;;`).join('\n');
@@ -27,7 +32,7 @@ _weft() {
   fi
   case "$prev" in
     -o|--output) COMPREPLY=( $(compgen -W "table json yaml" -- "$cur") ); return ;;
-    --context) COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
+    ${FILE_FLAGS.join('|')}) COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
   esac
   if [[ \${COMP_CWORD} -eq 2 ]]; then
     subs=""

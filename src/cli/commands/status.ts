@@ -142,7 +142,7 @@ export async function meshStatus(ctx: CliContext, nodeFilter: string, cluster?: 
     ctx.caAddress ? tcpCheck(ctx.caAddress) : Promise.resolve<CaStatus>({ reachable: false, error: caUnchecked }),
     queryNodes<ConfigDump>(nodes, '/config_dump', (d) =>
       typeof d === 'object' && d !== null && typeof (d as ConfigDump).status === 'object' ? undefined : 'no "status" object',
-    cluster ? { kube: cluster.client } : {}),
+    cluster ? cluster.adminOptions : {}),
   ]);
   const known = new Set(all.map((n) => n.name));
   const extra = nodeFilter || !reg.state ? [] : reg.state.list('node').map((n) => n.name).filter((n) => !known.has(n));
