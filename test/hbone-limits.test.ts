@@ -1,11 +1,12 @@
 // The HBONE server's limits as pure parts: validation of every field (each refusal
 // names it), the byte budget inside a parent budget, the stall reservation, the flood
-// rate guard (injected clock, no sleeps), and the ztunnel flags that set them.
+// guard's bucket (src/lib/token-bucket.ts; injected clock, no sleeps), and the ztunnel flags that set them.
 import t from 'tap';
-import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, RateGuard, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
+import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
 import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { configurePipes } from '../src/ztunnel/pipe';
+import { perInterval, TokenBucket } from '../src/lib/token-bucket';
 
 const MiB = 1024 * 1024;
 
@@ -64,16 +65,16 @@ t.test('a stall reserves once per direction and gives back on resume and release
   t.ok(other.stall('received', true));
 });
 
-t.test('rate guard: a burst, then the refill rate', async (t) => {
+t.test('flood guard (the session guard\'s bucket): a burst, then the refill rate', async (t) => {
   let now = 0;
-  const g = new RateGuard(3, 1000, { now: () => now, setTimeout: () => 0, clearTimeout: () => {} });
-  t.same([g.take(), g.take(), g.take(), g.take()], [true, true, true, false]);
+  const g = new TokenBucket(perInterval(3, 1000), { now: () => now, setTimeout: () => 0, clearTimeout: () => {} });
+  t.same([g.tryTake(), g.tryTake(), g.tryTake(), g.tryTake()], [true, true, true, false]);
   now += 333;
-  t.notOk(g.take(), 'not yet a whole token');
+  t.notOk(g.tryTake(), 'not yet a whole token');
   now += 1;
-  t.ok(g.take(), 'one token per interval/burst');
+  t.ok(g.tryTake(), 'one token per interval/burst');
   now += 10_000;
-  t.same([g.take(), g.take(), g.take(), g.take()], [true, true, true, false], 'never more than the burst');
+  t.same([g.tryTake(), g.tryTake(), g.tryTake(), g.tryTake()], [true, true, true, false], 'never more than the burst');
 });
 
 t.test('keyed counter: a cap per key, keys at zero forgotten', async (t) => {

@@ -22,7 +22,6 @@
  * `serverSessionOptions` so they are visible and tested, not Node's defaults by luck.
  */
 import type * as http2 from 'node:http2';
-import { realClock, type Clock } from '../lib/clock';
 import { boundedIntegers, localSettings, type HboneTuning } from './hbone-settings';
 
 export interface HboneLimits {
@@ -175,27 +174,6 @@ export class StallReservation {
     this.budget.give(this.held.received + this.held.sent);
     this.held.received = 0;
     this.held.sent = 0;
-  }
-}
-
-/** A token bucket: `burst` events, refilled at `burst` per `intervalMs`. */
-export class RateGuard {
-  private tokens: number;
-  private at: number;
-
-  constructor(private readonly burst: number, private readonly intervalMs: number, private readonly clock: Clock = realClock) {
-    this.tokens = burst;
-    this.at = clock.now();
-  }
-
-  /** Counts one event; false when it is over the rate. */
-  take(): boolean {
-    const now = this.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.burst) / this.intervalMs);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
   }
 }
 

@@ -6,7 +6,8 @@
  * the node's HBONE servers; the guard is the session's key in its DialSlots.
  */
 import * as http2 from 'node:http2';
-import { ByteBudget, RateGuard, type HboneLimits, type RefusalReason } from './hbone-limits';
+import { perInterval, TokenBucket } from '../lib/token-bucket';
+import { ByteBudget, type HboneLimits, type RefusalReason } from './hbone-limits';
 import { IdleTimer } from './hbone-idle';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
@@ -16,8 +17,8 @@ export class SessionGuard {
   readonly budget: ByteBudget;
   private openStreams = 0;
   private readonly idle: IdleTimer;
-  private readonly pings: RateGuard;
-  private readonly settings: RateGuard;
+  private readonly pings: TokenBucket;
+  private readonly settings: TokenBucket;
 
   constructor(
     private readonly session: http2.ServerHttp2Session,
@@ -27,16 +28,16 @@ export class SessionGuard {
     private readonly onClosed: (reason: RefusalReason, detail: string) => void,
   ) {
     this.budget = new ByteBudget(limits.connectionBufferBytes, nodeBudget);
-    this.pings = new RateGuard(limits.pingsPer10s, 10_000);
-    this.settings = new RateGuard(limits.settingsPer10s, 10_000);
+    this.pings = new TokenBucket(perInterval(limits.pingsPer10s, 10_000));
+    this.settings = new TokenBucket(perInterval(limits.settingsPer10s, 10_000));
     // nghttp2 detects these floods only once its queue of unsent ACKs overflows, and
     // then drops the connection without a GOAWAY; counting them here ends the session
     // earlier and tells the peer why (GOAWAY ENHANCE_YOUR_CALM).
     session.on('ping', () => {
-      if (!this.pings.take()) this.calm('ping_flood', `more than ${limits.pingsPer10s} PING frames in 10 s`);
+      if (!this.pings.tryTake()) this.calm('ping_flood', `more than ${limits.pingsPer10s} PING frames in 10 s`);
     });
     session.on('remoteSettings', () => {
-      if (!this.settings.take()) this.calm('settings_flood', `more than ${limits.settingsPer10s} SETTINGS frames in 10 s`);
+      if (!this.settings.tryTake()) this.calm('settings_flood', `more than ${limits.settingsPer10s} SETTINGS frames in 10 s`);
     });
     this.idle = new IdleTimer(limits.sessionIdleTimeoutMs, () => this.openStreams > 0 || session.destroyed, () => {
       this.onClosed('idle_session', `no stream for ${limits.sessionIdleTimeoutMs} ms`);
