@@ -144,7 +144,7 @@ t.test('processes: started detached and recorded, stopped by PID, a reused PID i
   t.notOk(isAlive({ ...p, startTime: '1' }), 'same PID, other start time: not ours');
   for (let i = 0; i < 200 && !readFileSync(log, 'utf8').includes('up'); i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(readStartTime(process.pid) !== undefined, true);
-  const stuck = await stopProcesses([p], 2000);
+  const stuck = await stopProcesses([p], { graceMs: 2000 });
   t.same(stuck, []);
   t.notOk(isAlive(p));
   t.match(readFileSync(log, 'utf8'), /up/, 'stdout went to the log');
@@ -162,7 +162,7 @@ t.test('processes: one ignoring SIGTERM is killed after the grace period', async
   t.teardown(() => { if (isAlive(p)) process.kill(p.pid!, 'SIGKILL'); });
   // Wait until the handler is installed, or SIGTERM would kill it at once.
   for (let i = 0; i < 200 && !readFileSync(join(dir, 'stubborn.log'), 'utf8').includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
-  t.same(await stopProcesses([p], 200), []);
+  t.same(await stopProcesses([p], { graceMs: 200 }), []);
   t.notOk(isAlive(p));
 });
 

@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../lib/errors';
 import type { ProcessResource, StateStore } from './state';
 
@@ -57,6 +58,17 @@ export function startProcess(store: StateStore, p: Omit<ProcessResource, 'type' 
   }
 }
 
+/**
+ * Starts a stopped process again with the argv it was recorded with, as a restarted
+ * pod would: the old record goes (its process is gone) and the new one is recorded, so
+ * `down` stops the new PID.
+ */
+export function restartRecorded(store: StateStore, old: ProcessResource, env: NodeJS.ProcessEnv): ProcessResource {
+  store.retain((r) => !(r.type === 'process' && r.name === old.name));
+  const { name, role, netns, log, argv } = old;
+  return startProcess(store, { name, role, netns, log, argv }, env);
+}
+
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -65,20 +77,30 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export interface StopOptions {
+  /** What is sent first: SIGTERM lets a process drain; SIGKILL is a crash. */
+  signal?: 'SIGTERM' | 'SIGKILL';
+  /** How long a SIGTERM is given before SIGKILL. */
+  graceMs?: number;
+}
+
+/** How long a process gets to vanish after SIGKILL (a frozen or D-state one may never). */
+const KILL_WAIT_MS = 2000;
 
 /**
- * Stops recorded processes: SIGTERM, then SIGKILL after `graceMs`. Returns the names
- * of those still alive afterwards (normally none).
+ * Stops recorded processes: `signal` (SIGTERM by default), then SIGKILL after
+ * `graceMs`. Every wait is bounded; returns the names of those still alive afterwards
+ * (normally none).
  */
-export async function stopProcesses(procs: readonly ProcessResource[], graceMs = 3000): Promise<string[]> {
+export async function stopProcesses(procs: readonly ProcessResource[], opts: StopOptions = {}): Promise<string[]> {
+  const { signal = 'SIGTERM', graceMs = 3000 } = opts;
   const alive = procs.filter(isAlive);
-  for (const p of alive) signalGroup(p.pid!, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (alive.some(isAlive) && Date.now() < deadline) await sleep(20);
-  for (const p of alive.filter(isAlive)) signalGroup(p.pid!, 'SIGKILL');
-  const killDeadline = Date.now() + 2000;
-  while (alive.some(isAlive) && Date.now() < killDeadline) await sleep(20);
+  for (const p of alive) signalGroup(p.pid!, signal);
+  if (signal !== 'SIGKILL') {
+    await until(() => !alive.some(isAlive), graceMs, 20);
+    for (const p of alive.filter(isAlive)) signalGroup(p.pid!, 'SIGKILL');
+  }
+  await until(() => !alive.some(isAlive), KILL_WAIT_MS, 20);
   return alive.filter(isAlive).map((p) => p.name);
 }
 
@@ -116,23 +138,31 @@ export function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
 }
 
 /**
- * Polls `check` until it holds. Fails early, with the log's tail, when the process it
- * waits for has died: a crash on start-up must not look like a slow start.
+ * Polls `cond` every `intervalMs` until it holds or `timeoutMs` passes; resolves with
+ * whether it held. A throw counts as "not yet" (a component still starting refuses).
+ */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try { if (await cond()) return true; } catch { /* not yet */ }
+    if (Date.now() > deadline) return false;
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Polls `check` until it holds, or throws. Fails early, with the log's tail, when the
+ * process it waits for has died: a crash on start-up must not look like a slow start.
  */
 export async function waitUntil(what: string, check: () => Promise<boolean>, opts: { timeoutMs: number; process?: ProcessResource }): Promise<void> {
-  const deadline = Date.now() + opts.timeoutMs;
-  let delay = 10;
-  for (;;) {
-    if (await check()) return;
-    if (opts.process && !isAlive(opts.process)) {
-      throw new WeftError('WEFT_COMMAND_FAILED',
-        `${what}: ${opts.process.name} exited during start-up; its log ${opts.process.log} ends with:\n${logTail(opts.process.log)}`);
-    }
-    if (Date.now() > deadline) {
-      throw new WeftError('WEFT_COMMAND_FAILED',
-        `${what}: not ready after ${opts.timeoutMs} ms${opts.process ? `; see ${opts.process.log}:\n${logTail(opts.process.log)}` : ''}`);
-    }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 100);
+  const proc = opts.process;
+  let exited = false;
+  const ok = await until(async () => (await check()) || (exited = proc !== undefined && !isAlive(proc)), opts.timeoutMs, 20);
+  if (exited && proc) {
+    throw new WeftError('WEFT_COMMAND_FAILED', `${what}: ${proc.name} exited during start-up; its log ${proc.log} ends with:\n${logTail(proc.log)}`);
+  }
+  if (!ok) {
+    throw new WeftError('WEFT_COMMAND_FAILED',
+      `${what}: not ready after ${opts.timeoutMs} ms${proc ? `; see ${proc.log}:\n${logTail(proc.log)}` : ''}`);
   }
 }

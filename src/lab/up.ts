@@ -31,7 +31,7 @@ import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
 import { hostsFile, LAB_NET, nodePortRuleInput, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
 import { bridgeNetfilterOn, checkRoot, checkTools, conflictError, findConflicts } from './preflight';
 import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
-import { readState, StateStore } from './state';
+import { readState, StateStore, type ProcessResource } from './state';
 import { run } from './run';
 import { loadTopology } from './topology';
 
@@ -191,7 +191,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
       '--dir', layout.redisDir, '--protected-mode', 'no', '--daemonize', 'no'],
   });
   await waitUntil('redis-server', () => tcpReady('127.0.0.1', port), { timeoutMs: READY_TIMEOUT_MS, process: redisProc });
-  const redisUrl = `redis://127.0.0.1:${port}`;
+  const redisUrl = hostRedisUrl(plan);
   const clusterRedisUrl = `redis://${LAB_NET.gateway}:${port}`;
 
   const registry = RegistryStore.connect(redisUrl);
@@ -228,23 +228,38 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
     step(`ztunnels: skipped (${DIST.ztunnel} not built yet); VIP traffic of every pod uses the kube-proxy emulation`);
     return { ca: true, ztunnels: false };
   }
-  const redis = openRedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  const tokens = new Map<string, string>();
+  await Promise.all(plan.nodes.map((n) => startNodeZtunnel(plan, n, (env) => startProcess(store, {
+    name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
+    argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl), ...(n.address6 ? ['--address6', n.address6] : [])],
+  }, env))));
+  step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
+  return { ca: true, ztunnels: true };
+}
+
+/**
+ * Starts the ztunnel of one node and waits until it is ready. `start` spawns it with
+ * the environment given: a fresh join token (tokens are secrets, so only the process's
+ * environment holds them, never the state file). Used by `up` and by `weft lab ztunnel
+ * start`, so a restarted ztunnel joins exactly as the first one did.
+ */
+export async function startNodeZtunnel(plan: LabPlan, node: { name: string; address: string },
+  start: (env: NodeJS.ProcessEnv) => ProcessResource): Promise<ProcessResource> {
+  const redis = openRedis(hostRedisUrl(plan), { lazyConnect: true, maxRetriesPerRequest: 2 });
+  let token: string;
   try {
-    for (const n of plan.nodes) tokens.set(n.name, (await createJoinToken(redis, n.name, JOIN_TOKEN_TTL_MS)).token);
+    token = (await createJoinToken(redis, node.name, JOIN_TOKEN_TTL_MS)).token;
   } finally {
     redis.disconnect();
   }
-  await Promise.all(plan.nodes.map(async (n) => {
-    const proc = startProcess(store, {
-      name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
-      argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl), ...(n.address6 ? ['--address6', n.address6] : [])],
-    }, { ...process.env, WEFT_JOIN_TOKEN: tokens.get(n.name) });
-    const url = `http://${n.address}:${LAB_NET.readinessPort}/healthz/ready`;
-    await waitUntil(`ztunnel on ${n.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc });
-  }));
-  step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
-  return { ca: true, ztunnels: true };
+  const proc = start({ ...process.env, WEFT_JOIN_TOKEN: token });
+  const url = `http://${node.address}:${LAB_NET.readinessPort}/healthz/ready`;
+  await waitUntil(`ztunnel on ${node.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc });
+  return proc;
+}
+
+/** The lab's Redis as the root namespace (where `up` and `weft lab` run) reaches it. */
+export function hostRedisUrl(plan: LabPlan): string {
+  return `redis://127.0.0.1:${plan.redisPort}`;
 }
 
 export function caReadyUrl(): string {

@@ -6,13 +6,10 @@
  * Only the process the lab recorded is signalled (same PID and start time), and a new
  * one is recorded before it is spawned, like everything else the lab makes.
  */
-import Redis from 'ioredis';
-import { createJoinToken } from '../ca/join-tokens';
 import { WeftError } from '../lib/errors';
-import { LAB_NET } from './plan';
-import { httpStatus, isAlive, startProcess, waitUntil } from './procs';
+import { isAlive, restartRecorded, stopProcesses } from './procs';
 import { readState, StateStore, type ProcessResource } from './state';
-import { JOIN_TOKEN_TTL_MS, READY_TIMEOUT_MS } from './up';
+import { startNodeZtunnel } from './up';
 
 export type StopSignal = 'SIGTERM' | 'SIGKILL';
 
@@ -28,41 +25,29 @@ function recorded(labDir: string, node: string): { store: StateStore; proc: Proc
   return { store: StateStore.open(state), proc, address: planned.address };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A graceful stop drains connections (--drain-timeout 5s in the lab); then it is killed. */
+const STOP_GRACE_MS = 10_000;
 
 /** Signals the recorded ztunnel of `node` and waits until it is gone. Returns its PID (undefined: was not running). */
 export async function stopZtunnel(labDir: string, node: string, signal: StopSignal): Promise<number | undefined> {
   const { proc } = recorded(labDir, node);
   if (!isAlive(proc)) return undefined;
-  process.kill(proc.pid!, signal);
-  // A graceful stop drains connections; give it the lab's usual grace, then insist.
-  const deadline = Date.now() + 10_000;
-  while (isAlive(proc)) {
-    if (Date.now() > deadline) process.kill(proc.pid!, 'SIGKILL');
-    await sleep(20);
+  const stuck = await stopProcesses([proc], { signal, graceMs: STOP_GRACE_MS });
+  if (stuck.length > 0) {
+    throw new WeftError('WEFT_COMMAND_FAILED',
+      `the ztunnel of ${node} (pid ${proc.pid}) is still running after ${signal === 'SIGKILL' ? '' : 'SIGTERM and '}SIGKILL; `
+      + `it may be frozen or stuck in the kernel (see /proc/${proc.pid}/status); thaw or stop it, then run \`weft lab down\``);
   }
   return proc.pid;
 }
 
 /**
  * Starts the ztunnel of `node` again with the argv it was first started with and a
- * fresh join token (tokens are secrets: the state file never holds them), and waits
- * until it is ready. Refuses while the recorded one still runs.
+ * fresh join token, and waits until it is ready. Refuses while the recorded one still runs.
  */
 export async function startZtunnel(labDir: string, node: string): Promise<number> {
   const { store, proc, address } = recorded(labDir, node);
   if (isAlive(proc)) throw new WeftError('WEFT_USAGE', `the ztunnel of ${node} still runs (pid ${proc.pid}); stop it first`);
-  const redis = new Redis(`redis://127.0.0.1:${store.current.plan.redisPort}`, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  let token: string;
-  try {
-    token = (await createJoinToken(redis, node, JOIN_TOKEN_TTL_MS)).token;
-  } finally {
-    redis.disconnect();
-  }
-  store.retain((r) => r !== proc && !(r.type === 'process' && r.name === proc.name));
-  const started = startProcess(store, { name: proc.name, role: proc.role, netns: proc.netns, log: proc.log, argv: proc.argv },
-    { ...process.env, WEFT_JOIN_TOKEN: token });
-  const url = `http://${address}:${LAB_NET.readinessPort}/healthz/ready`;
-  await waitUntil(`ztunnel on ${node}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: started });
+  const started = await startNodeZtunnel(store.current.plan, { name: node, address }, (env) => restartRecorded(store, proc, env));
   return started.pid!;
 }
