@@ -13,11 +13,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import type { LabContext } from '../lab/context';
+import { DIST } from '../lab/paths';
 
 const REPO = join(__dirname, '..', '..');
-const MAIN = join(REPO, 'dist', 'cli', 'main.js');
 const LOADGEN = join(REPO, 'dist', 'bench', 'loadgen.js');
 const LAB_DIR = process.env.WEFT_BENCH_LAB_DIR ?? join(REPO, '.weft-lab', 'bench');
 const CONTEXT = join(LAB_DIR, 'context.json');
@@ -51,8 +52,6 @@ function background(netns: string, cmd: string, args: string[]): ChildProcess {
   closeSync(log);
   return child;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Path { name: string; client: string; iperf: string; echo: string }
 interface Result { gbps: number; p50: number; p99: number; cps: number }
@@ -131,7 +130,7 @@ async function main(): Promise<void> {
   mkdirSync(LAB_DIR, { recursive: true });
   const owned: ChildProcess[] = [];
   process.stderr.write('bench: bringing up the lab\n');
-  await run(process.execPath, [MAIN, 'lab', 'up']);
+  await run(process.execPath, [DIST.main, 'lab', 'up']);
   try {
     const ctx = JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext;
     const ip = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.ip;
@@ -155,7 +154,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ seconds: SECONDS, rate: RATE, repeat: REPEAT, results }) + '\n');
   } finally {
     for (const p of owned) if (p.exitCode === null) p.kill('SIGKILL');
-    await run(process.execPath, [MAIN, 'lab', 'down'], { allowFail: true });
+    await run(process.execPath, [DIST.main, 'lab', 'down'], { allowFail: true });
   }
 }
 

@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { LabContext } from '../lab/context';
-import { DIST, REPO_ROOT } from '../lab/paths';
-import { isAlive, startProcess } from '../lab/procs';
+import { REPO_ROOT } from '../lab/paths';
+import { isAlive, restartRecorded, until } from '../lab/procs';
+import { runWeft, type RunResult } from '../lab/run';
 import { readState, StateStore, type ProcessResource } from '../lab/state';
 import { adminGet, LogCursor } from './observe';
 import type { ZtunnelStatus } from '../ztunnel/admin-types';
@@ -18,29 +19,15 @@ import type { ZtunnelStatus } from '../ztunnel/admin-types';
 /** Always the built file: pods run plain node, also when the suite itself runs from source (tap). */
 export const TRAFFIC = join(REPO_ROOT, 'dist', 'faults', 'traffic.js');
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `cond` until it holds or `timeoutMs` passes; resolves with whether it held. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try { if (await cond()) return true; } catch { /* not yet */ }
-    if (Date.now() > deadline) return false;
-    await sleep(intervalMs);
-  }
-}
-
 /** A pod-side traffic run: its JSON lines as they arrive. */
 export class TrafficRun<T = Record<string, unknown>> {
   readonly lines: T[] = [];
   readonly done: Promise<number>;
   private readonly child: ChildProcess;
-  private stderr = '';
 
   constructor(netns: string, args: string[]) {
-    this.child = spawn('ip', ['netns', 'exec', netns, process.execPath, TRAFFIC, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn('ip', ['netns', 'exec', netns, process.execPath, TRAFFIC, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     createInterface({ input: this.child.stdout! }).on('line', (l) => { try { this.lines.push(JSON.parse(l) as T); } catch { /* not ours */ } });
-    this.child.stderr!.on('data', (c: Buffer) => { this.stderr = (this.stderr + c.toString()).slice(-2000); });
     this.done = new Promise((resolve) => this.child.once('close', (code) => resolve(code ?? 1)));
   }
 
@@ -59,22 +46,15 @@ export class TrafficRun<T = Record<string, unknown>> {
   kill(): void {
     if (this.child.exitCode === null) this.child.kill('SIGKILL');
   }
-
-  get errors(): string {
-    return this.stderr;
-  }
 }
 
 export interface Flow { flow: number; start: number; ms: number; ok: boolean; peer?: string; err?: string }
 
 export class FaultLab {
-  readonly nodeAddresses: Map<string, string>;
   private readonly runs: TrafficRun[] = [];
 
   /** `env` points the `weft` CLI at this lab (WEFT_LAB_DIR, WEFT_CONTEXT). */
-  constructor(readonly labDir: string, readonly ctx: LabContext, readonly env: NodeJS.ProcessEnv) {
-    this.nodeAddresses = new Map(ctx.nodes.map((n) => [n.name, n.address]));
-  }
+  constructor(readonly labDir: string, readonly ctx: LabContext, readonly env: NodeJS.ProcessEnv) {}
 
   static fromContextFile(file: string, env: NodeJS.ProcessEnv): FaultLab {
     const ctx = JSON.parse(readFileSync(file, 'utf8')) as LabContext;
@@ -82,16 +62,8 @@ export class FaultLab {
   }
 
   /** Runs the built `weft` CLI against this lab; `extraEnv` adds to the environment. */
-  weft(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [DIST.main, ...args], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
-      child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
+  weft(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+    return runWeft(args, { ...this.env, ...extraEnv });
   }
 
   pod(uid: string): LabContext['pods'][number] {
@@ -140,10 +112,7 @@ export class FaultLab {
   restart(old: ProcessResource, env: NodeJS.ProcessEnv, extraEnv: NodeJS.ProcessEnv = {}): ProcessResource {
     const state = readState(this.labDir);
     if (!state) throw new Error(`no lab state in ${this.labDir}`);
-    const store = StateStore.open(state);
-    store.retain((r) => !(r.type === 'process' && r.name === old.name));
-    const { name, role, netns, log, argv } = old;
-    return startProcess(store, { name, role, netns, log, argv }, { ...env, ...extraEnv });
+    return restartRecorded(StateStore.open(state), old, { ...env, ...extraEnv });
   }
 
   /** The environment of a running process (to restart it the same way). */

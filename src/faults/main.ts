@@ -11,16 +11,14 @@
  * Exit 1 when any scenario fails. Takes the machine-wide lab lock, so it waits for e2e
  * tests (and they for it).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLabLock } from '../lab/lock';
 import { REPO_ROOT } from '../lab/paths';
+import { runWeft } from '../lab/run';
 import { FaultLab } from './lab';
 import { FULL, SHORT } from './scenario';
 import { ABUSE_ROW, runScenarios, SCENARIOS, table } from './suite';
-
-const MAIN = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -39,14 +37,13 @@ async function main(): Promise<number> {
   mkdirSync(labDir, { recursive: true });
   const contextFile = join(labDir, 'context.json');
   const env = { ...process.env, ...durations.labEnv, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
-  const weft = (args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const progress = (l: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`);
   progress(`faults: ${durations.name} form; waiting for the lab lock`);
   const release = await acquireLabLock();
   let lab: FaultLab | undefined;
   try {
-    const up = weft(['lab', 'up']);
-    if (up.status !== 0) throw new Error(`lab up failed (${up.status}):\n${up.stdout}${up.stderr}`);
+    const up = await runWeft(['lab', 'up'], env);
+    if (up.code !== 0) throw new Error(`lab up failed (${up.code}):\n${up.stdout}${up.stderr}`);
     lab = FaultLab.fromContextFile(contextFile, env);
     const started = Date.now();
     const rows = await runScenarios(lab, durations, only, progress);
@@ -55,8 +52,8 @@ async function main(): Promise<number> {
     return rows.some((r) => r.verdict === 'FAIL') ? 1 : 0;
   } finally {
     lab?.stopTraffic();
-    const down = weft(['lab', 'down']);
-    if (down.status !== 0) process.stderr.write(`faults: lab down failed: ${down.stderr}\n`);
+    const down = await runWeft(['lab', 'down'], env);
+    if (down.code !== 0) process.stderr.write(`faults: lab down failed: ${down.stderr}\n`);
     release();
   }
 }

@@ -94,7 +94,6 @@ export function recoveryMs(flows: Flow[], from: number): number {
   return firstGood === Infinity ? Infinity : Math.max(0, firstGood - from);
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function secs(ms: number): string {
   return ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${(ms / 1000).toFixed(1)} s`;

@@ -20,6 +20,7 @@
  */
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 function args(argv: string[]): { mode: string; opts: Record<string, string> } {
   const opts: Record<string, string> = {};
@@ -32,7 +33,6 @@ function args(argv: string[]): { mode: string; opts: Record<string, string> } {
 }
 
 const print = (o: object) => process.stdout.write(JSON.stringify(o) + '\n');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function oneGet(host: string, port: number, timeoutMs: number): Promise<{ ok: boolean; peer?: string; err?: string }> {
   return new Promise((resolve) => {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { WeftError } from '../lib/errors';
+import { DIST } from './paths';
 
 export interface RunResult {
   code: number;
@@ -56,4 +57,13 @@ export function which(name: string, path = process.env.PATH ?? ''): string | und
     } catch { /* next */ }
   }
   return undefined;
+}
+
+/**
+ * Runs the built `weft` CLI (never throws on its exit status: callers judge it), as an
+ * operator would: the fault suite, the benchmarks and the e2e tests drive the lab
+ * through it.
+ */
+export function runWeft(args: readonly string[], env: NodeJS.ProcessEnv, input?: string): Promise<RunResult> {
+  return run(process.execPath, [DIST.main, ...args], { env, input, allowFailure: true });
 }

@@ -14,7 +14,8 @@ import { ZTUNNEL_POD_SELECTOR } from '../../src/cli/context';
 import { TestApiServer, authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from '../helpers/apiserver';
 import { waitFor } from '../helpers/wait';
 import { freePort } from '../helpers/redis';
-import { E2E_LAB_DIR, labSkipReason, runWeft, startLab } from './helpers/lab';
+import { E2E_LAB_DIR, labSkipReason, startLab } from './helpers/lab';
+import { runWeft } from '../../src/lab/run';
 import { LAB_NET } from '../../src/lab/plan';
 import { TestAccessReview } from '../helpers/access-review';
 

@@ -3,13 +3,15 @@
  * serving, issuance resumes when it is back), and rotation under load with short
  * lifetimes (no request fails while certificates change underneath).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultLab } from '../lab';
-import { flowsOf, until } from '../lab';
+import { flowsOf } from '../lab';
 import { adminGet, httpGet } from '../observe';
 import { RegistryStore } from '../../registry/store';
 import type { CertificateInfo } from '../../ztunnel/admin-types';
 import { restartZtunnel } from './ztunnel';
-import { secs, sleep, summarize, verdict, type Durations, type Row } from '../scenario';
+import { secs, summarize, verdict, type Durations, type Row } from '../scenario';
+import { until } from '../../lab/procs';
 
 const LATE = { name: 'faults-late', sa: 'faults-late' };
 

@@ -8,15 +8,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Redis from 'ioredis';
 import { DIST } from '../../lab/paths';
 import type { FaultLab } from '../lab';
-import { flowsOf, until } from '../lab';
+import { flowsOf } from '../lab';
 import { metricSum, scrapeZtunnel } from '../observe';
 import { RegistryStore } from '../../registry/store';
 import { DEFAULT_PREFIX, registryKeys } from '../../registry/layout';
 import type { AuthorizationPolicyRecord } from '../../registry/types';
-import { sleep, verdict, type Durations, type Row } from '../scenario';
+import { verdict, type Durations, type Row } from '../scenario';
+import { until } from '../../lab/procs';
 
 const POLICY = 'faults-deny';
 

@@ -3,11 +3,12 @@
  * carry bytes at the end, and the ztunnels' memory must stay flat while they are held
  * and come back down once they are gone.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultLab } from '../lab';
-import { until } from '../lab';
 import { adminGet, metricSum, rssBytes, scrapeZtunnel } from '../observe';
 import type { ConnectionsResponse } from '../../ztunnel/admin-types';
-import { secs, sleep, verdict, type Durations, type Row } from '../scenario';
+import { secs, verdict, type Durations, type Row } from '../scenario';
+import { until } from '../../lab/procs';
 
 const MiB = 1024 * 1024;
 const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;

@@ -4,10 +4,12 @@
  * it only from their own timeouts. Redis keeps its data (the lab runs it without
  * persistence, so a killed one would come back empty: another scenario).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultLab } from '../lab';
-import { flowsOf, until } from '../lab';
+import { flowsOf } from '../lab';
 import { RegistryStore } from '../../registry/store';
-import { secs, sleep, summarize, verdict, type Durations, type Row } from '../scenario';
+import { secs, summarize, verdict, type Durations, type Row } from '../scenario';
+import { until } from '../../lab/procs';
 
 const STALE = 'registry unreachable; serving the last known state until it is back';
 const BACK = 'registry reachable again; view is current';

@@ -5,10 +5,12 @@
  * enrolled pods on the bridge (cross-node target).
  */
 import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultLab } from '../lab';
-import { flowsOf, until } from '../lab';
+import { flowsOf } from '../lab';
 import { PlaintextWatch } from '../wire';
-import { recoveryMs, secs, sleep, summarize, verdict, type Durations, type Row } from '../scenario';
+import { recoveryMs, secs, summarize, verdict, type Durations, type Row } from '../scenario';
+import { until } from '../../lab/procs';
 
 const NODE = 'node-1';
 

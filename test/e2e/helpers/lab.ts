@@ -11,27 +11,22 @@
  * The context file goes to `<lab dir>/context.json`; pass `handle.env` to any `weft`
  * command under test so it finds the lab.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { TcpResult } from '../../../src/lab/client';
 import type { LabContext } from '../../../src/lab/context';
 import type { EchoAnswer } from '../../../src/lab/echo';
-import { DIST, REPO_ROOT } from '../../../src/lab/paths';
+import { REPO_ROOT } from '../../../src/lab/paths';
 import { REQUIRED_TOOLS } from '../../../src/lab/preflight';
 import { assertDistFresh, assertNativeBuilt } from '../../helpers/built';
 import { acquireLabLock } from '../../../src/lab/lock';
-import { which } from '../../../src/lab/run';
+import { runWeft, which, type RunResult } from '../../../src/lab/run';
 import { readState, type LabState } from '../../../src/lab/state';
 
 export const E2E_LAB_DIR = join(REPO_ROOT, '.weft-lab', 'e2e');
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = RunResult;
 
 /** Reason to skip lab tests on this machine, or false. */
 export function labSkipReason(): string | false {
@@ -50,8 +45,6 @@ export function assertBuilt(): void {
   assertDistFresh();
   assertNativeBuilt();
 }
-
-export { acquireLabLock };
 
 export interface LabHandle {
   labDir: string;
@@ -73,19 +66,6 @@ export interface LabHandle {
   state(): LabState | undefined;
   /** `weft lab down`; throws if it fails. Also registered in teardown. */
   down(): Promise<CliResult>;
-}
-
-export function runWeft(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DIST.main, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-    child.stdin.end(input ?? '');
-  });
 }
 
 /** `env` adds to the environment of `lab up` (and so of the components it starts). */
