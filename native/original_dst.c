@@ -45,24 +45,16 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "EINVAL", "originalDst(fd) needs a socket file descriptor");
     return NULL;
   }
+  /* One path for both families: only the level, the option and the address layout differ. */
+  int v6 = is_native_ipv6(fd);
+  union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
+  socklen_t len = v6 ? sizeof(addr.v6) : sizeof(addr.v4);
+  memset(&addr, 0, sizeof(addr));
+  int rc = getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IP6T_SO_ORIGINAL_DST : SO_ORIGINAL_DST, &addr, &len);
+  const void *bytes = v6 ? (const void *)&addr.v6.sin6_addr : (const void *)&addr.v4.sin_addr;
+  int port = ntohs(v6 ? addr.v6.sin6_port : addr.v4.sin_port);
   char ip[INET6_ADDRSTRLEN];
-  int port;
-  int rc;
-  if (is_native_ipv6(fd)) {
-    struct sockaddr_in6 addr6;
-    socklen_t len = sizeof(addr6);
-    memset(&addr6, 0, sizeof(addr6));
-    rc = getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &addr6, &len);
-    if (rc == 0 && inet_ntop(AF_INET6, &addr6.sin6_addr, ip, sizeof(ip)) == NULL) rc = -1;
-    port = ntohs(addr6.sin6_port);
-  } else {
-    struct sockaddr_in addr;
-    socklen_t len = sizeof(addr);
-    memset(&addr, 0, sizeof(addr));
-    rc = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &addr, &len);
-    if (rc == 0 && inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip)) == NULL) rc = -1;
-    port = ntohs(addr.sin_port);
-  }
+  if (rc == 0 && inet_ntop(v6 ? AF_INET6 : AF_INET, bytes, ip, sizeof(ip)) == NULL) rc = -1;
   if (rc != 0) {
     int err = errno;
     /* ENOENT: no conntrack entry (the connection was not NATed). */

@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import { realClock, type Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
+import { loadAddon, nativeFile } from '../lib/native';
 
 /** native/memory.cc, if this machine built it. */
 export interface NativeMemory {
@@ -10,13 +10,8 @@ export interface NativeMemory {
   mallocTrim(): boolean;
 }
 
-export function loadNativeMemory(path = join(__dirname, '..', '..', 'native', 'build', 'weft_memory.node')): NativeMemory | undefined {
-  try {
-    const mod = require(path) as Partial<NativeMemory>;
-    return typeof mod.lowMemoryNotification === 'function' && typeof mod.mallocTrim === 'function' ? mod as NativeMemory : undefined;
-  } catch {
-    return undefined;
-  }
+export function loadNativeMemory(path = nativeFile('weft_memory.node')): NativeMemory | undefined {
+  return loadAddon<NativeMemory>(path, ['lowMemoryNotification', 'mallocTrim']);
 }
 
 export interface MemoryReclaimOptions {

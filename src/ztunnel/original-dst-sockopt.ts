@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import type * as net from 'node:net';
 import { WeftError } from '../lib/errors';
+import { loadAddon, nativeFile } from '../lib/native';
 import type { OriginalDst, OriginalDstSource } from './contracts';
 import { OriginalDstResolver } from './original-dst';
 
@@ -10,13 +10,8 @@ type NativeOriginalDst = (fd: number) => OriginalDst;
  * The compiled getsockopt(SO_ORIGINAL_DST) (native/original_dst.c), if this machine
  * built it. Loaded once; undefined means "read conntrack instead".
  */
-export function loadNativeOriginalDst(path = join(__dirname, '..', '..', 'native', 'build', 'weft_native.node')): NativeOriginalDst | undefined {
-  try {
-    const mod = require(path) as { originalDst?: NativeOriginalDst };
-    return typeof mod.originalDst === 'function' ? mod.originalDst : undefined;
-  } catch {
-    return undefined;
-  }
+export function loadNativeOriginalDst(path = nativeFile('weft_native.node')): NativeOriginalDst | undefined {
+  return loadAddon<{ originalDst: NativeOriginalDst }>(path, ['originalDst'])?.originalDst;
 }
 
 /** libuv keeps the descriptor on the socket's handle; Node exposes it there on Unix. */
