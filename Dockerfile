@@ -3,7 +3,13 @@
 # Build stage: the full dev toolchain compiles TypeScript and the native
 # getsockopt(SO_ORIGINAL_DST) and memory-reclaim helpers (the full node image has C and
 # C++ compilers and Node's headers), then drops dev packages.
-FROM node:20-bookworm AS build
+#
+# One exact Node version for both stages: native/build/weft_memory.node is compiled
+# against V8's C++ headers, which have no stable ABI, so it must run on the very Node
+# it was built with. A floating tag (node:20) can give the two stages different patch
+# releases, and the ztunnel would then run without memory reclaim (or crash loading it).
+ARG NODE_VERSION=20.20.2
+FROM node:${NODE_VERSION}-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -16,7 +22,7 @@ RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/b
 # Runtime: Node plus the tools the ztunnel runs for capture (iptables, ip). The CA and
 # the controller run as the image's "node" user (uid 1000, set in their manifests);
 # only the ztunnel runs as root (daemonset/ztunnel.yaml says why).
-FROM node:20-bookworm-slim
+FROM node:${NODE_VERSION}-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables iproute2 \
  && rm -rf /var/lib/apt/lists/*

@@ -503,7 +503,12 @@ t.test('the Dockerfile builds what the manifests run', async (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { weft: string } };
   const entry = /^ENTRYPOINT (\[.*\])$/m.exec(df)?.[1];
   t.same(JSON.parse(entry ?? '[]'), ['node', `/app/${pkg.bin.weft}`], 'ENTRYPOINT runs package.json bin');
-  t.match(df, /^FROM node:20-bookworm AS build$/m, 'the build stage has a C compiler for the native helper');
+  t.match(df, /^FROM node:\$\{NODE_VERSION\}-bookworm AS build$/m, 'the build stage has a C compiler for the native helper');
+  // weft_memory.node is built against V8's C++ headers (no stable ABI): both stages must
+  // run one exact Node release, never a floating tag.
+  t.match(df, /^ARG NODE_VERSION=\d+\.\d+\.\d+$/m, 'one exact Node version, pinned');
+  const froms = [...df.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+  t.same(froms, ['node:${NODE_VERSION}-bookworm', 'node:${NODE_VERSION}-bookworm-slim'], 'both stages on the pinned version');
   t.match(df, /build-native\.js && test -f native\/build\/weft_native\.node/, 'the image must contain the native SO_ORIGINAL_DST helper');
   t.match(df, /npm ci/);
   t.match(df, /tsc -p tsconfig\.json/);
