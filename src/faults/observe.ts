@@ -56,6 +56,12 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   return seen ? sum : NaN;
 }
 
+/** A counter's total over the matching series: 0 while none was counted yet (a counter starts at 0). */
+export function counterSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  const sum = metricSum(text, name, labels);
+  return Number.isNaN(sum) ? 0 : sum;
+}
+
 export type LogLine = Record<string, unknown> & { msg?: string };
 
 /**

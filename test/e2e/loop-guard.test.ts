@@ -9,7 +9,7 @@
 // longer than that per probe.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { counterSum, scrapeZtunnel } from '../../src/faults/observe';
 import { labSkipReason, startLab } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
 
@@ -51,27 +51,6 @@ next();
 
 interface Probe { target: string; outcome: string; received: number; ms: number }
 
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, { timeout: 3000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks).toString()));
-    });
-    req.on('error', reject);
-  });
-}
-
-/** Sum of a counter's samples whose labels include every given pair. */
-function counter(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
 t.test('the ztunnel never dials itself, its node or link-local for a pod', { skip }, async (t) => {
   const lab = await startLab(t);
   const ctx = lab.context;
@@ -88,9 +67,9 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
   };
   type LogLine = Record<string, unknown>;
   const complete = (l: LogLine) => l.msg === 'connection complete';
-  const metrics = () => fetchText(`http://${node1.address}:15020/metrics`);
+  const metrics = () => scrapeZtunnel(node1.address);
   /** Every connection node-1's ztunnel accounted for, on every listener. */
-  const accounted = (m: string) => ['opened', 'failed'].reduce((n, k) => n + counter(m, `istio_tcp_connections_${k}_total`), 0);
+  const accounted = (m: string) => ['opened', 'failed'].reduce((n, k) => n + counterSum(m, `istio_tcp_connections_${k}_total`), 0);
   const probe = async (targets: string[]): Promise<Probe[]> => {
     const r = await lab.exec('demo/client', ['node', '-e', PROBE, ...targets]);
     if (r.code !== 0) throw new Error(`probe failed (${r.code}): ${r.stderr}`);
@@ -112,7 +91,7 @@ t.test('the ztunnel never dials itself, its node or link-local for a pod', { ski
     const accountedNew = accounted(m1) - accounted(m0);
     t.ok(accountedNew <= PROXY_PORTS.length, `node-1 accounted ${accountedNew} connections for ${PROXY_PORTS.length} probes (the loop made ~10,000)`);
     t.ok(newLines.length <= 3 * PROXY_PORTS.length, `node-1 wrote ${newLines.length} log lines for ${PROXY_PORTS.length} probes`);
-    const loops = counter(m1, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' }) - counter(m0, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' });
+    const loops = counterSum(m1, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' }) - counterSum(m0, 'istio_tcp_connections_failed_total', { response_flags: 'LOOP' });
     t.ok(loops >= 2 && loops <= PROXY_PORTS.length, `${loops} connections counted as LOOP (15001 and 15006 at least)`);
 
     // The reported case: exactly one refusal, a reset, nothing dialled.

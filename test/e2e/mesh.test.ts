@@ -6,14 +6,14 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { RegistryStore } from '../../src/registry/store';
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, type AuthorizationPolicyRecord } from '../../src/registry/types';
 import type { TunnelsResponse, ConnectionsResponse, ZtunnelStatus } from '../../src/ztunnel/admin-types';
-import { LogCursor, metricSum, scrapeZtunnel } from '../../src/faults/observe';
+import { adminGet, LogCursor, metricSum, scrapeZtunnel } from '../../src/faults/observe';
 import { DIST } from '../../src/lab/paths';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
@@ -21,23 +21,8 @@ import { waitFor } from '../helpers/wait';
 const skip = labSkipReason();
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The mesh's checks run pod commands; a failing one means "not yet". */
 const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 15_000, intervalMs: 100, ignoreErrors: true });
-
-function admin<T>(socketPath: string, path: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, path, timeout: 3000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try { resolve(JSON.parse(Buffer.concat(chunks).toString()) as T); } catch (err) { reject(err); }
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Pod-side script: one connection, 1 KiB echoed, then 64 B every 100 ms until it closes (or 30 s). */
 const HOLD = `const net=require('net');const [host,port]=process.argv.slice(1);let got=0,said=false,how='end',timer;
@@ -89,7 +74,7 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     t.same([...seen.keys()].sort(), ['echo-1', 'echo-2'], 'round robin reaches the same-node and the cross-node endpoint');
     // The app sees the ztunnel, not the client pod: the connection was proxied.
     for (const peer of seen.values()) t.notMatch(peer, `${pod('demo/client').ip}:`, 'echo saw the proxy as its peer');
-    const { tunnels } = await admin<TunnelsResponse>(socketOf('node-1'), '/tunnels');
+    const { tunnels } = await adminGet<TunnelsResponse>(socketOf('node-1'), '/tunnels');
     const toEcho = tunnels.filter((x) => x.sourceIdentity === CLIENT && x.destinationIdentity === ECHO);
     t.ok(toEcho.some((x) => x.peerNode === 'node-2' && x.bytesSent > 0), 'a tunnel to node-2 carried bytes');
     t.ok(toEcho.some((x) => x.peerNode === 'node-1'), 'a same-node tunnel too');
@@ -133,7 +118,7 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     const a = await lab.request('legacy/client', 'http://echo.legacy/');
     t.equal(a.namespace, 'legacy');
     t.match(a.peer, `${pod('legacy/client').ip}:`, 'echo saw the client pod itself: no proxy in between');
-    const conns = await admin<ConnectionsResponse>(socketOf('node-1'), '/connections');
+    const conns = await adminGet<ConnectionsResponse>(socketOf('node-1'), '/connections');
     t.notOk(conns.connections.some((c) => c.sourceAddress.startsWith(pod('legacy/client').ip)), 'no ztunnel connection from the legacy pod');
   });
 
@@ -153,7 +138,7 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     const src = `${clientIp}:${opened.localPort}`;
     let connId = '';
     await eventually('node-2 tracks the established inbound connection', async () => {
-      const { connections } = await admin<ConnectionsResponse>(socketOf('node-2'), '/connections');
+      const { connections } = await adminGet<ConnectionsResponse>(socketOf('node-2'), '/connections');
       const c = connections.find((x) => x.direction === 'inbound' && x.sourceAddress === src);
       connId = c?.id ?? '';
       return c !== undefined && c.bytesReceived >= 1024;
@@ -225,7 +210,7 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     const rev = await store.setNamespaceLabel('demo', 'weft-e2e/outage', 'over');
     t.teardown(() => store.setNamespaceLabel('demo', 'weft-e2e/outage', undefined));
     await waitFor('both ztunnels at the new revision', async () => {
-      for (const n of ctx.nodes) if ((await admin<ZtunnelStatus>(n.adminSocket!, '/status')).registryRevision < rev) return false;
+      for (const n of ctx.nodes) if ((await adminGet<ZtunnelStatus>(n.adminSocket!, '/status')).registryRevision < rev) return false;
       return true;
     }, { timeoutMs: 10_000, intervalMs: 100 });
     t.pass(`after Redis returned, both ztunnels follow again (revision ${rev})`);
@@ -240,15 +225,15 @@ s.on('error',()=>{bad++});s.on('close',one);s.write(Buffer.alloc(64,1))}for(let 
     t.equal(r.code, 0, r.stderr);
     await eventually('every tracked connection closed on both nodes', async () => {
       for (const n of ctx.nodes) {
-        const c = await admin<ConnectionsResponse>(n.adminSocket!, '/connections');
+        const c = await adminGet<ConnectionsResponse>(n.adminSocket!, '/connections');
         if (c.connections.length !== 0) return false;
-        const tu = await admin<TunnelsResponse>(n.adminSocket!, '/tunnels');
+        const tu = await adminGet<TunnelsResponse>(n.adminSocket!, '/tunnels');
         if (tu.tunnels.some((x) => x.activeStreams !== 0)) return false;
       }
       return true;
     });
     t.pass('connections and active streams back to zero');
-    const dump = await admin<{ originalDst?: { method: string; sockopt: number; conntrack: number } }>(socketOf('node-1'), '/config_dump');
+    const dump = await adminGet<{ originalDst?: { method: string; sockopt: number; conntrack: number } }>(socketOf('node-1'), '/config_dump');
     // startLab fails when the native helper is missing, so this always runs.
     t.equal(dump.originalDst?.method, 'sockopt', 'original destinations come from the kernel (SO_ORIGINAL_DST)');
     t.ok((dump.originalDst?.sockopt ?? 0) >= n, `${dump.originalDst?.sockopt} lookups answered by the kernel`);

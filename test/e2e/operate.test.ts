@@ -3,36 +3,15 @@
 // whom, and why was this refused?", and enrolment flips live from the CLI.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { RegistryStore } from '../../src/registry/store';
 import type { TunnelsResponse } from '../../src/ztunnel/admin-types';
 import { waitFor } from '../helpers/wait';
+import { counterSum, httpGet, scrapeZtunnel } from '../../src/faults/observe';
 import { labSkipReason, startLab } from './helpers/lab';
 
 const skip = labSkipReason();
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
-
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, { timeout: 3000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks).toString()));
-    });
-    req.on('error', reject);
-  });
-}
-
-/** Sum of a counter's samples whose labels include every given pair. */
-function counter(text: string, name: string, labels: Record<string, string>): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
 
 t.test('operating the lab mesh with the weft CLI', { skip }, async (t) => {
   const lab = await startLab(t);
@@ -67,20 +46,20 @@ t.test('operating the lab mesh with the weft CLI', { skip }, async (t) => {
   });
 
   await t.test('metrics count connections and bytes with Istio labels on both ends', async (t) => {
-    const src = await fetchText(`http://${node1.address}:15020/metrics`);
-    const dst = await fetchText(`http://${node2.address}:15020/metrics`);
+    const src = await scrapeZtunnel(node1.address);
+    const dst = await scrapeZtunnel(node2.address);
     const source = { reporter: 'source', source_workload: 'client', source_workload_namespace: 'demo', source_principal: CLIENT,
       destination_workload: 'echo-2', destination_principal: ECHO, connection_security_policy: 'mutual_tls' };
     const destination = { ...source, reporter: 'destination' };
-    t.ok(counter(src, 'istio_tcp_connections_opened_total', source) >= 5, 'source side: opened');
-    t.ok(counter(src, 'istio_tcp_connections_closed_total', source) >= 5, 'source side: closed');
-    t.ok(counter(src, 'istio_tcp_sent_bytes_total', source) >= 50_000, 'source side: bytes sent');
-    t.ok(counter(src, 'istio_tcp_received_bytes_total', source) >= 50_000, 'source side: bytes received');
-    t.ok(counter(dst, 'istio_tcp_connections_opened_total', destination) >= 5, 'destination side: opened');
+    t.ok(counterSum(src, 'istio_tcp_connections_opened_total', source) >= 5, 'source side: opened');
+    t.ok(counterSum(src, 'istio_tcp_connections_closed_total', source) >= 5, 'source side: closed');
+    t.ok(counterSum(src, 'istio_tcp_sent_bytes_total', source) >= 50_000, 'source side: bytes sent');
+    t.ok(counterSum(src, 'istio_tcp_received_bytes_total', source) >= 50_000, 'source side: bytes received');
+    t.ok(counterSum(dst, 'istio_tcp_connections_opened_total', destination) >= 5, 'destination side: opened');
     t.match(src, /weft_registry_staleness_seconds/, 'registry staleness exported');
     t.match(src, /weft_cert_expiry_seconds\{identity="spiffe:\/\/cluster.local\/ns\/demo\/sa\/client"\}/, 'certificate expiry exported');
     t.match(src, /process_cpu_seconds_total/, 'process metrics exported');
-    t.equal(await fetchText(`http://${node1.address}:15020/stats/prometheus`).then((x) => x.includes('istio_tcp_connections_opened_total')), true, '/stats/prometheus too');
+    t.equal(await httpGet(`http://${node1.address}:15020/stats/prometheus`).then((x) => x.body.includes('istio_tcp_connections_opened_total')), true, '/stats/prometheus too');
   });
 
   await t.test('the access log has one line per connection with identities', async (t) => {

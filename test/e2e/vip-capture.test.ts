@@ -4,7 +4,7 @@
 // client) reached the pod in plaintext, skipping STRICT mTLS. Now the capture chain
 // takes the VIP first and node-1's inbound plaintext listener resolves it.
 import t from 'tap';
-import { get as httpGet } from 'node:http';
+import { adminGet, counterSum, scrapeZtunnel } from '../../src/faults/observe';
 import { RegistryStore } from '../../src/registry/store';
 import type { PeerAuthenticationRecord } from '../../src/registry/types';
 import type { RegistryDump } from '../../src/ztunnel/admin-types';
@@ -36,41 +36,6 @@ function one() {
 one();
 `;
 
-function admin<T>(socketPath: string, path: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ socketPath, path, timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
-      res.on('end', () => {
-        try { resolve(JSON.parse(body) as T); } catch (err) { reject(err); }
-      });
-    });
-    req.on('error', reject);
-  });
-}
-
-function scrape(address: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: address, port: 15020, path: '/metrics', timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-  });
-}
-
-/** Sum of a counter over the series whose labels include every `want` pair. */
-function sum(metrics: string, name: string, want: Record<string, string>): number {
-  let total = 0;
-  for (const line of metrics.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels = line.slice(name.length + 1, line.lastIndexOf('}'));
-    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
-
 t.test('a non-mesh client cannot reach a same-node mesh pod through a VIP uncaptured', { skip }, async (t) => {
   const lab: LabHandle = await startLab(t);
   const ctx = lab.context;
@@ -93,11 +58,11 @@ t.test('a non-mesh client cannot reach a same-node mesh pod through a VIP uncapt
     if (r.code !== 0) throw new Error(`client script failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as Outcome[];
   };
-  const plaintextOpened = async () => sum(await scrape(node1.address), 'istio_tcp_connections_opened_total', {
+  const plaintextOpened = async () => counterSum(await scrapeZtunnel(node1.address), 'istio_tcp_connections_opened_total', {
     reporter: 'destination', source_workload: 'client', source_workload_namespace: 'legacy',
     destination_service: svc.hostname, connection_security_policy: 'unknown',
   });
-  const denied = async (address: string) => sum(await scrape(address), 'istio_tcp_connections_failed_total', {
+  const denied = async (address: string) => counterSum(await scrapeZtunnel(address), 'istio_tcp_connections_failed_total', {
     reporter: 'destination', destination_workload_namespace: 'demo', response_flags: 'DENY',
   });
 
@@ -112,7 +77,7 @@ t.test('a non-mesh client cannot reach a same-node mesh pod through a VIP uncapt
 
   await t.test('STRICT for demo: every connection is refused, the same-node endpoint included', async (t) => {
     await store.put('peerauth', PEERAUTH);
-    const hasStrict = async (socket: string) => (await admin<RegistryDump>(socket, '/registry')).records['peerauth']!
+    const hasStrict = async (socket: string) => (await adminGet<RegistryDump>(socket, '/registry')).records['peerauth']!
       .some((r) => (r as PeerAuthenticationRecord).name === PEERAUTH.name);
     await waitFor('both ztunnels hold the STRICT PeerAuthentication', async () => (await hasStrict(node1.adminSocket!)) && (await hasStrict(node2.adminSocket!)),
       { timeoutMs: 10_000, intervalMs: 100, ignoreErrors: true });

@@ -13,7 +13,7 @@ import Redis from 'ioredis';
 import { DIST } from '../../lab/paths';
 import type { FaultLab } from '../lab';
 import { flowsOf } from '../lab';
-import { metricSum, scrapeZtunnel } from '../observe';
+import { counterSum, scrapeZtunnel } from '../observe';
 import { RegistryStore } from '../../registry/store';
 import { DEFAULT_PREFIX, registryKeys } from '../../registry/layout';
 import type { AuthorizationPolicyRecord } from '../../registry/types';
@@ -73,7 +73,7 @@ export async function badConfig(lab: FaultLab, _d: Durations): Promise<Row> {
     parts.push(`policy: ${err ? `refused (${err.split('\n')[0].slice(0, 90)})` : 'ACCEPTED'}, stored version ${kept ? 'kept' : 'LOST'}, DENY enforced ${still.refused}/${still.of}`);
 
     // 3. The same bad record written straight into Redis over the good one.
-    const invalidBefore = await Promise.all(lab.ctx.nodes.map(async (n) => metricSum(await scrapeZtunnel(n.address), 'weft_registry_invalid_records_total') || 0));
+    const invalidBefore = await Promise.all(lab.ctx.nodes.map(async (n) => counterSum(await scrapeZtunnel(n.address), 'weft_registry_invalid_records_total')));
     const keys = registryKeys(DEFAULT_PREFIX);
     const badRecord = { ...good, action: 'DENNY' };
     const logs = lab.ctx.nodes.map((n) => lab.ztunnelLog(n.name));
@@ -84,7 +84,7 @@ export async function badConfig(lab: FaultLab, _d: Durations): Promise<Row> {
     await redis.xadd(keys.changes, '*', 'rev', String(raw), 'epoch', epoch ?? '', 'changes', JSON.stringify([{ op: 'put', kind: 'policy', key, record: badRecord }]));
     await until(async () => (await Promise.all(lab.ctx.nodes.map((n) => lab.ztunnelStatus(n.name)))).every((s) => s.registryRevision >= raw), 10_000);
     await sleep(200);
-    const invalidAfter = await Promise.all(lab.ctx.nodes.map(async (n) => metricSum(await scrapeZtunnel(n.address), 'weft_registry_invalid_records_total') || 0));
+    const invalidAfter = await Promise.all(lab.ctx.nodes.map(async (n) => counterSum(await scrapeZtunnel(n.address), 'weft_registry_invalid_records_total')));
     const counted = invalidAfter.every((v, i) => v > invalidBefore[i]!);
     const logNamed = logs.every((l) => l.since().some((x) => /action/.test(JSON.stringify(x)) && ['warn', 'error', 'fatal'].includes(String(x.level))));
     const afterRaw = await denied(lab);
