@@ -5,6 +5,7 @@
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { run } from '../lab/run';
 
 /** GET a ztunnel admin path over its unix socket; parses the JSON answer. */
 export function adminGet<T>(socketPath: string, path: string, timeoutMs = 3000): Promise<T> {
@@ -114,4 +115,17 @@ export function rssBytes(pid: number, field: keyof typeof STATUS_FIELD = 'VmRSS'
   } catch {
     return NaN;
   }
+}
+
+/**
+ * The iptables and ip6tables rules of a network namespace (nat, mangle, filter), without
+ * comments and counters: what capture installed, comparable before and after a restart
+ * (time stamps and packet counts change; the rules must not).
+ */
+export async function captureRules(netns: string): Promise<string> {
+  const tables: string[] = [];
+  for (const save of ['iptables-save', 'ip6tables-save']) {
+    for (const table of ['nat', 'mangle', 'filter']) tables.push((await run('ip', ['netns', 'exec', netns, save, '-t', table])).stdout);
+  }
+  return tables.join('\n').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')).join('\n');
 }

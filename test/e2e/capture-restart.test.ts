@@ -3,9 +3,10 @@
 // window on every rolling update), a SIGKILL left them behind for the next ztunnel to
 // stumble over, and <node>:<NodePort> was DNAT'ed by kube-proxy straight to the pod.
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
+import { labSkipReason, startLab } from './helpers/lab';
+import { captureRules } from '../../src/faults/observe';
+import { Tcpdump } from '../../src/faults/wire';
 import { isAlive } from '../../src/lab/procs';
 import { waitFor } from '../helpers/wait';
 import type { ProcessResource } from '../../src/lab/state';
@@ -30,43 +31,6 @@ function get(host: string, port: number): Promise<{ pod?: string; peer?: string;
       }
     });
   });
-}
-
-/** tcpdump in a netns (undefined: root) counting packets that match `filter`. */
-class Sniffer {
-  private readonly proc: ChildProcess;
-  private lines: string[] = [];
-  private closed = false;
-  readonly ready: Promise<void>;
-
-  constructor(netns: string | undefined, iface: string, filter: string) {
-    // --immediate-mode: packets are printed as they come, not when a ring block fills or
-    // times out (a SIGINT would drop a pending block and hide packets).
-    const argv = ['tcpdump', '--immediate-mode', '-i', iface, '-nn', '-l', filter];
-    this.proc = netns ? spawn('ip', ['netns', 'exec', netns, ...argv]) : spawn(argv[0]!, argv.slice(1));
-    this.proc.stdout!.on('data', (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean)));
-    this.proc.once('close', () => { this.closed = true; });
-    this.ready = new Promise((resolve, reject) => {
-      this.proc.stderr!.on('data', (d: Buffer) => { if (/listening on/.test(d.toString())) resolve(); });
-      this.proc.once('exit', (code) => reject(new Error(`tcpdump exited (${code}) before listening`)));
-    });
-  }
-
-  async stop(): Promise<string[]> {
-    if (this.closed) return this.lines;
-    // 'close', not 'exit': only then has everything tcpdump printed been read.
-    const done = new Promise((r) => this.proc.once('close', r));
-    this.proc.kill('SIGINT');
-    await done;
-    return this.lines;
-  }
-}
-
-async function rules(lab: LabHandle, node: string): Promise<string> {
-  const r = await lab.exec(node, ['sh', '-c', 'iptables-save -t nat; iptables-save -t filter; ip6tables-save -t nat; ip6tables-save -t filter']);
-  if (r.code !== 0) throw new Error(`iptables-save in ${node} failed: ${r.stderr}`);
-  // Time stamps and packet counters change; the rules must not.
-  return r.stdout.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '[]')).join('\n');
 }
 
 t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is refused', { skip }, async (t) => {
@@ -106,7 +70,7 @@ t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is 
   });
 
   await works(t, 'before');
-  const before = await rules(lab, 'node-1');
+  const before = await captureRules(node1.netns);
   t.match(before, /-A PREROUTING -j WEFT-PREROUTING/, 'capture jump in place');
   t.match(before, /-A FORWARD -j WEFT-FORWARD/, 'guard jump in place');
 
@@ -118,19 +82,19 @@ t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is 
       // network (a bridge device itself only shows frames for the host).
       const uplink = lab.state()!.plan.nodes.find((n) => n.name === 'node-1')!.hostLink;
       const sniffers = [
-        new Sniffer(undefined, uplink, `tcp and src host ${client.ip}`),
-        new Sniffer(echo1.netns, 'eth0', `tcp and src host ${client.ip}`),
-        new Sniffer(echo2.netns, 'eth0', `tcp and src host ${client.ip}`),
+        new Tcpdump(uplink, `tcp and src host ${client.ip}`),
+        new Tcpdump('eth0', `tcp and src host ${client.ip}`, { netns: echo1.netns }),
+        new Tcpdump('eth0', `tcp and src host ${client.ip}`, { netns: echo2.netns }),
         // Control: plaintext that is *supposed* to cross the bridge is seen.
-        new Sniffer(undefined, uplink, `tcp and src host ${pod('legacy/client').ip}`),
+        new Tcpdump(uplink, `tcp and src host ${pod('legacy/client').ip}`),
       ];
       t.teardown(() => Promise.all(sniffers.map((s) => s.stop().catch(() => []))));
-      await Promise.all(sniffers.map((s) => s.ready));
+      await Promise.all(sniffers.map((s) => s.started()));
 
       process.kill(proc.pid!, signal);
       // Bounded: a ztunnel that ignores the signal fails here, naming it, instead of hanging the run.
       await waitFor(`ztunnel/node-1 (pid ${proc.pid}) exits on ${signal}`, () => !isAlive(proc), { timeoutMs: 20_000, intervalMs: 20 });
-      t.equal(await rules(lab, 'node-1'), before, 'the capture rules stayed exactly as they were');
+      t.equal(await captureRules(node1.netns), before, 'the capture rules stayed exactly as they were');
 
       await fails(t, 'ztunnel down', 'demo/client', vipUrl);
       await fails(t, 'ztunnel down', 'demo/client', `http://${echo2.ip}:8080/`);
@@ -149,7 +113,7 @@ t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is 
       const restarted = await lab.weft(['lab', 'ztunnel', 'node-1', 'start']);
       t.equal(restarted.code, 0, `restarted: ${restarted.stdout.trim()}${restarted.stderr}`);
       await works(t, `after the ${signal} restart`);
-      t.equal(await rules(lab, 'node-1'), before, 'the new ztunnel adopted the rules: no duplicate, no leftover, same order');
+      t.equal(await captureRules(node1.netns), before, 'the new ztunnel adopted the rules: no duplicate, no leftover, same order');
     });
   }
 
@@ -158,11 +122,11 @@ t.test('capture fails closed across ztunnel restarts; NodePort to a mesh pod is 
     t.equal(stop.code, 0, stop.stderr);
     const cleanup = await lab.exec('node-1', ['weft', 'ztunnel', '--cleanup']);
     t.equal(cleanup.code, 0, cleanup.stderr);
-    const after = await rules(lab, 'node-1');
+    const after = await captureRules(node1.netns);
     t.notMatch(after, /WEFT-(PREROUTING|OUTPUT|INBOUND|OUTBOUND|FORWARD)/, 'capture chains and jumps gone');
     t.match(after, /-A PREROUTING -j WEFT-SERVICES/, "the lab's kube-proxy emulation stays");
     t.equal((await lab.weft(['lab', 'ztunnel', 'node-1', 'start'])).code, 0, 'started again');
-    t.equal(await rules(lab, 'node-1'), before, 'the same rules as the first ztunnel made');
+    t.equal(await captureRules(node1.netns), before, 'the same rules as the first ztunnel made');
     await works(t, 'after cleanup and start');
   });
 });

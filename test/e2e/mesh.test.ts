@@ -14,6 +14,7 @@ import { RegistryStore } from '../../src/registry/store';
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, type AuthorizationPolicyRecord } from '../../src/registry/types';
 import type { TunnelsResponse, ConnectionsResponse, ZtunnelStatus } from '../../src/ztunnel/admin-types';
 import { adminGet, LogCursor, metricSum, scrapeZtunnel } from '../../src/faults/observe';
+import { Tcpdump } from '../../src/faults/wire';
 import { DIST } from '../../src/lab/paths';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
@@ -91,20 +92,16 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     const markerFile = join(tmp, 'marker.txt');
     writeFileSync(markerFile, `${marker}\n`.repeat(200));
     const pcap = join(tmp, 'br0.pcap');
-    const dump = spawn('tcpdump', ['-i', 'weft-br0', '--immediate-mode', '-U', '-s', '0', '-w', pcap, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    t.teardown(() => { if (dump.exitCode === null) dump.kill('SIGKILL'); });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tcpdump did not start')), 5000);
-      dump.stderr.on('data', (b: Buffer) => { if (b.toString().includes('listening on')) { clearTimeout(timer); resolve(); } });
-    });
+    const dump = new Tcpdump('weft-br0', 'tcp', { writeTo: pcap });
+    t.teardown(() => dump.stop());
+    await dump.started();
     const mesh = await lab.exec('demo/client', ['weft', 'lab', 'tcp', `${pod('demo/echo-2').ip}:9000`, '--file', markerFile]);
     t.equal(mesh.code, 0, 'mesh transfer succeeded');
     const mark = await lab.exec('legacy/client', ['weft', 'lab', 'tcp', `${pod('legacy/echo-1').ip}:9000`, '--file', markerFile]);
     t.equal(mark.code, 0, 'legacy transfer succeeded');
     // libpcap hands packets over in batches; give it time before asking it to stop.
     await sleep(1000);
-    dump.kill('SIGINT');
-    await new Promise((r) => dump.once('exit', r));
+    await dump.stop();
     const bytes = readFileSync(pcap);
     const text = bytes.toString('latin1');
     t.ok(bytes.length > 10_000, 'the capture saw traffic');

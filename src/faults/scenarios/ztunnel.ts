@@ -4,22 +4,15 @@
  * the client pod itself as its peer (same-node target), and SYNs to app ports of
  * enrolled pods on the bridge (cross-node target).
  */
-import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultLab } from '../lab';
 import { flowsOf } from '../lab';
+import { captureRules } from '../observe';
 import { PlaintextWatch } from '../wire';
 import { recoveryMs, secs, summarize, verdict, type Durations, type Row } from '../scenario';
 import { until } from '../../lab/procs';
 
 const NODE = 'node-1';
-
-/** The node's nat and filter tables without counters: what capture installed. */
-export function captureRules(lab: FaultLab, node: string): string {
-  const netns = lab.node(node).netns;
-  return ['nat', 'filter', 'mangle'].map((table) => execFileSync('ip', ['netns', 'exec', netns, 'iptables-save', '-t', table], { encoding: 'utf8' })
-    .split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/^(:\S+ \S+) \[\d+:\d+\]$/, '$1')).join('\n')).join('\n');
-}
 
 /**
  * Stops node's ztunnel with `sig` and starts it again `gapMs` after it is gone, both
@@ -54,7 +47,7 @@ async function underRestart(lab: FaultLab, d: Durations, sig: 'SIGTERM' | 'SIGKI
   const demoIps = lab.ctx.pods.filter((p) => p.namespace === 'demo').map((p) => p.ip);
   const wire = new PlaintextWatch(demoIps, [8080, 9000]);
   await wire.started();
-  const rulesBefore = captureRules(lab, NODE);
+  const rulesBefore = await captureRules(lab.node(NODE).netns);
   const log = lab.ztunnelLog(NODE);
   const totalMs = d.warmMs + d.killGapMs + 9000;
   const runs = [
@@ -74,7 +67,7 @@ async function underRestart(lab: FaultLab, d: Durations, sig: 'SIGTERM' | 'SIGKI
   for (const l of lives) l.stop();
   await Promise.all(lives.map((l) => l.done));
   const seen = await wire.stop();
-  const rulesAfter = captureRules(lab, NODE);
+  const rulesAfter = await captureRules(lab.node(NODE).netns);
   const all = runs.flatMap(flowsOf);
   const down = summarize(all, client.ip, times.signalledAt, times.startedAt);
   const total = summarize(all, client.ip);
