@@ -12,6 +12,7 @@ import { planLab } from '../src/lab/plan';
 import { isAlive, readStartTime, startProcess, stopProcesses } from '../src/lab/procs';
 import { readState, StateStore, stateFile } from '../src/lab/state';
 import { parseTopology } from '../src/lab/topology';
+import { waitFor } from './helpers/wait';
 
 function sink(): { stream: Writable; text: () => string } {
   const chunks: Buffer[] = [];
@@ -142,7 +143,7 @@ t.test('processes: started detached and recorded, stopped by PID, a reused PID i
   t.ok(p.pid && p.startTime, 'pid and start time known');
   t.ok(isAlive(p));
   t.notOk(isAlive({ ...p, startTime: '1' }), 'same PID, other start time: not ours');
-  for (let i = 0; i < 200 && !readFileSync(log, 'utf8').includes('up'); i++) await new Promise((r) => setTimeout(r, 20));
+  await waitFor('the sleeper is up', () => readFileSync(log, 'utf8').includes('up'), { timeoutMs: 4000, intervalMs: 20 });
   t.equal(readStartTime(process.pid) !== undefined, true);
   const stuck = await stopProcesses([p], { graceMs: 2000 });
   t.same(stuck, []);
@@ -161,7 +162,7 @@ t.test('processes: one ignoring SIGTERM is killed after the grace period', async
   });
   t.teardown(() => { if (isAlive(p)) process.kill(p.pid!, 'SIGKILL'); });
   // Wait until the handler is installed, or SIGTERM would kill it at once.
-  for (let i = 0; i < 200 && !readFileSync(join(dir, 'stubborn.log'), 'utf8').includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+  await waitFor('the SIGTERM handler is installed', () => readFileSync(join(dir, 'stubborn.log'), 'utf8').includes('ready'), { timeoutMs: 4000, intervalMs: 20 });
   t.same(await stopProcesses([p], { graceMs: 200 }), []);
   t.notOk(isAlive(p));
 });

@@ -6,13 +6,13 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { planLab } from '../src/lab/plan';
 import { isAlive, startProcess, stopProcesses } from '../src/lab/procs';
 import { StateStore } from '../src/lab/state';
 import { parseTopology } from '../src/lab/topology';
 import { stopZtunnel } from '../src/lab/ztunnel-ctl';
 import { isWeftError } from '../src/lib/errors';
+import { waitFor } from './helpers/wait';
 
 const FREEZER = '/sys/fs/cgroup/freezer';
 const root = process.getuid?.() === 0;
@@ -25,7 +25,7 @@ function labWith(t: Test, name: string, script: string) {
   const log = join(dir, `${name.replace('/', '-')}.log`);
   const p = startProcess(store, { name, role: 'ztunnel', log, argv: [process.execPath, '-e', `${script}; console.log("ready"); setInterval(() => {}, 1000)`] });
   t.teardown(() => { if (isAlive(p)) process.kill(p.pid!, 'SIGKILL'); });
-  return { dir, p, ready: async () => { for (let i = 0; i < 250 && !readFileSync(log, 'utf8').includes('ready'); i++) await sleep(20); } };
+  return { dir, p, ready: () => waitFor(`${name} is up`, () => readFileSync(log, 'utf8').includes('ready'), { timeoutMs: 5000, intervalMs: 20 }) };
 }
 
 t.test('SIGKILL first: no grace period is waited for', async (t) => {
@@ -45,14 +45,11 @@ t.test('stop gives up on a ztunnel that cannot die, and says so', { skip: !root 
     writeFileSync(join(cg, 'freezer.state'), 'THAWED');
     if (isAlive(p)) process.kill(p.pid!, 'SIGKILL');
     // The cgroup can be removed once the killed task has fully left it.
-    for (let i = 0; ; i++) {
-      try { rmdirSync(cg); return; } catch (err) { if (i >= 100) throw err; }
-      await sleep(20);
-    }
+    await waitFor('the test cgroup removed', () => { try { rmdirSync(cg); return true; } catch { return false; } }, { timeoutMs: 2000, intervalMs: 20 });
   });
   writeFileSync(join(cg, 'cgroup.procs'), String(p.pid));
   writeFileSync(join(cg, 'freezer.state'), 'FROZEN');
-  for (let i = 0; i < 100 && readFileSync(join(cg, 'freezer.state'), 'utf8').trim() !== 'FROZEN'; i++) await sleep(20);
+  await waitFor('the ztunnel frozen', () => readFileSync(join(cg, 'freezer.state'), 'utf8').trim() === 'FROZEN', { timeoutMs: 2000, intervalMs: 20 });
   const err = await stopZtunnel(dir, 'a', 'SIGKILL').then(() => undefined, (e: unknown) => e);
   t.ok(isWeftError(err) && err.code === 'WEFT_COMMAND_FAILED', 'refused with WEFT_COMMAND_FAILED');
   t.match((err as Error).message, new RegExp(`ztunnel of a \\(pid ${p.pid}\\) is still running after SIGKILL.*thaw or stop it`));
