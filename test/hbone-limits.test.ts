@@ -5,7 +5,7 @@ import t from 'tap';
 import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
 import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
-import { configurePipes } from '../src/ztunnel/pipe';
+import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/ztunnel/pipe';
 import { perInterval, TokenBucket } from '../src/lib/token-bucket';
 
 const MiB = 1024 * 1024;
@@ -111,6 +111,14 @@ t.test('ztunnel flags for the limits', async (t) => {
     t.throws(() => loadZtunnelConfig([...base, flag!, value!], {}), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(flag!.slice(2)) }, `${flag} ${value}`);
   }
   t.throws(() => loadZtunnelConfig(base, { WEFT_HBONE_MAX_STREAMS: '-3' }), { code: 'WEFT_CONFIG_INVALID', message: /WEFT_HBONE_MAX_STREAMS/ });
+  // The flags' defaults and bounds are the limits' own: a ztunnel without flags runs the defaults.
+  const d = loadZtunnelConfig(base, {});
+  t.same([d.hboneMaxStreams, d.hboneBufferBudgetMb * MiB, d.hboneMaxPendingDials, d.idleTimeout],
+    [DEFAULT_HBONE_LIMITS.maxStreamsPerConnection, DEFAULT_HBONE_LIMITS.nodeBufferBytes, DEFAULT_HBONE_LIMITS.maxPendingDials, DEFAULT_IDLE_TIMEOUT_MS]);
+  for (const [flag, ok, over] of [['--hbone-max-streams', '10000', '10001'], ['--hbone-buffer-budget-mb', '65536', '65537'], ['--hbone-max-pending-dials', '1000000', '1000001']] as const) {
+    t.doesNotThrow(() => loadZtunnelConfig([...base, flag, ok], {}), `${flag} ${ok}`);
+    t.throws(() => loadZtunnelConfig([...base, flag, over], {}), { code: 'WEFT_CONFIG_INVALID', message: new RegExp(flag.slice(2)) }, `${flag} ${over}`);
+  }
 });
 
 t.test('--idle-timeout: 1 h by default, 0s disables, nonsense refused by name', async (t) => {

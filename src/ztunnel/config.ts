@@ -2,6 +2,15 @@ import { WeftError } from '../lib/errors';
 import { isIP, isIPv6 } from 'node:net';
 import { commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
+import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from './hbone-limits';
+import { DEFAULT_IDLE_TIMEOUT_MS } from './pipe';
+
+const MiB = 1024 * 1024;
+// The flags below set these components' limits: their defaults and bounds are the
+// components' own (hbone-limits.ts, pipe.ts), written once there.
+const limit = DEFAULT_HBONE_LIMITS;
+const bounds = (field: keyof typeof HBONE_LIMIT_BOUNDS, unit = 1) =>
+  ({ min: Math.max(1, HBONE_LIMIT_BOUNDS[field][0] / unit), max: HBONE_LIMIT_BOUNDS[field][1] / unit });
 
 /** Every setting of `weft ztunnel`: one place, each a flag and an environment variable. */
 export const ztunnelOptions = {
@@ -55,22 +64,22 @@ export const ztunnelOptions = {
     description: 'lifetime asked for workload certificates', parse: parse.duration({ min: 60_000, max: 90 * 86_400_000 }),
   },
   hboneMaxStreams: {
-    flag: 'hbone-max-streams', env: 'WEFT_HBONE_MAX_STREAMS', default: 100,
+    flag: 'hbone-max-streams', env: 'WEFT_HBONE_MAX_STREAMS', default: limit.maxStreamsPerConnection,
     description: 'concurrent CONNECT streams a peer may open on one HBONE connection (SETTINGS_MAX_CONCURRENT_STREAMS; Istio: 100)',
-    parse: parse.int({ min: 1, max: 10_000 }),
+    parse: parse.int(bounds('maxStreamsPerConnection')),
   },
   hboneBufferBudgetMb: {
-    flag: 'hbone-buffer-budget-mb', env: 'WEFT_HBONE_BUFFER_BUDGET_MB', default: 128,
+    flag: 'hbone-buffer-budget-mb', env: 'WEFT_HBONE_BUFFER_BUDGET_MB', default: limit.nodeBufferBytes / MiB,
     description: 'MiB that stalled HBONE streams (pods not reading) may hold in this ztunnel; beyond it such streams are reset',
-    parse: parse.int({ min: 1, max: 65_536 }),
+    parse: parse.int(bounds('nodeBufferBytes', MiB)),
   },
   hboneMaxPendingDials: {
-    flag: 'hbone-max-pending-dials', env: 'WEFT_HBONE_MAX_PENDING_DIALS', default: 1024,
+    flag: 'hbone-max-pending-dials', env: 'WEFT_HBONE_MAX_PENDING_DIALS', default: limit.maxPendingDials,
     description: 'HBONE CONNECTs that may wait for their dial to a pod at once; more are refused (REFUSED_STREAM)',
-    parse: parse.int({ min: 1, max: 1_000_000 }),
+    parse: parse.int(bounds('maxPendingDials')),
   },
   idleTimeout: {
-    flag: 'idle-timeout', env: 'WEFT_IDLE_TIMEOUT', default: 3_600_000, defaultText: '1h',
+    flag: 'idle-timeout', env: 'WEFT_IDLE_TIMEOUT', default: DEFAULT_IDLE_TIMEOUT_MS, defaultText: '1h',
     description: 'a proxied connection with no byte either way this long is closed (0s: never); as Envoy\'s TCP proxy, 1h',
     parse: (raw: string) => (raw === '0' || raw === '0s' ? 0 : parse.duration({ min: 1000, max: 7 * 86_400_000 })(raw)),
   },

@@ -76,7 +76,8 @@ export const DEFAULT_HBONE_LIMITS: Readonly<HboneLimits> = Object.freeze({
   maxHeaderListBytes: 16 * KiB,
 });
 
-const BOUNDS: Record<keyof HboneLimits, [number, number]> = {
+/** Smallest and largest value of each limit (the ztunnel flags that set one use these too). */
+export const HBONE_LIMIT_BOUNDS: Record<keyof HboneLimits, [number, number]> = {
   maxStreamsPerConnection: [1, 10_000],
   connectionBufferBytes: [64 * KiB, 4096 * MiB],
   nodeBufferBytes: [64 * KiB, 65_536 * MiB],
@@ -94,7 +95,7 @@ const BOUNDS: Record<keyof HboneLimits, [number, number]> = {
 
 /** Merges `partial` over the defaults; a value out of range names its field. */
 export function hboneLimits(partial: Partial<HboneLimits> = {}): Readonly<HboneLimits> {
-  return boundedIntegers('HBONE limit', DEFAULT_HBONE_LIMITS, BOUNDS, partial);
+  return boundedIntegers('HBONE limit', DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS, partial);
 }
 
 /** Why a limit refused or closed something: `weft_ztunnel_hbone_refused_total{reason}` (fixed set). */
