@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import type { LabContext } from '../lab/context';
-import { DIST } from '../lab/paths';
+import { withLab } from '../lab/session';
 
 const REPO = join(__dirname, '..', '..');
 const LOADGEN = join(REPO, 'dist', 'bench', 'loadgen.js');
@@ -128,34 +128,33 @@ function table(results: Record<string, Result>): string {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the lab benchmark needs root (network namespaces)');
   mkdirSync(LAB_DIR, { recursive: true });
-  const owned: ChildProcess[] = [];
-  process.stderr.write('bench: bringing up the lab\n');
-  await run(process.execPath, [DIST.main, 'lab', 'up']);
-  try {
-    const ctx = JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext;
-    const ip = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.ip;
-    const netns = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.netns;
-    for (const uid of ['legacy/echo-1', 'demo/echo-2']) owned.push(background(netns(uid), 'iperf3', ['-s', '-p', '5201']));
-    const dir = join(LAB_DIR, 'haproxy');
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    owned.push(...(await haproxyPair(ctx, dir, ip('legacy/echo-1'))));
-    await sleep(300);
-    const n1 = ctx.nodes[0]!.address;
-    const paths: Path[] = [
-      { name: 'direct', client: netns('legacy/client'), iperf: `${ip('legacy/echo-1')}:5201`, echo: `${ip('legacy/echo-1')}:9000` },
-      { name: 'weft', client: netns('demo/client'), iperf: `${ip('demo/echo-2')}:5201`, echo: `${ip('demo/echo-2')}:9000` },
-      { name: 'haproxy', client: netns('legacy/client'), iperf: `${n1}:17001`, echo: `${n1}:17003` },
-    ];
-    process.stderr.write(`bench: ${REPEAT} runs per path, ${SECONDS} s each, latency at ${RATE} req/s, ${CONNS} connections per rate run; medians reported\n`);
-    const results: Record<string, Result> = {};
-    for (const p of paths) results[p.name] = await measure(p);
-    process.stdout.write(`\n${table(results)}\n\n`);
-    process.stdout.write(JSON.stringify({ seconds: SECONDS, rate: RATE, repeat: REPEAT, results }) + '\n');
-  } finally {
-    for (const p of owned) if (p.exitCode === null) p.kill('SIGKILL');
-    await run(process.execPath, [DIST.main, 'lab', 'down'], { allowFail: true });
-  }
+  await withLab({ env: ENV, progress: (l) => process.stderr.write(`bench: ${l}\n`) }, async () => {
+    const owned: ChildProcess[] = [];
+    try {
+      const ctx = JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext;
+      const ip = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.ip;
+      const netns = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.netns;
+      for (const uid of ['legacy/echo-1', 'demo/echo-2']) owned.push(background(netns(uid), 'iperf3', ['-s', '-p', '5201']));
+      const dir = join(LAB_DIR, 'haproxy');
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      owned.push(...(await haproxyPair(ctx, dir, ip('legacy/echo-1'))));
+      await sleep(300);
+      const n1 = ctx.nodes[0]!.address;
+      const paths: Path[] = [
+        { name: 'direct', client: netns('legacy/client'), iperf: `${ip('legacy/echo-1')}:5201`, echo: `${ip('legacy/echo-1')}:9000` },
+        { name: 'weft', client: netns('demo/client'), iperf: `${ip('demo/echo-2')}:5201`, echo: `${ip('demo/echo-2')}:9000` },
+        { name: 'haproxy', client: netns('legacy/client'), iperf: `${n1}:17001`, echo: `${n1}:17003` },
+      ];
+      process.stderr.write(`bench: ${REPEAT} runs per path, ${SECONDS} s each, latency at ${RATE} req/s, ${CONNS} connections per rate run; medians reported\n`);
+      const results: Record<string, Result> = {};
+      for (const p of paths) results[p.name] = await measure(p);
+      process.stdout.write(`\n${table(results)}\n\n`);
+      process.stdout.write(JSON.stringify({ seconds: SECONDS, rate: RATE, repeat: REPEAT, results }) + '\n');
+    } finally {
+      for (const p of owned) if (p.exitCode === null) p.kill('SIGKILL');
+    }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -13,9 +13,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { acquireLabLock } from '../lab/lock';
 import { REPO_ROOT } from '../lab/paths';
-import { runWeft } from '../lab/run';
+import { withLab } from '../lab/session';
 import { FaultLab } from './lab';
 import { FULL, SHORT } from './scenario';
 import { ABUSE_ROW, runScenarios, SCENARIOS, table } from './suite';
@@ -38,24 +37,19 @@ async function main(): Promise<number> {
   const contextFile = join(labDir, 'context.json');
   const env = { ...process.env, ...durations.labEnv, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
   const progress = (l: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`);
-  progress(`faults: ${durations.name} form; waiting for the lab lock`);
-  const release = await acquireLabLock();
-  let lab: FaultLab | undefined;
-  try {
-    const up = await runWeft(['lab', 'up'], env);
-    if (up.code !== 0) throw new Error(`lab up failed (${up.code}):\n${up.stdout}${up.stderr}`);
-    lab = FaultLab.fromContextFile(contextFile, env);
-    const started = Date.now();
-    const rows = await runScenarios(lab, durations, only, progress);
-    rows.push(ABUSE_ROW);
-    process.stdout.write(`\nWeft fault suite, ${durations.name} form, ${new Date().toISOString()}, ${((Date.now() - started) / 60_000).toFixed(1)} min\n\n${table(rows)}\n`);
-    return rows.some((r) => r.verdict === 'FAIL') ? 1 : 0;
-  } finally {
-    lab?.stopTraffic();
-    const down = await runWeft(['lab', 'down'], env);
-    if (down.code !== 0) process.stderr.write(`faults: lab down failed: ${down.stderr}\n`);
-    release();
-  }
+  progress(`faults: ${durations.name} form`);
+  return withLab({ env, progress: (l) => progress(`faults: ${l}`) }, async () => {
+    const lab = FaultLab.fromContextFile(contextFile, env);
+    try {
+      const started = Date.now();
+      const rows = await runScenarios(lab, durations, only, progress);
+      rows.push(ABUSE_ROW);
+      process.stdout.write(`\nWeft fault suite, ${durations.name} form, ${new Date().toISOString()}, ${((Date.now() - started) / 60_000).toFixed(1)} min\n\n${table(rows)}\n`);
+      return rows.some((r) => r.verdict === 'FAIL') ? 1 : 0;
+    } finally {
+      lab.stopTraffic();
+    }
+  });
 }
 
 main().then((code) => process.exit(code), (err: unknown) => {

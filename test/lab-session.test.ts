@@ -1,0 +1,57 @@
+// withLab (src/lab/session.ts), the lab of one fault-suite or benchmark run: it waits
+// for the lab lock, and the lab goes down and the lock is released whatever happened,
+// also when `lab up` failed half-way. The CLI here is a recording stand-in.
+import t, { type Test } from 'tap';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acquireLabLock } from '../src/lab/lock';
+import type { RunResult } from '../src/lab/run';
+import { withLab } from '../src/lab/session';
+import { waitFor } from './helpers/wait';
+
+function setup(t: Test, upCode = 0) {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const lockDir = join(dir, 'lock');
+  /** Each CLI call: its subcommand and whether the lock was held then. */
+  const calls: string[] = [];
+  const lines: string[] = [];
+  const weft = async (args: string[]): Promise<RunResult> => {
+    calls.push(`${args[1]}${existsSync(lockDir) ? ' (locked)' : ' (UNLOCKED)'}`);
+    return { code: args[1] === 'up' ? upCode : 0, stdout: '', stderr: args[1] === 'up' && upCode ? 'half-way' : '' };
+  };
+  return { lockDir, calls, lines, opts: { env: { WEFT_LAB_DIR: join(dir, 'lab') }, progress: (l: string) => lines.push(l), weft, lockDir } };
+}
+
+t.test('up, the body, down, all under the lock, which is released after', async (t) => {
+  const { lockDir, calls, opts } = setup(t);
+  t.equal(await withLab(opts, async () => { calls.push('body'); return 42; }), 42);
+  t.same(calls, ['up (locked)', 'body', 'down (locked)']);
+  t.notOk(existsSync(lockDir), 'lock released');
+});
+
+t.test('a failed lab up is still taken down, and the lock released', async (t) => {
+  const { lockDir, calls, opts } = setup(t, 1);
+  await t.rejects(withLab(opts, async () => { calls.push('body'); }), /lab up failed \(1\):\nhalf-way/);
+  t.same(calls, ['up (locked)', 'down (locked)'], 'no body; down after the failed up');
+  t.notOk(existsSync(lockDir), 'lock released');
+});
+
+t.test('a failing body: down, release, and its error comes out', async (t) => {
+  const { lockDir, calls, opts } = setup(t);
+  await t.rejects(withLab(opts, async () => { throw new Error('scenario broke'); }), /scenario broke/);
+  t.same(calls, ['up (locked)', 'down (locked)']);
+  t.notOk(existsSync(lockDir));
+});
+
+t.test('waits while another lab user holds the lock', async (t) => {
+  const { lockDir, calls, lines, opts } = setup(t);
+  const other = await acquireLabLock(1000, lockDir);
+  const run = withLab(opts, async () => 'done');
+  await waitFor('withLab says it waits', () => lines.includes('waiting for the lab lock'), { timeoutMs: 2000 });
+  t.same(calls, [], 'no lab command while the lock is held elsewhere');
+  other();
+  t.equal(await run, 'done');
+  t.same(calls, ['up (locked)', 'down (locked)']);
+});
