@@ -2,7 +2,8 @@
 // for the lab lock, and the lab goes down and the lock is released whatever happened,
 // also when `lab up` failed half-way. The CLI here is a recording stand-in.
 import t, { type Test } from 'tap';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLabLock } from '../src/lab/lock';
@@ -54,4 +55,31 @@ t.test('waits while another lab user holds the lock', async (t) => {
   other();
   t.equal(await run, 'done');
   t.same(calls, ['up (locked)', 'down (locked)']);
+});
+
+t.test('SIGTERM or SIGINT mid-run: the lab goes down and the lock is released before the process exits', async (t) => {
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const lockDir = join(dir, 'lock');
+    const record = join(dir, 'calls');
+    // A run whose body never ends, with a CLI stand-in appending each call to `record`.
+    const script = `
+const { appendFileSync } = require('node:fs');
+const { withLab } = require(${JSON.stringify(join(__dirname, '..', 'src', 'lab', 'session.ts'))});
+const weft = async (args) => { appendFileSync(${JSON.stringify(record)}, args[1] + '\\n'); return { code: 0, stdout: '', stderr: '' }; };
+withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.stringify(lockDir)} }, () => { console.log('body'); return new Promise(() => { setInterval(() => {}, 1000); }); });
+`;
+    const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    await waitFor('the body runs', () => out.includes('body'), { timeoutMs: 20_000 });
+    t.ok(existsSync(lockDir), 'lock held while the body runs');
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    child.kill(signal);
+    t.equal(await exited, code, `${signal}: exits ${code}`);
+    t.same(readFileSync(record, 'utf8').split('\n').filter(Boolean), ['up', 'down'], `${signal}: lab down ran`);
+    t.notOk(existsSync(lockDir), `${signal}: lock released`);
+  }
 });
