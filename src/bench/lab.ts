@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import type { LabContext } from '../lab/context';
+import { run } from '../lab/run';
 import { withLab } from '../lab/session';
 
 const REPO = join(__dirname, '..', '..');
@@ -29,20 +30,9 @@ const RATE = Number(process.env.WEFT_BENCH_RATE ?? 1000);
 const CONNS = Number(process.env.WEFT_BENCH_CONNECTIONS ?? 2000);
 const REPEAT = Number(process.env.WEFT_BENCH_REPEAT ?? 3);
 
-function run(cmd: string, args: string[], opts: { netns?: string; allowFail?: boolean } = {}): Promise<string> {
-  const argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, cmd, ...args] : [cmd, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      if (code !== 0 && !opts.allowFail) reject(new Error(`${argv.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}`));
-      else resolve(Buffer.concat(out).toString());
-    });
-  });
+/** A command in `netns`; its stdout (a failure throws with its stderr). */
+async function runIn(netns: string, cmd: string, args: string[]): Promise<string> {
+  return (await run('ip', ['netns', 'exec', netns, cmd, ...args], { env: ENV })).stdout;
 }
 
 /** A server the bench owns, logging to the lab dir; killed by its PID at the end. */
@@ -94,17 +84,17 @@ async function measure(path: Path): Promise<Result> {
   const cps: number[] = [];
   const [iperfHost, iperfPort] = path.iperf.split(':');
   for (let i = 0; i < REPEAT; i++) {
-    const ip = JSON.parse(await run('iperf3', ['-c', iperfHost!, '-p', iperfPort!, '-t', String(SECONDS), '-J'], { netns: path.client })) as {
+    const ip = JSON.parse(await runIn(path.client, 'iperf3', ['-c', iperfHost!, '-p', iperfPort!, '-t', String(SECONDS), '-J'])) as {
       end: { sum_received: { bits_per_second: number } };
     };
     gbps.push(ip.end.sum_received.bits_per_second / 1e9);
-    const lat = JSON.parse(await run(process.execPath, [LOADGEN, 'latency', '--target', path.echo, '--rate', String(RATE),
-      '--duration', String(SECONDS * 1000), '--size', '1024', '--connections', '8'], { netns: path.client })) as { p50Ms: number; p99Ms: number; errors: number };
+    const lat = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'latency', '--target', path.echo, '--rate', String(RATE),
+      '--duration', String(SECONDS * 1000), '--size', '1024', '--connections', '8'])) as { p50Ms: number; p99Ms: number; errors: number };
     if (lat.errors) throw new Error(`${path.name}: ${lat.errors} latency requests failed`);
     p50.push(lat.p50Ms);
     p99.push(lat.p99Ms);
-    const cr = JSON.parse(await run(process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
-      '--concurrency', '8', '--size', '64'], { netns: path.client })) as { perSecond: number; errors: number };
+    const cr = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
+      '--concurrency', '8', '--size', '64'])) as { perSecond: number; errors: number };
     cps.push(cr.perSecond);
     process.stderr.write(`  ${path.name} run ${i + 1}/${REPEAT}: ${gbps.at(-1)!.toFixed(2)} Gb/s, p50 ${p50.at(-1)!.toFixed(3)} ms, p99 ${p99.at(-1)!.toFixed(3)} ms, ${cps.at(-1)} conn/s\n`);
   }
