@@ -8,7 +8,8 @@ import { buildContext, readContext, removeContextIfOurs, requireContext, writeCo
 import { networkDownBatch, networkResources, networkUpScript, isAlreadyGone } from '../src/lab/network';
 import { defaultTopologyFile } from '../src/lab/paths';
 import { hostsFile, planLab, podLinkName, registryRecords, resolvConf, serviceRuleInput } from '../src/lab/plan';
-import { overlappingRoutes, parseProcRoutes } from '../src/lab/preflight';
+import { conflictError, overlappingRoutes, parseProcRoutes } from '../src/lab/preflight';
+import { forgetLabDir, recordedLabDir, recordLabDir, StateStore } from '../src/lab/state';
 import { loadTopology, parseTopology } from '../src/lab/topology';
 import { validateRecord } from '../src/registry/validate';
 
@@ -169,4 +170,31 @@ t.test('context file: written, read back, removed only by the lab that wrote it'
   t.equal(readContext(file), undefined);
   writeFileSync(file, '{"kind":"cluster"}');
   t.throws(() => readContext(file), { code: 'WEFT_CONFIG_INVALID' });
+});
+
+t.test('a conflict names the lab directory recorded as up, when it is another one with a state file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-rec-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const record = join(dir, 'weft-lab.dir');
+  const other = join(dir, 'other-checkout', '.weft-lab', 'faults');
+  const conflicts = ['network namespace weft-node-1 exists'];
+
+  t.match(conflictError(conflicts, '/mine', record).message, /if another lab directory made them, run `WEFT_LAB_DIR=<that dir> scripts\/lab down`/, 'no record: the generic remedy');
+
+  recordLabDir(other, record);
+  t.equal(recordedLabDir(record), other);
+  t.match(conflictError(conflicts, '/mine', record).message, /if another lab directory made them/, 'a record without a state file there is not trusted');
+
+  StateStore.create({ labDir: other, repo: '/repo', topologyFile: 'x.yaml', startedAt: 'now', plan });
+  const err = conflictError(conflicts, '/mine', record);
+  t.equal(err.code, 'WEFT_LAB_CONFLICT');
+  t.match(err.message, `network namespace weft-node-1 exists. The lab in /mine did not record these`);
+  t.match(err.message, `the lab recorded in ${other} is up (or was left by a run that was killed): run \`WEFT_LAB_DIR=${other} scripts/lab down\``);
+  t.same(err.details, { conflicts, recordedLabDir: other });
+  t.match(conflictError(conflicts, other, record).message, /if another lab directory made them/, "the record of this very directory is no other lab's");
+
+  forgetLabDir('/mine', record);
+  t.equal(recordedLabDir(record), other, "down of another directory leaves the record alone");
+  forgetLabDir(other, record);
+  t.equal(recordedLabDir(record), undefined);
 });

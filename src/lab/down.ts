@@ -15,7 +15,7 @@ import { removeContextIfOurs } from './context';
 import { isAlreadyGone, networkDownBatch } from './network';
 import { labLayout } from './paths';
 import { isAlive, stopProcesses } from './procs';
-import { readState, StateStore, type ProcessResource, type Resource } from './state';
+import { forgetLabDir, readState, StateStore, type ProcessResource, type Resource } from './state';
 import { run } from './run';
 
 export interface DownOptions {
@@ -121,6 +121,7 @@ export async function labDown(opts: DownOptions): Promise<DownResult> {
   const layout = labLayout(opts.labDir);
   for (const path of [layout.redisDir, layout.caDir, layout.binDir, layout.runDir, layout.networkScript]) rmSync(path, { recursive: true, force: true });
   store.remove();
+  forgetLabDir(opts.labDir);
   const ms = Date.now() - started;
   opts.progress(`lab down in ${(ms / 1000).toFixed(2)}s (logs kept in ${layout.logs})`);
   return { recorded: true, removed: resources.length, ms };

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
 import { LAB_NET, type LabPlan } from './plan';
+import { LAB_RECORD_FILE, readState, recordedLabDir } from './state';
 import { tcpReady } from './procs';
 import { which } from './run';
 
@@ -106,11 +107,14 @@ export async function findConflicts(plan: LabPlan): Promise<string[]> {
   return conflicts;
 }
 
-export function conflictError(conflicts: string[], labDir: string): WeftError {
+export function conflictError(conflicts: string[], labDir: string, recordFile = LAB_RECORD_FILE): WeftError {
+  const other = recordedLabDir(recordFile);
+  const remedy = other && other !== labDir && readState(other)
+    ? `the lab recorded in ${other} is up (or was left by a run that was killed): run \`WEFT_LAB_DIR=${other} scripts/lab down\`, or wait for its owner to finish`
+    : 'remove them yourself, or if another lab directory made them, run `WEFT_LAB_DIR=<that dir> scripts/lab down`';
   return new WeftError('WEFT_LAB_CONFLICT',
-    `the lab cannot start: ${conflicts.join('; ')}. The lab in ${labDir} did not record these, so it will not touch them: `
-      + 'remove them yourself, or if another lab directory made them, run `WEFT_LAB_DIR=<that dir> scripts/lab down`',
-    { details: { conflicts } });
+    `the lab cannot start: ${conflicts.join('; ')}. The lab in ${labDir} did not record these, so it will not touch them: ${remedy}`,
+    { details: { conflicts, ...(other && other !== labDir ? { recordedLabDir: other } : {}) } });
 }
 
 /** True when bridged frames traverse the root namespace's iptables (br_netfilter). */

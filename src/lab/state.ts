@@ -7,7 +7,7 @@
  * The file is replaced atomically (write + rename) on every change: a crash leaves the
  * previous complete version, never a torn one.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { readOptionalJson, writeFileAtomic } from '../lib/files';
@@ -67,6 +67,31 @@ export interface LabState {
 
 export function stateFile(labDir: string): string {
   return join(labDir, 'state.json');
+}
+
+/**
+ * Which lab directory's lab is up on this machine. The lab's names are fixed, so a lab
+ * left up from another directory (a killed run in another checkout) blocks every `up`;
+ * this lets the conflict name that directory instead of "another lab directory". In
+ * /run, so it goes with a reboot, as the namespaces do.
+ */
+export const LAB_RECORD_FILE = '/run/weft-lab.dir';
+
+export function recordLabDir(labDir: string, file = LAB_RECORD_FILE): void {
+  writeFileAtomic(file, `${labDir}\n`, 0o644);
+}
+
+/** Forgets the record only when it names this directory (another lab may have taken over). */
+export function forgetLabDir(labDir: string, file = LAB_RECORD_FILE): void {
+  if (recordedLabDir(file) === labDir) rmSync(file, { force: true });
+}
+
+export function recordedLabDir(file = LAB_RECORD_FILE): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function readState(labDir: string): LabState | undefined {

@@ -31,7 +31,7 @@ import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
 import { hostsFile, LAB_NET, nodePortRuleInput, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
 import { bridgeNetfilterOn, checkRoot, checkTools, conflictError, findConflicts } from './preflight';
 import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
-import { readState, StateStore, type ProcessResource } from './state';
+import { readState, recordLabDir, StateStore, type ProcessResource } from './state';
 import { run } from './run';
 import { loadTopology } from './topology';
 
@@ -97,6 +97,7 @@ export async function labUp(opts: UpOptions): Promise<UpResult> {
   });
 
   try {
+    recordLabDir(opts.labDir); // in the try: a failure here still takes down what was recorded
     const result = await bringUp(plan, layout, store, opts, step);
     store.update({ phase: 'up', upMs: Date.now() - started, ztunnels: result.ztunnels });
     step(`lab up in ${((Date.now() - started) / 1000).toFixed(2)}s`);

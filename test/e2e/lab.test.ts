@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { LAB_NET } from '../../src/lab/plan';
 import { isAlive } from '../../src/lab/procs';
-import type { LabState, ProcessResource } from '../../src/lab/state';
+import { recordedLabDir, type LabState, type ProcessResource } from '../../src/lab/state';
 import type { LabStatus } from '../../src/lab/status';
 import { labSkipReason, startLab } from './helpers/lab';
 
@@ -170,6 +170,9 @@ function run(): void {
       t.equal(other.code, 1);
       t.match(other.stderr, /WEFT_LAB_CONFLICT/);
       t.match(other.stderr, /network namespace weft-node-1 exists/);
+      // A killed run in another checkout leaves its lab up; the refusal names that directory.
+      t.equal(recordedLabDir(), lab.labDir, 'up records its directory machine-wide');
+      t.match(other.stderr, `run \`WEFT_LAB_DIR=${lab.labDir} scripts/lab down\``);
       const s = await lab.weft(['lab', 'status']);
       t.equal(s.code, 0, 'still healthy');
     });
@@ -182,6 +185,7 @@ function run(): void {
       t.notOk(existsSync(lab.contextFile), 'context file removed');
       t.notMatch(rootFilterRules(), /WEFT-LAB-FORWARD/, 'root FORWARD helper chain removed');
       t.equal(lab.state(), undefined, 'state file removed');
+      t.equal(recordedLabDir(), undefined, 'machine-wide record of the directory removed');
       const again = await lab.down();
       t.match(again.stdout, /nothing to remove/);
     });
