@@ -69,8 +69,8 @@ async function legit(): Promise<{ ok: boolean; ms: number }> {
   return { ok, ms: Date.now() - t0 };
 }
 
-/** One raw HTTP/2 connection to the child over mTLS, past the server's SETTINGS; undefined when refused. */
-async function raw(): Promise<H.RawH2 | undefined> {
+/** A full mTLS handshake with the child as the peer node; ok is false when it failed. */
+async function handshake(): Promise<{ sock: tls.TLSSocket; ok: boolean }> {
   const sock = tls.connect({
     host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
     ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined,
@@ -80,6 +80,12 @@ async function raw(): Promise<H.RawH2 | undefined> {
     sock.once('error', () => resolve(false));
     sock.once('close', () => resolve(false));
   });
+  return { sock, ok };
+}
+
+/** One raw HTTP/2 connection to the child over mTLS, past the server's SETTINGS; undefined when refused. */
+async function raw(): Promise<H.RawH2 | undefined> {
+  const { sock, ok } = await handshake();
   if (!ok) { sock.destroy(); return undefined; }
   const c = new H.RawH2(sock);
   try {
@@ -216,15 +222,7 @@ const cases: Case[] = [
       let failed = 0;
       const worker = async () => {
         while (Date.now() < until && done + failed < 10 * MAX_CONNECTIONS) {
-          const sock = tls.connect({
-            host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
-            ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined,
-          });
-          const ok = await new Promise<boolean>((resolve) => {
-            sock.once('secureConnect', () => resolve(true));
-            sock.once('error', () => resolve(false));
-            sock.once('close', () => resolve(false));
-          });
+          const { sock, ok } = await handshake();
           sock.destroy();
           if (ok) done++; else failed++;
         }
