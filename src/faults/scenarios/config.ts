@@ -42,9 +42,13 @@ export async function badConfig(lab: FaultLab, _d: Durations): Promise<Row> {
     writeFileSync(bad, 'nodes:\n  - name: node-1\nnamespaces:\n  - name: demo\npods:\n  - name: a\n    namespace: demo\n    node: node-9\n');
     const r = spawnSync(process.execPath, [DIST.main, 'lab', 'up', '--topology', bad, '--lab-dir', join(dir, 'lab'), '--context', join(dir, 'ctx.json')], { encoding: 'utf8', timeout: 30_000 });
     const named = /pods\[0\]\.node/.test(r.stderr) && /WEFT_LAB_TOPOLOGY_INVALID/.test(r.stderr);
-    const stillReady = (await Promise.all(lab.ctx.nodes.map((n) => lab.ztunnelReady(n.name)))).every(Boolean);
-    ok &&= r.status !== 0 && named && stillReady;
-    parts.push(`YAML: exit ${r.status}, ${named ? 'names pods[0].node' : `error does NOT name the field (${r.stderr.trim().split('\n')[0]})`}, running lab ${stillReady ? 'untouched' : 'DISTURBED'}`);
+    // Why a node counts as disturbed goes into the row: a flake once said only DISTURBED.
+    const disturbed = (await Promise.all(lab.ctx.nodes.map((n) => lab.ztunnelStatus(n.name).then(
+      (s) => (s.ready ? undefined : `${n.name} not ready`),
+      (err: unknown) => `${n.name} admin: ${err instanceof Error ? err.message : String(err)}`,
+    )))).filter((x): x is string => x !== undefined);
+    ok &&= r.status !== 0 && named && disturbed.length === 0;
+    parts.push(`YAML: exit ${r.status}, ${named ? 'names pods[0].node' : `error does NOT name the field (${r.stderr.trim().split('\n')[0]})`}, running lab ${disturbed.length === 0 ? 'untouched' : `DISTURBED (${disturbed.join('; ')})`}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
