@@ -25,21 +25,21 @@ const ECHO = 'spiffe://cluster.local/ns/demo/sa/echo';
 /** The mesh's checks run pod commands; a failing one means "not yet". */
 const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 15_000, intervalMs: 100, ignoreErrors: true });
 
-/** Pod-side script: one connection, 1 KiB echoed, then 64 B every 100 ms until it closes (or 30 s). */
-const HOLD = `const net=require('net');const [host,port]=process.argv.slice(1);let got=0,said=false,how='end',timer;
+/** Pod-side script: one connection, 1 KiB echoed, then 64 B every 100 ms until it closes (or its hold time, 30 s by default). */
+const HOLD = `const net=require('net');const [host,port,holdMs]=process.argv.slice(1);let got=0,said=false,how='end',timer;
 const s=net.connect(Number(port),host,()=>s.write(Buffer.alloc(1024,1)));
 s.on('data',(b)=>{got+=b.length;if(!said&&got>=1024){said=true;console.log(JSON.stringify({established:true,localPort:s.localPort,got}));
 timer=setInterval(()=>s.write(Buffer.alloc(64,2)),100)}});
 s.on('error',(e)=>{how=e.code||e.message});
 s.on('close',()=>{clearInterval(timer);console.log(JSON.stringify({closed:true,how,got}));process.exit(0)});
-setTimeout(()=>{console.log(JSON.stringify({closed:false,got}));process.exit(0)},30000);`;
+setTimeout(()=>{console.log(JSON.stringify({closed:false,got}));process.exit(0)},Number(holdMs)||30000);`;
 
 interface HoldEvent { established?: boolean; closed?: boolean; localPort?: number; got?: number; how?: string }
 
 /** Runs HOLD in a pod; `next()` resolves with each JSON line as the script prints it. */
-function holdConnection(lab: LabHandle, podUid: string, hostPort: string): { next(): Promise<HoldEvent>; stop(): void } {
+function holdConnection(lab: LabHandle, podUid: string, hostPort: string, holdMs = 30_000): { next(): Promise<HoldEvent>; stop(): void } {
   const [host, port] = hostPort.split(':');
-  const child = spawn(process.execPath, [DIST.main, 'lab', 'exec', podUid, '--', 'node', '-e', HOLD, host!, port!],
+  const child = spawn(process.execPath, [DIST.main, 'lab', 'exec', podUid, '--', 'node', '-e', HOLD, host!, port!, String(holdMs)],
     { env: lab.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = createInterface({ input: child.stdout });
   const queue: HoldEvent[] = [];
@@ -162,6 +162,56 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     await store.delete('policy', 'demo/deny-client');
     await eventually('access restored', async () => (await lab.exec('demo/client', ['weft', 'lab', 'request', 'http://echo.demo/'])).code === 0);
     t.pass('access restored after the policy is deleted');
+  });
+
+  await t.test('a peer node that vanishes without a FIN: both ends drop the tunnel, the client and the pod sockets', async (t) => {
+    // A silent partition between the nodes (no FIN, no RST: packets just stop), as a
+    // node crash or a cut link. Only the HTTP/2 PINGs (every 10 s, dead after 20 s
+    // unanswered) can tell; TCP would retransmit for ~15 min.
+    const node1 = ctx.nodes.find((n) => n.name === 'node-1')!;
+    const node2 = ctx.nodes.find((n) => n.name === 'node-2')!;
+    const echo2 = pod('demo/echo-2');
+    const live = holdConnection(lab, 'demo/client', `${echo2.ip}:9000`, 90_000);
+    t.teardown(() => live.stop());
+    const opened = await live.next();
+    t.ok(opened.established && (opened.got ?? 0) >= 1024, `a cross-node connection exchanged ${opened.got} bytes`);
+    const src = `${pod('demo/client').ip}:${opened.localPort}`;
+    const tracked = async (node: typeof node1, direction: string) =>
+      (await adminGet<ConnectionsResponse>(node.adminSocket!, '/connections')).connections.some((c) => c.direction === direction && c.sourceAddress === src);
+    await eventually('both nodes track the connection', async () => (await tracked(node1, 'outbound')) && (await tracked(node2, 'inbound')));
+    const podSockets = async () => {
+      const r = await lab.exec('demo/echo-2', ['ss', '-Htn', 'state', 'established', '( sport = :9000 )']);
+      return r.stdout.split('\n').filter((l) => l.trim()).length;
+    };
+    t.equal(await podSockets(), 1, 'echo-2 holds the connection from node-2\'s ztunnel');
+    const logs = [node1, node2].map((n) => new LogCursor(join(ctx.labDir, 'logs', `ztunnel-${n.name}.log`)));
+
+    // Tunnels go to <pod IP>:15008, so node-2's pod range is cut as well as its address.
+    const partition = (op: '-I' | '-D') => lab.exec(node1.name, ['sh', '-c', [node2.address, node2.podCidr]
+      .map((net) => `iptables -w ${op} INPUT -s ${net} -j DROP && iptables -w ${op} OUTPUT -d ${net} -j DROP`).join(' && ')]);
+    const cut = await partition('-I');
+    t.equal(cut.code, 0, `node-1 drops every packet to and from node-2 ${cut.stderr}`);
+    let healed = false;
+    const heal = async () => { if (!healed) { healed = true; await partition('-D'); } };
+    t.teardown(heal);
+    const cutAt = Date.now();
+
+    const closed = await live.next();
+    t.ok(closed.closed, `the client's connection was ended (${closed.how}) ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
+    const dead = { timeoutMs: 45_000, intervalMs: 250 };
+    await waitFor('node-1 closed its tunnel to node-2', async () =>
+      !(await adminGet<TunnelsResponse>(node1.adminSocket!, '/tunnels')).tunnels.some((x) => x.peerNode === 'node-2'), dead);
+    t.ok(logs[0]!.find('HBONE peer stopped answering PINGs; closing the tunnel').length > 0, 'node-1 says its peer stopped answering PINGs');
+    await waitFor('node-2 dropped the inbound connection and the pod socket', async () =>
+      !(await tracked(node2, 'inbound')) && (await podSockets()) === 0, dead);
+    t.ok(logs[1]!.find('HBONE peer stopped answering PINGs; closing its tunnel and connections').length > 0,
+      'node-2 found the silent peer by itself (its own PINGs)');
+    t.notOk(await tracked(node1, 'outbound'), 'node-1 tracks the connection no more');
+    t.pass(`both ends clean ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut`);
+
+    await heal();
+    const again = await lab.tcp('demo/client', `${echo2.ip}:9000`, 100_000);
+    t.ok(again.match, 'after the partition heals, a new connection goes through a new tunnel');
   });
 
   await t.test('enrolment toggled live, without restarting pods', async (t) => {
