@@ -141,6 +141,39 @@ t.test('fresh skips the cache and the pending lookup; an older lookup settling l
   t.equal(d.calls, 4, 'the earlier answer is not served after a fresh lookup failed');
 });
 
+t.test('an older lookup settling after a fresh one was refused and dropped does not bring its answer back', async (t) => {
+  // The CA's case: a CSR re-check's TokenReview is pending, a Join's fresh review
+  // replaces it and is refused (not kept), then the older review says yes. That yes
+  // predates the refusal and must not be served to the next CSR.
+  const clock = new ManualClock(0);
+  const cache = new TtlCache<string, boolean>({ ttlMs: (ok) => (ok ? 30_000 : 0), maxEntries: 10, clock });
+  const d = deferredLoads<boolean>();
+  const older = cache.get('tok', d.load);
+  const join = cache.get('tok', d.load, { fresh: true });
+  d.resolve(1, false);
+  t.equal(await join, false);
+  await settled();
+  d.resolve(0, true);
+  t.equal(await older, true, 'the older lookup still answers its own callers');
+  await settled();
+  void cache.get('tok', d.load);
+  t.equal(d.calls, 3, 'the next caller asks the source again');
+  t.equal(cache.size, 1, 'only that new lookup is held');
+});
+
+t.test('a lookup whose key was evicted while it was pending is not put back', async (t) => {
+  const clock = new ManualClock(0);
+  const cache = new TtlCache<string, string>({ ttlMs: 30_000, maxEntries: 1, clock });
+  const d = deferredLoads<string>();
+  const a = cache.get('a', d.load);
+  void cache.get('b', d.load); // evicts a's pending entry
+  d.resolve(0, 'A');
+  t.equal(await a, 'A');
+  await settled();
+  void cache.get('a', d.load);
+  t.equal(d.calls, 3, 'a is looked up again: an answer nobody holds a place for is not re-inserted');
+});
+
 t.test('keys are bounded: the least recently used is forgotten', async (t) => {
   const clock = new ManualClock(0);
   const cache = new TtlCache<number, number>({ ttlMs: 30_000, maxEntries: 3, clock });

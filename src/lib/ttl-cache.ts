@@ -80,15 +80,11 @@ export class TtlCache<K, V> {
   }
 
   private settle(key: K, entry: Entry<V>, until: number): void {
-    const current = this.entries.peek(key);
-    // A newer lookup for the key (a fresh one) took its place: that one decides.
-    if (current !== undefined && current !== entry) return;
-    if (until > this.clock.now()) {
-      entry.until = until;
-      // Re-inserted if it was evicted meanwhile: the answer is as good as any.
-      if (current === undefined) this.entries.set(key, entry);
-    } else if (current === entry) {
-      this.entries.delete(key);
-    }
+    // Only the key's current lookup decides. One that a newer (fresh) lookup replaced,
+    // or that was evicted, never comes back: the newer one may have been refused and
+    // dropped since, and an older "yes" must not outlive that refusal.
+    if (this.entries.peek(key) !== entry) return;
+    if (until > this.clock.now()) entry.until = until;
+    else this.entries.delete(key);
   }
 }
