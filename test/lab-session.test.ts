@@ -57,7 +57,7 @@ t.test('waits while another lab user holds the lock', async (t) => {
   t.same(calls, ['up (locked)', 'down (locked)']);
 });
 
-t.test('SIGTERM or SIGINT mid-run: the lab goes down and the lock is released before the process exits', async (t) => {
+t.test('SIGTERM or SIGINT mid-run: the body\'s own processes are stopped, the lab goes down (a second signal waits for it) and the lock is released before the process exits', async (t) => {
   for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -67,8 +67,14 @@ t.test('SIGTERM or SIGINT mid-run: the lab goes down and the lock is released be
     const script = `
 const { appendFileSync } = require('node:fs');
 const { withLab } = require(${JSON.stringify(join(__dirname, '..', 'src', 'lab', 'session.ts'))});
-const weft = async (args) => { appendFileSync(${JSON.stringify(record)}, args[1] + '\\n'); return { code: 0, stdout: '', stderr: '' }; };
-withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.stringify(lockDir)} }, () => { console.log('body'); return new Promise(() => { setInterval(() => {}, 1000); }); });
+const note = (l) => appendFileSync(${JSON.stringify(record)}, l + '\\n');
+// down takes a while, as a real one does: long enough for an impatient second signal.
+const weft = async (args) => { note(args[1]); if (args[1] === 'down') { await new Promise((r) => setTimeout(r, 700)); note('down done'); } return { code: 0, stdout: '', stderr: '' }; };
+withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.stringify(lockDir)} }, (onAbort) => {
+  onAbort(() => note('traffic stopped'));
+  console.log('body');
+  return new Promise(() => { setInterval(() => {}, 1000); });
+});
 `;
     const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
@@ -78,8 +84,11 @@ withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.string
     t.ok(existsSync(lockDir), 'lock held while the body runs');
     const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     child.kill(signal);
-    t.equal(await exited, code, `${signal}: exits ${code}`);
-    t.same(readFileSync(record, 'utf8').split('\n').filter(Boolean), ['up', 'down'], `${signal}: lab down ran`);
+    const calls = () => readFileSync(record, 'utf8').split('\n').filter(Boolean);
+    await waitFor('down started', () => calls().includes('down'), { timeoutMs: 10_000 });
+    child.kill(signal); // a second, impatient one
+    t.equal(await exited, code, `${signal}: exits ${code}, not killed by the second signal`);
+    t.same(calls(), ['up', 'traffic stopped', 'down', 'down done'], `${signal}: the body's processes stopped, then lab down ran to its end`);
     t.notOk(existsSync(lockDir), `${signal}: lock released`);
   }
 });

@@ -118,8 +118,9 @@ function table(results: Record<string, Result>): string {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the lab benchmark needs root (network namespaces)');
   mkdirSync(LAB_DIR, { recursive: true });
-  await withLab({ env: ENV, progress: (l) => process.stderr.write(`bench: ${l}\n`) }, async () => {
+  await withLab({ env: ENV, progress: (l) => process.stderr.write(`bench: ${l}\n`) }, async (onAbort) => {
     const owned: ChildProcess[] = [];
+    onAbort(() => { for (const c of owned) c.kill('SIGTERM'); });
     try {
       const ctx = JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext;
       const ip = (uid: string) => ctx.pods.find((p) => p.uid === uid)!.ip;

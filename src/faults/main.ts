@@ -38,8 +38,9 @@ async function main(): Promise<number> {
   const env = { ...process.env, ...durations.labEnv, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
   const progress = (l: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`);
   progress(`faults: ${durations.name} form`);
-  return withLab({ env, progress: (l) => progress(`faults: ${l}`) }, async () => {
+  return withLab({ env, progress: (l) => progress(`faults: ${l}`) }, async (onAbort) => {
     const lab = FaultLab.fromContextFile(contextFile, env);
+    onAbort(() => lab.stopTraffic());
     try {
       const started = Date.now();
       const rows = await runScenarios(lab, durations, only, progress);

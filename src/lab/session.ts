@@ -19,7 +19,12 @@ export interface LabSessionOptions {
   lockDir?: string;
 }
 
-export async function withLab<T>(opts: LabSessionOptions, body: () => Promise<T>): Promise<T> {
+/**
+ * `body` gets `onAbort(fn)`: what it starts outside the lab's record (traffic
+ * generators, benchmark servers in pod namespaces) is stopped by `fn` when a signal
+ * ends the run, since the body's own `finally` never runs then.
+ */
+export async function withLab<T>(opts: LabSessionOptions, body: (onAbort: (stop: () => void) => void) => Promise<T>): Promise<T> {
   const weft = opts.weft ?? runWeft;
   opts.progress('waiting for the lab lock');
   const release = await acquireLabLock(undefined, opts.lockDir);
@@ -30,18 +35,30 @@ export async function withLab<T>(opts: LabSessionOptions, body: () => Promise<T>
       if (r.code !== 0) opts.progress(`lab down failed (${r.code}): ${r.stderr.trim()}; run \`WEFT_LAB_DIR=${opts.env.WEFT_LAB_DIR ?? '<lab dir>'} weft lab down\``);
       release();
     });
-  // Ctrl-C or a CI job's SIGTERM would end the process without the finally below.
+  const aborts: Array<() => void> = [];
+  // Ctrl-C or a CI job's SIGTERM would end the process without the finally below. A
+  // second signal while down runs (an impatient Ctrl-C) only waits for the same down:
+  // Node's default handler would kill the process half-way through it.
+  let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      opts.progress(`${signal} again: still taking the lab down`);
+      return;
+    }
+    signalled = true;
     opts.progress(`${signal}: taking the lab down`);
+    for (const stop of aborts.splice(0)) {
+      try { stop(); } catch (err) { opts.progress(`stopping the run's own processes failed: ${String(err)}`); }
+    }
     void down().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     opts.progress('bringing up the lab');
     const up = await weft(['lab', 'up'], opts.env);
     if (up.code !== 0) throw new Error(`lab up failed (${up.code}):\n${up.stdout}${up.stderr}`);
-    return await body();
+    return await body((stop) => { aborts.push(stop); });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
