@@ -167,3 +167,23 @@ t.test('processes: one ignoring SIGTERM is killed after the grace period', async
   t.notOk(isAlive(p));
 });
 
+
+t.test('processes: firstToProcessOnly sends the first signal to the process, not to a child in its group', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = planLab(parseTopology('nodes: [{ name: a }]'));
+  const store = StateStore.create({ labDir: dir, repo: '/repo', topologyFile: 'x.yaml', startedAt: 'now', plan });
+  const log = join(dir, 'parent.log');
+  // A parent that drains for 300 ms on SIGTERM while its child (an iptables-restore in
+  // the ztunnel's case) reports any SIGTERM it gets.
+  const child = 'process.on("SIGTERM", () => { console.log("child got SIGTERM"); process.exit(0) }); console.log("child ready"); setInterval(() => {}, 1000)';
+  const parent = `const c = require("child_process").spawn(process.execPath, ["-e", ${JSON.stringify(child)}], { stdio: "inherit" });
+process.on("SIGTERM", () => setTimeout(() => { console.log("parent drained"); process.exit(0) }, 300)); setInterval(() => {}, 1000)`;
+  const p = startProcess(store, { name: 'parent', role: 'app', log, argv: [process.execPath, '-e', parent] });
+  t.teardown(() => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  await waitFor('the child is up', () => readFileSync(log, 'utf8').includes('child ready'), { timeoutMs: 4000, intervalMs: 20 });
+  t.same(await stopProcesses([p], { graceMs: 2000, firstToProcessOnly: true }), []);
+  const text = readFileSync(log, 'utf8');
+  t.match(text, /parent drained/, 'the process got its SIGTERM and drained');
+  t.notMatch(text, /child got SIGTERM/, 'its child did not get the SIGTERM');
+});

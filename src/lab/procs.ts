@@ -82,6 +82,12 @@ export interface StopOptions {
   signal?: 'SIGTERM' | 'SIGKILL';
   /** How long a SIGTERM is given before SIGKILL. */
   graceMs?: number;
+  /**
+   * Send the first signal to the process only, not its group: as the kubelet does to a
+   * container's main process, so a ztunnel's SIGTERM does not also hit an
+   * iptables-restore it is running. The SIGKILL that follows still takes the group.
+   */
+  firstToProcessOnly?: boolean;
 }
 
 /** How long a process gets to vanish after SIGKILL (a frozen or D-state one may never). */
@@ -95,7 +101,13 @@ const KILL_WAIT_MS = 2000;
 export async function stopProcesses(procs: readonly ProcessResource[], opts: StopOptions = {}): Promise<string[]> {
   const { signal = 'SIGTERM', graceMs = 3000 } = opts;
   const alive = procs.filter(isAlive);
-  for (const p of alive) signalGroup(p.pid!, signal);
+  for (const p of alive) {
+    if (opts.firstToProcessOnly) {
+      try { process.kill(p.pid!, signal); } catch { /* already gone */ }
+    } else {
+      signalGroup(p.pid!, signal);
+    }
+  }
   if (signal !== 'SIGKILL') {
     await until(() => !alive.some(isAlive), graceMs, 20);
     for (const p of alive.filter(isAlive)) signalGroup(p.pid!, 'SIGKILL');

@@ -32,7 +32,7 @@ const STOP_GRACE_MS = 10_000;
 export async function stopZtunnel(labDir: string, node: string, signal: StopSignal): Promise<number | undefined> {
   const { proc } = recorded(labDir, node);
   if (!isAlive(proc)) return undefined;
-  const stuck = await stopProcesses([proc], { signal, graceMs: STOP_GRACE_MS });
+  const stuck = await stopProcesses([proc], { signal, graceMs: STOP_GRACE_MS, firstToProcessOnly: true });
   if (stuck.length > 0) {
     throw new WeftError('WEFT_COMMAND_FAILED',
       `the ztunnel of ${node} (pid ${proc.pid}) is still running after ${signal === 'SIGKILL' ? '' : 'SIGTERM and '}SIGKILL; `
