@@ -188,6 +188,9 @@ t.test('an address has one spelling and one family: an IPv4-mapped address is IP
   const text = generateCaptureRules({ nodeAddress: '::ffff:203.0.113.1', enrolledPodIps: ['::ffff:198.51.100.10'] });
   t.match(text, /^# weft capture rules \(IPv4\): node 203\.0\.113\.1,/, 'IPv4 rules for an IPv4-mapped node address');
   t.match(text, /-A WEFT-PREROUTING -s 198\.51\.100\.10\/32 /);
+  throwsConfig(t, () => generateCaptureGuardRules({ family: 6, enrolledPodIps: ['::ffff:198.51.100.1'], captured: true }),
+    /^invalid enrolledPodIps\[0\]="::ffff:198\.51\.100\.1": expected an IPv6 address .*; ::ffff:198\.51\.100\.1 is IPv4-mapped, which is the IPv4 address 198\.51\.100\.1: put 198\.51\.100\.1 in the IPv4 rules$/,
+    'an IPv4-mapped address given as IPv6 is refused as what it is');
 });
 
 t.test('a family mismatch is refused with what to do about it', async (t) => {

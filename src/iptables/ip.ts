@@ -33,7 +33,11 @@ export function checkIp(field: string, value: unknown, family: IpFamily, perFami
   const what = family === 4 ? 'an IPv4 address such as 198.51.100.7' : 'an IPv6 address such as 2001:db8::7';
   if (typeof value !== 'string' || familyOf(value) === undefined) throw invalid(field, value, what);
   const ip = canonicalIp(value);
-  if (familyOf(ip) !== family) throw invalid(field, value, `${what}; ${perFamily}`);
+  if (familyOf(ip) !== family) {
+    // ::ffff:a.b.c.d reaches the kernel as IPv4: say so rather than "give an IPv6 address".
+    const mapped = familyOf(value) === 6 && familyOf(ip) === 4 ? `; ${value} is IPv4-mapped, which is the IPv4 address ${ip}: put ${ip} in the IPv4 rules` : '';
+    throw invalid(field, value, `${what}; ${perFamily}${mapped}`);
+  }
   return ip;
 }
 

@@ -45,7 +45,7 @@ export function readConfigFile(file: string, check?: (text: string) => string | 
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the Secret still mounted there? Mount it or fix the path`,
+    throw new Error(`cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix the path, or mount the file there (in Kubernetes: is its Secret still mounted?)`,
       { cause: err });
   }
   const problem = check?.(text);
