@@ -74,7 +74,7 @@ export async function badConfig(lab: FaultLab, _d: Durations): Promise<Row> {
     const namedAction = /action/.test(err);
     const still = await denied(lab);
     ok &&= namedAction && kept && before.refused === before.of && still.refused === still.of;
-    parts.push(`policy: ${err ? `refused (${err.split('\n')[0].slice(0, 90)})` : 'ACCEPTED'}, stored version ${kept ? 'kept' : 'LOST'}, DENY enforced ${still.refused}/${still.of}`);
+    parts.push(`policy: ${err ? `refused (${err.split('\n')[0].slice(0, 160)})` : 'ACCEPTED'}, stored version ${kept ? 'kept' : 'LOST'}, DENY enforced ${still.refused}/${still.of}`);
 
     // 3. The same bad record written straight into Redis over the good one.
     const invalidBefore = await Promise.all(lab.ctx.nodes.map(async (n) => counterSum(await scrapeZtunnel(n.address), 'weft_registry_invalid_records_total')));
