@@ -3,8 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from './helpers/redis';
+import { redisFixture } from './helpers/redis';
 import { startCaApp, type CaAppConfig } from '../src/ca/app';
 import { caConfig, caSpecs, tokenCommand } from '../src/ca/command';
 import { CaClient } from '../src/ca/client';
@@ -20,24 +19,19 @@ import { isWeftError } from '../src/lib/errors';
 const TD = 'cluster.local';
 const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`;
 
-let redis: TestRedis;
-let redisClient: Redis;
+const fx = redisFixture(t);
 let dir: string;
 
 t.before(async () => {
-  redis = await startRedis();
-  redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   dir = mkdtempSync(join(tmpdir(), 'weft-ca-test-'));
 });
 t.teardown(async () => {
-  redisClient?.disconnect();
-  await redis?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function config(extra: Partial<CaAppConfig> = {}): CaAppConfig {
   return {
-    ...caConfig(parseOptions(caSpecs, ['--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--redis-url', redis.url,
+    ...caConfig(parseOptions(caSpecs, ['--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--redis-url', fx.redis.url,
       '--root-dir', join(dir, 'default-root'), '--generate-root'], {}).values),
     ...extra,
   };
@@ -60,7 +54,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 t.test('weft ca end to end: token command, root made by init-root, published root, registry-backed authorization', async (t) => {
   const lines: string[] = [];
-  t.equal(await tokenCommand(['--node', 'node-1', '--redis-url', redis.url, '--ttl', '10m'], (s) => lines.push(s)), 0);
+  t.equal(await tokenCommand(['--node', 'node-1', '--redis-url', fx.redis.url, '--ttl', '10m'], (s) => lines.push(s)), 0);
   const token = lines[0]!;
   t.match(token, /^weft-join\./);
 
@@ -75,11 +69,11 @@ t.test('weft ca end to end: token command, root made by init-root, published roo
   t.teardown(() => app.stop());
   t.equal(app.rootPem, readFileSync(join(rootDir, 'root-cert.pem'), 'utf8'), 'the CA signs with the init-root root');
   t.equal(readFileSync(rootOut, 'utf8').trim(), app.rootPem.trim(), 'root published to --root-out');
-  t.same(await redisClient.keys('weft:ca:root*'), [], 'neither the root nor its certificate is put in Redis');
+  t.same(await fx.client.keys('weft:ca:root*'), [], 'neither the root nor its certificate is put in Redis');
   t.equal(statSync(join(rootDir, 'root-key.pem')).mode & 0o777, 0o600, 'root key is private');
   t.notOk(readFileSync(rootOut, 'utf8').includes('PRIVATE KEY'), 'only the public part is published');
 
-  const store = RegistryStore.connect(redis.url);
+  const store = RegistryStore.connect(fx.redis.url);
   t.teardown(() => store.close());
   await store.apply([
     { op: 'put', kind: 'node', record: nodeRecord('node-1', '198.51.100.11') },
@@ -134,28 +128,28 @@ t.test('flag validation names the flag', async (t) => {
   t.equal(d.maxCertTtlMs, 90 * 24 * 3600e3);
   t.equal(v(['--metrics-listen', 'off']).metricsListen, undefined);
   t.same(v(['--root-cert', 'a', '--root-key', 'b']).root, { kind: 'files', certFile: 'a', keyFile: 'b' });
-  await t.rejects(tokenCommand(['--node', 'Bad_Node', '--redis-url', redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--node/ });
-  await t.rejects(tokenCommand(['--redis-url', redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--node/ });
+  await t.rejects(tokenCommand(['--node', 'Bad_Node', '--redis-url', fx.redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--node/ });
+  await t.rejects(tokenCommand(['--redis-url', fx.redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--node/ });
   t.rejects(startCaApp(config({ maxCertTtlMs: 3600e3 }), silentLogger()), { code: 'WEFT_CONFIG_INVALID', message: /--cert-ttl/ });
 });
 
 t.test('root storage: files, directory, Redis (lab only); a missing root is an error, never a new root', async (t) => {
   const logger = silentLogger();
-  const opts = { redis: redisClient, trustDomain: TD, logger };
+  const opts = { redis: fx.client, trustDomain: TD, logger };
 
   // Redis (--root-in-redis): missing without --generate-root fails and writes nothing.
-  await redisClient.del(ROOT_REDIS_KEY);
+  await fx.client.del(ROOT_REDIS_KEY);
   await t.rejects(obtainRoot({ kind: 'redis' }, opts), { code: 'WEFT_CA_ROOT_MISSING', message: /weft:ca:root.*does not mint a new one silently.*--generate-root/ });
-  t.equal(await redisClient.exists(ROOT_REDIS_KEY), 0, 'no root was minted');
+  t.equal(await fx.client.exists(ROOT_REDIS_KEY), 0, 'no root was minted');
   const [r1, r2] = await Promise.all([
     obtainRoot({ kind: 'redis' }, { ...opts, generate: true }),
     obtainRoot({ kind: 'redis' }, { ...opts, generate: true }),
   ]);
   t.equal(r1.pair.certPem, r2.pair.certPem, 'racing CAs with --generate-root converge on one root');
   t.equal((await obtainRoot({ kind: 'redis' }, opts)).pair.certPem, r1.pair.certPem, 'reloaded without --generate-root');
-  await redisClient.set(ROOT_REDIS_KEY, 'garbage');
+  await fx.client.set(ROOT_REDIS_KEY, 'garbage');
   await t.rejects(obtainRoot({ kind: 'redis' }, { ...opts, generate: true }), { code: 'WEFT_CA_ROOT_INVALID' }, 'a corrupt root is not replaced either');
-  await redisClient.del(ROOT_REDIS_KEY);
+  await fx.client.del(ROOT_REDIS_KEY);
 
   const pair = await generateRootCa({ trustDomain: TD });
   const certFile = join(dir, 'op-root.pem');

@@ -19,9 +19,8 @@ import net from 'node:net';
 import * as tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { startRedis, type TestRedis } from './helpers/redis';
+import { redisFixture } from './helpers/redis';
 import { waitFor } from './helpers/wait';
 import { startCaApp, type CaApp } from '../src/ca/app';
 import { CaClient } from '../src/ca/client';
@@ -40,15 +39,12 @@ const TD = 'cluster.local';
 const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`; // on node-1
 const ID_B = `spiffe://${TD}/ns/demo/sa/sa-b`; // on node-2
 
-let redis: TestRedis;
-let redisClient: Redis;
+const fx = redisFixture(t);
 let dir: string;
 
 t.before(async () => {
-  redis = await startRedis();
-  redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   dir = mkdtempSync(join(tmpdir(), 'weft-rotation-'));
-  const store = RegistryStore.connect(redis.url);
+  const store = RegistryStore.connect(fx.redis.url);
   await store.apply([
     { op: 'put', kind: 'node', record: nodeRecord('node-1', '198.51.100.11') },
     { op: 'put', kind: 'node', record: nodeRecord('node-2', '198.51.100.12') },
@@ -59,8 +55,6 @@ t.before(async () => {
   await store.close();
 });
 t.teardown(async () => {
-  redisClient?.disconnect();
-  await redis?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -69,7 +63,7 @@ async function startNode(t: Test, app: CaApp, name: string, anchorFile: string) 
   const anchors = new TrustAnchorFile(anchorFile, { logger: silentLogger(), pollMs: 50 });
   const client = new CaClient({ address: `127.0.0.1:${app.port}`, rootPem: anchors.pem, trustDomain: TD, serverName: 'localhost' });
   anchors.on('change', (b) => client.setRootPem(b.pem));
-  const { token } = await createJoinToken(redisClient, name, 3600e3);
+  const { token } = await createJoinToken(fx.client, name, 3600e3);
   const m = new CertificateManager({ client, nodeName: name, logger: silentLogger(), metrics: new Registry(), joinToken: token });
   t.teardown(() => { m.stop(); client.close(); anchors.close(); });
   return { m, client, anchors };
@@ -114,7 +108,7 @@ t.test('rotation: old and new roots trusted together, picked up without restarts
   const rootA = await initRoot(rootDir, { trustDomain: TD });
   const rootB = await initRoot(join(dir, 'next-root'), { trustDomain: TD });
   const app = await startCaApp({
-    redis: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: rootDir },
+    redis: fx.redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: rootDir },
     rootOut: join(dir, 'published.pem'), rootReloadMs: 50,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
   }, silentLogger());
