@@ -8,6 +8,7 @@ import { HbonePool, type OpenStreamRequest } from '../src/ztunnel/pool';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
 import { connected, ending, roundTrip, sendAndEnd, until } from '../src/ztunnel/testing/sockets';
+import { ManualClock } from './helpers/clock';
 
 const T = { timeout: 60_000 };
 
@@ -58,13 +59,19 @@ t.test('different source identities never share a tunnel', T, async (t) => {
 });
 
 t.test('idle tunnels are released', T, async (t) => {
-  const demo = await mesh(t, { idleTimeoutMs: 150 });
+  const clock = new ManualClock(0);
+  const demo = await mesh(t, { idleTimeoutMs: 150, clock });
   const sock = demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.echo1, port: demo.ports.echo });
   t.equal((await roundTrip(sock, Buffer.from('hi'))).toString(), 'hi');
-  await new Promise((r) => setTimeout(r, 300));
+  clock.advance(60_000); // 400 idle timeouts with the stream open
   t.equal(demo.mesh.node('node-a').pool.size, 1, 'not idle while a stream is open');
+  t.equal(clock.pending, 0, 'no idle countdown runs while a stream is open');
   sock.end();
   await ending(sock);
+  await until(() => clock.pending === 1, 5000, 'the idle countdown to start once the stream is gone');
+  clock.advance(149);
+  t.equal(demo.mesh.node('node-a').pool.size, 1, 'not released before the idle timeout');
+  clock.advance(1);
   await until(() => demo.mesh.node('node-a').pool.size === 0, 5000, 'idle tunnel to close');
   await until(() => demo.mesh.node('node-b').inbound.sessionCount === 0, 5000, 'server session to close');
   const again = await sendAndEnd(demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.echo1, port: demo.ports.echo }), 'again');

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import { realClock, type Clock } from '../lib/clock';
 import { isWeftError, WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { formatForwarded, formatHostPort, type HostPort } from './address';
@@ -36,6 +37,8 @@ export interface HbonePoolOptions {
   pingTimeoutMs?: number;
   /** TCP connect + TLS handshake, and separately the CONNECT answer. Default 10 s. */
   connectTimeoutMs?: number;
+  /** Time of the tunnels' idle timers; tests inject a manual one. */
+  clock?: Clock;
 }
 
 export interface OpenStreamRequest {
@@ -95,6 +98,7 @@ export class HbonePool {
       pingIntervalMs: positive('pingIntervalMs', opts.pingIntervalMs ?? 10_000),
       pingTimeoutMs: positive('pingTimeoutMs', opts.pingTimeoutMs ?? 20_000),
       connectTimeoutMs: this.connectTimeoutMs,
+      clock: opts.clock ?? realClock,
     };
     this.certs.on('updated', this.onCertUpdated);
   }

@@ -12,6 +12,7 @@
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
+import type { Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { WeftError } from '../lib/errors';
 import type { TunnelInfo } from './admin-types';
@@ -50,6 +51,8 @@ export interface TunnelTimers {
   pingIntervalMs: number;
   pingTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Time of the idle timer (the pool's, injectable). */
+  clock: Clock;
 }
 
 let nextId = 1;
@@ -89,7 +92,7 @@ export class Tunnel {
   ) {
     this.onClosed = onClosed;
     this.idle = new IdleTimer(timers.idleTimeoutMs, () => this.state !== TunnelState.Ready || this.activeStreams + this.reserved > 0,
-      () => this.drain(`idle for ${timers.idleTimeoutMs} ms`));
+      () => this.drain(`idle for ${timers.idleTimeoutMs} ms`), timers.clock);
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (err) => (err ? reject(err) : resolve());
     });
