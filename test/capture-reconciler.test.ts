@@ -195,15 +195,21 @@ async function bareNode(t: Test) {
   return { node, state };
 }
 
-t.test('a failed read-back takes readiness down (and it comes back with the rules)', async (t) => {
+/** A started reconciler on a bare node whose iptables-save calls are counted (and can be made to fail). */
+async function countingReconciler(t: Test, verifyIntervalMs: number) {
   const { node, state } = await bareNode(t);
   const counting = new SaveCountingRunner();
   const capture = new CaptureReconciler({
-    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, runner: counting, verifyIntervalMs: 20,
+    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, runner: counting, verifyIntervalMs,
   });
   t.teardown(() => capture.remove().catch(() => {}));
   await capture.start();
   t.equal(capture.verified, true);
+  return { state, counting, capture };
+}
+
+t.test('a failed read-back takes readiness down (and it comes back with the rules)', async (t) => {
+  const { counting, capture } = await countingReconciler(t, 20);
   counting.failSaves = true;
   await waitFor('readiness down after iptables-save failed', () => !capture.verified, { timeoutMs: 5_000 });
   t.match(capture.lastError, /could not be read back.*cannot read the table/);
@@ -213,15 +219,8 @@ t.test('a failed read-back takes readiness down (and it comes back with the rule
 });
 
 t.test('a registry change that changes no rule here reads nothing back; one that does, does', async (t) => {
-  const { node, state } = await bareNode(t);
-  const counting = new SaveCountingRunner();
   // The periodic check never runs during this test: only reconcile passes read back.
-  const capture = new CaptureReconciler({
-    state, nodeName: 'node-1', listenAddresses: [NODE], logger: silentLogger(), netns: node, runner: counting, verifyIntervalMs: 600_000,
-  });
-  t.teardown(() => capture.remove().catch(() => {}));
-  await capture.start();
-  t.equal(capture.verified, true);
+  const { state, counting, capture } = await countingReconciler(t, 600_000);
   const saves = counting.saves;
   const passes = capture.passes;
   const elsewhere = workloadRecord({ namespace: 'demo', name: 'far', node: 'node-2', addresses: ['198.51.100.99'] });
