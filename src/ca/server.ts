@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/log';
-import { realClock, type Clock } from '../lib/clock';
+import { boundedDelay, realClock, type Clock } from '../lib/clock';
 import { LogLimiter } from '../lib/log-limiter';
 import { formatDuration } from '../lib/options';
 import {
@@ -18,7 +18,6 @@ import {
   readImpersonatedIdentity, services,
   type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
 } from './proto';
-import { boundedDelay } from './timers';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
 import { bearerToken, callerFacts, peerAddress } from './call-facts';
 
