@@ -1,3 +1,4 @@
+import { BoundedMap } from './bounded-map';
 import type { Logger } from './log';
 import { realClock, type Clock } from './clock';
 import { TokenBucket, perInterval, type RateLimit } from './token-bucket';
@@ -30,7 +31,9 @@ export class LogLimiter {
   private readonly limit: RateLimit;
   private readonly clock: Clock;
   /** Per key: its bucket, and the lines dropped since the last one let through. */
-  private readonly keys = new Map<string, { bucket: TokenBucket; suppressed: number }>();
+  // Bounded, as every keyed map here: callers key by fixed sets (reason, flag, status),
+  // so the bound is never reached, but a caller keying by peer text could not grow it.
+  private readonly keys = new BoundedMap<string, { bucket: TokenBucket; suppressed: number }>(1024);
 
   constructor(opts: LogLimiterOptions = {}) {
     this.limit = perInterval(Math.max(1, Math.floor(opts.burst ?? 5)), Math.max(1, opts.intervalMs ?? 10_000));
