@@ -11,7 +11,8 @@ import { CertificateManager, CertState, type CertificateSource } from '../src/ca
 import type { NodeCredentials } from '../src/ca/client';
 import { nodeIdentity } from '../src/ca/authorize';
 import { backoffDelay } from '../src/lib/backoff';
-import { boundedDelay, type Clock } from '../src/lib/clock';
+import { boundedDelay } from '../src/lib/clock';
+import { ManualClock } from './helpers/clock';
 import { Limiter } from '../src/ca/limiter';
 import { WeftError } from '../src/lib/errors';
 import { silentLogger } from '../src/lib/log';
@@ -19,33 +20,6 @@ import { silentLogger } from '../src/lib/log';
 const TD = 'cluster.local';
 const ID = `spiffe://${TD}/ns/demo/sa/a`;
 const HOUR = 3600e3;
-
-class ManualClock implements Clock {
-  t = Date.now();
-  private seq = 0;
-  readonly timers = new Map<number, { due: number; fn: () => void }>();
-  /** Every delay ever armed, in order. */
-  readonly armed: number[] = [];
-  now(): number { return this.t; }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.set(id, { due: this.t + ms, fn });
-    this.armed.push(ms);
-    return id;
-  }
-  clearTimeout(handle: unknown): void { this.timers.delete(handle as number); }
-  /** Jumps to the earliest timer and runs it; returns the jump. */
-  runNext(): number {
-    let next: [number, { due: number; fn: () => void }] | undefined;
-    for (const e of this.timers) if (!next || e[1].due < next[1].due) next = e;
-    if (!next) throw new Error('no timer armed');
-    const jump = Math.max(0, next[1].due - this.t);
-    this.t = Math.max(this.t, next[1].due);
-    this.timers.delete(next[0]);
-    next[1].fn();
-    return jump;
-  }
-}
 
 class LocalSource implements CertificateSource {
   failing = false;
@@ -81,7 +55,7 @@ t.test('backoffDelay: 0.5 s doubling to 150 s, jittered within ±20 %, never abo
 });
 
 t.test('boundedDelay waits beyond setTimeout\'s 24.8-day limit and can be cancelled', async (t) => {
-  const clock = new ManualClock();
+  const clock = new ManualClock(Date.now());
   let fired = 0;
   boundedDelay(40 * 24 * HOUR, () => { fired++; }, clock);
   t.equal(clock.armed[0], 2 ** 31 - 1, 'armed in chunks');
@@ -91,12 +65,12 @@ t.test('boundedDelay waits beyond setTimeout\'s 24.8-day limit and can be cancel
   t.equal(fired, 1);
   const cancel = boundedDelay(1000, () => { fired++; }, clock);
   cancel();
-  t.equal(clock.timers.size, 0);
+  t.equal(clock.pending, 0);
 });
 
 t.test('refresh at half-life; on failure back off, keep the old cert until notAfter, then recover', async (t) => {
   const issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
-  const clock = new ManualClock();
+  const clock = new ManualClock(Date.now());
   // One hour on the manual clock, however far it has run ahead of real time.
   const source = new LocalSource(issuer, () => clock.now() - Date.now() + HOUR);
   // A node certificate valid for 30 days keeps node renewals out of this timeline.
@@ -152,7 +126,7 @@ t.test('refresh at half-life; on failure back off, keep the old cert until notAf
   t.same(states, ['Pending->Ready', 'Ready->Refreshing', 'Refreshing->Expired', 'Expired->Ready']);
 
   m.stop();
-  t.equal(clock.timers.size, 0, 'stop() clears every timer');
+  t.equal(clock.pending, 0, 'stop() clears every timer');
 });
 
 t.test('a first fetch that fails goes Pending -> Failed and retries; get() times out with the reason', async (t) => {
@@ -161,13 +135,13 @@ t.test('a first fetch that fails goes Pending -> Failed and retries; get() times
   const nodeKey = await generateKeyAndCsr();
   source.nodeCredentials = { keyPem: nodeKey.keyPem, certChainPem: issuer.signCsr(nodeKey.csrPem, { identity: nodeIdentity(TD), ttlMs: 24 * HOUR, commonName: 'node-1' }) };
   source.failing = true;
-  const clock = new ManualClock();
+  const clock = new ManualClock(Date.now());
   const m = new CertificateManager({ client: source, nodeName: 'node-1', logger: silentLogger(), metrics: new Registry(), clock, getTimeoutMs: 5000 });
   t.teardown(() => m.stop());
   const pending = m.get(ID);
   await until('failed', () => m.list().find((s) => s.identity === ID)?.state === CertState.Failed);
   // Timers: the waiter's timeout (5 s) and the first retry (~0.5 s). Run until the waiter gives up.
-  while (clock.timers.size > 0 && clock.now() < Date.now() + 60_000) {
+  while (clock.pending > 0 && clock.now() < Date.now() + 60_000) {
     clock.runNext();
     await new Promise((r) => setTimeout(r, 20));
     if (await Promise.race([pending.then(() => true, () => true), Promise.resolve(false)])) break;
