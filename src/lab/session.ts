@@ -32,7 +32,7 @@ export async function withLab<T>(opts: LabSessionOptions, body: (onAbort: (stop:
   const down = () => downing ??= weft(['lab', 'down'], opts.env)
     .catch((err: unknown) => ({ code: 1, stdout: '', stderr: String(err) }))
     .then((r) => {
-      if (r.code !== 0) opts.progress(`lab down failed (${r.code}): ${r.stderr.trim()}; run \`WEFT_LAB_DIR=${opts.env.WEFT_LAB_DIR ?? '<lab dir>'} weft lab down\``);
+      if (r.code !== 0) opts.progress(`lab down failed (${r.code}): ${r.stderr.trim()}; run \`WEFT_LAB_DIR=${opts.env.WEFT_LAB_DIR ?? '<lab dir>'} scripts/lab down\``);
       release();
     });
   const aborts: Array<() => void> = [];

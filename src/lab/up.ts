@@ -65,6 +65,9 @@ export function forwardApplier(): IptablesApplier {
   });
 }
 
+/** The lab ztunnels' --drain-timeout: the graceful-stop grace and the fault scenario's timing follow it. */
+export const LAB_DRAIN_TIMEOUT_MS = 5000;
+
 export async function labUp(opts: UpOptions): Promise<UpResult> {
   const started = Date.now();
   const step = (msg: string) => opts.progress(`[${((Date.now() - started) / 1000).toFixed(2).padStart(5)}s] ${msg}`);
@@ -297,7 +300,7 @@ export function ztunnelArgs(node: string, address: string, layout: LabLayout, cl
     '--admin-socket', adminSocketPath(layout, node),
     // As on a cluster: the read-only views on the node IP, for the API server pod proxy.
     '--admin-view-address', address,
-    // A rolling update drains for this long; `weft lab ztunnel stop` insists after 10 s.
-    '--drain-timeout', '5s',
+    // A rolling update drains for this long; `weft lab ztunnel stop` insists after twice that.
+    '--drain-timeout', `${LAB_DRAIN_TIMEOUT_MS / 1000}s`,
   ];
 }

@@ -9,7 +9,7 @@
 import { WeftError } from '../lib/errors';
 import { isAlive, restartRecorded, stopProcesses } from './procs';
 import { readState, StateStore, type ProcessResource } from './state';
-import { startNodeZtunnel } from './up';
+import { LAB_DRAIN_TIMEOUT_MS, startNodeZtunnel } from './up';
 
 export type StopSignal = 'SIGTERM' | 'SIGKILL';
 
@@ -25,8 +25,8 @@ function recorded(labDir: string, node: string): { store: StateStore; proc: Proc
   return { store: StateStore.open(state), proc, address: planned.address };
 }
 
-/** A graceful stop drains connections (--drain-timeout 5s in the lab); then it is killed. */
-const STOP_GRACE_MS = 10_000;
+/** A graceful stop drains connections (the lab's --drain-timeout); then it is killed. */
+const STOP_GRACE_MS = 2 * LAB_DRAIN_TIMEOUT_MS;
 
 /** Signals the recorded ztunnel of `node` and waits until it is gone. Returns its PID (undefined: was not running). */
 export async function stopZtunnel(labDir: string, node: string, signal: StopSignal): Promise<number | undefined> {

@@ -5,6 +5,7 @@
  * enrolled pods on the bridge (cross-node target).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LAB_DRAIN_TIMEOUT_MS } from '../../lab/up';
 import type { FaultLab } from '../lab';
 import { flowsOf } from '../lab';
 import { captureRules } from '../observe';
@@ -35,10 +36,10 @@ export async function restartZtunnel(lab: FaultLab, node: string, sig: 'SIGTERM'
 
 /**
  * How long after the stop the graceful scenario's established connections go on
- * before they end on their own: inside the lab's drain period (`--drain-timeout 5s`,
- * lab/up.ts) with room for the CLI's own start-up before it signals.
+ * before they end on their own: inside the lab's drain period (LAB_DRAIN_TIMEOUT_MS,
+ * lab/up.ts) with 2 s of room for the CLI's own start-up before it signals.
  */
-const WITHIN_DRAIN_MS = 3000;
+const WITHIN_DRAIN_MS = LAB_DRAIN_TIMEOUT_MS - 2000;
 
 type LiveLine = { open?: number; conn?: number; how?: string; rounds?: number; ms?: number };
 
