@@ -11,7 +11,6 @@ import { RateLimiter, type RateLimit } from '../lib/token-bucket';
  * for node-side key generation.)
  */
 
-export type { RateLimit };
 
 /** Per-caller and overall limits of one CA method. */
 export interface MethodLimits {

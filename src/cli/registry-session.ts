@@ -5,7 +5,8 @@
  * the RegistryStore (whose own retries are meant for writers that must not give up).
  */
 import { WeftError } from '../lib/errors';
-import { describeRedis, openRedis, type RedisConnection } from '../registry/connection';
+import type { RedisConnection } from '../lib/common-options';
+import { describeRedis, openRedis } from '../registry/connection';
 import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import type { CliContext } from './context';

@@ -17,8 +17,6 @@ import Redis, { type RedisOptions } from 'ioredis';
 import { readRedisFile, readRedisPassword, type RedisConnection } from '../lib/common-options';
 import { redactUrl } from '../lib/redact';
 
-export type { RedisAuth, RedisConnection } from '../lib/common-options';
-
 /** What the registry and the CA accept: a bare URL (tests, the lab) or a full connection. */
 export type RedisTarget = string | RedisConnection;
 
