@@ -98,7 +98,7 @@ export class TrustAnchorFile extends EventEmitter<{ change: [bundle: TrustBundle
       intervalMs: opts.pollMs ?? 5000,
       initial: [text],
       onChange: ([next]) => this.apply(next),
-      onError: (err) => this.log.error({ file, err: err instanceof Error ? err.message : String(err) }, 'trust anchors unreadable or invalid; keeping the current ones'),
+      onError: (err) => this.log.error({ file, err: err instanceof Error ? err.message : String(err) }, 'trust anchors unreadable or invalid; keeping the current ones: put a valid PEM root (or bundle) back in the file (ConfigMap weft-root-cert on Kubernetes)'),
     });
     this.log.info({ file, roots: this.current.roots.length }, 'trust anchors loaded');
   }
@@ -122,7 +122,7 @@ export class TrustAnchorFile extends EventEmitter<{ change: [bundle: TrustBundle
   }
 
   private apply(text: string | undefined): void {
-    if (text === undefined) throw new Error(`${this.what} is missing (ENOENT)`);
+    if (text === undefined) throw new Error(`${this.what} is missing (ENOENT); mount the mesh root bundle there (ConfigMap weft-root-cert on Kubernetes)`);
     const next = parseTrustBundle(text, this.what);
     this.current = next;
     this.log.info({ file: this.file, roots: next.roots.length, fingerprints: next.roots.map((r) => r.fingerprint256) }, 'trust anchors changed');
