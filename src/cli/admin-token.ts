@@ -7,7 +7,7 @@
  * bad token used to surface only as a header error or a 401 per node.
  */
 import { WeftError } from '../lib/errors';
-import { readConfigFile } from '../lib/files';
+import { firstLine, readConfigFile, readFlagFile } from '../lib/files';
 import type { OptionSpec } from '../lib/options';
 
 /** RFC 6750 b64token: what a Bearer credential may hold (a ServiceAccount JWT does). */
@@ -19,7 +19,7 @@ function tokenProblem(token: string): string | undefined {
 }
 
 function tokenOf(text: string): string {
-  return (text.split(/\r?\n/, 1)[0] ?? '').trim();
+  return firstLine(text).trim();
 }
 
 export const adminTokenOption = {
@@ -40,12 +40,8 @@ export function adminToken(file: string | undefined, env: NodeJS.ProcessEnv): st
     throw new WeftError('WEFT_USAGE', `both --admin-token-file/WEFT_ADMIN_TOKEN_FILE (${file}) and WEFT_ADMIN_TOKEN are given; pass only one`);
   }
   if (file) {
-    try {
-      return tokenOf(readConfigFile(file, (text) => tokenProblem(tokenOf(text))));
-    } catch (err) {
-      // Read again here (the option parser checked it): it may have changed since.
-      throw new WeftError('WEFT_CONFIG_INVALID', `invalid --admin-token-file=${file}: ${(err as Error).message}`, { cause: err, details: { flag: 'admin-token-file', file } });
-    }
+    // Read again here (the option parser checked it): it may have changed since.
+    return tokenOf(readFlagFile('admin-token-file', file, (text) => tokenProblem(tokenOf(text))));
   }
   if (fromEnv === undefined || fromEnv === '') return undefined;
   const problem = tokenProblem(fromEnv);

@@ -1,6 +1,6 @@
 import type { LevelWithSilent } from 'pino';
 import { WeftError } from './errors';
-import { readConfigFile } from './files';
+import { firstLine, readConfigFile, readFlagFile } from './files';
 import { isValidTrustDomain } from './identity';
 import { LOG_LEVELS } from './log';
 import { parse, type OptionSpec, type OptionValues } from './options';
@@ -33,7 +33,7 @@ const pemCert = (t: string) => (PEM_CERT.test(t) ? undefined : 'no PEM certifica
 
 /** Each file's flag and what its contents must hold: the one check at start and at every read. */
 const REDIS_FILES: Record<RedisFile, { flag: string; check: (text: string) => string | undefined }> = {
-  passwordFile: { flag: 'redis-password-file', check: (t) => (passwordOf(t) === '' ? 'the first line is empty; expected the password' : undefined) },
+  passwordFile: { flag: 'redis-password-file', check: (t) => (firstLine(t) === '' ? 'the first line is empty; expected the password' : undefined) },
   caFile: { flag: 'redis-ca-file', check: pemCert },
   certFile: { flag: 'redis-cert-file', check: pemCert },
   keyFile: { flag: 'redis-key-file', check: (t) => (PEM_KEY.test(t) ? undefined : 'no PEM private key in it') },
@@ -45,21 +45,12 @@ const REDIS_FILES: Record<RedisFile, { flag: string; check: (text: string) => st
  */
 export function readRedisFile(field: RedisFile, file: string): string {
   const { flag, check } = REDIS_FILES[field];
-  try {
-    return readConfigFile(file, check);
-  } catch (err) {
-    throw new WeftError('WEFT_CONFIG_INVALID', `invalid --${flag}=${file}: ${(err as Error).message}`,
-      { cause: err, details: { flag, file } });
-  }
+  return readFlagFile(flag, file, check);
 }
 
 /** The password in --redis-password-file (its first line). */
 export function readRedisPassword(file: string): string {
-  return passwordOf(readRedisFile('passwordFile', file));
-}
-
-function passwordOf(text: string): string {
-  return text.split(/\r?\n/, 1)[0] ?? '';
+  return firstLine(readRedisFile('passwordFile', file));
 }
 
 function fileOption(field: RedisFile, description: string, defaultText: string): OptionSpec<string> {

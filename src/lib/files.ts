@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { WeftError } from './errors';
 
 /**
  * Writes via a temporary file and rename, so a reader (or a crash) never sees half a
@@ -51,6 +52,23 @@ export function readConfigFile(file: string, check?: (text: string) => string | 
   const problem = check?.(text);
   if (problem) throw new Error(problem);
   return text;
+}
+
+/**
+ * readConfigFile for a file named by a flag, when it is read again after start (a
+ * client made after a Secret rotation): WEFT_CONFIG_INVALID naming the flag and file.
+ */
+export function readFlagFile(flag: string, file: string, check?: (text: string) => string | undefined): string {
+  try {
+    return readConfigFile(file, check);
+  } catch (err) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid --${flag}=${file}: ${(err as Error).message}`, { cause: err, details: { flag, file } });
+  }
+}
+
+/** The first line of a secret's file (a password or token), without its line end. */
+export function firstLine(text: string): string {
+  return text.split(/\r?\n/, 1)[0] ?? '';
 }
 
 /** What watchFiles hands back: a way to poll now (tests, or a caller that knows) and to stop. */
