@@ -68,24 +68,37 @@ function bytes(ip: string, family: 4 | 6 | undefined): number[] {
   return all.flatMap((w) => [w >> 8, w & 0xff]);
 }
 
-/** Numeric order: IPv4 before IPv6, 198.51.100.9 before 198.51.100.10. */
-export function compareIp(a: string, b: string): number {
-  const ca = canonicalIp(a);
-  const cb = canonicalIp(b);
-  const fa = familyOf(ca);
-  const fb = familyOf(cb);
-  if (fa !== fb) return (fa ?? 0) - (fb ?? 0);
-  const pa = bytes(ca, fa);
-  const pb = bytes(cb, fb);
-  for (let i = 0; i < pa.length; i++) {
-    const d = pa[i]! - pb[i]!;
+interface IpKey { family: number; bytes: number[] }
+
+function ipKey(ip: string): IpKey {
+  const family = familyOf(ip);
+  return { family: family ?? 0, bytes: bytes(ip, family) };
+}
+
+function compareKeys(a: IpKey, b: IpKey): number {
+  if (a.family !== b.family) return a.family - b.family;
+  for (let i = 0; i < a.bytes.length; i++) {
+    const d = a.bytes[i]! - b.bytes[i]!;
     if (d !== 0) return d;
   }
   return 0;
 }
 
+/**
+ * Numeric order of canonical addresses (what checkIp returns): IPv4 before IPv6,
+ * 198.51.100.9 before 198.51.100.10. Canonical in, so no parsing per comparison: an
+ * IPv6 canonicalisation is a URL parse, and a sort makes n log n comparisons.
+ */
+export function compareIp(a: string, b: string): number {
+  return compareKeys(ipKey(a), ipKey(b));
+}
+
+/** Canonical addresses (checkIp's output), unique and in numeric order; each parsed once. */
 export function sortedUnique(ips: readonly string[]): string[] {
-  return [...new Set(ips.map(canonicalIp))].sort(compareIp);
+  return [...new Set(ips)]
+    .map((ip) => ({ ip, key: ipKey(ip) }))
+    .sort((a, b) => compareKeys(a.key, b.key))
+    .map((e) => e.ip);
 }
 
 /** `ip/32` or `ip/128`: a single host in a rule match. */
