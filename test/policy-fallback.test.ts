@@ -3,7 +3,6 @@
 // and change stream alike), and the ztunnel's L4 authorization keeps refusing what the
 // ALLOW policy did not admit.
 import t from 'tap';
-import { Writable } from 'node:stream';
 import { createLogger } from '../src/lib/log';
 import { failClosedPolicy, keepLastGood } from '../src/registry/policy-fallback';
 import { emptySnapshot, logInvalid, parseChanges, parseHashes, type OnInvalid } from '../src/registry/layout';
@@ -12,6 +11,7 @@ import { KINDS, type AuthorizationPolicyRecord } from '../src/registry/types';
 import { validateRecord } from '../src/registry/validate';
 import { authorize, type AuthzRequest } from '../src/ztunnel/authorization';
 import { ambientNamespace, workloadRecord } from '../src/ztunnel/testing/records';
+import { LogLines } from './helpers/log-lines';
 
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
 const INTRUDER = 'spiffe://cluster.local/ns/demo/sa/intruder';
@@ -59,16 +59,14 @@ t.test('an invalid stored ALLOW does not vanish: the intruder is still refused',
 });
 
 t.test('the log line of a malformed record says what is held instead and what to do', async (t) => {
-  let out = '';
-  const destination = new Writable({ write(chunk, _enc, cb) { out += String(chunk); cb(); } });
-  const logger = createLogger({ level: 'warn', component: 'test', destination });
+  const log = new LogLines();
+  const logger = createLogger({ level: 'warn', component: 'test', destination: log });
   let counted = 0;
   const broken = { ...allowClient, rules: [{ clauses: [{ matches: [{ destinationPorts: [0] }] }] }] };
   const hashes = KINDS.map((k): Record<string, string> => (k === 'policy' ? { 'demo/allow-client': JSON.stringify(broken), 'no-slash': '{}' }
     : k === 'workload' ? { 'demo/w': '{}' } : {}));
   parseHashes(hashes, logInvalid(logger, () => { counted++; }));
-  logger.flush();
-  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const { lines } = log;
   t.equal(counted, 3);
   t.match(lines.find((l) => l.key === 'demo/allow-client'), {
     kind: 'policy', standIn: { action: 'ALLOW', scope: 'WORKLOAD_SELECTOR', selector: { app: 'echo' } },

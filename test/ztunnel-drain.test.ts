@@ -13,12 +13,13 @@ import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { startDemoMesh, IP, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { TunnelState } from '../src/ztunnel/tunnel';
 import { connected, ending, roundTrip, until } from '../src/ztunnel/testing/sockets';
+import { LogLines } from './helpers/log-lines';
 
 async function meshWithLog(t: Test): Promise<{ demo: DemoMesh; lines: Array<Record<string, unknown>> }> {
-  const lines: Array<Record<string, unknown>> = [];
-  const demo = await startDemoMesh({ logger: pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>); } }) });
+  const log = new LogLines();
+  const demo = await startDemoMesh({ logger: pino({ level: 'info' }, log) });
   t.teardown(() => demo.close());
-  return { demo, lines };
+  return { demo, lines: log.lines };
 }
 
 /** How a fresh TCP connection to host:port ends: 'refused' if nothing listens. */
