@@ -93,7 +93,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.metrics = createCertMetrics(opts.metrics, () => this.entries.values(), () => this.clock.now());
     this.fetcher = new CertFetcher({
       client: opts.client, nodeName: opts.nodeName, ttlSec: opts.ttlSec ?? 0, clock: this.clock, logger: this.log,
-      join: { ...(opts.joinToken ? { joinToken: opts.joinToken } : {}), ...(opts.joinSaTokenFile ? { joinSaTokenFile: opts.joinSaTokenFile } : {}) },
+      join: opts,
     });
 
     this.node = this.newEntry(nodeIdentity(this.client.trustDomain), 'node');
