@@ -13,10 +13,10 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rssBytes } from '../src/faults/observe';
+import { cpuSeconds, rssBytes } from '../src/faults/observe';
 import type { NodeProcess } from './helpers/netns';
 import {
-  CHILD_NODE_IP, childStats, open, procCpuSeconds, pump, resetPeakRss, roundTrip, session, startInboundChild, type Ready,
+  CHILD_NODE_IP, childStats, open, pump, resetPeakRss, roundTrip, session, startInboundChild, type Ready,
 } from './helpers/inbound-child-client';
 import * as H from './helpers/h2-frames';
 
@@ -249,16 +249,16 @@ for (const c of cases) {
     let sampled = before;
     // rssBytes is NaN once the process is gone (asserted below); NaN never wins the comparison.
     const sampler = setInterval(() => { const now = rssBytes(child.pid); if (now > sampled) sampled = now; }, 50);
-    const cpu0 = procCpuSeconds(child.pid);
+    const cpu0 = cpuSeconds(child.pid);
     const t0 = Date.now();
     // One legitimate round trip halfway through, beside the attack.
     const during = sleep(ATTACK_MS / 2).then(legit);
     const detail = await c.attack(t0 + ATTACK_MS);
     const duringTrip = await during;
-    const cpu1 = procCpuSeconds(child.pid);
+    const cpu1 = cpuSeconds(child.pid);
     const t1 = Date.now();
     await sleep(SETTLE_MS);
-    const cpu2 = procCpuSeconds(child.pid);
+    const cpu2 = cpuSeconds(child.pid);
     clearInterval(sampler);
     const hwmNow = hwm ? rssBytes(child.pid, 'VmHWM') : NaN;
     const peak = hwmNow > sampled ? hwmNow : sampled;

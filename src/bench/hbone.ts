@@ -30,6 +30,7 @@ import { EventEmitter } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
+import { cpuSeconds } from '../faults/observe';
 import { MeshState } from '../registry/state';
 import { ConnectionRegistry } from '../ztunnel/connections';
 import type { CertSource, WorkloadCert } from '../ztunnel/contracts';
@@ -264,17 +265,6 @@ function has(cmd: string): boolean {
 }
 
 /** utime + stime of a process, in seconds (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[] }
 interface Setup { name: string; start(): Promise<Running> }
 interface Sample { gbps: number; cpuMsPerGiB: number; lat: Latency }
@@ -329,9 +319,9 @@ async function main(): Promise<void> {
     for (let r = 0; r < repeat; r++) {
       for (const setup of setups) {
         const run = await setup.start();
-        const cpu0 = run.pids.reduce((a, p) => a + cpuSeconds(p), 0);
+        const cpu0 = run.pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0);
         const gbps = args.includes('--latency-only') ? NaN : iperf(run.host, run.tputPort, seconds, run.bind);
-        const cpu = run.pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
+        const cpu = run.pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0) - cpu0;
         if (process.env.WEFT_BENCH_STATS) {
           for (const p of run.pids) {
             const st = readFileSync(`/proc/${p}/status`, 'utf8');

@@ -3,6 +3,7 @@
  * API (unix socket) and metrics, their JSON logs, and a process's RSS. Used by the
  * fault suite and by the e2e tests, so both judge the mesh by the same evidence.
  */
+import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { run } from '../lab/run';
@@ -115,6 +116,23 @@ export function rssBytes(pid: number, field: keyof typeof STATUS_FIELD = 'VmRSS'
   } catch {
     return NaN;
   }
+}
+
+let clockTicks: number | undefined;
+
+/** CPU time (user + system) a process has used, in seconds, or NaN when it is gone. */
+export function cpuSeconds(pid: number): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return NaN;
+  }
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  // Fields after it start at 3 (state); utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / clockTicks;
 }
 
 /**

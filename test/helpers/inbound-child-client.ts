@@ -1,13 +1,12 @@
 /**
  * The test side of test/helpers/inbound-child.ts: starts that child HBONE server, asks
  * it for its counters, opens well-behaved client sessions and CONNECT streams to it, and
- * reads the child's CPU from /proc (its RSS: rssBytes in src/faults/observe.ts), so a
+ * resets the child's peak RSS (CPU and RSS: cpuSeconds, rssBytes in src/faults/observe.ts), so a
  * test can attack the server from its own process and see what that cost the server.
  */
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNodeIn, type NodeProcess } from './netns';
 
@@ -35,18 +34,6 @@ export async function childStats(child: NodeProcess): Promise<ChildStats> {
   child.send(`stats ${tag}\n`);
   const line = await child.waitForLine(new RegExp(`"tag":"${tag}"`));
   return (JSON.parse(line) as { stats: ChildStats }).stats;
-}
-
-let clockTicks: number | undefined;
-
-/** CPU seconds (user + system) the process has used so far, from /proc/<pid>/stat. */
-export function procCpuSeconds(pid: number): number {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-  // Fields after it start at 3 (state); utime and stime are fields 14 and 15.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / clockTicks;
 }
 
 /**
