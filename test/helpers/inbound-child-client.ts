@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNodeIn, type NodeProcess } from './netns';
 
-/** Where the child's HBONE server listens (as in inbound-child.ts). */
+/** Where the child's HBONE server listens (inbound-child.ts imports it from here). */
 export const CHILD_NODE_IP = '127.0.0.3';
 
 /** The child's `{"ready":true,...}` line. */

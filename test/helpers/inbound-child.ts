@@ -25,8 +25,8 @@ import { ZtunnelMetrics } from '../../src/ztunnel/metrics';
 import { fixedOriginalDst } from '../../src/ztunnel/testing/conntrack-table';
 import { IssuerCertSource } from '../../src/ztunnel/testing/issuer-certs';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../../src/ztunnel/testing/records';
+import { CHILD_NODE_IP } from './inbound-child-client';
 
-const CHILD_NODE_IP = '127.0.0.3';
 const CLIENT_ID = 'spiffe://cluster.local/ns/demo/sa/client';
 
 async function main(): Promise<void> {
