@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuSeconds, rssBytes } from '../src/faults/observe';
 import type { NodeProcess } from './helpers/netns';
 import {
-  CHILD_NODE_IP, childStats, open, pump, resetPeakRss, roundTrip, session, startInboundChild, type Ready,
+  CHILD_NODE_IP, childStats, open, podServer, pump, resetPeakRss, roundTrip, session, startInboundChild, tlsToChild, type Ready,
 } from './helpers/inbound-child-client';
 import * as H from './helpers/h2-frames';
 
@@ -40,10 +40,9 @@ let resetSinkAccepts = 0;
 let ports: { echo: number; resetSink: number; stallSink: number };
 
 async function listen(onConnection: (s: net.Socket) => void): Promise<number> {
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
-  await new Promise<void>((resolve) => srv.listen(0, POD, resolve));
-  servers.push(srv);
-  return (srv.address() as net.AddressInfo).port;
+  const { port, server } = await podServer(POD, onConnection);
+  servers.push(server);
+  return port;
 }
 
 t.before(async () => {
@@ -71,10 +70,7 @@ async function legit(): Promise<{ ok: boolean; ms: number }> {
 
 /** A full mTLS handshake with the child as the peer node; ok is false when it failed. */
 async function handshake(): Promise<{ sock: tls.TLSSocket; ok: boolean }> {
-  const sock = tls.connect({
-    host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
-    ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined,
-  });
+  const sock = tlsToChild(ready);
   const ok = await new Promise<boolean>((resolve) => {
     sock.once('secureConnect', () => resolve(true));
     sock.once('error', () => resolve(false));

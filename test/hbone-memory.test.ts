@@ -8,7 +8,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { rssBytes } from '../src/faults/observe';
 import type { NodeProcess } from './helpers/netns';
-import { childStats, open, pump, roundTrip, session, startInboundChild, type ChildStats, type Ready } from './helpers/inbound-child-client';
+import { childStats, open, podServer, pump, roundTrip, session, startInboundChild, type ChildStats, type Ready } from './helpers/inbound-child-client';
 import { waitFor } from './helpers/wait';
 
 const POD = '127.0.5.1';
@@ -16,11 +16,7 @@ const MiB = 1024 * 1024;
 const STREAMS = 300;
 const PER_STREAM = 8 * MiB;
 
-async function server(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
-  await new Promise<void>((resolve) => srv.listen(0, POD, resolve));
-  return { port: (srv.address() as net.AddressInfo).port, server: srv };
-}
+const server = (onConnection: (s: net.Socket) => void) => podServer(POD, onConnection);
 
 let child: NodeProcess;
 let ready: Ready;

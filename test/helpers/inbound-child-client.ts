@@ -5,6 +5,7 @@
  * test can attack the server from its own process and see what that cost the server.
  */
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,14 +50,24 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
-/** A client session to the child over mTLS as identity `client`; `localAddress` picks the peer address the server sees. */
-export function session(ready: Ready, localAddress?: string): http2.ClientHttp2Session {
-  const s = http2.connect(`https://${CHILD_NODE_IP}:${ready.port}`, {
-    createConnection: () => tls.connect({
-      host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
-      ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined, ...(localAddress ? { localAddress } : {}),
-    }),
+/** A pod-side TCP server at `host` (half-open allowed, socket errors ignored): what the child's streams dial. */
+export async function podServer(host: string, onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); onConnection(s); });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return { port: (server.address() as net.AddressInfo).port, server };
+}
+
+/** An mTLS connection to the child as identity `client` (h2); `localAddress` picks the peer address the server sees. */
+export function tlsToChild(ready: Ready, localAddress?: string): tls.TLSSocket {
+  return tls.connect({
+    host: CHILD_NODE_IP, port: ready.port, key: ready.client.keyPem, cert: ready.client.certChainPem.join('\n'), ca: ready.rootsPem,
+    ALPNProtocols: ['h2'], servername: '', checkServerIdentity: () => undefined, ...(localAddress ? { localAddress } : {}),
   });
+}
+
+/** A client session to the child over tlsToChild. */
+export function session(ready: Ready, localAddress?: string): http2.ClientHttp2Session {
+  const s = http2.connect(`https://${CHILD_NODE_IP}:${ready.port}`, { createConnection: () => tlsToChild(ready, localAddress) });
   s.on('error', () => {});
   return s;
 }
