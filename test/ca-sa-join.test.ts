@@ -11,9 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { startRedis, type TestRedis } from './helpers/redis';
+import { redisFixture } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { caught, waitFor } from './helpers/wait';
@@ -41,8 +40,7 @@ const NS = 'weft-system';
 const POLICY: SaJoinPolicy = { audience: 'weft-ca', namespace: NS, serviceAccount: 'weft-ztunnel' };
 const API_TOKEN = 'ca-api-token';
 
-let redis: TestRedis;
-let redisClient: Redis;
+const fx = redisFixture(t);
 let issuer: Issuer;
 let api: TestApiServer;
 let reviews: TestTokenReview;
@@ -81,7 +79,7 @@ async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: R
     joinLimits: limitsFor(1000), csrLimits: limitsFor(1000),
     ...(opts.saJoin !== false
       ? { saJoin: new TokenReviewJoin({ kube: kube!, policy: POLICY, clock, ...(opts.cacheMs !== undefined ? { cacheMs: opts.cacheMs } : {}) }) }
-      : { joinTokens: new RedisJoinTokens(redisClient) }),
+      : { joinTokens: new RedisJoinTokens(fx.client) }),
   });
   const port = await server.start({ host: '127.0.0.1', port: 0 });
   t.teardown(() => server.stop(100));
@@ -106,8 +104,6 @@ async function refusalCount(reason: string): Promise<number> {
 }
 
 t.before(async () => {
-  redis = await startRedis();
-  redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
   api = await TestApiServer.start({ token: API_TOKEN });
   reviews = new TestTokenReview(api);
@@ -121,8 +117,6 @@ t.before(async () => {
 
 t.teardown(async () => {
   await api?.stop();
-  redisClient?.disconnect();
-  await redis?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -209,7 +203,7 @@ t.test('a Join with both a join token and a ServiceAccount token is refused', as
     'grpc.ssl_target_name_override': 'localhost',
   }) as unknown as grpc.Client & { Join: (req: unknown, cb: (err: grpc.ServiceError | null) => void) => void };
   t.teardown(() => raw.close());
-  const { token } = await createJoinToken(redisClient, 'node-1', 60_000);
+  const { token } = await createJoinToken(fx.client, 'node-1', 60_000);
   const err = await new Promise<grpc.ServiceError | null>((resolve) => raw.Join({
     nodeName: 'node-1', token, serviceAccountToken: reviews.issueForPod(NS, 'weft-ztunnel-n1'), csr: '',
   }, resolve));
@@ -218,7 +212,7 @@ t.test('a Join with both a join token and a ServiceAccount token is refused', as
 });
 
 t.test('a CA with TokenReview accepts no join tokens from Redis, whatever Redis holds', async (t) => {
-  const { token } = await createJoinToken(redisClient, 'node-2', 60_000);
+  const { token } = await createJoinToken(fx.client, 'node-2', 60_000);
   const c = newClient();
   const err = await refusal(c.join('node-2', token));
   t.equal(err.code, 'WEFT_CA_JOIN_TOKEN_DISABLED');
@@ -227,7 +221,7 @@ t.test('a CA with TokenReview accepts no join tokens from Redis, whatever Redis 
   t.notOk(c.nodeCredentials, 'no node certificate');
   t.throws(() => new CaServer({
     issuer, trustDomain: TD, authorizer: state, logger: silentLogger(), metrics: new Registry(),
-    joinTokens: new RedisJoinTokens(redisClient), saJoin: new TokenReviewJoin({ kube: new KubeClient({ server: api.url, token: API_TOKEN }), policy: POLICY }),
+    joinTokens: new RedisJoinTokens(fx.client), saJoin: new TokenReviewJoin({ kube: new KubeClient({ server: api.url, token: API_TOKEN }), policy: POLICY }),
   }), { code: 'WEFT_CONFIG_INVALID', message: /join tokens cannot be accepted together with --kube-token-review/ }, 'and cannot be configured to');
 });
 
@@ -375,7 +369,7 @@ t.test('weft ca wiring: tokenReview config with a kubeconfig file admits the pod
     'contexts: [{name: test, context: {cluster: test, user: ca}}]',
   ].join('\n'));
   const app = await startCaApp({
-    redis: redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
+    redis: fx.redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
     tokenReview: { kubeconfig, policy: POLICY },
   }, silentLogger());

@@ -1,9 +1,8 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { startRedis, type TestRedis } from './helpers/redis';
+import { redisFixture } from './helpers/redis';
 import { generateRootCa, generateKeyAndCsr, Issuer } from '../src/ca/issuer';
 import { CaServer, type CaServerOptions } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
@@ -25,8 +24,7 @@ const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`; // runs on node-1
 const ID_B = `spiffe://${TD}/ns/demo/sa/sa-b`; // runs on node-2 only
 const NODE_ID = nodeIdentity(TD);
 
-let redis: TestRedis;
-let redisClient: Redis;
+const fx = redisFixture(t);
 let issuer: Issuer;
 let server: CaServer;
 let metrics: Registry;
@@ -36,7 +34,7 @@ let node1: CaClient;
 
 async function startServer(extra: Partial<CaServerOptions> = {}): Promise<{ server: CaServer; address: string }> {
   const s = new CaServer({
-    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(redisClient),
+    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(fx.client),
     logger: silentLogger(), metrics: new Registry(), minCertTtlMs: 1000, ...extra,
   });
   const port = await s.start({ host: '127.0.0.1', port: 0 });
@@ -72,21 +70,14 @@ async function refusal(p: Promise<unknown>): Promise<WeftError> {
 }
 
 t.before(async () => {
-  redis = await startRedis();
-  redisClient = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
   issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
   metrics = new Registry();
   const started = await startServer({ metrics, isReady: () => ready });
   server = started.server;
   address = started.address;
   node1 = newClient();
-  const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
+  const { token } = await createJoinToken(fx.client, 'node-1', 3600e3);
   await node1.join('node-1', token);
-});
-
-t.teardown(async () => {
-  redisClient?.disconnect();
-  await redis?.stop();
 });
 
 t.test('join issues a short-lived node certificate: node identity SAN, node name CN, clientAuth only', async (t) => {
@@ -102,7 +93,7 @@ t.test('join issues a short-lived node certificate: node identity SAN, node name
 });
 
 t.test('join tokens are reusable for their node until they expire', async (t) => {
-  const { token } = await createJoinToken(redisClient, 'node-2', 3600e3);
+  const { token } = await createJoinToken(fx.client, 'node-2', 3600e3);
   const c = newClient();
   await c.join('node-2', token);
   await c.join('node-2', token);
@@ -111,7 +102,7 @@ t.test('join tokens are reusable for their node until they expire', async (t) =>
 
 t.test('bad, other-node, replaced and expired join tokens are refused', async (t) => {
   const c = newClient();
-  const { token: t3 } = await createJoinToken(redisClient, 'node-3', 3600e3);
+  const { token: t3 } = await createJoinToken(fx.client, 'node-3', 3600e3);
   const cases: Array<[string, () => Promise<unknown>]> = [
     ['garbage token', () => c.join('node-3', 'nope')],
     ['well-formed but unknown', () => c.join('node-3', 'weft-join.' + 'A'.repeat(43))],
@@ -124,18 +115,18 @@ t.test('bad, other-node, replaced and expired join tokens are refused', async (t
     t.equal(err.details?.grpcCode, grpc.status.UNAUTHENTICATED, `${name}: UNAUTHENTICATED`);
     t.match(err.message, /weft ca token --node|send the node/, `${name}: says what to do`);
   }
-  await createJoinToken(redisClient, 'node-3', 3600e3);
+  await createJoinToken(fx.client, 'node-3', 3600e3);
   t.equal((await refusal(c.join('node-3', t3))).code, 'WEFT_CA_JOIN_TOKEN_INVALID', 'replaced by a newer token');
-  const { token: short } = await createJoinToken(redisClient, 'node-5', 30);
+  const { token: short } = await createJoinToken(fx.client, 'node-5', 30);
   await new Promise((r) => setTimeout(r, 80));
   t.equal((await refusal(c.join('node-5', short))).code, 'WEFT_CA_JOIN_TOKEN_INVALID', 'expired');
   t.notOk(c.nodeCredentials, 'nothing installed');
   // Expiry is also checked against the stored deadline, not only Redis' key TTL.
-  const { token: t6 } = await createJoinToken(redisClient, 'node-6', 3600e3);
-  await t.rejects(new RedisJoinTokens(redisClient, () => Date.now() + 7200e3).verify('node-6', t6),
+  const { token: t6 } = await createJoinToken(fx.client, 'node-6', 3600e3);
+  await t.rejects(new RedisJoinTokens(fx.client, () => Date.now() + 7200e3).verify('node-6', t6),
     { code: 'WEFT_CA_JOIN_TOKEN_INVALID', message: /expired/ });
-  t.ok((await redisClient.get('weft:ca:join:node-6'))?.includes('sha256'), 'Redis holds a hash');
-  t.notOk((await redisClient.get('weft:ca:join:node-6'))?.includes(t6), 'never the token');
+  t.ok((await fx.client.get('weft:ca:join:node-6'))?.includes('sha256'), 'Redis holds a hash');
+  t.notOk((await fx.client.get('weft:ca:join:node-6'))?.includes(t6), 'never the token');
 });
 
 t.test('a node gets the identity of a workload on it (Istio-compatible request)', async (t) => {
@@ -225,7 +216,7 @@ t.test('malformed CSRs and out-of-bounds TTLs are INVALID_ARGUMENT', async (t) =
   // Production bounds: at least a minute.
   const prod = await startServer({ minCertTtlMs: undefined as unknown as number });
   const c = newClient({ address: prod.address });
-  const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
+  const { token } = await createJoinToken(fx.client, 'node-1', 3600e3);
   await c.join('node-1', token);
   t.equal((await refusal(c.createCertificate(csrPem, 30, ID_A))).code, 'WEFT_CA_TTL_INVALID', '30 s is below 1 minute');
   t.ok(await c.createCertificate(csrPem, 60, ID_A), '1 minute is fine');
@@ -255,7 +246,7 @@ t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and Cre
   const limits = { perCaller: { perSecond: 1, burst: 2 }, overall: { perSecond: 1, burst: 3 } };
   const clock: Clock = { now: () => now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
   const limited = await startServer({ joinLimits: limits, csrLimits: limits, clock });
-  const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
+  const { token } = await createJoinToken(fx.client, 'node-1', 3600e3);
   const c1 = newClient({ address: limited.address });
   await c1.join('node-1', token);
   await c1.join('node-1', token);
@@ -265,7 +256,7 @@ t.test('rate limits: RESOURCE_EXHAUSTED per caller and overall, for Join and Cre
   t.match(j.message, /Join from address 127\.0\.0\.1 exceeds 1\/s per caller.*--join-rate/);
 
   const { csrPem } = await generateKeyAndCsr();
-  const { token: t2 } = await createJoinToken(redisClient, 'node-2', 3600e3);
+  const { token: t2 } = await createJoinToken(fx.client, 'node-2', 3600e3);
   const c2 = newClient({ address: limited.address });
   now += 1000; // one Join token back for this address
   await c2.join('node-2', t2);
@@ -317,7 +308,7 @@ t.test('impersonation waits for the registry: UNAVAILABLE until loaded', async (
 });
 
 t.test('the client verifies the CA: wrong name or other root is WEFT_CA_UNREACHABLE', async (t) => {
-  const { token } = await createJoinToken(redisClient, 'node-1', 3600e3);
+  const { token } = await createJoinToken(fx.client, 'node-1', 3600e3);
   const wrongName = await refusal(newClient({ serverName: 'ca.example.com' }).join('node-1', token));
   t.equal(wrongName.code, 'WEFT_CA_UNREACHABLE');
   const otherRoot = (await generateRootCa({ trustDomain: TD })).certPem;
@@ -341,7 +332,7 @@ t.test('requests are counted by method and result, issue latency observed', asyn
 
 t.test('config bounds are checked at construction', async (t) => {
   const base = {
-    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(redisClient),
+    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(fx.client),
     logger: silentLogger(), metrics: new Registry(),
   };
   t.throws(() => new CaServer({ ...base, certTtlMs: 100 * 86400e3 }), { code: 'WEFT_CONFIG_INVALID', message: /--cert-ttl/ });

@@ -1,8 +1,7 @@
 import t, { type Test } from 'tap';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { startRedis, freePort, type TestRedis } from './helpers/redis';
+import { freePort, redisFixture } from './helpers/redis';
 import { waitFor } from './helpers/wait';
 import { generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer, type CaServerOptions } from '../src/ca/server';
@@ -20,8 +19,7 @@ const ID_A = `spiffe://${TD}/ns/demo/sa/sa-a`;
 const ID_C = `spiffe://${TD}/ns/demo/sa/sa-c`;
 const ID_B = `spiffe://${TD}/ns/demo/sa/sa-b`; // on node-2 only
 
-let redis: TestRedis;
-let redisClient: Redis;
+const fx = redisFixture(t);
 let issuer: Issuer;
 let token: string;
 
@@ -38,19 +36,12 @@ state.replaceAll({
 }, 1);
 
 t.before(async () => {
-  redis = await startRedis();
-  redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
-  token = (await createJoinToken(redisClient, 'node-1', 3600e3)).token;
+  token = (await createJoinToken(fx.client, 'node-1', 3600e3)).token;
 });
-t.teardown(async () => {
-  redisClient?.disconnect();
-  await redis?.stop();
-});
-
 async function startCa(t: Test, extra: Partial<CaServerOptions> = {}, port = 0): Promise<{ server: CaServer; address: string }> {
   const server = new CaServer({
-    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(redisClient),
+    issuer, trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(fx.client),
     logger: silentLogger(), metrics: new Registry(), minCertTtlMs: 1000, ...extra,
   });
   const bound = await server.start({ host: '127.0.0.1', port });
