@@ -215,3 +215,19 @@ export interface RouteParentStatus {
   controllerName: string;
   conditions: RouteCondition[];
 }
+
+/** What a waypoint serves (Istio's `istio.io/waypoint-for`); Weft routes `service` traffic. */
+export type WaypointFor = 'service' | 'workload' | 'all' | 'none';
+
+/**
+ * A waypoint as the registry holds it (from a Gateway of class `weft-waypoint`). Its
+ * pods are ordinary workload records of its namespace labelled
+ * `gateway.networking.k8s.io/gateway-name=<name>` and never enrolled themselves.
+ */
+export interface WaypointRecord {
+  name: string;
+  namespace: string;
+  /** Its pods' service account: the identity sources expect is spiffe://<td>/ns/<namespace>/sa/<serviceAccount>. */
+  serviceAccount: string;
+  for: WaypointFor;
+}
