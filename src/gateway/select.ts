@@ -1,0 +1,116 @@
+/**
+ * Picks the winning match for one request from a RouteTable (compile.ts): the table is
+ * already in precedence order, so the first entry whose every condition holds wins.
+ * No winner while routes are attached means 404 (the waypoint answers it); an empty
+ * table (no route attached) is the caller's business: plain passthrough.
+ *
+ * Matching rules (Gateway API):
+ * - Exact path: the whole path. PathPrefix: whole segments, a trailing `/` of the prefix
+ *   ignored (`/abc` matches `/abc`, `/abc/`, `/abc/def`, not `/abcd`). Regex: full match.
+ * - Header names case-insensitive; a header sent several times matches when any of its
+ *   values does. Query param names case-sensitive; a repeated param is judged by its
+ *   first value (the spec leaves repeats undefined; first-value is what Envoy does).
+ * - GRPCRoute: the method match reads the `/service/method` path.
+ */
+import type { CompiledGrpcMethod, CompiledMatch, CompiledPathMatch, CompiledStringMatch, RouteTable } from './compile';
+import type { RouteRecord } from './attach';
+import type { GRPCRouteRule, HTTPRouteRule } from './types';
+
+export interface RouteRequest {
+  /** Upper-case as sent (methods are case-sensitive). */
+  method: string;
+  /** Without the query string. */
+  path: string;
+  /** Parsed query (parseQuery), values in request order. */
+  query: ReadonlyMap<string, readonly string[]>;
+  /** Lower-case names; every value of a repeated header (Node's `headersDistinct`). */
+  headers: Readonly<Record<string, readonly string[] | undefined>>;
+}
+
+export interface RouteSelection {
+  route: RouteRecord;
+  ruleIndex: number;
+  matchIndex: number;
+  rule: HTTPRouteRule | GRPCRouteRule;
+  /** The table entry that won (for `weft explain` and for ReplacePrefixMatch). */
+  match: CompiledMatch;
+}
+
+/** The winning match, or undefined (→ 404 when the table has routes). */
+export function selectRoute(table: RouteTable, req: RouteRequest): RouteSelection | undefined {
+  for (const m of table.matches) {
+    if (matchesRequest(m, req)) {
+      return { route: m.route, ruleIndex: m.ruleIndex, matchIndex: m.matchIndex, rule: m.rule, match: m };
+    }
+  }
+  return undefined;
+}
+
+/** Whether every condition of one table entry holds for the request. */
+export function matchesRequest(m: CompiledMatch, req: RouteRequest): boolean {
+  if (m.path !== undefined && !pathMatches(m.path, req.path)) return false;
+  if (m.method !== undefined && m.method !== req.method) return false;
+  if (m.grpcMethod !== undefined && !grpcMethodMatches(m.grpcMethod, req.path)) return false;
+  for (const h of m.headers) {
+    const values = Object.prototype.hasOwnProperty.call(req.headers, h.name) ? req.headers[h.name] : undefined;
+    if (values === undefined || !values.some((v) => valueMatches(h, v))) return false;
+  }
+  for (const q of m.queryParams) {
+    const first = req.query.get(q.name)?.[0];
+    if (first === undefined || !valueMatches(q, first)) return false;
+  }
+  return true;
+}
+
+export function pathMatches(p: CompiledPathMatch, path: string): boolean {
+  switch (p.type) {
+    case 'Exact': return path === p.value;
+    case 'PathPrefix': return prefixMatches(p.prefix ?? p.value.replace(/\/+$/, ''), path);
+    case 'RegularExpression': return p.regex !== undefined && p.regex.matches(path);
+  }
+}
+
+/** Segment-wise prefix test; `prefix` has no trailing `/` ('' is the prefix `/`). */
+export function prefixMatches(prefix: string, path: string): boolean {
+  if (prefix === '') return path.startsWith('/');
+  if (!path.startsWith(prefix)) return false;
+  return path.length === prefix.length || path.charCodeAt(prefix.length) === 0x2f; // '/'
+}
+
+function valueMatches(m: CompiledStringMatch, value: string): boolean {
+  return m.regex !== undefined ? m.regex.matches(value) : m.value === value;
+}
+
+/** `/pkg.Service/Method` → its two parts; anything else is not a gRPC method path. */
+export function splitGrpcPath(path: string): { service: string; method: string } | undefined {
+  if (!path.startsWith('/')) return undefined;
+  const slash = path.indexOf('/', 1);
+  if (slash <= 1 || slash === path.length - 1 || path.indexOf('/', slash + 1) !== -1) return undefined;
+  return { service: path.slice(1, slash), method: path.slice(slash + 1) };
+}
+
+function grpcMethodMatches(g: CompiledGrpcMethod, path: string): boolean {
+  const parts = splitGrpcPath(path);
+  if (parts === undefined) return false;
+  if (g.service !== undefined) {
+    if (g.serviceRegex !== undefined ? !g.serviceRegex.matches(parts.service) : g.service !== parts.service) return false;
+  }
+  if (g.method !== undefined) {
+    if (g.methodRegex !== undefined ? !g.methodRegex.matches(parts.method) : g.method !== parts.method) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses a raw query string (without `?`) into names → values in order. Percent-decoding
+ * and `+` as space follow URLSearchParams (application/x-www-form-urlencoded).
+ */
+export function parseQuery(raw: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [name, value] of new URLSearchParams(raw)) {
+    const list = out.get(name);
+    if (list === undefined) out.set(name, [value]);
+    else list.push(value);
+  }
+  return out;
+}
