@@ -114,3 +114,8 @@ export function parseQuery(raw: string): Map<string, string[]> {
   }
   return out;
 }
+
+/** The PathPrefix value that selected the rule (for ReplacePrefixMatch), if it was a prefix match. */
+export function matchedPrefix(sel: RouteSelection): string | undefined {
+  return sel.match.path?.type === 'PathPrefix' ? sel.match.path.value : undefined;
+}
