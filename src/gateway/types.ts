@@ -231,3 +231,26 @@ export interface WaypointRecord {
   serviceAccount: string;
   for: WaypointFor;
 }
+
+export const WAYPOINT_FOR_VALUES: readonly WaypointFor[] = ['service', 'workload', 'all', 'none'];
+/** Label on a waypoint Gateway choosing its WaypointFor (default `service`, as Istio). */
+export const WAYPOINT_FOR_LABEL = 'weft.io/waypoint-for';
+/**
+ * Annotation on a waypoint Gateway naming its ServiceAccount (default: the Gateway's
+ * name), Weft's spelling of Istio's `gateway.istio.io/service-account`.
+ */
+export const WAYPOINT_SERVICE_ACCOUNT_ANNOTATION = 'weft.io/service-account';
+/** The HBONE listener a waypoint Gateway may declare (Istio's waypoints: `mesh`, 15008, HBONE). */
+export const WAYPOINT_HBONE_PORT = 15008;
+
+/** A validated HTTPRoute or GRPCRoute object (validate.ts): metadata that matters, and the spec. */
+export interface RouteObject<S> {
+  name: string;
+  namespace: string;
+  /** ISO 8601, when the object carried one (route precedence uses it: oldest wins). */
+  creationTimestamp?: string;
+  spec: S;
+}
+
+export type HTTPRouteObject = RouteObject<HTTPRouteSpec>;
+export type GRPCRouteObject = RouteObject<GRPCRouteSpec>;
