@@ -1,0 +1,173 @@
+/**
+ * One request through the waypoint, the same for HTTP/1.1 and h2c: headers cleaned, the
+ * router asked once, then either its direct response sent or its plan executed, and one
+ * access-log line plus one observer call with the same facts at the end. The protocol
+ * front ends (http1.ts, http2.ts) supply a Downstream: how to read the request and how
+ * to write a response in their version.
+ */
+import type { Readable } from 'node:stream';
+import type { Clock } from '../lib/clock';
+import type { Logger } from '../lib/log';
+import { ReplayableBody } from './body';
+import type { L7Config } from './config';
+import { forward, type Mirrors } from './forward';
+import { addForwarded, applyHeaderEdits, ensureTraceparent, first, stripHopByHop } from './headers';
+import type { UpstreamClient, UpstreamResponse } from './upstream';
+import type {
+  DirectResponse, HeaderMap, RequestFacts, RequestObserver, RequestRecord, RequestRouter, ResponseFlag, RouteDecision, StreamContext, UpstreamDialer,
+} from './types';
+
+/** A request as a protocol front end received it, and how to answer it. */
+export interface Downstream {
+  protocol: 'http1' | 'h2c';
+  ctx: StreamContext;
+  method: string;
+  authority: string;
+  /** Request target as sent: path and query. */
+  target: string;
+  /** Request headers as received (lower-case names). */
+  headers: HeaderMap;
+  /** Whether a body follows the head. */
+  hasBody: boolean;
+  body: Readable;
+  /** Aborted when the client went away. */
+  gone: AbortSignal;
+  /** Sends a response the waypoint makes itself. */
+  sendLocal(status: number, headers: Record<string, string>, body: string): void;
+  /** Streams an upstream response; resolves false when it was cut before its end. */
+  sendUpstream(res: UpstreamResponse, headers: HeaderMap): Promise<boolean>;
+  /** Response body bytes written so far. */
+  responseBytes(): number;
+}
+
+export interface ExchangeDeps {
+  router: RequestRouter;
+  clients: { http1: UpstreamClient; h2c: UpstreamClient };
+  /** For connections of their own (WebSocket). */
+  dialer: UpstreamDialer;
+  mirrors: Mirrors;
+  config: Readonly<L7Config>;
+  clock: Clock;
+  logger: Logger;
+  observer?: RequestObserver;
+}
+
+/** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */
+export function splitTarget(target: string): { path: string; query: string } {
+  let t = target;
+  if (!t.startsWith('/') && t !== '*') {
+    try {
+      const u = new URL(t);
+      t = u.pathname + u.search;
+    } catch {
+      t = `/${t}`;
+    }
+  }
+  const q = t.indexOf('?');
+  return q < 0 ? { path: t, query: '' } : { path: t.slice(0, q), query: t.slice(q + 1) };
+}
+
+/** What the router and the upstream see of a request's headers (before the plan's edits). */
+export function requestHeaders(down: Pick<Downstream, 'headers' | 'protocol'>): HeaderMap {
+  const h = stripHopByHop(down.headers, { keepTeTrailers: true });
+  delete h.host;
+  // The front end answered any `Expect: 100-continue` already; the upstream must not wait for it.
+  delete h.expect;
+  return h;
+}
+
+/** Facts for the router: the stripped headers, the path and query split. */
+export function requestFacts(down: Downstream, headers: HeaderMap): RequestFacts {
+  const { path, query } = splitTarget(down.target);
+  return { method: down.method, authority: down.authority, path, query, headers, protocol: down.protocol, source: down.ctx.source, destination: down.ctx.destination };
+}
+
+/** Asks the router; a throw is a 500 (the route logic failed, not the request). */
+export function decide(router: RequestRouter, facts: RequestFacts, logger: Logger): RouteDecision {
+  try {
+    return router.route(facts);
+  } catch (err) {
+    logger.error({ err: (err as Error).message, authority: facts.authority, path: facts.path }, 'route logic failed; answering 500');
+    return { kind: 'respond', status: 500, body: 'internal error in the waypoint route logic\n', responseFlag: 'DR' };
+  }
+}
+
+export function directFlag(d: DirectResponse): ResponseFlag {
+  return (d.responseFlag as ResponseFlag | undefined) ?? (d.status === 404 ? 'NR' : 'DR');
+}
+
+export async function handleExchange(deps: ExchangeDeps, down: Downstream): Promise<void> {
+  const start = deps.clock.now();
+  const headers = requestHeaders(down);
+  const traceId = ensureTraceparent(headers);
+  const facts = requestFacts(down, headers);
+  const decision = decide(deps.router, facts, deps.logger);
+  const record: RequestRecord = {
+    protocol: down.protocol, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
+    route: decision.route, attempts: 0, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
+    traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
+  };
+  let body: ReplayableBody | null = null;
+  try {
+    if (decision.kind === 'respond') {
+      down.body.resume();
+      record.status = decision.status;
+      record.responseFlag = directFlag(decision);
+      down.sendLocal(decision.status, decision.headers ?? {}, decision.body ?? '');
+      return;
+    }
+    const plan = decision;
+    record.backend = plan.backend;
+    record.destinationIdentity = plan.upstream.identity;
+    const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
+    addForwarded(up, down.ctx.source);
+    // Copies are kept only when they can be used (a retry, a mirror); otherwise the
+    // first byte overflows a zero cap and nothing is held.
+    const cap = plan.retry || plan.mirrors?.length ? deps.config.retryBufferBytes : 0;
+    body = down.hasBody ? new ReplayableBody(down.body, cap) : null;
+    if (!down.hasBody) down.body.resume();
+    const client = deps.clients[down.protocol];
+    const fwd = { method: down.method, path: plan.path ?? down.target, authority: plan.authority ?? down.authority, headers: up, body, client };
+    if (plan.mirrors?.length) deps.mirrors.fire(fwd, plan);
+    const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock);
+    record.attempts = result.attempts;
+    record.upstream = result.upstream;
+    record.responseFlag = result.flag;
+    if (result.kind === 'local') {
+      record.status = result.status;
+      if (result.status > 0 && !down.gone.aborted) {
+        down.sendLocal(result.status, {}, result.status === 504 ? 'upstream request timeout\n' : 'no healthy upstream\n');
+      }
+      return;
+    }
+    const res = result.res;
+    record.status = res.status;
+    record.grpcStatus = first(res.headers['grpc-status']);
+    const out = applyHeaderEdits(stripHopByHop(res.headers), plan.responseHeaders);
+    const complete = await down.sendUpstream(res, out);
+    if (!complete) record.responseFlag = down.gone.aborted ? 'DC' : 'UC';
+    record.grpcStatus ??= first(res.trailers()?.['grpc-status']);
+  } catch (err) {
+    deps.logger.error({ err: (err as Error).message }, 'request handling failed');
+  } finally {
+    record.durationMs = deps.clock.now() - start;
+    record.requestBytes = body?.bytes ?? 0;
+    record.responseBytes = down.responseBytes();
+    report(deps, record);
+  }
+}
+
+/** The access-log line and the observer call of one finished request. */
+export function report(deps: Pick<ExchangeDeps, 'logger' | 'observer'>, record: RequestRecord): void {
+  deps.logger.info({
+    protocol: record.protocol, method: record.method, authority: record.authority, path: record.path, status: record.status,
+    duration_ms: record.durationMs, route: record.route, backend: record.backend, attempts: record.attempts, upstream: record.upstream,
+    source_identity: record.sourceIdentity, destination_identity: record.destinationIdentity, trace_id: record.traceId,
+    response_flags: record.responseFlag, bytes_received: record.requestBytes, bytes_sent: record.responseBytes, grpc_status: record.grpcStatus,
+  }, 'access');
+  try {
+    deps.observer?.onRequest(record);
+  } catch (err) {
+    deps.logger.warn({ err: (err as Error).message }, 'request observer threw');
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Executes a ForwardPlan: attempts upstream with the per-attempt and overall timeouts,
+ * retries on connection errors and on the listed status codes (GEP-1731: `attempts`
+ * retries after the first try, at least `backoffMs` apart), while the request body can
+ * still be replayed. Timeouts cover the wait for the response head: a streamed response
+ * (downloads, gRPC server streaming) is not cut once it started.
+ *
+ * Outcomes map to Istio's: no connection → 503 `UF`, a timeout → 504 `UT`, retries used
+ * up → the last attempt's answer with `URX`.
+ */
+import { Readable } from 'node:stream';
+import type { Clock } from '../lib/clock';
+import type { Logger } from '../lib/log';
+import type { ReplayableBody } from './body';
+import { AttemptError, hostPort, type UpstreamClient, type UpstreamResponse } from './upstream';
+import type { ForwardPlan, HeaderMap, ResponseFlag } from './types';
+
+/** Methods safe to resend when a kept-alive connection turned out closed (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** A mirror request is given up after this long: its slot must come back. */
+const MIRROR_DEADLINE_MS = 30_000;
+
+export interface ForwardRequest {
+  method: string;
+  path: string;
+  authority: string;
+  headers: HeaderMap;
+  body: ReplayableBody | null;
+  client: UpstreamClient;
+  /** Aborted when the downstream went away. */
+  downstreamGone: AbortSignal;
+}
+
+export type ForwardResult =
+  | { kind: 'response'; res: UpstreamResponse; attempts: number; upstream: string; flag: ResponseFlag }
+  | { kind: 'local'; status: number; attempts: number; upstream: string; flag: ResponseFlag; detail: string };
+
+/** Runs `plan` for one request; never rejects. */
+export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clock): Promise<ForwardResult> {
+  const upstream = hostPort(plan.upstream);
+  const overall = new AbortController();
+  let overallExpired = false;
+  const overallTimer = plan.timeoutMs ? clock.setTimeout(() => { overallExpired = true; overall.abort(); }, plan.timeoutMs) : undefined;
+  const onGone = () => overall.abort();
+  req.downstreamGone.addEventListener('abort', onGone, { once: true });
+  if (req.downstreamGone.aborted) overall.abort();
+  const codes = plan.retry?.codes ?? [];
+  const maxTries = 1 + Math.max(0, plan.retry?.attempts ?? 0);
+  let attempts = 0;
+  let staleRetried = false;
+  const replayable = () => !req.body || req.body.replayable;
+  const local = (status: number, flag: ResponseFlag, detail: string): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail });
+  try {
+    for (;;) {
+      if (overall.signal.aborted) return overallExpired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');
+      attempts++;
+      const attempt = new AbortController();
+      let attemptExpired = false;
+      const relay = () => attempt.abort();
+      overall.signal.addEventListener('abort', relay, { once: true });
+      const attemptTimer = plan.attemptTimeoutMs ? clock.setTimeout(() => { attemptExpired = true; attempt.abort(); }, plan.attemptTimeoutMs) : undefined;
+      let res: UpstreamResponse | undefined;
+      let failure: AttemptError | undefined;
+      try {
+        res = await req.client.request(plan.upstream, {
+          method: req.method, path: req.path, authority: req.authority, headers: req.headers,
+          body: req.body ? req.body.open() : null, signal: attempt.signal,
+        });
+      } catch (err) {
+        failure = err instanceof AttemptError ? err : new AttemptError('reset', String((err as Error)?.message ?? err), { cause: err });
+      } finally {
+        clock.clearTimeout(attemptTimer);
+        overall.signal.removeEventListener('abort', relay);
+      }
+      if (res) {
+        const retry = codes.includes(res.status) && attempts < maxTries && replayable();
+        if (!retry) return { kind: 'response', res, attempts, upstream, flag: attempts > 1 && codes.includes(res.status) ? 'URX' : '-' };
+        res.discard();
+      } else {
+        req.body?.detach();
+        if (req.downstreamGone.aborted) return local(0, 'DC', 'downstream gone');
+        if (overallExpired) return local(504, 'UT', 'request timeout');
+        // A kept-alive connection the upstream had just closed: the request was never
+        // read, so an idempotent one is sent again once, outside the retry policy.
+        if (failure!.reusedConnection && !staleRetried && IDEMPOTENT.has(req.method) && replayable() && !attemptExpired) {
+          staleRetried = true;
+          attempts--;
+          continue;
+        }
+        const status = attemptExpired ? 504 : 503;
+        const flag: ResponseFlag = attemptExpired ? 'UT' : failure!.kind === 'reset' ? 'UC' : 'UF';
+        // Connection errors are retried whenever a retry block exists (GEP-1731); a timeout when 504 is listed.
+        const retry = plan.retry !== undefined && attempts < maxTries && replayable() && (!attemptExpired || codes.includes(504));
+        if (!retry) return local(status, attempts > 1 ? 'URX' : flag, attemptExpired ? 'upstream request timeout' : failure!.message);
+      }
+      if (plan.retry && plan.retry.backoffMs > 0) await sleep(clock, plan.retry.backoffMs, overall.signal);
+    }
+  } finally {
+    clock.clearTimeout(overallTimer);
+    req.downstreamGone.removeEventListener('abort', onGone);
+  }
+}
+
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clock.clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = clock.setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Sends copies of requests to mirror backends, fire-and-forget: responses are drained
+ * and dropped, failures ignored, and at most `max` copies are in flight waypoint-wide
+ * (a slow mirror never holds memory or sockets without bound). A body larger than the
+ * replay buffer is not mirrored.
+ */
+export class Mirrors {
+  private inFlight = 0;
+  /** Copies not sent: too many in flight, or a body too large to copy. */
+  dropped = 0;
+
+  constructor(private readonly max: number, private readonly clock: Clock, private readonly logger: Logger) {}
+
+  fire(req: Omit<ForwardRequest, 'downstreamGone'>, plan: ForwardPlan): void {
+    for (const m of plan.mirrors ?? []) {
+      if (this.inFlight >= this.max) {
+        this.dropped++;
+        continue;
+      }
+      this.inFlight++;
+      void this.one(req, m.upstream).finally(() => { this.inFlight--; });
+    }
+  }
+
+  private async one(req: Omit<ForwardRequest, 'downstreamGone'>, target: ForwardPlan['upstream']): Promise<void> {
+    let body: Buffer | undefined;
+    if (req.body) {
+      body = await req.body.complete();
+      if (body === undefined) {
+        this.dropped++;
+        return;
+      }
+    }
+    const ac = new AbortController();
+    const timer = this.clock.setTimeout(() => ac.abort(), MIRROR_DEADLINE_MS);
+    try {
+      const headers = { ...req.headers };
+      if (body) headers['content-length'] = String(body.length);
+      const res = await req.client.request(target, {
+        method: req.method, path: req.path, authority: req.authority, headers, body: body ? Readable.from([body]) : null, signal: ac.signal,
+      });
+      res.body.on('error', () => {});
+      res.body.resume();
+      await new Promise<void>((resolve) => {
+        if (res.endStream) return resolve();
+        res.body.once('end', resolve);
+        res.body.once('close', resolve);
+      });
+    } catch (err) {
+      this.logger.debug({ upstream: hostPort(target), err: (err as Error).message }, 'mirror request failed');
+    } finally {
+      this.clock.clearTimeout(timer);
+    }
+  }
+}

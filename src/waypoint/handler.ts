@@ -1,0 +1,112 @@
+/**
+ * The waypoint's L7 handler: what the HBONE server runs for each accepted CONNECT
+ * stream. It decides the protocol (declared by the Service port, else sniffed), then
+ * serves HTTP/1.1 (with WebSocket) or h2c through the router, or hands a stream that is
+ * not HTTP to the L4 passthrough the caller supplies (the waypoint never reads it).
+ *
+ *   const l7 = new WaypointL7({ router, dialer, logger, passthrough });
+ *   hboneServer.onStream((stream, ctx) => l7.handle(stream, ctx));
+ */
+import type { Duplex } from 'node:stream';
+import { realClock, type Clock } from '../lib/clock';
+import type { Logger } from '../lib/log';
+import { validateL7Config, type L7Config } from './config';
+import type { ExchangeDeps } from './exchange';
+import { Mirrors } from './forward';
+import { Http1Front } from './http1';
+import { H2Front } from './http2';
+import { detectProtocol } from './sniff';
+import { StreamSocket } from './stream-socket';
+import { Http1Upstream } from './upstream-http1';
+import { H2Upstream } from './upstream-h2';
+import type { RequestObserver, RequestRouter, StreamContext, UpstreamDialer } from './types';
+
+export interface WaypointL7Options {
+  router: RequestRouter;
+  dialer: UpstreamDialer;
+  /** Access log lines go here (info, message `access`); refusals are rate-limited warnings. */
+  logger: Logger;
+  observer?: RequestObserver;
+  /** Limits; validated here (WEFT_CONFIG_INVALID names a bad field). */
+  config?: Partial<L7Config>;
+  clock?: Clock;
+  /**
+   * A stream that is not HTTP (declared opaque, or sniffed): L4 passthrough under L4
+   * policy, the caller's job. Bytes read while sniffing were pushed back into `stream`.
+   * Absent: such streams are closed.
+   */
+  passthrough?: (stream: Duplex, ctx: StreamContext) => void;
+}
+
+export class WaypointL7 {
+  readonly config: Readonly<L7Config>;
+  private readonly http1: Http1Front;
+  private readonly h2: H2Front;
+  private readonly deps: ExchangeDeps;
+  private readonly open = new Set<Duplex>();
+
+  constructor(private readonly opts: WaypointL7Options) {
+    this.config = validateL7Config(opts.config);
+    const clock = opts.clock ?? realClock;
+    this.deps = {
+      router: opts.router,
+      dialer: opts.dialer,
+      clients: {
+        http1: new Http1Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs }),
+        h2c: new H2Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs, maxHeaderListSize: this.config.maxHeaderBytes }),
+      },
+      mirrors: new Mirrors(this.config.maxMirrorsInFlight, clock, opts.logger),
+      config: this.config,
+      clock,
+      logger: opts.logger,
+      ...(opts.observer ? { observer: opts.observer } : {}),
+    };
+    this.http1 = new Http1Front(this.deps);
+    this.h2 = new H2Front(this.deps);
+  }
+
+  /** Serves one accepted stream; never throws (a failure closes the stream). */
+  handle(stream: Duplex, ctx: StreamContext): void {
+    stream.on('error', () => {});
+    this.open.add(stream);
+    stream.once('close', () => this.open.delete(stream));
+    detectProtocol(stream, ctx.destination, { timeoutMs: this.config.sniffTimeoutMs, clock: this.deps.clock }).then((r) => {
+      if (stream.destroyed) return;
+      switch (r.protocol) {
+        case 'closed':
+          stream.destroy();
+          return;
+        case 'tcp':
+          if (this.opts.passthrough) this.opts.passthrough(stream, ctx);
+          else stream.destroy();
+          return;
+        case 'http1':
+          this.http1.serve(this.wrap(stream, ctx), ctx);
+          return;
+        case 'h2c':
+          this.h2.serve(this.wrap(stream, ctx), ctx);
+          return;
+      }
+    }, (err: unknown) => {
+      this.opts.logger.error({ err: (err as Error)?.message }, 'protocol detection failed');
+      stream.destroy();
+    });
+  }
+
+  private wrap(stream: Duplex, ctx: StreamContext): StreamSocket {
+    return new StreamSocket(stream, { remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+  }
+
+  /** Mirror copies not sent (too many in flight, or a body too large to copy). */
+  get mirrorsDropped(): number {
+    return this.deps.mirrors.dropped;
+  }
+
+  /** Closes pooled upstream connections and every stream being served. */
+  close(): void {
+    this.deps.clients.http1.close();
+    this.deps.clients.h2c.close();
+    for (const s of this.open) s.destroy();
+    this.open.clear();
+  }
+}

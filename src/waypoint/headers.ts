@@ -1,0 +1,119 @@
+/**
+ * Header work of the proxy, one place for both HTTP versions: hop-by-hop headers out
+ * (both ways; Node's http2 throws if they reach `respond()`), the route's header edits
+ * in, the original client in `forwarded`/`x-forwarded-for`, and a W3C `traceparent`
+ * passed through or created.
+ */
+import { randomBytes } from 'node:crypto';
+import type { HeaderModifier } from '../gateway/types';
+import type { HeaderMap, Peer } from './types';
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus the ones HTTP/2 forbids (RFC 9113 §8.2.2). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+export interface StripOptions {
+  /** Keep `te: trailers` (the one TE value that crosses; gRPC needs it). */
+  keepTeTrailers?: boolean;
+  /** Keep `connection: upgrade` and `upgrade` (WebSocket). */
+  keepUpgrade?: boolean;
+}
+
+/** The headers without hop-by-hop ones, nor any the Connection header names, nor pseudo-headers. */
+export function stripHopByHop(headers: HeaderMap, opts: StripOptions = {}): HeaderMap {
+  const named = new Set<string>();
+  for (const v of asList(headers.connection)) {
+    for (const token of v.split(',')) {
+      const t = token.trim().toLowerCase();
+      if (t) named.add(t);
+    }
+  }
+  const out: HeaderMap = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(':')) continue;
+    const lower = name.toLowerCase();
+    if (opts.keepUpgrade && (lower === 'upgrade' || lower === 'connection')) {
+      if (lower === 'connection') out.connection = 'upgrade';
+      else out.upgrade = value;
+      continue;
+    }
+    if (lower === 'te') {
+      if (opts.keepTeTrailers && asList(value).some((v) => v.split(',').some((t) => t.trim().toLowerCase() === 'trailers'))) out.te = 'trailers';
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || (named.has(lower) && !(opts.keepUpgrade && lower === 'upgrade'))) continue;
+    out[lower] = value;
+  }
+  return out;
+}
+
+/** Applies a RequestHeaderModifier/ResponseHeaderModifier: set replaces, add appends a value, remove deletes. */
+export function applyHeaderEdits(headers: HeaderMap, edits: HeaderModifier | undefined): HeaderMap {
+  if (!edits) return headers;
+  for (const { name, value } of edits.set) headers[name.toLowerCase()] = value;
+  for (const { name, value } of edits.add) {
+    const lower = name.toLowerCase();
+    const prev = headers[lower];
+    headers[lower] = prev === undefined ? value : [...asList(prev), value];
+  }
+  for (const name of edits.remove) delete headers[name.toLowerCase()];
+  return headers;
+}
+
+/** RFC 7239 node: IPv6 in brackets, with the port, quoted. */
+export function forwardedFor(peer: Peer): string {
+  const host = peer.address.includes(':') ? `[${peer.address}]` : peer.address;
+  return `for="${host}:${peer.port}"`;
+}
+
+/** Appends the original client to `forwarded` and `x-forwarded-for` (proxies append, RFC 7239 §4). */
+export function addForwarded(headers: HeaderMap, client: Peer): void {
+  headers.forwarded = appendValue(headers.forwarded, forwardedFor(client));
+  headers['x-forwarded-for'] = appendValue(headers['x-forwarded-for'], client.address);
+  if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The trace id of a valid W3C traceparent, else undefined (version ff, all-zero ids are invalid). */
+export function traceIdOf(traceparent: string | string[] | undefined): string | undefined {
+  if (typeof traceparent !== 'string') return undefined;
+  const m = TRACEPARENT.exec(traceparent.trim());
+  if (!m || m[1] === 'ff' || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined;
+  return m[2];
+}
+
+/** A fresh traceparent: random trace and parent ids, not sampled. */
+export function newTraceparent(random: (n: number) => Buffer = randomBytes): string {
+  let trace = random(16).toString('hex');
+  if (/^0+$/.test(trace)) trace = `${trace.slice(0, 31)}1`;
+  let parent = random(8).toString('hex');
+  if (/^0+$/.test(parent)) parent = `${parent.slice(0, 15)}1`;
+  return `00-${trace}-${parent}-00`;
+}
+
+/**
+ * Keeps a valid traceparent, or replaces a missing/invalid one (and drops the
+ * `tracestate` that belonged to it); returns the trace id for the access log.
+ */
+export function ensureTraceparent(headers: HeaderMap): string {
+  const existing = traceIdOf(headers.traceparent);
+  if (existing) return existing;
+  if (headers.traceparent !== undefined) delete headers.tracestate;
+  const tp = newTraceparent();
+  headers.traceparent = tp;
+  return tp.slice(3, 35);
+}
+
+export function asList(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function appendValue(prev: string | string[] | undefined, value: string): string {
+  const list = asList(prev);
+  return list.length ? `${list.join(', ')}, ${value}` : value;
+}
+
+/** First value of a header. */
+export function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

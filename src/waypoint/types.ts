@@ -1,0 +1,191 @@
+/**
+ * The contracts of the waypoint's L7 data path: what the HBONE server hands over with
+ * each accepted CONNECT stream (StreamContext), what the route logic answers per
+ * request (RequestRouter → DirectResponse | ForwardPlan), how upstream connections are
+ * opened (UpstreamDialer), and what is reported per request (RequestObserver).
+ *
+ * The route logic (src/gateway) decides; this module only executes decisions. The
+ * router is consulted exactly once per request, so a request in flight finishes on the
+ * plan it got even when the config changes under it.
+ */
+import type { Duplex } from 'node:stream';
+import type { HeaderModifier } from '../gateway/types';
+
+/** The application protocol a stream carries, decided per port or by sniffing. */
+export type L7Protocol = 'http1' | 'h2c' | 'tcp';
+
+/** A peer as the waypoint knows it. */
+export interface Peer {
+  /** IP address (no brackets for IPv6). */
+  address: string;
+  port: number;
+  /** SPIFFE URI, e.g. spiffe://cluster.local/ns/demo/sa/client; absent for plaintext peers. */
+  identity?: string;
+}
+
+/** The Service (and port) a stream was addressed to. */
+export interface DestinationService {
+  namespace: string;
+  name: string;
+  /** e.g. echo.demo.svc.cluster.local; used for logs and metrics only. */
+  hostname?: string;
+}
+
+/** What the HBONE server knows about one accepted CONNECT stream. */
+export interface StreamContext {
+  /** The original client (from the `forwarded` header of a mesh peer, else the TLS peer). */
+  source: Peer;
+  /** The `:authority` of the CONNECT: the original VIP (or pod IP) and port. */
+  destination: {
+    address: string;
+    port: number;
+    /** The Service behind the VIP; absent when addressed to a pod IP. */
+    service?: DestinationService;
+    /** The Service port's `appProtocol`, if set. */
+    appProtocol?: string;
+    /** The Service port's `name`, if set. */
+    portName?: string;
+  };
+}
+
+/** A header list as Node's IncomingHttpHeaders: lower-case names. */
+export type HeaderMap = Record<string, string | string[] | undefined>;
+
+/** What the router sees of one request (after hop-by-hop headers were removed). */
+export interface RequestFacts {
+  method: string;
+  /** Host header (HTTP/1.1) or `:authority` (HTTP/2), as sent. */
+  authority: string;
+  /** Path without the query, as sent (not decoded). */
+  path: string;
+  /** The raw query string without `?` ('' when none). */
+  query: string;
+  headers: HeaderMap;
+  protocol: 'http1' | 'h2c';
+  source: Peer;
+  destination: StreamContext['destination'];
+}
+
+/** A response the waypoint makes itself: 404 (no route), 500 (invalid backend), 503, redirects. */
+export interface DirectResponse {
+  kind: 'respond';
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  /** For the access log: `ns/name` of the route (and rule) that decided, if any. */
+  route?: string;
+  /** Istio-style response flag for logs and metrics, e.g. `NR` (no route). */
+  responseFlag?: string;
+}
+
+/** Where to send an attempt. */
+export interface UpstreamTarget {
+  /** IP (or host name for endpoints outside the mesh) and port to dial. */
+  host: string;
+  port: number;
+  /** How to dial: HBONE to a mesh endpoint (with the waypoint's identity) or plain TCP. */
+  transport: 'hbone' | 'tcp';
+  /** The SPIFFE identity the endpoint must present (HBONE), also logged as the destination identity. */
+  identity?: string;
+}
+
+/** GEP-1731 retry, already resolved to numbers. */
+export interface RetryPolicy {
+  /** HTTP status codes that trigger a retry. */
+  codes: number[];
+  /** Retries after the first try (N → up to N+1 tries). */
+  attempts: number;
+  /** Minimum wait between tries, ms. */
+  backoffMs: number;
+}
+
+/** A request mirror: a copy is sent there, its response discarded. */
+export interface MirrorTarget {
+  upstream: UpstreamTarget;
+  /** `ns/name` of the mirror backend, for logs. */
+  backend?: string;
+}
+
+/** Forward the request; everything here is already computed by the route logic. */
+export interface ForwardPlan {
+  kind: 'forward';
+  upstream: UpstreamTarget;
+  /** `ns/name` (plus `#rule`) of the route that matched; for the access log. */
+  route?: string;
+  /** `ns/name:port` of the chosen backendRef; for the access log. */
+  backend?: string;
+  /** Rewritten authority (URLRewrite hostname); default: the request's. */
+  authority?: string;
+  /** Rewritten path with query (URLRewrite path); default: the request's. */
+  path?: string;
+  /** Request header edits (RequestHeaderModifier, rule then backendRef level). */
+  requestHeaders?: HeaderModifier;
+  /** Response header edits (ResponseHeaderModifier). */
+  responseHeaders?: HeaderModifier;
+  /** Per-attempt timeout (backendRequest), ms; 0 or absent = none. */
+  attemptTimeoutMs?: number;
+  /** Whole transaction incl. retries (request), ms; 0 or absent = none. */
+  timeoutMs?: number;
+  retry?: RetryPolicy;
+  mirrors?: MirrorTarget[];
+}
+
+export type RouteDecision = DirectResponse | ForwardPlan;
+
+/** The route logic, as the waypoint sees it. Called once per request; must not throw (a throw is answered 500). */
+export interface RequestRouter {
+  route(req: RequestFacts): RouteDecision;
+}
+
+/**
+ * Opens a connection to an upstream: an HBONE CONNECT stream (src/hbone client) or a
+ * TCP socket. The promise rejects when the endpoint cannot be reached; that is a
+ * connection error (retried when the plan has a retry policy, else 503).
+ */
+export interface UpstreamDialer {
+  dial(target: UpstreamTarget): Promise<Duplex>;
+}
+
+/** Istio-shaped response flags, a fixed set (metric labels never carry error text). */
+export type ResponseFlag =
+  | '-' // none
+  | 'NR' // no route (direct 404) / direct response
+  | 'UF' // upstream connection failure
+  | 'UT' // upstream request timeout
+  | 'URX' // retry limit exceeded (last attempt still failed)
+  | 'UC' // upstream connection terminated mid-response
+  | 'DC' // downstream connection terminated
+  | 'DPE' // downstream protocol error (refused request)
+  | 'DR'; // direct response other than no route (redirect, 500, 503 from the router)
+
+/** The facts of one finished request: the access log line and the observer get the same. */
+export interface RequestRecord {
+  protocol: 'http1' | 'h2c';
+  method: string;
+  authority: string;
+  path: string;
+  /** Status sent downstream (0 if none was sent). */
+  status: number;
+  durationMs: number;
+  route?: string;
+  backend?: string;
+  /** Tries made upstream (0 for direct responses). */
+  attempts: number;
+  /** host:port of the last attempt's upstream. */
+  upstream?: string;
+  sourceIdentity?: string;
+  /** The upstream's identity (the plan's target), if any. */
+  destinationIdentity?: string;
+  destinationService?: DestinationService;
+  traceId: string;
+  responseFlag: ResponseFlag;
+  requestBytes: number;
+  responseBytes: number;
+  /** gRPC status, when the response carried one. */
+  grpcStatus?: string;
+}
+
+/** Hook for metrics: told of every finished request. Must not throw. */
+export interface RequestObserver {
+  onRequest(record: RequestRecord): void;
+}

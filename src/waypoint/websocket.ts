@@ -1,0 +1,134 @@
+/**
+ * WebSocket through the waypoint (HTTP/1.1 Upgrade). Node hands an upgrade request to
+ * the server's 'upgrade' listener with the raw connection (without one it destroys
+ * the socket). The router decides as for any request; the handshake goes upstream on a
+ * connection of its own (an upgraded connection is never pooled), and once the upstream
+ * answers 101 the bytes are piped both ways until either side closes. An upstream that
+ * refuses the upgrade (any other status) has its answer relayed, then the connection
+ * closes. Upgrades other than `websocket` are refused with 400.
+ */
+import * as http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { decide, directFlag, report, requestFacts, type Downstream, type ExchangeDeps } from './exchange';
+import { addForwarded, applyHeaderEdits, asList, ensureTraceparent, first, stripHopByHop } from './headers';
+import { StreamSocket } from './stream-socket';
+import { hostPort } from './upstream';
+import type { HeaderMap, RequestRecord, ResponseFlag, StreamContext } from './types';
+
+export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const start = deps.clock.now();
+  socket.on('error', () => {});
+  if ((first(req.headers.upgrade) ?? '').toLowerCase() !== 'websocket') {
+    writeHead(socket, 400, { 'content-type': 'text/plain', connection: 'close' }, 'only WebSocket upgrades are proxied\n');
+    return;
+  }
+  const headers = stripHopByHop(req.headers, { keepUpgrade: true });
+  delete headers.host;
+  const traceId = ensureTraceparent(headers);
+  const down = { protocol: 'http1', ctx, method: req.method ?? 'GET', authority: first(req.headers.host) ?? '', target: req.url ?? '/' } as Downstream;
+  const facts = requestFacts(down, headers);
+  const decision = decide(deps.router, facts, deps.logger);
+  const record: RequestRecord = {
+    protocol: 'http1', method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
+    attempts: 0, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
+  };
+  const finish = (status: number, flag: ResponseFlag) => {
+    record.status = status;
+    record.responseFlag = flag;
+    record.durationMs = deps.clock.now() - start;
+    report(deps, record);
+  };
+  if (decision.kind === 'respond') {
+    writeHead(socket, decision.status, { ...decision.headers, connection: 'close' }, decision.body ?? '');
+    return finish(decision.status, directFlag(decision));
+  }
+  const plan = decision;
+  record.backend = plan.backend;
+  record.upstream = hostPort(plan.upstream);
+  record.destinationIdentity = plan.upstream.identity;
+  record.attempts = 1;
+  const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
+  addForwarded(up, ctx.source);
+  const limitMs = plan.attemptTimeoutMs || plan.timeoutMs || 0;
+  let timedOut = false;
+  let upstreamSock: StreamSocket | undefined;
+  const timer = limitMs ? deps.clock.setTimeout(() => { timedOut = true; upstreamSock?.destroy(); }, limitMs) : undefined;
+  try {
+    upstreamSock = new StreamSocket(await deps.dialer.dial(plan.upstream), { remoteAddress: plan.upstream.host, remotePort: plan.upstream.port });
+  } catch (err) {
+    deps.clock.clearTimeout(timer);
+    writeHead(socket, timedOut ? 504 : 503, { connection: 'close' }, timedOut ? 'upstream request timeout\n' : 'no healthy upstream\n');
+    deps.logger.debug({ err: (err as Error).message, upstream: record.upstream }, 'WebSocket upstream unreachable');
+    return finish(timedOut ? 504 : 503, timedOut ? 'UT' : 'UF');
+  }
+  const sock = upstreamSock;
+  if (timedOut) {
+    sock.destroy();
+    writeHead(socket, 504, { connection: 'close' }, 'upstream request timeout\n');
+    return finish(504, 'UT');
+  }
+  const ureq = http.request({
+    createConnection: () => sock, method: down.method, path: plan.path ?? down.target,
+    headers: { ...up, host: plan.authority ?? down.authority } as http.OutgoingHttpHeaders, setHost: false,
+  });
+  socket.once('close', () => { if (!ureq.destroyed && !ureq.socket?.destroyed) ureq.destroy(); });
+  ureq.on('upgrade', (ures: http.IncomingMessage, usock: Duplex, uhead: Buffer) => {
+    deps.clock.clearTimeout(timer);
+    const out = applyHeaderEdits(stripHopByHop(ures.headers, { keepUpgrade: true }), plan.responseHeaders);
+    writeHead(socket, 101, out, undefined);
+    if (uhead.length) socket.write(uhead);
+    if (head.length) usock.write(head);
+    usock.on('error', () => {});
+    let closed = 0;
+    const onClose = () => {
+      socket.destroy();
+      usock.destroy();
+      if (++closed === 1) {
+        record.requestBytes = (sock.bytesWritten ?? 0);
+        record.responseBytes = (sock.bytesRead ?? 0);
+        finish(101, '-');
+      }
+    };
+    socket.pipe(usock);
+    usock.pipe(socket);
+    socket.once('close', onClose);
+    usock.once('close', onClose);
+  });
+  ureq.on('response', (ures: http.IncomingMessage) => {
+    // The upstream declined the upgrade: relay its answer, close-delimited, and close.
+    deps.clock.clearTimeout(timer);
+    const out = applyHeaderEdits(stripHopByHop(ures.headers), plan.responseHeaders);
+    delete out['content-length'];
+    out.connection = 'close';
+    writeHead(socket, ures.statusCode ?? 502, out, undefined);
+    ures.pipe(socket);
+    ures.once('end', () => sock.destroy());
+    finish(ures.statusCode ?? 502, '-');
+  });
+  ureq.on('error', (err) => {
+    deps.clock.clearTimeout(timer);
+    if (record.status !== 0) return;
+    const status = timedOut ? 504 : 503;
+    writeHead(socket, status, { connection: 'close' }, timedOut ? 'upstream request timeout\n' : 'upstream reset the connection\n');
+    deps.logger.debug({ err: err.message, upstream: record.upstream }, 'WebSocket handshake failed upstream');
+    finish(status, timedOut ? 'UT' : 'UC');
+  });
+  ureq.end();
+}
+
+/** A response head (and optional complete body) on a raw connection; a body means the connection then closes. */
+function writeHead(socket: Duplex, status: number, headers: HeaderMap | Record<string, string>, body: string | undefined): void {
+  if (!socket.writable) return;
+  const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}`];
+  const h: HeaderMap = { ...headers };
+  if (body !== undefined) h['content-length'] = String(Buffer.byteLength(body));
+  for (const [name, value] of Object.entries(h)) {
+    for (const v of asList(value)) {
+      // Never let a value (from a route edit or an upstream) split the head.
+      if (!/[\r\n]/.test(v) && !/[\r\n:]/.test(name)) lines.push(`${name}: ${v}`);
+    }
+  }
+  const text = `${lines.join('\r\n')}\r\n\r\n`;
+  if (body === undefined) socket.write(text);
+  else socket.end(text + body);
+}
