@@ -29,7 +29,7 @@ import { createJoinToken } from '../src/ca/join-tokens';
 import { generateKeyAndCsr, Issuer } from '../src/ca/issuer';
 import { initRoot, ROOT_CERT_FILE, ROOT_KEY_FILE, TRUSTED_ROOTS_FILE } from '../src/ca/root-store';
 import { TrustAnchorFile, parseTrustBundle } from '../src/ca/trust-bundle';
-import { SecureContextCache, ServerTlsEngines, clientTlsOptions } from '../src/ztunnel/tls';
+import { SecureContextCache, ServerTlsEngines, clientTlsOptions } from '../src/hbone/tls';
 import { RegistryStore } from '../src/registry/store';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';

@@ -2,7 +2,7 @@
 // sessions): armed when not busy, disarmed by a stream, re-checked when it fires,
 // dead once stopped. On the injected clock, no sleeps.
 import t from 'tap';
-import { IdleTimer } from '../src/ztunnel/hbone-idle';
+import { IdleTimer } from '../src/hbone/idle';
 import { ManualClock } from './helpers/clock';
 
 function timer(ms = 1000) {

@@ -3,8 +3,8 @@
 import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { HBONE_PORT } from '../src/ztunnel/contracts';
-import { SecureContextCache } from '../src/ztunnel/tls';
+import { HBONE_PORT } from '../src/hbone/contracts';
+import { SecureContextCache } from '../src/hbone/tls';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { policyRecord, workloadRecord } from '../src/ztunnel/testing/records';
 import { metricSum } from '../src/ztunnel/testing/metric-values';

@@ -2,10 +2,10 @@
 // names it), the byte budget inside a parent budget, the stall reservation, the flood
 // guard's bucket (src/lib/token-bucket.ts; injected clock, no sleeps), and the ztunnel flags that set them.
 import t from 'tap';
-import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/ztunnel/hbone-limits';
-import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/ztunnel/hbone-settings';
+import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/hbone/limits';
+import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/hbone/settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
-import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/ztunnel/pipe';
+import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/hbone/pipe';
 import { perInterval, TokenBucket } from '../src/lib/token-bucket';
 
 const MiB = 1024 * 1024;

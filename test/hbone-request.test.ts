@@ -2,7 +2,7 @@
 // client address only when it is an address of the peer's own identity.
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
-import { clientAddress, connectTarget, MAX_AUTHORITY_LENGTH } from '../src/ztunnel/hbone-request';
+import { clientAddress, connectTarget, MAX_AUTHORITY_LENGTH } from '../src/hbone/request';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/ztunnel/testing/records';
 
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';

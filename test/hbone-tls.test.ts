@@ -3,8 +3,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { generateRootCa, Issuer } from '../src/ca/issuer';
 import { isWeftError } from '../src/lib/errors';
-import type { WorkloadCert } from '../src/ztunnel/contracts';
-import { clientTlsOptions, peerUriSans, SecureContextCache, ServerTlsEngines, verifyClientIdentity, verifyServerIdentity } from '../src/ztunnel/tls';
+import type { WorkloadCert } from '../src/hbone/contracts';
+import { clientTlsOptions, peerUriSans, SecureContextCache, ServerTlsEngines, verifyClientIdentity, verifyServerIdentity } from '../src/hbone/tls';
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
 import { until } from '../src/ztunnel/testing/sockets';
 

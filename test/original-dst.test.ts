@@ -1,7 +1,7 @@
 import t from 'tap';
 import { isWeftError } from '../src/lib/errors';
 import { OriginalDstResolver, parseConntrack } from '../src/ztunnel/original-dst';
-import { canonicalIp } from '../src/ztunnel/address';
+import { canonicalIp } from '../src/lib/address';
 
 // Captured from /proc/self/net/nf_conntrack on the reference machine (Linux 6.18,
 // iptables-nft): an outbound capture (pod → 203.0.113.2:8080 DNAT'ed to node:15001),

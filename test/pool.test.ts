@@ -4,7 +4,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import pino from 'pino';
 import { isWeftError } from '../src/lib/errors';
-import { HbonePool, type OpenStreamRequest } from '../src/ztunnel/pool';
+import { HbonePool, type OpenStreamRequest } from '../src/hbone/pool';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
 import { connected, ending, roundTrip, sendAndEnd, until } from '../src/ztunnel/testing/sockets';

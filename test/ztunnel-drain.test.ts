@@ -11,7 +11,7 @@ import pino from 'pino';
 import { DRAIN_OVER } from '../src/ztunnel/drain';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { startDemoMesh, IP, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
-import { TunnelState } from '../src/ztunnel/tunnel';
+import { TunnelState } from '../src/hbone/tunnel';
 import { connected, ending, roundTrip, until } from '../src/ztunnel/testing/sockets';
 import { LogLines } from './helpers/log-lines';
 

@@ -6,7 +6,7 @@
 // uses a short timeout; nothing is timed, the test waits for each of them to go.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/ztunnel/pipe';
+import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/hbone/pipe';
 import { startDemoMesh, IP, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { ending, until } from '../src/ztunnel/testing/sockets';
 

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { Pipe, type ByteCounters, type PipeOutcome } from '../src/ztunnel/pipe';
+import { Pipe, type ByteCounters, type PipeOutcome } from '../src/hbone/pipe';
 import { ending, sha256, until } from '../src/ztunnel/testing/sockets';
 
 interface Pair { client: net.Socket; server: net.Socket }

@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { silentLogger } from '../src/lib/log';
 import { MeshState } from '../src/registry/state';
 import { ConnectionRegistry } from '../src/ztunnel/connections';
-import type { OriginalDst } from '../src/ztunnel/contracts';
+import type { OriginalDst } from '../src/hbone/contracts';
 import { InboundPlaintextServer } from '../src/ztunnel/inbound-plaintext';
 import { exactSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../src/ztunnel/metrics';

@@ -14,7 +14,7 @@
  * one run, not across machines.
  *
  * Findings that shaped the defaults (see the report in the commit history): Node's
- * 64 KiB default windows cost ~30 %; batching socket writes per loop turn (pipe.ts)
+ * 64 KiB default windows cost ~30 %; batching socket writes per loop turn (src/hbone/pipe.ts)
  * was the largest single gain; frame size, bigger windows and GC flags were noise.
  *
  *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3]
@@ -33,11 +33,11 @@ import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import { cpuSeconds } from '../faults/observe';
 import { MeshState } from '../registry/state';
 import { ConnectionRegistry } from '../ztunnel/connections';
-import type { CertSource, WorkloadCert } from '../ztunnel/contracts';
-import type { HboneTuning } from '../ztunnel/hbone-settings';
+import type { CertSource, WorkloadCert } from '../hbone/contracts';
+import type { HboneTuning } from '../hbone/settings';
 import { InboundServer } from '../ztunnel/inbound';
 import { OutboundProxy } from '../ztunnel/outbound';
-import { HbonePool } from '../ztunnel/pool';
+import { HbonePool } from '../hbone/pool';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';

@@ -12,9 +12,10 @@ import type { MeshState, WorkloadView } from '../registry/state';
 import {
   DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, type PeerAuthenticationMode, type ServiceRecord,
 } from '../registry/types';
-import { formatHostPort, type HostPort } from '../ztunnel/address';
+import { formatHostPort, type HostPort } from '../lib/address';
 import { authorize, matchPolicy, type AuthzDecision } from '../ztunnel/authorization';
-import { defaultHboneDialTarget, HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
+import { defaultHboneDialTarget, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
+import { HBONE_PORT } from '../hbone/contracts';
 import { RoundRobin, type EndpointPicker } from '../ztunnel/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';

@@ -4,10 +4,10 @@
  * rules, and iptables-save prints what we wrote), a numeric order, and the per-family
  * pieces of rule syntax. IPv4 goes to iptables, IPv6 to ip6tables; the generators are
  * the same for both. The address text itself (family, canonical form, `ip:port`) is
- * the data path's, from src/ztunnel/address.ts, so rules and proxy agree on it.
+ * the data path's, from src/lib/address.ts, so rules and proxy agree on it.
  */
 import { WeftError } from '../lib/errors';
-import { canonicalIp, familyOf } from '../ztunnel/address';
+import { canonicalIp, familyOf } from '../lib/address';
 
 export type IpFamily = 4 | 6;
 

@@ -1,4 +1,4 @@
-import { canonicalIp, familyOf, formatHostPort } from '../ztunnel/address';
+import { canonicalIp, familyOf, formatHostPort } from '../lib/address';
 import { checkIp, checkPort, compareIp, host, invalid, LINK_LOCAL, sortedUnique, type IpFamily } from './ip';
 
 /**

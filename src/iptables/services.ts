@@ -5,7 +5,7 @@
  * including the DNAT that makes NodePort traffic reach a pod without passing the
  * capture rules (see generateCaptureGuardRules).
  */
-import { formatHostPort } from '../ztunnel/address';
+import { formatHostPort } from '../lib/address';
 import { checkIp, checkPort, compareIp, invalid } from './ip';
 
 /** Why an IPv6 address is refused here. */

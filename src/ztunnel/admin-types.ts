@@ -2,24 +2,10 @@
  * The JSON the ztunnel admin API (15000, and the admin unix socket) serves. The CLI
  * reads exactly these shapes, so they are a contract: add fields, never rename.
  */
+import type { TunnelInfo } from '../hbone/tunnel';
 
-export interface TunnelInfo {
-  /** Stable id of the pooled HTTP/2 connection within this ztunnel. */
-  id: string;
-  state: string;
-  localAddress: string;
-  peerAddress: string;
-  sourceIdentity: string;
-  destinationIdentity: string;
-  /** Node of the destination workload, when the registry knows it. */
-  peerNode?: string;
-  activeStreams: number;
-  totalStreams: number;
-  bytesSent: number;
-  bytesReceived: number;
-  openedAt: string;
-  lastActivityAt: string;
-}
+/** One pooled HBONE tunnel (defined beside the pool that reports it). */
+export type { TunnelInfo };
 
 export interface ConnectionInfo {
   id: string;

@@ -2,7 +2,7 @@ import type { Logger } from '../lib/log';
 import type { MeshState } from '../registry/state';
 import { createCaptureApplier, createGuardApplier, type IptablesApplier } from '../iptables/apply';
 import type { IpFamily } from '../iptables/ip';
-import { familyOf } from './address';
+import { familyOf } from '../lib/address';
 import { byFamily, generateCaptureGuardRules, generateCaptureRules } from '../iptables/rules';
 import { ExecCommandRunner, type CommandRunner } from '../iptables/runner';
 import { capturedServicePorts } from './vip-resolve';

@@ -5,7 +5,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { WeftError } from '../lib/errors';
-import { normalizeIp } from './address';
+import { normalizeIp } from '../lib/address';
 
 interface Parsed {
   family: 4 | 6;

@@ -2,12 +2,12 @@ import { WeftError } from '../lib/errors';
 import { isIP, isIPv6 } from 'node:net';
 import { commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
-import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from './hbone-limits';
-import { DEFAULT_IDLE_TIMEOUT_MS } from './pipe';
+import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from '../hbone/limits';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../hbone/pipe';
 
 const MiB = 1024 * 1024;
 // The flags below set these components' limits: their defaults and bounds are the
-// components' own (hbone-limits.ts, pipe.ts), written once there.
+// components' own (src/hbone/limits.ts, src/hbone/pipe.ts), written once there.
 const limit = DEFAULT_HBONE_LIMITS;
 const bounds = (field: keyof typeof HBONE_LIMIT_BOUNDS, unit = 1) =>
   ({ min: Math.max(1, HBONE_LIMIT_BOUNDS[field][0] / unit), max: HBONE_LIMIT_BOUNDS[field][1] / unit });

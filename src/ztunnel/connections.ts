@@ -5,8 +5,8 @@
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { ConnectionInfo } from './admin-types';
-import { formatHostPort } from './address';
-import type { ByteCounters } from './pipe';
+import { formatHostPort } from '../lib/address';
+import type { ByteCounters } from '../hbone/pipe';
 
 /** Istio's directions: outbound from a local client, inbound to a local destination. */
 export type Direction = 'outbound' | 'inbound';

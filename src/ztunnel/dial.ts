@@ -4,9 +4,9 @@
  */
 import * as net from 'node:net';
 import { WeftError } from '../lib/errors';
-import { formatHostPort } from './address';
-import type { OriginalDst, SocketFactory } from './contracts';
-import { tcpKeepalive } from './keepalive';
+import { formatHostPort } from '../lib/address';
+import type { OriginalDst, SocketFactory } from '../hbone/contracts';
+import { tcpKeepalive } from '../lib/tcp-keepalive';
 
 export const defaultUpstreamFactory: SocketFactory = (t) => net.connect({ host: t.host, port: t.port, allowHalfOpen: true, noDelay: true });
 

@@ -6,11 +6,11 @@
  */
 import type { Logger } from '../lib/log';
 import { LOG_STRING_MAX, LogLimiter, truncateForLog } from '../lib/log-limiter';
-import { formatHostPort } from './address';
+import { formatHostPort } from '../lib/address';
 import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
 import type { AuthzDecision } from './authorization';
 import type { ResponseFlag, ZtunnelMetrics } from './metrics';
-import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from './pipe';
+import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from '../hbone/pipe';
 import type { PolicyWatcher } from './policy-watch';
 
 export interface LifecycleDeps {

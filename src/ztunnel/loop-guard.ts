@@ -17,7 +17,7 @@
  *   - link-local (169.254.0.0/16, fe80::/10): NO_ROUTE. Capture leaves these alone
  *     (the pod reaches them as itself); refusing here is defence in depth.
  */
-import { formatHostPort, normalizeIp, type HostPort } from './address';
+import { formatHostPort, normalizeIp, type HostPort } from '../lib/address';
 import { CidrSet } from './cidr';
 import { PROXY_PORTS } from './contracts';
 

@@ -65,7 +65,7 @@ export class ZtunnelMetrics {
   readonly revoked: Counter<'listener'>;
   /** `forwarded` client addresses not believed (reason: malformed, unknown_workload, other_identity). */
   readonly forwardedIgnored: Counter<'reason'>;
-  /** HBONE streams or sessions refused or closed by a protection limit (reason: a fixed set, see hbone-limits.ts). */
+  /** HBONE streams or sessions refused or closed by a protection limit (reason: a fixed set, see src/hbone/limits.ts). */
   readonly hboneRefused: Counter<'reason'>;
   private readonly observed = new Set<ConnectionRegistry>();
   /** Label sets in use by workload, so a deleted workload's series can be removed. */

@@ -1,7 +1,8 @@
 import type * as net from 'node:net';
 import { WeftError } from '../lib/errors';
 import { loadAddon, nativeFile } from '../lib/native';
-import type { OriginalDst, OriginalDstSource } from './contracts';
+import type { OriginalDstSource } from './contracts';
+import type { OriginalDst } from '../hbone/contracts';
 import { OriginalDstResolver } from './original-dst';
 
 type NativeOriginalDst = (fd: number) => OriginalDst;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { WeftError } from '../lib/errors';
-import { canonicalIp } from './address';
+import { canonicalIp } from '../lib/address';
 
 /**
  * Where a captured connection was going before the capture rules DNAT'ed it to the

@@ -9,7 +9,7 @@
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
-import { formatHostPort, type HostPort } from './address';
+import { formatHostPort, type HostPort } from '../lib/address';
 import type { EndpointPicker } from './load-balancer';
 import { guardDestination, guardPort, type GuardRefusal, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';

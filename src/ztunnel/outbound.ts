@@ -8,9 +8,10 @@
 import * as net from 'node:net';
 import type { MeshState } from '../registry/state';
 import type { WorkloadView } from '../registry/enrolment';
-import { formatHostPort } from './address';
+import { formatHostPort } from '../lib/address';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
-import { defaultHboneDialTarget, HBONE_PORT, type HboneDialTarget, type OriginalDstSource, type SocketFactory } from './contracts';
+import { defaultHboneDialTarget, type HboneDialTarget, type OriginalDstSource } from './contracts';
+import { HBONE_PORT, type SocketFactory } from '../hbone/contracts';
 import { defaultUpstreamFactory, dialTcp, reset } from './dial';
 import { ConnectionLifecycle, endResult } from './lifecycle';
 import { ListenerBase, type CapturedListenerOptions } from './listener';
@@ -19,8 +20,8 @@ import { flagForError } from './metrics';
 import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
 import { defaultLoopGuard } from './listener';
 import type { LoopGuard } from './loop-guard';
-import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from './pipe';
-import type { HbonePool } from './pool';
+import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from '../hbone/pipe';
+import type { HbonePool } from '../hbone/pool';
 
 export interface OutboundOptions extends CapturedListenerOptions {
   pool: HbonePool;

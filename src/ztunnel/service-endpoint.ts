@@ -7,7 +7,7 @@
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
-import type { HostPort } from './address';
+import type { HostPort } from '../lib/address';
 import { PROXY_PORTS } from './contracts';
 import type { EndpointPicker } from './load-balancer';
 

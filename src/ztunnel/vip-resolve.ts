@@ -12,7 +12,7 @@ import type { CapturedServicePort } from '../iptables/rules';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
-import { canonicalIp, type HostPort } from './address';
+import { canonicalIp, type HostPort } from '../lib/address';
 import type { EndpointPicker } from './load-balancer';
 import { guardDestination, guardPort, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';

@@ -18,7 +18,7 @@ import { Registry } from 'prom-client';
 import { MeshState } from '../../src/registry/state';
 import { ConnectionRegistry } from '../../src/ztunnel/connections';
 import { defaultUpstreamFactory } from '../../src/ztunnel/dial';
-import { hboneTuning } from '../../src/ztunnel/hbone-settings';
+import { hboneTuning } from '../../src/hbone/settings';
 import { InboundServer } from '../../src/ztunnel/inbound';
 import { exactSelfAddresses, loopGuard } from '../../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../../src/ztunnel/metrics';

@@ -7,8 +7,9 @@
  */
 import * as net from 'node:net';
 import { WeftError } from '../../lib/errors';
-import { formatHostPort, normalizeIp } from '../address';
-import type { DialTarget, OriginalDst, OriginalDstSource, SocketFactory } from '../contracts';
+import { formatHostPort, normalizeIp } from '../../lib/address';
+import type { OriginalDstSource } from '../contracts';
+import type { DialTarget, OriginalDst, SocketFactory } from '../../hbone/contracts';
 
 export class ConntrackTable implements OriginalDstSource {
   private readonly entries = new Map<string, OriginalDst>();

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../../ca/issuer';
 import { WeftError } from '../../lib/errors';
-import type { CertSource, WorkloadCert } from '../contracts';
+import type { CertSource, WorkloadCert } from '../../hbone/contracts';
 
 export class IssuerCertSource extends EventEmitter implements CertSource {
   private readonly certs = new Map<string, WorkloadCert>();

@@ -21,7 +21,7 @@ export function ending(sock: net.Socket, ms = 15_000): Promise<Ending> {
   let error: string | undefined;
   sock.on('data', (d: Buffer) => chunks.push(d));
   // 'end' is not proof of a FIN: a RST arriving while bytes are unread is reported as
-  // end-of-stream by libuv (see endUnlessReset in pipe.ts). On a half-open socket a
+  // end-of-stream by libuv (see endUnlessReset in src/hbone/pipe.ts). On a half-open socket a
   // zero-length write tells them apart: it fails on a reset connection only.
   let probe: Promise<boolean> | undefined;
   sock.on('end', () => {

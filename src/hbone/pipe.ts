@@ -67,7 +67,7 @@ export interface PipeOptions {
   /**
    * Told when a direction pauses for backpressure (`paused` true) and resumes (false).
    * Returning false to a pause refuses it: the bytes it would park do not fit a
-   * memory budget, and the pipe is aborted instead (see hbone-limits.ts).
+   * memory budget, and the pipe is aborted instead (see limits.ts).
    */
   stall?: (direction: keyof ByteCounters, paused: boolean) => boolean;
   /** No byte either way this long aborts the pipe (ABORTED, "idle"); 0 never. Default: configurePipes'. */

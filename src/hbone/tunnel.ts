@@ -15,12 +15,12 @@ import * as tls from 'node:tls';
 import type { Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { WeftError } from '../lib/errors';
-import type { TunnelInfo } from './admin-types';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
-import { applyConnectionWindow, localSettings, type HboneTuning } from './hbone-settings';
-import { IdleTimer } from './hbone-idle';
-import { Keepalive, tcpKeepalive } from './keepalive';
+import { applyConnectionWindow, localSettings, type HboneTuning } from './settings';
+import { IdleTimer } from './idle';
+import { tcpKeepalive } from '../lib/tcp-keepalive';
+import { Keepalive } from './keepalive';
 import { clientTlsOptions, verifyServerIdentity } from './tls';
 
 export enum TunnelState {
@@ -43,7 +43,29 @@ export interface TunnelKey {
   nextHop: DialTarget;
 }
 
-/** The admin API's `/tunnels` row (admin-types.ts contract), plus where the tunnel dials. */
+/**
+ * One tunnel as the ztunnel admin API's `/tunnels` serves it (src/ztunnel/admin-types.ts
+ * re-exports it): a contract with the CLI, so add fields, never rename.
+ */
+export interface TunnelInfo {
+  /** Stable id of the pooled HTTP/2 connection within this proxy. */
+  id: string;
+  state: string;
+  localAddress: string;
+  peerAddress: string;
+  sourceIdentity: string;
+  destinationIdentity: string;
+  /** Node of the destination workload, when the registry knows it. */
+  peerNode?: string;
+  activeStreams: number;
+  totalStreams: number;
+  bytesSent: number;
+  bytesReceived: number;
+  openedAt: string;
+  lastActivityAt: string;
+}
+
+/** The admin API's `/tunnels` row (TunnelInfo), plus where the tunnel dials. */
 export type TunnelStats = TunnelInfo & { nextHop: string };
 
 export interface TunnelTimers {

@@ -5,22 +5,6 @@
  * connections forever.
  */
 import type * as http2 from 'node:http2';
-import type * as net from 'node:net';
-
-/**
- * TCP keepalive's first probe after this much silence, on every proxied socket
- * (accepted, dialled to a pod, HBONE both ways). The kernel then probes every
- * net.ipv4.tcp_keepalive_intvl (75 s) up to tcp_keepalive_probes (9) times, so a
- * peer gone without a FIN is dropped after ~12 min instead of the kernel's ~2 h 11
- * min; a minute of silence costs one empty segment. HBONE tunnels also have PINGs
- * (dead after 20 s); idle pipes end at the idle timeout (pipe.ts).
- */
-export const TCP_KEEPALIVE_DELAY_MS = 60_000;
-
-/** Turns TCP keepalive on (safe on a socket not yet connected: applied at connect). */
-export function tcpKeepalive(sock: net.Socket): void {
-  sock.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
-}
 
 export interface KeepaliveOptions {
   intervalMs: number;

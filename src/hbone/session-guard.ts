@@ -1,5 +1,5 @@
 /**
- * The per-session half of the HBONE server's limits (hbone-limits.ts): one guard per
+ * The per-session half of the HBONE server's limits (limits.ts): one guard per
  * accepted HTTP/2 session, holding its byte budget (inside the node's), its PING /
  * SETTINGS flood counters and its idle timer. The node-wide half (node budget,
  * pending-dial slots, handshakes, sessions per peer) is HboneNodeLimits, shared by
@@ -7,8 +7,8 @@
  */
 import * as http2 from 'node:http2';
 import { perInterval, TokenBucket } from '../lib/token-bucket';
-import { ByteBudget, type HboneLimits, type RefusalReason } from './hbone-limits';
-import { IdleTimer } from './hbone-idle';
+import { ByteBudget, type HboneLimits, type RefusalReason } from './limits';
+import { IdleTimer } from './idle';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 

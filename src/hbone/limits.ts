@@ -22,7 +22,7 @@
  * `serverSessionOptions` so they are visible and tested, not Node's defaults by luck.
  */
 import type * as http2 from 'node:http2';
-import { boundedIntegers, localSettings, type HboneTuning } from './hbone-settings';
+import { boundedIntegers, localSettings, type HboneTuning } from './settings';
 
 export interface HboneLimits {
   /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (Istio: 100). */

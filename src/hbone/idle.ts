@@ -1,6 +1,6 @@
 /**
  * The idle timer of an HBONE connection, on both ends: the pool's tunnels (tunnel.ts)
- * and the server's sessions (hbone-session-guard.ts) are let go once they have carried
+ * and the server's sessions (session-guard.ts) are let go once they have carried
  * no stream for a while. One mechanism, so both ends count "idle" the same way: armed
  * when the connection is not busy, disarmed by a stream, re-checked when it fires.
  */

@@ -15,7 +15,7 @@ export interface HboneTuning {
   connectionWindow: number;
   /** Largest DATA frame we accept (Istio: 1 MiB). */
   maxFrameSize: number;
-  /** nghttp2's per-session memory budget in MB (its own allocations and queued frames; not bytes parked in JS, see hbone-limits.ts); too low rejects streams with ENHANCE_YOUR_CALM. */
+  /** nghttp2's per-session memory budget in MB (its own allocations and queued frames; not bytes parked in JS, see limits.ts); too low rejects streams with ENHANCE_YOUR_CALM. */
   maxSessionMemoryMb: number;
   /** Bytes queued on a pipe's writing side before its reading side is paused. */
   pipeHighWaterMark: number;
@@ -29,7 +29,7 @@ export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   maxFrameSize: 1 * MiB,
   maxSessionMemoryMb: 64,
   // Below the plain-TCP pipes' 1 MiB: every stream whose pod stops reading queues up
-  // to this much before the memory budget is consulted (hbone-limits.ts), so 300 such
+  // to this much before the memory budget is consulted (limits.ts), so 300 such
   // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
   pipeHighWaterMark: 256 * 1024,
 });
@@ -50,7 +50,7 @@ export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneT
 
 /**
  * The one validator of the HBONE option groups (tuning here, limits in
- * hbone-limits.ts): every field an integer within its bounds, unknown fields refused,
+ * limits.ts): every field an integer within its bounds, unknown fields refused,
  * each refusal naming the field. Returns a frozen copy with only known keys.
  */
 export function boundedIntegers<T extends object>(what: string, defaults: Readonly<T>, bounds: Record<keyof T, [number, number]>, partial: Partial<T>): Readonly<T> {

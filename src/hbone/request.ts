@@ -6,7 +6,7 @@
 import type * as http2 from 'node:http2';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
-import { parseForwardedFor, parseHostPort, type HostPort } from './address';
+import { parseForwardedFor, parseHostPort, type HostPort } from '../lib/address';
 
 /**
  * Longest `:authority` accepted. `[ipv6]:port` is at most 47 characters; anything
