@@ -77,6 +77,15 @@ export class Http1Front {
       req.resume();
       return;
     }
+    // Only `chunked` is a transfer coding the waypoint forwards (it re-frames the body);
+    // anything else would be read differently by some hop (RFC 9112 §6.1: 501).
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      this.refusal('unsupported transfer-encoding', ctx);
+      res.shouldKeepAlive = false;
+      res.writeHead(501, { 'content-type': 'text/plain', connection: 'close' }).end('only the chunked transfer coding is accepted\n');
+      return;
+    }
     const gone = new AbortController();
     res.on('close', () => { if (!res.writableFinished) gone.abort(); });
     let written = 0;
@@ -150,7 +159,16 @@ export class Http1Front {
         sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, responseFlag: 'DPE', requestBytes: 0, responseBytes: 0,
       });
     }
-    // Node's default: a response only if nothing was written yet; then the connection closes.
+    // A body that turns out malformed (bad chunk framing) fails after its head was
+    // handed over: its upstream attempt is cut, and the client still gets the 400 if
+    // no response has started.
+    const res = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+    if (res && !res.headersSent && !res.destroyed) {
+      res.shouldKeepAlive = false;
+      res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end('bad request\n');
+      res.once('finish', () => socket.destroy());
+      return;
+    }
     refuseRaw(socket, status, tooLarge ? 'request headers too large' : 'bad request');
   }
 

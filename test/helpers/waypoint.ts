@@ -34,8 +34,15 @@ export class TestRouter implements RequestRouter {
 /** Dials TCP on loopback; counts dials per port; ports in `refuse` fail as a closed port would. */
 export class TcpDialer implements UpstreamDialer {
   readonly dials = new Map<number, number>();
+  /** Per port: how many of the next dials fail (as a refused connection would). */
+  readonly failNext = new Map<number, number>();
   dial(t: UpstreamTarget): Promise<Duplex> {
     this.dials.set(t.port, (this.dials.get(t.port) ?? 0) + 1);
+    const fail = this.failNext.get(t.port) ?? 0;
+    if (fail > 0) {
+      this.failNext.set(t.port, fail - 1);
+      return Promise.reject(Object.assign(new Error(`connect ECONNREFUSED 127.0.0.1:${t.port}`), { code: 'ECONNREFUSED' }));
+    }
     return new Promise((resolve, reject) => {
       const s = net.connect({ host: t.host, port: t.port });
       s.once('connect', () => { s.off('error', reject); resolve(s); });
