@@ -141,3 +141,38 @@ t.test('refusals name what is unsupported or wrong', async (t) => {
   t.doesNotThrow(() => compileRegex('a{100}'));
   t.doesNotThrow(() => compileRegex('[a-z]{1,100}'));
 });
+
+t.test('differential: random patterns and inputs agree with JS RegExp (seeded)', async (t) => {
+  let seed = 0x5eed1234;
+  const rand = (n: number): number => {
+    // mulberry32: deterministic, so a failure reproduces.
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) % n;
+  };
+  const atoms = ['a', 'b', '.', '[ab]', '[^a]', '\\w', 'ab', ''];
+  const quants = ['*', '+', '?', '{2}', '{0,2}', '{1,}', '*?'];
+  const gen = (depth: number): string => {
+    const k = depth <= 0 ? 0 : rand(6);
+    if (k === 0) return atoms[rand(atoms.length)]!;
+    if (k === 1) return `(${gen(depth - 1)})${quants[rand(quants.length)]}`;
+    if (k === 2) return `(?:${gen(depth - 1)}|${gen(depth - 1)})`;
+    if (k === 3) return `${gen(depth - 1)}${gen(depth - 1)}`;
+    if (k === 4) return [`^${gen(depth - 1)}`, `${gen(depth - 1)}$`, `\\b${gen(depth - 1)}`][rand(3)]!;
+    return `(${gen(depth - 1)})`;
+  };
+  const disagree: string[] = [];
+  let runs = 0;
+  for (let i = 0; i < 1500; i++) {
+    const pattern = gen(4);
+    const safe = compileRegex(pattern);
+    const js = new RegExp(`^(?:${pattern})$`);
+    for (let j = 0; j < 12; j++) {
+      const input = Array.from({ length: rand(7) }, () => 'ab-'[rand(3)]).join('');
+      runs++;
+      if (safe.matches(input) !== js.test(input)) disagree.push(`${pattern} on ${JSON.stringify(input)}`);
+    }
+  }
+  t.same(disagree.slice(0, 10), [], `${runs} runs, ${disagree.length} disagreements`);
+});

@@ -232,7 +232,8 @@ class Parser {
     const inner = this.alternation(true);
     this.i++; // ')'
     this.foldCase = saved;
-    return inner;
+    // A group may be repeated even when it holds nothing or only an anchor: `()*`, `(^)?`.
+    return inner.t === 'empty' || inner.t === 'assert' ? { t: 'cat', items: [inner] } : inner;
   }
 
   escape(): Node {
