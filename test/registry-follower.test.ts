@@ -225,6 +225,28 @@ t.test('follower against a real redis-server', async (t) => {
     t.equal(r.follower.status, 'following');
   });
 
+  t.test('a change of a kind this build does not know is skipped and counted, without a reload', async (t) => {
+    const r = await rig(t, redis);
+    await r.store.put('namespace', namespaceRecord('demo'));
+    await waitFor('demo', () => r.state.get('namespace', 'demo') !== undefined);
+    const epoch = (await raw.get(`${r.prefix}epoch`))!;
+    // What a newer writer would send: one entry mixing a kind we know and one we do not.
+    await raw.eval(
+      `local rev = redis.call('INCR', KEYS[1])
+       redis.call('HSET', KEYS[3], 'other', ARGV[3])
+       return redis.call('XADD', KEYS[2], '*', 'rev', rev, 'epoch', ARGV[1], 'changes', ARGV[2])`,
+      3, `${r.prefix}revision`, `${r.prefix}changes`, `${r.prefix}namespace`, epoch,
+      JSON.stringify([{ op: 'put', kind: 'widget', key: 'demo/w', record: { any: 1 } }, { op: 'delete', kind: 'widget', key: 'demo/v' },
+        { op: 'put', kind: 'namespace', key: 'other', record: namespaceRecord('other') }]), JSON.stringify(namespaceRecord('other')));
+    await waitFor('the known change applied', () => r.state.get('namespace', 'other') !== undefined);
+    t.equal(await metric(r.metrics, 'weft_registry_unknown_kind_changes_total'), 2, 'both widget changes counted');
+    t.equal(await metric(r.metrics, 'weft_registry_reloads_total'), 0, 'no snapshot reload for an unknown kind');
+    t.equal(await metric(r.metrics, 'weft_registry_invalid_records_total'), 0);
+    await r.store.put('namespace', namespaceRecord('after'));
+    await waitFor('follows on', () => r.state.get('namespace', 'after') !== undefined);
+    await assertConverged(t, r);
+  });
+
   t.test('stop() closes every connection and timer', async (t) => {
     const before = process.getActiveResourcesInfo().filter((x) => x !== 'TTYWrap');
     const state = new MeshState({ trustDomain: 'cluster.local' });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { validateRecord } from '../src/registry/validate';
 import { isWeftError } from '../src/lib/errors';
 import {
-  ambientNamespace, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
+  ambientNamespace, httpRouteRecord, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, waypointRecord, workloadRecord,
 } from '../src/registry/fixtures';
 import type { Kind } from '../src/registry/types';
 
@@ -20,6 +20,12 @@ const good = {
     }] }] }],
   }),
   peerauth: peerAuthRecord({ namespace: 'demo', name: 'strict', selector: { app: 'echo' } }),
+  waypoint: waypointRecord({ namespace: 'demo', name: 'waypoint', serviceAccount: 'waypoint-sa' }),
+  httproute: httpRouteRecord({ namespace: 'demo', name: 'canary' }, 'echo', [{ name: 'echo-v1', port: 8080, weight: 95 }, { name: 'echo-v2', port: 8080, weight: 5 }]),
+  grpcroute: { name: 'grpc', namespace: 'demo', creationTimestamp: '2026-11-30T12:00:00.5+01:00',
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], hostnames: [],
+      rules: [{ matches: [{ method: { type: 'Exact', service: 'grpc.health.v1.Health', method: 'Check' }, headers: [] }], filters: [],
+        backendRefs: [{ group: '', kind: 'Service', name: 'echo', port: 9000, weight: 1, filters: [] }] }] } },
 };
 
 t.test('valid records come back equal, as fresh objects', async (t) => {
@@ -106,6 +112,11 @@ const cases: Case[] = [
   ['peerauth', (r) => ({ ...r, mode: 'DISABLE' }), /peerauth demo\/strict: mode must be one of STRICT, PERMISSIVE/],
   ['peerauth', (r) => ({ ...r, selector: { app: ['x'] } }), /selector\["app"\] must be a string/],
   ['peerauth', (r) => ({ ...r, namespace: undefined }), /peerauth \?\/strict: namespace is required/],
+  ['waypoint', (r) => ({ ...r, for: 'pods' }), /waypoint demo\/waypoint: for must be one of service, workload, all, none/],
+  ['waypoint', (r) => ({ ...r, serviceAccount: 'Bad SA' }), /serviceAccount must be a DNS-1123 subdomain/],
+  ['httproute', (r) => ({ ...r, creationTimestamp: 'yesterday' }), /httproute demo\/canary: creationTimestamp must be an RFC 3339 time/],
+  ['httproute', (r) => ({ ...r, spec: { ...r.spec, parentRefs: 'echo' } }), /httproute demo\/canary: spec.parentRefs/],
+  ['grpcroute', (r) => ({ ...r, name: 'Bad' }), /grpcroute demo\/Bad: name must be a DNS-1123 subdomain/],
 ];
 
 t.test('every rule rejects with a message naming kind, key and field', async (t) => {

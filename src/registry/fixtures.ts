@@ -3,15 +3,19 @@
  * the fields that matter to the caller and fills in the rest, so a test states only
  * what it is about.
  */
+import { GATEWAY_NAME_LABEL } from '../gateway/types';
 import {
   DATAPLANE_MODE_AMBIENT,
   DATAPLANE_MODE_LABEL,
+  DATAPLANE_MODE_NONE,
   type AuthorizationPolicyRecord,
+  type HTTPRouteRecord,
   type Labels,
   type NamespaceRecord,
   type NodeRecord,
   type PeerAuthenticationRecord,
   type ServiceRecord,
+  type WaypointRecord,
   type WorkloadRecord,
 } from './types';
 
@@ -63,4 +67,43 @@ export function peerAuthRecord(
   p: Pick<PeerAuthenticationRecord, 'namespace' | 'name'> & Partial<PeerAuthenticationRecord>,
 ): PeerAuthenticationRecord {
   return { mode: 'STRICT', ...p };
+}
+
+/** A waypoint of the kind `weft waypoint add` writes: serving services, service account = its name. */
+export function waypointRecord(w: Pick<WaypointRecord, 'namespace' | 'name'> & Partial<WaypointRecord>): WaypointRecord {
+  return { serviceAccount: w.name, for: 'service', ...w };
+}
+
+/** One pod of a waypoint: labelled with its Gateway's name, never enrolled itself. */
+export function waypointPod(
+  wp: Pick<WaypointRecord, 'namespace' | 'name' | 'serviceAccount'>,
+  w: Pick<WorkloadRecord, 'name' | 'node'> & Partial<WorkloadRecord>,
+): WorkloadRecord {
+  return workloadRecord({
+    namespace: wp.namespace,
+    serviceAccount: wp.serviceAccount,
+    ...w,
+    labels: { [GATEWAY_NAME_LABEL]: wp.name, [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE_NONE, ...w.labels },
+  });
+}
+
+/** An HTTPRoute attached to Service `service` of the route's namespace, with one rule sending everything to `backends`. */
+export function httpRouteRecord(
+  r: Pick<HTTPRouteRecord, 'namespace' | 'name'> & Partial<HTTPRouteRecord>,
+  service: string,
+  backends: { name: string; port: number; weight?: number }[] = [{ name: service, port: 80 }],
+): HTTPRouteRecord {
+  return {
+    creationTimestamp: '2026-11-30T12:00:00Z',
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: service }],
+      hostnames: [],
+      rules: [{
+        matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [] }],
+        filters: [],
+        backendRefs: backends.map((b) => ({ group: '', kind: 'Service', name: b.name, port: b.port, weight: b.weight ?? 1, filters: [] })),
+      }],
+    },
+    ...r,
+  };
 }

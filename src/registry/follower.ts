@@ -90,7 +90,9 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   private readonly maxBackoffMs: number;
   private readonly batchSize: number;
   private readonly onInvalid: OnInvalid;
-  private readonly metrics: { reloads?: Counter; invalid?: Counter; revision?: Gauge };
+  private readonly metrics: { reloads?: Counter; invalid?: Counter; unknownKind?: Counter; revision?: Gauge };
+  /** Unknown kinds already logged (bounded: the names come from the stream). */
+  private readonly unknownKindsLogged = new Set<string>();
 
   /** Last stream entry id applied or skipped; undefined until a snapshot is loaded. */
   private position: string | undefined;
@@ -130,6 +132,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
       this.metrics.revision = new Gauge({ name: 'weft_registry_revision', help: 'Registry revision of the local view', registers });
       this.metrics.reloads = new Counter({ name: 'weft_registry_reloads_total', help: 'Snapshot reloads after the initial load (gaps, trims, registry resets)', registers });
       this.metrics.invalid = new Counter({ name: 'weft_registry_invalid_records_total', help: 'Malformed registry records or stream entries skipped', registers });
+      this.metrics.unknownKind = new Counter({ name: 'weft_registry_unknown_kind_changes_total', help: 'Changes of a kind this build does not know (from a newer writer), skipped', registers });
     }
     this.onInvalid = logInvalid(this.logger, () => this.metrics.invalid?.inc());
   }
@@ -300,7 +303,7 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
         continue;
       }
       if (entry.rev > have + 1) return this.reloadInline(`gap in the change stream: at revision ${have}, next entry is ${entry.rev}`);
-      const changes = entry.changes === undefined ? undefined : parseChanges(entry.changes, this.onInvalid);
+      const changes = entry.changes === undefined ? undefined : parseChanges(entry.changes, this.onInvalid, (kind) => this.unknownKind(kind));
       if (!changes) {
         this.metrics.invalid?.inc();
         this.logger.warn({ id: entry.id, revision: entry.rev }, 'unreadable change-stream entry');
@@ -311,6 +314,13 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
       this.position = entry.id;
       this.metrics.revision?.set(entry.rev);
     }
+  }
+
+  private unknownKind(kind: string): void {
+    this.metrics.unknownKind?.inc();
+    if (this.unknownKindsLogged.size >= 16 || this.unknownKindsLogged.has(kind)) return;
+    this.unknownKindsLogged.add(kind);
+    this.logger.warn({ kind: kind.slice(0, 64) }, 'skipping changes of a registry kind this version does not know (a newer writer?); upgrade this component to act on them');
   }
 
   private async reloadInline(reason: string): Promise<void> {

@@ -43,7 +43,7 @@ export function registryKeys(prefix: string): RegistryKeys {
 export type OnInvalid = (err: unknown, where: { kind: Kind; key?: string; source: 'hash' | 'stream'; standIn?: AuthorizationPolicyRecord }) => void;
 
 export function emptySnapshot(): RegistrySnapshot {
-  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [] };
+  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [], waypoint: [], httproute: [], grpcroute: [] };
 }
 
 /**
@@ -114,9 +114,12 @@ export function parseStreamEntry(raw: [string, string[]]): StreamEntry {
  * Parses an entry's changes. A put whose record is malformed becomes a delete (a
  * policy: a put of its fail-closed stand-in): exactly what a snapshot load gives for
  * the same record, keeping followed state equal to loaded state.
+ * A change of a kind this build does not know (a newer writer's) is skipped and
+ * reported to onUnknownKind: reloading would not make it known, only cost a full
+ * snapshot per such entry, and the kinds this reader acts on are unaffected.
  * Returns undefined when the entry as a whole cannot be understood.
  */
-export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | undefined {
+export function parseChanges(json: string, onInvalid: OnInvalid, onUnknownKind: (kind: string) => void = () => {}): Change[] | undefined {
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -128,7 +131,12 @@ export function parseChanges(json: string, onInvalid: OnInvalid): Change[] | und
   for (const c of raw as unknown[]) {
     if (typeof c !== 'object' || c === null) return undefined;
     const { op, kind, key, record } = c as Record<string, unknown>;
-    if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind) || typeof key !== 'string') return undefined;
+    if (typeof kind !== 'string' || typeof key !== 'string') return undefined;
+    if (!(KINDS as readonly string[]).includes(kind)) {
+      if (op !== 'put' && op !== 'delete') return undefined;
+      onUnknownKind(kind);
+      continue;
+    }
     const k = kind as Kind;
     if (op === 'delete') {
       out.push({ op: 'delete', kind: k, key });

@@ -8,12 +8,17 @@
  * sized for ~10,000 workloads and a relabel must not cost a full rebuild.
  */
 import { EventEmitter } from 'node:events';
-import { deriveWorkloadView, labelsMatch, sameDerivation, type WorkloadView } from './enrolment';
+import { GATEWAY_NAME_LABEL } from '../gateway/types';
+import { USE_WAYPOINT_NONE, deriveWorkloadView, labelsMatch, sameDerivation, type WorkloadView } from './enrolment';
 import { CountIndex, OwnerIndex, SetIndex } from './indexes';
 import {
   KINDS,
   ROOT_NAMESPACE,
+  USE_WAYPOINT_LABEL,
+  unhandledKind,
   type AuthorizationPolicyRecord,
+  type GRPCRouteRecord,
+  type HTTPRouteRecord,
   type Change,
   type Kind,
   type Labels,
@@ -23,10 +28,17 @@ import {
   type PeerAuthenticationRecord,
   type RecordsByKind,
   type ServiceRecord,
+  type WaypointRecord,
   type WorkloadRecord,
 } from './types';
 
 export type { WorkloadView } from './enrolment';
+
+export type RouteKind = 'httproute' | 'grpcroute';
+/** A route with its kind: HTTPRoute and GRPCRoute may share a name. */
+export type RouteRef =
+  | { kind: 'httproute'; record: HTTPRouteRecord }
+  | { kind: 'grpcroute'; record: GRPCRouteRecord };
 
 /** One full copy of the registry, as loaded by a follower or passed to replaceAll. */
 export type RegistrySnapshot = { [K in Kind]: RecordsByKind[K][] };
@@ -64,6 +76,8 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
   private readonly serviceHosts = new OwnerIndex();
   private readonly policiesByNs = new SetIndex();
   private readonly peerAuthByNs = new SetIndex();
+  /** `ns/service` → `kind␀ns/name` of the routes whose parentRefs name that Service. */
+  private readonly routesByParent = new SetIndex();
 
   constructor(opts: { trustDomain: string }) {
     super();
@@ -78,20 +92,23 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     this.emit('change', changes, revision, [...affected]);
   }
 
-  /** Drops everything and loads `snapshot`, then emits 'snapshot'. */
-  replaceAll(snapshot: RegistrySnapshot, revision: number): void {
+  /** Drops everything and loads `snapshot` (a kind left out is empty), then emits 'snapshot'. */
+  replaceAll(snapshot: Partial<RegistrySnapshot>, revision: number): void {
     for (const kind of KINDS) this.stores[kind].clear();
     this.views.clear();
     for (const idx of [this.byAddress, this.byNode, this.byNamespace, this.byLabel, this.identities,
-      this.serviceVips, this.serviceHosts, this.policiesByNs, this.peerAuthByNs]) idx.clear();
+      this.serviceVips, this.serviceHosts, this.policiesByNs, this.peerAuthByNs, this.routesByParent]) idx.clear();
     const ignored = new Set<string>();
     // Namespaces first so each workload is derived once, against its final namespace.
-    for (const ns of snapshot.namespace) this.stores.namespace.set(ns.name, ns);
-    for (const n of snapshot.node) this.stores.node.set(n.name, n);
-    for (const w of snapshot.workload) this.putWorkload(w.uid, w, ignored);
-    for (const s of snapshot.service) this.putService(`${s.namespace}/${s.name}`, s);
-    for (const p of snapshot.policy) this.putPolicy(`${p.namespace}/${p.name}`, p);
-    for (const p of snapshot.peerauth) this.putPeerAuth(`${p.namespace}/${p.name}`, p);
+    for (const ns of snapshot.namespace ?? []) this.stores.namespace.set(ns.name, ns);
+    for (const n of snapshot.node ?? []) this.stores.node.set(n.name, n);
+    for (const w of snapshot.workload ?? []) this.putWorkload(w.uid, w, ignored);
+    for (const s of snapshot.service ?? []) this.putService(`${s.namespace}/${s.name}`, s);
+    for (const p of snapshot.policy ?? []) this.putPolicy(`${p.namespace}/${p.name}`, p);
+    for (const p of snapshot.peerauth ?? []) this.putPeerAuth(`${p.namespace}/${p.name}`, p);
+    for (const w of snapshot.waypoint ?? []) this.stores.waypoint.set(`${w.namespace}/${w.name}`, w);
+    for (const r of snapshot.httproute ?? []) this.putRoute('httproute', `${r.namespace}/${r.name}`, r);
+    for (const r of snapshot.grpcroute ?? []) this.putRoute('grpcroute', `${r.namespace}/${r.name}`, r);
     this.revision = revision;
     this.emit('snapshot', revision);
   }
@@ -202,6 +219,39 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     return 'PERMISSIVE';
   }
 
+  waypoint(namespace: string, name: string): WaypointRecord | undefined {
+    return this.stores.waypoint.get(`${namespace}/${name}`);
+  }
+
+  /**
+   * The name of the waypoint a Service's traffic must go through: the Service's own
+   * binding (its weft.io/use-waypoint label) wins over its namespace's label, and
+   * `none` opts out. A name is returned even when no such waypoint exists, so the
+   * caller can refuse rather than silently skip it.
+   */
+  serviceWaypointName(service: ServiceRecord): string | undefined {
+    const own = service.waypoint;
+    if (own !== undefined && own !== '') return own === USE_WAYPOINT_NONE ? undefined : own;
+    const ns = this.stores.namespace.get(service.namespace)?.labels[USE_WAYPOINT_LABEL];
+    return ns === undefined || ns === '' || ns === USE_WAYPOINT_NONE ? undefined : ns;
+  }
+
+  /** The waypoint's pods (workloads of its namespace labelled with its name), ready or not. */
+  waypointPods(w: Pick<WaypointRecord, 'namespace' | 'name'>): WorkloadView[] {
+    return this.viewsOf(this.byLabel.get(labelKey(w.namespace, GATEWAY_NAME_LABEL, w.name)));
+  }
+
+  /** HTTPRoutes and GRPCRoutes with a parentRef naming the Service `namespace/name` (any port, any group: attach.ts decides). */
+  routesForService(namespace: string, name: string): RouteRef[] {
+    const out: RouteRef[] = [];
+    for (const ref of this.routesByParent.get(`${namespace}/${name}`)) {
+      const [kind, key] = ref.split(SEP) as [RouteKind, string];
+      const record = this.stores[kind].get(key);
+      if (record) out.push({ kind, record } as RouteRef);
+    }
+    return out.sort((a, b) => cmp(`${a.kind}/${a.record.namespace}/${a.record.name}`, `${b.kind}/${b.record.namespace}/${b.record.name}`));
+  }
+
   node(name: string): NodeRecord | undefined {
     return this.stores.node.get(name);
   }
@@ -223,6 +273,10 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
         case 'policy': return this.deletePolicy(key);
         case 'peerauth': return this.deletePeerAuth(key);
         case 'node': this.stores.node.delete(key); return;
+        case 'waypoint': this.stores.waypoint.delete(key); return;
+        case 'httproute':
+        case 'grpcroute': return this.deleteRoute(kind, key);
+        default: return unhandledKind(kind);
       }
     }
     switch (change.kind) {
@@ -234,6 +288,10 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
       case 'policy': return this.putPolicy(key, change.record);
       case 'peerauth': return this.putPeerAuth(key, change.record);
       case 'node': this.stores.node.set(key, change.record); return;
+      case 'waypoint': this.stores.waypoint.set(key, change.record); return;
+      case 'httproute': return this.putRoute('httproute', key, change.record);
+      case 'grpcroute': return this.putRoute('grpcroute', key, change.record);
+      default: return unhandledKind(change);
     }
   }
 
@@ -326,6 +384,19 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     this.stores.peerauth.delete(key);
   }
 
+  private putRoute(kind: RouteKind, key: string, r: HTTPRouteRecord | GRPCRouteRecord): void {
+    this.deleteRoute(kind, key);
+    (this.stores[kind] as Map<string, HTTPRouteRecord | GRPCRouteRecord>).set(key, r);
+    for (const parent of routeParents(r)) this.routesByParent.add(parent, `${kind}${SEP}${key}`);
+  }
+
+  private deleteRoute(kind: RouteKind, key: string): void {
+    const old = this.stores[kind].get(key);
+    if (!old) return;
+    for (const parent of routeParents(old)) this.routesByParent.remove(parent, `${kind}${SEP}${key}`);
+    this.stores[kind].delete(key);
+  }
+
   private peerAuthIn(ns: string): PeerAuthenticationRecord[] {
     const out: PeerAuthenticationRecord[] = [];
     for (const key of this.peerAuthByNs.get(ns)) {
@@ -349,7 +420,15 @@ function emptyStores(): Stores {
   return {
     node: new Map(), namespace: new Map(), workload: new Map(),
     service: new Map(), policy: new Map(), peerauth: new Map(),
+    waypoint: new Map(), httproute: new Map(), grpcroute: new Map(),
   };
+}
+
+/** `ns/name` of every Service a route's parentRefs name (namespace defaults to the route's). */
+function routeParents(r: HTTPRouteRecord | GRPCRouteRecord): Set<string> {
+  const out = new Set<string>();
+  for (const p of r.spec.parentRefs) out.add(`${p.namespace ?? r.namespace}/${p.name}`);
+  return out;
 }
 
 function labelKey(ns: string, k: string, v: string): string {

@@ -11,6 +11,9 @@ export const USE_WAYPOINT_LABEL = 'weft.io/use-waypoint';
 
 export type Labels = Record<string, string>;
 
+import type { GRPCRouteSpec, HTTPRouteSpec, WaypointRecord } from '../gateway/types';
+export type { WaypointRecord } from '../gateway/types';
+
 export interface NodeRecord {
   name: string;
   /** Address peers use to reach this node's ztunnel (HBONE, node-level capture). */
@@ -142,6 +145,21 @@ export interface PeerAuthenticationRecord {
   mode: PeerAuthenticationMode;
 }
 
+/**
+ * A Gateway API route for the mesh (GAMMA), as mirrored from Kubernetes or written by
+ * `weft apply`. The spec is the validated one (src/gateway/validate.ts).
+ */
+export interface RouteRecord<S> {
+  name: string;
+  namespace: string;
+  /** RFC 3339; the oldest route wins a precedence tie, as in Gateway API. */
+  creationTimestamp: string;
+  spec: S;
+}
+
+export type HTTPRouteRecord = RouteRecord<HTTPRouteSpec>;
+export type GRPCRouteRecord = RouteRecord<GRPCRouteSpec>;
+
 /** Every kind the registry holds, with the record type for each. */
 export interface RecordsByKind {
   node: NodeRecord;
@@ -150,10 +168,18 @@ export interface RecordsByKind {
   service: ServiceRecord;
   policy: AuthorizationPolicyRecord;
   peerauth: PeerAuthenticationRecord;
+  waypoint: WaypointRecord;
+  httproute: HTTPRouteRecord;
+  grpcroute: GRPCRouteRecord;
 }
 
 export type Kind = keyof RecordsByKind;
-export const KINDS: readonly Kind[] = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth'];
+export const KINDS: readonly Kind[] = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute'];
+
+/** For a `switch` over kinds: adding a kind fails to compile until every switch handles it. */
+export function unhandledKind(kind: never): never {
+  throw new Error(`unhandled registry kind ${String(kind)}`);
+}
 
 export const ROOT_NAMESPACE = 'weft-system';
 

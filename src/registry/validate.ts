@@ -5,6 +5,7 @@
  * that a newer writer's extra fields do not make older readers discard records).
  * Either way the result is a fresh object holding only known keys.
  */
+import { validateGRPCRouteSpec, validateHTTPRouteSpec } from '../gateway/validate';
 import { WeftError } from '../lib/errors';
 import { FieldError, Obj, checkPort, checkString, rules, type UnknownKeys } from './checks';
 import {
@@ -21,6 +22,8 @@ import {
   type PolicyMatch,
   type PolicyRule,
   type RecordsByKind,
+  type RouteRecord,
+  type WaypointRecord,
   type ServicePort,
   type ServiceRecord,
   type WorkloadRecord,
@@ -70,7 +73,34 @@ const VALIDATORS: { [K in Kind]: (v: unknown, unknown: UnknownKeys) => RecordsBy
   service: validateService,
   policy: validatePolicy,
   peerauth: validatePeerAuth,
+  waypoint: validateWaypoint,
+  httproute: (v, unknown) => validateRoute(v, unknown, validateHTTPRouteSpec),
+  grpcroute: (v, unknown) => validateRoute(v, unknown, validateGRPCRouteSpec),
 };
+
+function validateWaypoint(v: unknown, unknown: UnknownKeys): WaypointRecord {
+  const o = new Obj(v, '', ['name', 'namespace', 'serviceAccount', 'for'], unknown);
+  return {
+    name: o.string('name', rules.dnsLabel),
+    namespace: o.string('namespace', rules.dnsLabel),
+    serviceAccount: o.string('serviceAccount', rules.dnsSubdomain),
+    for: o.oneOf('for', ['service', 'workload', 'all', 'none'] as const),
+  };
+}
+
+/** RFC 3339 as Kubernetes writes it (`2026-11-30T15:00:00Z`, optional fraction and offset). */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+function validateRoute<S>(v: unknown, unknown: UnknownKeys, spec: (v: unknown, path: string, unknown: UnknownKeys) => S): RouteRecord<S> {
+  const o = new Obj(v, '', ['name', 'namespace', 'creationTimestamp', 'spec'], unknown);
+  return {
+    name: o.string('name', rules.dnsSubdomain),
+    namespace: o.string('namespace', rules.dnsLabel),
+    creationTimestamp: o.string('creationTimestamp', (s) => (RFC3339.test(s) && !Number.isNaN(Date.parse(s)) ? undefined
+      : 'must be an RFC 3339 time such as 2026-11-30T15:00:00Z')),
+    spec: spec(o.o.spec, 'spec', unknown),
+  };
+}
 
 function validateNode(v: unknown, unknown: UnknownKeys): NodeRecord {
   const o = new Obj(v, '', ['name', 'address', 'podCidr', 'labels'], unknown);
