@@ -11,7 +11,7 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change } from '../registry/types';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
-import { LABEL_NAMES, WorkloadSeries, workloadKey, type LabelName, type MetricLabels } from './metric-series';
+import { LABEL_NAMES, WorkloadSeries, workloadKey, type LabelName, type MetricLabels } from '../lib/metric-series';
 
 /** The fixed vocabulary of `response_flags`. */
 export type ResponseFlag =

@@ -1,9 +1,10 @@
 /**
  * Which metric label sets name which workload. prom-client removes a series only by
- * its exact label set, and the Istio TCP metrics carry both ends' workload names, so
+ * its exact label set, and the Istio metrics carry both ends' workload names, so
  * without this index every pod that ever talked would keep its series (and the
- * ztunnel's memory and every scrape would grow with pod churn). ZtunnelMetrics notes
- * each label set it uses and takes them back out when a workload leaves the registry.
+ * proxy's memory and every scrape would grow with pod churn). The ztunnel's TCP
+ * metrics and the waypoint's request metrics note each label set they use and take
+ * them back out when a workload leaves the registry.
  */
 
 /** The Istio TCP metrics' labels (metrics.ts), in a fixed order. */
@@ -31,12 +32,15 @@ export function workloadKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-export class WorkloadSeries {
+/** The labels naming a series' two ends. */
+export type EndLabels = Record<'source_workload' | 'source_workload_namespace' | 'destination_workload' | 'destination_workload_namespace', string>;
+
+export class WorkloadSeries<L extends EndLabels = MetricLabels> {
   /** workload key → series key → labels. */
-  private readonly byWorkload = new Map<string, Map<string, MetricLabels>>();
+  private readonly byWorkload = new Map<string, Map<string, L>>();
 
   /** Records that `labels` names a series (idempotent). */
-  note(labels: MetricLabels): void {
+  note(labels: L): void {
     const key = seriesKey(labels);
     for (const w of ends(labels)) {
       let m = this.byWorkload.get(w);
@@ -54,7 +58,7 @@ export class WorkloadSeries {
   }
 
   /** Removes and returns every label set naming `workload` on either end. */
-  take(workload: string): MetricLabels[] {
+  take(workload: string): L[] {
     const m = this.byWorkload.get(workload);
     if (!m) return [];
     this.byWorkload.delete(workload);
@@ -71,16 +75,14 @@ export class WorkloadSeries {
   }
 }
 
-function ends(labels: MetricLabels): string[] {
+function ends(labels: EndLabels): string[] {
   const out: string[] = [];
   if (labels.source_workload !== UNKNOWN) out.push(workloadKey(labels.source_workload_namespace, labels.source_workload));
   if (labels.destination_workload !== UNKNOWN) out.push(workloadKey(labels.destination_workload_namespace, labels.destination_workload));
   return out;
 }
 
-/** The label values in LABEL_NAMES order: every label set has exactly those keys. */
-function seriesKey(labels: MetricLabels): string {
-  let key = labels[LABEL_NAMES[0]];
-  for (let i = 1; i < LABEL_NAMES.length; i++) key += `\u0000${labels[LABEL_NAMES[i]!]}`;
-  return key;
+/** The label values in key order: every label set of one metric family has the same keys, in the same order. */
+function seriesKey(labels: EndLabels): string {
+  return Object.values(labels).join('\u0000');
 }

@@ -1,0 +1,142 @@
+/**
+ * The waypoint's Istio-shaped request metrics (reporter `waypoint`), the names and
+ * labels Istio's dashboards query: istio_requests_total and the duration, request-size
+ * and response-size histograms. Labels never carry error text: failures map to a fixed
+ * set of Envoy's response flags, which is what Istio's waypoint (an Envoy) reports.
+ * Series naming a workload that left the registry are removed, so pod churn does not
+ * grow scrapes (lib/metric-series.ts).
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { WorkloadSeries, workloadKey } from '../lib/metric-series';
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import type { Change, ServiceRecord } from '../registry/types';
+
+/**
+ * Envoy's response flags, the subset a waypoint can raise. `-` none; `NR` no route
+ * (404); `UH` no healthy upstream (503); `UF` upstream connection failure; `UT`
+ * upstream request timeout (504); `URX` retries exhausted; `UC` upstream connection
+ * terminated; `DC` downstream (client) went away; `UO` overflow (a limit refused it);
+ * `DI` delayed by fault injection; `FI` aborted by fault injection; `RL` rate limited;
+ * `UAEX` denied by authorization.
+ */
+export const RESPONSE_FLAGS = ['-', 'NR', 'UH', 'UF', 'UT', 'URX', 'UC', 'DC', 'UO', 'DI', 'FI', 'RL', 'UAEX'] as const;
+export type HttpResponseFlag = (typeof RESPONSE_FLAGS)[number];
+
+export const REQUEST_LABEL_NAMES = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'request_protocol',
+  'response_code',
+  'grpc_response_status',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+export type RequestLabelName = (typeof REQUEST_LABEL_NAMES)[number];
+export type RequestLabels = Record<RequestLabelName, string>;
+
+/** What the waypoint knows of one finished request. */
+export interface RequestFacts {
+  /** The calling workload, when its address (from `forwarded`, or the peer) is a known one. */
+  source?: WorkloadView;
+  /** The peer's SPIFFE identity from its certificate. */
+  sourcePrincipal: string;
+  /** The endpoint that answered (the last attempt's), if one was reached. */
+  destination?: WorkloadView;
+  service?: Pick<ServiceRecord, 'namespace' | 'name' | 'hostname'>;
+  protocol: 'http' | 'grpc';
+  /** 0 when no response was sent (the client went away first). */
+  status: number;
+  /** `grpc-status` of a gRPC response, when there was one. */
+  grpcStatus?: string;
+  flag: HttpResponseFlag;
+  durationMs: number;
+  requestBytes: number;
+  responseBytes: number;
+}
+
+const UNKNOWN = 'unknown';
+/** Istio's buckets for request durations (ms) and sizes (bytes). */
+const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000];
+
+export class WaypointMetrics {
+  readonly requests: Counter<RequestLabelName>;
+  readonly duration: Histogram<RequestLabelName>;
+  readonly requestBytes: Histogram<RequestLabelName>;
+  readonly responseBytes: Histogram<RequestLabelName>;
+  private readonly series = new WorkloadSeries<RequestLabels>();
+
+  constructor(registry: Registry) {
+    const labelNames = REQUEST_LABEL_NAMES as unknown as RequestLabelName[];
+    const registers = [registry];
+    this.requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled by the waypoint.', labelNames, registers });
+    this.duration = new Histogram({
+      name: 'istio_request_duration_milliseconds', help: 'Time from the request\'s arrival to the end of its response, retries included.',
+      labelNames, registers, buckets: DURATION_BUCKETS,
+    });
+    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'Request sizes (headers and body).', labelNames, registers, buckets: SIZE_BUCKETS });
+    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response sizes (headers and body).', labelNames, registers, buckets: SIZE_BUCKETS });
+  }
+
+  record(f: RequestFacts): void {
+    const labels = requestLabels(f);
+    this.series.note(labels);
+    this.requests.inc(labels);
+    this.duration.observe(labels, f.durationMs);
+    this.requestBytes.observe(labels, f.requestBytes);
+    this.responseBytes.observe(labels, f.responseBytes);
+  }
+
+  /** Removes the series of workloads deleted from the registry; returns the unsubscribe function. */
+  followState(state: MeshState): () => void {
+    // A delete carries only the uid (the pod UID on a cluster): compare what is left.
+    const sweep = () => {
+      const present = new Set(state.workloads().map((w) => workloadKey(w.record.namespace, w.record.name)));
+      for (const key of this.series.workloads()) {
+        if (present.has(key)) continue;
+        for (const labels of this.series.take(key)) {
+          for (const m of [this.requests, this.duration, this.requestBytes, this.responseBytes]) m.remove(labels);
+        }
+      }
+    };
+    const onChange = (changes: Change[]) => {
+      if (changes.some((c) => c.kind === 'workload' && c.op === 'delete')) sweep();
+    };
+    state.on('change', onChange);
+    state.on('snapshot', sweep);
+    return () => {
+      state.off('change', onChange);
+      state.off('snapshot', sweep);
+    };
+  }
+}
+
+export function requestLabels(f: RequestFacts): RequestLabels {
+  return {
+    reporter: 'waypoint',
+    source_workload: f.source?.record.name ?? UNKNOWN,
+    source_workload_namespace: f.source?.record.namespace ?? UNKNOWN,
+    source_principal: f.sourcePrincipal || UNKNOWN,
+    destination_workload: f.destination?.record.name ?? UNKNOWN,
+    destination_workload_namespace: f.destination?.record.namespace ?? UNKNOWN,
+    destination_principal: f.destination?.identity ?? UNKNOWN,
+    destination_service: f.service?.hostname ?? UNKNOWN,
+    destination_service_name: f.service?.name ?? UNKNOWN,
+    destination_service_namespace: f.service?.namespace ?? UNKNOWN,
+    request_protocol: f.protocol,
+    response_code: String(f.status),
+    grpc_response_status: f.grpcStatus ?? '',
+    response_flags: f.flag,
+    connection_security_policy: 'mutual_tls',
+  };
+}
+
