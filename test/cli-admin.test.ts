@@ -6,7 +6,8 @@ import type { ConfigDump, ConnectionsResponse, TunnelsResponse } from '../src/zt
 import { IssuerCertSource } from '../src/ztunnel/testing/issuer-certs';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../src/lib/log';
-import { adminServer, closeServer, listenUnix } from '../src/ztunnel/admin';
+import { adminServer } from '../src/ztunnel/admin';
+import { closeServer, listenUnix } from '../src/lib/http-endpoints';
 import { adminGet, queryNodes } from '../src/cli/admin-client';
 import { captureIo, demoMesh, startAdminStub, tempDir, writeContextFile } from './helpers/cli';
 import certs from '../src/cli/commands/certs';

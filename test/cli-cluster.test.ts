@@ -14,7 +14,7 @@ import { silentLogger } from '../src/lib/log';
 import { MeshState } from '../src/registry/state';
 import { DATAPLANE_MODE_LABEL, KINDS } from '../src/registry/types';
 import { KubeClient } from '../src/k8s/client';
-import { closeServer, listenTcp } from '../src/ztunnel/admin';
+import { closeServer, listenTcp } from '../src/lib/http-endpoints';
 import { AdminAuthenticator } from '../src/ztunnel/admin-auth';
 import { adminViewServer } from '../src/ztunnel/admin-view';
 import type { ConfigDump, RegistryDump } from '../src/ztunnel/admin-types';

@@ -21,7 +21,8 @@ import { LogLimiter } from '../lib/log-limiter';
 import { AdminAuthenticator, bearerToken } from './admin-auth';
 import { ADMIN_VIEW_REFUSED } from './admin-types';
 import { KeyedBuckets, RateLimiter, type RateLimiterOptions } from '../lib/token-bucket';
-import { json, serve, VIEWS, type AdminSource, type Handler } from './admin';
+import { json, serve, type Handler } from '../lib/http-endpoints';
+import { VIEWS, type AdminSource } from './admin';
 
 /**
  * Rate limits of the views: per caller (source address, then authenticated user) and

@@ -1,7 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { LOG_LEVELS, type Logger } from '../lib/log';
+import { json, loggingRoute, serve, type Handler } from '../lib/http-endpoints';
+import type { Logger } from '../lib/log';
 import type {
   CertificatesResponse, ConfigDump, ConnectionsResponse, RegistryDump, TunnelsResponse, ZtunnelStatus,
 } from './admin-types';
@@ -16,33 +16,6 @@ export interface AdminSource {
   registry(): RegistryDump;
   logger: Logger;
   metrics: Registry;
-}
-
-export type Handler = (req: IncomingMessage, url: URL, res: ServerResponse) => void | Promise<void>;
-
-export function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-export function serve(routes: Record<string, Handler>, log: Logger,
-  notFound: (req: IncomingMessage, res: ServerResponse, path: string) => void = (_req, res, path) => {
-    json(res, 404, { error: `no such endpoint ${path}`, endpoints: Object.keys(routes) });
-  }): Server {
-  return createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-    if (!handler) {
-      notFound(req, res, url.pathname.slice(0, 64));
-      return;
-    }
-    Promise.resolve(handler(req, url, res)).catch((err: unknown) => {
-      log.error({ err, path: url.pathname }, 'admin endpoint failed');
-      if (!res.headersSent) json(res, 500, { error: String(err) });
-      else res.destroy();
-    });
-  });
 }
 
 /** The read-only views, by path: what both the loopback API and the guarded view server (admin-view.ts) serve. */
@@ -63,77 +36,12 @@ function viewRoutes(src: AdminSource): Record<string, Handler> {
  * The admin API: read-only views plus the log level. It is bound to 127.0.0.1 and to a
  * unix socket only, so nothing can be changed from outside the node; the CLI reaches
  * a ztunnel in another network namespace through the socket (filesystem paths are not
- * namespaced). The level changes only on POST: a GET must never change state (a
- * prefetching browser or a link would otherwise do it).
+ * namespaced). The level changes only on POST (http-endpoints.ts).
  */
 export function adminServer(src: AdminSource): Server {
   return serve({
     ...viewRoutes(src),
-    '/logging': (req, url, res) => {
-      const level = url.searchParams.get('level');
-      if (req.method !== 'POST') {
-        if (level !== null) {
-          res.setHeader('allow', 'POST');
-          json(res, 405, { error: `changing the log level needs POST /logging?level=${level}; GET only reads it`, level: src.logger.level });
-          return;
-        }
-        json(res, 200, { level: src.logger.level });
-        return;
-      }
-      if (level === null || !(LOG_LEVELS as readonly string[]).includes(level)) {
-        json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}`, level: src.logger.level });
-        return;
-      }
-      src.logger.level = level;
-      src.logger.info({ level }, 'log level changed through the admin API');
-      json(res, 200, { level: src.logger.level });
-    },
+    '/logging': loggingRoute(src.logger),
   }, src.logger);
 }
 
-export function metricsServer(src: AdminSource): Server {
-  const scrape: Handler = async (_q, _u, res) => {
-    const body = await src.metrics.metrics();
-    res.writeHead(200, { 'content-type': src.metrics.contentType });
-    res.end(body);
-  };
-  return serve({ '/metrics': scrape, '/stats/prometheus': scrape }, src.logger);
-}
-
-export function readinessServer(src: Pick<AdminSource, 'status' | 'logger'>): Server {
-  return serve({
-    '/healthz/ready': (_q, _u, res) => {
-      const s = src.status();
-      res.writeHead(s.ready ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(s.ready ? 'ready\n' : 'not ready\n');
-    },
-  }, src.logger);
-}
-
-export function listenTcp(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => { server.off('error', reject); resolve(); });
-  });
-}
-
-export function listenUnix(server: Server, path: string): Promise<void> {
-  // A socket file left by a crashed run would make listen fail with EADDRINUSE.
-  rmSync(path, { force: true });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      chmodSync(path, 0o600);
-      resolve();
-    });
-  });
-}
-
-export function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) { resolve(); return; }
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-}
