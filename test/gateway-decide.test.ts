@@ -63,6 +63,8 @@ t.test('forward: weighted backend, rewrite, backendRef-level headers, response e
   if (v2.kind !== 'forward') throw new Error(`expected forward, got ${v2.kind}`);
   t.equal(v2.backend.name, 'echo-v2');
   t.same(v2.request.headers.get('x-canary'), ['1']);
+  t.same(v2.requestHeaderEdits, { set: [{ name: 'x-canary', value: '1' }], add: [], remove: [] }, 'the same edits as one modifier');
+  t.same(v2.responseHeaderEdits, { set: [{ name: 'x-route', value: 'api' }], add: [], remove: [] });
   t.equal(v2.request.path, '/v1');
   t.same(v2.mirrors.map((m) => m.ref.name), ['ghost'], 'random 0.97: the 50 % mirror is not taken');
 });

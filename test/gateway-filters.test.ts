@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import {
-  applyFilters, authorityHost, computeRedirect, headerMap, modifyHeaders, modifyResponseHeaders, replacePrefix, rewriteUrl,
+  applyFilters, authorityHost, composeHeaderModifiers, computeRedirect, headerMap, modifyHeaders, modifyResponseHeaders, replacePrefix, rewriteUrl,
   shouldMirror, type FilterRequest,
 } from '../src/gateway/filters';
 import type { HeaderModifier, HTTPRouteFilter, RequestRedirect } from '../src/gateway/types';
@@ -168,4 +168,45 @@ t.test('RequestMirror: every request by default, percent and fraction with the i
   const out = applyFilters([{ type: 'RequestMirror', requestMirror: { backendRef: ref, percent: 50 } }], req('/'), { servicePort: 80, random: () => 0.2 });
   t.same(out.mirrors, [ref]);
   t.same(applyFilters([{ type: 'RequestMirror', requestMirror: { backendRef: ref, percent: 50 } }], req('/'), { servicePort: 80, random: () => 0.7 }).mirrors, []);
+});
+
+t.test('composeHeaderModifiers: one modifier with the effect of several applied in order', async (t) => {
+  // A small seeded generator: 500 random lists of up to 3 modifiers over two header
+  // names, checked against sequential application on three starting header sets.
+  let seed = 42;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  const names = ['X-A', 'x-b'];
+  const starts = [headerMap({}), headerMap({ 'x-a': 'orig' }), headerMap({ 'x-a': ['o1', 'o2'], 'x-b': 'ob', other: 'keep' })];
+  let checked = 0;
+  for (let i = 0; i < 500; i++) {
+    const mods: HeaderModifier[] = [];
+    for (let m = rnd(3) + 1; m > 0; m--) {
+      const one = mod({});
+      for (let k = rnd(4); k > 0; k--) {
+        const name = names[rnd(2)]!;
+        const op = rnd(3);
+        if (op === 0) one.set.push({ name, value: `s${i}.${k}` });
+        else if (op === 1) one.add.push({ name, value: `a${i}.${k}` });
+        else one.remove.push(name);
+      }
+      mods.push(one);
+    }
+    const composed = composeHeaderModifiers(mods);
+    for (const start of starts) {
+      const want = flat(modifyResponseHeaders(start, mods));
+      const got = flat(modifyHeaders(start, composed));
+      if (JSON.stringify(Object.entries(got).sort()) !== JSON.stringify(Object.entries(want).sort())) {
+        t.fail(`mods ${JSON.stringify(mods)} on ${JSON.stringify(flat(start))}: composed gives ${JSON.stringify(got)}, sequential ${JSON.stringify(want)}`);
+        return;
+      }
+      checked++;
+    }
+  }
+  t.equal(checked, 1500);
+  t.same(composeHeaderModifiers([mod({ remove: ['X-A'] }), mod({ add: [{ name: 'x-a', value: '1' }] })]), mod({ set: [{ name: 'x-a', value: '1' }] }),
+    'remove then add = set');
+  const out = applyFilters([
+    { type: 'RequestHeaderModifier', requestHeaderModifier: mod({ add: [{ name: 'x', value: '1' }] }) },
+  ], req('/'), { servicePort: 80 });
+  t.same(out.requestHeaders, [mod({ add: [{ name: 'x', value: '1' }] })], 'applyFilters lists the request edits it applied');
 });

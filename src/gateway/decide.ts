@@ -10,7 +10,7 @@
 import { attachedRoutes, routeKey, type RouteRecord, type ServiceTarget } from './attach';
 import { chooseBackend, resolveBackend, type BackendState, type ServiceBackend } from './backend';
 import { compileRouteTable, type RouteTable } from './compile';
-import { applyFilters, type FilterRequest, type HeaderMap, type Redirect } from './filters';
+import { applyFilters, composeHeaderModifiers, type FilterRequest, type HeaderMap, type Redirect } from './filters';
 import { compileRulePolicy, type RulePolicy } from './policy';
 import { matchedPrefix, parseQuery, selectRoute, type RouteSelection } from './select';
 import type { BackendObjectRef, GRPCRouteRule, HeaderModifier, HTTPRouteFilter, HTTPRouteRule } from './types';
@@ -100,6 +100,10 @@ export type RouteOutcome =
     request: FilterRequest;
     /** Apply to the upstream response, in order (rule level, then backendRef level). */
     responseHeaders: HeaderModifier[];
+    /** The request header edits already applied to `request.headers`, as one modifier (rule then backendRef level). */
+    requestHeaderEdits: HeaderModifier;
+    /** `responseHeaders` as one modifier. */
+    responseHeaderEdits: HeaderModifier;
     mirrors: MirrorDecision[];
     policy: RulePolicy;
   };
@@ -136,8 +140,11 @@ export function decideRoute(config: RouteConfig, state: BackendState, input: Rou
     const res = resolveBackend(ref, sel.route, state);
     return res.ok ? { ref, backend: res.backend } : { ref, skipped: res.message };
   });
+  const responseHeaders = [...ruleOut.responseHeaders, ...backendOut.responseHeaders];
   return {
     kind: 'forward', by, backend: choice.backend, backendIndex: choice.index, request: backendOut.request,
-    responseHeaders: [...ruleOut.responseHeaders, ...backendOut.responseHeaders], mirrors, policy: config.policy(sel.rule),
+    responseHeaders, mirrors, policy: config.policy(sel.rule),
+    requestHeaderEdits: composeHeaderModifiers([...ruleOut.requestHeaders, ...backendOut.requestHeaders]),
+    responseHeaderEdits: composeHeaderModifiers(responseHeaders),
   };
 }

@@ -55,6 +55,36 @@ export function modifyResponseHeaders(headers: ReadonlyMap<string, readonly stri
 }
 
 /**
+ * One HeaderModifier with the effect of applying `mods` in order (each as modifyHeaders
+ * does: set, then add, then remove). Lets a caller that takes a single edit list (the
+ * waypoint's ForwardPlan) receive rule-level and backendRef-level edits together.
+ */
+export function composeHeaderModifiers(mods: readonly HeaderModifier[]): HeaderModifier {
+  // Per header: 'append' = values added to whatever the request had; 'replace' = the final values.
+  const state = new Map<string, { kind: 'append' | 'replace'; values: string[] }>();
+  for (const m of mods) {
+    for (const { name, value } of m.set) state.set(name.toLowerCase(), { kind: 'replace', values: [value] });
+    for (const { name, value } of m.add) {
+      const key = name.toLowerCase();
+      const s = state.get(key);
+      if (s === undefined) state.set(key, { kind: 'append', values: [value] });
+      else s.values.push(value);
+    }
+    for (const name of m.remove) state.set(name.toLowerCase(), { kind: 'replace', values: [] });
+  }
+  const out: HeaderModifier = { set: [], add: [], remove: [] };
+  for (const [name, s] of state) {
+    if (s.kind === 'append') for (const value of s.values) out.add.push({ name, value });
+    else if (s.values.length === 0) out.remove.push(name);
+    else {
+      out.set.push({ name, value: s.values[0]! });
+      for (const value of s.values.slice(1)) out.add.push({ name, value });
+    }
+  }
+  return out;
+}
+
+/**
  * ReplacePrefixMatch, segment-wise as the spec's table has it: the matched prefix (its
  * trailing `/` ignored) is cut from the path and the replacement (its trailing `/`
  * ignored) put in front of what remains; an empty result is `/`.
@@ -109,6 +139,8 @@ export interface FilterOutcome {
   request: FilterRequest;
   /** Set when a RequestRedirect applies: answer with it, send nothing upstream. */
   redirect?: Redirect;
+  /** RequestHeaderModifiers applied to `request.headers`, in order (for callers that apply edits themselves). */
+  requestHeaders: HeaderModifier[];
   /** ResponseHeaderModifiers to apply to the upstream's response, in order. */
   responseHeaders: HeaderModifier[];
   /** Mirror targets chosen for this request (percent/fraction already decided). */
@@ -175,11 +207,12 @@ export function shouldMirror(m: RequestMirror, random: () => number = Math.rando
 
 /** Runs one list of filters (a rule's or a backendRef's) over the request. */
 export function applyFilters(filters: readonly HTTPRouteFilter[], req: FilterRequest, ctx: FilterContext): FilterOutcome {
-  const out: FilterOutcome = { request: { ...req, headers: new Map(req.headers) }, responseHeaders: [], mirrors: [] };
+  const out: FilterOutcome = { request: { ...req, headers: new Map(req.headers) }, requestHeaders: [], responseHeaders: [], mirrors: [] };
   for (const f of filters) {
     switch (f.type) {
       case 'RequestHeaderModifier':
         out.request = { ...out.request, headers: modifyHeaders(out.request.headers, f.requestHeaderModifier) };
+        out.requestHeaders.push(f.requestHeaderModifier);
         break;
       case 'ResponseHeaderModifier':
         out.responseHeaders.push(f.responseHeaderModifier);
