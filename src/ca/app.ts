@@ -10,6 +10,8 @@ import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { Issuer } from './issuer';
 import { RedisJoinTokens } from './join-tokens';
+import { RedisIdentityTokens } from './identity-tokens';
+import { TokenReviewWaypoints } from './waypoint-sa';
 import { bundleOf, obtainRoot, publishRoot, watchRoot, type CaRoot, type RootSource } from './root-store';
 import { limitsFor } from './rate-limit';
 import { TokenReviewJoin, type SaJoinPolicy, type ServiceAccountJoinVerifier } from './sa-token-join';
@@ -96,12 +98,20 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
     cleanups.push(() => follower.stop());
 
     let saJoin: ServiceAccountJoinVerifier | undefined;
+    let waypointTokens: TokenReviewWaypoints | undefined;
     if (config.tokenReview) {
       // Read once here, so a CA outside a pod without --kubeconfig fails at start, not at the first join.
       const cluster = config.tokenReview.kubeconfig ? loadKubeconfig(config.tokenReview.kubeconfig) : inClusterConfig();
       const kube = new KubeClient(cluster);
       cleanups.push(() => kube.close());
-      saJoin = new TokenReviewJoin({ kube, policy: config.tokenReview.policy });
+      const { policy } = config.tokenReview;
+      saJoin = new TokenReviewJoin({ kube, policy });
+      // Waypoints present their pod's token for the same audience; the node proxies'
+      // ServiceAccount is refused there. Seam: pass `waypoints` (the registry's waypoint
+      // kind, once MeshState holds it) to check the Gateway behind the pod's label too.
+      waypointTokens = new TokenReviewWaypoints({
+        kube, audience: policy.audience, nodeServiceAccount: { namespace: policy.namespace, serviceAccount: policy.serviceAccount },
+      });
       logger.info({ server: kube.server, ...config.tokenReview.policy }, 'ServiceAccount-token joins enabled (TokenReview)');
     }
 
@@ -109,7 +119,7 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
       issuer, trustDomain: config.trustDomain, authorizer: state, trustedRoots: root.trusted,
       // With TokenReview, nodes join by ServiceAccount token only: Redis-held join tokens
       // would let anyone who can write Redis mint node credentials.
-      ...(saJoin ? { saJoin } : { joinTokens: new RedisJoinTokens(redis) }),
+      ...(saJoin ? { saJoin, waypointTokens } : { joinTokens: new RedisJoinTokens(redis), identityTokens: new RedisIdentityTokens(redis) }),
       ...(config.joinRate ? { joinLimits: limitsFor(config.joinRate) } : {}),
       ...(config.csrRate ? { csrLimits: limitsFor(config.csrRate) } : {}),
       logger, metrics, certTtlMs: config.certTtlMs, maxCertTtlMs: config.maxCertTtlMs,

@@ -3,7 +3,7 @@ import type { Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { verifyIssuedChain, type NodeCredentials } from './client';
 import type { CertificateSource, WorkloadCert } from './cert-state';
-import { currentJoinCredential, type JoinCredentialConfig } from './join-credential';
+import { currentBearerToken, currentJoinCredential, type BearerCredentialConfig, type JoinCredentialConfig } from './join-credential';
 
 /**
  * Getting one certificate from the CA, for the certificate manager (which decides when):
@@ -18,6 +18,8 @@ export interface CertFetcherOptions {
   ttlSec: number;
   /** How the node (re)joins: join token or ServiceAccount token file. */
   join: JoinCredentialConfig;
+  /** Single-identity mode: workload certificates come with this bearer credential, without a node certificate. */
+  own?: BearerCredentialConfig | undefined;
   clock: Clock;
   logger: Logger;
 }
@@ -41,8 +43,14 @@ export class CertFetcher {
   }
 
   async workload(identity: string, { keyPem, csrPem }: KeyAndCsr): Promise<WorkloadCert> {
-    const { client } = this.opts;
-    const chain = await client.createCertificate(csrPem, this.opts.ttlSec, identity, await this.csrCredential());
+    const { client, own } = this.opts;
+    let chain: string[];
+    if (own) {
+      if (!client.createOwnCertificate) throw new Error('the CA client cannot request a certificate with a bearer credential');
+      chain = await client.createOwnCertificate(csrPem, this.opts.ttlSec, await currentBearerToken(own));
+    } else {
+      chain = await client.createCertificate(csrPem, this.opts.ttlSec, identity, await this.csrCredential());
+    }
     return { identity, keyPem, certChainPem: chain, ...verifyIssuedChain(chain, client.rootPem, identity, this.opts.clock.now()) };
   }
 

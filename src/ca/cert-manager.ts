@@ -6,6 +6,7 @@ import { boundedDelay, realClock, type Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { nodeIdentity } from './authorize';
 import { CertFetcher } from './cert-fetch';
+import type { BearerCredentialConfig } from './join-credential';
 import { generateKeyAndCsr } from './issuer';
 import { CertState, TRANSITIONS, type CertEntry, type CertificateSource, type CertStatus, type CertWaiter, type WorkloadCert } from './cert-state';
 import { Limiter } from './limiter';
@@ -39,6 +40,13 @@ export interface CertificateManagerOptions {
    * when both are set.
    */
   joinSaTokenFile?: string;
+  /**
+   * Single-identity mode (a waypoint; see identity-certs.ts): the manager holds exactly
+   * `identity`, requested with `credential` (a bearer token, no node certificate, no
+   * join); there is no node certificate and any other identity is refused. `nodeName`,
+   * `joinToken` and `joinSaTokenFile` are then unused.
+   */
+  own?: { identity: string; credential: BearerCredentialConfig };
   /** How long get() waits for a certificate before failing (default 10 s). */
   getTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number };
@@ -71,7 +79,8 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   private readonly clock: Clock;
   private readonly opts: CertificateManagerOptions;
   private readonly entries = new Map<string, CertEntry>();
-  private readonly node: CertEntry;
+  /** The node certificate's entry; undefined in single-identity mode. */
+  private readonly node: CertEntry | undefined;
   private readonly metrics: CertMetrics;
   private readonly fetcher: CertFetcher;
   private stopped = false;
@@ -93,13 +102,19 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.metrics = createCertMetrics(opts.metrics, () => this.entries.values(), () => this.clock.now());
     this.fetcher = new CertFetcher({
       client: opts.client, nodeName: opts.nodeName, ttlSec: opts.ttlSec ?? 0, clock: this.clock, logger: this.log,
-      join: opts,
+      join: opts, own: opts.own?.credential,
     });
 
-    this.node = this.newEntry(nodeIdentity(this.client.trustDomain), 'node');
-    const joined = this.fetcher.clientNodeCert(this.node.identity);
-    if (joined) this.install(this.node, joined, 'node certificate from join');
-    else void this.fetch(this.node);
+    if (opts.own) {
+      this.node = undefined;
+      void this.fetch(this.newEntry(opts.own.identity, 'workload'));
+      return;
+    }
+    const node = this.newEntry(nodeIdentity(this.client.trustDomain), 'node');
+    this.node = node;
+    const joined = this.fetcher.clientNodeCert(node.identity);
+    if (joined) this.install(node, joined, 'node certificate from join');
+    else void this.fetch(node);
   }
 
   /** The trust anchors (one root, or old and new during a rotation), for verifying peers; follows the trust-anchor file. */
@@ -107,9 +122,9 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     return this.client.rootPem;
   }
 
-  /** The identity of this node's proxy (its CA credential). */
+  /** The identity of this node's proxy (its CA credential); in single-identity mode, that identity. */
   get nodeIdentity(): string {
-    return this.node.identity;
+    return this.node?.identity ?? this.opts.own!.identity;
   }
 
   /**
@@ -117,9 +132,9 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
    * ones no longer listed are dropped (also those only ever asked for through get()).
    */
   setWanted(identities: Iterable<string>): void {
-    if (this.stopped) return;
+    if (this.stopped || this.opts.own) return;
     const wanted = new Set(identities);
-    wanted.delete(this.node.identity);
+    wanted.delete(this.nodeIdentity);
     for (const entry of [...this.entries.values()]) {
       if (entry.type === 'workload' && !wanted.has(entry.identity)) this.drop(entry);
     }
@@ -139,6 +154,9 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const now = this.current(identity);
     if (now) return Promise.resolve(now);
     if (this.stopped) return Promise.reject(this.unavailable(identity, 'the certificate manager is stopped'));
+    if (this.opts.own && identity !== this.opts.own.identity) {
+      return Promise.reject(this.unavailable(identity, `this process holds only its own identity ${this.opts.own.identity}`));
+    }
     let entry = this.entries.get(identity);
     if (!entry) {
       entry = this.newEntry(identity, 'workload');
@@ -225,17 +243,20 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     this.recovery.busy(entry);
     if (entry.state === CertState.Ready) this.transition(entry, CertState.Refreshing, 'half-life reached');
     try {
-      entry.pendingKey ??= await this.keygens.run(() => generateKeyAndCsr(entry.type === 'node' ? { commonName: this.nodeName } : {}));
+      // A node's CSRs name nothing (the CA decides); a single-identity caller names its one identity.
+      const names = entry.type === 'node' ? { commonName: this.nodeName } : this.opts.own ? { uri: entry.identity } : {};
+      entry.pendingKey ??= await this.keygens.run(() => generateKeyAndCsr(names));
       if (!this.live(entry)) return;
       // Without a node certificate the CA can only refuse; asking anyway would cost a
       // backoff step at every start-up. The node certificate's install resumes us.
-      if (entry.type === 'workload' && !this.current(this.node.identity)) {
-        const nodeStuck = this.node.state === CertState.Failed || this.node.state === CertState.Expired;
+      const node = this.node;
+      if (node && entry.type === 'workload' && !this.current(node.identity)) {
+        const nodeStuck = node.state === CertState.Failed || node.state === CertState.Expired;
         if (!nodeStuck) return;
-        throw this.node.lastError ?? new WeftError('WEFT_CA_UNAUTHENTICATED', `node ${this.nodeName} has no valid node certificate yet`);
+        throw node.lastError ?? new WeftError('WEFT_CA_UNAUTHENTICATED', `node ${this.nodeName} has no valid node certificate yet`);
       }
       const cert = entry.type === 'node'
-        ? await this.fetcher.node(entry.identity, entry.pendingKey, this.node)
+        ? await this.fetcher.node(entry.identity, entry.pendingKey, entry)
         : await this.fetcher.workload(entry.identity, entry.pendingKey);
       entry.pendingKey = undefined;
       if (!this.live(entry)) return;

@@ -46,6 +46,12 @@ export interface CertificateSource {
   /** `saToken`: the node's current ServiceAccount token, which a TokenReview CA re-checks on every CSR. */
   createCertificate(csrPem: string, ttlSec: number, impersonatedIdentity?: string, opts?: { saToken?: string }): Promise<string[]>;
   /**
+   * A single-identity caller's own certificate (a waypoint): no client certificate, the
+   * bearer credential in the call metadata, the identity named in the CSR. Optional: only
+   * the single-identity manager calls it.
+   */
+  createOwnCertificate?(csrPem: string, ttlSec: number, bearerToken: string): Promise<string[]>;
+  /**
    * Resolves true once a connection to the CA is up (a cheap probe: no request), false
    * after `timeoutMs`. Optional: without it, only a successful call shows the CA is back.
    */

@@ -111,6 +111,8 @@ export class CaClient {
   private rootBuffer: Buffer;
   private node: NodeCredentials | undefined;
   private certClient: CertificateServiceClient | undefined;
+  /** CreateCertificate without a client certificate (a single-identity caller's bearer token). */
+  private tokenCertClient: CertificateServiceClient | undefined;
   private bootstrapClient: BootstrapClient | undefined;
   private closed = false;
 
@@ -133,9 +135,10 @@ export class CaClient {
     parseTrustBundle(pem, 'the new trust anchors');
     this.opts.rootPem = pem;
     this.rootBuffer = Buffer.from(pem);
-    const old = [this.certClient, this.bootstrapClient];
+    const old = [this.certClient, this.bootstrapClient, this.tokenCertClient];
     this.certClient = undefined;
     this.bootstrapClient = undefined;
+    this.tokenCertClient = undefined;
     for (const c of old) c?.close();
   }
 
@@ -191,6 +194,26 @@ export class CaClient {
   }
 
   /**
+   * A single-identity caller's own certificate (a waypoint): server-side TLS only (no
+   * node certificate), `bearerToken` as `authorization: Bearer` metadata (its identity
+   * token, or its pod's projected ServiceAccount token), the identity named as the CSR's
+   * one URI SAN. `ttlSec` 0 asks for the CA's default.
+   */
+  async createOwnCertificate(csrPem: string, ttlSec: number, bearerToken: string): Promise<string[]> {
+    this.ensureOpen();
+    if (!this.tokenCertClient) {
+      const creds = grpc.credentials.createSsl(this.rootBuffer, null, null, this.verifyOptions());
+      this.tokenCertClient = new (services().certificateService)(this.opts.address, creds, this.channelOptions()) as unknown as CertificateServiceClient;
+    }
+    const client = this.tokenCertClient;
+    const metadata = new grpc.Metadata();
+    metadata.set(SA_TOKEN_METADATA, `Bearer ${bearerToken}`);
+    const res = await this.unary<CertificateRequest, CertificateResponse>(
+      (r, o, cb) => client.CreateCertificate(r, metadata, o, cb), { csr: csrPem, validityDuration: ttlSec });
+    return res.certChain;
+  }
+
+  /**
    * Resolves true once the CA's channel is READY (TCP and TLS up: the CA is back), false
    * after `timeoutMs` or when the channel is closed. No request is sent; grpc keeps
    * reconnecting at its own pace meanwhile. The certificate channel once joined (what
@@ -198,7 +221,7 @@ export class CaClient {
    */
   waitReachable(timeoutMs: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
-    const channel = (this.node ? this.certificates() : this.bootstrap()).getChannel();
+    const channel = (this.node ? this.certificates() : this.tokenCertClient ?? this.bootstrap()).getChannel();
     return new Promise((resolve) => {
       let done = false;
       const finish = (ok: boolean) => {
@@ -228,8 +251,10 @@ export class CaClient {
     this.closed = true;
     this.certClient?.close();
     this.bootstrapClient?.close();
+    this.tokenCertClient?.close();
     this.certClient = undefined;
     this.bootstrapClient = undefined;
+    this.tokenCertClient = undefined;
   }
 
   private unary<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {

@@ -13,6 +13,7 @@ import { createLogger } from '../lib/log';
 import { formatDuration, optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
 import { startCaApp, type CaAppConfig } from './app';
 import { createJoinToken } from './join-tokens';
+import { createIdentityToken } from './identity-tokens';
 import { DEFAULT_JOIN_AUDIENCE, DEFAULT_JOIN_NAMESPACE, DEFAULT_JOIN_SERVICE_ACCOUNT } from './sa-token-join';
 import { initRoot, ROOT_CERT_FILE, ROOT_KEY_FILE, type RootSource } from './root-store';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE } from './rate-limit';
@@ -136,6 +137,13 @@ export const tokenSpecs = {
   ttl: { flag: 'ttl', default: HOUR_MS, defaultText: '1h', description: 'how long the token stays valid (reusable until then)', parse: parse.duration({ min: 1000, max: 30 * 24 * HOUR_MS }) },
 };
 
+export const identityTokenSpecs = {
+  ...redisOptionSpecs,
+  namespace: { flag: 'namespace', description: 'namespace of the one identity the token grants', parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, what: 'a namespace name' }) },
+  serviceAccount: { flag: 'service-account', description: 'service account of that identity (the waypoint\'s)', parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a service account name' }) },
+  ttl: { flag: 'ttl', default: DAY_MS, defaultText: '24h', description: 'how long the token stays valid (reusable until then)', parse: parse.duration({ min: 1000, max: 30 * DAY_MS }) },
+};
+
 export const initRootSpecs = {
   trustDomain: commonOptions.trustDomain,
   dir: { flag: 'dir', env: 'WEFT_CA_ROOT_DIR', description: 'directory to create root-cert.pem and root-key.pem in (refused if either exists)', parse: parse.string({ pattern: /./, what: 'a directory' }) },
@@ -208,6 +216,14 @@ async function serve(argv: string[]): Promise<number> {
 async function token(argv: string[], out: (s: string) => void): Promise<number> {
   const { values, positionals } = parseOptions(tokenSpecs, argv);
   if (positionals.length > 0) throw new WeftError('WEFT_USAGE', `weft ca token takes no arguments (got ${positionals.join(' ')}); use --node <name>`);
+  const { token: tok, expiresAt } = await withRedis(values, (redis) => createJoinToken(redis, values.node, values.ttl));
+  out(tok);
+  process.stderr.write(`join token for node ${values.node}, valid until ${expiresAt.toISOString()} (replaces any earlier token for that node)\n`);
+  return 0;
+}
+
+/** Connects to Redis for a token command, runs `fn`, disconnects. */
+async function withRedis<T>(values: Parameters<typeof redisTarget>[0], fn: (redis: ReturnType<typeof openRedis>) => Promise<T>): Promise<T> {
   const redis = openRedis(redisTarget(values), { maxRetriesPerRequest: 2, lazyConnect: true });
   redis.on('error', () => { /* reported by the command that fails */ });
   try {
@@ -215,13 +231,22 @@ async function token(argv: string[], out: (s: string) => void): Promise<number> 
       throw new WeftError('WEFT_REGISTRY_UNREACHABLE',
         `cannot reach Redis at --redis-url (${err instanceof Error ? err.message : String(err)}); check Redis runs and the URL`, { cause: err });
     });
-    const { token: tok, expiresAt } = await createJoinToken(redis, values.node, values.ttl);
-    out(tok);
-    process.stderr.write(`join token for node ${values.node}, valid until ${expiresAt.toISOString()} (replaces any earlier token for that node)\n`);
-    return 0;
+    return await fn(redis);
   } finally {
     redis.disconnect();
   }
+}
+
+async function identityToken(argv: string[], out: (s: string) => void): Promise<number> {
+  const { values, positionals } = parseOptions(identityTokenSpecs, argv);
+  if (positionals.length > 0) {
+    throw new WeftError('WEFT_USAGE', `weft ca identity-token takes no arguments (got ${positionals.join(' ')}); use --namespace <ns> --service-account <sa>`);
+  }
+  const { token: tok, expiresAt } = await withRedis(values, (redis) =>
+    createIdentityToken(redis, { namespace: values.namespace, serviceAccount: values.serviceAccount, ttlMs: values.ttl }));
+  out(tok);
+  process.stderr.write(`identity token for ${values.namespace}/${values.serviceAccount} (purpose waypoint), valid until ${expiresAt.toISOString()}; it gets that one identity from a CA without --kube-token-review\n`);
+  return 0;
 }
 
 async function initRootCommand(argv: string[], out: (s: string) => void): Promise<number> {
@@ -238,6 +263,8 @@ const command: Command = {
   help: () => [
     'Usage: weft ca [flags]                 run the CA (until SIGTERM/SIGINT)',
     '       weft ca token --node <name>     print a join token for a node (--ttl, default 1h)',
+    '       weft ca identity-token --namespace <ns> --service-account <sa>',
+    '                                       print a token that gets exactly that identity (a lab waypoint; --ttl, default 24h)',
     '       weft ca init-root --dir <dir>   create a new root (root-cert.pem, root-key.pem) in <dir>',
     '',
     'Serves istio.v1.auth.IstioCertificateService/CreateCertificate (mutual TLS with a node',
@@ -250,6 +277,9 @@ const command: Command = {
     'Flags of weft ca token:',
     optionsHelp(tokenSpecs),
     '',
+    'Flags of weft ca identity-token:',
+    optionsHelp(identityTokenSpecs),
+    '',
     'Flags of weft ca init-root:',
     optionsHelp(initRootSpecs),
   ].join('\n'),
@@ -257,9 +287,10 @@ const command: Command = {
     const print = (s: string) => { process.stdout.write(s + '\n'); };
     if (argv[0] === 'token') return token(argv.slice(1), print);
     if (argv[0] === 'init-root') return initRootCommand(argv.slice(1), print);
+    if (argv[0] === 'identity-token') return identityToken(argv.slice(1), print);
     return serve(argv);
   },
 };
 
 export default command;
-export { token as tokenCommand, initRootCommand };
+export { token as tokenCommand, initRootCommand, identityToken as identityTokenCommand };

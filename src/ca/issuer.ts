@@ -360,12 +360,19 @@ function rsaPublicKey(key: forge.pki.rsa.PublicKey): KeyObject {
   return createPublicKey({ key: { kty: 'RSA', n: b64url(key.n), e: b64url(key.e) }, format: 'jwk' });
 }
 
-/** Makes a fresh RSA-2048 key and a CSR for it. The CSR names nothing: the CA assigns the identity. */
-export async function generateKeyAndCsr(opts: { commonName?: string } = {}): Promise<{ keyPem: string; csrPem: string }> {
+/**
+ * Makes a fresh RSA-2048 key and a CSR for it. A node's CSR names nothing: the CA
+ * assigns the identity. A single-identity caller (a waypoint) names its identity as the
+ * one URI SAN (`uri`), which the CA requires of it.
+ */
+export async function generateKeyAndCsr(opts: { commonName?: string; uri?: string } = {}): Promise<{ keyPem: string; csrPem: string }> {
   const { publicKeyPem, privateKeyPem } = await generateRsaKey();
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
   csr.setSubject(opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : []);
+  if (opts.uri) {
+    csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: opts.uri }] }] }]);
+  }
   const c = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo: forge.asn1.Asn1; signatureOid: string };
   c.signatureOid = SHA256_WITH_RSA;
   c.siginfo.algorithmOid = SHA256_WITH_RSA;

@@ -17,7 +17,8 @@ import { isValidNodeName } from './authorize';
  */
 
 export const JOIN_KEY_PREFIX = 'weft:ca:join:';
-const TOKEN_PREFIX = 'weft-join.';
+export const JOIN_TOKEN_PREFIX = 'weft-join.';
+const TOKEN_PREFIX = JOIN_TOKEN_PREFIX;
 
 interface StoredToken {
   sha256: string;

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { isWeftError } from '../lib/errors';
 import { CertState, type CertEntry } from './cert-state';
 import { SA_JOIN_REFUSALS, type SaJoinRefusal } from './sa-token-join';
+import { IDENTITY_REFUSALS } from './identity-grant';
 
 /** The CA server's metrics (createCaMetrics) and the node's certificate metrics (createCertMetrics). */
 
@@ -15,6 +16,8 @@ export interface CaMetrics {
   issueSeconds: Histogram<'method'>;
   /** ServiceAccount-token joins refused, by the check that refused them (SA_JOIN_REFUSALS). */
   saJoinRefusals: Counter<'reason'>;
+  /** Single-identity callers (waypoints) refused, by the check that refused them (IDENTITY_REFUSALS). */
+  identityRefusals: Counter<'reason'>;
 }
 
 export function createCaMetrics(registry: Registry): CaMetrics {
@@ -42,6 +45,16 @@ export function createCaMetrics(registry: Registry): CaMetrics {
       });
       // Every reason shows from the start, so a rate() sees the first refusal.
       for (const reason of SA_JOIN_REFUSALS) c.inc({ reason: reason satisfies SaJoinRefusal }, 0);
+      return c;
+    })(),
+    identityRefusals: (() => {
+      const c = new Counter({
+        name: 'weft_ca_identity_refusals_total',
+        help: 'Certificate requests of single-identity callers (waypoints) refused by the credential or identity check, by reason',
+        labelNames: ['reason'] as const,
+        registers: [registry],
+      });
+      for (const reason of IDENTITY_REFUSALS) c.inc({ reason }, 0);
       return c;
     })(),
   };

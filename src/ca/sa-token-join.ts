@@ -66,14 +66,59 @@ export interface PodFacts {
   spec?: { nodeName?: string; serviceAccountName?: string };
 }
 
-export type Decision<T> = { ok: true; value: T } | { ok: false; reason: SaJoinRefusal; why: string };
+/** A pure step's answer: the value, or why not (`reason` from a fixed set, for metrics). */
+export type Decision<T, R extends string = SaJoinRefusal> = { ok: true; value: T } | { ok: false; reason: R; why: string };
 
-const refuse = (reason: SaJoinRefusal, why: string): { ok: false; reason: SaJoinRefusal; why: string } => ({ ok: false, reason, why });
+const refuse = <R extends string = SaJoinRefusal>(reason: R, why: string): { ok: false; reason: R; why: string } => ({ ok: false, reason, why });
 
 /** The one value of a TokenReview extra key, if it has exactly one non-empty value. */
-function single(extra: Record<string, string[] | undefined> | undefined, key: string): string | undefined {
+export function single(extra: Record<string, string[] | undefined> | undefined, key: string): string | undefined {
   const v = extra?.[key];
   return Array.isArray(v) && v.length === 1 && typeof v[0] === 'string' && v[0] !== '' ? v[0] : undefined;
+}
+
+/** How to word the fixes of `authenticatedFor` for whoever sent the token. */
+export interface TokenHints {
+  /** Where the token's projected volume is declared, e.g. "the ztunnel's token ... (daemonset/ztunnel.yaml)". */
+  project: string;
+  /** How the sender keeps its token fresh. */
+  fresh: string;
+}
+
+const ZTUNNEL_HINTS: TokenHints = {
+  project: 'project the ztunnel\'s token with audience: {aud} (daemonset/ztunnel.yaml)',
+  fresh: 'the ztunnel must send the projected token the kubelet keeps fresh (--join-sa-token-file)',
+};
+
+/**
+ * The common first step of every ServiceAccount-token check: did the API server
+ * authenticate the token, and confirm our audience? Resolves with the user it names.
+ */
+export function authenticatedFor(status: TokenReviewStatus | undefined, aud: string, hints: TokenHints, audienceFlag = ', or start the CA with the --join-audience the token carries'):
+  Decision<NonNullable<TokenReviewStatus['user']>, 'audience' | 'unauthenticated'> {
+  const project = hints.project.replace('{aud}', aud);
+  if (!status?.authenticated) {
+    const error = status?.error || 'no reason given';
+    // The API server refuses other-audience tokens as unauthenticated; its error text is
+    // the only place that says so, and it is worth a precise hint.
+    if (/audience/i.test(error)) {
+      return refuse('audience', `the Kubernetes API server refused the token for audience ${aud} (${error}); ${project}${audienceFlag}`);
+    }
+    return refuse('unauthenticated', `the Kubernetes API server did not authenticate the ServiceAccount token (${error}); it may be expired, revoked (its pod was deleted) or from another cluster: ${hints.fresh}`);
+  }
+  // An authenticator that ignores spec.audiences answers without status.audiences: such a
+  // token might be meant for any service, so it is not accepted here.
+  if (!Array.isArray(status.audiences) || !status.audiences.includes(aud)) {
+    return refuse('audience', `the TokenReview did not confirm audience ${aud} (it confirmed ${JSON.stringify(status.audiences ?? [])}); ${project}, and check that the API server's authenticator honours TokenReview audiences`);
+  }
+  return { ok: true, value: status.user ?? {} };
+}
+
+/** The pod a token is bound to (TokenRequest / projected volumes), from the review's extra; undefined when not bound. */
+export function podBinding(extra: Record<string, string[] | undefined> | undefined): { name: string; uid: string } | undefined {
+  const name = single(extra, POD_NAME_EXTRA);
+  const uid = single(extra, POD_UID_EXTRA);
+  return name && uid ? { name, uid } : undefined;
 }
 
 /**
@@ -81,36 +126,23 @@ function single(extra: Record<string, string[] | undefined> | undefined, key: st
  * ServiceAccount, bound to a pod (and, if it says so, on `node`)?
  */
 export function reviewedPod(status: TokenReviewStatus | undefined, policy: SaJoinPolicy, node: string): Decision<PodClaim> {
-  const aud = policy.audience;
-  if (!status?.authenticated) {
-    const error = status?.error || 'no reason given';
-    // The API server refuses other-audience tokens as unauthenticated; its error text is
-    // the only place that says so, and it is worth a precise hint.
-    if (/audience/i.test(error)) {
-      return refuse('audience', `the Kubernetes API server refused the token for audience ${aud} (${error}); project the ztunnel's token with audience: ${aud} (daemonset/ztunnel.yaml), or start the CA with the --join-audience the token carries`);
-    }
-    return refuse('unauthenticated', `the Kubernetes API server did not authenticate the ServiceAccount token (${error}); it may be expired, revoked (its pod was deleted) or from another cluster: the ztunnel must send the projected token the kubelet keeps fresh (--join-sa-token-file)`);
-  }
-  // An authenticator that ignores spec.audiences answers without status.audiences: such a
-  // token might be meant for any service, so it is not accepted here.
-  if (!Array.isArray(status.audiences) || !status.audiences.includes(aud)) {
-    return refuse('audience', `the TokenReview did not confirm audience ${aud} (it confirmed ${JSON.stringify(status.audiences ?? [])}); project the ztunnel's token with audience: ${aud} (daemonset/ztunnel.yaml), and check that the API server's authenticator honours TokenReview audiences`);
-  }
+  const user = authenticatedFor(status, policy.audience, ZTUNNEL_HINTS);
+  if (!user.ok) return user;
   const want = `system:serviceaccount:${policy.namespace}:${policy.serviceAccount}`;
-  const username = status.user?.username ?? '';
+  const username = user.value.username ?? '';
   if (username !== want) {
     return refuse('service_account', `the token belongs to ${JSON.stringify(username)}, not to ${want}; run the ztunnel as ServiceAccount ${policy.namespace}/${policy.serviceAccount}, or start the CA with --join-sa=<namespace>/<name> of the ztunnels' ServiceAccount`);
   }
-  const extra = status.user?.extra;
-  const name = single(extra, POD_NAME_EXTRA);
-  const uid = single(extra, POD_UID_EXTRA);
-  if (!name || !uid) {
+  const extra = user.value.extra;
+  const bound = podBinding(extra);
+  if (!bound) {
     return refuse('not_pod_bound', `the token is not bound to a pod (the TokenReview has no ${POD_NAME_EXTRA} and ${POD_UID_EXTRA}); mount it as a projected serviceAccountToken volume (daemonset/ztunnel.yaml), not from a Secret`);
   }
   const claimNode = single(extra, NODE_NAME_EXTRA);
   if (extra?.[NODE_NAME_EXTRA] !== undefined && claimNode === undefined) {
     return refuse('node_claim', `the TokenReview's ${NODE_NAME_EXTRA} is not a single node name; the token cannot be tied to node ${node}`);
   }
+  const { name, uid } = bound;
   if (claimNode !== undefined && claimNode !== node) {
     return refuse('node_claim', `the token was issued to pod ${policy.namespace}/${name} on node ${claimNode}, not on ${node}; the ztunnel must join as its own node (WEFT_NODE_NAME from spec.nodeName)`);
   }
@@ -251,52 +283,60 @@ export class TokenReviewJoin implements ServiceAccountJoinVerifier {
    * review each word their own error); an API failure rejects.
    */
   private async review(node: string, token: string): Promise<Decision<JoinedPod>> {
-    const { policy } = this.opts;
-    let review: KubeObject & { status?: TokenReviewStatus };
-    try {
-      review = await this.opts.kube.create<KubeObject & { status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
-        apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: {},
-        spec: { token, audiences: [policy.audience] },
-      }, { timeoutMs: this.timeoutMs });
-    } catch (err) {
-      throw apiError(err, 'create a TokenReview', node);
-    }
-    const claim = reviewedPod(review.status, policy, node);
+    const { policy, kube } = this.opts;
+    const failed = (what: string) => (err: unknown) => { throw apiError(err, what, `admit node ${JSON.stringify(node)}`, ZTUNNEL_RBAC); };
+    const status = await reviewToken(kube, token, policy.audience, this.timeoutMs).catch(failed('create a TokenReview'));
+    const claim = reviewedPod(status, policy, node);
     if (!claim.ok) return claim;
 
-    let pod: PodFacts | undefined;
-    const path = `/api/v1/namespaces/${encodeURIComponent(policy.namespace)}/pods/${encodeURIComponent(claim.value.name)}`;
-    try {
-      pod = await this.opts.kube.get<KubeObject & PodFacts>(path, { timeoutMs: this.timeoutMs });
-    } catch (err) {
-      if (k8sStatus(err) !== 404) throw apiError(err, `get pod ${policy.namespace}/${claim.value.name}`, node);
-      pod = undefined;
-    }
+    const pod = await getIfExists<PodFacts>(kube, podPath(policy.namespace, claim.value.name), this.timeoutMs)
+      .catch(failed(`get pod ${policy.namespace}/${claim.value.name}`));
     const allowed = podMayJoin(pod, claim.value, policy, node);
     if (!allowed.ok) return allowed;
 
-    let nodeObj: NodeFacts | undefined;
-    try {
-      nodeObj = await this.opts.kube.get<KubeObject & NodeFacts>(`/api/v1/nodes/${encodeURIComponent(node)}`, { timeoutMs: this.timeoutMs });
-    } catch (err) {
-      if (k8sStatus(err) !== 404) throw apiError(err, `get node ${node}`, node);
-      nodeObj = undefined;
-    }
+    const nodeObj = await getIfExists<NodeFacts>(kube, `/api/v1/nodes/${encodeURIComponent(node)}`, this.timeoutMs)
+      .catch(failed(`get node ${node}`));
     const nodeOk = nodeMayJoin(nodeObj, node);
     if (!nodeOk.ok) return nodeOk;
     return { ok: true, value: { namespace: policy.namespace, pod: claim.value.name, uid: claim.value.uid } };
   }
 }
 
+/** Asks the API server who `token` is, for `audience` (a TokenReview); API failures reject. */
+export async function reviewToken(kube: Pick<KubeClient, 'create'>, token: string, audience: string, timeoutMs: number): Promise<TokenReviewStatus | undefined> {
+  const review = await kube.create<KubeObject & { status?: TokenReviewStatus }>('/apis/authentication.k8s.io/v1/tokenreviews', {
+    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: {},
+    spec: { token, audiences: [audience] },
+  }, { timeoutMs });
+  return review.status;
+}
+
+/** GETs an object; undefined when the API server has none (404), other failures reject. */
+export async function getIfExists<T>(kube: Pick<KubeClient, 'get'>, path: string, timeoutMs: number): Promise<T | undefined> {
+  try {
+    return await kube.get<KubeObject & T>(path, { timeoutMs });
+  } catch (err) {
+    if (k8sStatus(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+export function podPath(namespace: string, name: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
+}
+
+const ZTUNNEL_RBAC = 'create tokenreviews and get nodes (ClusterRole weft-ca), get pods in the ztunnels\' namespace (Role weft-ca); the node retries';
+
 /**
- * An API failure is the CA's problem, not the node's: the node gets UNAVAILABLE and
- * retries. The code (WEFT_K8S_*) is kept; the message says what the CA was doing.
+ * An API failure is the CA's problem, not the caller's: it gets UNAVAILABLE and
+ * retries. The code (WEFT_K8S_*) is kept; the message says what the CA was doing and
+ * which rights (`rbac`) it needs.
  */
-function apiError(err: unknown, what: string, node: string): WeftError {
+export function apiError(err: unknown, what: string, purpose: string, rbac: string): WeftError {
   const code = isWeftError(err) && err.code.startsWith('WEFT_K8S_') ? err.code : 'WEFT_K8S_UNREACHABLE';
   // KubeClient's own advice is written for the controller; keep only its facts.
   const facts = (err instanceof Error ? err.message : String(err)).split('; ')[0];
   return new WeftError(code,
-    `the CA could not ${what} to admit node ${JSON.stringify(node)} (${facts}); check the CA's Kubernetes API access (--kubeconfig or the in-cluster service account) and its RBAC: create tokenreviews and get nodes (ClusterRole weft-ca), get pods in the ztunnels' namespace (Role weft-ca); the node retries`,
+    `the CA could not ${what} to ${purpose} (${facts}); check the CA's Kubernetes API access (--kubeconfig or the in-cluster service account) and its RBAC: ${rbac}`,
     { cause: err, details: { reason: 'api_error' satisfies SaJoinRefusal, status: k8sStatus(err) } });
 }

@@ -20,6 +20,10 @@ import {
 } from './proto';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
 import { bearerToken, callerFacts, peerAddress } from './call-facts';
+import { identityRefusalReason, ownIdentityFor, verifyIdentityCredential } from './identity-caller';
+import { identityRefusal } from './identity-grant';
+import { isIdentityToken, type IdentityTokenVerifier } from './identity-tokens';
+import type { WaypointTokenVerifier } from './waypoint-sa';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -46,6 +50,13 @@ export interface CaServerOptions {
    * (no --kube-token-review).
    */
   saJoin?: ServiceAccountJoinVerifier;
+  /**
+   * Single-identity callers (waypoints) in the lab: identity-scoped tokens in Redis.
+   * Never together with an enabled `saJoin`, for the join tokens' reason.
+   */
+  identityTokens?: IdentityTokenVerifier;
+  /** Single-identity callers on a cluster: waypoint pods' ServiceAccount tokens (TokenReview). */
+  waypointTokens?: WaypointTokenVerifier;
   /** Earlier roots (PEM) whose node certificates are still accepted: the rotation overlap. */
   trustedRoots?: string[];
   /** Rate limits (defaults limitsFor(DEFAULT_JOIN_RATE) and limitsFor(DEFAULT_CSR_RATE)). */
@@ -103,6 +114,8 @@ const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_CA_CSR_KEY_WEAK: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
   WEFT_CA_RATE_LIMITED: [grpc.status.RESOURCE_EXHAUSTED, 'resource_exhausted'],
   WEFT_CA_JOIN_TOKEN_DISABLED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_IDENTITY_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
+  WEFT_CA_IDENTITY_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
   WEFT_REGISTRY_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
   // The CA could not ask the Kubernetes API about a ServiceAccount token: the node retries.
   WEFT_K8S_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
@@ -110,7 +123,7 @@ const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_K8S_REQUEST_FAILED: [grpc.status.UNAVAILABLE, 'unavailable'],
 };
 
-type Optional = 'isReady' | 'joinTokens' | 'clock' | 'joinLimits' | 'csrLimits';
+type Optional = 'isReady' | 'joinTokens' | 'identityTokens' | 'waypointTokens' | 'clock' | 'joinLimits' | 'csrLimits';
 
 export class CaServer {
   private readonly opts: Required<Omit<CaServerOptions, Optional>> & Pick<CaServerOptions, Optional>;
@@ -154,6 +167,10 @@ export class CaServer {
     }
     inBounds('--cert-ttl', this.opts.certTtlMs);
     inBounds('--node-cert-ttl', this.opts.nodeCertTtlMs);
+    if (this.opts.saJoin.enabled && this.opts.identityTokens) {
+      throw new WeftError('WEFT_CONFIG_INVALID',
+        'identity tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; waypoints send their ServiceAccount token');
+    }
     if (this.opts.saJoin.enabled && this.opts.joinTokens) {
       throw new WeftError('WEFT_CONFIG_INVALID',
         'join tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; nodes join with their ServiceAccount token');
@@ -279,8 +296,18 @@ export class CaServer {
     const started = process.hrtime.bigint();
     let node: string | undefined;
     let requested: string | undefined;
+    const peer = callerFacts(call);
+    const bearer = bearerToken(call.metadata);
+    // No client certificate but a bearer credential: a single-identity caller (a waypoint).
+    if (!peer && bearer) {
+      this.reply('CreateCertificate', this.ownIdentity(call, bearer, started), callback, () => ({ caller: 'single-identity', address: peerAddress(call) }), true);
+      return;
+    }
     const run = async (): Promise<string[]> => {
-      node = authenticateNode(callerFacts(call), this.opts.trustDomain);
+      node = authenticateNode(peer, this.opts.trustDomain);
+      if (isIdentityToken(bearer)) {
+        throw identityRefusal('mixed', `node ${node} sent an identity token with its node certificate; a node calls with its node certificate (and on a cluster its own ServiceAccount token), a waypoint with its identity token and no client certificate`);
+      }
       this.csrLimiter.check(`node ${node}`);
       try {
         requested = readImpersonatedIdentity(call.request.metadata);
@@ -310,6 +337,21 @@ export class CaServer {
     };
     this.reply('CreateCertificate', run(), callback, () => ({ node, requested }));
   };
+
+  /**
+   * A waypoint's own certificate: no node certificate, a bearer credential naming one
+   * identity (identity-caller.ts), a CSR asking for exactly that identity. Rate-limited
+   * per source address before any Redis or API call, as Joins are.
+   */
+  private async ownIdentity(call: grpc.ServerUnaryCall<CertificateRequest, CertificateResponse>, token: string, started: bigint): Promise<string[]> {
+    this.csrLimiter.check(`address ${peerAddress(call)}`);
+    const granted = await verifyIdentityCredential(token, { identityTokens: this.opts.identityTokens, waypointTokens: this.opts.waypointTokens });
+    const identity = ownIdentityFor(granted, call.request, this.opts.trustDomain);
+    const ttlMs = this.lifetime(Number(call.request.validityDuration ?? 0), false);
+    const chain = this.opts.issuer.signCsr(call.request.csr ?? '', { identity, ttlMs });
+    this.succeed('CreateCertificate', started, { identity, ttlMs, via: granted.via, ...(granted.pod ? { pod: granted.pod } : {}) });
+    return chain;
+  }
 
   private readonly join: grpc.handleUnaryCall<JoinRequest, JoinResponse> = (call, callback) => {
     const started = process.hrtime.bigint();
@@ -353,12 +395,14 @@ export class CaServer {
    * failure, so it sees what the handler learnt before it failed.
    */
   private reply(method: CaMethod, chain: Promise<string[]>, callback: grpc.sendUnaryData<{ certChain: string[] }>,
-    facts: () => Record<string, unknown>): void {
+    facts: () => Record<string, unknown>, singleIdentity = false): void {
     chain.then(
       (certChain) => callback(null, { certChain }),
       (err: unknown) => {
-        const reason = saJoinReason(err);
-        if (reason) this.metrics.saJoinRefusals.inc({ reason });
+        // A waypoint's refusals (and a node's mixed credentials) count apart from the node checks'.
+        const own = singleIdentity || (isWeftError(err) && err.code.startsWith('WEFT_CA_IDENTITY_'));
+        const reason = own ? identityRefusalReason(err) : saJoinReason(err);
+        if (reason) (own ? this.metrics.identityRefusals : this.metrics.saJoinRefusals).inc({ reason });
         callback(this.fail(method, err, facts()));
       },
     );

@@ -28,6 +28,8 @@ export const ERROR_CATALOGUE = {
   WEFT_CA_SA_TOKEN_INVALID: 'A ServiceAccount token (sent to join, or with a node CSR) is missing, was not authenticated by the Kubernetes API server for the CA audience, or is not bound to a pod.',
   WEFT_CA_SA_TOKEN_DENIED: 'A valid ServiceAccount token does not entitle its pod to act as the requested node (any more).',
   WEFT_CA_SA_JOIN_DISABLED: 'A node tried to join with a ServiceAccount token, but the CA does not verify them.',
+  WEFT_CA_IDENTITY_TOKEN_INVALID: 'A single-identity caller (a waypoint) sent no usable credential: an identity token unknown, expired or of another purpose, a node credential, or a ServiceAccount token the CA does not verify or the API server did not authenticate.',
+  WEFT_CA_IDENTITY_DENIED: 'A valid single-identity credential (a waypoint) does not entitle its holder to what it asked for: another identity, extra names in the CSR, or a pod that is not (any more) a waypoint of that ServiceAccount.',
   WEFT_CA_UNREACHABLE: 'The CA could not be reached, or its serving certificate was not trusted.',
   WEFT_CERT_UNAVAILABLE: 'No valid certificate is available yet for a workload identity.',
   // Capture
