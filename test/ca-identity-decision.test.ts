@@ -62,7 +62,7 @@ t.test('the cluster path\'s steps', async (t) => {
   const pod = (p: { uid?: string; sa?: string; label?: string | null; deleting?: boolean } = {}) => ({
     metadata: {
       uid: p.uid ?? 'u1', ...(p.deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}),
-      labels: p.label === null ? {} : { [GATEWAY_NAME_LABEL]: p.label ?? 'waypoint' },
+      labels: (p.label === null ? {} : { [GATEWAY_NAME_LABEL]: p.label ?? 'waypoint' }) as Record<string, string>,
     },
     spec: { serviceAccountName: p.sa ?? 'waypoint' },
   });
