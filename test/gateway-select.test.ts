@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { compileRouteTable, type RouteTable } from '../src/gateway/compile';
-import { parseQuery, prefixMatches, selectRoute, splitGrpcPath } from '../src/gateway/select';
+import { explainSelection, parseQuery, prefixMatches, selectRoute, splitGrpcPath } from '../src/gateway/select';
 import type { RouteRecord } from '../src/gateway/attach';
 import { backend, grpcRoute, grpcRule, httpRoute, request, rule, svcRef, type MatchSpec } from './helpers/gateway-routes';
 
@@ -213,4 +213,21 @@ t.test('GRPCRoute: service/method Exact and RegularExpression on the /service/me
   t.equal(grpc('/admin.Users/DeleteUser'), 'default');
   t.equal(grpc('/other.Svc/Call', { 'x-canary': 'yes' }), 'header');
   t.equal(grpc('/other.Svc/Call'), 'default', 'a rule without matches matches every request');
+});
+
+t.test('explainSelection: each entry before the winner with the condition it failed', async (t) => {
+  const tbl = oneRoute([
+    [[{ path: '/api', method: 'POST' }], 'post'],
+    [[{ path: '/api', headers: { 'X-User': 'beta' } }], 'beta'],
+    [[{ path: '/api', query: { v: '2' } }], 'v2'],
+    [[{ path: '/other' }], 'other'],
+    [[{ path: '/' }], 'default'],
+  ]);
+  const steps = explainSelection(tbl, request('/api/x', { headers: { 'x-user': 'alpha' }, query: 'v=3' }));
+  t.same(steps.map((s) => [s.entry.rule.backendRefs[0]!.name, s.mismatch?.on ?? 'MATCH']),
+    [['other', 'path'], ['post', 'method'], ['beta', 'header'], ['v2', 'queryParam'], ['default', 'MATCH']],
+    'in precedence order: the longer prefix /other first');
+  const header = steps[2]!.mismatch;
+  t.equal(header && 'match' in header ? header.match.name : undefined, 'x-user', 'names the header that failed');
+  t.equal(explainSelection(oneRoute([[[{ path: '/only' }], 'x']]), request('/no')).at(-1)?.mismatch?.on, 'path', 'no winner: every entry has a reason');
 });

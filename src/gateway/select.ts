@@ -46,20 +46,51 @@ export function selectRoute(table: RouteTable, req: RouteRequest): RouteSelectio
   return undefined;
 }
 
+/** Why one table entry did not match: the first condition that failed. */
+export type Mismatch =
+  | { on: 'path' | 'method' | 'grpcMethod' }
+  | { on: 'header' | 'queryParam'; match: CompiledStringMatch };
+
 /** Whether every condition of one table entry holds for the request. */
 export function matchesRequest(m: CompiledMatch, req: RouteRequest): boolean {
-  if (m.path !== undefined && !pathMatches(m.path, req.path)) return false;
-  if (m.method !== undefined && m.method !== req.method) return false;
-  if (m.grpcMethod !== undefined && !grpcMethodMatches(m.grpcMethod, req.path)) return false;
+  return firstMismatch(m, req) === undefined;
+}
+
+const ON_PATH: Mismatch = { on: 'path' };
+const ON_METHOD: Mismatch = { on: 'method' };
+const ON_GRPC: Mismatch = { on: 'grpcMethod' };
+
+/** The first condition of `m` the request fails, in the order path, method, gRPC method, headers, query params. */
+export function firstMismatch(m: CompiledMatch, req: RouteRequest): Mismatch | undefined {
+  if (m.path !== undefined && !pathMatches(m.path, req.path)) return ON_PATH;
+  if (m.method !== undefined && m.method !== req.method) return ON_METHOD;
+  if (m.grpcMethod !== undefined && !grpcMethodMatches(m.grpcMethod, req.path)) return ON_GRPC;
   for (const h of m.headers) {
     const values = Object.prototype.hasOwnProperty.call(req.headers, h.name) ? req.headers[h.name] : undefined;
-    if (values === undefined || !values.some((v) => valueMatches(h, v))) return false;
+    if (values === undefined || !values.some((v) => valueMatches(h, v))) return { on: 'header', match: h };
   }
   for (const q of m.queryParams) {
     const first = req.query.get(q.name)?.[0];
-    if (first === undefined || !valueMatches(q, first)) return false;
+    if (first === undefined || !valueMatches(q, first)) return { on: 'queryParam', match: q };
   }
-  return true;
+  return undefined;
+}
+
+/**
+ * For `weft explain`: every table entry in precedence order up to the winner, each with
+ * why it did not match (no `mismatch` on the last one when it won).
+ */
+export function explainSelection(table: RouteTable, req: RouteRequest): { entry: CompiledMatch; mismatch?: Mismatch }[] {
+  const out: { entry: CompiledMatch; mismatch?: Mismatch }[] = [];
+  for (const entry of table.matches) {
+    const mismatch = firstMismatch(entry, req);
+    if (mismatch === undefined) {
+      out.push({ entry });
+      break;
+    }
+    out.push({ entry, mismatch });
+  }
+  return out;
 }
 
 export function pathMatches(p: CompiledPathMatch, path: string): boolean {
