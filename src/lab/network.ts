@@ -11,7 +11,7 @@
  * for the rest of the pod and VIP ranges, so a stray packet fails at once instead of
  * leaving the machine.
  */
-import { LAB_NET, type LabPlan } from './plan';
+import { LAB_NET, type LabPlan, type PlannedNode } from './plan';
 
 /** Resources the network script creates, for the state file (recorded before it runs). */
 export interface NetworkResources {
@@ -54,6 +54,68 @@ function nodeSysctls(ipv6: boolean): string[] {
   ];
 }
 
+/** What a pod's network needs from the plan; pods and waypoint pods alike. */
+export interface PodNet {
+  netns: string;
+  nodeLink: string;
+  ip: string;
+  ip6?: string;
+}
+
+/** `ip -n <node netns> -batch` lines for the node side of one pod's veth. */
+function nodeSideOfPod(n: Pick<PlannedNode, 'address' | 'address6'>, p: PodNet): string[] {
+  return [
+    // The gateway address makes REDIRECT/DNAT in PREROUTING work for pod traffic.
+    `addr add ${LAB_NET.podGateway}/32 dev ${p.nodeLink}`,
+    ...(p.ip6 ? [`addr add ${LAB_NET.podGateway6}/64 dev ${p.nodeLink} nodad`] : []),
+    `link set ${p.nodeLink} up`,
+    // src: what the node itself sends to a pod (kubelet-style probes, the ztunnel's
+    // delivery) comes from the node address, not from the shared 169.254.1.1.
+    `route add ${p.ip}/32 dev ${p.nodeLink} src ${n.address}`,
+    ...(p.ip6 ? [`route add ${p.ip6}/128 dev ${p.nodeLink} src ${n.address6}`] : []),
+  ];
+}
+
+/** `ip -n <pod netns> -batch` lines: the pod's address and its Calico-style routes. */
+function podSide(p: PodNet): string[] {
+  return [
+    'link set lo up',
+    `addr add ${p.ip}/32 dev eth0`,
+    ...(p.ip6 ? [`addr add ${p.ip6}/128 dev eth0 nodad`] : []),
+    'link set eth0 up',
+    `route add ${LAB_NET.podGateway} dev eth0 scope link`,
+    `route add default via ${LAB_NET.podGateway} dev eth0`,
+    // No IPv6 route in the root namespace: a pod's IPv6 reaches other pods and nodes only.
+    ...(p.ip6 ? [`route add ::/0 via ${LAB_NET.podGateway6} dev eth0`] : []),
+  ];
+}
+
+/**
+ * The `sh -e` script that adds one pod to a running lab (a waypoint pod from `weft
+ * waypoint add`): the same layout as the pods of networkUpScript. The root namespace
+ * needs nothing: it already routes the node's whole pod CIDR to the node.
+ */
+export function podUpScript(node: Pick<PlannedNode, 'netns' | 'address' | 'address6'>, p: PodNet): string {
+  return [
+    '#!/bin/sh',
+    '# Written and run by the lab to add one pod; removing its netns undoes it.',
+    'set -e',
+    `ip netns add ${p.netns}`,
+    `ip link add ${p.nodeLink} netns ${node.netns} type veth peer name eth0 netns ${p.netns}`,
+    heredoc(`ip -n ${node.netns} -batch -`, nodeSideOfPod(node, p)),
+    heredoc(`ip -n ${p.netns} -batch -`, podSide(p)),
+  ].join('\n') + '\n';
+}
+
+/**
+ * The `ip` commands removing one pod added by podUpScript, in order. The node side of
+ * its veth is deleted explicitly (taking the pod's eth0 with it) so the name is free at
+ * once for a pod added again, rather than after the kernel's asynchronous clean-up.
+ */
+export function podDownCommands(node: Pick<PlannedNode, 'netns'>, p: PodNet): string[][] {
+  return [['-n', node.netns, 'link', 'del', p.nodeLink], ['netns', 'del', p.netns]];
+}
+
 /** The `sh -e` script that builds the whole network; run as root in the root namespace. */
 export function networkUpScript(plan: LabPlan): string {
   const b = LAB_NET.bridge;
@@ -92,16 +154,7 @@ export function networkUpScript(plan: LabPlan): string {
       // nodad: usable at once (no duplicate address detection in a lab we built).
       ...(n.address6 ? [`addr add ${n.address6}/64 dev eth0 nodad`] : []),
       'link set eth0 up',
-      ...pods.flatMap((p) => [
-        // The gateway address makes REDIRECT/DNAT in PREROUTING work for pod traffic.
-        `addr add ${LAB_NET.podGateway}/32 dev ${p.nodeLink}`,
-        ...(p.ip6 ? [`addr add ${LAB_NET.podGateway6}/64 dev ${p.nodeLink} nodad`] : []),
-        `link set ${p.nodeLink} up`,
-        // src: what the node itself sends to a pod (kubelet-style probes, the ztunnel's
-        // delivery) comes from the node address, not from the shared 169.254.1.1.
-        `route add ${p.ip}/32 dev ${p.nodeLink} src ${n.address}`,
-        ...(p.ip6 ? [`route add ${p.ip6}/128 dev ${p.nodeLink} src ${n.address6}`] : []),
-      ]),
+      ...pods.flatMap((p) => nodeSideOfPod(n, p)),
       ...plan.nodes.filter((o) => o !== n).map((o) => `route add ${o.podCidr} via ${o.address} dev eth0`),
       ...plan.nodes.filter((o) => o !== n && o.podCidr6).map((o) => `route add ${o.podCidr6} via ${o.address6} dev eth0`),
     ]));
@@ -109,16 +162,7 @@ export function networkUpScript(plan: LabPlan): string {
 
   for (const p of plan.pods) {
     parts.push(`# Pod ${p.uid}`);
-    parts.push(heredoc(`ip -n ${p.netns} -batch -`, [
-      'link set lo up',
-      `addr add ${p.ip}/32 dev eth0`,
-      ...(p.ip6 ? [`addr add ${p.ip6}/128 dev eth0 nodad`] : []),
-      'link set eth0 up',
-      `route add ${LAB_NET.podGateway} dev eth0 scope link`,
-      `route add default via ${LAB_NET.podGateway} dev eth0`,
-      // No IPv6 route in the root namespace: a pod's IPv6 reaches other pods and nodes only.
-      ...(p.ip6 ? [`route add ::/0 via ${LAB_NET.podGateway6} dev eth0`] : []),
-    ]));
+    parts.push(heredoc(`ip -n ${p.netns} -batch -`, podSide(p)));
   }
 
   parts.push('# Root namespace: routes into the lab only');

@@ -45,6 +45,8 @@ export const DIST = {
   client: join(REPO_ROOT, 'dist', 'lab', 'client.js'),
   ca: join(REPO_ROOT, 'dist', 'ca', 'command.js'),
   ztunnel: join(REPO_ROOT, 'dist', 'ztunnel', 'command.js'),
+  /** `weft waypoint run`; until it is built the lab makes waypoint pods without a process. */
+  waypoint: join(REPO_ROOT, 'dist', 'waypoint', 'command.js'),
 };
 
 export function built(file: string): boolean {

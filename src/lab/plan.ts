@@ -67,6 +67,23 @@ export interface PlannedPod {
   run: PodRun;
 }
 
+/**
+ * A waypoint's pod: laid out as any pod (its own netns, an address from its node's
+ * CIDR, a veth to the node), but it runs `weft waypoint run` and is never enrolled.
+ */
+export interface PlannedWaypoint {
+  /** `<namespace>/<name>`, the registry uid of its workload record. */
+  uid: string;
+  name: string;
+  namespace: string;
+  node: string;
+  serviceAccount: string;
+  netns: string;
+  ip: string;
+  nodeLink: string;
+  ip6?: string;
+}
+
 export interface PlannedEndpoint {
   uid: string;
   ip: string;
@@ -88,6 +105,8 @@ export interface LabPlan {
   namespaces: { name: string; labels: Labels }[];
   pods: PlannedPod[];
   services: PlannedService[];
+  /** The topology's waypoints (`weft waypoint add` plans its own with planWaypoint). */
+  waypoints: PlannedWaypoint[];
 }
 
 /** Pod veths need names unique within a node netns and at most 15 bytes (IFNAMSIZ-1). */
@@ -130,6 +149,13 @@ export function planLab(topology: Topology): LabPlan {
       run: p.run,
     };
   });
+  // Waypoints take the next addresses of their node, after its pods.
+  const waypoints = topology.waypoints.map((w) => {
+    const node = byName.get(w.node)!;
+    const k = nextHost.get(node.name) ?? 10;
+    nextHost.set(node.name, k + 1);
+    return planWaypoint(node, w, k);
+  });
   // Fixed VIPs are taken first so the allocated ones step around them.
   const taken = new Set(topology.services.flatMap((s) => (s.vip ? [s.vip] : [])));
   let next = 10;
@@ -156,7 +182,39 @@ export function planLab(topology: Topology): LabPlan {
     namespaces: topology.namespaces.map((n) => ({ name: n.name, labels: { ...n.labels } })),
     pods,
     services,
+    waypoints,
   };
+}
+
+/** First host number of a node's pod CIDR; pod k gets .(10+k). */
+export const FIRST_POD_HOST = 10;
+/** Last usable host number (the /24's broadcast is .255). */
+export const LAST_POD_HOST = 254;
+
+/** The pod of a waypoint `w` on `node` at host number `host` of the node's pod CIDR. */
+export function planWaypoint(node: Pick<PlannedNode, 'name' | 'index' | 'podCidr6'>,
+  w: { name: string; namespace: string; serviceAccount: string }, host: number): PlannedWaypoint {
+  return {
+    uid: `${w.namespace}/${w.name}`,
+    name: w.name,
+    namespace: w.namespace,
+    node: node.name,
+    serviceAccount: w.serviceAccount,
+    netns: podNetnsName(w.namespace, w.name),
+    ip: `198.19.${node.index}.${host}`,
+    nodeLink: podLinkName(w.namespace, w.name),
+    ...(node.podCidr6 ? { ip6: `fd00:7eff:${node.index}::${host}` } : {}),
+  };
+}
+
+/**
+ * The lowest free host number on `node` for a waypoint added to a running lab: not
+ * taken by a pod of the plan nor by a waypoint already there. Undefined when the /24 is full.
+ */
+export function freePodHost(plan: LabPlan, node: string, waypoints: readonly PlannedWaypoint[]): number | undefined {
+  const taken = new Set([...plan.pods, ...waypoints].filter((p) => p.node === node).map((p) => Number(p.ip.split('.')[3])));
+  for (let k = FIRST_POD_HOST; k <= LAST_POD_HOST; k++) if (!taken.has(k)) return k;
+  return undefined;
 }
 
 /**
@@ -165,7 +223,7 @@ export function planLab(topology: Topology): LabPlan {
  * resolve to the VIP everywhere, the bare `<svc>` only inside its own namespace (as
  * the Kubernetes search path would have it).
  */
-export function hostsFile(plan: LabPlan, pod: PlannedPod): string {
+export function hostsFile(plan: LabPlan, pod: Pick<PlannedPod, 'ip' | 'name' | 'namespace'>): string {
   const lines = [
     '# Written by weft lab; removed by `weft lab down`.',
     '127.0.0.1\tlocalhost',
@@ -184,7 +242,7 @@ export function hostsFile(plan: LabPlan, pod: PlannedPod): string {
  * Names outside the hosts file must fail fast instead of waiting on the host's
  * resolver, which no pod can reach (the lab has no route out).
  */
-export function resolvConf(pod: PlannedPod): string {
+export function resolvConf(pod: Pick<PlannedPod, 'namespace'>): string {
   return [
     '# Written by weft lab: cluster names come from /etc/hosts; nothing else resolves.',
     'nameserver 127.0.0.1',

@@ -11,9 +11,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
 import { readOptionalJson, writeFileAtomic } from '../lib/files';
-import type { LabPlan } from './plan';
+import type { LabPlan, PlannedWaypoint } from './plan';
 
-export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app';
+export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app' | 'waypoint';
 
 export interface ProcessResource {
   type: 'process';
@@ -62,6 +62,11 @@ export interface LabState {
   ztunnels?: boolean;
   caRootFile?: string;
   plan: LabPlan;
+  /**
+   * Waypoint pods the lab runs now (the topology's and those `weft waypoint add` made),
+   * recorded before they are created; `weft waypoint remove` drops one again.
+   */
+  waypoints?: PlannedWaypoint[];
   resources: Resource[];
 }
 
@@ -135,6 +140,18 @@ export class StateStore {
     if (!p) throw new Error(`process ${name} was not recorded`);
     p.pid = pid;
     if (startTime !== undefined) p.startTime = startTime;
+    this.save();
+  }
+
+  /** Records a waypoint pod about to be created (its resources are recorded apart). */
+  addWaypoint(w: PlannedWaypoint): void {
+    this.state.waypoints = [...(this.state.waypoints ?? []).filter((x) => x.uid !== w.uid), w];
+    this.save();
+  }
+
+  /** Forgets a waypoint pod whose resources are gone. */
+  removeWaypoint(uid: string): void {
+    this.state.waypoints = (this.state.waypoints ?? []).filter((x) => x.uid !== uid);
     this.save();
   }
 

@@ -5,9 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
-import { LAB_NET, type LabPlan } from './plan';
+import { LAB_NET, type LabPlan, type PlannedWaypoint } from './plan';
 import { httpStatus, isAlive, tcpReady } from './procs';
 import { readState, type ProcessResource } from './state';
+import { waypointReadyUrl } from './waypoint-pod';
 
 export interface ProcessStatus {
   name: string;
@@ -33,7 +34,7 @@ export interface LabStatus {
   healthy: boolean;
 }
 
-async function readiness(p: ProcessResource, plan: LabPlan): Promise<boolean> {
+async function readiness(p: ProcessResource, plan: LabPlan, waypoints: readonly PlannedWaypoint[]): Promise<boolean> {
   if (!isAlive(p)) return false;
   switch (p.role) {
     case 'redis': return tcpReady('127.0.0.1', plan.redisPort);
@@ -46,6 +47,10 @@ async function readiness(p: ProcessResource, plan: LabPlan): Promise<boolean> {
       const pod = plan.pods.find((x) => x.netns === p.netns);
       return pod !== undefined && tcpReady(pod.ip, LAB_NET.echoHttpPort);
     }
+    case 'waypoint': {
+      const w = waypoints.find((x) => x.netns === p.netns);
+      return w !== undefined && (await httpStatus(waypointReadyUrl(w))) === 200;
+    }
     default: return true;
   }
 }
@@ -57,13 +62,14 @@ export async function labStatus(labDir: string): Promise<LabStatus> {
   const procs = state.resources.filter((r): r is ProcessResource => r.type === 'process');
   const processes = await Promise.all(procs.map(async (p): Promise<ProcessStatus> => {
     const alive = isAlive(p);
-    const ready = alive && (await readiness(p, plan));
+    const ready = alive && (await readiness(p, plan, state.waypoints ?? []));
     const out: ProcessStatus = { name: p.name, alive, ready, log: p.log };
     if (p.pid !== undefined) out.pid = p.pid;
     return out;
   }));
   const nodes = plan.nodes.map((n) => ({ name: n.name, address: n.address, netns: n.netns, netnsExists: existsSync(`/run/netns/${n.netns}`), podCidr: n.podCidr }));
-  const pods = plan.pods.map((p) => ({
+  // Waypoint pods are pods too (run: waypoint); their process is waypoint/<uid>.
+  const pods = [...plan.pods, ...(state.waypoints ?? []).map((w) => ({ ...w, run: 'waypoint' }))].map((p) => ({
     uid: p.uid, node: p.node, ip: p.ip, netns: p.netns, netnsExists: existsSync(`/run/netns/${p.netns}`), serviceAccount: p.serviceAccount, run: p.run,
   }));
   const services = plan.services.map((s) => ({
@@ -100,7 +106,7 @@ export function formatStatus(s: LabStatus): string {
   }
   const podRows = [['POD', 'NODE', 'IP', 'SERVICE ACCOUNT', 'APP']];
   for (const p of s.pods) {
-    const a = procByName.get(`app/${p.uid}`);
+    const a = procByName.get(`${p.run === 'waypoint' ? 'waypoint' : 'app'}/${p.uid}`);
     podRows.push([p.uid, p.node, p.ip, p.serviceAccount,
       `${p.netnsExists ? '' : 'NETNS MISSING, '}${p.run === 'none' ? '-' : a ? `${p.run} ${a.alive ? `pid ${a.pid}` : 'DEAD'}${a.alive && !a.ready ? ' NOT LISTENING' : ''}` : `${p.run} MISSING`}`]);
   }

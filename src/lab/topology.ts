@@ -54,6 +54,18 @@ export interface TopologyService {
   vip?: string;
 }
 
+/**
+ * A waypoint (the namespace's L7 proxy) the lab runs in its own pod network namespace
+ * on `node`, never enrolled itself. `weft waypoint add` creates the same thing live.
+ */
+export interface TopologyWaypoint {
+  name: string;
+  namespace: string;
+  node: string;
+  /** Its identity's service account; default its name (as Istio's waypoints). */
+  serviceAccount: string;
+}
+
 export interface Topology {
   /** Port of the lab's redis-server (on 198.18.0.1 and 127.0.0.1). */
   redisPort: number;
@@ -66,6 +78,7 @@ export interface Topology {
   namespaces: TopologyNamespace[];
   pods: TopologyPod[];
   services: TopologyService[];
+  waypoints: TopologyWaypoint[];
 }
 
 export const DEFAULT_REDIS_PORT = 16379;
@@ -144,7 +157,7 @@ const VIP_RE = /^198\.18\.128\.(\d{1,3})$/;
 
 /** Validates a parsed YAML document into a frozen Topology, or throws `Invalid` naming the field. */
 function validate(doc: unknown): Topology {
-  const top = object(doc ?? {}, '', ['redisPort', 'ipv6', 'nodes', 'namespaces', 'pods', 'services']);
+  const top = object(doc ?? {}, '', ['redisPort', 'ipv6', 'nodes', 'namespaces', 'pods', 'services', 'waypoints']);
   const redisPort = top.redisPort === undefined ? DEFAULT_REDIS_PORT : int(top.redisPort, 'redisPort', 1, 65535);
   if (top.ipv6 !== undefined && typeof top.ipv6 !== 'boolean') throw new Invalid('ipv6', `expected true or false, got ${JSON.stringify(top.ipv6)}`);
   const ipv6 = top.ipv6 === true;
@@ -236,7 +249,26 @@ function validate(doc: unknown): Topology {
     return svc;
   });
 
-  return deepFreeze({ redisPort, ipv6, nodes, namespaces, pods, services });
+  const waypoints = array(top.waypoints, 'waypoints').map((raw, i) => {
+    const f = `waypoints[${i}]`;
+    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount']);
+    const name = dnsLabel(o.name, `${f}.name`);
+    const namespace = dnsLabel(o.namespace, `${f}.namespace`);
+    if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
+    const node = dnsLabel(o.node, `${f}.node`);
+    if (!nodeNames.has(node)) throw new Invalid(`${f}.node`, `node ${JSON.stringify(node)} is not declared under nodes`);
+    const serviceAccount = o.serviceAccount === undefined ? name : dnsLabel(o.serviceAccount, `${f}.serviceAccount`);
+    // A waypoint's pod is a workload `<namespace>/<name>` with its own netns: it shares
+    // the pods' name spaces (registry uid, netns name, the node's /24).
+    unique(podKeys, `${namespace}/${name}`, f, 'pod or waypoint');
+    unique(netnsNames, podNetnsName(namespace, name), f, 'pod network namespace');
+    const count = (podsPerNode.get(node) ?? 0) + 1;
+    if (count > MAX_PODS_PER_NODE) throw new Invalid(f, `node ${node} already has ${MAX_PODS_PER_NODE} pods (its /24 is full)`);
+    podsPerNode.set(node, count);
+    return { name, namespace, node, serviceAccount };
+  });
+
+  return deepFreeze({ redisPort, ipv6, nodes, namespaces, pods, services, waypoints });
 }
 
 function deepFreeze<T>(v: T): T {

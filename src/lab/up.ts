@@ -9,6 +9,7 @@
  *     kube-proxy emulation (WEFT-SERVICES) in each node netns
  *     echo apps in their pods → listening
  *     (br_netfilter hosts) accept bridge-internal frames in the root FORWARD chain
+ *   the topology's waypoints: pod, records, token, `weft waypoint run` → readiness
  *   context file
  *
  * Every resource is recorded in the state file before it is created. If anything
@@ -34,6 +35,7 @@ import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
 import { readState, recordLabDir, StateStore, type ProcessResource } from './state';
 import { run } from './run';
 import { loadTopology } from './topology';
+import { createWaypointPod } from './waypoint-pod';
 
 export interface UpOptions {
   labDir: string;
@@ -158,12 +160,22 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
   const control_ = (settled[0] as PromiseFulfilledResult<{ ca: boolean; ztunnels: boolean }>).value;
+  if (plan.waypoints.length > 0) await startWaypoints(plan, layout, store, step);
 
   store.record({ type: 'context', path: opts.contextFile });
   writeContext(opts.contextFile, buildContext(plan, store.labDir, control_.ca ? layout.caRootFile : undefined,
     control_.ztunnels ? (node) => adminSocketPath(layout, node) : undefined));
   step(`context: ${opts.contextFile}`);
   return control_;
+}
+
+/** The topology's waypoints: each its own pod, made as `weft waypoint add` makes one. */
+async function startWaypoints(plan: LabPlan, layout: LabLayout, store: StateStore, step: (m: string) => void): Promise<void> {
+  const made = await Promise.all(plan.waypoints.map((w) => createWaypointPod({ store, layout, plan }, w)));
+  const names = made.map((m) => `${m.waypoint.uid}@${m.waypoint.ip}`).join(', ');
+  step(made.every((m) => m.started)
+    ? `waypoints: ${names} ready`
+    : `waypoints: ${names} (pods and records only: ${DIST.waypoint} not built yet)`);
 }
 
 /** `weft` inside pods (`scripts/lab exec demo/client -- weft lab request ...`). */

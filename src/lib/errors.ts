@@ -48,6 +48,9 @@ export const ERROR_CATALOGUE = {
   WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
   WEFT_LAB_CONFLICT: 'A name, address or port the lab needs is already in use by something it did not create.',
   WEFT_LAB_BUSY: 'Another lab user (an e2e test or the fault suite) held the machine-wide lab lock for too long.',
+  // Waypoints
+  WEFT_WAYPOINT_EXISTS: 'A waypoint (or a pod) with that name already exists in the namespace.',
+  WEFT_WAYPOINT_IN_USE: 'A waypoint is still bound by a namespace or Service and was not removed.',
   // Kubernetes
   WEFT_K8S_UNREACHABLE: 'The Kubernetes API server cannot be reached or its certificate is not trusted.',
   WEFT_K8S_FORBIDDEN: 'The Kubernetes API server refused the credentials or the RBAC permissions for a call.',
