@@ -19,7 +19,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
   tunnels: { summary: 'HBONE tunnels per node: identities, peer, streams, bytes', load: () => require('./commands/tunnels').default },
   connections: { summary: 'live proxied connections per node', load: () => require('./commands/connections').default },
   certs: { summary: 'workload certificates per node: state, validity, serial', load: () => require('./commands/certs').default },
-  namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), list namespaces', load: () => require('./commands/namespace').default },
+  namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), bind it to a waypoint, list namespaces', load: () => require('./commands/namespace').default },
+  waypoint: { summary: 'add or remove a namespace\'s waypoint (L7 proxy); `waypoint run` runs one', load: () => require('./commands/waypoint').default },
+  waypoints: { summary: 'waypoints: node and pod, address, identity, ready, what uses them', load: () => require('./commands/waypoints').default },
   explain: { summary: 'why a connection from a pod to a destination is tunnelled, passed through or denied', load: () => require('./commands/explain').default },
   completion: { summary: 'shell completion script (bash)', load: () => require('./commands/completion').default },
 };

@@ -8,14 +8,15 @@ import { contextOptions } from '../context';
 import { defineCommand } from '../io';
 
 const SUBCOMMANDS: Record<string, string[]> = {
-  namespace: ['enroll', 'unenroll', 'list'],
+  namespace: ['enroll', 'unenroll', 'use-waypoint', 'list'],
+  waypoint: ['add', 'remove', 'run'],
   lab: ['up', 'down', 'status', 'exec', 'request', 'tcp'],
   completion: ['bash'],
 };
 
 // The context flags from their specs, so a new one completes without touching this file.
 const CONTEXT_FLAGS = Object.values(contextOptions).map((s) => `--${s.flag}`);
-const FLAGS = [...CONTEXT_FLAGS, '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--help'];
+const FLAGS = [...CONTEXT_FLAGS, '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--service-account', '--force', '--help'];
 /** Flags whose value is a file: they complete file names. */
 const FILE_FLAGS = CONTEXT_FLAGS.filter((f) => f === '--context' || f === '--kubeconfig' || f.endsWith('-file'));
 

@@ -15,6 +15,7 @@ import { formatStructured, outputOptions, show } from '../output';
 import { byKey } from '../registry-command';
 import { openRegistry, withRegistry, withRegistryStore, type RegistryReader, type RegistrySession } from '../registry-session';
 import { ClusterSession } from '../cluster';
+import useWaypoint from './use-waypoint';
 
 export interface EnrolmentCount {
   /** Workloads of the namespace in the mesh now. */
@@ -248,7 +249,7 @@ const list = defineCommand({
 });
 
 export default defineGroup({
-  usage: 'weft namespace <enroll|unenroll|list> ...',
-  summary: 'enroll or unenroll a namespace in the mesh, or list namespaces',
-  subcommands: { enroll: enrolCommand(true), unenroll: enrolCommand(false), list },
+  usage: 'weft namespace <enroll|unenroll|use-waypoint|list> ...',
+  summary: 'enroll or unenroll a namespace in the mesh, bind it to a waypoint, or list namespaces',
+  subcommands: { enroll: enrolCommand(true), unenroll: enrolCommand(false), 'use-waypoint': useWaypoint, list },
 });

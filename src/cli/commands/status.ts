@@ -16,6 +16,7 @@ import { defineCommand, noPositionals } from '../io';
 import { formatAge, outputOptions, show, type Frame, type Table } from '../output';
 import { contextNodes, withCluster, type ClusterSession } from '../cluster';
 import { openRegistry, type RegistryReader } from '../registry-session';
+import { listWaypoints } from './waypoints';
 
 /** A ztunnel whose registry view is older than this is reported stale (its follower confirms every ~1 s). */
 export const STALE_AFTER_SECONDS = 5;
@@ -50,11 +51,26 @@ export interface ZtunnelStatusItem {
   error?: string;
 }
 
+/** A waypoint is healthy with at least one ready pod; without one, traffic bound to it is refused. */
+export interface WaypointStatusItem {
+  namespace: string;
+  name: string;
+  /** ready | no ready pod | no pods */
+  status: string;
+  healthy: boolean;
+  readyPods: number;
+  pods: number;
+  /** `node/pod address` of each pod. */
+  where: string[];
+  usedBy: string[];
+}
+
 export interface MeshStatus {
   context: string;
   registry: RegistryStatus;
   ca: CaStatus;
   ztunnels: ZtunnelStatusItem[];
+  waypoints: WaypointStatusItem[];
   healthy: boolean;
 }
 
@@ -131,6 +147,16 @@ export function ztunnelStatuses(result: NodesResult<ConfigDump>, registryRevisio
   return items.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
 }
 
+export function waypointStatuses(state: MeshState | undefined): WaypointStatusItem[] {
+  if (!state) return [];
+  return listWaypoints(state).map((w) => ({
+    namespace: w.namespace, name: w.name,
+    status: w.readyPods > 0 ? 'ready' : w.pods.length === 0 ? 'no pods' : 'no ready pod',
+    healthy: w.readyPods > 0, readyPods: w.readyPods, pods: w.pods.length,
+    where: w.pods.map((p) => `${p.node}/${p.name} ${p.addresses[0] ?? '-'}`), usedBy: w.usedBy,
+  }));
+}
+
 export async function meshStatus(ctx: CliContext, nodeFilter: string, cluster?: ClusterSession): Promise<MeshStatus> {
   const all = await contextNodes(ctx, cluster);
   const nodes = selectNodes(ctx, nodeFilter, all);
@@ -148,10 +174,11 @@ export async function meshStatus(ctx: CliContext, nodeFilter: string, cluster?: 
   const extra = nodeFilter || !reg.state ? [] : reg.state.list('node').map((n) => n.name).filter((n) => !known.has(n));
   const ztunnels = ztunnelStatuses(dumps, reg.status.revision, extra,
     cluster ? 'the registry lists this node but no ztunnel pod runs on it (kubectl -n weft-system get ds weft-ztunnel)' : undefined);
+  const waypoints = waypointStatuses(reg.state);
   return {
-    context: ctx.source, registry: reg.status, ca, ztunnels,
+    context: ctx.source, registry: reg.status, ca, ztunnels, waypoints,
     // Without a caAddress (a --redis-url-only context) the CA is unknown, not unhealthy.
-    healthy: reg.status.reachable && (ca.reachable || !ctx.caAddress) && ztunnels.every((z) => z.healthy),
+    healthy: reg.status.reachable && (ca.reachable || !ctx.caAddress) && ztunnels.every((z) => z.healthy) && waypoints.every((w) => w.healthy),
   };
 }
 
@@ -181,6 +208,11 @@ export function statusTable(s: MeshStatus, now: number): Table {
     ].filter(Boolean).join(', ');
     rows.push([`ztunnel`, z.node, z.status, z.version, z.registryRevision, detail]);
   }
+  for (const w of s.waypoints) {
+    const detail = [`${w.readyPods}/${w.pods} pods ready${w.where.length ? ` (${w.where.join(', ')})` : ''}`,
+      w.usedBy.length ? `used by ${w.usedBy.join(', ')}${w.healthy ? '' : ': their traffic is refused'}` : 'unused'].join(', ');
+    rows.push(['waypoint', `${w.namespace}/${w.name}`, w.status, undefined, undefined, detail]);
+  }
   return { headers: ['COMPONENT', 'NAME', 'STATUS', 'VERSION', 'REVISION', 'DETAIL'], rows };
 }
 
@@ -192,7 +224,7 @@ const USAGE = 'weft status [--node NODE] [-o table|json|yaml] [-w]';
 
 export default defineCommand({
   usage: USAGE,
-  summary: "show the mesh's health: registry, CA, and each node's ztunnel (ready, version, registry revision, staleness)",
+  summary: "show the mesh's health: registry, CA, each node's ztunnel (ready, version, registry revision, staleness) and each waypoint",
   description: `A ztunnel is "stale" when its registry view was last confirmed more than ${STALE_AFTER_SECONDS}s ago (it keeps serving
 its last view meanwhile); REVISION is the registry revision it has applied.`,
   specs: { ...contextOptions, ...outputOptions, node: { flag: 'node', default: '', defaultText: 'all nodes', description: 'only this node', parse: parse.string() } },
