@@ -61,6 +61,7 @@ const BASE = {
     { name: 'echo-1', namespace: 'demo', node: 'node-2', labels: { app: 'echo' }, run: 'echo' },
   ],
   services: [{ name: 'echo', namespace: 'demo', selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }],
+  waypoints: [{ name: 'waypoint', namespace: 'demo', node: 'node-2' }],
 };
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -73,6 +74,9 @@ function variant(edit: (d: Doc) => void): string {
 t.test('the base document used by the rejection cases is valid', async (t) => {
   const topo: Topology = parseTopology(variant(() => {}));
   t.equal(topo.pods.length, 2);
+  t.same(topo.waypoints, [{ name: 'waypoint', namespace: 'demo', node: 'node-2', serviceAccount: 'waypoint' }], 'a waypoint\'s service account defaults to its name');
+  t.same(parseTopology('nodes: [{ name: a }]').waypoints, [], 'no waypoints by default');
+  t.equal(parseTopology(variant((d) => { d.waypoints[0].serviceAccount = 'wp-sa'; })).waypoints[0]!.serviceAccount, 'wp-sa');
 });
 
 const cases: [string, string, (d: Doc) => void][] = [
@@ -128,6 +132,20 @@ const cases: [string, string, (d: Doc) => void][] = [
   ['services[1].vip', 'duplicate vip', (d) => {
     d.services[0].vip = '198.18.128.5';
     d.services.push({ name: 'other', namespace: 'demo', selector: { app: 'x' }, ports: [{ port: 1 }], vip: '198.18.128.5' });
+  }],
+  ['waypoints', 'waypoints not a list', (d) => { d.waypoints = { name: 'waypoint' }; }],
+  ['waypoints[0]', 'waypoint not a mapping', (d) => { d.waypoints[0] = 'waypoint'; }],
+  ['waypoints[0].name', 'waypoint name missing', (d) => { delete d.waypoints[0].name; }],
+  ['waypoints[0].name', 'waypoint name not a DNS label', (d) => { d.waypoints[0].name = 'Way_point'; }],
+  ['waypoints[0].namespace', 'waypoint in an undeclared namespace', (d) => { d.waypoints[0].namespace = 'nope'; }],
+  ['waypoints[0].namespace', 'waypoint namespace missing', (d) => { delete d.waypoints[0].namespace; }],
+  ['waypoints[0].node', 'waypoint on an undeclared node', (d) => { d.waypoints[0].node = 'node-9'; }],
+  ['waypoints[0].serviceAccount', 'bad waypoint service account', (d) => { d.waypoints[0].serviceAccount = 'SA'; }],
+  ['waypoints[0].for', 'unknown waypoint field', (d) => { d.waypoints[0].for = 'service'; }],
+  ['waypoints[0]', 'waypoint named as a pod of its namespace', (d) => { d.waypoints[0].name = 'client'; }],
+  ['waypoints[1]', 'duplicate waypoint', (d) => { d.waypoints.push({ ...d.waypoints[0], node: 'node-1' }); }],
+  ['waypoints[0]', 'waypoint on a full node', (d) => {
+    d.pods = Array.from({ length: 240 }, (_, i) => ({ name: `p${i}`, namespace: 'demo', node: 'node-2' }));
   }],
 ];
 

@@ -65,7 +65,11 @@ function hostRedisUrl(plan: LabPlan): string {
   return `redis://127.0.0.1:${plan.redisPort}`;
 }
 
-/** `weft waypoint run` flags for one waypoint pod (the contract in docs/waypoint.md). */
+/**
+ * `weft waypoint run` flags for one waypoint pod (src/waypoint/options.ts): the same
+ * Redis, CA and trust-anchor flags as the lab's ztunnels, and the identity token file
+ * instead of a node credential.
+ */
 export function waypointArgs(w: PlannedWaypoint, layout: LabLayout, plan: LabPlan): string[] {
   return [
     'waypoint', 'run',
@@ -73,9 +77,9 @@ export function waypointArgs(w: PlannedWaypoint, layout: LabLayout, plan: LabPla
     '--namespace', w.namespace,
     '--service-account', w.serviceAccount,
     '--address', w.ip,
-    '--redis', clusterRedisUrl(plan),
-    '--ca', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
-    '--ca-root-file', layout.caRootFile,
+    '--redis-url', clusterRedisUrl(plan),
+    '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
+    '--trust-anchor-file', layout.caRootFile,
     '--trust-domain', LAB_NET.clusterDomain,
     '--identity-token-file', waypointTokenFile(layout, w),
   ];

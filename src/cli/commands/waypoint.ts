@@ -173,6 +173,13 @@ const remove = defineCommand({
       const state = await s.load();
       return { exists: state.waypoint(namespace, name) !== undefined, usedBy: waypointUsers(state, namespace, name) };
     });
+    // Lab: a waypoint is its registry record or a pod the lab runs (a half-made one included).
+    const labDir = ctx.cluster ? undefined : requireLab(ctx, 'remove');
+    const lab = labDir === undefined ? undefined : require('../../lab/waypoint-ctl') as typeof import('../../lab/waypoint-ctl');
+    const labPod = labDir !== undefined && lab!.labWaypoints(labDir).some((w) => w.namespace === namespace && w.name === name);
+    if (labDir !== undefined && !exists && !labPod) {
+      await lab!.removeWaypoint(labDir, namespace, name); // throws the not-found error listing the lab's waypoints
+    }
     if (usedBy.length > 0 && !values.force) {
       throw new WeftError('WEFT_WAYPOINT_IN_USE',
         `waypoint ${namespace}/${name} is still used by ${usedBy.join(', ')}; their traffic would be refused without it. `
@@ -180,19 +187,13 @@ const remove = defineCommand({
         { details: { waypoint: `${namespace}/${name}`, usedBy } });
     }
     const result: WaypointRemoveResult = { namespace, name, usedBy, forced: usedBy.length > 0 };
-    if (ctx.cluster) {
+    if (labDir === undefined) {
       result.object = await removeOnCluster(ctx, namespace, name);
+    } else if (labPod) {
+      await lab!.removeWaypoint(labDir, namespace, name);
     } else {
-      const labDir = requireLab(ctx, 'remove');
-      const { labWaypoints, removeWaypoint } = require('../../lab/waypoint-ctl') as typeof import('../../lab/waypoint-ctl');
-      if (labWaypoints(labDir).some((w) => w.namespace === namespace && w.name === name)) {
-        await removeWaypoint(labDir, namespace, name);
-      } else if (exists) {
-        // Registered but not a pod of this lab (written by hand or a previous lab): the record goes.
-        await withRegistryStore(ctx, (s) => s.store.apply([{ op: 'delete', kind: 'waypoint', key: `${namespace}/${name}` }]));
-      } else {
-        await removeWaypoint(labDir, namespace, name); // throws the not-found error listing the lab's waypoints
-      }
+      // Registered but not a pod of this lab (written by hand or a previous lab): the record goes.
+      await withRegistryStore(ctx, (s) => s.store.apply([{ op: 'delete', kind: 'waypoint', key: `${namespace}/${name}` }]));
     }
     io.stdout(values.output === 'table' ? formatRemove(result) : formatStructured(result, values.output));
     return 0;
