@@ -16,6 +16,7 @@ import { checkRoot } from './preflight';
 import { readState } from './state';
 import { formatStatus, labStatus } from './status';
 import { labUp } from './up';
+import { startWaypoint, stopWaypoint } from './waypoint-ctl';
 import { startZtunnel, stopZtunnel } from './ztunnel-ctl';
 
 const commonSpecs = {
@@ -109,7 +110,8 @@ async function exec(argv: string[]): Promise<number> {
   const { labDir } = dirs(values);
   const state = readState(labDir);
   if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
-  const pod = state.plan.pods.find((p) => p.uid === target);
+  // Waypoint pods are pods too: `exec demo/waypoint -- ss -ltn` shows its listeners.
+  const pod = [...state.plan.pods, ...(state.waypoints ?? [])].find((p) => p.uid === target);
   const node = state.plan.nodes.find((n) => n.name === target);
   if (!pod && !node) {
     throw new WeftError('WEFT_USAGE',
@@ -146,6 +148,26 @@ const ztunnelSpecs = {
   },
 };
 
+/** `waypoint <ns>/<name> stop|start|restart [--signal SIGKILL]`: a waypoint's rolling update or crash, on demand. */
+async function waypoint(argv: string[]): Promise<number> {
+  const usage = 'usage: weft lab waypoint <namespace>/<name> stop|start|restart [--signal SIGTERM|SIGKILL]';
+  const { values, positionals } = parseOptions(ztunnelSpecs, argv);
+  const [ref, action, ...extra] = positionals;
+  const m = ref === undefined ? null : /^([^/]+)\/([^/]+)$/.exec(ref);
+  if (!m || !action || !['stop', 'start', 'restart'].includes(action) || extra.length > 0) throw new WeftError('WEFT_USAGE', usage);
+  checkRoot();
+  const { labDir } = dirs(values);
+  const namespace = m[1]!;
+  const name = m[2]!;
+  if (action !== 'start') {
+    const pid = await stopWaypoint(labDir, namespace, name, values.signal);
+    out(pid === undefined ? `waypoint ${ref} was not running; its pod is marked Unhealthy`
+      : `waypoint ${ref} (pid ${pid}) stopped with ${values.signal}; its pod is marked Unhealthy: traffic bound to it is refused`);
+  }
+  if (action !== 'stop') out(`waypoint ${ref} started (pid ${await startWaypoint(labDir, namespace, name)}) and ready`);
+  return 0;
+}
+
 /** `ztunnel <node> stop|start|restart [--signal SIGKILL]`: a rolling update or a crash, on demand. */
 async function ztunnel(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(ztunnelSpecs, argv);
@@ -178,6 +200,9 @@ Commands:
   ztunnel <node> stop|start|restart [--signal SIGTERM|SIGKILL]
                                   end a node's ztunnel (graceful or crash) and/or start
                                   it again (fresh join token; waits until ready)
+  waypoint <ns>/<name> stop|start|restart [--signal SIGTERM|SIGKILL]
+                                  the same for a waypoint pod's process (its pod is
+                                  Unhealthy while stopped; start waits until ready)
   request <url> [flags]           HTTP client for use inside pods (prints the body)
   tcp <host:port> [flags]         byte-exact TCP round trip for use inside pods
 
@@ -201,6 +226,7 @@ const command: Command = {
       case 'status': return status(rest);
       case 'exec': return exec(rest);
       case 'ztunnel': return ztunnel(rest);
+      case 'waypoint': return waypoint(rest);
       case 'request': return requestMain(rest);
       case 'tcp': return tcpMain(rest);
       case 'echo': return echoMain(rest); // hidden: what `run: echo` pods run

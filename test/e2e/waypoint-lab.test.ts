@@ -100,6 +100,16 @@ function run(): void {
       t.match(JSON.parse(st.stdout).waypoints, [{ name: 'second', status: 'ready' }, { name: 'waypoint', status: 'ready' }]);
     });
 
+    await t.test('restart: stop marks the pod Unhealthy, start brings it back ready', { todo: withProcess ? false : `${DIST.waypoint} is not built yet (weft waypoint run)` }, async (t) => {
+      const stop = await lab.weft(['lab', 'waypoint', 'demo/waypoint', 'stop', '--signal', 'SIGKILL']);
+      t.equal(stop.code, 0, stop.stderr);
+      t.match(stop.stdout, /waypoint demo\/waypoint \(pid \d+\) stopped with SIGKILL/);
+      t.equal((await waypointsJson(lab)).find((x) => x.name === 'waypoint')!.readyPods, 0, 'no ready pod while stopped');
+      const start = await lab.weft(['lab', 'waypoint', 'demo/waypoint', 'start']);
+      t.equal(start.code, 0, start.stderr);
+      t.equal((await waypointsJson(lab)).find((x) => x.name === 'waypoint')!.readyPods, 1, 'ready again');
+    });
+
     await t.test('remove is refused while the namespace uses it; then it removes pod, veth and records', async (t) => {
       const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'second']);
       t.equal(use.code, 0, use.stderr);
