@@ -105,7 +105,7 @@ t.test('direct responses: 404 and a redirect, no upstream contact', async (t) =>
   t.equal(b.status, 301);
   t.equal(b.headers.location, 'http://echo.demo/new');
   t.equal(h.dialer.dials.size, 0);
-  t.match(h.records, [{ status: 404, responseFlag: 'NR', attempts: 0 }, { status: 301, responseFlag: 'DR', route: 'demo/redirect' }]);
+  t.match(h.records, [{ status: 404, responseFlag: 'NR', attempts: 0 }, { status: 301, responseFlag: '-', route: 'demo/redirect' }]);
 });
 
 t.test('a router that throws answers 500, and the next request still works', async (t) => {

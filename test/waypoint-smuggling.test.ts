@@ -1,6 +1,7 @@
 // Request smuggling and header abuse, written as raw bytes on a socket: the waypoint's
 // strict parser must refuse each one (and forward nothing of it) rather than guess.
 import t from 'tap';
+import { until } from '../src/ztunnel/testing/sockets';
 import { echoHandler, httpUpstream, plan, raw, startWaypoint } from './helpers/waypoint';
 
 const statusOf = (reply: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0);
@@ -47,6 +48,9 @@ for (const [name, bytes, status] of REFUSED) {
     t.match(reply, /connection: close/i, 'the connection is closed after a refusal');
     t.notOk(h.router.seen.some((f) => f.path === '/smuggled'), 'nothing smuggled reached the router');
     t.equal(complete, 0, 'no complete request reached the upstream');
+    // A body refused after its head was handed over is reported when its exchange ends.
+    await until(() => h.records.length > 0, 5000, 'the record');
+    t.match(h.records.at(-1), { status, responseFlag: 'DPE' }, 'counted as a refused request');
   });
 }
 

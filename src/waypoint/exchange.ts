@@ -38,6 +38,8 @@ export interface Downstream {
   sendUpstream(res: UpstreamResponse, headers: HeaderMap): Promise<boolean>;
   /** Response body bytes written so far. */
   responseBytes(): number;
+  /** The status the front end answered itself after the request's head was handed over (a body that failed to parse). */
+  refused?(): number | undefined;
 }
 
 export interface ExchangeDeps {
@@ -88,12 +90,12 @@ export function decide(router: RequestRouter, facts: RequestFacts, logger: Logge
     return router.route(facts);
   } catch (err) {
     logger.error({ err: (err as Error).message, authority: facts.authority, path: facts.path }, 'route logic failed; answering 500');
-    return { kind: 'respond', status: 500, body: 'internal error in the waypoint route logic\n', responseFlag: 'DR' };
+    return { kind: 'respond', status: 500, body: 'internal error in the waypoint route logic\n', responseFlag: '-' };
   }
 }
 
 export function directFlag(d: DirectResponse): ResponseFlag {
-  return (d.responseFlag as ResponseFlag | undefined) ?? (d.status === 404 ? 'NR' : 'DR');
+  return d.responseFlag ?? (d.status === 404 ? 'NR' : '-');
 }
 
 export async function handleExchange(deps: ExchangeDeps, down: Downstream): Promise<void> {
@@ -103,7 +105,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   const facts = requestFacts(down, headers);
   const decision = decide(deps.router, facts, deps.logger);
   const record: RequestRecord = {
-    protocol: down.protocol, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
+    protocol: down.protocol, grpc: isGrpcRequest(down.headers), method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
     route: decision.route, attempts: 0, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
     traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
@@ -119,6 +121,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const plan = decision;
     record.backend = plan.backend;
     record.destinationIdentity = plan.upstream.identity;
+    record.upstreamTarget = plan.upstream;
     const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
     addForwarded(up, down.ctx.source);
     // Copies are kept only when they can be used (a retry, a mirror); otherwise the
@@ -150,6 +153,11 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   } catch (err) {
     deps.logger.error({ err: (err as Error).message }, 'request handling failed');
   } finally {
+    const refused = down.refused?.();
+    if (refused) {
+      record.status = refused;
+      record.responseFlag = 'DPE';
+    }
     record.durationMs = deps.clock.now() - start;
     record.requestBytes = body?.bytes ?? 0;
     record.responseBytes = down.responseBytes();
@@ -157,10 +165,14 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   }
 }
 
+export function isGrpcRequest(h: HeaderMap): boolean {
+  return (first(h['content-type']) ?? '').startsWith('application/grpc');
+}
+
 /** The access-log line and the observer call of one finished request. */
 export function report(deps: Pick<ExchangeDeps, 'logger' | 'observer'>, record: RequestRecord): void {
   deps.logger.info({
-    protocol: record.protocol, method: record.method, authority: record.authority, path: record.path, status: record.status,
+    protocol: record.grpc ? 'grpc' : record.protocol, method: record.method, authority: record.authority, path: record.path, status: record.status,
     duration_ms: record.durationMs, route: record.route, backend: record.backend, attempts: record.attempts, upstream: record.upstream,
     source_identity: record.sourceIdentity, destination_identity: record.destinationIdentity, trace_id: record.traceId,
     response_flags: record.responseFlag, bytes_received: record.requestBytes, bytes_sent: record.responseBytes, grpc_status: record.grpcStatus,

@@ -28,6 +28,8 @@ function bodyless(method: string, status: number): boolean {
 export class Http1Front {
   readonly server: http.Server;
   private readonly contexts = new WeakMap<Duplex, StreamContext>();
+  /** Responses the parser's refusal answered while their exchange was under way. */
+  private readonly refused = new WeakMap<http.ServerResponse, number>();
   private readonly limiter = new LogLimiter();
   private readonly logger: Logger;
 
@@ -41,7 +43,8 @@ export class Http1Front {
       headersTimeout: cfg.headersTimeoutMs,
       // Bodies may stream for long (uploads); the per-route timeouts bound the exchange.
       requestTimeout: 0,
-      requireHostHeader: true,
+      // Checked in onRequest instead (same 400), so the refusal is logged and counted.
+      requireHostHeader: false,
     });
     this.server.maxHeadersCount = cfg.maxHeaderCount + 1;
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
@@ -70,8 +73,16 @@ export class Http1Front {
       res.destroy();
       return;
     }
+    if (req.headers.host === undefined && req.httpVersion === '1.1') {
+      this.refusal('no host header', ctx);
+      reportRefusal(this.deps, ctx, 400, req);
+      res.shouldKeepAlive = false;
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('an HTTP/1.1 request needs a Host header\n');
+      return;
+    }
     if (this.tooManyHeaders(req)) {
       this.refusal('too many headers', ctx);
+      reportRefusal(this.deps, ctx, 431, req);
       res.shouldKeepAlive = false;
       res.writeHead(431, { 'content-type': 'text/plain', connection: 'close' }).end(`more than ${this.deps.config.maxHeaderCount} request headers\n`);
       req.resume();
@@ -82,6 +93,7 @@ export class Http1Front {
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
       this.refusal('unsupported transfer-encoding', ctx);
+      reportRefusal(this.deps, ctx, 501, req);
       res.shouldKeepAlive = false;
       res.writeHead(501, { 'content-type': 'text/plain', connection: 'close' }).end('only the chunked transfer coding is accepted\n');
       return;
@@ -107,6 +119,7 @@ export class Http1Front {
       },
       sendUpstream: (up, headers) => this.stream(down.method, up, headers, res, (n) => { written += n; }),
       responseBytes: () => written,
+      refused: () => this.refused.get(res),
     };
     void handleExchange(this.deps, down);
   }
@@ -153,22 +166,28 @@ export class Http1Front {
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
     const status = tooLarge ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT' ? 408 : 400;
     this.refusal(`${err.code ?? 'parse error'}`, ctx);
-    if (ctx) {
-      report(this.deps, {
-        protocol: 'http1', method: '-', authority: '-', path: '-', status, durationMs: 0, attempts: 0, traceId: '-',
-        sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, responseFlag: 'DPE', requestBytes: 0, responseBytes: 0,
-      });
-    }
+    const res = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+    // A request already handed over is reported by its exchange; this is one the parser refused outright.
+    if (ctx && !res) reportRefusal(this.deps, ctx, status);
     // A body that turns out malformed (bad chunk framing) fails after its head was
     // handed over: its upstream attempt is cut, and the client still gets the 400 if
     // no response has started.
-    const res = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+    // Node does not end the request it already emitted: without this its body would
+    // never end nor fail, and the upstream attempt fed from it would hang open.
+    const failRequest = () => {
+      if (res && !res.req.destroyed) res.req.destroy(new Error(`request body refused: ${err.code ?? 'parse error'}`));
+      socket.destroy();
+    };
     if (res && !res.headersSent && !res.destroyed) {
+      this.refused.set(res, status);
       res.shouldKeepAlive = false;
       res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end('bad request\n');
-      res.once('finish', () => socket.destroy());
+      // After the 400 is written: destroying the request destroys its socket.
+      res.once('finish', failRequest);
+      res.once('close', failRequest);
       return;
     }
+    if (res) return failRequest();
     refuseRaw(socket, status, tooLarge ? 'request headers too large' : 'bad request');
   }
 
@@ -177,6 +196,15 @@ export class Http1Front {
     if (suppressed === undefined) return;
     this.logger.warn({ reason, source: ctx?.source.address, source_identity: ctx?.source.identity, suppressed }, 'refused an HTTP/1 request');
   }
+}
+
+/** The access-log line and observer call of a request refused before routing (flag DPE). */
+function reportRefusal(deps: ExchangeDeps, ctx: StreamContext, status: number, req?: http.IncomingMessage): void {
+  report(deps, {
+    protocol: 'http1', grpc: false, method: req?.method ?? '-', authority: first(req?.headers.host) ?? '-', path: req?.url?.split('?')[0] ?? '-',
+    status, durationMs: 0, attempts: 0, traceId: '-', sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service,
+    responseFlag: 'DPE', requestBytes: 0, responseBytes: 0,
+  });
 }
 
 /** Writes a minimal response on a raw connection and closes it. */

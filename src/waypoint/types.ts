@@ -10,6 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { HeaderModifier } from '../gateway/types';
+import type { HttpResponseFlag } from './metrics';
 
 /** The application protocol a stream carries, decided per port or by sniffing. */
 export type L7Protocol = 'http1' | 'h2c' | 'tcp';
@@ -74,8 +75,8 @@ export interface DirectResponse {
   body?: string;
   /** For the access log: `ns/name` of the route (and rule) that decided, if any. */
   route?: string;
-  /** Istio-style response flag for logs and metrics, e.g. `NR` (no route). */
-  responseFlag?: string;
+  /** Response flag for logs and metrics; default `NR` for a 404, `-` otherwise (use `UH` for a 503 without ready endpoints). */
+  responseFlag?: ResponseFlag;
 }
 
 /** Where to send an attempt. */
@@ -146,21 +147,17 @@ export interface UpstreamDialer {
   dial(target: UpstreamTarget): Promise<Duplex>;
 }
 
-/** Istio-shaped response flags, a fixed set (metric labels never carry error text). */
-export type ResponseFlag =
-  | '-' // none
-  | 'NR' // no route (direct 404) / direct response
-  | 'UF' // upstream connection failure
-  | 'UT' // upstream request timeout
-  | 'URX' // retry limit exceeded (last attempt still failed)
-  | 'UC' // upstream connection terminated mid-response
-  | 'DC' // downstream connection terminated
-  | 'DPE' // downstream protocol error (refused request)
-  | 'DR'; // direct response other than no route (redirect, 500, 503 from the router)
+/**
+ * Envoy's response flags, the fixed set the waypoint's metrics use (metrics.ts): labels
+ * never carry error text. `DPE`: a request refused by the parser or a header limit.
+ */
+export type ResponseFlag = HttpResponseFlag;
 
 /** The facts of one finished request: the access log line and the observer get the same. */
 export interface RequestRecord {
   protocol: 'http1' | 'h2c';
+  /** The request was gRPC (content-type application/grpc*): Istio's request_protocol `grpc`. */
+  grpc: boolean;
   method: string;
   authority: string;
   path: string;
@@ -173,6 +170,8 @@ export interface RequestRecord {
   attempts: number;
   /** host:port of the last attempt's upstream. */
   upstream?: string;
+  /** The plan's upstream (the endpoint dialed), for metrics to find the destination workload. */
+  upstreamTarget?: UpstreamTarget;
   sourceIdentity?: string;
   /** The upstream's identity (the plan's target), if any. */
   destinationIdentity?: string;

@@ -29,7 +29,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   const facts = requestFacts(down, headers);
   const decision = decide(deps.router, facts, deps.logger);
   const record: RequestRecord = {
-    protocol: 'http1', method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
+    protocol: 'http1', grpc: false, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
     attempts: 0, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
   const finish = (status: number, flag: ResponseFlag) => {
@@ -46,6 +46,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   record.backend = plan.backend;
   record.upstream = hostPort(plan.upstream);
   record.destinationIdentity = plan.upstream.identity;
+  record.upstreamTarget = plan.upstream;
   record.attempts = 1;
   const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
   addForwarded(up, ctx.source);
