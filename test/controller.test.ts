@@ -226,7 +226,7 @@ t.test('410 Gone: relist converges, including a deletion missed while disconnect
   const c = controller();
   c.start();
   await converged(api, store);
-  await waitFor('watches', () => api.watcherCount() === 6);
+  await waitFor('watches', () => api.watcherCount() === 9);
   api.pauseWatches();
   api.remove('pods', 'demo', 'web-2');
   api.remove('services', 'demo', 'web');
@@ -244,7 +244,7 @@ t.test('bookmarks advance the resourceVersion the watches resume from', async (t
   const c = controller();
   c.start();
   await converged(api, store);
-  await waitFor('watches', () => api.watcherCount() === 6);
+  await waitFor('watches', () => api.watcherCount() === 9);
   // The policy's status write moves the resourceVersion too: let it land first.
   await waitFor('policy status', () => api.get('authorizationpolicies', 'demo', 'allow-client')?.status !== undefined);
   const podsRv = Number(c.informers.pods.resourceVersion);
@@ -255,7 +255,7 @@ t.test('bookmarks advance the resourceVersion the watches resume from', async (t
   await waitFor('bookmarks', () => Object.values(c.informers).every((i) => Number(i.resourceVersion) >= Number(rv)));
   t.equal(c.informers.pods.resourceVersion, rv, 'the pods watch saw no pod event, only the bookmark');
   api.closeWatches();
-  await waitFor('re-watch', () => api.watcherCount() === 6);
+  await waitFor('re-watch', () => api.watcherCount() === 9);
   const podWatches = api.requests.filter((r) => r.path === '/api/v1/pods' && r.query.watch);
   t.equal(podWatches.at(-1)!.query.resourceVersion, rv);
   t.equal(c.informers.pods.lists, 1, 'no relist needed');

@@ -14,7 +14,10 @@ import type { ChangeInput, RegistryStore } from '../registry/store';
 import { recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
-import { AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, type K8sAuthorizationPolicy } from './k8s-types';
+import {
+  AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, type K8sAuthorizationPolicy, type K8sGatewayAPIObject,
+} from './k8s-types';
+import { RouteStatusWriter } from './route-status';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
 
@@ -32,8 +35,18 @@ export const WATCHED = {
   services: '/api/v1/services',
   endpointSlices: '/apis/discovery.k8s.io/v1/endpointslices',
   policies: `/apis/${AUTHZ_GROUP}/${AUTHZ_VERSION}/${AUTHZ_PLURAL}`,
+  httpRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/httproutes`,
+  grpcRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/grpcroutes`,
+  gateways: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/gateways`,
 } as const;
 type Watched = keyof typeof WATCHED;
+/**
+ * Resources whose CRDs a cluster may lack (Gateway API is installed separately): a 404
+ * counts as "none of them" so every other kind is still mirrored, and the list is
+ * retried with backoff until they appear.
+ */
+const OPTIONAL: ReadonlySet<Watched> = new Set<Watched>(['httpRoutes', 'grpcRoutes', 'gateways']);
+const GATEWAY_API_INSTALL = 'install the Gateway API CRDs (standard channel, v1.1 or later): kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml';
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -67,6 +80,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private stopped = true;
   private lastWarnings = new Set<string>();
   private readonly memo: TranslationMemo = new WeakMap();
+  private readonly routeStatus: RouteStatusWriter;
+  /** Whether the missing Gateway API CRDs have been logged (once per absence, not per retry). */
+  private gatewayAPIAbsentLogged = false;
   private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge; invalidPolicies: Gauge };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -77,11 +93,13 @@ export class Controller extends EventEmitter<ControllerEvents> {
       minBackoffMs: opts.informerBackoff?.minMs, maxBackoffMs: opts.informerBackoff?.maxMs,
     };
     this.informers = Object.fromEntries(Object.entries(WATCHED).map(([k, path]) => {
-      const inf = new Informer(opts.client, path, informerOpts);
+      const inf = new Informer(opts.client, path, { ...informerOpts, optional: OPTIONAL.has(k as Watched) });
       const poke = () => this.schedule();
       inf.on('add', poke).on('update', poke).on('delete', poke).on('synced', poke);
+      inf.on('absent', () => this.gatewayAPIChanged()).on('present', () => this.gatewayAPIChanged());
       return [k, inf];
     })) as { [K in Watched]: Informer };
+    this.routeStatus = new RouteStatusWriter(opts.client, this.logger);
     if (opts.metrics) {
       const registers = [opts.metrics];
       this.metrics = {
@@ -102,6 +120,22 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.schedule(0);
     });
     opts.elector?.on('stopped', () => this.metrics?.leader.set(0));
+  }
+
+  /** True while the API server does not serve every Gateway API resource Weft mirrors. */
+  get gatewayAPIMissing(): boolean {
+    return [...OPTIONAL].some((k) => this.informers[k].absent);
+  }
+
+  private gatewayAPIChanged(): void {
+    const missing = [...OPTIONAL].filter((k) => this.informers[k].absent).map((k) => WATCHED[k]);
+    if (missing.length > 0 && !this.gatewayAPIAbsentLogged) {
+      this.gatewayAPIAbsentLogged = true;
+      this.logger.warn({ missing }, `Gateway API CRDs are not installed (404): HTTPRoutes, GRPCRoutes and waypoint Gateways are not mirrored, everything else is; ${GATEWAY_API_INSTALL}; the controller checks again with backoff and picks them up when they appear`);
+    } else if (missing.length === 0 && this.gatewayAPIAbsentLogged) {
+      this.gatewayAPIAbsentLogged = false;
+      this.logger.info('Gateway API CRDs found; mirroring HTTPRoutes, GRPCRoutes and waypoint Gateways');
+    }
   }
 
   get isLeader(): boolean {
@@ -154,6 +188,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.logWarnings(desired.warnings);
       await this.write(desired);
       await this.reportPolicies(desired);
+      await this.routeStatus.report(desired, () => this.isLeader && !this.stopped);
       this.failures = 0;
     } catch (err) {
       this.failures++;
@@ -173,6 +208,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const d = computeDesired({
       nodes: items('nodes'), namespaces: items('namespaces'), pods: items('pods'), services: items('services'),
       endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
+      httpRoutes: items('httpRoutes') as K8sGatewayAPIObject[], grpcRoutes: items('grpcRoutes') as K8sGatewayAPIObject[],
+      gateways: items('gateways') as K8sGatewayAPIObject[],
     }, { clusterDomain: this.opts.clusterDomain, memo: this.memo, heldPolicy: (key) => this.heldPolicy(key) });
     if (this.metrics) {
       const counts = new Map<string, number>(MIRRORED_KINDS.map((k) => [k, 0]));

@@ -9,13 +9,14 @@ import {
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { stableStringify } from './stable-json';
-import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sGatewayAPIObject, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import { routeRecord, waypointRecord, type RouteTranslation, type WaypointTranslation } from './translate-gateway';
 import {
   isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord, type PolicyTranslation,
 } from './translate';
 
 /** The kinds the controller owns: records of these kinds that the API lacks are deleted. */
-export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy'] as const satisfies readonly Kind[];
+export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy', 'waypoint', 'httproute', 'grpcroute'] as const satisfies readonly Kind[];
 export type MirroredKind = typeof MIRRORED_KINDS[number];
 
 export interface ApiView {
@@ -25,6 +26,10 @@ export interface ApiView {
   services: K8sService[];
   endpointSlices: K8sEndpointSlice[];
   policies: K8sAuthorizationPolicy[];
+  /** Gateway API; empty while its CRDs are not installed. */
+  httpRoutes?: K8sGatewayAPIObject[];
+  grpcRoutes?: K8sGatewayAPIObject[];
+  gateways?: K8sGatewayAPIObject[];
 }
 
 export interface DesiredEntry<K extends Kind = Kind> {
@@ -41,6 +46,10 @@ export interface DesiredState {
   warnings: string[];
   /** Per AuthorizationPolicy `ns/name`: accepted or why not. */
   policies: Map<string, PolicyOutcome>;
+  /** Per route `Kind ns/name` (HTTPRoute and GRPCRoute): the object and its translation, for route status. */
+  routes: Map<string, { obj: K8sGatewayAPIObject; kind: 'HTTPRoute' | 'GRPCRoute'; result: RouteTranslation }>;
+  /** Per Gateway of class weft-waypoint `ns/name`: the object and its translation, for the deployment and status. */
+  gateways: Map<string, { obj: K8sGatewayAPIObject; result: Exclude<WaypointTranslation, { foreign: true }> }>;
 }
 
 export interface PolicyOutcome {
@@ -143,5 +152,26 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
     if (record) add('policy', record);
     warnings.push(`AuthorizationPolicy ${key} is invalid: ${result.message}; ${enforced}`);
   }
-  return { records, warnings, policies };
+  const routes: DesiredState['routes'] = new Map();
+  const addRoutes = (objs: K8sGatewayAPIObject[] | undefined, kind: 'HTTPRoute' | 'GRPCRoute'): void => {
+    for (const obj of objs ?? []) {
+      const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+      const result = routeRecord(obj, kind);
+      routes.set(`${kind} ${key}`, { obj, kind, result });
+      if (result.ok) add(result.kind, result.record);
+      else warnings.push(`${kind} ${key} is invalid and not mirrored: ${result.message}`);
+    }
+  };
+  addRoutes(view.httpRoutes, 'HTTPRoute');
+  addRoutes(view.grpcRoutes, 'GRPCRoute');
+  const gateways: DesiredState['gateways'] = new Map();
+  for (const obj of view.gateways ?? []) {
+    const result = waypointRecord(obj);
+    if (!result.ok && result.foreign) continue;
+    const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+    gateways.set(key, { obj, result });
+    if (result.ok) add('waypoint', result.record);
+    else warnings.push(`Gateway ${key} (class weft-waypoint) is invalid and not deployed: ${result.message}`);
+  }
+  return { records, warnings, policies, routes, gateways };
 }

@@ -58,3 +58,19 @@ export interface K8sAuthorizationPolicy extends KubeObject {
 export const AUTHZ_GROUP = 'security.weft.io';
 export const AUTHZ_VERSION = 'v1alpha1';
 export const AUTHZ_PLURAL = 'authorizationpolicies';
+
+/** Gateway API (gateway.networking.k8s.io/v1): HTTPRoute, GRPCRoute and Gateway as the API server serves them. */
+export interface K8sGatewayAPIObject extends KubeObject {
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+export const GATEWAY_API_VERSION = 'v1';
+export const GATEWAY_API_PLURALS = { httproutes: 'HTTPRoute', grpcroutes: 'GRPCRoute', gateways: 'Gateway' } as const;
+export type GatewayAPIPlural = keyof typeof GATEWAY_API_PLURALS;
+
+/** The API path of a Gateway API object, or of its subresource. */
+export function gatewayAPIPath(plural: GatewayAPIPlural, namespace: string, name: string, sub?: 'status'): string {
+  return `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/namespaces/${namespace}/${plural}/${name}${sub ? `/${sub}` : ''}`;
+}

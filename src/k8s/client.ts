@@ -40,11 +40,13 @@ export interface WatchEvent<T extends KubeObject = KubeObject> {
   object: T;
 }
 
-export type PatchType = 'merge' | 'strategic' | 'json';
+export type PatchType = 'merge' | 'strategic' | 'json' | 'apply';
 const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
   merge: 'application/merge-patch+json',
   strategic: 'application/strategic-merge-patch+json',
   json: 'application/json-patch+json',
+  // Server-side apply; JSON is YAML, so the body stays JSON.
+  apply: 'application/apply-patch+yaml',
 };
 
 export interface RequestOptions {
@@ -102,6 +104,15 @@ export class KubeClient {
 
   patch<T extends KubeObject = KubeObject>(path: string, patch: unknown, type: PatchType = 'merge', opts: RequestOptions = {}): Promise<T> {
     return this.json<T>('PATCH', path, patch, opts, PATCH_CONTENT_TYPES[type]);
+  }
+
+  /**
+   * Server-side apply of a whole object (creates it when absent): the fields `fieldManager`
+   * sets are its own, and `force` takes over fields another manager set, so the
+   * object converges on what the caller declares in one idempotent request.
+   */
+  apply<T extends KubeObject = KubeObject>(path: string, obj: KubeObject, fieldManager: string, opts: RequestOptions = {}): Promise<T> {
+    return this.patch<T>(path, obj, 'apply', { ...opts, query: { ...opts.query, fieldManager, force: true } });
   }
 
   delete(path: string, opts: RequestOptions = {}): Promise<unknown> {

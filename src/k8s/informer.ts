@@ -15,6 +15,10 @@ export interface InformerEvents<T extends KubeObject> {
   delete: [obj: T];
   /** After each (re)list has been applied to the cache. */
   synced: [];
+  /** An optional resource answered 404 (its CRD is not installed); the cache is now empty. */
+  absent: [err: unknown];
+  /** An optional resource that was absent listed again. */
+  present: [];
   error: [err: unknown];
 }
 
@@ -26,6 +30,12 @@ export interface InformerOptions {
   maxBackoffMs?: number;
   /** Server-side watch timeout; the informer re-watches from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /**
+   * The resource may not exist (a CRD not installed, e.g. Gateway API): a 404 counts as
+   * "synced, empty" so that consumers waiting for every informer go on, and the list is
+   * retried with backoff until the resource appears.
+   */
+  optional?: boolean;
 }
 
 export function objectKey(obj: KubeObject): string {
@@ -41,6 +51,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
   private abort = new AbortController();
   private running?: Promise<void>;
   private hasSynced = false;
+  private isAbsent = false;
   private readonly logger: Logger;
   /** Number of lists made (the first and every relist); exposed for tests and metrics. */
   lists = 0;
@@ -56,6 +67,11 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
 
   get synced(): boolean {
     return this.hasSynced;
+  }
+
+  /** An optional resource the API server does not serve (404), as of the last list. */
+  get absent(): boolean {
+    return this.isAbsent;
   }
 
   get(key: string): T | undefined {
@@ -110,6 +126,13 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
           continue;
         }
         failures++;
+        if (this.opts.optional && k8sStatus(err) === 404) {
+          // Not an error to shout about each time: the owner logs the absence once.
+          needList = true;
+          this.markAbsent(err);
+          await sleep(backoffDelay(failures, { initialMs: min, maxMs: max, jitter: 'below' }), signal);
+          continue;
+        }
         // 'below': the cap is a hard bound, and informers that failed together spread out.
         const delay = backoffDelay(failures, { initialMs: min, maxMs: max, jitter: 'below' });
         this.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'list/watch failed; backing off');
@@ -135,7 +158,26 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<In
     }
     this.rv = resourceVersion;
     this.hasSynced = true;
+    if (this.isAbsent) {
+      this.isAbsent = false;
+      this.emit('present');
+    }
     this.emit('synced');
+  }
+
+  private markAbsent(err: unknown): void {
+    for (const [key, old] of [...this.cache]) {
+      this.cache.delete(key);
+      this.emit('delete', old);
+    }
+    this.rv = '';
+    const first = !this.isAbsent || !this.hasSynced;
+    this.isAbsent = true;
+    this.hasSynced = true;
+    if (first) {
+      this.emit('absent', err);
+      this.emit('synced');
+    }
   }
 
   private upsert(key: string, obj: T): void {

@@ -11,6 +11,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
+const GATEWAY_API = 'gateway.networking.k8s.io';
+
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
 
 interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean }
@@ -23,6 +25,14 @@ const TYPES: ResourceType[] = [
   { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
   { group: 'security.weft.io', version: 'v1alpha1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
+  { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+  { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true },
+  // Gateway API: CRDs in a real cluster, so they may be missing (setGatewayAPIInstalled).
+  { group: GATEWAY_API, version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', namespaced: true },
+  { group: GATEWAY_API, version: 'v1', plural: 'grpcroutes', kind: 'GRPCRoute', namespaced: true },
+  { group: GATEWAY_API, version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true },
+  { group: GATEWAY_API, version: 'v1', plural: 'gatewayclasses', kind: 'GatewayClass', namespaced: false },
 ];
 
 interface Watcher {
@@ -57,6 +67,8 @@ export class TestApiServer {
   private readonly history: HistoryEntry[] = [];
   private readonly watchers = new Set<Watcher>();
   private watchesPaused = false;
+  /** API groups whose CRDs are "not installed": every path in them answers 404, as kube-apiserver does. */
+  private readonly missingGroups = new Set<string>();
   /** Every request, for assertions on what the client sent. */
   readonly requests: RequestLogEntry[] = [];
   /**
@@ -88,6 +100,24 @@ export class TestApiServer {
     this.watchers.clear();
     this.server.closeAllConnections?.();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /**
+   * Installs or removes the Gateway API CRDs. Removing ends the open watches of its
+   * resources and makes every request to them 404 (the objects are kept, as if the
+   * CRDs came back with them); installing serves them again.
+   */
+  setGatewayAPIInstalled(installed: boolean): void {
+    if (installed) {
+      this.missingGroups.delete(GATEWAY_API);
+      return;
+    }
+    this.missingGroups.add(GATEWAY_API);
+    for (const w of [...this.watchers]) {
+      if (w.type.group !== GATEWAY_API) continue;
+      w.res.end();
+      this.watchers.delete(w);
+    }
   }
 
   get resourceVersion(): number {
@@ -194,6 +224,11 @@ export class TestApiServer {
       generation: existing ? (JSON.stringify(existing.spec) === JSON.stringify(stored.spec) ? existing.metadata.generation : existing.metadata.generation + 1) : 1,
     };
     if (!t.namespaced) delete stored.metadata.namespace;
+    // The API server allocates a Service's cluster IP when none is given.
+    if (t.plural === 'services' && stored.spec && !stored.spec.clusterIP) {
+      stored.spec.clusterIP = `10.96.${(rv >> 8) & 255}.${rv & 255}`;
+      stored.spec.clusterIPs = [stored.spec.clusterIP];
+    }
     this.store.get(t.plural)!.set(this.key(t, stored.metadata.namespace, stored.metadata.name), stored);
     this.record({ rv, type: t, event, object: structuredClone(stored) });
     return structuredClone(stored);
@@ -242,7 +277,7 @@ export class TestApiServer {
       rest = rest.slice(2);
     }
     const t = TYPES.find((x) => x.group === group && x.version === version && x.plural === rest[0]);
-    if (!t) return undefined;
+    if (!t || this.missingGroups.has(t.group)) return undefined;
     return { t, namespace, name: rest[1], sub: rest[2] };
   }
 
@@ -311,8 +346,9 @@ export class TestApiServer {
         return this.json(res, 200, this.write(t, next, 'MODIFIED', existing));
       }
       case 'PATCH': {
-        if (!existing) return notFound();
         const ct = String(req.headers['content-type'] ?? '');
+        if (ct === 'application/apply-patch+yaml') return this.apply(t, namespace, name, query, body, existing, res);
+        if (!existing) return notFound();
         if (ct !== 'application/merge-patch+json' && ct !== 'application/strategic-merge-patch+json') {
           return this.status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got ${ct})`);
         }
@@ -328,6 +364,28 @@ export class TestApiServer {
       default:
         return this.status(res, 405, 'MethodNotAllowed', 'method not allowed');
     }
+  }
+
+  /**
+   * Server-side apply, simplified: creates the object when absent; otherwise the applied
+   * fields are merged over the stored object (a real server also removes fields the
+   * same manager applied before and no longer does; Weft always applies whole objects).
+   * Requires fieldManager, as kube-apiserver does; records it per object for assertions.
+   */
+  private apply(t: ResourceType, namespace: string | undefined, name: string, query: Record<string, string>, body: any,
+    existing: Obj | undefined, res: http.ServerResponse): void {
+    if (!query.fieldManager) return this.status(res, 400, 'BadRequest', 'PATCH with apply requires fieldManager');
+    if (body?.metadata?.name !== name) return this.status(res, 400, 'BadRequest', `metadata.name ${JSON.stringify(body?.metadata?.name)} does not match the path (${name})`);
+    if (body?.kind !== t.kind || body?.apiVersion !== apiVersion(t)) return this.status(res, 400, 'BadRequest', `apply needs apiVersion ${apiVersion(t)} and kind ${t.kind}`);
+    const managed = { 'weft.test/field-manager': query.fieldManager };
+    if (!existing) {
+      const created = this.write(t, { ...body, metadata: { ...body.metadata, namespace, annotations: { ...body.metadata.annotations, ...managed } } }, 'ADDED');
+      return this.json(res, 201, created);
+    }
+    const merged = mergePatch(structuredClone(existing), body) as Obj;
+    merged.metadata.annotations = { ...merged.metadata.annotations, ...managed };
+    if (t.plural === 'services' && existing.spec?.clusterIP) merged.spec.clusterIP = existing.spec.clusterIP;
+    return this.json(res, 200, this.write(t, merged, 'MODIFIED', existing));
   }
 
   /**
@@ -479,4 +537,15 @@ export function endpointSliceObj(namespace: string, name: string, service: strin
 
 export function authzPolicyObj(namespace: string, name: string, spec: Record<string, unknown>): Obj {
   return { metadata: { name, namespace }, spec };
+}
+
+export function httpRouteObj(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+  return { metadata: { name, namespace }, spec };
+}
+
+export function gatewayObj(namespace: string, name: string, o: { className?: string; labels?: Record<string, string>; annotations?: Record<string, string> } = {}): Obj {
+  return {
+    metadata: { name, namespace, labels: o.labels ?? {}, annotations: o.annotations ?? {} },
+    spec: { gatewayClassName: o.className ?? 'weft-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  };
 }

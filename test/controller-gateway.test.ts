@@ -1,0 +1,191 @@
+/**
+ * The controller's Gateway API side against the API-server stand-in and a real
+ * redis-server: HTTPRoute/GRPCRoute/Gateway mirrored into the registry, route status
+ * written (and only when it changed), invalid routes skipped and reported, and the
+ * other kinds still mirrored while the Gateway API CRDs are missing.
+ */
+import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Controller } from '../src/controller/controller';
+import { KubeClient } from '../src/k8s/client';
+import { RegistryStore } from '../src/registry/store';
+import { createLogger } from '../src/lib/log';
+import {
+  TestApiServer, gatewayObj, httpRouteObj, namespaceObj, nodeObj, podObj, serviceObj,
+} from './helpers/apiserver';
+import { startRedis, type TestRedis } from './helpers/redis';
+import { waitFor } from './helpers/wait';
+
+let redis: TestRedis;
+t.before(async () => {
+  redis = await startRedis();
+});
+t.teardown(() => redis.stop());
+
+interface LogLine { level: number; msg: string; [k: string]: unknown }
+
+async function rig(t: Test, opts: { crds?: boolean } = {}) {
+  const api = await TestApiServer.start();
+  t.teardown(() => api.stop());
+  if (opts.crds === false) api.setGatewayAPIInstalled(false);
+  const client = new KubeClient({ server: api.url });
+  t.teardown(() => client.close());
+  const store = RegistryStore.connect(redis.url, { prefix: `weft-${randomBytes(4).toString('hex')}:` });
+  t.teardown(() => store.close());
+  const logs: LogLine[] = [];
+  const logger = createLogger({ level: 'debug', component: 'controller', destination: { write: (s: string) => { logs.push(JSON.parse(s) as LogLine); } } });
+  const controller = new Controller({ client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger });
+  t.teardown(() => controller.stop());
+  return { api, client, store, controller, logs };
+}
+
+function seed(api: TestApiServer): void {
+  api.put('nodes', nodeObj('node-1', '203.0.113.10', '10.244.1.0/24'));
+  api.put('namespaces', namespaceObj('demo', { 'weft.io/dataplane-mode': 'ambient' }));
+  api.put('pods', podObj('demo', 'echo-v1-a', { node: 'node-1', ip: '10.244.1.5', labels: { app: 'echo', version: 'v1' } }));
+  for (const [name, ip, version] of [['echo', '10.96.0.10', undefined], ['echo-v1', '10.96.0.11', 'v1'], ['echo-v2', '10.96.0.12', 'v2']] as const) {
+    api.put('services', serviceObj('demo', name, { clusterIP: ip, selector: { app: 'echo', ...(version ? { version } : {}) }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
+  }
+}
+
+const canary = (backends: Record<string, unknown>[]) => ({
+  parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 80 }],
+  rules: [{ backendRefs: backends }],
+});
+
+async function snapshot(store: RegistryStore) {
+  return (await store.snapshot()).records;
+}
+
+type Parents = { parentRef: Record<string, unknown>; controllerName: string; conditions: { type: string; status: string; reason: string; message: string; observedGeneration?: number; lastTransitionTime?: string }[] }[];
+const parentsOf = (api: TestApiServer, plural: string, name: string): Parents => (api.get(plural, 'demo', name)?.status?.parents ?? []) as Parents;
+const cond = (p: Parents, type: string) => p.find((x) => x.controllerName === 'weft.io/waypoint')?.conditions.find((c) => c.type === type);
+
+t.test('routes are mirrored with their creationTimestamp, and status written per Service parentRef', async (t) => {
+  const { api, store, controller } = await rig(t);
+  seed(api);
+  api.put('httproutes', httpRouteObj('demo', 'canary', canary([{ name: 'echo-v1', port: 80, weight: 95 }, { name: 'echo-v2', port: 80, weight: 5 }])));
+  api.put('httproutes', httpRouteObj('demo', 'missing', canary([{ name: 'echo-v1', port: 80 }, { name: 'echo-v9', port: 80 }])));
+  api.put('httproutes', httpRouteObj('demo', 'wrong-kind', canary([{ group: 'example.com', kind: 'Bucket', name: 'b' }])));
+  api.put('grpcroutes', { metadata: { name: 'grpc', namespace: 'demo' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo-v2' }], rules: [{ backendRefs: [{ name: 'echo-v2', port: 80 }] }] } });
+  // Another controller's entry (an ingress Gateway parent) must survive Weft's writes.
+  api.modify('httproutes', 'demo', 'missing', (o) => {
+    o.status = { parents: [{ parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'ingress' }, controllerName: 'example.com/ingress', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'theirs', lastTransitionTime: '2024-01-01T00:00:00Z' }] }] };
+  });
+  controller.start();
+  await waitFor('routes mirrored', async () => {
+    const r = await snapshot(store);
+    return r.httproute.length === 3 && r.grpcroute.length === 1;
+  });
+  const r = await snapshot(store);
+  const stored = api.get('httproutes', 'demo', 'canary')!;
+  const rec = r.httproute.find((x) => x.name === 'canary')!;
+  t.equal(rec.creationTimestamp, new Date(stored.metadata.creationTimestamp).toISOString(), 'creationTimestamp from metadata');
+  t.same(rec.spec.rules[0]!.backendRefs.map((b) => [b.name, b.weight]), [['echo-v1', 95], ['echo-v2', 5]], 'the validated spec with weights');
+
+  await waitFor('status on every route', () => ['canary', 'missing', 'wrong-kind'].every((n) => cond(parentsOf(api, 'httproutes', n), 'ResolvedRefs')) &&
+    cond(parentsOf(api, 'grpcroutes', 'grpc'), 'Accepted') !== undefined);
+  const ok = parentsOf(api, 'httproutes', 'canary');
+  t.match(cond(ok, 'Accepted'), { status: 'True', reason: 'Accepted', observedGeneration: 1 });
+  t.match(cond(ok, 'ResolvedRefs'), { status: 'True', reason: 'ResolvedRefs' });
+  t.same(ok[0]!.parentRef, { group: '', kind: 'Service', name: 'echo', port: 80 }, 'the parentRef as validated');
+  const missing = parentsOf(api, 'httproutes', 'missing');
+  t.match(cond(missing, 'ResolvedRefs'), { status: 'False', reason: 'BackendNotFound', message: /echo-v9/ });
+  t.match(missing.find((p) => p.controllerName === 'example.com/ingress'), { conditions: [{ message: 'theirs' }] }, "another controller's entry kept");
+  t.equal(missing.length, 2);
+  t.match(cond(parentsOf(api, 'httproutes', 'wrong-kind'), 'ResolvedRefs'), { status: 'False', reason: 'InvalidKind', message: /Bucket/ });
+  t.match(cond(parentsOf(api, 'grpcroutes', 'grpc'), 'Accepted'), { status: 'True' });
+
+  // Unchanged status is not written again, whatever else happens.
+  const statusWrites = () => api.requests.filter((q) => q.method === 'PATCH' && q.path.endsWith('/status')).length;
+  const before = statusWrites();
+  t.equal(before, 4, 'one write per route');
+  api.put('pods', podObj('demo', 'echo-v1-b', { node: 'node-1', ip: '10.244.1.6', labels: { app: 'echo', version: 'v1' } }));
+  await waitFor('the new pod mirrored', async () => (await snapshot(store)).workload.length === 2);
+  api.bookmark();
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(statusWrites(), before, 'no status write when nothing changed');
+
+  // A backend appearing flips ResolvedRefs; lastTransitionTime moves only for the flipped one.
+  const acceptedSince = cond(parentsOf(api, 'httproutes', 'missing'), 'Accepted')!.lastTransitionTime;
+  api.put('services', serviceObj('demo', 'echo-v9', { clusterIP: '10.96.0.19', selector: { app: 'echo' }, ports: [{ port: 80 }] }));
+  await waitFor('ResolvedRefs True', () => cond(parentsOf(api, 'httproutes', 'missing'), 'ResolvedRefs')?.status === 'True');
+  t.equal(cond(parentsOf(api, 'httproutes', 'missing'), 'Accepted')!.lastTransitionTime, acceptedSince, 'Accepted kept its transition time');
+
+  // Deleting a route deletes its record.
+  api.remove('httproutes', 'demo', 'wrong-kind');
+  await waitFor('record deleted', async () => (await snapshot(store)).httproute.length === 2);
+});
+
+t.test('an invalid route is skipped, logged naming the field, and reported in its status', async (t) => {
+  const { api, store, controller, logs } = await rig(t);
+  seed(api);
+  api.put('httproutes', httpRouteObj('demo', 'good', canary([{ name: 'echo-v1', port: 80 }])));
+  api.put('httproutes', httpRouteObj('demo', 'bad', {
+    parentRefs: [{ group: '', kind: 'Service', name: 'echo' }],
+    rules: [{ matches: [{ path: { type: 'RegularExpression', value: '(a+)+(' } }], backendRefs: [{ name: 'echo-v1', port: 80 }] }],
+  }));
+  controller.start();
+  await waitFor('status on the bad route', () => cond(parentsOf(api, 'httproutes', 'bad'), 'Accepted') !== undefined);
+  t.match(cond(parentsOf(api, 'httproutes', 'bad'), 'Accepted'), { status: 'False', reason: 'UnsupportedValue', message: /spec\.rules\[0\]\.matches\[0\]\.path\.value/ });
+  const r = await snapshot(store);
+  t.same(r.httproute.map((x) => x.name), ['good'], 'only the valid route is in the registry');
+  const lines = logs.filter((l) => /HTTPRoute demo\/bad is invalid/.test(l.msg));
+  t.equal(lines.length, 1, 'one log line');
+  t.match(lines[0]!.msg, /spec\.rules\[0\]\.matches\[0\]\.path\.value/, 'it names the field');
+  // More ticks do not repeat it.
+  api.put('pods', podObj('demo', 'other', { node: 'node-1', ip: '10.244.1.7', labels: { app: 'x' } }));
+  await waitFor('pod mirrored', async () => (await snapshot(store)).workload.length === 2);
+  t.equal(logs.filter((l) => /HTTPRoute demo\/bad is invalid/.test(l.msg)).length, 1, 'rate-limited: not repeated while unchanged');
+  // Fixing it mirrors it and flips the status.
+  api.put('httproutes', httpRouteObj('demo', 'bad', canary([{ name: 'echo-v1', port: 80 }])));
+  await waitFor('fixed route mirrored', async () => (await snapshot(store)).httproute.length === 2);
+  await waitFor('Accepted True', () => cond(parentsOf(api, 'httproutes', 'bad'), 'Accepted')?.status === 'True');
+});
+
+t.test('without the Gateway API CRDs every other kind is mirrored, and the CRDs are picked up when they appear', async (t) => {
+  const { api, store, controller, logs } = await rig(t, { crds: false });
+  seed(api);
+  controller.start();
+  await waitFor('nodes, namespaces, pods and services mirrored', async () => {
+    const r = await snapshot(store);
+    return r.node.length === 1 && r.namespace.length === 1 && r.workload.length === 1 && r.service.length === 3;
+  });
+  t.ok(controller.synced, 'synced although the Gateway API is not served');
+  t.ok(controller.gatewayAPIMissing);
+  await waitFor('several retries', () => api.requests.filter((q) => q.path.endsWith('/httproutes') && q.method === 'GET').length >= 3);
+  const warned = logs.filter((l) => /Gateway API CRDs are not installed/.test(l.msg));
+  t.equal(warned.length, 1, 'logged once, not per retry');
+  t.match(warned[0]!.msg, /standard-install\.yaml/, 'says what to install');
+  // Other kinds keep flowing while the Gateway API is absent.
+  api.put('pods', podObj('demo', 'late', { node: 'node-1', ip: '10.244.1.9', labels: { app: 'late' } }));
+  await waitFor('a later pod mirrored', async () => (await snapshot(store)).workload.length === 2);
+
+  api.setGatewayAPIInstalled(true);
+  api.put('httproutes', httpRouteObj('demo', 'canary', canary([{ name: 'echo-v1', port: 80 }])));
+  api.put('gateways', gatewayObj('demo', 'waypoint'));
+  await waitFor('route and waypoint mirrored', async () => {
+    const r = await snapshot(store);
+    return r.httproute.length === 1 && r.waypoint.length === 1;
+  });
+  t.notOk(controller.gatewayAPIMissing);
+  t.ok(logs.some((l) => /Gateway API CRDs found/.test(l.msg)), 'the recovery is logged');
+  await waitFor('status written', () => cond(parentsOf(api, 'httproutes', 'canary'), 'Accepted')?.status === 'True');
+
+  // CRDs removed again: their records go, everything else stays.
+  api.setGatewayAPIInstalled(false);
+  await waitFor('Gateway API records removed', async () => {
+    const r = await snapshot(store);
+    return r.httproute.length === 0 && r.waypoint.length === 0 && r.workload.length === 2;
+  });
+});
+
+t.test('Gateways: only class weft-waypoint becomes a waypoint record', async (t) => {
+  const { api, store, controller } = await rig(t);
+  seed(api);
+  api.put('gateways', gatewayObj('demo', 'waypoint', { labels: { 'weft.io/waypoint-for': 'service' }, annotations: { 'weft.io/service-account': 'wp-sa' } }));
+  api.put('gateways', gatewayObj('demo', 'ingress', { className: 'some-ingress' }));
+  controller.start();
+  await waitFor('waypoint mirrored', async () => (await snapshot(store)).waypoint.length === 1);
+  t.same((await snapshot(store)).waypoint, [{ name: 'waypoint', namespace: 'demo', serviceAccount: 'wp-sa', for: 'service' }]);
+});
