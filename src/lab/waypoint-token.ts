@@ -1,30 +1,36 @@
 /**
- * The lab waypoint's CA credential: an identity-scoped token for exactly its own
- * identity (namespace, service account), written to a file only the waypoint reads.
- * A waypoint has no node certificate and, outside Kubernetes, no ServiceAccount token;
- * the CA issues for this token that one identity and nothing else (src/ca).
- *
- * SEAM: the token itself comes from src/ca's identity tokens (helper cawp's
- * createIdentityToken / revokeIdentityToken). Until that lands, writeWaypointToken
- * writes a placeholder the CA will refuse; these two functions are the only place to change.
+ * The lab waypoint's CA credential: an identity-scoped token (src/ca/identity-tokens.ts)
+ * for exactly its own identity (namespace, service account), in a file only the
+ * waypoint reads. A waypoint has no node certificate and, outside Kubernetes, no
+ * ServiceAccount token; the CA issues for this token that one identity and nothing else.
+ * Tokens are secrets: the state file never holds one, only the 0600 file does.
  */
 import { readFileSync } from 'node:fs';
+import { createIdentityToken, revokeIdentityToken } from '../ca/identity-tokens';
 import { writeFileAtomic } from '../lib/files';
+import { openRedis } from '../registry/connection';
 import type { PlannedWaypoint } from './plan';
 
-/** Lifetime of a lab waypoint's token: as long as the lab's join tokens. */
+/** Lifetime of a lab waypoint's token: as long as the lab's join tokens; reusable by a restarted waypoint until then. */
 export const WAYPOINT_TOKEN_TTL_MS = 24 * 3_600_000;
 
-/** Placeholder written until the CA's identity tokens exist; recognisably not a token. */
-export const PENDING_TOKEN = 'weft-id.pending-ca-identity-tokens';
+async function withRedis<T>(redisUrl: string, fn: (redis: ReturnType<typeof openRedis>) => Promise<T>): Promise<T> {
+  const redis = openRedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  try {
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /**
  * Creates the identity token of waypoint `w` in the lab's Redis (`redisUrl`, as the
  * root namespace reaches it) and writes it to `file` (mode 0600).
  */
 export async function writeWaypointToken(redisUrl: string, w: Pick<PlannedWaypoint, 'namespace' | 'serviceAccount'>, file: string): Promise<void> {
-  void redisUrl; void w;
-  writeFileAtomic(file, `${PENDING_TOKEN}\n`, 0o600);
+  const { token } = await withRedis(redisUrl, (redis) => createIdentityToken(redis,
+    { namespace: w.namespace, serviceAccount: w.serviceAccount, ttlMs: WAYPOINT_TOKEN_TTL_MS, purpose: 'waypoint' }));
+  writeFileAtomic(file, `${token}\n`, 0o600);
 }
 
 /** Revokes the token in `file` (if any) before its expiry: a removed waypoint's token must not outlive it. */
@@ -35,6 +41,6 @@ export async function revokeWaypointToken(redisUrl: string, file: string): Promi
   } catch {
     return; // never written, or already removed
   }
-  void redisUrl;
-  if (token === PENDING_TOKEN) return;
+  if (token === '') return;
+  await withRedis(redisUrl, (redis) => revokeIdentityToken(redis, token));
 }
