@@ -156,3 +156,50 @@ t.test('mirrors: bounded concurrency; beyond it copies are dropped, the primary 
   t.equal(h.l7.mirrorsDropped, 1);
   t.equal(held.length, 1);
 });
+
+/** An upstream that answers the first request of each connection and drops the connection at the second, as a keep-alive race does. */
+async function dropsSecond(t: Test) {
+  let connections = 0;
+  const server = net.createServer((sock) => {
+    connections++;
+    let n = 0;
+    sock.on('data', (d: Buffer) => {
+      if (!d.toString('latin1').includes('\r\n\r\n')) return;
+      if (++n === 1) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+      else sock.destroy();
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  return { port: (server.address() as net.AddressInfo).port, connections: () => connections };
+}
+
+t.test('a kept-alive connection that turns out closed: an idempotent request is resent once, a POST is not', async (t) => {
+  const up = await dropsSecond(t);
+  const h = await startWaypoint(t, () => plan(up.port));
+  t.equal((await request(h.port)).status, 200);
+  const again = await request(h.port);
+  t.equal(again.status, 200, 'the GET went out again on a fresh connection');
+  t.equal(up.connections(), 2);
+  t.match(h.records[1], { attempts: 1, responseFlag: '-' });
+  const post = await request(h.port, { method: 'POST', body: 'once' });
+  t.equal(post.status, 503, 'a POST is never resent without a retry policy');
+  t.match(h.records[2], { responseFlag: 'UC' });
+});
+
+t.test('the client going away cancels the upstream attempt (DC)', async (t) => {
+  let upstreamClosed = false;
+  const up = await httpUpstream(t, (req) => { req.on('close', () => { upstreamClosed = true; }); });
+  const h = await startWaypoint(t, () => plan(up.port));
+  const s = net.connect(h.port, '127.0.0.1');
+  s.on('error', () => {});
+  s.write('GET /slow HTTP/1.1\r\nHost: echo.demo\r\n\r\n');
+  while (h.dialer.count(up.port) === 0) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 20));
+  s.destroy();
+  while (h.records.length === 0) await new Promise((r) => setTimeout(r, 5));
+  t.match(h.records[0], { responseFlag: 'DC', status: 0 });
+  while (!upstreamClosed) await new Promise((r) => setTimeout(r, 5));
+  t.ok(upstreamClosed, 'the upstream request was cancelled');
+});

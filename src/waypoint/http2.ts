@@ -35,6 +35,8 @@ export class H2Front {
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       if (this.pending) this.contexts.set(session, this.pending);
       session.on('error', () => {});
+      // An idle h2c session holds its HBONE stream: close it as HTTP/1.1 keep-alive would be.
+      session.setTimeout(deps.config.keepAliveTimeoutMs, () => session.close());
       session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
     });
     this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => this.onStream(stream, headers, flags));
