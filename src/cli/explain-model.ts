@@ -13,13 +13,14 @@ import {
   DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, type PeerAuthenticationMode, type ServiceRecord,
 } from '../registry/types';
 import { formatHostPort, type HostPort } from '../lib/address';
-import { authorize, matchPolicy, type AuthzDecision } from '../ztunnel/authorization';
 import { defaultHboneDialTarget, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
 import { HBONE_PORT } from '../hbone/contracts';
 import { RoundRobin, type EndpointPicker } from '../ztunnel/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';
 import { usableEndpoint } from '../ztunnel/service-endpoint';
+import { authorizationAt } from './explain-authz';
+import { explainWaypoint, type WaypointExplanation, type WaypointL7Explainer } from './explain-waypoint';
 
 // ---- parsing what the operator typed ----
 
@@ -127,7 +128,8 @@ export interface AuthorizationExplanation {
 export type Outcome = 'allowed' | 'denied' | 'refused';
 
 export interface PathExplanation {
-  kind: 'hbone' | 'passthrough' | 'refuse';
+  /** `waypoint`: the waypoint's upstream hop to this endpoint (the hop to the waypoint is Explanation.waypoint). */
+  kind: 'hbone' | 'passthrough' | 'refuse' | 'waypoint';
   /** The endpoint this path goes to (for a service with several, one path each). */
   endpoint?: string;
   /** `ip:port` the bytes finally reach. */
@@ -152,6 +154,8 @@ export interface PathExplanation {
 export interface Explanation {
   source: SourceExplanation;
   destination: DestinationExplanation;
+  /** The waypoint the source ztunnel sends the connection to, when the service is bound to one and it is ready. */
+  waypoint?: WaypointExplanation;
   paths: PathExplanation[];
   /** allowed; denied/refused when every path is; partly-denied when paths disagree. */
   verdict: Outcome | 'partly-denied';
@@ -220,9 +224,19 @@ class FixedPicker implements EndpointPicker {
   pick(_s: ServiceRecord, candidates: readonly WorkloadView[]): WorkloadView {
     return candidates.find((c) => c.record.uid === this.uid) ?? candidates[0]!;
   }
+
+  /** The first ready waypoint pod by uid: any would do, the answer must be stable. */
+  pickWaypoint(_w: unknown, candidates: readonly WorkloadView[]): WorkloadView {
+    return [...candidates].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1))[0]!;
+  }
 }
 
-export function explain(state: MeshState, sourceText: string, destinationText: string): Explanation {
+export interface ExplainOptions {
+  /** Explains the waypoint's L7 choice (route, rule, backend); without it that step is marked as not evaluated. */
+  l7?: WaypointL7Explainer;
+}
+
+export function explain(state: MeshState, sourceText: string, destinationText: string, opts: ExplainOptions = {}): Explanation {
   const srcRef = parseSource(sourceText);
   const dstRef = parseDestination(destinationText);
 
@@ -277,7 +291,8 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
     const sp = service.ports.find((p) => p.port === dst.port);
     destination.service = { namespace: service.namespace, name: service.name, hostname: service.hostname, vip: dst.ip, port: dst.port };
     if (sp) destination.service.targetPort = sp.targetPort;
-    if (service.waypoint) destination.service.waypoint = service.waypoint;
+    const bound = state.serviceWaypointName(service);
+    if (bound !== undefined) destination.service.waypoint = bound;
     destination.endpoints = state.endpoints(service)
       .map((w) => ({ ...workloadRef(w), usable: usableEndpoint(w) }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -295,10 +310,16 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
   // node address the ztunnel binds (its other interfaces are only known on the node).
   const nodeAddress = sourceView ? state.node(sourceView.record.node)?.address : undefined;
   const guard = loopGuard(fixedSelfAddresses(nodeAddress ? [nodeAddress] : []));
+  const first = routeOutbound(state, req, new RoundRobin(), guard);
+  if (first.kind === 'waypoint') {
+    // The source ztunnel picks no endpoint: the waypoint does. One path per endpoint it may reach.
+    const hop = explainWaypoint(state, first, source, opts.l7);
+    return { source, destination, waypoint: hop.waypoint, paths: hop.paths, verdict: verdictOf(hop.paths), registryRevision: state.revision };
+  }
   const usable = service ? state.endpoints(service).filter(usableEndpoint) : [];
   const decisions: OutboundDecision[] = usable.length > 1
     ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard))
-    : [routeOutbound(state, req, new RoundRobin(), guard)];
+    : [first];
   // A refusal decided before any endpoint is chosen (no such port) is the same for all: show it once.
   const seen = new Set<string>();
   const paths = decisions.map((d) => explainPath(state, d, source, sourceView)).filter((p) => {
@@ -318,40 +339,6 @@ function verdictOf(paths: PathExplanation[]): Explanation['verdict'] {
   return outcomes.has('allowed') ? 'partly-denied' : outcomes.has('denied') ? 'denied' : 'refused';
 }
 
-function describePolicies(state: MeshState, dest: WorkloadView, req: Parameters<typeof authorize>[0]): PolicyVerdict[] {
-  return state.policiesFor(dest).map((p) => {
-    const m = matchPolicy(p, req);
-    const v: PolicyVerdict = { policy: `${p.namespace}/${p.name}`, action: p.action, matched: m.matched };
-    if (m.rule !== undefined) v.rule = m.rule;
-    return v;
-  });
-}
-
-function authorizationAt(
-  state: MeshState, dest: WorkloadView, target: HostPort, source: SourceExplanation, peerIdentity: string | undefined, listener: string,
-): AuthorizationExplanation {
-  const req = { source: peerIdentity ? { identity: peerIdentity, ip: source.ip } : { ip: source.ip }, destination: { workload: dest, ip: target.ip, port: target.port } };
-  const mode = state.peerAuthModeFor(dest);
-  const decision: AuthzDecision = authorize(req, state.policiesFor(dest), mode);
-  const a: AuthorizationExplanation = {
-    enforcedBy: `${dest.record.node}'s ztunnel, ${listener}`,
-    peerAuthentication: mode,
-    policies: describePolicies(state, dest, req),
-    allowed: decision.allowed,
-    reason: decision.reason,
-  };
-  if (peerIdentity) a.peerIdentity = peerIdentity;
-  if (decision.policy) a.decidingPolicy = decision.policy;
-  return a;
-}
-
-function waypointNote(dest: WorkloadView | undefined, service: ServiceRecord | undefined): string | undefined {
-  const wp = service?.waypoint ?? dest?.waypoint;
-  if (!wp) return undefined;
-  return `waypoint ${wp} is bound to the ${service?.waypoint ? `service ${service.namespace}/${service.name}` : 'destination'}; `
-    + 'this explanation covers the L4 path and policy only, not the waypoint\'s L7 routes or policy';
-}
-
 function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplanation, sourceView: WorkloadView | undefined): PathExplanation {
   const srcNode = sourceView?.record.node;
   if (d.kind === 'refuse') {
@@ -360,6 +347,7 @@ function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplan
       route: source.enrolled ? `${srcNode}'s ztunnel takes the connection on ${OUTBOUND_PORT} and closes it` : 'the connection is refused',
     };
   }
+  if (d.kind === 'waypoint') throw new Error('unreachable: a waypoint decision is explained by explainWaypoint');
   if (d.kind === 'hbone') {
     const dest = d.destination;
     const hbone = defaultHboneDialTarget(dest);
@@ -373,8 +361,7 @@ function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplan
       identities: { source: d.source.identity, destination: d.identity },
       authorization, outcome: authorization.allowed ? 'allowed' : 'denied',
     };
-    const note = waypointNote(dest, d.service);
-    if (note) p.waypointNote = note;
+    if (d.waypointNote) p.waypointNote = d.waypointNote;
     return p;
   }
   // Passthrough: plain TCP. An enrolled destination still sees it: its node captures
@@ -387,6 +374,7 @@ function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplan
       : `plain TCP straight to ${target}: the source is not in the mesh, so no ztunnel touches its outbound traffic`,
   };
   if (d.destination) p.endpoint = wlName(d.destination.record);
+  if (d.waypointNote) p.waypointNote = d.waypointNote;
   if (d.destination?.enrolled) {
     p.authorization = authorizationAt(state, d.destination, { ip: d.ip, port: d.port }, source, undefined, `inbound plaintext (${INBOUND_PLAINTEXT_PORT})`);
     p.outcome = p.authorization.allowed ? 'allowed' : 'denied';

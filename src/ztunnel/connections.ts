@@ -33,6 +33,8 @@ export interface ConnectionDestination {
   serviceHost?: string;
   /** The tunnel's peer (`<pod IP>:15008`) for HBONE outbound. */
   hboneAddr?: string;
+  /** `<namespace>/<name>` of the waypoint the connection goes (or was refused to go) through. */
+  waypoint?: string;
 }
 
 export interface ConnectionInit {

@@ -132,6 +132,7 @@ export class ConnectionLifecycle {
     if (c.src.identity) line['src.identity'] = c.src.identity;
     if (c.dst.hboneAddr) line['dst.hbone_addr'] = c.dst.hboneAddr;
     if (c.dst.service) line['dst.service'] = c.dst.service;
+    if (c.dst.waypoint) line['dst.waypoint'] = c.dst.waypoint;
     if (c.dst.workload) {
       line['dst.workload'] = c.dst.workload.record.name;
       line['dst.namespace'] = c.dst.workload.record.namespace;
@@ -146,9 +147,11 @@ export class ConnectionLifecycle {
     }
     // Refused or failed before any byte moved: every one is counted in the metrics, but
     // only a few lines per flag are written (a loop or a scan would write thousands).
-    // A loop is a misconfiguration or an attack, so it is a warning.
+    // A loop is a misconfiguration or an attack, and a Service whose waypoint cannot take
+    // traffic is an outage the operator must fix: both are warnings.
     // The key is a direction and a flag, both from fixed sets.
-    this.limiter.log(this.log, result.flag === 'LOOP' ? 'warn' : 'info', `${c.direction}:${result.flag}`, line, 'connection complete');
+    const level = result.flag === 'LOOP' || result.flag === 'NO_WAYPOINT' ? 'warn' : 'info';
+    this.limiter.log(this.log, level, `${c.direction}:${result.flag}`, line, 'connection complete');
   }
 }
 

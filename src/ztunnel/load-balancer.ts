@@ -5,11 +5,17 @@
  * the caller injects (the connection registry knows).
  */
 import type { WorkloadView } from '../registry/enrolment';
-import type { ServiceRecord } from '../registry/types';
+import type { ServiceRecord, WaypointRecord } from '../registry/types';
 
 export interface EndpointPicker {
   /** Chooses one of `candidates` (never empty, healthy only) for a new connection to `service`. */
   pick(service: ServiceRecord, candidates: readonly WorkloadView[]): WorkloadView;
+  /**
+   * Chooses one of a waypoint's ready pods (never empty) for a new connection a source
+   * sends through it. Always round robin: a waypoint pod multiplexes many sources over
+   * a few pooled tunnels, so a per-proxy connection count says little about its load.
+   */
+  pickWaypoint(waypoint: Pick<WaypointRecord, 'namespace' | 'name'>, candidates: readonly WorkloadView[]): WorkloadView;
 }
 
 /** Active connections this proxy has to a workload (by uid). */
@@ -24,8 +30,16 @@ export class RoundRobin implements EndpointPicker {
   private readonly cursors = new Map<string, number>();
 
   pick(service: ServiceRecord, candidates: readonly WorkloadView[]): WorkloadView {
+    return this.next(`${service.namespace}/${service.name}`, candidates);
+  }
+
+  pickWaypoint(waypoint: Pick<WaypointRecord, 'namespace' | 'name'>, candidates: readonly WorkloadView[]): WorkloadView {
+    // Another key space than services': a Service and a Gateway may share a name.
+    return this.next(`waypoint:${waypoint.namespace}/${waypoint.name}`, candidates);
+  }
+
+  private next(k: string, candidates: readonly WorkloadView[]): WorkloadView {
     const sorted = sortByUid(candidates);
-    const k = `${service.namespace}/${service.name}`;
     const n = this.cursors.get(k) ?? 0;
     // The cursor wraps well before it loses integer precision.
     this.cursors.set(k, (n + 1) % 1_000_000_007);
@@ -58,6 +72,10 @@ export class LeastConnections implements EndpointPicker {
     }
     return tied.length === 1 ? tied[0]! : this.tieBreak.pick(service, tied);
   }
+
+  pickWaypoint(waypoint: Pick<WaypointRecord, 'namespace' | 'name'>, candidates: readonly WorkloadView[]): WorkloadView {
+    return this.tieBreak.pickWaypoint(waypoint, candidates);
+  }
 }
 
 /** Picks per the service's own `loadBalancing` setting. */
@@ -73,6 +91,10 @@ export class ServiceLoadBalancer implements EndpointPicker {
   pick(service: ServiceRecord, candidates: readonly WorkloadView[]): WorkloadView {
     if (service.loadBalancing === 'LEAST_CONN' && this.leastConn) return this.leastConn.pick(service, candidates);
     return this.roundRobin.pick(service, candidates);
+  }
+
+  pickWaypoint(waypoint: Pick<WaypointRecord, 'namespace' | 'name'>, candidates: readonly WorkloadView[]): WorkloadView {
+    return this.roundRobin.pickWaypoint(waypoint, candidates);
   }
 }
 

@@ -88,6 +88,16 @@ export function guardDestination(dst: HostPort, guard: LoopGuard): GuardRefusal 
   return undefined;
 }
 
+/**
+ * Only the address checks of guardDestination: for a hop whose port is a proxy port
+ * by design (a waypoint pod's 15008), so only its address can be wrong.
+ */
+export function guardAddress(hop: HostPort, guard: LoopGuard): GuardRefusal | undefined {
+  return guardDestination(hop, { self: guard.self, ports: NO_PORTS });
+}
+
+const NO_PORTS: ReadonlySet<number> = new Set();
+
 /** Only the port check of guardDestination: for a service VIP, whose address is not the dial target. */
 export function guardPort(dst: HostPort, guard: LoopGuard): GuardRefusal | undefined {
   return guard.ports.has(dst.port) ? guardDestination(dst, { self: NO_SELF_ADDRESSES, ports: guard.ports }) : undefined;

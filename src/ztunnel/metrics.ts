@@ -25,6 +25,12 @@ export type ResponseFlag =
   | 'NO_HEALTHY_UPSTREAM'
   | 'NO_ROUTE'
   | 'LOOP'
+  /**
+   * The destination Service is bound to a waypoint that is missing or has no ready
+   * pod: refused, never sent around it. (Istio's ztunnel reports its "unknown
+   * waypoint" error as CONNECT; a flag of its own tells this outage apart.)
+   */
+  | 'NO_WAYPOINT'
   /** Not a valid HBONE CONNECT, or for a workload this node does not host. */
   | 'BAD_REQUEST'
   | 'UPSTREAM_RESET'

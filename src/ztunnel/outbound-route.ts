@@ -4,7 +4,11 @@
  *
  * The ztunnel's own sockets are not kube-proxied (its traffic never passes the
  * capture or service rules), so a service VIP is resolved here to one healthy
- * endpoint and its target port, whether the connection is then tunnelled or not.
+ * endpoint and its target port, whether the connection is then tunnelled or not —
+ * unless the Service is bound to a waypoint (waypoint-route.ts): then a mesh source's
+ * connection goes to a waypoint pod, which picks the endpoint, or is refused.
+ * Traffic addressed to a pod IP never goes through a service waypoint (Gateway API's
+ * MeshFrontend rule: routes attach to the Service, not to its pods).
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
@@ -13,8 +17,11 @@ import { formatHostPort, type HostPort } from '../lib/address';
 import type { EndpointPicker } from './load-balancer';
 import { guardDestination, guardPort, type GuardRefusal, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from './service-endpoint';
+import { waypointHop, type WaypointDecision, type WaypointState } from './waypoint-route';
 
-export type RouteState = Pick<MeshState, 'workloadByAddress' | 'serviceByVip' | 'endpoints'>;
+export type { WaypointDecision } from './waypoint-route';
+
+export type RouteState = Pick<MeshState, 'workloadByAddress' | 'serviceByVip' | 'endpoints'> & WaypointState;
 
 export interface OutboundRequest {
   /** The captured client's address (the source pod IP). */
@@ -33,6 +40,8 @@ export interface HboneDecision {
   /** Pod IP and target port: the CONNECT `:authority`. */
   target: HostPort;
   service?: ServiceRecord;
+  /** Why a waypoint binding was not followed (pod-IP destination, waypoint `for`), for the debug log and `weft explain`. */
+  waypointNote?: string;
 }
 
 /** Plain TCP to `ip:port` (the chosen endpoint and target port for a VIP). */
@@ -45,19 +54,22 @@ export interface PassthroughDecision {
   service?: ServiceRecord;
   /** Why the connection is not tunnelled, for the debug log and `weft explain`. */
   reason: string;
+  waypointNote?: string;
 }
 
 /** Closed without dialling anything. */
 export interface RefuseDecision {
   kind: 'refuse';
   /** Short, fixed token for metrics (`response_flags`). */
-  flag: 'LOOP' | 'NO_HEALTHY_UPSTREAM' | 'NO_ROUTE';
+  flag: 'LOOP' | 'NO_HEALTHY_UPSTREAM' | 'NO_ROUTE' | 'NO_WAYPOINT';
   reason: string;
   source?: WorkloadView;
   service?: ServiceRecord;
+  /** `<namespace>/<name>` of the waypoint the service is bound to, when the refusal is about it. */
+  waypoint?: string;
 }
 
-export type OutboundDecision = HboneDecision | PassthroughDecision | RefuseDecision;
+export type OutboundDecision = HboneDecision | WaypointDecision | PassthroughDecision | RefuseDecision;
 
 /**
  * `guard` holds this node's own addresses and the proxy ports: both the original
@@ -75,7 +87,12 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
 
   let destination: WorkloadView | undefined;
   let target: HostPort;
+  let waypointNote: string | undefined;
   if (service) {
+    const hop = waypointHop(state, source, service, req.dst, lb, guard);
+    if (hop.kind === 'waypoint') return hop;
+    if (hop.kind === 'refuse') return { kind: 'refuse', flag: hop.flag, reason: hop.reason, source, service, waypoint: hop.waypoint };
+    waypointNote = hop.note;
     const pick = pickServiceEndpoint(state, service, req.dst.port, lb);
     if (!pick.ok) return { kind: 'refuse', flag: pick.flag, source, service, reason: pick.reason };
     destination = pick.destination;
@@ -85,9 +102,13 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
   } else {
     destination = state.workloadByAddress(req.dst.ip);
     target = req.dst;
+    if (destination?.waypoint !== undefined) {
+      waypointNote = `${dstText} is a pod address: the waypoint ${destination.record.namespace}/${destination.waypoint} its namespace or pod names `
+        + 'routes traffic addressed to a service, not to a pod (Gateway API MeshFrontend), so it is reached directly';
+    }
   }
 
-  const base = { source, destination, service };
+  const base = waypointNote === undefined ? { source, destination, service } : { source, destination, service, waypointNote };
   if (!destination) {
     return { kind: 'passthrough', ip: target.ip, port: target.port, ...base, reason: `${dstText} is not a mesh workload or service` };
   }
@@ -102,6 +123,7 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
   }
   const decision: HboneDecision = { kind: 'hbone', source, destination, identity: destination.identity, target };
   if (service) decision.service = service;
+  if (waypointNote !== undefined) decision.waypointNote = waypointNote;
   return decision;
 }
 

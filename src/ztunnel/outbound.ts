@@ -2,8 +2,10 @@
  * Outbound capture (port 15001): every TCP connection an enrolled pod opens arrives
  * here (DNAT), the original destination comes from conntrack, and routeOutbound
  * decides: tunnel it over HBONE (presenting the SOURCE workload's certificate,
- * expecting the destination workload's identity), pass it through as plain TCP, or
- * refuse it with a TCP reset.
+ * expecting the destination workload's identity), tunnel it to the Service's
+ * waypoint (same certificate, the waypoint's identity expected, `:authority` the
+ * original VIP:port), pass it through as plain TCP, or refuse it with a TCP reset
+ * (a bound Service whose waypoint is missing or has no ready pod: NO_WAYPOINT).
  */
 import * as net from 'node:net';
 import type { MeshState } from '../registry/state';
@@ -17,7 +19,7 @@ import { ConnectionLifecycle, endResult } from './lifecycle';
 import { ListenerBase, type CapturedListenerOptions } from './listener';
 import { ServiceLoadBalancer, type EndpointPicker } from './load-balancer';
 import { flagForError } from './metrics';
-import { routeOutbound, type HboneDecision, type PassthroughDecision } from './outbound-route';
+import { routeOutbound, type HboneDecision, type PassthroughDecision, type WaypointDecision } from './outbound-route';
 import { defaultLoopGuard } from './listener';
 import type { LoopGuard } from './loop-guard';
 import { DEFAULT_PIPE_HIGH_WATER_MARK, Pipe, resetStream, type PipeSide } from '../hbone/pipe';
@@ -45,7 +47,6 @@ export class OutboundProxy extends ListenerBase {
   private readonly connectTimeoutMs: number;
   private readonly hwm: number;
   private readonly lifecycle: ConnectionLifecycle;
-  private readonly warnedWaypoints = new Set<string>();
   private readonly guard: LoopGuard;
 
   constructor(opts: OutboundOptions) {
@@ -74,16 +75,16 @@ export class OutboundProxy extends ListenerBase {
     const decision = routeOutbound(this.state, { sourceIp: srcIp, dst }, this.lb, this.guard);
     if (decision.source) conn.src.workload = decision.source;
     if (decision.kind === 'refuse') {
-      if (decision.service) this.connections.setDestination(conn, { ...conn.dst, ...service(decision.service) });
+      if (decision.service) this.connections.setDestination(conn, { ...conn.dst, ...service(decision.service), ...waypointOf(decision.waypoint) });
       reset(sock);
       this.lifecycle.end(conn, { flag: decision.flag, reason: decision.reason });
       return;
     }
     let upstream: PipeSide;
     try {
-      upstream = decision.kind === 'hbone'
-        ? await this.openTunnel(conn, decision, srcIp, srcPort)
-        : await this.openPassthrough(conn, decision);
+      upstream = decision.kind === 'passthrough'
+        ? await this.openPassthrough(conn, decision)
+        : await this.openTunnel(conn, tunnelHop(decision), srcIp, srcPort);
     } catch (err) {
       reset(sock);
       this.lifecycle.end(conn, { flag: flagForError(err), reason: (err as Error).message });
@@ -103,21 +104,25 @@ export class OutboundProxy extends ListenerBase {
     conn.terminate = (why) => pipe.abort(why);
   }
 
-  private async openTunnel(conn: TrackedConnection, d: HboneDecision, srcIp: string, srcPort: number): Promise<PipeSide> {
-    this.warnWaypoint(d);
-    const hop = this.dialTarget(d.destination);
+  private async openTunnel(conn: TrackedConnection, d: TunnelHop, srcIp: string, srcPort: number): Promise<PipeSide> {
+    if (d.waypointNote) this.log.debug({ connection: conn.id, note: d.waypointNote }, 'waypoint binding not followed');
+    const hop = this.dialTarget(d.peer);
     conn.protocol = 'HBONE';
     conn.src.identity = d.source.identity;
+    // For a waypoint hop the destination workload is the waypoint pod (the tunnel's
+    // peer, as Istio's source ztunnel reports it) and the service the original one.
     this.connections.setDestination(conn, {
-      ip: d.target.ip, port: d.target.port, workload: d.destination, identity: d.identity,
-      hboneAddr: formatHostPort(hop.host, hop.port), ...service(d.service),
+      ip: d.target.ip, port: d.target.port, workload: d.peer, identity: d.identity,
+      hboneAddr: formatHostPort(hop.host, hop.port), ...service(d.service), ...waypointOf(d.waypoint),
     });
+    // The pool key is {source identity, peer identity, next hop}: a waypoint pod's
+    // tunnels are shared by every connection of this source to any Service it serves.
     const opened = await this.pool.open({
       sourceIdentity: d.source.identity,
       destinationIdentity: d.identity,
       nextHop: hop,
-      originalDst: { ip: d.destination.record.addresses[0]!, port: HBONE_PORT },
-      peerNode: d.destination.record.node,
+      originalDst: { ip: d.peer.record.addresses[0]!, port: HBONE_PORT },
+      peerNode: d.peer.record.node,
       authority: d.target,
       forwardedFor: { ip: srcIp, port: srcPort },
       baggage: baggage(d.source),
@@ -135,22 +140,38 @@ export class OutboundProxy extends ListenerBase {
     return dialTcp(this.socketFactory, { ip: d.ip, port: d.port }, this.connectTimeoutMs);
   }
 
-  /**
-   * Routing through waypoints is not implemented here yet. Traffic silently skipping
-   * a waypoint (and so its L7 policy) is a known ambient pitfall, so say it — once
-   * per waypoint, not per connection.
-   */
-  private warnWaypoint(d: HboneDecision): void {
-    const wp = d.service?.waypoint ?? d.destination.waypoint;
-    if (!wp || this.warnedWaypoints.has(wp)) return;
-    this.warnedWaypoints.add(wp);
-    this.log.warn({ waypoint: wp, destination: `${d.destination.record.namespace}/${d.destination.record.name}`, service: d.service && `${d.service.namespace}/${d.service.name}` },
-      'destination is bound to a waypoint, but this ztunnel sends HBONE directly to the workload: the waypoint\'s L7 policy is NOT applied');
-  }
-
   protected override closeResources(why: string): void {
     this.lifecycle.terminateAll(why);
   }
+}
+
+/** What openTunnel needs of either tunnelled decision. */
+interface TunnelHop {
+  source: WorkloadView;
+  /** The tunnel's peer: the destination workload, or the waypoint pod. */
+  peer: WorkloadView;
+  /** The identity `peer` must present. */
+  identity: string;
+  /** The CONNECT `:authority`. */
+  target: { ip: string; port: number };
+  service?: { namespace: string; name: string; hostname: string };
+  /** `<namespace>/<name>` when the peer is a waypoint. */
+  waypoint?: string;
+  waypointNote?: string;
+}
+
+function tunnelHop(d: HboneDecision | WaypointDecision): TunnelHop {
+  if (d.kind === 'waypoint') {
+    return { source: d.source, peer: d.pod, identity: d.identity, target: d.target, service: d.service, waypoint: `${d.waypoint.namespace}/${d.waypoint.name}` };
+  }
+  const hop: TunnelHop = { source: d.source, peer: d.destination, identity: d.identity, target: d.target };
+  if (d.service) hop.service = d.service;
+  if (d.waypointNote) hop.waypointNote = d.waypointNote;
+  return hop;
+}
+
+function waypointOf(w: string | undefined): { waypoint?: string } {
+  return w === undefined ? {} : { waypoint: w };
 }
 
 function service(s: { namespace: string; name: string; hostname: string } | undefined): { service?: string; serviceHost?: string } {

@@ -6,7 +6,7 @@
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
-import type { ServiceRecord } from '../registry/types';
+import type { ServicePort, ServiceRecord } from '../registry/types';
 import type { HostPort } from '../lib/address';
 import { PROXY_PORTS } from './contracts';
 import type { EndpointPicker } from './load-balancer';
@@ -20,7 +20,16 @@ export type ServiceEndpointPick =
   | { ok: true; destination: WorkloadView; target: HostPort }
   | { ok: false; flag: 'NO_ROUTE' | 'NO_HEALTHY_UPSTREAM' | 'LOOP'; reason: string };
 
-export function pickServiceEndpoint(state: Pick<MeshState, 'endpoints'>, service: ServiceRecord, port: number, lb: EndpointPicker): ServiceEndpointPick {
+export type ServicePortCheck =
+  | { ok: true; port: ServicePort }
+  | { ok: false; flag: 'NO_ROUTE' | 'LOOP'; reason: string };
+
+/**
+ * The service port a VIP:port connection is for, refused when the service does not
+ * expose it or maps it onto a proxy port. Also checked before a connection is sent to
+ * a waypoint: the waypoint would refuse the same, one hop later and less clearly.
+ */
+export function servicePortFor(service: ServiceRecord, port: number): ServicePortCheck {
   const name = `${service.namespace}/${service.name}`;
   const sp = service.ports.find((p) => p.port === port);
   if (!sp) {
@@ -29,8 +38,14 @@ export function pickServiceEndpoint(state: Pick<MeshState, 'endpoints'>, service
   if (PROXY_PORTS.has(sp.targetPort)) {
     return { ok: false, flag: 'LOOP', reason: `refused to prevent a loop: service ${name} port ${sp.port} targets proxy port ${sp.targetPort}` };
   }
+  return { ok: true, port: sp };
+}
+
+export function pickServiceEndpoint(state: Pick<MeshState, 'endpoints'>, service: ServiceRecord, port: number, lb: EndpointPicker): ServiceEndpointPick {
+  const sp = servicePortFor(service, port);
+  if (!sp.ok) return sp;
   const healthy = state.endpoints(service).filter(usableEndpoint);
-  if (healthy.length === 0) return { ok: false, flag: 'NO_HEALTHY_UPSTREAM', reason: `service ${name} has no healthy endpoint` };
+  if (healthy.length === 0) return { ok: false, flag: 'NO_HEALTHY_UPSTREAM', reason: `service ${service.namespace}/${service.name} has no healthy endpoint` };
   const destination = lb.pick(service, healthy);
-  return { ok: true, destination, target: { ip: destination.record.addresses[0]!, port: sp.targetPort } };
+  return { ok: true, destination, target: { ip: destination.record.addresses[0]!, port: sp.port.targetPort } };
 }

@@ -6,6 +6,7 @@
 import { WeftError } from '../../lib/errors';
 import { contextOptions, loadContext } from '../context';
 import { explain, type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
+import type { WaypointExplanation } from '../explain-waypoint';
 import { defineCommand } from '../io';
 import { formatStructured, formatTable, outputOptions } from '../output';
 import { withRegistry } from '../registry-session';
@@ -21,12 +22,38 @@ function indent(text: string, by: string): string {
   return text.split('\n').map((l) => (l ? by + l : l)).join('\n');
 }
 
+const PATH_KINDS: Record<PathExplanation['kind'], (p: PathExplanation) => string> = {
+  hbone: () => 'HBONE (mutual TLS tunnel)',
+  passthrough: () => 'passthrough, plain TCP',
+  refuse: () => 'refused',
+  waypoint: (p) => (p.plaintext ? 'from the waypoint, plain TCP' : 'from the waypoint, HBONE as the waypoint\'s identity'),
+};
+
+/** The source ztunnel's hop to the waypoint, its L7 step and the policy warnings. */
+function formatWaypoint(w: WaypointExplanation, step: number): string[] {
+  const out: string[] = [];
+  out.push(`${step}. Waypoint ${w.waypoint} (bound by the ${w.binding === 'service' ? 'service\'s' : 'namespace\'s'} weft.io/use-waypoint label): HBONE (mutual TLS tunnel)`);
+  out.push(`   ${w.route}`);
+  out.push(`   CONNECT :authority ${w.authority} (the original VIP:port: the waypoint routes by the service)`);
+  out.push(`   Identities: the source presents ${w.identities.source}`);
+  out.push(`               the waypoint must present ${w.identities.destination}`);
+  if (w.l7) {
+    out.push('   L7 (routes):');
+    for (const l of w.l7.summary) out.push(`     ${l}`);
+  } else if (w.l7Note) {
+    out.push(`   L7 (routes): ${w.l7Note}`);
+  }
+  out.push('   Endpoints see the waypoint\'s identity as the peer, and the source address from its `forwarded` header.');
+  for (const warning of w.policyWarnings) out.push(`   Warning: ${warning}`);
+  return out;
+}
+
 function formatPath(p: PathExplanation, step: number, many: boolean): string[] {
   const out: string[] = [];
   const head = many && p.endpoint ? ` via endpoint ${p.endpoint}` : '';
-  out.push(`${step}. Path${head}: ${p.kind === 'hbone' ? 'HBONE (mutual TLS tunnel)' : p.kind === 'passthrough' ? 'passthrough, plain TCP' : 'refused'}`);
+  out.push(`${step}. Path${head}: ${PATH_KINDS[p.kind](p)}`);
   out.push(`   ${p.route}`);
-  if (p.kind === 'hbone') {
+  if (p.kind === 'hbone' || (p.kind === 'waypoint' && p.identities)) {
     out.push(`   CONNECT :authority ${p.authority}`);
     out.push(`   Identities: the source presents ${p.identities!.source}`);
     out.push(`               the destination must present ${p.identities!.destination}`);
@@ -76,6 +103,7 @@ export function formatExplanation(e: Explanation): string {
     const sv = d.service;
     lines.push(`   Service ${sv.namespace}/${sv.name} (${sv.hostname}), VIP ${d.dialled}`
       + (sv.targetPort !== undefined ? ` → target port ${sv.targetPort}` : ' — the service has no such port'));
+    if (sv.waypoint) lines.push(`   Bound to waypoint ${sv.namespace}/${sv.waypoint}`);
     const eps = d.endpoints ?? [];
     const usable = eps.filter((x) => x.usable).length;
     if (eps.length === 0) {
@@ -94,10 +122,11 @@ export function formatExplanation(e: Explanation): string {
   } else {
     lines.push(`   ${d.dialled} is neither a service VIP nor a pod in the registry: the connection leaves the mesh`);
   }
-  // 3+. paths
+  // 3+. the waypoint, then paths
   let step = 3;
+  if (e.waypoint) lines.push(...formatWaypoint(e.waypoint, step++));
   const many = e.paths.length > 1;
-  if (many) lines.push(`   The ztunnel balances over the usable endpoints; each path is shown.`);
+  if (many) lines.push(e.waypoint ? '   The waypoint balances over the usable endpoints; each path is shown.' : '   The ztunnel balances over the usable endpoints; each path is shown.');
   for (const p of e.paths) {
     lines.push(...formatPath(p, step, many));
     step += p.authorization ? 2 : 1;
@@ -117,6 +146,7 @@ function verdictDetail(e: Explanation): string {
   if (!first) return '';
   if (first.outcome === 'refused') return ` — ${first.refusal?.reason}`;
   if (first.outcome === 'denied') return ` — ${first.authorization?.reason}`;
+  if (e.waypoint) return ` — through waypoint ${e.waypoint.waypoint}`;
   return first.kind === 'hbone' ? ' — over HBONE with mutual TLS' : ' — in plain TCP (not encrypted by the mesh)';
 }
 

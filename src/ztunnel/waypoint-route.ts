@@ -1,0 +1,156 @@
+/**
+ * The source ztunnel's waypoint hop: whether a connection to a Service VIP must go
+ * through the Service's waypoint, and to which of its pods. Pure (shared by the
+ * outbound listener and `weft explain`).
+ *
+ * Istio's rule (reference §11): a VIP whose Service is bound to a waypoint is sent
+ * over HBONE to a waypoint pod's `:15008` with the ORIGINAL VIP:port as `:authority`
+ * (the waypoint routes by it: GAMMA routes attach to the Service), expecting the
+ * waypoint's identity and presenting the source workload's certificate. Where Istio
+ * then falls back to the endpoint when the waypoint is missing (its L7 policy silently
+ * skipped, §12), Weft refuses: a bound Service is reached through its waypoint or not
+ * at all.
+ */
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import { GATEWAY_NAME_LABEL } from '../gateway/types';
+import { formatIdentity } from '../lib/identity';
+import { USE_WAYPOINT_LABEL, type ServiceRecord, type WaypointRecord } from '../registry/types';
+import type { HostPort } from '../lib/address';
+import { HBONE_PORT } from '../hbone/contracts';
+import type { EndpointPicker } from './load-balancer';
+import { guardAddress, type LoopGuard } from './loop-guard';
+import { servicePortFor, usableEndpoint } from './service-endpoint';
+
+export type WaypointState = Pick<MeshState, 'trustDomain' | 'serviceWaypointName' | 'waypoint' | 'waypointPods'>;
+
+/** Where a Service's binding comes from: its own label wins over its namespace's. */
+export type WaypointBinding = 'service' | 'namespace';
+
+/** Tunnel over HBONE to a ready waypoint pod; the waypoint picks the endpoint. */
+export interface WaypointDecision {
+  kind: 'waypoint';
+  source: WorkloadView;
+  service: ServiceRecord;
+  waypoint: WaypointRecord;
+  binding: WaypointBinding;
+  /** The waypoint pod the tunnel goes to (`<pod IP>:15008`). */
+  pod: WorkloadView;
+  /** The identity the waypoint pod must present: spiffe://<td>/ns/<waypoint ns>/sa/<waypoint service account>. */
+  identity: string;
+  /** The original VIP:port, NOT translated to a target port: the CONNECT `:authority`. */
+  target: HostPort;
+  /** Ready pods the round robin chose among (for `weft explain`). */
+  readyPods: number;
+}
+
+/** The Service is bound, but the waypoint cannot take the connection: closed, never bypassed. */
+export interface WaypointRefusal {
+  kind: 'refuse';
+  flag: 'NO_WAYPOINT' | 'NO_ROUTE' | 'LOOP';
+  reason: string;
+  /** `<namespace>/<name>` of the waypoint the Service is bound to. */
+  waypoint: string;
+}
+
+/** No waypoint applies: route to the endpoint as usual. `note` says why a binding was not followed. */
+export interface NoWaypoint {
+  kind: 'direct';
+  note?: string;
+}
+
+export type WaypointHop = WaypointDecision | WaypointRefusal | NoWaypoint;
+
+const DIRECT: NoWaypoint = { kind: 'direct' };
+
+/** The waypoint's own identity: what its pods' certificates carry. */
+export function waypointIdentity(trustDomain: string, w: Pick<WaypointRecord, 'namespace' | 'serviceAccount'>): string {
+  return formatIdentity({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
+}
+
+/** A waypoint that takes traffic addressed to Services (Istio's `istio.io/waypoint-for`, default `service`). */
+export function servesServices(w: Pick<WaypointRecord, 'for'>): boolean {
+  return w.for === 'service' || w.for === 'all';
+}
+
+/** True when `w` is a pod of waypoint `ns/name` (its Gateway's name label, in its namespace). */
+export function isPodOfWaypoint(w: WorkloadView, waypoint: Pick<WaypointRecord, 'namespace' | 'name'>): boolean {
+  return w.record.namespace === waypoint.namespace && w.record.labels[GATEWAY_NAME_LABEL] === waypoint.name;
+}
+
+/**
+ * The waypoint hop for a connection from `source` to `service`'s VIP `vip`. Only an
+ * enrolled source's connections are sent to a waypoint: the ztunnel never captures
+ * anything else (a non-mesh client reaches the endpoints without any proxy — `note`
+ * says so for `weft explain`). Checks, in order:
+ *   - no binding, or `none`: direct;
+ *   - the source is a pod of that waypoint: direct (a waypoint never routes to itself;
+ *     waypoint pods are not enrolled, so this is defence in depth);
+ *   - the source is not enrolled: direct, with a note;
+ *   - the Service has no such port (NO_ROUTE) or maps it to a proxy port (LOOP);
+ *   - the waypoint record is missing: NO_WAYPOINT;
+ *   - the waypoint serves only workloads or nothing (`for`): direct, with a note;
+ *   - no pod of the waypoint is Healthy, has an address and runs as the waypoint's
+ *     service account (a pod that does not could never present the identity the
+ *     source expects): NO_WAYPOINT;
+ *   - the chosen pod's address is this node's own (LOOP): a bad record, never dialled.
+ */
+export function waypointHop(
+  state: WaypointState, source: WorkloadView | undefined, service: ServiceRecord, vip: HostPort, lb: EndpointPicker, guard: LoopGuard,
+): WaypointHop {
+  const name = state.serviceWaypointName(service);
+  if (name === undefined) return DIRECT;
+  const ref = `${service.namespace}/${name}`;
+  const svc = `${service.namespace}/${service.name}`;
+  if (source && isPodOfWaypoint(source, { namespace: service.namespace, name })) {
+    return { kind: 'direct', note: `the source is a pod of waypoint ${ref}: a waypoint is never routed to itself` };
+  }
+  if (!source || !source.enrolled) {
+    return { kind: 'direct', note: `service ${svc} is bound to waypoint ${ref}, but the source is not in the mesh: no ztunnel captures its traffic, so it reaches the endpoint without the waypoint` };
+  }
+  const port = servicePortFor(service, vip.port);
+  if (!port.ok) return { kind: 'refuse', flag: port.flag, reason: port.reason, waypoint: ref };
+  const binding: WaypointBinding = service.waypoint !== undefined && service.waypoint !== '' ? 'service' : 'namespace';
+  const bound = binding === 'service'
+    ? `service ${svc} is bound to waypoint ${ref} (its ${USE_WAYPOINT_LABEL} label)`
+    : `service ${svc} is bound to waypoint ${ref} (label ${USE_WAYPOINT_LABEL} of namespace ${service.namespace})`;
+  const waypoint = state.waypoint(service.namespace, name);
+  if (!waypoint) {
+    return {
+      kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref,
+      reason: `${bound}, which does not exist; refused rather than bypassing it. `
+        + `Create it (weft waypoint add ${ref}) or set ${USE_WAYPOINT_LABEL}=none on the ${binding}`,
+    };
+  }
+  if (!servesServices(waypoint)) {
+    return { kind: 'direct', note: `${bound}, but that waypoint is for ${waypoint.for} traffic, not services: the service is reached directly` };
+  }
+  const identity = waypointIdentity(state.trustDomain, waypoint);
+  const pods = state.waypointPods(waypoint);
+  const ready = pods.filter((p) => usableEndpoint(p) && p.identity === identity);
+  if (ready.length === 0) {
+    return { kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref, reason: `${bound}, which has no ready pod (${podSummary(pods, identity)}); refused rather than bypassing it. Check weft waypoints -n ${service.namespace}` };
+  }
+  const pod = lb.pickWaypoint(waypoint, ready);
+  const addr = guardAddress({ ip: pod.record.addresses[0]!, port: HBONE_PORT }, guard);
+  if (addr) return { kind: 'refuse', flag: addr.flag, waypoint: ref, reason: `waypoint pod ${pod.record.namespace}/${pod.record.name}: ${addr.reason}` };
+  return { kind: 'waypoint', source, service, waypoint, binding, pod, identity, target: { ip: vip.ip, port: vip.port }, readyPods: ready.length };
+}
+
+/** Why no pod is ready, counted, so the refusal points at the cause. */
+function podSummary(pods: readonly WorkloadView[], identity: string): string {
+  if (pods.length === 0) return 'no pod at all: is it deployed?';
+  let unhealthy = 0;
+  let noAddress = 0;
+  let otherIdentity = 0;
+  for (const p of pods) {
+    if (p.record.status !== 'Healthy') unhealthy++;
+    else if (p.record.addresses.length === 0) noAddress++;
+    else if (p.identity !== identity) otherIdentity++;
+  }
+  const parts = [`${pods.length} pod${pods.length === 1 ? '' : 's'}`];
+  if (unhealthy) parts.push(`${unhealthy} not Healthy`);
+  if (noAddress) parts.push(`${noAddress} without an address`);
+  if (otherIdentity) parts.push(`${otherIdentity} not running as ${identity}`);
+  return parts.join(', ');
+}
