@@ -49,10 +49,16 @@ export interface ClientAddress {
  * address of a workload whose identity is the one the peer authenticated with: a
  * peer may speak for its own workloads, never claim another workload's address
  * (which would let it pass `sourceIps` rules written for that workload). Otherwise
- * the peer's own socket address is the source. Waypoints, which forward for other
- * identities, are not trusted here yet.
+ * the peer's own socket address is the source.
+ *
+ * `forwardsFor` widens that for a proxy that legitimately forwards for other
+ * identities (a waypoint bound to the destination, decided by the caller — see
+ * src/ztunnel/waypoint-peer.ts): then any address of a registry workload is believed.
  */
-export function clientAddress(state: MeshState, forwarded: string | string[] | undefined, peerIdentity: string, peerAddr: HostPort | undefined): ClientAddress {
+export function clientAddress(
+  state: Pick<MeshState, 'workloadByAddress'>, forwarded: string | string[] | undefined, peerIdentity: string, peerAddr: HostPort | undefined,
+  forwardsFor?: () => boolean,
+): ClientAddress {
   const fallback: ClientAddress = { ip: peerAddr?.ip ?? '', port: peerAddr?.port ?? 0 };
   if (forwarded === undefined) return fallback;
   const text = Array.isArray(forwarded) ? forwarded[0] : forwarded;
@@ -60,7 +66,8 @@ export function clientAddress(state: MeshState, forwarded: string | string[] | u
   if (!fwd) return { ...fallback, ignored: 'malformed' };
   const w = state.workloadByAddress(fwd.ip);
   if (!w) return { ...fallback, ignored: 'unknown_workload' };
-  if (w.identity !== peerIdentity) return { ...fallback, ignored: 'other_identity' };
+  // Asked only now: finding a bound waypoint costs a registry scan, an own address a comparison.
+  if (w.identity !== peerIdentity && !forwardsFor?.()) return { ...fallback, ignored: 'other_identity' };
   return { ip: fwd.ip, port: fwd.port ?? 0, workload: w };
 }
 

@@ -11,7 +11,8 @@
  *        tunnel authenticated
  *   503  the :authority is not a mesh workload on this node, or it refused the dial
  *   401  authorization denied it (peer identity from the certificate; source IP
- *        from `forwarded` only when it is an address of the peer's own identity,
+ *        from `forwarded` only when it is an address of the peer's own identity, or
+ *        when the peer is a waypoint bound to the destination (waypoint-peer.ts),
  *        else the peer's address — see src/hbone/request.ts)
  *   200  then bytes both ways until both sides end
  *
@@ -28,6 +29,7 @@ import type { Logger } from '../lib/log';
 import type { CertSource, SocketFactory } from '../hbone/contracts';
 import { StallReservation, type HboneLimits, type HboneNodeLimits } from '../hbone/limits';
 import { clientAddress, type ClientAddress } from '../hbone/request';
+import { boundWaypointPeer } from './waypoint-peer';
 import { HboneServer, type HboneStreamContext } from '../hbone/server';
 import type { HboneTuning } from '../hbone/settings';
 import { authorize, type AuthzDecision } from './authorization';
@@ -200,10 +202,12 @@ export class InboundServer {
       // another identity would let it skip that check.
       return ctx.refuse(400, `${authority.ip} runs as ${target.identity}, not ${ctx.localIdentity} which this tunnel authenticated`);
     }
-    const src = clientAddress(this.state, ctx.forwarded, ctx.peerIdentity, ctx.peerAddr);
+    const src = clientAddress(this.state, ctx.forwarded, ctx.peerIdentity, ctx.peerAddr,
+      () => boundWaypointPeer(this.state, ctx.peerIdentity, target) !== undefined);
     if (src.ignored) {
       this.metrics?.forwardedIgnored.inc({ reason: src.ignored });
-      this.log.debug({ peer: ctx.peer, peerIdentity: ctx.peerIdentity, reason: src.ignored }, 'ignored the forwarded client address: not an address of the peer\'s identity');
+      this.log.debug({ peer: ctx.peer, peerIdentity: ctx.peerIdentity, reason: src.ignored },
+        'ignored the forwarded client address: not an address of the peer\'s identity, nor is the peer a waypoint bound to the destination');
     }
     // A dial slot first: refused streams cost no socket. REFUSED_STREAM tells the peer
     // nothing was done, so it may retry.

@@ -109,7 +109,7 @@ export class ZtunnelMetrics {
     });
     this.forwardedIgnored = new Counter({
       name: 'weft_ztunnel_forwarded_ignored_total',
-      help: 'HBONE streams whose `forwarded` client address was ignored (not an address of the peer\'s own identity); the peer address was used.',
+      help: 'HBONE streams whose `forwarded` client address was ignored (not an address of the peer\'s own identity, and the peer no waypoint bound to the destination); the peer address was used.',
       labelNames: ['reason'], registers: [registry],
     });
     this.hboneRefused = new Counter({
