@@ -163,8 +163,9 @@ export default defineCommand({
 source's namespace) or <namespace>/<pod>:port. The source may also be a client IP outside the mesh.
 The answer comes from the same code the ztunnels run (routing, enrolment, authorization) applied
 to the registry as it is now: enrolment of the source and why, how the destination resolves
-(service endpoints and their health), the path (HBONE to which node and pod IP:15008, plain TCP
-passthrough, or refused), the identities each side must present, and which policy decides.`,
+(service endpoints and their health), the path (HBONE to which node and pod IP:15008, through the
+service's waypoint, plain TCP passthrough, or refused), the identities each side must present, and
+which policy decides — with a warning when a policy names the client but sees the waypoint.`,
   specs: { ...contextOptions, output: outputOptions.output },
   footer: `Exit status: 0 when the connection would be allowed; ${EXIT_DENIED} when it would be denied by policy or
 refused (for a service: when any usable endpoint would deny it); 1 or 2 on errors.
