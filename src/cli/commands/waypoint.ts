@@ -18,7 +18,8 @@ import { contextOptions, loadContext, type CliContext } from '../context';
 import { defineCommand, defineGroup, processIo, type CliCommand } from '../io';
 import { formatStructured, outputOptions } from '../output';
 import { withRegistry, withRegistryStore } from '../registry-session';
-import { k8sStatus } from '../../k8s/client';
+import { k8sStatus, type KubeObject } from '../../k8s/client';
+import { USE_WAYPOINT_LABEL } from '../../registry/types';
 import { waypointUsers } from './waypoints';
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -169,48 +170,71 @@ const remove = defineCommand({
     if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', `expected exactly one waypoint; usage: ${REMOVE_USAGE}`);
     const { namespace, name } = parseWaypointRef(positionals[0], REMOVE_USAGE);
     const ctx = loadContext(values, io.env);
-    const { exists, usedBy } = await withRegistry(ctx, async (s) => {
-      const state = await s.load();
-      return { exists: state.waypoint(namespace, name) !== undefined, usedBy: waypointUsers(state, namespace, name) };
-    });
-    // Lab: a waypoint is its registry record or a pod the lab runs (a half-made one included).
-    const labDir = ctx.cluster ? undefined : requireLab(ctx, 'remove');
-    const lab = labDir === undefined ? undefined : require('../../lab/waypoint-ctl') as typeof import('../../lab/waypoint-ctl');
-    const labPod = labDir !== undefined && lab!.labWaypoints(labDir).some((w) => w.namespace === namespace && w.name === name);
-    if (labDir !== undefined && !exists && !labPod) {
-      await lab!.removeWaypoint(labDir, namespace, name); // throws the not-found error listing the lab's waypoints
-    }
-    if (usedBy.length > 0 && !values.force) {
-      throw new WeftError('WEFT_WAYPOINT_IN_USE',
-        `waypoint ${namespace}/${name} is still used by ${usedBy.join(', ')}; their traffic would be refused without it. `
-        + `Unbind them first (weft namespace use-waypoint ${namespace} none; a Service: remove its weft.io/use-waypoint label), or pass --force`,
-        { details: { waypoint: `${namespace}/${name}`, usedBy } });
-    }
-    const result: WaypointRemoveResult = { namespace, name, usedBy, forced: usedBy.length > 0 };
-    if (labDir === undefined) {
-      result.object = await removeOnCluster(ctx, namespace, name);
-    } else if (labPod) {
-      await lab!.removeWaypoint(labDir, namespace, name);
-    } else {
-      // Registered but not a pod of this lab (written by hand or a previous lab): the record goes.
-      await withRegistryStore(ctx, (s) => s.store.apply([{ op: 'delete', kind: 'waypoint', key: `${namespace}/${name}` }]));
-    }
+    const result: WaypointRemoveResult = ctx.cluster
+      ? await removeOnCluster(ctx, namespace, name, values.force)
+      : await removeOnLab(ctx, namespace, name, values.force);
     io.stdout(values.output === 'table' ? formatRemove(result) : formatStructured(result, values.output));
     return 0;
   },
 });
 
-async function removeOnCluster(ctx: CliContext, namespace: string, name: string): Promise<string> {
+function inUse(namespace: string, name: string, usedBy: string[]): WeftError {
+  return new WeftError('WEFT_WAYPOINT_IN_USE',
+    `waypoint ${namespace}/${name} is still used by ${usedBy.join(', ')}; their traffic would be refused without it. `
+    + `Unbind them first (weft namespace use-waypoint ${namespace} none; a Service: remove its weft.io/use-waypoint label), or pass --force`,
+    { details: { waypoint: `${namespace}/${name}`, usedBy } });
+}
+
+/** Lab: a waypoint is its registry record or a pod the lab runs (a half-made one included). */
+async function removeOnLab(ctx: CliContext, namespace: string, name: string, force: boolean): Promise<WaypointRemoveResult> {
+  const labDir = requireLab(ctx, 'remove');
+  const lab = require('../../lab/waypoint-ctl') as typeof import('../../lab/waypoint-ctl');
+  const { exists, usedBy } = await withRegistry(ctx, async (s) => {
+    const state = await s.load();
+    return { exists: state.waypoint(namespace, name) !== undefined, usedBy: waypointUsers(state, namespace, name) };
+  });
+  const labPod = lab.labWaypoints(labDir).some((w) => w.namespace === namespace && w.name === name);
+  if (!exists && !labPod) await lab.removeWaypoint(labDir, namespace, name); // throws the not-found error listing the lab's waypoints
+  if (usedBy.length > 0 && !force) throw inUse(namespace, name, usedBy);
+  if (labPod) {
+    await lab.removeWaypoint(labDir, namespace, name);
+  } else {
+    // Registered but not a pod of this lab (written by hand or a previous lab): the record goes.
+    await withRegistryStore(ctx, (s) => s.store.apply([{ op: 'delete', kind: 'waypoint', key: `${namespace}/${name}` }]));
+  }
+  return { namespace, name, usedBy, forced: usedBy.length > 0 };
+}
+
+interface LabelledObject extends KubeObject { metadata: KubeObject['metadata'] & { labels?: Record<string, string> } }
+
+/**
+ * Cluster: the API server is the source of truth for bindings (the Namespace's and
+ * Services' labels) and for the Gateway; the registry view may lag behind it.
+ */
+async function removeOnCluster(ctx: CliContext, namespace: string, name: string, force: boolean): Promise<WaypointRemoveResult> {
   const cluster = ClusterSession.open(ctx);
+  const notFound = (err: unknown) => new WeftError('WEFT_REGISTRY_NOT_FOUND', `no Gateway ${namespace}/${name} in ${cluster.target.source}; list them with weft waypoints`,
+    { cause: err, details: { kind: 'waypoint', key: `${namespace}/${name}` } });
   try {
-    await cluster.client.delete(gatewaysPath(namespace, name));
-    return `Gateway ${namespace}/${name}`;
-  } catch (err) {
-    if (k8sStatus(err) === 404) {
-      throw new WeftError('WEFT_REGISTRY_NOT_FOUND', `no Gateway ${namespace}/${name} in ${cluster.target.source}; list them with weft waypoints`,
-        { cause: err, details: { kind: 'waypoint', key: `${namespace}/${name}` } });
+    try {
+      await cluster.client.get(gatewaysPath(namespace, name));
+    } catch (err) {
+      if (k8sStatus(err) === 404) throw notFound(err);
+      throw err;
     }
-    throw err;
+    const usedBy: string[] = [];
+    if ((await cluster.namespaceLabels(namespace))[USE_WAYPOINT_LABEL] === name) usedBy.push(`namespace ${namespace}`);
+    const services = await cluster.client.list<LabelledObject>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/services`,
+      { labelSelector: `${USE_WAYPOINT_LABEL}=${name}` });
+    for (const svc of services.items.map((x) => x.metadata.name ?? '?').sort()) usedBy.push(`service ${namespace}/${svc}`);
+    if (usedBy.length > 0 && !force) throw inUse(namespace, name, usedBy);
+    try {
+      await cluster.client.delete(gatewaysPath(namespace, name));
+    } catch (err) {
+      if (k8sStatus(err) === 404) throw notFound(err);
+      throw err;
+    }
+    return { namespace, name, usedBy, forced: usedBy.length > 0, object: `Gateway ${namespace}/${name}` };
   } finally {
     cluster.close();
   }
