@@ -44,6 +44,9 @@ const TABLE: Array<[string, string[]]> = [
   ['[\\]a]+', [']a]', 'b']],
   ['[.]', ['.', 'a']],
   ['', ['', 'a']],
+  ['(){2}a', ['a', '']],
+  ['(^)?a(b$)*', ['a', 'ab', 'abb']],
+  ['(|a)*b', ['b', 'aab']],
 ];
 
 t.test('agrees with JS RegExp (whole-value match) on a table of patterns and inputs', async (t) => {
