@@ -93,7 +93,7 @@ export class ClusterSession {
   }
 
   /** API errors in the operator's terms: what was refused, and which role grants it. */
-  private refusal(err: unknown, what: string): WeftError {
+  refusal(err: unknown, what: string): WeftError {
     const status = k8sStatus(err);
     const msg = err instanceof Error ? err.message : String(err);
     if (status === 401 || status === 403) {

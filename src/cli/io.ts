@@ -14,13 +14,32 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Ends `--watch`; when absent, SIGINT/SIGTERM do. */
   signal?: AbortSignal;
+  /** All of stdin, for `-f -`; absent means there is none to read. */
+  readStdin?: () => Promise<string>;
 }
+
+/** Reading stdin stops past this: `-f -` takes manifests, not data. */
+export const MAX_STDIN_BYTES = 8 * 1024 * 1024;
 
 export const processIo: CliIo = {
   stdout: (text) => { process.stdout.write(text); },
   stderr: (text) => { process.stderr.write(text); },
   env: process.env,
+  readStdin: () => readStream(process.stdin, MAX_STDIN_BYTES),
 };
+
+/** A stream's text, refused once it passes `max` bytes. */
+export async function readStream(stream: NodeJS.ReadableStream, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer;
+    size += b.length;
+    if (size > max) throw new WeftError('WEFT_USAGE', `stdin holds more than ${max} bytes; pass the manifests as files (-f DIR)`);
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /** A command that tests can also run with their own io. */
 export interface CliCommand extends Command {
@@ -29,13 +48,14 @@ export interface CliCommand extends Command {
 
 /**
  * kubectl-style short flags that lib/options (long flags only) does not know:
- * `-o json`, `-ojson`, `-n demo`, `-w`, `-l app=echo`. Everything after `--` is left alone.
+ * `-o json`, `-ojson`, `-n demo`, `-w`, `-l app=echo`, `-f canary.yaml`. Everything after `--` is left alone.
  */
 const SHORT_FLAGS: Record<string, { long: string; takesValue: boolean }> = {
   o: { long: 'output', takesValue: true },
   n: { long: 'namespace', takesValue: true },
   w: { long: 'watch', takesValue: false },
   l: { long: 'selector', takesValue: true },
+  f: { long: 'filename', takesValue: true },
 };
 
 export function expandShortFlags(argv: readonly string[]): string[] {

@@ -19,6 +19,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
   tunnels: { summary: 'HBONE tunnels per node: identities, peer, streams, bytes', load: () => require('./commands/tunnels').default },
   connections: { summary: 'live proxied connections per node', load: () => require('./commands/connections').default },
   certs: { summary: 'workload certificates per node: state, validity, serial', load: () => require('./commands/certs').default },
+  apply: { summary: 'create or update routes, waypoints and policies from manifests (-f FILE|DIR|-)', load: () => require('./commands/apply').default },
+  delete: { summary: 'delete the routes, waypoints and policies named in manifests', load: () => require('./commands/delete').default },
+  routes: { summary: 'HTTPRoutes and GRPCRoutes: parents, backends, Accepted and ResolvedRefs status', load: () => require('./commands/routes').default },
   namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), bind it to a waypoint, list namespaces', load: () => require('./commands/namespace').default },
   waypoint: { summary: 'add or remove a namespace\'s waypoint (L7 proxy); `waypoint run` runs one', load: () => require('./commands/waypoint').default },
   waypoints: { summary: 'waypoints: node and pod, address, identity, ready, what uses them', load: () => require('./commands/waypoints').default },
@@ -68,7 +71,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function exitCodeFor(err: unknown): number {
-  return isWeftError(err) && (err.code === 'WEFT_USAGE' || err.code === 'WEFT_CONFIG_INVALID') ? 2 : 1;
+  return isWeftError(err) && (err.code === 'WEFT_USAGE' || err.code === 'WEFT_CONFIG_INVALID' || err.code === 'WEFT_MANIFEST_INVALID') ? 2 : 1;
 }
 
 if (require.main === module) {

@@ -55,6 +55,16 @@ export interface K8sAuthorizationPolicy extends KubeObject {
   spec?: Record<string, unknown>;
 }
 
+/** A Gateway (gateway.networking.k8s.io/v1); only the class is read, to find waypoints. */
+export interface K8sGateway extends KubeObject {
+  spec?: { gatewayClassName?: string; listeners?: unknown[] };
+}
+
+/** Istio's PeerAuthentication (security.istio.io/v1). */
+export interface K8sPeerAuthentication extends KubeObject {
+  spec?: { selector?: { matchLabels?: Record<string, string> }; mtls?: { mode?: string }; portLevelMtls?: unknown };
+}
+
 export const AUTHZ_GROUP = 'security.weft.io';
 export const AUTHZ_VERSION = 'v1alpha1';
 export const AUTHZ_PLURAL = 'authorizationpolicies';

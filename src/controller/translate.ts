@@ -4,12 +4,14 @@
  * counterpart, so the caller's desired state simply lacks it and a stale record is deleted.
  */
 import { isWeftError } from '../lib/errors';
+import { WAYPOINT_GATEWAY_CLASS, type WaypointFor } from '../gateway/types';
 import {
   ROOT_NAMESPACE, USE_WAYPOINT_LABEL,
-  type AuthorizationPolicyRecord, type NamespaceRecord, type NodeRecord, type ServicePort, type ServiceRecord, type WorkloadRecord,
+  type AuthorizationPolicyRecord, type NamespaceRecord, type NodeRecord, type PeerAuthenticationRecord,
+  type ServicePort, type ServiceRecord, type WaypointRecord, type WorkloadRecord,
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
-import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sGateway, K8sPeerAuthentication, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
 
 export type Skip = { skip: string };
 export const isSkip = (v: unknown): v is Skip => typeof v === 'object' && v !== null && 'skip' in v;
@@ -186,5 +188,77 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
     let problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '');
     if (raw && problem.startsWith(raw)) problem = field + problem.slice(raw.length);
     return { ok: false, field, message: problem, candidate };
+  }
+}
+
+/** A translation that either gives the record or names the field at fault. */
+export type Translation<R> = { ok: true; record: R } | { ok: false; field: string; message: string };
+
+/** Labels that say which traffic a waypoint serves; Istio's name is read too, so Istio manifests work unchanged. */
+export const WAYPOINT_FOR_LABELS = ['weft.io/waypoint-for', 'istio.io/waypoint-for'] as const;
+const WAYPOINT_FOR: readonly WaypointFor[] = ['service', 'workload', 'all', 'none'];
+
+/**
+ * A Gateway of class `weft-waypoint` → a waypoint record. Its pods run as a service
+ * account named after the Gateway (as Istio deploys waypoints), so the identity
+ * sources expect is spiffe://<td>/ns/<ns>/sa/<gateway name>. Listeners are not read:
+ * a waypoint always listens on HBONE 15008.
+ */
+export function waypointRecord(gw: K8sGateway): Translation<WaypointRecord> {
+  const m = gw.metadata;
+  const cls = gw.spec?.gatewayClassName;
+  if (cls !== WAYPOINT_GATEWAY_CLASS) {
+    return { ok: false, field: 'spec.gatewayClassName', message: `spec.gatewayClassName is ${JSON.stringify(cls ?? null)}; Weft deploys only Gateways of class ${WAYPOINT_GATEWAY_CLASS}` };
+  }
+  let forValue: WaypointFor = 'service';
+  for (const label of WAYPOINT_FOR_LABELS) {
+    const v = m.labels?.[label];
+    if (v === undefined) continue;
+    if (!(WAYPOINT_FOR as readonly string[]).includes(v)) {
+      return { ok: false, field: `metadata.labels["${label}"]`, message: `metadata.labels["${label}"] is ${JSON.stringify(v)}; expected one of ${WAYPOINT_FOR.join(', ')}` };
+    }
+    forValue = v as WaypointFor;
+    break;
+  }
+  const candidate = { name: m.name, namespace: m.namespace, serviceAccount: m.name, for: forValue };
+  return validated('waypoint', candidate);
+}
+
+/**
+ * PeerAuthentication (security.istio.io) → a peer authentication record:
+ * `selector.matchLabels` and `mtls.mode` STRICT or PERMISSIVE. Weft has no
+ * inheritance (UNSET), no DISABLE and no per-port modes; each is refused by name
+ * rather than read as something weaker.
+ */
+export function peerAuthRecord(obj: K8sPeerAuthentication): Translation<PeerAuthenticationRecord> {
+  const m = obj.metadata;
+  const spec = obj.spec ?? {};
+  for (const k of Object.keys(spec)) {
+    if (k === 'portLevelMtls') return { ok: false, field: 'spec.portLevelMtls', message: 'spec.portLevelMtls is not supported by Weft (one mode per workload); remove it' };
+    if (k !== 'selector' && k !== 'mtls') return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of PeerAuthentication (expected selector, mtls)` };
+  }
+  const mode = spec.mtls?.mode;
+  if (mode !== 'STRICT' && mode !== 'PERMISSIVE') {
+    return { ok: false, field: 'spec.mtls.mode', message: `spec.mtls.mode is ${JSON.stringify(mode ?? null)}; Weft supports STRICT and PERMISSIVE (no UNSET inheritance, no DISABLE)` };
+  }
+  const sel = spec.selector;
+  if (sel !== undefined && (typeof sel !== 'object' || sel === null || Object.keys(sel).some((k) => k !== 'matchLabels'))) {
+    return { ok: false, field: 'spec.selector', message: 'spec.selector must be {matchLabels: {...}}' };
+  }
+  const candidate: Record<string, unknown> = { name: m.name, namespace: m.namespace, mode };
+  if (sel?.matchLabels !== undefined) candidate.selector = sel.matchLabels;
+  return validated('peerauth', candidate);
+}
+
+/** Registry validation with its field named as in the Kubernetes object (name → metadata.name, selector → spec.selector.matchLabels). */
+function validated<K extends 'waypoint' | 'peerauth'>(kind: K, candidate: Record<string, unknown>): Translation<ReturnType<typeof validateRecord<K>>> {
+  try {
+    return { ok: true, record: validateRecord(kind, candidate, { unknownKeys: 'reject' }) };
+  } catch (err) {
+    if (!isWeftError(err, 'WEFT_REGISTRY_RECORD_INVALID')) throw err;
+    const raw = String(err.details?.field ?? '');
+    const field = raw === 'name' || raw === 'namespace' ? `metadata.${raw}` : raw === 'selector' ? 'spec.selector.matchLabels' : raw === 'mode' ? 'spec.mtls.mode' : raw;
+    const problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '');
+    return { ok: false, field, message: raw && problem.startsWith(raw) ? field + problem.slice(raw.length) : problem };
   }
 }

@@ -9,6 +9,7 @@ export const ERROR_CATALOGUE = {
   WEFT_USAGE: 'The command line does not match any command or is missing an argument.',
   WEFT_CONTEXT_MISSING: 'The CLI found no lab or cluster context to talk to.',
   WEFT_COMMAND_FAILED: 'An external command (ip, iptables, redis-server, ...) failed.',
+  WEFT_MANIFEST_INVALID: 'A document given to weft apply or weft delete is unreadable, of a kind Weft does not support, or fails validation; nothing of that apply was written.',
   // Registry
   WEFT_REGISTRY_UNREACHABLE: 'Redis, which holds the registry, cannot be reached.',
   WEFT_REGISTRY_RECORD_INVALID: 'A registry record failed validation.',

@@ -33,6 +33,7 @@ const TYPES: ResourceType[] = [
   { group: GATEWAY_API, version: 'v1', plural: 'grpcroutes', kind: 'GRPCRoute', namespaced: true },
   { group: GATEWAY_API, version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true },
   { group: GATEWAY_API, version: 'v1', plural: 'gatewayclasses', kind: 'GatewayClass', namespaced: false },
+  { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true },
 ];
 
 interface Watcher {

@@ -16,9 +16,10 @@ const SUBCOMMANDS: Record<string, string[]> = {
 
 // The context flags from their specs, so a new one completes without touching this file.
 const CONTEXT_FLAGS = Object.values(contextOptions).map((s) => `--${s.flag}`);
-const FLAGS = [...CONTEXT_FLAGS, '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--service-account', '--force', '--help'];
-/** Flags whose value is a file: they complete file names. */
-const FILE_FLAGS = CONTEXT_FLAGS.filter((f) => f === '--context' || f === '--kubeconfig' || f.endsWith('-file'));
+const FLAGS = [...CONTEXT_FLAGS, '--output', '-o', '--watch', '-w', '--namespace', '-n', '--node', '--service-account', '--force',
+  '--filename', '-f', '--dry-run', '--ignore-not-found', '--help'];
+/** Flags whose value is a file: they complete file names (and directories, for -f DIR). */
+const FILE_FLAGS = ['-f', '--filename', ...CONTEXT_FLAGS.filter((f) => f === '--context' || f === '--kubeconfig' || f.endsWith('-file'))];
 
 export function bashCompletion(commands: readonly string[]): string {
   const subs = Object.entries(SUBCOMMANDS).map(([c, s]) => `    ${c}) subs="${s.join(' ')}" ;;`).join('\n');
@@ -32,7 +33,12 @@ _weft() {
     return
   fi
   case "$prev" in
-    -o|--output) COMPREPLY=( $(compgen -W "table json yaml" -- "$cur") ); return ;;
+    -o|--output)
+      case "\${COMP_WORDS[1]}" in
+        apply|delete) COMPREPLY=( $(compgen -W "name json yaml" -- "$cur") ) ;;
+        *) COMPREPLY=( $(compgen -W "table json yaml" -- "$cur") ) ;;
+      esac
+      return ;;
     ${FILE_FLAGS.join('|')}) COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
   esac
   if [[ \${COMP_CWORD} -eq 2 ]]; then
