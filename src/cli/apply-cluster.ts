@@ -53,8 +53,7 @@ async function getOrUndefined(cluster: ClusterSession, o: ManifestObject): Promi
 /** A 404 on the collection: the API server does not serve this kind (CRDs missing). */
 function notServed(cluster: ClusterSession, o: ManifestObject, err: unknown): WeftError {
   if (k8sStatus(err) !== 404) return cluster.refusal(err, `write ${o.ref} in namespace ${o.namespace}`);
-  const crds = o.info.apiVersions[0]!.startsWith('gateway.networking.k8s.io') ? 'the Gateway API CRDs (kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/...standard-install.yaml)'
-    : `the ${o.apiVersion} CRDs`;
+  const crds = o.apiVersion.startsWith('gateway.networking.k8s.io/') ? 'the Gateway API CRDs (standard channel, v1)' : `the ${o.apiVersion} CRDs`;
   return new WeftError('WEFT_K8S_REQUEST_FAILED',
     `the API server of ${cluster.target.source} does not serve ${o.info.plural}.${o.apiVersion} (or namespace ${o.namespace} does not exist); install ${crds} and check the namespace`,
     { cause: err, details: { status: 404 } });
