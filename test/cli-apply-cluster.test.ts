@@ -84,7 +84,7 @@ t.test('weft apply / delete on a cluster go through the API server', async (t) =
     const f = file('bad.yaml', yamlOf(route([1, 1]), { ...gateway, metadata: { name: 'other' }, spec: { gatewayClassName: 'nginx' } }));
     const err = await caught(() => run(apply, ['-f', f]));
     t.equal(err.code, 'WEFT_MANIFEST_INVALID');
-    t.match(err.message, /document 2 \(Gateway demo\/other\): spec\.gatewayClassName is "nginx"/);
+    t.match(err.message, /document 2 \(Gateway demo\/other\): spec\.gatewayClassName must be weft-waypoint/);
     t.equal(writes(), before);
   });
 

@@ -111,18 +111,28 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
     t.equal(await store.get('httproute', 'demo/good'), undefined);
   });
 
+  t.test('a field deep in a spec is named by its path (the Gateway API edge validator)', async (t) => {
+    const rev = await store.revision();
+    const noPort = httpRoute('canary', [{ name: 'echo-v1', port: 80, weight: 1 }, { name: 'echo-v2', weight: 1 }], { namespace: 'demo' });
+    const f = file('canary-bad.yaml', yamlOf(gateway, noPort));
+    const err = await caught(() => run(apply, ['-f', f]));
+    t.equal(err.code, 'WEFT_MANIFEST_INVALID');
+    t.match(err.message, new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: document 2 \\(HTTPRoute demo/canary\\): spec\\.rules\\[0\\]\\.backendRefs\\[1\\]\\.port `));
+    t.equal(await store.revision(), rev, 'nothing written, the Gateway of document 1 neither');
+  });
+
   t.test('unknown kinds, wrong apiVersions and bad YAML are refused with what is supported', async (t) => {
     const svc = file('svc.yaml', yamlOf({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' } }));
     const e1 = await caught(() => run(apply, ['-f', svc]));
-    t.match(e1.message, /document 1 \(Service default\/x\): kind Service is not supported by weft apply; supported kinds: HTTPRoute \(gateway\.networking\.k8s\.io\/v1\); GRPCRoute .*Gateway .*AuthorizationPolicy \(security\.istio\.io\/v1, security\.istio\.io\/v1beta1, security\.weft\.io\/v1alpha1\); PeerAuthentication/);
-    const old = file('old.yaml', yamlOf({ ...canary(1, 1), apiVersion: 'gateway.networking.k8s.io/v1beta1' }));
-    t.match((await caught(() => run(apply, ['-f', old]))).message, /apiVersion "gateway\.networking\.k8s\.io\/v1beta1" is not one Weft reads for HTTPRoute; use gateway\.networking\.k8s\.io\/v1/);
+    t.match(e1.message, /document 1 \(Service default\/x\): kind Service is not supported by weft apply; supported kinds: HTTPRoute \(gateway\.networking\.k8s\.io\/v1, gateway\.networking\.k8s\.io\/v1beta1\); GRPCRoute .*Gateway .*AuthorizationPolicy \(security\.istio\.io\/v1, security\.istio\.io\/v1beta1, security\.weft\.io\/v1alpha1\); PeerAuthentication/);
+    const old = file('old.yaml', yamlOf({ ...canary(1, 1), apiVersion: 'gateway.networking.k8s.io/v1alpha2' }));
+    t.match((await caught(() => run(apply, ['-f', old]))).message, /apiVersion "gateway\.networking\.k8s\.io\/v1alpha2" is not one Weft reads for HTTPRoute; use gateway\.networking\.k8s\.io\/v1 or gateway\.networking\.k8s\.io\/v1beta1/);
     const broken = file('broken.yaml', 'kind: HTTPRoute\n---\nmetadata: {name: [\n');
     const e3 = await caught(() => run(apply, ['-f', broken]));
     t.equal(e3.code, 'WEFT_MANIFEST_INVALID');
     t.match(e3.message, `${broken}: document 2 is not valid YAML`);
     const wrongClass = file('gw.yaml', yamlOf({ ...gateway, spec: { gatewayClassName: 'istio' } }));
-    t.match((await caught(() => run(apply, ['-f', wrongClass]))).message, /spec\.gatewayClassName is "istio"; Weft deploys only Gateways of class weft-waypoint/);
+    t.match((await caught(() => run(apply, ['-f', wrongClass]))).message, /spec\.gatewayClassName must be weft-waypoint \(Weft deploys only Gateways of that class, as waypoints\), got "istio"/);
     const clash = file('clash.yaml', yamlOf(gateway, gateway));
     t.match((await caught(() => run(apply, ['-f', clash]))).message, /document 2 .*Gateway demo\/waypoint is also in .*clash\.yaml: document 1/);
     const nsClash = file('ns.yaml', yamlOf(gateway));

@@ -1,15 +1,15 @@
 /**
  * The kinds `weft apply` understands, and one document → one checked object: its
  * identity (kind, namespace, name, registry key) and the registry record it becomes.
- * Routes go through the Gateway API validator (src/gateway/validate.ts); Gateway,
- * AuthorizationPolicy and PeerAuthentication through the controller's translator
- * (src/controller/translate.ts), so the lab and a cluster accept exactly the same
- * objects and turn them into the same records.
+ * HTTPRoute, GRPCRoute and Gateway go through the Gateway API edge validator
+ * (src/gateway/validate.ts); AuthorizationPolicy and PeerAuthentication through the
+ * controller's translator (src/controller/translate.ts): the lab and a cluster accept
+ * exactly the same objects and turn them into the same records.
  */
-import { peerAuthRecord, policyRecord, waypointRecord, type Translation } from '../controller/translate';
-import type { K8sAuthorizationPolicy, K8sGateway, K8sPeerAuthentication } from '../controller/k8s-types';
+import { peerAuthRecord, policyRecord, type Translation } from '../controller/translate';
+import type { K8sAuthorizationPolicy, K8sPeerAuthentication } from '../controller/k8s-types';
 import { GATEWAY_API_GROUP } from '../gateway/types';
-import { validateGRPCRouteSpec, validateHTTPRouteSpec } from '../gateway/validate';
+import { validateGRPCRoute, validateHTTPRoute, validateWaypointGateway } from '../gateway/validate';
 import type { KubeObject } from '../k8s/client';
 import { FieldError, rules } from '../registry/checks';
 import type { ChangeInput } from '../registry/store';
@@ -26,9 +26,10 @@ export interface ManifestKind {
 }
 
 export const MANIFEST_KINDS: readonly ManifestKind[] = [
-  { kind: 'HTTPRoute', apiVersions: [`${GATEWAY_API_GROUP}/v1`], plural: 'httproutes', registryKind: 'httproute' },
+  // The versions validate.ts reads (the served ones whose schema Weft's shapes cover).
+  { kind: 'HTTPRoute', apiVersions: [`${GATEWAY_API_GROUP}/v1`, `${GATEWAY_API_GROUP}/v1beta1`], plural: 'httproutes', registryKind: 'httproute' },
   { kind: 'GRPCRoute', apiVersions: [`${GATEWAY_API_GROUP}/v1`], plural: 'grpcroutes', registryKind: 'grpcroute' },
-  { kind: 'Gateway', apiVersions: [`${GATEWAY_API_GROUP}/v1`], plural: 'gateways', registryKind: 'waypoint' },
+  { kind: 'Gateway', apiVersions: [`${GATEWAY_API_GROUP}/v1`, `${GATEWAY_API_GROUP}/v1beta1`], plural: 'gateways', registryKind: 'waypoint' },
   {
     kind: 'AuthorizationPolicy', apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1', 'security.weft.io/v1alpha1'],
     plural: 'authorizationpolicies', registryKind: 'policy',
@@ -167,16 +168,18 @@ function checkMeta(v: unknown, field: string, rule: (s: string) => string | unde
 function changeFor(info: ManifestKind, object: KubeObject): (creationTimestamp: string) => ChangeInput {
   const { name, namespace } = object.metadata as { name: string; namespace: string };
   switch (info.registryKind) {
+    // A creationTimestamp in the document (kubectl get -o yaml output) is not used: like
+    // the API server, apply sets it on create and keeps the stored one after.
     case 'httproute': {
-      const spec = routeSpec(() => validateHTTPRouteSpec(object.spec, 'spec', 'reject'));
+      const { spec } = edge(() => validateHTTPRoute(object, { namespace }));
       return (creationTimestamp) => ({ op: 'put', kind: 'httproute', record: { name, namespace, creationTimestamp, spec } });
     }
     case 'grpcroute': {
-      const spec = routeSpec(() => validateGRPCRouteSpec(object.spec, 'spec', 'reject'));
+      const { spec } = edge(() => validateGRPCRoute(object, { namespace }));
       return (creationTimestamp) => ({ op: 'put', kind: 'grpcroute', record: { name, namespace, creationTimestamp, spec } });
     }
     case 'waypoint': {
-      const record = translated(waypointRecord(object as K8sGateway));
+      const record = edge(() => validateWaypointGateway(object, { namespace }));
       return () => ({ op: 'put', kind: 'waypoint', record });
     }
     case 'policy': {
@@ -195,7 +198,7 @@ function changeFor(info: ManifestKind, object: KubeObject): (creationTimestamp: 
   }
 }
 
-function routeSpec<S>(validate: () => S): S {
+function edge<S>(validate: () => S): S {
   try {
     return validate();
   } catch (err) {

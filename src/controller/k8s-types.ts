@@ -55,11 +55,6 @@ export interface K8sAuthorizationPolicy extends KubeObject {
   spec?: Record<string, unknown>;
 }
 
-/** A Gateway (gateway.networking.k8s.io/v1); only the class is read, to find waypoints. */
-export interface K8sGateway extends KubeObject {
-  spec?: { gatewayClassName?: string; listeners?: unknown[] };
-}
-
 /** Istio's PeerAuthentication (security.istio.io/v1). */
 export interface K8sPeerAuthentication extends KubeObject {
   spec?: { selector?: { matchLabels?: Record<string, string> }; mtls?: { mode?: string }; portLevelMtls?: unknown };

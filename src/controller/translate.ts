@@ -4,14 +4,13 @@
  * counterpart, so the caller's desired state simply lacks it and a stale record is deleted.
  */
 import { isWeftError } from '../lib/errors';
-import { WAYPOINT_GATEWAY_CLASS, type WaypointFor } from '../gateway/types';
 import {
   ROOT_NAMESPACE, USE_WAYPOINT_LABEL,
   type AuthorizationPolicyRecord, type NamespaceRecord, type NodeRecord, type PeerAuthenticationRecord,
-  type ServicePort, type ServiceRecord, type WaypointRecord, type WorkloadRecord,
+  type ServicePort, type ServiceRecord, type WorkloadRecord,
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
-import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sGateway, K8sPeerAuthentication, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sPeerAuthentication, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
 
 export type Skip = { skip: string };
 export const isSkip = (v: unknown): v is Skip => typeof v === 'object' && v !== null && 'skip' in v;
@@ -194,36 +193,6 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
 /** A translation that either gives the record or names the field at fault. */
 export type Translation<R> = { ok: true; record: R } | { ok: false; field: string; message: string };
 
-/** Labels that say which traffic a waypoint serves; Istio's name is read too, so Istio manifests work unchanged. */
-export const WAYPOINT_FOR_LABELS = ['weft.io/waypoint-for', 'istio.io/waypoint-for'] as const;
-const WAYPOINT_FOR: readonly WaypointFor[] = ['service', 'workload', 'all', 'none'];
-
-/**
- * A Gateway of class `weft-waypoint` → a waypoint record. Its pods run as a service
- * account named after the Gateway (as Istio deploys waypoints), so the identity
- * sources expect is spiffe://<td>/ns/<ns>/sa/<gateway name>. Listeners are not read:
- * a waypoint always listens on HBONE 15008.
- */
-export function waypointRecord(gw: K8sGateway): Translation<WaypointRecord> {
-  const m = gw.metadata;
-  const cls = gw.spec?.gatewayClassName;
-  if (cls !== WAYPOINT_GATEWAY_CLASS) {
-    return { ok: false, field: 'spec.gatewayClassName', message: `spec.gatewayClassName is ${JSON.stringify(cls ?? null)}; Weft deploys only Gateways of class ${WAYPOINT_GATEWAY_CLASS}` };
-  }
-  let forValue: WaypointFor = 'service';
-  for (const label of WAYPOINT_FOR_LABELS) {
-    const v = m.labels?.[label];
-    if (v === undefined) continue;
-    if (!(WAYPOINT_FOR as readonly string[]).includes(v)) {
-      return { ok: false, field: `metadata.labels["${label}"]`, message: `metadata.labels["${label}"] is ${JSON.stringify(v)}; expected one of ${WAYPOINT_FOR.join(', ')}` };
-    }
-    forValue = v as WaypointFor;
-    break;
-  }
-  const candidate = { name: m.name, namespace: m.namespace, serviceAccount: m.name, for: forValue };
-  return validated('waypoint', candidate);
-}
-
 /**
  * PeerAuthentication (security.istio.io) → a peer authentication record:
  * `selector.matchLabels` and `mtls.mode` STRICT or PERMISSIVE. Weft has no
@@ -251,7 +220,7 @@ export function peerAuthRecord(obj: K8sPeerAuthentication): Translation<PeerAuth
 }
 
 /** Registry validation with its field named as in the Kubernetes object (name → metadata.name, selector → spec.selector.matchLabels). */
-function validated<K extends 'waypoint' | 'peerauth'>(kind: K, candidate: Record<string, unknown>): Translation<ReturnType<typeof validateRecord<K>>> {
+function validated<K extends 'peerauth'>(kind: K, candidate: Record<string, unknown>): Translation<ReturnType<typeof validateRecord<K>>> {
   try {
     return { ok: true, record: validateRecord(kind, candidate, { unknownKeys: 'reject' }) };
   } catch (err) {
