@@ -2,7 +2,7 @@ import t from 'tap';
 import { computeDesired } from '../src/controller/desired';
 import type { K8sPod, K8sService } from '../src/controller/k8s-types';
 import {
-  isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord,
+  isSkip, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
 } from '../src/controller/translate';
 import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from './helpers/apiserver';
 
@@ -152,4 +152,27 @@ t.test('desired state with a memo: unchanged objects reuse their entry, changes 
   const fourth = computeDesired({ ...view, pods: [changed] } as never, { clusterDomain: 'cluster.local', memo });
   t.same((fourth.records.get('workload\0ua')!.record as { labels: unknown }).labels, { app: 'api' });
   t.equal((fourth.records.get('workload\0ua')!.record as { status: string }).status, 'Healthy');
+});
+
+t.test('PeerAuthentication: selector and STRICT/PERMISSIVE; what Weft cannot honour is refused by field', async (t) => {
+  const pa = (spec: Record<string, unknown>, namespace = 'demo') => peerAuthRecord({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace }, spec } as never);
+  t.same(pa({ mtls: { mode: 'STRICT' } }), { ok: true, record: { name: 'p', namespace: 'demo', mode: 'STRICT' } });
+  t.same(pa({ selector: { matchLabels: { app: 'echo' } }, mtls: { mode: 'PERMISSIVE' } }),
+    { ok: true, record: { name: 'p', namespace: 'demo', mode: 'PERMISSIVE', selector: { app: 'echo' } } });
+  const refused = (spec: Record<string, unknown>, field: string, message: RegExp, namespace?: string) => {
+    const r = pa(spec, namespace);
+    t.equal(r.ok, false, JSON.stringify(spec));
+    if (!r.ok) {
+      t.equal(r.field, field);
+      t.match(r.message, message);
+    }
+  };
+  refused({ mtls: { mode: 'DISABLE' } }, 'spec.mtls.mode', /is "DISABLE"; Weft supports STRICT and PERMISSIVE/);
+  refused({ mtls: { mode: 'UNSET' } }, 'spec.mtls.mode', /no UNSET inheritance/);
+  refused({}, 'spec.mtls.mode', /is null/);
+  refused({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'DISABLE' } } }, 'spec.portLevelMtls', /not supported by Weft/);
+  refused({ mtls: { mode: 'STRICT' }, extra: 1 }, 'spec.extra', /not a field of PeerAuthentication/);
+  refused({ mtls: { mode: 'STRICT' }, selector: { matchExpressions: [] } }, 'spec.selector', /must be \{matchLabels/);
+  refused({ mtls: { mode: 'STRICT' }, selector: { matchLabels: { 'bad key!': 'x' } } }, 'spec.selector.matchLabels["bad key!"]', /^spec\.selector\.matchLabels\["bad key!"\] is not a valid label key/);
+  refused({ mtls: { mode: 'STRICT' } }, 'metadata.namespace', /metadata\.namespace/, 'Not_A_Label');
 });

@@ -226,7 +226,8 @@ function validated<K extends 'peerauth'>(kind: K, candidate: Record<string, unkn
   } catch (err) {
     if (!isWeftError(err, 'WEFT_REGISTRY_RECORD_INVALID')) throw err;
     const raw = String(err.details?.field ?? '');
-    const field = raw === 'name' || raw === 'namespace' ? `metadata.${raw}` : raw === 'selector' ? 'spec.selector.matchLabels' : raw === 'mode' ? 'spec.mtls.mode' : raw;
+    const field = raw === 'name' || raw === 'namespace' ? `metadata.${raw}` : raw.startsWith('selector') ? `spec.selector.matchLabels${raw.slice('selector'.length)}`
+      : raw === 'mode' ? 'spec.mtls.mode' : raw;
     const problem = err.message.replace(/^[^:]*: /, '').replace(/; fix the writer of this record$/, '');
     return { ok: false, field, message: raw && problem.startsWith(raw) ? field + problem.slice(raw.length) : problem };
   }
