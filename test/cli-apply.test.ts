@@ -192,13 +192,24 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
     await run(apply, ['-f', '-'], yamlOf(
       httpRoute('missing-backend', [{ name: 'echo-v1', port: 80, weight: 1 }, { name: 'echo-v9', port: 80, weight: 1 }], { namespace: 'demo' }),
       httpRoute('no-parent', [{ name: 'echo-v1', port: 80, weight: 1 }], { namespace: 'demo', parent: 'nothing' }),
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'rpc', namespace: 'demo' },
+        spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo-v1' }], rules: [{ backendRefs: [{ name: 'echo-v1', port: 80 }] }] },
+      },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'rpc-gateway', namespace: 'demo' },
+        spec: { parentRefs: [{ name: 'echo-v1' }], rules: [{ backendRefs: [{ name: 'echo-v1', port: 80 }] }] },
+      },
     ));
     const { code, out } = await run(routes, ['-n', 'demo']);
     t.equal(code, 0);
     t.match(out, /^NAMESPACE\s+NAME\s+KIND\s+PARENTS\s+HOSTNAMES\s+RULES\s+BACKENDS\s+ACCEPTED\s+RESOLVED REFS\n/);
     t.match(out, /demo\s+canary\s+HTTPRoute\s+echo:80\s+-\s+1\s+echo-v1:80 50, echo-v2:80 50\s+True\s+True\n/);
     t.match(out, /demo\s+missing-backend\s+HTTPRoute\s+echo:80\s+-\s+1\s+echo-v1:80 1, echo-v9:80 1\s+True\s+False \(BackendNotFound: backendRef demo\/echo-v9:80: Service demo\/echo-v9 does not exist\)\n/);
-    t.match(out, /demo\s+no-parent\s+HTTPRoute\s+nothing:80\s+.*False \(NoMatchingParent: Service demo\/nothing does not exist\)\s+True\n/);
+    t.match(out, /demo\s+no-parent\s+HTTPRoute\s+nothing:80\s+.*False \(NoMatchingParent: Service demo\/nothing:80: the Service does not exist; create it or fix parentRefs\)\s+True\n/);
+    t.match(out, /demo\s+rpc\s+GRPCRoute\s+echo-v1\s+-\s+1\s+echo-v1:80 1\s+True\s+True\n/);
+    t.match(out, /demo\s+rpc-gateway\s+GRPCRoute\s+gateway\.networking\.k8s\.io\/Gateway echo-v1\s+.*False \(NoMatchingParent: no parentRef names a Service .*\)\s+Unknown\n/,
+      'a parentRef without kind: Service is a Gateway (the spec default), which Weft does not attach to');
     const json = JSON.parse((await run(routes, ['-n', 'demo', '-o', 'json'])).out);
     const missing = json.items.find((i: { name: string }) => i.name === 'missing-backend');
     t.same(missing.resolvedRefs.reason, 'BackendNotFound');

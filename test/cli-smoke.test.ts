@@ -41,7 +41,7 @@ t.test('the built binary: workloads -o json, explain exit code, missing context'
   t.match(missing.stderr, /^weft: no weft context found .* \[WEFT_CONTEXT_MISSING\]\n$/);
 
   const help = await weft(['--help'], {});
-  for (const c of ['workloads', 'services', 'policies', 'tunnels', 'connections', 'certs', 'namespace', 'explain', 'status', 'completion', 'waypoint', 'waypoints']) {
+  for (const c of ['workloads', 'services', 'policies', 'tunnels', 'connections', 'certs', 'namespace', 'explain', 'status', 'completion', 'waypoint', 'waypoints', 'apply', 'delete', 'routes']) {
     t.match(help.stdout, new RegExp(`\\n  ${c}\\s`), `weft --help lists ${c}`);
   }
   const completion = await weft(['completion', 'bash'], {});
@@ -49,8 +49,9 @@ t.test('the built binary: workloads -o json, explain exit code, missing context'
   t.match(completion.stdout, /namespace\) subs="enroll unenroll use-waypoint list"/);
   t.match(completion.stdout, /waypoint\) subs="add remove run"/);
   t.match(completion.stdout, /compgen -W "[^"]*--service-account --force /, 'completes the waypoint flags');
-  for (const flag of ['--redis-cert-file', '--redis-key-file', '--kubeconfig', '--kube-context', '--admin-token-file']) {
+  for (const flag of ['--redis-cert-file', '--redis-key-file', '--kubeconfig', '--kube-context', '--admin-token-file', '--filename', '--dry-run']) {
     t.match(completion.stdout, new RegExp(`compgen -W "[^"]*${flag} `), `completes ${flag}`);
   }
   t.match(completion.stdout, /\|--admin-token-file\) COMPREPLY=\( \$\(compgen -f/, 'with file names after a file flag');
+  t.match(completion.stdout, /-f\|--filename\|/, 'and after apply -f');
 });

@@ -4,13 +4,14 @@
  * reason when a condition is not True, so "why does my route do nothing" has an answer
  * on one screen.
  */
+import type { RouteRecord } from '../../gateway/attach';
+import type { ServiceLookup } from '../../gateway/backend';
+import { routeStatus } from '../../gateway/status';
 import type { RouteCondition, RouteParentStatus } from '../../gateway/types';
 import type { MeshState } from '../../registry/state';
-import type { GRPCRouteRecord, HTTPRouteRecord } from '../../registry/types';
 import { defineCommand, noPositionals } from '../io';
 import type { Frame, Table } from '../output';
 import { byKey, namespaceOption, registryViewOptions, runRegistryView, scopeText } from '../registry-command';
-import { routeStatus, type StatusLookup } from '../route-status';
 
 export interface RouteBackendItem {
   /** `name` in the route's namespace, else `namespace/name`; a non-Service kind is prefixed with it. */
@@ -20,7 +21,8 @@ export interface RouteBackendItem {
 }
 
 export interface ConditionSummary {
-  status: 'True' | 'False';
+  /** Unknown: ResolvedRefs of a route that attaches to no Service (nothing checks its backends). */
+  status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;
 }
@@ -43,7 +45,7 @@ export interface RouteItem {
   status: { parents: RouteParentStatus[] };
 }
 
-function lookupOf(state: MeshState): StatusLookup {
+function lookupOf(state: MeshState): ServiceLookup {
   return { service: (ns, name) => state.get('service', `${ns}/${name}`) };
 }
 
@@ -51,13 +53,19 @@ function summary(statuses: RouteParentStatus[], type: RouteCondition['type']): C
   const conds = statuses.map((s) => s.conditions.find((c) => c.type === type)!).filter(Boolean);
   const bad = conds.find((c) => c.status !== 'True');
   const c = bad ?? conds[0];
-  if (!c) return { status: 'False', reason: 'NoMatchingParent', message: 'the route has no parentRefs' };
+  // status.ts writes none for parents that are not Services: they are another controller's.
+  if (!c) {
+    return type === 'Accepted'
+      ? { status: 'False', reason: 'NoMatchingParent', message: 'no parentRef names a Service (group "", kind Service); Weft attaches routes to Services only' }
+      : { status: 'Unknown', reason: 'NoMatchingParent', message: 'not checked: the route attaches to no Service' };
+  }
   return { status: c.status, reason: c.reason, message: c.message };
 }
 
-function item(state: MeshState, kind: RouteItem['kind'], r: HTTPRouteRecord | GRPCRouteRecord): RouteItem {
+function item(state: MeshState, r: RouteRecord, all: readonly RouteRecord[]): RouteItem {
   const local = (ns: string | undefined, name: string) => (ns === undefined || ns === r.namespace ? name : `${ns}/${name}`);
-  const statuses = routeStatus(r, lookupOf(state));
+  const statuses = routeStatus(r, lookupOf(state), all);
+  const kind = r.kind;
   return {
     namespace: r.namespace, name: r.name, kind, creationTimestamp: r.creationTimestamp,
     parents: r.spec.parentRefs.map((p) => {
@@ -79,15 +87,19 @@ function item(state: MeshState, kind: RouteItem['kind'], r: HTTPRouteRecord | GR
 }
 
 export function listRoutes(state: MeshState, f: { namespace?: string } = {}): RouteItem[] {
-  return [
-    ...state.list('httproute').map((r) => item(state, 'HTTPRoute', r)),
-    ...state.list('grpcroute').map((r) => item(state, 'GRPCRoute', r)),
-  ].filter((r) => !f.namespace || r.namespace === f.namespace)
+  // All routes, not only the namespace's: an older route of the other kind on the same
+  // Service port makes this one NotAllowedByListeners.
+  const all: RouteRecord[] = [
+    ...state.list('httproute').map((r): RouteRecord => ({ kind: 'HTTPRoute', ...r })),
+    ...state.list('grpcroute').map((r): RouteRecord => ({ kind: 'GRPCRoute', ...r })),
+  ];
+  return all.filter((r) => !f.namespace || r.namespace === f.namespace)
+    .map((r) => item(state, r, all))
     .sort(byKey((r) => `${r.namespace}\u0000${r.name}\u0000${r.kind}`));
 }
 
 function conditionText(c: ConditionSummary): string {
-  return c.status === 'True' ? 'True' : `False (${c.reason}: ${c.message})`;
+  return c.status === 'True' ? 'True' : c.status === 'Unknown' ? 'Unknown' : `False (${c.reason}: ${c.message})`;
 }
 
 /** `echo-v1:80 95, echo-v2:80 5`; rules separated by `; `; a rule without backends is `(none)`. */
@@ -116,9 +128,11 @@ export default defineCommand({
   summary: 'list HTTPRoutes and GRPCRoutes: parents, backends, Accepted and ResolvedRefs',
   description: `PARENTS are the Services a route attaches to (service[:port]; ns/service for a consumer route's parent in
 another namespace). BACKENDS lists each rule's backends as name:port weight, rules separated by ";".
-ACCEPTED is False (NoMatchingParent) when a parent Service or its port does not exist; RESOLVED REFS is False when
-a backend is not a core Service (InvalidKind), is in another namespace (RefNotPermitted) or does not exist
-(BackendNotFound): requests to such a backend's share get 500. -o yaml shows status.parents per parent.`,
+ACCEPTED is False (NoMatchingParent) when a parent Service or its port does not exist, or (NotAllowedByListeners)
+when an older route of the other kind (HTTPRoute vs GRPCRoute) holds that Service port. RESOLVED REFS is False when
+a backend (or mirror) is not a core Service (InvalidKind), is in another namespace and not the parent Service
+(RefNotPermitted), or does not exist or lacks the port (BackendNotFound): requests to such a backend's share get 500.
+-o yaml shows status.parents per parent, as the controller writes it on a cluster.`,
   specs: { ...registryViewOptions, namespace: namespaceOption },
   async run({ values, positionals }, io) {
     noPositionals(positionals, USAGE);
