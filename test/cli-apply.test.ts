@@ -94,6 +94,28 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
     t.equal((r2.results[0]!.object.metadata as { creationTimestamp: string }).creationTimestamp, '2026-11-30T10:00:00Z', '-o shows it');
   });
 
+  t.test('compare-and-set: a write between the read and the apply makes it decide again on what is stored', async (t) => {
+    const objs = parseObjects(parseManifest(yamlOf(httpRoute('raced', [{ name: 'echo-v1', port: 80, weight: 1 }], { namespace: 'demo' })), 'raced.yaml'), { defaultNamespace: 'default' });
+    const now = () => new Date('2026-11-30T12:00:00Z');
+    let reads = 0;
+    // After the first read, another writer stores the very same route: the first
+    // verdict (created) is stale, the apply must lose the compare-and-set and re-read.
+    const racing = Object.create(store, {
+      snapshot: {
+        value: async () => {
+          const snap = await store.snapshot();
+          if (reads++ === 0) await store.apply([objs[0]!.change!('2026-11-30T12:00:00Z')]);
+          return snap;
+        },
+      },
+    }) as typeof store;
+    const rev = await store.revision();
+    const out = await applyToRegistry(racing, objs, { dryRun: false, now });
+    t.equal(reads, 2, 'read again after the conflict');
+    t.equal(out.results[0]!.action, 'unchanged', 'decided against what is stored now');
+    t.equal(await store.revision(), rev + 1, "only the other writer's revision");
+  });
+
   t.test('a bad document among good ones: nothing is written, the message names file, document and field', async (t) => {
     const rev = await store.revision();
     const bad = { ...httpRoute('Bad_Name', [{ name: 'echo-v1', port: 80, weight: 1 }]) };
