@@ -16,7 +16,7 @@ import { redisFixture } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { ManualClock } from './helpers/clock';
-import { caught } from './helpers/wait';
+import { caught, waitFor } from './helpers/wait';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
@@ -26,6 +26,8 @@ import { TokenReviewJoin, type SaJoinPolicy } from '../src/ca/sa-token-join';
 import { GATEWAY_NAME_LABEL, TokenReviewWaypoints, type WaypointLookup } from '../src/ca/waypoint-sa';
 import { limitsFor } from '../src/ca/rate-limit';
 import { KubeClient } from '../src/k8s/client';
+import { startCaApp } from '../src/ca/app';
+import { RegistryStore } from '../src/registry/store';
 import { MeshState } from '../src/registry/state';
 import { silentLogger } from '../src/lib/log';
 import { isWeftError, type WeftError } from '../src/lib/errors';
@@ -215,4 +217,52 @@ t.test('with the mesh\'s waypoints known, the pod\'s label must name a waypoint 
   known.delete('demo/waypoint');
   err = await refusal(client.createOwnCertificate(csrPem, 0, token));
   t.match(err.message, /which the mesh does not know/, 'the registry is asked on every request');
+});
+
+t.test('weft ca wiring: the registry\'s waypoint records decide which Gateway a pod may belong to', async (t) => {
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: test',
+    'clusters: [{name: test, cluster: {server: "' + api.url + '"}}]',
+    'users: [{name: ca, user: {token: ' + API_TOKEN + '}}]',
+    'contexts: [{name: test, context: {cluster: test, user: ca}}]',
+  ].join('\n'));
+  const store = RegistryStore.connect(fx.redis.url);
+  t.teardown(() => store.close());
+  await store.apply([{ op: 'put', kind: 'waypoint', record: { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' } }]);
+  const app = await startCaApp({
+    redis: fx.redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
+    dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
+    tokenReview: { kubeconfig, policy: POLICY },
+  }, silentLogger());
+  t.teardown(() => app.stop());
+  const client = new CaClient({ address: `127.0.0.1:${app.port}`, rootPem: app.rootPem, trustDomain: TD, serverName: 'localhost' });
+  t.teardown(() => client.close());
+  const { csrPem } = await generateKeyAndCsr({ uri: WAYPOINT });
+  // Until the CA has loaded the registry the answer is "retry" (UNAVAILABLE), then issued.
+  let chain: string[] | undefined;
+  await waitFor('the CA to load the registry and issue', async () => {
+    try {
+      chain = await client.createOwnCertificate(csrPem, 0, reviews.issueForPod('demo', 'waypoint-1'));
+      return true;
+    } catch (err) {
+      if (isWeftError(err, 'WEFT_REGISTRY_UNREACHABLE')) return false;
+      throw err;
+    }
+  });
+  t.equal(new X509Certificate(chain![0]!).subjectAltName, `URI:${WAYPOINT}`, 'a pod of a registered waypoint: issued');
+
+  await store.apply([{ op: 'delete', kind: 'waypoint', key: 'demo/waypoint' }]);
+  await waitFor('the CA to see the waypoint go', async () => {
+    try {
+      await client.createOwnCertificate(csrPem, 0, reviews.issueForPod('demo', 'waypoint-1'));
+      return false; // the follower has not applied the delete yet
+    } catch (err) {
+      if (isWeftError(err, 'WEFT_CA_IDENTITY_DENIED') && /does not know/.test(err.message)) return true;
+      throw err;
+    }
+  });
+  t.pass('the Gateway removed from the registry: its pods get no new certificate');
+  const err = await refusal(client.createOwnCertificate(csrPem, 0, (await createIdentityToken(fx.client, { namespace: 'demo', serviceAccount: 'waypoint', ttlMs: 60_000 })).token));
+  t.equal(err.code, 'WEFT_CA_IDENTITY_TOKEN_INVALID', 'and the TokenReview CA takes no identity tokens');
 });

@@ -107,10 +107,19 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
       const { policy } = config.tokenReview;
       saJoin = new TokenReviewJoin({ kube, policy });
       // Waypoints present their pod's token for the same audience; the node proxies'
-      // ServiceAccount is refused there. Seam: pass `waypoints` (the registry's waypoint
-      // kind, once MeshState holds it) to check the Gateway behind the pod's label too.
+      // ServiceAccount is refused there, and the pod's gateway label must name a
+      // waypoint the registry has, running as the token's ServiceAccount.
       waypointTokens = new TokenReviewWaypoints({
         kube, audience: policy.audience, nodeServiceAccount: { namespace: policy.namespace, serviceAccount: policy.serviceAccount },
+        waypoints: {
+          waypoint: (namespace, name) => {
+            // Not loaded yet is not "no such waypoint": the waypoint retries (UNAVAILABLE).
+            if (follower.lastSyncAt === undefined) {
+              throw new WeftError('WEFT_REGISTRY_UNREACHABLE', 'the CA has not loaded the registry yet, so it cannot check the waypoint behind the pod; retry in a few seconds');
+            }
+            return state.waypoint(namespace, name);
+          },
+        },
       });
       logger.info({ server: kube.server, ...config.tokenReview.policy }, 'ServiceAccount-token joins enabled (TokenReview)');
     }
