@@ -23,6 +23,7 @@ import { identityCertSource } from '../src/ca/identity-certs';
 import { IDENTITY_KEY_PREFIX, RedisIdentityTokens, createIdentityToken, revokeIdentityToken } from '../src/ca/identity-tokens';
 import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
 import { limitsFor } from '../src/ca/rate-limit';
+import { identityTokenCommand } from '../src/ca/command';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';
@@ -175,6 +176,18 @@ t.test('identity tokens are created for one identity of a served namespace only'
     await t.rejects(createIdentityToken(fx.client, { ...req, ttlMs: 1000 }), { code: 'WEFT_CONFIG_INVALID', message: says });
   }
   await t.rejects(createIdentityToken(fx.client, { namespace: 'demo', serviceAccount: 'waypoint', ttlMs: 0 }), { code: 'WEFT_CONFIG_INVALID', message: /--ttl/ });
+});
+
+t.test('weft ca identity-token prints a token the CA takes for that identity', async (t) => {
+  const { address } = await startCa(t);
+  const lines: string[] = [];
+  t.equal(await identityTokenCommand(['--namespace', 'demo', '--service-account', 'waypoint', '--ttl', '10m', '--redis-url', fx.redis.url], (s) => lines.push(s)), 0);
+  t.match(lines, [/^weft-id\./], 'one line: the token');
+  const client = newClient(t, address);
+  const chain = await client.createOwnCertificate((await generateKeyAndCsr({ uri: WAYPOINT })).csrPem, 0, lines[0]!);
+  t.equal(new X509Certificate(chain[0]!).subjectAltName, `URI:${WAYPOINT}`);
+  await t.rejects(identityTokenCommand(['--service-account', 'waypoint', '--redis-url', fx.redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--namespace/ });
+  await t.rejects(identityTokenCommand(['--namespace', 'demo', '--service-account', 'Way', '--redis-url', fx.redis.url], () => undefined), { code: 'WEFT_CONFIG_INVALID', message: /--service-account/ });
 });
 
 t.test('a TokenReview CA cannot be given identity tokens', async (t) => {

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { WeftError, isWeftError, type ErrorCode } from '../lib/errors';
+import { WeftError, isWeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
 import { boundedDelay, realClock, type Clock } from '../lib/clock';
 import { LogLimiter } from '../lib/log-limiter';
@@ -12,15 +12,16 @@ import {
 } from './authorize';
 import { generateKeyAndCsr, type Issuer } from './issuer';
 import type { JoinTokenVerifier } from './join-tokens';
-import { SA_JOIN_REFUSALS, disabledSaJoin, type JoinedPod, type SaJoinRefusal, type ServiceAccountJoinVerifier } from './sa-token-join';
-import { createCaMetrics, type CaMethod, type CaMetrics, type CaResult } from './metrics';
+import { disabledSaJoin, type JoinedPod, type ServiceAccountJoinVerifier } from './sa-token-join';
+import { createCaMetrics, type CaMethod, type CaMetrics } from './metrics';
 import {
   readImpersonatedIdentity, services,
   type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
 } from './proto';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
 import { bearerToken, callerFacts, peerAddress } from './call-facts';
-import { identityRefusalReason, ownIdentityFor, verifyIdentityCredential } from './identity-caller';
+import { ownIdentityFor, verifyIdentityCredential } from './identity-caller';
+import { STATUS_FOR, refusalReason } from './refusals';
 import { identityRefusal } from './identity-grant';
 import { isIdentityToken, type IdentityTokenVerifier } from './identity-tokens';
 import type { WaypointTokenVerifier } from './waypoint-sa';
@@ -101,27 +102,6 @@ class OptionalClientCertCredentials extends grpc.ServerCredentials {
     this.updateSecureContextOptions(context);
   }
 }
-
-const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
-  WEFT_CA_UNAUTHENTICATED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_JOIN_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_PERMISSION_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
-  WEFT_CA_SA_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_SA_JOIN_DISABLED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_SA_TOKEN_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
-  WEFT_CA_CSR_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
-  WEFT_CA_TTL_INVALID: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
-  WEFT_CA_CSR_KEY_WEAK: [grpc.status.INVALID_ARGUMENT, 'invalid_argument'],
-  WEFT_CA_RATE_LIMITED: [grpc.status.RESOURCE_EXHAUSTED, 'resource_exhausted'],
-  WEFT_CA_JOIN_TOKEN_DISABLED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_IDENTITY_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
-  WEFT_CA_IDENTITY_DENIED: [grpc.status.PERMISSION_DENIED, 'permission_denied'],
-  WEFT_REGISTRY_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
-  // The CA could not ask the Kubernetes API about a ServiceAccount token: the node retries.
-  WEFT_K8S_UNREACHABLE: [grpc.status.UNAVAILABLE, 'unavailable'],
-  WEFT_K8S_FORBIDDEN: [grpc.status.UNAVAILABLE, 'unavailable'],
-  WEFT_K8S_REQUEST_FAILED: [grpc.status.UNAVAILABLE, 'unavailable'],
-};
 
 type Optional = 'isReady' | 'joinTokens' | 'identityTokens' | 'waypointTokens' | 'clock' | 'joinLimits' | 'csrLimits';
 
@@ -399,10 +379,8 @@ export class CaServer {
     chain.then(
       (certChain) => callback(null, { certChain }),
       (err: unknown) => {
-        // A waypoint's refusals (and a node's mixed credentials) count apart from the node checks'.
-        const own = singleIdentity || (isWeftError(err) && err.code.startsWith('WEFT_CA_IDENTITY_'));
-        const reason = own ? identityRefusalReason(err) : saJoinReason(err);
-        if (reason) (own ? this.metrics.identityRefusals : this.metrics.saJoinRefusals).inc({ reason });
+        const refusal = refusalReason(err, singleIdentity);
+        if (refusal) (refusal.of === 'identity' ? this.metrics.identityRefusals : this.metrics.saJoinRefusals).inc({ reason: refusal.reason });
         callback(this.fail(method, err, facts()));
       },
     );
@@ -429,10 +407,4 @@ export class CaServer {
     this.refusalLog.log(this.log, 'warn', `${method} ${err.code}`, { method, code: err.code, reason: err.message, ...facts }, 'CA request refused');
     return { code, details: `${err.code}: ${err.message}` };
   }
-}
-
-/** The token check that refused a Join, or undefined when the token was not the problem (e.g. a bad CSR). */
-function saJoinReason(err: unknown): SaJoinRefusal | undefined {
-  const reason = isWeftError(err) ? err.details?.reason : undefined;
-  return (SA_JOIN_REFUSALS as readonly unknown[]).includes(reason) ? reason as SaJoinRefusal : undefined;
 }
