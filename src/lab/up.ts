@@ -35,7 +35,7 @@ import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
 import { readState, recordLabDir, StateStore, type ProcessResource } from './state';
 import { run } from './run';
 import { loadTopology } from './topology';
-import { createWaypointPod } from './waypoint-pod';
+import { createWaypointPod, type CreatedWaypoint } from './waypoint-pod';
 
 export interface UpOptions {
   labDir: string;
@@ -171,7 +171,11 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
 
 /** The topology's waypoints: each its own pod, made as `weft waypoint add` makes one. */
 async function startWaypoints(plan: LabPlan, layout: LabLayout, store: StateStore, step: (m: string) => void): Promise<void> {
-  const made = await Promise.all(plan.waypoints.map((w) => createWaypointPod({ store, layout, plan }, w)));
+  // allSettled: a failure must not start the teardown while siblings still create things.
+  const settled = await Promise.allSettled(plan.waypoints.map((w) => createWaypointPod({ store, layout, plan }, w)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const made = settled.map((r) => (r as PromiseFulfilledResult<CreatedWaypoint>).value);
   const names = made.map((m) => `${m.waypoint.uid}@${m.waypoint.ip}`).join(', ');
   step(made.every((m) => m.started)
     ? `waypoints: ${names} ready`
