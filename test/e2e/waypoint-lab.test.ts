@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { built, DIST, defaultTopologyFile } from '../../src/lab/paths';
 import { podLinkName } from '../../src/lab/plan';
+import { runWeft } from '../../src/lab/run';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 
 const skip = labSkipReason();
@@ -129,6 +130,16 @@ function run(): void {
       const state = lab.state()!;
       t.notOk(state.resources.some((r) => 'name' in r && String(r.name).includes('demo-second')), 'nothing of it recorded');
       t.notOk(existsSync(join(lab.labDir, 'run', 'waypoint-demo-second.token')), 'token file gone');
+    });
+
+    await t.test('an add whose process dies at start-up fails naming its log and leaves nothing', { todo: withProcess ? false : `${DIST.waypoint} is not built yet (weft waypoint run)` }, async (t) => {
+      // The waypoint inherits the CLI's environment: an invalid log level makes it exit at once.
+      const res = await runWeft(['waypoint', 'add', 'demo/broken', '--node', 'node-1'], { ...lab.env, WEFT_LOG_LEVEL: 'shouting' });
+      t.equal(res.code, 1);
+      t.match(res.stderr, /waypoint demo\/broken: waypoint\/demo\/broken exited during start-up; its log .*waypoint-demo-broken\.log ends with/);
+      t.notOk(existsSync('/run/netns/weft-pod-demo-broken'), 'netns removed');
+      t.notOk((await workloadJson(lab, 'demo')).some((x) => x.uid === 'demo/broken'), 'records removed');
+      t.notOk(lab.state()!.resources.some((r) => 'name' in r && String(r.name).includes('broken')), 'nothing recorded');
     });
 
     await t.test('lab down removes the waypoint pods with the rest', async (t) => {
