@@ -12,6 +12,7 @@ import { Registry } from 'prom-client';
 import { waypointPod, waypointRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
 import type { Change } from '../src/registry/types';
+import { connectionItem } from '../src/cli/commands/connections';
 import { ConnectionRegistry } from '../src/ztunnel/connections';
 import { exactSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { ZtunnelMetrics } from '../src/ztunnel/metrics';
@@ -135,7 +136,8 @@ t.test('a VIP bound to a waypoint goes to the waypoint over HBONE; not ready →
     t.equal(stats.length, 1);
     t.match(stats[0], { sourceIdentity: CLIENT_ID, destinationIdentity: WP_ID }, 'pooled per {source, waypoint identity, waypoint pod}');
     const live = connections.list().find((c) => c.direction === 'outbound');
-    t.match(live, { destinationService: 'demo/echo', destinationIdentity: WP_ID, destinationWorkload: 'demo/wp-1' });
+    t.match(live, { destinationService: 'demo/echo', destinationWaypoint: 'demo/waypoint', destinationIdentity: WP_ID, destinationWorkload: 'demo/wp-1' });
+    t.equal(connectionItem('n1', live!).remoteTarget, 'demo/echo via waypoint demo/waypoint', 'weft connections says so');
     sock.end();
     await ending(sock);
     await until(() => connections.size === 0, 5000, 'the connection to end');

@@ -18,6 +18,8 @@ export interface ConnectionInfo {
   destinationWorkload?: string;
   destinationAddress: string;
   destinationService?: string;
+  /** `<namespace>/<name>` of the waypoint an outbound connection goes through (the destination workload is then its pod). */
+  destinationWaypoint?: string;
   destinationIdentity?: string;
   /** Id of the TunnelInfo it rides, for outbound HBONE. */
   tunnelId?: string;

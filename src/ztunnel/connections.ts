@@ -171,6 +171,7 @@ export function connectionInfo(c: TrackedConnection): ConnectionInfo {
   if (dw) info.destinationWorkload = dw;
   if (c.dst.identity) info.destinationIdentity = c.dst.identity;
   if (c.dst.service) info.destinationService = c.dst.service;
+  if (c.dst.waypoint) info.destinationWaypoint = c.dst.waypoint;
   if (c.tunnelId !== undefined) info.tunnelId = String(c.tunnelId);
   return info;
 }

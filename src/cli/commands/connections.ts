@@ -29,7 +29,8 @@ export function connectionItem(node: string, c: ConnectionInfo): ConnectionItem 
     remote: outbound ? c.destinationAddress : c.sourceAddress,
   };
   const workload = outbound ? c.sourceWorkload : c.destinationWorkload;
-  const target = outbound ? c.destinationService ?? c.destinationWorkload : c.sourceWorkload ?? c.sourceIdentity;
+  let target = outbound ? c.destinationService ?? c.destinationWorkload : c.sourceWorkload ?? c.sourceIdentity;
+  if (outbound && c.destinationWaypoint) target = `${target ?? '?'} via waypoint ${c.destinationWaypoint}`;
   if (workload) item.workload = workload;
   if (target) item.remoteTarget = target;
   return item;
