@@ -15,6 +15,7 @@ import {
 } from './helpers/apiserver';
 import { startRedis, type TestRedis } from './helpers/redis';
 import { waitFor } from './helpers/wait';
+import type { WaypointDeployConfig } from '../src/controller/waypoint-deploy';
 
 let redis: TestRedis;
 t.before(async () => {
@@ -24,7 +25,13 @@ t.teardown(() => redis.stop());
 
 interface LogLine { level: number; msg: string; [k: string]: unknown }
 
-async function rig(t: Test, opts: { crds?: boolean } = {}) {
+const WAYPOINTS: WaypointDeployConfig = {
+  image: 'registry.example.com/weft:1.2.3', redisUrl: 'rediss://weft-redis.weft-system.svc:6379', redisAuth: true,
+  caAddress: 'weft-ca.weft-system.svc:15012', trustDomain: 'cluster.local', logLevel: 'info', systemNamespace: 'weft-system',
+};
+const ROOT_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+
+async function rig(t: Test, opts: { crds?: boolean; waypoints?: WaypointDeployConfig } = {}) {
   const api = await TestApiServer.start();
   t.teardown(() => api.stop());
   if (opts.crds === false) api.setGatewayAPIInstalled(false);
@@ -34,7 +41,7 @@ async function rig(t: Test, opts: { crds?: boolean } = {}) {
   t.teardown(() => store.close());
   const logs: LogLine[] = [];
   const logger = createLogger({ level: 'debug', component: 'controller', destination: { write: (s: string) => { logs.push(JSON.parse(s) as LogLine); } } });
-  const controller = new Controller({ client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger });
+  const controller = new Controller({ client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger, ...(opts.waypoints ? { waypoints: opts.waypoints } : {}) });
   t.teardown(() => controller.stop());
   return { api, client, store, controller, logs };
 }
@@ -188,4 +195,88 @@ t.test('Gateways: only class weft-waypoint becomes a waypoint record', async (t)
   controller.start();
   await waitFor('waypoint mirrored', async () => (await snapshot(store)).waypoint.length === 1);
   t.same((await snapshot(store)).waypoint, [{ name: 'waypoint', namespace: 'demo', serviceAccount: 'wp-sa', for: 'service' }]);
+});
+
+t.test('a weft-waypoint Gateway is deployed: ServiceAccount, trust anchors, Deployment and Service, owned by the Gateway', async (t) => {
+  const { api, store, controller } = await rig(t, { waypoints: WAYPOINTS });
+  seed(api);
+  api.put('configmaps', { metadata: { name: 'weft-root-cert', namespace: 'weft-system' }, data: { 'root-cert.pem': ROOT_PEM } });
+  const gw = api.put('gateways', gatewayObj('demo', 'waypoint', { annotations: { 'weft.io/service-account': 'wp-sa' } }));
+  controller.start();
+  await waitFor('objects applied', () => api.get('services', 'demo', 'waypoint') !== undefined);
+  const owner = [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'waypoint', uid: gw.metadata.uid, controller: true, blockOwnerDeletion: true }];
+  const sa = api.get('serviceaccounts', 'demo', 'wp-sa')!;
+  t.same(sa.metadata.ownerReferences, owner, 'ServiceAccount owned by the Gateway');
+  const cm = api.get('configmaps', 'demo', 'waypoint-weft-root-cert')!;
+  t.same(cm.data, { 'root-cert.pem': ROOT_PEM }, 'the trust anchors copied into the namespace');
+  t.same(cm.metadata.ownerReferences, owner);
+  const dep = api.get('deployments', 'demo', 'waypoint')!;
+  t.same(dep.metadata.ownerReferences, owner, 'Deployment owned by the Gateway');
+  t.equal(dep.metadata.annotations['weft.test/field-manager'], 'weft-controller', 'server-side apply as weft-controller');
+  const pod = dep.spec.template.spec;
+  t.same(dep.spec.template.metadata.labels['gateway.networking.k8s.io/gateway-name'], 'waypoint');
+  t.same(dep.spec.template.metadata.labels['weft.io/dataplane-mode'], 'none', 'never enrolled itself');
+  t.equal(pod.serviceAccountName, 'wp-sa');
+  t.equal(pod.automountServiceAccountToken, false, 'no API token in the pod');
+  const c = pod.containers[0];
+  t.equal(c.image, WAYPOINTS.image);
+  t.same(c.args, ['waypoint', 'run', '--name', 'waypoint', '--namespace', 'demo', '--service-account', 'wp-sa']);
+  const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
+  t.same(env.WEFT_WAYPOINT_ADDRESS, { fieldRef: { fieldPath: 'status.podIP' } }, 'the pod address from the downward API');
+  t.match(env, {
+    WEFT_REDIS_URL: WAYPOINTS.redisUrl, WEFT_REDIS_USERNAME: 'weft-waypoint', WEFT_CA_ADDRESS: WAYPOINTS.caAddress, WEFT_TRUST_DOMAIN: 'cluster.local',
+    WEFT_IDENTITY_TOKEN_FILE: '/var/run/secrets/weft/ca-token/token', WEFT_TRUST_ANCHOR_FILE: '/etc/weft/trust-anchors/root-cert.pem',
+  });
+  const token = pod.volumes.find((v: { name: string }) => v.name === 'weft-ca-token');
+  t.same(token.projected.sources, [{ serviceAccountToken: { path: 'token', audience: 'weft-ca', expirationSeconds: 3600 } }], 'a pod-bound token for the CA only');
+  t.same(pod.volumes.find((v: { name: string }) => v.name === 'trust-anchors').configMap, { name: 'waypoint-weft-root-cert' });
+  t.same(c.readinessProbe.httpGet, { path: '/healthz/ready', port: 15021 });
+  t.same(c.ports.map((p: { containerPort: number }) => p.containerPort), [15008, 15020, 15021]);
+  const svc = api.get('services', 'demo', 'waypoint')!;
+  t.same(svc.metadata.ownerReferences, owner, 'Service owned by the Gateway');
+  t.same(svc.spec.ports.find((p: { port: number }) => p.port === 15008), { name: 'mesh', port: 15008, targetPort: 15008, protocol: 'TCP' });
+  t.same(svc.spec.selector, { 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
+  t.equal(svc.metadata.labels['weft.io/use-waypoint'], 'none', 'the waypoint Service is never sent through a waypoint');
+
+  await waitFor('Gateway Programmed', () => (api.get('gateways', 'demo', 'waypoint')?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Programmed' && c.status === 'True'));
+  t.same(api.get('gateways', 'demo', 'waypoint')!.status.addresses, [{ type: 'Hostname', value: 'waypoint.demo.svc.cluster.local' }]);
+  await waitFor('waypoint record and its Service mirrored', async () => {
+    const r = await snapshot(store);
+    return r.waypoint.length === 1 && r.service.some((x) => x.name === 'waypoint' && x.waypoint === 'none');
+  });
+
+  // Converged: unrelated changes apply nothing again.
+  const applies = () => api.requests.filter((q) => q.method === 'PATCH' && !q.path.endsWith('/status')).length;
+  const n = applies();
+  t.equal(n, 4, 'four objects applied once');
+  api.put('pods', podObj('demo', 'other', { node: 'node-1', ip: '10.244.1.8', labels: { app: 'x' } }));
+  await waitFor('pod mirrored', async () => (await snapshot(store)).workload.length === 2);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(applies(), n, 'nothing re-applied');
+
+  // A change of the Gateway (its service account) is applied.
+  api.modify('gateways', 'demo', 'waypoint', (o) => { o.metadata.annotations['weft.io/service-account'] = 'other-sa'; });
+  await waitFor('new service account', () => api.get('deployments', 'demo', 'waypoint')?.spec.template.spec.serviceAccountName === 'other-sa');
+  t.ok(api.get('serviceaccounts', 'demo', 'other-sa'), 'its ServiceAccount made too');
+});
+
+t.test('a waypoint that cannot be deployed says why in the Gateway status; an invalid Gateway is not deployed', async (t) => {
+  const { api, controller } = await rig(t, { waypoints: WAYPOINTS });
+  seed(api);
+  api.put('gateways', gatewayObj('demo', 'waypoint'));
+  const bad = gatewayObj('demo', 'bad');
+  bad.spec.listeners = [{ name: 'http', port: 80, protocol: 'HTTP' }];
+  api.put('gateways', bad);
+  controller.start();
+  const condition = (name: string, type: string) => (api.get('gateways', 'demo', name)?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+  await waitFor('statuses', () => condition('waypoint', 'Programmed') !== undefined && condition('bad', 'Accepted') !== undefined);
+  t.match(condition('waypoint', 'Programmed'), { status: 'False', reason: 'NoResources', message: /weft-root-cert/ }, 'no trust anchors yet');
+  t.match(condition('bad', 'Accepted'), { status: 'False', reason: 'ListenersNotValid', message: /spec\.listeners\[0\]\.port/ });
+  t.notOk(api.get('deployments', 'demo', 'bad'), 'nothing deployed for the invalid Gateway');
+  t.notOk(api.get('deployments', 'demo', 'waypoint'));
+  // The ConfigMap appears; the next change of the Gateway deploys it.
+  api.put('configmaps', { metadata: { name: 'weft-root-cert', namespace: 'weft-system' }, data: { 'root-cert.pem': ROOT_PEM } });
+  api.modify('gateways', 'demo', 'waypoint', (o) => { o.metadata.labels['weft.io/waypoint-for'] = 'service'; });
+  await waitFor('deployed', () => api.get('deployments', 'demo', 'waypoint') !== undefined);
+  await waitFor('Programmed True', () => condition('waypoint', 'Programmed')?.status === 'True');
 });

@@ -13,6 +13,39 @@ import { describeRedis, type RedisTarget } from '../registry/connection';
 import { RegistryStore } from '../registry/store';
 import { Controller } from './controller';
 import { LeaderElector } from './leader';
+import type { WaypointDeployConfig } from './waypoint-deploy';
+import type { K8sPod } from './k8s-types';
+import { toConnection } from '../registry/connection';
+
+/**
+ * What waypoint Deployments get: the same weft image as this controller (read from its
+ * own pod, so an image override in a kustomize overlay reaches the waypoints too) and
+ * the settings the controller itself runs with. Without an image the waypoints are
+ * mirrored but not deployed, which is logged.
+ */
+async function waypointSettings(config: ControllerAppConfig, client: KubeClient, logger: Logger): Promise<WaypointDeployConfig | undefined> {
+  const w = config.waypoints;
+  if (!w) return undefined;
+  let image = w.image;
+  if (!image && w.ownPod) {
+    try {
+      const pod = await client.get<K8sPod>(`/api/v1/namespaces/${w.ownPod.namespace}/pods/${w.ownPod.name}`);
+      const cs = pod.spec?.containers ?? [];
+      image = (cs.find((c) => c.name === 'controller') ?? cs[0])?.image ?? '';
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'could not read this pod to learn the weft image');
+    }
+  }
+  if (!image) {
+    logger.warn('no waypoint image (--waypoint-image, or POD_NAME and POD_NAMESPACE of the controller pod): Gateways of class weft-waypoint are mirrored but not deployed');
+    return undefined;
+  }
+  const redis = toConnection(config.redis);
+  return {
+    image, redisUrl: redis.url, redisAuth: Boolean(redis.username || redis.passwordFile), caAddress: w.caAddress,
+    trustDomain: w.trustDomain, logLevel: w.logLevel, systemNamespace: w.systemNamespace,
+  };
+}
 
 export interface ControllerAppConfig {
   cluster: ClusterConfig;
@@ -30,6 +63,16 @@ export interface ControllerAppConfig {
   /** false: single replica without a Lease. */
   leaderElection: boolean;
   defaultMetrics?: boolean;
+  /** Deploying waypoints for Gateways of class weft-waypoint; absent: mirrored only. */
+  waypoints?: {
+    /** Empty: the image of ownPod's controller container. */
+    image: string;
+    caAddress: string;
+    trustDomain: string;
+    logLevel: string;
+    systemNamespace: string;
+    ownPod?: { namespace: string; name: string };
+  };
 }
 
 export interface ControllerApp {
@@ -50,7 +93,8 @@ export async function startControllerApp(config: ControllerAppConfig, logger: Lo
       leaseDurationSeconds: config.leaseDurationSeconds, logger,
     })
     : undefined;
-  const controller = new Controller({ client, store, clusterDomain: config.clusterDomain, elector, logger, metrics });
+  const waypoints = await waypointSettings(config, client, logger);
+  const controller = new Controller({ client, store, clusterDomain: config.clusterDomain, elector, logger, metrics, ...(waypoints ? { waypoints } : {}) });
   let server: http.Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsListen) {

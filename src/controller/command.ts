@@ -46,6 +46,14 @@ export const controllerSpecs = {
     flag: 'identity', env: 'WEFT_CONTROLLER_IDENTITY', default: `${hostname()}-${process.pid}`, defaultText: '<hostname>-<pid>',
     description: 'holder identity in the Lease', parse: parse.string({ pattern: /^\S+$/, what: 'a name without spaces' }),
   } satisfies OptionSpec<string>,
+  waypointImage: {
+    flag: 'waypoint-image', env: 'WEFT_WAYPOINT_IMAGE', default: '', defaultText: "this controller pod's own image",
+    description: 'image of the waypoint Deployments made for Gateways of class weft-waypoint (the same weft image)', parse: parse.string({ pattern: /^\S+$/, what: 'an image reference' }),
+  } satisfies OptionSpec<string>,
+  caAddress: {
+    flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: 'weft-ca.weft-system.svc:15012',
+    description: 'the CA address (host:port) waypoints are given', parse: parse.string({ pattern: /^\S+:\d+$/, what: 'host:port' }),
+  } satisfies OptionSpec<string>,
   metricsListen: {
     flag: 'metrics-listen', env: 'WEFT_CONTROLLER_METRICS_LISTEN', default: { host: '0.0.0.0', port: 15014 } as { host: string; port: number } | undefined,
     defaultText: '0.0.0.0:15014', description: 'HTTP address for /metrics, /healthz/ready and /healthz/live, or "off"', parse: hostPortOrOff,
@@ -62,6 +70,12 @@ export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env
     cluster, redis: redisTarget(v), clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
     identity: v.identity, leaseDurationSeconds: Math.round(v.leaseDuration / 1000), leaderElection: v.leaderElection,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
+    waypoints: {
+      image: v.waypointImage, caAddress: v.caAddress, trustDomain: v.trustDomain, logLevel: v.logLevel,
+      // The controller's own namespace holds weft-root-cert, as it holds the Lease.
+      systemNamespace: v.leaseNamespace,
+      ownPod: env.POD_NAME && env.POD_NAMESPACE ? { namespace: env.POD_NAMESPACE, name: env.POD_NAME } : undefined,
+    },
   };
 }
 

@@ -18,6 +18,7 @@ import {
   AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, type K8sAuthorizationPolicy, type K8sGatewayAPIObject,
 } from './k8s-types';
 import { RouteStatusWriter } from './route-status';
+import { WaypointDeployer, type WaypointDeployConfig } from './waypoint-deploy';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
 
@@ -59,6 +60,8 @@ export interface ControllerOptions {
   /** Events within this window are batched into one write. Default 50 ms. */
   batchMs?: number;
   informerBackoff?: { minMs: number; maxMs: number };
+  /** Absent: Gateways of class weft-waypoint are mirrored but not deployed (tests, or no image known). */
+  waypoints?: WaypointDeployConfig;
 }
 
 export interface ControllerEvents {
@@ -81,6 +84,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private lastWarnings = new Set<string>();
   private readonly memo: TranslationMemo = new WeakMap();
   private readonly routeStatus: RouteStatusWriter;
+  private readonly deployer?: WaypointDeployer;
   /** Whether the missing Gateway API CRDs have been logged (once per absence, not per retry). */
   private gatewayAPIAbsentLogged = false;
   private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge; invalidPolicies: Gauge };
@@ -100,6 +104,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       return [k, inf];
     })) as { [K in Watched]: Informer };
     this.routeStatus = new RouteStatusWriter(opts.client, this.logger);
+    this.deployer = opts.waypoints ? new WaypointDeployer(opts.client, opts.waypoints, this.logger, { clusterDomain: opts.clusterDomain }) : undefined;
     if (opts.metrics) {
       const registers = [opts.metrics];
       this.metrics = {
@@ -116,6 +121,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     }
     opts.elector?.on('started', () => {
       this.needSnapshot = true;
+      this.deployer?.reset();
       this.metrics?.leader.set(1);
       this.schedule(0);
     });
@@ -189,6 +195,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       await this.write(desired);
       await this.reportPolicies(desired);
       await this.routeStatus.report(desired, () => this.isLeader && !this.stopped);
+      await this.deployer?.reconcile(desired.gateways, () => this.isLeader && !this.stopped);
       this.failures = 0;
     } catch (err) {
       this.failures++;

@@ -15,7 +15,7 @@ export interface K8sPod extends KubeObject {
     nodeName?: string;
     serviceAccountName?: string;
     hostNetwork?: boolean;
-    containers?: { name: string; ports?: ContainerPort[] }[];
+    containers?: { name: string; image?: string; ports?: ContainerPort[] }[];
   };
   status?: {
     phase?: string;

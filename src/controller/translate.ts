@@ -137,8 +137,9 @@ export function serviceRecord(svc: K8sService, pods: Iterable<K8sPod>, clusterDo
     ports,
     selector,
   };
+  // `none` is kept: it must override the namespace's label (MeshState.serviceWaypointName).
   const waypoint = m.labels?.[USE_WAYPOINT_LABEL];
-  if (waypoint && waypoint !== 'none') record.waypoint = waypoint;
+  if (waypoint) record.waypoint = waypoint;
   return { record, warnings };
 }
 
