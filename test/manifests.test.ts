@@ -5,6 +5,7 @@
  * what the manifests run. (Per-kind API schemas: manifests-schema.test.ts.)
  */
 import t from 'tap';
+import YAML from 'yaml';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,8 +50,8 @@ t.test('the install has every piece of the mesh', async (t) => {
     'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ClusterRoleBinding/weft-ztunnel-admin-auth', 'ConfigMap/weft-config',
     'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
     'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system', 'NetworkPolicy/weft-redis',
-    'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-operator',
-    'RoleBinding/weft-ca', 'RoleBinding/weft-controller-leader-election',
+    'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-controller-root-cert', 'Role/weft-operator',
+    'RoleBinding/weft-ca', 'RoleBinding/weft-controller-leader-election', 'RoleBinding/weft-controller-root-cert',
     'Service/weft-ca', 'Service/weft-redis', 'ServiceAccount/weft-ca', 'ServiceAccount/weft-controller',
     'ServiceAccount/weft-redis', 'ServiceAccount/weft-ztunnel', 'StatefulSet/weft-redis',
   ]);
@@ -185,10 +186,21 @@ t.test('RBAC is least privilege', async (t) => {
   }
   const cr = one('ClusterRole', 'weft-controller').rules as Rule[];
   const writes = cr.filter((r) => r.verbs.some((v) => !['get', 'list', 'watch'].includes(v)));
-  t.same(writes.map((r) => ({ res: r.resources, verbs: r.verbs })), [{ res: ['authorizationpolicies/status'], verbs: ['patch'] }],
-    'cluster-wide, the controller writes only policy status');
+  t.same(writes.map((r) => ({ res: r.resources, verbs: r.verbs })), [
+    { res: ['authorizationpolicies/status'], verbs: ['patch'] },
+    { res: ['httproutes/status', 'grpcroutes/status', 'gateways/status'], verbs: ['patch'] },
+    { res: ['serviceaccounts', 'configmaps', 'services'], verbs: ['create', 'patch'] },
+    { res: ['deployments'], verbs: ['create', 'patch'] },
+  ], 'cluster-wide, the controller writes only status and the objects of the waypoints it deploys (server-side apply: create and patch, no update or delete)');
+  t.notOk(writes.some((r) => r.resources?.some((res) => ['pods', 'namespaces', 'nodes', 'secrets', 'httproutes', 'grpcroutes', 'gateways'].includes(res))),
+    'it never writes pods, namespaces, nodes, secrets or the users\' routes and Gateways themselves');
+  const rootCert = one('Role', 'weft-controller-root-cert');
+  t.equal(rootCert.metadata.namespace, 'weft-system');
+  t.same((rootCert.rules as Rule[]).map((r) => [r.apiGroups, r.resources, r.verbs, r.resourceNames]), [[[''], ['configmaps'], ['get'], ['weft-root-cert']]],
+    'the controller reads one ConfigMap of weft-system, the trust anchors it copies to waypoints');
   const reads = new Set(cr.flatMap((r) => (r.resources ?? []).map((res) => `${r.apiGroups?.[0] ?? ''}/${res}`)));
-  for (const need of ['/nodes', '/namespaces', '/pods', '/services', 'discovery.k8s.io/endpointslices', 'security.weft.io/authorizationpolicies']) {
+  for (const need of ['/nodes', '/namespaces', '/pods', '/services', 'discovery.k8s.io/endpointslices', 'security.weft.io/authorizationpolicies',
+    'gateway.networking.k8s.io/httproutes', 'gateway.networking.k8s.io/grpcroutes', 'gateway.networking.k8s.io/gateways']) {
     t.ok(reads.has(need), `controller may list/watch ${need}`);
   }
   const lease = one('Role', 'weft-controller-leader-election');
@@ -220,6 +232,7 @@ t.test('RBAC is least privilege', async (t) => {
   // weft-operator is deliberately unbound, Redis is bound nowhere.
   const bindsTo: Record<string, string> = {
     'ClusterRoleBinding/weft-controller': 'weft-controller', 'RoleBinding/weft-controller-leader-election': 'weft-controller',
+    'RoleBinding/weft-controller-root-cert': 'weft-controller',
     'ClusterRoleBinding/weft-ca': 'weft-ca', 'RoleBinding/weft-ca': 'weft-ca',
     'ClusterRoleBinding/weft-ztunnel-admin-auth': 'weft-ztunnel',
   };
@@ -238,6 +251,18 @@ t.test('RBAC is least privilege', async (t) => {
   t.equal(one('ServiceAccount', 'weft-ca').automountServiceAccountToken, true, 'weft-ca gets an API token (TokenReviews)');
   t.equal(podSpec(one('Deployment', 'weft-ca'))!.automountServiceAccountToken, true, 'and its pods mount it');
   t.equal(podSpec(one('StatefulSet', 'weft-redis'))!.automountServiceAccountToken, false, 'Redis pods mount none');
+});
+
+t.test('the GatewayClass weft-waypoint ships beside the install, not in it (Gateway API CRDs are the user\'s)', async (t) => {
+  const gc = YAML.parse(readFileSync(join(ROOT, 'daemonset', 'gateway-api', 'gatewayclass.yaml'), 'utf8'));
+  t.same({ apiVersion: gc.apiVersion, kind: gc.kind, name: gc.metadata.name, controllerName: gc.spec.controllerName },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', name: 'weft-waypoint', controllerName: 'weft.io/waypoint' });
+  const { WAYPOINT_GATEWAY_CLASS } = await import('../src/gateway/types');
+  const { WEFT_CONTROLLER_NAME } = await import('../src/gateway/status');
+  t.equal(gc.metadata.name, WAYPOINT_GATEWAY_CLASS, 'the class the controller deploys');
+  t.equal(gc.spec.controllerName, WEFT_CONTROLLER_NAME, 'the controllerName route status carries');
+  t.notOk(objects.some((o) => o.apiVersion.startsWith('gateway.networking.k8s.io/') || (o.kind === 'CustomResourceDefinition' && o.metadata.name.endsWith('gateway.networking.k8s.io'))),
+    'kubectl apply -k needs no Gateway API CRDs, and none are vendored');
 });
 
 /** A JSON-schema subset: what the CRD's openAPIV3Schema uses (CEL rules are not run). */
