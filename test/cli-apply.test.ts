@@ -37,7 +37,10 @@ const canary = (v1: number, v2: number) => httpRoute('canary', [{ name: 'echo-v1
 const gateway = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'demo' }, spec: { gatewayClassName: 'weft-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } };
 const allowPolicy = {
   apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'allow-client', namespace: 'demo' },
-  spec: { action: 'ALLOW', selector: { matchLabels: { app: 'echo' } }, rules: [{ clauses: [{ matches: [{ serviceAccounts: ['client'] }] }] }] },
+  spec: {
+    selector: { matchLabels: { app: 'echo' } },
+    rules: [{ from: [{ source: { principals: ['cluster.local/ns/demo/sa/client'] } }, { source: { namespaces: ['ops'] } }], to: [{ operation: { ports: ['8080'] } }] }],
+  },
 };
 const strict = { apiVersion: 'security.istio.io/v1beta1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'demo' }, spec: { mtls: { mode: 'STRICT' } } };
 
@@ -119,13 +122,13 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
   t.test('a bad document among good ones: nothing is written, the message names file, document and field', async (t) => {
     const rev = await store.revision();
     const bad = { ...httpRoute('Bad_Name', [{ name: 'echo-v1', port: 80, weight: 1 }]) };
-    const badPolicy = { ...allowPolicy, metadata: { name: 'broken', namespace: 'demo' }, spec: { ...allowPolicy.spec, action: 'MAYBE' } };
+    const badPolicy = { ...allowPolicy, metadata: { name: 'broken', namespace: 'demo' }, spec: { ...allowPolicy.spec, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] } };
     const f = file('mixed.yaml', yamlOf(httpRoute('good', [{ name: 'echo-v1', port: 80, weight: 1 }], { namespace: 'demo' }), bad, badPolicy));
     const err = await caught(() => run(apply, ['-f', f]));
     t.equal(err.code, 'WEFT_MANIFEST_INVALID');
     t.match(err.message, `2 of 3 documents are invalid:`);
     t.match(err.message, `${f}: document 2 (HTTPRoute default/Bad_Name): metadata.name must be a DNS-1123 subdomain`);
-    t.match(err.message, `${f}: document 3 (AuthorizationPolicy demo/broken): spec.action`);
+    t.match(err.message, `${f}: document 3 (AuthorizationPolicy demo/broken): spec.rules[0].to[0].operation.methods is an L7 attribute; Weft enforces AuthorizationPolicy at L4`);
     t.match(err.message, /nothing was applied/);
     t.same((err as unknown as { details: { document: string } }).details.document, '2');
     t.equal(await store.revision(), rev, 'no revision');
@@ -198,8 +201,8 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
     // AuthorizationPolicy through the controller's translator: selector → WORKLOAD_SELECTOR.
     t.same(await store.get('policy', 'demo/allow-client'), {
       name: 'allow-client', namespace: 'demo', scope: 'WORKLOAD_SELECTOR', selector: { app: 'echo' }, action: 'ALLOW',
-      rules: [{ clauses: [{ matches: [{ serviceAccounts: ['client'] }] }] }],
-    });
+      rules: [{ clauses: [{ matches: [{ principals: ['spiffe://cluster.local/ns/demo/sa/client'] }, { namespaces: ['ops'] }] }, { matches: [{ destinationPorts: [8080] }] }] }],
+    }, "Istio's from/to: one clause of sources, one of operations; principals get spiffe://; action defaults to ALLOW");
     t.same(await store.get('peerauth', 'demo/strict'), { name: 'strict', namespace: 'demo', mode: 'STRICT' });
     t.same(await store.get('waypoint', 'demo/waypoint'), { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' }, 'Gateway → waypoint record');
   });

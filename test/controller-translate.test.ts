@@ -2,7 +2,7 @@ import t from 'tap';
 import { computeDesired } from '../src/controller/desired';
 import type { K8sPod, K8sService } from '../src/controller/k8s-types';
 import {
-  isSkip, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
+  isSkip, istioPolicyRules, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
 } from '../src/controller/translate';
 import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from './helpers/apiserver';
 
@@ -175,4 +175,39 @@ t.test('PeerAuthentication: selector and STRICT/PERMISSIVE; what Weft cannot hon
   refused({ mtls: { mode: 'STRICT' }, selector: { matchExpressions: [] } }, 'spec.selector', /must be \{matchLabels/);
   refused({ mtls: { mode: 'STRICT' }, selector: { matchLabels: { 'bad key!': 'x' } } }, 'spec.selector.matchLabels["bad key!"]', /^spec\.selector\.matchLabels\["bad key!"\] is not a valid label key/);
   refused({ mtls: { mode: 'STRICT' } }, 'metadata.namespace', /metadata\.namespace/, 'Not_A_Label');
+});
+
+t.test("Istio rule syntax: from/to/when become clauses; what L4 cannot check is refused by field", async (t) => {
+  t.same(istioPolicyRules([{
+    from: [{ source: { principals: ['cluster.local/ns/a/sa/b'], notNamespaces: ['x'] } }],
+    to: [{ operation: { ports: ['80', '443'], notPorts: ['8080'] } }],
+    when: [{ key: 'source.ip', values: ['10.0.0.0/8'] }, { key: 'destination.port', notValues: ['9090'] }],
+  }, {}]), {
+    ok: true,
+    rules: [{
+      clauses: [
+        { matches: [{ principals: ['spiffe://cluster.local/ns/a/sa/b'], notNamespaces: ['x'] }] },
+        { matches: [{ destinationPorts: [80, 443], notDestinationPorts: [8080] }] },
+        { matches: [{ sourceIps: ['10.0.0.0/8'] }] },
+        { matches: [{ notDestinationPorts: [9090] }] },
+      ],
+    }, { clauses: [] }],
+  }, 'an empty rule matches everything, as in Istio');
+  t.same(istioPolicyRules(undefined), { ok: true, rules: [] });
+  const refused = (rules: unknown, field: string, message: RegExp) => {
+    const r = istioPolicyRules(rules);
+    t.equal(r.ok, false, JSON.stringify(rules));
+    if (!r.ok) {
+      t.equal(r.field, field);
+      t.match(r.message, message);
+    }
+  };
+  refused([{ to: [{ operation: { paths: ['/admin'] } }] }], 'spec.rules[0].to[0].operation.paths', /L7 attribute/);
+  refused([{ from: [{ source: { requestPrincipals: ['*'] } }] }], 'spec.rules[0].from[0].source.requestPrincipals', /L7 attribute/);
+  refused([{ from: [{ source: { principals: ['cluster.local/ns/a/sa/*'] } }] }], 'spec.rules[0].from[0].source.principals[0]', /wildcards are not supported/);
+  refused([{ to: [{ operation: { ports: ['http'] } }] }], 'spec.rules[0].to[0].operation.ports[0]', /must be a port number/);
+  refused([{ when: [{ key: 'request.headers[x]', values: ['a'] }] }], 'spec.rules[0].when[0].key', /Weft reads source\.ip/);
+  refused([{ when: [{ key: 'source.ip' }] }], 'spec.rules[0].when[0]', /needs values or notValues/);
+  refused([{ clauses: [] }], 'spec.rules[0].clauses', /not a field Weft reads here \(expected from, to, when\)/);
+  refused({}, 'spec.rules', /must be a list/);
 });

@@ -233,3 +233,134 @@ function validated<K extends 'peerauth'>(kind: K, candidate: Record<string, unkn
     return { ok: false, field, message: raw && problem.startsWith(raw) ? field + problem.slice(raw.length) : problem };
   }
 }
+
+/**
+ * Istio's AuthorizationPolicy rule syntax (security.istio.io: `from`, `to`, `when`) →
+ * the registry's rules, L4 attributes only, as Istio's ztunnel enforces them: a rule's
+ * `from` becomes one clause whose matches are its sources (any may hold), `to` one
+ * clause of its operations, each `when` condition one clause; the clauses must all
+ * hold. Principals gain the `spiffe://` prefix Istio leaves out. What an L4 proxy
+ * cannot check (methods, paths, hosts, request principals, wildcards) is refused by
+ * field rather than dropped: dropping it would widen an ALLOW or narrow a DENY.
+ */
+export function istioPolicyRules(rules: unknown): { ok: true; rules: unknown[] } | { ok: false; field: string; message: string } {
+  try {
+    if (rules === undefined || rules === null) return { ok: true, rules: [] };
+    return { ok: true, rules: list(rules, 'spec.rules').map((r, i) => istioRule(r, `spec.rules[${i}]`)) };
+  } catch (err) {
+    if (err instanceof IstioFieldError) return { ok: false, field: err.field, message: `${err.field} ${err.problem}` };
+    throw err;
+  }
+}
+
+class IstioFieldError extends Error {
+  constructor(readonly field: string, readonly problem: string) {
+    super(`${field} ${problem}`);
+  }
+}
+
+const L7_ONLY = 'is an L7 attribute; Weft enforces AuthorizationPolicy at L4 (in the ztunnel), so it cannot be honoured; remove it';
+
+function obj(v: unknown, path: string, known: readonly string[], l7: readonly string[] = []): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new IstioFieldError(path, 'must be an object');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (l7.includes(k)) throw new IstioFieldError(`${path}.${k}`, L7_ONLY);
+    if (!known.includes(k)) throw new IstioFieldError(`${path}.${k}`, `is not a field Weft reads here (expected ${known.join(', ')})`);
+  }
+  return o;
+}
+
+function list(v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw new IstioFieldError(path, 'must be a list');
+  return v;
+}
+
+function strings(v: unknown, path: string, map: (s: string) => string = (s) => s): string[] {
+  return list(v, path).map((x, i) => {
+    if (typeof x !== 'string' || x === '') throw new IstioFieldError(`${path}[${i}]`, 'must be a non-empty string');
+    if (x.includes('*')) throw new IstioFieldError(`${path}[${i}]`, `is ${JSON.stringify(x)}: wildcards are not supported by Weft; list the exact values`);
+    return map(x);
+  });
+}
+
+function ports(v: unknown, path: string): number[] {
+  return strings(v, path).map((s, i) => {
+    const n = Number(s);
+    if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new IstioFieldError(`${path}[${i}]`, `is ${JSON.stringify(s)}: must be a port number 1-65535`);
+    return n;
+  });
+}
+
+const spiffe = (p: string): string => (p.startsWith('spiffe://') ? p : `spiffe://${p}`);
+
+/** Istio source field → registry match field (and how to read its values). */
+const SOURCE_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
+  principals: ['principals', (v, p) => strings(v, p, spiffe)],
+  notPrincipals: ['notPrincipals', (v, p) => strings(v, p, spiffe)],
+  namespaces: ['namespaces', strings],
+  notNamespaces: ['notNamespaces', strings],
+  ipBlocks: ['sourceIps', strings],
+  notIpBlocks: ['notSourceIps', strings],
+  remoteIpBlocks: ['sourceIps', strings],
+  notRemoteIpBlocks: ['notSourceIps', strings],
+};
+const OPERATION_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
+  ports: ['destinationPorts', ports],
+  notPorts: ['notDestinationPorts', ports],
+};
+const WHEN_KEYS: Record<string, [string, string, (v: unknown, p: string) => unknown[]]> = {
+  'source.ip': ['sourceIps', 'notSourceIps', strings],
+  'remote.ip': ['sourceIps', 'notSourceIps', strings],
+  'source.namespace': ['namespaces', 'notNamespaces', strings],
+  'source.principal': ['principals', 'notPrincipals', (v, p) => strings(v, p, spiffe)],
+  'destination.ip': ['destinationIps', 'notDestinationIps', strings],
+  'destination.port': ['destinationPorts', 'notDestinationPorts', ports],
+};
+
+function match(o: Record<string, unknown>, path: string, fields: typeof SOURCE_FIELDS): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  for (const [k, v] of Object.entries(o)) {
+    const [field, read] = fields[k]!;
+    out[field] = [...(out[field] ?? []), ...read(v, `${path}.${k}`)];
+  }
+  return out;
+}
+
+function istioRule(v: unknown, path: string): { clauses: { matches: Record<string, unknown[]>[] }[] } {
+  const r = obj(v, path, ['from', 'to', 'when']);
+  const clauses: { matches: Record<string, unknown[]>[] }[] = [];
+  if (r.from !== undefined) {
+    clauses.push({
+      matches: list(r.from, `${path}.from`).map((f, i) => {
+        const p = `${path}.from[${i}]`;
+        const src = obj(obj(f, p, ['source']).source, `${p}.source`, Object.keys(SOURCE_FIELDS), ['requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts']);
+        return match(src, `${p}.source`, SOURCE_FIELDS);
+      }),
+    });
+  }
+  if (r.to !== undefined) {
+    clauses.push({
+      matches: list(r.to, `${path}.to`).map((t, i) => {
+        const p = `${path}.to[${i}]`;
+        const op = obj(obj(t, p, ['operation']).operation, `${p}.operation`, Object.keys(OPERATION_FIELDS), ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths']);
+        return match(op, `${p}.operation`, OPERATION_FIELDS);
+      }),
+    });
+  }
+  if (r.when !== undefined) {
+    list(r.when, `${path}.when`).forEach((w, i) => {
+      const p = `${path}.when[${i}]`;
+      const c = obj(w, p, ['key', 'values', 'notValues']);
+      const spec = typeof c.key === 'string' ? WHEN_KEYS[c.key] : undefined;
+      if (!spec) throw new IstioFieldError(`${p}.key`, `is ${JSON.stringify(c.key ?? null)}; Weft reads ${Object.keys(WHEN_KEYS).join(', ')} (L4 attributes)`);
+      const [field, notField, read] = spec;
+      if (c.values === undefined && c.notValues === undefined) throw new IstioFieldError(p, 'needs values or notValues');
+      const m: Record<string, unknown[]> = {};
+      if (c.values !== undefined) m[field] = read(c.values, `${p}.values`);
+      if (c.notValues !== undefined) m[notField] = read(c.notValues, `${p}.notValues`);
+      clauses.push({ matches: [m] });
+    });
+  }
+  return { clauses };
+}
