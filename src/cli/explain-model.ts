@@ -317,8 +317,9 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
     return { source, destination, waypoint: hop.waypoint, paths: hop.paths, verdict: verdictOf(hop.paths), registryRevision: state.revision };
   }
   const usable = service ? state.endpoints(service).filter(usableEndpoint) : [];
-  const decisions: OutboundDecision[] = usable.length > 1
-    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard))
+  // The same registry, so the same answer about the waypoint: none of these is one.
+  const decisions: DirectDecision[] = usable.length > 1
+    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard)).filter(isDirect)
     : [first];
   // A refusal decided before any endpoint is chosen (no such port) is the same for all: show it once.
   const seen = new Set<string>();
@@ -339,7 +340,14 @@ function verdictOf(paths: PathExplanation[]): Explanation['verdict'] {
   return outcomes.has('allowed') ? 'partly-denied' : outcomes.has('denied') ? 'denied' : 'refused';
 }
 
-function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplanation, sourceView: WorkloadView | undefined): PathExplanation {
+/** A decision the source ztunnel carries out itself (not through a waypoint). */
+type DirectDecision = Exclude<OutboundDecision, { kind: 'waypoint' }>;
+
+function isDirect(d: OutboundDecision): d is DirectDecision {
+  return d.kind !== 'waypoint';
+}
+
+function explainPath(state: MeshState, d: DirectDecision, source: SourceExplanation, sourceView: WorkloadView | undefined): PathExplanation {
   const srcNode = sourceView?.record.node;
   if (d.kind === 'refuse') {
     return {
@@ -347,7 +355,6 @@ function explainPath(state: MeshState, d: OutboundDecision, source: SourceExplan
       route: source.enrolled ? `${srcNode}'s ztunnel takes the connection on ${OUTBOUND_PORT} and closes it` : 'the connection is refused',
     };
   }
-  if (d.kind === 'waypoint') throw new Error('unreachable: a waypoint decision is explained by explainWaypoint');
   if (d.kind === 'hbone') {
     const dest = d.destination;
     const hbone = defaultHboneDialTarget(dest);
