@@ -113,7 +113,12 @@ export class StreamSocket extends Duplex {
   /** net.Socket's idle timeout: 'timeout' after `ms` without bytes either way (0 disarms). */
   setTimeout(ms: number, cb?: () => void): this {
     this.timeout = ms;
-    if (cb) this.once('timeout', cb);
+    // net.Socket's contract: 0 with a callback removes that callback (Node's http client
+    // relies on it when a kept-alive socket goes back to the pool).
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
     this.clearTimer();
     if (ms > 0 && !this.destroyed) {
       this.timer = setTimeout(() => {
