@@ -90,3 +90,33 @@ t.test('errors back off and recover', async (t) => {
   t.equal(errors.length, 3);
   t.same(log, ['add a', 'synced']);
 });
+
+t.test('optional: a resource the server does not serve (404) is synced and empty, and picked up when it appears', async (t) => {
+  const { api, client } = await rig(t);
+  api.setGatewayAPIInstalled(false);
+  const path = '/apis/gateway.networking.k8s.io/v1/httproutes';
+  const inf = new Informer(client, path, { minBackoffMs: 10, maxBackoffMs: 50, optional: true });
+  t.teardown(() => inf.stop());
+  const log: string[] = [];
+  inf.on('absent', () => log.push('absent')).on('present', () => log.push('present')).on('synced', () => log.push('synced'));
+  inf.on('add', (o) => log.push(`add ${o.metadata.name}`)).on('delete', (o) => log.push(`delete ${o.metadata.name}`));
+  inf.start();
+  await inf.waitForSync();
+  t.ok(inf.absent && inf.synced, 'absent counts as synced');
+  await waitFor('retried', () => api.requests.filter((q) => q.path === path).length >= 3);
+  t.same(log, ['absent', 'synced'], 'reported once, not per retry');
+  api.put('httproutes', { metadata: { name: 'r', namespace: 'demo' }, spec: {} });
+  api.setGatewayAPIInstalled(true);
+  await waitFor('listed', () => inf.items().length === 1);
+  t.notOk(inf.absent);
+  t.same(log.slice(2), ['add r', 'present', 'synced']);
+  api.setGatewayAPIInstalled(false);
+  await waitFor('absent again', () => inf.absent);
+  t.same(log.slice(5), ['delete r', 'absent', 'synced'], 'the cache empties when the CRD goes');
+  // Without `optional`, a 404 is an error: never synced.
+  const strict = new Informer(client, path, { minBackoffMs: 10, maxBackoffMs: 50 });
+  t.teardown(() => strict.stop());
+  strict.start();
+  await waitFor('retried', () => api.requests.filter((q) => q.path === path).length >= 8);
+  t.notOk(strict.synced);
+});

@@ -9,6 +9,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { objectId, renderKustomization, type K8sObject } from './helpers/kustomize';
+import { waypointObjects } from '../src/controller/waypoint-deploy';
 
 type S =
   | { t: 'str'; enum?: readonly string[]; pattern?: RegExp }
@@ -36,6 +37,8 @@ const DNS1123 = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 const objectMeta = obj({
   name: { t: 'str', pattern: DNS1123 }, namespace: { t: 'str', pattern: DNS1123 },
   labels: map(str()), annotations: map(str()),
+  // meta/v1 OwnerReference: the waypoint objects the controller makes carry one.
+  ownerReferences: arr(obj({ apiVersion: str(), kind: str(), name: str(), uid: str(), controller: bool, blockOwnerDeletion: bool }, ['apiVersion', 'kind', 'name', 'uid'])),
 }, ['name']);
 const labelSelector = obj({
   matchLabels: map(str()),
@@ -254,6 +257,19 @@ const rendered = renderKustomization(join(__dirname, '..', 'daemonset'));
 t.test('every rendered object matches the API schema of its kind', async (t) => {
   t.ok(rendered.length >= 15, `rendered ${rendered.length} objects`);
   for (const o of rendered) t.same(validateObject(o), [], objectId(o));
+});
+
+t.test('the waypoint objects the controller applies match the API schemas too', async (t) => {
+  const gw = { metadata: { name: 'waypoint', namespace: 'demo', uid: '0b6f3c1e-2f39-4b6c-9d7e-1a2b3c4d5e6f' } };
+  const record = { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' as const };
+  for (const redisAuth of [true, false]) {
+    const objects = waypointObjects(gw, record, {
+      image: 'weft:dev', redisUrl: 'rediss://weft-redis.weft-system.svc:6379', redisAuth, caAddress: 'weft-ca.weft-system.svc:15012',
+      trustDomain: 'cluster.local', logLevel: 'info', systemNamespace: 'weft-system',
+    }, { 'root-cert.pem': '-----BEGIN CERTIFICATE-----\n' });
+    t.same(objects.map((o) => o.kind), ['ServiceAccount', 'ConfigMap', 'Deployment', 'Service']);
+    for (const o of objects) t.same(validateObject(o as K8sObject), [], `${objectId(o as K8sObject)} (redis auth ${redisAuth})`);
+  }
 });
 
 t.test('the schema check catches what the API server would refuse', async (t) => {
