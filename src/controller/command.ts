@@ -98,8 +98,10 @@ const command: Command = {
   help: () => [
     'Usage: weft controller [flags]   (runs until SIGTERM/SIGINT; releases its Lease on the way out)',
     '',
-    'Watches nodes, namespaces, pods, services, EndpointSlices and security.weft.io',
-    'AuthorizationPolicies and keeps the Redis registry equal to them. Several replicas',
+    'Watches nodes, namespaces, pods, services, EndpointSlices, security.weft.io',
+    'AuthorizationPolicies and Gateway API HTTPRoutes, GRPCRoutes and Gateways (when',
+    'their CRDs are installed) and keeps the Redis registry equal to them; writes route',
+    'status and deploys a waypoint per Gateway of class weft-waypoint. Several replicas',
     'elect one writer with a coordination.k8s.io Lease. See docs/controller.md.',
     '',
     'Flags:',
