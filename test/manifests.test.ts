@@ -387,7 +387,7 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
   const rules = readFileSync(join(DIR, 'redis-acl.rules'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'))
     .map((l) => l.trim().split(/\s+/));
   const ruleOf = new Map(rules.map(([user, ...r]) => [user!, r]));
-  t.same([...ruleOf.keys()].sort(), ['weft-ca', 'weft-controller', 'weft-operator', 'weft-ztunnel'], 'one user per component, and the operator');
+  t.same([...ruleOf.keys()].sort(), ['weft-ca', 'weft-controller', 'weft-operator', 'weft-waypoint', 'weft-ztunnel'], 'one user per component (waypoints included), and the operator');
   for (const [user, r] of ruleOf) {
     t.same(r.slice(0, 2), ['resetkeys', 'resetchannels'], `${user}: no key or channel but those listed`);
     t.ok(r.includes('-@all'), `${user}: every command denied first`);

@@ -27,7 +27,7 @@ import { startRedis } from './helpers/redis';
 import { caught, waitFor } from './helpers/wait';
 
 const ROOT = join(__dirname, '..');
-const USERS = ['weft-controller', 'weft-ztunnel', 'weft-ca', 'weft-operator'] as const;
+const USERS = ['weft-controller', 'weft-ztunnel', 'weft-ca', 'weft-operator', 'weft-waypoint'] as const;
 type User = typeof USERS[number];
 
 t.test('each component\'s Redis user can do its job over TLS, and no more', async (t) => {
@@ -138,7 +138,7 @@ t.test('each component\'s Redis user can do its job over TLS, and no more', asyn
     ]);
   });
 
-  for (const user of ['weft-ztunnel', 'weft-ca'] as const) {
+  for (const user of ['weft-ztunnel', 'weft-ca', 'weft-waypoint'] as const) {
     await t.test(`${user} follows the registry, read-only`, async (t) => {
       const state = new MeshState({ trustDomain: 'cluster.local' });
       const follower = new RegistryFollower({ url: as(user), state, blockMs: 200 });
