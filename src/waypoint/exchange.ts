@@ -106,7 +106,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   const decision = decide(deps.router, facts, deps.logger);
   const record: RequestRecord = {
     protocol: down.protocol, grpc: isGrpcRequest(down.headers), method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
-    route: decision.route, attempts: 0, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
+    route: decision.route, attempts: 0, sourceAddress: down.ctx.source.address, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
     traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
   let body: ReplayableBody | null = null;

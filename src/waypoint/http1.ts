@@ -202,7 +202,7 @@ export class Http1Front {
 function reportRefusal(deps: ExchangeDeps, ctx: StreamContext, status: number, req?: http.IncomingMessage): void {
   report(deps, {
     protocol: 'http1', grpc: false, method: req?.method ?? '-', authority: first(req?.headers.host) ?? '-', path: req?.url?.split('?')[0] ?? '-',
-    status, durationMs: 0, attempts: 0, traceId: '-', sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service,
+    status, durationMs: 0, attempts: 0, traceId: '-', sourceAddress: ctx.source.address, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service,
     responseFlag: 'DPE', requestBytes: 0, responseBytes: 0,
   });
 }

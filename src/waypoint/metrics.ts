@@ -2,15 +2,15 @@
  * The waypoint's Istio-shaped request metrics (reporter `waypoint`), the names and
  * labels Istio's dashboards query: istio_requests_total and the duration, request-size
  * and response-size histograms. Labels never carry error text: failures map to a fixed
- * set of Envoy's response flags, which is what Istio's waypoint (an Envoy) reports.
+ * set of response flags (types.ts ResponseFlag, Envoy's names as Istio's Envoy waypoint reports).
  * Series naming a workload that left the registry are removed, so pod churn does not
  * grow scrapes (lib/metric-series.ts).
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { WorkloadSeries, workloadKey } from '../lib/metric-series';
-import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
-import type { Change, ServiceRecord } from '../registry/types';
+import type { Change } from '../registry/types';
+import type { RequestObserver, RequestRecord } from './types';
 
 /**
  * Envoy's response flags, the subset a waypoint can raise. `-` none; `NR` no route
@@ -44,39 +44,20 @@ export const REQUEST_LABEL_NAMES = [
 export type RequestLabelName = (typeof REQUEST_LABEL_NAMES)[number];
 export type RequestLabels = Record<RequestLabelName, string>;
 
-/** What the waypoint knows of one finished request. */
-export interface RequestFacts {
-  /** The calling workload, when its address (from `forwarded`, or the peer) is a known one. */
-  source?: WorkloadView;
-  /** The peer's SPIFFE identity from its certificate. */
-  sourcePrincipal: string;
-  /** The endpoint that answered (the last attempt's), if one was reached. */
-  destination?: WorkloadView;
-  service?: Pick<ServiceRecord, 'namespace' | 'name' | 'hostname'>;
-  protocol: 'http' | 'grpc';
-  /** 0 when no response was sent (the client went away first). */
-  status: number;
-  /** `grpc-status` of a gRPC response, when there was one. */
-  grpcStatus?: string;
-  flag: HttpResponseFlag;
-  durationMs: number;
-  requestBytes: number;
-  responseBytes: number;
-}
-
 const UNKNOWN = 'unknown';
 /** Istio's buckets for request durations (ms) and sizes (bytes). */
 const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000];
 
-export class WaypointMetrics {
+/** Reports every finished request (RequestObserver) as Istio's request metrics. */
+export class WaypointMetrics implements RequestObserver {
   readonly requests: Counter<RequestLabelName>;
   readonly duration: Histogram<RequestLabelName>;
   readonly requestBytes: Histogram<RequestLabelName>;
   readonly responseBytes: Histogram<RequestLabelName>;
   private readonly series = new WorkloadSeries<RequestLabels>();
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, private readonly state: Pick<MeshState, 'workloadByAddress'>) {
     const labelNames = REQUEST_LABEL_NAMES as unknown as RequestLabelName[];
     const registers = [registry];
     this.requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled by the waypoint.', labelNames, registers });
@@ -88,13 +69,13 @@ export class WaypointMetrics {
     this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response sizes (headers and body).', labelNames, registers, buckets: SIZE_BUCKETS });
   }
 
-  record(f: RequestFacts): void {
-    const labels = requestLabels(f);
+  onRequest(r: RequestRecord): void {
+    const labels = requestLabels(r, this.state);
     this.series.note(labels);
     this.requests.inc(labels);
-    this.duration.observe(labels, f.durationMs);
-    this.requestBytes.observe(labels, f.requestBytes);
-    this.responseBytes.observe(labels, f.responseBytes);
+    this.duration.observe(labels, r.durationMs);
+    this.requestBytes.observe(labels, r.requestBytes);
+    this.responseBytes.observe(labels, r.responseBytes);
   }
 
   /** Removes the series of workloads deleted from the registry; returns the unsubscribe function. */
@@ -121,23 +102,33 @@ export class WaypointMetrics {
   }
 }
 
-export function requestLabels(f: RequestFacts): RequestLabels {
+export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workloadByAddress'>): RequestLabels {
+  const source = r.sourceAddress !== undefined ? state.workloadByAddress(r.sourceAddress) : undefined;
+  const destination = r.upstream !== undefined ? state.workloadByAddress(hostOf(r.upstream)) : undefined;
+  const svc = r.destinationService;
   return {
     reporter: 'waypoint',
-    source_workload: f.source?.record.name ?? UNKNOWN,
-    source_workload_namespace: f.source?.record.namespace ?? UNKNOWN,
-    source_principal: f.sourcePrincipal || UNKNOWN,
-    destination_workload: f.destination?.record.name ?? UNKNOWN,
-    destination_workload_namespace: f.destination?.record.namespace ?? UNKNOWN,
-    destination_principal: f.destination?.identity ?? UNKNOWN,
-    destination_service: f.service?.hostname ?? UNKNOWN,
-    destination_service_name: f.service?.name ?? UNKNOWN,
-    destination_service_namespace: f.service?.namespace ?? UNKNOWN,
-    request_protocol: f.protocol,
-    response_code: String(f.status),
-    grpc_response_status: f.grpcStatus ?? '',
-    response_flags: f.flag,
+    source_workload: source?.record.name ?? UNKNOWN,
+    source_workload_namespace: source?.record.namespace ?? UNKNOWN,
+    source_principal: r.sourceIdentity ?? UNKNOWN,
+    destination_workload: destination?.record.name ?? UNKNOWN,
+    destination_workload_namespace: destination?.record.namespace ?? UNKNOWN,
+    destination_principal: r.destinationIdentity ?? destination?.identity ?? UNKNOWN,
+    destination_service: svc?.hostname ?? (svc ? `${svc.name}.${svc.namespace}` : UNKNOWN),
+    destination_service_name: svc?.name ?? UNKNOWN,
+    destination_service_namespace: svc?.namespace ?? UNKNOWN,
+    request_protocol: r.grpcStatus !== undefined ? 'grpc' : 'http',
+    response_code: String(r.status),
+    grpc_response_status: r.grpcStatus ?? '',
+    response_flags: r.responseFlag,
     connection_security_policy: 'mutual_tls',
   };
 }
 
+/** `10.0.0.1:80` → `10.0.0.1`, `[fd00::1]:80` → `fd00::1`. */
+function hostOf(hostPort: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(hostPort);
+  if (m) return m[1]!;
+  const colon = hostPort.lastIndexOf(':');
+  return colon === -1 ? hostPort : hostPort.slice(0, colon);
+}

@@ -172,6 +172,8 @@ export interface RequestRecord {
   upstream?: string;
   /** The plan's upstream (the endpoint dialed), for metrics to find the destination workload. */
   upstreamTarget?: UpstreamTarget;
+  /** The original client's address (StreamContext.source). */
+  sourceAddress?: string;
   sourceIdentity?: string;
   /** The upstream's identity (the plan's target), if any. */
   destinationIdentity?: string;

@@ -30,7 +30,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   const decision = decide(deps.router, facts, deps.logger);
   const record: RequestRecord = {
     protocol: 'http1', grpc: false, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
-    attempts: 0, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
+    attempts: 0, sourceAddress: ctx.source.address, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
   const finish = (status: number, flag: ResponseFlag) => {
     record.status = status;

@@ -1,0 +1,201 @@
+/**
+ * The waypoint's RequestRouter: turns the registry view and the route logic of
+ * src/gateway (decideRoute, the same code `weft explain` runs) into one decision per
+ * request: a direct answer (404, 500, 503, a redirect) or a forward plan to one ready
+ * endpoint of the chosen backend.
+ *
+ * Routes come from the registry. The RouteConfig is rebuilt when a route changes and
+ * swapped in whole, so a request keeps the tables it was decided with; endpoints and
+ * Services are read live from MeshState at decision time.
+ *
+ * Traffic addressed to a pod IP skips routes (Gateway API's MeshFrontend rule: routes
+ * belong to the Service) and goes to that pod as addressed.
+ */
+import { decideRoute, RouteConfig, type RouteOutcome } from '../gateway/decide';
+import type { RouteRecord } from '../gateway/attach';
+import type { BackendState } from '../gateway/backend';
+import { headerMap, type HeaderMap as GatewayHeaders } from '../gateway/filters';
+import type { HeaderModifier } from '../gateway/types';
+import { parseIdentity } from '../lib/identity';
+import type { WorkloadView } from '../registry/enrolment';
+import type { MeshState } from '../registry/state';
+import type { Change, ServiceRecord } from '../registry/types';
+import { ServiceLoadBalancer, type EndpointPicker } from '../ztunnel/load-balancer';
+import { pickServiceEndpoint, usableEndpoint } from '../ztunnel/service-endpoint';
+import type {
+  DirectResponse, ForwardPlan, HeaderMap, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
+} from './types';
+
+const ROUTE_KINDS: ReadonlySet<string> = new Set(['httproute', 'grpcroute']);
+
+export interface MeshRouterOptions {
+  state: MeshState;
+  /** [0, 1): weights and mirror fractions; Math.random unless a test pins it. */
+  random?: () => number;
+  lb?: EndpointPicker;
+}
+
+export class MeshRouter implements RequestRouter {
+  private config: RouteConfig;
+  private readonly state: MeshState;
+  private readonly random: () => number;
+  private readonly lb: EndpointPicker;
+  private readonly backends: BackendState;
+  private readonly onChange = (changes: Change[]) => {
+    if (changes.some((c) => ROUTE_KINDS.has(c.kind))) this.reload();
+  };
+  private readonly onSnapshot = () => this.reload();
+
+  constructor(opts: MeshRouterOptions) {
+    this.state = opts.state;
+    this.random = opts.random ?? Math.random;
+    this.lb = opts.lb ?? new ServiceLoadBalancer();
+    this.config = new RouteConfig(routesOf(this.state));
+    const state = this.state;
+    this.backends = {
+      service: (ns, name) => state.get('service', `${ns}/${name}`),
+      hasReadyEndpoints: (ns, name, port) => {
+        const svc = state.get('service', `${ns}/${name}`);
+        return svc !== undefined && svc.ports.some((p) => p.port === port) && state.endpoints(svc).some(usableEndpoint);
+      },
+    };
+    state.on('change', this.onChange);
+    state.on('snapshot', this.onSnapshot);
+  }
+
+  /** A new config for new requests; requests in flight keep theirs. */
+  private reload(): void {
+    this.config = new RouteConfig(routesOf(this.state));
+  }
+
+  close(): void {
+    this.state.off('change', this.onChange);
+    this.state.off('snapshot', this.onSnapshot);
+  }
+
+  /** The routes in force (for the admin view and tests). */
+  get routes(): readonly RouteRecord[] {
+    return this.config.routes;
+  }
+
+  route(req: RequestFacts): RouteDecision {
+    const dest = req.destination;
+    const service = dest.service ? this.state.get('service', `${dest.service.namespace}/${dest.service.name}`) : undefined;
+    if (!service) return this.toPod(dest.address, dest.port);
+    const outcome = decideRoute(this.config, this.backends, {
+      target: { namespace: service.namespace, name: service.name, port: dest.port, ...(dest.portName ? { portName: dest.portName } : {}) },
+      callerNamespace: callerNamespace(req.source.identity),
+      method: req.method,
+      authority: req.authority,
+      path: req.path,
+      query: req.query,
+      headers: headerMap(req.headers),
+    }, this.random);
+    return this.plan(outcome, service, dest.port, req.headers);
+  }
+
+  private plan(outcome: RouteOutcome, service: ServiceRecord, port: number, sent: HeaderMap): RouteDecision {
+    switch (outcome.kind) {
+      case 'passthrough':
+        return this.toService(service, port, {});
+      case 'no-route':
+        return respond(404, 'no route matched the request', { responseFlag: 'NR' });
+      case 'redirect':
+        return { kind: 'respond', status: outcome.redirect.statusCode, headers: { location: outcome.redirect.location }, route: routeName(outcome.by), responseFlag: '-' };
+      case 'error':
+        return respond(outcome.status, outcome.reason, { route: routeName(outcome.by), responseFlag: outcome.status === 503 ? 'UH' : '-' });
+      case 'forward': {
+        const backend = this.state.get('service', `${outcome.backend.namespace}/${outcome.backend.name}`);
+        if (!backend) return respond(500, `backend Service ${outcome.backend.namespace}/${outcome.backend.name} is gone`, { route: routeName(outcome.by), responseFlag: '-' });
+        const p = outcome.policy;
+        const extra: Partial<ForwardPlan> = {
+          route: routeName(outcome.by),
+          backend: `${outcome.backend.namespace}/${outcome.backend.name}:${outcome.backend.port}`,
+          authority: outcome.request.authority,
+          path: outcome.request.query === '' ? outcome.request.path : `${outcome.request.path}?${outcome.request.query}`,
+        };
+        const edits = headerEdits(headerMap(sent), outcome.request.headers);
+        if (edits) extra.requestHeaders = edits;
+        if (outcome.responseHeaders.length > 0) extra.responseHeaders = mergeModifiers(outcome.responseHeaders);
+        if (p.backendRequestTimeoutMs !== undefined) extra.attemptTimeoutMs = p.backendRequestTimeoutMs;
+        if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
+        if (p.retry) extra.retry = { codes: [...p.retry.codes], attempts: p.retry.attempts, backoffMs: p.retry.backoffMs };
+        const mirrors: MirrorTarget[] = [];
+        for (const m of outcome.mirrors) {
+          if (!m.backend) continue;
+          const svc = this.state.get('service', `${m.backend.namespace}/${m.backend.name}`);
+          const up = svc && this.endpointOf(svc, m.backend.port);
+          if (up && up.kind === 'ok') mirrors.push({ upstream: up.upstream, backend: `${m.backend.namespace}/${m.backend.name}:${m.backend.port}` });
+        }
+        if (mirrors.length > 0) extra.mirrors = mirrors;
+        return this.toService(backend, outcome.backend.port, extra);
+      }
+    }
+  }
+
+  private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>): RouteDecision {
+    const up = this.endpointOf(service, port);
+    if (up.kind === 'error') return respond(up.status, up.reason, { responseFlag: up.status === 503 ? 'UH' : '-', ...(extra.route ? { route: extra.route } : {}) });
+    return { ...extra, kind: 'forward', upstream: up.upstream };
+  }
+
+  private endpointOf(service: ServiceRecord, port: number):
+    { kind: 'ok'; upstream: UpstreamTarget } | { kind: 'error'; status: 500 | 503; reason: string } {
+    const pick = pickServiceEndpoint(this.state, service, port, this.lb);
+    if (!pick.ok) return { kind: 'error', status: pick.flag === 'NO_HEALTHY_UPSTREAM' ? 503 : 500, reason: pick.reason };
+    return { kind: 'ok', upstream: upstreamOf(pick.destination, pick.target.ip, pick.target.port) };
+  }
+
+  private toPod(ip: string, port: number): RouteDecision {
+    const w = this.state.workloadByAddress(ip);
+    if (!w) return respond(503, `${ip} is neither a Service VIP nor a known workload`, { responseFlag: 'UH' });
+    return { kind: 'forward', upstream: upstreamOf(w, ip, port) };
+  }
+}
+
+/** Routes of the registry as the route logic takes them. */
+export function routesOf(state: Pick<MeshState, 'list'>): RouteRecord[] {
+  return [
+    ...state.list('httproute').map((r): RouteRecord => ({ kind: 'HTTPRoute', ...r })),
+    ...state.list('grpcroute').map((r): RouteRecord => ({ kind: 'GRPCRoute', ...r })),
+  ];
+}
+
+function upstreamOf(w: WorkloadView, ip: string, port: number): UpstreamTarget {
+  // Mesh endpoints get HBONE with the waypoint's identity; others plain TCP.
+  return w.enrolled ? { host: ip, port, transport: 'hbone', identity: w.identity } : { host: ip, port, transport: 'tcp' };
+}
+
+/** The caller's namespace (consumer routes), from its verified SPIFFE identity; '' when unknown. */
+function callerNamespace(identity: string | undefined): string {
+  return (identity && parseIdentity(identity)?.namespace) || '';
+}
+
+function routeName(by: { route: string; ruleIndex: number; ruleName?: string }): string {
+  return `${by.route}#${by.ruleName ?? by.ruleIndex}`;
+}
+
+function respond(status: number, reason: string, extra: Partial<DirectResponse>): DirectResponse {
+  return { kind: 'respond', status, headers: { 'content-type': 'text/plain' }, body: `${reason}\n`, ...extra };
+}
+
+/**
+ * The edits that turn the headers the request arrived with into the ones the filters
+ * produced: removed names and changed values (a repeated header joined with `,`, as a
+ * receiver would read it).
+ */
+export function headerEdits(before: GatewayHeaders, after: GatewayHeaders): HeaderModifier | undefined {
+  const edits: HeaderModifier = { set: [], add: [], remove: [] };
+  for (const name of before.keys()) if (!after.has(name)) edits.remove.push(name);
+  for (const [name, values] of after) {
+    const old = before.get(name);
+    if (old === undefined || old.length !== values.length || old.some((v, i) => v !== values[i])) edits.set.push({ name, value: values.join(',') });
+  }
+  return edits.set.length + edits.remove.length === 0 ? undefined : edits;
+}
+
+/** Response modifiers of the rule and the backendRef as one (set, then add, then remove, each in order). */
+export function mergeModifiers(mods: readonly HeaderModifier[]): HeaderModifier {
+  if (mods.length === 1) return mods[0]!;
+  return { set: mods.flatMap((m) => m.set), add: mods.flatMap((m) => m.add), remove: mods.flatMap((m) => m.remove) };
+}
