@@ -119,6 +119,12 @@ export class WaypointApp {
     log.info({ address: config.address, identity: this.identity, redis: describeRedis(config.redis), version: VERSION }, 'waypoint started');
   }
 
+  /** Where HBONE listens (tests pass port 0). */
+  hboneAddress(): { address: string; port: number } | undefined {
+    const a = this.hbone?.address();
+    return a ? { address: a.address, port: a.port } : undefined;
+  }
+
   private identityCerts(log: Logger): CertificateManager {
     const { config } = this;
     const anchors = new TrustAnchorFile(config.trustAnchorFile, { logger: log });

@@ -14,7 +14,7 @@
 import { decideRoute, RouteConfig, type RouteOutcome } from '../gateway/decide';
 import type { RouteRecord } from '../gateway/attach';
 import type { BackendState } from '../gateway/backend';
-import { headerMap, type HeaderMap as GatewayHeaders } from '../gateway/filters';
+import { headerMap } from '../gateway/filters';
 import type { HeaderModifier } from '../gateway/types';
 import { parseIdentity } from '../lib/identity';
 import type { WorkloadView } from '../registry/enrolment';
@@ -23,7 +23,7 @@ import type { Change, ServiceRecord } from '../registry/types';
 import { ServiceLoadBalancer, type EndpointPicker } from '../ztunnel/load-balancer';
 import { pickServiceEndpoint, usableEndpoint } from '../ztunnel/service-endpoint';
 import type {
-  DirectResponse, ForwardPlan, HeaderMap, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
+  DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
 } from './types';
 
 const ROUTE_KINDS: ReadonlySet<string> = new Set(['httproute', 'grpcroute']);
@@ -91,10 +91,10 @@ export class MeshRouter implements RequestRouter {
       query: req.query,
       headers: headerMap(req.headers),
     }, this.random);
-    return this.plan(outcome, service, dest.port, req.headers);
+    return this.plan(outcome, service, dest.port);
   }
 
-  private plan(outcome: RouteOutcome, service: ServiceRecord, port: number, sent: HeaderMap): RouteDecision {
+  private plan(outcome: RouteOutcome, service: ServiceRecord, port: number): RouteDecision {
     switch (outcome.kind) {
       case 'passthrough':
         return this.toService(service, port, {});
@@ -114,9 +114,8 @@ export class MeshRouter implements RequestRouter {
           authority: outcome.request.authority,
           path: outcome.request.query === '' ? outcome.request.path : `${outcome.request.path}?${outcome.request.query}`,
         };
-        const edits = headerEdits(headerMap(sent), outcome.request.headers);
-        if (edits) extra.requestHeaders = edits;
-        if (outcome.responseHeaders.length > 0) extra.responseHeaders = mergeModifiers(outcome.responseHeaders);
+        if (!isEmpty(outcome.requestHeaderEdits)) extra.requestHeaders = outcome.requestHeaderEdits;
+        if (!isEmpty(outcome.responseHeaderEdits)) extra.responseHeaders = outcome.responseHeaderEdits;
         if (p.backendRequestTimeoutMs !== undefined) extra.attemptTimeoutMs = p.backendRequestTimeoutMs;
         if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
         if (p.retry) extra.retry = { codes: [...p.retry.codes], attempts: p.retry.attempts, backoffMs: p.retry.backoffMs };
@@ -179,23 +178,6 @@ function respond(status: number, reason: string, extra: Partial<DirectResponse>)
   return { kind: 'respond', status, headers: { 'content-type': 'text/plain' }, body: `${reason}\n`, ...extra };
 }
 
-/**
- * The edits that turn the headers the request arrived with into the ones the filters
- * produced: removed names and changed values (a repeated header joined with `,`, as a
- * receiver would read it).
- */
-export function headerEdits(before: GatewayHeaders, after: GatewayHeaders): HeaderModifier | undefined {
-  const edits: HeaderModifier = { set: [], add: [], remove: [] };
-  for (const name of before.keys()) if (!after.has(name)) edits.remove.push(name);
-  for (const [name, values] of after) {
-    const old = before.get(name);
-    if (old === undefined || old.length !== values.length || old.some((v, i) => v !== values[i])) edits.set.push({ name, value: values.join(',') });
-  }
-  return edits.set.length + edits.remove.length === 0 ? undefined : edits;
-}
-
-/** Response modifiers of the rule and the backendRef as one (set, then add, then remove, each in order). */
-export function mergeModifiers(mods: readonly HeaderModifier[]): HeaderModifier {
-  if (mods.length === 1) return mods[0]!;
-  return { set: mods.flatMap((m) => m.set), add: mods.flatMap((m) => m.add), remove: mods.flatMap((m) => m.remove) };
+function isEmpty(m: HeaderModifier): boolean {
+  return m.set.length + m.add.length + m.remove.length === 0;
 }
