@@ -3,7 +3,7 @@
 // tunnel presenting the client's certificate, :authority = the Service VIP:port), and
 // real HTTP servers as endpoints on loopback addresses. Only the CA is replaced by an
 // in-process issuer (the CA path is test/ca-identity*.test.ts).
-import t, { type Test } from 'tap';
+import t from 'tap';
 import * as http from 'node:http';
 import pino from 'pino';
 import { WaypointApp } from '../src/waypoint/app';
@@ -34,15 +34,17 @@ let pool: HbonePool;
 let hbonePort = 0;
 let appPort = 0;
 
+const echoes: http.Server[] = [];
+
 /** An HTTP server on `ip:appPort` answering with its name and the path it got. */
-async function echo(t: Test, ip: string, name: string): Promise<void> {
+async function echo(ip: string, name: string): Promise<void> {
   const server = http.createServer((req, res) => {
     req.resume();
     res.setHeader('x-served-by', name);
     res.end(`${name} ${req.url}`);
   });
   await new Promise<void>((resolve) => server.listen(appPort, ip, resolve));
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  echoes.push(server);
 }
 
 /** One HTTP/1.1 request through the waypoint, as a source ztunnel would send it: a CONNECT to VIP:80 over HBONE. */
@@ -53,11 +55,13 @@ async function get(path: string, vip = VIP): Promise<{ status: number; body: str
     forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
   });
   const s = opened.stream;
-  s.end(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n`));
+  s.write(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n`));
   const chunks: Buffer[] = [];
   await new Promise<void>((resolve) => {
     s.on('data', (d: Buffer) => chunks.push(d));
     s.on('error', () => resolve());
+    // The waypoint closes its side after `Connection: close`; ours ends then, as a client socket would.
+    s.on('end', () => { s.end(); resolve(); });
     s.on('close', () => resolve());
   });
   const text = Buffer.concat(chunks).toString();
@@ -94,6 +98,8 @@ t.before(async () => {
   const config = loadWaypointConfig(['--name', 'waypoint', '--namespace', 'demo', '--address', '127.0.0.1', '--redis-url', fx.redis.url,
     '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', '0',
     '--readiness-port', '0', '--admin-port', '0'], {});
+  await echo('127.0.0.2', 'v1');
+  await echo('127.0.0.3', 'v2');
   app = new WaypointApp(config, pino({ level: 'silent' }), { certs });
   await app.start();
   hbonePort = app.hboneAddress()!.port;
@@ -104,11 +110,13 @@ t.teardown(async () => {
   await pool?.close();
   await app?.stop();
   await store?.close();
+  for (const e of echoes) {
+    e.close();
+    e.closeAllConnections();
+  }
 });
 
 t.test('ready with its own identity, and a Service without routes is proxied to its endpoints', T, async (t) => {
-  await echo(t, '127.0.0.2', 'v1');
-  await echo(t, '127.0.0.3', 'v2');
   t.ok(app.status().ready, 'ready: registry synced, certificate held, listening');
   t.equal(app.status().identity, WAYPOINT);
   const seen = new Set<string>();
@@ -121,8 +129,6 @@ t.test('ready with its own identity, and a Service without routes is proxied to 
 });
 
 t.test('an HTTPRoute 95/5 canary splits within ±5 % over 500 requests, and applies live', T, async (t) => {
-  await echo(t, '127.0.0.2', 'v1');
-  await echo(t, '127.0.0.3', 'v2');
   const route = httpRouteRecord({ namespace: 'demo', name: 'canary' }, 'echo', [{ name: 'echo-v1', port: 80, weight: 95 }, { name: 'echo-v2', port: 80, weight: 5 }]);
   const rev = await store.put('httproute', route);
   await waitFor('the waypoint follows the route', () => app.state.revision >= rev);
@@ -143,8 +149,6 @@ t.test('an HTTPRoute 95/5 canary splits within ±5 % over 500 requests, and appl
 });
 
 t.test('matches: an unmatched request gets 404 once a route is attached; a missing backend 500', T, async (t) => {
-  await echo(t, '127.0.0.2', 'v1');
-  await echo(t, '127.0.0.3', 'v2');
   const route = httpRouteRecord({ namespace: 'demo', name: 'api' }, 'echo', [{ name: 'echo-v2', port: 80 }]);
   route.spec.rules[0]!.matches = [{ path: { type: 'PathPrefix', value: '/api' }, headers: [], queryParams: [] }];
   route.spec.rules.push({
