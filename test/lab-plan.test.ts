@@ -30,6 +30,8 @@ t.test('address plan of the default lab', async (t) => {
   t.same(plan.services.map((s) => [s.hostname, s.vip, s.endpoints.map((e) => e.uid)]), [
     ['echo.demo.svc.cluster.local', '198.18.128.10', ['demo/echo-1', 'demo/echo-2']],
     ['echo.legacy.svc.cluster.local', '198.18.128.11', ['legacy/echo-1']],
+    ['echo-v1.demo.svc.cluster.local', '198.18.128.12', ['demo/echo-1']],
+    ['echo-v2.demo.svc.cluster.local', '198.18.128.13', ['demo/echo-2']],
   ]);
   const links = plan.pods.map((p) => p.nodeLink);
   t.equal(new Set(links).size, links.length, 'pod veth names are unique');
@@ -71,7 +73,7 @@ t.test('registry records pass the registry validator (the controller contract)',
   const echo2 = recs.workloads.find((w) => w.uid === 'demo/echo-2')!;
   t.same(echo2, {
     uid: 'demo/echo-2', name: 'echo-2', namespace: 'demo', node: 'node-2', addresses: ['198.19.2.10'],
-    serviceAccount: 'echo', labels: { app: 'echo' }, status: 'Healthy', ports: [8080, 9000],
+    serviceAccount: 'echo', labels: { app: 'echo', version: 'v2' }, status: 'Healthy', ports: [8080, 9000],
   });
   t.same(recs.namespaces.find((n) => n.name === 'demo')!.labels, { 'weft.io/dataplane-mode': 'ambient' });
   t.same(recs.services[0], {
@@ -86,6 +88,8 @@ t.test('kube-proxy input: one entry per service port, endpoints at the target po
     { vip: '198.18.128.10', port: 9000, endpoints: [{ ip: '198.19.1.11', port: 9000 }, { ip: '198.19.2.10', port: 9000 }] },
     { vip: '198.18.128.11', port: 80, endpoints: [{ ip: '198.19.2.11', port: 8080 }] },
     { vip: '198.18.128.11', port: 9000, endpoints: [{ ip: '198.19.2.11', port: 9000 }] },
+    { vip: '198.18.128.12', port: 80, endpoints: [{ ip: '198.19.1.11', port: 8080 }] },
+    { vip: '198.18.128.13', port: 80, endpoints: [{ ip: '198.19.2.10', port: 8080 }] },
   ]);
 });
 

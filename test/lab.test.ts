@@ -18,8 +18,8 @@ t.test('the default topology (scripts/lab.yaml) is the documented cluster', asyn
   ]);
   t.same(topo.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.serviceAccount, p.run, p.labels]), [
     ['demo/client', 'node-1', 'client', 'none', {}],
-    ['demo/echo-1', 'node-1', 'echo', 'echo', { app: 'echo' }],
-    ['demo/echo-2', 'node-2', 'echo', 'echo', { app: 'echo' }],
+    ['demo/echo-1', 'node-1', 'echo', 'echo', { app: 'echo', version: 'v1' }],
+    ['demo/echo-2', 'node-2', 'echo', 'echo', { app: 'echo', version: 'v2' }],
     ['legacy/client', 'node-1', 'default', 'none', {}],
     ['legacy/echo-1', 'node-2', 'default', 'echo', { app: 'echo' }],
   ]);
@@ -27,6 +27,9 @@ t.test('the default topology (scripts/lab.yaml) is the documented cluster', asyn
     const svc = topo.services.find((s) => s.namespace === ns && s.name === 'echo');
     t.same(svc?.selector, { app: 'echo' }, `${ns}/echo selector`);
     t.same(svc?.ports.map((p) => [p.port, p.targetPort]), [[80, 8080], [9000, 9000]], `${ns}/echo ports`);
+  }
+  for (const v of ['v1', 'v2']) {
+    t.same(topo.services.find((s) => s.namespace === 'demo' && s.name === `echo-${v}`)?.selector, { app: 'echo', version: v }, `demo/echo-${v}: one version, for routes`);
   }
   t.ok(Object.isFrozen(topo) && Object.isFrozen(topo.pods[0]), 'the result is frozen');
 });
