@@ -20,6 +20,7 @@ import { fixedSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';
 import { usableEndpoint } from '../ztunnel/service-endpoint';
 import { authorizationAt } from './explain-authz';
+import type { L7Explanation } from './explain-l7';
 import { explainWaypoint, type WaypointExplanation, type WaypointL7Explainer } from './explain-waypoint';
 
 // ---- parsing what the operator typed ----
@@ -129,7 +130,7 @@ export type Outcome = 'allowed' | 'denied' | 'refused';
 
 export interface PathExplanation {
   /** `waypoint`: the waypoint's upstream hop to this endpoint (the hop to the waypoint is Explanation.waypoint). */
-  kind: 'hbone' | 'passthrough' | 'refuse' | 'waypoint';
+  kind: 'hbone' | 'passthrough' | 'refuse' | 'waypoint' | 'answer';
   /** The endpoint this path goes to (for a service with several, one path each). */
   endpoint?: string;
   /** `ip:port` the bytes finally reach. */
@@ -156,6 +157,8 @@ export interface Explanation {
   destination: DestinationExplanation;
   /** The waypoint the source ztunnel sends the connection to, when the service is bound to one and it is ready. */
   waypoint?: WaypointExplanation;
+  /** The L7 step (routes) for the request described, when the command evaluated one (explain-l7.ts). */
+  l7?: L7Explanation;
   paths: PathExplanation[];
   /** allowed; denied/refused when every path is; partly-denied when paths disagree. */
   verdict: Outcome | 'partly-denied';

@@ -38,6 +38,8 @@ export interface WaypointL7Explanation {
    * dialled (no route attached). Each backend's endpoints get an authorization step.
    */
   backends?: Array<{ service: ServiceRecord; port: number }>;
+  /** With empty `backends`: the waypoint answers itself (404, a redirect, 500, 503). */
+  direct?: { status: number; reason: string };
 }
 
 /** The hook `weft explain` calls for the L7 part (src/gateway provides it). */
@@ -97,6 +99,13 @@ export function explainWaypoint(
   }
   const paths: PathExplanation[] = [];
   const warned = new Set<string>();
+  if (backends.length === 0 && wp.l7?.direct) {
+    const { status, reason } = wp.l7.direct;
+    paths.push({
+      kind: 'answer', plaintext: false, outcome: status < 400 ? 'allowed' : 'refused', refusal: { flag: `HTTP ${status}`, reason },
+      route: `waypoint pod ${wp.pod.namespace}/${wp.pod.name} answers ${status} itself: nothing is sent upstream`,
+    });
+  }
   for (const b of backends) {
     const name = `${b.service.namespace}/${b.service.name}`;
     const sp = servicePortFor(b.service, b.port);

@@ -51,16 +51,9 @@ export class MeshRouter implements RequestRouter {
     this.random = opts.random ?? Math.random;
     this.lb = opts.lb ?? new ServiceLoadBalancer();
     this.config = new RouteConfig(routesOf(this.state));
-    const state = this.state;
-    this.backends = {
-      service: (ns, name) => state.get('service', `${ns}/${name}`),
-      hasReadyEndpoints: (ns, name, port) => {
-        const svc = state.get('service', `${ns}/${name}`);
-        return svc !== undefined && svc.ports.some((p) => p.port === port) && state.endpoints(svc).some(usableEndpoint);
-      },
-    };
-    state.on('change', this.onChange);
-    state.on('snapshot', this.onSnapshot);
+    this.backends = meshBackends(this.state);
+    this.state.on('change', this.onChange);
+    this.state.on('snapshot', this.onSnapshot);
   }
 
   /** A new config for new requests; requests in flight keep theirs. */
@@ -150,6 +143,17 @@ export class MeshRouter implements RequestRouter {
     if (!w) return respond(503, `${ip} is neither a Service VIP nor a known workload`, { responseFlag: 'UH' });
     return { kind: 'forward', upstream: upstreamOf(w, ip, port) };
   }
+}
+
+/** The registry as backend resolution reads it (shared with `weft explain`). */
+export function meshBackends(state: MeshState): BackendState {
+  return {
+    service: (ns, name) => state.get('service', `${ns}/${name}`),
+    hasReadyEndpoints: (ns, name, port) => {
+      const svc = state.get('service', `${ns}/${name}`);
+      return svc !== undefined && svc.ports.some((p) => p.port === port) && state.endpoints(svc).some(usableEndpoint);
+    },
+  };
 }
 
 /** Routes of the registry as the route logic takes them. */

@@ -5,7 +5,8 @@
  */
 import { WeftError } from '../../lib/errors';
 import { contextOptions, loadContext } from '../context';
-import { explain, type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
+import { collectHeaderFlags, explainRequest } from '../explain-l7';
+import { type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
 import type { WaypointExplanation } from '../explain-waypoint';
 import { defineCommand } from '../io';
 import { formatStructured, formatTable, outputOptions } from '../output';
@@ -26,6 +27,7 @@ const PATH_KINDS: Record<PathExplanation['kind'], (p: PathExplanation) => string
   hbone: () => 'HBONE (mutual TLS tunnel)',
   passthrough: () => 'passthrough, plain TCP',
   refuse: () => 'refused',
+  answer: () => 'the waypoint answers itself',
   waypoint: (p) => (p.plaintext ? 'from the waypoint, plain TCP' : 'from the waypoint, HBONE as the waypoint\'s identity'),
 };
 
@@ -59,7 +61,7 @@ function formatPath(p: PathExplanation, step: number, many: boolean): string[] {
     out.push(`               the destination must present ${p.identities!.destination}`);
   }
   if (p.reason) out.push(`   Why not a tunnel: ${p.reason}`);
-  if (p.refusal) out.push(`   Refused (${p.refusal.flag}): ${p.refusal.reason}`);
+  if (p.refusal) out.push(p.kind === 'answer' ? `   Answer (${p.refusal.flag}): ${p.refusal.reason}` : `   Refused (${p.refusal.flag}): ${p.refusal.reason}`);
   if (p.waypointNote) out.push(`   Note: ${p.waypointNote}`);
   const a = p.authorization;
   if (a) {
@@ -122,6 +124,10 @@ export function formatExplanation(e: Explanation): string {
   } else {
     lines.push(`   ${d.dialled} is neither a service VIP nor a pod in the registry: the connection leaves the mesh`);
   }
+  if (e.l7 && !e.l7.applied) {
+    if (e.l7.note) lines.push(`   L7 (routes): ${e.l7.note}`);
+    if (e.l7.warning) lines.push(`   Warning: ${e.l7.warning}`);
+  }
   // 3+. the waypoint, then paths
   let step = 3;
   if (e.waypoint) lines.push(...formatWaypoint(e.waypoint, step++));
@@ -144,6 +150,7 @@ function verdictDetail(e: Explanation): string {
   }
   const first = p[0];
   if (!first) return '';
+  if (first.kind === 'answer') return ` — the waypoint answers ${first.refusal?.flag.replace('HTTP ', '')}: ${first.refusal?.reason}`;
   if (first.outcome === 'refused') return ` — ${first.refusal?.reason}`;
   if (first.outcome === 'denied') return ` — ${first.authorization?.reason}`;
   if (e.waypoint) return ` — through waypoint ${e.waypoint.waypoint}`;
@@ -154,9 +161,9 @@ export function exitCodeFor(e: Explanation): number {
   return e.verdict === 'allowed' ? 0 : EXIT_DENIED;
 }
 
-const USAGE = 'weft explain <namespace>/<pod> <destination> [-o table|json|yaml]';
+const USAGE = 'weft explain <namespace>/<pod> <destination|URL> [--method M] [--path P] [-H \'name: value\']... [-o table|json|yaml]';
 
-export default defineCommand({
+const command = defineCommand({
   usage: USAGE,
   summary: 'explain step by step what the mesh does with a connection from a pod to a destination, and why',
   description: `<destination> is ip:port, <service>.<namespace>[.svc.cluster.local]:port, <service>:port (in the
@@ -165,21 +172,43 @@ The answer comes from the same code the ztunnels run (routing, enrolment, author
 to the registry as it is now: enrolment of the source and why, how the destination resolves
 (service endpoints and their health), the path (HBONE to which node and pod IP:15008, through the
 service's waypoint, plain TCP passthrough, or refused), the identities each side must present, and
-which policy decides — with a warning when a policy names the client but sees the waypoint.`,
-  specs: { ...contextOptions, output: outputOptions.output },
+which policy decides — with a warning when a policy names the client but sees the waypoint.
+For a service bound to a waypoint, the request described by the URL (or --path), --method and
+-H is run through the waypoint's own route code (decideRoute): the attached routes (producer or
+consumer, and why), each match in precedence order and why it failed, the winning route, rule
+and match, filters (header edits, rewrite, redirect, mirrors), timeouts and retry, every backend
+with its weight share, or the 404/500/503 the waypoint would answer. Without a waypoint, routes
+are not applied (L4 only); routes attached anyway are warned about.`,
+  specs: {
+    ...contextOptions,
+    output: outputOptions.output,
+    method: { flag: 'method', default: 'GET', description: 'HTTP method of the request the waypoint routes', parse: (v: string) => { if (!/^[A-Za-z]+$/.test(v)) throw new Error('expected a method such as GET or POST'); return v.toUpperCase(); } },
+    path: { flag: 'path', default: undefined as string | undefined, defaultText: 'the URL\'s path, or /', description: 'request path (and ?query), overriding the URL\'s', parse: (v: string) => v as string | undefined },
+    header: { flag: 'header', default: [] as string[], defaultText: 'none', description: 'a request header "name: value" (-H, repeatable)', parse: (v: string) => JSON.parse(v) as string[] },
+  },
   footer: `Exit status: 0 when the connection would be allowed; ${EXIT_DENIED} when it would be denied by policy or
 refused (for a service: when any usable endpoint would deny it); 1 or 2 on errors.
 
 Examples:
   weft explain demo/client echo.demo:80
-  weft explain legacy/client 198.19.2.11:8080 -o json`,
+  weft explain legacy/client 198.19.2.11:8080 -o json
+  weft explain demo/client http://echo.demo/api -H 'x-user: beta'
+  weft explain demo/client echo.demo:80 --method POST --path '/api/v2?debug=1'`,
   async run({ values, positionals }, io) {
     if (positionals.length !== 2) {
       throw new WeftError('WEFT_USAGE', `expected a source and a destination; usage: ${USAGE}`);
     }
     const ctx = loadContext(values, io.env);
-    const e = await withRegistry(ctx, async (s) => explain(await s.load(), positionals[0]!, positionals[1]!));
+    const flags = { method: values.method, headers: values.header, ...(values.path !== undefined ? { path: values.path } : {}) };
+    const e = await withRegistry(ctx, async (s) => explainRequest(await s.load(), positionals[0]!, positionals[1]!, flags));
     io.stdout(values.output === 'table' ? formatExplanation(e) : formatStructured(e, values.output));
     return exitCodeFor(e);
   },
 });
+
+/** Repeated -H flags are collected before the option parser (last flag wins) sees them. */
+export default {
+  ...command,
+  runWith: (argv: string[], io: Parameters<typeof command.runWith>[1]) => command.runWith(collectHeaderFlags(argv), io),
+  run: (argv: string[]) => command.run(collectHeaderFlags(argv)),
+} satisfies typeof command;
