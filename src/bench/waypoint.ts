@@ -1,0 +1,346 @@
+/**
+ * Loopback benchmark of the waypoint's L7 path (issue 10), 1 KiB HTTP/1.1 POSTs with
+ * 1 KiB answers over keep-alive connections:
+ *
+ *   direct:            client ─────────────────────────────────────────► upstream (HTTP)
+ *   waypoint:          client ═HBONE (mTLS h2 CONNECT VIP:80)═► WaypointApp ─► upstream (HTTP)
+ *   haproxy mTLS→TLS:  client ═TLS, client cert required═► HAProxy (mode http) ═mTLS═► upstream (HTTPS)
+ *   haproxy mTLS→TCP:  the same with a plain backend: the like-for-like of the waypoint row
+ *
+ * The client plays a source ztunnel: one pooled HBONE tunnel with the client's certificate,
+ * a CONNECT stream per connection. The waypoint is the real WaypointApp (registry follower
+ * on a real redis-server, L7 handler, mesh router) with an in-process issuer instead of the
+ * CA. The upstream is outside the mesh (plain TCP), so there is no second ztunnel hop.
+ * Upstream and waypoint are child processes, HAProxy runs with one thread (one Node thread
+ * each), and the load generator is this process: everything shares the machine's cores.
+ *
+ * Per path: max req/s (closed loop, --connections in flight), then latency at a fixed
+ * --rate (open loop, 8 connections, measured from the scheduled send time) with the
+ * proxy's CPU seconds and RSS read from /proc over that phase. Ratios are against rows of
+ * the same run; loopback on a shared machine is noisy, so compare ratios, not figures.
+ *
+ *   npm run bench:waypoint [-- --seconds 5] [--rate 1000] [--connections 16]
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import pino from 'pino';
+import { generateRootCa, Issuer, type CaKeyPair } from '../ca/issuer';
+import { cpuSeconds, rssBytes } from '../faults/observe';
+import { HbonePool } from '../hbone/pool';
+import { namespaceRecord, serviceRecord, waypointRecord, workloadRecord } from '../registry/fixtures';
+import { RegistryStore } from '../registry/store';
+import { USE_WAYPOINT_LABEL } from '../registry/types';
+import { WaypointApp } from '../waypoint/app';
+import { loadWaypointConfig } from '../waypoint/options';
+import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
+import { freePort, startRedis } from './redis';
+
+const TD = 'cluster.local';
+const id = (sa: string) => `spiffe://${TD}/ns/demo/sa/${sa}`;
+const VIP = '10.96.0.10';
+const UPSTREAM_IP = '127.0.0.2';
+const CLIENT_IP = '127.0.0.9';
+const SIZE = 1024;
+const REQUEST = Buffer.concat([Buffer.from(`POST /bench HTTP/1.1\r\nHost: echo.demo\r\nContent-Type: application/octet-stream\r\nContent-Length: ${SIZE}\r\n\r\n`), Buffer.alloc(SIZE, 0x61)]);
+const REQUEST_TIMEOUT_MS = 5000;
+
+interface Pem { keyPem: string; certPem: string; rootPem: string }
+type ChildConfig = { role: 'upstream'; tls: Pem } | { role: 'waypoint'; redis: string; root: CaKeyPair };
+
+// ---------- children ----------
+
+async function runUpstream(pem: Pem): Promise<{ http: number; https: number }> {
+  const body = Buffer.alloc(SIZE, 0x62);
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': SIZE }).end(body));
+  };
+  const plain = http.createServer({ keepAliveTimeout: 120_000 }, handler);
+  const secure = https.createServer({ keepAliveTimeout: 120_000, key: pem.keyPem, cert: pem.certPem, ca: pem.rootPem, requestCert: true, rejectUnauthorized: true }, handler);
+  const listen = (s: net.Server) => new Promise<number>((r) => s.listen(0, UPSTREAM_IP, () => r((s.address() as net.AddressInfo).port)));
+  return { http: await listen(plain), https: await listen(secure) };
+}
+
+async function runWaypoint(redis: string, root: CaKeyPair): Promise<{ port: number }> {
+  const certs = new IssuerCertSource(new Issuer(root, { trustDomain: TD }), root.certPem);
+  const config = loadWaypointConfig(['--name', 'waypoint', '--namespace', 'demo', '--address', '127.0.0.1', '--redis-url', redis,
+    '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', '0',
+    '--readiness-port', '0', '--admin-port', '0'], {});
+  const app = new WaypointApp(config, pino({ level: 'warn' }), { certs });
+  await app.start();
+  return { port: app.hboneAddress()!.port };
+}
+
+if (process.argv[2] === '--child') {
+  process.once('message', (cfg: ChildConfig) => {
+    (cfg.role === 'upstream' ? runUpstream(cfg.tls) : runWaypoint(cfg.redis, cfg.root))
+      .then((r) => process.send!(r), (err: unknown) => { console.error(err); process.exit(1); });
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+// ---------- parent ----------
+
+const children: ChildProcess[] = [];
+
+function startChild<T>(cfg: ChildConfig): Promise<{ child: ChildProcess; reply: T }> {
+  const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: T) => resolve({ child, reply: m }));
+    child.once('exit', (code) => reject(new Error(`${cfg.role} child exited with ${code}`)));
+    child.send(cfg);
+  });
+}
+
+function stopAll(): void {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+}
+
+async function waitListening(host: string, port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ host, port }, () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${host}:${port} never listened`);
+}
+
+/** One keep-alive HTTP/1.1 client connection over any byte stream: one request at a time. */
+class Conn {
+  private buf: Buffer = Buffer.alloc(0);
+  private pending: { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout } | undefined;
+
+  constructor(private readonly s: Duplex) {
+    s.on('data', (d: Buffer) => { this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d; this.parse(); });
+    const fail = () => this.settle(new Error('connection closed'));
+    s.on('error', fail);
+    s.on('close', fail);
+  }
+
+  request(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.settle(new Error('no answer within 5 s')), REQUEST_TIMEOUT_MS);
+      this.pending = { resolve, reject, timer };
+      this.s.write(REQUEST);
+    });
+  }
+
+  close(): void { this.s.destroy(); }
+
+  private settle(err?: Error): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    clearTimeout(p.timer);
+    if (err) p.reject(err); else p.resolve();
+  }
+
+  /** Content-Length or chunked answers (the body is 'b's, so the chunked terminator cannot occur inside it). */
+  private parse(): void {
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    const head = this.buf.subarray(0, end).toString('latin1');
+    const status = Number(head.slice(9, 12));
+    const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    let total: number;
+    if (cl) total = end + 4 + Number(cl[1]);
+    else {
+      const t = this.buf.indexOf('\r\n0\r\n\r\n', end);
+      if (t < 0) return;
+      total = t + 7;
+    }
+    if (this.buf.length < total) return;
+    this.buf = this.buf.subarray(total);
+    this.settle(status === 200 ? undefined : new Error(`status ${status}`));
+  }
+}
+
+type Dial = () => Promise<Duplex>;
+interface Path { name: string; dial: Dial; proxyPids: () => number[] }
+
+async function openConns(dial: Dial, n: number): Promise<Conn[]> {
+  const conns: Conn[] = [];
+  for (let i = 0; i < n; i++) conns.push(new Conn(await dial()));
+  return conns;
+}
+
+/** Closed loop: every connection sends its next request when the last one is answered. */
+async function maxRate(dial: Dial, connections: number, seconds: number): Promise<{ rps: number; errors: number }> {
+  const conns = await openConns(dial, connections);
+  let done = 0;
+  let errors = 0;
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  await Promise.all(conns.map(async (c) => {
+    while (performance.now() < deadline) {
+      try { await c.request(); done++; } catch { errors++; break; }
+    }
+  }));
+  const elapsed = performance.now() - start;
+  for (const c of conns) c.close();
+  return { rps: (done / elapsed) * 1000, errors };
+}
+
+interface Fixed { p50: number; p99: number; achieved: number; errors: number; cpu: number; rssMb: number }
+
+/** Open loop at `rate`/s over 8 connections; latency from the scheduled send time (no coordinated omission). */
+async function fixedRate(dial: Dial, rate: number, seconds: number, pids: number[]): Promise<Fixed> {
+  const conns = await openConns(dial, 8);
+  for (const c of conns) await c.request();
+  const idle = [...conns];
+  const waiting: Array<(c: Conn) => void> = [];
+  const acquire = () => new Promise<Conn>((r) => { const c = idle.pop(); if (c) r(c); else waiting.push(r); });
+  const release = (c: Conn) => { const w = waiting.shift(); if (w) w(c); else idle.push(c); };
+  const lat: number[] = [];
+  let errors = 0;
+  const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const total = Math.floor(rate * seconds);
+  const interval = 1000 / rate;
+  const start = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const base = Math.min(performance.now(), due);
+    inflight.push((async () => {
+      const c = await acquire();
+      try { await c.request(); lat.push(performance.now() - base); } catch { errors++; } finally { release(c); }
+    })());
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
+  const rssMb = pids.reduce((a, p) => a + rssBytes(p), 0) / 2 ** 20;
+  for (const c of conns) c.close();
+  lat.sort((a, b) => a - b);
+  const pct = (q: number) => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN;
+  const achieved = lat.length / elapsed;
+  // vCPU used per 1000 req/s actually served.
+  return { p50: pct(0.5), p99: pct(0.99), achieved, errors, cpu: (cpu / elapsed) / (achieved / 1000), rssMb };
+}
+
+async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: { http: number; https: number }): Promise<{ proc: ChildProcess; tlsPort: number; plainPort: number }> {
+  const write = (name: string, p: Pem) => { writeFileSync(join(dir, name), p.certPem + '\n' + p.keyPem); return join(dir, name); };
+  const front = write('front.pem', pems.front);
+  const back = write('back.pem', pems.back);
+  const root = join(dir, 'root.pem');
+  writeFileSync(root, pems.front.rootPem);
+  const [tlsPort, plainPort] = [await freePort(), await freePort()];
+  const bind = (port: number) => `  bind 127.0.0.1:${port} ssl crt ${front} ca-file ${root} verify required\n`;
+  const cfg = 'global\n  nbthread 1\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-server-options ssl-min-ver TLSv1.3\n' +
+    'defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n  timeout http-keep-alive 120s\n' +
+    `listen mtls_tls\n${bind(tlsPort)}  server up ${UPSTREAM_IP}:${upstream.https} ssl crt ${back} ca-file ${root} verify required\n` +
+    `listen mtls_tcp\n${bind(plainPort)}  server up ${UPSTREAM_IP}:${upstream.http}\n`;
+  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+  const proc = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(proc);
+  await waitListening('127.0.0.1', tlsPort);
+  await waitListening('127.0.0.1', plainPort);
+  return { proc, tlsPort, plainPort };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const opt = (name: string, d: number) => { const i = args.indexOf(`--${name}`); return i === -1 ? d : Number(args[i + 1]); };
+  const seconds = opt('seconds', 5);
+  const rate = opt('rate', 1000);
+  const connections = opt('connections', 16);
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-waypoint-'));
+  const redis = await startRedis();
+  const store = RegistryStore.connect(redis.url);
+  let pool: HbonePool | undefined;
+  try {
+    const root = await generateRootCa({ trustDomain: TD });
+    const certs = new IssuerCertSource(new Issuer(root, { trustDomain: TD }), root.certPem);
+    const pem = async (sa: string): Promise<Pem> => {
+      const c = await certs.get(id(sa));
+      return { keyPem: c.keyPem, certPem: c.certChainPem.slice(0, -1).join('\n'), rootPem: root.certPem };
+    };
+    const upstream = await startChild<{ http: number; https: number }>({ role: 'upstream', tls: await pem('upstream') });
+    await store.apply([
+      { op: 'put', kind: 'namespace', record: namespaceRecord('demo', { [USE_WAYPOINT_LABEL]: 'waypoint' }) },
+      { op: 'put', kind: 'waypoint', record: waypointRecord({ namespace: 'demo', name: 'waypoint' }) },
+      { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'demo', name: 'client', node: 'n1', addresses: [CLIENT_IP], serviceAccount: 'client' }) },
+      { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'demo', name: 'echo', node: 'n1', addresses: [UPSTREAM_IP], labels: { app: 'echo' } }) },
+      { op: 'put', kind: 'service', record: serviceRecord({ namespace: 'demo', name: 'echo', vips: [VIP], ports: [{ name: 'http', port: 80, targetPort: upstream.reply.http }], selector: { app: 'echo' } }) },
+    ]);
+    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis: redis.url, root });
+    const ha = await haproxy(dir, { front: await pem('haproxy'), back: await pem('haproxy-client') }, upstream.reply);
+    const client = await pem('client');
+    const p = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
+    pool = p;
+    const tlsDial = (port: number): Dial => () => new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, key: client.keyPem, cert: client.certPem, ca: client.rootPem,
+        checkServerIdentity: () => undefined }, () => resolve(s));
+      s.setNoDelay(true);
+      s.once('error', reject);
+    });
+    const paths: Path[] = [
+      { name: 'direct', proxyPids: () => [], dial: () => new Promise((resolve, reject) => {
+        const s = net.connect({ host: UPSTREAM_IP, port: upstream.reply.http, noDelay: true }, () => resolve(s));
+        s.once('error', reject);
+      }) },
+      { name: 'waypoint (HBONE in, TCP out)', proxyPids: () => [wp.child.pid!], dial: async () => (await p.open({
+        sourceIdentity: id('client'), destinationIdentity: id('waypoint'), nextHop: { host: '127.0.0.1', port: wp.reply.port },
+        authority: { ip: VIP, port: 80 }, forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
+      })).stream },
+      { name: 'haproxy http, mTLS in, mTLS out', proxyPids: () => [ha.proc.pid!], dial: tlsDial(ha.tlsPort) },
+      { name: 'haproxy http, mTLS in, TCP out', proxyPids: () => [ha.proc.pid!], dial: tlsDial(ha.plainPort) },
+    ];
+    const rows: Array<{ name: string; max: { rps: number; errors: number }; fixed: Fixed }> = [];
+    for (const path of paths) {
+      await maxRate(path.dial, connections, 1); // warm-up: tunnels, TLS, JIT, upstream pools
+      const max = await maxRate(path.dial, connections, seconds);
+      const fixed = await fixedRate(path.dial, rate, seconds, path.proxyPids());
+      rows.push({ name: path.name, max, fixed });
+      console.error(`${path.name}: ${max.rps.toFixed(0)} req/s max, p99 ${fixed.p99.toFixed(3)} ms at ${fixed.achieved.toFixed(0)} req/s`);
+    }
+    report(rows, { seconds, rate, connections });
+  } finally {
+    await pool?.close();
+    stopAll();
+    await store.close();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(rows: Array<{ name: string; max: { rps: number; errors: number }; fixed: Fixed }>, o: { seconds: number; rate: number; connections: number }): void {
+  const [direct, wp, ha] = rows as [typeof rows[0], typeof rows[0], typeof rows[0]];
+  const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+  console.log(`\nmax: closed loop, ${o.connections} connections, ${o.seconds} s. Latency, CPU, RSS: open loop at ${o.rate} req/s, 8 connections, ${o.seconds} s.`);
+  console.log('CPU: the proxy process, vCPU per 1000 req/s served; RSS: its VmRSS at the end of the fixed-rate phase.\n');
+  console.log('| path | max req/s | ×direct | ×haproxy mTLS→mTLS | errors | p50 ms | p99 ms | added p99 ms | vCPU per 1000 req/s | RSS MB |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const proxied = r !== direct;
+    console.log(`| ${r.name} | ${f(r.max.rps, 0)} | ${f(r.max.rps / direct.max.rps, 2)} | ${f(r.max.rps / ha.max.rps, 2)} | ${r.max.errors + r.fixed.errors} | ` +
+      `${f(r.fixed.p50)} | ${f(r.fixed.p99)} | ${f(r.fixed.p99 - direct.fixed.p99)} | ${proxied ? f(r.fixed.cpu, 3) : '–'} | ${proxied ? f(r.fixed.rssMb, 1) : '–'} |`);
+  }
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const ratio = wp.max.rps / ha.max.rps;
+  const added = wp.fixed.p99 - direct.fixed.p99;
+  console.log(`\nmax req/s ≥ 0.8× HAProxy (mTLS both sides): ${f(ratio, 2)}× — ${verdict(ratio >= 0.8)}`);
+  console.log(`added p99 at ${o.rate} req/s ≤ 1 ms: ${f(added)} ms — ${verdict(added <= 1)}`);
+  console.log(`waypoint CPU ≤ 0.25 vCPU per 1000 req/s: ${f(wp.fixed.cpu)} — ${verdict(wp.fixed.cpu <= 0.25)}`);
+  console.log(`waypoint RSS ≤ 60 MB: ${f(wp.fixed.rssMb, 1)} MB — ${verdict(wp.fixed.rssMb <= 60)}`);
+}
+
+if (require.main === module && process.argv[2] !== '--child') {
+  const bail = () => { stopAll(); process.exit(130); };
+  process.once('SIGINT', bail);
+  process.once('SIGTERM', bail);
+  main().then(() => process.exit(0), (err: unknown) => { console.error(err); stopAll(); process.exit(1); });
+}
