@@ -1,4 +1,7 @@
 import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { assertDistFresh, MAIN } from './helpers/built';
 import { MeshState } from '../src/registry/state';
 import { httpRouteRecord, serviceRecord, waypointPod, waypointRecord, workloadRecord } from '../src/registry/fixtures';
 import { explainRequest, parseUrlDestination } from '../src/cli/explain-l7';
@@ -145,4 +148,29 @@ t.test('weft explain against a real registry: URL, -H repeated, --method, -o jso
   t.equal(e.l7?.applied, true);
   t.equal(e.l7?.route, 'demo/canary');
   t.same(e.l7?.backends?.map((b) => b.share), [95, 5]);
+});
+
+t.test('an invalid backend keeps its share as 500; a consumer route replaces the producer route for its callers only', async (t) => {
+  const half = httpRouteRecord({ namespace: 'demo', name: 'half' }, 'echo', [{ name: 'echo-v1', port: 80 }, { name: 'missing', port: 80 }]);
+  const e = explainRequest(state([half]), 'demo/client', 'http://echo.demo/');
+  t.match(e.l7?.backends, [{ backend: 'demo/echo-v1:80', share: 50, status: 'forward' }, { backend: 'demo/missing:80', share: 50, status: 500, reason: /does not exist/ }]);
+  t.match(formatExplanation(e), /demo\/missing:80 weight 1 \(50 % of requests\): answered 500/);
+  const consumer = httpRouteRecord({ namespace: 'legacy', name: 'mine', creationTimestamp: '2026-11-30T13:00:00Z' }, 'echo', [{ name: 'echo', port: 80 }]);
+  consumer.spec.parentRefs = [{ group: '', kind: 'Service', name: 'echo', namespace: 'demo' }];
+  consumer.spec.rules[0]!.backendRefs[0]!.namespace = 'demo';
+  const s = state([half, consumer]);
+  const fromDemo = explainRequest(s, 'demo/client', 'http://echo.demo/');
+  t.match(fromDemo.l7?.routes, [{ route: 'demo/half', applied: true, role: 'producer' }, { route: 'legacy/mine', applied: false, role: 'other-namespace', why: /applies only to callers in legacy/ }]);
+});
+
+t.test('the built binary: weft explain <URL> -H ... against a real registry', async (t) => {
+  assertDistFresh();
+  const { store, dir, contextFile } = await startDemoRegistry(t);
+  const canary = httpRouteRecord({ namespace: 'demo', name: 'canary' }, 'echo', [{ name: 'echo-v1', port: 80, weight: 95 }, { name: 'echo-v2', port: 80, weight: 5 }]);
+  await store.apply([...extras(true), put('httproute', canary)].map((c) => ({ op: 'put', kind: c.kind, record: (c as { record: unknown }).record }) as never));
+  const env = { PATH: process.env.PATH, HOME: dir, WEFT_CONTEXT: contextFile };
+  const r = await promisify(execFile)(process.execPath, [MAIN, 'explain', 'demo/client', 'http://echo.demo/api', '-H', 'x-user: beta', '--method', 'GET'], { env, timeout: 30_000 });
+  t.match(r.stdout, /Request: GET echo\.demo\/api with x-user: beta/);
+  t.match(r.stdout, /weighted: 95 % echo-v1, 5 % echo-v2/);
+  t.match(r.stdout, /Verdict: ALLOWED — through waypoint demo\/waypoint/);
 });
