@@ -6,7 +6,7 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { requestMain, tcpMain, tcpRoundTrip } from '../src/lab/client';
+import { requestMain, tcpMain, tcpRoundTrip, type RequestSummary } from '../src/lab/client';
 import { startEcho, type EchoAnswer } from '../src/lab/echo';
 import { planLab } from '../src/lab/plan';
 import { isAlive, readStartTime, startProcess, stopProcesses } from '../src/lab/procs';
@@ -55,6 +55,18 @@ t.test('HTTP: POST body size, ?status, --include, non-2xx exit code', async (t) 
   t.match(out2.text(), /^HTTP\/1\.1 503 Service Unavailable\n/);
   t.match(out2.text(), /content-type: application\/json/i);
   t.match(err2.text(), /answered 503/);
+});
+
+t.test('HTTP: --count sends N requests in one process and summarises statuses and answering pods', async (t) => {
+  const { httpPort } = await echo(t);
+  const out = sink();
+  t.equal(await requestMain([`http://127.0.0.1:${httpPort}/`, '--count', '25'], out.stream, sink().stream), 0);
+  const sum = JSON.parse(out.text()) as RequestSummary;
+  t.same({ requests: sum.requests, statuses: sum.statuses, pods: sum.pods, errors: sum.errors }, { requests: 25, statuses: { 200: 25 }, pods: { 'echo-1': 25 }, errors: {} });
+  const out2 = sink();
+  t.equal(await requestMain([`http://127.0.0.1:${httpPort}/?status=503`, '--count', '3'], out2.stream, sink().stream), 1, 'a non-2xx answer makes the exit code 1');
+  t.same((JSON.parse(out2.text()) as RequestSummary).statuses, { 503: 3 });
+  await t.rejects(requestMain(['http://x/', '--count', '0'], sink().stream, sink().stream), { code: 'WEFT_CONFIG_INVALID', message: /--count/ });
 });
 
 t.test('client: unreachable targets and bad usage', async (t) => {

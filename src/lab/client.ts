@@ -1,7 +1,7 @@
 /**
  * A client for use inside lab pods, where curl may be missing:
  *
- *   request <url> [--method M] [--header 'k: v' ...] [--data TEXT] [--include] [--timeout 5s]
+ *   request <url> [--method M] [--header 'k: v' ...] [--data TEXT] [--include] [--timeout 5s] [--count N]
  *     HTTP request; prints the body (with --include, the status line and headers
  *     first). Exit 0 on 2xx, 1 otherwise (status on stderr).
  *   tcp <host:port> [--bytes N | --file F] [--timeout 10s]
@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions } from '../lib/options';
@@ -24,6 +24,7 @@ const requestSpecs = {
   data: { flag: 'data', default: '', description: 'request body', parse: parse.string() },
   include: { flag: 'include', boolean: true, default: false, description: 'print the status line and headers before the body', parse: parse.bool() },
   timeout: { flag: 'timeout', default: 5000, description: 'give up after this long', parse: parse.duration({ min: 1 }) },
+  count: { flag: 'count', default: 1, description: 'send this many requests and print a summary', parse: parse.int({ min: 1, max: 100_000 }) },
 };
 
 const tcpSpecs = {
@@ -42,6 +43,8 @@ request flags:
   --data <text>     request body
   --include         print the status line and headers first
   --timeout <d>     give up after this long (default 5s)
+  --count <n>       send n requests one after another over keep-alive and print JSON
+                    {requests, statuses, pods, errors, ms} (pods: the echo app's "pod")
 
 tcp flags:
   --bytes <n>       random bytes to send (default 1048576)
@@ -79,6 +82,7 @@ export async function requestMain(argv: string[], out: NodeJS.WritableStream = p
   const { values, positionals } = parseOptions(requestSpecs, rest, {});
   if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', 'request needs exactly one URL, e.g. request http://echo.demo/');
   const url = usage(() => parse.url(['http:'])(positionals[0]!), 'request');
+  if (values.count > 1) return requestMany(url, values, headers, out);
   return new Promise<number>((resolve) => {
     const body = values.data ? Buffer.from(values.data) : undefined;
     if (body) headers['content-length'] = String(body.length);
@@ -100,6 +104,57 @@ export async function requestMain(argv: string[], out: NodeJS.WritableStream = p
     req.on('error', (e: NodeJS.ErrnoException) => { err.write(`request: ${url}: ${e.code ?? e.message}${e.code ? ` (${e.message})` : ''}\n`); resolve(1); });
     req.end(body);
   });
+}
+
+/** What `request --count N` prints. */
+export interface RequestSummary {
+  requests: number;
+  /** Status code → how many. */
+  statuses: Record<string, number>;
+  /** The echo app's `pod` field → how many (answers that are not echo JSON are not counted). */
+  pods: Record<string, number>;
+  /** Requests that got no HTTP answer: error code → how many. */
+  errors: Record<string, number>;
+  ms: number;
+}
+
+/**
+ * N requests in one process, one at a time over one keep-alive connection (re-opened
+ * when the peer closes it): a split over hundreds of requests in seconds, where a
+ * process per request would take minutes. Exit 0 when every answer was 2xx.
+ */
+async function requestMany(url: string, values: { method: string; data: string; timeout: number; count: number }, headers: Record<string, string>, out: NodeJS.WritableStream): Promise<number> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const body = values.data ? Buffer.from(values.data) : undefined;
+  if (body) headers['content-length'] = String(body.length);
+  const sum: RequestSummary = { requests: values.count, statuses: {}, pods: {}, errors: {}, ms: 0 };
+  const bump = (m: Record<string, number>, k: string) => { m[k] = (m[k] ?? 0) + 1; };
+  const started = Date.now();
+  for (let i = 0; i < values.count; i++) {
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(url, { method: values.method, headers, timeout: values.timeout, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          bump(sum.statuses, String(res.statusCode));
+          try {
+            const pod = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { pod?: unknown }).pod;
+            if (typeof pod === 'string') bump(sum.pods, pod);
+          } catch { /* not the echo app's JSON: counted by status only */ }
+          resolve();
+        });
+        res.on('error', (e: NodeJS.ErrnoException) => { bump(sum.errors, e.code ?? e.message); resolve(); });
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${values.timeout} ms`), { code: 'ETIMEDOUT' })));
+      req.on('error', (e: NodeJS.ErrnoException) => { bump(sum.errors, e.code ?? e.message); resolve(); });
+      req.end(body);
+    });
+  }
+  agent.destroy();
+  sum.ms = Date.now() - started;
+  out.write(JSON.stringify(sum) + '\n');
+  const ok = Object.entries(sum.statuses).every(([code]) => code.startsWith('2')) && Object.keys(sum.errors).length === 0;
+  return ok ? 0 : 1;
 }
 
 export interface TcpResult {
