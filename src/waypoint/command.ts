@@ -1,9 +1,7 @@
-import { Counter } from 'prom-client';
 import type { Command } from '../cli/command';
 import { createLogger } from '../lib/log';
 import { optionsHelp } from '../lib/options';
-import { guardUnhandledRejections } from '../lib/process-guard';
-import { waitForShutdownSignal } from '../lib/signals';
+import { runComponent } from '../lib/run-component';
 import { WaypointApp } from './app';
 import { loadWaypointConfig, waypointOptions } from './options';
 
@@ -24,30 +22,7 @@ const command: Command = {
     const config = loadWaypointConfig(argv);
     const logger = createLogger({ level: config.logLevel, component: 'waypoint' });
     const app = new WaypointApp(config, logger);
-    const rejections = new Counter({
-      name: 'weft_waypoint_unhandled_rejections_total', help: 'Promise rejections nothing handled (each is a bug; the process kept running).',
-      registers: [app.metrics],
-    });
-    const unguard = guardUnhandledRejections({ logger, onRejection: () => rejections.inc() });
-    const signal = waitForShutdownSignal();
-    const started = app.start().then(() => 'started' as const, (err: unknown) => ({ err }));
-    const first = await Promise.race([started, signal]);
-    if (typeof first === 'object') {
-      logger.error({ err: first.err }, 'waypoint failed to start');
-      await app.stop();
-      throw first.err;
-    }
-    if (first !== 'started') {
-      logger.info({ signal: first }, 'shutting down during start-up');
-      await app.stop();
-      await started;
-      return 0;
-    }
-    logger.info({ signal: await signal }, 'shutting down');
-    await app.stop();
-    unguard();
-    logger.flush();
-    return 0;
+    return runComponent(app, logger, 'waypoint');
   },
 };
 

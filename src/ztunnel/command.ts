@@ -1,8 +1,6 @@
 import type { Command } from '../cli/command';
-import { Counter } from 'prom-client';
 import { createLogger } from '../lib/log';
-import { guardUnhandledRejections } from '../lib/process-guard';
-import { waitForShutdownSignal } from '../lib/signals';
+import { runComponent } from '../lib/run-component';
 import { optionsHelp } from '../lib/options';
 import { ZtunnelApp } from './app';
 import { removeCaptureRules } from './capture';
@@ -32,33 +30,7 @@ const command: Command = {
       return 0;
     }
     const app = new ZtunnelApp(config, logger);
-    // A missed .catch on the data path must not take the node's traffic down with it.
-    const rejections = new Counter({
-      name: 'weft_ztunnel_unhandled_rejections_total', help: 'Promise rejections nothing handled (each is a bug; the process kept running).',
-      registers: [app.metrics],
-    });
-    const unguard = guardUnhandledRejections({ logger, onRejection: () => rejections.inc() });
-    // A signal during start-up (e.g. while Redis is still unreachable) must stop it:
-    // stopping first makes a pending start give up, then its outcome is collected.
-    const signal = waitForShutdownSignal();
-    const started = app.start().then(() => 'started' as const, (err: unknown) => ({ err }));
-    const first = await Promise.race([started, signal]);
-    if (typeof first === 'object') {
-      logger.error({ err: first.err }, 'ztunnel failed to start');
-      await app.stop();
-      throw first.err;
-    }
-    if (first !== 'started') {
-      logger.info({ signal: first }, 'shutting down during start-up');
-      await app.stop();
-      await started;
-      return 0;
-    }
-    logger.info({ signal: await signal }, 'shutting down');
-    await app.stop();
-    unguard();
-    logger.flush();
-    return 0;
+    return runComponent(app, logger, 'ztunnel');
   },
 };
 
