@@ -229,7 +229,18 @@ t.test('weft ca wiring: the registry\'s waypoint records decide which Gateway a 
   ].join('\n'));
   const store = RegistryStore.connect(fx.redis.url);
   t.teardown(() => store.close());
-  await store.apply([{ op: 'put', kind: 'waypoint', record: { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' } }]);
+  const podUid = String(api.get('pods', 'demo', 'waypoint-1')!.metadata.uid);
+  const podRecord = {
+    uid: podUid, name: 'waypoint-1', namespace: 'demo', node: 'node-1', addresses: ['10.1.0.50'], serviceAccount: 'waypoint',
+    labels: { 'gateway.networking.k8s.io/gateway-name': 'waypoint', 'weft.io/dataplane-mode': 'none' }, status: 'Unhealthy' as const,
+  };
+  await store.apply([
+    { op: 'put', kind: 'waypoint', record: { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' } },
+    // The controller mirrors the pod (not ready yet: it has no certificate); the CA reads it there.
+    { op: 'put', kind: 'workload', record: podRecord },
+  ]);
+  const podGets = () => api.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/api/v1/namespaces/demo/pods')).length;
+  const getsBefore = podGets();
   const app = await startCaApp({
     redis: fx.redis.url, trustDomain: TD, listen: { host: '127.0.0.1', port: 0 }, root: { kind: 'dir', dir: join(dir, 'root') }, generateRoot: true,
     dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], certTtlMs: 3600e3, maxCertTtlMs: 24 * 3600e3, nodeCertTtlMs: 3600e3,
@@ -251,6 +262,21 @@ t.test('weft ca wiring: the registry\'s waypoint records decide which Gateway a 
     }
   });
   t.equal(new X509Certificate(chain![0]!).subjectAltName, `URI:${WAYPOINT}`, 'a pod of a registered waypoint: issued');
+  t.equal(podGets(), getsBefore, 'the pod was read from the registry: no pod GET to the API server (the CA needs no pod rights outside weft-system)');
+
+  // A token whose pod the registry does not have (not mirrored yet, or re-created under another uid): refused.
+  await store.apply([{ op: 'delete', kind: 'workload', key: podUid }, { op: 'put', kind: 'workload', record: { ...podRecord, uid: 'another-uid' } }]);
+  await waitFor('the CA to see the pod record change', async () => {
+    try {
+      await client.createOwnCertificate(csrPem, 60, reviews.issueForPod('demo', 'waypoint-1'));
+      return false;
+    } catch (err) {
+      if (isWeftError(err, 'WEFT_CA_IDENTITY_DENIED') && /does not exist/.test(err.message)) return true;
+      throw err;
+    }
+  }, { intervalMs: 200 });
+  t.pass('a token whose pod is not in the registry (uid) is refused');
+  await store.apply([{ op: 'delete', kind: 'workload', key: 'another-uid' }, { op: 'put', kind: 'workload', record: podRecord }]);
 
   await store.apply([{ op: 'delete', kind: 'waypoint', key: 'demo/waypoint' }]);
   await waitFor('the CA to see the waypoint go', async () => {

@@ -120,6 +120,19 @@ export async function startCaApp(config: CaAppConfig, logger: Logger): Promise<C
             return state.waypoint(namespace, name);
           },
         },
+        // The token's pod from the registry (the controller mirrors pods), not the API
+        // server: the CA reads no pod outside weft-system. A pod the controller has not
+        // mirrored yet is refused (pod_missing, never cached); the waypoint retries.
+        pods: {
+          pod: (claim) => {
+            if (follower.lastSyncAt === undefined) {
+              throw new WeftError('WEFT_REGISTRY_UNREACHABLE', 'the CA has not loaded the registry yet, so it cannot check the pod behind the token; retry in a few seconds');
+            }
+            const w = state.workload(claim.uid)?.record;
+            if (!w || w.namespace !== claim.namespace || w.name !== claim.pod) return undefined;
+            return { metadata: { uid: w.uid, name: w.name, namespace: w.namespace, labels: w.labels }, spec: { serviceAccountName: w.serviceAccount } };
+          },
+        },
       });
       logger.info({ server: kube.server, ...config.tokenReview.policy }, 'ServiceAccount-token joins enabled (TokenReview)');
     }

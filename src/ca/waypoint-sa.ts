@@ -42,6 +42,17 @@ export interface WaypointLookup {
   waypoint(namespace: string, name: string): Pick<WaypointRecord, 'serviceAccount'> | undefined;
 }
 
+/**
+ * Where the CA reads the token's pod. `weft ca` reads it from the registry's workload
+ * records (the controller mirrors pods: uid, name, ServiceAccount, labels), so the CA
+ * needs no right to read pods outside weft-system (pod specs carry env and secrets'
+ * names). Without it, the pod is read from the API server.
+ */
+export interface WaypointPodLookup {
+  /** The pod the token is bound to, if the registry has that pod (same uid); may throw while the registry is not loaded. */
+  pod(claim: WaypointClaim): WaypointPodFacts | undefined;
+}
+
 /** Pod fields the decision reads beyond the node path's. */
 export type WaypointPodFacts = PodFacts & { metadata?: { labels?: Record<string, string> } };
 
@@ -134,6 +145,8 @@ export interface TokenReviewWaypointsOptions {
   nodeServiceAccount: { namespace: string; serviceAccount: string };
   /** The mesh's waypoints; absent = label and ServiceAccount only (see WaypointLookup). */
   waypoints?: WaypointLookup;
+  /** The token's pod from the registry; absent = GET from the API server. */
+  pods?: WaypointPodLookup;
   /** Per API call (default 3 s). */
   timeoutMs?: number;
   /** Positive answers per token stand this long (default 30 s, at most MAX_SA_CACHE_MS). */
@@ -142,7 +155,7 @@ export interface TokenReviewWaypointsOptions {
 }
 
 const MAX_TOKEN_BYTES = 16 * 1024;
-const RBAC = 'create tokenreviews, and get pods in the waypoints\' namespaces (ClusterRole weft-ca); the waypoint retries';
+const RBAC = 'create tokenreviews (ClusterRole weft-ca; and get pods in the waypoints\' namespaces when the CA reads pods from the API server rather than the registry); the waypoint retries';
 
 export class TokenReviewWaypoints implements WaypointTokenVerifier {
   private readonly timeoutMs: number;
@@ -180,8 +193,10 @@ export class TokenReviewWaypoints implements WaypointTokenVerifier {
     const status = await reviewToken(kube, token, audience, this.timeoutMs).catch(failed('create a TokenReview'));
     const claim = reviewedWaypointToken(status, audience, this.opts.nodeServiceAccount);
     if (!claim.ok) return claim;
-    const pod = await getIfExists<WaypointPodFacts>(kube, podPath(claim.value.namespace, claim.value.pod), this.timeoutMs)
-      .catch(failed(`get pod ${claim.value.namespace}/${claim.value.pod}`));
+    const pod = this.opts.pods
+      ? this.opts.pods.pod(claim.value)
+      : await getIfExists<WaypointPodFacts>(kube, podPath(claim.value.namespace, claim.value.pod), this.timeoutMs)
+        .catch(failed(`get pod ${claim.value.namespace}/${claim.value.pod}`));
     const ok = waypointPodMay(pod, claim.value);
     if (!ok.ok) return ok;
     return { ok: true, value: { ...claim.value, gateway: ok.value } };
