@@ -41,6 +41,7 @@ import { HbonePool } from '../hbone/pool';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
+import { waitListening } from './redis';
 
 const NODE_A = '127.0.0.2';
 const NODE_B = '127.0.0.3';
@@ -246,18 +247,6 @@ async function haproxyPair(dir: string, certs: Certs, roots: string, routes: Arr
   children.push(...procs);
   for (const p of ports) await waitListening(NODE_A, p);
   return { ports, procs };
-}
-
-async function waitListening(host: string, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect({ host, port }, () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${host}:${port} never listened`);
 }
 
 function has(cmd: string): boolean {

@@ -19,6 +19,19 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Resolves once host:port accepts a connection (polls every 50 ms, gives up after 5 s). */
+export async function waitListening(host: string, port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host, port }, () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${host}:${port} never listened`);
+}
+
 export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-redis-'));

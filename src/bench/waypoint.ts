@@ -40,7 +40,7 @@ import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
-import { freePort, startRedis } from './redis';
+import { freePort, startRedis, waitListening } from './redis';
 
 const TD = 'cluster.local';
 const id = (sa: string) => `spiffe://${TD}/ns/demo/sa/${sa}`;
@@ -105,18 +105,6 @@ function startChild<T>(cfg: ChildConfig): Promise<{ child: ChildProcess; reply: 
 
 function stopAll(): void {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-}
-
-async function waitListening(host: string, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect({ host, port }, () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${host}:${port} never listened`);
 }
 
 /** One keep-alive HTTP/1.1 client connection over any byte stream: one request at a time. */
