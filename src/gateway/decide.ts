@@ -120,10 +120,8 @@ export function decideRoute(config: RouteConfig, state: BackendState, input: Rou
     route: routeKey(sel.route), kind: sel.route.kind, ruleIndex: sel.ruleIndex, matchIndex: sel.matchIndex, selection: sel,
     ...(sel.rule.name !== undefined ? { ruleName: sel.rule.name } : {}),
   };
-  const ctx = {
-    servicePort: input.target.port, random,
-    ...(matchedPrefix(sel) !== undefined ? { matchedPrefix: matchedPrefix(sel)! } : {}),
-  };
+  const prefix = matchedPrefix(sel);
+  const ctx = { servicePort: input.target.port, random, ...(prefix !== undefined ? { matchedPrefix: prefix } : {}) };
   const request: FilterRequest = {
     scheme: input.scheme ?? 'http', authority: input.authority, path: input.path, query: input.query, headers: input.headers,
   };
