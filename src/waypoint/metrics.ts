@@ -104,7 +104,7 @@ export class WaypointMetrics implements RequestObserver {
 
 export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workloadByAddress'>): RequestLabels {
   const source = r.sourceAddress !== undefined ? state.workloadByAddress(r.sourceAddress) : undefined;
-  const destination = r.upstream !== undefined ? state.workloadByAddress(hostOf(r.upstream)) : undefined;
+  const destination = r.upstreamTarget !== undefined ? state.workloadByAddress(r.upstreamTarget.host) : undefined;
   const svc = r.destinationService;
   return {
     reporter: 'waypoint',
@@ -123,12 +123,4 @@ export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workload
     response_flags: r.responseFlag,
     connection_security_policy: 'mutual_tls',
   };
-}
-
-/** `10.0.0.1:80` → `10.0.0.1`, `[fd00::1]:80` → `fd00::1`. */
-function hostOf(hostPort: string): string {
-  const m = /^\[([^\]]+)\]:\d+$/.exec(hostPort);
-  if (m) return m[1]!;
-  const colon = hostPort.lastIndexOf(':');
-  return colon === -1 ? hostPort : hostPort.slice(0, colon);
 }
