@@ -52,6 +52,7 @@ t.test('waypoints on a cluster', async (t) => {
     const err = await caught(() => run(waypoint, ['add', 'demo/second']));
     t.equal(err.code, 'WEFT_K8S_REQUEST_FAILED');
     t.match(err.message, /no Gateway API \(CRDs not installed\)/);
+    t.match(err.message, /kubectl apply -f https:\/\/github\.com\/kubernetes-sigs\/gateway-api\/releases\/download\/v[\d.]+\/standard-install\.yaml/, 'a command the user can run');
   });
 
   t.test('use-waypoint patches the Namespace; remove is refused while bound, --force deletes', async (t) => {

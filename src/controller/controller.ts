@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { GATEWAY_API_INSTALL } from '../gateway/types';
 import type { KubeClient } from '../k8s/client';
 import { Informer } from '../k8s/informer';
 import { silentLogger, type Logger } from '../lib/log';
@@ -47,7 +48,6 @@ type Watched = keyof typeof WATCHED;
  * retried with backoff until they appear.
  */
 const OPTIONAL: ReadonlySet<Watched> = new Set<Watched>(['httpRoutes', 'grpcRoutes', 'gateways']);
-const GATEWAY_API_INSTALL = 'install the Gateway API CRDs (standard channel, v1.1 or later): kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml';
 
 export interface ControllerOptions {
   client: KubeClient;

@@ -13,6 +13,8 @@
 
 export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 export const GATEWAY_API_VERSION = `${GATEWAY_API_GROUP}/v1`;
+/** What to do when the API server has no Gateway API (told by the controller and by weft waypoint add). */
+export const GATEWAY_API_INSTALL = 'install the Gateway API CRDs (standard channel, v1.1 or later): kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml';
 /** The GatewayClass whose Gateways Weft deploys as waypoints. */
 export const WAYPOINT_GATEWAY_CLASS = 'weft-waypoint';
 /** Label on a waypoint's pods naming their Gateway (as Istio and Gateway API implementations set it). */

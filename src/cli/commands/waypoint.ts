@@ -11,7 +11,7 @@
 import { WeftError } from '../../lib/errors';
 import { formatIdentity } from '../../lib/identity';
 import { parse } from '../../lib/options';
-import { GATEWAY_API_GROUP, GATEWAY_API_VERSION, WAYPOINT_GATEWAY_CLASS } from '../../gateway/types';
+import { GATEWAY_API_GROUP, GATEWAY_API_INSTALL, GATEWAY_API_VERSION, WAYPOINT_GATEWAY_CLASS } from '../../gateway/types';
 import type { Command } from '../command';
 import { ClusterSession } from '../cluster';
 import { contextOptions, loadContext, type CliContext } from '../context';
@@ -126,7 +126,7 @@ async function addOnCluster(ctx: CliContext, namespace: string, name: string): P
     }
     if (status === 404) {
       throw new WeftError('WEFT_K8S_REQUEST_FAILED',
-        `cannot create Gateway ${namespace}/${name}: the API server of ${cluster.target.source} has no Gateway API (CRDs not installed) or no namespace ${namespace}; install the Gateway API CRDs (kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/...standard-install.yaml)`,
+        `cannot create Gateway ${namespace}/${name}: the API server of ${cluster.target.source} has no Gateway API (CRDs not installed) or no namespace ${namespace}; ${GATEWAY_API_INSTALL}`,
         { cause: err });
     }
     throw err;
