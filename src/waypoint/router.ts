@@ -92,14 +92,14 @@ export class MeshRouter implements RequestRouter {
       case 'passthrough':
         return this.toService(service, port, {});
       case 'no-route':
-        return respond(404, 'no route matched the request', { responseFlag: 'NR' });
+        return respond(404, `no rule of the routes attached to ${service.namespace}/${service.name}:${port} matches this request; weft explain <source> <url> says which condition each rule missed`, { responseFlag: 'NR' });
       case 'redirect':
         return { kind: 'respond', status: outcome.redirect.statusCode, headers: { location: outcome.redirect.location }, route: routeName(outcome.by), responseFlag: '-' };
       case 'error':
         return respond(outcome.status, outcome.reason, { route: routeName(outcome.by), responseFlag: outcome.status === 503 ? 'UH' : '-' });
       case 'forward': {
         const backend = this.state.get('service', `${outcome.backend.namespace}/${outcome.backend.name}`);
-        if (!backend) return respond(500, `backend Service ${outcome.backend.namespace}/${outcome.backend.name} is gone`, { route: routeName(outcome.by), responseFlag: '-' });
+        if (!backend) return respond(500, `backend Service ${outcome.backend.namespace}/${outcome.backend.name} was deleted while the route still names it; fix the route's backendRefs (weft routes shows ResolvedRefs)`, { route: routeName(outcome.by), responseFlag: '-' });
         const p = outcome.policy;
         const extra: Partial<ForwardPlan> = {
           route: routeName(outcome.by),
@@ -140,7 +140,7 @@ export class MeshRouter implements RequestRouter {
 
   private toPod(ip: string, port: number): RouteDecision {
     const w = this.state.workloadByAddress(ip);
-    if (!w) return respond(503, `${ip} is neither a Service VIP nor a known workload`, { responseFlag: 'UH' });
+    if (!w) return respond(503, `${ip} is neither a Service VIP nor a known workload, so the waypoint cannot tell where it goes; the registry may lag behind a deleted pod (weft workloads)`, { responseFlag: 'UH' });
     return { kind: 'forward', upstream: upstreamOf(w, ip, port) };
   }
 }
