@@ -1,5 +1,6 @@
 /** The parts of the Kubernetes object shapes the controller reads (core/v1, discovery/v1, Weft's CRD). */
 import type { KubeObject } from '../k8s/client';
+import { GATEWAY_API_GROUP } from '../gateway/types';
 
 export interface K8sNode extends KubeObject {
   spec?: { podCIDR?: string; podCIDRs?: string[] };
@@ -70,7 +71,7 @@ export interface K8sGatewayAPIObject extends KubeObject {
   status?: Record<string, unknown>;
 }
 
-export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+export { GATEWAY_API_GROUP };
 export const GATEWAY_API_VERSION = 'v1';
 export const GATEWAY_API_PLURALS = { httproutes: 'HTTPRoute', grpcroutes: 'GRPCRoute', gateways: 'Gateway' } as const;
 export type GatewayAPIPlural = keyof typeof GATEWAY_API_PLURALS;
