@@ -67,7 +67,7 @@ function gatewaysPath(namespace: string, name?: string): string {
 function requireLab(ctx: CliContext, verb: string): string {
   if (ctx.kind === 'lab' && ctx.labDir) return ctx.labDir;
   throw new WeftError('WEFT_CONTEXT_MISSING',
-    `weft waypoint ${verb} needs the lab (a context written by scripts/lab up) or a cluster (--kubeconfig); context ${ctx.source} is neither`);
+    `weft waypoint ${verb} needs the lab (a context written by scripts/lab up) or a cluster (--kubeconfig); context ${ctx.source} is neither: start the lab (scripts/lab up) or pass --kubeconfig`);
 }
 
 const ADD_USAGE = 'weft waypoint add <namespace>/<name> --node <node> [--service-account SA] [-o table|json|yaml]';
