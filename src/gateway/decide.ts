@@ -112,9 +112,7 @@ export type RouteOutcome =
 export function decideRoute(config: RouteConfig, state: BackendState, input: RouteInput, random: () => number = Math.random): RouteOutcome {
   const table = config.table(input.target, input.callerNamespace);
   if (table.routes.length === 0) return { kind: 'passthrough' };
-  const headers: Record<string, readonly string[]> = Object.create(null) as Record<string, readonly string[]>;
-  for (const [k, v] of input.headers) headers[k] = v;
-  const sel = selectRoute(table, { method: input.method, path: input.path, query: parseQuery(input.query), headers });
+  const sel = selectRoute(table, { method: input.method, path: input.path, query: parseQuery(input.query), headers: input.headers });
   if (sel === undefined) return { kind: 'no-route', status: 404 };
   const by: DecidedBy = {
     route: routeKey(sel.route), kind: sel.route.kind, ruleIndex: sel.ruleIndex, matchIndex: sel.matchIndex, selection: sel,

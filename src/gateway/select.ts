@@ -23,8 +23,15 @@ export interface RouteRequest {
   path: string;
   /** Parsed query (parseQuery), values in request order. */
   query: ReadonlyMap<string, readonly string[]>;
-  /** Lower-case names; every value of a repeated header (Node's `headersDistinct`). */
-  headers: Readonly<Record<string, readonly string[] | undefined>>;
+  /** Lower-case names; every value of a repeated header (a HeaderMap, or a record like Node's `headersDistinct`). */
+  headers: ReadonlyMap<string, readonly string[]> | Readonly<Record<string, readonly string[] | undefined>>;
+}
+
+/** Every value of header `name` (lower-case), from either form of RouteRequest.headers. */
+function headerValues(headers: RouteRequest['headers'], name: string): readonly string[] | undefined {
+  if (headers instanceof Map) return (headers as ReadonlyMap<string, readonly string[]>).get(name);
+  const rec = headers as Readonly<Record<string, readonly string[] | undefined>>;
+  return Object.prototype.hasOwnProperty.call(rec, name) ? rec[name] : undefined;
 }
 
 export interface RouteSelection {
@@ -66,7 +73,7 @@ export function firstMismatch(m: CompiledMatch, req: RouteRequest): Mismatch | u
   if (m.method !== undefined && m.method !== req.method) return ON_METHOD;
   if (m.grpcMethod !== undefined && !grpcMethodMatches(m.grpcMethod, req.path)) return ON_GRPC;
   for (const h of m.headers) {
-    const values = Object.prototype.hasOwnProperty.call(req.headers, h.name) ? req.headers[h.name] : undefined;
+    const values = headerValues(req.headers, h.name);
     if (values === undefined || !values.some((v) => valueMatches(h, v))) return { on: 'header', match: h };
   }
   for (const q of m.queryParams) {
