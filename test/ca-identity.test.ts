@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { redisFixture } from './helpers/redis';
-import { caught, waitFor } from './helpers/wait';
+import { waitFor } from './helpers/wait';
+import { identityRefusals as refusals, newCaClient, refusal } from './helpers/ca-client';
 import { ManualClock } from './helpers/clock';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer, type CaServerOptions } from '../src/ca/server';
@@ -27,7 +28,6 @@ import { identityTokenCommand } from '../src/ca/command';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';
-import { isWeftError, type WeftError } from '../src/lib/errors';
 
 const TD = 'cluster.local';
 const WAYPOINT = `spiffe://${TD}/ns/demo/sa/waypoint`;
@@ -64,20 +64,7 @@ async function startCa(t: Test, extra: Partial<CaServerOptions> = {}): Promise<{
 }
 
 function newClient(t: Test, address: string): CaClient {
-  const c = new CaClient({ address, rootPem: issuer.rootPem, trustDomain: TD, serverName: 'localhost' });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function refusal(p: Promise<unknown>): Promise<WeftError> {
-  const err = await caught(() => p);
-  if (!isWeftError(err)) throw err;
-  return err;
-}
-
-async function refusals(metrics: Registry, reason: string): Promise<number> {
-  const m = (await metrics.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_identity_refusals_total');
-  return Number(m?.values.find((v) => v.labels.reason === reason)?.value ?? NaN);
+  return newCaClient(t, address, issuer.rootPem, TD);
 }
 
 /** A CSR made by the openssl CLI naming `san` (e.g. "URI:a,DNS:b"), for CSRs our own code would never write. */

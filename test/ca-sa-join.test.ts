@@ -15,7 +15,8 @@ import { Registry } from 'prom-client';
 import { redisFixture } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
-import { caught, waitFor } from './helpers/wait';
+import { waitFor } from './helpers/wait';
+import { newCaClient, refusal } from './helpers/ca-client';
 import { ManualClock } from './helpers/clock';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
@@ -31,7 +32,6 @@ import { KubeClient } from '../src/k8s/client';
 import { MeshState } from '../src/registry/state';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { silentLogger } from '../src/lib/log';
-import { isWeftError, type WeftError } from '../src/lib/errors';
 
 const TD = 'cluster.local';
 const NODE_ID = nodeIdentity(TD);
@@ -87,15 +87,7 @@ async function startCa(opts: { saJoin?: boolean; kube?: KubeClient; registry?: R
 }
 
 function newClient(at = address): CaClient {
-  const c = new CaClient({ address: at, rootPem: issuer.rootPem, trustDomain: TD, serverName: 'localhost' });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function refusal(p: Promise<unknown>): Promise<WeftError> {
-  const err = await caught(() => p);
-  if (!isWeftError(err)) throw err;
-  return err;
+  return newCaClient(t, at, issuer.rootPem, TD);
 }
 
 async function refusalCount(reason: string): Promise<number> {

@@ -16,7 +16,8 @@ import { redisFixture } from './helpers/redis';
 import { TestApiServer } from './helpers/apiserver';
 import { TestTokenReview } from './helpers/token-review';
 import { ManualClock } from './helpers/clock';
-import { caught, waitFor } from './helpers/wait';
+import { waitFor } from './helpers/wait';
+import { identityRefusals as refusals, newCaClient, refusal } from './helpers/ca-client';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
 import { CaClient } from '../src/ca/client';
@@ -30,7 +31,7 @@ import { startCaApp } from '../src/ca/app';
 import { RegistryStore } from '../src/registry/store';
 import { MeshState } from '../src/registry/state';
 import { silentLogger } from '../src/lib/log';
-import { isWeftError, type WeftError } from '../src/lib/errors';
+import { isWeftError } from '../src/lib/errors';
 
 const TD = 'cluster.local';
 const WAYPOINT = `spiffe://${TD}/ns/demo/sa/waypoint`;
@@ -87,20 +88,7 @@ async function startCa(t: Test, opts: { waypoints?: WaypointLookup } = {}): Prom
 }
 
 function newClient(t: Test, address: string): CaClient {
-  const c = new CaClient({ address, rootPem: issuer.rootPem, trustDomain: TD, serverName: 'localhost' });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function refusal(p: Promise<unknown>): Promise<WeftError> {
-  const err = await caught(() => p);
-  if (!isWeftError(err)) throw err;
-  return err;
-}
-
-async function refusals(metrics: Registry, reason: string): Promise<number> {
-  const m = (await metrics.getMetricsAsJSON()).find((x) => x.name === 'weft_ca_identity_refusals_total');
-  return Number(m?.values.find((v) => v.labels.reason === reason)?.value ?? NaN);
+  return newCaClient(t, address, issuer.rootPem, TD);
 }
 
 t.test('a waypoint pod gets its own identity with its projected token, re-read from the file', async (t) => {
