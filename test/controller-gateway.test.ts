@@ -175,6 +175,9 @@ t.test('without the Gateway API CRDs every other kind is mirrored, and the CRDs 
     const r = await snapshot(store);
     return r.httproute.length === 1 && r.waypoint.length === 1;
   });
+  // Each of the three Gateway API informers re-lists on its own backoff: GRPCRoutes (no
+  // object here) may be seen served a moment after the other two.
+  await waitFor('every Gateway API resource seen served again', () => !controller.gatewayAPIMissing);
   t.notOk(controller.gatewayAPIMissing);
   t.ok(logs.some((l) => /Gateway API CRDs found/.test(l.msg)), 'the recovery is logged');
   await waitFor('status written', () => cond(parentsOf(api, 'httproutes', 'canary'), 'Accepted')?.status === 'True');
