@@ -1,7 +1,9 @@
 // Which parts of src/ may import which: the shared layers never reach up into the
 // components built on them. src/lib is the bottom (it imports nothing else of Weft);
 // src/hbone serves both the ztunnel and the waypoint, so it imports neither (what it
-// needs of them is passed in: src/hbone/contracts.ts, the server's callbacks).
+// needs of them is passed in: src/hbone/contracts.ts, the server's callbacks). What the
+// ztunnel and the waypoint both use of endpoint choice and dialling lives in src/mesh,
+// which imports neither; the waypoint does not import the ztunnel.
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -12,6 +14,8 @@ const root = join(__dirname, '..');
 const FORBIDDEN: Record<string, (target: string) => boolean> = {
   'src/lib': (target) => target.startsWith('src/') && !target.startsWith('src/lib/'),
   'src/hbone': (target) => target.startsWith('src/ztunnel/') || target.startsWith('src/waypoint/'),
+  'src/mesh': (target) => target.startsWith('src/ztunnel/') || target.startsWith('src/waypoint/'),
+  'src/waypoint': (target) => target.startsWith('src/ztunnel/'),
 };
 
 function sources(dir: string): string[] {

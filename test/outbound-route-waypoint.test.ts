@@ -2,7 +2,7 @@ import t from 'tap';
 import { waypointPod, waypointRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
 import type { Change, WaypointRecord } from '../src/registry/types';
-import { RoundRobin, ServiceLoadBalancer, type EndpointPicker } from '../src/ztunnel/load-balancer';
+import { RoundRobin, ServiceLoadBalancer, type EndpointPicker } from '../src/mesh/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../src/ztunnel/outbound-route';
 import { ambientNamespace, nodeRecord, plainNamespace, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';

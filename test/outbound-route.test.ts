@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
-import { LeastConnections, RoundRobin, ServiceLoadBalancer } from '../src/ztunnel/load-balancer';
+import { LeastConnections, RoundRobin, ServiceLoadBalancer } from '../src/mesh/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { routeOutbound } from '../src/ztunnel/outbound-route';
 import { ambientNamespace, nodeRecord, plainNamespace, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';

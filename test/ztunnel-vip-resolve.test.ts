@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
-import { RoundRobin } from '../src/ztunnel/load-balancer';
+import { RoundRobin } from '../src/mesh/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
 import { capturedServicePorts, resolveVip } from '../src/ztunnel/vip-resolve';
 import { ambientNamespace, nodeRecord, plainNamespace, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';

@@ -13,12 +13,13 @@ import {
   DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, type PeerAuthenticationMode, type ServiceRecord,
 } from '../registry/types';
 import { formatHostPort, type HostPort } from '../lib/address';
-import { defaultHboneDialTarget, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../ztunnel/contracts';
+import { defaultHboneDialTarget } from '../ztunnel/contracts';
+import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../mesh/ports';
 import { HBONE_PORT } from '../hbone/contracts';
-import { RoundRobin, type EndpointPicker } from '../ztunnel/load-balancer';
+import { RoundRobin, type EndpointPicker } from '../mesh/load-balancer';
 import { fixedSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { routeOutbound, type OutboundDecision } from '../ztunnel/outbound-route';
-import { usableEndpoint } from '../ztunnel/service-endpoint';
+import { usableEndpoint } from '../mesh/service-endpoint';
 import { authorizationAt } from './explain-authz';
 import type { L7Explanation } from './explain-l7';
 import { explainWaypoint, type WaypointExplanation, type WaypointL7Explainer } from './explain-waypoint';

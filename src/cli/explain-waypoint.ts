@@ -9,8 +9,9 @@
 import { formatHostPort } from '../lib/address';
 import { matchPolicy } from '../ztunnel/authorization';
 import { HBONE_PORT } from '../hbone/contracts';
-import { defaultHboneDialTarget, OUTBOUND_PORT } from '../ztunnel/contracts';
-import { servicePortFor, usableEndpoint } from '../ztunnel/service-endpoint';
+import { defaultHboneDialTarget } from '../ztunnel/contracts';
+import { OUTBOUND_PORT } from '../mesh/ports';
+import { servicePortFor, usableEndpoint } from '../mesh/service-endpoint';
 import type { WaypointDecision } from '../ztunnel/waypoint-route';
 import type { MeshState, WorkloadView } from '../registry/state';
 import type { ServiceRecord, WaypointRecord } from '../registry/types';

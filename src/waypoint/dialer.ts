@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import type { HbonePool } from '../hbone/pool';
 import { HBONE_PORT } from '../hbone/contracts';
-import { defaultUpstreamFactory, dialTcp } from '../ztunnel/dial';
+import { defaultUpstreamFactory, dialTcp } from '../mesh/dial';
 import { WeftError } from '../lib/errors';
 import type { UpstreamDialer, UpstreamTarget } from './types';
 

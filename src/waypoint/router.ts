@@ -20,8 +20,8 @@ import { parseIdentity } from '../lib/identity';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { Change, ServiceRecord } from '../registry/types';
-import { ServiceLoadBalancer, type EndpointPicker } from '../ztunnel/load-balancer';
-import { pickServiceEndpoint, usableEndpoint } from '../ztunnel/service-endpoint';
+import { ServiceLoadBalancer, type EndpointPicker } from '../mesh/load-balancer';
+import { pickFromEndpoints, usableEndpoint } from '../mesh/service-endpoint';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
 } from './types';
@@ -40,7 +40,7 @@ export class MeshRouter implements RequestRouter {
   private readonly state: MeshState;
   private readonly random: () => number;
   private readonly lb: EndpointPicker;
-  private readonly backends: BackendState;
+  private readonly backends: MeshBackends;
   private readonly onChange = (changes: Change[]) => {
     if (changes.some((c) => ROUTE_KINDS.has(c.kind))) this.reload();
   };
@@ -72,6 +72,7 @@ export class MeshRouter implements RequestRouter {
   }
 
   route(req: RequestFacts): RouteDecision {
+    this.backends.forget();
     const dest = req.destination;
     const service = dest.service ? this.state.get('service', `${dest.service.namespace}/${dest.service.name}`) : undefined;
     if (!service) return this.toPod(dest.address, dest.port);
@@ -112,6 +113,9 @@ export class MeshRouter implements RequestRouter {
         if (p.backendRequestTimeoutMs !== undefined) extra.attemptTimeoutMs = p.backendRequestTimeoutMs;
         if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
         if (p.retry) extra.retry = { codes: [...p.retry.codes], attempts: p.retry.attempts, backoffMs: p.retry.backoffMs };
+        // The main endpoint before the mirrors': it reuses the list the readiness check made.
+        const decision = this.toService(backend, outcome.backend.port, extra);
+        if (decision.kind !== 'forward') return decision;
         const mirrors: MirrorTarget[] = [];
         for (const m of outcome.mirrors) {
           if (!m.backend) continue;
@@ -119,8 +123,8 @@ export class MeshRouter implements RequestRouter {
           const up = svc && this.endpointOf(svc, m.backend.port);
           if (up && up.kind === 'ok') mirrors.push({ upstream: up.upstream, backend: `${m.backend.namespace}/${m.backend.name}:${m.backend.port}` });
         }
-        if (mirrors.length > 0) extra.mirrors = mirrors;
-        return this.toService(backend, outcome.backend.port, extra);
+        if (mirrors.length > 0) decision.mirrors = mirrors;
+        return decision;
       }
     }
   }
@@ -133,7 +137,7 @@ export class MeshRouter implements RequestRouter {
 
   private endpointOf(service: ServiceRecord, port: number):
     { kind: 'ok'; upstream: UpstreamTarget } | { kind: 'error'; status: 500 | 503; reason: string } {
-    const pick = pickServiceEndpoint(this.state, service, port, this.lb);
+    const pick = pickFromEndpoints(service, port, () => this.backends.healthy(service), this.lb);
     if (!pick.ok) return { kind: 'error', status: pick.flag === 'NO_HEALTHY_UPSTREAM' ? 503 : 500, reason: pick.reason };
     return { kind: 'ok', upstream: upstreamOf(pick.destination, pick.target.ip, pick.target.port) };
   }
@@ -145,15 +149,41 @@ export class MeshRouter implements RequestRouter {
   }
 }
 
-/** The registry as backend resolution reads it (shared with `weft explain`). */
-export function meshBackends(state: MeshState): BackendState {
-  return {
-    service: (ns, name) => state.get('service', `${ns}/${name}`),
-    hasReadyEndpoints: (ns, name, port) => {
-      const svc = state.get('service', `${ns}/${name}`);
-      return svc !== undefined && svc.ports.some((p) => p.port === port) && state.endpoints(svc).some(usableEndpoint);
-    },
-  };
+/**
+ * The registry as backend resolution reads it (shared with `weft explain`). It keeps
+ * the last Service's usable endpoints it listed, so a request lists them once: the
+ * readiness check while choosing the backend and the endpoint pick after it read the
+ * same list. The router calls forget() before each decision (route() is synchronous),
+ * so a list never outlives the request it was made for; a changed Service is a new
+ * record, so the identity check also skips a stale list.
+ */
+export class MeshBackends implements BackendState {
+  private listed: { service: ServiceRecord; healthy: readonly WorkloadView[] } | undefined;
+
+  constructor(private readonly state: Pick<MeshState, 'get' | 'endpoints'>) {}
+
+  service(ns: string, name: string): ServiceRecord | undefined {
+    return this.state.get('service', `${ns}/${name}`);
+  }
+
+  hasReadyEndpoints(ns: string, name: string, port: number): boolean {
+    const svc = this.service(ns, name);
+    return svc !== undefined && svc.ports.some((p) => p.port === port) && this.healthy(svc).length > 0;
+  }
+
+  /** `service`'s usable endpoints (healthy, with an address). */
+  healthy(service: ServiceRecord): readonly WorkloadView[] {
+    if (this.listed?.service !== service) this.listed = { service, healthy: this.state.endpoints(service).filter(usableEndpoint) };
+    return this.listed.healthy;
+  }
+
+  forget(): void {
+    this.listed = undefined;
+  }
+}
+
+export function meshBackends(state: Pick<MeshState, 'get' | 'endpoints'>): MeshBackends {
+  return new MeshBackends(state);
 }
 
 /** Routes of the registry as the route logic takes them. */

@@ -26,7 +26,7 @@ import { CaptureReconciler } from './capture';
 import { ListenerDrain, type DrainableListener } from './drain';
 import { loopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
-import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from './contracts';
+import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../mesh/ports';
 import { HBONE_PORT } from '../hbone/contracts';
 import { adminServer, type AdminSource } from './admin';
 import { closeServer, listenTcp, listenUnix, metricsServer, readinessServer } from '../lib/http-endpoints';

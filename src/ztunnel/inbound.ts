@@ -34,7 +34,7 @@ import { HboneServer, type HboneStreamContext } from '../hbone/server';
 import type { HboneTuning } from '../hbone/settings';
 import { authorize, type AuthzDecision } from './authorization';
 import type { OriginalDstSource } from './contracts';
-import { defaultUpstreamFactory, dialTcp } from './dial';
+import { defaultUpstreamFactory, dialTcp } from '../mesh/dial';
 import { ConnectionLifecycle } from './lifecycle';
 import { defaultLoopGuard, type CapturedListenerOptions } from './listener';
 import { guardDestination, type LoopGuard } from './loop-guard';

@@ -12,7 +12,7 @@ import type { ConnectionRegistry } from './connections';
 import type { OriginalDstSource } from './contracts';
 import type { OriginalDst, SocketFactory } from '../hbone/contracts';
 import type { ZtunnelMetrics } from './metrics';
-import { reset } from './dial';
+import { reset } from '../mesh/dial';
 import { loopGuard, type LoopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
 

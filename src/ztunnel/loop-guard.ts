@@ -19,7 +19,7 @@
  */
 import { formatHostPort, normalizeIp, type HostPort } from '../lib/address';
 import { CidrSet } from './cidr';
-import { PROXY_PORTS } from './contracts';
+import { PROXY_PORTS } from '../mesh/ports';
 
 /**
  * This node's own addresses: every interface of the ztunnel's network namespace, and

@@ -14,9 +14,9 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
 import { formatHostPort, type HostPort } from '../lib/address';
-import type { EndpointPicker } from './load-balancer';
+import type { EndpointPicker } from '../mesh/load-balancer';
 import { guardDestination, guardPort, type GuardRefusal, type LoopGuard } from './loop-guard';
-import { pickServiceEndpoint } from './service-endpoint';
+import { pickServiceEndpoint } from '../mesh/service-endpoint';
 import { waypointHop, type WaypointDecision, type WaypointState } from './waypoint-route';
 
 export type { WaypointDecision } from './waypoint-route';

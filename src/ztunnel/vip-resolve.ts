@@ -13,9 +13,9 @@ import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServiceRecord } from '../registry/types';
 import { canonicalIp, type HostPort } from '../lib/address';
-import type { EndpointPicker } from './load-balancer';
+import type { EndpointPicker } from '../mesh/load-balancer';
 import { guardDestination, guardPort, type LoopGuard } from './loop-guard';
-import { pickServiceEndpoint } from './service-endpoint';
+import { pickServiceEndpoint } from '../mesh/service-endpoint';
 
 export type VipState = Pick<MeshState, 'serviceByVip' | 'endpoints'>;
 

@@ -18,9 +18,9 @@ import { formatIdentity } from '../lib/identity';
 import { USE_WAYPOINT_LABEL, type ServiceRecord, type WaypointRecord } from '../registry/types';
 import type { HostPort } from '../lib/address';
 import { HBONE_PORT } from '../hbone/contracts';
-import type { EndpointPicker } from './load-balancer';
+import type { EndpointPicker } from '../mesh/load-balancer';
 import { guardAddress, type LoopGuard } from './loop-guard';
-import { servicePortFor, usableEndpoint } from './service-endpoint';
+import { servicePortFor, usableEndpoint } from '../mesh/service-endpoint';
 
 export type WaypointState = Pick<MeshState, 'trustDomain' | 'serviceWaypointName' | 'waypoint' | 'waypointPods'>;
 

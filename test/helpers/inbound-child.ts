@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { MeshState } from '../../src/registry/state';
 import { ConnectionRegistry } from '../../src/ztunnel/connections';
-import { defaultUpstreamFactory } from '../../src/ztunnel/dial';
+import { defaultUpstreamFactory } from '../../src/mesh/dial';
 import { hboneTuning } from '../../src/hbone/settings';
 import { InboundServer } from '../../src/ztunnel/inbound';
 import { exactSelfAddresses, loopGuard } from '../../src/ztunnel/loop-guard';

@@ -1,6 +1,7 @@
 /**
- * Plain TCP dials from the node (to a local pod, or passthrough to a non-mesh
- * destination), with a deadline and the socket settings the pipe relies on.
+ * Plain TCP dials (the ztunnel to a local pod or a non-mesh destination, the waypoint
+ * to an endpoint outside the mesh), with a deadline and the socket settings the pipe
+ * relies on.
  */
 import * as net from 'node:net';
 import { WeftError } from '../lib/errors';

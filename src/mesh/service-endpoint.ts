@@ -1,14 +1,14 @@
 /**
- * VIP:port → one endpoint and its target port: the one choice both the outbound
- * listener (15001, mesh clients) and the inbound plaintext listener (15006, non-mesh
- * clients of a VIP captured on this node) make, so both refuse the same cases with
- * the same words.
+ * VIP:port → one endpoint and its target port: the one choice the ztunnel's outbound
+ * listener (15001, mesh clients), its inbound plaintext listener (15006, non-mesh
+ * clients of a VIP captured on this node) and the waypoint (after its routes chose
+ * the backend) make, so all refuse the same cases with the same words.
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import type { ServicePort, ServiceRecord } from '../registry/types';
 import type { HostPort } from '../lib/address';
-import { PROXY_PORTS } from './contracts';
+import { PROXY_PORTS } from '../mesh/ports';
 import type { EndpointPicker } from './load-balancer';
 
 /** An endpoint traffic may be sent to: healthy, with an address. */
@@ -42,9 +42,18 @@ export function servicePortFor(service: ServiceRecord, port: number): ServicePor
 }
 
 export function pickServiceEndpoint(state: Pick<MeshState, 'endpoints'>, service: ServiceRecord, port: number, lb: EndpointPicker): ServiceEndpointPick {
+  return pickFromEndpoints(service, port, () => state.endpoints(service).filter(usableEndpoint), lb);
+}
+
+/**
+ * The same choice from a list of usable endpoints the caller already has (the
+ * waypoint listed them to check readiness while choosing a backend); `healthy` is
+ * called only when the port is valid.
+ */
+export function pickFromEndpoints(service: ServiceRecord, port: number, healthyOf: () => readonly WorkloadView[], lb: EndpointPicker): ServiceEndpointPick {
   const sp = servicePortFor(service, port);
   if (!sp.ok) return sp;
-  const healthy = state.endpoints(service).filter(usableEndpoint);
+  const healthy = healthyOf();
   if (healthy.length === 0) return { ok: false, flag: 'NO_HEALTHY_UPSTREAM', reason: `service ${service.namespace}/${service.name} has no healthy endpoint` };
   const destination = lb.pick(service, healthy);
   return { ok: true, destination, target: { ip: destination.record.addresses[0]!, port: sp.port.targetPort } };
