@@ -7,12 +7,12 @@
  * are reserved on a CONNECTING tunnel), so a burst of N connections costs
  * ceil(N / 100) handshakes, not N.
  */
-import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { realClock, type Clock } from '../lib/clock';
 import { isWeftError, WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
+import { randomHex } from '../lib/random-pool';
 import { formatForwarded, formatHostPort, type HostPort } from '../lib/address';
 import type { CertSource, DialTarget, OriginalDst, SocketFactory } from './contracts';
 import { hboneTuning, type HboneTuning } from './settings';
@@ -310,7 +310,7 @@ function positive(field: string, v: number): number {
 
 /** W3C trace context: version 00, random trace and span ids, not sampled. */
 function newTraceparent(): string {
-  const b = randomBytes(24).toString('hex');
+  const b = randomHex(24);
   return `00-${b.slice(0, 32)}-${b.slice(32, 48)}-00`;
 }
 

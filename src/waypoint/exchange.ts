@@ -171,7 +171,8 @@ export function isGrpcRequest(h: HeaderMap): boolean {
 
 /** The access-log line and the observer call of one finished request. */
 export function report(deps: Pick<ExchangeDeps, 'logger' | 'observer'>, record: RequestRecord): void {
-  deps.logger.info({
+  // The line's object is built only when it is written (a waypoint at `warn` skips it).
+  if (deps.logger.isLevelEnabled('info')) deps.logger.info({
     protocol: record.grpc ? 'grpc' : record.protocol, method: record.method, authority: record.authority, path: record.path, status: record.status,
     duration_ms: record.durationMs, route: record.route, backend: record.backend, attempts: record.attempts, upstream: record.upstream,
     source_identity: record.sourceIdentity, destination_identity: record.destinationIdentity, trace_id: record.traceId,

@@ -4,7 +4,7 @@
  * in, the original client in `forwarded`/`x-forwarded-for`, and a W3C `traceparent`
  * passed through or created.
  */
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from '../lib/random-pool';
 import type { HeaderModifier } from '../gateway/types';
 import type { HeaderMap, Peer } from './types';
 
@@ -72,6 +72,7 @@ export function addForwarded(headers: HeaderMap, client: Peer): void {
   if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
 }
 
+const ALL_ZERO = /^0+$/;
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** The trace id of a valid W3C traceparent, else undefined (version ff, all-zero ids are invalid). */
@@ -83,11 +84,11 @@ export function traceIdOf(traceparent: string | string[] | undefined): string | 
 }
 
 /** A fresh traceparent: random trace and parent ids, not sampled. */
-export function newTraceparent(random: (n: number) => Buffer = randomBytes): string {
+export function newTraceparent(random: (n: number) => Buffer = pooledRandomBytes): string {
   let trace = random(16).toString('hex');
-  if (/^0+$/.test(trace)) trace = `${trace.slice(0, 31)}1`;
+  if (ALL_ZERO.test(trace)) trace = `${trace.slice(0, 31)}1`;
   let parent = random(8).toString('hex');
-  if (/^0+$/.test(parent)) parent = `${parent.slice(0, 15)}1`;
+  if (ALL_ZERO.test(parent)) parent = `${parent.slice(0, 15)}1`;
   return `00-${trace}-${parent}-00`;
 }
 

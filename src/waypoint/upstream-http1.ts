@@ -1,29 +1,15 @@
 /**
- * HTTP/1.1 upstream: one keep-alive pool (an http.Agent) per upstream key, whose
- * connections come from the injected dialer (an HBONE stream or a TCP socket), each
- * wrapped in a StreamSocket so Node's client writes Buffers only.
+ * HTTP/1.1 upstream: one keep-alive pool per upstream key, whose connections come from
+ * the injected dialer (an HBONE stream or a TCP socket) and speak HTTP/1.1 through
+ * UpstreamConnection (the waypoint's own wire code, not http.Agent/ClientRequest).
+ *
+ * A request takes the most recently used idle connection (LIFO: the least likely to have
+ * been closed by the upstream meanwhile), else dials a new one; connections are not
+ * limited per upstream (as http.Agent's default), idle ones are bounded and time out.
  */
-import * as http from 'node:http';
-import type { Duplex } from 'node:stream';
-import { StreamSocket } from './stream-socket';
 import { AttemptError, hostPort, upstreamKey, type AttemptRequest, type UpstreamClient, type UpstreamResponse } from './upstream';
-import type { HeaderMap, UpstreamDialer, UpstreamTarget } from './types';
-
-/** An Agent whose connections are dialed by the waypoint's dialer (asynchronously: the callback form). */
-class DialingAgent extends http.Agent {
-  constructor(private readonly target: UpstreamTarget, private readonly dialer: UpstreamDialer, opts: http.AgentOptions) {
-    super(opts);
-  }
-
-  override createConnection(_opts: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
-    const target = this.target;
-    this.dialer.dial(target).then(
-      (d) => cb?.(null, new StreamSocket(d, { remoteAddress: target.host, remotePort: target.port })),
-      (err: unknown) => cb?.(new AttemptError('connect', `connection to ${hostPort(target)} failed: ${(err as Error)?.message ?? err}`, { cause: err }), undefined as unknown as Duplex),
-    );
-    return undefined;
-  }
-}
+import { UpstreamConnection } from './upstream-conn';
+import type { UpstreamDialer, UpstreamTarget } from './types';
 
 export interface Http1UpstreamOptions {
   dialer: UpstreamDialer;
@@ -35,81 +21,114 @@ export interface Http1UpstreamOptions {
   maxPools?: number;
 }
 
+/** The idle connections of one upstream, with when each went idle. */
+class Pool {
+  readonly idle: { conn: UpstreamConnection; since: number }[] = [];
+  readonly all = new Set<UpstreamConnection>();
+}
+
 export class Http1Upstream implements UpstreamClient {
   /** Pools by upstream key, in least-recently-created order (bounded: endpoints come and go). */
-  private readonly agents = new Map<string, DialingAgent>();
+  private readonly pools = new Map<string, Pool>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: Http1UpstreamOptions) {}
 
-  private agentFor(target: UpstreamTarget): DialingAgent {
+  private poolFor(target: UpstreamTarget): Pool {
     const key = upstreamKey(target);
-    let agent = this.agents.get(key);
-    if (!agent) {
-      // LIFO: the most recently used connection is the least likely to have been closed by the upstream.
-      agent = new DialingAgent(target, this.opts.dialer, {
-        keepAlive: true, timeout: this.opts.idleMs, maxFreeSockets: this.opts.maxFreeSockets ?? 64, scheduling: 'lifo',
-      });
-      if (this.agents.size >= (this.opts.maxPools ?? 4096)) {
-        const [oldKey, old] = this.agents.entries().next().value!;
-        this.agents.delete(oldKey);
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = new Pool();
+      if (this.pools.size >= (this.opts.maxPools ?? 4096)) {
+        const [oldKey, old] = this.pools.entries().next().value!;
+        this.pools.delete(oldKey);
         // Its requests in flight finish; only idle connections go.
-        for (const list of Object.values(old.freeSockets)) for (const sock of list ?? []) sock.destroy();
+        for (const { conn } of old.idle.splice(0)) conn.destroy();
       }
-      this.agents.set(key, agent);
+      this.pools.set(key, pool);
     }
-    return agent;
+    return pool;
   }
 
-  request(target: UpstreamTarget, a: AttemptRequest): Promise<UpstreamResponse> {
-    const headers: HeaderMap = { ...a.headers, host: a.authority };
-    // A body without a length goes chunked, whatever the method: Node sends a GET body
-    // unframed otherwise, and the upstream would read it as the next request.
-    if (a.body && headers['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const req = http.request({
-        agent: this.agentFor(target), method: a.method, path: a.path,
-        headers: headers as http.OutgoingHttpHeaders, setHost: false,
-      });
-      const onAbort = () => req.destroy(new AttemptError('aborted', 'attempt aborted'));
-      if (a.signal.aborted) onAbort();
-      else a.signal.addEventListener('abort', onAbort, { once: true });
-      req.on('error', (err) => {
-        a.signal.removeEventListener('abort', onAbort);
-        if (settled) return;
-        settled = true;
-        reject(err instanceof AttemptError ? err
-          : new AttemptError('reset', `${hostPort(target)} closed the connection before a response: ${err.message}`, { cause: err, reusedConnection: req.reusedSocket }));
-      });
-      req.on('response', (res) => {
-        settled = true;
-        res.on('end', () => a.signal.removeEventListener('abort', onAbort));
-        // A reset mid-body reaches the writer as 'aborted'/'error' on the body.
-        res.on('error', () => {});
-        resolve({
-          status: res.statusCode ?? 502,
-          headers: res.headers,
-          body: res,
-          endStream: false,
-          trailers: () => (res.complete && Object.keys(res.trailers).length ? res.trailers : undefined),
-          discard: () => {
-            a.signal.removeEventListener('abort', onAbort);
-            // Drain to keep the connection; a body that does not end is cut with it.
-            res.resume();
-          },
-        });
-      });
-      if (a.body) {
-        a.body.on('error', (err) => req.destroy(err));
-        a.body.pipe(req);
-      } else {
-        req.end();
+  async request(target: UpstreamTarget, a: AttemptRequest): Promise<UpstreamResponse> {
+    // The body may fail (downstream gone) while a connection is being dialed: its error
+    // then belongs to no one yet, and an unhandled 'error' would end the process.
+    a.body?.on('error', ignore);
+    const pool = this.poolFor(target);
+    let conn: UpstreamConnection | undefined;
+    while (pool.idle.length > 0) {
+      const c = pool.idle.pop()!.conn;
+      if (c.usable) {
+        conn = c;
+        break;
       }
-    });
+      pool.all.delete(c);
+    }
+    if (!conn) conn = await this.dial(target, pool, a.signal);
+    return conn.request(a, a.authority);
+  }
+
+  private async dial(target: UpstreamTarget, pool: Pool, signal: AbortSignal): Promise<UpstreamConnection> {
+    if (signal.aborted) throw new AttemptError('aborted', 'attempt aborted');
+    let sock;
+    try {
+      sock = await this.opts.dialer.dial(target);
+    } catch (err) {
+      throw new AttemptError('connect', `connection to ${hostPort(target)} failed: ${(err as Error)?.message ?? err}`, { cause: err });
+    }
+    if (signal.aborted) {
+      sock.destroy();
+      throw new AttemptError('aborted', 'attempt aborted');
+    }
+    const max = this.opts.maxFreeSockets ?? 64;
+    const conn = new UpstreamConnection(sock, (c) => {
+      if (pool.idle.length >= max || this.pools.get(upstreamKey(target)) !== pool) {
+        pool.all.delete(c);
+        c.destroy();
+        return;
+      }
+      pool.idle.push({ conn: c, since: Date.now() });
+      this.armSweeper();
+    }, hostPort(target));
+    pool.all.add(conn);
+    sock.once('close', () => pool.all.delete(conn));
+    return conn;
+  }
+
+  /** One timer for all pools: idle connections older than `idleMs` close (cheaper than a timer each). */
+  private armSweeper(): void {
+    if (this.sweeper) return;
+    const period = Math.max(50, Math.min(this.opts.idleMs, 1000));
+    this.sweeper = setInterval(() => {
+      const cutoff = Date.now() - this.opts.idleMs;
+      let left = 0;
+      for (const pool of this.pools.values()) {
+        // Oldest first: they sit at the bottom of the LIFO stack.
+        let n = 0;
+        while (n < pool.idle.length && (pool.idle[n]!.since <= cutoff || !pool.idle[n]!.conn.usable)) n++;
+        for (const { conn } of pool.idle.splice(0, n)) {
+          pool.all.delete(conn);
+          conn.destroy();
+        }
+        left += pool.idle.length;
+      }
+      if (left === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, period);
+    this.sweeper.unref();
   }
 
   close(): void {
-    for (const [, agent] of this.agents) agent.destroy();
-    this.agents.clear();
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const pool of this.pools.values()) {
+      for (const conn of pool.all) conn.destroy();
+      pool.idle.length = 0;
+    }
+    this.pools.clear();
   }
 }
+
+function ignore(): void {}
