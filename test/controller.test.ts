@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { Controller } from '../src/controller/controller';
+import { Controller, WATCHED } from '../src/controller/controller';
 import { computeDesired, MIRRORED_KINDS } from '../src/controller/desired';
 import { LeaderElector } from '../src/controller/leader';
 import { stableStringify } from '../src/controller/stable-json';
@@ -226,7 +226,7 @@ t.test('410 Gone: relist converges, including a deletion missed while disconnect
   const c = controller();
   c.start();
   await converged(api, store);
-  await waitFor('watches', () => api.watcherCount() === 9);
+  await waitFor('watches', () => api.watcherCount() === Object.keys(WATCHED).length);
   api.pauseWatches();
   api.remove('pods', 'demo', 'web-2');
   api.remove('services', 'demo', 'web');
@@ -244,7 +244,7 @@ t.test('bookmarks advance the resourceVersion the watches resume from', async (t
   const c = controller();
   c.start();
   await converged(api, store);
-  await waitFor('watches', () => api.watcherCount() === 9);
+  await waitFor('watches', () => api.watcherCount() === Object.keys(WATCHED).length);
   // The policy's status write moves the resourceVersion too: let it land first.
   await waitFor('policy status', () => api.get('authorizationpolicies', 'demo', 'allow-client')?.status !== undefined);
   const podsRv = Number(c.informers.pods.resourceVersion);
@@ -255,7 +255,7 @@ t.test('bookmarks advance the resourceVersion the watches resume from', async (t
   await waitFor('bookmarks', () => Object.values(c.informers).every((i) => Number(i.resourceVersion) >= Number(rv)));
   t.equal(c.informers.pods.resourceVersion, rv, 'the pods watch saw no pod event, only the bookmark');
   api.closeWatches();
-  await waitFor('re-watch', () => api.watcherCount() === 9);
+  await waitFor('re-watch', () => api.watcherCount() === Object.keys(WATCHED).length);
   const podWatches = api.requests.filter((r) => r.path === '/api/v1/pods' && r.query.watch);
   t.equal(podWatches.at(-1)!.query.resourceVersion, rv);
   t.equal(c.informers.pods.lists, 1, 'no relist needed');

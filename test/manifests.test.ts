@@ -200,6 +200,7 @@ t.test('RBAC is least privilege', async (t) => {
     'the controller reads one ConfigMap of weft-system, the trust anchors it copies to waypoints');
   const reads = new Set(cr.flatMap((r) => (r.resources ?? []).map((res) => `${r.apiGroups?.[0] ?? ''}/${res}`)));
   for (const need of ['/nodes', '/namespaces', '/pods', '/services', 'discovery.k8s.io/endpointslices', 'security.weft.io/authorizationpolicies',
+    'security.istio.io/authorizationpolicies', 'security.istio.io/peerauthentications',
     'gateway.networking.k8s.io/httproutes', 'gateway.networking.k8s.io/grpcroutes', 'gateway.networking.k8s.io/gateways']) {
     t.ok(reads.has(need), `controller may list/watch ${need}`);
   }

@@ -6,7 +6,7 @@
  * controller's translator (src/controller/translate.ts): the lab and a cluster accept
  * exactly the same objects and turn them into the same records.
  */
-import { istioPolicyRules, peerAuthRecord, policyRecord, type Translation } from '../controller/translate';
+import { istioPolicyRecord, peerAuthRecord, policyRecord, type Translation } from '../controller/translate';
 import type { K8sAuthorizationPolicy, K8sPeerAuthentication } from '../controller/k8s-types';
 import { GATEWAY_API_GROUP } from '../gateway/types';
 import { validateGRPCRoute, validateHTTPRoute, validateWaypointGateway } from '../gateway/validate';
@@ -185,15 +185,8 @@ function changeFor(info: ManifestKind, object: KubeObject): (creationTimestamp: 
     case 'policy': {
       // Istio's rule syntax (from/to/when) becomes the registry's clauses first; the
       // security.weft.io CRD already carries the registry's shape.
-      let source = object as K8sAuthorizationPolicy;
-      if (object.apiVersion?.startsWith('security.istio.io/') && typeof object.spec === 'object' && object.spec !== null) {
-        const spec = object.spec as Record<string, unknown>;
-        const rules = istioPolicyRules(spec.rules);
-        if (!rules.ok) throw new DocumentError(rules.field, rules.message);
-        // Istio's default action is ALLOW.
-        source = { ...source, spec: { ...spec, action: spec.action ?? 'ALLOW', ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } };
-      }
-      const t = policyRecord(source);
+      const source = object as K8sAuthorizationPolicy;
+      const t = object.apiVersion?.startsWith('security.istio.io/') ? istioPolicyRecord(source) : policyRecord(source);
       // A refused policy is not stored as the controller's fail-closed stand-in: apply
       // refuses the whole batch, and the policy in force stays as it was.
       const record = translated(t.ok ? t : { ok: false, field: t.field, message: t.message });

@@ -16,7 +16,8 @@ import { recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvali
 import { validateRecord } from '../registry/validate';
 import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import {
-  AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, type K8sAuthorizationPolicy, type K8sGatewayAPIObject,
+  AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, PEER_AUTHN_PLURAL,
+  type K8sAuthorizationPolicy, type K8sGatewayAPIObject, type K8sPeerAuthentication,
 } from './k8s-types';
 import { RouteStatusWriter } from './route-status';
 import { WaypointDeployer, type WaypointDeployConfig } from './waypoint-deploy';
@@ -37,17 +38,32 @@ export const WATCHED = {
   services: '/api/v1/services',
   endpointSlices: '/apis/discovery.k8s.io/v1/endpointslices',
   policies: `/apis/${AUTHZ_GROUP}/${AUTHZ_VERSION}/${AUTHZ_PLURAL}`,
+  istioPolicies: `/apis/${ISTIO_SECURITY_GROUP}/${ISTIO_SECURITY_VERSION}/${AUTHZ_PLURAL}`,
+  peerAuths: `/apis/${ISTIO_SECURITY_GROUP}/${ISTIO_SECURITY_VERSION}/${PEER_AUTHN_PLURAL}`,
   httpRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/httproutes`,
   grpcRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/grpcroutes`,
   gateways: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/gateways`,
 } as const;
 type Watched = keyof typeof WATCHED;
 /**
- * Resources whose CRDs a cluster may lack (Gateway API is installed separately): a 404
- * counts as "none of them" so every other kind is still mirrored, and the list is
- * retried with backoff until they appear.
+ * Resources whose CRDs a cluster may lack (Gateway API and Istio's security API are
+ * installed separately, if at all): a 404 counts as "none of them" so every other kind
+ * is still mirrored, and the list is retried with backoff until they appear.
  */
-const OPTIONAL: ReadonlySet<Watched> = new Set<Watched>(['httpRoutes', 'grpcRoutes', 'gateways']);
+const OPTIONAL_APIS = {
+  'Gateway API': {
+    kinds: ['httpRoutes', 'grpcRoutes', 'gateways'],
+    absent: `Gateway API CRDs are not installed (404): HTTPRoutes, GRPCRoutes and waypoint Gateways are not mirrored, everything else is; ${GATEWAY_API_INSTALL}; the controller checks again with backoff and picks them up when they appear`,
+    found: 'Gateway API CRDs found; mirroring HTTPRoutes, GRPCRoutes and waypoint Gateways',
+  },
+  [ISTIO_SECURITY_GROUP]: {
+    kinds: ['istioPolicies', 'peerAuths'],
+    absent: `Istio's security CRDs (${ISTIO_SECURITY_GROUP}/${ISTIO_SECURITY_VERSION}) are not installed (404): its AuthorizationPolicies and PeerAuthentications are not mirrored (${AUTHZ_GROUP} AuthorizationPolicies are); install Istio's base CRDs to use them; the controller checks again with backoff`,
+    found: `Istio's security CRDs found; mirroring ${ISTIO_SECURITY_GROUP} AuthorizationPolicies and PeerAuthentications`,
+  },
+} as const satisfies Record<string, { kinds: readonly Watched[]; absent: string; found: string }>;
+type OptionalApi = keyof typeof OPTIONAL_APIS;
+const OPTIONAL: ReadonlySet<Watched> = new Set<Watched>(Object.values(OPTIONAL_APIS).flatMap((a) => a.kinds));
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -85,8 +101,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private readonly memo: TranslationMemo = new WeakMap();
   private readonly routeStatus: RouteStatusWriter;
   private readonly deployer?: WaypointDeployer;
-  /** Whether the missing Gateway API CRDs have been logged (once per absence, not per retry). */
-  private gatewayAPIAbsentLogged = false;
+  /** The optional APIs whose absence has been logged (once per absence, not per retry). */
+  private readonly absentLogged = new Set<OptionalApi>();
   private readonly metrics?: { leader: Gauge; writes: Counter; changes: Counter; errors: Counter; records: Gauge; invalidPolicies: Gauge };
 
   constructor(private readonly opts: ControllerOptions) {
@@ -100,7 +116,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const inf = new Informer(opts.client, path, { ...informerOpts, optional: OPTIONAL.has(k as Watched) });
       const poke = () => this.schedule();
       inf.on('add', poke).on('update', poke).on('delete', poke).on('synced', poke);
-      inf.on('absent', () => this.gatewayAPIChanged()).on('present', () => this.gatewayAPIChanged());
+      inf.on('absent', () => this.optionalApisChanged()).on('present', () => this.optionalApisChanged());
       return [k, inf];
     })) as { [K in Watched]: Informer };
     this.routeStatus = new RouteStatusWriter(opts.client, this.logger);
@@ -130,17 +146,28 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   /** True while the API server does not serve every Gateway API resource Weft mirrors. */
   get gatewayAPIMissing(): boolean {
-    return [...OPTIONAL].some((k) => this.informers[k].absent);
+    return this.missing('Gateway API').length > 0;
   }
 
-  private gatewayAPIChanged(): void {
-    const missing = [...OPTIONAL].filter((k) => this.informers[k].absent).map((k) => WATCHED[k]);
-    if (missing.length > 0 && !this.gatewayAPIAbsentLogged) {
-      this.gatewayAPIAbsentLogged = true;
-      this.logger.warn({ missing }, `Gateway API CRDs are not installed (404): HTTPRoutes, GRPCRoutes and waypoint Gateways are not mirrored, everything else is; ${GATEWAY_API_INSTALL}; the controller checks again with backoff and picks them up when they appear`);
-    } else if (missing.length === 0 && this.gatewayAPIAbsentLogged) {
-      this.gatewayAPIAbsentLogged = false;
-      this.logger.info('Gateway API CRDs found; mirroring HTTPRoutes, GRPCRoutes and waypoint Gateways');
+  /** True while the API server does not serve Istio's AuthorizationPolicy and PeerAuthentication. */
+  get istioSecurityMissing(): boolean {
+    return this.missing(ISTIO_SECURITY_GROUP).length > 0;
+  }
+
+  private missing(api: OptionalApi): string[] {
+    return OPTIONAL_APIS[api].kinds.filter((k) => this.informers[k].absent).map((k) => WATCHED[k]);
+  }
+
+  private optionalApisChanged(): void {
+    for (const api of Object.keys(OPTIONAL_APIS) as OptionalApi[]) {
+      const missing = this.missing(api);
+      if (missing.length > 0 && !this.absentLogged.has(api)) {
+        this.absentLogged.add(api);
+        this.logger.warn({ missing }, OPTIONAL_APIS[api].absent);
+      } else if (missing.length === 0 && this.absentLogged.has(api)) {
+        this.absentLogged.delete(api);
+        this.logger.info(OPTIONAL_APIS[api].found);
+      }
     }
   }
 
@@ -215,6 +242,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const d = computeDesired({
       nodes: items('nodes'), namespaces: items('namespaces'), pods: items('pods'), services: items('services'),
       endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
+      istioPolicies: items('istioPolicies') as K8sAuthorizationPolicy[], peerAuths: items('peerAuths') as K8sPeerAuthentication[],
       httpRoutes: items('httpRoutes') as K8sGatewayAPIObject[], grpcRoutes: items('grpcRoutes') as K8sGatewayAPIObject[],
       gateways: items('gateways') as K8sGatewayAPIObject[],
     }, { clusterDomain: this.opts.clusterDomain, memo: this.memo, heldPolicy: (key) => this.heldPolicy(key) });
@@ -283,7 +311,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   /** Sets the Accepted condition on each AuthorizationPolicy whose condition is not current. */
   private async reportPolicies(desired: DesiredState): Promise<void> {
-    for (const { obj, result, held, enforced } of desired.policies.values()) {
+    for (const { obj, group, result, held, enforced } of desired.policies.values()) {
       if (!this.isLeader || this.stopped) return;
       const m = obj.metadata;
       // The reason says what is enforced meanwhile: an operator must not read "False" as "no policy".
@@ -303,12 +331,13 @@ export class Controller extends EventEmitter<ControllerEvents> {
         lastTransitionTime: cur?.status === want.status && typeof cur.lastTransitionTime === 'string'
           ? cur.lastTransitionTime : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
       };
-      const path = `/apis/${AUTHZ_GROUP}/${AUTHZ_VERSION}/namespaces/${m.namespace}/${AUTHZ_PLURAL}/${m.name}/status`;
+      const version = group === AUTHZ_GROUP ? AUTHZ_VERSION : ISTIO_SECURITY_VERSION;
+      const path = `/apis/${group}/${version}/namespaces/${m.namespace}/${AUTHZ_PLURAL}/${m.name}/status`;
       try {
         await this.opts.client.patch(path, { status: { conditions: [...conditions.filter((c) => c.type !== 'Accepted'), condition] } }, 'merge');
       } catch (err) {
         // The status is a courtesy to the user: a failure must not stall the registry.
-        this.logger.warn({ err: (err as Error).message, policy: `${m.namespace}/${m.name}` }, 'could not set the AuthorizationPolicy status');
+        this.logger.warn({ err: (err as Error).message, policy: `${m.namespace}/${m.name}`, group }, 'could not set the AuthorizationPolicy status');
       }
     }
   }

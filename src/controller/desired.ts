@@ -9,14 +9,21 @@ import {
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { stableStringify } from './stable-json';
-import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sGatewayAPIObject, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import {
+  AUTHZ_GROUP, ISTIO_SECURITY_GROUP,
+  type K8sAuthorizationPolicy, type K8sEndpointSlice, type K8sGatewayAPIObject, type K8sNamespace, type K8sNode, type K8sPeerAuthentication, type K8sPod,
+  type K8sService,
+} from './k8s-types';
 import { routeRecord, waypointRecord, type RouteTranslation, type WaypointTranslation } from './translate-gateway';
 import {
-  isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord, type PolicyTranslation,
+  istioPolicyRecord, isSkip, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, peerAuthStandIn, policyRecord, serviceRecord, workloadRecord,
+  type PolicyTranslation,
 } from './translate';
 
+export type PolicyGroup = typeof AUTHZ_GROUP | typeof ISTIO_SECURITY_GROUP;
+
 /** The kinds the controller owns: records of these kinds that the API lacks are deleted. */
-export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy', 'waypoint', 'httproute', 'grpcroute'] as const satisfies readonly Kind[];
+export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute'] as const satisfies readonly Kind[];
 export type MirroredKind = typeof MIRRORED_KINDS[number];
 
 export interface ApiView {
@@ -25,7 +32,11 @@ export interface ApiView {
   pods: K8sPod[];
   services: K8sService[];
   endpointSlices: K8sEndpointSlice[];
+  /** security.weft.io AuthorizationPolicies. */
   policies: K8sAuthorizationPolicy[];
+  /** security.istio.io AuthorizationPolicies and PeerAuthentications; empty while Istio's CRDs are not installed. */
+  istioPolicies?: K8sAuthorizationPolicy[];
+  peerAuths?: K8sPeerAuthentication[];
   /** Gateway API; empty while its CRDs are not installed. */
   httpRoutes?: K8sGatewayAPIObject[];
   grpcRoutes?: K8sGatewayAPIObject[];
@@ -44,7 +55,7 @@ export interface DesiredState {
   records: Map<string, DesiredEntry>;
   /** Things skipped for a reason worth a log line (not routine ones like a pod without IP). */
   warnings: string[];
-  /** Per AuthorizationPolicy `ns/name`: accepted or why not. */
+  /** Per AuthorizationPolicy, accepted or why not: security.weft.io ones by `ns/name`, Istio's by `security.istio.io ns/name`. */
   policies: Map<string, PolicyOutcome>;
   /** Per route `Kind ns/name` (HTTPRoute and GRPCRoute): the object and its translation, for route status. */
   routes: Map<string, { obj: K8sGatewayAPIObject; kind: 'HTTPRoute' | 'GRPCRoute'; result: RouteTranslation }>;
@@ -54,6 +65,8 @@ export interface DesiredState {
 
 export interface PolicyOutcome {
   obj: K8sAuthorizationPolicy;
+  /** The API group it came from (its status is written there). */
+  group: PolicyGroup;
   result: PolicyTranslation;
   /** For an invalid object: what the registry holds instead (policy-fallback.ts). */
   held?: PolicyInvalidState;
@@ -133,24 +146,65 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
     if (t.record) add('service', t.record);
   }
   const policies = new Map<string, PolicyOutcome>();
-  for (const p of view.policies) {
-    const key = `${p.metadata.namespace}/${p.metadata.name}`;
-    const result = policyRecord(p);
-    if (result.ok) {
-      policies.set(key, { obj: p, result });
-      add('policy', result.record);
+  /** Registry key → the policy records the objects of both groups imply (one each at most). */
+  const byKey = new Map<string, { id: string; record: AuthorizationPolicyRecord }[]>();
+  const addPolicies = (objs: readonly K8sAuthorizationPolicy[], group: PolicyGroup): void => {
+    for (const p of objs) {
+      const key = `${p.metadata.namespace}/${p.metadata.name}`;
+      const id = group === AUTHZ_GROUP ? key : `${group} ${key}`;
+      const result = group === AUTHZ_GROUP ? policyRecord(p) : istioPolicyRecord(p);
+      let record: AuthorizationPolicyRecord | undefined;
+      if (result.ok) {
+        policies.set(id, { obj: p, group, result });
+        record = result.record;
+      } else {
+        // Never drop an invalid policy: that would open what it guarded (policy-fallback.ts).
+        const prev = opts.heldPolicy?.(key);
+        record = prev && isValidVersion(prev)
+          ? keepLastGood(withoutMarker(prev), result.message)
+          : failClosedPolicy(key, result.candidate, result.message);
+        const held = record?.invalid?.state;
+        const enforced = heldText(held, record?.action);
+        policies.set(id, { obj: p, group, result, held, enforced });
+        warnings.push(`AuthorizationPolicy ${id} is invalid: ${result.message}; ${enforced}`);
+      }
+      if (record) byKey.set(key, [...(byKey.get(key) ?? []), { id, record }]);
+    }
+  };
+  addPolicies(view.policies, AUTHZ_GROUP);
+  addPolicies(view.istioPolicies ?? [], ISTIO_SECURITY_GROUP);
+  for (const [key, found] of byKey) {
+    const [first, second] = found;
+    if (second === undefined || stableStringify(first!.record) === stableStringify(second.record)) {
+      add('policy', first!.record);
       continue;
     }
-    // Never drop an invalid policy: that would open what it guarded (policy-fallback.ts).
-    const prev = opts.heldPolicy?.(key);
-    const record = prev && isValidVersion(prev)
-      ? keepLastGood(withoutMarker(prev), result.message)
-      : failClosedPolicy(key, result.candidate, result.message);
-    const held = record?.invalid?.state;
-    const enforced = heldText(held, record?.action);
-    policies.set(key, { obj: p, result, held, enforced });
-    if (record) add('policy', record);
-    warnings.push(`AuthorizationPolicy ${key} is invalid: ${result.message}; ${enforced}`);
+    // One registry key, two different policies: enforcing either alone could drop the
+    // other's DENY or ALLOW, so the namespace is closed until one is renamed.
+    const message = `AuthorizationPolicies ${AUTHZ_GROUP} ${key} and ${ISTIO_SECURITY_GROUP} ${key} share the name ${key} but differ; rename or delete one`;
+    const action = found.some((f) => f.record.action !== 'ALLOW') ? 'DENY' : 'ALLOW';
+    const standIn = failClosedPolicy(key, { action }, message);
+    if (standIn) add('policy', standIn);
+    const enforced = heldText(standIn?.invalid?.state, standIn?.action);
+    warnings.push(`${message}; ${enforced}`);
+    // Both objects' status says so (not Accepted: neither is what is enforced).
+    for (const f of found) {
+      const o = policies.get(f.id)!;
+      policies.set(f.id, { ...o, result: { ok: false, field: 'metadata.name', message, candidate: { action } }, held: standIn?.invalid?.state, enforced });
+    }
+  }
+  for (const pa of view.peerAuths ?? []) {
+    const key = `${pa.metadata.namespace}/${pa.metadata.name}`;
+    const result = peerAuthRecord(pa);
+    if (result.ok) {
+      add('peerauth', result.record);
+      continue;
+    }
+    const standIn = peerAuthStandIn(pa);
+    if (standIn) add('peerauth', standIn);
+    warnings.push(`PeerAuthentication ${key} is invalid: ${result.message}; ${standIn
+      ? `enforced as STRICT for ${standIn.selector ? 'the workloads its selector names' : 'its whole namespace'} until it is fixed`
+      : 'its name is not valid, so it cannot be enforced at all; fix or delete it'}`);
   }
   const routes: DesiredState['routes'] = new Map();
   const addRoutes = (objs: K8sGatewayAPIObject[] | undefined, kind: 'HTTPRoute' | 'GRPCRoute'): void => {

@@ -65,6 +65,11 @@ export const AUTHZ_GROUP = 'security.weft.io';
 export const AUTHZ_VERSION = 'v1alpha1';
 export const AUTHZ_PLURAL = 'authorizationpolicies';
 
+/** Istio's security API: AuthorizationPolicy (AUTHZ_PLURAL) and PeerAuthentication, mirrored when its CRDs are installed. */
+export const ISTIO_SECURITY_GROUP = 'security.istio.io';
+export const ISTIO_SECURITY_VERSION = 'v1';
+export const PEER_AUTHN_PLURAL = 'peerauthentications';
+
 /** Gateway API (gateway.networking.k8s.io/v1): HTTPRoute, GRPCRoute and Gateway as the API server serves them. */
 export interface K8sGatewayAPIObject extends KubeObject {
   spec?: Record<string, unknown>;

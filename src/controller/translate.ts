@@ -191,6 +191,45 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
   }
 }
 
+/**
+ * Istio's AuthorizationPolicy (security.istio.io) → the registry's policy: the rules
+ * through istioPolicyRules, an absent action is ALLOW (Istio's default), the rest as
+ * for the security.weft.io CRD. A rule Weft cannot enforce makes the policy invalid,
+ * with the action and selector as far as they read for the fail-closed stand-in, as
+ * any other invalid policy. Shared by the controller and `weft apply` on the lab.
+ */
+export function istioPolicyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
+  const spec = obj.spec;
+  if (typeof spec !== 'object' || spec === null) return policyRecord(obj);
+  const action = spec.action ?? 'ALLOW';
+  const rules = istioPolicyRules(spec.rules);
+  if (!rules.ok) {
+    const head = policyRecord({ ...obj, spec: { ...spec, action, rules: [] } });
+    return { ok: false, field: rules.field, message: rules.message, candidate: head.ok ? { ...head.record } : head.candidate };
+  }
+  return policyRecord({ ...obj, spec: { ...spec, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
+}
+
+/**
+ * What an invalid PeerAuthentication becomes: STRICT (plaintext refused) for the
+ * workloads it names when its selector reads, else for its whole namespace. Dropping
+ * it would fall back to a PERMISSIVE default and admit plaintext it was written to
+ * refuse; STRICT can only narrow.
+ */
+export function peerAuthStandIn(obj: K8sPeerAuthentication): PeerAuthenticationRecord | undefined {
+  const m = obj.metadata;
+  const matchLabels = obj.spec?.selector?.matchLabels;
+  const head = { name: m.name, namespace: m.namespace, mode: 'STRICT' };
+  for (const candidate of matchLabels !== undefined ? [{ ...head, selector: matchLabels }, head] : [head]) {
+    try {
+      return validateRecord('peerauth', candidate, { unknownKeys: 'reject' });
+    } catch {
+      // an unreadable selector: the whole namespace, below
+    }
+  }
+  return undefined;
+}
+
 /** A translation that either gives the record or names the field at fault. */
 export type Translation<R> = { ok: true; record: R } | { ok: false; field: string; message: string };
 

@@ -15,7 +15,10 @@ const GATEWAY_API = 'gateway.networking.k8s.io';
 
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
 
-interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean }
+/** `id`: the name tests use for it (put/get/list), the plural unless two groups share one. */
+interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean; id?: string }
+
+const ISTIO_SECURITY = 'security.istio.io';
 
 const TYPES: ResourceType[] = [
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
@@ -33,7 +36,9 @@ const TYPES: ResourceType[] = [
   { group: GATEWAY_API, version: 'v1', plural: 'grpcroutes', kind: 'GRPCRoute', namespaced: true },
   { group: GATEWAY_API, version: 'v1', plural: 'gateways', kind: 'Gateway', namespaced: true },
   { group: GATEWAY_API, version: 'v1', plural: 'gatewayclasses', kind: 'GatewayClass', namespaced: false },
-  { group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true },
+  // Istio's security API: CRDs too (setGroupInstalled).
+  { group: ISTIO_SECURITY, version: 'v1', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true },
+  { group: ISTIO_SECURITY, version: 'v1', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true, id: 'authorizationpolicies.security.istio.io' },
 ];
 
 interface Watcher {
@@ -82,7 +87,7 @@ export class TestApiServer {
   url = '';
 
   constructor(private readonly opts: ApiServerOptions = {}) {
-    for (const t of TYPES) this.store.set(t.plural, new Map());
+    for (const t of TYPES) this.store.set(idOf(t), new Map());
   }
 
   static async start(opts: ApiServerOptions = {}): Promise<TestApiServer> {
@@ -109,13 +114,18 @@ export class TestApiServer {
    * CRDs came back with them); installing serves them again.
    */
   setGatewayAPIInstalled(installed: boolean): void {
+    this.setGroupInstalled(GATEWAY_API, installed);
+  }
+
+  /** The same for any API group served by CRDs (e.g. security.istio.io). */
+  setGroupInstalled(group: string, installed: boolean): void {
     if (installed) {
-      this.missingGroups.delete(GATEWAY_API);
+      this.missingGroups.delete(group);
       return;
     }
-    this.missingGroups.add(GATEWAY_API);
+    this.missingGroups.add(group);
     for (const w of [...this.watchers]) {
-      if (w.type.group !== GATEWAY_API) continue;
+      if (w.type.group !== group) continue;
       w.res.end();
       this.watchers.delete(w);
     }
@@ -131,14 +141,14 @@ export class TestApiServer {
   put(plural: string, obj: Obj): Obj {
     const t = this.type(plural);
     const key = this.key(t, obj.metadata.namespace, obj.metadata.name);
-    const existing = this.store.get(plural)!.get(key);
+    const existing = this.store.get(idOf(t))!.get(key);
     return this.write(t, obj, existing ? 'MODIFIED' : 'ADDED', existing);
   }
 
   /** Applies `fn` to a copy of the stored object and stores the result as MODIFIED. */
   modify(plural: string, namespace: string | undefined, name: string, fn: (o: Obj) => void): Obj {
     const t = this.type(plural);
-    const existing = this.store.get(plural)!.get(this.key(t, namespace, name));
+    const existing = this.store.get(idOf(t))!.get(this.key(t, namespace, name));
     if (!existing) throw new Error(`no ${plural} ${namespace ?? ''}/${name}`);
     const copy = structuredClone(existing);
     fn(copy);
@@ -148,9 +158,9 @@ export class TestApiServer {
   remove(plural: string, namespace: string | undefined, name: string): void {
     const t = this.type(plural);
     const key = this.key(t, namespace, name);
-    const existing = this.store.get(plural)!.get(key);
+    const existing = this.store.get(idOf(t))!.get(key);
     if (!existing) throw new Error(`no ${plural} ${namespace ?? ''}/${name}`);
-    this.store.get(plural)!.delete(key);
+    this.store.get(idOf(t))!.delete(key);
     const rv = ++this.rv;
     const object = { ...structuredClone(existing), metadata: { ...existing.metadata, resourceVersion: String(rv) } };
     this.record({ rv, type: t, event: 'DELETED', object });
@@ -158,12 +168,12 @@ export class TestApiServer {
 
   get(plural: string, namespace: string | undefined, name: string): Obj | undefined {
     const t = this.type(plural);
-    const o = this.store.get(plural)!.get(this.key(t, namespace, name));
+    const o = this.store.get(idOf(t))!.get(this.key(t, namespace, name));
     return o && structuredClone(o);
   }
 
   list(plural: string): Obj[] {
-    return [...this.store.get(plural)!.values()].map((o) => structuredClone(o));
+    return [...this.store.get(idOf(this.type(plural)))!.values()].map((o) => structuredClone(o));
   }
 
   /** Sends a BOOKMARK carrying the current resourceVersion to every watcher that asked for bookmarks. */
@@ -197,13 +207,13 @@ export class TestApiServer {
   }
 
   watcherCount(plural?: string): number {
-    return [...this.watchers].filter((w) => plural === undefined || w.type.plural === plural).length;
+    return [...this.watchers].filter((w) => plural === undefined || idOf(w.type) === plural).length;
   }
 
   // ---- internals -----------------------------------------------------------------
 
   private type(plural: string): ResourceType {
-    const t = TYPES.find((x) => x.plural === plural);
+    const t = TYPES.find((x) => idOf(x) === plural);
     if (!t) throw new Error(`unknown resource ${plural}`);
     return t;
   }
@@ -230,7 +240,7 @@ export class TestApiServer {
       stored.spec.clusterIP = `10.96.${(rv >> 8) & 255}.${rv & 255}`;
       stored.spec.clusterIPs = [stored.spec.clusterIP];
     }
-    this.store.get(t.plural)!.set(this.key(t, stored.metadata.namespace, stored.metadata.name), stored);
+    this.store.get(idOf(t))!.set(this.key(t, stored.metadata.namespace, stored.metadata.name), stored);
     this.record({ rv, type: t, event, object: structuredClone(stored) });
     return structuredClone(stored);
   }
@@ -315,7 +325,7 @@ export class TestApiServer {
   private route(method: string, p: NonNullable<ReturnType<TestApiServer['parsePath']>>, query: Record<string, string>, body: any,
     req: http.IncomingMessage, res: http.ServerResponse): void {
     const { t, namespace, name, sub } = p;
-    const objects = this.store.get(t.plural)!;
+    const objects = this.store.get(idOf(t))!;
     const notFound = () => this.status(res, 404, 'NotFound', `${t.plural} "${name}" not found`);
     if (method === 'GET' && name === undefined) {
       if (query.watch === '1' || query.watch === 'true') return this.watch(t, namespace, query, req, res);
@@ -360,7 +370,7 @@ export class TestApiServer {
       }
       case 'DELETE':
         if (!existing) return notFound();
-        this.remove(t.plural, namespace, name);
+        this.remove(idOf(t), namespace, name);
         return this.json(res, 200, existing);
       default:
         return this.status(res, 405, 'MethodNotAllowed', 'method not allowed');
@@ -549,4 +559,8 @@ export function gatewayObj(namespace: string, name: string, o: { className?: str
     metadata: { name, namespace, labels: o.labels ?? {}, annotations: o.annotations ?? {} },
     spec: { gatewayClassName: o.className ?? 'weft-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
   };
+}
+
+function idOf(t: ResourceType): string {
+  return t.id ?? t.plural;
 }
