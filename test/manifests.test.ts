@@ -429,6 +429,7 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
     const conn = redisTarget({
       redisUrl: config.WEFT_REDIS_URL!, redisUsername: user, redisPasswordFile: componentEnv(w).WEFT_REDIS_PASSWORD_FILE!,
       redisCaFile: componentEnv(w).WEFT_REDIS_CA_FILE!, redisCertFile: '', redisKeyFile: '',
+      redisSentinels: '', redisMasterName: '', redisSentinelUsername: '', redisSentinelPasswordFile: '',
     });
     t.match(conn, { username: user, passwordFile: /weft-redis-user-.*\/password$/, caFile: /\/ca\.crt$/ }, `${w.metadata.name}: password and CA bundle from its Secret`);
   }

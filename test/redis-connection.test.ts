@@ -9,7 +9,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseOptions } from '../src/lib/options';
 import { redisOptionSpecs, redisTarget } from '../src/lib/common-options';
-import { redisOptions } from '../src/registry/connection';
+import { describeRedis, redisOptions } from '../src/registry/connection';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { caConfig, caSpecs } from '../src/ca/command';
 import { loadContext } from '../src/cli/context';
@@ -69,9 +69,44 @@ t.test('Redis flags', async (t) => {
   const bad = refusal(['--redis-url', 'http://u:hunter2@h:1']);
   t.notMatch(bad, /hunter2/, 'a refused URL is shown redacted');
 
+  t.test('Sentinel flags: addresses and master name together, each refusal naming its field', async (t) => {
+    const spw = file('sentinel-password', 'sentinel-secret\n');
+    const s = parsed(['--redis-url', 'rediss://weft-redis:6379', '--redis-sentinels', 's0:26379, [::1]:26380,10.0.0.3:26379',
+      '--redis-master-name', 'weft-registry', '--redis-sentinel-username', 'weft-sentinel', '--redis-sentinel-password-file', spw]);
+    t.same(s.sentinel, {
+      addresses: [{ host: 's0', port: 26379 }, { host: '::1', port: 26380 }, { host: '10.0.0.3', port: 26379 }],
+      masterName: 'weft-registry', username: 'weft-sentinel', passwordFile: spw,
+    }, 'every Sentinel flag');
+    t.same(redisTarget(parseOptions(redisOptionSpecs, [], { WEFT_REDIS_SENTINELS: 's0:26379', WEFT_REDIS_MASTER_NAME: 'm' }).values).sentinel,
+      { addresses: [{ host: 's0', port: 26379 }], masterName: 'm' }, 'and their environment variables');
+    t.match(refusal(['--redis-sentinels', 's0']), /^invalid --redis-sentinels="s0": entry 1 \("s0"\) is not host:port/, 'an address without a port');
+    t.match(refusal(['--redis-sentinels', 's0:26379,s1:99999']), /--redis-sentinels.*entry 2/, 'a port out of range names its entry');
+    t.match(refusal(['--redis-sentinels', 's0:26379,']), /--redis-sentinels.*entry 2/, 'an empty entry');
+    t.throws(() => parseOptions(redisOptionSpecs, [], { WEFT_REDIS_SENTINELS: 'x' }), { message: /^invalid WEFT_REDIS_SENTINELS=/ }, 'from the environment: names the variable');
+    t.match(refusal(['--redis-sentinels', 's0:26379']), /--redis-sentinels without --redis-master-name/, 'Sentinels without a master name');
+    t.match(refusal(['--redis-master-name', 'm']), /--redis-master-name without --redis-sentinels/, 'a master name without Sentinels');
+    t.match(refusal(['--redis-sentinel-password-file', spw]), /--redis-sentinel-password-file without --redis-sentinels/, 'Sentinel auth without Sentinels');
+    t.match(refusal(['--redis-sentinels', 's0:1', '--redis-master-name', 'a b']), /--redis-master-name/, 'a master name with a space');
+    t.match(refusal(['--redis-sentinels', 's0:1', '--redis-master-name', 'm', '--redis-sentinel-password-file', file('sempty', '\n')]),
+      /--redis-sentinel-password-file.*first line is empty/, 'an empty Sentinel password');
+
+    const opts = redisOptions(s);
+    t.match(opts, { name: 'weft-registry', role: 'master', sentinelUsername: 'weft-sentinel', sentinelPassword: 'sentinel-secret', enableTLSForSentinelMode: true },
+      'ioredis asks the Sentinels for the primary, with their own credentials');
+    t.same(opts.sentinels, [{ host: 's0', port: 26379 }, { host: '::1', port: 26380 }, { host: '10.0.0.3', port: 26379 }]);
+    t.ok(opts.reconnectOnError?.(new Error('READONLY You can\'t write against a read only replica.')), 'a write to a demoted primary reconnects');
+    t.notOk(opts.reconnectOnError?.(new Error('ERR other')), 'other errors do not');
+    t.equal(redisOptions(s, { retryStrategy: () => null }).sentinelRetryStrategy?.(1), null, 'no retries asked: none through the Sentinels either');
+    t.equal(redisOptions(s, { retryStrategy: () => 7 }).sentinelRetryStrategy?.(1), 7, "the caller's retries also when no Sentinel names a primary");
+    t.match(describeRedis(s), /^Sentinel master weft-registry via s0:26379,::1:26380,10\.0\.0\.3:26379 \(user weft-sentinel\)$|^Sentinel master weft-registry via s0:26379,::1:26380,10\.0\.0\.3:26379$/, 'described by its Sentinels');
+    t.notOk(redisOptions({ url: 'redis://h:1' }).sentinels, 'no Sentinels unless asked');
+  });
+
   t.test('every component checks them at start', async (t) => {
     const env = { WEFT_NODE_NAME: 'n1', WEFT_NODE_ADDRESS: '10.0.0.1', WEFT_TRUST_ANCHOR_FILE: '/etc/weft/trust-anchors/root-cert.pem' };
     t.throws(() => loadZtunnelConfig(['--redis-ca-file', ca], env), { code: 'WEFT_CONFIG_INVALID', message: /--redis-ca-file/ }, 'ztunnel');
+    t.throws(() => loadZtunnelConfig(['--redis-sentinels', 's0:26379'], env), { code: 'WEFT_CONFIG_INVALID', message: /--redis-master-name/ }, 'ztunnel: Sentinels');
+    t.match(loadZtunnelConfig(['--redis-sentinels', 's0:26379', '--redis-master-name', 'm'], env).redis.sentinel, { masterName: 'm' }, 'ztunnel takes them');
     t.throws(() => caConfig(parseOptions(caSpecs, ['--root-dir', '/r', '--redis-url', 'rediss://h:1', '--redis-key-file', key], {}).values),
       { code: 'WEFT_CONFIG_INVALID', message: /--redis-key-file without/ }, 'CA');
   });
@@ -89,6 +124,10 @@ t.test('Redis flags', async (t) => {
       'the same cross-field rules');
     t.same(loadContext({ context: '', redisUrl: 'redis://h:1', redisUsername: 'weft-operator' }, { HOME: tmp.dir }).redis, { url: 'redis://h:1', username: 'weft-operator' },
       '--redis-url alone with a user');
+    t.match(loadContext({ ...base, redisSentinels: 's0:26379', redisMasterName: 'm' }, {}).redis,
+      { url: 'rediss://127.0.0.1:16379', sentinel: { addresses: [{ host: 's0', port: 26379 }], masterName: 'm' } }, 'Sentinel flags over a context');
+    t.match(loadContext({ context: '', redisUrl: '', redisSentinels: 's0:26379', redisMasterName: 'm' }, { HOME: tmp.dir }).redis,
+      { sentinel: { masterName: 'm' } }, 'Sentinels alone name the registry');
   });
 
   t.test('ioredis options come from the files, read anew for each client', async (t) => {

@@ -147,7 +147,10 @@ export function loadContext(flags: ContextFlags, env: NodeJS.ProcessEnv): CliCon
     }
   }
   if (text === undefined) {
-    if (flags.redisUrl) return withFlags({ kind: 'flags', source: '--redis-url', trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags, env);
+    if (flags.redisUrl || flags.redisSentinels) {
+      const source = flags.redisUrl ? '--redis-url' : '--redis-sentinels';
+      return withFlags({ kind: 'flags', source, trustDomain: DEFAULT_TRUST_DOMAIN, nodes: [] }, flags, env);
+    }
     const kubeconfig = defaultKubeconfig(env);
     if (kubeconfig) return withFlags(clusterContext(kubeconfig, flags.kubeContext, env), flags, env);
     throw new WeftError('WEFT_CONTEXT_MISSING',
@@ -185,13 +188,15 @@ function withRedis(ctx: CliContext, flags: ContextFlags): CliContext {
   const keys = Object.keys(redisOptionSpecs) as (keyof RedisOptionValues)[];
   const given: { -readonly [K in keyof RedisOptionValues]?: string } = {};
   for (const k of keys) if (flags[k]) given[k] = flags[k];
-  if (!ctx.redis && !given.redisUrl) {
+  if (!ctx.redis && !given.redisUrl && !given.redisSentinels) {
     const names = keys.filter((k) => given[k]).map((k) => `--${redisOptionSpecs[k].flag}/${redisOptionSpecs[k].env}`).join(', ');
     if (!names) return ctx;
     throw new WeftError('WEFT_USAGE',
-      `${names} given, but ${ctx.source} names no Redis to use them with; add --redis-url (the registry's Redis), or drop ${names}`);
+      `${names} given, but ${ctx.source} names no Redis to use them with; add --redis-url (the registry's Redis) or --redis-sentinels, or drop ${names}`);
   }
-  const values: RedisOptionValues = { ...redisValuesOf(ctx.redis ?? { url: given.redisUrl! }), ...given };
+  // Sentinels alone: the URL only carries scheme and user, so the components' default serves.
+  const base = ctx.redis ?? { url: given.redisUrl || redisOptionSpecs.redisUrl.default };
+  const values: RedisOptionValues = { ...redisValuesOf(base), ...given };
   return { ...ctx, redis: redisTarget(values) };
 }
 
@@ -289,6 +294,16 @@ function parseLabContext(raw: Record<string, unknown>, file: string): CliContext
   if (username) redis.username = username;
   if (passwordFile) redis.passwordFile = passwordFile;
   if (caFile) redis.caFile = caFile;
+  // A lab run with Sentinels (scripts/lab up --redis-sentinels) names them and the master.
+  const sentinels = f.optionalString('redisSentinels');
+  const masterName = f.optionalString('redisMasterName');
+  if (sentinels || masterName) {
+    try {
+      redis.sentinel = redisTarget({ ...redisValuesOf(redis), redisSentinels: sentinels ?? '', redisMasterName: masterName ?? '' }).sentinel!;
+    } catch (err) {
+      throw invalid(file, `fields redisSentinels/redisMasterName: ${(err as Error).message}`);
+    }
+  }
   const ctx: CliContext = { kind: 'lab', source: file, redis, trustDomain, nodes };
   const caAddress = f.optionalString('caAddress');
   if (caAddress) {

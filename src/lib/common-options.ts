@@ -19,13 +19,30 @@ export interface RedisAuth {
   keyFile?: string;
 }
 
+/**
+ * Redis Sentinel: where to ask which server is the primary now. With it, the URL's host
+ * and port are not used; its scheme (TLS), user, password and database still are.
+ */
+export interface RedisSentinel {
+  /** The Sentinels to ask, in order (any one that answers will do). */
+  addresses: { host: string; port: number }[];
+  /** The monitored primary's name (`sentinel monitor NAME ...`). */
+  masterName: string;
+  /** ACL user on the Sentinels, when they require one. */
+  username?: string;
+  /** File whose first line is the Sentinels' password (`requirepass` of sentinel.conf). */
+  passwordFile?: string;
+}
+
 /** A Redis to reach: the URL plus the credentials kept out of it. */
 export interface RedisConnection extends RedisAuth {
   url: string;
+  /** Present when the primary is found through Sentinels, which fail it over. */
+  sentinel?: RedisSentinel;
 }
 
 /** The files a Redis connection reads, each read (at start and per client) with readRedisFile. */
-export type RedisFile = 'passwordFile' | 'caFile' | 'certFile' | 'keyFile';
+export type RedisFile = 'passwordFile' | 'caFile' | 'certFile' | 'keyFile' | 'sentinelPasswordFile';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----/;
 const PEM_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
@@ -37,6 +54,7 @@ const REDIS_FILES: Record<RedisFile, { flag: string; check: (text: string) => st
   caFile: { flag: 'redis-ca-file', check: pemCert },
   certFile: { flag: 'redis-cert-file', check: pemCert },
   keyFile: { flag: 'redis-key-file', check: (t) => (PEM_KEY.test(t) ? undefined : 'no PEM private key in it') },
+  sentinelPasswordFile: { flag: 'redis-sentinel-password-file', check: (t) => (firstLine(t) === '' ? 'the first line is empty; expected the password' : undefined) },
 };
 
 /**
@@ -48,9 +66,24 @@ export function readRedisFile(field: RedisFile, file: string): string {
   return readFlagFile(flag, file, check);
 }
 
-/** The password in --redis-password-file (its first line). */
-export function readRedisPassword(file: string): string {
-  return firstLine(readRedisFile('passwordFile', file));
+/** The password in --redis-password-file, or another password file (its first line). */
+export function readRedisPassword(file: string, field: 'passwordFile' | 'sentinelPasswordFile' = 'passwordFile'): string {
+  return firstLine(readRedisFile(field, file));
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[^\s:,[\]]+):(\d{1,5})$/;
+
+/** `host:port,host:port` (IPv6 in brackets) into addresses; throws saying which entry is wrong. */
+export function parseSentinelAddresses(raw: string): { host: string; port: number }[] {
+  const parts = raw.split(',').map((p) => p.trim());
+  return parts.map((p, i) => {
+    const m = HOST_PORT.exec(p);
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port < 1 || port > 65535) {
+      throw new Error(`entry ${i + 1} (${JSON.stringify(p)}) is not host:port; expected a comma-separated list such as redis-sentinel-0:26379,redis-sentinel-1:26379`);
+    }
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
 }
 
 function fileOption(field: RedisFile, description: string, defaultText: string): OptionSpec<string> {
@@ -85,6 +118,24 @@ export const redisOptionSpecs = {
   redisCaFile: fileOption('caFile', 'PEM bundle of the CAs trusted to sign the Redis server certificate (rediss:// only)', 'system CAs'),
   redisCertFile: fileOption('certFile', 'PEM client certificate for Redis (rediss:// only; with --redis-key-file)', 'none'),
   redisKeyFile: fileOption('keyFile', 'PEM private key of --redis-cert-file', 'none'),
+  // Sentinel: values stay text here (the CLI overlays flags on a context's values by
+  // text); redisTarget turns them into RedisSentinel, once.
+  redisSentinels: {
+    flag: 'redis-sentinels', env: 'WEFT_REDIS_SENTINELS', default: '', defaultText: 'none: --redis-url is the server',
+    description: 'Redis Sentinels to ask for the current primary, host:port,host:port (with --redis-master-name; the URL then gives only scheme, user and database)',
+    parse: (raw: string) => { parseSentinelAddresses(raw); return raw; },
+  } satisfies OptionSpec<string>,
+  redisMasterName: {
+    flag: 'redis-master-name', env: 'WEFT_REDIS_MASTER_NAME', default: '', defaultText: 'none',
+    description: 'name the Sentinels monitor the registry primary under (with --redis-sentinels)',
+    parse: parse.string({ pattern: /^[A-Za-z0-9._-]{1,64}$/, what: 'a Sentinel master name of letters, digits, ".", "_" or "-" (at most 64)' }),
+  } satisfies OptionSpec<string>,
+  redisSentinelUsername: {
+    flag: 'redis-sentinel-username', env: 'WEFT_REDIS_SENTINEL_USERNAME', default: '', defaultText: 'none',
+    description: 'ACL user on the Sentinels, when they require one',
+    parse: parse.string({ pattern: /^[^\s@:/]+$/, what: 'an ACL user name without spaces, "@", ":" or "/"' }),
+  } satisfies OptionSpec<string>,
+  redisSentinelPasswordFile: fileOption('sentinelPasswordFile', 'file holding the Sentinels\' password (first line), when they require one', 'none'),
 };
 
 export type RedisOptionValues = OptionValues<typeof redisOptionSpecs>;
@@ -114,6 +165,32 @@ export function redisTarget(v: RedisOptionValues): RedisConnection {
     ...(v.redisPasswordFile ? { passwordFile: v.redisPasswordFile } : {}),
     ...(v.redisCaFile ? { caFile: v.redisCaFile } : {}),
     ...(v.redisCertFile ? { certFile: v.redisCertFile, keyFile: v.redisKeyFile } : {}),
+    ...sentinelOf(v),
+  };
+}
+
+/** The Sentinel part of redisTarget: both of --redis-sentinels and --redis-master-name, or neither. */
+function sentinelOf(v: RedisOptionValues): { sentinel?: RedisSentinel } {
+  if (!v.redisSentinels) {
+    const stray = v.redisMasterName ? '--redis-master-name' : v.redisSentinelUsername ? '--redis-sentinel-username'
+      : v.redisSentinelPasswordFile ? '--redis-sentinel-password-file' : undefined;
+    if (stray) {
+      throw new WeftError('WEFT_CONFIG_INVALID',
+        `invalid ${stray} without --redis-sentinels: it only applies when the primary is found through Sentinels; add --redis-sentinels host:port,... or drop ${stray}`);
+    }
+    return {};
+  }
+  if (!v.redisMasterName) {
+    throw new WeftError('WEFT_CONFIG_INVALID',
+      'invalid --redis-sentinels without --redis-master-name: the Sentinels monitor primaries by name; add --redis-master-name (e.g. weft-registry, as in sentinel.conf)');
+  }
+  return {
+    sentinel: {
+      addresses: parseSentinelAddresses(v.redisSentinels),
+      masterName: v.redisMasterName,
+      ...(v.redisSentinelUsername ? { username: v.redisSentinelUsername } : {}),
+      ...(v.redisSentinelPasswordFile ? { passwordFile: v.redisSentinelPasswordFile } : {}),
+    },
   };
 }
 
@@ -122,6 +199,9 @@ export function redisValuesOf(c: RedisConnection): RedisOptionValues {
   return {
     redisUrl: c.url, redisUsername: c.username ?? '', redisPasswordFile: c.passwordFile ?? '',
     redisCaFile: c.caFile ?? '', redisCertFile: c.certFile ?? '', redisKeyFile: c.keyFile ?? '',
+    redisSentinels: c.sentinel ? c.sentinel.addresses.map((a) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`).join(',') : '',
+    redisMasterName: c.sentinel?.masterName ?? '',
+    redisSentinelUsername: c.sentinel?.username ?? '', redisSentinelPasswordFile: c.sentinel?.passwordFile ?? '',
   };
 }
 

@@ -9,6 +9,11 @@
  * The flags and their checks are in src/lib/common-options.ts (every component takes
  * them); this file turns the resulting connection into clients.
  *
+ * With Sentinels (`--redis-sentinels`), ioredis asks them for the primary on every
+ * connect, so a client that lost its connection in a failover reconnects to the new
+ * primary; a client still connected to a demoted primary (a partition rather than a
+ * crash) gets READONLY for a write and is made to reconnect too.
+ *
  * Files are read each time a client is made, not once: the registry follower makes new
  * clients on every reconnect, so a rotated password or CA bundle (a Secret update the
  * kubelet writes into the mount) is picked up without a restart.
@@ -27,7 +32,9 @@ export function toConnection(target: RedisTarget): RedisConnection {
 /** The target's URL with any password masked, for messages and logs. */
 export function describeRedis(target: RedisTarget): string {
   const c = toConnection(target);
-  const url = redactUrl(c.url);
+  const url = c.sentinel
+    ? `Sentinel master ${c.sentinel.masterName} via ${c.sentinel.addresses.map((a) => `${a.host}:${a.port}`).join(',')}`
+    : redactUrl(c.url);
   return c.username ? `${url} (user ${c.username})` : url;
 }
 
@@ -56,10 +63,41 @@ export function redisOptions(target: RedisTarget, extra: RedisOptions = {}): Red
       ...(c.keyFile ? { key: readRedisFile('keyFile', c.keyFile) } : {}),
     };
   }
+  if (c.sentinel) Object.assign(opts, sentinelOptions(c, opts));
   return opts;
+}
+
+/** A write answered READONLY went to a demoted primary: reconnect (through the Sentinels) and resend it. */
+export function isReadOnlyError(err: Error): boolean {
+  return err.message.startsWith('READONLY');
+}
+
+/**
+ * The Sentinel part of the options. The Sentinels are asked with the same TLS settings
+ * as the servers (one CA signs both in the manifests); ioredis would otherwise speak
+ * plain TCP to the primary it found, whatever the URL's scheme says.
+ */
+function sentinelOptions(c: RedisConnection, base: RedisOptions): RedisOptions {
+  const s = c.sentinel!;
+  const tls = new URL(c.url).protocol === 'rediss:';
+  return {
+    sentinels: s.addresses.map((a) => ({ host: a.host, port: a.port })),
+    name: s.masterName,
+    role: 'master',
+    ...(s.username ? { sentinelUsername: s.username } : {}),
+    ...(s.passwordFile ? { sentinelPassword: readRedisPassword(s.passwordFile, 'sentinelPasswordFile') } : {}),
+    ...(tls ? { enableTLSForSentinelMode: true, tls: base.tls ?? {}, sentinelTLS: base.tls ?? {} } : {}),
+    // When no Sentinel names a reachable primary, retry as the caller retries the
+    // server: ioredis ends a client for good when this says stop, so a long-lived
+    // writer (retrying) must keep asking through a failover, while the follower (no
+    // retries: its own loop reconnects) sees the failure at once.
+    ...('retryStrategy' in base ? { sentinelRetryStrategy: base.retryStrategy ?? (() => null) } : {}),
+    reconnectOnError: (err) => (isReadOnlyError(err) ? 2 : false),
+  };
 }
 
 /** A new client for `target`; every ioredis client in Weft is made here. */
 export function openRedis(target: RedisTarget, extra: RedisOptions = {}): Redis {
+  // With Sentinels the URL still gives user, password and database; its host is ignored.
   return new Redis(toConnection(target).url, redisOptions(target, extra));
 }

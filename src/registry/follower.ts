@@ -90,7 +90,9 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
   private readonly maxBackoffMs: number;
   private readonly batchSize: number;
   private readonly onInvalid: OnInvalid;
-  private readonly metrics: { reloads?: Counter; invalid?: Counter; unknownKind?: Counter; revision?: Gauge };
+  private readonly metrics: {
+    reloads?: Counter; reconnects?: Counter; resumes?: Counter; invalid?: Counter; unknownKind?: Counter; revision?: Gauge;
+  };
   /** Unknown kinds already logged (bounded: the names come from the stream). */
   private readonly unknownKindsLogged = new Set<string>();
 
@@ -130,7 +132,9 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
         collect() { this.set(self.stalenessSeconds()); },
       });
       this.metrics.revision = new Gauge({ name: 'weft_registry_revision', help: 'Registry revision of the local view', registers });
-      this.metrics.reloads = new Counter({ name: 'weft_registry_reloads_total', help: 'Snapshot reloads after the initial load (gaps, trims, registry resets)', registers });
+      this.metrics.reloads = new Counter({ name: 'weft_registry_reloads_total', help: 'Snapshot reloads after the initial load (gaps, trims, registry resets, writes lost in a failover)', registers });
+      this.metrics.reconnects = new Counter({ name: 'weft_registry_reconnects_total', help: 'Connections to Redis made again after one was lost (a restart, a Sentinel failover)', registers });
+      this.metrics.resumes = new Counter({ name: 'weft_registry_resumes_total', help: 'Reconnects that resynced from the change stream at the last position, without a snapshot reload', registers });
       this.metrics.invalid = new Counter({ name: 'weft_registry_invalid_records_total', help: 'Malformed registry records or stream entries skipped', registers });
       this.metrics.unknownKind = new Counter({ name: 'weft_registry_unknown_kind_changes_total', help: 'Changes of a kind this build does not know (from a newer writer), skipped', registers });
     }
@@ -247,23 +251,36 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
     this.markSynced();
   }
 
-  /** After a reconnect: continue from our position if nothing we need was lost, else reload. */
+  /**
+   * After a reconnect: continue from our position if nothing we need was lost, else
+   * reload. Besides the revision and epoch, the entry at our position must still be in
+   * the stream: after a Sentinel failover the new primary may lack the last writes the
+   * old one acknowledged (replication is asynchronous), and the writers then reuse
+   * those revision numbers for other changes. Revision and epoch alone would look
+   * intact; the missing entry is what shows our view holds changes the registry lost.
+   */
   private async resume(): Promise<void> {
     this.transition('resuming');
+    this.metrics.reconnects?.inc();
     const client = this.must(this.client);
+    const position = this.position!;
     const multi = client.multi().get(this.keys.revision).get(this.keys.epoch)
-      .xrange(this.keys.changes, `(${this.position}`, '+', 'COUNT', 1);
-    const [revText, epoch, entries] = unwrap(await this.timed(multi.exec(), this.timeoutMs)) as
-      [string | null, string | null, [string, string[]][]];
+      .xrange(this.keys.changes, `(${position}`, '+', 'COUNT', 1)
+      .xrange(this.keys.changes, position, position);
+    const [revText, epoch, entries, atPosition] = unwrap(await this.timed(multi.exec(), this.timeoutMs)) as
+      [string | null, string | null, [string, string[]][], [string, string[]][]];
     const revision = Number(revText ?? 0);
     const have = this.state.revision;
     const next = entries[0] ? parseStreamEntry(entries[0]) : undefined;
     let problem: string | undefined;
     if (this.epoch !== null && epoch !== this.epoch) problem = 'registry was replaced (epoch changed)';
     else if (revision < have) problem = `registry revision went back from ${have} to ${revision}`;
-    else if (revision > have && !(next && next.rev <= have + 1)) problem = `changes after revision ${have} were trimmed from the stream`;
+    else if (position !== '0-0' && atPosition.length === 0) {
+      problem = `the change stream no longer holds entry ${position} (writes lost in a failover, or trimmed past it)`;
+    } else if (revision > have && !(next && next.rev <= have + 1)) problem = `changes after revision ${have} were trimmed from the stream`;
     if (problem) return this.loadSnapshot(problem);
-    this.logger.debug({ revision: have, position: this.position }, 'registry follower resumed');
+    this.metrics.resumes?.inc();
+    this.logger.info({ revision: have, registryRevision: revision, position }, 'registry follower resumed from its stream position; no reload needed');
     this.markSynced();
   }
 

@@ -29,7 +29,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function waitForPort(port: number, deadlineMs: number): Promise<void> {
+export function waitForPort(port: number, deadlineMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const attempt = () => {
@@ -51,6 +51,8 @@ export interface StartRedisOptions {
   tls?: { certFile: string; keyFile: string; caFile: string; /** `--tls-auth-clients`; default optional. */ authClients?: 'yes' | 'no' | 'optional' };
   /** An ACL file (`--aclfile`): users and their rights, as the manifests' Redis runs. */
   aclFile?: string;
+  /** Start as a replica of this loopback port (`--replicaof 127.0.0.1 PORT`). */
+  replicaOf?: number;
 }
 
 export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedis> {
@@ -63,6 +65,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   const child = spawn('redis-server', [
     ...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'no', ...(opts.aclFile ? ['--aclfile', opts.aclFile] : []),
+    ...(opts.replicaOf ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : []),
   ], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await waitForPort(port, 10_000);
