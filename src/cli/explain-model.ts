@@ -94,6 +94,8 @@ export interface SourceExplanation {
 export interface EndpointExplanation extends WorkloadRef {
   /** Healthy and has an address: the load balancer may pick it. */
   usable: boolean;
+  /** Why the load balancer skips it (only when not usable). */
+  skipped?: string;
 }
 
 export interface DestinationExplanation {
@@ -222,6 +224,50 @@ function resolveService(state: MeshState, host: string, sourceNs: string | undef
   return undefined;
 }
 
+/** Why usableEndpoint refused a workload, in the operator's words. */
+function skipReason(w: WorkloadView): string {
+  if (w.record.status !== 'Healthy') {
+    return `status ${w.record.status}: its readiness probe fails (the kubelet, or the lab's prober, marked it), so the load balancer skips it until the probe passes again`;
+  }
+  return 'no address in the registry yet (not started?), so there is nothing to dial';
+}
+
+/**
+ * The destinations a port-less one stands for: every port of the service it names (a
+ * user asking about "echo.demo" means all of it), or the ports a pod declares. A
+ * destination with a port, or a URL, is itself. Refuses, saying what to add, when no
+ * port can be found.
+ */
+export function expandDestination(state: MeshState, sourceText: string, destinationText: string): string[] {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(destinationText)) return [destinationText];
+  try {
+    parseDestination(destinationText);
+    return [destinationText];
+  } catch (err) {
+    if (!(err instanceof WeftError) || !/has no port/.test(err.message)) throw err;
+  }
+  const host = destinationText;
+  const pod = /^([^/]+)\/([^/]+)$/.exec(host);
+  if (pod) {
+    const w = findWorkload(state, pod[1]!, pod[2]!, 'destination');
+    const ports = w.record.ports ?? [];
+    if (ports.length === 0) {
+      throw new WeftError('WEFT_USAGE', `destination pod ${host} declares no ports in the registry; add the port you mean: ${host}:<port>`);
+    }
+    return ports.map((p) => `${host}:${p}`);
+  }
+  if (isIP(host)) throw new WeftError('WEFT_USAGE', `destination ${host} is an address without a port; add the port you mean: ${host}:<port>`);
+  const srcRef = parseSource(sourceText);
+  const sourceNs = 'ip' in srcRef ? state.workloadByAddress(srcRef.ip)?.record.namespace : srcRef.namespace;
+  const found = resolveService(state, host.toLowerCase(), sourceNs);
+  if (!found) {
+    throw new WeftError('WEFT_REGISTRY_NOT_FOUND',
+      `no service answers to "${host}" in the registry; list services with weft services (names are <service>.<namespace>), or give a port (host:port)`,
+      { details: { kind: 'service', host } });
+  }
+  return found.service.ports.map((p) => `${host}:${p.port}`);
+}
+
 /** An EndpointPicker that always takes one given workload: explain walks every endpoint. */
 class FixedPicker implements EndpointPicker {
   constructor(private readonly uid: string) {}
@@ -298,7 +344,10 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
     const bound = state.serviceWaypointName(service);
     if (bound !== undefined) destination.service.waypoint = bound;
     destination.endpoints = state.endpoints(service)
-      .map((w) => ({ ...workloadRef(w), usable: usableEndpoint(w) }))
+      .map((w): EndpointExplanation => {
+        const usable = usableEndpoint(w);
+        return usable ? { ...workloadRef(w), usable } : { ...workloadRef(w), usable, skipped: skipReason(w) };
+      })
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } else {
     const w = state.workloadByAddress(dst.ip);

@@ -6,7 +6,7 @@
 import { WeftError } from '../../lib/errors';
 import { contextOptions, loadContext } from '../context';
 import { collectHeaderFlags, explainRequest } from '../explain-l7';
-import { type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
+import { expandDestination, type Explanation, type PathExplanation, type WorkloadRef } from '../explain-model';
 import type { WaypointExplanation } from '../explain-waypoint';
 import { defineCommand } from '../io';
 import { formatStructured, formatTable, outputOptions } from '../output';
@@ -117,6 +117,7 @@ export function formatExplanation(e: Explanation): string {
         rows: eps.map((x) => [who(x), x.address, x.node, x.status, x.enrolled ? `yes (${x.identity})` : 'no']),
       });
       lines.push(indent(table.trimEnd(), '     '));
+      for (const x of eps) if (x.skipped) lines.push(`   Skipped ${who(x)}: ${x.skipped}`);
     }
   } else if (d.kind === 'workload' && d.workload) {
     const w = d.workload;
@@ -167,7 +168,8 @@ const command = defineCommand({
   usage: USAGE,
   summary: 'explain step by step what the mesh does with a connection from a pod to a destination, and why',
   description: `<destination> is ip:port, <service>.<namespace>[.svc.cluster.local]:port, <service>:port (in the
-source's namespace) or <namespace>/<pod>:port. The source may also be a client IP outside the mesh.
+source's namespace) or <namespace>/<pod>:port. Without :port, a service's every port is explained in
+turn (-o json|yaml: {items: [...]}), and a pod's declared ports. The source may also be a client IP outside the mesh.
 The answer comes from the same code the ztunnels run (routing, enrolment, authorization) applied
 to the registry as it is now: enrolment of the source and why, how the destination resolves
 (service endpoints and their health), the path (HBONE to which node and pod IP:15008, through the
@@ -191,6 +193,7 @@ refused (for a service: when any usable endpoint would deny it); 1 or 2 on error
 
 Examples:
   weft explain demo/client echo.demo:80
+  weft explain demo/client echo.demo          (every port of the service)
   weft explain legacy/client 198.19.2.11:8080 -o json
   weft explain demo/client http://echo.demo/api -H 'x-user: beta'
   weft explain demo/client echo.demo:80 --method POST --path '/api/v2?debug=1'`,
@@ -200,9 +203,19 @@ Examples:
     }
     const ctx = loadContext(values, io.env);
     const flags = { method: values.method, headers: values.header, ...(values.path !== undefined ? { path: values.path } : {}) };
-    const e = await withRegistry(ctx, async (s) => explainRequest(await s.load(), positionals[0]!, positionals[1]!, flags));
-    io.stdout(values.output === 'table' ? formatExplanation(e) : formatStructured(e, values.output));
-    return exitCodeFor(e);
+    // A service without a port means all its ports (or its only one), each explained.
+    const all = await withRegistry(ctx, async (s) => {
+      const state = await s.load();
+      return expandDestination(state, positionals[0]!, positionals[1]!).map((d) => explainRequest(state, positionals[0]!, d, flags));
+    });
+    if (all.length === 1) {
+      io.stdout(values.output === 'table' ? formatExplanation(all[0]!) : formatStructured(all[0]!, values.output));
+    } else if (values.output === 'table') {
+      io.stdout(all.map((e) => `== ${e.destination.input} (${all.length} ports of the service; each explained) ==\n${formatExplanation(e)}`).join('\n'));
+    } else {
+      io.stdout(formatStructured({ items: all }, values.output));
+    }
+    return Math.max(...all.map(exitCodeFor));
   },
 });
 
