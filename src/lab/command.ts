@@ -11,6 +11,8 @@ import { CLIENT_HELP, requestMain, tcpMain } from './client';
 import { contextPath } from './context';
 import { labDown } from './down';
 import { echoMain } from './echo';
+import { proberMain } from './prober';
+import { startApp, stopApp } from './app-ctl';
 import { defaultLabDir, defaultTopologyFile, labLayout } from './paths';
 import { checkRoot } from './preflight';
 import { readState } from './state';
@@ -168,6 +170,25 @@ async function waypoint(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** `app stop|start <ns>/<pod>`: one pod's app down or up again, to show failover. */
+async function app(argv: string[]): Promise<number> {
+  const usage = 'usage: weft lab app stop|start <namespace>/<pod> [--signal SIGTERM|SIGKILL]';
+  const { values, positionals } = parseOptions(ztunnelSpecs, argv);
+  const [action, ref, ...extra] = positionals;
+  if (!ref || !action || !['stop', 'start'].includes(action) || extra.length > 0 || !/^[^/]+\/[^/]+$/.test(ref)) throw new WeftError('WEFT_USAGE', usage);
+  checkRoot();
+  const { labDir } = dirs(values);
+  if (action === 'stop') {
+    const r = await stopApp(labDir, ref, values.signal);
+    out(r.pid === undefined ? `app of ${ref} was not running` : `app of ${ref} (pid ${r.pid}) stopped with ${values.signal}`);
+    if (r.probed) out(`its readiness probe fails from now on: the prober marks ${ref} Unhealthy within ${r.periodSeconds! * r.failureThreshold!} s (weft workloads shows it)`);
+  } else {
+    const r = await startApp(labDir, ref);
+    out(`app of ${ref} started (pid ${r.pid}) and listening${r.probed ? `; the prober marks it Healthy within ${r.periodSeconds! * r.successThreshold!} s` : ''}`);
+  }
+  return 0;
+}
+
 /** `ztunnel <node> stop|start|restart [--signal SIGKILL]`: a rolling update or a crash, on demand. */
 async function ztunnel(argv: string[]): Promise<number> {
   const { values, positionals } = parseOptions(ztunnelSpecs, argv);
@@ -200,6 +221,9 @@ Commands:
   ztunnel <node> stop|start|restart [--signal SIGTERM|SIGKILL]
                                   end a node's ztunnel (graceful or crash) and/or start
                                   it again (fresh join token; waits until ready)
+  app stop|start <ns>/<pod> [--signal SIGTERM|SIGKILL]
+                                  stop one pod's app (its readiness probe then fails and
+                                  the pod leaves its services) or start it again
   waypoint <ns>/<name> stop|start|restart [--signal SIGTERM|SIGKILL]
                                   the same for a waypoint pod's process (its pod is
                                   Unhealthy while stopped; start waits until ready)
@@ -230,6 +254,8 @@ const command: Command = {
       case 'request': return requestMain(rest);
       case 'tcp': return tcpMain(rest);
       case 'echo': return echoMain(rest); // hidden: what `run: echo` pods run
+      case 'prober': return proberMain(rest); // hidden: what `up` runs in each node (readiness probes)
+      case 'app': return app(rest);
       case undefined:
         process.stdout.write(help() + '\n');
         return 2;

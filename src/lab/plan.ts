@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { NodePortRule, ServiceRule } from '../iptables/services';
 import type { Labels, NamespaceRecord, NodeRecord, ServiceRecord, WorkloadRecord } from '../registry/types';
+import type { ReadinessProbe } from './probe';
 import { nodeNetnsName, podNetnsName, type PodRun, type Topology, type TopologyServicePort } from './topology';
 
 export const LAB_NET = Object.freeze({
@@ -65,6 +66,8 @@ export interface PlannedPod {
   serviceAccount: string;
   labels: Labels;
   run: PodRun;
+  /** Checked by the lab's prober on the pod's node; absent: the pod stays Healthy. */
+  readinessProbe?: ReadinessProbe;
 }
 
 /**
@@ -147,6 +150,7 @@ export function planLab(topology: Topology): LabPlan {
       serviceAccount: p.serviceAccount,
       labels: { ...p.labels },
       run: p.run,
+      ...(p.readinessProbe ? { readinessProbe: p.readinessProbe } : {}),
     };
   });
   // Waypoints take the next addresses of their node, after its pods.

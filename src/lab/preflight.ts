@@ -5,7 +5,7 @@
  * microseconds. The lab never removes what it did not make, so a conflict is reported
  * with what to do, never "fixed".
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
 import { LAB_NET, type LabPlan } from './plan';
 import { LAB_RECORD_FILE, readState, recordedLabDir } from './state';
@@ -84,6 +84,95 @@ export function overlappingRoutes(routes: Route[]): Route[] {
   });
 }
 
+/** A listening TCP socket of the root namespace, from /proc/net/tcp or tcp6. */
+export interface Listener {
+  address: string;
+  port: number;
+  inode: string;
+}
+
+function hexToIp6(hex: string): string {
+  // Four 32-bit words, each in host (little-endian) byte order.
+  const bytes: number[] = [];
+  for (let w = 0; w < 4; w++) {
+    const word = hex.slice(w * 8, w * 8 + 8);
+    for (let b = 3; b >= 0; b--) bytes.push(parseInt(word.slice(b * 2, b * 2 + 2), 16));
+  }
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  const full = groups.join(':');
+  if (full === '0:0:0:0:0:0:0:0') return '::';
+  if (full.startsWith('0:0:0:0:0:ffff:')) return `::ffff:${bytes.slice(12).join('.')}`;
+  return full;
+}
+
+/** Sockets in state LISTEN (0A) of /proc/net/tcp (family 4) or /proc/net/tcp6 (family 6). */
+export function parseProcNetTcp(text: string, family: 4 | 6): Listener[] {
+  return text.split('\n').slice(1).filter((l) => l.trim()).flatMap((l) => {
+    const f = l.trim().split(/\s+/);
+    if (f[3] !== '0A') return [];
+    const [addrHex, portHex] = f[1]!.split(':');
+    const ipInt = family === 4 ? hexToIp(addrHex!) : 0;
+    const address = family === 4 ? [24, 16, 8, 0].map((s) => (ipInt >>> s) & 0xff).join('.') : hexToIp6(addrHex!);
+    return [{ address, port: parseInt(portHex!, 16), inode: f[9]! }];
+  });
+}
+
+/** The lab's ports in the root namespace and the addresses it binds them on. */
+export function labRootPorts(plan: Pick<LabPlan, 'redisPort'>): { port: number; what: string; addresses: string[] }[] {
+  return [
+    { port: plan.redisPort, what: "the lab's Redis port; change redisPort in the topology or pass --redis-port", addresses: [LAB_NET.gateway, '127.0.0.1'] },
+    { port: LAB_NET.caPort, what: "the lab CA's port", addresses: [LAB_NET.gateway] },
+    { port: LAB_NET.caMetricsPort, what: "the lab CA's metrics and readiness port", addresses: [LAB_NET.gateway] },
+  ];
+}
+
+/**
+ * Listeners that would make a lab component's bind fail with EADDRINUSE: on a port the
+ * lab needs, at the wildcard (0.0.0.0 or ::, which covers the bridge address too) or
+ * at an address the lab binds.
+ */
+export function conflictingListeners(listeners: readonly Listener[], plan: Pick<LabPlan, 'redisPort'>): { listener: Listener; what: string }[] {
+  const wanted = labRootPorts(plan);
+  return listeners.flatMap((l) => {
+    const need = wanted.find((w) => w.port === l.port);
+    if (!need) return [];
+    const wildcard = l.address === '0.0.0.0' || l.address === '::';
+    const mapped = l.address.replace(/^::ffff:/, '');
+    return wildcard || need.addresses.includes(mapped) ? [{ listener: l, what: need.what }] : [];
+  });
+}
+
+/**
+ * Which process holds a socket inode: pid and command line, read from /proc (only
+ * when a conflict was found: it walks every process's fds). Undefined when the holder
+ * cannot be seen (another PID namespace, or it exited meanwhile).
+ */
+export function socketHolder(inode: string, proc = '/proc'): { pid: number; command: string } | undefined {
+  const target = `socket:[${inode}]`;
+  for (const pid of listDir(proc).filter((d) => /^\d+$/.test(d))) {
+    for (const fd of listDir(`${proc}/${pid}/fd`)) {
+      let link: string;
+      try { link = readlinkSync(`${proc}/${pid}/fd/${fd}`); } catch { continue; }
+      if (link !== target) continue;
+      let command = '?';
+      try {
+        command = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') || '?';
+      } catch { /* gone */ }
+      return { pid: Number(pid), command: command.length > 160 ? `${command.slice(0, 160)}...` : command };
+    }
+  }
+  return undefined;
+}
+
+function readListeners(): Listener[] {
+  const out: Listener[] = [];
+  for (const [file, family] of [['/proc/net/tcp', 4], ['/proc/net/tcp6', 6]] as const) {
+    try { out.push(...parseProcNetTcp(readFileSync(file, 'utf8'), family)); } catch { /* no IPv6, or no procfs */ }
+  }
+  return out;
+}
+
 /** Everything the plan needs that something else already holds. */
 export async function findConflicts(plan: LabPlan): Promise<string[]> {
   const conflicts: string[] = [];
@@ -101,7 +190,13 @@ export async function findConflicts(plan: LabPlan): Promise<string[]> {
       conflicts.push(`route ${formatRoute(r)} overlaps the lab's 198.18.0.0/15`);
     }
   } catch { /* no /proc/net/route: nothing to compare */ }
-  if (await tcpReady('127.0.0.1', plan.redisPort, 300)) {
+  const held = conflictingListeners(readListeners(), plan);
+  for (const { listener: l, what } of held) {
+    const holder = socketHolder(l.inode);
+    const who = holder ? `pid ${holder.pid} (${holder.command})` : 'a process this check cannot see (another PID namespace?)';
+    conflicts.push(`${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port} is held by ${who}: ${what}; stop that process`);
+  }
+  if (!held.some((h) => h.listener.port === plan.redisPort) && await tcpReady('127.0.0.1', plan.redisPort, 300)) {
     conflicts.push(`something already listens on 127.0.0.1:${plan.redisPort} (the lab's Redis port; change redisPort in the topology or --redis-port)`);
   }
   return conflicts;

@@ -164,17 +164,34 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: n
 
 /**
  * Polls `check` until it holds, or throws. Fails early, with the log's tail, when the
- * process it waits for has died: a crash on start-up must not look like a slow start.
+ * process it waits for has died, or any of `watch` (the other components started so
+ * far): a crash on start-up must not look like a slow start, nor be blamed on whoever
+ * waits for the dead component (ztunnels waiting 30 s for a CA that exited).
  */
-export async function waitUntil(what: string, check: () => Promise<boolean>, opts: { timeoutMs: number; process?: ProcessResource }): Promise<void> {
+export async function waitUntil(what: string, check: () => Promise<boolean>,
+  opts: { timeoutMs: number; process?: ProcessResource; watch?: () => readonly ProcessResource[] }): Promise<void> {
   const proc = opts.process;
-  let exited = false;
-  const ok = await until(async () => (await check()) || (exited = proc !== undefined && !isAlive(proc)), opts.timeoutMs, 20);
-  if (exited && proc) {
-    throw new WeftError('WEFT_COMMAND_FAILED', `${what}: ${proc.name} exited during start-up; its log ${proc.log} ends with:\n${logTail(proc.log)}`);
-  }
+  let dead: ProcessResource | undefined;
+  const ok = await until(async () => {
+    if (await check()) return true;
+    dead = deadProcess([...(proc ? [proc] : []), ...(opts.watch?.() ?? [])]);
+    return dead !== undefined;
+  }, opts.timeoutMs, 20);
+  if (dead) throw exitedError(what, dead);
   if (!ok) {
     throw new WeftError('WEFT_COMMAND_FAILED',
       `${what}: not ready after ${opts.timeoutMs} ms${proc ? `; see ${proc.log}:\n${logTail(proc.log)}` : ''}`);
   }
+}
+
+/** The first started process (it has a PID) that is no longer running. */
+export function deadProcess(procs: readonly ProcessResource[]): ProcessResource | undefined {
+  return procs.find((p) => p.pid !== undefined && !isAlive(p));
+}
+
+/** "`ca` exited during start-up", with the last lines of its log: what `up` reports. */
+export function exitedError(what: string, dead: ProcessResource): WeftError {
+  return new WeftError('WEFT_LAB_COMPONENT_EXITED',
+    `${what}: ${dead.name} exited during start-up; its log ${dead.log} ends with:\n${logTail(dead.log)}`,
+    { details: { component: dead.name, pid: dead.pid, log: dead.log } });
 }

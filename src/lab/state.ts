@@ -13,7 +13,7 @@ import { WeftError } from '../lib/errors';
 import { readOptionalJson, writeFileAtomic } from '../lib/files';
 import type { LabPlan, PlannedWaypoint } from './plan';
 
-export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app' | 'waypoint';
+export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app' | 'waypoint' | 'prober';
 
 export interface ProcessResource {
   type: 'process';

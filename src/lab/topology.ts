@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from '../lib/errors';
 import type { Labels } from '../registry/types';
+import { ECHO_DEFAULT_PROBE, type ReadinessProbe } from './probe';
 
 /** What a pod runs: the echo app (HTTP 8080, TCP 9000) or nothing (a shell target for `lab exec`). */
 export type PodRun = 'echo' | 'none';
@@ -31,6 +32,11 @@ export interface TopologyPod {
   serviceAccount: string;
   labels: Labels;
   run: PodRun;
+  /**
+   * Checked by the lab's prober on the pod's node (docs/lab.md); its result is the
+   * workload's status in the registry. `run: echo` pods get ECHO_DEFAULT_PROBE.
+   */
+  readinessProbe?: ReadinessProbe;
 }
 
 export interface TopologyServicePort {
@@ -147,6 +153,32 @@ function labels(v: unknown, field: string): Labels {
   return out;
 }
 
+/**
+ * `readinessProbe: { httpGet: { path, port } | tcpSocket: { port }, periodSeconds,
+ * timeoutSeconds, failureThreshold, successThreshold }`, the kubelet's field names.
+ */
+function readinessProbe(v: unknown, field: string): ReadinessProbe {
+  const o = object(v, field, ['httpGet', 'tcpSocket', 'periodSeconds', 'timeoutSeconds', 'failureThreshold', 'successThreshold']);
+  if ((o.httpGet === undefined) === (o.tcpSocket === undefined)) throw new Invalid(field, 'expected exactly one of httpGet or tcpSocket');
+  let check: ReadinessProbe['check'];
+  if (o.httpGet !== undefined) {
+    const h = object(o.httpGet, `${field}.httpGet`, ['path', 'port']);
+    const path = h.path === undefined ? '/' : h.path;
+    if (typeof path !== 'string' || !/^\/[\x21-\x7e]*$/.test(path)) throw new Invalid(`${field}.httpGet.path`, `expected a path starting with / (no spaces), got ${JSON.stringify(h.path)}`);
+    check = { kind: 'http', path, port: int(h.port, `${field}.httpGet.port`, 1, 65535) };
+  } else {
+    const tcp = object(o.tcpSocket, `${field}.tcpSocket`, ['port']);
+    check = { kind: 'tcp', port: int(tcp.port, `${field}.tcpSocket.port`, 1, 65535) };
+  }
+  const periodSeconds = o.periodSeconds === undefined ? 1 : int(o.periodSeconds, `${field}.periodSeconds`, 1, 300);
+  const timeoutSeconds = o.timeoutSeconds === undefined ? 1 : int(o.timeoutSeconds, `${field}.timeoutSeconds`, 1, 300);
+  // A check outliving its period would overlap the next one.
+  if (timeoutSeconds > periodSeconds) throw new Invalid(`${field}.timeoutSeconds`, `must not exceed periodSeconds (${periodSeconds}), got ${timeoutSeconds}`);
+  const failureThreshold = o.failureThreshold === undefined ? 1 : int(o.failureThreshold, `${field}.failureThreshold`, 1, 100);
+  const successThreshold = o.successThreshold === undefined ? 1 : int(o.successThreshold, `${field}.successThreshold`, 1, 100);
+  return { check, periodSeconds, timeoutSeconds, failureThreshold, successThreshold };
+}
+
 function unique(seen: Map<string, string>, key: string, field: string, what: string): void {
   const first = seen.get(key);
   if (first !== undefined) throw new Invalid(field, `duplicate ${what} ${JSON.stringify(key)} (already declared at ${first})`);
@@ -187,7 +219,7 @@ function validate(doc: unknown): Topology {
   const podsPerNode = new Map<string, number>();
   const pods = array(top.pods, 'pods').map((raw, i) => {
     const f = `pods[${i}]`;
-    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'labels', 'run']);
+    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'labels', 'run', 'readinessProbe']);
     const name = dnsLabel(o.name, `${f}.name`);
     const namespace = dnsLabel(o.namespace, `${f}.namespace`);
     if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
@@ -207,7 +239,10 @@ function validate(doc: unknown): Topology {
     const count = (podsPerNode.get(node) ?? 0) + 1;
     if (count > MAX_PODS_PER_NODE) throw new Invalid(f, `node ${node} already has ${MAX_PODS_PER_NODE} pods (its /24 is full)`);
     podsPerNode.set(node, count);
-    return { name, namespace, node, serviceAccount, labels: labels(o.labels, `${f}.labels`), run };
+    const pod: TopologyPod = { name, namespace, node, serviceAccount, labels: labels(o.labels, `${f}.labels`), run };
+    const probe = o.readinessProbe === undefined ? (run === 'echo' ? ECHO_DEFAULT_PROBE : undefined) : readinessProbe(o.readinessProbe, `${f}.readinessProbe`);
+    if (probe) pod.readinessProbe = probe;
+    return pod;
   });
 
   const svcKeys = new Map<string, string>();

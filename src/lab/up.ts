@@ -10,6 +10,7 @@
  *     echo apps in their pods → listening
  *     (br_netfilter hosts) accept bridge-internal frames in the root FORWARD chain
  *   the topology's waypoints: pod, records, token, `weft waypoint run` → readiness
+ *   one readiness prober per node, in the node's netns (src/lab/prober.ts)
  *   context file
  *
  * Every resource is recorded in the state file before it is created. If anything
@@ -31,7 +32,7 @@ import { networkResources, networkUpScript } from './network';
 import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
 import { hostsFile, LAB_NET, nodePortRuleInput, planLab, registryRecords, resolvConf, serviceRuleInput, type LabPlan } from './plan';
 import { bridgeNetfilterOn, checkRoot, checkTools, conflictError, findConflicts } from './preflight';
-import { httpStatus, startProcess, tcpReady, waitUntil } from './procs';
+import { deadProcess, exitedError, httpStatus, startProcess, tcpReady, waitUntil } from './procs';
 import { readState, recordLabDir, StateStore, type ProcessResource } from './state';
 import { run } from './run';
 import { loadTopology } from './topology';
@@ -161,6 +162,12 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
   if (failed) throw failed.reason;
   const control_ = (settled[0] as PromiseFulfilledResult<{ ca: boolean; ztunnels: boolean }>).value;
   if (plan.waypoints.length > 0) await startWaypoints(plan, layout, store, step);
+  startProbers(plan, layout, store);
+  // One that died after its own readiness (nobody waits for it any more) fails up too.
+  const dead = deadProcess(started(store)());
+  if (dead) throw exitedError('lab up', dead);
+  const probed = plan.pods.filter((p) => p.readinessProbe).length;
+  step(`probers: ${plan.nodes.length} (one per node) probing ${probed} pod(s) and ${plan.waypoints.length} waypoint(s)`);
 
   store.record({ type: 'context', path: opts.contextFile });
   writeContext(opts.contextFile, buildContext(plan, store.labDir, control_.ca ? layout.caRootFile : undefined,
@@ -172,7 +179,7 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
 /** The topology's waypoints: each its own pod, made as `weft waypoint add` makes one. */
 async function startWaypoints(plan: LabPlan, layout: LabLayout, store: StateStore, step: (m: string) => void): Promise<void> {
   // allSettled: a failure must not start the teardown while siblings still create things.
-  const settled = await Promise.allSettled(plan.waypoints.map((w) => createWaypointPod({ store, layout, plan }, w)));
+  const settled = await Promise.allSettled(plan.waypoints.map((w) => createWaypointPod({ store, layout, plan, watch: started(store) }, w)));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   const made = settled.map((r) => (r as PromiseFulfilledResult<CreatedWaypoint>).value);
@@ -180,6 +187,20 @@ async function startWaypoints(plan: LabPlan, layout: LabLayout, store: StateStor
   step(made.every((m) => m.started)
     ? `waypoints: ${names} ready`
     : `waypoints: ${names} (pods and records only: ${DIST.waypoint} not built yet)`);
+}
+
+/**
+ * The kubelet's readiness probes: one `weft lab prober` per node, in the node's netns,
+ * writing the status of its pods and waypoints to the registry (src/lab/prober.ts).
+ */
+function startProbers(plan: LabPlan, layout: LabLayout, store: StateStore): void {
+  for (const n of plan.nodes) {
+    startProcess(store, {
+      name: `prober/${n.name}`, role: 'prober', netns: n.netns, log: join(layout.logs, `prober-${n.name}.log`),
+      argv: [process.execPath, DIST.main, 'lab', 'prober', '--node', n.name, '--lab-dir', layout.labDir,
+        '--redis-url', `redis://${LAB_NET.gateway}:${plan.redisPort}`],
+    });
+  }
 }
 
 /** `weft` inside pods (`scripts/lab exec demo/client -- weft lab request ...`). */
@@ -197,9 +218,18 @@ async function startApps(plan: LabPlan, layout: LabLayout, store: StateStore): P
       // Dual stack: '::' takes IPv4 too (peers shown without the ::ffff: prefix).
       argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node, ...(p.ip6 ? ['--host', '::'] : [])],
     });
-    await waitUntil(`echo app in ${p.uid}`, () => tcpReady(p.ip, LAB_NET.echoHttpPort), { timeoutMs: READY_TIMEOUT_MS, process: proc });
+    await waitUntil(`echo app in ${p.uid}`, () => tcpReady(p.ip, LAB_NET.echoHttpPort), { timeoutMs: READY_TIMEOUT_MS, process: proc, watch: started(store) });
   }));
   return apps.length;
+}
+
+/**
+ * Every process `up` has started so far: each readiness wait watches them all, so a
+ * component that dies (the CA on EADDRINUSE) fails `up` at once, named, rather than
+ * whoever waits for it timing out later.
+ */
+export function started(store: StateStore): () => ProcessResource[] {
+  return () => store.current.resources.filter((r): r is ProcessResource => r.type === 'process' && r.pid !== undefined);
 }
 
 /** Redis, registry, CA, join tokens and ztunnels: each needs the one before. */
@@ -210,7 +240,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
     argv: ['redis-server', '--bind', LAB_NET.gateway, '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
       '--dir', layout.redisDir, '--protected-mode', 'no', '--daemonize', 'no'],
   });
-  await waitUntil('redis-server', () => tcpReady('127.0.0.1', port), { timeoutMs: READY_TIMEOUT_MS, process: redisProc });
+  await waitUntil('redis-server', () => tcpReady('127.0.0.1', port), { timeoutMs: READY_TIMEOUT_MS, process: redisProc, watch: started(store) });
   const redisUrl = hostRedisUrl(plan);
   const clusterRedisUrl = `redis://${LAB_NET.gateway}:${port}`;
 
@@ -240,7 +270,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   });
   // Ready = root written and the registry loaded (so impersonation can be decided).
   await waitUntil('weft ca', async () => built(layout.caRootFile) && (await httpStatus(caReadyUrl())) === 200,
-    { timeoutMs: READY_TIMEOUT_MS, process: caProc });
+    { timeoutMs: READY_TIMEOUT_MS, process: caProc, watch: started(store) });
   store.update({ caRootFile: layout.caRootFile });
   step(`ca: ${caAddress}, root ${layout.caRootFile}`);
 
@@ -251,7 +281,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   await Promise.all(plan.nodes.map((n) => startNodeZtunnel(plan, n, (env) => startProcess(store, {
     name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
     argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl), ...(n.address6 ? ['--address6', n.address6] : [])],
-  }, env))));
+  }, env), started(store))));
   step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
   return { ca: true, ztunnels: true };
 }
@@ -263,7 +293,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
  * start`, so a restarted ztunnel joins exactly as the first one did.
  */
 export async function startNodeZtunnel(plan: LabPlan, node: { name: string; address: string },
-  start: (env: NodeJS.ProcessEnv) => ProcessResource): Promise<ProcessResource> {
+  start: (env: NodeJS.ProcessEnv) => ProcessResource, watch?: () => readonly ProcessResource[]): Promise<ProcessResource> {
   const redis = openRedis(hostRedisUrl(plan), { lazyConnect: true, maxRetriesPerRequest: 2 });
   let token: string;
   try {
@@ -273,7 +303,7 @@ export async function startNodeZtunnel(plan: LabPlan, node: { name: string; addr
   }
   const proc = start({ ...process.env, WEFT_JOIN_TOKEN: token });
   const url = `http://${node.address}:${LAB_NET.readinessPort}/healthz/ready`;
-  await waitUntil(`ztunnel on ${node.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc });
+  await waitUntil(`ztunnel on ${node.name}`, async () => (await httpStatus(url)) === 200, { timeoutMs: READY_TIMEOUT_MS, process: proc, ...(watch ? { watch } : {}) });
   return proc;
 }
 

@@ -36,6 +36,8 @@ export interface LabRuntime {
   store: StateStore;
   layout: LabLayout;
   plan: LabPlan;
+  /** Other processes to watch while waiting (lab up: all it started); see waitUntil. */
+  watch?: () => readonly ProcessResource[];
 }
 
 /** Name of the waypoint's process in the state file. */
@@ -131,7 +133,7 @@ export function startWaypointProcess(rt: LabRuntime, w: PlannedWaypoint): Proces
 /** Waits until the waypoint answers 200 on its readiness endpoint, then marks its pod Healthy. */
 export async function awaitWaypointReady(rt: LabRuntime, w: PlannedWaypoint, proc: ProcessResource): Promise<void> {
   await waitUntil(`waypoint ${w.uid}`, async () => (await httpStatus(waypointReadyUrl(w))) === 200,
-    { timeoutMs: WAYPOINT_READY_TIMEOUT_MS, process: proc });
+    { timeoutMs: WAYPOINT_READY_TIMEOUT_MS, process: proc, ...(rt.watch ? { watch: rt.watch } : {}) });
   await setWaypointStatus(rt.plan, w, 'Healthy');
 }
 

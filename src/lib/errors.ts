@@ -48,6 +48,7 @@ export const ERROR_CATALOGUE = {
   WEFT_LAB_NOT_RUNNING: 'The lab is not running.',
   WEFT_LAB_NOT_ROOT: 'The lab needs root to create network namespaces.',
   WEFT_LAB_CONFLICT: 'A name, address or port the lab needs is already in use by something it did not create.',
+  WEFT_LAB_COMPONENT_EXITED: 'A lab component (Redis, the CA, a ztunnel, an app, a prober, a waypoint) exited while starting (during lab up, or a start of one component).',
   WEFT_LAB_BUSY: 'Another lab user (an e2e test or the fault suite) held the machine-wide lab lock for too long.',
   // Waypoints
   WEFT_WAYPOINT_EXISTS: 'A waypoint (or a pod) with that name already exists in the namespace.',

@@ -10,7 +10,7 @@ import { defineCommand } from '../io';
 const SUBCOMMANDS: Record<string, string[]> = {
   namespace: ['enroll', 'unenroll', 'use-waypoint', 'list'],
   waypoint: ['add', 'remove', 'run'],
-  lab: ['up', 'down', 'status', 'exec', 'ztunnel', 'waypoint', 'request', 'tcp'],
+  lab: ['up', 'down', 'status', 'exec', 'app', 'ztunnel', 'waypoint', 'request', 'tcp'],
   completion: ['bash'],
 };
 

@@ -1,0 +1,141 @@
+/**
+ * The lab's kubelet for readiness: `weft lab prober --node <name>` (hidden; `lab up`
+ * starts one per node, inside that node's network namespace) probes the node's pods
+ * that declare a readiness probe and its waypoint pods, and writes each workload's
+ * status (Healthy/Unhealthy) to the registry, which is what the ztunnels' load
+ * balancers and `weft workloads|services|explain` go by.
+ *
+ * Why from the node's namespace: as the kubelet, the probe comes from the node, so the
+ * node's capture rules (which DNAT traffic *entering* the node towards an enrolled pod)
+ * never see it; a probe from the root namespace would pass the destination ztunnel and
+ * fail under STRICT mTLS or while that ztunnel restarts, though the app is fine.
+ *
+ * The state file is re-read every second, so waypoints added or removed live are
+ * probed or dropped; a status write that failed (Redis briefly away) is retried then.
+ * Only changes are written: `weft lab waypoint stop` marks its pod Unhealthy at once,
+ * and a periodic rewrite of the prober's older verdict must not undo that.
+ */
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { isWeftError } from '../lib/errors';
+import { createLogger, type Logger } from '../lib/log';
+import { parse, parseOptions } from '../lib/options';
+import { waitForShutdownSignal } from '../lib/signals';
+import { RegistryStore } from '../registry/store';
+import type { WorkloadStatus } from '../registry/types';
+import { formatHostPort } from '../lib/address';
+import { defaultLabDir } from './paths';
+import { Prober, WAYPOINT_PROBE, type CheckFn, type ProbeTarget } from './probe';
+import { readState, type LabState } from './state';
+
+export const proberSpecs = {
+  node: { flag: 'node', default: '', description: 'the node whose pods are probed', parse: parse.string() },
+  labDir: { flag: 'lab-dir', env: 'WEFT_LAB_DIR', default: '', defaultText: '<repo>/.weft-lab', description: 'the lab whose state file lists the pods', parse: parse.string() },
+  redisUrl: { flag: 'redis-url', default: '', description: 'the registry', parse: parse.string() },
+};
+
+/** How often the state file is re-read and statuses reconciled with the registry. */
+export const REFRESH_MS = 1000;
+
+/** The node's probed pods and waypoints, from the state file. */
+export function probeTargets(state: Pick<LabState, 'plan' | 'waypoints'>, node: string): ProbeTarget[] {
+  const pods = state.plan.pods.filter((p) => p.node === node && p.readinessProbe)
+    .map((p) => ({ uid: p.uid, address: p.ip, probe: p.readinessProbe! }));
+  const waypoints = (state.waypoints ?? []).filter((w) => w.node === node)
+    .map((w) => ({ uid: w.uid, address: w.ip, probe: WAYPOINT_PROBE }));
+  return [...pods, ...waypoints];
+}
+
+/** HTTP GET (200-399 passes, as the kubelet's httpGet) or a TCP connect. */
+export const realCheck: CheckFn = (address, check, timeoutMs) => new Promise((resolve) => {
+  let settled = false;
+  const done = (ok: boolean, detail: string) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    resolve({ ok, detail });
+  };
+  const timer = setTimeout(() => { cleanup(); done(false, `no answer within ${timeoutMs} ms`); }, timeoutMs);
+  let cleanup = () => {};
+  if (check.kind === 'tcp') {
+    const sock = connect({ host: address, port: check.port });
+    cleanup = () => sock.destroy();
+    sock.once('connect', () => { sock.destroy(); done(true, 'connected'); });
+    sock.once('error', (e: NodeJS.ErrnoException) => done(false, `tcp ${formatHostPort(address, check.port)}: ${e.code ?? e.message}`));
+    return;
+  }
+  const url = `http://${formatHostPort(address, check.port)}${check.path}`;
+  const req = request(url, { method: 'GET', agent: false, headers: { 'user-agent': 'weft-lab-prober' } }, (res) => {
+    res.resume();
+    const code = res.statusCode ?? 0;
+    done(code >= 200 && code < 400, `GET ${url}: HTTP ${code}`);
+  });
+  cleanup = () => req.destroy();
+  req.once('error', (e: NodeJS.ErrnoException) => done(false, `GET ${url}: ${e.code ?? e.message}`));
+  req.end();
+});
+
+/**
+ * Sets a workload's status unless the record is gone (a waypoint removed meanwhile
+ * must not come back) or already says so. The write names the revision it read, so a
+ * concurrent writer's change is never overwritten with stale fields.
+ */
+export async function writeStatus(registry: RegistryStore, uid: string, status: WorkloadStatus): Promise<boolean> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const revision = await registry.revision();
+    const record = await registry.get('workload', uid);
+    if (!record || record.status === status) return false;
+    try {
+      await registry.apply([{ op: 'put', kind: 'workload', record: { ...record, status } }], { expectedRevision: revision });
+      return true;
+    } catch (err) {
+      if (isWeftError(err) && err.code === 'WEFT_REGISTRY_CONFLICT') continue;
+      throw err;
+    }
+  }
+  return false;
+}
+
+export async function proberMain(argv: string[]): Promise<number> {
+  const { values } = parseOptions(proberSpecs, argv);
+  const log: Logger = createLogger({ level: 'info', component: 'lab-prober' }).child({ node: values.node });
+  const labDir = values.labDir || defaultLabDir();
+  const registry = RegistryStore.connect(values.redisUrl);
+  // One write at a time, in decision order: a quick flap must end on its last status.
+  let writes: Promise<unknown> = Promise.resolve();
+  const failed = new Map<string, WorkloadStatus>();
+  const write = (uid: string, status: WorkloadStatus, why: string) => {
+    failed.delete(uid);
+    writes = writes.then(() => writeStatus(registry, uid, status)).then((wrote) => {
+      failed.delete(uid);
+      if (wrote) log.info({ workload: uid, status, why }, 'workload status written');
+    }, (err: unknown) => {
+      if (!failed.has(uid)) failed.set(uid, status);
+      log.warn({ workload: uid, status, err: err instanceof Error ? err.message : String(err) }, 'cannot write workload status; retrying');
+    });
+  };
+  const prober = new Prober({
+    check: realCheck,
+    onResult: (uid, r) => log.info({ workload: uid, ok: r.ok, detail: r.detail }, 'probe result changed'),
+    onChange: (c) => {
+      log.info({ workload: c.uid, status: c.status, reason: c.reason }, 'readiness changed');
+      write(c.uid, c.status, c.reason);
+    },
+  });
+  const refresh = () => {
+    const state = readState(labDir);
+    if (!state) return;
+    prober.setTargets(probeTargets(state, values.node));
+    const decided = prober.statuses();
+    for (const [uid, status] of [...failed]) if (decided.get(uid) === status) write(uid, status, 'retry');
+  };
+  refresh();
+  log.info({ targets: prober.statuses().size }, 'prober running');
+  const timer = setInterval(refresh, REFRESH_MS);
+  await waitForShutdownSignal();
+  clearInterval(timer);
+  prober.stop();
+  await writes;
+  await registry.close();
+  return 0;
+}
