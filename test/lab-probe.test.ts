@@ -134,7 +134,8 @@ pods:
 waypoints:
   - {name: wp, namespace: demo, node: n1}
 `));
-  const targets = probeTargets({ plan, waypoints: plan.waypoints }, 'n1');
+  t.same(probeTargets({ plan, waypoints: plan.waypoints }, 'n1').map((x) => x.uid), ['demo/e1'], 'waypoints off by default');
+  const targets = probeTargets({ plan, waypoints: plan.waypoints }, 'n1', { waypoints: true });
   t.same(targets.map((x) => [x.uid, x.address]), [['demo/e1', '198.19.1.10'], ['demo/wp', '198.19.1.12']]);
   t.same(targets[1]!.probe, WAYPOINT_PROBE, 'a waypoint is probed on /healthz/ready :15021');
   t.same(probeTargets({ plan, waypoints: [] }, 'n2').map((x) => x.uid), ['demo/e2']);
