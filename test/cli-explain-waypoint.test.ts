@@ -104,3 +104,21 @@ t.test('pod-IP destinations and opted-out services skip the waypoint, and say wh
   t.match(legacy.paths[0]!.waypointNote, /the source is not in the mesh/);
   t.match(formatExplanation(legacy), /Note: service demo\/echo is bound to waypoint/);
 });
+
+t.test('a pod bound to a waypoint for workloads: explain shows the hop with the pod IP:port, no routes, the pod as the only path', async (t) => {
+  const forWorkloads = waypointRecord({ namespace: 'demo', name: 'waypoint', for: 'workload' });
+  const put = (kind: Change['kind'], record: never) => ({ op: 'put', kind, key: recordKey(kind, record), record }) as Change;
+  const e = explain(state({ extra: [put('waypoint', forWorkloads as never)] }), 'demo/client', 'demo/echo-2:8080');
+  t.match(e.waypoint, {
+    waypoint: 'demo/waypoint', binding: 'namespace', podAddressed: true, identity: ID('demo', 'waypoint'),
+    hboneAddress: '198.19.2.50:15008', authority: '198.19.2.11:8080',
+  });
+  t.match(e.waypoint!.l7Note, /addressed to a pod, so no HTTPRoute or GRPCRoute applies/);
+  t.same(e.paths.map((p) => `${p.kind} ${p.endpoint} ${p.authority} ${p.identities?.source}`), [`waypoint demo/echo-2 198.19.2.11:8080 ${ID('demo', 'waypoint')}`]);
+  const text = formatExplanation(e);
+  t.match(text, /Waypoint demo\/waypoint \(bound by the namespace's weft\.io\/use-waypoint label\)/);
+  t.match(text, /CONNECT :authority 198\.19\.2\.11:8080 \(the original pod IP:port: the waypoint sends it to that pod\)/);
+  const missing = explain(state({ waypoint: false }), 'demo/client', 'demo/echo-2:8080');
+  t.equal(missing.verdict, 'refused', 'bound to a waypoint that does not exist: refused, as for services');
+  t.match(formatExplanation(missing), /Refused \(NO_WAYPOINT\): 198\.19\.2\.11:8080 is a pod address and pod demo\/echo-2 is bound to waypoint demo\/waypoint .*which does not exist; refused rather than bypassing it/);
+});

@@ -63,7 +63,7 @@ t.test('a VIP bound to a waypoint → HBONE to a ready waypoint pod, :authority 
   t.equal(d.kind, 'waypoint');
   if (d.kind !== 'waypoint') return;
   t.equal(d.source.record.name, 'client');
-  t.equal(d.service.name, 'echo');
+  t.equal(d.service?.name, 'echo');
   t.equal(`${d.waypoint.namespace}/${d.waypoint.name}`, 'demo/waypoint');
   t.equal(d.binding, 'namespace');
   t.equal(d.identity, WP_ID, 'the waypoint\'s identity is expected, not the endpoint\'s');
@@ -195,4 +195,58 @@ t.test('binding changes are seen on the next connection', async (t) => {
   put(s, [{ op: 'put', kind: 'namespace', key: 'demo', record: { name: 'demo', labels: { 'weft.io/dataplane-mode': 'ambient', 'weft.io/use-waypoint': 'waypoint' } } },
     { op: 'delete', kind: 'waypoint', key: 'demo/waypoint' }]);
   t.equal(route(s).kind, 'refuse');
+});
+
+t.test('a pod bound to a waypoint for workloads or all → HBONE to a waypoint pod, :authority the pod IP:port', async (t) => {
+  for (const f of ['workload', 'all'] as const) {
+    const d = route(mesh({ waypoints: [wp({ for: f })] }), { ip: '10.2.0.1', port: 8080 });
+    t.equal(d.kind, 'waypoint', f);
+    if (d.kind !== 'waypoint') continue;
+    t.equal(d.service, undefined, `${f}: addressed to a pod, no service`);
+    t.equal(d.workload?.record.name, 'echo-1', f);
+    t.equal(d.binding, 'namespace', f);
+    t.equal(d.identity, WP_ID, `${f}: the waypoint's identity is expected, not the pod's`);
+    t.same(d.target, { ip: '10.2.0.1', port: 8080 }, `${f}: the pod IP and port as dialled`);
+    t.match(d.pod.record.name, /^wp-[ab]$/, f);
+  }
+});
+
+t.test('the pod\'s own label wins over the namespace\'s; `none` opts the pod out', async (t) => {
+  const mine = wp({ name: 'mine', for: 'workload' });
+  const s = mesh({ waypoints: [wp({ for: 'workload' }), mine], nsBinding: '' });
+  const echo1 = s.workload('demo/echo-1')!.record;
+  t.equal(route(s, { ip: '10.2.0.1', port: 8080 }).kind, 'hbone', 'no binding anywhere: direct');
+  put(s, [{ op: 'put', kind: 'workload', key: 'demo/mine-0', record: waypointPod(mine, { uid: 'demo/mine-0', name: 'mine-0', node: 'n3', addresses: ['10.3.0.60'] }) },
+    { op: 'put', kind: 'workload', key: 'demo/echo-1', record: { ...echo1, labels: { ...echo1.labels, 'weft.io/use-waypoint': 'mine' } } }]);
+  const own = route(s, { ip: '10.2.0.1', port: 8080 });
+  t.equal(own.kind === 'waypoint' && `${own.binding} ${own.waypoint.name} ${own.pod.record.name}`, 'workload mine mine-0');
+  t.equal(route(s, { ip: '10.2.0.2', port: 8080 }).kind, 'hbone', 'echo-2 has no label');
+  put(s, [{ op: 'put', kind: 'namespace', key: 'demo', record: { name: 'demo', labels: { 'weft.io/dataplane-mode': 'ambient', 'weft.io/use-waypoint': 'waypoint' } } },
+    { op: 'put', kind: 'workload', key: 'demo/echo-1', record: { ...echo1, labels: { ...echo1.labels, 'weft.io/use-waypoint': 'none' } } }]);
+  const out = route(s, { ip: '10.2.0.1', port: 8080 });
+  t.equal(out.kind, 'hbone', '`none` on the pod overrides the namespace');
+  const ns = route(s, { ip: '10.2.0.2', port: 8080 });
+  t.equal(ns.kind === 'waypoint' && `${ns.binding} ${ns.waypoint.name}`, 'namespace waypoint');
+});
+
+t.test('fail closed for pods too: bound, but the waypoint is missing or has no ready pod → NO_WAYPOINT, never the pod', async (t) => {
+  const missing = route(mesh({ waypoints: [] }), { ip: '10.2.0.1', port: 8080 });
+  t.equal(missing.kind === 'refuse' && `${missing.flag} ${missing.waypoint}`, 'NO_WAYPOINT demo/waypoint');
+  t.match(missing.kind === 'refuse' && missing.reason,
+    /10\.2\.0\.1:8080 is a pod address and pod demo\/echo-1 is bound to waypoint demo\/waypoint \(label weft\.io\/use-waypoint of namespace demo\), which does not exist; refused rather than bypassing it\. .*=none on the namespace/);
+  const s = mesh({ waypoints: [wp({ for: 'workload' })] });
+  for (const uid of ['demo/wp-a', 'demo/wp-b']) put(s, [{ op: 'put', kind: 'workload', key: uid, record: { ...s.workload(uid)!.record, status: 'Unhealthy' } }]);
+  const none = route(s, { ip: '10.2.0.1', port: 8080 });
+  t.equal(none.kind === 'refuse' && none.flag, 'NO_WAYPOINT');
+  t.match(none.kind === 'refuse' && none.reason, /which has no ready pod \(2 pods, 2 not Healthy\)/);
+});
+
+t.test('pod traffic: a waypoint never routes to itself; a non-mesh source is not captured', async (t) => {
+  const s = mesh({ waypoints: [wp({ for: 'workload' })] });
+  const self = route(s, { ip: '10.2.0.1', port: 8080 }, '10.2.0.50');
+  t.equal(self.kind, 'passthrough');
+  t.match(self.kind === 'passthrough' && self.waypointNote, /the source is a pod of waypoint demo\/waypoint: a waypoint is never routed to itself/);
+  const legacy = route(s, { ip: '10.2.0.1', port: 8080 }, '10.1.0.9');
+  t.equal(legacy.kind, 'passthrough');
+  t.match(legacy.kind === 'passthrough' && legacy.waypointNote, /pod demo\/echo-1 is bound to waypoint demo\/waypoint, but the source is not in the mesh/);
 });

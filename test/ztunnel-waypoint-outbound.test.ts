@@ -2,8 +2,11 @@
 // HTTP/2: a client connects to a VIP whose Service is bound to a waypoint; a stand-in
 // waypoint (an HBONE server presenting the waypoint's certificate, real mTLS) must get
 // the CONNECT for the ORIGINAL VIP:port with the client's certificate. Bound but not
-// ready: reset, NO_WAYPOINT counted, one warning line with the reason.
+// ready: reset, NO_WAYPOINT counted, one warning line with the reason. Traffic
+// addressed to a pod bound to a waypoint for workloads goes the same way, with the
+// registry followed from a real redis-server.
 import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
@@ -11,7 +14,9 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { waypointPod, waypointRecord } from '../src/registry/fixtures';
 import { MeshState } from '../src/registry/state';
-import type { Change } from '../src/registry/types';
+import { RegistryFollower } from '../src/registry/follower';
+import { RegistryStore, type ChangeInput } from '../src/registry/store';
+import type { Change, WorkloadRecord } from '../src/registry/types';
 import { connectionItem } from '../src/cli/commands/connections';
 import { ConnectionRegistry } from '../src/ztunnel/connections';
 import { exactSelfAddresses, loopGuard } from '../src/ztunnel/loop-guard';
@@ -25,6 +30,9 @@ import { metricSum } from '../src/ztunnel/testing/metric-values';
 import { ambientNamespace, nodeRecord, serviceRecord, workloadRecord } from '../src/ztunnel/testing/records';
 import { ending, roundTrip, until } from '../src/ztunnel/testing/sockets';
 import { LogLines } from './helpers/log-lines';
+import { redisFixture } from './helpers/redis';
+
+const fixture = redisFixture(t);
 
 const T = { timeout: 30_000 };
 const NODE = '127.0.90.1';
@@ -171,5 +179,95 @@ t.test('a VIP bound to a waypoint goes to the waypoint over HBONE; not ready →
     const again = await roundTrip(connect(), Buffer.from('back'));
     t.equal(again.toString(), 'back', 'recovers by itself on the next connection');
     t.same(dialled, ['wp-1']);
+  });
+});
+
+t.test('a pod bound to a waypoint for workloads is reached through it, :authority the pod IP:port; fail closed as for services', T, async (t) => {
+  const ca = await IssuerCertSource.create();
+  const waypoint = await standInWaypoint(t, ca);
+  const prefix = `weft-${randomBytes(4).toString('hex')}:`;
+  const store = RegistryStore.connect(fixture.redis.url, { prefix });
+  t.teardown(() => store.close());
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  const follower = new RegistryFollower({ url: fixture.redis.url, prefix, state, blockMs: 100 });
+  t.teardown(() => follower.stop());
+  // The namespace binds its pods and services to `waypoint`, which serves both.
+  const all = waypointRecord({ namespace: 'demo', name: 'waypoint', for: 'all' });
+  const write = async (changes: ChangeInput[]) => {
+    const rev = await store.apply(changes);
+    await until(() => state.revision >= rev, 5000, `the follower to reach revision ${rev}`);
+  };
+  await store.apply([...records().map((c) => ({ op: 'put', kind: c.kind, record: (c as { record: unknown }).record }) as ChangeInput),
+    { op: 'put', kind: 'waypoint', record: all }]);
+  await follower.start();
+  const logs = new LogLines();
+  const logger = pino({ level: 'debug' }, logs);
+  const conntrack = new ConntrackTable();
+  const registry = new Registry();
+  const connections = new ConnectionRegistry();
+  const pool = new HbonePool({ certs: ca.sibling(), logger, socketFactory: conntrack.factory() });
+  const dialled: string[] = [];
+  const outbound = new OutboundProxy({
+    state, logger, connections, metrics: new ZtunnelMetrics(registry), nodeName: 'n1', originalDst: conntrack, loopGuard: loopGuard(exactSelfAddresses([NODE])), pool,
+    hboneDialTarget: (w) => {
+      dialled.push(w.record.name);
+      return { host: w.record.addresses[0]!, port: w.record.addresses[0] === WP_POD ? waypoint.port : 1 };
+    },
+  });
+  const { port } = await outbound.listen(NODE, 0);
+  const clients = new Set<net.Socket>();
+  t.teardown(async () => {
+    for (const c of clients) c.destroy();
+    await outbound.close();
+    await pool.close();
+  });
+  const POD = { ip: '127.0.90.10', port: 8080 };
+  const connect = () => {
+    const c = conntrack.dial({ host: NODE, port }, POD, { from: CLIENT });
+    c.on('error', () => {});
+    clients.add(c);
+    return c;
+  };
+  const echo1 = records().find((c) => c.key === 'demo/echo-1') as { record: WorkloadRecord };
+
+  await t.test('namespace binding, waypoint for all: the pod\'s traffic goes to the waypoint with the pod IP:port', async (t) => {
+    const sock = connect();
+    t.equal((await roundTrip(sock, Buffer.from('to the pod'))).toString(), 'to the pod');
+    t.same(dialled.splice(0), ['wp-1'], 'the tunnel went to the waypoint pod, never to the pod itself');
+    t.match(waypoint.seen.at(-1), { authority: '127.0.90.10:8080', peer: [CLIENT_ID], forwarded: `for="${CLIENT}:${sock.localPort}"` });
+    const live = connections.list().find((c) => c.direction === 'outbound');
+    t.match(live, { destinationWaypoint: 'demo/waypoint', destinationIdentity: WP_ID, destinationWorkload: 'demo/wp-1' });
+    sock.end();
+    await ending(sock);
+  });
+
+  await t.test('a waypoint for services only does not take pod traffic: direct (MeshFrontend)', async (t) => {
+    await write([{ op: 'put', kind: 'waypoint', record: { ...all, for: 'service' } }]);
+    await ending(connect());
+    t.same(dialled.splice(0), ['echo-1'], 'the pod itself was dialled');
+  });
+
+  await t.test('the pod\'s own label names a waypoint that does not exist: reset, NO_WAYPOINT, nothing dialled', async (t) => {
+    await write([{ op: 'put', kind: 'workload', record: { ...echo1.record, labels: { ...echo1.record.labels, 'weft.io/use-waypoint': 'pods' } } }]);
+    const end = await ending(connect());
+    t.equal(end.error, 'ECONNRESET');
+    t.same(dialled, [], 'neither a waypoint nor the pod');
+    t.equal(await metricSum(registry, 'istio_tcp_connections_failed_total', { response_flags: 'NO_WAYPOINT' }), 1);
+    t.match(logs.lines.filter((l) => l.error === 'NO_WAYPOINT').at(-1)?.reason,
+      /127\.0\.90\.10:8080 is a pod address and pod demo\/echo-1 is bound to waypoint demo\/pods \(its weft\.io\/use-waypoint label\), which does not exist; refused rather than bypassing it/);
+  });
+
+  await t.test('that waypoint created, for workloads: through it; its pod not ready: refused again', async (t) => {
+    const pods = waypointRecord({ namespace: 'demo', name: 'pods', serviceAccount: 'waypoint', for: 'workload' });
+    // The same pod record (one pod per address), now a pod of `pods`.
+    const podsPod = waypointPod(pods, { uid: 'demo/wp-1', name: 'wp-1', node: 'n1', addresses: [WP_POD] });
+    await write([{ op: 'put', kind: 'waypoint', record: pods }, { op: 'put', kind: 'workload', record: podsPod }]);
+    t.equal((await roundTrip(connect(), Buffer.from('again'))).toString(), 'again');
+    t.same(dialled.splice(0), ['wp-1']);
+    t.equal(waypoint.seen.at(-1)?.authority, '127.0.90.10:8080');
+    await write([{ op: 'put', kind: 'workload', record: { ...podsPod, status: 'Unhealthy' } }]);
+    t.equal((await ending(connect())).error, 'ECONNRESET');
+    t.same(dialled, []);
+    t.match(logs.lines.filter((l) => l.error === 'NO_WAYPOINT').at(-1)?.reason, /is bound to waypoint demo\/pods .*which has no ready pod \(1 pod, 1 not Healthy\)/);
   });
 });

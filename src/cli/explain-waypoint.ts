@@ -12,7 +12,7 @@ import { HBONE_PORT } from '../hbone/contracts';
 import { defaultHboneDialTarget } from '../ztunnel/contracts';
 import { OUTBOUND_PORT } from '../mesh/ports';
 import { servicePortFor, usableEndpoint } from '../mesh/service-endpoint';
-import type { WaypointDecision } from '../ztunnel/waypoint-route';
+import type { WaypointBinding, WaypointDecision } from '../ztunnel/waypoint-route';
 import type { MeshState, WorkloadView } from '../registry/state';
 import type { ServiceRecord, WaypointRecord } from '../registry/types';
 import { authorizationAt } from './explain-authz';
@@ -49,14 +49,16 @@ export type WaypointL7Explainer = (ctx: WaypointL7Context) => WaypointL7Explanat
 export interface WaypointExplanation {
   /** `<namespace>/<name>`. */
   waypoint: string;
-  binding: 'service' | 'namespace';
+  binding: WaypointBinding;
+  /** True when the connection was addressed to a pod (its workload waypoint), not to a Service VIP. */
+  podAddressed: boolean;
   /** The identity the source expects and every endpoint sees. */
   identity: string;
   pod: WorkloadRef;
   readyPods: number;
   /** `<waypoint pod IP>:15008`. */
   hboneAddress: string;
-  /** The original VIP:port: the CONNECT `:authority`. */
+  /** The original VIP:port (or pod IP:port): the CONNECT `:authority`. */
   authority: string;
   /** The source ztunnel's hop, in words. */
   route: string;
@@ -72,6 +74,9 @@ export interface WaypointExplanation {
 export const L7_NOT_EVALUATED = 'the waypoint chooses the backend by the HTTPRoutes/GRPCRoutes attached to the service; '
   + 'not evaluated here, so the service\'s own endpoints are shown (what it does when no route attaches)';
 
+export const POD_ADDRESSED = 'addressed to a pod, so no HTTPRoute or GRPCRoute applies (routes attach to Services: Gateway API MeshFrontend); '
+  + 'the waypoint applies its L7 handling and sends the request to that pod as addressed';
+
 /** The waypoint step and one path per endpoint the waypoint may reach. */
 export function explainWaypoint(
   state: MeshState, d: WaypointDecision, source: SourceExplanation, l7?: WaypointL7Explainer,
@@ -80,6 +85,7 @@ export function explainWaypoint(
   const wp: WaypointExplanation = {
     waypoint: `${d.waypoint.namespace}/${d.waypoint.name}`,
     binding: d.binding,
+    podAddressed: d.workload !== undefined,
     identity: d.identity,
     pod: workloadRef(d.pod),
     readyPods: d.readyPods,
@@ -91,6 +97,16 @@ export function explainWaypoint(
     identities: { source: d.source.identity, destination: d.identity },
     policyWarnings: [],
   };
+  const paths: PathExplanation[] = [];
+  const warned = new Set<string>();
+  if (d.workload) {
+    // Addressed to a pod: no route applies (MeshFrontend); the waypoint sends it to that pod as addressed.
+    wp.l7Note = POD_ADDRESSED;
+    paths.push(upstreamPath(state, wp, d, d.workload, d.target, source));
+    if (d.workload.enrolled) warnPolicies(state, d, d.workload, d.target, source.ip, warned, wp.policyWarnings);
+    return { waypoint: wp, paths };
+  }
+  if (!d.service) throw new Error('a waypoint decision names a service or a workload');
   let backends = [{ service: d.service, port: d.target.port }];
   if (l7) {
     wp.l7 = l7({ state, source: d.source, waypoint: d.waypoint, service: d.service, port: d.target.port });
@@ -98,8 +114,6 @@ export function explainWaypoint(
   } else {
     wp.l7Note = L7_NOT_EVALUATED;
   }
-  const paths: PathExplanation[] = [];
-  const warned = new Set<string>();
   if (backends.length === 0 && wp.l7?.direct) {
     const { status, reason } = wp.l7.direct;
     paths.push({

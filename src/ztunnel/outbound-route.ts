@@ -7,8 +7,9 @@
  * endpoint and its target port, whether the connection is then tunnelled or not —
  * unless the Service is bound to a waypoint (waypoint-route.ts): then a mesh source's
  * connection goes to a waypoint pod, which picks the endpoint, or is refused.
- * Traffic addressed to a pod IP never goes through a service waypoint (Gateway API's
- * MeshFrontend rule: routes attach to the Service, not to its pods).
+ * Traffic addressed to a pod IP never goes through a waypoint for services only
+ * (Gateway API's MeshFrontend rule: routes attach to the Service, not to its pods);
+ * it goes through the pod's waypoint when that one serves workloads.
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
@@ -17,7 +18,7 @@ import { formatHostPort, type HostPort } from '../lib/address';
 import type { EndpointPicker } from '../mesh/load-balancer';
 import { guardDestination, guardPort, type GuardRefusal, type LoopGuard } from './loop-guard';
 import { pickServiceEndpoint } from '../mesh/service-endpoint';
-import { waypointHop, type WaypointDecision, type WaypointState } from './waypoint-route';
+import { waypointHop, workloadWaypointHop, type WaypointDecision, type WaypointState } from './waypoint-route';
 
 export type { WaypointDecision } from './waypoint-route';
 
@@ -102,9 +103,11 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
   } else {
     destination = state.workloadByAddress(req.dst.ip);
     target = req.dst;
-    if (destination?.waypoint !== undefined) {
-      waypointNote = `${dstText} is a pod address: the waypoint ${destination.record.namespace}/${destination.waypoint} its namespace or pod names `
-        + 'routes traffic addressed to a service, not to a pod (Gateway API MeshFrontend), so it is reached directly';
+    if (destination) {
+      const hop = workloadWaypointHop(state, source, destination, req.dst, lb, guard);
+      if (hop.kind === 'waypoint') return hop;
+      if (hop.kind === 'refuse') return { kind: 'refuse', flag: hop.flag, reason: hop.reason, source, waypoint: hop.waypoint };
+      waypointNote = hop.note;
     }
   }
 

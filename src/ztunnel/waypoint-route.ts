@@ -1,6 +1,7 @@
 /**
  * The source ztunnel's waypoint hop: whether a connection to a Service VIP must go
- * through the Service's waypoint, and to which of its pods. Pure (shared by the
+ * through the Service's waypoint, or one addressed to a pod through the pod's
+ * workload waypoint, and to which of the waypoint's pods. Pure (shared by the
  * outbound listener and `weft explain`).
  *
  * Istio's rule (reference §11): a VIP whose Service is bound to a waypoint is sent
@@ -10,13 +11,20 @@
  * then falls back to the endpoint when the waypoint is missing (its L7 policy silently
  * skipped, §12), Weft refuses: a bound Service is reached through its waypoint or not
  * at all.
+ *
+ * Pod-addressed traffic (reference §11, step 2; Istio's `istio.io/waypoint-for`): a
+ * pod bound to a waypoint (its own weft.io/use-waypoint label, else its namespace's)
+ * whose waypoint serves workloads (`for: workload` or `all`) is reached through that
+ * waypoint, `:authority` the original pod IP:port; a waypoint for services only does
+ * not take it (Gateway API's MeshFrontend rule: routes belong to the Service), so it
+ * goes direct. Missing or not ready: refused, as for services.
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
 import { GATEWAY_NAME_LABEL } from '../gateway/types';
 import { formatIdentity } from '../lib/identity';
 import { USE_WAYPOINT_LABEL, type ServiceRecord, type WaypointRecord } from '../registry/types';
-import type { HostPort } from '../lib/address';
+import { formatHostPort, type HostPort } from '../lib/address';
 import { HBONE_PORT } from '../hbone/contracts';
 import type { EndpointPicker } from '../mesh/load-balancer';
 import { guardAddress, type LoopGuard } from './loop-guard';
@@ -24,21 +32,24 @@ import { servicePortFor, usableEndpoint } from '../mesh/service-endpoint';
 
 export type WaypointState = Pick<MeshState, 'trustDomain' | 'serviceWaypointName' | 'waypoint' | 'waypointPods'>;
 
-/** Where a Service's binding comes from: its own label wins over its namespace's. */
-export type WaypointBinding = 'service' | 'namespace';
+/** Where a binding comes from: the Service's (or pod's) own label wins over its namespace's. */
+export type WaypointBinding = 'service' | 'workload' | 'namespace';
 
-/** Tunnel over HBONE to a ready waypoint pod; the waypoint picks the endpoint. */
+/** Tunnel over HBONE to a ready waypoint pod; the waypoint picks the endpoint (or takes the pod addressed). */
 export interface WaypointDecision {
   kind: 'waypoint';
   source: WorkloadView;
-  service: ServiceRecord;
+  /** The Service whose VIP was dialled; absent for traffic addressed to a pod. */
+  service?: ServiceRecord;
+  /** The pod addressed, when the binding is the pod's (`for: workload` or `all`). */
+  workload?: WorkloadView;
   waypoint: WaypointRecord;
   binding: WaypointBinding;
   /** The waypoint pod the tunnel goes to (`<pod IP>:15008`). */
   pod: WorkloadView;
   /** The identity the waypoint pod must present: spiffe://<td>/ns/<waypoint ns>/sa/<waypoint service account>. */
   identity: string;
-  /** The original VIP:port, NOT translated to a target port: the CONNECT `:authority`. */
+  /** The original VIP:port (NOT translated to a target port) or pod IP:port: the CONNECT `:authority`. */
   target: HostPort;
   /** Ready pods the round robin chose among (for `weft explain`). */
   readyPods: number;
@@ -71,6 +82,11 @@ export function waypointIdentity(trustDomain: string, w: Pick<WaypointRecord, 'n
 /** A waypoint that takes traffic addressed to Services (Istio's `istio.io/waypoint-for`, default `service`). */
 export function servesServices(w: Pick<WaypointRecord, 'for'>): boolean {
   return w.for === 'service' || w.for === 'all';
+}
+
+/** A waypoint that takes traffic addressed to its workloads' pod IPs (`for: workload` or `all`). */
+export function servesWorkloads(w: Pick<WaypointRecord, 'for'>): boolean {
+  return w.for === 'workload' || w.for === 'all';
 }
 
 /** True when `w` is a pod of waypoint `ns/name` (its Gateway's name label, in its namespace). */
@@ -125,16 +141,80 @@ export function waypointHop(
   if (!servesServices(waypoint)) {
     return { kind: 'direct', note: `${bound}, but that waypoint is for ${waypoint.for} traffic, not services: the service is reached directly` };
   }
+  const pod = readyPod(state, waypoint, bound, ref, lb, guard, `Check weft waypoints -n ${service.namespace}`);
+  if (pod.kind === 'refuse') return pod;
+  return { kind: 'waypoint', source, service, waypoint, binding, pod: pod.pod, identity: pod.identity, target: { ip: vip.ip, port: vip.port }, readyPods: pod.readyPods };
+}
+
+/**
+ * The waypoint hop for a connection from `source` addressed to the pod `destination`
+ * at `dst` (its IP and the port dialled). Checks, in order:
+ *   - the pod is bound to no waypoint (or `none`): direct;
+ *   - the source is a pod of that waypoint: direct (never routed to itself);
+ *   - the source is not enrolled: direct, with a note (no ztunnel captures it);
+ *   - the waypoint record is missing: NO_WAYPOINT;
+ *   - the waypoint serves services only, or nothing: direct, with a note (MeshFrontend);
+ *   - no pod of the waypoint is ready as its identity: NO_WAYPOINT; a pod on a
+ *     self address: LOOP (as for services).
+ * Proxy ports and this node's addresses were refused before (loop-guard.ts).
+ */
+export function workloadWaypointHop(
+  state: WaypointState, source: WorkloadView | undefined, destination: WorkloadView, dst: HostPort, lb: EndpointPicker, guard: LoopGuard,
+): WaypointHop {
+  const name = destination.waypoint;
+  if (name === undefined) return DIRECT;
+  const ns = destination.record.namespace;
+  const ref = `${ns}/${name}`;
+  const pod = `${ns}/${destination.record.name}`;
+  const to = formatHostPort(dst.ip, dst.port);
+  if (source && isPodOfWaypoint(source, { namespace: ns, name })) {
+    return { kind: 'direct', note: `the source is a pod of waypoint ${ref}: a waypoint is never routed to itself` };
+  }
+  if (!source || !source.enrolled) {
+    return { kind: 'direct', note: `pod ${pod} is bound to waypoint ${ref}, but the source is not in the mesh: no ztunnel captures its traffic, so it reaches the pod without the waypoint` };
+  }
+  const own = destination.record.labels[USE_WAYPOINT_LABEL];
+  const binding: WaypointBinding = own !== undefined && own !== '' ? 'workload' : 'namespace';
+  const bound = binding === 'workload'
+    ? `pod ${pod} is bound to waypoint ${ref} (its ${USE_WAYPOINT_LABEL} label)`
+    : `pod ${pod} is bound to waypoint ${ref} (label ${USE_WAYPOINT_LABEL} of namespace ${ns})`;
+  const waypoint = state.waypoint(ns, name);
+  if (!waypoint) {
+    return {
+      kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref,
+      reason: `${to} is a pod address and ${bound}, which does not exist; refused rather than bypassing it. `
+        + `Create it (weft waypoint add ${ref}) or set ${USE_WAYPOINT_LABEL}=none on the ${binding === 'workload' ? 'pod' : 'namespace'}`,
+    };
+  }
+  if (!servesWorkloads(waypoint)) {
+    return {
+      kind: 'direct',
+      note: `${to} is a pod address: the waypoint ${ref} its ${binding === 'workload' ? 'pod' : 'namespace'} names is for ${waypoint.for} traffic: it routes `
+        + 'traffic addressed to a service, not to a pod (Gateway API MeshFrontend), so it is reached directly; a waypoint for workload or all traffic takes it',
+    };
+  }
+  const chosen = readyPod(state, waypoint, `${to} is a pod address and ${bound}`, ref, lb, guard, `Check weft waypoints -n ${ns}`);
+  if (chosen.kind === 'refuse') return chosen;
+  return {
+    kind: 'waypoint', source, workload: destination, waypoint, binding, pod: chosen.pod, identity: chosen.identity,
+    target: { ip: dst.ip, port: dst.port }, readyPods: chosen.readyPods,
+  };
+}
+
+/** One ready pod of `waypoint` (round robin) and the identity it must present, or why none can take the connection. */
+function readyPod(
+  state: WaypointState, waypoint: WaypointRecord, bound: string, ref: string, lb: EndpointPicker, guard: LoopGuard, hint: string,
+): WaypointRefusal | { kind: 'pod'; pod: WorkloadView; identity: string; readyPods: number } {
   const identity = waypointIdentity(state.trustDomain, waypoint);
   const pods = state.waypointPods(waypoint);
   const ready = pods.filter((p) => usableEndpoint(p) && p.identity === identity);
   if (ready.length === 0) {
-    return { kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref, reason: `${bound}, which has no ready pod (${podSummary(pods, identity)}); refused rather than bypassing it. Check weft waypoints -n ${service.namespace}` };
+    return { kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref, reason: `${bound}, which has no ready pod (${podSummary(pods, identity)}); refused rather than bypassing it. ${hint}` };
   }
   const pod = lb.pickWaypoint(waypoint, ready);
   const addr = guardAddress({ ip: pod.record.addresses[0]!, port: HBONE_PORT }, guard);
   if (addr) return { kind: 'refuse', flag: addr.flag, waypoint: ref, reason: `waypoint pod ${pod.record.namespace}/${pod.record.name}: ${addr.reason}` };
-  return { kind: 'waypoint', source, service, waypoint, binding, pod, identity, target: { ip: vip.ip, port: vip.port }, readyPods: ready.length };
+  return { kind: 'pod', pod, identity, readyPods: ready.length };
 }
 
 /** Why no pod is ready, counted, so the refusal points at the cause. */

@@ -31,12 +31,16 @@ const PATH_KINDS: Record<PathExplanation['kind'], (p: PathExplanation) => string
   waypoint: (p) => (p.plaintext ? 'from the waypoint, plain TCP' : 'from the waypoint, HBONE as the waypoint\'s identity'),
 };
 
+const BINDING: Record<WaypointExplanation['binding'], string> = { service: 'service\'s', workload: 'pod\'s', namespace: 'namespace\'s' };
+
 /** The source ztunnel's hop to the waypoint, its L7 step and the policy warnings. */
 function formatWaypoint(w: WaypointExplanation, step: number): string[] {
   const out: string[] = [];
-  out.push(`${step}. Waypoint ${w.waypoint} (bound by the ${w.binding === 'service' ? 'service\'s' : 'namespace\'s'} weft.io/use-waypoint label): HBONE (mutual TLS tunnel)`);
+  out.push(`${step}. Waypoint ${w.waypoint} (bound by the ${BINDING[w.binding]} weft.io/use-waypoint label): HBONE (mutual TLS tunnel)`);
   out.push(`   ${w.route}`);
-  out.push(`   CONNECT :authority ${w.authority} (the original VIP:port: the waypoint routes by the service)`);
+  out.push(w.podAddressed
+    ? `   CONNECT :authority ${w.authority} (the original pod IP:port: the waypoint sends it to that pod)`
+    : `   CONNECT :authority ${w.authority} (the original VIP:port: the waypoint routes by the service)`);
   out.push(`   Identities: the source presents ${w.identities.source}`);
   out.push(`               the waypoint must present ${w.identities.destination}`);
   if (w.l7) {
