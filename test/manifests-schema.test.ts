@@ -8,7 +8,8 @@
  */
 import t from 'tap';
 import { join } from 'node:path';
-import { objectId, renderKustomization, type K8sObject } from './helpers/kustomize';
+import { readFileSync } from 'node:fs';
+import { objectId, parseYamlDocuments, renderKustomization, type K8sObject } from './helpers/kustomize';
 import { waypointObjects } from '../src/controller/waypoint-deploy';
 
 type S =
@@ -150,7 +151,7 @@ export const KINDS: Record<string, S> = {
   'v1/ServiceAccount': obj({ automountServiceAccountToken: bool }),
   'v1/Service': obj({
     spec: obj({
-      selector: map(str()), type: str(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']), clusterIP: str(),
+      selector: map(str()), type: str(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']), clusterIP: str(), publishNotReadyAddresses: bool,
       ports: arr(obj({
         name: str(), port, targetPort: intOrStr, nodePort: port, appProtocol: str(), protocol: str(['TCP', 'UDP', 'SCTP']),
       }, ['port'])),
@@ -259,6 +260,14 @@ t.test('every rendered object matches the API schema of its kind', async (t) => 
   for (const o of rendered) t.same(validateObject(o), [], objectId(o));
 });
 
+t.test('the highly available Redis variant (daemonset/redis-sentinel.yaml) matches the API schemas too', async (t) => {
+  const file = join(__dirname, '..', 'daemonset', 'redis-sentinel.yaml');
+  const objects = parseYamlDocuments(readFileSync(file, 'utf8'), file);
+  t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(),
+    ['NetworkPolicy/weft-redis-sentinel', 'Service/weft-redis-headless', 'Service/weft-redis-sentinel', 'StatefulSet/weft-redis']);
+  for (const o of objects) t.same(validateObject(o), [], objectId(o));
+});
+
 t.test('the waypoint objects the controller applies match the API schemas too', async (t) => {
   const gw = { metadata: { name: 'waypoint', namespace: 'demo', uid: '0b6f3c1e-2f39-4b6c-9d7e-1a2b3c4d5e6f' } };
   const record = { name: 'waypoint', namespace: 'demo', serviceAccount: 'waypoint', for: 'service' as const };
@@ -270,6 +279,19 @@ t.test('the waypoint objects the controller applies match the API schemas too', 
     t.same(objects.map((o) => o.kind), ['ServiceAccount', 'ConfigMap', 'Deployment', 'Service']);
     for (const o of objects) t.same(validateObject(o as K8sObject), [], `${objectId(o as K8sObject)} (redis auth ${redisAuth})`);
   }
+  // With the highly available registry the waypoint finds the primary as the controller does.
+  const ha = waypointObjects(gw, record, {
+    image: 'weft:dev', redisUrl: 'rediss://weft-redis.weft-system.svc:6379', redisAuth: true, caAddress: 'weft-ca.weft-system.svc:15012',
+    trustDomain: 'cluster.local', logLevel: 'info', systemNamespace: 'weft-system',
+    redisSentinel: { sentinels: 'weft-redis-sentinel.weft-system.svc:26379', masterName: 'weft-registry', username: 'weft-sentinel-client' },
+  }, { 'root-cert.pem': '-----BEGIN CERTIFICATE-----\n' });
+  const deploy = ha.find((o) => o.kind === 'Deployment') as K8sObject;
+  for (const o of ha) t.same(validateObject(o as K8sObject), [], `${objectId(o as K8sObject)} (Sentinel)`);
+  const env = Object.fromEntries(((deploy.spec as any).template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.match(env, {
+    WEFT_REDIS_SENTINELS: 'weft-redis-sentinel.weft-system.svc:26379', WEFT_REDIS_MASTER_NAME: 'weft-registry',
+    WEFT_REDIS_SENTINEL_USERNAME: 'weft-sentinel-client', WEFT_REDIS_SENTINEL_PASSWORD_FILE: '/var/run/secrets/weft/redis/sentinel-password',
+  }, "the waypoint gets the controller's Sentinels, and its password from its own Secret");
 });
 
 t.test('the schema check catches what the API server would refuse', async (t) => {

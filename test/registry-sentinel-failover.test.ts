@@ -8,9 +8,14 @@
  * primary) without a snapshot reload, ending with every acknowledged write.
  * The failover times are printed as comments, never asserted.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { tempDir } from './helpers/cli';
 import { Registry } from 'prom-client';
-import { startSentinelCluster } from './helpers/redis-sentinel';
+import { startSentinelCluster, type TestSentinelCluster } from './helpers/redis-sentinel';
+import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
 import { waitFor, metricValue } from './helpers/wait';
 import { parseOptions } from '../src/lib/options';
 import { redisOptionSpecs, redisTarget } from '../src/lib/common-options';
@@ -22,16 +27,44 @@ import { namespaceRecord, workloadRecord } from '../src/registry/fixtures';
 const MAX_WRITES = 5000;
 
 t.test('Sentinel failover under steady writes: writers resume, the follower resyncs without a reload', async (t) => {
-  const cluster = await startSentinelCluster({ replicas: 2, sentinels: 3, downAfterMs: 1000 });
+  await failover(t);
+});
+
+t.test('the same with the ACLs of daemonset/redis-sentinel.yaml: every user only what it needs', async (t) => {
+  // Users and passwords made as an operator makes them; servers, replicas, Sentinels
+  // and components each authenticate as the manifest has them.
+  const tmp = tempDir('weft-sentinel-secrets-');
+  t.teardown(() => tmp.remove());
+  execFileSync(join(__dirname, '..', 'scripts', 'redis-secrets'), ['--dir', tmp.dir, '--sentinel'], { stdio: 'ignore' });
+  const cluster = await failover(t, tmp.dir);
+  const password = readFileSync(join(tmp.dir, 'weft-redis-user-ztunnel', 'sentinel-password'), 'utf8').trim();
+  const client = new Redis(cluster.sentinels[0]!.port, '127.0.0.1', { username: 'weft-sentinel-client', password, maxRetriesPerRequest: 1, enableReadyCheck: false });
+  t.teardown(() => client.disconnect());
+  t.ok(await client.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', cluster.masterName), "a component's Sentinel user finds the primary");
+  await t.rejects(client.call('SENTINEL', 'FAILOVER', cluster.masterName), /NOPERM/, 'but cannot fail it over');
+  await t.rejects(client.call('SENTINEL', 'SET', cluster.masterName, 'down-after-milliseconds', '1'), /NOPERM/, 'nor reconfigure the Sentinels');
+  const anonymous = new Redis(cluster.sentinels[0]!.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  t.teardown(() => anonymous.disconnect());
+  await t.rejects(anonymous.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', cluster.masterName), /NOAUTH|NOPERM|WRONGPASS/, 'without a password: nothing');
+});
+
+async function failover(t: Test, secretsDir?: string): Promise<TestSentinelCluster> {
+  const cluster = await startSentinelCluster({ replicas: 2, sentinels: 3, downAfterMs: 1000, ...(secretsDir ? { auth: { secretsDir } } : {}) });
   t.teardown(() => cluster.stop());
   const first = cluster.servers[0]!;
   t.equal(await cluster.primaryPort(), first.port, 'the Sentinels name the first server as primary');
 
   // The connection as every component builds it: flags through the shared option specs.
-  const { values } = parseOptions(redisOptionSpecs, ['--redis-sentinels', cluster.sentinelList, '--redis-master-name', cluster.masterName], {});
-  const target = redisTarget(values);
+  const targetOf = (component: string) => {
+    const own = (key: string) => join(secretsDir!, `weft-redis-user-${component}`, key);
+    const creds = secretsDir ? ['--redis-username', `weft-${component}`, '--redis-password-file', own('password'),
+      '--redis-sentinel-username', 'weft-sentinel-client', '--redis-sentinel-password-file', own('sentinel-password')] : [];
+    const argv = ['--redis-sentinels', cluster.sentinelList, '--redis-master-name', cluster.masterName, ...creds];
+    return redisTarget(parseOptions(redisOptionSpecs, argv, {}).values);
+  };
+  const target = targetOf('ztunnel');
 
-  const store = RegistryStore.connect(target);
+  const store = RegistryStore.connect(targetOf('controller'));
   t.teardown(() => store.close());
   await store.apply([
     { op: 'put', kind: 'namespace', record: namespaceRecord('demo') },
@@ -104,4 +137,5 @@ t.test('Sentinel failover under steady writes: writers resume, the follower resy
     + `first acknowledged write ${firstAfter.at - killedAt} ms after the kill (writer retries meanwhile: ${failures}); `
     + `follower reloads 0, resumes ${await metricValue(metrics, 'weft_registry_resumes_total')}, `
     + `reconnects ${await metricValue(metrics, 'weft_registry_reconnects_total')}; ${acked.length} writes in all`);
-});
+  return cluster;
+}

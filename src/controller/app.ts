@@ -16,6 +16,7 @@ import { LeaderElector } from './leader';
 import type { WaypointDeployConfig } from './waypoint-deploy';
 import type { K8sPod } from './k8s-types';
 import { toConnection } from '../registry/connection';
+import { redisValuesOf } from '../lib/common-options';
 
 /**
  * What waypoint Deployments get: the same weft image as this controller (read from its
@@ -41,8 +42,15 @@ async function waypointSettings(config: ControllerAppConfig, client: KubeClient,
     return undefined;
   }
   const redis = toConnection(config.redis);
+  const values = redisValuesOf(redis);
   return {
     image, redisUrl: redis.url, redisAuth: Boolean(redis.username || redis.passwordFile), caAddress: w.caAddress,
+    ...(redis.sentinel ? {
+      redisSentinel: {
+        sentinels: values.redisSentinels, masterName: values.redisMasterName,
+        ...(redis.sentinel.username ? { username: redis.sentinel.username } : {}),
+      },
+    } : {}),
     trustDomain: w.trustDomain, logLevel: w.logLevel, systemNamespace: w.systemNamespace,
   };
 }

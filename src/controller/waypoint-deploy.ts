@@ -33,6 +33,13 @@ export interface WaypointDeployConfig {
   redisUrl: string;
   /** Whether the waypoint authenticates to Redis (then it mounts WAYPOINT_REDIS_SECRET). */
   redisAuth: boolean;
+  /**
+   * The Sentinels the controller itself uses (--redis-sentinels text), when the registry
+   * is highly available: the waypoint must find the primary the same way. With
+   * `username`, the Sentinels want a password too, the `sentinel-password` key of
+   * WAYPOINT_REDIS_SECRET (scripts/redis-secrets --sentinel puts it there).
+   */
+  redisSentinel?: { sentinels: string; masterName: string; username?: string };
   caAddress: string;
   trustDomain: string;
   logLevel: string;
@@ -64,6 +71,14 @@ export function waypointObjects(gw: K8sGatewayAPIObject, w: WaypointRecord, cfg:
       { name: 'WEFT_REDIS_PASSWORD_FILE', value: '/var/run/secrets/weft/redis/password' },
     ] : []),
     ...(cfg.redisUrl.startsWith('rediss:') && cfg.redisAuth ? [{ name: 'WEFT_REDIS_CA_FILE', value: '/var/run/secrets/weft/redis/ca.crt' }] : []),
+    ...(cfg.redisSentinel ? [
+      { name: 'WEFT_REDIS_SENTINELS', value: cfg.redisSentinel.sentinels },
+      { name: 'WEFT_REDIS_MASTER_NAME', value: cfg.redisSentinel.masterName },
+    ] : []),
+    ...(cfg.redisSentinel?.username && cfg.redisAuth ? [
+      { name: 'WEFT_REDIS_SENTINEL_USERNAME', value: cfg.redisSentinel.username },
+      { name: 'WEFT_REDIS_SENTINEL_PASSWORD_FILE', value: '/var/run/secrets/weft/redis/sentinel-password' },
+    ] : []),
     { name: 'WEFT_CA_ADDRESS', value: cfg.caAddress },
     { name: 'WEFT_TRUST_DOMAIN', value: cfg.trustDomain },
     { name: 'WEFT_TRUST_ANCHOR_FILE', value: '/etc/weft/trust-anchors/root-cert.pem' },

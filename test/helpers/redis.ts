@@ -53,6 +53,8 @@ export interface StartRedisOptions {
   aclFile?: string;
   /** Start as a replica of this loopback port (`--replicaof 127.0.0.1 PORT`). */
   replicaOf?: number;
+  /** How a replica authenticates to its primary (`--masteruser`, `--masterauth`). */
+  masterAuth?: { username: string; password: string };
 }
 
 export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedis> {
@@ -66,6 +68,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
     ...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'no', ...(opts.aclFile ? ['--aclfile', opts.aclFile] : []),
     ...(opts.replicaOf ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : []),
+    ...(opts.masterAuth ? ['--masteruser', opts.masterAuth.username, '--masterauth', opts.masterAuth.password] : []),
   ], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await waitForPort(port, 10_000);
