@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { requestMain, tcpMain, tcpRoundTrip, type RequestSummary } from '../src/lab/client';
+import { requestsMain, type BatchAnswer, type BatchSummary } from '../src/lab/client-batch';
+import { grpcMain, type GrpcCallResult, type GrpcSummary } from '../src/lab/client-grpc';
+import { wsRoundTrip } from '../src/lab/client-ws';
 import { startEcho, type EchoAnswer } from '../src/lab/echo';
 import { planLab } from '../src/lab/plan';
 import { isAlive, readStartTime, startProcess, stopProcesses } from '../src/lab/procs';
@@ -21,7 +24,7 @@ function sink(): { stream: Writable; text: () => string } {
 }
 
 async function echo(t: Test) {
-  const servers = await startEcho({ pod: 'echo-1', namespace: 'demo', node: 'node-1' }, { host: '127.0.0.1', httpPort: 0, tcpPort: 0 });
+  const servers = await startEcho({ pod: 'echo-1', namespace: 'demo', node: 'node-1' }, { host: '127.0.0.1', httpPort: 0, tcpPort: 0, grpcPort: 0 });
   t.teardown(() => servers.close());
   return servers;
 }
@@ -116,6 +119,67 @@ t.test('TCP: the echo keeps sending after the client half-closes, then ends', as
     setTimeout(() => s.end('last'), 20);
   });
   t.equal(got, 'first last');
+});
+
+t.test('HTTP: the conformance retry simulation fails the first N requests per uuid, with a status or a reset', async (t) => {
+  const { httpPort } = await echo(t);
+  const base = `http://127.0.0.1:${httpPort}/retry`;
+  const out = sink();
+  const reqs = [
+    ...[1, 2, 3].map(() => ({ url: `${base}?uuid=a&succeedAfter=2&responseCode=503` })),
+    ...[1, 2].map(() => ({ url: `${base}?uuid=b&succeedAfter=1` })),
+    { url: `${base}?delay=1s`, timeoutMs: 100 },
+  ];
+  t.equal(await requestsMain([], out.stream, () => JSON.stringify(reqs)), 0);
+  const got = JSON.parse(out.text()) as BatchAnswer[];
+  t.same(got.map((a) => a.status ?? a.error), [503, 503, 200, 'ECONNRESET', 200, 'ETIMEDOUT'], 'per uuid; reset without a responseCode; delay=1s is a second');
+  t.equal((got[2]!.body as EchoAnswer).pod, 'echo-1');
+});
+
+t.test('requests: a JSON batch with Host override, methods, headers and counted requests', async (t) => {
+  const { httpPort } = await echo(t);
+  const out = sink();
+  const reqs = [
+    { url: `http://127.0.0.1:${httpPort}/a?x=1`, method: 'PUT', headers: { host: 'echo-v2', 'x-one': '1' } },
+    { url: `http://127.0.0.1:${httpPort}/?status=404` },
+    { url: `http://127.0.0.1:${httpPort}/many`, count: 5 },
+  ];
+  t.equal(await requestsMain([], out.stream, () => JSON.stringify(reqs)), 0);
+  const [a, b, c] = JSON.parse(out.text()) as [BatchAnswer, BatchAnswer, BatchSummary];
+  const body = a.body as EchoAnswer;
+  t.same([a.status, body.method, body.path, body.headers.host, body.headers['x-one']], [200, 'PUT', '/a?x=1', 'echo-v2', '1']);
+  t.equal(a.headers?.['content-type'], 'application/json');
+  t.equal(b.status, 404);
+  t.same(c, { requests: 5, statuses: { 200: 5 }, pods: { 'echo-1': 5 }, errors: {} });
+  await t.rejects(requestsMain([], sink().stream, () => '[]'), { code: 'WEFT_USAGE' });
+  await t.rejects(requestsMain([], sink().stream, () => '[{"url": "ftp://x"}]'), { code: 'WEFT_USAGE', message: /requests\[0\]\.url/ });
+  await t.rejects(requestsMain([], sink().stream, () => 'nope'), { code: 'WEFT_USAGE', message: /not JSON/ });
+});
+
+t.test('WebSocket: the echo upgrades and sends every byte back; the client closes cleanly', async (t) => {
+  const { httpPort } = await echo(t);
+  const r = await wsRoundTrip(`http://127.0.0.1:${httpPort}/ws`, 300_001, 16 * 1024, 10_000);
+  t.same({ status: r.status, pod: r.pod, sent: r.sent, received: r.received, match: r.match, closeCode: r.closeCode },
+    { status: 101, pod: 'echo-1', sent: 300_001, received: 300_001, match: true, closeCode: 1000 });
+  const none = await wsRoundTrip(`http://127.0.0.1:${httpPort}/ws`, 0, 1024, 5000);
+  t.same([none.status, none.match, none.closeCode], [101, true, 1000], 'zero bytes: just the close handshake');
+});
+
+t.test('gRPC: the echo answers a grpc-js client with what it saw, and trailers; an asked-for status ends the call', async (t) => {
+  const { grpcPort } = await echo(t);
+  const out = sink();
+  t.equal(await grpcMain([`127.0.0.1:${grpcPort}`, '-H', 'x-test: yes'], out.stream), 0);
+  const r = JSON.parse(out.text()) as GrpcCallResult;
+  t.equal(r.code, 0);
+  t.same([r.answer?.pod, r.answer?.method, r.answer?.authority, r.answer?.metadata['x-test'], r.answer?.request], ['echo-1', '/weft.lab.Echo/Echo', `127.0.0.1:${grpcPort}`, 'yes', { hello: 'weft' }]);
+  t.equal(r.trailers['x-echo-trailer'], 'echo-1', 'the trailers arrived');
+  const bad = sink();
+  t.equal(await grpcMain([`127.0.0.1:${grpcPort}`, '-H', 'x-echo-grpc-status: 5'], bad.stream), 1);
+  const b = JSON.parse(bad.text()) as GrpcCallResult;
+  t.same([b.code, b.details, b.trailers['x-echo-trailer']], [5, 'asked for status 5', 'echo-1']);
+  const many = sink();
+  t.equal(await grpcMain([`127.0.0.1:${grpcPort}`, '--count', '4'], many.stream), 0);
+  t.same(JSON.parse(many.text()) as GrpcSummary, { requests: 4, codes: { 0: 4 }, pods: { 'echo-1': 4 } });
 });
 
 t.test('state file: records survive a reload, setPid, retain, remove', async (t) => {

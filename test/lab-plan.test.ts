@@ -73,7 +73,7 @@ t.test('registry records pass the registry validator (the controller contract)',
   const echo2 = recs.workloads.find((w) => w.uid === 'demo/echo-2')!;
   t.same(echo2, {
     uid: 'demo/echo-2', name: 'echo-2', namespace: 'demo', node: 'node-2', addresses: ['198.19.2.10'],
-    serviceAccount: 'echo', labels: { app: 'echo', version: 'v2' }, status: 'Healthy', ports: [8080, 9000],
+    serviceAccount: 'echo', labels: { app: 'echo', version: 'v2' }, status: 'Healthy', ports: [8080, 9000, 7070],
   });
   t.same(recs.namespaces.find((n) => n.name === 'demo')!.labels, { 'weft.io/dataplane-mode': 'ambient' });
   t.same(recs.services[0], {

@@ -8,6 +8,8 @@ import type { Command } from '../cli/command';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { CLIENT_HELP, requestMain, tcpMain } from './client';
+import { requestsMain } from './client-batch';
+import { wsMain } from './client-ws';
 import { contextPath } from './context';
 import { labDown } from './down';
 import { echoMain } from './echo';
@@ -229,6 +231,10 @@ Commands:
                                   Unhealthy while stopped; start waits until ready)
   request <url> [flags]           HTTP client for use inside pods (prints the body)
   tcp <host:port> [flags]         byte-exact TCP round trip for use inside pods
+  requests [--file F]             many HTTP requests (a JSON array on stdin), answers as JSON
+  grpc <host:port> [-H 'k: v'] [--count N]
+                                  unary calls to the gRPC echo (:7070), answer and trailers as JSON
+  ws <url> [--bytes N]            WebSocket round trip to the echo app, byte-exact
 
 Flags of every command:
 ${optionsHelp(commonSpecs)}
@@ -253,6 +259,10 @@ const command: Command = {
       case 'waypoint': return waypoint(rest);
       case 'request': return requestMain(rest);
       case 'tcp': return tcpMain(rest);
+      case 'requests': return requestsMain(rest);
+      // Loaded on use: the gRPC client library is not worth loading for every other command.
+      case 'grpc': return (await import('./client-grpc')).grpcMain(rest);
+      case 'ws': return wsMain(rest);
       case 'echo': return echoMain(rest); // hidden: what `run: echo` pods run
       case 'prober': return proberMain(rest); // hidden: what `up` runs in each node (readiness probes)
       case 'app': return app(rest);

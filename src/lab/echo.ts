@@ -1,12 +1,17 @@
 /**
  * The lab's demo app, run in each `run: echo` pod:
  *   HTTP (8080): answers every request with JSON describing the pod and what it saw
- *     (method, path, headers, and the peer address:port: the observable effect of the
- *     mesh, e.g. whether the source IP was preserved). `?status=503` answers with that
- *     status and `?delay=200` waits that many milliseconds first, for retry and timeout
- *     tests.
+ *     (method, path, headers incl. the Host it was sent, and the peer address:port: the
+ *     observable effect of the mesh, e.g. whether the source IP was preserved).
+ *     `?status=503` answers with that status and `?delay=200` (ms, or `1s`, `300ms`)
+ *     waits first, for retry and timeout tests. The Gateway API conformance retry
+ *     simulation: `?uuid=U&succeedAfter=N[&responseCode=500][&delayRetry=300ms]` fails
+ *     the first N requests carrying U (with that status, or without one by resetting
+ *     the connection: a connection error), each after delayRetry, then answers 200.
+ *     A WebSocket upgrade on the same port echoes every data frame back.
  *   TCP (9000): echoes bytes back; when the client half-closes, the echo finishes
  *     sending and then half-closes too, so byte-exact round trips can be checked.
+ *   gRPC (7070, h2c): a unary echo (src/lab/grpc-echo.ts).
  * Only Node builtins, so it starts fast in every pod.
  *
  * Run: node dist/lab/echo.js --pod echo-1 --namespace demo --node node-1
@@ -14,7 +19,11 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Http2Server } from 'node:http2';
 import { parse, parseOptions } from '../lib/options';
+import { createGrpcEcho } from './grpc-echo';
+import { acceptKey, encodeFrame, FrameReader, OP } from './websocket';
 
 export const echoOptionSpecs = {
   pod: { flag: 'pod', env: 'WEFT_POD', default: 'unknown', description: 'pod name reported in answers', parse: parse.string() },
@@ -23,6 +32,7 @@ export const echoOptionSpecs = {
   host: { flag: 'host', default: '0.0.0.0', description: 'address to listen on', parse: parse.string() },
   httpPort: { flag: 'http-port', default: 8080, description: 'HTTP port (0: any free port)', parse: parse.port() },
   tcpPort: { flag: 'tcp-port', default: 9000, description: 'TCP echo port (0: any free port)', parse: parse.port() },
+  grpcPort: { flag: 'grpc-port', default: 7070, description: 'gRPC echo port, h2c (0: any free port)', parse: parse.port() },
 };
 
 export interface EchoIdentity {
@@ -47,6 +57,7 @@ export interface EchoAnswer extends EchoIdentity {
 export interface EchoServers {
   httpPort: number;
   tcpPort: number;
+  grpcPort: number;
   close(): Promise<void>;
 }
 
@@ -55,13 +66,44 @@ function hostPort(address: string | undefined, port: number | undefined): string
   return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }
 
-function handle(id: EchoIdentity, req: IncomingMessage, res: ServerResponse): void {
+/** `200`, `1s`, `300ms` → milliseconds (capped at a minute); anything else → 0. */
+function millis(v: string | null): number {
+  const m = v === null ? null : /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(v);
+  if (!m) return 0;
+  return Math.min(Number(m[1]) * (m[2] === 's' ? 1000 : 1), 60_000);
+}
+
+/** Requests seen per retry-simulation uuid; bounded, oldest forgotten first. */
+class RetryCounts {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly max = 10_000) {}
+  next(uuid: string): number {
+    const n = (this.seen.get(uuid) ?? 0) + 1;
+    this.seen.delete(uuid);
+    this.seen.set(uuid, n);
+    if (this.seen.size > this.max) this.seen.delete(this.seen.keys().next().value!);
+    return n;
+  }
+}
+
+function handle(id: EchoIdentity, retries: RetryCounts, req: IncomingMessage, res: ServerResponse): void {
   let bodyBytes = 0;
   req.on('data', (c: Buffer) => { bodyBytes += c.length; });
   req.on('end', () => {
     const url = new URL(req.url ?? '/', 'http://echo');
-    const status = Number(url.searchParams.get('status') ?? 200);
-    const delay = Math.min(Number(url.searchParams.get('delay') ?? 0) || 0, 60_000);
+    const q = url.searchParams;
+    let status = Number(q.get('status') ?? 200);
+    let delay = millis(q.get('delay'));
+    const uuid = q.get('uuid');
+    if (uuid !== null && q.has('succeedAfter') && retries.next(uuid) <= Number(q.get('succeedAfter'))) {
+      delay = millis(q.get('delayRetry'));
+      if (!q.has('responseCode')) {
+        // No status to fail with: fail as a crashed backend does, by resetting the connection.
+        setTimeout(() => req.socket.resetAndDestroy(), delay);
+        return;
+      }
+      status = Number(q.get('responseCode'));
+    }
     const answer: EchoAnswer = {
       pod: id.pod,
       namespace: id.namespace,
@@ -75,6 +117,7 @@ function handle(id: EchoIdentity, req: IncomingMessage, res: ServerResponse): vo
     };
     const body = JSON.stringify(answer) + '\n';
     setTimeout(() => {
+      if (res.destroyed) return;
       res.writeHead(Number.isInteger(status) && status >= 200 && status <= 599 ? status : 400, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
@@ -82,6 +125,38 @@ function handle(id: EchoIdentity, req: IncomingMessage, res: ServerResponse): vo
       res.end(body);
     }, delay);
   });
+}
+
+/**
+ * WebSocket (RFC 6455) on the HTTP port: accept the handshake (naming the pod in
+ * `x-echo-pod`), then send every data frame back as it came, answer pings, and
+ * close when the client closes.
+ */
+function upgrade(id: EchoIdentity, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  const key = req.headers['sec-websocket-key'];
+  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || typeof key !== 'string') {
+    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    return;
+  }
+  socket.write(['HTTP/1.1 101 Switching Protocols', 'upgrade: websocket', 'connection: Upgrade',
+    `sec-websocket-accept: ${acceptKey(key)}`, `x-echo-pod: ${id.pod}`, `x-echo-namespace: ${id.namespace}`, '', ''].join('\r\n'));
+  const reader = new FrameReader();
+  const onData = (chunk: Buffer) => {
+    let frames;
+    try {
+      frames = reader.push(chunk);
+    } catch {
+      return void socket.destroy();
+    }
+    for (const f of frames) {
+      if (f.opcode === OP.close) return void socket.end(encodeFrame(OP.close, f.payload.subarray(0, 2), false));
+      if (f.opcode === OP.ping) socket.write(encodeFrame(OP.pong, f.payload, false));
+      else if (f.opcode !== OP.pong) socket.write(encodeFrame(f.opcode, f.payload, false));
+    }
+  };
+  socket.on('data', onData);
+  if (head.length) onData(head);
 }
 
 function echoSocket(sock: Socket): void {
@@ -92,7 +167,7 @@ function echoSocket(sock: Socket): void {
   sock.pipe(sock);
 }
 
-function listen(server: HttpServer | TcpServer, port: number, host: string): Promise<number> {
+function listen(server: HttpServer | TcpServer | Http2Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -102,34 +177,34 @@ function listen(server: HttpServer | TcpServer, port: number, host: string): Pro
   });
 }
 
-export async function startEcho(id: EchoIdentity, opts: { host?: string; httpPort?: number; tcpPort?: number } = {}): Promise<EchoServers> {
+export async function startEcho(id: EchoIdentity, opts: { host?: string; httpPort?: number; tcpPort?: number; grpcPort?: number } = {}): Promise<EchoServers> {
   const host = opts.host ?? '0.0.0.0';
-  const http = createHttpServer((req, res) => handle(id, req, res));
+  const retries = new RetryCounts();
+  const http = createHttpServer((req, res) => handle(id, retries, req, res));
   http.keepAliveTimeout = 30_000;
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => upgrade(id, req, socket, head));
   const tcp = createTcpServer({ allowHalfOpen: true }, echoSocket);
+  const grpc = createGrpcEcho(id);
+  const servers = [http, tcp, grpc];
   const sockets = new Set<Socket>();
-  for (const server of [http, tcp]) {
+  for (const server of servers) {
     server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)); });
   }
-  const httpPort = await listen(http, opts.httpPort ?? 8080, host);
-  let tcpPort: number;
+  const close = () => new Promise<void>((resolve) => {
+    let open = servers.length;
+    const done = () => { if (--open === 0) resolve(); };
+    for (const server of servers) server.close(done);
+    for (const s of sockets) s.destroy();
+  });
   try {
-    tcpPort = await listen(tcp, opts.tcpPort ?? 9000, host);
+    const httpPort = await listen(http, opts.httpPort ?? 8080, host);
+    const tcpPort = await listen(tcp, opts.tcpPort ?? 9000, host);
+    const grpcPort = await listen(grpc, opts.grpcPort ?? 7070, host);
+    return { httpPort, tcpPort, grpcPort, close };
   } catch (err) {
-    http.close();
+    for (const server of servers) if (server.listening) server.close();
     throw err;
   }
-  return {
-    httpPort,
-    tcpPort,
-    close: () => new Promise<void>((resolve) => {
-      let open = 2;
-      const done = () => { if (--open === 0) resolve(); };
-      http.close(done);
-      tcp.close(done);
-      for (const s of sockets) s.destroy();
-    }),
-  };
 }
 
 /** Entry point: runs until SIGTERM/SIGINT. */
@@ -138,7 +213,7 @@ export async function echoMain(argv: string[]): Promise<number> {
   const servers = await startEcho({ pod: values.pod, namespace: values.namespace, node: values.node }, values);
   process.stdout.write(JSON.stringify({
     time: new Date().toISOString(), msg: 'echo listening', pod: values.pod, namespace: values.namespace,
-    node: values.node, httpPort: servers.httpPort, tcpPort: servers.tcpPort,
+    node: values.node, httpPort: servers.httpPort, tcpPort: servers.tcpPort, grpcPort: servers.grpcPort,
   }) + '\n');
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

@@ -34,6 +34,7 @@ export const LAB_NET = Object.freeze({
   clusterDomain: 'cluster.local',
   echoHttpPort: 8080,
   echoTcpPort: 9000,
+  echoGrpcPort: 7070,
 });
 
 export interface PlannedNode {
@@ -276,7 +277,7 @@ export function registryRecords(plan: LabPlan): {
         labels: { ...p.labels },
         status: 'Healthy',
       };
-      if (p.run === 'echo') w.ports = [LAB_NET.echoHttpPort, LAB_NET.echoTcpPort];
+      if (p.run === 'echo') w.ports = [LAB_NET.echoHttpPort, LAB_NET.echoTcpPort, LAB_NET.echoGrpcPort];
       return w;
     }),
     services: plan.services.map((s) => ({

@@ -149,7 +149,7 @@ async function bringUp(plan: LabPlan, layout: LabLayout, store: StateStore, opts
     store.record({ type: 'iptables-chain', table: 'nat', chain: 'WEFT-SERVICES', hook: 'PREROUTING', netns: n.netns });
     await createServicesApplier({ runner: new ExecCommandRunner(), netns: n.netns }).apply(generateServiceRules(serviceRuleInput(plan), nodePortRuleInput(plan, n.name)));
   })).then(() => step(`services: ${plan.services.map((s) => `${s.name}.${s.namespace}=${s.vip}`).join(', ') || 'none'} (kube-proxy emulation in every node)`)));
-  tasks.push(startApps(plan, layout, store).then((n) => step(`apps: ${n} echo pod(s) listening on :${LAB_NET.echoHttpPort} (HTTP) and :${LAB_NET.echoTcpPort} (TCP)`)));
+  tasks.push(startApps(plan, layout, store).then((n) => step(`apps: ${n} echo pod(s) listening on :${LAB_NET.echoHttpPort} (HTTP), :${LAB_NET.echoTcpPort} (TCP) and :${LAB_NET.echoGrpcPort} (gRPC)`)));
   if (bridgeNetfilterOn()) {
     tasks.push((async () => {
       store.record({ type: 'iptables-chain', table: 'filter', chain: FORWARD_CHAIN, hook: 'FORWARD' });
