@@ -1,0 +1,131 @@
+/**
+ * Running the Gateway API conformance cases on the lab (test/fixtures/gateway/lab.yaml):
+ * requests go from a client pod through the real path (source ztunnel → waypoint →
+ * destination ztunnel → echo pod) in batches, one process per batch inside the pod
+ * (`weft lab requests`); each answer is judged against upstream's expectation, and a
+ * batch is sent again until every case holds (as upstream's
+ * MakeRequestAndExpectEventuallyConsistentResponse does: a route applied a moment ago
+ * reaches the waypoint through the registry), a bounded number of times.
+ */
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import type { BatchAnswer, BatchRequest, BatchSummary } from '../../../src/lab/client-batch';
+import type { EchoAnswer } from '../../../src/lab/echo';
+import { DIST, REPO_ROOT } from '../../../src/lab/paths';
+import { run, type RunResult } from '../../../src/lab/run';
+import type { LabHandle } from './lab';
+
+export const CONFORMANCE_TOPOLOGY = join(REPO_ROOT, 'test', 'fixtures', 'gateway', 'lab.yaml');
+export const FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'gateway');
+
+/** How often a batch is sent before its last answers are judged final. */
+const TRIES = 40;
+const PAUSE_MS = 150;
+
+/** A request's expectation, in upstream's terms; absent fields are not checked. */
+export interface Expect {
+  status?: number;
+  /** The answering pod's name starts with this. */
+  backend?: string;
+  seenPath?: string;
+  seenHeaders?: Record<string, string>;
+  absentSeenHeaders?: string[];
+  responseHeaders?: Record<string, string>;
+  absentResponseHeaders?: string[];
+  redirect?: { scheme?: string; host?: string; port?: string; path?: string };
+}
+
+/** Several values of a header as upstream compares them: joined with ",". */
+export function joined(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v]).flatMap((x) => x.split(/\s*,\s*/)).join(',');
+}
+
+/** What is wrong with an answer (empty: it meets the expectation). */
+export function judge(want: Expect, got: BatchAnswer): string[] {
+  if (got.error !== undefined) return [`no answer: ${got.error}`];
+  const bad: string[] = [];
+  const status = want.status ?? 200;
+  if (got.status !== status) bad.push(`status ${got.status}, want ${status}`);
+  const echo = typeof got.body === 'object' && got.body !== null ? got.body as EchoAnswer : undefined;
+  if (want.backend !== undefined && !echo?.pod?.startsWith(want.backend)) bad.push(`answered by ${echo?.pod ?? '(no echo answer)'}, want ${want.backend}`);
+  if (want.seenPath !== undefined && echo?.path !== want.seenPath) bad.push(`backend saw path ${echo?.path}, want ${want.seenPath}`);
+  for (const [k, v] of Object.entries(want.seenHeaders ?? {})) {
+    const seen = joined(echo?.headers[k.toLowerCase()]);
+    if (seen !== v) bad.push(`backend saw ${k}: ${seen}, want ${v}`);
+  }
+  for (const k of want.absentSeenHeaders ?? []) if (echo?.headers[k.toLowerCase()] !== undefined) bad.push(`backend saw ${k}, want it absent`);
+  for (const [k, v] of Object.entries(want.responseHeaders ?? {})) {
+    const h = joined(got.headers?.[k.toLowerCase()]);
+    if (h !== v) bad.push(`response ${k}: ${h}, want ${v}`);
+  }
+  for (const k of want.absentResponseHeaders ?? []) if (got.headers?.[k.toLowerCase()] !== undefined) bad.push(`response has ${k}, want it absent`);
+  if (want.redirect) {
+    const loc = got.headers?.location;
+    let u: URL | undefined;
+    try { u = typeof loc === 'string' ? new URL(loc) : undefined; } catch { /* judged below */ }
+    if (!u) bad.push(`location ${JSON.stringify(loc)} is not a URL`);
+    else {
+      const r = want.redirect;
+      if (r.scheme !== undefined && u.protocol !== `${r.scheme}:`) bad.push(`location ${loc}: scheme, want ${r.scheme}`);
+      if (r.host !== undefined && u.hostname !== r.host) bad.push(`location ${loc}: host, want ${r.host}`);
+      if (r.port !== undefined && u.port !== r.port) bad.push(`location ${loc}: port, want ${r.port}`);
+      if (r.path !== undefined && u.pathname !== r.path) bad.push(`location ${loc}: path, want ${r.path}`);
+    }
+  }
+  return bad;
+}
+
+/** Runs `weft lab requests` in a pod's netns (one process: no `lab exec` in between). */
+export async function sendBatch(lab: LabHandle, pod: string, reqs: BatchRequest[]): Promise<(BatchAnswer | BatchSummary)[]> {
+  const p = lab.state()!.plan.pods.find((x) => x.uid === pod);
+  if (!p) throw new Error(`no pod ${pod} in the lab`);
+  const res: RunResult = await run('ip', ['netns', 'exec', p.netns, process.execPath, DIST.main, 'lab', 'requests'],
+    { input: JSON.stringify(reqs), allowFailure: true, env: lab.env });
+  if (res.code !== 0) throw new Error(`lab requests in ${pod} failed (${res.code}): ${res.stderr}`);
+  return JSON.parse(res.stdout) as (BatchAnswer | BatchSummary)[];
+}
+
+export interface Case {
+  /** Shown in the assertion. */
+  name: string;
+  pod: string;
+  request: BatchRequest;
+  want: Expect;
+}
+
+/**
+ * Sends every case (a batch per pod) until all hold or TRIES batches went by, then
+ * asserts each case on its last answer. Returns how many batches it took.
+ */
+export async function expectCases(t: Test, lab: LabHandle, cases: Case[]): Promise<number> {
+  const pods = [...new Set(cases.map((c) => c.pod))];
+  let verdicts: string[][] = [];
+  let answers: BatchAnswer[] = [];
+  let tries = 0;
+  while (tries < TRIES) {
+    tries++;
+    const byPod = await Promise.all(pods.map((pod) => {
+      const mine = cases.filter((c) => c.pod === pod);
+      return sendBatch(lab, pod, mine.map((c) => c.request)).then((a) => new Map(mine.map((c, i) => [c, a[i] as BatchAnswer])));
+    }));
+    answers = cases.map((c) => byPod[pods.indexOf(c.pod)]!.get(c)!);
+    verdicts = cases.map((c, i) => judge(c.want, answers[i]!));
+    if (verdicts.every((v) => v.length === 0)) break;
+    await new Promise((r) => setTimeout(r, PAUSE_MS));
+  }
+  cases.forEach((c, i) => t.same(verdicts[i], [], c.name));
+  return tries;
+}
+
+/** `weft apply -f` / `weft delete -f` of a fixture; throws with the CLI's output when it fails. */
+export async function applyFixture(lab: LabHandle, verb: 'apply' | 'delete', manifest: string): Promise<void> {
+  const res = await lab.weft([verb, '-f', join(FIXTURES, manifest)]);
+  if (res.code !== 0) throw new Error(`weft ${verb} -f ${manifest} failed (${res.code}): ${res.stderr}${res.stdout}`);
+}
+
+/** `weft apply -f -` of YAML text. */
+export async function applyText(lab: LabHandle, verb: 'apply' | 'delete', yaml: string): Promise<void> {
+  const res = await lab.weft([verb, '-f', '-'], yaml);
+  if (res.code !== 0) throw new Error(`weft ${verb} -f - failed (${res.code}): ${res.stderr}${res.stdout}\n${yaml}`);
+}

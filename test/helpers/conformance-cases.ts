@@ -1,0 +1,218 @@
+/**
+ * The Gateway API mesh conformance cases (kubernetes-sigs/gateway-api
+ * conformance/tests/mesh/*.go at the commit test/fixtures/gateway/README.md names) as
+ * data: for each test its manifest and its request → expectation table, as upstream
+ * states them. test/e2e/gateway-conformance-mesh.test.ts sends them through the lab;
+ * keep them here, in one place, rather than copied into each runner.
+ *
+ * Requests go from a client pod in gateway-conformance-mesh (upstream: the echo-v1 pod)
+ * unless `from` says otherwise; `host` is the name[:port] dialled (upstream's Host,
+ * default `echo`); a `host` entry in `headers` overrides the Host header only.
+ */
+
+export const MESH_NS = 'gateway-conformance-mesh';
+export const CONSUMER_NS = 'gateway-conformance-mesh-consumer';
+
+export interface MeshCase {
+  /** Path and query. Default `/`. */
+  path?: string;
+  host?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  from?: 'mesh' | 'consumer';
+  /** Send to this echo pod's address on :8080 instead of a Service name (MeshFrontend). */
+  podAddress?: 'echo-v2';
+  /** Expected status (default 200). */
+  status?: number;
+  /** The answering pod's name starts with this. */
+  backend?: string;
+  /** The path (and query) the backend saw. */
+  seenPath?: string;
+  /** Headers the backend saw (several values joined with ","). */
+  seenHeaders?: Record<string, string>;
+  absentSeenHeaders?: string[];
+  responseHeaders?: Record<string, string>;
+  absentResponseHeaders?: string[];
+  /** Parts of the Location a redirect must have (the others are not checked, as upstream). */
+  redirect?: { scheme?: string; host?: string; port?: string; path?: string };
+}
+
+export interface MeshTest {
+  /** Upstream's ShortName. */
+  name: string;
+  /** Under test/fixtures/gateway; none for MeshBasic. */
+  manifest?: string;
+  cases: MeshCase[];
+}
+
+const v1 = 'echo-v1';
+const v2 = 'echo-v2';
+
+/** Upstream's shared RequestHeaderModifier table (MeshHTTPRouteRequestHeaderModifier and its backend-level twin). */
+const requestHeaderModifierCases: MeshCase[] = [
+  { path: '/set', headers: { 'Some-Other-Header': 'val' }, backend: v1, seenPath: '/set', seenHeaders: { 'Some-Other-Header': 'val', 'X-Header-Set': 'set-overwrites-values' } },
+  { path: '/set', headers: { 'Some-Other-Header': 'val', 'X-Header-Set': 'some-other-value' }, backend: v1, seenHeaders: { 'Some-Other-Header': 'val', 'X-Header-Set': 'set-overwrites-values' } },
+  { path: '/add', headers: { 'Some-Other-Header': 'val' }, backend: v1, seenHeaders: { 'Some-Other-Header': 'val', 'X-Header-Add': 'add-appends-values' } },
+  { path: '/add', headers: { 'Some-Other-Header': 'val', 'X-Header-Add': 'some-other-value' }, backend: v1, seenHeaders: { 'Some-Other-Header': 'val', 'X-Header-Add': 'some-other-value,add-appends-values' } },
+  { path: '/remove', headers: { 'X-Header-Remove': 'val' }, backend: v1, seenPath: '/remove', absentSeenHeaders: ['X-Header-Remove'] },
+  {
+    path: '/multiple', headers: { 'X-Header-Set-2': 'set-val-2', 'X-Header-Add-2': 'add-val-2', 'X-Header-Remove-2': 'remove-val-2', 'Another-Header': 'another-header-val' },
+    backend: v1, seenPath: '/multiple',
+    seenHeaders: { 'X-Header-Set-1': 'header-set-1', 'X-Header-Set-2': 'header-set-2', 'X-Header-Add-1': 'header-add-1', 'X-Header-Add-2': 'add-val-2,header-add-2', 'X-Header-Add-3': 'header-add-3', 'Another-Header': 'another-header-val' },
+    absentSeenHeaders: ['X-Header-Remove-1', 'X-Header-Remove-2'],
+  },
+  {
+    path: '/case-insensitivity', headers: { 'x-header-set': 'original-val-set', 'x-header-add': 'original-val-add', 'x-header-remove': 'original-val-remove', 'Another-Header': 'another-header-val' },
+    backend: v1, seenHeaders: { 'X-Header-Set': 'header-set', 'X-Header-Add': 'original-val-add,header-add', 'Another-Header': 'another-header-val' },
+    absentSeenHeaders: ['x-header-remove'],
+  },
+];
+
+const redirect = (path: string, status: number, r: MeshCase['redirect']): MeshCase => ({ path, status, redirect: r });
+
+/**
+ * The HTTP cases. MeshGRPCRouteRequestHeaderModifier and MeshGRPCRouteWeight are in
+ * MESH_GRPC_TESTS: they need a gRPC client.
+ */
+export const MESH_HTTP_TESTS: MeshTest[] = [
+  { name: 'MeshBasic', cases: [{ host: 'echo' }] },
+  { name: 'MeshHTTPRouteSimpleSameNamespace', manifest: 'mesh/httproute-simple-same-namespace.yaml', cases: [{ backend: v1 }] },
+  {
+    name: 'MeshTrafficSplit', manifest: 'mesh/mesh-split.yaml',
+    cases: [{ path: '/v1', backend: v1 }, { path: '/v2', backend: v2 }],
+  },
+  {
+    name: 'MeshPorts', manifest: 'mesh/mesh-ports.yaml',
+    cases: [
+      { host: 'echo-v1', backend: v1, responseHeaders: { 'X-Header-Set': 'v1' } },
+      { host: 'echo-v1:8080', backend: v1, absentResponseHeaders: ['X-Header-Set'] },
+      { host: 'echo-v2', backend: v2, responseHeaders: { 'X-Header-Set': 'v2' } },
+      { host: 'echo-v2:8080', backend: v2, responseHeaders: { 'X-Header-Set': 'v2' } },
+    ],
+  },
+  {
+    name: 'MeshConsumerRoute', manifest: 'mesh/mesh-consumer-route.yaml',
+    cases: [
+      { from: 'consumer', host: `echo-v1.${MESH_NS}`, backend: v1, responseHeaders: { 'X-Header-Set': 'set' } },
+      { from: 'mesh', host: `echo-v1.${MESH_NS}`, backend: v1, absentResponseHeaders: ['X-Header-Set'] },
+    ],
+  },
+  {
+    name: 'MeshFrontend', manifest: 'mesh/mesh-frontend.yaml',
+    cases: [
+      { host: 'echo-v2', backend: v2, responseHeaders: { 'X-Header-Set': 'set' } },
+      { podAddress: 'echo-v2', backend: v2, absentResponseHeaders: ['X-Header-Set'] },
+    ],
+  },
+  {
+    name: 'MeshFrontendHostname', manifest: 'mesh/mesh-frontend.yaml',
+    cases: [
+      { host: 'echo-v2', headers: { host: 'echo-v1' }, backend: v2, responseHeaders: { 'X-Header-Set': 'set' } },
+      { host: 'echo-v1', headers: { host: 'echo-v2' }, backend: v1, absentResponseHeaders: ['X-Header-Set'] },
+    ],
+  },
+  {
+    name: 'MeshHTTPRouteMatching', manifest: 'mesh/httproute-matching.yaml',
+    cases: [
+      { path: '/', backend: v1 }, { path: '/example', backend: v1 }, { path: '/', headers: { Version: 'one' }, backend: v1 },
+      { path: '/v2', backend: v2 }, { path: '/v2/example', backend: v2 }, { path: '/', headers: { Version: 'two' }, backend: v2 },
+      { path: '/v2/', backend: v2 }, { path: '/v2example', backend: v1 }, { path: '/foo/v2/example', backend: v1 },
+    ],
+  },
+  {
+    name: 'MeshHTTPRouteQueryParamMatching', manifest: 'mesh/httproute-query-param-matching.yaml',
+    cases: [
+      { path: '/?animal=whale', backend: v1 }, { path: '/?animal=dolphin', backend: v2 },
+      { path: '/?animal=whale&otherparam=irrelevant', backend: v1 }, { path: '/?animal=dolphin&color=yellow', backend: v2 },
+      { path: '/?color=blue', status: 404 }, { path: '/?animal=dog', status: 404 }, { path: '/?animal=whaledolphin', status: 404 }, { path: '/', status: 404 },
+      { path: '/path1?animal=whale', backend: v1 }, { path: '/?animal=whale', headers: { version: 'one' }, backend: v2 },
+      { path: '/path3?animal=shark', backend: v1 }, { path: '/path4?animal=kraken', headers: { version: 'three' }, backend: v1 },
+      { path: '/?animal=shark', status: 404 }, { path: '/path4?animal=kraken', status: 404 },
+      { path: '/path5?animal=hydra', backend: v1 },
+    ],
+  },
+  { name: 'MeshHTTPRouteNamedRule', manifest: 'mesh/httproute-named-rule.yaml', cases: [{ path: '/named', backend: v1, seenPath: '/named' }, { path: '/unnamed', backend: v2, seenPath: '/unnamed' }] },
+  { name: 'MeshHTTPRouteRequestHeaderModifier', manifest: 'mesh/httproute-request-header-modifier.yaml', cases: requestHeaderModifierCases },
+  { name: 'MeshHTTPRouteBackendRequestHeaderModifier', manifest: 'mesh/httproute-request-header-modifier-backend.yaml', cases: requestHeaderModifierCases },
+  {
+    name: 'MeshHTTPRouteRewritePath', manifest: 'mesh/httproute-rewrite-path.yaml',
+    cases: [
+      { path: '/prefix/one/two', backend: v1, seenPath: '/one/two' },
+      { path: '/strip-prefix/three', backend: v1, seenPath: '/three' },
+      { path: '/strip-prefix', backend: v1, seenPath: '/' },
+      { path: '/full/one/two', backend: v1, seenPath: '/one' },
+      {
+        path: '/full/rewrite-path-and-modify-headers/test', headers: { 'X-Header-Remove': 'remove-val', 'X-Header-Add-Append': 'append-val-1', 'X-Header-Set': 'set-val' },
+        backend: v1, seenPath: '/test', seenHeaders: { 'X-Header-Add': 'header-val-1', 'X-Header-Add-Append': 'append-val-1,header-val-2', 'X-Header-Set': 'set-overwrites-values' }, absentSeenHeaders: ['X-Header-Remove'],
+      },
+      {
+        path: '/prefix/rewrite-path-and-modify-headers/one', headers: { 'X-Header-Remove': 'remove-val', 'X-Header-Add-Append': 'append-val-1', 'X-Header-Set': 'set-val' },
+        backend: v1, seenPath: '/prefix/one', seenHeaders: { 'X-Header-Add': 'header-val-1', 'X-Header-Add-Append': 'append-val-1,header-val-2', 'X-Header-Set': 'set-overwrites-values' }, absentSeenHeaders: ['X-Header-Remove'],
+      },
+    ],
+  },
+  { name: 'MeshHTTPRoute303Redirect', manifest: 'mesh/httproute-303-redirect.yaml', cases: [redirect('/redirect', 303, { path: '/redirect' })] },
+  { name: 'MeshHTTPRoute307Redirect', manifest: 'mesh/httproute-307-redirect.yaml', cases: [redirect('/temporary', 307, { path: '/temporary' })] },
+  { name: 'MeshHTTPRoute308Redirect', manifest: 'mesh/httproute-308-redirect.yaml', cases: [redirect('/permanent', 308, { path: '/permanent' })] },
+  {
+    name: 'MeshHTTPRouteRedirectHostAndStatus', manifest: 'mesh/httproute-redirect-host-and-status.yaml',
+    cases: [redirect('/hostname-redirect', 302, { host: 'example.org' }), redirect('/host-and-status', 301, { host: 'example.org' })],
+  },
+  {
+    name: 'MeshHTTPRouteRedirectPath', manifest: 'mesh/httproute-redirect-path.yaml',
+    cases: [
+      redirect('/original-prefix/lemon', 302, { path: '/replacement-prefix/lemon' }),
+      redirect('/full/path/original', 302, { path: '/full-path-replacement' }),
+      redirect('/path-and-host', 302, { host: 'example.org', path: '/replacement-prefix' }),
+      redirect('/path-and-status', 301, { path: '/replacement-prefix' }),
+      redirect('/full-path-and-host', 302, { host: 'example.org', path: '/replacement-full' }),
+      redirect('/full-path-and-status', 301, { path: '/replacement-full' }),
+    ],
+  },
+  {
+    name: 'MeshHTTPRouteRedirectPort', manifest: 'mesh/httproute-redirect-port.yaml',
+    cases: [
+      redirect('/port', 302, { port: '8083' }), redirect('/port-and-host', 302, { host: 'example.org', port: '8083' }),
+      redirect('/port-and-status', 301, { port: '8083' }), redirect('/port-and-host-and-status', 302, { host: 'example.org', port: '8083' }),
+    ],
+  },
+  {
+    name: 'MeshHTTPRouteSchemeRedirect', manifest: 'mesh/httproute-redirect-scheme.yaml',
+    cases: [
+      redirect('/scheme', 302, { scheme: 'https' }), redirect('/scheme-and-host', 302, { scheme: 'https', host: 'example.org' }),
+      redirect('/scheme-and-status', 301, { scheme: 'https' }), redirect('/scheme-and-host-and-status', 302, { scheme: 'https', host: 'example.org' }),
+    ],
+  },
+];
+
+/** MeshHTTPRouteWeight: 70/30 between echo-v1 and echo-v2. */
+export const MESH_HTTP_WEIGHT = { name: 'MeshHTTPRouteWeight', manifest: 'mesh/httproute-weight.yaml', weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 } };
+/** MeshGRPCRouteWeight: 70/30, and echo-v3 (weight 0, no such Service) never chosen. */
+export const MESH_GRPC_WEIGHT = { name: 'MeshGRPCRouteWeight', manifest: 'mesh/grpcroute-weight.yaml', weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 } };
+
+export interface GrpcCase {
+  /** Request metadata (upstream adds x-test-case: match). */
+  metadata: Record<string, string>;
+  backend: string;
+  /** Metadata the backend saw (several values joined with ","). */
+  seen: Record<string, string>;
+  absent?: string[];
+}
+
+/** MeshGRPCRouteRequestHeaderModifier, sent to echo:7070. */
+export const MESH_GRPC_HEADER_MODIFIER = {
+  name: 'MeshGRPCRouteRequestHeaderModifier', manifest: 'mesh/grpcroute-request-header-modifier.yaml',
+  cases: [
+    {
+      metadata: { 'x-test-case': 'set', 'some-other-header': 'this-header-should-be-set', 'x-header-set': 'this-value-should-be-overwritten' }, backend: v1,
+      seen: { 'x-test-case': 'set', 'some-other-header': 'this-header-should-be-set', 'x-header-set': 'set-overwrites-values' },
+    },
+    { metadata: { 'x-test-case': 'add', 'x-header-add': 'this-value-should-be-appended' }, backend: v1, seen: { 'x-test-case': 'add', 'x-header-add': 'this-value-should-be-appended,add-appends-values' } },
+    { metadata: { 'x-test-case': 'remove', 'x-header-remove': 'this-should-be-removed' }, backend: v1, seen: { 'x-test-case': 'remove' }, absent: ['x-header-remove'] },
+    {
+      metadata: { 'x-test-case': 'multi', 'x-header-set-2': 'set-header-2', 'x-header-add-2': 'add-header-2', 'x-header-remove-2': 'should-be-removed-2' }, backend: v2,
+      seen: { 'x-test-case': 'multi', 'x-header-set-1': 'header-set-1', 'x-header-set-2': 'header-set-2', 'x-header-add-1': 'header-add-1', 'x-header-add-2': 'add-header-2,header-add-2' },
+      absent: ['x-header-remove-1', 'x-header-remove-2'],
+    },
+  ] as GrpcCase[],
+};
