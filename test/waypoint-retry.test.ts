@@ -89,7 +89,7 @@ t.test('a per-attempt timeout answers 504 UT; an overall timeout too', async (t)
   t.equal(b.status, 504);
 });
 
-t.test('a timed-out attempt is retried when 504 is listed', async (t) => {
+t.test('a timed-out attempt is retried whenever a retry block exists, 504 listed or not (GEP-1731)', async (t) => {
   let n = 0;
   const held: http.ServerResponse[] = [];
   const up = await httpUpstream(t, (_req, res) => {
@@ -97,7 +97,7 @@ t.test('a timed-out attempt is retried when 504 is listed', async (t) => {
     else res.end('second try');
   });
   t.teardown(() => held.forEach((r) => r.destroy()));
-  const h = await startWaypoint(t, () => plan(up.port, { attemptTimeoutMs: 100, retry: { codes: [504], attempts: 1, backoffMs: 0 } }));
+  const h = await startWaypoint(t, () => plan(up.port, { attemptTimeoutMs: 100, retry: { codes: [500], attempts: 1, backoffMs: 0 } }));
   const r = await request(h.port);
   t.equal(r.status, 200);
   t.equal(r.body, 'second try');
@@ -174,6 +174,28 @@ async function dropsSecond(t: Test) {
   t.teardown(() => server.close());
   return { port: (server.address() as net.AddressInfo).port, connections: () => connections };
 }
+
+t.test('with a retry policy a reset on a kept-alive connection counts as an attempt: no free try beyond `attempts`', async (t) => {
+  // Every request after the first is read and then answered with a reset, as
+  // HTTPRouteRetryConnectionError's backend does; the first leaves a pooled connection.
+  let requests = 0;
+  const server = net.createServer((sock) => {
+    sock.on('data', (d: Buffer) => {
+      if (!d.toString('latin1').includes('\r\n\r\n')) return;
+      if (++requests === 1) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+      else sock.resetAndDestroy();
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port, { retry: { codes: [], attempts: 2, backoffMs: 0 } }));
+  t.equal((await request(h.port)).status, 200);
+  const failed = await request(h.port);
+  t.equal(failed.status, 503);
+  t.equal(requests - 1, 3, 'the first try (on the pooled connection) and 2 retries, not one more');
+  t.match(h.records[1], { attempts: 3, responseFlag: 'URX' });
+});
 
 t.test('a kept-alive connection that turns out closed: an idempotent request is resent once, a POST is not', async (t) => {
   const up = await dropsSecond(t);

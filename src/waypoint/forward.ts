@@ -100,16 +100,20 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         if (req.downstreamGone.aborted) return local(0, 'DC', 'downstream gone');
         if (overallExpired) return local(504, 'UT', 'request timeout');
         // A kept-alive connection the upstream had just closed: the request was never
-        // read, so an idempotent one is sent again once, outside the retry policy.
-        if (failure!.reusedConnection && !staleRetried && IDEMPOTENT.has(req.method) && replayable() && !attemptExpired) {
+        // read, so an idempotent one is sent again once, outside the retry policy. Only
+        // without a policy: one retries connection errors itself, and a free try on top
+        // would exceed the attempts it promises (a backend that reads the request and
+        // then resets looks the same from here; HTTPRouteRetryConnectionError counts).
+        if (plan.retry === undefined && failure!.reusedConnection && !staleRetried && IDEMPOTENT.has(req.method) && replayable() && !attemptExpired) {
           staleRetried = true;
           attempts--;
           continue;
         }
         const status = attemptExpired ? 504 : 503;
         const flag: ResponseFlag = attemptExpired ? 'UT' : failure!.kind === 'reset' ? 'UC' : 'UF';
-        // Connection errors are retried whenever a retry block exists (GEP-1731); a timeout when 504 is listed.
-        const retry = plan.retry !== undefined && attempts < maxTries && replayable() && (!attemptExpired || codes.includes(504));
+        // Connection errors and attempts past timeouts.backendRequest are retried whenever a
+        // retry block exists, whatever its codes (GEP-1731; HTTPRouteRetryBackendTimeout).
+        const retry = plan.retry !== undefined && attempts < maxTries && replayable();
         if (!retry) return local(status, attempts > 1 ? 'URX' : flag, attemptExpired ? 'upstream request timeout' : failure!.message);
       }
       if (plan.retry && plan.retry.backoffMs > 0) await sleep(clock, plan.retry.backoffMs, overallSignal);
