@@ -10,11 +10,13 @@
  * A `host` header replaces the URL's (Gateway API tests send a Host that differs from
  * the address dialled). Output: per request { status, headers, body } (body parsed as
  * JSON when it is, text otherwise) or { error }; with count > 1 a summary
- * { requests, statuses, pods, errors } instead. Requests go one at a time, over a
- * fresh connection each, so no case depends on a connection an earlier one left.
+ * { requests, statuses, pods, errors } instead. Requests go one at a time, each over a
+ * fresh connection, so no case depends on a connection an earlier one left; the N of
+ * a counted request share one keep-alive connection (re-opened if the peer closes it),
+ * as a weighted split is decided per request, not per connection.
  */
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions } from '../lib/options';
 
@@ -66,10 +68,10 @@ function validate(input: unknown): BatchRequest[] {
 }
 
 /** One request; resolves with the answer or the error, never rejects. */
-export function send(r: BatchRequest): Promise<BatchAnswer> {
+export function send(r: BatchRequest, agent: Agent | false = false): Promise<BatchAnswer> {
   return new Promise((resolve) => {
     const timeout = r.timeoutMs ?? 5000;
-    const req = httpRequest(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, timeout, agent: false }, (res) => {
+    const req = httpRequest(r.url, { method: r.method ?? 'GET', headers: r.headers ?? {}, timeout, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -89,13 +91,15 @@ export function send(r: BatchRequest): Promise<BatchAnswer> {
 async function summary(r: BatchRequest): Promise<BatchSummary> {
   const sum: BatchSummary = { requests: r.count!, statuses: {}, pods: {}, errors: {} };
   const bump = (m: Record<string, number>, k: string) => { m[k] = (m[k] ?? 0) + 1; };
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   for (let i = 0; i < r.count!; i++) {
-    const a = await send(r);
+    const a = await send(r, agent);
     if (a.error !== undefined) bump(sum.errors, a.error);
     else bump(sum.statuses, String(a.status));
     const pod = (a.body as { pod?: unknown } | undefined)?.pod;
     if (typeof pod === 'string') bump(sum.pods, pod);
   }
+  agent.destroy();
   return sum;
 }
 

@@ -8,6 +8,10 @@
  *     simulation: `?uuid=U&succeedAfter=N[&responseCode=500][&delayRetry=300ms]` fails
  *     the first N requests carrying U (with that status, or without one by resetting
  *     the connection: a connection error), each after delayRetry, then answers 200.
+ *     A request carrying upstream's `gateway-api-conformance-request-id` query parameter
+ *     is logged (one JSON line on stdout, the pod's log), as upstream's echo logs every
+ *     request: that is how a mirror's copies are counted. Others are not, so the lab's
+ *     benchmarks do not measure log writes.
  *     A WebSocket upgrade on the same port echoes every data frame back.
  *   TCP (9000): echoes bytes back; when the client half-closes, the echo finishes
  *     sending and then half-closes too, so byte-exact round trips can be checked.
@@ -66,6 +70,9 @@ function hostPort(address: string | undefined, port: number | undefined): string
   return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }
 
+/** The query parameter upstream's conformance tests tag mirrored requests with. */
+export const REQUEST_ID_PARAM = 'gateway-api-conformance-request-id';
+
 /** `200`, `1s`, `300ms` → milliseconds (capped at a minute); anything else → 0. */
 function millis(v: string | null): number {
   const m = v === null ? null : /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(v);
@@ -94,6 +101,9 @@ function handle(id: EchoIdentity, retries: RetryCounts, req: IncomingMessage, re
     const q = url.searchParams;
     let status = Number(q.get('status') ?? 200);
     let delay = millis(q.get('delay'));
+    if (q.has(REQUEST_ID_PARAM)) {
+      process.stdout.write(JSON.stringify({ time: new Date().toISOString(), msg: `Echoing back request made to ${req.url} to client`, pod: id.pod, method: req.method, host: req.headers.host }) + '\n');
+    }
     const uuid = q.get('uuid');
     if (uuid !== null && q.has('succeedAfter') && retries.next(uuid) <= Number(q.get('succeedAfter'))) {
       delay = millis(q.get('delayRetry'));

@@ -12,7 +12,7 @@ import type { GrpcCallResult, GrpcSummary } from '../../src/lab/client-grpc';
 import {
   CONSUMER_NS, MESH_GRPC_HEADER_MODIFIER, MESH_GRPC_WEIGHT, MESH_HTTP_TESTS, MESH_HTTP_WEIGHT, MESH_NS, type MeshCase,
 } from '../helpers/conformance-cases';
-import { applyFixture, CONFORMANCE_TOPOLOGY, expectCases, joined, sendBatch, type Case } from './helpers/conformance';
+import { applyFixture, CONFORMANCE_TOPOLOGY, expectCases, joined, labInPod, sendBatch, switchFixture, type Case } from './helpers/conformance';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 
 const MESH_CLIENT = `${MESH_NS}/client`;
@@ -30,7 +30,7 @@ function caseOf(lab: LabHandle, test: string, c: MeshCase, i: number): Case {
 
 /** gRPC calls from the mesh client with `weft lab grpc`, in its netns. */
 async function grpc(lab: LabHandle, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const res = await lab.exec(MESH_CLIENT, ['weft', 'lab', 'grpc', 'echo:7070', ...args]);
+  const res = await labInPod(lab, MESH_CLIENT, ['grpc', 'echo:7070', ...args]);
   return { code: res.code, out: res.stdout, err: res.stderr };
 }
 
@@ -55,12 +55,8 @@ function run(): void {
     for (const test of MESH_HTTP_TESTS) {
       await t.test(test.name, async (t) => {
         const at = Date.now();
-        // Delete the previous manifest while applying this one: the batch below is sent
-        // again until the waypoint has seen both changes.
-        await Promise.all([
-          previous && previous !== test.manifest ? applyFixture(lab, 'delete', previous) : undefined,
-          test.manifest && previous !== test.manifest ? applyFixture(lab, 'apply', test.manifest) : undefined,
-        ]);
+        // The batch below is sent again until the waypoint has seen the switch.
+        await switchFixture(lab, previous, test.manifest);
         previous = test.manifest;
         const tries = await expectCases(t, lab, test.cases.map((c, i) => caseOf(lab, test.name, c, i)));
         requests += test.cases.length;
@@ -84,7 +80,7 @@ function run(): void {
     });
 
     await t.test(MESH_GRPC_HEADER_MODIFIER.name, async (t) => {
-      await Promise.all([applyFixture(lab, 'delete', previous!), applyFixture(lab, 'apply', MESH_GRPC_HEADER_MODIFIER.manifest)]);
+      await switchFixture(lab, previous, MESH_GRPC_HEADER_MODIFIER.manifest);
       previous = MESH_GRPC_HEADER_MODIFIER.manifest;
       for (const c of MESH_GRPC_HEADER_MODIFIER.cases) {
         const args = Object.entries(c.metadata).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
@@ -102,7 +98,11 @@ function run(): void {
         for (const [k, v] of Object.entries(c.seen)) t.equal(joined(res?.answer?.metadata[k]), v, `${name}: backend saw ${k}`);
         for (const k of c.absent ?? []) t.equal(res?.answer?.metadata[k], undefined, `${name}: ${k} removed`);
       }
-      requests += MESH_GRPC_HEADER_MODIFIER.cases.length;
+      // A call the backend ends with an error: no message, only headers and trailers
+      // (grpc-status, grpc-message, the echo's own), through the route like the others.
+      const failed = JSON.parse((await grpc(lab, ['-H', 'x-test-case: set', '-H', 'x-echo-grpc-status: 5'])).out) as GrpcCallResult;
+      t.same([failed.code, failed.details, failed.trailers['x-echo-trailer']], [5, 'asked for status 5', 'echo-v1'], 'an error status, its message and trailers cross the waypoint');
+      requests += MESH_GRPC_HEADER_MODIFIER.cases.length + 1;
     });
 
     await t.test(MESH_GRPC_WEIGHT.name, async (t) => {

@@ -216,3 +216,141 @@ export const MESH_GRPC_HEADER_MODIFIER = {
     },
   ] as GrpcCase[],
 };
+
+/**
+ * Gateway-profile HTTPRoute cases (kubernetes-sigs/gateway-api conformance/tests/
+ * httproute-*.go) in gateway-conformance-infra. Upstream sends them to a Gateway; the
+ * e2e test re-attaches each route to the Service `same-namespace` and sends them to it
+ * through the namespace's waypoint, so `host` defaults to `same-namespace`.
+ */
+export const INFRA_NS = 'gateway-conformance-infra';
+
+export interface GatewayCase extends Omit<MeshCase, 'status' | 'from' | 'podAddress'> {
+  /** Expected status, or any of several (upstream's StatusCodes). Default 200. */
+  status?: number | number[];
+  /** Gateway API's retry simulation: `?uuid=<fresh>&…` added to the path on every send. */
+  retry?: { succeedAfter: number; responseCode?: number; delayRetry?: string };
+}
+
+export interface GatewayTest {
+  name: string;
+  manifest: string;
+  cases: GatewayCase[];
+}
+
+const b1 = 'infra-backend-v1';
+const b2 = 'infra-backend-v2';
+const b3 = 'infra-backend-v3';
+
+export const GATEWAY_HTTP_TESTS: GatewayTest[] = [
+  {
+    name: 'HTTPRouteMethodMatching', manifest: 'gateway/httproute-method-matching.yaml',
+    cases: [
+      { method: 'POST', backend: b1 }, { method: 'GET', backend: b2 }, { method: 'HEAD', status: 404 },
+      { path: '/path1', method: 'GET', backend: b1 }, { method: 'PUT', headers: { version: 'one' }, backend: b2 },
+      { path: '/path2', method: 'POST', headers: { version: 'two' }, backend: b3 },
+      { path: '/path3', method: 'PATCH', backend: b1 }, { path: '/path4', method: 'DELETE', headers: { version: 'three' }, backend: b1 },
+      { method: 'PUT', status: 404 }, { path: '/path4', method: 'DELETE', status: 404 },
+      { path: '/path5', method: 'PATCH', backend: b1 }, { method: 'PATCH', headers: { version: 'four' }, backend: b2 },
+    ],
+  },
+  {
+    name: 'HTTPRoutePathMatchOrder', manifest: 'gateway/httproute-path-match-order.yaml',
+    cases: [
+      { path: '/match/exact/one', backend: b3 }, { path: '/match/exact', backend: b2 }, { path: '/match', backend: b1 },
+      { path: '/match/prefix/one/any', backend: b2 }, { path: '/match/prefix/any', backend: b1 }, { path: '/match/any', backend: b3 },
+    ],
+  },
+  {
+    name: 'HTTPRouteHeaderMatching', manifest: 'gateway/httproute-header-matching.yaml',
+    cases: [
+      { headers: { Version: 'one' }, backend: b1 }, { headers: { Version: 'two' }, backend: b2 },
+      { headers: { Version: 'two', Color: 'orange' }, backend: b1 }, { headers: { Version: 'two', Color: 'blue' }, backend: b2 },
+      { headers: { Color: 'orange' }, status: 404 }, { headers: { 'Some-Other-Header': 'one' }, status: 404 },
+      { headers: { Color: 'blue' }, backend: b1 }, { headers: { Color: 'green' }, backend: b1 },
+      { headers: { Color: 'red' }, backend: b2 }, { headers: { Color: 'yellow' }, backend: b2 }, { headers: { Color: 'purple' }, status: 404 },
+    ],
+  },
+  {
+    name: 'HTTPRouteQueryParamMatching', manifest: 'gateway/httproute-query-param-matching.yaml',
+    cases: [
+      { path: '/?animal=whale', backend: b1 }, { path: '/?animal=dolphin', backend: b2 }, { path: '/?animal=dolphin&color=blue', backend: b3 },
+      { path: '/?ANIMAL=Whale', backend: b3 }, { path: '/?animal=whale&otherparam=irrelevant', backend: b1 },
+      { path: '/?animal=dolphin&color=yellow', backend: b2 }, { path: '/?color=blue', status: 404 }, { path: '/?animal=dog', status: 404 },
+      { path: '/?animal=whaledolphin', status: 404 }, { path: '/', status: 404 },
+      { path: '/path1?animal=whale', backend: b1 }, { path: '/?animal=whale', headers: { version: 'one' }, backend: b2 },
+      { path: '/path2?animal=whale', headers: { version: 'two' }, backend: b3 },
+      { path: '/path3?animal=shark', backend: b1 }, { path: '/path4?animal=kraken', headers: { version: 'three' }, backend: b1 },
+      { path: '/?animal=shark', status: 404 }, { path: '/path4?animal=kraken', status: 404 },
+      { path: '/path5?animal=hydra', backend: b1 }, { path: '/?animal=hydra', headers: { version: 'four' }, backend: b3 },
+    ],
+  },
+  {
+    name: 'HTTPRouteTimeoutRequest', manifest: 'gateway/httproute-timeout-request.yaml',
+    cases: [{ path: '/request-timeout', backend: b1 }, { path: '/request-timeout?delay=1s', status: 504 }, { path: '/disable-request-timeout?delay=1s', backend: b1 }],
+  },
+  {
+    name: 'HTTPRouteTimeoutBackendRequest', manifest: 'gateway/httproute-timeout-backend-request.yaml',
+    cases: [{ path: '/backend-timeout', backend: b1 }, { path: '/backend-timeout?delay=1s', status: 504 }, { path: '/disable-backend-timeout?delay=1s', backend: b1 }],
+  },
+  {
+    name: 'HTTPRouteRetry', manifest: 'gateway/httproute-retry.yaml',
+    cases: [
+      { path: '/retry/code-500-attempts-3', retry: { responseCode: 500, succeedAfter: 2 }, status: 200, backend: b3 },
+      { path: '/retry/code-500-attempts-3', retry: { responseCode: 500, succeedAfter: 4 }, status: 500, backend: b3 },
+      { path: '/retry/code-500-attempts-3', retry: { responseCode: 503, succeedAfter: 2 }, status: 503, backend: b3 },
+      ...[500, 502, 503, 504].flatMap((code): GatewayCase[] => [
+        { path: '/retry/code-all-attempts-2', retry: { responseCode: code, succeedAfter: 1 }, status: 200, backend: b3 },
+        { path: '/retry/code-all-attempts-2', retry: { responseCode: code, succeedAfter: 3 }, status: code, backend: b3 },
+      ]),
+    ],
+  },
+  {
+    name: 'HTTPRouteRetryWithTimeouts', manifest: 'gateway/httproute-retry-with-timeouts.yaml',
+    cases: [
+      { path: '/retry/backend-request-timeout-200ms', retry: { responseCode: 500, succeedAfter: 2, delayRetry: '300ms' }, status: 200, backend: b3 },
+      { path: '/retry/backend-request-timeout-200ms', retry: { responseCode: 500, succeedAfter: 3, delayRetry: '300ms' }, status: 504 },
+      { path: '/retry/request-timeout-200ms', retry: { responseCode: 500, succeedAfter: 1 }, status: 200, backend: b3 },
+      { path: '/retry/request-timeout-200ms', retry: { responseCode: 500, succeedAfter: 4, delayRetry: '100ms' }, status: 504 },
+    ],
+  },
+  {
+    name: 'HTTPRouteRetryConnectionError', manifest: 'gateway/httproute-retry-connection-error.yaml',
+    cases: [
+      { path: '/retry/no-status-code-attempts-3', retry: { succeedAfter: 2 }, status: 200, backend: b3 },
+      { path: '/retry/no-status-code-attempts-3', retry: { succeedAfter: 4 }, status: [500, 503] },
+    ],
+  },
+  { name: 'HTTPRouteInvalidBackendRefUnknownKind', manifest: 'gateway/httproute-invalid-backendref-unknown-kind.yaml', cases: [{ path: '/v2', status: 500 }] },
+  { name: 'HTTPRouteInvalidNonExistentBackendRef', manifest: 'gateway/httproute-invalid-nonexistent-backendref.yaml', cases: [{ path: '/', status: 500 }] },
+];
+
+/** HTTPRouteWeight: 70/30 and infra-backend-v3 (weight 0) never. */
+export const GATEWAY_WEIGHT = { name: 'HTTPRouteWeight', manifest: 'gateway/httproute-weight.yaml', weights: { [b1]: 0.7, [b2]: 0.3 } };
+
+/** HTTPRouteRequestMultipleMirrors: every request answered by v1 and mirrored to v2 and v3. */
+export const GATEWAY_MULTIPLE_MIRRORS = {
+  name: 'HTTPRouteRequestMultipleMirrors', manifest: 'gateway/httproute-request-multiple-mirrors.yaml', mirrors: [b2, b3],
+  cases: [
+    { path: '/multi-mirror', backend: b1 },
+    {
+      path: '/multi-mirror-and-modify-request-headers', headers: { 'X-Header-Remove': 'remove-val', 'X-Header-Add-Append': 'append-val-1' }, backend: b1,
+      seenHeaders: { 'X-Header-Add': 'header-val-1', 'X-Header-Add-Append': 'append-val-1,header-val-2', 'X-Header-Set': 'set-overwrites-values' }, absentSeenHeaders: ['X-Header-Remove'],
+    },
+  ] as GatewayCase[],
+};
+
+/** HTTPRouteRequestPercentageMirror: answered by v1, mirrored to v2 for this share of requests. */
+export const GATEWAY_PERCENTAGE_MIRROR = {
+  name: 'HTTPRouteRequestPercentageMirror', manifest: 'gateway/httproute-request-percentage-mirror.yaml', mirror: b2,
+  cases: [
+    { share: 0.2, case: { path: '/percent-mirror', backend: b1 } as GatewayCase },
+    { share: 0.5, case: { path: '/percent-mirror-fraction', backend: b1 } as GatewayCase },
+    {
+      share: 0.35, case: {
+        path: '/percent-mirror-and-modify-headers', headers: { 'X-Header-Remove': 'remove-val', 'X-Header-Add-Append': 'append-val-1' }, backend: b1,
+        seenHeaders: { 'X-Header-Add': 'header-val-1', 'X-Header-Add-Append': 'append-val-1,header-val-2', 'X-Header-Set': 'set-overwrites-values' }, absentSeenHeaders: ['X-Header-Remove'],
+      } as GatewayCase,
+    },
+  ],
+};

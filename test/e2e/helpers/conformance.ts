@@ -7,8 +7,10 @@
  * MakeRequestAndExpectEventuallyConsistentResponse does: a route applied a moment ago
  * reaches the waypoint through the registry), a bounded number of times.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { parseAllDocuments } from 'yaml';
 import type { BatchAnswer, BatchRequest, BatchSummary } from '../../../src/lab/client-batch';
 import type { EchoAnswer } from '../../../src/lab/echo';
 import { DIST, REPO_ROOT } from '../../../src/lab/paths';
@@ -24,7 +26,8 @@ const PAUSE_MS = 150;
 
 /** A request's expectation, in upstream's terms; absent fields are not checked. */
 export interface Expect {
-  status?: number;
+  /** One status or any of several; default 200. */
+  status?: number | number[];
   /** The answering pod's name starts with this. */
   backend?: string;
   seenPath?: string;
@@ -45,8 +48,8 @@ export function joined(v: string | string[] | undefined): string | undefined {
 export function judge(want: Expect, got: BatchAnswer): string[] {
   if (got.error !== undefined) return [`no answer: ${got.error}`];
   const bad: string[] = [];
-  const status = want.status ?? 200;
-  if (got.status !== status) bad.push(`status ${got.status}, want ${status}`);
+  const statuses = [want.status ?? 200].flat();
+  if (!statuses.includes(got.status!)) bad.push(`status ${got.status}, want ${statuses.join(' or ')}`);
   const echo = typeof got.body === 'object' && got.body !== null ? got.body as EchoAnswer : undefined;
   if (want.backend !== undefined && !echo?.pod?.startsWith(want.backend)) bad.push(`answered by ${echo?.pod ?? '(no echo answer)'}, want ${want.backend}`);
   if (want.seenPath !== undefined && echo?.path !== want.seenPath) bad.push(`backend saw path ${echo?.path}, want ${want.seenPath}`);
@@ -76,12 +79,19 @@ export function judge(want: Expect, got: BatchAnswer): string[] {
   return bad;
 }
 
-/** Runs `weft lab requests` in a pod's netns (one process: no `lab exec` in between). */
-export async function sendBatch(lab: LabHandle, pod: string, reqs: BatchRequest[]): Promise<(BatchAnswer | BatchSummary)[]> {
+/**
+ * Runs `weft lab <args>` in a pod's netns directly (`ip netns exec`, one process: no
+ * `weft lab exec` in between, which would cost a second Node start per call).
+ */
+export async function labInPod(lab: LabHandle, pod: string, args: string[], input?: string): Promise<RunResult> {
   const p = lab.state()!.plan.pods.find((x) => x.uid === pod);
   if (!p) throw new Error(`no pod ${pod} in the lab`);
-  const res: RunResult = await run('ip', ['netns', 'exec', p.netns, process.execPath, DIST.main, 'lab', 'requests'],
-    { input: JSON.stringify(reqs), allowFailure: true, env: lab.env });
+  return run('ip', ['netns', 'exec', p.netns, process.execPath, DIST.main, 'lab', ...args], { input, allowFailure: true, env: lab.env });
+}
+
+/** `weft lab requests` in a pod: the answers, in order. */
+export async function sendBatch(lab: LabHandle, pod: string, reqs: BatchRequest[]): Promise<(BatchAnswer | BatchSummary)[]> {
+  const res = await labInPod(lab, pod, ['requests'], JSON.stringify(reqs));
   if (res.code !== 0) throw new Error(`lab requests in ${pod} failed (${res.code}): ${res.stderr}`);
   return JSON.parse(res.stdout) as (BatchAnswer | BatchSummary)[];
 }
@@ -90,7 +100,8 @@ export interface Case {
   /** Shown in the assertion. */
   name: string;
   pod: string;
-  request: BatchRequest;
+  /** A function for requests that must differ on every send (the retry simulation's uuid). */
+  request: BatchRequest | (() => BatchRequest);
   want: Expect;
 }
 
@@ -107,7 +118,7 @@ export async function expectCases(t: Test, lab: LabHandle, cases: Case[]): Promi
     tries++;
     const byPod = await Promise.all(pods.map((pod) => {
       const mine = cases.filter((c) => c.pod === pod);
-      return sendBatch(lab, pod, mine.map((c) => c.request)).then((a) => new Map(mine.map((c, i) => [c, a[i] as BatchAnswer])));
+      return sendBatch(lab, pod, mine.map((c) => (typeof c.request === 'function' ? c.request() : c.request))).then((a) => new Map(mine.map((c, i) => [c, a[i] as BatchAnswer])));
     }));
     answers = cases.map((c) => byPod[pods.indexOf(c.pod)]!.get(c)!);
     verdicts = cases.map((c, i) => judge(c.want, answers[i]!));
@@ -128,4 +139,29 @@ export async function applyFixture(lab: LabHandle, verb: 'apply' | 'delete', man
 export async function applyText(lab: LabHandle, verb: 'apply' | 'delete', yaml: string): Promise<void> {
   const res = await lab.weft([verb, '-f', '-'], yaml);
   if (res.code !== 0) throw new Error(`weft ${verb} -f - failed (${res.code}): ${res.stderr}${res.stdout}\n${yaml}`);
+}
+
+/** kind/namespace/name of every object in a fixture. */
+function objectKeys(manifest: string): string[] {
+  return parseAllDocuments(readFileSync(join(FIXTURES, manifest), 'utf8')).map((d) => {
+    const o = d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } };
+    return `${o.kind}/${o.metadata?.namespace}/${o.metadata?.name}`;
+  });
+}
+
+/**
+ * Replaces the objects of fixture `from` with those of `to`. Two CLI runs in parallel
+ * when the two name different objects; when they share a name (upstream reuses route
+ * names across manifests) the delete must land before the apply, or it would delete
+ * what the apply just wrote.
+ */
+export async function switchFixture(lab: LabHandle, from: string | undefined, to: string | undefined): Promise<void> {
+  if (from === to) return;
+  const shared = from && to ? objectKeys(from).some((k) => objectKeys(to).includes(k)) : false;
+  if (shared) {
+    await applyFixture(lab, 'delete', from!);
+    await applyFixture(lab, 'apply', to!);
+    return;
+  }
+  await Promise.all([from && applyFixture(lab, 'delete', from), to && applyFixture(lab, 'apply', to)]);
 }
