@@ -5,16 +5,13 @@
  * other kinds still mirrored while the Gateway API CRDs are missing.
  */
 import t, { type Test } from 'tap';
-import { randomBytes } from 'node:crypto';
-import { Controller } from '../src/controller/controller';
-import { KubeClient } from '../src/k8s/client';
 import { RegistryStore } from '../src/registry/store';
-import { createLogger } from '../src/lib/log';
 import {
   TestApiServer, gatewayObj, httpRouteObj, namespaceObj, nodeObj, podObj, serviceObj,
 } from './helpers/apiserver';
 import { startRedis, type TestRedis } from './helpers/redis';
 import { waitFor } from './helpers/wait';
+import { controllerRig } from './helpers/controller-rig';
 import type { WaypointDeployConfig } from '../src/controller/waypoint-deploy';
 
 let redis: TestRedis;
@@ -23,28 +20,15 @@ t.before(async () => {
 });
 t.teardown(() => redis.stop());
 
-interface LogLine { level: number; msg: string; [k: string]: unknown }
-
 const WAYPOINTS: WaypointDeployConfig = {
   image: 'registry.example.com/weft:1.2.3', redisUrl: 'rediss://weft-redis.weft-system.svc:6379', redisAuth: true,
   caAddress: 'weft-ca.weft-system.svc:15012', trustDomain: 'cluster.local', logLevel: 'info', systemNamespace: 'weft-system',
 };
 const ROOT_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
-async function rig(t: Test, opts: { crds?: boolean; waypoints?: WaypointDeployConfig } = {}) {
-  const api = await TestApiServer.start();
-  t.teardown(() => api.stop());
-  if (opts.crds === false) api.setGatewayAPIInstalled(false);
-  const client = new KubeClient({ server: api.url });
-  t.teardown(() => client.close());
-  const store = RegistryStore.connect(redis.url, { prefix: `weft-${randomBytes(4).toString('hex')}:` });
-  t.teardown(() => store.close());
-  const logs: LogLine[] = [];
-  const logger = createLogger({ level: 'debug', component: 'controller', destination: { write: (s: string) => { logs.push(JSON.parse(s) as LogLine); } } });
-  const controller = new Controller({ client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger, ...(opts.waypoints ? { waypoints: opts.waypoints } : {}) });
-  t.teardown(() => controller.stop());
-  return { api, client, store, controller, logs };
-}
+const rig = (t: Test, opts: { crds?: boolean; waypoints?: WaypointDeployConfig } = {}) => controllerRig(t, redis.url, {
+  ...(opts.crds === false ? { missingGroups: ['gateway.networking.k8s.io'] } : {}), ...(opts.waypoints ? { waypoints: opts.waypoints } : {}),
+});
 
 function seed(api: TestApiServer): void {
   api.put('nodes', nodeObj('node-1', '203.0.113.10', '10.244.1.0/24'));

@@ -6,14 +6,11 @@
  * fails closed, and a cluster without Istio's CRDs still mirrors everything else.
  */
 import t, { type Test } from 'tap';
-import { randomBytes } from 'node:crypto';
-import { Controller } from '../src/controller/controller';
-import { KubeClient } from '../src/k8s/client';
 import { RegistryStore } from '../src/registry/store';
-import { createLogger } from '../src/lib/log';
 import { TestApiServer, authzPolicyObj, namespaceObj, nodeObj, podObj } from './helpers/apiserver';
 import { startRedis, type TestRedis } from './helpers/redis';
 import { waitFor } from './helpers/wait';
+import { controllerRig } from './helpers/controller-rig';
 
 const ISTIO_AP = 'authorizationpolicies.security.istio.io';
 
@@ -23,24 +20,13 @@ t.before(async () => {
 });
 t.teardown(() => redis.stop());
 
-interface LogLine { level: number; msg: string; [k: string]: unknown }
-
 async function rig(t: Test, opts: { istio?: boolean } = {}) {
-  const api = await TestApiServer.start();
-  t.teardown(() => api.stop());
-  if (opts.istio === false) api.setGroupInstalled('security.istio.io', false);
-  const client = new KubeClient({ server: api.url });
-  t.teardown(() => client.close());
-  const store = RegistryStore.connect(redis.url, { prefix: `weft-${randomBytes(4).toString('hex')}:` });
-  t.teardown(() => store.close());
-  const logs: LogLine[] = [];
-  const logger = createLogger({ level: 'debug', component: 'controller', destination: { write: (s: string) => { logs.push(JSON.parse(s) as LogLine); } } });
-  const controller = new Controller({ client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger });
-  t.teardown(() => controller.stop());
+  const r = await controllerRig(t, redis.url, opts.istio === false ? { missingGroups: ['security.istio.io'] } : {});
+  const { api } = r;
   api.put('nodes', nodeObj('node-1', '203.0.113.10', '10.244.1.0/24'));
   api.put('namespaces', namespaceObj('demo', { 'weft.io/dataplane-mode': 'ambient' }));
   api.put('pods', podObj('demo', 'echo', { node: 'node-1', ip: '10.244.1.5', labels: { app: 'echo' } }));
-  return { api, store, controller, logs };
+  return r;
 }
 
 const records = async (store: RegistryStore) => (await store.snapshot()).records;

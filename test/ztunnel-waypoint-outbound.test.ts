@@ -76,6 +76,42 @@ async function standInWaypoint(t: Test, certs: IssuerCertSource): Promise<{ port
   return { port: (server.address() as net.AddressInfo).port, seen };
 }
 
+/**
+ * The outbound listener of node n1 over `state`, and a client that connects through it
+ * to `dst`. Every HBONE dial is recorded; only the waypoint pod has a server behind it.
+ */
+async function outboundRig(t: Test, state: MeshState, ca: IssuerCertSource, waypointPort: number, dst: { ip: string; port: number }) {
+  const logs = new LogLines();
+  const logger = pino({ level: 'debug' }, logs);
+  const conntrack = new ConntrackTable();
+  const registry = new Registry();
+  const metrics = new ZtunnelMetrics(registry);
+  const connections = new ConnectionRegistry();
+  const pool = new HbonePool({ certs: ca.sibling(), logger, socketFactory: conntrack.factory() });
+  const dialled: string[] = [];
+  const outbound = new OutboundProxy({
+    state, logger, connections, metrics, nodeName: 'n1', originalDst: conntrack, loopGuard: loopGuard(exactSelfAddresses([NODE])), pool,
+    hboneDialTarget: (w) => {
+      dialled.push(w.record.name);
+      return { host: w.record.addresses[0]!, port: w.record.addresses[0] === WP_POD ? waypointPort : 1 };
+    },
+  });
+  const { port } = await outbound.listen(NODE, 0);
+  const clients = new Set<net.Socket>();
+  t.teardown(async () => {
+    for (const c of clients) c.destroy();
+    await outbound.close();
+    await pool.close();
+  });
+  const connect = () => {
+    const c = conntrack.dial({ host: NODE, port }, dst, { from: CLIENT });
+    c.on('error', () => {}); // a reset is what some subtests expect; `ending` reports it
+    clients.add(c);
+    return c;
+  };
+  return { logs, registry, connections, pool, dialled, connect };
+}
+
 function records(): Change[] {
   const wp = waypointRecord({ namespace: 'demo', name: 'waypoint' });
   const demo = ambientNamespace('demo');
@@ -98,35 +134,7 @@ t.test('a VIP bound to a waypoint goes to the waypoint over HBONE; not ready →
   const waypoint = await standInWaypoint(t, ca);
   const state = new MeshState({ trustDomain: 'cluster.local' });
   state.applyChanges(records(), 1);
-  const logs = new LogLines();
-  const logger = pino({ level: 'debug' }, logs);
-  const conntrack = new ConntrackTable();
-  const registry = new Registry();
-  const metrics = new ZtunnelMetrics(registry);
-  const connections = new ConnectionRegistry();
-  const pool = new HbonePool({ certs: ca.sibling(), logger, socketFactory: conntrack.factory() });
-  const dialled: string[] = [];
-  const outbound = new OutboundProxy({
-    state, logger, connections, metrics, nodeName: 'n1', originalDst: conntrack, loopGuard: loopGuard(exactSelfAddresses([NODE])), pool,
-    // Every HBONE dial is recorded; only the waypoint pod has a server behind it.
-    hboneDialTarget: (w) => {
-      dialled.push(w.record.name);
-      return { host: w.record.addresses[0]!, port: w.record.addresses[0] === WP_POD ? waypoint.port : 1 };
-    },
-  });
-  const { port } = await outbound.listen(NODE, 0);
-  const clients = new Set<net.Socket>();
-  t.teardown(async () => {
-    for (const c of clients) c.destroy();
-    await outbound.close();
-    await pool.close();
-  });
-  const connect = () => {
-    const c = conntrack.dial({ host: NODE, port }, VIP, { from: CLIENT });
-    c.on('error', () => {}); // a reset is what some subtests expect; `ending` reports it
-    clients.add(c);
-    return c;
-  };
+  const { logs, registry, connections, pool, dialled, connect } = await outboundRig(t, state, ca, waypoint.port, VIP);
 
   await t.test('through the waypoint: original VIP:port, the client\'s certificate, the waypoint\'s identity checked', async (t) => {
     const sock = connect();
@@ -200,34 +208,8 @@ t.test('a pod bound to a waypoint for workloads is reached through it, :authorit
   await store.apply([...records().map((c) => ({ op: 'put', kind: c.kind, record: (c as { record: unknown }).record }) as ChangeInput),
     { op: 'put', kind: 'waypoint', record: all }]);
   await follower.start();
-  const logs = new LogLines();
-  const logger = pino({ level: 'debug' }, logs);
-  const conntrack = new ConntrackTable();
-  const registry = new Registry();
-  const connections = new ConnectionRegistry();
-  const pool = new HbonePool({ certs: ca.sibling(), logger, socketFactory: conntrack.factory() });
-  const dialled: string[] = [];
-  const outbound = new OutboundProxy({
-    state, logger, connections, metrics: new ZtunnelMetrics(registry), nodeName: 'n1', originalDst: conntrack, loopGuard: loopGuard(exactSelfAddresses([NODE])), pool,
-    hboneDialTarget: (w) => {
-      dialled.push(w.record.name);
-      return { host: w.record.addresses[0]!, port: w.record.addresses[0] === WP_POD ? waypoint.port : 1 };
-    },
-  });
-  const { port } = await outbound.listen(NODE, 0);
-  const clients = new Set<net.Socket>();
-  t.teardown(async () => {
-    for (const c of clients) c.destroy();
-    await outbound.close();
-    await pool.close();
-  });
   const POD = { ip: '127.0.90.10', port: 8080 };
-  const connect = () => {
-    const c = conntrack.dial({ host: NODE, port }, POD, { from: CLIENT });
-    c.on('error', () => {});
-    clients.add(c);
-    return c;
-  };
+  const { logs, registry, connections, dialled, connect } = await outboundRig(t, state, ca, waypoint.port, POD);
   const echo1 = records().find((c) => c.key === 'demo/echo-1') as { record: WorkloadRecord };
 
   await t.test('namespace binding, waypoint for all: the pod\'s traffic goes to the waypoint with the pod IP:port', async (t) => {
