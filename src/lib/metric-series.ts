@@ -7,8 +7,8 @@
  * them back out when a workload leaves the registry.
  */
 
-/** The Istio TCP metrics' labels (metrics.ts), in a fixed order. */
-export const LABEL_NAMES = [
+/** Istio's labels naming a series' two ends and the service: the TCP and the request metrics both start with them. */
+export const PEER_LABEL_NAMES = [
   'reporter',
   'source_workload',
   'source_workload_namespace',
@@ -17,10 +17,10 @@ export const LABEL_NAMES = [
   'destination_workload_namespace',
   'destination_principal',
   'destination_service',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
 ] as const;
+
+/** The Istio TCP metrics' labels (the ztunnel's metrics.ts), in a fixed order. */
+export const LABEL_NAMES = [...PEER_LABEL_NAMES, 'request_protocol', 'response_flags', 'connection_security_policy'] as const;
 
 export type LabelName = (typeof LABEL_NAMES)[number];
 export type MetricLabels = Record<LabelName, string>;

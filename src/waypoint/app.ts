@@ -23,6 +23,7 @@ import { HboneServer, type HboneStreamContext } from '../hbone/server';
 import { formatIdentity } from '../lib/identity';
 import { closeServer, json, listenTcp, loggingRoute, metricsServer, readinessServer, serve } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
+import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { VERSION } from '../lib/version';
 import { describeRedis } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
@@ -68,8 +69,7 @@ export class WaypointApp {
   private readonly servers: Server[] = [];
   private readonly startedAt = new Date();
   private listening = false;
-  private stopping = false;
-  private stopped: Promise<void> | undefined;
+  private readonly stopper = new StopOnce(() => this.shutdown(), () => { this.l7?.close(); });
 
   constructor(readonly config: WaypointConfig, readonly logger: Logger, private readonly deps: WaypointDeps = {}) {
     collectDefaultMetrics({ register: this.metrics });
@@ -213,7 +213,7 @@ export class WaypointApp {
       waypoint: `${this.config.namespace}/${this.config.name}`,
       identity: this.identity,
       version: VERSION,
-      ready: !this.stopping && synced && hasCert && this.listening,
+      ready: !this.stopper.stopping && synced && hasCert && this.listening,
       registryRevision: this.state.revision,
       registryStalenessSeconds: this.follower ? this.follower.stalenessSeconds() : -1,
       startedAt: this.startedAt.toISOString(),
@@ -226,20 +226,12 @@ export class WaypointApp {
    * ends the drain now.
    */
   stop(): Promise<void> {
-    if (this.stopped) {
-      this.l7?.close();
-      return this.stopped;
-    }
-    this.stopping = true;
-    this.stopped = this.shutdown();
-    return this.stopped;
+    return this.stopper.stop();
   }
 
   private async shutdown(): Promise<void> {
     const log = this.logger;
-    const step = async (what: string, fn: () => Promise<void> | void) => {
-      try { await fn(); } catch (err) { log.error({ err }, `shutdown: ${what} failed`); }
-    };
+    const step = shutdownStep(log);
     if (this.hbone) {
       this.hbone.stopAccepting();
       const deadline = Date.now() + this.config.drainTimeout;

@@ -7,9 +7,9 @@
  * grow scrapes (lib/metric-series.ts).
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { WorkloadSeries, workloadKey } from '../lib/metric-series';
+import { PEER_LABEL_NAMES, WorkloadSeries, workloadKey } from '../lib/metric-series';
 import type { MeshState } from '../registry/state';
-import type { Change } from '../registry/types';
+import { sweepGoneWorkloads } from '../mesh/metric-sweep';
 import type { RequestObserver, RequestRecord } from './types';
 
 /**
@@ -24,15 +24,9 @@ import type { RequestObserver, RequestRecord } from './types';
 export const RESPONSE_FLAGS = ['-', 'NR', 'UH', 'UF', 'UT', 'URX', 'UC', 'DC', 'UO', 'DI', 'FI', 'RL', 'UAEX', 'DPE'] as const;
 export type HttpResponseFlag = (typeof RESPONSE_FLAGS)[number];
 
+/** Istio's request metrics' labels, in a fixed order. */
 export const REQUEST_LABEL_NAMES = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
+  ...PEER_LABEL_NAMES,
   'destination_service_name',
   'destination_service_namespace',
   'request_protocol',
@@ -80,25 +74,11 @@ export class WaypointMetrics implements RequestObserver {
 
   /** Removes the series of workloads deleted from the registry; returns the unsubscribe function. */
   followState(state: MeshState): () => void {
-    // A delete carries only the uid (the pod UID on a cluster): compare what is left.
-    const sweep = () => {
-      const present = new Set(state.workloads().map((w) => workloadKey(w.record.namespace, w.record.name)));
-      for (const key of this.series.workloads()) {
-        if (present.has(key)) continue;
-        for (const labels of this.series.take(key)) {
-          for (const m of [this.requests, this.duration, this.requestBytes, this.responseBytes]) m.remove(labels);
-        }
+    return sweepGoneWorkloads(state, () => this.series.workloads(), (namespace, name) => {
+      for (const labels of this.series.take(workloadKey(namespace, name))) {
+        for (const m of [this.requests, this.duration, this.requestBytes, this.responseBytes]) m.remove(labels);
       }
-    };
-    const onChange = (changes: Change[]) => {
-      if (changes.some((c) => c.kind === 'workload' && c.op === 'delete')) sweep();
-    };
-    state.on('change', onChange);
-    state.on('snapshot', sweep);
-    return () => {
-      state.off('change', onChange);
-      state.off('snapshot', sweep);
-    };
+    });
   }
 }
 

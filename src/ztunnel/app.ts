@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../lib/log';
+import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { VERSION } from '../lib/version';
 import { describeRedis } from '../registry/connection';
 import { KubeClient } from '../k8s/client';
@@ -60,12 +61,11 @@ export class ZtunnelApp implements AdminSource {
   /** The HBONE servers, one per address family the node captures. */
   private readonly inbounds: InboundServer[] = [];
   private drain: ListenerDrain | undefined;
-  private stopped: Promise<void> | undefined;
+  private readonly stopper = new StopOnce(() => this.shutdown(), () => { this.drain?.cut(); });
   private servers: Server[] = [];
   private readonly closers: Array<() => void> = [];
   private readonly startedAt = new Date();
   private listening = false;
-  private stopping = false;
   private readonly onStateChange = () => this.updateWantedCerts();
   private unfollowMetrics: (() => void) | undefined;
 
@@ -223,7 +223,7 @@ export class ZtunnelApp implements AdminSource {
     return {
       node: this.config.nodeName,
       version: VERSION,
-      ready: !this.stopping && synced && this.listening && certsReady && captureReady,
+      ready: !this.stopper.stopping && synced && this.listening && certsReady && captureReady,
       registryRevision: this.state.revision,
       registryStalenessSeconds: follower ? follower.stalenessSeconds() : -1,
       startedAt: this.startedAt.toISOString(),
@@ -286,20 +286,12 @@ export class ZtunnelApp implements AdminSource {
    * the rules. `weft ztunnel --cleanup` removes them. A second call ends the drain now.
    */
   stop(): Promise<void> {
-    if (this.stopped) {
-      this.drain?.cut();
-      return this.stopped;
-    }
-    this.stopping = true;
-    this.stopped = this.shutdown();
-    return this.stopped;
+    return this.stopper.stop();
   }
 
   private async shutdown(): Promise<void> {
     const log = this.logger;
-    const step = async (what: string, fn: () => Promise<void> | void) => {
-      try { await fn(); } catch (err) { log.error({ err }, `shutdown: ${what} failed`); }
-    };
+    const step = shutdownStep(log);
     if (this.capture) await step('stopping capture reconciliation (rules stay)', () => this.capture!.stop());
     this.drain = new ListenerDrain({ listeners: [...this.listeners].reverse(), connections: this.tracked, timeoutMs: this.config.drainTimeout, logger: log });
     await step('draining the listeners', async () => { await this.drain!.run(); });

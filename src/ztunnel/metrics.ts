@@ -9,7 +9,7 @@ import { Counter, type Registry } from 'prom-client';
 import { isWeftError } from '../lib/errors';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
-import type { Change } from '../registry/types';
+import { sweepGoneWorkloads } from '../mesh/metric-sweep';
 import type { ConnectionRegistry, TrackedConnection } from './connections';
 import { LABEL_NAMES, WorkloadSeries, workloadKey, type LabelName, type MetricLabels } from '../lib/metric-series';
 
@@ -164,23 +164,7 @@ export class ZtunnelMetrics {
    * snapshot). Returns the unsubscribe function.
    */
   followState(state: MeshState): () => void {
-    const sweep = () => {
-      const present = new Set(state.workloads().map((w) => workloadKey(w.record.namespace, w.record.name)));
-      for (const key of this.series.workloads()) {
-        if (present.has(key)) continue;
-        const slash = key.indexOf('/');
-        this.forgetWorkload(key.slice(0, slash), key.slice(slash + 1));
-      }
-    };
-    const onChange = (changes: Change[]) => {
-      if (changes.some((c) => c.kind === 'workload' && c.op === 'delete')) sweep();
-    };
-    state.on('change', onChange);
-    state.on('snapshot', sweep);
-    return () => {
-      state.off('change', onChange);
-      state.off('snapshot', sweep);
-    };
+    return sweepGoneWorkloads(state, () => this.series.workloads(), (namespace, name) => this.forgetWorkload(namespace, name));
   }
 
   private hasLive(key: string): boolean {
