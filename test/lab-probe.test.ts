@@ -2,7 +2,8 @@
 // targets replaced live, and the status write that never resurrects a removed workload.
 import t from 'tap';
 import { Prober, ReadinessState, ECHO_DEFAULT_PROBE, WAYPOINT_PROBE, type CheckResult, type ReadinessChange, type ReadinessProbe } from '../src/lab/probe';
-import { probeTargets, writeStatus } from '../src/lab/prober';
+import { probeTargets, StatusSync, writeStatus } from '../src/lab/prober';
+import { silentLogger } from '../src/lib/log';
 import { parseTopology } from '../src/lab/topology';
 import { planLab } from '../src/lab/plan';
 import { RegistryStore } from '../src/registry/store';
@@ -37,16 +38,20 @@ t.test('prober: one check per period on the clock; a stopped app leaves within o
   let up = true;
   const checks: number[] = [];
   const changes: ReadinessChange[] = [];
+  const checked: string[] = [];
   const prober = new Prober({
     clock,
     check: async () => { checks.push(clock.now()); return up ? ok : bad; },
     onChange: (c) => changes.push(c),
+    onCheck: (uid, status) => checked.push(`${uid} ${status}`),
   });
   prober.setTargets([{ uid: 'demo/echo-1', address: '198.19.1.11', probe: probe({ periodSeconds: 2 }) }]);
   await flush();
   t.same(changes.map((c) => [c.status, c.at]), [['Healthy', 0]], 'checked at once when added');
   for (let i = 0; i < 3; i++) { clock.advance(2000); await flush(); }
   t.same(checks, [0, 2000, 4000, 6000], 'every periodSeconds');
+  t.equal(checked.length, 4, 'onCheck after every check, changed or not (the registry is made to agree each time)');
+  t.equal(checked[3], 'demo/echo-1 Healthy');
   up = false;
   clock.advance(2000); await flush();
   t.same(changes.map((c) => [c.status, c.at]), [['Healthy', 0], ['Unhealthy', 8000]], 'Unhealthy at the first check after the stop');
@@ -134,8 +139,7 @@ pods:
 waypoints:
   - {name: wp, namespace: demo, node: n1}
 `));
-  t.same(probeTargets({ plan, waypoints: plan.waypoints }, 'n1').map((x) => x.uid), ['demo/e1'], 'waypoints off by default');
-  const targets = probeTargets({ plan, waypoints: plan.waypoints }, 'n1', { waypoints: true });
+  const targets = probeTargets({ plan, waypoints: plan.waypoints }, 'n1');
   t.same(targets.map((x) => [x.uid, x.address]), [['demo/e1', '198.19.1.10'], ['demo/wp', '198.19.1.12']]);
   t.same(targets[1]!.probe, WAYPOINT_PROBE, 'a waypoint is probed on /healthz/ready :15021');
   t.same(probeTargets({ plan, waypoints: [] }, 'n2').map((x) => x.uid), ['demo/e2']);
@@ -154,4 +158,27 @@ t.test('writeStatus: flips only an existing record, never resurrects a removed o
   t.equal(await writeStatus(store, 'demo/gone', 'Healthy'), false);
   t.equal(await store.get('workload', 'demo/gone'), undefined, 'a removed workload is not written back');
   t.equal(await store.revision(), rev, 'nothing written');
+});
+
+t.test('StatusSync: after every check the registry agrees, whoever wrote last; a flap ends on its last verdict', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const store = RegistryStore.connect(redis.url);
+  t.teardown(() => store.close());
+  await store.put('workload', workloadRecord({ namespace: 'demo', name: 'wp', node: 'n1', addresses: ['198.19.1.13'] }));
+  const sync = new StatusSync(store, silentLogger());
+  await sync.sync('demo/wp', 'Unhealthy');
+  t.equal((await store.get('workload', 'demo/wp'))!.status, 'Unhealthy');
+  await store.put('workload', workloadRecord({ namespace: 'demo', name: 'wp', node: 'n1', addresses: ['198.19.1.13'], status: 'Healthy' }));
+  await sync.sync('demo/wp', 'Unhealthy');
+  t.equal((await store.get('workload', 'demo/wp'))!.status, 'Unhealthy', 'another writer\'s stale Healthy is corrected at the next check');
+  const first = sync.sync('demo/wp', 'Healthy');
+  void sync.sync('demo/wp', 'Unhealthy');
+  void sync.sync('demo/wp', 'Healthy');
+  await first;
+  t.equal((await store.get('workload', 'demo/wp'))!.status, 'Healthy', 'calls during a write only change what it ends on');
+  sync.forget('demo/wp');
+  await store.delete('workload', 'demo/wp');
+  await sync.sync('demo/gone', 'Healthy');
+  t.equal(await store.get('workload', 'demo/gone'), undefined);
 });

@@ -115,6 +115,8 @@ export interface ProberOptions {
   onChange: (change: ReadinessChange) => void;
   /** Each check's result whose detail differs from the target's previous one (for the log). */
   onResult?: (uid: string, result: CheckResult) => void;
+  /** After every check: the target's status as now decided (the registry is made to agree). */
+  onCheck?: (uid: string, status: WorkloadStatus) => void;
   clock?: Clock;
 }
 
@@ -174,6 +176,7 @@ export class Prober {
         }
         const changed = entry.state.record(result);
         if (changed) this.opts.onChange({ uid: target.uid, status: changed, reason: entry.state.streak(result), at: this.clock.now() });
+        this.opts.onCheck?.(target.uid, entry.state.current!);
         // The next check starts one period after this one started (a slow check does not stretch it).
         entry.timer = this.clock.setTimeout(() => this.run(entry), Math.max(0, started + periodMs - this.clock.now()));
       });

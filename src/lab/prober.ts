@@ -1,7 +1,7 @@
 /**
  * The lab's kubelet for readiness: `weft lab prober --node <name>` (hidden; `lab up`
  * starts one per node, inside that node's network namespace) probes the node's pods
- * that declare a readiness probe (waypoint pods: see probeTargets), and writes each workload's
+ * that declare a readiness probe and its waypoint pods, and writes each workload's
  * status (Healthy/Unhealthy) to the registry, which is what the ztunnels' load
  * balancers and `weft workloads|services|explain` go by.
  *
@@ -11,9 +11,10 @@
  * fail under STRICT mTLS or while that ztunnel restarts, though the app is fine.
  *
  * The state file is re-read every second, so waypoints added or removed live are
- * probed or dropped; a status write that failed (Redis briefly away) is retried then.
- * Only changes are written: `weft lab waypoint stop` marks its pod Unhealthy at once,
- * and a periodic rewrite of the prober's older verdict must not undo that.
+ * probed or dropped. After every check the registry is made to agree with the verdict
+ * (StatusSync): the prober is the one writer of a probed workload's status once the lab
+ * is up, so `weft lab waypoint stop|start` and `waypoint add` wait for its write rather
+ * than write their own (two writers would undo each other's fresher verdicts).
  */
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -37,17 +38,11 @@ export const proberSpecs = {
 /** How often the state file is re-read and statuses reconciled with the registry. */
 export const REFRESH_MS = 1000;
 
-/**
- * The node's probed pods, from the state file; with `waypoints`, its waypoint pods too
- * (WAYPOINT_PROBE). Off in `lab up` for now: on the lab the probe of a waypoint added
- * live kept failing from the node's netns while its readiness answered 200 from the
- * root namespace (not understood yet), and a wrong Unhealthy would refuse its traffic.
- * Waypoints keep the status `weft lab waypoint stop|start` and `waypoint add` write.
- */
-export function probeTargets(state: Pick<LabState, 'plan' | 'waypoints'>, node: string, opts: { waypoints?: boolean } = {}): ProbeTarget[] {
+/** The node's probed pods and its waypoint pods (WAYPOINT_PROBE), from the state file. */
+export function probeTargets(state: Pick<LabState, 'plan' | 'waypoints'>, node: string): ProbeTarget[] {
   const pods = state.plan.pods.filter((p) => p.node === node && p.readinessProbe)
     .map((p) => ({ uid: p.uid, address: p.ip, probe: p.readinessProbe! }));
-  const waypoints = !opts.waypoints ? [] : (state.waypoints ?? []).filter((w) => w.node === node)
+  const waypoints = (state.waypoints ?? []).filter((w) => w.node === node)
     .map((w) => ({ uid: w.uid, address: w.ip, probe: WAYPOINT_PROBE }));
   return [...pods, ...waypoints];
 }
@@ -102,38 +97,74 @@ export async function writeStatus(registry: RegistryStore, uid: string, status: 
   return false;
 }
 
+/**
+ * Makes the registry agree with the prober, one write at a time per workload. Called
+ * after every check, so the registry follows a fresh result within one period whoever
+ * wrote it last; calls made while a write is running only update what it ends on.
+ */
+export class StatusSync {
+  private readonly desired = new Map<string, WorkloadStatus>();
+  private readonly busy = new Set<string>();
+  private failing = false;
+
+  constructor(private readonly registry: RegistryStore, private readonly log: Logger) {}
+
+  sync(uid: string, status: WorkloadStatus, why = ''): Promise<void> {
+    this.desired.set(uid, status);
+    if (this.busy.has(uid)) return Promise.resolve();
+    this.busy.add(uid);
+    return (async () => {
+      try {
+        for (;;) {
+          const want = this.desired.get(uid);
+          if (want === undefined) return;
+          try {
+            if (await writeStatus(this.registry, uid, want)) this.log.info({ workload: uid, status: want, why }, 'workload status written');
+            if (this.failing) this.log.info('registry writable again');
+            this.failing = false;
+          } catch (err) {
+            // Redis away: the next check retries; say so once, not every second.
+            if (!this.failing) this.log.warn({ workload: uid, err: err instanceof Error ? err.message : String(err) }, 'cannot write workload status; retrying at the next check');
+            this.failing = true;
+            return;
+          }
+          if (this.desired.get(uid) === want) return;
+        }
+      } finally {
+        this.busy.delete(uid);
+      }
+    })();
+  }
+
+  /** A target the prober no longer has: nothing more is written for it. */
+  forget(uid: string): void {
+    this.desired.delete(uid);
+  }
+}
+
 export async function proberMain(argv: string[]): Promise<number> {
   const { values } = parseOptions(proberSpecs, argv);
   const log: Logger = createLogger({ level: 'info', component: 'lab-prober' }).child({ node: values.node });
   const labDir = values.labDir || defaultLabDir();
   const registry = RegistryStore.connect(values.redisUrl);
-  // One write at a time, in decision order: a quick flap must end on its last status.
-  let writes: Promise<unknown> = Promise.resolve();
-  const failed = new Map<string, WorkloadStatus>();
-  const write = (uid: string, status: WorkloadStatus, why: string) => {
-    failed.delete(uid);
-    writes = writes.then(() => writeStatus(registry, uid, status)).then((wrote) => {
-      failed.delete(uid);
-      if (wrote) log.info({ workload: uid, status, why }, 'workload status written');
-    }, (err: unknown) => {
-      if (!failed.has(uid)) failed.set(uid, status);
-      log.warn({ workload: uid, status, err: err instanceof Error ? err.message : String(err) }, 'cannot write workload status; retrying');
-    });
-  };
+  const statuses = new StatusSync(registry, log);
+  const reasons = new Map<string, string>();
   const prober = new Prober({
     check: realCheck,
     onResult: (uid, r) => log.info({ workload: uid, ok: r.ok, detail: r.detail }, 'probe result changed'),
     onChange: (c) => {
       log.info({ workload: c.uid, status: c.status, reason: c.reason }, 'readiness changed');
-      write(c.uid, c.status, c.reason);
+      reasons.set(c.uid, c.reason);
     },
+    onCheck: (uid, status) => { void statuses.sync(uid, status, reasons.get(uid)); },
   });
   const refresh = () => {
     const state = readState(labDir);
     if (!state) return;
-    prober.setTargets(probeTargets(state, values.node));
-    const decided = prober.statuses();
-    for (const [uid, status] of [...failed]) if (decided.get(uid) === status) write(uid, status, 'retry');
+    const targets = probeTargets(state, values.node);
+    prober.setTargets(targets);
+    const kept = new Set(targets.map((x) => x.uid));
+    for (const uid of [...reasons.keys()]) if (!kept.has(uid)) { reasons.delete(uid); statuses.forget(uid); }
   };
   refresh();
   log.info({ targets: prober.statuses().size }, 'prober running');
@@ -141,7 +172,6 @@ export async function proberMain(argv: string[]): Promise<number> {
   await waitForShutdownSignal();
   clearInterval(timer);
   prober.stop();
-  await writes;
   await registry.close();
   return 0;
 }

@@ -11,7 +11,7 @@ import { freePodHost, planWaypoint, type PlannedWaypoint } from './plan';
 import { isAlive, restartRecorded, stopProcesses } from './procs';
 import { readState, StateStore, type ProcessResource } from './state';
 import {
-  awaitWaypointReady, createWaypointPod, removeWaypointPod, setWaypointStatus, waypointProcessName,
+  awaitWaypointReady, awaitWaypointStatus, createWaypointPod, removeWaypointPod, waypointProcessName,
   type CreatedWaypoint, type LabRuntime,
 } from './waypoint-pod';
 
@@ -103,9 +103,9 @@ function recordedProcess(rt: LabRuntime, w: PlannedWaypoint): ProcessResource | 
 }
 
 /**
- * Stops the waypoint's process (SIGTERM: a rolling update; SIGKILL: a crash) and marks
- * its pod Unhealthy, as the kubelet's failing readiness probe would. Returns the PID
- * stopped (undefined: it was not running).
+ * Stops the waypoint's process (SIGTERM: a rolling update; SIGKILL: a crash) and
+ * returns once its pod is Unhealthy (the node's failing readiness probe marks it, as the
+ * kubelet's would). Returns the PID stopped (undefined: it was not running).
  */
 export async function stopWaypoint(labDir: string, namespace: string, name: string, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<number | undefined> {
   const rt = runtime(labDir);
@@ -118,7 +118,7 @@ export async function stopWaypoint(labDir: string, namespace: string, name: stri
       throw new WeftError('WEFT_COMMAND_FAILED', `waypoint ${w.uid} (pid ${proc.pid}) is still running after SIGKILL; see /proc/${proc.pid}/status`);
     }
   }
-  await setWaypointStatus(rt.plan, w, 'Unhealthy');
+  await awaitWaypointStatus(rt, w, 'Unhealthy');
   return pid;
 }
 

@@ -20,7 +20,7 @@ import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, type WaypointRecord, type Wo
 import { isAlreadyGone, podDownCommands, podUpScript } from './network';
 import { DIST, built, type LabLayout } from './paths';
 import { hostsFile, LAB_NET, resolvConf, type LabPlan, type PlannedWaypoint } from './plan';
-import { httpStatus, startProcess, stopProcesses, waitUntil } from './procs';
+import { httpStatus, isAlive, startProcess, stopProcesses, waitUntil } from './procs';
 import { run } from './run';
 import type { ProcessResource, Resource, StateStore } from './state';
 import { writeWaypointToken, revokeWaypointToken } from './waypoint-token';
@@ -130,11 +130,32 @@ export function startWaypointProcess(rt: LabRuntime, w: PlannedWaypoint): Proces
   });
 }
 
-/** Waits until the waypoint answers 200 on its readiness endpoint, then marks its pod Healthy. */
+/** Waits until the waypoint answers 200 on its readiness endpoint, then until its pod is Healthy. */
 export async function awaitWaypointReady(rt: LabRuntime, w: PlannedWaypoint, proc: ProcessResource): Promise<void> {
   await waitUntil(`waypoint ${w.uid}`, async () => (await httpStatus(waypointReadyUrl(w))) === 200,
     { timeoutMs: WAYPOINT_READY_TIMEOUT_MS, process: proc, ...(rt.watch ? { watch: rt.watch } : {}) });
-  await setWaypointStatus(rt.plan, w, 'Healthy');
+  await awaitWaypointStatus(rt, w, 'Healthy');
+}
+
+/** The node's readiness prober, when the lab runs one and it is alive (src/lab/prober.ts). */
+function nodeProber(rt: LabRuntime, node: string): ProcessResource | undefined {
+  const p = rt.store.current.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === `prober/${node}`);
+  return p && isAlive(p) ? p : undefined;
+}
+
+/**
+ * The pod's status becomes `status`: written by the node's prober once its probe sees
+ * it (the one writer of probed statuses, so a fresher verdict is never undone), or here
+ * when no prober runs yet (the topology's waypoints, started before the probers).
+ */
+export async function awaitWaypointStatus(rt: LabRuntime, w: PlannedWaypoint, status: WorkloadStatus): Promise<void> {
+  const prober = nodeProber(rt, w.node);
+  if (!prober) {
+    await setWaypointStatus(rt.plan, w, status);
+    return;
+  }
+  await withStore(rt.plan, (s) => waitUntil(`the prober of ${w.node} marking waypoint ${w.uid} ${status}`,
+    async () => (await s.get('workload', w.uid))?.status === status, { timeoutMs: WAYPOINT_READY_TIMEOUT_MS, process: prober }));
 }
 
 export interface CreatedWaypoint {

@@ -1,7 +1,7 @@
 // Endpoint health on the lab (issue 14): the lab's per-node prober runs each pod's
 // readiness probe and writes the workload's status, so a stopped echo app leaves
 // echo.demo and every new connection under steady traffic reaches the other endpoint;
-// started again, both serve.
+// started again, both serve. A crashed waypoint is marked Unhealthy the same way.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -103,6 +103,27 @@ t.test('readiness probes take a stopped app out of its service and bring it back
   t.ok(last.every((r) => r.status === 200), 'no failed connection once it is back');
   t.comment(`measured: rejoined ${rejoinS.toFixed(2)} s after the start; after: ${last.filter((r) => r.pod === 'echo-1').length}/${last.length} to echo-1`);
   gen.kill('SIGKILL');
+
+  await t.test('a crashed waypoint is marked Unhealthy by the prober; start and stop wait for its verdict', async (t) => {
+    const add = await lab.weft(['waypoint', 'add', 'demo/wp', '--node', 'node-1']);
+    t.equal(add.code, 0, add.stderr);
+    t.equal(await status('demo/wp'), 'Healthy', 'add returns once the prober marked it Healthy');
+    const proc = lab.state()!.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === 'waypoint/demo/wp')!;
+    process.kill(proc.pid!, 'SIGKILL'); // a crash: nothing but the probe can notice
+    const killed = Date.now();
+    await waitFor('the prober marks the waypoint Unhealthy', async () => (await status('demo/wp')) === 'Unhealthy', { timeoutMs: 15_000, intervalMs: 20 });
+    t.comment(`measured: waypoint Unhealthy ${((Date.now() - killed) / 1000).toFixed(2)} s after its crash`);
+    const start = await lab.weft(['lab', 'waypoint', 'demo/wp', 'start']);
+    t.equal(start.code, 0, start.stderr);
+    t.equal(await status('demo/wp'), 'Healthy', 'start returns once Healthy');
+    const stop = await lab.weft(['lab', 'waypoint', 'demo/wp', 'stop']);
+    t.equal(stop.code, 0, stop.stderr);
+    t.equal(await status('demo/wp'), 'Unhealthy', 'stop returns once Unhealthy');
+    const rm = await lab.weft(['waypoint', 'remove', 'demo/wp']);
+    t.equal(rm.code, 0, rm.stderr);
+    await new Promise((r) => setTimeout(r, 2500)); // two prober periods: it must not write the record back
+    t.equal(await status('demo/wp'), undefined, 'a removed waypoint stays removed');
+  });
 
   await t.test('app usage errors; lab status counts the probers', async (t) => {
     const bad = await lab.weft(['lab', 'app', 'stop', 'demo/client']);
