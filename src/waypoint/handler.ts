@@ -14,6 +14,7 @@ import { validateL7Config, type L7Config } from './config';
 import type { ExchangeDeps } from './exchange';
 import { Mirrors } from './forward';
 import { Http1Front } from './http1';
+import { Http1FastFront } from './http1-serve';
 import { H2Front } from './http2';
 import { detectProtocol } from './sniff';
 import { StreamSocket } from './stream-socket';
@@ -41,6 +42,7 @@ export interface WaypointL7Options {
 export class WaypointL7 {
   readonly config: Readonly<L7Config>;
   private readonly http1: Http1Front;
+  private readonly fast: Http1FastFront;
   private readonly h2: H2Front;
   private readonly deps: ExchangeDeps;
   private readonly open = new Set<Duplex>();
@@ -62,6 +64,9 @@ export class WaypointL7 {
       ...(opts.observer ? { observer: opts.observer } : {}),
     };
     this.http1 = new Http1Front(this.deps);
+    // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and
+    // every refusal) by the Node-based front end, handed the connection with what was read.
+    this.fast = new Http1FastFront(this.deps, (stream, prefix, ctx) => this.http1.serve(this.wrap(stream, ctx, prefix), ctx));
     this.h2 = new H2Front(this.deps);
   }
 
@@ -81,7 +86,7 @@ export class WaypointL7 {
           else stream.destroy();
           return;
         case 'http1':
-          this.http1.serve(this.wrap(stream, ctx), ctx);
+          this.fast.serve(stream, ctx);
           return;
         case 'h2c':
           this.h2.serve(this.wrap(stream, ctx), ctx);
@@ -93,8 +98,8 @@ export class WaypointL7 {
     });
   }
 
-  private wrap(stream: Duplex, ctx: StreamContext): StreamSocket {
-    return new StreamSocket(stream, { remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+  private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer): StreamSocket {
+    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
   }
 
   /** Mirror copies not sent (too many in flight, or a body too large to copy). */

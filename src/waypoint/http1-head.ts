@@ -149,8 +149,10 @@ export function isToken(name: string): boolean {
   return TOKEN.test(name);
 }
 
-/** A header value that can be written as is: no CR, LF, NUL, nor other controls but HTAB. */
+/** A header value that can be written as is: no CR, LF, NUL, other controls but HTAB, nor characters beyond Latin-1 (as Node's check). */
 export function isFieldValue(value: string): boolean {
-  // eslint-disable-next-line no-control-regex
-  return !/[\x00-\x08\x0a-\x1f\x7f]/.test(value);
+  return !NOT_FIELD_VALUE.test(value);
 }
+
+// eslint-disable-next-line no-control-regex
+const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
