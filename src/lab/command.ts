@@ -70,6 +70,7 @@ async function up(argv: string[]): Promise<number> {
   out('');
   out(`Try:  scripts/lab exec demo/client -- weft lab request http://echo.demo/`);
   out(`      scripts/lab exec legacy/client -- weft lab tcp echo.legacy:9000 --bytes 100000`);
+  out(`      scripts/lab app stop demo/echo-1     (its probe fails: weft services shows 1 endpoint; app start brings it back)`);
   out(`      scripts/lab status`);
   if (!result.ztunnels) out('(ztunnels were not started: mesh pods use the kube-proxy emulation like the others)');
   return 0;
