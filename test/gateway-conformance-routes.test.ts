@@ -3,7 +3,7 @@
  * src/gateway/validate.ts exactly as `weft apply` does) run through decideRoute with
  * the conformance request tables (test/helpers/conformance-cases.ts, judged by
  * test/helpers/conformance-judge.ts): proves the validator's shapes and the route logic
- * agree, before any socket is involved. test/e2e/gateway-conformance-mesh.test.ts
+ * agree, before any socket is involved. test/e2e/gateway-conformance.test.ts
  * sends the same table through the lab.
  */
 import { readFileSync } from 'node:fs';

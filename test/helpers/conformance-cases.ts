@@ -2,7 +2,7 @@
  * The Gateway API mesh conformance cases (kubernetes-sigs/gateway-api
  * conformance/tests/mesh/*.go at the commit test/fixtures/gateway/README.md names) as
  * data: for each test its manifest and its request → expectation table, as upstream
- * states them. test/e2e/gateway-conformance-mesh.test.ts sends them through the lab;
+ * states them. test/e2e/gateway-conformance.test.ts sends them through the lab;
  * keep them here, in one place, rather than copied into each runner.
  *
  * Requests go from a client pod in gateway-conformance-mesh (upstream: the echo-v1 pod)
