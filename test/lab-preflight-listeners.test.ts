@@ -3,7 +3,10 @@
 // EADDRINUSE), and names it by pid and command line.
 import t from 'tap';
 import { createServer } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runWeft } from '../src/lab/run';
 import { conflictingListeners, findConflicts, parseProcNetTcp, socketHolder } from '../src/lab/preflight';
 import { planLab } from '../src/lab/plan';
 import { loadTopology } from '../src/lab/topology';
@@ -60,6 +63,14 @@ t.test('a real listener on 0.0.0.0:15014 is found and named with its pid and com
   t.match(line, new RegExp(`^0\\.0\\.0\\.0:15014 is held by pid ${process.pid} \\(${process.execPath.replace(/[/.]/g, '\\$&')} .*\\): the lab CA's metrics and readiness port; stop that process$`));
   const held = parseProcNetTcp(readFileSync('/proc/net/tcp', 'utf8'), 4).find((l) => l.port === 15014 && l.address === '0.0.0.0')!;
   t.equal(socketHolder(held.inode)?.pid, process.pid);
+  // The same through the real CLI: `lab up` refuses before creating anything.
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-preflight-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const up = await runWeft(['lab', 'up'], { ...process.env, WEFT_LAB_DIR: dir, WEFT_CONTEXT: join(dir, 'context.json') });
+  t.not(up.code, 0);
+  t.match(up.stderr, /WEFT_LAB_CONFLICT/);
+  t.match(up.stderr, new RegExp(`0\\.0\\.0\\.0:15014 is held by pid ${process.pid} \\(`));
+  t.notOk(existsSync('/run/netns/weft-node-1'), 'nothing was created');
   await new Promise<void>((r) => server.close(() => r()));
   t.notOk((await findConflicts(plan)).some((c) => c.includes(':15014')), 'gone once the listener is removed');
 });
