@@ -5,6 +5,7 @@ import { caDown, rotation } from './scenarios/certs';
 import { ztunnelGraceful, ztunnelKill } from './scenarios/ztunnel';
 import { heldConnections } from './scenarios/connections';
 import { badConfig } from './scenarios/config';
+import { redisFailover } from './scenarios/redis-failover';
 import type { Durations, Row, Scenario } from './scenario';
 
 /** Order matters only for cost: the CA outage runs with default (long) lifetimes, before rotation shortens them. */
@@ -16,6 +17,8 @@ export const SCENARIOS: ReadonlyArray<{ id: string; run: Scenario }> = [
   { id: 'graceful', run: ztunnelGraceful },
   { id: 'connections', run: heldConnections },
   { id: 'config', run: badConfig },
+  // Needs `lab up --redis-sentinel` (n/a otherwise); last: it kills the lab's primary.
+  { id: 'failover', run: redisFailover },
 ];
 
 /** The abuse cases of the hardening issue are proven by their own tests; the table points at them. */

@@ -33,6 +33,10 @@ const upSpecs = {
   topology: { flag: 'topology', env: 'WEFT_LAB_TOPOLOGY', default: '', defaultText: 'scripts/lab.yaml', description: 'topology file (format: docs/lab.md)', parse: parse.string() },
   redisPort: { flag: 'redis-port', env: 'WEFT_LAB_REDIS_PORT', default: 0, defaultText: "the topology's redisPort (16379)", description: "port of the lab's Redis", parse: parse.int({ min: 1, max: 65535 }) },
   keepOnFailure: { flag: 'keep-on-failure', boolean: true, default: false, description: 'leave a failed lab in place for inspection', parse: parse.bool() },
+  redisSentinel: {
+    flag: 'redis-sentinel', env: 'WEFT_LAB_REDIS_SENTINEL', boolean: true, default: false,
+    description: 'run the registry as a primary, two replicas and three Sentinels (ports redisPort+1..+5), to show a failover', parse: parse.bool(),
+  },
 };
 
 const statusSpecs = {
@@ -65,6 +69,7 @@ async function up(argv: string[]): Promise<number> {
     topologyFile: values.topology || defaultTopologyFile(),
     ...(values.redisPort ? { redisPort: values.redisPort } : {}),
     keepOnFailure: values.keepOnFailure,
+    redisSentinel: values.redisSentinel,
     progress: out,
   }).finally(() => process.off('SIGINT', interrupted));
   out('');
@@ -241,7 +246,7 @@ Flags of every command:
 ${optionsHelp(commonSpecs)}
 
 Flags of up:
-${optionsHelp({ topology: upSpecs.topology, redisPort: upSpecs.redisPort, keepOnFailure: upSpecs.keepOnFailure })}
+${optionsHelp({ topology: upSpecs.topology, redisPort: upSpecs.redisPort, redisSentinel: upSpecs.redisSentinel, keepOnFailure: upSpecs.keepOnFailure })}
 
 ${CLIENT_HELP}`;
 }

@@ -3,6 +3,7 @@
  * type `weft tunnels` rather than a list of addresses. Written by `lab up`, removed by
  * `lab down` (only when it still points at that lab). Format: docs/lab.md.
  */
+import { labContextRedis } from './redis';
 import { rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,9 @@ export interface LabContext {
   redisUrl: string;
   /** Redis as reached from inside the lab (node netns). */
   clusterRedisUrl: string;
+  /** With `lab up --redis-sentinel`: the Sentinels (host:port,...) and the primary's name there. */
+  redisSentinels?: string;
+  redisMasterName?: string;
   /** host:port of `weft ca`. */
   caAddress: string;
   /** PEM of the mesh root, once the CA has written it. */
@@ -74,6 +78,7 @@ export function buildContext(plan: LabPlan, labDir: string, caRootFile: string |
     version: 1,
     redisUrl: `redis://127.0.0.1:${plan.redisPort}`,
     clusterRedisUrl: `redis://${LAB_NET.gateway}:${plan.redisPort}`,
+    ...labContextRedis(plan),
     caAddress: `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     trustDomain: LAB_NET.clusterDomain,
     labDir,

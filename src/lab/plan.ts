@@ -9,6 +9,7 @@
  *                gateway 169.254.1.1 (the node side of its veth)
  *   services     VIPs 198.18.128.(10+i), or the topology's fixed vip
  */
+import type { LabRedisHa } from './redis';
 import { createHash } from 'node:crypto';
 import type { NodePortRule, ServiceRule } from '../iptables/services';
 import type { Labels, NamespaceRecord, NodeRecord, ServiceRecord, WorkloadRecord } from '../registry/types';
@@ -105,6 +106,8 @@ export interface PlannedService {
 
 export interface LabPlan {
   redisPort: number;
+  /** Replicas and Sentinels around the primary on redisPort (`lab up --redis-sentinel`); src/lab/redis.ts. */
+  redisHa?: LabRedisHa;
   nodes: PlannedNode[];
   namespaces: { name: string; labels: Labels }[];
   pods: PlannedPod[];

@@ -5,6 +5,7 @@
  * microseconds. The lab never removes what it did not make, so a conflict is reported
  * with what to do, never "fixed".
  */
+import { labRedisPorts } from './redis';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
 import { LAB_NET, type LabPlan } from './plan';
@@ -119,9 +120,12 @@ export function parseProcNetTcp(text: string, family: 4 | 6): Listener[] {
 }
 
 /** The lab's ports in the root namespace and the addresses it binds them on. */
-export function labRootPorts(plan: Pick<LabPlan, 'redisPort'>): { port: number; what: string; addresses: string[] }[] {
+export function labRootPorts(plan: Pick<LabPlan, 'redisPort' | 'redisHa'>): { port: number; what: string; addresses: string[] }[] {
   return [
-    { port: plan.redisPort, what: "the lab's Redis port; change redisPort in the topology or pass --redis-port", addresses: [LAB_NET.gateway, '127.0.0.1'] },
+    ...labRedisPorts(plan).map((port) => ({
+      port, what: `the lab's Redis port${port === plan.redisPort ? '' : ' (a replica or Sentinel of --redis-sentinel)'}; change redisPort in the topology or pass --redis-port`,
+      addresses: [LAB_NET.gateway, '127.0.0.1'],
+    })),
     { port: LAB_NET.caPort, what: "the lab CA's port", addresses: [LAB_NET.gateway] },
     { port: LAB_NET.caMetricsPort, what: "the lab CA's metrics and readiness port", addresses: [LAB_NET.gateway] },
   ];
@@ -132,7 +136,7 @@ export function labRootPorts(plan: Pick<LabPlan, 'redisPort'>): { port: number; 
  * lab needs, at the wildcard (0.0.0.0 or ::, which covers the bridge address too) or
  * at an address the lab binds.
  */
-export function conflictingListeners(listeners: readonly Listener[], plan: Pick<LabPlan, 'redisPort'>): { listener: Listener; what: string }[] {
+export function conflictingListeners(listeners: readonly Listener[], plan: Pick<LabPlan, 'redisPort' | 'redisHa'>): { listener: Listener; what: string }[] {
   const wanted = labRootPorts(plan);
   return listeners.flatMap((l) => {
     const need = wanted.find((w) => w.port === l.port);

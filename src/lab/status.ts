@@ -37,7 +37,8 @@ export interface LabStatus {
 async function readiness(p: ProcessResource, plan: LabPlan, waypoints: readonly PlannedWaypoint[]): Promise<boolean> {
   if (!isAlive(p)) return false;
   switch (p.role) {
-    case 'redis': return tcpReady('127.0.0.1', plan.redisPort);
+    // The primary, a replica or a Sentinel: each listens on its own --port.
+    case 'redis': return tcpReady('127.0.0.1', Number(p.argv[p.argv.indexOf('--port') + 1]) || plan.redisPort);
     case 'ca': return (await httpStatus(`http://${LAB_NET.gateway}:${LAB_NET.caMetricsPort}/healthz/ready`)) === 200;
     case 'ztunnel': {
       const node = plan.nodes.find((n) => n.netns === p.netns);

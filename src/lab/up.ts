@@ -24,7 +24,8 @@ import { createServicesApplier, IptablesApplier } from '../iptables/apply';
 import { generateServiceRules } from '../iptables/services';
 import { ExecCommandRunner } from '../iptables/runner';
 import { WeftError } from '../lib/errors';
-import { openRedis } from '../registry/connection';
+import { describeRedis, openRedis } from '../registry/connection';
+import { labRedisArgs, labRedisTarget, planRedisHa, startLabRedis } from './redis';
 import { RegistryStore, type ChangeInput } from '../registry/store';
 import { buildContext, writeContext } from './context';
 import { labDown } from './down';
@@ -46,6 +47,8 @@ export interface UpOptions {
   contextFile: string;
   /** Leave a failed lab in place for inspection (then run down). */
   keepOnFailure?: boolean;
+  /** Redis as a primary, replicas and Sentinels (src/lab/redis.ts). */
+  redisSentinel?: boolean;
   progress: (line: string) => void;
 }
 
@@ -81,7 +84,8 @@ export async function labUp(opts: UpOptions): Promise<UpResult> {
     throw new WeftError('WEFT_COMMAND_FAILED', `the lab runs the built CLI, but ${DIST.main} or ${DIST.echo} is missing; run npm run build (scripts/lab does it for you)`);
   }
   const topology = loadTopology(opts.topologyFile);
-  const plan = planLab(opts.redisPort ? { ...topology, redisPort: opts.redisPort } : topology);
+  const planned = planLab(opts.redisPort ? { ...topology, redisPort: opts.redisPort } : topology);
+  const plan: LabPlan = opts.redisSentinel ? { ...planned, redisHa: planRedisHa(planned.redisPort) } : planned;
 
   if (readState(opts.labDir)) {
     step('a previous lab is recorded: tearing it down first');
@@ -198,7 +202,7 @@ function startProbers(plan: LabPlan, layout: LabLayout, store: StateStore): void
     startProcess(store, {
       name: `prober/${n.name}`, role: 'prober', netns: n.netns, log: join(layout.logs, `prober-${n.name}.log`),
       argv: [process.execPath, DIST.main, 'lab', 'prober', '--node', n.name, '--lab-dir', layout.labDir,
-        '--redis-url', `redis://${LAB_NET.gateway}:${plan.redisPort}`],
+        ...labRedisArgs(plan)],
     });
   }
 }
@@ -234,17 +238,10 @@ export function started(store: StateStore): () => ProcessResource[] {
 
 /** Redis, registry, CA, join tokens and ztunnels: each needs the one before. */
 async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step: (m: string) => void): Promise<{ ca: boolean; ztunnels: boolean }> {
-  const port = plan.redisPort;
-  const redisProc = startProcess(store, {
-    name: 'redis', role: 'redis', log: join(layout.logs, 'redis.log'),
-    argv: ['redis-server', '--bind', LAB_NET.gateway, '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
-      '--dir', layout.redisDir, '--protected-mode', 'no', '--daemonize', 'no'],
-  });
-  await waitUntil('redis-server', () => tcpReady('127.0.0.1', port), { timeoutMs: READY_TIMEOUT_MS, process: redisProc, watch: started(store) });
-  const redisUrl = hostRedisUrl(plan);
-  const clusterRedisUrl = `redis://${LAB_NET.gateway}:${port}`;
+  await startLabRedis(plan, layout, store, started(store), READY_TIMEOUT_MS);
+  const target = labRedisTarget(plan);
 
-  const registry = RegistryStore.connect(redisUrl);
+  const registry = RegistryStore.connect(target);
   try {
     const recs = registryRecords(plan);
     const changes: ChangeInput[] = [
@@ -257,7 +254,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   } finally {
     await registry.close();
   }
-  step(`redis ${redisUrl} (lab side ${clusterRedisUrl}): registered ${plan.nodes.length} nodes, ${plan.namespaces.length} namespaces, ${plan.pods.length} workloads, ${plan.services.length} services`);
+  step(`redis ${describeRedis(target)}${plan.redisHa ? ` (primary :${plan.redisPort}, replicas :${plan.redisHa.replicaPorts.join(', :')})` : ''}: registered ${plan.nodes.length} nodes, ${plan.namespaces.length} namespaces, ${plan.pods.length} workloads, ${plan.services.length} services`);
 
   if (!built(DIST.ca)) {
     step(`ca: skipped (${DIST.ca} not built yet), so ztunnels are skipped too`);
@@ -266,7 +263,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   const caAddress = `${LAB_NET.gateway}:${LAB_NET.caPort}`;
   const caProc = startProcess(store, {
     name: 'ca', role: 'ca', log: join(layout.logs, 'ca.log'),
-    argv: [process.execPath, DIST.main, 'ca', ...caArgs(layout, clusterRedisUrl)],
+    argv: [process.execPath, DIST.main, 'ca', ...caArgs(layout, labRedisArgs(plan))],
   });
   // Ready = root written and the registry loaded (so impersonation can be decided).
   await waitUntil('weft ca', async () => built(layout.caRootFile) && (await httpStatus(caReadyUrl())) === 200,
@@ -280,7 +277,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   }
   await Promise.all(plan.nodes.map((n) => startNodeZtunnel(plan, n, (env) => startProcess(store, {
     name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
-    argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, clusterRedisUrl), ...(n.address6 ? ['--address6', n.address6] : [])],
+    argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, labRedisArgs(plan)), ...(n.address6 ? ['--address6', n.address6] : [])],
   }, env), started(store))));
   step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
   return { ca: true, ztunnels: true };
@@ -294,7 +291,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
  */
 export async function startNodeZtunnel(plan: LabPlan, node: { name: string; address: string },
   start: (env: NodeJS.ProcessEnv) => ProcessResource, watch?: () => readonly ProcessResource[]): Promise<ProcessResource> {
-  const redis = openRedis(hostRedisUrl(plan), { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = openRedis(labRedisTarget(plan), { lazyConnect: true, maxRetriesPerRequest: 2 });
   let token: string;
   try {
     token = (await createJoinToken(redis, node.name, JOIN_TOKEN_TTL_MS)).token;
@@ -307,21 +304,17 @@ export async function startNodeZtunnel(plan: LabPlan, node: { name: string; addr
   return proc;
 }
 
-/** The lab's Redis as the root namespace (where `up` and `weft lab` run) reaches it. */
-export function hostRedisUrl(plan: LabPlan): string {
-  return `redis://127.0.0.1:${plan.redisPort}`;
-}
 
 export function caReadyUrl(): string {
   return `http://${LAB_NET.gateway}:${LAB_NET.caMetricsPort}/healthz/ready`;
 }
 
 /** Both CA ports bind the bridge address: nothing of the lab listens on the host's interfaces. */
-export function caArgs(layout: LabLayout, clusterRedisUrl: string): string[] {
+export function caArgs(layout: LabLayout, redisArgs: string[]): string[] {
   return [
     '--listen', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     '--metrics-listen', `${LAB_NET.gateway}:${LAB_NET.caMetricsPort}`,
-    '--redis-url', clusterRedisUrl,
+    ...redisArgs,
     // A fresh lab makes its root on purpose; the CA never mints one silently.
     '--root-dir', layout.caDir, '--generate-root',
     '--root-out', layout.caRootFile,
@@ -334,11 +327,11 @@ export function adminSocketPath(layout: LabLayout, node: string): string {
   return join(layout.runDir, `ztunnel-${node}.sock`);
 }
 
-export function ztunnelArgs(node: string, address: string, layout: LabLayout, clusterRedisUrl: string): string[] {
+export function ztunnelArgs(node: string, address: string, layout: LabLayout, redisArgs: string[]): string[] {
   return [
     '--node', node,
     '--address', address,
-    '--redis-url', clusterRedisUrl,
+    ...redisArgs,
     '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     '--trust-anchor-file', layout.caRootFile,
     // A boolean flag: a separate "true" would be read as a positional argument.

@@ -4,6 +4,7 @@
  * crash or a rolling update would (the "waypoint restart" tests). Only what the state
  * file records is touched.
  */
+import { labRedisTarget } from './redis';
 import { WeftError } from '../lib/errors';
 import { RegistryStore } from '../registry/store';
 import { labLayout } from './paths';
@@ -61,7 +62,7 @@ export async function addWaypoint(labDir: string, req: AddWaypointRequest): Prom
     throw new WeftError('WEFT_USAGE', `the lab has no node ${JSON.stringify(req.node)} (nodes: ${plan.nodes.map((n) => n.name).join(', ')}); pass one of them with --node`);
   }
   const uid = `${req.namespace}/${req.name}`;
-  const registry = RegistryStore.connect(`redis://127.0.0.1:${plan.redisPort}`);
+  const registry = RegistryStore.connect(labRedisTarget(plan));
   try {
     if (!(await registry.get('namespace', req.namespace))) {
       const known = (await registry.list('namespace')).map((n) => n.name).sort();

@@ -11,6 +11,7 @@
  * running lab. Every resource is recorded in the state file before it is created, so
  * `lab down` removes a waypoint pod as it removes everything else, also after a crash.
  */
+import { labRedisArgs, labRedisTarget } from './redis';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GATEWAY_NAME_LABEL } from '../gateway/types';
@@ -58,14 +59,6 @@ export function waypointReadyUrl(w: Pick<PlannedWaypoint, 'ip'>): string {
   return `http://${w.ip}:${WAYPOINT_PORTS.readiness}/healthz/ready`;
 }
 
-/** The registry's Redis as components inside the lab reach it. */
-function clusterRedisUrl(plan: LabPlan): string {
-  return `redis://${LAB_NET.gateway}:${plan.redisPort}`;
-}
-
-function hostRedisUrl(plan: LabPlan): string {
-  return `redis://127.0.0.1:${plan.redisPort}`;
-}
 
 /**
  * `weft waypoint run` flags for one waypoint pod (src/waypoint/options.ts): the same
@@ -79,7 +72,7 @@ export function waypointArgs(w: PlannedWaypoint, layout: LabLayout, plan: LabPla
     '--namespace', w.namespace,
     '--service-account', w.serviceAccount,
     '--address', w.ip,
-    '--redis-url', clusterRedisUrl(plan),
+    ...labRedisArgs(plan),
     '--ca-address', `${LAB_NET.gateway}:${LAB_NET.caPort}`,
     '--trust-anchor-file', layout.caRootFile,
     '--trust-domain', LAB_NET.clusterDomain,
@@ -106,7 +99,7 @@ export function waypointRecords(w: PlannedWaypoint, status: WorkloadStatus): { w
 }
 
 async function withStore<T>(plan: LabPlan, fn: (s: RegistryStore) => Promise<T>): Promise<T> {
-  const store = RegistryStore.connect(hostRedisUrl(plan));
+  const store = RegistryStore.connect(labRedisTarget(plan));
   try {
     return await fn(store);
   } finally {
@@ -188,7 +181,7 @@ export async function createWaypointPod(rt: LabRuntime, w: PlannedWaypoint): Pro
     { op: 'put', kind: 'waypoint', record: waypoint },
     { op: 'put', kind: 'workload', record: workload },
   ]));
-  await writeWaypointToken(hostRedisUrl(rt.plan), w, waypointTokenFile(rt.layout, w));
+  await writeWaypointToken(labRedisTarget(rt.plan), w, waypointTokenFile(rt.layout, w));
 
   if (!built(DIST.waypoint)) return { waypoint: w, started: false };
   const proc = startWaypointProcess(rt, w);
@@ -223,7 +216,7 @@ export async function removeWaypointPod(rt: LabRuntime, w: PlannedWaypoint): Pro
     problems.push(`registry: ${err instanceof Error ? err.message : String(err)}`);
   }
   const tokenFile = waypointTokenFile(rt.layout, w);
-  await revokeWaypointToken(hostRedisUrl(rt.plan), tokenFile).catch((err: unknown) => {
+  await revokeWaypointToken(labRedisTarget(rt.plan), tokenFile).catch((err: unknown) => {
     problems.push(`identity token: ${err instanceof Error ? err.message : String(err)}`);
   });
   rmSync(tokenFile, { force: true });

@@ -8,13 +8,13 @@
 import { readFileSync } from 'node:fs';
 import { createIdentityToken, revokeIdentityToken } from '../ca/identity-tokens';
 import { writeFileAtomic } from '../lib/files';
-import { openRedis } from '../registry/connection';
+import { openRedis, type RedisTarget } from '../registry/connection';
 import type { PlannedWaypoint } from './plan';
 
 /** Lifetime of a lab waypoint's token: as long as the lab's join tokens; reusable by a restarted waypoint until then. */
 export const WAYPOINT_TOKEN_TTL_MS = 24 * 3_600_000;
 
-async function withRedis<T>(redisUrl: string, fn: (redis: ReturnType<typeof openRedis>) => Promise<T>): Promise<T> {
+async function withRedis<T>(redisUrl: RedisTarget, fn: (redis: ReturnType<typeof openRedis>) => Promise<T>): Promise<T> {
   const redis = openRedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   try {
     return await fn(redis);
@@ -27,14 +27,14 @@ async function withRedis<T>(redisUrl: string, fn: (redis: ReturnType<typeof open
  * Creates the identity token of waypoint `w` in the lab's Redis (`redisUrl`, as the
  * root namespace reaches it) and writes it to `file` (mode 0600).
  */
-export async function writeWaypointToken(redisUrl: string, w: Pick<PlannedWaypoint, 'namespace' | 'serviceAccount'>, file: string): Promise<void> {
+export async function writeWaypointToken(redisUrl: RedisTarget, w: Pick<PlannedWaypoint, 'namespace' | 'serviceAccount'>, file: string): Promise<void> {
   const { token } = await withRedis(redisUrl, (redis) => createIdentityToken(redis,
     { namespace: w.namespace, serviceAccount: w.serviceAccount, ttlMs: WAYPOINT_TOKEN_TTL_MS, purpose: 'waypoint' }));
   writeFileAtomic(file, `${token}\n`, 0o600);
 }
 
 /** Revokes the token in `file` (if any) before its expiry: a removed waypoint's token must not outlive it. */
-export async function revokeWaypointToken(redisUrl: string, file: string): Promise<void> {
+export async function revokeWaypointToken(redisUrl: RedisTarget, file: string): Promise<void> {
   let token: string;
   try {
     token = readFileSync(file, 'utf8').trim();
