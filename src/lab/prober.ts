@@ -21,6 +21,7 @@ import { connect } from 'node:net';
 import { isWeftError } from '../lib/errors';
 import { createLogger, type Logger } from '../lib/log';
 import { parse, parseOptions } from '../lib/options';
+import { redisOptionSpecs, redisTarget } from '../lib/common-options';
 import { waitForShutdownSignal } from '../lib/signals';
 import { RegistryStore } from '../registry/store';
 import type { WorkloadStatus } from '../registry/types';
@@ -32,7 +33,8 @@ import { readState, type LabState } from './state';
 export const proberSpecs = {
   node: { flag: 'node', default: '', description: 'the node whose pods are probed', parse: parse.string() },
   labDir: { flag: 'lab-dir', env: 'WEFT_LAB_DIR', default: '', defaultText: '<repo>/.weft-lab', description: 'the lab whose state file lists the pods', parse: parse.string() },
-  redisUrl: { flag: 'redis-url', default: '', description: 'the registry', parse: parse.string() },
+  // The registry as every component reaches it: one server, or the lab's Sentinels.
+  ...redisOptionSpecs,
 };
 
 /** How often the state file is re-read and statuses reconciled with the registry. */
@@ -146,7 +148,7 @@ export async function proberMain(argv: string[]): Promise<number> {
   const { values } = parseOptions(proberSpecs, argv);
   const log: Logger = createLogger({ level: 'info', component: 'lab-prober' }).child({ node: values.node });
   const labDir = values.labDir || defaultLabDir();
-  const registry = RegistryStore.connect(values.redisUrl);
+  const registry = RegistryStore.connect(redisTarget(values));
   const statuses = new StatusSync(registry, log);
   const reasons = new Map<string, string>();
   const prober = new Prober({

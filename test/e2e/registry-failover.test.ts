@@ -15,6 +15,9 @@ const skip = labSkipReason();
 t.test('Sentinel failover under mesh traffic: no flow fails, ztunnels resync without a reload', { skip }, async (t) => {
   const handle = await startLab(t, { env: { ...SHORT.labEnv, WEFT_LAB_REDIS_SENTINEL: '1' } });
   t.ok(handle.context.redisSentinels, 'the context names the Sentinels');
+  // Every process (replicas, Sentinels, and every component given their flags) alive and ready.
+  const status = await handle.weft(['lab', 'status']);
+  t.equal(status.code, 0, `lab status healthy before the failover:\n${status.stdout}`);
   const lab = new FaultLab(handle.labDir, handle.context, handle.env);
   t.teardown(() => lab.stopTraffic());
   const row = await redisFailover(lab, SHORT);
