@@ -18,7 +18,7 @@ import { DEFAULT_JOIN_AUDIENCE, DEFAULT_JOIN_NAMESPACE, DEFAULT_JOIN_SERVICE_ACC
 import { initRoot, ROOT_CERT_FILE, ROOT_KEY_FILE, type RootSource } from './root-store';
 import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE } from './rate-limit';
 import { join } from 'node:path';
-import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS, DAY_MS } from './server';
+import { DEFAULT_CERT_TTL_MS, DEFAULT_MAX_CERT_TTL_MS, DEFAULT_NODE_CERT_TTL_MS, HOUR_MS, DAY_MS } from './server-options';
 
 /** The longest certificate lifetime --max-cert-ttl may allow. */
 export const MAX_CERT_TTL_CAP_MS = 90 * DAY_MS;

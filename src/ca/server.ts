@@ -1,112 +1,33 @@
-import { X509Certificate } from 'node:crypto';
-import type { SecureContextOptions } from 'node:tls';
+/**
+ * The CA's gRPC server: CreateCertificate (node certificates, impersonation for the
+ * node's own workloads, single-identity callers) and Join (node bootstrap), each
+ * authenticated, authorized, rate limited, logged and counted. Its options are in
+ * server-options.ts, its own serving certificate in serving-cert.ts.
+ */
 import * as grpc from '@grpc/grpc-js';
-import type { Registry } from 'prom-client';
 import { WeftError, isWeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
-import { boundedDelay, realClock, type Clock } from '../lib/clock';
+import { realClock } from '../lib/clock';
 import { LogLimiter } from '../lib/log-limiter';
-import { formatDuration } from '../lib/options';
-import {
-  authenticateNode, authorizeRequest, caIdentity, isValidNodeName, nodeIdentity, type NodeAuthorizer,
-} from './authorize';
-import { generateKeyAndCsr, type Issuer } from './issuer';
-import type { JoinTokenVerifier } from './join-tokens';
-import { disabledSaJoin, type JoinedPod, type ServiceAccountJoinVerifier } from './sa-token-join';
+import { authenticateNode, authorizeRequest, isValidNodeName, nodeIdentity } from './authorize';
+import type { Issuer } from './issuer';
+import type { JoinedPod } from './sa-token-join';
 import { createCaMetrics, type CaMethod, type CaMetrics } from './metrics';
 import {
   readImpersonatedIdentity, services,
   type CertificateRequest, type CertificateResponse, type JoinRequest, type JoinResponse,
 } from './proto';
-import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor, type MethodLimits } from './rate-limit';
+import { DEFAULT_CSR_RATE, DEFAULT_JOIN_RATE, MethodRateLimiter, limitsFor } from './rate-limit';
 import { bearerToken, callerFacts, peerAddress } from './call-facts';
 import { ownIdentityFor, verifyIdentityCredential } from './identity-caller';
 import { STATUS_FOR, refusalReason } from './refusals';
 import { identityRefusal } from './identity-grant';
-import { isIdentityToken, type IdentityTokenVerifier } from './identity-tokens';
-import type { WaypointTokenVerifier } from './waypoint-sa';
-
-export const HOUR_MS = 3_600_000;
-export const DAY_MS = 24 * HOUR_MS;
-export const DEFAULT_CERT_TTL_MS = DAY_MS;
-export const DEFAULT_MAX_CERT_TTL_MS = 90 * DAY_MS;
-export const DEFAULT_MIN_CERT_TTL_MS = 60_000;
-export const DEFAULT_NODE_CERT_TTL_MS = HOUR_MS;
-export const DEFAULT_SERVING_CERT_TTL_MS = 30 * DAY_MS;
-
-export interface CaServerOptions {
-  issuer: Issuer;
-  trustDomain: string;
-  /** The registry question for impersonation; MeshState implements it. */
-  authorizer: NodeAuthorizer;
-  /**
-   * Checks Redis join tokens; absent = join tokens are refused. Never together with an
-   * enabled `saJoin`: whoever can write Redis could mint join tokens, which would undo
-   * what the TokenReview checks prove.
-   */
-  joinTokens?: JoinTokenVerifier;
-  /**
-   * Checks Joins that carry a ServiceAccount token, and, when enabled, every node CSR
-   * (which must then carry the node's current token); absent = such joins are refused
-   * (no --kube-token-review).
-   */
-  saJoin?: ServiceAccountJoinVerifier;
-  /**
-   * Single-identity callers (waypoints) in the lab: identity-scoped tokens in Redis.
-   * Never together with an enabled `saJoin`, for the join tokens' reason.
-   */
-  identityTokens?: IdentityTokenVerifier;
-  /** Single-identity callers on a cluster: waypoint pods' ServiceAccount tokens (TokenReview). */
-  waypointTokens?: WaypointTokenVerifier;
-  /** Earlier roots (PEM) whose node certificates are still accepted: the rotation overlap. */
-  trustedRoots?: string[];
-  /** Rate limits (defaults limitsFor(DEFAULT_JOIN_RATE) and limitsFor(DEFAULT_CSR_RATE)). */
-  joinLimits?: MethodLimits;
-  csrLimits?: MethodLimits;
-  /** Clock of the rate limiters and the refusal-log limits (tests). */
-  clock?: Clock;
-  logger: Logger;
-  /** Metrics go here, never to prom-client's global registry. */
-  metrics: Registry;
-  /** Lifetime when a request asks for 0 (the default). */
-  certTtlMs?: number;
-  /** Longest lifetime a request may ask for. */
-  maxCertTtlMs?: number;
-  /** Shortest lifetime a request may ask for. Tests lower it to exercise rotation. */
-  minCertTtlMs?: number;
-  /** Lifetime of node certificates (Join and renewal); short, so a removed node falls out soon. */
-  nodeCertTtlMs?: number;
-  /** DNS names and IPs the CA's own serving certificate carries; clients check one of them. */
-  dnsNames?: string[];
-  ipAddresses?: string[];
-  servingCertTtlMs?: number;
-  /** False while the registry is not loaded: impersonation requests then get UNAVAILABLE. */
-  isReady?: () => boolean;
-}
-
-/**
- * Server credentials that ask for a client certificate without requiring one: Join
- * callers have none yet, CreateCertificate callers must present a node certificate,
- * which the handler checks (grpc-js only exposes a peer certificate that verified
- * against the root). grpc-js' createSsl cannot express "request but do not require".
- */
-class OptionalClientCertCredentials extends grpc.ServerCredentials {
-  constructor(context: SecureContextOptions) {
-    super({ requestCert: true, rejectUnauthorized: false }, context);
-  }
-  override _equals(other: grpc.ServerCredentials): boolean {
-    return other === this;
-  }
-  /** Swaps the serving certificate for new connections; existing ones keep theirs. */
-  update(context: SecureContextOptions): void {
-    this.updateSecureContextOptions(context);
-  }
-}
-
-type Optional = 'isReady' | 'joinTokens' | 'identityTokens' | 'waypointTokens' | 'clock' | 'joinLimits' | 'csrLimits';
+import { isIdentityToken } from './identity-tokens';
+import { resolveCaOptions, type CaServerOptions, type ResolvedCaOptions } from './server-options';
+import { ServingCertificate } from './serving-cert';
 
 export class CaServer {
-  private readonly opts: Required<Omit<CaServerOptions, Optional>> & Pick<CaServerOptions, Optional>;
+  private readonly opts: ResolvedCaOptions;
   private readonly metrics: CaMetrics;
   private readonly joinLimiter: MethodRateLimiter;
   private readonly csrLimiter: MethodRateLimiter;
@@ -117,50 +38,18 @@ export class CaServer {
   private readonly refusalLog: LogLimiter;
   private readonly log: Logger;
   private server: grpc.Server | undefined;
-  private credentials: OptionalClientCertCredentials | undefined;
-  private cancelRotation: (() => void) | undefined;
+  private readonly serving: ServingCertificate;
   private boundPort = 0;
 
   constructor(opts: CaServerOptions) {
-    this.opts = {
-      certTtlMs: DEFAULT_CERT_TTL_MS,
-      maxCertTtlMs: DEFAULT_MAX_CERT_TTL_MS,
-      minCertTtlMs: DEFAULT_MIN_CERT_TTL_MS,
-      nodeCertTtlMs: DEFAULT_NODE_CERT_TTL_MS,
-      dnsNames: ['localhost'],
-      ipAddresses: ['127.0.0.1'],
-      servingCertTtlMs: DEFAULT_SERVING_CERT_TTL_MS,
-      saJoin: disabledSaJoin,
-      trustedRoots: [] as string[],
-      // An option passed as undefined means "the default", not "unset".
-      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-    } as CaServer['opts'];
-    const { minCertTtlMs: min, maxCertTtlMs: max } = this.opts;
-    const inBounds = (field: string, value: number) => {
-      if (!(value >= min && value <= max)) {
-        throw new WeftError('WEFT_CONFIG_INVALID',
-          `invalid ${field}=${formatDuration(value)}: expected between ${formatDuration(min)} and the max certificate TTL ${formatDuration(max)}`);
-      }
-    };
-    if (!(min > 0 && min <= max)) {
-      throw new WeftError('WEFT_CONFIG_INVALID', `invalid --max-cert-ttl=${formatDuration(max)}: expected at least ${formatDuration(min)}`);
-    }
-    inBounds('--cert-ttl', this.opts.certTtlMs);
-    inBounds('--node-cert-ttl', this.opts.nodeCertTtlMs);
-    if (this.opts.saJoin.enabled && this.opts.identityTokens) {
-      throw new WeftError('WEFT_CONFIG_INVALID',
-        'identity tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; waypoints send their ServiceAccount token');
-    }
-    if (this.opts.saJoin.enabled && this.opts.joinTokens) {
-      throw new WeftError('WEFT_CONFIG_INVALID',
-        'join tokens cannot be accepted together with --kube-token-review: anyone who can write Redis could mint them; nodes join with their ServiceAccount token');
-    }
+    this.opts = resolveCaOptions(opts);
     const clock = opts.clock ?? realClock;
     this.joinLimiter = new MethodRateLimiter('Join', opts.joinLimits ?? limitsFor(DEFAULT_JOIN_RATE), clock);
     this.csrLimiter = new MethodRateLimiter('CreateCertificate', opts.csrLimits ?? limitsFor(DEFAULT_CSR_RATE), clock);
     this.metrics = createCaMetrics(opts.metrics);
     this.log = opts.logger;
     this.refusalLog = new LogLimiter({ clock });
+    this.serving = new ServingCertificate(() => ({ issuer: this.opts.issuer, trustedRoots: this.opts.trustedRoots }), this.opts, this.log);
   }
 
   get port(): number {
@@ -179,17 +68,13 @@ export class CaServer {
   async updateRoot(issuer: Issuer, trusted: string[]): Promise<void> {
     this.opts.issuer = issuer;
     this.opts.trustedRoots = trusted;
-    if (!this.server) return;
-    this.cancelRotation?.();
-    this.cancelRotation = undefined;
-    await this.rotateServingCert();
+    await this.serving.renewNow();
   }
 
   /** Binds and serves; resolves with the bound port (useful with port 0). */
   async start(listen: { host: string; port: number }): Promise<number> {
     if (this.server) throw new Error('CaServer already started');
-    const serving = await this.servingContext();
-    const credentials = new OptionalClientCertCredentials(serving.context);
+    const credentials = await this.serving.serverCredentials();
     const server = new grpc.Server({
       // CSRs are ~1 KiB; a small limit keeps junk from costing the CA memory.
       'grpc.max_receive_message_length': 64 * 1024,
@@ -207,16 +92,14 @@ export class CaServer {
       });
     });
     this.server = server;
-    this.credentials = credentials;
-    this.scheduleRotation(serving.renewInMs);
+    this.serving.begin();
     this.log.info({ address: `${listen.host}:${this.boundPort}`, dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses }, 'CA serving');
     return this.boundPort;
   }
 
   /** Stops accepting, lets in-flight calls finish for up to `graceMs`, then cuts the rest. */
   async stop(graceMs = 5000): Promise<void> {
-    this.cancelRotation?.();
-    this.cancelRotation = undefined;
+    this.serving.stop();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -224,38 +107,6 @@ export class CaServer {
       const force = setTimeout(() => { server.forceShutdown(); resolve(); }, graceMs);
       server.tryShutdown(() => { clearTimeout(force); resolve(); });
     });
-  }
-
-  /** Issues the CA's own serving certificate, to be renewed at half-life. */
-  private async servingContext(): Promise<{ context: SecureContextOptions; renewInMs: number }> {
-    const { keyPem, csrPem } = await generateKeyAndCsr();
-    const chain = this.opts.issuer.signCsr(csrPem, {
-      identity: caIdentity(this.opts.trustDomain), ttlMs: this.opts.servingCertTtlMs,
-      dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses,
-    });
-    const leaf = new X509Certificate(chain[0]!);
-    return {
-      context: { key: keyPem, cert: chain[0], ca: [this.opts.issuer.rootPem, ...this.opts.trustedRoots] },
-      renewInMs: (Date.parse(leaf.validTo) - Date.now()) / 2,
-    };
-  }
-
-  private scheduleRotation(ms: number): void {
-    if (!this.server) return;
-    this.cancelRotation = boundedDelay(ms, () => { void this.rotateServingCert(); });
-  }
-
-  private async rotateServingCert(): Promise<void> {
-    try {
-      const serving = await this.servingContext();
-      if (!this.server) return;
-      this.credentials?.update(serving.context);
-      this.log.info('CA serving certificate renewed');
-      this.scheduleRotation(serving.renewInMs);
-    } catch (err) {
-      this.log.error({ err }, 'CA serving certificate renewal failed; retrying in a minute');
-      this.scheduleRotation(60_000);
-    }
   }
 
   /** The lifetime to issue: 0 means the default; otherwise within [min, max] or refused. */

@@ -11,21 +11,18 @@ import { EventEmitter } from 'node:events';
 import { GATEWAY_NAME_LABEL } from '../gateway/types';
 import { USE_WAYPOINT_NONE, deriveWorkloadView, labelsMatch, sameDerivation, type WorkloadView } from './enrolment';
 import { CountIndex, OwnerIndex, SetIndex } from './indexes';
+import { PolicyIndex } from './policy-index';
+import { RouteIndex, type RouteRef } from './route-index';
 import {
   KINDS,
-  ROOT_NAMESPACE,
   USE_WAYPOINT_LABEL,
   unhandledKind,
   type AuthorizationPolicyRecord,
-  type GRPCRouteRecord,
-  type HTTPRouteRecord,
   type Change,
   type Kind,
-  type Labels,
   type NamespaceRecord,
   type NodeRecord,
   type PeerAuthenticationMode,
-  type PeerAuthenticationRecord,
   type RecordsByKind,
   type ServiceRecord,
   type WaypointRecord,
@@ -34,11 +31,7 @@ import {
 
 export type { WorkloadView } from './enrolment';
 
-export type RouteKind = 'httproute' | 'grpcroute';
-/** A route with its kind: HTTPRoute and GRPCRoute may share a name. */
-export type RouteRef =
-  | { kind: 'httproute'; record: HTTPRouteRecord }
-  | { kind: 'grpcroute'; record: GRPCRouteRecord };
+export type { RouteKind, RouteRef } from './route-index';
 
 /** One full copy of the registry, as loaded by a follower or passed to replaceAll. */
 export type RegistrySnapshot = { [K in Kind]: RecordsByKind[K][] };
@@ -74,10 +67,8 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
   private readonly identities = new CountIndex();
   private readonly serviceVips = new OwnerIndex();
   private readonly serviceHosts = new OwnerIndex();
-  private readonly policiesByNs = new SetIndex();
-  private readonly peerAuthByNs = new SetIndex();
-  /** `ns/service` → `kind␀ns/name` of the routes whose parentRefs name that Service. */
-  private readonly routesByParent = new SetIndex();
+  private readonly policyIndex = new PolicyIndex(this.stores.policy, this.stores.peerauth);
+  private readonly routeIndex = new RouteIndex(this.stores);
 
   constructor(opts: { trustDomain: string }) {
     super();
@@ -97,18 +88,18 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     for (const kind of KINDS) this.stores[kind].clear();
     this.views.clear();
     for (const idx of [this.byAddress, this.byNode, this.byNamespace, this.byLabel, this.identities,
-      this.serviceVips, this.serviceHosts, this.policiesByNs, this.peerAuthByNs, this.routesByParent]) idx.clear();
+      this.serviceVips, this.serviceHosts, this.policyIndex, this.routeIndex]) idx.clear();
     const ignored = new Set<string>();
     // Namespaces first so each workload is derived once, against its final namespace.
     for (const ns of snapshot.namespace ?? []) this.stores.namespace.set(ns.name, ns);
     for (const n of snapshot.node ?? []) this.stores.node.set(n.name, n);
     for (const w of snapshot.workload ?? []) this.putWorkload(w.uid, w, ignored);
     for (const s of snapshot.service ?? []) this.putService(`${s.namespace}/${s.name}`, s);
-    for (const p of snapshot.policy ?? []) this.putPolicy(`${p.namespace}/${p.name}`, p);
-    for (const p of snapshot.peerauth ?? []) this.putPeerAuth(`${p.namespace}/${p.name}`, p);
+    for (const p of snapshot.policy ?? []) this.policyIndex.putPolicy(`${p.namespace}/${p.name}`, p);
+    for (const p of snapshot.peerauth ?? []) this.policyIndex.putPeerAuth(`${p.namespace}/${p.name}`, p);
     for (const w of snapshot.waypoint ?? []) this.stores.waypoint.set(`${w.namespace}/${w.name}`, w);
-    for (const r of snapshot.httproute ?? []) this.putRoute('httproute', `${r.namespace}/${r.name}`, r);
-    for (const r of snapshot.grpcroute ?? []) this.putRoute('grpcroute', `${r.namespace}/${r.name}`, r);
+    for (const r of snapshot.httproute ?? []) this.routeIndex.put('httproute', `${r.namespace}/${r.name}`, r);
+    for (const r of snapshot.grpcroute ?? []) this.routeIndex.put('grpcroute', `${r.namespace}/${r.name}`, r);
     this.revision = revision;
     this.emit('snapshot', revision);
   }
@@ -172,51 +163,14 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     return out;
   }
 
-  /**
-   * Authorization policies that apply to `w`: GLOBAL ones (root namespace), NAMESPACE
-   * ones of its namespace, and WORKLOAD_SELECTOR ones matching its labels — in its own
-   * namespace, or in the root namespace where, as in Istio, a selector applies mesh-wide.
-   * Sorted by namespace/name so evaluation order and logs are stable.
-   */
+  /** Authorization policies that apply to `w`, sorted by namespace/name (policy-index.ts). */
   policiesFor(w: WorkloadView): AuthorizationPolicyRecord[] {
-    const ns = w.record.namespace;
-    const out: AuthorizationPolicyRecord[] = [];
-    const consider = (policyNs: string) => {
-      for (const key of this.policiesByNs.get(policyNs)) {
-        const p = this.stores.policy.get(key);
-        if (!p) continue;
-        const applies =
-          (p.scope === 'GLOBAL' && policyNs === ROOT_NAMESPACE) ||
-          (p.scope === 'NAMESPACE' && policyNs === ns) ||
-          (p.scope === 'WORKLOAD_SELECTOR' && p.selector !== undefined &&
-            Object.keys(p.selector).length > 0 && labelsMatch(p.selector, w.record.labels));
-        if (applies) out.push(p);
-      }
-    };
-    consider(ns);
-    if (ns !== ROOT_NAMESPACE) consider(ROOT_NAMESPACE);
-    return out.sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+    return this.policyIndex.policiesFor(w);
   }
 
-  /**
-   * The most specific PeerAuthentication wins: one in the workload's namespace whose
-   * selector matches it, else a selector-less one of its namespace, else a
-   * selector-less one of the root namespace (mesh-wide); PERMISSIVE when none. Two at
-   * the same level that disagree resolve to STRICT: refusing plaintext is the safe
-   * reading of a conflict.
-   */
+  /** The PeerAuthentication mode in force for `w`: the most specific wins, STRICT on a tie (policy-index.ts). */
   peerAuthModeFor(w: WorkloadView): PeerAuthenticationMode {
-    const ns = w.record.namespace;
-    const own = this.peerAuthIn(ns);
-    const selected = own.filter((p) => hasSelector(p.selector) && labelsMatch(p.selector!, w.record.labels));
-    if (selected.length > 0) return strictest(selected);
-    const namespaceWide = own.filter((p) => !hasSelector(p.selector));
-    if (namespaceWide.length > 0) return strictest(namespaceWide);
-    if (ns !== ROOT_NAMESPACE) {
-      const mesh = this.peerAuthIn(ROOT_NAMESPACE).filter((p) => !hasSelector(p.selector));
-      if (mesh.length > 0) return strictest(mesh);
-    }
-    return 'PERMISSIVE';
+    return this.policyIndex.peerAuthModeFor(w);
   }
 
   waypoint(namespace: string, name: string): WaypointRecord | undefined {
@@ -241,15 +195,9 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     return this.viewsOf(this.byLabel.get(labelKey(w.namespace, GATEWAY_NAME_LABEL, w.name)));
   }
 
-  /** HTTPRoutes and GRPCRoutes with a parentRef naming the Service `namespace/name` (any port, any group: attach.ts decides). */
+  /** HTTPRoutes and GRPCRoutes with a parentRef naming the Service `namespace/name` (route-index.ts). */
   routesForService(namespace: string, name: string): RouteRef[] {
-    const out: RouteRef[] = [];
-    for (const ref of this.routesByParent.get(`${namespace}/${name}`)) {
-      const [kind, key] = ref.split(SEP) as [RouteKind, string];
-      const record = this.stores[kind].get(key);
-      if (record) out.push({ kind, record } as RouteRef);
-    }
-    return out.sort((a, b) => cmp(`${a.kind}/${a.record.namespace}/${a.record.name}`, `${b.kind}/${b.record.namespace}/${b.record.name}`));
+    return this.routeIndex.forService(namespace, name);
   }
 
   node(name: string): NodeRecord | undefined {
@@ -270,12 +218,12 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
           this.stores.namespace.delete(key);
           return this.rederiveNamespace(key, affected);
         case 'service': return this.deleteService(key);
-        case 'policy': return this.deletePolicy(key);
-        case 'peerauth': return this.deletePeerAuth(key);
+        case 'policy': return this.policyIndex.deletePolicy(key);
+        case 'peerauth': return this.policyIndex.deletePeerAuth(key);
         case 'node': this.stores.node.delete(key); return;
         case 'waypoint': this.stores.waypoint.delete(key); return;
         case 'httproute':
-        case 'grpcroute': return this.deleteRoute(kind, key);
+        case 'grpcroute': return this.routeIndex.delete(kind, key);
         default: return unhandledKind(kind);
       }
     }
@@ -285,12 +233,12 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
         this.stores.namespace.set(key, change.record);
         return this.rederiveNamespace(key, affected);
       case 'service': return this.putService(key, change.record);
-      case 'policy': return this.putPolicy(key, change.record);
-      case 'peerauth': return this.putPeerAuth(key, change.record);
+      case 'policy': return this.policyIndex.putPolicy(key, change.record);
+      case 'peerauth': return this.policyIndex.putPeerAuth(key, change.record);
       case 'node': this.stores.node.set(key, change.record); return;
       case 'waypoint': this.stores.waypoint.set(key, change.record); return;
-      case 'httproute': return this.putRoute('httproute', key, change.record);
-      case 'grpcroute': return this.putRoute('grpcroute', key, change.record);
+      case 'httproute': return this.routeIndex.put('httproute', key, change.record);
+      case 'grpcroute': return this.routeIndex.put('grpcroute', key, change.record);
       default: return unhandledKind(change);
     }
   }
@@ -358,54 +306,6 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     this.stores.service.delete(key);
   }
 
-  private putPolicy(key: string, p: AuthorizationPolicyRecord): void {
-    this.deletePolicy(key);
-    this.stores.policy.set(key, p);
-    this.policiesByNs.add(p.namespace, key);
-  }
-
-  private deletePolicy(key: string): void {
-    const old = this.stores.policy.get(key);
-    if (!old) return;
-    this.policiesByNs.remove(old.namespace, key);
-    this.stores.policy.delete(key);
-  }
-
-  private putPeerAuth(key: string, p: PeerAuthenticationRecord): void {
-    this.deletePeerAuth(key);
-    this.stores.peerauth.set(key, p);
-    this.peerAuthByNs.add(p.namespace, key);
-  }
-
-  private deletePeerAuth(key: string): void {
-    const old = this.stores.peerauth.get(key);
-    if (!old) return;
-    this.peerAuthByNs.remove(old.namespace, key);
-    this.stores.peerauth.delete(key);
-  }
-
-  private putRoute(kind: RouteKind, key: string, r: HTTPRouteRecord | GRPCRouteRecord): void {
-    this.deleteRoute(kind, key);
-    (this.stores[kind] as Map<string, HTTPRouteRecord | GRPCRouteRecord>).set(key, r);
-    for (const parent of routeParents(r)) this.routesByParent.add(parent, `${kind}${SEP}${key}`);
-  }
-
-  private deleteRoute(kind: RouteKind, key: string): void {
-    const old = this.stores[kind].get(key);
-    if (!old) return;
-    for (const parent of routeParents(old)) this.routesByParent.remove(parent, `${kind}${SEP}${key}`);
-    this.stores[kind].delete(key);
-  }
-
-  private peerAuthIn(ns: string): PeerAuthenticationRecord[] {
-    const out: PeerAuthenticationRecord[] = [];
-    for (const key of this.peerAuthByNs.get(ns)) {
-      const p = this.stores.peerauth.get(key);
-      if (p) out.push(p);
-    }
-    return out;
-  }
-
   private viewsOf(uids: ReadonlySet<string>): WorkloadView[] {
     const out: WorkloadView[] = [];
     for (const uid of uids) {
@@ -424,29 +324,10 @@ function emptyStores(): Stores {
   };
 }
 
-/** `ns/name` of every Service a route's parentRefs name (namespace defaults to the route's). */
-function routeParents(r: HTTPRouteRecord | GRPCRouteRecord): Set<string> {
-  const out = new Set<string>();
-  for (const p of r.spec.parentRefs) out.add(`${p.namespace ?? r.namespace}/${p.name}`);
-  return out;
-}
-
 function labelKey(ns: string, k: string, v: string): string {
   return `${ns}${SEP}${k}${SEP}${v}`;
 }
 
 function identityKey(node: string, ns: string, sa: string): string {
   return `${node}${SEP}${ns}${SEP}${sa}`;
-}
-
-function hasSelector(selector: Labels | undefined): boolean {
-  return selector !== undefined && Object.keys(selector).length > 0;
-}
-
-function strictest(ps: PeerAuthenticationRecord[]): PeerAuthenticationMode {
-  return ps.some((p) => p.mode === 'STRICT') ? 'STRICT' : 'PERMISSIVE';
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

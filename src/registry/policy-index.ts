@@ -1,0 +1,121 @@
+/**
+ * Which AuthorizationPolicies and which PeerAuthentication mode apply to a workload:
+ * MeshState's policy records indexed by namespace, and the selection rules (Istio's
+ * scopes and precedence) over them. The records live in MeshState's stores; this
+ * keeps them and its indexes in step.
+ */
+import { labelsMatch, type WorkloadView } from './enrolment';
+import { SetIndex } from './indexes';
+import {
+  ROOT_NAMESPACE, type AuthorizationPolicyRecord, type Labels, type PeerAuthenticationMode, type PeerAuthenticationRecord,
+} from './types';
+
+export class PolicyIndex {
+  private readonly policiesByNs = new SetIndex();
+  private readonly peerAuthByNs = new SetIndex();
+
+  constructor(
+    private readonly policies: Map<string, AuthorizationPolicyRecord>,
+    private readonly peerAuths: Map<string, PeerAuthenticationRecord>,
+  ) {}
+
+  putPolicy(key: string, p: AuthorizationPolicyRecord): void {
+    this.deletePolicy(key);
+    this.policies.set(key, p);
+    this.policiesByNs.add(p.namespace, key);
+  }
+
+  deletePolicy(key: string): void {
+    const old = this.policies.get(key);
+    if (!old) return;
+    this.policiesByNs.remove(old.namespace, key);
+    this.policies.delete(key);
+  }
+
+  putPeerAuth(key: string, p: PeerAuthenticationRecord): void {
+    this.deletePeerAuth(key);
+    this.peerAuths.set(key, p);
+    this.peerAuthByNs.add(p.namespace, key);
+  }
+
+  deletePeerAuth(key: string): void {
+    const old = this.peerAuths.get(key);
+    if (!old) return;
+    this.peerAuthByNs.remove(old.namespace, key);
+    this.peerAuths.delete(key);
+  }
+
+  /** Drops the indexes (MeshState clears the records). */
+  clear(): void {
+    this.policiesByNs.clear();
+    this.peerAuthByNs.clear();
+  }
+
+  /**
+   * Authorization policies that apply to `w`: GLOBAL ones (root namespace), NAMESPACE
+   * ones of its namespace, and WORKLOAD_SELECTOR ones matching its labels — in its own
+   * namespace, or in the root namespace where, as in Istio, a selector applies mesh-wide.
+   * Sorted by namespace/name so evaluation order and logs are stable.
+   */
+  policiesFor(w: WorkloadView): AuthorizationPolicyRecord[] {
+    const ns = w.record.namespace;
+    const out: AuthorizationPolicyRecord[] = [];
+    const consider = (policyNs: string) => {
+      for (const key of this.policiesByNs.get(policyNs)) {
+        const p = this.policies.get(key);
+        if (!p) continue;
+        const applies =
+          (p.scope === 'GLOBAL' && policyNs === ROOT_NAMESPACE) ||
+          (p.scope === 'NAMESPACE' && policyNs === ns) ||
+          (p.scope === 'WORKLOAD_SELECTOR' && p.selector !== undefined &&
+            Object.keys(p.selector).length > 0 && labelsMatch(p.selector, w.record.labels));
+        if (applies) out.push(p);
+      }
+    };
+    consider(ns);
+    if (ns !== ROOT_NAMESPACE) consider(ROOT_NAMESPACE);
+    return out.sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+  }
+
+  /**
+   * The most specific PeerAuthentication wins: one in the workload's namespace whose
+   * selector matches it, else a selector-less one of its namespace, else a
+   * selector-less one of the root namespace (mesh-wide); PERMISSIVE when none. Two at
+   * the same level that disagree resolve to STRICT: refusing plaintext is the safe
+   * reading of a conflict.
+   */
+  peerAuthModeFor(w: WorkloadView): PeerAuthenticationMode {
+    const ns = w.record.namespace;
+    const own = this.peerAuthIn(ns);
+    const selected = own.filter((p) => hasSelector(p.selector) && labelsMatch(p.selector!, w.record.labels));
+    if (selected.length > 0) return strictest(selected);
+    const namespaceWide = own.filter((p) => !hasSelector(p.selector));
+    if (namespaceWide.length > 0) return strictest(namespaceWide);
+    if (ns !== ROOT_NAMESPACE) {
+      const mesh = this.peerAuthIn(ROOT_NAMESPACE).filter((p) => !hasSelector(p.selector));
+      if (mesh.length > 0) return strictest(mesh);
+    }
+    return 'PERMISSIVE';
+  }
+
+  private peerAuthIn(ns: string): PeerAuthenticationRecord[] {
+    const out: PeerAuthenticationRecord[] = [];
+    for (const key of this.peerAuthByNs.get(ns)) {
+      const p = this.peerAuths.get(key);
+      if (p) out.push(p);
+    }
+    return out;
+  }
+}
+
+function hasSelector(selector: Labels | undefined): boolean {
+  return selector !== undefined && Object.keys(selector).length > 0;
+}
+
+function strictest(ps: PeerAuthenticationRecord[]): PeerAuthenticationMode {
+  return ps.some((p) => p.mode === 'STRICT') ? 'STRICT' : 'PERMISSIVE';
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
