@@ -65,12 +65,13 @@ function answerStream(id: EchoIdentity, stream: ServerHttp2Stream, headers: Inco
     };
     const asked = Number(headers['x-echo-grpc-status'] ?? 0);
     const status = Number.isInteger(asked) && asked >= 0 && asked <= 16 ? asked : 2;
+    const trailers = { 'grpc-status': String(status), ...(status ? { 'grpc-message': `asked for status ${status}` } : {}), 'x-echo-trailer': id.pod };
+    if (status && headers['x-echo-trailers-only'] === '1') {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+      return;
+    }
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-    stream.once('wantTrailers', () => {
-      stream.sendTrailers({
-        'grpc-status': String(status), ...(status ? { 'grpc-message': `asked for status ${status}` } : {}), 'x-echo-trailer': id.pod,
-      });
-    });
+    stream.once('wantTrailers', () => stream.sendTrailers(trailers));
     stream.end(status ? undefined : grpcFrame(Buffer.from(JSON.stringify(answer))));
   });
 }

@@ -18,8 +18,8 @@ import { applyFixture, expectCases, joined, labInPod, sendBatch, switchFixture, 
 import type { LabHandle } from './lab';
 
 const MESH_CLIENT = `${MESH_NS}/client`;
-/** Requests per weight check: 70/30 within ±10 points holds but for a ~1e-5 chance at 400. */
-const WEIGHT_REQUESTS = 400;
+/** Requests per weight check: 70/30 within ±10 points over 300 fails about once in 10^4. */
+const WEIGHT_REQUESTS = 300;
 const WEIGHT_TOLERANCE = 0.1;
 
 function caseOf(lab: LabHandle, test: string, c: MeshCase, i: number): Case {
@@ -97,7 +97,12 @@ export async function meshConformance(t: Test, lab: LabHandle): Promise<void> {
       for (const [k, v] of Object.entries(c.seen)) t.equal(joined(res?.answer?.metadata[k]), v, `${name}: backend saw ${k}`);
       for (const k of c.absent ?? []) t.equal(res?.answer?.metadata[k], undefined, `${name}: ${k} removed`);
     }
-    requests += MESH_GRPC_HEADER_MODIFIER.cases.length;
+    // An error as gRPC servers send one without a message: Trailers-Only (grpc-status
+    // in the one HEADERS frame), through the route like the others. (Headers, no
+    // message, then trailers: see docs/waypoint.md, known bug; not asserted here.)
+    const failed = JSON.parse((await grpc(lab, ['-H', 'x-test-case: set', '-H', 'x-echo-grpc-status: 5', '-H', 'x-echo-trailers-only: 1'])).out) as GrpcCallResult;
+    t.same([failed.code, failed.details, failed.trailers['x-echo-trailer']], [5, 'asked for status 5', 'echo-v1'], 'a Trailers-Only error: status, message and metadata cross the waypoint');
+    requests += MESH_GRPC_HEADER_MODIFIER.cases.length + 1;
   });
 
   await t.test(MESH_GRPC_WEIGHT.name, async (t) => {
