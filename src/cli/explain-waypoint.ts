@@ -106,7 +106,6 @@ export function explainWaypoint(
     if (d.workload.enrolled) warnPolicies(state, d, d.workload, d.target, source.ip, warned, wp.policyWarnings);
     return { waypoint: wp, paths };
   }
-  if (!d.service) throw new Error('a waypoint decision names a service or a workload');
   let backends = [{ service: d.service, port: d.target.port }];
   if (l7) {
     wp.l7 = l7({ state, source: d.source, waypoint: d.waypoint, service: d.service, port: d.target.port });

@@ -36,13 +36,9 @@ export type WaypointState = Pick<MeshState, 'trustDomain' | 'serviceWaypointName
 export type WaypointBinding = 'service' | 'workload' | 'namespace';
 
 /** Tunnel over HBONE to a ready waypoint pod; the waypoint picks the endpoint (or takes the pod addressed). */
-export interface WaypointDecision {
+interface WaypointHopBase {
   kind: 'waypoint';
   source: WorkloadView;
-  /** The Service whose VIP was dialled; absent for traffic addressed to a pod. */
-  service?: ServiceRecord;
-  /** The pod addressed, when the binding is the pod's (`for: workload` or `all`). */
-  workload?: WorkloadView;
   waypoint: WaypointRecord;
   binding: WaypointBinding;
   /** The waypoint pod the tunnel goes to (`<pod IP>:15008`). */
@@ -54,6 +50,11 @@ export interface WaypointDecision {
   /** Ready pods the round robin chose among (for `weft explain`). */
   readyPods: number;
 }
+
+/** Either the Service whose VIP was dialled, or the pod addressed (its binding, `for: workload` or `all`). */
+export type WaypointDecision =
+  | WaypointHopBase & { service: ServiceRecord; workload?: undefined }
+  | WaypointHopBase & { workload: WorkloadView; service?: undefined };
 
 /** The Service is bound, but the waypoint cannot take the connection: closed, never bypassed. */
 export interface WaypointRefusal {
