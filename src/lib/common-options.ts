@@ -221,3 +221,20 @@ export const commonOptions = {
     description: 'log level', parse: parse.oneOf(LOG_LEVELS),
   } satisfies OptionSpec<LevelWithSilent>,
 };
+
+/** How a component reaches the CA and checks its certificate: the ztunnel and the waypoint both spread these into their specs. */
+export const caClientOptions = {
+  caAddress: {
+    flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
+    defaultText: '127.0.0.1:15012', description: 'CA gRPC address host:port', parse: parse.hostPort(),
+  },
+  trustAnchorFile: {
+    flag: 'trust-anchor-file', env: 'WEFT_TRUST_ANCHOR_FILE',
+    description: 'PEM file with the mesh root certificate, or during a rotation the bundle of old and new roots (ConfigMap weft-root-cert); re-read every 5 s',
+    parse: parse.string({ pattern: /./, what: 'a file path' }),
+  },
+  caServerName: {
+    flag: 'ca-server-name', env: 'WEFT_CA_SERVER_NAME', default: '',
+    description: 'name expected in the CA serving certificate (empty: the CA address host)', parse: parse.string(),
+  },
+};

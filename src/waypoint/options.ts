@@ -6,7 +6,7 @@
  * presents; it never holds a node credential.
  */
 import { isIP } from 'node:net';
-import { commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
+import { caClientOptions, commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
 
@@ -25,19 +25,7 @@ export const waypointOptions = {
     flag: 'address', env: 'WEFT_WAYPOINT_ADDRESS', description: 'the pod address HBONE (15008), metrics (15020) and readiness (15021) bind to',
     parse: (raw: string) => { if (!isIP(raw)) throw new Error('expected an IP address'); return raw; },
   },
-  caAddress: {
-    flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
-    defaultText: '127.0.0.1:15012', description: 'CA gRPC address host:port', parse: parse.hostPort(),
-  },
-  trustAnchorFile: {
-    flag: 'trust-anchor-file', env: 'WEFT_TRUST_ANCHOR_FILE',
-    description: 'PEM file with the mesh root certificate(s) (ConfigMap weft-root-cert); re-read every 5 s',
-    parse: parse.string({ pattern: /./, what: 'a file path' }),
-  },
-  caServerName: {
-    flag: 'ca-server-name', env: 'WEFT_CA_SERVER_NAME', default: '',
-    description: 'name expected in the CA serving certificate (empty: the CA address host)', parse: parse.string(),
-  },
+  ...caClientOptions,
   identityTokenFile: {
     flag: 'identity-token-file', env: 'WEFT_IDENTITY_TOKEN_FILE',
     description: 'file with the credential the CA issues this waypoint\'s own certificate for: the projected ServiceAccount token (cluster) or the lab\'s identity token; re-read at every request',

@@ -1,6 +1,6 @@
 import { WeftError } from '../lib/errors';
 import { isIP, isIPv6 } from 'node:net';
-import { commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
+import { caClientOptions, commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
 import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from '../hbone/limits';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../hbone/pipe';
@@ -28,19 +28,7 @@ export const ztunnelOptions = {
     description: 'on a dual-stack node: the node IPv6 address the proxy listeners also bind, so IPv6 is captured like IPv4 (--address must then be IPv4)',
     parse: (raw: string) => { if (raw !== '' && !isIPv6(raw)) throw new Error('expected an IPv6 address'); return raw; },
   },
-  caAddress: {
-    flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: { host: '127.0.0.1', port: 15012 },
-    defaultText: '127.0.0.1:15012', description: 'CA gRPC address host:port', parse: parse.hostPort(),
-  },
-  trustAnchorFile: {
-    flag: 'trust-anchor-file', env: 'WEFT_TRUST_ANCHOR_FILE',
-    description: 'PEM file with the mesh root certificate, or during a rotation the bundle of old and new roots (ConfigMap weft-root-cert); re-read every 5 s',
-    parse: parse.string({ pattern: /./, what: 'a file path' }),
-  },
-  caServerName: {
-    flag: 'ca-server-name', env: 'WEFT_CA_SERVER_NAME', default: '',
-    description: 'name expected in the CA serving certificate (empty: the CA address host)', parse: parse.string(),
-  },
+  ...caClientOptions,
   joinToken: {
     flag: 'join-token', env: 'WEFT_JOIN_TOKEN', default: '',
     description: 'one-time node join token for the CA (prefer the environment variable)', parse: parse.string(),
