@@ -1,0 +1,76 @@
+// The HTTP/1.1 fast path (http1-serve.ts) and the waypoint's own upstream client
+// (upstream-conn.ts), at their edges: what is handed to the Node-based front end
+// mid-connection, and upstream answers the client must refuse rather than relay.
+import t, { type Test } from 'tap';
+import * as net from 'node:net';
+import { echoHandler, httpUpstream, plan, raw, startWaypoint } from './helpers/waypoint';
+
+const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
+
+t.test('a fast-path request, then an HTTP/1.0 one on the same connection: both answered, in order', async (t) => {
+  const up = await httpUpstream(t, echoHandler());
+  const h = await startWaypoint(t, () => plan(up.port));
+  const reply = await raw(h.port, 'GET /one HTTP/1.1\r\nHost: echo.demo\r\n\r\nGET /two HTTP/1.0\r\nHost: echo.demo\r\n\r\n');
+  t.same(statuses(reply), [200, 200]);
+  t.ok(reply.indexOf('"/one"') < reply.indexOf('"/two"'), 'in order');
+  t.same(h.records.map((r) => r.path), ['/one', '/two']);
+});
+
+t.test('Expect: 100-continue is answered by the front end, then the body crosses', async (t) => {
+  const up = await httpUpstream(t, echoHandler());
+  const h = await startWaypoint(t, () => plan(up.port));
+  const reply = await raw(h.port, 'POST /e HTTP/1.1\r\nHost: echo.demo\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
+  t.same(statuses(reply), [100, 200]);
+  t.match(reply, /"body":"hello"/);
+});
+
+t.test('pipelined fast-path requests with bodies are answered in order, bodies not mixed', async (t) => {
+  const up = await httpUpstream(t, echoHandler());
+  const h = await startWaypoint(t, () => plan(up.port));
+  const one = (i: number) => `POST /p${i} HTTP/1.1\r\nHost: echo.demo\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nb-${i}\r\n0\r\n\r\n`;
+  const reply = await raw(h.port, `${one(1)}${one(2)}${one(3)}` + 'GET /last HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+  t.same(statuses(reply), [200, 200, 200, 200]);
+  const bodies = [...reply.matchAll(/"url":"(\/\w+)".*?"body":"([^"]*)"/g)].map((m) => `${m[1]}=${m[2]}`);
+  t.same(bodies, ['/p1=b-1', '/p2=b-2', '/p3=b-3', '/last=']);
+});
+
+/** An upstream speaking raw bytes: answers every request head with `answer`. */
+async function rawUpstream(t: Test, answer: string): Promise<number> {
+  const server = net.createServer((sock) => {
+    sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.write(answer); });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
+}
+
+const BAD_UPSTREAM: Array<[string, string]> = [
+  ['Content-Length with Transfer-Encoding', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+  ['differing Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd'],
+  ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 0\r\n\r\n'],
+  ['a malformed status line', 'HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n'],
+];
+
+for (const [name, answer] of BAD_UPSTREAM) {
+  t.test(`an upstream response with ${name} is not relayed: 503 UC`, async (t) => {
+    const port = await rawUpstream(t, answer);
+    const h = await startWaypoint(t, () => plan(port));
+    const reply = await raw(h.port, 'GET / HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+    t.same(statuses(reply), [503]);
+    t.match(h.records[0], { status: 503, responseFlag: 'UC' });
+  });
+}
+
+t.test('an upstream body delimited by close reaches the client whole', async (t) => {
+  const server = net.createServer((sock) => {
+    sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.end('HTTP/1.1 200 OK\r\n\r\nuntil-close'); });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+  const reply = await raw(h.port, 'GET / HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+  t.same(statuses(reply), [200]);
+  t.match(reply, /transfer-encoding: chunked\r\n\r\nb\r\nuntil-close\r\n0\r\n\r\n$/);
+});
