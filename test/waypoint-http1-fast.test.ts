@@ -74,3 +74,30 @@ t.test('an upstream body delimited by close reaches the client whole', async (t)
   t.same(statuses(reply), [200]);
   t.match(reply, /transfer-encoding: chunked\r\n\r\nb\r\nuntil-close\r\n0\r\n\r\n$/);
 });
+
+t.test('large upstream bodies back to back on one kept-alive upstream connection: the second is read too', async (t) => {
+  const big = Buffer.alloc(1024 * 1024, 0x61);
+  const up = await httpUpstream(t, (req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-length': big.length }).end(big));
+  });
+  const h = await startWaypoint(t, () => plan(up.port));
+  // A client that reads late: the waypoint pauses the upstream body meanwhile.
+  const slow = (): Promise<string> => new Promise((resolve) => {
+    const s = net.connect(h.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    s.pause();
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => {});
+    const timer = setTimeout(() => s.destroy(), 3000);
+    s.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
+    s.write('GET /big HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+    setTimeout(() => s.resume(), 200);
+  });
+  for (let i = 0; i < 3; i++) {
+    const reply = await slow();
+    t.equal(statuses(reply.slice(0, 100))[0], 200, `download ${i}`);
+    t.ok(reply.length > big.length, `download ${i} whole`);
+  }
+  t.equal(h.dialer.count(up.port), 1, 'one upstream connection, reused');
+});

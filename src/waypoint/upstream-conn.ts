@@ -212,8 +212,13 @@ export class UpstreamConnection {
     }
     this.ex = undefined;
     ex.signal.removeEventListener('abort', ex.onAbort);
-    if (!ex.keepAlive) this.destroy();
-    else this.release(this);
+    if (!ex.keepAlive) {
+      this.destroy();
+      return;
+    }
+    // Paused for a slow reader of the body just ended: the next exchange reads again.
+    this.sock.resume();
+    this.release(this);
   }
 
   /** The exchange failed: before the head, the attempt rejects; after it, the body is cut. */
