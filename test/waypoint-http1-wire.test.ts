@@ -28,6 +28,14 @@ t.test('a request head: method, target, version, lower-case names, repeats joine
   t.equal(req('GET / HTTP/1.0\r\n\r\n')!.minor, 0);
 });
 
+t.test('header names that are Object.prototype members are plain headers', async (t) => {
+  const h = req('GET / HTTP/1.1\r\nHost: x\r\nConstructor: a\r\n__proto__: b\r\ntoString: c\r\n\r\n')!;
+  t.equal(h.headers['constructor'], 'a');
+  t.equal(h.headers['__proto__'], 'b');
+  t.equal(h.headers['tostring'], 'c');
+  t.same(Object.keys(h.headers).sort(), ['__proto__', 'constructor', 'host', 'tostring']);
+});
+
 t.test('a response head: status, framing by method and status', async (t) => {
   const r = (s: string) => parseHead(b(s), 'response', L)!;
   t.equal(r('HTTP/1.1 204 No Content\r\n\r\n').status, 204);

@@ -70,7 +70,10 @@ export function parseHead(buf: Buffer, kind: 'request' | 'response', limits: Hea
   // A bare LF (or CR) left inside a line after splitting on CRLF (some hops end a line
   // there, others do not) fails the line patterns below: none admits CR or LF.
   const lines = text.split('\r\n');
-  const head: ParsedHead = { method: '', target: '', status: 0, minor: 1, headers: {}, count: lines.length - 1, size: end + 4 };
+  // No prototype: a field named `constructor` or `__proto__` must be a header like any
+  // other, not read (and joined onto) an Object.prototype member.
+  const headers: HeaderMap = Object.create(null);
+  const head: ParsedHead = { method: '', target: '', status: 0, minor: 1, headers, count: lines.length - 1, size: end + 4 };
   const start = lines[0]!;
   if (kind === 'request') {
     const m = REQUEST_LINE.exec(start);
