@@ -3,8 +3,9 @@
 import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import { StreamSocket } from '../src/waypoint/stream-socket';
+import { FLAG, FRAME, headerBlock, headers, PREFACE, settings, settingsAck } from './helpers/h2-frames';
 import { connectStream, plan, startWaypoint } from './helpers/waypoint';
 
 async function h2Upstream(t: Test, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): Promise<number> {
@@ -166,4 +167,55 @@ t.test('h2 inside an HTTP/2 CONNECT stream (HBONE shape; broken in Node 20.12.0,
   const r = await call(inner, { ':method': 'POST', ':path': '/x', 'content-type': 'application/grpc', te: 'trailers' }, 'payload');
   t.equal(r.body, 'inner /x');
   t.equal(r.trailers?.['grpc-status'], '0');
+});
+
+/**
+ * An h2c upstream (raw frames) answering each request with HEADERS and trailers
+ * (grpc-status 5, no message) in one write, as the lab's HBONE path delivers them: the
+ * waypoint then reads both, and the stream closes, before it relays the reply.
+ */
+async function coalescingUpstream(t: Test): Promise<number> {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    let preface = false;
+    sock.write(settings());
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!preface) { if (buf.length < PREFACE.length) return; buf = buf.subarray(PREFACE.length); preface = true; }
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const type = buf[3]!; const flags = buf[4]!; const id = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(9 + len);
+        if (type === FRAME.SETTINGS && !(flags & FLAG.ACK)) sock.write(settingsAck());
+        if (id > 0 && (type === FRAME.DATA || type === FRAME.HEADERS) && (flags & FLAG.END_STREAM)) {
+          sock.write(Buffer.concat([
+            headers(id, headerBlock([[':status', '200'], ['content-type', 'application/grpc']])),
+            headers(id, headerBlock([['grpc-status', '5']]), FLAG.END_HEADERS | FLAG.END_STREAM),
+          ]));
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
+}
+
+t.test('an empty gRPC reply whose headers and trailers arrive in one read reaches the client (the upstream stream ended before the reply was relayed)', async (t) => {
+  const port = await coalescingUpstream(t);
+  const h = await startWaypoint(t, () => plan(port));
+  const session = client(t, h.port);
+  const got = await new Promise<string>((resolve) => {
+    const s = session.request({ ':method': 'POST', ':path': '/x.Y/Z', 'content-type': 'application/grpc', te: 'trailers' });
+    // Bounded: without the fix the client waits for trailers that never come.
+    const timer = setTimeout(() => { s.close(); resolve('no end within 2 s'); }, 2000);
+    let status = '';
+    s.on('data', () => {});
+    s.on('trailers', (x) => { status = String(x['grpc-status']); });
+    s.on('end', () => { clearTimeout(timer); resolve(`grpc-status ${status}`); });
+    s.end(Buffer.alloc(5));
+  });
+  t.equal(got, 'grpc-status 5');
 });

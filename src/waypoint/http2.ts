@@ -119,6 +119,14 @@ export class H2Front {
         });
       }
       const body = up.body;
+      // An upstream stream that closed already (headers and trailers of an empty reply,
+      // e.g. a gRPC error sent after its headers, read in one go) has had its 'end':
+      // Node ends a closed HTTP/2 stream's readable side at once, consumer or not.
+      // Waiting for it would hang the client until its deadline.
+      if (body.readableEnded) {
+        ended = true;
+        stream.end();
+      }
       body.on('data', (chunk: Buffer) => {
         count(chunk.length);
         if (!stream.write(chunk)) {
