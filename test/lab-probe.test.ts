@@ -45,7 +45,7 @@ t.test('prober: one check per period on the clock; a stopped app leaves within o
     onChange: (c) => changes.push(c),
     onCheck: (uid, status) => checked.push(`${uid} ${status}`),
   });
-  prober.setTargets([{ uid: 'demo/echo-1', address: '198.19.1.11', probe: probe({ periodSeconds: 2 }) }]);
+  prober.setTargets([{ uid: 'demo/echo-1', address: '198.19.1.11', probe: probe({ periodSeconds: 2, failureThreshold: 1 }) }]);
   await flush();
   t.same(changes.map((c) => [c.status, c.at]), [['Healthy', 0]], 'checked at once when added');
   for (let i = 0; i < 3; i++) { clock.advance(2000); await flush(); }
@@ -61,6 +61,19 @@ t.test('prober: one check per period on the clock; a stopped app leaves within o
   t.same(changes.map((c) => c.status), ['Healthy', 'Unhealthy', 'Healthy'], 'rejoins at the next check');
   prober.stop();
   t.equal(clock.pending, 0, 'no timer left');
+});
+
+t.test('defaults: one stalled check (a loaded machine) does not take a healthy echo or waypoint out; three in a row do', async (t) => {
+  for (const [name, p] of [['echo', ECHO_DEFAULT_PROBE], ['waypoint', WAYPOINT_PROBE]] as const) {
+    t.equal(p.periodSeconds, 1, `${name}: checked every second`);
+    const s = new ReadinessState(p);
+    t.equal(s.record(ok), 'Healthy');
+    t.equal(s.record(bad), undefined, `${name}: a single failed check keeps it Healthy`);
+    t.equal(s.record(ok), undefined);
+    t.equal(s.record(bad), undefined);
+    t.equal(s.record(bad), undefined, `${name}: two in a row keep it Healthy`);
+    t.equal(s.record(bad), 'Unhealthy', `${name}: the third in a row (about 3 s after a stop) takes it out`);
+  }
 });
 
 t.test('prober: a slow check does not stretch the period; a throwing one counts as a failure', async (t) => {
@@ -108,6 +121,8 @@ t.test('topology: readinessProbe validated with field paths; echo pods get the d
   t.equal(parseTopology(base('{name: c, namespace: demo, node: n1}')).pods[0]!.readinessProbe, undefined, 'run: none has none');
   const tcp = parseTopology(base('{name: c, namespace: demo, node: n1, readinessProbe: {tcpSocket: {port: 9000}, periodSeconds: 2, failureThreshold: 3}}'));
   t.same(tcp.pods[0]!.readinessProbe, { check: { kind: 'tcp', port: 9000 }, periodSeconds: 2, timeoutSeconds: 1, failureThreshold: 3, successThreshold: 1 });
+  const dflt = parseTopology(base('{name: c, namespace: demo, node: n1, readinessProbe: {tcpSocket: {port: 9000}}}'));
+  t.same(dflt.pods[0]!.readinessProbe, { check: { kind: 'tcp', port: 9000 }, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 3, successThreshold: 1 }, "failureThreshold defaults to the kubelet's 3");
   const http = parseTopology(base('{name: c, namespace: demo, node: n1, run: echo, readinessProbe: {httpGet: {path: /ready, port: 8080}}}'));
   t.same(http.pods[0]!.readinessProbe!.check, { kind: 'http', path: '/ready', port: 8080 });
   const cases: Array<[string, RegExp]> = [

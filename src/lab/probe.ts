@@ -25,15 +25,23 @@ export interface ReadinessProbe {
 }
 
 /**
+ * The kubelet's failureThreshold default. Not 1: on a loaded machine (CI: 2 cores, load
+ * 10) one check can miss its 1 s timeout while the app is fine, and with one failure
+ * enough, that single stall would take a healthy echo or waypoint out for a period and
+ * fail whatever traffic relied on it. Three in a row still take a stopped app out within
+ * about three seconds, as a period of one second is kept.
+ */
+export const DEFAULT_FAILURE_THRESHOLD = 3;
+
+/**
  * What `run: echo` pods get when they declare none: HTTP GET / on the echo port every
- * second, one failure takes the endpoint out. One period, not the kubelet's default
- * three, so a stopped app leaves the service within about a second.
+ * second; three failures in a row take the endpoint out.
  */
 export const ECHO_DEFAULT_PROBE: ReadinessProbe = Object.freeze({
   check: Object.freeze({ kind: 'http' as const, path: '/', port: 8080 }),
   periodSeconds: 1,
   timeoutSeconds: 1,
-  failureThreshold: 1,
+  failureThreshold: DEFAULT_FAILURE_THRESHOLD,
   successThreshold: 1,
 });
 
@@ -42,7 +50,7 @@ export const WAYPOINT_PROBE: ReadinessProbe = Object.freeze({
   check: Object.freeze({ kind: 'http' as const, path: '/healthz/ready', port: 15021 }),
   periodSeconds: 1,
   timeoutSeconds: 1,
-  failureThreshold: 1,
+  failureThreshold: DEFAULT_FAILURE_THRESHOLD,
   successThreshold: 1,
 });
 

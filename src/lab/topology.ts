@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from '../lib/errors';
 import type { Labels } from '../registry/types';
-import { ECHO_DEFAULT_PROBE, type ReadinessProbe } from './probe';
+import { DEFAULT_FAILURE_THRESHOLD, ECHO_DEFAULT_PROBE, type ReadinessProbe } from './probe';
 
 /** What a pod runs: the echo app (HTTP 8080, TCP 9000) or nothing (a shell target for `lab exec`). */
 export type PodRun = 'echo' | 'none';
@@ -174,7 +174,7 @@ function readinessProbe(v: unknown, field: string): ReadinessProbe {
   const timeoutSeconds = o.timeoutSeconds === undefined ? 1 : int(o.timeoutSeconds, `${field}.timeoutSeconds`, 1, 300);
   // A check outliving its period would overlap the next one.
   if (timeoutSeconds > periodSeconds) throw new Invalid(`${field}.timeoutSeconds`, `must not exceed periodSeconds (${periodSeconds}), got ${timeoutSeconds}`);
-  const failureThreshold = o.failureThreshold === undefined ? 1 : int(o.failureThreshold, `${field}.failureThreshold`, 1, 100);
+  const failureThreshold = o.failureThreshold === undefined ? DEFAULT_FAILURE_THRESHOLD : int(o.failureThreshold, `${field}.failureThreshold`, 1, 100);
   const successThreshold = o.successThreshold === undefined ? 1 : int(o.successThreshold, `${field}.successThreshold`, 1, 100);
   return { check, periodSeconds, timeoutSeconds, failureThreshold, successThreshold };
 }

@@ -65,7 +65,7 @@ t.test('readiness probes take a stopped app out of its service and bring it back
 
   const stop = await lab.weft(['lab', 'app', 'stop', 'demo/echo-1']);
   t.equal(stop.code, 0, stop.stderr);
-  t.match(stop.stdout, /app of demo\/echo-1 \(pid \d+\) stopped with SIGTERM\n.*marks demo\/echo-1 Unhealthy within 1 s/);
+  t.match(stop.stdout, /app of demo\/echo-1 \(pid \d+\) stopped with SIGTERM\n.*marks demo\/echo-1 Unhealthy within 3 s/);
   const stopped = Date.now();
   await waitFor('the prober marks echo-1 Unhealthy', async () => (await status('demo/echo-1')) === 'Unhealthy', { timeoutMs: 15_000, intervalMs: 20 });
   const removedS = (Date.now() - stopped) / 1000;
