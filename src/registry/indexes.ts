@@ -100,3 +100,46 @@ export class OwnerIndex {
     this.claims.clear();
   }
 }
+
+/**
+ * Records of one kind (MeshState's store, shared) kept in step with an index of their
+ * keys by namespace, so a per-namespace lookup does not scan the whole kind.
+ */
+export class NamespacedStore<R extends { namespace: string }> {
+  private readonly byNs = new SetIndex();
+
+  constructor(private readonly records: Map<string, R>) {}
+
+  put(key: string, r: R): void {
+    this.delete(key);
+    this.records.set(key, r);
+    this.byNs.add(r.namespace, key);
+  }
+
+  delete(key: string): void {
+    const old = this.records.get(key);
+    if (!old) return;
+    this.byNs.remove(old.namespace, key);
+    this.records.delete(key);
+  }
+
+  /** The records of namespace `ns`, in no particular order. */
+  in(ns: string): R[] {
+    const out: R[] = [];
+    for (const key of this.byNs.get(ns)) {
+      const r = this.records.get(key);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** Drops the index (MeshState clears the records). */
+  clear(): void {
+    this.byNs.clear();
+  }
+}
+
+/** Plain code-unit order (not locale), for sorting names stably. */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -5,50 +5,40 @@
  * keeps them and its indexes in step.
  */
 import { labelsMatch, type WorkloadView } from './enrolment';
-import { SetIndex } from './indexes';
+import { NamespacedStore, compareText } from './indexes';
 import {
   ROOT_NAMESPACE, type AuthorizationPolicyRecord, type Labels, type PeerAuthenticationMode, type PeerAuthenticationRecord,
 } from './types';
 
 export class PolicyIndex {
-  private readonly policiesByNs = new SetIndex();
-  private readonly peerAuthByNs = new SetIndex();
+  private readonly policies: NamespacedStore<AuthorizationPolicyRecord>;
+  private readonly peerAuths: NamespacedStore<PeerAuthenticationRecord>;
 
-  constructor(
-    private readonly policies: Map<string, AuthorizationPolicyRecord>,
-    private readonly peerAuths: Map<string, PeerAuthenticationRecord>,
-  ) {}
+  constructor(policies: Map<string, AuthorizationPolicyRecord>, peerAuths: Map<string, PeerAuthenticationRecord>) {
+    this.policies = new NamespacedStore(policies);
+    this.peerAuths = new NamespacedStore(peerAuths);
+  }
 
   putPolicy(key: string, p: AuthorizationPolicyRecord): void {
-    this.deletePolicy(key);
-    this.policies.set(key, p);
-    this.policiesByNs.add(p.namespace, key);
+    this.policies.put(key, p);
   }
 
   deletePolicy(key: string): void {
-    const old = this.policies.get(key);
-    if (!old) return;
-    this.policiesByNs.remove(old.namespace, key);
     this.policies.delete(key);
   }
 
   putPeerAuth(key: string, p: PeerAuthenticationRecord): void {
-    this.deletePeerAuth(key);
-    this.peerAuths.set(key, p);
-    this.peerAuthByNs.add(p.namespace, key);
+    this.peerAuths.put(key, p);
   }
 
   deletePeerAuth(key: string): void {
-    const old = this.peerAuths.get(key);
-    if (!old) return;
-    this.peerAuthByNs.remove(old.namespace, key);
     this.peerAuths.delete(key);
   }
 
   /** Drops the indexes (MeshState clears the records). */
   clear(): void {
-    this.policiesByNs.clear();
-    this.peerAuthByNs.clear();
+    this.policies.clear();
+    this.peerAuths.clear();
   }
 
   /**
@@ -61,9 +51,7 @@ export class PolicyIndex {
     const ns = w.record.namespace;
     const out: AuthorizationPolicyRecord[] = [];
     const consider = (policyNs: string) => {
-      for (const key of this.policiesByNs.get(policyNs)) {
-        const p = this.policies.get(key);
-        if (!p) continue;
+      for (const p of this.policies.in(policyNs)) {
         const applies =
           (p.scope === 'GLOBAL' && policyNs === ROOT_NAMESPACE) ||
           (p.scope === 'NAMESPACE' && policyNs === ns) ||
@@ -74,7 +62,7 @@ export class PolicyIndex {
     };
     consider(ns);
     if (ns !== ROOT_NAMESPACE) consider(ROOT_NAMESPACE);
-    return out.sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+    return out.sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
   }
 
   /**
@@ -86,25 +74,16 @@ export class PolicyIndex {
    */
   peerAuthModeFor(w: WorkloadView): PeerAuthenticationMode {
     const ns = w.record.namespace;
-    const own = this.peerAuthIn(ns);
+    const own = this.peerAuths.in(ns);
     const selected = own.filter((p) => hasSelector(p.selector) && labelsMatch(p.selector!, w.record.labels));
     if (selected.length > 0) return strictest(selected);
     const namespaceWide = own.filter((p) => !hasSelector(p.selector));
     if (namespaceWide.length > 0) return strictest(namespaceWide);
     if (ns !== ROOT_NAMESPACE) {
-      const mesh = this.peerAuthIn(ROOT_NAMESPACE).filter((p) => !hasSelector(p.selector));
+      const mesh = this.peerAuths.in(ROOT_NAMESPACE).filter((p) => !hasSelector(p.selector));
       if (mesh.length > 0) return strictest(mesh);
     }
     return 'PERMISSIVE';
-  }
-
-  private peerAuthIn(ns: string): PeerAuthenticationRecord[] {
-    const out: PeerAuthenticationRecord[] = [];
-    for (const key of this.peerAuthByNs.get(ns)) {
-      const p = this.peerAuths.get(key);
-      if (p) out.push(p);
-    }
-    return out;
   }
 }
 
@@ -114,8 +93,4 @@ function hasSelector(selector: Labels | undefined): boolean {
 
 function strictest(ps: PeerAuthenticationRecord[]): PeerAuthenticationMode {
   return ps.some((p) => p.mode === 'STRICT') ? 'STRICT' : 'PERMISSIVE';
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -3,7 +3,7 @@
  * and `weft routes` ask per Service. The records live in MeshState's stores; this
  * keeps them and the index in step.
  */
-import { SetIndex } from './indexes';
+import { SetIndex, compareText } from './indexes';
 import type { GRPCRouteRecord, HTTPRouteRecord } from './types';
 
 export type RouteKind = 'httproute' | 'grpcroute';
@@ -48,7 +48,7 @@ export class RouteIndex {
       const record = this.stores[kind].get(key);
       if (record) out.push({ kind, record } as RouteRef);
     }
-    return out.sort((a, b) => cmp(`${a.kind}/${a.record.namespace}/${a.record.name}`, `${b.kind}/${b.record.namespace}/${b.record.name}`));
+    return out.sort((a, b) => compareText(`${a.kind}/${a.record.namespace}/${a.record.name}`, `${b.kind}/${b.record.namespace}/${b.record.name}`));
   }
 }
 
@@ -57,8 +57,4 @@ function routeParents(r: HTTPRouteRecord | GRPCRouteRecord): Set<string> {
   const out = new Set<string>();
   for (const p of r.spec.parentRefs) out.add(`${p.namespace ?? r.namespace}/${p.name}`);
   return out;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
