@@ -101,3 +101,37 @@ t.test('large upstream bodies back to back on one kept-alive upstream connection
   }
   t.equal(h.dialer.count(up.port), 1, 'one upstream connection, reused');
 });
+
+t.test('a client pipelining requests without reading the answers is not served further than its socket drains', async (t) => {
+  // Each answer is written whole at once, so only the socket's need to drain can stop
+  // the next pipelined request from being served (and its answer buffered in memory).
+  const body = 'x'.repeat(16 * 1024);
+  const h = await startWaypoint(t, () => ({ kind: 'respond', status: 200, body }));
+  const total = 2000;
+  const s = net.connect(h.port, '127.0.0.1');
+  s.on('error', () => {});
+  t.teardown(() => s.destroy());
+  s.pause();
+  s.write('GET / HTTP/1.1\r\nHost: echo.demo\r\n\r\n'.repeat(total));
+  // Served until the kernel's buffers are full (a few MB); then nothing more until read.
+  let last = -1;
+  for (let i = 0; i < 100 && h.router.seen.length !== last; i++) {
+    last = h.router.seen.length;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.ok(h.router.seen.length < total, `stopped at ${h.router.seen.length} of ${total} requests while the client read nothing`);
+  // Reading resumes the service: every request is answered, in order.
+  let got = 0;
+  let tail = '';
+  await new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) => {
+      const text = tail + d.toString('latin1');
+      got += (text.match(/HTTP\/1\.1 200 /g) ?? []).length;
+      tail = text.slice(-12);
+      if (got >= total) resolve();
+    });
+    s.resume();
+  });
+  t.equal(got, total, 'all answered once the client reads');
+  t.equal(h.router.seen.length, total);
+});

@@ -88,7 +88,16 @@ class Http1ServerConn {
   private cur: Current | undefined;
   private timer: NodeJS.Timeout | undefined;
   private done = false;
+  /** Answers wait to drain: no further request is served (pipelined ones would buffer their answers without bound). */
+  private draining = false;
   private readonly onData = (d: Buffer) => this.data(d);
+  private readonly onDrain = () => {
+    this.draining = false;
+    if (this.done) return;
+    this.stream.resume();
+    this.armTimer();
+    this.pump();
+  };
   private readonly onEnd = () => this.peerEnded();
   private readonly onClose = () => this.closed();
 
@@ -109,7 +118,7 @@ class Http1ServerConn {
 
   /** Consumes what the buffer holds: the current body, then the next head (if nothing is in flight). */
   private pump(): void {
-    while (!this.done) {
+    while (!this.done && !this.draining) {
       const cur = this.cur;
       if (cur) {
         if (!cur.decoder.done && this.buf.length > 0) {
@@ -131,6 +140,13 @@ class Http1ServerConn {
         this.cur = undefined;
         if (cur.closeAfter) {
           this.finish(true);
+          return;
+        }
+        if (this.stream.writableNeedDrain) {
+          // A client that does not read its answers gets no more served until it does (as Node's server).
+          this.draining = true;
+          this.stream.pause();
+          this.stream.once('drain', this.onDrain);
           return;
         }
         this.stream.resume();
@@ -177,6 +193,7 @@ class Http1ServerConn {
     this.stream.off('data', this.onData);
     this.stream.off('end', this.onEnd);
     this.stream.off('close', this.onClose);
+    this.stream.off('drain', this.onDrain);
     this.stream.pause();
   }
 
