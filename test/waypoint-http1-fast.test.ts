@@ -135,3 +135,24 @@ t.test('a client pipelining requests without reading the answers is not served f
   t.equal(got, total, 'all answered once the client reads');
   t.equal(h.router.seen.length, total);
 });
+
+t.test('a head sent slowly, a line at a time, is refused after the headers timeout counted from its first byte (408)', async (t) => {
+  const h = await startWaypoint(t, () => ({ kind: 'respond', status: 200 }), { config: { headersTimeoutMs: 300, keepAliveTimeoutMs: 60_000 } });
+  const s = net.connect(h.port, '127.0.0.1');
+  s.on('error', () => {});
+  t.teardown(() => s.destroy());
+  let reply = '';
+  let closed = false;
+  s.on('data', (d: Buffer) => { reply += d.toString('latin1'); });
+  s.on('close', () => { closed = true; });
+  s.write('GET / HTTP/1.1\r\nHost: echo.demo\r\n');
+  // Each line comes well within the timeout of the one before (a timer re-armed per
+  // line would never fire); the head never ends. Bounded: 60 lines, 6 s.
+  let sent = 0;
+  while (!closed && sent < 60) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (!closed) s.write(`X-Slow-${sent++}: 1\r\n`);
+  }
+  t.ok(closed, `the connection closed while the head was still coming (after ${sent} lines)`);
+  t.match(reply, /^HTTP\/1\.1 408 /);
+});

@@ -87,6 +87,8 @@ class Http1ServerConn {
   private buf: Buffer = Buffer.alloc(0);
   private cur: Current | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The timer running is the headers timeout of a head partly read. */
+  private headTimer = false;
   private done = false;
   /** Answers wait to drain: no further request is served (pipelined ones would buffer their answers without bound). */
   private draining = false;
@@ -365,11 +367,15 @@ class Http1ServerConn {
 
   /** Waiting for a head: the keep-alive timeout when nothing came yet, else the headers timeout (408). */
   private armTimer(): void {
-    this.clearTimer();
-    const cfg = this.front.exchangeDeps.config;
     const partial = this.buf.length > 0;
+    // The headers timeout runs from a head's first byte: re-armed per read, a head sent a line at a time would never time out.
+    if (partial && this.headTimer) return;
+    this.clearTimer();
+    this.headTimer = partial;
+    const cfg = this.front.exchangeDeps.config;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.headTimer = false;
       if (this.cur || this.done) return;
       if (partial || this.buf.length > 0) {
         this.front.refusal('headers timeout', this.ctx);
@@ -385,6 +391,7 @@ class Http1ServerConn {
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.headTimer = false;
   }
 }
 
