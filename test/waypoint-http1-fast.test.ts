@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import { echoHandler, httpUpstream, plan, raw, startWaypoint } from './helpers/waypoint';
+import { UpstreamConnection } from '../src/waypoint/upstream-conn';
 
 const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
 
@@ -155,4 +156,30 @@ t.test('a head sent slowly, a line at a time, is refused after the headers timeo
   }
   t.ok(closed, `the connection closed while the head was still coming (after ${sent} lines)`);
   t.match(reply, /^HTTP\/1\.1 408 /);
+});
+
+t.test('an upstream connection whose response ran until the upstream ended its side is closed, not left half-open', async (t) => {
+  // Half-open streams (an HBONE stream is one) are not ended for us by the stream itself.
+  let ended!: () => void;
+  const upstreamSawEnd = new Promise<void>((r) => { ended = r; });
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.end('HTTP/1.1 200 OK\r\n\r\nuntil-close'); });
+    sock.on('end', () => ended());
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const sock = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, allowHalfOpen: true });
+  await new Promise((r) => sock.once('connect', r));
+  t.teardown(() => sock.destroy());
+  const conn = new UpstreamConnection(sock, () => t.fail('released for reuse'), 'test');
+  const res = await conn.request({ method: 'GET', path: '/', authority: 'echo.demo', headers: {}, body: null, signal: new AbortController().signal }, 'echo.demo');
+  const chunks: Buffer[] = [];
+  res.body.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise((r) => res.body.once('end', r));
+  t.equal(Buffer.concat(chunks).toString(), 'until-close');
+  // Bounded wait: without the close the upstream would wait for our end forever.
+  const outcome = await Promise.race([upstreamSawEnd.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open after 3 s'), 3000))]);
+  t.equal(outcome, 'closed');
+  t.notOk(conn.usable);
 });

@@ -236,6 +236,9 @@ export class UpstreamConnection {
   private onClose(): void {
     if (this.closed && !this.ex) return;
     this.closed = true;
+    // The upstream ended its side ('end'): ours ends too. A half-open stream (an HBONE
+    // stream is one) does not end itself, and nothing else would close it.
+    this.sock.destroy();
     const ex = this.ex;
     if (!ex) return;
     if (ex.answered && ex.decoder?.untilClose && !this.buf) {
