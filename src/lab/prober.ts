@@ -58,7 +58,14 @@ export const realCheck: CheckFn = (address, check, timeoutMs) => new Promise((re
     clearTimeout(timer);
     resolve({ ok, detail });
   };
-  const timer = setTimeout(() => { cleanup(); done(false, `no answer within ${timeoutMs} ms`); }, timeoutMs);
+  // Node runs due timers before it reads sockets: after a stall of the prober longer than
+  // the timeout (a loaded machine), an answer already received would lose to the timer and
+  // a healthy pod would count a failure. setImmediate lets pending I/O be read first.
+  const timer = setTimeout(() => setImmediate(() => {
+    if (settled) return;
+    cleanup();
+    done(false, `no answer within ${timeoutMs} ms`);
+  }), timeoutMs);
   let cleanup = () => {};
   if (check.kind === 'tcp') {
     const sock = connect({ host: address, port: check.port });
