@@ -183,3 +183,23 @@ t.test('an upstream connection whose response ran until the upstream ended its s
   t.equal(outcome, 'closed');
   t.notOk(conn.usable);
 });
+
+t.test('a client gone in the middle of an endless upstream response (route with timeouts): the upstream connection is closed, not drained forever', async (t) => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((r) => { upstreamClosed = r; });
+  const up = await httpUpstream(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    // Bounded: at most 200 events, 20 s.
+    let n = 0;
+    const timer = setInterval(() => { if (n++ < 200) res.write(`data: ${n}\n\n`); }, 100);
+    res.on('close', () => { clearInterval(timer); upstreamClosed(); });
+  });
+  const h = await startWaypoint(t, () => plan(up.port, { timeoutMs: 60_000, attemptTimeoutMs: 60_000 }));
+  const s = net.connect(h.port, '127.0.0.1');
+  s.on('error', () => {});
+  s.write('GET /events HTTP/1.1\r\nHost: echo.demo\r\n\r\n');
+  await new Promise<void>((r) => s.on('data', (d: Buffer) => { if (d.includes('data: 2')) r(); }));
+  s.destroy();
+  const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still streaming after 5 s'), 5000))]);
+  t.equal(outcome, 'closed');
+});

@@ -186,9 +186,15 @@ export class UpstreamConnection {
       endStream: false,
       trailers: () => (decoder.done ? decoder.trailers : undefined),
       discard: () => {
-        ex.signal.removeEventListener('abort', ex.onAbort);
-        // Drained to keep the connection; a body that does not end is cut with it.
-        body.resume();
+        // A body read in full (a small answer comes with its head) is dropped and the
+        // connection kept; the rest of one still coming (a stream that may never end, a
+        // client gone from a download) is cut with the connection, not drained.
+        if (decoder.done) {
+          ex.signal.removeEventListener('abort', ex.onAbort);
+          body.resume();
+        } else if (this.ex === ex) {
+          this.fail(new AttemptError('aborted', 'response discarded'));
+        }
       },
     });
     if (decoder.done) this.endBody(ex);
