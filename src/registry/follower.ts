@@ -25,7 +25,7 @@ import {
   DEFAULT_PREFIX, logInvalid, parseChanges, parseHashes, parseStreamEntry, registryKeys,
   type OnInvalid, type RegistryKeys,
 } from './layout';
-import { describeRedis, openRedis, type RedisTarget } from './connection';
+import { describeRedis, openRedis, toConnection, type RedisTarget } from './connection';
 import type { MeshState } from './state';
 import { KINDS } from './types';
 
@@ -220,6 +220,13 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
     this.client = this.newClient('snapshot');
     this.reader = this.newClient('reader');
     await this.timed(Promise.all([this.client.connect(), this.reader.connect()]), this.timeoutMs);
+    // Each client asks the Sentinels on its own: during a failover the two may be
+    // named different primaries, and the position checked (or loaded) on one would be
+    // read from on the other, mixing two registries' changes. Only one server will do.
+    if (toConnection(this.url).sentinel) {
+      const [a, b] = [this.client, this.reader].map((c) => `${c.stream.remoteAddress}:${c.stream.remotePort}`);
+      if (a !== b) throw new Error(`the Sentinels named two different primaries (${a} and ${b}) to the follower's two connections, as during a failover; connecting again`);
+    }
   }
 
   private dropConnections(): void {
