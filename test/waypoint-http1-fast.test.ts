@@ -203,3 +203,15 @@ t.test('a client gone in the middle of an endless upstream response (route with 
   const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still streaming after 5 s'), 5000))]);
   t.equal(outcome, 'closed');
 });
+
+t.test('an absolute-form request target goes upstream in origin form: the upstream sees the path the route matched, not another host', async (t) => {
+  const up = await httpUpstream(t, echoHandler());
+  const h = await startWaypoint(t, () => plan(up.port));
+  for (const version of ['1.1', '1.0']) {
+    const reply = await raw(h.port, `GET http://other.host/x?y=1 HTTP/${version}\r\nHost: echo.demo\r\nConnection: close\r\n\r\n`);
+    t.same(statuses(reply), [200], `HTTP/${version}`);
+    t.match(reply, /"url":"\/x\?y=1"/, `HTTP/${version}: origin form upstream`);
+    t.match(reply, /"host":"echo\.demo"/, `HTTP/${version}: the Host routed on`);
+  }
+  t.same(h.router.seen.map((f) => `${f.authority}${f.path}?${f.query}`), ['echo.demo/x?y=1', 'echo.demo/x?y=1']);
+});

@@ -69,6 +69,16 @@ export function splitTarget(target: string): { path: string; query: string } {
   return q < 0 ? { path: t, query: '' } : { path: t.slice(0, q), query: t.slice(q + 1) };
 }
 
+/**
+ * The target sent upstream: as received in origin form; an absolute-form one (a
+ * proxy-style client) as the path and query the route matched, so the upstream is not
+ * told of a host other than the authority routed on (RFC 9112 §3.2.2).
+ */
+function upstreamTarget(target: string, facts: Pick<RequestFacts, 'path' | 'query'>): string {
+  if (target.startsWith('/') || target === '*') return target;
+  return facts.query ? `${facts.path}?${facts.query}` : facts.path;
+}
+
 /** What the router and the upstream see of a request's headers (before the plan's edits). */
 export function requestHeaders(down: Pick<Downstream, 'headers' | 'protocol'>): HeaderMap {
   const h = stripHopByHop(down.headers, { keepTeTrailers: true });
@@ -130,7 +140,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     body = down.hasBody ? new ReplayableBody(down.body, cap) : null;
     if (!down.hasBody) down.body.resume();
     const client = deps.clients[down.protocol];
-    const fwd = { method: down.method, path: plan.path ?? down.target, authority: plan.authority ?? down.authority, headers: up, body, client };
+    const fwd = { method: down.method, path: plan.path ?? upstreamTarget(down.target, facts), authority: plan.authority ?? down.authority, headers: up, body, client };
     if (plan.mirrors?.length) deps.mirrors.fire(fwd, plan);
     const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock);
     record.attempts = result.attempts;
