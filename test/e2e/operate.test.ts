@@ -111,6 +111,10 @@ t.test('operating the lab mesh with the weft CLI', { skip }, async (t) => {
   });
 
   await t.test('weft status shows every component healthy', async (t) => {
+    // Right after the re-enrol above, a ztunnel is not ready until it holds a certificate
+    // for every identity on its node again (one RSA key each, slow on a loaded machine):
+    // the previous step only needed the client's. Wait for that, then assert.
+    await waitFor('every component ready after the re-enrol', async () => (await lab.weft(['status'])).code === 0, { timeoutMs: 30_000, intervalMs: 250 });
     const res = await lab.weft(['status']);
     t.equal(res.code, 0, res.stdout + res.stderr);
     t.match(res.stdout, /node-1\s+ready/);
