@@ -17,7 +17,7 @@ const bad: CheckResult = { ok: false, detail: 'ECONNREFUSED' };
 const probe = (p: Partial<ReadinessProbe> = {}): ReadinessProbe => ({ ...ECHO_DEFAULT_PROBE, ...p });
 const flush = () => new Promise((r) => setImmediate(r));
 
-t.test('thresholds: the first result decides; then N in a row flip it', async (t) => {
+t.test('thresholds: the first success decides; failures need N in a row; then N in a row flip it', async (t) => {
   const s = new ReadinessState(probe({ failureThreshold: 3, successThreshold: 2 }));
   t.equal(s.record(ok), 'Healthy', 'first success decides at once');
   t.equal(s.record(bad), undefined);
@@ -30,7 +30,10 @@ t.test('thresholds: the first result decides; then N in a row flip it', async (t
   t.equal(s.record(ok), undefined);
   t.equal(s.record(ok), 'Healthy', 'two successes in a row');
   const first = new ReadinessState(probe({ failureThreshold: 3 }));
-  t.equal(first.record(bad), 'Unhealthy', 'first failure decides at once too');
+  t.equal(first.record(bad), undefined, 'a first failure does not decide (one stalled check as the lab comes up)');
+  t.equal(first.current, undefined, 'still undecided');
+  t.equal(first.record(bad), undefined);
+  t.equal(first.record(bad), 'Unhealthy', 'the threshold decides failures from the start too');
 });
 
 t.test('prober: one check per period on the clock; a stopped app leaves within one period and rejoins', async (t) => {
@@ -85,7 +88,7 @@ t.test('prober: a slow check does not stretch the period; a throwing one counts 
     check: async () => { checks.push(clock.now()); clock.advance(300); throw new Error('boom'); },
     onChange: (c) => changes.push(`${c.status} ${c.reason}`),
   });
-  prober.setTargets([{ uid: 'a/b', address: '10.0.0.1', probe: probe() }]);
+  prober.setTargets([{ uid: 'a/b', address: '10.0.0.1', probe: probe({ failureThreshold: 1 }) }]);
   await flush();
   t.same(changes, ['Unhealthy 1 failure in a row: boom']);
   t.same(clock.armed, [700], 'next check one period after this one started');

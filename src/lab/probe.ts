@@ -80,8 +80,10 @@ export interface ReadinessChange {
 
 /**
  * Counts consecutive results for one target and decides its status. Starts undecided:
- * the first result counts as reaching its threshold, so a lab coming up (or a prober
- * restarted) reports every target after one period instead of waiting for a streak.
+ * the first success decides Healthy at once, so a lab coming up (or a prober restarted)
+ * reports a serving target after one period; failures need their threshold even then,
+ * as the lab comes up when the machine is busiest and one stalled first check must not
+ * take a healthy pod out (undecided, nothing is written: the registry keeps its status).
  */
 export class ReadinessState {
   private status: WorkloadStatus | undefined;
@@ -105,7 +107,7 @@ export class ReadinessState {
     }
     let next = this.status;
     if (r.ok && (this.status === undefined || this.successes >= this.probe.successThreshold)) next = 'Healthy';
-    if (!r.ok && (this.status === undefined || this.failures >= this.probe.failureThreshold)) next = 'Unhealthy';
+    if (!r.ok && this.failures >= this.probe.failureThreshold) next = 'Unhealthy';
     if (next === this.status) return undefined;
     this.status = next;
     return next;
@@ -123,7 +125,7 @@ export interface ProberOptions {
   onChange: (change: ReadinessChange) => void;
   /** Each check's result whose detail differs from the target's previous one (for the log). */
   onResult?: (uid: string, result: CheckResult) => void;
-  /** After every check: the target's status as now decided (the registry is made to agree). */
+  /** After every check once decided: the target's status (the registry is made to agree). */
   onCheck?: (uid: string, status: WorkloadStatus) => void;
   clock?: Clock;
 }
@@ -184,7 +186,8 @@ export class Prober {
         }
         const changed = entry.state.record(result);
         if (changed) this.opts.onChange({ uid: target.uid, status: changed, reason: entry.state.streak(result), at: this.clock.now() });
-        this.opts.onCheck?.(target.uid, entry.state.current!);
+        const decided = entry.state.current;
+        if (decided) this.opts.onCheck?.(target.uid, decided);
         // The next check starts one period after this one started (a slow check does not stretch it).
         entry.timer = this.clock.setTimeout(() => this.run(entry), Math.max(0, started + periodMs - this.clock.now()));
       });
