@@ -215,3 +215,12 @@ t.test('an absolute-form request target goes upstream in origin form: the upstre
   }
   t.same(h.router.seen.map((f) => `${f.authority}${f.path}?${f.query}`), ['echo.demo/x?y=1', 'echo.demo/x?y=1']);
 });
+
+t.test('an upstream response with agreeing repeated Content-Lengths reaches the client with one (a client refuses a list)', async (t) => {
+  const port = await rawUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc');
+  const h = await startWaypoint(t, () => plan(port));
+  const reply = await raw(h.port, 'GET / HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+  t.same(statuses(reply), [200]);
+  t.same([...reply.matchAll(/^content-length: (.*)\r$/gim)].map((m) => m[1]), ['3']);
+  t.match(reply, /\r\n\r\nabc$/);
+});

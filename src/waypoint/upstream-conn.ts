@@ -156,6 +156,8 @@ export class UpstreamConnection {
           const framing = framingOf(head, 'response', ex.method);
           const conn = head.headers.connection;
           ex.keepAlive = head.minor === 1 && framing.kind !== 'close' && !(typeof conn === 'string' && /(?:^|,)\s*close\s*(?:,|$)/i.test(conn));
+          // Agreeing repeats ("3, 3") pass the parser; relayed as one value, which clients accept.
+          if (framing.kind === 'length') head.headers['content-length'] = String(framing.length);
           ex.decoder = new BodyDecoder(framing, RESPONSE_LIMITS);
           this.answer(ex, head.status, head.headers);
           continue;
