@@ -2,7 +2,7 @@ import t from 'tap';
 import { computeDesired } from '../src/controller/desired';
 import type { K8sPod, K8sService } from '../src/controller/k8s-types';
 import {
-  isSkip, istioPolicyRules, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
+  isSkip, istioPolicyRecord, istioPolicyRules, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
 } from '../src/controller/translate';
 import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from './helpers/apiserver';
 
@@ -175,6 +175,23 @@ t.test('PeerAuthentication: selector and STRICT/PERMISSIVE; what Weft cannot hon
   refused({ mtls: { mode: 'STRICT' }, selector: { matchExpressions: [] } }, 'spec.selector', /must be \{matchLabels/);
   refused({ mtls: { mode: 'STRICT' }, selector: { matchLabels: { 'bad key!': 'x' } } }, 'spec.selector.matchLabels["bad key!"]', /^spec\.selector\.matchLabels\["bad key!"\] is not a valid label key/);
   refused({ mtls: { mode: 'STRICT' } }, 'metadata.namespace', /metadata\.namespace/, 'Not_A_Label');
+  // Istio's mesh-wide STRICT lives in istio-system; accepted there it would hold for that namespace only.
+  refused({ mtls: { mode: 'STRICT' } }, 'metadata.namespace', /istio-system, Istio's root namespace.*not in force mesh-wide; move it to weft-system/, 'istio-system');
+});
+
+t.test("an Istio AuthorizationPolicy in Istio's root namespace is refused, never accepted for that namespace only", async (t) => {
+  const ap = (namespace: string) => istioPolicyRecord({
+    apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-x', namespace },
+    spec: { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['x'] } }] }] },
+  } as never);
+  t.equal(ap('demo').ok, true, 'elsewhere accepted');
+  const r = ap('istio-system');
+  t.equal(r.ok, false);
+  if (!r.ok) {
+    t.equal(r.field, 'metadata.namespace');
+    t.match(r.message, /Istio's root namespace, where Istio applies this AuthorizationPolicy mesh-wide; Weft's root namespace is weft-system/);
+    t.match(r.candidate, { name: 'deny-x', namespace: 'istio-system', action: 'DENY' }, 'the stand-in keeps its action');
+  }
 });
 
 t.test("Istio rule syntax: from/to/when become clauses; what L4 cannot check is refused by field", async (t) => {

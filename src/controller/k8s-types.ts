@@ -69,6 +69,12 @@ export const AUTHZ_PLURAL = 'authorizationpolicies';
 export const ISTIO_SECURITY_GROUP = 'security.istio.io';
 export const ISTIO_SECURITY_VERSION = 'v1';
 export const PEER_AUTHN_PLURAL = 'peerauthentications';
+/**
+ * Istio's default root namespace: there a selector-less AuthorizationPolicy or
+ * PeerAuthentication is mesh-wide. Weft's root namespace is weft-system, so one left
+ * here would look accepted yet hold for this namespace only.
+ */
+export const ISTIO_ROOT_NAMESPACE = 'istio-system';
 
 /** Gateway API (gateway.networking.k8s.io/v1): HTTPRoute, GRPCRoute and Gateway as the API server serves them. */
 export interface K8sGatewayAPIObject extends KubeObject {

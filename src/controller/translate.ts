@@ -10,7 +10,10 @@ import {
   type ServicePort, type ServiceRecord, type WorkloadRecord,
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
-import type { K8sAuthorizationPolicy, K8sEndpointSlice, K8sPeerAuthentication, K8sNamespace, K8sNode, K8sPod, K8sService } from './k8s-types';
+import {
+  ISTIO_ROOT_NAMESPACE, type K8sAuthorizationPolicy, type K8sEndpointSlice, type K8sPeerAuthentication, type K8sNamespace, type K8sNode, type K8sPod,
+  type K8sService,
+} from './k8s-types';
 
 export type Skip = { skip: string };
 export const isSkip = (v: unknown): v is Skip => typeof v === 'object' && v !== null && 'skip' in v;
@@ -196,18 +199,34 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
  * through istioPolicyRules, an absent action is ALLOW (Istio's default), the rest as
  * for the security.weft.io CRD. A rule Weft cannot enforce makes the policy invalid,
  * with the action and selector as far as they read for the fail-closed stand-in, as
- * any other invalid policy. Shared by the controller and `weft apply` on the lab.
+ * any other invalid policy; so does one in Istio's root namespace (istioRootRefusal).
+ * Shared by the controller and `weft apply` on the lab.
  */
 export function istioPolicyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
   const spec = obj.spec;
   if (typeof spec !== 'object' || spec === null) return policyRecord(obj);
   const action = spec.action ?? 'ALLOW';
   const rules = istioPolicyRules(spec.rules);
-  if (!rules.ok) {
+  const root = istioRootRefusal(obj.metadata.namespace, 'AuthorizationPolicy');
+  if (!rules.ok || root) {
+    const why = !rules.ok ? rules : root!;
     const head = policyRecord({ ...obj, spec: { ...spec, action, rules: [] } });
-    return { ok: false, field: rules.field, message: rules.message, candidate: head.ok ? { ...head.record } : head.candidate };
+    return { ok: false, field: why.field, message: why.message, candidate: head.ok ? { ...head.record } : head.candidate };
   }
   return policyRecord({ ...obj, spec: { ...spec, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
+}
+
+/**
+ * An Istio object in Istio's root namespace: there Istio applies it mesh-wide, Weft
+ * (whose root is weft-system) only to that namespace. Accepting it would leave the
+ * mesh-wide DENY, ALLOW or STRICT it was written for silently not in force.
+ */
+function istioRootRefusal(namespace: string | undefined, kind: string): { field: string; message: string } | undefined {
+  if (namespace !== ISTIO_ROOT_NAMESPACE) return undefined;
+  return {
+    field: 'metadata.namespace',
+    message: `metadata.namespace is ${ISTIO_ROOT_NAMESPACE}, Istio's root namespace, where Istio applies this ${kind} mesh-wide; Weft's root namespace is ${ROOT_NAMESPACE}, so here it would hold for ${ISTIO_ROOT_NAMESPACE} only and is not in force mesh-wide; move it to ${ROOT_NAMESPACE}`,
+  };
 }
 
 /**
@@ -242,6 +261,8 @@ export type Translation<R> = { ok: true; record: R } | { ok: false; field: strin
 export function peerAuthRecord(obj: K8sPeerAuthentication): Translation<PeerAuthenticationRecord> {
   const m = obj.metadata;
   const spec = obj.spec ?? {};
+  const root = istioRootRefusal(m.namespace, 'PeerAuthentication');
+  if (root) return { ok: false, ...root };
   for (const k of Object.keys(spec)) {
     if (k === 'portLevelMtls') return { ok: false, field: 'spec.portLevelMtls', message: 'spec.portLevelMtls is not supported by Weft (one mode per workload); remove it' };
     if (k !== 'selector' && k !== 'mtls') return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of PeerAuthentication (expected selector, mtls)` };
