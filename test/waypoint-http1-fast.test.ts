@@ -225,3 +225,13 @@ t.test('an upstream response with agreeing repeated Content-Lengths reaches the 
   t.same([...reply.matchAll(/^content-length: (.*)\r$/gim)].map((m) => m[1]), ['3']);
   t.match(reply, /\r\n\r\nabc$/);
 });
+
+t.test('a route header edit cannot change how a body is framed: Content-Length and Transfer-Encoding stay the message\'s own', async (t) => {
+  const up = await httpUpstream(t, echoHandler());
+  const edits = { set: [{ name: 'Content-Length', value: '1' }], add: [{ name: 'Transfer-Encoding', value: 'chunked' }], remove: [] };
+  const h = await startWaypoint(t, () => plan(up.port, { requestHeaders: edits, responseHeaders: edits }));
+  const reply = await raw(h.port, 'POST /a HTTP/1.1\r\nHost: echo.demo\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
+  t.same(statuses(reply), [200, 200]);
+  t.same([...reply.matchAll(/"url":"([^"]*)","headers":.*?"bodyLength":(\d+)/g)].map((m) => `${m[1]}=${m[2]}`), ['/a=5', '/b=0']);
+  t.notMatch(reply, /content-length: 1\r\n/i, 'the response keeps its own length');
+});

@@ -79,6 +79,19 @@ function upstreamTarget(target: string, facts: Pick<RequestFacts, 'path' | 'quer
   return facts.query ? `${facts.path}?${facts.query}` : facts.path;
 }
 
+/**
+ * A route's header edits never reframe a message: its own Content-Length (or none) is
+ * kept and Transfer-Encoding is the wire code's. An edited length would make the next
+ * hop read the body's bytes as another message (smuggling on a shared connection).
+ */
+function ownFraming(edited: HeaderMap, own: HeaderMap): HeaderMap {
+  delete edited['transfer-encoding'];
+  const length = own['content-length'];
+  if (length === undefined) delete edited['content-length'];
+  else edited['content-length'] = length;
+  return edited;
+}
+
 /** What the router and the upstream see of a request's headers (before the plan's edits). */
 export function requestHeaders(down: Pick<Downstream, 'headers' | 'protocol'>): HeaderMap {
   const h = stripHopByHop(down.headers, { keepTeTrailers: true });
@@ -132,7 +145,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     record.backend = plan.backend;
     record.destinationIdentity = plan.upstream.identity;
     record.upstreamTarget = plan.upstream;
-    const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
+    const up = ownFraming(applyHeaderEdits({ ...headers }, plan.requestHeaders), headers);
     addForwarded(up, down.ctx.source);
     // Copies are kept only when they can be used (a retry, a mirror); otherwise the
     // first byte overflows a zero cap and nothing is held.
@@ -156,7 +169,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const res = result.res;
     record.status = res.status;
     record.grpcStatus = first(res.headers['grpc-status']);
-    const out = applyHeaderEdits(stripHopByHop(res.headers), plan.responseHeaders);
+    const out = ownFraming(applyHeaderEdits(stripHopByHop(res.headers), plan.responseHeaders), res.headers);
     const complete = await down.sendUpstream(res, out);
     if (!complete) record.responseFlag = down.gone.aborted ? 'DC' : 'UC';
     record.grpcStatus ??= first(res.trailers()?.['grpc-status']);
