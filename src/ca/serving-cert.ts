@@ -6,7 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { boundedDelay } from '../lib/clock';
+import { boundedDelay, realClock, type Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { caIdentity } from './authorize';
 import { generateKeyAndCsr, type Issuer } from './issuer';
@@ -48,6 +48,7 @@ export class ServingCertificate {
     private readonly roots: () => { issuer: Issuer; trustedRoots: string[] },
     private readonly opts: ServingCertOptions,
     private readonly log: Logger,
+    private readonly clock: Clock = realClock,
   ) {}
 
   /** Issues the first certificate: the credentials to bind with. */
@@ -95,7 +96,10 @@ export class ServingCertificate {
 
   private schedule(ms: number): void {
     if (!this.active) return;
-    this.cancelRotation = boundedDelay(ms, () => { void this.rotate(); });
+    // Two rotations can overlap (a root change while the timed one is issuing); each
+    // schedules the next, and only one timer may be left armed, or they multiply.
+    this.cancelRotation?.();
+    this.cancelRotation = boundedDelay(ms, () => { void this.rotate(); }, this.clock);
   }
 
   private async rotate(): Promise<void> {
