@@ -10,10 +10,13 @@
  * default `echo`); a `host` entry in `headers` overrides the Host header only.
  */
 
+import type { Expect } from './conformance-judge';
+
 export const MESH_NS = 'gateway-conformance-mesh';
 export const CONSUMER_NS = 'gateway-conformance-mesh-consumer';
 
-export interface MeshCase {
+/** A request and, from Expect (the judge's terms), what its answer must show. */
+export interface MeshCase extends Expect {
   /** Path and query. Default `/`. */
   path?: string;
   host?: string;
@@ -22,19 +25,6 @@ export interface MeshCase {
   from?: 'mesh' | 'consumer';
   /** Send to this echo pod's address on :8080 instead of a Service name (MeshFrontend). */
   podAddress?: 'echo-v2';
-  /** Expected status (default 200). */
-  status?: number;
-  /** The answering pod's name starts with this. */
-  backend?: string;
-  /** The path (and query) the backend saw. */
-  seenPath?: string;
-  /** Headers the backend saw (several values joined with ","). */
-  seenHeaders?: Record<string, string>;
-  absentSeenHeaders?: string[];
-  responseHeaders?: Record<string, string>;
-  absentResponseHeaders?: string[];
-  /** Parts of the Location a redirect must have (the others are not checked, as upstream). */
-  redirect?: { scheme?: string; host?: string; port?: string; path?: string };
 }
 
 export interface MeshTest {

@@ -14,11 +14,14 @@ export interface Expect {
   status?: number | number[];
   /** The answering pod's name starts with this. */
   backend?: string;
+  /** The path (and query) the backend saw. */
   seenPath?: string;
+  /** Headers the backend saw (several values joined with ","). */
   seenHeaders?: Record<string, string>;
   absentSeenHeaders?: string[];
   responseHeaders?: Record<string, string>;
   absentResponseHeaders?: string[];
+  /** Parts of the Location a redirect must have (the others are not checked, as upstream). */
   redirect?: { scheme?: string; host?: string; port?: string; path?: string };
 }
 
