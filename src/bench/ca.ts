@@ -20,6 +20,7 @@ import { silentLogger } from '../lib/log';
 import { parse, parseOptions } from '../lib/options';
 import { ambientNamespace, workloadRecord } from '../registry/fixtures';
 import { MeshState } from '../registry/state';
+import { percentile } from './stats';
 
 const TD = 'cluster.local';
 const WORKLOADS = 1000;
@@ -59,10 +60,6 @@ async function serveCa(): Promise<void> {
   const port = await server.start({ host: '127.0.0.1', port: 0 });
   process.send!({ port, rootPem: issuer.rootPem } satisfies Ready);
   process.on('disconnect', () => { void server.stop(100).then(() => process.exit(0)); });
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 interface Phase { name: string; count: number; seconds: number; perSecond: number; p50Ms: number; p99Ms: number }

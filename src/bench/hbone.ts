@@ -42,6 +42,7 @@ import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { waitListening } from './redis';
+import { percentile } from './stats';
 
 const NODE_A = '127.0.0.2';
 const NODE_B = '127.0.0.3';
@@ -219,8 +220,7 @@ async function latency(host: string, port: number, rate: number, seconds: number
   }
   s.destroy();
   samples.sort((a, b) => a - b);
-  const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]!;
-  return { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), p999: pct(0.999), n: samples.length };
+  return { p50: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), p999: percentile(samples, 99.9), n: samples.length };
 }
 
 /** Two haproxy processes, one per "node", with one listener per route (TCP mode, TLS 1.3 mTLS between them). */

@@ -9,6 +9,8 @@
  * connrate: open, exchange `size` bytes, close; `concurrency` loops; connections/s.
  */
 import { connect, type Socket } from 'node:net';
+import { openLoop } from './open-loop';
+import { percentile } from './stats';
 
 interface Target { host: string; port: number }
 
@@ -19,11 +21,6 @@ function parseArgs(argv: string[]): Record<string, string> {
     if (a.startsWith('--')) { out[a.slice(2)] = argv[i + 1] ?? ''; i++; } else out._ = a;
   }
   return out;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 function open(target: Target): Promise<Socket> {
@@ -52,40 +49,15 @@ function readExactly(s: Socket, size: number): Promise<void> {
 
 async function latency(target: Target, rate: number, durationMs: number, size: number, conns: number): Promise<object> {
   const payload = Buffer.alloc(size, 0x61);
-  const idle: Socket[] = [];
-  for (let i = 0; i < conns; i++) idle.push(await open(target));
-  const all = [...idle];
+  const all: Socket[] = [];
+  for (let i = 0; i < conns; i++) all.push(await open(target));
   // Warm up each connection (tunnel set-up, TLS) outside the measured window.
   for (const s of all) { s.write(payload); await readExactly(s, size); }
-  const latencies: number[] = [];
-  let errors = 0;
-  const waiting: Array<(s: Socket) => void> = [];
-  const release = (s: Socket) => { const w = waiting.shift(); if (w) w(s); else idle.push(s); };
-  const acquire = () => new Promise<Socket>((r) => { const s = idle.pop(); if (s) r(s); else waiting.push(r); });
-  const total = Math.floor((rate * durationMs) / 1000);
-  const interval = 1000 / rate;
-  const start = performance.now();
-  const inflight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const scheduled = start + i * interval;
-    const delay = scheduled - performance.now();
-    if (delay > 1) await new Promise((r) => setTimeout(r, delay));
-    // Early sends (timer slack) count from when they were sent, late ones from when
-    // they were due, so a stalled proxy's queueing shows up in the percentiles.
-    const base = Math.min(performance.now(), scheduled);
-    inflight.push((async () => {
-      const s = await acquire();
-      try {
-        s.write(payload);
-        await readExactly(s, size);
-        latencies.push(performance.now() - base);
-      } catch { errors++; } finally { release(s); }
-    })());
-  }
-  await Promise.all(inflight);
-  const elapsed = performance.now() - start;
+  const { latencies, errors, elapsedMs: elapsed } = await openLoop(all, rate, durationMs, async (s) => {
+    s.write(payload);
+    await readExactly(s, size);
+  });
   for (const s of all) s.destroy();
-  latencies.sort((a, b) => a - b);
   return { mode: 'latency', requests: latencies.length, errors, achievedRps: Math.round((latencies.length / elapsed) * 1000),
     p50Ms: percentile(latencies, 50), p90Ms: percentile(latencies, 90), p99Ms: percentile(latencies, 99) };
 }

@@ -14,6 +14,7 @@ import { ambientNamespace, namespaceRecord, nodeRecord, serviceRecord, workloadR
 import { MeshState } from '../registry/state';
 import { RegistryStore, type ChangeInput } from '../registry/store';
 import { startRedis } from './redis';
+import { percentile } from './stats';
 
 interface Args { workloads: number; services: number; namespaces: number; nodes: number; changes: number; rate: number; runs: number }
 
@@ -28,10 +29,6 @@ function parseArgs(argv: string[]): Args {
     a[key] = value;
   }
   return a;
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
@@ -126,10 +123,10 @@ async function main(): Promise<void> {
     const rows: [string, string][] = [
       ['registry', `${a.workloads} workloads, ${a.services} services, ${a.namespaces} namespaces, ${a.nodes} nodes (revision ${revision})`],
       ['initial write (batches of 500)', ms(writeMs)],
-      [`snapshot load, fresh follower (median of ${a.runs})`, ms(quantile(snap, 0.5))],
+      [`snapshot load, fresh follower (median of ${a.runs})`, ms(percentile(snap, 50))],
       ['snapshot load min / max', `${ms(snap[0]!)} / ${ms(snap[snap.length - 1]!)}`],
-      [`propagation writer→follower, ${a.changes} changes @ ${a.rate}/s: p50`, ms(quantile(lat, 0.5))],
-      ['propagation p99', ms(quantile(lat, 0.99))],
+      [`propagation writer→follower, ${a.changes} changes @ ${a.rate}/s: p50`, ms(percentile(lat, 50))],
+      ['propagation p99', ms(percentile(lat, 99))],
       ['propagation max', ms(lat[lat.length - 1]!)],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));

@@ -40,6 +40,8 @@ import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
+import { openLoop } from './open-loop';
+import { percentile } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
 
 const TD = 'cluster.local';
@@ -189,37 +191,15 @@ interface Fixed { p50: number; p99: number; achieved: number; errors: number; cp
 async function fixedRate(dial: Dial, rate: number, seconds: number, pids: number[]): Promise<Fixed> {
   const conns = await openConns(dial, 8);
   for (const c of conns) await c.request();
-  const idle = [...conns];
-  const waiting: Array<(c: Conn) => void> = [];
-  const acquire = () => new Promise<Conn>((r) => { const c = idle.pop(); if (c) r(c); else waiting.push(r); });
-  const release = (c: Conn) => { const w = waiting.shift(); if (w) w(c); else idle.push(c); };
-  const lat: number[] = [];
-  let errors = 0;
   const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
-  const total = Math.floor(rate * seconds);
-  const interval = 1000 / rate;
-  const start = performance.now();
-  const inflight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const due = start + i * interval;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const base = Math.min(performance.now(), due);
-    inflight.push((async () => {
-      const c = await acquire();
-      try { await c.request(); lat.push(performance.now() - base); } catch { errors++; } finally { release(c); }
-    })());
-  }
-  await Promise.all(inflight);
-  const elapsed = (performance.now() - start) / 1000;
+  const { latencies: lat, errors, elapsedMs } = await openLoop(conns, rate, seconds * 1000, (c) => c.request());
+  const elapsed = elapsedMs / 1000;
   const cpu = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
   const rssMb = pids.reduce((a, p) => a + rssBytes(p), 0) / 2 ** 20;
   for (const c of conns) c.close();
-  lat.sort((a, b) => a - b);
-  const pct = (q: number) => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN;
   const achieved = lat.length / elapsed;
   // vCPU used per 1000 req/s actually served.
-  return { p50: pct(0.5), p99: pct(0.99), achieved, errors, cpu: (cpu / elapsed) / (achieved / 1000), rssMb };
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99), achieved, errors, cpu: (cpu / elapsed) / (achieved / 1000), rssMb };
 }
 
 async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: { http: number; https: number }): Promise<{ proc: ChildProcess; tlsPort: number; plainPort: number }> {
