@@ -8,6 +8,7 @@
 import { Client, credentials, Metadata, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions } from '../lib/options';
+import { takeHeaders } from './client';
 import { GRPC_ECHO_METHOD, type GrpcEchoAnswer } from './grpc-echo';
 
 const specs = {
@@ -59,21 +60,8 @@ function call(client: Client, method: string, md: Record<string, string>, timeou
   });
 }
 
-/** Pulls repeatable `-H 'name: value'` (metadata) out of argv. */
-function takeMetadata(argv: string[]): { md: Record<string, string>; rest: string[] } {
-  const md: Record<string, string> = {};
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] !== '-H' && argv[i] !== '--header') { rest.push(argv[i]!); continue; }
-    const m = /^([^:\s]+):\s*(.*)$/.exec(argv[++i] ?? '');
-    if (!m) throw new WeftError('WEFT_USAGE', `--header needs 'name: value', got ${JSON.stringify(argv[i])}`);
-    md[m[1]!.toLowerCase()] = m[2]!;
-  }
-  return { md, rest };
-}
-
 export async function grpcMain(argv: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const { md, rest } = takeMetadata(argv);
+  const { headers: md, rest } = takeHeaders(argv);
   const { values, positionals } = parseOptions(specs, rest, {});
   if (positionals.length !== 1) throw new WeftError('WEFT_USAGE', 'grpc needs exactly one host:port, e.g. grpc echo:7070');
   // No TXT lookup for a service config: the lab's pods have no DNS server to ask.

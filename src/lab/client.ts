@@ -60,8 +60,8 @@ function usage<T>(fn: () => T, mode: string): T {
   }
 }
 
-/** Pulls repeatable `--header v` / `-H v` / `--header=v` out of argv. */
-function takeHeaders(argv: string[]): { headers: Record<string, string>; rest: string[] } {
+/** Pulls repeatable `--header v` / `-H v` / `--header=v` out of argv (also `weft lab grpc`'s metadata). */
+export function takeHeaders(argv: string[]): { headers: Record<string, string>; rest: string[] } {
   const headers: Record<string, string> = {};
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
