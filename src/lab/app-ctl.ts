@@ -9,7 +9,7 @@ import { WeftError } from '../lib/errors';
 import { READY_TIMEOUT_MS } from './up';
 import { isAlive, restartRecorded, stopProcesses, waitUntil } from './procs';
 import type { PlannedPod } from './plan';
-import { readState, StateStore, type ProcessResource } from './state';
+import { requireState, StateStore, type ProcessResource } from './state';
 
 export interface AppChange {
   /** PID stopped or started (undefined: it was not running). */
@@ -21,8 +21,7 @@ export interface AppChange {
 }
 
 function find(labDir: string, uid: string): { store: StateStore; pod: PlannedPod; proc: ProcessResource } {
-  const state = readState(labDir);
-  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
+  const state = requireState(labDir);
   const pod = state.plan.pods.find((p) => p.uid === uid);
   const proc = state.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === `app/${uid}`);
   if (!pod || !proc) {

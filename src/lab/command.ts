@@ -17,7 +17,7 @@ import { proberMain } from './prober';
 import { startApp, stopApp } from './app-ctl';
 import { defaultLabDir, defaultTopologyFile, labLayout } from './paths';
 import { checkRoot } from './preflight';
-import { readState } from './state';
+import { requireState } from './state';
 import { formatStatus, labStatus } from './status';
 import { labUp } from './up';
 import { startWaypoint, stopWaypoint } from './waypoint-ctl';
@@ -118,8 +118,7 @@ async function exec(argv: string[]): Promise<number> {
   if (!target || cmd.length === 0) throw new WeftError('WEFT_USAGE', 'usage: weft lab exec <namespace>/<pod>|<node> -- CMD [ARGS...]');
   checkRoot();
   const { labDir } = dirs(values);
-  const state = readState(labDir);
-  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
+  const state = requireState(labDir);
   // Waypoint pods are pods too: `exec demo/waypoint -- ss -ltn` shows its listeners.
   const pod = [...state.plan.pods, ...(state.waypoints ?? [])].find((p) => p.uid === target);
   const node = state.plan.nodes.find((n) => n.name === target);

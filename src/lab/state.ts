@@ -110,6 +110,13 @@ export function readState(labDir: string): LabState | undefined {
     { cause, details: { file } }));
 }
 
+/** The recorded lab, or the refusal every lab command gives when there is none. */
+export function requireState(labDir: string): LabState {
+  const state = readState(labDir);
+  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up (or npm run lab)`);
+  return state;
+}
+
 /** Holds the state in memory and persists every change before the caller acts on it. */
 export class StateStore {
   private constructor(readonly labDir: string, private state: LabState) {}

@@ -4,10 +4,9 @@
  * each component answer (Redis port, CA port, ztunnel readiness, echo port).
  */
 import { existsSync } from 'node:fs';
-import { WeftError } from '../lib/errors';
 import { LAB_NET, type LabPlan, type PlannedWaypoint } from './plan';
 import { httpStatus, isAlive, tcpReady } from './procs';
-import { readState, type ProcessResource } from './state';
+import { requireState, type ProcessResource } from './state';
 import { waypointReadyUrl } from './waypoint-pod';
 
 export interface ProcessStatus {
@@ -57,8 +56,7 @@ async function readiness(p: ProcessResource, plan: LabPlan, waypoints: readonly 
 }
 
 export async function labStatus(labDir: string): Promise<LabStatus> {
-  const state = readState(labDir);
-  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up (or npm run lab)`);
+  const state = requireState(labDir);
   const { plan } = state;
   const procs = state.resources.filter((r): r is ProcessResource => r.type === 'process');
   const processes = await Promise.all(procs.map(async (p): Promise<ProcessStatus> => {

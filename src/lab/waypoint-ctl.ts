@@ -10,7 +10,7 @@ import { RegistryStore } from '../registry/store';
 import { labLayout } from './paths';
 import { freePodHost, planWaypoint, type PlannedWaypoint } from './plan';
 import { isAlive, restartRecorded, stopProcesses } from './procs';
-import { readState, StateStore, type ProcessResource } from './state';
+import { readState, requireState, StateStore, type ProcessResource } from './state';
 import {
   awaitWaypointReady, awaitWaypointStatus, createWaypointPod, removeWaypointPod, waypointProcessName,
   type CreatedWaypoint, type LabRuntime,
@@ -25,8 +25,7 @@ export interface AddWaypointRequest {
 }
 
 function runtime(labDir: string): LabRuntime {
-  const state = readState(labDir);
-  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
+  const state = requireState(labDir);
   if (state.phase !== 'up') {
     throw new WeftError('WEFT_LAB_NOT_RUNNING', `the lab in ${labDir} is not up (phase ${state.phase}); run scripts/lab down, then up`);
   }

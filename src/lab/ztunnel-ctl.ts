@@ -8,14 +8,13 @@
  */
 import { WeftError } from '../lib/errors';
 import { isAlive, restartRecorded, stopProcesses } from './procs';
-import { readState, StateStore, type ProcessResource } from './state';
+import { requireState, StateStore, type ProcessResource } from './state';
 import { LAB_DRAIN_TIMEOUT_MS, startNodeZtunnel } from './up';
 
 export type StopSignal = 'SIGTERM' | 'SIGKILL';
 
 function recorded(labDir: string, node: string): { store: StateStore; proc: ProcessResource; address: string } {
-  const state = readState(labDir);
-  if (!state) throw new WeftError('WEFT_LAB_NOT_RUNNING', `no lab is recorded in ${labDir}; start it with scripts/lab up`);
+  const state = requireState(labDir);
   const planned = state.plan.nodes.find((n) => n.name === node);
   const proc = state.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === `ztunnel/${node}`);
   if (!planned || !proc) {
