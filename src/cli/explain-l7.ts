@@ -176,12 +176,17 @@ function edits(m: HeaderModifier | undefined): string | undefined {
   return parts.length ? parts.join(', ') : undefined;
 }
 
+/** The route target for `service:port` (with the port's name, which sectionName matches). */
+function serviceTarget(service: ServiceRecord, port: number): ServiceTarget {
+  const sp = service.ports.find((p) => p.port === port);
+  return { namespace: service.namespace, name: service.name, port, ...(sp?.name ? { portName: sp.name } : {}) };
+}
+
 /** The L7 decision for `req` at the waypoint of `ctx`, printed and structured. */
 export function explainL7(ctx: WaypointL7Context, req: RequestSpec): WaypointL7Explanation & { l7: L7Explanation } {
   const { state, service, port } = ctx;
   const caller = ctx.source.record.namespace;
-  const sp = service.ports.find((p) => p.port === port);
-  const target: ServiceTarget = { namespace: service.namespace, name: service.name, port, ...(sp?.name ? { portName: sp.name } : {}) };
+  const target = serviceTarget(service, port);
   const all = routesOf(state);
   const config = new RouteConfig(all);
   const table = config.table(target, caller);
@@ -303,8 +308,7 @@ export function l7Explainer(req: RequestSpec): WaypointL7Explainer {
  * attached anyway (they have no effect without a waypoint).
  */
 export function unboundL7(state: MeshState, service: ServiceRecord, port: number): L7Explanation {
-  const sp = service.ports.find((p) => p.port === port);
-  const target: ServiceTarget = { namespace: service.namespace, name: service.name, port, ...(sp?.name ? { portName: sp.name } : {}) };
+  const target = serviceTarget(service, port);
   const names = routesOf(state).filter((r) => routeTargets(r, target)).map(routeKey);
   const out: L7Explanation = { applied: false, note: `no waypoint serves ${service.namespace}/${service.name}: routes are not applied (L4 only)` };
   if (names.length) {
