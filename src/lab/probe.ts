@@ -7,6 +7,7 @@
  * check function, so it is tested without waiting (test/lab-probe.test.ts).
  */
 import { realClock, type Clock } from '../lib/clock';
+import { READINESS_PORT } from '../mesh/ports';
 import type { WorkloadStatus } from '../registry/types';
 
 /** What a probe checks: an HTTP GET answering 200-399, or a TCP connect. */
@@ -33,26 +34,25 @@ export interface ReadinessProbe {
  */
 export const DEFAULT_FAILURE_THRESHOLD = 3;
 
+/** An HTTP GET probe every second with the default thresholds. */
+function httpEverySecond(path: string, port: number): ReadinessProbe {
+  return Object.freeze({
+    check: Object.freeze({ kind: 'http' as const, path, port }),
+    periodSeconds: 1,
+    timeoutSeconds: 1,
+    failureThreshold: DEFAULT_FAILURE_THRESHOLD,
+    successThreshold: 1,
+  });
+}
+
 /**
  * What `run: echo` pods get when they declare none: HTTP GET / on the echo port every
  * second; three failures in a row take the endpoint out.
  */
-export const ECHO_DEFAULT_PROBE: ReadinessProbe = Object.freeze({
-  check: Object.freeze({ kind: 'http' as const, path: '/', port: 8080 }),
-  periodSeconds: 1,
-  timeoutSeconds: 1,
-  failureThreshold: DEFAULT_FAILURE_THRESHOLD,
-  successThreshold: 1,
-});
+export const ECHO_DEFAULT_PROBE = httpEverySecond('/', 8080);
 
 /** The probe the lab gives a waypoint pod: its readiness endpoint (docs/waypoint.md). */
-export const WAYPOINT_PROBE: ReadinessProbe = Object.freeze({
-  check: Object.freeze({ kind: 'http' as const, path: '/healthz/ready', port: 15021 }),
-  periodSeconds: 1,
-  timeoutSeconds: 1,
-  failureThreshold: DEFAULT_FAILURE_THRESHOLD,
-  successThreshold: 1,
-});
+export const WAYPOINT_PROBE = httpEverySecond('/healthz/ready', READINESS_PORT);
 
 /** One thing to probe: a workload (by registry uid) at an address. */
 export interface ProbeTarget {
