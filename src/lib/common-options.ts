@@ -99,6 +99,9 @@ function fileOption(field: RedisFile, description: string, defaultText: string):
   };
 }
 
+/** A Redis ACL user name, as Redis and a redis:// URL's user part accept it. */
+const aclUserName = parse.string({ pattern: /^[^\s@:/]+$/, what: 'an ACL user name without spaces, "@", ":" or "/"' });
+
 /**
  * The Redis flags, one group every component spreads into its specs (the CLI only
  * changes redisUrl's default); `redisTarget` turns their values into the connection.
@@ -112,7 +115,7 @@ export const redisOptionSpecs = {
   redisUsername: {
     flag: 'redis-username', env: 'WEFT_REDIS_USERNAME', default: '', defaultText: "the URL's, else default",
     description: 'Redis ACL user of this component',
-    parse: parse.string({ pattern: /^[^\s@:/]+$/, what: 'an ACL user name without spaces, "@", ":" or "/"' }),
+    parse: aclUserName,
   } satisfies OptionSpec<string>,
   redisPasswordFile: fileOption('passwordFile', 'file holding the Redis password (first line)', 'none'),
   redisCaFile: fileOption('caFile', 'PEM bundle of the CAs trusted to sign the Redis server certificate (rediss:// only)', 'system CAs'),
@@ -133,7 +136,7 @@ export const redisOptionSpecs = {
   redisSentinelUsername: {
     flag: 'redis-sentinel-username', env: 'WEFT_REDIS_SENTINEL_USERNAME', default: '', defaultText: 'none',
     description: 'ACL user on the Sentinels, when they require one',
-    parse: parse.string({ pattern: /^[^\s@:/]+$/, what: 'an ACL user name without spaces, "@", ":" or "/"' }),
+    parse: aclUserName,
   } satisfies OptionSpec<string>,
   redisSentinelPasswordFile: fileOption('sentinelPasswordFile', 'file holding the Sentinels\' password (first line), when they require one', 'none'),
 };
