@@ -153,6 +153,9 @@ t.test('requests: a JSON batch with Host override, methods, headers and counted 
   t.same(c, { requests: 5, statuses: { 200: 5 }, pods: { 'echo-1': 5 }, errors: {} });
   await t.rejects(requestsMain([], sink().stream, () => '[]'), { code: 'WEFT_USAGE' });
   await t.rejects(requestsMain([], sink().stream, () => '[{"url": "ftp://x"}]'), { code: 'WEFT_USAGE', message: /requests\[0\]\.url/ });
+  await t.rejects(requestsMain([], sink().stream, () => '[{"url": "http://x/"}, {"url": "http://x/", "headers": {"bad name": "v"}}]'), { code: 'WEFT_USAGE', message: /requests\[1\]\.headers\["bad name"\]/ });
+  await t.rejects(requestsMain([], sink().stream, () => '[{"url": "http://x/", "headers": {"x-n": 1}}]'), { code: 'WEFT_USAGE', message: /requests\[0\]\.headers\["x-n"\]: the value is not a string/ });
+  await t.rejects(requestsMain([], sink().stream, () => '[{"url": "http://x/", "method": "GE T"}]'), { code: 'WEFT_USAGE', message: /requests\[0\]\.method/ });
   await t.rejects(requestsMain([], sink().stream, () => 'nope'), { code: 'WEFT_USAGE', message: /not JSON/ });
 });
 

@@ -16,7 +16,7 @@
  * as a weighted split is decided per request, not per connection.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest, validateHeaderName, validateHeaderValue } from 'node:http';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions } from '../lib/options';
 
@@ -62,6 +62,19 @@ function validate(input: unknown): BatchRequest[] {
     if (typeof o?.url !== 'string' || !/^http:\/\//.test(o.url)) throw new WeftError('WEFT_USAGE', `requests[${i}].url: expected an http:// URL`);
     if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1 || o.count > MAX_COUNT)) {
       throw new WeftError('WEFT_USAGE', `requests[${i}].count: expected a whole number from 1 to ${MAX_COUNT}`);
+    }
+    if (o.method !== undefined && (typeof o.method !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(o.method))) {
+      throw new WeftError('WEFT_USAGE', `requests[${i}].method: expected an HTTP method such as "GET", got ${JSON.stringify(o.method)}`);
+    }
+    // Checked here, or node:http would throw inside send() without saying which request.
+    for (const [name, value] of Object.entries(o.headers ?? {})) {
+      try {
+        validateHeaderName(name);
+        if (typeof value !== 'string') throw new Error('the value is not a string');
+        validateHeaderValue(name, value);
+      } catch (e) {
+        throw new WeftError('WEFT_USAGE', `requests[${i}].headers[${JSON.stringify(name)}]: ${(e as Error).message}; expected {"name": "value"} with HTTP header names and string values`);
+      }
     }
     return o;
   });
