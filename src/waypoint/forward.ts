@@ -10,6 +10,7 @@
  */
 import { Readable } from 'node:stream';
 import type { Clock } from '../lib/clock';
+import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { ReplayableBody } from './body';
 import { AttemptError, hostPort, type UpstreamClient, type UpstreamResponse } from './upstream';
@@ -42,18 +43,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
   // Controllers only where a timer can fire: without a route timeout the request ends
   // exactly when the downstream goes, so its signal is used as is (an AbortController
   // and its listeners per request were ~4 % of the waypoint's CPU).
-  let overallExpired = false;
-  let overall: AbortController | undefined;
-  let overallTimer: unknown;
-  let onGone: (() => void) | undefined;
-  if (plan.timeoutMs) {
-    const ac = new AbortController();
-    overall = ac;
-    overallTimer = clock.setTimeout(() => { overallExpired = true; ac.abort(); }, plan.timeoutMs);
-    onGone = () => ac.abort();
-    req.downstreamGone.addEventListener('abort', onGone, { once: true });
-    if (req.downstreamGone.aborted) ac.abort();
-  }
+  const overall = plan.timeoutMs ? new Deadline(req.downstreamGone, plan.timeoutMs, clock) : undefined;
   const overallSignal = overall ? overall.signal : req.downstreamGone;
   const codes = plan.retry?.codes ?? [];
   const maxTries = 1 + Math.max(0, plan.retry?.attempts ?? 0);
@@ -63,19 +53,9 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
   const local = (status: number, flag: ResponseFlag, detail: string): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail });
   try {
     for (;;) {
-      if (overallSignal.aborted) return overallExpired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');
+      if (overallSignal.aborted) return overall?.expired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');
       attempts++;
-      let attemptExpired = false;
-      let attempt: AbortController | undefined;
-      let attemptTimer: unknown;
-      let relay: (() => void) | undefined;
-      if (plan.attemptTimeoutMs) {
-        const ac = new AbortController();
-        attempt = ac;
-        relay = () => ac.abort();
-        overallSignal.addEventListener('abort', relay, { once: true });
-        attemptTimer = clock.setTimeout(() => { attemptExpired = true; ac.abort(); }, plan.attemptTimeoutMs);
-      }
+      const attempt = plan.attemptTimeoutMs ? new Deadline(overallSignal, plan.attemptTimeoutMs, clock) : undefined;
       let res: UpstreamResponse | undefined;
       let failure: AttemptError | undefined;
       try {
@@ -86,11 +66,9 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       } catch (err) {
         failure = err instanceof AttemptError ? err : new AttemptError('reset', String((err as Error)?.message ?? err), { cause: err });
       } finally {
-        if (attempt) {
-          clock.clearTimeout(attemptTimer);
-          overallSignal.removeEventListener('abort', relay!);
-        }
+        attempt?.dispose();
       }
+      const attemptExpired = attempt?.expired === true;
       if (res) {
         const retry = codes.includes(res.status) && attempts < maxTries && replayable();
         if (!retry) return { kind: 'response', res, attempts, upstream, flag: attempts > 1 && codes.includes(res.status) ? 'URX' : '-' };
@@ -98,7 +76,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       } else {
         req.body?.detach();
         if (req.downstreamGone.aborted) return local(0, 'DC', 'downstream gone');
-        if (overallExpired) return local(504, 'UT', 'request timeout');
+        if (overall?.expired) return local(504, 'UT', 'request timeout');
         // A kept-alive connection the upstream had just closed: the request was never
         // read, so an idempotent one is sent again once, outside the retry policy. Only
         // without a policy: one retries connection errors itself, and a free try on top
@@ -119,10 +97,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       if (plan.retry && plan.retry.backoffMs > 0) await sleep(clock, plan.retry.backoffMs, overallSignal);
     }
   } finally {
-    if (overall) {
-      clock.clearTimeout(overallTimer);
-      req.downstreamGone.removeEventListener('abort', onGone!);
-    }
+    overall?.dispose();
   }
 }
 
