@@ -33,8 +33,9 @@ export type DestinationRef =
   | { kind: 'host'; host: string; port: number };
 
 export function parseDestination(text: string): DestinationRef {
-  const bad = (why: string) => new WeftError('WEFT_USAGE',
-    `destination "${text}" ${why}; expected host:port, ip:port, <service>.<namespace>[.svc.cluster.local]:port or <namespace>/<pod>:port`);
+  const bad = (why: string, details?: { missing: 'port' }) => new WeftError('WEFT_USAGE',
+    `destination "${text}" ${why}; expected host:port, ip:port, <service>.<namespace>[.svc.cluster.local]:port or <namespace>/<pod>:port`,
+    details ? { details } : {});
   let host: string;
   let portText: string;
   if (text.startsWith('[')) {
@@ -44,7 +45,7 @@ export function parseDestination(text: string): DestinationRef {
     portText = text.slice(end + 2);
   } else {
     const colon = text.lastIndexOf(':');
-    if (colon <= 0) throw bad('has no port');
+    if (colon <= 0) throw bad('has no port', { missing: 'port' });
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
   }
@@ -244,7 +245,7 @@ export function expandDestination(state: MeshState, sourceText: string, destinat
     parseDestination(destinationText);
     return [destinationText];
   } catch (err) {
-    if (!(err instanceof WeftError) || !/has no port/.test(err.message)) throw err;
+    if (!(err instanceof WeftError) || err.details?.missing !== 'port') throw err;
   }
   const host = destinationText;
   const pod = /^([^/]+)\/([^/]+)$/.exec(host);
