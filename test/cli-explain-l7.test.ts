@@ -100,6 +100,15 @@ t.test('redirect: the Location, nothing sent upstream', async (t) => {
   t.match(formatExplanation(e), /Answer: 301 redirect, Location: http:\/\/new\.demo\/api\?x=1/);
 });
 
+t.test('a redirect on the only backendRef: the waypoint answers the redirect, not 500', async (t) => {
+  const ref = { ...backend('echo'), filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'new.demo', statusCode: 302 } }] };
+  const e = explainRequest(state([route('moved', [{ backendRefs: [ref] as HTTPRouteRule['backendRefs'] }])]), 'demo/client', 'http://echo.demo/api');
+  t.same(e.l7?.redirect, { statusCode: 302, location: 'http://new.demo/api' });
+  t.equal(e.l7?.status, 302);
+  t.equal(e.paths[0]!.kind, 'answer');
+  t.match(formatExplanation(e), /Answer: 302 redirect, Location: http:\/\/new\.demo\/api/);
+});
+
 t.test('rewrite and header edits: the request as it leaves the waypoint; timeouts and retry', async (t) => {
   const routes = [route('rw', [{
     matches: [{ path: { type: 'PathPrefix', value: '/api' }, headers: [], queryParams: [] }],

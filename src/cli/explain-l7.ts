@@ -290,6 +290,11 @@ export function explainL7(ctx: WaypointL7Context, req: RequestSpec): WaypointL7E
   for (const m of mirrors) lines.push(`Filter: ${m}`);
   if (l7.timeouts) lines.push(`Timeouts: request ${l7.timeouts.requestMs ?? 'none'} ms, per backend try ${l7.timeouts.backendRequestMs ?? 'none'} ms (answer 504 when hit)`);
   if (l7.retry) lines.push(`Retry: up to ${l7.retry.attempts} retries after the first try on ${l7.retry.codes.join(', ') || 'connection errors only'} (and connection errors), backoff ${l7.retry.backoffMs} ms`);
+  if (targets.length === 0 && l7.redirect) {
+    // Every live backendRef redirects (its RequestRedirect filter): the waypoint answers the redirect.
+    const r = l7.redirect;
+    return done(r.statusCode, `RequestRedirect to ${r.location}`, `Answer: ${r.statusCode} redirect, Location: ${r.location}`);
+  }
   if (targets.length === 0) {
     const err = shares.find((s) => s.status !== 'forward');
     const status = typeof err?.status === 'number' ? err.status : 500;
