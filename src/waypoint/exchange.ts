@@ -128,7 +128,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   const facts = requestFacts(down, headers);
   const decision = decide(deps.router, facts, deps.logger);
   const record: RequestRecord = {
-    protocol: down.protocol, grpc: isGrpcRequest(down.headers), method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
+    protocol: down.protocol, grpc: isGrpcMessage(down.headers), method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
     route: decision.route, attempts: 0, sourceAddress: down.ctx.source.address, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
     traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
@@ -188,7 +188,8 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   }
 }
 
-export function isGrpcRequest(h: HeaderMap): boolean {
+/** A gRPC request or response: content-type application/grpc (or +proto, +json, ...). */
+export function isGrpcMessage(h: HeaderMap): boolean {
   return (first(h['content-type']) ?? '').startsWith('application/grpc');
 }
 

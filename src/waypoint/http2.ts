@@ -7,7 +7,7 @@
  * (`te: trailers`).
  */
 import * as http2 from 'node:http2';
-import { handleExchange, type Downstream, type ExchangeDeps } from './exchange';
+import { handleExchange, isGrpcMessage, type Downstream, type ExchangeDeps } from './exchange';
 import { first, stripHopByHop } from './headers';
 import type { StreamSocket } from './stream-socket';
 import type { UpstreamResponse } from './upstream';
@@ -87,7 +87,7 @@ export class H2Front {
         if (!empty) stream.end(buf);
       },
       sendUpstream: (up, h) => {
-        const wantTrailers = isGrpc(up.headers) || (first(headers.te) ?? '').includes('trailers');
+        const wantTrailers = isGrpcMessage(up.headers) || (first(headers.te) ?? '').includes('trailers');
         return this.stream(method, up, h, stream, wantTrailers, (n) => { written += n; }).finally(() => { done = true; });
       },
       responseBytes: () => written,
@@ -152,8 +152,4 @@ export class H2Front {
 
 function bodyless(method: string, status: number): boolean {
   return method === 'HEAD' || status === 204 || status === 304;
-}
-
-function isGrpc(h: HeaderMap): boolean {
-  return (first(h['content-type']) ?? '').startsWith('application/grpc');
 }
