@@ -14,7 +14,7 @@ import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { ReplayableBody } from './body';
 import { AttemptError, hostPort, type UpstreamClient, type UpstreamResponse } from './upstream';
-import type { ForwardPlan, HeaderMap, ResponseFlag } from './types';
+import type { ForwardPlan, HeaderMap, ResponseFlag, UpstreamTarget } from './types';
 
 /** Methods safe to resend when a kept-alive connection turned out closed (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -39,7 +39,9 @@ export type ForwardResult =
 
 /** Runs `plan` for one request; never rejects. */
 export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clock): Promise<ForwardResult> {
-  const upstream = hostPort(plan.upstream);
+  let target = plan.upstream;
+  let upstream = hostPort(target);
+  const tried: UpstreamTarget[] = [];
   // Controllers only where a timer can fire: without a route timeout the request ends
   // exactly when the downstream goes, so its signal is used as is (an AbortController
   // and its listeners per request were ~4 % of the waypoint's CPU).
@@ -55,11 +57,20 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
     for (;;) {
       if (overallSignal.aborted) return overall?.expired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');
       attempts++;
+      if (attempts > 1 && plan.targets) {
+        // A retry may go to another endpoint (the policy's choice, knowing which were tried).
+        const next = plan.targets.next(tried);
+        if (next === undefined) return local(503, 'URX', 'no endpoint left to retry on');
+        target = next;
+        upstream = hostPort(target);
+      }
+      tried.push(target);
       const attempt = plan.attemptTimeoutMs ? new Deadline(overallSignal, plan.attemptTimeoutMs, clock) : undefined;
+      const sent = plan.targets ? clock.now() : 0;
       let res: UpstreamResponse | undefined;
       let failure: AttemptError | undefined;
       try {
-        res = await req.client.request(plan.upstream, {
+        res = await req.client.request(target, {
           method: req.method, path: req.path, authority: req.authority, headers: req.headers,
           body: req.body ? req.body.open() : null, signal: attempt ? attempt.signal : overallSignal,
         });
@@ -69,6 +80,11 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         attempt?.dispose();
       }
       const attemptExpired = attempt?.expired === true;
+      if (plan.targets && !(failure && req.downstreamGone.aborted)) {
+        // The downstream leaving says nothing about the endpoint: not reported.
+        const latencyMs = clock.now() - sent;
+        plan.targets.report(target, res ? { status: res.status, latencyMs } : { failure: attemptExpired || overall?.expired ? 'timeout' : failure!.kind === 'connect' ? 'connect' : 'reset', latencyMs });
+      }
       if (res) {
         const retry = codes.includes(res.status) && attempts < maxTries && replayable();
         if (!retry) return { kind: 'response', res, attempts, upstream, flag: attempts > 1 && codes.includes(res.status) ? 'URX' : '-' };

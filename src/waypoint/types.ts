@@ -129,6 +129,33 @@ export interface ForwardPlan {
   timeoutMs?: number;
   retry?: RetryPolicy;
   mirrors?: MirrorTarget[];
+  /**
+   * Per-attempt endpoint choice and outcome reports (TrafficPolicy: load balancing,
+   * outlier detection, pools). Absent: every attempt goes to `upstream`.
+   */
+  targets?: AttemptTargets;
+}
+
+/** How one attempt ended, as the endpoint's health and latency trackers need it. */
+export interface AttemptOutcome {
+  /** The upstream's status, when a response head arrived. */
+  status?: number;
+  /** No response head: why. */
+  failure?: 'connect' | 'reset' | 'timeout';
+  /** From sending the request to the response head (or the failure). */
+  latencyMs: number;
+}
+
+/**
+ * The endpoints of one forwarded request, chosen attempt by attempt. The first attempt
+ * goes to the plan's `upstream` (already chosen by the router); next() gives the target
+ * of each retry, knowing which were tried, so a retry can go elsewhere.
+ */
+export interface AttemptTargets {
+  /** The target for the next retry; undefined: none is usable now (the retry is not made). */
+  next(tried: readonly UpstreamTarget[]): UpstreamTarget | undefined;
+  /** Called once per attempt, when its outcome is known (response head, failure or timeout). */
+  report(target: UpstreamTarget, outcome: AttemptOutcome): void;
 }
 
 export type RouteDecision = DirectResponse | ForwardPlan;

@@ -1,0 +1,17 @@
+/**
+ * TrafficPolicy section `spec.rateLimit`: local rate limits (429 RL).
+ *
+ * STUB (session 18 skeleton): the admission work replaces this file with the section's
+ * validated type (defaults filled in), its validator and its pure logic (or imports of
+ * it). spec.ts composes every section's validator; keep this file's two exports.
+ */
+import { Obj, type UnknownKeys } from '../registry/checks';
+
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface RateLimitSpec {}
+
+/** Validates `spec.rateLimit` at `path`; throws FieldError naming the field. */
+export function validateRateLimit(v: unknown, path: string, unknown: UnknownKeys): RateLimitSpec {
+  new Obj(v, path, [], unknown);
+  return {};
+}
