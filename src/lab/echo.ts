@@ -13,6 +13,8 @@
  *     request: that is how a mirror's copies are counted. Others are not, so the lab's
  *     benchmarks do not measure log writes.
  *     A WebSocket upgrade on the same port echoes every data frame back.
+ *     Per-pod behaviour (echo-behaviour.ts: a failing share, a service time, a
+ *     concurrency limit) from flags, changed live with GET /_echo/behaviour?....
  *   TCP (9000): echoes bytes back; when the client half-closes, the echo finishes
  *     sending and then half-closes too, so byte-exact round trips can be checked.
  *   gRPC (7070, h2c): a unary echo (src/lab/grpc-echo.ts).
@@ -26,6 +28,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import type { Duplex } from 'node:stream';
 import type { Http2Server } from 'node:http2';
 import { parse, parseOptions } from '../lib/options';
+import { BEHAVIOUR_PATH, BehaviourGate, DEFAULT_ECHO_BEHAVIOUR, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
 import { createGrpcEcho } from './grpc-echo';
 import { acceptKey, encodeFrame, FrameReader, OP } from './websocket';
 
@@ -37,7 +40,18 @@ export const echoOptionSpecs = {
   httpPort: { flag: 'http-port', default: 8080, description: 'HTTP port (0: any free port)', parse: parse.port() },
   tcpPort: { flag: 'tcp-port', default: 9000, description: 'TCP echo port (0: any free port)', parse: parse.port() },
   grpcPort: { flag: 'grpc-port', default: 7070, description: 'gRPC echo port, h2c (0: any free port)', parse: parse.port() },
+  failStatus: { flag: 'fail-status', default: DEFAULT_ECHO_BEHAVIOUR.failStatus, description: 'status of the requests this pod fails (echo-behaviour.ts)', parse: behaviourField('failStatus') },
+  failRatio: { flag: 'fail-ratio', default: DEFAULT_ECHO_BEHAVIOUR.failRatio, description: 'share of requests failed with --fail-status, 0..1', parse: behaviourField('failRatio') },
+  serviceTime: { flag: 'service-time', default: DEFAULT_ECHO_BEHAVIOUR.serviceTimeMs, description: 'time each request takes, ms (or 1s, 300ms)', parse: behaviourField('serviceTime') },
+  concurrency: { flag: 'concurrency', default: DEFAULT_ECHO_BEHAVIOUR.concurrency, description: 'requests served at once, the rest queue (0: no limit)', parse: behaviourField('concurrency') },
 };
+
+function behaviourField(key: string): (raw: string) => number {
+  return (raw) => {
+    const b = parseBehaviour([[key, raw]]);
+    return key === 'serviceTime' ? b.serviceTimeMs : b[key as Exclude<keyof EchoBehaviour, 'serviceTimeMs'>];
+  };
+}
 
 export interface EchoIdentity {
   pod: string;
@@ -93,48 +107,69 @@ class RetryCounts {
   }
 }
 
-function handle(id: EchoIdentity, retries: RetryCounts, req: IncomingMessage, res: ServerResponse): void {
+/** `GET /_echo/behaviour?failRatio=1&...`: changes the pod's behaviour; answers the one in force. */
+function control(gate: BehaviourGate, q: URLSearchParams, res: ServerResponse): void {
+  let status = 200;
+  let body: unknown;
+  try {
+    gate.set(parseBehaviour(q.entries(), gate.behaviour));
+    body = { ...gate.behaviour, ...gate.load };
+  } catch (err) {
+    status = 400;
+    body = { error: (err as Error).message };
+  }
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function handle(id: EchoIdentity, retries: RetryCounts, gate: BehaviourGate, req: IncomingMessage, res: ServerResponse): void {
   let bodyBytes = 0;
   req.on('data', (c: Buffer) => { bodyBytes += c.length; });
   req.on('end', () => {
     const url = new URL(req.url ?? '/', 'http://echo');
-    const q = url.searchParams;
-    let status = Number(q.get('status') ?? 200);
-    let delay = millis(q.get('delay'));
-    if (q.has(REQUEST_ID_PARAM)) {
-      process.stdout.write(JSON.stringify({ time: new Date().toISOString(), msg: `Echoing back request made to ${req.url} to client`, pod: id.pod, method: req.method, host: req.headers.host }) + '\n');
-    }
-    const uuid = q.get('uuid');
-    if (uuid !== null && q.has('succeedAfter') && retries.next(uuid) <= Number(q.get('succeedAfter'))) {
-      delay = millis(q.get('delayRetry'));
-      if (!q.has('responseCode')) {
-        // No status to fail with: fail as a crashed backend does, by resetting the connection.
-        setTimeout(() => req.socket.resetAndDestroy(), delay);
-        return;
-      }
-      status = Number(q.get('responseCode'));
-    }
-    const answer: EchoAnswer = {
-      pod: id.pod,
-      namespace: id.namespace,
-      node: id.node,
-      method: req.method ?? '',
-      path: req.url ?? '/',
-      headers: req.headers,
-      peer: hostPort(req.socket.remoteAddress, req.socket.remotePort),
-      local: hostPort(req.socket.localAddress, req.socket.localPort),
-      bodyBytes,
-    };
-    const body = JSON.stringify(answer) + '\n';
-    setTimeout(() => {
-      if (res.destroyed) return;
-      res.writeHead(Number.isInteger(status) && status >= 200 && status <= 599 ? status : 400, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-      });
-      res.end(body);
-    }, delay);
+    if (url.pathname === BEHAVIOUR_PATH) return control(gate, url.searchParams, res);
+    gate.run((failStatus) => reply(id, retries, req, res, url, bodyBytes, failStatus));
   });
+}
+
+function reply(id: EchoIdentity, retries: RetryCounts, req: IncomingMessage, res: ServerResponse, url: URL, bodyBytes: number, failStatus: number | undefined): void {
+  const q = url.searchParams;
+  let status = failStatus ?? Number(q.get('status') ?? 200);
+  let delay = millis(q.get('delay'));
+  if (q.has(REQUEST_ID_PARAM)) {
+    process.stdout.write(JSON.stringify({ time: new Date().toISOString(), msg: `Echoing back request made to ${req.url} to client`, pod: id.pod, method: req.method, host: req.headers.host }) + '\n');
+  }
+  const uuid = q.get('uuid');
+  if (uuid !== null && q.has('succeedAfter') && retries.next(uuid) <= Number(q.get('succeedAfter'))) {
+    delay = millis(q.get('delayRetry'));
+    if (!q.has('responseCode')) {
+      // No status to fail with: fail as a crashed backend does, by resetting the connection.
+      setTimeout(() => req.socket.resetAndDestroy(), delay);
+      return;
+    }
+    status = Number(q.get('responseCode'));
+  }
+  const answer: EchoAnswer = {
+    pod: id.pod,
+    namespace: id.namespace,
+    node: id.node,
+    method: req.method ?? '',
+    path: req.url ?? '/',
+    headers: req.headers,
+    peer: hostPort(req.socket.remoteAddress, req.socket.remotePort),
+    local: hostPort(req.socket.localAddress, req.socket.localPort),
+    bodyBytes,
+  };
+  const body = JSON.stringify(answer) + '\n';
+  setTimeout(() => {
+    if (res.destroyed) return;
+    res.writeHead(Number.isInteger(status) && status >= 200 && status <= 599 ? status : 400, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  }, delay);
 }
 
 /**
@@ -187,10 +222,11 @@ function listen(server: HttpServer | TcpServer | Http2Server, port: number, host
   });
 }
 
-export async function startEcho(id: EchoIdentity, opts: { host?: string; httpPort?: number; tcpPort?: number; grpcPort?: number } = {}): Promise<EchoServers> {
+export async function startEcho(id: EchoIdentity, opts: { host?: string; httpPort?: number; tcpPort?: number; grpcPort?: number; behaviour?: EchoBehaviour } = {}): Promise<EchoServers> {
   const host = opts.host ?? '0.0.0.0';
   const retries = new RetryCounts();
-  const http = createHttpServer((req, res) => handle(id, retries, req, res));
+  const gate = new BehaviourGate(opts.behaviour);
+  const http = createHttpServer((req, res) => handle(id, retries, gate, req, res));
   http.keepAliveTimeout = 30_000;
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => upgrade(id, req, socket, head));
   const tcp = createTcpServer({ allowHalfOpen: true }, echoSocket);
@@ -220,7 +256,8 @@ export async function startEcho(id: EchoIdentity, opts: { host?: string; httpPor
 /** Entry point: runs until SIGTERM/SIGINT. */
 export async function echoMain(argv: string[]): Promise<number> {
   const { values } = parseOptions(echoOptionSpecs, argv);
-  const servers = await startEcho({ pod: values.pod, namespace: values.namespace, node: values.node }, values);
+  const behaviour: EchoBehaviour = { failStatus: values.failStatus, failRatio: values.failRatio, serviceTimeMs: values.serviceTime, concurrency: values.concurrency };
+  const servers = await startEcho({ pod: values.pod, namespace: values.namespace, node: values.node }, { ...values, behaviour });
   process.stdout.write(JSON.stringify({
     time: new Date().toISOString(), msg: 'echo listening', pod: values.pod, namespace: values.namespace,
     node: values.node, httpPort: servers.httpPort, tcpPort: servers.tcpPort, grpcPort: servers.grpcPort,

@@ -13,6 +13,7 @@ import type { LabRedisHa } from './redis';
 import { createHash } from 'node:crypto';
 import type { NodePortRule, ServiceRule } from '../iptables/services';
 import type { Labels, NamespaceRecord, NodeRecord, ServiceRecord, WorkloadRecord } from '../registry/types';
+import type { EchoBehaviour } from './echo-behaviour';
 import type { ReadinessProbe } from './probe';
 import { nodeNetnsName, podNetnsName, type PodRun, type Topology, type TopologyServicePort } from './topology';
 
@@ -70,6 +71,8 @@ export interface PlannedPod {
   run: PodRun;
   /** Checked by the lab's prober on the pod's node; absent: the pod stays Healthy. */
   readinessProbe?: ReadinessProbe;
+  /** The echo app's misbehaviour at start (topology `pods[].echo`). */
+  echo?: EchoBehaviour;
 }
 
 /**
@@ -155,6 +158,7 @@ export function planLab(topology: Topology): LabPlan {
       labels: { ...p.labels },
       run: p.run,
       ...(p.readinessProbe ? { readinessProbe: p.readinessProbe } : {}),
+      ...(p.echo ? { echo: { ...p.echo } } : {}),
     };
   });
   // Waypoints take the next addresses of their node, after its pods.

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from '../lib/errors';
 import type { Labels } from '../registry/types';
+import { BEHAVIOUR_KEYS, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
 import { DEFAULT_FAILURE_THRESHOLD, ECHO_DEFAULT_PROBE, type ReadinessProbe } from './probe';
 
 /** What a pod runs: the echo app (HTTP 8080, TCP 9000) or nothing (a shell target for `lab exec`). */
@@ -37,6 +38,11 @@ export interface TopologyPod {
    * workload's status in the registry. `run: echo` pods get ECHO_DEFAULT_PROBE.
    */
   readinessProbe?: ReadinessProbe;
+  /**
+   * `run: echo` only: how the app misbehaves (a failing share, a service time, a
+   * concurrency limit; src/lab/echo-behaviour.ts), for the resilience demonstrations.
+   */
+  echo?: EchoBehaviour;
 }
 
 export interface TopologyServicePort {
@@ -179,6 +185,24 @@ function readinessProbe(v: unknown, field: string): ReadinessProbe {
   return { check, periodSeconds, timeoutSeconds, failureThreshold, successThreshold };
 }
 
+/** `echo: { failStatus, failRatio, serviceTime, concurrency }` (echo-behaviour.ts). */
+function echoBehaviour(v: unknown, field: string): EchoBehaviour {
+  const o = object(v, field, BEHAVIOUR_KEYS);
+  const entries: [string, string][] = [];
+  for (const [k, raw] of Object.entries(o)) {
+    if (typeof raw !== 'number' && typeof raw !== 'string') throw new Invalid(`${field}.${k}`, `expected a number, got ${JSON.stringify(raw)}`);
+    entries.push([k, String(raw)]);
+  }
+  for (const e of entries) {
+    try {
+      parseBehaviour([e]);
+    } catch (err) {
+      throw new Invalid(`${field}.${e[0]}`, (err as Error).message.replace(/^[^:]*: /, ''));
+    }
+  }
+  return parseBehaviour(entries);
+}
+
 function unique(seen: Map<string, string>, key: string, field: string, what: string): void {
   const first = seen.get(key);
   if (first !== undefined) throw new Invalid(field, `duplicate ${what} ${JSON.stringify(key)} (already declared at ${first})`);
@@ -219,7 +243,7 @@ function validate(doc: unknown): Topology {
   const podsPerNode = new Map<string, number>();
   const pods = array(top.pods, 'pods').map((raw, i) => {
     const f = `pods[${i}]`;
-    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'labels', 'run', 'readinessProbe']);
+    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'labels', 'run', 'readinessProbe', 'echo']);
     const name = dnsLabel(o.name, `${f}.name`);
     const namespace = dnsLabel(o.namespace, `${f}.namespace`);
     if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
@@ -242,6 +266,10 @@ function validate(doc: unknown): Topology {
     const pod: TopologyPod = { name, namespace, node, serviceAccount, labels: labels(o.labels, `${f}.labels`), run };
     const probe = o.readinessProbe === undefined ? (run === 'echo' ? ECHO_DEFAULT_PROBE : undefined) : readinessProbe(o.readinessProbe, `${f}.readinessProbe`);
     if (probe) pod.readinessProbe = probe;
+    if (o.echo !== undefined) {
+      if (run !== 'echo') throw new Invalid(`${f}.echo`, 'only a pod with run: echo has an echo behaviour');
+      pod.echo = echoBehaviour(o.echo, `${f}.echo`);
+    }
     return pod;
   });
 

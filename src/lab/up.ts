@@ -28,6 +28,7 @@ import { describeRedis, openRedis } from '../registry/connection';
 import { labRedisArgs, labRedisTarget, planRedisHa, startLabRedis } from './redis';
 import { RegistryStore, type ChangeInput } from '../registry/store';
 import { buildContext, writeContext } from './context';
+import type { EchoBehaviour } from './echo-behaviour';
 import { labDown } from './down';
 import { networkResources, networkUpScript } from './network';
 import { DIST, REPO_ROOT, built, labLayout, type LabLayout } from './paths';
@@ -214,13 +215,18 @@ function writeShim(layout: LabLayout): void {
   chmodSync(shim, 0o755);
 }
 
+/** The echo flags of a pod's topology `echo:` behaviour (none without one). */
+export function echoBehaviourArgs(b: EchoBehaviour | undefined): string[] {
+  return b ? ['--fail-status', String(b.failStatus), '--fail-ratio', String(b.failRatio), '--service-time', String(b.serviceTimeMs), '--concurrency', String(b.concurrency)] : [];
+}
+
 async function startApps(plan: LabPlan, layout: LabLayout, store: StateStore): Promise<number> {
   const apps = plan.pods.filter((p) => p.run === 'echo');
   await Promise.all(apps.map(async (p) => {
     const proc = startProcess(store, {
       name: `app/${p.uid}`, role: 'app', netns: p.netns, log: join(layout.logs, `app-${p.namespace}-${p.name}.log`),
       // Dual stack: '::' takes IPv4 too (peers shown without the ::ffff: prefix).
-      argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node, ...(p.ip6 ? ['--host', '::'] : [])],
+      argv: [process.execPath, DIST.echo, '--pod', p.name, '--namespace', p.namespace, '--node', p.node, ...(p.ip6 ? ['--host', '::'] : []), ...echoBehaviourArgs(p.echo)],
     });
     await waitUntil(`echo app in ${p.uid}`, () => tcpReady(p.ip, LAB_NET.echoHttpPort), { timeoutMs: READY_TIMEOUT_MS, process: proc, watch: started(store) });
   }));
