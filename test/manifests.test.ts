@@ -409,7 +409,7 @@ t.test('Redis: TLS only, one ACL user per component, reachable only from Weft', 
   const caRules = ruleOf.get('weft-ca')!;
   t.ok(caRules.filter((x) => x.includes('~')).every((x) => x.startsWith('%R~')), 'weft-ca: the registry read-only');
   t.same(caRules.filter((x) => WRITES.includes(x)), [], 'weft-ca: no write command');
-  t.ok(ruleOf.get('weft-controller')!.filter((x) => x.includes('~')).every((x) => /^~weft:(node|namespace|workload|service|policy|peerauth|waypoint|httproute|grpcroute|revision|epoch|changes)$/.test(x)),
+  t.ok(ruleOf.get('weft-controller')!.filter((x) => x.includes('~')).every((x) => /^~weft:(node|namespace|workload|service|policy|peerauth|waypoint|httproute|grpcroute|trafficpolicy|revision|epoch|changes)$/.test(x)),
     'weft-controller: the registry keys only');
 
   // Each component: its own user and its own Secret, and nothing of anyone else's.

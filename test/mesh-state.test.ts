@@ -12,7 +12,7 @@ function put<K extends Kind>(kind: K, record: RecordsByKind[K]): Change {
 const del = (kind: Kind, key: string): Change => ({ op: 'delete', kind, key });
 
 function emptySnapshot(): RegistrySnapshot {
-  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [], waypoint: [], httproute: [], grpcroute: [] };
+  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [], waypoint: [], httproute: [], grpcroute: [], trafficpolicy: [] };
 }
 
 const uids = (vs: { record: { uid: string } }[]) => vs.map((v) => v.record.uid).sort();

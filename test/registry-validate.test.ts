@@ -2,7 +2,7 @@ import t from 'tap';
 import { validateRecord } from '../src/registry/validate';
 import { isWeftError } from '../src/lib/errors';
 import {
-  ambientNamespace, httpRouteRecord, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, waypointRecord, workloadRecord,
+  ambientNamespace, httpRouteRecord, nodeRecord, peerAuthRecord, policyRecord, serviceRecord, trafficPolicyRecord, waypointRecord, workloadRecord,
 } from '../src/registry/fixtures';
 import type { Kind } from '../src/registry/types';
 
@@ -26,6 +26,7 @@ const good = {
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], hostnames: [],
       rules: [{ matches: [{ method: { type: 'Exact', service: 'grpc.health.v1.Health', method: 'Check' }, headers: [] }], filters: [],
         backendRefs: [{ group: '', kind: 'Service', name: 'echo', port: 9000, weight: 1, filters: [] }] }] } },
+  trafficpolicy: trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo', 'echo-v2']),
 };
 
 t.test('valid records come back equal, as fresh objects', async (t) => {

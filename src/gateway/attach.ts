@@ -52,11 +52,14 @@ export function routeKey(route: { namespace: string; name: string }): string {
   return `${route.namespace}/${route.name}`;
 }
 
+/** What compareRouteAge reads: also used for Weft's own policies (TrafficPolicy), which follow the same rule. */
+export type AgedObject = Pick<RouteRecord, 'namespace' | 'name' | 'creationTimestamp'>;
+
 /**
  * The spec's order between routes: the oldest first, then `ns/name` alphabetically.
  * Timestamps are ISO strings; an unparsable one sorts last (it cannot be older).
  */
-export function compareRouteAge(a: RouteRecord, b: RouteRecord): number {
+export function compareRouteAge(a: AgedObject, b: AgedObject): number {
   const ta = timestampMs(a.creationTimestamp);
   const tb = timestampMs(b.creationTimestamp);
   if (ta !== tb) return ta - tb;

@@ -49,7 +49,7 @@ const METADATA_KEYS = ['name', 'namespace', 'creationTimestamp', 'labels', 'anno
   'uid', 'resourceVersion', 'generation', 'managedFields', 'finalizers', 'ownerReferences', 'generateName', 'deletionTimestamp', 'deletionGracePeriodSeconds'];
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
-interface Meta {
+export interface Meta {
   name: string;
   namespace: string;
   creationTimestamp?: string;
@@ -57,14 +57,18 @@ interface Meta {
   annotations: Record<string, string>;
 }
 
-/** apiVersion, kind and metadata of an object of `kind`; the Obj gives the caller `spec`. */
-function envelope(v: unknown, kind: string, opts: GatewayValidateOptions, nameRule = rules.dnsSubdomain): { o: Obj; meta: Meta } {
+/**
+ * apiVersion, kind and metadata of an object of `kind`; the Obj gives the caller `spec`.
+ * Weft's own kinds (TrafficPolicy) pass their apiVersions; Gateway API kinds use the table above.
+ */
+export function envelope(v: unknown, kind: string, opts: GatewayValidateOptions, nameRule = rules.dnsSubdomain,
+  apiVersions: readonly string[] = API_VERSIONS[kind] ?? []): { o: Obj; meta: Meta } {
   const unknown = opts.unknownKeys ?? 'reject';
   const o = new Obj(v, '', TOP_KEYS, unknown);
   const apiVersion = o.string('apiVersion');
   const gotKind = o.string('kind');
   if (gotKind !== kind) throw new FieldError('kind', `must be ${kind}, got ${JSON.stringify(gotKind)}`);
-  if (!API_VERSIONS[kind]!.includes(apiVersion)) throw new FieldError('apiVersion', `must be ${API_VERSIONS[kind]!.join(' or ')} for a ${kind}, got ${JSON.stringify(apiVersion)}`);
+  if (!apiVersions.includes(apiVersion)) throw new FieldError('apiVersion', `must be ${apiVersions.join(' or ')} for a ${kind}, got ${JSON.stringify(apiVersion)}`);
   const m = new Obj(o.o.metadata, 'metadata', METADATA_KEYS, unknown);
   const meta: Meta = {
     name: m.string('name', nameRule),

@@ -15,6 +15,7 @@ import {
   type NodeRecord,
   type PeerAuthenticationRecord,
   type ServiceRecord,
+  type TrafficPolicyRecord,
   type WaypointRecord,
   type WorkloadRecord,
 } from './types';
@@ -105,5 +106,18 @@ export function httpRouteRecord(
       }],
     },
     ...r,
+  };
+}
+
+/** A TrafficPolicy on `services` (default: one named like the policy) with the given sections; no section means every default. */
+export function trafficPolicyRecord(
+  r: Pick<TrafficPolicyRecord, 'namespace' | 'name'> & Partial<Omit<TrafficPolicyRecord, 'spec'>>,
+  services: string[] = [r.name],
+  sections: Omit<TrafficPolicyRecord['spec'], 'targetRefs'> = {},
+): TrafficPolicyRecord {
+  return {
+    creationTimestamp: '2026-11-30T12:00:00Z',
+    ...r,
+    spec: { targetRefs: services.map((name) => ({ group: '', kind: 'Service', name })), ...sections },
   };
 }

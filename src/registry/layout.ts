@@ -43,7 +43,7 @@ export function registryKeys(prefix: string): RegistryKeys {
 export type OnInvalid = (err: unknown, where: { kind: Kind; key?: string; source: 'hash' | 'stream'; standIn?: AuthorizationPolicyRecord }) => void;
 
 export function emptySnapshot(): RegistrySnapshot {
-  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [], waypoint: [], httproute: [], grpcroute: [] };
+  return { node: [], namespace: [], workload: [], service: [], policy: [], peerauth: [], waypoint: [], httproute: [], grpcroute: [], trafficpolicy: [] };
 }
 
 /**

@@ -100,6 +100,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     for (const w of snapshot.waypoint ?? []) this.stores.waypoint.set(`${w.namespace}/${w.name}`, w);
     for (const r of snapshot.httproute ?? []) this.routeIndex.put('httproute', `${r.namespace}/${r.name}`, r);
     for (const r of snapshot.grpcroute ?? []) this.routeIndex.put('grpcroute', `${r.namespace}/${r.name}`, r);
+    for (const p of snapshot.trafficpolicy ?? []) this.stores.trafficpolicy.set(`${p.namespace}/${p.name}`, p);
     this.revision = revision;
     this.emit('snapshot', revision);
   }
@@ -224,6 +225,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
         case 'waypoint': this.stores.waypoint.delete(key); return;
         case 'httproute':
         case 'grpcroute': return this.routeIndex.delete(kind, key);
+        case 'trafficpolicy': this.stores.trafficpolicy.delete(key); return;
         default: return unhandledKind(kind);
       }
     }
@@ -239,6 +241,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
       case 'waypoint': this.stores.waypoint.set(key, change.record); return;
       case 'httproute': return this.routeIndex.put('httproute', key, change.record);
       case 'grpcroute': return this.routeIndex.put('grpcroute', key, change.record);
+      case 'trafficpolicy': this.stores.trafficpolicy.set(key, change.record); return;
       default: return unhandledKind(change);
     }
   }
@@ -320,7 +323,7 @@ function emptyStores(): Stores {
   return {
     node: new Map(), namespace: new Map(), workload: new Map(),
     service: new Map(), policy: new Map(), peerauth: new Map(),
-    waypoint: new Map(), httproute: new Map(), grpcroute: new Map(),
+    waypoint: new Map(), httproute: new Map(), grpcroute: new Map(), trafficpolicy: new Map(),
   };
 }
 

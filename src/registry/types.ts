@@ -12,6 +12,7 @@ export const USE_WAYPOINT_LABEL = 'weft.io/use-waypoint';
 export type Labels = Record<string, string>;
 
 import type { GRPCRouteSpec, HTTPRouteSpec, WaypointRecord } from '../gateway/types';
+import type { TrafficPolicySpec } from '../resilience/spec';
 export type { WaypointRecord } from '../gateway/types';
 
 export interface NodeRecord {
@@ -160,6 +161,13 @@ export interface RouteRecord<S> {
 export type HTTPRouteRecord = RouteRecord<HTTPRouteSpec>;
 export type GRPCRouteRecord = RouteRecord<GRPCRouteSpec>;
 
+/**
+ * A TrafficPolicy (networking.weft.io/v1alpha1, src/resilience/spec.ts) as mirrored from
+ * Kubernetes or written by `weft apply`: the validated spec, defaults filled in. The
+ * creationTimestamp decides between two policies on one Service (the oldest wins).
+ */
+export type TrafficPolicyRecord = RouteRecord<TrafficPolicySpec>;
+
 /** Every kind the registry holds, with the record type for each. */
 export interface RecordsByKind {
   node: NodeRecord;
@@ -171,10 +179,11 @@ export interface RecordsByKind {
   waypoint: WaypointRecord;
   httproute: HTTPRouteRecord;
   grpcroute: GRPCRouteRecord;
+  trafficpolicy: TrafficPolicyRecord;
 }
 
 export type Kind = keyof RecordsByKind;
-export const KINDS: readonly Kind[] = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute'];
+export const KINDS: readonly Kind[] = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute', 'trafficpolicy'];
 
 /** For a `switch` over kinds: adding a kind fails to compile until every switch handles it. */
 export function unhandledKind(kind: never): never {

@@ -7,6 +7,7 @@
  */
 import { validateGRPCRouteSpec, validateHTTPRouteSpec } from '../gateway/validate';
 import { WeftError } from '../lib/errors';
+import { validateTrafficPolicySpec } from '../resilience/validate';
 import { FieldError, Obj, checkPort, checkString, rules, type UnknownKeys } from './checks';
 import {
   KINDS,
@@ -76,6 +77,7 @@ const VALIDATORS: { [K in Kind]: (v: unknown, unknown: UnknownKeys) => RecordsBy
   waypoint: validateWaypoint,
   httproute: (v, unknown) => validateRoute(v, unknown, validateHTTPRouteSpec),
   grpcroute: (v, unknown) => validateRoute(v, unknown, validateGRPCRouteSpec),
+  trafficpolicy: (v, unknown) => validateRoute(v, unknown, validateTrafficPolicySpec),
 };
 
 function validateWaypoint(v: unknown, unknown: UnknownKeys): WaypointRecord {

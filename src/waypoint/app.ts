@@ -114,6 +114,7 @@ export class WaypointApp {
     await this.serve(serve({
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
+      '/trafficpolicies': (_q, _u, res) => json(res, 200, this.router?.policies.views() ?? []),
       '/logging': loggingRoute(this.logger),
     }, this.logger), '127.0.0.1', config.adminPort);
     log.info({ address: config.address, identity: this.identity, redis: describeRedis(config.redis), version: VERSION }, 'waypoint started');

@@ -22,6 +22,7 @@ import type { MeshState } from '../registry/state';
 import type { Change, ServiceRecord } from '../registry/types';
 import { ServiceLoadBalancer, type EndpointPicker } from '../mesh/load-balancer';
 import { pickFromEndpoints, usableEndpoint } from '../mesh/service-endpoint';
+import { TrafficPolicies } from './traffic-policies';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
 } from './types';
@@ -33,6 +34,8 @@ export interface MeshRouterOptions {
   /** [0, 1): weights and mirror fractions; Math.random unless a test pins it. */
   random?: () => number;
   lb?: EndpointPicker;
+  /** The TrafficPolicy lookup; one of its own on `state` unless the app shares one. */
+  policies?: TrafficPolicies;
 }
 
 export class MeshRouter implements RequestRouter {
@@ -41,6 +44,9 @@ export class MeshRouter implements RequestRouter {
   private readonly random: () => number;
   private readonly lb: EndpointPicker;
   private readonly backends: MeshBackends;
+  /** TrafficPolicy in force per Service (forService): the resilience mechanisms read their spec here. */
+  readonly policies: TrafficPolicies;
+  private readonly ownPolicies: boolean;
   private readonly onChange = (changes: Change[]) => {
     if (changes.some((c) => ROUTE_KINDS.has(c.kind))) this.reload();
   };
@@ -52,6 +58,8 @@ export class MeshRouter implements RequestRouter {
     this.lb = opts.lb ?? new ServiceLoadBalancer();
     this.config = new RouteConfig(routesOf(this.state));
     this.backends = meshBackends(this.state);
+    this.ownPolicies = opts.policies === undefined;
+    this.policies = opts.policies ?? new TrafficPolicies(this.state);
     this.state.on('change', this.onChange);
     this.state.on('snapshot', this.onSnapshot);
   }
@@ -64,6 +72,7 @@ export class MeshRouter implements RequestRouter {
   close(): void {
     this.state.off('change', this.onChange);
     this.state.off('snapshot', this.onSnapshot);
+    if (this.ownPolicies) this.policies.close();
   }
 
   /** The routes in force (for the admin view and tests). */
