@@ -53,7 +53,8 @@ export interface DeleteOutcome {
 /** Re-reads and decides again this many times when another writer moves the registry meanwhile. */
 export const APPLY_CAS_ATTEMPTS = 10;
 
-const ROUTE_KINDS: readonly Kind[] = ['httproute', 'grpcroute'];
+/** Kinds stored as `{creationTimestamp, spec}`: the oldest wins a tie (routes) or a Service (TrafficPolicy). */
+const ROUTE_KINDS: readonly Kind[] = ['httproute', 'grpcroute', 'trafficpolicy'];
 
 /** Kubernetes' creationTimestamp form: RFC 3339, whole seconds, UTC. */
 export function k8sTimestamp(d: Date): string {
@@ -114,7 +115,7 @@ export function applyToRegistry(store: RegistryStore, objects: readonly Manifest
   });
 }
 
-/** Routes show the validated spec (defaults filled in) and their creationTimestamp; other kinds the object as given. */
+/** Routes and TrafficPolicies show the validated spec (defaults filled in) and their creationTimestamp; other kinds the object as given. */
 function resultingObject(o: ManifestObject, record: Record<string, unknown>): KubeObject {
   if (!ROUTE_KINDS.includes(o.info.registryKind)) return o.object;
   return {

@@ -3,21 +3,24 @@
  * identity (kind, namespace, name, registry key) and the registry record it becomes.
  * HTTPRoute, GRPCRoute and Gateway go through the Gateway API edge validator
  * (src/gateway/validate.ts); AuthorizationPolicy and PeerAuthentication through the
- * controller's translator (src/controller/translate.ts): the lab and a cluster accept
- * exactly the same objects and turn them into the same records.
+ * controller's translator (src/controller/translate.ts); TrafficPolicy through
+ * src/resilience/validate.ts: the lab and a cluster accept exactly the same objects and
+ * turn them into the same records.
  */
 import { istioPolicyRecord, peerAuthRecord, policyRecord, type Translation } from '../controller/translate';
 import type { K8sAuthorizationPolicy, K8sPeerAuthentication } from '../controller/k8s-types';
 import { GATEWAY_API_GROUP } from '../gateway/types';
 import { validateGRPCRoute, validateHTTPRoute, validateWaypointGateway } from '../gateway/validate';
 import type { KubeObject } from '../k8s/client';
+import { TRAFFIC_POLICY_API_VERSION } from '../resilience/spec';
+import { validateTrafficPolicy } from '../resilience/validate';
 import { FieldError, rules } from '../registry/checks';
 import type { ChangeInput } from '../registry/store';
 import type { Kind } from '../registry/types';
 import { documentPlace, manifestError, type ManifestDocument } from './manifest';
 
 export interface ManifestKind {
-  kind: 'HTTPRoute' | 'GRPCRoute' | 'Gateway' | 'AuthorizationPolicy' | 'PeerAuthentication';
+  kind: 'HTTPRoute' | 'GRPCRoute' | 'Gateway' | 'AuthorizationPolicy' | 'PeerAuthentication' | 'TrafficPolicy';
   /** apiVersions accepted, the first being the one Weft writes on a cluster. */
   apiVersions: readonly string[];
   /** Lower-case plural, as in the API path. */
@@ -35,6 +38,7 @@ export const MANIFEST_KINDS: readonly ManifestKind[] = [
     plural: 'authorizationpolicies', registryKind: 'policy',
   },
   { kind: 'PeerAuthentication', apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], plural: 'peerauthentications', registryKind: 'peerauth' },
+  { kind: 'TrafficPolicy', apiVersions: [TRAFFIC_POLICY_API_VERSION], plural: 'trafficpolicies', registryKind: 'trafficpolicy' },
 ];
 
 const SUPPORTED = MANIFEST_KINDS.map((k) => `${k.kind} (${k.apiVersions.join(', ')})`).join('; ');
@@ -141,7 +145,7 @@ function parseObject(doc: ManifestDocument, opts: ParseOptions): ManifestObject 
   const meta = raw.metadata;
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new DocumentError('metadata', 'metadata is required (with at least a name)');
   const m = meta as Record<string, unknown>;
-  const name = checkMeta(m.name, 'metadata.name', info.kind === 'HTTPRoute' || info.kind === 'GRPCRoute' ? rules.dnsSubdomain : rules.dnsLabel);
+  const name = checkMeta(m.name, 'metadata.name', info.kind === 'HTTPRoute' || info.kind === 'GRPCRoute' || info.kind === 'TrafficPolicy' ? rules.dnsSubdomain : rules.dnsLabel);
   let namespace = opts.namespaceFlag || opts.defaultNamespace;
   if (m.namespace !== undefined) {
     namespace = checkMeta(m.namespace, 'metadata.namespace', rules.dnsLabel);
@@ -177,6 +181,13 @@ function changeFor(info: ManifestKind, object: KubeObject): (creationTimestamp: 
     case 'grpcroute': {
       const { spec } = edge(() => validateGRPCRoute(object, { namespace }));
       return (creationTimestamp) => ({ op: 'put', kind: 'grpcroute', record: { name, namespace, creationTimestamp, spec } });
+    }
+    case 'trafficpolicy': {
+      // Every section through its own module's validator: a bad value names its path
+      // (spec.retry.attempts ...) and the whole apply is refused, so the policy in force
+      // (the last good one) keeps running.
+      const { spec } = edge(() => validateTrafficPolicy(object, { namespace }));
+      return (creationTimestamp) => ({ op: 'put', kind: 'trafficpolicy', record: { name, namespace, creationTimestamp, spec } });
     }
     case 'waypoint': {
       const record = edge(() => validateWaypointGateway(object, { namespace }));
