@@ -4,6 +4,8 @@
  * and environment parse with Weft's own option parsers, and the Dockerfile builds
  * what the manifests run. (Per-kind API schemas: manifests-schema.test.ts.)
  */
+import { TRAFFIC_POLICY_SPEC_KEYS } from '../src/resilience/validate';
+import { trafficPolicyRecord } from '../src/controller/traffic-policy';
 import t from 'tap';
 import YAML from 'yaml';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -48,7 +50,7 @@ t.test('the install has every piece of the mesh', async (t) => {
   t.same(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
     'ClusterRole/weft-ca', 'ClusterRole/weft-controller', 'ClusterRole/weft-operator', 'ClusterRole/weft-ztunnel-admin-auth',
     'ClusterRoleBinding/weft-ca', 'ClusterRoleBinding/weft-controller', 'ClusterRoleBinding/weft-ztunnel-admin-auth', 'ConfigMap/weft-config',
-    'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'DaemonSet/weft-ztunnel',
+    'CustomResourceDefinition/authorizationpolicies.security.weft.io', 'CustomResourceDefinition/trafficpolicies.networking.weft.io', 'DaemonSet/weft-ztunnel',
     'Deployment/weft-ca', 'Deployment/weft-controller', 'Namespace/weft-system', 'NetworkPolicy/weft-redis',
     'Role/weft-ca', 'Role/weft-controller-leader-election', 'Role/weft-controller-root-cert', 'Role/weft-operator',
     'RoleBinding/weft-ca', 'RoleBinding/weft-controller-leader-election', 'RoleBinding/weft-controller-root-cert',
@@ -188,6 +190,7 @@ t.test('RBAC is least privilege', async (t) => {
   const writes = cr.filter((r) => r.verbs.some((v) => !['get', 'list', 'watch'].includes(v)));
   t.same(writes.map((r) => ({ res: r.resources, verbs: r.verbs })), [
     { res: ['authorizationpolicies/status'], verbs: ['patch'] },
+    { res: ['trafficpolicies/status'], verbs: ['patch'] },
     { res: ['httproutes/status', 'grpcroutes/status', 'gateways/status'], verbs: ['patch'] },
     { res: ['serviceaccounts', 'configmaps', 'services'], verbs: ['create', 'patch'] },
     { res: ['deployments'], verbs: ['create', 'patch'] },
@@ -201,7 +204,8 @@ t.test('RBAC is least privilege', async (t) => {
   const reads = new Set(cr.flatMap((r) => (r.resources ?? []).map((res) => `${r.apiGroups?.[0] ?? ''}/${res}`)));
   for (const need of ['/nodes', '/namespaces', '/pods', '/services', 'discovery.k8s.io/endpointslices', 'security.weft.io/authorizationpolicies',
     'security.istio.io/authorizationpolicies', 'security.istio.io/peerauthentications',
-    'gateway.networking.k8s.io/httproutes', 'gateway.networking.k8s.io/grpcroutes', 'gateway.networking.k8s.io/gateways']) {
+    'gateway.networking.k8s.io/httproutes', 'gateway.networking.k8s.io/grpcroutes', 'gateway.networking.k8s.io/gateways',
+    'networking.weft.io/trafficpolicies']) {
     t.ok(reads.has(need), `controller may list/watch ${need}`);
   }
   const lease = one('Role', 'weft-controller-leader-election');
@@ -351,6 +355,33 @@ t.test('the AuthorizationPolicy CRD', async (t) => {
   const match = clause.properties.matches.items;
   t.ok(fieldsOf('PolicyMatch').length >= 12, 'parsed PolicyMatch');
   t.same(Object.keys(match.properties).sort(), fieldsOf('PolicyMatch'), 'every match field, and no other');
+});
+
+t.test('the TrafficPolicy CRD', async (t) => {
+  const crd = one('CustomResourceDefinition', 'trafficpolicies.networking.weft.io');
+  const spec = crd.spec as any;
+  t.equal(spec.group, 'networking.weft.io');
+  t.equal(spec.names.kind, 'TrafficPolicy');
+  t.equal(spec.scope, 'Namespaced');
+  const version = spec.versions.find((v: any) => v.name === 'v1alpha1');
+  t.ok(version?.served && version?.storage, 'v1alpha1 served and stored');
+  t.same(version.subresources, { status: {} }, 'status subresource');
+  const schema = version.schema.openAPIV3Schema;
+  t.same(Object.keys(schema.properties.spec.properties).sort(), [...TRAFFIC_POLICY_SPEC_KEYS].sort(), 'spec fields = the validator\'s');
+  for (const [k, s] of Object.entries(schema.properties.spec.properties as Record<string, any>)) {
+    if (k !== 'targetRefs') t.ok(s['x-kubernetes-preserve-unknown-fields'], `${k}: kept whole (the controller validates it, naming the field)`);
+  }
+  const example = {
+    apiVersion: 'networking.weft.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'echo', namespace: 'demo' },
+    spec: { targetRefs: [{ group: '', kind: 'Service', name: 'echo' }], retry: {} },
+  };
+  t.same(schemaErrors(example, schema), [], 'the schema accepts a valid policy');
+  const translated = trafficPolicyRecord({ ...example, metadata: { ...example.metadata, creationTimestamp: '2026-11-30T12:00:00Z' } } as never);
+  t.ok(translated.ok, 'the controller turns it into a registry record');
+  const bad = (s: Record<string, unknown>): string[] => schemaErrors({ ...example, spec: s }, schema);
+  t.match(bad({}), [/targetRefs: required/]);
+  t.match(bad({ targetRefs: [{ kind: 'Pod', name: 'x' }] }), [/kind: not one of Service/]);
+  t.match(bad({ targetRefs: [{ kind: 'Service', name: 'x' }], retries: {} }), [/retries: unknown field/]);
 });
 
 /** Literal `env` entries of a workload's first container. */

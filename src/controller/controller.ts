@@ -12,7 +12,7 @@ import type { KubeClient } from '../k8s/client';
 import { Informer } from '../k8s/informer';
 import { silentLogger, type Logger } from '../lib/log';
 import type { ChangeInput, RegistryStore } from '../registry/store';
-import { recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState } from '../registry/types';
+import { recordKey, type Kind, type PolicyInvalidState, type RecordsByKind } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import {
@@ -20,6 +20,8 @@ import {
   type K8sAuthorizationPolicy, type K8sGatewayAPIObject, type K8sPeerAuthentication,
 } from './k8s-types';
 import { RouteStatusWriter } from './route-status';
+import { TRAFFIC_POLICY_PATH, TrafficPolicyStatusWriter, type K8sTrafficPolicy } from './traffic-policy';
+import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from '../resilience/spec';
 import { WaypointDeployer, type WaypointDeployConfig } from './waypoint-deploy';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
@@ -43,6 +45,7 @@ export const WATCHED = {
   httpRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/httproutes`,
   grpcRoutes: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/grpcroutes`,
   gateways: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/gateways`,
+  trafficPolicies: TRAFFIC_POLICY_PATH,
 } as const;
 type Watched = keyof typeof WATCHED;
 /**
@@ -60,6 +63,12 @@ const OPTIONAL_APIS = {
     kinds: ['istioPolicies', 'peerAuths'],
     absent: `Istio's security CRDs (${ISTIO_SECURITY_GROUP}/${ISTIO_SECURITY_VERSION}) are not installed (404): its AuthorizationPolicies and PeerAuthentications are not mirrored (${AUTHZ_GROUP} AuthorizationPolicies are); install Istio's base CRDs to use them; the controller checks again with backoff`,
     found: `Istio's security CRDs found; mirroring ${ISTIO_SECURITY_GROUP} AuthorizationPolicies and PeerAuthentications`,
+  },
+  // Weft's own CRD, but an upgrade may run the new controller before the CRD is applied.
+  [TRAFFIC_POLICY_GROUP]: {
+    kinds: ['trafficPolicies'],
+    absent: `the TrafficPolicy CRD (${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}) is not installed (404): TrafficPolicies are not mirrored, everything else is; apply daemonset/crds.yaml; the controller checks again with backoff`,
+    found: 'the TrafficPolicy CRD found; mirroring TrafficPolicies',
   },
 } as const satisfies Record<string, { kinds: readonly Watched[]; absent: string; found: string }>;
 type OptionalApi = keyof typeof OPTIONAL_APIS;
@@ -100,6 +109,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private lastWarnings = new Set<string>();
   private readonly memo: TranslationMemo = new WeakMap();
   private readonly routeStatus: RouteStatusWriter;
+  private readonly trafficPolicyStatus: TrafficPolicyStatusWriter;
   private readonly deployer?: WaypointDeployer;
   /** The optional APIs whose absence has been logged (once per absence, not per retry). */
   private readonly absentLogged = new Set<OptionalApi>();
@@ -120,6 +130,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       return [k, inf];
     })) as { [K in Watched]: Informer };
     this.routeStatus = new RouteStatusWriter(opts.client, this.logger);
+    this.trafficPolicyStatus = new TrafficPolicyStatusWriter(opts.client, this.logger);
     this.deployer = opts.waypoints ? new WaypointDeployer(opts.client, opts.waypoints, this.logger, { clusterDomain: opts.clusterDomain }) : undefined;
     if (opts.metrics) {
       const registers = [opts.metrics];
@@ -222,6 +233,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
       await this.write(desired);
       await this.reportPolicies(desired);
       await this.routeStatus.report(desired, () => this.isLeader && !this.stopped);
+      await this.trafficPolicyStatus.report(desired.trafficPolicies, (ns, name) => desired.records.has(entryId('service', `${ns}/${name}`)),
+        () => this.isLeader && !this.stopped);
       await this.deployer?.reconcile(desired.gateways, () => this.isLeader && !this.stopped);
       this.failures = 0;
     } catch (err) {
@@ -244,8 +257,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
       endpointSlices: items('endpointSlices'), policies: items('policies') as K8sAuthorizationPolicy[],
       istioPolicies: items('istioPolicies') as K8sAuthorizationPolicy[], peerAuths: items('peerAuths') as K8sPeerAuthentication[],
       httpRoutes: items('httpRoutes') as K8sGatewayAPIObject[], grpcRoutes: items('grpcRoutes') as K8sGatewayAPIObject[],
-      gateways: items('gateways') as K8sGatewayAPIObject[],
-    }, { clusterDomain: this.opts.clusterDomain, memo: this.memo, heldPolicy: (key) => this.heldPolicy(key) });
+      gateways: items('gateways') as K8sGatewayAPIObject[], trafficPolicies: items('trafficPolicies') as K8sTrafficPolicy[],
+    }, {
+      clusterDomain: this.opts.clusterDomain, memo: this.memo,
+      heldPolicy: (key) => this.held('policy', key), heldTrafficPolicy: (key) => this.held('trafficpolicy', key),
+    });
     if (this.metrics) {
       const counts = new Map<string, number>(MIRRORED_KINDS.map((k) => [k, 0]));
       for (const e of d.records.values()) counts.set(e.kind, (counts.get(e.kind) ?? 0) + 1);
@@ -257,12 +273,12 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return d;
   }
 
-  /** The policy record the registry holds (as last written or loaded), for an invalid object to keep. */
-  private heldPolicy(key: string): AuthorizationPolicyRecord | undefined {
-    const json = this.written.get(entryId('policy', key));
+  /** The record the registry holds (as last written or loaded), for an invalid object to keep. */
+  private held<K extends 'policy' | 'trafficpolicy'>(kind: K, key: string): RecordsByKind[K] | undefined {
+    const json = this.written.get(entryId(kind, key));
     if (json === undefined) return undefined;
     try {
-      return validateRecord('policy', JSON.parse(json), { key });
+      return validateRecord(kind, JSON.parse(json), { key });
     } catch {
       return undefined;
     }

@@ -5,7 +5,7 @@
  */
 import { failClosedPolicy, heldText, isValidVersion, keepLastGood, withoutMarker } from '../registry/policy-fallback';
 import {
-  recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState, type RecordsByKind,
+  recordKey, type AuthorizationPolicyRecord, type Kind, type PolicyInvalidState, type RecordsByKind, type TrafficPolicyRecord,
 } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { stableStringify } from './stable-json';
@@ -15,6 +15,7 @@ import {
   type K8sService,
 } from './k8s-types';
 import { routeRecord, waypointRecord, type RouteTranslation, type WaypointTranslation } from './translate-gateway';
+import { trafficPolicyRecord, type K8sTrafficPolicy, type TrafficPolicyOutcome } from './traffic-policy';
 import {
   istioPolicyRecord, isSkip, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, peerAuthStandIn, policyRecord, serviceRecord, workloadRecord,
   type PolicyTranslation,
@@ -23,7 +24,7 @@ import {
 export type PolicyGroup = typeof AUTHZ_GROUP | typeof ISTIO_SECURITY_GROUP;
 
 /** The kinds the controller owns: records of these kinds that the API lacks are deleted. */
-export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute'] as const satisfies readonly Kind[];
+export const MIRRORED_KINDS = ['node', 'namespace', 'workload', 'service', 'policy', 'peerauth', 'waypoint', 'httproute', 'grpcroute', 'trafficpolicy'] as const satisfies readonly Kind[];
 export type MirroredKind = typeof MIRRORED_KINDS[number];
 
 export interface ApiView {
@@ -41,6 +42,8 @@ export interface ApiView {
   httpRoutes?: K8sGatewayAPIObject[];
   grpcRoutes?: K8sGatewayAPIObject[];
   gateways?: K8sGatewayAPIObject[];
+  /** networking.weft.io TrafficPolicies; empty while Weft's CRD is not installed. */
+  trafficPolicies?: K8sTrafficPolicy[];
 }
 
 export interface DesiredEntry<K extends Kind = Kind> {
@@ -61,6 +64,8 @@ export interface DesiredState {
   routes: Map<string, { obj: K8sGatewayAPIObject; kind: 'HTTPRoute' | 'GRPCRoute'; result: RouteTranslation }>;
   /** Per Gateway of class weft-waypoint `ns/name`: the object and its translation, for the deployment and status. */
   gateways: Map<string, { obj: K8sGatewayAPIObject; result: Exclude<WaypointTranslation, { foreign: true }> }>;
+  /** Per TrafficPolicy `ns/name`: the object, its translation and any last good version kept, for status. */
+  trafficPolicies: Map<string, TrafficPolicyOutcome>;
 }
 
 export interface PolicyOutcome {
@@ -83,6 +88,8 @@ export interface DesiredOptions {
    * an invalid object is a fail-closed stand-in.
    */
   heldPolicy?: (key: string) => AuthorizationPolicyRecord | undefined;
+  /** The TrafficPolicy record the registry holds now under `ns/name`: an invalid edit keeps it in force. */
+  heldTrafficPolicy?: (key: string) => TrafficPolicyRecord | undefined;
 }
 
 export const entryId = (kind: Kind, key: string): string => `${kind}\0${key}`;
@@ -227,5 +234,20 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
     if (result.ok) add('waypoint', result.record);
     else warnings.push(`Gateway ${key} (class weft-waypoint) is invalid and not deployed: ${result.message}`);
   }
-  return { records, warnings, policies, routes, gateways };
+  const trafficPolicies: DesiredState['trafficPolicies'] = new Map();
+  for (const obj of view.trafficPolicies ?? []) {
+    const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+    const result = trafficPolicyRecord(obj);
+    if (result.ok) {
+      trafficPolicies.set(key, { obj, result });
+      add('trafficpolicy', result.record);
+      continue;
+    }
+    // The last good version stays in force: an edit with a typo must not drop a Service's protection.
+    const held = opts.heldTrafficPolicy?.(key);
+    trafficPolicies.set(key, held ? { obj, result, held } : { obj, result });
+    if (held) add('trafficpolicy', held);
+    warnings.push(`TrafficPolicy ${key} is invalid: ${result.message}; ${held ? 'its last valid version stays in force' : 'not mirrored (no valid version yet)'}`);
+  }
+  return { records, warnings, policies, routes, gateways, trafficPolicies };
 }

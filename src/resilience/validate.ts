@@ -36,11 +36,12 @@ const SECTIONS = {
   loadShedding: validateLoadShedding,
 } as const satisfies { [K in Exclude<keyof TrafficPolicySpec, 'targetRefs'>]-?: (v: unknown, path: string, u: UnknownKeys) => TrafficPolicySpec[K] };
 
-const SPEC_KEYS = ['targetRefs', ...Object.keys(SECTIONS)];
+/** Every field of spec: what the CRD schema must list (test/manifests.test.ts checks). */
+export const TRAFFIC_POLICY_SPEC_KEYS: readonly string[] = ['targetRefs', ...Object.keys(SECTIONS)];
 
 /** Validates `spec` at `path` (fresh object, known keys only, each section's defaults filled in); throws FieldError. */
 export function validateTrafficPolicySpec(v: unknown, path: string, unknown: UnknownKeys): TrafficPolicySpec {
-  const o = new Obj(v, path, SPEC_KEYS, unknown);
+  const o = new Obj(v, path, TRAFFIC_POLICY_SPEC_KEYS, unknown);
   const targetRefs = o.array('targetRefs', (x, p) => targetRef(x, p, unknown));
   const refsPath = join(path, 'targetRefs');
   if (targetRefs.length === 0) throw new FieldError(refsPath, 'must name at least one Service (group "", kind Service, name)');
