@@ -65,6 +65,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         upstream = hostPort(target);
       }
       tried.push(target);
+      plan.targets?.started?.(target);
       const attempt = plan.attemptTimeoutMs ? new Deadline(overallSignal, plan.attemptTimeoutMs, clock) : undefined;
       const sent = plan.targets ? clock.now() : 0;
       let res: UpstreamResponse | undefined;
@@ -80,8 +81,10 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         attempt?.dispose();
       }
       const attemptExpired = attempt?.expired === true;
-      if (plan.targets && !(failure && req.downstreamGone.aborted)) {
-        // The downstream leaving says nothing about the endpoint: not reported.
+      if (plan.targets && failure && req.downstreamGone.aborted) {
+        // The downstream leaving says nothing about the endpoint: not reported, only ended.
+        plan.targets.cancelled?.(target);
+      } else if (plan.targets) {
         const latencyMs = clock.now() - sent;
         plan.targets.report(target, res ? { status: res.status, latencyMs } : { failure: attemptExpired || overall?.expired ? 'timeout' : failure!.kind === 'connect' ? 'connect' : 'reset', latencyMs });
       }

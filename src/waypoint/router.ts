@@ -22,6 +22,10 @@ import type { MeshState } from '../registry/state';
 import type { Change, ServiceRecord } from '../registry/types';
 import { ServiceLoadBalancer, type EndpointPicker } from '../mesh/load-balancer';
 import { pickFromEndpoints, usableEndpoint } from '../mesh/service-endpoint';
+import { realClock, type Clock } from '../lib/clock';
+import { requestHash, type RequestHash } from '../resilience/balance-key';
+import { BalancedTargets, upstreamOf, type AttemptReporter } from './attempt-targets';
+import { ServiceBalancers } from './service-balancers';
 import { TrafficPolicies } from './traffic-policies';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
@@ -36,6 +40,10 @@ export interface MeshRouterOptions {
   lb?: EndpointPicker;
   /** The TrafficPolicy lookup; one of its own on `state` unless the app shares one. */
   policies?: TrafficPolicies;
+  /** Latency measurement of the TrafficPolicy balancers (EWMA); the system clock unless a test pins it. */
+  clock?: Pick<Clock, 'now'>;
+  /** Hooks told of every attempt's outcome to a Service with a TrafficPolicy (outlier detection). */
+  reporters?: AttemptReporter[];
 }
 
 export class MeshRouter implements RequestRouter {
@@ -47,6 +55,11 @@ export class MeshRouter implements RequestRouter {
   /** TrafficPolicy in force per Service (forService): the resilience mechanisms read their spec here. */
   readonly policies: TrafficPolicies;
   private readonly ownPolicies: boolean;
+  /** The endpoint choice of Services with a TrafficPolicy (the others keep `lb`). */
+  private readonly balancers: ServiceBalancers;
+  /** Told of each attempt's outcome (Services with a TrafficPolicy); add hooks here. */
+  readonly reporters: AttemptReporter[];
+  private readonly onPolicies = () => this.balancers.prune((ns, name) => this.policies.forService(ns, name));
   private readonly onChange = (changes: Change[]) => {
     if (changes.some((c) => ROUTE_KINDS.has(c.kind))) this.reload();
   };
@@ -60,6 +73,9 @@ export class MeshRouter implements RequestRouter {
     this.backends = meshBackends(this.state);
     this.ownPolicies = opts.policies === undefined;
     this.policies = opts.policies ?? new TrafficPolicies(this.state);
+    this.balancers = new ServiceBalancers({ random: this.random, clock: opts.clock ?? realClock });
+    this.reporters = opts.reporters ?? [];
+    this.policies.on('change', this.onPolicies);
     this.state.on('change', this.onChange);
     this.state.on('snapshot', this.onSnapshot);
   }
@@ -72,6 +88,7 @@ export class MeshRouter implements RequestRouter {
   close(): void {
     this.state.off('change', this.onChange);
     this.state.off('snapshot', this.onSnapshot);
+    this.policies.off('change', this.onPolicies);
     if (this.ownPolicies) this.policies.close();
   }
 
@@ -94,13 +111,13 @@ export class MeshRouter implements RequestRouter {
       query: req.query,
       headers: headerMap(req.headers),
     }, this.random);
-    return this.plan(outcome, service, dest.port);
+    return this.plan(outcome, service, dest.port, req);
   }
 
-  private plan(outcome: RouteOutcome, service: ServiceRecord, port: number): RouteDecision {
+  private plan(outcome: RouteOutcome, service: ServiceRecord, port: number, req: RequestFacts): RouteDecision {
     switch (outcome.kind) {
       case 'passthrough':
-        return this.toService(service, port, {});
+        return this.toService(service, port, {}, req);
       case 'no-route':
         return respond(404, `no rule of the routes attached to ${service.namespace}/${service.name}:${port} matches this request; weft explain <source> <url> says which condition each rule missed`, { responseFlag: 'NR' });
       case 'redirect':
@@ -123,7 +140,7 @@ export class MeshRouter implements RequestRouter {
         if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
         if (p.retry) extra.retry = { codes: [...p.retry.codes], attempts: p.retry.attempts, backoffMs: p.retry.backoffMs };
         // The main endpoint before the mirrors': it reuses the list the readiness check made.
-        const decision = this.toService(backend, outcome.backend.port, extra);
+        const decision = this.toService(backend, outcome.backend.port, extra, req);
         if (decision.kind !== 'forward') return decision;
         const mirrors: MirrorTarget[] = [];
         for (const m of outcome.mirrors) {
@@ -138,17 +155,42 @@ export class MeshRouter implements RequestRouter {
     }
   }
 
-  private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>): RouteDecision {
-    const up = this.endpointOf(service, port);
+  private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>, req: RequestFacts): RouteDecision {
+    const up = this.endpointOf(service, port, req);
     if (up.kind === 'error') return respond(up.status, up.reason, { responseFlag: up.status === 503 ? 'UH' : '-', ...(extra.route ? { route: extra.route } : {}) });
-    return { ...extra, kind: 'forward', upstream: up.upstream };
+    const plan: ForwardPlan = { ...extra, kind: 'forward', upstream: up.upstream };
+    if (up.targets) plan.targets = up.targets;
+    if (up.setCookie) plan.responseHeaders = withSetCookie(plan.responseHeaders, up.setCookie);
+    return plan;
   }
 
-  private endpointOf(service: ServiceRecord, port: number):
-    { kind: 'ok'; upstream: UpstreamTarget } | { kind: 'error'; status: 500 | 503; reason: string } {
-    const pick = pickFromEndpoints(service, port, () => this.backends.healthy(service), this.lb);
+  /**
+   * One endpoint of `service`'s `port`. A Service with a TrafficPolicy is balanced by its
+   * policy (and, for a routed request, gets the per-attempt targets); one without keeps
+   * the plain round robin and costs one policy lookup more. Mirrors (no `req`) use the
+   * policy's balancer without a hash key and without targets.
+   */
+  private endpointOf(service: ServiceRecord, port: number, req?: RequestFacts):
+    { kind: 'ok'; upstream: UpstreamTarget; targets?: BalancedTargets; setCookie?: string } | { kind: 'error'; status: 500 | 503; reason: string } {
+    const spec = this.policies.forService(service.namespace, service.name);
+    if (spec === undefined) {
+      const pick = pickFromEndpoints(service, port, () => this.backends.healthy(service), this.lb);
+      if (!pick.ok) return { kind: 'error', status: pick.flag === 'NO_HEALTHY_UPSTREAM' ? 503 : 500, reason: pick.reason };
+      return { kind: 'ok', upstream: upstreamOf(pick.destination, pick.target.ip, pick.target.port) };
+    }
+    const sb = this.balancers.get(service.namespace, service.name, spec);
+    const key = spec.loadBalancer?.consistentHash;
+    const hashed: RequestHash | undefined = key && req ? requestHash(key.key, req) : undefined;
+    const balanced: EndpointPicker = {
+      pick: (_svc, candidates) => sb.balancer.pick(candidates, hashed?.hash),
+      pickWaypoint: (waypoint, candidates) => this.lb.pickWaypoint(waypoint, candidates),
+    };
+    const pick = pickFromEndpoints(service, port, () => this.backends.healthy(service), balanced);
     if (!pick.ok) return { kind: 'error', status: pick.flag === 'NO_HEALTHY_UPSTREAM' ? 503 : 500, reason: pick.reason };
-    return { kind: 'ok', upstream: upstreamOf(pick.destination, pick.target.ip, pick.target.port) };
+    const upstream = upstreamOf(pick.destination, pick.target.ip, pick.target.port);
+    if (!req) return { kind: 'ok', upstream };
+    const targets = new BalancedTargets(sb, this.backends.healthy(service), pick.target.port, hashed?.hash, this.reporters);
+    return { kind: 'ok', upstream, targets, ...(hashed?.setCookie ? { setCookie: hashed.setCookie } : {}) };
   }
 
   private toPod(ip: string, port: number): RouteDecision {
@@ -203,9 +245,10 @@ export function routesOf(state: Pick<MeshState, 'list'>): RouteRecord[] {
   ];
 }
 
-function upstreamOf(w: WorkloadView, ip: string, port: number): UpstreamTarget {
-  // Mesh endpoints get HBONE with the waypoint's identity; others plain TCP.
-  return w.enrolled ? { host: ip, port, transport: 'hbone', identity: w.identity } : { host: ip, port, transport: 'tcp' };
+/** The plan's response header edits plus a generated hash cookie (a copy: the route's edits are shared). */
+function withSetCookie(edits: HeaderModifier | undefined, cookie: string): HeaderModifier {
+  const header = { name: 'set-cookie', value: cookie };
+  return edits ? { set: edits.set, add: [...edits.add, header], remove: edits.remove } : { set: [], add: [header], remove: [] };
 }
 
 /** The caller's namespace (consumer routes), from its verified SPIFFE identity; '' when unknown. */

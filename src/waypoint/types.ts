@@ -156,6 +156,13 @@ export interface AttemptTargets {
   next(tried: readonly UpstreamTarget[]): UpstreamTarget | undefined;
   /** Called once per attempt, when its outcome is known (response head, failure or timeout). */
   report(target: UpstreamTarget, outcome: AttemptOutcome): void;
+  /**
+   * Called when each attempt (the first too) is sent: requests in flight per endpoint
+   * count from here. Every started attempt ends in exactly one report() or cancelled().
+   */
+  started?(target: UpstreamTarget): void;
+  /** The attempt ended without an outcome that says anything of the endpoint (the downstream went away). */
+  cancelled?(target: UpstreamTarget): void;
 }
 
 export type RouteDecision = DirectResponse | ForwardPlan;

@@ -1,0 +1,65 @@
+/**
+ * One EndpointBalancer per Service with a TrafficPolicy, kept across requests (its
+ * latency and in-flight counts, its hash table) and rebuilt only when the policy's
+ * `loadBalancer` section changes: an edit of another section (a new spec object from
+ * MeshState) keeps the balancer and its measurements. Entries of Services whose policy
+ * went away are dropped when the policy table changes, so the table is bounded by the
+ * policies' targets.
+ */
+import type { Clock } from '../lib/clock';
+import type { WorkloadView } from '../registry/enrolment';
+import { EndpointBalancer } from '../resilience/balance';
+import { DEFAULT_LOAD_BALANCER, type LoadBalancerSpec } from '../resilience/balance-spec';
+import type { TrafficPolicySpec } from '../resilience/spec';
+import type { BalancedService } from './attempt-targets';
+
+class ServiceBalance implements BalancedService {
+  constructor(readonly namespace: string, readonly name: string, public spec: TrafficPolicySpec, readonly balancer: EndpointBalancer<WorkloadView>) {}
+}
+
+/** The address a balancer knows an endpoint by (what report() gets back as UpstreamTarget.host). */
+const addressOf = (w: WorkloadView): string => w.record.addresses[0] ?? '';
+
+export class ServiceBalancers {
+  /** namespace → name → state: two lookups and no key string per request. */
+  private readonly byNamespace = new Map<string, Map<string, ServiceBalance>>();
+
+  constructor(private readonly opts: { random: () => number; clock: Pick<Clock, 'now'> }) {}
+
+  /** The balancer state of Service `namespace/name` under `spec` (the policy in force). */
+  get(namespace: string, name: string, spec: TrafficPolicySpec): BalancedService {
+    let names = this.byNamespace.get(namespace);
+    const had = names?.get(name);
+    if (had && had.spec === spec) return had;
+    if (had && sameBalancing(had.spec.loadBalancer, spec.loadBalancer)) {
+      had.spec = spec;
+      return had;
+    }
+    const made = new ServiceBalance(namespace, name, spec, new EndpointBalancer(spec.loadBalancer ?? DEFAULT_LOAD_BALANCER, addressOf, this.opts));
+    if (!names) this.byNamespace.set(namespace, (names = new Map()));
+    names.set(name, made);
+    return made;
+  }
+
+  /** Drops the state of Services whose policy is no longer `policyOf`'s answer (policy removed or replaced). */
+  prune(policyOf: (namespace: string, name: string) => TrafficPolicySpec | undefined): void {
+    for (const [ns, names] of this.byNamespace) {
+      for (const [name, sb] of names) {
+        const now = policyOf(ns, name);
+        if (!now || !sameBalancing(sb.spec.loadBalancer, now.loadBalancer)) names.delete(name);
+      }
+      if (names.size === 0) this.byNamespace.delete(ns);
+    }
+  }
+
+  /** Services with balancer state (tests, admin views). */
+  get size(): number {
+    let n = 0;
+    for (const names of this.byNamespace.values()) n += names.size;
+    return n;
+  }
+}
+
+function sameBalancing(a: LoadBalancerSpec | undefined, b: LoadBalancerSpec | undefined): boolean {
+  return a === b || JSON.stringify(a ?? DEFAULT_LOAD_BALANCER) === JSON.stringify(b ?? DEFAULT_LOAD_BALANCER);
+}
