@@ -4,7 +4,7 @@
 // fraction measured when one of four endpoints leaves.
 import t from 'tap';
 import { FieldError } from '../src/registry/checks';
-import { DEFAULT_BALANCER_TYPE, validateLoadBalancer, type LoadBalancerSpec } from '../src/resilience/balance-spec';
+import { DEFAULT_BALANCER_TYPE, hashKeySource, validateLoadBalancer, type LoadBalancerSpec } from '../src/resilience/balance-spec';
 import { EndpointBalancer, EWMA_FAILURE_PENALTY_MS } from '../src/resilience/balance';
 import { buildMaglev, buildRing, hashKey } from '../src/resilience/balance-hash';
 import { cookieValue, queryParam, requestHash } from '../src/resilience/balance-key';
@@ -37,13 +37,26 @@ t.test('validator: defaults filled in, each key source and algorithm accepted', 
   t.same(validateLoadBalancer({}, 'spec.loadBalancer', 'reject'), { type: DEFAULT_BALANCER_TYPE });
   t.same(validateLoadBalancer({ type: 'LeastRequest' }, 'spec.loadBalancer', 'reject'), { type: 'LeastRequest' });
   t.same(validateLoadBalancer({ consistentHash: { header: 'X-User' } }, 'p', 'reject'),
-    { type: 'ConsistentHash', consistentHash: { key: { kind: 'header', name: 'x-user' }, algorithm: 'Ring', minimumRingSize: 1024, tableSize: 65537 } },
+    { type: 'ConsistentHash', consistentHash: { header: 'x-user', algorithm: 'Ring', minimumRingSize: 1024 } },
     'consistentHash alone implies the type; header names lower-cased; Istio\'s defaults');
   t.same(validateLoadBalancer({ type: 'ConsistentHash', consistentHash: { cookie: { name: 's', ttl: '1h', path: '/app' }, algorithm: 'Maglev', tableSize: 1009 } }, 'p', 'reject').consistentHash,
-    { key: { kind: 'cookie', name: 's', ttlMs: 3_600_000, path: '/app' }, algorithm: 'Maglev', minimumRingSize: 1024, tableSize: 1009 });
-  t.same(validateLoadBalancer({ consistentHash: { sourceIP: true, minimumRingSize: 64 } }, 'p', 'reject').consistentHash?.key, { kind: 'sourceIP' });
-  t.same(validateLoadBalancer({ consistentHash: { queryParameter: 'u' } }, 'p', 'reject').consistentHash?.key, { kind: 'queryParameter', name: 'u' });
+    { cookie: { name: 's', ttl: '1h', path: '/app' }, algorithm: 'Maglev', tableSize: 1009 });
+  t.same(validateLoadBalancer({ consistentHash: { sourceIP: true, minimumRingSize: 64 } }, 'p', 'reject').consistentHash, { sourceIP: true, algorithm: 'Ring', minimumRingSize: 64 });
+  t.same(validateLoadBalancer({ consistentHash: { queryParameter: 'u', algorithm: 'Maglev' } }, 'p', 'reject').consistentHash, { queryParameter: 'u', algorithm: 'Maglev', tableSize: 65537 });
   t.same(validateLoadBalancer({ type: 'RoundRobin', extra: 1 }, 'p', 'drop'), { type: 'RoundRobin' }, 'readers drop unknown fields');
+});
+
+t.test('validator: its output is valid input and validates to itself (the registry stores it and reads it back)', async (t) => {
+  const inputs: unknown[] = [{}, { type: 'RoundRobin' }, { consistentHash: { header: 'X-User' } }, { consistentHash: { cookie: { name: 's', ttl: '90s' }, algorithm: 'Maglev' } },
+    { consistentHash: { sourceIP: true } }, { type: 'ConsistentHash', consistentHash: { queryParameter: 'u', minimumRingSize: 8 } }];
+  for (const v of inputs) {
+    const once = validateLoadBalancer(v, 'p', 'reject');
+    t.same(validateLoadBalancer(JSON.parse(JSON.stringify(once)), 'p', 'reject'), once, JSON.stringify(v));
+  }
+  t.same(hashKeySource({ cookie: { name: 's', ttl: '90s', path: '/a' }, algorithm: 'Ring' }), { kind: 'cookie', name: 's', ttlMs: 90_000, path: '/a' });
+  t.same(hashKeySource({ header: 'x-user', algorithm: 'Ring' }), { kind: 'header', name: 'x-user' });
+  t.same(hashKeySource({ sourceIP: true, algorithm: 'Ring' }), { kind: 'sourceIP' });
+  t.same(hashKeySource({ queryParameter: 'u', algorithm: 'Ring' }), { kind: 'queryParameter', name: 'u' });
 });
 
 t.test('validator: every bad value is refused naming its field', async (t) => {
@@ -171,7 +184,7 @@ t.test('peak EWMA: a failure counts as slow, and a slow estimate decays so the e
 t.test('consistent hash: a key sticks; removing 1 of 4 endpoints remaps about 25 % (Ring and Maglev)', async (t) => {
   const users = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
   for (const algorithm of ['Ring', 'Maglev'] as const) {
-    const spec: LoadBalancerSpec = { type: 'ConsistentHash', consistentHash: { key: { kind: 'header', name: 'x-user' }, algorithm, minimumRingSize: 1024, tableSize: 65537 } };
+    const spec: LoadBalancerSpec = { type: 'ConsistentHash', consistentHash: { header: 'x-user', algorithm } };
     const b = new EndpointBalancer<string>(spec, id, { random: () => { throw new Error('no random draw with a key'); } });
     const before = users.map((u) => b.pick(FOUR, hashKey(u)));
     t.same(users.map((u) => b.pick([...FOUR].reverse(), hashKey(u))), before, `${algorithm}: the same endpoint for each key, whatever the list order`);
@@ -193,7 +206,7 @@ t.test('consistent hash: a key sticks; removing 1 of 4 endpoints remaps about 25
 
 t.test('consistent hash: a retry goes to another endpoint, deterministically; no key: any endpoint', async (t) => {
   for (const algorithm of ['Ring', 'Maglev'] as const) {
-    const spec: LoadBalancerSpec = { type: 'ConsistentHash', consistentHash: { key: { kind: 'sourceIP' }, algorithm, minimumRingSize: 256, tableSize: 1009 } };
+    const spec: LoadBalancerSpec = { type: 'ConsistentHash', consistentHash: algorithm === 'Ring' ? { sourceIP: true, algorithm, minimumRingSize: 256 } : { sourceIP: true, algorithm, tableSize: 1009 } };
     const b = new EndpointBalancer<string>(spec, id, { random: () => 0.6 });
     const h = hashKey('10.1.1.1');
     const first = b.pick(FOUR, h);

@@ -61,7 +61,7 @@ t.test('a Service without a TrafficPolicy: plain round robin, no per-attempt tar
 
 t.test('consistent hash on x-user: each user sticks; a retry goes elsewhere; outcomes reach the reporters', async (t) => {
   const state = meshState();
-  const policy = trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo'], { loadBalancer: { type: 'ConsistentHash', consistentHash: { key: { kind: 'header', name: 'x-user' }, algorithm: 'Maglev', minimumRingSize: 1024, tableSize: 1009 } } });
+  const policy = trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo'], { loadBalancer: { type: 'ConsistentHash', consistentHash: { header: 'x-user', algorithm: 'Maglev', tableSize: 1009 } } });
   state.applyChanges([put('trafficpolicy', policy)], 2);
   const recorder = new Recorder();
   const router = new MeshRouter({ state, reporters: [recorder], random: () => 0 });
@@ -86,7 +86,7 @@ t.test('consistent hash on x-user: each user sticks; a retry goes elsewhere; out
 t.test('a cookie key with a ttl: a request without it gets one, and the cookie picks the endpoint', async (t) => {
   const state = meshState();
   state.applyChanges([put('trafficpolicy', trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo'], {
-    loadBalancer: { type: 'ConsistentHash', consistentHash: { key: { kind: 'cookie', name: 'sticky', ttlMs: 3_600_000 }, algorithm: 'Ring', minimumRingSize: 1024, tableSize: 65537 } },
+    loadBalancer: { type: 'ConsistentHash', consistentHash: { cookie: { name: 'sticky', ttl: '1h' }, algorithm: 'Ring', minimumRingSize: 1024 } },
   }))], 2);
   const router = new MeshRouter({ state });
   t.teardown(() => router.close());

@@ -50,13 +50,22 @@ export type HashKeySource =
   | { kind: 'sourceIP' }
   | { kind: 'queryParameter'; name: string };
 
+/**
+ * As written, defaults filled in: exactly one key source, the algorithm, and that
+ * algorithm's size. The spec is stored and read back through this validator, so its
+ * output is valid input (hashKeySource() turns it into what a balancer runs).
+ */
 export interface ConsistentHashSpec {
-  key: HashKeySource;
+  /** Lower case. */
+  header?: string;
+  cookie?: { name: string; ttl?: string; path?: string };
+  sourceIP?: true;
+  queryParameter?: string;
   algorithm: HashAlgorithm;
-  /** Ring: points on the ring in all (spread over the endpoints). */
-  minimumRingSize: number;
-  /** Maglev: lookup table entries (prime). */
-  tableSize: number;
+  /** Ring only: points on the ring in all (spread over the endpoints). */
+  minimumRingSize?: number;
+  /** Maglev only: lookup table entries (prime). */
+  tableSize?: number;
 }
 
 export interface LoadBalancerSpec {
@@ -97,38 +106,52 @@ function validateConsistentHash(v: unknown, path: string, unknown: UnknownKeys):
       ? 'needs one hash key: header, cookie, sourceIP or queryParameter'
       : `takes exactly one hash key, got ${given.join(' and ')}; keep one`);
   }
-  const key = keySource(o, given[0]!, unknown);
+  const out = keySource(o, given[0]!, unknown);
   const algorithm = o.optOneOf('algorithm', HASH_ALGORITHMS) ?? 'Ring';
   if (algorithm === 'Ring' && o.has('tableSize')) throw new FieldError(join(path, 'tableSize'), 'applies only with algorithm Maglev; Ring takes minimumRingSize');
   if (algorithm === 'Maglev' && o.has('minimumRingSize')) throw new FieldError(join(path, 'minimumRingSize'), 'applies only with algorithm Ring; Maglev takes tableSize');
-  const minimumRingSize = optInt(o, 'minimumRingSize', 1, MAX_RING_SIZE) ?? DEFAULT_MINIMUM_RING_SIZE;
+  if (algorithm === 'Ring') return { ...out, algorithm, minimumRingSize: optInt(o, 'minimumRingSize', 1, MAX_RING_SIZE) ?? DEFAULT_MINIMUM_RING_SIZE };
   const tableSize = optInt(o, 'tableSize', 3, MAX_MAGLEV_TABLE_SIZE) ?? DEFAULT_MAGLEV_TABLE_SIZE;
   if (!isPrime(tableSize)) throw new FieldError(join(path, 'tableSize'), `must be a prime (Maglev's table is filled by stepping through it), got ${tableSize}; e.g. 65537 or 1009`);
-  return { key, algorithm, minimumRingSize, tableSize };
+  return { ...out, algorithm, tableSize };
 }
 
-function keySource(o: Obj, kind: typeof KEY_SOURCES[number], unknown: UnknownKeys): HashKeySource {
+function keySource(o: Obj, kind: typeof KEY_SOURCES[number], unknown: UnknownKeys): Omit<ConsistentHashSpec, 'algorithm'> {
   const p = join(o.path, kind);
   switch (kind) {
     case 'header':
-      return { kind, name: checkString(o.o.header, p, token).toLowerCase() };
+      return { header: checkString(o.o.header, p, token).toLowerCase() };
     case 'queryParameter':
-      return { kind, name: checkString(o.o.queryParameter, p, queryName) };
+      return { queryParameter: checkString(o.o.queryParameter, p, queryName) };
     case 'sourceIP':
       if (o.o.sourceIP !== true) throw new FieldError(p, `must be true (hash on the original client's address), got ${JSON.stringify(o.o.sourceIP)}`);
-      return { kind };
+      return { sourceIP: true };
     case 'cookie': {
       const c = new Obj(o.o.cookie, p, ['name', 'ttl', 'path'], unknown);
-      const out: HashKeySource = { kind, name: c.string('name', token) };
+      const cookie: NonNullable<ConsistentHashSpec['cookie']> = { name: c.string('name', token) };
       const ttl = optDuration(c, 'ttl');
       if (ttl !== undefined) {
-        out.ttlMs = parseDuration(ttl);
-        if (out.ttlMs === 0) throw new FieldError(join(p, 'ttl'), 'must be more than 0s (it is the generated cookie\'s Max-Age); leave ttl out to never generate one');
+        if (parseDuration(ttl) === 0) throw new FieldError(join(p, 'ttl'), 'must be more than 0s (it is the generated cookie\'s Max-Age); leave ttl out to never generate one');
+        cookie.ttl = ttl;
       }
-      if (c.has('path')) out.path = c.string('path', cookiePath);
-      return out;
+      if (c.has('path')) cookie.path = c.string('path', cookiePath);
+      return { cookie };
     }
   }
+}
+
+/** Where a validated consistentHash takes its key from, as balance-key.ts reads it. */
+export function hashKeySource(ch: ConsistentHashSpec): HashKeySource {
+  if (ch.header !== undefined) return { kind: 'header', name: ch.header };
+  if (ch.queryParameter !== undefined) return { kind: 'queryParameter', name: ch.queryParameter };
+  if (ch.cookie !== undefined) {
+    return {
+      kind: 'cookie', name: ch.cookie.name,
+      ...(ch.cookie.ttl !== undefined ? { ttlMs: parseDuration(ch.cookie.ttl) } : {}),
+      ...(ch.cookie.path !== undefined ? { path: ch.cookie.path } : {}),
+    };
+  }
+  return { kind: 'sourceIP' };
 }
 
 function isPrime(n: number): boolean {

@@ -10,7 +10,7 @@
  * by address, dropped when the address leaves the set, so they stay bounded by it.
  */
 import type { Clock } from '../lib/clock';
-import type { BalancerType, LoadBalancerSpec } from './balance-spec';
+import { DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, type BalancerType, type LoadBalancerSpec } from './balance-spec';
 import { buildMaglev, buildRing, type HashTable } from './balance-hash';
 
 /** Linkerd's defaults: an endpoint without a sample counts as 30 ms; the estimate decays with a 10 s time constant. */
@@ -147,9 +147,9 @@ export class EndpointBalancer<E> {
     const ch = this.spec.consistentHash;
     if (!ch) return;
     if (ch.algorithm === 'Maglev') {
-      this.table = buildMaglev(this.sortedAddresses, ch.tableSize);
+      this.table = buildMaglev(this.sortedAddresses, ch.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE);
     } else {
-      this.perHost = ringPointsPerHost(this.perHost, pairs.length, ch.minimumRingSize);
+      this.perHost = ringPointsPerHost(this.perHost, pairs.length, ch.minimumRingSize ?? DEFAULT_MINIMUM_RING_SIZE);
       this.table = buildRing(this.sortedAddresses, this.perHost);
     }
   }

@@ -11,6 +11,7 @@
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { EndpointBalancer } from '../resilience/balance';
+import type { HashKeySource } from '../resilience/balance-spec';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import type { AttemptOutcome, AttemptTargets, UpstreamTarget } from './types';
 
@@ -29,6 +30,8 @@ export interface AttemptReporter {
 /** What BalancedTargets needs of the Service's per-policy state. */
 export interface BalancedService extends ServicePolicy {
   readonly balancer: EndpointBalancer<WorkloadView>;
+  /** Where a request's hash key comes from (consistent hash only). */
+  readonly hashKey: HashKeySource | undefined;
 }
 
 export class BalancedTargets implements AttemptTargets {

@@ -179,8 +179,7 @@ export class MeshRouter implements RequestRouter {
       return { kind: 'ok', upstream: upstreamOf(pick.destination, pick.target.ip, pick.target.port) };
     }
     const sb = this.balancers.get(service.namespace, service.name, spec);
-    const key = spec.loadBalancer?.consistentHash;
-    const hashed: RequestHash | undefined = key && req ? requestHash(key.key, req) : undefined;
+    const hashed: RequestHash | undefined = sb.hashKey && req ? requestHash(sb.hashKey, req) : undefined;
     const balanced: EndpointPicker = {
       pick: (_svc, candidates) => sb.balancer.pick(candidates, hashed?.hash),
       pickWaypoint: (waypoint, candidates) => this.lb.pickWaypoint(waypoint, candidates),

@@ -9,12 +9,18 @@
 import type { Clock } from '../lib/clock';
 import type { WorkloadView } from '../registry/enrolment';
 import { EndpointBalancer } from '../resilience/balance';
-import { DEFAULT_LOAD_BALANCER, type LoadBalancerSpec } from '../resilience/balance-spec';
+import { DEFAULT_LOAD_BALANCER, hashKeySource, type HashKeySource, type LoadBalancerSpec } from '../resilience/balance-spec';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import type { BalancedService } from './attempt-targets';
 
 class ServiceBalance implements BalancedService {
-  constructor(readonly namespace: string, readonly name: string, public spec: TrafficPolicySpec, readonly balancer: EndpointBalancer<WorkloadView>) {}
+  /** Where a request's hash key comes from (consistent hash only), worked out once. */
+  readonly hashKey: HashKeySource | undefined;
+
+  constructor(readonly namespace: string, readonly name: string, public spec: TrafficPolicySpec, readonly balancer: EndpointBalancer<WorkloadView>) {
+    const ch = spec.loadBalancer?.consistentHash;
+    this.hashKey = ch && hashKeySource(ch);
+  }
 }
 
 /** The address a balancer knows an endpoint by (what report() gets back as UpstreamTarget.host). */
