@@ -20,6 +20,7 @@ import type { CertSource } from '../hbone/contracts';
 import { HbonePool } from '../hbone/pool';
 import { clientAddress } from '../hbone/request';
 import { HboneServer, type HboneStreamContext } from '../hbone/server';
+import { realClock } from '../lib/clock';
 import { formatIdentity } from '../lib/identity';
 import { closeServer, json, listenTcp, loggingRoute, metricsServer, readinessServer, serve } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
@@ -33,6 +34,9 @@ import { WaypointL7 } from './handler';
 import { WaypointMetrics } from './metrics';
 import type { WaypointConfig } from './options';
 import { MeshRouter } from './router';
+import { OutlierDetectors } from './outlier-detectors';
+import { ServiceBulkheads } from './bulkheads';
+import { TrafficPolicies } from './traffic-policies';
 import type { StreamContext } from './types';
 
 /** Test hooks: another certificate source (no CA), another clock of randomness. */
@@ -63,6 +67,9 @@ export class WaypointApp {
   private certs: CertSource | undefined;
   private pool: HbonePool | undefined;
   private router: MeshRouter | undefined;
+  private policies: TrafficPolicies | undefined;
+  private outliers: OutlierDetectors | undefined;
+  private bulkheads: ServiceBulkheads | undefined;
   private l7: WaypointL7 | undefined;
   private hbone: HboneServer | undefined;
   private unfollowMetrics: (() => void) | undefined;
@@ -95,7 +102,21 @@ export class WaypointApp {
 
     const pool = new HbonePool({ certs: this.certs, logger: log });
     this.pool = pool;
-    this.router = new MeshRouter({ state: this.state, ...(this.deps.random ? { random: this.deps.random } : {}) });
+    // One TrafficPolicy table for the router and the per-Service state that follows it.
+    const policies = new TrafficPolicies(this.state);
+    this.policies = policies;
+    const policyOf = (ns: string, name: string) => policies.forService(ns, name);
+    const outliers = new OutlierDetectors({ clock: realClock, logger: log.child({ component: 'outlier' }), policyOf, registry: this.metrics });
+    const bulkheads = new ServiceBulkheads(policyOf, this.metrics);
+    this.outliers = outliers;
+    this.bulkheads = bulkheads;
+    policies.on('change', () => {
+      outliers.prune();
+      bulkheads.prune();
+    });
+    this.router = new MeshRouter({
+      state: this.state, policies, endpointFilter: outliers, bulkheads, reporters: [outliers], ...(this.deps.random ? { random: this.deps.random } : {}),
+    });
     const metrics = new WaypointMetrics(this.metrics, this.state);
     this.unfollowMetrics = metrics.followState(this.state);
     const dialer = new MeshDialer({ pool, identity: this.identity, address: config.address });
@@ -115,6 +136,8 @@ export class WaypointApp {
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
       '/trafficpolicies': (_q, _u, res) => json(res, 200, this.router?.policies.views() ?? []),
+      '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
+      '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
       '/logging': loggingRoute(this.logger),
     }, this.logger), '127.0.0.1', config.adminPort);
     log.info({ address: config.address, identity: this.identity, redis: describeRedis(config.redis), version: VERSION }, 'waypoint started');
@@ -241,6 +264,8 @@ export class WaypointApp {
     }
     this.l7?.close();
     this.router?.close();
+    this.outliers?.close();
+    this.policies?.close();
     this.unfollowMetrics?.();
     if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
     if (this.ownCerts) await step('stopping certificates', () => this.ownCerts!.stop());

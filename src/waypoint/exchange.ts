@@ -14,7 +14,7 @@ import { forward, type Mirrors } from './forward';
 import { addForwarded, applyHeaderEdits, ensureTraceparent, first, stripHopByHop } from './headers';
 import type { UpstreamClient, UpstreamResponse } from './upstream';
 import type {
-  DirectResponse, HeaderMap, RequestFacts, RequestObserver, RequestRecord, RequestRouter, ResponseFlag, RouteDecision, StreamContext, UpstreamDialer,
+  DirectResponse, HeaderMap, RequestFacts, RequestObserver, RequestRecord, RequestRouter, RequestSlots, ResponseFlag, RouteDecision, StreamContext, UpstreamDialer,
 } from './types';
 
 /** A request as a protocol front end received it, and how to answer it. */
@@ -133,6 +133,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
   let body: ReplayableBody | null = null;
+  let slots: RequestSlots | undefined;
   try {
     if (decision.kind === 'respond') {
       down.body.resume();
@@ -145,6 +146,19 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     record.backend = plan.backend;
     record.destinationIdentity = plan.upstream.identity;
     record.upstreamTarget = plan.upstream;
+    if (plan.bulkhead) {
+      const admitted = await takeSlot(plan.bulkhead, down.gone);
+      if (admitted !== 'slot') {
+        down.body.resume();
+        record.responseFlag = admitted === 'gone' ? 'DC' : 'UO';
+        if (admitted === 'overflow') {
+          record.status = 503;
+          down.sendLocal(503, { 'content-type': 'text/plain' }, `overflow: ${plan.backend ?? 'the Service'} has every request slot of its TrafficPolicy connectionPool taken and its pending queue full\n`);
+        }
+        return;
+      }
+      slots = plan.bulkhead;
+    }
     const up = ownFraming(applyHeaderEdits({ ...headers }, plan.requestHeaders), headers);
     addForwarded(up, down.ctx.source);
     // Copies are kept only when they can be used (a retry, a mirror); otherwise the
@@ -176,6 +190,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   } catch (err) {
     deps.logger.error({ err: (err as Error).message }, 'request handling failed');
   } finally {
+    slots?.leave();
     const refused = down.refused?.();
     if (refused) {
       record.status = refused;
@@ -186,6 +201,18 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     record.responseBytes = down.responseBytes();
     report(deps, record);
   }
+}
+
+/**
+ * A slot of the backend Service's bulkhead: free now, after a wait in its queue, or
+ * none: the queue is full (`overflow`, answered 503 `UO` at once) or the client left
+ * while waiting (`gone`).
+ */
+async function takeSlot(slots: RequestSlots, gone: AbortSignal): Promise<'slot' | 'overflow' | 'gone'> {
+  if (slots.enter()) return 'slot';
+  const waiting = slots.wait(gone);
+  if (!waiting) return 'overflow';
+  return (await waiting) ? 'slot' : 'gone';
 }
 
 /** A gRPC request or response: content-type application/grpc (or +proto, +json, ...). */

@@ -73,7 +73,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       try {
         res = await req.client.request(target, {
           method: req.method, path: req.path, authority: req.authority, headers: req.headers,
-          body: req.body ? req.body.open() : null, signal: attempt ? attempt.signal : overallSignal,
+          body: req.body ? req.body.open() : null, signal: attempt ? attempt.signal : overallSignal, pool: plan.pool,
         });
       } catch (err) {
         failure = err instanceof AttemptError ? err : new AttemptError('reset', String((err as Error)?.message ?? err), { cause: err });

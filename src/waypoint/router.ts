@@ -26,6 +26,7 @@ import { realClock, type Clock } from '../lib/clock';
 import { requestHash, type RequestHash } from '../resilience/balance-key';
 import { BalancedTargets, upstreamOf, type AttemptReporter } from './attempt-targets';
 import { ServiceBalancers } from './service-balancers';
+import type { ServiceBulkheads } from './bulkheads';
 import { TrafficPolicies } from './traffic-policies';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
@@ -44,6 +45,10 @@ export interface MeshRouterOptions {
   clock?: Pick<Clock, 'now'>;
   /** Hooks told of every attempt's outcome to a Service with a TrafficPolicy (outlier detection). */
   reporters?: AttemptReporter[];
+  /** Takes ejected endpoints out of a Service's candidates (outlier detection, outlier-detectors.ts). */
+  endpointFilter?: EndpointFilter;
+  /** Request slots and connection limits per Service (connectionPool, bulkheads.ts). */
+  bulkheads?: Pick<ServiceBulkheads, 'get'>;
 }
 
 export class MeshRouter implements RequestRouter {
@@ -52,6 +57,7 @@ export class MeshRouter implements RequestRouter {
   private readonly random: () => number;
   private readonly lb: EndpointPicker;
   private readonly backends: MeshBackends;
+  private readonly bulkheads: Pick<ServiceBulkheads, 'get'> | undefined;
   /** TrafficPolicy in force per Service (forService): the resilience mechanisms read their spec here. */
   readonly policies: TrafficPolicies;
   private readonly ownPolicies: boolean;
@@ -70,7 +76,8 @@ export class MeshRouter implements RequestRouter {
     this.random = opts.random ?? Math.random;
     this.lb = opts.lb ?? new ServiceLoadBalancer();
     this.config = new RouteConfig(routesOf(this.state));
-    this.backends = meshBackends(this.state);
+    this.backends = new MeshBackends(this.state, opts.endpointFilter);
+    this.bulkheads = opts.bulkheads;
     this.ownPolicies = opts.policies === undefined;
     this.policies = opts.policies ?? new TrafficPolicies(this.state);
     this.balancers = new ServiceBalancers({ random: this.random, clock: opts.clock ?? realClock });
@@ -161,7 +168,17 @@ export class MeshRouter implements RequestRouter {
     const plan: ForwardPlan = { ...extra, kind: 'forward', upstream: up.upstream };
     if (up.targets) plan.targets = up.targets;
     if (up.setCookie) plan.responseHeaders = withSetCookie(plan.responseHeaders, up.setCookie);
+    this.limit(plan, service);
     return plan;
+  }
+
+  /** The backend Service's connectionPool on the plan: its request slots and connection limits. */
+  private limit(plan: ForwardPlan, service: ServiceRecord): void {
+    if (!this.bulkheads) return;
+    const spec = this.policies.forService(service.namespace, service.name);
+    const limits = spec && this.bulkheads.get(service.namespace, service.name, spec);
+    if (limits?.bulkhead) plan.bulkhead = limits.bulkhead;
+    if (limits?.pool) plan.pool = limits.pool;
   }
 
   /**
@@ -210,7 +227,8 @@ export class MeshRouter implements RequestRouter {
 export class MeshBackends implements BackendState {
   private listed: { service: ServiceRecord; healthy: readonly WorkloadView[] } | undefined;
 
-  constructor(private readonly state: Pick<MeshState, 'get' | 'endpoints'>) {}
+  /** @param filter takes endpoints out of the candidates (outlier detection's ejections) */
+  constructor(private readonly state: Pick<MeshState, 'get' | 'endpoints'>, private readonly filter?: EndpointFilter) {}
 
   service(ns: string, name: string): ServiceRecord | undefined {
     return this.state.get('service', `${ns}/${name}`);
@@ -221,15 +239,23 @@ export class MeshBackends implements BackendState {
     return svc !== undefined && svc.ports.some((p) => p.port === port) && this.healthy(svc).length > 0;
   }
 
-  /** `service`'s usable endpoints (healthy, with an address). */
+  /** `service`'s usable endpoints (healthy, with an address, not ejected). */
   healthy(service: ServiceRecord): readonly WorkloadView[] {
-    if (this.listed?.service !== service) this.listed = { service, healthy: this.state.endpoints(service).filter(usableEndpoint) };
+    if (this.listed?.service !== service) {
+      const usable = this.state.endpoints(service).filter(usableEndpoint);
+      this.listed = { service, healthy: this.filter ? this.filter.filter(service, usable) : usable };
+    }
     return this.listed.healthy;
   }
 
   forget(): void {
     this.listed = undefined;
   }
+}
+
+/** Narrows a Service's usable endpoints (the same array when it keeps them all). */
+export interface EndpointFilter {
+  filter(service: ServiceRecord, endpoints: readonly WorkloadView[]): readonly WorkloadView[];
 }
 
 export function meshBackends(state: Pick<MeshState, 'get' | 'endpoints'>): MeshBackends {

@@ -134,6 +134,32 @@ export interface ForwardPlan {
    * outlier detection, pools). Absent: every attempt goes to `upstream`.
    */
   targets?: AttemptTargets;
+  /**
+   * The backend Service's request slots (TrafficPolicy connectionPool): one is held from
+   * before the first attempt until the response is sent; none free and the queue full is
+   * a 503 `UO` at once. Absent: no limit.
+   */
+  bulkhead?: RequestSlots;
+  /** The backend Service's per-connection limits for the upstream clients (connectionPool). */
+  pool?: UpstreamPoolLimits;
+}
+
+/** A Service's request slots and their queue (src/resilience/pool.ts Bulkhead). */
+export interface RequestSlots {
+  /** Takes a free slot now; false: wait() for one. */
+  enter(): boolean;
+  /** undefined: the queue is full (overflow); else resolves true with a slot, false if `signal` aborted first. */
+  wait(signal: AbortSignal): Promise<boolean> | undefined;
+  /** Frees a slot taken by enter() or a wait() that resolved true. */
+  leave(): void;
+}
+
+/** Limits of the upstream connections to each endpoint of a Service. */
+export interface UpstreamPoolLimits {
+  /** HTTP/1.1 connections held per endpoint; requests past it wait for one to come free. */
+  maxConnections?: number | undefined;
+  /** Requests a connection (HTTP/1.1) or session (HTTP/2) carries before it is replaced. */
+  maxRequestsPerConnection?: number | undefined;
 }
 
 /** How one attempt ended, as the endpoint's health and latency trackers need it. */

@@ -2,7 +2,10 @@
  * HTTP/2 (h2c) upstream for h2c and gRPC downstreams: one session per upstream key over
  * a dialed connection (HBONE stream or TCP socket) wrapped in a StreamSocket, multiplexing
  * every request to that endpoint. A session that closes or receives GOAWAY is forgotten;
- * the next request dials afresh.
+ * the next request dials afresh. A session that carried the Service's
+ * `maxRequestsPerConnection` streams (TrafficPolicy connectionPool) is forgotten too and
+ * closed gracefully (its streams finish); `maxConnections` needs no enforcing: one
+ * session per endpoint.
  */
 import * as http2 from 'node:http2';
 import { StreamSocket } from './stream-socket';
@@ -25,6 +28,8 @@ export interface H2UpstreamOptions {
 
 export class H2Upstream implements UpstreamClient {
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+  /** Streams opened per session, counted only under a maxRequestsPerConnection. */
+  private readonly streamCounts = new WeakMap<http2.ClientHttp2Session, number>();
 
   constructor(private readonly opts: H2UpstreamOptions) {}
 
@@ -61,6 +66,8 @@ export class H2Upstream implements UpstreamClient {
   async request(target: UpstreamTarget, a: AttemptRequest): Promise<UpstreamResponse> {
     const session = await this.session(target);
     if (a.signal.aborted) throw new AttemptError('aborted', 'attempt aborted');
+    const perConnection = a.pool?.maxRequestsPerConnection;
+    if (perConnection !== undefined) this.countStream(target, session, perConnection);
     const headers: http2.OutgoingHttpHeaders = { ...(a.headers as http2.OutgoingHttpHeaders) };
     delete headers.host;
     headers[':method'] = a.method;
@@ -117,6 +124,18 @@ export class H2Upstream implements UpstreamClient {
         a.body.pipe(stream);
       }
     });
+  }
+
+  /** The stream about to open is the session's last: later requests get a new session; this one closes when its streams end. */
+  private countStream(target: UpstreamTarget, session: http2.ClientHttp2Session, max: number): void {
+    const n = (this.streamCounts.get(session) ?? 0) + 1;
+    this.streamCounts.set(session, n);
+    if (n < max) return;
+    // Forgotten now, so no request after this one picks it (at worst a newer session is
+    // forgotten too, costing one extra dial).
+    this.sessions.delete(upstreamKey(target));
+    // After this request's stream is opened (synchronously, by the caller), so it is not refused.
+    setImmediate(() => { if (!session.closed) session.close(); });
   }
 
   close(): void {

@@ -4,12 +4,15 @@
  * UpstreamConnection (the waypoint's own wire code, not http.Agent/ClientRequest).
  *
  * A request takes the most recently used idle connection (LIFO: the least likely to have
- * been closed by the upstream meanwhile), else dials a new one; connections are not
- * limited per upstream (as http.Agent's default), idle ones are bounded and time out.
+ * been closed by the upstream meanwhile), else dials a new one; idle ones are bounded and
+ * time out. Connections per upstream are not limited (as http.Agent's default) unless
+ * the Service's TrafficPolicy says so (AttemptRequest.pool, connectionPool): past
+ * `maxConnections`, a request waits (in order) for the next connection to come free or
+ * close; a connection that carried `maxRequestsPerConnection` requests is closed.
  */
 import { AttemptError, hostPort, upstreamKey, type AttemptRequest, type UpstreamClient, type UpstreamResponse } from './upstream';
 import { UpstreamConnection } from './upstream-conn';
-import type { UpstreamDialer, UpstreamTarget } from './types';
+import type { UpstreamDialer, UpstreamPoolLimits, UpstreamTarget } from './types';
 
 export interface Http1UpstreamOptions {
   dialer: UpstreamDialer;
@@ -21,10 +24,23 @@ export interface Http1UpstreamOptions {
   maxPools?: number;
 }
 
+/** A request waiting for a connection under maxConnections: handed one, or told to dial (undefined). */
+type Waiter = (conn: UpstreamConnection | undefined) => void;
+
 /** The idle connections of one upstream, with when each went idle. */
 class Pool {
   readonly idle: { conn: UpstreamConnection; since: number }[] = [];
   readonly all = new Set<UpstreamConnection>();
+  /** Dials under way (they count against maxConnections). */
+  dialing = 0;
+  /** The limits of the latest request (an endpoint's Service policy). */
+  limits: UpstreamPoolLimits | undefined;
+  readonly waiters: Waiter[] = [];
+
+  /** A connection closed or a dial failed: the oldest waiter may dial now. */
+  wakeOne(): void {
+    this.waiters.shift()?.(undefined);
+  }
 }
 
 export class Http1Upstream implements UpstreamClient {
@@ -55,6 +71,7 @@ export class Http1Upstream implements UpstreamClient {
     // then belongs to no one yet, and an unhandled 'error' would end the process.
     a.body?.on('error', ignore);
     const pool = this.poolFor(target);
+    pool.limits = a.pool;
     let conn: UpstreamConnection | undefined;
     while (pool.idle.length > 0) {
       const c = pool.idle.pop()!.conn;
@@ -64,24 +81,60 @@ export class Http1Upstream implements UpstreamClient {
       }
       pool.all.delete(c);
     }
+    const max = a.pool?.maxConnections;
+    while (!conn && max !== undefined && pool.all.size + pool.dialing >= max) {
+      conn = await this.waitForConnection(pool, a.signal);
+      if (conn && !conn.usable) conn = undefined;
+    }
     if (!conn) conn = await this.dial(target, pool, a.signal);
     return conn.request(a, a.authority);
+  }
+
+  /** Waits for a connection of `pool` to come free (resolved with it) or close (undefined: dial). */
+  private waitForConnection(pool: Pool, signal: AbortSignal): Promise<UpstreamConnection | undefined> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = pool.waiters.indexOf(waiter);
+        if (i >= 0) pool.waiters.splice(i, 1);
+        reject(new AttemptError('aborted', 'attempt aborted while waiting for a connection (connectionPool.maxConnections)'));
+      };
+      const waiter: Waiter = (conn) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(conn);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      pool.waiters.push(waiter);
+    });
   }
 
   private async dial(target: UpstreamTarget, pool: Pool, signal: AbortSignal): Promise<UpstreamConnection> {
     if (signal.aborted) throw new AttemptError('aborted', 'attempt aborted');
     let sock;
+    pool.dialing++;
     try {
       sock = await this.opts.dialer.dial(target);
     } catch (err) {
+      pool.dialing--;
+      pool.wakeOne();
       throw new AttemptError('connect', `connection to ${hostPort(target)} failed: ${(err as Error)?.message ?? err}`, { cause: err });
     }
+    pool.dialing--;
     if (signal.aborted) {
       sock.destroy();
+      pool.wakeOne();
       throw new AttemptError('aborted', 'attempt aborted');
     }
     const max = this.opts.maxFreeSockets ?? 64;
     const conn = new UpstreamConnection(sock, (c) => {
+      const perConnection = pool.limits?.maxRequestsPerConnection;
+      if (perConnection !== undefined && c.uses >= perConnection) {
+        // Used up: closed (its 'close' lets a waiter dial a fresh one).
+        c.destroy();
+        return;
+      }
+      const waiter = pool.waiters.shift();
+      if (waiter) return waiter(c);
       if (pool.idle.length >= max || this.pools.get(upstreamKey(target)) !== pool) {
         pool.all.delete(c);
         c.destroy();
@@ -91,7 +144,9 @@ export class Http1Upstream implements UpstreamClient {
       this.armSweeper();
     }, hostPort(target));
     pool.all.add(conn);
-    sock.once('close', () => pool.all.delete(conn));
+    sock.once('close', () => {
+      if (pool.all.delete(conn)) pool.wakeOne();
+    });
     return conn;
   }
 

@@ -4,7 +4,7 @@
  * attempt fails with a kind (connect failure, reset before the head, aborted).
  */
 import type { Readable } from 'node:stream';
-import type { HeaderMap, UpstreamTarget } from './types';
+import type { HeaderMap, UpstreamPoolLimits, UpstreamTarget } from './types';
 
 export interface AttemptRequest {
   method: string;
@@ -17,6 +17,8 @@ export interface AttemptRequest {
   body: Readable | null;
   /** Aborts the attempt (per-attempt or overall timeout, downstream gone). */
   signal: AbortSignal;
+  /** The Service's connection limits (TrafficPolicy connectionPool); absent: none. */
+  pool?: UpstreamPoolLimits | undefined;
 }
 
 export interface UpstreamResponse {
