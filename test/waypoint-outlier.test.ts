@@ -31,6 +31,12 @@ function request(service: string): RequestFacts {
 
 const outlierDetection = validateOutlierDetection({ consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 }, 'spec.outlierDetection', 'reject');
 
+/** A deterministic spread of [0, 1), so every balancer visits every endpoint. */
+function spread(): () => number {
+  let k = 0;
+  return () => (k = (k + 0.381966) % 1);
+}
+
 function rig(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
   const state = new MeshState({ trustDomain: 'cluster.local' });
   const changes: Change[] = [
@@ -50,7 +56,7 @@ function rig(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
   const policies = new TrafficPolicies(state);
   const outliers = new OutlierDetectors({ clock, logger: pino({ level: 'debug' }, log), policyOf: (ns, n) => policies.forService(ns, n), registry });
   policies.on('change', () => outliers.prune());
-  const router = new MeshRouter({ state, policies, endpointFilter: outliers, random: () => 0 });
+  const router = new MeshRouter({ state, policies, endpointFilter: outliers, reporters: [outliers], random: spread() });
   t.teardown(() => { router.close(); outliers.close(); policies.close(); });
   const picks = (service: string, n: number) => {
     const hosts = new Map<string, number>();
@@ -65,7 +71,7 @@ function rig(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
     const target: UpstreamTarget = { host, port: 8080, transport: 'hbone' };
     outliers.report({ namespace: 'demo', name: service, spec: policies.forService('demo', service) ?? { targetRefs: [] } }, target, { status, latencyMs: 1 });
   };
-  return { state, clock, log, registry, outliers, picks, report };
+  return { state, clock, log, registry, outliers, router, picks, report };
 }
 
 t.test('an ejected endpoint is never picked; after its time one probe, then back', async (t) => {
@@ -100,4 +106,15 @@ t.test('a Service without outlierDetection is untouched; a policy removed drops 
   state.applyChanges([{ op: 'delete', kind: 'trafficpolicy', key: 'demo/echo' }], 2);
   t.same(outliers.views(), [], 'detector dropped with the policy');
   t.ok(picks('echo', 30).has('10.1.2.1'), 'its ejection went with it');
+});
+
+t.test('attempt outcomes reach the detector through the plan\'s targets (the router\'s reporters)', async (t) => {
+  const { router, picks } = rig(t);
+  for (let i = 0; i < 3; i++) {
+    const d = router.route(request('echo'));
+    if (d.kind !== 'forward' || !d.targets) throw new Error('a Service with a policy gets targets');
+    d.targets.started?.({ host: '10.1.2.3', port: 8080, transport: 'hbone' });
+    d.targets.report({ host: '10.1.2.3', port: 8080, transport: 'hbone' }, { failure: 'connect', latencyMs: 1 });
+  }
+  t.notOk(picks('echo', 30).has('10.1.2.3'), 'three connect failures reported by forward(): ejected');
 });
