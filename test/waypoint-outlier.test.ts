@@ -3,7 +3,7 @@
 // Service (never picked while out), comes back through one probe after its ejection
 // time (manual clock), and each ejection is one log line and a metric; a Service
 // without the section is untouched; a policy change drops the detector.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { MeshState } from '../src/registry/state';
@@ -37,7 +37,7 @@ function spread(): () => number {
   return () => (k = (k + 0.381966) % 1);
 }
 
-function rig(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+function rig(t: Test) {
   const state = new MeshState({ trustDomain: 'cluster.local' });
   const changes: Change[] = [
     put('namespace', ambientNamespace('demo')),
