@@ -3,7 +3,7 @@
 // clock; then the live control request and a failing pod over real HTTP on loopback.
 import t from 'tap';
 import { request } from 'node:http';
-import { BehaviourGate, DEFAULT_ECHO_BEHAVIOUR, parseBehaviour } from '../src/lab/echo-behaviour';
+import { BehaviourGate, DEFAULT_ECHO_BEHAVIOUR, PROBER_USER_AGENT, parseBehaviour } from '../src/lab/echo-behaviour';
 import { startEcho } from '../src/lab/echo';
 import { planLab } from '../src/lab/plan';
 import { echoBehaviourArgs } from '../src/lab/up';
@@ -81,4 +81,16 @@ t.test('echo over HTTP: a failing pod answers its status; the control request he
   const bad = await get(servers.httpPort, '/_echo/behaviour?failRatio=abc');
   t.equal(bad.status, 400);
   t.match(JSON.parse(bad.body).error, /failRatio: expected a ratio/);
+});
+
+t.test('the lab prober is answered as is: a failing pod stays Ready', async (t) => {
+  const servers = await startEcho({ pod: 'echo-1', namespace: 'demo', node: 'node-1' }, {
+    host: '127.0.0.1', httpPort: 0, tcpPort: 0, grpcPort: 0, behaviour: { ...DEFAULT_ECHO_BEHAVIOUR, failRatio: 1, concurrency: 1, serviceTimeMs: 60_000 },
+  });
+  t.teardown(() => servers.close());
+  const probe = await new Promise<number>((resolve, reject) => {
+    request({ host: '127.0.0.1', port: servers.httpPort, path: '/', agent: false, headers: { 'user-agent': PROBER_USER_AGENT } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); })
+      .on('error', reject).end();
+  });
+  t.equal(probe, 200, 'neither failed nor queued behind the service time');
 });

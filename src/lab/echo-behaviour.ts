@@ -26,6 +26,13 @@ export interface EchoBehaviour {
 
 export const DEFAULT_ECHO_BEHAVIOUR: Readonly<EchoBehaviour> = Object.freeze({ failStatus: 503, failRatio: 0, serviceTimeMs: 0, concurrency: 0 });
 
+/**
+ * The lab prober's user-agent (prober.ts sends it): its readiness checks are answered
+ * without the misbehaviour, so a failing or saturated pod stays Ready and what takes it
+ * out of rotation is the mesh (outlier detection), not the prober.
+ */
+export const PROBER_USER_AGENT = 'weft-lab-prober';
+
 /** The control path; only the pod's own echo answers it (no mesh routing depends on it). */
 export const BEHAVIOUR_PATH = '/_echo/behaviour';
 

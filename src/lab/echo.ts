@@ -28,7 +28,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import type { Duplex } from 'node:stream';
 import type { Http2Server } from 'node:http2';
 import { parse, parseOptions } from '../lib/options';
-import { BEHAVIOUR_PATH, BehaviourGate, DEFAULT_ECHO_BEHAVIOUR, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
+import { BEHAVIOUR_PATH, BehaviourGate, PROBER_USER_AGENT, DEFAULT_ECHO_BEHAVIOUR, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
 import { createGrpcEcho } from './grpc-echo';
 import { acceptKey, encodeFrame, FrameReader, OP } from './websocket';
 
@@ -129,6 +129,9 @@ function handle(id: EchoIdentity, retries: RetryCounts, gate: BehaviourGate, req
   req.on('end', () => {
     const url = new URL(req.url ?? '/', 'http://echo');
     if (url.pathname === BEHAVIOUR_PATH) return control(gate, url.searchParams, res);
+    // The lab's readiness probe is answered as is: the pod stays Ready while it fails or
+    // queues requests, so what takes it out of rotation is the mesh's doing, not the prober's.
+    if (req.headers['user-agent'] === PROBER_USER_AGENT) return reply(id, retries, req, res, url, bodyBytes, undefined);
     gate.run((failStatus) => reply(id, retries, req, res, url, bodyBytes, failStatus));
   });
 }

@@ -26,6 +26,7 @@ import { waitForShutdownSignal } from '../lib/signals';
 import { RegistryStore } from '../registry/store';
 import type { WorkloadStatus } from '../registry/types';
 import { formatHostPort } from '../lib/address';
+import { PROBER_USER_AGENT } from './echo-behaviour';
 import { defaultLabDir } from './paths';
 import { Prober, WAYPOINT_PROBE, type CheckFn, type ProbeTarget } from './probe';
 import { readState, type LabState } from './state';
@@ -75,7 +76,7 @@ export const realCheck: CheckFn = (address, check, timeoutMs) => new Promise((re
     return;
   }
   const url = `http://${formatHostPort(address, check.port)}${check.path}`;
-  const req = request(url, { method: 'GET', agent: false, headers: { 'user-agent': 'weft-lab-prober' } }, (res) => {
+  const req = request(url, { method: 'GET', agent: false, headers: { 'user-agent': PROBER_USER_AGENT } }, (res) => {
     res.resume();
     const code = res.statusCode ?? 0;
     done(code >= 200 && code < 400, `GET ${url}: HTTP ${code}`);
