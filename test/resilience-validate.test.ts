@@ -76,3 +76,15 @@ t.test('the registry record: same spec check, readers drop unknown keys, writers
   t.throws(() => validateRecord('trafficpolicy', extra, { unknownKeys: 'reject' }), { code: 'WEFT_REGISTRY_RECORD_INVALID', message: /trafficpolicy demo\/p: spec\.future is not a known field/ });
   t.throws(() => validateRecord('trafficpolicy', { ...rec, spec: { targetRefs: [] } }), { message: /spec\.targetRefs must name at least one Service/ });
 });
+
+t.test('every section validates its own output to itself (the registry re-validates what apply stored)', async (t) => {
+  // Each section with its defaults filled in: what `weft apply` stores. A reader (the
+  // waypoint's follower) validates it again; if that changed it or refused it, a policy
+  // would differ between the lab's CLI view and the waypoint, or vanish on read.
+  const sections = ['loadBalancer', 'connectionPool', 'outlierDetection', 'retry', 'faults', 'rateLimit', 'loadShedding'];
+  const spec = validateTrafficPolicySpec({ targetRefs: [{ kind: 'Service', name: 'echo' }], ...Object.fromEntries(sections.map((s) => [s, {}])) }, 'spec', 'reject');
+  const stored = JSON.parse(JSON.stringify(spec));
+  t.same(validateTrafficPolicySpec(stored, 'spec', 'reject'), spec, 'a fixed point, unknown keys refused');
+  const rec = trafficPolicyRecord({ namespace: 'demo', name: 'all' }, ['echo'], spec);
+  t.same(validateRecord('trafficpolicy', JSON.parse(JSON.stringify(rec)), { unknownKeys: 'reject' }), rec, 'as a registry record');
+});

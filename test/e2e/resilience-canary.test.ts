@@ -8,6 +8,8 @@
 //   (the commit time is the change-stream entry's id, stamped by redis-server on this host;
 //   the requests are stamped by a client in demo/client on the same clock);
 // - that no request failed during either change (every answer 200, no connection error).
+// Then a TrafficPolicy by `weft apply` shows up at both waypoints (admin view), and a
+// refused edit leaves it there.
 // The timings are printed, not asserted (a loaded machine must not fail the test); what is
 // asserted is that the flip is total (not one v1 answer after it at either waypoint).
 import t from 'tap';
@@ -233,6 +235,41 @@ function run(): void {
     const [a, b] = [await servedBy(lab, 'demo/waypoint', wpA.ip, 'echo'), await servedBy(lab, 'demo/waypoint-b', wpB.ip, 'echo-b')];
     t.ok(a - baseA >= load.of('a').length, `waypoint served the echo loop (${a - baseA})`);
     t.ok(b - baseB >= load.of('b').length, `waypoint-b served the echo-b loop (${b - baseB})`);
+
+    // A TrafficPolicy by `weft apply` reaches both waypoints (their admin view); a bad
+    // edit is refused naming the field, and the good version stays at both.
+    const tpFile = join(dir, 'tp.yaml');
+    const policy = (extra: string) => `apiVersion: networking.weft.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: resilient, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, name: echo }, { kind: Service, name: echo-b }, { kind: Service, name: gone }]
+${extra}`;
+    writeFileSync(tpFile, policy(''));
+    const created = await lab.weft(['apply', '-f', tpFile]);
+    t.equal(created.stdout, 'trafficpolicy.networking.weft.io/resilient created\n', created.stderr);
+    const adminView = async (pod: string) => {
+      const res = await lab.exec(pod, ['weft', 'lab', 'request', 'http://127.0.0.1:15000/trafficpolicies']);
+      return res.code === 0 ? (JSON.parse(res.stdout) as { name: string; targets: { ref: { name: string }; state: string }[] }[]) : [];
+    };
+    const states = (view: Awaited<ReturnType<typeof adminView>>) => view.find((p) => p.name === 'resilient')?.targets.map((x) => `${x.ref.name}=${x.state}`);
+    const want = ['echo=Accepted', 'echo-b=Accepted', 'gone=TargetNotFound'];
+    for (const pod of ['demo/waypoint', 'demo/waypoint-b']) {
+      let got: string[] | undefined;
+      for (let i = 0; i < 20 && got?.join() !== want.join(); i++) {
+        got = states(await adminView(pod));
+        if (got?.join() !== want.join()) await new Promise((r) => setTimeout(r, 250));
+      }
+      t.same(got, want, `${pod} holds the policy, with the missing Service reported`);
+    }
+    writeFileSync(tpFile, policy('  retires: { attempts: 3 }\n'));
+    const refused = await lab.weft(['apply', '-f', tpFile]);
+    t.not(refused.code, 0);
+    t.match(refused.stderr, /spec\.retires is not a known field/);
+    const listed = await lab.weft(['trafficpolicies', '-n', 'demo']);
+    t.comment(`weft trafficpolicies -n demo after the refused edit:\n${listed.stdout.trimEnd()}`);
+    t.match(listed.stdout, /resilient\s+echo,echo-b,gone \(TargetNotFound\)\s+\(defaults\)\s+TargetNotFound/);
+    for (const pod of ['demo/waypoint', 'demo/waypoint-b']) t.same(states(await adminView(pod)), want, `${pod}: the last good policy stays`);
   });
 }
 
