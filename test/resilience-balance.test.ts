@@ -5,7 +5,7 @@
 import t from 'tap';
 import { FieldError } from '../src/registry/checks';
 import { DEFAULT_BALANCER_TYPE, hashKeySource, validateLoadBalancer, type LoadBalancerSpec } from '../src/resilience/balance-spec';
-import { EndpointBalancer, EWMA_FAILURE_PENALTY_MS } from '../src/resilience/balance';
+import { EndpointBalancer, EWMA_FAILURE_PENALTY_MS, ringPointsPerHost } from '../src/resilience/balance';
 import { buildMaglev, buildRing, hashKey } from '../src/resilience/balance-hash';
 import { cookieValue, queryParam, requestHash } from '../src/resilience/balance-key';
 
@@ -234,4 +234,13 @@ t.test('hash keys from a request: header, cookie (generated with a ttl), source 
   t.equal(queryParam('u', 'u'), '');
   t.equal(queryParam('u=%zz', 'u'), '%zz', 'a bad escape is kept as sent');
   t.equal(cookieValue('a=1;b=2', 'b'), '2');
+});
+
+t.test('ring points per endpoint stay put while the ring is within 1/2..4x minimumRingSize', async (t) => {
+  t.equal(ringPointsPerHost(0, 4, 1024), 256, 'first build: minimumRingSize / endpoints');
+  t.equal(ringPointsPerHost(256, 3, 1024), 256, '4 -> 3: kept (768 points)');
+  t.equal(ringPointsPerHost(256, 2, 1024), 256, '4 -> 2: kept (512 points)');
+  t.equal(ringPointsPerHost(256, 1, 1024), 1024, '4 -> 1: below half, set afresh');
+  t.equal(ringPointsPerHost(256, 16, 1024), 256, '4 -> 16: kept (4096 points)');
+  t.equal(ringPointsPerHost(256, 17, 1024), 61, '4 -> 17: past 4x, set afresh');
 });

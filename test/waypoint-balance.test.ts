@@ -6,7 +6,7 @@
 import t from 'tap';
 import { Readable } from 'node:stream';
 import { MeshState } from '../src/registry/state';
-import { ambientNamespace, serviceRecord, trafficPolicyRecord, workloadRecord } from '../src/registry/fixtures';
+import { ambientNamespace, httpRouteRecord, serviceRecord, trafficPolicyRecord, workloadRecord } from '../src/registry/fixtures';
 import { recordKey, type Change, type Kind, type RecordsByKind } from '../src/registry/types';
 import { MeshRouter } from '../src/waypoint/router';
 import type { AttemptReporter, ServicePolicy } from '../src/waypoint/attempt-targets';
@@ -101,6 +101,25 @@ t.test('a cookie key with a ttl: a request without it gets one, and the cookie p
   }
 });
 
+t.test('the generated cookie joins the route\'s own response header edits without changing them', async (t) => {
+  const state = meshState();
+  const route = httpRouteRecord({ namespace: 'demo', name: 'r' }, 'echo');
+  const edits = { set: [{ name: 'x-a', value: '1' }], add: [{ name: 'x-b', value: '2' }], remove: ['x-c'] };
+  route.spec.rules[0]!.filters = [{ type: 'ResponseHeaderModifier', responseHeaderModifier: edits }];
+  state.applyChanges([
+    put('httproute', route),
+    put('trafficpolicy', trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo'], { loadBalancer: { type: 'ConsistentHash', consistentHash: { cookie: { name: 's', ttl: '10s' }, algorithm: 'Ring', minimumRingSize: 64 } } })),
+  ], 2);
+  const router = new MeshRouter({ state });
+  t.teardown(() => router.close());
+  const plan = forwardPlan(router.route(request()));
+  t.same(plan.responseHeaders?.set, [{ name: 'x-a', value: '1' }]);
+  t.same(plan.responseHeaders?.add.map((h) => h.name), ['x-b', 'set-cookie']);
+  t.same(plan.responseHeaders?.remove, ['x-c']);
+  const next = forwardPlan(router.route(request()));
+  t.same(next.responseHeaders?.add.map((h) => h.name), ['x-b', 'set-cookie'], 'the route\'s own list was not appended to');
+});
+
 t.test('the balancer survives an edit of another section, is rebuilt when loadBalancer changes, dropped with the policy', async (t) => {
   const state = meshState();
   const clock = new ManualClock(1000);
@@ -121,6 +140,8 @@ t.test('the balancer survives an edit of another section, is rebuilt when loadBa
   state.applyChanges([put('trafficpolicy', { ...base, spec: { ...base.spec, loadBalancer: { type: 'RoundRobin' } } })], 5);
   const rr = Array.from({ length: 4 }, () => forwardPlan(router.route(request())).upstream.host);
   t.same(rr, ADDRS, 'a new type: a new balancer (round robin in address order)');
+  const view = router.balancerViews();
+  t.same(view.map((v) => [v.namespace, v.name, v.type, v.endpoints.map((e) => e.address)]), [['demo', 'echo', 'RoundRobin', ADDRS]], 'the admin view lists the balancer and its endpoints');
   state.applyChanges([{ op: 'delete', kind: 'trafficpolicy', key: recordKey('trafficpolicy', base) } as Change], 6);
   t.equal(forwardPlan(router.route(request())).targets, undefined, 'policy gone: no targets');
   t.equal((router as unknown as { balancers: { size: number } }).balancers.size, 0, 'its balancer state dropped');

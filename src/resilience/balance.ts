@@ -128,6 +128,11 @@ export class EndpointBalancer<E> {
     return l && { ...l };
   }
 
+  /** Every current endpoint's load, by address order (the waypoint's admin view). */
+  endpointLoads(): Array<{ address: string } & EndpointLoad> {
+    return this.sortedAddresses.map((address) => ({ address, ...this.loads.get(address)! }));
+  }
+
   /** Rebuilds the sorted list (and the hash table) when the candidates changed. */
   private sync(candidates: readonly E[]): void {
     if (candidates === this.seen) return;

@@ -136,6 +136,7 @@ export class WaypointApp {
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
       '/trafficpolicies': (_q, _u, res) => json(res, 200, this.router?.policies.views() ?? []),
+      '/balancers': (_q, _u, res) => json(res, 200, this.router?.balancerViews() ?? []),
       '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
       '/logging': loggingRoute(this.logger),

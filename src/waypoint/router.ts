@@ -25,7 +25,7 @@ import { pickFromEndpoints, usableEndpoint } from '../mesh/service-endpoint';
 import { realClock, type Clock } from '../lib/clock';
 import { requestHash, type RequestHash } from '../resilience/balance-key';
 import { BalancedTargets, upstreamOf, type AttemptReporter } from './attempt-targets';
-import { ServiceBalancers } from './service-balancers';
+import { ServiceBalancers, type BalancerView } from './service-balancers';
 import type { ServiceBulkheads } from './bulkheads';
 import { TrafficPolicies } from './traffic-policies';
 import type {
@@ -97,6 +97,11 @@ export class MeshRouter implements RequestRouter {
     this.state.off('snapshot', this.onSnapshot);
     this.policies.off('change', this.onPolicies);
     if (this.ownPolicies) this.policies.close();
+  }
+
+  /** The balancers of Services with a TrafficPolicy, with their endpoints' load (admin view). */
+  balancerViews(): BalancerView[] {
+    return this.balancers.views();
   }
 
   /** The routes in force (for the admin view and tests). */

@@ -13,6 +13,15 @@ import { DEFAULT_LOAD_BALANCER, hashKeySource, type HashKeySource, type LoadBala
 import type { TrafficPolicySpec } from '../resilience/spec';
 import type { BalancedService } from './attempt-targets';
 
+/** One Service's balancer as the admin view shows it. */
+export interface BalancerView {
+  namespace: string;
+  name: string;
+  type: string;
+  /** Attempts in flight from this waypoint and the peak-EWMA latency estimate (EWMA only), per endpoint. */
+  endpoints: Array<{ address: string; pending: number; ewmaMs?: number }>;
+}
+
 class ServiceBalance implements BalancedService {
   /** Where a request's hash key comes from (consistent hash only), worked out once. */
   readonly hashKey: HashKeySource | undefined;
@@ -56,6 +65,17 @@ export class ServiceBalancers {
       }
       if (names.size === 0) this.byNamespace.delete(ns);
     }
+  }
+
+  /** Per Service with a policy: its balancer and what it knows of each endpoint (the waypoint admin's /balancers). */
+  views(): BalancerView[] {
+    const out: BalancerView[] = [];
+    for (const [namespace, names] of this.byNamespace) {
+      for (const [name, sb] of names) {
+        out.push({ namespace, name, type: sb.balancer.type, endpoints: sb.balancer.endpointLoads().map((l) => ({ address: l.address, pending: l.pending, ...(l.rttMs !== undefined ? { ewmaMs: Math.round(l.rttMs * 100) / 100 } : {}) })) });
+      }
+    }
+    return out.sort((a, b) => (a.namespace === b.namespace ? (a.name < b.name ? -1 : 1) : a.namespace < b.namespace ? -1 : 1));
   }
 
   /** Services with balancer state (tests, admin views). */
