@@ -1,6 +1,6 @@
 import t from 'tap';
 import { authorize, matchPolicy, stringMatches, type AuthzRequest } from '../src/ztunnel/authorization';
-import { cidrContains } from '../src/ztunnel/cidr';
+import { cidrContains } from '../src/authz/cidr';
 import { deriveWorkloadView } from '../src/registry/enrolment';
 import type { AuthorizationPolicyRecord, PolicyMatch } from '../src/registry/types';
 import { ambientNamespace, workloadRecord } from '../src/ztunnel/testing/records';

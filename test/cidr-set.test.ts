@@ -1,7 +1,7 @@
 // CidrSet (cidr.ts): a fixed set of CIDRs of both families checked in one lookup;
 // the loop guard's loopback and link-local sets are built on it.
 import t from 'tap';
-import { CidrSet, cidrContains } from '../src/ztunnel/cidr';
+import { CidrSet, cidrContains } from '../src/authz/cidr';
 
 t.test('members of either family; IPv4-mapped IPv6 is its IPv4 address', async (t) => {
   const set = new CidrSet(['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::1']);

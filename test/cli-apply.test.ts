@@ -128,7 +128,7 @@ t.test('weft apply / delete / routes against the registry', async (t) => {
     t.equal(err.code, 'WEFT_MANIFEST_INVALID');
     t.match(err.message, `2 of 3 documents are invalid:`);
     t.match(err.message, `${f}: document 2 (HTTPRoute default/Bad_Name): metadata.name must be a DNS-1123 subdomain`);
-    t.match(err.message, `${f}: document 3 (AuthorizationPolicy demo/broken): spec.rules[0].to[0].operation.methods is an L7 attribute; Weft enforces AuthorizationPolicy at L4`);
+    t.match(err.message, `${f}: document 3 (AuthorizationPolicy demo/broken): spec.rules[0].to[0].operation.methods is an L7 attribute; without targetRefs this AuthorizationPolicy is enforced at L4 by the ztunnel`);
     t.match(err.message, /nothing was applied/);
     t.same((err as unknown as { details: { document: string } }).details.document, '2');
     t.equal(await store.revision(), rev, 'no revision');

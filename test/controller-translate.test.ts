@@ -220,10 +220,11 @@ t.test("Istio rule syntax: from/to/when become clauses; what L4 cannot check is 
     }
   };
   refused([{ to: [{ operation: { paths: ['/admin'] } }] }], 'spec.rules[0].to[0].operation.paths', /L7 attribute/);
-  refused([{ from: [{ source: { requestPrincipals: ['*'] } }] }], 'spec.rules[0].from[0].source.requestPrincipals', /L7 attribute/);
+  refused([{ from: [{ source: { requestPrincipals: ['*'] } }] }], 'spec.rules[0].from[0].source.requestPrincipals', /request authentication \(JWT\)/);
   refused([{ from: [{ source: { principals: ['cluster.local/ns/a/sa/*'] } }] }], 'spec.rules[0].from[0].source.principals[0]', /wildcards are not supported/);
   refused([{ to: [{ operation: { ports: ['http'] } }] }], 'spec.rules[0].to[0].operation.ports[0]', /must be a port number/);
-  refused([{ when: [{ key: 'request.headers[x]', values: ['a'] }] }], 'spec.rules[0].when[0].key', /Weft reads source\.ip/);
+  refused([{ when: [{ key: 'request.headers[x]', values: ['a'] }] }], 'spec.rules[0].when[0].key', /L7 attribute; without targetRefs .* bind the policy with targetRefs/);
+  refused([{ when: [{ key: 'request.auth.claims[iss]', values: ['a'] }] }], 'spec.rules[0].when[0].key', /Weft reads source\.ip/);
   refused([{ when: [{ key: 'source.ip' }] }], 'spec.rules[0].when[0]', /needs values or notValues/);
   refused([{ clauses: [] }], 'spec.rules[0].clauses', /not a field Weft reads here \(expected from, to, when\)/);
   refused({}, 'spec.rules', /must be a list/);

@@ -10,8 +10,9 @@ import { stableStringify } from '../controller/stable-json';
 import { WeftError, isWeftError } from '../lib/errors';
 import type { KubeObject } from '../k8s/client';
 import type { ChangeInput, RegistryStore } from '../registry/store';
-import type { Kind } from '../registry/types';
+import type { AuthorizationPolicyRecord, Kind } from '../registry/types';
 import { validateRecord } from '../registry/validate';
+import { refuseUnboundPolicies } from './apply-authz';
 import type { ManifestObject } from './manifest-objects';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
@@ -109,6 +110,11 @@ export function applyToRegistry(store: RegistryStore, objects: readonly Manifest
       if (action !== 'unchanged') changes.push(change);
       results.push({ ref: o.ref, kind: o.info.kind, namespace: o.namespace, name: o.name, action, object: resultingObject(o, record) });
     }
+    refuseUnboundPolicies(
+      changes.flatMap((c) => (c.op === 'put' && c.kind === 'policy' ? [c.record as AuthorizationPolicyRecord] : [])),
+      state.byKind,
+      new Set(changes.flatMap((c) => (c.op === 'put' && c.kind === 'waypoint' ? [`${c.record.namespace}/${c.record.name}`] : []))),
+    );
     if (opts.dryRun || changes.length === 0) return { results, revision: state.revision, dryRun: opts.dryRun };
     const revision = await store.apply(changes, { expectedRevision: state.revision });
     return { results, revision, dryRun: false };

@@ -172,10 +172,15 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
   // selector-scoped DENY must not become a deny-all for the whole namespace.
   const standIn: Record<string, unknown> = { ...head, scope, action: spec.action };
   if (selector !== undefined) standIn.selector = selector;
-  const known = new Set(['action', 'rules', 'selector', 'scope']);
+  // Waypoint-bound: scope NAMESPACE, and the stand-in stays bound to the same targets.
+  if (spec.targetRefs !== undefined) {
+    standIn.targetRefs = spec.targetRefs;
+    if (spec.scope === undefined) standIn.scope = 'NAMESPACE';
+  }
+  const known = new Set(['action', 'rules', 'selector', 'scope', 'targetRefs']);
   for (const k of Object.keys(spec)) {
     if (!known.has(k)) {
-      return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, scope)`, candidate: standIn };
+      return { ok: false, field: `spec.${k}`, message: `spec.${k} is not a field of AuthorizationPolicy (expected action, rules, selector, targetRefs, scope)`, candidate: standIn };
     }
   }
   if (sel !== undefined && (selObj === undefined || Object.keys(selObj).some((k) => k !== 'matchLabels'))) {
@@ -206,14 +211,57 @@ export function istioPolicyRecord(obj: K8sAuthorizationPolicy): PolicyTranslatio
   const spec = obj.spec;
   if (typeof spec !== 'object' || spec === null) return policyRecord(obj);
   const action = spec.action ?? 'ALLOW';
-  const rules = istioPolicyRules(spec.rules);
+  const { targetRef: _ref, targetRefs: _refs, provider: _provider, ...rest } = spec;
+  const refs = istioTargetRefs(spec, obj.metadata.namespace);
+  const rules = istioPolicyRules(spec.rules, { waypoint: refs.ok && refs.refs !== undefined });
   const root = istioRootRefusal(obj.metadata.namespace, 'AuthorizationPolicy');
-  if (!rules.ok || root) {
-    const why = !rules.ok ? rules : root!;
-    const head = policyRecord({ ...obj, spec: { ...spec, action, rules: [] } });
+  const custom = action === 'CUSTOM'
+    ? { field: 'spec.action', message: 'spec.action CUSTOM delegates to an external authorizer (spec.provider), which Weft does not have; use ALLOW, DENY or AUDIT' }
+    : undefined;
+  const bound = refs.ok && refs.refs !== undefined ? { targetRefs: refs.refs, scope: 'NAMESPACE' } : {};
+  if (!rules.ok || root || !refs.ok || custom) {
+    const why = custom ?? (!refs.ok ? refs : !rules.ok ? rules : root!);
+    // CUSTOM denies where its authorizer would: the stand-in is a DENY, never an ALLOW.
+    const head = policyRecord({ ...obj, spec: { ...rest, ...bound, action: custom ? 'DENY' : action, rules: [] } });
     return { ok: false, field: why.field, message: why.message, candidate: head.ok ? { ...head.record } : head.candidate };
   }
-  return policyRecord({ ...obj, spec: { ...spec, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
+  return policyRecord({ ...obj, spec: { ...rest, ...bound, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
+}
+
+/**
+ * Istio's `targetRef` / `targetRefs` → the registry's targetRefs: a Service (group "")
+ * or a waypoint's Gateway (gateway.networking.k8s.io) of the policy's own namespace.
+ * `refs` undefined: the policy has neither (a selector or namespace-wide policy).
+ */
+function istioTargetRefs(spec: Record<string, unknown>, namespace: string | undefined):
+  { ok: true; refs?: { kind: 'Service' | 'Gateway'; name: string }[] } | { ok: false; field: string; message: string } {
+  if (spec.targetRef !== undefined && spec.targetRefs !== undefined) {
+    return { ok: false, field: 'spec.targetRef', message: 'spec.targetRef and spec.targetRefs are both set; use targetRefs only' };
+  }
+  const field = spec.targetRef !== undefined ? 'spec.targetRef' : 'spec.targetRefs';
+  const raw = spec.targetRef !== undefined ? [spec.targetRef] : spec.targetRefs;
+  if (raw === undefined) return { ok: true };
+  if (!Array.isArray(raw) || raw.length === 0) return { ok: false, field, message: `${field} must be a non-empty list of {group, kind, name}` };
+  if (spec.selector !== undefined) {
+    return { ok: false, field: 'spec.selector', message: `spec.selector and ${field} are both set; a policy is bound either to workloads (selector) or to Services and waypoints (targetRefs)` };
+  }
+  const refs: { kind: 'Service' | 'Gateway'; name: string }[] = [];
+  for (const [i, r] of raw.entries()) {
+    const p = spec.targetRef !== undefined ? field : `${field}[${i}]`;
+    if (typeof r !== 'object' || r === null) return { ok: false, field: p, message: `${p} must be an object {group, kind, name}` };
+    const ref = r as Record<string, unknown>;
+    const group = ref.group ?? '';
+    const ok = (ref.kind === 'Service' && group === '') || (ref.kind === 'Gateway' && group === 'gateway.networking.k8s.io');
+    if (!ok) {
+      return { ok: false, field: p, message: `${p} is ${JSON.stringify({ group, kind: ref.kind ?? null })}; Weft binds AuthorizationPolicy to a Service (group "") or a waypoint Gateway (group gateway.networking.k8s.io)` };
+    }
+    if (ref.namespace !== undefined && ref.namespace !== namespace) {
+      return { ok: false, field: `${p}.namespace`, message: `${p}.namespace must be the policy's own namespace ${namespace ?? ''} (or left out)` };
+    }
+    if (typeof ref.name !== 'string' || ref.name === '') return { ok: false, field: `${p}.name`, message: `${p}.name is required` };
+    refs.push({ kind: ref.kind as 'Service' | 'Gateway', name: ref.name });
+  }
+  return { ok: true, refs };
 }
 
 /**
@@ -303,10 +351,10 @@ function validated<K extends 'peerauth'>(kind: K, candidate: Record<string, unkn
  * cannot check (methods, paths, hosts, request principals, wildcards) is refused by
  * field rather than dropped: dropping it would widen an ALLOW or narrow a DENY.
  */
-export function istioPolicyRules(rules: unknown): { ok: true; rules: unknown[] } | { ok: false; field: string; message: string } {
+export function istioPolicyRules(rules: unknown, opts: { waypoint?: boolean } = {}): { ok: true; rules: unknown[] } | { ok: false; field: string; message: string } {
   try {
     if (rules === undefined || rules === null) return { ok: true, rules: [] };
-    return { ok: true, rules: list(rules, 'spec.rules').map((r, i) => istioRule(r, `spec.rules[${i}]`)) };
+    return { ok: true, rules: list(rules, 'spec.rules').map((r, i) => istioRule(r, `spec.rules[${i}]`, opts.waypoint ?? false)) };
   } catch (err) {
     if (err instanceof IstioFieldError) return { ok: false, field: err.field, message: `${err.field} ${err.problem}` };
     throw err;
@@ -319,12 +367,20 @@ class IstioFieldError extends Error {
   }
 }
 
-const L7_ONLY = 'is an L7 attribute; Weft enforces AuthorizationPolicy at L4 (in the ztunnel), so it cannot be honoured; remove it';
+/**
+ * Istio enforces an L7 rule on a policy without targetRefs nowhere in ambient mode, and
+ * says nothing (users lose hours to it): Weft refuses it and says what to do instead.
+ */
+const L7_ONLY = 'is an L7 attribute; without targetRefs this AuthorizationPolicy is enforced at L4 by the ztunnel, which cannot check it. '
+  + 'Put a waypoint in front of the workloads (a waypoint Gateway; on the lab: weft waypoint add <namespace>/<name> --node <node>, then weft namespace use-waypoint <namespace> <name>) '
+  + 'and bind the policy with targetRefs: [{group: "", kind: Service, name: <service>}] instead of selector';
+const NO_JWT = 'needs request authentication (JWT), which Weft does not have; remove it';
 
 function obj(v: unknown, path: string, known: readonly string[], l7: readonly string[] = []): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new IstioFieldError(path, 'must be an object');
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) {
+    if (k === 'requestPrincipals' || k === 'notRequestPrincipals') throw new IstioFieldError(`${path}.${k}`, NO_JWT);
     if (l7.includes(k)) throw new IstioFieldError(`${path}.${k}`, L7_ONLY);
     if (!known.includes(k)) throw new IstioFieldError(`${path}.${k}`, `is not a field Weft reads here (expected ${known.join(', ')})`);
   }
@@ -354,6 +410,14 @@ function ports(v: unknown, path: string): number[] {
 
 const spiffe = (p: string): string => (p.startsWith('spiffe://') ? p : `spiffe://${p}`);
 
+/** L7 values take Istio's string forms (exact, `prefix*`, `*suffix`, `*`); the registry checks their shape. */
+function patterns(v: unknown, path: string): string[] {
+  return list(v, path).map((x, i) => {
+    if (typeof x !== 'string' || x === '') throw new IstioFieldError(`${path}[${i}]`, 'must be a non-empty string');
+    return x;
+  });
+}
+
 /** Istio source field → registry match field (and how to read its values). */
 const SOURCE_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
   principals: ['principals', (v, p) => strings(v, p, spiffe)],
@@ -364,11 +428,23 @@ const SOURCE_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[
   notIpBlocks: ['notSourceIps', strings],
   remoteIpBlocks: ['sourceIps', strings],
   notRemoteIpBlocks: ['notSourceIps', strings],
+  serviceAccounts: ['serviceAccounts', strings],
+  notServiceAccounts: ['notServiceAccounts', strings],
 };
 const OPERATION_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
   ports: ['destinationPorts', ports],
   notPorts: ['notDestinationPorts', ports],
 };
+/** Read only for a waypoint-bound policy (targetRefs). */
+const L7_OPERATION_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
+  methods: ['methods', patterns],
+  notMethods: ['notMethods', patterns],
+  paths: ['paths', patterns],
+  notPaths: ['notPaths', patterns],
+  hosts: ['hosts', patterns],
+  notHosts: ['notHosts', patterns],
+};
+const REQUEST_HEADER_KEY = /^request\.headers\[([^\]]+)\]$/;
 const WHEN_KEYS: Record<string, [string, string, (v: unknown, p: string) => unknown[]]> = {
   'source.ip': ['sourceIps', 'notSourceIps', strings],
   'remote.ip': ['sourceIps', 'notSourceIps', strings],
@@ -387,14 +463,14 @@ function match(o: Record<string, unknown>, path: string, fields: typeof SOURCE_F
   return out;
 }
 
-function istioRule(v: unknown, path: string): { clauses: { matches: Record<string, unknown[]>[] }[] } {
+function istioRule(v: unknown, path: string, waypoint: boolean): { clauses: { matches: Record<string, unknown[]>[] }[] } {
   const r = obj(v, path, ['from', 'to', 'when']);
   const clauses: { matches: Record<string, unknown[]>[] }[] = [];
   if (r.from !== undefined) {
     clauses.push({
       matches: list(r.from, `${path}.from`).map((f, i) => {
         const p = `${path}.from[${i}]`;
-        const src = obj(obj(f, p, ['source']).source, `${p}.source`, Object.keys(SOURCE_FIELDS), ['requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts']);
+        const src = obj(obj(f, p, ['source']).source, `${p}.source`, Object.keys(SOURCE_FIELDS));
         return match(src, `${p}.source`, SOURCE_FIELDS);
       }),
     });
@@ -403,8 +479,9 @@ function istioRule(v: unknown, path: string): { clauses: { matches: Record<strin
     clauses.push({
       matches: list(r.to, `${path}.to`).map((t, i) => {
         const p = `${path}.to[${i}]`;
-        const op = obj(obj(t, p, ['operation']).operation, `${p}.operation`, Object.keys(OPERATION_FIELDS), ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths']);
-        return match(op, `${p}.operation`, OPERATION_FIELDS);
+        const fields = waypoint ? { ...OPERATION_FIELDS, ...L7_OPERATION_FIELDS } : OPERATION_FIELDS;
+        const op = obj(obj(t, p, ['operation']).operation, `${p}.operation`, Object.keys(fields), waypoint ? [] : Object.keys(L7_OPERATION_FIELDS));
+        return match(op, `${p}.operation`, fields);
       }),
     });
   }
@@ -412,8 +489,22 @@ function istioRule(v: unknown, path: string): { clauses: { matches: Record<strin
     list(r.when, `${path}.when`).forEach((w, i) => {
       const p = `${path}.when[${i}]`;
       const c = obj(w, p, ['key', 'values', 'notValues']);
+      const header = typeof c.key === 'string' ? REQUEST_HEADER_KEY.exec(c.key) : null;
+      if (header) {
+        if (!waypoint) throw new IstioFieldError(`${p}.key`, `${c.key} ${L7_ONLY}`);
+        if (c.values === undefined && c.notValues === undefined) throw new IstioFieldError(p, 'needs values or notValues');
+        const name = header[1]!.toLowerCase();
+        const m: Record<string, unknown[]> = {};
+        if (c.values !== undefined) m.requestHeaders = [{ name, values: patterns(c.values, `${p}.values`) }];
+        if (c.notValues !== undefined) m.notRequestHeaders = [{ name, values: patterns(c.notValues, `${p}.notValues`) }];
+        clauses.push({ matches: [m] });
+        return;
+      }
       const spec = typeof c.key === 'string' ? WHEN_KEYS[c.key] : undefined;
-      if (!spec) throw new IstioFieldError(`${p}.key`, `is ${JSON.stringify(c.key ?? null)}; Weft reads ${Object.keys(WHEN_KEYS).join(', ')} (L4 attributes)`);
+      if (!spec) {
+        const l7 = waypoint ? ', request.headers[<name>]' : ' (L4 attributes; request.headers[<name>] on a policy bound with targetRefs)';
+        throw new IstioFieldError(`${p}.key`, `is ${JSON.stringify(c.key ?? null)}; Weft reads ${Object.keys(WHEN_KEYS).join(', ')}${l7}`);
+      }
       const [field, notField, read] = spec;
       if (c.values === undefined && c.notValues === undefined) throw new IstioFieldError(p, 'needs values or notValues');
       const m: Record<string, unknown[]> = {};

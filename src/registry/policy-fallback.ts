@@ -48,6 +48,9 @@ export function failClosedPolicy(key: string, raw: unknown, reason: string): Aut
   if (typeof o.scope === 'string') {
     const own: Record<string, unknown> = { ...base, scope: o.scope };
     if (o.selector !== undefined) own.selector = o.selector;
+    // A waypoint-bound policy stays bound to its targets: its stand-in must not become
+    // a namespace-wide L4 policy on the ztunnels.
+    if (o.targetRefs !== undefined) own.targetRefs = o.targetRefs;
     try {
       return validateRecord('policy', own, { key });
     } catch {

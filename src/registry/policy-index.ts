@@ -52,6 +52,8 @@ export class PolicyIndex {
     const out: AuthorizationPolicyRecord[] = [];
     const consider = (policyNs: string) => {
       for (const p of this.policies.in(policyNs)) {
+        // Bound with targetRefs: the waypoint enforces it (waypointPolicies), not the ztunnel.
+        if (p.targetRefs) continue;
         const applies =
           (p.scope === 'GLOBAL' && policyNs === ROOT_NAMESPACE) ||
           (p.scope === 'NAMESPACE' && policyNs === ns) ||
@@ -63,6 +65,15 @@ export class PolicyIndex {
     consider(ns);
     if (ns !== ROOT_NAMESPACE) consider(ROOT_NAMESPACE);
     return out.sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+  }
+
+  /**
+   * Waypoint-bound policies of `namespace` (those with targetRefs), sorted by name.
+   * The waypoint picks the ones naming the Service or its own Gateway.
+   */
+  waypointPolicies(namespace: string): AuthorizationPolicyRecord[] {
+    return this.policies.in(namespace).filter((p) => p.targetRefs !== undefined)
+      .sort((a, b) => compareText(a.name, b.name));
   }
 
   /**

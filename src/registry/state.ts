@@ -20,6 +20,7 @@ import {
   type AuthorizationPolicyRecord,
   type Change,
   type Kind,
+  type Labels,
   type NamespaceRecord,
   type NodeRecord,
   type PeerAuthenticationMode,
@@ -50,6 +51,17 @@ export interface MeshStateEvents {
 type Stores = { [K in Kind]: Map<string, RecordsByKind[K]> };
 
 const SEP = '\u0000';
+
+/**
+ * The waypoint a Service is bound to, from its own binding and its namespace's labels
+ * (MeshState.serviceWaypointName); for callers holding plain records (`weft apply`).
+ */
+export function serviceWaypointBinding(service: Pick<ServiceRecord, 'waypoint'>, namespaceLabels: Labels | undefined): string | undefined {
+  const own = service.waypoint;
+  if (own !== undefined && own !== '') return own === USE_WAYPOINT_NONE ? undefined : own;
+  const ns = namespaceLabels?.[USE_WAYPOINT_LABEL];
+  return ns === undefined || ns === '' || ns === USE_WAYPOINT_NONE ? undefined : ns;
+}
 
 export class MeshState extends EventEmitter<MeshStateEvents> {
   readonly trustDomain: string;
@@ -169,6 +181,11 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     return this.policyIndex.policiesFor(w);
   }
 
+  /** Policies of `namespace` bound with targetRefs: what waypoints enforce (policy-index.ts). */
+  waypointPolicies(namespace: string): AuthorizationPolicyRecord[] {
+    return this.policyIndex.waypointPolicies(namespace);
+  }
+
   /** The PeerAuthentication mode in force for `w`: the most specific wins, STRICT on a tie (policy-index.ts). */
   peerAuthModeFor(w: WorkloadView): PeerAuthenticationMode {
     return this.policyIndex.peerAuthModeFor(w);
@@ -185,10 +202,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
    * caller can refuse rather than silently skip it.
    */
   serviceWaypointName(service: ServiceRecord): string | undefined {
-    const own = service.waypoint;
-    if (own !== undefined && own !== '') return own === USE_WAYPOINT_NONE ? undefined : own;
-    const ns = this.stores.namespace.get(service.namespace)?.labels[USE_WAYPOINT_LABEL];
-    return ns === undefined || ns === '' || ns === USE_WAYPOINT_NONE ? undefined : ns;
+    return serviceWaypointBinding(service, this.stores.namespace.get(service.namespace)?.labels);
   }
 
   /** The waypoint's pods (workloads of its namespace labelled with its name), ready or not. */

@@ -70,7 +70,11 @@ export interface ServiceRecord {
   loadBalancing?: LoadBalancing;
 }
 
-export type PolicyAction = 'ALLOW' | 'DENY';
+/**
+ * AUDIT (waypoint-bound policies only) decides nothing: a request it matches is logged
+ * and counted, as Istio's AUDIT action.
+ */
+export type PolicyAction = 'ALLOW' | 'DENY' | 'AUDIT';
 export type PolicyScope = 'GLOBAL' | 'NAMESPACE' | 'WORKLOAD_SELECTOR';
 
 /**
@@ -92,6 +96,38 @@ export interface PolicyMatch {
   notDestinationIps?: string[];
   destinationPorts?: number[];
   notDestinationPorts?: number[];
+  // L7 fields: only a waypoint can check them, so only a policy with targetRefs may
+  // carry them (validate.ts). Values use Istio's string match (`*`, `pre*`, `*suf`).
+  /** HTTP methods (gRPC: always POST). */
+  methods?: string[];
+  notMethods?: string[];
+  /** Paths without the query, compared after normalisation (src/authz/match.ts). */
+  paths?: string[];
+  notPaths?: string[];
+  /** Host header / :authority, case-insensitive; a port in the request may be left out. */
+  hosts?: string[];
+  notHosts?: string[];
+  /** Every entry must hold: the header is present and one of its values matches. */
+  requestHeaders?: PolicyHeaderMatch[];
+  /** No entry may hold (an absent header holds for none). */
+  notRequestHeaders?: PolicyHeaderMatch[];
+}
+
+/** `request.headers[name]` of an Istio `when` condition. */
+export interface PolicyHeaderMatch {
+  /** Lower-case header name. */
+  name: string;
+  values: string[];
+}
+
+/**
+ * What a waypoint-bound policy is attached to (Istio's targetRefs): a Service of the
+ * policy's namespace (requests to it, at its waypoint), or a waypoint's Gateway
+ * (every request that waypoint serves).
+ */
+export interface PolicyTargetRef {
+  kind: 'Service' | 'Gateway';
+  name: string;
 }
 
 /** A clause holds when any of its matches holds. */
@@ -111,6 +147,12 @@ export interface AuthorizationPolicyRecord {
   scope: PolicyScope;
   /** For WORKLOAD_SELECTOR: labels of the destination workloads it applies to. */
   selector?: Labels;
+  /**
+   * Set: the policy is enforced by waypoints, for the Services or waypoints named (scope
+   * is then NAMESPACE and there is no selector), and ztunnels ignore it. Absent: the
+   * ztunnel enforces it at L4, as before.
+   */
+  targetRefs?: PolicyTargetRef[];
   action: PolicyAction;
   /** The policy matches when any rule matches. An empty list matches nothing for ALLOW and DENY alike. */
   rules: PolicyRule[];

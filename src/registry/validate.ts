@@ -7,8 +7,9 @@
  */
 import { validateGRPCRouteSpec, validateHTTPRouteSpec } from '../gateway/validate';
 import { WeftError } from '../lib/errors';
+import { L7_MATCH_KEYS } from '../authz/match';
 import { validateTrafficPolicySpec } from '../resilience/validate';
-import { FieldError, Obj, checkPort, checkString, rules, type UnknownKeys } from './checks';
+import { FieldError, Obj, checkPort, checkString, rules, type StringRule, type UnknownKeys } from './checks';
 import {
   KINDS,
   ROOT_NAMESPACE,
@@ -19,9 +20,11 @@ import {
   type NodeRecord,
   type PeerAuthenticationRecord,
   type PolicyClause,
+  type PolicyHeaderMatch,
   type PolicyInvalid,
   type PolicyMatch,
   type PolicyRule,
+  type PolicyTargetRef,
   type RecordsByKind,
   type RouteRecord,
   type WaypointRecord,
@@ -170,15 +173,30 @@ function servicePort(v: unknown, path: string, unknown: UnknownKeys): ServicePor
 }
 
 function validatePolicy(v: unknown, unknown: UnknownKeys): AuthorizationPolicyRecord {
-  const o = new Obj(v, '', ['name', 'namespace', 'scope', 'selector', 'action', 'rules', 'invalid'], unknown);
+  const o = new Obj(v, '', ['name', 'namespace', 'scope', 'selector', 'targetRefs', 'action', 'rules', 'invalid'], unknown);
   const out: AuthorizationPolicyRecord = {
     name: o.string('name', rules.dnsSubdomain),
     namespace: o.string('namespace', rules.dnsLabel),
     scope: o.oneOf('scope', ['GLOBAL', 'NAMESPACE', 'WORKLOAD_SELECTOR'] as const),
-    action: o.oneOf('action', ['ALLOW', 'DENY'] as const),
+    action: o.oneOf('action', ['ALLOW', 'DENY', 'AUDIT'] as const),
     rules: o.array('rules', (x, p) => policyRule(x, p, unknown)),
   };
   const selector = o.optLabels('selector');
+  const targetRefs = o.optArray('targetRefs', (x, p) => policyTargetRef(x, p, unknown));
+  if (targetRefs !== undefined) {
+    // Waypoint-bound: the waypoint finds it by its targets, the ztunnel ignores it.
+    if (targetRefs.length === 0 || targetRefs.length > 16) throw new FieldError('targetRefs', `must list 1 to 16 targets, got ${targetRefs.length}`);
+    if (out.scope !== 'NAMESPACE') throw new FieldError('scope', `must be NAMESPACE when targetRefs is set (got ${out.scope})`);
+    if (selector !== undefined) throw new FieldError('selector', 'is not allowed with targetRefs (a policy is bound either to workloads or to Services/waypoints)');
+    out.targetRefs = targetRefs;
+  } else {
+    if (out.action === 'AUDIT') throw new FieldError('action', 'AUDIT is enforced by waypoints only: bind the policy with targetRefs');
+    const l7 = l7Field(out.rules);
+    if (l7) {
+      throw new FieldError(l7, 'is an L7 attribute, which only a waypoint can check, and this policy has no targetRefs (the ztunnel enforces it at L4): '
+        + 'bind it to a Service or waypoint with targetRefs');
+    }
+  }
   if (out.scope === 'GLOBAL' && out.namespace !== ROOT_NAMESPACE) {
     throw new FieldError('scope', `GLOBAL is only allowed for policies in the root namespace ${ROOT_NAMESPACE}`);
   }
@@ -192,6 +210,24 @@ function validatePolicy(v: unknown, unknown: UnknownKeys): AuthorizationPolicyRe
   }
   if (o.has('invalid')) out.invalid = policyInvalid(o.o.invalid, 'invalid', unknown);
   return out;
+}
+
+function policyTargetRef(v: unknown, path: string, unknown: UnknownKeys): PolicyTargetRef {
+  const o = new Obj(v, path, ['kind', 'name'], unknown);
+  return { kind: o.oneOf('kind', ['Service', 'Gateway'] as const), name: o.string('name', rules.dnsSubdomain) };
+}
+
+/** The path of the first L7 field in the rules (`rules[0].clauses[1].matches[0].paths`), if any. */
+function l7Field(ruleList: PolicyRule[]): string | undefined {
+  for (const [r, rule] of ruleList.entries()) {
+    for (const [c, clause] of rule.clauses.entries()) {
+      for (const [m, match] of clause.matches.entries()) {
+        const k = L7_MATCH_KEYS.find((key) => (match[key]?.length ?? 0) > 0);
+        if (k) return `rules[${r}].clauses[${c}].matches[${m}].${k}`;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** The reason is capped: it comes from user input and is shown in status, logs and tables. */
@@ -226,7 +262,31 @@ const MATCH_STRING_FIELDS = {
   notDestinationIps: rules.ipOrCidr,
 } as const;
 const MATCH_PORT_FIELDS = ['destinationPorts', 'notDestinationPorts'] as const;
-const MATCH_FIELDS = [...Object.keys(MATCH_STRING_FIELDS), ...MATCH_PORT_FIELDS];
+/** Istio's string forms: exact, `pre*`, `*suf`, or `*` (present). A `*` elsewhere would be read literally: refuse it. */
+const wildcard = (inner: StringRule): StringRule => (s) => {
+  if (s !== '*' && s.slice(1, -1).includes('*')) return 'may hold `*` only as its first or last character (exact, prefix*, *suffix or *)';
+  return inner(s);
+};
+const L7_STRING_FIELDS = {
+  methods: wildcard(rules.noSpace),
+  notMethods: wildcard(rules.noSpace),
+  paths: wildcard((s) => (s.startsWith('/') || s.startsWith('*') ? rules.noSpace(s) : 'must start with / (or be a *suffix form)')),
+  notPaths: wildcard((s) => (s.startsWith('/') || s.startsWith('*') ? rules.noSpace(s) : 'must start with / (or be a *suffix form)')),
+  hosts: wildcard(rules.noSpace),
+  notHosts: wildcard(rules.noSpace),
+} as const;
+const HEADER_FIELDS = ['requestHeaders', 'notRequestHeaders'] as const;
+const MATCH_FIELDS = [...Object.keys(MATCH_STRING_FIELDS), ...MATCH_PORT_FIELDS, ...Object.keys(L7_STRING_FIELDS), ...HEADER_FIELDS];
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+function headerMatch(v: unknown, path: string, unknown: UnknownKeys): PolicyHeaderMatch {
+  const o = new Obj(v, path, ['name', 'values'], unknown);
+  return {
+    name: o.string('name', (s) => (HEADER_NAME.test(s) && s.length <= 253 ? undefined : 'must be a lower-case HTTP header name')),
+    values: o.array('values', (x, p) => checkString(x, p, wildcard(rules.nonEmpty))),
+  };
+}
 
 function policyMatch(v: unknown, path: string, unknown: UnknownKeys): PolicyMatch {
   const o = new Obj(v, path, MATCH_FIELDS, unknown);
@@ -237,6 +297,14 @@ function policyMatch(v: unknown, path: string, unknown: UnknownKeys): PolicyMatc
   }
   for (const field of MATCH_PORT_FIELDS) {
     const values = o.optArray(field, checkPort);
+    if (values !== undefined) out[field] = values;
+  }
+  for (const [field, rule] of Object.entries(L7_STRING_FIELDS) as [keyof typeof L7_STRING_FIELDS, StringRule][]) {
+    const values = o.optArray(field, (x, p) => checkString(x, p, rule));
+    if (values !== undefined) out[field] = values;
+  }
+  for (const field of HEADER_FIELDS) {
+    const values = o.optArray(field, (x, p) => headerMatch(x, p, unknown));
     if (values !== undefined) out[field] = values;
   }
   return out;

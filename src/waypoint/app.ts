@@ -29,6 +29,7 @@ import { VERSION } from '../lib/version';
 import { describeRedis } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
+import { WaypointAuthorizer } from './authorizer';
 import { MeshDialer } from './dialer';
 import { WaypointL7 } from './handler';
 import { WaypointMetrics } from './metrics';
@@ -70,6 +71,7 @@ export class WaypointApp {
   private policies: TrafficPolicies | undefined;
   private outliers: OutlierDetectors | undefined;
   private bulkheads: ServiceBulkheads | undefined;
+  private authorizer: WaypointAuthorizer | undefined;
   private l7: WaypointL7 | undefined;
   private hbone: HboneServer | undefined;
   private unfollowMetrics: (() => void) | undefined;
@@ -120,8 +122,11 @@ export class WaypointApp {
     const metrics = new WaypointMetrics(this.metrics, this.state);
     this.unfollowMetrics = metrics.followState(this.state);
     const dialer = new MeshDialer({ pool, identity: this.identity, address: config.address });
+    this.authorizer = new WaypointAuthorizer({
+      state: this.state, waypoint: { namespace: config.namespace, name: config.name }, registry: this.metrics, logger: log.child({ component: 'authz' }),
+    });
     this.l7 = new WaypointL7({
-      router: this.router, dialer, logger: log.child({ component: 'l7' }), observer: metrics,
+      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics,
       passthrough: (stream, ctx) => this.passthrough(stream, ctx, dialer),
     });
     this.hbone = new HboneServer({
@@ -204,6 +209,11 @@ export class WaypointApp {
 
   /** A stream that is not HTTP: copied to an endpoint of its Service as addressed (L4 only). */
   private passthrough(stream: Duplex, ctx: StreamContext, dialer: MeshDialer): void {
+    // Judged under the same L7 policies, as Istio judges TCP traffic (authorize.ts).
+    if (this.authorizer && !this.authorizer.allowStream(ctx)) {
+      stream.destroy();
+      return;
+    }
     const decision = this.router!.route({
       method: 'CONNECT', authority: `${ctx.destination.address}:${ctx.destination.port}`, path: '/', query: '', headers: {},
       protocol: 'http1', source: ctx.source, destination: ctx.destination,

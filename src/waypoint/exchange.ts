@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import type { Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { ReplayableBody } from './body';
+import type { RequestAuthorizer } from './authorizer';
 import type { L7Config } from './config';
 import { forward, type Mirrors } from './forward';
 import { addForwarded, applyHeaderEdits, ensureTraceparent, first, stripHopByHop } from './headers';
@@ -44,6 +45,8 @@ export interface Downstream {
 
 export interface ExchangeDeps {
   router: RequestRouter;
+  /** L7 authorization, asked before the router (authorizer.ts); absent: every request is let on. */
+  authorizer?: RequestAuthorizer;
   clients: { http1: UpstreamClient; h2c: UpstreamClient };
   /** For connections of their own (WebSocket). */
   dialer: UpstreamDialer;
@@ -117,6 +120,14 @@ export function decide(router: RequestRouter, facts: RequestFacts, logger: Logge
   }
 }
 
+/**
+ * Authorization, then the router: a denied request (authorizer.ts) never reaches the
+ * route logic or an upstream. Every entry point (exchange, WebSocket) decides here.
+ */
+export function authorizeThenDecide(deps: Pick<ExchangeDeps, 'authorizer' | 'router' | 'logger'>, facts: RequestFacts, grpc: boolean): RouteDecision {
+  return deps.authorizer?.check(facts, grpc) ?? decide(deps.router, facts, deps.logger);
+}
+
 export function directFlag(d: DirectResponse): ResponseFlag {
   return d.responseFlag ?? (d.status === 404 ? 'NR' : '-');
 }
@@ -126,9 +137,10 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   const headers = requestHeaders(down);
   const traceId = ensureTraceparent(headers);
   const facts = requestFacts(down, headers);
-  const decision = decide(deps.router, facts, deps.logger);
+  const grpc = isGrpcMessage(down.headers);
+  const decision = authorizeThenDecide(deps, facts, grpc);
   const record: RequestRecord = {
-    protocol: down.protocol, grpc: isGrpcMessage(down.headers), method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
+    protocol: down.protocol, grpc, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
     route: decision.route, attempts: 0, sourceAddress: down.ctx.source.address, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
     traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
@@ -139,6 +151,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
       down.body.resume();
       record.status = decision.status;
       record.responseFlag = directFlag(decision);
+      record.grpcStatus = decision.headers?.['grpc-status'];
       down.sendLocal(decision.status, decision.headers ?? {}, decision.body ?? '');
       return;
     }

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { realClock, type Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { validateL7Config, type L7Config } from './config';
+import type { RequestAuthorizer } from './authorizer';
 import type { ExchangeDeps } from './exchange';
 import { Mirrors } from './forward';
 import { Http1Front } from './http1';
@@ -24,6 +25,8 @@ import type { RequestObserver, RequestRouter, StreamContext, UpstreamDialer } fr
 
 export interface WaypointL7Options {
   router: RequestRouter;
+  /** L7 authorization before routing (authorizer.ts). */
+  authorizer?: RequestAuthorizer;
   dialer: UpstreamDialer;
   /** Access log lines go here (info, message `access`); refusals are rate-limited warnings. */
   logger: Logger;
@@ -62,6 +65,7 @@ export class WaypointL7 {
       clock,
       logger: opts.logger,
       ...(opts.observer ? { observer: opts.observer } : {}),
+      ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
     };
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and

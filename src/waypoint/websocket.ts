@@ -9,7 +9,7 @@
  */
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { decide, directFlag, report, requestFacts, type Downstream, type ExchangeDeps } from './exchange';
+import { authorizeThenDecide, directFlag, report, requestFacts, type Downstream, type ExchangeDeps } from './exchange';
 import { addForwarded, applyHeaderEdits, asList, ensureTraceparent, first, stripHopByHop } from './headers';
 import { StreamSocket } from './stream-socket';
 import { hostPort } from './upstream';
@@ -27,7 +27,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   const traceId = ensureTraceparent(headers);
   const down = { protocol: 'http1', ctx, method: req.method ?? 'GET', authority: first(req.headers.host) ?? '', target: req.url ?? '/' } as Downstream;
   const facts = requestFacts(down, headers);
-  const decision = decide(deps.router, facts, deps.logger);
+  const decision = authorizeThenDecide(deps, facts, false);
   const record: RequestRecord = {
     protocol: 'http1', grpc: false, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
     attempts: 0, sourceAddress: ctx.source.address, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,

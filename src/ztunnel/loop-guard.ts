@@ -18,7 +18,7 @@
  *     (the pod reaches them as itself); refusing here is defence in depth.
  */
 import { formatHostPort, normalizeIp, type HostPort } from '../lib/address';
-import { CidrSet } from './cidr';
+import { CidrSet } from '../authz/cidr';
 import { PROXY_PORTS } from '../mesh/ports';
 
 /**

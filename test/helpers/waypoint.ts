@@ -10,6 +10,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
+import type { RequestAuthorizer } from '../../src/waypoint/authorizer';
 import { WaypointL7 } from '../../src/waypoint/handler';
 import type { L7Config } from '../../src/waypoint/config';
 import type { Clock } from '../../src/lib/clock';
@@ -77,6 +78,7 @@ export interface HarnessOptions {
   clock?: Clock;
   /** Hand over HTTP/2 CONNECT streams (as HBONE does) instead of TCP sockets. */
   viaConnect?: boolean;
+  authorizer?: RequestAuthorizer;
 }
 
 export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteDecision, opts: HarnessOptions = {}): Promise<WaypointHarness> {
@@ -87,6 +89,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
   const l7 = new WaypointL7({
     router, dialer, logger: pino({ level: 'debug' }, log), observer: { onRequest: (r) => records.push(r) },
     ...(opts.config ? { config: opts.config } : {}), ...(opts.passthrough ? { passthrough: opts.passthrough } : {}), ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
   });
   const h: WaypointHarness = { port: 0, l7, router, dialer, records, log, streams: 0 };
   const ctxFor = (address: string, port: number): StreamContext => ({
