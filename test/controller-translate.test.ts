@@ -229,3 +229,54 @@ t.test("Istio rule syntax: from/to/when become clauses; what L4 cannot check is 
   refused([{ clauses: [] }], 'spec.rules[0].clauses', /not a field Weft reads here \(expected from, to, when\)/);
   refused({}, 'spec.rules', /must be a list/);
 });
+
+t.test('Istio AuthorizationPolicy bound with targetRefs: L7 rules become waypoint-bound records', async (t) => {
+  const ap = (spec: Record<string, unknown>) => istioPolicyRecord({
+    apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'echo-l7', namespace: 'demo' }, spec,
+  } as never);
+  const r = ap({
+    targetRefs: [{ group: '', kind: 'Service', name: 'echo' }, { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'waypoint' }],
+    action: 'DENY',
+    rules: [{
+      from: [{ source: { namespaces: ['other'], ipBlocks: ['198.19.0.0/16'] } }],
+      to: [{ operation: { methods: ['POST'], paths: ['/admin/*'], notPaths: ['*.css'], hosts: ['echo.demo'], ports: ['80'] } }],
+      when: [{ key: 'request.headers[X-Team]', values: ['red'], notValues: ['blue*'] }],
+    }],
+  });
+  t.same(r, {
+    ok: true,
+    record: {
+      name: 'echo-l7', namespace: 'demo', scope: 'NAMESPACE', action: 'DENY',
+      targetRefs: [{ kind: 'Service', name: 'echo' }, { kind: 'Gateway', name: 'waypoint' }],
+      rules: [{ clauses: [
+        { matches: [{ namespaces: ['other'], sourceIps: ['198.19.0.0/16'] }] },
+        { matches: [{ methods: ['POST'], paths: ['/admin/*'], notPaths: ['*.css'], hosts: ['echo.demo'], destinationPorts: [80] }] },
+        { matches: [{ requestHeaders: [{ name: 'x-team', values: ['red'] }], notRequestHeaders: [{ name: 'x-team', values: ['blue*'] }] }] },
+      ] }],
+    },
+  });
+  const single = ap({ targetRef: { kind: 'Service', group: '', name: 'echo' }, action: 'AUDIT', rules: [{ to: [{ operation: { paths: ['/x'] } }] }] });
+  t.match(single, { ok: true, record: { action: 'AUDIT', targetRefs: [{ kind: 'Service', name: 'echo' }] } }, 'the singular targetRef too; AUDIT');
+  const refused = (spec: Record<string, unknown>, field: string, message: RegExp) => {
+    const x = ap(spec);
+    t.equal(x.ok, false, JSON.stringify(spec));
+    if (!x.ok) {
+      t.equal(x.field, field);
+      t.match(x.message, message);
+    }
+    return x;
+  };
+  const custom = refused({ targetRefs: [{ kind: 'Service', name: 'echo' }], action: 'CUSTOM', provider: { name: 'ext' }, rules: [{}] }, 'spec.action',
+    /CUSTOM delegates to an external authorizer.*Weft does not have; use ALLOW, DENY or AUDIT/);
+  t.match(!custom.ok && custom.candidate, { action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }] }, 'its stand-in denies, at the waypoint only');
+  refused({ targetRefs: [{ kind: 'Deployment', group: 'apps', name: 'x' }], rules: [] }, 'spec.targetRefs[0]', /Weft binds AuthorizationPolicy to a Service/);
+  refused({ targetRefs: [{ kind: 'Service', name: 'echo', namespace: 'other' }] }, 'spec.targetRefs[0].namespace', /must be the policy's own namespace demo/);
+  refused({ targetRefs: [{ kind: 'Service', name: 'echo' }], selector: { matchLabels: { app: 'echo' } } }, 'spec.selector', /bound either to workloads \(selector\) or to Services and waypoints \(targetRefs\)/);
+  refused({ targetRefs: [] }, 'spec.targetRefs', /non-empty list/);
+  refused({ targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ to: [{ operation: { paths: ['/a*b'] } }] }] }, 'spec.rules[0].to[0].operation.paths[0]',
+    /may hold `\*` only as its first or last character/);
+  // The point of the refusal: an L7 rule on a selector policy would be enforced nowhere.
+  const sel = refused({ selector: { matchLabels: { app: 'echo' } }, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }, 'spec.rules[0].to[0].operation.methods',
+    /is an L7 attribute; without targetRefs this AuthorizationPolicy is enforced at L4 by the ztunnel, which cannot check it\. Put a waypoint in front of the workloads .*weft waypoint add .*bind the policy with targetRefs: \[\{group: "", kind: Service, name: <service>\}\] instead of selector/);
+  t.match(!sel.ok && sel.candidate, { scope: 'WORKLOAD_SELECTOR', action: 'ALLOW', rules: [] }, 'its stand-in is an ALLOW matching nothing for those workloads (fail closed)');
+});

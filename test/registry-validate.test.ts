@@ -99,7 +99,19 @@ const cases: Case[] = [
   ['policy', (r) => ({ ...r, scope: 'GLOBAL', selector: undefined }), /scope GLOBAL is only allowed for policies in the root namespace weft-system/],
   ['policy', (r) => ({ ...r, selector: {} }), /selector is required and must not be empty when scope is WORKLOAD_SELECTOR/],
   ['policy', (r) => ({ ...r, scope: 'NAMESPACE' }), /selector is only allowed when scope is WORKLOAD_SELECTOR/],
-  ['policy', (r) => ({ ...r, action: 'AUDIT' }), /action must be one of ALLOW, DENY/],
+  ['policy', (r) => ({ ...r, action: 'CUSTOM' }), /action must be one of ALLOW, DENY, AUDIT/],
+  ['policy', (r) => ({ ...r, action: 'AUDIT' }), /action AUDIT is enforced by waypoints only: bind the policy with targetRefs/],
+  ['policy', (r) => ({ ...r, rules: [{ clauses: [{ matches: [{ paths: ['/admin'] }] }] }] }),
+    /rules\[0\]\.clauses\[0\]\.matches\[0\]\.paths is an L7 attribute, which only a waypoint can check, and this policy has no targetRefs .*bind it to a Service or waypoint with targetRefs/],
+  ['policy', (r) => ({ ...r, targetRefs: [{ kind: 'Service', name: 'echo' }] }), /scope must be NAMESPACE when targetRefs is set \(got WORKLOAD_SELECTOR\)/],
+  ['policy', (r) => ({ ...r, scope: 'NAMESPACE', targetRefs: [{ kind: 'Service', name: 'echo' }] }), /selector is not allowed with targetRefs/],
+  ['policy', (r) => ({ ...r, scope: 'NAMESPACE', selector: undefined, targetRefs: [] }), /targetRefs must list 1 to 16 targets, got 0/],
+  ['policy', (r) => ({ ...r, scope: 'NAMESPACE', selector: undefined, targetRefs: [{ kind: 'Pod', name: 'x' }] }), /targetRefs\[0\]\.kind must be one of Service, Gateway/],
+  ['policy', (r) => bound(r, { paths: ['admin'] }), /matches\[0\]\.paths\[0\] must start with \//],
+  ['policy', (r) => bound(r, { paths: ['/a*b'] }), /paths\[0\] may hold `\*` only as its first or last character/],
+  ['policy', (r) => bound(r, { methods: ['G ET'] }), /methods\[0\] must be 1-253 characters without spaces/],
+  ['policy', (r) => bound(r, { requestHeaders: [{ name: 'X Team', values: ['a'] }] }), /requestHeaders\[0\]\.name must be a lower-case HTTP header name/],
+  ['policy', (r) => bound(r, { notRequestHeaders: [{ name: 'x-team' }] }), /notRequestHeaders\[0\]\.values is required/],
   ['policy', (r) => ({ ...r, rules: {} }), /rules must be an array/],
   ['policy', (r) => ({ ...r, rules: [{}] }), /rules\[0\]\.clauses is required/],
   ['policy', (r) => ({ ...r, rules: [{ clauses: [{ matches: 'x' }] }] }), /rules\[0\]\.clauses\[0\]\.matches must be an array/],
@@ -119,6 +131,23 @@ const cases: Case[] = [
   ['httproute', (r) => ({ ...r, spec: { ...r.spec, parentRefs: 'echo' } }), /httproute demo\/canary: spec.parentRefs/],
   ['grpcroute', (r) => ({ ...r, name: 'Bad' }), /grpcroute demo\/Bad: name must be a DNS-1123 subdomain/],
 ];
+
+/** The policy made waypoint-bound (targetRefs to Service echo) with one match. */
+function bound(r: Record<string, unknown>, match: Record<string, unknown>): Record<string, unknown> {
+  return { ...r, scope: 'NAMESPACE', selector: undefined, targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [{ matches: [match] }] }] };
+}
+
+t.test('a waypoint-bound policy (targetRefs) with L7 fields and AUDIT comes back equal', async (t) => {
+  const p = policyRecord({
+    namespace: 'demo', name: 'l7', action: 'AUDIT', targetRefs: [{ kind: 'Service', name: 'echo' }, { kind: 'Gateway', name: 'waypoint' }],
+    rules: [{ clauses: [{ matches: [{
+      methods: ['GET'], notMethods: ['POST'], paths: ['/api/*', '*.png', '*'], notPaths: ['/admin'], hosts: ['echo.demo'], notHosts: ['*.evil'],
+      requestHeaders: [{ name: 'x-team', values: ['blue', 'gr*'] }], notRequestHeaders: [{ name: 'x-debug', values: ['*'] }],
+      principals: ['spiffe://cluster.local/ns/demo/sa/web'], sourceIps: ['10.0.0.0/8'],
+    }] }] }],
+  });
+  t.same(validateRecord('policy', JSON.parse(JSON.stringify(p)), { unknownKeys: 'reject' }), p);
+});
 
 t.test('every rule rejects with a message naming kind, key and field', async (t) => {
   for (const [kind, patch, expected] of cases) {

@@ -9,7 +9,8 @@ import {
   type AuthorizationPolicyRecord, type NamespaceRecord, type NodeRecord, type PeerAuthenticationRecord,
   type ServicePort, type ServiceRecord, type WorkloadRecord,
 } from '../registry/types';
-import { validateRecord } from '../registry/validate';
+import type { StringRule } from '../registry/checks';
+import { L7_HEADER_VALUE, L7_STRING_FIELDS, validateRecord } from '../registry/validate';
 import {
   ISTIO_ROOT_NAMESPACE, type K8sAuthorizationPolicy, type K8sEndpointSlice, type K8sPeerAuthentication, type K8sNamespace, type K8sNode, type K8sPod,
   type K8sService,
@@ -410,13 +411,16 @@ function ports(v: unknown, path: string): number[] {
 
 const spiffe = (p: string): string => (p.startsWith('spiffe://') ? p : `spiffe://${p}`);
 
-/** L7 values take Istio's string forms (exact, `prefix*`, `*suffix`, `*`); the registry checks their shape. */
-function patterns(v: unknown, path: string): string[] {
+/** L7 values take Istio's string forms (exact, `prefix*`, `*suffix`, `*`), checked as the registry checks them (`rule`). */
+function patterns(v: unknown, path: string, rule: StringRule = L7_STRING_FIELDS.hosts): string[] {
   return list(v, path).map((x, i) => {
     if (typeof x !== 'string' || x === '') throw new IstioFieldError(`${path}[${i}]`, 'must be a non-empty string');
+    const problem = rule(x);
+    if (problem) throw new IstioFieldError(`${path}[${i}]`, problem);
     return x;
   });
 }
+const pathPatterns = (v: unknown, p: string) => patterns(v, p, L7_STRING_FIELDS.paths);
 
 /** Istio source field → registry match field (and how to read its values). */
 const SOURCE_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
@@ -439,8 +443,8 @@ const OPERATION_FIELDS: Record<string, [string, (v: unknown, p: string) => unkno
 const L7_OPERATION_FIELDS: Record<string, [string, (v: unknown, p: string) => unknown[]]> = {
   methods: ['methods', patterns],
   notMethods: ['notMethods', patterns],
-  paths: ['paths', patterns],
-  notPaths: ['notPaths', patterns],
+  paths: ['paths', pathPatterns],
+  notPaths: ['notPaths', pathPatterns],
   hosts: ['hosts', patterns],
   notHosts: ['notHosts', patterns],
 };
@@ -495,8 +499,8 @@ function istioRule(v: unknown, path: string, waypoint: boolean): { clauses: { ma
         if (c.values === undefined && c.notValues === undefined) throw new IstioFieldError(p, 'needs values or notValues');
         const name = header[1]!.toLowerCase();
         const m: Record<string, unknown[]> = {};
-        if (c.values !== undefined) m.requestHeaders = [{ name, values: patterns(c.values, `${p}.values`) }];
-        if (c.notValues !== undefined) m.notRequestHeaders = [{ name, values: patterns(c.notValues, `${p}.notValues`) }];
+        if (c.values !== undefined) m.requestHeaders = [{ name, values: patterns(c.values, `${p}.values`, L7_HEADER_VALUE) }];
+        if (c.notValues !== undefined) m.notRequestHeaders = [{ name, values: patterns(c.notValues, `${p}.notValues`, L7_HEADER_VALUE) }];
         clauses.push({ matches: [m] });
         return;
       }

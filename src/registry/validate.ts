@@ -267,7 +267,8 @@ const wildcard = (inner: StringRule): StringRule => (s) => {
   if (s !== '*' && s.slice(1, -1).includes('*')) return 'may hold `*` only as its first or last character (exact, prefix*, *suffix or *)';
   return inner(s);
 };
-const L7_STRING_FIELDS = {
+/** The checks of the L7 string fields, by field; the Istio translation reads its values with them too, to name its own field path. */
+export const L7_STRING_FIELDS = {
   methods: wildcard(rules.noSpace),
   notMethods: wildcard(rules.noSpace),
   paths: wildcard((s) => (s.startsWith('/') || s.startsWith('*') ? rules.noSpace(s) : 'must start with / (or be a *suffix form)')),
@@ -275,6 +276,8 @@ const L7_STRING_FIELDS = {
   hosts: wildcard(rules.noSpace),
   notHosts: wildcard(rules.noSpace),
 } as const;
+/** A header value condition: any text, with `*` only as its first or last character. */
+export const L7_HEADER_VALUE: StringRule = wildcard(rules.nonEmpty);
 const HEADER_FIELDS = ['requestHeaders', 'notRequestHeaders'] as const;
 const MATCH_FIELDS = [...Object.keys(MATCH_STRING_FIELDS), ...MATCH_PORT_FIELDS, ...Object.keys(L7_STRING_FIELDS), ...HEADER_FIELDS];
 
@@ -284,7 +287,7 @@ function headerMatch(v: unknown, path: string, unknown: UnknownKeys): PolicyHead
   const o = new Obj(v, path, ['name', 'values'], unknown);
   return {
     name: o.string('name', (s) => (HEADER_NAME.test(s) && s.length <= 253 ? undefined : 'must be a lower-case HTTP header name')),
-    values: o.array('values', (x, p) => checkString(x, p, wildcard(rules.nonEmpty))),
+    values: o.array('values', (x, p) => checkString(x, p, L7_HEADER_VALUE)),
   };
 }
 

@@ -1,0 +1,49 @@
+// `weft apply` refuses an AuthorizationPolicy bound (targetRefs) to a Service no waypoint
+// serves, or to a waypoint that does not exist: stored, it would be enforced nowhere.
+import t from 'tap';
+import { refuseUnboundPolicies } from '../src/cli/apply-authz';
+import { isWeftError } from '../src/lib/errors';
+import { policyRecord, serviceRecord, waypointRecord } from '../src/registry/fixtures';
+import type { AuthorizationPolicyRecord, Kind } from '../src/registry/types';
+
+function existing(records: Partial<Record<Kind, Record<string, unknown>[]>>): Map<Kind, Map<string, Record<string, unknown>>> {
+  return new Map(Object.entries(records).map(([kind, list]) => [kind as Kind,
+    new Map(list.map((r) => [kind === 'namespace' ? String(r.name) : `${String(r.namespace)}/${String(r.name)}`, r]))]));
+}
+
+const bound = (kind: 'Service' | 'Gateway', name: string): AuthorizationPolicyRecord =>
+  policyRecord({ namespace: 'demo', name: 'p', action: 'DENY', targetRefs: [{ kind, name }] });
+
+function refusal(fn: () => void): string {
+  try {
+    fn();
+  } catch (err) {
+    if (isWeftError(err, 'WEFT_MANIFEST_INVALID')) return err.message;
+    throw err;
+  }
+  return '';
+}
+
+t.test('a Service without a waypoint: refused, saying how to add one', async (t) => {
+  const state = existing({ service: [serviceRecord({ namespace: 'demo', name: 'echo' }) as never], namespace: [{ name: 'demo', labels: {} }] });
+  const msg = refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], state, new Set()));
+  t.match(msg, /^AuthorizationPolicy demo\/p: targetRefs\[0\] names Service demo\/echo, which has no waypoint: its traffic goes straight to the pods and the policy would be enforced nowhere; add a waypoint and bind the Service to it \(weft waypoint add demo\/<name> --node <node>; weft namespace use-waypoint demo <name>\), then apply again\nnothing was applied$/);
+});
+
+t.test('bound by its own label or its namespace label: accepted; a Service that does not exist yet: accepted', async (t) => {
+  const own = existing({ service: [serviceRecord({ namespace: 'demo', name: 'echo', waypoint: 'waypoint' }) as never] });
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], own, new Set())), '');
+  const byNs = existing({ service: [serviceRecord({ namespace: 'demo', name: 'echo' }) as never], namespace: [{ name: 'demo', labels: { 'weft.io/use-waypoint': 'waypoint' } }] });
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], byNs, new Set())), '');
+  const optOut = existing({ service: [serviceRecord({ namespace: 'demo', name: 'echo', waypoint: 'none' }) as never], namespace: [{ name: 'demo', labels: { 'weft.io/use-waypoint': 'waypoint' } }] });
+  t.match(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], optOut, new Set())), /has no waypoint/, 'a Service opted out (none) has none');
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Service', 'later')], byNs, new Set())), '');
+  t.equal(refusal(() => refuseUnboundPolicies([policyRecord({ namespace: 'demo', name: 'l4' })], own, new Set())), '', 'an L4 policy is not checked');
+});
+
+t.test('a waypoint Gateway: it must exist, in the registry or in the same apply', async (t) => {
+  const none = existing({});
+  t.match(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], none, new Set())), /names waypoint demo\/waypoint, which does not exist/);
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], none, new Set(['demo/waypoint']))), '');
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], existing({ waypoint: [waypointRecord({ namespace: 'demo', name: 'waypoint' }) as never] }), new Set())), '');
+});
