@@ -19,6 +19,8 @@ import type { MeshState } from '../registry/state';
 import { explain, type Explanation } from './explain-model';
 import type { ServiceRecord } from '../registry/types';
 import { meshBackends, routesOf } from '../waypoint/router';
+import { RBAC_DENIED } from '../waypoint/authorize';
+import { explainL7Authorization, type L7AuthorizationExplanation } from './explain-l7-authz';
 import type { WaypointL7Context, WaypointL7Explainer, WaypointL7Explanation } from './explain-waypoint';
 
 /** The request the operator describes (`--method`, URL or `--path`, `-H`). */
@@ -75,6 +77,8 @@ export interface L7Explanation {
   backends?: BackendShare[];
   mirrors?: string[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /** The L7 AuthorizationPolicies bound to the Service or its waypoint, judged before the routes. */
+  authorization?: L7AuthorizationExplanation;
   retry?: { codes: number[]; attempts: number; backoffMs: number };
 }
 
@@ -200,6 +204,17 @@ export function explainL7(ctx: WaypointL7Context, req: RequestSpec): WaypointL7E
   };
   const lines: string[] = [`Request: ${req.method} ${req.authority}${req.path}${req.query ? `?${req.query}` : ''}`
     + `${Object.keys(req.headers).length ? ` with ${Object.entries(req.headers).map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ')}` : ''} (caller namespace ${caller})`];
+  // The waypoint authorizes before it routes: a denied request never reaches a route.
+  const authz = explainL7Authorization(ctx, req);
+  if (authz) {
+    l7.authorization = authz.detail;
+    lines.push(...authz.lines);
+    if (!authz.detail.allowed) {
+      l7.status = 403;
+      l7.reason = authz.detail.reason;
+      return { summary: lines, detail: l7, backends: [], direct: { status: 403, reason: `${RBAC_DENIED}: ${authz.detail.reason}` }, l7 };
+    }
+  }
   for (const r of l7.routes!) lines.push(`Route ${r.route} (${r.kind}, ${r.role}): ${r.why}`);
 
   const first = decideRoute(config, backends, input, () => 0);
