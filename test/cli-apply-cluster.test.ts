@@ -95,6 +95,17 @@ t.test('weft apply / delete on a cluster go through the API server', async (t) =
     t.match(err.message, /does not serve peerauthentications\.security\.istio\.io\/v1beta1.*install the security\.istio\.io\/v1beta1 CRDs/);
   });
 
+  t.test('a TrafficPolicy goes to the API server as given; a bad one is refused before anything is sent', async (t) => {
+    const tp = { apiVersion: 'networking.weft.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'echo' }, spec: { targetRefs: [{ kind: 'Service', name: 'echo' }], retry: {} } };
+    const r = await run(apply, ['-f', file('tp.yaml', yamlOf(tp))]);
+    t.equal(r.out, 'trafficpolicy.networking.weft.io/echo created\n', r.err);
+    t.same(api.get('trafficpolicies', 'demo', 'echo')?.spec, tp.spec, 'the controller mirrors it from there');
+    const before = writes();
+    const err = await caught(() => run(apply, ['-f', file('tp-bad.yaml', yamlOf({ ...tp, spec: { ...tp.spec, retires: {} } }))]));
+    t.match(err.message, /document 1 \(TrafficPolicy demo\/echo\): spec\.retires is not a known field/);
+    t.equal(writes(), before, 'nothing sent: the policy in force stays');
+  });
+
   t.test('delete: deleted, then not found', async (t) => {
     const f = file('del.yaml', yamlOf(route([1, 1]), gateway));
     const r = await run(del, ['-f', f]);
