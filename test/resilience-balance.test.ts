@@ -244,3 +244,27 @@ t.test('ring points per endpoint stay put while the ring is within 1/2..4x minim
   t.equal(ringPointsPerHost(256, 16, 1024), 256, '4 -> 16: kept (4096 points)');
   t.equal(ringPointsPerHost(256, 17, 1024), 61, '4 -> 17: past 4x, set afresh');
 });
+
+t.test('an endpoint handed in alone (a half-open probe) keeps the others\' loads and the hash table', async (t) => {
+  let now = 0;
+  const b = new EndpointBalancer<string>({ type: 'EWMA' }, id, { random: seeded(5), clock: { now: () => now } });
+  b.pick(FOUR);
+  b.started('10.0.0.1');
+  b.started('10.0.0.2');
+  b.finished('10.0.0.2', { latencyMs: 7, failed: false });
+  t.equal(b.pick(['10.0.0.4']), '10.0.0.4', 'the probe alone');
+  b.pick(FOUR.slice(0, 3));
+  t.same([b.load('10.0.0.1')?.pending, b.load('10.0.0.2')?.rttMs], [1, 7], 'in-flight count and estimate survive the list changes');
+  for (let i = 0; i < 40; i++) b.pick([`10.9.0.${i}`]);
+  t.equal(b.load('10.0.0.1'), undefined, 'bounded: dropped once the map outgrows the list');
+
+  const spec: LoadBalancerSpec = { type: 'ConsistentHash', consistentHash: { header: 'x', algorithm: 'Maglev', tableSize: 1009 } };
+  const h = new EndpointBalancer<string>(spec, id);
+  const keys = Array.from({ length: 200 }, (_, i) => hashKey(`k${i}`));
+  const before = keys.map((k) => h.pick(FOUR, k));
+  const internals = h as unknown as { table: unknown };
+  const table = internals.table;
+  t.equal(h.pick(['10.0.0.3'], keys[0]), '10.0.0.3');
+  t.same(keys.map((k) => h.pick(FOUR, k)), before, 'the same mapping after the probe');
+  t.equal(internals.table, table, 'and the same table: no rebuild for a one-endpoint list');
+});

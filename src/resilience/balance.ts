@@ -7,7 +7,9 @@
  * array object and elements while nothing changed: the check is an identity scan), and
  * tells the balancer when an attempt starts and how it ended; that is what least
  * request (requests in flight) and EWMA (latency) weigh. Per-endpoint facts are kept
- * by address, dropped when the address leaves the set, so they stay bounded by it.
+ * by address and survive the endpoint leaving the list for a while (an ejection, or
+ * outlier detection's half-open probe, which hands in the probed endpoint alone): they
+ * are dropped only when the map grows past twice the list (+16), so it stays bounded.
  */
 import type { Clock } from '../lib/clock';
 import { DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, type BalancerType, type LoadBalancerSpec } from './balance-spec';
@@ -59,6 +61,8 @@ export class EndpointBalancer<E> {
   private sorted: E[] = [];
   private sortedAddresses: string[] = [];
   private table: HashTable | undefined;
+  /** The addresses `table` was built from (compared with sortedAddresses before a lookup). */
+  private tableFor: readonly string[] = [];
   private cursor = 0;
   /** The ring's points per endpoint, kept across endpoint changes (see ringPointsPerHost). */
   private perHost = 0;
@@ -91,8 +95,9 @@ export class EndpointBalancer<E> {
       case 'EWMA':
         return this.twoChoices(skip, (l) => this.ewmaCost(l));
       case 'ConsistentHash': {
-        if (hash === undefined || !this.table) return this.sorted[this.randomIndex(n, skip)]!;
-        const i = skip ? this.table.lookupSkipping(hash, skip) : this.table.lookup(hash);
+        const table = hash === undefined ? undefined : this.hashTable();
+        if (hash === undefined || !table) return this.sorted[this.randomIndex(n, skip)]!;
+        const i = skip ? table.lookupSkipping(hash, skip) : table.lookup(hash);
         return this.sorted[i ?? 0]!;
       }
     }
@@ -122,13 +127,13 @@ export class EndpointBalancer<E> {
     l.updatedAt = now;
   }
 
-  /** What is known of `address` (a copy), if it is a current candidate. */
+  /** What is known of `address` (a copy), if it was a candidate lately. */
   load(address: string): EndpointLoad | undefined {
     const l = this.loads.get(address);
     return l && { ...l };
   }
 
-  /** Every current endpoint's load, by address order (the waypoint's admin view). */
+  /** Every current candidate's load, by address order (the waypoint's admin view). */
   endpointLoads(): Array<{ address: string } & EndpointLoad> {
     return this.sortedAddresses.map((address) => ({ address, ...this.loads.get(address)! }));
   }
@@ -146,17 +151,33 @@ export class EndpointBalancer<E> {
     this.sorted = pairs.map((p) => p.e);
     if (same) return;
     this.sortedAddresses = pairs.map((p) => p.a);
-    const keep = new Set(this.sortedAddresses);
-    for (const a of this.loads.keys()) if (!keep.has(a)) this.loads.delete(a);
     for (const a of this.sortedAddresses) if (!this.loads.has(a)) this.loads.set(a, { pending: 0, rttMs: undefined, updatedAt: this.clock.now() });
-    const ch = this.spec.consistentHash;
-    if (!ch) return;
-    if (ch.algorithm === 'Maglev') {
-      this.table = buildMaglev(this.sortedAddresses, ch.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE);
-    } else {
-      this.perHost = ringPointsPerHost(this.perHost, pairs.length, ch.minimumRingSize ?? DEFAULT_MINIMUM_RING_SIZE);
-      this.table = buildRing(this.sortedAddresses, this.perHost);
+    if (this.loads.size > 2 * this.sortedAddresses.length + 16) {
+      const keep = new Set(this.sortedAddresses);
+      for (const a of this.loads.keys()) if (!keep.has(a)) this.loads.delete(a);
     }
+  }
+
+  /**
+   * The hash table for the current candidates, built when they differ from the last
+   * build's (lazily: a one-endpoint list, such as a half-open probe's, never builds one,
+   * and the full list after it finds its table still there).
+   */
+  private hashTable(): HashTable | undefined {
+    const ch = this.spec.consistentHash;
+    if (!ch) return undefined;
+    if (this.tableFor === this.sortedAddresses && this.table) return this.table;
+    const same = this.table !== undefined && this.tableFor.length === this.sortedAddresses.length && this.tableFor.every((a, i) => a === this.sortedAddresses[i]);
+    if (!same) {
+      if (ch.algorithm === 'Maglev') {
+        this.table = buildMaglev(this.sortedAddresses, ch.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE);
+      } else {
+        this.perHost = ringPointsPerHost(this.perHost, this.sortedAddresses.length, ch.minimumRingSize ?? DEFAULT_MINIMUM_RING_SIZE);
+        this.table = buildRing(this.sortedAddresses, this.perHost);
+      }
+    }
+    this.tableFor = this.sortedAddresses;
+    return this.table;
   }
 
   private skipper(avoid: readonly string[]): (i: number) => boolean {
