@@ -1,9 +1,10 @@
 /**
  * Executes a ForwardPlan: attempts upstream with the per-attempt and overall timeouts,
- * retries on connection errors and on the listed status codes (GEP-1731: `attempts`
- * retries after the first try, at least `backoffMs` apart), while the request body can
- * still be replayed. Timeouts cover the wait for the response head: a streamed response
- * (downloads, gRPC server streaming) is not cut once it started.
+ * retrying what the plan's retry rules say (src/resilience/retry.ts decides: outcome
+ * classes, the method rule, the cross-hop cap, the budget, the backoff) while the
+ * request body can still be replayed. Every retry goes out marked with `x-weft-retry`
+ * (the cross-hop cap). Timeouts cover the wait for the response head: a streamed
+ * response (downloads, gRPC server streaming) is not cut once it started.
  *
  * Outcomes map to Istio's: no connection → 503 `UF`, a timeout → 504 `UT`, retries used
  * up → the last attempt's answer with `URX`.
@@ -13,11 +14,9 @@ import type { Clock } from '../lib/clock';
 import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { ReplayableBody } from './body';
+import { countRequest, IDEMPOTENT_METHODS, retriable, RETRY_HEADER, retryDelayMs, retryRefusal, type AttemptEnd, type RetryRefusal } from '../resilience/retry';
 import { AttemptError, hostPort, type UpstreamClient, type UpstreamResponse } from './upstream';
 import type { ForwardPlan, HeaderMap, ResponseFlag, UpstreamTarget } from './types';
-
-/** Methods safe to resend when a kept-alive connection turned out closed (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** A mirror request is given up after this long: its slot must come back. */
 const MIRROR_DEADLINE_MS = 30_000;
@@ -33,12 +32,13 @@ export interface ForwardRequest {
   downstreamGone: AbortSignal;
 }
 
+/** `retryRefused`: a retriable outcome was answered as is, and why (a limit, not the attempts used up). */
 export type ForwardResult =
-  | { kind: 'response'; res: UpstreamResponse; attempts: number; upstream: string; flag: ResponseFlag }
-  | { kind: 'local'; status: number; attempts: number; upstream: string; flag: ResponseFlag; detail: string };
+  | { kind: 'response'; res: UpstreamResponse; attempts: number; upstream: string; flag: ResponseFlag; retryRefused?: RetryRefusal }
+  | { kind: 'local'; status: number; attempts: number; upstream: string; flag: ResponseFlag; detail: string; retryRefused?: RetryRefusal };
 
-/** Runs `plan` for one request; never rejects. */
-export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clock): Promise<ForwardResult> {
+/** Runs `plan` for one request; never rejects. `random` jitters the backoff. */
+export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clock, random: () => number = Math.random): Promise<ForwardResult> {
   let target = plan.upstream;
   let upstream = hostPort(target);
   const tried: UpstreamTarget[] = [];
@@ -47,12 +47,17 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
   // and its listeners per request were ~4 % of the waypoint's CPU).
   const overall = plan.timeoutMs ? new Deadline(req.downstreamGone, plan.timeoutMs, clock) : undefined;
   const overallSignal = overall ? overall.signal : req.downstreamGone;
-  const codes = plan.retry?.codes ?? [];
-  const maxTries = 1 + Math.max(0, plan.retry?.attempts ?? 0);
+  const retry = plan.retry;
+  // Marked: a hop above already retried this request (or the one it is serving).
+  const marked = retry !== undefined && req.headers[RETRY_HEADER] !== undefined;
+  if (retry) countRequest(retry, marked);
   let attempts = 0;
   let staleRetried = false;
   const replayable = () => !req.body || req.body.replayable;
-  const local = (status: number, flag: ResponseFlag, detail: string): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail });
+  // Whether the next try may be made: undefined = yes (one retry taken from the budget).
+  const refusal = (end: AttemptEnd): RetryRefusal | 'no' | undefined => (!retry || !replayable() ? 'no' : retryRefusal(retry, attempts, end, req.method, marked));
+  const limited = (r: RetryRefusal | 'no' | undefined) => (r === 'budget' || r === 'cross-hop' || r === 'non-idempotent' ? { retryRefused: r } : {});
+  const local = (status: number, flag: ResponseFlag, detail: string, extra: { retryRefused?: RetryRefusal } = {}): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail, ...extra });
   try {
     for (;;) {
       if (overallSignal.aborted) return overall?.expired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');
@@ -71,8 +76,10 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       let res: UpstreamResponse | undefined;
       let failure: AttemptError | undefined;
       try {
+        // A retry is marked for the hops below (the cross-hop cap); the first try goes as received.
+        const headers = attempts > 1 ? { ...req.headers, [RETRY_HEADER]: String(attempts) } : req.headers;
         res = await req.client.request(target, {
-          method: req.method, path: req.path, authority: req.authority, headers: req.headers,
+          method: req.method, path: req.path, authority: req.authority, headers,
           body: req.body ? req.body.open() : null, signal: attempt ? attempt.signal : overallSignal, pool: plan.pool,
         });
       } catch (err) {
@@ -89,8 +96,9 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         plan.targets.report(target, res ? { status: res.status, latencyMs } : { failure: attemptExpired || overall?.expired ? 'timeout' : failure!.kind === 'connect' ? 'connect' : 'reset', latencyMs });
       }
       if (res) {
-        const retry = codes.includes(res.status) && attempts < maxTries && replayable();
-        if (!retry) return { kind: 'response', res, attempts, upstream, flag: attempts > 1 && codes.includes(res.status) ? 'URX' : '-' };
+        const end = { status: res.status };
+        const refused = refusal(end);
+        if (refused !== undefined) return { kind: 'response', res, attempts, upstream, flag: attempts > 1 && retriable(retry!, end) ? 'URX' : '-', ...limited(refused) };
         res.discard();
       } else {
         req.body?.detach();
@@ -101,7 +109,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         // without a policy: one retries connection errors itself, and a free try on top
         // would exceed the attempts it promises (a backend that reads the request and
         // then resets looks the same from here; HTTPRouteRetryConnectionError counts).
-        if (plan.retry === undefined && failure!.reusedConnection && !staleRetried && IDEMPOTENT.has(req.method) && replayable() && !attemptExpired) {
+        if (retry === undefined && failure!.reusedConnection && !staleRetried && IDEMPOTENT_METHODS.has(req.method) && replayable() && !attemptExpired) {
           staleRetried = true;
           attempts--;
           continue;
@@ -109,11 +117,13 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         const status = attemptExpired ? 504 : 503;
         const flag: ResponseFlag = attemptExpired ? 'UT' : failure!.kind === 'reset' ? 'UC' : 'UF';
         // Connection errors and attempts past timeouts.backendRequest are retried whenever a
-        // retry block exists, whatever its codes (GEP-1731; HTTPRouteRetryBackendTimeout).
-        const retry = plan.retry !== undefined && attempts < maxTries && replayable();
-        if (!retry) return local(status, attempts > 1 ? 'URX' : flag, attemptExpired ? 'upstream request timeout' : failure!.message);
+        // route's retry block exists, whatever its codes (GEP-1731; HTTPRouteRetryBackendTimeout);
+        // a policy's retryOn classes say which of them.
+        const refused = refusal({ failure: attemptExpired ? 'timeout' : failure!.kind === 'connect' ? 'connect' : 'reset' });
+        if (refused !== undefined) return local(status, attempts > 1 ? 'URX' : flag, attemptExpired ? 'upstream request timeout' : failure!.message, limited(refused));
       }
-      if (plan.retry && plan.retry.backoffMs > 0) await sleep(clock, plan.retry.backoffMs, overallSignal);
+      const delay = retryDelayMs(retry!, attempts, random);
+      if (delay > 0) await sleep(clock, delay, overallSignal);
     }
   } finally {
     overall?.dispose();

@@ -10,6 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { HeaderModifier } from '../gateway/types';
+import type { RetryRules } from '../resilience/retry';
 import type { HttpResponseFlag } from './metrics';
 
 /** The application protocol a stream carries, decided per port or by sniffing. */
@@ -90,15 +91,11 @@ export interface UpstreamTarget {
   identity?: string;
 }
 
-/** GEP-1731 retry, already resolved to numbers. */
-export interface RetryPolicy {
-  /** HTTP status codes that trigger a retry. */
-  codes: number[];
-  /** Retries after the first try (N → up to N+1 tries). */
-  attempts: number;
-  /** Minimum wait between tries, ms. */
-  backoffMs: number;
-}
+/**
+ * The retries of one request, resolved from the route rule's retry (GEP-1731) and the
+ * Service's TrafficPolicy (src/resilience/retry.ts says how the two combine).
+ */
+export type RetryPolicy = RetryRules;
 
 /** A request mirror: a copy is sent there, its response discarded. */
 export interface MirrorTarget {

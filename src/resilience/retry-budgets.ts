@@ -1,0 +1,34 @@
+/**
+ * The retry budgets of one waypoint, one per destination Service (retry-budget.ts),
+ * shared by every route and policy retry to that Service. A budget is made on the first
+ * retrying request to a Service and made afresh when the budget spec it was built from
+ * changes (a new TrafficPolicy record is a new object: compared by identity, so the
+ * lookup costs one Map read). Bounded: the least recently used Service is forgotten
+ * past `max` (it starts afresh, with its reserve, if it comes back).
+ */
+import { BoundedMap } from '../lib/bounded-map';
+import type { Clock } from '../lib/clock';
+import { RetryBudget } from './retry-budget';
+import type { RetryBudgetSpec } from './retry-spec';
+
+/** More Services than a waypoint serves; only a bound against unbounded growth. */
+export const MAX_RETRY_BUDGETS = 10_000;
+
+export class RetryBudgets {
+  private readonly budgets: BoundedMap<string, RetryBudget>;
+
+  constructor(private readonly clock: Clock, max = MAX_RETRY_BUDGETS) {
+    this.budgets = new BoundedMap(max);
+  }
+
+  /** The budget of Service `namespace/name` under `spec`. */
+  forService(namespace: string, name: string, spec: Readonly<RetryBudgetSpec>): RetryBudget {
+    const key = `${namespace}/${name}`;
+    let b = this.budgets.get(key);
+    if (b === undefined || b.spec !== spec) {
+      b = new RetryBudget(spec, this.clock);
+      this.budgets.set(key, b);
+    }
+    return b;
+  }
+}
