@@ -3,6 +3,7 @@ import { MeshState } from '../src/registry/state';
 import { serviceRecord, trafficPolicyRecord } from '../src/registry/fixtures';
 import { recordKey, type Change, type Kind, type RecordsByKind } from '../src/registry/types';
 import { TrafficPolicies } from '../src/waypoint/traffic-policies';
+import { validateRetry } from '../src/resilience/retry-spec';
 
 function put<K extends Kind>(kind: K, record: RecordsByKind[K]): Change {
   return { op: 'put', kind, key: recordKey(kind, record), record } as Change;
@@ -15,7 +16,7 @@ t.test('forService follows the registry: put, change (a new spec object), delete
   t.equal(p.forService('demo', 'echo'), undefined, 'no policy: undefined (defaults apply)');
   let changes = 0;
   p.on('change', () => changes++);
-  const v1 = trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo', 'other'], { retry: {} });
+  const v1 = trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo', 'other'], { retry: validateRetry({}, 'spec.retry', 'reject') });
   s.applyChanges([put('service', serviceRecord({ namespace: 'demo', name: 'echo' })), put('trafficpolicy', v1)], 1);
   t.equal(p.forService('demo', 'echo'), v1.spec, 'the record\'s spec itself (identity marks "unchanged")');
   t.equal(p.forService('demo', 'other'), v1.spec, 'every targetRef');

@@ -16,6 +16,8 @@ import type { Clock } from '../lib/clock';
 import type { RetryBudgetSpec } from './retry-spec';
 
 const SLOTS = 10;
+/** A retry in integer units, so deposits of a ratio add up exactly (5 × 0.2 is 1, not 0.9999...). */
+const UNIT = 1000;
 
 export class RetryBudget {
   private readonly slots = new Float64Array(SLOTS);
@@ -24,24 +26,26 @@ export class RetryBudget {
   private current = 0;
   private currentStart: number;
   private readonly reserve: number;
+  private readonly earn: number;
 
-  constructor(readonly spec: Readonly<RetryBudgetSpec>, private readonly clock: Clock) {
+  constructor(readonly spec: Readonly<RetryBudgetSpec>, private readonly clock: Pick<Clock, 'now'>) {
     this.slotMs = Math.max(1, spec.windowMs / SLOTS);
     this.currentStart = clock.now();
-    this.reserve = spec.minRetriesPerSecond * (spec.windowMs / 1000);
+    this.reserve = Math.round(spec.minRetriesPerSecond * (spec.windowMs / 1000) * UNIT);
+    this.earn = Math.round(spec.ratio * UNIT);
   }
 
   /** An original request (not a retry) was sent: it earns `ratio` retries. */
   deposit(): void {
     this.expire();
-    this.slots[this.current]! += this.spec.ratio;
+    this.slots[this.current]! += this.earn;
   }
 
   /** Takes one retry if the budget has it; false: the retry must not be made. */
   withdraw(): boolean {
     if (!this.spec.enabled) return true;
-    if (this.available() < 1) return false;
-    this.slots[this.current]! -= 1;
+    if (this.units() < UNIT) return false;
+    this.slots[this.current]! -= UNIT;
     return true;
   }
 
@@ -52,11 +56,15 @@ export class RetryBudget {
    */
   charge(): void {
     this.expire();
-    this.slots[this.current]! -= 1;
+    this.slots[this.current]! -= UNIT;
   }
 
   /** Retries the budget allows now (may be negative after charges). */
   available(): number {
+    return this.units() / UNIT;
+  }
+
+  private units(): number {
     this.expire();
     let sum = this.reserve;
     for (let i = 0; i < SLOTS; i++) sum += this.slots[i]!;

@@ -17,7 +17,7 @@ export const MAX_RETRY_BUDGETS = 10_000;
 export class RetryBudgets {
   private readonly budgets: BoundedMap<string, RetryBudget>;
 
-  constructor(private readonly clock: Clock, max = MAX_RETRY_BUDGETS) {
+  constructor(private readonly clock: Pick<Clock, 'now'>, max = MAX_RETRY_BUDGETS) {
     this.budgets = new BoundedMap(max);
   }
 

@@ -55,6 +55,8 @@ export interface ExchangeDeps {
   clock: Clock;
   logger: Logger;
   observer?: RequestObserver;
+  /** [0, 1): the retry backoff's jitter (Math.random when absent). */
+  random?: () => number;
 }
 
 /** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */
@@ -182,7 +184,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const client = deps.clients[down.protocol];
     const fwd = { method: down.method, path: plan.path ?? upstreamTarget(down.target, facts), authority: plan.authority ?? down.authority, headers: up, body, client };
     if (plan.mirrors?.length) deps.mirrors.fire(fwd, plan);
-    const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock);
+    const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock, deps.random);
     record.attempts = result.attempts;
     record.upstream = result.upstream;
     record.responseFlag = result.flag;

@@ -34,6 +34,8 @@ export interface WaypointL7Options {
   /** Limits; validated here (WEFT_CONFIG_INVALID names a bad field). */
   config?: Partial<L7Config>;
   clock?: Clock;
+  /** [0, 1): the retry backoff's jitter; Math.random unless a test pins it. */
+  random?: () => number;
   /**
    * A stream that is not HTTP (declared opaque, or sniffed): L4 passthrough under L4
    * policy, the caller's job. Bytes read while sniffing were pushed back into `stream`.
@@ -66,6 +68,7 @@ export class WaypointL7 {
       logger: opts.logger,
       ...(opts.observer ? { observer: opts.observer } : {}),
       ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
+      ...(opts.random ? { random: opts.random } : {}),
     };
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and

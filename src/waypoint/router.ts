@@ -27,6 +27,9 @@ import { requestHash, type RequestHash } from '../resilience/balance-key';
 import { BalancedTargets, upstreamOf, type AttemptReporter } from './attempt-targets';
 import { ServiceBalancers, type BalancerView } from './service-balancers';
 import type { ServiceBulkheads } from './bulkheads';
+import { resolveRetry, type RouteRetry } from '../resilience/retry';
+import { RetryBudgets } from '../resilience/retry-budgets';
+import { DEFAULT_RETRY_LIMITS } from '../resilience/retry-spec';
 import { TrafficPolicies } from './traffic-policies';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
@@ -41,7 +44,7 @@ export interface MeshRouterOptions {
   lb?: EndpointPicker;
   /** The TrafficPolicy lookup; one of its own on `state` unless the app shares one. */
   policies?: TrafficPolicies;
-  /** Latency measurement of the TrafficPolicy balancers (EWMA); the system clock unless a test pins it. */
+  /** Latency measurement of the TrafficPolicy balancers (EWMA) and the retry budgets' windows; the system clock unless a test pins it. */
   clock?: Pick<Clock, 'now'>;
   /** Hooks told of every attempt's outcome to a Service with a TrafficPolicy (outlier detection). */
   reporters?: AttemptReporter[];
@@ -65,6 +68,8 @@ export class MeshRouter implements RequestRouter {
   private readonly balancers: ServiceBalancers;
   /** Told of each attempt's outcome (Services with a TrafficPolicy); add hooks here. */
   readonly reporters: AttemptReporter[];
+  /** One retry budget per destination Service, for route and policy retries alike. */
+  private readonly budgets: RetryBudgets;
   private readonly onPolicies = () => this.balancers.prune((ns, name) => this.policies.forService(ns, name));
   private readonly onChange = (changes: Change[]) => {
     if (changes.some((c) => ROUTE_KINDS.has(c.kind))) this.reload();
@@ -82,6 +87,7 @@ export class MeshRouter implements RequestRouter {
     this.policies = opts.policies ?? new TrafficPolicies(this.state);
     this.balancers = new ServiceBalancers({ random: this.random, clock: opts.clock ?? realClock });
     this.reporters = opts.reporters ?? [];
+    this.budgets = new RetryBudgets(opts.clock ?? realClock);
     this.policies.on('change', this.onPolicies);
     this.state.on('change', this.onChange);
     this.state.on('snapshot', this.onSnapshot);
@@ -129,7 +135,7 @@ export class MeshRouter implements RequestRouter {
   private plan(outcome: RouteOutcome, service: ServiceRecord, port: number, req: RequestFacts): RouteDecision {
     switch (outcome.kind) {
       case 'passthrough':
-        return this.toService(service, port, {}, req);
+        return this.toService(service, port, this.retryOf(service, undefined, {}), req);
       case 'no-route':
         return respond(404, `no rule of the routes attached to ${service.namespace}/${service.name}:${port} matches this request; weft explain <source> <url> says which condition each rule missed`, { responseFlag: 'NR' });
       case 'redirect':
@@ -150,7 +156,7 @@ export class MeshRouter implements RequestRouter {
         if (!isEmpty(outcome.responseHeaderEdits)) extra.responseHeaders = outcome.responseHeaderEdits;
         if (p.backendRequestTimeoutMs !== undefined) extra.attemptTimeoutMs = p.backendRequestTimeoutMs;
         if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
-        if (p.retry) extra.retry = { codes: [...p.retry.codes], attempts: p.retry.attempts, backoffMs: p.retry.backoffMs };
+        this.retryOf(outcome.backend, p.retry, extra);
         // The main endpoint before the mirrors': it reuses the list the readiness check made.
         const decision = this.toService(backend, outcome.backend.port, extra, req);
         if (decision.kind !== 'forward') return decision;
@@ -165,6 +171,27 @@ export class MeshRouter implements RequestRouter {
         return decision;
       }
     }
+  }
+
+  /**
+   * Adds to `extra` the retries of a request to Service `svc`: the route rule's retry
+   * (GEP-1731) combined with the `retry` of the Service's TrafficPolicy (resilience/retry.ts:
+   * the rule wins for codes, attempts and backoff; the policy adds classes, methods and
+   * the per-try timeout; the budget and the cross-hop cap hold for both). The policy is
+   * the one of the Service the request is forwarded to (the backend), whose budget the
+   * retries spend. A Service with neither costs one Map lookup.
+   */
+  private retryOf(svc: { namespace: string; name: string }, route: RouteRetry | undefined, extra: Partial<ForwardPlan>): Partial<ForwardPlan> {
+    const spec = this.policies.forService(svc.namespace, svc.name)?.retry;
+    if (!route && !spec) return extra;
+    const budgetSpec = (spec ?? DEFAULT_RETRY_LIMITS).budget;
+    const budget = budgetSpec.enabled ? this.budgets.forService(svc.namespace, svc.name, budgetSpec) : undefined;
+    const r = resolveRetry(route, spec, budget);
+    if (!r) return extra;
+    extra.retry = r.rules;
+    // The rule's own timeouts.backendRequest is the more specific per-try limit.
+    if (r.perTryTimeoutMs !== undefined && extra.attemptTimeoutMs === undefined) extra.attemptTimeoutMs = r.perTryTimeoutMs;
+    return extra;
   }
 
   private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>, req: RequestFacts): RouteDecision {

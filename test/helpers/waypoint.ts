@@ -76,6 +76,8 @@ export interface HarnessOptions {
   destination?: Partial<StreamContext['destination']>;
   passthrough?: (stream: Duplex, ctx: StreamContext) => void;
   clock?: Clock;
+  /** The retry backoff's jitter. */
+  random?: () => number;
   /** Hand over HTTP/2 CONNECT streams (as HBONE does) instead of TCP sockets. */
   viaConnect?: boolean;
   authorizer?: RequestAuthorizer;
@@ -90,6 +92,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
     router, dialer, logger: pino({ level: 'debug' }, log), observer: { onRequest: (r) => records.push(r) },
     ...(opts.config ? { config: opts.config } : {}), ...(opts.passthrough ? { passthrough: opts.passthrough } : {}), ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
+    ...(opts.random ? { random: opts.random } : {}),
   });
   const h: WaypointHarness = { port: 0, l7, router, dialer, records, log, streams: 0 };
   const ctxFor = (address: string, port: number): StreamContext => ({
