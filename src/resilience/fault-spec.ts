@@ -1,17 +1,105 @@
 /**
- * TrafficPolicy section `spec.faults`: fault injection (delay, abort).
+ * TrafficPolicy section `spec.faults`: fault injection at the waypoint, for resilience
+ * tests in production without touching the apps (Envoy's HTTP fault filter, Istio's
+ * VirtualService `fault`).
  *
- * STUB (session 18 skeleton): the admission work replaces this file with the section's
- * validated type (defaults filled in), its validator and its pure logic (or imports of
- * it). spec.ts composes every section's validator; keep this file's two exports.
+ *   faults:
+ *     delay: { fixedDelay: 200ms, percentage: 10 }        # 10 % of requests wait 200 ms, then go on
+ *     abort: { httpStatus: 503, percentage: 50 }          # or grpcStatus: 14 (UNAVAILABLE)
+ *     match: { headers: [{ name: x-chaos, value: "on" }] } # only requests with every header (optional)
+ *
+ * Percentages are 0-100 with fractions (0.1 = one in a thousand); delay and abort are drawn
+ * independently, delay first (Envoy's order), so a request may be delayed and then aborted.
+ * The runtime (fault.ts) answers the abort locally with flag `FI`, a delay sets `DI`.
  */
-import { Obj, type UnknownKeys } from '../registry/checks';
+import { FieldError, Obj, checkString, join, type UnknownKeys } from '../registry/checks';
+import { DurationError, parseDuration } from '../gateway/duration';
+import { headerMatches } from '../gateway/validate-common';
+import type { HeaderMatch } from '../gateway/types';
 
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface FaultSpec {}
+/** The longest delay accepted: longer is a stuck request, not a test of one. */
+export const MAX_FAULT_DELAY_MS = 60 * 60 * 1000;
+
+export interface FaultDelaySpec {
+  /** How long a chosen request waits before it is forwarded, ms. */
+  fixedDelayMs: number;
+  /** Share of (matching) requests delayed, 0-100. */
+  percentage: number;
+}
+
+export interface FaultAbortSpec {
+  /** HTTP status answered (gRPC requests get the matching grpc-status); exactly one of this and grpcStatus. */
+  httpStatus?: number;
+  /** gRPC status code 1-16 answered to gRPC requests (others get the matching HTTP status). */
+  grpcStatus?: number;
+  /** Share of (matching) requests aborted, 0-100. */
+  percentage: number;
+}
+
+export interface FaultSpec {
+  delay?: FaultDelaySpec;
+  abort?: FaultAbortSpec;
+  /** Only requests carrying every one of these headers get faults; [] = every request. */
+  headers: HeaderMatch[];
+}
+
+/** A percentage 0-100 (fractions allowed), required. */
+export function percentage(o: Obj, key: string): number {
+  const v = o.o[key];
+  const p = join(o.path, key);
+  if (v === undefined) throw new FieldError(p, 'is required (a percentage 0-100, fractions allowed)');
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100) {
+    throw new FieldError(p, `must be a percentage 0-100 (fractions allowed), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** A required Gateway API duration, as milliseconds, within [minMs, maxMs]. */
+export function durationMs(o: Obj, key: string, minMs: number, maxMs: number): number {
+  const p = join(o.path, key);
+  if (!o.has(key)) throw new FieldError(p, 'is required (a duration such as 200ms or 1s)');
+  const s = checkString(o.o[key], p);
+  let ms: number;
+  try {
+    ms = parseDuration(s);
+  } catch (err) {
+    if (err instanceof DurationError) throw new FieldError(p, err.message);
+    throw err;
+  }
+  if (ms < minMs || ms > maxMs) throw new FieldError(p, `must be from ${minMs}ms to ${maxMs}ms, got ${JSON.stringify(s)}`);
+  return ms;
+}
+
+function statusCode(o: Obj, key: string, min: number, max: number, what: string): number {
+  const v = o.o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new FieldError(join(o.path, key), `must be ${what} (an integer ${min}-${max}), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
 
 /** Validates `spec.faults` at `path`; throws FieldError naming the field. */
 export function validateFaults(v: unknown, path: string, unknown: UnknownKeys): FaultSpec {
-  new Obj(v, path, [], unknown);
-  return {};
+  const o = new Obj(v, path, ['delay', 'abort', 'match'], unknown);
+  const out: FaultSpec = { headers: [] };
+  if (o.has('delay')) {
+    const d = new Obj(o.o.delay, join(path, 'delay'), ['fixedDelay', 'percentage'], unknown);
+    out.delay = { fixedDelayMs: durationMs(d, 'fixedDelay', 1, MAX_FAULT_DELAY_MS), percentage: percentage(d, 'percentage') };
+  }
+  if (o.has('abort')) {
+    const a = new Obj(o.o.abort, join(path, 'abort'), ['httpStatus', 'grpcStatus', 'percentage'], unknown);
+    if (a.has('httpStatus') === a.has('grpcStatus')) {
+      throw new FieldError(join(path, 'abort'), 'must set exactly one of httpStatus (e.g. 503) and grpcStatus (e.g. 14 for UNAVAILABLE)');
+    }
+    // 2xx-5xx like Envoy's abort: a 1xx is not a final answer.
+    out.abort = a.has('httpStatus')
+      ? { httpStatus: statusCode(a, 'httpStatus', 200, 599, 'an HTTP status'), percentage: percentage(a, 'percentage') }
+      : { grpcStatus: statusCode(a, 'grpcStatus', 1, 16, 'a gRPC status other than OK'), percentage: percentage(a, 'percentage') };
+  }
+  if (!out.delay && !out.abort) throw new FieldError(path, 'must set delay, abort or both (an empty faults section injects nothing)');
+  if (o.has('match')) {
+    const m = new Obj(o.o.match, join(path, 'match'), ['headers'], unknown);
+    out.headers = headerMatches(m, 'headers', unknown);
+  }
+  return out;
 }
