@@ -8,6 +8,8 @@
 import type { Readable } from 'node:stream';
 import type { Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
+import type { Admission, Admitted } from './admission';
+import { sampleLatency } from './admission';
 import { ReplayableBody } from './body';
 import type { RequestAuthorizer } from './authorizer';
 import type { L7Config } from './config';
@@ -57,6 +59,8 @@ export interface ExchangeDeps {
   observer?: RequestObserver;
   /** [0, 1): the retry backoff's jitter (Math.random when absent). */
   random?: () => number;
+  /** TrafficPolicy faults, rate limits and load shedding; absent: every plan is forwarded as is. */
+  admission?: Admission;
 }
 
 /** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */
@@ -148,6 +152,8 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   };
   let body: ReplayableBody | null = null;
   let slots: RequestSlots | undefined;
+  let admitted: Admitted | undefined;
+  let latencyMs: number | undefined;
   try {
     if (decision.kind === 'respond') {
       down.body.resume();
@@ -158,15 +164,34 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
       return;
     }
     const plan = decision;
+    // One lookup for a Service without a TrafficPolicy; see admission.ts.
+    const gate = deps.admission?.gate(down.ctx.destination.service);
+    if (gate) {
+      const a = await deps.admission!.admit(gate, facts, record.grpc, down.gone);
+      if (a.kind !== 'admit') {
+        down.body.resume();
+        if (a.kind === 'gone') {
+          record.responseFlag = 'DC';
+          return;
+        }
+        record.status = a.status;
+        record.responseFlag = a.flag;
+        if (a.grpcStatus !== undefined) record.grpcStatus = a.grpcStatus;
+        down.sendLocal(a.status, a.headers, a.body);
+        return;
+      }
+      admitted = a;
+      if (a.delayed) record.responseFlag = 'DI';
+    }
     record.backend = plan.backend;
     record.destinationIdentity = plan.upstream.identity;
     record.upstreamTarget = plan.upstream;
     if (plan.bulkhead) {
-      const admitted = await takeSlot(plan.bulkhead, down.gone);
-      if (admitted !== 'slot') {
+      const slot = await takeSlot(plan.bulkhead, down.gone);
+      if (slot !== 'slot') {
         down.body.resume();
-        record.responseFlag = admitted === 'gone' ? 'DC' : 'UO';
-        if (admitted === 'overflow') {
+        record.responseFlag = slot === 'gone' ? 'DC' : 'UO';
+        if (slot === 'overflow') {
           record.status = 503;
           down.sendLocal(503, { 'content-type': 'text/plain' }, `overflow: ${plan.backend ?? 'the Service'} has every request slot of its TrafficPolicy connectionPool taken and its pending queue full\n`);
         }
@@ -184,10 +209,13 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const client = deps.clients[down.protocol];
     const fwd = { method: down.method, path: plan.path ?? upstreamTarget(down.target, facts), authority: plan.authority ?? down.authority, headers: up, body, client };
     if (plan.mirrors?.length) deps.mirrors.fire(fwd, plan);
+    const sentAt = admitted ? deps.clock.now() : 0;
     const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock, deps.random);
+    if (admitted) latencyMs = sampleLatency(result.kind === 'local' ? result.status : result.res.status, result.kind === 'local', deps.clock.now() - sentAt);
     record.attempts = result.attempts;
     record.upstream = result.upstream;
-    record.responseFlag = result.flag;
+    // An injected delay stays visible unless the forward itself has more to say.
+    if (result.flag !== '-' || record.responseFlag !== 'DI') record.responseFlag = result.flag;
     if (result.kind === 'local') {
       record.status = result.status;
       if (result.status > 0 && !down.gone.aborted) {
@@ -206,6 +234,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     deps.logger.error({ err: (err as Error).message }, 'request handling failed');
   } finally {
     slots?.leave();
+    admitted?.done(latencyMs);
     const refused = down.refused?.();
     if (refused) {
       record.status = refused;

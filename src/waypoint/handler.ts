@@ -12,6 +12,7 @@ import { realClock, type Clock } from '../lib/clock';
 import type { Logger } from '../lib/log';
 import { validateL7Config, type L7Config } from './config';
 import type { RequestAuthorizer } from './authorizer';
+import type { Admission } from './admission';
 import type { ExchangeDeps } from './exchange';
 import { Mirrors } from './forward';
 import { Http1Front } from './http1';
@@ -31,6 +32,8 @@ export interface WaypointL7Options {
   /** Access log lines go here (info, message `access`); refusals are rate-limited warnings. */
   logger: Logger;
   observer?: RequestObserver;
+  /** TrafficPolicy admission (faults, rate limits, load shedding) after the router's plan. */
+  admission?: Admission;
   /** Limits; validated here (WEFT_CONFIG_INVALID names a bad field). */
   config?: Partial<L7Config>;
   clock?: Clock;
@@ -69,6 +72,7 @@ export class WaypointL7 {
       ...(opts.observer ? { observer: opts.observer } : {}),
       ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
       ...(opts.random ? { random: opts.random } : {}),
+      ...(opts.admission ? { admission: opts.admission } : {}),
     };
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and

@@ -18,10 +18,11 @@ import type { RequestObserver, RequestRecord } from './types';
  * upstream request timeout (504); `URX` retries exhausted; `UC` upstream connection
  * terminated; `DC` downstream (client) went away; `UO` overflow (a limit refused it);
  * `DI` delayed by fault injection; `FI` aborted by fault injection; `RL` rate limited;
+ * `SH` shed by the adaptive concurrency limit (Weft's own: Envoy's filter sets no flag);
  * `UAEX` denied by authorization; `DPE` downstream protocol error (a request the
  * strict parser or a header limit refused: 400/431/501).
  */
-export const RESPONSE_FLAGS = ['-', 'NR', 'UH', 'UF', 'UT', 'URX', 'UC', 'DC', 'UO', 'DI', 'FI', 'RL', 'UAEX', 'DPE'] as const;
+export const RESPONSE_FLAGS = ['-', 'NR', 'UH', 'UF', 'UT', 'URX', 'UC', 'DC', 'UO', 'DI', 'FI', 'RL', 'SH', 'UAEX', 'DPE'] as const;
 export type HttpResponseFlag = (typeof RESPONSE_FLAGS)[number];
 
 /** Istio's request metrics' labels, in a fixed order. */

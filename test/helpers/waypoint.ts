@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import type { RequestAuthorizer } from '../../src/waypoint/authorizer';
 import { WaypointL7 } from '../../src/waypoint/handler';
+import type { Admission } from '../../src/waypoint/admission';
 import type { L7Config } from '../../src/waypoint/config';
 import type { Clock } from '../../src/lib/clock';
 import type {
@@ -81,6 +82,8 @@ export interface HarnessOptions {
   /** Hand over HTTP/2 CONNECT streams (as HBONE does) instead of TCP sockets. */
   viaConnect?: boolean;
   authorizer?: RequestAuthorizer;
+  /** TrafficPolicy admission (faults, rate limits, shedding). */
+  admission?: Admission;
 }
 
 export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteDecision, opts: HarnessOptions = {}): Promise<WaypointHarness> {
@@ -93,6 +96,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
     ...(opts.config ? { config: opts.config } : {}), ...(opts.passthrough ? { passthrough: opts.passthrough } : {}), ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
     ...(opts.random ? { random: opts.random } : {}),
+    ...(opts.admission ? { admission: opts.admission } : {}),
   });
   const h: WaypointHarness = { port: 0, l7, router, dialer, records, log, streams: 0 };
   const ctxFor = (address: string, port: number): StreamContext => ({
