@@ -9,6 +9,7 @@ import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { CLIENT_HELP, requestMain, tcpMain } from './client';
 import { requestsMain } from './client-batch';
+import { LOAD_HELP, loadMain } from './client-load';
 import { wsMain } from './client-ws';
 import { contextPath } from './context';
 import { labDown } from './down';
@@ -237,6 +238,7 @@ Commands:
   request <url> [flags]           HTTP client for use inside pods (prints the body)
   tcp <host:port> [flags]         byte-exact TCP round trip for use inside pods
   requests [--file F]             many HTTP requests (a JSON array on stdin), answers as JSON
+${LOAD_HELP}
   grpc <host:port> [-H 'k: v'] [--count N]
                                   unary calls to the gRPC echo (:7070), answer and trailers as JSON
   ws <url> [--bytes N]            WebSocket round trip to the echo app, byte-exact
@@ -265,6 +267,7 @@ const command: Command = {
       case 'request': return requestMain(rest);
       case 'tcp': return tcpMain(rest);
       case 'requests': return requestsMain(rest);
+      case 'load': return loadMain(rest);
       // Loaded on use: the gRPC client library is not worth loading for every other command.
       case 'grpc': return (await import('./client-grpc')).grpcMain(rest);
       case 'ws': return wsMain(rest);

@@ -8,21 +8,23 @@
  *     abort: { httpStatus: 503, percentage: 50 }          # or grpcStatus: 14 (UNAVAILABLE)
  *     match: { headers: [{ name: x-chaos, value: "on" }] } # only requests with every header (optional)
  *
- * Percentages are 0-100 with fractions (0.1 = one in a thousand); delay and abort are drawn
+ * An empty section injects nothing. Percentages are 0-100 with fractions (0.1 = one in a thousand); delay and abort are drawn
  * independently, delay first (Envoy's order), so a request may be delayed and then aborted.
  * The runtime (fault.ts) answers the abort locally with flag `FI`, a delay sets `DI`.
  */
-import { FieldError, Obj, checkString, join, type UnknownKeys } from '../registry/checks';
-import { DurationError, parseDuration } from '../gateway/duration';
+import { FieldError, Obj, join, type UnknownKeys } from '../registry/checks';
+import { parseDuration } from '../gateway/duration';
 import { headerMatches } from '../gateway/validate-common';
 import type { HeaderMatch } from '../gateway/types';
+import { durationField, numberField } from './spec-fields';
 
 /** The longest delay accepted: longer is a stuck request, not a test of one. */
 export const MAX_FAULT_DELAY_MS = 60 * 60 * 1000;
 
+/** As written, defaults filled in (durations kept as text: the spec is stored and read back through this validator). */
 export interface FaultDelaySpec {
-  /** How long a chosen request waits before it is forwarded, ms. */
-  fixedDelayMs: number;
+  /** How long a chosen request waits before it is forwarded (a Gateway API duration). */
+  fixedDelay: string;
   /** Share of (matching) requests delayed, 0-100. */
   percentage: number;
 }
@@ -39,35 +41,20 @@ export interface FaultAbortSpec {
 export interface FaultSpec {
   delay?: FaultDelaySpec;
   abort?: FaultAbortSpec;
-  /** Only requests carrying every one of these headers get faults; [] = every request. */
-  headers: HeaderMatch[];
+  /** Only requests carrying every one of these headers get faults; absent = every request. */
+  match?: { headers: HeaderMatch[] };
 }
 
-/** A percentage 0-100 (fractions allowed), required. */
+/** A required percentage 0-100 (fractions allowed). */
 export function percentage(o: Obj, key: string): number {
-  const v = o.o[key];
-  const p = join(o.path, key);
-  if (v === undefined) throw new FieldError(p, 'is required (a percentage 0-100, fractions allowed)');
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100) {
-    throw new FieldError(p, `must be a percentage 0-100 (fractions allowed), got ${JSON.stringify(v)}`);
-  }
-  return v;
+  if (!o.has(key)) throw new FieldError(join(o.path, key), 'is required (a percentage 0-100, fractions allowed)');
+  return numberField(o, key, 0, 100, 0);
 }
 
-/** A required Gateway API duration, as milliseconds, within [minMs, maxMs]. */
-export function durationMs(o: Obj, key: string, minMs: number, maxMs: number): number {
-  const p = join(o.path, key);
-  if (!o.has(key)) throw new FieldError(p, 'is required (a duration such as 200ms or 1s)');
-  const s = checkString(o.o[key], p);
-  let ms: number;
-  try {
-    ms = parseDuration(s);
-  } catch (err) {
-    if (err instanceof DurationError) throw new FieldError(p, err.message);
-    throw err;
-  }
-  if (ms < minMs || ms > maxMs) throw new FieldError(p, `must be from ${minMs}ms to ${maxMs}ms, got ${JSON.stringify(s)}`);
-  return ms;
+/** A required Gateway API duration within [minMs, maxMs], kept as written. */
+export function requiredDuration(o: Obj, key: string, minMs: number, maxMs: number): string {
+  if (!o.has(key)) throw new FieldError(join(o.path, key), 'is required (a duration such as 200ms or 1s)');
+  return durationField(o, key, minMs, maxMs, '');
 }
 
 function statusCode(o: Obj, key: string, min: number, max: number, what: string): number {
@@ -81,10 +68,10 @@ function statusCode(o: Obj, key: string, min: number, max: number, what: string)
 /** Validates `spec.faults` at `path`; throws FieldError naming the field. */
 export function validateFaults(v: unknown, path: string, unknown: UnknownKeys): FaultSpec {
   const o = new Obj(v, path, ['delay', 'abort', 'match'], unknown);
-  const out: FaultSpec = { headers: [] };
+  const out: FaultSpec = {};
   if (o.has('delay')) {
     const d = new Obj(o.o.delay, join(path, 'delay'), ['fixedDelay', 'percentage'], unknown);
-    out.delay = { fixedDelayMs: durationMs(d, 'fixedDelay', 1, MAX_FAULT_DELAY_MS), percentage: percentage(d, 'percentage') };
+    out.delay = { fixedDelay: requiredDuration(d, 'fixedDelay', 1, MAX_FAULT_DELAY_MS), percentage: percentage(d, 'percentage') };
   }
   if (o.has('abort')) {
     const a = new Obj(o.o.abort, join(path, 'abort'), ['httpStatus', 'grpcStatus', 'percentage'], unknown);
@@ -96,10 +83,14 @@ export function validateFaults(v: unknown, path: string, unknown: UnknownKeys): 
       ? { httpStatus: statusCode(a, 'httpStatus', 200, 599, 'an HTTP status'), percentage: percentage(a, 'percentage') }
       : { grpcStatus: statusCode(a, 'grpcStatus', 1, 16, 'a gRPC status other than OK'), percentage: percentage(a, 'percentage') };
   }
-  if (!out.delay && !out.abort) throw new FieldError(path, 'must set delay, abort or both (an empty faults section injects nothing)');
   if (o.has('match')) {
     const m = new Obj(o.o.match, join(path, 'match'), ['headers'], unknown);
-    out.headers = headerMatches(m, 'headers', unknown);
+    out.match = { headers: headerMatches(m, 'headers', unknown) };
   }
   return out;
+}
+
+/** The delay in ms (the spec keeps it as written). */
+export function fixedDelayMs(delay: FaultDelaySpec): number {
+  return parseDuration(delay.fixedDelay);
 }

@@ -4,7 +4,7 @@
  * are compiled here, once, not per request.
  */
 import { compileRegex, type SafeRegex } from '../gateway/regex';
-import type { FaultAbortSpec, FaultSpec } from './fault-spec';
+import { fixedDelayMs, type FaultAbortSpec, type FaultSpec } from './fault-spec';
 
 /** Lower-case header names to their value(s), as the waypoint holds them. */
 export type Headers = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -26,9 +26,11 @@ const NONE: FaultDecision = Object.freeze({ delayMs: 0 });
 
 export class FaultInjector {
   private readonly headers: CompiledHeader[];
+  private readonly delayMs: number;
 
   constructor(readonly spec: FaultSpec, private readonly random: () => number = Math.random) {
-    this.headers = spec.headers.map((h) => ({
+    this.delayMs = spec.delay ? fixedDelayMs(spec.delay) : 0;
+    this.headers = (spec.match?.headers ?? []).map((h) => ({
       name: h.name.toLowerCase(), value: h.value, ...(h.type === 'RegularExpression' ? { regex: compileRegex(h.value) } : {}),
     }));
   }
@@ -48,7 +50,7 @@ export class FaultInjector {
   decide(headers: Headers): FaultDecision {
     const { delay, abort } = this.spec;
     if (!this.matches(headers)) return NONE;
-    const delayMs = delay && this.chosen(delay.percentage) ? delay.fixedDelayMs : 0;
+    const delayMs = delay && this.chosen(delay.percentage) ? this.delayMs : 0;
     if (abort && this.chosen(abort.percentage)) return { delayMs, abort };
     return delayMs > 0 ? { delayMs } : NONE;
   }

@@ -29,8 +29,8 @@ export interface RateLimitSpec {
   key: RateLimitKey;
   /** Lower-case header name (key: Header). */
   header?: string;
-  /** Buckets kept per Service for SourceIdentity / Header keys. */
-  maxKeys: number;
+  /** Buckets kept per Service (key SourceIdentity or Header only; filled in for those). */
+  maxKeys?: number;
 }
 
 function positive(o: Obj, key: string, max: number, integer: boolean): number {
@@ -49,16 +49,17 @@ export function validateRateLimit(v: unknown, path: string, unknown: UnknownKeys
   // Default burst: one second's worth (at least 1), so a steady client at the rate never waits.
   const burst = o.has('burst') ? positive(o, 'burst', MAX_RATE, true) : Math.max(1, Math.ceil(requestsPerSecond));
   const key = o.optOneOf('key', RATE_LIMIT_KEYS) ?? 'Service';
-  const out: RateLimitSpec = { requestsPerSecond, burst, key, maxKeys: DEFAULT_RATE_LIMIT_MAX_KEYS };
+  const out: RateLimitSpec = { requestsPerSecond, burst, key };
   if (key === 'Header') {
     if (!o.has('header')) throw new FieldError(join(path, 'header'), 'is required with key: Header (the header whose value picks the bucket)');
     out.header = o.string('header', gw.headerName).toLowerCase();
   } else if (o.has('header')) {
     throw new FieldError(join(path, 'header'), `applies only with key: Header, not key: ${key}`);
   }
-  if (o.has('maxKeys')) {
-    if (key === 'Service') throw new FieldError(join(path, 'maxKeys'), 'applies only with key: SourceIdentity or Header (key: Service has one bucket)');
-    out.maxKeys = positive(o, 'maxKeys', 1_000_000, true);
+  if (key === 'Service') {
+    if (o.has('maxKeys')) throw new FieldError(join(path, 'maxKeys'), 'applies only with key: SourceIdentity or Header (key: Service has one bucket)');
+  } else {
+    out.maxKeys = o.has('maxKeys') ? positive(o, 'maxKeys', 1_000_000, true) : DEFAULT_RATE_LIMIT_MAX_KEYS;
   }
   return out;
 }

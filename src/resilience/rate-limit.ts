@@ -5,7 +5,7 @@
  */
 import { realClock, type Clock } from '../lib/clock';
 import { KeyedBuckets, TokenBucket } from '../lib/token-bucket';
-import type { RateLimitSpec } from './rate-limit-spec';
+import { DEFAULT_RATE_LIMIT_MAX_KEYS, type RateLimitSpec } from './rate-limit-spec';
 import type { Headers } from './fault';
 
 /**
@@ -27,7 +27,7 @@ export class ServiceRateLimit {
   constructor(readonly spec: RateLimitSpec, clock: Clock = realClock) {
     const limit = { perSecond: spec.requestsPerSecond, burst: spec.burst };
     if (spec.key === 'Service') this.single = new TokenBucket(limit, clock);
-    else this.keyed = new KeyedBuckets(limit, clock, spec.maxKeys);
+    else this.keyed = new KeyedBuckets(limit, clock, spec.maxKeys ?? DEFAULT_RATE_LIMIT_MAX_KEYS);
   }
 
   /** Takes a token for one request from `sourceIdentity` with `headers`; a refusal takes nothing. */

@@ -22,7 +22,7 @@
  * header every request may use the whole limit.
  */
 import { realClock, type Clock } from '../lib/clock';
-import type { LoadSheddingSpec } from './shedding-spec';
+import { sheddingTimes, type LoadSheddingSpec, type SheddingTimes } from './shedding-spec';
 import type { Headers } from './fault';
 
 export const PRIORITIES = ['high', 'normal', 'low'] as const;
@@ -56,8 +56,10 @@ export class AdaptiveLimiter {
   private measuringSince: number | undefined;
   private rttSamples: number[] = [];
   private nextMeasureAt = 0;
+  private readonly times: SheddingTimes;
 
   constructor(readonly spec: LoadSheddingSpec, private readonly clock: Clock = realClock, private readonly random: () => number = Math.random) {
+    this.times = sheddingTimes(spec);
     this.limitValue = spec.minLimit;
     this.windowStart = clock.now();
     if (spec.algorithm === 'Gradient') this.measuringSince = this.windowStart;
@@ -118,7 +120,7 @@ export class AdaptiveLimiter {
   /** Closes the sample window if its time is up, and starts a minRTT measurement when due. */
   private tick(): void {
     const now = this.clock.now();
-    if (now - this.windowStart < this.spec.sampleWindowMs) return;
+    if (now - this.windowStart < this.times.sampleWindowMs) return;
     if (this.measuringSince === undefined) {
       if (this.window.length > 0) this.update(percentile(this.window, this.spec.percentile));
       if (this.spec.gradient && now >= this.nextMeasureAt) this.beginMeasurement(now);
@@ -138,7 +140,7 @@ export class AdaptiveLimiter {
       next = scaled + Math.sqrt(scaled);
     } else {
       const aimd = spec.aimd!;
-      next = sampleRtt > aimd.latencyTargetMs ? this.limitValue * aimd.backoffRatio : this.limitValue + aimd.increase;
+      next = sampleRtt > this.times.latencyTargetMs ? this.limitValue * aimd.backoffRatio : this.limitValue + aimd.increase;
     }
     // No demand says nothing about capacity: a window that used under half the limit does not raise it.
     if (next > this.limitValue && this.peak * 2 < this.limitValue) next = this.limitValue;
@@ -151,12 +153,11 @@ export class AdaptiveLimiter {
   }
 
   private endMeasurement(): void {
-    const g = this.spec.gradient!;
     this.minRtt = percentile(this.rttSamples, this.spec.percentile);
     this.rttSamples = [];
     this.measuringSince = undefined;
     const now = this.clock.now();
-    this.nextMeasureAt = now + g.minRttIntervalMs * (1 + 0.1 * this.random());
+    this.nextMeasureAt = now + this.times.minRttIntervalMs * (1 + 0.1 * this.random());
     this.window = [];
     this.peak = this.inFlightCount;
     this.windowStart = now;

@@ -19,7 +19,7 @@ import type { Clock } from '../lib/clock';
 import { FaultInjector } from '../resilience/fault';
 import type { FaultAbortSpec } from '../resilience/fault-spec';
 import { ServiceRateLimit } from '../resilience/rate-limit';
-import { AdaptiveLimiter } from '../resilience/shedding';
+import { AdaptiveLimiter, type LimiterView } from '../resilience/shedding';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import { GRPC, grpcFromHttp, grpcTrailersOnly, httpFromGrpc } from './grpc-status';
 import type { DestinationService, RequestFacts, ResponseFlag } from './types';
@@ -63,6 +63,16 @@ export interface Gone {
 }
 
 export type AdmissionResult = Refusal | Admitted | Gone;
+
+/** One Service's admission state, as the admin view shows it. */
+export interface AdmissionView {
+  service: string;
+  faults: boolean;
+  rateLimit: boolean;
+  /** Buckets kept (1 for key: Service). */
+  rateLimitBuckets?: number;
+  concurrency?: LimiterView;
+}
 
 const NOTHING_HELD = (): void => {};
 
@@ -200,8 +210,18 @@ export class Admission {
     for (const byName of this.gates.values()) yield* byName.values();
   }
 
-  /** Drops gates whose Service has no policy now, or a newer one. */
-  private prune(): void {
+  /** Each Service's admission state, for the waypoint's admin view (`/admission`). */
+  views(): AdmissionView[] {
+    return [...this.live()].map((g) => ({
+      service: `${g.namespace}/${g.name}`,
+      faults: g.faults !== undefined, rateLimit: g.rate !== undefined,
+      ...(g.rate ? { rateLimitBuckets: g.rate.buckets } : {}),
+      ...(g.limiter ? { concurrency: g.limiter.view() } : {}),
+    }));
+  }
+
+  /** Drops gates whose Service has no policy now, or a newer one (also called when the policies change). */
+  prune(): void {
     for (const [namespace, byName] of this.gates) {
       for (const [name, gate] of byName) {
         if (this.opts.policies.forService(namespace, name) === gate.spec) continue;

@@ -30,6 +30,7 @@ import { describeRedis } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { WaypointAuthorizer } from './authorizer';
+import { Admission } from './admission';
 import { MeshDialer } from './dialer';
 import { WaypointL7 } from './handler';
 import { WaypointMetrics } from './metrics';
@@ -73,6 +74,7 @@ export class WaypointApp {
   private bulkheads: ServiceBulkheads | undefined;
   private authorizer: WaypointAuthorizer | undefined;
   private l7: WaypointL7 | undefined;
+  private admission: Admission | undefined;
   private hbone: HboneServer | undefined;
   private unfollowMetrics: (() => void) | undefined;
   private readonly servers: Server[] = [];
@@ -112,9 +114,12 @@ export class WaypointApp {
     const bulkheads = new ServiceBulkheads(policyOf, this.metrics);
     this.outliers = outliers;
     this.bulkheads = bulkheads;
+    const admission = new Admission({ policies, clock: realClock, metrics: this.metrics, ...(this.deps.random ? { random: this.deps.random } : {}) });
+    this.admission = admission;
     policies.on('change', () => {
       outliers.prune();
       bulkheads.prune();
+      admission.prune();
     });
     this.router = new MeshRouter({
       state: this.state, policies, endpointFilter: outliers, bulkheads, reporters: [outliers], ...(this.deps.random ? { random: this.deps.random } : {}),
@@ -126,7 +131,7 @@ export class WaypointApp {
       state: this.state, waypoint: { namespace: config.namespace, name: config.name }, registry: this.metrics, logger: log.child({ component: 'authz' }),
     });
     this.l7 = new WaypointL7({
-      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics,
+      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission,
       passthrough: (stream, ctx) => this.passthrough(stream, ctx, dialer),
     });
     this.hbone = new HboneServer({
@@ -144,6 +149,7 @@ export class WaypointApp {
       '/balancers': (_q, _u, res) => json(res, 200, this.router?.balancerViews() ?? []),
       '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
+      '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),
       '/logging': loggingRoute(this.logger),
     }, this.logger), '127.0.0.1', config.adminPort);
     log.info({ address: config.address, identity: this.identity, redis: describeRedis(config.redis), version: VERSION }, 'waypoint started');
