@@ -36,7 +36,16 @@ export async function startAdmissionLab(t: Test, echo?: Record<string, string | 
   writeFileSync(join(dir, 'lab.yaml'), `${text}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`);
   const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
   const ip = lab.state()!.waypoints!.find((w) => w.uid === 'demo/waypoint')!.ip;
-  return { lab, dir, waypointIp: ip };
+  const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
+  if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
+  const a = { lab, dir, waypointIp: ip };
+  // Requests to demo/echo go through the waypoint once the client's ztunnel has the binding.
+  for (let i = 0; i < 50; i++) {
+    await lab.request('demo/client', 'http://echo.demo/');
+    if ((await metric(a, 'istio_requests_total', { destination_service_name: 'echo' })) > 0) return a;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error('requests from demo/client to echo.demo did not reach demo/waypoint within 10 s of use-waypoint');
 }
 
 /** `weft apply` of TrafficPolicy demo/echo with `spec` (YAML lines under spec:), then waits until the waypoint has it. */
