@@ -82,7 +82,9 @@ t.test('every section validates its own output to itself (the registry re-valida
   // waypoint's follower) validates it again; if that changed it or refused it, a policy
   // would differ between the lab's CLI view and the waypoint, or vanish on read.
   const sections = ['loadBalancer', 'connectionPool', 'outlierDetection', 'retry', 'faults', 'rateLimit', 'loadShedding'];
-  const spec = validateTrafficPolicySpec({ targetRefs: [{ kind: 'Service', name: 'echo' }], ...Object.fromEntries(sections.map((s) => [s, {}])) }, 'spec', 'reject');
+  // rateLimit has one required field (a rate limit without a rate means nothing).
+  const minimal = (s: string) => (s === 'rateLimit' ? { requestsPerSecond: 10 } : {});
+  const spec = validateTrafficPolicySpec({ targetRefs: [{ kind: 'Service', name: 'echo' }], ...Object.fromEntries(sections.map((s) => [s, minimal(s)])) }, 'spec', 'reject');
   const stored = JSON.parse(JSON.stringify(spec));
   t.same(validateTrafficPolicySpec(stored, 'spec', 'reject'), spec, 'a fixed point, unknown keys refused');
   const rec = trafficPolicyRecord({ namespace: 'demo', name: 'all' }, ['echo'], spec);
