@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import type { TrafficPolicySpec } from '../src/resilience/spec';
 import { validateFaults } from '../src/resilience/fault-spec';
 import { validateRateLimit } from '../src/resilience/rate-limit-spec';
+import { validateRetry } from '../src/resilience/retry-spec';
 import { validateLoadShedding } from '../src/resilience/shedding-spec';
 import { realClock } from '../src/lib/clock';
 import { Admission, type TrafficPolicyLookup } from '../src/waypoint/admission';
@@ -63,7 +64,7 @@ t.test('a Service without a TrafficPolicy: forwarded, one lookup per request, no
 });
 
 t.test('a policy without admission sections (e.g. only retry) makes no gate either', async (t) => {
-  const r = await rig(t, { retry: {} });
+  const r = await rig(t, { retry: validateRetry({}, 'spec.retry', 'reject') });
   t.equal((await get(r.h.port)).status, 200);
   t.equal([...r.admission.live()].length, 0);
 });
