@@ -43,10 +43,10 @@ t.test('gate: the failure share follows random; concurrency queues in order; ser
   const slow = new BehaviourGate({ ...DEFAULT_ECHO_BEHAVIOUR, serviceTimeMs: 100, concurrency: 2 });
   const done: string[] = [];
   for (const name of ['a', 'b', 'c', 'd', 'e']) slow.run(() => done.push(`${name}@${clock.now()}`), timer);
-  t.same(slow.load, { active: 2, waiting: 3 }, 'two served, three queued');
+  t.same(slow.load, { active: 2, waiting: 3, peakActive: 2 }, 'two served, three queued');
   clock.advance(100);
   t.same(done, ['a@100', 'b@100'], 'the first two after one service time');
-  t.same(slow.load, { active: 2, waiting: 1 });
+  t.same(slow.load, { active: 2, waiting: 1, peakActive: 2 });
   clock.advance(200);
   t.same(done, ['a@100', 'b@100', 'c@200', 'd@200', 'e@300'], 'the queue in order, two at a time');
   slow.set({ ...slow.behaviour, concurrency: 0, serviceTimeMs: 0 });
@@ -76,7 +76,7 @@ t.test('echo over HTTP: a failing pod answers its status; the control request he
   t.equal(JSON.parse(failed.body).pod, 'echo-1', 'still with the echo answer as its body');
   const set = await get(servers.httpPort, '/_echo/behaviour?failRatio=0&serviceTime=5');
   t.equal(set.status, 200);
-  t.same(JSON.parse(set.body), { failStatus: 503, failRatio: 0, serviceTimeMs: 5, concurrency: 0, active: 0, waiting: 0 });
+  t.same(JSON.parse(set.body), { failStatus: 503, failRatio: 0, serviceTimeMs: 5, concurrency: 0, active: 0, waiting: 0, peakActive: 1 });
   t.equal((await get(servers.httpPort, '/x')).status, 200, 'healed');
   const bad = await get(servers.httpPort, '/_echo/behaviour?failRatio=abc');
   t.equal(bad.status, 400);

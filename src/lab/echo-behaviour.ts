@@ -104,9 +104,12 @@ export class BehaviourGate {
     return this.current;
   }
 
-  /** Requests being served and waiting now (for the control answer). */
-  get load(): { active: number; waiting: number } {
-    return { active: this.active, waiting: this.waiting.length };
+  /** The most requests served at once since the start: what a bulkhead in front must bound. */
+  private peak = 0;
+
+  /** Requests being served and waiting now, and the peak served at once (for the control answer). */
+  get load(): { active: number; waiting: number; peakActive: number } {
+    return { active: this.active, waiting: this.waiting.length, peakActive: this.peak };
   }
 
   set(next: EchoBehaviour): void {
@@ -123,6 +126,7 @@ export class BehaviourGate {
   run(answer: (failStatus: number | undefined) => void, setTimer: (fn: () => void, ms: number) => void = (fn, ms) => void setTimeout(fn, ms)): void {
     const start = () => {
       this.active++;
+      if (this.active > this.peak) this.peak = this.active;
       const finish = () => {
         this.active--;
         try {

@@ -61,13 +61,14 @@ export function loggingRoute(logger: Logger): Handler {
   };
 }
 
-export function metricsServer(src: { metrics: Registry; logger: Logger }): Server {
+/** `/metrics` (and Istio's `/stats/prometheus`), plus any read-only `views` a component publishes beside them. */
+export function metricsServer(src: { metrics: Registry; logger: Logger }, views: Record<string, Handler> = {}): Server {
   const scrape: Handler = async (_q, _u, res) => {
     const body = await src.metrics.metrics();
     res.writeHead(200, { 'content-type': src.metrics.contentType });
     res.end(body);
   };
-  return serve({ '/metrics': scrape, '/stats/prometheus': scrape }, src.logger);
+  return serve({ ...views, '/metrics': scrape, '/stats/prometheus': scrape }, src.logger);
 }
 
 export function readinessServer(src: { status(): { ready: boolean }; logger: Logger }): Server {

@@ -141,7 +141,12 @@ export class WaypointApp {
     });
     await this.hbone.listen(config.address, config.hbonePort);
     this.listening = true;
-    await this.serve(metricsServer(this), config.address, config.metricsPort);
+    // The resilience views beside the metrics (read-only counters and endpoint states, no
+    // more than the metrics tell): `weft outliers` reads them from the pod's address.
+    await this.serve(metricsServer(this, {
+      '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
+      '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
+    }), config.address, config.metricsPort);
     await this.serve(serve({
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
