@@ -36,6 +36,11 @@ t.test('a port-less service stands for each of its ports; with a port or a URL i
   const ip = await caught(() => expandDestination(s, 'demo/client', '198.19.1.11'));
   t.equal(ip.code, 'WEFT_USAGE');
   t.match(ip.message, /add the port you mean: 198\.19\.1\.11:<port>/);
+  for (const v6 of ['fd00::1', '[fd00::1]']) {
+    const e = await caught(() => expandDestination(s, 'demo/client', v6));
+    t.equal(e.code, 'WEFT_USAGE', v6);
+    t.match(e.message, /is an address without a port; add the port you mean: \[fd00::1\]:<port>/, `${v6}: no "invalid host", the bracketed form to write`);
+  }
   const pod = await caught(() => expandDestination(s, 'demo/client', 'demo/echo-1'));
   t.match(pod.message, /declares no ports in the registry; add the port you mean: demo\/echo-1:<port>/);
 });

@@ -167,6 +167,17 @@ t.test('explain arguments: every destination form, and clear refusals', async (t
   for (const bad of ['echo.demo', 'echo.demo:0', 'echo.demo:99999', ':80', 'a/b/c:80', 'bad host:80', '[fd00::1:80']) {
     t.throws(() => parseDestination(bad), { code: 'WEFT_USAGE' }, bad);
   }
+  t.same(parseDestination('[fd00::1]:8080'), { kind: 'address', ip: 'fd00::1', port: 8080 });
+  // IPv6 forms: each refusal says what was wrong and the form to write instead.
+  const refusal = (text: string): string => { try { parseDestination(text); } catch (err) { return (err as Error).message; } return ''; };
+  t.match(refusal('fd00::1'), /is an IPv6 address without a port; write \[fd00::1\]:<port>/);
+  t.match(refusal('fd00::1:8080'), /is an IPv6 address without a port; write \[fd00::1:8080\]:<port>/, 'the last group is the address, not a port');
+  t.match(refusal('[fd00::1]'), /has no port; write \[fd00::1\]:<port>/);
+  t.match(refusal('[fd00::1:80'), /has an unclosed \[; write an IPv6 address as \[fd00::1\]:<port>/);
+  t.match(refusal('[echo.demo]:80'), /"echo\.demo" in brackets, which is not an IPv6 address/);
+  t.match(refusal('[fd00::1]8080'), /has "8080" after the \]; write \[fd00::1\]:<port>/);
+  t.match(refusal('fd00::zz:80'), /looks like an IPv6 address with a port but "fd00::zz" is not one; write an IPv6 address in brackets/);
+  t.notMatch(refusal('fd00::1'), /invalid host/);
   t.same(parseSource('demo/client'), { namespace: 'demo', name: 'client' });
   t.same(parseSource('203.0.113.5'), { ip: '203.0.113.5' });
   t.throws(() => parseSource('client'), { code: 'WEFT_USAGE' });

@@ -39,15 +39,24 @@ export function parseDestination(text: string): DestinationRef {
   let host: string;
   let portText: string;
   if (text.startsWith('[')) {
+    // Brackets are only for an IPv6 address, as in a URL: [fd00::1] or [fd00::1]:8080.
     const end = text.indexOf(']');
-    if (end === -1 || text[end + 1] !== ':') throw bad('has an unclosed [ or no port');
+    if (end === -1) throw bad('has an unclosed [; write an IPv6 address as [fd00::1]:<port>');
     host = text.slice(1, end);
+    if (isIP(host) !== 6) throw bad(`has "${host}" in brackets, which is not an IPv6 address; brackets only hold one, as in [fd00::1]:<port>`);
+    if (end === text.length - 1) throw bad(`has no port; write [${host}]:<port>`, { missing: 'port' });
+    if (text[end + 1] !== ':') throw bad(`has "${text.slice(end + 1)}" after the ]; write [${host}]:<port>`);
     portText = text.slice(end + 2);
+  } else if (isIP(text) === 6) {
+    // A bare IPv6 address has no port: its last group is part of the address, so
+    // fd00::1:8080 is the address fd00::1:8080, not fd00::1 port 8080.
+    throw bad(`is an IPv6 address without a port; write [${text}]:<port>`, { missing: 'port' });
   } else {
     const colon = text.lastIndexOf(':');
     if (colon <= 0) throw bad('has no port', { missing: 'port' });
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
+    if (host.includes(':')) throw bad(`looks like an IPv6 address with a port but "${host}" is not one; write an IPv6 address in brackets: [fd00::1]:<port>`);
   }
   if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) throw bad(`has an invalid port "${portText}"`);
   const port = Number(portText);
@@ -247,7 +256,8 @@ export function expandDestination(state: MeshState, sourceText: string, destinat
   } catch (err) {
     if (!(err instanceof WeftError) || err.details?.missing !== 'port') throw err;
   }
-  const host = destinationText;
+  // [fd00::1] stands for the bare address, as fd00::1 does.
+  const host = /^\[[^\]]*\]$/.test(destinationText) ? destinationText.slice(1, -1) : destinationText;
   const pod = /^([^/]+)\/([^/]+)$/.exec(host);
   if (pod) {
     const w = findWorkload(state, pod[1]!, pod[2]!, 'destination');
@@ -257,7 +267,7 @@ export function expandDestination(state: MeshState, sourceText: string, destinat
     }
     return ports.map((p) => `${host}:${p}`);
   }
-  if (isIP(host)) throw new WeftError('WEFT_USAGE', `destination ${host} is an address without a port; add the port you mean: ${host}:<port>`);
+  if (isIP(host)) throw new WeftError('WEFT_USAGE', `destination ${destinationText} is an address without a port; add the port you mean: ${isIP(host) === 6 ? `[${host}]` : host}:<port>`);
   const srcRef = parseSource(sourceText);
   const sourceNs = 'ip' in srcRef ? state.workloadByAddress(srcRef.ip)?.record.namespace : srcRef.namespace;
   const found = resolveService(state, host.toLowerCase(), sourceNs);
