@@ -15,6 +15,8 @@
  *     A WebSocket upgrade on the same port echoes every data frame back.
  *     Per-pod behaviour (echo-behaviour.ts: a failing share, a service time, a
  *     concurrency limit) from flags, changed live with GET /_echo/behaviour?....
+ *     `?via=b.demo,c.demo` makes the pod one hop of a call chain (echo-chain.ts): the
+ *     request goes on to the next hop, trace and retry headers propagated.
  *   TCP (9000): echoes bytes back; when the client half-closes, the echo finishes
  *     sending and then half-closes too, so byte-exact round trips can be checked.
  *   gRPC (7070, h2c): a unary echo (src/lab/grpc-echo.ts).
@@ -28,6 +30,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import type { Duplex } from 'node:stream';
 import type { Http2Server } from 'node:http2';
 import { parse, parseOptions } from '../lib/options';
+import { callNext, nextHop } from './echo-chain';
 import { BEHAVIOUR_PATH, BehaviourGate, PROBER_USER_AGENT, DEFAULT_ECHO_BEHAVIOUR, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
 import { createGrpcEcho } from './grpc-echo';
 import { acceptKey, encodeFrame, FrameReader, OP } from './websocket';
@@ -129,6 +132,8 @@ function handle(id: EchoIdentity, retries: RetryCounts, gate: BehaviourGate, req
   req.on('end', () => {
     const url = new URL(req.url ?? '/', 'http://echo');
     if (url.pathname === BEHAVIOUR_PATH) return control(gate, url.searchParams, res);
+    const hop = nextHop(url, req.headers);
+    if (hop) return callNext(hop, req.method ?? 'GET', res);
     // The lab's readiness probe is answered as is: the pod stays Ready while it fails or
     // queues requests, so what takes it out of rotation is the mesh's doing, not the prober's.
     if (req.headers['user-agent'] === PROBER_USER_AGENT) return reply(id, retries, req, res, url, bodyBytes, undefined);
