@@ -12,6 +12,7 @@
  * One budget per destination Service per waypoint (retry-budgets.ts keeps them), shared
  * by every retry to it: the TrafficPolicy's and an HTTPRoute rule's alike.
  */
+import { parseDuration } from '../gateway/duration';
 import type { Clock } from '../lib/clock';
 import type { RetryBudgetSpec } from './retry-spec';
 
@@ -29,9 +30,10 @@ export class RetryBudget {
   private readonly earn: number;
 
   constructor(readonly spec: Readonly<RetryBudgetSpec>, private readonly clock: Pick<Clock, 'now'>) {
-    this.slotMs = Math.max(1, spec.windowMs / SLOTS);
+    const windowMs = parseDuration(spec.window);
+    this.slotMs = Math.max(1, windowMs / SLOTS);
     this.currentStart = clock.now();
-    this.reserve = Math.round(spec.minRetriesPerSecond * (spec.windowMs / 1000) * UNIT);
+    this.reserve = Math.round(spec.minRetriesPerSecond * (windowMs / 1000) * UNIT);
     this.earn = Math.round(spec.ratio * UNIT);
   }
 

@@ -12,14 +12,17 @@
  *     budget: { ratio: 0.2, minRetriesPerSecond: 2, window: 10s }
  *     crossHopCap: true                 # see retry-chain.ts
  *
- * Durations are Gateway API durations (GEP-2257). The defaults below are what a
+ * Durations are Gateway API durations (GEP-2257), kept as written: the validated spec is
+ * stored and validated again when read, so it must be a fixed point of the validator
+ * (retryTimes() gives the runtime the milliseconds). The defaults below are what a
  * Service gets when its policy has a `retry` section that leaves a field out; the
  * budget's and the cross-hop cap's defaults also apply to a route's GEP-1731 retry on
  * a Service without any policy (DEFAULT_RETRY_LIMITS).
  */
-import { DurationError, parseDuration } from '../gateway/duration';
+import { parseDuration } from '../gateway/duration';
 import { int, list, unique } from '../gateway/validate-common';
 import { FieldError, Obj, join, type UnknownKeys } from '../registry/checks';
+import { durationField, numberField } from './spec-fields';
 
 /**
  * Outcome classes, Envoy's names: `5xx` any 5xx or no response at all; `gateway-error`
@@ -29,7 +32,7 @@ import { FieldError, Obj, join, type UnknownKeys } from '../registry/checks';
 export const RETRY_ON = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx'] as const;
 export type RetryOn = (typeof RETRY_ON)[number];
 
-/** Linkerd-style budget: retries in the last `windowMs` ≤ ratio × requests + minRetriesPerSecond × window. */
+/** Linkerd-style budget: retries in the last `window` ≤ ratio × requests + minRetriesPerSecond × window. */
 export interface RetryBudgetSpec {
   /** false: no budget (every retry the policy allows is made). Not recommended; for demonstrations. */
   enabled: boolean;
@@ -37,19 +40,20 @@ export interface RetryBudgetSpec {
   ratio: number;
   /** Retries allowed per second whatever the traffic, so a quiet Service still retries. */
   minRetriesPerSecond: number;
-  /** How far back requests and retries count, ms. */
-  windowMs: number;
+  /** How far back requests and retries count (a duration, 1s-5m). */
+  window: string;
 }
 
 export interface RetrySpec {
   /** Retries after the first try, 0..10. */
   attempts: number;
-  /** Per-try timeout, ms; absent: none of its own. */
-  perTryTimeoutMs?: number;
+  /** Per-try timeout (a duration); absent: none of its own. */
+  perTryTimeout?: string;
   retryOn: RetryOn[];
   /** Statuses retried on top of retryOn's classes. */
   retriableStatusCodes: number[];
-  backoff: { baseIntervalMs: number; maxIntervalMs: number };
+  /** Durations: the first retry waits up to baseInterval, doubling per retry up to maxInterval. */
+  backoff: { baseInterval: string; maxInterval: string };
   /** Retry methods that are not idempotent (RFC 9110 §9.2.2) too. */
   retryNonIdempotent: boolean;
   budget: RetryBudgetSpec;
@@ -60,8 +64,8 @@ export interface RetrySpec {
 export const DEFAULT_RETRY_ATTEMPTS = 2;
 export const DEFAULT_RETRY_ON: readonly RetryOn[] = ['gateway-error', 'connect-failure', 'reset'];
 /** Envoy's base interval, and its cap of ten times the base. */
-export const DEFAULT_BACKOFF = Object.freeze({ baseIntervalMs: 25, maxIntervalMs: 250 });
-export const DEFAULT_RETRY_BUDGET: Readonly<RetryBudgetSpec> = Object.freeze({ enabled: true, ratio: 0.2, minRetriesPerSecond: 2, windowMs: 10_000 });
+export const DEFAULT_BACKOFF = Object.freeze({ baseInterval: '25ms', maxInterval: '250ms' });
+export const DEFAULT_RETRY_BUDGET: Readonly<RetryBudgetSpec> = Object.freeze({ enabled: true, ratio: 0.2, minRetriesPerSecond: 2, window: '10s' });
 export const MAX_RETRY_ATTEMPTS = 10;
 
 /** The limits that hold for every retry at a waypoint, a route's included: budget and cross-hop cap. */
@@ -90,28 +94,48 @@ export function validateRetry(v: unknown, path: string, unknown: UnknownKeys): R
     budget: o.has('budget') ? budget(o.o.budget, join(path, 'budget'), unknown) : { ...DEFAULT_RETRY_BUDGET },
     crossHopCap: bool(o, 'crossHopCap', true),
   };
-  if (o.has('perTryTimeout')) out.perTryTimeoutMs = duration(o, 'perTryTimeout', { positive: true });
+  if (o.has('perTryTimeout')) out.perTryTimeout = durationField(o, 'perTryTimeout', 1, HOUR_MS, '');
+  return out;
+}
+
+const HOUR_MS = 3_600_000;
+
+/** A validated section's durations in ms, as the retry loop runs them. */
+export function retryTimes(spec: Pick<RetrySpec, 'perTryTimeout' | 'backoff'>): { perTryTimeoutMs?: number; baseIntervalMs: number; maxIntervalMs: number } {
+  const out: { perTryTimeoutMs?: number; baseIntervalMs: number; maxIntervalMs: number } = {
+    baseIntervalMs: parseDuration(spec.backoff.baseInterval), maxIntervalMs: parseDuration(spec.backoff.maxInterval),
+  };
+  if (spec.perTryTimeout !== undefined) out.perTryTimeoutMs = parseDuration(spec.perTryTimeout);
   return out;
 }
 
 function backoff(v: unknown, path: string, unknown: UnknownKeys): RetrySpec['backoff'] {
   const o = new Obj(v, path, ['baseInterval', 'maxInterval'], unknown);
-  const baseIntervalMs = o.has('baseInterval') ? duration(o, 'baseInterval', { positive: true }) : DEFAULT_BACKOFF.baseIntervalMs;
+  const baseInterval = durationField(o, 'baseInterval', 1, HOUR_MS, DEFAULT_BACKOFF.baseInterval);
+  const baseMs = parseDuration(baseInterval);
   // Envoy's rule: the cap defaults to ten times the base.
-  const maxIntervalMs = o.has('maxInterval') ? duration(o, 'maxInterval', { positive: true }) : baseIntervalMs * 10;
-  if (maxIntervalMs < baseIntervalMs) throw new FieldError(join(path, 'maxInterval'), `must not be shorter than baseInterval (${baseIntervalMs}ms), got ${maxIntervalMs}ms`);
-  return { baseIntervalMs, maxIntervalMs };
+  const maxInterval = durationField(o, 'maxInterval', 1, HOUR_MS, durationText(baseMs * 10));
+  if (parseDuration(maxInterval) < baseMs) throw new FieldError(join(path, 'maxInterval'), `must not be shorter than baseInterval (${baseInterval}), got ${JSON.stringify(maxInterval)}`);
+  return { baseInterval, maxInterval };
 }
 
 function budget(v: unknown, path: string, unknown: UnknownKeys): RetryBudgetSpec {
   const o = new Obj(v, path, ['enabled', 'ratio', 'minRetriesPerSecond', 'window'], unknown);
+  const d = DEFAULT_RETRY_BUDGET;
   return {
-    enabled: bool(o, 'enabled', true),
-    ratio: o.has('ratio') ? number(o, 'ratio', 0, 1000) : DEFAULT_RETRY_BUDGET.ratio,
-    minRetriesPerSecond: o.has('minRetriesPerSecond') ? int(o, 'minRetriesPerSecond', 0, 100_000) : DEFAULT_RETRY_BUDGET.minRetriesPerSecond,
+    enabled: bool(o, 'enabled', d.enabled),
+    ratio: numberField(o, 'ratio', 0, 1000, d.ratio),
+    minRetriesPerSecond: o.has('minRetriesPerSecond') ? int(o, 'minRetriesPerSecond', 0, 100_000) : d.minRetriesPerSecond,
     // At least a second: the window is cut in ten slots, and a shorter one forgets retries before their effect shows.
-    windowMs: o.has('window') ? duration(o, 'window', { min: 1000, max: 300_000 }) : DEFAULT_RETRY_BUDGET.windowMs,
+    window: durationField(o, 'window', 1000, 300_000, d.window),
   };
+}
+
+/** ms as a Gateway API duration (each part at most 5 digits): 250 → `250ms`, 123450 → `2m3s450ms`. */
+function durationText(ms: number): string {
+  const parts: [number, string][] = [[Math.floor(ms / 3_600_000), 'h'], [Math.floor(ms / 60_000) % 60, 'm'], [Math.floor(ms / 1000) % 60, 's'], [ms % 1000, 'ms']];
+  const text = parts.filter(([n]) => n > 0).map(([n, u]) => `${n}${u}`).join('');
+  return text === '' ? '0s' : text;
 }
 
 function bool(o: Obj, key: string, dflt: boolean): boolean {
@@ -119,27 +143,4 @@ function bool(o: Obj, key: string, dflt: boolean): boolean {
   const v = o.o[key];
   if (typeof v !== 'boolean') throw new FieldError(join(o.path, key), `must be true or false, got ${JSON.stringify(v)}`);
   return v;
-}
-
-function number(o: Obj, key: string, min: number, max: number): number {
-  const v = o.o[key];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new FieldError(join(o.path, key), `must be a number ${min}-${max}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function duration(o: Obj, key: string, bounds: { positive?: boolean; min?: number; max?: number }): number {
-  const p = join(o.path, key);
-  const raw = o.o[key];
-  let ms: number;
-  try {
-    if (typeof raw !== 'string') throw new DurationError(JSON.stringify(raw));
-    ms = parseDuration(raw);
-  } catch (err) {
-    if (err instanceof DurationError) throw new FieldError(p, err.message);
-    throw err;
-  }
-  if (bounds.positive && ms === 0) throw new FieldError(p, `must be longer than 0, got ${JSON.stringify(raw)} (leave the field out for none)`);
-  if (bounds.min !== undefined && ms < bounds.min) throw new FieldError(p, `must be at least ${bounds.min}ms, got ${JSON.stringify(raw)}`);
-  if (bounds.max !== undefined && ms > bounds.max) throw new FieldError(p, `must be at most ${bounds.max}ms, got ${JSON.stringify(raw)}`);
-  return ms;
 }

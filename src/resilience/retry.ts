@@ -24,7 +24,7 @@
  */
 import { backoffDelay } from '../lib/backoff';
 import type { RetryBudget } from './retry-budget';
-import { DEFAULT_RETRY_LIMITS, type RetryOn, type RetrySpec } from './retry-spec';
+import { DEFAULT_RETRY_LIMITS, retryTimes, type RetryOn, type RetrySpec } from './retry-spec';
 
 /** The mark on a retried request; applications propagate it like traceparent. */
 export const RETRY_HEADER = 'x-weft-retry';
@@ -124,9 +124,10 @@ export function resolveRetry(route: RouteRetry | undefined, policy: RetrySpec | 
   { rules: RetryRules; perTryTimeoutMs?: number } | undefined {
   if (!route && !policy) return undefined;
   const limits = policy ?? DEFAULT_RETRY_LIMITS;
+  const times = policy ? retryTimes(policy) : undefined;
   const rules: RetryRules = route
     ? { codes: [...route.codes], attempts: route.attempts, backoffMs: route.backoffMs }
-    : { codes: policy!.retriableStatusCodes, attempts: policy!.attempts, backoffMs: policy!.backoff.baseIntervalMs, backoffMaxMs: policy!.backoff.maxIntervalMs };
+    : { codes: policy!.retriableStatusCodes, attempts: policy!.attempts, backoffMs: times!.baseIntervalMs, backoffMaxMs: times!.maxIntervalMs };
   if (policy) {
     rules.retryOn = policy.retryOn;
     rules.idempotentOnly = !policy.retryNonIdempotent;
@@ -135,6 +136,6 @@ export function resolveRetry(route: RouteRetry | undefined, policy: RetrySpec | 
   if (budget && limits.budget.enabled) rules.budget = budget;
   rules.crossHopCap = limits.crossHopCap;
   const out: { rules: RetryRules; perTryTimeoutMs?: number } = { rules };
-  if (policy?.perTryTimeoutMs !== undefined) out.perTryTimeoutMs = policy.perTryTimeoutMs;
+  if (times?.perTryTimeoutMs !== undefined) out.perTryTimeoutMs = times.perTryTimeoutMs;
   return out;
 }
