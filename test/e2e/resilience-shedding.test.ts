@@ -32,7 +32,12 @@ function run(): void {
     await deletePolicy(a);
     const plain = await load(a, OFFERED);
     const okWithout = plain.latencies['200'] ?? [];
-    t.comment(`without a policy: ${okWithout.length} accepted, statuses ${JSON.stringify(plain.statuses)}; accepted ${spread(okWithout)}`);
+    const flags: Record<string, number> = {};
+    for (const flag of ['-', 'SH', 'UO', 'UH', 'UF', 'UT', 'URX', 'UC']) {
+      const n = await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: flag });
+      if (n > 0) flags[flag] = n;
+    }
+    t.comment(`without a policy: ${okWithout.length} accepted, statuses ${JSON.stringify(plain.statuses)}; accepted ${spread(okWithout)}; the waypoint's 503s of both phases by flag ${JSON.stringify(flags)}`);
     t.same(plain.errors, {});
     const p99With = percentile(okWith, 99);
     const p99Without = percentile(okWithout, 99);
