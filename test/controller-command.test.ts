@@ -43,6 +43,9 @@ t.test('flags: defaults, kubeconfig, bad values name the flag', async (t) => {
     cluster: { server: 'https://10.0.0.1:6443', token: 't0k' }, clusterDomain: 'cluster.local', leaseNamespace: 'weft-system',
     leaseName: 'weft-controller', leaseDurationSeconds: 20, leaderElection: true, metricsListen: { host: '0.0.0.0', port: 15014 },
   });
+  t.equal(c.istioRootNamespace, 'istio-system', 'Istio\'s default root namespace');
+  t.equal(controllerConfig(parseOptions(controllerSpecs, ['--kubeconfig', file, '--istio-root-namespace', 'mesh-root'], {}).values, {}).istioRootNamespace, 'mesh-root');
+  t.throws(() => parseOptions(controllerSpecs, ['--istio-root-namespace', 'Istio.System'], {}), { code: 'WEFT_CONFIG_INVALID', message: /istio-root-namespace/ });
   t.match(c.identity, /-\d+$/);
   t.throws(() => parseOptions(controllerSpecs, ['--cluster-domain', 'Bad_Domain'], {}), { code: 'WEFT_CONFIG_INVALID', message: /cluster-domain/ });
   t.throws(() => controllerConfig(parseOptions(controllerSpecs, [], {}).values, {}), { code: 'WEFT_CONFIG_INVALID', message: /--kubeconfig/ });

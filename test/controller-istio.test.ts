@@ -20,8 +20,11 @@ t.before(async () => {
 });
 t.teardown(() => redis.stop());
 
-async function rig(t: Test, opts: { istio?: boolean } = {}) {
-  const r = await controllerRig(t, redis.url, opts.istio === false ? { missingGroups: ['security.istio.io'] } : {});
+async function rig(t: Test, opts: { istio?: boolean; istioRootNamespace?: string } = {}) {
+  const r = await controllerRig(t, redis.url, {
+    ...(opts.istio === false ? { missingGroups: ['security.istio.io'] } : {}),
+    ...(opts.istioRootNamespace ? { istioRootNamespace: opts.istioRootNamespace } : {}),
+  });
   const { api } = r;
   api.put('nodes', nodeObj('node-1', '203.0.113.10', '10.244.1.0/24'));
   api.put('namespaces', namespaceObj('demo', { 'weft.io/dataplane-mode': 'ambient' }));
@@ -30,8 +33,8 @@ async function rig(t: Test, opts: { istio?: boolean } = {}) {
 }
 
 const records = async (store: RegistryStore) => (await store.snapshot()).records;
-const accepted = (api: TestApiServer, plural: string, name: string) =>
-  ((api.get(plural, 'demo', name)?.status?.conditions ?? []) as { type: string; status: string; reason: string; message: string }[]).find((c) => c.type === 'Accepted');
+const accepted = (api: TestApiServer, plural: string, name: string, namespace = 'demo') =>
+  ((api.get(plural, namespace, name)?.status?.conditions ?? []) as { type: string; status: string; reason: string; message: string }[]).find((c) => c.type === 'Accepted');
 
 const istioAllow = {
   selector: { matchLabels: { app: 'echo' } },
@@ -63,6 +66,54 @@ t.test('Istio-group AuthorizationPolicy and PeerAuthentication are mirrored, wit
     return now.policy.length === 0 && now.peerauth.length === 0;
   });
   t.equal((await records(store)).workload.length, 1, 'the rest stays');
+});
+
+t.test("Istio's root namespace: its mesh-wide policies are Weft's root namespace's (GLOBAL), as Istio reads them", async (t) => {
+  const { api, store, controller } = await rig(t);
+  api.put('namespaces', namespaceObj('istio-system', {}));
+  const denyOther = { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['other'] } }] }] };
+  api.put(ISTIO_AP, authzPolicyObj('istio-system', 'deny-other', denyOther));
+  api.put(ISTIO_AP, authzPolicyObj('istio-system', 'allow-echo', istioAllow));
+  api.put(ISTIO_AP, authzPolicyObj('istio-system', 'bound', { targetRefs: [{ kind: 'Service', group: '', name: 'istiod' }], rules: [] }));
+  api.put('peerauthentications', { metadata: { name: 'mesh-strict', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } });
+  api.put('peerauthentications', { metadata: { name: 'istiod', namespace: 'istio-system' }, spec: { selector: { matchLabels: { app: 'istiod' } }, mtls: { mode: 'PERMISSIVE' } } });
+  controller.start();
+  await waitFor('mirrored', async () => {
+    const r = await records(store);
+    return r.policy.length === 3 && r.peerauth.length === 2;
+  });
+  const r = await records(store);
+  const policy = (name: string) => r.policy.find((p) => p.name === name);
+  t.match(policy('deny-other'), { namespace: 'weft-system', scope: 'GLOBAL', action: 'DENY' }, 'selector-less: mesh-wide');
+  t.match(policy('allow-echo'), { namespace: 'weft-system', scope: 'WORKLOAD_SELECTOR', selector: { app: 'echo' } }, 'a selector in the root namespace matches every namespace');
+  t.match(policy('bound'), { namespace: 'istio-system', targetRefs: [{ kind: 'Service', name: 'istiod' }] }, 'bound to a Service: that namespace\'s Service, not moved');
+  t.notOk(policy('deny-other')!.invalid, 'accepted, not a stand-in');
+  t.same(r.peerauth.find((p) => p.name === 'mesh-strict'), { name: 'mesh-strict', namespace: 'weft-system', mode: 'STRICT' }, 'mesh-wide STRICT');
+  t.match(r.peerauth.find((p) => p.name === 'istiod'), { namespace: 'istio-system', selector: { app: 'istiod' } }, 'a selector PeerAuthentication stays workload-specific in its namespace');
+  await waitFor('Accepted on the istio-system object', () => accepted(api, ISTIO_AP, 'deny-other', 'istio-system')?.status === 'True');
+});
+
+t.test('--istio-root-namespace names another root; istio-system is then an ordinary namespace', async (t) => {
+  const { api, store, controller } = await rig(t, { istioRootNamespace: 'mesh-root' });
+  api.put(ISTIO_AP, authzPolicyObj('mesh-root', 'deny-other', { action: 'DENY', rules: [] }));
+  api.put(ISTIO_AP, authzPolicyObj('istio-system', 'deny-other', { action: 'DENY', rules: [] }));
+  controller.start();
+  await waitFor('mirrored', async () => (await records(store)).policy.length === 2);
+  const r = await records(store);
+  t.match(r.policy.find((p) => p.namespace === 'weft-system'), { name: 'deny-other', scope: 'GLOBAL' });
+  t.match(r.policy.find((p) => p.namespace === 'istio-system'), { name: 'deny-other', scope: 'NAMESPACE' }, 'accepted for istio-system only, as Istio would');
+  t.notOk(r.policy.some((p) => p.invalid), 'neither refused');
+});
+
+t.test("a root-namespace policy named as one already in weft-system fails closed mesh-wide until one is renamed", async (t) => {
+  const { api, store, controller } = await rig(t);
+  api.put('authorizationpolicies', authzPolicyObj('weft-system', 'mesh', { action: 'ALLOW', rules: [] }));
+  api.put(ISTIO_AP, authzPolicyObj('istio-system', 'mesh', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['other'] } }] }] }));
+  controller.start();
+  await waitFor('a stand-in mirrored', async () => (await records(store)).policy[0]?.invalid?.state === 'FailClosed');
+  t.match((await records(store)).policy, [{ name: 'mesh', namespace: 'weft-system', scope: 'GLOBAL', action: 'DENY', rules: [{ clauses: [] }] }]);
+  await waitFor('the Istio object says why', () => /security\.weft\.io weft-system\/mesh and security\.istio\.io istio-system\/mesh share the name weft-system\/mesh/
+    .test(accepted(api, ISTIO_AP, 'mesh', 'istio-system')?.message ?? ''));
 });
 
 t.test('invalid Istio objects fail closed, and say so', async (t) => {

@@ -62,6 +62,8 @@ export interface ControllerAppConfig {
   /** Key prefix in Redis (tests); default weft:. */
   redisPrefix?: string;
   clusterDomain: string;
+  /** --istio-root-namespace: its mesh-wide Istio-group policies are weft-system's. */
+  istioRootNamespace?: string;
   leaseNamespace: string;
   leaseName: string;
   identity: string;
@@ -102,7 +104,8 @@ export async function startControllerApp(config: ControllerAppConfig, logger: Lo
     })
     : undefined;
   const waypoints = await waypointSettings(config, client, logger);
-  const controller = new Controller({ client, store, clusterDomain: config.clusterDomain, elector, logger, metrics, ...(waypoints ? { waypoints } : {}) });
+  const controller = new Controller({ client, store, clusterDomain: config.clusterDomain, elector, logger, metrics,
+    ...(config.istioRootNamespace ? { istioRootNamespace: config.istioRootNamespace } : {}), ...(waypoints ? { waypoints } : {}) });
   let server: http.Server | undefined;
   let metricsPort: number | undefined;
   if (config.metricsListen) {

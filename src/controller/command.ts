@@ -10,7 +10,9 @@ import { createLogger } from '../lib/log';
 import { optionsHelp, parse, parseOptions, type OptionSpec } from '../lib/options';
 import { waitForShutdownSignal } from '../lib/signals';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
+import { ROOT_NAMESPACE } from '../registry/types';
 import { startControllerApp, type ControllerAppConfig } from './app';
+import { ISTIO_ROOT_NAMESPACE } from './k8s-types';
 
 const dnsName = parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a lower-case DNS name' });
 const hostPortOrOff = (raw: string): { host: string; port: number } | undefined =>
@@ -28,6 +30,11 @@ export const controllerSpecs = {
   clusterDomain: {
     flag: 'cluster-domain', env: 'WEFT_CLUSTER_DOMAIN', default: 'cluster.local',
     description: 'DNS domain of the cluster: service hostnames are <name>.<ns>.svc.<domain>', parse: dnsName,
+  } satisfies OptionSpec<string>,
+  istioRootNamespace: {
+    flag: 'istio-root-namespace', env: 'WEFT_ISTIO_ROOT_NAMESPACE', default: ISTIO_ROOT_NAMESPACE,
+    description: `Istio's root namespace: its selector-less security.istio.io policies are mesh-wide, mapped to Weft's root namespace ${ROOT_NAMESPACE} (GLOBAL)`,
+    parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, what: 'a namespace name (DNS-1123 label)' }),
   } satisfies OptionSpec<string>,
   leaseNamespace: {
     flag: 'lease-namespace', env: 'WEFT_LEASE_NAMESPACE', default: 'weft-system',
@@ -67,7 +74,7 @@ export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env
     ? loadKubeconfig(v.kubeconfig, { ...(v.context ? { context: v.context } : {}), env })
     : inClusterConfig(env);
   return {
-    cluster, redis: redisTarget(v), clusterDomain: v.clusterDomain, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
+    cluster, redis: redisTarget(v), clusterDomain: v.clusterDomain, istioRootNamespace: v.istioRootNamespace, leaseNamespace: v.leaseNamespace, leaseName: v.leaseName,
     identity: v.identity, leaseDurationSeconds: Math.round(v.leaseDuration / 1000), leaderElection: v.leaderElection,
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
     waypoints: {

@@ -16,7 +16,7 @@ import { recordKey, type Kind, type PolicyInvalidState, type RecordsByKind } fro
 import { validateRecord } from '../registry/validate';
 import { computeDesired, entryId, MIRRORED_KINDS, type DesiredState, type TranslationMemo } from './desired';
 import {
-  AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, PEER_AUTHN_PLURAL,
+  AUTHZ_GROUP, AUTHZ_PLURAL, AUTHZ_VERSION, GATEWAY_API_GROUP, GATEWAY_API_VERSION, ISTIO_ROOT_NAMESPACE, ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, PEER_AUTHN_PLURAL,
   type K8sAuthorizationPolicy, type K8sGatewayAPIObject, type K8sPeerAuthentication,
 } from './k8s-types';
 import { RouteStatusWriter } from './route-status';
@@ -87,6 +87,8 @@ export interface ControllerOptions {
   informerBackoff?: { minMs: number; maxMs: number };
   /** Absent: Gateways of class weft-waypoint are mirrored but not deployed (tests, or no image known). */
   waypoints?: WaypointDeployConfig;
+  /** Istio's root namespace, whose mesh-wide Istio-group policies are Weft's root namespace's. Default istio-system. */
+  istioRootNamespace?: string;
 }
 
 export interface ControllerEvents {
@@ -259,7 +261,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       httpRoutes: items('httpRoutes') as K8sGatewayAPIObject[], grpcRoutes: items('grpcRoutes') as K8sGatewayAPIObject[],
       gateways: items('gateways') as K8sGatewayAPIObject[], trafficPolicies: items('trafficPolicies') as K8sTrafficPolicy[],
     }, {
-      clusterDomain: this.opts.clusterDomain, memo: this.memo,
+      clusterDomain: this.opts.clusterDomain, memo: this.memo, istioRootNamespace: this.opts.istioRootNamespace ?? ISTIO_ROOT_NAMESPACE,
       heldPolicy: (key) => this.held('policy', key), heldTrafficPolicy: (key) => this.held('trafficpolicy', key),
     });
     if (this.metrics) {

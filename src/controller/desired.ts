@@ -88,6 +88,8 @@ export interface DesiredOptions {
    * an invalid object is a fail-closed stand-in.
    */
   heldPolicy?: (key: string) => AuthorizationPolicyRecord | undefined;
+  /** Istio's root namespace: its mesh-wide Istio-group policies are Weft's root namespace's (translate.ts inWeftRoot). */
+  istioRootNamespace?: string;
   /** The TrafficPolicy record the registry holds now under `ns/name`: an invalid edit keeps it in force. */
   heldTrafficPolicy?: (key: string) => TrafficPolicyRecord | undefined;
 }
@@ -152,14 +154,18 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
     warnings.push(...t.warnings);
     if (t.record) add('service', t.record);
   }
+  const root = opts.istioRootNamespace !== undefined ? { istioRootNamespace: opts.istioRootNamespace } : {};
   const policies = new Map<string, PolicyOutcome>();
   /** Registry key → the policy records the objects of both groups imply (one each at most). */
   const byKey = new Map<string, { id: string; record: AuthorizationPolicyRecord }[]>();
   const addPolicies = (objs: readonly K8sAuthorizationPolicy[], group: PolicyGroup): void => {
     for (const p of objs) {
-      const key = `${p.metadata.namespace}/${p.metadata.name}`;
-      const id = group === AUTHZ_GROUP ? key : `${group} ${key}`;
-      const result = group === AUTHZ_GROUP ? policyRecord(p) : istioPolicyRecord(p);
+      const own = `${p.metadata.namespace}/${p.metadata.name}`;
+      const id = group === AUTHZ_GROUP ? own : `${group} ${own}`;
+      const result = group === AUTHZ_GROUP ? policyRecord(p) : istioPolicyRecord(p, root);
+      // The registry key: one of Istio's root namespace lives in Weft's.
+      const at = result.ok ? result.record : result.candidate;
+      const key = typeof at.namespace === 'string' && typeof at.name === 'string' ? `${at.namespace}/${at.name}` : own;
       let record: AuthorizationPolicyRecord | undefined;
       if (result.ok) {
         policies.set(id, { obj: p, group, result });
@@ -188,7 +194,7 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
     }
     // One registry key, two different policies: enforcing either alone could drop the
     // other's DENY or ALLOW, so the namespace is closed until one is renamed.
-    const message = `AuthorizationPolicies ${AUTHZ_GROUP} ${key} and ${ISTIO_SECURITY_GROUP} ${key} share the name ${key} but differ; rename or delete one`;
+    const message = `AuthorizationPolicies ${found.map((f) => f.id.includes(' ') ? f.id : `${AUTHZ_GROUP} ${f.id}`).join(' and ')} share the name ${key} but differ; rename or delete one`;
     const action = found.some((f) => f.record.action !== 'ALLOW') ? 'DENY' : 'ALLOW';
     const standIn = failClosedPolicy(key, { action }, message);
     if (standIn) add('policy', standIn);
@@ -202,12 +208,12 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
   }
   for (const pa of view.peerAuths ?? []) {
     const key = `${pa.metadata.namespace}/${pa.metadata.name}`;
-    const result = peerAuthRecord(pa);
+    const result = peerAuthRecord(pa, root);
     if (result.ok) {
       add('peerauth', result.record);
       continue;
     }
-    const standIn = peerAuthStandIn(pa);
+    const standIn = peerAuthStandIn(pa, root);
     if (standIn) add('peerauth', standIn);
     warnings.push(`PeerAuthentication ${key} is invalid: ${result.message}; ${standIn
       ? `enforced as STRICT for ${standIn.selector ? 'the workloads its selector names' : 'its whole namespace'} until it is fixed`

@@ -208,25 +208,29 @@ export function policyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
  * any other invalid policy; so does one in Istio's root namespace (istioRootRefusal).
  * Shared by the controller and `weft apply` on the lab.
  */
-export function istioPolicyRecord(obj: K8sAuthorizationPolicy): PolicyTranslation {
+export function istioPolicyRecord(given: K8sAuthorizationPolicy, opts: IstioRootOptions = {}): PolicyTranslation {
+  // Bound to Services or waypoints by targetRefs, a root-namespace policy is about
+  // those objects of its own namespace (as in Istio): only the others are mesh-wide.
+  const bound = given.spec?.targetRef !== undefined || given.spec?.targetRefs !== undefined;
+  const obj = bound ? given : inWeftRoot(given, opts);
   const spec = obj.spec;
   if (typeof spec !== 'object' || spec === null) return policyRecord(obj);
   const action = spec.action ?? 'ALLOW';
   const { targetRef: _ref, targetRefs: _refs, provider: _provider, ...rest } = spec;
   const refs = istioTargetRefs(spec, obj.metadata.namespace);
   const rules = istioPolicyRules(spec.rules, { waypoint: refs.ok && refs.refs !== undefined });
-  const root = istioRootRefusal(obj.metadata.namespace, 'AuthorizationPolicy');
+  const root = istioRootRefusal(obj.metadata.namespace, 'AuthorizationPolicy', opts);
   const custom = action === 'CUSTOM'
     ? { field: 'spec.action', message: 'spec.action CUSTOM delegates to an external authorizer (spec.provider), which Weft does not have; use ALLOW, DENY or AUDIT' }
     : undefined;
-  const bound = refs.ok && refs.refs !== undefined ? { targetRefs: refs.refs, scope: 'NAMESPACE' } : {};
+  const boundTo = refs.ok && refs.refs !== undefined ? { targetRefs: refs.refs, scope: 'NAMESPACE' } : {};
   if (!rules.ok || root || !refs.ok || custom) {
     const why = custom ?? (!refs.ok ? refs : !rules.ok ? rules : root!);
     // CUSTOM denies where its authorizer would: the stand-in is a DENY, never an ALLOW.
-    const head = policyRecord({ ...obj, spec: { ...rest, ...bound, action: custom ? 'DENY' : action, rules: [] } });
+    const head = policyRecord({ ...obj, spec: { ...rest, ...boundTo, action: custom ? 'DENY' : action, rules: [] } });
     return { ok: false, field: why.field, message: why.message, candidate: head.ok ? { ...head.record } : head.candidate };
   }
-  return policyRecord({ ...obj, spec: { ...rest, ...bound, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
+  return policyRecord({ ...obj, spec: { ...rest, ...boundTo, action, ...(spec.rules !== undefined ? { rules: rules.rules } : {}) } });
 }
 
 /**
@@ -265,16 +269,39 @@ function istioTargetRefs(spec: Record<string, unknown>, namespace: string | unde
   return { ok: true, refs };
 }
 
+export interface IstioRootOptions {
+  /**
+   * Istio's root namespace (the controller's --istio-root-namespace): its mesh-wide
+   * objects are translated as if in Weft's root namespace, as Istio reads them. Left
+   * out (`weft apply` on the lab, which has no Istio), objects in istio-system are
+   * refused (istioRootRefusal).
+   */
+  istioRootNamespace?: string;
+}
+
 /**
- * An Istio object in Istio's root namespace: there Istio applies it mesh-wide, Weft
- * (whose root is weft-system) only to that namespace. Accepting it would leave the
- * mesh-wide DENY, ALLOW or STRICT it was written for silently not in force.
+ * A mesh-wide object of Istio's root namespace moved into Weft's (weft-system), where
+ * the registry reads it the same way: selector-less is GLOBAL, a selector matches
+ * workloads of every namespace. Its registry key becomes weft-system/<name>; a name
+ * also used there by another policy fails closed as any shared name does (desired.ts).
  */
-function istioRootRefusal(namespace: string | undefined, kind: string): { field: string; message: string } | undefined {
-  if (namespace !== ISTIO_ROOT_NAMESPACE) return undefined;
+function inWeftRoot<T extends { metadata: { namespace?: string } }>(obj: T, opts: IstioRootOptions): T {
+  const root = opts.istioRootNamespace;
+  if (root === undefined || root === ROOT_NAMESPACE || obj.metadata.namespace !== root) return obj;
+  return { ...obj, metadata: { ...obj.metadata, namespace: ROOT_NAMESPACE } };
+}
+
+/**
+ * An Istio object in istio-system when no Istio root namespace is configured (`weft
+ * apply` on the lab): there Istio applies it mesh-wide, Weft (whose root is
+ * weft-system) only to that namespace. Accepting it would leave the mesh-wide DENY,
+ * ALLOW or STRICT it was written for silently not in force.
+ */
+function istioRootRefusal(namespace: string | undefined, kind: string, opts: IstioRootOptions): { field: string; message: string } | undefined {
+  if (opts.istioRootNamespace !== undefined || namespace !== ISTIO_ROOT_NAMESPACE) return undefined;
   return {
     field: 'metadata.namespace',
-    message: `metadata.namespace is ${ISTIO_ROOT_NAMESPACE}, Istio's root namespace, where Istio applies this ${kind} mesh-wide; Weft's root namespace is ${ROOT_NAMESPACE}, so here it would hold for ${ISTIO_ROOT_NAMESPACE} only and is not in force mesh-wide; move it to ${ROOT_NAMESPACE}`,
+    message: `metadata.namespace is ${ISTIO_ROOT_NAMESPACE}, Istio's root namespace, where Istio applies this ${kind} mesh-wide; Weft's root namespace is ${ROOT_NAMESPACE}, so here it would hold for ${ISTIO_ROOT_NAMESPACE} only and is not in force mesh-wide; move it to ${ROOT_NAMESPACE} (the controller maps its --istio-root-namespace there)`,
   };
 }
 
@@ -284,7 +311,9 @@ function istioRootRefusal(namespace: string | undefined, kind: string): { field:
  * it would fall back to a PERMISSIVE default and admit plaintext it was written to
  * refuse; STRICT can only narrow.
  */
-export function peerAuthStandIn(obj: K8sPeerAuthentication): PeerAuthenticationRecord | undefined {
+export function peerAuthStandIn(given: K8sPeerAuthentication, opts: IstioRootOptions = {}): PeerAuthenticationRecord | undefined {
+  // A mesh-wide one of Istio's root namespace: STRICT mesh-wide, as peerAuthRecord would place it.
+  const obj = given.spec?.selector === undefined ? inWeftRoot(given, opts) : given;
   const m = obj.metadata;
   const matchLabels = obj.spec?.selector?.matchLabels;
   const head = { name: m.name, namespace: m.namespace, mode: 'STRICT' };
@@ -307,10 +336,13 @@ export type Translation<R> = { ok: true; record: R } | { ok: false; field: strin
  * inheritance (UNSET), no DISABLE and no per-port modes; each is refused by name
  * rather than read as something weaker.
  */
-export function peerAuthRecord(obj: K8sPeerAuthentication): Translation<PeerAuthenticationRecord> {
+export function peerAuthRecord(given: K8sPeerAuthentication, opts: IstioRootOptions = {}): Translation<PeerAuthenticationRecord> {
+  // Only a selector-less one is mesh-wide in Istio's root namespace; one with a
+  // selector names workloads of that namespace alone, so it stays there.
+  const obj = given.spec?.selector === undefined ? inWeftRoot(given, opts) : given;
   const m = obj.metadata;
   const spec = obj.spec ?? {};
-  const root = istioRootRefusal(m.namespace, 'PeerAuthentication');
+  const root = istioRootRefusal(m.namespace, 'PeerAuthentication', opts);
   if (root) return { ok: false, ...root };
   for (const k of Object.keys(spec)) {
     if (k === 'portLevelMtls') return { ok: false, field: 'spec.portLevelMtls', message: 'spec.portLevelMtls is not supported by Weft (one mode per workload); remove it' };

@@ -18,6 +18,7 @@ export interface ControllerRigOptions {
   /** API groups whose CRDs the stand-in does not serve at first (404). */
   missingGroups?: string[];
   waypoints?: WaypointDeployConfig;
+  istioRootNamespace?: string;
 }
 
 export async function controllerRig(t: Test, redisUrl: string, opts: ControllerRigOptions = {}) {
@@ -33,6 +34,7 @@ export async function controllerRig(t: Test, redisUrl: string, opts: ControllerR
   const controller = new Controller({
     client, store, clusterDomain: 'cluster.local', batchMs: 10, informerBackoff: { minMs: 10, maxMs: 100 }, logger,
     ...(opts.waypoints ? { waypoints: opts.waypoints } : {}),
+    ...(opts.istioRootNamespace ? { istioRootNamespace: opts.istioRootNamespace } : {}),
   });
   t.teardown(() => controller.stop());
   return { api, client, store, controller, logs };
