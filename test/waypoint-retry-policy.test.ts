@@ -5,7 +5,9 @@
 // in; retry-on classes choose which statuses count.
 import t, { type Test } from 'tap';
 import type * as http from 'node:http';
+import { Registry } from 'prom-client';
 import { ManualClock } from './helpers/clock';
+import { WaypointMetrics } from '../src/waypoint/metrics';
 import { httpUpstream, plan, request, startWaypoint } from './helpers/waypoint';
 import { RetryBudget } from '../src/resilience/retry-budget';
 import { DEFAULT_RETRY_BUDGET } from '../src/resilience/retry-spec';
@@ -70,7 +72,21 @@ t.test('budget: once spent, a retriable answer goes back as is', async (t) => {
   const h = await startWaypoint(t, () => plan(up.port, { retry: policy({ budget }) }), { clock });
   t.equal((await request(h.port)).status, 503);
   t.same(up.marks, [undefined], 'no retry: the budget had none');
-  t.match(h.records[0], { status: 503, attempts: 1, responseFlag: '-' });
+  t.match(h.records[0], { status: 503, attempts: 1, responseFlag: '-', retryRefused: 'budget' });
+});
+
+t.test('metrics: retries made and retriable answers refused by a limit, per Service', async (t) => {
+  const registry = new Registry();
+  const metrics = new WaypointMetrics(registry, { workloadByAddress: () => undefined });
+  const up = await scripted(t, [503, 503, 200, 503]);
+  const h2 = await startWaypoint(t, () => plan(up.port, { retry: policy() }));
+  t.equal((await request(h2.port)).status, 200, 'two retries, then 200');
+  t.equal((await request(h2.port, { headers: { 'x-weft-retry': '2' } })).status, 503, 'marked: not retried');
+  for (const r of h2.records) metrics.onRequest(r);
+  t.match(h2.records[1], { retryRefused: 'cross-hop' });
+  const text = await registry.metrics();
+  t.match(text, /weft_waypoint_retries_total\{destination_service_namespace="demo",destination_service_name="echo",result="retried"\} 2/);
+  t.match(text, /weft_waypoint_retries_total\{destination_service_namespace="demo",destination_service_name="echo",result="cross_hop"\} 1/);
 });
 
 t.test('idempotent methods only unless opted in; a connection never made is retried for any method', async (t) => {

@@ -213,6 +213,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock, deps.random);
     if (admitted) latencyMs = sampleLatency(result.kind === 'local' ? result.status : result.res.status, result.kind === 'local', deps.clock.now() - sentAt);
     record.attempts = result.attempts;
+    if (result.retryRefused) record.retryRefused = result.retryRefused;
     record.upstream = result.upstream;
     // An injected delay stays visible unless the forward itself has more to say.
     if (result.flag !== '-' || record.responseFlag !== 'DI') record.responseFlag = result.flag;

@@ -32,10 +32,13 @@ export interface ForwardRequest {
   downstreamGone: AbortSignal;
 }
 
+/** A retry limit that stopped a retriable outcome from being retried. */
+type Limit = Exclude<RetryRefusal, 'not-retriable' | 'exhausted'>;
+
 /** `retryRefused`: a retriable outcome was answered as is, and why (a limit, not the attempts used up). */
 export type ForwardResult =
-  | { kind: 'response'; res: UpstreamResponse; attempts: number; upstream: string; flag: ResponseFlag; retryRefused?: RetryRefusal }
-  | { kind: 'local'; status: number; attempts: number; upstream: string; flag: ResponseFlag; detail: string; retryRefused?: RetryRefusal };
+  | { kind: 'response'; res: UpstreamResponse; attempts: number; upstream: string; flag: ResponseFlag; retryRefused?: Limit }
+  | { kind: 'local'; status: number; attempts: number; upstream: string; flag: ResponseFlag; detail: string; retryRefused?: Limit };
 
 /** Runs `plan` for one request; never rejects. `random` jitters the backoff. */
 export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clock, random: () => number = Math.random): Promise<ForwardResult> {
@@ -56,8 +59,8 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
   const replayable = () => !req.body || req.body.replayable;
   // Whether the next try may be made: undefined = yes (one retry taken from the budget).
   const refusal = (end: AttemptEnd): RetryRefusal | 'no' | undefined => (!retry || !replayable() ? 'no' : retryRefusal(retry, attempts, end, req.method, marked));
-  const limited = (r: RetryRefusal | 'no' | undefined) => (r === 'budget' || r === 'cross-hop' || r === 'non-idempotent' ? { retryRefused: r } : {});
-  const local = (status: number, flag: ResponseFlag, detail: string, extra: { retryRefused?: RetryRefusal } = {}): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail, ...extra });
+  const limited = (r: RetryRefusal | 'no' | undefined): { retryRefused?: Limit } => (r === 'budget' || r === 'cross-hop' || r === 'non-idempotent' ? { retryRefused: r } : {});
+  const local = (status: number, flag: ResponseFlag, detail: string, extra: { retryRefused?: Limit } = {}): ForwardResult => ({ kind: 'local', status, attempts, upstream, flag, detail, ...extra });
   try {
     for (;;) {
       if (overallSignal.aborted) return overall?.expired ? local(504, 'UT', 'request timeout') : local(0, 'DC', 'downstream gone');

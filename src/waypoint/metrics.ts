@@ -50,6 +50,8 @@ export class WaypointMetrics implements RequestObserver {
   readonly duration: Histogram<RequestLabelName>;
   readonly requestBytes: Histogram<RequestLabelName>;
   readonly responseBytes: Histogram<RequestLabelName>;
+  /** Retries made, and retriable answers not retried because of a limit, per addressed Service (bounded by Services). */
+  readonly retries: Counter<'destination_service_namespace' | 'destination_service_name' | 'result'>;
   private readonly series = new WorkloadSeries<RequestLabels>();
 
   constructor(registry: Registry, private readonly state: Pick<MeshState, 'workloadByAddress'>) {
@@ -62,6 +64,11 @@ export class WaypointMetrics implements RequestObserver {
     });
     this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'Request sizes (headers and body).', labelNames, registers, buckets: SIZE_BUCKETS });
     this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response sizes (headers and body).', labelNames, registers, buckets: SIZE_BUCKETS });
+    this.retries = new Counter({
+      name: 'weft_waypoint_retries_total', registers,
+      help: 'Retries the waypoint made (result="retried"), and retriable answers it returned as they were because of a limit (result="budget", "cross_hop", "non_idempotent").',
+      labelNames: ['destination_service_namespace', 'destination_service_name', 'result'],
+    });
   }
 
   onRequest(r: RequestRecord): void {
@@ -71,6 +78,11 @@ export class WaypointMetrics implements RequestObserver {
     this.duration.observe(labels, r.durationMs);
     this.requestBytes.observe(labels, r.requestBytes);
     this.responseBytes.observe(labels, r.responseBytes);
+    if (r.attempts > 1 || r.retryRefused) {
+      const svc = { destination_service_namespace: labels.destination_service_namespace, destination_service_name: labels.destination_service_name };
+      if (r.attempts > 1) this.retries.inc({ ...svc, result: 'retried' }, r.attempts - 1);
+      if (r.retryRefused) this.retries.inc({ ...svc, result: r.retryRefused.replace('-', '_') });
+    }
   }
 
   /** Removes the series of workloads deleted from the registry; returns the unsubscribe function. */

@@ -10,7 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { HeaderModifier } from '../gateway/types';
-import type { RetryRules } from '../resilience/retry';
+import type { RetryRefusal, RetryRules } from '../resilience/retry';
 import type { HttpResponseFlag } from './metrics';
 
 /** The application protocol a stream carries, decided per port or by sniffing. */
@@ -225,6 +225,8 @@ export interface RequestRecord {
   backend?: string;
   /** Tries made upstream (0 for direct responses). */
   attempts: number;
+  /** A retriable answer went back as is because of a retry limit (budget, cross-hop cap, method rule). */
+  retryRefused?: Exclude<RetryRefusal, 'not-retriable' | 'exhausted'>;
   /** host:port of the last attempt's upstream. */
   upstream?: string;
   /** The plan's upstream (the endpoint dialed), for metrics to find the destination workload. */
