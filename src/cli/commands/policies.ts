@@ -1,5 +1,6 @@
 /**
- * `weft policies`: L4 authorization policies and peer authentication (STRICT or
+ * `weft policies`: authorization policies (L4 at the ztunnels; WAYPOINT: bound with
+ * targetRefs, L7 at the waypoint) and peer authentication (STRICT or
  * PERMISSIVE mTLS), side by side, since together they decide who may connect.
  */
 import { heldText } from '../../registry/policy-fallback';
@@ -17,9 +18,11 @@ export interface PolicyItem {
   name: string;
   /** ALLOW/DENY for authorization policies; STRICT/PERMISSIVE for peer authentication. */
   action: string;
-  /** GLOBAL, NAMESPACE or WORKLOAD_SELECTOR. */
+  /** GLOBAL, NAMESPACE or WORKLOAD_SELECTOR (the ztunnel enforces it); WAYPOINT for a policy bound with targetRefs. */
   scope: string;
   selector?: Record<string, string>;
+  /** A WAYPOINT policy's targetRefs as `Service/echo`, `Gateway/waypoint`. */
+  targets?: string[];
   rules?: number;
   /**
    * `Valid`; or for an invalid AuthorizationPolicy the record's own state, what is
@@ -37,6 +40,11 @@ function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
   const status = p.invalid?.state ?? 'Valid';
   const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, status, spec: p };
   if (p.selector) item.selector = { ...p.selector };
+  // Bound with targetRefs: the waypoint enforces it (L7), not the ztunnels.
+  if (p.targetRefs) {
+    item.scope = 'WAYPOINT';
+    item.targets = p.targetRefs.map((r) => `${r.kind}/${r.name}`);
+  }
   if (p.invalid) item.invalid = p.invalid.reason;
   return item;
 }
@@ -64,7 +72,7 @@ function selectorText(s: Record<string, string> | undefined): string | undefined
 export function policiesTable(items: readonly PolicyItem[]): Table {
   return {
     headers: ['NAMESPACE', 'POLICY NAME', 'KIND', 'ACTION', 'SCOPE', 'SELECTOR', 'RULES', 'STATUS'],
-    rows: items.map((p) => [p.namespace, p.name, p.kind, p.action, p.scope, selectorText(p.selector), p.rules, p.status]),
+    rows: items.map((p) => [p.namespace, p.name, p.kind, p.action, p.scope, p.targets ? `targetRefs ${p.targets.join(',')}` : selectorText(p.selector), p.rules, p.status]),
   };
 }
 
