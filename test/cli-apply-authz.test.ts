@@ -2,9 +2,14 @@
 // serves, or to a waypoint that does not exist: stored, it would be enforced nowhere.
 import t from 'tap';
 import { refuseUnboundPolicies } from '../src/cli/apply-authz';
+import { applyToRegistry } from '../src/cli/apply-registry';
+import { parseManifest } from '../src/cli/manifest';
+import { parseObjects } from '../src/cli/manifest-objects';
 import { isWeftError } from '../src/lib/errors';
 import { policyRecord, serviceRecord, waypointRecord } from '../src/registry/fixtures';
 import type { AuthorizationPolicyRecord, Kind } from '../src/registry/types';
+import { startDemoRegistry } from './helpers/cli';
+import { caught } from './helpers/wait';
 
 function existing(records: Partial<Record<Kind, Record<string, unknown>[]>>): Map<Kind, Map<string, Record<string, unknown>>> {
   return new Map(Object.entries(records).map(([kind, list]) => [kind as Kind,
@@ -46,4 +51,26 @@ t.test('a waypoint Gateway: it must exist, in the registry or in the same apply'
   t.match(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], none, new Set())), /names waypoint demo\/waypoint, which does not exist/);
   t.equal(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], none, new Set(['demo/waypoint']))), '');
   t.equal(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], existing({ waypoint: [waypointRecord({ namespace: 'demo', name: 'waypoint' }) as never] }), new Set())), '');
+});
+
+t.test('against a real registry: refused until the namespace is bound to a waypoint, then applied', async (t) => {
+  const { store } = await startDemoRegistry(t);
+  const doc = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: demo }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: echo }]
+  action: DENY
+  rules: [{ to: [{ operation: { paths: ["/admin"] } }] }]
+`;
+  const objs = () => parseObjects(parseManifest(doc, 'p.yaml'), { defaultNamespace: 'default' });
+  const err = await caught(() => applyToRegistry(store, objs(), { dryRun: false }));
+  t.equal(err.code, 'WEFT_MANIFEST_INVALID');
+  t.match(err.message, /names Service demo\/echo, which has no waypoint/);
+  t.equal(await store.get('policy', 'demo/deny-admin'), undefined, 'nothing written');
+  const ns = await store.get('namespace', 'demo');
+  await store.apply([{ op: 'put', kind: 'namespace', record: { ...ns!, labels: { ...ns!.labels, 'weft.io/use-waypoint': 'waypoint' } } }]);
+  const out = await applyToRegistry(store, objs(), { dryRun: false });
+  t.match(out.results, [{ kind: 'AuthorizationPolicy', name: 'deny-admin', action: 'created' }], 'the namespace label binds echo: accepted');
+  t.match(await store.get('policy', 'demo/deny-admin'), { targetRefs: [{ kind: 'Service', name: 'echo' }], action: 'DENY' });
 });

@@ -10,7 +10,7 @@ import { stableStringify } from '../controller/stable-json';
 import { WeftError, isWeftError } from '../lib/errors';
 import type { KubeObject } from '../k8s/client';
 import type { ChangeInput, RegistryStore } from '../registry/store';
-import type { AuthorizationPolicyRecord, Kind } from '../registry/types';
+import { recordKey, type AuthorizationPolicyRecord, type Kind } from '../registry/types';
 import { validateRecord } from '../registry/validate';
 import { refuseUnboundPolicies } from './apply-authz';
 import type { ManifestObject } from './manifest-objects';
@@ -68,7 +68,8 @@ async function readExisting(store: RegistryStore): Promise<{ revision: number; b
   const snap = await store.snapshot();
   const byKind = new Map<Kind, Existing>();
   for (const [kind, records] of Object.entries(snap.records) as unknown as [Kind, Record<string, unknown>[]][]) {
-    byKind.set(kind, new Map(records.map((r) => [kind === 'workload' ? String(r.uid) : `${String(r.namespace)}/${String(r.name)}`, r])));
+    // Keyed as the registry keys them (a namespace or node by its name): apply-authz.ts looks namespaces up.
+    byKind.set(kind, new Map(records.map((r) => [recordKey(kind, r as never), r])));
   }
   return { revision: snap.revision, byKind };
 }
