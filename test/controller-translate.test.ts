@@ -280,3 +280,16 @@ t.test('Istio AuthorizationPolicy bound with targetRefs: L7 rules become waypoin
     /is an L7 attribute; without targetRefs this AuthorizationPolicy is enforced at L4 by the ztunnel, which cannot check it\. Put a waypoint in front of the workloads .*weft waypoint add .*bind the policy with targetRefs: \[\{group: "", kind: Service, name: <service>\}\] instead of selector/);
   t.match(!sel.ok && sel.candidate, { scope: 'WORKLOAD_SELECTOR', action: 'ALLOW', rules: [] }, 'its stand-in is an ALLOW matching nothing for those workloads (fail closed)');
 });
+
+t.test('security.weft.io AuthorizationPolicy with targetRefs: scope NAMESPACE derived, its stand-in stays bound', async (t) => {
+  const wap = (spec: Record<string, unknown>) => policyRecord({
+    apiVersion: 'security.weft.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'l7', namespace: 'demo' }, spec,
+  } as never);
+  t.same(wap({ action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [{ matches: [{ paths: ['/admin'] }] }] }] }), {
+    ok: true,
+    record: { name: 'l7', namespace: 'demo', scope: 'NAMESPACE', action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [{ matches: [{ paths: ['/admin'] }] }] }] },
+  });
+  const bad = wap({ action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [{ matches: [{ paths: ['admin'] }] }] }] });
+  t.equal(bad.ok, false);
+  t.match(!bad.ok && bad, { field: 'spec.rules[0].clauses[0].matches[0].paths[0]', candidate: { scope: 'NAMESPACE', targetRefs: [{ kind: 'Service', name: 'echo' }] } });
+});

@@ -113,3 +113,13 @@ t.test('the change stream gives the same stand-in as a snapshot load', async (t)
   state.applyChanges(changes!, 2);
   t.notOk(decide(state, INTRUDER).allowed);
 });
+
+t.test('a waypoint-bound policy (targetRefs) stays bound in its stand-in: never a namespace-wide L4 policy of the ztunnels', async (t) => {
+  const raw = { name: 'l7', namespace: 'demo', scope: 'NAMESPACE', action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [{ matches: [{ paths: ['admin'] }] }] }] };
+  const p = failClosedPolicy('demo/l7', raw, 'paths[0] must start with /')!;
+  t.match(p, { scope: 'NAMESPACE', action: 'DENY', targetRefs: [{ kind: 'Service', name: 'echo' }], rules: [{ clauses: [] }], invalid: { state: 'FailClosed' } });
+  const state = new MeshState({ trustDomain: 'cluster.local' });
+  state.replaceAll({ namespace: [ambientNamespace('demo')], workload: [workloadRecord({ namespace: 'demo', name: 'echo-1', node: 'node-1', ip: '10.1.0.5', labels: { app: 'echo' } })], policy: [p] }, 1);
+  t.same(state.policiesFor(state.workloads()[0]!), [], 'the ztunnel does not see it');
+  t.same(state.waypointPolicies('demo').map((x) => x.name), ['l7'], 'the waypoint does');
+});
