@@ -5,6 +5,8 @@
 // maxRequestsPerConnection.
 import t from 'tap';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { Bulkhead } from '../src/resilience/pool';
 import { httpUpstream, plan, request, startWaypoint } from './helpers/waypoint';
 
@@ -122,4 +124,27 @@ t.test('maxRequestsPerConnection: a connection is replaced after carrying that m
   const h2 = await startWaypoint(t, () => plan(up.port));
   for (let i = 0; i < 6; i++) await request(h2.port);
   t.equal(h2.dialer.count(up.port), 1, 'without the limit: one kept-alive connection');
+});
+
+t.test('maxRequestsPerConnection on HTTP/2: a session that carried that many streams is replaced, its streams finish', async (t) => {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
+  server.on('stream', (s) => { s.respond({ ':status': 200 }); s.end('ok'); });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => { sessions.forEach((s) => s.destroy()); server.close(); });
+  const port = (server.address() as AddressInfo).port;
+  const h = await startWaypoint(t, () => plan(port, { pool: { maxRequestsPerConnection: 2 } }));
+  const c = http2.connect(`http://127.0.0.1:${h.port}`);
+  c.on('error', () => {});
+  t.teardown(() => c.destroy());
+  const get = () => new Promise<number>((resolve, reject) => {
+    const req = c.request({ ':path': '/', ':authority': 'echo.demo' });
+    req.on('response', (hd) => { req.resume(); req.on('end', () => resolve(Number(hd[':status']))); });
+    req.on('error', reject);
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) statuses.push(await get());
+  t.same(statuses, [200, 200, 200, 200, 200, 200]);
+  t.equal(h.dialer.count(port), 3, 'six requests, two streams per session: three sessions dialed');
 });
