@@ -14,7 +14,7 @@ import { byKey, namespaceOption, registryViewOptions, scopeText } from '../regis
 import { withRegistry } from '../registry-session';
 import type { MeshState } from '../../registry/state';
 import type { OutlierServiceView } from '../../waypoint/outlier-detectors';
-import { WAYPOINT_PORTS } from '../../lab/waypoint-pod';
+import { METRICS_PORT } from '../../mesh/ports';
 import { listWaypoints } from './waypoints';
 
 export interface OutlierItem extends OutlierServiceView {
@@ -35,7 +35,7 @@ function check(data: unknown): string | undefined {
     ? undefined : 'expected a list of { namespace, name, ejected, endpoints }';
 }
 
-export async function outliersFrame(state: MeshState, f: { namespace: string }, port: number = WAYPOINT_PORTS.metrics): Promise<Frame> {
+export async function outliersFrame(state: MeshState, f: { namespace: string }, port: number = METRICS_PORT): Promise<Frame> {
   const pods = waypointPods(state, f.namespace);
   const warnings: string[] = [];
   const items: OutlierItem[] = [];
