@@ -193,3 +193,17 @@ t.test('the interval timer stops when nothing is remembered; close() stops it', 
   d.close();
   t.equal(clock.pending, 0);
 });
+
+t.test('an ejected endpoint that left the Service is forgotten once its time is over', async (t) => {
+  const { clock, d } = rig({ maxEjectionPercent: 100 });
+  d.available(ENDPOINTS, id);
+  for (let i = 0; i < 3; i++) d.report(ENDPOINTS[0]!, e503);
+  t.equal(d.ejected, 1);
+  const rest = ENDPOINTS.slice(1);
+  for (let s = 0; s < 12; s++) {
+    clock.advance(1000);
+    t.same(d.available(rest, id), rest, 'the pod is gone from the candidates');
+  }
+  t.equal(d.ejected, 0, 'no longer counted as out');
+  t.same(d.views(), []);
+});

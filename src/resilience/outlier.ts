@@ -78,6 +78,8 @@ interface Endpoint {
   ok: number;
   /** Was ever ejected or failed this interval: kept across evaluate(). */
   eventful: boolean;
+  /** While out: when a candidate list last contained it (an endpoint gone from the Service is forgotten). */
+  lastListed: number;
 }
 
 function isGatewayError(o: AttemptOutcome): boolean {
@@ -114,6 +116,7 @@ export class OutlierDetector {
     for (let i = 0; i < list.length; i++) {
       const item = list[i]!;
       const e = this.endpoints.get(keyOf(item));
+      if (e && e.state !== 'active') e.lastListed = now;
       if (e && e.state === 'ejected' && now >= e.until) this.transition(e, 'probing', now);
       if (e && e.state === 'probing' && (e.probeSince === undefined || now - e.probeSince > this.times.intervalMs)) {
         // Half-open: this request is the probe (a probe never answered within an interval is retried).
@@ -139,7 +142,7 @@ export class OutlierDetector {
     if (this.closed) return;
     let e = this.endpoints.get(key);
     if (!e) {
-      e = { key, state: 'active', consecutive5xx: 0, consecutiveGateway: 0, ejections: 0, ejectedAt: 0, until: 0, total: 0, ok: 0, eventful: false };
+      e = { key, state: 'active', consecutive5xx: 0, consecutiveGateway: 0, ejections: 0, ejectedAt: 0, until: 0, total: 0, ok: 0, eventful: false, lastListed: 0 };
       this.endpoints.set(key, e);
       this.arm();
     }
@@ -188,6 +191,13 @@ export class OutlierDetector {
       }
     }
     for (const e of [...this.endpoints.values()]) {
+      if (e.state !== 'active' && now - e.until > this.times.intervalMs && now - e.lastListed > this.times.intervalMs) {
+        // Out, its time over by an interval, and in no candidate list for as long: gone
+        // from the Service (or idle); forgotten, so it no longer counts as out.
+        this.ejectedCount--;
+        this.endpoints.delete(e.key);
+        continue;
+      }
       if (e.state === 'active') {
         if (!e.eventful && e.ejections > 0) e.ejections--;
         // Nothing left to remember: forgotten (the map stays bounded by live endpoints).
@@ -228,6 +238,7 @@ export class OutlierDetector {
     const durationMs = Math.min(this.times.baseEjectionTimeMs * e.ejections, this.times.maxEjectionTimeMs);
     e.ejectedAt = e.state === 'active' ? now : e.ejectedAt;
     e.until = now + durationMs;
+    e.lastListed = now;
     this.transition(e, 'ejected', now);
     this.events.onEject?.({ endpoint: e.key, reason, ejections: e.ejections, durationMs, until: e.until, ejected: this.ejectedCount, total });
   }
