@@ -2,7 +2,7 @@
 // namespace's waypoint, one of them (echo-3) failing every request with 503 (its
 // readiness probe still passes: the lab prober is answered as is, so the registry keeps
 // it Ready and only the waypoint can take it out). With a TrafficPolicy of
-// consecutive5xxErrors 3, RoundRobin, baseEjectionTime 6s and maxEjectionPercent 50:
+// consecutive5xxErrors 3, RoundRobin, baseEjectionTime 10s and maxEjectionPercent 50:
 // - it is ejected after exactly 3 errors, and its share of the next requests is 0;
 // - healed, it is back after its ejection time (a probe, then the rotation);
 // - with two endpoints failing, only one is ejected (50 % of 3 allows one).
@@ -32,7 +32,7 @@ metadata: { name: echo, namespace: demo }
 spec:
   targetRefs: [{ group: "", kind: Service, name: echo }]
   loadBalancer: { type: RoundRobin }
-  outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 6s, maxEjectionPercent: 50 }
+  outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 10s, maxEjectionPercent: 50 }
 `;
 
 async function burst(lab: LabHandle, n: number): Promise<RequestSummary> {
@@ -76,28 +76,30 @@ function run(): void {
     t.comment(`first 60 requests: ${JSON.stringify(first.statuses)}, pods ${JSON.stringify(first.pods)}`);
     t.equal(first.statuses['503'], 3, 'exactly consecutive5xxErrors (3) failures reached the client before the ejection');
     t.equal(first.pods['echo-3'], 3, 'all three from echo-3');
-    const ejectedAt = Date.now();
     const [view] = await admin<OutlierServiceView[]>(lab, '/outliers');
+    // When the waypoint ejected it: its probe time less the ejection time (same host clock).
+    const ejectedAt = Date.parse(view?.endpoints[0]?.until ?? '') - 10_000;
     t.match(view, { namespace: 'demo', name: 'echo', ejected: 1, endpoints: [{ state: 'ejected', reason: 'consecutive-5xx', ejections: 1 }] });
-    const cli = await lab.weft(['outliers']);
-    t.equal(cli.code, 0, cli.stderr);
-    t.comment(`weft outliers:\n${cli.stdout.trimEnd()}`);
-    t.match(cli.stdout, /demo\/echo\s+198\.19\.\d+\.\d+\s+ejected\s+1\s+consecutive-5xx/, 'weft outliers shows the ejection');
 
     const during = await burst(lab, 60);
     t.comment(`next 60 requests while ejected: ${JSON.stringify(during.statuses)}, echo-3 share ${pct(share(during, 'echo-3'))} (was ${pct(1 / 3)} by round robin)`);
     t.equal(during.pods['echo-3'] ?? 0, 0, 'its share is 0 while ejected');
     t.same(during.statuses, { 200: 60 }, 'every request answered 200 by the two others');
 
+    const cli = await lab.weft(['outliers']);
+    t.equal(cli.code, 0, cli.stderr);
+    t.comment(`weft outliers:\n${cli.stdout.trimEnd()}`);
+    t.match(cli.stdout, /demo\/echo\s+198\.19\.\d+\.\d+\s+ejected\s+1\s+consecutive-5xx/, 'weft outliers shows the ejection');
+
     await setBehaviour(lab, 'demo/echo-3', 'failRatio=0');
     let back = 0;
-    for (let i = 0; i < 60 && !back; i++) {
+    for (let i = 0; i < 80 && !back; i++) {
       const s = await burst(lab, 6);
       if ((s.pods['echo-3'] ?? 0) > 0) back = Date.now();
       else await new Promise((r) => setTimeout(r, 250));
     }
-    t.ok(back, 'echo-3 came back (bounded wait: 60 rounds)');
-    t.comment(`echo-3 back ${((back - ejectedAt) / 1000).toFixed(1)} s after its ejection (baseEjectionTime 6 s, one probe first)`);
+    t.ok(back, 'echo-3 came back (bounded wait: 80 rounds)');
+    t.comment(`echo-3 back ${((back - ejectedAt) / 1000).toFixed(1)} s after its ejection (baseEjectionTime 10 s, one probe first)`);
     const after = await burst(lab, 60);
     t.comment(`60 requests after its return: pods ${JSON.stringify(after.pods)}, echo-3 share ${pct(share(after, 'echo-3'))}`);
     t.same(after.statuses, { 200: 60 });
