@@ -143,6 +143,10 @@ t.test('budgets: one per Service, made afresh when its spec object changes', asy
   budgets.forService('demo', 'third', s1);
   budgets.forService('demo', 'fourth', s1);
   t.not(budgets.forService('demo', 'echo', s2), a, 'bounded: the least recently used Service was forgotten');
+  t.same(budgets.views(), [
+    { namespace: 'demo', name: 'echo', ratio: 0.2, minRetriesPerSecond: 2, window: '10s', available: 20 },
+    { namespace: 'demo', name: 'fourth', ratio: 0.2, minRetriesPerSecond: 2, window: '10s', available: 20 },
+  ], 'the admin view: each Service kept and the retries its budget allows now');
 });
 
 const rules = (over: Partial<RetryRules> = {}): RetryRules => ({ codes: [], attempts: 3, backoffMs: 25, ...over });

@@ -42,4 +42,9 @@ export class BoundedMap<K, V> {
   get size(): number {
     return this.map.size;
   }
+
+  /** The entries, least recently used first, without touching their recency. */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
 }

@@ -31,4 +31,25 @@ export class RetryBudgets {
     }
     return b;
   }
+
+  /** Each Service's budget and the retries it allows now, for the waypoint's admin view. */
+  views(): RetryBudgetView[] {
+    const out: RetryBudgetView[] = [];
+    for (const [key, b] of this.budgets.entries()) {
+      const [namespace, name] = key.split('/') as [string, string];
+      out.push({ namespace, name, ratio: b.spec.ratio, minRetriesPerSecond: b.spec.minRetriesPerSecond, window: b.spec.window, available: Math.floor(b.available()) });
+    }
+    return out.sort((a, b) => (a.namespace === b.namespace ? (a.name < b.name ? -1 : 1) : a.namespace < b.namespace ? -1 : 1));
+  }
+}
+
+/** One Service's retry budget at this waypoint pod. */
+export interface RetryBudgetView {
+  namespace: string;
+  name: string;
+  ratio: number;
+  minRetriesPerSecond: number;
+  window: string;
+  /** Retries the budget allows now (negative: retries made above were charged beyond it). */
+  available: number;
 }

@@ -152,6 +152,7 @@ export class WaypointApp {
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
       '/trafficpolicies': (_q, _u, res) => json(res, 200, this.router?.policies.views() ?? []),
       '/balancers': (_q, _u, res) => json(res, 200, this.router?.balancerViews() ?? []),
+      '/retries': (_q, _u, res) => json(res, 200, this.router?.retryBudgetViews() ?? []),
       '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
       '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),

@@ -28,7 +28,7 @@ import { BalancedTargets, upstreamOf, type AttemptReporter } from './attempt-tar
 import { ServiceBalancers, type BalancerView } from './service-balancers';
 import type { ServiceBulkheads } from './bulkheads';
 import { resolveRetry, type RouteRetry } from '../resilience/retry';
-import { RetryBudgets } from '../resilience/retry-budgets';
+import { RetryBudgets, type RetryBudgetView } from '../resilience/retry-budgets';
 import { DEFAULT_RETRY_LIMITS } from '../resilience/retry-spec';
 import { TrafficPolicies } from './traffic-policies';
 import type {
@@ -108,6 +108,11 @@ export class MeshRouter implements RequestRouter {
   /** The balancers of Services with a TrafficPolicy, with their endpoints' load (admin view). */
   balancerViews(): BalancerView[] {
     return this.balancers.views();
+  }
+
+  /** Per Service retried to: its retry budget and what it allows now (the admin view). */
+  retryBudgetViews(): RetryBudgetView[] {
+    return this.budgets.views();
   }
 
   /** The routes in force (for the admin view and tests). */

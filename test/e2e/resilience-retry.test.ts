@@ -101,6 +101,10 @@ function run(): void {
     const retries = retriesLogged(lab) - before;
     t.comment(`with retry attempts 3: ${sum.statuses['200'] ?? 0} of ${REQUESTS} succeeded (${(ok * 100).toFixed(2)} %), ${JSON.stringify(sum.statuses)}; ${retries} retries (${(retries / REQUESTS * 100).toFixed(1)} % extra load, the budget allows 20 % + 2/s); ${ms} ms`);
     t.ok(ok >= 0.998, `${(ok * 100).toFixed(2)} % succeeded (>= 99.8 %)`);
+    const view = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', 'http://127.0.0.1:15000/retries']);
+    const budget = (JSON.parse(view.stdout) as { name: string; available: number }[]).find((b) => b.name === 'flaky');
+    t.ok(budget, 'the waypoint\'s admin view shows the budget of Service flaky');
+    t.comment(`retry budget of flaky at the waypoint now: ${JSON.stringify(budget)}`);
     t.same(sum.errors, {}, 'no connection error');
   });
 }
