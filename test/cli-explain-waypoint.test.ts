@@ -122,3 +122,27 @@ t.test('a pod bound to a waypoint for workloads: explain shows the hop with the 
   t.equal(missing.verdict, 'refused', 'bound to a waypoint that does not exist: refused, as for services');
   t.match(formatExplanation(missing), /Refused \(NO_WAYPOINT\): 198\.19\.2\.11:8080 is a pod address and pod demo\/echo-2 is bound to waypoint demo\/waypoint .*which does not exist; refused rather than bypassing it/);
 });
+
+t.test("a service without a waypoint whose endpoints have a workload waypoint: each endpoint's share through it, fail closed, and said", async (t) => {
+  const forWorkloads = waypointRecord({ namespace: 'demo', name: 'waypoint', for: 'workload' });
+  const put = (kind: Change['kind'], record: never) => ({ op: 'put', kind, key: recordKey(kind, record), record }) as Change;
+  // The namespace binds everything to a waypoint for workloads: not the Service's, but each endpoint's.
+  const s = state({ extra: [put('waypoint', forWorkloads as never)] });
+  const echo1 = s.workloadByAddress('198.19.1.11')!.record;
+  s.applyChanges([put('workload', { ...echo1, labels: { ...echo1.labels, 'weft.io/use-waypoint': 'none' } } as never)], s.revision + 1);
+  const e = explain(s, 'demo/client', 'echo.demo:80');
+  t.match(e.waypoint, { waypoint: 'demo/waypoint', podAddressed: false, endpointOf: 'demo/echo', identity: ID('demo', 'waypoint'), authority: '198.19.2.11:8080' });
+  t.same(e.paths.map((p) => `${p.kind} ${p.endpoint}`), ['hbone demo/echo-1', 'waypoint demo/echo-2'], 'echo-1 (opted out) direct, echo-2 through the waypoint');
+  t.match(e.paths[1]!.waypointNote, /the service has no waypoint; endpoint demo\/echo-2 is bound to waypoint demo\/waypoint \(for workloads\).*:authority 198\.19\.2\.11:8080/);
+  t.equal(e.verdict, 'allowed');
+  const text = formatExplanation(e);
+  t.match(text, /CONNECT :authority 198\.19\.2\.11:8080 \(the chosen endpoint's IP:target port: service demo\/echo has no waypoint, so the endpoint's workload waypoint takes it/);
+  t.match(text, /L7 \(routes\): the service has no waypoint; its chosen endpoint's workload waypoint takes the connection/);
+
+  // Its only pod not ready: echo-2's share is refused, never sent to the pod directly.
+  const down = state({ podHealthy: false, extra: [put('waypoint', forWorkloads as never)] });
+  const closed = explain(down, 'demo/client', 'echo.demo:80');
+  t.equal(closed.verdict, 'refused');
+  t.match(formatExplanation(closed),
+    /Refused \(NO_WAYPOINT\): service demo\/echo has no waypoint of its own; its endpoint 198\.19\.[12]\.11:8080 was chosen and pod demo\/echo-[12] is bound to waypoint demo\/waypoint .*which has no ready pod \(1 pod, 1 not Healthy\); refused rather than bypassing it/);
+});

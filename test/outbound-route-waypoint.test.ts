@@ -140,12 +140,55 @@ t.test('a pod labelled as the waypoint but running as another service account ne
 });
 
 t.test('a waypoint that is for workloads or nothing is no service waypoint: direct, with a note', async (t) => {
-  for (const f of ['workload', 'none'] as const) {
-    const d = route(mesh({ waypoints: [wp({ for: f })] }));
-    t.equal(d.kind, 'hbone', f);
-    t.match(d.kind === 'hbone' && d.waypointNote, new RegExp(`waypoint is for ${f} traffic, not services`), f);
-  }
+  const d = route(mesh({ waypoints: [wp({ for: 'none' })] }));
+  t.equal(d.kind, 'hbone');
+  t.match(d.kind === 'hbone' && d.waypointNote, /waypoint is for none traffic, not services/);
+  t.match(d.kind === 'hbone' && d.waypointNote, /its endpoint 10\.2\.0\.[12]:8080 was chosen: pod demo\/echo-[12] is bound to waypoint demo\/waypoint .*which is for none traffic, not workloads/);
   t.equal(route(mesh({ waypoints: [wp({ for: 'all' })] })).kind, 'waypoint', 'all includes services');
+  // For workloads: not the Service's waypoint, but the chosen endpoint's (below).
+  const w = route(mesh({ waypoints: [wp({ for: 'workload' })] }));
+  t.equal(w.kind === 'waypoint' && w.workload?.record.namespace, 'demo');
+});
+
+t.test("a Service without a waypoint whose chosen endpoint has a workload waypoint → that waypoint, :authority the endpoint's IP:target port (Istio)", async (t) => {
+  // The Service opts out (none); echo-1 is bound to `mine`, for workloads; echo-2 to nothing.
+  const mine = wp({ name: 'mine', for: 'workload' });
+  const s = mesh({ waypoints: [wp(), mine], nsBinding: '' });
+  const echo1 = s.workload('demo/echo-1')!.record;
+  put(s, [{ op: 'put', kind: 'workload', key: 'demo/mine-0', record: waypointPod(mine, { uid: 'demo/mine-0', name: 'mine-0', node: 'n3', addresses: ['10.3.0.60'] }) },
+    { op: 'put', kind: 'workload', key: 'demo/echo-1', record: { ...echo1, labels: { ...echo1.labels, 'weft.io/use-waypoint': 'mine' } } }]);
+  const lb = new RoundRobin();
+  const seen = new Map<string, OutboundDecision>();
+  for (let i = 0; i < 4; i++) {
+    const d = route(s, { ip: '10.96.0.11', port: 80 }, '10.1.0.1', lb);
+    seen.set(d.kind === 'waypoint' ? `waypoint ${d.workload?.record.name}` : d.kind === 'hbone' ? `hbone ${d.destination.record.name}` : d.kind, d);
+  }
+  t.same([...seen.keys()].sort(), ['hbone echo-2', 'waypoint echo-1'], 'echo-1 through its waypoint, echo-2 direct');
+  const d = seen.get('waypoint echo-1')!;
+  if (d.kind !== 'waypoint') return;
+  t.equal(d.service?.name, 'unbound', 'the Service dialled is kept (metrics, explain)');
+  t.equal(`${d.waypoint.name} ${d.binding} ${d.pod.record.name}`, 'mine workload mine-0');
+  t.equal(d.identity, `spiffe://cluster.local/ns/demo/sa/${mine.serviceAccount}`, "the waypoint's identity is expected, not the endpoint's");
+  t.same(d.target, { ip: '10.2.0.1', port: 8080 }, "the endpoint's address and target port, not the VIP");
+  // The Service's own waypoint comes first: a bound Service never reaches the endpoint's.
+  const bound = route(s, { ip: '10.96.0.12', port: 80 });
+  t.equal(bound.kind === 'refuse' && `${bound.flag} ${bound.waypoint}`, 'NO_WAYPOINT demo/other', "the Service's own (missing) waypoint decides");
+});
+
+t.test("fail closed: the chosen endpoint's workload waypoint has no ready pod (or is missing) → NO_WAYPOINT, never the endpoint", async (t) => {
+  const s = mesh({ waypoints: [wp({ for: 'workload' })] });
+  for (const uid of ['demo/wp-a', 'demo/wp-b']) put(s, [{ op: 'put', kind: 'workload', key: uid, record: { ...s.workload(uid)!.record, status: 'Unhealthy' } }]);
+  // `unbound` opts the Service out of the namespace's waypoint; its endpoints are still bound to it.
+  const d = route(s, { ip: '10.96.0.11', port: 80 });
+  t.equal(d.kind === 'refuse' && `${d.flag} ${d.waypoint} ${d.service?.name}`, 'NO_WAYPOINT demo/waypoint unbound');
+  t.match(d.kind === 'refuse' && d.reason,
+    /service demo\/unbound has no waypoint of its own; its endpoint 10\.2\.0\.[12]:8080 was chosen and pod demo\/echo-[12] is bound to waypoint demo\/waypoint .*which has no ready pod \(2 pods, 2 not Healthy\); refused rather than bypassing it/);
+  const missing = route(mesh({ waypoints: [] }), { ip: '10.96.0.11', port: 80 });
+  t.equal(missing.kind === 'refuse' && missing.flag, 'NO_WAYPOINT');
+  t.match(missing.kind === 'refuse' && missing.reason, /its endpoint .* was chosen and pod demo\/echo-[12] is bound to waypoint demo\/waypoint .*which does not exist/);
+  // A source outside the mesh is not captured: it reaches the endpoint, with a note.
+  const legacy = route(s, { ip: '10.96.0.11', port: 80 }, '10.1.0.9');
+  t.equal(legacy.kind, 'passthrough');
 });
 
 t.test('traffic addressed to a pod IP skips the service waypoint (MeshFrontend), with a note', async (t) => {

@@ -375,19 +375,29 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
   const nodeAddress = sourceView ? state.node(sourceView.record.node)?.address : undefined;
   const guard = loopGuard(fixedSelfAddresses(nodeAddress ? [nodeAddress] : []));
   const first = routeOutbound(state, req, new RoundRobin(), guard);
-  if (first.kind === 'waypoint') {
+  if (first.kind === 'waypoint' && !isEndpointWaypoint(first)) {
     // The source ztunnel picks no endpoint: the waypoint does. One path per endpoint it may reach.
     const hop = explainWaypoint(state, first, source, opts.l7);
     return { source, destination, waypoint: hop.waypoint, paths: hop.paths, verdict: verdictOf(hop.paths), registryRevision: state.revision };
   }
   const usable = service ? state.endpoints(service).filter(usableEndpoint) : [];
-  // The same registry, so the same answer about the waypoint: none of these is one.
-  const decisions: DirectDecision[] = usable.length > 1
-    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard)).filter(isDirect)
+  // The same registry, so the same answer about the Service's waypoint: it has none.
+  // An endpoint may still be bound to a workload waypoint, which then takes its share.
+  const decisions: OutboundDecision[] = usable.length > 1
+    ? [...usable].sort((a, b) => (a.record.uid < b.record.uid ? -1 : 1)).map((w) => routeOutbound(state, req, new FixedPicker(w.record.uid), guard))
     : [first];
+  let waypoint: WaypointExplanation | undefined;
+  const pathsOf = (d: OutboundDecision): PathExplanation[] => {
+    if (d.kind !== 'waypoint') return [explainPath(state, d, source, sourceView)];
+    const hop = explainWaypoint(state, d, source, opts.l7);
+    waypoint ??= hop.waypoint;
+    const via = `the service has no waypoint; endpoint ${wlName(d.workload!.record)} is bound to waypoint ${hop.waypoint.waypoint} (for workloads), `
+      + `so ${d.source.record.node}'s ztunnel sends this endpoint's share to that waypoint (the waypoint step above), :authority ${hop.waypoint.authority}`;
+    return hop.paths.map((p) => ({ ...p, waypointNote: p.waypointNote ? `${via}; ${p.waypointNote}` : via }));
+  };
   // A refusal decided before any endpoint is chosen (no such port) is the same for all: show it once.
   const seen = new Set<string>();
-  const paths = decisions.map((d) => explainPath(state, d, source, sourceView)).filter((p) => {
+  const paths = decisions.flatMap(pathsOf).filter((p) => {
     if (!p.refusal) return true;
     const key = `${p.refusal.flag}\u0000${p.refusal.reason}`;
     if (seen.has(key)) return false;
@@ -395,7 +405,12 @@ export function explain(state: MeshState, sourceText: string, destinationText: s
     return true;
   });
 
-  return { source, destination, paths, verdict: verdictOf(paths), registryRevision: state.revision };
+  return { source, destination, ...(waypoint ? { waypoint } : {}), paths, verdict: verdictOf(paths), registryRevision: state.revision };
+}
+
+/** The chosen endpoint's workload waypoint, for a Service without one: one endpoint's share, not the whole Service. */
+function isEndpointWaypoint(d: Extract<OutboundDecision, { kind: 'waypoint' }>): boolean {
+  return d.workload !== undefined && d.service !== undefined;
 }
 
 function verdictOf(paths: PathExplanation[]): Explanation['verdict'] {
@@ -406,10 +421,6 @@ function verdictOf(paths: PathExplanation[]): Explanation['verdict'] {
 
 /** A decision the source ztunnel carries out itself (not through a waypoint). */
 type DirectDecision = Exclude<OutboundDecision, { kind: 'waypoint' }>;
-
-function isDirect(d: OutboundDecision): d is DirectDecision {
-  return d.kind !== 'waypoint';
-}
 
 function explainPath(state: MeshState, d: DirectDecision, source: SourceExplanation, sourceView: WorkloadView | undefined): PathExplanation {
   const srcNode = sourceView?.record.node;

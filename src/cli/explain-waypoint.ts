@@ -52,6 +52,11 @@ export interface WaypointExplanation {
   binding: WaypointBinding;
   /** True when the connection was addressed to a pod (its workload waypoint), not to a Service VIP. */
   podAddressed: boolean;
+  /**
+   * `<namespace>/<name>` of the Service dialled when it has no waypoint and the chosen
+   * endpoint's workload waypoint takes the connection (as Istio's ztunnel does).
+   */
+  endpointOf?: string;
   /** The identity the source expects and every endpoint sees. */
   identity: string;
   pod: WorkloadRef;
@@ -74,6 +79,9 @@ export interface WaypointExplanation {
 export const L7_NOT_EVALUATED = 'the waypoint chooses the backend by the HTTPRoutes/GRPCRoutes attached to the service; '
   + 'not evaluated here, so the service\'s own endpoints are shown (what it does when no route attaches)';
 
+export const ENDPOINT_WAYPOINT = 'the service has no waypoint; its chosen endpoint\'s workload waypoint takes the connection as addressed to that endpoint '
+  + '(Istio\'s ztunnel does the same), so no HTTPRoute or GRPCRoute of the service applies there';
+
 export const POD_ADDRESSED = 'addressed to a pod, so no HTTPRoute or GRPCRoute applies (routes attach to Services: Gateway API MeshFrontend); '
   + 'the waypoint applies its L7 handling and sends the request to that pod as addressed';
 
@@ -85,7 +93,8 @@ export function explainWaypoint(
   const wp: WaypointExplanation = {
     waypoint: `${d.waypoint.namespace}/${d.waypoint.name}`,
     binding: d.binding,
-    podAddressed: d.workload !== undefined,
+    podAddressed: d.workload !== undefined && d.service === undefined,
+    ...(d.workload !== undefined && d.service !== undefined ? { endpointOf: `${d.service.namespace}/${d.service.name}` } : {}),
     identity: d.identity,
     pod: workloadRef(d.pod),
     readyPods: d.readyPods,
@@ -101,7 +110,7 @@ export function explainWaypoint(
   const warned = new Set<string>();
   if (d.workload) {
     // Addressed to a pod: no route applies (MeshFrontend); the waypoint sends it to that pod as addressed.
-    wp.l7Note = POD_ADDRESSED;
+    wp.l7Note = d.service ? ENDPOINT_WAYPOINT : POD_ADDRESSED;
     paths.push(upstreamPath(state, wp, d, d.workload, d.target, source));
     if (d.workload.enrolled) warnPolicies(state, d, d.workload, d.target, source.ip, warned, wp.policyWarnings);
     return { waypoint: wp, paths };

@@ -9,7 +9,9 @@
  * connection goes to a waypoint pod, which picks the endpoint, or is refused.
  * Traffic addressed to a pod IP never goes through a waypoint for services only
  * (Gateway API's MeshFrontend rule: routes attach to the Service, not to its pods);
- * it goes through the pod's waypoint when that one serves workloads.
+ * it goes through the pod's waypoint when that one serves workloads, and so does a
+ * Service's connection whose chosen endpoint is such a pod (when the Service has no
+ * waypoint of its own), as Istio's ztunnel does.
  */
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
@@ -100,6 +102,11 @@ export function routeOutbound(state: RouteState, req: OutboundRequest, lb: Endpo
     target = pick.target;
     const late = guardDestination(target, guard);
     if (late) return refusal(late, source, service);
+    // No waypoint of the Service's own: the chosen endpoint's workload waypoint takes it, as in Istio.
+    const podHop = workloadWaypointHop(state, source, destination, target, lb, guard, service);
+    if (podHop.kind === 'waypoint') return podHop;
+    if (podHop.kind === 'refuse') return { kind: 'refuse', flag: podHop.flag, reason: podHop.reason, source, service, waypoint: podHop.waypoint };
+    if (podHop.note !== undefined) waypointNote = waypointNote === undefined ? podHop.note : `${waypointNote}; ${podHop.note}`;
   } else {
     destination = state.workloadByAddress(req.dst.ip);
     target = req.dst;

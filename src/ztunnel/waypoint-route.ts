@@ -15,7 +15,8 @@
  * Pod-addressed traffic (reference §11, step 2; Istio's `istio.io/waypoint-for`): a
  * pod bound to a waypoint (its own weft.io/use-waypoint label, else its namespace's)
  * whose waypoint serves workloads (`for: workload` or `all`) is reached through that
- * waypoint, `:authority` the original pod IP:port; a waypoint for services only does
+ * waypoint, `:authority` the original pod IP:port; so is such a pod chosen as the
+ * endpoint of a Service that has no waypoint (`:authority` its IP and target port); a waypoint for services only does
  * not take it (Gateway API's MeshFrontend rule: routes belong to the Service), so it
  * goes direct. Missing or not ready: refused, as for services.
  */
@@ -51,10 +52,14 @@ interface WaypointHopBase {
   readyPods: number;
 }
 
-/** Either the Service whose VIP was dialled, or the pod addressed (its binding, `for: workload` or `all`). */
+/**
+ * Either the Service whose VIP was dialled (its own waypoint), or the pod the
+ * connection goes to through that pod's workload waypoint: addressed to the pod, or
+ * (`service` set) the endpoint chosen for a Service without a waypoint of its own.
+ */
 export type WaypointDecision =
   | WaypointHopBase & { service: ServiceRecord; workload?: undefined }
-  | WaypointHopBase & { workload: WorkloadView; service?: undefined };
+  | WaypointHopBase & { workload: WorkloadView; service?: ServiceRecord };
 
 /** The Service is bound, but the waypoint cannot take the connection: closed, never bypassed. */
 export interface WaypointRefusal {
@@ -149,7 +154,10 @@ export function waypointHop(
 
 /**
  * The waypoint hop for a connection from `source` addressed to the pod `destination`
- * at `dst` (its IP and the port dialled). Checks, in order:
+ * at `dst` (its IP and the port dialled), or, with `via`, to the endpoint
+ * `destination` at `dst` (its IP and target port) chosen for a VIP of `via`, a Service
+ * without a waypoint: Istio's ztunnel sends that to the endpoint's workload waypoint
+ * too, `:authority` the endpoint's address (reference §11, step 2). Checks, in order:
  *   - the pod is bound to no waypoint (or `none`): direct;
  *   - the source is a pod of that waypoint: direct (never routed to itself);
  *   - the source is not enrolled: direct, with a note (no ztunnel captures it);
@@ -161,13 +169,16 @@ export function waypointHop(
  */
 export function workloadWaypointHop(
   state: WaypointState, source: WorkloadView | undefined, destination: WorkloadView, dst: HostPort, lb: EndpointPicker, guard: LoopGuard,
+  via?: ServiceRecord,
 ): WaypointHop {
   const name = destination.waypoint;
   if (name === undefined) return DIRECT;
   const ns = destination.record.namespace;
   const ref = `${ns}/${name}`;
   const pod = `${ns}/${destination.record.name}`;
-  const to = formatHostPort(dst.ip, dst.port);
+  const at = formatHostPort(dst.ip, dst.port);
+  // How the refusals and notes name the connection: a pod address, or a Service's endpoint.
+  const to = via ? `service ${via.namespace}/${via.name} has no waypoint of its own; its endpoint ${at} was chosen` : `${at} is a pod address`;
   if (source && isPodOfWaypoint(source, { namespace: ns, name })) {
     return { kind: 'direct', note: `the source is a pod of waypoint ${ref}: a waypoint is never routed to itself` };
   }
@@ -183,22 +194,25 @@ export function workloadWaypointHop(
   if (!waypoint) {
     return {
       kind: 'refuse', flag: 'NO_WAYPOINT', waypoint: ref,
-      reason: `${to} is a pod address and ${bound}, which does not exist; refused rather than bypassing it. `
+      reason: `${to} and ${bound}, which does not exist; refused rather than bypassing it. `
         + `Create it (weft waypoint add ${ref}) or set ${USE_WAYPOINT_LABEL}=none on the ${binding === 'workload' ? 'pod' : 'namespace'}`,
     };
   }
   if (!servesWorkloads(waypoint)) {
+    if (via) {
+      return { kind: 'direct', note: `${to}: ${bound}, which is for ${waypoint.for} traffic, not workloads, so the endpoint is reached directly` };
+    }
     return {
       kind: 'direct',
-      note: `${to} is a pod address: the waypoint ${ref} its ${binding === 'workload' ? 'pod' : 'namespace'} names is for ${waypoint.for} traffic: it routes `
+      note: `${at} is a pod address: the waypoint ${ref} its ${binding === 'workload' ? 'pod' : 'namespace'} names is for ${waypoint.for} traffic: it routes `
         + 'traffic addressed to a service, not to a pod (Gateway API MeshFrontend), so it is reached directly; a waypoint for workload or all traffic takes it',
     };
   }
-  const chosen = readyPod(state, waypoint, `${to} is a pod address and ${bound}`, ref, lb, guard, `Check weft waypoints -n ${ns}`);
+  const chosen = readyPod(state, waypoint, `${to} and ${bound}`, ref, lb, guard, `Check weft waypoints -n ${ns}`);
   if (chosen.kind === 'refuse') return chosen;
   return {
     kind: 'waypoint', source, workload: destination, waypoint, binding, pod: chosen.pod, identity: chosen.identity,
-    target: { ip: dst.ip, port: dst.port }, readyPods: chosen.readyPods,
+    target: { ip: dst.ip, port: dst.port }, readyPods: chosen.readyPods, ...(via ? { service: via } : {}),
   };
 }
 

@@ -38,9 +38,11 @@ function formatWaypoint(w: WaypointExplanation, step: number): string[] {
   const out: string[] = [];
   out.push(`${step}. Waypoint ${w.waypoint} (bound by the ${BINDING[w.binding]} weft.io/use-waypoint label): HBONE (mutual TLS tunnel)`);
   out.push(`   ${w.route}`);
-  out.push(w.podAddressed
-    ? `   CONNECT :authority ${w.authority} (the original pod IP:port: the waypoint sends it to that pod)`
-    : `   CONNECT :authority ${w.authority} (the original VIP:port: the waypoint routes by the service)`);
+  out.push(w.endpointOf
+    ? `   CONNECT :authority ${w.authority} (the chosen endpoint's IP:target port: service ${w.endpointOf} has no waypoint, so the endpoint's workload waypoint takes it and sends it to that pod)`
+    : w.podAddressed
+      ? `   CONNECT :authority ${w.authority} (the original pod IP:port: the waypoint sends it to that pod)`
+      : `   CONNECT :authority ${w.authority} (the original VIP:port: the waypoint routes by the service)`);
   out.push(`   Identities: the source presents ${w.identities.source}`);
   out.push(`               the waypoint must present ${w.identities.destination}`);
   if (w.l7) {
