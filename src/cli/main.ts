@@ -22,6 +22,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   apply: { summary: 'create or update routes, waypoints and policies from manifests (-f FILE|DIR|-)', load: () => require('./commands/apply').default },
   delete: { summary: 'delete the routes, waypoints and policies named in manifests', load: () => require('./commands/delete').default },
   routes: { summary: 'HTTPRoutes and GRPCRoutes: parents, backends, Accepted and ResolvedRefs status', load: () => require('./commands/routes').default },
+  admission: { summary: 'fault injection, rate limits and load shedding at the waypoints: counts, buckets, concurrency limit', load: () => require('./commands/admission').default },
   outliers: { summary: 'outlier detection at the waypoints: ejected endpoints, reason, when they get their probe', load: () => require('./commands/outliers').default },
   trafficpolicies: { summary: 'TrafficPolicies (resilience): target Services, sections, Accepted / Conflicted / TargetNotFound', load: () => require('./commands/trafficpolicies').default },
   namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), bind it to a waypoint, list namespaces', load: () => require('./commands/namespace').default },

@@ -64,11 +64,14 @@ export interface Gone {
 
 export type AdmissionResult = Refusal | Admitted | Gone;
 
-/** One Service's admission state, as the admin view shows it. */
+/** One Service's admission state, as the admin view and `weft admission` show it. */
 export interface AdmissionView {
-  service: string;
+  namespace: string;
+  name: string;
   faults: boolean;
   rateLimit: boolean;
+  /** Requests per action since this policy version took effect at this waypoint pod. */
+  counts: Record<AdmissionAction, number>;
   /** Buckets kept (1 for key: Service). */
   rateLimitBuckets?: number;
   concurrency?: LimiterView;
@@ -117,6 +120,8 @@ export class ServiceGate {
   readonly faults: FaultInjector | undefined;
   readonly rate: ServiceRateLimit | undefined;
   readonly limiter: AdaptiveLimiter | undefined;
+  /** Per action, since this gate was made (the admin view; the metric is the counter to alert on). */
+  readonly counts: Record<AdmissionAction, number> = { fault_abort: 0, fault_delay: 0, rate_limited: 0, shed: 0 };
 
   constructor(readonly namespace: string, readonly name: string, readonly spec: TrafficPolicySpec, clock: Clock, random: () => number) {
     this.faults = spec.faults ? new FaultInjector(spec.faults, random) : undefined;
@@ -170,26 +175,26 @@ export class Admission {
     if (gate.faults) {
       const fault = gate.faults.decide(facts.headers);
       if (fault.delayMs > 0) {
-        this.metrics?.count(gate, 'fault_delay');
+        this.count(gate, 'fault_delay');
         if (!(await this.sleep(fault.delayMs, gone))) return { kind: 'gone' };
         delayed = true;
       }
       if (fault.abort) {
-        this.metrics?.count(gate, 'fault_abort');
+        this.count(gate, 'fault_abort');
         return abortAnswer(fault.abort, grpc);
       }
     }
     if (gate.rate) {
       const r = gate.rate.take(facts.source.identity, facts.headers);
       if (!r.ok) {
-        this.metrics?.count(gate, 'rate_limited');
+        this.count(gate, 'rate_limited');
         return rateLimitAnswer(r.retryAfterSeconds, grpc, gate);
       }
     }
     const limiter = gate.limiter;
     if (!limiter) return { kind: 'admit', delayed, done: NOTHING_HELD };
     if (!limiter.tryAcquire(limiter.priorityOf(facts.headers))) {
-      this.metrics?.count(gate, 'shed');
+      this.count(gate, 'shed');
       return shedAnswer(grpc, gate);
     }
     const startedAt = this.opts.clock.now();
@@ -213,8 +218,8 @@ export class Admission {
   /** Each Service's admission state, for the waypoint's admin view (`/admission`). */
   views(): AdmissionView[] {
     return [...this.live()].map((g) => ({
-      service: `${g.namespace}/${g.name}`,
-      faults: g.faults !== undefined, rateLimit: g.rate !== undefined,
+      namespace: g.namespace, name: g.name,
+      faults: g.faults !== undefined, rateLimit: g.rate !== undefined, counts: { ...g.counts },
       ...(g.rate ? { rateLimitBuckets: g.rate.buckets } : {}),
       ...(g.limiter ? { concurrency: g.limiter.view() } : {}),
     }));
@@ -230,6 +235,11 @@ export class Admission {
       }
       if (byName.size === 0) this.gates.delete(namespace);
     }
+  }
+
+  private count(gate: ServiceGate, action: AdmissionAction): void {
+    gate.counts[action]++;
+    this.metrics?.count(gate, action);
   }
 
   /** Waits `ms` on the clock; false when the client went away first. */

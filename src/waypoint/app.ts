@@ -142,10 +142,11 @@ export class WaypointApp {
     await this.hbone.listen(config.address, config.hbonePort);
     this.listening = true;
     // The resilience views beside the metrics (read-only counters and endpoint states, no
-    // more than the metrics tell): `weft outliers` reads them from the pod's address.
+    // more than the metrics tell): `weft outliers` and `weft admission` read them from the pod's address.
     await this.serve(metricsServer(this, {
       '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
+      '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),
     }), config.address, config.metricsPort);
     await this.serve(serve({
       '/status': (_q, _u, res) => json(res, 200, this.status()),

@@ -6,7 +6,6 @@
  * each waypoint pod decides on its own, so two pods may disagree, and both are shown.
  * A pod that does not answer is a warning, not a failure of the others.
  */
-import { adminGet } from '../admin-client';
 import { loadContext } from '../context';
 import { defineCommand, noPositionals } from '../io';
 import { show, type Frame } from '../output';
@@ -15,19 +14,12 @@ import { withRegistry } from '../registry-session';
 import type { MeshState } from '../../registry/state';
 import type { OutlierServiceView } from '../../waypoint/outlier-detectors';
 import { METRICS_PORT } from '../../mesh/ports';
-import { listWaypoints } from './waypoints';
+import { askWaypointPods } from '../waypoint-views';
 
 export interface OutlierItem extends OutlierServiceView {
   /** `namespace/name` of the waypoint and the pod that answered. */
   waypoint: string;
   pod: string;
-}
-
-/** The waypoint pods to ask: ready ones with an address, of waypoints in `namespace` (all when empty). */
-function waypointPods(state: MeshState, namespace: string): { waypoint: string; pod: string; address: string }[] {
-  return listWaypoints(state, namespace ? { namespace } : {}).flatMap((w) => w.pods
-    .filter((p) => p.ready && p.addresses.length > 0)
-    .map((p) => ({ waypoint: `${w.namespace}/${w.name}`, pod: p.name, address: p.addresses[0]! })));
 }
 
 function check(data: unknown): string | undefined {
@@ -36,22 +28,13 @@ function check(data: unknown): string | undefined {
 }
 
 export async function outliersFrame(state: MeshState, f: { namespace: string }, port: number = METRICS_PORT): Promise<Frame> {
-  const pods = waypointPods(state, f.namespace);
-  const warnings: string[] = [];
+  const { pods, answers, warnings } = await askWaypointPods<OutlierServiceView>(state, f.namespace, '/outliers', check, port);
   const items: OutlierItem[] = [];
-  await Promise.all(pods.map(async (p) => {
-    const host = p.address.includes(':') ? `[${p.address}]` : p.address;
-    try {
-      const data = await adminGet<unknown>({ name: `${p.waypoint} (pod ${p.pod})`, admin: { baseUrl: `http://${host}:${port}` } }, '/outliers');
-      const problem = check(data);
-      if (problem) throw new Error(problem);
-      for (const v of data as OutlierServiceView[]) {
-        if (!f.namespace || v.namespace === f.namespace) items.push({ ...v, waypoint: p.waypoint, pod: p.pod });
-      }
-    } catch (err) {
-      warnings.push(`waypoint ${p.waypoint} pod ${p.pod} (${p.address}:${port}): not answering (${(err as Error).message})`);
+  for (const { pod: p, items: views } of answers) {
+    for (const v of views) {
+      if (!f.namespace || v.namespace === f.namespace) items.push({ ...v, waypoint: p.waypoint, pod: p.pod });
     }
-  }));
+  }
   items.sort(byKey((i) => `${i.namespace}\u0000${i.name}\u0000${i.waypoint}\u0000${i.pod}`));
   const rows = items.flatMap((i) => (i.endpoints.length === 0 ? [] : i.endpoints.map((e) => [
     `${i.namespace}/${i.name}`, e.endpoint, e.state, String(e.ejections), e.reason ?? '-', e.until ?? '-',
