@@ -55,7 +55,7 @@ export function matchFacts(
   destination: { ip: string; port: number },
   request?: RequestAttributes,
 ): MatchFacts {
-  const id = source.identity ? parseIdentity(source.identity) : undefined;
+  const id = source.identity ? parsedIdentity(source.identity) : undefined;
   const facts: MatchFacts = {
     principal: source.identity ?? '',
     // An identity that is not of Weft's shape still counts as a principal, but has no namespace or service account.
@@ -68,9 +68,19 @@ export function matchFacts(
   };
   if (request) {
     const host = request.host.toLowerCase();
-    facts.request = { ...request, host, hostNoPort: stripPort(host), normalizedPath: normalizePath(request.path) };
+    facts.request = { method: request.method, host, path: request.path, headers: request.headers, hostNoPort: stripPort(host), normalizedPath: normalizePath(request.path) };
   }
   return facts;
+}
+
+/**
+ * The waypoint evaluates every request of a connection with the same identity:
+ * remember the last one parsed rather than parse it per request.
+ */
+let lastIdentity: { text: string; parsed: ReturnType<typeof parseIdentity> } | undefined;
+function parsedIdentity(text: string): ReturnType<typeof parseIdentity> {
+  if (lastIdentity?.text !== text) lastIdentity = { text, parsed: parseIdentity(text) };
+  return lastIdentity.parsed;
 }
 
 /**
@@ -89,15 +99,29 @@ export function evaluatePolicy(policy: AuthorizationPolicyRecord, f: MatchFacts,
   return { matched: false };
 }
 
+/** Per match (records are immutable: a change brings new objects): whether it is empty, whether it has L7 fields. */
+const shapes = new WeakMap<PolicyMatch, { empty: boolean; l7: boolean }>();
+
+function shapeOf(m: PolicyMatch): { empty: boolean; l7: boolean } {
+  let shape = shapes.get(m);
+  if (!shape) {
+    const l7 = hasL7(m);
+    shape = { l7, empty: !l7 && L4_KEYS.every((k) => (m[k]?.length ?? 0) === 0) };
+    shapes.set(m, shape);
+  }
+  return shape;
+}
+
 function matchHolds(m: PolicyMatch, f: MatchFacts, policyNs: string, broaden: boolean): boolean {
-  if (isEmptyMatch(m)) return false;
+  const shape = shapeOf(m);
+  if (shape.empty) return false;
   if (!(field(m.namespaces, m.notNamespaces, (v) => stringMatches(v, f.namespace))
     && field(m.serviceAccounts, m.notServiceAccounts, (v) => serviceAccountMatches(v, f, policyNs))
     && field(m.principals, m.notPrincipals, (v) => stringMatches(v, f.principal))
     && field(m.sourceIps, m.notSourceIps, (v) => cidrContains(v, f.srcIp))
     && field(m.destinationIps, m.notDestinationIps, (v) => cidrContains(v, f.dstIp))
     && field(m.destinationPorts, m.notDestinationPorts, (v) => v === f.dstPort))) return false;
-  if (!hasL7(m)) return true;
+  if (!shape.l7) return true;
   const r = f.request;
   if (!r) return broaden;
   return field(m.methods, m.notMethods, (v) => stringMatches(v, r.method))
@@ -119,10 +143,6 @@ const L4_KEYS: readonly (keyof PolicyMatch)[] = [
 ];
 /** The fields only a waypoint can check. */
 export const L7_MATCH_KEYS = ['methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts', 'requestHeaders', 'notRequestHeaders'] as const;
-
-function isEmptyMatch(m: PolicyMatch): boolean {
-  return L4_KEYS.every((k) => (m[k]?.length ?? 0) === 0) && !hasL7(m);
-}
 
 /** Whether a match sets any field only a waypoint can check. */
 export function hasL7(m: PolicyMatch): boolean {

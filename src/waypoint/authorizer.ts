@@ -49,7 +49,7 @@ export class WaypointAuthorizer implements RequestAuthorizer {
   constructor(private readonly opts: WaypointAuthorizerOptions) {
     this.decisions = new Counter({
       name: 'weft_waypoint_authz_decisions_total',
-      help: 'L7 authorization decisions at the waypoint by policy (`none`: no ALLOW policy matched): deny, allow, audit.',
+      help: 'L7 authorization at the waypoint: denials by the deciding policy (`none`: no ALLOW policy matched) and AUDIT matches by policy.',
       labelNames: ['destination_service_namespace', 'destination_service_name', 'policy', 'decision'],
       registers: opts.registry ? [opts.registry] : [],
     });
@@ -89,6 +89,7 @@ export class WaypointAuthorizer implements RequestAuthorizer {
   }
 
   private report(d: L7AuthzDecision, facts: Pick<RequestFacts, 'method' | 'authority' | 'path' | 'source' | 'destination'>): void {
+    if (d.allowed && d.audited.length === 0) return;
     const svc = facts.destination.service;
     const labels = { destination_service_namespace: svc?.namespace ?? 'unknown', destination_service_name: svc?.name ?? 'unknown' };
     const log = this.opts.logger;
@@ -100,11 +101,10 @@ export class WaypointAuthorizer implements RequestAuthorizer {
       this.decisions.inc({ ...labels, policy: p, decision: 'audit' });
       this.limiter.log(log, 'info', `audit ${p}`, { policy: p, ...line() }, 'L7 authorization: AUDIT policy matched');
     }
+    // Allowed requests are not counted here (istio_requests_total has them): a labelled
+    // counter per request would cost more than the evaluation itself.
+    if (d.allowed) return;
     const policy = d.policy ?? 'none';
-    if (d.allowed) {
-      if (d.policy) this.decisions.inc({ ...labels, policy, decision: 'allow' });
-      return;
-    }
     this.decisions.inc({ ...labels, policy, decision: 'deny' });
     this.limiter.log(log, 'warn', `deny ${policy}`, { policy, ...line() }, 'L7 authorization denied the request (403 RBAC: access denied)');
   }
