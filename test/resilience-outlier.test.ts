@@ -36,6 +36,9 @@ t.test('validation: defaults are Istio\'s; every bad value names its field', asy
   const v = validateOutlierDetection(full, P, 'reject');
   t.same(v.successRate, { minimumHosts: 3, requestVolume: 100, stdevFactor: 1.9 }, 'successRate defaults filled in');
   t.same(validateOutlierDetection(v, P, 'reject'), v, 'the validated spec validates to itself (it is stored and read back)');
+  const longBase = validateOutlierDetection({ baseEjectionTime: '10m' }, P, 'reject');
+  t.equal(longBase.maxEjectionTime, '10m', 'a base above the default cap: the cap left out follows it, written so');
+  t.same(validateOutlierDetection(JSON.parse(JSON.stringify(longBase)), P, 'reject'), longBase, 'and that validates to itself too');
   const bad: [unknown, string, RegExp][] = [
     [{ maxEjectionPercent: 150 }, `${P}.maxEjectionPercent`, /must be an integer 0-100, got 150/],
     [{ consecutive5xxErrors: -1 }, `${P}.consecutive5xxErrors`, /must be an integer 0-10000, got -1/],

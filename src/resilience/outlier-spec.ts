@@ -78,11 +78,14 @@ export function validateOutlierDetection(v: unknown, path: string, unknown: Unkn
     // A timer per interval: below 100ms it would cost more than it tells.
     interval: durationField(o, 'interval', 100, HOUR_MS, d.interval),
     baseEjectionTime: durationField(o, 'baseEjectionTime', 1, HOUR_MS, d.baseEjectionTime),
-    maxEjectionTime: durationField(o, 'maxEjectionTime', 1, 24 * HOUR_MS, d.maxEjectionTime),
+    maxEjectionTime: d.maxEjectionTime,
     maxEjectionPercent: intField(o, 'maxEjectionPercent', 0, 100, d.maxEjectionPercent),
   };
+  // Left out, the cap follows a base above its default, and is written so: the stored
+  // spec is validated again when read, where a written cap below the base is refused.
+  const defaultCap = parseDuration(out.baseEjectionTime) > parseDuration(d.maxEjectionTime) ? out.baseEjectionTime : d.maxEjectionTime;
+  out.maxEjectionTime = durationField(o, 'maxEjectionTime', 1, 24 * HOUR_MS, defaultCap);
   // A cap below the base would make every ejection the cap: say so rather than surprise.
-  // (Left out, the cap follows a base above its default: outlierTimes.)
   if (o.has('maxEjectionTime') && parseDuration(out.maxEjectionTime) < parseDuration(out.baseEjectionTime)) {
     throw new FieldError(join(path, 'maxEjectionTime'), `must be at least baseEjectionTime (${out.baseEjectionTime}), got ${JSON.stringify(out.maxEjectionTime)}`);
   }
