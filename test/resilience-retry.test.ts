@@ -30,6 +30,9 @@ t.test('validateRetry: defaults filled in', async (t) => {
   const odd = validateRetry({ backoff: { baseInterval: '12345ms' } }, P, 'reject');
   t.equal(odd.backoff.maxInterval, '2m3s450ms', 'the default cap written as a valid duration');
   t.same(validateRetry(JSON.parse(JSON.stringify(odd)), P, 'reject'), odd, 'the validated section validates to itself (the registry reads it back)');
+  const long = validateRetry({ backoff: { baseInterval: '10m' } }, P, 'reject');
+  t.equal(long.backoff.maxInterval, '1h', 'ten times a long base is capped at maxInterval\'s own bound');
+  t.same(validateRetry(JSON.parse(JSON.stringify(long)), P, 'reject'), long, 'and validates to itself');
   t.same(validateRetry({ unknownThing: 1 }, P, 'drop').attempts, 2, 'readers drop unknown fields');
 });
 

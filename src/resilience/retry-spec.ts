@@ -113,8 +113,9 @@ function backoff(v: unknown, path: string, unknown: UnknownKeys): RetrySpec['bac
   const o = new Obj(v, path, ['baseInterval', 'maxInterval'], unknown);
   const baseInterval = durationField(o, 'baseInterval', 1, HOUR_MS, DEFAULT_BACKOFF.baseInterval);
   const baseMs = parseDuration(baseInterval);
-  // Envoy's rule: the cap defaults to ten times the base.
-  const maxInterval = durationField(o, 'maxInterval', 1, HOUR_MS, durationText(baseMs * 10));
+  // Envoy's rule: the cap defaults to ten times the base; within maxInterval's own bound,
+  // since the stored default is validated again when read.
+  const maxInterval = durationField(o, 'maxInterval', 1, HOUR_MS, durationText(Math.min(baseMs * 10, HOUR_MS)));
   if (parseDuration(maxInterval) < baseMs) throw new FieldError(join(path, 'maxInterval'), `must not be shorter than baseInterval (${baseInterval}), got ${JSON.stringify(maxInterval)}`);
   return { baseInterval, maxInterval };
 }
