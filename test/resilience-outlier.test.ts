@@ -210,3 +210,18 @@ t.test('an ejected endpoint that left the Service is forgotten once its time is 
   t.equal(d.ejected, 0, 'no longer counted as out');
   t.same(d.views(), []);
 });
+
+t.test('an endpoint left with a short error streak and no more requests is forgotten after maxEjectionTime', async (t) => {
+  // A rollout: the old pod answers 503 twice while draining (3 would eject it), then is gone.
+  const { clock, d } = rig();
+  d.report('10.0.0.9:8080', e503);
+  d.report('10.0.0.9:8080', e503);
+  d.report(ENDPOINTS[0]!, ok);
+  clock.advance(1000);
+  t.same(d.views().map((v) => v.endpoint), ['10.0.0.9:8080'], 'the streak is remembered meanwhile');
+  clock.advance(299_000);
+  t.equal(d.views().length, 1, 'still within maxEjectionTime (300s)');
+  clock.advance(2000);
+  t.same(d.views(), [], 'forgotten: nothing of it left in the view');
+  t.equal(clock.pending, 0, 'and the interval timer stopped');
+});

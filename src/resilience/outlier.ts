@@ -80,6 +80,8 @@ interface Endpoint {
   eventful: boolean;
   /** While out: when a candidate list last contained it (an endpoint gone from the Service is forgotten). */
   lastListed: number;
+  /** When an outcome was last reported (an active endpoint idle past maxEjectionTime is forgotten). */
+  lastReport: number;
 }
 
 function isGatewayError(o: AttemptOutcome): boolean {
@@ -140,9 +142,10 @@ export class OutlierDetector {
   /** One attempt's outcome at endpoint `key`. */
   report(key: string, o: AttemptOutcome): void {
     if (this.closed) return;
+    const now = this.clock.now();
     let e = this.endpoints.get(key);
     if (!e) {
-      e = { key, state: 'active', consecutive5xx: 0, consecutiveGateway: 0, ejections: 0, ejectedAt: 0, until: 0, total: 0, ok: 0, eventful: false, lastListed: 0 };
+      e = { key, state: 'active', consecutive5xx: 0, consecutiveGateway: 0, ejections: 0, ejectedAt: 0, until: 0, total: 0, ok: 0, eventful: false, lastListed: 0, lastReport: now };
       this.endpoints.set(key, e);
       this.arm();
     }
@@ -150,7 +153,7 @@ export class OutlierDetector {
     const badGateway = isGatewayError(o);
     e.total++;
     if (!bad5xx) e.ok++;
-    const now = this.clock.now();
+    e.lastReport = now;
     if (e.state === 'probing') {
       if (bad5xx) this.eject(e, 'probe-failed', now);
       else this.transition(e, 'active', now);
@@ -200,8 +203,11 @@ export class OutlierDetector {
       }
       if (e.state === 'active') {
         if (!e.eventful && e.ejections > 0) e.ejections--;
-        // Nothing left to remember: forgotten (the map stays bounded by live endpoints).
-        if (e.ejections === 0 && e.consecutive5xx === 0 && e.consecutiveGateway === 0) this.endpoints.delete(e.key);
+        // Nothing left to remember, or a streak of errors short of an ejection and then no
+        // request for maxEjectionTime (the pod is gone: rollouts leave such streaks behind):
+        // forgotten, so the map stays bounded by live endpoints and the timer stops.
+        const idle = now - e.lastReport > this.times.maxEjectionTimeMs;
+        if (e.ejections === 0 && (idle || (e.consecutive5xx === 0 && e.consecutiveGateway === 0))) this.endpoints.delete(e.key);
       }
       e.total = 0;
       e.ok = 0;
