@@ -22,7 +22,7 @@ pods:
   - { name: echo-1, namespace: demo, node: node-2 }
 waypoints:
   - { name: waypoint, namespace: demo, node: node-2 }
-  - { name: other, namespace: demo, node: node-1, serviceAccount: gw }
+  - { name: other, namespace: demo, node: node-1, serviceAccount: gw, for: workload }
 `);
 const plan = planLab(topo);
 
@@ -58,6 +58,9 @@ t.test('records: a waypoint record and a never-enrolled workload, Unhealthy unti
     labels: { 'gateway.networking.k8s.io/gateway-name': 'waypoint', 'weft.io/dataplane-mode': 'none' },
     ports: [15008, 15021, 15020], status: 'Unhealthy',
   });
+  t.equal(waypointRecords(plan.waypoints[1]!, 'Healthy').waypoint.for, 'workload', "the topology's `for` (a waypoint for workloads)");
+  t.throws(() => parseTopology('nodes: [{ name: n }]\nnamespaces: [{ name: demo }]\nwaypoints: [{ name: w, namespace: demo, node: n, for: pods }]'),
+    { message: /waypoints\[0\]\.for.*must be one of service, workload, all, none, got "pods"/ });
   // The mesh's view: its pod belongs to the waypoint and is not enrolled, in an ambient namespace.
   const state = new MeshState({ trustDomain: 'cluster.local' });
   state.replaceAll({ namespace: [ambientNamespace('demo')], waypoint: [waypoint], workload: [waypointRecords(w, 'Healthy').workload] }, 1);

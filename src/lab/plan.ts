@@ -9,6 +9,7 @@
  *                gateway 169.254.1.1 (the node side of its veth)
  *   services     VIPs 198.18.128.(10+i), or the topology's fixed vip
  */
+import type { WaypointFor } from '../gateway/types';
 import type { LabRedisHa } from './redis';
 import { createHash } from 'node:crypto';
 import type { NodePortRule, ServiceRule } from '../iptables/services';
@@ -90,6 +91,8 @@ export interface PlannedWaypoint {
   ip: string;
   nodeLink: string;
   ip6?: string;
+  /** What it serves (`weft.io/waypoint-for`); absent: `service`. */
+  for?: WaypointFor;
 }
 
 export interface PlannedEndpoint {
@@ -205,7 +208,7 @@ export const LAST_POD_HOST = 254;
 
 /** The pod of a waypoint `w` on `node` at host number `host` of the node's pod CIDR. */
 export function planWaypoint(node: Pick<PlannedNode, 'name' | 'index' | 'podCidr6'>,
-  w: { name: string; namespace: string; serviceAccount: string }, host: number): PlannedWaypoint {
+  w: { name: string; namespace: string; serviceAccount: string; for?: WaypointFor }, host: number): PlannedWaypoint {
   return {
     uid: `${w.namespace}/${w.name}`,
     name: w.name,
@@ -216,6 +219,7 @@ export function planWaypoint(node: Pick<PlannedNode, 'name' | 'index' | 'podCidr
     ip: `198.19.${node.index}.${host}`,
     nodeLink: podLinkName(w.namespace, w.name),
     ...(node.podCidr6 ? { ip6: `fd00:7eff:${node.index}::${host}` } : {}),
+    ...(w.for ? { for: w.for } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from '../lib/errors';
 import type { Labels } from '../registry/types';
+import { WAYPOINT_FOR_VALUES, type WaypointFor } from '../gateway/types';
 import { BEHAVIOUR_KEYS, parseBehaviour, type EchoBehaviour } from './echo-behaviour';
 import { DEFAULT_FAILURE_THRESHOLD, ECHO_DEFAULT_PROBE, type ReadinessProbe } from './probe';
 
@@ -76,6 +77,8 @@ export interface TopologyWaypoint {
   node: string;
   /** Its identity's service account; default its name (as Istio's waypoints). */
   serviceAccount: string;
+  /** What it serves (`weft.io/waypoint-for`); default `service`. */
+  for?: WaypointFor;
 }
 
 export interface Topology {
@@ -314,7 +317,7 @@ function validate(doc: unknown): Topology {
 
   const waypoints = array(top.waypoints, 'waypoints').map((raw, i) => {
     const f = `waypoints[${i}]`;
-    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount']);
+    const o = object(raw, f, ['name', 'namespace', 'node', 'serviceAccount', 'for']);
     const name = dnsLabel(o.name, `${f}.name`);
     const namespace = dnsLabel(o.namespace, `${f}.namespace`);
     if (!nsNames.has(namespace)) throw new Invalid(`${f}.namespace`, `namespace ${JSON.stringify(namespace)} is not declared under namespaces`);
@@ -328,7 +331,10 @@ function validate(doc: unknown): Topology {
     const count = (podsPerNode.get(node) ?? 0) + 1;
     if (count > MAX_PODS_PER_NODE) throw new Invalid(f, `node ${node} already has ${MAX_PODS_PER_NODE} pods (its /24 is full)`);
     podsPerNode.set(node, count);
-    return { name, namespace, node, serviceAccount };
+    if (o.for !== undefined && !WAYPOINT_FOR_VALUES.includes(o.for as WaypointFor)) {
+      throw new Invalid(`${f}.for`, `must be one of ${WAYPOINT_FOR_VALUES.join(', ')}, got ${JSON.stringify(o.for)}`);
+    }
+    return { name, namespace, node, serviceAccount, ...(o.for !== undefined ? { for: o.for as WaypointFor } : {}) };
   });
 
   return deepFreeze({ redisPort, ipv6, nodes, namespaces, pods, services, waypoints });

@@ -83,7 +83,7 @@ export function waypointArgs(w: PlannedWaypoint, layout: LabLayout, plan: LabPla
 /** The records a Gateway of class weft-waypoint and its one pod amount to. */
 export function waypointRecords(w: PlannedWaypoint, status: WorkloadStatus): { waypoint: WaypointRecord; workload: WorkloadRecord } {
   return {
-    waypoint: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, for: 'service' },
+    waypoint: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, for: w.for ?? 'service' },
     workload: {
       uid: w.uid,
       name: w.name,
