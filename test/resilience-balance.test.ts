@@ -268,3 +268,14 @@ t.test('an endpoint handed in alone (a half-open probe) keeps the others\' loads
   t.same(keys.map((k) => h.pick(FOUR, k)), before, 'the same mapping after the probe');
   t.equal(internals.table, table, 'and the same table: no rebuild for a one-endpoint list');
 });
+
+t.test('a Service of many endpoints keeps their loads through a probe\'s list of one', async (t) => {
+  // 20 endpoints: more than 2 x 1 + 16, the bound a list of one would set.
+  const many = Array.from({ length: 20 }, (_, i) => `10.0.1.${i}`);
+  const b = new EndpointBalancer<string>({ type: 'LeastRequest' }, id, { random: seeded(3) });
+  b.pick(many);
+  b.started('10.0.1.0');
+  t.equal(b.pick(['10.0.1.7']), '10.0.1.7', 'the probe alone');
+  b.pick(many);
+  t.equal(b.load('10.0.1.0')?.pending, 1, 'the in-flight count survives the probe');
+});

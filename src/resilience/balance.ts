@@ -9,7 +9,8 @@
  * request (requests in flight) and EWMA (latency) weigh. Per-endpoint facts are kept
  * by address and survive the endpoint leaving the list for a while (an ejection, or
  * outlier detection's half-open probe, which hands in the probed endpoint alone): they
- * are dropped only when the map grows past twice the list (+16), so it stays bounded.
+ * are dropped only when the map grows past twice the longest list seen (+16), so it
+ * stays bounded by the Service's size.
  */
 import type { Clock } from '../lib/clock';
 import { DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, type BalancerType, type LoadBalancerSpec } from './balance-spec';
@@ -66,6 +67,8 @@ export class EndpointBalancer<E> {
   private cursor = 0;
   /** The ring's points per endpoint, kept across endpoint changes (see ringPointsPerHost). */
   private perHost = 0;
+  /** The longest candidate list seen: the map's bound follows it, not a probe's list of one. */
+  private largest = 0;
 
   constructor(private readonly spec: LoadBalancerSpec, private readonly addressOf: (e: E) => string, opts: BalancerOptions = {}) {
     this.type = spec.type;
@@ -152,7 +155,8 @@ export class EndpointBalancer<E> {
     if (same) return;
     this.sortedAddresses = pairs.map((p) => p.a);
     for (const a of this.sortedAddresses) if (!this.loads.has(a)) this.loads.set(a, { pending: 0, rttMs: undefined, updatedAt: this.clock.now() });
-    if (this.loads.size > 2 * this.sortedAddresses.length + 16) {
+    this.largest = Math.max(this.largest, this.sortedAddresses.length);
+    if (this.loads.size > 2 * this.largest + 16) {
       const keep = new Set(this.sortedAddresses);
       for (const a of this.loads.keys()) if (!keep.has(a)) this.loads.delete(a);
     }
