@@ -29,6 +29,11 @@ function run(): void {
     t.ok(shedCount > 0, 'the excess was shed');
     t.equal(await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: 'SH' }), shedCount, 'every 503 counted with flag SH');
 
+    const view = await a.lab.weft(['admission']);
+    t.equal(view.code, 0, view.stderr);
+    t.match(view.stdout, /demo\/echo\s+loadShedding\s+0\s+0\s+0\s+\d+/, 'weft admission shows the Service with its shed count');
+    t.comment(`weft admission:\n${view.stdout.trimEnd()}`);
+
     await deletePolicy(a);
     const plain = await load(a, OFFERED);
     const okWithout = plain.latencies['200'] ?? [];
