@@ -1,7 +1,10 @@
-// Local rate limit on the lab: TrafficPolicy rateLimit 100 req/s (burst 5) on demo/echo,
-// 500 req/s offered open-loop from demo/client for 4 s through demo/waypoint: the accepted
-// rate is 100 req/s ± 5 %, every other answer 429 with retry-after (flag RL in the
-// waypoint's metrics). Figures printed for docs/resilience.md.
+// Local rate limit on the lab: TrafficPolicy rateLimit 100 req/s (burst 50) on demo/echo,
+// 500 req/s offered open-loop from demo/client for 4 s through demo/waypoint: the sustained
+// accepted rate is 100 req/s ± 5 %, every other answer 429 with retry-after (flag RL in the
+// waypoint's metrics). Over T s a bucket admits rate x T + burst: the burst is the allowance
+// after a quiet spell, so the sustained rate is (accepted - burst) / T. The burst is large
+// enough that a stall of the busy lab machine (under 0.5 s) loses no tokens. Figures
+// printed for docs/resilience.md.
 import t from 'tap';
 import type { BatchAnswer } from '../../src/lab/client-batch';
 import { sendBatch } from './helpers/conformance';
@@ -12,16 +15,18 @@ const skip = labSkipReason();
 if (skip) t.plan(0, `lab e2e: ${skip}`);
 else run();
 
+const BURST = 50;
+
 function run(): void {
   t.test('100 req/s limit, 500 req/s offered: 100 ± 5 % accepted, the rest 429', async (t) => {
     const a = await startAdmissionLab(t);
-    await applyPolicy(a, '  rateLimit: { requestsPerSecond: 100, burst: 5 }\n');
+    await applyPolicy(a, `  rateLimit: { requestsPerSecond: 100, burst: ${BURST} }\n`);
     const r = await load(a, { rate: 500, durationMs: 4000, conns: 32 });
     const ok = r.statuses['200'] ?? 0;
     const limited = r.statuses['429'] ?? 0;
     const seconds = r.elapsedMs / 1000;
-    const accepted = ok / seconds;
-    t.comment(`offered ${r.requests} requests in ${r.elapsedMs} ms (${(r.requests / seconds).toFixed(0)} req/s): ${ok} accepted = ${accepted.toFixed(1)} req/s, ${limited} answered 429`);
+    const accepted = (ok - BURST) / seconds;
+    t.comment(`offered ${r.requests} requests in ${r.elapsedMs} ms (${(r.requests / seconds).toFixed(0)} req/s): ${ok} accepted (${BURST} of them the burst) = ${accepted.toFixed(1)} req/s sustained, ${limited} answered 429`);
     t.comment(`latency: accepted ${spread(r.latencies['200'] ?? [])}; 429 ${spread(r.latencies['429'] ?? [])}`);
     t.same(r.errors, {}, 'every request answered');
     t.same(Object.keys(r.statuses).sort(), ['200', '429'], 'only 200 and 429');
