@@ -110,6 +110,14 @@ t.test('paths are compared normalised: dot segments, repeated slashes and encode
     t.equal(allowed(req({ path: p }), deny), false, `${p} is denied`);
   }
   t.equal(allowed(req({ path: '/administrator' }), deny), true, '/administrator is another path');
+  // What a Node app (new URL) makes of them: /admin and /admin/x.
+  for (const p of ['/admin#x', '/admin\\x', '/public/..\\admin', '/public\\..\\admin\\', '/admin#/../public']) {
+    t.equal(allowed(req({ path: p }), deny), false, `${p} is denied (a fragment is cut, a backslash is a slash)`);
+  }
+  const allowPublic = policy('allow-public', 'ALLOW', { paths: ['/public/*'] });
+  t.equal(allowed(req({ path: '/public/x#/../../admin' }), allowPublic), true, 'a fragment does not move the path');
+  t.equal(allowed(req({ path: '/public\\..\\admin' }), allowPublic), false, 'backslash dot segments resolve before an ALLOW matches');
+  t.equal(normalizePath('/a\\b#c/../d'), '/a/b');
   t.equal(normalizePath('/a//b/../c/'), '/a/c/');
   t.equal(normalizePath('/a/%2Fb'), '/a/%2Fb', 'an encoded slash stays encoded (not a segment boundary)');
   t.equal(normalizePath('/..'), '/');

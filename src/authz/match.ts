@@ -205,13 +205,20 @@ function stripPort(host: string): string {
 const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
 
 /**
- * The path policies compare: percent-encoded unreserved characters decoded, repeated
- * slashes merged, `.` and `..` segments resolved (RFC 3986 §5.2.4). The waypoint
- * forwards the path as sent; comparing the normalised form means `/./admin`, `//admin`
- * and `/%61dmin` cannot slip past a rule on `/admin` to an app that normalises them.
+ * The path policies compare: a fragment cut off, backslashes read as slashes,
+ * percent-encoded unreserved characters decoded, repeated slashes merged, `.` and `..`
+ * segments resolved (RFC 3986 §5.2.4). The waypoint forwards the path as sent;
+ * comparing the normalised form means `/./admin`, `//admin` and `/%61dmin` cannot slip
+ * past a rule on `/admin` to an app that normalises them. The HTTP parser passes `#`
+ * and `\` in a request target, and a WHATWG URL parser (Node's `new URL`, browsers'
+ * rules) drops the fragment and reads `\` as `/`: `/admin#x` is `/admin` and
+ * `/admin\x` is `/admin/x` to such an app, so they must be to a rule too.
  */
 export function normalizePath(path: string): string {
-  let p = path.includes('%') ? path.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16))) : path;
+  const hash = path.indexOf('#');
+  let p = hash === -1 ? path : path.slice(0, hash);
+  if (p.includes('\\')) p = p.replaceAll('\\', '/');
+  if (p.includes('%')) p = p.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
   if (!p.startsWith('/')) p = `/${p}`;
   if (!p.includes('//') && !p.includes('/.')) return p;
   const out: string[] = [];
