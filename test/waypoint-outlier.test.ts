@@ -118,3 +118,35 @@ t.test('attempt outcomes reach the detector through the plan\'s targets (the rou
   }
   t.notOk(picks('echo', 30).has('10.1.2.3'), 'three connect failures reported by forward(): ejected');
 });
+
+t.test('an attempt that outlives its policy reports under the policy now in force (no detector revived or reset)', async (t) => {
+  const { state, router, picks, outliers } = rig(t);
+  const routed = () => {
+    const d = router.route(request('echo'));
+    if (d.kind !== 'forward' || !d.targets) throw new Error('a Service with a policy gets targets');
+    return d.targets;
+  };
+  const host = { host: '10.1.2.1', port: 8080, transport: 'hbone' } as const;
+  // Routed under the first policy; its section is then edited (another threshold).
+  const inFlight = routed();
+  inFlight.started?.(host);
+  const edited = validateOutlierDetection({ consecutive5xxErrors: 2, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 }, 'spec.outlierDetection', 'reject');
+  state.applyChanges([put('trafficpolicy', trafficPolicyRecord({ namespace: 'demo', name: 'echo' }, ['echo'], { outlierDetection: edited, loadBalancer: { type: 'RoundRobin' } }))], 2);
+  for (let i = 0; i < 2; i++) {
+    const d = routed();
+    d.started?.(host);
+    d.report(host, { status: 503, latencyMs: 1 });
+  }
+  t.notOk(picks('echo', 30).has('10.1.2.1'), 'ejected under the edited section (2 errors)');
+  inFlight.report(host, { status: 200, latencyMs: 1 });
+  t.notOk(picks('echo', 30).has('10.1.2.1'), 'the old request\'s answer does not rebuild the detector with the old section (the ejection stands)');
+  t.match(outliers.views(), [{ name: 'echo', ejected: 1, endpoints: [{ endpoint: '10.1.2.1', state: 'ejected' }] }]);
+
+  // Routed under the policy, which then goes away.
+  const late = routed();
+  late.started?.(host);
+  state.applyChanges([{ op: 'delete', kind: 'trafficpolicy', key: 'demo/echo' }], 3);
+  t.same(outliers.views(), [], 'detectors dropped with the policy');
+  late.report(host, { status: 503, latencyMs: 1 });
+  t.same(outliers.views(), [], 'a late report does not bring back a detector for a Service without a policy');
+});

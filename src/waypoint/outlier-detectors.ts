@@ -88,9 +88,15 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
     return this.entry(service.namespace, service.name, section).detector.available(endpoints, addressOf);
   }
 
-  /** AttemptReporter (attempt-targets.ts): one attempt's outcome at an endpoint of a Service with a policy. */
+  /**
+   * AttemptReporter (attempt-targets.ts): one attempt's outcome at an endpoint of a Service
+   * with a policy. Judged under the policy in force NOW, not the one the request was
+   * routed under: an attempt that outlived a policy edit must not rebuild the detector with
+   * the old section (dropping the new one's ejections), nor one that outlived the policy
+   * bring back a detector that prune() dropped.
+   */
   report(service: ServicePolicy, target: UpstreamTarget, outcome: AttemptOutcome): void {
-    const section = service.spec.outlierDetection;
+    const section = service.spec.outlierDetection && this.opts.policyOf(service.namespace, service.name)?.outlierDetection;
     if (!section) return;
     this.entry(service.namespace, service.name, section).detector.report(target.host, outcome);
   }
