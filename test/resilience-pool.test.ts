@@ -19,6 +19,7 @@ t.test('validation: limits as written, absent ones unlimited; bad values named',
     [{ maxConnections: '10' }, `${P}.maxConnections`, /got "10"/],
     [{ maxRequestsPerConnection: 2.5 }, `${P}.maxRequestsPerConnection`, /integer/],
     [{ http1MaxPendingRequests: 1 }, `${P}.http1MaxPendingRequests`, /is not a known field/],
+    [{ maxPendingRequests: 10, maxConnections: 5 }, `${P}.maxPendingRequests`, /applies only with maxConcurrentRequests .*; add maxConcurrentRequests, or remove maxPendingRequests/],
   ];
   for (const [input, field, problem] of bad) {
     try {

@@ -14,14 +14,14 @@
  * only the limits written are enforced. Runtime: pool.ts (the Service's slots and
  * queue) and the upstream clients (src/waypoint/upstream-http1.ts, upstream-h2.ts).
  */
-import { Obj, type UnknownKeys } from '../registry/checks';
+import { FieldError, Obj, join, type UnknownKeys } from '../registry/checks';
 import { intField } from './spec-fields';
 
 /** Every limit is optional: absent means none (the spec is stored as JSON, so no Infinity). */
 export interface ConnectionPoolSpec {
   /** ≥ 1. */
   maxConcurrentRequests?: number;
-  /** ≥ 0 (0: nothing waits, overflow is refused at once). */
+  /** ≥ 0 (0: nothing waits, overflow is refused at once); only with maxConcurrentRequests. */
   maxPendingRequests?: number;
   /** ≥ 1 per endpoint. */
   maxConnections?: number;
@@ -37,6 +37,11 @@ export function validateConnectionPool(v: unknown, path: string, unknown: Unknow
   const out: ConnectionPoolSpec = {};
   if (o.has('maxConcurrentRequests')) out.maxConcurrentRequests = intField(o, 'maxConcurrentRequests', 1, MAX, 0);
   if (o.has('maxPendingRequests')) out.maxPendingRequests = intField(o, 'maxPendingRequests', 0, MAX, 0);
+  // Requests wait only for a maxConcurrentRequests slot (pool.ts): alone, the queue bound
+  // would never be reached and its excess never refused. Say so, rather than look in force.
+  if (out.maxPendingRequests !== undefined && out.maxConcurrentRequests === undefined) {
+    throw new FieldError(join(path, 'maxPendingRequests'), 'applies only with maxConcurrentRequests (requests wait for one of its slots); add maxConcurrentRequests, or remove maxPendingRequests');
+  }
   if (o.has('maxConnections')) out.maxConnections = intField(o, 'maxConnections', 1, MAX, 0);
   const perConnection = intField(o, 'maxRequestsPerConnection', 0, MAX, 0);
   if (perConnection > 0) out.maxRequestsPerConnection = perConnection;
