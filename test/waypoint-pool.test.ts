@@ -148,3 +148,16 @@ t.test('maxRequestsPerConnection on HTTP/2: a session that carried that many str
   t.same(statuses, [200, 200, 200, 200, 200, 200]);
   t.equal(h.dialer.count(port), 3, 'six requests, two streams per session: three sessions dialed');
 });
+
+t.test('a request whose head cannot be written (a header value the route set) gives its connection back: none is orphaned under maxConnections', async (t) => {
+  const up = await httpUpstream(t, (req, res) => { req.resume(); req.on('end', () => res.end('ok')); });
+  up.server.keepAliveTimeout = 0; // the upstream never closes an idle connection itself
+  let n = 0;
+  const bad = { set: [{ name: 'x-bad', value: 'a\u0001b' }], add: [], remove: [] };
+  const h = await startWaypoint(t, () => plan(up.port, { pool: { maxConnections: 1 }, ...(n++ === 0 ? { requestHeaders: bad } : {}) }));
+  const first = await request(h.port);
+  t.equal(first.status, 503, 'the unwritable request fails');
+  const second = await Promise.race([request(h.port), new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000).unref())]);
+  t.equal(second?.status, 200, 'the next request gets the one connection (it does not wait for one that is held by nobody)');
+  t.equal(h.dialer.count(up.port), 1, 'the connection dialed for the first request served the second');
+});

@@ -69,7 +69,12 @@ export class UpstreamConnection {
   request(a: AttemptRequest, authority: string): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const head = requestHead(a, authority);
-      if (typeof head !== 'string') return reject(head);
+      if (typeof head !== 'string') {
+        // Nothing was written: the connection is as good as before and goes back to its
+        // pool (held by no one, it would count against maxConnections until the upstream closed it).
+        this.release(this);
+        return reject(head);
+      }
       this.uses++;
       const ex: Exchange = {
         method: a.method, resolve, reject, answered: false, requestDone: false, keepAlive: true, signal: a.signal,
