@@ -113,6 +113,15 @@ export interface RouteRetry {
   backoffMs: number;
 }
 
+/** Each policy section's durations in ms, parsed once (a validated spec is never changed: a new policy is a new object). */
+const TIMES = new WeakMap<RetrySpec, ReturnType<typeof retryTimes>>();
+
+function timesOf(policy: RetrySpec): ReturnType<typeof retryTimes> {
+  let t = TIMES.get(policy);
+  if (t === undefined) TIMES.set(policy, (t = retryTimes(policy)));
+  return t;
+}
+
 /**
  * The rules for one request from the route rule's retry and the Service's policy
  * section (either may be absent; both absent: no retries). `budget` is the destination
@@ -124,7 +133,7 @@ export function resolveRetry(route: RouteRetry | undefined, policy: RetrySpec | 
   { rules: RetryRules; perTryTimeoutMs?: number } | undefined {
   if (!route && !policy) return undefined;
   const limits = policy ?? DEFAULT_RETRY_LIMITS;
-  const times = policy ? retryTimes(policy) : undefined;
+  const times = policy ? timesOf(policy) : undefined;
   const rules: RetryRules = route
     ? { codes: [...route.codes], attempts: route.attempts, backoffMs: route.backoffMs }
     : { codes: policy!.retriableStatusCodes, attempts: policy!.attempts, backoffMs: times!.baseIntervalMs, backoffMaxMs: times!.maxIntervalMs };
