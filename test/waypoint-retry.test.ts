@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import type * as http from 'node:http';
 import { ManualClock } from './helpers/clock';
+import type { AttemptTargets } from '../src/waypoint/types';
 import { echoHandler, httpUpstream, plan, request, startWaypoint } from './helpers/waypoint';
 
 /** An upstream answering from a list of statuses, one per request (then 200), recording bodies. */
@@ -208,6 +209,23 @@ t.test('a kept-alive connection that turns out closed: an idempotent request is 
   const post = await request(h.port, { method: 'POST', body: 'once' });
   t.equal(post.status, 503, 'a POST is never resent without a retry policy');
   t.match(h.records[2], { responseFlag: 'UC' });
+});
+
+t.test('a kept-alive connection that turns out closed says nothing of the endpoint: its resend is reported, not the stale try', async (t) => {
+  const up = await dropsSecond(t);
+  const calls: string[] = [];
+  const targets: AttemptTargets = {
+    next: () => undefined,
+    started: (to) => calls.push(`started ${to.port}`),
+    cancelled: (to) => calls.push(`cancelled ${to.port}`),
+    report: (to, o) => calls.push(`report ${to.port} ${o.status ?? o.failure}`),
+  };
+  const h = await startWaypoint(t, () => plan(up.port, { targets }));
+  t.equal((await request(h.port)).status, 200);
+  calls.length = 0;
+  t.equal((await request(h.port)).status, 200, 'the GET went out again on a fresh connection');
+  t.same(calls, [`started ${up.port}`, `cancelled ${up.port}`, `started ${up.port}`, `report ${up.port} 200`],
+    'the stale connection\'s reset is ended without a report (outlier detection and the balancer\'s latency never see it)');
 });
 
 t.test('the client going away cancels the upstream attempt (DC)', async (t) => {

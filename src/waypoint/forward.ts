@@ -91,8 +91,16 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         attempt?.dispose();
       }
       const attemptExpired = attempt?.expired === true;
-      if (plan.targets && failure && req.downstreamGone.aborted) {
-        // The downstream leaving says nothing about the endpoint: not reported, only ended.
+      // A kept-alive connection the upstream had just closed: the request was never
+      // read, so an idempotent one is sent again once, outside the retry policy. Only
+      // without a policy: one retries connection errors itself, and a free try on top
+      // would exceed the attempts it promises (a backend that reads the request and
+      // then resets looks the same from here; HTTPRouteRetryConnectionError counts).
+      const stale = failure !== undefined && retry === undefined && failure.reusedConnection === true && !staleRetried
+        && IDEMPOTENT_METHODS.has(req.method) && replayable() && !attemptExpired && !overallSignal.aborted;
+      if (plan.targets && failure && (req.downstreamGone.aborted || stale)) {
+        // The downstream leaving, or a connection the upstream closed while idle, says
+        // nothing about the endpoint: not reported (no failure to eject it for), only ended.
         plan.targets.cancelled?.(target);
       } else if (plan.targets) {
         const latencyMs = clock.now() - sent;
@@ -107,12 +115,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         req.body?.detach();
         if (req.downstreamGone.aborted) return local(0, 'DC', 'downstream gone');
         if (overall?.expired) return local(504, 'UT', 'request timeout');
-        // A kept-alive connection the upstream had just closed: the request was never
-        // read, so an idempotent one is sent again once, outside the retry policy. Only
-        // without a policy: one retries connection errors itself, and a free try on top
-        // would exceed the attempts it promises (a backend that reads the request and
-        // then resets looks the same from here; HTTPRouteRetryConnectionError counts).
-        if (retry === undefined && failure!.reusedConnection && !staleRetried && IDEMPOTENT_METHODS.has(req.method) && replayable() && !attemptExpired) {
+        if (stale) {
           staleRetried = true;
           attempts--;
           continue;
