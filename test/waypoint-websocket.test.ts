@@ -6,6 +6,12 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { StreamSocket } from '../src/waypoint/stream-socket';
+import { realClock } from '../src/lib/clock';
+import { validateFaults } from '../src/resilience/fault-spec';
+import { validateRateLimit } from '../src/resilience/rate-limit-spec';
+import { validateLoadShedding } from '../src/resilience/shedding-spec';
+import type { TrafficPolicySpec } from '../src/resilience/spec';
+import { Admission } from '../src/waypoint/admission';
 import { connectStream, httpUpstream, plan, startWaypoint } from './helpers/waypoint';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -120,6 +126,55 @@ t.test('upgrades other than websocket are refused', async (t) => {
   });
   t.match(reply, /^HTTP\/1\.1 400 /);
   t.equal(h.router.seen.length, 0);
+});
+
+/** Admission whose policy for demo/echo is `spec`. */
+function admissionOf(spec: Omit<TrafficPolicySpec, 'targetRefs'>): Admission {
+  const full: TrafficPolicySpec = { targetRefs: [{ group: '', kind: 'Service', name: 'echo' }], ...spec };
+  return new Admission({ policies: { forService: (ns, name) => (ns === 'demo' && name === 'echo' ? full : undefined) }, clock: realClock });
+}
+
+t.test('a TrafficPolicy rate limit applies to upgrades: an Upgrade header is no way around it', async (t) => {
+  const up = await wsUpstream(t);
+  const h = await startWaypoint(t, () => plan(up.port), { admission: admissionOf({ rateLimit: validateRateLimit({ requestsPerSecond: 0.1, burst: 1 }, 'r', 'reject') }) });
+  const first = await open(h.port);
+  t.equal(first.status, 101);
+  first.socket!.destroy();
+  const second = await open(h.port);
+  t.equal(second.status, 429);
+  t.equal(second.headers['retry-after'], '10');
+  t.equal(up.seen.length, 1, 'the refused handshake never went upstream');
+  t.match(h.records.find((r) => r.status === 429), { responseFlag: 'RL' });
+});
+
+t.test('a fault abort applies to upgrades', async (t) => {
+  const up = await wsUpstream(t);
+  const h = await startWaypoint(t, () => plan(up.port), { admission: admissionOf({ faults: validateFaults({ abort: { httpStatus: 503, percentage: 100 } }, 'f', 'reject') }) });
+  const hs = await open(h.port);
+  t.equal(hs.status, 503);
+  t.equal(hs.body, 'fault filter abort\n');
+  t.equal(up.seen.length, 0);
+  t.match(h.records[0], { status: 503, responseFlag: 'FI' });
+});
+
+t.test('an upgrade holds a concurrency slot only until its handshake settles, on each path', async (t) => {
+  const up = await wsUpstream(t);
+  const admission = admissionOf({ loadShedding: validateLoadShedding({ minLimit: 1, maxLimit: 1 }, 's', 'reject') });
+  const h = await startWaypoint(t, (f) => (f.path === '/dead' ? plan(1) : plan(up.port)), { admission });
+  const inFlight = () => admission.views()[0]!.concurrency!.inFlight;
+  const a = await open(h.port);
+  t.equal(a.status, 101);
+  t.equal(inFlight(), 0, 'the 101 gave the slot back while the connection stays open');
+  const b = await open(h.port, '/forbidden');
+  t.equal(b.status, 403);
+  t.equal(inFlight(), 0, 'a declined upgrade gave it back');
+  const c = await open(h.port, '/dead');
+  t.equal(c.status, 503);
+  t.equal(inFlight(), 0, 'an unreachable upstream gave it back');
+  const d = await open(h.port);
+  t.equal(d.status, 101, 'the one slot is free for the next handshake');
+  a.socket!.destroy();
+  d.socket!.destroy();
 });
 
 t.test('WebSocket inside an HTTP/2 CONNECT stream (HBONE shape)', async (t) => {

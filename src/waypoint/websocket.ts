@@ -6,9 +6,15 @@
  * answers 101 the bytes are piped both ways until either side closes. An upstream that
  * refuses the upgrade (any other status) has its answer relayed, then the connection
  * closes. Upgrades other than `websocket` are refused with 400.
+ *
+ * A TrafficPolicy's admission (faults, rate limit, load shedding) applies to the
+ * handshake as to any request: an Upgrade header is no way around a limit. A
+ * concurrency slot is held only until the handshake settles (the 101, a refusal, a
+ * failure or the client leaving), not for the life of the connection.
  */
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { sampleLatency } from './admission';
 import { authorizeThenDecide, directFlag, report, requestFacts, type Downstream, type ExchangeDeps } from './exchange';
 import { addForwarded, applyHeaderEdits, asList, ensureTraceparent, first, stripHopByHop } from './headers';
 import { StreamSocket } from './stream-socket';
@@ -43,6 +49,34 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
     return finish(decision.status, directFlag(decision));
   }
   const plan = decision;
+  // Admission, as handleExchange asks it; `settle` gives back the concurrency slot once.
+  let settle: (status: number | undefined, local: boolean) => void = () => {};
+  let delayed = false;
+  const gate = deps.admission?.gate(ctx.destination.service);
+  if (gate) {
+    const gone = new AbortController();
+    socket.once('close', () => gone.abort());
+    const a = await deps.admission!.admit(gate, facts, false, gone.signal);
+    if (a.kind === 'gone') return finish(0, 'DC');
+    if (a.kind === 'refuse') {
+      writeHead(socket, a.status, { ...a.headers, 'content-type': 'text/plain', connection: 'close' }, a.body);
+      return finish(a.status, a.flag);
+    }
+    delayed = a.delayed;
+    const sentAt = deps.clock.now();
+    let held = true;
+    settle = (status, local) => {
+      if (!held) return;
+      held = false;
+      a.done(sampleLatency(status, local, deps.clock.now() - sentAt));
+    };
+    // Whatever else happens (an exception, a handshake that never settles), the client's close gives the slot back.
+    socket.once('close', () => settle(undefined, true));
+  }
+  const finishAdmitted = (status: number, flag: ResponseFlag, local: boolean) => {
+    settle(status, local);
+    finish(status, flag === '-' && delayed ? 'DI' : flag);
+  };
   record.backend = plan.backend;
   record.upstream = hostPort(plan.upstream);
   record.destinationIdentity = plan.upstream.identity;
@@ -60,13 +94,13 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
     deps.clock.clearTimeout(timer);
     writeHead(socket, timedOut ? 504 : 503, { connection: 'close' }, timedOut ? 'upstream request timeout\n' : 'no healthy upstream\n');
     deps.logger.debug({ err: (err as Error).message, upstream: record.upstream }, 'WebSocket upstream unreachable');
-    return finish(timedOut ? 504 : 503, timedOut ? 'UT' : 'UF');
+    return finishAdmitted(timedOut ? 504 : 503, timedOut ? 'UT' : 'UF', true);
   }
   const sock = upstreamSock;
   if (timedOut) {
     sock.destroy();
     writeHead(socket, 504, { connection: 'close' }, 'upstream request timeout\n');
-    return finish(504, 'UT');
+    return finishAdmitted(504, 'UT', true);
   }
   const ureq = http.request({
     createConnection: () => sock, method: down.method, path: plan.path ?? down.target,
@@ -75,6 +109,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   socket.once('close', () => { if (!ureq.destroyed && !ureq.socket?.destroyed) ureq.destroy(); });
   ureq.on('upgrade', (ures: http.IncomingMessage, usock: Duplex, uhead: Buffer) => {
     deps.clock.clearTimeout(timer);
+    settle(101, false);
     const out = applyHeaderEdits(stripHopByHop(ures.headers, { keepUpgrade: true }), plan.responseHeaders);
     writeHead(socket, 101, out, undefined);
     if (uhead.length) socket.write(uhead);
@@ -87,7 +122,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
       if (++closed === 1) {
         record.requestBytes = (sock.bytesWritten ?? 0);
         record.responseBytes = (sock.bytesRead ?? 0);
-        finish(101, '-');
+        finish(101, delayed ? 'DI' : '-');
       }
     };
     socket.pipe(usock);
@@ -104,7 +139,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
     writeHead(socket, ures.statusCode ?? 502, out, undefined);
     ures.pipe(socket);
     ures.once('end', () => sock.destroy());
-    finish(ures.statusCode ?? 502, '-');
+    finishAdmitted(ures.statusCode ?? 502, '-', false);
   });
   ureq.on('error', (err) => {
     deps.clock.clearTimeout(timer);
@@ -112,7 +147,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
     const status = timedOut ? 504 : 503;
     writeHead(socket, status, { connection: 'close' }, timedOut ? 'upstream request timeout\n' : 'upstream reset the connection\n');
     deps.logger.debug({ err: err.message, upstream: record.upstream }, 'WebSocket handshake failed upstream');
-    finish(status, timedOut ? 'UT' : 'UC');
+    finishAdmitted(status, timedOut ? 'UT' : 'UC', true);
   });
   ureq.end();
 }
