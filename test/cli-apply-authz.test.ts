@@ -46,6 +46,17 @@ t.test('bound by its own label or its namespace label: accepted; a Service that 
   t.equal(refusal(() => refuseUnboundPolicies([policyRecord({ namespace: 'demo', name: 'l4' })], own, new Set())), '', 'an L4 policy is not checked');
 });
 
+t.test('a Service bound to a waypoint for workload traffic only: refused (the ztunnel takes its traffic straight to the pods)', async (t) => {
+  const ns = { name: 'demo', labels: { 'weft.io/use-waypoint': 'waypoint' } };
+  const svc = serviceRecord({ namespace: 'demo', name: 'echo' }) as never;
+  const withFor = (f: string) => existing({ service: [svc], namespace: [ns], waypoint: [{ ...waypointRecord({ namespace: 'demo', name: 'waypoint' }), for: f }] as never[] });
+  t.match(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], withFor('workload'), new Set())),
+    /^AuthorizationPolicy demo\/p: targetRefs\[0\] names Service demo\/echo, which is bound to waypoint waypoint, which is for workload traffic, not services: its traffic goes straight to the pods and the policy would be enforced nowhere; /);
+  t.match(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], withFor('none'), new Set())), /which is for none traffic, not services/);
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], withFor('all'), new Set())), '');
+  t.equal(refusal(() => refuseUnboundPolicies([bound('Service', 'echo')], withFor('service'), new Set())), '');
+});
+
 t.test('a waypoint Gateway: it must exist, in the registry or in the same apply', async (t) => {
   const none = existing({});
   t.match(refusal(() => refuseUnboundPolicies([bound('Gateway', 'waypoint')], none, new Set())), /names waypoint demo\/waypoint, which does not exist/);

@@ -7,9 +7,50 @@
  * waypoint the policy is in force.) The records are the registry's, as read for the
  * apply, plus the Gateways in the same batch.
  */
-import { serviceWaypointBinding } from '../registry/state';
-import type { AuthorizationPolicyRecord, Kind, Labels } from '../registry/types';
+import type { WaypointFor } from '../gateway/types';
+import { serviceWaypointBinding, type MeshState } from '../registry/state';
+import type { AuthorizationPolicyRecord, Kind, Labels, ServiceRecord } from '../registry/types';
+import { servesServices } from '../ztunnel/waypoint-route';
 import { manifestError } from './manifest';
+
+/**
+ * Why no waypoint takes `service`'s traffic, so that a policy bound to it is enforced
+ * nowhere: it is bound to no waypoint (or `none`), or to one that serves workloads
+ * only (`for`). Undefined when a waypoint takes it, or when the waypoint it names does
+ * not exist (the ztunnels refuse its traffic then: nothing gets past unchecked).
+ */
+export function serviceWithoutWaypoint(
+  service: Pick<ServiceRecord, 'waypoint'>, namespaceLabels: Labels | undefined, waypointFor: (name: string) => WaypointFor | undefined,
+): string | undefined {
+  const name = serviceWaypointBinding(service, namespaceLabels);
+  if (name === undefined) return 'has no waypoint';
+  const f = waypointFor(name);
+  return f === undefined || servesServices({ for: f }) ? undefined : `is bound to waypoint ${name}, which is for ${f} traffic, not services`;
+}
+
+/** The one text `weft policies` and `weft explain` give for a policy no waypoint enforces for a Service (`why`: unenforcedTargets). */
+export function unenforcedText(p: Pick<AuthorizationPolicyRecord, 'namespace' | 'name'>, why: string): string {
+  return `AuthorizationPolicy ${p.namespace}/${p.name} is enforced by nobody for ${why}: its traffic goes straight to the pods, which the policy does not guard. `
+    + `Bind the Service to a waypoint (weft namespace use-waypoint ${p.namespace} <waypoint>), or delete the policy`;
+}
+
+/**
+ * The targets of a waypoint-bound policy that no waypoint enforces it for, as the
+ * registry stands now (`weft policies`, `weft explain`): a Service that once had a
+ * waypoint and lost it leaves its policies in force nowhere, as in Istio (whose status
+ * says so); Weft says so too. `Service/echo has no waypoint`.
+ */
+export function unenforcedTargets(state: Pick<MeshState, 'get' | 'waypoint'>, p: AuthorizationPolicyRecord): string[] {
+  const out: string[] = [];
+  for (const ref of p.targetRefs ?? []) {
+    if (ref.kind !== 'Service') continue;
+    const service = state.get('service', `${p.namespace}/${ref.name}`);
+    if (!service) continue;
+    const why = serviceWithoutWaypoint(service, state.get('namespace', p.namespace)?.labels, (n) => state.waypoint(p.namespace, n)?.for);
+    if (why) out.push(`Service ${p.namespace}/${ref.name} ${why}`);
+  }
+  return out;
+}
 
 type Existing = Map<Kind, Map<string, Record<string, unknown>>>;
 
@@ -29,8 +70,10 @@ export function refuseUnboundPolicies(policies: readonly AuthorizationPolicyReco
       const service = existing.get('service')?.get(key) as { waypoint?: string } | undefined;
       if (!service) continue;
       const nsLabels = (existing.get('namespace')?.get(p.namespace) as { labels?: Labels } | undefined)?.labels;
-      if (serviceWaypointBinding(service, nsLabels) === undefined) {
-        problems.push(`${at} names Service ${key}, which has no waypoint: its traffic goes straight to the pods and the policy would be enforced nowhere; `
+      const waypointFor = (n: string) => (existing.get('waypoint')?.get(`${p.namespace}/${n}`) as { for?: WaypointFor } | undefined)?.for;
+      const why = serviceWithoutWaypoint(service, nsLabels, waypointFor);
+      if (why) {
+        problems.push(`${at} names Service ${key}, which ${why}: its traffic goes straight to the pods and the policy would be enforced nowhere; `
           + `add a waypoint and bind the Service to it (weft waypoint add ${p.namespace}/<name> --node <node>; weft namespace use-waypoint ${p.namespace} <name>), then apply again`);
       }
     }

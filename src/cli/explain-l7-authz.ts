@@ -8,6 +8,9 @@ import { evaluatePolicy, matchFacts } from '../authz/match';
 import { authorizeRequest, RBAC_DENIED, type L7AuthzRequest } from '../waypoint/authorize';
 import { WaypointAuthorizer } from '../waypoint/authorizer';
 import { silentLogger } from '../lib/log';
+import type { MeshState } from '../registry/state';
+import type { ServiceRecord } from '../registry/types';
+import { serviceWithoutWaypoint, unenforcedText } from './apply-authz';
 import type { WaypointL7Context } from './explain-waypoint';
 import type { RequestSpec } from './explain-l7';
 
@@ -48,4 +51,16 @@ export function explainL7Authorization(ctx: WaypointL7Context, req: RequestSpec)
   if (d.audited.length) lines.push(`Audited by ${d.audited.join(', ')} (logged, decides nothing)`);
   if (!d.allowed) lines.push(`Answer: 403 ${RBAC_DENIED}${d.policy ? '' : ' (no ALLOW policy matched)'}`);
   return { detail, lines };
+}
+
+/**
+ * For a Service no waypoint serves: the policies bound to it with targetRefs, which
+ * nobody enforces then (weft policies warns the same); undefined when there are none.
+ */
+export function unenforcedL7Authorization(state: MeshState, service: ServiceRecord): string | undefined {
+  const ns = service.namespace;
+  const bound = state.waypointPolicies(ns).filter((p) => p.targetRefs!.some((r) => r.kind === 'Service' && r.name === service.name));
+  if (bound.length === 0) return undefined;
+  const why = serviceWithoutWaypoint(service, state.get('namespace', ns)?.labels, (n) => state.waypoint(ns, n)?.for);
+  return why === undefined ? undefined : bound.map((p) => unenforcedText(p, `Service ${ns}/${service.name} ${why}`)).join('; ');
 }

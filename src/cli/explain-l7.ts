@@ -20,7 +20,7 @@ import { explain, type Explanation } from './explain-model';
 import type { ServiceRecord } from '../registry/types';
 import { meshBackends, routesOf } from '../waypoint/router';
 import { RBAC_DENIED } from '../waypoint/authorize';
-import { explainL7Authorization, type L7AuthorizationExplanation } from './explain-l7-authz';
+import { explainL7Authorization, unenforcedL7Authorization, type L7AuthorizationExplanation } from './explain-l7-authz';
 import type { WaypointL7Context, WaypointL7Explainer, WaypointL7Explanation } from './explain-waypoint';
 
 /** The request the operator describes (`--method`, URL or `--path`, `-H`). */
@@ -325,7 +325,8 @@ export function l7Explainer(req: RequestSpec): WaypointL7Explainer {
 
 /**
  * For a Service no waypoint serves: routes are not applied; a warning when some are
- * attached anyway (they have no effect without a waypoint).
+ * attached anyway (they have no effect without a waypoint), or when AuthorizationPolicies
+ * are bound to it (enforced by nobody).
  */
 export function unboundL7(state: MeshState, service: ServiceRecord, port: number): L7Explanation {
   const target = serviceTarget(service, port);
@@ -335,6 +336,8 @@ export function unboundL7(state: MeshState, service: ServiceRecord, port: number
     out.warning = `route${names.length > 1 ? 's' : ''} ${names.join(', ')} attach${names.length > 1 ? '' : 'es'} to ${service.namespace}/${service.name} but ha${names.length > 1 ? 've' : 's'} no effect without a waypoint: `
       + `bind one with weft namespace use-waypoint ${service.namespace} <waypoint>`;
   }
+  const policies = unenforcedL7Authorization(state, service);
+  if (policies) out.warning = out.warning ? `${out.warning}; ${policies}` : policies;
   return out;
 }
 

@@ -4,6 +4,7 @@
  * PERMISSIVE mTLS), side by side, since together they decide who may connect.
  */
 import { heldText } from '../../registry/policy-fallback';
+import { unenforcedTargets, unenforcedText } from '../apply-authz';
 import type { MeshState } from '../../registry/state';
 import {
   ROOT_NAMESPACE, type AuthorizationPolicyRecord, type PeerAuthenticationRecord, type PolicyInvalidState,
@@ -32,11 +33,13 @@ export interface PolicyItem {
   status: 'Valid' | PolicyInvalidState;
   /** Why the policy is invalid, when it is. */
   invalid?: string;
+  /** A WAYPOINT policy's Service targets that no waypoint serves: there it is enforced by nobody (apply-authz.ts). */
+  unenforced?: string[];
   /** The record as stored, for -o json/yaml. */
   spec: AuthorizationPolicyRecord | PeerAuthenticationRecord;
 }
 
-function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
+function authzItem(p: AuthorizationPolicyRecord, state: MeshState): PolicyItem {
   const status = p.invalid?.state ?? 'Valid';
   const item: PolicyItem = { kind: 'AuthorizationPolicy', namespace: p.namespace, name: p.name, action: p.action, scope: p.scope, rules: p.rules.length, status, spec: p };
   if (p.selector) item.selector = { ...p.selector };
@@ -44,6 +47,8 @@ function authzItem(p: AuthorizationPolicyRecord): PolicyItem {
   if (p.targetRefs) {
     item.scope = 'WAYPOINT';
     item.targets = p.targetRefs.map((r) => `${r.kind}/${r.name}`);
+    const unenforced = unenforcedTargets(state, p);
+    if (unenforced.length > 0) item.unenforced = unenforced;
   }
   if (p.invalid) item.invalid = p.invalid.reason;
   return item;
@@ -59,7 +64,7 @@ function peerAuthItem(p: PeerAuthenticationRecord): PolicyItem {
 }
 
 export function listPolicies(state: MeshState, f: { namespace?: string } = {}): PolicyItem[] {
-  return [...state.list('policy').map(authzItem), ...state.list('peerauth').map(peerAuthItem)]
+  return [...state.list('policy').map((p) => authzItem(p, state)), ...state.list('peerauth').map(peerAuthItem)]
     .filter((p) => !f.namespace || p.namespace === f.namespace)
     .sort(byKey((p) => `${p.namespace}\u0000${p.kind}\u0000${p.name}`));
 }
@@ -78,8 +83,10 @@ export function policiesTable(items: readonly PolicyItem[]): Table {
 
 export function policiesFrame(state: MeshState, f: { namespace?: string }): Frame {
   const items = listPolicies(state, f);
-  const warnings = items.flatMap((p) => p.status === 'Valid' ? []
-    : [`${p.namespace}/${p.name} is invalid (${p.invalid}); ${heldText(p.status, p.action)}`]);
+  const warnings = items.flatMap((p) => [
+    ...(p.status === 'Valid' ? [] : [`${p.namespace}/${p.name} is invalid (${p.invalid}); ${heldText(p.status, p.action)}`]),
+    ...(p.unenforced ?? []).map((why) => unenforcedText(p, why)),
+  ]);
   return { table: policiesTable(items), data: { revision: state.revision, items }, warnings, empty: `No policies found${scopeText(f)}.` };
 }
 
