@@ -2,7 +2,10 @@
 // (the readiness check while choosing the backend and the endpoint pick share the list).
 import t from 'tap';
 import { MeshState } from '../src/registry/state';
-import { ambientNamespace, httpRouteRecord, serviceRecord, workloadRecord } from '../src/registry/fixtures';
+import { ambientNamespace, httpRouteRecord, serviceRecord, trafficPolicyRecord, workloadRecord } from '../src/registry/fixtures';
+import { validateConnectionPool } from '../src/resilience/pool-spec';
+import { ServiceBulkheads } from '../src/waypoint/bulkheads';
+import { TrafficPolicies } from '../src/waypoint/traffic-policies';
 import { recordKey, type Change, type Kind, type RecordsByKind, type ServiceRecord } from '../src/registry/types';
 import { MeshRouter } from '../src/waypoint/router';
 import type { RequestFacts } from '../src/waypoint/types';
@@ -63,4 +66,34 @@ t.test('a request to a Service without routes lists its endpoints once', async (
   const d = router.route(request('echo'));
   t.equal(d.kind === 'forward' && d.upstream.host, '10.1.2.3');
   t.same(Object.fromEntries(listed), { 'demo/echo': 1 });
+});
+
+t.test('a Service\'s connectionPool reaches its plans (one bulkhead across requests and edits of other sections); none without a policy; dropped with the policy', async (t) => {
+  const { state } = countingState();
+  const pool = validateConnectionPool({ maxConcurrentRequests: 2, maxPendingRequests: 1, maxConnections: 3 }, 'spec.connectionPool', 'reject');
+  state.applyChanges([put('trafficpolicy', trafficPolicyRecord({ namespace: 'demo', name: 'p' }, ['echo'], { connectionPool: pool }))], 2);
+  const policies = new TrafficPolicies(state);
+  const bulkheads = new ServiceBulkheads((ns, n) => policies.forService(ns, n));
+  policies.on('change', () => bulkheads.prune());
+  const router = new MeshRouter({ state, policies, bulkheads });
+  t.teardown(() => { router.close(); policies.close(); });
+  const plan = (service: string) => {
+    const d = router.route(request(service));
+    if (d.kind !== 'forward') throw new Error(`not forwarded: ${JSON.stringify(d)}`);
+    return d;
+  };
+  const first = plan('echo');
+  t.ok(first.bulkhead, 'request slots on the plan');
+  t.same(first.pool, { maxConnections: 3, maxRequestsPerConnection: undefined }, 'per-connection limits on the plan');
+  t.equal(plan('echo').bulkhead, first.bulkhead, 'the same bulkhead for the next request');
+  const other = plan('shadow');
+  t.equal(other.bulkhead, undefined, 'no policy: no slots');
+  t.equal(other.pool, undefined, 'no policy: no connection limits');
+  state.applyChanges([put('trafficpolicy', trafficPolicyRecord({ namespace: 'demo', name: 'p' }, ['echo'], { connectionPool: { ...pool }, loadBalancer: { type: 'RoundRobin' } }))], 3);
+  t.equal(plan('echo').bulkhead, first.bulkhead, 'another section edited: the bulkhead (and the slots it holds) stays');
+  state.applyChanges([{ op: 'delete', kind: 'trafficpolicy', key: 'demo/p' }], 4);
+  t.same(bulkheads.views(), [], 'dropped with the policy');
+  const after = plan('echo');
+  t.equal(after.bulkhead, undefined, 'the policy gone: no slots');
+  t.equal(after.pool, undefined);
 });

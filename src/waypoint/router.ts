@@ -29,7 +29,8 @@ import { ServiceBalancers, type BalancerView } from './service-balancers';
 import type { ServiceBulkheads } from './bulkheads';
 import { resolveRetry, type RouteRetry } from '../resilience/retry';
 import { RetryBudgets, type RetryBudgetView } from '../resilience/retry-budgets';
-import { DEFAULT_RETRY_LIMITS } from '../resilience/retry-spec';
+import { DEFAULT_RETRY_LIMITS, type RetrySpec } from '../resilience/retry-spec';
+import type { TrafficPolicySpec } from '../resilience/spec';
 import { TrafficPolicies } from './traffic-policies';
 import type {
   DirectResponse, ForwardPlan, MirrorTarget, RequestFacts, RequestRouter, RouteDecision, UpstreamTarget,
@@ -140,7 +141,7 @@ export class MeshRouter implements RequestRouter {
   private plan(outcome: RouteOutcome, service: ServiceRecord, port: number, req: RequestFacts): RouteDecision {
     switch (outcome.kind) {
       case 'passthrough':
-        return this.toService(service, port, this.retryOf(service, undefined, {}), req);
+        return this.toService(service, port, {}, req, undefined);
       case 'no-route':
         return respond(404, `no rule of the routes attached to ${service.namespace}/${service.name}:${port} matches this request; weft explain <source> <url> says which condition each rule missed`, { responseFlag: 'NR' });
       case 'redirect':
@@ -161,15 +162,14 @@ export class MeshRouter implements RequestRouter {
         if (!isEmpty(outcome.responseHeaderEdits)) extra.responseHeaders = outcome.responseHeaderEdits;
         if (p.backendRequestTimeoutMs !== undefined) extra.attemptTimeoutMs = p.backendRequestTimeoutMs;
         if (p.requestTimeoutMs !== undefined) extra.timeoutMs = p.requestTimeoutMs;
-        this.retryOf(outcome.backend, p.retry, extra);
         // The main endpoint before the mirrors': it reuses the list the readiness check made.
-        const decision = this.toService(backend, outcome.backend.port, extra, req);
+        const decision = this.toService(backend, outcome.backend.port, extra, req, p.retry);
         if (decision.kind !== 'forward') return decision;
         const mirrors: MirrorTarget[] = [];
         for (const m of outcome.mirrors) {
           if (!m.backend) continue;
           const svc = this.state.get('service', `${m.backend.namespace}/${m.backend.name}`);
-          const up = svc && this.endpointOf(svc, m.backend.port);
+          const up = svc && this.endpointOf(svc, m.backend.port, this.policies.forService(svc.namespace, svc.name));
           if (up && up.kind === 'ok') mirrors.push({ upstream: up.upstream, backend: `${m.backend.namespace}/${m.backend.name}:${m.backend.port}` });
         }
         if (mirrors.length > 0) decision.mirrors = mirrors;
@@ -184,36 +184,40 @@ export class MeshRouter implements RequestRouter {
    * the rule wins for codes, attempts and backoff; the policy adds classes, methods and
    * the per-try timeout; the budget and the cross-hop cap hold for both). The policy is
    * the one of the Service the request is forwarded to (the backend), whose budget the
-   * retries spend. A Service with neither costs one Map lookup.
+   * retries spend (`spec`: its policy's retry section).
    */
-  private retryOf(svc: { namespace: string; name: string }, route: RouteRetry | undefined, extra: Partial<ForwardPlan>): Partial<ForwardPlan> {
-    const spec = this.policies.forService(svc.namespace, svc.name)?.retry;
-    if (!route && !spec) return extra;
+  private retryOf(svc: ServiceRecord, spec: RetrySpec | undefined, route: RouteRetry | undefined, extra: Partial<ForwardPlan>): void {
+    if (!route && !spec) return;
     const budgetSpec = (spec ?? DEFAULT_RETRY_LIMITS).budget;
     const budget = budgetSpec.enabled ? this.budgets.forService(svc.namespace, svc.name, budgetSpec) : undefined;
     const r = resolveRetry(route, spec, budget);
-    if (!r) return extra;
+    if (!r) return;
     extra.retry = r.rules;
     // The rule's own timeouts.backendRequest is the more specific per-try limit.
     if (r.perTryTimeoutMs !== undefined && extra.attemptTimeoutMs === undefined) extra.attemptTimeoutMs = r.perTryTimeoutMs;
-    return extra;
   }
 
-  private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>, req: RequestFacts): RouteDecision {
-    const up = this.endpointOf(service, port, req);
+  /**
+   * The plan to one endpoint of `service`'s `port` under the Service's TrafficPolicy,
+   * looked up once here for the retries, the endpoint choice and the limits (a Service
+   * without one costs this lookup and the endpoint filter's).
+   */
+  private toService(service: ServiceRecord, port: number, extra: Partial<ForwardPlan>, req: RequestFacts, routeRetry: RouteRetry | undefined): RouteDecision {
+    const spec = this.policies.forService(service.namespace, service.name);
+    this.retryOf(service, spec?.retry, routeRetry, extra);
+    const up = this.endpointOf(service, port, spec, req);
     if (up.kind === 'error') return respond(up.status, up.reason, { responseFlag: up.status === 503 ? 'UH' : '-', ...(extra.route ? { route: extra.route } : {}) });
     const plan: ForwardPlan = { ...extra, kind: 'forward', upstream: up.upstream };
     if (up.targets) plan.targets = up.targets;
     if (up.setCookie) plan.responseHeaders = withSetCookie(plan.responseHeaders, up.setCookie);
-    this.limit(plan, service);
+    if (spec) this.limit(plan, service, spec);
     return plan;
   }
 
   /** The backend Service's connectionPool on the plan: its request slots and connection limits. */
-  private limit(plan: ForwardPlan, service: ServiceRecord): void {
+  private limit(plan: ForwardPlan, service: ServiceRecord, spec: TrafficPolicySpec): void {
     if (!this.bulkheads) return;
-    const spec = this.policies.forService(service.namespace, service.name);
-    const limits = spec && this.bulkheads.get(service.namespace, service.name, spec);
+    const limits = this.bulkheads.get(service.namespace, service.name, spec);
     if (limits?.bulkhead) plan.bulkhead = limits.bulkhead;
     if (limits?.pool) plan.pool = limits.pool;
   }
@@ -221,12 +225,11 @@ export class MeshRouter implements RequestRouter {
   /**
    * One endpoint of `service`'s `port`. A Service with a TrafficPolicy is balanced by its
    * policy (and, for a routed request, gets the per-attempt targets); one without keeps
-   * the plain round robin and costs one policy lookup more. Mirrors (no `req`) use the
+   * the plain round robin. `spec`: the Service's policy. Mirrors (no `req`) use the
    * policy's balancer without a hash key and without targets.
    */
-  private endpointOf(service: ServiceRecord, port: number, req?: RequestFacts):
+  private endpointOf(service: ServiceRecord, port: number, spec: TrafficPolicySpec | undefined, req?: RequestFacts):
     { kind: 'ok'; upstream: UpstreamTarget; targets?: BalancedTargets; setCookie?: string } | { kind: 'error'; status: 500 | 503; reason: string } {
-    const spec = this.policies.forService(service.namespace, service.name);
     if (spec === undefined) {
       const pick = pickFromEndpoints(service, port, () => this.backends.healthy(service), this.lb);
       if (!pick.ok) return { kind: 'error', status: pick.flag === 'NO_HEALTHY_UPSTREAM' ? 503 : 500, reason: pick.reason };
