@@ -97,7 +97,9 @@ t.test('weft controller process: syncs, SIGTERM releases the lease and exits 0',
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   const store = RegistryStore.connect(redis.url);
   t.teardown(() => store.close());
-  await waitFor('namespace written', async () => (await store.get('namespace', 'demo')) !== undefined).catch((err: Error) => {
+  // The child compiles the CLI's TypeScript as it loads it: on a loaded 2-core CI machine
+  // that alone took more than the default 15 s once.
+  await waitFor('namespace written', async () => (await store.get('namespace', 'demo')) !== undefined, { timeoutMs: 90_000 }).catch((err: Error) => {
     throw new Error(`${err.message}; output: ${stderr}`);
   });
   t.equal(api.get('leases', 'weft-system', 'weft-controller')?.spec.holderIdentity, 'proc-1');

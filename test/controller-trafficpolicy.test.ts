@@ -6,6 +6,7 @@
  * a cluster without the CRD still mirrors everything else.
  */
 import t from 'tap';
+import { validateRetry } from '../src/resilience/retry-spec';
 import { RegistryStore } from '../src/registry/store';
 import { namespaceObj, serviceObj } from './helpers/apiserver';
 import { startRedis, type TestRedis } from './helpers/redis';
@@ -44,7 +45,7 @@ t.test('mirrored with status per target; a missing Service, a conflict, an inval
 
   await waitFor('both mirrored', async () => (await records(store)).length === 2);
   const first = (await records(store)).find((r) => r.name === 'a-first')!;
-  t.same(first.spec, { targetRefs: [{ group: '', kind: 'Service', name: 'echo' }, { group: '', kind: 'Service', name: 'later' }], retry: {} },
+  t.same(first.spec, { targetRefs: [{ group: '', kind: 'Service', name: 'echo' }, { group: '', kind: 'Service', name: 'later' }], retry: validateRetry({}, 'spec.retry', 'reject') },
     'the validated spec; a section this controller does not know is dropped, not a reason to discard the policy');
   t.equal(first.creationTimestamp, new Date(api.get('trafficpolicies', 'demo', 'a-first')!.metadata.creationTimestamp).toISOString());
 
