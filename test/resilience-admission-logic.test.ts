@@ -95,6 +95,22 @@ t.test('rate limit per source identity and per header: separate buckets, bounded
   t.notOk(byHeader.take(a, { 'x-tenant': `${long}2` }).ok, 'a key is at most MAX_KEY_LENGTH characters');
 });
 
+t.test('rate limit at maxKeys fails closed: new keys never refill a drained one; they share one overflow bucket until a kept bucket is full again', async (t) => {
+  const clock = new ManualClock();
+  const rl = new ServiceRateLimit(validateRateLimit({ requestsPerSecond: 1, burst: 1, key: 'Header', header: 'x-tenant', maxKeys: 2 }, 'r', 'reject'), clock);
+  const as = (v: string) => rl.take(undefined, { 'x-tenant': v }).ok;
+  t.same([as('noisy'), as('noisy')], [true, false], 'noisy is limited');
+  t.ok(as('k1'), 'a second key has its own bucket (now at maxKeys)');
+  for (let i = 0; i < 50; i++) as(`flood${i}`);
+  t.notOk(as('noisy'), 'a flood of new keys did not evict (and so refill) noisy');
+  t.equal(rl.buckets, 2, 'still bounded');
+  t.same(rl.take(undefined, { 'x-tenant': 'new' }), { ok: false, retryAfterSeconds: 1 }, 'a new key shares the drained overflow bucket, with its retry-after');
+  clock.advance(1000);
+  t.ok(as('k2'), 'a kept bucket full again (k1, the least recently used) makes room for a new key');
+  t.ok(as('k1'), 'k1, forgotten once full, comes back full: nothing was lost');
+  t.equal(rl.buckets, 2);
+});
+
 t.test('percentile: nearest rank', async (t) => {
   t.equal(percentile([5, 1, 3, 2, 4], 50), 3);
   t.equal(percentile([5, 1, 3, 2, 4], 100), 5);

@@ -50,6 +50,12 @@ export class TokenBucket {
     return true;
   }
 
+  /** Whether the bucket is full: then it is no different from a new one. */
+  full(): boolean {
+    this.refill();
+    return this.tokens >= this.limit.burst;
+  }
+
   /** Whole seconds until a token is there, at least 1 (Retry-After has second granularity). */
   retryAfterSeconds(): number {
     this.refill();
@@ -71,6 +77,8 @@ export class TokenBucket {
  */
 export class KeyedBuckets {
   private readonly buckets: BoundedMap<string, TokenBucket>;
+  /** Shared by new keys while every kept bucket is in use (bucketOrOverflow). */
+  private overflowBucket: TokenBucket | undefined;
 
   constructor(readonly limit: RateLimit, private readonly clock: Clock = realClock, maxKeys = 10_000) {
     checkLimit(limit);
@@ -85,6 +93,25 @@ export class KeyedBuckets {
       this.buckets.set(key, b);
     }
     return b;
+  }
+
+  /**
+   * The bucket of `key` without forgetting any state at the bound (fail closed): when
+   * `maxKeys` are kept, a new key takes the least recently used one's place only if
+   * that bucket is full again (forgetting it loses nothing); otherwise every new key
+   * shares one overflow bucket until one is. bucket() instead forgets the least
+   * recently used key whatever its state, so a flood of new keys would refill a
+   * drained one's bucket: right where an outer limit stands behind (RateLimiter's
+   * overall bucket), not where these buckets are the only limit.
+   */
+  bucketOrOverflow(key: string): TokenBucket {
+    const b = this.buckets.get(key);
+    if (b) return b;
+    if (this.buckets.size >= this.buckets.max) {
+      const oldest = this.buckets.entries().next().value;
+      if (oldest && !oldest[1].full()) return (this.overflowBucket ??= new TokenBucket(this.limit, this.clock));
+    }
+    return this.bucket(key);
   }
 
   /** Takes one token of `key`: true if allowed. */

@@ -8,7 +8,7 @@
  *     burst: 20                # requests allowed at once after a quiet spell (default: one second's worth)
  *     key: Service             # Service (one bucket) | SourceIdentity | Header (one bucket per value)
  *     header: x-tenant         # with key: Header
- *     maxKeys: 10000           # buckets kept per Service (least recently used forgotten beyond)
+ *     maxKeys: 10000           # buckets kept per Service; at the bound new keys share one overflow bucket (fail closed)
  *
  * Each waypoint replica limits on its own (local, not global): N replicas admit up to N
  * times the rate.

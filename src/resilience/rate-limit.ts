@@ -32,7 +32,9 @@ export class ServiceRateLimit {
 
   /** Takes a token for one request from `sourceIdentity` with `headers`; a refusal takes nothing. */
   take(sourceIdentity: string | undefined, headers: Headers): RateLimitDecision {
-    const bucket = this.single ?? this.keyed!.bucket(this.keyOf(sourceIdentity, headers));
+    // At maxKeys, new keys share one overflow bucket rather than evict a drained one (KeyedBuckets.bucketOrOverflow):
+    // fail closed, so a flood of new keys (a header's values are the caller's to pick) cannot refill a limited key.
+    const bucket = this.single ?? this.keyed!.bucketOrOverflow(this.keyOf(sourceIdentity, headers));
     return bucket.tryTake() ? OK : { ok: false, retryAfterSeconds: bucket.retryAfterSeconds() };
   }
 
