@@ -130,6 +130,16 @@ t.test('an invalid selector-scoped policy is held fail-closed in its own scope, 
   const badSelector = desired({ action: 'DENY', selector: { matchLabels: { app: 'web' }, matchExpressions: [] }, rules: [] });
   t.match(badSelector, { action: 'DENY', scope: 'WORKLOAD_SELECTOR', selector: { app: 'web' }, invalid: { state: 'FailClosed' } },
     'a selector with an unsupported part: its matchLabels (a superset of the workloads meant) still scope the DENY');
+  const audit = (spec: Record<string, unknown>) => computeDesired({
+    nodes: [], namespaces: [namespaceObj('demo')] as never, pods: [], services: [], endpointSlices: [],
+    policies: [authzPolicyObj('demo', 'audit-web', spec)] as never,
+  }, { clusterDomain: 'cluster.local' });
+  const auditBadRules = audit({ action: 'AUDIT', targetRefs: [{ kind: 'Service', name: 'web' }], rules: 'all' });
+  t.match(auditBadRules.records.get('policy\0demo/audit-web')!.record, { action: 'AUDIT', rules: [], targetRefs: [{ kind: 'Service', name: 'web' }], invalid: { state: 'FailClosed' } },
+    'an invalid AUDIT: an AUDIT matching nothing on its targets, never a DENY');
+  const auditBadRef = audit({ action: 'AUDIT', targetRefs: [{ kind: 'Deployment', name: 'web' }], rules: [] });
+  t.equal(auditBadRef.records.get('policy\0demo/audit-web'), undefined, 'an AUDIT whose targets cannot be read: nothing stands in (not a namespace-wide DENY)');
+  t.match(auditBadRef.policies.get('demo/audit-web')?.enforced, /^AUDIT decides nothing, so nothing is enforced in its place until it is fixed$/);
   const explicit = desired({ action: 'ALLOW', scope: 'NAMESPACE', rules: [], extra: 1 });
   t.match(explicit, { action: 'ALLOW', scope: 'NAMESPACE', rules: [] }, 'an explicit scope is kept');
   const unreadable = desired({ action: 'DENY', selector: 'app=web', rules: [] });

@@ -4,11 +4,12 @@
 // ALLOW policy did not admit.
 import t from 'tap';
 import { createLogger } from '../src/lib/log';
-import { failClosedPolicy, keepLastGood } from '../src/registry/policy-fallback';
+import { failClosedPolicy, heldText, keepLastGood } from '../src/registry/policy-fallback';
 import { emptySnapshot, logInvalid, parseChanges, parseHashes, type OnInvalid } from '../src/registry/layout';
 import { MeshState } from '../src/registry/state';
 import { KINDS, type AuthorizationPolicyRecord } from '../src/registry/types';
 import { validateRecord } from '../src/registry/validate';
+import { authorizeRequest } from '../src/waypoint/authorize';
 import { authorize, type AuthzRequest } from '../src/ztunnel/authorization';
 import { ambientNamespace, workloadRecord } from '../src/ztunnel/testing/records';
 import { LogLines } from './helpers/log-lines';
@@ -122,4 +123,21 @@ t.test('a waypoint-bound policy (targetRefs) stays bound in its stand-in: never 
   state.replaceAll({ namespace: [ambientNamespace('demo')], workload: [workloadRecord({ namespace: 'demo', name: 'echo-1', node: 'node-1', ip: '10.1.0.5', labels: { app: 'echo' } })], policy: [p] }, 1);
   t.same(state.policiesFor(state.workloads()[0]!), [], 'the ztunnel does not see it');
   t.same(state.waypointPolicies('demo').map((x) => x.name), ['l7'], 'the waypoint does');
+});
+
+t.test('an invalid AUDIT policy: held as an AUDIT matching nothing on its targets, never a DENY (AUDIT decides nothing)', async (t) => {
+  const refs = [{ kind: 'Service', name: 'echo' }];
+  const held = failClosedPolicy('demo/audit-all', { action: 'AUDIT', scope: 'NAMESPACE', targetRefs: refs, rules: 'not a list' }, 'bad rules');
+  t.same(held && { action: held.action, rules: held.rules, targetRefs: held.targetRefs, state: held.invalid?.state }, { action: 'AUDIT', rules: [], targetRefs: refs, state: 'FailClosed' });
+  const r = { source: { identity: INTRUDER, ip: '10.0.2.9' }, destination: { ip: '10.0.1.5', port: 80 }, request: { method: 'GET', host: 'echo.demo', path: '/', headers: {} } };
+  t.same(authorizeRequest(r, [held!]), { allowed: true, audited: [], reason: 'no ALLOW policy applies and no DENY policy matches GET echo.demo/ from spiffe://cluster.local/ns/demo/sa/intruder (10.0.2.9); allowed by default' },
+    'the waypoint lets the request on, as without the policy');
+  // Targets that cannot be read (a kind typo): nothing stands in; before, a namespace-wide DENY of every connection.
+  t.equal(failClosedPolicy('demo/audit-all', { action: 'AUDIT', scope: 'NAMESPACE', targetRefs: [{ kind: 'Deployment', name: 'echo' }] }, 'bad kind'), undefined);
+  t.equal(failClosedPolicy('demo/audit-all', { action: 'AUDIT' }, 'no scope'), undefined);
+  t.match(heldText('FailClosed', 'AUDIT'), /held as an AUDIT that matches nothing \(AUDIT decides nothing/);
+  t.match(heldText(undefined, 'AUDIT'), /^AUDIT decides nothing, so nothing is enforced in its place until it is fixed$/);
+  t.equal(heldText('LastGood', 'AUDIT'), 'the last valid version stays in force until it is fixed');
+  // A DENY with unreadable targets still closes its namespace at the ztunnels.
+  t.same(failClosedPolicy('demo/d', { action: 'DENY', scope: 'NAMESPACE', targetRefs: [{ kind: 'Deployment', name: 'echo' }] }, 'bad kind')?.rules, [{ clauses: [] }]);
 });

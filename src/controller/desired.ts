@@ -177,7 +177,8 @@ export function computeDesired(view: ApiView, opts: DesiredOptions): DesiredStat
           ? keepLastGood(withoutMarker(prev), result.message)
           : failClosedPolicy(key, result.candidate, result.message);
         const held = record?.invalid?.state;
-        const enforced = heldText(held, record?.action);
+        // No record for an AUDIT policy whose targets cannot be read: its action still says why.
+        const enforced = heldText(held, record?.action ?? (typeof result.candidate.action === 'string' ? result.candidate.action : undefined));
         policies.set(id, { obj: p, group, result, held, enforced });
         warnings.push(`AuthorizationPolicy ${id} is invalid: ${result.message}; ${enforced}`);
       }

@@ -13,7 +13,11 @@
  *             understand: the rule is dropped, never widened);
  *     DENY, or an action that cannot be read → a DENY that matches everything in its
  *             scope (Istio likewise widens a DENY it cannot fully evaluate, so it
- *             still denies at least what was meant).
+ *             still denies at least what was meant);
+ *     AUDIT → an AUDIT that matches nothing, bound to its targets: AUDIT decides
+ *             nothing, so there is nothing to hold closed (a DENY stand-in would turn
+ *             a typo in a logging policy into an outage); when its targets cannot be
+ *             read, nothing at all.
  *   Its scope is the policy's own when the scope and selector are readable; when they
  *   are not, the widest the policy could have meant: its namespace (mesh-wide for a
  *   policy in the root namespace).
@@ -27,8 +31,9 @@ import { validateRecord } from './validate';
 
 /**
  * The fail-closed stand-in for an invalid policy `raw` stored under `namespace/name`.
- * Undefined only when the key itself is unreadable: then there is no namespace to
- * apply anything to (only a broken writer produces such a key).
+ * Undefined when the key itself is unreadable: then there is no namespace to apply
+ * anything to (only a broken writer produces such a key); and for an AUDIT policy
+ * whose targets cannot be read (it decides nothing, so nothing need stand in).
  */
 export function failClosedPolicy(key: string, raw: unknown, reason: string): AuthorizationPolicyRecord | undefined {
   const slash = key.indexOf('/');
@@ -37,11 +42,12 @@ export function failClosedPolicy(key: string, raw: unknown, reason: string): Aut
   if (slash === -1 || rules.dnsLabel(namespace) || rules.dnsSubdomain(name)) return undefined;
   const o = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
   const allow = o.action === 'ALLOW';
+  const audit = o.action === 'AUDIT';
   const base = {
     name, namespace,
-    action: allow ? 'ALLOW' : 'DENY',
-    // A rule without clauses holds for every connection (authorization.ts).
-    rules: (allow ? [] : [{ clauses: [] }]) as PolicyRule[],
+    action: allow ? 'ALLOW' : audit ? 'AUDIT' : 'DENY',
+    // A rule without clauses holds for every connection (authorization.ts); no rule matches nothing.
+    rules: (allow || audit ? [] : [{ clauses: [] }]) as PolicyRule[],
     invalid: { state: 'FailClosed', reason: capReason(reason) },
   };
   // The policy's own scope if it is readable; the check rejects a bad scope or selector.
@@ -57,6 +63,7 @@ export function failClosedPolicy(key: string, raw: unknown, reason: string): Aut
       // fall through to the widest scope
     }
   }
+  if (audit) return undefined;
   const scope = namespace === ROOT_NAMESPACE ? 'GLOBAL' : 'NAMESPACE';
   return validateRecord('policy', { ...base, scope }, { key });
 }
@@ -69,6 +76,11 @@ export function failClosedPolicy(key: string, raw: unknown, reason: string): Aut
  */
 export function heldText(held: PolicyInvalidState | undefined, action: string | undefined): string {
   if (held === 'LastGood') return 'the last valid version stays in force until it is fixed';
+  if (action === 'AUDIT') {
+    return held === 'FailClosed'
+      ? 'no valid version is known, so it is held as an AUDIT that matches nothing (AUDIT decides nothing: no request is refused or admitted because of it)'
+      : 'AUDIT decides nothing, so nothing is enforced in its place until it is fixed';
+  }
   if (held === 'FailClosed') {
     return action === 'ALLOW'
       ? 'no valid version is known, so it is enforced fail-closed as an ALLOW that matches nothing (only other ALLOW policies admit traffic to its workloads)'
