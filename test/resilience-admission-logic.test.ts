@@ -5,7 +5,7 @@ import { FaultInjector } from '../src/resilience/fault';
 import { validateFaults } from '../src/resilience/fault-spec';
 import { MAX_KEY_LENGTH, ServiceRateLimit } from '../src/resilience/rate-limit';
 import { validateRateLimit } from '../src/resilience/rate-limit-spec';
-import { AdaptiveLimiter, percentile } from '../src/resilience/shedding';
+import { AdaptiveLimiter, MIN_LIMIT_WINDOWS, percentile } from '../src/resilience/shedding';
 import { validateLoadShedding } from '../src/resilience/shedding-spec';
 import { ManualClock } from './helpers/clock';
 
@@ -191,6 +191,20 @@ t.test('gradient: no demand raises nothing; minRTT is measured again after its i
   l.release(clock.now() - 1, 50); // began before the measurement: not counted
   serial(l, clock, 3, 20);
   t.equal(l.view().minRttMs, 20, 'minRTT from requests begun during the measurement only');
+});
+
+t.test('gradient: a limit held at minLimit for MIN_LIMIT_WINDOWS windows measures minRTT again at once (a backend grown slower for good)', async (t) => {
+  const clock = new ManualClock();
+  const l = new AdaptiveLimiter(shedding({ minLimit: 3, maxLimit: 100, gradient: { minRttRequests: 5, minRttInterval: '1h' } }), clock, () => 0);
+  serial(l, clock, 5, 10);
+  t.equal(l.view().minRttMs, 10);
+  // The backend now takes 100 ms however few requests it has: no queue, just slower.
+  const slow = saturate(l, clock, MIN_LIMIT_WINDOWS, { capacity: 1000, serviceMs: 100, concurrency: 50, windowMs: 100 });
+  t.same(slow, Array(MIN_LIMIT_WINDOWS).fill(3), 'held at minLimit against the old minRTT');
+  t.equal(l.view().minRttMs, 10, 'not measured again yet');
+  const after = saturate(l, clock, 20, { capacity: 1000, serviceMs: 100, concurrency: 50, windowMs: 100 });
+  t.equal(l.view().minRttMs, 100, `measured again soon after ${MIN_LIMIT_WINDOWS} windows at minLimit, not after minRttInterval (1h)`);
+  t.ok(after[after.length - 1]! >= 40, `the limit grows again (${after.join(' ')})`);
 });
 
 t.test('AIMD: back off above the latency target, add while under it and used', async (t) => {

@@ -4,7 +4,9 @@
  *
  * Gradient (Envoy's adaptive concurrency filter): minRTT, the latency with no queue, is
  * measured with concurrency pinned to minLimit for minRttRequests requests, again every
- * minRttInterval (+ up to 10 % jitter, so replicas do not pin together). Each sample
+ * minRttInterval (+ up to 10 % jitter, so replicas do not pin together), and at once
+ * after MIN_LIMIT_WINDOWS windows in a row ended at minLimit (as Envoy: a backend grown
+ * slower for good would otherwise hold the limit at its floor until the interval). Each sample
  * window then sets
  *     gradient = clamp((minRTT × (1 + buffer)) / sampleRTT, 0.5, 2)
  *     limit    = limit × gradient + √(limit × gradient)
@@ -31,6 +33,8 @@ export type Priority = (typeof PRIORITIES)[number];
 export const PRIORITY_SHARE: Readonly<Record<Priority, number>> = { high: 1, normal: 0.9, low: 0.75 };
 /** Latencies kept per window: enough for a percentile, bounded whatever the rate. */
 export const MAX_WINDOW_SAMPLES = 2048;
+/** Windows in a row ending at minLimit that start a minRTT measurement at once (Envoy's figure). */
+export const MIN_LIMIT_WINDOWS = 5;
 const MIN_GRADIENT = 0.5;
 const MAX_GRADIENT = 2;
 
@@ -56,6 +60,8 @@ export class AdaptiveLimiter {
   private measuringSince: number | undefined;
   private rttSamples: number[] = [];
   private nextMeasureAt = 0;
+  /** Sample windows in a row that ended with the limit at minLimit (Gradient). */
+  private windowsAtMin = 0;
   private readonly times: SheddingTimes;
 
   constructor(readonly spec: LoadSheddingSpec, private readonly clock: Clock = realClock, private readonly random: () => number = Math.random) {
@@ -122,8 +128,11 @@ export class AdaptiveLimiter {
     const now = this.clock.now();
     if (now - this.windowStart < this.times.sampleWindowMs) return;
     if (this.measuringSince === undefined) {
-      if (this.window.length > 0) this.update(percentile(this.window, this.spec.percentile));
-      if (this.spec.gradient && now >= this.nextMeasureAt) this.beginMeasurement(now);
+      if (this.window.length > 0) {
+        this.update(percentile(this.window, this.spec.percentile));
+        this.windowsAtMin = this.limitValue === this.spec.minLimit ? this.windowsAtMin + 1 : 0;
+      }
+      if (this.spec.gradient && (now >= this.nextMeasureAt || this.windowsAtMin >= MIN_LIMIT_WINDOWS)) this.beginMeasurement(now);
     }
     this.window = [];
     this.peak = this.inFlightCount;
@@ -149,6 +158,7 @@ export class AdaptiveLimiter {
 
   private beginMeasurement(now: number): void {
     this.measuringSince = now;
+    this.windowsAtMin = 0;
     this.rttSamples = [];
   }
 
