@@ -46,6 +46,10 @@ t.test('to.operation: methods, paths (exact, prefix*, *suffix, *), hosts, ports 
     ['method listed', { methods: ['GET', 'HEAD'] }, req(), true],
     ['method not listed', { methods: ['GET'] }, req({ method: 'POST' }), false],
     ['notMethods', { notMethods: ['POST'] }, req({ method: 'POST' }), false],
+    // HTTP/2 lets `:method: post` through, and an HTTP/1 upstream is sent POST.
+    ['method, case-insensitive', { methods: ['POST'] }, req({ method: 'post' }), true],
+    ['notMethods, case-insensitive', { notMethods: ['POST'] }, req({ method: 'post' }), false],
+    ['method written in lower case', { methods: ['get'] }, req({ method: 'GET' }), true],
     ['path exact', { paths: ['/admin'] }, req({ path: '/admin' }), true],
     ['path exact is not a prefix', { paths: ['/admin'] }, req({ path: '/admin/x' }), false],
     ['path prefix*', { paths: ['/admin/*'] }, req({ path: '/admin/users' }), true],
@@ -110,6 +114,7 @@ t.test('paths are compared normalised: dot segments, repeated slashes and encode
     t.equal(allowed(req({ path: p }), deny), false, `${p} is denied`);
   }
   t.equal(allowed(req({ path: '/administrator' }), deny), true, '/administrator is another path');
+  t.equal(allowed(req({ method: 'post', path: '/admin' }), policy('deny-post', 'DENY', { methods: ['POST'] })), false, 'a DENY on POST catches `post`');
   // What a Node app (new URL) makes of them: /admin and /admin/x.
   for (const p of ['/admin#x', '/admin\\x', '/public/..\\admin', '/public\\..\\admin\\', '/admin#/../public']) {
     t.equal(allowed(req({ path: p }), deny), false, `${p} is denied (a fragment is cut, a backslash is a slash)`);

@@ -68,7 +68,10 @@ export function matchFacts(
   };
   if (request) {
     const host = request.host.toLowerCase();
-    facts.request = { method: request.method, host, path: request.path, headers: request.headers, hostNoPort: stripPort(host), normalizedPath: normalizePath(request.path) };
+    // Upper-cased: an HTTP/1 upstream is sent `post` as `POST` (Node's client), and apps
+    // route methods case-insensitively, so `:method: post` over HTTP/2 must not slip past
+    // a rule on POST.
+    facts.request = { method: request.method.toUpperCase(), host, path: request.path, headers: request.headers, hostNoPort: stripPort(host), normalizedPath: normalizePath(request.path) };
   }
   return facts;
 }
@@ -124,7 +127,7 @@ function matchHolds(m: PolicyMatch, f: MatchFacts, policyNs: string, broaden: bo
   if (!shape.l7) return true;
   const r = f.request;
   if (!r) return broaden;
-  return field(m.methods, m.notMethods, (v) => stringMatches(v, r.method))
+  return field(m.methods, m.notMethods, (v) => stringMatches(v.toUpperCase(), r.method))
     && field(m.paths, m.notPaths, (v) => stringMatches(v, r.normalizedPath))
     && field(m.hosts, m.notHosts, (v) => hostMatches(v, r.host, r.hostNoPort))
     && (m.requestHeaders ?? []).every((h) => headerMatches(h, r.headers))

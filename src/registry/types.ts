@@ -98,7 +98,7 @@ export interface PolicyMatch {
   notDestinationPorts?: number[];
   // L7 fields: only a waypoint can check them, so only a policy with targetRefs may
   // carry them (validate.ts). Values use Istio's string match (`*`, `pre*`, `*suf`).
-  /** HTTP methods (gRPC: always POST). */
+  /** HTTP methods (gRPC: always POST), compared case-insensitively (src/authz/match.ts). */
   methods?: string[];
   notMethods?: string[];
   /** Paths without the query, compared after normalisation (src/authz/match.ts). */
