@@ -142,7 +142,8 @@ t.test('a TrafficPolicy rate limit applies to upgrades: an Upgrade header is no 
   first.socket!.destroy();
   const second = await open(h.port);
   t.equal(second.status, 429);
-  t.equal(second.headers['retry-after'], '10');
+  // One token per 10 s: 10 s less the (under a loaded CI, perhaps several seconds) between the two handshakes.
+  t.match(second.headers['retry-after'], /^([1-9]|10)$/, 'retry-after: whole seconds until the next token');
   t.equal(up.seen.length, 1, 'the refused handshake never went upstream');
   t.match(h.records.find((r) => r.status === 429), { responseFlag: 'RL' });
 });
