@@ -40,7 +40,11 @@ export const gw = {
   objectName: rules.nonEmpty,
   namespace: rules.dnsLabel,
   /** A header value to match or set: 1-4096 characters. */
-  headerValue: ((s) => (s.length >= 1 && s.length <= 4096 ? undefined : 'must be 1-4096 characters')) as StringRule,
+  // RFC 9110 §5.5: a field value is visible characters, spaces and tabs. A CR/LF or
+  // other control character could not be written to the wire (the waypoint would fail
+  // every request the route sends) or, written, would split the header block.
+  headerValue: ((s) => (s.length < 1 || s.length > 4096 ? 'must be 1-4096 characters'
+    : /[\x00-\x08\x0a-\x1f\x7f]/.test(s) ? 'must not contain control characters (CR, LF, NUL, ...); a header value is visible characters, spaces and tabs' : undefined)) as StringRule,
 };
 
 export const GATEWAY_API_HEADER_LIMIT = 16;
