@@ -83,6 +83,9 @@ t.test('from.source is the original client (identity and address as received), a
     ['repeated header: any value', { requestHeaders: [{ name: 'x-team', values: ['red'] }] }, req({ headers: { 'x-team': ['blue', 'red'] } }), true],
     ['notValues: matching value', { notRequestHeaders: [{ name: 'x-team', values: ['red'] }] }, req({ headers: { 'x-team': 'red' } }), false],
     ['notValues: absent header holds', { notRequestHeaders: [{ name: 'x-team', values: ['red'] }] }, req(), true],
+    // The waypoint's header map has no host (HTTP/2 has none; HTTP/1's travels as the authority): request.headers[host] is the authority.
+    ['header host is the authority', { requestHeaders: [{ name: 'host', values: ['echo.demo*'] }] }, req({ host: 'echo.demo:80' }), true],
+    ['notValues on host', { notRequestHeaders: [{ name: 'host', values: ['echo.demo'] }] }, req(), false],
   ];
   for (const [name, m, r, expected] of cases) t.equal(allowed(r, policy('p', 'ALLOW', m)), expected, name);
   t.equal(allowed(req({ method: 'GET', path: '/x' }), policy('p', 'ALLOW', { methods: ['GET'] }, { paths: ['/admin'] })), false, 'clauses (from, to, when) are ANDed');

@@ -130,8 +130,8 @@ function matchHolds(m: PolicyMatch, f: MatchFacts, policyNs: string, broaden: bo
   return field(m.methods, m.notMethods, (v) => stringMatches(v.toUpperCase(), r.method))
     && field(m.paths, m.notPaths, (v) => stringMatches(v, r.normalizedPath))
     && field(m.hosts, m.notHosts, (v) => hostMatches(v, r.host, r.hostNoPort))
-    && (m.requestHeaders ?? []).every((h) => headerMatches(h, r.headers))
-    && (m.notRequestHeaders ?? []).every((h) => !headerMatches(h, r.headers));
+    && (m.requestHeaders ?? []).every((h) => headerMatches(h, r))
+    && (m.notRequestHeaders ?? []).every((h) => !headerMatches(h, r));
 }
 
 function field<T>(positive: readonly T[] | undefined, negative: readonly T[] | undefined, holds: (v: T) => boolean): boolean {
@@ -188,9 +188,11 @@ function hostMatches(pattern: string, host: string, hostNoPort: string): boolean
 /**
  * A header condition holds when the header is present and one of its values matches
  * (a repeated header is also tried as Envoy sees it: the values joined with `,`).
+ * `host` is the request's authority, as in Envoy (HTTP/2 has no Host header, and the
+ * waypoint's header map has none either: it travels as the authority).
  */
-function headerMatches(h: PolicyHeaderMatch, headers: RequestAttributes['headers']): boolean {
-  const raw = headers[h.name];
+function headerMatches(h: PolicyHeaderMatch, r: RequestAttributes): boolean {
+  const raw = h.name === 'host' ? r.host : r.headers[h.name];
   if (raw === undefined) return false;
   const values = Array.isArray(raw) ? [...raw, raw.join(',')] : [raw];
   return h.values.some((p) => values.some((v) => stringMatches(p, v)));
