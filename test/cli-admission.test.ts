@@ -58,6 +58,14 @@ t.test('a row per Service and pod with counts, buckets and the concurrency limit
   t.equal(frame.exitCode, 0);
   t.same((await admissionFrame(state, { namespace: 'other' }, port)).table!.rows, [], 'filtered by namespace');
 
+  const other = http.createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"unexpected":true}'); });
+  await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => other.close());
+  const odd = await admissionFrame(state, { namespace: 'demo' }, (other.address() as AddressInfo).port);
+  t.match(odd.warnings, [/waypoint demo\/waypoint pod waypoint \(127\.0\.0\.1:\d+\): answered \/admission in another shape \(expected a list of .*\); is that pod running another Weft version\?/],
+    'an answer of another shape is told apart from no answer');
+  t.equal(odd.exitCode, 1);
+
   server.close();
   await new Promise((r) => setTimeout(r, 10));
   const silent = await admissionFrame(state, { namespace: 'demo' }, port);

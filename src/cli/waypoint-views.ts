@@ -37,14 +37,17 @@ export async function askWaypointPods<T>(state: MeshState, namespace: string, pa
   const out: PodAnswers<T> = { pods, answers: [], warnings: [] };
   await Promise.all(pods.map(async (p) => {
     const host = p.address.includes(':') ? `[${p.address}]` : p.address;
+    const where = `waypoint ${p.waypoint} pod ${p.pod} (${p.address}:${port})`;
+    let data: unknown;
     try {
-      const data = await adminGet<unknown>({ name: `${p.waypoint} (pod ${p.pod})`, admin: { baseUrl: `http://${host}:${port}` } }, path);
-      const problem = check(data);
-      if (problem) throw new Error(problem);
-      out.answers.push({ pod: p, items: data as T[] });
+      data = await adminGet<unknown>({ name: `${p.waypoint} (pod ${p.pod})`, admin: { baseUrl: `http://${host}:${port}` } }, path);
     } catch (err) {
-      out.warnings.push(`waypoint ${p.waypoint} pod ${p.pod} (${p.address}:${port}): not answering (${(err as Error).message})`);
+      out.warnings.push(`${where}: not answering (${(err as Error).message})`);
+      return;
     }
+    const problem = check(data);
+    if (problem) out.warnings.push(`${where}: answered ${path} in another shape (${problem}); is that pod running another Weft version?`);
+    else out.answers.push({ pod: p, items: data as T[] });
   }));
   return out;
 }
