@@ -47,7 +47,13 @@ export interface MatchFacts {
   srcIp: string;
   dstIp: string;
   dstPort: number;
-  request?: RequestAttributes & { normalizedPath: string; hostNoPort: string };
+  request?: RequestFacts;
+}
+
+/** A request's attributes as matched: the method upper-cased, the host lower-cased; the path's normalised form and the host without its port are worked out when a policy first compares them. */
+interface RequestFacts extends RequestAttributes {
+  normalizedPath?: string;
+  hostNoPort?: string;
 }
 
 export function matchFacts(
@@ -71,7 +77,7 @@ export function matchFacts(
     // Upper-cased: an HTTP/1 upstream is sent `post` as `POST` (Node's client), and apps
     // route methods case-insensitively, so `:method: post` over HTTP/2 must not slip past
     // a rule on POST.
-    facts.request = { method: request.method.toUpperCase(), host, path: request.path, headers: request.headers, hostNoPort: stripPort(host), normalizedPath: normalizePath(request.path) };
+    facts.request = { method: request.method.toUpperCase(), host, path: request.path, headers: request.headers };
   }
   return facts;
 }
@@ -128,8 +134,8 @@ function matchHolds(m: PolicyMatch, f: MatchFacts, policyNs: string, broaden: bo
   const r = f.request;
   if (!r) return broaden;
   return field(m.methods, m.notMethods, (v) => stringMatches(v.toUpperCase(), r.method))
-    && field(m.paths, m.notPaths, (v) => stringMatches(v, r.normalizedPath))
-    && field(m.hosts, m.notHosts, (v) => hostMatches(v, r.host, r.hostNoPort))
+    && field(m.paths, m.notPaths, (v) => stringMatches(v, r.normalizedPath ??= normalizePath(r.path)))
+    && field(m.hosts, m.notHosts, (v) => hostMatches(v, r.host, r.hostNoPort ??= stripPort(r.host)))
     && (m.requestHeaders ?? []).every((h) => headerMatches(h, r))
     && (m.notRequestHeaders ?? []).every((h) => !headerMatches(h, r));
 }
