@@ -71,5 +71,6 @@ t.test('a row per Service and pod with counts, buckets and the concurrency limit
   const silent = await admissionFrame(state, { namespace: 'demo' }, port);
   t.match(silent.warnings, [/waypoint demo\/waypoint pod waypoint \(127\.0\.0\.1:\d+\): not answering/]);
   t.equal(silent.exitCode, 1);
+  t.match(silent.empty, /^No waypoint pod in namespace demo gave its admission state \(see the warnings\)/, 'not "no Service has had a request": nobody was asked successfully');
   t.match(await admissionFrame(new MeshState({ trustDomain: 'cluster.local' }), { namespace: '' }, port), { empty: /No ready waypoint pods/ });
 });

@@ -47,7 +47,9 @@ export async function admissionFrame(state: MeshState, f: { namespace: string },
     warnings,
     empty: pods.length === 0
       ? `No ready waypoint pods${scopeText(f)}; admission runs in waypoints (weft waypoints).`
-      : `No Service has had a request under faults, rateLimit or loadShedding${scopeText(f)} (weft trafficpolicies lists the policies).`,
+      : answers.length === 0
+        ? `No waypoint pod${scopeText(f)} gave its admission state (see the warnings).`
+        : `No Service has had a request under faults, rateLimit or loadShedding${scopeText(f)} (weft trafficpolicies lists the policies).`,
     exitCode: pods.length > 0 && warnings.length === pods.length ? 1 : 0,
   };
 }
