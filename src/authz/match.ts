@@ -154,13 +154,8 @@ const L4_KEYS: readonly (keyof PolicyMatch)[] = [
 export const L7_MATCH_KEYS = ['methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts', 'requestHeaders', 'notRequestHeaders'] as const;
 
 /** Whether a match sets any field only a waypoint can check. */
-export function hasL7(m: PolicyMatch): boolean {
+function hasL7(m: PolicyMatch): boolean {
   return L7_MATCH_KEYS.some((k) => (m[k]?.length ?? 0) > 0);
-}
-
-/** Whether any match of the policy sets an L7 field. */
-export function policyHasL7(p: Pick<AuthorizationPolicyRecord, 'rules'>): boolean {
-  return p.rules.some((r) => r.clauses.some((c) => c.matches.some(hasL7)));
 }
 
 /**
