@@ -11,7 +11,8 @@ import { validateFaults } from '../src/resilience/fault-spec';
 import { validateRateLimit } from '../src/resilience/rate-limit-spec';
 import { validateRetry } from '../src/resilience/retry-spec';
 import { validateLoadShedding } from '../src/resilience/shedding-spec';
-import { realClock } from '../src/lib/clock';
+import { realClock, type Clock } from '../src/lib/clock';
+import { ManualClock } from './helpers/clock';
 import { Admission, type TrafficPolicyLookup } from '../src/waypoint/admission';
 import { RESPONSE_FLAGS } from '../src/waypoint/metrics';
 import { httpUpstream, plan, startWaypoint } from './helpers/waypoint';
@@ -40,7 +41,7 @@ function get(port: number, path = '/', headers: http.OutgoingHttpHeaders = {}): 
   });
 }
 
-async function rig(t: Test, spec: Omit<TrafficPolicySpec, 'targetRefs'> | undefined, opts: { random?: () => number; slow?: { until: Promise<void> } } = {}) {
+async function rig(t: Test, spec: Omit<TrafficPolicySpec, 'targetRefs'> | undefined, opts: { random?: () => number; slow?: { until: Promise<void> }; clock?: Clock } = {}) {
   let upstreamHits = 0;
   const up = await httpUpstream(t, (req, res) => {
     upstreamHits++;
@@ -50,7 +51,7 @@ async function rig(t: Test, spec: Omit<TrafficPolicySpec, 'targetRefs'> | undefi
   });
   const policies = new Policies(spec ? { targetRefs: TARGET, ...spec } : undefined);
   const metrics = new Registry();
-  const admission = new Admission({ policies, clock: realClock, metrics, ...(opts.random ? { random: opts.random } : {}) });
+  const admission = new Admission({ policies, clock: opts.clock ?? realClock, metrics, ...(opts.random ? { random: opts.random } : {}) });
   const h = await startWaypoint(t, () => plan(up.port), { admission });
   return { h, policies, metrics, admission, hits: () => upstreamHits };
 }
@@ -108,7 +109,8 @@ t.test('a client that leaves during a delay is not forwarded', async (t) => {
 });
 
 t.test('rate limit: 429 with retry-after and flag RL past the burst', async (t) => {
-  const r = await rig(t, { rateLimit: validateRateLimit({ requestsPerSecond: 0.5, burst: 2 }, 'r', 'reject') });
+  // The buckets' clock stands still: the refusals and their retry-after do not hang on how fast a loaded CI answers.
+  const r = await rig(t, { rateLimit: validateRateLimit({ requestsPerSecond: 0.5, burst: 2 }, 'r', 'reject') }, { clock: new ManualClock() });
   const statuses = [];
   for (let i = 0; i < 4; i++) statuses.push(await get(r.h.port));
   t.same(statuses.map((s) => s.status), [200, 200, 429, 429]);
@@ -120,7 +122,7 @@ t.test('rate limit: 429 with retry-after and flag RL past the burst', async (t) 
 });
 
 t.test('rate limit per source identity: the harness client has its own bucket', async (t) => {
-  const r = await rig(t, { rateLimit: validateRateLimit({ requestsPerSecond: 1, burst: 1, key: 'SourceIdentity' }, 'r', 'reject') });
+  const r = await rig(t, { rateLimit: validateRateLimit({ requestsPerSecond: 1, burst: 1, key: 'SourceIdentity' }, 'r', 'reject') }, { clock: new ManualClock() });
   t.equal((await get(r.h.port)).status, 200);
   t.equal((await get(r.h.port)).status, 429);
 });
