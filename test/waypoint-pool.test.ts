@@ -100,6 +100,25 @@ t.test('a client that leaves while queued gives its place up', async (t) => {
   t.same(bulkhead.load, { active: 0, pending: 0 });
 });
 
+t.test('the route\'s request timeout covers the wait for a slot: a request still queued when it passes gets 504 UT and leaves the queue', async (t) => {
+  const up = await heldUpstream(t);
+  const bulkhead = new Bulkhead({ maxConcurrentRequests: 1, maxPendingRequests: 5 });
+  // The first request has no timeout and holds the only slot; the second has 200 ms.
+  const h = await startWaypoint(t, (f) => plan(up.port, f.path === '/hold' ? { bulkhead } : { bulkhead, timeoutMs: 200 }));
+  const first = request(h.port, { path: '/hold' });
+  await up.until(1);
+  // Bounded: without the timeout the request would wait in the queue for ever.
+  const queued = await Promise.race([request(h.port), new Promise<{ status: number; body: string }>((r) => setTimeout(() => r({ status: 0, body: 'no answer in 10 s' }), 10_000))]);
+  t.equal(queued.status, 504, 'answered while the first still holds the only slot');
+  t.match(queued.body, /upstream request timeout/);
+  t.same(bulkhead.load, { active: 1, pending: 0 }, 'it left the queue');
+  t.equal(up.arrived, 1, 'it never reached the upstream');
+  up.release();
+  t.equal((await first).status, 200);
+  t.same(h.records.map((r) => r.responseFlag).sort(), ['-', 'UT']);
+  t.same(bulkhead.load, { active: 0, pending: 0 });
+});
+
 t.test('maxConnections: requests past it wait for a free connection to the endpoint, none is refused', async (t) => {
   let open = 0;
   let most = 0;

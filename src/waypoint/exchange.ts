@@ -7,6 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Clock } from '../lib/clock';
+import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { Admission, Admitted } from './admission';
 import { sampleLatency } from './admission';
@@ -163,7 +164,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
       down.sendLocal(decision.status, decision.headers ?? {}, decision.body ?? '');
       return;
     }
-    const plan = decision;
+    let plan = decision;
     // One lookup for a Service without a TrafficPolicy; see admission.ts.
     const gate = deps.admission?.gate(down.ctx.destination.service);
     if (gate) {
@@ -187,17 +188,25 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     record.destinationIdentity = plan.upstream.identity;
     record.upstreamTarget = plan.upstream;
     if (plan.bulkhead) {
-      const slot = await takeSlot(plan.bulkhead, down.gone);
+      const queuedAt = deps.clock.now();
+      const slot = await takeSlot(plan.bulkhead, down.gone, plan.timeoutMs, deps.clock);
       if (slot !== 'slot') {
         down.body.resume();
-        record.responseFlag = slot === 'gone' ? 'DC' : 'UO';
+        record.responseFlag = slot === 'gone' ? 'DC' : slot === 'timeout' ? 'UT' : 'UO';
         if (slot === 'overflow') {
           record.status = 503;
           down.sendLocal(503, { 'content-type': 'text/plain' }, `overflow: ${plan.backend ?? 'the Service'} has every request slot of its TrafficPolicy connectionPool taken and its pending queue full\n`);
+        } else if (slot === 'timeout') {
+          record.status = 504;
+          down.sendLocal(504, { 'content-type': 'text/plain' }, 'upstream request timeout\n');
         }
         return;
       }
       slots = plan.bulkhead;
+      // The route's timeout covers the whole request, the wait for a slot included (as
+      // Envoy's covers the wait for a pooled connection): what is left goes to forward().
+      const waited = deps.clock.now() - queuedAt;
+      if (plan.timeoutMs && waited > 0) plan = { ...plan, timeoutMs: Math.max(1, plan.timeoutMs - waited) };
     }
     const up = ownFraming(applyHeaderEdits({ ...headers }, plan.requestHeaders), headers);
     addForwarded(up, down.ctx.source);
@@ -250,14 +259,22 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
 
 /**
  * A slot of the backend Service's bulkhead: free now, after a wait in its queue, or
- * none: the queue is full (`overflow`, answered 503 `UO` at once) or the client left
- * while waiting (`gone`).
+ * none: the queue is full (`overflow`, answered 503 `UO` at once), the client left
+ * while waiting (`gone`), or the route's request timeout passed in the queue (`timeout`,
+ * answered 504 `UT`).
  */
-async function takeSlot(slots: RequestSlots, gone: AbortSignal): Promise<'slot' | 'overflow' | 'gone'> {
+async function takeSlot(slots: RequestSlots, gone: AbortSignal, timeoutMs: number | undefined, clock: Clock): Promise<'slot' | 'overflow' | 'gone' | 'timeout'> {
   if (slots.enter()) return 'slot';
-  const waiting = slots.wait(gone);
-  if (!waiting) return 'overflow';
-  return (await waiting) ? 'slot' : 'gone';
+  // A timer only for a request that has to queue (and has a route timeout to keep).
+  const deadline = timeoutMs ? new Deadline(gone, timeoutMs, clock) : undefined;
+  try {
+    const waiting = slots.wait(deadline ? deadline.signal : gone);
+    if (!waiting) return 'overflow';
+    if (await waiting) return 'slot';
+    return deadline?.expired ? 'timeout' : 'gone';
+  } finally {
+    deadline?.dispose();
+  }
 }
 
 /** A gRPC request or response: content-type application/grpc (or +proto, +json, ...). */
