@@ -144,7 +144,7 @@ const cases: [string, string, (d: Doc) => void][] = [
   ['waypoints[0].namespace', 'waypoint namespace missing', (d) => { delete d.waypoints[0].namespace; }],
   ['waypoints[0].node', 'waypoint on an undeclared node', (d) => { d.waypoints[0].node = 'node-9'; }],
   ['waypoints[0].serviceAccount', 'bad waypoint service account', (d) => { d.waypoints[0].serviceAccount = 'SA'; }],
-  ['waypoints[0].for', 'unknown waypoint field', (d) => { d.waypoints[0].for = 'service'; }],
+  ['waypoints[0].sidecar', 'unknown waypoint field', (d) => { d.waypoints[0].sidecar = true; }],
   ['waypoints[0]', 'waypoint named as a pod of its namespace', (d) => { d.waypoints[0].name = 'client'; }],
   ['waypoints[1]', 'duplicate waypoint', (d) => { d.waypoints.push({ ...d.waypoints[0], node: 'node-1' }); }],
   ['waypoints[0]', 'waypoint on a full node', (d) => {
