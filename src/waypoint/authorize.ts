@@ -24,6 +24,7 @@
  */
 import { evaluatePolicy, matchFacts, type RequestAttributes } from '../authz/match';
 import type { AuthorizationPolicyRecord } from '../registry/types';
+import { GRPC, grpcTrailersOnly } from './grpc-status';
 
 export interface L7AuthzRequest {
   source: { identity?: string | undefined; ip: string };
@@ -81,7 +82,7 @@ export function authorizeRequest(req: L7AuthzRequest, policies: readonly Authori
  * which is what a gRPC client reads as the call's status.
  */
 export function deniedAnswer(grpc: boolean): { status: number; headers: Record<string, string>; body: string } {
-  if (grpc) return { status: 200, headers: { 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': RBAC_DENIED }, body: '' };
+  if (grpc) return { status: 200, headers: grpcTrailersOnly(GRPC.PERMISSION_DENIED, RBAC_DENIED), body: '' };
   return { status: 403, headers: { 'content-type': 'text/plain' }, body: RBAC_DENIED };
 }
 
