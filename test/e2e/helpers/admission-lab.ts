@@ -1,6 +1,6 @@
 /**
- * The lab pieces of the admission demonstrations (resilience-ratelimit, -faults,
- * -shedding): a topology with demo/waypoint serving the demo namespace (echo pods
+ * The lab pieces of the admission demonstrations (test/e2e/resilience-admission.test.ts:
+ * faults, rate limit, shedding): a topology with demo/waypoint serving the demo namespace (echo pods
  * optionally misbehaving), a TrafficPolicy applied with `weft apply` and waited for at
  * the waypoint (its admin view), open-loop load from demo/client (`weft lab load`), and
  * the waypoint's own metrics.
