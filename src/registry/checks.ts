@@ -46,7 +46,8 @@ function isCidr(s: string): boolean {
   return family !== 0 && len <= (family === 4 ? 32 : 128);
 }
 
-function describe(v: unknown): string {
+/** A value as a refusal shows it: strings quoted (long ones cut), objects by their kind. */
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v) : typeof v === 'object' ? 'an object' : String(v);

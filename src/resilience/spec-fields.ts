@@ -5,20 +5,13 @@
  * and the value: `spec.outlierDetection.maxEjectionPercent must be an integer 0-100, got 150`.
  */
 import { DurationError, parseDuration } from '../gateway/duration';
-import { FieldError, join, type Obj } from '../registry/checks';
-
-function shown(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : String(v);
-}
+import { int } from '../gateway/validate-common';
+import { formatDuration } from '../lib/options';
+import { describe as shown, FieldError, join, type Obj } from '../registry/checks';
 
 /** An integer in [min, max], or `dflt` when absent. */
 export function intField(o: Obj, key: string, min: number, max: number, dflt: number): number {
-  const v = o.o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new FieldError(join(o.path, key), `must be an integer ${min}-${max}, got ${shown(v)}`);
-  }
-  return v;
+  return o.has(key) ? int(o, key, min, max) : dflt;
 }
 
 /** A finite number in [min, max], or `dflt` when absent. */
@@ -49,13 +42,6 @@ export function durationField(o: Obj, key: string, minMs: number, maxMs: number,
     if (err instanceof DurationError) throw new FieldError(p, err.message);
     throw err;
   }
-  if (ms < minMs || ms > maxMs) throw new FieldError(p, `must be from ${formatMs(minMs)} to ${formatMs(maxMs)}, got ${JSON.stringify(v)}`);
+  if (ms < minMs || ms > maxMs) throw new FieldError(p, `must be from ${formatDuration(minMs)} to ${formatDuration(maxMs)}, got ${JSON.stringify(v)}`);
   return v;
-}
-
-/** 1500 → `1500ms`, 30000 → `30s`, 300000 → `5m`: for messages and views. */
-export function formatMs(ms: number): string {
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0 && ms > 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }
