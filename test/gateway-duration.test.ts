@@ -1,6 +1,6 @@
 // Gateway API durations (src/gateway/duration.ts, GEP-2257): what the API server accepts, in ms.
 import t from 'tap';
-import { DURATION_PATTERN, DurationError, isDuration, parseDuration } from '../src/gateway/duration';
+import { DURATION_PATTERN, DurationError, formatGatewayDuration, isDuration, parseDuration } from '../src/gateway/duration';
 
 t.test('valid durations in milliseconds', async (t) => {
   const cases: Array<[string, number]> = [
@@ -37,4 +37,12 @@ t.test('agrees with the GEP-2257 pattern on a sweep of short strings', async (t)
   walk('', 4);
   t.same(disagree, [], 'no string where the two disagree');
   t.ok(n > 5000, `${n} strings`);
+});
+
+t.test('formatGatewayDuration: the shortest parts parseDuration reads back', async (t) => {
+  t.equal(formatGatewayDuration(0), '0s');
+  t.equal(formatGatewayDuration(250), '250ms');
+  t.equal(formatGatewayDuration(123_450), '2m3s450ms');
+  t.equal(formatGatewayDuration(3_600_000), '1h');
+  for (const ms of [1, 999, 1000, 59_999, 60_000, 3_599_999, 100 * 3_600_000]) t.equal(parseDuration(formatGatewayDuration(ms)), ms, `${ms} ms round-trips`);
 });

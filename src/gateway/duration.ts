@@ -46,3 +46,14 @@ export function isDuration(s: string): boolean {
     return false;
   }
 }
+
+/**
+ * `ms` as a duration `parseDuration` reads back (each part at most 5 digits): 250 →
+ * `250ms`, 123450 → `2m3s450ms`, 0 → `0s`. For defaults derived from other fields, which
+ * are stored as written and validated again when read.
+ */
+export function formatGatewayDuration(ms: number): string {
+  const parts: [number, string][] = [[Math.floor(ms / 3_600_000), 'h'], [Math.floor(ms / 60_000) % 60, 'm'], [Math.floor(ms / 1000) % 60, 's'], [ms % 1000, 'ms']];
+  const text = parts.filter(([n]) => n > 0).map(([n, u]) => `${n}${u}`).join('');
+  return text === '' ? '0s' : text;
+}

@@ -19,10 +19,10 @@
  * budget's and the cross-hop cap's defaults also apply to a route's GEP-1731 retry on
  * a Service without any policy (DEFAULT_RETRY_LIMITS).
  */
-import { parseDuration } from '../gateway/duration';
-import { int, list, unique } from '../gateway/validate-common';
+import { formatGatewayDuration, parseDuration } from '../gateway/duration';
+import { list, unique } from '../gateway/validate-common';
 import { FieldError, Obj, join, type UnknownKeys } from '../registry/checks';
-import { durationField, numberField } from './spec-fields';
+import { boolField, durationField, intField, numberField } from './spec-fields';
 
 /**
  * Outcome classes, Envoy's names: `5xx` any 5xx or no response at all; `gateway-error`
@@ -76,7 +76,7 @@ const KEYS = ['attempts', 'perTryTimeout', 'retryOn', 'retriableStatusCodes', 'b
 /** Validates `spec.retry` at `path`; throws FieldError naming the field. */
 export function validateRetry(v: unknown, path: string, unknown: UnknownKeys): RetrySpec {
   const o = new Obj(v, path, KEYS, unknown);
-  const attempts = o.has('attempts') ? int(o, 'attempts', 0, MAX_RETRY_ATTEMPTS) : DEFAULT_RETRY_ATTEMPTS;
+  const attempts = intField(o, 'attempts', 0, MAX_RETRY_ATTEMPTS, DEFAULT_RETRY_ATTEMPTS);
   const retryOn = o.has('retryOn') ? list(o, 'retryOn', RETRY_ON.length, (x, p) => {
     if (typeof x !== 'string' || !(RETRY_ON as readonly string[]).includes(x)) throw new FieldError(p, `must be one of ${RETRY_ON.join(', ')}, got ${JSON.stringify(x)}`);
     return x as RetryOn;
@@ -90,9 +90,9 @@ export function validateRetry(v: unknown, path: string, unknown: UnknownKeys): R
   const out: RetrySpec = {
     attempts, retryOn, retriableStatusCodes,
     backoff: o.has('backoff') ? backoff(o.o.backoff, join(path, 'backoff'), unknown) : { ...DEFAULT_BACKOFF },
-    retryNonIdempotent: bool(o, 'retryNonIdempotent', false),
+    retryNonIdempotent: boolField(o, 'retryNonIdempotent', false),
     budget: o.has('budget') ? budget(o.o.budget, join(path, 'budget'), unknown) : { ...DEFAULT_RETRY_BUDGET },
-    crossHopCap: bool(o, 'crossHopCap', true),
+    crossHopCap: boolField(o, 'crossHopCap', true),
   };
   if (o.has('perTryTimeout')) out.perTryTimeout = durationField(o, 'perTryTimeout', 1, HOUR_MS, '');
   return out;
@@ -115,7 +115,7 @@ function backoff(v: unknown, path: string, unknown: UnknownKeys): RetrySpec['bac
   const baseMs = parseDuration(baseInterval);
   // Envoy's rule: the cap defaults to ten times the base; within maxInterval's own bound,
   // since the stored default is validated again when read.
-  const maxInterval = durationField(o, 'maxInterval', 1, HOUR_MS, durationText(Math.min(baseMs * 10, HOUR_MS)));
+  const maxInterval = durationField(o, 'maxInterval', 1, HOUR_MS, formatGatewayDuration(Math.min(baseMs * 10, HOUR_MS)));
   if (parseDuration(maxInterval) < baseMs) throw new FieldError(join(path, 'maxInterval'), `must not be shorter than baseInterval (${baseInterval}), got ${JSON.stringify(maxInterval)}`);
   return { baseInterval, maxInterval };
 }
@@ -124,24 +124,10 @@ function budget(v: unknown, path: string, unknown: UnknownKeys): RetryBudgetSpec
   const o = new Obj(v, path, ['enabled', 'ratio', 'minRetriesPerSecond', 'window'], unknown);
   const d = DEFAULT_RETRY_BUDGET;
   return {
-    enabled: bool(o, 'enabled', d.enabled),
+    enabled: boolField(o, 'enabled', d.enabled),
     ratio: numberField(o, 'ratio', 0, 1000, d.ratio),
-    minRetriesPerSecond: o.has('minRetriesPerSecond') ? int(o, 'minRetriesPerSecond', 0, 100_000) : d.minRetriesPerSecond,
+    minRetriesPerSecond: intField(o, 'minRetriesPerSecond', 0, 100_000, d.minRetriesPerSecond),
     // At least a second: the window is cut in ten slots, and a shorter one forgets retries before their effect shows.
     window: durationField(o, 'window', 1000, 300_000, d.window),
   };
-}
-
-/** ms as a Gateway API duration (each part at most 5 digits): 250 → `250ms`, 123450 → `2m3s450ms`. */
-function durationText(ms: number): string {
-  const parts: [number, string][] = [[Math.floor(ms / 3_600_000), 'h'], [Math.floor(ms / 60_000) % 60, 'm'], [Math.floor(ms / 1000) % 60, 's'], [ms % 1000, 'ms']];
-  const text = parts.filter(([n]) => n > 0).map(([n, u]) => `${n}${u}`).join('');
-  return text === '' ? '0s' : text;
-}
-
-function bool(o: Obj, key: string, dflt: boolean): boolean {
-  if (!o.has(key)) return dflt;
-  const v = o.o[key];
-  if (typeof v !== 'boolean') throw new FieldError(join(o.path, key), `must be true or false, got ${JSON.stringify(v)}`);
-  return v;
 }

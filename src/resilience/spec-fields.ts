@@ -14,6 +14,14 @@ export function intField(o: Obj, key: string, min: number, max: number, dflt: nu
   return o.has(key) ? int(o, key, min, max) : dflt;
 }
 
+/** true or false, or `dflt` when absent. */
+export function boolField(o: Obj, key: string, dflt: boolean): boolean {
+  const v = o.o[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw new FieldError(join(o.path, key), `must be true or false, got ${shown(v)}`);
+  return v;
+}
+
 /** A finite number in [min, max], or `dflt` when absent. */
 export function numberField(o: Obj, key: string, min: number, max: number, dflt: number): number {
   const v = o.o[key];
