@@ -2,8 +2,10 @@ import t from 'tap';
 import { computeDesired } from '../src/controller/desired';
 import type { K8sPod, K8sService } from '../src/controller/k8s-types';
 import {
-  isSkip, istioPolicyRecord, istioPolicyRules, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, policyRecord, serviceRecord, workloadRecord,
+  isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord,
 } from '../src/controller/translate';
+import { istioPolicyRecord, peerAuthRecord } from '../src/controller/translate-istio';
+import { istioPolicyRules } from '../src/controller/translate-istio-rules';
 import { authzPolicyObj, endpointSliceObj, namespaceObj, nodeObj, podObj, serviceObj } from './helpers/apiserver';
 
 const withUid = <O extends { metadata: Record<string, unknown> }>(o: O, uid: string): O => ({ ...o, metadata: { ...o.metadata, uid } });

@@ -3,11 +3,12 @@
  * identity (kind, namespace, name, registry key) and the registry record it becomes.
  * HTTPRoute, GRPCRoute and Gateway go through the Gateway API edge validator
  * (src/gateway/validate.ts); AuthorizationPolicy and PeerAuthentication through the
- * controller's translator (src/controller/translate.ts); TrafficPolicy through
+ * controller's translators (src/controller/translate.ts, translate-istio.ts); TrafficPolicy through
  * src/resilience/validate.ts: the lab and a cluster accept exactly the same objects and
  * turn them into the same records.
  */
-import { istioPolicyRecord, peerAuthRecord, policyRecord, type Translation } from '../controller/translate';
+import { policyRecord } from '../controller/translate';
+import { istioPolicyRecord, peerAuthRecord, type Translation } from '../controller/translate-istio';
 import type { K8sAuthorizationPolicy, K8sPeerAuthentication } from '../controller/k8s-types';
 import { GATEWAY_API_GROUP } from '../gateway/types';
 import { validateGRPCRoute, validateHTTPRoute, validateWaypointGateway } from '../gateway/validate';

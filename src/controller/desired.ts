@@ -17,9 +17,9 @@ import {
 import { routeRecord, waypointRecord, type RouteTranslation, type WaypointTranslation } from './translate-gateway';
 import { trafficPolicyRecord, type K8sTrafficPolicy, type TrafficPolicyOutcome } from './traffic-policy';
 import {
-  istioPolicyRecord, isSkip, namespaceRecord, nodeRecord, notReadyPods, peerAuthRecord, peerAuthStandIn, policyRecord, serviceRecord, workloadRecord,
-  type PolicyTranslation,
+  isSkip, namespaceRecord, nodeRecord, notReadyPods, policyRecord, serviceRecord, workloadRecord, type PolicyTranslation,
 } from './translate';
+import { istioPolicyRecord, peerAuthRecord, peerAuthStandIn } from './translate-istio';
 
 export type PolicyGroup = typeof AUTHZ_GROUP | typeof ISTIO_SECURITY_GROUP;
 
@@ -88,7 +88,7 @@ export interface DesiredOptions {
    * an invalid object is a fail-closed stand-in.
    */
   heldPolicy?: (key: string) => AuthorizationPolicyRecord | undefined;
-  /** Istio's root namespace: its mesh-wide Istio-group policies are Weft's root namespace's (translate.ts inWeftRoot). */
+  /** Istio's root namespace: its mesh-wide Istio-group policies are Weft's root namespace's (translate-istio.ts inWeftRoot). */
   istioRootNamespace?: string;
   /** The TrafficPolicy record the registry holds now under `ns/name`: an invalid edit keeps it in force. */
   heldTrafficPolicy?: (key: string) => TrafficPolicyRecord | undefined;
