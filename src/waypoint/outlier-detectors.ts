@@ -25,6 +25,7 @@ import { OutlierDetector, type EndpointHealthView } from '../resilience/outlier'
 import type { OutlierDetectionSpec } from '../resilience/outlier-spec';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import type { AttemptReporter, ServicePolicy } from './attempt-targets';
+import { PerService } from './per-service';
 import type { EndpointFilter } from './router';
 import type { AttemptOutcome, UpstreamTarget } from './types';
 
@@ -59,16 +60,8 @@ export class OutlierMetrics {
   }
 }
 
-interface Entry {
-  namespace: string;
-  name: string;
-  section: OutlierDetectionSpec;
-  detector: OutlierDetector;
-}
-
 export class OutlierDetectors implements AttemptReporter, EndpointFilter {
-  /** namespace → name → detector: two lookups and no key string per request. */
-  private readonly byNamespace = new Map<string, Map<string, Entry>>();
+  private readonly detectors: PerService<OutlierDetectionSpec, OutlierDetector>;
   private readonly metrics: OutlierMetrics | undefined;
 
   constructor(private readonly opts: {
@@ -78,6 +71,7 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
     policyOf: (namespace: string, name: string) => TrafficPolicySpec | undefined;
     registry?: Registry;
   }) {
+    this.detectors = new PerService({ make: (namespace, name, section) => this.make(namespace, name, section), drop: (d) => d.close() });
     this.metrics = opts.registry ? new OutlierMetrics(opts.registry, () => this.entries()) : undefined;
   }
 
@@ -85,7 +79,7 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
   filter(service: ServiceRecord, endpoints: readonly WorkloadView[]): readonly WorkloadView[] {
     const section = this.opts.policyOf(service.namespace, service.name)?.outlierDetection;
     if (!section) return endpoints;
-    return this.entry(service.namespace, service.name, section).detector.available(endpoints, addressOf);
+    return this.detectors.get(service.namespace, service.name, section).available(endpoints, addressOf);
   }
 
   /**
@@ -98,21 +92,12 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
   report(service: ServicePolicy, target: UpstreamTarget, outcome: AttemptOutcome): void {
     const section = service.spec.outlierDetection && this.opts.policyOf(service.namespace, service.name)?.outlierDetection;
     if (!section) return;
-    this.entry(service.namespace, service.name, section).detector.report(target.host, outcome);
+    this.detectors.get(service.namespace, service.name, section).report(target.host, outcome);
   }
 
   /** Drops detectors whose Service's policy no longer has the same section (call on policy changes). */
   prune(): void {
-    for (const [ns, names] of this.byNamespace) {
-      for (const [name, e] of names) {
-        const now = this.opts.policyOf(ns, name)?.outlierDetection;
-        if (!now || !sameSection(now, e.section)) {
-          e.detector.close();
-          names.delete(name);
-        }
-      }
-      if (names.size === 0) this.byNamespace.delete(ns);
-    }
+    this.detectors.prune((ns, name) => this.opts.policyOf(ns, name)?.outlierDetection);
   }
 
   views(): OutlierServiceView[] {
@@ -121,25 +106,17 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
   }
 
   close(): void {
-    for (const e of this.entries()) e.detector.close();
-    this.byNamespace.clear();
+    this.detectors.clear();
   }
 
-  private *entries(): Iterable<Entry> {
-    for (const names of this.byNamespace.values()) yield* names.values();
+  private *entries(): Iterable<{ namespace: string; name: string; detector: OutlierDetector }> {
+    for (const e of this.detectors.entries()) yield { namespace: e.namespace, name: e.name, detector: e.state };
   }
 
-  private entry(namespace: string, name: string, section: OutlierDetectionSpec): Entry {
-    let names = this.byNamespace.get(namespace);
-    const had = names?.get(name);
-    if (had && (had.section === section || sameSection(had.section, section))) {
-      had.section = section;
-      return had;
-    }
-    had?.detector.close();
+  private make(namespace: string, name: string, section: OutlierDetectionSpec): OutlierDetector {
     const log = this.opts.logger;
     const service = `${namespace}/${name}`;
-    const detector = new OutlierDetector(section, this.opts.clock, {
+    return new OutlierDetector(section, this.opts.clock, {
       onEject: (e) => {
         this.metrics?.ejections.inc({ destination_service_namespace: namespace, destination_service_name: name, reason: e.reason });
         log.warn({
@@ -149,18 +126,10 @@ export class OutlierDetectors implements AttemptReporter, EndpointFilter {
       },
       onReturn: (endpoint, ms) => log.info({ service, endpoint, ejected_ms: ms }, 'outlier returned (its probe succeeded)'),
     });
-    const made: Entry = { namespace, name, section, detector };
-    if (!names) this.byNamespace.set(namespace, (names = new Map()));
-    names.set(name, made);
-    return made;
   }
 }
 
 const addressOf = (w: WorkloadView): string => w.record.addresses[0] ?? '';
-
-function sameSection(a: OutlierDetectionSpec, b: OutlierDetectionSpec): boolean {
-  return a === b || JSON.stringify(a) === JSON.stringify(b);
-}
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
