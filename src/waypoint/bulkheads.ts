@@ -14,6 +14,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { Bulkhead } from '../resilience/pool';
 import type { ConnectionPoolSpec } from '../resilience/pool-spec';
 import type { TrafficPolicySpec } from '../resilience/spec';
+import { PerService } from './per-service';
 import type { UpstreamPoolLimits } from './types';
 
 /** One Service's bulkhead as the admin view shows it. */
@@ -26,10 +27,8 @@ export interface BulkheadView {
   overflowed: number;
 }
 
-interface Entry {
-  namespace: string;
-  name: string;
-  section: ConnectionPoolSpec;
+/** What a plan to the Service carries. */
+interface Limits {
   bulkhead: Bulkhead | undefined;
   pool: UpstreamPoolLimits | undefined;
 }
@@ -37,19 +36,19 @@ interface Entry {
 const LABELS = ['destination_service_namespace', 'destination_service_name'] as const;
 
 export class ServiceBulkheads {
-  private readonly byNamespace = new Map<string, Map<string, Entry>>();
+  private readonly limits = new PerService<ConnectionPoolSpec, Limits>({ make: (_ns, _name, section) => limitsOf(section) });
 
   constructor(private readonly policyOf: (namespace: string, name: string) => TrafficPolicySpec | undefined, registry?: Registry) {
     if (!registry) return;
-    const entries = () => this.entries();
+    const entries = () => this.limits.entries();
     new Gauge({
       name: 'weft_waypoint_pool_requests', help: 'Requests holding (state="active") or waiting for (state="pending") a slot of a Service\'s connectionPool.',
       labelNames: [...LABELS, 'state'], registers: [registry],
       collect(this: Gauge<(typeof LABELS)[number] | 'state'>) {
         this.reset();
         for (const e of entries()) {
-          if (!e.bulkhead) continue;
-          const { active, pending } = e.bulkhead.load;
+          if (!e.state.bulkhead) continue;
+          const { active, pending } = e.state.bulkhead.load;
           this.set({ destination_service_namespace: e.namespace, destination_service_name: e.name, state: 'active' }, active);
           this.set({ destination_service_namespace: e.namespace, destination_service_name: e.name, state: 'pending' }, pending);
         }
@@ -60,48 +59,27 @@ export class ServiceBulkheads {
   /** What a plan to `namespace/name` carries under `spec` (undefined: no connectionPool). */
   get(namespace: string, name: string, spec: TrafficPolicySpec): { bulkhead?: Bulkhead; pool?: UpstreamPoolLimits } | undefined {
     const section = spec.connectionPool;
-    if (!section) return undefined;
-    let names = this.byNamespace.get(namespace);
-    const had = names?.get(name);
-    if (had && (had.section === section || same(had.section, section))) {
-      had.section = section;
-      return had;
-    }
-    const limited = section.maxConcurrentRequests !== undefined || section.maxPendingRequests !== undefined;
-    const perConnection = section.maxConnections !== undefined || section.maxRequestsPerConnection !== undefined;
-    const made: Entry = {
-      namespace, name, section,
-      bulkhead: limited ? new Bulkhead(section) : undefined,
-      pool: perConnection ? { maxConnections: section.maxConnections, maxRequestsPerConnection: section.maxRequestsPerConnection } : undefined,
-    };
-    if (!names) this.byNamespace.set(namespace, (names = new Map()));
-    names.set(name, made);
-    return made;
+    return section && this.limits.get(namespace, name, section);
   }
 
   /** Drops the entries whose Service's policy no longer has the same section (call on policy changes). */
   prune(): void {
-    for (const [ns, names] of this.byNamespace) {
-      for (const [name, e] of names) {
-        const now = this.policyOf(ns, name)?.connectionPool;
-        if (!now || !same(now, e.section)) names.delete(name);
-      }
-      if (names.size === 0) this.byNamespace.delete(ns);
-    }
+    this.limits.prune((ns, name) => this.policyOf(ns, name)?.connectionPool);
   }
 
   views(): BulkheadView[] {
-    return [...this.entries()].map((e) => ({
-      namespace: e.namespace, name: e.name, limits: e.section,
-      active: e.bulkhead?.load.active ?? 0, pending: e.bulkhead?.load.pending ?? 0, overflowed: e.bulkhead?.overflowed ?? 0,
+    return [...this.limits.entries()].map(({ namespace, name, section, state: { bulkhead } }) => ({
+      namespace, name, limits: section,
+      active: bulkhead?.load.active ?? 0, pending: bulkhead?.load.pending ?? 0, overflowed: bulkhead?.overflowed ?? 0,
     }));
-  }
-
-  private *entries(): Iterable<Entry> {
-    for (const names of this.byNamespace.values()) yield* names.values();
   }
 }
 
-function same(a: ConnectionPoolSpec, b: ConnectionPoolSpec): boolean {
-  return a === b || JSON.stringify(a) === JSON.stringify(b);
+function limitsOf(section: ConnectionPoolSpec): Limits {
+  const limited = section.maxConcurrentRequests !== undefined || section.maxPendingRequests !== undefined;
+  const perConnection = section.maxConnections !== undefined || section.maxRequestsPerConnection !== undefined;
+  return {
+    bulkhead: limited ? new Bulkhead(section) : undefined,
+    pool: perConnection ? { maxConnections: section.maxConnections, maxRequestsPerConnection: section.maxRequestsPerConnection } : undefined,
+  };
 }
