@@ -12,6 +12,7 @@ import { EndpointBalancer } from '../resilience/balance';
 import { DEFAULT_LOAD_BALANCER, hashKeySource, type HashKeySource, type LoadBalancerSpec } from '../resilience/balance-spec';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import type { BalancedService } from './attempt-targets';
+import { PerService } from './per-service';
 
 /** One Service's balancer as the admin view shows it. */
 export interface BalancerView {
@@ -36,53 +37,40 @@ class ServiceBalance implements BalancedService {
 const addressOf = (w: WorkloadView): string => w.record.addresses[0] ?? '';
 
 export class ServiceBalancers {
-  /** namespace → name → state: two lookups and no key string per request. */
-  private readonly byNamespace = new Map<string, Map<string, ServiceBalance>>();
+  /** Keyed by the whole policy (BalancedService.spec), the same while its loadBalancer is. */
+  private readonly balancers: PerService<TrafficPolicySpec, ServiceBalance>;
 
-  constructor(private readonly opts: { random: () => number; clock: Pick<Clock, 'now'> }) {}
+  constructor(opts: { random: () => number; clock: Pick<Clock, 'now'> }) {
+    this.balancers = new PerService({
+      make: (namespace, name, spec) => new ServiceBalance(namespace, name, spec, new EndpointBalancer(spec.loadBalancer ?? DEFAULT_LOAD_BALANCER, addressOf, opts)),
+      same: (a, b) => sameBalancing(a.loadBalancer, b.loadBalancer),
+    });
+  }
 
   /** The balancer state of Service `namespace/name` under `spec` (the policy in force). */
   get(namespace: string, name: string, spec: TrafficPolicySpec): BalancedService {
-    let names = this.byNamespace.get(namespace);
-    const had = names?.get(name);
-    if (had && had.spec === spec) return had;
-    if (had && sameBalancing(had.spec.loadBalancer, spec.loadBalancer)) {
-      had.spec = spec;
-      return had;
-    }
-    const made = new ServiceBalance(namespace, name, spec, new EndpointBalancer(spec.loadBalancer ?? DEFAULT_LOAD_BALANCER, addressOf, this.opts));
-    if (!names) this.byNamespace.set(namespace, (names = new Map()));
-    names.set(name, made);
-    return made;
+    const sb = this.balancers.get(namespace, name, spec);
+    sb.spec = spec;
+    return sb;
   }
 
   /** Drops the state of Services whose policy is no longer `policyOf`'s answer (policy removed or replaced). */
   prune(policyOf: (namespace: string, name: string) => TrafficPolicySpec | undefined): void {
-    for (const [ns, names] of this.byNamespace) {
-      for (const [name, sb] of names) {
-        const now = policyOf(ns, name);
-        if (!now || !sameBalancing(sb.spec.loadBalancer, now.loadBalancer)) names.delete(name);
-      }
-      if (names.size === 0) this.byNamespace.delete(ns);
-    }
+    this.balancers.prune(policyOf);
   }
 
   /** Per Service with a policy: its balancer and what it knows of each endpoint (the waypoint admin's /balancers). */
   views(): BalancerView[] {
     const out: BalancerView[] = [];
-    for (const [namespace, names] of this.byNamespace) {
-      for (const [name, sb] of names) {
-        out.push({ namespace, name, type: sb.balancer.type, endpoints: sb.balancer.endpointLoads().map((l) => ({ address: l.address, pending: l.pending, ...(l.rttMs !== undefined ? { ewmaMs: Math.round(l.rttMs * 100) / 100 } : {}) })) });
-      }
+    for (const { namespace, name, state: sb } of this.balancers.entries()) {
+      out.push({ namespace, name, type: sb.balancer.type, endpoints: sb.balancer.endpointLoads().map((l) => ({ address: l.address, pending: l.pending, ...(l.rttMs !== undefined ? { ewmaMs: Math.round(l.rttMs * 100) / 100 } : {}) })) });
     }
     return out.sort((a, b) => (a.namespace === b.namespace ? (a.name < b.name ? -1 : 1) : a.namespace < b.namespace ? -1 : 1));
   }
 
   /** Services with balancer state (tests, admin views). */
   get size(): number {
-    let n = 0;
-    for (const names of this.byNamespace.values()) n += names.size;
-    return n;
+    return this.balancers.size;
   }
 }
 
