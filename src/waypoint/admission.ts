@@ -22,6 +22,7 @@ import { ServiceRateLimit } from '../resilience/rate-limit';
 import { AdaptiveLimiter, type LimiterView } from '../resilience/shedding';
 import type { TrafficPolicySpec } from '../resilience/spec';
 import { GRPC, grpcFromHttp, grpcTrailersOnly, httpFromGrpc } from './grpc-status';
+import { PerService } from './per-service';
 import type { DestinationService, RequestFacts, ResponseFlag } from './types';
 
 /** The TrafficPolicy lookup the waypoint keeps (traffic-policies.ts TrafficPolicies). */
@@ -139,13 +140,23 @@ export interface AdmissionOptions {
 }
 
 export class Admission {
-  /** namespace → name → gate: no key string is built per request. */
-  private readonly gates = new Map<string, Map<string, ServiceGate>>();
+  /** Keyed by the policy object: a new version of the policy (any section) is a new gate. */
+  private readonly gates: PerService<TrafficPolicySpec, ServiceGate>;
   private readonly random: () => number;
   private readonly metrics: AdmissionMetrics | undefined;
 
   constructor(private readonly opts: AdmissionOptions) {
     this.random = opts.random ?? Math.random;
+    this.gates = new PerService({
+      // First request under this policy version: a new gate (fresh buckets and limiter), and
+      // gates whose policy went away are dropped, so they stay bounded by the Services with one.
+      make: (namespace, name, spec) => {
+        this.prune();
+        return new ServiceGate(namespace, name, spec, opts.clock, this.random);
+      },
+      same: () => false,
+      drop: (_gate, namespace, name) => this.metrics?.forget(namespace, name),
+    });
     this.metrics = opts.metrics ? new AdmissionMetrics(opts.metrics, () => this.live()) : undefined;
   }
 
@@ -157,16 +168,7 @@ export class Admission {
     if (service === undefined) return undefined;
     const spec = this.opts.policies.forService(service.namespace, service.name);
     if (spec === undefined || (spec.faults === undefined && spec.rateLimit === undefined && spec.loadShedding === undefined)) return undefined;
-    let byName = this.gates.get(service.namespace);
-    let gate = byName?.get(service.name);
-    if (gate?.spec === spec) return gate;
-    // First request under this policy version: a new gate (fresh buckets and limiter), and
-    // gates whose policy went away are dropped, so they stay bounded by the Services with one.
-    this.prune();
-    gate = new ServiceGate(service.namespace, service.name, spec, this.opts.clock, this.random);
-    if (!byName) this.gates.set(service.namespace, (byName = new Map()));
-    byName.set(service.name, gate);
-    return gate;
+    return this.gates.get(service.namespace, service.name, spec);
   }
 
   /** Faults, rate limit and concurrency limit for one request, in that order. */
@@ -212,7 +214,7 @@ export class Admission {
   /** Gates in use now (for metrics and the admin view). */
   *live(): Iterable<ServiceGate> {
     this.prune();
-    for (const byName of this.gates.values()) yield* byName.values();
+    for (const e of this.gates.entries()) yield e.state;
   }
 
   /** Each Service's admission state, for the waypoint's admin view (`/admission`). */
@@ -227,14 +229,7 @@ export class Admission {
 
   /** Drops gates whose Service has no policy now, or a newer one (also called when the policies change). */
   prune(): void {
-    for (const [namespace, byName] of this.gates) {
-      for (const [name, gate] of byName) {
-        if (this.opts.policies.forService(namespace, name) === gate.spec) continue;
-        byName.delete(name);
-        this.metrics?.forget(namespace, name);
-      }
-      if (byName.size === 0) this.gates.delete(namespace);
-    }
+    this.gates.prune((namespace, name) => this.opts.policies.forService(namespace, name));
   }
 
   private count(gate: ServiceGate, action: AdmissionAction): void {
