@@ -25,6 +25,7 @@ import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from '../resilience/spec
 import { WaypointDeployer, type WaypointDeployConfig } from './waypoint-deploy';
 import type { LeaderElector } from './leader';
 import { stableStringify } from './stable-json';
+import { stampCondition, statusTime } from './status-patch';
 
 /**
  * The Accepted=False condition's reason per held state (policy-fallback.ts). The
@@ -344,11 +345,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const cur = conditions.find((c) => c.type === 'Accepted');
       if (cur && cur.status === want.status && cur.reason === want.reason && cur.message === want.message &&
         cur.observedGeneration === m.generation) continue;
-      const condition = {
-        type: 'Accepted', ...want, observedGeneration: m.generation,
-        lastTransitionTime: cur?.status === want.status && typeof cur.lastTransitionTime === 'string'
-          ? cur.lastTransitionTime : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      };
+      const condition = stampCondition({ type: 'Accepted', ...want }, cur, m.generation, statusTime());
       const version = group === AUTHZ_GROUP ? AUTHZ_VERSION : ISTIO_SECURITY_VERSION;
       const path = `/apis/${group}/${version}/namespaces/${m.namespace}/${AUTHZ_PLURAL}/${m.name}/status`;
       try {

@@ -20,6 +20,7 @@ import type { ServiceRecord } from '../registry/types';
 import type { DesiredState } from './desired';
 import { gatewayAPIPath, type K8sGatewayAPIObject } from './k8s-types';
 import { stableStringify } from './stable-json';
+import { stampCondition, statusTime, StatusPatches } from './status-patch';
 
 type K8sCondition = RouteCondition & { observedGeneration?: number; lastTransitionTime: string };
 interface K8sParentStatus { parentRef: ParentRef; controllerName: string; conditions: K8sCondition[] }
@@ -67,12 +68,7 @@ export function nextParents(obj: K8sGatewayAPIObject, want: RouteParentStatus[],
   const next = want.map((p) => ({
     parentRef: p.parentRef,
     controllerName: p.controllerName,
-    conditions: p.conditions.map((c) => {
-      const prev = previous(p.parentRef, c.type);
-      // lastTransitionTime moves only when the status flips, as the API conventions ask.
-      const since = prev?.status === c.status && typeof prev.lastTransitionTime === 'string' ? prev.lastTransitionTime : now;
-      return { ...c, ...(generation !== undefined ? { observedGeneration: generation } : {}), lastTransitionTime: since };
-    }),
+    conditions: p.conditions.map((c) => stampCondition(c, previous(p.parentRef, c.type), generation, now)),
   }));
   return [...others, ...next];
 }
@@ -80,33 +76,23 @@ export function nextParents(obj: K8sGatewayAPIObject, want: RouteParentStatus[],
 const PLURAL = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' } as const;
 
 export class RouteStatusWriter {
-  /** Per route: `resourceVersion|parents` last sent, so an echo not yet seen by the informer is not sent twice. */
-  private sent = new Map<string, string>();
+  private readonly patches: StatusPatches;
 
-  constructor(private readonly client: KubeClient, private readonly logger: Logger, private readonly clock: () => Date = () => new Date()) {}
+  constructor(client: KubeClient, logger: Logger, private readonly clock: () => Date = () => new Date()) {
+    this.patches = new StatusPatches(client, logger, 'route');
+  }
 
   /** Writes each route's status that changed; `mayWrite` is checked before every request (leadership can be lost). */
   async report(d: DesiredState, mayWrite: () => boolean): Promise<void> {
     const wanted = desiredRouteParents(d);
-    const seen = new Set<string>();
     for (const [key, { obj, kind }] of d.routes) {
-      seen.add(key);
-      const parents = nextParents(obj, wanted.get(key) ?? [], this.clock().toISOString().replace(/\.\d{3}Z$/, 'Z'));
-      if (parents === undefined) continue;
-      const tag = `${obj.metadata.resourceVersion}|${stableStringify(wanted.get(key))}`;
-      if (this.sent.get(key) === tag) continue;
-      if (!mayWrite()) return;
+      const want = wanted.get(key) ?? [];
+      const parents = nextParents(obj, want, statusTime(this.clock()));
       const m = obj.metadata;
-      try {
-        await this.client.patch(gatewayAPIPath(PLURAL[kind], m.namespace!, m.name!, 'status'),
-          { metadata: { resourceVersion: m.resourceVersion }, status: { parents } }, 'merge');
-        this.sent.set(key, tag);
-      } catch (err) {
-        // A courtesy to the user: a failure (or a 409 from a concurrent writer) must not
-        // stall the registry; the next event on the route tries again.
-        this.logger.warn({ err: (err as Error).message, route: key }, 'could not set the route status');
-      }
+      if (parents === undefined || this.patches.sentAlready(key, m.resourceVersion, wanted.get(key))) continue;
+      if (!mayWrite()) return;
+      await this.patches.send(key, gatewayAPIPath(PLURAL[kind], m.namespace!, m.name!, 'status'), m.resourceVersion, { parents }, wanted.get(key));
     }
-    for (const key of this.sent.keys()) if (!seen.has(key)) this.sent.delete(key);
+    this.patches.keepOnly((key) => d.routes.has(key));
   }
 }

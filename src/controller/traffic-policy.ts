@@ -24,6 +24,7 @@ import { TRAFFIC_POLICY_KIND, validateTrafficPolicy } from '../resilience/valida
 import type { TrafficPolicyRecord } from '../registry/types';
 import type { K8sGatewayAPIObject } from './k8s-types';
 import { stableStringify } from './stable-json';
+import { stampCondition, statusTime, StatusPatches } from './status-patch';
 
 export const TRAFFIC_POLICY_PLURAL = 'trafficpolicies';
 export const TRAFFIC_POLICY_PATH = `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/${TRAFFIC_POLICY_PLURAL}`;
@@ -116,11 +117,7 @@ export function nextTrafficPolicyStatus(obj: K8sTrafficPolicy, want: TrafficPoli
   const comparable = (s: { conditions?: K8sCondition[]; ancestors?: { ancestorRef: unknown; controllerName: string; conditions: K8sCondition[] }[] }, g?: number) =>
     stableStringify({ conditions: strip(s.conditions, g), ancestors: (s.ancestors ?? []).map((a) => ({ ancestorRef: a.ancestorRef, controllerName: a.controllerName, conditions: strip(a.conditions, g) })) });
   if (comparable(cur) === comparable(want, gen)) return undefined;
-  // lastTransitionTime moves only when the status flips, as the API conventions ask.
-  const stamp = (c: PolicyCondition, prev: K8sCondition | undefined): K8sCondition => ({
-    ...c, ...(gen !== undefined ? { observedGeneration: gen } : {}),
-    lastTransitionTime: prev?.status === c.status && typeof prev.lastTransitionTime === 'string' ? prev.lastTransitionTime : now,
-  });
+  const stamp = (c: PolicyCondition, prev: K8sCondition | undefined): K8sCondition => stampCondition(c, prev, gen, now);
   const prevAncestor = (name: string) => cur.ancestors?.find((a) => (a.ancestorRef as { name?: string }).name === name)?.conditions?.[0];
   return {
     conditions: want.conditions.map((c) => stamp(c, cur.conditions?.find((p) => p.type === c.type))),
@@ -129,32 +126,25 @@ export function nextTrafficPolicyStatus(obj: K8sTrafficPolicy, want: TrafficPoli
 }
 
 export class TrafficPolicyStatusWriter {
-  /** Per object: `resourceVersion|status` last sent, so an echo the informer has not delivered yet is not sent twice. */
-  private sent = new Map<string, string>();
+  private readonly patches: StatusPatches;
 
-  constructor(private readonly client: KubeClient, private readonly logger: Logger, private readonly clock: () => Date = () => new Date()) {}
+  constructor(client: KubeClient, logger: Logger, private readonly clock: () => Date = () => new Date()) {
+    this.patches = new StatusPatches(client, logger, 'TrafficPolicy');
+  }
 
   async report(outcomes: ReadonlyMap<string, TrafficPolicyOutcome>, serviceExists: (namespace: string, name: string) => boolean,
     mayWrite: () => boolean): Promise<void> {
     const wanted = desiredTrafficPolicyStatus(outcomes, serviceExists);
-    const now = this.clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const now = statusTime(this.clock());
     for (const [key, { obj }] of outcomes) {
       const want = wanted.get(key)!;
       const status = nextTrafficPolicyStatus(obj, want, now);
-      if (status === undefined) continue;
-      const tag = `${obj.metadata.resourceVersion}|${stableStringify(want)}`;
-      if (this.sent.get(key) === tag) continue;
-      if (!mayWrite()) return;
       const m = obj.metadata;
-      try {
-        await this.client.patch(`/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/namespaces/${m.namespace}/${TRAFFIC_POLICY_PLURAL}/${m.name}/status`,
-          { metadata: { resourceVersion: m.resourceVersion }, status }, 'merge');
-        this.sent.set(key, tag);
-      } catch (err) {
-        // A courtesy to the user: a failure (or a 409) must not stall the registry; the next event retries.
-        this.logger.warn({ err: (err as Error).message, trafficPolicy: key }, 'could not set the TrafficPolicy status');
-      }
+      if (status === undefined || this.patches.sentAlready(key, m.resourceVersion, want)) continue;
+      if (!mayWrite()) return;
+      await this.patches.send(key, `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/namespaces/${m.namespace}/${TRAFFIC_POLICY_PLURAL}/${m.name}/status`,
+        m.resourceVersion, status, want);
     }
-    for (const key of this.sent.keys()) if (!outcomes.has(key)) this.sent.delete(key);
+    this.patches.keepOnly((key) => outcomes.has(key));
   }
 }
