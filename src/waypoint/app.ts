@@ -141,22 +141,22 @@ export class WaypointApp {
     });
     await this.hbone.listen(config.address, config.hbonePort);
     this.listening = true;
-    // The resilience views beside the metrics (read-only counters and endpoint states, no
-    // more than the metrics tell): `weft outliers` and `weft admission` read them from the pod's address.
-    await this.serve(metricsServer(this, {
+    // The resilience views, read-only, also beside the metrics on the pod's address, where
+    // `weft outliers` and `weft admission` read them. They show counters and states, and
+    // the endpoints' addresses (as the registry does to every mesh reader); nothing secret.
+    const resilienceViews = {
       '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
       '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),
-    }), config.address, config.metricsPort);
+    } satisfies Parameters<typeof metricsServer>[1];
+    await this.serve(metricsServer(this, resilienceViews), config.address, config.metricsPort);
     await this.serve(serve({
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
       '/trafficpolicies': (_q, _u, res) => json(res, 200, this.router?.policies.views() ?? []),
       '/balancers': (_q, _u, res) => json(res, 200, this.router?.balancerViews() ?? []),
       '/retries': (_q, _u, res) => json(res, 200, this.router?.retryBudgetViews() ?? []),
-      '/outliers': (_q, _u, res) => json(res, 200, this.outliers?.views() ?? []),
-      '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
-      '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),
+      ...resilienceViews,
       '/logging': loggingRoute(this.logger),
     }, this.logger), '127.0.0.1', config.adminPort);
     log.info({ address: config.address, identity: this.identity, redis: describeRedis(config.redis), version: VERSION }, 'waypoint started');
