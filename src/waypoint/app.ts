@@ -40,6 +40,7 @@ import { OutlierDetectors } from './outlier-detectors';
 import { ServiceBulkheads } from './bulkheads';
 import { TrafficPolicies } from './traffic-policies';
 import type { StreamContext } from './types';
+import { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 
 /** Test hooks: another certificate source (no CA), another clock of randomness. */
 export interface WaypointDeps {
@@ -75,6 +76,7 @@ export class WaypointApp {
   private authorizer: WaypointAuthorizer | undefined;
   private l7: WaypointL7 | undefined;
   private admission: Admission | undefined;
+  private telemetry: ProxyTelemetry | undefined;
   private hbone: HboneServer | undefined;
   private unfollowMetrics: (() => void) | undefined;
   private readonly servers: Server[] = [];
@@ -127,11 +129,16 @@ export class WaypointApp {
     const metrics = new WaypointMetrics(this.metrics, this.state);
     this.unfollowMetrics = metrics.followState(this.state);
     const dialer = new MeshDialer({ pool, identity: this.identity, address: config.address });
+    const telemetry = new ProxyTelemetry({
+      proxy: `waypoint ${config.namespace}/${config.name}`, config, registry: this.metrics, logger: log,
+      ...(this.deps.random ? { random: this.deps.random } : {}),
+    });
+    this.telemetry = telemetry;
     this.authorizer = new WaypointAuthorizer({
       state: this.state, waypoint: { namespace: config.namespace, name: config.name }, registry: this.metrics, logger: log.child({ component: 'authz' }),
     });
     this.l7 = new WaypointL7({
-      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission,
+      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission, telemetry,
       passthrough: (stream, ctx) => this.passthrough(stream, ctx, dialer),
     });
     this.hbone = new HboneServer({
@@ -149,7 +156,7 @@ export class WaypointApp {
       '/pools': (_q, _u, res) => json(res, 200, this.bulkheads?.views() ?? []),
       '/admission': (_q, _u, res) => json(res, 200, this.admission?.views() ?? []),
     } satisfies Parameters<typeof metricsServer>[1];
-    await this.serve(metricsServer(this, resilienceViews), config.address, config.metricsPort);
+    await this.serve(metricsServer(this, { ...resilienceViews, ...telemetry.views() }), config.address, config.metricsPort);
     await this.serve(serve({
       '/status': (_q, _u, res) => json(res, 200, this.status()),
       '/routes': (_q, _u, res) => json(res, 200, this.router?.routes ?? []),
@@ -291,6 +298,7 @@ export class WaypointApp {
     this.outliers?.close();
     this.policies?.close();
     this.unfollowMetrics?.();
+    if (this.telemetry) await step('closing telemetry', () => this.telemetry!.close());
     if (this.pool) await step('closing the HBONE pool', () => this.pool!.close());
     if (this.ownCerts) await step('stopping certificates', () => this.ownCerts!.stop());
     this.anchors?.close();

@@ -10,6 +10,7 @@ import type { Clock } from '../lib/clock';
 import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { Admission, Admitted } from './admission';
+import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 import { sampleLatency } from './admission';
 import { ReplayableBody } from './body';
 import type { RequestAuthorizer } from './authorizer';
@@ -62,6 +63,8 @@ export interface ExchangeDeps {
   random?: () => number;
   /** TrafficPolicy faults, rate limits and load shedding; absent: every plan is forwarded as is. */
   admission?: Admission;
+  /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
+  telemetry?: ProxyTelemetry;
 }
 
 /** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */

@@ -13,6 +13,7 @@ import type { Logger } from '../lib/log';
 import { validateL7Config, type L7Config } from './config';
 import type { RequestAuthorizer } from './authorizer';
 import type { Admission } from './admission';
+import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 import type { ExchangeDeps } from './exchange';
 import { Mirrors } from './forward';
 import { Http1Front } from './http1';
@@ -34,6 +35,8 @@ export interface WaypointL7Options {
   observer?: RequestObserver;
   /** TrafficPolicy admission (faults, rate limits, load shedding) after the router's plan. */
   admission?: Admission;
+  /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
+  telemetry?: ProxyTelemetry;
   /** Limits; validated here (WEFT_CONFIG_INVALID names a bad field). */
   config?: Partial<L7Config>;
   clock?: Clock;
@@ -73,6 +76,7 @@ export class WaypointL7 {
       ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
       ...(opts.random ? { random: opts.random } : {}),
       ...(opts.admission ? { admission: opts.admission } : {}),
+      ...(opts.telemetry ? { telemetry: opts.telemetry } : {}),
     };
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { caClientOptions, commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
+import { telemetryOptions } from '../telemetry/options';
 
 const NAME = { pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, what: 'a DNS-1123 label (lower-case letters, digits and "-")' };
 
@@ -26,6 +27,7 @@ export const waypointOptions = {
     parse: (raw: string) => { if (!isIP(raw)) throw new Error('expected an IP address'); return raw; },
   },
   ...caClientOptions,
+  ...telemetryOptions,
   identityTokenFile: {
     flag: 'identity-token-file', env: 'WEFT_IDENTITY_TOKEN_FILE',
     description: 'file with the credential the CA issues this waypoint\'s own certificate for: the projected ServiceAccount token (cluster) or the lab\'s identity token; re-read at every request',

@@ -31,6 +31,7 @@ import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../mesh/ports';
 import { HBONE_PORT } from '../hbone/contracts';
 import { adminServer, type AdminSource } from './admin';
 import { closeServer, listenTcp, listenUnix, metricsServer, readinessServer } from '../lib/http-endpoints';
+import { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 import { AdminAuthenticator } from './admin-auth';
 import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
@@ -68,6 +69,7 @@ export class ZtunnelApp implements AdminSource {
   private listening = false;
   private readonly onStateChange = () => this.updateWantedCerts();
   private unfollowMetrics: (() => void) | undefined;
+  private telemetry: ProxyTelemetry | undefined;
 
   constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelPorts = {
     outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
@@ -122,7 +124,9 @@ export class ZtunnelApp implements AdminSource {
     const guard = loopGuard(new NodeAddresses({ logger: log }), [
       config.adminPort, config.metricsPort, config.readinessPort, this.ports.outbound, this.ports.inboundPlaintext, this.ports.hbone,
     ]);
-    const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, nodeName: config.nodeName, loopGuard: guard };
+    const telemetry = new ProxyTelemetry({ proxy: `ztunnel ${config.nodeName}`, config, registry: this.metrics, logger: log });
+    this.telemetry = telemetry;
+    const common = { state: this.state, originalDst, logger: log, connections: this.tracked, metrics, telemetry, nodeName: config.nodeName, loopGuard: guard };
     // One set of the three listeners per family the node captures (DNAT needs a concrete
     // address of the packet's family); they share state, pool, connections, metrics and
     // the node-wide HBONE limits (budget, dial slots, handshakes, sessions per peer).
@@ -149,7 +153,7 @@ export class ZtunnelApp implements AdminSource {
     const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log }).start();
     this.closers.push(() => reclaimer.stop());
 
-    await this.serve(metricsServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
+    await this.serve(metricsServer(this, telemetry.views()), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
     await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
     if (config.adminViewAddress && config.adminViewAddress !== '127.0.0.1') {
       await this.serve(adminViewServer(this, { auth: this.adminAuth() }), config.adminViewAddress, config.adminPort);
@@ -299,6 +303,7 @@ export class ZtunnelApp implements AdminSource {
     this.state.off('change', this.onStateChange);
     this.state.off('snapshot', this.onStateChange);
     this.unfollowMetrics?.();
+    if (this.telemetry) await step('closing telemetry', () => this.telemetry!.close());
     if (this.certs) await step('stopping certificates', () => this.certs!.stop());
     this.trustAnchors?.close();
     if (this.caClient) await step('closing the CA client', () => this.caClient!.close());

@@ -1,6 +1,7 @@
 import { WeftError } from '../lib/errors';
 import { isIP, isIPv6 } from 'node:net';
 import { caClientOptions, commonOptions, redisTarget, type RedisConnection } from '../lib/common-options';
+import { telemetryOptions } from '../telemetry/options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
 import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from '../hbone/limits';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../hbone/pipe';
@@ -15,6 +16,7 @@ const bounds = (field: keyof typeof HBONE_LIMIT_BOUNDS, unit = 1) =>
 /** Every setting of `weft ztunnel`: one place, each a flag and an environment variable. */
 export const ztunnelOptions = {
   ...commonOptions,
+  ...telemetryOptions,
   nodeName: {
     flag: 'node', env: 'WEFT_NODE_NAME', description: 'name of the node this ztunnel serves (as in the registry)',
     parse: parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a node name (lower-case DNS label)' }),

@@ -61,7 +61,7 @@ export class InboundPlaintextServer extends ListenerBase {
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.lb = opts.loadBalancer ?? new RoundRobin();
     this.guard = opts.loopGuard ?? defaultLoopGuard();
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.logLimiter });
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, telemetry: opts.telemetry, logger: this.log, logLimiter: this.logLimiter });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'plaintext' }, n));
   }
 

@@ -100,7 +100,7 @@ export class InboundServer {
     this.upstreamTimeoutMs = opts.upstreamConnectTimeoutMs ?? 10_000;
     this.metrics = opts.metrics;
     this.guard = opts.loopGuard ?? defaultLoopGuard();
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.hbone.logLimiter });
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, telemetry: opts.telemetry, logger: this.log, logLimiter: this.hbone.logLimiter });
     this.policies = new PolicyWatcher(this.state, this.log, (n) => opts.metrics?.revoked.inc({ listener: 'hbone' }, n));
     this.state.on('change', this.onStateChange);
     this.state.on('snapshot', this.pruneEngines);

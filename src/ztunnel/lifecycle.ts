@@ -12,10 +12,13 @@ import type { AuthzDecision } from './authorization';
 import type { ResponseFlag, ZtunnelMetrics } from './metrics';
 import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from '../hbone/pipe';
 import type { PolicyWatcher } from './policy-watch';
+import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 
 export interface LifecycleDeps {
   connections: ConnectionRegistry;
   metrics?: ZtunnelMetrics;
+  /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
+  telemetry?: ProxyTelemetry;
   /** Receives one `connection complete` line per connection (refused ones rate-limited). */
   logger: Logger;
   /**

@@ -12,6 +12,7 @@ import type { ConnectionRegistry } from './connections';
 import type { OriginalDstSource } from './contracts';
 import type { OriginalDst, SocketFactory } from '../hbone/contracts';
 import type { ZtunnelMetrics } from './metrics';
+import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 import { reset } from '../mesh/dial';
 import { loopGuard, type LoopGuard } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
@@ -23,6 +24,8 @@ export interface CapturedListenerOptions {
   logger: Logger;
   connections: ConnectionRegistry;
   metrics?: ZtunnelMetrics;
+  /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
+  telemetry?: ProxyTelemetry;
   /** This node's name: only workloads scheduled here are served. */
   nodeName: string;
   /** Dials upstream TCP (local pods, passthrough destinations); `net.connect` by default. */

@@ -62,7 +62,7 @@ export class OutboundProxy extends ListenerBase {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.hwm = opts.pipeHighWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.guard = opts.loopGuard ?? defaultLoopGuard();
-    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, logger: this.log, logLimiter: this.logLimiter });
+    this.lifecycle = new ConnectionLifecycle({ connections: opts.connections, metrics: opts.metrics, telemetry: opts.telemetry, logger: this.log, logLimiter: this.logLimiter });
   }
 
   protected async onConnection(sock: net.Socket): Promise<void> {

@@ -1,0 +1,76 @@
+/**
+ * The lab of the observability demonstrations (test/e2e/observability.test.ts; one
+ * bring-up for every view, to keep the suite short): the default topology plus a
+ * `frontend` pod and Service in demo, demo/waypoint on node-2 serving the demo namespace,
+ * tracing at 100 % in every proxy, and demo traffic on demand: demo/client calls
+ * frontend.demo, which calls echo.demo (a two-hop chain through the waypoint, lab echo's
+ * `?via=`), and echo.demo directly; legacy/client calls echo.legacy (L4, not in the mesh).
+ */
+import type { Test } from 'tap';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultTopologyFile } from '../../../src/lab/paths';
+import type { LoadSummary } from '../../../src/lab/client-load';
+import { startLab, type LabHandle } from './lab';
+
+export interface ObservabilityLab {
+  lab: LabHandle;
+  /** A scratch directory removed at teardown (screenshots go to test artefacts instead: artefactDir). */
+  dir: string;
+  waypointIp: string;
+  /** Node addresses by name (ztunnel metrics at <address>:15020). */
+  nodes: Record<string, string>;
+  /** Where views' pictures go (kept after the run: .weft-lab/artefacts/observability). */
+  artefactDir: string;
+  /** Demo traffic for `seconds`: chain and direct requests from demo/client, L4 from legacy/client. Resolves when it ended. */
+  traffic(opts?: { seconds?: number; rate?: number; path?: string }): Promise<LoadSummary[]>;
+}
+
+const EXTRA = {
+  pods: '  - { name: frontend, namespace: demo, node: node-1, serviceAccount: frontend, labels: { app: frontend }, run: echo }\n',
+  services: '  - name: frontend\n    namespace: demo\n    selector: { app: frontend }\n    ports:\n      - { name: http, port: 80, targetPort: 8080 }\n',
+};
+
+export async function startObservabilityLab(t: Test): Promise<ObservabilityLab> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-observability-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let text = readFileSync(defaultTopologyFile(), 'utf8');
+  // Appended at the end of each list: the addresses and VIPs of the others stay as documented.
+  text = text.replace(/\nservices:\n/, `\n${EXTRA.pods}\nservices:\n`);
+  text = `${text.trimEnd()}\n${EXTRA.services}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
+  writeFileSync(join(dir, 'lab.yaml'), text);
+  const lab = await startLab(t, { topology: join(dir, 'lab.yaml'), env: { WEFT_TRACE_SAMPLING: '1' } });
+  const state = lab.state()!;
+  const waypointIp = state.waypoints!.find((w) => w.uid === 'demo/waypoint')!.ip;
+  const nodes = Object.fromEntries(lab.context.nodes.map((n) => [n.name, n.address!]));
+  const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
+  if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
+  const artefactDir = join(lab.labDir, '..', 'artefacts', 'observability');
+  const o: ObservabilityLab = {
+    lab, dir, waypointIp, nodes, artefactDir,
+    async traffic(opts = {}) {
+      const seconds = opts.seconds ?? 3;
+      const rate = opts.rate ?? 20;
+      const ms = `${seconds * 1000}ms`;
+      const load = async (pod: string, url: string): Promise<LoadSummary> => {
+        const res = await lab.exec(pod, ['weft', 'lab', 'load', url, '--rate', String(rate), '--duration', ms, '--conns', '4']);
+        if (!res.stdout.trim()) throw new Error(`weft lab load ${url} from ${pod} failed (${res.code}): ${res.stderr}`);
+        return JSON.parse(res.stdout) as LoadSummary;
+      };
+      return Promise.all([
+        load('demo/client', `http://frontend.demo${opts.path ?? '/'}?via=echo.demo`),
+        load('demo/client', `http://echo.demo${opts.path ?? '/'}`),
+        load('legacy/client', 'http://echo.legacy/'),
+      ]);
+    },
+  };
+  // Requests reach the waypoint once the client's ztunnel has the binding.
+  for (let i = 0; i < 50; i++) {
+    await lab.request('demo/client', 'http://echo.demo/');
+    const m = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', `http://${waypointIp}:15020/metrics`]);
+    if (m.code === 0 && /^istio_requests_total\{[^}]*destination_service_name="echo"/m.test(m.stdout)) return o;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error('requests from demo/client to echo.demo did not reach demo/waypoint within 10 s of use-waypoint');
+}
