@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { ReplayableBody } from '../src/waypoint/body';
 import { DEFAULT_L7_CONFIG, validateL7Config } from '../src/waypoint/config';
 import { splitTarget } from '../src/waypoint/exchange';
-import { addForwarded, applyHeaderEdits, ensureTraceparent, forwardedFor, newTraceparent, stripHopByHop, traceIdOf } from '../src/waypoint/headers';
+import { addForwarded, applyHeaderEdits, forwardedFor, stripHopByHop } from '../src/waypoint/headers';
 import { isWeftError } from '../src/lib/errors';
 
 t.test('stripHopByHop: fixed hop-by-hop names, names listed in Connection, pseudo-headers; te keeps only trailers', async (t) => {
@@ -34,20 +34,6 @@ t.test('forwarded: RFC 7239 node syntax, appended to what came', async (t) => {
   t.equal(h.forwarded, 'for="1.2.3.4:1", for="10.0.0.1:5"');
   t.equal(h['x-forwarded-for'], '1.2.3.4, 10.0.0.1');
   t.equal(h['x-forwarded-proto'], 'http');
-});
-
-t.test('traceparent: valid ones kept, invalid ones replaced by a fresh valid one', async (t) => {
-  t.equal(traceIdOf('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736');
-  for (const bad of ['ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
-    '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01', '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01', 'garbage']) {
-    t.equal(traceIdOf(bad), undefined, bad);
-  }
-  t.equal(traceIdOf(['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'x']), undefined, 'two traceparents: neither is trusted');
-  t.match(newTraceparent(), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
-  t.equal(newTraceparent((n) => Buffer.alloc(n)), `00-${'0'.repeat(31)}1-${'0'.repeat(15)}1-00`, 'all-zero ids are never produced');
-  const h: Record<string, string | string[] | undefined> = {};
-  const id = ensureTraceparent(h);
-  t.equal(traceIdOf(h.traceparent), id);
 });
 
 t.test('splitTarget: origin-form, absolute-form, asterisk', async (t) => {

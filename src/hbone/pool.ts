@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import { realClock, type Clock } from '../lib/clock';
 import { isWeftError, WeftError } from '../lib/errors';
 import type { Logger } from '../lib/log';
-import { randomHex } from '../lib/random-pool';
+import { formatTraceparent, newSpanId, newTraceId } from '../telemetry/trace-context';
 import { formatForwarded, formatHostPort, type HostPort } from '../lib/address';
 import type { CertSource, DialTarget, OriginalDst, SocketFactory } from './contracts';
 import { hboneTuning, type HboneTuning } from './settings';
@@ -57,7 +57,7 @@ export interface OpenStreamRequest {
   forwardedFor: HostPort;
   /** W3C baggage describing the source (`k8s.namespace.name=…,k8s.pod.name=…`). */
   baggage?: string;
-  /** W3C traceparent; a fresh one is made when absent. */
+  /** W3C traceparent (the outbound connection span's, when sampled); a fresh unsampled one is made when absent. */
   traceparent?: string;
   /** Updated by the pipe; the pool reads it for per-tunnel byte totals. */
   counters: ByteCounters;
@@ -206,7 +206,7 @@ export class HbonePool {
       ':method': 'CONNECT',
       ':authority': formatHostPort(req.authority.ip, req.authority.port),
       forwarded: formatForwarded(req.forwardedFor.ip, req.forwardedFor.port),
-      traceparent: req.traceparent ?? newTraceparent(),
+      traceparent: req.traceparent ?? formatTraceparent(newTraceId(), newSpanId(), false),
     };
     if (req.baggage) h.baggage = req.baggage;
     return h;
@@ -308,11 +308,6 @@ function positive(field: string, v: number): number {
   return v;
 }
 
-/** W3C trace context: version 00, random trace and span ids, not sampled. */
-function newTraceparent(): string {
-  const b = randomHex(24);
-  return `00-${b.slice(0, 32)}-${b.slice(32, 48)}-00`;
-}
 
 function statusError(status: number, target: string, req: OpenStreamRequest): WeftError {
   const via = hopText(req.nextHop);

@@ -138,7 +138,7 @@ export class WaypointApp {
       state: this.state, waypoint: { namespace: config.namespace, name: config.name }, registry: this.metrics, logger: log.child({ component: 'authz' }),
     });
     this.l7 = new WaypointL7({
-      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission, telemetry,
+      router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission, telemetry, workloads: this.state,
       passthrough: (stream, ctx) => this.passthrough(stream, ctx, dialer),
     });
     this.hbone = new HboneServer({

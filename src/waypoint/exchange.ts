@@ -16,7 +16,9 @@ import { ReplayableBody } from './body';
 import type { RequestAuthorizer } from './authorizer';
 import type { L7Config } from './config';
 import { forward, type Mirrors } from './forward';
-import { addForwarded, applyHeaderEdits, ensureTraceparent, first, stripHopByHop } from './headers';
+import { addForwarded, applyHeaderEdits, first, stripHopByHop } from './headers';
+import { traceRequest } from '../telemetry/tracer';
+import { RequestSpans, type WorkloadLookup } from './tracing';
 import type { UpstreamClient, UpstreamResponse } from './upstream';
 import type {
   DirectResponse, HeaderMap, RequestFacts, RequestObserver, RequestRecord, RequestRouter, RequestSlots, ResponseFlag, RouteDecision, StreamContext, UpstreamDialer,
@@ -65,6 +67,8 @@ export interface ExchangeDeps {
   admission?: Admission;
   /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
   telemetry?: ProxyTelemetry;
+  /** Workload names for the spans' source and destination (the registry view); absent: addresses only. */
+  workloads?: WorkloadLookup;
 }
 
 /** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */
@@ -145,15 +149,22 @@ export function directFlag(d: DirectResponse): ResponseFlag {
 export async function handleExchange(deps: ExchangeDeps, down: Downstream): Promise<void> {
   const start = deps.clock.now();
   const headers = requestHeaders(down);
-  const traceId = ensureTraceparent(headers);
+  const tracer = deps.telemetry?.tracer;
+  const trace = traceRequest(headers, tracer);
+  // Span objects only for a sampled trace: an unsampled request pays the header check above.
+  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, down.authority, down.ctx.destination.service) : undefined;
   const facts = requestFacts(down, headers);
   const grpc = isGrpcMessage(down.headers);
   const decision = authorizeThenDecide(deps, facts, grpc);
   const record: RequestRecord = {
     protocol: down.protocol, grpc, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0,
     route: decision.route, attempts: 0, sourceAddress: down.ctx.source.address, sourceIdentity: down.ctx.source.identity, destinationService: down.ctx.destination.service,
-    traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
+    traceId: trace.traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
+  if (spans) {
+    record.sampled = true;
+    record.spanId = spans.server.spanId;
+  }
   let body: ReplayableBody | null = null;
   let slots: RequestSlots | undefined;
   let admitted: Admitted | undefined;
@@ -213,6 +224,8 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     }
     const up = ownFraming(applyHeaderEdits({ ...headers }, plan.requestHeaders), headers);
     addForwarded(up, down.ctx.source);
+    // Mirrors are children of the server span; each attempt puts its own span's id in.
+    if (spans) up.traceparent = spans.traceparent();
     // Copies are kept only when they can be used (a retry, a mirror); otherwise the
     // first byte overflows a zero cap and nothing is held.
     const cap = plan.retry || plan.mirrors?.length ? deps.config.retryBufferBytes : 0;
@@ -222,7 +235,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     const fwd = { method: down.method, path: plan.path ?? upstreamTarget(down.target, facts), authority: plan.authority ?? down.authority, headers: up, body, client };
     if (plan.mirrors?.length) deps.mirrors.fire(fwd, plan);
     const sentAt = admitted ? deps.clock.now() : 0;
-    const result = await forward({ ...fwd, downstreamGone: down.gone }, plan, deps.clock, deps.random);
+    const result = await forward({ ...fwd, downstreamGone: down.gone, ...(spans ? { spans } : {}) }, plan, deps.clock, deps.random);
     if (admitted) latencyMs = sampleLatency(result.kind === 'local' ? result.status : result.res.status, result.kind === 'local', deps.clock.now() - sentAt);
     record.attempts = result.attempts;
     if (result.retryRefused) record.retryRefused = result.retryRefused;
@@ -256,6 +269,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     record.durationMs = deps.clock.now() - start;
     record.requestBytes = body?.bytes ?? 0;
     record.responseBytes = down.responseBytes();
+    spans?.end(record, deps.workloads);
     report(deps, record);
   }
 }

@@ -16,6 +16,7 @@ import type { Logger } from '../lib/log';
 import type { ReplayableBody } from './body';
 import { countRequest, IDEMPOTENT_METHODS, retriable, RETRY_HEADER, retryDelayMs, retryRefusal, type AttemptEnd, type RetryRefusal } from '../resilience/retry';
 import { AttemptError, hostPort, type UpstreamClient, type UpstreamResponse } from './upstream';
+import type { AttemptTracing } from './tracing';
 import type { ForwardPlan, HeaderMap, ResponseFlag, UpstreamTarget } from './types';
 
 /** A mirror request is given up after this long: its slot must come back. */
@@ -30,6 +31,8 @@ export interface ForwardRequest {
   client: UpstreamClient;
   /** Aborted when the downstream went away. */
   downstreamGone: AbortSignal;
+  /** A span per attempt (sampled requests only). */
+  spans?: AttemptTracing;
 }
 
 /** A retry limit that stopped a retriable outcome from being retried. */
@@ -78,9 +81,12 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
       const sent = plan.targets ? clock.now() : 0;
       let res: UpstreamResponse | undefined;
       let failure: AttemptError | undefined;
+      const span = req.spans?.attempt(attempts, upstream);
       try {
-        // A retry is marked for the hops below (the cross-hop cap); the first try goes as received.
-        const headers = attempts > 1 ? { ...req.headers, [RETRY_HEADER]: String(attempts) } : req.headers;
+        // A retry is marked for the hops below (the cross-hop cap); the first try goes as
+        // received, but for a sampled trace's traceparent (the attempt's span is the parent).
+        let headers = attempts > 1 ? { ...req.headers, [RETRY_HEADER]: String(attempts) } : req.headers;
+        if (span) headers = { ...headers, traceparent: span.traceparent };
         res = await req.client.request(target, {
           method: req.method, path: req.path, authority: req.authority, headers,
           body: req.body ? req.body.open() : null, signal: attempt ? attempt.signal : overallSignal, pool: plan.pool,
@@ -91,6 +97,7 @@ export async function forward(req: ForwardRequest, plan: ForwardPlan, clock: Clo
         attempt?.dispose();
       }
       const attemptExpired = attempt?.expired === true;
+      if (span) span.end(res ? { status: res.status } : { flag: req.downstreamGone.aborted ? 'DC' : attemptExpired || overall?.expired ? 'UT' : failure!.kind === 'connect' ? 'UF' : 'UC' });
       // A kept-alive connection the upstream had just closed: the request was never
       // read, so an idempotent one is sent again once, outside the retry policy. Only
       // without a policy: one retries connection errors itself, and a free try on top

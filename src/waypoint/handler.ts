@@ -14,6 +14,7 @@ import { validateL7Config, type L7Config } from './config';
 import type { RequestAuthorizer } from './authorizer';
 import type { Admission } from './admission';
 import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
+import type { WorkloadLookup } from './tracing';
 import type { ExchangeDeps } from './exchange';
 import { Mirrors } from './forward';
 import { Http1Front } from './http1';
@@ -37,6 +38,8 @@ export interface WaypointL7Options {
   admission?: Admission;
   /** Spans, the live tap and access-log volume (src/telemetry); absent: no spans, no tap. */
   telemetry?: ProxyTelemetry;
+  /** Workload names for the spans (the registry view); absent: spans name addresses only. */
+  workloads?: WorkloadLookup;
   /** Limits; validated here (WEFT_CONFIG_INVALID names a bad field). */
   config?: Partial<L7Config>;
   clock?: Clock;
@@ -77,6 +80,7 @@ export class WaypointL7 {
       ...(opts.random ? { random: opts.random } : {}),
       ...(opts.admission ? { admission: opts.admission } : {}),
       ...(opts.telemetry ? { telemetry: opts.telemetry } : {}),
+      ...(opts.workloads ? { workloads: opts.workloads } : {}),
     };
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and

@@ -1,10 +1,9 @@
 /**
  * Header work of the proxy, one place for both HTTP versions: hop-by-hop headers out
  * (both ways; Node's http2 throws if they reach `respond()`), the route's header edits
- * in, the original client in `forwarded`/`x-forwarded-for`, and a W3C `traceparent`
- * passed through or created.
+ * in, the original client in `forwarded`/`x-forwarded-for`. Trace headers are the
+ * tracer's (src/telemetry/tracer.ts traceRequest).
  */
-import { pooledRandomBytes } from '../lib/random-pool';
 import type { HeaderModifier } from '../gateway/types';
 import type { HeaderMap, Peer } from './types';
 
@@ -70,39 +69,6 @@ export function addForwarded(headers: HeaderMap, client: Peer): void {
   headers.forwarded = appendValue(headers.forwarded, forwardedFor(client));
   headers['x-forwarded-for'] = appendValue(headers['x-forwarded-for'], client.address);
   if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
-}
-
-const ALL_ZERO = /^0+$/;
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
-
-/** The trace id of a valid W3C traceparent, else undefined (version ff, all-zero ids are invalid). */
-export function traceIdOf(traceparent: string | string[] | undefined): string | undefined {
-  if (typeof traceparent !== 'string') return undefined;
-  const m = TRACEPARENT.exec(traceparent.trim());
-  if (!m || m[1] === 'ff' || ALL_ZERO.test(m[2]!) || ALL_ZERO.test(m[3]!)) return undefined;
-  return m[2];
-}
-
-/** A fresh traceparent: random trace and parent ids, not sampled. */
-export function newTraceparent(random: (n: number) => Buffer = pooledRandomBytes): string {
-  let trace = random(16).toString('hex');
-  if (ALL_ZERO.test(trace)) trace = `${trace.slice(0, 31)}1`;
-  let parent = random(8).toString('hex');
-  if (ALL_ZERO.test(parent)) parent = `${parent.slice(0, 15)}1`;
-  return `00-${trace}-${parent}-00`;
-}
-
-/**
- * Keeps a valid traceparent, or replaces a missing/invalid one (and drops the
- * `tracestate` that belonged to it); returns the trace id for the access log.
- */
-export function ensureTraceparent(headers: HeaderMap): string {
-  const existing = traceIdOf(headers.traceparent);
-  if (existing) return existing;
-  if (headers.traceparent !== undefined) delete headers.tracestate;
-  const tp = newTraceparent();
-  headers.traceparent = tp;
-  return tp.slice(3, 35);
 }
 
 export function asList(v: string | string[] | undefined): string[] {

@@ -238,6 +238,10 @@ export interface RequestRecord {
   destinationIdentity?: string;
   destinationService?: DestinationService;
   traceId: string;
+  /** This waypoint recorded spans for the request (its trace is sampled). */
+  sampled?: boolean;
+  /** The waypoint's server span, when sampled. */
+  spanId?: string;
   responseFlag: ResponseFlag;
   requestBytes: number;
   responseBytes: number;

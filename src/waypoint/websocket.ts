@@ -16,7 +16,9 @@ import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { sampleLatency } from './admission';
 import { authorizeThenDecide, directFlag, report, requestFacts, type Downstream, type ExchangeDeps } from './exchange';
-import { addForwarded, applyHeaderEdits, asList, ensureTraceparent, first, stripHopByHop } from './headers';
+import { addForwarded, applyHeaderEdits, asList, first, stripHopByHop } from './headers';
+import { traceRequest } from '../telemetry/tracer';
+import { RequestSpans } from './tracing';
 import { StreamSocket } from './stream-socket';
 import { hostPort } from './upstream';
 import type { HeaderMap, RequestRecord, ResponseFlag, StreamContext } from './types';
@@ -30,18 +32,26 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   }
   const headers = stripHopByHop(req.headers, { keepUpgrade: true });
   delete headers.host;
-  const traceId = ensureTraceparent(headers);
+  const tracer = deps.telemetry?.tracer;
+  const trace = traceRequest(headers, tracer);
   const down = { protocol: 'http1', ctx, method: req.method ?? 'GET', authority: first(req.headers.host) ?? '', target: req.url ?? '/' } as Downstream;
+  // The handshake is the span's request; the upstream handshake is sent as its child.
+  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, down.authority, ctx.destination.service) : undefined;
   const facts = requestFacts(down, headers);
   const decision = authorizeThenDecide(deps, facts, false);
   const record: RequestRecord = {
     protocol: 'http1', grpc: false, method: down.method, authority: down.authority, path: facts.path, status: 0, durationMs: 0, route: decision.route,
-    attempts: 0, sourceAddress: ctx.source.address, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
+    attempts: 0, sourceAddress: ctx.source.address, sourceIdentity: ctx.source.identity, destinationService: ctx.destination.service, traceId: trace.traceId, responseFlag: '-', requestBytes: 0, responseBytes: 0,
   };
+  if (spans) {
+    record.sampled = true;
+    record.spanId = spans.server.spanId;
+  }
   const finish = (status: number, flag: ResponseFlag) => {
     record.status = status;
     record.responseFlag = flag;
     record.durationMs = deps.clock.now() - start;
+    spans?.end(record, deps.workloads);
     report(deps, record);
   };
   if (decision.kind === 'respond') {
@@ -84,6 +94,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   record.attempts = 1;
   const up = applyHeaderEdits({ ...headers }, plan.requestHeaders);
   addForwarded(up, ctx.source);
+  if (spans) up.traceparent = spans.traceparent();
   const limitMs = plan.attemptTimeoutMs || plan.timeoutMs || 0;
   let timedOut = false;
   let upstreamSock: StreamSocket | undefined;

@@ -15,6 +15,7 @@ import { WaypointL7 } from '../../src/waypoint/handler';
 import type { Admission } from '../../src/waypoint/admission';
 import type { L7Config } from '../../src/waypoint/config';
 import type { Clock } from '../../src/lib/clock';
+import type { ProxyTelemetry } from '../../src/telemetry/proxy-telemetry';
 import type {
   ForwardPlan, RequestFacts, RequestRecord, RequestRouter, RouteDecision, StreamContext, UpstreamDialer, UpstreamTarget,
 } from '../../src/waypoint/types';
@@ -84,6 +85,8 @@ export interface HarnessOptions {
   authorizer?: RequestAuthorizer;
   /** TrafficPolicy admission (faults, rate limits, shedding). */
   admission?: Admission;
+  /** Spans and tap (src/telemetry). */
+  telemetry?: ProxyTelemetry;
 }
 
 export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteDecision, opts: HarnessOptions = {}): Promise<WaypointHarness> {
@@ -97,6 +100,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
     ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
     ...(opts.random ? { random: opts.random } : {}),
     ...(opts.admission ? { admission: opts.admission } : {}),
+    ...(opts.telemetry ? { telemetry: opts.telemetry } : {}),
   });
   const h: WaypointHarness = { port: 0, l7, router, dialer, records, log, streams: 0 };
   const ctxFor = (address: string, port: number): StreamContext => ({

@@ -1,0 +1,103 @@
+/**
+ * The spans of one sampled request through the waypoint: a server span for the request
+ * as the client sent it (child of the caller's span), and a client span per upstream
+ * attempt (child of the server span), so a retry shows as a second attempt under the
+ * same request. Each attempt goes upstream with its own span id in `traceparent`, so the
+ * next hop's spans are children of the attempt that reached it.
+ *
+ * Only sampled requests get a RequestSpans; an unsampled one makes no span objects.
+ * Attribute names are OpenTelemetry's semantic conventions where one exists, `weft.*`
+ * otherwise. No header value and no query string is recorded.
+ */
+import type { MeshState } from '../registry/state';
+import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
+import { formatTraceparent } from '../telemetry/trace-context';
+import type { RequestTrace, Tracer } from '../telemetry/tracer';
+import type { SpanRecord } from '../telemetry/types';
+import type { DestinationService, RequestRecord, ResponseFlag } from './types';
+
+/** How the waypoint finds workload names by address (the registry view); absent: addresses only. */
+export type WorkloadLookup = Pick<MeshState, 'workloadByAddress'>;
+
+/** One attempt's span, as forward() drives it. */
+export interface AttemptSpan {
+  /** The traceparent the attempt's request carries (this span's id, sampled). */
+  readonly traceparent: string;
+  /** The upstream answered `status`, or the attempt failed with `flag` (UF, UC, UT, DC). */
+  end(outcome: { status: number } | { flag: ResponseFlag }): void;
+}
+
+/** What forward() needs to trace attempts. */
+export interface AttemptTracing {
+  attempt(n: number, upstream: string): AttemptSpan;
+}
+
+/** Host of an authority, without the port (IPv6 brackets kept). */
+function hostOf(authority: string): string {
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    return end < 0 ? authority : authority.slice(0, end + 1);
+  }
+  const colon = authority.lastIndexOf(':');
+  return colon < 0 ? authority : authority.slice(0, colon);
+}
+
+export class RequestSpans implements AttemptTracing {
+  readonly server: SpanRecord;
+
+  constructor(private readonly tracer: Tracer, trace: RequestTrace, method: string, authority: string, service: DestinationService | undefined) {
+    const host = service?.hostname ?? hostOf(authority);
+    this.server = tracer.start(trace.traceId, trace.parentId, `${method} ${host}`, 'server');
+  }
+
+  /** The traceparent for requests made on the server span's behalf (mirrors, a WebSocket handshake). */
+  traceparent(): string {
+    return formatTraceparent(this.server.traceId, this.server.spanId, true);
+  }
+
+  attempt(n: number, upstream: string): AttemptSpan {
+    const span = this.tracer.start(this.server.traceId, this.server.spanId, `attempt ${n} ${upstream}`, 'client', { 'weft.attempt': n, 'weft.upstream': upstream });
+    const tracer = this.tracer;
+    return {
+      traceparent: formatTraceparent(span.traceId, span.spanId, true),
+      end(outcome) {
+        if ('status' in outcome) {
+          span.attributes['http.response.status_code'] = outcome.status;
+          tracer.end(span, outcome.status >= 500 ? `http ${outcome.status}` : undefined);
+        } else {
+          span.attributes['weft.response_flags'] = outcome.flag;
+          tracer.end(span, outcome.flag);
+        }
+      },
+    };
+  }
+
+  /** Ends the server span with the request's facts (the access log's). */
+  end(record: RequestRecord, workloads: WorkloadLookup | undefined): void {
+    const a = this.server.attributes;
+    a['http.request.method'] = record.method;
+    a['url.path'] = record.path;
+    a['server.address'] = hostOf(record.authority);
+    a['network.protocol.name'] = record.grpc ? 'grpc' : 'http';
+    if (record.status > 0) a['http.response.status_code'] = record.status;
+    if (record.grpcStatus !== undefined) a['rpc.grpc.status_code'] = Number(record.grpcStatus);
+    if (record.route !== undefined) a['weft.route'] = record.route;
+    a['weft.response_flags'] = record.responseFlag;
+    a['weft.attempts'] = record.attempts;
+    const svc = record.destinationService;
+    if (svc) a[DESTINATION_SERVICE_ATTRIBUTE] = `${svc.namespace}/${svc.name}`;
+    if (record.sourceAddress !== undefined) {
+      a['client.address'] = record.sourceAddress;
+      const w = workloads?.workloadByAddress(record.sourceAddress);
+      if (w) a['weft.source_workload'] = `${w.record.namespace}/${w.record.name}`;
+    }
+    if (record.sourceIdentity !== undefined) a['weft.source_principal'] = record.sourceIdentity;
+    if (record.upstreamTarget !== undefined) {
+      const w = workloads?.workloadByAddress(record.upstreamTarget.host);
+      if (w) a['weft.destination_workload'] = `${w.record.namespace}/${w.record.name}`;
+    }
+    if (record.destinationIdentity !== undefined) a['weft.destination_principal'] = record.destinationIdentity;
+    const error = record.responseFlag !== '-' && record.responseFlag !== 'DI' ? record.responseFlag : record.status >= 500 ? `http ${record.status}` : undefined;
+    this.tracer.end(this.server, error);
+  }
+}
