@@ -21,6 +21,10 @@ import { stableStringify } from './stable-json';
 export const FIELD_MANAGER = 'weft-controller';
 export const WAYPOINT_READINESS_PORT = 15021;
 export const WAYPOINT_METRICS_PORT = 15020;
+/** Where Prometheus finds a waypoint pod's metrics (Istio's path; /metrics answers too). */
+const PROMETHEUS_ANNOTATIONS = {
+  'prometheus.io/scrape': 'true', 'prometheus.io/port': String(WAYPOINT_METRICS_PORT), 'prometheus.io/path': '/stats/prometheus',
+};
 /** The Redis ACL user and Secret (in the waypoint's namespace) waypoints read the registry with. */
 export const WAYPOINT_REDIS_USER = 'weft-waypoint';
 export const WAYPOINT_REDIS_SECRET = 'weft-redis-user-waypoint';
@@ -108,7 +112,8 @@ export function waypointObjects(gw: K8sGatewayAPIObject, w: WaypointRecord, cfg:
       spec: {
         selector: { matchLabels: { [GATEWAY_NAME_LABEL]: w.name } },
         template: {
-          metadata: { labels: podLabels },
+          // The usual `kubernetes-pods` scrape job reads these (docs/observability.md, "Prometheus and Grafana").
+          metadata: { labels: podLabels, annotations: PROMETHEUS_ANNOTATIONS },
           spec: {
             serviceAccountName: w.serviceAccount,
             automountServiceAccountToken: false,

@@ -26,6 +26,7 @@ import { closeServer, json, listenTcp, loggingRoute, metricsServer, readinessSer
 import type { Logger } from '../lib/log';
 import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { VERSION } from '../lib/version';
+import { registerBuildInfo } from '../telemetry/build-info';
 import { describeRedis } from '../registry/connection';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
@@ -86,6 +87,7 @@ export class WaypointApp {
 
   constructor(readonly config: WaypointConfig, readonly logger: Logger, private readonly deps: WaypointDeps = {}) {
     collectDefaultMetrics({ register: this.metrics });
+    registerBuildInfo(this.metrics, 'waypoint');
     this.state = new MeshState({ trustDomain: config.trustDomain });
     this.identity = formatIdentity({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
   }

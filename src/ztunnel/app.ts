@@ -3,6 +3,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../lib/log';
 import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { VERSION } from '../lib/version';
+import { registerBuildInfo } from '../telemetry/build-info';
 import { describeRedis } from '../registry/connection';
 import { KubeClient } from '../k8s/client';
 import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
@@ -75,6 +76,7 @@ export class ZtunnelApp implements AdminSource {
     outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
   }) {
     collectDefaultMetrics({ register: this.metrics });
+    registerBuildInfo(this.metrics, 'ztunnel');
     this.state = new MeshState({ trustDomain: config.trustDomain });
   }
 
