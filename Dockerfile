@@ -32,7 +32,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules/ ./node_modules/
 COPY --from=build /app/dist/ ./dist/
 COPY --from=build /app/native/build/ ./native/build/
-# Loaded at run time by dist/ca/proto.js (../../proto).
+# Loaded at run time by dist/ca/proto.js and dist/telemetry/otlp-proto.js (../../proto).
 COPY proto/ ./proto/
 USER 1000
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]
