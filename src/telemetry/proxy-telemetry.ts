@@ -36,7 +36,7 @@ export interface ProxyTelemetryOptions {
 export class ProxyTelemetry {
   readonly proxy: string;
   readonly ring: SpanRing;
-  readonly tap = new TapHub();
+  readonly tap: TapHub;
   readonly exporter: OtlpExporter | undefined;
   readonly tracer: Tracer;
 
@@ -44,6 +44,7 @@ export class ProxyTelemetry {
     const { config } = options;
     this.proxy = options.proxy;
     this.ring = new SpanRing(config.traceBufferSpans);
+    this.tap = new TapHub({ proxy: options.proxy, registry: options.registry });
     const sinks: SpanSink[] = [this.ring];
     if (config.otlpEndpoint) {
       this.exporter = new OtlpExporter({ endpoint: config.otlpEndpoint, proxy: options.proxy, registry: options.registry, logger: options.logger.child({ component: 'otlp' }) });
