@@ -70,11 +70,13 @@ t.test('bytes of live connections appear at scrape time, once', async (t) => {
   await roundTrip(sock, Buffer.alloc(1000, 1));
   t.equal(await metricSum(reg, 'istio_tcp_received_bytes_total', { reporter: 'source' }) - base, 1000, 'counted while open');
   t.equal(await metricSum(reg, 'istio_tcp_received_bytes_total', { reporter: 'source' }) - base, 1000, 'not counted twice');
+  t.equal(await metricSum(reg, 'weft_ztunnel_connections', { direction: 'outbound' }), 1, 'the live connection is counted (saturation gauge)');
   const end = ending(sock);
   sock.end(Buffer.alloc(24, 2));
   await end;
   await until(() => demo.mesh.node('node-a').connections.size === 0, 2000, 'close');
   t.equal(await metricSum(reg, 'istio_tcp_received_bytes_total', { reporter: 'source' }) - base, 1024, 'the rest counted at close');
+  t.equal(await metricSum(reg, 'weft_ztunnel_connections'), 0, 'no live connection left');
   t.equal(await metricSum(reg, 'istio_tcp_sent_bytes_total', { reporter: 'source', destination_workload: 'echo-1' }) >= 1024, true);
 });
 

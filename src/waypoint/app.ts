@@ -39,6 +39,7 @@ import type { WaypointConfig } from './options';
 import { MeshRouter } from './router';
 import { OutlierDetectors } from './outlier-detectors';
 import { ServiceBulkheads } from './bulkheads';
+import { registerLoadGauges } from './load-gauges';
 import { TrafficPolicies } from './traffic-policies';
 import type { StreamContext } from './types';
 import { ProxyTelemetry } from '../telemetry/proxy-telemetry';
@@ -143,6 +144,7 @@ export class WaypointApp {
       router: this.router, authorizer: this.authorizer, dialer, logger: log.child({ component: 'l7' }), observer: metrics, admission, telemetry, workloads: this.state,
       passthrough: (stream, ctx) => this.passthrough(stream, ctx, dialer),
     });
+    registerLoadGauges(this.metrics, () => this.l7?.load());
     this.hbone = new HboneServer({
       logger: log.child({ component: 'hbone' }), certs: this.certs, trustDomain: config.trustDomain,
       identityFor: () => this.identity,

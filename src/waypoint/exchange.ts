@@ -11,6 +11,7 @@ import { Deadline } from '../lib/deadline';
 import type { Logger } from '../lib/log';
 import type { Admission, Admitted } from './admission';
 import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
+import type { ExchangeLoad } from './load-gauges';
 import { sampleLatency } from './admission';
 import { ReplayableBody } from './body';
 import type { RequestAuthorizer } from './authorizer';
@@ -69,6 +70,8 @@ export interface ExchangeDeps {
   telemetry?: ProxyTelemetry;
   /** Workload names for the spans' source and destination (the registry view); absent: addresses only. */
   workloads?: WorkloadLookup;
+  /** Requests in flight, for the saturation gauge (load-gauges.ts); absent: not counted. */
+  load?: ExchangeLoad;
 }
 
 /** Path and query of a request target (origin-form, or absolute-form from a proxy-style client). */
@@ -169,6 +172,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   let slots: RequestSlots | undefined;
   let admitted: Admitted | undefined;
   let latencyMs: number | undefined;
+  if (deps.load) deps.load.inFlight++;
   try {
     if (decision.kind === 'respond') {
       down.body.resume();
@@ -259,6 +263,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   } catch (err) {
     deps.logger.error({ err: (err as Error).message }, 'request handling failed');
   } finally {
+    if (deps.load) deps.load.inFlight--;
     slots?.leave();
     admitted?.done(latencyMs);
     const refused = down.refused?.();

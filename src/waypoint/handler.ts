@@ -24,6 +24,7 @@ import { detectProtocol } from './sniff';
 import { StreamSocket } from './stream-socket';
 import { Http1Upstream } from './upstream-http1';
 import { H2Upstream } from './upstream-h2';
+import type { ExchangeLoad, WaypointLoad } from './load-gauges';
 import type { RequestObserver, RequestRouter, StreamContext, UpstreamDialer } from './types';
 
 export interface WaypointL7Options {
@@ -60,17 +61,20 @@ export class WaypointL7 {
   private readonly h2: H2Front;
   private readonly deps: ExchangeDeps;
   private readonly open = new Set<Duplex>();
+  private readonly http1Upstream: Http1Upstream;
+  private readonly h2Upstream: H2Upstream;
+  private readonly exchangeLoad: ExchangeLoad = { inFlight: 0 };
 
   constructor(private readonly opts: WaypointL7Options) {
     this.config = validateL7Config(opts.config);
     const clock = opts.clock ?? realClock;
+    this.http1Upstream = new Http1Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs });
+    this.h2Upstream = new H2Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs, maxHeaderListSize: this.config.maxHeaderBytes });
     this.deps = {
       router: opts.router,
       dialer: opts.dialer,
-      clients: {
-        http1: new Http1Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs }),
-        h2c: new H2Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs, maxHeaderListSize: this.config.maxHeaderBytes }),
-      },
+      clients: { http1: this.http1Upstream, h2c: this.h2Upstream },
+      load: this.exchangeLoad,
       mirrors: new Mirrors(this.config.maxMirrorsInFlight, clock, opts.logger),
       config: this.config,
       clock,
@@ -119,6 +123,15 @@ export class WaypointL7 {
 
   private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer): StreamSocket {
     return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+  }
+
+  /** What the saturation gauges show (load-gauges.ts). */
+  load(): WaypointLoad {
+    return {
+      inFlight: this.exchangeLoad.inFlight,
+      downstream: this.open.size,
+      upstream: { http1: this.http1Upstream.connections, h2c: this.h2Upstream.connections },
+    };
   }
 
   /** Mirror copies not sent (too many in flight, or a body too large to copy). */

@@ -30,8 +30,14 @@ export class H2Upstream implements UpstreamClient {
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
   /** Streams opened per session, counted only under a maxRequestsPerConnection. */
   private readonly streamCounts = new WeakMap<http2.ClientHttp2Session, number>();
+  private open = 0;
 
   constructor(private readonly opts: H2UpstreamOptions) {}
+
+  /** Sessions held now, also those no longer taking requests (goaway, used up) until they close. */
+  get connections(): number {
+    return this.open;
+  }
 
   private session(target: UpstreamTarget): Promise<http2.ClientHttp2Session> {
     const key = upstreamKey(target);
@@ -43,6 +49,8 @@ export class H2Upstream implements UpstreamClient {
         createConnection: () => sock,
         settings: { initialWindowSize: STREAM_WINDOW, maxHeaderListSize: this.opts.maxHeaderListSize },
       });
+      this.open++;
+      session.once('close', () => { this.open--; });
       const forget = () => {
         if (this.sessions.get(key) === p) this.sessions.delete(key);
       };

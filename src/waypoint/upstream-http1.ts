@@ -47,8 +47,14 @@ export class Http1Upstream implements UpstreamClient {
   /** Pools by upstream key, in least-recently-created order (bounded: endpoints come and go). */
   private readonly pools = new Map<string, Pool>();
   private sweeper: NodeJS.Timeout | undefined;
+  private open = 0;
 
   constructor(private readonly opts: Http1UpstreamOptions) {}
+
+  /** Connections held now, busy or idle (also those of pools dropped while their requests finish). */
+  get connections(): number {
+    return this.open;
+  }
 
   private poolFor(target: UpstreamTarget): Pool {
     const key = upstreamKey(target);
@@ -144,7 +150,9 @@ export class Http1Upstream implements UpstreamClient {
       this.armSweeper();
     }, hostPort(target));
     pool.all.add(conn);
+    this.open++;
     sock.once('close', () => {
+      this.open--;
       if (pool.all.delete(conn)) pool.wakeOne();
     });
     return conn;

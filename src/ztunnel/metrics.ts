@@ -5,7 +5,7 @@
  * live connections, at scrape time — never per chunk, which would put a label-set
  * hash in the copy loop.
  */
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { isWeftError } from '../lib/errors';
 import type { WorkloadView } from '../registry/enrolment';
 import type { MeshState } from '../registry/state';
@@ -73,6 +73,8 @@ export class ZtunnelMetrics {
   readonly forwardedIgnored: Counter<'reason'>;
   /** HBONE streams or sessions refused or closed by a protection limit (reason: a fixed set, see src/hbone/limits.ts). */
   readonly hboneRefused: Counter<'reason'>;
+  /** Live proxied connections by direction (saturation; Istio has no name for it). */
+  readonly live: Gauge<'direction'>;
   private readonly observed = new Set<ConnectionRegistry>();
   /** Label sets in use by workload, so a deleted workload's series can be removed. */
   private readonly series = new WorkloadSeries();
@@ -116,6 +118,18 @@ export class ZtunnelMetrics {
       name: 'weft_ztunnel_hbone_refused_total',
       help: 'HBONE streams or sessions refused or closed by a protection limit (memory budget, pending dials, floods, session caps).',
       labelNames: ['reason'], registers: [registry],
+    });
+    const observed = this.observed;
+    this.live = new Gauge({
+      name: 'weft_ztunnel_connections', help: 'Proxied connections open now, by direction (outbound from a local client, inbound to a local destination).',
+      labelNames: ['direction'], registers: [registry],
+      // Counted at scrape time: the data path pays nothing for it.
+      collect(this: Gauge<'direction'>) {
+        const n = { outbound: 0, inbound: 0 };
+        for (const reg of observed) for (const c of reg.all()) n[c.direction]++;
+        this.set({ direction: 'outbound' }, n.outbound);
+        this.set({ direction: 'inbound' }, n.inbound);
+      },
     });
   }
 
