@@ -3,6 +3,7 @@
  * `weft ztunnel-config connections` list, what least-connections balancing counts,
  * and what the policy watcher walks when authorization changes.
  */
+import type { SpanRecord } from '../telemetry/types';
 import type { WorkloadView } from '../registry/enrolment';
 import type { ConnectionInfo } from './admin-types';
 import { formatHostPort } from '../lib/address';
@@ -63,6 +64,8 @@ export class TrackedConnection {
   established = false;
   /** Closes the connection from outside (policy revoked, shutdown). */
   terminate: ((why: string) => void) | undefined;
+  /** The connection's span, when its trace is sampled (lifecycle.ts starts and ends it). */
+  span: SpanRecord | undefined;
 
   constructor(init: ConnectionInit) {
     this.direction = init.direction;

@@ -242,7 +242,7 @@ export class InboundServer {
       // A believed `forwarded` address was looked up already (it is a workload of the peer's identity).
       src: { ip: src.ip, port: src.port, workload: src.workload ?? this.state.workloadByAddress(src.ip), identity: ctx.peerIdentity },
       dst: { ip: authority.ip, port: authority.port, workload: target, identity: target.identity },
-    });
+    }, ctx.headers.traceparent);
     const decide = (w: WorkloadView): AuthzDecision => authorize(
       { source: { identity: ctx.peerIdentity, ip: src.ip }, destination: { workload: w, ip: authority.ip, port: authority.port } },
       this.state.policiesFor(w), this.state.peerAuthModeFor(w));

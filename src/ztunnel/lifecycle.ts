@@ -13,6 +13,10 @@ import type { ResponseFlag, ZtunnelMetrics } from './metrics';
 import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from '../hbone/pipe';
 import type { PolicyWatcher } from './policy-watch';
 import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
+import type { SpanRecord } from '../telemetry/types';
+import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
+import { formatTraceparent, newTraceId, parseTraceparent } from '../telemetry/trace-context';
+import type { Tracer } from '../telemetry/tracer';
 
 export interface LifecycleDeps {
   connections: ConnectionRegistry;
@@ -43,6 +47,7 @@ export class ConnectionLifecycle {
   private readonly metrics: ZtunnelMetrics | undefined;
   private readonly log: Logger;
   private readonly limiter: LogLimiter;
+  private readonly tracer: Tracer | undefined;
   /** Live connections begun by this lifecycle's listener (the registry is shared by all). */
   private readonly mine = new Set<TrackedConnection>();
 
@@ -51,13 +56,32 @@ export class ConnectionLifecycle {
     this.metrics = deps.metrics;
     this.log = deps.logger;
     this.limiter = deps.logLimiter ?? new LogLimiter();
+    this.tracer = deps.telemetry?.tracer;
     this.metrics?.observe(deps.connections);
   }
 
-  begin(init: ConnectionInit): TrackedConnection {
+  /**
+   * Tracks a new connection and starts its span when its trace is sampled. `traceparent`
+   * is the CONNECT's (inbound HBONE): the peer's decision is followed and its span is the
+   * parent. A captured TCP connection carries no trace context: it starts a new trace,
+   * sampled at the ratio.
+   */
+  begin(init: ConnectionInit, traceparent?: string | string[]): TrackedConnection {
     const c = this.connections.add(init);
     this.mine.add(c);
+    if (this.tracer) {
+      const parent = traceparent === undefined ? undefined : parseTraceparent(traceparent);
+      if (this.tracer.decide(parent?.sampled)) {
+        // Named at the end, when the protocol and destination are known.
+        c.span = this.tracer.start(parent?.traceId ?? newTraceId(), parent?.parentId, init.direction, init.direction === 'outbound' ? 'client' : 'server');
+      }
+    }
     return c;
+  }
+
+  /** The traceparent an outbound tunnel's CONNECT carries: the connection's span, sampled; undefined when not sampled. */
+  traceparent(c: TrackedConnection): string | undefined {
+    return c.span ? formatTraceparent(c.span.traceId, c.span.spanId, true) : undefined;
   }
 
   /** Closes every live connection this lifecycle began (listener shutdown). */
@@ -144,6 +168,10 @@ export class ConnectionLifecycle {
     if (c.tunnelId !== undefined) line.tunnel = c.tunnelId;
     if (result.flag !== '-') line.error = result.flag;
     if (result.reason) line.reason = truncateForLog(result.reason, REASON_MAX);
+    if (c.span) {
+      line.trace_id = c.span.traceId;
+      this.endSpan(c, c.span, result.flag);
+    }
     if (c.established) {
       this.log.info(line, 'connection complete');
       return;
@@ -156,9 +184,39 @@ export class ConnectionLifecycle {
     const level = result.flag === 'LOOP' || result.flag === 'NO_WAYPOINT' ? 'warn' : 'info';
     this.limiter.log(this.log, level, `${c.direction}:${result.flag}`, line, 'connection complete');
   }
+
+  /** The connection's facts onto its span (the access log's, minus the free-text reason), then the sinks. */
+  private endSpan(c: TrackedConnection, span: SpanRecord, flag: ResponseFlag): void {
+    const dst = c.dst.serviceHost ?? formatHostPort(c.dst.ip, c.dst.port);
+    span.name = `${c.protocol === 'HBONE' ? 'tunnel' : 'connection'} ${c.direction} ${dst}`;
+    const a = span.attributes;
+    a['network.transport'] = 'tcp';
+    a['weft.protocol'] = c.protocol;
+    a['weft.direction'] = c.direction;
+    a['source.address'] = c.src.ip;
+    a['source.port'] = c.src.port;
+    a['destination.address'] = c.dst.ip;
+    a['destination.port'] = c.dst.port;
+    if (c.src.workload) a['weft.source_workload'] = workloadName(c.src.workload);
+    if (c.src.identity) a['weft.source_principal'] = c.src.identity;
+    if (c.dst.workload) a['weft.destination_workload'] = workloadName(c.dst.workload);
+    if (c.dst.identity) a['weft.destination_principal'] = c.dst.identity;
+    if (c.dst.service) a[DESTINATION_SERVICE_ATTRIBUTE] = c.dst.service;
+    if (c.dst.waypoint) a['weft.waypoint'] = c.dst.waypoint;
+    a['weft.bytes_sent'] = c.counters.sent;
+    a['weft.bytes_received'] = c.counters.received;
+    a['weft.response_flags'] = flag;
+    this.tracer!.end(span, flag === '-' ? undefined : flag);
+  }
 }
 
 const ended = new WeakSet<TrackedConnection>();
+
+/** `ns/name` of a workload. */
+function workloadName(w: { record: { namespace: string; name: string } }): string {
+  return `${w.record.namespace}/${w.record.name}`;
+}
+
 
 /** How a finished pipe is reported. */
 export function endResult(outcome: PipeOutcome): EndResult {

@@ -115,6 +115,7 @@ export class OutboundProxy extends ListenerBase {
       ip: d.target.ip, port: d.target.port, workload: d.peer, identity: d.identity,
       hboneAddr: formatHostPort(hop.host, hop.port), ...service(d.service), ...waypointOf(d.waypoint),
     });
+    const traceparent = this.lifecycle.traceparent(conn);
     // The pool key is {source identity, peer identity, next hop}: a waypoint pod's
     // tunnels are shared by every connection of this source to any Service it serves.
     const opened = await this.pool.open({
@@ -126,6 +127,8 @@ export class OutboundProxy extends ListenerBase {
       authority: d.target,
       forwardedFor: { ip: srcIp, port: srcPort },
       baggage: baggage(d.source),
+      // The peer ztunnel's inbound span is a child of this connection's (when sampled).
+      ...(traceparent ? { traceparent } : {}),
       counters: conn.counters,
     });
     conn.tunnelId = opened.tunnelId;

@@ -50,12 +50,13 @@ export interface DemoMesh {
   close(): Promise<void>;
 }
 
-export async function startDemoMesh(opts: { logger?: Logger; pool?: LoopbackMeshOptions['pool']; inbound?: LoopbackMeshOptions['inbound'] } = {}): Promise<DemoMesh> {
+export async function startDemoMesh(opts: { logger?: Logger; pool?: LoopbackMeshOptions['pool']; inbound?: LoopbackMeshOptions['inbound']; traceSampling?: LoopbackMeshOptions['traceSampling'] } = {}): Promise<DemoMesh> {
   const mesh = await LoopbackMesh.start({
     nodes: [{ name: 'node-a', address: IP.nodeA }, { name: 'node-b', address: IP.nodeB }],
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.pool ? { pool: opts.pool } : {}),
     ...(opts.inbound ? { inbound: opts.inbound } : {}),
+    ...(opts.traceSampling ? { traceSampling: opts.traceSampling } : {}),
   });
   const held: net.Socket[] = [];
   const spoken: string[] = [];

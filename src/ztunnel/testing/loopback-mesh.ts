@@ -23,6 +23,7 @@ import { HbonePool, type HbonePoolOptions } from '../../hbone/pool';
 import { SecureContextCache } from '../../hbone/tls';
 import { ListenerDrain } from '../drain';
 import { ConntrackTable } from './conntrack-table';
+import { ProxyTelemetry } from '../../telemetry/proxy-telemetry';
 import { IssuerCertSource } from './issuer-certs';
 
 export interface LoopbackNode {
@@ -38,6 +39,8 @@ export interface LoopbackNode {
   inbound: InboundServer;
   plaintext: InboundPlaintextServer;
   ports: { outbound: number; inbound: number; plaintext: number };
+  /** Spans (only for nodes given a trace sampling). */
+  telemetry?: ProxyTelemetry;
 }
 
 export interface LoopbackMeshOptions {
@@ -47,6 +50,8 @@ export interface LoopbackMeshOptions {
   pool?: Partial<Omit<HbonePoolOptions, 'certs' | 'logger'>>;
   /** Options of every node's HBONE server (limits, timers). */
   inbound?: Partial<Pick<InboundOptions, 'limits' | 'nodeLimits' | 'tuning' | 'socketFactory' | 'upstreamConnectTimeoutMs'>>;
+  /** Trace sampling per node name; a node listed gets a ProxyTelemetry (spans in its ring). */
+  traceSampling?: Record<string, number>;
 }
 
 export class LoopbackMesh {
@@ -62,11 +67,11 @@ export class LoopbackMesh {
     const trustDomain = opts.trustDomain ?? 'cluster.local';
     const ca = await IssuerCertSource.create(trustDomain);
     const mesh = new LoopbackMesh(ca, opts.logger ?? pino({ level: 'silent' }));
-    for (const n of opts.nodes) await mesh.addNode(n.name, n.address, trustDomain, opts.pool ?? {}, opts.inbound ?? {});
+    for (const n of opts.nodes) await mesh.addNode(n.name, n.address, trustDomain, opts.pool ?? {}, opts.inbound ?? {}, opts.traceSampling?.[n.name]);
     return mesh;
   }
 
-  private async addNode(name: string, address: string, trustDomain: string, poolOpts: LoopbackMeshOptions['pool'], inboundOpts: LoopbackMeshOptions['inbound']): Promise<void> {
+  private async addNode(name: string, address: string, trustDomain: string, poolOpts: LoopbackMeshOptions['pool'], inboundOpts: LoopbackMeshOptions['inbound'], traceSampling?: number): Promise<void> {
     const log = this.logger.child({ node: name });
     const state = new MeshState({ trustDomain });
     const certs = this.ca.sibling();
@@ -78,7 +83,11 @@ export class LoopbackMesh {
     const pool = new HbonePool({ certs, logger: log, contexts, socketFactory: this.conntrack.factory(), ...poolOpts });
     // The node is its address only: its pods share 127.0.0.0/8 with it.
     const guard = loopGuard(exactSelfAddresses([address]));
-    const common = { state, logger: log, connections, metrics, nodeName: name, originalDst: this.conntrack, loopGuard: guard };
+    const telemetry = traceSampling === undefined ? undefined : new ProxyTelemetry({
+      proxy: `ztunnel ${name}`, registry, logger: log,
+      config: { traceSampling, traceBufferSpans: 1024, otlpEndpoint: '', accessLogSampling: 1, accessLogLevels: {} },
+    });
+    const common = { state, logger: log, connections, metrics, nodeName: name, originalDst: this.conntrack, loopGuard: guard, ...(telemetry ? { telemetry } : {}) };
     const outbound = new OutboundProxy({
       ...common, pool,
       hboneDialTarget: (w) => this.hboneTarget(w.record.node),
@@ -90,7 +99,7 @@ export class LoopbackMesh {
       inbound: (await inbound.listen(address, 0)).port,
       plaintext: (await plaintext.listen(address, 0)).port,
     };
-    this.nodes.set(name, { name, address, state, certs, connections, registry, metrics, pool, outbound, inbound, plaintext, ports });
+    this.nodes.set(name, { name, address, state, certs, connections, registry, metrics, pool, outbound, inbound, plaintext, ports, ...(telemetry ? { telemetry } : {}) });
   }
 
   node(name: string): LoopbackNode {

@@ -1,0 +1,55 @@
+// Connection spans of the real ztunnel data path (two loopback nodes, real mTLS HBONE):
+// the outbound span (client kind) starts a trace for a captured TCP connection, its CONNECT
+// carries its traceparent, and the destination ztunnel's inbound span (server kind) is its
+// child, whatever the destination's own ratio (parent-based). Unsampled: no spans.
+import t from 'tap';
+import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
+import { sendAndEnd, until } from '../src/ztunnel/testing/sockets';
+import type { SpanRecord } from '../src/telemetry/types';
+
+let demo: DemoMesh;
+// node-a samples every new trace; node-b none of its own: it follows its callers.
+t.before(async () => { demo = await startDemoMesh({ traceSampling: { 'node-a': 1, 'node-b': 0 } }); });
+t.teardown(async () => { await demo?.close(); });
+
+const spans = (node: string): SpanRecord[] => demo.mesh.node(node).telemetry!.ring.query({});
+
+t.test('a tunnelled connection: an outbound span, and the peer\'s inbound span as its child', async (t) => {
+  const e = await sendAndEnd(demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.echoVip, port: 80 }), 'hello');
+  t.equal(e.received.toString(), 'hello');
+  await until(() => spans('node-a').length === 1 && spans('node-b').length === 1, 3000, 'both spans');
+  const [out] = spans('node-a');
+  const [inb] = spans('node-b');
+  t.match(out, {
+    kind: 'client', proxy: 'ztunnel node-a', name: 'tunnel outbound echo.demo.svc.cluster.local',
+    attributes: {
+      'weft.protocol': 'HBONE', 'weft.direction': 'outbound', 'weft.source_workload': 'demo/client', 'weft.source_principal': ID.client,
+      'weft.destination_principal': ID.echo, 'weft.destination_service': 'demo/echo', 'weft.bytes_sent': 5, 'weft.bytes_received': 5, 'weft.response_flags': '-',
+    },
+  });
+  t.notOk('parentSpanId' in out!, 'captured TCP has no trace context: a root span');
+  t.equal(out!.error, undefined);
+  t.match(inb, {
+    kind: 'server', proxy: 'ztunnel node-b', traceId: out!.traceId, parentSpanId: out!.spanId, name: /^tunnel inbound /,
+    attributes: { 'weft.direction': 'inbound', 'weft.source_workload': 'demo/client', 'weft.source_principal': ID.client, 'weft.destination_principal': ID.echo, 'weft.bytes_sent': 5 },
+  });
+  t.ok(out!.endMs >= out!.startMs && inb!.endMs >= inb!.startMs);
+  t.comment(`outbound ${(out!.endMs - out!.startMs).toFixed(2)} ms, inbound ${(inb!.endMs - inb!.startMs).toFixed(2)} ms`);
+});
+
+t.test('a refused connection has a span with its flag', async (t) => {
+  const before = spans('node-a').length;
+  await sendAndEnd(demo.mesh.connectOutbound('node-a', IP.client, { ip: IP.echo1, port: 15008 }), 'x');
+  await until(() => spans('node-a').length > before, 3000, 'the span');
+  t.match(spans('node-a').at(-1), { kind: 'client', error: 'LOOP', attributes: { 'weft.response_flags': 'LOOP' } });
+});
+
+t.test('a connection node-b starts itself (ratio 0) makes no span', async (t) => {
+  const beforeB = spans('node-b').length;
+  const beforeA = spans('node-a').length;
+  // echo pods' client side is on node-b: an outbound connection from node-b to the echo VIP.
+  await sendAndEnd(demo.mesh.connectOutbound('node-b', IP.echo1, { ip: IP.echoVip, port: 80 }), 'hi');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(spans('node-b').length, beforeB, 'node-b did not sample its own new trace');
+  t.equal(spans('node-a').length, beforeA);
+});
