@@ -28,6 +28,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   namespace: { summary: 'enroll/unenroll a namespace in the mesh (no pod restart), bind it to a waypoint, list namespaces', load: () => require('./commands/namespace').default },
   waypoint: { summary: 'add or remove a namespace\'s waypoint (L7 proxy); `waypoint run` runs one', load: () => require('./commands/waypoint').default },
   waypoints: { summary: 'waypoints: node and pod, address, identity, ready, what uses them', load: () => require('./commands/waypoints').default },
+  graph: { summary: 'the service graph with rps, success rate and latency on each edge: text, DOT, Mermaid, SVG or JSON', load: () => require('./commands/graph').default },
   explain: { summary: 'why a connection from a pod to a destination is tunnelled, passed through or denied', load: () => require('./commands/explain').default },
   completion: { summary: 'shell completion script (bash)', load: () => require('./commands/completion').default },
 };
