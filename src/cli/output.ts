@@ -164,7 +164,8 @@ export async function runWatch(produce: () => Promise<Frame>, opts: WatchOptions
   return 0;
 }
 
-function interruptSignal(io: CliIo): { signal: AbortSignal; dispose: () => void } {
+/** An AbortSignal that the io's signal or, without one, Ctrl-C/SIGTERM aborts; dispose() removes the handlers. */
+export function interruptSignal(io: CliIo): { signal: AbortSignal; dispose: () => void } {
   if (io.signal) return { signal: io.signal, dispose: () => {} };
   const ac = new AbortController();
   const stop = () => ac.abort();
