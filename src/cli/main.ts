@@ -30,6 +30,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   waypoints: { summary: 'waypoints: node and pod, address, identity, ready, what uses them', load: () => require('./commands/waypoints').default },
   graph: { summary: 'the service graph with rps, success rate and latency on each edge: text, DOT, Mermaid, SVG or JSON', load: () => require('./commands/graph').default },
   dashboard: { summary: 'a local web page: live service graph, golden signals per edge, recent traces, the tap', load: () => require('./commands/dashboard').default },
+  traces: { summary: 'recent traces stitched across ztunnels and waypoints, drawn as a waterfall (-o json: OTLP)', load: () => require('./commands/traces').default },
   explain: { summary: 'why a connection from a pod to a destination is tunnelled, passed through or denied', load: () => require('./commands/explain').default },
   completion: { summary: 'shell completion script (bash)', load: () => require('./commands/completion').default },
 };
