@@ -36,7 +36,7 @@ function rig(t: Test, endpoint: string, over: Partial<ConstructorParameters<type
   const log = new LogLines();
   const exporter = new OtlpExporter({
     endpoint, proxy: 'waypoint demo/waypoint', registry, logger: pino({ level: 'info' }, log), clock,
-    batchSize: 4, maxQueueSpans: 16, intervalMs: 1000, timeoutMs: 300, random: () => 1, ...over,
+    batchSize: 4, maxQueueSpans: 16, intervalMs: 1000, timeoutMs: 10_000, random: () => 1, ...over,
   });
   t.teardown(() => exporter.close());
   return { clock, registry, log, exporter };
@@ -148,8 +148,8 @@ t.test('a collector that never answers: one export in flight, the deadline ends 
   collector.mode = 'hang';
   const endpoint = await collector.start();
   t.teardown(() => collector.stop());
-  // A deadline long enough that the loop below ends well before it, even on a loaded machine.
-  const { clock, registry, log, exporter } = rig(t, endpoint, { timeoutMs: 3000 });
+  // A deadline the loop below ends well before, even on a loaded machine (the wait for it is this test's cost).
+  const { clock, registry, log, exporter } = rig(t, endpoint, { timeoutMs: 2000 });
   const spans = Array.from({ length: 100_000 }, (_, i) => span(i));
   for (let i = 0; i < 4; i++) exporter.onSpan(span(i));
   clock.advance(0);
