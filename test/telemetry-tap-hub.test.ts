@@ -5,13 +5,11 @@
  */
 import t, { type Test } from 'tap';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { closeServer, listenTcp, serve } from '../src/lib/http-endpoints';
-import { createLogger } from '../src/lib/log';
 import { parseTapFilter, TapFilterError, TapHub, tapMatches, type TapHubOptions } from '../src/telemetry/tap-hub';
 import { TAP_PATH, type TapEvent } from '../src/telemetry/types';
 import { ManualClock } from './helpers/clock';
+import { serveTap, subscribeTap } from './helpers/tap-stream';
 
 function event(over: Partial<TapEvent> = {}): TapEvent {
   return {
@@ -26,42 +24,11 @@ function event(over: Partial<TapEvent> = {}): TapEvent {
 async function startHub(t: Test, opts: TapHubOptions = {}) {
   const registry = new Registry();
   const hub = new TapHub({ proxy: 'waypoint demo/waypoint', registry, ...opts });
-  const server = serve({ [TAP_PATH]: hub.handler }, createLogger({ level: 'silent', component: 'test' }));
-  await listenTcp(server, '127.0.0.1', 0);
-  t.teardown(async () => { hub.close(); await closeServer(server); });
-  const port = (server.address() as AddressInfo).port;
-  return { hub, registry, port, server };
+  const port = await serveTap(t, hub);
+  return { hub, registry, port };
 }
 
-interface Stream { res: http.IncomingMessage; lines: string[]; next(): Promise<string>; req: http.ClientRequest }
-
-/** Subscribes and resolves once the first line arrived; `lines` collects the rest. */
-function subscribe(port: number, query = ''): Promise<Stream> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: `${TAP_PATH}${query}` }, (res) => {
-      const lines: string[] = [];
-      const waiters: Array<(l: string) => void> = [];
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          const w = waiters.shift();
-          if (w) w(line); else lines.push(line);
-        }
-      });
-      res.on('error', () => {});
-      const s: Stream = {
-        res, lines, req,
-        next: () => new Promise((r) => { const l = lines.shift(); if (l !== undefined) r(l); else waiters.push(r); }),
-      };
-      resolve(s);
-    });
-    req.on('error', reject);
-  });
-}
+const subscribe = subscribeTap;
 
 async function body(port: number, query: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@
 import type { Registry } from 'prom-client';
 import { json, type Handler } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
+import { AccessLogPolicy } from './access-log';
 import { OtlpExporter } from './otlp-exporter';
 import type { AccessLogLevels } from './options';
 import { SpanRing } from './span-ring';
@@ -37,6 +38,8 @@ export class ProxyTelemetry {
   readonly proxy: string;
   readonly ring: SpanRing;
   readonly tap: TapHub;
+  /** Which access-log lines are written (--access-log-sampling, --access-log-levels). */
+  readonly accessLog: AccessLogPolicy;
   readonly exporter: OtlpExporter | undefined;
   readonly tracer: Tracer;
 
@@ -45,6 +48,9 @@ export class ProxyTelemetry {
     this.proxy = options.proxy;
     this.ring = new SpanRing(config.traceBufferSpans);
     this.tap = new TapHub({ proxy: options.proxy, registry: options.registry });
+    this.accessLog = new AccessLogPolicy({
+      sampling: config.accessLogSampling, levels: config.accessLogLevels, registry: options.registry, ...(options.random ? { random: options.random } : {}),
+    });
     const sinks: SpanSink[] = [this.ring];
     if (config.otlpEndpoint) {
       this.exporter = new OtlpExporter({ endpoint: config.otlpEndpoint, proxy: options.proxy, registry: options.registry, logger: options.logger.child({ component: 'otlp' }) });

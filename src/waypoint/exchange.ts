@@ -20,6 +20,7 @@ import { forward, type Mirrors } from './forward';
 import { addForwarded, applyHeaderEdits, first, stripHopByHop } from './headers';
 import { traceRequest } from '../telemetry/tracer';
 import { RequestSpans, type WorkloadLookup } from './tracing';
+import { keepAccessLine, tapRequest } from './request-telemetry';
 import type { UpstreamClient, UpstreamResponse } from './upstream';
 import type {
   DirectResponse, HeaderMap, RequestFacts, RequestObserver, RequestRecord, RequestRouter, RequestSlots, ResponseFlag, RouteDecision, StreamContext, UpstreamDialer,
@@ -305,14 +306,17 @@ export function isGrpcMessage(h: HeaderMap): boolean {
 }
 
 /** The access-log line and the observer call of one finished request. */
-export function report(deps: Pick<ExchangeDeps, 'logger' | 'observer'>, record: RequestRecord): void {
-  // The line's object is built only when it is written (a waypoint at `warn` skips it).
-  if (deps.logger.isLevelEnabled('info')) deps.logger.info({
+export function report(deps: Pick<ExchangeDeps, 'logger' | 'observer' | 'telemetry' | 'workloads'>, record: RequestRecord): void {
+  const telemetry = deps.telemetry;
+  // The line's object is built only when it is written (a waypoint at `warn` skips it,
+  // and access-log sampling and per-namespace levels may: request-telemetry.ts).
+  if (deps.logger.isLevelEnabled('info') && (!telemetry || keepAccessLine(telemetry, record, deps.workloads))) deps.logger.info({
     protocol: record.grpc ? 'grpc' : record.protocol, method: record.method, authority: record.authority, path: record.path, status: record.status,
     duration_ms: record.durationMs, route: record.route, backend: record.backend, attempts: record.attempts, upstream: record.upstream,
     source_identity: record.sourceIdentity, destination_identity: record.destinationIdentity, trace_id: record.traceId,
     response_flags: record.responseFlag, bytes_received: record.requestBytes, bytes_sent: record.responseBytes, grpc_status: record.grpcStatus,
   }, 'access');
+  if (telemetry?.tap.active) tapRequest(telemetry, record, deps.workloads);
   try {
     deps.observer?.onRequest(record);
   } catch (err) {

@@ -9,6 +9,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { PEER_LABEL_NAMES, WorkloadSeries, workloadKey } from '../lib/metric-series';
 import type { MeshState } from '../registry/state';
+import type { WorkloadView } from '../registry/enrolment';
 import { sweepGoneWorkloads } from '../mesh/metric-sweep';
 import type { RequestObserver, RequestRecord } from './types';
 
@@ -95,9 +96,18 @@ export class WaypointMetrics implements RequestObserver {
   }
 }
 
+/** The workloads at both ends of a request, by address: the client's and the endpoint dialed. */
+export function requestPeers(r: Pick<RequestRecord, 'sourceAddress' | 'upstreamTarget'>, state: Pick<MeshState, 'workloadByAddress'>): {
+  source: WorkloadView | undefined; destination: WorkloadView | undefined;
+} {
+  return {
+    source: r.sourceAddress !== undefined ? state.workloadByAddress(r.sourceAddress) : undefined,
+    destination: r.upstreamTarget !== undefined ? state.workloadByAddress(r.upstreamTarget.host) : undefined,
+  };
+}
+
 export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workloadByAddress'>): RequestLabels {
-  const source = r.sourceAddress !== undefined ? state.workloadByAddress(r.sourceAddress) : undefined;
-  const destination = r.upstreamTarget !== undefined ? state.workloadByAddress(r.upstreamTarget.host) : undefined;
+  const { source, destination } = requestPeers(r, state);
   const svc = r.destinationService;
   return {
     reporter: 'waypoint',

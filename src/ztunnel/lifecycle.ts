@@ -17,6 +17,7 @@ import type { SpanRecord } from '../telemetry/types';
 import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
 import { formatTraceparent, newTraceId, parseTraceparent } from '../telemetry/trace-context';
 import type { Tracer } from '../telemetry/tracer';
+import { keepConnectionLine, tapConnection } from './connection-telemetry';
 
 export interface LifecycleDeps {
   connections: ConnectionRegistry;
@@ -48,6 +49,7 @@ export class ConnectionLifecycle {
   private readonly log: Logger;
   private readonly limiter: LogLimiter;
   private readonly tracer: Tracer | undefined;
+  private readonly telemetry: ProxyTelemetry | undefined;
   /** Live connections begun by this lifecycle's listener (the registry is shared by all). */
   private readonly mine = new Set<TrackedConnection>();
 
@@ -57,6 +59,7 @@ export class ConnectionLifecycle {
     this.log = deps.logger;
     this.limiter = deps.logLimiter ?? new LogLimiter();
     this.tracer = deps.telemetry?.tracer;
+    this.telemetry = deps.telemetry;
     this.metrics?.observe(deps.connections);
   }
 
@@ -172,6 +175,10 @@ export class ConnectionLifecycle {
       line.trace_id = c.span.traceId;
       this.endSpan(c, c.span, result.flag);
     }
+    const telemetry = this.telemetry;
+    if (telemetry?.tap.active) tapConnection(telemetry, c, result.flag, c.span?.traceId);
+    // Access-log sampling and per-namespace levels (connection-telemetry.ts); metrics counted it above.
+    if (telemetry && !keepConnectionLine(telemetry, c, result.flag, c.span !== undefined)) return;
     if (c.established) {
       this.log.info(line, 'connection complete');
       return;

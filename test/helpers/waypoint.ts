@@ -15,6 +15,7 @@ import { WaypointL7 } from '../../src/waypoint/handler';
 import type { Admission } from '../../src/waypoint/admission';
 import type { L7Config } from '../../src/waypoint/config';
 import type { Clock } from '../../src/lib/clock';
+import type { WorkloadLookup } from '../../src/waypoint/tracing';
 import type { ProxyTelemetry } from '../../src/telemetry/proxy-telemetry';
 import type {
   ForwardPlan, RequestFacts, RequestRecord, RequestRouter, RouteDecision, StreamContext, UpstreamDialer, UpstreamTarget,
@@ -87,6 +88,8 @@ export interface HarnessOptions {
   admission?: Admission;
   /** Spans and tap (src/telemetry). */
   telemetry?: ProxyTelemetry;
+  /** Workload names by address (the registry view). */
+  workloads?: WorkloadLookup;
 }
 
 export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteDecision, opts: HarnessOptions = {}): Promise<WaypointHarness> {
@@ -101,6 +104,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
     ...(opts.random ? { random: opts.random } : {}),
     ...(opts.admission ? { admission: opts.admission } : {}),
     ...(opts.telemetry ? { telemetry: opts.telemetry } : {}),
+    ...(opts.workloads ? { workloads: opts.workloads } : {}),
   });
   const h: WaypointHarness = { port: 0, l7, router, dialer, records, log, streams: 0 };
   const ctxFor = (address: string, port: number): StreamContext => ({
