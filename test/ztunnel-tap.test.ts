@@ -85,3 +85,16 @@ t.test('access-log levels on the ztunnel: by the destination namespace, else the
   lc.end(demo, { flag: '-' });
   t.same(log.lines.filter((l) => l.msg === 'connection complete').map((l) => l['dst.addr']), ['10.0.2.3:8080'], 'only the one to demo');
 });
+
+t.test('a connection of a sampled trace: its line is kept under sampling, with its trace id, as is its tap event', async (t) => {
+  const { tel, lc, log } = rig({ accessLogSampling: 0, traceSampling: 1 });
+  const s = await subscribeTap(await serveTap(t, tel.tap));
+  await s.next();
+  const c = lc.begin(init());
+  lc.established(c);
+  lc.end(c, { flag: '-' });
+  const [line] = log.lines.filter((l) => l.msg === 'connection complete');
+  t.match(line?.trace_id, /^[0-9a-f]{32}$/);
+  t.equal((JSON.parse(await s.next()) as TapEvent).traceId, line?.trace_id);
+  s.req.destroy();
+});
