@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, which } from '../src/lab/run';
-import { loadDashboard, queryPanels, substitute } from './helpers/grafana-dashboard';
+import { customDefaults, loadDashboard, queryPanels, substitute } from './helpers/grafana-dashboard';
 
 const ROOT = join(__dirname, '..');
 const RULES = join(ROOT, 'daemonset', 'prometheus-rules.yaml');
@@ -26,8 +26,8 @@ interface RuleGroup { name: string; rules: Rule[] }
 const groups = (YAML.parse(readFileSync(RULES, 'utf8')) as { groups: RuleGroup[] }).groups;
 const recorded = new Set(groups.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
 
-/** Values for the dashboard's variables: what picking "All" sends. */
-const ALL = { datasource: 'prometheus', namespace: '.*', service: '.*', tcp_reporter: 'destination' };
+/** Values for the dashboard's variables: "All" for the query variables, the custom ones as the dashboard opens. */
+const ALL = { datasource: 'prometheus', namespace: '.*', service: '.*', ...customDefaults(loadDashboard()) };
 
 const promtool = which('promtool');
 const dir = mkdtempSync(join(tmpdir(), 'weft-promtool-'));

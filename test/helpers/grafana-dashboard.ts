@@ -61,3 +61,24 @@ export function substitute(expr: string, values: Record<string, string>, interva
     return v;
   });
 }
+
+/**
+ * A query variable's `label_values([selector,] label)` (Grafana's Prometheus variable
+ * query) as the label and series selector Prometheus' label-values API takes.
+ */
+export function labelValuesQuery(v: DashboardVariable): { label: string; match?: string } {
+  const q = typeof v.query === 'string' ? v.query : (v.query as { query?: string } | undefined)?.query;
+  const m = /^label_values\(\s*(?:(.+?)\s*,\s*)?(\w+)\s*\)$/.exec(q ?? '');
+  if (!m) throw new Error(`variable ${v.name}: not a label_values() query: ${String(q)}`);
+  return m[1] ? { label: m[2]!, match: m[1] } : { label: m[2]! };
+}
+
+/** The values of the dashboard's custom variables as it opens (their `current`). */
+export function customDefaults(d: Dashboard): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of d.templating.list) {
+    const current = (v as DashboardVariable & { current?: { value?: string | string[] } }).current?.value;
+    if (v.type === 'custom' && typeof current === 'string') out[v.name] = current;
+  }
+  return out;
+}
