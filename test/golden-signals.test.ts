@@ -48,6 +48,16 @@ t.test('the lab recording: three L7 edges at 60 requests in the window, all 2xx,
   t.equal(wp.pendingRequests, 0, 'no connectionPool: nothing pending (the gauge has no series)');
 });
 
+t.test('per service: every source merged, quantiles from the merged buckets', async (t) => {
+  const m = goldenSignals(readings('a', 0), readings('c', 5000), { waypointWorkloads: WAYPOINTS, perService: true });
+  t.same(m.edges.map((e) => [`${e.source.namespace}/${e.source.name}`, `${e.destination.namespace}/${e.destination.name}`, e.rps]),
+    [['*/*', 'demo/echo', 24], ['*/*', 'demo/frontend', 12]]);
+  const edges = goldenSignals(readings('a', 0), readings('c', 5000), { waypointWorkloads: WAYPOINTS }).edges.filter((e) => e.destination.name === 'echo');
+  const echo = m.edges[0]!;
+  t.ok(echo.p99Ms! <= Math.max(...edges.map((e) => e.p99Ms!)) && echo.p50Ms! >= Math.min(...edges.map((e) => e.p50Ms!)), 'between its edges\' quantiles');
+  t.equal(echo.bytesPerSecond, edges.reduce((n, e) => n + e.bytesPerSecond, 0));
+});
+
 t.test('the same scrape twice: no edges; a namespace filter keeps edges with an end in it', async (t) => {
   t.same(goldenSignals(readings('c', 0), readings('c', 1000), { waypointWorkloads: WAYPOINTS }).edges, []);
   t.same(goldenSignals(readings('a', 0), readings('c', 1000), { waypointWorkloads: WAYPOINTS, namespace: 'legacy' }).edges, []);

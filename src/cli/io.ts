@@ -16,6 +16,8 @@ export interface CliIo {
   signal?: AbortSignal;
   /** All of stdin, for `-f -`; absent means there is none to read. */
   readStdin?: () => Promise<string>;
+  /** stdout is a terminal (`weft top` redraws in place only then). */
+  tty?: boolean;
 }
 
 /** Reading stdin stops past this: `-f -` takes manifests, not data. */
@@ -26,6 +28,7 @@ export const processIo: CliIo = {
   stderr: (text) => { process.stderr.write(text); },
   env: process.env,
   readStdin: () => readStream(process.stdin, MAX_STDIN_BYTES),
+  tty: process.stdout.isTTY === true,
 };
 
 /** A stream's text, refused once it passes `max` bytes. */

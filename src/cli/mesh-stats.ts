@@ -14,7 +14,7 @@ import * as http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VERSION } from '../lib/version';
 import { parsePromText } from '../telemetry/prom-text';
-import { goldenSignals, type ProxyReading } from '../telemetry/golden-signals';
+import { goldenSignals, type GoldenSignalOptions, type ProxyReading } from '../telemetry/golden-signals';
 import type { MeshStats } from '../telemetry/types';
 import type { ProxyTarget } from './proxy-targets';
 
@@ -93,8 +93,8 @@ export function waypointWorkloads(targets: readonly ProxyTarget[]): Set<string> 
 
 /** Golden signals between two readings of `targets`. */
 export function meshStatsBetween(targets: readonly ProxyTarget[], before: readonly ProxyReading[], after: readonly ProxyReading[],
-  opts: { namespace?: string } = {}): MeshStats {
-  const stats = goldenSignals(before, after, { waypointWorkloads: waypointWorkloads(targets), ...(opts.namespace ? { namespace: opts.namespace } : {}) });
+  opts: GoldenSignalOptions = {}): MeshStats {
+  const stats = goldenSignals(before, after, { ...opts, waypointWorkloads: waypointWorkloads(targets) });
   if (targets.length === 0) stats.warnings.push('no proxies to read: no ztunnel in the context has an address, and no waypoint pod is ready');
   return stats;
 }

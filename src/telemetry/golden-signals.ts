@@ -36,7 +36,15 @@ export interface ProxyReading {
 export interface GoldenSignalOptions {
   /** Only edges with an end in this namespace (all when empty). */
   namespace?: string;
+  /**
+   * One row per destination Service, every source merged (its source is `*`/`*`): the
+   * per-service view, with quantiles from the merged buckets rather than averaged.
+   */
+  perService?: boolean;
 }
+
+/** The source of every row of a per-service reading. */
+export const ANY_SOURCE = '*';
 
 const UNKNOWN = 'unknown';
 
@@ -129,8 +137,9 @@ export function goldenSignals(before: readonly ProxyReading[], after: readonly P
     const secs = seconds(b, a);
     windows++;
     windowSum += secs;
-    if (a.kind === 'waypoint') addRequests(edges, b.scrape, a.scrape, secs, a.proxy);
-    else addConnections(l4, b.scrape, a.scrape, secs, a.proxy, waypoints);
+    const perService = opts.perService === true;
+    if (a.kind === 'waypoint') addRequests(edges, b.scrape, a.scrape, secs, a.proxy, perService);
+    else addConnections(l4, b.scrape, a.scrape, secs, a.proxy, waypoints, perService);
   }
   // One reporter per L4 edge: the source's ztunnel saw it first; the destination's only when the source is not in the mesh.
   for (const [key, sides] of l4) {
@@ -182,10 +191,10 @@ function quantile(q: number, buckets: { le: number; count: number }[]): number |
 }
 
 /** The waypoint's request metrics: one L7 edge per source workload → destination Service. */
-function addRequests(edges: Map<string, EdgeAcc>, before: PromScrape, after: PromScrape, secs: number, proxy: string): void {
+function addRequests(edges: Map<string, EdgeAcc>, before: PromScrape, after: PromScrape, secs: number, proxy: string, perService: boolean): void {
   const get = (l: Record<string, string>): EdgeAcc => {
-    const srcNs = l.source_workload_namespace ?? UNKNOWN;
-    const src = l.source_workload ?? UNKNOWN;
+    const srcNs = perService ? ANY_SOURCE : l.source_workload_namespace ?? UNKNOWN;
+    const src = perService ? ANY_SOURCE : l.source_workload ?? UNKNOWN;
     const dstNs = l.destination_service_namespace ?? UNKNOWN;
     const dst = l.destination_service_name ?? UNKNOWN;
     const key = edgeKey(srcNs, src, dstNs, dst);
@@ -221,12 +230,12 @@ function addRequests(edges: Map<string, EdgeAcc>, before: PromScrape, after: Pro
 
 /** The ztunnels' TCP metrics: one L4 edge per source workload → destination Service (or workload), per reporter side. */
 function addConnections(l4: Map<string, { source?: EdgeAcc; destination?: EdgeAcc }>, before: PromScrape, after: PromScrape, secs: number, proxy: string,
-  waypoints: ReadonlySet<string>): void {
+  waypoints: ReadonlySet<string>, perService: boolean): void {
   const get = (l: Record<string, string>): EdgeAcc | undefined => {
-    const srcNs = l.source_workload_namespace ?? UNKNOWN;
-    const src = l.source_workload ?? UNKNOWN;
     // A waypoint's own hop to the pod: the L7 edge counted those requests already.
-    if (waypoints.has(`${srcNs}/${src}`)) return undefined;
+    if (waypoints.has(`${l.source_workload_namespace ?? UNKNOWN}/${l.source_workload ?? UNKNOWN}`)) return undefined;
+    const srcNs = perService ? ANY_SOURCE : l.source_workload_namespace ?? UNKNOWN;
+    const src = perService ? ANY_SOURCE : l.source_workload ?? UNKNOWN;
     const side = l.reporter === 'source' ? 'source' : l.reporter === 'destination' ? 'destination' : undefined;
     if (!side) return undefined;
     const host = l.destination_service ?? UNKNOWN;
