@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { DashboardServer, isLoopback } from '../src/dashboard/server';
 import { APP_JS, PAGE_HTML } from '../src/dashboard/page';
-import { groupTraces, latest } from '../src/dashboard/api';
+import { latest } from '../src/dashboard/api';
 import { silentLogger } from '../src/lib/log';
 import { ManualClock } from './helpers/clock';
 import { HOSTILE, fixtureSources, fixtureStats, fixtureTraces, tapEvent } from './helpers/dashboard-fixtures';
@@ -191,16 +191,6 @@ t.test('tap: a viewer that stops reading is dropped once its unread bytes pass t
 t.test('isLoopback', async (t) => {
   for (const a of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1']) t.ok(isLoopback(a), a);
   for (const a of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.5', 'example.com', '::ffff:10.0.0.1']) t.notOk(isLoopback(a), a);
-});
-
-t.test('groupTraces: by trace, newest first, spans in start order, bounded', async (t) => {
-  const [trace] = fixtureTraces();
-  const spans = trace!.spans;
-  const later = spans.map((s) => ({ ...s, traceId: 'b'.repeat(32), startMs: s.startMs + 1000, endMs: s.endMs + 1000 }));
-  const out = groupTraces([...later, ...spans].reverse(), 10);
-  t.same(out.map((x) => x.traceId), ['b'.repeat(32), trace!.traceId]);
-  t.same(out[1]!.spans.map((s) => s.spanId), spans.map((s) => s.spanId));
-  t.equal(groupTraces([...later, ...spans], 1).length, 1);
 });
 
 t.test('latest: one read shared, stale value served while one refresh runs', async (t) => {

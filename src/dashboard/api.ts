@@ -8,7 +8,7 @@
 import type { MeshStats, SpanRecord, TapEvent } from '../telemetry/types';
 import { realClock, type Clock } from '../lib/clock';
 
-/** One trace: its spans from every proxy it crossed (any order). */
+/** One trace: its spans from every proxy it crossed (the page draws the tree from their parent ids). */
 export interface DashboardTrace {
   traceId: string;
   spans: SpanRecord[];
@@ -30,22 +30,6 @@ export interface DashboardSources {
    * proxies' taps stay off (their one-boolean fast path) when nobody watches.
    */
   tap(subscriber: TapSubscriber): () => void;
-}
-
-/** Spans grouped by trace, newest trace (latest end) first, at most `limit`. */
-export function groupTraces(spans: readonly SpanRecord[], limit: number): DashboardTrace[] {
-  const byId = new Map<string, SpanRecord[]>();
-  for (const s of spans) {
-    const list = byId.get(s.traceId);
-    if (list) list.push(s);
-    else byId.set(s.traceId, [s]);
-  }
-  const ended = (t: SpanRecord[]) => Math.max(...t.map((s) => s.endMs));
-  return [...byId.entries()]
-    .map(([traceId, list]) => ({ traceId, spans: list, end: ended(list) }))
-    .sort((a, b) => b.end - a.end || a.traceId.localeCompare(b.traceId))
-    .slice(0, limit)
-    .map(({ traceId, spans: s }) => ({ traceId, spans: s.sort((a, b) => a.startMs - b.startMs) }));
 }
 
 /**

@@ -17,22 +17,24 @@ import { interruptSignal } from '../output';
 import { namespaceOption } from '../registry-command';
 import { withRegistry } from '../registry-session';
 import { proxyTargets, type ProxyTarget } from '../proxy-targets';
-import { getText, meshStatsBetween, readProxies } from '../mesh-stats';
+import { meshStatsBetween, readProxies } from '../mesh-stats';
+import { stitchTraces } from '../trace-view';
+import { collectSpans } from './traces';
 import { followTaps } from '../tap-streams';
 import { DashboardServer, isLoopback } from '../../dashboard/server';
-import { groupTraces, latest, type DashboardSources, type DashboardTrace } from '../../dashboard/api';
+import { latest, type DashboardSources, type DashboardTrace } from '../../dashboard/api';
 import { renderSvg } from '../../graph/svg';
 import { createLogger, type Logger } from '../../lib/log';
 import { WeftError } from '../../lib/errors';
 import { parse } from '../../lib/options';
 import { DESTINATION_SERVICE_ATTRIBUTE } from '../../telemetry/span-ring';
-import { TRACES_PATH, type MeshStats, type SpanRecord } from '../../telemetry/types';
+import type { MeshStats, SpanRecord } from '../../telemetry/types';
 import type { ProxyReading } from '../../telemetry/golden-signals';
 
 export const DEFAULT_DASHBOARD_PORT = 15030;
-/** Traces the page lists; spans asked of each proxy per refresh. */
+/** Traces the page lists, from spans that ended this recently. */
 const TRACES_SHOWN = 30;
-const SPANS_PER_PROXY = 2000;
+const TRACES_SINCE_MS = 5 * 60_000;
 
 export interface MeshSourcesOptions {
   /** The proxies to read now (read again on every refresh, so pods that come and go are followed). */
@@ -43,9 +45,9 @@ export interface MeshSourcesOptions {
   logger: Logger;
 }
 
-/** Traces that touched `namespace` (a span named a Service in it); all when empty. */
-function inNamespace(t: DashboardTrace, namespace: string): boolean {
-  return !namespace || t.spans.some((s) => String(s.attributes[DESTINATION_SERVICE_ATTRIBUTE] ?? '').startsWith(`${namespace}/`));
+/** Whether a trace touched `namespace` (a span named a Service in it); true when empty. */
+function inNamespace(spans: readonly SpanRecord[], namespace: string): boolean {
+  return !namespace || spans.some((s) => String(s.attributes[DESTINATION_SERVICE_ATTRIBUTE] ?? '').startsWith(`${namespace}/`));
 }
 
 /** The real sources: what the proxies serve on their metrics ports. */
@@ -65,19 +67,10 @@ export function meshSources(o: MeshSourcesOptions): DashboardSources {
   }, o.refreshMs);
   const svg = latest(async () => renderSvg(await stats()), o.refreshMs);
   const traces = latest(async (): Promise<DashboardTrace[]> => {
-    const answers = await Promise.all((await targets()).map(async (t): Promise<SpanRecord[]> => {
-      try {
-        const spans = JSON.parse(await getText(`${t.baseUrl}${TRACES_PATH}?limit=${SPANS_PER_PROXY}`)) as unknown;
-        return Array.isArray(spans) ? spans.filter((s: SpanRecord) => typeof s?.traceId === 'string' && typeof s.spanId === 'string') : [];
-      } catch (err) {
-        o.logger.debug({ proxy: t.proxy, err: (err as Error).message }, 'dashboard: a proxy\'s spans could not be read');
-        return [];
-      }
-    }));
-    // A span two answers both carry (same trace and span id) is kept once.
-    const spans = new Map<string, SpanRecord>();
-    for (const s of answers.flat()) spans.set(`${s.traceId}/${s.spanId}`, s);
-    return groupTraces([...spans.values()], TRACES_SHOWN * 4).filter((t) => inNamespace(t, o.namespace)).slice(0, TRACES_SHOWN);
+    const collected = await collectSpans(await targets(), { sinceEpochMs: Date.now() - TRACES_SINCE_MS });
+    // stitchTraces gives the oldest first, each trace's spans in drawing order: the page lists the newest first.
+    return stitchTraces(collected.spans).filter((t) => inNamespace(t.spans, o.namespace)).reverse().slice(0, TRACES_SHOWN)
+      .map((t) => ({ traceId: t.traceId, spans: t.spans }));
   }, o.refreshMs);
   return {
     stats, svg, traces,
