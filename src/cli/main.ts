@@ -33,6 +33,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   graph: { summary: 'the service graph with rps, success rate and latency on each edge: text, DOT, Mermaid, SVG or JSON', load: () => require('./commands/graph').default },
   dashboard: { summary: 'a local web page: live service graph, golden signals per edge, recent traces, the tap', load: () => require('./commands/dashboard').default },
   traces: { summary: 'recent traces stitched across ztunnels and waypoints, drawn as a waterfall (-o json: OTLP)', load: () => require('./commands/traces').default },
+  tap: { summary: 'the live stream of requests and connections through the proxies, with verdicts (routed, retried, denied, ...)', load: () => require('./commands/tap').default },
   explain: { summary: 'why a connection from a pod to a destination is tunnelled, passed through or denied', load: () => require('./commands/explain').default },
   completion: { summary: 'shell completion script (bash)', load: () => require('./commands/completion').default },
 };
