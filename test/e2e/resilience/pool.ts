@@ -1,4 +1,5 @@
-// Bulkheads on the real lab: Service demo/slow (one pod answering after 1 s) behind the
+// The pool section of test/e2e/resilience.test.ts (on the shared resilience lab):
+// bulkheads, with Service demo/slow (one pod answering after 1 s) behind the
 // namespace's waypoint with a TrafficPolicy connectionPool of 4 requests in flight and
 // 4 pending. Waves of 40 concurrent requests from demo/client:
 // - the overflow is answered 503 with response flag UO, fast (the latency of the 503s is
@@ -8,33 +9,17 @@
 //   sequential loop to it before and during the saturation, p50/p99 printed, every
 //   answer 200 and none refused.
 // Figures printed (t.comment) for docs/resilience.md; timings are printed, not asserted.
-import t from 'tap';
+import type { Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const run = promisify(execFile);
 const WAVES = 3;
 const WAVE = 40;
-
-function topology(): string {
-  const text = readFileSync(defaultTopologyFile(), 'utf8');
-  const anchor = '  - { name: client, namespace: legacy, node: node-1 }\n';
-  if (!text.includes(anchor)) throw new Error('the default topology changed: no legacy/client line to insert slow-1 before');
-  return `${text.replace(anchor, `  - { name: slow-1, namespace: demo, node: node-1, labels: { app: slow }, run: echo, echo: { serviceTime: 1s } }\n${anchor}`)}
-  - name: slow
-    namespace: demo
-    selector: { app: slow }
-    ports:
-      - { name: http, port: 80, targetPort: 8080 }
-waypoints:
-  - { name: waypoint, namespace: demo, node: node-2 }
-`;
-}
 
 const POLICY = `apiVersion: networking.weft.io/v1alpha1
 kind: TrafficPolicy
@@ -94,14 +79,16 @@ async function waypointMetrics(lab: LabHandle): Promise<string> {
   return res.stdout;
 }
 
-function main(): void {
-  t.test('pending-request limit: overflow gets a fast 503 UO, nothing queues past it; another Service keeps its latency', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-pool-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
+/** Deletes its TrafficPolicy at the end. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('pending-request limit: overflow gets a fast 503 UO, nothing queues past it; another Service keeps its latency', async (t) => {
+    const { lab } = r;
+    const dir = sectionDir(r, 'pool');
     writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
-    t.equal((await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint'])).code, 0);
+    t.teardown(async () => {
+      await deleteFile(r, join(dir, 'policy.yaml')).catch(() => undefined);
+      await settle(r);
+    });
     const applied = await lab.weft(['apply', '-f', join(dir, 'policy.yaml')]);
     t.equal(applied.code, 0, applied.stderr);
     // In force once the waypoint lists the Service's bulkhead (it is made by the first request after the policy).
@@ -144,6 +131,3 @@ function main(): void {
   });
 }
 
-const skip = labSkipReason();
-if (skip) t.plan(0, `lab e2e: ${skip}`);
-else main();

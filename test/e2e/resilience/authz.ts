@@ -1,30 +1,19 @@
-// L7 authorization at the waypoint on the real lab (netns, iptables, real processes):
-// Service demo/echo behind demo/waypoint, a second ambient namespace `other` with its own
-// client. Policies bound with targetRefs by `weft apply` (Istio's security.istio.io/v1):
-// - before the Service has a waypoint, the same policy is refused at apply (it would be
-//   enforced nowhere), and so is an L7 rule on a selector policy, saying what to do;
+// The L7 authorization section of test/e2e/resilience.test.ts (on the shared resilience
+// lab: netns, iptables, real processes): Service demo/echo behind demo/waypoint, a second
+// ambient namespace `other` with its own client. Policies bound with targetRefs by `weft
+// apply` (Istio's security.istio.io/v1):
+// - before the Service has a waypoint (the section unbinds the namespace first), the same
+//   policy is refused at apply (it would be enforced nowhere), and so is an L7 rule on a
+//   selector policy, saying what to do;
 // - a GET is allowed, a POST to /admin denied with 403 `RBAC: access denied`, a DELETE
 //   denied (no ALLOW policy matches it), a request from namespace `other` denied although
 //   an ALLOW policy matches it (DENY before ALLOW), a header condition denies;
 // - the denials are counted at the waypoint by policy and logged with the policy's name.
-import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
-
-/** The default topology plus namespace `other` (ambient) with a client, and the waypoint for demo. */
-function topology(): string {
-  let text = readFileSync(defaultTopologyFile(), 'utf8');
-  const insert = (anchor: string, add: string) => {
-    if (!text.includes(anchor)) throw new Error(`the default topology has no "${anchor.trim()}" any more`);
-    text = text.replace(anchor, anchor + add);
-  };
-  insert('namespaces:\n', '  - name: other\n    labels:\n      weft.io/dataplane-mode: ambient\n');
-  insert('pods:\n', '  - { name: client, namespace: other, node: node-1, serviceAccount: client }\n');
-  return `${text}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
-}
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const POLICIES = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -83,15 +72,23 @@ async function ask(lab: LabHandle, pod: string, method: string, path: string, he
   return { status: m ? Number(m[1]) : 0, body: res.stdout.split(/\r?\n\r?\n/).slice(1).join('\n\n').trim() };
 }
 
-function run(): void {
-  t.test('L7 authorization at the waypoint: refused without a waypoint, then ALLOW/DENY/when enforced with 403 RBAC: access denied', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-authz-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
+/** Unbinds namespace demo first, binds it again in its second step; deletes its policies at the end. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('L7 authorization at the waypoint: refused without a waypoint, then ALLOW/DENY/when enforced with 403 RBAC: access denied', async (t) => {
+    const { lab } = r;
+    const dir = sectionDir(r, 'authz');
     writeFileSync(join(dir, 'policies.yaml'), POLICIES);
     writeFileSync(join(dir, 'selector-l7.yaml'), SELECTOR_L7);
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
     const wp = lab.state()!.waypoints!.find((x) => x.uid === 'demo/waypoint')!;
+    t.teardown(async () => {
+      // The lab as found: demo bound to its waypoint, none of these policies.
+      const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
+      if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
+      await deleteFile(r, join(dir, 'policies.yaml')).catch(() => undefined); // none stored if the apply was never accepted
+      await settle(r);
+    });
+    const unbind = await lab.weft(['namespace', 'use-waypoint', 'demo', 'none']);
+    t.equal(unbind.code, 0, unbind.stderr);
 
     await t.test('without a waypoint bound to echo: the policies are refused at apply, nothing is written', async (t) => {
       const refused = await lab.weft(['apply', '-f', join(dir, 'policies.yaml')]);
@@ -166,9 +163,3 @@ function run(): void {
   });
 }
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}

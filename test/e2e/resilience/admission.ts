@@ -1,7 +1,7 @@
-// The admission demonstrations on one lab (one bring-up for the three, to keep the suite
-// short): TrafficPolicy faults, rateLimit and loadShedding on demo/echo, through
-// demo/waypoint, with open-loop load from demo/client (`weft lab load`). Each phase applies
-// its own policy (a new policy version: fresh admission state) and checks its own counters.
+// The admission section of test/e2e/resilience.test.ts (on the shared resilience lab):
+// TrafficPolicy faults, rateLimit and loadShedding on demo/echo, through demo/waypoint,
+// with open-loop load from demo/client (`weft lab load`). Each phase applies its own
+// policy (a new policy version: fresh admission state) and checks its own counters.
 //
 // - Faults: abort 503 at 50 % and delay 200 ms at 10 % over 1,000 requests: the abort
 //   share within ±5 % of 50 %, the delay share within ±3 % of 10 % (counted by the
@@ -12,29 +12,31 @@
 //   the sustained rate is (accepted - burst) / T; the burst is large enough that a stall
 //   of the busy lab machine (under 0.5 s) loses no tokens.
 // - Shedding: both echo pods then serve at most 2 requests at a time, 20 ms each (the lab
-//   echo's behaviour, set live), so demo/echo handles about 200 req/s; 400 req/s are
-//   offered for 3 s. With loadShedding (Gradient) the excess is answered 503 (flag SH) at
-//   once and the accepted requests' p99 stays near the service time; without it, every
-//   request is accepted and waits in the backends' queues.
+//   echo's behaviour, set live; reset when the section ends), so demo/echo handles about
+//   200 req/s; 400 req/s are offered for 3 s. With loadShedding (Gradient) the excess is
+//   answered 503 (flag SH) at once and the accepted requests' p99 stays near the service
+//   time; without it, every request is accepted and waits in the backends' queues.
 // Figures printed for docs/resilience.md.
-import t, { type Test } from 'tap';
-import type { BatchAnswer } from '../../src/lab/client-batch';
-import { percentile } from '../../src/bench/stats';
-import { sendBatch } from './helpers/conformance';
-import { labSkipReason } from './helpers/lab';
-import { applyPolicy, deletePolicy, load, metric, spread, startAdmissionLab, type AdmissionLab } from './helpers/admission-lab';
-
-const skip = labSkipReason();
-if (skip) t.plan(0, `lab e2e: ${skip}`);
-else run();
+import type { Test } from 'tap';
+import type { BatchAnswer } from '../../../src/lab/client-batch';
+import { percentile } from '../../../src/bench/stats';
+import { sendBatch } from '../helpers/conformance';
+import { applyPolicy, deletePolicy, load, metric, spread, type AdmissionLab } from '../helpers/admission-lab';
+import { sectionDir, setBehaviour, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const REQUESTS = 1000;
 const BURST = 50;
 const OFFERED = { rate: 400, durationMs: 3000, conns: 256 };
 
-function run(): void {
-  t.test('admission on the lab: faults, then a rate limit, then load shedding', async (t) => {
-    const a = await startAdmissionLab(t);
+/** Faults, then a rate limit, then load shedding; leaves no policy, and the echo pods' behaviour as it was. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('admission on the lab: faults, then a rate limit, then load shedding', async (t) => {
+    const a: AdmissionLab = { lab: r.lab, dir: sectionDir(r, 'admission'), waypointIp: r.waypointIp };
+    t.teardown(async () => {
+      for (const pod of ['demo/echo-1', 'demo/echo-2']) await setBehaviour(r.lab, pod, 'serviceTime=0&concurrency=0');
+      await deletePolicy(a).catch(() => undefined); // gone already unless a phase failed
+      await settle(r);
+    });
     await t.test('abort 50 %, delay 200 ms at 10 %, over 1,000 requests', (t) => faults(t, a));
     await t.test('100 req/s limit, 500 req/s offered: 100 ± 5 % accepted, the rest 429', (t) => rateLimit(t, a));
     await t.test('backend saturated: the adaptive limit keeps accepted p99 bounded while the excess is shed', (t) => shedding(t, a));
@@ -93,7 +95,7 @@ async function rateLimit(t: Test, a: AdmissionLab): Promise<void> {
 }
 
 async function shedding(t: Test, a: AdmissionLab): Promise<void> {
-  // Both echo pods serve 2 at a time, 20 ms each, from now on (live: same lab as above).
+  // Both echo pods serve 2 at a time, 20 ms each, until the section ends (live: same lab as above).
   for (const pod of ['demo/echo-1', 'demo/echo-2']) {
     const res = await a.lab.exec(pod, ['weft', 'lab', 'request', 'http://127.0.0.1:8080/_echo/behaviour?serviceTime=20ms&concurrency=2']);
     t.equal(res.code, 0, `behaviour of ${pod}: ${res.stderr}`);

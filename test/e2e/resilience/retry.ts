@@ -1,43 +1,21 @@
-// Retries beyond Gateway API on the real lab: Service demo/flaky (two echo pods, each
+// The retry section of test/e2e/resilience.test.ts (on the shared resilience lab):
+// retries beyond Gateway API, with Service demo/flaky (two echo pods, each
 // failing 10 % of its requests with 503, independently: a transient failure) behind the
 // namespace's waypoint. Without a retry about 10 % of requests fail; with a TrafficPolicy
 // `retry: { attempts: 3 }` (Weft's defaults otherwise: gateway-error, exponential
 // backoff with full jitter, the retry budget and the cross-hop cap) at least 99.8 % of
 // requests succeed. Printed (t.comment) for docs/resilience.md: both success rates and the
 // retries the budget let through.
-import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BatchSummary } from '../../src/lab/client-batch';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { RegistryStore } from '../../src/registry/store';
-import { sendBatch } from './helpers/conformance';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
-
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}
+import type { BatchSummary } from '../../../src/lab/client-batch';
+import { sendBatch } from '../helpers/conformance';
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, settle, waypointRevision, type ResilienceLab } from '../helpers/resilience-lab';
 
 const REQUESTS = 2000;
 const BASELINE_REQUESTS = 500;
-
-function topology(): string {
-  const pod = (name: string, node: string) => `  - { name: ${name}, namespace: demo, node: ${node}, serviceAccount: flaky, labels: { app: flaky }, run: echo, echo: { failRatio: 0.1, failStatus: 503 } }\n`;
-  let text = readFileSync(defaultTopologyFile(), 'utf8');
-  text = text.replace(/\nservices:\n/, `\n${pod('flaky-1', 'node-1')}${pod('flaky-2', 'node-2')}\nservices:\n`);
-  return `${text}  - name: flaky
-    namespace: demo
-    selector: { app: flaky }
-    ports:
-      - { name: http, port: 80, targetPort: 8080 }
-waypoints:
-  - { name: waypoint, namespace: demo, node: node-2 }
-`;
-}
 
 const POLICY = `apiVersion: networking.weft.io/v1alpha1
 kind: TrafficPolicy
@@ -47,11 +25,6 @@ spec:
   retry:
     attempts: 3
 `;
-
-async function waypointRevision(lab: LabHandle): Promise<number> {
-  const res = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', 'http://127.0.0.1:15000/status']);
-  return res.code === 0 ? (JSON.parse(res.stdout) as { registryRevision: number }).registryRevision : -1;
-}
 
 /** Attempts the waypoint made to Service flaky beyond the first (its access log's `attempts`, summed). */
 function retriesLogged(lab: LabHandle): number {
@@ -65,15 +38,11 @@ function retriesLogged(lab: LabHandle): number {
   return retries;
 }
 
-function run(): void {
-  t.test('a backend failing 10 % transiently: retries with 3 attempts make >= 99.8 % succeed', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-retry-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
-    t.equal((await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint'])).code, 0);
-    const store = RegistryStore.connect(lab.context.redisUrl);
-    t.teardown(() => store.close());
+/** Deletes its TrafficPolicy at the end. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('a backend failing 10 % transiently: retries with 3 attempts make >= 99.8 % succeed', async (t) => {
+    const { lab, store } = r;
+    const dir = sectionDir(r, 'retry');
     const send = async (n: number) => {
       const [sum] = await sendBatch(lab, 'demo/client', [{ url: 'http://flaky.demo/', count: n, timeoutMs: 10_000 }]) as BatchSummary[];
       return sum!;
@@ -86,6 +55,10 @@ function run(): void {
 
     const file = join(dir, 'tp.yaml');
     writeFileSync(file, POLICY);
+    t.teardown(async () => {
+      await deleteFile(r, file).catch(() => undefined);
+      await settle(r);
+    });
     const res = await lab.weft(['apply', '-f', file]);
     t.equal(res.code, 0, res.stderr);
     const revision = await store.revision();

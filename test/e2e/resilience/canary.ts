@@ -1,6 +1,7 @@
-// Canary 95/5, then a blue-green flip 0/100, by `weft apply` of an HTTPRoute on the real
-// lab, with traffic running through TWO waypoints the whole time: Service demo/echo goes
-// through demo/waypoint (node-2, the namespace's binding) and Service demo/echo-b through
+// The canary section of test/e2e/resilience.test.ts (on the shared resilience lab):
+// canary 95/5, then a blue-green flip 0/100, by `weft apply` of an HTTPRoute, with
+// traffic running through TWO waypoints the whole time: Service demo/echo goes through
+// demo/waypoint (node-2, the namespace's binding) and Service demo/echo-b through
 // demo/waypoint-b (node-1, the Service's own binding); one route attaches to both, so one
 // apply changes both waypoints. Measured and printed (t.comment) for docs/resilience.md:
 // - the split over 1,000 requests per waypoint after the canary is applied (within ±5 %);
@@ -9,38 +10,19 @@
 //   the requests are stamped by a client in demo/client on the same clock);
 // - that no request failed during either change (every answer 200, no connection error).
 // Then a TrafficPolicy by `weft apply` shows up at both waypoints (admin view), and a
-// refused edit leaves it there.
+// refused edit leaves it there. At the end the route, the policy and echo-b's binding go.
 // The timings are printed, not asserted (a loaded machine must not fail the test); what is
 // asserted is that the flip is total (not one v1 answer after it at either waypoint).
-import t from 'tap';
+import type { Test } from 'tap';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { RegistryStore } from '../../src/registry/store';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const SPLIT_REQUESTS = 1000;
-
-function topology(): string {
-  const text = readFileSync(defaultTopologyFile(), 'utf8');
-  for (const svc of ['echo-v1', 'echo-v2']) {
-    if (!text.includes(`- name: ${svc}\n    namespace: demo`)) throw new Error(`the default topology has no Service demo/${svc} any more`);
-  }
-  return `${text}
-  - name: echo-b
-    namespace: demo
-    selector: { app: echo }
-    ports:
-      - { name: http, port: 80, targetPort: 8080 }
-waypoints:
-  - { name: waypoint, namespace: demo, node: node-2 }
-  - { name: waypoint-b, namespace: demo, node: node-1 }
-`;
-}
 
 const route = (v1: number, v2: number) => `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -149,18 +131,21 @@ async function servedBy(lab: LabHandle, waypoint: string, ip: string, service: s
   return sum;
 }
 
+const policy = (extra: string) => `apiVersion: networking.weft.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: resilient, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, name: echo }, { kind: Service, name: echo-b }, { kind: Service, name: gone }]
+${extra}`;
+
 const share = (as: Answer[], pod: string) => as.filter((a) => a.p === pod).length / as.length;
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
-function run(): void {
-  t.test('canary 95/5 then blue-green flip 0/100 by weft apply, through two waypoints, no failed request', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-canary-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('canary 95/5 then blue-green flip 0/100 by weft apply, through two waypoints, no failed request', async (t) => {
+    const { lab, store } = r;
+    const dir = sectionDir(r, 'canary');
     const file = join(dir, 'route.yaml');
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
-    const store = RegistryStore.connect(lab.context.redisUrl);
-    t.teardown(() => store.close());
     const redis = new Redis(lab.context.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
     t.teardown(() => redis.quit());
     await redis.connect();
@@ -169,10 +154,18 @@ function run(): void {
     const wpB = state.waypoints!.find((w) => w.uid === 'demo/waypoint-b')!;
     const client = state.plan.pods.find((p) => p.uid === 'demo/client')!;
 
-    // Bindings: the namespace to waypoint; echo-b by its own label to waypoint-b (a
-    // Service's own label wins; the lab has no CLI for it, so the record is written here).
-    t.equal((await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint'])).code, 0);
+    // Bindings: the namespace to waypoint (the lab's); echo-b by its own label to waypoint-b
+    // (a Service's own label wins; the lab has no CLI for it, so the record is written here).
     const echoB = (await store.get('service', 'demo/echo-b'))!;
+    const tpFile = join(dir, 'tp.yaml');
+    t.teardown(async () => {
+      // The lab as found: no route, no policy, echo-b without a waypoint of its own.
+      await deleteFile(r, file).catch(() => undefined);
+      writeFileSync(tpFile, policy(''));
+      await deleteFile(r, tpFile).catch(() => undefined);
+      await store.apply([{ op: 'put', kind: 'service', record: echoB }]);
+      await settle(r);
+    });
     await store.apply([{ op: 'put', kind: 'service', record: { ...echoB, waypoint: 'waypoint-b' } }]);
     const apply = async (v1: number, v2: number) => {
       writeFileSync(file, route(v1, v2));
@@ -238,13 +231,6 @@ function run(): void {
 
     // A TrafficPolicy by `weft apply` reaches both waypoints (their admin view); a bad
     // edit is refused naming the field, and the good version stays at both.
-    const tpFile = join(dir, 'tp.yaml');
-    const policy = (extra: string) => `apiVersion: networking.weft.io/v1alpha1
-kind: TrafficPolicy
-metadata: { name: resilient, namespace: demo }
-spec:
-  targetRefs: [{ kind: Service, name: echo }, { kind: Service, name: echo-b }, { kind: Service, name: gone }]
-${extra}`;
     writeFileSync(tpFile, policy(''));
     const created = await lab.weft(['apply', '-f', tpFile]);
     t.equal(created.stdout, 'trafficpolicy.networking.weft.io/resilient created\n', created.stderr);
@@ -273,9 +259,3 @@ ${extra}`;
   });
 }
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}

@@ -1,4 +1,5 @@
-// The cross-hop amplification cap on the real lab: a chain demo/client → frontend →
+// The chain section of test/e2e/resilience.test.ts (on the shared resilience lab): the
+// cross-hop amplification cap, with a chain demo/client → frontend →
 // middle → backend, every hop through the namespace's waypoint, each Service with a
 // TrafficPolicy retry of 3 (4 tries a hop), the backend failing every request (503).
 // The echo pods are the chain's apps (src/lab/echo-chain.ts: `?via=` passes the request
@@ -9,38 +10,19 @@
 // naive chain (both off: 4 × 4 × 4 = 64).
 // Asserted: ≤ 1.5 backend attempts per user request with the defaults; the naive figure
 // is what the arithmetic says (64), so the comparison is real.
-import t from 'tap';
+import type { Test } from 'tap';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BatchSummary } from '../../src/lab/client-batch';
-import { REQUEST_ID_PARAM } from '../../src/lab/echo';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { RegistryStore } from '../../src/registry/store';
-import { sendBatch } from './helpers/conformance';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
-
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}
+import type { BatchSummary } from '../../../src/lab/client-batch';
+import { REQUEST_ID_PARAM } from '../../../src/lab/echo';
+import { sendBatch } from '../helpers/conformance';
+import { deleteFile, sectionDir, settle, waypointRevision, type ResilienceLab } from '../helpers/resilience-lab';
 
 /** User requests per measurement: the defaults' figure needs enough for the floors to be small beside the ratio. */
 const DEFAULT_REQUESTS = 600;
 const NAIVE_REQUESTS = 10;
 const CAP_ONLY_REQUESTS = 30;
-
-function topology(): string {
-  const pod = (name: string, node: string) => `  - { name: ${name}-1, namespace: demo, node: ${node}, serviceAccount: ${name}, labels: { app: ${name} }, run: echo }\n`;
-  const svc = (name: string) => `  - name: ${name}\n    namespace: demo\n    selector: { app: ${name} }\n    ports:\n      - { name: http, port: 80, targetPort: 8080 }\n`;
-  let text = readFileSync(defaultTopologyFile(), 'utf8');
-  // The chain's pods go at the end of the pod list, its Services at the end of the file.
-  text = text.replace(/\nservices:\n/, `\n${pod('frontend', 'node-1')}${pod('middle', 'node-2')}${pod('backend', 'node-1')}\nservices:\n`);
-  return `${text}${svc('frontend')}${svc('middle')}${svc('backend')}waypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
-}
 
 const policy = (retry: string) => `apiVersion: networking.weft.io/v1alpha1
 kind: TrafficPolicy
@@ -52,23 +34,17 @@ spec:
     backoff: { baseInterval: 1ms, maxInterval: 2ms }
 ${retry}`;
 
-/** The registry revision the waypoint has applied (its admin /status). */
-async function waypointRevision(lab: LabHandle): Promise<number> {
-  const res = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', 'http://127.0.0.1:15000/status']);
-  return res.code === 0 ? (JSON.parse(res.stdout) as { registryRevision: number }).registryRevision : -1;
-}
-
-function run(): void {
-  t.test('a failing backend three hops deep: attempts per user request with the cross-hop cap, and without', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-chain-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
-    t.equal((await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint'])).code, 0);
+/** Deletes its TrafficPolicy at the end. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('a failing backend three hops deep: attempts per user request with the cross-hop cap, and without', async (t) => {
+    const { lab, store } = r;
+    const dir = sectionDir(r, 'chain');
     const backendLog = join(lab.labDir, 'logs', 'app-demo-backend-1.log');
     const file = join(dir, 'tp.yaml');
-    const store = RegistryStore.connect(lab.context.redisUrl);
-    t.teardown(() => store.close());
+    t.teardown(async () => {
+      await deleteFile(r, file).catch(() => undefined);
+      await settle(r);
+    });
 
     /** Applies the policy and waits until the waypoint has applied that registry revision. */
     const apply = async (retry: string) => {
