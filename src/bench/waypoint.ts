@@ -20,6 +20,15 @@
  * the same run; loopback on a shared machine is noisy, so compare ratios, not figures.
  *
  *   npm run bench:waypoint [-- --seconds 5] [--rate 1000] [--connections 16]
+ *
+ * `--tracing` measures what tracing costs instead: three waypoints, sampling 0 (off),
+ * 0.01 (the default) and 1.0, max req/s of each in interleaved rounds (--rounds, median
+ * kept, so a neighbour's load spread over the run hits every variant alike), printed as
+ * ratios against off. The requests carry no traceparent: each is a new trace, sampled
+ * at the ratio (the waypoint makes a server span and an attempt span per sampled request).
+ * On a machine shared with other work, max req/s swings with the neighbours' load; the
+ * waypoint's own CPU time per request (from /proc, over the same rounds) does not, and for
+ * a one-thread proxy max req/s is its inverse: that ratio is the one to read there.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,7 +63,7 @@ const REQUEST = Buffer.concat([Buffer.from(`POST /bench HTTP/1.1\r\nHost: echo.d
 const REQUEST_TIMEOUT_MS = 5000;
 
 interface Pem { keyPem: string; certPem: string; rootPem: string }
-type ChildConfig = { role: 'upstream'; tls: Pem } | { role: 'waypoint'; redis: string; root: CaKeyPair };
+type ChildConfig = { role: 'upstream'; tls: Pem } | { role: 'waypoint'; redis: string; root: CaKeyPair; sampling?: number };
 
 // ---------- children ----------
 
@@ -70,11 +79,11 @@ async function runUpstream(pem: Pem): Promise<{ http: number; https: number }> {
   return { http: await listen(plain), https: await listen(secure) };
 }
 
-async function runWaypoint(redis: string, root: CaKeyPair): Promise<{ port: number }> {
+async function runWaypoint(redis: string, root: CaKeyPair, sampling: number | undefined): Promise<{ port: number }> {
   const certs = new IssuerCertSource(new Issuer(root, { trustDomain: TD }), root.certPem);
   const config = loadWaypointConfig(['--name', 'waypoint', '--namespace', 'demo', '--address', '127.0.0.1', '--redis-url', redis,
     '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', '0',
-    '--readiness-port', '0', '--admin-port', '0'], {});
+    '--readiness-port', '0', '--admin-port', '0', ...(sampling === undefined ? [] : ['--trace-sampling', String(sampling)])], {});
   const app = new WaypointApp(config, pino({ level: 'warn' }), { certs });
   await app.start();
   return { port: app.hboneAddress()!.port };
@@ -82,7 +91,7 @@ async function runWaypoint(redis: string, root: CaKeyPair): Promise<{ port: numb
 
 if (process.argv[2] === '--child') {
   process.once('message', (cfg: ChildConfig) => {
-    (cfg.role === 'upstream' ? runUpstream(cfg.tls) : runWaypoint(cfg.redis, cfg.root))
+    (cfg.role === 'upstream' ? runUpstream(cfg.tls) : runWaypoint(cfg.redis, cfg.root, cfg.sampling))
       .then((r) => process.send!(r), (err: unknown) => { console.error(err); process.exit(1); });
   });
   process.on('disconnect', () => process.exit(0));
@@ -169,7 +178,7 @@ async function openConns(dial: Dial, n: number): Promise<Conn[]> {
 }
 
 /** Closed loop: every connection sends its next request when the last one is answered. */
-async function maxRate(dial: Dial, connections: number, seconds: number): Promise<{ rps: number; errors: number }> {
+async function maxRate(dial: Dial, connections: number, seconds: number): Promise<{ rps: number; errors: number; done: number }> {
   const conns = await openConns(dial, connections);
   let done = 0;
   let errors = 0;
@@ -182,7 +191,7 @@ async function maxRate(dial: Dial, connections: number, seconds: number): Promis
   }));
   const elapsed = performance.now() - start;
   for (const c of conns) c.close();
-  return { rps: (done / elapsed) * 1000, errors };
+  return { rps: (done / elapsed) * 1000, errors, done };
 }
 
 interface Fixed { p50: number; p99: number; achieved: number; errors: number; cpu: number; rssMb: number }
@@ -222,8 +231,19 @@ async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: {
   return { proc, tlsPort, plainPort };
 }
 
+const HELP = `usage: node dist/bench/waypoint.js [--seconds 5] [--rate 1000] [--connections 16]
+       node dist/bench/waypoint.js --tracing [--seconds 5] [--rounds 3] [--connections 16]
+
+  default    direct, the waypoint and HAProxy: max req/s, latency at --rate, CPU, RSS
+  --tracing  the waypoint with trace sampling 0, 0.01 and 1.0: max req/s ratios against 0
+`;
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(HELP);
+    return;
+  }
   const opt = (name: string, d: number) => { const i = args.indexOf(`--${name}`); return i === -1 ? d : Number(args[i + 1]); };
   const seconds = opt('seconds', 5);
   const rate = opt('rate', 1000);
@@ -247,6 +267,11 @@ async function main(): Promise<void> {
       { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'demo', name: 'echo', node: 'n1', addresses: [UPSTREAM_IP], labels: { app: 'echo' } }) },
       { op: 'put', kind: 'service', record: serviceRecord({ namespace: 'demo', name: 'echo', vips: [VIP], ports: [{ name: 'http', port: 80, targetPort: upstream.reply.http }], selector: { app: 'echo' } }) },
     ]);
+    if (args.includes('--tracing')) {
+      pool = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
+      await tracingCost(pool, redis.url, root, { seconds, connections, rounds: opt('rounds', 3) });
+      return;
+    }
     const wp = await startChild<{ port: number }>({ role: 'waypoint', redis: redis.url, root });
     const idleRssMb = rssBytes(wp.child.pid!) / 2 ** 20;
     const ha = await haproxy(dir, { front: await pem('haproxy'), back: await pem('haproxy-client') }, upstream.reply);
@@ -287,6 +312,51 @@ async function main(): Promise<void> {
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The tracing cost: one waypoint per sampling ratio, max req/s in interleaved rounds, medians compared with tracing off. */
+async function tracingCost(pool: HbonePool, redis: string, root: CaKeyPair, o: { seconds: number; connections: number; rounds: number }): Promise<void> {
+  const variants: Array<{ name: string; sampling: number; dial: Dial; pid: number; rps: number[]; cpuUs: number[]; errors: number }> = [];
+  for (const [name, sampling] of [['off (0)', 0], ['default (0.01)', 0.01], ['all (1.0)', 1]] as const) {
+    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis, root, sampling });
+    const dial: Dial = async () => (await pool.open({
+      sourceIdentity: id('client'), destinationIdentity: id('waypoint'), nextHop: { host: '127.0.0.1', port: wp.reply.port },
+      authority: { ip: VIP, port: 80 }, forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
+    })).stream;
+    await maxRate(dial, o.connections, 1); // warm-up: tunnel, JIT, upstream pool
+    variants.push({ name, sampling, dial, pid: wp.child.pid!, rps: [], cpuUs: [], errors: 0 });
+  }
+  for (let round = 0; round < o.rounds; round++) {
+    // Rotated each round, so no variant always runs first (or right after another's GC debt).
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[(i + round) % variants.length]!;
+      const cpu0 = cpuSeconds(v.pid);
+      const r = await maxRate(v.dial, o.connections, o.seconds);
+      const cpuUs = ((cpuSeconds(v.pid) - cpu0) / Math.max(1, r.done)) * 1e6;
+      v.rps.push(r.rps);
+      v.cpuUs.push(cpuUs);
+      v.errors += r.errors;
+      console.error(`round ${round + 1}: sampling ${v.sampling}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(1)} µs CPU per request`);
+    }
+  }
+  const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  const off = median(variants[0]!.rps);
+  const offCpu = median(variants[0]!.cpuUs);
+  const f = (n: number, d: number) => n.toFixed(d);
+  console.log(`\nclosed loop, ${o.connections} connections, ${o.seconds} s per round, ${o.rounds} rounds (medians); each request a new trace.`);
+  console.log('CPU: the waypoint process\'s user+system time per request served; capacity = max req/s as CPU allows it (off = 1).\n');
+  console.log('| trace sampling | max req/s | rounds | × off | µs CPU per request | capacity × off | errors |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const v of variants) {
+    const m = median(v.rps);
+    const c = median(v.cpuUs);
+    console.log(`| ${v.name} | ${f(m, 0)} | ${v.rps.map((x) => f(x, 0)).join(', ')} | ${f(m / off, 3)} | ${f(c, 1)} | ${f(offCpu / c, 3)} | ${v.errors} |`);
+  }
+  const cost = (i: number) => (1 - median(variants[i]!.rps) / off) * 100;
+  const cpuCost = (i: number) => (1 - offCpu / median(variants[i]!.cpuUs)) * 100;
+  const verdict = (x: number, limit: number) => (x <= limit ? 'met' : 'NOT met');
+  console.log(`\ndefault sampling costs ≤ 2 %: max req/s ${f(cost(1), 1)} % (${verdict(cost(1), 2)}), CPU capacity ${f(cpuCost(1), 1)} % (${verdict(cpuCost(1), 2)})`);
+  console.log(`100 % sampling costs ≤ 10 %: max req/s ${f(cost(2), 1)} % (${verdict(cost(2), 10)}), CPU capacity ${f(cpuCost(2), 1)} % (${verdict(cpuCost(2), 10)})`);
 }
 
 function report(rows: Array<{ name: string; max: { rps: number; errors: number }; fixed: Fixed }>, o: { seconds: number; rate: number; connections: number; idleRssMb: number }): void {

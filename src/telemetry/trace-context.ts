@@ -8,7 +8,7 @@
  * version is read by its first four fields; version ff and all-zero ids are invalid;
  * upper-case hex is invalid. Flag bit 0 is "sampled".
  */
-import { pooledRandomBytes } from '../lib/random-pool';
+import { randomHex } from '../lib/random-pool';
 
 /** Header values as Node gives them (lower-case names). */
 type Headers = Record<string, string | string[] | undefined>;
@@ -128,14 +128,17 @@ export function extractContext(headers: Headers): { context?: TraceContext; deci
   return {};
 }
 
-/** 16 random bytes as a trace id (never all zero). */
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/** 16 random bytes as a trace id (never all zero: W3C makes it invalid). */
 export function newTraceId(): string {
-  const t = pooledRandomBytes(16).toString('hex');
-  return ZERO.test(t) ? `${t.slice(0, 31)}1` : t;
+  const t = randomHex(16);
+  return t === ZERO_TRACE ? `${ZERO_TRACE.slice(0, 31)}1` : t;
 }
 
 /** 8 random bytes as a span id (never all zero). */
 export function newSpanId(): string {
-  const s = pooledRandomBytes(8).toString('hex');
-  return ZERO.test(s) ? `${s.slice(0, 15)}1` : s;
+  const s = randomHex(8);
+  return s === ZERO_SPAN ? `${ZERO_SPAN.slice(0, 15)}1` : s;
 }
