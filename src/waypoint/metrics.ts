@@ -106,6 +106,15 @@ export function requestPeers(r: Pick<RequestRecord, 'sourceAddress' | 'upstreamT
   };
 }
 
+/**
+ * gRPC's status codes are 0-16; the header is the upstream's to write, so anything else
+ * is `invalid` (a peer must not be able to mint label values: each would be a series).
+ */
+export function grpcStatusLabel(status: string | undefined): string {
+  if (status === undefined) return '';
+  return /^(?:[0-9]|1[0-6])$/.test(status) ? status : 'invalid';
+}
+
 export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workloadByAddress'>): RequestLabels {
   const { source, destination } = requestPeers(r, state);
   const svc = r.destinationService;
@@ -122,7 +131,7 @@ export function requestLabels(r: RequestRecord, state: Pick<MeshState, 'workload
     destination_service_namespace: svc?.namespace ?? UNKNOWN,
     request_protocol: r.grpcStatus !== undefined ? 'grpc' : 'http',
     response_code: String(r.status),
-    grpc_response_status: r.grpcStatus ?? '',
+    grpc_response_status: grpcStatusLabel(r.grpcStatus),
     response_flags: r.responseFlag,
     connection_security_policy: 'mutual_tls',
   };
