@@ -1,9 +1,81 @@
 /**
- * STUB (skeleton): the tap section of test/e2e/observability.test.ts; its helper replaces it.
+ * The tap section of test/e2e/observability.test.ts: `weft tap` (the built CLI, on the
+ * lab's host) streaming from every proxy while the demo traffic runs, plus two failing
+ * requests from demo/client: echo's `?status=503` (the upstream answers 503 itself:
+ * routed) and a request whose connections the echo pod resets (`?uuid=&succeedAfter=3`:
+ * failed).
+ * Checks the waypoint's request events (verdicts routed and failed, the two-hop chain,
+ * trace ids, no query strings), the ztunnels' connection events, and the proxies'
+ * filter (`--status 5xx -n demo`). The text output is kept in the artefacts (tap.txt).
  */
 import type { Test } from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ObservabilityLab } from '../helpers/observability-lab';
+import type { TapEvent } from '../../../src/telemetry/types';
 
-export async function section(t: Test, _o: ObservabilityLab): Promise<void> {
-  t.pass('tap on the lab: not built yet (stub)');
+/** The proxy's weft_tap_subscribers, read from the lab's host (its root namespace reaches node and pod addresses). */
+async function subscribers(address: string): Promise<number> {
+  try {
+    const text = await (await fetch(`http://${address}:15020/metrics`)).text();
+    return Number(/^weft_tap_subscribers (\d+)/m.exec(text)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function events(stdout: string): TapEvent[] {
+  return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as TapEvent);
+}
+
+function countBy<T>(items: T[], key: (i: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const i of items) out[key(i)] = (out[key(i)] ?? 0) + 1;
+  return out;
+}
+
+export async function section(t: Test, o: ObservabilityLab): Promise<void> {
+  const { lab } = o;
+  const all = lab.weft(['tap', '-o', 'json', '--max', '5000', '--duration', '12s']);
+  const errors = lab.weft(['tap', '-o', 'json', '-n', 'demo', '--status', '5xx', '--max', '2', '--duration', '12s']);
+  const text = lab.weft(['tap', '-n', 'demo', '--max', '8', '--duration', '12s']);
+  // The taps are listening once the waypoint and a ztunnel count their subscribers.
+  const node = Object.values(o.nodes)[0]!;
+  for (let i = 0; i < 100 && ((await subscribers(o.waypointIp)) < 3 || (await subscribers(node)) < 3); i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(await subscribers(o.waypointIp), 3, 'three taps listen to the waypoint');
+  const uuid = `weft-tap-${process.pid}`;
+  const [loads, refused, reset] = await Promise.all([
+    o.traffic({ seconds: 3 }),
+    lab.exec('demo/client', ['weft', 'lab', 'request', 'http://echo.demo/status-check?status=503']),
+    // Reset more than once: a reset on a reused pooled connection is sent again once on a new one (not an attempt).
+    lab.exec('demo/client', ['weft', 'lab', 'request', `http://echo.demo/reset-check?uuid=${uuid}&succeedAfter=3`]),
+  ]);
+  t.comment(`traffic: ${loads.map((l) => JSON.stringify(l).slice(0, 160)).join(' | ')}; 503 request exit ${refused.code}, reset request exit ${reset.code}`);
+  const [a, e, x] = await Promise.all([all, errors, text]);
+  t.equal(a.code, 0, `weft tap exits 0 (${a.stderr.trim()})`);
+  t.equal(e.code, 0, `weft tap --status 5xx exits 0 (${e.stderr.trim()})`);
+  const got = events(a.stdout);
+  const requests = got.filter((ev) => ev.kind === 'request');
+  const connections = got.filter((ev) => ev.kind === 'connection');
+  t.comment(`weft tap: ${got.length} events in 12 s; by proxy ${JSON.stringify(countBy(got, (ev) => ev.proxy))}; by verdict ${JSON.stringify(countBy(got, (ev) => `${ev.kind}:${ev.verdict}`))}`);
+  t.ok(requests.length > 0 && requests.every((ev) => ev.proxy === 'waypoint demo/waypoint'), 'requests come from the waypoint');
+  t.ok(requests.some((ev) => ev.verdict === 'routed' && ev.status === 200 && ev.destination.service === 'demo/echo' && ev.source.workload === 'client'), 'routed: demo/client → demo/echo 200');
+  t.ok(requests.some((ev) => ev.destination.service === 'demo/frontend' && ev.source.workload === 'client')
+    && requests.some((ev) => ev.destination.service === 'demo/echo' && ev.source.workload === 'frontend'), 'both hops of the chain (client → frontend → echo)');
+  t.ok(requests.some((ev) => ev.path === '/status-check' && ev.status === 503 && ev.verdict === 'routed'), 'the upstream\'s own 503: routed, status 503');
+  const failed = requests.find((ev) => ev.path === '/reset-check');
+  t.match(failed, { verdict: 'failed' }, 'the reset connection: failed');
+  t.comment(`the reset request: ${JSON.stringify(failed)}`);
+  t.ok(requests.every((ev) => /^[0-9a-f]{32}$/.test(ev.traceId ?? '')), 'every request carries its trace id');
+  t.notOk(a.stdout.includes('uuid=') || a.stdout.includes('status=503'), 'no query string in any event');
+  t.ok(connections.some((ev) => ev.proxy.startsWith('ztunnel ') && ev.verdict === 'routed' && ev.mtls), 'routed mTLS connections from the ztunnels');
+  const errs = events(e.stdout);
+  t.equal(errs.length, 2, '--max 2 stopped the filtered tap');
+  t.ok(errs.every((ev) => ev.kind === 'request' && (ev.status ?? 0) >= 500), `--status 5xx: only 5xx requests (${errs.map((ev) => `${ev.path} ${ev.status} ${ev.verdict}`).join(', ')})`);
+  t.equal(x.code, 0);
+  t.equal(x.stdout.trim().split('\n').length, 8, 'text: one line per event');
+  mkdirSync(o.artefactDir, { recursive: true });
+  writeFileSync(join(o.artefactDir, 'tap.txt'), `$ weft tap -n demo --max 8\n${x.stdout}`);
+  writeFileSync(join(o.artefactDir, 'tap.jsonl'), a.stdout);
+  t.comment(`weft tap -n demo --max 8:\n${x.stdout}`);
 }
