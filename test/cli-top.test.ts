@@ -96,3 +96,17 @@ t.test('stat reading and cells', async (t) => {
   t.equal(percent(0.99512), '99.5%');
   t.equal(percent(null), '-');
 });
+
+t.test('bad flags are refused naming the flag, before anything is read', async (t) => {
+  const stat = (await import('../src/cli/commands/stat')).default;
+  const top = (await import('../src/cli/commands/top')).default;
+  const io = capture(false);
+  await t.rejects(async () => stat.runWith(['--window', 'soon'], io), { message: /--window.*expected a duration/ });
+  await t.rejects(async () => stat.runWith(['--window', '50ms'], io), { message: /--window.*at least 100ms/ });
+  await t.rejects(async () => stat.runWith(['-o', 'xml'], io), { message: /--output.*expected one of table, json, yaml/ });
+  await t.rejects(async () => stat.runWith(['extra'], io), { message: /unexpected argument "extra"/ });
+  await t.rejects(async () => top.runWith(['--interval', '20m'], io), { message: /--interval.*at most 10m/ });
+  await t.rejects(async () => top.runWith(['--iterations', '-1'], io), { message: /--iterations.*at least 0/ });
+  await t.rejects(async () => top.runWith(['-o', 'yaml'], io), { message: /--output.*expected one of table, json/ });
+  t.same(io.out, []);
+});
