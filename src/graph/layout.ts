@@ -163,7 +163,8 @@ export function layout(nodes: readonly LayoutNode[], edges: readonly LayoutEdge[
       add(q);
       if (s === labelled.get(id)) {
         const cx = (colRight(s.from) + colLeft(s.to)) / 2;
-        label = { x: cx - e.label.width / 2, y: (p.y + q.y) / 2 - e.label.height / 2, ...e.label };
+        // Just above the curve's midpoint, so the line stays visible under its label.
+        label = { x: cx - e.label.width / 2, y: (p.y + q.y) / 2 - e.label.height - 1, ...e.label };
         const k = L.layerOf.get(s.from)!;
         (labelsByGap.get(k) ?? labelsByGap.set(k, []).get(k)!).push(label);
       }
@@ -191,7 +192,14 @@ export function layout(nodes: readonly LayoutNode[], edges: readonly LayoutEdge[
   routes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
   const real = new Map([...boxes].filter(([id]) => !L.dummies.has(id)));
-  const all = [...real.values(), ...routes.map((r) => r.label)];
+  let all = [...real.values(), ...routes.map((r) => r.label)];
+  // A label above the topmost edge may reach over the margin: move everything down.
+  const dy = all.length ? Math.max(0, margin - Math.min(...all.map((b) => b.y))) : 0;
+  if (dy > 0) {
+    for (const b of new Set([...real.values(), ...routes.map((r) => r.label)])) b.y += dy;
+    for (const r of routes) r.points = r.points.map((p) => ({ x: p.x, y: p.y + dy }));
+    all = [...real.values(), ...routes.map((r) => r.label)];
+  }
   const width = all.length ? Math.max(...all.map((b) => b.x + b.width)) + margin : 2 * margin;
   const height = all.length ? Math.max(...all.map((b) => b.y + b.height)) + margin : 2 * margin;
   return { width, height, nodes: real, edges: routes, crossings: L.crossings };

@@ -69,7 +69,7 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
   }
   t.match(out.mermaid!.stdout, /^flowchart LR\n/);
   for (const n of ['demo/client', 'demo/frontend', 'demo/echo']) t.match(out.mermaid!.stdout, new RegExp(`n\\d+[(\\[]"${n}"[)\\]]`), `mermaid: ${n}`);
-  t.equal((out.mermaid!.stdout.match(/ --> /g) ?? []).length >= 3, true, 'mermaid: the request edges');
+  t.equal((out.mermaid!.stdout.match(/ -->\|/g) ?? []).length >= 3, true, 'mermaid: the request edges');
 
   const svg = out.svg!.stdout;
   t.same(xmlProblems(svg).problems, [], 'svg: well-formed XML');
