@@ -1,5 +1,5 @@
 /**
- * Closed-loop HTTP load for comparing load balancers (test/e2e/resilience-hash.test.ts
+ * Closed-loop HTTP load for comparing load balancers (test/e2e/resilience/hash.ts
  * runs it inside the lab's client pod): `--concurrency` loops each send one GET at a
  * time over keep-alive until `--requests` were sent, and print one JSON line with the
  * latency percentiles (ms, measured per request in this process) and which echo pod

@@ -26,7 +26,7 @@ export type BalancerType = typeof BALANCER_TYPES[number];
 /**
  * The balancer of a Service whose TrafficPolicy leaves `loadBalancer` (or its `type`)
  * out. Peak EWMA measured best with one slow endpoint of four (docs/resilience.md,
- * test/e2e/resilience-hash.test.ts and src/bench/balance.ts print the figures). A
+ * test/e2e/resilience/hash.ts and src/bench/balance.ts print the figures). A
  * Service without any TrafficPolicy keeps plain round robin, which costs nothing per
  * request (no latency tracking).
  */

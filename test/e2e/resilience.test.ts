@@ -4,8 +4,9 @@
 // before: resilience-<name>.test.ts) and prints its figures for docs/resilience.md. Each
 // section leaves the lab as it found it (its routes, policies and echo behaviours undone,
 // namespace demo bound to demo/waypoint, both waypoints caught up), so the order does not
-// matter. Outlier detection and load balancing change Service demo/echo's endpoints: they
-// have labs of their own (resilience-outlier.test.ts, resilience-hash.test.ts).
+// matter.
+// Outlier detection and load balancing change Service demo/echo's endpoints: they have
+// their own lab (resilience-endpoints.test.ts).
 import t from 'tap';
 import { labSkipReason } from './helpers/lab';
 import { startResilienceLab } from './helpers/resilience-lab';

@@ -1,7 +1,9 @@
 /**
- * The lab of the resilience demonstrations (test/e2e/resilience.test.ts; one bring-up for
- * all its sections, to keep the suite short): the default topology plus what each
- * section needs, none of which changes Service demo/echo's endpoints:
+ * The labs of the resilience demonstrations (one bring-up for each file's sections, to
+ * keep the suite short).
+ *
+ * test/e2e/resilience.test.ts: the default topology plus what each section needs, none
+ * of which changes Service demo/echo's endpoints:
  *   - namespace `other` (ambient) with a client (authz);
  *   - Service demo/echo-b (selector app: echo) and demo/waypoint-b on node-1 (canary);
  *   - the chain frontend-1 → middle-1 → backend-1, each with its Service (chain);
@@ -10,6 +12,10 @@
  *   - demo/waypoint on node-2, serving the demo namespace (everything).
  * Appended at the end of each list, so the addresses and VIPs of the default ones stay
  * as documented.
+ *
+ * test/e2e/resilience-endpoints.test.ts (outlier detection, load balancing): the default
+ * topology plus two more endpoints of Service demo/echo, echo-3 (node-1) and a slow
+ * echo-4 (node-2, 50 ms), and demo/waypoint on node-2 serving the demo namespace.
  *
  * The state every section starts from and leaves behind: namespace demo bound to
  * demo/waypoint, no route or policy, every echo pod running with its topology behaviour.
@@ -22,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultTopologyFile } from '../../../src/lab/paths';
 import { RegistryStore } from '../../../src/registry/store';
+import { waitFor } from '../../helpers/wait';
 import { startLab, type LabHandle } from './lab';
 
 export interface ResilienceLab {
@@ -33,6 +40,9 @@ export interface ResilienceLab {
   /** The lab's registry. */
   store: RegistryStore;
 }
+
+/** The slow endpoint's service time in the endpoints lab. */
+export const SLOW_MS = 50;
 
 function resilienceTopology(): string {
   const echoPod = (name: string, node: string, app: string, extra = '') =>
@@ -60,9 +70,25 @@ function resilienceTopology(): string {
     + 'waypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n  - { name: waypoint-b, namespace: demo, node: node-1 }\n';
 }
 
+function endpointsTopology(): string {
+  const text = readFileSync(defaultTopologyFile(), 'utf8');
+  const anchor = '  - { name: client, namespace: legacy, node: node-1 }\n';
+  if (!text.includes(anchor)) throw new Error('the default topology changed: no legacy/client line to add pods before');
+  const extra = [
+    '  - { name: echo-3, namespace: demo, node: node-1, serviceAccount: echo, labels: { app: echo, version: v3 }, run: echo }',
+    `  - { name: echo-4, namespace: demo, node: node-2, serviceAccount: echo, labels: { app: echo, version: v4 }, run: echo, echo: { serviceTime: ${SLOW_MS}ms } }`,
+  ].join('\n');
+  return `${text.replace(anchor, `${extra}\n${anchor}`)}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
+}
+
 /** The lab of test/e2e/resilience.test.ts. */
 export function startResilienceLab(t: Test): Promise<ResilienceLab> {
   return start(t, resilienceTopology());
+}
+
+/** The lab of test/e2e/resilience-endpoints.test.ts (demo/echo with four endpoints, echo-4 slow). */
+export function startEndpointsLab(t: Test): Promise<ResilienceLab> {
+  return start(t, endpointsTopology());
 }
 
 async function start(t: Test, topology: string): Promise<ResilienceLab> {
@@ -122,3 +148,22 @@ export async function setBehaviour(lab: LabHandle, pod: string, query: string): 
   if (res.code !== 0) throw new Error(`behaviour of ${pod}: ${res.stderr}`);
 }
 
+/** A demo workload's status in the registry (`weft workloads`): Healthy, Unhealthy, .... */
+export async function workloadStatus(lab: LabHandle, name: string): Promise<string | undefined> {
+  const res = await lab.weft(['workloads', '-n', 'demo', '-o', 'json']);
+  return (JSON.parse(res.stdout) as { items: Array<{ name: string; status: string }> }).items.find((w) => w.name === name)?.status;
+}
+
+/**
+ * `weft lab app stop|start demo/<pod>`, then until the prober has marked it Unhealthy or
+ * Healthy and every waypoint has that revision (bounded: 30 s). Start is a no-op for an
+ * app that runs and is Healthy.
+ */
+export async function setApp(r: ResilienceLab, pod: string, action: 'stop' | 'start'): Promise<void> {
+  const want = action === 'stop' ? 'Unhealthy' : 'Healthy';
+  if (action === 'start' && (await workloadStatus(r.lab, pod)) === want) return;
+  const res = await r.lab.weft(['lab', 'app', action, `demo/${pod}`]);
+  if (res.code !== 0 && !/still runs/.test(res.stderr)) throw new Error(`weft lab app ${action} demo/${pod} failed (${res.code}): ${res.stderr}`);
+  await waitFor(`the prober marks demo/${pod} ${want}`, async () => (await workloadStatus(r.lab, pod)) === want, { timeoutMs: 30_000, intervalMs: 100 });
+  await settle(r);
+}

@@ -1,30 +1,21 @@
-// Outlier detection on the real lab: Service demo/echo has three endpoints behind the
-// namespace's waypoint, one of them (echo-3) failing every request with 503 (its
-// readiness probe still passes: the lab prober is answered as is, so the registry keeps
-// it Ready and only the waypoint can take it out). With a TrafficPolicy of
-// consecutive5xxErrors 3, RoundRobin, baseEjectionTime 10s and maxEjectionPercent 50:
+// The outlier-detection section of test/e2e/resilience-endpoints.test.ts (on its lab):
+// Service demo/echo has three endpoints behind the namespace's waypoint (the lab's
+// fourth, echo-4, has its app stopped for the section), one of them (echo-3) made to fail
+// every request with 503 (its readiness probe still passes: the lab prober is answered as
+// is, so the registry keeps it Ready and only the waypoint can take it out). With a
+// TrafficPolicy of consecutive5xxErrors 3, RoundRobin, baseEjectionTime 10s and maxEjectionPercent 50:
 // - it is ejected after exactly 3 errors, and its share of the next requests is 0;
 // - healed, it is back after its ejection time (a probe, then the rotation);
 // - with two endpoints failing, only one is ejected (50 % of 3 allows one).
 // Figures printed (t.comment) for docs/resilience.md; the waits are bounded, not asserted.
-import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// At the end every echo pod serves normally again, echo-4's app runs, the policy is gone.
+import type { Test } from 'tap';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import type { RequestSummary } from '../../src/lab/client';
-import type { OutlierServiceView } from '../../src/waypoint/outlier-detectors';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
-
-function topology(): string {
-  const text = readFileSync(defaultTopologyFile(), 'utf8');
-  const anchor = '  - { name: client, namespace: legacy, node: node-1 }\n';
-  if (!text.includes(anchor)) throw new Error('the default topology changed: no legacy/client line to insert echo-3 before');
-  return `${text.replace(anchor, `  - { name: echo-3, namespace: demo, node: node-2, serviceAccount: echo, labels: { app: echo, version: v3 }, run: echo, echo: { failRatio: 1, failStatus: 503 } }\n${anchor}`)}
-waypoints:
-  - { name: waypoint, namespace: demo, node: node-2 }
-`;
-}
+import type { RequestSummary } from '../../../src/lab/client';
+import type { OutlierServiceView } from '../../../src/waypoint/outlier-detectors';
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, setApp, setBehaviour, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const POLICY = `apiVersion: networking.weft.io/v1alpha1
 kind: TrafficPolicy
@@ -47,22 +38,23 @@ async function admin<T>(lab: LabHandle, path: string): Promise<T> {
   return JSON.parse(res.stdout) as T;
 }
 
-async function setBehaviour(lab: LabHandle, pod: string, query: string): Promise<void> {
-  const res = await lab.exec(pod, ['weft', 'lab', 'request', `http://127.0.0.1:8080/_echo/behaviour?${query}`]);
-  if (res.code !== 0) throw new Error(`behaviour of ${pod}: ${res.stderr}`);
-}
-
 const share = (s: RequestSummary, pod: string) => (s.pods[pod] ?? 0) / s.requests;
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
-function run(): void {
-  t.test('one of 3 endpoints failing: ejected after 3 errors, share 0, back after its ejection time; max ejection percent holds', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-outlier-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('one of 3 endpoints failing: ejected after 3 errors, share 0, back after its ejection time; max ejection percent holds', async (t) => {
+    const { lab } = r;
+    const dir = sectionDir(r, 'outlier');
     writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
-    t.equal((await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint'])).code, 0);
+    t.teardown(async () => {
+      for (const pod of ['demo/echo-1', 'demo/echo-3']) await setBehaviour(lab, pod, 'failRatio=0');
+      await deleteFile(r, join(dir, 'policy.yaml')).catch(() => undefined);
+      await setApp(r, 'echo-4', 'start');
+      await settle(r);
+    });
+    // Three endpoints (echo-4 out: Unhealthy, and the waypoint has that), echo-3 failing.
+    await setApp(r, 'echo-4', 'stop');
+    await setBehaviour(lab, 'demo/echo-3', 'failRatio=1&failStatus=503');
     const applied = await lab.weft(['apply', '-f', join(dir, 'policy.yaml')]);
     t.equal(applied.code, 0, applied.stderr);
     // In force at the waypoint once its admin view lists it (bounded: 20 s).
@@ -127,6 +119,3 @@ function run(): void {
   });
 }
 
-const skip = labSkipReason();
-if (skip) t.plan(0, `lab e2e: ${skip}`);
-else run();

@@ -1,45 +1,26 @@
-// TrafficPolicy load balancing on the real lab: four echo endpoints behind the demo
-// waypoint, one of them (echo-4) slow (50 ms service time).
+// The load-balancing section of test/e2e/resilience-endpoints.test.ts (on its lab, with
+// four echo endpoints behind the demo waypoint, one of them (echo-4) slow: 50 ms service
+// time). TrafficPolicy load balancing:
 //  1. Round robin, least request and peak EWMA measured from demo/client with 8
 //     concurrent keep-alive loops (src/bench/balance-load.ts): p50/p99 and the slow
 //     endpoint's share per balancer, printed for docs/resilience.md; EWMA must send the
 //     slow endpoint less than round robin.
 //  2. Consistent hash on x-user: 200 users each stick to one endpoint; echo-4's app
 //     stopped (it leaves the endpoints): at most ~25 % + eps of users move, and only
-//     those that were on echo-4 (Ring).
-import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+//     those that were on echo-4 (Ring). Its app runs again when the section ends.
+import type { Test } from 'tap';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BatchAnswer } from '../../src/lab/client-batch';
-import { defaultTopologyFile, REPO_ROOT } from '../../src/lab/paths';
-import type { LoadSummary } from '../../src/bench/balance-load';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
-import { run as runCmd } from '../../src/lab/run';
-import { sendBatch } from './helpers/conformance';
-import { waitFor } from '../helpers/wait';
+import type { BatchAnswer } from '../../../src/lab/client-batch';
+import { REPO_ROOT } from '../../../src/lab/paths';
+import type { LoadSummary } from '../../../src/bench/balance-load';
+import type { LabHandle } from '../helpers/lab';
+import { run as runCmd } from '../../../src/lab/run';
+import { sendBatch } from '../helpers/conformance';
+import { waitFor } from '../../helpers/wait';
+import { deleteFile, sectionDir, setApp, settle, SLOW_MS, workloadStatus, type ResilienceLab } from '../helpers/resilience-lab';
 
 const USERS = 200;
-const SLOW_MS = 50;
-
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}
-
-/** The default topology plus echo-3 (node-1) and a slow echo-4 (node-2) under demo/echo, and the waypoint. */
-function topology(): string {
-  const text = readFileSync(defaultTopologyFile(), 'utf8');
-  const anchor = '  - { name: client, namespace: legacy, node: node-1 }\n';
-  if (!text.includes(anchor)) throw new Error('the default topology changed: no legacy/client line to add pods before');
-  const extra = [
-    '  - { name: echo-3, namespace: demo, node: node-1, serviceAccount: echo, labels: { app: echo, version: v3 }, run: echo }',
-    `  - { name: echo-4, namespace: demo, node: node-2, serviceAccount: echo, labels: { app: echo, version: v4 }, run: echo, echo: { serviceTime: ${SLOW_MS}ms } }`,
-  ].join('\n');
-  return `${text.replace(anchor, `${extra}\n${anchor}`)}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
-}
 
 function policy(loadBalancer: string): string {
   return `apiVersion: networking.weft.io/v1alpha1
@@ -51,13 +32,13 @@ spec:
 `;
 }
 
-async function apply(t: Test, lab: LabHandle, dir: string, loadBalancer: string): Promise<void> {
+async function apply(t: Test, r: ResilienceLab, dir: string, loadBalancer: string): Promise<void> {
   const file = join(dir, 'policy.yaml');
   writeFileSync(file, policy(loadBalancer));
-  const res = await lab.weft(['apply', '-f', file]);
+  const res = await r.lab.weft(['apply', '-f', file]);
   t.equal(res.code, 0, `apply loadBalancer ${loadBalancer}: ${res.stderr}`);
-  // The waypoint follows the registry within milliseconds; give it a moment (no assertion on it).
-  await new Promise((r) => setTimeout(r, 1500));
+  // In force once the waypoint has applied the registry's revision (no assertion on it).
+  await settle(r);
 }
 
 async function loadFromClient(lab: LabHandle, vip: string, requests: number): Promise<LoadSummary> {
@@ -77,25 +58,22 @@ async function usersOnce(lab: LabHandle): Promise<Map<string, string>> {
   return out;
 }
 
-async function workloadStatus(lab: LabHandle, name: string): Promise<string | undefined> {
-  const res = await lab.weft(['workloads', '-n', 'demo', '-o', 'json']);
-  return (JSON.parse(res.stdout) as { items: Array<{ name: string; status: string }> }).items.find((w) => w.name === name)?.status;
-}
-
-function run(): void {
-  t.test('TrafficPolicy load balancing through the waypoint', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-balance-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
+/** Deletes its TrafficPolicy and starts echo-4's app again at the end. */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('TrafficPolicy load balancing through the waypoint', async (t) => {
+    const { lab } = r;
+    const dir = sectionDir(r, 'hash');
     const vip = lab.state()!.plan.services.find((s) => s.namespace === 'demo' && s.name === 'echo')!.vip;
-    const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
-    t.equal(use.code, 0, use.stderr);
+    t.teardown(async () => {
+      await deleteFile(r, join(dir, 'policy.yaml')).catch(() => undefined);
+      await setApp(r, 'echo-4', 'start');
+      await settle(r);
+    });
 
     await t.test(`one slow endpoint (${SLOW_MS} ms of 4): round robin vs least request vs peak EWMA`, async (t) => {
       const figures: Record<string, LoadSummary> = {};
       for (const type of ['RoundRobin', 'LeastRequest', 'EWMA']) {
-        await apply(t, lab, dir, `{ type: ${type} }`);
+        await apply(t, r, dir, `{ type: ${type} }`);
         await loadFromClient(lab, vip, 200); // warm-up: connections, and the EWMA's first samples
         const s = await loadFromClient(lab, vip, 800);
         figures[type] = s;
@@ -109,7 +87,7 @@ function run(): void {
     });
 
     await t.test(`consistent hash on x-user: ${USERS} users stick; removing 1 of 4 endpoints remaps <= ~25 %`, async (t) => {
-      await apply(t, lab, dir, '{ type: ConsistentHash, consistentHash: { header: x-user } }');
+      await apply(t, r, dir, '{ type: ConsistentHash, consistentHash: { header: x-user } }');
       const first = await usersOnce(lab);
       const again = await usersOnce(lab);
       t.same([...again], [...first], 'every user answered by the same endpoint again');
