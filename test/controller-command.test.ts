@@ -44,6 +44,10 @@ t.test('flags: defaults, kubeconfig, bad values name the flag', async (t) => {
     leaseName: 'weft-controller', leaseDurationSeconds: 20, leaderElection: true, metricsListen: { host: '0.0.0.0', port: 15014 },
   });
   t.equal(c.istioRootNamespace, 'istio-system', 'Istio\'s default root namespace');
+  t.same(c.waypoints!.telemetry, { traceSampling: 0.01, otlpEndpoint: '' }, 'the waypoints\' tracing defaults');
+  const traced = controllerConfig(parseOptions(controllerSpecs, ['--kubeconfig', file], { WEFT_OTLP_ENDPOINT: 'http://otel-collector.observability:4317', WEFT_TRACE_SAMPLING: '5%' }).values, {});
+  t.same(traced.waypoints!.telemetry, { traceSampling: 0.05, otlpEndpoint: 'http://otel-collector.observability:4317' }, 'from weft-config\'s variables, for the waypoints');
+  t.throws(() => parseOptions(controllerSpecs, ['--otlp-endpoint', 'grpc://x:4317'], {}), { code: 'WEFT_CONFIG_INVALID', message: /otlp-endpoint/ });
   t.equal(controllerConfig(parseOptions(controllerSpecs, ['--kubeconfig', file, '--istio-root-namespace', 'mesh-root'], {}).values, {}).istioRootNamespace, 'mesh-root');
   t.throws(() => parseOptions(controllerSpecs, ['--istio-root-namespace', 'Istio.System'], {}), { code: 'WEFT_CONFIG_INVALID', message: /istio-root-namespace/ });
   t.match(c.identity, /-\d+$/);

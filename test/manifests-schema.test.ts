@@ -292,6 +292,19 @@ t.test('the waypoint objects the controller applies match the API schemas too', 
     WEFT_REDIS_SENTINELS: 'weft-redis-sentinel.weft-system.svc:26379', WEFT_REDIS_MASTER_NAME: 'weft-registry',
     WEFT_REDIS_SENTINEL_USERNAME: 'weft-sentinel-client', WEFT_REDIS_SENTINEL_PASSWORD_FILE: '/var/run/secrets/weft/redis/sentinel-password',
   }, "the waypoint gets the controller's Sentinels, and its password from its own Secret");
+
+  // Tracing as the controller was given it: the sampling always, the collector when set.
+  const envOf = (telemetry: { traceSampling: number; otlpEndpoint: string } | undefined) => {
+    const objs = waypointObjects(gw, record, {
+      image: 'weft:dev', redisUrl: 'redis://weft-redis.weft-system.svc:6379', redisAuth: false, caAddress: 'weft-ca.weft-system.svc:15012',
+      trustDomain: 'cluster.local', logLevel: 'info', systemNamespace: 'weft-system', ...(telemetry ? { telemetry } : {}),
+    }, { 'root-cert.pem': '-----BEGIN CERTIFICATE-----\n' });
+    const d = objs.find((o) => o.kind === 'Deployment') as K8sObject;
+    return Object.fromEntries(((d.spec as any).template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  };
+  t.match(envOf({ traceSampling: 0.05, otlpEndpoint: 'http://otel-collector.observability:4317' }), { WEFT_TRACE_SAMPLING: '0.05', WEFT_OTLP_ENDPOINT: 'http://otel-collector.observability:4317' });
+  t.equal(envOf({ traceSampling: 0.01, otlpEndpoint: '' }).WEFT_OTLP_ENDPOINT, undefined, 'no collector: no export');
+  t.equal(envOf(undefined).WEFT_TRACE_SAMPLING, undefined);
 });
 
 t.test('the schema check catches what the API server would refuse', async (t) => {

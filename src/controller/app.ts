@@ -52,6 +52,7 @@ async function waypointSettings(config: ControllerAppConfig, client: KubeClient,
       },
     } : {}),
     trustDomain: w.trustDomain, logLevel: w.logLevel, systemNamespace: w.systemNamespace,
+    ...(w.telemetry ? { telemetry: w.telemetry } : {}),
   };
 }
 
@@ -81,6 +82,8 @@ export interface ControllerAppConfig {
     trustDomain: string;
     logLevel: string;
     systemNamespace: string;
+    /** The waypoints' tracing (--trace-sampling, --otlp-endpoint); absent: their defaults. */
+    telemetry?: WaypointDeployConfig['telemetry'];
     ownPod?: { namespace: string; name: string };
   };
 }

@@ -13,6 +13,7 @@ import { inClusterConfig, loadKubeconfig } from '../k8s/kubeconfig';
 import { ROOT_NAMESPACE } from '../registry/types';
 import { startControllerApp, type ControllerAppConfig } from './app';
 import { ISTIO_ROOT_NAMESPACE } from './k8s-types';
+import { telemetryOptions } from '../telemetry/options';
 
 const dnsName = parse.string({ pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, what: 'a lower-case DNS name' });
 const hostPortOrOff = (raw: string): { host: string; port: number } | undefined =>
@@ -61,6 +62,9 @@ export const controllerSpecs = {
     flag: 'ca-address', env: 'WEFT_CA_ADDRESS', default: 'weft-ca.weft-system.svc:15012',
     description: 'the CA address (host:port) waypoints are given', parse: parse.string({ pattern: /^\S+:\d+$/, what: 'host:port' }),
   } satisfies OptionSpec<string>,
+  // Read from weft-config like the ztunnels, so one setting reaches every proxy: the controller does not trace, it hands these to the waypoints it deploys.
+  traceSampling: { ...telemetryOptions.traceSampling, description: `given to the waypoint Deployments it makes: ${telemetryOptions.traceSampling.description}` },
+  otlpEndpoint: { ...telemetryOptions.otlpEndpoint, description: `given to the waypoint Deployments it makes: ${telemetryOptions.otlpEndpoint.description}` },
   metricsListen: {
     flag: 'metrics-listen', env: 'WEFT_CONTROLLER_METRICS_LISTEN', default: { host: '0.0.0.0', port: 15014 } as { host: string; port: number } | undefined,
     defaultText: '0.0.0.0:15014', description: 'HTTP address for /metrics, /healthz/ready and /healthz/live, or "off"', parse: hostPortOrOff,
@@ -79,6 +83,7 @@ export function controllerConfig(v: Values, env: NodeJS.ProcessEnv = process.env
     ...(v.metricsListen ? { metricsListen: v.metricsListen } : {}), defaultMetrics: true,
     waypoints: {
       image: v.waypointImage, caAddress: v.caAddress, trustDomain: v.trustDomain, logLevel: v.logLevel,
+      telemetry: { traceSampling: v.traceSampling, otlpEndpoint: v.otlpEndpoint },
       // The controller's own namespace holds weft-root-cert, as it holds the Lease.
       systemNamespace: v.leaseNamespace,
       ownPod: env.POD_NAME && env.POD_NAMESPACE ? { namespace: env.POD_NAMESPACE, name: env.POD_NAME } : undefined,

@@ -49,6 +49,8 @@ export interface WaypointDeployConfig {
   logLevel: string;
   /** Where weft-root-cert lives (weft-system). */
   systemNamespace: string;
+  /** Tracing as the controller was given it (weft-config): sampling ratio, and the OTLP collector ('' none). */
+  telemetry?: { traceSampling: number; otlpEndpoint: string };
 }
 
 /** The trust anchors to copy, as read from weft-root-cert. */
@@ -88,6 +90,8 @@ export function waypointObjects(gw: K8sGatewayAPIObject, w: WaypointRecord, cfg:
     { name: 'WEFT_TRUST_ANCHOR_FILE', value: '/etc/weft/trust-anchors/root-cert.pem' },
     { name: 'WEFT_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/weft/ca-token/token' },
     { name: 'WEFT_LOG_LEVEL', value: cfg.logLevel },
+    ...(cfg.telemetry ? [{ name: 'WEFT_TRACE_SAMPLING', value: String(cfg.telemetry.traceSampling) }] : []),
+    ...(cfg.telemetry?.otlpEndpoint ? [{ name: 'WEFT_OTLP_ENDPOINT', value: cfg.telemetry.otlpEndpoint }] : []),
   ];
   const mounts: Record<string, unknown>[] = [
     { name: 'tmp', mountPath: '/tmp' },
