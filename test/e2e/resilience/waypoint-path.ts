@@ -1,27 +1,18 @@
-// The waypoint data path on the real lab (netns, iptables, real processes): a waypoint
-// for namespace demo, bound with `weft namespace use-waypoint`, a 95/5 canary HTTPRoute
+// The waypoint-path section of test/e2e/resilience.test.ts (on the shared resilience lab:
+// netns, iptables, real processes): the waypoint data path, with a waypoint for namespace
+// demo, bound with `weft namespace use-waypoint`, a 95/5 canary HTTPRoute
 // applied with `weft apply -f`; 500 requests from demo/client split within ±5 % and all
 // pass through the waypoint (its istio_requests_total rises by them); with the waypoint
 // stopped the source ztunnel fails closed (echo never answers directly), and once it is
-// started again requests succeed with nothing else touched.
-import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// started again requests succeed with nothing else touched. The route goes at the end.
+import type { Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RequestSummary } from '../../src/lab/client';
-import { defaultTopologyFile } from '../../src/lab/paths';
-import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
+import type { RequestSummary } from '../../../src/lab/client';
+import type { LabHandle } from '../helpers/lab';
+import { deleteFile, sectionDir, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const REQUESTS = 500;
-
-/** The default topology (echo-1/echo-2 labelled version v1/v2, Services echo-v1/echo-v2) plus the waypoint. */
-function topology(): string {
-  const text = readFileSync(defaultTopologyFile(), 'utf8');
-  for (const svc of ['echo-v1', 'echo-v2']) {
-    if (!text.includes(`- name: ${svc}\n    namespace: demo`)) throw new Error(`the default topology has no Service demo/${svc} any more`);
-  }
-  return `${text}\nwaypoints:\n  - { name: waypoint, namespace: demo, node: node-2 }\n`;
-}
 
 const canary = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -51,14 +42,18 @@ async function many(lab: LabHandle, url: string, count: number): Promise<Request
   return JSON.parse(res.stdout) as RequestSummary;
 }
 
-function run(): void {
-  t.test('waypoint path: 95/5 canary through the waypoint, fail closed, recovery', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-wp-path-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeFileSync(join(dir, 'lab.yaml'), topology());
+/** Deletes its route at the end (the waypoint it stops is started again by the section itself). */
+export function section(t: Test, r: ResilienceLab): Promise<unknown> {
+  return t.test('waypoint path: 95/5 canary through the waypoint, fail closed, recovery', async (t) => {
+    const { lab } = r;
+    const dir = sectionDir(r, 'waypoint-path');
     writeFileSync(join(dir, 'canary.yaml'), canary);
-    const lab = await startLab(t, { topology: join(dir, 'lab.yaml') });
     const wp = lab.state()!.waypoints!.find((x) => x.uid === 'demo/waypoint')!;
+    t.teardown(async () => {
+      await lab.weft(['lab', 'waypoint', 'demo/waypoint', 'start']); // running already unless a step failed
+      await deleteFile(r, join(dir, 'canary.yaml')).catch(() => undefined);
+      await settle(r);
+    });
 
     await t.test('the topology waypoint is ready; namespace demo uses it; the canary route is applied', async (t) => {
       const wps = await lab.weft(['waypoints', '-o', 'json']);
@@ -128,9 +123,3 @@ function run(): void {
   });
 }
 
-const skip = labSkipReason();
-if (skip) {
-  t.plan(0, `lab e2e: ${skip}`);
-} else {
-  run();
-}
