@@ -44,7 +44,8 @@ export class AccessLogPolicy {
   private readonly levels: AccessLogLevels;
   private readonly hasLevels: boolean;
   private readonly random: () => number;
-  private readonly dropped: Counter<'reason'> | undefined;
+  /** The counter's two series, bound once (a labelled inc() hashes its labels every time). */
+  private readonly dropped: Record<AccessLogDrop, { inc(): void }> | undefined;
 
   constructor(options: AccessLogOptions) {
     this.sampling = options.sampling;
@@ -53,10 +54,11 @@ export class AccessLogPolicy {
     this.filtering = this.sampling < 1 || this.hasLevels;
     this.random = options.random ?? Math.random;
     if (options.registry) {
-      this.dropped = new Counter({
+      const counter = new Counter({
         name: 'weft_access_log_dropped_total', registers: [options.registry], labelNames: ['reason'],
         help: 'Access-log lines not written: reason="sampling" (a successful line left out by --access-log-sampling), "level" (its namespace is off in --access-log-levels).',
       });
+      this.dropped = { sampling: counter.labels({ reason: 'sampling' }), level: counter.labels({ reason: 'level' }) };
     }
   }
 
@@ -64,7 +66,7 @@ export class AccessLogPolicy {
   keep(facts: AccessLogFacts): boolean {
     const drop = this.filtering ? this.decide(facts) : undefined;
     if (drop === undefined) return true;
-    this.dropped?.inc({ reason: drop });
+    this.dropped?.[drop].inc();
     return false;
   }
 

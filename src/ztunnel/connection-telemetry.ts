@@ -25,8 +25,8 @@ function serviceNamespace(service: string | undefined): string | undefined {
   return service === undefined ? undefined : service.slice(0, service.indexOf('/'));
 }
 
-function peer(p: ConnectionSource | ConnectionDestination): TapPeer {
-  const out: TapPeer = { address: p.ip };
+function peer(p: ConnectionSource | ConnectionDestination): TapPeer & { service?: string } {
+  const out: TapPeer & { service?: string } = { address: p.ip };
   if (p.workload) {
     out.workload = p.workload.record.name;
     out.namespace = p.workload.record.namespace;
@@ -37,13 +37,15 @@ function peer(p: ConnectionSource | ConnectionDestination): TapPeer {
 
 /** The connection as the tap streams it. */
 export function connectionTapEvent(proxy: string, c: TrackedConnection, flag: string, traceId: string | undefined, now: number = Date.now()): TapEvent {
+  const destination = peer(c.dst);
+  if (c.dst.service) destination.service = c.dst.service;
   const e: TapEvent = {
     time: new Date(now).toISOString(),
     proxy,
     kind: 'connection',
     verdict: connectionVerdict(flag),
     source: peer(c.src),
-    destination: { ...peer(c.dst), ...(c.dst.service ? { service: c.dst.service } : {}) },
+    destination,
     responseFlag: flag,
     durationMs: now - c.startedAt,
     direction: c.direction,
