@@ -3,7 +3,8 @@
 // src/hbone serves both the ztunnel and the waypoint, so it imports neither (what it
 // needs of them is passed in: src/hbone/contracts.ts, the server's callbacks). What the
 // ztunnel and the waypoint both use of endpoint choice and dialling lives in src/mesh,
-// which imports neither; the waypoint does not import the ztunnel.
+// which imports neither; the waypoint does not import the ztunnel; the dashboard's
+// server imports neither the CLI nor the proxies.
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,6 +17,8 @@ const FORBIDDEN: Record<string, (target: string) => boolean> = {
   'src/hbone': (target) => target.startsWith('src/ztunnel/') || target.startsWith('src/waypoint/'),
   'src/mesh': (target) => target.startsWith('src/ztunnel/') || target.startsWith('src/waypoint/'),
   'src/waypoint': (target) => target.startsWith('src/ztunnel/'),
+  // The dashboard's server and page are given their sources (src/dashboard/api.ts); what reaches the proxies is the CLI's.
+  'src/dashboard': (target) => target.startsWith('src/cli/') || target.startsWith('src/ztunnel/') || target.startsWith('src/waypoint/'),
 };
 
 function sources(dir: string): string[] {

@@ -88,7 +88,7 @@ th { color: var(--muted); font-weight: 600; }
 #traces li { cursor: pointer; padding: 1px 0; }
 #traces li.selected { font-weight: 600; }
 #traces li.error { color: var(--bad); }
-#waterfall .span { display: grid; grid-template-columns: 42% 58%; align-items: center; height: 20px; }
+#waterfall .span { display: grid; grid-template-columns: 50% 50%; align-items: center; height: 20px; }
 #waterfall .label { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 #waterfall .track { position: relative; height: 12px; background: var(--bg); }
 #waterfall .bar { position: absolute; top: 0; height: 12px; min-width: 2px; background: var(--info); border-radius: 2px; }
