@@ -42,7 +42,7 @@ export const PAGE_HTML = `<!doctype html>
   <section id="proxies-section">
     <h2>Proxies</h2>
     <table id="proxies">
-      <thead><tr><th>proxy</th><th>loop lag p99</th><th>memory</th><th>connections</th><th>in flight</th><th>pending</th></tr></thead>
+      <thead><tr><th>proxy</th><th>loop lag p99</th><th>memory</th><th>conns</th><th>in flight</th><th>pending</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -71,7 +71,7 @@ header { display: flex; gap: 16px; align-items: baseline; padding: 10px 16px; ba
 header h1 { font-size: 16px; margin: 0; }
 header .muted, header #updated { color: #c3c8d4; }
 main { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; padding: 12px 16px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; min-width: 0; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; min-width: 0; overflow-x: auto; }
 section.wide { grid-column: 1 / -1; }
 h2 { font-size: 13px; margin: 0 0 6px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
 .muted { color: var(--muted); font-weight: normal; text-transform: none; }

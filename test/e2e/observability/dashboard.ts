@@ -49,7 +49,7 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
   }
   const url = await startDashboard(t, o);
   // Traffic for the whole section: the page's readings and its tap need requests while it looks.
-  const traffic = o.traffic({ seconds: 20, rate: 20 });
+  const traffic = o.traffic({ seconds: 12, rate: 20 });
   try {
     const started = Date.now();
     const browser = await Chromium.launch({ width: 1280, height: 900 });
