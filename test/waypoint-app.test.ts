@@ -17,6 +17,7 @@ import {
 import { USE_WAYPOINT_LABEL } from '../src/registry/types';
 import { freePort, redisFixture } from './helpers/redis';
 import { waitFor } from './helpers/wait';
+import type { SpanRecord } from '../src/telemetry/types';
 
 const T = { timeout: 60_000 };
 const TD = 'cluster.local';
@@ -33,6 +34,7 @@ let app: WaypointApp;
 let pool: HbonePool;
 let hbonePort = 0;
 let appPort = 0;
+let metricsPort = 0;
 
 const echoes: http.Server[] = [];
 
@@ -48,14 +50,14 @@ async function echo(ip: string, name: string): Promise<void> {
 }
 
 /** One HTTP/1.1 request through the waypoint, as a source ztunnel would send it: a CONNECT to VIP:80 over HBONE. */
-async function get(path: string, vip = VIP): Promise<{ status: number; body: string; headers: Record<string, string> }> {
+async function get(path: string, vip = VIP, extraHeaders = ''): Promise<{ status: number; body: string; headers: Record<string, string> }> {
   const opened = await pool.open({
     sourceIdentity: CLIENT, destinationIdentity: WAYPOINT,
     nextHop: { host: '127.0.0.1', port: hbonePort }, authority: { ip: vip, port: 80 },
     forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
   });
   const s = opened.stream;
-  s.write(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n`));
+  s.write(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n${extraHeaders}\r\n`));
   const chunks: Buffer[] = [];
   await new Promise<void>((resolve) => {
     s.on('data', (d: Buffer) => chunks.push(d));
@@ -82,6 +84,7 @@ function svc(name: string, vip: string | undefined, selector: Record<string, str
 t.before(async () => {
   certs = await IssuerCertSource.create(TD);
   appPort = await freePort();
+  metricsPort = await freePort();
   store = RegistryStore.connect(fx.redis.url);
   await store.apply([
     { op: 'put', kind: 'namespace', record: namespaceRecord('demo', { [USE_WAYPOINT_LABEL]: 'waypoint' }) },
@@ -96,7 +99,7 @@ t.before(async () => {
     { op: 'put', kind: 'service', record: { ...svc('other', OTHER_VIP, { app: 'echo' }), waypoint: 'none' } },
   ]);
   const config = loadWaypointConfig(['--name', 'waypoint', '--namespace', 'demo', '--address', '127.0.0.1', '--redis-url', fx.redis.url,
-    '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', '0',
+    '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', String(metricsPort),
     '--readiness-port', '0', '--admin-port', '0'], {});
   await echo('127.0.0.2', 'v1');
   await echo('127.0.0.3', 'v2');
@@ -174,4 +177,29 @@ t.test('metrics: istio_requests_total with reporter waypoint', T, async (t) => {
   const text = await app.metrics.metrics();
   t.match(text, /istio_requests_total\{reporter="waypoint",[^}]*source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/client"[^}]*response_code="404"/);
   t.match(text, /istio_request_duration_milliseconds_bucket\{/);
+});
+
+t.test('tracing: a request its caller sampled has its server and attempt spans on /debug/traces, workloads named from the registry', T, async (t) => {
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const parent = '00f067aa0ba902b7';
+  // The default ratio (0.01) decides only new traces: a caller's sampled flag is followed.
+  t.equal((await get('/traced?token=x', VIP, `traceparent: 00-${trace}-${parent}-01\r\n`)).status, 200);
+  const read = async (query: string): Promise<SpanRecord[]> => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/traces?${query}`);
+    return await res.json() as SpanRecord[];
+  };
+  let spans: SpanRecord[] = [];
+  await waitFor('the spans', async () => (spans = await read(`trace=${trace}`)).length === 2);
+  const server = spans.find((s) => s.kind === 'server');
+  const attempt = spans.find((s) => s.kind === 'client');
+  t.match(server, {
+    traceId: trace, parentSpanId: parent, name: 'GET echo.demo.svc.cluster.local', proxy: 'waypoint demo/waypoint',
+    attributes: {
+      'url.path': '/traced', 'http.response.status_code': 200, 'weft.destination_service': 'demo/echo', 'weft.source_workload': 'demo/client',
+      'weft.source_principal': CLIENT, 'weft.destination_workload': /^demo\/echo-v[12]$/, 'client.address': CLIENT_IP,
+    },
+  });
+  t.match(attempt, { parentSpanId: server?.spanId, attributes: { 'weft.attempt': 1, 'http.response.status_code': 200 } });
+  t.equal((await read('service=demo/echo')).filter((s) => s.traceId === trace).length, 2, 'found by the destination Service');
+  t.same(await read('service=demo/nothing'), []);
 });
