@@ -21,7 +21,7 @@ import * as waypointPath from './resilience/waypoint-path';
 const skip = labSkipReason();
 if (skip) t.plan(0, `lab e2e: ${skip}`);
 else {
-  // The sections were six files with a timeout each (.taprc): together they get more than one.
+  // The sections were seven files with a timeout each (.taprc): together they get more than one.
   t.setTimeout(1200_000);
   t.test('resilience on the lab', async (t) => {
     const r = await startResilienceLab(t);
