@@ -4,6 +4,7 @@
 // replaced, and no span at all for an unsampled request.
 import t from 'tap';
 import type * as http from 'node:http';
+import * as http2 from 'node:http2';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { ProxyTelemetry } from '../src/telemetry/proxy-telemetry';
@@ -128,4 +129,23 @@ t.test('a direct response (404 from the router) still has its server span', asyn
   const h = await startWaypoint(t, () => ({ kind: 'respond', status: 404, body: 'no route\n' }), { telemetry: tel });
   t.equal((await request(h.port)).status, 404);
   t.match(tel.ring.query({}), [{ kind: 'server', error: 'NR', attributes: { 'http.response.status_code': 404, 'weft.response_flags': 'NR' } }]);
+});
+
+t.test('span names carry no client free text: an unknown h2 method is HTTP, a request without a Service names no host', async (t) => {
+  const tel = telemetry(1);
+  const up = await scripted(t, []);
+  const h = await startWaypoint(t, () => plan(up.port), { telemetry: tel, destination: { service: undefined } });
+  await request(h.port, { headers: { host: 'client-minted-1.example' } });
+  const session = http2.connect(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => session.close());
+  await new Promise<void>((resolve, reject) => {
+    const s = session.request({ ':method': 'BREW-42', ':path': '/pot', ':authority': 'client-minted-2.example' }, { endStream: true });
+    s.on('response', () => s.resume());
+    s.on('end', resolve);
+    s.on('error', reject);
+  });
+  const servers = byKind(tel.ring.query({}), 'server');
+  t.same(servers.map((s) => s.name), ['GET', 'HTTP']);
+  t.notOk(JSON.stringify(servers.map((s) => s.name)).includes('client-minted'), 'no Host in a span name');
+  t.match(servers[1]!.attributes, { 'http.request.method': '_OTHER', 'http.request.method_original': 'BREW-42' });
 });

@@ -156,7 +156,7 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
   const tracer = deps.telemetry?.tracer;
   const trace = traceRequest(headers, tracer);
   // Span objects only for a sampled trace: an unsampled request pays the header check above.
-  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, down.authority, down.ctx.destination.service) : undefined;
+  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, down.ctx.destination.service) : undefined;
   const facts = requestFacts(down, headers);
   const grpc = isGrpcMessage(down.headers);
   const decision = authorizeThenDecide(deps, facts, grpc);

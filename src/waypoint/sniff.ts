@@ -18,7 +18,7 @@ import type { L7Protocol } from './types';
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** Methods whose request line makes a stream HTTP/1 (RFC 9110 plus PATCH). */
-const HTTP1_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+export const HTTP1_METHODS: readonly string[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
 /**
  * Bytes looked at, at most: a valid method, a space and no line end within this many

@@ -14,6 +14,7 @@ import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
 import { formatTraceparent } from '../telemetry/trace-context';
 import type { RequestTrace, Tracer } from '../telemetry/tracer';
 import type { SpanRecord } from '../telemetry/types';
+import { HTTP1_METHODS } from './sniff';
 import type { DestinationService, RequestRecord, ResponseFlag } from './types';
 
 /** How the waypoint finds workload names by address (the registry view); absent: addresses only. */
@@ -42,12 +43,25 @@ function hostOf(authority: string): string {
   return colon < 0 ? authority : authority.slice(0, colon);
 }
 
+const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP1_METHODS);
+
+/**
+ * The server span's name: `{method} {service host}`, as OpenTelemetry's HTTP conventions
+ * name it. Nothing in it is the client's free text: an h2 `:method` may be any token and
+ * a request to a workload address has only the client's Host, and span names are what
+ * backends group by (each new one an operation, or a series under spanmetrics). So an
+ * unknown method is `HTTP` and without a Service there is no host.
+ */
+function serverSpanName(method: string, service: DestinationService | undefined): string {
+  const m = KNOWN_METHODS.has(method) ? method : 'HTTP';
+  return service ? `${m} ${service.hostname ?? `${service.name}.${service.namespace}`}` : m;
+}
+
 export class RequestSpans implements AttemptTracing {
   readonly server: SpanRecord;
 
-  constructor(private readonly tracer: Tracer, trace: RequestTrace, method: string, authority: string, service: DestinationService | undefined) {
-    const host = service?.hostname ?? hostOf(authority);
-    this.server = tracer.start(trace.traceId, trace.parentId, `${method} ${host}`, 'server');
+  constructor(private readonly tracer: Tracer, trace: RequestTrace, method: string, service: DestinationService | undefined) {
+    this.server = tracer.start(trace.traceId, trace.parentId, serverSpanName(method, service), 'server');
   }
 
   /** The traceparent for requests made on the server span's behalf (mirrors, a WebSocket handshake). */
@@ -75,7 +89,12 @@ export class RequestSpans implements AttemptTracing {
   /** Ends the server span with the request's facts (the access log's). */
   end(record: RequestRecord, workloads: WorkloadLookup | undefined): void {
     const a = this.server.attributes;
-    a['http.request.method'] = record.method;
+    // OpenTelemetry's conventions: a method outside the known set is `_OTHER`, the original beside it.
+    if (KNOWN_METHODS.has(record.method)) a['http.request.method'] = record.method;
+    else {
+      a['http.request.method'] = '_OTHER';
+      a['http.request.method_original'] = record.method;
+    }
     a['url.path'] = record.path;
     a['server.address'] = hostOf(record.authority);
     a['network.protocol.name'] = record.grpc ? 'grpc' : 'http';

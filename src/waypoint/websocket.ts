@@ -36,7 +36,7 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   const trace = traceRequest(headers, tracer);
   const down = { protocol: 'http1', ctx, method: req.method ?? 'GET', authority: first(req.headers.host) ?? '', target: req.url ?? '/' } as Downstream;
   // The handshake is the span's request; the upstream handshake is sent as its child.
-  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, down.authority, ctx.destination.service) : undefined;
+  const spans = trace.sampled && tracer ? new RequestSpans(tracer, trace, down.method, ctx.destination.service) : undefined;
   const facts = requestFacts(down, headers);
   const decision = authorizeThenDecide(deps, facts, false);
   const record: RequestRecord = {
