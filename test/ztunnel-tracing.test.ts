@@ -6,6 +6,11 @@ import t from 'tap';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { sendAndEnd, until } from '../src/ztunnel/testing/sockets';
 import type { SpanRecord } from '../src/telemetry/types';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { ConnectionLifecycle } from '../src/ztunnel/lifecycle';
+import { ConnectionRegistry } from '../src/ztunnel/connections';
+import { ProxyTelemetry } from '../src/telemetry/proxy-telemetry';
 
 let demo: DemoMesh;
 // node-a samples every new trace; node-b none of its own: it follows its callers.
@@ -52,4 +57,24 @@ t.test('a connection node-b starts itself (ratio 0) makes no span', async (t) =>
   await new Promise((r) => setTimeout(r, 200));
   t.equal(spans('node-b').length, beforeB, 'node-b did not sample its own new trace');
   t.equal(spans('node-a').length, beforeA);
+});
+
+t.test('the CONNECT\'s traceparent: a sampled one is followed (and is the parent), an unsampled one too, a malformed one is ignored (a new trace at the ratio)', async (t) => {
+  const lifecycle = (sampling: number) => new ConnectionLifecycle({
+    connections: new ConnectionRegistry(), logger: pino({ level: 'silent' }),
+    telemetry: new ProxyTelemetry({
+      proxy: 'ztunnel n', registry: new Registry(), logger: pino({ level: 'silent' }),
+      config: { traceSampling: sampling, traceBufferSpans: 8, otlpEndpoint: '', accessLogSampling: 1, accessLogLevels: {} },
+    }),
+  });
+  const init = () => ({ direction: 'inbound' as const, protocol: 'HBONE' as const, src: { ip: '127.0.0.1', port: 1 }, dst: { ip: '127.0.0.2', port: 2 } });
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const sampled = lifecycle(0).begin(init(), `00-${trace}-00f067aa0ba902b7-01`);
+  t.match(sampled.span, { traceId: trace, parentSpanId: '00f067aa0ba902b7', kind: 'server' });
+  t.equal(lifecycle(1).begin(init(), `00-${trace}-00f067aa0ba902b7-00`).span, undefined, 'the peer did not sample: neither does this hop');
+  const bad = lifecycle(1).begin(init(), 'not-a-traceparent');
+  t.ok(bad.span, 'malformed: a new trace, sampled at the ratio (1)');
+  t.not(bad.span!.traceId, trace);
+  t.notOk('parentSpanId' in bad.span!);
+  t.equal(lifecycle(0).begin(init(), ['a', 'b']).span, undefined, 'two headers: ignored; ratio 0: no span');
 });
