@@ -178,3 +178,19 @@ t.test('close() with an unreachable collector returns promptly and drops the res
   exporter.onSpan(span(99));
   t.ok(exporter.queued <= 10, 'no span taken after close');
 });
+
+t.test('close() with an export hanging does not wait for its deadline: the wait is bounded as a whole', async (t) => {
+  const collector = new OtlpTestCollector();
+  collector.mode = 'hang';
+  const endpoint = await collector.start();
+  t.teardown(() => collector.stop());
+  const { clock, registry, exporter } = rig(t, endpoint, { timeoutMs: 20_000 });
+  for (let i = 0; i < 4; i++) exporter.onSpan(span(i));
+  clock.advance(0);
+  await waitFor('the export reached the collector', () => collector.calls === 1);
+  for (let i = 4; i < 10; i++) exporter.onSpan(span(i));
+  const t0 = Date.now();
+  await exporter.close();
+  t.comment(`close with a hung collector (export deadline 20 s): ${Date.now() - t0} ms`);
+  t.equal(await sample(registry, 'weft_otlp_export_failures_total', { code: 'DEADLINE_EXCEEDED' }), 0, 'close returned before the hung export\'s deadline');
+});

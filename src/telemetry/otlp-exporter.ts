@@ -158,14 +158,26 @@ export class OtlpExporter implements SpanSink {
     else if (this.timer === undefined) this.schedule(this.backoff());
   }
 
-  /** Sends what is queued (bounded wait), then closes the channel. */
+  /**
+   * Sends what is queued, then closes the channel. The wait is bounded as a whole: an
+   * export in flight (or started before the bound) may run to its own deadline, but
+   * shutdown does not wait for it past CLOSE_WAIT_MS.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.clearTimer();
-    const until = Date.now() + Math.min(this.timeoutMs, CLOSE_WAIT_MS);
-    await this.inFlight;
-    while (this.queue.length > 0 && this.failures === 0 && Date.now() < until) await this.exportBatch();
+    const waitMs = Math.min(this.timeoutMs, CLOSE_WAIT_MS);
+    const until = Date.now() + waitMs;
+    const drain = (async () => {
+      await this.inFlight;
+      while (this.queue.length > 0 && this.failures === 0 && Date.now() < until) await this.exportBatch();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    // Wall-clock time, as the gRPC deadlines (the injected clock drives only the batching timers).
+    const bound = new Promise<void>((resolve) => { timer = setTimeout(resolve, waitMs); });
+    await Promise.race([drain, bound]);
+    clearTimeout(timer);
     this.client.close();
   }
 
