@@ -1,8 +1,9 @@
 // The whole waypoint app (the one `weft waypoint run` starts) against a real
 // redis-server registry, real mTLS HBONE from a source as a ztunnel opens it (a pooled
 // tunnel presenting the client's certificate, :authority = the Service VIP:port), and
-// real HTTP servers as endpoints on loopback addresses. Only the CA is replaced by an
-// in-process issuer (the CA path is test/ca-identity*.test.ts).
+// real HTTP servers as endpoints on loopback addresses, and a real OTLP/gRPC collector
+// its --otlp-endpoint exports spans to. Only the CA is replaced by an in-process issuer
+// (the CA path is test/ca-identity*.test.ts).
 import t from 'tap';
 import * as http from 'node:http';
 import pino from 'pino';
@@ -18,6 +19,7 @@ import { USE_WAYPOINT_LABEL } from '../src/registry/types';
 import { freePort, redisFixture } from './helpers/redis';
 import { waitFor } from './helpers/wait';
 import type { SpanRecord } from '../src/telemetry/types';
+import { OtlpTestCollector } from './helpers/otlp-collector';
 
 const T = { timeout: 60_000 };
 const TD = 'cluster.local';
@@ -37,6 +39,7 @@ let appPort = 0;
 let metricsPort = 0;
 
 const echoes: http.Server[] = [];
+const collector = new OtlpTestCollector();
 
 /** An HTTP server on `ip:appPort` answering with its name and the path it got. */
 async function echo(ip: string, name: string): Promise<void> {
@@ -100,7 +103,7 @@ t.before(async () => {
   ]);
   const config = loadWaypointConfig(['--name', 'waypoint', '--namespace', 'demo', '--address', '127.0.0.1', '--redis-url', fx.redis.url,
     '--trust-anchor-file', '/nonexistent', '--identity-token-file', '/nonexistent', '--hbone-port', '0', '--metrics-port', String(metricsPort),
-    '--readiness-port', '0', '--admin-port', '0'], {});
+    '--readiness-port', '0', '--admin-port', '0', '--otlp-endpoint', await collector.start()], {});
   await echo('127.0.0.2', 'v1');
   await echo('127.0.0.3', 'v2');
   app = new WaypointApp(config, pino({ level: 'silent' }), { certs });
@@ -112,6 +115,7 @@ t.before(async () => {
 t.teardown(async () => {
   await pool?.close();
   await app?.stop();
+  await collector.stop();
   await store?.close();
   for (const e of echoes) {
     e.close();
@@ -202,4 +206,9 @@ t.test('tracing: a request its caller sampled has its server and attempt spans o
   t.match(attempt, { parentSpanId: server?.spanId, attributes: { 'weft.attempt': 1, 'http.response.status_code': 200 } });
   t.equal((await read('service=demo/echo')).filter((s) => s.traceId === trace).length, 2, 'found by the destination Service');
   t.same(await read('service=demo/nothing'), []);
+  // The same spans reach the collector --otlp-endpoint names (exported within a second), the waypoint as their resource.
+  await waitFor('the spans at the OTLP collector', () => collector.spans.filter((s) => s.traceId === trace).length === 2);
+  const exported = collector.spans.filter((s) => s.traceId === trace);
+  t.same(exported.map((s) => s.spanId).sort(), spans.map((s) => s.spanId).sort(), 'the spans /debug/traces shows');
+  t.match(exported[0]!.resource, { 'service.name': 'weft-waypoint', 'weft.proxy.name': 'demo/waypoint' });
 });
