@@ -78,3 +78,20 @@ t.test('the CONNECT\'s traceparent: a sampled one is followed (and is the parent
   t.notOk('parentSpanId' in bad.span!);
   t.equal(lifecycle(0).begin(init(), ['a', 'b']).span, undefined, 'two headers: ignored; ratio 0: no span');
 });
+
+t.test('a CONNECT refused as a loop follows the peer\'s traceparent too: its span is the sampled peer\'s child (node-b samples none of its own)', async (t) => {
+  const b = demo.mesh.node('node-b');
+  const trace = '5bf92f3577b34da6a3ce929d0e0e4736';
+  const open = async (traceparent: string) => {
+    const before = spans('node-b').length;
+    await demo.mesh.node('node-a').pool.open({
+      sourceIdentity: ID.client, destinationIdentity: ID.echo,
+      nextHop: { host: IP.nodeB, port: b.ports.inbound }, authority: { ip: IP.nodeB, port: b.ports.inbound },
+      forwardedFor: { ip: IP.client, port: 40000 }, traceparent, counters: { sent: 0, received: 0 },
+    }).then((o) => o.stream.destroy(), () => {});
+    return before;
+  };
+  const before = await open(`00-${trace}-00f067aa0ba902b7-01`);
+  await until(() => spans('node-b').length > before, 3000, 'the inbound span');
+  t.match(spans('node-b').at(-1), { kind: 'server', traceId: trace, parentSpanId: '00f067aa0ba902b7', error: 'LOOP' });
+});

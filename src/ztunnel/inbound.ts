@@ -188,7 +188,7 @@ export class InboundServer {
     const loop = guardDestination(authority, this.guard);
     if (loop) {
       // Counted and logged (rate-limited) like the other listeners' refusals.
-      const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'HBONE', src: { ...ctx.peerAddr, identity: ctx.peerIdentity }, dst: { ...authority } });
+      const conn = this.lifecycle.begin({ direction: 'inbound', protocol: 'HBONE', src: { ...ctx.peerAddr, identity: ctx.peerIdentity }, dst: { ...authority } }, ctx.headers.traceparent);
       ctx.respond(400);
       this.lifecycle.end(conn, loop);
       return;
