@@ -3,6 +3,7 @@ import { extractContext, formatTraceparent, newSpanId, newTraceId, parseB3Multi,
 import { traceRequest, Tracer } from '../src/telemetry/tracer';
 import { SpanRing } from '../src/telemetry/span-ring';
 import type { SpanRecord } from '../src/telemetry/types';
+import { traceQuery } from '../src/telemetry/proxy-telemetry';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
@@ -111,4 +112,12 @@ t.test('SpanRing: bounded (oldest dropped), queried by trace, time, Service (who
   const ring2 = new SpanRing(3);
   ring2.onSpan(span(1, A));
   t.same(ring2.query({}).map((s) => s.name), ['s1'], 'not yet full');
+});
+
+t.test('GET /debug/traces query: since as epoch ms or as a duration back from now; bad values ignored', async (t) => {
+  const now = 1_764_550_000_000;
+  const q = (s: string) => traceQuery(new URL(`http://p/debug/traces?${s}`), now);
+  t.same(q('since=5m'), { sinceMs: now - 300_000 }, 'a duration, as the docs say');
+  t.same(q('since=1764549000000&limit=10&service=demo/echo'), { sinceMs: 1_764_549_000_000, limit: 10, service: 'demo/echo' });
+  t.same(q('since=soon&limit=-1&trace=XYZ'), {});
 });

@@ -8,6 +8,7 @@
 import type { Registry } from 'prom-client';
 import { json, type Handler } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
+import { parseDuration } from '../lib/options';
 import { AccessLogPolicy } from './access-log';
 import { OtlpExporter } from './otlp-exporter';
 import type { AccessLogLevels } from './options';
@@ -74,13 +75,16 @@ export class ProxyTelemetry {
 }
 
 /** `?service=ns/name&since=<epoch ms or duration like 5m>&trace=<id>&limit=N`; bad values are ignored (a view, not a config). */
-export function traceQuery(url: URL): TraceQuery {
+export function traceQuery(url: URL, now: number = Date.now()): TraceQuery {
   const q: TraceQuery = {};
   const service = url.searchParams.get('service');
   if (service) q.service = service;
   const trace = url.searchParams.get('trace');
   if (trace && /^[0-9a-f]{32}$/.test(trace)) q.traceId = trace;
-  const since = Number(url.searchParams.get('since'));
+  const sinceRaw = url.searchParams.get('since') ?? '';
+  // A duration (`5m`) looks back from now; a number is epoch ms (what weft traces sends).
+  const back = parseDuration(sinceRaw);
+  const since = back !== undefined ? now - back : Number(sinceRaw);
   if (Number.isFinite(since) && since > 0) q.sinceMs = since;
   const limit = Number(url.searchParams.get('limit'));
   if (Number.isInteger(limit) && limit > 0) q.limit = limit;
