@@ -65,7 +65,13 @@ export function meshSources(o: MeshSourcesOptions): DashboardSources {
     previous = after;
     return s;
   }, o.refreshMs);
-  const svg = latest(async () => renderSvg(await stats()), o.refreshMs);
+  // Drawn once per reading, from the same reading the table shows.
+  let drawn: { from: MeshStats; svg: string } | undefined;
+  const svg = async (): Promise<string> => {
+    const now = await stats();
+    if (drawn?.from !== now) drawn = { from: now, svg: renderSvg(now) };
+    return drawn.svg;
+  };
   const traces = latest(async (): Promise<DashboardTrace[]> => {
     const collected = await collectSpans(await targets(), { sinceEpochMs: Date.now() - TRACES_SINCE_MS });
     // stitchTraces gives the oldest first, each trace's spans in drawing order: the page lists the newest first.

@@ -60,7 +60,7 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
       `(function(){ var rows = Array.from(document.querySelectorAll('#edges tbody tr'));
         var ok = rows.some(function (r) { return r.cells[0].textContent === 'demo/frontend → demo/echo' && Number(r.cells[2].textContent) > 0; });
         return ok ? rows.map(function (r) { return r.textContent; }) : null; })()`,
-      'demo/frontend → demo/echo with a request rate', { timeoutMs: 20_000 });
+      'demo/frontend → demo/echo with a request rate', { timeoutMs: 45_000 });
     t.comment(`edges shown ${Date.now() - started} ms after the browser started:\n${edgeRows.join('\n')}`);
     const cells = await browser.evaluate<string[][]>(`Array.from(document.querySelectorAll('#edges tbody tr')).map((r) => Array.from(r.cells).map((c) => c.textContent))`);
     const row = (name: string) => cells.find((c) => c[0] === name);
@@ -77,11 +77,11 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
     const nodes = await browser.waitFor<string[]>(`(function(){ var n = ${text('#graph svg text')}.join('\\n'); return /demo\\/frontend/.test(n) && /demo\\/echo/.test(n) ? n.split('\\n') : null; })()`, 'the graph with demo/frontend and demo/echo');
     t.ok(nodes.length > 0, `the graph's texts: ${nodes.filter((n) => n.startsWith('demo/')).join(', ')}`);
 
-    const trace = await browser.waitFor<string>(`(function(){ var s = document.querySelector('#traces li.selected'); return s && document.querySelectorAll('#waterfall .span').length >= 2 ? s.textContent : null; })()`, 'a trace with its waterfall', { timeoutMs: 20_000 });
+    const trace = await browser.waitFor<string>(`(function(){ var s = document.querySelector('#traces li.selected'); return s && document.querySelectorAll('#waterfall .span').length >= 2 ? s.textContent : null; })()`, 'a trace with its waterfall', { timeoutMs: 45_000 });
     const spans = await browser.evaluate<string[]>(`${text('#waterfall .span .label')}`);
     t.ok(spans.some((s) => s.startsWith('waypoint demo/waypoint: ')), `the waterfall has the waypoint's spans (${trace}):\n${spans.join('\n')}`);
 
-    const tap = await browser.waitFor<string[]>(`(function(){ var r = ${text('#tap tbody tr')}; return r.length >= 3 ? r : null; })()`, 'live tap events', { timeoutMs: 20_000 });
+    const tap = await browser.waitFor<string[]>(`(function(){ var r = ${text('#tap tbody tr')}; return r.length >= 3 ? r : null; })()`, 'live tap events', { timeoutMs: 45_000 });
     t.ok(tap.some((r) => r.includes('demo/echo')), `tap events name demo/echo:\n${tap.slice(0, 3).join('\n')}`);
     t.ok(await browser.evaluate<number>(`document.querySelectorAll('#tap tbody tr.verdict-routed').length`), 'routed events are shown (green)');
 
