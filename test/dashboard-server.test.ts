@@ -3,7 +3,7 @@
 // (backlog, subscription only while someone listens, bounded viewers) and a viewer that
 // stops reading being dropped once its unread bytes pass the bound, not buffered.
 import t, { type Test } from 'tap';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { DashboardServer, isLoopback } from '../src/dashboard/server';
 import { APP_JS, PAGE_HTML } from '../src/dashboard/page';
@@ -213,4 +213,20 @@ t.test('latest: one read shared, stale value served while one refresh runs', asy
   release!();
   await new Promise((r) => setImmediate(r));
   t.equal(await get1(), 2);
+});
+
+t.test('close() ends open keep-alive connections and tap streams instead of waiting for them', async (t) => {
+  const sources = fixtureSources();
+  const server = new DashboardServer({ sources, logger: silentLogger() });
+  const { port } = await server.listen('127.0.0.1', 0);
+  const agent = new Agent({ keepAlive: true });
+  t.teardown(() => agent.destroy());
+  await new Promise<void>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/api/stats', agent }, (res) => { res.resume(); res.on('end', () => resolve()); }).on('error', reject).end();
+  });
+  const viewer = await sse(port);
+  await until(() => server.tapClients === 1, 'the viewer');
+  await server.close();
+  await viewer.closed;
+  t.equal(sources.subscribed(), 0, 'closed, with the tap unsubscribed');
 });

@@ -108,8 +108,10 @@ export class DashboardServer {
   /** Ends every tap stream and stops listening. */
   async close(): Promise<void> {
     for (const c of [...this.clients]) this.drop(c);
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // close() waits for every connection to end: a browser's keep-alive one would hold it.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
+    await closed;
   }
 
   private send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -187,7 +189,7 @@ export class DashboardServer {
 
   /** Writes to a client unless what it left unread is past the bound: then it is dropped. */
   private write(c: TapClient, frame: string): void {
-    if (c.res.writableLength + frame.length > this.opts.maxBufferedBytes) {
+    if (c.res.writableLength + Buffer.byteLength(frame) > this.opts.maxBufferedBytes) {
       this.droppedClients++;
       const suppressed = this.limiter.take('slow-tap-client');
       if (suppressed !== undefined) {
