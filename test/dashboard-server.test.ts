@@ -14,9 +14,10 @@ import { HOSTILE, fixtureSources, fixtureStats, fixtureTraces, tapEvent } from '
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: string }
 
-function get(port: number, path: string, opts: { method?: string; host?: string } = {}): Promise<Answer> {
+function get(port: number, path: string, opts: { method?: string; host?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.host ? { host: opts.host } : {} }, (res) => {
+    const headers = { ...(opts.host ? { host: opts.host } : {}), ...opts.headers };
+    const req = request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });
@@ -74,6 +75,20 @@ t.test('Host must be an address literal or localhost (no DNS rebinding)', async 
   t.equal((await get(port, '/api/stats', { host: `evil.example:${port}` })).status, 421);
   t.equal((await get(port, '/api/stats', { host: `localhost:${port}` })).status, 200);
   t.equal((await get(port, '/api/stats', { host: `[::1]:${port}` })).status, 200);
+});
+
+t.test('a page of another site cannot use the API (Origin, Sec-Fetch-Site): no tap slots held, no proxy read on its behalf', async (t) => {
+  const { port, sources } = await start(t);
+  let tapped = 0;
+  const tap = sources.tap.bind(sources);
+  sources.tap = (s) => { tapped++; return tap(s); };
+  for (const path of ['/api/stats', '/api/graph.svg', '/api/traces', '/api/tap']) {
+    t.equal((await get(port, path, { headers: { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors' } })).status, 403, `${path} from another site`);
+    t.equal((await get(port, path, { headers: { origin: 'http://evil.example' } })).status, 403, `${path} with a foreign Origin`);
+  }
+  t.equal(tapped, 0, 'the proxies were not tapped');
+  t.equal((await get(port, '/api/stats', { headers: { 'sec-fetch-site': 'same-origin', origin: `http://127.0.0.1:${port}` } })).status, 200, 'the page itself');
+  t.equal((await get(port, '/', { headers: { 'sec-fetch-site': 'cross-site' } })).status, 200, 'a link to the page still opens it');
 });
 
 t.test('a source that fails is a 502 that does not say why (the log does)', async (t) => {

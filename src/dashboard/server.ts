@@ -12,7 +12,11 @@
  * hostile text: the page writes it with textContent only, and a Content-Security-Policy
  * allowing only this server's own script means a name that gets through anyway cannot
  * run. Host headers other than an address literal, `localhost` or the bound name are
- * refused, so a web page cannot read the dashboard through DNS rebinding.
+ * refused, so a web page cannot read the dashboard through DNS rebinding. The API is
+ * for this page only: a request another site's page makes (its Origin is not ours, or
+ * the browser's Sec-Fetch-Site says cross-site) is refused, so a page the user happens
+ * to visit cannot hold the tap's viewer slots or make weft read the proxies for it.
+ * The page itself (`/`) may still be opened from a link.
  *
  * The tap is a stream to browsers that may stop reading (a hidden tab, a slow link):
  * each client may have `maxBufferedBytes` waiting in its socket, past which it is
@@ -130,6 +134,19 @@ export class DashboardServer {
     return name === 'localhost' || isIP(name) !== 0 || name === this.boundName;
   }
 
+  /** Whether an /api request comes from this page (or from no browser page at all). */
+  private sameOrigin(req: IncomingMessage): boolean {
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    try {
+      return new URL(origin).host === req.headers.host?.toLowerCase();
+    } catch {
+      return false;
+    }
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (!this.hostAllowed(req.headers.host)) {
@@ -139,6 +156,10 @@ export class DashboardServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       this.send(res, 405, 'text/plain', 'the dashboard is read-only: GET only\n');
+      return;
+    }
+    if (path.startsWith('/api/') && !this.sameOrigin(req)) {
+      this.send(res, 403, 'text/plain', 'the dashboard\'s API answers its own page only\n');
       return;
     }
     const s = this.o.sources;
