@@ -1,8 +1,9 @@
 // Connection spans of the real ztunnel data path (two loopback nodes, real mTLS HBONE):
 // the outbound span (client kind) starts a trace for a captured TCP connection, its CONNECT
 // carries its traceparent, and the destination ztunnel's inbound span (server kind) is its
-// child, whatever the destination's own ratio (parent-based). Unsampled: no spans.
-import t from 'tap';
+// child, whatever the destination's own ratio (parent-based). Unsampled: no spans, but
+// the same trace id on both nodes' access lines and tap events (the CONNECT says 00).
+import t, { type Test } from 'tap';
 import { startDemoMesh, IP, ID, type DemoMesh } from '../src/ztunnel/testing/demo-mesh';
 import { sendAndEnd, until } from '../src/ztunnel/testing/sockets';
 import type { SpanRecord } from '../src/telemetry/types';
@@ -11,10 +12,14 @@ import { Registry } from 'prom-client';
 import { ConnectionLifecycle } from '../src/ztunnel/lifecycle';
 import { ConnectionRegistry } from '../src/ztunnel/connections';
 import { ProxyTelemetry } from '../src/telemetry/proxy-telemetry';
+import type { TapEvent } from '../src/telemetry/types';
+import { LogLines } from './helpers/log-lines';
+import { serveTap, subscribeTap, type TapStream } from './helpers/tap-stream';
 
 let demo: DemoMesh;
+const log = new LogLines();
 // node-a samples every new trace; node-b none of its own: it follows its callers.
-t.before(async () => { demo = await startDemoMesh({ traceSampling: { 'node-a': 1, 'node-b': 0 } }); });
+t.before(async () => { demo = await startDemoMesh({ logger: pino({ level: 'info' }, log), traceSampling: { 'node-a': 1, 'node-b': 0 } }); });
 t.teardown(async () => { await demo?.close(); });
 
 const spans = (node: string): SpanRecord[] => demo.mesh.node(node).telemetry!.ring.query({});
@@ -71,12 +76,18 @@ t.test('the CONNECT\'s traceparent: a sampled one is followed (and is the parent
   const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
   const sampled = lifecycle(0).begin(init(), `00-${trace}-00f067aa0ba902b7-01`);
   t.match(sampled.span, { traceId: trace, parentSpanId: '00f067aa0ba902b7', kind: 'server' });
-  t.equal(lifecycle(1).begin(init(), `00-${trace}-00f067aa0ba902b7-00`).span, undefined, 'the peer did not sample: neither does this hop');
+  t.equal(sampled.traceId, trace);
+  const unsampled = lifecycle(1).begin(init(), `00-${trace}-00f067aa0ba902b7-00`);
+  t.equal(unsampled.span, undefined, 'the peer did not sample: neither does this hop');
+  t.equal(unsampled.traceId, trace, 'but the connection is in the peer\'s trace');
   const bad = lifecycle(1).begin(init(), 'not-a-traceparent');
   t.ok(bad.span, 'malformed: a new trace, sampled at the ratio (1)');
   t.not(bad.span!.traceId, trace);
+  t.equal(bad.traceId, bad.span!.traceId);
   t.notOk('parentSpanId' in bad.span!);
-  t.equal(lifecycle(0).begin(init(), ['a', 'b']).span, undefined, 'two headers: ignored; ratio 0: no span');
+  const two = lifecycle(0).begin(init(), ['a', 'b']);
+  t.equal(two.span, undefined, 'two headers: ignored; ratio 0: no span');
+  t.match(two.traceId, /^[0-9a-f]{32}$/, 'a fresh trace id all the same');
 });
 
 t.test('a CONNECT refused as a loop follows the peer\'s traceparent too: its span is the sampled peer\'s child (node-b samples none of its own)', async (t) => {
@@ -94,4 +105,54 @@ t.test('a CONNECT refused as a loop follows the peer\'s traceparent too: its spa
   const before = await open(`00-${trace}-00f067aa0ba902b7-01`);
   await until(() => spans('node-b').length > before, 3000, 'the inbound span');
   t.match(spans('node-b').at(-1), { kind: 'server', traceId: trace, parentSpanId: '00f067aa0ba902b7', error: 'LOOP' });
+});
+
+/** Lines of `msg` written by `node` after index `from`. */
+const linesOf = (node: string, from: number) => log.lines.slice(from).filter((l) => l.node === node && l.msg === 'connection complete');
+
+async function tapOf(t: Test, node: string): Promise<TapStream> {
+  const s = await subscribeTap(await serveTap(t, demo.mesh.node(node).telemetry!.tap));
+  await s.next();
+  return s;
+}
+
+// These close the nodes' tap hubs at their end (serveTap's teardown): they come last.
+t.test('an unsampled connection (node-b samples none of its own): its outbound and the peer\'s inbound line and tap event carry the same trace id, and no span', async (t) => {
+  const tapB = await tapOf(t, 'node-b');
+  const from = log.lines.length;
+  const spansB = spans('node-b').length;
+  const e = await sendAndEnd(demo.mesh.connectOutbound('node-b', IP.echo1, { ip: IP.echoVip, port: 80 }), 'hi');
+  t.equal(e.received.toString(), 'hi');
+  await until(() => linesOf('node-b', from).length === 2, 3000, 'outbound and inbound lines');
+  const lines = linesOf('node-b', from);
+  const out = lines.find((l) => l.direction === 'outbound');
+  const inb = lines.find((l) => l.direction === 'inbound');
+  t.match(out, { protocol: 'HBONE', trace_id: /^[0-9a-f]{32}$/ });
+  t.match(inb, { protocol: 'HBONE', trace_id: out?.trace_id });
+  const events = [JSON.parse(await tapB.next()) as TapEvent, JSON.parse(await tapB.next()) as TapEvent];
+  t.same(events.map((ev) => ev.traceId), [out?.trace_id, out?.trace_id]);
+  t.same(events.map((ev) => ev.direction).sort(), ['inbound', 'outbound']);
+  t.equal(spans('node-b').length, spansB, 'unsampled: no span');
+  t.comment(`trace ${String(out?.trace_id)} on ${lines.length} lines and ${events.length} tap events`);
+  tapB.req.destroy();
+});
+
+t.test('a malformed CONNECT traceparent is replaced: the inbound line and tap event carry a fresh trace id', async (t) => {
+  const tapB = await tapOf(t, 'node-b');
+  const from = log.lines.length;
+  const b = demo.mesh.node('node-b');
+  const bad = `00-${'A'.repeat(32)}-00f067aa0ba902b7-00`; // upper-case hex: invalid
+  const opened = await demo.mesh.node('node-a').pool.open({
+    sourceIdentity: ID.client, destinationIdentity: ID.echo,
+    nextHop: { host: IP.nodeB, port: b.ports.inbound }, authority: { ip: IP.echo1, port: demo.ports.echo },
+    forwardedFor: { ip: IP.client, port: 40001 }, traceparent: bad, counters: { sent: 0, received: 0 },
+  });
+  opened.stream.end('x');
+  opened.stream.resume();
+  await until(() => linesOf('node-b', from).length === 1, 3000, 'the inbound line');
+  const [inb] = linesOf('node-b', from);
+  t.match(inb, { direction: 'inbound', trace_id: /^[0-9a-f]{32}$/ });
+  t.not(inb?.trace_id, 'a'.repeat(32));
+  t.equal((JSON.parse(await tapB.next()) as TapEvent).traceId, inb?.trace_id);
+  tapB.req.destroy();
 });

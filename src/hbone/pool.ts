@@ -57,7 +57,7 @@ export interface OpenStreamRequest {
   forwardedFor: HostPort;
   /** W3C baggage describing the source (`k8s.namespace.name=…,k8s.pod.name=…`). */
   baggage?: string;
-  /** W3C traceparent (the outbound connection span's, when sampled); a fresh unsampled one is made when absent. */
+  /** W3C traceparent: the outbound connection's trace, sampled or not (lifecycle.ts); a fresh unsampled one is made when absent. */
   traceparent?: string;
   /** Updated by the pipe; the pool reads it for per-tunnel byte totals. */
   counters: ByteCounters;

@@ -36,10 +36,10 @@ function peer(p: ConnectionSource | ConnectionDestination): TapPeer & { service?
 }
 
 /** The connection as the tap streams it. */
-export function connectionTapEvent(proxy: string, c: TrackedConnection, flag: string, traceId: string | undefined, now: number = Date.now()): TapEvent {
+export function connectionTapEvent(proxy: string, c: TrackedConnection, flag: string, now: number = Date.now()): TapEvent {
   const destination = peer(c.dst);
   if (c.dst.service) destination.service = c.dst.service;
-  const e: TapEvent = {
+  return {
     time: new Date(now).toISOString(),
     proxy,
     kind: 'connection',
@@ -53,12 +53,12 @@ export function connectionTapEvent(proxy: string, c: TrackedConnection, flag: st
     bytesReceived: c.counters.received,
     // As connection_security_policy: the connection rides (or arrived by) an HBONE tunnel.
     mtls: c.protocol === 'HBONE',
+    // Every connection has a trace (lifecycle.ts begin()), sampled or not.
+    traceId: c.traceId,
   };
-  if (traceId) e.traceId = traceId;
-  return e;
 }
 
 /** Publishes the connection to the tap; call only when `telemetry.tap.active`. */
-export function tapConnection(telemetry: ProxyTelemetry, c: TrackedConnection, flag: string, traceId: string | undefined): void {
-  telemetry.tap.publish(connectionTapEvent(telemetry.proxy, c, flag, traceId));
+export function tapConnection(telemetry: ProxyTelemetry, c: TrackedConnection, flag: string): void {
+  telemetry.tap.publish(connectionTapEvent(telemetry.proxy, c, flag));
 }

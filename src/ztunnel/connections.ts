@@ -64,6 +64,12 @@ export class TrackedConnection {
   established = false;
   /** Closes the connection from outside (policy revoked, shutdown). */
   terminate: ((why: string) => void) | undefined;
+  /**
+   * The connection's trace (lifecycle.ts begin()): the CONNECT's when it carried a valid
+   * traceparent, else a fresh one, sampled or not, so every access line and tap event
+   * names it. Empty only between construction and begin().
+   */
+  traceId = '';
   /** The connection's span, when its trace is sampled (lifecycle.ts starts and ends it). */
   span: SpanRecord | undefined;
 

@@ -15,7 +15,7 @@ import type { PolicyWatcher } from './policy-watch';
 import type { ProxyTelemetry } from '../telemetry/proxy-telemetry';
 import type { SpanRecord } from '../telemetry/types';
 import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
-import { formatTraceparent, newTraceId, parseTraceparent } from '../telemetry/trace-context';
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from '../telemetry/trace-context';
 import type { Tracer } from '../telemetry/tracer';
 import { keepConnectionLine, tapConnection } from './connection-telemetry';
 
@@ -64,27 +64,31 @@ export class ConnectionLifecycle {
   }
 
   /**
-   * Tracks a new connection and starts its span when its trace is sampled. `traceparent`
-   * is the CONNECT's (inbound HBONE): the peer's decision is followed and its span is the
-   * parent. A captured TCP connection carries no trace context: it starts a new trace,
-   * sampled at the ratio.
+   * Tracks a new connection and gives it its trace: `traceparent` is the CONNECT's
+   * (inbound HBONE): its trace id is kept and its decision followed, sampled or not, and
+   * its span is the parent. A captured TCP connection, or a CONNECT without a valid
+   * traceparent, starts a new trace, sampled at the ratio. Unsampled, a connection costs
+   * a trace id from the random pool and no span object.
    */
   begin(init: ConnectionInit, traceparent?: string | string[]): TrackedConnection {
     const c = this.connections.add(init);
     this.mine.add(c);
-    if (this.tracer) {
-      const parent = traceparent === undefined ? undefined : parseTraceparent(traceparent);
-      if (this.tracer.decide(parent?.sampled)) {
-        // Named at the end, when the protocol and destination are known.
-        c.span = this.tracer.start(parent?.traceId ?? newTraceId(), parent?.parentId, init.direction, init.direction === 'outbound' ? 'client' : 'server');
-      }
+    const parent = traceparent === undefined ? undefined : parseTraceparent(traceparent);
+    c.traceId = parent?.traceId ?? newTraceId();
+    // Named at the end, when the protocol and destination are known.
+    if (this.tracer?.decide(parent?.sampled)) {
+      c.span = this.tracer.start(c.traceId, parent?.parentId, init.direction, init.direction === 'outbound' ? 'client' : 'server');
     }
     return c;
   }
 
-  /** The traceparent an outbound tunnel's CONNECT carries: the connection's span, sampled; undefined when not sampled. */
-  traceparent(c: TrackedConnection): string | undefined {
-    return c.span ? formatTraceparent(c.span.traceId, c.span.spanId, true) : undefined;
+  /**
+   * The traceparent an outbound tunnel's CONNECT carries, sampled or not, so the peer's
+   * inbound line names the same trace: the connection's span when sampled, else a fresh
+   * span id with the sampled flag off (the peer then records no span either).
+   */
+  traceparent(c: TrackedConnection): string {
+    return c.span ? formatTraceparent(c.traceId, c.span.spanId, true) : formatTraceparent(c.traceId, newSpanId(), false);
   }
 
   /** Closes every live connection this lifecycle began (listener shutdown). */
@@ -171,12 +175,10 @@ export class ConnectionLifecycle {
     if (c.tunnelId !== undefined) line.tunnel = c.tunnelId;
     if (result.flag !== '-') line.error = result.flag;
     if (result.reason) line.reason = truncateForLog(result.reason, REASON_MAX);
-    if (c.span) {
-      line.trace_id = c.span.traceId;
-      this.endSpan(c, c.span, result.flag);
-    }
+    line.trace_id = c.traceId;
+    if (c.span) this.endSpan(c, c.span, result.flag);
     const telemetry = this.telemetry;
-    if (telemetry?.tap.active) tapConnection(telemetry, c, result.flag, c.span?.traceId);
+    if (telemetry?.tap.active) tapConnection(telemetry, c, result.flag);
     // Access-log sampling and per-namespace levels (connection-telemetry.ts); metrics counted it above.
     if (telemetry && !keepConnectionLine(telemetry, c, result.flag, c.span !== undefined)) return;
     if (c.established) {

@@ -127,8 +127,9 @@ export class OutboundProxy extends ListenerBase {
       authority: d.target,
       forwardedFor: { ip: srcIp, port: srcPort },
       baggage: baggage(d.source),
-      // The peer ztunnel's inbound span is a child of this connection's (when sampled).
-      ...(traceparent ? { traceparent } : {}),
+      // Sampled or not: the peer's inbound line names the same trace, and its span (when
+      // sampled) is a child of this connection's.
+      traceparent,
       counters: conn.counters,
     });
     conn.tunnelId = opened.tunnelId;
