@@ -133,7 +133,10 @@ export default defineCommand({
     const ctx = loadContext(values, io.env);
     const logger = createLogger({ level: 'info', component: 'weft-dashboard', destination: { write: (line: string) => { io.stderr(line); } } });
     return withRegistry(ctx, async (registry) => {
-      const targets = async (): Promise<ProxyTarget[]> => proxyTargets(ctx, await registry.load(), { namespace: values.namespace });
+      // Every waypoint is read even with -n (as weft graph does): a call into the namespace
+      // may pass another namespace's waypoint, and the ztunnels' hops from a waypoint pod
+      // are told apart only when that pod is a target (else they show as extra L4 edges).
+      const targets = async (): Promise<ProxyTarget[]> => proxyTargets(ctx, await registry.load());
       const sources = meshSources({ targets, namespace: values.namespace, refreshMs: values.refresh, logger });
       const server = new DashboardServer({ sources, logger });
       const where = await startDashboard(server, values.address, values.port, logger);
