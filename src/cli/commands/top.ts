@@ -10,7 +10,7 @@ import { parse, type OptionSpec } from '../../lib/options';
 import { isWeftError } from '../../lib/errors';
 import { contextOptions, loadContext } from '../context';
 import { defineCommand, noPositionals, type CliIo } from '../io';
-import { CLEAR_SCREEN, interruptSignal } from '../output';
+import { CLEAR_SCREEN, interruptSignal, sleep } from '../output';
 import { namespaceOption } from '../registry-command';
 import { withRegistry } from '../registry-session';
 import { readProxies } from '../mesh-stats';
@@ -41,19 +41,6 @@ export function topScreen(r: StatReading, opts: Pick<TopOptions, 'intervalMs' | 
   const edges = section('EDGES (by requests per second)', edgeRows(r.edges), noTraffic(r.windowSeconds, opts.namespace));
   const proxies = section('PROXIES', proxyRows(r.proxies), 'No proxy answered.');
   return `${head}${edges}\n${proxies}${r.warnings.map((w) => `warning: ${w}\n`).join('')}`;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
 }
 
 /**
