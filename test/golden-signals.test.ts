@@ -128,6 +128,23 @@ t.test('L4 edges: one reporter per edge (the source\'s ztunnel first), Service o
   t.equal(plain.mtls, false);
 });
 
+t.test('per service at L4: one reporter per edge first, then the sources merged (a mesh caller and one outside the mesh both count once)', async (t) => {
+  const svc = 'db.demo.svc.cluster.local';
+  // app (in the mesh) is reported by both ztunnels; legacy-app (outside) only by the destination's.
+  const src = (n: number) => [TCP('istio_tcp_connections_opened_total', 'source', 'app', 'db-0', svc, n)];
+  const dst = (n: number) => [
+    TCP('istio_tcp_connections_opened_total', 'destination', 'app', 'db-0', svc, n),
+    TCP('istio_tcp_connections_opened_total', 'destination', 'legacy-app', 'db-0', svc, 3 * n, 'unknown'),
+  ];
+  const m = goldenSignals([zt('node-1', 0, src(0)), zt('node-2', 0, dst(0))], [zt('node-1', 4000, src(8)), zt('node-2', 4000, dst(8))], { perService: true });
+  t.equal(m.edges.length, 1);
+  const e = m.edges[0]!;
+  t.same([e.source.name, e.destination.name], ['*', 'db']);
+  t.equal(e.connectionsPerSecond, 8, '2/s from app (its ztunnel) + 6/s from legacy-app (the destination\'s)');
+  t.equal(e.mtls, false, 'one caller is plaintext');
+  t.same(e.reporters, ['ztunnel node-1', 'ztunnel node-2']);
+});
+
 t.test('a proxy that did not answer, or answered only once, is a warning', async (t) => {
   const m = goldenSignals(
     [{ kind: 'ztunnel', proxy: 'ztunnel node-1', atMs: 0, error: 'ECONNREFUSED' }],

@@ -139,15 +139,23 @@ export function goldenSignals(before: readonly ProxyReading[], after: readonly P
     windowSum += secs;
     const perService = opts.perService === true;
     if (a.kind === 'waypoint') addRequests(edges, b.scrape, a.scrape, secs, a.proxy, perService);
-    else addConnections(l4, b.scrape, a.scrape, secs, a.proxy, waypoints, perService);
+    else addConnections(l4, b.scrape, a.scrape, secs, a.proxy, waypoints);
   }
   // One reporter per L4 edge: the source's ztunnel saw it first; the destination's only when the source is not in the mesh.
+  // Per service, the sources are merged only then: a caller outside the mesh (destination's
+  // count) and one inside (source's count) each count once.
   for (const [key, sides] of l4) {
     const side = sides.source ?? sides.destination!;
-    const l7 = edges.get(key);
-    if (!l7) {
-      edges.set(key, side);
+    const dst = side.stats.destination;
+    const into = opts.perService === true ? edgeKey(ANY_SOURCE, ANY_SOURCE, dst.namespace, dst.name) : key;
+    let l7 = edges.get(into);
+    if (!l7 && opts.perService !== true) {
+      edges.set(into, side);
       continue;
+    }
+    if (!l7) {
+      l7 = newEdge(ANY_SOURCE, ANY_SOURCE, dst.namespace, dst.name);
+      edges.set(into, l7);
     }
     l7.stats.connectionsPerSecond += side.stats.connectionsPerSecond;
     l7.stats.bytesPerSecond += side.stats.bytesPerSecond;
@@ -230,12 +238,13 @@ function addRequests(edges: Map<string, EdgeAcc>, before: PromScrape, after: Pro
 
 /** The ztunnels' TCP metrics: one L4 edge per source workload → destination Service (or workload), per reporter side. */
 function addConnections(l4: Map<string, { source?: EdgeAcc; destination?: EdgeAcc }>, before: PromScrape, after: PromScrape, secs: number, proxy: string,
-  waypoints: ReadonlySet<string>, perService: boolean): void {
+  waypoints: ReadonlySet<string>): void {
   const get = (l: Record<string, string>): EdgeAcc | undefined => {
     // A waypoint's own hop to the pod: the L7 edge counted those requests already.
     if (waypoints.has(`${l.source_workload_namespace ?? UNKNOWN}/${l.source_workload ?? UNKNOWN}`)) return undefined;
-    const srcNs = perService ? ANY_SOURCE : l.source_workload_namespace ?? UNKNOWN;
-    const src = perService ? ANY_SOURCE : l.source_workload ?? UNKNOWN;
+    // Per source even per service: which side reports an edge depends on its source (goldenSignals merges after).
+    const srcNs = l.source_workload_namespace ?? UNKNOWN;
+    const src = l.source_workload ?? UNKNOWN;
     const side = l.reporter === 'source' ? 'source' : l.reporter === 'destination' ? 'destination' : undefined;
     if (!side) return undefined;
     const host = l.destination_service ?? UNKNOWN;
