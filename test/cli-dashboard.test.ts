@@ -128,3 +128,11 @@ t.test('a port in use is a refusal naming it and what to do', async (t) => {
     code: 'WEFT_CONFIG_INVALID', message: new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pick another --port`),
   });
 });
+
+t.test('--address is an IP address or localhost, never a name a resolver picks (the server accepts the bound name as Host)', async (t) => {
+  const dashboard = (await import('../src/cli/commands/dashboard')).default;
+  const io = { stdout: () => {}, stderr: () => {}, env: {}, tty: false, signal: new AbortController().signal };
+  for (const bad of ['cafe', 'dead', 'beef', '1.2', '999.1.1.1', '::g']) {
+    await t.rejects(async () => dashboard.runWith(['--address', bad], io), { message: /--address.*expected an IP address or localhost/ }, bad);
+  }
+});

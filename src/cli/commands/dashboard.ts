@@ -10,7 +10,7 @@
  * read of the span rings per refresh, and the proxies' tap streams open only while a
  * tab shows the tap.
  */
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { loadContext, contextOptions } from '../context';
 import { defineCommand, noPositionals, type CliIo } from '../io';
 import { interruptSignal } from '../output';
@@ -120,7 +120,11 @@ export default defineCommand({
     namespace: namespaceOption,
     address: {
       flag: 'address', default: '127.0.0.1', description: 'address to listen on (a non-loopback one is logged as a warning)',
-      parse: parse.string({ pattern: /^(localhost|[0-9.]+|[0-9a-fA-F:]+)$/, what: 'an IP address or localhost' }),
+      // Not any name: the server takes the bound name as a Host, and `cafe` or `1.2` would go to a resolver.
+      parse: (raw: string) => {
+        if (raw !== 'localhost' && isIP(raw) === 0) throw new Error('expected an IP address or localhost');
+        return raw;
+      },
     },
     port: { flag: 'port', default: DEFAULT_DASHBOARD_PORT, description: 'port to listen on (0 picks a free one)', parse: parse.port() },
     refresh: {
