@@ -90,6 +90,16 @@ t.test('success is the non-5xx share; quantiles from bucket deltas only; a count
   t.same(m.edges.map((e) => e.source.name), ['a', 'b'], 'sorted by rate');
 });
 
+t.test('a proxy that restarted (process_start_time_seconds changed) counts every series from zero, even one that grew past its old value', async (t) => {
+  const before = wp(0, ['process_start_time_seconds 1000', REQ('a', '200', 50), ...DUR('a', [0, 50, 50, 50])]);
+  const after = wp(2000, ['process_start_time_seconds 1001', REQ('a', '200', 60), ...DUR('a', [60, 60, 60, 60])]);
+  const a = goldenSignals([before], [after]).edges[0]!;
+  t.equal(a.rps, 30, '60 requests since the restart in 2 s, not 10');
+  t.equal(a.p99Ms, 0.99, 'the buckets since the restart only');
+  const same = goldenSignals([before], [wp(2000, ['process_start_time_seconds 1000', REQ('a', '200', 60), ...DUR('a', [10, 60, 60, 60])])]).edges[0]!;
+  t.equal(same.rps, 5, 'no restart: the difference');
+});
+
 t.test('a plaintext series makes the edge not mTLS; gRPC is named', async (t) => {
   const before = wp(0, []);
   const after = wp(1000, [REQ('a', '200', 5), REQ('a', '200', 1, ',x="1"').replace('"mutual_tls"', '"none"').replace('"http"', '"grpc"')]);

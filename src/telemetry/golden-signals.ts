@@ -15,7 +15,8 @@
  *     connections and bytes to the L7 edge; the waypoint's own hop to the pod is the
  *     same traffic again and is left out.
  * A counter that went down between the scrapes (a restarted proxy) counts from zero,
- * as Prometheus' rate() does.
+ * as Prometheus' rate() does; when process_start_time_seconds changed, every series
+ * does (one that grew past its old value since the restart too).
  */
 import type { EdgeStats, MeshStats, ProxySaturation } from './types';
 import { histogramQuantile, histogramsOf, labelKey, samplesOf, type PromScrape } from './prom-text';
@@ -51,6 +52,16 @@ const UNKNOWN = 'unknown';
 /** Which reading of `before` is the same proxy as `r`. */
 function readingKey(r: Pick<ProxyReading, 'proxy' | 'pod'>): string {
   return `${r.proxy}\u0000${r.pod ?? ''}`;
+}
+
+const EMPTY_SCRAPE: PromScrape = { samples: [], types: new Map(), help: new Map() };
+
+/** Whether the process behind two scrapes changed (prom-client's process_start_time_seconds). */
+function restarted(before: PromScrape, after: PromScrape): boolean {
+  const start = (s: PromScrape) => samplesOf(s, 'process_start_time_seconds')[0]?.value;
+  const b = start(before);
+  const a = start(after);
+  return a !== undefined && b !== undefined && a !== b;
 }
 
 /** Counter increase between two readings; a decrease is a restart (counted from zero). */
@@ -138,8 +149,10 @@ export function goldenSignals(before: readonly ProxyReading[], after: readonly P
     windows++;
     windowSum += secs;
     const perService = opts.perService === true;
-    if (a.kind === 'waypoint') addRequests(edges, b.scrape, a.scrape, secs, a.proxy, perService);
-    else addConnections(l4, b.scrape, a.scrape, secs, a.proxy, waypoints);
+    // After a restart every series starts again from zero, also one that has grown past its old value.
+    const since = restarted(b.scrape, a.scrape) ? EMPTY_SCRAPE : b.scrape;
+    if (a.kind === 'waypoint') addRequests(edges, since, a.scrape, secs, a.proxy, perService);
+    else addConnections(l4, since, a.scrape, secs, a.proxy, waypoints);
   }
   // One reporter per L4 edge: the source's ztunnel saw it first; the destination's only when the source is not in the mesh.
   // Per service, the sources are merged only then: a caller outside the mesh (destination's
