@@ -13,6 +13,7 @@ import { validateLoadShedding } from '../src/resilience/shedding-spec';
 import type { TrafficPolicySpec } from '../src/resilience/spec';
 import { Admission } from '../src/waypoint/admission';
 import { connectStream, httpUpstream, plan, startWaypoint } from './helpers/waypoint';
+import { waitFor } from './helpers/wait';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const acceptOf = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
@@ -187,4 +188,27 @@ t.test('WebSocket inside an HTTP/2 CONNECT stream (HBONE shape)', async (t) => {
   hs.socket!.write(frame('via hbone', true));
   t.equal(await nextMessage(hs.socket!), 'echo via hbone');
   hs.socket!.destroy();
+});
+
+t.test('a client reset while the upstream is dialled: nothing goes upstream, the record is DC (once), no upstream socket left open', async (t) => {
+  const up = await wsUpstream(t);
+  const h = await startWaypoint(t, () => plan(up.port));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const dial = h.dialer.dial.bind(h.dialer);
+  let dialing!: () => void;
+  const dialStarted = new Promise<void>((r) => { dialing = r; });
+  h.dialer.dial = async (target) => { dialing(); await gate; return dial(target); };
+  const client = net.connect(h.port, '127.0.0.1');
+  client.on('error', () => {});
+  client.write('GET /chat HTTP/1.1\r\nhost: echo.demo\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n');
+  await dialStarted;
+  // A reset (a half-close leaves the downstream open: it is a half-open stream, as HBONE's are).
+  client.resetAndDestroy();
+  await waitFor('the waypoint saw the client leave', () => h.l7.load().downstream === 0);
+  release();
+  await waitFor('the request is recorded', () => h.records.length > 0);
+  t.match(h.records[0], { status: 0, responseFlag: 'DC' });
+  t.equal(up.seen.length, 0, 'no handshake sent for a client that left');
+  t.equal(h.records.length, 1);
 });

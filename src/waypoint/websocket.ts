@@ -26,6 +26,10 @@ import type { HeaderMap, RequestRecord, ResponseFlag, StreamContext } from './ty
 export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const start = deps.clock.now();
   socket.on('error', () => {});
+  // A client may leave while the upstream is dialled or answers: listeners added later
+  // would never hear its 'close', so it is noted once here.
+  let clientGone = false;
+  socket.once('close', () => { clientGone = true; });
   if ((first(req.headers.upgrade) ?? '').toLowerCase() !== 'websocket') {
     writeHead(socket, 400, { 'content-type': 'text/plain', connection: 'close' }, 'only WebSocket upgrades are proxied\n');
     return;
@@ -108,6 +112,13 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
     return finishAdmitted(timedOut ? 504 : 503, timedOut ? 'UT' : 'UF', true);
   }
   const sock = upstreamSock;
+  if (clientGone) {
+    // Nothing is sent upstream for a client that left: the handshake would open a
+    // WebSocket there that nobody reads.
+    deps.clock.clearTimeout(timer);
+    sock.destroy();
+    return finishAdmitted(0, 'DC', true);
+  }
   if (timedOut) {
     sock.destroy();
     writeHead(socket, 504, { connection: 'close' }, 'upstream request timeout\n');
@@ -154,7 +165,9 @@ export async function handleUpgrade(deps: ExchangeDeps, ctx: StreamContext, req:
   });
   ureq.on('error', (err) => {
     deps.clock.clearTimeout(timer);
-    if (record.status !== 0) return;
+    if (record.status !== 0 || record.responseFlag !== '-') return;
+    // The client left (its close destroyed this request): cancelled, not an upstream failure.
+    if (clientGone && !timedOut) return finishAdmitted(0, 'DC', true);
     const status = timedOut ? 504 : 503;
     writeHead(socket, status, { connection: 'close' }, timedOut ? 'upstream request timeout\n' : 'upstream reset the connection\n');
     deps.logger.debug({ err: err.message, upstream: record.upstream }, 'WebSocket handshake failed upstream');
