@@ -18,7 +18,7 @@ import { fixtureSources, fixtureTraces, tapEvent } from './helpers/dashboard-fix
 const FIX = join(__dirname, 'fixtures', 'mesh-stats');
 
 /** A proxy's metrics port: /metrics from recorded scrapes (first, then the later one), /debug/traces, /debug/tap. */
-async function proxy(t: Test, name: string, opts: { spans?: unknown; tap?: TapEvent[] } = {}): Promise<{ baseUrl: string; tapOpen: () => number }> {
+async function proxy(t: Test, name: string, opts: { spans?: unknown; tap?: TapEvent[] } = {}): Promise<{ baseUrl: string; tapOpen: () => number; scrapes: () => number }> {
   let scrapes = 0;
   let tapOpen = 0;
   const s = http.createServer((req, res) => {
@@ -44,7 +44,7 @@ async function proxy(t: Test, name: string, opts: { spans?: unknown; tap?: TapEv
   });
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => { s.closeAllConnections(); s.close(); });
-  return { baseUrl: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, tapOpen: () => tapOpen };
+  return { baseUrl: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, tapOpen: () => tapOpen, scrapes: () => scrapes };
 }
 
 t.test('stats, graph, traces and tap from the proxies', async (t) => {
@@ -135,4 +135,23 @@ t.test('--address is an IP address or localhost, never a name a resolver picks (
   for (const bad of ['cafe', 'dead', 'beef', '1.2', '999.1.1.1', '::g']) {
     await t.rejects(async () => dashboard.runWith(['--address', bad], io), { message: /--address.*expected an IP address or localhost/ }, bad);
   }
+});
+
+t.test('after nobody looked for a while, the next reading starts a fresh window instead of averaging over the idle time', async (t) => {
+  const wp = await proxy(t, 'waypoint');
+  const targets: ProxyTarget[] = [{ kind: 'waypoint', proxy: 'waypoint demo/waypoint', pod: 'waypoint', baseUrl: wp.baseUrl }];
+  const refreshMs = 40;
+  const sources = meshSources({ targets: async () => targets, namespace: '', refreshMs, idleMs: 3 * refreshMs, logger: silentLogger() });
+  const first = await sources.stats();
+  t.equal(wp.scrapes(), 2, 'the first reading: two scrapes a refresh apart');
+  // Idle: no tab asked for ten refreshes.
+  await new Promise((r) => setTimeout(r, 10 * refreshMs));
+  t.equal(await sources.stats(), first, 'the last reading is served at once');
+  let next = first;
+  for (let i = 0; i < 100 && next === first; i++) {
+    await new Promise((r) => setTimeout(r, refreshMs / 4));
+    next = await sources.stats();
+  }
+  t.equal(wp.scrapes(), 4, 'the idle scrape was not used: two fresh ones');
+  t.ok(next.windowSeconds <= (3 * refreshMs) / 1000, `window ${next.windowSeconds} s, not the idle time`);
 });

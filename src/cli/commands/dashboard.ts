@@ -42,6 +42,8 @@ export interface MeshSourcesOptions {
   namespace: string;
   /** How often the stats, graph and traces are read again at most (and the stats' window). */
   refreshMs: number;
+  /** A previous scrape older than this is not a window's start (nobody looked meanwhile). Default 3 refreshes, at least 15 s (the page polls every 5 s). */
+  idleMs?: number;
   logger: Logger;
 }
 
@@ -53,10 +55,13 @@ function inNamespace(spans: readonly SpanRecord[], namespace: string): boolean {
 /** The real sources: what the proxies serve on their metrics ports. */
 export function meshSources(o: MeshSourcesOptions): DashboardSources {
   const targets = o.targets;
+  const idleMs = o.idleMs ?? Math.max(3 * o.refreshMs, 15_000);
   let previous: ProxyReading[] | undefined;
   const stats = latest(async (): Promise<MeshStats> => {
     const now = await targets();
-    if (!previous) {
+    // A scrape from before an idle spell (no tab asked) would average the rates over it: start a fresh window.
+    const stale = previous !== undefined && previous.some((r) => Date.now() - r.atMs > idleMs);
+    if (!previous || stale) {
       previous = await readProxies(now);
       await new Promise((r) => setTimeout(r, o.refreshMs));
     }
