@@ -18,6 +18,9 @@ t.test('samples, labels, TYPE and HELP; values with exponents, Inf and NaN; time
     'inf_gauge +Inf',
     'neg_gauge -Inf',
     'nan_gauge NaN',
+    // prom-client's spelling (nodejs_eventloop_lag_mean_seconds before its first sample).
+    'nan_prom_client Nan',
+    'inf_lower +inf',
     'windows_line 7\r',
   ].join('\n'));
   t.equal(s.types.get('up_total'), 'counter');
@@ -30,6 +33,8 @@ t.test('samples, labels, TYPE and HELP; values with exponents, Inf and NaN; time
   t.equal(valueOf(s, 'inf_gauge'), Infinity);
   t.equal(valueOf(s, 'neg_gauge'), -Infinity);
   t.ok(Number.isNaN(valueOf(s, 'nan_gauge')));
+  t.ok(Number.isNaN(valueOf(s, 'nan_prom_client')));
+  t.equal(valueOf(s, 'inf_lower'), Infinity);
   t.equal(valueOf(s, 'windows_line'), 7);
   t.equal(valueOf(s, 'absent'), undefined);
 });

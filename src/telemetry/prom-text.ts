@@ -130,11 +130,16 @@ function unescape(s: string, quotes: boolean): string {
   return s.replace(/\\(.)/g, (all, c: string) => (c === 'n' ? '\n' : c === '\\' ? '\\' : quotes && c === '"' ? '"' : all));
 }
 
+/**
+ * Prometheus reads NaN and Inf in any case (Go's ParseFloat), and prom-client writes
+ * `Nan` (e.g. nodejs_eventloop_lag_mean_seconds before the first sample): a stricter
+ * parser would refuse every proxy's scrape.
+ */
 function parseValue(s: string): number {
-  switch (s) {
-    case '+Inf': case 'Inf': return Infinity;
-    case '-Inf': return -Infinity;
-    case 'NaN': return NaN;
+  switch (s.toLowerCase()) {
+    case '+inf': case 'inf': return Infinity;
+    case '-inf': return -Infinity;
+    case 'nan': return NaN;
   }
   const v = Number(s);
   if (s === '' || Number.isNaN(v)) throw new Error(`"${s}" is not a number`);
