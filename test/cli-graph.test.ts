@@ -47,7 +47,7 @@ t.test('weft graph on recorded scrapes', async (t) => {
   t.comment(`edges: ${g.edges.map((e) => e.id).join(', ')}`);
 
   const text = await run([]);
-  t.match(text.out, /^weft graph: \d+ nodes, \d+ edges?, window 0\.1 s/);
+  t.match(text.out, /^weft graph: \d+ nodes, \d+ edges?, window [\d.]+ s/, 'the window as measured (0.1 s asked; more on a loaded machine)');
   t.match(text.out, /demo\/client\n[└├]┄▶ /);
   const dot = await run(['-o', 'dot']);
   t.match(dot.out, /^digraph weft \{\n/);
