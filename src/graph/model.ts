@@ -25,28 +25,18 @@ export interface GraphNode {
  * the stats may report an HTTP edge from the waypoint and a TCP edge from the ztunnels
  * for the same pair, and the picture has one arrow for it.
  */
-export interface GraphEdge {
+export interface GraphEdge extends Omit<EdgeStats, 'source' | 'destination' | 'protocol'> {
   /** `<from> -> <to>`. */
   id: string;
   from: string;
   to: string;
   /** Sorted protocols seen (`http`, `grpc`, `tcp`). */
   protocols: string[];
-  /** Summed over the merged request edges; null when the pair was seen only at L4. */
-  rps: number | null;
-  /** Weighted by each merged edge's rps. */
-  successRate: number | null;
-  /** The largest of the merged edges' (an upper bound: their histograms are not here to merge). */
-  p50Ms: number | null;
-  p95Ms: number | null;
-  p99Ms: number | null;
-  connectionsPerSecond: number;
-  bytesPerSecond: number;
-  /** Every merged edge carried mTLS. */
-  mtls: boolean;
+  // Merged over the pair's EdgeStats: rps summed (null when seen only at L4), successRate
+  // weighted by each one's rps, p50/p95/p99 the largest (an upper bound: their histograms
+  // are not here to merge), mtls only when every one carried it.
   /** True when no request-level (L7) signals exist for the pair: drawn dashed. */
   l4Only: boolean;
-  reporters: string[];
 }
 
 export interface ServiceGraph {
