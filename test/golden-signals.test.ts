@@ -138,6 +138,19 @@ t.test('L4 edges: one reporter per edge (the source\'s ztunnel first), Service o
   t.equal(plain.mtls, false);
 });
 
+t.test('L4: a source whose own ztunnel reported is not counted again by the destination\'s, which names no Service (the lab: client → echo via the VIP)', async (t) => {
+  const svc = 'echo.demo.svc.cluster.local';
+  const src = (n: number) => [TCP('istio_tcp_sent_bytes_total', 'source', 'client', 'echo-2', svc, n)];
+  // The destination's ztunnel got a CONNECT to the pod: it cannot tell the Service.
+  const dst = (n: number) => [
+    TCP('istio_tcp_sent_bytes_total', 'destination', 'client', 'echo-2', 'unknown', n),
+    TCP('istio_tcp_sent_bytes_total', 'destination', 'outsider', 'echo-2', 'unknown', n, 'unknown'),
+  ];
+  const m = goldenSignals([zt('node-1', 0, src(0)), zt('node-2', 0, dst(0))], [zt('node-1', 4000, src(800)), zt('node-2', 4000, dst(800))]);
+  t.same(m.edges.map((e) => `${e.source.name} → ${e.destination.name} ${e.bytesPerSecond}`).sort(), ['client → echo 200', 'outsider → echo-2 200'],
+    'one edge for client (its ztunnel\'s, to the Service); the caller outside the mesh still from the destination\'s');
+});
+
 t.test('per service at L4: one reporter per edge first, then the sources merged (a mesh caller and one outside the mesh both count once)', async (t) => {
   const svc = 'db.demo.svc.cluster.local';
   // app (in the mesh) is reported by both ztunnels; legacy-app (outside) only by the destination's.

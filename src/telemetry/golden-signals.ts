@@ -157,7 +157,15 @@ export function goldenSignals(before: readonly ProxyReading[], after: readonly P
   // One reporter per L4 edge: the source's ztunnel saw it first; the destination's only when the source is not in the mesh.
   // Per service, the sources are merged only then: a caller outside the mesh (destination's
   // count) and one inside (source's count) each count once.
+  // A source whose own ztunnel reported is in the mesh, and that ztunnel saw all it sent:
+  // the destination's series of it are the same connections again, and name no Service
+  // (an inbound CONNECT is addressed to the pod), so they would show as a second edge.
+  const meshSources = new Set<string>();
+  for (const sides of l4.values()) {
+    if (sides.source) meshSources.add(`${sides.source.stats.source.namespace}/${sides.source.stats.source.name}`);
+  }
   for (const [key, sides] of l4) {
+    if (!sides.source && meshSources.has(`${sides.destination!.stats.source.namespace}/${sides.destination!.stats.source.name}`)) continue;
     const side = sides.source ?? sides.destination!;
     const dst = side.stats.destination;
     const into = opts.perService === true ? edgeKey(ANY_SOURCE, ANY_SOURCE, dst.namespace, dst.name) : key;
