@@ -109,3 +109,19 @@ export async function startLab(t: Test, opts: { topology?: string; env?: Record<
     },
   };
 }
+
+/**
+ * `weft namespace use-waypoint demo waypoint`, then demo/client's requests to echo.demo
+ * until the waypoint (at `waypointIp`) counts one: the client's ztunnel has the binding.
+ */
+export async function bindDemoToWaypoint(lab: LabHandle, waypointIp: string): Promise<void> {
+  const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
+  if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
+  for (let i = 0; i < 50; i++) {
+    await lab.request('demo/client', 'http://echo.demo/');
+    const m = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', `http://${waypointIp}:15020/metrics`]);
+    if (m.code === 0 && /^istio_requests_total\{[^}]*destination_service_name="echo"/m.test(m.stdout)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error('requests from demo/client to echo.demo did not reach demo/waypoint within 10 s of use-waypoint');
+}

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultTopologyFile } from '../../../src/lab/paths';
 import type { LoadSummary } from '../../../src/lab/client-load';
-import { startLab, type LabHandle } from './lab';
+import { bindDemoToWaypoint, startLab, type LabHandle } from './lab';
 
 export interface ObservabilityLab {
   lab: LabHandle;
@@ -44,8 +44,6 @@ export async function startObservabilityLab(t: Test): Promise<ObservabilityLab> 
   const state = lab.state()!;
   const waypointIp = state.waypoints!.find((w) => w.uid === 'demo/waypoint')!.ip;
   const nodes = Object.fromEntries(lab.context.nodes.map((n) => [n.name, n.address!]));
-  const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
-  if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
   const artefactDir = join(lab.labDir, '..', 'artefacts', 'observability');
   const o: ObservabilityLab = {
     lab, dir, waypointIp, nodes, artefactDir,
@@ -65,12 +63,6 @@ export async function startObservabilityLab(t: Test): Promise<ObservabilityLab> 
       ]);
     },
   };
-  // Requests reach the waypoint once the client's ztunnel has the binding.
-  for (let i = 0; i < 50; i++) {
-    await lab.request('demo/client', 'http://echo.demo/');
-    const m = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', `http://${waypointIp}:15020/metrics`]);
-    if (m.code === 0 && /^istio_requests_total\{[^}]*destination_service_name="echo"/m.test(m.stdout)) return o;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('requests from demo/client to echo.demo did not reach demo/waypoint within 10 s of use-waypoint');
+  await bindDemoToWaypoint(lab, waypointIp);
+  return o;
 }

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { defaultTopologyFile } from '../../../src/lab/paths';
 import { RegistryStore } from '../../../src/registry/store';
 import { waitFor } from '../../helpers/wait';
-import { startLab, type LabHandle } from './lab';
+import { bindDemoToWaypoint, startLab, type LabHandle } from './lab';
 
 export interface ResilienceLab {
   lab: LabHandle;
@@ -99,17 +99,9 @@ async function start(t: Test, topology: string): Promise<ResilienceLab> {
   const store = RegistryStore.connect(lab.context.redisUrl);
   t.teardown(() => store.close());
   const waypointIp = lab.state()!.waypoints!.find((w) => w.uid === 'demo/waypoint')!.ip;
-  const use = await lab.weft(['namespace', 'use-waypoint', 'demo', 'waypoint']);
-  if (use.code !== 0) throw new Error(`weft namespace use-waypoint failed: ${use.stderr}`);
   const r = { lab, dir, waypointIp, store };
-  // Requests to demo/echo go through the waypoint once the client's ztunnel has the binding.
-  for (let i = 0; i < 50; i++) {
-    await lab.request('demo/client', 'http://echo.demo/');
-    const m = await lab.exec('demo/waypoint', ['weft', 'lab', 'request', `http://${waypointIp}:15020/metrics`]);
-    if (m.code === 0 && /^istio_requests_total\{[^}]*destination_service_name="echo"/m.test(m.stdout)) return r;
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  throw new Error('requests from demo/client to echo.demo did not reach demo/waypoint within 10 s of use-waypoint');
+  await bindDemoToWaypoint(lab, waypointIp);
+  return r;
 }
 
 /** A fresh directory for one section's files (under the lab's scratch directory). */
