@@ -151,7 +151,8 @@ export default defineCommand({
     // The first read fails the command (no registry, no proxies); later ones are retries.
     let first: readonly ProxyTarget[] | undefined = await read();
     if (first.length === 0) {
-      throw new WeftError('WEFT_USAGE', 'weft tap: no proxy to tap: the context names no node with an address and the registry has no ready waypoint pod');
+      throw new WeftError('WEFT_CONTEXT_MISSING', 'weft tap: no proxy to tap: the context names no node with an address and the registry has no ready waypoint pod; '
+        + 'start the lab (scripts/lab up) or pick a context whose nodes run a ztunnel (--context)');
     }
     return runTap({
       targets: async () => {
