@@ -14,6 +14,7 @@ import { DESTINATION_SERVICE_ATTRIBUTE } from '../telemetry/span-ring';
 import { formatTraceparent } from '../telemetry/trace-context';
 import type { RequestTrace, Tracer } from '../telemetry/tracer';
 import type { SpanRecord } from '../telemetry/types';
+import { requestPeers } from './metrics';
 import { HTTP1_METHODS } from './sniff';
 import type { DestinationService, RequestRecord, ResponseFlag } from './types';
 
@@ -105,16 +106,11 @@ export class RequestSpans implements AttemptTracing {
     a['weft.attempts'] = record.attempts;
     const svc = record.destinationService;
     if (svc) a[DESTINATION_SERVICE_ATTRIBUTE] = `${svc.namespace}/${svc.name}`;
-    if (record.sourceAddress !== undefined) {
-      a['client.address'] = record.sourceAddress;
-      const w = workloads?.workloadByAddress(record.sourceAddress);
-      if (w) a['weft.source_workload'] = `${w.record.namespace}/${w.record.name}`;
-    }
+    if (record.sourceAddress !== undefined) a['client.address'] = record.sourceAddress;
+    const peers = workloads ? requestPeers(record, workloads) : undefined;
+    if (peers?.source) a['weft.source_workload'] = `${peers.source.record.namespace}/${peers.source.record.name}`;
     if (record.sourceIdentity !== undefined) a['weft.source_principal'] = record.sourceIdentity;
-    if (record.upstreamTarget !== undefined) {
-      const w = workloads?.workloadByAddress(record.upstreamTarget.host);
-      if (w) a['weft.destination_workload'] = `${w.record.namespace}/${w.record.name}`;
-    }
+    if (peers?.destination) a['weft.destination_workload'] = `${peers.destination.record.namespace}/${peers.destination.record.name}`;
     if (record.destinationIdentity !== undefined) a['weft.destination_principal'] = record.destinationIdentity;
     const error = record.responseFlag !== '-' && record.responseFlag !== 'DI' ? record.responseFlag : record.status >= 500 ? `http ${record.status}` : undefined;
     this.tracer.end(this.server, error);
