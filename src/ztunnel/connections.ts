@@ -154,7 +154,8 @@ export class ConnectionRegistry {
   }
 }
 
-function wl(w: WorkloadView | undefined): string | undefined {
+/** `ns/name` of a workload. */
+export function workloadName(w: WorkloadView | undefined): string | undefined {
   return w ? `${w.record.namespace}/${w.record.name}` : undefined;
 }
 
@@ -173,10 +174,10 @@ export function connectionInfo(c: TrackedConnection): ConnectionInfo {
     bytesReceived: c.counters.received,
     openedAt: new Date(c.startedAt).toISOString(),
   };
-  const sw = wl(c.src.workload);
+  const sw = workloadName(c.src.workload);
   if (sw) info.sourceWorkload = sw;
   if (c.src.identity) info.sourceIdentity = c.src.identity;
-  const dw = wl(c.dst.workload);
+  const dw = workloadName(c.dst.workload);
   if (dw) info.destinationWorkload = dw;
   if (c.dst.identity) info.destinationIdentity = c.dst.identity;
   if (c.dst.service) info.destinationService = c.dst.service;

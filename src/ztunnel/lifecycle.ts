@@ -7,7 +7,7 @@
 import type { Logger } from '../lib/log';
 import { LOG_STRING_MAX, LogLimiter, truncateForLog } from '../lib/log-limiter';
 import { formatHostPort } from '../lib/address';
-import type { ConnectionInit, ConnectionRegistry, TrackedConnection } from './connections';
+import { workloadName, type ConnectionInit, type ConnectionRegistry, type TrackedConnection } from './connections';
 import type { AuthzDecision } from './authorization';
 import type { ResponseFlag, ZtunnelMetrics } from './metrics';
 import { Pipe, type PipeOptions, type PipeOutcome, type PipeSide } from '../hbone/pipe';
@@ -206,9 +206,11 @@ export class ConnectionLifecycle {
     a['source.port'] = c.src.port;
     a['destination.address'] = c.dst.ip;
     a['destination.port'] = c.dst.port;
-    if (c.src.workload) a['weft.source_workload'] = workloadName(c.src.workload);
+    const srcName = workloadName(c.src.workload);
+    if (srcName) a['weft.source_workload'] = srcName;
     if (c.src.identity) a['weft.source_principal'] = c.src.identity;
-    if (c.dst.workload) a['weft.destination_workload'] = workloadName(c.dst.workload);
+    const dstName = workloadName(c.dst.workload);
+    if (dstName) a['weft.destination_workload'] = dstName;
     if (c.dst.identity) a['weft.destination_principal'] = c.dst.identity;
     if (c.dst.service) a[DESTINATION_SERVICE_ATTRIBUTE] = c.dst.service;
     if (c.dst.waypoint) a['weft.waypoint'] = c.dst.waypoint;
@@ -220,12 +222,6 @@ export class ConnectionLifecycle {
 }
 
 const ended = new WeakSet<TrackedConnection>();
-
-/** `ns/name` of a workload. */
-function workloadName(w: { record: { namespace: string; name: string } }): string {
-  return `${w.record.namespace}/${w.record.name}`;
-}
-
 
 /** How a finished pipe is reported. */
 export function endResult(outcome: PipeOutcome): EndResult {
