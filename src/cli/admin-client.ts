@@ -10,8 +10,8 @@
  */
 import * as http from 'node:http';
 import { isWeftError } from '../lib/errors';
-import { VERSION } from '../lib/version';
 import { k8sStatus, type KubeClient } from '../k8s/client';
+import { boundedGet } from './http-get';
 import type { AdminEndpoint, ContextNode, PodProxyTarget } from './context';
 import { ADMIN_TOKEN_HEADER, ADMIN_VIEW_REFUSED } from '../ztunnel/admin-types';
 
@@ -45,52 +45,26 @@ export function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestO
   if ('podProxy' in node.admin) return podProxyGet<T>(node.name, node.admin.podProxy, path, timeoutMs, opts);
   const where = describeEndpoint(node.admin);
   const admin = node.admin;
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const fail = (msg: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      req.destroy();
-      reject(new AdminUnavailable(node.name, msg));
-    };
-    const req = http.request({
-      ...requestTarget(admin, path),
-      method: 'GET',
-      headers: { accept: 'application/json', 'user-agent': `weft-cli/${VERSION}` },
-      agent: false,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_BODY_BYTES) fail(`answer to ${path} exceeds ${MAX_BODY_BYTES} bytes`);
-        else chunks.push(c);
-      });
-      res.on('error', (err) => fail(`${where}: ${err.message}`));
-      res.on('end', () => {
-        if (settled) return;
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) {
-          return fail(`admin API at ${where} answered HTTP ${res.statusCode} to GET ${path}${body ? `: ${body.slice(0, 200).trim()}` : ''}`);
-        }
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(body);
-        } catch {
-          return fail(`admin API at ${where} sent invalid JSON for GET ${path}`);
-        }
-        settled = true;
-        clearTimeout(timer);
-        resolve(parsed as T);
-      });
-    });
-    // One deadline for connect + answer: a stopped ztunnel accepts on the socket
-    // (the kernel does) but never answers, and must not hold the whole command.
-    const timer = setTimeout(() => fail(`no answer from ${where} within ${timeoutMs} ms`), timeoutMs);
-    req.on('error', (err: NodeJS.ErrnoException) => fail(connectFailure(err, where)));
-    req.end();
-  });
+  return (async () => {
+    let status: number;
+    let body: string;
+    try {
+      ({ status, body } = await boundedGet({
+        target: requestTarget(admin, path), where, accept: 'application/json', timeoutMs, maxBytes: MAX_BODY_BYTES,
+        connectFailure: (err) => connectFailure(err, where),
+      }));
+    } catch (err) {
+      throw new AdminUnavailable(node.name, (err as Error).message);
+    }
+    if (status !== 200) {
+      throw new AdminUnavailable(node.name, `admin API at ${where} answered HTTP ${status} to GET ${path}${body ? `: ${body.slice(0, 200).trim()}` : ''}`);
+    }
+    try {
+      return JSON.parse(body) as T;
+    } catch {
+      throw new AdminUnavailable(node.name, `admin API at ${where} sent invalid JSON for GET ${path}`);
+    }
+  })();
 }
 
 export interface NodeAnswer<T> {

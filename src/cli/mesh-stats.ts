@@ -10,12 +10,11 @@
  * A proxy that does not answer (or answers something that is not Prometheus text) is a
  * warning of the reading; the others are still read.
  */
-import * as http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VERSION } from '../lib/version';
 import { parsePromText } from '../telemetry/prom-text';
 import { goldenSignals, type GoldenSignalOptions, type ProxyReading } from '../telemetry/golden-signals';
 import type { MeshStats } from '../telemetry/types';
+import { boundedGet } from './http-get';
 import type { ProxyTarget } from './proxy-targets';
 
 export const SCRAPE_TIMEOUT_MS = 2000;
@@ -33,36 +32,10 @@ export interface MeshStatsOptions {
 }
 
 /** GETs `url` as text within `timeoutMs`; rejects with a message for the operator. */
-export function getText(url: string, timeoutMs: number = SCRAPE_TIMEOUT_MS): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (msg: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      req.destroy();
-      reject(new Error(msg));
-    };
-    const req = http.get(url, { headers: { accept: 'text/plain', 'user-agent': `weft-cli/${VERSION}` }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_SCRAPE_BYTES) fail(`answer exceeds ${MAX_SCRAPE_BYTES} bytes`);
-        else chunks.push(c);
-      });
-      res.on('error', (err) => fail(err.message));
-      res.on('end', () => {
-        if (settled) return;
-        if (res.statusCode !== 200) return fail(`HTTP ${res.statusCode} to GET ${url}`);
-        settled = true;
-        clearTimeout(timer);
-        resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-    });
-    req.on('error', (err) => fail(`${url}: ${err.message}`));
-    const timer = setTimeout(() => fail(`no answer from ${url} within ${timeoutMs} ms`), timeoutMs);
-  });
+export async function getText(url: string, timeoutMs: number = SCRAPE_TIMEOUT_MS): Promise<string> {
+  const { status, body } = await boundedGet({ target: url, where: url, accept: 'text/plain', timeoutMs, maxBytes: MAX_SCRAPE_BYTES });
+  if (status !== 200) throw new Error(`HTTP ${status} to GET ${url}`);
+  return body;
 }
 
 /** Scrapes one proxy's /metrics; a failure is in the reading's `error`. */
