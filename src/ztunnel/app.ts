@@ -42,6 +42,12 @@ import type { ZtunnelConfig } from './config';
 export interface ZtunnelPorts { outbound: number; inboundPlaintext: number; hbone: number }
 
 /**
+ * One of `--workers` processes (cluster-worker.ts): the primary serves readiness and
+ * metrics, so a worker does not; worker 0 alone serves admin and owns capture.
+ */
+export interface ZtunnelWorkerRole { index: number; of: number }
+
+/**
  * Wires one node's ztunnel: registry follower → MeshState → certificates, capture
  * rules and the three proxy listeners, plus admin, metrics and readiness. Start-up
  * order matters: state first (everything reads it), then certificates (readiness
@@ -74,7 +80,7 @@ export class ZtunnelApp implements AdminSource {
 
   constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelPorts = {
     outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
-  }) {
+  }, readonly worker?: ZtunnelWorkerRole) {
     collectDefaultMetrics({ register: this.metrics });
     registerBuildInfo(this.metrics, 'ztunnel');
     this.state = new MeshState({ trustDomain: config.trustDomain });
@@ -84,7 +90,7 @@ export class ZtunnelApp implements AdminSource {
     const { config, logger } = this;
     const log = logger.child({ node: config.nodeName });
     // Readiness answers from the very start (503 until ready) so probes never see a refused port.
-    await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
+    if (!this.worker) await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
 
     this.follower = new RegistryFollower({ url: config.redis, state: this.state, logger: log, metrics: this.metrics });
     await this.follower.start();
@@ -132,10 +138,12 @@ export class ZtunnelApp implements AdminSource {
     // One set of the three listeners per family the node captures (DNAT needs a concrete
     // address of the packet's family); they share state, pool, connections, metrics and
     // the node-wide HBONE limits (budget, dial slots, handshakes, sessions per peer).
+    // Several workers split the node's budget and dial slots, so the node's bound holds.
+    const share = this.worker?.of ?? 1;
     const nodeLimits = new HboneNodeLimits({
       maxStreamsPerConnection: config.hboneMaxStreams,
-      nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
-      maxPendingDials: config.hboneMaxPendingDials,
+      nodeBufferBytes: Math.ceil(config.hboneBufferBudgetMb * 1024 * 1024 / share),
+      maxPendingDials: Math.ceil(config.hboneMaxPendingDials / share),
     });
     const inbounds = this.inbounds;
     for (const address of this.listenAddresses()) {
@@ -155,7 +163,19 @@ export class ZtunnelApp implements AdminSource {
     const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log }).start();
     this.closers.push(() => reclaimer.stop());
 
-    await this.serve(metricsServer(this, telemetry.views()), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
+    if (!this.worker) await this.serve(metricsServer(this, telemetry.views()), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
+    if (this.leads) await this.serveAdmin();
+
+    if (this.captures) {
+      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: this.listenAddresses(), logger: log });
+      await this.capture.start();
+    }
+    log.info({ address: config.nodeAddress, redis: describeRedis(config.redis), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+  }
+
+  /** Admin shows this process's view; with workers, worker 0's (the one that owns capture). */
+  private async serveAdmin(): Promise<void> {
+    const { config } = this;
     await this.serve(adminServer(this), '127.0.0.1', config.adminPort);
     if (config.adminViewAddress && config.adminViewAddress !== '127.0.0.1') {
       await this.serve(adminViewServer(this, { auth: this.adminAuth() }), config.adminViewAddress, config.adminPort);
@@ -165,12 +185,15 @@ export class ZtunnelApp implements AdminSource {
       await listenUnix(server, config.adminSocket);
       this.servers.push(server);
     }
+  }
 
-    if (config.capture) {
-      this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: this.listenAddresses(), logger: log });
-      await this.capture.start();
-    }
-    log.info({ address: config.nodeAddress, redis: describeRedis(config.redis), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+  /** The only process, or worker 0: serves admin and owns the capture rules. */
+  private get leads(): boolean {
+    return (this.worker?.index ?? 0) === 0;
+  }
+
+  private get captures(): boolean {
+    return this.config.capture && this.leads;
   }
 
   /** The HBONE servers started (one per family; all share the node's HBONE limits). */
@@ -225,7 +248,7 @@ export class ZtunnelApp implements AdminSource {
     const synced = follower?.lastSyncAt !== undefined;
     const certsReady = this.certs !== undefined && [...this.localIdentities()].every((id) => this.certs!.current(id) !== undefined);
     // Ready means capture works: rules applied and read back (chains, jumps first), not just sent.
-    const captureReady = !this.config.capture || this.capture?.verified === true;
+    const captureReady = !this.captures || this.capture?.verified === true;
     return {
       node: this.config.nodeName,
       version: VERSION,

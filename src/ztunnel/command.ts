@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Command } from '../cli/command';
 import { createLogger } from '../lib/log';
 import { runComponent } from '../lib/run-component';
@@ -5,6 +6,9 @@ import { optionsHelp } from '../lib/options';
 import { ZtunnelApp } from './app';
 import { removeCaptureRules } from './capture';
 import { loadZtunnelConfig, ztunnelOptions } from './config';
+import { ZtunnelPrimary } from './cluster-primary';
+import { runZtunnelWorker } from './cluster-worker';
+import { WORKER_INDEX_ENV } from './workers';
 
 const command: Command = {
   summary: 'run the per-node L4 proxy',
@@ -29,7 +33,8 @@ const command: Command = {
       logger.flush();
       return 0;
     }
-    const app = new ZtunnelApp(config, logger);
+    if (cluster.isWorker) return runZtunnelWorker(config, logger, Number(process.env[WORKER_INDEX_ENV] ?? 0));
+    const app = config.workers > 1 ? new ZtunnelPrimary(config, logger) : new ZtunnelApp(config, logger);
     return runComponent(app, logger, 'ztunnel');
   },
 };

@@ -5,6 +5,7 @@ import { telemetryOptions } from '../telemetry/options';
 import { parse, parseOptions, type OptionValues } from '../lib/options';
 import { DEFAULT_HBONE_LIMITS, HBONE_LIMIT_BOUNDS } from '../hbone/limits';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../hbone/pipe';
+import { parseWorkers } from './workers';
 
 const MiB = 1024 * 1024;
 // The flags below set these components' limits: their defaults and bounds are the
@@ -48,6 +49,11 @@ export const ztunnelOptions = {
     flag: 'cleanup', env: 'WEFT_CAPTURE_CLEANUP', default: false, boolean: true,
     description: 'remove the capture rules (IPv4 and IPv6) from this network namespace and exit, for uninstalling; a stopping ztunnel leaves them in place so enrolled traffic fails closed until the next one starts',
     parse: parse.bool(),
+  },
+  workers: {
+    flag: 'workers', env: 'WEFT_ZTUNNEL_WORKERS', default: 1,
+    description: 'ztunnel processes sharing the node\'s listeners, each with its own registry view, certificates and HBONE pool: a number, or auto (one per CPU, at most 8); the primary serves readiness and the summed metrics and restarts a worker that dies',
+    parse: (raw: string) => parseWorkers(raw),
   },
   certTtl: {
     flag: 'cert-ttl', env: 'WEFT_CERT_TTL', default: 24 * 3_600_000,

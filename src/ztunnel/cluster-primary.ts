@@ -1,0 +1,188 @@
+/**
+ * `weft ztunnel --workers N` (N > 1): the primary process. It forks N workers (each a
+ * whole ztunnel, cluster-worker.ts) that share the node's listening sockets through
+ * Node's `cluster` module: the primary holds the sockets and, with the default
+ * round-robin policy, accepts each connection and hands it to the next worker
+ * (NODE_CLUSTER_SCHED_POLICY=none lets the workers accept themselves).
+ *
+ * The primary moves no traffic. It serves:
+ *  - readiness (15021): ready only while all N workers run and each says it is ready
+ *    (asked at each probe, so a worker that died or lost its certificates shows at once);
+ *  - metrics (15020): every worker's series and its own, combined into one scrape
+ *    (prom-client's cluster aggregation: counters and histograms summed, so Istio's
+ *    series stay whole; gauges that are one fact per node are not multiplied).
+ * A worker that exits while the primary is not stopping is logged and forked again
+ * after a backoff (lib/backoff.ts; reset once a worker lived a minute). Stopping sends
+ * SIGTERM to every worker, which drains as a single ztunnel does, and waits for them.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Server } from 'node:http';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Aggregator } from 'prom-client';
+import { backoffDelay } from '../lib/backoff';
+import { closeServer, listenTcp, serve, type Handler } from '../lib/http-endpoints';
+import type { Logger } from '../lib/log';
+import type { RunnableApp } from '../lib/run-component';
+import { shutdownStep, StopOnce } from '../lib/shutdown-step';
+import { registerBuildInfo } from '../telemetry/build-info';
+import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind } from './cluster-worker';
+import type { ZtunnelConfig } from './config';
+import { WORKER_INDEX_ENV } from './workers';
+
+/** A worker that does not answer within this is counted as not ready / fails the scrape. */
+const ASK_TIMEOUT_MS = 2000;
+/** A worker that lived this long starts its restart backoff from the beginning again. */
+const STABLE_AFTER_MS = 60_000;
+const RESTART_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
+
+/**
+ * How a series combines across the workers' scrapes when a sum would be wrong: facts
+ * every worker holds once for the node (its build, registry view, certificates).
+ */
+const AGGREGATE: Record<string, Aggregator> = {
+  istio_build: 'first',
+  weft_registry_staleness_seconds: 'max',
+  weft_registry_revision: 'min',
+  weft_cert_expiry_seconds: 'min',
+  weft_certs: 'max',
+};
+
+export class ZtunnelPrimary implements RunnableApp {
+  readonly metrics = new Registry();
+  private readonly workers = new Map<number, Worker>();
+  private readonly failures = new Map<number, { count: number }>();
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
+  private readonly asks = new Map<number, (value: unknown) => void>();
+  private nextAsk = 0;
+  private servers: Server[] = [];
+  private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGTERM'));
+  private readonly restarts: Counter;
+  private readonly onMessage = (_w: Worker, msg: WorkerAnswer) => {
+    if (msg?.weft !== 'answer') return;
+    this.asks.get(msg.id)?.(msg.value);
+  };
+
+  constructor(readonly config: ZtunnelConfig, readonly logger: Logger) {
+    collectDefaultMetrics({ register: this.metrics });
+    registerBuildInfo(this.metrics, 'ztunnel');
+    const self = this;
+    new Gauge({
+      name: 'weft_ztunnel_workers', help: 'ztunnel worker processes running (--workers asks for this many)', registers: [this.metrics],
+      collect() { this.set(self.workers.size); },
+    });
+    this.restarts = new Counter({ name: 'weft_ztunnel_worker_restarts_total', help: 'ztunnel workers that exited unasked and were started again', registers: [this.metrics] });
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    const host = config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
+    cluster.on('message', this.onMessage);
+    await this.serve(serve({ '/healthz/ready': this.readiness }, this.logger), host, config.readinessPort);
+    await this.serve(serve({ '/metrics': this.scrape, '/stats/prometheus': this.scrape }, this.logger), host, config.metricsPort);
+    for (let i = 0; i < config.workers; i++) this.fork(i);
+    this.logger.info({ workers: config.workers, schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none' }, 'ztunnel primary started');
+  }
+
+  stop(): Promise<void> {
+    return this.stopper.stop();
+  }
+
+  private fork(index: number): void {
+    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(index) });
+    const started = Date.now();
+    this.workers.set(index, worker);
+    worker.on('exit', (code, signal) => {
+      if (this.workers.get(index) === worker) this.workers.delete(index);
+      if (this.stopper.stopping) return;
+      const failures = this.failures.get(index) ?? { count: 0 };
+      failures.count = Date.now() - started >= STABLE_AFTER_MS ? 1 : failures.count + 1;
+      this.failures.set(index, failures);
+      const delayMs = backoffDelay(failures.count, RESTART_BACKOFF);
+      this.restarts.inc();
+      this.logger.error({ worker: index, pid: worker.process.pid, code, signal, failures: failures.count, restartInMs: delayMs },
+        'a ztunnel worker exited; starting it again');
+      const timer = setTimeout(() => {
+        this.restartTimers.delete(timer);
+        if (!this.stopper.stopping) this.fork(index);
+      }, delayMs);
+      this.restartTimers.add(timer);
+    });
+  }
+
+  /** Asks one worker; undefined when it does not answer in time (dead, stuck). */
+  private ask(worker: Worker, what: WorkerQuestionKind): Promise<unknown> {
+    if (!worker.isConnected()) return Promise.resolve(undefined);
+    const id = this.nextAsk++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), ASK_TIMEOUT_MS);
+      const done = (value: unknown) => {
+        clearTimeout(timer);
+        this.asks.delete(id);
+        resolve(value);
+      };
+      this.asks.set(id, done);
+      const question: WorkerQuestion = { weft: 'ask', id, what };
+      worker.send(question, (err: Error | null) => { if (err) done(undefined); });
+    });
+  }
+
+  /** Ready: not stopping, all workers running, each ready. */
+  async ready(): Promise<boolean> {
+    if (this.stopper.stopping || this.workers.size < this.config.workers) return false;
+    const answers = await Promise.all([...this.workers.values()].map((w) => this.ask(w, 'status')));
+    return !this.stopper.stopping && answers.every((a) => (a as { ready?: boolean } | undefined)?.ready === true);
+  }
+
+  private readonly readiness: Handler = async (_req, _url, res) => {
+    const ready = await this.ready();
+    res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' });
+    res.end(ready ? 'ready\n' : 'not ready\n');
+  };
+
+  /** One scrape of the node: every worker's series and the primary's, combined; 503 when a worker does not answer (a partial sum would look like a counter reset). */
+  private readonly scrape: Handler = async (_req, _url, res) => {
+    const workers = [...this.workers.values()];
+    const answers = await Promise.all(workers.map((w) => this.ask(w, 'metrics')));
+    if (answers.some((a) => a === undefined)) {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end(`a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; scrape again\n`);
+      return;
+    }
+    type Series = { name: string; aggregator: Aggregator };
+    const all = [...(answers as Series[][]), await this.metrics.getMetricsAsJSON()];
+    for (const list of all) for (const m of list) m.aggregator = AGGREGATE[m.name] ?? m.aggregator;
+    const combined = AggregatorRegistry.aggregate(all);
+    const body = await combined.metrics();
+    res.writeHead(200, { 'content-type': combined.contentType });
+    res.end(body);
+  };
+
+  private async serve(server: Server, host: string, port: number): Promise<void> {
+    await listenTcp(server, host, port);
+    this.servers.push(server);
+  }
+
+  private signalAll(signal: NodeJS.Signals): void {
+    for (const w of this.workers.values()) w.process.kill(signal);
+  }
+
+  /** SIGTERM to every worker (each drains for --drain-timeout), then waits; SIGKILL for one that outlives twice that. */
+  private async shutdown(): Promise<void> {
+    const step = shutdownStep(this.logger);
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    this.restartTimers.clear();
+    const running = [...this.workers.values()].filter((w) => w.process.exitCode === null && w.process.signalCode === null);
+    const exited = running.map((w) => new Promise<void>((resolve) => w.once('exit', () => resolve())));
+    this.signalAll('SIGTERM');
+    await step('waiting for the workers to drain', async () => {
+      const grace = setTimeout(() => {
+        this.logger.warn({ workers: [...this.workers.keys()] }, 'ztunnel workers still running after the drain; killing them');
+        this.signalAll('SIGKILL');
+      }, 2 * this.config.drainTimeout + 5000);
+      await Promise.all(exited);
+      clearTimeout(grace);
+    });
+    cluster.off('message', this.onMessage);
+    for (const s of this.servers) await step('closing an HTTP server', () => closeServer(s));
+    this.logger.info('ztunnel primary stopped');
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * One worker of `weft ztunnel --workers N` (cluster-primary.ts forks it with the same
+ * command line). It is a whole ztunnel: its own registry follower, certificates (it
+ * joins the CA with the node's credential, so the CA still hands a node only the
+ * identities of workloads on it), HBONE pool and the three proxy listeners, whose
+ * sockets the primary shares. It serves no readiness or metrics port; it answers the
+ * primary's questions about them over the cluster IPC channel.
+ */
+import type { Logger } from '../lib/log';
+import { runComponent } from '../lib/run-component';
+import { ZtunnelApp } from './app';
+import type { ZtunnelConfig } from './config';
+
+export type WorkerQuestionKind = 'status' | 'metrics';
+export interface WorkerQuestion { weft: 'ask'; id: number; what: WorkerQuestionKind }
+export interface WorkerAnswer { weft: 'answer'; id: number; value: unknown }
+
+export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, index: number): Promise<number> {
+  const log = logger.child({ worker: index });
+  const app = new ZtunnelApp(config, log, undefined, { index, of: config.workers });
+  const onMessage = (msg: WorkerQuestion) => {
+    if (msg?.weft !== 'ask') return;
+    const value = msg.what === 'status' ? Promise.resolve(app.status()) : app.metrics.getMetricsAsJSON();
+    value.then((v) => {
+      const answer: WorkerAnswer = { weft: 'answer', id: msg.id, value: v };
+      process.send?.(answer);
+    }, (err: unknown) => log.error({ err }, `answering the primary's ${msg.what} question failed`));
+  };
+  process.on('message', onMessage);
+  const code = await runComponent(app, log, 'ztunnel');
+  process.off('message', onMessage);
+  // The IPC channel to the primary would keep this process alive.
+  process.exit(code);
+}

@@ -1,0 +1,28 @@
+/**
+ * `--workers N|auto`: how many ztunnel processes serve one node's data path. Each
+ * worker is a whole ztunnel (registry follower, certificates, HBONE pool, the three
+ * proxy listeners) sharing the listening sockets through Node's `cluster` module; the
+ * primary serves readiness and the aggregated metrics, restarts a worker that dies and
+ * carries a shutdown to all of them (cluster-primary.ts, cluster-worker.ts).
+ *
+ * `auto` is the CPUs this process may run on, capped: past a handful of workers the
+ * per-worker cost (a registry view, certificates and tunnels each; measured in
+ * docs/performance.md "Several ztunnel workers") buys less than a core's worth.
+ */
+import { availableParallelism } from 'node:os';
+
+export const MAX_WORKERS = 16;
+/** What `auto` stops at. */
+export const AUTO_WORKERS_CAP = 8;
+
+/** Parses the flag's value; `cpus` is asked only for `auto`. Throws a sentence saying what is expected. */
+export function parseWorkers(raw: string, cpus: () => number = availableParallelism): number {
+  if (raw === 'auto') return Math.max(1, Math.min(AUTO_WORKERS_CAP, cpus()));
+  if (!/^\d+$/.test(raw)) throw new Error(`expected a whole number of worker processes (1-${MAX_WORKERS}) or auto (one per CPU, at most ${AUTO_WORKERS_CAP})`);
+  const n = Number(raw);
+  if (n < 1 || n > MAX_WORKERS) throw new Error(`expected 1 to ${MAX_WORKERS} worker processes, or auto`);
+  return n;
+}
+
+/** The environment variable a forked worker learns its index from (0 owns capture and admin). */
+export const WORKER_INDEX_ENV = 'WEFT_ZTUNNEL_WORKER_INDEX';

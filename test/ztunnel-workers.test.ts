@@ -1,0 +1,117 @@
+// `weft ztunnel --workers N|auto`: the flag checked at the edge, and the built CLI run
+// as a primary with two real workers against a real Redis and a real CA: each worker
+// joins and fetches the node's certificates over the CA's TLS, the primary is ready
+// only when both are, its scrape combines them, a killed worker comes back, and a
+// SIGTERM stops them all. (Traffic through the workers needs the capture rules:
+// test/e2e/ztunnel-workers.test.ts moves it on the lab.)
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { generateRootCa, Issuer } from '../src/ca/issuer';
+import { CaServer } from '../src/ca/server';
+import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
+import { silentLogger } from '../src/lib/log';
+import { MeshState } from '../src/registry/state';
+import { RegistryStore } from '../src/registry/store';
+import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
+import { parsePromText } from '../src/telemetry/prom-text';
+import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { AUTO_WORKERS_CAP, MAX_WORKERS, parseWorkers } from '../src/ztunnel/workers';
+import { assertDistFresh, MAIN } from './helpers/built';
+import { tempDir } from './helpers/cli';
+import { freePort, redisFixture } from './helpers/redis';
+import { waitFor } from './helpers/wait';
+
+t.test('--workers: a count or auto, checked at the edge', async (t) => {
+  t.equal(parseWorkers('1'), 1);
+  t.equal(parseWorkers('4'), 4);
+  t.equal(parseWorkers(String(MAX_WORKERS)), MAX_WORKERS);
+  t.equal(parseWorkers('auto', () => 2), 2, 'auto: one per CPU');
+  t.equal(parseWorkers('auto', () => 64), AUTO_WORKERS_CAP, 'auto is capped');
+  t.equal(parseWorkers('auto', () => 0), 1, 'at least one');
+  for (const bad of ['0', String(MAX_WORKERS + 1), '-1', '2.5', 'two', '', 'AUTO']) {
+    t.throws(() => parseWorkers(bad, () => 2), /expected/, JSON.stringify(bad));
+  }
+  const base = ['--node', 'node-1', '--address', '10.0.0.1', '--ca-address', '127.0.0.1:1', '--trust-anchor-file', '/x'];
+  t.equal(loadZtunnelConfig(base, {}).workers, 1, 'default: one process');
+  t.equal(loadZtunnelConfig([...base, '--workers', '3'], {}).workers, 3);
+  t.equal(loadZtunnelConfig(base, { WEFT_ZTUNNEL_WORKERS: '2' }).workers, 2, 'or from WEFT_ZTUNNEL_WORKERS');
+  t.throws(() => loadZtunnelConfig([...base, '--workers', '0'], {}), { code: 'WEFT_CONFIG_INVALID', message: /--workers/ }, 'a bad value names the flag');
+});
+
+const TD = 'cluster.local';
+const fx = redisFixture(t);
+
+t.test('the built ztunnel with two workers: joined, ready together, one scrape, restarts, stops', async (t) => {
+  assertDistFresh();
+  const tmp = tempDir('weft-workers-');
+  t.teardown(() => tmp.remove());
+  const root = await generateRootCa({ trustDomain: TD });
+  const anchors = join(tmp.dir, 'root.pem');
+  writeFileSync(anchors, root.certPem);
+  const records = [
+    { op: 'put', kind: 'node', record: nodeRecord('node-1', '127.0.0.41') },
+    { op: 'put', kind: 'namespace', record: ambientNamespace('demo') },
+    { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'demo', name: 'a', node: 'node-1', serviceAccount: 'sa-a', addresses: ['127.0.2.41'] }) },
+  ] as const;
+  const store = RegistryStore.connect(fx.redis.url);
+  t.teardown(() => store.close());
+  await store.apply([...records]);
+  const state = new MeshState({ trustDomain: TD });
+  state.replaceAll({ node: [records[0].record], namespace: [records[1].record], workload: [records[2].record], service: [], policy: [], peerauth: [] }, 1);
+  const caMetrics = new Registry();
+  const ca = new CaServer({
+    issuer: new Issuer(root, { trustDomain: TD }), trustDomain: TD, authorizer: state, joinTokens: new RedisJoinTokens(fx.client),
+    logger: silentLogger(), metrics: caMetrics, minCertTtlMs: 1000,
+  });
+  const caPort = await ca.start({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => ca.stop(100));
+  const token = (await createJoinToken(fx.client, 'node-1', 3600e3)).token;
+
+  const [metricsPort, readinessPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const log = join(tmp.dir, 'ztunnel.log');
+  const out: Buffer[] = [];
+  const child = spawn(process.execPath, [MAIN, 'ztunnel', '--workers', '2', '--node', 'node-1', '--address', '127.0.0.41',
+    '--ca-address', `127.0.0.1:${caPort}`, '--ca-server-name', 'localhost', '--trust-anchor-file', anchors,
+    '--metrics-port', String(metricsPort), '--readiness-port', String(readinessPort), '--admin-port', String(adminPort), '--drain-timeout', '1s'],
+  { env: { ...process.env, WEFT_REDIS_URL: fx.redis.url, WEFT_JOIN_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => out.push(d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); writeFileSync(log, Buffer.concat(out)); });
+  const workers = () => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const get = async (port: number, path: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
+    return { status: res.status, body: await res.text() };
+  };
+  const series = async (name: string) => parsePromText((await get(metricsPort, '/metrics')).body).samples.filter((s) => s.name === name);
+
+  await waitFor('the primary ready (both workers joined and hold demo/a\'s certificate)',
+    async () => (await get(readinessPort, '/healthz/ready')).status === 200, { timeoutMs: 30_000, ignoreErrors: true });
+  const first = workers();
+  t.equal(first.length, 2, `two workers: ${first.join(', ')}`);
+  const joins = (await caMetrics.getSingleMetricAsString('weft_ca_requests_total')).match(/method="Join",result="ok"\} (\d+)/);
+  t.equal(Number(joins?.[1]), 2, 'each worker joined the CA with the node\'s token');
+
+  t.same((await series('weft_ztunnel_workers')).map((s) => s.value), [2]);
+  t.same((await series('istio_build')).map((s) => s.value), [1], 'one build, not one per worker');
+  const certs = await series('weft_certs');
+  t.same(certs.filter((s) => s.labels.state === 'Ready').map((s) => s.value), [2],
+    'the node\'s certificate and demo/a\'s, each counted once, not once per worker');
+  const rss = (await series('process_resident_memory_bytes'))[0]!.value;
+  t.comment(`resident memory of the primary and both workers: ${(rss / 1048576).toFixed(1)} MiB`);
+  t.ok(rss > 3 * 20 * 1048576, 'process memory is summed over the three processes');
+
+  process.kill(first[0]!, 'SIGKILL');
+  await waitFor('worker 0 started again', () => workers().length === 2 && !workers().includes(first[0]!), { timeoutMs: 20_000 });
+  await waitFor('ready again', async () => (await get(readinessPort, '/healthz/ready')).status === 200, { timeoutMs: 30_000, ignoreErrors: true });
+  t.same((await series('weft_ztunnel_worker_restarts_total')).map((s) => s.value), [1]);
+  t.match(Buffer.concat(out).toString(), /a ztunnel worker exited; starting it again/);
+
+  const last = workers();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'the primary exits 0 after its workers drained');
+  for (const pid of last) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
+});
