@@ -10,9 +10,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { RegistryFollower } from '../registry/follower';
-import { ambientNamespace, namespaceRecord, nodeRecord, serviceRecord, workloadRecord } from '../registry/fixtures';
 import { MeshState } from '../registry/state';
-import { RegistryStore, type ChangeInput } from '../registry/store';
+import { RegistryStore } from '../registry/store';
+import { benchWorkload, populate } from './registry-population';
 import { startRedis } from './redis';
 import { percentile } from './stats';
 
@@ -32,33 +32,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
-
-async function populate(store: RegistryStore, a: Args): Promise<number> {
-  const t0 = performance.now();
-  const batch: ChangeInput[] = [];
-  const flush = async () => { if (batch.length) await store.apply(batch.splice(0)); };
-  for (let n = 0; n < a.nodes; n++) batch.push({ op: 'put', kind: 'node', record: nodeRecord(`node-${n}`, `198.51.100.${n + 1}`) });
-  for (let n = 0; n < a.namespaces; n++) {
-    batch.push({ op: 'put', kind: 'namespace', record: n % 2 ? ambientNamespace(`ns${n}`) : namespaceRecord(`ns${n}`) });
-  }
-  await flush();
-  for (let i = 0; i < a.workloads; i++) {
-    batch.push({ op: 'put', kind: 'workload', record: workloadRecord({
-      namespace: `ns${i % a.namespaces}`, name: `pod-${i}`, node: `node-${i % a.nodes}`,
-      addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], serviceAccount: `sa-${i % 50}`,
-      labels: { app: `app-${i % a.services}`, version: 'v1' }, ports: [8080],
-    }) });
-    if (batch.length === 500) await flush();
-  }
-  for (let s = 0; s < a.services; s++) {
-    batch.push({ op: 'put', kind: 'service', record: serviceRecord({
-      namespace: `ns${s % a.namespaces}`, name: `app-${s}`, vips: [`10.96.${(s >> 8) & 255}.${s & 255}`], selector: { app: `app-${s}` },
-    }) });
-    if (batch.length === 500) await flush();
-  }
-  await flush();
-  return performance.now() - t0;
-}
 
 async function snapshotLoad(url: string, runs: number): Promise<number[]> {
   const times: number[] = [];
@@ -95,11 +68,7 @@ async function propagation(url: string, store: RegistryStore, a: Args): Promise<
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const n = i % a.workloads;
-    const record = workloadRecord({
-      namespace: `ns${n % a.namespaces}`, name: `pod-${n}`, node: `node-${n % a.nodes}`,
-      addresses: [`10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`], serviceAccount: `sa-${n % 50}`,
-      labels: { app: `app-${n % a.services}`, version: `v${2 + i}` }, ports: [8080],
-    });
+    const record = benchWorkload(n, a, `v${2 + i}`);
     sentAt.set(record.uid, performance.now());
     pending.push(store.put('workload', record));
   }
