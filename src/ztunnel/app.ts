@@ -26,7 +26,7 @@ import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
 import { CaptureReconciler } from './capture';
 import { ListenerDrain, type DrainableListener } from './drain';
-import { loopGuard } from './loop-guard';
+import { loopGuard, type SelfAddresses } from './loop-guard';
 import { NodeAddresses } from './node-addresses';
 import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../mesh/ports';
 import { HBONE_PORT } from '../hbone/contracts';
@@ -37,9 +37,22 @@ import { AdminAuthenticator } from './admin-auth';
 import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
 import type { ZtunnelConfig } from './config';
+import type { HboneDialTarget, OriginalDstSource } from './contracts';
 
 /** Test hooks: listener ports other than Istio's (several ztunnels on one loopback). */
 export interface ZtunnelPorts { outbound: number; inboundPlaintext: number; hbone: number }
+
+/**
+ * Test and benchmark hooks beyond the ports: what the node's DNAT would provide
+ * (original destinations, peers' HBONE at <pod IP>:15008) so a ztunnel runs on
+ * loopback without iptables. Never set in production.
+ */
+export interface ZtunnelHooks extends ZtunnelPorts {
+  originalDst?: OriginalDstSource;
+  hboneDialTarget?: HboneDialTarget;
+  /** The node's own addresses: on loopback, pods live on 127.0.0.0/8 beside the node. */
+  selfAddresses?: SelfAddresses;
+}
 
 /**
  * One of `--workers` processes (cluster-worker.ts): the primary serves readiness and
@@ -78,7 +91,7 @@ export class ZtunnelApp implements AdminSource {
   private unfollowMetrics: (() => void) | undefined;
   private telemetry: ProxyTelemetry | undefined;
 
-  constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelPorts = {
+  constructor(readonly config: ZtunnelConfig, readonly logger: Logger, private readonly ports: ZtunnelHooks = {
     outbound: OUTBOUND_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT, hbone: HBONE_PORT,
   }, readonly worker?: ZtunnelWorkerRole) {
     collectDefaultMetrics({ register: this.metrics });
@@ -126,10 +139,9 @@ export class ZtunnelApp implements AdminSource {
       name: 'weft_ztunnel_tunnels', help: 'Pooled HBONE connections held by this ztunnel', registers: [this.metrics],
       collect() { this.set(pool.size); },
     });
-    const originalDst = new OriginalDstLookup();
-    this.originalDst = originalDst;
+    const originalDst: OriginalDstSource = this.ports.originalDst ?? (this.originalDst = new OriginalDstLookup());
     // Never dialled for a pod: this node's addresses and every port this ztunnel serves.
-    const guard = loopGuard(new NodeAddresses({ logger: log }), [
+    const guard = loopGuard(this.ports.selfAddresses ?? new NodeAddresses({ logger: log }), [
       config.adminPort, config.metricsPort, config.readinessPort, this.ports.outbound, this.ports.inboundPlaintext, this.ports.hbone,
     ]);
     const telemetry = new ProxyTelemetry({ proxy: `ztunnel ${config.nodeName}`, config, registry: this.metrics, logger: log });
@@ -150,7 +162,7 @@ export class ZtunnelApp implements AdminSource {
       const inbound = new InboundServer({ ...common, certs: this.certs, nodeLimits });
       inbounds.push(inbound);
       const plaintext = new InboundPlaintextServer(common);
-      const outbound = new OutboundProxy({ ...common, pool });
+      const outbound = new OutboundProxy({ ...common, pool, ...(this.ports.hboneDialTarget ? { hboneDialTarget: this.ports.hboneDialTarget } : {}) });
       for (const [listener, port] of [[inbound, this.ports.hbone], [plaintext, this.ports.inboundPlaintext], [outbound, this.ports.outbound]] as const) {
         await listener.listen(address, port);
         this.listeners.push(listener);
@@ -170,7 +182,7 @@ export class ZtunnelApp implements AdminSource {
       this.capture = new CaptureReconciler({ state: this.state, nodeName: config.nodeName, listenAddresses: this.listenAddresses(), logger: log });
       await this.capture.start();
     }
-    log.info({ address: config.nodeAddress, redis: describeRedis(config.redis), capture: config.capture, originalDst: originalDst.method, version: VERSION }, 'ztunnel started');
+    log.info({ address: config.nodeAddress, redis: describeRedis(config.redis), capture: config.capture, originalDst: this.originalDst?.method ?? 'hook', version: VERSION }, 'ztunnel started');
   }
 
   /** Admin shows this process's view; with workers, worker 0's (the one that owns capture). */

@@ -1,0 +1,222 @@
+/**
+ * Memory of the real ztunnel (issue 13: idle ≤ 50 MB, ≤ 10 KB per idle tunnelled
+ * connection, back within 10 % of the idle figure after they close). Two ZtunnelApp
+ * processes on loopback (ztunnel-rig.ts), a fresh pair per connection count:
+ *
+ *   idle      after start and a 2 s settle
+ *   held      N idle tunnelled connections open (each round-tripped one byte, so it is
+ *             tunnelled end to end), 2 s after the last opened
+ *   closed    every connection closed by the client and gone from both ztunnels
+ *   settled   --settle seconds later (the memory reclaimer looks every 2 s)
+ *
+ * Each figure per process (node-a: outbound side, node-b: inbound side): VmRSS, V8's
+ * committed heap and the heap in use (process.memoryUsage() over IPC), "off-heap" =
+ * RSS − committed heap, and file-backed RSS (smaps_rollup: Rss − Anonymous, mostly the
+ * node binary's code). Then CPU: the two processes' CPU per 1,000 connections opened
+ * and closed, and per GiB echoed through one tunnelled connection (--bulk-mib each way).
+ *
+ * `--variants` instead runs one pair per V8 flag set at --variant-count connections,
+ * each with its CPU cost, as ratios against the default flags of the same run.
+ *
+ *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256]
+ *       [--variants [--variant-count 2000] [--filter text]]
+ *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
+ */
+import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { cpuSeconds } from '../faults/observe';
+import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
+
+const MB = 1024 * 1024;
+
+const VARIANTS: Array<{ name: string; nodeArgs: string[] }> = [
+  { name: 'default', nodeArgs: [] },
+  { name: '--max-semi-space-size=1', nodeArgs: ['--max-semi-space-size=1'] },
+  { name: '--max-semi-space-size=4', nodeArgs: ['--max-semi-space-size=4'] },
+  { name: '--optimize-for-size', nodeArgs: ['--optimize-for-size'] },
+  { name: '--max-old-space-size=64', nodeArgs: ['--max-old-space-size=64'] },
+  { name: '--lite-mode', nodeArgs: ['--lite-mode'] },
+  { name: '--optimize-for-size --max-semi-space-size=1', nodeArgs: ['--optimize-for-size', '--max-semi-space-size=1'] },
+];
+
+interface Sample { mem: ChildMemory; fileBacked: number }
+
+async function sample(node: RigNode): Promise<Sample> {
+  const mem = await node.mem();
+  let fileBacked = NaN;
+  try {
+    const t = readFileSync(`/proc/${node.pid}/smaps_rollup`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(t)?.[1] ?? NaN) * 1024;
+    fileBacked = kb('Rss') - kb('Anonymous');
+  } catch { /* no smaps_rollup (old kernel): left NaN */ }
+  return { mem, fileBacked };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Opens `n` connections as the client pod, each round-tripping one byte through both ztunnels. */
+async function openTunnelled(rig: ZtunnelRig, n: number, concurrency = 64): Promise<net.Socket[]> {
+  const socks: net.Socket[] = [];
+  let next = 0;
+  const one = () => new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ host: rig.outbound.host, port: rig.outbound.port, localAddress: RIG_IP.client });
+    const timer = setTimeout(() => { s.destroy(); reject(new Error('no echo within 10 s')); }, 10_000);
+    s.once('error', (err) => { clearTimeout(timer); reject(err); });
+    s.once('connect', () => s.write('x'));
+    s.once('data', () => { clearTimeout(timer); s.removeAllListeners('error'); s.on('error', () => undefined); resolve(s); });
+  });
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) { next++; socks.push(await one()); }
+  }));
+  return socks;
+}
+
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Echoes `mib` MiB through one tunnelled connection; CPU seconds of both ztunnels per GiB each way. */
+async function bulkCpuPerGiB(rig: ZtunnelRig, mib: number): Promise<number> {
+  const [s] = await openTunnelled(rig, 1, 1);
+  const pids = [rig.nodeA.pid, rig.nodeB.pid];
+  const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const total = mib * MB;
+  await new Promise<void>((resolve, reject) => {
+    let got = 1; // the opening byte is already counted out
+    s!.on('data', (d: Buffer) => { got += d.length; if (got >= total) resolve(); });
+    s!.on('close', () => reject(new Error('closed before all bytes came back')));
+    let sent = 0;
+    const pump = () => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!s!.write(chunk)) return void s!.once('drain', pump);
+      }
+    };
+    pump();
+  });
+  s!.destroy();
+  return (pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0) / (mib / 1024);
+}
+
+interface Round {
+  count: number;
+  idle: [Sample, Sample];
+  held: [Sample, Sample];
+  closed: [Sample, Sample];
+  settled: [Sample, Sample];
+  cpuPer1000Conns: number;
+  cpuPerGiB: number;
+}
+
+async function round(count: number, settleS: number, bulkMib: number, nodeArgs: string[] = []): Promise<Round> {
+  const rig = await startZtunnelRig({ nodeArgs });
+  try {
+    const both = async () => [await sample(rig.nodeA), await sample(rig.nodeB)] as [Sample, Sample];
+    await sleep(2000);
+    const idle = await both();
+    const pids = [rig.nodeA.pid, rig.nodeB.pid];
+    const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+    const socks = await openTunnelled(rig, count);
+    await sleep(2000);
+    const held = await both();
+    for (const s of socks) s.destroy();
+    await until('both ztunnels to let every connection go', async () => (await rig.nodeA.mem()).tracked === 0 && (await rig.nodeB.mem()).tracked === 0);
+    const cpuPer1000Conns = (pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0) / (count / 1000);
+    const closed = await both();
+    await sleep(settleS * 1000);
+    const settled = await both();
+    const cpuPerGiB = bulkMib > 0 ? await bulkCpuPerGiB(rig, bulkMib) : NaN;
+    return { count, idle, held, closed, settled, cpuPer1000Conns, cpuPerGiB };
+  } finally {
+    await rig.stop();
+  }
+}
+
+const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+const mb = (n: number) => f(n / MB);
+
+function printRound(r: Round, settleS: number): void {
+  console.log(`\n### ${r.count} idle tunnelled connections\n`);
+  console.log('| ztunnel | phase | RSS MB | V8 heap committed MB | heap used MB | off-heap MB (RSS − committed) | file-backed MB | external MB | tracked | tunnels | reclaims |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const [i, role] of [[0, 'node-a (outbound)'], [1, 'node-b (inbound)']] as const) {
+    for (const [phase, s] of [['idle', r.idle[i]], [`${r.count} held`, r.held[i]], ['closed', r.closed[i]], [`+${settleS} s`, r.settled[i]]] as const) {
+      const m = s.mem;
+      console.log(`| ${role} | ${phase} | ${mb(m.rss)} | ${mb(m.heapCommitted)} | ${mb(m.heapUsed)} | ${mb(m.rss - m.heapCommitted)} | ${mb(s.fileBacked)} | ${mb(m.external)} | ${m.tracked} | ${m.tunnels} | ${m.reclaims} |`);
+    }
+  }
+}
+
+interface Summary { idleMb: number; perConnKb: number; heapPerConnKb: number; settledVsIdle: number }
+
+function summary(r: Round, i: 0 | 1): Summary {
+  const idle = r.idle[i].mem;
+  return {
+    idleMb: idle.rss / MB,
+    perConnKb: (r.held[i].mem.rss - idle.rss) / r.count / 1024,
+    heapPerConnKb: (r.held[i].mem.heapUsed - idle.heapUsed) / r.count / 1024,
+    settledVsIdle: r.settled[i].mem.rss / idle.rss - 1,
+  };
+}
+
+function args(argv: string[]) {
+  const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
+  const quick = argv.includes('--quick');
+  return {
+    counts: (get('--counts') ?? (quick ? '500' : '1000,5000')).split(',').map(Number),
+    settle: Number(get('--settle') ?? (quick ? 5 : 10)),
+    bulkMib: Number(get('--bulk-mib') ?? (quick ? 64 : 256)),
+    variants: argv.includes('--variants'),
+    variantCount: Number(get('--variant-count') ?? (quick ? 500 : 2000)),
+    filter: get('--filter'),
+  };
+}
+
+async function main(): Promise<void> {
+  const o = args(process.argv.slice(2));
+  console.log(`ztunnel memory bench: two ZtunnelApp processes on loopback (real Redis, CA, HBONE); node ${process.version}`);
+  if (o.variants) return variants(o);
+  const rounds: Round[] = [];
+  for (const count of o.counts) {
+    const r = await round(count, o.settle, o.bulkMib);
+    printRound(r, o.settle);
+    rounds.push(r);
+  }
+  console.log('\n## Summary (goals: idle ≤ 50 MB, ≤ 10 KB per idle tunnelled connection, within 10 % of idle after close)\n');
+  console.log('| connections | ztunnel | idle RSS MB | RSS per connection KB | heap in use per connection KB | after close + settle vs idle | CPU s per 1000 conns (both) | CPU s per GiB echoed (both) |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rounds) {
+    for (const [i, role] of [[0, 'node-a'], [1, 'node-b']] as const) {
+      const s = summary(r, i);
+      console.log(`| ${r.count} | ${role} | ${f(s.idleMb)} | ${f(s.perConnKb)} | ${f(s.heapPerConnKb)} | ${s.settledVsIdle >= 0 ? '+' : ''}${f(s.settledVsIdle * 100)} % | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} |`);
+    }
+  }
+}
+
+async function variants(o: ReturnType<typeof args>): Promise<void> {
+  const list = VARIANTS.filter((v) => !o.filter || v.name === 'default' || v.name.includes(o.filter));
+  const results: Array<{ name: string; r: Round }> = [];
+  for (const v of list) {
+    const r = await round(o.variantCount, o.settle, o.bulkMib, v.nodeArgs);
+    console.log(`${v.name}: done`);
+    results.push({ name: v.name, r });
+  }
+  const base = results[0]!.r;
+  const avg = (r: Round, k: keyof Summary) => (summary(r, 0)[k] + summary(r, 1)[k]) / 2;
+  console.log(`\n## V8 flags, ${o.variantCount} connections, both ztunnels averaged; ratios against default\n`);
+  console.log('| flags | idle RSS MB | ×default | RSS per connection KB | ×default | after close + settle vs idle | CPU s per 1000 conns | ×default | CPU s per GiB | ×default |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const { name, r } of results) {
+    console.log(`| ${name} | ${f(avg(r, 'idleMb'))} | ${f(avg(r, 'idleMb') / avg(base, 'idleMb'), 2)} | ${f(avg(r, 'perConnKb'))} | ${f(avg(r, 'perConnKb') / avg(base, 'perConnKb'), 2)} | `
+      + `${f(avg(r, 'settledVsIdle') * 100)} % | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPer1000Conns / base.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} | ${f(r.cpuPerGiB / base.cpuPerGiB, 2)} |`);
+  }
+}
+
+if (require.main === module) {
+  main().then(() => process.exit(0), (err: unknown) => { console.error(err); process.exit(1); });
+}
