@@ -29,6 +29,10 @@
  * On a machine shared with other work, max req/s swings with the neighbours' load; the
  * waypoint's own CPU time per request (from /proc, over the same rounds) does not, and for
  * a one-thread proxy max req/s is its inverse: that ratio is the one to read there.
+ *
+ * `--variant label:script:node-args` (repeated) compares waypoints the same way: of other
+ * builds (a copy of an older dist's bench/waypoint.js, so before/after share one run) or
+ * with other Node flags (V8 heap sizes), each round also a --rate phase (p99, CPU, RSS).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,7 +42,6 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import { generateRootCa, Issuer, type CaKeyPair } from '../ca/issuer';
 import { cpuSeconds, rssBytes } from '../faults/observe';
@@ -49,7 +52,7 @@ import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
-import { openLoop } from './open-loop';
+import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
 import { percentile } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
 
@@ -59,8 +62,6 @@ const VIP = '10.96.0.10';
 const UPSTREAM_IP = '127.0.0.2';
 const CLIENT_IP = '127.0.0.9';
 const SIZE = 1024;
-const REQUEST = Buffer.concat([Buffer.from(`POST /bench HTTP/1.1\r\nHost: echo.demo\r\nContent-Type: application/octet-stream\r\nContent-Length: ${SIZE}\r\n\r\n`), Buffer.alloc(SIZE, 0x61)]);
-const REQUEST_TIMEOUT_MS = 5000;
 
 interface Pem { keyPem: string; certPem: string; rootPem: string }
 type ChildConfig = { role: 'upstream'; tls: Pem } | { role: 'waypoint'; redis: string; root: CaKeyPair; sampling?: number };
@@ -102,10 +103,10 @@ if (process.argv[2] === '--child') {
 
 const children: ChildProcess[] = [];
 
-function startChild<T>(cfg: ChildConfig): Promise<{ child: ChildProcess; reply: T }> {
+function startChild<T>(cfg: ChildConfig, build: { script?: string; nodeArgs?: string[] } = {}): Promise<{ child: ChildProcess; reply: T }> {
   // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the children (the waypoint's profile says what limits it).
-  const execArgv = (process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...(build.nodeArgs ?? [])];
+  const child = fork(build.script ?? __filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('message', (m: T) => resolve({ child, reply: m }));
@@ -116,99 +117,6 @@ function startChild<T>(cfg: ChildConfig): Promise<{ child: ChildProcess; reply: 
 
 function stopAll(): void {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-}
-
-/** One keep-alive HTTP/1.1 client connection over any byte stream: one request at a time. */
-class Conn {
-  private buf: Buffer = Buffer.alloc(0);
-  private pending: { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout } | undefined;
-
-  constructor(private readonly s: Duplex) {
-    s.on('data', (d: Buffer) => { this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d; this.parse(); });
-    const fail = () => this.settle(new Error('connection closed'));
-    s.on('error', fail);
-    s.on('close', fail);
-  }
-
-  request(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.settle(new Error('no answer within 5 s')), REQUEST_TIMEOUT_MS);
-      this.pending = { resolve, reject, timer };
-      this.s.write(REQUEST);
-    });
-  }
-
-  close(): void { this.s.destroy(); }
-
-  private settle(err?: Error): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = undefined;
-    clearTimeout(p.timer);
-    if (err) p.reject(err); else p.resolve();
-  }
-
-  /** Content-Length or chunked answers (the body is 'b's, so the chunked terminator cannot occur inside it). */
-  private parse(): void {
-    const end = this.buf.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    const head = this.buf.subarray(0, end).toString('latin1');
-    const status = Number(head.slice(9, 12));
-    const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-    let total: number;
-    if (cl) total = end + 4 + Number(cl[1]);
-    else {
-      const t = this.buf.indexOf('\r\n0\r\n\r\n', end);
-      if (t < 0) return;
-      total = t + 7;
-    }
-    if (this.buf.length < total) return;
-    this.buf = this.buf.subarray(total);
-    this.settle(status === 200 ? undefined : new Error(`status ${status}`));
-  }
-}
-
-type Dial = () => Promise<Duplex>;
-interface Path { name: string; dial: Dial; proxyPids: () => number[] }
-
-async function openConns(dial: Dial, n: number): Promise<Conn[]> {
-  const conns: Conn[] = [];
-  for (let i = 0; i < n; i++) conns.push(new Conn(await dial()));
-  return conns;
-}
-
-/** Closed loop: every connection sends its next request when the last one is answered. */
-async function maxRate(dial: Dial, connections: number, seconds: number): Promise<{ rps: number; errors: number; done: number }> {
-  const conns = await openConns(dial, connections);
-  let done = 0;
-  let errors = 0;
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  await Promise.all(conns.map(async (c) => {
-    while (performance.now() < deadline) {
-      try { await c.request(); done++; } catch { errors++; break; }
-    }
-  }));
-  const elapsed = performance.now() - start;
-  for (const c of conns) c.close();
-  return { rps: (done / elapsed) * 1000, errors, done };
-}
-
-interface Fixed { p50: number; p99: number; achieved: number; errors: number; cpu: number; rssMb: number }
-
-/** Open loop at `rate`/s over 8 connections; latency from the scheduled send time (no coordinated omission). */
-async function fixedRate(dial: Dial, rate: number, seconds: number, pids: number[]): Promise<Fixed> {
-  const conns = await openConns(dial, 8);
-  for (const c of conns) await c.request();
-  const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
-  const { latencies: lat, errors, elapsedMs } = await openLoop(conns, rate, seconds * 1000, (c) => c.request());
-  const elapsed = elapsedMs / 1000;
-  const cpu = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
-  const rssMb = pids.reduce((a, p) => a + rssBytes(p), 0) / 2 ** 20;
-  for (const c of conns) c.close();
-  const achieved = lat.length / elapsed;
-  // vCPU used per 1000 req/s actually served.
-  return { p50: percentile(lat, 50), p99: percentile(lat, 99), achieved, errors, cpu: (cpu / elapsed) / (achieved / 1000), rssMb };
 }
 
 async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: { http: number; https: number }): Promise<{ proc: ChildProcess; tlsPort: number; plainPort: number }> {
@@ -233,9 +141,14 @@ async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: {
 
 const HELP = `usage: node dist/bench/waypoint.js [--seconds 5] [--rate 1000] [--connections 16]
        node dist/bench/waypoint.js --tracing [--seconds 5] [--rounds 3] [--connections 16]
+       node dist/bench/waypoint.js --variant label:script:node-args ... [--seconds 5] [--rounds 3] [--rate 1000]
 
   default    direct, the waypoint and HAProxy: max req/s, latency at --rate, CPU, RSS
   --tracing  the waypoint with trace sampling 0, 0.01 and 1.0: max req/s ratios against 0
+  --variant  waypoints of other builds (script: another dist's bench/waypoint.js; empty: this
+             one) or Node flags, in interleaved rounds: max req/s, CPU per request, p99, RSS,
+             as ratios against the first variant. E.g. --variant before:/tmp/old/dist/bench/waypoint.js:
+             --variant after:: --variant semi4::--max-semi-space-size=4
 `;
 
 async function main(): Promise<void> {
@@ -270,6 +183,13 @@ async function main(): Promise<void> {
     if (args.includes('--tracing')) {
       pool = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
       await tracingCost(pool, redis.url, root, { seconds, connections, rounds: opt('rounds', 3) });
+      return;
+    }
+    const variants = parseVariants(args);
+    if (variants.length > 0) {
+      pool = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
+      const o = { seconds, connections, rounds: opt('rounds', 3), rate };
+      printVariants(await compareVariants(pool, redis.url, root, variants, o), o);
       return;
     }
     const wp = await startChild<{ port: number }>({ role: 'waypoint', redis: redis.url, root });
@@ -314,46 +234,87 @@ async function main(): Promise<void> {
   }
 }
 
-/** The tracing cost: one waypoint per sampling ratio, max req/s in interleaved rounds, medians compared with tracing off. */
-async function tracingCost(pool: HbonePool, redis: string, root: CaKeyPair, o: { seconds: number; connections: number; rounds: number }): Promise<void> {
-  const variants: Array<{ name: string; sampling: number; dial: Dial; pid: number; rps: number[]; cpuUs: number[]; errors: number }> = [];
-  for (const [name, sampling] of [['off (0)', 0], ['default (0.01)', 0.01], ['all (1.0)', 1]] as const) {
-    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis, root, sampling });
+/** A waypoint to compare: its build (the bench script of another dist), its Node flags, its trace sampling. */
+interface Variant { name: string; script?: string; nodeArgs?: string[]; sampling?: number }
+
+/**
+ * `--variant label:script:node args`, e.g. `before:/tmp/old/dist/bench/waypoint.js:` and
+ * `semi4::--max-semi-space-size=4` (an empty script is this build).
+ */
+function parseVariants(args: string[]): Variant[] {
+  const out: Variant[] = [];
+  for (let i = args.indexOf('--variant'); i >= 0; i = args.indexOf('--variant', i + 1)) {
+    const [name, script, ...flags] = (args[i + 1] ?? '').split(':');
+    if (!name) throw new Error('--variant wants label:script:node args (script and args may be empty)');
+    out.push({ name, ...(script ? { script } : {}), nodeArgs: flags.join(':').split(' ').filter(Boolean) });
+  }
+  return out;
+}
+
+/**
+ * One waypoint per variant, in interleaved rounds (rotated, so no variant always runs
+ * first or right after another's GC debt): max req/s with the waypoint's CPU time per
+ * request, then the fixed rate's p99 and CPU per request; medians kept. CPU per request
+ * from /proc holds still on a loaded machine where max req/s does not.
+ */
+async function compareVariants(pool: HbonePool, redis: string, root: CaKeyPair, list: Variant[], o: { seconds: number; connections: number; rounds: number; rate: number }): Promise<Array<{ v: Variant; rps: number; cpuUs: number; p99: number; fixedCpuUs: number; rssMb: number; errors: number }>> {
+  const variants: Array<{ v: Variant; dial: Dial; pid: number; rps: number[]; cpuUs: number[]; p99: number[]; fixedCpuUs: number[]; rssMb: number[]; errors: number }> = [];
+  for (const v of list) {
+    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis, root, ...(v.sampling === undefined ? {} : { sampling: v.sampling }) }, v);
     const dial: Dial = async () => (await pool.open({
       sourceIdentity: id('client'), destinationIdentity: id('waypoint'), nextHop: { host: '127.0.0.1', port: wp.reply.port },
       authority: { ip: VIP, port: 80 }, forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
     })).stream;
     await maxRate(dial, o.connections, 1); // warm-up: tunnel, JIT, upstream pool
-    variants.push({ name, sampling, dial, pid: wp.child.pid!, rps: [], cpuUs: [], errors: 0 });
+    variants.push({ v, dial, pid: wp.child.pid!, rps: [], cpuUs: [], p99: [], fixedCpuUs: [], rssMb: [], errors: 0 });
   }
   for (let round = 0; round < o.rounds; round++) {
-    // Rotated each round, so no variant always runs first (or right after another's GC debt).
     for (let i = 0; i < variants.length; i++) {
-      const v = variants[(i + round) % variants.length]!;
-      const cpu0 = cpuSeconds(v.pid);
-      const r = await maxRate(v.dial, o.connections, o.seconds);
-      const cpuUs = ((cpuSeconds(v.pid) - cpu0) / Math.max(1, r.done)) * 1e6;
-      v.rps.push(r.rps);
-      v.cpuUs.push(cpuUs);
-      v.errors += r.errors;
-      console.error(`round ${round + 1}: sampling ${v.sampling}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(1)} µs CPU per request`);
+      const x = variants[(i + round) % variants.length]!;
+      const cpu0 = cpuSeconds(x.pid);
+      const r = await maxRate(x.dial, o.connections, o.seconds);
+      const cpuUs = ((cpuSeconds(x.pid) - cpu0) / Math.max(1, r.done)) * 1e6;
+      x.rps.push(r.rps);
+      x.cpuUs.push(cpuUs);
+      x.errors += r.errors;
+      let line = `round ${round + 1}: ${x.v.name}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(1)} µs CPU per request`;
+      if (o.rate > 0) {
+        const f = await fixedRate(x.dial, o.rate, o.seconds, [x.pid]);
+        x.p99.push(f.p99);
+        x.fixedCpuUs.push(f.cpu * 1000); // vCPU per 1000 req/s = ms CPU per request
+        x.rssMb.push(f.rssMb);
+        x.errors += f.errors;
+        line += `; at ${o.rate} req/s: p99 ${f.p99.toFixed(3)} ms, ${(f.cpu * 1000).toFixed(1)} µs CPU per request, ${f.rssMb.toFixed(1)} MB`;
+      }
+      console.error(line);
     }
   }
-  const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
-  const off = median(variants[0]!.rps);
-  const offCpu = median(variants[0]!.cpuUs);
-  const f = (n: number, d: number) => n.toFixed(d);
-  console.log(`\nclosed loop, ${o.connections} connections, ${o.seconds} s per round, ${o.rounds} rounds (medians); each request a new trace.`);
-  console.log('CPU: the waypoint process\'s user+system time per request served; capacity = max req/s as CPU allows it (off = 1).\n');
-  console.log('| trace sampling | max req/s | rounds | × off | µs CPU per request | capacity × off | errors |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const v of variants) {
-    const m = median(v.rps);
-    const c = median(v.cpuUs);
-    console.log(`| ${v.name} | ${f(m, 0)} | ${v.rps.map((x) => f(x, 0)).join(', ')} | ${f(m / off, 3)} | ${f(c, 1)} | ${f(offCpu / c, 3)} | ${v.errors} |`);
+  const median = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
+  return variants.map((x) => ({ v: x.v, rps: median(x.rps), cpuUs: median(x.cpuUs), p99: median(x.p99), fixedCpuUs: median(x.fixedCpuUs), rssMb: median(x.rssMb), errors: x.errors }));
+}
+
+function printVariants(rows: Awaited<ReturnType<typeof compareVariants>>, o: { seconds: number; connections: number; rounds: number; rate: number }): void {
+  const f = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+  const [base] = rows as [typeof rows[0]];
+  console.log(`\nclosed loop, ${o.connections} connections, ${o.seconds} s per round, ${o.rounds} rounds (medians)${o.rate > 0 ? `; then ${o.rate} req/s open loop, ${o.seconds} s` : ''}.`);
+  console.log(`CPU: the waypoint process's user+system time per request served; capacity = max req/s as CPU allows it (× ${base.v.name}).\n`);
+  console.log(`| variant | max req/s | × ${base.v.name} | µs CPU per request | capacity × ${base.v.name} | p99 ms at ${o.rate} req/s | µs CPU per request at ${o.rate} req/s | RSS MB | errors |`);
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.v.name} | ${f(r.rps, 0)} | ${f(r.rps / base.rps, 3)} | ${f(r.cpuUs, 1)} | ${f(base.cpuUs / r.cpuUs, 3)} | ${f(r.p99, 3)} | ${f(r.fixedCpuUs, 1)} | ${f(r.rssMb, 1)} | ${r.errors} |`);
   }
-  const cost = (i: number) => (1 - median(variants[i]!.rps) / off) * 100;
-  const cpuCost = (i: number) => (1 - offCpu / median(variants[i]!.cpuUs)) * 100;
+}
+
+/** The tracing cost: sampling 0, 0.01 and 1.0, compared with tracing off. */
+async function tracingCost(pool: HbonePool, redis: string, root: CaKeyPair, o: { seconds: number; connections: number; rounds: number }): Promise<void> {
+  const opts = { ...o, rate: 0 };
+  const rows = await compareVariants(pool, redis, root, [
+    { name: 'off (0)', sampling: 0 }, { name: 'default (0.01)', sampling: 0.01 }, { name: 'all (1.0)', sampling: 1 },
+  ], opts);
+  printVariants(rows, opts);
+  const cost = (i: number) => (1 - rows[i]!.rps / rows[0]!.rps) * 100;
+  const cpuCost = (i: number) => (1 - rows[0]!.cpuUs / rows[i]!.cpuUs) * 100;
+  const f = (n: number, d: number) => n.toFixed(d);
   const verdict = (x: number, limit: number) => (x <= limit ? 'met' : 'NOT met');
   console.log(`\ndefault sampling costs ≤ 2 %: max req/s ${f(cost(1), 1)} % (${verdict(cost(1), 2)}), CPU capacity ${f(cpuCost(1), 1)} % (${verdict(cpuCost(1), 2)})`);
   console.log(`100 % sampling costs ≤ 10 %: max req/s ${f(cost(2), 1)} % (${verdict(cost(2), 10)}), CPU capacity ${f(cpuCost(2), 1)} % (${verdict(cpuCost(2), 10)})`);
