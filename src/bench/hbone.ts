@@ -13,19 +13,25 @@
  * medians are printed: loopback on a shared CPU is noisy, so compare ratios within
  * one run, not across machines.
  *
+ * CPU is also printed per unit of work, each proxy process and both summed: ms per GiB
+ * over the iperf3 phase, and vCPU per 1,000 req/s over the paced 1 KiB phase (issue 13's
+ * "ztunnel CPU per 1,000 req/s"), with the HAProxy pair's and the ratios. `--baseline
+ * <dist dir>` adds the weft setup run from another build, for before/after in one run.
+ *
  * Findings that shaped the defaults (see the report in the commit history): Node's
  * 64 KiB default windows cost ~30 %; batching socket writes per loop turn (src/hbone/pipe.ts)
  * was the largest single gain; frame size, bigger windows and GC flags were noise.
  *
  *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3]
  *       [--variants [--filter text]] [--weft-only] [--no-latency | --latency-only]
+ *       [--baseline <other build's dist dir>]
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
@@ -106,7 +112,9 @@ async function runChild(cfg: ChildConfig): Promise<number[]> {
   const connections = new ConnectionRegistry();
   if (cfg.role === 'node-b') {
     const inbound = new InboundServer({ state, certs, logger, connections, nodeName: 'node-b', tuning: cfg.tuning,
-      originalDst: fixedOriginalDst({ ip: SERVER_POD, port: 15008 }) });
+      originalDst: fixedOriginalDst({ ip: SERVER_POD, port: 15008 }),
+      // Every bench address is on loopback, so "an address of this node" must mean NODE_B only.
+      loopGuard: loopGuard(exactSelfAddresses([NODE_B])) });
     return [(await inbound.listen(NODE_B, 0)).port];
   }
   const pool = new HbonePool({ certs, logger, tuning: cfg.tuning });
@@ -139,10 +147,11 @@ if (process.argv[2] === '--child') {
 
 const children: ChildProcess[] = [];
 
-function startChild(cfg: ChildConfig, nodeArgs: string[] = []): Promise<number[]> {
+/** `script`: another build's dist/bench/hbone.js (--baseline), or this one. */
+function startChild(cfg: ChildConfig, nodeArgs: string[] = [], script = __filename): Promise<number[]> {
   // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the proxy processes.
   const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
-  const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const child = fork(script, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('message', (m: { ports: number[] }) => resolve(m.ports));
@@ -174,14 +183,33 @@ async function issue(): Promise<{ certs: Certs; roots: string; root: { certPem: 
   return { certs, roots: root.certPem, root };
 }
 
-/** One iperf3 stream; returns Gbit/s received. */
+/**
+ * One iperf3 stream; returns Gbit/s received (the sender's figure if the receiver's is
+ * missing), or NaN with a warning when iperf3 reports an error: one failed run must
+ * not lose the others' figures.
+ */
 function iperf(host: string, port: number, seconds: number, bind?: string): number {
   const args = ['-c', host, '-p', String(port), '-t', String(seconds), '-J', '-P', '1'];
   if (bind) args.push('-B', bind);
   const r = spawnSync('iperf3', args, { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
-  if (r.status !== 0) throw new Error(`iperf3 failed: ${r.stderr || r.stdout.slice(0, 500)}`);
-  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-  return j.end.sum_received.bits_per_second / 1e9;
+  return iperfGbps(r.stdout ?? '', r.status === 0 ? undefined : (r.stderr || `exit ${r.status ?? r.signal}`));
+}
+
+interface IperfSum { bits_per_second?: number }
+/** iperf3 -J output: `end.sum_received` / `end.sum_sent`, or `error` when the test failed. */
+interface IperfResult { error?: string; end?: { sum_received?: IperfSum; sum_sent?: IperfSum } }
+
+function iperfGbps(stdout: string, failure?: string): number {
+  let j: IperfResult = {};
+  try {
+    j = JSON.parse(stdout) as IperfResult;
+  } catch {
+    // Not JSON (killed, or iperf3 missing): the failure text says why.
+  }
+  const bps = j.end?.sum_received?.bits_per_second ?? j.end?.sum_sent?.bits_per_second;
+  if (typeof bps === 'number' && Number.isFinite(bps) && !j.error) return bps / 1e9;
+  console.error(`iperf3 gave no throughput: ${j.error ?? failure ?? stdout.slice(0, 300)}`);
+  return NaN;
 }
 
 async function echoServer(host: string): Promise<{ port: number; close(): void }> {
@@ -192,21 +220,36 @@ async function echoServer(host: string): Promise<{ port: number; close(): void }
 }
 
 interface Latency { p50: number; p90: number; p99: number; p999: number; n: number }
+interface FixedRate { lat: Latency; /** CPU seconds of each of `pids` over the paced phase (not the warm-up). */ cpu: number[]; /** Round trips per second achieved. */ achieved: number; elapsed: number }
 
-/** 1 KiB echo round trips paced at `rate`/s on one connection. */
-async function latency(host: string, port: number, rate: number, seconds: number, bind?: string): Promise<Latency> {
+/** CPU seconds (utime + stime, /proc) of each process. */
+function cpuOf(pids: number[]): number[] {
+  return pids.map((p) => cpuSeconds(p) || 0);
+}
+
+/** 1 KiB echo round trips paced at `rate`/s on one connection; the CPU of `pids` over the paced phase. */
+async function latency(host: string, port: number, rate: number, seconds: number, pids: number[], bind?: string): Promise<FixedRate> {
   const s = net.connect({ host, port, localAddress: bind, noDelay: true });
   await new Promise<void>((r, j) => { s.once('connect', () => r()); s.once('error', j); });
   const size = 1024;
   const payload = Buffer.alloc(size, 0x61);
   let want = 0;
   let wake: (() => void) | undefined;
+  let broken: Error | undefined;
+  let fail: ((err: Error) => void) | undefined;
   s.on('data', (b: Buffer) => { want -= b.length; if (want <= 0 && wake) { const w = wake; wake = undefined; w(); } });
-  const roundTrip = () => new Promise<void>((r) => { want += size; wake = r; s.write(payload); });
+  // A proxy that refuses or drops the connection ends the phase (NaN figures), not the bench.
+  s.on('error', () => {});
+  s.on('close', () => { broken = new Error(`the ${host}:${port} connection closed during the latency phase`); fail?.(broken); });
+  const roundTrip = () => new Promise<void>((r, j) => {
+    if (broken) return j(broken);
+    want += size; wake = r; fail = j; s.write(payload);
+  });
   for (let i = 0; i < 200; i++) await roundTrip(); // warm-up: tunnel, JIT
   const samples: number[] = [];
   const interval = 1000 / rate;
   const total = Math.floor(rate * seconds);
+  const cpu0 = cpuOf(pids);
   const start = performance.now();
   for (let i = 0; i < total; i++) {
     const due = start + i * interval;
@@ -218,9 +261,12 @@ async function latency(host: string, port: number, rate: number, seconds: number
     await roundTrip();
     samples.push(performance.now() - sent);
   }
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = cpuOf(pids).map((c, i) => c - cpu0[i]!);
   s.destroy();
   samples.sort((a, b) => a - b);
-  return { p50: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), p999: percentile(samples, 99.9), n: samples.length };
+  const lat = { p50: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), p999: percentile(samples, 99.9), n: samples.length };
+  return { lat, cpu, achieved: samples.length / elapsed, elapsed };
 }
 
 /** Two haproxy processes, one per "node", with one listener per route (TCP mode, TLS 1.3 mTLS between them). */
@@ -253,14 +299,18 @@ function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-/** utime + stime of a process, in seconds (Linux). */
+/** `pids`: the proxy processes, source node's first. */
 interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[] }
 interface Setup { name: string; start(): Promise<Running> }
-interface Sample { gbps: number; cpuMsPerGiB: number; lat: Latency }
+/** CPU figures are per proxy process, source node's first; NaN where not measured. */
+interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k: number[] }
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** Median of the finite values (a failed run's NaN is left out); NaN when none. */
 function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 }
 
 async function main(): Promise<void> {
@@ -280,12 +330,12 @@ async function main(): Promise<void> {
     await waitListening(SERVER_POD, iperfPort);
     const { certs, roots } = await issue();
     const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echo.port }];
-    const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[]): Setup => ({
+    const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[], script?: string): Setup => ({
       name,
       async start() {
-        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 }, nodeArgs);
-        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes }, nodeArgs);
-        return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: children.map((c) => c.pid!) };
+        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 }, nodeArgs, script);
+        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes }, nodeArgs, script);
+        return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: children.map((c) => c.pid!).reverse() };
       },
     });
     const setups: Setup[] = [
@@ -293,6 +343,10 @@ async function main(): Promise<void> {
       ...(args.includes('--variants') ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
         .map((v) => weft(v.name, v.tuning, v.nodeArgs)),
     ];
+    // --baseline <dist dir>: the same setup run from another build (e.g. main's, built
+    // into a directory of its own), interleaved, for before/after ratios in one run.
+    const baseline = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined;
+    if (baseline) setups.push(weft(`weft baseline (${baseline})`.slice(0, 64), {}, undefined, join(resolve(baseline), 'bench', 'hbone.js')));
     if (has('haproxy')) {
       setups.push({
         name: 'haproxy mTLS TCP pair (nbthread 1)',
@@ -307,10 +361,11 @@ async function main(): Promise<void> {
     // Interleaved repetitions: drift of a shared machine hits every setup alike.
     for (let r = 0; r < repeat; r++) {
       for (const setup of setups) {
+        console.error(`[${new Date().toISOString().slice(11, 19)}] round ${r + 1}/${repeat}: ${setup.name}`);
         const run = await setup.start();
-        const cpu0 = run.pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0);
+        const cpu0 = cpuOf(run.pids);
         const gbps = args.includes('--latency-only') ? NaN : iperf(run.host, run.tputPort, seconds, run.bind);
-        const cpu = run.pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0) - cpu0;
+        const cpu = cpuOf(run.pids).map((c, i) => c - cpu0[i]!);
         if (process.env.WEFT_BENCH_STATS) {
           for (const p of run.pids) {
             const st = readFileSync(`/proc/${p}/status`, 'utf8');
@@ -319,10 +374,16 @@ async function main(): Promise<void> {
           }
         }
         const gib = (gbps * 1e9 * seconds) / 8 / 2 ** 30;
-        const lat = args.includes('--no-latency')
-          ? { p50: NaN, p90: NaN, p99: NaN, p999: NaN, n: 0 }
-          : await latency(run.host, run.latPort, rate, seconds, run.bind);
-        samples.get(setup.name)!.push({ gbps, cpuMsPerGiB: run.pids.length ? (cpu * 1000) / gib : 0, lat });
+        const none: FixedRate = { lat: { p50: NaN, p90: NaN, p99: NaN, p999: NaN, n: 0 }, cpu: run.pids.map(() => NaN), achieved: NaN, elapsed: NaN };
+        const fixed = args.includes('--no-latency') ? none
+          : await latency(run.host, run.latPort, rate, seconds, run.pids, run.bind).catch((err: Error) => { console.error(err.message); return none; });
+        samples.get(setup.name)!.push({
+          gbps,
+          cpuMsPerGiB: cpu.map((c) => (c * 1000) / gib),
+          lat: fixed.lat,
+          // vCPU = CPU seconds per second; per 1,000 round trips per second achieved.
+          vcpuPer1k: fixed.cpu.map((c) => c / fixed.elapsed / (fixed.achieved / 1000)),
+        });
         stopAll();
         await new Promise((res) => setTimeout(res, 300));
       }
@@ -344,17 +405,32 @@ function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: n
   console.log(`Latency: 1 KiB echo round trips at ${o.rate}/s on one connection, ms; added = minus direct.\n`);
   console.log('setup'.padEnd(64) + ' Gbit/s (min-max)    vs direct  CPU ms/GiB    p50     p90     p99   p99.9  added p50  added p99');
   for (const name of names) {
-    const ss = samples.get(name)!;
-    const g = ss.map((s) => s.gbps);
-    const range = `(${Math.min(...g).toFixed(1)}-${Math.max(...g).toFixed(1)})`.padEnd(12);
+    const g = samples.get(name)!.map((s) => s.gbps).filter(Number.isFinite);
+    const range = (g.length ? `(${Math.min(...g).toFixed(1)}-${Math.max(...g).toFixed(1)})` : '(failed)').padEnd(12);
     const p = (k: keyof Latency) => med(name, (s) => s.lat[k]);
     console.log(`${name.padEnd(64)} ${med(name, (s) => s.gbps).toFixed(2).padStart(6)} ${range} ${(med(name, (s) => s.gbps) / med(direct, (s) => s.gbps)).toFixed(3).padStart(8)}` +
-      `  ${med(name, (s) => s.cpuMsPerGiB).toFixed(0).padStart(9)}  ${f(p('p50'))} ${f(p('p90'))} ${f(p('p99'))} ${f(p('p999'))}  ${f(p('p50') - med(direct, (s) => s.lat.p50))}  ${f(p('p99') - med(direct, (s) => s.lat.p99))}`);
+      `  ${med(name, (s) => sum(s.cpuMsPerGiB)).toFixed(0).padStart(9)}  ${f(p('p50'))} ${f(p('p90'))} ${f(p('p99'))} ${f(p('p999'))}  ${f(p('p50') - med(direct, (s) => s.lat.p50))}  ${f(p('p99') - med(direct, (s) => s.lat.p99))}`);
+  }
+  // Proxy CPU per unit of work: steadier than rates on a shared machine (issue 13's
+  // "ztunnel CPU per 1,000 req/s" and CPU per byte), each proxy process and both summed.
+  console.log(`\nProxy CPU (/proc utime+stime). Per GiB: over the iperf3 phase. Per 1,000 req/s: over the paced ${o.rate}/s 1 KiB phase (warm-up excluded), vCPU = CPU s per s.\n`);
+  console.log('setup'.padEnd(64) + ' ms/GiB both  source  dest   vCPU/1k req/s both  source  dest');
+  const proxied = names.filter((n) => samples.get(n)!.some((s) => s.cpuMsPerGiB.length > 0));
+  for (const name of proxied) {
+    const each = (pick: (s: Sample) => number[], i: number) => med(name, (s) => pick(s)[i] ?? NaN);
+    console.log(`${name.padEnd(64)} ${med(name, (s) => sum(s.cpuMsPerGiB)).toFixed(0).padStart(12)} ${each((s) => s.cpuMsPerGiB, 0).toFixed(0).padStart(7)} ${each((s) => s.cpuMsPerGiB, 1).toFixed(0).padStart(6)}` +
+      `   ${med(name, (s) => sum(s.vcpuPer1k)).toFixed(3).padStart(18)} ${each((s) => s.vcpuPer1k, 0).toFixed(3).padStart(7)} ${each((s) => s.vcpuPer1k, 1).toFixed(3).padStart(6)}`);
   }
   const ha = names.find((n) => n.startsWith('haproxy'));
-  if (ha && names[1]) {
-    console.log(`\n${names[1]} vs haproxy: ${(med(names[1], (s) => s.gbps) / med(ha, (s) => s.gbps)).toFixed(2)}x throughput, ` +
-      `${(med(names[1], (s) => s.cpuMsPerGiB) / med(ha, (s) => s.cpuMsPerGiB)).toFixed(2)}x CPU per byte`);
+  const weft = names.filter((n) => n.startsWith('weft'));
+  if (ha) {
+    console.log('');
+    for (const w of weft) {
+      const r = (pick: (s: Sample) => number) => (med(w, pick) / med(ha, pick)).toFixed(2);
+      console.log(`${w} vs haproxy: ${r((s) => s.gbps)}x throughput, ${r((s) => sum(s.cpuMsPerGiB))}x CPU per byte, ` +
+        `${r((s) => sum(s.vcpuPer1k))}x CPU per 1,000 req/s, added p99 ${(med(w, (s) => s.lat.p99) - med(direct, (s) => s.lat.p99)).toFixed(3)} ms ` +
+        `(haproxy ${(med(ha, (s) => s.lat.p99) - med(direct, (s) => s.lat.p99)).toFixed(3)} ms)`);
+    }
   }
 }
 
