@@ -1,6 +1,6 @@
 /**
  * The pure decisions behind single-identity callers (waypoints): reading a CSR's names
- * (RSA from our code, ECDSA from openssl), what may be issued for a granted identity,
+ * (ECDSA and RSA from our code, ECDSA from openssl), what may be issued for a granted identity,
  * and the TokenReview/pod steps of the cluster path. No network, no clock.
  */
 import t from 'tap';
@@ -21,7 +21,8 @@ function opensslCsr(san: string): string {
 }
 
 t.test('CSR names: ours and openssl\'s, every SAN kind', async (t) => {
-  t.same(csrSubjectAltNames((await generateKeyAndCsr({ uri: ID })).csrPem), { uris: [ID], others: [] }, 'our RSA CSR with a URI');
+  t.same(csrSubjectAltNames((await generateKeyAndCsr({ uri: ID })).csrPem), { uris: [ID], others: [] }, 'our ECDSA CSR with a URI');
+  t.same(csrSubjectAltNames((await generateKeyAndCsr({ uri: ID, keyType: 'rsa' })).csrPem), { uris: [ID], others: [] }, 'our RSA CSR with a URI');
   t.same(csrSubjectAltNames((await generateKeyAndCsr()).csrPem), { uris: [], others: [] }, 'our node CSR names nothing');
   t.same(csrSubjectAltNames(opensslCsr(`URI:${ID},DNS:a.example,IP:10.0.0.1,email:a@b.c,URI:spiffe://x/y`)), {
     uris: [ID, 'spiffe://x/y'], others: ['DNS:a.example', 'IP:0a000001', 'email:a@b.c'],

@@ -1,49 +1,59 @@
 /**
- * CA throughput: `npx tsc -p . && node dist/bench/ca.js [--count N] [--concurrency C] [--e2e-count N] [--json]`.
+ * CA throughput: `npx tsc -p . && node dist/bench/ca.js [--rounds R] [--count N] [--e2e-count N] [--rsa-count N] [--json]`.
  *
- * The CA runs in a child process (its own core and event loop, as in a real mesh)
- * with a 1,000-workload registry; this process is the node. Three figures:
- *   sign:  Issuer.signCsr in-process, no network (the CA's CPU ceiling per core);
- *   issue: CreateCertificate over gRPC/mutual TLS with CSRs made up front (the CA);
- *   e2e:   key generation + CSR + CreateCertificate per certificate (what a node sees).
+ * The CA runs in child processes (their own core and event loop, as in a real mesh)
+ * with a 1,000-workload registry, one with an RSA-2048 root and one with an ECDSA P-256
+ * root; this process is the node. RSA-2048 (the old default) and ECDSA P-256 keys are
+ * compared in interleaved rounds, medians printed:
+ *   keygen: key generation + CSR, client side;
+ *   sign:   Issuer.signCsr in-process, no network (the CA's CPU ceiling per core);
+ *   issue:  CreateCertificate over gRPC/mutual TLS with CSRs made up front (the CA);
+ *   e2e:    key generation + CSR + CreateCertificate per certificate (what a node sees);
+ *   tls:    loopback mutual-TLS handshakes with each kind of certificate.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
+import { loadavg as osLoadavg } from 'node:os';
 import { Registry } from 'prom-client';
-import { nodeIdentity } from '../ca/authorize';
 import { CaClient } from '../ca/client';
-import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
+import { generateKeyAndCsr, generateRootCa, Issuer, type KeyType } from '../ca/issuer';
 import type { JoinTokenVerifier } from '../ca/join-tokens';
 import { CaServer } from '../ca/server';
 import { limitsFor } from '../ca/rate-limit';
+import { formatTable } from '../cli/output';
 import { WeftError } from '../lib/errors';
 import { silentLogger } from '../lib/log';
 import { parse, parseOptions } from '../lib/options';
 import { ambientNamespace, workloadRecord } from '../registry/fixtures';
 import { MeshState } from '../registry/state';
 import { percentile } from './stats';
+import { measureHandshakes, type TlsIdentity } from './tls-handshakes';
 
 const TD = 'cluster.local';
 const WORKLOADS = 1000;
 const TOKEN = 'weft-join.bench';
 
 const specs = {
-  count: { flag: 'count', default: 2000, description: 'certificates for the issue phase', parse: parse.int({ min: 1 }) },
-  e2eCount: { flag: 'e2e-count', default: 300, description: 'certificates for the end-to-end phase', parse: parse.int({ min: 1 }) },
+  rounds: { flag: 'rounds', default: 3, description: 'interleaved rounds (medians are printed)', parse: parse.int({ min: 1, max: 20 }) },
+  count: { flag: 'count', default: 1000, description: 'certificates per round for the sign and issue phases', parse: parse.int({ min: 1 }) },
+  e2eCount: { flag: 'e2e-count', default: 500, description: 'ECDSA certificates per round for the keygen and end-to-end phases', parse: parse.int({ min: 1 }) },
+  rsaCount: { flag: 'rsa-count', default: 30, description: 'RSA certificates per round for the keygen and end-to-end phases (7-8/s)', parse: parse.int({ min: 1 }) },
+  handshakes: { flag: 'handshakes', default: 300, description: 'TLS handshakes per round and certificate kind', parse: parse.int({ min: 1 }) },
   concurrency: { flag: 'concurrency', default: 16, description: 'requests in flight', parse: parse.int({ min: 1, max: 1024 }) },
-  csrs: { flag: 'csrs', default: 64, description: 'distinct CSRs prepared up front (reused round-robin)', parse: parse.int({ min: 1 }) },
+  csrs: { flag: 'csrs', default: 64, description: 'distinct CSRs prepared up front per key type (reused round-robin)', parse: parse.int({ min: 1 }) },
   json: { flag: 'json', boolean: true, default: false, description: 'print one JSON object', parse: parse.bool() },
-  serve: { flag: 'serve', boolean: true, default: false, description: '(internal) run as the CA child process', parse: parse.bool() },
+  serve: { flag: 'serve', default: 'no', description: '(internal) run as the CA child process with a root of this key type', parse: parse.oneOf(['no', 'rsa', 'ec'] as const) },
 };
 
 interface Ready { port: number; rootPem: string }
+interface Cpu { user: number; system: number }
 
 function identity(i: number): string {
   return `spiffe://${TD}/ns/bench/sa/sa-${i % WORKLOADS}`;
 }
 
-/** Child: the CA with a registry of WORKLOADS workloads on node-1 and a fixed join token. */
-async function serveCa(): Promise<void> {
-  const issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
+/** Child: the CA with a registry of WORKLOADS workloads on node-1 and a fixed join token; answers 'cpu' with its CPU time. */
+async function serveCa(rootKey: KeyType): Promise<void> {
+  const issuer = new Issuer(await generateRootCa({ trustDomain: TD, keyType: rootKey }), { trustDomain: TD });
   const state = new MeshState({ trustDomain: TD });
   state.replaceAll({
     node: [], namespace: [ambientNamespace('bench')], service: [], policy: [], peerauth: [],
@@ -58,16 +68,18 @@ async function serveCa(): Promise<void> {
     issuer, trustDomain: TD, authorizer: state, joinTokens, logger: silentLogger(), metrics: new Registry(), csrLimits: limitsFor(1_000_000),
   });
   const port = await server.start({ host: '127.0.0.1', port: 0 });
+  process.on('message', (m) => { if (m === 'cpu') process.send!(process.cpuUsage() satisfies Cpu); });
   process.send!({ port, rootPem: issuer.rootPem } satisfies Ready);
   process.on('disconnect', () => { void server.stop(100).then(() => process.exit(0)); });
 }
 
-interface Phase { name: string; count: number; seconds: number; perSecond: number; p50Ms: number; p99Ms: number }
+interface Sample { perSecond: number; p50Ms: number; p99Ms: number; cpuUs: number }
 
-/** Runs `op` `count` times with `concurrency` in flight; latencies per op. */
-async function phase(name: string, count: number, concurrency: number, op: (i: number) => Promise<void>): Promise<Phase> {
+/** Runs `op` `count` times with `concurrency` in flight; `cpu` reads the CPU time (µs) charged to the work. */
+async function run(count: number, concurrency: number, cpu: () => Promise<number>, op: (i: number) => Promise<void>): Promise<Sample> {
   const latencies: number[] = [];
   let next = 0;
+  const cpu0 = await cpu();
   const started = process.hrtime.bigint();
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, async () => {
     while (next < count) {
@@ -78,60 +90,146 @@ async function phase(name: string, count: number, concurrency: number, op: (i: n
     }
   }));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuUs = (await cpu()) - cpu0;
   latencies.sort((a, b) => a - b);
-  return { name, count, seconds, perSecond: count / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return { perSecond: count / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUs: cpuUs / count };
+}
+
+const selfCpu = async (): Promise<number> => { const c = process.cpuUsage(); return c.user + c.system; };
+
+interface CaChild { child: ChildProcess; client: CaClient; cpu: () => Promise<number> }
+
+async function startCa(rootKey: KeyType, warmCsr: string): Promise<CaChild> {
+  const child = fork(__filename, ['--serve', rootKey], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Ready));
+    child.once('exit', (code) => reject(new Error(`CA child exited with ${code}`)));
+  });
+  const client = new CaClient({ address: `127.0.0.1:${ready.port}`, rootPem: ready.rootPem, trustDomain: TD, serverName: 'localhost' });
+  await client.join('node-1', TOKEN);
+  if (!client.nodeCredentials) throw new Error('join failed');
+  // Warm the connection so the handshake is not in the figures.
+  await client.createCertificate(warmCsr, 0, identity(0));
+  const cpu = () => new Promise<number>((resolve) => {
+    child.once('message', (m) => { const c = m as Cpu; resolve(c.user + c.system); });
+    child.send('cpu');
+  });
+  return { child, client, cpu };
+}
+
+/** Medians per phase name over the rounds, in first-seen order. */
+class Results {
+  private readonly samples = new Map<string, { unit: string; cpuWho: string; list: Sample[] }>();
+  add(name: string, unit: string, cpuWho: string, s: Sample): void {
+    const e = this.samples.get(name) ?? { unit, cpuWho, list: [] };
+    e.list.push(s);
+    this.samples.set(name, e);
+  }
+  medians(): Array<{ name: string; unit: string; cpuWho: string; rounds: number } & Sample> {
+    const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+    return [...this.samples].map(([name, e]) => ({
+      name, unit: e.unit, cpuWho: e.cpuWho, rounds: e.list.length,
+      perSecond: med(e.list.map((s) => s.perSecond)), p50Ms: med(e.list.map((s) => s.p50Ms)),
+      p99Ms: med(e.list.map((s) => s.p99Ms)), cpuUs: med(e.list.map((s) => s.cpuUs)),
+    }));
+  }
+}
+
+async function leaf(issuer: Issuer, keyType: KeyType, who: string): Promise<TlsIdentity> {
+  const { keyPem, csrPem } = await generateKeyAndCsr({ keyType });
+  return { keyPem, chain: issuer.signCsr(csrPem, { identity: `spiffe://${TD}/ns/bench/sa/${who}`, ttlMs: 3_600_000 }).slice(0, 1) };
 }
 
 async function main(argv: string[]): Promise<void> {
   const { values: o } = parseOptions(specs, argv);
-  if (o.serve) return serveCa();
+  if (o.serve !== 'no') return serveCa(o.serve as KeyType);
 
-  const csrs = await Promise.all(Array.from({ length: o.csrs }, () => generateKeyAndCsr()));
-  const results: Phase[] = [];
-
-  // In-process signing ceiling (one core, no TLS, no gRPC).
-  const local = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
-  results.push(await phase('sign (in-process, no network)', o.count, 1, async (i) => {
-    local.signCsr(csrs[i % csrs.length]!.csrPem, { identity: identity(i), ttlMs: 86_400_000 });
-  }));
-
-  const child = fork(__filename, ['--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const types: KeyType[] = ['rsa', 'ec'];
+  const label = { rsa: 'RSA-2048', ec: 'ECDSA P-256' } as const;
+  const csrs = { rsa: [] as string[], ec: [] as string[] };
+  for (const t of types) {
+    csrs[t] = (await Promise.all(Array.from({ length: o.csrs }, () => generateKeyAndCsr({ keyType: t })))).map((k) => k.csrPem);
+  }
+  const roots = {
+    rsa: new Issuer(await generateRootCa({ trustDomain: TD, keyType: 'rsa' }), { trustDomain: TD }),
+    ec: new Issuer(await generateRootCa({ trustDomain: TD, keyType: 'ec' }), { trustDomain: TD }),
+  };
+  const certs = {
+    rsaRsa: { server: await leaf(roots.rsa, 'rsa', 's'), client: await leaf(roots.rsa, 'rsa', 'c') },
+    ecRsa: { server: await leaf(roots.rsa, 'ec', 's'), client: await leaf(roots.rsa, 'ec', 'c') },
+    ecEc: { server: await leaf(roots.ec, 'ec', 's'), client: await leaf(roots.ec, 'ec', 'c') },
+  };
+  const cas = { rsa: await startCa('rsa', csrs.ec[0]!), ec: await startCa('ec', csrs.ec[0]!) };
+  const results = new Results();
+  const loadavg: number[][] = [];
   try {
-    const ready = await new Promise<Ready>((resolve, reject) => {
-      child.once('message', (m) => resolve(m as Ready));
-      child.once('exit', (code) => reject(new Error(`CA child exited with ${code}`)));
-    });
-    const client = new CaClient({ address: `127.0.0.1:${ready.port}`, rootPem: ready.rootPem, trustDomain: TD, serverName: 'localhost' });
-    await client.join('node-1', TOKEN);
-    if (!client.nodeCredentials) throw new Error('join failed');
-    // Warm the connection so the handshake is not in the figures.
-    await client.createCertificate(csrs[0]!.csrPem, 0, identity(0));
-
-    results.push(await phase('issue (gRPC/mTLS, CSRs prepared)', o.count, o.concurrency, async (i) => {
-      await client.createCertificate(csrs[i % csrs.length]!.csrPem, 0, identity(i));
-    }));
-    results.push(await phase('e2e (keygen + CSR + gRPC/mTLS)', o.e2eCount, o.concurrency, async (i) => {
-      const { csrPem } = await generateKeyAndCsr();
-      await client.createCertificate(csrPem, 0, identity(i));
-    }));
-    results.push(await phase('keygen + CSR only (client side)', o.e2eCount, o.concurrency, async () => {
-      await generateKeyAndCsr();
-    }));
-    client.close();
+    for (let round = 0; round < o.rounds; round++) {
+      loadavg.push(osLoadavg());
+      for (const t of types) {
+        const n = t === 'rsa' ? o.rsaCount : o.e2eCount;
+        results.add(`keygen + CSR, ${label[t]} key`, 'certs/s', 'node', await run(n, o.concurrency, selfCpu, async () => { await generateKeyAndCsr({ keyType: t }); }));
+      }
+      for (const [root, key] of [['rsa', 'rsa'], ['rsa', 'ec'], ['ec', 'ec']] as const) {
+        results.add(`sign in-process, ${label[key]} CSR, ${label[root]} root`, 'certs/s', 'CA', await run(o.count, 1, selfCpu, async (i) => {
+          roots[root].signCsr(csrs[key][i % o.csrs]!, { identity: identity(i), ttlMs: 86_400_000 });
+        }));
+      }
+      for (const [root, key] of [['rsa', 'rsa'], ['rsa', 'ec'], ['ec', 'ec']] as const) {
+        const ca = cas[root];
+        results.add(`issue gRPC/mTLS, ${label[key]} CSR prepared, ${label[root]} root`, 'certs/s', 'CA', await run(o.count, o.concurrency, ca.cpu, async (i) => {
+          await ca.client.createCertificate(csrs[key][i % o.csrs]!, 0, identity(i));
+        }));
+      }
+      for (const [root, key] of [['rsa', 'rsa'], ['rsa', 'ec'], ['ec', 'ec']] as const) {
+        const ca = cas[root];
+        results.add(`e2e keygen + CSR + gRPC/mTLS, ${label[key]} key, ${label[root]} root`, 'certs/s', 'node', await run(key === 'rsa' ? o.rsaCount : o.e2eCount, o.concurrency, selfCpu, async (i) => {
+          const { csrPem } = await generateKeyAndCsr({ keyType: key });
+          await ca.client.createCertificate(csrPem, 0, identity(i));
+        }));
+      }
+      const pairs: Array<[string, TlsIdentity, TlsIdentity, string[]]> = [
+        ['RSA-2048 leaves, RSA-2048 root', certs.rsaRsa.server, certs.rsaRsa.client, [roots.rsa.rootPem]],
+        ['ECDSA P-256 leaves, RSA-2048 root', certs.ecRsa.server, certs.ecRsa.client, [roots.rsa.rootPem]],
+        ['ECDSA P-256 leaves, ECDSA P-256 root', certs.ecEc.server, certs.ecEc.client, [roots.ec.rootPem]],
+        ['ECDSA P-256 server, RSA-2048 client, RSA root', certs.ecRsa.server, certs.rsaRsa.client, [roots.rsa.rootPem]],
+      ];
+      for (const [name, server, client, trusted] of pairs) {
+        const h = await measureHandshakes({ server, client, roots: trusted, count: o.handshakes, concurrency: o.concurrency });
+        results.add(`mTLS handshake, ${name}`, 'handshakes/s', 'both ends', { perSecond: h.perSecond, p50Ms: NaN, p99Ms: NaN, cpuUs: h.cpuUsPerHandshake });
+      }
+    }
   } finally {
-    child.disconnect();
+    for (const ca of Object.values(cas)) { ca.client.close(); ca.child.disconnect(); }
   }
 
+  const rows = results.medians();
+  const by = (name: string) => rows.find((r) => r.name === name)!;
+  const ratio = (what: string, num: string, den: string) => {
+    const a = by(num); const b = by(den);
+    return { what, rate: a.perSecond / b.perSecond, cpu: b.cpuUs / a.cpuUs };
+  };
+  const ratios = [
+    ratio('e2e certificate, ECDSA key / RSA key (RSA root)', 'e2e keygen + CSR + gRPC/mTLS, ECDSA P-256 key, RSA-2048 root', 'e2e keygen + CSR + gRPC/mTLS, RSA-2048 key, RSA-2048 root'),
+    ratio('keygen + CSR, ECDSA / RSA', 'keygen + CSR, ECDSA P-256 key', 'keygen + CSR, RSA-2048 key'),
+    ratio('CA signing, ECDSA root / RSA root (ECDSA CSRs)', 'sign in-process, ECDSA P-256 CSR, ECDSA P-256 root', 'sign in-process, ECDSA P-256 CSR, RSA-2048 root'),
+    ratio('CA issue over gRPC, ECDSA root / RSA root', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, ECDSA P-256 root', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, RSA-2048 root'),
+    ratio('handshake, ECDSA leaves / RSA leaves (RSA root)', 'mTLS handshake, ECDSA P-256 leaves, RSA-2048 root', 'mTLS handshake, RSA-2048 leaves, RSA-2048 root'),
+    ratio('handshake, ECDSA root / RSA root (ECDSA leaves)', 'mTLS handshake, ECDSA P-256 leaves, ECDSA P-256 root', 'mTLS handshake, ECDSA P-256 leaves, RSA-2048 root'),
+  ];
   if (o.json) {
-    process.stdout.write(JSON.stringify({ node: process.version, nodeIdentity: nodeIdentity(TD), concurrency: o.concurrency, results }) + '\n');
+    process.stdout.write(JSON.stringify({ node: process.version, concurrency: o.concurrency, rounds: o.rounds, loadavg, results: rows, ratios }) + '\n');
     return;
   }
-  const rows = results.map((r) => [r.name, String(r.count), r.perSecond.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)]);
-  const head = ['phase', 'certs', 'certs/s', 'p50 ms', 'p99 ms'];
-  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ');
-  process.stdout.write(`CA benchmark (${process.version}, concurrency ${o.concurrency}, RSA-2048, ${WORKLOADS}-workload registry)\n`);
-  process.stdout.write(line(head) + '\n' + rows.map(line).join('\n') + '\n');
+  const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+  process.stdout.write(`CA benchmark (${process.version}, concurrency ${o.concurrency}, ${WORKLOADS}-workload registry, median of ${o.rounds} interleaved rounds; load average at each round ${loadavg.map((l) => l.map((x) => x.toFixed(2)).join('/')).join(', ')})\n`);
+  process.stdout.write(formatTable({
+    headers: ['phase', 'rate', 'unit', 'p50 ms', 'p99 ms', 'CPU µs/op', 'CPU of'],
+    rows: rows.map((r) => [r.name, fmt(r.perSecond), r.unit, fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.cpuUs), r.cpuWho]),
+  }));
+  process.stdout.write('\n' + formatTable({
+    headers: ['ratio (same run)', 'rate', 'CPU per op (old / new)'],
+    rows: ratios.map((r) => [r.what, `${r.rate.toFixed(2)}×`, `${r.cpu.toFixed(2)}×`]),
+  }));
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -57,9 +57,9 @@ export interface CertificateManagerOptions {
    */
   recoveryJitterMs?: number;
   /**
-   * Key generations run at once (default 2). RSA-2048 generation takes 50-300 ms on
-   * libuv's small shared thread pool; unbounded, a node starting 100 pods would queue
-   * DNS lookups and file I/O behind it for seconds.
+   * Key generations run at once (default 2), on libuv's small shared thread pool.
+   * ECDSA P-256 keys take well under 1 ms, but an RSA-2048 one takes 50-300 ms:
+   * unbounded, a burst of those would queue DNS lookups and file I/O for seconds.
    */
   maxConcurrentKeygen?: number;
 }

@@ -1,18 +1,21 @@
 import {
-  X509Certificate, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign as cryptoSign,
+  X509Certificate, createPrivateKey, createPublicKey, generateKeyPair, randomBytes,
   verify as cryptoVerify, type KeyObject,
 } from 'node:crypto';
 import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
+import { certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toPem, type Extension } from './der';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
  * lab, tests and benchmarks all issue certificates the same way.
  *
- * node-forge builds the X.509/PKCS#10 structures (Node has no API to create them), but
- * every RSA private-key operation goes through Node's crypto (OpenSSL): forge's pure-JS
- * RSA is one to two orders of magnitude slower, and signing is the CA's hot path.
+ * Keys are generated and every private-key operation runs in Node's crypto (OpenSSL);
+ * der.ts assembles the X.509/PKCS#10 structures (Node has no API to create them).
+ * New workload and node keys are ECDSA P-256, as Istio's ztunnel uses: generating one
+ * costs ~0.1 ms where RSA-2048 costs 50-300 ms, and its TLS handshakes are cheaper.
+ * RSA keys and roots from peers keep working.
  */
 
 export interface CaKeyPair {
@@ -20,27 +23,23 @@ export interface CaKeyPair {
   keyPem: string;
 }
 
+/** The key kinds Weft generates: ECDSA P-256 (the default for new keys) or RSA-2048. */
+export type KeyType = 'ec' | 'rsa';
+
 const TEN_YEARS_MS = 10 * 365 * 24 * 3600 * 1000;
 /** Backdating absorbs clock skew between the CA and the peers that verify its certs. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
-const SHA256_WITH_RSA = forge.pki.oids.sha256WithRSAEncryption!;
 
-/** forge functions that exist at runtime but are missing from @types/node-forge. */
-const pkiExtra = forge.pki as unknown as {
-  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
-  getCertificationRequestInfo(csr: forge.pki.CertificateSigningRequest): forge.asn1.Asn1;
-};
+interface NewKey { privateKey: KeyObject; publicKey: KeyObject; keyPem: string }
 
-function generateRsaKey(): Promise<{ publicKeyPem: string; privateKeyPem: string }> {
+function generateKey(type: KeyType): Promise<NewKey> {
   return new Promise((resolve, reject) => {
-    generateKeyPair('rsa', {
-      modulusLength: 2048,
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    }, (err, publicKeyPem, privateKeyPem) => {
+    const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject) => {
       if (err) reject(err);
-      else resolve({ publicKeyPem, privateKeyPem });
-    });
+      else resolve({ privateKey, publicKey, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+    };
+    if (type === 'ec') generateKeyPair('ec', { namedCurve: 'prime256v1' }, done);
+    else generateKeyPair('rsa', { modulusLength: 2048 }, done);
   });
 }
 
@@ -55,50 +54,33 @@ function randomSerialHex(): string {
   return bytes.toString('hex');
 }
 
-/** Index of subjectPublicKeyInfo among the TBSCertificate fields forge builds. */
-const TBS_SPKI_INDEX = 6;
+function keyIdValue(id: string): forge.asn1.Asn1 {
+  return forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, id);
+}
 
 /**
- * Signs the TBS part with OpenSSL and attaches the signature the way forge's own sign()
- * would. `spki` replaces the subject public key forge wrote: forge can only write RSA
- * keys, so an ECDSA key from a CSR goes in verbatim here.
+ * A new self-signed mesh root. `keyType` defaults to RSA-2048: a root signs once per
+ * certificate but is verified in every handshake, where RSA is the cheaper (see
+ * docs/performance.md, Certificates).
  */
-function signCertificate(cert: forge.pki.Certificate, key: KeyObject, spki?: forge.asn1.Asn1): string {
-  const c = cert as forge.pki.Certificate & { tbsCertificate: forge.asn1.Asn1; signatureOid: string };
-  c.signatureOid = SHA256_WITH_RSA;
-  c.siginfo.algorithmOid = SHA256_WITH_RSA;
-  c.tbsCertificate = pkiExtra.getTBSCertificate(cert);
-  if (spki) (c.tbsCertificate.value as forge.asn1.Asn1[])[TBS_SPKI_INDEX] = spki;
-  const tbs = Buffer.from(forge.asn1.toDer(c.tbsCertificate).getBytes(), 'binary');
-  c.signature = cryptoSign('sha256', tbs, key).toString('binary');
-  return forge.pki.certificateToPem(cert);
-}
-
-function subjectKeyId(publicKey: forge.pki.PublicKey): string {
-  // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bit string.
-  return forge.pki.getPublicKeyFingerprint(publicKey, { type: 'RSAPublicKey', encoding: 'binary' });
-}
-
-export async function generateRootCa(opts: { trustDomain: string; ttlMs?: number }): Promise<CaKeyPair> {
-  const { publicKeyPem, privateKeyPem } = await generateRsaKey();
-  const publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = publicKey;
-  cert.serialNumber = randomSerialHex();
+export async function generateRootCa(opts: { trustDomain: string; ttlMs?: number; keyType?: KeyType }): Promise<CaKeyPair> {
+  const key = await generateKey(opts.keyType ?? 'rsa');
+  const spki = spkiAsn1(key.publicKey);
   const now = Date.now();
-  cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
-  cert.validity.notAfter = new Date(now + (opts.ttlMs ?? TEN_YEARS_MS));
-  // The organisation carries the trust domain, as Istio's self-signed root does.
-  const name = [{ name: 'organizationName', value: opts.trustDomain }, { name: 'commonName', value: 'Weft mesh root CA' }];
-  cert.setSubject(name);
-  cert.setIssuer(name);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  const certPem = signCertificate(cert, createPrivateKey(privateKeyPem));
-  return { certPem, keyPem: privateKeyPem };
+  const der = certificateDer({
+    serialHex: randomSerialHex(),
+    // The organisation carries the trust domain, as Istio's self-signed root does.
+    subject: [{ name: 'organizationName', value: opts.trustDomain }, { name: 'commonName', value: 'Weft mesh root CA' }],
+    notBefore: new Date(now - CLOCK_SKEW_MS),
+    notAfter: new Date(now + (opts.ttlMs ?? TEN_YEARS_MS)),
+    spki,
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      { name: 'subjectKeyIdentifier', value: keyIdValue(keyIdentifier(spki)) },
+    ],
+  }, key.privateKey);
+  return { certPem: toPem('CERTIFICATE', der), keyPem: key.keyPem };
 }
 
 /** Checks a root pair before it is used: parseable, a CA, and the key belongs to the cert. */
@@ -123,9 +105,10 @@ export function loadRootCa(pair: CaKeyPair): CaKeyPair {
     throw new WeftError('WEFT_CA_ROOT_INVALID',
       `the CA root certificate (subject ${JSON.stringify(x509.subject)}) is not a CA certificate (basicConstraints CA:TRUE missing); give the mesh root, not a leaf`);
   }
-  if (key.asymmetricKeyType !== 'rsa') {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && curve === 'prime256v1')) {
     throw new WeftError('WEFT_CA_ROOT_INVALID',
-      `the CA root key is ${key.asymmetricKeyType ?? 'unknown'}; Weft's CA signs with RSA keys only, generate an RSA root`);
+      `the CA root key is ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` on curve ${curve}` : ''}; Weft's CA signs with RSA or ECDSA P-256 keys only, generate such a root`);
   }
   if (!x509.checkPrivateKey(key)) {
     throw new WeftError('WEFT_CA_ROOT_INVALID',
@@ -151,9 +134,34 @@ export interface SignOptions {
   ipAddresses?: string[];
 }
 
+/** X.509 extension OID of subjectKeyIdentifier. */
+const SUBJECT_KEY_ID = '2.5.29.14';
+
+/**
+ * What signing needs from a root certificate, read from its DER: its subject Name
+ * verbatim (a leaf's issuer must match it byte for byte) and its key identifier (the
+ * root's own subjectKeyIdentifier when present, so authorityKeyIdentifier matches it
+ * even for a root made elsewhere; else RFC 5280 method 1).
+ */
+function rootFacts(x509: X509Certificate): { subject: forge.asn1.Asn1; keyId: string } {
+  const tbs = (fromDer(x509.raw).value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
+  // TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serial, signature, issuer, validity, subject, spki, .., [3] extensions }
+  const at = tbs[0]!.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
+  const subject = tbs[4 + at]!;
+  const spki = tbs[5 + at]!;
+  const exts = tbs.find((n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 3);
+  for (const ext of ((exts?.value as forge.asn1.Asn1[] | undefined)?.[0]?.value as forge.asn1.Asn1[] | undefined) ?? []) {
+    const parts = ext.value as forge.asn1.Asn1[];
+    if (forge.asn1.derToOid(parts[0]!.value as string) !== SUBJECT_KEY_ID) continue;
+    // extnValue OCTET STRING holds the DER of the KeyIdentifier OCTET STRING.
+    return { subject, keyId: forge.asn1.fromDer(parts[parts.length - 1]!.value as string).value as string };
+  }
+  return { subject, keyId: keyIdentifier(spki) };
+}
+
 export class Issuer {
   readonly rootPem: string;
-  private readonly rootCert: forge.pki.Certificate;
+  private readonly rootSubject: forge.asn1.Asn1;
   private readonly rootKey: KeyObject;
   private readonly rootSki: string;
   private readonly rootNotAfter: number;
@@ -161,11 +169,11 @@ export class Issuer {
 
   constructor(root: CaKeyPair, opts: { trustDomain: string }) {
     const pair = loadRootCa(root);
+    const x509 = new X509Certificate(pair.certPem);
     this.rootPem = pair.certPem;
-    this.rootCert = forge.pki.certificateFromPem(pair.certPem);
+    ({ subject: this.rootSubject, keyId: this.rootSki } = rootFacts(x509));
     this.rootKey = createPrivateKey(pair.keyPem);
-    this.rootSki = subjectKeyId(this.rootCert.publicKey as forge.pki.PublicKey);
-    this.rootNotAfter = this.rootCert.validity.notAfter.getTime();
+    this.rootNotAfter = Date.parse(x509.validTo);
     this.trustDomain = opts.trustDomain;
   }
 
@@ -184,34 +192,26 @@ export class Issuer {
       throw new WeftError('WEFT_CA_TTL_INVALID', `certificate lifetime ${opts.ttlMs} ms is not positive; ask for a positive lifetime`);
     }
     const key = parseCsrPublicKey(csrPem);
-
-    const cert = forge.pki.createCertificate();
-    // An ECDSA key is spliced in at signing; forge needs some RSA key meanwhile.
-    cert.publicKey = key.kind === 'rsa' ? key.publicKey : this.rootCert.publicKey;
-    cert.serialNumber = randomSerialHex();
     const now = Date.now();
-    cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
-    cert.validity.notAfter = new Date(Math.min(now + opts.ttlMs, this.rootNotAfter));
     const subject = opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : [];
-    cert.setSubject(subject);
-    cert.setIssuer(this.rootCert.subject.attributes);
     const altNames: Array<{ type: number; value?: string; ip?: string }> = [{ type: 6, value: opts.identity }];
     for (const dns of opts.dnsNames ?? []) altNames.push({ type: 2, value: dns });
     for (const ip of opts.ipAddresses ?? []) altNames.push({ type: 7, ip });
-    cert.setExtensions([
+    const extensions: Extension[] = [
       { name: 'basicConstraints', cA: false, critical: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      // keyEncipherment only means something for RSA keys (RFC 5480 §3: not for ECDSA).
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: key.kind === 'rsa', critical: true },
       { name: 'extKeyUsage', serverAuth: opts.serverAuth ?? true, clientAuth: true },
       // RFC 5280: with an empty subject the SAN extension must be critical.
       { name: 'subjectAltName', altNames, critical: subject.length === 0 },
-      key.kind === 'rsa' ? { name: 'subjectKeyIdentifier' } : {
-        // forge would derive it from its placeholder RSA key: give the ECDSA key's own.
-        name: 'subjectKeyIdentifier',
-        value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, key.keyId),
-      },
+      { name: 'subjectKeyIdentifier', value: keyIdValue(key.keyId) },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.rootSki },
-    ]);
-    return [signCertificate(cert, this.rootKey, key.kind === 'ec' ? key.spki : undefined), this.rootPem];
+    ];
+    const der = certificateDer({
+      serialHex: randomSerialHex(), issuer: this.rootSubject, subject, spki: key.spki, extensions,
+      notBefore: new Date(now - CLOCK_SKEW_MS), notAfter: new Date(Math.min(now + opts.ttlMs, this.rootNotAfter)),
+    }, this.rootKey);
+    return [toPem('CERTIFICATE', der), this.rootPem];
   }
 }
 
@@ -231,11 +231,8 @@ export const MIN_RSA_BITS = 2048;
 export const RSA_EXPONENT = 65537;
 const REQUIRED_KEY = `an RSA key of at least ${MIN_RSA_BITS} bits with public exponent ${RSA_EXPONENT}, or an ECDSA P-256 key`;
 
-/** A CSR's checked public key: an RSA key forge can write, or an ECDSA key kept as its DER SubjectPublicKeyInfo. */
-export type CsrKey =
-  | { kind: 'rsa'; publicKey: forge.pki.PublicKey }
-  /** keyId: RFC 5280 key identifier, as a binary string. */
-  | { kind: 'ec'; spki: forge.asn1.Asn1; keyId: string };
+/** A CSR's checked public key as its SubjectPublicKeyInfo; keyId: its RFC 5280 key identifier, as a binary string. */
+export interface CsrKey { kind: 'rsa' | 'ec'; spki: forge.asn1.Asn1; keyId: string }
 
 /**
  * The key-strength rule, pure: undefined when the key is acceptable, else why not.
@@ -274,7 +271,7 @@ function readingCsr<T>(read: () => T): T {
 }
 
 /** The DER of the CSR's PEM block. */
-function csrDer(csrPem: string): string {
+function csrPemBody(csrPem: string): string {
   const block = readingCsr(() => forge.pem.decode(csrPem).find((m) => m.type === 'CERTIFICATE REQUEST' || m.type === 'NEW CERTIFICATE REQUEST'));
   if (!block) throw csrInvalid('no CERTIFICATE REQUEST block');
   return block.body;
@@ -288,7 +285,7 @@ function csrDer(csrPem: string): string {
  * cannot read them, so the CSR's ASN.1 is read directly and OpenSSL does the rest.
  */
 function parseCsrPublicKey(csrPem: string): CsrKey {
-  const der = csrDer(csrPem);
+  const der = csrPemBody(csrPem);
   // CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki SEQUENCE { algorithm SEQUENCE { oid, .. }, key }, .. }, .. }
   const top = readingCsr(() => forge.asn1.fromDer(der));
   const keyOid = readingCsr(() => {
@@ -307,7 +304,11 @@ function parseCsrPublicKey(csrPem: string): CsrKey {
   }
   const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
   checkCsrSignature(hash, info, rsaPublicKey(rsa), Buffer.from(csr.signature, 'binary'));
-  return { kind: 'rsa', publicKey: csr.publicKey as forge.pki.PublicKey };
+  return {
+    kind: 'rsa', spki: forge.pki.publicKeyToAsn1(rsa),
+    // RFC 5280 §4.2.1.2 method 1, as keyIdentifier() computes for other keys.
+    keyId: forge.pki.getPublicKeyFingerprint(rsa, { type: 'RSAPublicKey', encoding: 'binary' }) as string,
+  };
 }
 
 /** Proof of possession: the CSR is signed by the private key of the public key it carries. */
@@ -345,10 +346,7 @@ function parseNonRsaCsr(der: string): CsrKey {
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
   checkCsrSignature(hash, Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary'), key, signature);
-  // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bit string (without its unused-bits octet).
-  const point = ((spki.value as forge.asn1.Asn1[])[1]!.value as string).slice(1);
-  const keyId = forge.md.sha1.create().update(point).digest().getBytes();
-  return { kind: 'ec', spki, keyId };
+  return { kind: 'ec', spki, keyId: keyIdentifier(spki) };
 }
 
 /** forge RSA key → KeyObject via JWK: ~25x cheaper than OpenSSL 3's PEM/DER decoders. */
@@ -361,23 +359,16 @@ function rsaPublicKey(key: forge.pki.rsa.PublicKey): KeyObject {
 }
 
 /**
- * Makes a fresh RSA-2048 key and a CSR for it. A node's CSR names nothing: the CA
- * assigns the identity. A single-identity caller (a waypoint) names its identity as the
- * one URI SAN (`uri`), which the CA requires of it.
+ * Makes a fresh key (ECDSA P-256 unless `keyType` says RSA-2048) and a CSR for it,
+ * signed with SHA-256. A node's CSR names nothing: the CA assigns the identity. A
+ * single-identity caller (a waypoint) names its identity as the one URI SAN (`uri`),
+ * which the CA requires of it.
  */
-export async function generateKeyAndCsr(opts: { commonName?: string; uri?: string } = {}): Promise<{ keyPem: string; csrPem: string }> {
-  const { publicKeyPem, privateKeyPem } = await generateRsaKey();
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
-  csr.setSubject(opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : []);
-  if (opts.uri) {
-    csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: opts.uri }] }] }]);
-  }
-  const c = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo: forge.asn1.Asn1; signatureOid: string };
-  c.signatureOid = SHA256_WITH_RSA;
-  c.siginfo.algorithmOid = SHA256_WITH_RSA;
-  c.certificationRequestInfo = pkiExtra.getCertificationRequestInfo(csr);
-  const info = Buffer.from(forge.asn1.toDer(c.certificationRequestInfo).getBytes(), 'binary');
-  c.signature = cryptoSign('sha256', info, createPrivateKey(privateKeyPem)).toString('binary');
-  return { keyPem: privateKeyPem, csrPem: forge.pki.certificationRequestToPem(csr) };
+export async function generateKeyAndCsr(opts: { commonName?: string; uri?: string; keyType?: KeyType } = {}): Promise<{ keyPem: string; csrPem: string }> {
+  const key = await generateKey(opts.keyType ?? 'ec');
+  const der = csrDer({
+    key: key.privateKey, publicKey: key.publicKey,
+    subject: opts.commonName ? [{ name: 'commonName', value: opts.commonName }] : [], uri: opts.uri,
+  });
+  return { keyPem: key.keyPem, csrPem: toPem('CERTIFICATE REQUEST', der) };
 }

@@ -41,7 +41,7 @@ export interface HboneLimits {
   maxPendingDialsPerIdentity: number;
   /** CONNECTs of all connections waiting for their upstream dial. */
   maxPendingDials: number;
-  /** TLS handshakes in progress at once (each costs an RSA operation). */
+  /** TLS handshakes in progress at once (each costs public-key signatures and verifications). */
   maxHandshakes: number;
   /** Live HBONE sessions from one peer address (a node, or a pod dialling directly). */
   maxSessionsPerPeer: number;
