@@ -85,3 +85,24 @@ t.test('ReplayableBody: a retry replays the kept copy then the live rest; past t
   t.equal(await capped.complete(), undefined, 'no copy for mirrors either');
   t.equal(capped.bytes, 10);
 });
+
+t.test('ReplayableBody, direct: with nothing to keep the attempt reads the source itself, counted, replayable until its first byte', async (t) => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 0, true);
+  const first = body.open();
+  t.equal(first, src, 'no stream in between');
+  t.ok(body.replayable, 'nothing read yet');
+  body.detach();
+  const second = body.open();
+  t.equal(second, src, 'handed again (a stale pooled connection retried before any byte)');
+  const got: Buffer[] = [];
+  second.on('data', (c: Buffer) => got.push(c));
+  src.end('abcdef');
+  await new Promise((r) => src.on('end', r));
+  t.equal(Buffer.concat(got).toString(), 'abcdef');
+  t.equal(body.bytes, 6);
+  t.notOk(body.replayable, 'read: no copy, so no retry');
+  t.equal(await body.complete(), undefined, 'no copy for mirrors either');
+  const kept = new ReplayableBody(new PassThrough(), 10, true);
+  t.not(kept.open(), src, 'a body that keeps a copy for a retry still gets a reader of its own');
+});

@@ -5,6 +5,12 @@
  * then continues with the live rest. Once the body outgrows the cap the copy is dropped
  * and the request can no longer be retried (Linkerd and Envoy do the same): memory per
  * request stays bounded whatever the client sends.
+ *
+ * With nothing to keep (cap 0: no retry policy, no mirror) and `direct`, the attempt
+ * reads the source itself instead of a PassThrough fed from it (a stream and two extra
+ * turns per request). Only for a reader that cuts its attempt when the source closes
+ * before its end (the HTTP/1.1 upstream connection does): the PassThrough turned that
+ * close into an error for the others.
  */
 import { PassThrough, type Readable } from 'node:stream';
 
@@ -17,13 +23,17 @@ export class ReplayableBody {
   private ended = false;
   private failed = false;
   private current: PassThrough | undefined;
+  private readonly direct: boolean;
+  /** The source itself is the current attempt's reader (direct). */
+  private handed = false;
   private readonly waiters: ((body: Buffer | undefined) => void)[] = [];
   /** Bytes read from the downstream so far. */
   bytes = 0;
 
-  constructor(source: Readable, cap: number) {
+  constructor(source: Readable, cap: number, direct = false) {
     this.source = source;
     this.cap = cap;
+    this.direct = direct && cap === 0;
     source.pause();
     source.on('data', (chunk: Buffer) => this.onData(chunk));
     source.on('end', () => {
@@ -54,6 +64,12 @@ export class ReplayableBody {
   open(): Readable {
     if (!this.replayable) throw new Error('request body is no longer replayable');
     this.detach();
+    // Nothing read yet (else it would not be replayable at cap 0) and more to come: the source as it is.
+    if (this.direct && !this.ended) {
+      this.handed = true;
+      this.source.resume();
+      return this.source;
+    }
     const pt = new PassThrough({ highWaterMark: 64 * 1024 });
     this.current = pt;
     for (const c of this.chunks) pt.write(c);
@@ -64,6 +80,11 @@ export class ReplayableBody {
 
   /** Stops feeding the current reader (between attempts); the source waits meanwhile. */
   detach(): void {
+    if (this.handed) {
+      this.handed = false;
+      this.source.pause();
+      return;
+    }
     if (!this.current) return;
     const prev = this.current;
     this.current = undefined;
@@ -99,6 +120,7 @@ export class ReplayableBody {
         this.recorded += chunk.length;
       }
     }
+    if (this.handed) return;
     const pt = this.current;
     if (!pt) {
       this.source.pause();

@@ -234,7 +234,8 @@ export async function handleExchange(deps: ExchangeDeps, down: Downstream): Prom
     // Copies are kept only when they can be used (a retry, a mirror); otherwise the
     // first byte overflows a zero cap and nothing is held.
     const cap = plan.retry || plan.mirrors?.length ? deps.config.retryBufferBytes : 0;
-    body = down.hasBody ? new ReplayableBody(down.body, cap) : null;
+    // An HTTP/1.1 request goes to an HTTP/1.1 upstream connection, which reads an uncopied body directly (body.ts).
+    body = down.hasBody ? new ReplayableBody(down.body, cap, down.protocol === 'http1') : null;
     if (!down.hasBody) down.body.resume();
     const client = deps.clients[down.protocol];
     const fwd = { method: down.method, path: plan.path ?? upstreamTarget(down.target, facts), authority: plan.authority ?? down.authority, headers: up, body, client };
