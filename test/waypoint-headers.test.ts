@@ -97,7 +97,11 @@ t.test('ReplayableBody, direct: with nothing to keep the attempt reads the sourc
   t.equal(second, src, 'handed again (a stale pooled connection retried before any byte)');
   const got: Buffer[] = [];
   second.on('data', (c: Buffer) => got.push(c));
-  src.end('abcdef');
+  src.write('abc');
+  await new Promise((r) => setImmediate(r));
+  t.same(got, [], 'handed paused: nothing flows before the reader resumes it');
+  second.resume();
+  src.end('def');
   await new Promise((r) => src.on('end', r));
   t.equal(Buffer.concat(got).toString(), 'abcdef');
   t.equal(body.bytes, 6);

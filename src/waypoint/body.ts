@@ -9,8 +9,8 @@
  * With nothing to keep (cap 0: no retry policy, no mirror) and `direct`, the attempt
  * reads the source itself instead of a PassThrough fed from it (a stream and two extra
  * turns per request). Only for a reader that cuts its attempt when the source closes
- * before its end (the HTTP/1.1 upstream connection does): the PassThrough turned that
- * close into an error for the others.
+ * before its end and resumes what it reads (the HTTP/1.1 upstream connection does): the
+ * PassThrough turned that close into an error, and flowed by itself, for the others.
  */
 import { PassThrough, type Readable } from 'node:stream';
 
@@ -64,10 +64,11 @@ export class ReplayableBody {
   open(): Readable {
     if (!this.replayable) throw new Error('request body is no longer replayable');
     this.detach();
-    // Nothing read yet (else it would not be replayable at cap 0) and more to come: the source as it is.
+    // Nothing read yet (else it would not be replayable at cap 0) and more to come: the
+    // source as it is, still paused: the reader resumes it once its listeners are on (the
+    // connection may still be being dialed, and bytes flowing before would be lost).
     if (this.direct && !this.ended) {
       this.handed = true;
-      this.source.resume();
       return this.source;
     }
     const pt = new PassThrough({ highWaterMark: 64 * 1024 });

@@ -133,6 +133,8 @@ export class UpstreamConnection {
     };
     body.once('close', cut);
     if (body.destroyed) cut();
+    // A request's body may be handed over paused (body.ts, direct): it flows from here.
+    else body.resume();
   }
 
   private onData(d: Buffer): void {
