@@ -15,6 +15,7 @@ import {
   objectId, podContainers, podSpec, renderKustomization, renderWithKubectl, type Container, type K8sObject,
 } from './helpers/kustomize';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { ZTUNNEL_NODE_FLAGS } from '../src/ztunnel/node-flags';
 import { caConfig, caSpecs } from '../src/ca/command';
 import { controllerSpecs } from '../src/controller/command';
 import { parseOptions } from '../src/lib/options';
@@ -145,6 +146,8 @@ t.test('the ztunnel DaemonSet: rollout, probes, placement, node identity', async
   t.same(ports, [15000, 15001, 15006, 15008, 15020, 15021], 'declared host ports (15000: the read-only admin views)');
   const env = c.env as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   t.equal(env.find((e) => e.name === 'WEFT_NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+  t.equal((env as { name: string; value?: string }[]).find((e) => e.name === 'NODE_OPTIONS')?.value, ZTUNNEL_NODE_FLAGS.join(' '),
+    'the ztunnel runs with the V8 flags the lab gives it (src/ztunnel/node-flags.ts)');
   t.equal(env.find((e) => e.name === 'WEFT_NODE_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
   t.equal(env.find((e) => e.name === 'WEFT_ADMIN_VIEW_ADDRESS')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP',
     'read-only admin views on the pod IP, for the API server pod proxy');

@@ -15,23 +15,33 @@
  * node binary's code). Then CPU: the two processes' CPU per 1,000 connections opened
  * and closed, and per GiB echoed through one tunnelled connection (--bulk-mib each way).
  *
+ * The ztunnels run with the Node flags they run with in production (ZTUNNEL_NODE_FLAGS).
  * `--variants` instead runs one pair per V8 flag set at --variant-count connections,
- * each with its CPU cost, as ratios against the default flags of the same run.
+ * each with its CPU cost, as ratios against Node's defaults in the same run.
+ * `--modules` prints what loading the ztunnel costs, package by package: a fresh
+ * process requires them in the order below, then the ztunnel command; after each,
+ * a full GC and the growth of RSS, anonymous memory and the V8 heap (the order
+ * matters: what a package shares with an earlier one is charged to the earlier).
  *
  *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256]
- *       [--variants [--variant-count 2000] [--filter text]]
+ *       [--variants [--variant-count 2000] [--rounds 1] [--filter text]] [--modules]
  *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
+import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
 const MB = 1024 * 1024;
 
 const VARIANTS: Array<{ name: string; nodeArgs: string[] }> = [
-  { name: 'default', nodeArgs: [] },
+  { name: 'node defaults (before)', nodeArgs: [] },
+  { name: `weft's (${ZTUNNEL_NODE_FLAGS.join(' ')})`, nodeArgs: [...ZTUNNEL_NODE_FLAGS] },
   { name: '--max-semi-space-size=1', nodeArgs: ['--max-semi-space-size=1'] },
+  { name: '--max-semi-space-size=2', nodeArgs: ['--max-semi-space-size=2'] },
   { name: '--max-semi-space-size=4', nodeArgs: ['--max-semi-space-size=4'] },
   { name: '--optimize-for-size', nodeArgs: ['--optimize-for-size'] },
   { name: '--max-old-space-size=64', nodeArgs: ['--max-old-space-size=64'] },
@@ -113,7 +123,8 @@ interface Round {
   cpuPerGiB: number;
 }
 
-async function round(count: number, settleS: number, bulkMib: number, nodeArgs: string[] = []): Promise<Round> {
+/** `nodeArgs`: the ztunnels' Node flags, by default those they run with in the lab and the DaemonSet. */
+async function round(count: number, settleS: number, bulkMib: number, nodeArgs: readonly string[] = ZTUNNEL_NODE_FLAGS): Promise<Round> {
   const rig = await startZtunnelRig({ nodeArgs });
   try {
     const both = async () => [await sample(rig.nodeA), await sample(rig.nodeB)] as [Sample, Sample];
@@ -164,6 +175,13 @@ function summary(r: Round, i: 0 | 1): Summary {
   };
 }
 
+/** The round whose CPU per GiB is the median, with every field's median where it is a number. */
+function medianRound(rs: Round[]): Round {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const byCpu = [...rs].sort((a, b) => a.cpuPerGiB - b.cpuPerGiB)[Math.floor(rs.length / 2)]!;
+  return { ...byCpu, cpuPer1000Conns: med(rs.map((r) => r.cpuPer1000Conns)), cpuPerGiB: med(rs.map((r) => r.cpuPerGiB)) };
+}
+
 function args(argv: string[]) {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   const quick = argv.includes('--quick');
@@ -172,14 +190,29 @@ function args(argv: string[]) {
     settle: Number(get('--settle') ?? (quick ? 5 : 10)),
     bulkMib: Number(get('--bulk-mib') ?? (quick ? 64 : 256)),
     variants: argv.includes('--variants'),
+    modules: argv.includes('--modules'),
     variantCount: Number(get('--variant-count') ?? (quick ? 500 : 2000)),
+    rounds: Number(get('--rounds') ?? 1),
     filter: get('--filter'),
   };
+}
+
+/** What the ztunnel loads, heaviest first; the dist/ entries are Weft's own code on top of them. */
+const MODULES = ['node:tls', 'node:http2', 'pino', 'prom-client', 'ioredis', 'yaml', 'node-forge', '@grpc/grpc-js', '@grpc/proto-loader',
+  'registry/follower', 'ca/cert-manager', 'hbone/pool', 'telemetry/proxy-telemetry', 'ztunnel/app', 'ztunnel/command'];
+
+function moduleCosts(): void {
+  const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, 'module-cost.js'), ...MODULES], { encoding: 'utf8' });
+  console.log('\n## What loading costs (a fresh process, cumulative in this order)\n');
+  console.log('| module | ms | RSS +MB | anonymous +MB | V8 heap used +MB | V8 heap committed +MB |');
+  console.log('|---|---|---|---|---|---|');
+  console.log(out.trimEnd());
 }
 
 async function main(): Promise<void> {
   const o = args(process.argv.slice(2));
   console.log(`ztunnel memory bench: two ZtunnelApp processes on loopback (real Redis, CA, HBONE); node ${process.version}`);
+  if (o.modules) return moduleCosts();
   if (o.variants) return variants(o);
   const rounds: Round[] = [];
   for (const count of o.counts) {
@@ -199,17 +232,20 @@ async function main(): Promise<void> {
 }
 
 async function variants(o: ReturnType<typeof args>): Promise<void> {
-  const list = VARIANTS.filter((v) => !o.filter || v.name === 'default' || v.name.includes(o.filter));
-  const results: Array<{ name: string; r: Round }> = [];
-  for (const v of list) {
-    const r = await round(o.variantCount, o.settle, o.bulkMib, v.nodeArgs);
-    console.log(`${v.name}: done`);
-    results.push({ name: v.name, r });
+  const list = VARIANTS.filter((v, i) => !o.filter || i === 0 || v.name.includes(o.filter));
+  // Rounds interleave the variants, so a neighbour's load hits each alike; medians kept.
+  const all = list.map((v) => ({ name: v.name, rounds: [] as Round[] }));
+  for (let i = 0; i < o.rounds; i++) {
+    for (const [k, v] of list.entries()) {
+      all[k]!.rounds.push(await round(o.variantCount, o.settle, o.bulkMib, v.nodeArgs));
+      console.log(`round ${i + 1}: ${v.name} done`);
+    }
   }
+  const results = all.map(({ name, rounds }) => ({ name, r: medianRound(rounds) }));
   const base = results[0]!.r;
   const avg = (r: Round, k: keyof Summary) => (summary(r, 0)[k] + summary(r, 1)[k]) / 2;
-  console.log(`\n## V8 flags, ${o.variantCount} connections, both ztunnels averaged; ratios against default\n`);
-  console.log('| flags | idle RSS MB | ×default | RSS per connection KB | ×default | after close + settle vs idle | CPU s per 1000 conns | ×default | CPU s per GiB | ×default |');
+  console.log(`\n## V8 flags, ${o.variantCount} connections, both ztunnels averaged, median of ${o.rounds} interleaved round(s); ratios against node's defaults\n`);
+  console.log('| flags | idle RSS MB | ×node defaults | RSS per connection KB | ×node defaults | after close + settle vs idle | CPU s per 1000 conns | ×node defaults | CPU s per GiB | ×node defaults |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const { name, r } of results) {
     console.log(`| ${name} | ${f(avg(r, 'idleMb'))} | ${f(avg(r, 'idleMb') / avg(base, 'idleMb'), 2)} | ${f(avg(r, 'perConnKb'))} | ${f(avg(r, 'perConnKb') / avg(base, 'perConnKb'), 2)} | `

@@ -134,7 +134,7 @@ export interface ZtunnelRig {
 }
 
 /** Redis, the CA and the server pod stay in this process; the two ztunnels are children. */
-export async function startZtunnelRig(opts: { nodeArgs?: string[] } = {}): Promise<ZtunnelRig> {
+export async function startZtunnelRig(opts: { nodeArgs?: readonly string[] } = {}): Promise<ZtunnelRig> {
   const cleanups: Array<() => unknown> = [];
   const stop = async () => { for (const c of cleanups.splice(0).reverse()) await c(); };
   try {
@@ -189,7 +189,7 @@ export async function startZtunnelRig(opts: { nodeArgs?: string[] } = {}): Promi
   }
 }
 
-async function startNode(cfg: ChildConfig, nodeArgs: string[], cleanups: Array<() => unknown>): Promise<RigNode> {
+async function startNode(cfg: ChildConfig, nodeArgs: readonly string[], cleanups: Array<() => unknown>): Promise<RigNode> {
   // WEFT_BENCH_NODE_ARGS="--heap-prof" (or --cpu-prof, --heapsnapshot-signal=SIGUSR2) profiles the ztunnels.
   const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
   const child = fork(__filename, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });

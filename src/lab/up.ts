@@ -39,6 +39,7 @@ import { readState, recordLabDir, StateStore, type ProcessResource } from './sta
 import { run } from './run';
 import { loadTopology } from './topology';
 import { createWaypointPod, type CreatedWaypoint } from './waypoint-pod';
+import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 
 export interface UpOptions {
   labDir: string;
@@ -283,7 +284,7 @@ async function control(plan: LabPlan, layout: LabLayout, store: StateStore, step
   }
   await Promise.all(plan.nodes.map((n) => startNodeZtunnel(plan, n, (env) => startProcess(store, {
     name: `ztunnel/${n.name}`, role: 'ztunnel', netns: n.netns, log: join(layout.logs, `ztunnel-${n.name}.log`),
-    argv: [process.execPath, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, labRedisArgs(plan)), ...(n.address6 ? ['--address6', n.address6] : [])],
+    argv: [process.execPath, ...ZTUNNEL_NODE_FLAGS, DIST.main, 'ztunnel', ...ztunnelArgs(n.name, n.address, layout, labRedisArgs(plan)), ...(n.address6 ? ['--address6', n.address6] : [])],
   }, env), started(store))));
   step(`ztunnels: ${plan.nodes.map((n) => `${n.name}@${n.address}`).join(', ')} ready`);
   return { ca: true, ztunnels: true };

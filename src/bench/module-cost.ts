@@ -1,0 +1,41 @@
+/**
+ * What loading modules costs, in a fresh process with no other import (run it with
+ * --expose-gc): `node --expose-gc dist/bench/module-cost.js <module>...` requires each
+ * in turn (a package name, `node:x`, or a path under dist/ such as `ztunnel/app`),
+ * runs a full GC after each and prints a Markdown row of what it added: time, RSS,
+ * anonymous memory (smaps_rollup) and the V8 heap used and committed. Cumulative: what
+ * a module shares with an earlier one is charged to the earlier.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface Reading { rss: number; anon: number; used: number; committed: number }
+
+function read(): Reading {
+  const t = readFileSync('/proc/self/smaps_rollup', 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(t)?.[1] ?? NaN) * 1024;
+  const mu = process.memoryUsage();
+  return { rss: kb('Rss'), anon: kb('Anonymous'), used: mu.heapUsed, committed: mu.heapTotal };
+}
+
+const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+const row = (name: string, ms: string, now: Reading, from: Reading) =>
+  console.log(`| ${name} | ${ms} | ${mb(now.rss - from.rss)} | ${mb(now.anon - from.anon)} | ${mb(now.used - from.used)} | ${mb(now.committed - from.committed)} |`);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('run with --expose-gc');
+gc();
+const start = read();
+console.log(`| node itself (RSS ${mb(start.rss)} MB, anonymous ${mb(start.anon)} MB) | | | | | |`);
+let last = start;
+for (const m of process.argv.slice(2)) {
+  const t0 = performance.now();
+  const isPackage = m.startsWith('node:') || m.startsWith('@') || !m.includes('/');
+  require(isPackage ? m : join(__dirname, '..', m));
+  const ms = (performance.now() - t0).toFixed(0);
+  gc();
+  const now = read();
+  row(m, ms, now, last);
+  last = now;
+}
+row('**all**', '', last, start);
