@@ -3,6 +3,7 @@
  * test/helpers/redis.ts); removed with its directory by stop().
  */
 import { spawn } from 'node:child_process';
+import type { Redis } from 'ioredis';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,5 +56,18 @@ export async function startRedis(): Promise<{ url: string; stop(): Promise<void>
       await exited;
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** Redis' own counters, read with INFO: CPU seconds (all threads), bytes sent, clients (blocked ones apart), memory. */
+export async function redisCounters(admin: Redis): Promise<{ cpuS: number; outBytes: number; clients: number; blocked: number; usedMemory: number }> {
+  const text = await admin.info();
+  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    cpuS: field('used_cpu_sys') + field('used_cpu_user'),
+    outBytes: field('total_net_output_bytes'),
+    clients: field('connected_clients'),
+    blocked: field('blocked_clients'),
+    usedMemory: field('used_memory'),
   };
 }

@@ -26,13 +26,12 @@ import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { formatBytes, formatTable, type Cell } from '../cli/output';
 import { openRedis } from '../registry/connection';
-import { RegistryFollower } from '../registry/follower';
 import { registryKeys, DEFAULT_PREFIX } from '../registry/layout';
-import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import { KINDS } from '../registry/types';
-import { startRedis } from './redis';
-import { benchWorkload, populate, type PopulationSize } from './registry-population';
+import { redisCounters, startRedis } from './redis';
+import { populate, type PopulationSize } from './registry-population';
+import { fanoutPhase, fanoutSize, rawFanout, type RawRow } from './scale-fanout';
 import type { FollowerLoadReport } from './scale-follower';
 import { percentile } from './stats';
 
@@ -69,22 +68,11 @@ const mb = (x: number) => `${(x / 1024 / 1024).toFixed(1)} MB`;
 const median = (xs: number[]) => percentile([...xs].sort((p, q) => p - q), 50);
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
-/** Redis' own counters, read with INFO: CPU seconds (all threads), bytes sent, clients, memory. */
-async function redisCounters(admin: Redis): Promise<{ cpuS: number; outBytes: number; clients: number; usedMemory: number }> {
-  const text = await admin.info();
-  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(text)?.[1] ?? NaN);
-  return {
-    cpuS: field('used_cpu_sys') + field('used_cpu_user'),
-    outBytes: field('total_net_output_bytes'),
-    clients: field('connected_clients'),
-    usedMemory: field('used_memory'),
-  };
-}
-
 const execFileP = promisify(execFile);
 
-async function childLoad(url: string): Promise<FollowerLoadReport> {
-  const { stdout } = await execFileP(process.execPath, ['--expose-gc', join(__dirname, 'scale-follower.js'), url], { maxBuffer: 1 << 20 });
+/** scale-follower.ts in a process of its own; with `node`, its node-scoped experiment. */
+async function childLoad(url: string, node?: string): Promise<FollowerLoadReport> {
+  const { stdout } = await execFileP(process.execPath, ['--expose-gc', join(__dirname, 'scale-follower.js'), url, ...(node ? [node] : [])], { maxBuffer: 1 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!) as FollowerLoadReport;
 }
 
@@ -133,92 +121,6 @@ async function stormPhase(url: string, admin: Redis, n: number): Promise<StormRo
   }
 }
 
-interface FanoutRow {
-  followers: number; connections: number; startMs: number;
-  idleRedisCpuPct: number; p50: number; p99: number; max: number; lastP50: number;
-  redisCpuMsPerChange: number; bytesPerChange: number; simCpuUsPerFollowerChange: number;
-}
-
-/**
- * Grows the set of followers to each size in turn and sends `changes` workload
- * rewrites, one at a time: the next only after every follower applied the previous,
- * so each latency is one change's fan-out, not a queue.
- */
-async function fanoutPhase(url: string, admin: Redis, store: RegistryStore, a: Args): Promise<FanoutRow[]> {
-  await admin.flushall();
-  const size: PopulationSize = { workloads: a.fanoutWorkloads, services: Math.max(1, Math.round(a.fanoutWorkloads / 10)), namespaces: Math.max(1, Math.round(a.fanoutWorkloads / 100)), nodes: Math.max(...a.followers) };
-  await populate(store, size);
-  const followers: RegistryFollower[] = [];
-  const sentAt = new Map<string, number>();
-  const arrived = new Map<string, number[]>();
-  let version = 0;
-  const rows: FanoutRow[] = [];
-  try {
-    for (const target of [...a.followers].sort((x, y) => x - y)) {
-      const t0 = performance.now();
-      while (followers.length < target) {
-        const batch = Math.min(50, target - followers.length);
-        await Promise.all(Array.from({ length: batch }, async () => {
-          const state = new MeshState({ trustDomain: 'cluster.local' });
-          state.on('change', (changes) => {
-            const now = performance.now();
-            for (const c of changes) {
-              const sent = sentAt.get(c.key);
-              if (sent !== undefined) arrived.get(c.key)!.push(now - sent);
-            }
-          });
-          const f = new RegistryFollower({ url, state });
-          followers.push(f);
-          await f.start();
-        }));
-      }
-      const startMs = performance.now() - t0;
-      // Idle: every follower's XREAD BLOCK times out each second and is sent again.
-      const idle0 = await redisCounters(admin);
-      const idleT0 = performance.now();
-      await new Promise((r) => setTimeout(r, 2000));
-      const idle1 = await redisCounters(admin);
-      const idleRate = (idle1.cpuS - idle0.cpuS) / ((performance.now() - idleT0) / 1000);
-
-      const all: number[] = [];
-      const last: number[] = [];
-      const before = await redisCounters(admin);
-      const cpu0 = process.cpuUsage();
-      const phaseT0 = performance.now();
-      for (let i = 0; i < a.changes; i++) {
-        const w = benchWorkload(i % size.workloads, size, `v${++version + 1}`);
-        arrived.set(w.uid, []);
-        sentAt.set(w.uid, performance.now());
-        await store.put('workload', w);
-        const deadline = performance.now() + 10_000;
-        while (arrived.get(w.uid)!.length < target && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-        const got = arrived.get(w.uid)!;
-        if (got.length < target) throw new Error(`change ${i} reached ${got.length} of ${target} followers within 10 s`);
-        sentAt.delete(w.uid);
-        arrived.delete(w.uid);
-        all.push(...got);
-        last.push(Math.max(...got));
-      }
-      const phaseS = (performance.now() - phaseT0) / 1000;
-      const cpu = process.cpuUsage(cpu0);
-      const after = await redisCounters(admin);
-      all.sort((x, y) => x - y);
-      rows.push({
-        followers: target, connections: after.clients - 1, startMs,
-        idleRedisCpuPct: idleRate * 100,
-        p50: percentile(all, 50), p99: percentile(all, 99), max: all[all.length - 1]!, lastP50: median(last),
-        redisCpuMsPerChange: Math.max(0, ((after.cpuS - before.cpuS) - idleRate * phaseS) * 1000) / a.changes,
-        bytesPerChange: (after.outBytes - before.outBytes) / a.changes,
-        simCpuUsPerFollowerChange: (cpu.user + cpu.system) / (a.changes * target),
-      });
-      process.stderr.write(`  fan-out ${target} followers done\n`);
-    }
-  } finally {
-    await Promise.all(followers.map((f) => f.stop()));
-  }
-  return rows;
-}
-
 function print(title: string, headers: string[], rows: Cell[][]): void {
   process.stdout.write(`\n${title}\n${formatTable({ headers, rows })}`);
 }
@@ -238,7 +140,12 @@ async function main(): Promise<void> {
     }
     // The largest registry is still in Redis: storm it.
     const storm = await stormPhase(redis.url, admin, a.storm);
+    const big = snaps[snaps.length - 1]!;
+    const scoped = await childLoad(redis.url, `node-${Math.floor(big.size.nodes / 2)}`);
     const fan = await fanoutPhase(redis.url, admin, store, a);
+    // The fan-out registry is still in Redis; raw readers rewrite its workloads too.
+    const raw: RawRow[] = [];
+    for (const n of [...a.followers].sort((x, y) => x - y)) raw.push(await rawFanout(redis.url, admin, store, n, a.changes, fanoutSize(a)));
 
     print(`Snapshot load, one follower in its own process (median of ${a.loads}; goal: RSS ≤ 150 MB at 100k workloads)`,
       ['workloads', 'services', 'nodes', 'redis memory', 'bytes sent', 'load', 'redis CPU/load', 'RSS before', 'RSS after (GC)', 'peak RSS', 'heap', 'RSS per workload', 'goal'],
@@ -249,7 +156,9 @@ async function main(): Promise<void> {
           ms(s.redisCpuMs), mb(base), mb(rss), mb(median(s.loads.map((l) => l.peakRss))), mb(median(s.loads.map((l) => l.heapUsed))),
           `${((rss - base) / s.size.workloads / 1024).toFixed(2)} KB`, rss <= GOAL_RSS ? 'met' : 'NOT met'];
       }));
-    const big = snaps[snaps.length - 1]!;
+    print(`Node-scoped view (experiment): one node's ${scoped.workloads} workloads + every service, node and namespace of the ${big.size.workloads}-workload registry`,
+      ['workloads held', 'RSS before', 'RSS after (GC)', 'heap', 'goal'],
+      [[scoped.workloads, mb(scoped.baselineRss), mb(scoped.rss), mb(scoped.heapUsed), scoped.rss <= GOAL_RSS ? 'met' : 'NOT met']]);
     print(`Restart storm: ${storm.clients} clients read the ${big.size.workloads}-workload snapshot at once (raw replies)`,
       ['clients', 'all served in', 'redis CPU per snapshot', 'bytes per snapshot', '1,000 nodes: redis CPU', '1,000 nodes: bytes'],
       [[storm.clients, ms(storm.wallMs), ms(storm.redisCpuMsPerSnapshot), formatBytes(storm.bytesPerSnapshot),
@@ -257,7 +166,23 @@ async function main(): Promise<void> {
     print(`One change reaching N followers (${a.changes} changes, one at a time; ${a.fanoutWorkloads}-workload registry; goal: p99 ≤ 100 ms at 1,000)`,
       ['followers', 'redis clients', 'start all', 'redis CPU idle', 'p50', 'p99', 'max', 'last follower p50', 'redis CPU/change', 'bytes/change', 'sim CPU per follower·change', 'goal'],
       fan.map((f) => [f.followers, f.connections, ms(f.startMs), `${f.idleRedisCpuPct.toFixed(1)} %`, ms(f.p50), ms(f.p99), ms(f.max), ms(f.lastP50),
-        ms(f.redisCpuMsPerChange), formatBytes(f.bytesPerChange), `${f.simCpuUsPerFollowerChange.toFixed(0)} µs`, f.p99 <= GOAL_P99_MS ? 'met' : 'NOT met']));
+        ms(f.redisCpuMsPerChange), formatBytes(f.bytesPerChange), `${f.simCpuUsPerFollowerChange.toFixed(0)} µs`, f.p99 <= GOAL_P99_MS ? 'met' : 'NOT met (one process applies all)']));
+    print(`One change reaching N raw readers (bare sockets in XREAD BLOCK: Redis' delivery alone)`,
+      ['readers', 'p50', 'p99', 'max', 'redis CPU/change', 'bytes/change'],
+      raw.map((r) => [r.readers, ms(r.p50), ms(r.p99), ms(r.max), ms(r.redisCpuMsPerChange), formatBytes(r.bytesPerChange)]));
+
+    const fanMax = fan[fan.length - 1]!;
+    const rawMax = raw[raw.length - 1]!;
+    const bigRss = median(big.loads.map((l) => l.rss));
+    // A node's latency: Redis' delivery to the last of N readers, then its own apply.
+    const nodeP99 = rawMax.p99 + fanMax.simCpuUsPerFollowerChange / 1000;
+    print('Goals (issue 13, "Scale beyond one machine")', ['measure', 'goal', 'measured', 'measured / goal', ''], [
+      [`follower RSS, ${big.size.workloads} workloads (full view)`, mb(GOAL_RSS), mb(bigRss), (bigRss / GOAL_RSS).toFixed(2), bigRss <= GOAL_RSS ? 'met' : 'NOT met'],
+      [`follower RSS, node-scoped view of the same`, mb(GOAL_RSS), mb(scoped.rss), (scoped.rss / GOAL_RSS).toFixed(2), scoped.rss <= GOAL_RSS ? 'met' : 'NOT met'],
+      [`change → ${fanMax.followers} nodes p99 (Redis delivery + one apply)`, ms(GOAL_P99_MS), ms(nodeP99), (nodeP99 / GOAL_P99_MS).toFixed(2), nodeP99 <= GOAL_P99_MS ? 'met' : 'NOT met'],
+      [`change → ${fanMax.followers} followers p99, all in one process (upper bound)`, ms(GOAL_P99_MS), ms(fanMax.p99), (fanMax.p99 / GOAL_P99_MS).toFixed(2), fanMax.p99 <= GOAL_P99_MS ? 'met' : 'NOT met'],
+      [`Redis CPU per change, ${fanMax.followers} followers`, '-', ms(fanMax.redisCpuMsPerChange), '-', ''],
+    ]);
     process.stdout.write(`\nload average ${load()} at end; ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   } finally {
     admin.disconnect();
