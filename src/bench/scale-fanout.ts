@@ -32,6 +32,8 @@ const median = (xs: number[]) => percentile([...xs].sort((p, q) => p - q), 50);
 
 export interface FanoutRow {
   followers: number; connections: number; startMs: number;
+  /** Redis' used_memory growth per follower added (its two connections' buffers and client state). */
+  redisBytesPerFollower: number;
   idleRedisCpuPct: number; p50: number; p99: number; max: number; lastP50: number;
   redisCpuMsPerChange: number; bytesPerChange: number; simCpuUsPerFollowerChange: number;
 }
@@ -52,6 +54,8 @@ export async function fanoutPhase(url: string, admin: Redis, store: RegistryStor
   const rows: FanoutRow[] = [];
   try {
     for (const target of [...a.followers].sort((x, y) => x - y)) {
+      const mem0 = (await redisCounters(admin)).usedMemory;
+      const added = target - followers.length;
       const t0 = performance.now();
       while (followers.length < target) {
         const batch = Math.min(50, target - followers.length);
@@ -70,6 +74,7 @@ export async function fanoutPhase(url: string, admin: Redis, store: RegistryStor
         }));
       }
       const startMs = performance.now() - t0;
+      const redisBytesPerFollower = ((await redisCounters(admin)).usedMemory - mem0) / added;
       // Idle: every follower's XREAD BLOCK times out each second and is sent again.
       const idle0 = await redisCounters(admin);
       const idleT0 = performance.now();
@@ -101,7 +106,7 @@ export async function fanoutPhase(url: string, admin: Redis, store: RegistryStor
       const after = await redisCounters(admin);
       all.sort((x, y) => x - y);
       rows.push({
-        followers: target, connections: after.clients - 1, startMs,
+        followers: target, connections: after.clients - 1, startMs, redisBytesPerFollower,
         idleRedisCpuPct: idleRate * 100,
         p50: percentile(all, 50), p99: percentile(all, 99), max: all[all.length - 1]!, lastP50: median(last),
         redisCpuMsPerChange: Math.max(0, ((after.cpuS - before.cpuS) - idleRate * phaseS) * 1000) / a.changes,

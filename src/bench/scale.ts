@@ -164,8 +164,8 @@ async function main(): Promise<void> {
       [[storm.clients, ms(storm.wallMs), ms(storm.redisCpuMsPerSnapshot), formatBytes(storm.bytesPerSnapshot),
         `${(storm.redisCpuMsPerSnapshot).toFixed(0)} s`, formatBytes(storm.bytesPerSnapshot * 1000)]]);
     print(`One change reaching N followers (${a.changes} changes, one at a time; ${a.fanoutWorkloads}-workload registry; goal: p99 ≤ 100 ms at 1,000)`,
-      ['followers', 'redis clients', 'start all', 'redis CPU idle', 'p50', 'p99', 'max', 'last follower p50', 'redis CPU/change', 'bytes/change', 'sim CPU per follower·change', 'goal'],
-      fan.map((f) => [f.followers, f.connections, ms(f.startMs), `${f.idleRedisCpuPct.toFixed(1)} %`, ms(f.p50), ms(f.p99), ms(f.max), ms(f.lastP50),
+      ['followers', 'redis clients', 'redis memory per follower', 'start all', 'redis CPU idle', 'p50', 'p99', 'max', 'last follower p50', 'redis CPU/change', 'bytes/change', 'sim CPU per follower·change', 'goal'],
+      fan.map((f) => [f.followers, f.connections, formatBytes(f.redisBytesPerFollower), ms(f.startMs), `${f.idleRedisCpuPct.toFixed(1)} %`, ms(f.p50), ms(f.p99), ms(f.max), ms(f.lastP50),
         ms(f.redisCpuMsPerChange), formatBytes(f.bytesPerChange), `${f.simCpuUsPerFollowerChange.toFixed(0)} µs`, f.p99 <= GOAL_P99_MS ? 'met' : 'NOT met (one process applies all)']));
     print(`One change reaching N raw readers (bare sockets in XREAD BLOCK: Redis' delivery alone)`,
       ['readers', 'p50', 'p99', 'max', 'redis CPU/change', 'bytes/change'],
