@@ -8,14 +8,17 @@
  *
  * With NODE, an experiment instead: the state keeps only NODE's workloads (and every
  * node, namespace, service and policy), what a ztunnel that fetched other nodes'
- * workloads on demand would hold at rest. It is read with RegistryStore.snapshot(),
- * so the load's figures are not a follower's; only the settled heap and RSS count.
+ * workloads on demand would hold at rest. Workloads are scanned in pages of 1,000
+ * (HSCAN), so the load never holds the whole workload hash, as an on-demand reader
+ * would not; the scan is not atomic, so only the settled heap and RSS count.
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
-import { RegistryStore } from '../registry/store';
+import { openRedis } from '../registry/connection';
+import { DEFAULT_PREFIX, parseHashes, parseRecord, registryKeys } from '../registry/layout';
+import { KINDS, type WorkloadRecord } from '../registry/types';
 
 export interface FollowerLoadReport {
   workloads: number;
@@ -45,6 +48,34 @@ function collect(): void {
   gc?.();
 }
 
+/** The node-scoped experiment's load; its own function so nothing read stays reachable from main's frame. */
+async function loadNodeScoped(url: string, node: string, state: MeshState): Promise<void> {
+  const keys = registryKeys(DEFAULT_PREFIX);
+  const redis = openRedis(url);
+  try {
+    const others = KINDS.filter((k) => k !== 'workload');
+    const multi = redis.multi();
+    for (const kind of others) multi.hgetall(keys.kind(kind));
+    multi.get(keys.revision);
+    const replies = ((await multi.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v; });
+    const onInvalid = () => {};
+    const hashes = KINDS.map((k) => (k === 'workload' ? {} : replies[others.indexOf(k)] as Record<string, string>));
+    const records = parseHashes(hashes, onInvalid);
+    let cursor = '0';
+    do {
+      const [next, flat] = await redis.hscan(keys.kind('workload'), cursor, 'COUNT', 1000);
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const w = parseRecord('workload', flat[i]!, flat[i + 1]!, 'hash', onInvalid) as WorkloadRecord | undefined;
+        if (w?.node === node) records.workload.push(w);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+    state.replaceAll(records, Number(replies[others.length] ?? 0));
+  } finally {
+    redis.disconnect();
+  }
+}
+
 async function main(): Promise<void> {
   const url = process.argv[2];
   if (!url) throw new Error('usage: scale-follower.js <redis-url> [node]');
@@ -54,10 +85,7 @@ async function main(): Promise<void> {
   const node = process.argv[3];
   const t0 = performance.now();
   if (node) {
-    const store = RegistryStore.connect(url);
-    const { revision, records } = await store.snapshot();
-    await store.close();
-    state.replaceAll({ ...records, workload: records.workload.filter((w) => w.node === node) }, revision);
+    await loadNodeScoped(url, node, state);
   } else {
     const follower = new RegistryFollower({ url, state });
     await follower.start();
