@@ -257,16 +257,17 @@ function parseVariants(args: string[]): Variant[] {
  * request, then the fixed rate's p99 and CPU per request; medians kept. CPU per request
  * from /proc holds still on a loaded machine where max req/s does not.
  */
-async function compareVariants(pool: HbonePool, redis: string, root: CaKeyPair, list: Variant[], o: { seconds: number; connections: number; rounds: number; rate: number }): Promise<Array<{ v: Variant; rps: number; cpuUs: number; p99: number; fixedCpuUs: number; rssMb: number; errors: number }>> {
-  const variants: Array<{ v: Variant; dial: Dial; pid: number; rps: number[]; cpuUs: number[]; p99: number[]; fixedCpuUs: number[]; rssMb: number[]; errors: number }> = [];
+async function compareVariants(pool: HbonePool, redis: string, root: CaKeyPair, list: Variant[], o: { seconds: number; connections: number; rounds: number; rate: number }): Promise<Array<{ v: Variant; startedMb: number; rps: number; cpuUs: number; p99: number; fixedCpuUs: number; rssMb: number; errors: number }>> {
+  const variants: Array<{ v: Variant; dial: Dial; pid: number; startedMb: number; rps: number[]; cpuUs: number[]; p99: number[]; fixedCpuUs: number[]; rssMb: number[]; errors: number }> = [];
   for (const v of list) {
     const wp = await startChild<{ port: number }>({ role: 'waypoint', redis, root, ...(v.sampling === undefined ? {} : { sampling: v.sampling }) }, v);
+    const startedMb = rssBytes(wp.child.pid!) / 2 ** 20;
     const dial: Dial = async () => (await pool.open({
       sourceIdentity: id('client'), destinationIdentity: id('waypoint'), nextHop: { host: '127.0.0.1', port: wp.reply.port },
       authority: { ip: VIP, port: 80 }, forwardedFor: { ip: CLIENT_IP, port: 40000 }, counters: { sent: 0, received: 0 },
     })).stream;
     await maxRate(dial, o.connections, 1); // warm-up: tunnel, JIT, upstream pool
-    variants.push({ v, dial, pid: wp.child.pid!, rps: [], cpuUs: [], p99: [], fixedCpuUs: [], rssMb: [], errors: 0 });
+    variants.push({ v, dial, pid: wp.child.pid!, startedMb, rps: [], cpuUs: [], p99: [], fixedCpuUs: [], rssMb: [], errors: 0 });
   }
   for (let round = 0; round < o.rounds; round++) {
     for (let i = 0; i < variants.length; i++) {
@@ -290,7 +291,7 @@ async function compareVariants(pool: HbonePool, redis: string, root: CaKeyPair, 
     }
   }
   const median = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
-  return variants.map((x) => ({ v: x.v, rps: median(x.rps), cpuUs: median(x.cpuUs), p99: median(x.p99), fixedCpuUs: median(x.fixedCpuUs), rssMb: median(x.rssMb), errors: x.errors }));
+  return variants.map((x) => ({ v: x.v, startedMb: x.startedMb, rps: median(x.rps), cpuUs: median(x.cpuUs), p99: median(x.p99), fixedCpuUs: median(x.fixedCpuUs), rssMb: median(x.rssMb), errors: x.errors }));
 }
 
 function printVariants(rows: Awaited<ReturnType<typeof compareVariants>>, o: { seconds: number; connections: number; rounds: number; rate: number }): void {
@@ -298,10 +299,10 @@ function printVariants(rows: Awaited<ReturnType<typeof compareVariants>>, o: { s
   const [base] = rows as [typeof rows[0]];
   console.log(`\nclosed loop, ${o.connections} connections, ${o.seconds} s per round, ${o.rounds} rounds (medians)${o.rate > 0 ? `; then ${o.rate} req/s open loop, ${o.seconds} s` : ''}.`);
   console.log(`CPU: the waypoint process's user+system time per request served; capacity = max req/s as CPU allows it (× ${base.v.name}).\n`);
-  console.log(`| variant | max req/s | × ${base.v.name} | µs CPU per request | capacity × ${base.v.name} | p99 ms at ${o.rate} req/s | µs CPU per request at ${o.rate} req/s | RSS MB | errors |`);
+  console.log(`| variant | max req/s | × ${base.v.name} | µs CPU per request | capacity × ${base.v.name} | p99 ms at ${o.rate} req/s | µs CPU per request at ${o.rate} req/s | RSS MB (started) | errors |`);
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.v.name} | ${f(r.rps, 0)} | ${f(r.rps / base.rps, 3)} | ${f(r.cpuUs, 1)} | ${f(base.cpuUs / r.cpuUs, 3)} | ${f(r.p99, 3)} | ${f(r.fixedCpuUs, 1)} | ${f(r.rssMb, 1)} | ${r.errors} |`);
+    console.log(`| ${r.v.name} | ${f(r.rps, 0)} | ${f(r.rps / base.rps, 3)} | ${f(r.cpuUs, 1)} | ${f(base.cpuUs / r.cpuUs, 3)} | ${f(r.p99, 3)} | ${f(r.fixedCpuUs, 1)} | ${f(r.rssMb, 1)} (${f(r.startedMb, 1)}) | ${r.errors} |`);
   }
 }
 
