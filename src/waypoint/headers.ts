@@ -17,17 +17,28 @@ export interface StripOptions {
   keepUpgrade?: boolean;
 }
 
-/** The headers without hop-by-hop ones, nor any the Connection header names, nor pseudo-headers. */
-export function stripHopByHop(headers: HeaderMap, opts: StripOptions = {}): HeaderMap {
-  const named = new Set<string>();
-  for (const v of asList(headers.connection)) {
-    for (const token of v.split(',')) {
-      const t = token.trim().toLowerCase();
-      if (t) named.add(t);
+const NO_OPTIONS: StripOptions = {};
+
+/**
+ * The headers without hop-by-hop ones, nor any the Connection header names, nor
+ * pseudo-headers. Runs twice per request: no Set unless a Connection header names
+ * something, no entry pairs.
+ */
+export function stripHopByHop(headers: HeaderMap, opts: StripOptions = NO_OPTIONS): HeaderMap {
+  let named: Set<string> | undefined;
+  if (headers.connection !== undefined) {
+    for (const v of asList(headers.connection)) {
+      for (const token of v.split(',')) {
+        const t = token.trim().toLowerCase();
+        if (t) (named ??= new Set()).add(t);
+      }
     }
   }
   const out: HeaderMap = {};
-  for (const [name, value] of Object.entries(headers)) {
+  const names = Object.keys(headers);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    const value = headers[name];
     if (value === undefined || name.startsWith(':')) continue;
     const lower = name.toLowerCase();
     if (opts.keepUpgrade && (lower === 'upgrade' || lower === 'connection')) {
@@ -39,7 +50,7 @@ export function stripHopByHop(headers: HeaderMap, opts: StripOptions = {}): Head
       if (opts.keepTeTrailers && asList(value).some((v) => v.split(',').some((t) => t.trim().toLowerCase() === 'trailers'))) out.te = 'trailers';
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || (named.has(lower) && !(opts.keepUpgrade && lower === 'upgrade'))) continue;
+    if (HOP_BY_HOP.has(lower) || (named?.has(lower) && !(opts.keepUpgrade && lower === 'upgrade'))) continue;
     out[lower] = value;
   }
   return out;
