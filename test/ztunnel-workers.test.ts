@@ -101,7 +101,9 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   t.same(certs.filter((s) => s.labels.state === 'Ready').map((s) => s.value), [2],
     'the node\'s certificate and demo/a\'s, each counted once, not once per worker');
   const rss = (await series('process_resident_memory_bytes'))[0]!.value;
-  t.comment(`resident memory of the primary and both workers: ${(rss / 1048576).toFixed(1)} MiB`);
+  const vmRss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+  t.comment(`resident memory of the primary and both workers: ${(rss / 1048576).toFixed(1)} MiB `
+    + `(primary ${vmRss(child.pid!).toFixed(1)} MiB, workers ${first.map((pid) => vmRss(pid).toFixed(1)).join(' and ')} MiB)`);
   t.ok(rss > 3 * 20 * 1048576, 'process memory is summed over the three processes');
 
   process.kill(first[0]!, 'SIGKILL');

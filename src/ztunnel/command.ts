@@ -3,11 +3,8 @@ import type { Command } from '../cli/command';
 import { createLogger } from '../lib/log';
 import { runComponent } from '../lib/run-component';
 import { optionsHelp } from '../lib/options';
-import { ZtunnelApp } from './app';
 import { removeCaptureRules } from './capture';
 import { loadZtunnelConfig, ztunnelOptions } from './config';
-import { ZtunnelPrimary } from './cluster-primary';
-import { runZtunnelWorker } from './cluster-worker';
 import { WORKER_INDEX_ENV } from './workers';
 
 const command: Command = {
@@ -33,8 +30,14 @@ const command: Command = {
       logger.flush();
       return 0;
     }
-    if (cluster.isWorker) return runZtunnelWorker(config, logger, Number(process.env[WORKER_INDEX_ENV] ?? 0));
-    const app = config.workers > 1 ? new ZtunnelPrimary(config, logger) : new ZtunnelApp(config, logger);
+    // Loaded on demand: the --workers primary moves no bytes, so it loads none of the data path.
+    if (cluster.isWorker) {
+      const { runZtunnelWorker } = require('./cluster-worker') as typeof import('./cluster-worker');
+      return runZtunnelWorker(config, logger, Number(process.env[WORKER_INDEX_ENV] ?? 0));
+    }
+    const app = config.workers > 1
+      ? new (require('./cluster-primary') as typeof import('./cluster-primary')).ZtunnelPrimary(config, logger)
+      : new (require('./app') as typeof import('./app')).ZtunnelApp(config, logger);
     return runComponent(app, logger, 'ztunnel');
   },
 };
