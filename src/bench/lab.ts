@@ -7,8 +7,18 @@
  *   weft     demo/client   → demo/echo-2   (node-1 → ztunnel → HBONE → ztunnel → node-2)
  *   haproxy  legacy/client → HAProxy (node-1) → mTLS → HAProxy (node-2) → legacy/echo-1
  *
- * Throughput: one iperf3 stream. Latency: 1 KiB request/response at a fixed rate
- * (loadgen.ts). Connection rate: open/exchange/close loops. Needs root (the lab).
+ *   weft-w2  as weft, both ztunnels restarted with `--workers 2` (WEFT_BENCH_WORKERS; 1 or
+ *            empty leaves the row out) for that path's rounds, back to one after
+ *
+ * plus `haproxy-1t`, the same pair with `nbthread 1` (one thread each, like one ztunnel
+ * worker); `haproxy` runs HAProxy's default threading (one thread per CPU).
+ *
+ * Throughput: one iperf3 stream, and 8 parallel streams (`iperf3 -P 8`), which is what
+ * several threads or workers can spread over cores. Latency: 1 KiB request/response at
+ * a fixed rate (loadgen.ts). Connection rate: open/exchange/close loops. Rounds are
+ * interleaved across the paths (path A, B, C, then again), so a load swing from other
+ * work on the machine hits every path alike (every other round backwards, so the
+ * ztunnels change worker counts once a round); medians. Needs root (the lab).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,17 +28,24 @@ import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import type { LabContext } from '../lab/context';
 import { run } from '../lab/run';
 import { withLab } from '../lab/session';
+import { readState, type ProcessResource } from '../lab/state';
+import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
+import { parsePromText, samplesOf } from '../telemetry/prom-text';
 
 const REPO = join(__dirname, '..', '..');
 const LOADGEN = join(REPO, 'dist', 'bench', 'loadgen.js');
 const LAB_DIR = process.env.WEFT_BENCH_LAB_DIR ?? join(REPO, '.weft-lab', 'bench');
 const CONTEXT = join(LAB_DIR, 'context.json');
+// The weft rows say how many ztunnel workers they run; none comes from the caller's environment.
+delete process.env.WEFT_ZTUNNEL_WORKERS;
 const ENV = { ...process.env, WEFT_LAB_DIR: LAB_DIR, WEFT_CONTEXT: CONTEXT };
 
-const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 3);
 const RATE = Number(process.env.WEFT_BENCH_RATE ?? 1000);
 const CONNS = Number(process.env.WEFT_BENCH_CONNECTIONS ?? 2000);
 const REPEAT = Number(process.env.WEFT_BENCH_REPEAT ?? 3);
+const PARALLEL = Number(process.env.WEFT_BENCH_PARALLEL ?? 8);
+const WORKERS = Number(process.env.WEFT_BENCH_WORKERS ?? 2) || 1;
 
 /** A command in `netns`; its stdout (a failure throws with its stderr). */
 async function runIn(netns: string, cmd: string, args: string[]): Promise<string> {
@@ -36,17 +53,33 @@ async function runIn(netns: string, cmd: string, args: string[]): Promise<string
 }
 
 /** A server the bench owns, logging to the lab dir; killed by its PID at the end. */
-function background(netns: string, cmd: string, args: string[]): ChildProcess {
-  const log = openSync(join(LAB_DIR, `${cmd}-${netns}.log`), 'w');
+function background(netns: string, cmd: string, args: string[], tag: string = cmd): ChildProcess {
+  const log = openSync(join(LAB_DIR, `${tag}-${netns}.log`), 'w');
   const child = spawn('ip', ['netns', 'exec', netns, cmd, ...args], { stdio: ['ignore', log, log] });
   closeSync(log);
   return child;
 }
 
-interface Path { name: string; client: string; iperf: string; echo: string }
-interface Result { gbps: number; p50: number; p99: number; cps: number }
+interface Path { name: string; client: string; iperf: string; echo: string; workers?: number }
+interface Measures { gbps: number; gbpsP: number; p50: number; p99: number; cps: number; rssMb: number }
+type Samples = { [K in keyof Measures]: number[] } & { resets: number[] };
+/**
+ * Medians; the iperf3 runs (of REPEAT) that gave no result; on weft paths, the HBONE
+ * streams the ztunnels reset because their stall reservations did not fit the buffer
+ * budget (weft_ztunnel_hbone_refused_total{reason="buffer_budget"}), summed over the rounds.
+ */
+interface Result extends Measures { failed: { gbps: number; gbpsP: number }; budgetResets: number }
 
-async function haproxyPair(ctx: LabContext, dir: string, echoIp: string): Promise<ChildProcess[]> {
+/** HAProxy's threads per process: its default (one per CPU it may run on), or one. */
+type Threads = 'auto' | 1;
+
+/** Ports of one HAProxy pair: iperf3 front/back, echo front/back. */
+const HAPROXY_PORTS: Record<string, readonly [number, number, number, number]> = {
+  auto: [17001, 17002, 17003, 17004],
+  1: [17011, 17012, 17013, 17014],
+};
+
+async function haproxyPair(ctx: LabContext, dir: string, echoIp: string, threads: Threads): Promise<ChildProcess[]> {
   const root = await generateRootCa({ trustDomain: 'bench.local' });
   const issuer = new Issuer(root, { trustDomain: 'bench.local' });
   const pem = async (who: string) => {
@@ -59,56 +92,134 @@ async function haproxyPair(ctx: LabContext, dir: string, echoIp: string): Promis
   writeFileSync(join(dir, 'root.pem'), issuer.rootPem);
   const [clientPem, serverPem] = [await pem('client'), await pem('server')];
   const [n1, n2] = [ctx.nodes[0]!, ctx.nodes[1]!];
-  const global = 'global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
+  const global = `global\n  maxconn 4000\n${threads === 1 ? '  nbthread 1\n' : ''}defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n`;
   const front = (port: number, to: number) =>
     `listen p${port}\n  bind ${n1.address}:${port}\n  server s ${n2.address}:${to} ssl crt ${clientPem} ca-file ${join(dir, 'root.pem')} verify required alpn h2\n`;
   const back = (port: number, to: number) =>
     `listen p${port}\n  bind ${n2.address}:${port} ssl crt ${serverPem} ca-file ${join(dir, 'root.pem')} verify required\n  server s ${echoIp}:${to}\n`;
-  writeFileSync(join(dir, 'a.cfg'), global + front(17001, 17002) + front(17003, 17004));
-  writeFileSync(join(dir, 'b.cfg'), global + back(17002, 5201) + back(17004, 9000));
-  const procs = [background(n1.netns, 'haproxy', ['-db', '-f', join(dir, 'a.cfg')]), background(n2.netns, 'haproxy', ['-db', '-f', join(dir, 'b.cfg')])];
+  const [iperfFront, iperfBack, echoFront, echoBack] = HAPROXY_PORTS[threads]!;
+  const [a, b] = [join(dir, 'a.cfg'), join(dir, 'b.cfg')];
+  writeFileSync(a, global + front(iperfFront, iperfBack) + front(echoFront, echoBack));
+  writeFileSync(b, global + back(iperfBack, 5201) + back(echoBack, 9000));
+  const tag = `haproxy-${threads}`;
+  const procs = [background(n1.netns, 'haproxy', ['-db', '-f', a], tag), background(n2.netns, 'haproxy', ['-db', '-f', b], tag)];
   await sleep(800);
   for (const p of procs) if (p.exitCode !== null) throw new Error(`haproxy failed to start; see ${LAB_DIR}/haproxy-*.log and the configs in ${dir}`);
   return procs;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+let runningWorkers = 1;
+
+/** Restarts both ztunnels with `n` workers (WEFT_ZTUNNEL_WORKERS reaches them through startZtunnel's environment). */
+async function ztunnelWorkers(n: number): Promise<void> {
+  if (n === runningWorkers) return;
+  const started = Date.now();
+  const nodes = (JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext).nodes.map((node) => node.name);
+  await Promise.all(nodes.map((node) => stopZtunnel(LAB_DIR, node, 'SIGTERM')));
+  process.env.WEFT_ZTUNNEL_WORKERS = String(n);
+  // One at a time: each start rewrites the lab's state file.
+  for (const node of nodes) await startZtunnel(LAB_DIR, node);
+  runningWorkers = n;
+  process.stderr.write(`  ztunnels restarted with ${n} worker${n > 1 ? 's' : ''} (${Date.now() - started} ms)\n`);
 }
 
-async function measure(path: Path): Promise<Result> {
-  const gbps: number[] = [];
-  const p50: number[] = [];
-  const p99: number[] = [];
-  const cps: number[] = [];
-  const [iperfHost, iperfPort] = path.iperf.split(':');
-  for (let i = 0; i < REPEAT; i++) {
-    const ip = JSON.parse(await runIn(path.client, 'iperf3', ['-c', iperfHost!, '-p', iperfPort!, '-t', String(SECONDS), '-J'])) as {
-      end: { sum_received: { bits_per_second: number } };
-    };
-    gbps.push(ip.end.sum_received.bits_per_second / 1e9);
-    const lat = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'latency', '--target', path.echo, '--rate', String(RATE),
-      '--duration', String(SECONDS * 1000), '--size', '1024', '--connections', '8'])) as { p50Ms: number; p99Ms: number; errors: number };
-    if (lat.errors) throw new Error(`${path.name}: ${lat.errors} latency requests failed`);
-    p50.push(lat.p50Ms);
-    p99.push(lat.p99Ms);
-    const cr = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
-      '--concurrency', '8', '--size', '64'])) as { perSecond: number; errors: number };
-    cps.push(cr.perSecond);
-    process.stderr.write(`  ${path.name} run ${i + 1}/${REPEAT}: ${gbps.at(-1)!.toFixed(2)} Gb/s, p50 ${p50.at(-1)!.toFixed(3)} ms, p99 ${p99.at(-1)!.toFixed(3)} ms, ${cps.at(-1)} conn/s\n`);
+/** HBONE streams reset for the buffer budget so far, all nodes' ztunnels (their primaries sum the workers). */
+async function budgetResets(): Promise<number> {
+  let n = 0;
+  for (const node of (JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext).nodes) {
+    const res = await fetch(`http://${node.address}:15020/metrics`, { signal: AbortSignal.timeout(5000) });
+    const scrape = parsePromText(await res.text());
+    n += samplesOf(scrape, 'weft_ztunnel_hbone_refused_total').filter((x) => x.labels.reason === 'buffer_budget').reduce((a, x) => a + x.value, 0);
   }
-  return { gbps: median(gbps), p50: median(p50), p99: median(p99), cps: median(cps) };
+  return n;
+}
+
+/** Resident memory of a node's ztunnel: the process the lab started and its workers. */
+function ztunnelRssMb(node: string): number {
+  const proc = readState(LAB_DIR)!.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === `ztunnel/${node}`)!;
+  const pids = [proc.pid!, ...readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)];
+  const kb = pids.map((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0));
+  return kb.reduce((a, b) => a + b, 0) / 1024;
+}
+
+/** The median of the finite values; NaN when there is none. */
+function median(xs: number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+}
+
+/** A throughput median, with how many runs gave no result ("5.10 (1/3 failed)"). */
+function gbpsCell(gbps: number, failed: number): string {
+  if (Number.isNaN(gbps)) return 'failed';
+  return `${gbps.toFixed(2)}${failed ? ` (${failed}/${REPEAT} failed)` : ''}`;
+}
+
+/**
+ * One iperf3 run's received Gb/s. A run without a result (iperf3 ended in an error,
+ * e.g. a proxy reset one of its streams) is tried once more; NaN when that fails too,
+ * so the table shows the failures instead of the bench stopping.
+ */
+async function iperf(path: Path, streams: number, retry = true): Promise<number> {
+  const [host, port] = path.iperf.split(':');
+  const out = JSON.parse(await runIn(path.client, 'iperf3', ['-c', host!, '-p', port!, '-t', String(SECONDS), '-P', String(streams), '-J'])) as {
+    end?: { sum_received?: { bits_per_second: number } }; error?: string;
+  };
+  const bps = out.end?.sum_received?.bits_per_second;
+  if (bps !== undefined) return bps / 1e9;
+  const why = `${path.name}: iperf3 -P ${streams} gave no result (${out.error ?? 'no sum_received'})`;
+  process.stderr.write(`  ${why}${retry ? '; once more' : ''}\n`);
+  if (!retry) return NaN;
+  return iperf(path, streams, false);
+}
+
+/** One round of every measure on `path`, added to its samples. */
+async function round(path: Path, s: Samples, i: number): Promise<void> {
+  if (path.workers) await ztunnelWorkers(path.workers);
+  const resetsBefore = path.workers ? await budgetResets() : 0;
+  s.gbps.push(await iperf(path, 1));
+  s.gbpsP.push(await iperf(path, PARALLEL));
+  const lat = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'latency', '--target', path.echo, '--rate', String(RATE),
+    '--duration', String(SECONDS * 1000), '--size', '1024', '--connections', '8'])) as { p50Ms: number; p99Ms: number; errors: number };
+  if (lat.errors) throw new Error(`${path.name}: ${lat.errors} latency requests failed`);
+  s.p50.push(lat.p50Ms);
+  s.p99.push(lat.p99Ms);
+  const cr = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
+    '--concurrency', '8', '--size', '64'])) as { perSecond: number; errors: number };
+  s.cps.push(cr.perSecond);
+  if (path.workers) {
+    s.rssMb.push(ztunnelRssMb('node-1'));
+    s.resets.push(await budgetResets() - resetsBefore);
+  }
+  process.stderr.write(`  ${path.name} run ${i + 1}/${REPEAT}: ${s.gbps.at(-1)!.toFixed(2)} Gb/s, -P ${PARALLEL} ${s.gbpsP.at(-1)!.toFixed(2)} Gb/s, `
+    + `p50 ${s.p50.at(-1)!.toFixed(3)} ms, p99 ${s.p99.at(-1)!.toFixed(3)} ms, ${s.cps.at(-1)} conn/s\n`);
+}
+
+/** REPEAT rounds over all paths, interleaved; the median of each measure per path. */
+async function measure(paths: Path[]): Promise<Record<string, Result>> {
+  const samples = new Map(paths.map((p) => [p.name, { gbps: [], gbpsP: [], p50: [], p99: [], cps: [], rssMb: [], resets: [] } as Samples]));
+  // Every other round backwards, so the ztunnels switch worker counts once per round, not twice.
+  for (let i = 0; i < REPEAT; i++) for (const p of i % 2 ? [...paths].reverse() : paths) await round(p, samples.get(p.name)!, i);
+  const results: Record<string, Result> = {};
+  for (const [name, s] of samples) {
+    const failed = (xs: number[]) => xs.filter((x) => Number.isNaN(x)).length;
+    results[name] = {
+      gbps: median(s.gbps), gbpsP: median(s.gbpsP), p50: median(s.p50), p99: median(s.p99), cps: median(s.cps), rssMb: median(s.rssMb),
+      failed: { gbps: failed(s.gbps), gbpsP: failed(s.gbpsP) },
+      budgetResets: s.resets.length ? s.resets.reduce((a, b) => a + b, 0) : NaN,
+    };
+  }
+  return results;
 }
 
 function table(results: Record<string, Result>): string {
   const d = results.direct!;
   const h = results.haproxy!;
-  const rows: string[][] = [['path', 'throughput Gb/s', 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s',
-    'throughput ×direct', 'throughput ×haproxy', 'p99 ×haproxy', 'conn/s ×direct', 'conn/s ×haproxy']];
+  const rows: string[][] = [['path', 'throughput Gb/s', `-P ${PARALLEL} Gb/s`, 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s', 'ztunnel RSS MB', 'budget resets',
+    'throughput ×direct', 'throughput ×haproxy', `-P ${PARALLEL} ×haproxy`, 'p99 ×haproxy', 'conn/s ×direct', 'conn/s ×haproxy']];
   for (const [name, r] of Object.entries(results)) {
-    rows.push([name, r.gbps.toFixed(2), r.p50.toFixed(3), r.p99.toFixed(3), (r.p99 - d.p99).toFixed(3), String(r.cps),
-      (r.gbps / d.gbps).toFixed(2), (r.gbps / h.gbps).toFixed(2), (r.p99 / h.p99).toFixed(2), (r.cps / d.cps).toFixed(2), (r.cps / h.cps).toFixed(2)]);
+    rows.push([name, gbpsCell(r.gbps, r.failed.gbps), gbpsCell(r.gbpsP, r.failed.gbpsP), r.p50.toFixed(3), r.p99.toFixed(3), (r.p99 - d.p99).toFixed(3), String(r.cps),
+      Number.isNaN(r.rssMb) ? '-' : r.rssMb.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
+      ...[r.gbps / d.gbps, r.gbps / h.gbps, r.gbpsP / h.gbpsP, r.p99 / h.p99, r.cps / d.cps, r.cps / h.cps].map((x) => (Number.isFinite(x) ? x.toFixed(2) : '-'))]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
@@ -129,19 +240,26 @@ async function main(): Promise<void> {
       const dir = join(LAB_DIR, 'haproxy');
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
-      owned.push(...(await haproxyPair(ctx, dir, ip('legacy/echo-1'))));
+      for (const threads of ['auto', 1] as const) {
+        // Each pair its own root and certificates, in its own directory.
+        const own = join(dir, `nbthread-${threads}`);
+        mkdirSync(own);
+        owned.push(...(await haproxyPair(ctx, own, ip('legacy/echo-1'), threads)));
+      }
       await sleep(300);
       const n1 = ctx.nodes[0]!.address;
       const paths: Path[] = [
         { name: 'direct', client: netns('legacy/client'), iperf: `${ip('legacy/echo-1')}:5201`, echo: `${ip('legacy/echo-1')}:9000` },
-        { name: 'weft', client: netns('demo/client'), iperf: `${ip('demo/echo-2')}:5201`, echo: `${ip('demo/echo-2')}:9000` },
-        { name: 'haproxy', client: netns('legacy/client'), iperf: `${n1}:17001`, echo: `${n1}:17003` },
+        { name: 'weft', client: netns('demo/client'), iperf: `${ip('demo/echo-2')}:5201`, echo: `${ip('demo/echo-2')}:9000`, workers: 1 },
+        { name: 'haproxy', client: netns('legacy/client'), iperf: `${n1}:${HAPROXY_PORTS.auto![0]}`, echo: `${n1}:${HAPROXY_PORTS.auto![2]}` },
+        { name: 'haproxy-1t', client: netns('legacy/client'), iperf: `${n1}:${HAPROXY_PORTS[1]![0]}`, echo: `${n1}:${HAPROXY_PORTS[1]![2]}` },
       ];
-      process.stderr.write(`bench: ${REPEAT} runs per path, ${SECONDS} s each, latency at ${RATE} req/s, ${CONNS} connections per rate run; medians reported\n`);
-      const results: Record<string, Result> = {};
-      for (const p of paths) results[p.name] = await measure(p);
+      if (WORKERS > 1) paths.push({ ...paths[1]!, name: `weft-w${WORKERS}`, workers: WORKERS });
+      process.stderr.write(`bench: ${REPEAT} interleaved rounds per path, ${SECONDS} s each (iperf3 -P 1 and -P ${PARALLEL}, latency at ${RATE} req/s), `
+        + `${CONNS} connections per rate run; medians reported\n`);
+      const results = await measure(paths);
       process.stdout.write(`\n${table(results)}\n\n`);
-      process.stdout.write(JSON.stringify({ seconds: SECONDS, rate: RATE, repeat: REPEAT, results }) + '\n');
+      process.stdout.write(JSON.stringify({ seconds: SECONDS, rate: RATE, repeat: REPEAT, parallel: PARALLEL, workers: WORKERS, results }) + '\n');
     } finally {
       for (const p of owned) if (p.exitCode === null) p.kill('SIGKILL');
     }
