@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { fromDer } from '../src/ca/der';
+import { fromDer, spkiAsn1, toDer } from '../src/ca/der';
 import { csrSubjectAltNames } from '../src/ca/csr-names';
 import { generateKeyAndCsr, generateRootCa, Issuer, loadRootCa, type CaKeyPair, type KeyType } from '../src/ca/issuer';
 
@@ -45,6 +45,18 @@ const roots: Partial<Record<KeyType, CaKeyPair>> = {};
 t.before(async () => {
   roots.rsa = await generateRootCa({ trustDomain: TD, keyType: 'rsa' });
   roots.ec = await generateRootCa({ trustDomain: TD, keyType: 'ec' });
+});
+
+t.test('a P-256 SubjectPublicKeyInfo built from the JWK is byte for byte what OpenSSL encodes', async (t) => {
+  // 600 keys: coordinates with leading zero octets (1 in 256 each) come up, and must keep their full 32 octets.
+  let mismatches = 0;
+  for (let i = 0; i < 600; i++) {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    if (!toDer(spkiAsn1(publicKey)).equals(publicKey.export({ type: 'spki', format: 'der' }))) mismatches++;
+  }
+  t.equal(mismatches, 0);
+  const { publicKey: rsa } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  t.ok(toDer(spkiAsn1(rsa)).equals(rsa.export({ type: 'spki', format: 'der' })), 'other keys: OpenSSL\'s encoding');
 });
 
 t.test('CSRs: ECDSA P-256 by default, RSA on request; openssl verifies their self-signature', async (t) => {
