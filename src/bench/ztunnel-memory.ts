@@ -24,7 +24,7 @@
  * matters: what a package shares with an earlier one is charged to the earlier).
  *
  *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256]
- *       [--variants [--variant-count 2000] [--rounds 1] [--filter text]] [--modules]
+ *       [--variants [--variant-count 2000] [--rounds 1] [--filter text,text]] [--modules]
  *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
  */
 import { execFileSync } from 'node:child_process';
@@ -232,7 +232,8 @@ async function main(): Promise<void> {
 }
 
 async function variants(o: ReturnType<typeof args>): Promise<void> {
-  const list = VARIANTS.filter((v, i) => !o.filter || i === 0 || v.name.includes(o.filter));
+  const wanted = o.filter?.split(',');
+  const list = VARIANTS.filter((v, i) => !wanted || i === 0 || wanted.some((w) => v.name.includes(w)));
   // Rounds interleave the variants, so a neighbour's load hits each alike; medians kept.
   const all = list.map((v) => ({ name: v.name, rounds: [] as Round[] }));
   for (let i = 0; i < o.rounds; i++) {
