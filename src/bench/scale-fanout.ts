@@ -130,8 +130,8 @@ function resp(...args: string[]): string {
 
 /**
  * `n` bare sockets, each blocked in `XREAD BLOCK 0 STREAMS changes $`; one change at a
- * time, each socket notes when its reply's first bytes arrive and blocks again. The
- * changes are ~300-byte entries, read in one chunk.
+ * time, each socket notes when its reply's first bytes arrive; once all have, they all
+ * block again. The changes are ~400-byte entries, read in one chunk.
  */
 export async function rawFanout(url: string, admin: Redis, store: RegistryStore, readers: number, changes: number, size: PopulationSize): Promise<RawRow> {
   const { hostname, port } = new URL(url);
@@ -143,7 +143,9 @@ export async function rawFanout(url: string, admin: Redis, store: RegistryStore,
     await Promise.all(Array.from({ length: readers }, () => new Promise<void>((resolve, reject) => {
       const s = connect(Number(port), hostname, () => { s.write(command); resolve(); });
       s.setNoDelay(true);
-      s.on('data', () => { got.push(performance.now() - sentAt); s.write(command); });
+      // Only the arrival is noted here; blocking again waits until every reader has
+      // its reply, so the last readers' latency does not include the others' writes.
+      s.on('data', () => { got.push(performance.now() - sentAt); });
       s.once('error', reject);
       sockets.push(s);
     })));
@@ -164,6 +166,7 @@ export async function rawFanout(url: string, admin: Redis, store: RegistryStore,
       const deadline = performance.now() + 10_000;
       while (got.length < readers && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
       if (got.length < readers) throw new Error(`raw change ${i} reached ${got.length} of ${readers} readers within 10 s`);
+      for (const s of sockets) s.write(command);
       await allBlocked();
       all.push(...got);
     }

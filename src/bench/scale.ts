@@ -174,13 +174,17 @@ async function main(): Promise<void> {
     const fanMax = fan[fan.length - 1]!;
     const rawMax = raw[raw.length - 1]!;
     const bigRss = median(big.loads.map((l) => l.rss));
-    // A node's latency: Redis' delivery to the last of N readers, then its own apply.
-    const nodeP99 = rawMax.p99 + fanMax.simCpuUsPerFollowerChange / 1000;
+    // A real node's latency, bounded from load-stable costs: Redis answers every blocked
+    // reader in one pass, so the last reply leaves after about Redis' CPU per change
+    // (given a core of its own); then the node applies its own copy only.
+    const nodeBound = fanMax.redisCpuMsPerChange + fanMax.simCpuUsPerFollowerChange / 1000;
+    const verdict = (x: number) => (x <= GOAL_P99_MS ? 'met' : 'NOT met');
     print('Goals (issue 13, "Scale beyond one machine")', ['measure', 'goal', 'measured', 'measured / goal', ''], [
       [`follower RSS, ${big.size.workloads} workloads (full view)`, mb(GOAL_RSS), mb(bigRss), (bigRss / GOAL_RSS).toFixed(2), bigRss <= GOAL_RSS ? 'met' : 'NOT met'],
       [`follower RSS, node-scoped view of the same`, mb(GOAL_RSS), mb(scoped.rss), (scoped.rss / GOAL_RSS).toFixed(2), scoped.rss <= GOAL_RSS ? 'met' : 'NOT met'],
-      [`change → ${fanMax.followers} nodes p99 (Redis delivery + one apply)`, ms(GOAL_P99_MS), ms(nodeP99), (nodeP99 / GOAL_P99_MS).toFixed(2), nodeP99 <= GOAL_P99_MS ? 'met' : 'NOT met'],
-      [`change → ${fanMax.followers} followers p99, all in one process (upper bound)`, ms(GOAL_P99_MS), ms(fanMax.p99), (fanMax.p99 / GOAL_P99_MS).toFixed(2), fanMax.p99 <= GOAL_P99_MS ? 'met' : 'NOT met'],
+      [`change → ${fanMax.followers} nodes, bound: Redis CPU per change + one node's apply`, ms(GOAL_P99_MS), ms(nodeBound), (nodeBound / GOAL_P99_MS).toFixed(2), verdict(nodeBound)],
+      [`change → ${rawMax.readers} raw readers p99, read in one process`, ms(GOAL_P99_MS), ms(rawMax.p99), (rawMax.p99 / GOAL_P99_MS).toFixed(2), verdict(rawMax.p99)],
+      [`change → ${fanMax.followers} followers p99, all applied in one process (upper bound)`, ms(GOAL_P99_MS), ms(fanMax.p99), (fanMax.p99 / GOAL_P99_MS).toFixed(2), verdict(fanMax.p99)],
       [`Redis CPU per change, ${fanMax.followers} followers`, '-', ms(fanMax.redisCpuMsPerChange), '-', ''],
     ]);
     process.stdout.write(`\nload average ${load()} at end; ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
