@@ -18,7 +18,8 @@ import { RegistryStore } from '../src/registry/store';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { parsePromText } from '../src/telemetry/prom-text';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
-import { AUTO_WORKERS_CAP, MAX_WORKERS, parseWorkers } from '../src/ztunnel/workers';
+import { AUTO_WORKERS_CAP, MAX_WORKERS, parseWorkers, workerShare } from '../src/ztunnel/workers';
+import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { assertDistFresh, MAIN } from './helpers/built';
 import { tempDir } from './helpers/cli';
 import { freePort, redisFixture } from './helpers/redis';
@@ -39,6 +40,20 @@ t.test('--workers: a count or auto, checked at the edge', async (t) => {
   t.equal(loadZtunnelConfig([...base, '--workers', '3'], {}).workers, 3);
   t.equal(loadZtunnelConfig(base, { WEFT_ZTUNNEL_WORKERS: '2' }).workers, 2, 'or from WEFT_ZTUNNEL_WORKERS');
   t.throws(() => loadZtunnelConfig([...base, '--workers', '0'], {}), { code: 'WEFT_CONFIG_INVALID', message: /--workers/ }, 'a bad value names the flag');
+});
+
+t.test('each worker holds its share of every node-wide HBONE limit, so the node\'s bound holds', async (t) => {
+  const node = { ...DEFAULT_HBONE_LIMITS, maxHandshakes: 255, maxSessionsPerPeer: 7 };
+  t.same(workerShare(node, 1), {
+    nodeBufferBytes: node.nodeBufferBytes, maxPendingDials: node.maxPendingDials,
+    maxPendingDialsPerIdentity: node.maxPendingDialsPerIdentity, maxHandshakes: 255, maxSessionsPerPeer: 7,
+  }, 'one process: the flags as given');
+  const share = workerShare(node, 2);
+  t.same(share, {
+    nodeBufferBytes: node.nodeBufferBytes / 2, maxPendingDials: node.maxPendingDials / 2,
+    maxPendingDialsPerIdentity: node.maxPendingDialsPerIdentity / 2, maxHandshakes: 128, maxSessionsPerPeer: 4,
+  }, 'two workers: half each, rounded up');
+  t.same(Object.values(workerShare({ ...node, maxSessionsPerPeer: 1 }, 16)).map((v) => v >= 1), [true, true, true, true, true], 'never below one');
 });
 
 const TD = 'cluster.local';

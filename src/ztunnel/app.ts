@@ -19,7 +19,7 @@ import { MemoryReclaimer } from './memory-reclaim';
 import { ZtunnelMetrics } from './metrics';
 import { HbonePool } from '../hbone/pool';
 import { configurePipes } from '../hbone/pipe';
-import { HboneNodeLimits } from '../hbone/limits';
+import { DEFAULT_HBONE_LIMITS, HboneNodeLimits } from '../hbone/limits';
 import { InboundServer } from './inbound';
 import { InboundPlaintextServer } from './inbound-plaintext';
 import { OutboundProxy } from './outbound';
@@ -36,6 +36,7 @@ import { AdminAuthenticator } from './admin-auth';
 import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
 import type { ZtunnelConfig } from './config';
+import { workerShare } from './workers';
 import type { HboneDialTarget, OriginalDstSource } from './contracts';
 
 /** Test hooks: listener ports other than Istio's (several ztunnels on one loopback). */
@@ -149,12 +150,15 @@ export class ZtunnelApp implements AdminSource {
     // One set of the three listeners per family the node captures (DNAT needs a concrete
     // address of the packet's family); they share state, pool, connections, metrics and
     // the node-wide HBONE limits (budget, dial slots, handshakes, sessions per peer).
-    // Several workers split the node's budget and dial slots, so the node's bound holds.
-    const share = this.worker?.of ?? 1;
+    // Several workers split every node-wide limit (budget, dial slots, handshakes,
+    // sessions per peer), so the node's bound holds.
     const nodeLimits = new HboneNodeLimits({
       maxStreamsPerConnection: config.hboneMaxStreams,
-      nodeBufferBytes: Math.ceil(config.hboneBufferBudgetMb * 1024 * 1024 / share),
-      maxPendingDials: Math.ceil(config.hboneMaxPendingDials / share),
+      ...workerShare({
+        ...DEFAULT_HBONE_LIMITS,
+        nodeBufferBytes: config.hboneBufferBudgetMb * 1024 * 1024,
+        maxPendingDials: config.hboneMaxPendingDials,
+      }, this.worker?.of ?? 1),
     });
     const inbounds = this.inbounds;
     for (const address of this.listenAddresses()) {

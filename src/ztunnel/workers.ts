@@ -10,6 +10,7 @@
  * docs/performance.md "Several ztunnel workers") buys less than a core's worth.
  */
 import { availableParallelism } from 'node:os';
+import type { HboneLimits } from '../hbone/limits';
 
 export const MAX_WORKERS = 16;
 /** What `auto` stops at. */
@@ -26,3 +27,23 @@ export function parseWorkers(raw: string, cpus: () => number = availableParallel
 
 /** The environment variable a forked worker learns its index from (0 owns capture and admin). */
 export const WORKER_INDEX_ENV = 'WEFT_ZTUNNEL_WORKER_INDEX';
+
+/** The HBONE limits that bound the whole node (src/hbone/limits.ts HboneNodeLimits), not one session. */
+export type NodeWideHboneLimits = Pick<HboneLimits, 'nodeBufferBytes' | 'maxPendingDials' | 'maxPendingDialsPerIdentity' | 'maxHandshakes' | 'maxSessionsPerPeer'>;
+
+/**
+ * One worker's share of the node-wide HBONE limits: each worker enforces its own, so
+ * with N workers each holds 1/N (rounded up) and the node's bound stays what the flags
+ * say. Connections reach the workers round-robin, so a peer's sessions, handshakes and
+ * dials spread over them as its bytes do.
+ */
+export function workerShare(node: NodeWideHboneLimits, workers: number): NodeWideHboneLimits {
+  const share = (n: number) => Math.ceil(n / workers);
+  return {
+    nodeBufferBytes: share(node.nodeBufferBytes),
+    maxPendingDials: share(node.maxPendingDials),
+    maxPendingDialsPerIdentity: share(node.maxPendingDialsPerIdentity),
+    maxHandshakes: share(node.maxHandshakes),
+    maxSessionsPerPeer: share(node.maxSessionsPerPeer),
+  };
+}
