@@ -4,7 +4,8 @@
 // for the same requests, byte for byte, and a removed label set must be gone.
 import t from 'tap';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { RequestSeries, labelKey } from '../src/waypoint/request-series';
+import { RequestSeries } from '../src/waypoint/request-series';
+import { seriesKey } from '../src/lib/metric-series';
 
 const BUCKETS = [0.5, 1, 5, 10, 1000, 1e8];
 type L = Record<'reporter' | 'source_workload' | 'response_code', string>;
@@ -37,7 +38,7 @@ t.test('a scrape reads as prom-client\'s own Counter and Histograms would write 
   let fresh = 0;
   values.forEach((v, i) => {
     const labels = sets[i % sets.length]!;
-    if (series.add(labelKey(labels), labels, [v, i * 7])) fresh++;
+    if (series.add(seriesKey(labels), labels, [v, i * 7])) fresh++;
     counter.inc(labels);
     hists[0]!.observe(labels, v);
     hists[1]!.observe(labels, i * 7);
@@ -54,11 +55,11 @@ t.test('a scrape reads as prom-client\'s own Counter and Histograms would write 
 t.test('a removed label set leaves the scrape', async (t) => {
   const { ours, theirs, series, counter, hists } = both();
   for (const labels of sets) {
-    series.add(labelKey(labels), labels, [1, 1]);
+    series.add(seriesKey(labels), labels, [1, 1]);
     counter.inc(labels);
     for (const h of hists) h.observe(labels, 1);
   }
-  series.remove(labelKey(sets[1]!));
+  series.remove(seriesKey(sets[1]!));
   counter.remove(sets[1]!);
   for (const h of hists) h.remove(sets[1]!);
   const text = await ours.metrics();

@@ -82,7 +82,13 @@ function ends(labels: EndLabels): string[] {
   return out;
 }
 
-/** The label values in key order: every label set of one metric family has the same keys, in the same order. */
-function seriesKey(labels: EndLabels): string {
-  return Object.values(labels).join('\u0000');
+/**
+ * The key of a label set: its values in key order, each ended by a NUL (every label set
+ * of one metric family has the same keys, in the same order). Also the waypoint's per
+ * request key (waypoint/request-series.ts): a loop, no array of values.
+ */
+export function seriesKey(labels: Record<string, string>): string {
+  let k = '';
+  for (const name in labels) k += `${labels[name]}\u0000`;
+  return k;
 }

@@ -7,8 +7,8 @@
  * grow scrapes (lib/metric-series.ts).
  */
 import { Counter, type Registry } from 'prom-client';
-import { PEER_LABEL_NAMES, WorkloadSeries, workloadKey } from '../lib/metric-series';
-import { RequestSeries, labelKey } from './request-series';
+import { PEER_LABEL_NAMES, WorkloadSeries, seriesKey, workloadKey } from '../lib/metric-series';
+import { RequestSeries } from './request-series';
 import type { MeshState } from '../registry/state';
 import type { WorkloadView } from '../registry/enrolment';
 import { sweepGoneWorkloads } from '../mesh/metric-sweep';
@@ -76,7 +76,7 @@ export class WaypointMetrics implements RequestObserver {
   onRequest(r: RequestRecord): void {
     const labels = requestLabels(r, this.state);
     // A label set seen before is only counted; a new one is also indexed by its workloads.
-    if (this.perRequest.add(labelKey(labels), labels, [r.durationMs, r.requestBytes, r.responseBytes])) this.series.note(labels);
+    if (this.perRequest.add(seriesKey(labels), labels, [r.durationMs, r.requestBytes, r.responseBytes])) this.series.note(labels);
     if (r.attempts > 1 || r.retryRefused) {
       const svc = { destination_service_namespace: labels.destination_service_namespace, destination_service_name: labels.destination_service_name };
       if (r.attempts > 1) this.retries.inc({ ...svc, result: 'retried' }, r.attempts - 1);
@@ -87,7 +87,7 @@ export class WaypointMetrics implements RequestObserver {
   /** Removes the series of workloads deleted from the registry; returns the unsubscribe function. */
   followState(state: MeshState): () => void {
     return sweepGoneWorkloads(state, () => this.series.workloads(), (namespace, name) => {
-      for (const labels of this.series.take(workloadKey(namespace, name))) this.perRequest.remove(labelKey(labels));
+      for (const labels of this.series.take(workloadKey(namespace, name))) this.perRequest.remove(seriesKey(labels));
     });
   }
 }

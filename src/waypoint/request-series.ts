@@ -62,7 +62,7 @@ export class RequestSeries<L extends Record<string, string>> {
   }
 
   /**
-   * Counts one request under `labels` (`key`: the label values, joined, identifying the
+   * Counts one request under `labels` (`key`: seriesKey(labels), lib/metric-series.ts, identifying the
    * set) with one value per histogram. Returns true when the label set is new.
    */
   add(key: string, labels: L, values: readonly number[]): boolean {
@@ -96,13 +96,6 @@ export class RequestSeries<L extends Record<string, string>> {
   reset(): void {
     this.entries.clear();
   }
-}
-
-/** The label values in label order, joined: the key of a label set (every set of one family has the same keys in the same order). */
-export function labelKey(labels: Record<string, string>): string {
-  let k = '';
-  for (const name in labels) k += `${labels[name]}\u0000`;
-  return k;
 }
 
 class SeriesCounter<L extends Record<string, string>> {
