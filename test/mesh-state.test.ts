@@ -259,3 +259,30 @@ t.test('10,000 workloads: a namespace relabel touches only that namespace', asyn
   t.equal(s.workloadByAddress('10.0.0.8')?.enrolled, false);
   t.equal(s.workloadsOnNode('node-7').length, 200);
 });
+
+t.test('identity strings: shared per identity, right after relabels, and the table stays bounded under churn', async (t) => {
+  const s = new MeshState({ trustDomain: 'cluster.local' });
+  s.applyChanges([put('namespace', ambientNamespace('demo'))], 1);
+  let rev = 1;
+  for (let i = 0; i < 3000; i++) {
+    const w = workloadRecord({ namespace: 'demo', name: `p${i}`, node: 'n1', serviceAccount: `sa-${i}` });
+    s.applyChanges([put('workload', w)], ++rev);
+    if (i >= 10) s.applyChanges([del('workload', `demo/p${i - 10}`)], ++rev);
+  }
+  t.equal(s.workloads().length, 10);
+  t.ok(s.identityTableSize() <= 10 + 1024, `identity table holds ${s.identityTableSize()} entries for 10 live workloads after 3,000 service accounts came and went`);
+  for (const v of s.workloads()) t.equal(v.identity, `spiffe://cluster.local/ns/demo/sa/${v.record.serviceAccount}`);
+
+  // Two pods of one service account, then the namespace relabelled: identities stay right.
+  s.applyChanges([
+    put('workload', workloadRecord({ namespace: 'demo', name: 'x', node: 'n1', serviceAccount: 'shared' })),
+    put('workload', workloadRecord({ namespace: 'demo', name: 'y', node: 'n2', serviceAccount: 'shared' })),
+    put('namespace', namespaceRecord('demo', { team: 'a' })),
+  ], ++rev);
+  t.equal(s.workload('demo/x')?.identity, 'spiffe://cluster.local/ns/demo/sa/shared');
+  t.equal(s.workload('demo/y')?.identity, 'spiffe://cluster.local/ns/demo/sa/shared');
+  t.equal(s.workload('demo/x')?.enrolled, false, 'the relabel released the namespace');
+  s.replaceAll({ ...emptySnapshot(), namespace: [ambientNamespace('demo')], workload: [workloadRecord({ namespace: 'demo', name: 'z', node: 'n1', serviceAccount: 'shared' })] }, ++rev);
+  t.equal(s.identityTableSize(), 1, 'a snapshot starts the table afresh');
+  t.equal(s.workload('demo/z')?.identity, 'spiffe://cluster.local/ns/demo/sa/shared');
+});

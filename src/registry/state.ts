@@ -70,6 +70,13 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
 
   private readonly stores: Stores = emptyStores();
   private readonly views = new Map<string, WorkloadView>();
+  /**
+   * One string per identity, shared by every view of it. A freshly formatted identity
+   * is a tree of V8 cons strings (~217 B); pods of one service account share one flat
+   * copy instead, ~20 % of the heap at 100k workloads (docs/scaling.md). Bounded: it
+   * is dropped when it outgrows the live views by 1,024 (identities since gone).
+   */
+  private readonly identityStrings = new Map<string, string>();
   private readonly byAddress = new OwnerIndex();
   private readonly byNode = new SetIndex();
   private readonly byNamespace = new SetIndex();
@@ -99,6 +106,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
   replaceAll(snapshot: Partial<RegistrySnapshot>, revision: number): void {
     for (const kind of KINDS) this.stores[kind].clear();
     this.views.clear();
+    this.identityStrings.clear();
     for (const idx of [this.byAddress, this.byNode, this.byNamespace, this.byLabel, this.identities,
       this.serviceVips, this.serviceHosts, this.policyIndex, this.routeIndex]) idx.clear();
     const ignored = new Set<string>();
@@ -264,7 +272,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     const old = this.views.get(uid);
     if (old) this.unindexWorkload(uid, old.record);
     this.stores.workload.set(uid, record);
-    const view = deriveWorkloadView(record, this.stores.namespace.get(record.namespace), this.trustDomain);
+    const view = this.shareIdentity(deriveWorkloadView(record, this.stores.namespace.get(record.namespace), this.trustDomain));
     this.views.set(uid, view);
     this.indexWorkload(uid, record);
     affected.add(uid);
@@ -285,7 +293,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     for (const uid of this.byNamespace.get(name)) {
       const old = this.views.get(uid);
       if (!old) continue;
-      const next = deriveWorkloadView(old.record, ns, this.trustDomain);
+      const next = this.shareIdentity(deriveWorkloadView(old.record, ns, this.trustDomain));
       if (sameDerivation(old, next)) continue;
       this.views.set(uid, next);
       affected.add(uid);
@@ -306,6 +314,22 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
     this.byNamespace.remove(w.namespace, uid);
     for (const [k, v] of Object.entries(w.labels)) this.byLabel.remove(labelKey(w.namespace, k, v), uid);
     this.identities.remove(identityKey(w.node, w.namespace, w.serviceAccount));
+  }
+
+  private shareIdentity(view: WorkloadView): WorkloadView {
+    const shared = this.identityStrings.get(view.identity);
+    if (shared !== undefined) {
+      view.identity = shared;
+    } else {
+      if (this.identityStrings.size >= this.views.size + 1024) this.identityStrings.clear();
+      this.identityStrings.set(view.identity, view.identity);
+    }
+    return view;
+  }
+
+  /** Entries in the identity string table (tests: it stays bounded under churn). */
+  identityTableSize(): number {
+    return this.identityStrings.size;
   }
 
   private putService(key: string, s: ServiceRecord): void {
