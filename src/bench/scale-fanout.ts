@@ -19,7 +19,7 @@ import { MeshState } from '../registry/state';
 import type { RegistryStore } from '../registry/store';
 import { redisCounters } from './redis';
 import { benchWorkload, populate, type PopulationSize } from './registry-population';
-import { percentile } from './stats';
+import { median, percentile } from './stats';
 
 export interface FanoutArgs { followers: number[]; changes: number; fanoutWorkloads: number }
 
@@ -27,8 +27,6 @@ export interface FanoutArgs { followers: number[]; changes: number; fanoutWorklo
 export function fanoutSize(a: FanoutArgs): PopulationSize {
   return { workloads: a.fanoutWorkloads, services: Math.max(1, Math.round(a.fanoutWorkloads / 10)), namespaces: Math.max(1, Math.round(a.fanoutWorkloads / 100)), nodes: Math.max(...a.followers) };
 }
-
-const median = (xs: number[]) => percentile([...xs].sort((p, q) => p - q), 50);
 
 export interface FanoutRow {
   followers: number; connections: number; startMs: number;

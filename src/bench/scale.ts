@@ -33,7 +33,7 @@ import { redisCounters, startRedis } from './redis';
 import { populate, type PopulationSize } from './registry-population';
 import { fanoutPhase, fanoutSize, rawFanout, type RawRow } from './scale-fanout';
 import type { FollowerLoadReport } from './scale-follower';
-import { percentile } from './stats';
+import { median } from './stats';
 
 
 interface Args { workloads: number[]; followers: number[]; changes: number; loads: number; storm: number; fanoutWorkloads: number }
@@ -65,7 +65,6 @@ function sizeFor(workloads: number): PopulationSize {
 
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0)} ms`;
 const mb = (x: number) => `${(x / 1024 / 1024).toFixed(1)} MB`;
-const median = (xs: number[]) => percentile([...xs].sort((p, q) => p - q), 50);
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
 const execFileP = promisify(execFile);

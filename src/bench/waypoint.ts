@@ -53,7 +53,7 @@ import { WaypointApp } from '../waypoint/app';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
-import { percentile } from './stats';
+import { median } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
 
 const TD = 'cluster.local';
@@ -290,7 +290,6 @@ async function compareVariants(pool: HbonePool, redis: string, root: CaKeyPair, 
       console.error(line);
     }
   }
-  const median = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
   return variants.map((x) => ({ v: x.v, startedMb: x.startedMb, rps: median(x.rps), cpuUs: median(x.cpuUs), p99: median(x.p99), fixedCpuUs: median(x.fixedCpuUs), rssMb: median(x.rssMb), errors: x.errors }));
 }
 
