@@ -91,7 +91,8 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   const child = spawn(process.execPath, [MAIN, 'ztunnel', '--workers', '2', '--node', 'node-1', '--address', '127.0.0.41',
     '--ca-address', `127.0.0.1:${caPort}`, '--ca-server-name', 'localhost', '--trust-anchor-file', anchors,
     '--metrics-port', String(metricsPort), '--readiness-port', String(readinessPort), '--admin-port', String(adminPort), '--drain-timeout', '1s'],
-  { env: { ...process.env, WEFT_REDIS_URL: fx.redis.url, WEFT_JOIN_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: the stop below signals the group, as a terminal's Ctrl-C or systemd does.
+  { env: { ...process.env, WEFT_REDIS_URL: fx.redis.url, WEFT_JOIN_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => out.push(d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -128,7 +129,10 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   t.match(Buffer.concat(out).toString(), /a ztunnel worker exited; starting it again/);
 
   const last = workers();
-  child.kill('SIGTERM');
+  // SIGTERM to the group: each worker gets its own and the primary's stop; the second must not cut its drain short.
+  process.kill(-child.pid!, 'SIGTERM');
   t.equal(await exited, 0, 'the primary exits 0 after its workers drained');
   for (const pid of last) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
+  const stopped = Buffer.concat(out).toString().split('\n').filter((l) => l.includes('"ztunnel stopped"') && l.includes('"worker":'));
+  t.equal(stopped.length, 2, 'both workers finished their shutdown ("ztunnel stopped"), none was ended undrained by a second signal');
 });

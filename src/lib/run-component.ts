@@ -16,14 +16,14 @@ export interface RunnableApp {
   stop(): Promise<void>;
 }
 
-/** Resolves with the exit code once the app stopped after a signal; rejects when start-up failed. */
-export async function runComponent(app: RunnableApp, logger: Logger, name: 'ztunnel' | 'waypoint'): Promise<number> {
+/** Resolves with the exit code once the app stopped after a signal (or `stopAsked`); rejects when start-up failed. */
+export async function runComponent(app: RunnableApp, logger: Logger, name: 'ztunnel' | 'waypoint', stopAsked?: Promise<NodeJS.Signals>): Promise<number> {
   const rejections = new Counter({
     name: `weft_${name}_unhandled_rejections_total`, help: 'Promise rejections nothing handled (each is a bug; the process kept running).',
     registers: [app.metrics],
   });
   const unguard = guardUnhandledRejections({ logger, onRejection: () => rejections.inc() });
-  const signal = waitForShutdownSignal();
+  const signal = waitForShutdownSignal(stopAsked);
   const started = app.start().then(() => 'started' as const, (err: unknown) => ({ err }));
   const first = await Promise.race([started, signal]);
   if (typeof first === 'object') {

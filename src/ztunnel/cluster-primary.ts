@@ -12,8 +12,8 @@
  *    (prom-client's cluster aggregation: counters and histograms summed, so Istio's
  *    series stay whole; gauges that are one fact per node are not multiplied).
  * A worker that exits while the primary is not stopping is logged and forked again
- * after a backoff (lib/backoff.ts; reset once a worker lived a minute). Stopping sends
- * SIGTERM to every worker, which drains as a single ztunnel does, and waits for them.
+ * after a backoff (lib/backoff.ts; reset once a worker lived a minute). Stopping asks
+ * every worker to stop (IPC), which drains as a single ztunnel does, and waits for them.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
@@ -24,7 +24,7 @@ import type { Logger } from '../lib/log';
 import type { RunnableApp } from '../lib/run-component';
 import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { registerBuildInfo } from '../telemetry/build-info';
-import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind } from './cluster-worker';
+import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind, type WorkerStop, type WorkerHello } from './cluster-worker';
 import type { ZtunnelConfig } from './config';
 import { WORKER_INDEX_ENV } from './workers';
 
@@ -56,7 +56,10 @@ export class ZtunnelPrimary implements RunnableApp {
   private servers: Server[] = [];
   private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGTERM'));
   private readonly restarts: Counter;
-  private readonly onMessage = (_w: Worker, msg: WorkerAnswer) => {
+  /** Workers that said hello: they take a stop message (one still loading takes SIGTERM). */
+  private readonly listening = new WeakSet<Worker>();
+  private readonly onMessage = (w: Worker, msg: WorkerAnswer | WorkerHello) => {
+    if (msg?.weft === 'hello') this.listening.add(w);
     if (msg?.weft !== 'answer') return;
     this.asks.get(msg.id)?.(msg.value);
   };
@@ -165,14 +168,23 @@ export class ZtunnelPrimary implements RunnableApp {
     for (const w of this.workers.values()) w.process.kill(signal);
   }
 
-  /** SIGTERM to every worker (each drains for --drain-timeout), then waits; SIGKILL for one that outlives twice that. */
+  /** The first stop: asked over IPC (cluster-worker.ts WorkerStop says why), SIGTERM to a worker whose channel is gone. */
+  private askAllToStop(): void {
+    const stop: WorkerStop = { weft: 'stop' };
+    for (const w of this.workers.values()) {
+      if (!w.isConnected() || !this.listening.has(w)) w.process.kill('SIGTERM');
+      else w.send(stop, (err: Error | null) => { if (err) w.process.kill('SIGTERM'); });
+    }
+  }
+
+  /** Asks every worker to stop (each drains for --drain-timeout), then waits; SIGKILL for one that outlives twice that. A second stop sends SIGTERM: a stopping worker ends at once. */
   private async shutdown(): Promise<void> {
     const step = shutdownStep(this.logger);
     for (const timer of this.restartTimers) clearTimeout(timer);
     this.restartTimers.clear();
     const running = [...this.workers.values()].filter((w) => w.process.exitCode === null && w.process.signalCode === null);
     const exited = running.map((w) => new Promise<void>((resolve) => w.once('exit', () => resolve())));
-    this.signalAll('SIGTERM');
+    this.askAllToStop();
     await step('waiting for the workers to drain', async () => {
       const grace = setTimeout(() => {
         this.logger.warn({ workers: [...this.workers.keys()] }, 'ztunnel workers still running after the drain; killing them');

@@ -14,11 +14,22 @@ import type { ZtunnelConfig } from './config';
 export type WorkerQuestionKind = 'status' | 'metrics';
 export interface WorkerQuestion { weft: 'ask'; id: number; what: WorkerQuestionKind }
 export interface WorkerAnswer { weft: 'answer'; id: number; value: unknown }
+/**
+ * The primary's stop, sent over IPC rather than as SIGTERM: when the worker got the
+ * signal itself too (SIGINT from a terminal, systemd signalling the whole cgroup), a
+ * second SIGTERM would end it at once, undrained; a second stop message is a no-op.
+ */
+export interface WorkerStop { weft: 'stop' }
+/** Sent once the worker listens for the primary's messages (before that, a stop message would be lost). */
+export interface WorkerHello { weft: 'hello' }
 
 export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, index: number): Promise<number> {
   const log = logger.child({ worker: index });
   const app = new ZtunnelApp(config, log, undefined, { index, of: config.workers });
-  const onMessage = (msg: WorkerQuestion) => {
+  let askStop!: (signal: NodeJS.Signals) => void;
+  const stopAsked = new Promise<NodeJS.Signals>((resolve) => { askStop = resolve; });
+  const onMessage = (msg: WorkerQuestion | WorkerStop) => {
+    if (msg?.weft === 'stop') askStop('SIGTERM');
     if (msg?.weft !== 'ask') return;
     const value = msg.what === 'status' ? Promise.resolve(app.status()) : app.metrics.getMetricsAsJSON();
     value.then((v) => {
@@ -27,7 +38,9 @@ export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, in
     }, (err: unknown) => log.error({ err }, `answering the primary's ${msg.what} question failed`));
   };
   process.on('message', onMessage);
-  const code = await runComponent(app, log, 'ztunnel');
+  const hello: WorkerHello = { weft: 'hello' };
+  process.send?.(hello);
+  const code = await runComponent(app, log, 'ztunnel', stopAsked);
   process.off('message', onMessage);
   // The IPC channel to the primary would keep this process alive.
   process.exit(code);
