@@ -73,7 +73,7 @@ export class MeshState extends EventEmitter<MeshStateEvents> {
   /**
    * One string per identity, shared by every view of it. A freshly formatted identity
    * is a tree of V8 cons strings (~217 B); pods of one service account share one flat
-   * copy instead, ~20 % of the heap at 100k workloads (docs/scaling.md). Bounded: it
+   * copy instead: 15 of 93 MB of heap at 100k workloads (docs/scaling.md). Bounded: it
    * is dropped when it outgrows the live views by 1,024 (identities since gone).
    */
   private readonly identityStrings = new Map<string, string>();
