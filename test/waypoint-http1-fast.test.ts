@@ -235,3 +235,41 @@ t.test('a route header edit cannot change how a body is framed: Content-Length a
   t.same([...reply.matchAll(/"url":"([^"]*)","headers":.*?"bodyLength":(\d+)/g)].map((m) => `${m[1]}=${m[2]}`), ['/a=5', '/b=0']);
   t.notMatch(reply, /content-length: 1\r\n/i, 'the response keeps its own length');
 });
+
+// With no retry and no mirror the request body goes to the upstream connection without
+// a copy (body.ts, direct): a body cut short, by the client leaving or by a framing
+// error, must still reset that upstream connection: a truncated request left on a
+// kept-alive connection would frame the next one (request smuggling).
+for (const [name, head, part, end] of [
+  ['the client leaves mid-body', 'Content-Length: 100', 'first-half', (s: net.Socket) => s.destroy()],
+  ['a chunked body turns malformed mid-body', 'Transfer-Encoding: chunked', 'a\r\nfirst-half\r\n', (s: net.Socket) => s.write('zz\r\n')],
+] as const) {
+  t.test(`no retry, no mirror: ${name}: the upstream connection is closed, never reused`, async (t) => {
+    let got = '';
+    let connections = 0;
+    let sawPart!: () => void;
+    const partSeen = new Promise<void>((r) => { sawPart = r; });
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => { upstreamClosed = r; });
+    const server = net.createServer((sock) => {
+      connections++;
+      sock.on('data', (d: Buffer) => { got += d.toString('latin1'); if (got.includes('first-half')) sawPart(); });
+      sock.on('close', () => upstreamClosed());
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.teardown(() => server.close());
+    const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+    const s = net.connect(h.port, '127.0.0.1');
+    s.on('error', () => {});
+    t.teardown(() => s.destroy());
+    s.write(`POST /u HTTP/1.1\r\nHost: echo.demo\r\n${head}\r\n\r\n${part}`);
+    await partSeen;
+    end(s);
+    const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open after 5 s'), 5000))]);
+    t.equal(outcome, 'closed');
+    t.equal(connections, 1);
+    t.equal(got.match(/HTTP\/1\.1\r\n/g)?.length, 1, 'one request head only');
+    t.comment(`upstream got ${got.length} bytes, then its connection was closed`);
+  });
+}
