@@ -5,7 +5,7 @@ import {
 import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
-import { certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toPem, type Extension } from './der';
+import { certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type Extension } from './der';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
@@ -329,8 +329,8 @@ function checkCsrSignature(hash: string, info: Buffer, key: KeyObject, signature
 /** CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki, [0] attrs }, sigAlg, signature BIT STRING } */
 function parseNonRsaCsr(der: string): CsrKey {
   const { info, spki, sigOid, signature, key } = readingCsr(() => {
-    // decodeBitStrings off: an ECDSA signature is itself DER and must stay opaque bytes.
-    const top = forge.asn1.fromDer(der, { decodeBitStrings: false } as unknown as boolean).value as forge.asn1.Asn1[];
+    // fromDer keeps BIT STRINGs opaque: an ECDSA signature is itself DER.
+    const top = fromDer(der).value as forge.asn1.Asn1[];
     const info = top[0]!;
     const spki = (info.value as forge.asn1.Asn1[])[2]!;
     return {
@@ -338,7 +338,7 @@ function parseNonRsaCsr(der: string): CsrKey {
       sigOid: forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string),
       // BIT STRING: a leading "unused bits" octet, then the DER signature.
       signature: Buffer.from((top[2]!.value as string).slice(1), 'binary'),
-      key: createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' }),
+      key: createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
     };
   });
   const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
