@@ -8,7 +8,8 @@
  *   haproxy  legacy/client → HAProxy (node-1) → mTLS → HAProxy (node-2) → legacy/echo-1
  *
  *   weft-w2  as weft, both ztunnels restarted with `--workers 2` (WEFT_BENCH_WORKERS; 1 or
- *            empty leaves the row out) for that path's rounds, back to one after
+ *            empty leaves the row out) for that path's rounds, back to one after;
+ *            WEFT_BENCH_SCHED_NONE=1 adds weft-w2-none, the workers accepting themselves
  *
  * plus `haproxy-1t`, the same pair with `nbthread 1` (one thread each, like one ztunnel
  * worker); `haproxy` runs HAProxy's default threading (one thread per CPU).
@@ -31,6 +32,7 @@ import { withLab } from '../lab/session';
 import { readState, type ProcessResource } from '../lab/state';
 import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
+import { cpuSeconds } from '../faults/observe';
 
 const REPO = join(__dirname, '..', '..');
 const LOADGEN = join(REPO, 'dist', 'bench', 'loadgen.js');
@@ -38,6 +40,7 @@ const LAB_DIR = process.env.WEFT_BENCH_LAB_DIR ?? join(REPO, '.weft-lab', 'bench
 const CONTEXT = join(LAB_DIR, 'context.json');
 // The weft rows say how many ztunnel workers they run; none comes from the caller's environment.
 delete process.env.WEFT_ZTUNNEL_WORKERS;
+delete process.env.NODE_CLUSTER_SCHED_POLICY;
 const ENV = { ...process.env, WEFT_LAB_DIR: LAB_DIR, WEFT_CONTEXT: CONTEXT };
 
 const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 3);
@@ -46,6 +49,8 @@ const CONNS = Number(process.env.WEFT_BENCH_CONNECTIONS ?? 2000);
 const REPEAT = Number(process.env.WEFT_BENCH_REPEAT ?? 3);
 const PARALLEL = Number(process.env.WEFT_BENCH_PARALLEL ?? 8);
 const WORKERS = Number(process.env.WEFT_BENCH_WORKERS ?? 2) || 1;
+/** Also a weft-wN-none row: the workers accept themselves (NODE_CLUSTER_SCHED_POLICY=none) instead of the primary's round-robin. */
+const SCHED_NONE = /^(1|true|yes)$/i.test(process.env.WEFT_BENCH_SCHED_NONE ?? '');
 
 /** A command in `netns`; its stdout (a failure throws with its stderr). */
 async function runIn(netns: string, cmd: string, args: string[]): Promise<string> {
@@ -60,8 +65,9 @@ function background(netns: string, cmd: string, args: string[], tag: string = cm
   return child;
 }
 
-interface Path { name: string; client: string; iperf: string; echo: string; workers?: number }
-interface Measures { gbps: number; gbpsP: number; p50: number; p99: number; cps: number; rssMb: number }
+type Sched = 'rr' | 'none';
+interface Path { name: string; client: string; iperf: string; echo: string; workers?: number; sched?: Sched }
+interface Measures { gbps: number; gbpsP: number; p50: number; p99: number; cps: number; rssMb: number; cpuMsPerGiB: number }
 type Samples = { [K in keyof Measures]: number[] } & { resets: number[] };
 /**
  * Medians; the iperf3 runs (of REPEAT) that gave no result; on weft paths, the HBONE
@@ -108,19 +114,20 @@ async function haproxyPair(ctx: LabContext, dir: string, echoIp: string, threads
   return procs;
 }
 
-let runningWorkers = 1;
+let running = '1/rr';
 
-/** Restarts both ztunnels with `n` workers (WEFT_ZTUNNEL_WORKERS reaches them through startZtunnel's environment). */
-async function ztunnelWorkers(n: number): Promise<void> {
-  if (n === runningWorkers) return;
+/** Restarts both ztunnels with `n` workers (the environment reaches them through startZtunnel's). */
+async function ztunnelWorkers(n: number, sched: Sched = 'rr'): Promise<void> {
+  if (`${n}/${sched}` === running) return;
   const started = Date.now();
   const nodes = (JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext).nodes.map((node) => node.name);
   await Promise.all(nodes.map((node) => stopZtunnel(LAB_DIR, node, 'SIGTERM')));
   process.env.WEFT_ZTUNNEL_WORKERS = String(n);
+  process.env.NODE_CLUSTER_SCHED_POLICY = sched;
   // One at a time: each start rewrites the lab's state file.
   for (const node of nodes) await startZtunnel(LAB_DIR, node);
-  runningWorkers = n;
-  process.stderr.write(`  ztunnels restarted with ${n} worker${n > 1 ? 's' : ''} (${Date.now() - started} ms)\n`);
+  running = `${n}/${sched}`;
+  process.stderr.write(`  ztunnels restarted with ${n} worker${n > 1 ? `s, scheduling ${sched}` : ''} (${Date.now() - started} ms)\n`);
 }
 
 /** HBONE streams reset for the buffer budget so far, all nodes' ztunnels (their primaries sum the workers). */
@@ -134,12 +141,22 @@ async function budgetResets(): Promise<number> {
   return n;
 }
 
-/** Resident memory of a node's ztunnel: the process the lab started and its workers. */
-function ztunnelRssMb(node: string): number {
+/** A node's ztunnel processes: the one the lab started and its workers. */
+function ztunnelPids(node: string): number[] {
   const proc = readState(LAB_DIR)!.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === `ztunnel/${node}`)!;
-  const pids = [proc.pid!, ...readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)];
-  const kb = pids.map((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0));
+  return [proc.pid!, ...readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)];
+}
+
+/** Resident memory of a node's ztunnel, all its processes. */
+function ztunnelRssMb(node: string): number {
+  const kb = ztunnelPids(node).map((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0));
   return kb.reduce((a, b) => a + b, 0) / 1024;
+}
+
+/** CPU seconds so far of both nodes' ztunnels, all their processes. */
+function ztunnelsCpuSeconds(): number {
+  const nodes = (JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext).nodes;
+  return nodes.flatMap((n) => ztunnelPids(n.name)).reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 }
 
 /** The median of the finite values; NaN when there is none. */
@@ -161,23 +178,32 @@ function gbpsCell(gbps: number, failed: number): string {
  */
 async function iperf(path: Path, streams: number, retry = true): Promise<number> {
   const [host, port] = path.iperf.split(':');
+  const cpuBefore = path.workers ? ztunnelsCpuSeconds() : 0;
   const out = JSON.parse(await runIn(path.client, 'iperf3', ['-c', host!, '-p', port!, '-t', String(SECONDS), '-P', String(streams), '-J'])) as {
-    end?: { sum_received?: { bits_per_second: number } }; error?: string;
+    end?: { sum_received?: { bits_per_second: number; bytes: number } }; error?: string;
   };
-  const bps = out.end?.sum_received?.bits_per_second;
-  if (bps !== undefined) return bps / 1e9;
+  const received = out.end?.sum_received;
+  if (received !== undefined) {
+    // CPU of both ztunnels (all their processes) per GiB received, for this run only.
+    if (path.workers && streams > 1) lastCpuMsPerGiB = (ztunnelsCpuSeconds() - cpuBefore) * 1000 / (received.bytes / 2 ** 30);
+    return received.bits_per_second / 1e9;
+  }
   const why = `${path.name}: iperf3 -P ${streams} gave no result (${out.error ?? 'no sum_received'})`;
   process.stderr.write(`  ${why}${retry ? '; once more' : ''}\n`);
   if (!retry) return NaN;
   return iperf(path, streams, false);
 }
 
+let lastCpuMsPerGiB = NaN;
+
 /** One round of every measure on `path`, added to its samples. */
 async function round(path: Path, s: Samples, i: number): Promise<void> {
-  if (path.workers) await ztunnelWorkers(path.workers);
+  if (path.workers) await ztunnelWorkers(path.workers, path.sched);
   const resetsBefore = path.workers ? await budgetResets() : 0;
   s.gbps.push(await iperf(path, 1));
+  lastCpuMsPerGiB = NaN;
   s.gbpsP.push(await iperf(path, PARALLEL));
+  if (path.workers) s.cpuMsPerGiB.push(lastCpuMsPerGiB);
   const lat = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'latency', '--target', path.echo, '--rate', String(RATE),
     '--duration', String(SECONDS * 1000), '--size', '1024', '--connections', '8'])) as { p50Ms: number; p99Ms: number; errors: number };
   if (lat.errors) throw new Error(`${path.name}: ${lat.errors} latency requests failed`);
@@ -196,14 +222,14 @@ async function round(path: Path, s: Samples, i: number): Promise<void> {
 
 /** REPEAT rounds over all paths, interleaved; the median of each measure per path. */
 async function measure(paths: Path[]): Promise<Record<string, Result>> {
-  const samples = new Map(paths.map((p) => [p.name, { gbps: [], gbpsP: [], p50: [], p99: [], cps: [], rssMb: [], resets: [] } as Samples]));
+  const samples = new Map(paths.map((p) => [p.name, { gbps: [], gbpsP: [], p50: [], p99: [], cps: [], rssMb: [], cpuMsPerGiB: [], resets: [] } as Samples]));
   // Every other round backwards, so the ztunnels switch worker counts once per round, not twice.
   for (let i = 0; i < REPEAT; i++) for (const p of i % 2 ? [...paths].reverse() : paths) await round(p, samples.get(p.name)!, i);
   const results: Record<string, Result> = {};
   for (const [name, s] of samples) {
     const failed = (xs: number[]) => xs.filter((x) => Number.isNaN(x)).length;
     results[name] = {
-      gbps: median(s.gbps), gbpsP: median(s.gbpsP), p50: median(s.p50), p99: median(s.p99), cps: median(s.cps), rssMb: median(s.rssMb),
+      gbps: median(s.gbps), gbpsP: median(s.gbpsP), p50: median(s.p50), p99: median(s.p99), cps: median(s.cps), rssMb: median(s.rssMb), cpuMsPerGiB: median(s.cpuMsPerGiB),
       failed: { gbps: failed(s.gbps), gbpsP: failed(s.gbpsP) },
       budgetResets: s.resets.length ? s.resets.reduce((a, b) => a + b, 0) : NaN,
     };
@@ -214,11 +240,11 @@ async function measure(paths: Path[]): Promise<Record<string, Result>> {
 function table(results: Record<string, Result>): string {
   const d = results.direct!;
   const h = results.haproxy!;
-  const rows: string[][] = [['path', 'throughput Gb/s', `-P ${PARALLEL} Gb/s`, 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s', 'ztunnel RSS MB', 'budget resets',
+  const rows: string[][] = [['path', 'throughput Gb/s', `-P ${PARALLEL} Gb/s`, 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s', 'ztunnel RSS MB', `ztunnel CPU ms/GiB (-P ${PARALLEL})`, 'budget resets',
     'throughput ×direct', 'throughput ×haproxy', `-P ${PARALLEL} ×haproxy`, 'p99 ×haproxy', 'conn/s ×direct', 'conn/s ×haproxy']];
   for (const [name, r] of Object.entries(results)) {
     rows.push([name, gbpsCell(r.gbps, r.failed.gbps), gbpsCell(r.gbpsP, r.failed.gbpsP), r.p50.toFixed(3), r.p99.toFixed(3), (r.p99 - d.p99).toFixed(3), String(r.cps),
-      Number.isNaN(r.rssMb) ? '-' : r.rssMb.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
+      Number.isNaN(r.rssMb) ? '-' : r.rssMb.toFixed(0), Number.isNaN(r.cpuMsPerGiB) ? '-' : r.cpuMsPerGiB.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
       ...[r.gbps / d.gbps, r.gbps / h.gbps, r.gbpsP / h.gbpsP, r.p99 / h.p99, r.cps / d.cps, r.cps / h.cps].map((x) => (Number.isFinite(x) ? x.toFixed(2) : '-'))]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -255,6 +281,7 @@ async function main(): Promise<void> {
         { name: 'haproxy-1t', client: netns('legacy/client'), iperf: `${n1}:${HAPROXY_PORTS[1]![0]}`, echo: `${n1}:${HAPROXY_PORTS[1]![2]}` },
       ];
       if (WORKERS > 1) paths.push({ ...paths[1]!, name: `weft-w${WORKERS}`, workers: WORKERS });
+      if (WORKERS > 1 && SCHED_NONE) paths.push({ ...paths[1]!, name: `weft-w${WORKERS}-none`, workers: WORKERS, sched: 'none' });
       process.stderr.write(`bench: ${REPEAT} interleaved rounds per path, ${SECONDS} s each (iperf3 -P 1 and -P ${PARALLEL}, latency at ${RATE} req/s), `
         + `${CONNS} connections per rate run; medians reported\n`);
       const results = await measure(paths);
