@@ -13,6 +13,7 @@ import { startRedis, type TestRedis } from './helpers/redis';
 import { waitFor } from './helpers/wait';
 import { controllerRig } from './helpers/controller-rig';
 import type { WaypointDeployConfig } from '../src/controller/waypoint-deploy';
+import { WAYPOINT_NODE_FLAGS } from '../src/waypoint/node-flags';
 
 let redis: TestRedis;
 t.before(async () => {
@@ -210,6 +211,7 @@ t.test('a weft-waypoint Gateway is deployed: ServiceAccount, trust anchors, Depl
   t.same(c.args, ['waypoint', 'run', '--name', 'waypoint', '--namespace', 'demo', '--service-account', 'wp-sa']);
   const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
   t.same(env.WEFT_WAYPOINT_ADDRESS, { fieldRef: { fieldPath: 'status.podIP' } }, 'the pod address from the downward API');
+  t.equal(env.NODE_OPTIONS, WAYPOINT_NODE_FLAGS.join(' '), 'the V8 flags the lab runs a waypoint with (src/waypoint/node-flags.ts)');
   t.match(env, {
     WEFT_REDIS_URL: WAYPOINTS.redisUrl, WEFT_REDIS_USERNAME: 'weft-waypoint', WEFT_CA_ADDRESS: WAYPOINTS.caAddress, WEFT_TRUST_DOMAIN: 'cluster.local',
     WEFT_IDENTITY_TOKEN_FILE: '/var/run/secrets/weft/ca-token/token', WEFT_TRUST_ANCHOR_FILE: '/etc/weft/trust-anchors/root-cert.pem',

@@ -16,6 +16,7 @@ import type { KubeClient, KubeObject } from '../k8s/client';
 import type { Logger } from '../lib/log';
 import { gatewayAPIPath, GATEWAY_API_GROUP, GATEWAY_API_VERSION, type K8sGatewayAPIObject } from './k8s-types';
 import { stableStringify } from './stable-json';
+import { WAYPOINT_NODE_FLAGS } from '../waypoint/node-flags';
 
 /** The field manager of every object the controller applies. */
 export const FIELD_MANAGER = 'weft-controller';
@@ -71,6 +72,7 @@ export function waypointObjects(gw: K8sGatewayAPIObject, w: WaypointRecord, cfg:
   const podLabels = { [GATEWAY_NAME_LABEL]: w.name, 'weft.io/dataplane-mode': 'none', 'app.kubernetes.io/part-of': 'weft', 'app.kubernetes.io/component': 'waypoint' };
   const env: Record<string, unknown>[] = [
     { name: 'WEFT_WAYPOINT_ADDRESS', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    { name: 'NODE_OPTIONS', value: WAYPOINT_NODE_FLAGS.join(' ') },
     { name: 'WEFT_REDIS_URL', value: cfg.redisUrl },
     ...(cfg.redisAuth ? [
       { name: 'WEFT_REDIS_USERNAME', value: WAYPOINT_REDIS_USER },

@@ -20,6 +20,7 @@ import { RegistryStore } from '../registry/store';
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, type WaypointRecord, type WorkloadRecord, type WorkloadStatus } from '../registry/types';
 import { isAlreadyGone, podDownCommands, podUpScript } from './network';
 import { DIST, built, type LabLayout } from './paths';
+import { WAYPOINT_NODE_FLAGS } from '../waypoint/node-flags';
 import { hostsFile, LAB_NET, resolvConf, type LabPlan, type PlannedWaypoint } from './plan';
 import { httpStatus, isAlive, startProcess, stopProcesses, waitUntil } from './procs';
 import { run } from './run';
@@ -119,7 +120,7 @@ export function setWaypointStatus(plan: LabPlan, w: PlannedWaypoint, status: Wor
 export function startWaypointProcess(rt: LabRuntime, w: PlannedWaypoint): ProcessResource {
   return startProcess(rt.store, {
     name: waypointProcessName(w), role: 'waypoint', netns: w.netns, log: waypointLog(rt.layout, w),
-    argv: [process.execPath, DIST.main, ...waypointArgs(w, rt.layout, rt.plan)],
+    argv: [process.execPath, ...WAYPOINT_NODE_FLAGS, DIST.main, ...waypointArgs(w, rt.layout, rt.plan)],
   });
 }
 
