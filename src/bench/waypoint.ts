@@ -50,6 +50,7 @@ import { namespaceRecord, serviceRecord, waypointRecord, workloadRecord } from '
 import { RegistryStore } from '../registry/store';
 import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
+import { WAYPOINT_NODE_FLAGS } from '../waypoint/node-flags';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
@@ -192,7 +193,8 @@ async function main(): Promise<void> {
       printVariants(await compareVariants(pool, redis.url, root, variants, o), o);
       return;
     }
-    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis: redis.url, root });
+    // With the flags it runs with in the lab and in a cluster.
+    const wp = await startChild<{ port: number }>({ role: 'waypoint', redis: redis.url, root }, { nodeArgs: [...WAYPOINT_NODE_FLAGS] });
     const idleRssMb = rssBytes(wp.child.pid!) / 2 ** 20;
     const ha = await haproxy(dir, { front: await pem('haproxy'), back: await pem('haproxy-client') }, upstream.reply);
     const client = await pem('client');
@@ -238,7 +240,7 @@ async function main(): Promise<void> {
 interface Variant { name: string; script?: string; nodeArgs?: string[]; sampling?: number }
 
 /**
- * `--variant label:script:node args`, e.g. `before:/tmp/old/dist/bench/waypoint.js:` and
+ * `--variant label:script:node args` (the args replace the production WAYPOINT_NODE_FLAGS), e.g. `before:/tmp/old/dist/bench/waypoint.js:` and
  * `semi4::--max-semi-space-size=4` (an empty script is this build).
  */
 function parseVariants(args: string[]): Variant[] {
@@ -309,7 +311,8 @@ function printVariants(rows: Awaited<ReturnType<typeof compareVariants>>, o: { s
 async function tracingCost(pool: HbonePool, redis: string, root: CaKeyPair, o: { seconds: number; connections: number; rounds: number }): Promise<void> {
   const opts = { ...o, rate: 0 };
   const rows = await compareVariants(pool, redis, root, [
-    { name: 'off (0)', sampling: 0 }, { name: 'default (0.01)', sampling: 0.01 }, { name: 'all (1.0)', sampling: 1 },
+    { name: 'off (0)', sampling: 0, nodeArgs: [...WAYPOINT_NODE_FLAGS] }, { name: 'default (0.01)', sampling: 0.01, nodeArgs: [...WAYPOINT_NODE_FLAGS] },
+    { name: 'all (1.0)', sampling: 1, nodeArgs: [...WAYPOINT_NODE_FLAGS] },
   ], opts);
   printVariants(rows, opts);
   const cost = (i: number) => (1 - rows[i]!.rps / rows[0]!.rps) * 100;
