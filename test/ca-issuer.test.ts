@@ -220,4 +220,12 @@ t.test('weak CSR keys are refused with WEFT_CA_CSR_KEY_WEAK saying what is requi
   der[der.length - 5] ^= 0xff;
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`;
   t.throws(() => issuer.signCsr(tampered, { identity: ID, ttlMs: 60e3 }), { code: 'WEFT_CA_CSR_INVALID' }, 'a tampered ECDSA CSR');
+  // P-256 by its explicit parameters: OpenSSL calls it prime256v1 too, but RFC 5480
+  // forbids it in a certificate (the CSR's key would be copied there verbatim).
+  const explicitKey = `/tmp/weft-ec-explicit-${process.pid}.key`;
+  t.teardown(() => require('node:fs').rmSync(explicitKey, { force: true }));
+  execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-param_enc', 'explicit', '-genkey', '-noout', '-out', explicitKey]);
+  const explicitCsr = execFileSync('openssl', ['req', '-new', '-key', explicitKey, '-subj', '/CN=x', '-sha256']).toString();
+  t.throws(() => issuer.signCsr(explicitCsr, { identity: ID, ttlMs: 60e3 }),
+    { code: 'WEFT_CA_CSR_KEY_WEAK', message: /explicit parameters.*ECDSA P-256 key/ }, 'P-256 given by explicit parameters');
 });

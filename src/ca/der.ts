@@ -48,7 +48,7 @@ export function toDer(node: Asn1): Buffer {
 }
 
 const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
-const PRIME256V1 = '1.2.840.10045.3.1.7';
+export const PRIME256V1 = '1.2.840.10045.3.1.7';
 
 /**
  * A public key's SubjectPublicKeyInfo as ASN.1. A P-256 key's is assembled from its

@@ -5,7 +5,7 @@ import {
 import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
-import { certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type Extension } from './der';
+import { PRIME256V1, certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type Extension } from './der';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
@@ -343,10 +343,21 @@ function parseNonRsaCsr(der: string): CsrKey {
   });
   const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
   if (problem) throw weak(problem);
+  // OpenSSL names P-256 given by its explicit parameters prime256v1 too, but the SPKI
+  // goes into the certificate verbatim, and RFC 5480 §2.1.1 forbids specifiedCurve there
+  // (Go's x509, Istio's CA, refuses such a key): only the namedCurve OID is issued for.
+  if (!namedCurveOid(spki, PRIME256V1)) throw weak('the CSR\'s ECDSA key states its curve by explicit parameters, not by the P-256 OID');
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
   checkCsrSignature(hash, Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary'), key, signature);
   return { kind: 'ec', spki, keyId: keyIdentifier(spki) };
+}
+
+/** Whether a SubjectPublicKeyInfo's algorithm parameters are the named curve `curveOid` (ECParameters namedCurve). */
+function namedCurveOid(spki: forge.asn1.Asn1, curveOid: string): boolean {
+  const params = ((spki.value as forge.asn1.Asn1[])[0]?.value as forge.asn1.Asn1[] | undefined)?.[1];
+  return params?.tagClass === forge.asn1.Class.UNIVERSAL && params.type === forge.asn1.Type.OID
+    && forge.asn1.derToOid(params.value as string) === curveOid;
 }
 
 /** forge RSA key → KeyObject via JWK: ~25x cheaper than OpenSSL 3's PEM/DER decoders. */
