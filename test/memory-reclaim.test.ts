@@ -42,6 +42,34 @@ t.test('reclaims once a large burst is over, not while it closes, not again with
   t.equal(clock.pending, 0, 'stop disarms');
 });
 
+t.test('afterStartMs: one reclaim that long after start, with no burst; a burst soon after still reclaims; stop disarms it', async (t) => {
+  const clock = new ManualClock();
+  const native = fakeNative();
+  const r = new MemoryReclaimer({ live: () => 0, logger: silent, native, clock, checkEveryMs: 5000, afterStartMs: 10_000, rss: () => 0 }).start();
+  clock.advance(9000);
+  t.equal(native.calls, 0, 'not before');
+  clock.advance(1000);
+  t.equal(native.calls, 1, 'once, at afterStartMs');
+  clock.advance(600_000);
+  t.equal(native.calls, 1, 'never again without a burst');
+  t.equal(r.stats.reclaims, 1);
+  r.stop();
+  let live = 0;
+  const burst = new MemoryReclaimer({ live: () => live, logger: silent, native, clock, checkEveryMs: 5000, afterStartMs: 10_000, rss: () => 0 }).start();
+  clock.advance(10_000);
+  t.equal(native.calls, 2, 'the start-up reclaim');
+  live = 5000; clock.advance(5000);
+  live = 0; clock.advance(5000); clock.advance(5000);
+  t.equal(native.calls, 3, 'a burst right after it is reclaimed without waiting out minIntervalMs');
+  burst.stop();
+  t.equal(clock.pending, 0, 'stop disarms');
+  const early = new MemoryReclaimer({ live: () => 0, logger: silent, native, clock, afterStartMs: 10_000, rss: () => 0 }).start();
+  early.stop();
+  t.equal(clock.pending, 0, 'stop before it fired disarms it too');
+  clock.advance(20_000);
+  t.equal(native.calls, 3, 'and it never runs');
+});
+
 t.test('a small drop relative to the peak does not reclaim', async (t) => {
   const native = fakeNative();
   let live = 20_000;

@@ -3,7 +3,7 @@
  * connection, back within 10 % of the idle figure after they close). Two ZtunnelApp
  * processes on loopback (ztunnel-rig.ts), a fresh pair per connection count:
  *
- *   idle      after start and a 2 s settle
+ *   idle      after start and the ztunnel's start-up reclaim (10 s after start)
  *   held      N idle tunnelled connections open (each round-tripped one byte, so it is
  *             tunnelled end to end), 2 s after the last opened
  *   closed    every connection closed by the client and gone from both ztunnels
@@ -128,7 +128,9 @@ async function round(count: number, settleS: number, bulkMib: number, nodeArgs: 
   const rig = await startZtunnelRig({ nodeArgs });
   try {
     const both = async () => [await sample(rig.nodeA), await sample(rig.nodeB)] as [Sample, Sample];
-    await sleep(2000);
+    // A running ztunnel's idle: after its one reclaim 10 s after start (memory-reclaim.ts afterStartMs).
+    await until('the start-up reclaim', async () => (await rig.nodeA.mem()).reclaims >= 1 && (await rig.nodeB.mem()).reclaims >= 1, 20_000).catch(() => undefined);
+    await sleep(1000);
     const idle = await both();
     const pids = [rig.nodeA.pid, rig.nodeB.pid];
     const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);

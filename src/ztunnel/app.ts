@@ -175,7 +175,8 @@ export class ZtunnelApp implements AdminSource {
     // Tunnels on both ends: the pool's (this node dialled them) and the HBONE sessions
     // peers dialled here, which close when the peers' pools let them go (idle 5 min).
     const tunnels = () => pool.size + inbounds.reduce((n, s) => n + s.sessionCount, 0);
-    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log }).start();
+    // Once 10 s after the listeners are up (certificates fetched meanwhile), then after bursts.
+    const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log, afterStartMs: 10_000 }).start();
     this.closers.push(() => reclaimer.stop());
 
     if (!this.worker) await this.serve(metricsServer(this, telemetry.views()), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);

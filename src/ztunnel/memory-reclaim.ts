@@ -34,6 +34,13 @@ export interface MemoryReclaimOptions {
   minTunnelDrop?: number;
   /** RSS in bytes, for the log line. */
   rss?: () => number;
+  /**
+   * One reclaim this long after start(), whatever the counts. Loading the code and the
+   * start-up work (snapshot, certificates) leave garbage, an enlarged young generation
+   * and bytecode of functions that ran once, none of which a quiet ztunnel collects:
+   * measured 68 → 5x MB idle RSS (docs/performance.md, "ztunnel memory"). Default: none.
+   */
+  afterStartMs?: number;
 }
 
 /**
@@ -57,6 +64,7 @@ export class MemoryReclaimer {
   private readonly tunnels: Burst | undefined;
   private lastReclaimAt = -Infinity;
   private timer: unknown;
+  private startTimer: unknown;
   private stopped = false;
   /** Reclaims done and the last one's cost, for tests and /config_dump. */
   readonly stats = { reclaims: 0, lastPauseMs: 0 };
@@ -77,14 +85,26 @@ export class MemoryReclaimer {
   }
 
   start(): this {
-    if (this.native && !this.stopped) this.arm();
+    if (!this.native || this.stopped) return this;
+    this.arm();
+    if (this.opts.afterStartMs !== undefined) {
+      this.startTimer = this.clock.setTimeout(() => {
+        this.startTimer = undefined;
+        if (this.stopped) return;
+        this.reclaim(this.connections.live, 'start-up over; memory given back');
+        // Once per process: a burst soon after still gets its own reclaim, without waiting out the interval.
+        this.lastReclaimAt = -Infinity;
+      }, this.opts.afterStartMs);
+    }
     return this;
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    if (this.startTimer !== undefined) this.clock.clearTimeout(this.startTimer);
     this.timer = undefined;
+    this.startTimer = undefined;
   }
 
   private arm(): void {
@@ -106,11 +126,11 @@ export class MemoryReclaimer {
     const tunnelsGone = this.tunnels?.look() ?? false;
     if (!this.native || !(over || tunnelsGone)) return false;
     if (this.clock.now() - this.lastReclaimAt < this.minIntervalMs) return false;
-    this.reclaim(this.connections.live);
+    this.reclaim(this.connections.live, 'connections burst over; memory given back');
     return true;
   }
 
-  private reclaim(live: number): void {
+  private reclaim(live: number, msg: string): void {
     const rss = this.opts.rss ?? (() => process.memoryUsage.rss());
     const before = rss();
     const t0 = process.hrtime.bigint();
@@ -124,7 +144,7 @@ export class MemoryReclaimer {
     this.opts.logger.info({
       peakConnections: this.connections.peak, liveConnections: live, tunnels: this.tunnels?.live, rssBeforeBytes: before, rssAfterBytes: rss(),
       gcMs: Math.round(ms(t0, t1)), trimMs: Math.round(ms(t1, t2)),
-    }, 'connections burst over; memory given back');
+    }, msg);
     this.lastReclaimAt = this.clock.now();
     this.connections.reset();
     this.tunnels?.reset();
