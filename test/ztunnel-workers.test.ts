@@ -121,6 +121,9 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   t.comment(`resident memory of the primary and both workers: ${(rss / 1048576).toFixed(1)} MiB `
     + `(primary ${vmRss(child.pid!).toFixed(1)} MiB, workers ${first.map((pid) => vmRss(pid).toFixed(1)).join(' and ')} MiB)`);
   t.ok(rss > 3 * 20 * 1048576, 'process memory is summed over the three processes');
+  const traces = await get(metricsPort, '/debug/traces?since=5m');
+  t.equal(traces.status, 200, 'weft traces is answered for the node (every worker\'s spans), not 404');
+  t.ok(Array.isArray(JSON.parse(traces.body)), 'a list of spans, as a single ztunnel answers');
 
   process.kill(first[0]!, 'SIGKILL');
   await waitFor('worker 0 started again', () => workers().length === 2 && !workers().includes(first[0]!), { timeoutMs: 20_000 });
@@ -133,6 +136,7 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   process.kill(-child.pid!, 'SIGTERM');
   t.equal(await exited, 0, 'the primary exits 0 after its workers drained');
   for (const pid of last) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
-  const stopped = Buffer.concat(out).toString().split('\n').filter((l) => l.includes('"ztunnel stopped"') && l.includes('"worker":'));
-  t.equal(stopped.length, 2, 'both workers finished their shutdown ("ztunnel stopped"), none was ended undrained by a second signal');
+  // The primary logs each worker's exit: code 0, not ended by a signal (a second SIGTERM would kill it undrained).
+  const stopped = Buffer.concat(out).toString().split('\n').filter((l) => l.includes('"a ztunnel worker stopped"')).map((l) => JSON.parse(l) as { code: unknown; signal: unknown });
+  t.same(stopped.map((w) => [w.code, w.signal]), [[0, null], [0, null]], 'both workers ended their shutdown themselves (exit 0), none was killed undrained by a second signal');
 });

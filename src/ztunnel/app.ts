@@ -31,7 +31,8 @@ import { INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../mesh/ports';
 import { HBONE_PORT } from '../hbone/contracts';
 import { adminServer, type AdminSource } from './admin';
 import { closeServer, listenTcp, listenUnix, metricsServer, readinessServer } from '../lib/http-endpoints';
-import { ProxyTelemetry } from '../telemetry/proxy-telemetry';
+import { ProxyTelemetry, traceQuery } from '../telemetry/proxy-telemetry';
+import type { SpanRecord } from '../telemetry/types';
 import { AdminAuthenticator } from './admin-auth';
 import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
@@ -201,6 +202,11 @@ export class ZtunnelApp implements AdminSource {
       await listenUnix(server, config.adminSocket);
       this.servers.push(server);
     }
+  }
+
+  /** This process's recorded spans matching `GET /debug/traces`'s query (a worker answers its primary with them). */
+  spans(url: URL): SpanRecord[] {
+    return this.telemetry?.ring.query(traceQuery(url)) ?? [];
   }
 
   /** The only process, or worker 0: serves admin and owns the capture rules. */

@@ -19,11 +19,12 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Aggregator } from 'prom-client';
 import { backoffDelay } from '../lib/backoff';
-import { closeServer, listenTcp, serve, type Handler } from '../lib/http-endpoints';
+import { closeServer, json, listenTcp, serve, type Handler } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
 import type { RunnableApp } from '../lib/run-component';
 import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { registerBuildInfo } from '../telemetry/build-info';
+import { TRACES_PATH } from '../telemetry/types';
 import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind, type WorkerStop, type WorkerHello } from './cluster-worker';
 import type { ZtunnelConfig } from './config';
 import { WORKER_INDEX_ENV } from './workers';
@@ -54,7 +55,7 @@ export class ZtunnelPrimary implements RunnableApp {
   private readonly asks = new Map<number, (value: unknown) => void>();
   private nextAsk = 0;
   private servers: Server[] = [];
-  private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGTERM'));
+  private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGKILL'));
   private readonly restarts: Counter;
   /** Workers that said hello: they take a stop message (one still loading takes SIGTERM). */
   private readonly listening = new WeakSet<Worker>();
@@ -80,7 +81,7 @@ export class ZtunnelPrimary implements RunnableApp {
     const host = config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
     cluster.on('message', this.onMessage);
     await this.serve(serve({ '/healthz/ready': this.readiness }, this.logger), host, config.readinessPort);
-    await this.serve(serve({ '/metrics': this.scrape, '/stats/prometheus': this.scrape }, this.logger), host, config.metricsPort);
+    await this.serve(serve({ '/metrics': this.scrape, '/stats/prometheus': this.scrape, [TRACES_PATH]: this.traces }, this.logger), host, config.metricsPort);
     for (let i = 0; i < config.workers; i++) this.fork(i);
     this.logger.info({ workers: config.workers, schedulingPolicy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none' }, 'ztunnel primary started');
   }
@@ -95,7 +96,10 @@ export class ZtunnelPrimary implements RunnableApp {
     this.workers.set(index, worker);
     worker.on('exit', (code, signal) => {
       if (this.workers.get(index) === worker) this.workers.delete(index);
-      if (this.stopper.stopping) return;
+      if (this.stopper.stopping) {
+        this.logger.info({ worker: index, pid: worker.process.pid, code, signal }, 'a ztunnel worker stopped');
+        return;
+      }
       const failures = this.failures.get(index) ?? { count: 0 };
       failures.count = Date.now() - started >= STABLE_AFTER_MS ? 1 : failures.count + 1;
       this.failures.set(index, failures);
@@ -112,7 +116,7 @@ export class ZtunnelPrimary implements RunnableApp {
   }
 
   /** Asks one worker; undefined when it does not answer in time (dead, stuck). */
-  private ask(worker: Worker, what: WorkerQuestionKind): Promise<unknown> {
+  private ask(worker: Worker, what: WorkerQuestionKind, query?: string): Promise<unknown> {
     if (!worker.isConnected()) return Promise.resolve(undefined);
     const id = this.nextAsk++;
     return new Promise((resolve) => {
@@ -123,7 +127,7 @@ export class ZtunnelPrimary implements RunnableApp {
         resolve(value);
       };
       this.asks.set(id, done);
-      const question: WorkerQuestion = { weft: 'ask', id, what };
+      const question: WorkerQuestion = { weft: 'ask', id, what, ...(query !== undefined ? { query } : {}) };
       worker.send(question, (err: Error | null) => { if (err) done(undefined); });
     });
   }
@@ -159,6 +163,16 @@ export class ZtunnelPrimary implements RunnableApp {
     res.end(body);
   };
 
+  /** `weft traces` on this node: every worker's spans (the CLI merges and stitches them); 503 when one does not answer. */
+  private readonly traces: Handler = async (_req, url, res) => {
+    const answers = await Promise.all([...this.workers.values()].map((w) => this.ask(w, 'traces', url.search)));
+    if (answers.some((a) => !Array.isArray(a))) {
+      json(res, 503, { error: `a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; ask again` });
+      return;
+    }
+    json(res, 200, (answers as unknown[][]).flat());
+  };
+
   private async serve(server: Server, host: string, port: number): Promise<void> {
     await listenTcp(server, host, port);
     this.servers.push(server);
@@ -171,13 +185,17 @@ export class ZtunnelPrimary implements RunnableApp {
   /** The first stop: asked over IPC (cluster-worker.ts WorkerStop says why), SIGTERM to a worker whose channel is gone. */
   private askAllToStop(): void {
     const stop: WorkerStop = { weft: 'stop' };
-    for (const w of this.workers.values()) {
-      if (!w.isConnected() || !this.listening.has(w)) w.process.kill('SIGTERM');
-      else w.send(stop, (err: Error | null) => { if (err) w.process.kill('SIGTERM'); });
+    const signalled: number[] = [];
+    for (const [index, w] of this.workers) {
+      if (!w.isConnected() || !this.listening.has(w)) {
+        signalled.push(index);
+        w.process.kill('SIGTERM');
+      } else w.send(stop, (err: Error | null) => { if (err) w.process.kill('SIGTERM'); });
     }
+    this.logger.info({ workers: [...this.workers.keys()], signalled }, 'asking the ztunnel workers to stop');
   }
 
-  /** Asks every worker to stop (each drains for --drain-timeout), then waits; SIGKILL for one that outlives twice that. A second stop sends SIGTERM: a stopping worker ends at once. */
+  /** Asks every worker to stop (each drains for --drain-timeout), then waits; SIGKILL for one that outlives twice that. A second stop kills them (a worker ignores signals from outside once stopping). */
   private async shutdown(): Promise<void> {
     const step = shutdownStep(this.logger);
     for (const timer of this.restartTimers) clearTimeout(timer);

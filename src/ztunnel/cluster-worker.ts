@@ -11,8 +11,9 @@ import { runComponent } from '../lib/run-component';
 import { ZtunnelApp } from './app';
 import type { ZtunnelConfig } from './config';
 
-export type WorkerQuestionKind = 'status' | 'metrics';
-export interface WorkerQuestion { weft: 'ask'; id: number; what: WorkerQuestionKind }
+export type WorkerQuestionKind = 'status' | 'metrics' | 'traces';
+/** `query`: for 'traces', the search part of the `/debug/traces` request. */
+export interface WorkerQuestion { weft: 'ask'; id: number; what: WorkerQuestionKind; query?: string }
 export interface WorkerAnswer { weft: 'answer'; id: number; value: unknown }
 /**
  * The primary's stop, sent over IPC rather than as SIGTERM: when the worker got the
@@ -31,13 +32,22 @@ export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, in
   const onMessage = (msg: WorkerQuestion | WorkerStop) => {
     if (msg?.weft === 'stop') askStop('SIGTERM');
     if (msg?.weft !== 'ask') return;
-    const value = msg.what === 'status' ? Promise.resolve(app.status()) : app.metrics.getMetricsAsJSON();
+    const value = msg.what === 'status' ? Promise.resolve(app.status())
+      : msg.what === 'traces' ? Promise.resolve(app.spans(new URL(`http://worker/${msg.query ?? ''}`)))
+        : app.metrics.getMetricsAsJSON();
     value.then((v) => {
       const answer: WorkerAnswer = { weft: 'answer', id: msg.id, value: v };
       process.send?.(answer);
     }, (err: unknown) => log.error({ err }, `answering the primary's ${msg.what} question failed`));
   };
   process.on('message', onMessage);
+  // A signal from outside (the process group's: Ctrl-C, systemd) starts the stop as the
+  // primary's message does, but a second one must not end the worker undrained (Node's
+  // default, or a module re-raising it once it is the last listener). Ending a worker
+  // early is the primary's: SIGKILL after the drain, or its own death (cluster exits us).
+  const absorb = () => {};
+  process.on('SIGTERM', absorb);
+  process.on('SIGINT', absorb);
   const hello: WorkerHello = { weft: 'hello' };
   process.send?.(hello);
   const code = await runComponent(app, log, 'ztunnel', stopAsked);
