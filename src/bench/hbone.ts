@@ -48,7 +48,7 @@ import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { waitListening } from './redis';
-import { percentile } from './stats';
+import { median, percentile } from './stats';
 
 const NODE_A = '127.0.0.2';
 const NODE_B = '127.0.0.3';
@@ -222,9 +222,9 @@ async function echoServer(host: string): Promise<{ port: number; close(): void }
 interface Latency { p50: number; p90: number; p99: number; p999: number; n: number }
 interface FixedRate { lat: Latency; /** CPU seconds of each of `pids` over the paced phase (not the warm-up). */ cpu: number[]; /** Round trips per second achieved. */ achieved: number; elapsed: number }
 
-/** CPU seconds (utime + stime, /proc) of each process. */
+/** CPU seconds (utime + stime, /proc) of each process; NaN for one that is gone, so its run drops out of the medians instead of reading as 0 CPU. */
 function cpuOf(pids: number[]): number[] {
-  return pids.map((p) => cpuSeconds(p) || 0);
+  return pids.map((p) => cpuSeconds(p));
 }
 
 /** 1 KiB echo round trips paced at `rate`/s on one connection; the CPU of `pids` over the paced phase. */
@@ -306,12 +306,6 @@ interface Setup { name: string; start(): Promise<Running> }
 interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k: number[] }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-
-/** Median of the finite values (a failed run's NaN is left out); NaN when none. */
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
-}
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -33,6 +33,7 @@ import { readState, type ProcessResource } from '../lab/state';
 import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
 import { cpuSeconds } from '../faults/observe';
+import { median } from './stats';
 
 const REPO = join(__dirname, '..', '..');
 const LOADGEN = join(REPO, 'dist', 'bench', 'loadgen.js');
@@ -157,12 +158,6 @@ function ztunnelRssMb(node: string): number {
 function ztunnelsCpuSeconds(): number {
   const nodes = (JSON.parse(readFileSync(CONTEXT, 'utf8')) as LabContext).nodes;
   return nodes.flatMap((n) => ztunnelPids(n.name)).reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-}
-
-/** The median of the finite values; NaN when there is none. */
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 }
 
 /** A throughput median, with how many runs gave no result ("5.10 (1/3 failed)"). */
