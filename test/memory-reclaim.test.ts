@@ -68,6 +68,17 @@ t.test('afterStartMs: one reclaim that long after start, with no burst; a burst 
   t.equal(clock.pending, 0, 'stop before it fired disarms it too');
   clock.advance(20_000);
   t.equal(native.calls, 3, 'and it never runs');
+  // A burst under way when the start-up reclaim runs keeps its peak: its own reclaim
+  // still comes once it is over (resetting the peak to the live count lost it).
+  live = 0;
+  const during = new MemoryReclaimer({ live: () => live, logger: silent, native, clock, checkEveryMs: 5000, afterStartMs: 12_000, rss: () => 0 }).start();
+  live = 1500; clock.advance(5000);
+  live = 800; clock.advance(5000);
+  clock.advance(2000);
+  t.equal(native.calls, 4, 'the start-up reclaim, mid-burst');
+  live = 0; clock.advance(3000); clock.advance(5000);
+  t.equal(native.calls, 5, 'the burst (1,500 -> 0) is reclaimed once over, though only 800 were left at the start-up reclaim');
+  during.stop();
 });
 
 t.test('a small drop relative to the peak does not reclaim', async (t) => {
