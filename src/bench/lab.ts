@@ -32,7 +32,7 @@ import { withLab } from '../lab/session';
 import { readState, type ProcessResource } from '../lab/state';
 import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
-import { cpuSeconds } from '../faults/observe';
+import { cpuSeconds, rssBytes } from '../faults/observe';
 import { median } from './stats';
 
 const REPO = join(__dirname, '..', '..');
@@ -150,8 +150,7 @@ function ztunnelPids(node: string): number[] {
 
 /** Resident memory of a node's ztunnel, all its processes. */
 function ztunnelRssMb(node: string): number {
-  const kb = ztunnelPids(node).map((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0));
-  return kb.reduce((a, b) => a + b, 0) / 1024;
+  return ztunnelPids(node).reduce((sum, pid) => sum + rssBytes(pid), 0) / 1024 / 1024;
 }
 
 /** CPU seconds so far of both nodes' ztunnels, all their processes. */

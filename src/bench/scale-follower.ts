@@ -12,8 +12,8 @@
  * (HSCAN), so the load never holds the whole workload hash, as an on-demand reader
  * would not; the scan is not atomic, so only the settled heap and RSS count.
  */
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { rssBytes } from '../faults/observe';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { openRedis } from '../registry/connection';
@@ -34,12 +34,6 @@ export interface FollowerLoadReport {
   external: number;
   /** Peak RSS of the process (VmHWM): the load's transient copies included. */
   peakRss: number;
-}
-
-/** A field of /proc/self/status in bytes (Linux reports kB). */
-function procStatusBytes(field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
 }
 
 function collect(): void {
@@ -95,7 +89,7 @@ async function main(): Promise<void> {
   collect();
   const mem = process.memoryUsage();
   const report: FollowerLoadReport = {
-    workloads: state.workloads().length, loadMs, baselineRss, rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, peakRss: procStatusBytes('VmHWM'),
+    workloads: state.workloads().length, loadMs, baselineRss, rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, peakRss: rssBytes(process.pid, 'VmHWM'),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
