@@ -25,7 +25,7 @@ import { silentLogger } from '../lib/log';
 import { parse, parseOptions } from '../lib/options';
 import { ambientNamespace, workloadRecord } from '../registry/fixtures';
 import { MeshState } from '../registry/state';
-import { percentile } from './stats';
+import { median, percentile } from './stats';
 import { measureHandshakes, type TlsIdentity } from './tls-handshakes';
 
 const TD = 'cluster.local';
@@ -126,11 +126,10 @@ class Results {
     this.samples.set(name, e);
   }
   medians(): Array<{ name: string; unit: string; cpuWho: string; rounds: number } & Sample> {
-    const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
     return [...this.samples].map(([name, e]) => ({
       name, unit: e.unit, cpuWho: e.cpuWho, rounds: e.list.length,
-      perSecond: med(e.list.map((s) => s.perSecond)), p50Ms: med(e.list.map((s) => s.p50Ms)),
-      p99Ms: med(e.list.map((s) => s.p99Ms)), cpuUs: med(e.list.map((s) => s.cpuUs)),
+      perSecond: median(e.list.map((s) => s.perSecond)), p50Ms: median(e.list.map((s) => s.p50Ms)),
+      p99Ms: median(e.list.map((s) => s.p99Ms)), cpuUs: median(e.list.map((s) => s.cpuUs)),
     }));
   }
 }

@@ -33,6 +33,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
+import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
 const MB = 1024 * 1024;
@@ -179,9 +180,8 @@ function summary(r: Round, i: 0 | 1): Summary {
 
 /** The round whose CPU per GiB is the median, with every field's median where it is a number. */
 function medianRound(rs: Round[]): Round {
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const byCpu = [...rs].sort((a, b) => a.cpuPerGiB - b.cpuPerGiB)[Math.floor(rs.length / 2)]!;
-  return { ...byCpu, cpuPer1000Conns: med(rs.map((r) => r.cpuPer1000Conns)), cpuPerGiB: med(rs.map((r) => r.cpuPerGiB)) };
+  return { ...byCpu, cpuPer1000Conns: median(rs.map((r) => r.cpuPer1000Conns)), cpuPerGiB: median(rs.map((r) => r.cpuPerGiB)) };
 }
 
 function args(argv: string[]) {
