@@ -116,6 +116,11 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   const certs = await series('weft_certs');
   t.same(certs.filter((s) => s.labels.state === 'Ready').map((s) => s.value), [2],
     'the node\'s certificate and demo/a\'s, each counted once, not once per worker');
+  // Per-node gauges combine as their definitions say (aggregator), not summed.
+  const expiry = await series('weft_cert_expiry_seconds');
+  t.equal(expiry.length, 2, 'an expiry per identity');
+  t.ok(expiry.every((s) => s.value > 0 && s.value <= 24 * 3600), `the soonest expiry, within the 24 h lifetime, not a sum: ${expiry.map((s) => s.value.toFixed(0)).join(', ')}`);
+  t.same((await series('weft_registry_revision')).map((s) => s.value), [await store.revision()], 'the registry revision once, not summed');
   const rss = (await series('process_resident_memory_bytes'))[0]!.value;
   const vmRss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
   t.comment(`resident memory of the primary and both workers: ${(rss / 1048576).toFixed(1)} MiB `

@@ -86,6 +86,8 @@ export function createCertMetrics(registry: Registry, entries: () => Iterable<Ce
     help: 'Seconds until the certificate of an identity expires (negative once expired)',
     labelNames: ['identity'] as const,
     registers: [registry],
+    // Across `ztunnel --workers` (each holds the node's certificates): the soonest expiry.
+    aggregator: 'min',
     collect() {
       this.reset();
       for (const e of entries()) {
@@ -98,6 +100,8 @@ export function createCertMetrics(registry: Registry, entries: () => Iterable<Ce
     help: 'Certificates held by this node, by state',
     labelNames: ['state'] as const,
     registers: [registry],
+    // Across `ztunnel --workers` (each holds the same certificates): once, not once per worker.
+    aggregator: 'max',
     collect() {
       this.reset();
       for (const s of Object.values(CertState)) this.set({ state: s }, 0);

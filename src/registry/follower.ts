@@ -128,10 +128,13 @@ export class RegistryFollower extends EventEmitter<RegistryFollowerEvents> {
       const self = this;
       new Gauge({
         name: 'weft_registry_staleness_seconds', registers,
+        // Across `ztunnel --workers` (a view each): the stalest.
+        aggregator: 'max',
         help: 'Seconds since this process last confirmed its registry view was current',
         collect() { this.set(self.stalenessSeconds()); },
       });
-      this.metrics.revision = new Gauge({ name: 'weft_registry_revision', help: 'Registry revision of the local view', registers });
+      // Across `ztunnel --workers`: the oldest view's.
+      this.metrics.revision = new Gauge({ name: 'weft_registry_revision', help: 'Registry revision of the local view', registers, aggregator: 'min' });
       this.metrics.reloads = new Counter({ name: 'weft_registry_reloads_total', help: 'Snapshot reloads after the initial load (gaps, trims, registry resets, writes lost in a failover)', registers });
       this.metrics.reconnects = new Counter({ name: 'weft_registry_reconnects_total', help: 'Connections to Redis made again after one was lost (a restart, a Sentinel failover)', registers });
       this.metrics.resumes = new Counter({ name: 'weft_registry_resumes_total', help: 'Reconnects that resynced from the change stream at the last position, without a snapshot reload', registers });

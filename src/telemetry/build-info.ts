@@ -15,5 +15,7 @@ export function registerBuildInfo(registry: Registry, component: BuildComponent)
   new Gauge({
     name: 'istio_build', help: 'Weft build information (always 1): component and version (tag), as Istio\'s proxies report it.',
     labelNames: ['component', 'tag'], registers: [registry],
+    // One build per node, not one per `ztunnel --workers` process.
+    aggregator: 'first',
   }).set({ component, tag: VERSION }, 1);
 }

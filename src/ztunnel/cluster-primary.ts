@@ -10,14 +10,15 @@
  *    (asked at each probe, so a worker that died or lost its certificates shows at once);
  *  - metrics (15020): every worker's series and its own, combined into one scrape
  *    (prom-client's cluster aggregation: counters and histograms summed, so Istio's
- *    series stay whole; gauges that are one fact per node are not multiplied).
+ *    series stay whole; a gauge that is one fact per node says so where it is defined,
+ *    with its `aggregator`, and is not multiplied).
  * A worker that exits while the primary is not stopping is logged and forked again
  * after a backoff (lib/backoff.ts; reset once a worker lived a minute). Stopping asks
  * every worker to stop (IPC), which drains as a single ztunnel does, and waits for them.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Aggregator } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { backoffDelay } from '../lib/backoff';
 import { closeServer, json, listenTcp, serve, type Handler } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
@@ -34,18 +35,6 @@ const ASK_TIMEOUT_MS = 2000;
 /** A worker that lived this long starts its restart backoff from the beginning again. */
 const STABLE_AFTER_MS = 60_000;
 const RESTART_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
-
-/**
- * How a series combines across the workers' scrapes when a sum would be wrong: facts
- * every worker holds once for the node (its build, registry view, certificates).
- */
-const AGGREGATE: Record<string, Aggregator> = {
-  istio_build: 'first',
-  weft_registry_staleness_seconds: 'max',
-  weft_registry_revision: 'min',
-  weft_cert_expiry_seconds: 'min',
-  weft_certs: 'max',
-};
 
 export class ZtunnelPrimary implements RunnableApp {
   readonly metrics = new Registry();
@@ -154,9 +143,8 @@ export class ZtunnelPrimary implements RunnableApp {
       res.end(`a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; scrape again\n`);
       return;
     }
-    type Series = { name: string; aggregator: Aggregator };
-    const all = [...(answers as Series[][]), await this.metrics.getMetricsAsJSON()];
-    for (const list of all) for (const m of list) m.aggregator = AGGREGATE[m.name] ?? m.aggregator;
+    // Each series combines as its definition says (`aggregator`: sum unless a gauge is one fact per node).
+    const all = [...(answers as MetricObjectWithValues<MetricValue<string>>[][]), await this.metrics.getMetricsAsJSON()];
     const combined = AggregatorRegistry.aggregate(all);
     const body = await combined.metrics();
     res.writeHead(200, { 'content-type': combined.contentType });
