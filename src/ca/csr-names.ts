@@ -1,5 +1,6 @@
 import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
+import { EXTENSION_REQUEST, fromDer } from './der';
 
 /**
  * The subject alternative names a PKCS#10 CSR asks for (its extensionRequest
@@ -17,7 +18,6 @@ export interface CsrNames {
   others: string[];
 }
 
-const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const SUBJECT_ALT_NAME = '2.5.29.17';
 const CONTEXT = forge.asn1.Class.CONTEXT_SPECIFIC;
 
@@ -50,8 +50,8 @@ export function csrSubjectAltNames(csrPem: string): CsrNames {
   try {
     const block = forge.pem.decode(csrPem).find((m) => m.type === 'CERTIFICATE REQUEST' || m.type === 'NEW CERTIFICATE REQUEST');
     if (!block) throw invalid('no CERTIFICATE REQUEST block');
-    // decodeBitStrings off: the signature (and an ECDSA key) must stay opaque bytes.
-    const top = forge.asn1.fromDer(block.body, { decodeBitStrings: false } as unknown as boolean);
+    // The signature (and an ECDSA key) stay opaque bytes.
+    const top = fromDer(block.body);
     info = children(children(top, 'the request')[0], 'the request info');
   } catch (err) {
     if (err instanceof WeftError) throw err;

@@ -16,7 +16,8 @@ const T = asn1.Type;
 
 const SHA256_WITH_RSA = forge.pki.oids.sha256WithRSAEncryption!;
 export const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
-const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+/** PKCS#9 extensionRequest: the CSR attribute carrying requested extensions. */
+export const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 
 /** forge encoders that exist at runtime but are missing from @types/node-forge. */
 const pkiExtra = forge.pki as unknown as {
