@@ -36,35 +36,28 @@ export interface AdminRequestOptions {
 }
 
 /** GETs `path` from one node and parses the JSON body. Rejects with AdminUnavailable. */
-export function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestOptions = {}): Promise<T> {
+export async function adminGet<T>(node: ContextNode, path: string, opts: AdminRequestOptions = {}): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? ADMIN_TIMEOUT_MS;
   if (!node.admin) {
-    return Promise.reject(new AdminUnavailable(node.name,
-      'the context names no admin endpoint for this node (adminSocket); re-run scripts/lab up with a weft that writes it'));
+    throw new AdminUnavailable(node.name,
+      'the context names no admin endpoint for this node (adminSocket); re-run scripts/lab up with a weft that writes it');
   }
   if ('podProxy' in node.admin) return podProxyGet<T>(node.name, node.admin.podProxy, path, timeoutMs, opts);
   const where = describeEndpoint(node.admin);
-  const admin = node.admin;
-  return (async () => {
-    let status: number;
-    let body: string;
-    try {
-      ({ status, body } = await boundedGet({
-        target: requestTarget(admin, path), where, accept: 'application/json', timeoutMs, maxBytes: MAX_BODY_BYTES,
-        connectFailure: (err) => connectFailure(err, where),
-      }));
-    } catch (err) {
-      throw new AdminUnavailable(node.name, (err as Error).message);
-    }
-    if (status !== 200) {
-      throw new AdminUnavailable(node.name, `admin API at ${where} answered HTTP ${status} to GET ${path}${body ? `: ${body.slice(0, 200).trim()}` : ''}`);
-    }
-    try {
-      return JSON.parse(body) as T;
-    } catch {
-      throw new AdminUnavailable(node.name, `admin API at ${where} sent invalid JSON for GET ${path}`);
-    }
-  })();
+  const { status, body } = await boundedGet({
+    target: requestTarget(node.admin, path), where, accept: 'application/json', timeoutMs, maxBytes: MAX_BODY_BYTES,
+    connectFailure: (err) => connectFailure(err, where),
+  }).catch((err: Error) => {
+    throw new AdminUnavailable(node.name, err.message);
+  });
+  if (status !== 200) {
+    throw new AdminUnavailable(node.name, `admin API at ${where} answered HTTP ${status} to GET ${path}${body ? `: ${body.slice(0, 200).trim()}` : ''}`);
+  }
+  try {
+    return JSON.parse(body) as T;
+  } catch {
+    throw new AdminUnavailable(node.name, `admin API at ${where} sent invalid JSON for GET ${path}`);
+  }
 }
 
 export interface NodeAnswer<T> {
