@@ -9,20 +9,21 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export function freePort(): Promise<number> {
+/** A port free on `host` (a loopback address) just now. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address() as { port: number };
       srv.close(() => resolve(port));
     });
   });
 }
 
-/** Resolves once host:port accepts a connection (polls every 50 ms, gives up after 5 s). */
-export async function waitListening(host: string, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+/** Resolves once host:port accepts a connection (polls every 50 ms, gives up after `timeoutMs`). */
+export async function waitListening(host: string, port: number, timeoutMs = 5000): Promise<void> {
+  for (let i = 0; i < timeoutMs / 50; i++) {
     const ok = await new Promise<boolean>((r) => {
       const s = connect({ host, port }, () => { s.destroy(); r(true); });
       s.on('error', () => r(false));
@@ -33,30 +34,26 @@ export async function waitListening(host: string, port: number): Promise<void> {
   throw new Error(`${host}:${port} never listened`);
 }
 
+/** A redis-server on a free loopback port; a failed start leaves neither the process nor its directory behind. */
 export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-redis-'));
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
     { stdio: 'ignore' });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  for (let i = 0; ; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); r(true); });
-      s.once('error', () => { s.destroy(); r(false); });
-    });
-    if (ok) break;
-    if (i > 400) throw new Error('redis-server did not start (is it installed?)');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
+  // A spawn that fails (not installed) emits 'error' and no 'exit'.
+  const exited = new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    await waitListening('127.0.0.1', port, 10_000);
+  } catch {
+    await stop();
+    throw new Error(`redis-server did not listen on 127.0.0.1:${port} within 10 s (is it installed? apt-get install redis-server)`);
+  }
+  return { url: `redis://127.0.0.1:${port}`, stop };
 }
 
 /** Redis' own counters, read with INFO: CPU seconds (all threads), bytes sent, clients (blocked ones apart), memory. */

@@ -162,8 +162,9 @@ async function main(): Promise<void> {
   const seconds = opt('seconds', 5);
   const rate = opt('rate', 1000);
   const connections = opt('connections', 16);
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-waypoint-'));
+  // Redis first: it removes its own directory when it fails to start; nothing else is made before the try.
   const redis = await startRedis();
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-waypoint-'));
   const store = RegistryStore.connect(redis.url);
   let pool: HbonePool | undefined;
   try {
