@@ -47,7 +47,7 @@ import { HbonePool } from '../hbone/pool';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
-import { waitListening } from './redis';
+import { freePort, waitListening } from './redis';
 import { median, percentile } from './stats';
 
 const NODE_A = '127.0.0.2';
@@ -162,14 +162,6 @@ function startChild(cfg: ChildConfig, nodeArgs: string[] = [], script = __filena
 
 function stopAll(): void {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGTERM');
-}
-
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
 }
 
 async function issue(): Promise<{ certs: Certs; roots: string; root: { certPem: string } }> {
@@ -316,14 +308,16 @@ async function main(): Promise<void> {
   // --variants [--filter <text>]: the default plus the variants whose name contains <text>.
   const filter = args.includes('--filter') ? args[args.indexOf('--filter') + 1] : undefined;
   if (!has('iperf3')) throw new Error('iperf3 is needed for the throughput figures (apt-get install iperf3)');
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
   const iperfPort = await freePort(SERVER_POD);
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
   const iperfd = spawn('iperf3', ['-s', '-B', SERVER_POD, '-p', String(iperfPort)], { stdio: 'ignore' });
-  const echo = await echoServer(SERVER_POD);
+  let echo: Awaited<ReturnType<typeof echoServer>> | undefined;
   try {
+    echo = await echoServer(SERVER_POD);
+    const echoPort = echo.port;
     await waitListening(SERVER_POD, iperfPort);
     const { certs, roots } = await issue();
-    const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echo.port }];
+    const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echoPort }];
     const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[], script?: string): Setup => ({
       name,
       async start() {
@@ -333,7 +327,7 @@ async function main(): Promise<void> {
       },
     });
     const setups: Setup[] = [
-      { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echo.port, host: SERVER_POD, pids: [] }) },
+      { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echoPort, host: SERVER_POD, pids: [] }) },
       ...(args.includes('--variants') ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
         .map((v) => weft(v.name, v.tuning, v.nodeArgs)),
     ];
@@ -384,7 +378,7 @@ async function main(): Promise<void> {
     }
     report(setups.map((s) => s.name), samples, { seconds, rate, repeat });
   } finally {
-    echo.close();
+    echo?.close();
     stopAll();
     iperfd.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
