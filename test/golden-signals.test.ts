@@ -151,6 +151,15 @@ t.test('L4: a source whose own ztunnel reported is not counted again by the dest
     'one edge for client (its ztunnel\'s, to the Service); the caller outside the mesh still from the destination\'s');
 });
 
+t.test('L4: a source ztunnel\'s series with an unknown source (its pod not yet in its registry) hides no caller outside the mesh', async (t) => {
+  const svc = 'echo.demo.svc.cluster.local';
+  const src = (n: number) => [TCP('istio_tcp_sent_bytes_total', 'source', 'unknown', 'echo-2', svc, n)];
+  const dst = (n: number) => [TCP('istio_tcp_sent_bytes_total', 'destination', 'unknown', 'echo-2', 'unknown', n, 'unknown')];
+  const m = goldenSignals([zt('node-1', 0, src(0)), zt('node-2', 0, dst(0))], [zt('node-1', 4000, src(800)), zt('node-2', 4000, dst(800))]);
+  t.same(m.edges.map((e) => `${e.source.name} → ${e.destination.name} ${e.bytesPerSecond}`).sort(), ['unknown → echo 200', 'unknown → echo-2 200'],
+    'the plaintext caller the destination saw is still an edge');
+});
+
 t.test('per service at L4: one reporter per edge first, then the sources merged (a mesh caller and one outside the mesh both count once)', async (t) => {
   const svc = 'db.demo.svc.cluster.local';
   // app (in the mesh) is reported by both ztunnels; legacy-app (outside) only by the destination's.

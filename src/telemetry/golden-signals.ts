@@ -160,9 +160,11 @@ export function goldenSignals(before: readonly ProxyReading[], after: readonly P
   // A source whose own ztunnel reported is in the mesh, and that ztunnel saw all it sent:
   // the destination's series of it are the same connections again, and name no Service
   // (an inbound CONNECT is addressed to the pod), so they would show as a second edge.
+  // An unknown source names no one: it would hide every caller outside the mesh.
   const meshSources = new Set<string>();
   for (const sides of l4.values()) {
-    if (sides.source) meshSources.add(`${sides.source.stats.source.namespace}/${sides.source.stats.source.name}`);
+    const src = sides.source?.stats.source;
+    if (src && src.name !== UNKNOWN) meshSources.add(`${src.namespace}/${src.name}`);
   }
   for (const [key, sides] of l4) {
     if (!sides.source && meshSources.has(`${sides.destination!.stats.source.namespace}/${sides.destination!.stats.source.name}`)) continue;
