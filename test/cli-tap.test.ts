@@ -10,6 +10,9 @@ import type { ProxyTarget } from '../src/cli/proxy-targets';
 import type { CliIo } from '../src/cli/io';
 import { isWeftError } from '../src/lib/errors';
 import { serveTap } from './helpers/tap-stream';
+import type { AddressInfo } from 'node:net';
+import { closeServer, json, listenTcp, serve } from '../src/lib/http-endpoints';
+import { createLogger } from '../src/lib/log';
 
 const request: TapEvent = {
   time: '2026-12-01T01:40:00.123Z', proxy: 'waypoint demo/waypoint', kind: 'request', verdict: 'routed',
@@ -91,4 +94,26 @@ t.test('one line per event, and a bad --status is a usage error', async (t) => {
   try { tapFilter({ namespace: '', service: '', path: '', status: 'bad' }); } catch (e) { err = e; }
   t.ok(isWeftError(err) && err.code === 'WEFT_USAGE');
   t.match((err as Error).message, /--status must be a class such as 5xx/);
+});
+
+t.test('a proxy that refuses the tap: its stated reason is in the warning (a ztunnel with --workers says what to do)', async (t) => {
+  const reason = 'this ztunnel runs 2 worker processes (--workers 2) and their live tap is not relayed; run it with --workers 1 to tap it';
+  const server = serve({
+    '/refusing/debug/tap': (_req, _url, res) => json(res, 501, { error: reason }),
+    '/plain/debug/tap': (_req, _url, res) => { res.writeHead(503, { 'content-type': 'text/plain' }); res.end('x'.repeat(10_000)); },
+  }, createLogger({ level: 'silent', component: 'test' }));
+  await listenTcp(server, '127.0.0.1', 0);
+  t.teardown(() => closeServer(server));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const targets: ProxyTarget[] = [
+    { kind: 'ztunnel', proxy: 'ztunnel node-1', baseUrl: `${base}/refusing` },
+    { kind: 'ztunnel', proxy: 'ztunnel node-2', baseUrl: `${base}/plain` },
+  ];
+  const io = capture();
+  const done = runTap({ targets: async () => targets, filter: {}, format: 'text', max: 0, durationMs: 300, io, retryMs: 20 });
+  t.equal(await done, 0);
+  t.same(io.err.sort(), [
+    `warning: ztunnel node-1: HTTP 501 to GET ${base}/refusing/debug/tap: ${reason}\n`,
+    `warning: ztunnel node-2: HTTP 503 to GET ${base}/plain/debug/tap\n`,
+  ], 'one warning each, however often asked: the reason when the body states one, the status alone otherwise');
 });

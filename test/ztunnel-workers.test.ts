@@ -129,6 +129,9 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   const traces = await get(metricsPort, '/debug/traces?since=5m');
   t.equal(traces.status, 200, 'weft traces is answered for the node (every worker\'s spans), not 404');
   t.ok(Array.isArray(JSON.parse(traces.body)), 'a list of spans, as a single ztunnel answers');
+  const tap = await get(metricsPort, '/debug/tap');
+  t.equal(tap.status, 501, 'the live tap is not relayed from the workers');
+  t.match(JSON.parse(tap.body).error, /--workers 2.*run it with --workers 1/, 'and weft tap is told why and what to do, not a bare 404');
 
   process.kill(first[0]!, 'SIGKILL');
   await waitFor('worker 0 started again', () => workers().length === 2 && !workers().includes(first[0]!), { timeoutMs: 20_000 });

@@ -13,6 +13,28 @@ import type { ProxyTarget } from './proxy-targets';
 
 /** A longer line is not a TapEvent (paths are bounded); the stream is dropped. */
 const MAX_LINE_BYTES = 64 * 1024;
+/** Of a refusal's body, what is read for its `{"error": ...}` reason. */
+const MAX_REFUSAL_BYTES = 4096;
+
+/** `HTTP <status> to GET <url>`, and the proxy's reason when its body is `{"error": "..."}` (e.g. a ztunnel with --workers). */
+function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string, report: (reason: string) => void): void {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    body += chunk;
+    if (body.length <= MAX_REFUSAL_BYTES) return;
+    report(`HTTP ${res.statusCode} to GET ${url}`);
+    req.destroy();
+  });
+  res.on('end', () => {
+    let error: unknown;
+    try {
+      error = (JSON.parse(body) as { error?: unknown }).error;
+    } catch { /* not JSON: the status says it */ }
+    report(`HTTP ${res.statusCode} to GET ${url}${typeof error === 'string' ? `: ${error}` : ''}`);
+  });
+  res.on('error', () => report(`HTTP ${res.statusCode} to GET ${url}`));
+}
 
 export interface TapStreamsOptions {
   /** The proxies now; called again on every retry. */
@@ -48,9 +70,7 @@ export function followTaps(opts: TapStreamsOptions): () => void {
     const url = tapUrl(target, opts.filter ?? {});
     const req = http.get(url, { headers: { accept: 'application/x-ndjson', 'user-agent': `weft-cli/${VERSION}` }, agent: false }, (res) => {
       if (res.statusCode !== 200) {
-        opts.onError?.(target.proxy, `HTTP ${res.statusCode} to GET ${url}`);
-        res.resume();
-        req.destroy();
+        refusal(req, res, url, (reason) => opts.onError?.(target.proxy, reason));
         return;
       }
       let buf = '';
