@@ -23,7 +23,7 @@
  * a full GC and the growth of RSS, anonymous memory and the V8 heap (the order
  * matters: what a package shares with an earlier one is charged to the earlier).
  *
- *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256]
+ *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256] [--help]
  *       [--variants [--variant-count 2000] [--rounds 1] [--filter text,text]] [--modules]
  *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
  */
@@ -32,6 +32,8 @@ import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
+import { WeftError } from '../lib/errors';
+import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
@@ -184,18 +186,38 @@ function medianRound(rs: Round[]): Round {
   return { ...byCpu, cpuPer1000Conns: median(rs.map((r) => r.cpuPer1000Conns)), cpuPerGiB: median(rs.map((r) => r.cpuPerGiB)) };
 }
 
+/** Whole numbers ≥ 1, comma-separated. */
+const countList = (raw: string): number[] => raw.split(',').map((x) => {
+  if (!/^\d+$/.test(x) || Number(x) < 1) throw new Error('expected connection counts ≥ 1, comma-separated, e.g. 1000,5000');
+  return Number(x);
+});
+
+// Defaults left undefined depend on --quick (filled in by args()).
+const specs = {
+  help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
+  quick: { flag: 'quick', boolean: true, default: false, description: 'shorter: 500 connections, --settle 5, --bulk-mib 64, --variant-count 500', parse: parse.bool() },
+  counts: { flag: 'counts', default: undefined as number[] | undefined, defaultText: '1000,5000', description: 'idle tunnelled connections per round, comma-separated', parse: countList },
+  settle: { flag: 'settle', default: undefined as number | undefined, defaultText: '10', description: 'seconds after close before the settled figure', parse: parse.int({ min: 0, max: 600 }) },
+  bulkMib: { flag: 'bulk-mib', default: undefined as number | undefined, defaultText: '256', description: 'MiB echoed each way for CPU per GiB (0: skip)', parse: parse.int({ min: 0 }) },
+  variants: { flag: 'variants', boolean: true, default: false, description: 'one pair per V8 flag set, ratios against node\'s defaults', parse: parse.bool() },
+  variantCount: { flag: 'variant-count', default: undefined as number | undefined, defaultText: '2000', description: 'connections per --variants round', parse: parse.int({ min: 1 }) },
+  rounds: { flag: 'rounds', default: 1, description: '--variants: interleaved rounds (medians printed)', parse: parse.int({ min: 1, max: 20 }) },
+  filter: { flag: 'filter', default: undefined as string | undefined, description: '--variants: only those whose name contains one of these, comma-separated (node defaults always run)', parse: parse.string() },
+  modules: { flag: 'modules', boolean: true, default: false, description: 'what loading the ztunnel costs, package by package', parse: parse.bool() },
+};
+
 function args(argv: string[]) {
-  const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const quick = argv.includes('--quick');
+  const o = parseOptions(specs, argv, {}).values;
   return {
-    counts: (get('--counts') ?? (quick ? '500' : '1000,5000')).split(',').map(Number),
-    settle: Number(get('--settle') ?? (quick ? 5 : 10)),
-    bulkMib: Number(get('--bulk-mib') ?? (quick ? 64 : 256)),
-    variants: argv.includes('--variants'),
-    modules: argv.includes('--modules'),
-    variantCount: Number(get('--variant-count') ?? (quick ? 500 : 2000)),
-    rounds: Number(get('--rounds') ?? 1),
-    filter: get('--filter'),
+    help: o.help,
+    counts: o.counts ?? (o.quick ? [500] : [1000, 5000]),
+    settle: o.settle ?? (o.quick ? 5 : 10),
+    bulkMib: o.bulkMib ?? (o.quick ? 64 : 256),
+    variants: o.variants,
+    modules: o.modules,
+    variantCount: o.variantCount ?? (o.quick ? 500 : 2000),
+    rounds: o.rounds,
+    filter: o.filter,
   };
 }
 
@@ -213,6 +235,7 @@ function moduleCosts(): void {
 
 async function main(): Promise<void> {
   const o = args(process.argv.slice(2));
+  if (o.help) return void console.log(`node dist/bench/ztunnel-memory.js [flags]\n${optionsHelp(specs)}`);
   console.log(`ztunnel memory bench: two ZtunnelApp processes on loopback (real Redis, CA, HBONE); node ${process.version}`);
   if (o.modules) return moduleCosts();
   if (o.variants) return variants(o);
@@ -257,5 +280,6 @@ async function variants(o: ReturnType<typeof args>): Promise<void> {
 }
 
 if (require.main === module) {
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err); process.exit(1); });
+  // A bad flag's WeftError says which flag and what it takes: no stack for it.
+  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); process.exit(1); });
 }
