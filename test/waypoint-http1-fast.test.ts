@@ -273,3 +273,65 @@ for (const [name, head, part, end] of [
     t.comment(`upstream got ${got.length} bytes, then its connection was closed`);
   });
 }
+
+// Without the copy's PassThrough in between (body.ts, direct), the upstream connection
+// pauses the client's request body itself: an upstream that stops reading must stop the
+// waypoint reading from the client, not make it hold the body in memory.
+t.test('no retry, no mirror: a request body to an upstream that stops reading is held back at the client, then crosses whole', async (t) => {
+  const TOTAL = 96 * 1024 * 1024;
+  const CHUNK = Buffer.alloc(1024 * 1024, 'w');
+  let received = 0;
+  let upstreamSock!: net.Socket;
+  let bodyDone!: () => void;
+  const whole = new Promise<void>((r) => { bodyDone = r; });
+  const server = net.createServer((sock) => {
+    upstreamSock = sock;
+    sock.pause(); // reads nothing until told
+    let head = true;
+    sock.on('data', (d: Buffer) => {
+      if (head) {
+        const at = d.indexOf('\r\n\r\n');
+        if (at < 0) return;
+        head = false;
+        d = d.subarray(at + 4);
+      }
+      received += d.length;
+      if (received >= TOTAL) {
+        sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+        bodyDone();
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+  const s = net.connect(h.port, '127.0.0.1');
+  s.on('error', () => {});
+  t.teardown(() => s.destroy());
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  s.write(`POST /big HTTP/1.1\r\nHost: echo.demo\r\nContent-Length: ${TOTAL}\r\n\r\n`);
+  let sent = 0;
+  const fill = () => {
+    while (sent < TOTAL && s.writableLength < 4 * CHUNK.length) {
+      s.write(CHUNK);
+      sent += CHUNK.length;
+    }
+  };
+  s.on('drain', fill);
+  fill();
+  // Until the client's bytes stop moving into the kernel: every buffer on the way is full.
+  const inKernel = () => s.bytesWritten - s.writableLength;
+  let last = -1;
+  for (let still = 0; still < 5;) {
+    await new Promise((r) => setTimeout(r, 100));
+    still = inKernel() === last ? still + 1 : 0;
+    last = inKernel();
+  }
+  t.ok(last < TOTAL / 2, `the client could hand over only ${(last / 1048576).toFixed(1)} MiB of ${TOTAL / 1048576} MiB while the upstream read nothing`);
+  t.equal(received, 0);
+  upstreamSock.resume();
+  await whole;
+  t.equal(received, TOTAL, 'then the whole body crossed');
+  t.comment(`held back at ${(last / 1048576).toFixed(1)} MiB (socket buffers and stream buffers on the way)`);
+});
