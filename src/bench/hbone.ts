@@ -24,7 +24,7 @@
  *
  *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3]
  *       [--variants [--filter text]] [--weft-only] [--no-latency | --latency-only]
- *       [--baseline <other build's dist dir>]
+ *       [--baseline <other build's dist dir>] [--help]
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -47,6 +47,8 @@ import { HbonePool } from '../hbone/pool';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
 import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
+import { WeftError } from '../lib/errors';
+import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
 import { median, percentile } from './stats';
 
@@ -299,14 +301,23 @@ interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k:
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+const specs = {
+  help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
+  seconds: { flag: 'seconds', default: 5, description: 'seconds of each iperf3 and paced-latency phase', parse: parse.int({ min: 1, max: 600 }) },
+  rate: { flag: 'rate', default: 1000, description: '1 KiB round trips per second in the latency phase', parse: parse.int({ min: 1 }) },
+  repeat: { flag: 'repeat', default: 3, description: 'interleaved rounds (medians printed)', parse: parse.int({ min: 1, max: 20 }) },
+  variants: { flag: 'variants', boolean: true, default: false, description: 'also the tuning variants', parse: parse.bool() },
+  filter: { flag: 'filter', default: undefined as string | undefined, description: '--variants: only those whose name contains this text (the default always runs)', parse: parse.string() },
+  baseline: { flag: 'baseline', default: undefined as string | undefined, description: "another build's dist dir: its weft setup interleaved, for before/after ratios", parse: parse.string() },
+  weftOnly: { flag: 'weft-only', boolean: true, default: false, description: 'no HAProxy pair', parse: parse.bool() },
+  noLatency: { flag: 'no-latency', boolean: true, default: false, description: 'skip the paced latency phase', parse: parse.bool() },
+  latencyOnly: { flag: 'latency-only', boolean: true, default: false, description: 'skip the iperf3 phase', parse: parse.bool() },
+};
+
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const opt = (name: string, d: number) => { const i = args.indexOf(`--${name}`); return i === -1 ? d : Number(args[i + 1]); };
-  const seconds = opt('seconds', 5);
-  const rate = opt('rate', 1000);
-  const repeat = opt('repeat', 3);
-  // --variants [--filter <text>]: the default plus the variants whose name contains <text>.
-  const filter = args.includes('--filter') ? args[args.indexOf('--filter') + 1] : undefined;
+  const o = parseOptions(specs, process.argv.slice(2), {}).values;
+  if (o.help) return void console.log(`node dist/bench/hbone.js [flags]\n${optionsHelp(specs)}`);
+  const { seconds, rate, repeat, filter } = o;
   if (!has('iperf3')) throw new Error('iperf3 is needed for the throughput figures (apt-get install iperf3)');
   const iperfPort = await freePort(SERVER_POD);
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
@@ -328,14 +339,14 @@ async function main(): Promise<void> {
     });
     const setups: Setup[] = [
       { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echoPort, host: SERVER_POD, pids: [] }) },
-      ...(args.includes('--variants') ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
+      ...(o.variants ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
         .map((v) => weft(v.name, v.tuning, v.nodeArgs)),
     ];
     // --baseline <dist dir>: the same setup run from another build (e.g. main's, built
     // into a directory of its own), interleaved, for before/after ratios in one run.
-    const baseline = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined;
+    const baseline = o.baseline;
     if (baseline) setups.push(weft(`weft baseline (${baseline})`.slice(0, 64), {}, undefined, join(resolve(baseline), 'bench', 'hbone.js')));
-    if (has('haproxy')) {
+    if (has('haproxy') && !o.weftOnly) {
       setups.push({
         name: 'haproxy mTLS TCP pair (nbthread 1)',
         async start() {
@@ -344,7 +355,6 @@ async function main(): Promise<void> {
         },
       });
     }
-    if (args.includes('--weft-only')) setups.splice(0, setups.length, ...setups.filter((x) => !x.name.startsWith('haproxy')));
     const samples = new Map<string, Sample[]>(setups.map((s) => [s.name, []]));
     // Interleaved repetitions: drift of a shared machine hits every setup alike.
     for (let r = 0; r < repeat; r++) {
@@ -352,7 +362,7 @@ async function main(): Promise<void> {
         console.error(`[${new Date().toISOString().slice(11, 19)}] round ${r + 1}/${repeat}: ${setup.name}`);
         const run = await setup.start();
         const cpu0 = cpuOf(run.pids);
-        const gbps = args.includes('--latency-only') ? NaN : iperf(run.host, run.tputPort, seconds, run.bind);
+        const gbps = o.latencyOnly ? NaN : iperf(run.host, run.tputPort, seconds, run.bind);
         const cpu = cpuOf(run.pids).map((c, i) => c - cpu0[i]!);
         if (process.env.WEFT_BENCH_STATS) {
           for (const p of run.pids) {
@@ -363,7 +373,7 @@ async function main(): Promise<void> {
         }
         const gib = (gbps * 1e9 * seconds) / 8 / 2 ** 30;
         const none: FixedRate = { lat: { p50: NaN, p90: NaN, p99: NaN, p999: NaN, n: 0 }, cpu: run.pids.map(() => NaN), achieved: NaN, elapsed: NaN };
-        const fixed = args.includes('--no-latency') ? none
+        const fixed = o.noLatency ? none
           : await latency(run.host, run.latPort, rate, seconds, run.pids, run.bind).catch((err: Error) => { console.error(err.message); return none; });
         samples.get(setup.name)!.push({
           gbps,
@@ -423,5 +433,6 @@ function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: n
 }
 
 if (require.main === module && process.argv[2] !== '--child') {
-  main().then(() => process.exit(0), (err) => { console.error(err); stopAll(); process.exit(1); });
+  // A bad flag's WeftError says which flag and what it takes: no stack for it.
+  main().then(() => process.exit(0), (err) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
 }
