@@ -5,11 +5,14 @@
 import t from 'tap';
 import { TapHub } from '../src/telemetry/tap-hub';
 import type { TapEvent } from '../src/telemetry/types';
-import { formatTapLine, runTap, tapFilter } from '../src/cli/commands/tap';
+import tapCommand, { formatTapLine, runTap, tapFilter } from '../src/cli/commands/tap';
 import type { ProxyTarget } from '../src/cli/proxy-targets';
 import type { CliIo } from '../src/cli/io';
 import { isWeftError } from '../src/lib/errors';
 import { serveTap } from './helpers/tap-stream';
+import { captureIo, tempDir } from './helpers/cli';
+import { startRedis } from './helpers/redis';
+import { caught } from './helpers/wait';
 import type { AddressInfo } from 'node:net';
 import { closeServer, json, listenTcp, serve } from '../src/lib/http-endpoints';
 import { createLogger } from '../src/lib/log';
@@ -116,4 +119,15 @@ t.test('a proxy that refuses the tap: its stated reason is in the warning (a ztu
     `warning: ztunnel node-1: HTTP 501 to GET ${base}/refusing/debug/tap: ${reason}\n`,
     `warning: ztunnel node-2: HTTP 503 to GET ${base}/plain/debug/tap\n`,
   ], 'one warning each, however often asked: the reason when the body states one, the status alone otherwise');
+});
+
+t.test('nothing to tap (no node with an address, no ready waypoint): WEFT_CONTEXT_MISSING, saying how to get a proxy', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const tmp = tempDir();
+  t.teardown(tmp.remove);
+  const cap = captureIo({ HOME: tmp.dir });
+  const err = await caught(() => tapCommand.runWith(['--redis-url', redis.url], cap.io));
+  t.equal(err.code, 'WEFT_CONTEXT_MISSING');
+  t.match(err.message, /no proxy to tap: .*start the lab \(scripts\/lab up\) or pick a context whose nodes run a ztunnel \(--context\)/);
 });
