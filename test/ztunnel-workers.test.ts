@@ -8,7 +8,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { generateRootCa, Issuer } from '../src/ca/issuer';
 import { CaServer } from '../src/ca/server';
 import { RedisJoinTokens, createJoinToken } from '../src/ca/join-tokens';
@@ -18,6 +18,7 @@ import { RegistryStore } from '../src/registry/store';
 import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fixtures';
 import { parsePromText } from '../src/telemetry/prom-text';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
+import { NodeScrape, type SeriesJson } from '../src/ztunnel/cluster-metrics';
 import { AUTO_WORKERS_CAP, MAX_WORKERS, parseWorkers, workerShare } from '../src/ztunnel/workers';
 import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { assertDistFresh, MAIN } from './helpers/built';
@@ -54,6 +55,46 @@ t.test('each worker holds its share of every node-wide HBONE limit, so the node\
     maxPendingDialsPerIdentity: node.maxPendingDialsPerIdentity / 2, maxHandshakes: 128, maxSessionsPerPeer: 4,
   }, 'two workers: half each, rounded up');
   t.same(Object.values(workerShare({ ...node, maxSessionsPerPeer: 1 }, 16)).map((v) => v >= 1), [true, true, true, true, true], 'never below one');
+});
+
+t.test('the node\'s counters never fall when a worker exits: its last counts stay in the sums, its gauges do not', async (t) => {
+  const worker = () => {
+    const registry = new Registry();
+    const requests = new Counter({ name: 'x_requests_total', help: 'h', labelNames: ['code'], registers: [registry] });
+    const sizes = new Histogram({ name: 'x_bytes', help: 'h', buckets: [10], registers: [registry] });
+    const open = new Gauge({ name: 'x_open', help: 'h', registers: [registry] });
+    return { registry, requests, sizes, open, json: async () => await registry.getMetricsAsJSON() as SeriesJson };
+  };
+  const value = async (r: Registry, name: string, labels: Record<string, string> = {}) =>
+    parsePromText(await r.metrics()).samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+  const scrapes = new NodeScrape();
+  const [a, b] = [worker(), worker()];
+  a.requests.inc({ code: '200' }, 3); b.requests.inc({ code: '200' }, 4); b.requests.inc({ code: '503' }, 1);
+  a.sizes.observe(5); b.sizes.observe(50); a.open.set(2); b.open.set(5);
+  let node = scrapes.combine(new Map([[0, await a.json()], [1, await b.json()]]), []);
+  t.equal(await value(node, 'x_requests_total', { code: '200' }), 7, 'summed');
+  t.equal(await value(node, 'x_open'), 7);
+
+  scrapes.retire(1);
+  const b2 = worker();
+  b2.requests.inc({ code: '200' }, 1);
+  node = scrapes.combine(new Map([[0, await a.json()], [1, await b2.json()]]), []);
+  t.equal(await value(node, 'x_requests_total', { code: '200' }), 8, 'worker 1 restarted from 0: 3 + 4 (its last answer) + 1, not 4');
+  t.equal(await value(node, 'x_requests_total', { code: '503' }), 1, 'a series only the exited worker had stays');
+  t.equal(await value(node, 'x_bytes_count'), 2, 'histograms too');
+  t.equal(await value(node, 'x_open'), 2, 'a gauge is the running workers\' only');
+
+  // Exits again and again: each adds its last counts once (retired parts compacted meanwhile).
+  for (let i = 0; i < 3; i++) {
+    scrapes.retire(1);
+    await new Promise((r) => setImmediate(r));
+    const again = worker();
+    again.requests.inc({ code: '200' }, 2);
+    node = scrapes.combine(new Map([[0, await a.json()], [1, await again.json()]]), []);
+  }
+  t.equal(await value(node, 'x_requests_total', { code: '200' }), 3 + 4 + 1 + 2 + 2 + 2, 'every exited worker counted once');
+  scrapes.retire(7);
+  t.pass('a worker never scraped leaves nothing');
 });
 
 const TD = 'cluster.local';
@@ -133,10 +174,14 @@ t.test('the built ztunnel with two workers: joined, ready together, one scrape, 
   t.equal(tap.status, 501, 'the live tap is not relayed from the workers');
   t.match(JSON.parse(tap.body).error, /--workers 2.*run it with --workers 1/, 'and weft tap is told why and what to do, not a bare 404');
 
+  const fetches = async () => (await series('weft_cert_fetches_total')).reduce((n, s) => n + s.value, 0);
+  const fetchedBefore = await fetches();
   process.kill(first[0]!, 'SIGKILL');
   await waitFor('worker 0 started again', () => workers().length === 2 && !workers().includes(first[0]!), { timeoutMs: 20_000 });
   await waitFor('ready again', async () => (await get(readinessPort, '/healthz/ready')).status === 200, { timeoutMs: 30_000, ignoreErrors: true });
   t.same((await series('weft_ztunnel_worker_restarts_total')).map((s) => s.value), [1]);
+  const fetchedAfter = await fetches();
+  t.ok(fetchedAfter > fetchedBefore, `the node's certificate fetches did not fall with the killed worker (${fetchedBefore} -> ${fetchedAfter}): its counts stay, the new worker's add`);
   t.match(Buffer.concat(out).toString(), /a ztunnel worker exited; starting it again/);
 
   const last = workers();

@@ -11,14 +11,15 @@
  *  - metrics (15020): every worker's series and its own, combined into one scrape
  *    (prom-client's cluster aggregation: counters and histograms summed, so Istio's
  *    series stay whole; a gauge that is one fact per node says so where it is defined,
- *    with its `aggregator`, and is not multiplied).
+ *    with its `aggregator`, and is not multiplied; a worker that exits leaves its
+ *    counters in the sums, cluster-metrics.ts).
  * A worker that exits while the primary is not stopping is logged and forked again
  * after a backoff (lib/backoff.ts; reset once a worker lived a minute). Stopping asks
  * every worker to stop (IPC), which drains as a single ztunnel does, and waits for them.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { backoffDelay } from '../lib/backoff';
 import { closeServer, json, listenTcp, serve, type Handler } from '../lib/http-endpoints';
 import type { Logger } from '../lib/log';
@@ -27,6 +28,7 @@ import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { registerBuildInfo } from '../telemetry/build-info';
 import { TAP_PATH, TRACES_PATH } from '../telemetry/types';
 import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind, type WorkerStop, type WorkerHello } from './cluster-worker';
+import { NodeScrape, type SeriesJson } from './cluster-metrics';
 import type { ZtunnelConfig } from './config';
 import { WORKER_INDEX_ENV } from './workers';
 
@@ -46,6 +48,7 @@ export class ZtunnelPrimary implements RunnableApp {
   private servers: Server[] = [];
   private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGKILL'));
   private readonly restarts: Counter;
+  private readonly scrapes = new NodeScrape();
   /** Workers that said hello: they take a stop message (one still loading takes SIGTERM). */
   private readonly listening = new WeakSet<Worker>();
   private readonly onMessage = (w: Worker, msg: WorkerAnswer | WorkerHello) => {
@@ -85,6 +88,7 @@ export class ZtunnelPrimary implements RunnableApp {
     this.workers.set(index, worker);
     worker.on('exit', (code, signal) => {
       if (this.workers.get(index) === worker) this.workers.delete(index);
+      this.scrapes.retire(index);
       if (this.stopper.stopping) {
         this.logger.info({ worker: index, pid: worker.process.pid, code, signal }, 'a ztunnel worker stopped');
         return;
@@ -136,16 +140,18 @@ export class ZtunnelPrimary implements RunnableApp {
 
   /** One scrape of the node: every worker's series and the primary's, combined; 503 when a worker does not answer (a partial sum would look like a counter reset). */
   private readonly scrape: Handler = async (_req, _url, res) => {
-    const workers = [...this.workers.values()];
-    const answers = await Promise.all(workers.map((w) => this.ask(w, 'metrics')));
+    const workers = [...this.workers];
+    const answers = await Promise.all(workers.map(([, w]) => this.ask(w, 'metrics')));
     if (answers.some((a) => a === undefined)) {
       res.writeHead(503, { 'content-type': 'text/plain' });
       res.end(`a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; scrape again\n`);
       return;
     }
-    // Each series combines as its definition says (`aggregator`: sum unless a gauge is one fact per node).
-    const all = [...(answers as MetricObjectWithValues<MetricValue<string>>[][]), await this.metrics.getMetricsAsJSON()];
-    const combined = AggregatorRegistry.aggregate(all);
+    const own = await this.metrics.getMetricsAsJSON() as SeriesJson;
+    // A worker that answered and exited since is already retired (its previous answer): not counted twice.
+    const byIndex = new Map<number, SeriesJson>();
+    workers.forEach(([index, w], i) => { if (this.workers.get(index) === w) byIndex.set(index, answers[i] as SeriesJson); });
+    const combined = this.scrapes.combine(byIndex, own);
     const body = await combined.metrics();
     res.writeHead(200, { 'content-type': combined.contentType });
     res.end(body);
