@@ -36,7 +36,7 @@ import type { SpanRecord } from '../telemetry/types';
 import { AdminAuthenticator } from './admin-auth';
 import { adminViewServer } from './admin-view';
 import type { CertificateInfo, ConfigDump, RegistryDump, ZtunnelStatus } from './admin-types';
-import type { ZtunnelConfig } from './config';
+import { probeHost, type ZtunnelConfig } from './config';
 import { workerShare } from './workers';
 import type { HboneDialTarget, OriginalDstSource } from './contracts';
 
@@ -104,7 +104,7 @@ export class ZtunnelApp implements AdminSource {
     const { config, logger } = this;
     const log = logger.child({ node: config.nodeName });
     // Readiness answers from the very start (503 until ready) so probes never see a refused port.
-    if (!this.worker) await this.serve(readinessServer(this), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.readinessPort);
+    if (!this.worker) await this.serve(readinessServer(this), probeHost(config), config.readinessPort);
 
     this.follower = new RegistryFollower({ url: config.redis, state: this.state, logger: log, metrics: this.metrics });
     await this.follower.start();
@@ -180,7 +180,7 @@ export class ZtunnelApp implements AdminSource {
     const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log, afterStartMs: 10_000 }).start();
     this.closers.push(() => reclaimer.stop());
 
-    if (!this.worker) await this.serve(metricsServer(this, telemetry.views()), config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', config.metricsPort);
+    if (!this.worker) await this.serve(metricsServer(this, telemetry.views()), probeHost(config), config.metricsPort);
     if (this.leads) await this.serveAdmin();
 
     if (this.captures) {

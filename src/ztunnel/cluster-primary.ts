@@ -29,7 +29,7 @@ import { registerBuildInfo } from '../telemetry/build-info';
 import { TAP_PATH, TRACES_PATH } from '../telemetry/types';
 import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind, type WorkerStop, type WorkerHello } from './cluster-worker';
 import { NodeScrape, type SeriesJson } from './cluster-metrics';
-import type { ZtunnelConfig } from './config';
+import { probeHost, type ZtunnelConfig } from './config';
 import { WORKER_INDEX_ENV } from './workers';
 
 /** A worker that does not answer within this is counted as not ready / fails the scrape. */
@@ -70,7 +70,7 @@ export class ZtunnelPrimary implements RunnableApp {
 
   async start(): Promise<void> {
     const { config } = this;
-    const host = config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
+    const host = probeHost(config);
     cluster.on('message', this.onMessage);
     await this.serve(serve({ '/healthz/ready': this.readiness }, this.logger), host, config.readinessPort);
     await this.serve(serve({ '/metrics': this.scrape, '/stats/prometheus': this.scrape, [TRACES_PATH]: this.traces, [TAP_PATH]: this.tap }, this.logger), host, config.metricsPort);

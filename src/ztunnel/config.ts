@@ -130,3 +130,12 @@ export function loadZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proce
   }
   return Object.freeze({ ...values, redis: redisTarget(values) });
 }
+
+/**
+ * Where readiness and metrics listen (the process itself, or the `--workers` primary):
+ * loopback for a node on loopback (tests, benches, several ztunnels on one host), every
+ * address otherwise, for the kubelet's probes and Prometheus.
+ */
+export function probeHost(config: Pick<ZtunnelConfig, 'nodeAddress'>): string {
+  return config.nodeAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
+}
