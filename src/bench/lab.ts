@@ -86,7 +86,8 @@ const HAPROXY_PORTS: Record<string, readonly [number, number, number, number]> =
   1: [17011, 17012, 17013, 17014],
 };
 
-async function haproxyPair(ctx: LabContext, dir: string, echoIp: string, threads: Threads): Promise<ChildProcess[]> {
+/** Starts the pair; its processes go into `owned` as they are spawned, so a failed start is cleaned up with the rest. */
+async function haproxyPair(ctx: LabContext, dir: string, echoIp: string, threads: Threads, owned: ChildProcess[]): Promise<void> {
   const root = await generateRootCa({ trustDomain: 'bench.local' });
   const issuer = new Issuer(root, { trustDomain: 'bench.local' });
   const pem = async (who: string) => {
@@ -110,9 +111,9 @@ async function haproxyPair(ctx: LabContext, dir: string, echoIp: string, threads
   writeFileSync(b, global + back(iperfBack, 5201) + back(echoBack, 9000));
   const tag = `haproxy-${threads}`;
   const procs = [background(n1.netns, 'haproxy', ['-db', '-f', a], tag), background(n2.netns, 'haproxy', ['-db', '-f', b], tag)];
+  owned.push(...procs);
   await sleep(800);
   for (const p of procs) if (p.exitCode !== null) throw new Error(`haproxy failed to start; see ${LAB_DIR}/haproxy-*.log and the configs in ${dir}`);
-  return procs;
 }
 
 let running = '1/rr';
@@ -264,7 +265,7 @@ async function main(): Promise<void> {
         // Each pair its own root and certificates, in its own directory.
         const own = join(dir, `nbthread-${threads}`);
         mkdirSync(own);
-        owned.push(...(await haproxyPair(ctx, own, ip('legacy/echo-1'), threads)));
+        await haproxyPair(ctx, own, ip('legacy/echo-1'), threads, owned);
       }
       await sleep(300);
       const n1 = ctx.nodes[0]!.address;
