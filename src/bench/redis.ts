@@ -42,7 +42,15 @@ export async function startRedis(): Promise<{ url: string; stop(): Promise<void>
     { stdio: 'ignore' });
   // A spawn that fails (not installed) emits 'error' and no 'exit'.
   const exited = new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); });
+  // A bench that ends with process.exit (an error, or its SIGINT/SIGTERM handler) before
+  // stop() still takes redis-server and its directory with it.
+  const onExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const stop = async () => {
+    process.off('exit', onExit);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
     rmSync(dir, { recursive: true, force: true });
