@@ -346,7 +346,11 @@ function parseNonRsaCsr(der: string): CsrKey {
   // OpenSSL names P-256 given by its explicit parameters prime256v1 too, but the SPKI
   // goes into the certificate verbatim, and RFC 5480 §2.1.1 forbids specifiedCurve there
   // (Go's x509, Istio's CA, refuses such a key): only the namedCurve OID is issued for.
-  if (!namedCurveOid(spki, PRIME256V1)) throw weak('the CSR\'s ECDSA key states its curve by explicit parameters, not by the P-256 OID');
+  // The key itself is fine: the way out is to name its curve, not a new kind of key.
+  if (!namedCurveOid(spki, PRIME256V1)) {
+    throw new WeftError('WEFT_CA_CSR_KEY_WEAK', 'the CSR\'s ECDSA P-256 key states its curve by explicit parameters, not by the P-256 OID, '
+      + 'which a certificate must not carry (RFC 5480); write the key with its named curve (openssl ec -param_enc named_curve) and send a new CSR');
+  }
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
   checkCsrSignature(hash, Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary'), key, signature);
