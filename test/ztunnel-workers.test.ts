@@ -19,7 +19,7 @@ import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fi
 import { parsePromText } from '../src/telemetry/prom-text';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { NodeScrape, type SeriesJson } from '../src/ztunnel/cluster-metrics';
-import { AUTO_WORKERS_CAP, MAX_WORKERS, parseWorkers, workerShare } from '../src/ztunnel/workers';
+import { AUTO_WORKERS_CAP, MAX_WORKERS, cgroupCpuLimit, parseWorkers, usableCpus, workerShare } from '../src/ztunnel/workers';
 import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { assertDistFresh, MAIN } from './helpers/built';
 import { tempDir } from './helpers/cli';
@@ -33,6 +33,17 @@ t.test('--workers: a count or auto, checked at the edge', async (t) => {
   t.equal(parseWorkers('auto', () => 2), 2, 'auto: one per CPU');
   t.equal(parseWorkers('auto', () => 64), AUTO_WORKERS_CAP, 'auto is capped');
   t.equal(parseWorkers('auto', () => 0), 1, 'at least one');
+  const files = (f: Record<string, string>) => (path: string) => f[path];
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '200000 100000\n' })), 2, 'cgroup v2: the container\'s CPU limit');
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' })), undefined, 'v2 without a limit');
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '150000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 1.5, 'cgroup v1');
+  t.equal(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), undefined, 'v1 without a limit');
+  t.equal(cgroupCpuLimit(files({})), undefined, 'no cgroup files');
+  t.equal(usableCpus(2, 16), 2, 'the DaemonSet\'s 2-CPU limit on a 16-CPU node: 2, not 8');
+  t.equal(usableCpus(1.5, 16), 2, 'a fraction of a CPU rounds up');
+  t.equal(usableCpus(undefined, 16), 16, 'no limit: the CPUs it may run on');
+  t.equal(usableCpus(32, 4), 4, 'a limit above the CPUs there are');
+  t.equal(parseWorkers('auto', () => usableCpus(2, 16)), 2);
   for (const bad of ['0', String(MAX_WORKERS + 1), '-1', '2.5', 'two', '', 'AUTO']) {
     t.throws(() => parseWorkers(bad, () => 2), /expected/, JSON.stringify(bad));
   }

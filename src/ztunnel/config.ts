@@ -52,7 +52,7 @@ export const ztunnelOptions = {
   },
   workers: {
     flag: 'workers', env: 'WEFT_ZTUNNEL_WORKERS', default: 1,
-    description: 'ztunnel processes sharing the node\'s listeners, each with its own registry view, certificates and HBONE pool: a number, or auto (one per CPU, at most 8); the primary serves readiness and the summed metrics and restarts a worker that dies',
+    description: 'ztunnel processes sharing the node\'s listeners, each with its own registry view, certificates and HBONE pool: a number, or auto (one per CPU this process may use, its container\'s CPU limit included, at most 8); the primary serves readiness and the summed metrics and restarts a worker that dies',
     parse: (raw: string) => parseWorkers(raw),
   },
   certTtl: {

@@ -5,10 +5,12 @@
  * primary serves readiness and the aggregated metrics, restarts a worker that dies and
  * carries a shutdown to all of them (cluster-primary.ts, cluster-worker.ts).
  *
- * `auto` is the CPUs this process may run on, capped: past a handful of workers the
+ * `auto` is the CPUs this process may use (the ones it may run on, and no more than its
+ * container's CPU limit), capped: past a handful of workers the
  * per-worker cost (a registry view, certificates and tunnels each; measured in
  * docs/performance.md "Several ztunnel workers") buys less than a core's worth.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { HboneLimits } from '../hbone/limits';
 
@@ -16,8 +18,45 @@ export const MAX_WORKERS = 16;
 /** What `auto` stops at. */
 export const AUTO_WORKERS_CAP = 8;
 
+/** A file's text, undefined when it cannot be read (no such cgroup file on this host). */
+function readIfAny(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** `quota period` in microseconds as CPUs; undefined for no limit (`max`, v1's -1) or anything else. */
+function quotaCpus(quota: string | undefined, period: string | undefined): number | undefined {
+  const q = Number(quota);
+  const p = Number(period);
+  return q > 0 && p > 0 ? q / p : undefined;
+}
+
+/**
+ * The CPU limit of this process's cgroup in CPUs (a container's `resources.limits.cpu`:
+ * cgroup v2 `cpu.max`, else v1's CFS quota and period), undefined when there is none.
+ * Node 20's availableParallelism() ignores it, so in the DaemonSet (limit 2 CPUs) on a
+ * 16-CPU node `auto` forked 8 workers: 8 views, certificates and pools in 2 CPUs, and
+ * ~8x the memory against the pod's memory limit.
+ */
+export function cgroupCpuLimit(read: (path: string) => string | undefined = readIfAny): number | undefined {
+  const v2 = read('/sys/fs/cgroup/cpu.max');
+  if (v2 !== undefined) {
+    const [quota, period] = v2.trim().split(/\s+/);
+    return quotaCpus(quota, period);
+  }
+  return quotaCpus(read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim(), read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim());
+}
+
+/** The CPUs this process may use: those it may run on, at most its cgroup's limit (rounded up: 1.5 CPUs are 2 workers' worth). */
+export function usableCpus(limit: number | undefined = cgroupCpuLimit(), cpus: number = availableParallelism()): number {
+  return limit === undefined ? cpus : Math.min(cpus, Math.ceil(limit));
+}
+
 /** Parses the flag's value; `cpus` is asked only for `auto`. Throws a sentence saying what is expected. */
-export function parseWorkers(raw: string, cpus: () => number = availableParallelism): number {
+export function parseWorkers(raw: string, cpus: () => number = usableCpus): number {
   if (raw === 'auto') return Math.max(1, Math.min(AUTO_WORKERS_CAP, cpus()));
   if (!/^\d+$/.test(raw)) throw new Error(`expected a whole number of worker processes (1-${MAX_WORKERS}) or auto (one per CPU, at most ${AUTO_WORKERS_CAP})`);
   const n = Number(raw);
