@@ -5,7 +5,7 @@ import {
 import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
-import { PRIME256V1, certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type Extension } from './der';
+import { ECDSA_WITH_SHA256, PRIME256V1, certificateDer, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type Extension } from './der';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
@@ -222,7 +222,7 @@ const CSR_HASHES: Record<string, string> = {
   [forge.pki.oids.sha512WithRSAEncryption!]: 'sha512',
 };
 const ECDSA_HASHES: Record<string, string> = {
-  '1.2.840.10045.4.3.2': 'sha256',
+  [ECDSA_WITH_SHA256]: 'sha256',
   '1.2.840.10045.4.3.3': 'sha384',
 };
 
@@ -302,7 +302,7 @@ function parseCsrPublicKey(csrPem: string): CsrKey {
     throw new WeftError('WEFT_CA_CSR_INVALID',
       `the CSR is signed with an unsupported algorithm (${csr.siginfo.algorithmOid ?? 'none'}); sign it with SHA-256 and RSA`);
   }
-  const info = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
+  const info = toDer(csr.certificationRequestInfo);
   checkCsrSignature(hash, info, rsaPublicKey(rsa), Buffer.from(csr.signature, 'binary'));
   return {
     kind: 'rsa', spki: forge.pki.publicKeyToAsn1(rsa),
@@ -353,7 +353,7 @@ function parseNonRsaCsr(der: string): CsrKey {
   }
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
-  checkCsrSignature(hash, Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary'), key, signature);
+  checkCsrSignature(hash, toDer(info), key, signature);
   return { kind: 'ec', spki, keyId: keyIdentifier(spki) };
 }
 
