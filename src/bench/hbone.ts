@@ -28,9 +28,8 @@
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -50,6 +49,7 @@ import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
+import { benchTempDir } from './temp-dir';
 import { median, percentile } from './stats';
 
 const NODE_A = '127.0.0.2';
@@ -320,7 +320,8 @@ async function main(): Promise<void> {
   const { seconds, rate, repeat, filter } = o;
   if (!has('iperf3')) throw new Error('iperf3 is needed for the throughput figures (apt-get install iperf3)');
   const iperfPort = await freePort(SERVER_POD);
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-hbone-'));
+  const tmp = benchTempDir('hbone');
+  const dir = tmp.path;
   const iperfd = spawn('iperf3', ['-s', '-B', SERVER_POD, '-p', String(iperfPort)], { stdio: 'ignore' });
   let echo: Awaited<ReturnType<typeof echoServer>> | undefined;
   try {
@@ -391,7 +392,7 @@ async function main(): Promise<void> {
     echo?.close();
     stopAll();
     iperfd.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
+    tmp.remove();
   }
 }
 

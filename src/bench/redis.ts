@@ -4,10 +4,8 @@
  */
 import { spawn } from 'node:child_process';
 import type { Redis } from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { benchTempDir } from './temp-dir';
 
 /** A port free on `host` (a loopback address) just now. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -37,23 +35,22 @@ export async function waitListening(host: string, port: number, timeoutMs = 5000
 /** A redis-server on a free loopback port; a failed start leaves neither the process nor its directory behind. */
 export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+  const dir = benchTempDir('redis');
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir.path],
     { stdio: 'ignore' });
   // A spawn that fails (not installed) emits 'error' and no 'exit'.
   const exited = new Promise<void>((r) => { child.once('exit', () => r()); child.once('error', () => r()); });
   // A bench that ends with process.exit (an error, or its SIGINT/SIGTERM handler) before
-  // stop() still takes redis-server and its directory with it.
+  // stop() still takes redis-server with it (and benchTempDir its directory).
   const onExit = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', onExit);
   const stop = async () => {
     process.off('exit', onExit);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
-    rmSync(dir, { recursive: true, force: true });
+    dir.remove();
   };
   try {
     await waitListening('127.0.0.1', port, 10_000);

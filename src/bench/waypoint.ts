@@ -35,12 +35,11 @@
  * with other Node flags (V8 heap sizes), each round also a --rate phase (p99, CPU, RSS).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { generateRootCa, Issuer, type CaKeyPair } from '../ca/issuer';
@@ -56,6 +55,7 @@ import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
 import { median } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
+import { benchTempDir } from './temp-dir';
 
 const TD = 'cluster.local';
 const id = (sa: string) => `spiffe://${TD}/ns/demo/sa/${sa}`;
@@ -164,7 +164,8 @@ async function main(): Promise<void> {
   const connections = opt('connections', 16);
   // Redis first: it removes its own directory when it fails to start; nothing else is made before the try.
   const redis = await startRedis();
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-waypoint-'));
+  const tmp = benchTempDir('waypoint');
+  const dir = tmp.path;
   const store = RegistryStore.connect(redis.url);
   let pool: HbonePool | undefined;
   try {
@@ -233,7 +234,7 @@ async function main(): Promise<void> {
     stopAll();
     await store.close();
     await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
+    tmp.remove();
   }
 }
 

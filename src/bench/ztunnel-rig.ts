@@ -12,9 +12,7 @@
  * process.memoryUsage(), V8 heap statistics, tracked connections and tunnels) over IPC.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as v8 from 'node:v8';
 import { Writable } from 'node:stream';
@@ -31,6 +29,7 @@ import { loadZtunnelConfig } from '../ztunnel/config';
 import { exactSelfAddresses } from '../ztunnel/loop-guard';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { freePort, startRedis } from './redis';
+import { benchTempDir } from './temp-dir';
 
 export const RIG_IP = { nodeA: '127.0.0.2', nodeB: '127.0.0.3', client: '127.0.1.1', server: '127.0.2.1' };
 
@@ -140,8 +139,9 @@ export async function startZtunnelRig(opts: { nodeArgs?: readonly string[] } = {
   try {
     const redis = await startRedis();
     cleanups.push(() => redis.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'weft-bench-ztunnel-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const tmp = benchTempDir('ztunnel');
+    cleanups.push(() => tmp.remove());
+    const dir = tmp.path;
     const anchors = join(dir, 'root.pem');
     const ca: CaApp = await startCaApp(caConfig(parseOptions(caSpecs, ['--listen', '127.0.0.1:0', '--metrics-listen', 'off',
       '--redis-url', redis.url, '--root-dir', join(dir, 'root'), '--generate-root', '--root-out', anchors], {}).values), silentLogger());
