@@ -50,6 +50,8 @@ import { RegistryStore } from '../registry/store';
 import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
 import { WAYPOINT_NODE_FLAGS } from '../waypoint/node-flags';
+import { WeftError } from '../lib/errors';
+import { parse, parseOptions } from '../lib/options';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
@@ -152,16 +154,23 @@ const HELP = `usage: node dist/bench/waypoint.js [--seconds 5] [--rate 1000] [--
              --variant after:: --variant semi4::--max-semi-space-size=4
 `;
 
+const specs = {
+  help: { flag: 'help', boolean: true, default: false, description: 'print the usage', parse: parse.bool() },
+  seconds: { flag: 'seconds', default: 5, description: 'seconds of each max-rate and paced phase', parse: parse.int({ min: 1, max: 600 }) },
+  rate: { flag: 'rate', default: 1000, description: 'paced req/s of the latency phase (0 with --variant: none)', parse: parse.int({ min: 0 }) },
+  connections: { flag: 'connections', default: 16, description: 'connections of the max-rate phase', parse: parse.int({ min: 1, max: 1024 }) },
+  rounds: { flag: 'rounds', default: 3, description: '--tracing and --variant: interleaved rounds (medians printed)', parse: parse.int({ min: 1, max: 20 }) },
+  tracing: { flag: 'tracing', boolean: true, default: false, description: 'what trace sampling costs', parse: parse.bool() },
+};
+
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  if (args.includes('--help') || args.includes('-h')) {
-    console.log(HELP);
-    return;
-  }
-  const opt = (name: string, d: number) => { const i = args.indexOf(`--${name}`); return i === -1 ? d : Number(args[i + 1]); };
-  const seconds = opt('seconds', 5);
-  const rate = opt('rate', 1000);
-  const connections = opt('connections', 16);
+  const argv = process.argv.slice(2);
+  if (argv.includes('-h')) return void console.log(HELP);
+  // --variant repeats, which parseOptions does not take: read apart, the rest checked there.
+  const { variants, rest } = parseVariants(argv);
+  const o = parseOptions(specs, rest, {}).values;
+  if (o.help) return void console.log(HELP);
+  const { seconds, rate, connections, rounds } = o;
   // Redis first: it removes its own directory when it fails to start; nothing else is made before the try.
   const redis = await startRedis();
   const tmp = benchTempDir('waypoint');
@@ -183,16 +192,15 @@ async function main(): Promise<void> {
       { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'demo', name: 'echo', node: 'n1', addresses: [UPSTREAM_IP], labels: { app: 'echo' } }) },
       { op: 'put', kind: 'service', record: serviceRecord({ namespace: 'demo', name: 'echo', vips: [VIP], ports: [{ name: 'http', port: 80, targetPort: upstream.reply.http }], selector: { app: 'echo' } }) },
     ]);
-    if (args.includes('--tracing')) {
+    if (o.tracing) {
       pool = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
-      await tracingCost(pool, redis.url, root, { seconds, connections, rounds: opt('rounds', 3) });
+      await tracingCost(pool, redis.url, root, { seconds, connections, rounds });
       return;
     }
-    const variants = parseVariants(args);
     if (variants.length > 0) {
       pool = new HbonePool({ certs, logger: pino({ level: 'silent' }) });
-      const o = { seconds, connections, rounds: opt('rounds', 3), rate };
-      printVariants(await compareVariants(pool, redis.url, root, variants, o), o);
+      const vo = { seconds, connections, rounds, rate };
+      printVariants(await compareVariants(pool, redis.url, root, variants, vo), vo);
       return;
     }
     // With the flags it runs with in the lab and in a cluster.
@@ -245,14 +253,16 @@ interface Variant { name: string; script?: string; nodeArgs?: string[]; sampling
  * `--variant label:script:node args` (the args replace the production WAYPOINT_NODE_FLAGS), e.g. `before:/tmp/old/dist/bench/waypoint.js:` and
  * `semi4::--max-semi-space-size=4` (an empty script is this build).
  */
-function parseVariants(args: string[]): Variant[] {
-  const out: Variant[] = [];
-  for (let i = args.indexOf('--variant'); i >= 0; i = args.indexOf('--variant', i + 1)) {
-    const [name, script, ...flags] = (args[i + 1] ?? '').split(':');
-    if (!name) throw new Error('--variant wants label:script:node args (script and args may be empty)');
-    out.push({ name, ...(script ? { script } : {}), nodeArgs: flags.join(':').split(' ').filter(Boolean) });
+function parseVariants(argv: string[]): { variants: Variant[]; rest: string[] } {
+  const variants: Variant[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] !== '--variant') { rest.push(argv[i]!); continue; }
+    const [name, script, ...flags] = (argv[++i] ?? '').split(':');
+    if (!name) throw new WeftError('WEFT_USAGE', '--variant wants label:script:node args (script and args may be empty), e.g. --variant semi4::--max-semi-space-size=4');
+    variants.push({ name, ...(script ? { script } : {}), nodeArgs: flags.join(':').split(' ').filter(Boolean) });
   }
-  return out;
+  return { variants, rest };
 }
 
 /**
@@ -350,5 +360,6 @@ if (require.main === module && process.argv[2] !== '--child') {
   const bail = () => { stopAll(); process.exit(130); };
   process.once('SIGINT', bail);
   process.once('SIGTERM', bail);
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err); stopAll(); process.exit(1); });
+  // A bad flag's WeftError says which flag and what it takes: no stack for it.
+  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
 }
