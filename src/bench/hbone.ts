@@ -49,6 +49,7 @@ import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
+import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 import { median, percentile } from './stats';
 
@@ -323,6 +324,9 @@ async function main(): Promise<void> {
   const tmp = benchTempDir('hbone');
   const dir = tmp.path;
   const iperfd = spawn('iperf3', ['-s', '-B', SERVER_POD, '-p', String(iperfPort)], { stdio: 'ignore' });
+  // Not in `children` (stopped after every setup): a signal's process.exit stops it here.
+  const stopIperf = () => { if (iperfd.exitCode === null && iperfd.signalCode === null) iperfd.kill('SIGTERM'); };
+  process.once('exit', stopIperf);
   let echo: Awaited<ReturnType<typeof echoServer>> | undefined;
   try {
     echo = await echoServer(SERVER_POD);
@@ -391,7 +395,8 @@ async function main(): Promise<void> {
   } finally {
     echo?.close();
     stopAll();
-    iperfd.kill('SIGTERM');
+    process.off('exit', stopIperf);
+    stopIperf();
     tmp.remove();
   }
 }
@@ -434,6 +439,7 @@ function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: n
 }
 
 if (require.main === module && process.argv[2] !== '--child') {
+  exitOnSignals(stopAll);
   // A bad flag's WeftError says which flag and what it takes: no stack for it.
   main().then(() => process.exit(0), (err) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
 }

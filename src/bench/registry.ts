@@ -14,6 +14,7 @@ import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import { benchWorkload, populate } from './registry-population';
 import { startRedis } from './redis';
+import { exitOnSignals } from './signals';
 import { percentile } from './stats';
 
 interface Args { workloads: number; services: number; namespaces: number; nodes: number; changes: number; rate: number; runs: number }
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
   }
 }
 
+exitOnSignals();
 main().catch((err) => {
   console.error(err instanceof Error ? err.message : err);
   process.exitCode = 1;

@@ -33,6 +33,7 @@ import { redisCounters, startRedis } from './redis';
 import { populate, type PopulationSize } from './registry-population';
 import { fanoutPhase, fanoutSize, rawFanout, type RawRow } from './scale-fanout';
 import type { FollowerLoadReport } from './scale-follower';
+import { exitOnSignals } from './signals';
 import { median } from './stats';
 
 
@@ -195,6 +196,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().catch((err) => {
     console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;

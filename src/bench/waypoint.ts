@@ -57,6 +57,7 @@ import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
 import { median } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
+import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 
 const TD = 'cluster.local';
@@ -357,9 +358,7 @@ function report(rows: Array<{ name: string; max: { rps: number; errors: number }
 }
 
 if (require.main === module && process.argv[2] !== '--child') {
-  const bail = () => { stopAll(); process.exit(130); };
-  process.once('SIGINT', bail);
-  process.once('SIGTERM', bail);
+  exitOnSignals(stopAll);
   // A bad flag's WeftError says which flag and what it takes: no stack for it.
   main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
 }

@@ -35,6 +35,7 @@ import { cpuSeconds } from '../faults/observe';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
+import { exitOnSignals } from './signals';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -280,6 +281,8 @@ async function variants(o: ReturnType<typeof args>): Promise<void> {
 }
 
 if (require.main === module) {
+  // The rig's ztunnels leave when their IPC channel closes; redis-server and the directories by exit hooks.
+  exitOnSignals();
   // A bad flag's WeftError says which flag and what it takes: no stack for it.
   main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); process.exit(1); });
 }
