@@ -106,15 +106,27 @@ async function startCa(rootKey: KeyType, warmCsr: string): Promise<CaChild> {
     child.once('exit', (code) => reject(new Error(`CA child exited with ${code}`)));
   });
   const client = new CaClient({ address: `127.0.0.1:${ready.port}`, rootPem: ready.rootPem, trustDomain: TD, serverName: 'localhost' });
-  await client.join('node-1', TOKEN);
-  if (!client.nodeCredentials) throw new Error('join failed');
-  // Warm the connection so the handshake is not in the figures.
-  await client.createCertificate(warmCsr, 0, identity(0));
   const cpu = () => new Promise<number>((resolve) => {
     child.once('message', (m) => { const c = m as Cpu; resolve(c.user + c.system); });
     child.send('cpu');
   });
-  return { child, client, cpu };
+  const ca = { child, client, cpu };
+  try {
+    await client.join('node-1', TOKEN);
+    if (!client.nodeCredentials) throw new Error('join failed');
+    // Warm the connection so the handshake is not in the figures.
+    await client.createCertificate(warmCsr, 0, identity(0));
+  } catch (err) {
+    stopCa(ca);
+    throw err;
+  }
+  return ca;
+}
+
+/** The child stops its server and exits when the IPC channel closes; an open channel would also keep this process alive. */
+function stopCa(ca: CaChild): void {
+  ca.client.close();
+  if (ca.child.connected) ca.child.disconnect();
 }
 
 /** Medians per phase name over the rounds, in first-seen order. */
@@ -158,7 +170,8 @@ async function main(argv: string[]): Promise<void> {
     ecRsa: { server: await leaf(roots.rsa, 'ec', 's'), client: await leaf(roots.rsa, 'ec', 'c') },
     ecEc: { server: await leaf(roots.ec, 'ec', 's'), client: await leaf(roots.ec, 'ec', 'c') },
   };
-  const cas = { rsa: await startCa('rsa', csrs.ec[0]!), ec: await startCa('ec', csrs.ec[0]!) };
+  const rsaCa = await startCa('rsa', csrs.ec[0]!);
+  const cas = { rsa: rsaCa, ec: await startCa('ec', csrs.ec[0]!).catch((err: unknown) => { stopCa(rsaCa); throw err; }) };
   const results = new Results();
   const loadavg: number[][] = [];
   try {
@@ -198,7 +211,7 @@ async function main(argv: string[]): Promise<void> {
       }
     }
   } finally {
-    for (const ca of Object.values(cas)) { ca.client.close(); ca.child.disconnect(); }
+    for (const ca of Object.values(cas)) stopCa(ca);
   }
 
   const rows = results.medians();
