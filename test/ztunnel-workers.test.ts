@@ -19,6 +19,11 @@ import { ambientNamespace, nodeRecord, workloadRecord } from '../src/registry/fi
 import { parsePromText } from '../src/telemetry/prom-text';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { NodeScrape, type SeriesJson } from '../src/ztunnel/cluster-metrics';
+import { WorkerQuestions } from '../src/ztunnel/cluster-questions';
+import type { WorkerQuestion } from '../src/ztunnel/cluster-worker';
+import type { Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { ManualClock } from './helpers/clock';
 import { AUTO_WORKERS_CAP, MAX_WORKERS, cgroupCpuLimit, parseWorkers, usableCpus, workerShare } from '../src/ztunnel/workers';
 import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { assertDistFresh, MAIN } from './helpers/built';
@@ -106,6 +111,44 @@ t.test('the node\'s counters never fall when a worker exits: its last counts sta
   t.equal(await value(node, 'x_requests_total', { code: '200' }), 3 + 4 + 1 + 2 + 2 + 2, 'every exited worker counted once');
   scrapes.retire(7);
   t.pass('a worker never scraped leaves nothing');
+});
+
+t.test('a question to a worker ends with its answer, or undefined when it cannot answer: gone, exiting, silent', async (t) => {
+  const clock = new ManualClock();
+  const questions = new WorkerQuestions(2000, clock);
+  class FakeWorker extends EventEmitter {
+    connected = true;
+    sent: WorkerQuestion[] = [];
+    isConnected() { return this.connected; }
+    send(q: WorkerQuestion, cb: (err: Error | null) => void) { this.sent.push(q); cb(null); return true; }
+  }
+  const w = new FakeWorker();
+  const asked = (p: Promise<unknown>) => { let v: unknown = 'pending'; void p.then((x) => { v = x; }); return async () => { await new Promise((r) => setImmediate(r)); return v; }; };
+
+  const answered = asked(questions.ask(w as unknown as Worker, 'status'));
+  questions.answered({ weft: 'answer', id: w.sent[0]!.id, value: { ready: true } });
+  t.same(await answered(), { ready: true }, 'the answer');
+  t.equal(w.listenerCount('exit'), 0, 'no exit listener left behind');
+
+  const exiting = asked(questions.ask(w as unknown as Worker, 'metrics'));
+  t.equal(await exiting(), 'pending');
+  w.emit('exit', null, 'SIGKILL');
+  t.equal(await exiting(), undefined, 'the worker exited: undefined at once, without waiting out the timeout');
+  t.equal(clock.pending, 0, 'its timer cleared');
+  questions.answered({ weft: 'answer', id: w.sent[1]!.id, value: [] });
+  t.equal(await exiting(), undefined, 'a late answer is dropped');
+
+  const silent = asked(questions.ask(w as unknown as Worker, 'traces', '?since=5m'));
+  t.same(w.sent[2], { weft: 'ask', id: w.sent[2]!.id, what: 'traces', query: '?since=5m' });
+  clock.advance(1999);
+  t.equal(await silent(), 'pending');
+  clock.advance(1);
+  t.equal(await silent(), undefined, 'no answer within the timeout');
+  t.equal(w.listenerCount('exit'), 0);
+
+  w.connected = false;
+  t.equal(await questions.ask(w as unknown as Worker, 'status'), undefined, 'a worker whose channel is gone is not asked');
+  t.equal(w.sent.length, 3);
 });
 
 const TD = 'cluster.local';

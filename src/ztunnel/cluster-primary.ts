@@ -27,7 +27,8 @@ import type { RunnableApp } from '../lib/run-component';
 import { shutdownStep, StopOnce } from '../lib/shutdown-step';
 import { registerBuildInfo } from '../telemetry/build-info';
 import { TAP_PATH, TRACES_PATH } from '../telemetry/types';
-import { type WorkerAnswer, type WorkerQuestion, type WorkerQuestionKind, type WorkerStop, type WorkerHello } from './cluster-worker';
+import { type WorkerAnswer, type WorkerStop, type WorkerHello } from './cluster-worker';
+import { WorkerQuestions } from './cluster-questions';
 import { NodeScrape, type SeriesJson } from './cluster-metrics';
 import { probeHost, type ZtunnelConfig } from './config';
 import { WORKER_INDEX_ENV } from './workers';
@@ -43,8 +44,7 @@ export class ZtunnelPrimary implements RunnableApp {
   private readonly workers = new Map<number, Worker>();
   private readonly failures = new Map<number, { count: number }>();
   private readonly restartTimers = new Set<NodeJS.Timeout>();
-  private readonly asks = new Map<number, (value: unknown) => void>();
-  private nextAsk = 0;
+  private readonly questions = new WorkerQuestions(ASK_TIMEOUT_MS);
   private servers: Server[] = [];
   private readonly stopper = new StopOnce(() => this.shutdown(), () => this.signalAll('SIGKILL'));
   private readonly restarts: Counter;
@@ -54,7 +54,7 @@ export class ZtunnelPrimary implements RunnableApp {
   private readonly onMessage = (w: Worker, msg: WorkerAnswer | WorkerHello) => {
     if (msg?.weft === 'hello') this.listening.add(w);
     if (msg?.weft !== 'answer') return;
-    this.asks.get(msg.id)?.(msg.value);
+    this.questions.answered(msg);
   };
 
   constructor(readonly config: ZtunnelConfig, readonly logger: Logger) {
@@ -108,27 +108,10 @@ export class ZtunnelPrimary implements RunnableApp {
     });
   }
 
-  /** Asks one worker; undefined when it does not answer in time (dead, stuck). */
-  private ask(worker: Worker, what: WorkerQuestionKind, query?: string): Promise<unknown> {
-    if (!worker.isConnected()) return Promise.resolve(undefined);
-    const id = this.nextAsk++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => done(undefined), ASK_TIMEOUT_MS);
-      const done = (value: unknown) => {
-        clearTimeout(timer);
-        this.asks.delete(id);
-        resolve(value);
-      };
-      this.asks.set(id, done);
-      const question: WorkerQuestion = { weft: 'ask', id, what, ...(query !== undefined ? { query } : {}) };
-      worker.send(question, (err: Error | null) => { if (err) done(undefined); });
-    });
-  }
-
   /** Ready: not stopping, all workers running, each ready. */
   async ready(): Promise<boolean> {
     if (this.stopper.stopping || this.workers.size < this.config.workers) return false;
-    const answers = await Promise.all([...this.workers.values()].map((w) => this.ask(w, 'status')));
+    const answers = await Promise.all([...this.workers.values()].map((w) => this.questions.ask(w, 'status')));
     return !this.stopper.stopping && answers.every((a) => (a as { ready?: boolean } | undefined)?.ready === true);
   }
 
@@ -141,10 +124,10 @@ export class ZtunnelPrimary implements RunnableApp {
   /** One scrape of the node: every worker's series and the primary's, combined; 503 when a worker does not answer (a partial sum would look like a counter reset). */
   private readonly scrape: Handler = async (_req, _url, res) => {
     const workers = [...this.workers];
-    const answers = await Promise.all(workers.map(([, w]) => this.ask(w, 'metrics')));
+    const answers = await Promise.all(workers.map(([, w]) => this.questions.ask(w, 'metrics')));
     if (answers.some((a) => a === undefined)) {
       res.writeHead(503, { 'content-type': 'text/plain' });
-      res.end(`a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; scrape again\n`);
+      res.end(`a ztunnel worker did not answer (it exited, or said nothing within ${ASK_TIMEOUT_MS} ms); the primary restarts a worker that exited: scrape again\n`);
       return;
     }
     const own = await this.metrics.getMetricsAsJSON() as SeriesJson;
@@ -159,9 +142,9 @@ export class ZtunnelPrimary implements RunnableApp {
 
   /** `weft traces` on this node: every worker's spans (the CLI merges and stitches them); 503 when one does not answer. */
   private readonly traces: Handler = async (_req, url, res) => {
-    const answers = await Promise.all([...this.workers.values()].map((w) => this.ask(w, 'traces', url.search)));
+    const answers = await Promise.all([...this.workers.values()].map((w) => this.questions.ask(w, 'traces', url.search)));
     if (answers.some((a) => !Array.isArray(a))) {
-      json(res, 503, { error: `a ztunnel worker did not answer within ${ASK_TIMEOUT_MS} ms; ask again` });
+      json(res, 503, { error: `a ztunnel worker did not answer (it exited, or said nothing within ${ASK_TIMEOUT_MS} ms); the primary restarts a worker that exited: ask again` });
       return;
     }
     json(res, 200, (answers as unknown[][]).flat());
