@@ -6,16 +6,15 @@
  * anonymous memory (smaps_rollup) and the V8 heap used and committed. Cumulative: what
  * a module shares with an earlier one is charged to the earlier.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { smapsRollup } from './smaps';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 
 function read(): Reading {
-  const t = readFileSync('/proc/self/smaps_rollup', 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(t)?.[1] ?? NaN) * 1024;
+  const { Rss, Anonymous } = smapsRollup('self', ['Rss', 'Anonymous']);
   const mu = process.memoryUsage();
-  return { rss: kb('Rss'), anon: kb('Anonymous'), used: mu.heapUsed, committed: mu.heapTotal };
+  return { rss: Rss, anon: Anonymous, used: mu.heapUsed, committed: mu.heapTotal };
 }
 
 const mb = (n: number) => (n / 2 ** 20).toFixed(1);

@@ -28,7 +28,6 @@
  *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
@@ -36,6 +35,7 @@ import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { exitOnSignals } from './signals';
+import { smapsRollup } from './smaps';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -57,13 +57,8 @@ interface Sample { mem: ChildMemory; fileBacked: number }
 
 async function sample(node: RigNode): Promise<Sample> {
   const mem = await node.mem();
-  let fileBacked = NaN;
-  try {
-    const t = readFileSync(`/proc/${node.pid}/smaps_rollup`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(t)?.[1] ?? NaN) * 1024;
-    fileBacked = kb('Rss') - kb('Anonymous');
-  } catch { /* no smaps_rollup (old kernel): left NaN */ }
-  return { mem, fileBacked };
+  const { Rss, Anonymous } = smapsRollup(node.pid, ['Rss', 'Anonymous']);
+  return { mem, fileBacked: Rss - Anonymous };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
