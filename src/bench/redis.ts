@@ -19,9 +19,9 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** Resolves once host:port accepts a connection (polls every 50 ms, gives up after `timeoutMs`). */
-export async function waitListening(host: string, port: number, timeoutMs = 5000): Promise<void> {
-  for (let i = 0; i < timeoutMs / 50; i++) {
+/** Resolves once host:port accepts a connection (polls every 50 ms, gives up after `timeoutMs` or when `signal` aborts). */
+export async function waitListening(host: string, port: number, timeoutMs = 5000, signal?: AbortSignal): Promise<void> {
+  for (let i = 0; i < timeoutMs / 50 && !signal?.aborted; i++) {
     const ok = await new Promise<boolean>((r) => {
       const s = connect({ host, port }, () => { s.destroy(); r(true); });
       s.on('error', () => r(false));
@@ -52,11 +52,14 @@ export async function startRedis(): Promise<{ url: string; stop(): Promise<void>
     await exited;
     dir.remove();
   };
+  // Not installed, or ended at once (a bad option): said now, not after the 10 s wait.
+  const ended = new AbortController();
+  void exited.then(() => ended.abort());
   try {
-    await waitListening('127.0.0.1', port, 10_000);
+    await waitListening('127.0.0.1', port, 10_000, ended.signal);
   } catch {
     await stop();
-    throw new Error(`redis-server did not listen on 127.0.0.1:${port} within 10 s (is it installed? apt-get install redis-server)`);
+    throw new Error(`redis-server ${ended.signal.aborted ? 'ended before it listened' : 'did not listen within 10 s'} on 127.0.0.1:${port} (is it installed? apt-get install redis-server)`);
   }
   return { url: `redis://127.0.0.1:${port}`, stop };
 }
