@@ -37,8 +37,13 @@ export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, in
         : app.metrics.getMetricsAsJSON();
     value.then((v) => {
       const answer: WorkerAnswer = { weft: 'answer', id: msg.id, value: v };
-      process.send?.(answer);
+      process.send?.(answer, undefined, undefined, sendFailed);
     }, (err: unknown) => log.error({ err }, `answering the primary's ${msg.what} question failed`));
+  };
+  // Without a callback, a send on a channel the primary already closed (it is exiting)
+  // is an 'error' event nobody handles, and the worker would crash instead of draining.
+  const sendFailed = (err: Error | null) => {
+    if (err) log.debug({ err }, 'the primary is gone; not answering it');
   };
   process.on('message', onMessage);
   // A signal from outside (the process group's: Ctrl-C, systemd) starts the stop as the
@@ -49,7 +54,7 @@ export async function runZtunnelWorker(config: ZtunnelConfig, logger: Logger, in
   process.on('SIGTERM', absorb);
   process.on('SIGINT', absorb);
   const hello: WorkerHello = { weft: 'hello' };
-  process.send?.(hello);
+  process.send?.(hello, undefined, undefined, sendFailed);
   const code = await runComponent(app, log, 'ztunnel', stopAsked);
   process.off('message', onMessage);
   // The IPC channel to the primary would keep this process alive.
