@@ -17,26 +17,90 @@ const root = path.join(__dirname, '..');
 const tapBin = path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
 const args = process.argv.slice(2);
 
-/** One tap run; resolves with its exit code and closing summary ("# { total: 5, pass: 2, ... }"). */
+/**
+ * Collects, from a run's TAP lines, each failed file with its first failing assertion and
+ * the start of that assertion's diagnostics. CI keeps only the end of a long log; this
+ * recap, printed just before the count, is what tells there which file failed and why.
+ */
+class FailureRecap {
+  constructor() {
+    this.failed = [];
+    this.first = undefined; // the current file's first failing assertion: { name, diag }
+    this.inDiag = false;
+  }
+
+  line(l) {
+    if (/^# Subtest: /.test(l)) {
+      this.first = undefined;
+      this.inDiag = false;
+      return;
+    }
+    const top = l.match(/^not ok \d+ - (.*?)(?: # time=.*)?$/);
+    if (top) {
+      this.failed.push({ file: top[1], first: this.first ? brief(this.first) : [] });
+      this.first = undefined;
+      this.inDiag = false;
+      return;
+    }
+    const sub = l.match(/^\s+not ok \d+ - (.*)$/);
+    if (this.first === undefined && sub) {
+      this.first = { name: sub[1], diag: [] };
+      this.inDiag = true;
+      return;
+    }
+    if (this.inDiag && this.first) {
+      if (/^\s+\.\.\.$/.test(l) || this.first.diag.length > 200) this.inDiag = false;
+      else this.first.diag.push(l);
+    }
+  }
+}
+
+/**
+ * An assertion's name, where it failed, and its diagnostics without the location blocks
+ * (at, stack, source), at most 10 lines.
+ */
+function brief({ name, diag }) {
+  const out = [`not ok - ${name}`];
+  const file = diag.find((l) => /^\s+fileName: /.test(l));
+  const line = diag.find((l) => /^\s+lineNumber: /.test(l));
+  if (file) out.push(`at ${file.trim().slice('fileName: '.length)}${line ? `:${line.trim().slice('lineNumber: '.length)}` : ''}`);
+  const keyIndent = diag.length > 1 ? diag[1].search(/\S/) : 0;
+  let skip = false;
+  for (const l of diag.slice(1)) {
+    const indent = l.search(/\S/);
+    if (indent === keyIndent) skip = /^\s+(at|stack|source|compare|tapCaught|test):/.test(l);
+    if (!skip && out.length < 11) out.push(l.slice(Math.max(0, keyIndent)));
+  }
+  return out;
+}
+
+/** One tap run; resolves with its exit code, closing summary ("# { total: 5, pass: 2, ... }") and failed files. */
 function runTap(files, extra, label) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [tapBin, '-R', 'tap', ...extra, ...files], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
     let partial = '';
     let summary;
+    const recap = new FailureRecap();
     child.stdout.on('data', (chunk) => {
       const text = partial + chunk.toString('utf8');
       const end = text.lastIndexOf('\n') + 1;
       partial = text.slice(end);
       // Whole lines only, so two runs' lines never mix within a line.
       if (end > 0) process.stdout.write(text.slice(0, end));
+      const lines = text.slice(0, end).split('\n');
+      lines.pop();
+      for (const l of lines) recap.line(l);
       tail = (tail + text.slice(0, end)).split('\n').slice(-50).join('\n');
       for (const m of tail.matchAll(/^# \{ total: \d+[^}]*\}$/gm)) summary = m[0];
     });
     child.on('close', (code, signal) => {
-      if (partial) process.stdout.write(`${partial}\n`);
+      if (partial) {
+        process.stdout.write(`${partial}\n`);
+        recap.line(partial);
+      }
       if (label) process.stdout.write(`# ${label}: ${summary ?? 'no summary'} (exit ${code ?? signal})\n`);
-      resolve({ code: code ?? (signal ? 1 : 0), summary });
+      resolve({ code: code ?? (signal ? 1 : 0), summary, failed: recap.failed, label });
     });
   });
 }
@@ -76,6 +140,14 @@ async function main() {
     fail += f;
     skipped += count(r.summary, 'skip') + count(r.summary, 'todo');
     if (r.code !== 0) code = r.code;
+  }
+  const failed = results.flatMap((r) => r.failed.map((f) => ({ ...f, label: r.label })));
+  if (failed.length) {
+    process.stdout.write(`\n# failed files (${failed.length}), each with its first failing assertion:\n`);
+    for (const f of failed.slice(0, 30)) {
+      process.stdout.write(`# - ${f.file}${f.label ? ` (${f.label})` : ''}\n`);
+      for (const l of f.first) process.stdout.write(`#     ${l}\n`);
+    }
   }
   process.stdout.write(`\n${pass} passed, ${fail} failed, ${skipped} skipped\n`);
   process.exit(code);
