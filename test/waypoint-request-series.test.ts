@@ -66,3 +66,22 @@ t.test('a removed label set leaves the scrape', async (t) => {
   t.notMatch(text, /source_workload="unknown"/);
   t.equal(text, await theirs.metrics());
 });
+
+t.test('a value that is not a finite number is left out of its histogram, as prom-client refuses it; the request still counts', async (t) => {
+  const { ours, theirs, series, counter, hists } = both();
+  const labels = sets[0]!;
+  for (const v of [2, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 7]) {
+    series.add(seriesKey(labels), labels, [v, 3]);
+    counter.inc(labels);
+    for (const [i, h] of hists.entries()) {
+      try {
+        h.observe(labels, i === 0 ? v : 3);
+      } catch { /* prom-client: "Value is not a valid number" */ }
+    }
+  }
+  const text = await ours.metrics();
+  t.match(text, /weft_test_duration_sum\{[^}]*\} 9\n/, 'the sum of the finite values');
+  t.match(text, /weft_test_duration_count\{[^}]*\} 2\n/);
+  t.match(text, /weft_test_requests_total\{[^}]*\} 5\n/, 'every request counted');
+  t.equal(text, await theirs.metrics());
+});

@@ -75,6 +75,10 @@ export class RequestSeries<L extends Record<string, string>> {
     e.count++;
     for (let h = 0; h < values.length; h++) {
       const v = values[h]!;
+      // prom-client's Histogram refuses a value that is not a finite number (it throws);
+      // here it is left out of that histogram, so one bad duration cannot turn the
+      // series' _sum into NaN for good.
+      if (!Number.isFinite(v)) continue;
       const b = this.bounds[h]!;
       let i = 0;
       while (i < b.length && v > b[i]!) i++;
@@ -133,9 +137,11 @@ class SeriesHistogram<L extends Record<string, string>> {
         acc += counts[i]!;
         values.push({ labels: { le: this.bounds[i]! }, sharedLabels: e.labels, value: acc, metricName: bucket });
       }
-      values.push({ labels: { le: '+Inf' }, sharedLabels: e.labels, value: e.count, metricName: bucket });
+      // The histogram's own count, not the requests': a value left out (not finite) is in neither.
+      const count = acc + counts[this.bounds.length]!;
+      values.push({ labels: { le: '+Inf' }, sharedLabels: e.labels, value: count, metricName: bucket });
       values.push({ labels: {}, sharedLabels: e.labels, value: e.sums[this.index]!, metricName: `${this.name}_sum` });
-      values.push({ labels: {}, sharedLabels: e.labels, value: e.count, metricName: `${this.name}_count` });
+      values.push({ labels: {}, sharedLabels: e.labels, value: count, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: 'histogram', values, aggregator: 'sum' };
   }
