@@ -7,9 +7,13 @@
  *     SETTINGS; Istio's clients open another connection at 100);
  *   - parked bytes: a stream whose pod does not read keeps up to its HTTP/2 window
  *     plus the pipe's high-water mark in memory. Node consumes the connection-level
- *     window at once, so nghttp2 bounds nothing per connection; `ByteBudget` does it
- *     instead, per connection and per node. A stream that stalls when the budget has
- *     no room for it is reset (RST_STREAM), counted, never left parked;
+ *     window at once, so nghttp2 bounds nothing per connection: the session shares the
+ *     stream window out instead (window-share.ts: SETTINGS_INITIAL_WINDOW_SIZE lowered
+ *     as streams open, so up to ~28 streams may all stall within 16 MiB), and
+ *     `ByteBudget` keeps the account, per connection and per node. A stream that
+ *     stalls when the budget has no room for it (more streams than shares, a peer that
+ *     does not acknowledge the lowered window) is reset (RST_STREAM), counted, never
+ *     left parked; one that sends past its window is a flow-control error (nghttp2);
  *   - dials: a CONNECT reserves a pending-dial slot, per connection and per node, so
  *     rapid reset (CVE-2023-44487) cannot turn into a storm of TCP dials to pods;
  *   - floods: PING and SETTINGS frames beyond a rate end the session with GOAWAY
@@ -148,15 +152,25 @@ export class ByteBudget {
   }
 }
 
+/** Bytes a stalled direction may park: fixed, or evaluated at each stall (the window in force). */
+export type StallSize = Record<'received' | 'sent', number | (() => number)>;
+
 /**
  * The budget hook of one piped stream (PipeOptions.stall): a direction about to
  * pause reserves what it may still park (`reserve[direction]`), and gives it back when
  * it resumes or the pipe ends. A refused reservation means: reset instead of parking.
+ * `refit` shrinks what is held to what the directions may park now (the session's
+ * shared window dropped, window-share.ts); it never takes more.
  */
 export class StallReservation {
   private readonly held: Record<'received' | 'sent', number> = { received: 0, sent: 0 };
 
-  constructor(private readonly budget: ByteBudget, private readonly reserve: Record<'received' | 'sent', number>) {}
+  constructor(private readonly budget: ByteBudget, private readonly reserve: StallSize, private readonly onRelease?: () => void) {}
+
+  private size(direction: 'received' | 'sent'): number {
+    const r = this.reserve[direction];
+    return typeof r === 'number' ? r : r();
+  }
 
   readonly stall = (direction: 'received' | 'sent', paused: boolean): boolean => {
     if (!paused) {
@@ -165,16 +179,26 @@ export class StallReservation {
       return true;
     }
     if (this.held[direction] > 0) return true;
-    const n = this.reserve[direction];
+    const n = this.size(direction);
     if (!this.budget.tryTake(n)) return false;
     this.held[direction] = n;
     return true;
   };
 
+  refit(): void {
+    for (const direction of ['received', 'sent'] as const) {
+      const excess = this.held[direction] - this.size(direction);
+      if (this.held[direction] === 0 || excess <= 0) continue;
+      this.budget.give(excess);
+      this.held[direction] -= excess;
+    }
+  }
+
   release(): void {
     this.budget.give(this.held.received + this.held.sent);
     this.held.received = 0;
     this.held.sent = 0;
+    this.onRelease?.();
   }
 }
 

@@ -281,7 +281,7 @@ export class HboneServer extends TcpListener {
       return;
     }
     this.sessions.add(session);
-    const guard = new SessionGuard(session, this.limits, this.node.budget, (reason, detail) =>
+    const guard = new SessionGuard(session, this.limits, this.tuning, this.node.budget, (reason, detail) =>
       this.refused(reason, { peer: established.peer, peerIdentity: established.peerIdentity, detail }, 'closing an HBONE session: a limit was exceeded'));
     const tunnel: HboneTunnel = { ...established, guard };
     applyConnectionWindow(session, this.tuning);

@@ -1,20 +1,24 @@
 /**
  * The per-session half of the HBONE server's limits (limits.ts): one guard per
  * accepted HTTP/2 session, holding its byte budget (inside the node's), its PING /
- * SETTINGS flood counters and its idle timer. The node-wide half (node budget,
+ * SETTINGS flood counters, its idle timer and its shared stream window (window-share.ts). The node-wide half (node budget,
  * pending-dial slots, handshakes, sessions per peer) is HboneNodeLimits, shared by
  * the node's HBONE servers; the guard is the session's key in its DialSlots.
  */
 import * as http2 from 'node:http2';
 import { perInterval, TokenBucket } from '../lib/token-bucket';
-import { ByteBudget, type HboneLimits, type RefusalReason } from './limits';
+import { ByteBudget, StallReservation, type HboneLimits, type RefusalReason } from './limits';
 import { IdleTimer } from './idle';
+import type { HboneTuning } from './settings';
+import { MIN_SHARED_WINDOW, WindowShare } from './window-share';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
 export class SessionGuard {
   /** Parked bytes of this session's stalled streams, inside the node's budget. */
   readonly budget: ByteBudget;
+  /** The stream window shared out so that every open stream may stall within the budget. */
+  readonly window: WindowShare;
   private openStreams = 0;
   private readonly idle: IdleTimer;
   private readonly pings: TokenBucket;
@@ -23,11 +27,22 @@ export class SessionGuard {
   constructor(
     private readonly session: http2.ServerHttp2Session,
     limits: HboneLimits,
+    private readonly tuning: Pick<HboneTuning, 'streamWindow' | 'pipeHighWaterMark'>,
     nodeBudget: ByteBudget,
     /** A limit closed the session (counted and logged by the owner). */
     private readonly onClosed: (reason: RefusalReason, detail: string) => void,
   ) {
     this.budget = new ByteBudget(limits.connectionBufferBytes, nodeBudget);
+    this.window = new WindowShare({
+      budget: limits.connectionBufferBytes,
+      maxWindow: tuning.streamWindow,
+      minWindow: MIN_SHARED_WINDOW,
+      // A stalled stream parks its upstream socket's queue and, the other way, its own
+      // write queue: up to the high-water mark each.
+      overhead: 2 * tuning.pipeHighWaterMark,
+    }, (initialWindowSize, onAck) => {
+      if (!session.destroyed) session.settings({ initialWindowSize }, (err) => { if (!err) onAck(); });
+    });
     this.pings = new TokenBucket(perInterval(limits.pingsPer10s, 10_000));
     this.settings = new TokenBucket(perInterval(limits.settingsPer10s, 10_000));
     // nghttp2 detects these floods only once its queue of unsent ACKs overflows, and
@@ -52,10 +67,24 @@ export class SessionGuard {
   streamOpened(stream: http2.ServerHttp2Stream): void {
     this.openStreams++;
     this.idle.disarm();
+    this.window.opened();
     stream.once('close', () => {
       this.openStreams--;
+      this.window.closed();
       this.idle.arm();
     });
+  }
+
+  /**
+   * The budget hook of a stream piped to an upstream socket: a stalled received
+   * direction reserves the window the peer may still fill plus the high-water mark,
+   * shrunk when the shared window drops; the sent direction its high-water mark.
+   */
+  stallReservation(): StallReservation {
+    const hwm = this.tuning.pipeHighWaterMark;
+    const r: StallReservation = new StallReservation(this.budget, { received: () => this.window.inForce + hwm, sent: hwm }, () => this.window.forget(r));
+    this.window.hold(r);
+    return r;
   }
 
   /** Ends the session with GOAWAY(ENHANCE_YOUR_CALM); its streams are reset. */
@@ -70,5 +99,6 @@ export class SessionGuard {
 
   stop(): void {
     this.idle.stop();
+    this.window.stop();
   }
 }

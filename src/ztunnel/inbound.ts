@@ -27,7 +27,7 @@ import type { Change } from '../registry/types';
 import { formatHostPort, type HostPort } from '../lib/address';
 import type { Logger } from '../lib/log';
 import type { CertSource, SocketFactory } from '../hbone/contracts';
-import { StallReservation, type HboneLimits, type HboneNodeLimits } from '../hbone/limits';
+import type { HboneLimits, HboneNodeLimits } from '../hbone/limits';
 import { clientAddress, type ClientAddress } from '../hbone/request';
 import { boundWaypointPeer } from './waypoint-peer';
 import { HboneServer, type HboneStreamContext } from '../hbone/server';
@@ -275,9 +275,10 @@ export class InboundServer {
     stream.respond({ ':status': 200 });
     this.lifecycle.established(conn);
     // A stalled direction may park its writer's queue (the high-water mark) and, when
-    // the stream is the reader, whatever is left of its HTTP/2 window.
+    // the stream is the reader, whatever is left of its HTTP/2 window (the session's
+    // shared window in force, session-guard.ts).
     const hwm = this.hbone.tuning.pipeHighWaterMark;
-    const reservation = new StallReservation(ctx.guard.budget, { received: this.hbone.tuning.streamWindow + hwm, sent: hwm });
+    const reservation = ctx.guard.stallReservation();
     this.lifecycle.pipeUnderPolicy(conn, stream, upstream, {
       highWaterMark: hwm,
       policies: this.policies,

@@ -17,8 +17,16 @@ export const CHILD_NODE_IP = '127.0.0.3';
 /** The child's `{"ready":true,...}` line. */
 export interface Ready { port: number; rootsPem: string; client: { keyPem: string; certChainPem: string[] } }
 
-/** The child's answer to `stats`: refusal counters, and upstream sockets open and stalled (queued past the pipe's high-water mark). */
-export interface ChildStats { sessions: number; connections: number; refused: Record<string, number>; upstreams: number; stalled: number }
+/**
+ * The child's answer to `stats`: refusal counters, upstream sockets open and stalled
+ * (queued past the pipe's high-water mark), bytes parked (upstream queues + unread
+ * HTTP/2 stream data) now and at the peak, the node budget's reservations, and the
+ * bytes the peer may still send on open streams without a WINDOW_UPDATE.
+ */
+export interface ChildStats {
+  sessions: number; connections: number; refused: Record<string, number>; upstreams: number; stalled: number;
+  parked: number; peakParked: number; reserved: number; peakReserved: number; openWindow: number;
+}
 
 /** Starts inbound-child.ts with every connection meant for `pod`; resolves once it listens. */
 export async function startInboundChild(pod: string): Promise<{ child: NodeProcess; ready: Ready }> {

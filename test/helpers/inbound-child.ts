@@ -9,10 +9,14 @@
  * certificate (identity `client`) for the test to use. Reads commands on stdin:
  * `stats [tag]` prints `{"stats":{...},"tag":...}` (sessions, connections, refusal counters, and the
  * upstream sockets open and stalled: queued past the pipe's high-water mark, where the
- * pipe pauses the stream; to a pod that never reads, that stall is for good).
+ * pipe pauses the stream; to a pod that never reads, that stall is for good), and the
+ * bytes parked in this process: now, and the peak since start (sampled every 5 ms)
+ * — what the upstream sockets queue plus what the HTTP/2 streams hold unread — beside
+ * the node budget's reservations.
  */
 import pino from 'pino';
 import type * as net from 'node:net';
+import type * as http2 from 'node:http2';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { MeshState } from '../../src/registry/state';
@@ -63,6 +67,30 @@ async function main(): Promise<void> {
     ...(process.env.WEFT_CHILD_LIMITS ? { limits: JSON.parse(process.env.WEFT_CHILD_LIMITS) } : {}),
   } as ConstructorParameters<typeof InboundServer>[0]);
   const port = (await inbound.listen(CHILD_NODE_IP, 0)).port;
+  // The server's streams, to read what they hold unread (test-only reach into the server).
+  const streams = new Set<http2.ServerHttp2Stream>();
+  (inbound as unknown as { hbone: { h2: http2.Http2Server } }).hbone.h2.on('stream', (st: http2.ServerHttp2Stream) => {
+    streams.add(st);
+    st.once('close', () => streams.delete(st));
+  });
+  const parked = () => {
+    let n = 0;
+    for (const u of upstreams) n += u.writableLength;
+    for (const st of streams) n += st.readableLength;
+    return n;
+  };
+  /** What the peer may still send on the streams before it needs a WINDOW_UPDATE. */
+  const openWindow = () => {
+    let n = 0;
+    for (const st of streams) n += Math.max(0, st.state.localWindowSize ?? 0);
+    return n;
+  };
+  let peakParked = 0;
+  let peakReserved = 0;
+  setInterval(() => {
+    peakParked = Math.max(peakParked, parked());
+    peakReserved = Math.max(peakReserved, inbound.node.budget.used);
+  }, 5).unref();
   process.stdout.write(`${JSON.stringify({ ready: true, port, rootsPem: certs.rootsPem, client: { keyPem: client.keyPem, certChainPem: client.certChainPem } })}\n`);
   createInterface({ input: process.stdin }).on('line', (line) => {
     const [command, tag = ''] = line.trim().split(' ');
@@ -72,7 +100,10 @@ async function main(): Promise<void> {
       for (const v of m?.values ?? []) refused[String(v.labels.reason)] = v.value;
       const hwm = hboneTuning(tuning).pipeHighWaterMark;
       const stalled = [...upstreams].filter((u) => u.writableLength > hwm).length;
-      process.stdout.write(`${JSON.stringify({ stats: { sessions: inbound.sessionCount, connections: connections.size, refused, upstreams: upstreams.size, stalled }, tag })}\n`);
+      process.stdout.write(`${JSON.stringify({ stats: {
+        sessions: inbound.sessionCount, connections: connections.size, refused, upstreams: upstreams.size, stalled,
+        parked: parked(), peakParked, openWindow: openWindow(), reserved: inbound.node.budget.used, peakReserved,
+      }, tag })}\n`);
     });
   });
   process.stdin.once('end', () => { void inbound.close().then(() => process.exit(0)); });

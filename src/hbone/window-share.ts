@@ -1,0 +1,163 @@
+/**
+ * Connection-level backpressure for an HBONE session whose streams may stall.
+ *
+ * Node's http2 hands the connection-level window back to the peer as soon as bytes
+ * arrive (nghttp2_session_consume_connection), so only the stream windows bound what a
+ * peer may still send into streams whose destinations stopped reading: each stalled
+ * stream may park its window plus the pipe's high-water marks. Istio's ztunnel (Rust
+ * h2) releases connection capacity only when the application reads, so its 16 MiB
+ * connection window is the bound; here SETTINGS_INITIAL_WINDOW_SIZE plays that part.
+ * The stream window is shared out: with `n` open streams it is the largest of
+ * streamWindow, streamWindow/2, /4, ... (never below `minWindow`) such that
+ * n × (window + overhead) ≤ budget. A change applies to every open stream's window by
+ * the difference (RFC 9113 §6.9.2, even below zero), so however many streams stall at
+ * once, what they may park fits the connection's budget, and no well-behaved stream has
+ * to be reset for it. One stream alone keeps the whole window (throughput).
+ *
+ * Lowering is sent at once; raising waits `raiseDelayMs` so streams that come and go
+ * cost at most a SETTINGS frame or two a second (the peer counts SETTINGS floods).
+ * The peer may use a lowered window's old value until it acknowledges the SETTINGS,
+ * so `inForce`, what a stall reservation must cover, drops only on the ACK.
+ */
+import { realClock, type Clock } from '../lib/clock';
+
+export interface WindowShareOptions {
+  /** Bytes the session's stalled streams may park (its buffer budget). */
+  budget: number;
+  /** The stream window when there is room for it (tuning.streamWindow). */
+  maxWindow: number;
+  /** Never advertise less (a window this small already costs throughput, not memory). */
+  minWindow: number;
+  /** What a stream may park besides its window: the pipe's high-water marks, both directions. */
+  overhead: number;
+}
+
+/** Default floor of a shared window: RFC 9113's initial 64 KiB. */
+export const MIN_SHARED_WINDOW = 65_535;
+
+/**
+ * The window each of `streams` open streams gets: maxWindow halved until
+ * streams × (window + overhead) ≤ budget, not below minWindow (beyond that the
+ * budget's stall reservations decide, see limits.ts).
+ */
+export function sharedWindow(streams: number, o: WindowShareOptions): number {
+  const floor = Math.min(o.minWindow, o.maxWindow);
+  let w = o.maxWindow;
+  while (w > floor && Math.max(1, streams) * (w + o.overhead) > o.budget) w = Math.floor(w / 2);
+  return Math.max(w, floor);
+}
+
+/** Something holding budget sized by the window in force, shrunk when it drops. */
+export interface Refittable {
+  refit(): void;
+}
+
+/** Sends SETTINGS_INITIAL_WINDOW_SIZE = `window`; `onAck` runs when the peer acknowledges it. */
+export type SendWindow = (window: number, onAck: () => void) => void;
+
+export class WindowShare {
+  private streams = 0;
+  /** The value sent last (what the peer will use once it has read everything). */
+  private advertised: number;
+  /** The value the peer acknowledged last. */
+  private acked: number;
+  /** Values sent and not yet acknowledged, oldest first (SETTINGS are acknowledged in order). */
+  private readonly unacked: number[] = [];
+  private raiseTimer: unknown;
+  private stopped = false;
+  private readonly holders = new Set<Refittable>();
+
+  constructor(
+    private readonly o: WindowShareOptions,
+    private readonly send: SendWindow,
+    private readonly clock: Clock = realClock,
+    private readonly raiseDelayMs = 1000,
+    /** SETTINGS in flight at once (Node refuses more than maxOutstandingSettings, 10). */
+    private readonly maxUnacked = 4,
+  ) {
+    this.advertised = o.maxWindow;
+    this.acked = o.maxWindow;
+  }
+
+  /** The largest stream window the peer may be using now: what a stalled stream may still receive. */
+  get inForce(): number {
+    return Math.max(this.acked, ...this.unacked);
+  }
+
+  /** The window last advertised. */
+  get window(): number {
+    return this.advertised;
+  }
+
+  get openStreams(): number {
+    return this.streams;
+  }
+
+  opened(): void {
+    this.streams++;
+    this.update();
+  }
+
+  closed(): void {
+    this.streams = Math.max(0, this.streams - 1);
+    this.update();
+  }
+
+  /** `h` is shrunk (refit) whenever the window in force drops; until forget(h). */
+  hold(h: Refittable): void {
+    this.holders.add(h);
+  }
+
+  forget(h: Refittable): void {
+    this.holders.delete(h);
+  }
+
+  /** The session ended: no more SETTINGS, no timer. */
+  stop(): void {
+    this.stopped = true;
+    this.cancelRaise();
+    this.holders.clear();
+  }
+
+  private update(): void {
+    if (this.stopped) return;
+    const target = sharedWindow(this.streams, this.o);
+    if (target < this.advertised) {
+      this.cancelRaise();
+      this.advertise(target);
+    } else if (target > this.advertised) {
+      this.raiseTimer ??= this.clock.setTimeout(() => {
+        this.raiseTimer = undefined;
+        if (this.stopped) return;
+        const now = sharedWindow(this.streams, this.o);
+        if (now > this.advertised) this.advertise(now);
+      }, this.raiseDelayMs);
+    } else {
+      this.cancelRaise();
+    }
+  }
+
+  private cancelRaise(): void {
+    if (this.raiseTimer === undefined) return;
+    this.clock.clearTimeout(this.raiseTimer);
+    this.raiseTimer = undefined;
+  }
+
+  private advertise(window: number): void {
+    // Too many SETTINGS unacknowledged: the peer is slow or not answering. Sending more
+    // changes nothing it must honour (inForce stays where it is); the next ACK retries.
+    if (this.unacked.length >= this.maxUnacked) return;
+    this.advertised = window;
+    this.unacked.push(window);
+    this.send(window, () => this.onAck());
+  }
+
+  private onAck(): void {
+    if (this.stopped) return;
+    const before = this.inForce;
+    this.acked = this.unacked.shift() ?? this.acked;
+    if (this.inForce < before) for (const h of this.holders) h.refit();
+    // A change skipped while too many were in flight is sent now.
+    this.update();
+  }
+}
