@@ -5,6 +5,7 @@
  *   npm run build && flock /run/weft-bench.lock node dist/bench/scale.js [--quick]
  *     [--workloads 10000,30000,100000] [--followers 100,300,1000] [--changes 20]
  *     [--loads 3] [--storm 20]
+ *   node dist/bench/scale.js --heap-breakdown [--workloads 100000]
  *
  * Starts its own redis-server on a free loopback port. Three parts:
  *  1. snapshot: for each registry size, a fresh follower in its OWN process
@@ -30,9 +31,10 @@ import { registryKeys, DEFAULT_PREFIX } from '../registry/layout';
 import { RegistryStore } from '../registry/store';
 import { KINDS } from '../registry/types';
 import { redisCounters, startRedis } from './redis';
-import { populate, type PopulationSize } from './registry-population';
+import { populate, sizeFor, type PopulationSize } from './registry-population';
 import { fanoutPhase, fanoutSize, rawFanout, type RawRow } from './scale-fanout';
 import type { FollowerLoadReport } from './scale-follower';
+import type { HeapBreakdown } from './scale-heap';
 import { exitOnSignals } from './signals';
 import { median } from './stats';
 
@@ -47,11 +49,11 @@ const GOAL_P99_MS = 100;
 
 export function parseArgs(argv: string[]): Args {
   const a: Args = argv.includes('--quick') ? { ...QUICK } : { ...DEFAULTS };
-  const rest = argv.filter((x) => x !== '--quick');
+  const rest = argv.filter((x) => x !== '--quick' && x !== '--heap-breakdown');
   const list = (v: string | undefined) => (v ?? '').split(',').map(Number);
   for (let i = 0; i < rest.length; i += 2) {
     const key = rest[i]?.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase()) as keyof Args;
-    if (!(key in a)) throw new Error(`unknown argument ${rest[i]}: expected --quick, --${Object.keys(a).join(', --')}`);
+    if (!(key in a)) throw new Error(`unknown argument ${rest[i]}: expected --quick, --heap-breakdown, --${Object.keys(a).join(', --')}`);
     const values = list(rest[i + 1]);
     if (values.some((v) => !Number.isInteger(v) || v <= 0)) throw new Error(`bad value for ${rest[i]}: ${rest[i + 1] ?? ''} (positive integers${Array.isArray(a[key]) ? ', comma-separated' : ''})`);
     (a as unknown as Record<string, unknown>)[key] = Array.isArray(a[key]) ? values : values[0];
@@ -59,16 +61,34 @@ export function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/** A registry of `workloads` pods at the issue's proportions: 10 pods per service and per node, 100 per namespace. */
-function sizeFor(workloads: number): PopulationSize {
-  return { workloads, services: Math.max(1, Math.round(workloads / 10)), namespaces: Math.max(1, Math.round(workloads / 100)), nodes: Math.max(1, Math.round(workloads / 100)) };
-}
 
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0)} ms`;
 const mb = (x: number) => `${(x / 1024 / 1024).toFixed(1)} MB`;
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
 const execFileP = promisify(execFile);
+
+/** scale-heap.ts in a process of its own (a fresh heap, --expose-gc). */
+async function childHeap(workloads: number): Promise<HeapBreakdown> {
+  const { stdout } = await execFileP(process.execPath, ['--expose-gc', join(__dirname, 'scale-heap.js'), String(workloads)], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as HeapBreakdown;
+}
+
+/** `--heap-breakdown`: where a follower's heap goes, per structure, at each --workloads size; no Redis. */
+async function heapBreakdownMain(a: Args): Promise<void> {
+  const sizes = [...a.workloads].sort((x, y) => x - y);
+  const runs: HeapBreakdown[] = [];
+  for (const w of sizes) runs.push(await childHeap(w));
+  const perWorkload = (bytes: number, w: number) => `${Math.round(bytes / w)} B`;
+  print('Heap of a loaded MeshState, per workload, by structure (cleared one at a time in this order, full GC before each reading)',
+    ['structure', ...runs.map((r) => `${r.workloads} workloads`)],
+    [
+      ...runs[0]!.parts.map((p, i) => [p.structure, ...runs.map((r) => perWorkload(r.parts[i]!.bytes, r.workloads))]),
+      ['the rest (nodes, namespaces, the state itself)', ...runs.map((r) => perWorkload(r.restBytes, r.workloads))],
+      ['whole state', ...runs.map((r) => `${perWorkload(r.stateBytes, r.workloads)} (${mb(r.stateBytes)})`)],
+    ]);
+  process.stdout.write(`\nload average ${load()} at end\n`);
+}
 
 /** scale-follower.ts in a process of its own; with `node`, its node-scoped experiment. */
 async function childLoad(url: string, node?: string): Promise<FollowerLoadReport> {
@@ -127,6 +147,11 @@ function print(title: string, headers: string[], rows: Cell[][]): void {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
+  if (process.argv.includes('--heap-breakdown')) {
+    process.stdout.write(`weft scale bench, --heap-breakdown: load average ${load()} at start\n`);
+    await heapBreakdownMain(a);
+    return;
+  }
   const redis = await startRedis();
   const admin = openRedis(redis.url);
   const store = RegistryStore.connect(redis.url);
