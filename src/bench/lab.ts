@@ -68,7 +68,7 @@ function background(netns: string, cmd: string, args: string[], tag: string = cm
 
 type Sched = 'rr' | 'none';
 interface Path { name: string; client: string; iperf: string; echo: string; workers?: number; sched?: Sched }
-interface Measures { gbps: number; gbpsP: number; p50: number; p99: number; cps: number; rssMb: number; cpuMsPerGiB: number }
+interface Measures { gbps: number; gbpsP: number; p50: number; p99: number; cps: number; rssMb: number; cpuMsPerGiB: number; cpuUsPerConn: number }
 type Samples = { [K in keyof Measures]: number[] } & { resets: number[] };
 /**
  * Medians; the iperf3 runs (of REPEAT) that gave no result; on weft paths, the HBONE
@@ -204,9 +204,12 @@ async function round(path: Path, s: Samples, i: number): Promise<void> {
   if (lat.errors) throw new Error(`${path.name}: ${lat.errors} latency requests failed`);
   s.p50.push(lat.p50Ms);
   s.p99.push(lat.p99Ms);
+  // Both ztunnels' CPU per new connection: steadier than conn/s on a shared machine.
+  const connCpuBefore = path.workers ? ztunnelsCpuSeconds() : 0;
   const cr = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
-    '--concurrency', '8', '--size', '64'])) as { perSecond: number; errors: number };
+    '--concurrency', '8', '--size', '64'])) as { perSecond: number; connections: number; errors: number };
   s.cps.push(cr.perSecond);
+  if (path.workers) s.cpuUsPerConn.push((ztunnelsCpuSeconds() - connCpuBefore) * 1e6 / cr.connections);
   if (path.workers) {
     s.rssMb.push(ztunnelRssMb('node-1'));
     s.resets.push(await budgetResets() - resetsBefore);
@@ -217,14 +220,14 @@ async function round(path: Path, s: Samples, i: number): Promise<void> {
 
 /** REPEAT rounds over all paths, interleaved; the median of each measure per path. */
 async function measure(paths: Path[]): Promise<Record<string, Result>> {
-  const samples = new Map(paths.map((p) => [p.name, { gbps: [], gbpsP: [], p50: [], p99: [], cps: [], rssMb: [], cpuMsPerGiB: [], resets: [] } as Samples]));
+  const samples = new Map(paths.map((p) => [p.name, { gbps: [], gbpsP: [], p50: [], p99: [], cps: [], rssMb: [], cpuMsPerGiB: [], cpuUsPerConn: [], resets: [] } as Samples]));
   // Every other round backwards, so the ztunnels switch worker counts once per round, not twice.
   for (let i = 0; i < REPEAT; i++) for (const p of i % 2 ? [...paths].reverse() : paths) await round(p, samples.get(p.name)!, i);
   const results: Record<string, Result> = {};
   for (const [name, s] of samples) {
     const failed = (xs: number[]) => xs.filter((x) => Number.isNaN(x)).length;
     results[name] = {
-      gbps: median(s.gbps), gbpsP: median(s.gbpsP), p50: median(s.p50), p99: median(s.p99), cps: median(s.cps), rssMb: median(s.rssMb), cpuMsPerGiB: median(s.cpuMsPerGiB),
+      gbps: median(s.gbps), gbpsP: median(s.gbpsP), p50: median(s.p50), p99: median(s.p99), cps: median(s.cps), rssMb: median(s.rssMb), cpuMsPerGiB: median(s.cpuMsPerGiB), cpuUsPerConn: median(s.cpuUsPerConn),
       failed: { gbps: failed(s.gbps), gbpsP: failed(s.gbpsP) },
       budgetResets: s.resets.length ? s.resets.reduce((a, b) => a + b, 0) : NaN,
     };
@@ -235,11 +238,12 @@ async function measure(paths: Path[]): Promise<Record<string, Result>> {
 function table(results: Record<string, Result>): string {
   const d = results.direct!;
   const h = results.haproxy!;
-  const rows: string[][] = [['path', 'throughput Gb/s', `-P ${PARALLEL} Gb/s`, 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s', 'ztunnel RSS MB', `ztunnel CPU ms/GiB (-P ${PARALLEL})`, 'budget resets',
+  const rows: string[][] = [['path', 'throughput Gb/s', `-P ${PARALLEL} Gb/s`, 'p50 ms', 'p99 ms', 'added p99 ms', 'conn/s', 'ztunnel RSS MB', `ztunnel CPU ms/GiB (-P ${PARALLEL})`, 'ztunnel CPU µs/conn', 'budget resets',
     'throughput ×direct', 'throughput ×haproxy', `-P ${PARALLEL} ×haproxy`, 'p99 ×haproxy', 'conn/s ×direct', 'conn/s ×haproxy']];
   for (const [name, r] of Object.entries(results)) {
     rows.push([name, gbpsCell(r.gbps, r.failed.gbps), gbpsCell(r.gbpsP, r.failed.gbpsP), r.p50.toFixed(3), r.p99.toFixed(3), (r.p99 - d.p99).toFixed(3), String(r.cps),
-      Number.isNaN(r.rssMb) ? '-' : r.rssMb.toFixed(0), Number.isNaN(r.cpuMsPerGiB) ? '-' : r.cpuMsPerGiB.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
+      Number.isNaN(r.rssMb) ? '-' : r.rssMb.toFixed(0), Number.isNaN(r.cpuMsPerGiB) ? '-' : r.cpuMsPerGiB.toFixed(0),
+      Number.isNaN(r.cpuUsPerConn) ? '-' : r.cpuUsPerConn.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
       ...[r.gbps / d.gbps, r.gbps / h.gbps, r.gbpsP / h.gbpsP, r.p99 / h.p99, r.cps / d.cps, r.cps / h.cps].map((x) => (Number.isFinite(x) ? x.toFixed(2) : '-'))]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
