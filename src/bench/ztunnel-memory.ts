@@ -23,17 +23,26 @@
  * a full GC and the growth of RSS, anonymous memory and the V8 heap (the order
  * matters: what a package shares with an earlier one is charged to the earlier).
  *
+ * `--pool-idle <s>` shortens the HBONE pool's idle timeout (5 min in the ztunnel) and adds
+ * the phase "pool empty": both pools have let their idle tunnels go, and the reclaim after it.
+ * `--heap-diff <dir>` writes heap snapshots of both ztunnels idle and held and prints the
+ * heap's growth per connection by constructor (heap-diff.ts); the RSS figures of such a run
+ * include the snapshots' own memory, so take them from a run without it.
+ *
  *   npm run bench:memory [-- --quick] [--counts 1000,5000] [--settle 10] [--bulk-mib 256] [--help]
+ *       [--pool-idle 60] [--heap-diff dir]
  *       [--variants [--variant-count 2000] [--rounds 1] [--filter text,text]] [--modules]
  *   WEFT_BENCH_NODE_ARGS="--heap-prof" or "--heapsnapshot-signal=SIGUSR2" profiles the ztunnels.
  */
 import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
+import { heapDiff, heapGroups } from './heap-diff';
 import { exitOnSignals } from './signals';
 import { smapsRollup } from './smaps';
 import { median } from './stats';
@@ -118,13 +127,26 @@ interface Round {
   held: [Sample, Sample];
   closed: [Sample, Sample];
   settled: [Sample, Sample];
+  /** --pool-idle: once both pools let their idle tunnels go, and the reclaim after it. */
+  poolEmpty?: [Sample, Sample];
   cpuPer1000Conns: number;
   cpuPerGiB: number;
 }
 
+interface RoundExtras {
+  /** The HBONE pool's idle timeout in seconds: then also measured once the pool is empty. */
+  poolIdleS?: number;
+  /** Heap snapshots of both ztunnels idle and held into this directory, and their difference per connection printed. */
+  heapDir?: string;
+}
+
 /** `nodeArgs`: the ztunnels' Node flags, by default those they run with in the lab and the DaemonSet. */
-async function round(count: number, settleS: number, bulkMib: number, nodeArgs: readonly string[] = ZTUNNEL_NODE_FLAGS): Promise<Round> {
-  const rig = await startZtunnelRig({ nodeArgs });
+async function round(count: number, settleS: number, bulkMib: number, nodeArgs: readonly string[] = ZTUNNEL_NODE_FLAGS, extras: RoundExtras = {}): Promise<Round> {
+  const rig = await startZtunnelRig({ nodeArgs, ...(extras.poolIdleS ? { poolIdleTimeoutMs: extras.poolIdleS * 1000 } : {}) });
+  const snap = async (phase: string) => {
+    if (!extras.heapDir) return;
+    for (const n of [rig.nodeA, rig.nodeB]) await n.snapshot(join(extras.heapDir, `${n.role}-${count}-${phase}.heapsnapshot`));
+  };
   try {
     const both = async () => [await sample(rig.nodeA), await sample(rig.nodeB)] as [Sample, Sample];
     // A running ztunnel's idle: after its one reclaim 10 s after start (memory-reclaim.ts afterStartMs).
@@ -133,40 +155,68 @@ async function round(count: number, settleS: number, bulkMib: number, nodeArgs: 
       .catch(() => console.error('warning: no start-up reclaim within 20 s of start; the idle figures are from before it'));
     await sleep(1000);
     const idle = await both();
+    await snap('idle');
     const pids = [rig.nodeA.pid, rig.nodeB.pid];
     const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
     const socks = await openTunnelled(rig, count);
     await sleep(2000);
     const held = await both();
+    await snap('held');
     for (const s of socks) s.destroy();
     await until('both ztunnels to let every connection go', async () => (await rig.nodeA.mem()).tracked === 0 && (await rig.nodeB.mem()).tracked === 0);
     const cpuPer1000Conns = (pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0) / (count / 1000);
     const closed = await both();
     await sleep(settleS * 1000);
     const settled = await both();
+    let poolEmpty: [Sample, Sample] | undefined;
+    if (extras.poolIdleS) {
+      const reclaimsBefore = (await rig.nodeA.mem()).reclaims;
+      await until('both pools to let their idle tunnels go', async () => (await rig.nodeA.mem()).tunnels === 0 && (await rig.nodeB.mem()).tunnels === 0,
+        extras.poolIdleS * 1000 + 60_000);
+      // The reclaimer's tunnel-drop reclaim, at most once a minute (memory-reclaim.ts minIntervalMs).
+      await until('the reclaim after the pool emptied', async () => (await rig.nodeA.mem()).reclaims > reclaimsBefore, 70_000)
+        .catch(() => console.error('warning: no reclaim within 70 s of the pool emptying'));
+      await sleep(2000);
+      poolEmpty = await both();
+    }
     const cpuPerGiB = bulkMib > 0 ? await bulkCpuPerGiB(rig, bulkMib) : NaN;
-    return { count, idle, held, closed, settled, cpuPer1000Conns, cpuPerGiB };
+    if (extras.heapDir) printHeapDiff(extras.heapDir, count);
+    return { count, idle, held, closed, settled, ...(poolEmpty ? { poolEmpty } : {}), cpuPer1000Conns, cpuPerGiB };
   } finally {
     await rig.stop();
   }
 }
 
+/** The heap's growth per held connection, by constructor (heap-diff.ts), both ztunnels. */
+function printHeapDiff(dir: string, count: number): void {
+  for (const role of ['node-a', 'node-b']) {
+    const rows = heapDiff(heapGroups(join(dir, `${role}-${count}-idle.heapsnapshot`)), heapGroups(join(dir, `${role}-${count}-held.heapsnapshot`)), count);
+    const total = rows.reduce((a, r) => a + r.bytes, 0);
+    console.log(`\n### ${role}: V8 heap per held connection, self sizes, ${count} held vs idle (top 30; total ${f(total / 1024, 2)} KB)\n`);
+    console.log('| group | objects per connection | bytes per connection |\n|---|---|---|');
+    for (const r of rows.slice(0, 30)) console.log(`| ${r.key} | ${f(r.count, 2)} | ${f(r.bytes, 0)} |`);
+  }
+}
+
 const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '–');
 const mb = (n: number) => f(n / MB);
+const pct = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${f(x * 100)} %` : '–');
 
 function printRound(r: Round, settleS: number): void {
   console.log(`\n### ${r.count} idle tunnelled connections\n`);
   console.log('| ztunnel | phase | RSS MB | V8 heap committed MB | heap used MB | off-heap MB (RSS − committed) | file-backed MB | external MB | tracked | tunnels | reclaims |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const [i, role] of [[0, 'node-a (outbound)'], [1, 'node-b (inbound)']] as const) {
-    for (const [phase, s] of [['idle', r.idle[i]], [`${r.count} held`, r.held[i]], ['closed', r.closed[i]], [`+${settleS} s`, r.settled[i]]] as const) {
+    const phases: Array<[string, Sample]> = [['idle', r.idle[i]], [`${r.count} held`, r.held[i]], ['closed', r.closed[i]], [`+${settleS} s`, r.settled[i]]];
+    if (r.poolEmpty) phases.push(['pool empty', r.poolEmpty[i]]);
+    for (const [phase, s] of phases) {
       const m = s.mem;
       console.log(`| ${role} | ${phase} | ${mb(m.rss)} | ${mb(m.heapCommitted)} | ${mb(m.heapUsed)} | ${mb(m.rss - m.heapCommitted)} | ${mb(s.fileBacked)} | ${mb(m.external)} | ${m.tracked} | ${m.tunnels} | ${m.reclaims} |`);
     }
   }
 }
 
-interface Summary { idleMb: number; perConnKb: number; heapPerConnKb: number; settledVsIdle: number }
+interface Summary { idleMb: number; perConnKb: number; heapPerConnKb: number; settledVsIdle: number; poolEmptyVsIdle: number }
 
 function summary(r: Round, i: 0 | 1): Summary {
   const idle = r.idle[i].mem;
@@ -175,6 +225,7 @@ function summary(r: Round, i: 0 | 1): Summary {
     perConnKb: (r.held[i].mem.rss - idle.rss) / r.count / 1024,
     heapPerConnKb: (r.held[i].mem.heapUsed - idle.heapUsed) / r.count / 1024,
     settledVsIdle: r.settled[i].mem.rss / idle.rss - 1,
+    poolEmptyVsIdle: r.poolEmpty ? r.poolEmpty[i].mem.rss / idle.rss - 1 : NaN,
   };
 }
 
@@ -201,6 +252,8 @@ const specs = {
   variantCount: { flag: 'variant-count', default: undefined as number | undefined, defaultText: '2000', description: 'connections per --variants round', parse: parse.int({ min: 1 }) },
   rounds: { flag: 'rounds', default: 1, description: '--variants: interleaved rounds (medians printed)', parse: parse.int({ min: 1, max: 20 }) },
   filter: { flag: 'filter', default: undefined as string | undefined, description: '--variants: only those whose name contains one of these, comma-separated (node defaults always run)', parse: parse.string() },
+  poolIdle: { flag: 'pool-idle', default: undefined as number | undefined, description: 'the HBONE pool\'s idle timeout in seconds (the ztunnel\'s is 300): RSS is also measured once both pools are empty and reclaimed', parse: parse.int({ min: 1, max: 300 }) },
+  heapDiff: { flag: 'heap-diff', default: undefined as string | undefined, description: 'directory: heap snapshots of both ztunnels idle and held, and their growth per connection by constructor', parse: parse.string() },
   modules: { flag: 'modules', boolean: true, default: false, description: 'what loading the ztunnel costs, package by package', parse: parse.bool() },
 };
 
@@ -216,6 +269,8 @@ function args(argv: string[]) {
     variantCount: o.variantCount ?? (o.quick ? 500 : 2000),
     rounds: o.rounds,
     filter: o.filter,
+    poolIdleS: o.poolIdle,
+    heapDir: o.heapDiff,
   };
 }
 
@@ -239,17 +294,19 @@ async function main(): Promise<void> {
   if (o.variants) return variants(o);
   const rounds: Round[] = [];
   for (const count of o.counts) {
-    const r = await round(count, o.settle, o.bulkMib);
+    if (o.heapDir) mkdirSync(o.heapDir, { recursive: true });
+    const r = await round(count, o.settle, o.bulkMib, ZTUNNEL_NODE_FLAGS, {
+      ...(o.poolIdleS ? { poolIdleS: o.poolIdleS } : {}), ...(o.heapDir ? { heapDir: o.heapDir } : {}) });
     printRound(r, o.settle);
     rounds.push(r);
   }
   console.log('\n## Summary (goals: idle ≤ 50 MB, ≤ 10 KB per idle tunnelled connection, within 10 % of idle after close)\n');
-  console.log('| connections | ztunnel | idle RSS MB | RSS per connection KB | heap in use per connection KB | after close + settle vs idle | CPU s per 1000 conns (both) | CPU s per GiB echoed (both) |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| connections | ztunnel | idle RSS MB | RSS per connection KB | heap in use per connection KB | after close + settle vs idle | pool empty vs idle | CPU s per 1000 conns (both) | CPU s per GiB echoed (both) |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rounds) {
     for (const [i, role] of [[0, 'node-a'], [1, 'node-b']] as const) {
       const s = summary(r, i);
-      console.log(`| ${r.count} | ${role} | ${f(s.idleMb)} | ${f(s.perConnKb)} | ${f(s.heapPerConnKb)} | ${s.settledVsIdle >= 0 ? '+' : ''}${f(s.settledVsIdle * 100)} % | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} |`);
+      console.log(`| ${r.count} | ${role} | ${f(s.idleMb)} | ${f(s.perConnKb)} | ${f(s.heapPerConnKb)} | ${s.settledVsIdle >= 0 ? '+' : ''}${f(s.settledVsIdle * 100)} % | ${pct(s.poolEmptyVsIdle)} | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} |`);
     }
   }
 }

@@ -43,6 +43,8 @@ interface ChildConfig {
   /** node-a: node-b's HBONE port and the server pod's port. */
   peerHbonePort: number;
   podPort: number;
+  /** The HBONE pool's idle timeout; default the ztunnel's (5 min). */
+  poolIdleTimeoutMs?: number;
 }
 
 /** What a child reports about itself. */
@@ -85,13 +87,19 @@ async function runChild(cfg: ChildConfig): Promise<void> {
     originalDst: fixedOriginalDst(cfg.role === 'node-a' ? { ip: RIG_IP.server, port: cfg.podPort } : { ip: RIG_IP.server, port: 15008 }),
     hboneDialTarget: () => ({ host: RIG_IP.nodeB, port: cfg.peerHbonePort }),
     selfAddresses: exactSelfAddresses([self]),
+    ...(cfg.poolIdleTimeoutMs ? { poolIdleTimeoutMs: cfg.poolIdleTimeoutMs } : {}),
   });
   await app.start();
   for (let i = 0; !app.status().ready; i++) {
     if (i > 600) throw new Error(`${cfg.role} not ready after 60 s: ${JSON.stringify(app.status())}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  process.on('message', (m: string) => {
+  process.on('message', (m: string | { snapshot: string }) => {
+    if (typeof m === 'object') {
+      // A full heap snapshot (it collects garbage first), for heap-diff.ts.
+      v8.writeHeapSnapshot(m.snapshot);
+      return void process.send!({ snapshot: m.snapshot });
+    }
     if (m !== 'mem') return;
     const mu = process.memoryUsage();
     const tunnels = app.tunnels().tunnels.length + app.hboneServers.reduce((n, s) => n + s.sessionCount, 0);
@@ -120,6 +128,8 @@ export interface RigNode {
   child: ChildProcess;
   pid: number;
   mem(): Promise<ChildMemory>;
+  /** Writes a V8 heap snapshot of the child to `path`. */
+  snapshot(path: string): Promise<void>;
 }
 
 export interface ZtunnelRig {
@@ -133,7 +143,7 @@ export interface ZtunnelRig {
 }
 
 /** Redis, the CA and the server pod stay in this process; the two ztunnels are children. */
-export async function startZtunnelRig(opts: { nodeArgs?: readonly string[] } = {}): Promise<ZtunnelRig> {
+export async function startZtunnelRig(opts: { nodeArgs?: readonly string[]; poolIdleTimeoutMs?: number } = {}): Promise<ZtunnelRig> {
   const cleanups: Array<() => unknown> = [];
   const stop = async () => { for (const c of cleanups.splice(0).reverse()) await c(); };
   try {
@@ -177,7 +187,8 @@ export async function startZtunnelRig(opts: { nodeArgs?: readonly string[] } = {
     const ports = async () => ({ outbound: await freePort(), inboundPlaintext: await freePort(), hbone: await freePort() });
     const portsA = await ports();
     const portsB = await ports();
-    const base = { redis: redis.url, ca: `127.0.0.1:${ca.port}`, anchors, peerHbonePort: portsB.hbone, podPort };
+    const base = { redis: redis.url, ca: `127.0.0.1:${ca.port}`, anchors, peerHbonePort: portsB.hbone, podPort,
+      ...(opts.poolIdleTimeoutMs ? { poolIdleTimeoutMs: opts.poolIdleTimeoutMs } : {}) };
     const [nodeB, nodeA] = await Promise.all([
       startNode({ ...base, role: 'node-b', joinToken: tokens.b, ports: portsB }, opts.nodeArgs ?? [], cleanups),
       startNode({ ...base, role: 'node-a', joinToken: tokens.a, ports: portsA }, opts.nodeArgs ?? [], cleanups),
@@ -206,6 +217,11 @@ async function startNode(cfg: ChildConfig, nodeArgs: readonly string[], cleanups
       const on = (m: { mem?: ChildMemory }) => { if (m.mem) { child.off('message', on); resolve(m.mem); } };
       child.on('message', on);
       child.send('mem');
+    }),
+    snapshot: (path) => new Promise((resolve) => {
+      const on = (m: { snapshot?: string }) => { if (m.snapshot === path) { child.off('message', on); resolve(); } };
+      child.on('message', on);
+      child.send({ snapshot: path });
     }),
   };
 }

@@ -53,6 +53,8 @@ export interface ZtunnelHooks extends ZtunnelPorts {
   hboneDialTarget?: HboneDialTarget;
   /** The node's own addresses: on loopback, pods live on 127.0.0.0/8 beside the node. */
   selfAddresses?: SelfAddresses;
+  /** The HBONE pool's idle timeout (default 5 min): the memory bench shortens it to see RSS once the pool is empty. */
+  poolIdleTimeoutMs?: number;
 }
 
 /**
@@ -134,7 +136,7 @@ export class ZtunnelApp implements AdminSource {
     const metrics = new ZtunnelMetrics(this.metrics);
     // Series of pods that left the registry are removed, so churn does not grow scrapes.
     this.unfollowMetrics = metrics.followState(this.state);
-    const pool = new HbonePool({ certs: this.certs, logger: log });
+    const pool = new HbonePool({ certs: this.certs, logger: log, ...(this.ports.poolIdleTimeoutMs ? { idleTimeoutMs: this.ports.poolIdleTimeoutMs } : {}) });
     this.pool = pool;
     new Gauge({
       name: 'weft_ztunnel_tunnels', help: 'Pooled HBONE connections held by this ztunnel', registers: [this.metrics],
