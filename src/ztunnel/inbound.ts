@@ -226,6 +226,25 @@ export class InboundServer {
     }
   }
 
+  /**
+   * Dials the destination pod; a reset that arrives while the dial is under way cancels
+   * it. A method of its own so that its AbortController (an EventTarget with two Maps,
+   * ~0.7 KB) dies with the dial: declared in serve(), it sat in the context that the
+   * pipe's closures keep for the connection's life (bench/heap-diff.ts).
+   */
+  private async dial(stream: http2.ServerHttp2Stream, authority: HostPort): Promise<{ sock: net.Socket } | { err: unknown; cancelled: boolean }> {
+    const cancel = new AbortController();
+    const onClose = () => cancel.abort();
+    stream.once('close', onClose);
+    try {
+      return { sock: await dialTcp(this.socketFactory, authority, this.upstreamTimeoutMs, cancel.signal) };
+    } catch (err) {
+      return { err, cancelled: cancel.signal.aborted };
+    } finally {
+      stream.off('close', onClose);
+    }
+  }
+
   /** Authorizes, dials (cancellable) and pipes one CONNECT stream; resolves once it is piped or refused. */
   private async serve(ctx: HboneStreamContext, stream: http2.ServerHttp2Stream, authority: HostPort, target: WorkloadView, src: ClientAddress): Promise<void> {
     // Rapid reset (CVE-2023-44487): a HEADERS and its RST_STREAM usually arrive in one
@@ -252,21 +271,13 @@ export class InboundServer {
       this.lifecycle.end(conn, { flag: 'DENY', reason: decision.reason });
       return;
     }
-    let upstream: net.Socket;
-    // A reset that arrives while the dial is under way cancels it.
-    const cancel = new AbortController();
-    const onClose = () => cancel.abort();
-    stream.once('close', onClose);
-    try {
-      upstream = await dialTcp(this.socketFactory, authority, this.upstreamTimeoutMs, cancel.signal);
-    } catch (err) {
-      const cancelled = cancel.signal.aborted;
+    const dialled = await this.dial(stream, authority);
+    if ('err' in dialled) {
       ctx.respond(503);
-      this.lifecycle.end(conn, { flag: cancelled ? 'DOWNSTREAM_RESET' : flagForError(err), reason: (err as Error).message });
+      this.lifecycle.end(conn, { flag: dialled.cancelled ? 'DOWNSTREAM_RESET' : flagForError(dialled.err), reason: (dialled.err as Error).message });
       return;
-    } finally {
-      stream.off('close', onClose);
     }
+    const upstream = dialled.sock;
     if (stream.closed || stream.destroyed) {
       upstream.destroy();
       this.lifecycle.end(conn, { flag: 'DOWNSTREAM_RESET', reason: 'the peer cancelled the CONNECT before the upstream answered' });
