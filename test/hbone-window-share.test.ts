@@ -36,7 +36,7 @@ t.test('the window: whole for few streams, halved until every stream fits the bu
 function share(o: Partial<WindowShareOptions> = {}) {
   const clock = new ManualClock();
   const sent: Array<{ window: number; ack: () => void }> = [];
-  const s = new WindowShare({ ...defaults, ...o }, (window, ack) => sent.push({ window, ack }), clock, 1000);
+  const s = new WindowShare({ ...defaults, ...o }, (window, ack) => { sent.push({ window, ack }); return true; }, clock, 1000);
   return { s, sent, clock };
 }
 
@@ -91,6 +91,17 @@ t.test('few SETTINGS in flight: a peer that does not acknowledge keeps the windo
   sent[1]!.ack();
   clock.advance(10_000);
   t.equal(sent.length, 5, 'stopped: nothing more');
+});
+
+t.test('a SETTINGS the session could not send changes nothing', async (t) => {
+  let accept = false;
+  const sent: number[] = [];
+  const s = new WindowShare(defaults, (window) => { if (accept) sent.push(window); return accept; }, new ManualClock(), 1000);
+  for (let i = 0; i < 8; i++) s.opened();
+  t.same([s.window, s.inForce], [4 * MiB, 4 * MiB], 'not sent: neither advertised nor in flight');
+  accept = true;
+  s.opened();
+  t.same(sent, [1 * MiB], 'the next change sends the whole drop');
 });
 
 t.test('stall reservations take the window in force and shrink when it drops', async (t) => {

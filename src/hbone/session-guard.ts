@@ -41,7 +41,15 @@ export class SessionGuard {
       // write queue: up to the high-water mark each.
       overhead: 2 * tuning.pipeHighWaterMark,
     }, (initialWindowSize, onAck) => {
-      if (!session.destroyed) session.settings({ initialWindowSize }, (err) => { if (!err) onAck(); });
+      if (session.destroyed || session.closed) return false;
+      try {
+        session.settings({ initialWindowSize }, (err) => { if (!err) onAck(); });
+        return true;
+      } catch {
+        // Node refuses SETTINGS on a session it is tearing down (or with too many
+        // unacknowledged): called from a stream's 'close', a throw would be uncaught.
+        return false;
+      }
     });
     this.pings = new TokenBucket(perInterval(limits.pingsPer10s, 10_000));
     this.settings = new TokenBucket(perInterval(limits.settingsPer10s, 10_000));

@@ -52,8 +52,11 @@ export interface Refittable {
   refit(): void;
 }
 
-/** Sends SETTINGS_INITIAL_WINDOW_SIZE = `window`; `onAck` runs when the peer acknowledges it. */
-export type SendWindow = (window: number, onAck: () => void) => void;
+/**
+ * Sends SETTINGS_INITIAL_WINDOW_SIZE = `window`; `onAck` runs when the peer
+ * acknowledges it. False when nothing was sent (the session is closing).
+ */
+export type SendWindow = (window: number, onAck: () => void) => boolean;
 
 export class WindowShare {
   private streams = 0;
@@ -147,9 +150,9 @@ export class WindowShare {
     // Too many SETTINGS unacknowledged: the peer is slow or not answering. Sending more
     // changes nothing it must honour (inForce stays where it is); the next ACK retries.
     if (this.unacked.length >= this.maxUnacked) return;
+    if (!this.send(window, () => this.onAck())) return;
     this.advertised = window;
     this.unacked.push(window);
-    this.send(window, () => this.onAck());
   }
 
   private onAck(): void {
