@@ -134,3 +134,33 @@ t.test('stall reservations take the window in force and shrink when it drops', a
   s.closed();
   t.equal(budget.used, 0, 'released reservations are forgotten by the share');
 });
+
+t.test('a raise grows the stalled streams\' reservations first, and waits while the budget cannot cover it', async (t) => {
+  const { s, sent, clock } = share();
+  const budget = new ByteBudget(defaults.budget);
+  const hwm = DEFAULT_HBONE_TUNING.pipeHighWaterMark;
+  const reserve = () => {
+    const r: StallReservation = new StallReservation(budget, { received: () => s.inForce + hwm, sent: hwm }, () => s.forget(r));
+    s.hold(r);
+    return r;
+  };
+  for (let i = 0; i < 8; i++) s.opened();
+  sent.forEach((x) => x.ack());
+  const stalled = Array.from({ length: 3 }, () => reserve());
+  for (const r of stalled) t.ok(r.stall('received', true));
+  t.equal(budget.used, 3 * (1 * MiB + hwm));
+  // Something else on the node holds most of the connection's budget.
+  t.ok(budget.tryTake(defaults.budget - 3 * (1 * MiB + hwm) - 2 * MiB));
+  for (let i = 0; i < 5; i++) s.closed();
+  const before = sent.length;
+  clock.advance(1000);
+  t.equal(sent.length, before, 'no raise: three stalled streams cannot grow by 3 MiB each');
+  t.equal(s.inForce, 1 * MiB);
+  t.equal(budget.used, defaults.budget - 2 * MiB, 'nothing taken by the failed attempt');
+  budget.give(defaults.budget - 3 * (1 * MiB + hwm) - 2 * MiB);
+  clock.advance(1000);
+  t.same(sent.slice(before).map((x) => x.window), [4 * MiB], 'raised once there is room');
+  t.equal(budget.used, 3 * (4 * MiB + hwm), 'the stalled streams now hold the raised window');
+  for (const r of stalled) r.release();
+  t.equal(budget.used, 0);
+});

@@ -159,8 +159,9 @@ export type StallSize = Record<'received' | 'sent', number | (() => number)>;
  * The budget hook of one piped stream (PipeOptions.stall): a direction about to
  * pause reserves what it may still park (`reserve[direction]`), and gives it back when
  * it resumes or the pipe ends. A refused reservation means: reset instead of parking.
- * `refit` shrinks what is held to what the directions may park now (the session's
- * shared window dropped, window-share.ts); it never takes more.
+ * `refit` brings what is held to what the directions may park now: less when the
+ * session's shared window dropped (window-share.ts), more when it grew, which fails,
+ * holding what it held, when the budget has no room.
  */
 export class StallReservation {
   private readonly held: Record<'received' | 'sent', number> = { received: 0, sent: 0 };
@@ -185,13 +186,19 @@ export class StallReservation {
     return true;
   };
 
-  refit(): void {
+  refit(): boolean {
+    let ok = true;
     for (const direction of ['received', 'sent'] as const) {
-      const excess = this.held[direction] - this.size(direction);
-      if (this.held[direction] === 0 || excess <= 0) continue;
-      this.budget.give(excess);
-      this.held[direction] -= excess;
+      if (this.held[direction] === 0) continue;
+      const delta = this.size(direction) - this.held[direction];
+      if (delta < 0) this.budget.give(-delta);
+      else if (delta > 0 && !this.budget.tryTake(delta)) {
+        ok = false;
+        continue;
+      }
+      this.held[direction] += delta;
     }
+    return ok;
   }
 
   release(): void {

@@ -17,7 +17,9 @@
  * Lowering is sent at once; raising waits `raiseDelayMs` so streams that come and go
  * cost at most a SETTINGS frame or two a second (the peer counts SETTINGS floods).
  * The peer may use a lowered window's old value until it acknowledges the SETTINGS,
- * so `inForce`, what a stall reservation must cover, drops only on the ACK.
+ * so `inForce`, what a stall reservation must cover, drops only on the ACK; a raise is
+ * in force at once, so the streams stalled at that moment grow their reservations
+ * first, and the raise waits while the budget cannot cover that.
  */
 import { realClock, type Clock } from '../lib/clock';
 
@@ -47,9 +49,9 @@ export function sharedWindow(streams: number, o: WindowShareOptions): number {
   return Math.max(w, floor);
 }
 
-/** Something holding budget sized by the window in force, shrunk when it drops. */
+/** Something holding budget sized by the window in force: refit to it when it changes; false when it could not grow. */
 export interface Refittable {
-  refit(): void;
+  refit(): boolean;
 }
 
 /**
@@ -133,7 +135,7 @@ export class WindowShare {
         this.raiseTimer = undefined;
         if (this.stopped) return;
         const now = sharedWindow(this.streams, this.o);
-        if (now > this.advertised) this.advertise(now);
+        if (now > this.advertised) this.raise(now);
       }, this.raiseDelayMs);
     } else {
       this.cancelRaise();
@@ -144,6 +146,30 @@ export class WindowShare {
     if (this.raiseTimer === undefined) return;
     this.clock.clearTimeout(this.raiseTimer);
     this.raiseTimer = undefined;
+  }
+
+  /** A raise, once the stalled streams' reservations have grown to it; else tried again later. */
+  private raise(window: number): void {
+    if (this.unacked.length >= this.maxUnacked) return;
+    this.unacked.push(window);
+    const grown: Refittable[] = [];
+    let fits = true;
+    for (const h of this.holders) {
+      if (!h.refit()) {
+        fits = false;
+        break;
+      }
+      grown.push(h);
+    }
+    this.unacked.pop();
+    if (!fits) {
+      for (const h of grown) h.refit();
+      this.update();
+      return;
+    }
+    this.advertise(window);
+    // Not sent after all (the session is closing): give back what was grown.
+    if (this.advertised !== window) for (const h of grown) h.refit();
   }
 
   private advertise(window: number): void {
