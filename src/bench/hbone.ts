@@ -22,58 +22,38 @@
  * 64 KiB default windows cost ~30 %; batching socket writes per loop turn (src/hbone/pipe.ts)
  * was the largest single gain; frame size, bigger windows and GC flags were noise.
  *
+ * `--same-node` adds one ztunnel process tunnelling to its own inbound (what a connection
+ * between two pods of one node costs today) and a plain in-process relay (the floor of a
+ * same-node path that skipped the HBONE hop); `--hops` traces the latency phase's
+ * syscalls with perf and prints where a round trip's time goes, hop by hop (hops.ts).
+ *
  *   npx tsc -p . && node dist/bench/hbone.js [--seconds 5] [--rate 1000] [--repeat 3]
  *       [--variants [--filter text]] [--weft-only] [--no-latency | --latency-only]
- *       [--baseline <other build's dist dir>] [--help]
+ *       [--baseline <other build's dist dir>] [--same-node] [--hops] [--help]
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
+import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
-import { EventEmitter } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import pino from 'pino';
 import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import { cpuSeconds } from '../faults/observe';
-import { MeshState } from '../registry/state';
-import { ConnectionRegistry } from '../ztunnel/connections';
-import type { CertSource, WorkloadCert } from '../hbone/contracts';
 import type { HboneTuning } from '../hbone/settings';
-import { InboundServer } from '../ztunnel/inbound';
-import { OutboundProxy } from '../ztunnel/outbound';
-import { HbonePool } from '../hbone/pool';
-import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
-import { ambientNamespace, nodeRecord, workloadRecord } from '../ztunnel/testing/records';
-import { exactSelfAddresses, loopGuard } from '../ztunnel/loop-guard';
+import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
 import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 import { median, percentile } from './stats';
+import { CLIENT_ID, CLIENT_POD, NODE_A, NODE_B, runChild, SERVER_ID, SERVER_POD, TD, type Certs, type ChildConfig } from './hbone-node';
+import { canTraceHops, gapNames, hopReport, matchRoundTrips, parseEvents, printHopReport, recordHops, roundTripSteps } from './hops';
 
-const NODE_A = '127.0.0.2';
-const NODE_B = '127.0.0.3';
-const CLIENT_POD = '127.0.1.1';
-const SERVER_POD = '127.0.2.1';
-const TD = 'cluster.local';
-const CLIENT_ID = `spiffe://${TD}/ns/bench/sa/client`;
-const SERVER_ID = `spiffe://${TD}/ns/bench/sa/server`;
 const MiB = 1024 * 1024;
 
-type Certs = Record<string, { keyPem: string; chain: string[] }>;
-interface ChildConfig {
-  role: 'node-a' | 'node-b';
-  tuning: Partial<HboneTuning>;
-  certs: Certs;
-  roots: string;
-  /** node-a: one outbound listener per destination; node-b: unused. */
-  routes: Array<{ ip: string; port: number }>;
-  inboundPort: number;
-}
-
-const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: string[] }> = [
+/** `nice`: the proxies' scheduling priority (setpriority; negative needs root), to see how much of the tail is waiting for a CPU. */
+const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: string[]; nice?: number }> = [
   { name: 'weft default (4/16 MiB windows, 1 MiB frames, 1 MiB pipe hwm)', tuning: {} },
   { name: 'weft, Node default windows (64 KiB)', tuning: { streamWindow: 65_535, connectionWindow: 65_535 } },
   { name: 'weft, 16 KiB frames', tuning: { maxFrameSize: 16_384 } },
@@ -82,54 +62,9 @@ const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: s
   { name: 'weft, 16/64 MiB windows', tuning: { streamWindow: 16 * MiB, connectionWindow: 64 * MiB } },
   { name: 'weft, --max-semi-space-size=32', tuning: {}, nodeArgs: ['--max-semi-space-size=32'] },
   { name: 'weft, --max-semi-space-size=1', tuning: {}, nodeArgs: ['--max-semi-space-size=1'] },
+  { name: `weft, ${ZTUNNEL_NODE_FLAGS.join(' ')} (the ztunnel's own flags)`, tuning: {}, nodeArgs: [...ZTUNNEL_NODE_FLAGS] },
+  { name: 'weft, proxies at nice -10', tuning: {}, nice: -10 },
 ];
-
-// ---------- child: one ztunnel "node" ----------
-
-class StaticCerts extends EventEmitter implements CertSource {
-  constructor(private readonly certs: Map<string, WorkloadCert>, readonly rootsPem: string) { super(); }
-  current(id: string): WorkloadCert | undefined { return this.certs.get(id); }
-  async get(id: string): Promise<WorkloadCert> {
-    const c = this.certs.get(id);
-    if (!c) throw new Error(`no cert for ${id}`);
-    return c;
-  }
-}
-
-async function runChild(cfg: ChildConfig): Promise<number[]> {
-  const logger = pino({ level: 'warn' });
-  const state = new MeshState({ trustDomain: TD });
-  state.replaceAll({
-    node: [nodeRecord('node-a', NODE_A), nodeRecord('node-b', NODE_B)],
-    namespace: [ambientNamespace('bench')],
-    workload: [
-      workloadRecord({ name: 'client', namespace: 'bench', node: 'node-a', ip: CLIENT_POD }),
-      workloadRecord({ name: 'server', namespace: 'bench', node: 'node-b', ip: SERVER_POD }),
-    ],
-    service: [], policy: [], peerauth: [],
-  }, 1);
-  const certs = new StaticCerts(new Map(Object.entries(cfg.certs).map(([id, c]) => {
-    const x = new X509Certificate(c.chain[0]!);
-    return [id, { identity: id, keyPem: c.keyPem, certChainPem: c.chain, notBefore: new Date(x.validFrom), notAfter: new Date(x.validTo), serial: x.serialNumber }];
-  })), cfg.roots);
-  const connections = new ConnectionRegistry();
-  if (cfg.role === 'node-b') {
-    const inbound = new InboundServer({ state, certs, logger, connections, nodeName: 'node-b', tuning: cfg.tuning,
-      originalDst: fixedOriginalDst({ ip: SERVER_POD, port: 15008 }),
-      // Every bench address is on loopback, so "an address of this node" must mean NODE_B only.
-      loopGuard: loopGuard(exactSelfAddresses([NODE_B])) });
-    return [(await inbound.listen(NODE_B, 0)).port];
-  }
-  const pool = new HbonePool({ certs, logger, tuning: cfg.tuning });
-  const ports: number[] = [];
-  for (const dst of cfg.routes) {
-    const out = new OutboundProxy({ state, pool, logger, connections, nodeName: 'node-a', originalDst: fixedOriginalDst(dst),
-      hboneDialTarget: () => ({ host: NODE_B, port: cfg.inboundPort }), pipeHighWaterMark: cfg.tuning.pipeHighWaterMark,
-      loopGuard: loopGuard(exactSelfAddresses([NODE_A])) });
-    ports.push((await out.listen(NODE_A, 0)).port);
-  }
-  return ports;
-}
 
 if (process.argv[2] === '--child') {
   process.once('message', (cfg: ChildConfig) => {
@@ -151,11 +86,18 @@ if (process.argv[2] === '--child') {
 const children: ChildProcess[] = [];
 
 /** `script`: another build's dist/bench/hbone.js (--baseline), or this one. */
-function startChild(cfg: ChildConfig, nodeArgs: string[] = [], script = __filename): Promise<number[]> {
+function startChild(cfg: ChildConfig, nodeArgs: string[] = [], script = __filename, nice?: number): Promise<number[]> {
   // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the proxy processes.
   const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
   const child = fork(script, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(child);
+  if (nice !== undefined) {
+    try {
+      setPriority(child.pid!, nice);
+    } catch (err) {
+      console.error(`cannot set the proxies' priority to ${nice} (a negative one needs root): ${(err as Error).message}; the row runs at the default`);
+    }
+  }
   return new Promise((resolve, reject) => {
     child.once('message', (m: { ports: number[] }) => resolve(m.ports));
     child.once('exit', (code) => reject(new Error(`${cfg.role} exited with ${code}`)));
@@ -294,8 +236,11 @@ function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-/** `pids`: the proxy processes, source node's first. */
-interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[] }
+/**
+ * `pids`: the proxy processes, source node's first. `hopPath`: the processes a request
+ * passes, in order (--hops); default `pids`.
+ */
+interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[]; hopPath?: number[] }
 interface Setup { name: string; start(): Promise<Running> }
 /** CPU figures are per proxy process, source node's first; NaN where not measured. */
 interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k: number[] }
@@ -313,6 +258,8 @@ const specs = {
   weftOnly: { flag: 'weft-only', boolean: true, default: false, description: 'no HAProxy pair', parse: parse.bool() },
   noLatency: { flag: 'no-latency', boolean: true, default: false, description: 'skip the paced latency phase', parse: parse.bool() },
   latencyOnly: { flag: 'latency-only', boolean: true, default: false, description: 'skip the iperf3 phase', parse: parse.bool() },
+  sameNode: { flag: 'same-node', boolean: true, default: false, description: 'also the same-node path (outbound and inbound in one process, HBONE to itself) and a plain in-process relay (no TLS, no HTTP/2)', parse: parse.bool() },
+  hops: { flag: 'hops', boolean: true, default: false, description: 'trace the latency phase\'s syscalls with perf (root) and print where each round trip\'s time goes, hop by hop', parse: parse.bool() },
 };
 
 async function main(): Promise<void> {
@@ -334,18 +281,28 @@ async function main(): Promise<void> {
     await waitListening(SERVER_POD, iperfPort);
     const { certs, roots } = await issue();
     const routes = [{ ip: SERVER_POD, port: iperfPort }, { ip: SERVER_POD, port: echoPort }];
-    const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[], script?: string): Setup => ({
+    const weft = (name: string, tuning: Partial<HboneTuning>, nodeArgs?: string[], script?: string, nice?: number): Setup => ({
       name,
       async start() {
-        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 }, nodeArgs, script);
-        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes }, nodeArgs, script);
+        const [inboundPort] = await startChild({ role: 'node-b', tuning, certs, roots, routes: [], inboundPort: 0 }, nodeArgs, script, nice);
+        const [tputPort, latPort] = await startChild({ role: 'node-a', tuning, certs, roots, inboundPort: inboundPort!, routes }, nodeArgs, script, nice);
         return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: children.map((c) => c.pid!).reverse() };
+      },
+    });
+    // --same-node: one process for both ends (it passes it twice), or a plain relay (once).
+    const single = (name: string, role: 'same-node' | 'relay'): Setup => ({
+      name,
+      async start() {
+        const [tputPort, latPort] = await startChild({ role, tuning: {}, certs, roots, inboundPort: 0, routes });
+        const pid = children[children.length - 1]!.pid!;
+        return { tputPort: tputPort!, latPort: latPort!, host: NODE_A, bind: CLIENT_POD, pids: [pid], hopPath: role === 'same-node' ? [pid, pid] : [pid] };
       },
     });
     const setups: Setup[] = [
       { name: 'direct TCP', start: async () => ({ tputPort: iperfPort, latPort: echoPort, host: SERVER_POD, pids: [] }) },
       ...(o.variants ? VARIANTS.filter((v, i) => i === 0 || !filter || v.name.includes(filter)) : VARIANTS.slice(0, 1))
-        .map((v) => weft(v.name, v.tuning, v.nodeArgs)),
+        .map((v) => weft(v.name, v.tuning, v.nodeArgs, undefined, v.nice)),
+      ...(o.sameNode ? [single('weft same-node (one ztunnel, HBONE/mTLS to itself)', 'same-node'), single('plain relay in one process (Pipe, no TLS, no HTTP/2)', 'relay')] : []),
     ];
     // --baseline <dist dir>: the same setup run from another build (e.g. main's, built
     // into a directory of its own), interleaved, for before/after ratios in one run.
@@ -361,6 +318,8 @@ async function main(): Promise<void> {
       });
     }
     const samples = new Map<string, Sample[]>(setups.map((s) => [s.name, []]));
+    const hops = o.hops && !o.noLatency && canTraceHops() ? new Map<string, number[][]>(setups.map((s) => [s.name, []])) : undefined;
+    if (o.hops && !hops) console.error('--hops: perf cannot trace syscalls here (needs perf and root, or --no-latency was given); no hop table');
     // Interleaved repetitions: drift of a shared machine hits every setup alike.
     for (let r = 0; r < repeat; r++) {
       for (const setup of setups) {
@@ -378,8 +337,16 @@ async function main(): Promise<void> {
         }
         const gib = (gbps * 1e9 * seconds) / 8 / 2 ** 30;
         const none: FixedRate = { lat: { p50: NaN, p90: NaN, p99: NaN, p999: NaN, n: 0 }, cpu: run.pids.map(() => NaN), achieved: NaN, elapsed: NaN };
+        // --hops: the trace starts after the warm-up and ends before the paced phase does.
+        const traced = hops && seconds >= 2
+          ? new Promise<void>((r) => setTimeout(r, 700)).then(() => recordHops([process.pid, ...run.pids], Math.min(3, seconds - 1.2), dir))
+          : undefined;
         const fixed = o.noLatency ? none
           : await latency(run.host, run.latPort, rate, seconds, run.pids, run.bind).catch((err: Error) => { console.error(err.message); return none; });
+        if (traced && hops) {
+          const steps = roundTripSteps(process.pid, run.hopPath ?? run.pids);
+          hops.get(setup.name)!.push(...matchRoundTrips(parseEvents(await traced, new Set([process.pid, ...run.pids])), steps));
+        }
         samples.get(setup.name)!.push({
           gbps,
           cpuMsPerGiB: cpu.map((c) => (c * 1000) / gib),
@@ -392,6 +359,14 @@ async function main(): Promise<void> {
       }
     }
     report(setups.map((s) => s.name), samples, { seconds, rate, repeat });
+    if (hops) {
+      console.log(`\nHops (--hops): syscall timestamps of the bench process (client and echo) and the proxies, ${Math.min(3, seconds - 1.2)} s of each paced phase, all rounds pooled.`);
+      for (const [i, s] of setups.entries()) {
+        const labels = s.name.startsWith('direct') ? [] : s.name.includes('same-node') ? ['ztunnel out', 'ztunnel in'] : s.name.startsWith('plain relay') ? ['relay'] : ['source', 'dest'];
+        const trips = hops.get(s.name)!;
+        if (trips.length) printHopReport(setups[i]!.name, hopReport(trips, gapNames(labels)));
+      }
+    }
   } finally {
     echo?.close();
     stopAll();
