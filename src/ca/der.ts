@@ -75,13 +75,31 @@ export function keyIdentifier(spki: Asn1): string {
 }
 
 /** SIGNED{ToBeSigned} (X.509 and PKCS#10 alike): SEQUENCE { body, algorithm, BIT STRING signature }. */
-function signed(body: Asn1, key: KeyObject): Buffer {
-  const signature = cryptoSign('sha256', toDer(body), key);
+function signedWith(body: Asn1, key: KeyObject, signature: Buffer): Buffer {
   return toDer(asn1.create(U, T.SEQUENCE, true, [
     body,
     signatureAlgorithm(key),
     asn1.create(U, T.BITSTRING, false, `\0${signature.toString('binary')}`),
   ]));
+}
+
+function signed(body: Asn1, key: KeyObject): Buffer {
+  return signedWith(body, key, cryptoSign('sha256', toDer(body), key));
+}
+
+/**
+ * `crypto.sign` with a callback: OpenSSL signs in libuv's threadpool, so the event
+ * loop parses and answers other requests meanwhile and a second core can sign. An
+ * error thrown before the job starts (an unusable key) rejects like one reported by it.
+ */
+export function signInPool(data: Buffer, key: KeyObject): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    try {
+      cryptoSign('sha256', data, key, (err, signature) => (err ? reject(err) : resolve(signature)));
+    } catch (err) {
+      reject(err);
+    }
+  });
 }
 
 /** forge's name and extension encoders, fed through a throwaway certificate (the only way to fill in their OIDs). */
@@ -115,8 +133,18 @@ export interface CertificateFields {
 
 /** A v3 certificate signed by `signer` with SHA-256; DER. */
 export function certificateDer(f: CertificateFields, signer: KeyObject): Buffer {
+  return signed(tbsCertificate(f, signer), signer);
+}
+
+/** The same, signed in the threadpool (signInPool). */
+export async function certificateDerInPool(f: CertificateFields, signer: KeyObject): Promise<Buffer> {
+  const tbs = tbsCertificate(f, signer);
+  return signedWith(tbs, signer, await signInPool(toDer(tbs), signer));
+}
+
+function tbsCertificate(f: CertificateFields, signer: KeyObject): Asn1 {
   const { name, extensions } = encoded(f.subject, f.extensions);
-  const tbs = asn1.create(U, T.SEQUENCE, true, [
+  return asn1.create(U, T.SEQUENCE, true, [
     asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [asn1.create(U, T.INTEGER, false, asn1.integerToDer(2).getBytes())]),
     asn1.create(U, T.INTEGER, false, forge.util.hexToBytes(f.serialHex)),
     signatureAlgorithm(signer),
@@ -126,7 +154,6 @@ export function certificateDer(f: CertificateFields, signer: KeyObject): Buffer 
     f.spki,
     extensions,
   ]);
-  return signed(tbs, signer);
 }
 
 /**

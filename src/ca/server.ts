@@ -159,7 +159,7 @@ export class CaServer {
       const decision = authorizeRequest(node, requested, this.opts.trustDomain, this.opts.authorizer);
       const forNode = decision.node !== undefined;
       const ttlMs = this.lifetime(Number(call.request.validityDuration ?? 0), forNode);
-      const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
+      const chain = await this.opts.issuer.issue(call.request.csr ?? '', {
         identity: decision.identity, ttlMs,
         ...(forNode ? { commonName: decision.node, serverAuth: false } : {}),
       });
@@ -179,7 +179,7 @@ export class CaServer {
     const granted = await verifyIdentityCredential(token, { identityTokens: this.opts.identityTokens, waypointTokens: this.opts.waypointTokens });
     const identity = ownIdentityFor(granted, call.request, this.opts.trustDomain);
     const ttlMs = this.lifetime(Number(call.request.validityDuration ?? 0), false);
-    const chain = this.opts.issuer.signCsr(call.request.csr ?? '', { identity, ttlMs });
+    const chain = await this.opts.issuer.issue(call.request.csr ?? '', { identity, ttlMs });
     this.succeed('CreateCertificate', started, { identity, ttlMs, via: granted.via, ...(granted.pod ? { pod: granted.pod } : {}) });
     return chain;
   }
@@ -211,7 +211,7 @@ export class CaServer {
         await this.opts.joinTokens.verify(node, token);
       }
       const identity = nodeIdentity(this.opts.trustDomain);
-      const chain = this.opts.issuer.signCsr(call.request.csr ?? '', {
+      const chain = await this.opts.issuer.issue(call.request.csr ?? '', {
         identity, ttlMs: this.opts.nodeCertTtlMs, commonName: node, serverAuth: false,
       });
       this.succeed('Join', started, { node, identity, ttlMs: this.opts.nodeCertTtlMs, via, ...(pod ? { pod: `${pod.namespace}/${pod.pod}` } : {}) });

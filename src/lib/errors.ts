@@ -20,6 +20,7 @@ export const ERROR_CATALOGUE = {
   WEFT_CA_ROOT_MISSING: 'The CA root is not where the CA was told to find it, and the CA was not asked to generate one.',
   WEFT_CA_CSR_INVALID: 'A certificate signing request is malformed or its signature is bad.',
   WEFT_CA_CSR_KEY_WEAK: 'A certificate signing request carries a key type or size the CA does not issue for.',
+  WEFT_CA_SIGN_FAILED: 'The CA could not sign a certificate with its root key.',
   WEFT_CA_RATE_LIMITED: 'A caller (or all callers together) sent the CA more requests than its rate limits allow.',
   WEFT_CA_JOIN_TOKEN_DISABLED: 'A node tried to join with a Redis join token, but the CA admits nodes by ServiceAccount token only.',
   WEFT_CA_UNAUTHENTICATED: 'A CA caller presented no valid node client certificate.',

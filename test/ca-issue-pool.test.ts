@@ -1,0 +1,94 @@
+import t from 'tap';
+import { X509Certificate, createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyAndCsr, generateRootCa, Issuer, poolSlots, type KeyType, type SignOptions } from '../src/ca/issuer';
+import { signInPool } from '../src/ca/der';
+import { STATUS_FOR } from '../src/ca/refusals';
+import { isWeftError } from '../src/lib/errors';
+import { opensslCsr } from './helpers/openssl-csr';
+
+/**
+ * Issuer.issue(): signCsr with the CSR check and the root's signature in libuv's
+ * threadpool (what the CA's gRPC server calls). Same certificates, same refusals.
+ */
+
+const TD = 'cluster.local';
+const ID = (i: number) => `spiffe://${TD}/ns/demo/sa/sa-${i}`;
+
+function tamper(csrPem: string, fromEnd: number): string {
+  const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  der[der.length - fromEnd] ^= 0xff;
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+}
+
+/** The error code a call ends with, thrown or rejected; 'ok' when it issued. */
+async function outcome(f: () => unknown): Promise<string> {
+  try {
+    await f();
+    return 'ok';
+  } catch (err) {
+    return isWeftError(err) ? err.code : `not a WeftError: ${String(err)}`;
+  }
+}
+
+for (const rootType of ['rsa', 'ec'] as const) {
+  t.test(`concurrent issue() with a ${rootType} root: valid, distinct leaves, each for its own key and identity, chained to the root`, async (t) => {
+    const issuer = new Issuer(await generateRootCa({ trustDomain: TD, keyType: rootType }), { trustDomain: TD });
+    const rootX = new X509Certificate(issuer.rootPem);
+    const types: KeyType[] = ['ec', 'ec', 'ec', 'rsa'];
+    const keys = await Promise.all(Array.from({ length: 24 }, (_, i) => generateKeyAndCsr({ keyType: types[i % types.length] })));
+    const started = process.hrtime.bigint();
+    const chains = await Promise.all(keys.map((k, i) => issuer.issue(k.csrPem, { identity: ID(i), ttlMs: 3600e3 })));
+    t.comment(`${chains.length} certificates issued concurrently in ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(1)} ms`);
+    const serials = new Set<string>();
+    chains.forEach((chain, i) => {
+      t.equal(chain[1], issuer.rootPem, 'root last');
+      const leaf = new X509Certificate(chain[0]!);
+      t.ok(leaf.verify(rootX.publicKey) && leaf.checkIssued(rootX), `leaf ${i} signed by the root`);
+      t.ok(leaf.checkPrivateKey(createPrivateKey(keys[i]!.keyPem)), `leaf ${i} certifies its own CSR's key`);
+      t.equal(leaf.subjectAltName, `URI:${ID(i)}`, `leaf ${i} names its own identity`);
+      serials.add(leaf.serialNumber);
+    });
+    t.equal(serials.size, chains.length, 'every serial distinct');
+  });
+}
+
+t.test('issue() refuses exactly what signCsr refuses, with the same codes', async (t) => {
+  const issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
+  const ec = await generateKeyAndCsr();
+  const rsa = await generateKeyAndCsr({ keyType: 'rsa' });
+  const cases: Array<[string, string, Partial<SignOptions>, string]> = [
+    ['an ECDSA CSR', ec.csrPem, {}, 'ok'],
+    ['an RSA CSR', rsa.csrPem, {}, 'ok'],
+    ['garbage', 'not a csr', {}, 'WEFT_CA_CSR_INVALID'],
+    ['a tampered ECDSA signature (checked in the pool)', tamper(ec.csrPem, 5), {}, 'WEFT_CA_CSR_INVALID'],
+    ['a tampered RSA signature (checked in the pool)', tamper(rsa.csrPem, 1), {}, 'WEFT_CA_CSR_INVALID'],
+    ['an ECDSA P-384 key', opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']), {}, 'WEFT_CA_CSR_KEY_WEAK'],
+    ['another trust domain', ec.csrPem, { identity: 'spiffe://other.domain/ns/a/sa/b' }, 'WEFT_CA_PERMISSION_DENIED'],
+    ['a zero lifetime', ec.csrPem, { ttlMs: 0 }, 'WEFT_CA_TTL_INVALID'],
+  ];
+  for (const [name, csr, over, code] of cases) {
+    const opts = { identity: ID(0), ttlMs: 60e3, ...over };
+    t.equal(await outcome(() => issuer.signCsr(csr, opts)), code, `signCsr: ${name}`);
+    t.equal(await outcome(() => issuer.issue(csr, opts)), code, `issue: ${name}`);
+  }
+});
+
+t.test('a root key that cannot sign in the pool fails closed with WEFT_CA_SIGN_FAILED, answered as INTERNAL', async (t) => {
+  const issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
+  const { csrPem } = await generateKeyAndCsr();
+  // An X25519 key cannot make signatures: the fault an unusable root key would cause.
+  // Swapped in behind loadRootCa's checks, which would refuse it up front.
+  (issuer as unknown as { rootKey: KeyObject }).rootKey = generateKeyPairSync('x25519').privateKey;
+  await t.rejects(issuer.issue(csrPem, { identity: ID(0), ttlMs: 60e3 }),
+    { code: 'WEFT_CA_SIGN_FAILED', message: /could not sign the certificate with its root key \(.+\); check the root key/ });
+  t.notOk(STATUS_FOR.WEFT_CA_SIGN_FAILED, 'not a refusal of the caller: the server answers INTERNAL and logs the cause');
+  await t.rejects(signInPool(Buffer.from('x'), generateKeyPairSync('x25519').privateKey), 'signInPool rejects, never throws');
+});
+
+t.test('pool slots: one per core, never all of the threadpool', async (t) => {
+  t.equal(poolSlots(2, 4), 2, '2 cores, default threadpool');
+  t.equal(poolSlots(16, 4), 3, 'many cores: one thread left for file reads and DNS');
+  t.equal(poolSlots(1, 4), 1);
+  t.equal(poolSlots(8, 1), 1, 'a threadpool of one thread still signs');
+  t.equal(poolSlots(8, 16), 8);
+});
