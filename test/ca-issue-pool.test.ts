@@ -20,6 +20,14 @@ function tamper(csrPem: string, fromEnd: number): string {
   return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
+/** The CSR with its P-256 point moved off the curve (last octet of y changed). */
+function offCurve(csrPem: string): string {
+  const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const at = der.indexOf(Buffer.from([0x03, 0x42, 0x00, 0x04])); // BIT STRING of 66 octets: 0, then the uncompressed point
+  der[at + 4 + 63] ^= 0x01;
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+}
+
 /** The error code a call ends with, thrown or rejected; 'ok' when it issued. */
 async function outcome(f: () => unknown): Promise<string> {
   try {
@@ -62,10 +70,14 @@ t.test('issue() refuses exactly what signCsr refuses, with the same codes', asyn
     ['garbage', 'not a csr', {}, 'WEFT_CA_CSR_INVALID'],
     ['a tampered ECDSA signature (checked in the pool)', tamper(ec.csrPem, 5), {}, 'WEFT_CA_CSR_INVALID'],
     ['a tampered RSA signature (checked in the pool)', tamper(rsa.csrPem, 1), {}, 'WEFT_CA_CSR_INVALID'],
+    ['an ECDSA point off the curve', offCurve(ec.csrPem), {}, 'WEFT_CA_CSR_INVALID'],
+    ['a P-256 CSR made by openssl', opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']), {}, 'ok'],
     ['an ECDSA P-384 key', opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']), {}, 'WEFT_CA_CSR_KEY_WEAK'],
     ['another trust domain', ec.csrPem, { identity: 'spiffe://other.domain/ns/a/sa/b' }, 'WEFT_CA_PERMISSION_DENIED'],
     ['a zero lifetime', ec.csrPem, { ttlMs: 0 }, 'WEFT_CA_TTL_INVALID'],
   ];
+  // Refused by the key import (the point is checked), before any signature check.
+  t.throws(() => issuer.signCsr(offCurve(ec.csrPem), { identity: ID(0), ttlMs: 60e3 }), { code: 'WEFT_CA_CSR_INVALID', message: /cannot be parsed/ });
   for (const [name, csr, over, code] of cases) {
     const opts = { identity: ID(0), ttlMs: 60e3, ...over };
     t.equal(await outcome(() => issuer.signCsr(csr, opts)), code, `signCsr: ${name}`);

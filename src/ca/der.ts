@@ -48,7 +48,7 @@ export function toDer(node: Asn1): Buffer {
   return Buffer.from(asn1.toDer(node).getBytes(), 'binary');
 }
 
-const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
+export const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
 export const PRIME256V1 = '1.2.840.10045.3.1.7';
 
 /**

