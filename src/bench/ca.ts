@@ -1,5 +1,5 @@
 /**
- * CA throughput: `npx tsc -p . && node dist/bench/ca.js [--rounds R] [--count N] [--e2e-count N] [--rsa-count N] [--json]`.
+ * CA throughput: `npx tsc -p . && node dist/bench/ca.js [--rounds R] [--count N] [--e2e-count N] [--rsa-count N] [--baseline DIR] [--json]`.
  *
  * The CA runs in child processes (their own core and event loop, as in a real mesh)
  * with a 1,000-workload registry, one with an RSA-2048 root and one with an ECDSA P-256
@@ -10,8 +10,13 @@
  *   issue:  CreateCertificate over gRPC/mutual TLS with CSRs made up front (the CA);
  *   e2e:    key generation + CSR + CreateCertificate per certificate (what a node sees);
  *   tls:    loopback mutual-TLS handshakes with each kind of certificate.
+ * `--baseline DIR` (another built checkout, e.g. a worktree of main) also starts that
+ * build's CA (RSA root) and runs the issue and e2e phases with ECDSA keys against it in
+ * the same rounds, order alternating, for a before/after ratio from one run.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadavg as osLoadavg } from 'node:os';
 import { Registry } from 'prom-client';
 import { CaClient } from '../ca/client';
@@ -40,6 +45,7 @@ const specs = {
   handshakes: { flag: 'handshakes', default: 300, description: 'TLS handshakes per round and certificate kind', parse: parse.int({ min: 1 }) },
   concurrency: { flag: 'concurrency', default: 16, description: 'requests in flight', parse: parse.int({ min: 1, max: 1024 }) },
   csrs: { flag: 'csrs', default: 64, description: 'distinct CSRs prepared up front per key type (reused round-robin)', parse: parse.int({ min: 1 }) },
+  baseline: { flag: 'baseline', default: '', description: 'a built checkout whose CA (dist/bench/ca.js, RSA root) is measured beside this one', parse: parse.string() },
   json: { flag: 'json', boolean: true, default: false, description: 'print one JSON object', parse: parse.bool() },
   serve: { flag: 'serve', default: 'no', description: '(internal) run as the CA child process with a root of this key type', parse: parse.oneOf(['no', 'rsa', 'ec'] as const) },
 };
@@ -73,7 +79,8 @@ async function serveCa(rootKey: KeyType): Promise<void> {
   process.on('disconnect', () => { void server.stop(100).then(() => process.exit(0)); });
 }
 
-interface Sample { perSecond: number; p50Ms: number; p99Ms: number; cpuUs: number }
+/** caCpuUs: the CA's CPU per op too, for the end-to-end phases (node and CA each on a core). */
+interface Sample { perSecond: number; p50Ms: number; p99Ms: number; cpuUs: number; caCpuUs?: number }
 
 /** Runs `op` `count` times with `concurrency` in flight; `cpu` reads the CPU time (µs) charged to the work. */
 async function run(count: number, concurrency: number, cpu: () => Promise<number>, op: (i: number) => Promise<void>): Promise<Sample> {
@@ -99,8 +106,9 @@ const selfCpu = async (): Promise<number> => { const c = process.cpuUsage(); ret
 
 interface CaChild { child: ChildProcess; client: CaClient; cpu: () => Promise<number> }
 
-async function startCa(rootKey: KeyType, warmCsr: string): Promise<CaChild> {
-  const child = fork(__filename, ['--serve', rootKey], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** `script`: this bench, or a baseline build's copy of it (same --serve protocol). */
+async function startCa(rootKey: KeyType, warmCsr: string, script = __filename): Promise<CaChild> {
+  const child = fork(script, ['--serve', rootKey], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ready = await new Promise<Ready>((resolve, reject) => {
     child.once('message', (m) => resolve(m as Ready));
     child.once('exit', (code) => reject(new Error(`CA child exited with ${code}`)));
@@ -137,11 +145,12 @@ class Results {
     e.list.push(s);
     this.samples.set(name, e);
   }
-  medians(): Array<{ name: string; unit: string; cpuWho: string; rounds: number } & Sample> {
+  medians(): Array<{ name: string; unit: string; cpuWho: string; rounds: number } & Required<Sample>> {
     return [...this.samples].map(([name, e]) => ({
       name, unit: e.unit, cpuWho: e.cpuWho, rounds: e.list.length,
       perSecond: median(e.list.map((s) => s.perSecond)), p50Ms: median(e.list.map((s) => s.p50Ms)),
       p99Ms: median(e.list.map((s) => s.p99Ms)), cpuUs: median(e.list.map((s) => s.cpuUs)),
+      caCpuUs: median(e.list.map((s) => s.caCpuUs ?? NaN)),
     }));
   }
 }
@@ -170,8 +179,28 @@ async function main(argv: string[]): Promise<void> {
     ecRsa: { server: await leaf(roots.rsa, 'ec', 's'), client: await leaf(roots.rsa, 'ec', 'c') },
     ecEc: { server: await leaf(roots.ec, 'ec', 's'), client: await leaf(roots.ec, 'ec', 'c') },
   };
-  const rsaCa = await startCa('rsa', csrs.ec[0]!);
-  const cas = { rsa: rsaCa, ec: await startCa('ec', csrs.ec[0]!).catch((err: unknown) => { stopCa(rsaCa); throw err; }) };
+  const baselineScript = o.baseline ? join(o.baseline, 'dist', 'bench', 'ca.js') : '';
+  if (baselineScript && !existsSync(baselineScript)) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `--baseline ${o.baseline}: no ${baselineScript}; give a checkout built with npm run build`);
+  }
+  const started: CaChild[] = [];
+  const begin = async (rootKey: KeyType, script?: string) => {
+    try {
+      const ca = await startCa(rootKey, csrs.ec[0]!, script);
+      started.push(ca);
+      return ca;
+    } catch (err) {
+      for (const ca of started) stopCa(ca);
+      throw err;
+    }
+  };
+  const cas = { rsa: await begin('rsa'), ec: await begin('ec'), base: baselineScript ? await begin('rsa', baselineScript) : undefined };
+  /** Issue and e2e runs: [root, key, CA, label suffix]; the baseline's beside this build's RSA-root ECDSA run, order alternating per round. */
+  const grpcRuns = (round: number): Array<readonly [KeyType, KeyType, CaChild, string]> => {
+    const runs: Array<readonly [KeyType, KeyType, CaChild, string]> = [['rsa', 'rsa', cas.rsa, ''], ['rsa', 'ec', cas.rsa, ''], ['ec', 'ec', cas.ec, '']];
+    if (cas.base) runs.splice(round % 2 ? 1 : 2, 0, ['rsa', 'ec', cas.base, ' (baseline)']);
+    return runs;
+  };
   const results = new Results();
   const loadavg: number[][] = [];
   try {
@@ -186,18 +215,20 @@ async function main(argv: string[]): Promise<void> {
           roots[root].signCsr(csrs[key][i % o.csrs]!, { identity: identity(i), ttlMs: 86_400_000 });
         }));
       }
-      for (const [root, key] of [['rsa', 'rsa'], ['rsa', 'ec'], ['ec', 'ec']] as const) {
-        const ca = cas[root];
-        results.add(`issue gRPC/mTLS, ${label[key]} CSR prepared, ${label[root]} root`, 'certs/s', 'CA', await run(o.count, o.concurrency, ca.cpu, async (i) => {
+      for (const [root, key, ca, suffix] of grpcRuns(round)) {
+        results.add(`issue gRPC/mTLS, ${label[key]} CSR prepared, ${label[root]} root${suffix}`, 'certs/s', 'CA', await run(o.count, o.concurrency, ca.cpu, async (i) => {
           await ca.client.createCertificate(csrs[key][i % o.csrs]!, 0, identity(i));
         }));
       }
-      for (const [root, key] of [['rsa', 'rsa'], ['rsa', 'ec'], ['ec', 'ec']] as const) {
-        const ca = cas[root];
-        results.add(`e2e keygen + CSR + gRPC/mTLS, ${label[key]} key, ${label[root]} root`, 'certs/s', 'node', await run(key === 'rsa' ? o.rsaCount : o.e2eCount, o.concurrency, selfCpu, async (i) => {
+      for (const [root, key, ca, suffix] of grpcRuns(round)) {
+        const caCpu0 = await ca.cpu();
+        const sample = await run(key === 'rsa' ? o.rsaCount : o.e2eCount, o.concurrency, selfCpu, async (i) => {
           const { csrPem } = await generateKeyAndCsr({ keyType: key });
           await ca.client.createCertificate(csrPem, 0, identity(i));
-        }));
+        });
+        const n = key === 'rsa' ? o.rsaCount : o.e2eCount;
+        sample.caCpuUs = ((await ca.cpu()) - caCpu0) / n;
+        results.add(`e2e keygen + CSR + gRPC/mTLS, ${label[key]} key, ${label[root]} root${suffix}`, 'certs/s', 'node', sample);
       }
       const pairs: Array<[string, TlsIdentity, TlsIdentity, string[]]> = [
         ['RSA-2048 leaves, RSA-2048 root', certs.rsaRsa.server, certs.rsaRsa.client, [roots.rsa.rootPem]],
@@ -211,14 +242,16 @@ async function main(argv: string[]): Promise<void> {
       }
     }
   } finally {
-    for (const ca of Object.values(cas)) stopCa(ca);
+    for (const ca of started) stopCa(ca);
   }
 
   const rows = results.medians();
   const by = (name: string) => rows.find((r) => r.name === name)!;
+  /** CPU: of the process named, plus the CA's for the end-to-end phases. */
   const ratio = (what: string, num: string, den: string) => {
     const a = by(num); const b = by(den);
-    return { what, rate: a.perSecond / b.perSecond, cpu: b.cpuUs / a.cpuUs };
+    const cpu = (r: typeof a) => r.cpuUs + (Number.isFinite(r.caCpuUs) ? r.caCpuUs : 0);
+    return { what, rate: a.perSecond / b.perSecond, cpu: cpu(b) / cpu(a) };
   };
   const ratios = [
     ratio('e2e certificate, ECDSA key / RSA key (RSA root)', 'e2e keygen + CSR + gRPC/mTLS, ECDSA P-256 key, RSA-2048 root', 'e2e keygen + CSR + gRPC/mTLS, RSA-2048 key, RSA-2048 root'),
@@ -227,6 +260,10 @@ async function main(argv: string[]): Promise<void> {
     ratio('CA issue over gRPC, ECDSA root / RSA root', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, ECDSA P-256 root', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, RSA-2048 root'),
     ratio('handshake, ECDSA leaves / RSA leaves (RSA root)', 'mTLS handshake, ECDSA P-256 leaves, RSA-2048 root', 'mTLS handshake, RSA-2048 leaves, RSA-2048 root'),
     ratio('handshake, ECDSA root / RSA root (ECDSA leaves)', 'mTLS handshake, ECDSA P-256 leaves, ECDSA P-256 root', 'mTLS handshake, ECDSA P-256 leaves, RSA-2048 root'),
+    ...(cas.base ? [
+      ratio('CA issue over gRPC, this build / baseline (RSA root)', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, RSA-2048 root', 'issue gRPC/mTLS, ECDSA P-256 CSR prepared, RSA-2048 root (baseline)'),
+      ratio('e2e certificate, this build / baseline (RSA root)', 'e2e keygen + CSR + gRPC/mTLS, ECDSA P-256 key, RSA-2048 root', 'e2e keygen + CSR + gRPC/mTLS, ECDSA P-256 key, RSA-2048 root (baseline)'),
+    ] : []),
   ];
   if (o.json) {
     process.stdout.write(JSON.stringify({ node: process.version, concurrency: o.concurrency, rounds: o.rounds, loadavg, results: rows, ratios }) + '\n');
@@ -235,11 +272,11 @@ async function main(argv: string[]): Promise<void> {
   const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
   process.stdout.write(`CA benchmark (${process.version}, concurrency ${o.concurrency}, ${WORKLOADS}-workload registry, median of ${o.rounds} interleaved rounds; load average at each round ${loadavg.map((l) => l.map((x) => x.toFixed(2)).join('/')).join(', ')})\n`);
   process.stdout.write(formatTable({
-    headers: ['phase', 'rate', 'unit', 'p50 ms', 'p99 ms', 'CPU µs/op', 'CPU of'],
-    rows: rows.map((r) => [r.name, fmt(r.perSecond), r.unit, fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.cpuUs), r.cpuWho]),
+    headers: ['phase', 'rate', 'unit', 'p50 ms', 'p99 ms', 'CPU µs/op', 'CPU of', 'CA CPU µs/op'],
+    rows: rows.map((r) => [r.name, fmt(r.perSecond), r.unit, fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.cpuUs), r.cpuWho, fmt(r.caCpuUs)]),
   }));
   process.stdout.write('\n' + formatTable({
-    headers: ['ratio (same run)', 'rate', 'CPU per op (old / new)'],
+    headers: ['ratio (same run)', 'rate', 'CPU per op (old / new; e2e: node + CA)'],
     rows: ratios.map((r) => [r.what, `${r.rate.toFixed(2)}×`, `${r.cpu.toFixed(2)}×`]),
   }));
 }
