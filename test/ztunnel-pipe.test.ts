@@ -205,3 +205,25 @@ t.test('socket ↔ HTTP/2 stream: END_STREAM ⇄ FIN, RST_STREAM ⇄ RST', async
   await until(() => c.outcome() !== undefined, 2000, 'pipe');
   t.equal(c.outcome()!.error, 'DOWNSTREAM_RESET');
 });
+
+t.test('idle timeout: pipes sharing one timeout are checked together; only the idle one is aborted, the busy one when it stops', async (t) => {
+  const a = await pair(t);
+  const b = await pair(t);
+  const c = await pair(t);
+  const d = await pair(t);
+  let idleOutcome: PipeOutcome | undefined;
+  let busyOutcome: PipeOutcome | undefined;
+  new Pipe(a.server, b.client, { idleTimeoutMs: 1500, onDone: (o) => { idleOutcome = o; } });
+  new Pipe(c.server, d.client, { idleTimeoutMs: 1500, onDone: (o) => { busyOutcome = o; } });
+  d.server.resume();
+  // A byte every 40 ms (far below the timeout, so a loaded machine cannot make it look idle) keeps the second pipe busy while the first one times out.
+  const ticker = setInterval(() => c.client.write('.'), 40);
+  t.teardown(() => clearInterval(ticker));
+  await until(() => idleOutcome !== undefined, 5000, 'the idle pipe to be aborted');
+  t.equal(idleOutcome!.error, 'ABORTED');
+  t.match(idleOutcome!.detail, /^idle: no byte either way/);
+  t.equal(busyOutcome, undefined, 'the busy pipe is still open');
+  clearInterval(ticker);
+  await until(() => busyOutcome !== undefined, 5000, 'the second pipe to be aborted once quiet');
+  t.equal(busyOutcome!.error, 'ABORTED');
+});

@@ -76,6 +76,15 @@ export interface PipeOptions {
 
 type Role = 'downstream' | 'upstream';
 
+/**
+ * A side's End, found from the side itself by the shared event handlers below: every
+ * pipe's listeners are the same six functions, not closures per connection (with 5,000
+ * idle connections those closures and their contexts were ~1 KB per connection on each
+ * ztunnel, bench/heap-diff.ts).
+ */
+const kEnd = Symbol('weft pipe end');
+type Side = PipeSide & { [kEnd]?: End };
+
 class End {
   closed = false;
   /** Set when this side failed on its own (not because we reset it). */
@@ -84,8 +93,14 @@ class End {
   resetByUs = false;
   detail: string | undefined;
   readonly isStream: boolean;
+  /** The other side: where this side's bytes are written. */
+  other!: End;
+  /** This side's reading is paused until the other side drains. */
+  paused = false;
+  /** The other side's writes are corked until the next loop turn (batch). */
+  corked = false;
 
-  constructor(readonly d: PipeSide, readonly role: Role) {
+  constructor(readonly d: PipeSide, readonly role: Role, readonly pipe: Pipe, readonly counter: keyof ByteCounters) {
     this.isStream = !(d instanceof net.Socket);
   }
 
@@ -116,6 +131,54 @@ export function resetStream(s: http2.Http2Stream): void {
 }
 
 /**
+ * The idle timeouts of all pipes with the same timeout, checked by one timer four
+ * times per timeout instead of a timer per pipe, and instead of re-arming one per
+ * chunk (which would cost in the copy loop): idle is noticed between `ms` and
+ * 1.5 × `ms` after the last byte.
+ */
+class IdleSweep {
+  private static readonly byTimeout = new Map<number, IdleSweep>();
+  private readonly pipes = new Set<Pipe>();
+  private readonly timer: NodeJS.Timeout;
+
+  static add(p: Pipe, ms: number): IdleSweep {
+    let sweep = IdleSweep.byTimeout.get(ms);
+    if (!sweep) {
+      sweep = new IdleSweep(ms);
+      IdleSweep.byTimeout.set(ms, sweep);
+    }
+    sweep.pipes.add(p);
+    return sweep;
+  }
+
+  private constructor(private readonly ms: number) {
+    this.timer = setInterval(() => this.check(), Math.max(1, Math.floor(ms / 4)));
+    this.timer.unref();
+  }
+
+  remove(p: Pipe): void {
+    this.pipes.delete(p);
+    if (this.pipes.size > 0) return;
+    clearInterval(this.timer);
+    IdleSweep.byTimeout.delete(this.ms);
+  }
+
+  private check(): void {
+    const now = Date.now();
+    for (const p of this.pipes) {
+      const total = p.counters.received + p.counters.sent;
+      if (total !== p.idleSeen) {
+        p.idleSeen = total;
+        p.idleSince = now;
+      } else if (now - p.idleSince >= this.ms) {
+        this.remove(p);
+        p.abort(`idle: no byte either way for ${Math.round((now - p.idleSince) / 1000)} s (idle timeout ${this.ms / 1000} s)`);
+      }
+    }
+  }
+}
+
+/**
  * Joins `downstream` and `upstream`. Both must be connected (a socket) or answered
  * (a stream): from here on, bytes flow.
  */
@@ -123,55 +186,51 @@ export class Pipe {
   readonly counters: ByteCounters;
   private readonly down: End;
   private readonly up: End;
-  private readonly hwm: number;
+  /** @internal the writer's queue above which the reader pauses. */
+  readonly hwm: number;
   private finished = false;
-  private aborted = false;
+  /** @internal */
+  aborted = false;
   private abortDetail: string | undefined;
   private readonly onDone: PipeOptions['onDone'];
-  private readonly stall: PipeOptions['stall'];
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** @internal */
+  readonly stall: PipeOptions['stall'];
+  private idle: IdleSweep | undefined;
+  /** @internal IdleSweep's: the byte count last seen and since when. */
+  idleSeen = -1;
+  /** @internal */
+  idleSince = 0;
 
   constructor(downstream: PipeSide, upstream: PipeSide, opts: PipeOptions = {}) {
     this.counters = opts.counters ?? { received: 0, sent: 0 };
-    this.down = new End(downstream, 'downstream');
-    this.up = new End(upstream, 'upstream');
+    this.down = new End(downstream, 'downstream', this, 'received');
+    this.up = new End(upstream, 'upstream', this, 'sent');
+    this.down.other = this.up;
+    this.up.other = this.down;
     this.hwm = opts.highWaterMark ?? DEFAULT_PIPE_HIGH_WATER_MARK;
     this.onDone = opts.onDone;
     this.stall = opts.stall;
-    this.flow(this.down, this.up, 'received');
-    this.flow(this.up, this.down, 'sent');
-    this.watch(this.down, this.up);
-    this.watch(this.up, this.down);
+    for (const e of [this.down, this.up]) {
+      const d = e.d as Side;
+      d[kEnd] = e;
+      d.on('data', onData);
+      d.on('drain', onDrain);
+      d.on('end', onEnd);
+      d.on('error', onError);
+      // Node emits 'aborted' when the peer reset a stream that was still readable.
+      if (e.isStream) d.on('aborted', onAborted);
+      // 'close' comes once: on(), not once(), which would wrap it per connection.
+      d.on('close', onClose);
+    }
     // A side may have been paused (pauseOnConnect) or already be in flowing mode.
     downstream.resume();
     upstream.resume();
     const idle = opts.idleTimeoutMs ?? pipeDefaults.idleTimeoutMs;
-    if (idle > 0) this.watchIdle(idle);
-  }
-
-  /**
-   * Checks the byte counters four times per timeout instead of re-arming a timer per
-   * chunk (which would cost in the copy loop): idle is noticed between `ms` and
-   * 1.25 × `ms` after the last byte.
-   */
-  private watchIdle(ms: number): void {
-    let seen = -1;
-    let since = Date.now();
-    const check = () => {
-      const total = this.counters.received + this.counters.sent;
-      const now = Date.now();
-      if (total !== seen) {
-        seen = total;
-        since = now;
-      } else if (now - since >= ms) {
-        this.idleTimer = undefined;
-        this.abort(`idle: no byte either way for ${Math.round((now - since) / 1000)} s (idle timeout ${ms / 1000} s)`);
-        return;
-      }
-      this.idleTimer = setTimeout(check, Math.max(1, Math.floor(ms / 4)));
-      this.idleTimer.unref();
-    };
-    check();
+    if (idle > 0) {
+      this.idleSeen = this.counters.received + this.counters.sent;
+      this.idleSince = Date.now();
+      this.idle = IdleSweep.add(this, idle);
+    }
   }
 
   /** Resets both sides (policy revoked, shutdown, over budget). The outcome reports ABORTED, with `detail`. */
@@ -187,100 +246,12 @@ export class Pipe {
     return this.finished;
   }
 
-  private flow(from: End, to: End, counter: keyof ByteCounters): void {
-    const src = from.d;
-    const dst = to.d;
-    const counters = this.counters;
-    const hwm = this.hwm;
-    let paused = false;
-    // Writes into a socket are batched per event-loop turn: HTTP/2 over TLS delivers
-    // ~8 KiB pieces (16 KiB frames cut by 16 KiB TLS records), and one write syscall
-    // per piece costs more than the copy itself. Small chunks (interactive traffic)
-    // are not held back, so latency is unchanged; HTTP/2 streams batch on their own.
-    const batch = !to.isStream;
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      dst.uncork();
-    };
-    src.on('data', (chunk: Buffer) => {
-      counters[counter] += chunk.length;
-      if (dst.destroyed || dst.writableEnded) return;
-      if (batch && !corked && chunk.length >= BATCH_MIN_CHUNK) {
-        corked = true;
-        dst.cork();
-        setImmediate(uncork);
-      }
-      dst.write(chunk);
-      if (!paused && dst.writableLength > hwm) {
-        if (this.stall && !this.stall(counter, true)) {
-          this.abort(`over the memory budget for stalled streams (${counter === 'received' ? 'the destination' : 'the client'} is not reading)`);
-          return;
-        }
-        paused = true;
-        src.pause();
-      }
-    });
-    dst.on('drain', () => {
-      if (paused) {
-        paused = false;
-        this.stall?.(counter, false);
-        src.resume();
-      }
-    });
-    src.on('end', () => {
-      // FIN / END_STREAM: half-close the other side's write direction only. For a
-      // stream, wait one turn: a peer that sends END_STREAM right before RST_STREAM
-      // means "aborted", and a FIN sent first would make the reset impossible.
-      if (!from.isStream) return endUnlessReset(src as net.Socket, dst);
-      setImmediate(() => {
-        const rst = (src as http2.Http2Stream).rstCode;
-        if (rst === undefined || rst === NGHTTP2_NO_ERROR) halfClose(dst);
-      });
-    });
-  }
-
-  private watch(self: End, other: End): void {
-    const d = self.d;
-    d.on('error', (err: NodeJS.ErrnoException) => {
-      if (self.resetByUs) return;
-      self.failed = true;
-      self.detail ??= err.code ?? err.message;
-    });
-    if (self.isStream) {
-      // Node emits 'aborted' when the peer reset a stream that was still readable.
-      d.on('aborted', () => { if (!self.resetByUs) self.failed = true; });
-    }
-    d.once('close', () => {
-      self.closed = true;
-      if (self.resetByUs) {
-        // Our own reset, caused by the other side or by abort(): nothing to propagate.
-      } else {
-        const rst = self.isStream ? (d as http2.Http2Stream).rstCode : undefined;
-        if (rst !== undefined && rst !== NGHTTP2_NO_ERROR) {
-          self.failed = true;
-          self.detail ??= `RST_STREAM ${rst}`;
-        } else if (!d.readableEnded && !self.failed) {
-          // Closed before the peer's FIN / END_STREAM without an error: e.g. its
-          // session or socket was destroyed underneath it. Not a clean end.
-          self.failed = true;
-          self.detail ??= 'closed before end of stream';
-        }
-      }
-      if (self.failed && !this.aborted) other.reset();
-      else if (!other.closed && !other.resetByUs && !other.d.writableEnded && !other.d.destroyed) {
-        // This side is gone cleanly; make sure the other side's write direction ends too.
-        other.d.end();
-      }
-      this.maybeFinish();
-    });
-  }
-
-  private maybeFinish(): void {
+  /** @internal onClose's: both sides closed, the outcome reported once. */
+  maybeFinish(): void {
     if (this.finished || !this.down.closed || !this.up.closed) return;
     this.finished = true;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+    this.idle?.remove(this);
+    this.idle = undefined;
     const outcome: PipeOutcome = {};
     if (this.aborted) {
       outcome.error = 'ABORTED';
@@ -294,6 +265,108 @@ export class Pipe {
     }
     this.onDone?.(outcome, this.counters);
   }
+}
+
+// The shared listeners: `this` is the side that emitted, its End is side[kEnd].
+
+/**
+ * Writes into a socket are batched per event-loop turn: HTTP/2 over TLS delivers
+ * ~8 KiB pieces (16 KiB frames cut by 16 KiB TLS records), and one write syscall per
+ * piece costs more than the copy itself. Small chunks (interactive traffic) are not
+ * held back, so latency is unchanged; HTTP/2 streams batch on their own.
+ */
+function onData(this: Side, chunk: Buffer): void {
+  const from = this[kEnd]!;
+  const to = from.other;
+  const pipe = from.pipe;
+  pipe.counters[from.counter] += chunk.length;
+  const dst = to.d;
+  if (dst.destroyed || dst.writableEnded) return;
+  if (!to.isStream && !from.corked && chunk.length >= BATCH_MIN_CHUNK) {
+    from.corked = true;
+    dst.cork();
+    setImmediate(uncork, from);
+  }
+  dst.write(chunk);
+  if (!from.paused && dst.writableLength > pipe.hwm) {
+    if (pipe.stall && !pipe.stall(from.counter, true)) {
+      pipe.abort(`over the memory budget for stalled streams (${from.counter === 'received' ? 'the destination' : 'the client'} is not reading)`);
+      return;
+    }
+    from.paused = true;
+    this.pause();
+  }
+}
+
+function uncork(from: End): void {
+  from.corked = false;
+  from.other.d.uncork();
+}
+
+/** The side drained: the other side, paused for it, reads again. */
+function onDrain(this: Side): void {
+  const from = this[kEnd]!.other;
+  if (!from.paused) return;
+  from.paused = false;
+  from.pipe.stall?.(from.counter, false);
+  from.d.resume();
+}
+
+/**
+ * FIN / END_STREAM: half-close the other side's write direction only. For a stream,
+ * wait one turn: a peer that sends END_STREAM right before RST_STREAM means "aborted",
+ * and a FIN sent first would make the reset impossible.
+ */
+function onEnd(this: Side): void {
+  const from = this[kEnd]!;
+  const dst = from.other.d;
+  if (!from.isStream) return endUnlessReset(this as net.Socket, dst);
+  setImmediate(halfCloseUnlessReset, this as http2.Http2Stream, dst);
+}
+
+function halfCloseUnlessReset(src: http2.Http2Stream, dst: PipeSide): void {
+  const rst = src.rstCode;
+  if (rst === undefined || rst === NGHTTP2_NO_ERROR) halfClose(dst);
+}
+
+function onError(this: Side, err: NodeJS.ErrnoException): void {
+  const self = this[kEnd]!;
+  if (self.resetByUs) return;
+  self.failed = true;
+  self.detail ??= err.code ?? err.message;
+}
+
+function onAborted(this: Side): void {
+  const self = this[kEnd]!;
+  if (!self.resetByUs) self.failed = true;
+}
+
+function onClose(this: Side): void {
+  const self = this[kEnd]!;
+  const other = self.other;
+  const d = self.d;
+  if (self.closed) return;
+  self.closed = true;
+  if (self.resetByUs) {
+    // Our own reset, caused by the other side or by abort(): nothing to propagate.
+  } else {
+    const rst = self.isStream ? (d as http2.Http2Stream).rstCode : undefined;
+    if (rst !== undefined && rst !== NGHTTP2_NO_ERROR) {
+      self.failed = true;
+      self.detail ??= `RST_STREAM ${rst}`;
+    } else if (!d.readableEnded && !self.failed) {
+      // Closed before the peer's FIN / END_STREAM without an error: e.g. its
+      // session or socket was destroyed underneath it. Not a clean end.
+      self.failed = true;
+      self.detail ??= 'closed before end of stream';
+    }
+  }
+  if (self.failed && !self.pipe.aborted) other.reset();
+  else if (!other.closed && !other.resetByUs && !other.d.writableEnded && !other.d.destroyed) {
+    // This side is gone cleanly; make sure the other side's write direction ends too.
+    other.d.end();
+  }
+  self.pipe.maybeFinish();
 }
 
 /**
