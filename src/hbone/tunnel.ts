@@ -95,7 +95,8 @@ export class Tunnel {
   readonly ready: Promise<void>;
   private settleReady!: (err?: Error) => void;
   private closedBytes: ByteCounters = { received: 0, sent: 0 };
-  private readonly live = new Set<ByteCounters>();
+  /** Open streams and their byte counters. */
+  private readonly live = new Map<http2.ClientHttp2Stream, ByteCounters>();
   /** Streams sent (or queued in nghttp2) that have no response yet. */
   private readonly awaitingResponse = new Set<http2.ClientHttp2Stream>();
   /** Drains the tunnel once READY with no stream open or promised. */
@@ -241,22 +242,35 @@ export class Tunnel {
     this.activeStreams++;
     this.totalStreams++;
     this.lastActivity = Date.now();
-    this.live.add(counters);
+    this.live.set(stream, counters);
     this.awaitingResponse.add(stream);
-    stream.once('response', () => this.awaitingResponse.delete(stream));
+    // Shared listeners that find this tunnel on the stream: no closures (and no once()
+    // wrappers) per stream, which an idle tunnelled connection would keep for its life.
+    (stream as TunnelStream)[kTunnel] = this;
+    stream.on('response', onStreamResponse);
     this.idle.disarm();
-    stream.once('close', () => {
-      this.activeStreams--;
-      this.lastActivity = Date.now();
-      this.live.delete(counters);
-      this.awaitingResponse.delete(stream);
-      this.closedBytes.received += counters.received;
-      this.closedBytes.sent += counters.sent;
-      if (this.activeStreams + this.reserved === 0) {
-        if (this.state === TunnelState.Draining) this.session?.close();
-        else this.armIdle();
-      }
-    });
+    stream.on('close', onStreamClose);
+  }
+
+  /** @internal onStreamResponse's */
+  streamAnswered(stream: http2.ClientHttp2Stream): void {
+    this.awaitingResponse.delete(stream);
+  }
+
+  /** @internal onStreamClose's: 'close' comes once per stream. */
+  streamClosed(stream: http2.ClientHttp2Stream): void {
+    const counters = this.live.get(stream);
+    if (!counters) return;
+    this.activeStreams--;
+    this.lastActivity = Date.now();
+    this.live.delete(stream);
+    this.awaitingResponse.delete(stream);
+    this.closedBytes.received += counters.received;
+    this.closedBytes.sent += counters.sent;
+    if (this.activeStreams + this.reserved === 0) {
+      if (this.state === TunnelState.Draining) this.session?.close();
+      else this.armIdle();
+    }
   }
 
   /** Stops taking streams; closes once the last one ends. */
@@ -299,7 +313,7 @@ export class Tunnel {
   stats(): TunnelStats {
     let sent = this.closedBytes.received;
     let received = this.closedBytes.sent;
-    for (const c of this.live) {
+    for (const c of this.live.values()) {
       sent += c.received;
       received += c.sent;
     }
@@ -321,4 +335,15 @@ export class Tunnel {
     if (this.peerNode) out.peerNode = this.peerNode;
     return out;
   }
+}
+
+const kTunnel = Symbol('weft tunnel');
+type TunnelStream = http2.ClientHttp2Stream & { [kTunnel]?: Tunnel };
+
+function onStreamResponse(this: TunnelStream): void {
+  this[kTunnel]?.streamAnswered(this);
+}
+
+function onStreamClose(this: TunnelStream): void {
+  this[kTunnel]?.streamClosed(this);
 }

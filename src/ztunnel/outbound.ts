@@ -182,11 +182,23 @@ function service(s: { namespace: string; name: string; hostname: string } | unde
   return s ? { service: `${s.namespace}/${s.name}`, serviceHost: s.hostname } : {};
 }
 
+/**
+ * The baggage of each source workload view (a new view when its record changes), made
+ * once: the CONNECT's headers stay with the HTTP/2 stream for the connection's life, and
+ * a string built per connection was ~0.2 KB of concatenation nodes each.
+ */
+const baggageOf = new WeakMap<WorkloadView, string>();
+
 /** W3C baggage describing the source, as Istio's ztunnel sends it. */
 function baggage(w: WorkloadView): string {
-  const l = w.record.labels;
-  const svc = l['service.istio.io/canonical-name'] ?? l['app.kubernetes.io/name'] ?? l.app ?? w.record.name;
-  return `k8s.namespace.name=${w.record.namespace},k8s.pod.name=${w.record.name},service.name=${svc}`;
+  let b = baggageOf.get(w);
+  if (b === undefined) {
+    const l = w.record.labels;
+    const svc = l['service.istio.io/canonical-name'] ?? l['app.kubernetes.io/name'] ?? l.app ?? w.record.name;
+    b = `k8s.namespace.name=${w.record.namespace},k8s.pod.name=${w.record.name},service.name=${svc}`;
+    baggageOf.set(w, b);
+  }
+  return b;
 }
 
 function destroySide(s: PipeSide): void {
