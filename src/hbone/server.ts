@@ -295,8 +295,10 @@ export class HboneServer extends TcpListener {
     });
     session.on('error', (err) => this.log.debug({ err, peer: tunnel.peer }, 'HBONE session error'));
     session.once('close', () => this.sessions.delete(session));
+    // One listener per session for all its streams: a closure per stream would stay for its life.
+    const onStreamError = (err: Error) => this.log.debug({ err, peer: tunnel.peer }, 'HBONE stream error');
     session.on('stream', (stream, headers) => {
-      stream.on('error', (err) => this.log.debug({ err, peer: tunnel.peer }, 'HBONE stream error'));
+      stream.on('error', onStreamError);
       tunnel.guard.streamOpened(stream);
       this.onStream(tunnel, stream, headers).catch((err: unknown) => {
         this.log.error({ err, peer: tunnel.peer }, 'unexpected error serving an HBONE stream; resetting it');

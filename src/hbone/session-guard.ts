@@ -76,12 +76,16 @@ export class SessionGuard {
     this.openStreams++;
     this.idle.disarm();
     this.window.opened();
-    stream.once('close', () => {
-      this.openStreams--;
-      this.window.closed();
-      this.idle.arm();
-    });
+    // 'close' comes once per stream; one listener for all of them (once() and a closure
+    // per stream would stay with every idle stream).
+    stream.on('close', this.onStreamClosed);
   }
+
+  private readonly onStreamClosed = (): void => {
+    this.openStreams--;
+    this.window.closed();
+    this.idle.arm();
+  };
 
   /**
    * The budget hook of a stream piped to an upstream socket: a stalled received
