@@ -59,12 +59,17 @@ export async function load(a: AdmissionLab, opts: { rate: number; durationMs: nu
   return JSON.parse(res.stdout) as LoadSummary;
 }
 
-/** Sum of the waypoint's series `name` whose labels include every `labels` pair. */
-export async function metric(a: AdmissionLab, name: string, labels: Record<string, string>): Promise<number> {
+/** The waypoint's metrics page (one `weft lab exec`: read it once, then take several series from it with `sumOf`). */
+export async function scrape(a: AdmissionLab): Promise<string> {
   const res = await a.lab.exec('demo/waypoint', ['weft', 'lab', 'request', `http://${a.waypointIp}:15020/metrics`]);
   if (res.code !== 0) throw new Error(`metrics of demo/waypoint: ${res.stderr}`);
+  return res.stdout;
+}
+
+/** Sum of the series `name` in a metrics page whose labels include every `labels` pair. */
+export function sumOf(page: string, name: string, labels: Record<string, string>): number {
   let sum = 0;
-  for (const m of res.stdout.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm'))) {
+  for (const m of page.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm'))) {
     if (Object.entries(labels).every(([k, v]) => m[1]!.includes(`${k}="${v}"`))) sum += Number(m[2]);
   }
   return sum;

@@ -21,7 +21,7 @@ import type { Test } from 'tap';
 import type { BatchAnswer } from '../../../src/lab/client-batch';
 import { percentile } from '../../../src/bench/stats';
 import { sendBatch } from '../helpers/conformance';
-import { applyPolicy, deletePolicy, load, metric, spread, type AdmissionLab } from '../helpers/admission-lab';
+import { applyPolicy, deletePolicy, load, scrape, spread, sumOf, type AdmissionLab } from '../helpers/admission-lab';
 import { sectionDir, setBehaviour, settle, type ResilienceLab } from '../helpers/resilience-lab';
 
 const REQUESTS = 1000;
@@ -52,16 +52,18 @@ async function faults(t: Test, a: AdmissionLab): Promise<void> {
   t.equal(r.requests, REQUESTS);
   t.same(r.errors, {}, 'every request answered');
   const aborted = r.statuses['503'] ?? 0;
-  const delays = await metric(a, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'fault_delay' });
-  const aborts = await metric(a, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'fault_abort' });
+  // One read of the waypoint's metrics after the load: every counter below comes from it.
+  const page = await scrape(a);
+  const delays = sumOf(page, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'fault_delay' });
+  const aborts = sumOf(page, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'fault_abort' });
   const all = [...(r.latencies['200'] ?? []), ...(r.latencies['503'] ?? [])];
   const slow = all.filter((ms) => ms >= 200).length;
   t.comment(`aborted ${aborted} of ${REQUESTS} (${(aborted / 10).toFixed(1)} %), delayed ${delays} (${(delays / 10).toFixed(1)} %); client saw ${slow} answers of 200 ms or more`);
   t.comment(`latency: 200 ${spread(r.latencies['200'] ?? [])}; 503 ${spread(r.latencies['503'] ?? [])}`);
   t.same(Object.keys(r.statuses).sort(), ['200', '503']);
   t.equal(aborts, aborted, 'every 503 is an injected abort');
-  t.equal(await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: 'FI' }), aborted, 'counted with flag FI');
-  const di = await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '200', response_flags: 'DI' });
+  t.equal(sumOf(page, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: 'FI' }), aborted, 'counted with flag FI');
+  const di = sumOf(page, 'istio_requests_total', { destination_service_name: 'echo', response_code: '200', response_flags: 'DI' });
   t.comment(`forwarded after a delay (200, flag DI): ${di}; the other ${delays - di} delayed requests were then aborted`);
   t.ok(di > 0 && di <= delays, 'forwarded delayed requests counted with flag DI');
   t.ok(Math.abs(aborted / REQUESTS - 0.5) <= 0.05, `abort share ${(aborted / 10).toFixed(1)} % within 50 ± 5 %`);
@@ -82,9 +84,10 @@ async function rateLimit(t: Test, a: AdmissionLab): Promise<void> {
   t.same(Object.keys(r.statuses).sort(), ['200', '429'], 'only 200 and 429');
   t.ok(r.requests / seconds > 300, `the offered rate stayed well above the limit (${(r.requests / seconds).toFixed(0)} req/s)`);
   t.ok(accepted >= 95 && accepted <= 105, `accepted ${accepted.toFixed(1)} req/s within 100 ± 5 %`);
-  const rl = await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '429', response_flags: 'RL' });
+  const page = await scrape(a);
+  const rl = sumOf(page, 'istio_requests_total', { destination_service_name: 'echo', response_code: '429', response_flags: 'RL' });
   t.equal(rl, limited, 'every 429 counted with flag RL');
-  t.equal(await metric(a, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'rate_limited' }), limited, 'and as rate_limited');
+  t.equal(sumOf(page, 'weft_waypoint_admission_total', { destination_service_name: 'echo', action: 'rate_limited' }), limited, 'and as rate_limited');
   // A 429's head, after a live edit to 1 req/s (a new policy version: fresh buckets).
   await applyPolicy(a, '  rateLimit: { requestsPerSecond: 0.5, burst: 1 }\n');
   const answers = await sendBatch(a.lab, 'demo/client', [{ url: 'http://echo.demo/' }, { url: 'http://echo.demo/' }]) as BatchAnswer[];
@@ -102,14 +105,15 @@ async function shedding(t: Test, a: AdmissionLab): Promise<void> {
   }
   await applyPolicy(a, '  loadShedding: { algorithm: Gradient, gradient: { minRttRequests: 20 } }\n');
   const shed = await load(a, OFFERED);
-  const limit = await metric(a, 'weft_waypoint_concurrency_limit', { destination_service_name: 'echo' });
+  const page = await scrape(a);
+  const limit = sumOf(page, 'weft_waypoint_concurrency_limit', { destination_service_name: 'echo' });
   const shedCount = shed.statuses['503'] ?? 0;
   const okWith = shed.latencies['200'] ?? [];
   t.comment(`with loadShedding: ${okWith.length} accepted (${(okWith.length / (shed.elapsedMs / 1000)).toFixed(0)} req/s), ${shedCount} shed; accepted ${spread(okWith)}; shed ${spread(shed.latencies['503'] ?? [])}; concurrency limit at the end ${limit}`);
   t.same(shed.errors, {}, 'every request answered');
   t.same(Object.keys(shed.statuses).sort(), ['200', '503'], 'accepted or shed, nothing else');
   t.ok(shedCount > 0, 'the excess was shed');
-  t.equal(await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: 'SH' }), shedCount, 'every 503 counted with flag SH');
+  t.equal(sumOf(page, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: 'SH' }), shedCount, 'every 503 counted with flag SH');
 
   const view = await a.lab.weft(['admission']);
   t.equal(view.code, 0, view.stderr);
@@ -120,8 +124,9 @@ async function shedding(t: Test, a: AdmissionLab): Promise<void> {
   const plain = await load(a, OFFERED);
   const okWithout = plain.latencies['200'] ?? [];
   const flags: Record<string, number> = {};
+  const after = await scrape(a);
   for (const flag of ['-', 'SH', 'UO', 'UH', 'UF', 'UT', 'URX', 'UC']) {
-    const n = await metric(a, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: flag });
+    const n = sumOf(after, 'istio_requests_total', { destination_service_name: 'echo', response_code: '503', response_flags: flag });
     if (n > 0) flags[flag] = n;
   }
   t.comment(`without a policy: ${okWithout.length} accepted, statuses ${JSON.stringify(plain.statuses)}; accepted ${spread(okWithout)}; the waypoint's 503s of both phases by flag ${JSON.stringify(flags)}`);
