@@ -24,6 +24,12 @@ export interface Durations {
   /** Certificate lifetime asked for in the rotation scenario (the minimum the ztunnel accepts is 60 s). */
   rotationTtl: string;
   rotationMs: number;
+  /**
+   * When set, rotation ends this long after every workload certificate has rotated at
+   * least once (at most rotationMs): with short lifetimes that is the goal's evidence, and
+   * the rest of a fixed window is waiting. Unset: rotation runs rotationMs whole.
+   */
+  rotationTailMs?: number;
   killGapMs: number;
   heldConnections: number;
   holdMs: number;
@@ -48,7 +54,7 @@ export const FULL: Durations = {
 };
 
 export const SHORT: Durations = {
-  name: 'short', rate: 10, warmMs: 1000, redisDownMs: 8000, caDownMs: 10_000, rotationTtl: '60s', rotationMs: 35_000,
+  name: 'short', rate: 10, warmMs: 1000, redisDownMs: 8000, caDownMs: 10_000, rotationTtl: '60s', rotationMs: 35_000, rotationTailMs: 3000,
   killGapMs: 2000, heldConnections: 1000, holdMs: 10_000, settleMs: 5000, labEnv: { WEFT_CERT_TTL: '60s' },
 };
 

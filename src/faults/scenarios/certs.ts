@@ -81,7 +81,7 @@ export async function caDown(lab: FaultLab, d: Durations): Promise<Row> {
 }
 
 export async function rotation(lab: FaultLab, d: Durations): Promise<Row> {
-  const row = { scenario: `certificate rotation under load (TTL ${d.rotationTtl}, ${secs(d.rotationMs)})`, goal: '0 failed requests' };
+  const row = { scenario: `certificate rotation under load (TTL ${d.rotationTtl}, ${d.rotationTailMs === undefined ? '' : 'up to '}${secs(d.rotationMs)})`, goal: '0 failed requests' };
   const client = lab.pod('demo/client');
   const vip = lab.ctx.services.find((s) => s.namespace === 'demo' && s.name === 'echo')!;
   // The ztunnels ask for the lifetime: restart them to ask for a short one, unless the
@@ -110,9 +110,19 @@ export async function rotation(lab: FaultLab, d: Durations): Promise<Row> {
   ];
   const live = lab.traffic<{ conn?: number; how?: string; rounds?: number }>('demo/client',
     ['live', '--target', `${lab.pod('demo/echo-2').ip}:9000`, '--count', '4', '--duration', String(d.rotationMs)]);
-  const until_ = Date.now() + d.rotationMs;
-  while (Date.now() < until_) { await note(); await sleep(1000); }
+  const started = Date.now();
+  let until_ = started + d.rotationMs;
+  const rotatedAll = () => serials.size > 0 && [...serials.values()].every((x) => x.size >= 2);
+  while (Date.now() < until_) {
+    await note();
+    // The short form: every certificate has rotated under the load; a little more traffic on the new ones, then stop.
+    if (d.rotationTailMs !== undefined && rotatedAll()) until_ = Math.min(until_, Date.now() + d.rotationTailMs);
+    await sleep(Math.max(0, Math.min(1000, until_ - Date.now())));
+  }
+  // Stopped early, the flows stop starting new ones and the long connections end 'done', as at their own end.
+  if (d.rotationTailMs !== undefined) for (const r of [...runs, live]) r.stop();
   await Promise.all([...runs.map((r) => r.done), live.done]);
+  const ranMs = Date.now() - started;
   await note();
   const s = summarize(runs.flatMap(flowsOf), client.ip);
   const rotations = [...serials.values()].map((x) => x.size - 1);
@@ -124,6 +134,7 @@ export async function rotation(lab: FaultLab, d: Durations): Promise<Row> {
     `${s.total} requests, ${s.failed} failed${s.errors.length ? ` (${s.errors.join(', ')})` : ''}`,
     `${serials.size} workload certificates rotated ${minRot}–${rotations.length ? Math.max(...rotations) : 0} times each${still.length ? ` (never: ${still.join(', ')})` : ''}`,
     `4 long connections: ${ends.filter((e) => e.how === 'done').length} lasted the whole run`,
+    `ran ${secs(ranMs)}`,
   ].join('; ');
   return { ...row, measured, ...verdict(s.failed === 0 && minRot >= 1 && liveOk) };
 }
