@@ -2,7 +2,7 @@
 // the capture chain's service rules produce), on loopback: the original destination
 // is injected and pod addresses are mapped to loopback servers by the socket factory,
 // so no iptables is needed. The kernel side is covered by test/iptables-capture.test.ts
-// and test/e2e/vip-capture.test.ts.
+// and test/e2e/mesh/vip-capture.ts.
 import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import { Registry } from 'prom-client';

@@ -2,7 +2,12 @@
 // Redis, real CA and TLS. What issue 3 promises: pods in enrolled namespaces talk across
 // nodes and on one node through mutually authenticated tunnels, unchanged pods, bytes
 // intact, nothing in clear text on the wire, legacy untouched, policy enforced, and
-// enrolment changed live.
+// enrolment changed live. Three more sections on the same lab (one bring-up, to keep the
+// suite short; they were files with a lab each): operating the mesh with the CLI alone
+// (mesh/operate.ts, first: it reads what its own traffic left on a fresh lab), the
+// ztunnel never dials itself, its node or link-local (mesh/loop-guard.ts), and a VIP to
+// a same-node mesh pod is captured for a client outside the mesh (mesh/vip-capture.ts).
+// Each leaves the lab as it found it.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +23,9 @@ import { Tcpdump } from '../../src/faults/wire';
 import { DIST } from '../../src/lab/paths';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
+import * as loopGuard from './mesh/loop-guard';
+import * as operate from './mesh/operate';
+import * as vipCapture from './mesh/vip-capture';
 
 const skip = labSkipReason();
 const CLIENT = 'spiffe://cluster.local/ns/demo/sa/client';
@@ -65,6 +73,8 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
   t.teardown(() => store.close());
   const tmp = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
   t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+
+  await operate.section(t, lab);
 
   await t.test('demo/client reaches echo.demo on both nodes, through ztunnels', async (t) => {
     const seen = new Map<string, string>();
@@ -118,6 +128,9 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     const conns = await adminGet<ConnectionsResponse>(socketOf('node-1'), '/connections');
     t.notOk(conns.connections.some((c) => c.sourceAddress.startsWith(pod('legacy/client').ip)), 'no ztunnel connection from the legacy pod');
   });
+
+  await loopGuard.section(t, lab);
+  await vipCapture.section(t, lab);
 
   await t.test('a DENY policy closes an established connection, refuses new ones, and its removal restores access', async (t) => {
     const deny: AuthorizationPolicyRecord = {
