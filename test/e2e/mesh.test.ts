@@ -2,11 +2,12 @@
 // Redis, real CA and TLS. What issue 3 promises: pods in enrolled namespaces talk across
 // nodes and on one node through mutually authenticated tunnels, unchanged pods, bytes
 // intact, nothing in clear text on the wire, legacy untouched, policy enforced, and
-// enrolment changed live. Three more sections on the same lab (one bring-up, to keep the
+// enrolment changed live. Four more sections on the same lab (one bring-up, to keep the
 // suite short; they were files with a lab each): operating the mesh with the CLI alone
 // (mesh/operate.ts, first: it reads what its own traffic left on a fresh lab), the
-// ztunnel never dials itself, its node or link-local (mesh/loop-guard.ts), and a VIP to
-// a same-node mesh pod is captured for a client outside the mesh (mesh/vip-capture.ts).
+// ztunnel never dials itself, its node or link-local (mesh/loop-guard.ts), a VIP to a
+// same-node mesh pod is captured for a client outside the mesh (mesh/vip-capture.ts),
+// and readiness probes take a stopped app out of its Service (mesh/readiness.ts, last).
 // Each leaves the lab as it found it.
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -25,6 +26,7 @@ import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
 import * as loopGuard from './mesh/loop-guard';
 import * as operate from './mesh/operate';
+import * as readiness from './mesh/readiness';
 import * as vipCapture from './mesh/vip-capture';
 
 const skip = labSkipReason();
@@ -299,4 +301,6 @@ s.on('error',()=>{bad++});s.on('close',one);s.write(Buffer.alloc(64,1))}for(let 
     t.ok((dump.originalDst?.sockopt ?? 0) >= n, `${dump.originalDst?.sockopt} lookups answered by the kernel`);
     t.equal(dump.originalDst?.conntrack, 0, 'none fell back to reading the conntrack table');
   });
+
+  await readiness.section(t, lab);
 });
