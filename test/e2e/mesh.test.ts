@@ -2,12 +2,13 @@
 // Redis, real CA and TLS. What issue 3 promises: pods in enrolled namespaces talk across
 // nodes and on one node through mutually authenticated tunnels, unchanged pods, bytes
 // intact, nothing in clear text on the wire, legacy untouched, policy enforced, and
-// enrolment changed live. Four more sections on the same lab (one bring-up, to keep the
+// enrolment changed live. Five more sections on the same lab (one bring-up, to keep the
 // suite short; they were files with a lab each): operating the mesh with the CLI alone
 // (mesh/operate.ts, first: it reads what its own traffic left on a fresh lab), the
 // ztunnel never dials itself, its node or link-local (mesh/loop-guard.ts), a VIP to a
 // same-node mesh pod is captured for a client outside the mesh (mesh/vip-capture.ts),
-// and readiness probes take a stopped app out of its Service (mesh/readiness.ts, last).
+// readiness probes take a stopped app out of its Service (mesh/readiness.ts), and
+// capture fails closed across ztunnel restarts (mesh/capture-restart.ts, last).
 // Each leaves the lab as it found it.
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -24,6 +25,7 @@ import { Tcpdump } from '../../src/faults/wire';
 import { DIST } from '../../src/lab/paths';
 import { labSkipReason, startLab, type LabHandle } from './helpers/lab';
 import { waitFor } from '../helpers/wait';
+import * as captureRestart from './mesh/capture-restart';
 import * as loopGuard from './mesh/loop-guard';
 import * as operate from './mesh/operate';
 import * as readiness from './mesh/readiness';
@@ -303,4 +305,5 @@ s.on('error',()=>{bad++});s.on('close',one);s.write(Buffer.alloc(64,1))}for(let 
   });
 
   await readiness.section(t, lab);
+  await captureRestart.section(t, lab);
 });
