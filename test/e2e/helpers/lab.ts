@@ -71,7 +71,9 @@ export interface LabHandle {
 /** `env` adds to the environment of `lab up` (and so of the components it starts). */
 export async function startLab(t: Test, opts: { topology?: string; env?: Record<string, string> } = {}): Promise<LabHandle> {
   assertBuilt();
+  const asked = Date.now();
   const release = await acquireLabLock();
+  const locked = Date.now();
   const labDir = E2E_LAB_DIR;
   const contextFile = join(labDir, 'context.json');
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, WEFT_LAB_DIR: labDir, WEFT_CONTEXT: contextFile };
@@ -92,6 +94,8 @@ export async function startLab(t: Test, opts: { topology?: string; env?: Record<
   });
   const up = await weft(['lab', 'up', ...(opts.topology ? ['--topology', opts.topology] : [])]);
   if (up.code !== 0) throw new Error(`lab up failed (${up.code}):\n${up.stdout}\n${up.stderr}`);
+  // Where a lab file's time goes: the lock wait is other lab users, not this file.
+  t.comment(`lab lock after ${locked - asked} ms; lab up in ${Date.now() - locked} ms`);
   const context = JSON.parse(readFileSync(contextFile, 'utf8')) as LabContext;
   const exec = (target: string, cmd: string[]) => weft(['lab', 'exec', target, '--', ...cmd]);
   return {
