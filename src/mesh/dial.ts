@@ -12,18 +12,41 @@ import { tcpKeepalive } from '../lib/tcp-keepalive';
 export const defaultUpstreamFactory: SocketFactory = (t) => net.connect({ host: t.host, port: t.port, allowHalfOpen: true, noDelay: true });
 
 /**
+ * What cancels a dial: `cancelled` says so now, `onCancel`'s callback later (it returns
+ * the unsubscribe). Not an AbortSignal: the ztunnel's inbound dials once per HBONE
+ * stream, and an AbortController per stream (an EventTarget and a signal) was a visible
+ * share of a destination ztunnel's CPU per new connection; `onClose(stream)` costs one
+ * listener.
+ */
+export interface DialCancel {
+  readonly cancelled: boolean;
+  onCancel(fn: () => void): () => void;
+}
+
+/** Cancelled once `e` (a stream, a socket) has closed. */
+export function onClose(e: { readonly closed: boolean; readonly destroyed: boolean; once(event: 'close', fn: () => void): unknown; off(event: 'close', fn: () => void): unknown }): DialCancel {
+  return {
+    get cancelled() { return e.closed || e.destroyed; },
+    onCancel(fn) {
+      e.once('close', fn);
+      return () => { e.off('close', fn); };
+    },
+  };
+}
+
+/**
  * Resolves with the connected socket; rejects with WEFT_HBONE_UPSTREAM_UNREACHABLE
- * (also when `signal` aborts first: the socket is destroyed, `details.reason` is
+ * (also when `cancel` fires first: the socket is destroyed, `details.reason` is
  * `cancelled`).
  * The socket is half-open capable (FIN in one direction keeps the other) and has
  * Nagle off: the proxy must not add latency to small writes.
  */
-export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: number, cancel?: DialCancel): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const addr = formatHostPort(target.ip, target.port);
     const cancelled = () => new WeftError('WEFT_HBONE_UPSTREAM_UNREACHABLE', `dial to ${addr} cancelled: the client went away first`,
       { details: { target: addr, reason: 'cancelled' } });
-    if (signal?.aborted) {
+    if (cancel?.cancelled) {
       reject(cancelled());
       return;
     }
@@ -44,11 +67,10 @@ export function dialTcp(factory: SocketFactory, target: OriginalDst, timeoutMs: 
     }, timeoutMs);
     // The client that asked went away: the half-open socket is destroyed at once, so a
     // peer resetting its streams cannot keep dials (and file descriptors) in flight.
-    const onAbort = () => finish(cancelled());
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const unsubscribe = cancel?.onCancel(() => finish(cancelled()));
     const finish = (err?: Error) => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      unsubscribe?.();
       sock.off('connect', onConnect);
       sock.off('error', onError);
       if (err) {
