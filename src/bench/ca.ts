@@ -9,18 +9,22 @@
  *   sign:   Issuer.signCsr in-process, no network (the CA's CPU ceiling per core);
  *   issue:  CreateCertificate over gRPC/mutual TLS with CSRs made up front (the CA);
  *   e2e:    key generation + CSR + CreateCertificate per certificate (what a node sees);
- *   tls:    loopback mutual-TLS handshakes with each kind of certificate.
+ *   tls:    loopback mutual-TLS handshakes with each kind of certificate;
+ *   crypto: single OpenSSL operations the CA and TLS make per certificate (sign and
+ *           verify, on the event loop and in the threadpool; a P-256 key import).
  * `--baseline DIR` (another built checkout, e.g. a worktree of main) also starts that
  * build's CA (RSA root) and runs the issue and e2e phases with ECDSA keys against it in
  * the same rounds, order alternating, for a before/after ratio from one run.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg as osLoadavg } from 'node:os';
 import { Registry } from 'prom-client';
 import { CaClient } from '../ca/client';
-import { generateKeyAndCsr, generateRootCa, Issuer, type KeyType } from '../ca/issuer';
+import { signInPool } from '../ca/der';
+import { generateKeyAndCsr, generateRootCa, Issuer, poolSlots, type KeyType } from '../ca/issuer';
 import type { JoinTokenVerifier } from '../ca/join-tokens';
 import { CaServer } from '../ca/server';
 import { limitsFor } from '../ca/rate-limit';
@@ -44,6 +48,7 @@ const specs = {
   rsaCount: { flag: 'rsa-count', default: 30, description: 'RSA certificates per round for the keygen and end-to-end phases (7-8/s)', parse: parse.int({ min: 1 }) },
   handshakes: { flag: 'handshakes', default: 300, description: 'TLS handshakes per round and certificate kind', parse: parse.int({ min: 1 }) },
   concurrency: { flag: 'concurrency', default: 16, description: 'requests in flight', parse: parse.int({ min: 1, max: 1024 }) },
+  cryptoCount: { flag: 'crypto-count', default: 1000, description: 'operations per round for the single-operation crypto phase', parse: parse.int({ min: 1 }) },
   csrs: { flag: 'csrs', default: 64, description: 'distinct CSRs prepared up front per key type (reused round-robin)', parse: parse.int({ min: 1 }) },
   baseline: { flag: 'baseline', default: '', description: 'a built checkout whose CA (dist/bench/ca.js, RSA root) is measured beside this one', parse: parse.string() },
   json: { flag: 'json', boolean: true, default: false, description: 'print one JSON object', parse: parse.bool() },
@@ -155,6 +160,34 @@ class Results {
   }
 }
 
+/**
+ * One OpenSSL operation at a time, CPU of this process per operation: what a
+ * certificate costs the CA (its root's signature, the CSR's check, the CSR key's
+ * import) and a handshake (each side signs once and verifies the peer's chain).
+ */
+async function cryptoPhase(results: Results, count: number): Promise<void> {
+  const tbs = Buffer.alloc(600, 7); // about a leaf's TBSCertificate
+  const keys: Array<[string, KeyObject, KeyObject]> = [];
+  for (const [name, type, opts] of [['RSA-2048', 'rsa', { modulusLength: 2048 }], ['ECDSA P-256', 'ec', { namedCurve: 'prime256v1' }]] as const) {
+    const pair = generateKeyPairSync(type as 'rsa', opts as { modulusLength: number });
+    keys.push([name, pair.privateKey, pair.publicKey]);
+  }
+  const op = async (name: string, fn: () => unknown, inFlight = 1) => {
+    results.add(`crypto: ${name}`, 'ops/s', 'this process', await run(count, inFlight, selfCpu, async () => { await fn(); }));
+  };
+  for (const [name, privateKey, publicKey] of keys) {
+    const signature = cryptoSign('sha256', tbs, privateKey);
+    await op(`${name} sign, event loop`, () => cryptoSign('sha256', tbs, privateKey));
+    await op(`${name} sign, threadpool (${poolSlots()} in flight)`, () => signInPool(tbs, privateKey), poolSlots());
+    await op(`${name} verify, event loop`, () => cryptoVerify('sha256', tbs, publicKey, signature));
+  }
+  const p256 = keys[1]![2];
+  const der = p256.export({ type: 'spki', format: 'der' });
+  const jwk = p256.export({ format: 'jwk' });
+  await op('P-256 public key import, SPKI DER (OpenSSL 3 decoder)', () => createPublicKey({ key: der, format: 'der', type: 'spki' }));
+  await op('P-256 public key import, JWK coordinates', () => createPublicKey({ key: jwk, format: 'jwk' }));
+}
+
 async function leaf(issuer: Issuer, keyType: KeyType, who: string): Promise<TlsIdentity> {
   const { keyPem, csrPem } = await generateKeyAndCsr({ keyType });
   return { keyPem, chain: issuer.signCsr(csrPem, { identity: `spiffe://${TD}/ns/bench/sa/${who}`, ttlMs: 3_600_000 }).slice(0, 1) };
@@ -240,6 +273,7 @@ async function main(argv: string[]): Promise<void> {
         const h = await measureHandshakes({ server, client, roots: trusted, count: o.handshakes, concurrency: o.concurrency });
         results.add(`mTLS handshake, ${name}`, 'handshakes/s', 'both ends', { perSecond: h.perSecond, p50Ms: NaN, p99Ms: NaN, cpuUs: h.cpuUsPerHandshake });
       }
+      await cryptoPhase(results, o.cryptoCount);
     }
   } finally {
     for (const ca of started) stopCa(ca);

@@ -405,20 +405,22 @@ function proofMismatch(): WeftError {
 
 /** CertificationRequest ::= SEQUENCE { info SEQUENCE { version, subject, spki, [0] attrs }, sigAlg, signature BIT STRING } */
 function parseNonRsaCsr(der: string): CsrRequest {
-  const { info, spki, sigOid, signature, key } = readingCsr(() => {
+  const { info, spki, sigOid, signature, key, p256 } = readingCsr(() => {
     // fromDer keeps BIT STRINGs opaque: an ECDSA signature is itself DER.
     const top = fromDer(der).value as forge.asn1.Asn1[];
     const info = top[0]!;
     const spki = (info.value as forge.asn1.Asn1[])[2]!;
+    const p256 = namedP256Key(spki);
     return {
-      info, spki,
+      info, spki, p256: p256 !== undefined,
       sigOid: forge.asn1.derToOid(((top[1]!.value as forge.asn1.Asn1[])[0]!.value) as string),
       // BIT STRING: a leading "unused bits" octet, then the DER signature.
       signature: Buffer.from((top[2]!.value as string).slice(1), 'binary'),
-      key: namedP256Key(spki) ?? createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
+      key: p256 ?? createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
     };
   });
-  const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
+  // A key imported as a P-256 JWK is one (asking OpenSSL for its details costs ~40 µs).
+  const problem = p256 ? csrKeyProblem('ec', { namedCurve: 'prime256v1' }) : csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
   if (problem) throw weak(problem);
   // OpenSSL names P-256 given by its explicit parameters prime256v1 too, but the SPKI
   // goes into the certificate verbatim, and RFC 5480 §2.1.1 forbids specifiedCurve there
