@@ -306,8 +306,10 @@ async function main(argv: string[]): Promise<void> {
   const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
   process.stdout.write(`CA benchmark (${process.version}, concurrency ${o.concurrency}, ${WORKLOADS}-workload registry, median of ${o.rounds} interleaved rounds; load average at each round ${loadavg.map((l) => l.map((x) => x.toFixed(2)).join('/')).join(', ')})\n`);
   process.stdout.write(formatTable({
-    headers: ['phase', 'rate', 'unit', 'p50 ms', 'p99 ms', 'CPU µs/op', 'CPU of', 'CA CPU µs/op'],
-    rows: rows.map((r) => [r.name, fmt(r.perSecond), r.unit, fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.cpuUs), r.cpuWho, fmt(r.caCpuUs)]),
+    // Cores busy: CPU per op times the rate, node and CA together for e2e (how much of the machine a phase used).
+    headers: ['phase', 'rate', 'unit', 'p50 ms', 'p99 ms', 'CPU µs/op', 'CPU of', 'CA CPU µs/op', 'cores busy'],
+    rows: rows.map((r) => [r.name, fmt(r.perSecond), r.unit, fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.cpuUs), r.cpuWho, fmt(r.caCpuUs),
+      fmt(((r.cpuUs + (Number.isFinite(r.caCpuUs) ? r.caCpuUs : 0)) * r.perSecond) / 1e6, 2)]),
   }));
   process.stdout.write('\n' + formatTable({
     headers: ['ratio (same run)', 'rate', 'CPU per op (old / new; e2e: node + CA)'],
