@@ -62,15 +62,34 @@ async function main(): Promise<void> {
   console.log(`\n## Churn: ${o.churn} workloads come, talk once and leave, ${o.window} at a time\n`);
   console.log('| proxy | workloads so far | series now | heap used MB |');
   console.log('|---|---|---|---|');
+  const summary: string[] = [];
   for (const proxy of ['ztunnel', 'waypoint'] as ChurnProxy[]) {
     const rig = churnRig(proxy);
     const step = Math.max(1, Math.floor(o.churn / 10));
     console.log(`| ${proxy} | 0 | ${await rig.series()} | ${f(heapUsed() / MB, 2)} |`);
+    // Series of one live workload (one exchange with the client): the bound is window × this.
+    let perWorkload = 0;
+    let firstHeap = NaN;
+    let lastHeap = NaN;
+    let most = 0;
     await churn(rig, o.churn, o.window, async (done) => {
-      if (done % step === 0) console.log(`| ${proxy} | ${done} | ${await rig.series()} | ${f(heapUsed() / MB, 2)} |`);
+      if (done === 1) perWorkload = await rig.series();
+      if (done % step !== 0) return;
+      const n = await rig.series();
+      const h = heapUsed();
+      most = Math.max(most, n);
+      if (Number.isNaN(firstHeap)) firstHeap = h;
+      lastHeap = h;
+      console.log(`| ${proxy} | ${done} | ${n} | ${f(h / MB, 2)} |`);
     });
     rig.close();
+    const bound = Math.min(o.window, o.churn) * perWorkload;
+    summary.push(`| ${proxy} | ${o.churn} | ${most} | ${bound} | ${f(most / bound, 2)} | ${f(lastHeap / firstHeap, 2)} |`);
   }
+  console.log(`\n## Summary: the series stay bounded by the live workloads'\n`);
+  console.log('| proxy | workloads churned | most series seen | live workloads\' series (window × per workload) | ×bound | heap at the end × at the first tenth |');
+  console.log('|---|---|---|---|---|---|');
+  for (const line of summary) console.log(line);
 }
 
 if (require.main === module) {
