@@ -10,7 +10,8 @@ import type { Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultTopologyFile } from '../../../src/lab/paths';
+import { spawn } from 'node:child_process';
+import { defaultTopologyFile, DIST } from '../../../src/lab/paths';
 import type { LoadSummary } from '../../../src/lab/client-load';
 import { bindDemoToWaypoint, startLab, type LabHandle } from './lab';
 
@@ -25,6 +26,11 @@ export interface ObservabilityLab {
   artefactDir: string;
   /** Demo traffic for `seconds`: chain and direct requests from demo/client, L4 from legacy/client. Resolves when it ended. */
   traffic(opts?: { seconds?: number; rate?: number; path?: string }): Promise<LoadSummary[]>;
+  /**
+   * The same traffic for a view that needs requests only while it looks: runs until
+   * `stop()` (at most `seconds`), without a summary.
+   */
+  backgroundTraffic(opts: { seconds: number; rate?: number }): { stop(): Promise<void> };
 }
 
 const EXTRA = {
@@ -45,22 +51,38 @@ export async function startObservabilityLab(t: Test): Promise<ObservabilityLab> 
   const waypointIp = state.waypoints!.find((w) => w.uid === 'demo/waypoint')!.ip;
   const nodes = Object.fromEntries(lab.context.nodes.map((n) => [n.name, n.address!]));
   const artefactDir = join(lab.labDir, '..', 'artefacts', 'observability');
+  const targets = (path = '/'): [string, string][] => [
+    ['demo/client', `http://frontend.demo${path}?via=echo.demo`],
+    ['demo/client', `http://echo.demo${path}`],
+    ['legacy/client', 'http://echo.legacy/'],
+  ];
+  const loadArgs = (url: string, seconds: number, rate: number) => ['lab', 'load', url, '--rate', String(rate), '--duration', `${seconds * 1000}ms`, '--conns', '4'];
   const o: ObservabilityLab = {
     lab, dir, waypointIp, nodes, artefactDir,
     async traffic(opts = {}) {
       const seconds = opts.seconds ?? 3;
       const rate = opts.rate ?? 20;
-      const ms = `${seconds * 1000}ms`;
       const load = async (pod: string, url: string): Promise<LoadSummary> => {
-        const res = await lab.exec(pod, ['weft', 'lab', 'load', url, '--rate', String(rate), '--duration', ms, '--conns', '4']);
+        const res = await lab.exec(pod, ['weft', ...loadArgs(url, seconds, rate)]);
         if (!res.stdout.trim()) throw new Error(`weft lab load ${url} from ${pod} failed (${res.code}): ${res.stderr}`);
         return JSON.parse(res.stdout) as LoadSummary;
       };
-      return Promise.all([
-        load('demo/client', `http://frontend.demo${opts.path ?? '/'}?via=echo.demo`),
-        load('demo/client', `http://echo.demo${opts.path ?? '/'}`),
-        load('legacy/client', 'http://echo.legacy/'),
-      ]);
+      return Promise.all(targets(opts.path).map(([pod, url]) => load(pod, url)));
+    },
+    backgroundTraffic(opts) {
+      // `weft lab load` in the pod's netns directly (as `weft lab exec` runs it), so it can be stopped by its pid.
+      const children = targets().map(([pod, url]) => {
+        const netns = state.plan.pods.find((p) => p.uid === pod)!.netns;
+        const child = spawn('ip', ['netns', 'exec', netns, process.execPath, DIST.main, ...loadArgs(url, opts.seconds, opts.rate ?? 20)],
+          { env: lab.env, stdio: 'ignore' });
+        return { child, exited: new Promise<void>((r) => child.once('close', () => r())) };
+      });
+      return {
+        async stop() {
+          for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGTERM');
+          await Promise.all(children.map((c) => c.exited));
+        },
+      };
     },
   };
   await bindDemoToWaypoint(lab, waypointIp);

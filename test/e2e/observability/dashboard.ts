@@ -48,8 +48,9 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
     return;
   }
   const url = await startDashboard(t, o);
-  // Traffic for the whole section: the page's readings and its tap need requests while it looks.
-  const traffic = o.traffic({ seconds: 12, rate: 20 });
+  // Traffic for the whole section: the page's readings and its tap need requests while it
+  // looks (at most 12 s); stopped once the page has shown everything.
+  const traffic = o.backgroundTraffic({ seconds: 12, rate: 20 });
   try {
     const started = Date.now();
     const browser = await Chromium.launch({ width: 1280, height: 900 });
@@ -94,6 +95,6 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
     const size = await browser.screenshot(shot);
     t.comment(`screenshot ${shot} (${size} B); whole section ${Date.now() - started} ms`);
   } finally {
-    await traffic;
+    await traffic.stop();
   }
 }

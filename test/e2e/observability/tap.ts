@@ -9,10 +9,14 @@
  * filter (`--status 5xx -n demo`). The text output is kept in the artefacts (tap.txt).
  */
 import type { Test } from 'tap';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ObservabilityLab } from '../helpers/observability-lab';
 import type { TapEvent } from '../../../src/telemetry/types';
+import { DIST } from '../../../src/lab/paths';
+import type { RunResult } from '../../../src/lab/run';
+import { waitFor } from '../../helpers/wait';
 
 /** The proxy's weft_tap_subscribers, read from the lab's host (its root namespace reaches node and pod addresses). */
 async function subscribers(address: string): Promise<number> {
@@ -28,6 +32,27 @@ function events(stdout: string): TapEvent[] {
   return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as TapEvent);
 }
 
+/**
+ * `weft tap <args>` (the built CLI) that can be ended by Ctrl-C (SIGINT), as an operator
+ * ends it: `stdout()` is what it printed so far (whole lines), `stop()` resolves with its
+ * result.
+ */
+function interruptibleTap(o: ObservabilityLab, args: string[]): { stdout(): string; stop(): Promise<RunResult> } {
+  const child = spawn(process.execPath, [DIST.main, 'tap', ...args], { env: o.lab.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
+  const done = new Promise<RunResult>((r) => child.once('close', (code) => r({ code: code ?? 1, stdout: out, stderr: err })));
+  return {
+    stdout: () => out.slice(0, out.lastIndexOf('\n') + 1),
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      return done;
+    },
+  };
+}
+
 function countBy<T>(items: T[], key: (i: T) => string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const i of items) out[key(i)] = (out[key(i)] ?? 0) + 1;
@@ -36,7 +61,9 @@ function countBy<T>(items: T[], key: (i: T) => string): Record<string, number> {
 
 export async function section(t: Test, o: ObservabilityLab): Promise<void> {
   const { lab } = o;
-  const all = lab.weft(['tap', '-o', 'json', '--max', '5000', '--duration', '12s']);
+  // The whole stream, until every event this section looks for has come (at most 12 s).
+  const all = interruptibleTap(o, ['-o', 'json', '--max', '5000', '--duration', '12s']);
+  const tapStarted = Date.now();
   const errors = lab.weft(['tap', '-o', 'json', '-n', 'demo', '--status', '5xx', '--max', '2', '--duration', '12s']);
   const text = lab.weft(['tap', '-n', 'demo', '--max', '8', '--duration', '12s']);
   // The taps are listening once the waypoint and a ztunnel count their subscribers.
@@ -51,13 +78,21 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
     lab.exec('demo/client', ['weft', 'lab', 'request', `http://echo.demo/reset-check?uuid=${uuid}&succeedAfter=3`]),
   ]);
   t.comment(`traffic: ${loads.map((l) => JSON.stringify(l).slice(0, 160)).join(' | ')}; 503 request exit ${refused.code}, reset request exit ${reset.code}`);
-  const [a, e, x] = await Promise.all([all, errors, text]);
+  // The traffic has ended: once the stream holds the events asserted below, or 12 s after
+  // the tap started (its own --duration, as before), Ctrl-C.
+  const complete = (evs: TapEvent[]) => evs.some((ev) => ev.path === '/reset-check') && evs.some((ev) => ev.path === '/status-check')
+    && evs.some((ev) => ev.destination.service === 'demo/frontend') && evs.some((ev) => ev.source.workload === 'frontend')
+    && evs.some((ev) => ev.kind === 'connection' && ev.proxy.startsWith('ztunnel '));
+  await waitFor('weft tap has the events of the traffic', () => complete(events(all.stdout())), { timeoutMs: Math.max(0, tapStarted + 12_000 - Date.now()), intervalMs: 100 })
+    .catch(() => { /* the assertions below say what is missing */ });
+  const [a, e, x] = await Promise.all([all.stop(), errors, text]);
+  const tapMs = Date.now() - tapStarted;
   t.equal(a.code, 0, `weft tap exits 0 (${a.stderr.trim()})`);
   t.equal(e.code, 0, `weft tap --status 5xx exits 0 (${e.stderr.trim()})`);
   const got = events(a.stdout);
   const requests = got.filter((ev) => ev.kind === 'request');
   const connections = got.filter((ev) => ev.kind === 'connection');
-  t.comment(`weft tap: ${got.length} events in 12 s; by proxy ${JSON.stringify(countBy(got, (ev) => ev.proxy))}; by verdict ${JSON.stringify(countBy(got, (ev) => `${ev.kind}:${ev.verdict}`))}`);
+  t.comment(`weft tap: ${got.length} events in ${(tapMs / 1000).toFixed(1)} s; by proxy ${JSON.stringify(countBy(got, (ev) => ev.proxy))}; by verdict ${JSON.stringify(countBy(got, (ev) => `${ev.kind}:${ev.verdict}`))}`);
   t.ok(requests.length > 0 && requests.every((ev) => ev.proxy === 'waypoint demo/waypoint'), 'requests come from the waypoint');
   t.ok(requests.some((ev) => ev.verdict === 'routed' && ev.status === 200 && ev.destination.service === 'demo/echo' && ev.source.workload === 'client'), 'routed: demo/client → demo/echo 200');
   t.ok(requests.some((ev) => ev.destination.service === 'demo/frontend' && ev.source.workload === 'client')
