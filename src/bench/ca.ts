@@ -11,7 +11,7 @@
  *   e2e:    key generation + CSR + CreateCertificate per certificate (what a node sees);
  *   tls:    loopback mutual-TLS handshakes with each kind of certificate;
  *   crypto: single OpenSSL operations the CA and TLS make per certificate (sign and
- *           verify, on the event loop and in the threadpool; a P-256 key import).
+ *           verify, on the event loop and in the threadpool; a P-256 key import and export).
  * `--baseline DIR` (another built checkout, e.g. a worktree of main) also starts that
  * build's CA (RSA root) and runs the issue and e2e phases with ECDSA keys against it in
  * the same rounds, order alternating, for a before/after ratio from one run.
@@ -186,6 +186,9 @@ async function cryptoPhase(results: Results, count: number): Promise<void> {
   const jwk = p256.export({ format: 'jwk' });
   await op('P-256 public key import, SPKI DER (OpenSSL 3 decoder)', () => createPublicKey({ key: der, format: 'der', type: 'spki' }));
   await op('P-256 public key import, JWK coordinates', () => createPublicKey({ key: jwk, format: 'jwk' }));
+  // What a node's CSR needs of its new key: its SubjectPublicKeyInfo (der.ts spkiAsn1 builds it from the JWK).
+  await op('P-256 public key export, SPKI DER (OpenSSL 3 encoder)', () => p256.export({ type: 'spki', format: 'der' }));
+  await op('P-256 public key export, JWK coordinates', () => p256.export({ format: 'jwk' }));
 }
 
 async function leaf(issuer: Issuer, keyType: KeyType, who: string): Promise<TlsIdentity> {
