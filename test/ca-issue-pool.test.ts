@@ -3,6 +3,13 @@ import { X509Certificate, createPrivateKey, generateKeyPairSync, type KeyObject 
 import { generateKeyAndCsr, generateRootCa, Issuer, poolSlots, type KeyType, type SignOptions } from '../src/ca/issuer';
 import { signInPool } from '../src/ca/der';
 import { STATUS_FOR } from '../src/ca/refusals';
+import { Registry } from 'prom-client';
+import { CaServer } from '../src/ca/server';
+import { CaClient } from '../src/ca/client';
+import type { JoinTokenVerifier } from '../src/ca/join-tokens';
+import { MeshState } from '../src/registry/state';
+import { ambientNamespace, workloadRecord } from '../src/registry/fixtures';
+import { silentLogger } from '../src/lib/log';
 import { isWeftError } from '../src/lib/errors';
 import { opensslCsr } from './helpers/openssl-csr';
 
@@ -95,6 +102,31 @@ t.test('a root key that cannot sign in the pool fails closed with WEFT_CA_SIGN_F
     { code: 'WEFT_CA_SIGN_FAILED', message: /could not sign the certificate with its root key \(.+\); check the root key/ });
   t.notOk(STATUS_FOR.WEFT_CA_SIGN_FAILED, 'not a refusal of the caller: the server answers INTERNAL and logs the cause');
   await t.rejects(signInPool(Buffer.from('x'), generateKeyPairSync('x25519').privateKey), 'signInPool rejects, never throws');
+});
+
+t.test('over gRPC, a root that cannot sign answers INTERNAL, counted as internal, and issues nothing', async (t) => {
+  const issuer = new Issuer(await generateRootCa({ trustDomain: TD }), { trustDomain: TD });
+  const state = new MeshState({ trustDomain: TD });
+  state.replaceAll({
+    node: [], namespace: [ambientNamespace('demo')], service: [], policy: [], peerauth: [],
+    workload: [workloadRecord({ namespace: 'demo', name: 'w', node: 'node-1', serviceAccount: 'sa-0' })],
+  }, 1);
+  // Join tokens are tested with Redis elsewhere; this one admits node-1 with 'token'.
+  const joinTokens: JoinTokenVerifier = { verify: async (node, token) => { if (node !== 'node-1' || token !== 'token') throw new Error('bad token'); } };
+  const metrics = new Registry();
+  const server = new CaServer({ issuer, trustDomain: TD, authorizer: state, joinTokens, logger: silentLogger(), metrics });
+  const port = await server.start({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => server.stop(100));
+  const client = new CaClient({ address: `127.0.0.1:${port}`, rootPem: issuer.rootPem, trustDomain: TD, serverName: 'localhost' });
+  t.teardown(() => client.close());
+  await client.join('node-1', 'token');
+  const { csrPem } = await generateKeyAndCsr();
+  t.equal((await client.createCertificate(csrPem, 0, ID(0))).length, 2, 'issued while the root key works');
+  (issuer as unknown as { rootKey: KeyObject }).rootKey = generateKeyPairSync('x25519').privateKey;
+  const err = await client.createCertificate(csrPem, 0, ID(0)).then(() => undefined, (e: unknown) => e as Error & { code?: unknown; details?: unknown });
+  t.ok(err, 'refused, no certificate');
+  t.match(String(err?.message), /internal CA error/, 'the caller is told it is the CA\'s fault');
+  t.match(await metrics.metrics(), /weft_ca_requests_total\{method="CreateCertificate",result="internal"\} 1/);
 });
 
 t.test('pool slots: one per core, never all of the threadpool', async (t) => {
