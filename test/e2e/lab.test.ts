@@ -126,32 +126,41 @@ function run(): void {
     });
 
     await t.test('names resolve inside pods; the bare name only in its namespace', async (t) => {
-      for (const name of ['echo.demo', 'echo.demo.svc', 'echo.demo.svc.cluster.local', 'echo']) {
-        const res = await lab.exec('demo/client', ['getent', 'hosts', name]);
-        t.equal(res.code, 0, `${name} resolves`);
-        t.match(res.stdout, /^198\.18\.128\.10\s/, `${name} -> demo VIP`);
-      }
-      const legacy = await lab.exec('legacy/client', ['getent', 'hosts', 'echo']);
-      t.match(legacy.stdout, /^198\.18\.128\.11\s/, 'echo in legacy -> legacy VIP');
-      const unknown = await lab.exec('demo/client', ['getent', 'hosts', 'example.com']);
-      t.not(unknown.code, 0, 'names outside the lab do not resolve');
-      const hosts = await lab.exec('demo/client', ['cat', '/etc/hosts']);
-      t.match(hosts.stdout, /Written by weft lab/, 'the pod sees its own /etc/hosts');
+      // Lookups only: all at once (each is a `weft lab exec`, a process start or two).
+      const names = ['echo.demo', 'echo.demo.svc', 'echo.demo.svc.cluster.local', 'echo'];
+      const [demo, [legacy, unknown, hosts]] = await Promise.all([
+        Promise.all(names.map((name) => lab.exec('demo/client', ['getent', 'hosts', name]))),
+        Promise.all([
+          lab.exec('legacy/client', ['getent', 'hosts', 'echo']),
+          lab.exec('demo/client', ['getent', 'hosts', 'example.com']),
+          lab.exec('demo/client', ['cat', '/etc/hosts']),
+        ]),
+      ]);
+      names.forEach((name, i) => {
+        t.equal(demo[i]!.code, 0, `${name} resolves`);
+        t.match(demo[i]!.stdout, /^198\.18\.128\.10\s/, `${name} -> demo VIP`);
+      });
+      t.match(legacy!.stdout, /^198\.18\.128\.11\s/, 'echo in legacy -> legacy VIP');
+      t.not(unknown!.code, 0, 'names outside the lab do not resolve');
+      t.match(hosts!.stdout, /Written by weft lab/, 'the pod sees its own /etc/hosts');
     });
 
     await t.test('nothing leaves the lab; the root namespace does not forward', async (t) => {
+      // Independent probes: all at once.
+      const [out, mesh, fwd, routes] = await Promise.all([
+        lab.exec('legacy/client', ['weft', 'lab', 'request', 'http://192.0.2.1/', '--timeout', '3s']),
+        lab.exec('demo/client', ['weft', 'lab', 'request', 'http://192.0.2.1/', '--timeout', '3s']),
+        lab.exec('node-1', ['cat', '/proc/sys/net/ipv4/ip_forward']),
+        lab.exec('node-1', ['ip', 'route']),
+      ]);
       // legacy is not captured: the kernel answers at once that there is no route.
-      const out = await lab.exec('legacy/client', ['weft', 'lab', 'request', 'http://192.0.2.1/', '--timeout', '3s']);
       t.equal(out.code, 1);
       t.match(out.stderr, /EHOSTUNREACH|ENETUNREACH/, 'no route beyond the lab: fails at once');
       // demo may be captured by its ztunnel, which then fails to dial out: refused or reset, never a timeout.
-      const mesh = await lab.exec('demo/client', ['weft', 'lab', 'request', 'http://192.0.2.1/', '--timeout', '3s']);
       t.equal(mesh.code, 1);
       t.match(mesh.stderr, /EHOSTUNREACH|ENETUNREACH|ECONNRESET|ECONNREFUSED|socket hang up/, 'fails without leaving the lab');
       t.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), '0', 'root ip_forward untouched');
-      const fwd = await lab.exec('node-1', ['cat', '/proc/sys/net/ipv4/ip_forward']);
       t.equal(fwd.stdout.trim(), '1', 'node netns forwards');
-      const routes = await lab.exec('node-1', ['ip', 'route']);
       t.notMatch(routes.stdout, /^default/m, 'no default route in a node');
     });
 
