@@ -76,10 +76,15 @@ t.test('dual stack: tunnelled, uncaptured and denied traffic behave the same ove
     await store.put('peerauth', { name: 'ipv6-strict', namespace: 'demo', mode: 'STRICT' });
     const refused = async (target: string) => (await lab.exec('legacy/client', ['weft', 'lab', 'request', target, '--timeout', '3s'])).code !== 0;
     await waitFor('STRICT in force on node-1', () => refused(url(pod('demo/echo-1').ip)), { timeoutMs: 10_000, intervalMs: 200 });
-    for (const f of families) {
-      t.ok(await refused(url(f.ip('demo/echo-1'))), `${f.name}: legacy/client → echo-1 refused`);
-      t.ok(await refused(url(f.ip('demo/echo-2'))), `${f.name}: legacy/client → echo-2 (other node) refused`);
-      t.equal((await lab.request('demo/client', url(f.ip('demo/echo-2')))).pod, 'echo-2', `${f.name}: mesh clients unaffected`);
-    }
+    // Independent probes, both families at once (each is a `weft lab exec`).
+    const seen = await Promise.all(families.map((f) => Promise.all([
+      refused(url(f.ip('demo/echo-1'))), refused(url(f.ip('demo/echo-2'))), lab.request('demo/client', url(f.ip('demo/echo-2'))),
+    ])));
+    families.forEach((f, i) => {
+      const [to1, to2, mesh] = seen[i]!;
+      t.ok(to1, `${f.name}: legacy/client → echo-1 refused`);
+      t.ok(to2, `${f.name}: legacy/client → echo-2 (other node) refused`);
+      t.equal(mesh.pod, 'echo-2', `${f.name}: mesh clients unaffected`);
+    });
   });
 });
