@@ -77,6 +77,7 @@ function brief({ name, diag }) {
 /** One tap run; resolves with its exit code, closing summary ("# { total: 5, pass: 2, ... }") and failed files. */
 function runTap(files, extra, label) {
   return new Promise((resolve) => {
+    const started = Date.now();
     const child = spawn(process.execPath, [tapBin, '-R', 'tap', ...extra, ...files], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
     let partial = '';
@@ -99,7 +100,8 @@ function runTap(files, extra, label) {
         process.stdout.write(`${partial}\n`);
         recap.line(partial);
       }
-      if (label) process.stdout.write(`# ${label}: ${summary ?? 'no summary'} (exit ${code ?? signal})\n`);
+      // Each run's wall time: which of the two is the suite's critical path.
+      if (label) process.stdout.write(`# ${label}: ${summary ?? 'no summary'} (exit ${code ?? signal}) in ${Math.round((Date.now() - started) / 1000)} s\n`);
       resolve({ code: code ?? (signal ? 1 : 0), summary, failed: recap.failed, label });
     });
   });
