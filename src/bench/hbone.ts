@@ -64,6 +64,8 @@ const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: s
   { name: 'weft, --max-semi-space-size=1', tuning: {}, nodeArgs: ['--max-semi-space-size=1'] },
   { name: `weft, ${ZTUNNEL_NODE_FLAGS.join(' ')} (the ztunnel's own flags)`, tuning: {}, nodeArgs: [...ZTUNNEL_NODE_FLAGS] },
   { name: 'weft, proxies at nice -10', tuning: {}, nice: -10 },
+  // V8's background GC threads compete with the proxies for the same two cores.
+  { name: 'weft, --single-threaded-gc', tuning: {}, nodeArgs: ['--single-threaded-gc'] },
 ];
 
 if (process.argv[2] === '--child') {
