@@ -66,6 +66,7 @@ const VARIANTS: Array<{ name: string; tuning: Partial<HboneTuning>; nodeArgs?: s
   { name: 'weft, proxies at nice -10', tuning: {}, nice: -10 },
   // V8's background GC threads compete with the proxies for the same two cores.
   { name: 'weft, --single-threaded-gc', tuning: {}, nodeArgs: ['--single-threaded-gc'] },
+  { name: `weft, ${ZTUNNEL_NODE_FLAGS.join(' ')} --single-threaded-gc`, tuning: {}, nodeArgs: [...ZTUNNEL_NODE_FLAGS, '--single-threaded-gc'] },
 ];
 
 if (process.argv[2] === '--child') {
