@@ -53,6 +53,8 @@ const MB = 1024 * 1024;
 const VARIANTS: Array<{ name: string; nodeArgs: string[] }> = [
   { name: 'node defaults (before)', nodeArgs: [] },
   { name: `weft's (${ZTUNNEL_NODE_FLAGS.join(' ')})`, nodeArgs: [...ZTUNNEL_NODE_FLAGS] },
+  // GC off the second core: lower p99 and more single-stream throughput (bench/hbone); its RSS here.
+  { name: `weft's + --single-threaded-gc`, nodeArgs: [...ZTUNNEL_NODE_FLAGS, '--single-threaded-gc'] },
   { name: '--max-semi-space-size=1', nodeArgs: ['--max-semi-space-size=1'] },
   { name: '--max-semi-space-size=2', nodeArgs: ['--max-semi-space-size=2'] },
   { name: '--max-semi-space-size=4', nodeArgs: ['--max-semi-space-size=4'] },
