@@ -4,7 +4,7 @@
 // window in force until the peer acknowledges, and stall reservations shrunk with it.
 // Manual clock, no sockets, no sleeps.
 import t from 'tap';
-import { sharedWindow, WindowShare, type WindowShareOptions } from '../src/hbone/window-share';
+import { sharedWindow, stalledReceiveSize, WindowShare, type WindowShareOptions } from '../src/hbone/window-share';
 import { ByteBudget, StallReservation } from '../src/hbone/limits';
 import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { DEFAULT_HBONE_TUNING } from '../src/hbone/settings';
@@ -163,4 +163,37 @@ t.test('a raise grows the stalled streams\' reservations first, and waits while 
   t.equal(budget.used, 3 * (4 * MiB + hwm), 'the stalled streams now hold the raised window');
   for (const r of stalled) r.release();
   t.equal(budget.used, 0);
+});
+
+t.test('streams that filled the old window before it dropped keep what they hold: the account never falls below what is parked', async (t) => {
+  // Staggered stalls: three streams fill their 4 MiB, then more streams open and the
+  // window drops; what arrived under the old window stays queued in those streams.
+  const { s, sent } = share();
+  const budget = new ByteBudget(defaults.budget);
+  const hwm = DEFAULT_HBONE_TUNING.pipeHighWaterMark;
+  const parked: number[] = [];
+  const reserve = (i: number) => {
+    parked[i] = 0;
+    const r: StallReservation = new StallReservation(budget, { received: stalledReceiveSize(s, () => parked[i]!, hwm), sent: hwm }, () => s.forget(r));
+    s.hold(r);
+    return r;
+  };
+  const first = [0, 1, 2].map((i) => {
+    s.opened();
+    const r = reserve(i);
+    t.ok(r.stall('received', true));
+    parked[i] = 4 * MiB; // the peer filled the window
+    return r;
+  });
+  for (let i = 0; i < 5; i++) s.opened();
+  sent.forEach((x) => x.ack());
+  t.equal(s.inForce, 1 * MiB);
+  t.equal(budget.used, 3 * (4 * MiB + hwm), 'the three full streams are still counted at 4 MiB, not the new 1 MiB');
+  const admitted = [3, 4, 5, 6, 7].filter((i) => reserve(i).stall('received', true));
+  t.ok(budget.used <= defaults.budget, `${admitted.length} of 5 later stalls admitted; ${budget.used} reserved ≤ ${defaults.budget}`);
+  t.ok(budget.used >= 3 * 4 * MiB + admitted.length * 1 * MiB, 'and at least what they may park');
+  t.ok(admitted.length < 5, 'the rest are refused (reset), not parked beyond the budget');
+  parked[0] = 0.5 * MiB;
+  first[0]!.stall('received', false);
+  t.ok(budget.used <= defaults.budget);
 });

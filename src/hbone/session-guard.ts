@@ -10,7 +10,7 @@ import { perInterval, TokenBucket } from '../lib/token-bucket';
 import { ByteBudget, StallReservation, type HboneLimits, type RefusalReason } from './limits';
 import { IdleTimer } from './idle';
 import type { HboneTuning } from './settings';
-import { MIN_SHARED_WINDOW, WindowShare } from './window-share';
+import { MIN_SHARED_WINDOW, stalledReceiveSize, WindowShare } from './window-share';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -34,7 +34,9 @@ export class SessionGuard {
   ) {
     this.budget = new ByteBudget(limits.connectionBufferBytes, nodeBudget);
     this.window = new WindowShare({
-      budget: limits.connectionBufferBytes,
+      // The smaller of the two: a node budget split over `--workers` can be below a
+      // connection's, and the window must fit what can really be parked.
+      budget: Math.min(limits.connectionBufferBytes, limits.nodeBufferBytes),
       maxWindow: tuning.streamWindow,
       minWindow: MIN_SHARED_WINDOW,
       // A stalled stream parks its upstream socket's queue and, the other way, its own
@@ -90,11 +92,12 @@ export class SessionGuard {
   /**
    * The budget hook of a stream piped to an upstream socket: a stalled received
    * direction reserves the window the peer may still fill plus the high-water mark,
-   * shrunk when the shared window drops; the sent direction its high-water mark.
+   * shrunk when the shared window drops but never below what the stream already holds
+   * (`parked`, its queued DATA); the sent direction its high-water mark.
    */
-  stallReservation(): StallReservation {
+  stallReservation(parked: () => number): StallReservation {
     const hwm = this.tuning.pipeHighWaterMark;
-    const r: StallReservation = new StallReservation(this.budget, { received: () => this.window.inForce + hwm, sent: hwm }, () => this.window.forget(r));
+    const r: StallReservation = new StallReservation(this.budget, { received: stalledReceiveSize(this.window, parked, hwm), sent: hwm }, () => this.window.forget(r));
     this.window.hold(r);
     return r;
   }

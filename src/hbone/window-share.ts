@@ -190,3 +190,14 @@ export class WindowShare {
     this.update();
   }
 }
+
+/**
+ * What a stalled stream's received direction may park: the window in force, or more
+ * when it already holds more. A lowered window does not shrink what arrived under the
+ * old one (Node queues a paused stream's DATA; only its WINDOW_UPDATE waits), and at the
+ * ACK every byte sent under the old window has arrived (TCP keeps order), so the larger
+ * of the two is what the peer can have parked, and a refit never counts less than that.
+ */
+export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, parked: () => number, overhead: number): () => number {
+  return () => Math.max(share.inForce, parked()) + overhead;
+}
