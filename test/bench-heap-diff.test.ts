@@ -34,3 +34,15 @@ t.test('objects made between two snapshots are counted per object, by constructo
   t.equal(closure!.count, 1, 'one closure per probe');
   t.comment(`per probe: ${probe!.bytes} bytes object, ${closure!.bytes} bytes closure`);
 });
+
+t.test('a group gone by the second snapshot is a negative row, so the total is the real growth', async (t) => {
+  const before = new Map([['object: Gone', { count: 10, bytes: 1000 }], ['object: Kept', { count: 1, bytes: 100 }]]);
+  const after = new Map([['object: Kept', { count: 3, bytes: 300 }], ['object: New', { count: 2, bytes: 40 }]]);
+  const rows = heapDiff(before, after, 2);
+  t.same(rows, [
+    { key: 'object: Kept', count: 1, bytes: 100 },
+    { key: 'object: New', count: 1, bytes: 20 },
+    { key: 'object: Gone', count: -5, bytes: -500 },
+  ]);
+  t.equal(rows.reduce((a, r) => a + r.bytes, 0), -380);
+});

@@ -10,12 +10,14 @@
  * backwards; medians. CPU per connection is the figure to compare: conn/s follows the
  * machine's load. Needs root (the lab); takes the lab lock.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { acquireLabLock } from '../lab/lock';
 import { run } from '../lab/run';
 import { cpuSeconds } from '../faults/observe';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
+import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 import { median } from './stats';
 
@@ -46,15 +48,24 @@ function ztunnelPids(checkout: string): number[] {
 
 interface Sample { cps: number; usPerConn: number; load: string }
 
+/** The checkout whose lab may be up, so a signal can take it down (its state is in a temp dir no one else knows). */
+let labOf: string | undefined;
+
 async function round(checkout: string, env: NodeJS.ProcessEnv, o: { count: number; warmup: number }): Promise<Sample> {
   const weft = (args: string[]) => run(process.execPath, [join(checkout, 'dist', 'cli', 'main.js'), ...args], { env, allowFailure: true });
+  labOf = checkout;
   const up = await weft(['lab', 'up']);
   try {
     if (up.code !== 0) throw new Error(`${checkout}: lab up failed (${up.code}):\n${up.stdout}${up.stderr}`);
     const ctx = JSON.parse(readFileSync(env.WEFT_CONTEXT!, 'utf8')) as { pods: Array<{ uid: string; ip: string; netns: string }> };
     const pod = (uid: string) => ctx.pods.find((p) => p.uid === uid)!;
-    const connrate = async (count: number) => JSON.parse((await run('ip', ['netns', 'exec', pod('demo/client').netns, process.execPath, LOADGEN, 'connrate',
-      '--target', `${pod('demo/echo-2').ip}:9000`, '--count', String(count), '--concurrency', '8', '--size', '64'])).stdout) as { perSecond: number; connections: number; errors: number };
+    const connrate = async (count: number) => {
+      const r = JSON.parse((await run('ip', ['netns', 'exec', pod('demo/client').netns, process.execPath, LOADGEN, 'connrate',
+        '--target', `${pod('demo/echo-2').ip}:9000`, '--count', String(count), '--concurrency', '8', '--size', '64'])).stdout) as { perSecond: number; connections: number; errors: number };
+      // A failed connection costs less CPU than a whole one: it would flatter the figure.
+      if (r.errors > 0) throw new Error(`${checkout}: ${r.errors} of ${count} connections failed; the figures would not be comparable`);
+      return r;
+    };
     if (o.warmup > 0) await connrate(o.warmup);
     const pids = ztunnelPids(checkout);
     if (pids.length === 0) throw new Error(`${checkout}: no ztunnel process found`);
@@ -66,6 +77,7 @@ async function round(checkout: string, env: NodeJS.ProcessEnv, o: { count: numbe
   } finally {
     const down = await weft(['lab', 'down']);
     if (down.code !== 0) process.stderr.write(`${checkout}: lab down failed (${down.code}): ${down.stderr.trim()}\n`);
+    else labOf = undefined;
   }
 }
 
@@ -82,6 +94,11 @@ async function main(): Promise<void> {
   delete env.WEFT_ZTUNNEL_WORKERS;
   const samples = new Map<string, Sample[]>(builds.map((b) => [b, []]));
   const release = await acquireLabLock();
+  exitOnSignals(() => {
+    if (labOf) spawnSync(process.execPath, [join(labOf, 'dist', 'cli', 'main.js'), 'lab', 'down'], { env, stdio: 'inherit' });
+    release();
+    tmp.remove();
+  });
   try {
     for (let i = 0; i < o.rounds; i++) {
       for (const b of i % 2 ? [...builds].reverse() : builds) {

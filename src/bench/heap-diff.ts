@@ -102,8 +102,11 @@ export interface DiffRow { key: string; count: number; bytes: number }
 /** Growth from `before` to `after`, per `per` (e.g. connections), biggest first. */
 export function heapDiff(before: Map<string, Group>, after: Map<string, Group>, per: number): DiffRow[] {
   const rows: DiffRow[] = [];
-  for (const [key, a] of after) {
-    const b = before.get(key) ?? { count: 0, bytes: 0 };
+  const none = { count: 0, bytes: 0 };
+  // Every group of either snapshot: one gone by `after` is a negative row, so the total is the real growth.
+  for (const key of new Set([...before.keys(), ...after.keys()])) {
+    const a = after.get(key) ?? none;
+    const b = before.get(key) ?? none;
     rows.push({ key, count: (a.count - b.count) / per, bytes: (a.bytes - b.bytes) / per });
   }
   return rows.sort((x, y) => y.bytes - x.bytes);
