@@ -67,7 +67,9 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     });
 
     await t.test('the access log has one line per connection with identities', async (t) => {
-      const log = readFileSync(`${ctx.labDir}/logs/ztunnel-node-1.log`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      // Complete lines only: pino may be writing the last one.
+      const text = readFileSync(`${ctx.labDir}/logs/ztunnel-node-1.log`, 'utf8');
+      const log = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
       const lines = log.filter((l) => l.msg === 'connection complete' && l['dst.addr'] === `${echo2.ip}:9000` && l.direction === 'outbound');
       t.ok(lines.length >= 5, `${lines.length} outbound access-log lines for the 5 connections`);
       const l = lines[0]!;
