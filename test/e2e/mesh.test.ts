@@ -159,6 +159,8 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     });
     const log2 = new LogCursor(join(ctx.labDir, 'logs', 'ztunnel-node-2.log'));
     await store.put('policy', deny);
+    // Deleted on failure too: the sections after this one share the lab.
+    t.teardown(async () => { await store.delete('policy', 'demo/deny-client').catch(() => undefined); });
     const closed = await live.next();
     t.ok(closed.closed, `the established connection was closed by the policy change (${closed.how}, after ${closed.got} bytes received)`);
     await eventually('node-2 logged the revocation of that connection', async () =>
@@ -237,6 +239,8 @@ t.test('mesh data path on the lab', { skip }, async (t) => {
     t.ok(await viaProxy(), 'enrolled: traffic goes through the ztunnel');
     const before = Date.now();
     await store.setNamespaceLabel('demo', DATAPLANE_MODE_LABEL, undefined);
+    // Enrolled again on failure too: the sections after this one share the lab.
+    t.teardown(async () => { await store.setNamespaceLabel('demo', DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT).catch(() => undefined); });
     await eventually('unenrolled traffic is direct', async () => !(await viaProxy()));
     t.pass(`unenrolled: direct within ${Date.now() - before} ms`);
     await store.setNamespaceLabel('demo', DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT);

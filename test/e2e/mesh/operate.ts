@@ -88,7 +88,11 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
       t.equal(legacy.code, 0);
       t.match(legacy.stdout, /plain TCP/);
       const store = RegistryStore.connect(ctx.redisUrl);
-      t.teardown(() => store.close());
+      // Undone on failure too: the sections after this one share the lab.
+      t.teardown(async () => {
+        await store.delete('policy', 'demo/no-client').catch(() => undefined);
+        await store.close();
+      });
       await store.put('policy', {
         name: 'no-client', namespace: 'demo', scope: 'NAMESPACE', action: 'DENY',
         rules: [{ clauses: [{ matches: [{ principals: [CLIENT] }] }] }],
@@ -105,6 +109,8 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
       const clientIp = ctx.pods.find((p) => p.uid === 'demo/client')!.ip;
       const viaProxy = async () => !(await lab.request('demo/client', 'http://echo.demo/')).peer.startsWith(`${clientIp}:`);
       const un = await lab.weft(['namespace', 'unenroll', 'demo']);
+      // Enrolled again on failure too: the sections after this one share the lab.
+      t.teardown(async () => { await lab.weft(['namespace', 'enroll', 'demo']); });
       t.equal(un.code, 0, un.stderr);
       await waitFor('traffic bypasses the ztunnel', async () => !(await viaProxy()), { timeoutMs: 10_000, intervalMs: 100 });
       t.pass('after unenroll, traffic bypasses the ztunnel');

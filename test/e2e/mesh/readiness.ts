@@ -64,6 +64,10 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     t.ok(results.every((r) => r.status === 200), 'all answered before the stop');
 
     const stop = await lab.weft(['lab', 'app', 'stop', 'demo/echo-1']);
+    // Started again on failure too: the sections after this one share the lab (and
+    // capture-restart's "ztunnel down: echo-1 refused" means nothing with its app down).
+    let echo1Down = true;
+    t.teardown(async () => { if (echo1Down) await lab.weft(['lab', 'app', 'start', 'demo/echo-1']); });
     t.equal(stop.code, 0, stop.stderr);
     t.match(stop.stdout, /app of demo\/echo-1 \(pid \d+\) stopped with SIGTERM\n.*marks demo\/echo-1 Unhealthy within 3 s/);
     const stopped = Date.now();
@@ -90,6 +94,7 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     t.match(explained.stdout, /Skipped demo\/echo-1: status Unhealthy: its readiness probe fails/, 'weft explain says why');
 
     const start = await lab.weft(['lab', 'app', 'start', 'demo/echo-1']);
+    echo1Down = start.code !== 0;
     t.equal(start.code, 0, start.stderr);
     t.match(start.stdout, /app of demo\/echo-1 started \(pid \d+\) and listening/);
     const restarted = Date.now();
@@ -106,6 +111,9 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
 
     await t.test('a crashed waypoint is marked Unhealthy by the prober; start and stop wait for its verdict', async (t) => {
       const add = await lab.weft(['waypoint', 'add', 'demo/wp', '--node', 'node-1']);
+      // Removed on failure too: the sections after this one share the lab.
+      let added = true;
+      t.teardown(async () => { if (added) await lab.weft(['waypoint', 'remove', 'demo/wp']); });
       t.equal(add.code, 0, add.stderr);
       t.equal(await status('demo/wp'), 'Healthy', 'add returns once the prober marked it Healthy');
       const proc = lab.state()!.resources.find((r): r is ProcessResource => r.type === 'process' && r.name === 'waypoint/demo/wp')!;
@@ -120,6 +128,7 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
       t.equal(stop.code, 0, stop.stderr);
       t.equal(await status('demo/wp'), 'Unhealthy', 'stop returns once Unhealthy');
       const rm = await lab.weft(['waypoint', 'remove', 'demo/wp']);
+      added = rm.code !== 0;
       t.equal(rm.code, 0, rm.stderr);
       await new Promise((r) => setTimeout(r, 2500)); // two prober periods: it must not write the record back
       t.equal(await status('demo/wp'), undefined, 'a removed waypoint stays removed');

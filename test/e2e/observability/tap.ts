@@ -80,9 +80,15 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
   t.comment(`traffic: ${loads.map((l) => JSON.stringify(l).slice(0, 160)).join(' | ')}; 503 request exit ${refused.code}, reset request exit ${reset.code}`);
   // The traffic has ended: once the stream holds the events asserted below, or 12 s after
   // the tap started (its own --duration, as before), Ctrl-C.
-  const complete = (evs: TapEvent[]) => evs.some((ev) => ev.path === '/reset-check') && evs.some((ev) => ev.path === '/status-check')
-    && evs.some((ev) => ev.destination.service === 'demo/frontend') && evs.some((ev) => ev.source.workload === 'frontend')
-    && evs.some((ev) => ev.kind === 'connection' && ev.proxy.startsWith('ztunnel '));
+  // The same predicates as the assertions below, so the tap is never stopped before an
+  // event they need has arrived.
+  const routedEcho = (ev: TapEvent) => ev.kind === 'request' && ev.verdict === 'routed' && ev.status === 200 && ev.destination.service === 'demo/echo' && ev.source.workload === 'client';
+  const toFrontend = (ev: TapEvent) => ev.kind === 'request' && ev.destination.service === 'demo/frontend' && ev.source.workload === 'client';
+  const fromFrontend = (ev: TapEvent) => ev.kind === 'request' && ev.destination.service === 'demo/echo' && ev.source.workload === 'frontend';
+  const upstream503 = (ev: TapEvent) => ev.kind === 'request' && ev.path === '/status-check' && ev.status === 503 && ev.verdict === 'routed';
+  const resetCheck = (ev: TapEvent) => ev.kind === 'request' && ev.path === '/reset-check';
+  const ztunnelMtls = (ev: TapEvent) => ev.kind === 'connection' && ev.proxy.startsWith('ztunnel ') && ev.verdict === 'routed' && ev.mtls;
+  const complete = (evs: TapEvent[]) => [routedEcho, toFrontend, fromFrontend, upstream503, resetCheck, ztunnelMtls].every((p) => evs.some(p));
   await waitFor('weft tap has the events of the traffic', () => complete(events(all.stdout())), { timeoutMs: Math.max(0, tapStarted + 12_000 - Date.now()), intervalMs: 100 })
     .catch(() => { /* the assertions below say what is missing */ });
   const [a, e, x] = await Promise.all([all.stop(), errors, text]);
@@ -94,16 +100,15 @@ export async function section(t: Test, o: ObservabilityLab): Promise<void> {
   const connections = got.filter((ev) => ev.kind === 'connection');
   t.comment(`weft tap: ${got.length} events in ${(tapMs / 1000).toFixed(1)} s; by proxy ${JSON.stringify(countBy(got, (ev) => ev.proxy))}; by verdict ${JSON.stringify(countBy(got, (ev) => `${ev.kind}:${ev.verdict}`))}`);
   t.ok(requests.length > 0 && requests.every((ev) => ev.proxy === 'waypoint demo/waypoint'), 'requests come from the waypoint');
-  t.ok(requests.some((ev) => ev.verdict === 'routed' && ev.status === 200 && ev.destination.service === 'demo/echo' && ev.source.workload === 'client'), 'routed: demo/client → demo/echo 200');
-  t.ok(requests.some((ev) => ev.destination.service === 'demo/frontend' && ev.source.workload === 'client')
-    && requests.some((ev) => ev.destination.service === 'demo/echo' && ev.source.workload === 'frontend'), 'both hops of the chain (client → frontend → echo)');
-  t.ok(requests.some((ev) => ev.path === '/status-check' && ev.status === 503 && ev.verdict === 'routed'), 'the upstream\'s own 503: routed, status 503');
-  const failed = requests.find((ev) => ev.path === '/reset-check');
+  t.ok(requests.some(routedEcho), 'routed: demo/client → demo/echo 200');
+  t.ok(requests.some(toFrontend) && requests.some(fromFrontend), 'both hops of the chain (client → frontend → echo)');
+  t.ok(requests.some(upstream503), 'the upstream\'s own 503: routed, status 503');
+  const failed = requests.find(resetCheck);
   t.match(failed, { verdict: 'failed' }, 'the reset connection: failed');
   t.comment(`the reset request: ${JSON.stringify(failed)}`);
   t.ok(requests.every((ev) => /^[0-9a-f]{32}$/.test(ev.traceId ?? '')), 'every request carries its trace id');
   t.notOk(a.stdout.includes('uuid=') || a.stdout.includes('status=503'), 'no query string in any event');
-  t.ok(connections.some((ev) => ev.proxy.startsWith('ztunnel ') && ev.verdict === 'routed' && ev.mtls), 'routed mTLS connections from the ztunnels');
+  t.ok(connections.some(ztunnelMtls), 'routed mTLS connections from the ztunnels');
   const errs = events(e.stdout);
   t.equal(errs.length, 2, '--max 2 stopped the filtered tap');
   t.ok(errs.every((ev) => ev.kind === 'request' && (ev.status ?? 0) >= 500), `--status 5xx: only 5xx requests (${errs.map((ev) => `${ev.path} ${ev.status} ${ev.verdict}`).join(', ')})`);
