@@ -127,6 +127,11 @@ export function serverSessionOptions(t: HboneTuning, l: HboneLimits): http2.Serv
     maxSessionRejectedStreams: 100,
     // Our own keepalive never has more than one PING in flight.
     maxOutstandingPings: 2,
+    // Node's default, set here because the shared stream window depends on it: Node
+    // destroys the session (ERR_HTTP2_MAX_PENDING_SETTINGS_ACK) past this many of our
+    // SETTINGS unacknowledged; window-share.ts keeps at most 4 in flight, plus the initial one.
+    // (Node reads the option; @types/node does not declare it.)
+    ...({ maxOutstandingSettings: 10 } as http2.ServerOptions),
   };
 }
 

@@ -160,7 +160,9 @@ class IdleSweep {
     this.pipes.delete(p);
     if (this.pipes.size > 0) return;
     clearInterval(this.timer);
-    IdleSweep.byTimeout.delete(this.ms);
+    // A pipe removed twice (by check(), then by its own finish) must not unregister a
+    // newer sweep for the same timeout.
+    if (IdleSweep.byTimeout.get(this.ms) === this) IdleSweep.byTimeout.delete(this.ms);
   }
 
   private check(): void {

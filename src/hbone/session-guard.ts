@@ -48,8 +48,9 @@ export class SessionGuard {
         session.settings({ initialWindowSize }, (err) => { if (!err) onAck(); });
         return true;
       } catch {
-        // Node refuses SETTINGS on a session it is tearing down (or with too many
-        // unacknowledged): called from a stream's 'close', a throw would be uncaught.
+        // Node refuses SETTINGS on a session it is tearing down: called from a stream's
+        // 'close', a throw would be uncaught. (Too many unacknowledged would destroy the
+        // session instead; window-share.ts stays below maxOutstandingSettings, limits.ts.)
         return false;
       }
     });
