@@ -2,7 +2,8 @@
 // the loop guard's loopback and link-local sets are built on it.
 import t from 'tap';
 import { isIP } from 'node:net';
-import { CidrSet, cidrContains, ipv4Number } from '../src/authz/cidr';
+import { CidrSet, cidrContains } from '../src/authz/cidr';
+import { ipv4Number } from '../src/lib/address';
 
 t.test('members of either family; IPv4-mapped IPv6 is its IPv4 address', async (t) => {
   const set = new CidrSet(['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::1']);

@@ -12,6 +12,7 @@ import { LAB_NET, type LabPlan } from './plan';
 import { LAB_RECORD_FILE, readState, recordedLabDir } from './state';
 import { tcpReady } from './procs';
 import { which } from './run';
+import { ipv4Number } from '../lib/address';
 
 /** Tools `up` needs, with the Debian package that provides each. */
 export const REQUIRED_TOOLS: readonly { bin: string; pkg: string }[] = [
@@ -65,10 +66,6 @@ export function parseProcRoutes(text: string): Route[] {
   });
 }
 
-function ipToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => ((acc << 8) | Number(o)) >>> 0, 0);
-}
-
 function formatRoute(r: Route): string {
   const ip = [24, 16, 8, 0].map((s) => (r.dest >>> s) & 0xff).join('.');
   const bits = r.mask === 0 ? 0 : 32 - Math.log2((~r.mask >>> 0) + 1);
@@ -77,7 +74,7 @@ function formatRoute(r: Route): string {
 
 /** Routes (other than the default) that overlap 198.18.0.0/15, where the lab lives. */
 export function overlappingRoutes(routes: Route[]): Route[] {
-  const lab = { dest: ipToInt('198.18.0.0'), mask: 0xfffe0000 };
+  const lab = { dest: ipv4Number('198.18.0.0')!, mask: 0xfffe0000 };
   return routes.filter((r) => {
     if (r.mask === 0) return false;
     const common = (r.mask & lab.mask) >>> 0;

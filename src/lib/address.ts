@@ -89,3 +89,34 @@ export function parseForwardedFor(header: string | string[] | undefined): HostPo
   const bare = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : raw;
   return isIP(bare) ? { ip: normalizeIp(bare) } : undefined;
 }
+
+/**
+ * A dotted-quad IPv4 address as an unsigned 32-bit number; undefined for anything
+ * else (what isIP would not call IPv4: leading zeros, a part over 255, other text).
+ */
+export function ipv4Number(text: string): number | undefined {
+  let n = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) { // '.'
+      if (digits === 0 || dots === 3) return undefined;
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      // isIP refuses leading zeros ("01"): so does this.
+      if (digits === 1 && part === 0) return undefined;
+      part = part * 10 + (c - 48);
+      if (part > 255) return undefined;
+      digits++;
+    } else {
+      return undefined;
+    }
+  }
+  if (digits === 0 || dots !== 3) return undefined;
+  return n * 256 + part;
+}
