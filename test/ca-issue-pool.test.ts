@@ -102,6 +102,10 @@ t.test('a root key that cannot sign in the pool fails closed with WEFT_CA_SIGN_F
     { code: 'WEFT_CA_SIGN_FAILED', message: /could not sign the certificate with its root key \(.+\); check the root key/ });
   t.notOk(STATUS_FOR.WEFT_CA_SIGN_FAILED, 'not a refusal of the caller: the server answers INTERNAL and logs the cause');
   await t.rejects(signInPool(Buffer.from('x'), generateKeyPairSync('x25519').privateKey), 'signInPool rejects, never throws');
+  // The CSR's signature is checked before the root signs: a tampered CSR is refused as
+  // such even by a root that could not have signed it.
+  await t.rejects(issuer.issue(tamper(csrPem, 5), { identity: ID(0), ttlMs: 60e3 }), { code: 'WEFT_CA_CSR_INVALID' },
+    'a tampered CSR with that root: CSR_INVALID, not SIGN_FAILED (verified first, nothing signed)');
 });
 
 t.test('over gRPC, a root that cannot sign answers INTERNAL, counted as internal, and issues nothing', async (t) => {
@@ -133,6 +137,6 @@ t.test('pool slots: one per core, never all of the threadpool', async (t) => {
   t.equal(poolSlots(2, 4), 2, '2 cores, default threadpool');
   t.equal(poolSlots(16, 4), 3, 'many cores: one thread left for file reads and DNS');
   t.equal(poolSlots(1, 4), 1);
-  t.equal(poolSlots(8, 1), 1, 'a threadpool of one thread still signs');
+  t.equal(poolSlots(8, 1), 1, 'a threadpool of one thread still signs (then the whole pool: UV_THREADPOOL_SIZE=1 asks for it)');
   t.equal(poolSlots(8, 16), 8);
 });

@@ -258,7 +258,9 @@ export class Issuer {
 /**
  * How many of issue()'s jobs may be in libuv's threadpool at once: one per core, but
  * never all of its threads (UV_THREADPOOL_SIZE, 4 by default), which the CA's file
- * reads and DNS lookups share; the other calls wait their turn in order.
+ * reads and DNS lookups share; the other calls wait their turn in order (their number
+ * is bounded by the CA's CSR rate limits, rate-limit.ts). At least one: with
+ * UV_THREADPOOL_SIZE=1 that is the whole pool, as the operator asked.
  */
 export function poolSlots(cores = availableParallelism(), threads = Number(process.env.UV_THREADPOOL_SIZE) || 4): number {
   return Math.max(1, Math.min(cores, threads - 1));

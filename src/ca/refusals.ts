@@ -10,7 +10,10 @@ import { SA_JOIN_REFUSALS, type SaJoinRefusal } from './sa-token-join';
  * checks, or single-identity callers) a refusal's reason belongs to.
  */
 
-/** gRPC status and metric result per code; a code not listed is a bug (INTERNAL). */
+/**
+ * gRPC status and metric result per code; a code not listed is answered INTERNAL: a bug,
+ * or a fault of the CA itself that is not the caller's (WEFT_CA_SIGN_FAILED, logged with its cause).
+ */
 export const STATUS_FOR: Partial<Record<ErrorCode, [grpc.status, CaResult]>> = {
   WEFT_CA_UNAUTHENTICATED: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
   WEFT_CA_JOIN_TOKEN_INVALID: [grpc.status.UNAUTHENTICATED, 'unauthenticated'],
