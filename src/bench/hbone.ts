@@ -32,7 +32,7 @@
  *       [--baseline <other build's dist dir>] [--same-node] [--hops] [--help]
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,9 +46,10 @@ import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
 import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
-import { median, percentile } from './stats';
+import { percentile } from './stats';
 import { CLIENT_ID, CLIENT_POD, NODE_A, NODE_B, runChild, SERVER_ID, SERVER_POD, TD, type Certs, type ChildConfig } from './hbone-node';
 import { canTraceHops, gapNames, hopReport, matchRoundTrips, parseEvents, printHopReport, recordHops, roundTripSteps } from './hops';
+import { report, type Latency, type Sample } from './hbone-report';
 
 const MiB = 1024 * 1024;
 
@@ -88,21 +89,30 @@ if (process.argv[2] === '--child') {
 
 const children: ChildProcess[] = [];
 
+/**
+ * Sets the priority of every thread of `pid` (Linux keeps it per thread: V8's GC
+ * helpers and libuv's threadpool, started by now, would keep 0 with the main thread's
+ * alone; threads started later inherit it from the main thread).
+ */
+function renice(pid: number, nice: number): void {
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) setPriority(Number(tid), nice);
+  } catch (err) {
+    console.error(`cannot set the proxies' priority to ${nice} (a negative one needs root): ${(err as Error).message}; the row runs at the default`);
+  }
+}
+
 /** `script`: another build's dist/bench/hbone.js (--baseline), or this one. */
 function startChild(cfg: ChildConfig, nodeArgs: string[] = [], script = __filename, nice?: number): Promise<number[]> {
   // WEFT_BENCH_NODE_ARGS="--cpu-prof" profiles the proxy processes.
   const execArgv = [...(process.env.WEFT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
   const child = fork(script, ['--child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(child);
-  if (nice !== undefined) {
-    try {
-      setPriority(child.pid!, nice);
-    } catch (err) {
-      console.error(`cannot set the proxies' priority to ${nice} (a negative one needs root): ${(err as Error).message}; the row runs at the default`);
-    }
-  }
   return new Promise((resolve, reject) => {
-    child.once('message', (m: { ports: number[] }) => resolve(m.ports));
+    child.once('message', (m: { ports: number[] }) => {
+      if (nice !== undefined) renice(child.pid!, nice);
+      resolve(m.ports);
+    });
     child.once('exit', (code) => reject(new Error(`${cfg.role} exited with ${code}`)));
     child.send(cfg);
   });
@@ -159,7 +169,6 @@ async function echoServer(host: string): Promise<{ port: number; close(): void }
   return { port: (srv.address() as net.AddressInfo).port, close: () => { for (const s of socks) s.destroy(); srv.close(); } };
 }
 
-interface Latency { p50: number; p90: number; p99: number; p999: number; n: number }
 interface FixedRate { lat: Latency; /** CPU seconds of each of `pids` over the paced phase (not the warm-up). */ cpu: number[]; /** Round trips per second achieved. */ achieved: number; elapsed: number }
 
 /** CPU seconds (utime + stime, /proc) of each process; NaN for one that is gone, so its run drops out of the medians instead of reading as 0 CPU. */
@@ -246,9 +255,7 @@ function has(cmd: string): boolean {
 interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[]; hopPath?: number[] }
 interface Setup { name: string; start(): Promise<Running> }
 /** CPU figures are per proxy process, source node's first; NaN where not measured. */
-interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k: number[] }
 
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 const specs = {
   help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
@@ -379,49 +386,6 @@ async function main(): Promise<void> {
     process.off('exit', stopIperf);
     stopIperf();
     tmp.remove();
-  }
-}
-
-function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: number; rate: number; repeat: number }): void {
-  const f = (n: number) => n.toFixed(3).padStart(7);
-  const med = (name: string, pick: (s: Sample) => number) => median(samples.get(name)!.map(pick));
-  const direct = names[0]!;
-  console.log(`\nmedian of ${o.repeat} interleaved runs. Throughput: one iperf3 stream, ${o.seconds} s; CPU: both proxy processes, ms per GiB.`);
-  console.log(`Latency: 1 KiB echo round trips at ${o.rate}/s on one connection, ms; added = minus direct.\n`);
-  console.log('setup'.padEnd(64) + ' Gbit/s (min-max)    vs direct  CPU ms/GiB    p50     p90     p99   p99.9  added p50  added p99');
-  for (const name of names) {
-    const g = samples.get(name)!.map((s) => s.gbps).filter(Number.isFinite);
-    const range = (g.length ? `(${Math.min(...g).toFixed(1)}-${Math.max(...g).toFixed(1)})` : '(failed)').padEnd(12);
-    const p = (k: keyof Latency) => med(name, (s) => s.lat[k]);
-    console.log(`${name.padEnd(64)} ${med(name, (s) => s.gbps).toFixed(2).padStart(6)} ${range} ${(med(name, (s) => s.gbps) / med(direct, (s) => s.gbps)).toFixed(3).padStart(8)}` +
-      `  ${med(name, (s) => sum(s.cpuMsPerGiB)).toFixed(0).padStart(9)}  ${f(p('p50'))} ${f(p('p90'))} ${f(p('p99'))} ${f(p('p999'))}  ${f(p('p50') - med(direct, (s) => s.lat.p50))}  ${f(p('p99') - med(direct, (s) => s.lat.p99))}`);
-  }
-  // The spread says what a difference of medians is worth: on a shared 2-core machine
-  // the direct path's own p99 moves by more than the goal (0.5 ms) from round to round.
-  console.log(`\np99 of each round, ms (min-max over ${o.repeat}): ` + names.map((n) => {
-    const p99s = samples.get(n)!.map((s) => s.lat.p99).filter(Number.isFinite);
-    return `${n.split(' (')[0]} ${p99s.length ? `${Math.min(...p99s).toFixed(3)}-${Math.max(...p99s).toFixed(3)}` : 'n/a'}`;
-  }).join('; '));
-  // Proxy CPU per unit of work: steadier than rates on a shared machine (issue 13's
-  // "ztunnel CPU per 1,000 req/s" and CPU per byte), each proxy process and both summed.
-  console.log(`\nProxy CPU (/proc utime+stime). Per GiB: over the iperf3 phase. Per 1,000 req/s: over the paced ${o.rate}/s 1 KiB phase (warm-up excluded), vCPU = CPU s per s.\n`);
-  console.log('setup'.padEnd(64) + ' ms/GiB both  source  dest   vCPU/1k req/s both  source  dest');
-  const proxied = names.filter((n) => samples.get(n)!.some((s) => s.cpuMsPerGiB.length > 0));
-  for (const name of proxied) {
-    const each = (pick: (s: Sample) => number[], i: number) => med(name, (s) => pick(s)[i] ?? NaN);
-    console.log(`${name.padEnd(64)} ${med(name, (s) => sum(s.cpuMsPerGiB)).toFixed(0).padStart(12)} ${each((s) => s.cpuMsPerGiB, 0).toFixed(0).padStart(7)} ${each((s) => s.cpuMsPerGiB, 1).toFixed(0).padStart(6)}` +
-      `   ${med(name, (s) => sum(s.vcpuPer1k)).toFixed(3).padStart(18)} ${each((s) => s.vcpuPer1k, 0).toFixed(3).padStart(7)} ${each((s) => s.vcpuPer1k, 1).toFixed(3).padStart(6)}`);
-  }
-  const ha = names.find((n) => n.startsWith('haproxy'));
-  const weft = names.filter((n) => n.startsWith('weft'));
-  if (ha) {
-    console.log('');
-    for (const w of weft) {
-      const r = (pick: (s: Sample) => number) => (med(w, pick) / med(ha, pick)).toFixed(2);
-      console.log(`${w} vs haproxy: ${r((s) => s.gbps)}x throughput, ${r((s) => sum(s.cpuMsPerGiB))}x CPU per byte, ` +
-        `${r((s) => sum(s.vcpuPer1k))}x CPU per 1,000 req/s, added p99 ${(med(w, (s) => s.lat.p99) - med(direct, (s) => s.lat.p99)).toFixed(3)} ms ` +
-        `(haproxy ${(med(ha, (s) => s.lat.p99) - med(direct, (s) => s.lat.p99)).toFixed(3)} ms)`);
-    }
   }
 }
 
