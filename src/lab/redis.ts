@@ -64,8 +64,10 @@ export function labContextRedis(plan: Pick<LabPlan, 'redisPort' | 'redisHa'>): {
 }
 
 function redisServerArgs(port: number, dir: string): string[] {
+  // A replica's first (diskless) sync starts at once, not after Redis' default 5 s wait
+  // for more replicas: until it has, a failover would promote an empty replica.
   return ['redis-server', '--bind', LAB_NET.gateway, '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--protected-mode', 'no', '--daemonize', 'no'];
+    '--dir', dir, '--protected-mode', 'no', '--daemonize', 'no', '--repl-diskless-sync-delay', '0'];
 }
 
 /**
@@ -90,6 +92,9 @@ export async function startLabRedis(plan: LabPlan, layout: LabLayout, store: Sta
       argv: [...redisServerArgs(port, dir), '--replicaof', LAB_NET.gateway, String(plan.redisPort)],
     });
     await waitUntil(`redis replica ${i + 1}`, () => tcpReady('127.0.0.1', port), { timeoutMs, process: proc, watch });
+    // Serving is not replicating: the lab is ready once the replica has its first sync
+    // (later writes stream to it), so a failover never promotes an empty replica.
+    await waitUntil(`redis replica ${i + 1} in sync with the primary`, () => replicaInSync(port), { timeoutMs, process: proc, watch });
   }));
   await Promise.all(ha.sentinelPorts.map(async (port, i) => {
     const dir = join(layout.redisDir, `sentinel-${i + 1}`);
@@ -112,6 +117,20 @@ export async function startLabRedis(plan: LabPlan, layout: LabLayout, store: Sta
   }));
   const settled = await until(async () => (await Promise.all(ha.sentinelPorts.map((p) => sentinelSees(p, ha)))).every(Boolean), timeoutMs, 100);
   if (!settled) throw new Error(`the lab's Sentinels did not all see ${ha.replicaPorts.length} replicas and each other within ${timeoutMs} ms; see ${layout.logs}/redis-sentinel-*.log`);
+}
+
+/** Whether the replica on `port` has finished its sync with the primary (INFO replication: master_link_status:up). */
+async function replicaInSync(port: number): Promise<boolean> {
+  const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  c.on('error', () => { /* answered by the false below */ });
+  try {
+    await c.connect();
+    return /^master_link_status:up\r?$/m.test(await c.info('replication'));
+  } catch {
+    return false;
+  } finally {
+    c.disconnect();
+  }
 }
 
 /** Whether the Sentinel on `port` knows every replica and every other Sentinel. */

@@ -36,6 +36,24 @@ async function primaryPort(conn: RedisConnection): Promise<number | undefined> {
   return undefined;
 }
 
+/** WAIT on the primary (port `port`) until every connected replica acknowledged the writes so far, at most 5 s. */
+async function replicated(conn: RedisConnection, port: number | undefined): Promise<void> {
+  if (port === undefined) return;
+  // The lab's primary, replicas and Sentinels all listen on the lab gateway's address.
+  const host = conn.sentinel!.addresses[0]!.host;
+  const c = new Redis(port, host, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  c.on('error', () => { /* the kill goes ahead; the row then says what was lost */ });
+  try {
+    await c.connect();
+    const replicas = Number(/^connected_slaves:(\d+)/m.exec(await c.info('replication'))?.[1] ?? 0);
+    if (replicas > 0) await c.call('WAIT', replicas, 5000);
+  } catch {
+    // As above.
+  } finally {
+    c.disconnect();
+  }
+}
+
 export async function redisFailover(lab: FaultLab, d: Durations): Promise<Row> {
   const row = { scenario: 'Redis primary killed under traffic (Sentinel failover)', goal: '0 failed flows to known workloads; writes resume on the new primary; ztunnels resync without a reload' };
   const { redisSentinels, redisMasterName } = lab.ctx;
@@ -54,6 +72,10 @@ export async function redisFailover(lab: FaultLab, d: Durations): Promise<Row> {
     lab.flows('demo/client', `${vip.vip}:80`, d.rate, totalMs),
   ];
   await sleep(d.warmMs);
+  // What this scenario shows is a failover of a replicated registry: every write made
+  // so far has reached the replicas (Redis replicates asynchronously; a primary killed
+  // before that loses the tail, and the ztunnels then rightly reload).
+  await replicated(conn, before);
   const t0 = Date.now();
   lab.signal('redis', 'SIGKILL');
   let promotedMs = NaN;
