@@ -35,15 +35,20 @@ t.test('pipelined fast-path requests with bodies are answered in order, bodies n
   t.same(bodies, ['/p1=b-1', '/p2=b-2', '/p3=b-3', '/last=']);
 });
 
-/** An upstream speaking raw bytes: answers every request head with `answer`. */
-async function rawUpstream(t: Test, answer: string): Promise<number> {
+/** A plain TCP upstream on loopback whose sockets `onSocket` handles; resolves with its port. */
+async function tcpUpstream(t: Test, onSocket: (sock: net.Socket) => void): Promise<number> {
   const server = net.createServer((sock) => {
-    sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.write(answer); });
     sock.on('error', () => {});
+    onSocket(sock);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => server.close());
   return (server.address() as net.AddressInfo).port;
+}
+
+/** An upstream speaking raw bytes: answers every request head with `answer`. */
+function rawUpstream(t: Test, answer: string): Promise<number> {
+  return tcpUpstream(t, (sock) => sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.write(answer); }));
 }
 
 const BAD_UPSTREAM: Array<[string, string]> = [
@@ -64,13 +69,8 @@ for (const [name, answer] of BAD_UPSTREAM) {
 }
 
 t.test('an upstream body delimited by close reaches the client whole', async (t) => {
-  const server = net.createServer((sock) => {
-    sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.end('HTTP/1.1 200 OK\r\n\r\nuntil-close'); });
-    sock.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+  const port = await tcpUpstream(t, (sock) => sock.on('data', (d: Buffer) => { if (d.includes('\r\n\r\n')) sock.end('HTTP/1.1 200 OK\r\n\r\nuntil-close'); }));
+  const h = await startWaypoint(t, () => plan(port));
   const reply = await raw(h.port, 'GET / HTTP/1.1\r\nHost: echo.demo\r\nConnection: close\r\n\r\n');
   t.same(statuses(reply), [200]);
   t.match(reply, /transfer-encoding: chunked\r\n\r\nb\r\nuntil-close\r\n0\r\n\r\n$/);
@@ -251,15 +251,12 @@ for (const [name, head, part, end] of [
     const partSeen = new Promise<void>((r) => { sawPart = r; });
     let upstreamClosed!: () => void;
     const closed = new Promise<void>((r) => { upstreamClosed = r; });
-    const server = net.createServer((sock) => {
+    const port = await tcpUpstream(t, (sock) => {
       connections++;
       sock.on('data', (d: Buffer) => { got += d.toString('latin1'); if (got.includes('first-half')) sawPart(); });
       sock.on('close', () => upstreamClosed());
-      sock.on('error', () => {});
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    t.teardown(() => server.close());
-    const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+    const h = await startWaypoint(t, () => plan(port));
     const s = net.connect(h.port, '127.0.0.1');
     s.on('error', () => {});
     t.teardown(() => s.destroy());
@@ -284,7 +281,7 @@ t.test('no retry, no mirror: a request body to an upstream that stops reading is
   let upstreamSock!: net.Socket;
   let bodyDone!: () => void;
   const whole = new Promise<void>((r) => { bodyDone = r; });
-  const server = net.createServer((sock) => {
+  const port = await tcpUpstream(t, (sock) => {
     upstreamSock = sock;
     sock.pause(); // reads nothing until told
     let head = true;
@@ -301,11 +298,8 @@ t.test('no retry, no mirror: a request body to an upstream that stops reading is
         bodyDone();
       }
     });
-    sock.on('error', () => {});
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  const h = await startWaypoint(t, () => plan((server.address() as net.AddressInfo).port));
+  const h = await startWaypoint(t, () => plan(port));
   const s = net.connect(h.port, '127.0.0.1');
   s.on('error', () => {});
   t.teardown(() => s.destroy());
