@@ -111,6 +111,19 @@ t.test('the node\'s counters never fall when a worker exits: its last counts sta
   t.equal(await value(node, 'x_requests_total', { code: '200' }), 3 + 4 + 1 + 2 + 2 + 2, 'every exited worker counted once');
   scrapes.retire(7);
   t.pass('a worker never scraped leaves nothing');
+
+  // Several exits within one compaction: each one's counts stay, in the sums and once compacted.
+  const many = Array.from({ length: 5 }, () => worker());
+  many.forEach((w, i) => w.requests.inc({ code: '200' }, 10 + i));
+  node = scrapes.combine(new Map(await Promise.all(many.map(async (w, i) => [10 + i, await w.json()] as const))), []);
+  for (let i = 0; i < 5; i++) scrapes.retire(10 + i);
+  // The exited workers' counts only (no running worker answers below): b 4, b2 1, two restarts 2 + 2, then the five.
+  const total = 4 + 1 + 2 + 2 + 10 + 11 + 12 + 13 + 14;
+  node = scrapes.combine(new Map(), []);
+  t.equal(await value(node, 'x_requests_total', { code: '200' }), total, 'summed while compacting');
+  await scrapes.settled();
+  node = scrapes.combine(new Map(), []);
+  t.equal(await value(node, 'x_requests_total', { code: '200' }), total, 'and once compacted: none dropped');
 });
 
 t.test('a question to a worker ends with its answer, or undefined when it cannot answer: gone, exiting, silent', async (t) => {

@@ -26,6 +26,8 @@ export class NodeScrape {
   private readonly last = new Map<number, SeriesJson>();
   /** The exited workers' counters and histograms, compacted into one part when several. */
   private retired: SeriesJson[] = [];
+  /** The one compaction under way: two at once could each replace `retired` and drop the other's part. */
+  private compacting: Promise<void> | undefined;
 
   /** One scrape of the node: the workers' answers (by index), the primary's own series and what exited workers counted. */
   combine(answers: ReadonlyMap<number, SeriesJson>, own: SeriesJson): Registry {
@@ -39,14 +41,24 @@ export class NodeScrape {
     this.last.delete(index);
     if (!last) return;
     this.retired = [...this.retired, last.filter(monotonic)];
-    if (this.retired.length > 1) void this.compact();
+    if (this.retired.length > 1) this.compacting ??= this.compact().finally(() => { this.compacting = undefined; });
   }
 
-  /** One part for all exited workers, so a worker restarted again and again does not grow the primary. */
+  /** Resolves once no compaction is under way (tests). */
+  async settled(): Promise<void> {
+    while (this.compacting) await this.compacting;
+  }
+
+  /**
+   * One part for all exited workers, so a worker restarted again and again does not grow
+   * the primary. Until it is done, scrapes sum the parts as they are (the same totals).
+   */
   private async compact(): Promise<void> {
-    const parts = this.retired;
-    const merged = await AggregatorRegistry.aggregate(parts).getMetricsAsJSON() as SeriesJson;
-    // retire() only appends, so whatever came meanwhile follows the compacted parts.
-    this.retired = [merged, ...this.retired.slice(parts.length)];
+    while (this.retired.length > 1) {
+      const parts = this.retired;
+      const merged = await AggregatorRegistry.aggregate(parts).getMetricsAsJSON() as SeriesJson;
+      // retire() only appends, so whatever came meanwhile follows the compacted parts (and the loop merges it next).
+      this.retired = [merged, ...this.retired.slice(parts.length)];
+    }
   }
 }
