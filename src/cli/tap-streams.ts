@@ -17,7 +17,14 @@ const MAX_LINE_BYTES = 64 * 1024;
 const MAX_REFUSAL_BYTES = 4096;
 
 /** `HTTP <status> to GET <url>`, and the proxy's reason when its body is `{"error": "..."}` (e.g. a ztunnel with --workers). */
-function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string, report: (reason: string) => void): void {
+function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string, reportOnce: (reason: string) => void): void {
+  // Cut short, the destroyed request also errors the response: one report, not two.
+  let said = false;
+  const report = (reason: string) => {
+    if (said) return;
+    said = true;
+    reportOnce(reason);
+  };
   let body = '';
   res.setEncoding('utf8');
   res.on('data', (chunk: string) => {
