@@ -227,7 +227,7 @@ t.test('weak CSR keys are refused with WEFT_CA_CSR_KEY_WEAK saying what is requi
   execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-param_enc', 'explicit', '-genkey', '-noout', '-out', explicitKey]);
   const explicitCsr = execFileSync('openssl', ['req', '-new', '-key', explicitKey, '-subj', '/CN=x', '-sha256']).toString();
   t.throws(() => issuer.signCsr(explicitCsr, { identity: ID, ttlMs: 60e3 }),
-    { code: 'WEFT_CA_CSR_KEY_WEAK', message: /P-256 key states its curve by explicit parameters.*write the key with its named curve \(openssl ec -param_enc named_curve\) and send a new CSR/ }, 'P-256 given by explicit parameters');
+    { code: 'WEFT_CA_CSR_INVALID', message: /P-256 key states its curve by explicit parameters.*write the key with its named curve \(openssl ec -param_enc named_curve\) and send a new CSR/ }, 'P-256 given by explicit parameters');
   // The advice given works: the same key, its curve named, is issued for.
   const namedKey = `/tmp/weft-ec-named-${process.pid}.key`;
   t.teardown(() => require('node:fs').rmSync(namedKey, { force: true }));

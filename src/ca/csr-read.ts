@@ -172,7 +172,7 @@ function parseNonRsaCsr(der: string): CsrRequest {
   // (Go's x509, Istio's CA, refuses such a key): only the namedCurve OID is issued for.
   // The key itself is fine: the way out is to name its curve, not a new kind of key.
   if (!namedCurveOid(spki, PRIME256V1)) {
-    throw new WeftError('WEFT_CA_CSR_KEY_WEAK', 'the CSR\'s ECDSA P-256 key states its curve by explicit parameters, not by the P-256 OID, '
+    throw new WeftError('WEFT_CA_CSR_INVALID', 'the CSR\'s ECDSA P-256 key states its curve by explicit parameters, not by the P-256 OID, '
       + 'which a certificate must not carry (RFC 5480); write the key with its named curve (openssl ec -param_enc named_curve) and send a new CSR');
   }
   const hash = ECDSA_HASHES[sigOid];
