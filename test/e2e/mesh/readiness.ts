@@ -63,6 +63,15 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     await waitFor('steady traffic reaches both endpoints', () => new Set(results.map((r) => r.pod)).size >= 2 && results.length >= 50, { timeoutMs: 30_000, intervalMs: 50 });
     t.ok(results.every((r) => r.status === 200), 'all answered before the stop');
 
+    /** Seconds until the prober marks echo-1 `wanted`; returns once node-1's ztunnel has that change too. */
+    const echo1Becomes = async (wanted: 'Healthy' | 'Unhealthy'): Promise<number> => {
+      const since = Date.now();
+      await waitFor(`the prober marks echo-1 ${wanted}`, async () => (await status('demo/echo-1')) === wanted, { timeoutMs: 15_000, intervalMs: 20 });
+      const seconds = (Date.now() - since) / 1000;
+      const rev = await store.revision();
+      await waitFor(`node-1's ztunnel has echo-1 ${wanted}`, async () => (await ztunnelRevision()) >= rev, { timeoutMs: 10_000, intervalMs: 20 });
+      return seconds;
+    };
     const stop = await lab.weft(['lab', 'app', 'stop', 'demo/echo-1']);
     // Started again on failure too: the sections after this one share the lab (and
     // capture-restart's "ztunnel down: echo-1 refused" means nothing with its app down).
@@ -71,10 +80,7 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     t.equal(stop.code, 0, stop.stderr);
     t.match(stop.stdout, /app of demo\/echo-1 \(pid \d+\) stopped with SIGTERM\n.*marks demo\/echo-1 Unhealthy within 3 s/);
     const stopped = Date.now();
-    await waitFor('the prober marks echo-1 Unhealthy', async () => (await status('demo/echo-1')) === 'Unhealthy', { timeoutMs: 15_000, intervalMs: 20 });
-    const removedS = (Date.now() - stopped) / 1000;
-    const rev = await store.revision();
-    await waitFor("node-1's ztunnel has the change", async () => (await ztunnelRevision()) >= rev, { timeoutMs: 10_000, intervalMs: 20 });
+    const removedS = await echo1Becomes('Unhealthy');
     const noticed = Date.now();
     await waitFor('200 new connections after the probe noticed', () => after(noticed).length >= 200, { timeoutMs: 60_000, intervalMs: 50 });
     const window = after(noticed).slice(0, 200);
@@ -97,11 +103,7 @@ export function section(t: Test, lab: LabHandle): Promise<unknown> {
     echo1Down = start.code !== 0;
     t.equal(start.code, 0, start.stderr);
     t.match(start.stdout, /app of demo\/echo-1 started \(pid \d+\) and listening/);
-    const restarted = Date.now();
-    await waitFor('the prober marks echo-1 Healthy again', async () => (await status('demo/echo-1')) === 'Healthy', { timeoutMs: 15_000, intervalMs: 20 });
-    const rejoinS = (Date.now() - restarted) / 1000;
-    const rev2 = await store.revision();
-    await waitFor("node-1's ztunnel has it", async () => (await ztunnelRevision()) >= rev2, { timeoutMs: 10_000, intervalMs: 20 });
+    const rejoinS = await echo1Becomes('Healthy');
     const back = Date.now();
     await waitFor('both serve again', () => new Set(after(back).map((r) => r.pod)).size >= 2, { timeoutMs: 30_000, intervalMs: 50 });
     const last = after(back);
