@@ -174,7 +174,7 @@ t.test('streams that filled the old window before it dropped keep what they hold
   const parked: number[] = [];
   const reserve = (i: number) => {
     parked[i] = 0;
-    const r: StallReservation = new StallReservation(budget, { received: stalledReceiveSize(s, () => parked[i]!, hwm), sent: hwm }, () => s.forget(r));
+    const r: StallReservation = new StallReservation(budget, { received: stalledReceiveSize(s, { unread: () => parked[i]!, upstreamQueued: () => 0 }, hwm), sent: hwm }, () => s.forget(r));
     s.hold(r);
     return r;
   };
@@ -196,4 +196,25 @@ t.test('streams that filled the old window before it dropped keep what they hold
   parked[0] = 0.5 * MiB;
   first[0]!.stall('received', false);
   t.ok(budget.used <= defaults.budget);
+});
+
+t.test('the write that crossed the high-water mark is reserved too: the upstream queue counts at what it holds when larger', async (t) => {
+  // The pipe pauses after the write that took the upstream's queue past the mark, so the
+  // queue can hold the mark plus that chunk (up to a frame); paused, it only shrinks.
+  const hwm = DEFAULT_HBONE_TUNING.pipeHighWaterMark;
+  const { s } = share();
+  const budget = new ByteBudget(defaults.budget);
+  s.opened();
+  let queued = hwm + 48 * KiB;
+  const r: StallReservation = new StallReservation(budget, {
+    received: stalledReceiveSize(s, { unread: () => 0, upstreamQueued: () => queued }, hwm), sent: hwm,
+  }, () => s.forget(r));
+  s.hold(r);
+  t.ok(r.stall('received', true));
+  t.equal(budget.used, 4 * MiB + hwm + 48 * KiB, 'the window plus the whole queue');
+  queued = 10 * KiB;
+  t.ok(r.refit());
+  t.equal(budget.used, 4 * MiB + hwm, 'as the queue drains, the reservation shrinks to the window plus the mark, never below');
+  r.release();
+  t.equal(budget.used, 0);
 });

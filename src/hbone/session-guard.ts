@@ -10,7 +10,7 @@ import { perInterval, TokenBucket } from '../lib/token-bucket';
 import { ByteBudget, StallReservation, type HboneLimits, type RefusalReason } from './limits';
 import { IdleTimer } from './idle';
 import type { HboneTuning } from './settings';
-import { MIN_SHARED_WINDOW, stalledReceiveSize, WindowShare } from './window-share';
+import { MIN_SHARED_WINDOW, stalledReceiveSize, WindowShare, type StreamQueues } from './window-share';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -92,13 +92,17 @@ export class SessionGuard {
 
   /**
    * The budget hook of a stream piped to an upstream socket: a stalled received
-   * direction reserves the window the peer may still fill plus the high-water mark,
-   * shrunk when the shared window drops but never below what the stream already holds
-   * (`parked`, its queued DATA); the sent direction its high-water mark.
+   * direction reserves the window the peer may still fill plus the upstream's queue
+   * (the high-water mark, or the write that crossed it), shrunk when the shared window
+   * drops but never below what the stream already holds (its unread DATA); the sent
+   * direction the stream's own queue, likewise (window-share.ts stalledReceiveSize).
    */
-  stallReservation(parked: () => number): StallReservation {
+  stallReservation(q: StreamQueues): StallReservation {
     const hwm = this.tuning.pipeHighWaterMark;
-    const r: StallReservation = new StallReservation(this.budget, { received: stalledReceiveSize(this.window, parked, hwm), sent: hwm }, () => this.window.forget(r));
+    const r: StallReservation = new StallReservation(this.budget, {
+      received: stalledReceiveSize(this.window, q, hwm),
+      sent: () => Math.max(hwm, q.streamQueued()),
+    }, () => this.window.forget(r));
     this.window.hold(r);
     return r;
   }

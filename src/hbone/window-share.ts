@@ -191,13 +191,26 @@ export class WindowShare {
   }
 }
 
+/** What one piped stream holds now: its unread DATA, and each writer's queue. */
+export interface StreamQueues {
+  /** DATA the stream received and the pipe has not read (stream.readableLength). */
+  unread(): number;
+  /** Bytes queued to the upstream socket (its writableLength). */
+  upstreamQueued(): number;
+  /** Bytes queued to the stream, the other way (its writableLength). */
+  streamQueued(): number;
+}
+
 /**
  * What a stalled stream's received direction may park: the window in force, or more
- * when it already holds more. A lowered window does not shrink what arrived under the
- * old one (Node queues a paused stream's DATA; only its WINDOW_UPDATE waits), and at the
- * ACK every byte sent under the old window has arrived (TCP keeps order), so the larger
- * of the two is what the peer can have parked, and a refit never counts less than that.
+ * when it already holds more, plus the upstream socket's queue. A lowered window does
+ * not shrink what arrived under the old one (Node queues a paused stream's DATA; only
+ * its WINDOW_UPDATE waits), and at the ACK every byte sent under the old window has
+ * arrived (TCP keeps order), so the larger of the two is what the peer can have parked,
+ * and a refit never counts less than that. The queue is the high-water mark, or more:
+ * the write that crossed it (up to a frame) is queued whole, and a paused direction's
+ * queue only shrinks, so what it holds when the stall is reserved is its bound.
  */
-export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, parked: () => number, overhead: number): () => number {
-  return () => Math.max(share.inForce, parked()) + overhead;
+export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, q: Pick<StreamQueues, 'unread' | 'upstreamQueued'>, hwm: number): () => number {
+  return () => Math.max(share.inForce, q.unread()) + Math.max(hwm, q.upstreamQueued());
 }
