@@ -16,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { formatHostPort } from '../lib/address';
 import { WeftError } from '../lib/errors';
 import { parse, parseOptions } from '../lib/options';
 
@@ -176,7 +177,9 @@ export function tcpRoundTrip(host: string, port: number, source: { bytes: number
     let received = 0;
     const sock = connect({ host, port, allowHalfOpen: true });
     sock.setNoDelay(true);
-    const timer = setTimeout(() => sock.destroy(new Error(`round trip not finished within ${timeoutMs} ms (sent ${sent}, received ${received})`)), timeoutMs);
+    // The local address names the connection in the ztunnels' access lines (src.addr).
+    const from = () => (sock.localAddress ? ` from ${formatHostPort(sock.localAddress, sock.localPort ?? 0)}` : '');
+    const timer = setTimeout(() => sock.destroy(new Error(`round trip${from()} not finished within ${timeoutMs} ms (sent ${sent}, received ${received})`)), timeoutMs);
     sock.on('data', (c: Buffer) => { received += c.length; recvHash.update(c); });
     sock.on('error', (e) => { clearTimeout(timer); reject(e); });
     sock.on('end', () => {

@@ -11,7 +11,7 @@
  * The context file goes to `<lab dir>/context.json`; pass `handle.env` to any `weft`
  * command under test so it finds the lab.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { TcpResult } from '../../../src/lab/client';
@@ -108,10 +108,30 @@ export async function startLab(t: Test, opts: { topology?: string; env?: Record<
     },
     async tcp(pod, hostPort, bytes) {
       const res = await exec(pod, ['weft', 'lab', 'tcp', hostPort, '--bytes', String(bytes)]);
-      if (res.code !== 0 && !res.stdout) throw new Error(`tcp ${hostPort} from ${pod} failed (${res.code}): ${res.stderr}`);
+      if (res.code !== 0 && !res.stdout) throw new Error(`tcp ${hostPort} from ${pod} failed (${res.code}): ${res.stderr}${await accessLines(labDir, res.stderr)}`);
       return JSON.parse(res.stdout) as TcpResult;
     },
   };
+}
+
+/**
+ * For a failed `weft lab tcp`: the ztunnels' log lines about its connection (the error
+ * names the client's address, the access lines' src.addr), so a CI log says where it
+ * stopped. A connection still waiting is logged when the ztunnel gives up on it, so
+ * this waits a little for a line.
+ */
+async function accessLines(labDir: string, stderr: string): Promise<string> {
+  const from = /round trip from (\S+) /.exec(stderr)?.[1];
+  if (!from) return '';
+  const needle = `"src.addr":"${from}"`;
+  const logs = join(labDir, 'logs');
+  let lines: string[] = [];
+  for (let i = 0; i < 30 && lines.length === 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    lines = readdirSync(logs).filter((f) => f.startsWith('ztunnel-'))
+      .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes(needle)).map((l) => `${f}: ${l}`));
+  }
+  return lines.length ? `\nthe ztunnels' lines for ${from}:\n${lines.join('\n')}` : `\nno ztunnel logged a line for ${from} within 3 s`;
 }
 
 /**
