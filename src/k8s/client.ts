@@ -3,10 +3,10 @@
  * events as an async iterator), get, create, update, patch. Paths are API paths, e.g.
  * `/api/v1/pods` or `/apis/coordination.k8s.io/v1/namespaces/x/leases/y`; see paths.ts.
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { WeftError, isWeftError } from '../lib/errors';
+import { readFileIfAny } from '../lib/files';
 import type { ClusterConfig } from './kubeconfig';
 
 export interface ObjectMeta {
@@ -216,13 +216,7 @@ export class KubeClient {
   }
 
   private token(): string | undefined {
-    if (this.config.tokenFile) {
-      try {
-        return readFileSync(this.config.tokenFile, 'utf8').trim();
-      } catch {
-        return this.config.token;
-      }
-    }
+    if (this.config.tokenFile) return readFileIfAny(this.config.tokenFile)?.trim() ?? this.config.token;
     return this.config.token;
   }
 

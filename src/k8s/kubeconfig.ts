@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import YAML from 'yaml';
 import { WeftError } from '../lib/errors';
+import { readFileIfAny } from '../lib/files';
 
 export interface ClusterConfig {
   /** https://host:port (or http:// for tests). */
@@ -52,12 +53,7 @@ export function inClusterConfig(env: NodeJS.ProcessEnv = process.env, dir = SERV
   };
   const ca = read('ca.crt');
   read('token');
-  let namespace: string | undefined;
-  try {
-    namespace = readFileSync(join(dir, 'namespace'), 'utf8').trim();
-  } catch {
-    namespace = undefined;
-  }
+  const namespace = readFileIfAny(join(dir, 'namespace'))?.trim();
   const h = host.includes(':') ? `[${host}]` : host;
   const out: ClusterConfig = { server: `https://${h}:${port}`, ca, tokenFile: join(dir, 'token') };
   if (namespace) out.namespace = namespace;

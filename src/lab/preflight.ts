@@ -8,6 +8,7 @@
 import { labRedisPorts } from './redis';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
+import { readFileIfAny } from '../lib/files';
 import { LAB_NET, type LabPlan } from './plan';
 import { LAB_RECORD_FILE, readState, recordedLabDir } from './state';
 import { tcpReady } from './procs';
@@ -215,9 +216,5 @@ export function conflictError(conflicts: string[], labDir: string, recordFile = 
 
 /** True when bridged frames traverse the root namespace's iptables (br_netfilter). */
 export function bridgeNetfilterOn(): boolean {
-  try {
-    return readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() === '1';
-  } catch {
-    return false;
-  }
+  return readFileIfAny('/proc/sys/net/bridge/bridge-nf-call-iptables')?.trim() === '1';
 }

@@ -7,10 +7,10 @@
  * The file is replaced atomically (write + rename) on every change: a crash leaves the
  * previous complete version, never a torn one.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../lib/errors';
-import { readOptionalJson, writeFileAtomic } from '../lib/files';
+import { readFileIfAny, readOptionalJson, writeFileAtomic } from '../lib/files';
 import type { LabPlan, PlannedWaypoint } from './plan';
 
 export type ProcessRole = 'redis' | 'ca' | 'ztunnel' | 'app' | 'waypoint' | 'prober';
@@ -92,11 +92,7 @@ export function forgetLabDir(labDir: string, file = LAB_RECORD_FILE): void {
 }
 
 export function recordedLabDir(file = LAB_RECORD_FILE): string | undefined {
-  try {
-    return readFileSync(file, 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
+  return readFileIfAny(file)?.trim() || undefined;
 }
 
 export function readState(labDir: string): LabState | undefined {

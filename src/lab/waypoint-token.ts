@@ -5,9 +5,8 @@
  * ServiceAccount token; the CA issues for this token that one identity and nothing else.
  * Tokens are secrets: the state file never holds one, only the 0600 file does.
  */
-import { readFileSync } from 'node:fs';
 import { createIdentityToken, revokeIdentityToken } from '../ca/identity-tokens';
-import { writeFileAtomic } from '../lib/files';
+import { readFileIfAny, writeFileAtomic } from '../lib/files';
 import { openRedis, type RedisTarget } from '../registry/connection';
 import type { PlannedWaypoint } from './plan';
 
@@ -35,12 +34,7 @@ export async function writeWaypointToken(redisUrl: RedisTarget, w: Pick<PlannedW
 
 /** Revokes the token in `file` (if any) before its expiry: a removed waypoint's token must not outlive it. */
 export async function revokeWaypointToken(redisUrl: RedisTarget, file: string): Promise<void> {
-  let token: string;
-  try {
-    token = readFileSync(file, 'utf8').trim();
-  } catch {
-    return; // never written, or already removed
-  }
-  if (token === '') return;
+  const token = readFileIfAny(file)?.trim();
+  if (!token) return; // never written, or already removed
   await withRedis(redisUrl, (redis) => revokeIdentityToken(redis, token));
 }

@@ -15,6 +15,20 @@ export function writeFileAtomic(file: string, content: string, mode = 0o644): vo
 }
 
 /**
+ * A file's text, or undefined when it cannot be read for whatever reason (missing, not
+ * readable, a process gone from /proc, a cgroup file this host does not have): for
+ * files whose absence is an answer, not an error. Where a missing file is fine but an
+ * unreadable one is not, check the error's code instead (readOptionalJson).
+ */
+export function readFileIfAny(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Reads a JSON file that may not exist: undefined when it does not. Unparseable JSON,
  * or a value `check` rejects (by throwing), is handed to `invalid`, which turns it into
  * the error that tells the user what to do about that file.
@@ -112,13 +126,7 @@ export function watchFiles(files: readonly string[], opts: WatchFilesOptions): F
   }));
   // JSON keeps "missing" (null) apart from "empty" ('').
   const key = (texts: Array<string | undefined>) => JSON.stringify(texts.map((t) => t ?? null));
-  let applied = key(opts.initial ?? files.map((f) => {
-    try {
-      return readFileSync(f, 'utf8');
-    } catch {
-      return undefined;
-    }
-  }));
+  let applied = key(opts.initial ?? files.map((f) => readFileIfAny(f)));
   let reported = '';
   let busy = false;
   let stopped = false;

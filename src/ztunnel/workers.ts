@@ -10,22 +10,13 @@
  * per-worker cost (a registry view, certificates and tunnels each; measured in
  * docs/performance.md "Several ztunnel workers") buys less than a core's worth.
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { HboneLimits } from '../hbone/limits';
+import { readFileIfAny } from '../lib/files';
 
 export const MAX_WORKERS = 16;
 /** What `auto` stops at. */
 export const AUTO_WORKERS_CAP = 8;
-
-/** A file's text, undefined when it cannot be read (no such cgroup file on this host). */
-function readIfAny(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
 
 /** `quota period` in microseconds as CPUs; undefined for no limit (`max`, v1's -1) or anything else. */
 function quotaCpus(quota: string | undefined, period: string | undefined): number | undefined {
@@ -41,7 +32,7 @@ function quotaCpus(quota: string | undefined, period: string | undefined): numbe
  * 16-CPU node `auto` forked 8 workers: 8 views, certificates and pools in 2 CPUs, and
  * ~8x the memory against the pod's memory limit.
  */
-export function cgroupCpuLimit(read: (path: string) => string | undefined = readIfAny): number | undefined {
+export function cgroupCpuLimit(read: (path: string) => string | undefined = readFileIfAny): number | undefined {
   const v2 = read('/sys/fs/cgroup/cpu.max');
   if (v2 !== undefined) {
     const [quota, period] = v2.trim().split(/\s+/);
