@@ -2,7 +2,7 @@
 // process bookkeeping that `down` relies on after a crash.
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -105,6 +105,15 @@ t.test('TCP: byte-exact round trip of random bytes and of a file', async (t) => 
   t.same([res.sent, res.received, res.match], [11000, 11000, true]);
   const empty = await tcpRoundTrip('127.0.0.1', tcpPort, { bytes: 0 }, 5000);
   t.same([empty.sent, empty.received, empty.match], [0, 0, true], 'zero bytes: the echo still half-closes back');
+});
+
+t.test('TCP: a round trip that does not finish names its local address (the ztunnels log it as src.addr)', async (t) => {
+  const held: Socket[] = [];
+  const silent = createServer((s) => { held.push(s); });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => { for (const s of held) s.destroy(); silent.close(); });
+  const port = (silent.address() as { port: number }).port;
+  await t.rejects(tcpRoundTrip('127.0.0.1', port, { bytes: 10 }, 200), /^round trip from 127\.0\.0\.1:\d+ not finished within 200 ms \(sent 10, received 0\)$/);
 });
 
 t.test('TCP: the echo keeps sending after the client half-closes, then ends', async (t) => {

@@ -178,10 +178,13 @@ export function tcpRoundTrip(host: string, port: number, source: { bytes: number
     const sock = connect({ host, port, allowHalfOpen: true });
     sock.setNoDelay(true);
     // The local address names the connection in the ztunnels' access lines (src.addr).
-    const from = () => (sock.localAddress ? ` from ${formatHostPort(sock.localAddress, sock.localPort ?? 0)}` : '');
-    const timer = setTimeout(() => sock.destroy(new Error(`round trip${from()} not finished within ${timeoutMs} ms (sent ${sent}, received ${received})`)), timeoutMs);
+    let from = '';
+    const timer = setTimeout(() => sock.destroy(new Error(`round trip${from} not finished within ${timeoutMs} ms (sent ${sent}, received ${received})`)), timeoutMs);
     sock.on('data', (c: Buffer) => { received += c.length; recvHash.update(c); });
-    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(from && !e.message.includes(from) ? new Error(`round trip${from} failed: ${e.message}`, { cause: e }) : e);
+    });
     sock.on('end', () => {
       clearTimeout(timer);
       sock.end();
@@ -190,6 +193,7 @@ export function tcpRoundTrip(host: string, port: number, source: { bytes: number
       resolve({ sent, received, sentSha256, receivedSha256, match: sent === received && sentSha256 === receivedSha256, ms: Date.now() - started });
     });
     sock.once('connect', () => {
+      from = ` from ${formatHostPort(sock.localAddress ?? '?', sock.localPort ?? 0)}`;
       if ('file' in source) {
         const stream = createReadStream(source.file);
         stream.on('data', (c) => { const b = c as Buffer; sent += b.length; sentHash.update(b); });

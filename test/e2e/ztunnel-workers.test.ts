@@ -40,8 +40,12 @@ t.test('a ztunnel in two workers: shared listeners, one readiness, whole metrics
 
   await t.test('both workers carry traffic, bytes intact through HBONE', async (t) => {
     const before = workers.map(cpuSeconds);
-    const results = await Promise.all(Array.from({ length: 8 }, () => lab.tcp('demo/client', `${echo2.ip}:9000`, 8_000_000)));
-    t.ok(results.every((r) => r.match && r.received === 8_000_000), '8 parallel connections demo/client → demo/echo-2 (node-2), 8 MB each, echoed intact');
+    // All eight settle before the verdict, so a failure says how many failed and why (each with the ztunnels' lines).
+    const settled = await Promise.allSettled(Array.from({ length: 8 }, () => lab.tcp('demo/client', `${echo2.ip}:9000`, 8_000_000)));
+    const failed = settled.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    t.same(failed, [], `${failed.length} of 8 connections failed`);
+    t.ok(results.length === 8 && results.every((r) => r.match && r.received === 8_000_000), '8 parallel connections demo/client → demo/echo-2 (node-2), 8 MB each, echoed intact');
     const used = workers.map((pid, i) => cpuSeconds(pid) - before[i]!);
     t.comment(`CPU per worker for 8 × 8 MB echoed: ${used.map((s) => `${(s * 1000).toFixed(0)} ms`).join(', ')}`);
     // Idle, a worker spends a few ms a second; each carried some of the 128 MB.
