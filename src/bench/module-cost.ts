@@ -7,12 +7,12 @@
  * a module shares with an earlier one is charged to the earlier.
  */
 import { join } from 'node:path';
-import { smapsRollup } from './smaps';
+import { procKb } from '../lib/proc';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 
 function read(): Reading {
-  const { Rss, Anonymous } = smapsRollup('self', ['Rss', 'Anonymous']);
+  const { Rss, Anonymous } = procKb('self', 'smaps_rollup', ['Rss', 'Anonymous']);
   const mu = process.memoryUsage();
   return { rss: Rss, anon: Anonymous, used: mu.heapUsed, committed: mu.heapTotal };
 }

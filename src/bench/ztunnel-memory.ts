@@ -40,11 +40,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
 import { WeftError } from '../lib/errors';
+import { procKb } from '../lib/proc';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { heapDiff, heapGroups } from './heap-diff';
 import { exitOnSignals } from './signals';
-import { smapsRollup } from './smaps';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -68,7 +68,7 @@ interface Sample { mem: ChildMemory; fileBacked: number }
 
 async function sample(node: RigNode): Promise<Sample> {
   const mem = await node.mem();
-  const { Rss, Anonymous } = smapsRollup(node.pid, ['Rss', 'Anonymous']);
+  const { Rss, Anonymous } = procKb(node.pid, 'smaps_rollup', ['Rss', 'Anonymous']);
   return { mem, fileBacked: Rss - Anonymous };
 }
 

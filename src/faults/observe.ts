@@ -4,10 +4,11 @@
  * fault suite and by the e2e tests, so both judge the mesh by the same evidence.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { run } from '../lab/run';
 import { readFileIfAny } from '../lib/files';
+import { procKb } from '../lib/proc';
 
 /** GET a ztunnel admin path over its unix socket; parses the JSON answer. */
 export function adminGet<T>(socketPath: string, path: string, timeoutMs = 3000): Promise<T> {
@@ -107,16 +108,9 @@ export class LogCursor {
   }
 }
 
-const STATUS_FIELD = { VmRSS: /^VmRSS:\s+(\d+) kB$/m, VmHWM: /^VmHWM:\s+(\d+) kB$/m };
-
 /** Resident set size of a process in bytes (VmRSS; VmHWM is its peak), or NaN when it is gone. */
-export function rssBytes(pid: number, field: keyof typeof STATUS_FIELD = 'VmRSS'): number {
-  try {
-    const m = STATUS_FIELD[field].exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  } catch {
-    return NaN;
-  }
+export function rssBytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  return procKb(pid, 'status', [field])[field];
 }
 
 let clockTicks: number | undefined;

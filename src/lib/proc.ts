@@ -1,0 +1,21 @@
+/**
+ * A process's memory as /proc prints it, in `Name:   N kB` lines: /proc/<pid>/status
+ * (VmRSS, VmHWM) and /proc/<pid>/smaps_rollup (Rss, Anonymous, …; Linux ≥ 4.14). The
+ * fault suite, the tests and the benches read RSS through this one parser.
+ *
+ * Only node:fs, not even lib/files' readFileIfAny: bench/module-cost.ts loads this
+ * before it measures and charges every import to the modules it measures (the first
+ * require of a module alone adds ~2 MB RSS, which would land in "node itself").
+ */
+import { readFileSync } from 'node:fs';
+
+/** `fields` of /proc/<pid>/<file> in bytes; NaN for each where the file (the process is gone, an old kernel) or the field is missing. */
+export function procKb<K extends string>(pid: number | 'self', file: 'status' | 'smaps_rollup', fields: readonly K[]): Record<K, number> {
+  let text = '';
+  try {
+    text = readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch { /* gone, or an old kernel: NaN below */ }
+  const out = {} as Record<K, number>;
+  for (const k of fields) out[k] = Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+  return out;
+}
