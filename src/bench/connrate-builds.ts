@@ -17,6 +17,7 @@ import { acquireLabLock } from '../lab/lock';
 import { run } from '../lab/run';
 import { cpuSeconds } from '../faults/observe';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
+import { mdHeader, mdRow } from './markdown';
 import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 import { median } from './stats';
@@ -112,11 +113,11 @@ async function main(): Promise<void> {
     tmp.remove();
   }
   const first = median(samples.get(builds[0]!)!.map((s) => s.usPerConn));
-  console.log(`\n| build | µs CPU per connection, both ztunnels (rounds) | × first | conn/s (rounds) |\n|---|---|---|---|`);
+  console.log(`\n${mdHeader(['build', 'µs CPU per connection, both ztunnels (rounds)', '× first', 'conn/s (rounds)'])}`);
   for (const b of builds) {
     const s = samples.get(b)!;
     const us = median(s.map((x) => x.usPerConn));
-    console.log(`| ${b} | ${us.toFixed(0)} (${s.map((x) => x.usPerConn.toFixed(0)).join(', ')}) | ${(us / first).toFixed(2)} | ${median(s.map((x) => x.cps))} (${s.map((x) => x.cps).join(', ')}) |`);
+    console.log(mdRow([b, `${us.toFixed(0)} (${s.map((x) => x.usPerConn.toFixed(0)).join(', ')})`, (us / first).toFixed(2), `${median(s.map((x) => x.cps))} (${s.map((x) => x.cps).join(', ')})`]));
   }
 }
 

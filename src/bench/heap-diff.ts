@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { mdTable } from './markdown';
 
 export interface Group { count: number; bytes: number }
 
@@ -120,7 +121,5 @@ if (require.main === module) {
   }
   const rows = heapDiff(heapGroups(before), heapGroups(after), Number(per ?? 1));
   const total = rows.reduce((a, r) => a + r.bytes, 0);
-  console.log(`| group | objects per | bytes per |\n|---|---|---|`);
-  for (const r of rows.slice(0, 40)) console.log(`| ${r.key} | ${r.count.toFixed(2)} | ${r.bytes.toFixed(0)} |`);
-  console.log(`| total | | ${total.toFixed(0)} |`);
+  console.log(mdTable(['group', 'objects per', 'bytes per'], [...rows.slice(0, 40).map((r) => [r.key, r.count.toFixed(2), r.bytes.toFixed(0)]), ['total', '', total.toFixed(0)]]));
 }

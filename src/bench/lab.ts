@@ -33,6 +33,7 @@ import { readState, type ProcessResource } from '../lab/state';
 import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
 import { cpuSeconds, rssBytes } from '../faults/observe';
+import { mdTable } from './markdown';
 import { median } from './stats';
 
 const REPO = join(__dirname, '..', '..');
@@ -246,9 +247,7 @@ function table(results: Record<string, Result>): string {
       Number.isNaN(r.cpuUsPerConn) ? '-' : r.cpuUsPerConn.toFixed(0), Number.isNaN(r.budgetResets) ? '-' : String(r.budgetResets),
       ...[r.gbps / d.gbps, r.gbps / h.gbps, r.gbpsP / h.gbpsP, r.p99 / h.p99, r.cps / d.cps, r.cps / h.cps].map((x) => (Number.isFinite(x) ? x.toFixed(2) : '-'))]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  return [line(rows[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+  return mdTable(rows[0]!, rows.slice(1), { aligned: true });
 }
 
 async function main(): Promise<void> {

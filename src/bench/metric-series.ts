@@ -15,6 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
+import { mdHeader, mdRow, mdTable, type MdCell } from './markdown';
 import { churn, churnRig, type ChurnProxy } from './metric-churn';
 
 const specs = {
@@ -53,20 +54,18 @@ async function main(): Promise<void> {
   if (o.help) return void console.log(`node dist/bench/metric-series.js [flags]\n${optionsHelp(specs)}`);
   console.log(`metric series bench: real ztunnel and waypoint metrics following a real MeshState, in one process; node ${process.version}\n`);
   console.log(`## Heap per series (${o.workloads} workloads, one exchange each with one client; after full GCs)\n`);
-  console.log('| proxy | series (label set × metric family) | heap per series bytes | heap per label set bytes | registry heap per workload bytes (for scale) |');
-  console.log('|---|---|---|---|---|');
+  console.log(mdHeader(['proxy', 'series (label set × metric family)', 'heap per series bytes', 'heap per label set bytes', 'registry heap per workload bytes (for scale)']));
   for (const proxy of ['ztunnel', 'waypoint'] as ChurnProxy[]) {
     const r = await perSeries(proxy, o.workloads);
-    console.log(`| ${proxy} | ${r.series} | ${f(r.bytesPerSeries, 0)} | ${f(r.bytesPerLabelSet, 0)} | ${f(r.bytesPerWorkload, 0)} |`);
+    console.log(mdRow([proxy, r.series, f(r.bytesPerSeries, 0), f(r.bytesPerLabelSet, 0), f(r.bytesPerWorkload, 0)]));
   }
   console.log(`\n## Churn: ${o.churn} workloads come, talk once and leave, ${o.window} at a time\n`);
-  console.log('| proxy | workloads so far | series now | heap used MB |');
-  console.log('|---|---|---|---|');
-  const summary: string[] = [];
+  console.log(mdHeader(['proxy', 'workloads so far', 'series now', 'heap used MB']));
+  const summary: MdCell[][] = [];
   for (const proxy of ['ztunnel', 'waypoint'] as ChurnProxy[]) {
     const rig = churnRig(proxy);
     const step = Math.max(1, Math.floor(o.churn / 10));
-    console.log(`| ${proxy} | 0 | ${await rig.series()} | ${f(heapUsed() / MB, 2)} |`);
+    console.log(mdRow([proxy, 0, await rig.series(), f(heapUsed() / MB, 2)]));
     // Series of one live workload (one exchange with the client): the bound is window × this.
     let perWorkload = 0;
     let firstHeap = NaN;
@@ -80,16 +79,14 @@ async function main(): Promise<void> {
       most = Math.max(most, n);
       if (Number.isNaN(firstHeap)) firstHeap = h;
       lastHeap = h;
-      console.log(`| ${proxy} | ${done} | ${n} | ${f(h / MB, 2)} |`);
+      console.log(mdRow([proxy, done, n, f(h / MB, 2)]));
     });
     rig.close();
     const bound = Math.min(o.window, o.churn) * perWorkload;
-    summary.push(`| ${proxy} | ${o.churn} | ${most} | ${bound} | ${f(most / bound, 2)} | ${f(lastHeap / firstHeap, 2)} |`);
+    summary.push([proxy, o.churn, most, bound, f(most / bound, 2), f(lastHeap / firstHeap, 2)]);
   }
   console.log(`\n## Summary: the series stay bounded by the live workloads'\n`);
-  console.log('| proxy | workloads churned | most series seen | live workloads\' series (window × per workload) | ×bound | heap at the end × at the first tenth |');
-  console.log('|---|---|---|---|---|---|');
-  for (const line of summary) console.log(line);
+  console.log(mdTable(['proxy', 'workloads churned', 'most series seen', 'live workloads\' series (window × per workload)', '×bound', 'heap at the end × at the first tenth'], summary));
 }
 
 if (require.main === module) {

@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path';
 import { procKb } from '../lib/proc';
+import { mdRow } from './markdown';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 
@@ -19,13 +20,13 @@ function read(): Reading {
 
 const mb = (n: number) => (n / 2 ** 20).toFixed(1);
 const row = (name: string, ms: string, now: Reading, from: Reading) =>
-  console.log(`| ${name} | ${ms} | ${mb(now.rss - from.rss)} | ${mb(now.anon - from.anon)} | ${mb(now.used - from.used)} | ${mb(now.committed - from.committed)} |`);
+  console.log(mdRow([name, ms, mb(now.rss - from.rss), mb(now.anon - from.anon), mb(now.used - from.used), mb(now.committed - from.committed)]));
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');
 gc();
 const start = read();
-console.log(`| node itself (RSS ${mb(start.rss)} MB, anonymous ${mb(start.anon)} MB) | | | | | |`);
+console.log(mdRow([`node itself (RSS ${mb(start.rss)} MB, anonymous ${mb(start.anon)} MB)`, '', '', '', '', '']));
 let last = start;
 for (const m of process.argv.slice(2)) {
   const t0 = performance.now();

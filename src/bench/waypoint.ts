@@ -55,6 +55,7 @@ import { parse, parseOptions } from '../lib/options';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
+import { mdTable } from './markdown';
 import { median } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
 import { exitOnSignals } from './signals';
@@ -313,11 +314,9 @@ function printVariants(rows: Awaited<ReturnType<typeof compareVariants>>, o: { s
   const [base] = rows as [typeof rows[0]];
   console.log(`\nclosed loop, ${o.connections} connections, ${o.seconds} s per round, ${o.rounds} rounds (medians)${o.rate > 0 ? `; then ${o.rate} req/s open loop, ${o.seconds} s` : ''}.`);
   console.log(`CPU: the waypoint process's user+system time per request served; capacity = max req/s as CPU allows it (× ${base.v.name}).\n`);
-  console.log(`| variant | max req/s | × ${base.v.name} | µs CPU per request | capacity × ${base.v.name} | p99 ms at ${o.rate} req/s | µs CPU per request at ${o.rate} req/s | RSS MB (started) | errors |`);
-  console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) {
-    console.log(`| ${r.v.name} | ${f(r.rps, 0)} | ${f(r.rps / base.rps, 3)} | ${f(r.cpuUs, 1)} | ${f(base.cpuUs / r.cpuUs, 3)} | ${f(r.p99, 3)} | ${f(r.fixedCpuUs, 1)} | ${f(r.rssMb, 1)} (${f(r.startedMb, 1)}) | ${r.errors} |`);
-  }
+  console.log(mdTable(
+    ['variant', 'max req/s', `× ${base.v.name}`, 'µs CPU per request', `capacity × ${base.v.name}`, `p99 ms at ${o.rate} req/s`, `µs CPU per request at ${o.rate} req/s`, 'RSS MB (started)', 'errors'],
+    rows.map((r) => [r.v.name, f(r.rps, 0), f(r.rps / base.rps, 3), f(r.cpuUs, 1), f(base.cpuUs / r.cpuUs, 3), f(r.p99, 3), f(r.fixedCpuUs, 1), `${f(r.rssMb, 1)} (${f(r.startedMb, 1)})`, r.errors])));
 }
 
 /** The tracing cost: sampling 0, 0.01 and 1.0, compared with tracing off. */
@@ -341,13 +340,11 @@ function report(rows: Array<{ name: string; max: { rps: number; errors: number }
   const f = (n: number, d = 3) => (Number.isFinite(n) ? n.toFixed(d) : '–');
   console.log(`\nmax: closed loop, ${o.connections} connections, ${o.seconds} s. Latency, CPU, RSS: open loop at ${o.rate} req/s, 8 connections, ${o.seconds} s.`);
   console.log('CPU: the proxy process, vCPU per 1000 req/s served; RSS: its VmRSS at the end of the fixed-rate phase.\n');
-  console.log('| path | max req/s | ×direct | ×haproxy mTLS→mTLS | errors | p50 ms | p99 ms | added p99 ms | vCPU per 1000 req/s | RSS MB |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) {
+  console.log(mdTable(['path', 'max req/s', '×direct', '×haproxy mTLS→mTLS', 'errors', 'p50 ms', 'p99 ms', 'added p99 ms', 'vCPU per 1000 req/s', 'RSS MB'], rows.map((r) => {
     const proxied = r !== direct;
-    console.log(`| ${r.name} | ${f(r.max.rps, 0)} | ${f(r.max.rps / direct.max.rps, 2)} | ${f(r.max.rps / ha.max.rps, 2)} | ${r.max.errors + r.fixed.errors} | ` +
-      `${f(r.fixed.p50)} | ${f(r.fixed.p99)} | ${f(r.fixed.p99 - direct.fixed.p99)} | ${proxied ? f(r.fixed.cpu, 3) : '–'} | ${proxied ? f(r.fixed.rssMb, 1) : '–'} |`);
-  }
+    return [r.name, f(r.max.rps, 0), f(r.max.rps / direct.max.rps, 2), f(r.max.rps / ha.max.rps, 2), r.max.errors + r.fixed.errors,
+      f(r.fixed.p50), f(r.fixed.p99), f(r.fixed.p99 - direct.fixed.p99), proxied ? f(r.fixed.cpu, 3) : '–', proxied ? f(r.fixed.rssMb, 1) : '–'];
+  })));
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
   const ratio = wp.max.rps / ha.max.rps;
   const added = wp.fixed.p99 - direct.fixed.p99;

@@ -44,6 +44,7 @@ import { procKb } from '../lib/proc';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { heapDiff, heapGroups } from './heap-diff';
+import { mdHeader, mdRow, mdTable } from './markdown';
 import { exitOnSignals } from './signals';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
@@ -195,8 +196,7 @@ function printHeapDiff(dir: string, count: number): void {
     const rows = heapDiff(heapGroups(join(dir, `${role}-${count}-idle.heapsnapshot`)), heapGroups(join(dir, `${role}-${count}-held.heapsnapshot`)), count);
     const total = rows.reduce((a, r) => a + r.bytes, 0);
     console.log(`\n### ${role}: V8 heap per held connection, self sizes, ${count} held vs idle (top 30; total ${f(total / 1024, 2)} KB)\n`);
-    console.log('| group | objects per connection | bytes per connection |\n|---|---|---|');
-    for (const r of rows.slice(0, 30)) console.log(`| ${r.key} | ${f(r.count, 2)} | ${f(r.bytes, 0)} |`);
+    console.log(mdTable(['group', 'objects per connection', 'bytes per connection'], rows.slice(0, 30).map((r) => [r.key, f(r.count, 2), f(r.bytes, 0)])));
   }
 }
 
@@ -206,14 +206,13 @@ const pct = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${f(x * 10
 
 function printRound(r: Round, settleS: number): void {
   console.log(`\n### ${r.count} idle tunnelled connections\n`);
-  console.log('| ztunnel | phase | RSS MB | V8 heap committed MB | heap used MB | off-heap MB (RSS − committed) | file-backed MB | external MB | tracked | tunnels | reclaims |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(mdHeader(['ztunnel', 'phase', 'RSS MB', 'V8 heap committed MB', 'heap used MB', 'off-heap MB (RSS − committed)', 'file-backed MB', 'external MB', 'tracked', 'tunnels', 'reclaims']));
   for (const [i, role] of [[0, 'node-a (outbound)'], [1, 'node-b (inbound)']] as const) {
     const phases: Array<[string, Sample]> = [['idle', r.idle[i]], [`${r.count} held`, r.held[i]], ['closed', r.closed[i]], [`+${settleS} s`, r.settled[i]]];
     if (r.poolEmpty) phases.push(['pool empty', r.poolEmpty[i]]);
     for (const [phase, s] of phases) {
       const m = s.mem;
-      console.log(`| ${role} | ${phase} | ${mb(m.rss)} | ${mb(m.heapCommitted)} | ${mb(m.heapUsed)} | ${mb(m.rss - m.heapCommitted)} | ${mb(s.fileBacked)} | ${mb(m.external)} | ${m.tracked} | ${m.tunnels} | ${m.reclaims} |`);
+      console.log(mdRow([role, phase, mb(m.rss), mb(m.heapCommitted), mb(m.heapUsed), mb(m.rss - m.heapCommitted), mb(s.fileBacked), mb(m.external), m.tracked, m.tunnels, m.reclaims]));
     }
   }
 }
@@ -283,8 +282,7 @@ const MODULES = ['node:tls', 'node:http2', 'pino', 'prom-client', 'ioredis', 'ya
 function moduleCosts(): void {
   const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, 'module-cost.js'), ...MODULES], { encoding: 'utf8' });
   console.log('\n## What loading costs (a fresh process, cumulative in this order)\n');
-  console.log('| module | ms | RSS +MB | anonymous +MB | V8 heap used +MB | V8 heap committed +MB |');
-  console.log('|---|---|---|---|---|---|');
+  console.log(mdHeader(['module', 'ms', 'RSS +MB', 'anonymous +MB', 'V8 heap used +MB', 'V8 heap committed +MB']));
   console.log(out.trimEnd());
 }
 
@@ -303,12 +301,11 @@ async function main(): Promise<void> {
     rounds.push(r);
   }
   console.log('\n## Summary (goals: idle ≤ 50 MB, ≤ 10 KB per idle tunnelled connection, within 10 % of idle after close)\n');
-  console.log('| connections | ztunnel | idle RSS MB | RSS per connection KB | heap in use per connection KB | after close + settle vs idle | pool empty vs idle | CPU s per 1000 conns (both) | CPU s per GiB echoed (both) |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log(mdHeader(['connections', 'ztunnel', 'idle RSS MB', 'RSS per connection KB', 'heap in use per connection KB', 'after close + settle vs idle', 'pool empty vs idle', 'CPU s per 1000 conns (both)', 'CPU s per GiB echoed (both)']));
   for (const r of rounds) {
     for (const [i, role] of [[0, 'node-a'], [1, 'node-b']] as const) {
       const s = summary(r, i);
-      console.log(`| ${r.count} | ${role} | ${f(s.idleMb)} | ${f(s.perConnKb)} | ${f(s.heapPerConnKb)} | ${s.settledVsIdle >= 0 ? '+' : ''}${f(s.settledVsIdle * 100)} % | ${pct(s.poolEmptyVsIdle)} | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} |`);
+      console.log(mdRow([r.count, role, f(s.idleMb), f(s.perConnKb), f(s.heapPerConnKb), `${s.settledVsIdle >= 0 ? '+' : ''}${f(s.settledVsIdle * 100)} %`, pct(s.poolEmptyVsIdle), f(r.cpuPer1000Conns, 2), f(r.cpuPerGiB, 2)]));
     }
   }
 }
@@ -328,12 +325,9 @@ async function variants(o: ReturnType<typeof args>): Promise<void> {
   const base = results[0]!.r;
   const avg = (r: Round, k: keyof Summary) => (summary(r, 0)[k] + summary(r, 1)[k]) / 2;
   console.log(`\n## V8 flags, ${o.variantCount} connections, both ztunnels averaged, median of ${o.rounds} interleaved round(s); ratios against node's defaults\n`);
-  console.log('| flags | idle RSS MB | ×node defaults | RSS per connection KB | ×node defaults | after close + settle vs idle | CPU s per 1000 conns | ×node defaults | CPU s per GiB | ×node defaults |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
-  for (const { name, r } of results) {
-    console.log(`| ${name} | ${f(avg(r, 'idleMb'))} | ${f(avg(r, 'idleMb') / avg(base, 'idleMb'), 2)} | ${f(avg(r, 'perConnKb'))} | ${f(avg(r, 'perConnKb') / avg(base, 'perConnKb'), 2)} | `
-      + `${f(avg(r, 'settledVsIdle') * 100)} % | ${f(r.cpuPer1000Conns, 2)} | ${f(r.cpuPer1000Conns / base.cpuPer1000Conns, 2)} | ${f(r.cpuPerGiB, 2)} | ${f(r.cpuPerGiB / base.cpuPerGiB, 2)} |`);
-  }
+  console.log(mdTable(['flags', 'idle RSS MB', '×node defaults', 'RSS per connection KB', '×node defaults', 'after close + settle vs idle', 'CPU s per 1000 conns', '×node defaults', 'CPU s per GiB', '×node defaults'],
+    results.map(({ name, r }) => [name, f(avg(r, 'idleMb')), f(avg(r, 'idleMb') / avg(base, 'idleMb'), 2), f(avg(r, 'perConnKb')), f(avg(r, 'perConnKb') / avg(base, 'perConnKb'), 2),
+      `${f(avg(r, 'settledVsIdle') * 100)} %`, f(r.cpuPer1000Conns, 2), f(r.cpuPer1000Conns / base.cpuPer1000Conns, 2), f(r.cpuPerGiB, 2), f(r.cpuPerGiB / base.cpuPerGiB, 2)])));
 }
 
 if (require.main === module) {

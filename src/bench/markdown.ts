@@ -1,0 +1,31 @@
+/**
+ * The Markdown tables the benches print (docs/performance.md quotes them as printed):
+ * one place that writes a `| a | b |` row and the `|---|` line under a header. Rows
+ * may be printed one at a time, as a bench measures them, or as a whole table.
+ * (Operator commands print aligned columns without pipes: src/cli/output.ts.)
+ */
+
+/** A cell as printed: numbers are formatted by the caller (digits, `–` for none). */
+export type MdCell = string | number;
+
+/** `| a | b |`: the cells joined by ` | `, as given. */
+export function mdRow(cells: readonly MdCell[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+/** The header row and the `|---|---|` line under it (two lines). */
+export function mdHeader(headers: readonly string[]): string {
+  return `${mdRow(headers)}\n|${headers.map(() => '---').join('|')}|`;
+}
+
+/**
+ * A whole table, without a final newline. `aligned` pads every column to its widest
+ * cell and draws the `|---|` line as wide, for reading in a terminal (bench/lab.ts).
+ */
+export function mdTable(headers: readonly string[], rows: ReadonlyArray<readonly MdCell[]>, opts: { aligned?: boolean } = {}): string {
+  if (!opts.aligned) return [mdHeader(headers), ...rows.map(mdRow)].join('\n');
+  const all = [headers, ...rows].map((r) => r.map(String));
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]) => mdRow(widths.map((w, i) => (r[i] ?? '').padEnd(w)));
+  return [line(all[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...all.slice(1).map(line)].join('\n');
+}

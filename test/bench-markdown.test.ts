@@ -1,0 +1,26 @@
+// The benches' Markdown tables (src/bench/markdown.ts): docs/performance.md quotes them
+// as printed, so the text is pinned here to the character, both the plain form (most
+// benches) and the aligned one bench/lab.ts prints.
+import t from 'tap';
+import { mdHeader, mdRow, mdTable } from '../src/bench/markdown';
+
+t.test('mdRow and mdHeader: `| a | b |` and the `|---|` line, numbers as given', async (t) => {
+  t.equal(mdRow(['ztunnel', 3, '1.50']), '| ztunnel | 3 | 1.50 |');
+  t.equal(mdRow(['total', '', '267']), '| total |  | 267 |', 'an empty cell keeps its separators');
+  t.equal(mdHeader(['group', 'bytes per']), '| group | bytes per |\n|---|---|');
+});
+
+t.test('mdTable: the header, its line and the rows, no final newline', async (t) => {
+  t.equal(mdTable(['a', 'b'], [['x', 1], ['y', 2]]), '| a | b |\n|---|---|\n| x | 1 |\n| y | 2 |');
+  t.equal(mdTable(['a', 'b'], []), '| a | b |\n|---|---|', 'no rows: the header alone');
+});
+
+t.test('mdTable aligned: every column as wide as its widest cell, the line as wide', async (t) => {
+  const text = mdTable(['path', 'Gb/s'], [['direct', '12.50'], ['weft', '3.1']], { aligned: true });
+  t.equal(text, [
+    '| path   | Gb/s  |',
+    '|--------|-------|',
+    '| direct | 12.50 |',
+    '| weft   | 3.1   |',
+  ].join('\n'));
+});
