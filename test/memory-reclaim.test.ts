@@ -109,6 +109,25 @@ t.test('the idle tunnels a burst left, closed later by the pool, reclaim again',
   t.equal(native.calls, 2, 'fewer than minTunnelDrop is not worth a pause');
 });
 
+t.test('a registry snapshot loaded again reclaims at the next look, within the interval, once', async (t) => {
+  const clock = new ManualClock();
+  const native = fakeNative();
+  const r = new MemoryReclaimer({ live: () => 3, logger: silent, native, clock, checkEveryMs: 2000, minIntervalMs: 60_000, rss: () => 0 }).start();
+  clock.advance(10_000);
+  t.equal(native.calls, 0, 'nothing to give back: no burst, no reload');
+  r.registryReloaded();
+  clock.advance(2000);
+  t.equal(native.calls, 1, 'the reload is reclaimed at the next look');
+  clock.advance(20_000);
+  t.equal(native.calls, 1, 'once');
+  r.registryReloaded();
+  clock.advance(2000);
+  t.equal(native.calls, 1, 'a second reload within the interval waits for it');
+  clock.advance(40_000);
+  t.equal(native.calls, 2, 'then reclaims');
+  r.stop();
+});
+
 t.test('without the native helper it never arms a timer', async (t) => {
   const clock = new ManualClock();
   const r = new MemoryReclaimer({ live: () => 0, logger: silent, native: null, clock }).start();

@@ -180,7 +180,13 @@ export class ZtunnelApp implements AdminSource {
     const tunnels = () => pool.size + inbounds.reduce((n, s) => n + s.sessionCount, 0);
     // Once 10 s after the listeners are up (certificates fetched meanwhile), then after bursts.
     const reclaimer = new MemoryReclaimer({ live: () => this.tracked.size, tunnels, logger: log, afterStartMs: 10_000 }).start();
-    this.closers.push(() => reclaimer.stop());
+    // The first snapshot is loaded by now (the start-up reclaim covers it); any later one is a reload.
+    const onReload = () => reclaimer.registryReloaded();
+    this.state.on('snapshot', onReload);
+    this.closers.push(() => {
+      reclaimer.stop();
+      this.state.off('snapshot', onReload);
+    });
 
     if (!this.worker) await this.serve(metricsServer(this, telemetry.views()), probeHost(config), config.metricsPort);
     if (this.leads) await this.serveAdmin();
