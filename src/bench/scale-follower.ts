@@ -2,7 +2,8 @@
  * One follower in its own process, for scale.ts: loads the registry's snapshot into a
  * MeshState exactly as a ztunnel does (RegistryFollower, not a bench copy), then
  * prints one JSON line with the load time and this process's memory. Run by scale.ts
- * with --expose-gc so the settled figures are after a full collection.
+ * with --expose-gc so the settled figures are after a full collection; then once more
+ * after the ztunnel's start-up reclaim (memory-reclaim.ts): what a ztunnel keeps at rest.
  *
  *   node --expose-gc dist/bench/scale-follower.js redis://127.0.0.1:PORT [NODE]
  *
@@ -19,6 +20,7 @@ import { MeshState } from '../registry/state';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, parseHashes, parseRecord, registryKeys } from '../registry/layout';
 import { KINDS, type WorkloadRecord } from '../registry/types';
+import { loadNativeMemory } from '../ztunnel/memory-reclaim';
 
 export interface FollowerLoadReport {
   workloads: number;
@@ -34,6 +36,12 @@ export interface FollowerLoadReport {
   external: number;
   /** Peak RSS of the process (VmHWM): the load's transient copies included. */
   peakRss: number;
+  /**
+   * RSS after what a ztunnel does once its start-up is over (memory-reclaim.ts: V8's
+   * compacting collection, then malloc_trim): what a ztunnel keeps at rest. Absent when
+   * this machine did not build the native helper (the ztunnel then does not reclaim either).
+   */
+  reclaimedRss?: number;
 }
 
 function collect(): void {
@@ -91,6 +99,12 @@ async function main(): Promise<void> {
   const report: FollowerLoadReport = {
     workloads: state.workloads().length, loadMs, baselineRss, rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, peakRss: rssBytes(process.pid, 'VmHWM'),
   };
+  const native = loadNativeMemory();
+  if (native) {
+    native.lowMemoryNotification();
+    native.mallocTrim();
+    report.reclaimedRss = process.memoryUsage().rss;
+  }
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 

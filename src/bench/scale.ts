@@ -45,6 +45,12 @@ const DEFAULTS: Args = { workloads: [10_000, 30_000, 100_000], followers: [100, 
 const QUICK: Args = { workloads: [3_000, 10_000], followers: [30, 100], changes: 10, loads: 2, storm: 5, fanoutWorkloads: 100 };
 
 const GOAL_RSS = 150 * 1024 * 1024;
+
+/** Median RSS after the ztunnel's start-up reclaim; undefined without the native helper. */
+function atRest(loads: readonly FollowerLoadReport[]): number | undefined {
+  const kept = loads.flatMap((l) => (l.reclaimedRss === undefined ? [] : [l.reclaimedRss]));
+  return kept.length ? median(kept) : undefined;
+}
 const GOAL_P99_MS = 100;
 
 export function parseArgs(argv: string[]): Args {
@@ -173,17 +179,19 @@ async function main(): Promise<void> {
     for (const n of [...a.followers].sort((x, y) => x - y)) raw.push(await rawFanout(redis.url, admin, store, n, a.changes, fanoutSize(a)));
 
     print(`Snapshot load, one follower in its own process (median of ${a.loads}; goal: RSS ≤ 150 MB at 100k workloads)`,
-      ['workloads', 'services', 'nodes', 'redis memory', 'bytes sent', 'load', 'redis CPU/load', 'RSS before', 'RSS after (GC)', 'peak RSS', 'heap', 'RSS per workload', 'goal'],
+      ['workloads', 'services', 'nodes', 'redis memory', 'bytes sent', 'load', 'redis CPU/load', 'RSS before', 'RSS after (GC)', 'after reclaim', 'peak RSS', 'heap', 'RSS per workload', 'goal'],
       snaps.map((s) => {
         const rss = median(s.loads.map((l) => l.rss));
         const base = median(s.loads.map((l) => l.baselineRss));
+        const kept = atRest(s.loads);
         return [s.size.workloads, s.size.services, s.size.nodes, mb(s.redisMemory), formatBytes(s.bytes), ms(median(s.loads.map((l) => l.loadMs))),
-          ms(s.redisCpuMs), mb(base), mb(rss), mb(median(s.loads.map((l) => l.peakRss))), mb(median(s.loads.map((l) => l.heapUsed))),
-          `${((rss - base) / s.size.workloads / 1024).toFixed(2)} KB`, rss <= GOAL_RSS ? 'met' : 'NOT met'];
+          ms(s.redisCpuMs), mb(base), mb(rss), kept === undefined ? '-' : mb(kept), mb(median(s.loads.map((l) => l.peakRss))), mb(median(s.loads.map((l) => l.heapUsed))),
+          `${((rss - base) / s.size.workloads / 1024).toFixed(2)} KB`, (kept ?? rss) <= GOAL_RSS ? 'met' : 'NOT met'];
       }));
     print(`Node-scoped view (experiment): one node's ${scoped.workloads} workloads + every service, node and namespace of the ${big.size.workloads}-workload registry`,
-      ['workloads held', 'RSS before', 'RSS after (GC)', 'heap', 'goal'],
-      [[scoped.workloads, mb(scoped.baselineRss), mb(scoped.rss), mb(scoped.heapUsed), scoped.rss <= GOAL_RSS ? 'met' : 'NOT met']]);
+      ['workloads held', 'RSS before', 'RSS after (GC)', 'after reclaim', 'heap', 'goal'],
+      [[scoped.workloads, mb(scoped.baselineRss), mb(scoped.rss), scoped.reclaimedRss === undefined ? '-' : mb(scoped.reclaimedRss), mb(scoped.heapUsed),
+        (scoped.reclaimedRss ?? scoped.rss) <= GOAL_RSS ? 'met' : 'NOT met']]);
     print(`Restart storm: ${storm.clients} clients read the ${big.size.workloads}-workload snapshot at once (raw replies)`,
       ['clients', 'all served in', 'redis CPU per snapshot', 'bytes per snapshot', '1,000 nodes: redis CPU', '1,000 nodes: bytes'],
       [[storm.clients, ms(storm.wallMs), ms(storm.redisCpuMsPerSnapshot), formatBytes(storm.bytesPerSnapshot),
@@ -199,6 +207,7 @@ async function main(): Promise<void> {
     const fanMax = fan[fan.length - 1]!;
     const rawMax = raw[raw.length - 1]!;
     const bigRss = median(big.loads.map((l) => l.rss));
+    const bigKept = atRest(big.loads);
     // A real node's latency, bounded from load-stable costs: Redis answers every blocked
     // reader in one pass, so the last reply leaves after about Redis' CPU per change
     // (given a core of its own); then the node applies its own copy only.
@@ -206,6 +215,7 @@ async function main(): Promise<void> {
     const verdict = (x: number) => (x <= GOAL_P99_MS ? 'met' : 'NOT met');
     print('Goals (issue 13, "Scale beyond one machine")', ['measure', 'goal', 'measured', 'measured / goal', ''], [
       [`follower RSS, ${big.size.workloads} workloads (full view)`, mb(GOAL_RSS), mb(bigRss), (bigRss / GOAL_RSS).toFixed(2), bigRss <= GOAL_RSS ? 'met' : 'NOT met'],
+      ...(bigKept === undefined ? [] : [[`follower RSS, ${big.size.workloads} workloads (full view), after the ztunnel's start-up reclaim`, mb(GOAL_RSS), mb(bigKept), (bigKept / GOAL_RSS).toFixed(2), bigKept <= GOAL_RSS ? 'met' : 'NOT met']]),
       [`follower RSS, node-scoped view of the same`, mb(GOAL_RSS), mb(scoped.rss), (scoped.rss / GOAL_RSS).toFixed(2), scoped.rss <= GOAL_RSS ? 'met' : 'NOT met'],
       [`change → ${fanMax.followers} nodes, bound: Redis CPU per change + one node's apply`, ms(GOAL_P99_MS), ms(nodeBound), (nodeBound / GOAL_P99_MS).toFixed(2), verdict(nodeBound)],
       [`change → ${rawMax.readers} raw readers p99, read in one process`, ms(GOAL_P99_MS), ms(rawMax.p99), (rawMax.p99 / GOAL_P99_MS).toFixed(2), verdict(rawMax.p99)],

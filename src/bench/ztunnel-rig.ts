@@ -29,6 +29,7 @@ import { loadZtunnelConfig } from '../ztunnel/config';
 import { exactSelfAddresses } from '../ztunnel/loop-guard';
 import { fixedOriginalDst } from '../ztunnel/testing/conntrack-table';
 import { freePort, startRedis } from './redis';
+import { populate, sizeFor } from './registry-population';
 import { benchTempDir } from './temp-dir';
 
 export const RIG_IP = { nodeA: '127.0.0.2', nodeB: '127.0.0.3', client: '127.0.1.1', server: '127.0.2.1' };
@@ -133,6 +134,8 @@ export interface RigNode {
 }
 
 export interface ZtunnelRig {
+  /** The rig's redis-server, which both ztunnels follow. */
+  redisUrl: string;
   nodeA: RigNode;
   nodeB: RigNode;
   /** node-a's outbound listener: connect here from RIG_IP.client, as a captured pod would. */
@@ -143,7 +146,8 @@ export interface ZtunnelRig {
 }
 
 /** Redis, the CA and the server pod stay in this process; the two ztunnels are children. */
-export async function startZtunnelRig(opts: { nodeArgs?: readonly string[]; poolIdleTimeoutMs?: number } = {}): Promise<ZtunnelRig> {
+/** `registryWorkloads`: a synthetic registry of that many more workloads (registry-population.ts) beside the rig's own. */
+export async function startZtunnelRig(opts: { nodeArgs?: readonly string[]; poolIdleTimeoutMs?: number; registryWorkloads?: number } = {}): Promise<ZtunnelRig> {
   const cleanups: Array<() => unknown> = [];
   const stop = async () => { for (const c of cleanups.splice(0).reverse()) await c(); };
   try {
@@ -177,6 +181,7 @@ export async function startZtunnelRig(opts: { nodeArgs?: readonly string[]; pool
         { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'bench', name: 'client', node: 'node-a', serviceAccount: 'client', addresses: [RIG_IP.client] }) },
         { op: 'put', kind: 'workload', record: workloadRecord({ namespace: 'bench', name: 'server', node: 'node-b', serviceAccount: 'server', addresses: [RIG_IP.server] }) },
       ]);
+      if (opts.registryWorkloads) await populate(store, sizeFor(opts.registryWorkloads));
     } finally {
       await store.close();
     }
@@ -193,7 +198,7 @@ export async function startZtunnelRig(opts: { nodeArgs?: readonly string[]; pool
       startNode({ ...base, role: 'node-b', joinToken: tokens.b, ports: portsB }, opts.nodeArgs ?? [], cleanups),
       startNode({ ...base, role: 'node-a', joinToken: tokens.a, ports: portsA }, opts.nodeArgs ?? [], cleanups),
     ]);
-    return { nodeA, nodeB, outbound: { host: RIG_IP.nodeA, port: portsA.outbound }, podSockets, stop };
+    return { redisUrl: redis.url, nodeA, nodeB, outbound: { host: RIG_IP.nodeA, port: portsA.outbound }, podSockets, stop };
   } catch (err) {
     await stop();
     throw err;
