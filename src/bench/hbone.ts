@@ -41,10 +41,9 @@ import { generateKeyAndCsr, generateRootCa, Issuer } from '../ca/issuer';
 import { cpuSeconds } from '../faults/observe';
 import type { HboneTuning } from '../hbone/settings';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
-import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { freePort, waitListening } from './redis';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { benchTempDir } from './temp-dir';
 import { percentile } from './stats';
 import { CLIENT_ID, CLIENT_POD, NODE_A, NODE_B, runChild, SERVER_ID, SERVER_POD, TD, type Certs, type ChildConfig } from './hbone-node';
@@ -390,7 +389,5 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module && process.argv[2] !== '--child') {
-  exitOnSignals(stopAll);
-  // A bad flag's WeftError says which flag and what it takes: no stack for it.
-  main().then(() => process.exit(0), (err) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
+  runBench(main, stopAll);
 }

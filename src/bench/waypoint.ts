@@ -58,7 +58,7 @@ import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint
 import { mdTable } from './markdown';
 import { median } from './stats';
 import { freePort, startRedis, waitListening } from './redis';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { benchTempDir } from './temp-dir';
 
 const TD = 'cluster.local';
@@ -355,7 +355,5 @@ function report(rows: Array<{ name: string; max: { rps: number; errors: number }
 }
 
 if (require.main === module && process.argv[2] !== '--child') {
-  exitOnSignals(stopAll);
-  // A bad flag's WeftError says which flag and what it takes: no stack for it.
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); stopAll(); process.exit(1); });
+  runBench(main, stopAll);
 }

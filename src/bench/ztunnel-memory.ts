@@ -39,13 +39,12 @@ import * as net from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
-import { WeftError } from '../lib/errors';
 import { procKb } from '../lib/proc';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { heapDiff, heapGroups } from './heap-diff';
 import { mdHeader, mdRow, mdTable } from './markdown';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { median } from './stats';
 import { RIG_IP, startZtunnelRig, type ChildMemory, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -332,7 +331,5 @@ async function variants(o: ReturnType<typeof args>): Promise<void> {
 
 if (require.main === module) {
   // The rig's ztunnels leave when their IPC channel closes; redis-server and the directories by exit hooks.
-  exitOnSignals();
-  // A bad flag's WeftError says which flag and what it takes: no stack for it.
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); process.exit(1); });
+  runBench(main);
 }

@@ -14,12 +14,11 @@
  *   npm run build && flock /run/weft-bench.lock node dist/bench/ztunnel-registry-memory.js [--workloads 0,100000]
  */
 import { rssBytes } from '../faults/observe';
-import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, registryKeys } from '../registry/layout';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { startZtunnelRig, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
 const MB = 1024 * 1024;
@@ -100,6 +99,5 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   // The rig's ztunnels leave when their IPC channel closes; redis-server and the directories by exit hooks.
-  exitOnSignals();
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); process.exit(1); });
+  runBench(main);
 }
