@@ -51,7 +51,7 @@ import { USE_WAYPOINT_LABEL } from '../registry/types';
 import { WaypointApp } from '../waypoint/app';
 import { WAYPOINT_NODE_FLAGS } from '../waypoint/node-flags';
 import { WeftError } from '../lib/errors';
-import { parse, parseOptions } from '../lib/options';
+import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { loadWaypointConfig } from '../waypoint/options';
 import { IssuerCertSource } from '../ztunnel/testing/issuer-certs';
 import { fixedRate, maxRate, type Dial, type Fixed, type Path } from './waypoint-load';
@@ -144,26 +144,29 @@ async function haproxy(dir: string, pems: { front: Pem; back: Pem }, upstream: {
   return { proc, tlsPort, plainPort };
 }
 
-const HELP = `usage: node dist/bench/waypoint.js [--seconds 5] [--rate 1000] [--connections 16]
-       node dist/bench/waypoint.js --tracing [--seconds 5] [--rounds 3] [--connections 16]
-       node dist/bench/waypoint.js --variant label:script:node-args ... [--seconds 5] [--rounds 3] [--rate 1000]
-
-  default    direct, the waypoint and HAProxy: max req/s, latency at --rate, CPU, RSS
-  --tracing  the waypoint with trace sampling 0, 0.01 and 1.0: max req/s ratios against 0
-  --variant  waypoints of other builds (script: another dist's bench/waypoint.js; empty: this
-             one) or Node flags, in interleaved rounds: max req/s, CPU per request, p99, RSS,
-             as ratios against the first variant. E.g. --variant before:/tmp/old/dist/bench/waypoint.js:
-             --variant after:: --variant semi4::--max-semi-space-size=4
-`;
-
 const specs = {
-  help: { flag: 'help', boolean: true, default: false, description: 'print the usage', parse: parse.bool() },
+  help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
   seconds: { flag: 'seconds', default: 5, description: 'seconds of each max-rate and paced phase', parse: parse.int({ min: 1, max: 600 }) },
   rate: { flag: 'rate', default: 1000, description: 'paced req/s of the latency phase (0 with --variant: none)', parse: parse.int({ min: 0 }) },
   connections: { flag: 'connections', default: 16, description: 'connections of the max-rate phase', parse: parse.int({ min: 1, max: 1024 }) },
   rounds: { flag: 'rounds', default: 3, description: '--tracing and --variant: interleaved rounds (medians printed)', parse: parse.int({ min: 1, max: 20 }) },
-  tracing: { flag: 'tracing', boolean: true, default: false, description: 'what trace sampling costs', parse: parse.bool() },
+  tracing: {
+    flag: 'tracing', boolean: true, default: false, parse: parse.bool(),
+    description: 'instead: what trace sampling costs, the waypoint with sampling 0, 0.01 and 1.0: max req/s ratios against 0',
+  },
 };
+
+/** --variant repeats, which parseOptions does not take: parseVariants reads it apart; listed here for the help. */
+const variantHelp = {
+  variant: {
+    flag: 'variant', default: undefined as string | undefined, parse: parse.string(),
+    description: 'label:script:node-args, repeated; instead: waypoints of other builds (script: another dist\'s bench/waypoint.js; empty: this one) or Node flags, '
+      + 'in interleaved rounds: max req/s, CPU per request, p99, RSS, as ratios against the first variant. '
+      + 'E.g. --variant before:/tmp/old/dist/bench/waypoint.js: --variant after:: --variant semi4::--max-semi-space-size=4',
+  },
+};
+
+const HELP = `node dist/bench/waypoint.js [flags]: direct, the waypoint and HAProxy: max req/s, latency at --rate, CPU, RSS\n${optionsHelp({ ...specs, ...variantHelp })}`;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
