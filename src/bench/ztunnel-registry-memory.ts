@@ -18,6 +18,7 @@ import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, registryKeys } from '../registry/layout';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
+import { mdTable } from './markdown';
 import { runBench } from './signals';
 import { startZtunnelRig, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -88,13 +89,12 @@ async function main(): Promise<void> {
   }
   const f = (b: number) => (b / MB).toFixed(1);
   const smallest = rows.filter((r) => r.workloads === rows[0]!.workloads);
-  console.log(`\n| registry workloads | ztunnel | RSS at rest MB | peak RSS MB | after a snapshot reload MB | reclaims | growth over ${rows[0]!.workloads} workloads MB | goal ≤ ${f(GOAL_RSS)} MB |`);
-  console.log('|---|---|---|---|---|---|---|---|');
-  for (const r of rows) {
+  const headers = ['registry workloads', 'ztunnel', 'RSS at rest MB', 'peak RSS MB', 'after a snapshot reload MB', 'reclaims', `growth over ${rows[0]!.workloads} workloads MB`, `goal ≤ ${f(GOAL_RSS)} MB`];
+  console.log(`\n${mdTable(headers, rows.map((r) => {
     const base = smallest.find((s) => s.role === r.role)!;
     const worst = Math.max(r.atRest, r.reloaded);
-    console.log(`| ${r.workloads} | ${r.role} | ${f(r.atRest)} | ${f(r.peak)} | ${f(r.reloaded)} | ${r.reclaims} | ${f(r.atRest - base.atRest)} | ${worst <= GOAL_RSS ? 'met' : 'NOT met'} |`);
-  }
+    return [r.workloads, r.role, f(r.atRest), f(r.peak), f(r.reloaded), r.reclaims, f(r.atRest - base.atRest), worst <= GOAL_RSS ? 'met' : 'NOT met'];
+  }))}`);
 }
 
 if (require.main === module) {
