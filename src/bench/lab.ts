@@ -250,7 +250,23 @@ function table(results: Record<string, Result>): string {
   return mdTable(rows[0]!, rows.slice(1), { aligned: true });
 }
 
+/** Configured by environment only (the header above); a flag is a mistake, not a 4-minute run. */
+const USAGE = `npm run bench  (node dist/bench/lab.js): the lab data path, weft vs HAProxy vs direct; no flags, only these (defaults):
+  WEFT_BENCH_SECONDS=3         seconds per iperf3 and latency phase
+  WEFT_BENCH_RATE=1000         latency phase: requests per second
+  WEFT_BENCH_CONNECTIONS=2000  connection-rate phase: connections per run
+  WEFT_BENCH_REPEAT=3          interleaved rounds per path (medians)
+  WEFT_BENCH_PARALLEL=8        iperf3 -P streams
+  WEFT_BENCH_WORKERS=2         the weft-wN row: both ztunnels with --workers N (1: no row)
+  WEFT_BENCH_SCHED_NONE=1      also weft-wN-none: the workers accept themselves
+  WEFT_BENCH_LAB_DIR=<dir>     the bench's lab directory (.weft-lab/bench)`;
+
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.length) {
+    if (args.some((a) => a === '--help' || a === '-h')) return void console.log(USAGE);
+    throw new Error(`node dist/bench/lab.js takes no arguments (got ${args.join(' ')})\n${USAGE}`);
+  }
   if (process.getuid?.() !== 0) throw new Error('the lab benchmark needs root (network namespaces)');
   mkdirSync(LAB_DIR, { recursive: true });
   await withLab({ env: ENV, progress: (l) => process.stderr.write(`bench: ${l}\n`) }, async (onAbort) => {
