@@ -4,7 +4,7 @@
 // window in force until the peer acknowledges, and stall reservations shrunk with it.
 // Manual clock, no sockets, no sleeps.
 import t from 'tap';
-import { sharedWindow, stalledReceiveSize, WindowShare, type WindowShareOptions } from '../src/hbone/window-share';
+import { CROSSING_WRITE_MAX, queueBound, sharedWindow, stalledReceiveSize, WindowShare, type WindowShareOptions } from '../src/hbone/window-share';
 import { ByteBudget, StallReservation } from '../src/hbone/limits';
 import { DEFAULT_HBONE_LIMITS } from '../src/hbone/limits';
 import { DEFAULT_HBONE_TUNING } from '../src/hbone/settings';
@@ -217,4 +217,19 @@ t.test('the write that crossed the high-water mark is reserved too: the upstream
   t.equal(budget.used, 4 * MiB + hwm, 'as the queue drains, the reservation shrinks to the window plus the mark, never below');
   r.release();
   t.equal(budget.used, 0);
+});
+
+t.test('the share leaves room for the writes that cross the marks: up to 23 streams all stall, both ways, none refused', async (t) => {
+  const hwm = DEFAULT_HBONE_TUNING.pipeHighWaterMark;
+  // As session-guard.ts sizes it.
+  const o: WindowShareOptions = { ...defaults, overhead: 2 * (hwm + CROSSING_WRITE_MAX) };
+  for (const n of [1, 4, 9, 16, 23]) {
+    const w = sharedWindow(n, o);
+    const budget = new ByteBudget(o.budget);
+    const admitted = Array.from({ length: n }, () => {
+      const r = new StallReservation(budget, { received: w + queueBound(hwm, hwm + CROSSING_WRITE_MAX), sent: queueBound(hwm, hwm + CROSSING_WRITE_MAX) });
+      return r.stall('received', true) && r.stall('sent', true);
+    }).filter(Boolean).length;
+    t.equal(admitted, n, `${n} streams with ${w} B windows, each queue a whole crossing write past the mark: all admitted (${budget.used} of ${o.budget} B)`);
+  }
 });

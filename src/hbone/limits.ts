@@ -9,7 +9,7 @@
  *     plus the pipe's high-water mark in memory. Node consumes the connection-level
  *     window at once, so nghttp2 bounds nothing per connection: the session shares the
  *     stream window out instead (window-share.ts: SETTINGS_INITIAL_WINDOW_SIZE lowered
- *     as streams open, so up to ~28 streams may all stall within 16 MiB), and
+ *     as streams open, so up to ~23 streams may all stall within 16 MiB), and
  *     `ByteBudget` keeps the account, per connection and per node. A stream that
  *     stalls when the budget has no room for it (more streams than shares, a peer that
  *     does not acknowledge the lowered window) is reset (RST_STREAM), counted, never

@@ -10,7 +10,7 @@ import { perInterval, TokenBucket } from '../lib/token-bucket';
 import { ByteBudget, StallReservation, type HboneLimits, type RefusalReason } from './limits';
 import { IdleTimer } from './idle';
 import type { HboneTuning } from './settings';
-import { MIN_SHARED_WINDOW, stalledReceiveSize, WindowShare, type StreamQueues } from './window-share';
+import { CROSSING_WRITE_MAX, MIN_SHARED_WINDOW, queueBound, stalledReceiveSize, WindowShare, type StreamQueues } from './window-share';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -40,8 +40,8 @@ export class SessionGuard {
       maxWindow: tuning.streamWindow,
       minWindow: MIN_SHARED_WINDOW,
       // A stalled stream parks its upstream socket's queue and, the other way, its own
-      // write queue: up to the high-water mark each.
-      overhead: 2 * tuning.pipeHighWaterMark,
+      // write queue: up to the high-water mark each, plus the write that crossed it.
+      overhead: 2 * (tuning.pipeHighWaterMark + CROSSING_WRITE_MAX),
     }, (initialWindowSize, onAck) => {
       if (session.destroyed || session.closed) return false;
       try {
@@ -101,7 +101,7 @@ export class SessionGuard {
     const hwm = this.tuning.pipeHighWaterMark;
     const r: StallReservation = new StallReservation(this.budget, {
       received: stalledReceiveSize(this.window, q, hwm),
-      sent: () => Math.max(hwm, q.streamQueued()),
+      sent: () => queueBound(hwm, q.streamQueued()),
     }, () => this.window.forget(r));
     this.window.hold(r);
     return r;

@@ -191,6 +191,19 @@ export class WindowShare {
   }
 }
 
+/**
+ * The largest write a pipe makes before it looks at the high-water mark: one read of
+ * the side it copies from (a socket read is at most 64 KiB; a stream's chunk is at most
+ * what one socket read of the session carried). The write that crosses the mark is
+ * queued whole, so a stalled direction's queue is up to the mark plus this.
+ */
+export const CROSSING_WRITE_MAX = 64 * 1024;
+
+/** What a paused direction's writer may hold: the mark, or more when the write that crossed it left more queued. */
+export function queueBound(hwm: number, queued: number): number {
+  return Math.max(hwm, queued);
+}
+
 /** What one piped stream holds now: its unread DATA, and each writer's queue. */
 export interface StreamQueues {
   /** DATA the stream received and the pipe has not read (stream.readableLength). */
@@ -207,10 +220,10 @@ export interface StreamQueues {
  * not shrink what arrived under the old one (Node queues a paused stream's DATA; only
  * its WINDOW_UPDATE waits), and at the ACK every byte sent under the old window has
  * arrived (TCP keeps order), so the larger of the two is what the peer can have parked,
- * and a refit never counts less than that. The queue is the high-water mark, or more:
- * the write that crossed it (up to a frame) is queued whole, and a paused direction's
- * queue only shrinks, so what it holds when the stall is reserved is its bound.
+ * and a refit never counts less than that. The queue is the high-water mark, or more
+ * (up to CROSSING_WRITE_MAX more): a paused direction's queue only shrinks, so what it
+ * holds when the stall is reserved is its bound.
  */
 export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, q: Pick<StreamQueues, 'unread' | 'upstreamQueued'>, hwm: number): () => number {
-  return () => Math.max(share.inForce, q.unread()) + Math.max(hwm, q.upstreamQueued());
+  return () => Math.max(share.inForce, q.unread()) + queueBound(hwm, q.upstreamQueued());
 }

@@ -282,9 +282,9 @@ export class InboundServer {
     }
     stream.respond({ ':status': 200 });
     this.lifecycle.established(conn);
-    // A stalled direction may park its writer's queue (the high-water mark) and, when
-    // the stream is the reader, whatever is left of its HTTP/2 window (the session's
-    // shared window in force, session-guard.ts).
+    // A stalled direction may park its writer's queue (the high-water mark, or the write
+    // that crossed it) and, when the stream is the reader, whatever is left of its
+    // HTTP/2 window (the session's shared window in force, session-guard.ts).
     const hwm = this.hbone.tuning.pipeHighWaterMark;
     const reservation = ctx.guard.stallReservation({
       unread: () => stream.readableLength,
