@@ -183,7 +183,8 @@ export function tcpRoundTrip(host: string, port: number, source: { bytes: number
     sock.on('data', (c: Buffer) => { received += c.length; recvHash.update(c); });
     sock.on('error', (e) => {
       clearTimeout(timer);
-      reject(from && !e.message.includes(from) ? new Error(`round trip${from} failed: ${e.message}`, { cause: e }) : e);
+      // Named, with the code kept (tcpMain prints it).
+      reject(from && !e.message.includes(from) ? Object.assign(new Error(`round trip${from} failed: ${e.message}`, { cause: e }), { code: (e as NodeJS.ErrnoException).code }) : e);
     });
     sock.on('end', () => {
       clearTimeout(timer);

@@ -126,10 +126,15 @@ async function accessLines(labDir: string, stderr: string): Promise<string> {
   const needle = `"src.addr":"${from}"`;
   const logs = join(labDir, 'logs');
   let lines: string[] = [];
-  for (let i = 0; i < 30 && lines.length === 0; i++) {
-    if (i > 0) await new Promise((r) => setTimeout(r, 100));
-    lines = readdirSync(logs).filter((f) => f.startsWith('ztunnel-'))
-      .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes(needle)).map((l) => `${f}: ${l}`));
+  try {
+    for (let i = 0; i < 30 && lines.length === 0; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      lines = readdirSync(logs).filter((f) => f.startsWith('ztunnel-'))
+        .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes(needle)).map((l) => `${f}: ${l}`));
+    }
+  } catch (err) {
+    // The failure being explained matters more than why its logs could not be read.
+    return `\n(the ztunnels' logs in ${logs} could not be read: ${(err as Error).message})`;
   }
   return lines.length ? `\nthe ztunnels' lines for ${from}:\n${lines.join('\n')}` : `\nno ztunnel logged a line for ${from} within 3 s`;
 }
