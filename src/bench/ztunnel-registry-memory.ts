@@ -6,14 +6,18 @@
  * 10 per service and per node, 100 per namespace) beside the rig's own four records.
  * For each size, per ztunnel:
  *
- *   at rest     after the start-up reclaim (memory-reclaim.ts, 10 s after start)
- *   peak        VmHWM: the snapshot load's transient copies included
+ *   at rest     just after the start-up reclaim (memory-reclaim.ts, 10 s after start),
+ *               and 20 s later
+ *   start peak  VmHWM: the snapshot load's transient copies included
  *   reloaded    after a forced snapshot reload (a gap in the change stream, as after
- *               a lost stream) and the reclaim it triggers
+ *               a lost stream) and the reclaim it triggers; its own peak (VmHWM reset
+ *               before it)
  *
  *   npm run build && flock /run/weft-bench.lock node dist/bench/ztunnel-registry-memory.js [--workloads 0,100000]
  */
+import { writeFileSync } from 'node:fs';
 import { rssBytes } from '../faults/observe';
+import { until } from '../lab/procs';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, registryKeys } from '../registry/layout';
@@ -22,8 +26,9 @@ import { mdTable } from './markdown';
 import { runBench } from './signals';
 import { startZtunnelRig, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
-const MB = 1024 * 1024;
-const GOAL_RSS = 150 * MB;
+const MiB = 1024 * 1024;
+/** Issue 13's "150 MB", in the unit its own baselines (this repo's benches) were printed in. */
+const GOAL_RSS = 150 * MiB;
 
 const specs = {
   help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
@@ -33,18 +38,28 @@ const specs = {
   },
 };
 
-interface Row { workloads: number; role: string; atRest: number; peak: number; reloaded: number; reclaims: number }
+interface Row {
+  workloads: number; role: string;
+  /** Right after the start-up reclaim, and SETTLE_MS later (what a quiet ztunnel drifts to). */
+  atRest: number; settled: number;
+  /** VmHWM: the start's peak (the snapshot load), then the reload's alone (reset before it). */
+  startPeak: number; reloadPeak: number;
+  reloaded: number; reclaims: number;
+}
 
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) {
-      console.error(`warning: no ${what} within ${timeoutMs / 1000} s; the figures are from before it`);
-      return false;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return true;
+/** A second look at rest: the first is taken just after the reclaim, its most favourable moment. */
+const SETTLE_MS = 20_000;
+
+/** Polls until `fn` holds; false (with a warning) after `timeoutMs`. */
+async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const held = await until(fn, timeoutMs, 200);
+  if (!held) console.error(`warning: no ${what} within ${timeoutMs / 1000} s; the figures are from before it`);
+  return held;
+}
+
+/** Resets the process's peak RSS (VmHWM) to its current RSS (Linux: clear_refs 5). */
+function resetPeak(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
 }
 
 /** One entry two revisions ahead: each follower sees a gap in the stream and loads the snapshot again. */
@@ -63,16 +78,23 @@ async function measure(workloads: number): Promise<Row[]> {
   const rig = await startZtunnelRig({ nodeArgs: ZTUNNEL_NODE_FLAGS, registryWorkloads: workloads });
   try {
     const nodes: RigNode[] = [rig.nodeA, rig.nodeB];
+    const rss = (field?: 'VmHWM') => nodes.map((n) => rssBytes(n.pid, field));
     const reclaims = async () => Promise.all(nodes.map(async (n) => (await n.mem()).reclaims));
-    await until('start-up reclaim', async () => (await reclaims()).every((r) => r >= 1), 30_000);
-    const atRest = nodes.map((n) => rssBytes(n.pid));
-    const peak = nodes.map((n) => rssBytes(n.pid, 'VmHWM'));
+    await waitFor('start-up reclaim', async () => (await reclaims()).every((r) => r >= 1), 30_000);
+    const atRest = rss();
+    const startPeak = rss('VmHWM');
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const settled = rss();
+    for (const n of nodes) resetPeak(n.pid);
     await forceReload(rig);
-    // The reclaimer looks every 2 s; the reload itself takes ~3 s at 100k.
-    await until('reclaim after the reload', async () => (await reclaims()).every((r) => r >= 2), 30_000);
-    const reloaded = nodes.map((n) => rssBytes(n.pid));
+    // The reclaimer looks every 2 s (at most once a minute; the start-up reclaim does not count); the reload takes ~3 s at 100k.
+    await waitFor('reclaim after the reload', async () => (await reclaims()).every((r) => r >= 2), 30_000);
+    const reloaded = rss();
+    const reloadPeak = rss('VmHWM');
     const counts = await reclaims();
-    return nodes.map((n, i) => ({ workloads, role: n.role, atRest: atRest[i]!, peak: peak[i]!, reloaded: reloaded[i]!, reclaims: counts[i]! }));
+    return nodes.map((n, i) => ({
+      workloads, role: n.role, atRest: atRest[i]!, settled: settled[i]!, startPeak: startPeak[i]!, reloadPeak: reloadPeak[i]!, reloaded: reloaded[i]!, reclaims: counts[i]!,
+    }));
   } finally {
     await rig.stop();
   }
@@ -87,14 +109,18 @@ async function main(): Promise<void> {
     rows.push(...await measure(n));
     process.stderr.write(`  ${n} workloads done\n`);
   }
-  const f = (b: number) => (b / MB).toFixed(1);
+  const f = (b: number) => (b / MiB).toFixed(1);
   const smallest = rows.filter((r) => r.workloads === rows[0]!.workloads);
-  const headers = ['registry workloads', 'ztunnel', 'RSS at rest MB', 'peak RSS MB', 'after a snapshot reload MB', 'reclaims', `growth over ${rows[0]!.workloads} workloads MB`, `goal ≤ ${f(GOAL_RSS)} MB`];
+  // MiB throughout, as every bench here prints (and issue 13's own baselines were measured).
+  const headers = ['registry workloads', 'ztunnel', 'at rest MiB', `+${SETTLE_MS / 1000} s MiB`, 'start peak MiB', 'after a reload MiB', 'reload peak MiB', 'reclaims',
+    `at rest − ${rows[0]!.workloads} workloads' MiB`, 'worst at rest / goal', `goal ≤ ${f(GOAL_RSS)} MiB at rest`];
   console.log(`\n${mdTable(headers, rows.map((r) => {
     const base = smallest.find((s) => s.role === r.role)!;
-    const worst = Math.max(r.atRest, r.reloaded);
-    return [r.workloads, r.role, f(r.atRest), f(r.peak), f(r.reloaded), r.reclaims, f(r.atRest - base.atRest), worst <= GOAL_RSS ? 'met' : 'NOT met'];
+    const worst = Math.max(r.atRest, r.settled, r.reloaded);
+    return [r.workloads, r.role, f(r.atRest), f(r.settled), f(r.startPeak), f(r.reloaded), f(r.reloadPeak), r.reclaims, f(r.atRest - base.atRest),
+      (worst / GOAL_RSS).toFixed(3), worst <= GOAL_RSS ? 'met' : 'NOT met'];
   }))}`);
+  console.log(`\nPeaks are VmHWM: the start's includes the snapshot load until the start-up reclaim (10 s after the listeners are up); the reload's was reset just before it.`);
 }
 
 if (require.main === module) {

@@ -59,7 +59,7 @@ export interface ChildMemory {
   heapCommitted: number;
   tracked: number;
   tunnels: number;
-  /** 'connections burst over; memory given back' lines so far. */
+  /** The reclaimer's 'memory given back' lines so far (start-up, bursts, registry reloads). */
   reclaims: number;
 }
 
