@@ -13,10 +13,10 @@
  *   node dist/bench/metric-series.js [--workloads 10000] [--churn 10000] [--window 50]
  */
 import { spawnSync } from 'node:child_process';
-import { WeftError } from '../lib/errors';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { mdHeader, mdRow, mdTable, type MdCell } from './markdown';
 import { churn, churnRig, type ChurnProxy } from './metric-churn';
+import { runBench } from './signals';
 
 const specs = {
   help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
@@ -95,5 +95,5 @@ if (require.main === module) {
     const r = spawnSync(process.execPath, ['--expose-gc', __filename, ...process.argv.slice(2)], { stdio: 'inherit' });
     process.exit(r.status ?? 1);
   }
-  main().then(() => process.exit(0), (err: unknown) => { console.error(err instanceof WeftError ? err.message : err); process.exit(1); });
+  runBench(main);
 }

@@ -9,12 +9,13 @@
  * so latencies include event-loop contention between them: an upper bound.
  */
 import { performance } from 'node:perf_hooks';
+import { WeftError } from '../lib/errors';
 import { RegistryFollower } from '../registry/follower';
 import { MeshState } from '../registry/state';
 import { RegistryStore } from '../registry/store';
 import { benchWorkload, populate } from './registry-population';
 import { startRedis } from './redis';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { percentile } from './stats';
 
 interface Args { workloads: number; services: number; namespaces: number; nodes: number; changes: number; rate: number; runs: number }
@@ -25,7 +26,7 @@ function parseArgs(argv: string[]): Args {
     const key = argv[i]?.replace(/^--/, '') as keyof Args;
     const value = Number(argv[i + 1]);
     if (!(key in a) || !Number.isInteger(value) || value <= 0) {
-      throw new Error(`bad argument ${argv[i]} ${argv[i + 1] ?? ''}: expected --${Object.keys(a).join('|--')} <positive integer>`);
+      throw new WeftError('WEFT_USAGE', `bad argument ${argv[i]} ${argv[i + 1] ?? ''}: expected --${Object.keys(a).join('|--')} <positive integer>`);
     }
     a[key] = value;
   }
@@ -107,8 +108,4 @@ async function main(): Promise<void> {
   }
 }
 
-exitOnSignals();
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});
+runBench(main);

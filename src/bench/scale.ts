@@ -26,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { formatBytes, formatTable, type Cell } from '../cli/output';
+import { WeftError } from '../lib/errors';
 import { openRedis } from '../registry/connection';
 import { registryKeys, DEFAULT_PREFIX } from '../registry/layout';
 import { RegistryStore } from '../registry/store';
@@ -35,7 +36,7 @@ import { populate, sizeFor, type PopulationSize } from './registry-population';
 import { fanoutPhase, fanoutSize, rawFanout, type RawRow } from './scale-fanout';
 import type { FollowerLoadReport } from './scale-follower';
 import type { HeapBreakdown } from './scale-heap';
-import { exitOnSignals } from './signals';
+import { runBench } from './signals';
 import { median } from './stats';
 
 
@@ -59,9 +60,9 @@ export function parseArgs(argv: string[]): Args {
   const list = (v: string | undefined) => (v ?? '').split(',').map(Number);
   for (let i = 0; i < rest.length; i += 2) {
     const key = rest[i]?.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase()) as keyof Args;
-    if (!(key in a)) throw new Error(`unknown argument ${rest[i]}: expected --quick, --heap-breakdown, --${Object.keys(a).join(', --')}`);
+    if (!(key in a)) throw new WeftError('WEFT_USAGE', `unknown argument ${rest[i]}: expected --quick, --heap-breakdown, --${Object.keys(a).join(', --')}`);
     const values = list(rest[i + 1]);
-    if (values.some((v) => !Number.isInteger(v) || v <= 0)) throw new Error(`bad value for ${rest[i]}: ${rest[i + 1] ?? ''} (positive integers${Array.isArray(a[key]) ? ', comma-separated' : ''})`);
+    if (values.some((v) => !Number.isInteger(v) || v <= 0)) throw new WeftError('WEFT_USAGE', `bad value for ${rest[i]}: ${rest[i + 1] ?? ''} (positive integers${Array.isArray(a[key]) ? ', comma-separated' : ''})`);
     (a as unknown as Record<string, unknown>)[key] = Array.isArray(a[key]) ? values : values[0];
   }
   return a;
@@ -231,9 +232,5 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  exitOnSignals();
-  main().catch((err) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exitCode = 1;
-  });
+  runBench(main);
 }
