@@ -17,7 +17,7 @@ import { acquireLabLock } from '../lab/lock';
 import { run } from '../lab/run';
 import { cpuSeconds } from '../faults/observe';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
-import { mdHeader, mdRow } from './markdown';
+import { mdHeader, mdRow } from '../lib/markdown';
 import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
 import { median } from './stats';

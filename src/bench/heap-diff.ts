@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { mdTable } from './markdown';
+import { mdTable } from '../lib/markdown';
 
 export interface Group { count: number; bytes: number }
 

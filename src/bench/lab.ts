@@ -33,7 +33,7 @@ import { readState, type ProcessResource } from '../lab/state';
 import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
 import { cpuSeconds, rssBytes } from '../faults/observe';
-import { mdTable } from './markdown';
+import { mdTable } from '../lib/markdown';
 import { median } from './stats';
 
 const REPO = join(__dirname, '..', '..');

@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
-import { mdHeader, mdRow, mdTable, type MdCell } from './markdown';
+import { mdHeader, mdRow, mdTable, type MdCell } from '../lib/markdown';
 import { churn, churnRig, type ChurnProxy } from './metric-churn';
 import { runBench } from './signals';
 

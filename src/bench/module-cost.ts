@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { procKb } from '../lib/proc';
-import { mdRow } from './markdown';
+import { mdRow } from '../lib/markdown';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 

@@ -22,7 +22,7 @@ import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, registryKeys } from '../registry/layout';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
-import { mdTable } from './markdown';
+import { mdTable } from '../lib/markdown';
 import { runBench } from './signals';
 import { startZtunnelRig, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 

@@ -1,4 +1,5 @@
 /** The fault scenarios in the order they run, and the table they print. */
+import { mdTable } from '../lib/markdown';
 import type { FaultLab } from './lab';
 import { redisDown } from './scenarios/redis';
 import { caDown, rotation } from './scenarios/certs';
@@ -52,7 +53,7 @@ export async function runScenarios(lab: FaultLab, d: Durations, only: readonly s
 
 /** A Markdown table: scenario | goal | measured | verdict. */
 export function table(rows: readonly Row[]): string {
+  // The texts may hold a `|` (an error message, a command line): escaped, it stays in its cell.
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  return ['| scenario | goal | measured | verdict |', '|---|---|---|---|',
-    ...rows.map((r) => `| ${esc(r.scenario)} | ${esc(r.goal)} | ${esc(r.measured)} | ${r.verdict} |`)].join('\n');
+  return mdTable(['scenario', 'goal', 'measured', 'verdict'], rows.map((r) => [esc(r.scenario), esc(r.goal), esc(r.measured), r.verdict]));
 }

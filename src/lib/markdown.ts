@@ -1,7 +1,9 @@
 /**
- * The Markdown tables the benches print (docs/performance.md quotes them as printed):
- * one place that writes a `| a | b |` row and the `|---|` line under a header. Rows
- * may be printed one at a time, as a bench measures them, or as a whole table.
+ * The Markdown tables the benches and the fault suite print (docs/performance.md and
+ * docs/reliability.md quote them as printed): one place that writes a `| a | b |` row
+ * and the `|---|` line under a header. Rows may be printed one at a time, as a bench
+ * measures them, or as a whole table. In src/lib because both src/bench and src/faults
+ * print them, and neither depends on the other.
  * (Operator commands print aligned columns without pipes: src/cli/output.ts.)
  */
 

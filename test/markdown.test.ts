@@ -1,8 +1,8 @@
-// The benches' Markdown tables (src/bench/markdown.ts): docs/performance.md quotes them
-// as printed, so the text is pinned here to the character, both the plain form (most
-// benches) and the aligned one bench/lab.ts prints.
+// The Markdown tables of the benches and the fault suite (src/lib/markdown.ts): the docs
+// quote them as printed, so the text is pinned here to the character, both the plain
+// form (most benches, the fault suite) and the aligned one bench/lab.ts prints.
 import t from 'tap';
-import { mdHeader, mdRow, mdTable } from '../src/bench/markdown';
+import { mdHeader, mdRow, mdTable } from '../src/lib/markdown';
 
 t.test('mdRow and mdHeader: `| a | b |` and the `|---|` line, numbers as given', async (t) => {
   t.equal(mdRow(['ztunnel', 3, '1.50']), '| ztunnel | 3 | 1.50 |');
