@@ -92,3 +92,40 @@ withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.string
     t.notOk(existsSync(lockDir), `${signal}: lock released`);
   }
 });
+
+t.test('output piped into something that stops reading (| head): the run goes on, the lab still goes down and the lock is released', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const lockDir = join(dir, 'lock');
+  const record = join(dir, 'calls');
+  // The body prints a line, waits until its reader has gone, then prints more (EPIPE);
+  // progress lines go to stderr, which is gone too.
+  const script = `
+const { appendFileSync } = require('node:fs');
+const { withLab } = require(${JSON.stringify(join(__dirname, '..', 'src', 'lab', 'session.ts'))});
+const note = (l) => appendFileSync(${JSON.stringify(record)}, l + '\\n');
+const weft = async (args) => { note(args[1]); return { code: 0, stdout: '', stderr: '' }; };
+withLab({ env: {}, progress: (l) => process.stderr.write(l + '\\n'), weft, lockDir: ${JSON.stringify(lockDir)} }, async () => {
+  console.log('body');
+  await new Promise((r) => process.stdin.once('end', r).resume());
+  await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 200; i++) console.log('table row ' + i);
+  await new Promise((r) => setTimeout(r, 200));
+  note('body done');
+}).then(() => note('resolved'));
+`;
+  const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  await waitFor('the body runs', () => out.includes('body'), { timeoutMs: 20_000 });
+  // The reader goes, as `head` does after its lines: both pipes closed, then the child is told.
+  child.stdout.destroy();
+  child.stderr.destroy();
+  child.stdin.end();
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const calls = readFileSync(record, 'utf8').split('\n').filter(Boolean);
+  t.same(calls, ['up', 'body done', 'down', 'resolved'], 'the body finished and lab down ran, though every line after the first went nowhere');
+  t.equal(code, 0);
+  t.notOk(existsSync(lockDir), 'lock released');
+});

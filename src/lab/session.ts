@@ -2,8 +2,9 @@
  * A lab for one whole run of the fault suite or the benchmarks: wait for the
  * machine-wide lab lock, bring the lab up through the real CLI, run the body, and
  * always take the lab down and release the lock. "Always" includes a `lab up` that
- * failed half-way (it may have made namespaces before it gave up) and a run ended by
- * SIGINT or SIGTERM: a lab left behind makes every later lab user fail on its conflicts.
+ * failed half-way (it may have made namespaces before it gave up), a run ended by
+ * SIGINT or SIGTERM, and one whose output pipe closed (`| head`): a lab left behind
+ * makes every later lab user fail on its conflicts.
  */
 import { acquireLabLock } from './lock';
 import { runWeft, type RunResult } from './run';
@@ -54,6 +55,15 @@ export async function withLab<T>(opts: LabSessionOptions, body: (onAbort: (stop:
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A run whose output is piped into `head`, or whose terminal went away, gets EPIPE at
+  // its next line; unheard, that ends the process there, half-way through the teardown,
+  // and the lab left up makes every later lab user (CI included) fail on its conflicts.
+  // The output is lost either way; the teardown is not.
+  const onOutputError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+  };
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
   try {
     opts.progress('bringing up the lab');
     const up = await weft(['lab', 'up'], opts.env);
@@ -63,5 +73,7 @@ export async function withLab<T>(opts: LabSessionOptions, body: (onAbort: (stop:
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await down();
+    process.stdout.off('error', onOutputError);
+    process.stderr.off('error', onOutputError);
   }
 }
