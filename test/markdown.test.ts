@@ -2,7 +2,7 @@
 // quote them as printed, so the text is pinned here to the character, both the plain
 // form (most benches, the fault suite) and the aligned one bench/lab.ts prints.
 import t from 'tap';
-import { mdHeader, mdRow, mdTable } from '../src/lib/markdown';
+import { inMiB, mdHeader, mdRow, mdTable } from '../src/lib/markdown';
 
 t.test('mdRow and mdHeader: `| a | b |` and the `|---|` line, numbers as given', async (t) => {
   t.equal(mdRow(['ztunnel', 3, '1.50']), '| ztunnel | 3 | 1.50 |');
@@ -23,4 +23,11 @@ t.test('mdTable aligned: every column as wide as its widest cell, the line as wi
     '| direct | 12.50 |',
     '| weft   | 3.1   |',
   ].join('\n'));
+});
+
+t.test('inMiB: bytes as MiB, one decimal unless told, `–` for none', async (t) => {
+  t.equal(inMiB(150 * 1024 * 1024), '150.0');
+  t.equal(inMiB(3.45 * 2 ** 20 + 1, 2), '3.45');
+  t.equal(inMiB(-0.5 * 2 ** 20), '-0.5', 'a difference may be negative');
+  t.equal(inMiB(NaN), '–', 'a field /proc did not have');
 });

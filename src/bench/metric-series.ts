@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
-import { mdHeader, mdRow, mdTable, type MdCell } from '../lib/markdown';
+import { inMiB, mdHeader, mdRow, mdTable, type MdCell } from '../lib/markdown';
 import { churn, churnRig, type ChurnProxy } from './metric-churn';
 import { runBench } from './signals';
 
@@ -34,7 +34,6 @@ function heapUsed(): number {
 }
 
 const f = (n: number, d = 1) => n.toFixed(d);
-const MB = 1024 * 1024;
 
 async function perSeries(proxy: ChurnProxy, n: number): Promise<{ series: number; bytesPerSeries: number; bytesPerWorkload: number; bytesPerLabelSet: number }> {
   const rig = churnRig(proxy);
@@ -65,7 +64,7 @@ async function main(): Promise<void> {
   for (const proxy of ['ztunnel', 'waypoint'] as ChurnProxy[]) {
     const rig = churnRig(proxy);
     const step = Math.max(1, Math.floor(o.churn / 10));
-    console.log(mdRow([proxy, 0, await rig.series(), f(heapUsed() / MB, 2)]));
+    console.log(mdRow([proxy, 0, await rig.series(), inMiB(heapUsed(), 2)]));
     // Series of one live workload (one exchange with the client): the bound is window × this.
     let perWorkload = 0;
     let firstHeap = NaN;
@@ -79,7 +78,7 @@ async function main(): Promise<void> {
       most = Math.max(most, n);
       if (Number.isNaN(firstHeap)) firstHeap = h;
       lastHeap = h;
-      console.log(mdRow([proxy, done, n, f(h / MB, 2)]));
+      console.log(mdRow([proxy, done, n, inMiB(h, 2)]));
     });
     rig.close();
     const bound = Math.min(o.window, o.churn) * perWorkload;

@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { procKb } from '../lib/proc';
-import { mdRow } from '../lib/markdown';
+import { inMiB, mdRow } from '../lib/markdown';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 
@@ -18,15 +18,14 @@ function read(): Reading {
   return { rss: Rss, anon: Anonymous, used: mu.heapUsed, committed: mu.heapTotal };
 }
 
-const mb = (n: number) => (n / 2 ** 20).toFixed(1);
 const row = (name: string, ms: string, now: Reading, from: Reading) =>
-  console.log(mdRow([name, ms, mb(now.rss - from.rss), mb(now.anon - from.anon), mb(now.used - from.used), mb(now.committed - from.committed)]));
+  console.log(mdRow([name, ms, inMiB(now.rss - from.rss), inMiB(now.anon - from.anon), inMiB(now.used - from.used), inMiB(now.committed - from.committed)]));
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');
 gc();
 const start = read();
-console.log(mdRow([`node itself (RSS ${mb(start.rss)} MB, anonymous ${mb(start.anon)} MB)`, '', '', '', '', '']));
+console.log(mdRow([`node itself (RSS ${inMiB(start.rss)} MB, anonymous ${inMiB(start.anon)} MB)`, '', '', '', '', '']));
 let last = start;
 for (const m of process.argv.slice(2)) {
   const t0 = performance.now();

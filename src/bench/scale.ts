@@ -27,6 +27,7 @@ import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { formatBytes, formatTable, type Cell } from '../cli/output';
 import { WeftError } from '../lib/errors';
+import { inMiB } from '../lib/markdown';
 import { openRedis } from '../registry/connection';
 import { registryKeys, DEFAULT_PREFIX } from '../registry/layout';
 import { RegistryStore } from '../registry/store';
@@ -70,7 +71,7 @@ export function parseArgs(argv: string[]): Args {
 
 
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0)} ms`;
-const mb = (x: number) => `${(x / 1024 / 1024).toFixed(1)} MB`;
+const mb = (x: number) => `${inMiB(x)} MB`;
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
 const execFileP = promisify(execFile);

@@ -42,7 +42,7 @@ import { cpuSeconds } from '../faults/observe';
 import { procKb } from '../lib/proc';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
-import { mdHeader, mdRow, mdTable } from '../lib/markdown';
+import { inMiB, mdHeader, mdRow, mdTable } from '../lib/markdown';
 import { heapDiff, heapGroups } from './heap-diff';
 import { runBench } from './signals';
 import { median } from './stats';
@@ -200,7 +200,6 @@ function printHeapDiff(dir: string, count: number): void {
 }
 
 const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '–');
-const mb = (n: number) => f(n / MB);
 const pct = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${f(x * 100)} %` : '–');
 
 function printRound(r: Round, settleS: number): void {
@@ -211,7 +210,7 @@ function printRound(r: Round, settleS: number): void {
     if (r.poolEmpty) phases.push(['pool empty', r.poolEmpty[i]]);
     for (const [phase, s] of phases) {
       const m = s.mem;
-      console.log(mdRow([role, phase, mb(m.rss), mb(m.heapCommitted), mb(m.heapUsed), mb(m.rss - m.heapCommitted), mb(s.fileBacked), mb(m.external), m.tracked, m.tunnels, m.reclaims]));
+      console.log(mdRow([role, phase, inMiB(m.rss), inMiB(m.heapCommitted), inMiB(m.heapUsed), inMiB(m.rss - m.heapCommitted), inMiB(s.fileBacked), inMiB(m.external), m.tracked, m.tunnels, m.reclaims]));
     }
   }
 }

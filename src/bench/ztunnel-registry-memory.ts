@@ -22,7 +22,7 @@ import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, registryKeys } from '../registry/layout';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
-import { mdTable } from '../lib/markdown';
+import { inMiB, mdTable } from '../lib/markdown';
 import { runBench } from './signals';
 import { startZtunnelRig, type RigNode, type ZtunnelRig } from './ztunnel-rig';
 
@@ -109,15 +109,14 @@ async function main(): Promise<void> {
     rows.push(...await measure(n));
     process.stderr.write(`  ${n} workloads done\n`);
   }
-  const f = (b: number) => (b / MiB).toFixed(1);
   const smallest = rows.filter((r) => r.workloads === rows[0]!.workloads);
   // MiB throughout, as every bench here prints (and issue 13's own baselines were measured).
   const headers = ['registry workloads', 'ztunnel', 'at rest MiB', `+${SETTLE_MS / 1000} s MiB`, 'start peak MiB', 'after a reload MiB', 'reload peak MiB', 'reclaims',
-    `at rest − ${rows[0]!.workloads} workloads' MiB`, 'worst at rest / goal', `goal ≤ ${f(GOAL_RSS)} MiB at rest`];
+    `at rest − ${rows[0]!.workloads} workloads' MiB`, 'worst at rest / goal', `goal ≤ ${inMiB(GOAL_RSS)} MiB at rest`];
   console.log(`\n${mdTable(headers, rows.map((r) => {
     const base = smallest.find((s) => s.role === r.role)!;
     const worst = Math.max(r.atRest, r.settled, r.reloaded);
-    return [r.workloads, r.role, f(r.atRest), f(r.settled), f(r.startPeak), f(r.reloaded), f(r.reloadPeak), r.reclaims, f(r.atRest - base.atRest),
+    return [r.workloads, r.role, inMiB(r.atRest), inMiB(r.settled), inMiB(r.startPeak), inMiB(r.reloaded), inMiB(r.reloadPeak), r.reclaims, inMiB(r.atRest - base.atRest),
       (worst / GOAL_RSS).toFixed(3), worst <= GOAL_RSS ? 'met' : 'NOT met'];
   }))}`);
   console.log(`\nPeaks are VmHWM: the start's includes the snapshot load until the start-up reclaim (10 s after the listeners are up); the reload's was reset just before it.`);

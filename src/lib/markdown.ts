@@ -10,6 +10,15 @@
 /** A cell as printed: numbers are formatted by the caller (digits, `–` for none). */
 export type MdCell = string | number;
 
+/**
+ * Bytes as MiB (2^20 bytes) with `digits` decimals, bare (the header names the unit),
+ * as the benches print memory; `–` for none (NaN: /proc had no such field, or the
+ * process was gone).
+ */
+export function inMiB(bytes: number, digits = 1): string {
+  return Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(digits) : '–';
+}
+
 /** `| a | b |`: the cells joined by ` | `, as given. */
 export function mdRow(cells: readonly MdCell[]): string {
   return `| ${cells.join(' | ')} |`;
