@@ -4,7 +4,7 @@
 import t from 'tap';
 import pino from 'pino';
 import type * as net from 'node:net';
-import { loadNativeMemory, MemoryReclaimer, type NativeMemory } from '../src/ztunnel/memory-reclaim';
+import { giveMemoryBack, loadNativeMemory, MemoryReclaimer, type NativeMemory } from '../src/ztunnel/memory-reclaim';
 import { startDemoMesh, IP } from '../src/ztunnel/testing/demo-mesh';
 import { until } from '../src/ztunnel/testing/sockets';
 import { ManualClock } from './helpers/clock';
@@ -15,6 +15,13 @@ function fakeNative(): NativeMemory & { calls: number } {
   const n = { calls: 0, lowMemoryNotification: () => { n.calls++; }, mallocTrim: () => true };
   return n;
 }
+
+t.test('giveMemoryBack: the full collection, then malloc_trim, each timed', async (t) => {
+  const order: string[] = [];
+  const took = giveMemoryBack({ lowMemoryNotification: () => { order.push('gc'); }, mallocTrim: () => { order.push('trim'); return true; } });
+  t.same(order, ['gc', 'trim'], 'trimmed after the collection freed the pages');
+  t.ok(took.gcMs >= 0 && took.trimMs >= 0, 'both durations in ms');
+});
 
 t.test('reclaims once a large burst is over, not while it closes, not again within the interval', async (t) => {
   const clock = new ManualClock();

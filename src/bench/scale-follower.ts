@@ -20,7 +20,7 @@ import { MeshState } from '../registry/state';
 import { openRedis } from '../registry/connection';
 import { DEFAULT_PREFIX, parseHashes, parseRecord, registryKeys } from '../registry/layout';
 import { KINDS, type WorkloadRecord } from '../registry/types';
-import { loadNativeMemory } from '../ztunnel/memory-reclaim';
+import { giveMemoryBack, loadNativeMemory } from '../ztunnel/memory-reclaim';
 
 export interface FollowerLoadReport {
   workloads: number;
@@ -101,8 +101,7 @@ async function main(): Promise<void> {
   };
   const native = loadNativeMemory();
   if (native) {
-    native.lowMemoryNotification();
-    native.mallocTrim();
+    giveMemoryBack(native);
     report.reclaimedRss = process.memoryUsage().rss;
   }
   process.stdout.write(`${JSON.stringify(report)}\n`);
