@@ -7,13 +7,13 @@
  * a module shares with an earlier one is charged to the earlier.
  */
 import { join } from 'node:path';
-import { procKb } from '../lib/proc';
+import { procBytes } from '../lib/proc';
 import { inMiB, mdRow } from '../lib/markdown';
 
 interface Reading { rss: number; anon: number; used: number; committed: number }
 
 function read(): Reading {
-  const { Rss, Anonymous } = procKb('self', 'smaps_rollup', ['Rss', 'Anonymous']);
+  const { Rss, Anonymous } = procBytes('self', 'smaps_rollup', ['Rss', 'Anonymous']);
   const mu = process.memoryUsage();
   return { rss: Rss, anon: Anonymous, used: mu.heapUsed, committed: mu.heapTotal };
 }

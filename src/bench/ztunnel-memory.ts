@@ -39,7 +39,7 @@ import * as net from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds } from '../faults/observe';
-import { procKb } from '../lib/proc';
+import { procBytes } from '../lib/proc';
 import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { ZTUNNEL_NODE_FLAGS } from '../ztunnel/node-flags';
 import { inMiB, mdHeader, mdRow, mdTable } from '../lib/markdown';
@@ -68,7 +68,7 @@ interface Sample { mem: ChildMemory; fileBacked: number }
 
 async function sample(node: RigNode): Promise<Sample> {
   const mem = await node.mem();
-  const { Rss, Anonymous } = procKb(node.pid, 'smaps_rollup', ['Rss', 'Anonymous']);
+  const { Rss, Anonymous } = procBytes(node.pid, 'smaps_rollup', ['Rss', 'Anonymous']);
   return { mem, fileBacked: Rss - Anonymous };
 }
 

@@ -8,7 +8,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { run } from '../lab/run';
 import { readFileIfAny } from '../lib/files';
-import { procKb } from '../lib/proc';
+import { procBytes } from '../lib/proc';
 
 /** GET a ztunnel admin path over its unix socket; parses the JSON answer. */
 export function adminGet<T>(socketPath: string, path: string, timeoutMs = 3000): Promise<T> {
@@ -110,7 +110,7 @@ export class LogCursor {
 
 /** Resident set size of a process in bytes (VmRSS; VmHWM is its peak), or NaN when it is gone. */
 export function rssBytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
-  return procKb(pid, 'status', [field])[field];
+  return procBytes(pid, 'status', [field])[field];
 }
 
 let clockTicks: number | undefined;

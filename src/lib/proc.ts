@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 
 /** `fields` of /proc/<pid>/<file> in bytes; NaN for each where the file (the process is gone, an old kernel) or the field is missing. */
-export function procKb<K extends string>(pid: number | 'self', file: 'status' | 'smaps_rollup', fields: readonly K[]): Record<K, number> {
+export function procBytes<K extends string>(pid: number | 'self', file: 'status' | 'smaps_rollup', fields: readonly K[]): Record<K, number> {
   let text = '';
   try {
     text = readFileSync(`/proc/${pid}/${file}`, 'utf8');
