@@ -61,18 +61,25 @@ export interface ChildMemory {
   tunnels: number;
   /** The reclaimer's 'memory given back' lines so far (start-up, bursts, registry reloads). */
   reclaims: number;
+  /** The last reclaim's event-loop pause (its line's gcMs + trimMs); 0 before any. */
+  lastReclaimPauseMs: number;
 }
 
 // ---------- child ----------
 
 async function runChild(cfg: ChildConfig): Promise<void> {
   let reclaims = 0;
+  let lastReclaimPauseMs = 0;
   // warn and above to stderr; the reclaimer's info line is counted.
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString().split('\n')) {
         if (!line) continue;
-        if (line.includes('memory given back')) reclaims++;
+        if (line.includes('memory given back')) {
+          reclaims++;
+          const r = JSON.parse(line) as { gcMs?: number; trimMs?: number };
+          lastReclaimPauseMs = (r.gcMs ?? 0) + (r.trimMs ?? 0);
+        }
         else if (/"level":"(warn|error|fatal)"/.test(line)) process.stderr.write(`[${cfg.role}] ${line}\n`);
       }
       cb();
@@ -106,7 +113,7 @@ async function runChild(cfg: ChildConfig): Promise<void> {
     const tunnels = app.tunnels().tunnels.length + app.hboneServers.reduce((n, s) => n + s.sessionCount, 0);
     const reply: ChildMemory = {
       rss: mu.rss, heapTotal: mu.heapTotal, heapUsed: mu.heapUsed, external: mu.external, arrayBuffers: mu.arrayBuffers,
-      heapCommitted: v8.getHeapStatistics().total_heap_size, tracked: app.tracked.size, tunnels, reclaims,
+      heapCommitted: v8.getHeapStatistics().total_heap_size, tracked: app.tracked.size, tunnels, reclaims, lastReclaimPauseMs,
     };
     process.send!({ mem: reply });
   });
