@@ -57,75 +57,71 @@ t.test('waits while another lab user holds the lock', async (t) => {
   t.same(calls, ['up (locked)', 'down (locked)']);
 });
 
-t.test('SIGTERM or SIGINT mid-run: the body\'s own processes are stopped, the lab goes down (a second signal waits for it) and the lock is released before the process exits', async (t) => {
-  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const lockDir = join(dir, 'lock');
-    const record = join(dir, 'calls');
-    // A run whose body never ends, with a CLI stand-in appending each call to `record`.
-    const script = `
-const { appendFileSync } = require('node:fs');
-const { withLab } = require(${JSON.stringify(join(__dirname, '..', 'src', 'lab', 'session.ts'))});
-const note = (l) => appendFileSync(${JSON.stringify(record)}, l + '\\n');
-// down takes a while, as a real one does: long enough for an impatient second signal.
-const weft = async (args) => { note(args[1]); if (args[1] === 'down') { await new Promise((r) => setTimeout(r, 700)); note('down done'); } return { code: 0, stdout: '', stderr: '' }; };
-withLab({ env: {}, progress: (l) => console.log(l), weft, lockDir: ${JSON.stringify(lockDir)} }, (onAbort) => {
-  onAbort(() => note('traffic stopped'));
-  console.log('body');
-  return new Promise(() => { setInterval(() => {}, 1000); });
-});
-`;
-    const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-    await waitFor('the body runs', () => out.includes('body'), { timeoutMs: 20_000 });
-    t.ok(existsSync(lockDir), 'lock held while the body runs');
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    child.kill(signal);
-    const calls = () => readFileSync(record, 'utf8').split('\n').filter(Boolean);
-    await waitFor('down started', () => calls().includes('down'), { timeoutMs: 10_000 });
-    child.kill(signal); // a second, impatient one
-    t.equal(await exited, code, `${signal}: exits ${code}, not killed by the second signal`);
-    t.same(calls(), ['up', 'traffic stopped', 'down', 'down done'], `${signal}: the body's processes stopped, then lab down ran to its end`);
-    t.notOk(existsSync(lockDir), `${signal}: lock released`);
-  }
-});
-
-t.test('output piped into something that stops reading (| head): the run goes on, the lab still goes down and the lock is released', async (t) => {
+/**
+ * A run of withLab in a child process (signals and pipes need a process of their own):
+ * its CLI stand-in appends each call to a record (`down` taking `downMs`), `body` is the
+ * body's source (it has `note(line)` and `onAbort`), and it prints 'body' when the body
+ * starts. `stdio` as for spawn; stdout is always a pipe the parent reads.
+ */
+function sessionChild(t: Test, opts: { body: string; downMs?: number; progress: 'stdout' | 'stderr'; stdin: 'ignore' | 'pipe'; stderr: 'inherit' | 'pipe' }) {
   const dir = mkdtempSync(join(tmpdir(), 'weft-lab-session-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const lockDir = join(dir, 'lock');
   const record = join(dir, 'calls');
-  // The body prints a line, waits until its reader has gone, then prints more (EPIPE);
-  // progress lines go to stderr, which is gone too.
   const script = `
 const { appendFileSync } = require('node:fs');
 const { withLab } = require(${JSON.stringify(join(__dirname, '..', 'src', 'lab', 'session.ts'))});
 const note = (l) => appendFileSync(${JSON.stringify(record)}, l + '\\n');
-const weft = async (args) => { note(args[1]); return { code: 0, stdout: '', stderr: '' }; };
-withLab({ env: {}, progress: (l) => process.stderr.write(l + '\\n'), weft, lockDir: ${JSON.stringify(lockDir)} }, async () => {
+const weft = async (args) => { note(args[1]); if (args[1] === 'down' && ${opts.downMs ?? 0}) { await new Promise((r) => setTimeout(r, ${opts.downMs ?? 0})); note('down done'); } return { code: 0, stdout: '', stderr: '' }; };
+withLab({ env: {}, progress: (l) => process.${opts.progress}.write(l + '\\n'), weft, lockDir: ${JSON.stringify(lockDir)} }, async (onAbort) => {
   console.log('body');
-  await new Promise((r) => process.stdin.once('end', r).resume());
+  ${opts.body}
+}).then(() => note('resolved'));
+`;
+  const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: [opts.stdin, 'pipe', opts.stderr] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const calls = () => readFileSync(record, 'utf8').split('\n').filter(Boolean);
+  const bodyRuns = () => waitFor('the body runs', () => out.includes('body'), { timeoutMs: 20_000 });
+  return { child, lockDir, calls, exited, bodyRuns };
+}
+
+t.test('SIGTERM or SIGINT mid-run: the body\'s own processes are stopped, the lab goes down (a second signal waits for it) and the lock is released before the process exits', async (t) => {
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    // A body that never ends; down takes a while, as a real one does: long enough for an impatient second signal.
+    const run = sessionChild(t, {
+      body: "onAbort(() => note('traffic stopped')); await new Promise(() => { setInterval(() => {}, 1000); });",
+      downMs: 700, progress: 'stdout', stdin: 'ignore', stderr: 'inherit',
+    });
+    await run.bodyRuns();
+    t.ok(existsSync(run.lockDir), 'lock held while the body runs');
+    run.child.kill(signal);
+    await waitFor('down started', () => run.calls().includes('down'), { timeoutMs: 10_000 });
+    run.child.kill(signal); // a second, impatient one
+    t.equal(await run.exited, code, `${signal}: exits ${code}, not killed by the second signal`);
+    t.same(run.calls(), ['up', 'traffic stopped', 'down', 'down done'], `${signal}: the body's processes stopped, then lab down ran to its end`);
+    t.notOk(existsSync(run.lockDir), `${signal}: lock released`);
+  }
+});
+
+t.test('output piped into something that stops reading (| head): the run goes on, the lab still goes down and the lock is released', async (t) => {
+  // The body waits until its reader has gone, then prints more (EPIPE); progress lines go to stderr, which is gone too.
+  const run = sessionChild(t, {
+    body: `await new Promise((r) => process.stdin.once('end', r).resume());
   await new Promise((r) => setTimeout(r, 100));
   for (let i = 0; i < 200; i++) console.log('table row ' + i);
   await new Promise((r) => setTimeout(r, 200));
-  note('body done');
-}).then(() => note('resolved'));
-`;
-  const child = spawn(process.execPath, [...process.execArgv, '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  await waitFor('the body runs', () => out.includes('body'), { timeoutMs: 20_000 });
-  // The reader goes, as `head` does after its lines: both pipes closed, then the child is told.
-  child.stdout.destroy();
-  child.stderr.destroy();
-  child.stdin.end();
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  const calls = readFileSync(record, 'utf8').split('\n').filter(Boolean);
-  t.same(calls, ['up', 'body done', 'down', 'resolved'], 'the body finished and lab down ran, though every line after the first went nowhere');
-  t.equal(code, 0);
-  t.notOk(existsSync(lockDir), 'lock released');
+  note('body done');`,
+    progress: 'stderr', stdin: 'pipe', stderr: 'pipe',
+  });
+  await run.bodyRuns();
+  // The reader goes, as \`head\` does after its lines: both pipes closed, then the child is told.
+  run.child.stdout!.destroy();
+  run.child.stderr!.destroy();
+  run.child.stdin!.end();
+  t.equal(await run.exited, 0);
+  t.same(run.calls(), ['up', 'body done', 'down', 'resolved'], 'the body finished and lab down ran, though every line after the first went nowhere');
+  t.notOk(existsSync(run.lockDir), 'lock released');
 });
