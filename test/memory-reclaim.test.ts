@@ -4,7 +4,7 @@
 import t from 'tap';
 import pino from 'pino';
 import type * as net from 'node:net';
-import { giveMemoryBack, loadNativeMemory, MemoryReclaimer, type NativeMemory } from '../src/ztunnel/memory-reclaim';
+import { giveMemoryBack, loadNativeMemory, MemoryReclaimer, type MemoryReclaimOptions, type NativeMemory } from '../src/ztunnel/memory-reclaim';
 import { startDemoMesh, IP } from '../src/ztunnel/testing/demo-mesh';
 import { until } from '../src/ztunnel/testing/sockets';
 import { ManualClock } from './helpers/clock';
@@ -16,6 +16,14 @@ function fakeNative(): NativeMemory & { calls: number } {
   return n;
 }
 
+/** A started reclaimer on a manual clock with a counting native helper; `opts` override the defaults (no connections, RSS 0). */
+function onManualClock(opts: Partial<MemoryReclaimOptions> = {}) {
+  const clock = new ManualClock();
+  const native = fakeNative();
+  const r = new MemoryReclaimer({ live: () => 0, logger: silent, native, clock, rss: () => 0, ...opts }).start();
+  return { clock, native, r };
+}
+
 t.test('giveMemoryBack: the full collection, then malloc_trim, each timed', async (t) => {
   const order: string[] = [];
   const took = giveMemoryBack({ lowMemoryNotification: () => { order.push('gc'); }, mallocTrim: () => { order.push('trim'); return true; } });
@@ -24,10 +32,8 @@ t.test('giveMemoryBack: the full collection, then malloc_trim, each timed', asyn
 });
 
 t.test('reclaims once a large burst is over, not while it closes, not again within the interval', async (t) => {
-  const clock = new ManualClock();
-  const native = fakeNative();
   let live = 0;
-  const r = new MemoryReclaimer({ live: () => live, logger: silent, native, clock, checkEveryMs: 5000, minDrop: 1000, maxRemainingFraction: 0.5, minIntervalMs: 60_000, rss: () => 0 }).start();
+  const { clock, native, r } = onManualClock({ live: () => live, checkEveryMs: 5000, minDrop: 1000, maxRemainingFraction: 0.5, minIntervalMs: 60_000 });
   live = 10_000; clock.advance(5000);
   t.equal(native.calls, 0, 'not while connections are held');
   live = 4000; clock.advance(5000);
@@ -50,9 +56,7 @@ t.test('reclaims once a large burst is over, not while it closes, not again with
 });
 
 t.test('afterStartMs: one reclaim that long after start, with no burst; a burst soon after still reclaims; stop disarms it', async (t) => {
-  const clock = new ManualClock();
-  const native = fakeNative();
-  const r = new MemoryReclaimer({ live: () => 0, logger: silent, native, clock, checkEveryMs: 5000, afterStartMs: 10_000, rss: () => 0 }).start();
+  const { clock, native, r } = onManualClock({ checkEveryMs: 5000, afterStartMs: 10_000 });
   clock.advance(9000);
   t.equal(native.calls, 0, 'not before');
   clock.advance(1000);
@@ -117,9 +121,7 @@ t.test('the idle tunnels a burst left, closed later by the pool, reclaim again',
 });
 
 t.test('a registry snapshot loaded again reclaims at the next look, within the interval, once', async (t) => {
-  const clock = new ManualClock();
-  const native = fakeNative();
-  const r = new MemoryReclaimer({ live: () => 3, logger: silent, native, clock, checkEveryMs: 2000, minIntervalMs: 60_000, rss: () => 0 }).start();
+  const { clock, native, r } = onManualClock({ live: () => 3, checkEveryMs: 2000, minIntervalMs: 60_000 });
   clock.advance(10_000);
   t.equal(native.calls, 0, 'nothing to give back: no burst, no reload');
   r.registryReloaded();
