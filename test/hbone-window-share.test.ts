@@ -174,7 +174,7 @@ t.test('streams that filled the old window before it dropped keep what they hold
   const parked: number[] = [];
   const reserve = (i: number) => {
     parked[i] = 0;
-    const r: StallReservation = new StallReservation(budget, { received: stalledReceiveSize(s, { unread: () => parked[i]!, upstreamQueued: () => 0 }, hwm), sent: hwm }, () => s.forget(r));
+    const r: StallReservation = new StallReservation(budget, { received: stalledReceiveSize(s, { stream: { get readableLength() { return parked[i]!; }, writableLength: 0 }, upstream: { writableLength: 0 } }, hwm), sent: hwm }, () => s.forget(r));
     s.hold(r);
     return r;
   };
@@ -207,7 +207,7 @@ t.test('the write that crossed the high-water mark is reserved too: the upstream
   s.opened();
   let queued = hwm + 48 * KiB;
   const r: StallReservation = new StallReservation(budget, {
-    received: stalledReceiveSize(s, { unread: () => 0, upstreamQueued: () => queued }, hwm), sent: hwm,
+    received: stalledReceiveSize(s, { stream: { readableLength: 0, writableLength: 0 }, upstream: { get writableLength() { return queued; } } }, hwm), sent: hwm,
   }, () => s.forget(r));
   s.hold(r);
   t.ok(r.stall('received', true));

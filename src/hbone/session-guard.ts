@@ -10,7 +10,7 @@ import { perInterval, TokenBucket } from '../lib/token-bucket';
 import { ByteBudget, StallReservation, type HboneLimits, type RefusalReason } from './limits';
 import { IdleTimer } from './idle';
 import type { HboneTuning } from './settings';
-import { CROSSING_WRITE_MAX, MIN_SHARED_WINDOW, queueBound, stalledReceiveSize, WindowShare, type StreamQueues } from './window-share';
+import { CROSSING_WRITE_MAX, MIN_SHARED_WINDOW, queueBound, stalledReceiveSize, WindowShare, type PipedEnds } from './window-share';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
@@ -97,11 +97,11 @@ export class SessionGuard {
    * drops but never below what the stream already holds (its unread DATA); the sent
    * direction the stream's own queue, likewise (window-share.ts stalledReceiveSize).
    */
-  stallReservation(q: StreamQueues): StallReservation {
+  stallReservation(ends: PipedEnds): StallReservation {
     const hwm = this.tuning.pipeHighWaterMark;
     const r: StallReservation = new StallReservation(this.budget, {
-      received: stalledReceiveSize(this.window, q, hwm),
-      sent: () => queueBound(hwm, q.streamQueued()),
+      received: stalledReceiveSize(this.window, ends, hwm),
+      sent: () => queueBound(hwm, ends.stream.writableLength),
     }, () => this.window.forget(r));
     this.window.hold(r);
     return r;

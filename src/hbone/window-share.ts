@@ -204,14 +204,14 @@ export function queueBound(hwm: number, queued: number): number {
   return Math.max(hwm, queued);
 }
 
-/** What one piped stream holds now: its unread DATA, and each writer's queue. */
-export interface StreamQueues {
-  /** DATA the stream received and the pipe has not read (stream.readableLength). */
-  unread(): number;
-  /** Bytes queued to the upstream socket (its writableLength). */
-  upstreamQueued(): number;
-  /** Bytes queued to the stream, the other way (its writableLength). */
-  streamQueued(): number;
+/**
+ * The two ends of a piped stream, read for what they hold: the stream's unread DATA
+ * (readableLength) and its own write queue, the upstream socket's write queue. Read when
+ * a direction stalls or the shared window changes, never per chunk.
+ */
+export interface PipedEnds {
+  stream: { readonly readableLength: number; readonly writableLength: number };
+  upstream: { readonly writableLength: number };
 }
 
 /**
@@ -224,6 +224,6 @@ export interface StreamQueues {
  * (up to CROSSING_WRITE_MAX more): a paused direction's queue only shrinks, so what it
  * holds when the stall is reserved is its bound.
  */
-export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, q: Pick<StreamQueues, 'unread' | 'upstreamQueued'>, hwm: number): () => number {
-  return () => Math.max(share.inForce, q.unread()) + queueBound(hwm, q.upstreamQueued());
+export function stalledReceiveSize(share: Pick<WindowShare, 'inForce'>, ends: PipedEnds, hwm: number): () => number {
+  return () => Math.max(share.inForce, ends.stream.readableLength) + queueBound(hwm, ends.upstream.writableLength);
 }

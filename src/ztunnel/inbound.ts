@@ -286,11 +286,7 @@ export class InboundServer {
     // that crossed it) and, when the stream is the reader, whatever is left of its
     // HTTP/2 window (the session's shared window in force, session-guard.ts).
     const hwm = this.hbone.tuning.pipeHighWaterMark;
-    const reservation = ctx.guard.stallReservation({
-      unread: () => stream.readableLength,
-      upstreamQueued: () => upstream.writableLength,
-      streamQueued: () => stream.writableLength,
-    });
+    const reservation = ctx.guard.stallReservation({ stream, upstream });
     this.lifecycle.pipeUnderPolicy(conn, stream, upstream, {
       highWaterMark: hwm,
       policies: this.policies,
