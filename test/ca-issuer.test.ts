@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import forge from 'node-forge';
-import { generateRootCa, loadRootCa, Issuer, generateKeyAndCsr, csrKeyProblem, type CaKeyPair } from '../src/ca/issuer';
+import { generateRootCa, loadRootCa, Issuer, generateKeyAndCsr, type CaKeyPair } from '../src/ca/issuer';
+import { csrKeyProblem } from '../src/ca/csr-read';
 import { isWeftError } from '../src/lib/errors';
 import { opensslCsr } from './helpers/openssl-csr';
 

@@ -164,16 +164,19 @@ function parseNonRsaCsr(der: string): CsrRequest {
       key: p256 ?? createPublicKey({ key: toDer(spki), format: 'der', type: 'spki' }),
     };
   });
-  // A key imported as a P-256 JWK is one (asking OpenSSL for its details costs ~40 µs).
-  const problem = p256 ? csrKeyProblem('ec', { namedCurve: 'prime256v1' }) : csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
-  if (problem) throw weak(problem);
-  // OpenSSL names P-256 given by its explicit parameters prime256v1 too, but the SPKI
-  // goes into the certificate verbatim, and RFC 5480 §2.1.1 forbids specifiedCurve there
-  // (Go's x509, Istio's CA, refuses such a key): only the namedCurve OID is issued for.
-  // The key itself is fine: the way out is to name its curve, not a new kind of key.
-  if (!namedCurveOid(spki, PRIME256V1)) {
-    throw new WeftError('WEFT_CA_CSR_INVALID', 'the CSR\'s ECDSA P-256 key states its curve by explicit parameters, not by the P-256 OID, '
-      + 'which a certificate must not carry (RFC 5480); write the key with its named curve (openssl ec -param_enc named_curve) and send a new CSR');
+  // A key imported as a P-256 JWK was checked on the way in (namedP256Key: the named-curve
+  // OID, an uncompressed point); only another key is asked about (OpenSSL's details cost ~40 µs).
+  if (!p256) {
+    const problem = csrKeyProblem(key.asymmetricKeyType, key.asymmetricKeyDetails ?? {});
+    if (problem) throw weak(problem);
+    // OpenSSL names P-256 given by its explicit parameters prime256v1 too, but the SPKI
+    // goes into the certificate verbatim, and RFC 5480 §2.1.1 forbids specifiedCurve there
+    // (Go's x509, Istio's CA, refuses such a key): only the namedCurve OID is issued for.
+    // The key itself is fine: the way out is to name its curve, not a new kind of key.
+    if (!namedCurveOid(spki, PRIME256V1)) {
+      throw new WeftError('WEFT_CA_CSR_INVALID', 'the CSR\'s ECDSA P-256 key states its curve by explicit parameters, not by the P-256 OID, '
+        + 'which a certificate must not carry (RFC 5480); write the key with its named curve (openssl ec -param_enc named_curve) and send a new CSR');
+    }
   }
   const hash = ECDSA_HASHES[sigOid];
   if (!hash) throw new WeftError('WEFT_CA_CSR_INVALID', `the CSR is signed with an unsupported algorithm (${sigOid}); sign it with ECDSA and SHA-256`);

@@ -7,7 +7,6 @@ import { Limiter } from './limiter';
 import { certificateDer, certificateDerInPool, csrDer, fromDer, keyIdentifier, spkiAsn1, toPem, type CertificateFields, type Extension } from './der';
 import { checkProof, checkProofInPool, readCsr, type CsrKey, type CsrRequest } from './csr-read';
 
-export { csrKeyProblem, MIN_RSA_BITS, RSA_EXPONENT, type CsrKey } from './csr-read';
 
 /**
  * The mesh CA's signing core: pure (no network, no storage), so the gRPC server, the
