@@ -17,20 +17,20 @@ const MAX_LINE_BYTES = 64 * 1024;
 const MAX_REFUSAL_BYTES = 4096;
 
 /** `HTTP <status> to GET <url>`, and the proxy's reason when its body is `{"error": "..."}` (e.g. a ztunnel with --workers). */
-function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string, reportOnce: (reason: string) => void): void {
+function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string, report: (reason: string) => void): void {
   // Cut short, the destroyed request also errors the response: one report, not two.
   let said = false;
-  const report = (reason: string) => {
+  const reportOnce = (reason: string) => {
     if (said) return;
     said = true;
-    reportOnce(reason);
+    report(reason);
   };
   let body = '';
   res.setEncoding('utf8');
   res.on('data', (chunk: string) => {
     body += chunk;
     if (body.length <= MAX_REFUSAL_BYTES) return;
-    report(`HTTP ${res.statusCode} to GET ${url}`);
+    reportOnce(`HTTP ${res.statusCode} to GET ${url}`);
     req.destroy();
   });
   res.on('end', () => {
@@ -38,9 +38,9 @@ function refusal(req: http.ClientRequest, res: http.IncomingMessage, url: string
     try {
       error = (JSON.parse(body) as { error?: unknown }).error;
     } catch { /* not JSON: the status says it */ }
-    report(`HTTP ${res.statusCode} to GET ${url}${typeof error === 'string' ? `: ${error}` : ''}`);
+    reportOnce(`HTTP ${res.statusCode} to GET ${url}${typeof error === 'string' ? `: ${error}` : ''}`);
   });
-  res.on('error', () => report(`HTTP ${res.statusCode} to GET ${url}`));
+  res.on('error', () => reportOnce(`HTTP ${res.statusCode} to GET ${url}`));
 }
 
 export interface TapStreamsOptions {
