@@ -78,15 +78,16 @@ export class OwnerIndex {
 
   claim(key: string, owner: string): void {
     const held = this.claims.get(key);
-    if (held === undefined || held === owner) {
+    if (held === owner) return;
+    if (held === undefined) {
       this.claims.set(key, owner);
-      return;
+    } else if (typeof held === 'string') {
+      this.claims.set(key, [held, owner]);
+    } else {
+      const i = held.indexOf(owner);
+      if (i !== -1) held.splice(i, 1);
+      held.push(owner);
     }
-    const list = typeof held === 'string' ? [held] : held;
-    const i = list.indexOf(owner);
-    if (i !== -1) list.splice(i, 1);
-    list.push(owner);
-    this.claims.set(key, list);
   }
 
   release(key: string, owner: string): void {
