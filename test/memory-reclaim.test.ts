@@ -137,6 +137,26 @@ t.test('a registry snapshot loaded again reclaims at the next look, within the i
   r.stop();
 });
 
+t.test('a registry reload during start-up is one reclaim with the start-up one, whichever comes first', async (t) => {
+  const early = onManualClock({ checkEveryMs: 2000, afterStartMs: 10_000 });
+  early.clock.advance(3000);
+  early.r.registryReloaded();
+  early.clock.advance(1000);
+  t.equal(early.native.calls, 1, 'the reload is reclaimed at the next look');
+  early.clock.advance(60_000);
+  t.equal(early.native.calls, 1, 'and the start-up reclaim is not done again after it');
+  early.r.stop();
+  const late = onManualClock({ checkEveryMs: 5000, afterStartMs: 10_000 });
+  late.clock.advance(9000);
+  late.r.registryReloaded();
+  late.clock.advance(60_000);
+  t.equal(late.native.calls, 1, 'a reload just before the start-up reclaim: one reclaim for both');
+  late.r.registryReloaded();
+  late.clock.advance(5000);
+  t.equal(late.native.calls, 2, 'a reload after it still reclaims');
+  late.r.stop();
+});
+
 t.test('without the native helper it never arms a timer', async (t) => {
   const clock = new ManualClock();
   const r = new MemoryReclaimer({ live: () => 0, logger: silent, native: null, clock }).start();

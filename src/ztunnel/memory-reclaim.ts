@@ -111,6 +111,10 @@ export class MemoryReclaimer {
         if (this.stopped) return;
         // Not a burst's reclaim: it leaves the burst bookkeeping alone, so a burst under
         // way or just after still gets its own reclaim, without waiting out the interval.
+        // A registry reload in the meantime is one reclaim, whichever comes first: not a
+        // second pause (0.5–0.9 s at 100k workloads) a few seconds after the other.
+        this.reloaded = false;
+        if (this.stats.reclaims > 0) return;
         this.reclaim(this.connections.live, 'start-up over; memory given back');
       }, this.opts.afterStartMs);
     }
