@@ -2,7 +2,7 @@
 // names it), the byte budget inside a parent budget, the stall reservation, the flood
 // guard's bucket (src/lib/token-bucket.ts; injected clock, no sleeps), and the ztunnel flags that set them.
 import t from 'tap';
-import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/hbone/limits';
+import { ByteBudget, DEFAULT_HBONE_LIMITS, DialSlots, HboneNodeLimits, hboneLimits, KeyedCounter, serverSessionOptions, StallReservation, type HboneLimits } from '../src/hbone/limits';
 import { DEFAULT_HBONE_TUNING, hboneTuning } from '../src/hbone/settings';
 import { loadZtunnelConfig } from '../src/ztunnel/config';
 import { configurePipes, DEFAULT_IDLE_TIMEOUT_MS } from '../src/hbone/pipe';
@@ -130,4 +130,10 @@ t.test('--idle-timeout: 1 h by default, 0s disables, nonsense refused by name', 
     t.throws(() => loadZtunnelConfig([...base, '--idle-timeout', bad], {}), { code: 'WEFT_CONFIG_INVALID', message: /idle-timeout/ }, bad);
   }
   t.throws(() => configurePipes({ idleTimeoutMs: -1 }), RangeError);
+});
+
+t.test('a connection never parks more than its node: HboneNodeLimits caps the connection budget at the node\'s (a --workers share can be smaller)', async (t) => {
+  const MiB = 1024 * 1024;
+  t.equal(new HboneNodeLimits({ connectionBufferBytes: 16 * MiB, nodeBufferBytes: 8 * MiB }).limits.connectionBufferBytes, 8 * MiB);
+  t.equal(new HboneNodeLimits({ connectionBufferBytes: 16 * MiB, nodeBufferBytes: 64 * MiB }).limits.connectionBufferBytes, 16 * MiB, 'below the node\'s: as given');
 });

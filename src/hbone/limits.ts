@@ -318,7 +318,11 @@ export class HboneNodeLimits {
   handshakes = 0;
 
   constructor(partial: Partial<HboneLimits> = {}) {
-    this.limits = hboneLimits(partial);
+    const limits = hboneLimits(partial);
+    // A connection can never park more than its node: with --workers a node's budget is
+    // split (workers.ts workerShare) and can fall below one connection's. Capped here, once,
+    // every user of the limits (a session's budget, its shared window) sees the same bound.
+    this.limits = { ...limits, connectionBufferBytes: Math.min(limits.connectionBufferBytes, limits.nodeBufferBytes) };
     this.budget = new ByteBudget(this.limits.nodeBufferBytes);
     this.dials = new DialSlots(this.limits);
     this.peerSessions = new KeyedCounter(this.limits.maxSessionsPerPeer);

@@ -34,9 +34,8 @@ export class SessionGuard {
   ) {
     this.budget = new ByteBudget(limits.connectionBufferBytes, nodeBudget);
     this.window = new WindowShare({
-      // The smaller of the two: a node budget split over `--workers` can be below a
-      // connection's, and the window must fit what can really be parked.
-      budget: Math.min(limits.connectionBufferBytes, limits.nodeBufferBytes),
+      // Never above the node's (HboneNodeLimits caps it): the window must fit what can really be parked.
+      budget: limits.connectionBufferBytes,
       maxWindow: tuning.streamWindow,
       minWindow: MIN_SHARED_WINDOW,
       // A stalled stream parks its upstream socket's queue and, the other way, its own
