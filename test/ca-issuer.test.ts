@@ -191,7 +191,7 @@ t.test('key strength rule (pure): RSA >= 2048 with e = 65537, or ECDSA P-256; no
   t.match(csrKeyProblem('dsa', { modulusLength: 2048 }), /type dsa/);
 });
 
-t.test('weak CSR keys are refused with WEFT_CA_CSR_KEY_WEAK saying what is required; ECDSA P-256 is issued', async (t) => {
+t.test('weak CSR keys are refused with WEFT_CA_CSR_KEY_WEAK saying what is required (P-256 by explicit curve parameters: WEFT_CA_CSR_INVALID); ECDSA P-256 is issued', async (t) => {
   const required = /the CA issues only for an RSA key of at least 2048 bits with public exponent 65537, or an ECDSA P-256 key/;
   const cases: Array<[string, () => string, RegExp]> = [
     ['RSA-1024', () => rsaCsr(1024), /RSA key has 1024 bits/],

@@ -137,7 +137,7 @@ t.test('a peer that sends past the lowered window is cut off (FLOW_CONTROL_ERROR
   for (const s of sinks.splice(0)) s.destroy();
 });
 
-t.test('staggered stalls: streams that filled the whole window before more opened stay counted at it; later stalls that do not fit are reset, parked ≤ the budget', { timeout: 120_000 }, async (t) => {
+t.test('staggered stalls: three streams fill their windows, five more open; the later stalls that do not fit are reset, parked ≤ the budget, reserved ≥ parked', { timeout: 120_000 }, async (t) => {
   const s = session(ready);
   t.teardown(() => s.destroy());
   const resets: number[] = [];

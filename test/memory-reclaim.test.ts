@@ -104,11 +104,9 @@ t.test('a small drop relative to the peak does not reclaim', async (t) => {
 });
 
 t.test('the idle tunnels a burst left, closed later by the pool, reclaim again', async (t) => {
-  const clock = new ManualClock();
-  const native = fakeNative();
   let live = 0;
   let tunnels = 0;
-  new MemoryReclaimer({ live: () => live, tunnels: () => tunnels, logger: silent, native, clock, checkEveryMs: 5000, minTunnelDrop: 20, rss: () => 0 }).start();
+  const { clock, native } = onManualClock({ live: () => live, tunnels: () => tunnels, checkEveryMs: 5000, minTunnelDrop: 20 });
   live = 10_000; tunnels = 100; clock.advance(5000);
   live = 0; clock.advance(5000); clock.advance(5000);
   t.equal(native.calls, 1, 'the burst of connections');
