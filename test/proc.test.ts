@@ -1,7 +1,7 @@
 // /proc memory fields (src/lib/proc.ts) come back in bytes, though /proc prints kB:
 // every caller (faults/observe rssBytes, the memory benches) divides by 2^20 for MiB.
 import t from 'tap';
-import { procBytes } from '../src/lib/proc';
+import { procBytes, procStatFields } from '../src/lib/proc';
 
 t.test('procBytes: /proc kB fields as bytes; NaN for a missing field or a gone process', async (t) => {
   const { VmRSS, VmHWM } = procBytes('self', 'status', ['VmRSS', 'VmHWM']);
@@ -12,4 +12,11 @@ t.test('procBytes: /proc kB fields as bytes; NaN for a missing field or a gone p
   t.ok(VmHWM >= VmRSS, 'the peak is at least the current');
   t.ok(Number.isNaN(procBytes('self', 'status', ['NoSuchField']).NoSuchField), 'a field /proc does not print');
   t.ok(Number.isNaN(procBytes(2 ** 30, 'status', ['VmRSS']).VmRSS), 'a process that is not there');
+});
+
+t.test('procStatFields: field N at index N − 3, after the command name whatever it holds; undefined for a process that is gone', async (t) => {
+  const fields = procStatFields(process.pid)!;
+  t.equal(fields[4 - 3], String(process.ppid), 'field 4 is the parent PID');
+  t.match(fields[0], /^[RSDZTtWXxKWPI]$/, 'field 3 is the state');
+  t.equal(procStatFields(2 ** 22 + 12345), undefined);
 });

@@ -7,8 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { run } from '../lab/run';
-import { readFileIfAny } from '../lib/files';
-import { procBytes } from '../lib/proc';
+import { procBytes, procStatFields } from '../lib/proc';
 
 /** GET a ztunnel admin path over its unix socket; parses the JSON answer. */
 export function adminGet<T>(socketPath: string, path: string, timeoutMs = 3000): Promise<T> {
@@ -118,12 +117,10 @@ let clockTicks: number | undefined;
 /** CPU time (user + system) a process has used, in seconds, or NaN when it is gone. */
 export function cpuSeconds(pid: number): number {
   clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const stat = readFileIfAny(`/proc/${pid}/stat`);
-  if (stat === undefined) return NaN;
-  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-  // Fields after it start at 3 (state); utime and stime are fields 14 and 15.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / clockTicks;
+  const fields = procStatFields(pid);
+  if (!fields) return NaN;
+  // utime and stime are fields 14 and 15.
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicks;
 }
 
 /**

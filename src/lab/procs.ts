@@ -11,19 +11,14 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../lib/errors';
+import { procStatFields } from '../lib/proc';
 import type { ProcessResource, StateStore } from './state';
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or undefined if gone. */
 export function readStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
-    return fields[19];
-  } catch {
-    return undefined;
-  }
+  const fields = procStatFields(pid);
+  if (!fields || fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  return fields[22 - 3];
 }
 
 /** True while the recorded process (same PID, same start time) is running. */

@@ -1,7 +1,8 @@
 /**
- * A process's memory as /proc prints it, in `Name:   N kB` lines: /proc/<pid>/status
- * (VmRSS, VmHWM) and /proc/<pid>/smaps_rollup (Rss, Anonymous, …; Linux ≥ 4.14). The
- * fault suite, the tests and the benches read RSS through this one parser.
+ * A process as /proc prints it: its memory in `Name:   N kB` lines of /proc/<pid>/status
+ * (VmRSS, VmHWM) and /proc/<pid>/smaps_rollup (Rss, Anonymous, …; Linux ≥ 4.14), and the
+ * fields of /proc/<pid>/stat. The fault suite, the lab, the tests and the benches read
+ * them through these.
  *
  * Only node:fs, not even lib/files' readFileIfAny: bench/module-cost.ts loads this
  * before it measures, so whatever this imports counts as "node itself" instead of being
@@ -18,4 +19,19 @@ export function procBytes<K extends string>(pid: number | 'self', file: 'status'
   const out = {} as Record<K, number>;
   for (const k of fields) out[k] = Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN) * 1024;
   return out;
+}
+
+/**
+ * /proc/<pid>/stat from field 3 (state) on, so field N is at index N − 3; undefined when
+ * the process is gone. The command name (field 2) may hold spaces and parentheses: the
+ * fields are split after its last ')'.
+ */
+export function procStatFields(pid: number): string[] | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
