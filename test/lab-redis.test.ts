@@ -4,7 +4,8 @@
  * clients in the root namespace and the CLI's context; preflight checks every port.
  */
 import t from 'tap';
-import { labContextRedis, labRedisArgs, labRedisPorts, labRedisTarget, planRedisHa } from '../src/lab/redis';
+import { askRedis, labContextRedis, labRedisArgs, labRedisPorts, labRedisTarget, planRedisHa } from '../src/lab/redis';
+import { freePort, redisFixture } from './helpers/redis';
 import { labRootPorts } from '../src/lab/preflight';
 import { parseOptions } from '../src/lib/options';
 import { redisOptionSpecs, redisTarget } from '../src/lib/common-options';
@@ -30,4 +31,12 @@ t.test('with Sentinels: every component finds the primary through them', async (
   t.same(ctx.redis?.sentinel, fromFlags.sentinel, 'the CLI reads them from the context');
   t.throws(() => parseContext(JSON.stringify({ kind: 'lab', redisUrl: 'redis://h:1', nodes: [], redisSentinels: 'x', redisMasterName: 'm' }), '/ctx.json'),
     { code: 'WEFT_CONFIG_INVALID', message: /context file \/ctx\.json fields redisSentinels\/redisMasterName: .*entry 1/ }, 'a broken context names its fields');
+});
+
+const fx = redisFixture(t);
+
+t.test('askRedis: one question on a connection of its own; undefined when nothing answers or the question fails', async (t) => {
+  t.equal(await askRedis('127.0.0.1', fx.redis.port, (c) => c.ping()), 'PONG', 'a real redis-server answers');
+  t.equal(await askRedis('127.0.0.1', await freePort(), (c) => c.ping()), undefined, 'nothing listens: undefined, no retry loop');
+  t.equal(await askRedis('127.0.0.1', fx.redis.port, (c) => c.call('NO-SUCH-COMMAND')), undefined, 'an error reply: undefined');
 });

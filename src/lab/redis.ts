@@ -119,33 +119,35 @@ export async function startLabRedis(plan: LabPlan, layout: LabLayout, store: Sta
   if (!settled) throw new Error(`the lab's Sentinels did not all see ${ha.replicaPorts.length} replicas and each other within ${timeoutMs} ms; see ${layout.logs}/redis-sentinel-*.log`);
 }
 
-/** Whether the replica on `port` has finished its sync with the primary (INFO replication: master_link_status:up). */
-async function replicaInSync(port: number): Promise<boolean> {
-  const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  c.on('error', () => { /* answered by the false below */ });
+/**
+ * One question to the Redis server or Sentinel at host:port on a connection of its own,
+ * no retries; undefined when it is not there or the question fails (the callers poll,
+ * or move on to the next address).
+ */
+export async function askRedis<T>(host: string, port: number, ask: (c: Redis) => Promise<T>): Promise<T | undefined> {
+  const c = new Redis(port, host, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  c.on('error', () => { /* answered by the undefined below */ });
   try {
     await c.connect();
-    return /^master_link_status:up\r?$/m.test(await c.info('replication'));
+    return await ask(c);
   } catch {
-    return false;
+    return undefined;
   } finally {
     c.disconnect();
   }
 }
 
+/** Whether the replica on `port` has finished its sync with the primary (INFO replication: master_link_status:up). */
+async function replicaInSync(port: number): Promise<boolean> {
+  return (await askRedis('127.0.0.1', port, async (c) => /^master_link_status:up\r?$/m.test(await c.info('replication')))) ?? false;
+}
+
 /** Whether the Sentinel on `port` knows every replica and every other Sentinel. */
 async function sentinelSees(port: number, ha: LabRedisHa): Promise<boolean> {
-  const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  c.on('error', () => { /* answered by the false below */ });
-  try {
-    await c.connect();
+  return (await askRedis('127.0.0.1', port, async (c) => {
     const [master] = (await c.call('SENTINEL', 'MASTERS')) as string[][];
     if (!master) return false;
     const field = (name: string) => Number(master[master.indexOf(name) + 1]);
     return field('num-slaves') === ha.replicaPorts.length && field('num-other-sentinels') === ha.sentinelPorts.length - 1;
-  } catch {
-    return false;
-  } finally {
-    c.disconnect();
-  }
+  })) ?? false;
 }

@@ -6,7 +6,7 @@
  * resync from its stream position: reconnected and resumed, no snapshot reload.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import { askRedis } from '../../lab/redis';
 import type { FaultLab } from '../lab';
 import { flowsOf } from '../lab';
 import { RegistryStore } from '../../registry/store';
@@ -21,17 +21,9 @@ const LOADED = 'registry snapshot loaded';
 /** The primary's port as the first answering Sentinel names it. */
 async function primaryPort(conn: RedisConnection): Promise<number | undefined> {
   for (const a of conn.sentinel!.addresses) {
-    const c = new Redis(a.port, a.host, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-    c.on('error', () => { /* the next Sentinel */ });
-    try {
-      await c.connect();
-      const [, port] = (await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', conn.sentinel!.masterName)) as [string, string];
-      return Number(port);
-    } catch {
-      // ask the next one
-    } finally {
-      c.disconnect();
-    }
+    const port = await askRedis(a.host, a.port, async (c) =>
+      Number(((await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', conn.sentinel!.masterName)) as [string, string])[1]));
+    if (port !== undefined) return port;
   }
   return undefined;
 }
@@ -40,18 +32,11 @@ async function primaryPort(conn: RedisConnection): Promise<number | undefined> {
 async function replicated(conn: RedisConnection, port: number | undefined): Promise<void> {
   if (port === undefined) return;
   // The lab's primary, replicas and Sentinels all listen on the lab gateway's address.
-  const host = conn.sentinel!.addresses[0]!.host;
-  const c = new Redis(port, host, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  c.on('error', () => { /* the kill goes ahead; the row then says what was lost */ });
-  try {
-    await c.connect();
+  // Unanswered, the kill goes ahead; the row then says what was lost.
+  await askRedis(conn.sentinel!.addresses[0]!.host, port, async (c) => {
     const replicas = Number(/^connected_slaves:(\d+)/m.exec(await c.info('replication'))?.[1] ?? 0);
     if (replicas > 0) await c.call('WAIT', replicas, 5000);
-  } catch {
-    // As above.
-  } finally {
-    c.disconnect();
-  }
+  });
 }
 
 export async function redisFailover(lab: FaultLab, d: Durations): Promise<Row> {
