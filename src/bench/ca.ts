@@ -181,7 +181,7 @@ async function cryptoPhase(results: Results, count: number): Promise<void> {
     await op(`${name} sign, threadpool (${poolSlots()} in flight)`, () => signInPool(tbs, privateKey), poolSlots());
     await op(`${name} verify, event loop`, () => cryptoVerify('sha256', tbs, publicKey, signature));
   }
-  const p256 = keys[1]![2];
+  const p256 = keys.find(([name]) => name === 'ECDSA P-256')![2];
   const der = p256.export({ type: 'spki', format: 'der' });
   const jwk = p256.export({ format: 'jwk' });
   await op('P-256 public key import, SPKI DER (OpenSSL 3 decoder)', () => createPublicKey({ key: der, format: 'der', type: 'spki' }));

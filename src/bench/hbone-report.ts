@@ -7,9 +7,10 @@ import { median } from './stats';
 
 export interface Latency { p50: number; p90: number; p99: number; p999: number; n: number }
 
+/** CPU figures are per proxy process, source node's first; NaN where not measured. */
 export interface Sample { gbps: number; cpuMsPerGiB: number[]; lat: Latency; vcpuPer1k: number[] }
 
-export const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 export function report(names: string[], samples: Map<string, Sample[]>, o: { seconds: number; rate: number; repeat: number }): void {
   const f = (n: number) => n.toFixed(3).padStart(7);

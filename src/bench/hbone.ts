@@ -253,7 +253,6 @@ function has(cmd: string): boolean {
  */
 interface Running { tputPort: number; latPort: number; host: string; bind?: string; pids: number[]; hopPath?: number[] }
 interface Setup { name: string; start(): Promise<Running> }
-/** CPU figures are per proxy process, source node's first; NaN where not measured. */
 
 
 const specs = {

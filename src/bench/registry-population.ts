@@ -9,6 +9,9 @@ import { ambientNamespace, namespaceRecord, nodeRecord, serviceRecord, workloadR
 import type { ChangeInput, RegistryStore } from '../registry/store';
 import type { WorkloadRecord } from '../registry/types';
 
+/** Issue 13's follower goal: RSS ≤ 150 "MB" at 100k workloads, in the unit its baselines were printed in (MiB). */
+export const FOLLOWER_RSS_GOAL = 150 * 1024 * 1024;
+
 export interface PopulationSize { workloads: number; services: number; namespaces: number; nodes: number }
 
 /** A registry of `workloads` pods at issue 13's proportions: 10 pods per service and per node, 100 per namespace. */
