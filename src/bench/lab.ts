@@ -45,12 +45,22 @@ delete process.env.WEFT_ZTUNNEL_WORKERS;
 delete process.env.NODE_CLUSTER_SCHED_POLICY;
 const ENV = { ...process.env, WEFT_LAB_DIR: LAB_DIR, WEFT_CONTEXT: CONTEXT };
 
-const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 3);
-const RATE = Number(process.env.WEFT_BENCH_RATE ?? 1000);
-const CONNS = Number(process.env.WEFT_BENCH_CONNECTIONS ?? 2000);
-const REPEAT = Number(process.env.WEFT_BENCH_REPEAT ?? 3);
-const PARALLEL = Number(process.env.WEFT_BENCH_PARALLEL ?? 8);
-const WORKERS = Number(process.env.WEFT_BENCH_WORKERS ?? 2) || 1;
+/** The numbers this bench reads from the environment: name, default, what it sets (also its --help). */
+const KNOBS = {
+  SECONDS: [3, 'seconds per iperf3 and latency phase'],
+  RATE: [1000, 'latency phase: requests per second'],
+  CONNECTIONS: [2000, 'connection-rate phase: connections per run'],
+  REPEAT: [3, 'interleaved rounds per path (medians)'],
+  PARALLEL: [8, 'iperf3 -P streams'],
+  WORKERS: [2, 'the weft-wN row: both ztunnels with --workers N (1: no row)'],
+} as const;
+const knob = (name: keyof typeof KNOBS) => Number(process.env[`WEFT_BENCH_${name}`] ?? KNOBS[name][0]);
+const SECONDS = knob('SECONDS');
+const RATE = knob('RATE');
+const CONNS = knob('CONNECTIONS');
+const REPEAT = knob('REPEAT');
+const PARALLEL = knob('PARALLEL');
+const WORKERS = knob('WORKERS') || 1;
 /** Also a weft-wN-none row: the workers accept themselves (NODE_CLUSTER_SCHED_POLICY=none) instead of the primary's round-robin. */
 const SCHED_NONE = /^(1|true|yes)$/i.test(process.env.WEFT_BENCH_SCHED_NONE ?? '');
 
@@ -251,15 +261,12 @@ function table(results: Record<string, Result>): string {
 }
 
 /** Configured by environment only (the header above); a flag is a mistake, not a 4-minute run. */
-const USAGE = `npm run bench  (node dist/bench/lab.js): the lab data path, weft vs HAProxy vs direct; no flags, only these (defaults):
-  WEFT_BENCH_SECONDS=3         seconds per iperf3 and latency phase
-  WEFT_BENCH_RATE=1000         latency phase: requests per second
-  WEFT_BENCH_CONNECTIONS=2000  connection-rate phase: connections per run
-  WEFT_BENCH_REPEAT=3          interleaved rounds per path (medians)
-  WEFT_BENCH_PARALLEL=8        iperf3 -P streams
-  WEFT_BENCH_WORKERS=2         the weft-wN row: both ztunnels with --workers N (1: no row)
-  WEFT_BENCH_SCHED_NONE=1      also weft-wN-none: the workers accept themselves
-  WEFT_BENCH_LAB_DIR=<dir>     the bench's lab directory (.weft-lab/bench)`;
+const USAGE = [
+  'npm run bench  (node dist/bench/lab.js): the lab data path, weft vs HAProxy vs direct; no flags, only these (defaults):',
+  ...Object.entries(KNOBS).map(([name, [value, what]]) => `  ${`WEFT_BENCH_${name}=${value}`.padEnd(29)}${what}`),
+  `  ${'WEFT_BENCH_SCHED_NONE=1'.padEnd(29)}also weft-wN-none: the workers accept themselves`,
+  `  ${'WEFT_BENCH_LAB_DIR=<dir>'.padEnd(29)}the bench's lab directory (.weft-lab/bench)`,
+].join('\n');
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
