@@ -20,9 +20,9 @@ import { optionsHelp, parse, parseOptions } from '../lib/options';
 import { mdHeader, mdRow } from '../lib/markdown';
 import { exitOnSignals } from './signals';
 import { benchTempDir } from './temp-dir';
+import { connrateArgv, type ConnrateResult } from './loadgen';
 import { median } from './stats';
 
-const LOADGEN = join(__dirname, 'loadgen.js');
 
 const specs = {
   help: { flag: 'help', boolean: true, default: false, description: 'print the flags', parse: parse.bool() },
@@ -61,8 +61,8 @@ async function round(checkout: string, env: NodeJS.ProcessEnv, o: { count: numbe
     const ctx = JSON.parse(readFileSync(env.WEFT_CONTEXT!, 'utf8')) as { pods: Array<{ uid: string; ip: string; netns: string }> };
     const pod = (uid: string) => ctx.pods.find((p) => p.uid === uid)!;
     const connrate = async (count: number) => {
-      const r = JSON.parse((await run('ip', ['netns', 'exec', pod('demo/client').netns, process.execPath, LOADGEN, 'connrate',
-        '--target', `${pod('demo/echo-2').ip}:9000`, '--count', String(count), '--concurrency', '8', '--size', '64'])).stdout) as { perSecond: number; connections: number; errors: number };
+      const r = JSON.parse((await run('ip', ['netns', 'exec', pod('demo/client').netns, process.execPath,
+        ...connrateArgv(`${pod('demo/echo-2').ip}:9000`, count)])).stdout) as ConnrateResult;
       // A failed connection costs less CPU than a whole one: it would flatter the figure.
       if (r.errors > 0) throw new Error(`${checkout}: ${r.errors} of ${count} connections failed; the figures would not be comparable`);
       return r;

@@ -34,6 +34,7 @@ import { startZtunnel, stopZtunnel } from '../lab/ztunnel-ctl';
 import { parsePromText, samplesOf } from '../telemetry/prom-text';
 import { cpuSeconds, rssBytes } from '../faults/observe';
 import { mdTable } from '../lib/markdown';
+import { connrateArgv, type ConnrateResult } from './loadgen';
 import { median } from './stats';
 
 const REPO = join(__dirname, '..', '..');
@@ -217,8 +218,7 @@ async function round(path: Path, s: Samples, i: number): Promise<void> {
   s.p99.push(lat.p99Ms);
   // Both ztunnels' CPU per new connection: steadier than conn/s on a shared machine.
   const connCpuBefore = path.workers ? ztunnelsCpuSeconds() : 0;
-  const cr = JSON.parse(await runIn(path.client, process.execPath, [LOADGEN, 'connrate', '--target', path.echo, '--count', String(CONNS),
-    '--concurrency', '8', '--size', '64'])) as { perSecond: number; connections: number; errors: number };
+  const cr = JSON.parse(await runIn(path.client, process.execPath, connrateArgv(path.echo, CONNS))) as ConnrateResult;
   s.cps.push(cr.perSecond);
   if (path.workers) s.cpuUsPerConn.push((ztunnelsCpuSeconds() - connCpuBefore) * 1e6 / cr.connections);
   if (path.workers) {

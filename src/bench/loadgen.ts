@@ -14,6 +14,17 @@ import { percentile } from './stats';
 
 interface Target { host: string; port: number }
 
+/** What the connection-rate phase answers (one JSON line). */
+export interface ConnrateResult { perSecond: number; connections: number; errors: number }
+
+/**
+ * The argv after `node` of the lab bench's connection-rate phase: lab.js and
+ * connrate-builds.js run this one, so their figures stay comparable.
+ */
+export function connrateArgv(target: string, count: number): string[] {
+  return [__filename, 'connrate', '--target', target, '--count', String(count), '--concurrency', '8', '--size', '64'];
+}
+
 function parseArgs(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
