@@ -6,7 +6,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { StreamSocket } from '../src/waypoint/stream-socket';
 import { FLAG, FRAME, headerBlock, headers, PREFACE, settings, settingsAck } from './helpers/h2-frames';
-import { connectStream, plan, startWaypoint } from './helpers/waypoint';
+import { connectStream, plan, startWaypoint, tcpUpstream } from './helpers/waypoint';
 
 async function h2Upstream(t: Test, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): Promise<number> {
   const server = http2.createServer();
@@ -174,9 +174,8 @@ t.test('h2 inside an HTTP/2 CONNECT stream (HBONE shape; broken in Node 20.12.0,
  * (grpc-status 5, no message) in one write, as the lab's HBONE path delivers them: the
  * waypoint then reads both, and the stream closes, before it relays the reply.
  */
-async function coalescingUpstream(t: Test): Promise<number> {
-  const server = net.createServer((sock) => {
-    sock.on('error', () => {});
+function coalescingUpstream(t: Test): Promise<number> {
+  return tcpUpstream(t, (sock) => {
     let buf = Buffer.alloc(0);
     let preface = false;
     sock.write(settings());
@@ -198,9 +197,6 @@ async function coalescingUpstream(t: Test): Promise<number> {
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  return (server.address() as net.AddressInfo).port;
 }
 
 t.test('an empty gRPC reply whose headers and trailers arrive in one read reaches the client (the upstream stream ended before the reply was relayed)', async (t) => {

@@ -3,7 +3,7 @@
 // mid-connection, and upstream answers the client must refuse rather than relay.
 import t, { type Test } from 'tap';
 import * as net from 'node:net';
-import { echoHandler, httpUpstream, plan, raw, startWaypoint } from './helpers/waypoint';
+import { echoHandler, httpUpstream, plan, raw, startWaypoint, tcpUpstream } from './helpers/waypoint';
 import { UpstreamConnection } from '../src/waypoint/upstream-conn';
 
 const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
@@ -34,17 +34,6 @@ t.test('pipelined fast-path requests with bodies are answered in order, bodies n
   const bodies = [...reply.matchAll(/"url":"(\/\w+)".*?"body":"([^"]*)"/g)].map((m) => `${m[1]}=${m[2]}`);
   t.same(bodies, ['/p1=b-1', '/p2=b-2', '/p3=b-3', '/last=']);
 });
-
-/** A plain TCP upstream on loopback whose sockets `onSocket` handles; resolves with its port. */
-async function tcpUpstream(t: Test, onSocket: (sock: net.Socket) => void): Promise<number> {
-  const server = net.createServer((sock) => {
-    sock.on('error', () => {});
-    onSocket(sock);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
 
 /** An upstream speaking raw bytes: answers every request head with `answer`. */
 function rawUpstream(t: Test, answer: string): Promise<number> {

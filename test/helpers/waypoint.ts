@@ -151,6 +151,17 @@ export async function connectStream(t: Test, port: number): Promise<http2.Client
   return stream;
 }
 
+/** A raw TCP upstream on loopback: `onSocket` speaks for it (HTTP/1.1 by hand, HTTP/2 frames); its port. */
+export async function tcpUpstream(t: Test, onSocket: (sock: net.Socket) => void): Promise<number> {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    onSocket(sock);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
+}
+
 /** An HTTP/1.1 upstream on loopback. */
 export async function httpUpstream(t: Test, handler: http.RequestListener): Promise<{ port: number; server: http.Server }> {
   const server = http.createServer(handler);
