@@ -27,6 +27,7 @@
  */
 import type * as http2 from 'node:http2';
 import { boundedIntegers, localSettings, type HboneTuning } from './settings';
+import { MAX_OUTSTANDING_SETTINGS } from './window-share';
 
 export interface HboneLimits {
   /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise (Istio: 100). */
@@ -127,11 +128,10 @@ export function serverSessionOptions(t: HboneTuning, l: HboneLimits): http2.Serv
     maxSessionRejectedStreams: 100,
     // Our own keepalive never has more than one PING in flight.
     maxOutstandingPings: 2,
-    // Node's default, set here because the shared stream window depends on it: Node
-    // destroys the session (ERR_HTTP2_MAX_PENDING_SETTINGS_ACK) past this many of our
-    // SETTINGS unacknowledged; window-share.ts keeps at most 4 in flight, plus the initial one.
-    // (Node reads the option; @types/node does not declare it.)
-    ...({ maxOutstandingSettings: 10 } as http2.ServerOptions),
+    // Node's default, set here because the shared stream window depends on it
+    // (window-share.ts keeps fewer than this in flight). Node reads the option;
+    // @types/node does not declare it.
+    ...({ maxOutstandingSettings: MAX_OUTSTANDING_SETTINGS } as http2.ServerOptions),
   };
 }
 

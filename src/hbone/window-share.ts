@@ -34,6 +34,14 @@ export interface WindowShareOptions {
   overhead: number;
 }
 
+/**
+ * SETTINGS the session sends and Node lets go unacknowledged before it destroys the
+ * session (ERR_HTTP2_MAX_PENDING_SETTINGS_ACK); limits.ts sets the server's option to it.
+ */
+export const MAX_OUTSTANDING_SETTINGS = 10;
+/** What the window share keeps in flight at most: well below that, with the initial SETTINGS beside it. */
+const SHARE_MAX_UNACKED = 4;
+
 /** Default floor of a shared window: RFC 9113's initial 64 KiB. */
 export const MIN_SHARED_WINDOW = 65_535;
 
@@ -77,8 +85,8 @@ export class WindowShare {
     private readonly send: SendWindow,
     private readonly clock: Clock = realClock,
     private readonly raiseDelayMs = 1000,
-    /** SETTINGS in flight at once (Node refuses more than maxOutstandingSettings, 10). */
-    private readonly maxUnacked = 4,
+    /** SETTINGS in flight at once: below MAX_OUTSTANDING_SETTINGS with room for the initial one. */
+    private readonly maxUnacked = SHARE_MAX_UNACKED,
   ) {
     this.advertised = o.maxWindow;
     this.acked = o.maxWindow;
