@@ -17,7 +17,7 @@ COPY tsconfig.json ./
 COPY src/ ./src/
 COPY native/ ./native/
 COPY scripts/build-native.js ./scripts/
-RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/build/weft_native.node && test -f native/build/weft_memory.node && npm prune --omit=dev
+RUN npx tsc -p tsconfig.json && node scripts/build-native.js && test -f native/build/weft_native.node && test -f native/build/weft_memory.node && test -f native/build/weft_send_buffer.node && npm prune --omit=dev
 
 # Runtime: Node plus the tools the ztunnel runs for capture (iptables, ip). The CA and
 # the controller run as the image's "node" user (uid 1000, set in their manifests);

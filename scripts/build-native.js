@@ -12,7 +12,8 @@ const outDir = path.join(root, 'native', 'build');
 
 const ORIGINAL_DST_LOST = 'the ztunnel will read conntrack for original destinations';
 const MEMORY_LOST = 'the ztunnel will not give memory back after bursts';
-const ALL_LOST = `${ORIGINAL_DST_LOST}, and ${MEMORY_LOST}`;
+const SEND_BUFFER_LOST = 'HBONE connections keep the kernel\'s send buffer, and bulk both ways on one can stall (src/hbone/send-buffer.ts)';
+const ALL_LOST = `${ORIGINAL_DST_LOST}, ${MEMORY_LOST}, and ${SEND_BUFFER_LOST}`;
 
 if (process.platform !== 'linux') {
   console.log('build-native: not Linux; the ztunnel has no capture here anyway');
@@ -43,6 +44,8 @@ function build(out, src, compiler, flags, whatIsLost) {
 
 // getsockopt(SO_ORIGINAL_DST), C, N-API.
 build('weft_native.node', 'original_dst.c', process.env.CC || 'cc', [], ORIGINAL_DST_LOST);
+// setsockopt(SO_SNDBUFFORCE) for the HBONE connections, C, N-API.
+build('weft_send_buffer.node', 'send_buffer.c', process.env.CC || 'cc', [], SEND_BUFFER_LOST);
 // V8 LowMemoryNotification + malloc_trim, C++ against V8's headers. No C++ runtime is
 // linked (--as-needed drops the one the C++ driver adds): the file uses no exceptions,
 // RTTI or standard library, only V8 symbols the node binary exports (so it must be

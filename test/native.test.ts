@@ -36,5 +36,6 @@ t.test('build-native compiles C with $CC and C++ with $CXX; a missing compiler i
   });
   t.equal(res.status, 0, 'optional: exits 0');
   t.match(res.stdout, /\/nonexistent\/weft-cc failed on original_dst\.c .*skipped \(the ztunnel will read conntrack/);
+  t.match(res.stdout, /\/nonexistent\/weft-cc failed on send_buffer\.c .*skipped \(HBONE connections keep the kernel's send buffer/);
   t.match(res.stdout, /\/nonexistent\/weft-cxx failed on memory\.cc .*skipped \(the ztunnel will not give memory back/);
 });

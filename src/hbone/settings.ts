@@ -19,6 +19,12 @@ export interface HboneTuning {
   maxSessionMemoryMb: number;
   /** Bytes queued on a pipe's writing side before its reading side is paused. */
   pipeHighWaterMark: number;
+  /**
+   * The kernel send buffer of each HBONE socket (SO_SNDBUFFORCE; the kernel doubles it
+   * for its bookkeeping): at least the peer's connection window, so a write never waits
+   * and the session never stops reading (send-buffer.ts). 0 leaves the kernel's.
+   */
+  sendBuffer: number;
 }
 
 const MiB = 1024 * 1024;
@@ -32,6 +38,8 @@ export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   // to this much before the memory budget is consulted (limits.ts), so 300 such
   // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
   pipeHighWaterMark: 256 * 1024,
+  // The peer's connection window: Weft's and Istio's are both 16 MiB.
+  sendBuffer: 16 * MiB,
 });
 
 const LIMITS: Record<keyof HboneTuning, [number, number]> = {
@@ -41,6 +49,8 @@ const LIMITS: Record<keyof HboneTuning, [number, number]> = {
   maxFrameSize: [16_384, 2 ** 24 - 1],
   maxSessionMemoryMb: [1, 65_536],
   pipeHighWaterMark: [1024, 1024 * MiB],
+  // setsockopt takes an int, which the kernel doubles.
+  sendBuffer: [0, 2 ** 30 - 1],
 };
 
 /** Merges `partial` over the defaults; a value out of range names its field. */

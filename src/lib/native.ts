@@ -3,6 +3,7 @@
  * when a compiler and Node's headers are there). Loading one never throws: a missing,
  * foreign or incomplete file means "do without", and every caller has a fallback.
  */
+import type * as net from 'node:net';
 import { join } from 'node:path';
 
 /** native/build/<file> of this checkout or image (this file is src/lib or dist/lib). */
@@ -18,4 +19,10 @@ export function loadAddon<T extends object>(path: string, keys: readonly (keyof 
   } catch {
     return undefined;
   }
+}
+
+/** A socket's file descriptor, which libuv keeps on its handle once it has one (Unix); undefined before. */
+export function socketFd(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }

@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import { WeftError } from '../lib/errors';
-import { loadAddon, nativeFile } from '../lib/native';
+import { loadAddon, nativeFile, socketFd } from '../lib/native';
 import type { OriginalDstSource } from './contracts';
 import type { OriginalDst } from '../hbone/contracts';
 import { OriginalDstResolver } from './original-dst';
@@ -13,12 +13,6 @@ type NativeOriginalDst = (fd: number) => OriginalDst;
  */
 export function loadNativeOriginalDst(path = nativeFile('weft_native.node')): NativeOriginalDst | undefined {
   return loadAddon<{ originalDst: NativeOriginalDst }>(path, ['originalDst'])?.originalDst;
-}
-
-/** libuv keeps the descriptor on the socket's handle; Node exposes it there on Unix. */
-function fdOf(socket: net.Socket): number | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
 /**
@@ -38,7 +32,7 @@ export class OriginalDstLookup implements OriginalDstSource {
   }
 
   lookup(socket: net.Socket): Promise<OriginalDst> {
-    const fd = this.native ? fdOf(socket) : undefined;
+    const fd = this.native ? socketFd(socket) : undefined;
     if (this.native && fd !== undefined) {
       try {
         const dst = this.native(fd);
