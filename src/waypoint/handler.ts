@@ -21,6 +21,7 @@ import { Http1Front } from './http1';
 import { Http1FastFront } from './http1-serve';
 import { H2Front } from './http2';
 import { detectProtocol } from './sniff';
+import { WriteAhead } from './h2-windows';
 import { StreamSocket } from './stream-socket';
 import { Http1Upstream } from './upstream-http1';
 import { H2Upstream } from './upstream-h2';
@@ -63,13 +64,15 @@ export class WaypointL7 {
   private readonly open = new Set<Duplex>();
   private readonly http1Upstream: Http1Upstream;
   private readonly h2Upstream: H2Upstream;
+  /** The h2c sessions' writes that run ahead, both ways (h2-windows.ts). */
+  private readonly writeAhead = new WriteAhead();
   private readonly exchangeLoad: ExchangeLoad = { inFlight: 0 };
 
   constructor(private readonly opts: WaypointL7Options) {
     this.config = validateL7Config(opts.config);
     const clock = opts.clock ?? realClock;
     this.http1Upstream = new Http1Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs });
-    this.h2Upstream = new H2Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs, maxHeaderListSize: this.config.maxHeaderBytes });
+    this.h2Upstream = new H2Upstream({ dialer: opts.dialer, idleMs: this.config.upstreamIdleMs, maxHeaderListSize: this.config.maxHeaderBytes, writeAhead: this.writeAhead });
     this.deps = {
       router: opts.router,
       dialer: opts.dialer,
@@ -122,7 +125,7 @@ export class WaypointL7 {
   }
 
   private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer): StreamSocket {
-    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), writeAhead: this.writeAhead, remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
   }
 
   /** What the saturation gauges show (load-gauges.ts). */

@@ -9,15 +9,13 @@
 import * as http2 from 'node:http2';
 import { handleExchange, isGrpcMessage, type Downstream, type ExchangeDeps } from './exchange';
 import { first, stripHopByHop } from './headers';
+import { SESSION_WINDOW, STREAM_WINDOW } from './h2-windows';
 import type { StreamSocket } from './stream-socket';
 import type { UpstreamResponse } from './upstream';
 import type { HeaderMap, StreamContext } from './types';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-/** Windows larger than Node's 64 KiB default (reference §9). */
-const STREAM_WINDOW = 1024 * 1024;
-const SESSION_WINDOW = 16 * 1024 * 1024;
 
 export class H2Front {
   readonly server: http2.Http2Server;

@@ -17,6 +17,7 @@
  * `prefix`; they are delivered before anything else.
  */
 import { Duplex } from 'node:stream';
+import type { WriteAhead } from './h2-windows';
 
 export interface StreamSocketOptions {
   /** Bytes read ahead (sniffing) to deliver first. */
@@ -25,6 +26,12 @@ export interface StreamSocketOptions {
   remotePort?: number;
   localAddress?: string;
   localPort?: number;
+  /**
+   * For an HTTP/2 session on top: a write completes at once while this budget lets it
+   * run ahead of the inner stream; otherwise when the inner stream's write does
+   * (h2-windows.ts says why).
+   */
+  writeAhead?: WriteAhead;
 }
 
 interface MaybeSocket {
@@ -48,6 +55,10 @@ export class StreamSocket extends Duplex {
   timeout = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly inner: Duplex;
+  private readonly writeAhead: WriteAhead | undefined;
+  /** Bytes written ahead and not yet written by the inner stream; their sizes in order (write callbacks come in order). */
+  private ahead = 0;
+  private readonly aheadSizes: number[] = [];
 
   constructor(inner: Duplex, opts: StreamSocketOptions = {}) {
     // The HTTP layers decide half-close themselves; the inner stream carries FIN/END_STREAM as is.
@@ -58,6 +69,7 @@ export class StreamSocket extends Duplex {
     this.remoteFamily = opts.remoteAddress?.includes(':') ? 'IPv6' : opts.remoteAddress ? 'IPv4' : undefined;
     this.localAddress = opts.localAddress;
     this.localPort = opts.localPort;
+    this.writeAhead = opts.writeAhead;
     if (opts.prefix && opts.prefix.length > 0) {
       this.bytesRead += opts.prefix.length;
       this.push(opts.prefix);
@@ -86,18 +98,35 @@ export class StreamSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.bytesWritten += chunk.length;
-    this.touch();
-    this.inner.write(chunk, cb);
+    this.forward(chunk, cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     // One Buffer per batch: the batched write is what corrupts a raw Http2Stream.
-    const buf = Buffer.concat(chunks.map((c) => c.chunk));
+    this.forward(Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  private forward(buf: Buffer, cb: (err?: Error | null) => void): void {
     this.bytesWritten += buf.length;
     this.touch();
-    this.inner.write(buf, cb);
+    if (this.writeAhead?.take(this.ahead, buf.length)) {
+      this.ahead += buf.length;
+      this.aheadSizes.push(buf.length);
+      // Done now; a failure of the inner write still arrives, as the inner stream's 'error'.
+      this.inner.write(buf, this.onAheadWritten);
+      cb();
+    } else {
+      this.inner.write(buf, cb);
+    }
   }
+
+  /** The inner stream wrote (or dropped, destroyed) the oldest write that ran ahead. */
+  private readonly onAheadWritten = (): void => {
+    const n = this.aheadSizes.shift();
+    if (n === undefined) return;
+    this.ahead -= n;
+    this.writeAhead!.give(n);
+  };
 
   override _final(cb: (err?: Error | null) => void): void {
     this.inner.end();
@@ -106,6 +135,10 @@ export class StreamSocket extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.clearTimer();
+    // What ran ahead goes back now, whether or not the inner stream still calls back.
+    this.writeAhead?.give(this.ahead);
+    this.ahead = 0;
+    this.aheadSizes.length = 0;
     if (!this.inner.destroyed) this.inner.destroy(err ?? undefined);
     cb(err);
   }

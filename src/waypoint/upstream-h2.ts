@@ -8,15 +8,13 @@
  * session per endpoint.
  */
 import * as http2 from 'node:http2';
+import { SESSION_WINDOW, STREAM_WINDOW, type WriteAhead } from './h2-windows';
 import { StreamSocket } from './stream-socket';
 import { AttemptError, hostPort, upstreamKey, type AttemptRequest, type UpstreamClient, type UpstreamResponse } from './upstream';
 import type { HeaderMap, UpstreamDialer, UpstreamTarget } from './types';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-/** Windows larger than Node's 64 KiB default, or throughput collapses (reference §9). */
-const STREAM_WINDOW = 1024 * 1024;
-const SESSION_WINDOW = 16 * 1024 * 1024;
 
 export interface H2UpstreamOptions {
   dialer: UpstreamDialer;
@@ -24,6 +22,8 @@ export interface H2UpstreamOptions {
   idleMs: number;
   /** Header list bytes accepted in responses. */
   maxHeaderListSize: number;
+  /** Lets the sessions keep reading while they send (h2-windows.ts). */
+  writeAhead?: WriteAhead;
 }
 
 export class H2Upstream implements UpstreamClient {
@@ -44,7 +44,7 @@ export class H2Upstream implements UpstreamClient {
     const existing = this.sessions.get(key);
     if (existing) return existing;
     const p = this.opts.dialer.dial(target).then((d) => {
-      const sock = new StreamSocket(d, { remoteAddress: target.host, remotePort: target.port });
+      const sock = new StreamSocket(d, { remoteAddress: target.host, remotePort: target.port, ...(this.opts.writeAhead ? { writeAhead: this.opts.writeAhead } : {}) });
       const session = http2.connect(`http://${hostPort(target)}`, {
         createConnection: () => sock,
         settings: { initialWindowSize: STREAM_WINDOW, maxHeaderListSize: this.opts.maxHeaderListSize },

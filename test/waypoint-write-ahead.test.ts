@@ -1,0 +1,77 @@
+// Writes that run ahead of the stream beneath (src/waypoint/h2-windows.ts WriteAhead,
+// StreamSocket's writeAhead): they complete at once within the per-session and total
+// bounds, wait for the inner stream beyond them, and give their bytes back when the
+// inner stream writes them or the socket is destroyed. The stall they prevent is in
+// test/waypoint-h2-both-ways.test.ts.
+import t from 'tap';
+import { Duplex } from 'node:stream';
+import { WriteAhead } from '../src/waypoint/h2-windows';
+import { StreamSocket } from '../src/waypoint/stream-socket';
+
+t.test('WriteAhead: within the session\'s bound and the total, or not at all', async (t) => {
+  const w = new WriteAhead(100, 150);
+  t.ok(w.take(0, 100), 'a session up to its bound');
+  t.notOk(w.take(100, 1), 'not one byte past it');
+  t.ok(w.take(0, 50), 'another session, up to the total');
+  t.notOk(w.take(0, 1), 'the total is full');
+  t.equal(w.inUse, 150);
+  w.give(100);
+  t.ok(w.take(0, 60));
+  w.give(1_000);
+  t.equal(w.inUse, 0, 'never below zero');
+});
+
+/** An inner stream whose writes complete only when the test says so. */
+function heldInner(): { inner: Duplex; held: Array<{ bytes: number; done: () => void }> } {
+  const held: Array<{ bytes: number; done: () => void }> = [];
+  const inner = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) { held.push({ bytes: chunk.length, done: () => cb() }); },
+  });
+  return { inner, held };
+}
+
+/** Resolves true when `sock.write(buf)`'s callback runs within the same macrotask turn(s) (what "completes at once" means here). */
+function completesNow(sock: StreamSocket, buf: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    let done = false;
+    sock.write(buf, () => { done = true; });
+    setImmediate(() => resolve(done));
+  });
+}
+
+t.test('StreamSocket: writes run ahead within the bound, then wait for the inner stream; bytes come back in order', async (t) => {
+  const budget = new WriteAhead(100, 1_000);
+  const { inner, held } = heldInner();
+  const sock = new StreamSocket(inner, { writeAhead: budget });
+  t.ok(await completesNow(sock, Buffer.alloc(60)), '60 bytes: done before the inner stream wrote them');
+  t.ok(await completesNow(sock, Buffer.alloc(40)), '40 more: still within 100');
+  t.notOk(await completesNow(sock, Buffer.alloc(10)), 'past the bound: waits for the inner stream');
+  t.equal(budget.inUse, 100);
+  held[0]!.done();
+  t.equal(budget.inUse, 40, 'the first write, written: its 60 bytes back');
+  held[1]!.done();
+  held[2]!.done();
+  t.equal(budget.inUse, 0);
+  sock.destroy();
+});
+
+t.test('StreamSocket: what ran ahead goes back when the socket is destroyed, and late callbacks change nothing', async (t) => {
+  const budget = new WriteAhead(100, 1_000);
+  const { inner, held } = heldInner();
+  const sock = new StreamSocket(inner, { writeAhead: budget });
+  await completesNow(sock, Buffer.alloc(70));
+  t.equal(budget.inUse, 70);
+  sock.destroy();
+  t.equal(budget.inUse, 0, 'given back at destroy');
+  held[0]?.done();
+  t.equal(budget.inUse, 0, 'a late callback gives nothing twice');
+});
+
+t.test('StreamSocket without writeAhead: a write completes when the inner stream\'s does', async (t) => {
+  const { inner, held } = heldInner();
+  const sock = new StreamSocket(inner);
+  t.notOk(await completesNow(sock, Buffer.alloc(10)));
+  held[0]!.done();
+  sock.destroy();
+});
