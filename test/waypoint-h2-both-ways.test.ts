@@ -1,38 +1,68 @@
 // HTTP/2 through the waypoint with bulk both ways at once (a gRPC bidirectional stream,
-// an upload answered by a download): peers with Weft's windows (1 MiB per stream,
-// 16 MiB per session) on both sides, real node http2 and real loopback sockets. Node's
-// http2 stops reading while a write is pending; a waypoint that waited for its writes
-// would meet a peer that does the same, and both would wait for ever
-// (src/waypoint/stream-socket.ts eagerWriteBytes, src/hbone/send-buffer.ts).
+// an upload answered by a download), on each of its two sessions: the client's (front)
+// and the upstream's. The stream beneath each is an HTTP/2 CONNECT stream with Node's
+// 64 KiB windows, as HBONE hands streams over, so its writes wait often; the peers are
+// node http2 with Weft's windows (1 MiB per stream, 16 MiB per session), which stop
+// reading while a write is pending. A waypoint that did the same would wait for its peer
+// while the peer waits for it (src/waypoint/h2-windows.ts; without write-ahead, both
+// tests get 0 bytes back).
 import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
+import { SESSION_WINDOW, STREAM_WINDOW } from '../src/waypoint/h2-windows';
+import { StreamSocket } from '../src/waypoint/stream-socket';
+import type { UpstreamDialer } from '../src/waypoint/types';
 import { connectStream, plan, startWaypoint } from './helpers/waypoint';
 
-const STREAM_WINDOW = 1024 * 1024;
-const SESSION_WINDOW = 16 * 1024 * 1024;
 const settings = { initialWindowSize: STREAM_WINDOW };
+/** No byte either way for this long, with streams unfinished: stalled (generous: a slow CI box moves MBs in far less). */
+const QUIET_MS = 10_000;
 
-async function echoUpstream(t: Test): Promise<number> {
+/** An h2c server that echoes every stream's body; fed connections with emit('connection'). */
+function echoServer(t: Test): http2.Http2Server {
   const server = http2.createServer({ settings });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    s.on('error', () => {});
     s.once('connect', () => s.setLocalWindowSize(SESSION_WINDOW));
   });
   server.on('stream', (s) => {
     s.respond({ ':status': 200 });
     s.pipe(s);
   });
+  t.teardown(() => sessions.forEach((s) => s.destroy()));
+  return server;
+}
+
+/** A plain-h2c listener whose CONNECT streams are handed to `onStream` (the HBONE tunnel minus TLS, Node's default windows). */
+async function tunnelListener(t: Test, onStream: (s: Duplex) => void): Promise<number> {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
+  server.on('stream', (stream, headers) => {
+    if (headers[':method'] !== 'CONNECT') return stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+    stream.respond({ ':status': 200 });
+    onStream(stream);
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => { sessions.forEach((s) => s.destroy()); server.close(); });
   return (server.address() as net.AddressInfo).port;
 }
 
-/** `streams` POSTs of `bytes` each, echoed; resolves with the bytes back per stream once all ended, or when nothing moved for `quietMs`. */
-function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes: number, quietMs: number): Promise<{ back: number[]; stalled: boolean }> {
+/** Reaches every upstream through a CONNECT stream to `port`. */
+class ConnectDialer implements UpstreamDialer {
+  constructor(private readonly t: Test, private readonly port: number) {}
+  dial(): Promise<Duplex> {
+    return connectStream(this.t, this.port);
+  }
+}
+
+/** `streams` POSTs of `bytes` each, echoed; the bytes back per stream once all ended, or once nothing moved for QUIET_MS. */
+function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes: number): Promise<{ back: number[]; stalled: boolean }> {
   const payload = randomBytes(64 * 1024);
   const back = Array<number>(streams).fill(0);
   return new Promise((resolve) => {
@@ -42,7 +72,7 @@ function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes:
     const watch = setInterval(() => {
       if (moved === seen) { clearInterval(watch); resolve({ back, stalled: true }); }
       seen = moved;
-    }, quietMs);
+    }, QUIET_MS);
     for (let i = 0; i < streams; i++) {
       const req = session.request({ ':method': 'POST', ':path': `/bulk/${i}`, ':authority': 'echo.demo' });
       req.on('data', (c: Buffer) => { back[i]! += c.length; moved += c.length; });
@@ -63,27 +93,33 @@ function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes:
   });
 }
 
-t.test('8 streams × 8 MB echoed through the waypoint, both ways at once: every byte back', async (t) => {
-  const up = await echoUpstream(t);
-  const h = await startWaypoint(t, () => plan(up));
-  const c = http2.connect(`http://127.0.0.1:${h.port}`, { settings });
+/** A client session with Weft's windows over `socket`. */
+function client(t: Test, createConnection: () => Duplex, url = 'http://echo.demo'): http2.ClientHttp2Session {
+  const c = http2.connect(url, { settings, createConnection: createConnection as () => net.Socket });
   c.on('error', () => {});
   c.once('connect', () => c.setLocalWindowSize(SESSION_WINDOW));
   t.teardown(() => c.destroy());
-  const r = await bulkBothWays(c, 8, 8_000_000, 3000);
+  return c;
+}
+
+t.test('front: 8 streams × 8 MB echoed, the client\'s session over a CONNECT stream to the waypoint: every byte back', async (t) => {
+  const echo = echoServer(t);
+  const upstream = net.createServer((sock) => echo.emit('connection', sock));
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => upstream.close());
+  const h = await startWaypoint(t, () => plan((upstream.address() as net.AddressInfo).port), { viaConnect: true });
+  const tunnel = await connectStream(t, h.port);
+  const r = await bulkBothWays(client(t, () => tunnel), 8, 8_000_000);
   t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);
   t.same(r.back, Array(8).fill(8_000_000), 'all 8 × 8 MB back');
 });
 
-t.test('the same through an HTTP/2 CONNECT stream to the waypoint (as HBONE hands it over)', async (t) => {
-  const up = await echoUpstream(t);
-  const h = await startWaypoint(t, () => plan(up), { viaConnect: true });
-  const tunnel = await connectStream(t, h.port);
-  const c = http2.connect('http://echo.demo', { settings, createConnection: () => tunnel as unknown as net.Socket });
-  c.on('error', () => {});
-  c.once('connect', () => c.setLocalWindowSize(SESSION_WINDOW));
-  t.teardown(() => c.destroy());
-  const r = await bulkBothWays(c, 8, 8_000_000, 3000);
+t.test('upstream: the same with the waypoint\'s upstream session over a CONNECT stream to the echo: every byte back', async (t) => {
+  const echo = echoServer(t);
+  // The echo's session runs over a StreamSocket without write-ahead: a peer whose writes wait.
+  const tunnelPort = await tunnelListener(t, (stream) => echo.emit('connection', new StreamSocket(stream)));
+  const h = await startWaypoint(t, () => plan(1), { dialer: new ConnectDialer(t, tunnelPort) });
+  const r = await bulkBothWays(client(t, () => net.connect(h.port, '127.0.0.1'), `http://127.0.0.1:${h.port}`), 8, 8_000_000);
   t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);
   t.same(r.back, Array(8).fill(8_000_000), 'all 8 × 8 MB back');
 });

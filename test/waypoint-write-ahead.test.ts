@@ -1,11 +1,11 @@
-// Writes that run ahead of the stream beneath (src/waypoint/h2-windows.ts WriteAhead,
+// Writes that run ahead of the stream beneath (src/waypoint/write-ahead.ts,
 // StreamSocket's writeAhead): they complete at once within the per-session and total
 // bounds, wait for the inner stream beyond them, and give their bytes back when the
 // inner stream writes them or the socket is destroyed. The stall they prevent is in
 // test/waypoint-h2-both-ways.test.ts.
 import t from 'tap';
 import { Duplex } from 'node:stream';
-import { WriteAhead } from '../src/waypoint/h2-windows';
+import { WriteAhead } from '../src/waypoint/write-ahead';
 import { StreamSocket } from '../src/waypoint/stream-socket';
 
 t.test('WriteAhead: within the session\'s bound and the total, or not at all', async (t) => {
@@ -17,8 +17,8 @@ t.test('WriteAhead: within the session\'s bound and the total, or not at all', a
   t.equal(w.inUse, 150);
   w.give(100);
   t.ok(w.take(0, 60));
-  w.give(1_000);
-  t.equal(w.inUse, 0, 'never below zero');
+  w.give(110);
+  t.equal(w.inUse, 0);
 });
 
 /** An inner stream whose writes complete only when the test says so. */
@@ -66,6 +66,23 @@ t.test('StreamSocket: what ran ahead goes back when the socket is destroyed, and
   t.equal(budget.inUse, 0, 'given back at destroy');
   held[0]?.done();
   t.equal(budget.inUse, 0, 'a late callback gives nothing twice');
+});
+
+t.test('StreamSocket: end() finishes only once what ran ahead is written (destroySoon and Node\'s session close wait for finish)', async (t) => {
+  const budget = new WriteAhead(100, 1_000);
+  const { inner, held } = heldInner();
+  const sock = new StreamSocket(inner, { writeAhead: budget });
+  await completesNow(sock, Buffer.alloc(50));
+  let finished = false;
+  sock.once('finish', () => { finished = true; });
+  sock.destroySoon();
+  await new Promise((r) => setImmediate(r));
+  t.notOk(finished, 'not finished while 50 bytes are ahead');
+  t.notOk(inner.destroyed, 'the inner stream is not destroyed under them');
+  held[0]!.done();
+  await new Promise((r) => setImmediate(r));
+  t.ok(finished, 'finished once the inner stream wrote them');
+  t.equal(budget.inUse, 0);
 });
 
 t.test('StreamSocket without writeAhead: a write completes when the inner stream\'s does', async (t) => {

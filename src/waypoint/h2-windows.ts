@@ -1,8 +1,8 @@
 /**
  * The waypoint's HTTP/2 flow control, both ways (the h2c front and the upstream
  * sessions): windows larger than Node's 64 KiB default, or throughput collapses
- * (reference §9), and the writes that run ahead of the peer so that a session keeps
- * reading while it sends.
+ * (reference §9), and how far a session's writes may run ahead of the stream beneath
+ * so that it keeps reading while it sends (write-ahead.ts).
  *
  * Node's http2 stops reading while a write to its socket is pending. The waypoint's
  * sessions run over StreamSocket, whose writes are pending until the stream beneath
@@ -24,26 +24,3 @@ export const SESSION_WINDOW = 16 * 1024 * 1024;
 export const AHEAD_PER_SESSION = SESSION_WINDOW;
 /** What all the waypoint's sessions' writes may run ahead together. */
 export const AHEAD_TOTAL = 64 * 1024 * 1024;
-
-/** Bytes written ahead of the streams beneath, per session and in all. */
-export class WriteAhead {
-  private used = 0;
-
-  constructor(readonly perSession = AHEAD_PER_SESSION, readonly total = AHEAD_TOTAL) {}
-
-  /** Bytes ahead now, all sessions. */
-  get inUse(): number {
-    return this.used;
-  }
-
-  /** Takes `bytes` for a session that has `ahead` bytes ahead already; false when either bound would be passed. */
-  take(ahead: number, bytes: number): boolean {
-    if (ahead + bytes > this.perSession || this.used + bytes > this.total) return false;
-    this.used += bytes;
-    return true;
-  }
-
-  give(bytes: number): void {
-    this.used = Math.max(0, this.used - bytes);
-  }
-}

@@ -21,7 +21,7 @@ import { Http1Front } from './http1';
 import { Http1FastFront } from './http1-serve';
 import { H2Front } from './http2';
 import { detectProtocol } from './sniff';
-import { WriteAhead } from './h2-windows';
+import { WriteAhead } from './write-ahead';
 import { StreamSocket } from './stream-socket';
 import { Http1Upstream } from './upstream-http1';
 import { H2Upstream } from './upstream-h2';
@@ -115,7 +115,7 @@ export class WaypointL7 {
           this.fast.serve(stream, ctx);
           return;
         case 'h2c':
-          this.h2.serve(this.wrap(stream, ctx), ctx);
+          this.h2.serve(this.wrap(stream, ctx, undefined, this.writeAhead), ctx);
           return;
       }
     }, (err: unknown) => {
@@ -124,8 +124,9 @@ export class WaypointL7 {
     });
   }
 
-  private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer): StreamSocket {
-    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), writeAhead: this.writeAhead, remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+  /** `writeAhead` for an HTTP/2 session only: HTTP/1 is not multiplexed, and its server ends connections on 'finish'. */
+  private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer, writeAhead?: WriteAhead): StreamSocket {
+    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), ...(writeAhead ? { writeAhead } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
   }
 
   /** What the saturation gauges show (load-gauges.ts). */

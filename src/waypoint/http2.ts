@@ -16,7 +16,6 @@ import type { HeaderMap, StreamContext } from './types';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-
 export class H2Front {
   readonly server: http2.Http2Server;
   /** The context of the connection being handed over; 'session' is emitted synchronously inside emit('connection'). */

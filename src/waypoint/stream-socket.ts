@@ -17,7 +17,7 @@
  * `prefix`; they are delivered before anything else.
  */
 import { Duplex } from 'node:stream';
-import type { WriteAhead } from './h2-windows';
+import type { WriteAhead } from './write-ahead';
 
 export interface StreamSocketOptions {
   /** Bytes read ahead (sniffing) to deliver first. */
@@ -59,6 +59,8 @@ export class StreamSocket extends Duplex {
   /** Bytes written ahead and not yet written by the inner stream; their sizes in order (write callbacks come in order). */
   private ahead = 0;
   private readonly aheadSizes: number[] = [];
+  /** _final's callback, held until what ran ahead is written: 'finish' must still mean "the inner stream has it all". */
+  private finalCb: ((err?: Error | null) => void) | undefined;
 
   constructor(inner: Duplex, opts: StreamSocketOptions = {}) {
     // The HTTP layers decide half-close themselves; the inner stream carries FIN/END_STREAM as is.
@@ -112,7 +114,8 @@ export class StreamSocket extends Duplex {
     if (this.writeAhead?.take(this.ahead, buf.length)) {
       this.ahead += buf.length;
       this.aheadSizes.push(buf.length);
-      // Done now; a failure of the inner write still arrives, as the inner stream's 'error'.
+      // Done now; an inner write that fails or is dropped still ends this socket, through
+      // the inner stream's 'error' or 'close' (both handled in the constructor).
       this.inner.write(buf, this.onAheadWritten);
       cb();
     } else {
@@ -126,11 +129,19 @@ export class StreamSocket extends Duplex {
     if (n === undefined) return;
     this.ahead -= n;
     this.writeAhead!.give(n);
+    if (this.ahead === 0 && this.finalCb) {
+      const cb = this.finalCb;
+      this.finalCb = undefined;
+      cb();
+    }
   };
 
   override _final(cb: (err?: Error | null) => void): void {
     this.inner.end();
-    cb();
+    // 'finish' is what destroySoon and Node's session close wait for before destroying
+    // the inner stream: with writes still ahead, it waits for them.
+    if (this.ahead === 0) cb();
+    else this.finalCb = cb;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -139,6 +150,7 @@ export class StreamSocket extends Duplex {
     this.writeAhead?.give(this.ahead);
     this.ahead = 0;
     this.aheadSizes.length = 0;
+    this.finalCb = undefined;
     if (!this.inner.destroyed) this.inner.destroy(err ?? undefined);
     cb(err);
   }

@@ -8,13 +8,13 @@
  * session per endpoint.
  */
 import * as http2 from 'node:http2';
-import { SESSION_WINDOW, STREAM_WINDOW, type WriteAhead } from './h2-windows';
+import { SESSION_WINDOW, STREAM_WINDOW } from './h2-windows';
+import type { WriteAhead } from './write-ahead';
 import { StreamSocket } from './stream-socket';
 import { AttemptError, hostPort, upstreamKey, type AttemptRequest, type UpstreamClient, type UpstreamResponse } from './upstream';
 import type { HeaderMap, UpstreamDialer, UpstreamTarget } from './types';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_REFUSED_STREAM } = http2.constants;
-
 
 export interface H2UpstreamOptions {
   dialer: UpstreamDialer;

@@ -90,6 +90,8 @@ export interface HarnessOptions {
   telemetry?: ProxyTelemetry;
   /** Workload names by address (the registry view). */
   workloads?: WorkloadLookup;
+  /** How upstreams are reached; a TcpDialer (loopback TCP) by default. */
+  dialer?: UpstreamDialer;
 }
 
 export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteDecision, opts: HarnessOptions = {}): Promise<WaypointHarness> {
@@ -98,7 +100,7 @@ export async function startWaypoint(t: Test, decide: (f: RequestFacts) => RouteD
   const router = new TestRouter(decide);
   const dialer = new TcpDialer();
   const l7 = new WaypointL7({
-    router, dialer, logger: pino({ level: 'debug' }, log), observer: { onRequest: (r) => records.push(r) },
+    router, dialer: opts.dialer ?? dialer, logger: pino({ level: 'debug' }, log), observer: { onRequest: (r) => records.push(r) },
     ...(opts.config ? { config: opts.config } : {}), ...(opts.passthrough ? { passthrough: opts.passthrough } : {}), ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.authorizer ? { authorizer: opts.authorizer } : {}),
     ...(opts.random ? { random: opts.random } : {}),
