@@ -9,7 +9,7 @@
  * send (an echo, a database's replication, any upload answered by a download) can each
  * have more in flight than the kernel buffers between them hold: both stop reading,
  * neither write can finish, and every stream of the connection, and every CONNECT sent
- * on it later, waits for ever. Istio's ztunnel (Rust h2) keeps reading while it writes,
+ * on it later, waits until the PING keepalive ends the connection 20 s later. Istio's ztunnel (Rust h2) keeps reading while it writes,
  * so a Weft peer beside it never meets this; two Weft peers did (the lab's 8 × 8 MB
  * echo through two ztunnels, a whole session stuck with no error and no access line).
  *
@@ -18,8 +18,8 @@
  * least that large takes every write at once, so this side never waits on a write, so
  * it keeps reading, so the peer's writes drain too. One side per connection is enough,
  * and the ztunnel is a side of every HBONE connection (ztunnel to ztunnel, to and from
- * a waypoint). Memory: the kernel charges only what is queued, which is what the peer
- * has not read yet and which the window bounds anyway; the value is a ceiling.
+ * a waypoint). Memory: the value is a ceiling, the kernel charges what is queued, i.e.
+ * what the peer has not read (docs/architecture.md has the worst case).
  *
  * The kernel has no size for this in its defaults (net.ipv4.tcp_wmem's ceiling is
  * 4 MiB, and the buffer grows only with the congestion window), and Node no binding
@@ -68,8 +68,9 @@ export function raiseSendBuffer(socket: net.Socket, bytes: number, raise: Native
 }
 
 /**
- * How a miss is logged. Without CAP_NET_ADMIN is a waypoint's case (the ztunnel cannot
- * run without it), and harmless there: the other end of its connections is a ztunnel.
+ * How a miss is logged, once per reason and process. Without CAP_NET_ADMIN is a
+ * waypoint's case (a ztunnel without it fails at its iptables rules before any HBONE
+ * connection), and harmless there: the other end of its connections is a ztunnel.
  */
 const MISSES: Record<Exclude<SendBufferMiss, 'off'>, { level: 'warn' | 'info'; why: string }> = {
   no_helper: { level: 'warn', why: 'native/build/weft_send_buffer.node is not built (run `node scripts/build-native.js` with a C compiler and Node\'s headers)' },
@@ -78,7 +79,9 @@ const MISSES: Record<Exclude<SendBufferMiss, 'off'>, { level: 'warn' | 'info'; w
   failed: { level: 'warn', why: 'setsockopt failed' },
 };
 
-let logged = false;
+const logged = new Set<SendBufferMiss>();
+/** After one EPERM the process has no CAP_NET_ADMIN: no more setsockopt calls that fail. */
+let permitted = true;
 
 /**
  * raiseSendBuffer for an HBONE socket, once it has a descriptor (a dial's socket
@@ -86,9 +89,13 @@ let logged = false;
  */
 export function raiseHboneSendBuffer(socket: net.Socket, bytes: number, log: Logger, raise: NativeRaise | null = helper()): void {
   const apply = () => {
-    const out = raiseSendBuffer(socket, bytes, raise);
-    if (out.applied || out.reason === 'off' || logged) return;
-    logged = true;
+    // Closed before it got here: nothing to raise, nothing worth a line.
+    if (socket.destroyed) return;
+    const out = permitted ? raiseSendBuffer(socket, bytes, raise) : { applied: false as const, reason: 'not_permitted' as const };
+    if (out.applied || out.reason === 'off') return;
+    if (out.reason === 'not_permitted') permitted = false;
+    if (logged.has(out.reason)) return;
+    logged.add(out.reason);
     const miss = MISSES[out.reason];
     log[miss.level]({ reason: out.reason, detail: out.detail, bytes },
       `HBONE send buffers keep the kernel's size: ${miss.why}. Bulk traffic both ways on one HBONE connection between two Weft ztunnels can then stall it (src/hbone/send-buffer.ts)`);

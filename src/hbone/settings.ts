@@ -20,9 +20,10 @@ export interface HboneTuning {
   /** Bytes queued on a pipe's writing side before its reading side is paused. */
   pipeHighWaterMark: number;
   /**
-   * The kernel send buffer of each HBONE socket (SO_SNDBUFFORCE; the kernel doubles it
-   * for its bookkeeping): at least the peer's connection window, so a write never waits
-   * and the session never stops reading (send-buffer.ts). 0 leaves the kernel's.
+   * The kernel send buffer of each HBONE socket, as given to SO_SNDBUFFORCE (the kernel
+   * doubles it for its bookkeeping): doubled, it must hold the peer's connection window,
+   * so a write never waits and the session never stops reading (send-buffer.ts). By
+   * default sendBufferFor(connectionWindow); 0 leaves the kernel's.
    */
   sendBuffer: number;
 }
@@ -38,9 +39,19 @@ export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   // to this much before the memory budget is consulted (limits.ts), so 300 such
   // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
   pipeHighWaterMark: 256 * 1024,
-  // The peer's connection window: Weft's and Istio's are both 16 MiB.
-  sendBuffer: 16 * MiB,
+  // sendBufferFor(16 MiB), written out so the defaults read as numbers.
+  sendBuffer: 9_227_469,
 });
+
+/**
+ * The send buffer that holds a peer's connection window of `window` bytes once the
+ * kernel has doubled it: 1.1 × the window, the tenth for the kernel's per-packet
+ * overhead (about 1 % with full-size segments) and HTTP/2 and TLS framing (under 1 %).
+ * The peer's window is assumed to be ours: Weft's and Istio's are both 16 MiB.
+ */
+export function sendBufferFor(window: number): number {
+  return Math.ceil(window * 0.55);
+}
 
 const LIMITS: Record<keyof HboneTuning, [number, number]> = {
   // RFC 9113 bounds: windows ≤ 2^31-1, frames 2^14 .. 2^24-1.
@@ -55,7 +66,15 @@ const LIMITS: Record<keyof HboneTuning, [number, number]> = {
 
 /** Merges `partial` over the defaults; a value out of range names its field. */
 export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneTuning> {
-  return boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, partial);
+  const t = boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, partial);
+  // The send buffer follows the connection window unless it is given.
+  if (partial.sendBuffer === undefined && partial.connectionWindow !== undefined) return Object.freeze({ ...t, sendBuffer: sendBufferFor(t.connectionWindow) });
+  const least = sendBufferFor(t.connectionWindow);
+  if (t.sendBuffer !== 0 && t.sendBuffer < least) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning sendBuffer=${t.sendBuffer}: with connectionWindow=${t.connectionWindow} it must be at least ${least} `
+      + '(doubled by the kernel, it must hold a peer\'s connection window, else bulk both ways can stall a connection), or 0 to leave the kernel\'s');
+  }
+  return t;
 }
 
 /**
