@@ -4,8 +4,8 @@
 // 64 KiB windows, as HBONE hands streams over, so its writes wait often; the peers are
 // node http2 with Weft's windows (1 MiB per stream, 16 MiB per session), which stop
 // reading while a write is pending. A waypoint that did the same would wait for its peer
-// while the peer waits for it (src/waypoint/h2-windows.ts; without write-ahead, both
-// tests get 0 bytes back).
+// while the peer waits for it (src/waypoint/write-ahead.ts; without write-ahead on its
+// side, each test gets 0 bytes back).
 import t, { type Test } from 'tap';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -93,7 +93,7 @@ function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes:
   });
 }
 
-/** A client session with Weft's windows over `socket`. */
+/** A client session with Weft's windows, over what `createConnection` gives. */
 function client(t: Test, createConnection: () => Duplex, url = 'http://echo.demo'): http2.ClientHttp2Session {
   const c = http2.connect(url, { settings, createConnection: createConnection as () => net.Socket });
   c.on('error', () => {});
@@ -118,6 +118,7 @@ t.test('upstream: the same with the waypoint\'s upstream session over a CONNECT 
   const echo = echoServer(t);
   // The echo's session runs over a StreamSocket without write-ahead: a peer whose writes wait.
   const tunnelPort = await tunnelListener(t, (stream) => echo.emit('connection', new StreamSocket(stream)));
+  // Any port: the ConnectDialer reaches the echo whatever the plan names.
   const h = await startWaypoint(t, () => plan(1), { dialer: new ConnectDialer(t, tunnelPort) });
   const r = await bulkBothWays(client(t, () => net.connect(h.port, '127.0.0.1'), `http://127.0.0.1:${h.port}`), 8, 8_000_000);
   t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);

@@ -5,8 +5,11 @@
 // test/waypoint-h2-both-ways.test.ts.
 import t from 'tap';
 import { Duplex } from 'node:stream';
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import { WriteAhead } from '../src/waypoint/write-ahead';
 import { StreamSocket } from '../src/waypoint/stream-socket';
+import { waitFor } from './helpers/wait';
 
 t.test('WriteAhead: within the session\'s bound and the total, or not at all', async (t) => {
   const w = new WriteAhead(100, 150);
@@ -68,21 +71,50 @@ t.test('StreamSocket: what ran ahead goes back when the socket is destroyed, and
   t.equal(budget.inUse, 0, 'a late callback gives nothing twice');
 });
 
-t.test('StreamSocket: end() finishes only once what ran ahead is written (destroySoon and Node\'s session close wait for finish)', async (t) => {
+t.test('StreamSocket: end() finishes only once what ran ahead is written; a destroy meanwhile gives it back', async (t) => {
   const budget = new WriteAhead(100, 1_000);
   const { inner, held } = heldInner();
   const sock = new StreamSocket(inner, { writeAhead: budget });
   await completesNow(sock, Buffer.alloc(50));
   let finished = false;
   sock.once('finish', () => { finished = true; });
-  sock.destroySoon();
+  sock.end();
   await new Promise((r) => setImmediate(r));
   t.notOk(finished, 'not finished while 50 bytes are ahead');
-  t.notOk(inner.destroyed, 'the inner stream is not destroyed under them');
   held[0]!.done();
   await new Promise((r) => setImmediate(r));
   t.ok(finished, 'finished once the inner stream wrote them');
-  t.equal(budget.inUse, 0);
+
+  const { inner: inner2 } = heldInner();
+  const sock2 = new StreamSocket(inner2, { writeAhead: budget });
+  await completesNow(sock2, Buffer.alloc(40));
+  sock2.end();
+  sock2.destroy();
+  t.equal(budget.inUse, 0, 'ended, then destroyed with 40 ahead: all given back');
+});
+
+t.test('an HTTP/2 session destroyed over a StreamSocket with writes ahead: the stream beneath stays until they are written, or until the deadline', async (t) => {
+  const session = (budget: WriteAhead) => {
+    const { inner, held } = heldInner();
+    const sock = new StreamSocket(inner, { writeAhead: budget });
+    const s = http2.connect('http://x', { createConnection: () => sock as unknown as net.Socket });
+    s.on('error', () => {});
+    return { s, inner, held };
+  };
+  // The session's preface and SETTINGS run ahead of an inner stream that does not write them yet.
+  const a = session(new WriteAhead(1_000, 10_000));
+  await new Promise((r) => setImmediate(r));
+  t.ok(a.held.length > 0, 'the preface ran ahead');
+  a.s.destroy();
+  await new Promise((r) => setTimeout(r, 20));
+  t.notOk(a.inner.destroyed, 'Node ends the socket first: the bytes ahead are not dropped');
+  for (const h of a.held) h.done();
+  await waitFor('the stream beneath destroyed once written', () => a.inner.destroyed, { timeoutMs: 5_000 });
+
+  const b = session(new WriteAhead(1_000, 10_000, 50));
+  await new Promise((r) => setImmediate(r));
+  b.s.destroy();
+  await waitFor('the stream beneath destroyed at the deadline, though nothing was written', () => b.inner.destroyed, { timeoutMs: 5_000 });
 });
 
 t.test('StreamSocket without writeAhead: a write completes when the inner stream\'s does', async (t) => {

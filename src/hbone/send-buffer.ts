@@ -9,9 +9,10 @@
  * send (an echo, a database's replication, any upload answered by a download) can each
  * have more in flight than the kernel buffers between them hold: both stop reading,
  * neither write can finish, and every stream of the connection, and every CONNECT sent
- * on it later, waits until the PING keepalive ends the connection 20 s later. Istio's ztunnel (Rust h2) keeps reading while it writes,
- * so a Weft peer beside it never meets this; two Weft peers did (the lab's 8 × 8 MB
- * echo through two ztunnels, a whole session stuck with no error and no access line).
+ * on it later, waits until the PING keepalive ends the connection, 20–30 s later.
+ * Istio's ztunnel (Rust h2) keeps reading while it writes, so a Weft peer beside it
+ * never meets this; two Weft peers did (the lab's 8 × 8 MB echo through two ztunnels,
+ * a whole session stuck with no error and no access line).
  *
  * What a peer lets this side have in flight is bounded by its connection window: it
  * returns that window only for bytes it has taken off the socket. A send buffer at
@@ -25,7 +26,7 @@
  * 4 MiB, and the buffer grows only with the congestion window), and Node no binding
  * for SO_SNDBUF on TCP, so the native helper sets it (native/send_buffer.c) with
  * SO_SNDBUFFORCE, which needs CAP_NET_ADMIN. Without either, connections keep the
- * kernel's buffer and a warning says so once per process.
+ * kernel's buffer, and one line per reason says so.
  */
 import type * as net from 'node:net';
 import type { Logger } from '../lib/log';
@@ -67,39 +68,57 @@ export function raiseSendBuffer(socket: net.Socket, bytes: number, raise: Native
   }
 }
 
-/**
- * How a miss is logged, once per reason and process. Without CAP_NET_ADMIN is a
- * waypoint's case (a ztunnel without it fails at its iptables rules before any HBONE
- * connection), and harmless there: the other end of its connections is a ztunnel.
- */
-const MISSES: Record<Exclude<SendBufferMiss, 'off'>, { level: 'warn' | 'info'; why: string }> = {
-  no_helper: { level: 'warn', why: 'native/build/weft_send_buffer.node is not built (run `node scripts/build-native.js` with a C compiler and Node\'s headers)' },
-  not_permitted: { level: 'info', why: 'SO_SNDBUFFORCE needs CAP_NET_ADMIN (a ztunnel has it; for a waypoint the ztunnel at the other end of each connection keeps it reading)' },
-  no_descriptor: { level: 'warn', why: 'the socket had no file descriptor' },
-  failed: { level: 'warn', why: 'setsockopt failed' },
+/** What to do about each miss, for its log line. */
+const WHAT_TO_DO: Record<Exclude<SendBufferMiss, 'off'>, string> = {
+  no_helper: 'native/build/weft_send_buffer.node is not built (run `node scripts/build-native.js` with a C compiler and Node\'s headers)',
+  not_permitted: 'SO_SNDBUFFORCE needs CAP_NET_ADMIN (the ztunnel DaemonSet grants it)',
+  no_descriptor: 'the socket had no file descriptor',
+  failed: 'setsockopt failed',
 };
 
-const logged = new Set<SendBufferMiss>();
-/** After one EPERM the process has no CAP_NET_ADMIN: no more setsockopt calls that fail. */
-let permitted = true;
-
 /**
- * raiseSendBuffer for an HBONE socket, once it has a descriptor (a dial's socket
- * gets one when it starts connecting); the first failure in the process is logged.
+ * Raises HBONE sockets' send buffers for one process: the first miss of each kind is
+ * logged, and after an EPERM the helper is not called again (the process has no
+ * CAP_NET_ADMIN, every call would fail the same way).
  */
-export function raiseHboneSendBuffer(socket: net.Socket, bytes: number, log: Logger, raise: NativeRaise | null = helper()): void {
-  const apply = () => {
+export class SendBuffers {
+  private readonly logged = new Set<SendBufferMiss>();
+  private denied = false;
+
+  constructor(
+    private readonly raise: NativeRaise | null,
+    /** A waypoint says `info`: the ztunnel at the other end of each of its connections keeps them reading. */
+    private readonly missLevel: 'warn' | 'info' = 'warn',
+  ) {}
+
+  /** Raises `socket`'s send buffer once it has a descriptor (a dial's socket gets one when it starts connecting). */
+  apply(socket: net.Socket, bytes: number, log: Logger): void {
+    if (socketFd(socket) === undefined && socket.connecting) socket.once('connect', () => this.applyNow(socket, bytes, log));
+    else this.applyNow(socket, bytes, log);
+  }
+
+  private applyNow(socket: net.Socket, bytes: number, log: Logger): void {
     // Closed before it got here: nothing to raise, nothing worth a line.
     if (socket.destroyed) return;
-    const out = permitted ? raiseSendBuffer(socket, bytes, raise) : { applied: false as const, reason: 'not_permitted' as const };
+    const out: SendBufferOutcome = this.denied ? { applied: false, reason: 'not_permitted' } : raiseSendBuffer(socket, bytes, this.raise);
     if (out.applied || out.reason === 'off') return;
-    if (out.reason === 'not_permitted') permitted = false;
-    if (logged.has(out.reason)) return;
-    logged.add(out.reason);
-    const miss = MISSES[out.reason];
-    log[miss.level]({ reason: out.reason, detail: out.detail, bytes },
-      `HBONE send buffers keep the kernel's size: ${miss.why}. Bulk traffic both ways on one HBONE connection between two Weft ztunnels can then stall it (src/hbone/send-buffer.ts)`);
-  };
-  if (socketFd(socket) === undefined && socket.connecting) socket.once('connect', apply);
-  else apply();
+    if (out.reason === 'not_permitted') this.denied = true;
+    if (this.logged.has(out.reason)) return;
+    this.logged.add(out.reason);
+    log[this.missLevel]({ reason: out.reason, detail: out.detail, bytes },
+      `HBONE send buffers keep the kernel's size: ${WHAT_TO_DO[out.reason]}. Bulk traffic both ways on one HBONE connection between two Weft peers can then stall it (src/hbone/send-buffer.ts)`);
+  }
+}
+
+let processWide: SendBuffers | undefined;
+
+/** The process's SendBuffers, made on first use with the built helper. */
+export function hboneSendBuffers(): SendBuffers {
+  processWide ??= new SendBuffers(helper());
+  return processWide;
+}
+
+/** Set once at start-up by a component whose misses are expected (the waypoint: `info`). */
+export function configureSendBuffers(opts: { missLevel: 'warn' | 'info' }): void {
+  processWide = new SendBuffers(helper(), opts.missLevel);
 }

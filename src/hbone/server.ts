@@ -50,7 +50,7 @@ import { Keepalive } from './keepalive';
 import { HboneNodeLimits, serverSessionOptions, type HboneLimits, type RefusalReason } from './limits';
 import { resetStream } from './pipe';
 import { connectTarget, respond } from './request';
-import { raiseHboneSendBuffer } from './send-buffer';
+import { hboneSendBuffers } from './send-buffer';
 import { SessionGuard } from './session-guard';
 import { applyConnectionWindow, hboneTuning, type HboneTuning } from './settings';
 import { ServerTlsEngines, verifyClientIdentity } from './tls';
@@ -229,7 +229,7 @@ export class HboneServer extends TcpListener {
       const cert = this.certs.current(identity) ?? await this.certs.get(identity);
       if (raw.destroyed) return;
       raw.setNoDelay(true);
-      raiseHboneSendBuffer(raw, this.tuning.sendBuffer, this.log);
+      hboneSendBuffers().apply(raw, this.tuning.sendBuffer, this.log);
       // From here the TLS socket owns the raw socket's handle: destroying both (as a
       // blanket close() would) crashes Node. Until the TLS socket is handed to us we
       // can only reach the raw one, so it moves to `handshaking`.

@@ -39,8 +39,7 @@ export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   // to this much before the memory budget is consulted (limits.ts), so 300 such
   // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
   pipeHighWaterMark: 256 * 1024,
-  // sendBufferFor(16 MiB), written out so the defaults read as numbers.
-  sendBuffer: 9_227_469,
+  sendBuffer: sendBufferFor(16 * MiB),
 });
 
 /**
@@ -66,10 +65,14 @@ const LIMITS: Record<keyof HboneTuning, [number, number]> = {
 
 /** Merges `partial` over the defaults; a value out of range names its field. */
 export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneTuning> {
-  const t = boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, partial);
   // The send buffer follows the connection window unless it is given.
-  if (partial.sendBuffer === undefined && partial.connectionWindow !== undefined) return Object.freeze({ ...t, sendBuffer: sendBufferFor(t.connectionWindow) });
-  const least = sendBufferFor(t.connectionWindow);
+  const window = partial.connectionWindow ?? DEFAULT_HBONE_TUNING.connectionWindow;
+  const least = typeof window === 'number' ? sendBufferFor(window) : 0;
+  if (partial.sendBuffer === undefined && least > LIMITS.sendBuffer[1]) {
+    throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning connectionWindow=${window}: the send buffer it needs (${least}) is more than a socket takes; `
+      + `set connectionWindow to at most ${Math.floor(LIMITS.sendBuffer[1] / 0.55)}, or sendBuffer: 0 to leave the kernel's`);
+  }
+  const t = boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, { ...partial, sendBuffer: partial.sendBuffer ?? least });
   if (t.sendBuffer !== 0 && t.sendBuffer < least) {
     throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning sendBuffer=${t.sendBuffer}: with connectionWindow=${t.connectionWindow} it must be at least ${least} `
       + '(doubled by the kernel, it must hold a peer\'s connection window, else bulk both ways can stall a connection), or 0 to leave the kernel\'s');

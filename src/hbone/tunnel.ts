@@ -18,7 +18,7 @@ import { WeftError } from '../lib/errors';
 import type { DialTarget } from './contracts';
 import type { ByteCounters } from './pipe';
 import { applyConnectionWindow, localSettings, type HboneTuning } from './settings';
-import { raiseHboneSendBuffer } from './send-buffer';
+import { hboneSendBuffers } from './send-buffer';
 import { IdleTimer } from './idle';
 import { tcpKeepalive } from '../lib/tcp-keepalive';
 import { Keepalive } from './keepalive';
@@ -142,7 +142,7 @@ export class Tunnel {
     const hop = `${this.key.nextHop.host}:${this.key.nextHop.port}`;
     raw.setNoDelay(true);
     tcpKeepalive(raw);
-    raiseHboneSendBuffer(raw, tuning.sendBuffer, this.log);
+    hboneSendBuffers().apply(raw, tuning.sendBuffer, this.log);
     const socket = tls.connect(clientTlsOptions(context, raw));
     const timeout = setTimeout(() => {
       fail(new WeftError('WEFT_HBONE_CONNECT_FAILED',

@@ -18,6 +18,7 @@ import { identityCertSource } from '../ca/identity-certs';
 import { TrustAnchorFile } from '../ca/trust-bundle';
 import type { CertSource } from '../hbone/contracts';
 import { HbonePool } from '../hbone/pool';
+import { configureSendBuffers } from '../hbone/send-buffer';
 import { clientAddress } from '../hbone/request';
 import { HboneServer, type HboneStreamContext } from '../hbone/server';
 import { realClock } from '../lib/clock';
@@ -109,6 +110,10 @@ export class WaypointApp {
     // The first certificate before listening: a source must never meet a waypoint without one.
     await this.certs.get(this.identity);
 
+    // Without CAP_NET_ADMIN (a waypoint pod has none) its HBONE send buffers stay the
+    // kernel's, which is expected: the ztunnel at the other end of each connection keeps
+    // it reading (src/hbone/send-buffer.ts). Process-wide, like configurePipes.
+    configureSendBuffers({ missLevel: 'info' });
     const pool = new HbonePool({ certs: this.certs, logger: log });
     this.pool = pool;
     // One TrafficPolicy table for the router and the per-Service state that follows it.

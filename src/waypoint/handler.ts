@@ -64,7 +64,7 @@ export class WaypointL7 {
   private readonly open = new Set<Duplex>();
   private readonly http1Upstream: Http1Upstream;
   private readonly h2Upstream: H2Upstream;
-  /** The h2c sessions' writes that run ahead, both ways (h2-windows.ts). */
+  /** The h2c sessions' writes that run ahead, both ways (write-ahead.ts). */
   private readonly writeAhead = new WriteAhead();
   private readonly exchangeLoad: ExchangeLoad = { inFlight: 0 };
 
@@ -92,7 +92,7 @@ export class WaypointL7 {
     this.http1 = new Http1Front(this.deps);
     // The common HTTP/1.1 case is served on the stream's bytes directly; the rest (and
     // every refusal) by the Node-based front end, handed the connection with what was read.
-    this.fast = new Http1FastFront(this.deps, (stream, prefix, ctx) => this.http1.serve(this.wrap(stream, ctx, prefix), ctx));
+    this.fast = new Http1FastFront(this.deps, (stream, prefix, ctx) => this.http1.serve(this.wrap(stream, ctx, { prefix }), ctx));
     this.h2 = new H2Front(this.deps);
   }
 
@@ -115,7 +115,7 @@ export class WaypointL7 {
           this.fast.serve(stream, ctx);
           return;
         case 'h2c':
-          this.h2.serve(this.wrap(stream, ctx, undefined, this.writeAhead), ctx);
+          this.h2.serve(this.wrap(stream, ctx, { writeAhead: this.writeAhead }), ctx);
           return;
       }
     }, (err: unknown) => {
@@ -124,8 +124,9 @@ export class WaypointL7 {
     });
   }
 
-  /** `writeAhead` for an HTTP/2 session only: HTTP/1 is not multiplexed, and its server ends connections on 'finish'. */
-  private wrap(stream: Duplex, ctx: StreamContext, prefix?: Buffer, writeAhead?: WriteAhead): StreamSocket {
+  /** `writeAhead` for an HTTP/2 session only: an HTTP/1 connection is not multiplexed, one request's writes wait for nothing else. */
+  private wrap(stream: Duplex, ctx: StreamContext, opts: { prefix?: Buffer; writeAhead?: WriteAhead } = {}): StreamSocket {
+    const { prefix, writeAhead } = opts;
     return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), ...(writeAhead ? { writeAhead } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
   }
 

@@ -29,7 +29,7 @@ export interface StreamSocketOptions {
   /**
    * For an HTTP/2 session on top: a write completes at once while this budget lets it
    * run ahead of the inner stream; otherwise when the inner stream's write does
-   * (h2-windows.ts says why).
+   * (write-ahead.ts says why).
    */
   writeAhead?: WriteAhead;
 }
@@ -61,6 +61,8 @@ export class StreamSocket extends Duplex {
   private readonly aheadSizes: number[] = [];
   /** _final's callback, held until what ran ahead is written: 'finish' must still mean "the inner stream has it all". */
   private finalCb: ((err?: Error | null) => void) | undefined;
+  /** Destroys the socket if what ran ahead is not written in time after the end (write-ahead.ts DRAIN_ON_END_MS). */
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(inner: Duplex, opts: StreamSocketOptions = {}) {
     // The HTTP layers decide half-close themselves; the inner stream carries FIN/END_STREAM as is.
@@ -124,24 +126,32 @@ export class StreamSocket extends Duplex {
   }
 
   /** The inner stream wrote (or dropped, destroyed) the oldest write that ran ahead. */
-  private readonly onAheadWritten = (): void => {
+  private readonly onAheadWritten = (err?: Error | null): void => {
     const n = this.aheadSizes.shift();
     if (n === undefined) return;
     this.ahead -= n;
     this.writeAhead!.give(n);
-    if (this.ahead === 0 && this.finalCb) {
-      const cb = this.finalCb;
-      this.finalCb = undefined;
-      cb();
-    }
+    const cb = this.finalCb;
+    // A failed write ends the wait too, with its error: 'finish' is not for lost bytes.
+    if (!cb || (this.ahead > 0 && !err)) return;
+    this.finalCb = undefined;
+    this.clearDrainTimer();
+    cb(err ?? null);
   };
 
   override _final(cb: (err?: Error | null) => void): void {
     this.inner.end();
     // 'finish' is what destroySoon and Node's session close wait for before destroying
     // the inner stream: with writes still ahead, it waits for them.
-    if (this.ahead === 0) cb();
-    else this.finalCb = cb;
+    if (this.ahead === 0) return cb();
+    this.finalCb = cb;
+    this.drainTimer = setTimeout(() => this.destroy(), this.writeAhead!.drainOnEndMs);
+    this.drainTimer.unref();
+  }
+
+  private clearDrainTimer(): void {
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -151,6 +161,7 @@ export class StreamSocket extends Duplex {
     this.ahead = 0;
     this.aheadSizes.length = 0;
     this.finalCb = undefined;
+    this.clearDrainTimer();
     if (!this.inner.destroyed) this.inner.destroy(err ?? undefined);
     cb(err);
   }

@@ -22,7 +22,7 @@ export interface H2UpstreamOptions {
   idleMs: number;
   /** Header list bytes accepted in responses. */
   maxHeaderListSize: number;
-  /** Lets the sessions keep reading while they send (h2-windows.ts). */
+  /** Lets the sessions keep reading while they send (write-ahead.ts). */
   writeAhead?: WriteAhead;
 }
 
