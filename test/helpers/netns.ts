@@ -16,7 +16,6 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { ExecCommandRunner, type RunOptions, type RunResult } from '../../src/iptables/runner';
 
@@ -24,16 +23,6 @@ const runner = new ExecCommandRunner();
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
-/** CAP_NET_ADMIN in this process's effective set (bit 12 of CapEff): uid 0 in a container may lack it. */
-export function hasCapNetAdmin(): boolean {
-  try {
-    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 12n)) !== 0n;
-  } catch {
-    return false;
-  }
 }
 
 /** Reason to skip a namespaced test, or false when it can run. */
