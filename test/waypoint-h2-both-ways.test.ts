@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { SESSION_WINDOW, STREAM_WINDOW } from '../src/waypoint/h2-windows';
 import { StreamSocket } from '../src/waypoint/stream-socket';
 import type { UpstreamDialer } from '../src/waypoint/types';
-import { connectStream, plan, startWaypoint } from './helpers/waypoint';
+import { connectStream, h2Upstream, plan, startWaypoint, tcpUpstream } from './helpers/waypoint';
 
 const settings = { initialWindowSize: STREAM_WINDOW };
 /** No byte either way for this long, with streams unfinished: stalled (generous: a slow CI box moves MBs in far less). */
@@ -38,19 +38,13 @@ function echoServer(t: Test): http2.Http2Server {
   return server;
 }
 
-/** A plain-h2c listener whose CONNECT streams are handed to `onStream` (the HBONE tunnel minus TLS, Node's default windows). */
-async function tunnelListener(t: Test, onStream: (s: Duplex) => void): Promise<number> {
-  const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
-  server.on('stream', (stream, headers) => {
+/** A plain-h2c listener (Node's default windows, as a tunnel without Weft's tuning) whose CONNECT streams go to `onStream`. */
+function tunnelListener(t: Test, onStream: (s: Duplex) => void): Promise<number> {
+  return h2Upstream(t, (stream, headers) => {
     if (headers[':method'] !== 'CONNECT') return stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
     stream.respond({ ':status': 200 });
     onStream(stream);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => { sessions.forEach((s) => s.destroy()); server.close(); });
-  return (server.address() as net.AddressInfo).port;
 }
 
 /** Reaches every upstream through a CONNECT stream to `port`. */
@@ -61,22 +55,40 @@ class ConnectDialer implements UpstreamDialer {
   }
 }
 
-/** `streams` POSTs of `bytes` each, echoed; the bytes back per stream once all ended, or once nothing moved for QUIET_MS. */
-function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes: number): Promise<{ back: number[]; stalled: boolean }> {
+interface BulkOutcome {
+  /** Bytes back per stream. */
+  back: number[];
+  /** Per stream: every byte back equal to what was sent at its offset. */
+  intact: boolean[];
+  /** Per stream: the RST_STREAM code it closed with (0: none). */
+  resets: number[];
+  /** Nothing moved either way for QUIET_MS with streams still open. */
+  stalled: boolean;
+}
+
+/** `streams` POSTs of `bytes` each (the 64 KiB payload over and over), echoed; settles once every stream closed, or once nothing moved for QUIET_MS. */
+function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes: number): Promise<BulkOutcome> {
   const payload = randomBytes(64 * 1024);
-  const back = Array<number>(streams).fill(0);
+  const out: BulkOutcome = { back: Array(streams).fill(0), intact: Array(streams).fill(true), resets: Array(streams).fill(0), stalled: false };
   return new Promise((resolve) => {
-    let ended = 0;
+    let closed = 0;
     let moved = 0;
     let seen = -1;
     const watch = setInterval(() => {
-      if (moved === seen) { clearInterval(watch); resolve({ back, stalled: true }); }
+      if (moved === seen) { clearInterval(watch); resolve({ ...out, stalled: true }); }
       seen = moved;
     }, QUIET_MS);
     for (let i = 0; i < streams; i++) {
       const req = session.request({ ':method': 'POST', ':path': `/bulk/${i}`, ':authority': 'echo.demo' });
-      req.on('data', (c: Buffer) => { back[i]! += c.length; moved += c.length; });
-      req.on('end', () => { if (++ended === streams) { clearInterval(watch); resolve({ back, stalled: false }); } });
+      req.on('data', (c: Buffer) => {
+        if (out.intact[i] && !matchesPayload(c, out.back[i]!, payload)) out.intact[i] = false;
+        out.back[i]! += c.length;
+        moved += c.length;
+      });
+      req.on('close', () => {
+        out.resets[i] = req.rstCode ?? 0;
+        if (++closed === streams) { clearInterval(watch); resolve(out); }
+      });
       req.on('error', () => {});
       let left = bytes;
       const pump = () => {
@@ -93,6 +105,25 @@ function bulkBothWays(session: http2.ClientHttp2Session, streams: number, bytes:
   });
 }
 
+/** Whether `chunk`, received at `offset` of the stream, is the repeated `payload` there. */
+function matchesPayload(chunk: Buffer, offset: number, payload: Buffer): boolean {
+  for (let k = 0; k < chunk.length;) {
+    const pos = (offset + k) % payload.length;
+    const n = Math.min(payload.length - pos, chunk.length - k);
+    if (!chunk.subarray(k, k + n).equals(payload.subarray(pos, pos + n))) return false;
+    k += n;
+  }
+  return true;
+}
+
+/** The verdict on 8 × 8 MB: nothing stalled or reset, every byte back and equal. */
+function assertAllBack(t: Test, r: BulkOutcome): void {
+  t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);
+  t.same(r.resets, Array(8).fill(0), 'no stream reset');
+  t.same(r.back, Array(8).fill(8_000_000), 'all 8 × 8 MB back');
+  t.same(r.intact, Array(8).fill(true), 'each byte as sent');
+}
+
 /** A client session with Weft's windows, over what `createConnection` gives. */
 function client(t: Test, createConnection: () => Duplex, url = 'http://echo.demo'): http2.ClientHttp2Session {
   const c = http2.connect(url, { settings, createConnection: createConnection as () => net.Socket });
@@ -104,14 +135,10 @@ function client(t: Test, createConnection: () => Duplex, url = 'http://echo.demo
 
 t.test('front: 8 streams × 8 MB echoed, the client\'s session over a CONNECT stream to the waypoint: every byte back', async (t) => {
   const echo = echoServer(t);
-  const upstream = net.createServer((sock) => echo.emit('connection', sock));
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => upstream.close());
-  const h = await startWaypoint(t, () => plan((upstream.address() as net.AddressInfo).port), { viaConnect: true });
+  const up = await tcpUpstream(t, (sock) => echo.emit('connection', sock));
+  const h = await startWaypoint(t, () => plan(up), { viaConnect: true });
   const tunnel = await connectStream(t, h.port);
-  const r = await bulkBothWays(client(t, () => tunnel), 8, 8_000_000);
-  t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);
-  t.same(r.back, Array(8).fill(8_000_000), 'all 8 × 8 MB back');
+  assertAllBack(t, await bulkBothWays(client(t, () => tunnel), 8, 8_000_000));
 });
 
 t.test('upstream: the same with the waypoint\'s upstream session over a CONNECT stream to the echo: every byte back', async (t) => {
@@ -120,7 +147,5 @@ t.test('upstream: the same with the waypoint\'s upstream session over a CONNECT 
   const tunnelPort = await tunnelListener(t, (stream) => echo.emit('connection', new StreamSocket(stream)));
   // Any port: the ConnectDialer reaches the echo whatever the plan names.
   const h = await startWaypoint(t, () => plan(1), { dialer: new ConnectDialer(t, tunnelPort) });
-  const r = await bulkBothWays(client(t, () => net.connect(h.port, '127.0.0.1'), `http://127.0.0.1:${h.port}`), 8, 8_000_000);
-  t.notOk(r.stalled, `nothing stalled (bytes back per stream: ${r.back.join(', ')})`);
-  t.same(r.back, Array(8).fill(8_000_000), 'all 8 × 8 MB back');
+  assertAllBack(t, await bulkBothWays(client(t, () => net.connect(h.port, '127.0.0.1'), `http://127.0.0.1:${h.port}`), 8, 8_000_000));
 });

@@ -3,20 +3,9 @@
 import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
-import * as net from 'node:net';
 import { StreamSocket } from '../src/waypoint/stream-socket';
 import { FLAG, FRAME, headerBlock, headers, PREFACE, settings, settingsAck } from './helpers/h2-frames';
-import { connectStream, plan, startWaypoint, tcpUpstream } from './helpers/waypoint';
-
-async function h2Upstream(t: Test, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): Promise<number> {
-  const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
-  server.on('stream', onStream);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => { sessions.forEach((s) => s.destroy()); server.close(); });
-  return (server.address() as net.AddressInfo).port;
-}
+import { connectStream, h2Upstream, plan, startWaypoint, tcpUpstream } from './helpers/waypoint';
 
 function client(t: Test, port: number): http2.ClientHttp2Session {
   const c = http2.connect(`http://127.0.0.1:${port}`);

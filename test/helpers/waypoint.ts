@@ -164,6 +164,17 @@ export async function tcpUpstream(t: Test, onSocket: (sock: net.Socket) => void)
   return (server.address() as net.AddressInfo).port;
 }
 
+/** An HTTP/2 (h2c) upstream on loopback with Node's default settings: `onStream` answers each stream; its port. */
+export async function h2Upstream(t: Test, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): Promise<number> {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
+  server.on('stream', onStream);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => { sessions.forEach((s) => s.destroy()); server.close(); });
+  return (server.address() as net.AddressInfo).port;
+}
+
 /** An HTTP/1.1 upstream on loopback. */
 export async function httpUpstream(t: Test, handler: http.RequestListener): Promise<{ port: number; server: http.Server }> {
   const server = http.createServer(handler);
