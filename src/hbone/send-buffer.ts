@@ -41,21 +41,13 @@ export type SendBufferOutcome =
 
 export type SendBufferMiss = 'off' | 'no_helper' | 'not_permitted' | 'no_descriptor' | 'failed';
 
-let loaded: NativeRaise | null | undefined;
-
 /** The compiled helper, loaded once; undefined when this machine did not build it. */
 export function loadSendBufferHelper(path = nativeFile('weft_send_buffer.node')): NativeRaise | undefined {
   return loadAddon<{ raiseSendBuffer: NativeRaise }>(path, ['raiseSendBuffer'])?.raiseSendBuffer;
 }
 
-/** The helper, or null when this machine did not build it (loaded on first use). */
-function helper(): NativeRaise | null {
-  if (loaded === undefined) loaded = loadSendBufferHelper() ?? null;
-  return loaded;
-}
-
 /** Sets `socket`'s send buffer to hold `bytes` (0: leave the kernel's). Never throws. */
-export function raiseSendBuffer(socket: net.Socket, bytes: number, raise: NativeRaise | null = helper()): SendBufferOutcome {
+export function raiseSendBuffer(socket: net.Socket, bytes: number, raise: NativeRaise | null): SendBufferOutcome {
   if (bytes <= 0) return { applied: false, reason: 'off' };
   if (!raise) return { applied: false, reason: 'no_helper' };
   const fd = socketFd(socket);
@@ -68,28 +60,22 @@ export function raiseSendBuffer(socket: net.Socket, bytes: number, raise: Native
   }
 }
 
-/** What to do about each miss, for its log line. */
-const WHAT_TO_DO: Record<Exclude<SendBufferMiss, 'off'>, string> = {
-  no_helper: 'native/build/weft_send_buffer.node is not built (run `node scripts/build-native.js` with a C compiler and Node\'s headers)',
-  not_permitted: 'SO_SNDBUFFORCE needs CAP_NET_ADMIN (the ztunnel DaemonSet grants it)',
-  no_descriptor: 'the socket had no file descriptor',
-  failed: 'setsockopt failed',
+/** What went wrong and what to do, for each miss's log line. */
+const WHAT_TO_DO: Record<Exclude<SendBufferMiss, 'off'>, (bytes: number, detail?: string) => string> = {
+  no_helper: () => 'native/build/weft_send_buffer.node is not built; run `node scripts/build-native.js` where a C compiler and Node\'s headers are (the image build does)',
+  not_permitted: () => 'this process lacks CAP_NET_ADMIN, which SO_SNDBUFFORCE needs; add it to the ztunnel container\'s securityContext.capabilities.add (daemonset/ztunnel.yaml has it)',
+  no_descriptor: () => 'a socket had no file descriptor yet when it was raised (a bug: please report it with this line)',
+  failed: (bytes, detail) => `setsockopt(SO_SNDBUFFORCE, ${bytes}) failed: ${detail ?? 'no reason given'}`,
 };
 
 /**
  * Raises HBONE sockets' send buffers for one process: the first miss of each kind is
- * logged, and after an EPERM the helper is not called again (the process has no
- * CAP_NET_ADMIN, every call would fail the same way).
+ * logged, and after an EPERM the helper is not called again.
  */
 export class SendBuffers {
   private readonly logged = new Set<SendBufferMiss>();
-  private denied = false;
 
-  constructor(
-    private readonly raise: NativeRaise | null,
-    /** A waypoint says `info`: the ztunnel at the other end of each of its connections keeps them reading. */
-    private readonly missLevel: 'warn' | 'info' = 'warn',
-  ) {}
+  constructor(private readonly raise: NativeRaise | null) {}
 
   /** Raises `socket`'s send buffer once it has a descriptor (a dial's socket gets one when it starts connecting). */
   apply(socket: net.Socket, bytes: number, log: Logger): void {
@@ -100,13 +86,13 @@ export class SendBuffers {
   private applyNow(socket: net.Socket, bytes: number, log: Logger): void {
     // Closed before it got here: nothing to raise, nothing worth a line.
     if (socket.destroyed) return;
-    const out: SendBufferOutcome = this.denied ? { applied: false, reason: 'not_permitted' } : raiseSendBuffer(socket, bytes, this.raise);
-    if (out.applied || out.reason === 'off') return;
-    if (out.reason === 'not_permitted') this.denied = true;
-    if (this.logged.has(out.reason)) return;
+    // After one EPERM every call would fail the same way.
+    if (this.logged.has('not_permitted')) return;
+    const out = raiseSendBuffer(socket, bytes, this.raise);
+    if (out.applied || out.reason === 'off' || this.logged.has(out.reason)) return;
     this.logged.add(out.reason);
-    log[this.missLevel]({ reason: out.reason, detail: out.detail, bytes },
-      `HBONE send buffers keep the kernel's size: ${WHAT_TO_DO[out.reason]}. Bulk traffic both ways on one HBONE connection between two Weft peers can then stall it (src/hbone/send-buffer.ts)`);
+    log.warn({ reason: out.reason, detail: out.detail, bytes },
+      `HBONE send buffers keep the kernel's size: ${WHAT_TO_DO[out.reason](bytes, out.detail)}. Bulk traffic both ways on one HBONE connection between two Weft ztunnels can then stall it (src/hbone/send-buffer.ts)`);
   }
 }
 
@@ -114,11 +100,6 @@ let processWide: SendBuffers | undefined;
 
 /** The process's SendBuffers, made on first use with the built helper. */
 export function hboneSendBuffers(): SendBuffers {
-  processWide ??= new SendBuffers(helper());
+  processWide ??= new SendBuffers(loadSendBufferHelper() ?? null);
   return processWide;
-}
-
-/** Set once at start-up by a component whose misses are expected (the waypoint: `info`). */
-export function configureSendBuffers(opts: { missLevel: 'warn' | 'info' }): void {
-  processWide = new SendBuffers(helper(), opts.missLevel);
 }

@@ -29,27 +29,35 @@ export interface HboneTuning {
 }
 
 const MiB = 1024 * 1024;
+/** Istio's connection window, and ours. */
+const CONNECTION_WINDOW = 16 * MiB;
 
 export const DEFAULT_HBONE_TUNING: Readonly<HboneTuning> = Object.freeze({
   streamWindow: 4 * MiB,
-  connectionWindow: 16 * MiB,
+  connectionWindow: CONNECTION_WINDOW,
   maxFrameSize: 1 * MiB,
   maxSessionMemoryMb: 64,
   // Below the plain-TCP pipes' 1 MiB: every stream whose pod stops reading queues up
   // to this much before the memory budget is consulted (limits.ts), so 300 such
   // streams at once cost 300 × this; 256 KiB measured as fast in `npm run bench:hbone`.
   pipeHighWaterMark: 256 * 1024,
-  sendBuffer: sendBufferFor(16 * MiB),
+  sendBuffer: sendBufferFor(CONNECTION_WINDOW),
 });
 
 /**
- * The send buffer that holds a peer's connection window of `window` bytes once the
- * kernel has doubled it: 1.1 × the window, the tenth for the kernel's per-packet
- * overhead (about 1 % with full-size segments) and HTTP/2 and TLS framing (under 1 %).
- * The peer's window is assumed to be ours: Weft's and Istio's are both 16 MiB.
+ * What a peer whose connection window is `window` can make us queue towards it while it
+ * does not read: the window, and a tenth for what the window does not count (frame
+ * headers, HEADERS, PING and SETTINGS ACKs; under 1 % with bulk DATA) and the kernel's
+ * per-packet overhead (about 1 % with full-size segments). Both the HBONE send buffer
+ * and the waypoint's write-ahead are sized by it, the peer's window assumed to be ours.
  */
+export function peerInFlight(window: number): number {
+  return Math.ceil(1.1 * window);
+}
+
+/** The SO_SNDBUFFORCE value that holds peerInFlight(window) once the kernel has doubled it. */
 export function sendBufferFor(window: number): number {
-  return Math.ceil(window * 0.55);
+  return Math.ceil(peerInFlight(window) / 2);
 }
 
 const LIMITS: Record<keyof HboneTuning, [number, number]> = {
@@ -70,7 +78,7 @@ export function hboneTuning(partial: Partial<HboneTuning> = {}): Readonly<HboneT
   const least = typeof window === 'number' ? sendBufferFor(window) : 0;
   if (partial.sendBuffer === undefined && least > LIMITS.sendBuffer[1]) {
     throw new WeftError('WEFT_CONFIG_INVALID', `invalid HBONE tuning connectionWindow=${window}: the send buffer it needs (${least}) is more than a socket takes; `
-      + `set connectionWindow to at most ${Math.floor(LIMITS.sendBuffer[1] / 0.55)}, or sendBuffer: 0 to leave the kernel's`);
+      + 'set a smaller connectionWindow, or sendBuffer: 0 to leave the kernel\'s');
   }
   const t = boundedIntegers('HBONE tuning', DEFAULT_HBONE_TUNING, LIMITS, { ...partial, sendBuffer: partial.sendBuffer ?? least });
   if (t.sendBuffer !== 0 && t.sendBuffer < least) {

@@ -18,7 +18,6 @@ import { identityCertSource } from '../ca/identity-certs';
 import { TrustAnchorFile } from '../ca/trust-bundle';
 import type { CertSource } from '../hbone/contracts';
 import { HbonePool } from '../hbone/pool';
-import { configureSendBuffers } from '../hbone/send-buffer';
 import { clientAddress } from '../hbone/request';
 import { HboneServer, type HboneStreamContext } from '../hbone/server';
 import { realClock } from '../lib/clock';
@@ -61,6 +60,13 @@ export interface WaypointStatus {
   registryStalenessSeconds: number;
   startedAt: string;
 }
+
+/**
+ * The waypoint leaves its HBONE send buffers to the kernel: the ztunnel at the other end
+ * of each of its connections raises its own, which is enough to keep both reading
+ * (src/hbone/send-buffer.ts), and a waypoint pod has no CAP_NET_ADMIN to raise them.
+ */
+const WAYPOINT_HBONE_TUNING = { sendBuffer: 0 };
 
 export class WaypointApp {
   readonly metrics = new Registry();
@@ -110,11 +116,7 @@ export class WaypointApp {
     // The first certificate before listening: a source must never meet a waypoint without one.
     await this.certs.get(this.identity);
 
-    // Without CAP_NET_ADMIN (a waypoint pod has none) its HBONE send buffers stay the
-    // kernel's, which is expected: the ztunnel at the other end of each connection keeps
-    // it reading (src/hbone/send-buffer.ts). Process-wide, like configurePipes.
-    configureSendBuffers({ missLevel: 'info' });
-    const pool = new HbonePool({ certs: this.certs, logger: log });
+    const pool = new HbonePool({ certs: this.certs, logger: log, tuning: WAYPOINT_HBONE_TUNING });
     this.pool = pool;
     // One TrafficPolicy table for the router and the per-Service state that follows it.
     const policies = new TrafficPolicies(this.state);
@@ -154,6 +156,7 @@ export class WaypointApp {
       logger: log.child({ component: 'hbone' }), certs: this.certs, trustDomain: config.trustDomain,
       identityFor: () => this.identity,
       handler: (stream, ctx) => this.onStream(stream, ctx),
+      tuning: WAYPOINT_HBONE_TUNING,
     });
     await this.hbone.listen(config.address, config.hbonePort);
     this.listening = true;

@@ -22,7 +22,7 @@ import { Http1FastFront } from './http1-serve';
 import { H2Front } from './http2';
 import { detectProtocol } from './sniff';
 import { WriteAhead } from './write-ahead';
-import { StreamSocket } from './stream-socket';
+import { StreamSocket, type StreamSocketOptions } from './stream-socket';
 import { Http1Upstream } from './upstream-http1';
 import { H2Upstream } from './upstream-h2';
 import type { ExchangeLoad, WaypointLoad } from './load-gauges';
@@ -125,9 +125,8 @@ export class WaypointL7 {
   }
 
   /** `writeAhead` for an HTTP/2 session only: an HTTP/1 connection is not multiplexed, one request's writes wait for nothing else. */
-  private wrap(stream: Duplex, ctx: StreamContext, opts: { prefix?: Buffer; writeAhead?: WriteAhead } = {}): StreamSocket {
-    const { prefix, writeAhead } = opts;
-    return new StreamSocket(stream, { ...(prefix?.length ? { prefix } : {}), ...(writeAhead ? { writeAhead } : {}), remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
+  private wrap(stream: Duplex, ctx: StreamContext, extra: Pick<StreamSocketOptions, 'prefix' | 'writeAhead'> = {}): StreamSocket {
+    return new StreamSocket(stream, { ...extra, remoteAddress: ctx.source.address, remotePort: ctx.source.port, localAddress: ctx.destination.address, localPort: ctx.destination.port });
   }
 
   /** What the saturation gauges show (load-gauges.ts). */

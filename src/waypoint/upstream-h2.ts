@@ -44,7 +44,7 @@ export class H2Upstream implements UpstreamClient {
     const existing = this.sessions.get(key);
     if (existing) return existing;
     const p = this.opts.dialer.dial(target).then((d) => {
-      const sock = new StreamSocket(d, { remoteAddress: target.host, remotePort: target.port, ...(this.opts.writeAhead ? { writeAhead: this.opts.writeAhead } : {}) });
+      const sock = new StreamSocket(d, { remoteAddress: target.host, remotePort: target.port, writeAhead: this.opts.writeAhead });
       const session = http2.connect(`http://${hostPort(target)}`, {
         createConnection: () => sock,
         settings: { initialWindowSize: STREAM_WINDOW, maxHeaderListSize: this.opts.maxHeaderListSize },

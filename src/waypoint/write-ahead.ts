@@ -16,17 +16,18 @@
  *   - in all, four such sessions: what peers that never read can make the waypoint hold.
  * Past either, writes wait for the stream beneath, as before.
  */
+import { peerInFlight } from '../hbone/settings';
 import { SESSION_WINDOW } from './h2-windows';
 
-export const AHEAD_PER_SESSION = Math.ceil(1.1 * SESSION_WINDOW);
-export const AHEAD_TOTAL = 4 * AHEAD_PER_SESSION;
+const AHEAD_PER_SESSION = peerInFlight(SESSION_WINDOW);
+const AHEAD_TOTAL = 4 * AHEAD_PER_SESSION;
 /**
  * How long an ended socket waits for what ran ahead before it is destroyed anyway:
  * Node ends a session's socket the same way whether it closes or destroys the session,
  * so StreamSocket cannot tell a close worth waiting for from a destroy. As long as the
  * HBONE keepalive takes to call a peer that reads nothing dead.
  */
-export const DRAIN_ON_END_MS = 30_000;
+const DRAIN_ON_END_MS = 30_000;
 
 /** Bytes written ahead of the streams beneath, per session and in all. */
 export class WriteAhead {
