@@ -8,6 +8,7 @@ t.test('mdRow and mdHeader: `| a | b |` and the `|---|` line, numbers as given',
   t.equal(mdRow(['ztunnel', 3, '1.50']), '| ztunnel | 3 | 1.50 |');
   t.equal(mdRow(['total', '', '267']), '| total |  | 267 |', 'an empty cell keeps its separators');
   t.equal(mdHeader(['group', 'bytes per']), '| group | bytes per |\n|---|---|');
+  t.equal(mdRow(['ECONNRESET | closed', 2]), '| ECONNRESET \\| closed | 2 |', 'a `|` in a text cell is escaped, so it stays in its cell');
 });
 
 t.test('mdTable: the header, its line and the rows, no final newline', async (t) => {

@@ -19,9 +19,12 @@ export function inMiB(bytes: number, digits = 1): string {
   return Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(digits) : '–';
 }
 
-/** `| a | b |`: the cells joined by ` | `, as given. */
+/**
+ * `| a | b |`: the cells joined by ` | `, as given, but a `|` inside a text cell (an
+ * error message, a command line) escaped, so it stays in its cell.
+ */
 export function mdRow(cells: readonly MdCell[]): string {
-  return `| ${cells.join(' | ')} |`;
+  return `| ${cells.map((c) => (typeof c === 'string' ? c.replace(/\|/g, '\\|') : c)).join(' | ')} |`;
 }
 
 /** The header row and the `|---|---|` line under it (two lines). */
