@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../lib/errors';
+import { procCommandLine } from '../lib/proc';
 import { readStartTime } from './procs';
 
 export const LAB_LOCK_DIR = '/run/weft-lab-e2e.lock';
@@ -65,10 +66,5 @@ function readOwner(lockDir: string): { pid: number; command: string } | 'startin
 }
 
 function commandLine(pid: number): string {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-    return argv.length > 120 ? `${argv.slice(0, 120)}...` : argv || 'unknown command';
-  } catch {
-    return 'unknown command';
-  }
+  return procCommandLine(pid, 120) ?? 'unknown command';
 }

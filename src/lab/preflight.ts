@@ -6,9 +6,10 @@
  * with what to do, never "fixed".
  */
 import { labRedisPorts } from './redis';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { WeftError } from '../lib/errors';
 import { readFileIfAny } from '../lib/files';
+import { procCommandLine } from '../lib/proc';
 import { LAB_NET, type LabPlan } from './plan';
 import { LAB_RECORD_FILE, readState, recordedLabDir } from './state';
 import { tcpReady } from './procs';
@@ -157,11 +158,7 @@ export function socketHolder(inode: string, proc = '/proc'): { pid: number; comm
       let link: string;
       try { link = readlinkSync(`${proc}/${pid}/fd/${fd}`); } catch { continue; }
       if (link !== target) continue;
-      let command = '?';
-      try {
-        command = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') || '?';
-      } catch { /* gone */ }
-      return { pid: Number(pid), command: command.length > 160 ? `${command.slice(0, 160)}...` : command };
+      return { pid: Number(pid), command: procCommandLine(Number(pid), 160, proc) ?? '?' };
     }
   }
   return undefined;
@@ -170,7 +167,8 @@ export function socketHolder(inode: string, proc = '/proc'): { pid: number; comm
 function readListeners(): Listener[] {
   const out: Listener[] = [];
   for (const [file, family] of [['/proc/net/tcp', 4], ['/proc/net/tcp6', 6]] as const) {
-    try { out.push(...parseProcNetTcp(readFileSync(file, 'utf8'), family)); } catch { /* no IPv6, or no procfs */ }
+    // No IPv6, or no procfs: nothing listens there.
+    out.push(...parseProcNetTcp(readFileIfAny(file) ?? '', family));
   }
   return out;
 }
@@ -187,11 +185,10 @@ export async function findConflicts(plan: LabPlan): Promise<string[]> {
   for (const name of [LAB_NET.bridge, ...plan.nodes.map((n) => n.hostLink)]) {
     if (links.has(name)) conflicts.push(`link ${name} exists`);
   }
-  try {
-    for (const r of overlappingRoutes(parseProcRoutes(readFileSync('/proc/net/route', 'utf8')))) {
-      conflicts.push(`route ${formatRoute(r)} overlaps the lab's 198.18.0.0/15`);
-    }
-  } catch { /* no /proc/net/route: nothing to compare */ }
+  // No /proc/net/route: nothing to compare.
+  for (const r of overlappingRoutes(parseProcRoutes(readFileIfAny('/proc/net/route') ?? ''))) {
+    conflicts.push(`route ${formatRoute(r)} overlaps the lab's 198.18.0.0/15`);
+  }
   const held = conflictingListeners(readListeners(), plan);
   for (const { listener: l, what } of held) {
     const holder = socketHolder(l.inode);

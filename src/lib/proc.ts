@@ -1,7 +1,7 @@
 /**
  * A process as /proc prints it: its memory in `Name:   N kB` lines of /proc/<pid>/status
- * (VmRSS, VmHWM) and /proc/<pid>/smaps_rollup (Rss, Anonymous, …; Linux ≥ 4.14), and the
- * fields of /proc/<pid>/stat. The fault suite, the lab, the tests and the benches read
+ * (VmRSS, VmHWM) and /proc/<pid>/smaps_rollup (Rss, Anonymous, …; Linux ≥ 4.14), the
+ * fields of /proc/<pid>/stat, and its command line. The fault suite, the lab, the tests and the benches read
  * them through these.
  *
  * Only node:fs, not even lib/files' readFileIfAny: bench/module-cost.ts loads this
@@ -34,4 +34,20 @@ export function procStatFields(pid: number): string[] | undefined {
     return undefined;
   }
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * /proc/<pid>/cmdline as one line (arguments joined by spaces), cut to `max` characters
+ * with `...`; undefined when the process is gone or had none (a kernel thread). `proc`
+ * is another procfs root, for tests.
+ */
+export function procCommandLine(pid: number, max: number, proc = '/proc'): string | undefined {
+  let argv: string;
+  try {
+    argv = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return undefined;
+  }
+  if (!argv) return undefined;
+  return argv.length > max ? `${argv.slice(0, max)}...` : argv;
 }
