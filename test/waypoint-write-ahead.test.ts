@@ -34,27 +34,34 @@ function heldInner(): { inner: Duplex; held: Array<{ bytes: number; done: () => 
   return { inner, held };
 }
 
-/** Resolves true when `sock.write(buf)`'s callback runs within the same macrotask turn(s) (what "completes at once" means here). */
-function completesNow(sock: StreamSocket, buf: Buffer): Promise<boolean> {
+/** Writes `buf`; `done` turns true when its callback runs; resolves after a turn with whether it ran already (what "completes at once" means here). */
+function completesNow(sock: StreamSocket, buf: Buffer, log: number[] = []): Promise<boolean> {
   return new Promise((resolve) => {
     let done = false;
-    sock.write(buf, () => { done = true; });
+    sock.write(buf, () => { done = true; log.push(buf.length); });
     setImmediate(() => resolve(done));
   });
 }
+
+const turn = () => new Promise((r) => setImmediate(r));
 
 t.test('StreamSocket: writes run ahead within the bound, then wait for the inner stream; bytes come back in order', async (t) => {
   const budget = new WriteAhead(100, 1_000);
   const { inner, held } = heldInner();
   const sock = new StreamSocket(inner, { writeAhead: budget });
-  t.ok(await completesNow(sock, Buffer.alloc(60)), '60 bytes: done before the inner stream wrote them');
-  t.ok(await completesNow(sock, Buffer.alloc(40)), '40 more: still within 100');
-  t.notOk(await completesNow(sock, Buffer.alloc(10)), 'past the bound: waits for the inner stream');
+  const completed: number[] = [];
+  t.ok(await completesNow(sock, Buffer.alloc(60), completed), '60 bytes: done before the inner stream wrote them');
+  t.ok(await completesNow(sock, Buffer.alloc(40), completed), '40 more: still within 100');
+  t.notOk(await completesNow(sock, Buffer.alloc(10), completed), 'past the bound: waits for the inner stream');
   t.equal(budget.inUse, 100);
   held[0]!.done();
   t.equal(budget.inUse, 40, 'the first write, written: its 60 bytes back');
   held[1]!.done();
+  t.same(completed, [60, 40], 'the write past the bound still waits');
   held[2]!.done();
+  await turn();
+  t.same(completed, [60, 40, 10], 'and completes once the inner stream wrote it');
+  t.same(held.map((h) => h.bytes), [60, 40, 10], 'the inner stream got the three writes, in order');
   t.equal(budget.inUse, 0);
   sock.destroy();
 });
@@ -120,7 +127,10 @@ t.test('an HTTP/2 session destroyed over a StreamSocket with writes ahead: the s
 t.test('StreamSocket without writeAhead: a write completes when the inner stream\'s does', async (t) => {
   const { inner, held } = heldInner();
   const sock = new StreamSocket(inner);
-  t.notOk(await completesNow(sock, Buffer.alloc(10)));
+  const completed: number[] = [];
+  t.notOk(await completesNow(sock, Buffer.alloc(10), completed), 'not before the inner stream wrote it');
   held[0]!.done();
+  await turn();
+  t.same(completed, [10], 'once it did');
   sock.destroy();
 });

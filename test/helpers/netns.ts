@@ -16,6 +16,9 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { loadSendBufferHelper, raiseSendBuffer } from '../../src/hbone/send-buffer';
 import { pathToFileURL } from 'node:url';
 import { ExecCommandRunner, type RunOptions, type RunResult } from '../../src/iptables/runner';
 
@@ -23,6 +26,26 @@ const runner = new ExecCommandRunner();
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/**
+ * Why SO_SNDBUFFORCE (src/hbone/send-buffer.ts) cannot be tested here, or undefined when
+ * it can: decided by trying on a loopback socket, since a user-namespaced root has
+ * CAP_NET_ADMIN in CapEff and still gets EPERM. A missing helper is not a reason: npm
+ * run build compiles it, and the tests must fail without it.
+ */
+export async function sendBufferForceRefused(): Promise<string | undefined> {
+  const server = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  try {
+    await once(sock, 'connect');
+    const out = raiseSendBuffer(sock, 65_536, loadSendBufferHelper() ?? null);
+    return !out.applied && out.reason === 'not_permitted' ? 'SO_SNDBUFFORCE is not permitted here (needs CAP_NET_ADMIN in the initial user namespace)' : undefined;
+  } finally {
+    sock.destroy();
+    server.close();
+  }
 }
 
 /** Reason to skip a namespaced test, or false when it can run. */

@@ -20,6 +20,7 @@ import type { EchoAnswer } from '../../../src/lab/echo';
 import { REPO_ROOT } from '../../../src/lab/paths';
 import { REQUIRED_TOOLS } from '../../../src/lab/preflight';
 import { assertDistFresh, assertNativeBuilt } from '../../helpers/built';
+import { waitFor } from '../../helpers/wait';
 import { acquireLabLock } from '../../../src/lab/lock';
 import { runWeft, which, type RunResult } from '../../../src/lab/run';
 import { readState, type LabState } from '../../../src/lab/state';
@@ -126,16 +127,20 @@ async function accessLines(labDir: string, stderr: string): Promise<string> {
   const needle = `"src.addr":"${from}"`;
   const logs = join(labDir, 'logs');
   let lines: string[] = [];
-  try {
-    for (let i = 0; i < 30 && lines.length === 0; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+  let unreadable: Error | undefined;
+  const read = (): boolean => {
+    try {
       lines = readdirSync(logs).filter((f) => f.startsWith('ztunnel-'))
         .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes(needle)).map((l) => `${f}: ${l}`));
+    } catch (err) {
+      unreadable = err as Error;
     }
-  } catch (err) {
-    // The failure being explained matters more than why its logs could not be read.
-    return `\n(the ztunnels' logs in ${logs} could not be read: ${(err as Error).message})`;
-  }
+    return lines.length > 0 || unreadable !== undefined;
+  };
+  // No line within 3 s is an answer too (no ztunnel saw the connection end), not a failure of its own.
+  await waitFor(`a ztunnel line for ${from}`, read, { timeoutMs: 3000, intervalMs: 100 }).catch(() => {});
+  // The failure being explained matters more than why its logs could not be read.
+  if (unreadable) return `\n(the ztunnels' logs in ${logs} could not be read: ${unreadable.message})`;
   return lines.length ? `\nthe ztunnels' lines for ${from}:\n${lines.join('\n')}` : `\nno ztunnel logged a line for ${from} within 3 s`;
 }
 
